@@ -1,0 +1,199 @@
+package conf
+
+import (
+	"net/netip"
+)
+
+// Config is the whole haldir configuration file. Every key is documented in
+// docs/config.md; defaults are applied by applyDefaults in defaults.go and
+// nowhere else.
+type Config struct {
+	Global         Global          `toml:"global"`
+	IPVS           IPVS            `toml:"ipvs"`
+	VRRP           []VRRPInstance  `toml:"vrrp"`
+	VRRPSyncGroups []VRRPSyncGroup `toml:"vrrp_sync_group"`
+	VirtualServers []VirtualServer `toml:"virtual_server"`
+	Sync           *ConnSync       `toml:"sync"`
+	Cluster        *Cluster        `toml:"cluster"`
+}
+
+// Global holds daemon-wide settings.
+type Global struct {
+	RouterID      string   `toml:"router_id"`      // default: the host name
+	ControlSocket string   `toml:"control_socket"` // default /run/haldir/haldir.sock
+	MetricsListen string   `toml:"metrics_listen"` // default 127.0.0.1:9712; "" disables
+	LogLevel      string   `toml:"log_level"`      // debug | info | warn | error
+	LogFormat     string   `toml:"log_format"`     // text | json
+	NotifyTimeout Duration `toml:"notify_timeout"` // a notify command is killed after this
+}
+
+// IPVS holds kernel-wide IPVS settings. A zero timeout leaves the kernel's
+// value alone.
+type IPVS struct {
+	TimeoutTCP    Duration `toml:"timeout_tcp"`
+	TimeoutTCPFin Duration `toml:"timeout_tcp_fin"`
+	TimeoutUDP    Duration `toml:"timeout_udp"`
+}
+
+// VRRPInstance is one virtual router (one VRID on one interface).
+type VRRPInstance struct {
+	Name             string         `toml:"name"`
+	Interface        string         `toml:"interface"`
+	VRID             int            `toml:"vrid"`
+	Priority         int            `toml:"priority"`
+	Version          int            `toml:"version"`
+	AdvertInterval   Duration       `toml:"advert_interval"`
+	Preempt          bool           `toml:"preempt"`
+	PreemptDelay     Duration       `toml:"preempt_delay"`
+	AcceptMode       bool           `toml:"accept_mode"`
+	VirtualAddresses []netip.Prefix `toml:"virtual_addresses"`
+	UnicastSource    netip.Addr     `toml:"unicast_source"`
+	UnicastPeers     []netip.Addr   `toml:"unicast_peers"`
+	NotifyMaster     []string       `toml:"notify_master"`
+	NotifyBackup     []string       `toml:"notify_backup"`
+	NotifyFault      []string       `toml:"notify_fault"`
+	NotifyStop       []string       `toml:"notify_stop"`
+	Auth             *VRRPAuth      `toml:"auth"`
+	GARP             GARP           `toml:"garp"`
+	TrackInterfaces  []TrackIface   `toml:"track_interface"`
+	TrackScripts     []TrackScript  `toml:"track_script"`
+}
+
+// VRRPAuth is VRRPv2 authentication. Type "pass" (RFC 3768 type 1) is a
+// cleartext password: it stops misconfigured peers, not attackers.
+type VRRPAuth struct {
+	Type     string `toml:"type"` // none | pass
+	Password string `toml:"password"`
+}
+
+// GARP controls gratuitous ARP / unsolicited NA after becoming master.
+type GARP struct {
+	Delay   Duration `toml:"delay"`   // second burst this long after the first; 0 = none
+	Repeat  int      `toml:"repeat"`  // frames per burst
+	Refresh Duration `toml:"refresh"` // re-announce while master; 0 = never
+}
+
+// TrackIface lowers the priority by Weight (negative) while the interface is
+// down; Weight 0 puts the instance in FAULT instead.
+type TrackIface struct {
+	Name   string `toml:"name"`
+	Weight int    `toml:"weight"`
+}
+
+// TrackScript runs Command (argv, no shell) every Interval.
+type TrackScript struct {
+	Name     string   `toml:"name"`
+	Command  []string `toml:"command"`
+	Interval Duration `toml:"interval"`
+	Timeout  Duration `toml:"timeout"`
+	Rise     int      `toml:"rise"`
+	Fall     int      `toml:"fall"`
+	Weight   int      `toml:"weight"`
+}
+
+// VRRPSyncGroup makes its member instances change state together.
+type VRRPSyncGroup struct {
+	Name         string   `toml:"name"`
+	Instances    []string `toml:"instances"`
+	NotifyMaster []string `toml:"notify_master"`
+	NotifyBackup []string `toml:"notify_backup"`
+	NotifyFault  []string `toml:"notify_fault"`
+}
+
+// VirtualServer is one IPVS service: an address and port, or a firewall mark.
+type VirtualServer struct {
+	Name                   string         `toml:"name"`
+	Address                netip.Addr     `toml:"address"`
+	Port                   int            `toml:"port"`
+	Fwmark                 int            `toml:"fwmark"`
+	Family                 string         `toml:"family"` // fwmark services only: inet | inet6
+	Protocol               string         `toml:"protocol"`
+	Scheduler              string         `toml:"scheduler"`
+	SchedulerFlags         []string       `toml:"scheduler_flags"`
+	Forwarding             string         `toml:"forwarding"` // nat | dr | tun
+	TunnelType             string         `toml:"tunnel_type"`
+	TunnelPort             int            `toml:"tunnel_port"`
+	TunnelChecksum         string         `toml:"tunnel_checksum"`
+	PersistenceTimeout     Duration       `toml:"persistence_timeout"`
+	PersistenceGranularity int            `toml:"persistence_granularity"` // prefix length
+	Quorum                 int            `toml:"quorum"`
+	Hysteresis             int            `toml:"hysteresis"`
+	InhibitOnFailure       bool           `toml:"inhibit_on_failure"`
+	SorryServer            netip.AddrPort `toml:"sorry_server"`
+	SorryServerWeight      int            `toml:"sorry_server_weight"`
+	Check                  *Check         `toml:"check"`
+	RealServers            []RealServer   `toml:"real_server"`
+}
+
+// RealServer is one IPVS destination of a virtual server.
+type RealServer struct {
+	Name           string     `toml:"name"`
+	Address        netip.Addr `toml:"address"`
+	Port           int        `toml:"port"`
+	Weight         int        `toml:"weight"`
+	UpperThreshold int        `toml:"upper_threshold"`
+	LowerThreshold int        `toml:"lower_threshold"`
+	Forwarding     string     `toml:"forwarding"` // overrides the virtual server's
+	NotifyUp       []string   `toml:"notify_up"`
+	NotifyDown     []string   `toml:"notify_down"`
+	Check          *Check     `toml:"check"`
+}
+
+// Check is one health check definition. A real server's check is its
+// virtual server's check with the keys it sets overlaid.
+type Check struct {
+	Type           string     `toml:"type"` // tcp | http | https | exec | dns | udp | none
+	Interval       Duration   `toml:"interval"`
+	Timeout        Duration   `toml:"timeout"`
+	Rise           int        `toml:"rise"`
+	Fall           int        `toml:"fall"`
+	RetryDelay     Duration   `toml:"retry_delay"`
+	Warmup         Duration   `toml:"warmup"`
+	InitialState   string     `toml:"initial_state"` // up | down
+	ConnectAddress netip.Addr `toml:"connect_address"`
+	ConnectPort    int        `toml:"connect_port"`
+	SourceAddress  netip.Addr `toml:"source_address"`
+
+	// http, https
+	Path         string      `toml:"path"`
+	Host         string      `toml:"host"`
+	ExpectStatus StatusCodes `toml:"expect_status"`
+	ExpectBody   string      `toml:"expect_body"`
+	Digest       string      `toml:"digest"`
+	TLSVerify    bool        `toml:"tls_verify"`
+	CAFile       string      `toml:"ca_file"`
+	ServerName   string      `toml:"server_name"`
+
+	// exec
+	Command []string `toml:"command"`
+
+	// dns
+	QueryName    string `toml:"query_name"`
+	QueryType    string `toml:"query_type"`
+	ExpectAnswer string `toml:"expect_answer"`
+
+	// udp
+	Payload       string `toml:"payload"`
+	ExpectPayload string `toml:"expect_payload"`
+}
+
+// ConnSync configures the kernel IPVS connection sync daemon, switched
+// between master and backup with VRRPInstance's state.
+type ConnSync struct {
+	Interface    string     `toml:"interface"`
+	VRRPInstance string     `toml:"vrrp_instance"`
+	SyncID       int        `toml:"sync_id"`
+	MaxLen       int        `toml:"max_len"`
+	McastGroup   netip.Addr `toml:"mcast_group"`
+	McastPort    int        `toml:"mcast_port"`
+	McastTTL     int        `toml:"mcast_ttl"`
+}
+
+// Cluster configures the memberlist gossip among directors.
+type Cluster struct {
+	Name       string         `toml:"name"` // default: global.router_id
+	Bind       netip.AddrPort `toml:"bind"`
+	Advertise  netip.AddrPort `toml:"advertise"`
+	Peers      []string       `toml:"peers"` // host:port
+	SecretFile string         `toml:"secret_file"`
+}
