@@ -1,0 +1,744 @@
+package conf
+
+import (
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Allowed values of the enumerated keys.
+var (
+	logLevels      = []string{"debug", "info", "warn", "error"}
+	logFormats     = []string{"text", "json"}
+	authTypes      = []string{"none", "pass"}
+	families       = []string{"inet", "inet6"}
+	protocols      = []string{"tcp", "udp", "sctp"}
+	schedulers     = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf", "twos"}
+	forwardings    = []string{"nat", "dr", "tun"}
+	tunnelTypes    = []string{"ipip", "gue", "gre"}
+	tunnelCsums    = []string{"none", "csum", "remcsum"}
+	checkTypes     = []string{"tcp", "http", "https", "exec", "dns", "udp", "none"}
+	initialStates  = []string{"up", "down"}
+	schedulerFlags = map[string]string{ // flag -> the scheduler it needs ("" = any)
+		"sh-port": "sh", "sh-fallback": "sh", "mh-port": "mh", "mh-fallback": "mh", "ops": "",
+	}
+	// checkKeyTypes lists the check types each type-specific key applies to.
+	checkKeyTypes = map[string][]string{
+		"path": {"http", "https"}, "host": {"http", "https"}, "expect_status": {"http", "https"},
+		"expect_body": {"http", "https"}, "digest": {"http", "https"},
+		"tls_verify": {"https"}, "ca_file": {"https"}, "server_name": {"https"},
+		"command":    {"exec"},
+		"query_name": {"dns"}, "query_type": {"dns"}, "expect_answer": {"dns"},
+		"payload": {"udp"}, "expect_payload": {"udp"},
+	}
+)
+
+type validator struct {
+	*document
+}
+
+func validate(c *Config, d *document) {
+	v := validator{d}
+	v.global(&c.Global)
+	v.ipvs(&c.IPVS)
+	v.vrrp(c.VRRP)
+	v.syncGroups(c.VRRPSyncGroups, c.VRRP)
+	v.virtualServers(c.VirtualServers)
+	if c.Sync != nil {
+		v.connSync(c.Sync, c.VRRP)
+	}
+	if c.Cluster != nil {
+		v.cluster(c.Cluster)
+	}
+}
+
+func (v validator) intRange(p string, x, lo, hi int) bool {
+	if x < lo || x > hi {
+		v.add(p, "must be %d..%d, got %d", lo, hi, x)
+		return false
+	}
+	return true
+}
+
+func (v validator) oneOf(p, x string, allowed []string) bool {
+	if !slices.Contains(allowed, x) {
+		v.add(p, "must be one of %s; got %q", strings.Join(allowed, ", "), x)
+		return false
+	}
+	return true
+}
+
+func (v validator) required(p string, ok bool) bool {
+	if !ok {
+		v.add(p, "required")
+	}
+	return ok
+}
+
+func (v validator) nonNegative(p string, d Duration) {
+	if d < 0 {
+		v.add(p, "must not be negative, got %s", d)
+	}
+}
+
+func (v validator) positive(p string, d Duration) {
+	if d <= 0 {
+		v.add(p, "must be greater than 0, got %s", d)
+	}
+}
+
+func (v validator) wholeSeconds(p string, d Duration) {
+	if d < 0 {
+		v.add(p, "must not be negative, got %s", d)
+	} else if d.D()%time.Second != 0 {
+		v.add(p, "must be whole seconds (IPVS counts in seconds), got %s", d)
+	}
+}
+
+// argv checks a command given as an argument vector (no shell).
+func (v validator) argv(p string, argv []string) {
+	if !v.isSet(p) {
+		return
+	}
+	if len(argv) == 0 {
+		v.add(p, "must not be empty (omit the key to run nothing)")
+		return
+	}
+	if !filepath.IsAbs(argv[0]) {
+		v.add(p+"[0]", "must be an absolute path (commands run without a shell or PATH lookup), got %q", argv[0])
+	}
+}
+
+// ifname applies the kernel's rules for interface names (dev_valid_name).
+func (v validator) ifname(p, name string) {
+	switch {
+	case name == "":
+		v.add(p, "required")
+	case len(name) > 15:
+		v.add(p, "interface name %q is longer than 15 bytes", name)
+	case name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n"):
+		v.add(p, "invalid interface name %q", name)
+	}
+}
+
+func (v validator) uniqueName(p, name string, seen map[string]string, what string) {
+	if !v.required(p, name != "") {
+		return
+	}
+	if first, ok := seen[name]; ok {
+		v.add(p, "duplicate %s name %q (first used by %s)", what, name, first)
+		return
+	}
+	seen[name] = parentPath(p)
+}
+
+func (v validator) hostPort(p, s string) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		v.add(p, "must be host:port, got %q", s)
+		return
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		v.add(p, "port must be 1..65535, got %q", port)
+	}
+	if host == "" {
+		v.add(p, "host must not be empty, got %q", s)
+	}
+}
+
+func familyName(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+func (v validator) global(g *Global) {
+	v.oneOf("global.log_level", g.LogLevel, logLevels)
+	v.oneOf("global.log_format", g.LogFormat, logFormats)
+	v.positive("global.notify_timeout", g.NotifyTimeout)
+	if g.RouterID == "" {
+		v.add("global.router_id", "must not be empty")
+	}
+	if g.ControlSocket != "" && !filepath.IsAbs(g.ControlSocket) {
+		v.add("global.control_socket", "must be an absolute path or \"\" to disable, got %q", g.ControlSocket)
+	}
+	if g.MetricsListen != "" {
+		if _, port, err := net.SplitHostPort(g.MetricsListen); err != nil {
+			v.add("global.metrics_listen", "must be host:port or \"\" to disable, got %q", g.MetricsListen)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			v.add("global.metrics_listen", "port must be 0..65535, got %q", port)
+		}
+	}
+}
+
+func (v validator) ipvs(x *IPVS) {
+	v.wholeSeconds("ipvs.timeout_tcp", x.TimeoutTCP)
+	v.wholeSeconds("ipvs.timeout_tcp_fin", x.TimeoutTCPFin)
+	v.wholeSeconds("ipvs.timeout_udp", x.TimeoutUDP)
+}
+
+func (v validator) vrrp(ins []VRRPInstance) {
+	names := map[string]string{}
+	routers := map[string]string{} // interface/vrid/family -> first instance
+	vips := map[netip.Addr]string{}
+	for i := range ins {
+		in := &ins[i]
+		p := fmt.Sprintf("vrrp[%d]", i)
+		v.uniqueName(p+".name", in.Name, names, "vrrp instance")
+		v.ifname(p+".interface", in.Interface)
+		okVRID := v.intRange(p+".vrid", in.VRID, 1, 255)
+		v.intRange(p+".priority", in.Priority, 1, 255)
+		okVer := v.oneOfInt(p+".version", in.Version, 2, 3)
+		if okVer {
+			v.advertInterval(p+".advert_interval", in.Version, in.AdvertInterval)
+		}
+		v.nonNegative(p+".preempt_delay", in.PreemptDelay)
+		if in.Auth != nil {
+			if in.Version == 3 {
+				v.add(p+".auth", "only with version = 2 (VRRPv3 has no authentication, RFC 5798)")
+			} else if v.oneOf(p+".auth.type", in.Auth.Type, authTypes) {
+				switch {
+				case in.Auth.Type == "pass" && (len(in.Auth.Password) < 1 || len(in.Auth.Password) > 8):
+					v.add(p+".auth.password", "must be 1..8 bytes with type = \"pass\", got %d", len(in.Auth.Password))
+				case in.Auth.Type == "none" && in.Auth.Password != "":
+					v.add(p+".auth.password", "must not be set with type = \"none\"")
+				}
+			}
+		}
+
+		// Family: the first valid virtual address decides it.
+		var fam netip.Addr
+		if len(in.VirtualAddresses) == 0 {
+			v.add(p+".virtual_addresses", "must list at least one address")
+		}
+		seen := map[netip.Addr]bool{}
+		for j, pfx := range in.VirtualAddresses {
+			ap := fmt.Sprintf("%s.virtual_addresses[%d]", p, j)
+			a := pfx.Addr()
+			switch {
+			case !pfx.IsValid():
+				v.add(ap, "invalid prefix")
+				continue
+			case a.Is4In6():
+				v.add(ap, "IPv4-mapped IPv6 address %s: write the IPv4 form", a)
+				continue
+			case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
+				v.add(ap, "must be a unicast address, got %s", a)
+				continue
+			case a.Zone() != "":
+				v.add(ap, "must not have a zone, got %s", pfx)
+				continue
+			}
+			if !fam.IsValid() {
+				fam = a
+			}
+			switch {
+			case in.Version == 2 && !a.Is4():
+				v.add(ap, "VRRP version 2 is IPv4 only, got %s (use version = 3)", pfx)
+			case a.Is4() != fam.Is4():
+				v.add(ap, "%s is %s but the instance's first address %s is %s: one instance carries one address family (use a second instance)", a, familyName(a), fam, familyName(fam))
+			case seen[a]:
+				v.add(ap, "duplicate address %s", a)
+			case vips[a] != "":
+				v.add(ap, "address %s is already in %s", a, vips[a])
+			}
+			seen[a] = true
+			if vips[a] == "" {
+				vips[a] = p
+			}
+		}
+		if okVRID && in.Interface != "" && fam.IsValid() {
+			key := fmt.Sprintf("%s/%d/%s", in.Interface, in.VRID, familyName(fam))
+			if first, ok := routers[key]; ok {
+				v.add(p+".vrid", "vrid %d on %s (%s) is already used by %s", in.VRID, in.Interface, familyName(fam), first)
+			} else {
+				routers[key] = p
+			}
+		}
+
+		if in.UnicastSource.IsValid() {
+			if len(in.UnicastPeers) == 0 {
+				v.add(p+".unicast_source", "needs unicast_peers")
+			}
+			if fam.IsValid() && in.UnicastSource.Is4() != fam.Is4() {
+				v.add(p+".unicast_source", "%s is %s but the virtual addresses are %s", in.UnicastSource, familyName(in.UnicastSource), familyName(fam))
+			}
+		} else if v.isSet(p + ".unicast_source") {
+			v.add(p+".unicast_source", "must be an IP address")
+		}
+		peers := map[netip.Addr]bool{}
+		for j, a := range in.UnicastPeers {
+			ap := fmt.Sprintf("%s.unicast_peers[%d]", p, j)
+			switch {
+			case !a.IsValid():
+				v.add(ap, "must be an IP address")
+			case fam.IsValid() && a.Is4() != fam.Is4():
+				v.add(ap, "%s is %s but the virtual addresses are %s", a, familyName(a), familyName(fam))
+			case peers[a]:
+				v.add(ap, "duplicate peer %s", a)
+			case a == in.UnicastSource:
+				v.add(ap, "%s is this router's own unicast_source", a)
+			}
+			peers[a] = true
+		}
+
+		v.argv(p+".notify_master", in.NotifyMaster)
+		v.argv(p+".notify_backup", in.NotifyBackup)
+		v.argv(p+".notify_fault", in.NotifyFault)
+		v.argv(p+".notify_stop", in.NotifyStop)
+
+		v.nonNegative(p+".garp.delay", in.GARP.Delay)
+		v.intRange(p+".garp.repeat", in.GARP.Repeat, 1, 100)
+		v.nonNegative(p+".garp.refresh", in.GARP.Refresh)
+
+		tnames := map[string]string{}
+		for j, ti := range in.TrackInterfaces {
+			tp := fmt.Sprintf("%s.track_interface[%d]", p, j)
+			v.ifname(tp+".name", ti.Name)
+			if first, ok := tnames[ti.Name]; ok && ti.Name != "" {
+				v.add(tp+".name", "interface %q is already tracked by %s", ti.Name, first)
+			}
+			tnames[ti.Name] = tp
+			v.intRange(tp+".weight", ti.Weight, -254, 254)
+		}
+		snames := map[string]string{}
+		for j := range in.TrackScripts {
+			ts := &in.TrackScripts[j]
+			tp := fmt.Sprintf("%s.track_script[%d]", p, j)
+			v.uniqueName(tp+".name", ts.Name, snames, "track_script")
+			if v.required(tp+".command", len(ts.Command) > 0) {
+				v.argv(tp+".command", ts.Command)
+			}
+			v.positive(tp+".interval", ts.Interval)
+			v.positive(tp+".timeout", ts.Timeout)
+			if ts.Interval > 0 && ts.Timeout > ts.Interval {
+				v.add(tp+".timeout", "must not exceed interval (%s), got %s", ts.Interval, ts.Timeout)
+			}
+			v.intRange(tp+".rise", ts.Rise, 1, 1000)
+			v.intRange(tp+".fall", ts.Fall, 1, 1000)
+			v.intRange(tp+".weight", ts.Weight, -254, 254)
+		}
+	}
+}
+
+func (v validator) oneOfInt(p string, x int, allowed ...int) bool {
+	if slices.Contains(allowed, x) {
+		return true
+	}
+	s := make([]string, len(allowed))
+	for i, a := range allowed {
+		s[i] = strconv.Itoa(a)
+	}
+	v.add(p, "must be %s, got %d", strings.Join(s, " or "), x)
+	return false
+}
+
+// advertInterval applies the wire format's limits: VRRPv2 carries whole
+// seconds in 8 bits, VRRPv3 centiseconds in 12 bits.
+func (v validator) advertInterval(p string, version int, d Duration) {
+	t := d.D()
+	if version == 2 {
+		if t%time.Second != 0 || t < time.Second || t > 255*time.Second {
+			v.add(p, "VRRP version 2 needs whole seconds 1s..255s, got %s", d)
+		}
+		return
+	}
+	if t%(10*time.Millisecond) != 0 || t < 10*time.Millisecond || t > 40950*time.Millisecond {
+		v.add(p, "VRRP version 3 needs 10ms..40.95s in steps of 10ms, got %s", d)
+	}
+}
+
+func (v validator) syncGroups(gs []VRRPSyncGroup, ins []VRRPInstance) {
+	names := map[string]string{}
+	member := map[string]string{} // instance -> group path
+	exists := map[string]bool{}
+	for _, in := range ins {
+		exists[in.Name] = true
+	}
+	for i, g := range gs {
+		p := fmt.Sprintf("vrrp_sync_group[%d]", i)
+		v.uniqueName(p+".name", g.Name, names, "vrrp_sync_group")
+		if len(g.Instances) == 0 {
+			v.add(p+".instances", "must list at least one vrrp instance")
+		}
+		for j, n := range g.Instances {
+			ip := fmt.Sprintf("%s.instances[%d]", p, j)
+			switch {
+			case !exists[n]:
+				v.add(ip, "no vrrp instance named %q", n)
+			case member[n] == p:
+				v.add(ip, "instance %q is listed twice", n)
+			case member[n] != "":
+				v.add(ip, "instance %q is already in %s (an instance belongs to at most one sync group)", n, member[n])
+			default:
+				member[n] = p
+			}
+		}
+		v.argv(p+".notify_master", g.NotifyMaster)
+		v.argv(p+".notify_backup", g.NotifyBackup)
+		v.argv(p+".notify_fault", g.NotifyFault)
+	}
+}
+
+func (v validator) virtualServers(vss []VirtualServer) {
+	names := map[string]string{}
+	services := map[string]string{}
+	for i := range vss {
+		vs := &vss[i]
+		p := fmt.Sprintf("virtual_server[%d]", i)
+		v.uniqueName(p+".name", vs.Name, names, "virtual_server")
+
+		hasAddr := v.isSet(p+".address") || v.isSet(p+".port")
+		hasMark := v.isSet(p + ".fwmark")
+		var fam netip.Addr // a representative address of the family
+		switch {
+		case hasAddr && hasMark:
+			v.add(p+".fwmark", "set either address and port, or fwmark, not both")
+		case !hasAddr && !hasMark:
+			v.add(p, "needs address and port, or fwmark")
+		case hasMark:
+			if v.intRange(p+".fwmark", vs.Fwmark, 1, 1<<32-1) {
+				if first, ok := services[fmt.Sprintf("fwmark %d %s", vs.Fwmark, vs.Family)]; ok {
+					v.add(p+".fwmark", "the same service as %s", first)
+				}
+				services[fmt.Sprintf("fwmark %d %s", vs.Fwmark, vs.Family)] = p
+			}
+			if v.oneOf(p+".family", vs.Family, families) {
+				fam = netip.IPv4Unspecified()
+				if vs.Family == "inet6" {
+					fam = netip.IPv6Unspecified()
+				}
+			}
+		default:
+			if v.isSet(p + ".family") {
+				v.add(p+".family", "only for fwmark services (an address has its own family)")
+			}
+			okAddr := true
+			switch a := vs.Address; {
+			case !a.IsValid():
+				v.add(p+".address", "required with port")
+				okAddr = false
+			case a.IsUnspecified() || a.IsMulticast() || a.Is4In6():
+				v.add(p+".address", "must be a unicast address, got %s", a)
+				okAddr = false
+			default:
+				fam = a
+			}
+			okPort := true
+			if !v.isSet(p + ".port") {
+				v.add(p+".port", "required with address")
+				okPort = false
+			} else {
+				okPort = v.intRange(p+".port", vs.Port, 1, 65535)
+			}
+			if okAddr && okPort {
+				key := fmt.Sprintf("%s %s", vs.Protocol, netip.AddrPortFrom(vs.Address, uint16(vs.Port)))
+				if first, ok := services[key]; ok {
+					v.add(p, "the same service (%s) as %s", key, first)
+				}
+				services[key] = p
+			}
+		}
+		v.oneOf(p+".protocol", vs.Protocol, protocols)
+		okSched := v.oneOf(p+".scheduler", vs.Scheduler, schedulers)
+		flags := map[string]bool{}
+		for j, f := range vs.SchedulerFlags {
+			fp := fmt.Sprintf("%s.scheduler_flags[%d]", p, j)
+			need, ok := schedulerFlags[f]
+			switch {
+			case !ok:
+				v.add(fp, "must be one of sh-port, sh-fallback, mh-port, mh-fallback, ops; got %q", f)
+			case flags[f]:
+				v.add(fp, "duplicate flag %q", f)
+			case need != "" && okSched && vs.Scheduler != need:
+				v.add(fp, "%q only applies to scheduler %q, not %q", f, need, vs.Scheduler)
+			case f == "ops" && vs.Protocol != "udp" && !hasMark:
+				v.add(fp, "\"ops\" (one-packet scheduling) only applies to protocol \"udp\"")
+			}
+			flags[f] = true
+		}
+		v.oneOf(p+".forwarding", vs.Forwarding, forwardings)
+
+		usesTun := vs.Forwarding == "tun"
+		for _, rs := range vs.RealServers {
+			usesTun = usesTun || rs.Forwarding == "tun"
+		}
+		switch {
+		case v.isSet(p+".tunnel_type") && !usesTun:
+			v.add(p+".tunnel_type", "only with forwarding = \"tun\"")
+		case usesTun:
+			v.oneOf(p+".tunnel_type", vs.TunnelType, tunnelTypes)
+		}
+		if vs.TunnelType == "gue" {
+			if !v.isSet(p + ".tunnel_port") {
+				v.add(p+".tunnel_port", "required with tunnel_type = \"gue\"")
+			} else {
+				v.intRange(p+".tunnel_port", vs.TunnelPort, 1, 65535)
+			}
+		} else if v.isSet(p + ".tunnel_port") {
+			v.add(p+".tunnel_port", "only with tunnel_type = \"gue\"")
+		}
+		switch vs.TunnelType {
+		case "gue":
+			v.oneOf(p+".tunnel_checksum", vs.TunnelChecksum, tunnelCsums)
+		case "gre":
+			if v.oneOf(p+".tunnel_checksum", vs.TunnelChecksum, tunnelCsums) && vs.TunnelChecksum == "remcsum" {
+				v.add(p+".tunnel_checksum", "\"remcsum\" only with tunnel_type = \"gue\"")
+			}
+		default:
+			if v.isSet(p + ".tunnel_checksum") {
+				v.add(p+".tunnel_checksum", "only with tunnel_type \"gue\" or \"gre\"")
+			}
+		}
+
+		v.wholeSeconds(p+".persistence_timeout", vs.PersistenceTimeout)
+		if vs.isIPv6() {
+			v.intRange(p+".persistence_granularity", vs.PersistenceGranularity, 1, 128)
+		} else {
+			v.intRange(p+".persistence_granularity", vs.PersistenceGranularity, 1, 32)
+		}
+		if v.intRange(p+".quorum", vs.Quorum, 1, 1<<31-1) && (vs.Hysteresis < 0 || vs.Hysteresis >= vs.Quorum) {
+			v.add(p+".hysteresis", "must be 0..quorum-1 (%d), got %d", vs.Quorum-1, vs.Hysteresis)
+		}
+		if v.isSet(p + ".sorry_server") {
+			switch a := vs.SorryServer.Addr(); {
+			case !a.IsValid():
+				v.add(p+".sorry_server", "must be address:port")
+			case fam.IsValid() && a.Is4() != fam.Is4():
+				v.add(p+".sorry_server", "%s is %s but the virtual server is %s", a, familyName(a), familyName(fam))
+			}
+		}
+		v.intRange(p+".sorry_server_weight", vs.SorryServerWeight, 0, 65535)
+
+		if vs.Check != nil {
+			v.check(vs.Check, p+".check", func(k string) bool { return v.isSet(p + ".check." + k) }, nil, vs)
+		}
+		dests := map[netip.AddrPort]string{}
+		for j := range vs.RealServers {
+			v.realServer(&vs.RealServers[j], fmt.Sprintf("%s.real_server[%d]", p, j), vs, fam, hasMark, dests)
+		}
+	}
+}
+
+func (v validator) realServer(rs *RealServer, p string, vs *VirtualServer, fam netip.Addr, fwmark bool, dests map[netip.AddrPort]string) {
+	okAddr := false
+	switch a := rs.Address; {
+	case !a.IsValid():
+		v.add(p+".address", "required")
+	case a.IsUnspecified() || a.IsMulticast() || a.Is4In6():
+		v.add(p+".address", "must be a unicast address, got %s", a)
+	case fam.IsValid() && a.Is4() != fam.Is4():
+		v.add(p+".address", "%s is %s but the virtual server is %s", a, familyName(a), familyName(fam))
+	default:
+		okAddr = true
+	}
+	okPort := true
+	switch {
+	case fwmark:
+		okPort = v.intRange(p+".port", rs.Port, 0, 65535)
+	case v.isSet(p + ".port"):
+		okPort = v.intRange(p+".port", rs.Port, 1, 65535)
+	}
+	if okPort && v.isSet(p+".port") && !fwmark && (rs.Forwarding == "dr" || rs.Forwarding == "tun") && rs.Port != vs.Port {
+		v.add(p+".port", "must equal the virtual server's port %d with forwarding = %q: the director does not rewrite the packet", vs.Port, rs.Forwarding)
+	}
+	if okAddr && okPort && rs.Port <= 65535 {
+		ap := netip.AddrPortFrom(rs.Address, uint16(max(rs.Port, 0)))
+		if first, ok := dests[ap]; ok {
+			v.add(p, "duplicate real server %s (also %s)", ap, first)
+		} else {
+			dests[ap] = p
+		}
+	}
+	v.intRange(p+".weight", rs.Weight, 0, 65535)
+	v.intRange(p+".upper_threshold", rs.UpperThreshold, 0, 1<<31-1)
+	if v.intRange(p+".lower_threshold", rs.LowerThreshold, 0, 1<<31-1) && rs.LowerThreshold > 0 {
+		if rs.UpperThreshold == 0 {
+			v.add(p+".lower_threshold", "needs upper_threshold")
+		} else if rs.LowerThreshold > rs.UpperThreshold {
+			v.add(p+".lower_threshold", "must not exceed upper_threshold (%d), got %d", rs.UpperThreshold, rs.LowerThreshold)
+		}
+	}
+	v.oneOf(p+".forwarding", rs.Forwarding, forwardings)
+	v.argv(p+".notify_up", rs.NotifyUp)
+	v.argv(p+".notify_down", rs.NotifyDown)
+
+	cp := p + ".check"
+	if rs.Check == nil {
+		return
+	}
+	if rs.Check.Type == "" {
+		// With a template check the template reports its missing type.
+		if vs.Check == nil {
+			v.add(cp+".type", "required: one of %s (the virtual server has no check to inherit from)", strings.Join(checkTypes, ", "))
+		}
+		return
+	}
+	v.check(rs.Check, cp, func(k string) bool { return v.isSet(cp + "." + k) }, rs, vs)
+}
+
+// check validates one check. owns tells which keys were written at this
+// level: a real server's effective check repeats its virtual server's keys,
+// and problems with those are reported once, at the virtual server.
+func (v validator) check(c *Check, p string, owns func(string) bool, rs *RealServer, vs *VirtualServer) {
+	top := rs == nil
+	if c.Type == "" {
+		v.add(p+".type", "required: one of %s", strings.Join(checkTypes, ", "))
+		return
+	}
+	if owns("type") && !v.oneOf(p+".type", c.Type, checkTypes) {
+		return
+	}
+	if !slices.Contains(checkTypes, c.Type) || c.Type == "none" {
+		return
+	}
+	for _, key := range slices.Sorted(maps.Keys(checkKeyTypes)) {
+		types := checkKeyTypes[key]
+		if owns(key) && !slices.Contains(types, c.Type) {
+			v.add(p+"."+key, "only for type %s, not %q", strings.Join(types, " or "), c.Type)
+		}
+	}
+	if owns("interval") {
+		v.positive(p+".interval", c.Interval)
+	}
+	if owns("timeout") {
+		v.positive(p+".timeout", c.Timeout)
+	}
+	if (owns("interval") || owns("timeout")) && c.Interval > 0 && c.Timeout > c.Interval {
+		key := "timeout"
+		if !owns("timeout") {
+			key = "interval"
+		}
+		v.add(p+"."+key, "timeout %s exceeds interval %s: checks of one server never overlap, so the timeout must fit in the interval", c.Timeout, c.Interval)
+	}
+	if owns("rise") {
+		v.intRange(p+".rise", c.Rise, 1, 1000)
+	}
+	if owns("fall") {
+		v.intRange(p+".fall", c.Fall, 1, 1000)
+	}
+	if owns("retry_delay") {
+		v.nonNegative(p+".retry_delay", c.RetryDelay)
+	}
+	if owns("warmup") {
+		v.nonNegative(p+".warmup", c.Warmup)
+	}
+	if owns("initial_state") {
+		v.oneOf(p+".initial_state", c.InitialState, initialStates)
+	}
+	if owns("connect_port") {
+		v.intRange(p+".connect_port", c.ConnectPort, 0, 65535)
+	}
+	if owns("connect_address") && !c.ConnectAddress.IsValid() {
+		v.add(p+".connect_address", "must be an IP address")
+	}
+	if owns("source_address") && !c.SourceAddress.IsValid() {
+		v.add(p+".source_address", "must be an IP address")
+	}
+	if !top && c.Type != "exec" && c.ConnectPort == 0 && rs.Port == 0 {
+		v.add(p+".connect_port", "required: the real server has no port (fwmark service)")
+	}
+	if !top && c.SourceAddress.IsValid() {
+		target := rs.Address
+		if c.ConnectAddress.IsValid() {
+			target = c.ConnectAddress
+		}
+		if target.IsValid() && target.Is4() != c.SourceAddress.Is4() {
+			v.add(p+".source_address", "%s is %s but the check connects to %s", c.SourceAddress, familyName(c.SourceAddress), target)
+		}
+	}
+
+	reportMissing := top || owns("type")
+	switch c.Type {
+	case "http", "https":
+		if owns("path") && !strings.HasPrefix(c.Path, "/") {
+			v.add(p+".path", "must start with \"/\", got %q", c.Path)
+		}
+		if owns("expect_status") {
+			if len(c.ExpectStatus) == 0 {
+				v.add(p+".expect_status", "must list at least one status code")
+			}
+			for j, r := range c.ExpectStatus {
+				if r.Lo < 100 || r.Hi > 599 || r.Lo > r.Hi {
+					v.add(fmt.Sprintf("%s.expect_status[%d]", p, j), "must be a status code or range within 100..599, got %d-%d", r.Lo, r.Hi)
+				}
+			}
+		}
+		if owns("expect_body") {
+			if _, err := regexp.Compile(c.ExpectBody); err != nil {
+				v.add(p+".expect_body", "invalid regular expression: %v", err)
+			}
+		}
+		if owns("digest") {
+			if _, err := hex.DecodeString(c.Digest); err != nil || (len(c.Digest) != 32 && len(c.Digest) != 64) {
+				v.add(p+".digest", "must be 32 (MD5) or 64 (SHA-256) hex digits, got %q", c.Digest)
+			}
+		}
+	case "exec":
+		if len(c.Command) == 0 {
+			if reportMissing || owns("command") {
+				v.add(p+".command", "required with type = \"exec\"")
+			}
+		} else if owns("command") {
+			v.argv(p+".command", c.Command)
+		}
+	case "dns":
+		if c.QueryName == "" && (reportMissing || owns("query_name")) {
+			v.add(p+".query_name", "required with type = \"dns\"")
+		}
+		if owns("query_type") {
+			if _, ok := dns.StringToType[strings.ToUpper(c.QueryType)]; !ok || c.QueryType == "" {
+				v.add(p+".query_type", "unknown DNS record type %q", c.QueryType)
+			}
+		}
+	}
+}
+
+func (v validator) connSync(s *ConnSync, ins []VRRPInstance) {
+	v.ifname("sync.interface", s.Interface)
+	if v.required("sync.vrrp_instance", s.VRRPInstance != "") &&
+		!slices.ContainsFunc(ins, func(in VRRPInstance) bool { return in.Name == s.VRRPInstance }) {
+		v.add("sync.vrrp_instance", "no vrrp instance named %q", s.VRRPInstance)
+	}
+	v.intRange("sync.sync_id", s.SyncID, 0, 255)
+	v.intRange("sync.max_len", s.MaxLen, 0, 65535)
+	if v.isSet("sync.mcast_group") && (!s.McastGroup.IsValid() || !s.McastGroup.IsMulticast()) {
+		v.add("sync.mcast_group", "must be a multicast address, got %s", s.McastGroup)
+	}
+	v.intRange("sync.mcast_port", s.McastPort, 0, 65535)
+	v.intRange("sync.mcast_ttl", s.McastTTL, 0, 255)
+}
+
+func (v validator) cluster(c *Cluster) {
+	if !c.Bind.Addr().IsValid() {
+		v.add("cluster.bind", "required: address:port to listen on")
+	} else if c.Bind.Port() == 0 {
+		v.add("cluster.bind", "port must be 1..65535, got 0")
+	}
+	if v.isSet("cluster.advertise") && (!c.Advertise.Addr().IsValid() || c.Advertise.Port() == 0) {
+		v.add("cluster.advertise", "must be address:port with a port 1..65535")
+	}
+	if c.SecretFile == "" {
+		v.add("cluster.secret_file", "required: a file holding the gossip encryption key")
+	} else if !filepath.IsAbs(c.SecretFile) {
+		v.add("cluster.secret_file", "must be an absolute path, got %q", c.SecretFile)
+	}
+	for j, peer := range c.Peers {
+		v.hostPort(fmt.Sprintf("cluster.peers[%d]", j), peer)
+	}
+	if c.Name == "" {
+		v.add("cluster.name", "must not be empty")
+	}
+}
