@@ -1,0 +1,276 @@
+package director
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+// Key returns the IPVS service key of a configured virtual server. The
+// integrator uses it to address health verdicts.
+func Key(vs conf.VirtualServer) (ServiceKey, error) {
+	if vs.Fwmark != 0 {
+		if vs.Address.IsValid() {
+			return ServiceKey{}, fmt.Errorf("both address and fwmark set (a service is one or the other)")
+		}
+		if vs.Fwmark < 0 || int64(vs.Fwmark) > 0xffffffff {
+			return ServiceKey{}, fmt.Errorf("fwmark %d out of range 1..4294967295", vs.Fwmark)
+		}
+		k := ServiceKey{Fwmark: uint32(vs.Fwmark)}
+		switch strings.ToLower(vs.Family) {
+		case "", "inet", "ipv4":
+		case "inet6", "ipv6":
+			k.V6 = true
+		default:
+			return ServiceKey{}, fmt.Errorf("family %q: want inet or inet6", vs.Family)
+		}
+		return k, nil
+	}
+	if !vs.Address.IsValid() {
+		return ServiceKey{}, fmt.Errorf("neither address nor fwmark set")
+	}
+	if vs.Port < 0 || vs.Port > 65535 {
+		return ServiceKey{}, fmt.Errorf("port %d out of range 0..65535", vs.Port)
+	}
+	p, err := ParseProtocol(vs.Protocol)
+	if err != nil {
+		return ServiceKey{}, err
+	}
+	return ServiceKey{Protocol: p, Addr: netip.AddrPortFrom(vs.Address.Unmap(), uint16(vs.Port))}, nil
+}
+
+// RealAddr returns the destination address of a configured real server: a
+// real server without a port uses its virtual server's port.
+func RealAddr(vs conf.VirtualServer, rs conf.RealServer) netip.AddrPort {
+	port := rs.Port
+	if port == 0 && vs.Fwmark == 0 {
+		port = vs.Port
+	}
+	return netip.AddrPortFrom(rs.Address.Unmap(), uint16(port))
+}
+
+// vsModel is a validated virtual server: everything needed to compute its
+// desired kernel entries from the health state.
+type vsModel struct {
+	name       string
+	svc        Service
+	reals      []realModel
+	quorum     int
+	hysteresis int
+	inhibit    bool
+	sorry      *Destination
+}
+
+type realModel struct {
+	name      string
+	tmpl      Destination // every field but Weight
+	weight    int         // configured
+	checked   bool
+	initialUp bool
+}
+
+func vsName(i int, vs conf.VirtualServer) string {
+	if vs.Name != "" {
+		return fmt.Sprintf("virtual_server[%d] %q", i, vs.Name)
+	}
+	return fmt.Sprintf("virtual_server[%d]", i)
+}
+
+// buildModel validates the virtual servers and turns them into models. The
+// error names the virtual server (and real server) and the field at fault.
+func buildModel(vss []conf.VirtualServer) ([]vsModel, error) {
+	out := make([]vsModel, 0, len(vss))
+	seen := map[ServiceKey]string{}
+	for i, vs := range vss {
+		where := vsName(i, vs)
+		m, err := buildVS(vs)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		if prev, dup := seen[m.svc.Key]; dup {
+			return nil, fmt.Errorf("%s: service %s already defined by %s", where, m.svc.Key, prev)
+		}
+		seen[m.svc.Key] = where
+		m.name = vs.Name
+		if m.name == "" {
+			m.name = m.svc.Key.String()
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func buildVS(vs conf.VirtualServer) (vsModel, error) {
+	key, err := Key(vs)
+	if err != nil {
+		return vsModel{}, err
+	}
+	m := vsModel{quorum: vs.Quorum, hysteresis: vs.Hysteresis, inhibit: vs.InhibitOnFailure}
+	if m.quorum <= 0 {
+		m.quorum = 1 // keepalived's default
+	}
+	if m.hysteresis < 0 {
+		return m, fmt.Errorf("hysteresis %d is negative", vs.Hysteresis)
+	}
+	svc := Service{Key: key, Scheduler: strings.ToLower(vs.Scheduler)}
+	if svc.Scheduler == "" {
+		svc.Scheduler = "wlc"
+	}
+	for _, f := range vs.SchedulerFlags {
+		bit, ok := schedulerFlags[strings.ToLower(f)]
+		if !ok {
+			return m, fmt.Errorf("scheduler_flags: unknown flag %q (want sh-port, sh-fallback, mh-port, mh-fallback, ops)", f)
+		}
+		svc.Flags |= bit
+	}
+	maxBits := 32
+	if key.IsV6() {
+		maxBits = 128
+	}
+	svc.NetmaskBits = maxBits
+	if vs.PersistenceTimeout.D() > 0 {
+		svc.Flags |= FlagPersistent
+		secs := vs.PersistenceTimeout.D().Seconds()
+		if secs < 1 || secs > float64(^uint32(0)) {
+			return m, fmt.Errorf("persistence_timeout %s out of range 1s..%ds", vs.PersistenceTimeout, ^uint32(0))
+		}
+		svc.Timeout = uint32(secs)
+		if g := vs.PersistenceGranularity; g != 0 {
+			if g < 1 || g > maxBits {
+				return m, fmt.Errorf("persistence_granularity /%d out of range 1..%d", g, maxBits)
+			}
+			svc.NetmaskBits = g
+		}
+	} else if vs.PersistenceTimeout.D() < 0 {
+		return m, fmt.Errorf("persistence_timeout %s is negative", vs.PersistenceTimeout)
+	}
+	m.svc = svc
+
+	fwd, err := ParseForwarding(vs.Forwarding)
+	if err != nil {
+		return m, fmt.Errorf("forwarding: %w", err)
+	}
+	tt, tport, tflags, err := parseTunnel(vs)
+	if err != nil {
+		return m, err
+	}
+	mkDest := func(addr netip.AddrPort, f Forwarding) Destination {
+		d := Destination{Addr: addr, Forwarding: f}
+		if f == ForwardTunnel {
+			d.TunnelType, d.TunnelPort, d.TunnelFlags = tt, tport, tflags
+		}
+		return d
+	}
+	seen := map[netip.AddrPort]int{}
+	for j, rs := range vs.RealServers {
+		where := fmt.Sprintf("real_server[%d]", j)
+		if rs.Name != "" {
+			where += fmt.Sprintf(" %q", rs.Name)
+		}
+		if !rs.Address.IsValid() {
+			return m, fmt.Errorf("%s: address missing", where)
+		}
+		if rs.Port < 0 || rs.Port > 65535 {
+			return m, fmt.Errorf("%s: port %d out of range 0..65535", where, rs.Port)
+		}
+		addr := RealAddr(vs, rs)
+		if prev, dup := seen[addr]; dup {
+			return m, fmt.Errorf("%s: %s already used by real_server[%d]", where, addr, prev)
+		}
+		seen[addr] = j
+		f := fwd
+		if rs.Forwarding != "" {
+			if f, err = ParseForwarding(rs.Forwarding); err != nil {
+				return m, fmt.Errorf("%s: forwarding: %w", where, err)
+			}
+		}
+		if rs.Weight < 0 {
+			return m, fmt.Errorf("%s: weight %d is negative", where, rs.Weight)
+		}
+		if rs.UpperThreshold < 0 || rs.LowerThreshold < 0 || (rs.LowerThreshold > rs.UpperThreshold) {
+			return m, fmt.Errorf("%s: thresholds lower=%d upper=%d: want 0 <= lower <= upper", where, rs.LowerThreshold, rs.UpperThreshold)
+		}
+		if addr.Addr().Is6() != key.IsV6() && f != ForwardTunnel {
+			return m, fmt.Errorf("%s: %s is not in the service's address family (only tun forwarding mixes families)", where, addr.Addr())
+		}
+		d := mkDest(addr, f)
+		d.UpperThreshold, d.LowerThreshold = uint32(rs.UpperThreshold), uint32(rs.LowerThreshold)
+		chk := rs.Check
+		if chk == nil {
+			chk = vs.Check
+		}
+		checked := chk != nil && chk.Type != "" && !strings.EqualFold(chk.Type, "none")
+		initialUp := true
+		if checked {
+			switch strings.ToLower(chk.InitialState) {
+			case "", "up":
+			case "down":
+				initialUp = false
+			default:
+				return m, fmt.Errorf("%s: check.initial_state %q: want up or down", where, chk.InitialState)
+			}
+		}
+		m.reals = append(m.reals, realModel{name: rs.Name, tmpl: d, weight: rs.Weight, checked: checked, initialUp: initialUp})
+	}
+	if vs.SorryServer.IsValid() {
+		addr := netip.AddrPortFrom(vs.SorryServer.Addr().Unmap(), vs.SorryServer.Port())
+		if addr.Port() == 0 && key.Fwmark == 0 {
+			addr = netip.AddrPortFrom(addr.Addr(), key.Addr.Port())
+		}
+		if _, dup := seen[addr]; dup {
+			return m, fmt.Errorf("sorry_server %s is also a real server", addr)
+		}
+		if addr.Addr().Is6() != key.IsV6() && fwd != ForwardTunnel {
+			return m, fmt.Errorf("sorry_server %s is not in the service's address family", addr)
+		}
+		if vs.SorryServerWeight < 0 {
+			return m, fmt.Errorf("sorry_server_weight %d is negative", vs.SorryServerWeight)
+		}
+		d := mkDest(addr, fwd)
+		d.Weight = vs.SorryServerWeight
+		if d.Weight == 0 {
+			d.Weight = 1
+		}
+		m.sorry = &d
+	}
+	return m, nil
+}
+
+func parseTunnel(vs conf.VirtualServer) (TunnelType, uint16, uint16, error) {
+	var tt TunnelType
+	switch strings.ToLower(vs.TunnelType) {
+	case "", "ipip":
+		tt = TunnelIPIP
+	case "gue":
+		tt = TunnelGUE
+	case "gre":
+		tt = TunnelGRE
+	default:
+		return 0, 0, 0, fmt.Errorf("tunnel_type %q: want ipip, gue or gre", vs.TunnelType)
+	}
+	if vs.TunnelPort < 0 || vs.TunnelPort > 65535 {
+		return 0, 0, 0, fmt.Errorf("tunnel_port %d out of range 1..65535", vs.TunnelPort)
+	}
+	if tt == TunnelGUE && vs.TunnelPort == 0 {
+		return 0, 0, 0, fmt.Errorf("tunnel_type gue needs tunnel_port")
+	}
+	if tt != TunnelGUE && vs.TunnelPort != 0 {
+		return 0, 0, 0, fmt.Errorf("tunnel_port is only used with tunnel_type gue")
+	}
+	var flags uint16
+	switch strings.ToLower(vs.TunnelChecksum) {
+	case "", "nocsum", "none":
+	case "csum":
+		flags = TunnelCsum
+	case "remcsum":
+		flags = TunnelRemCsum
+	default:
+		return 0, 0, 0, fmt.Errorf("tunnel_checksum %q: want nocsum, csum or remcsum", vs.TunnelChecksum)
+	}
+	if flags != 0 && tt == TunnelIPIP {
+		return 0, 0, 0, fmt.Errorf("tunnel_checksum needs tunnel_type gue or gre")
+	}
+	return tt, uint16(vs.TunnelPort), flags, nil
+}

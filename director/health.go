@@ -1,0 +1,200 @@
+package director
+
+import (
+	"net/netip"
+	"slices"
+)
+
+// desiredSvc is the kernel state wanted for one service, with what the
+// snapshot needs to explain it.
+type desiredSvc struct {
+	model       *vsModel
+	svc         Service
+	dests       []Destination
+	reals       []realState
+	aliveWeight int
+	quorumUp    bool
+	sorry       bool // the sorry server replaces the pool
+}
+
+type realState struct {
+	healthy   bool
+	known     bool // a verdict was received
+	effective int  // weight while healthy (dynamic or configured)
+	present   bool // wanted in the kernel
+}
+
+// desiredLocked computes the wanted kernel state from the model and the
+// health verdicts. r.mu must be held. It updates the quorum states.
+//
+// Semantics, per virtual server:
+//   - A real server without a check (none configured, or type "none") is
+//     always up. A checked one is in its check's initial_state until its
+//     first verdict ("" counts as up, keepalived's default without alpha).
+//   - Effective weight: the verdict's dynamic weight when set, else the
+//     configured weight.
+//   - A down real server is removed, or kept with weight 0 under
+//     inhibit_on_failure (established connections are not cut).
+//   - Quorum, like keepalived: alive = sum of effective weights of healthy
+//     real servers. The quorum is lost when alive < quorum - hysteresis and
+//     regained when alive >= quorum + hysteresis; in between it keeps its
+//     previous state. It starts up iff alive >= quorum. quorum <= 0 means 1.
+//   - While the quorum is lost and a sorry_server is configured, the sorry
+//     server replaces the pool: it is the only destination, and the real
+//     servers are removed (even under inhibit_on_failure) so no new
+//     connection reaches a pool too small to serve it. Without a sorry
+//     server the pool stays as computed.
+func (r *Reconciler) desiredLocked() map[ServiceKey]*desiredSvc {
+	out := make(map[ServiceKey]*desiredSvc, len(r.model))
+	for i := range r.model {
+		m := &r.model[i]
+		key := m.svc.Key
+		d := &desiredSvc{model: m, svc: m.svc, reals: make([]realState, len(m.reals))}
+		for j, rm := range m.reals {
+			rs := realState{healthy: true, effective: rm.weight}
+			if rm.checked {
+				rs.healthy = rm.initialUp
+				if v, ok := r.health[healthKey{key, rm.tmpl.Addr}]; ok {
+					rs.known, rs.healthy = true, v.Up
+					if v.WeightSet && v.Weight >= 0 {
+						rs.effective = v.Weight
+					}
+				}
+			}
+			if rs.healthy {
+				d.aliveWeight += rs.effective
+			}
+			d.reals[j] = rs
+		}
+		up, had := r.quorumUp[key]
+		switch {
+		case !had:
+			up = d.aliveWeight >= m.quorum
+		case up && d.aliveWeight < m.quorum-m.hysteresis:
+			up = false
+		case !up && d.aliveWeight >= m.quorum+m.hysteresis:
+			up = true
+		}
+		if had && up != r.quorumUp[key] {
+			r.log.Warn("virtual server quorum changed", "service", key.String(), "name", m.name,
+				"quorum_up", up, "alive_weight", d.aliveWeight, "quorum", m.quorum, "hysteresis", m.hysteresis)
+		}
+		r.quorumUp[key] = up
+		d.quorumUp = up
+		d.sorry = !up && m.sorry != nil
+		if d.sorry {
+			d.dests = []Destination{*m.sorry}
+		} else {
+			for j, rm := range m.reals {
+				rs := &d.reals[j]
+				dst := rm.tmpl
+				switch {
+				case rs.healthy:
+					dst.Weight = rs.effective
+				case m.inhibit:
+					dst.Weight = 0
+				default:
+					continue
+				}
+				rs.present = true
+				d.dests = append(d.dests, dst)
+			}
+		}
+		out[key] = d
+	}
+	return out
+}
+
+// ServiceStatus is the state of one configured virtual server after the
+// last pass.
+type ServiceStatus struct {
+	Name        string
+	Key         ServiceKey
+	Scheduler   string
+	InKernel    bool
+	QuorumUp    bool
+	AliveWeight int // sum of effective weights of healthy real servers
+	Quorum      int
+	Hysteresis  int
+	SorryActive bool // the sorry server replaces the pool
+	Stats       Stats
+	Reals       []RealStatus
+}
+
+// RealStatus is the state of one real server (or the sorry server).
+type RealStatus struct {
+	Name             string
+	Addr             netip.AddrPort
+	Sorry            bool // this is the sorry server
+	Checked          bool // false: no health check, always up
+	Healthy          bool
+	HealthKnown      bool // a verdict was received (else the initial state applies)
+	ConfiguredWeight int
+	EffectiveWeight  int  // weight wanted in the kernel (0 when down and inhibited)
+	InKernel         bool // present in the kernel after the pass
+	KernelWeight     int
+	ActiveConns      uint32
+	InactiveConns    uint32
+	Stats            Stats
+}
+
+// Snapshot returns the state of every configured virtual server as of the
+// last pass (kernel presence, weights and counters come from the kernel
+// read, updated by the pass's successful writes).
+func (r *Reconciler) Snapshot() []ServiceStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := slices.Clone(r.snap)
+	for i := range out {
+		out[i].Reals = slices.Clone(out[i].Reals)
+	}
+	return out
+}
+
+func (r *Reconciler) snapshotLocked(want map[ServiceKey]*desiredSvc, cur map[ServiceKey]*kstate) []ServiceStatus {
+	out := make([]ServiceStatus, 0, len(r.model))
+	for i := range r.model {
+		m := &r.model[i]
+		d := want[m.svc.Key]
+		st := cur[m.svc.Key]
+		ss := ServiceStatus{Name: m.name, Key: m.svc.Key, Scheduler: m.svc.Scheduler, InKernel: st != nil,
+			QuorumUp: d.quorumUp, AliveWeight: d.aliveWeight, Quorum: m.quorum, Hysteresis: m.hysteresis, SorryActive: d.sorry}
+		kd := map[netip.AddrPort]Destination{}
+		if st != nil {
+			ss.Stats = st.svc.Stats
+			for _, x := range st.dests {
+				kd[x.Addr] = x
+			}
+		}
+		fill := func(rs *RealStatus) {
+			if x, ok := kd[rs.Addr]; ok {
+				rs.InKernel, rs.KernelWeight = true, x.Weight
+				rs.ActiveConns, rs.InactiveConns, rs.Stats = x.ActiveConns, x.InactiveConns, x.Stats
+			}
+		}
+		for j, rm := range m.reals {
+			rsd := d.reals[j]
+			rs := RealStatus{Name: rm.name, Addr: rm.tmpl.Addr, Checked: rm.checked, Healthy: rsd.healthy,
+				HealthKnown: rsd.known, ConfiguredWeight: rm.weight}
+			if rsd.present {
+				rs.EffectiveWeight = rsd.effective
+				if !rsd.healthy {
+					rs.EffectiveWeight = 0
+				}
+			}
+			fill(&rs)
+			ss.Reals = append(ss.Reals, rs)
+		}
+		if m.sorry != nil {
+			rs := RealStatus{Name: "sorry_server", Addr: m.sorry.Addr, Sorry: true, Healthy: true,
+				ConfiguredWeight: m.sorry.Weight}
+			if d.sorry {
+				rs.EffectiveWeight = m.sorry.Weight
+			}
+			fill(&rs)
+			ss.Reals = append(ss.Reals, rs)
+		}
+		out = append(out, ss)
+	}
+	return out
+}

@@ -1,0 +1,455 @@
+package director
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+// Verdict is one health transition of a real server, as the health checker
+// reports it. Service is Key(virtual server) and Real is RealAddr(virtual
+// server, real server). WeightSet carries a dynamic weight (from an exec
+// check): while set it replaces the configured weight.
+type Verdict struct {
+	Service   ServiceKey
+	Real      netip.AddrPort
+	Up        bool
+	Weight    int
+	WeightSet bool
+}
+
+type healthKey struct {
+	svc  ServiceKey
+	real netip.AddrPort
+}
+
+// Options tune a Reconciler. Zero values get defaults.
+type Options struct {
+	Logger *slog.Logger
+	// Resync is the period of the drift-repairing pass (default 30s).
+	Resync time.Duration
+	// RetryMin is the first delay before retrying a pass that had errors;
+	// it doubles up to Resync (default 1s).
+	RetryMin time.Duration
+}
+
+// Reconciler keeps the kernel IPVS table equal to the configured virtual
+// servers and the health verdicts.
+//
+// Ownership: a service is managed when it is configured. A managed service
+// found in the kernel is adopted as it is (no write when it already
+// matches), and every destination inside a managed service is the
+// reconciler's: unknown ones are removed. A service that is neither
+// configured nor was managed by this process is foreign: left alone and
+// reported by Foreign. A service dropped from the configuration by a reload
+// is deleted; one dropped while haldir was stopped becomes foreign.
+type Reconciler struct {
+	k        Kernel
+	log      *slog.Logger
+	resync   time.Duration
+	retryMin time.Duration
+	kick     chan struct{}
+
+	pass sync.Mutex // serialises passes
+
+	mu       sync.Mutex
+	model    []vsModel
+	timeouts Timeouts
+	health   map[healthKey]Verdict
+	quorumUp map[ServiceKey]bool
+	owned    map[ServiceKey]bool
+	foreign  []ServiceKey
+	snap     []ServiceStatus
+	cnt      Counters
+}
+
+// New returns a Reconciler writing to k. It manages nothing until SetConfig.
+func New(k Kernel, opt Options) *Reconciler {
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.Resync <= 0 {
+		opt.Resync = 30 * time.Second
+	}
+	if opt.RetryMin <= 0 {
+		opt.RetryMin = time.Second
+	}
+	return &Reconciler{
+		k: k, log: opt.Logger, resync: opt.Resync, retryMin: opt.RetryMin,
+		kick:     make(chan struct{}, 1),
+		health:   map[healthKey]Verdict{},
+		quorumUp: map[ServiceKey]bool{},
+		owned:    map[ServiceKey]bool{},
+		cnt:      Counters{Writes: map[OpKind]uint64{}, Errors: map[ErrorKey]uint64{}},
+	}
+}
+
+// SetConfig replaces the desired virtual servers and IPVS timeouts (a
+// reload) and wakes Run. An invalid configuration is rejected as a whole
+// with an error naming the entry; the previous one stays in force.
+func (r *Reconciler) SetConfig(c *conf.Config) error {
+	m, err := buildModel(c.VirtualServers)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.model = m
+	r.timeouts = Timeouts{TCP: c.IPVS.TimeoutTCP.D(), TCPFin: c.IPVS.TimeoutTCPFin.D(), UDP: c.IPVS.TimeoutUDP.D()}
+	// Forget verdicts and quorum states of targets no longer configured.
+	live := map[healthKey]bool{}
+	svcs := map[ServiceKey]bool{}
+	for _, vs := range m {
+		svcs[vs.svc.Key] = true
+		for _, rs := range vs.reals {
+			live[healthKey{vs.svc.Key, rs.tmpl.Addr}] = true
+		}
+	}
+	maps.DeleteFunc(r.health, func(k healthKey, _ Verdict) bool { return !live[k] })
+	maps.DeleteFunc(r.quorumUp, func(k ServiceKey, _ bool) bool { return !svcs[k] })
+	r.mu.Unlock()
+	r.wake()
+	return nil
+}
+
+// SetHealth records a health verdict and wakes Run. Verdicts for targets
+// not (yet) configured are kept until the next SetConfig drops them.
+func (r *Reconciler) SetHealth(v Verdict) {
+	r.mu.Lock()
+	r.health[healthKey{v.Service, v.Real}] = v
+	r.mu.Unlock()
+	r.wake()
+}
+
+func (r *Reconciler) wake() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run reconciles at once, then on every SetConfig/SetHealth, every Resync
+// period, and sooner (with backoff) after a pass that had errors. It
+// returns nil when ctx is done.
+func (r *Reconciler) Run(ctx context.Context) error {
+	tick := time.NewTicker(r.resync)
+	defer tick.Stop()
+	var retry <-chan time.Time
+	delay := r.retryMin
+	for {
+		_, err := r.Reconcile(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			retry = time.After(delay)
+			delay = min(delay*2, r.resync)
+		} else {
+			retry, delay = nil, r.retryMin
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.kick:
+		case <-tick.C:
+		case <-retry:
+		}
+	}
+}
+
+// Result describes one reconcile pass.
+type Result struct {
+	Writes  int          // write calls issued (successful or not)
+	Applied []Op         // writes that succeeded, in order
+	Failed  []FailedOp   // writes that failed, in order
+	Skipped int          // writes not attempted because an earlier one they depend on failed
+	Foreign []ServiceKey // kernel services left alone
+}
+
+// FailedOp is a write the kernel refused.
+type FailedOp struct {
+	Op  Op
+	Err error
+}
+
+// ErrorKey indexes the error counters.
+type ErrorKey struct {
+	Op     OpKind
+	Reason string // errno name (EEXIST, ESRCH, ...), "unsupported" or "other"
+}
+
+// Counters are cumulative since New.
+type Counters struct {
+	Passes       uint64
+	FailedPasses uint64
+	Writes       map[OpKind]uint64   // write calls issued per operation
+	Errors       map[ErrorKey]uint64 // failures per operation and reason (reads included)
+}
+
+// Counters returns a copy of the cumulative counters.
+func (r *Reconciler) Counters() Counters {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.cnt
+	c.Writes = maps.Clone(c.Writes)
+	c.Errors = maps.Clone(c.Errors)
+	return c
+}
+
+// Foreign returns the kernel services found by the last pass that haldir
+// does not manage.
+func (r *Reconciler) Foreign() []ServiceKey {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.foreign)
+}
+
+// kstate is the kernel table as read, then kept up to date with every
+// successful write of the pass.
+type kstate struct {
+	svc   Service
+	dests []Destination
+	read  bool // destinations were read successfully
+}
+
+// Reconcile runs one pass: read the kernel, compute the desired state, apply
+// the minimal ordered diff. Failed writes are logged, counted and left for
+// the next pass while independent writes still go ahead; the error joins
+// them. A failure to read the service list aborts the pass.
+func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
+	r.pass.Lock()
+	defer r.pass.Unlock()
+	var res Result
+	var errs []error
+
+	fail := func(op Op, err error) {
+		r.mu.Lock()
+		r.cnt.Errors[ErrorKey{op.Kind, errReason(err)}]++
+		r.mu.Unlock()
+		attrs := []any{"op", string(op.Kind), "service", op.Service.Key.String(), "err", err}
+		if op.Dest.Addr.IsValid() {
+			attrs = append(attrs, "dest", op.Dest.Addr.String())
+		}
+		r.log.Error("ipvs operation failed; retrying on the next pass", attrs...)
+		if op.Kind.IsWrite() {
+			res.Failed = append(res.Failed, FailedOp{op, err})
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", op, err))
+	}
+	finish := func() (Result, error) {
+		r.mu.Lock()
+		r.cnt.Passes++
+		if len(errs) > 0 {
+			r.cnt.FailedPasses++
+		}
+		r.mu.Unlock()
+		return res, errors.Join(errs...)
+	}
+
+	ksvcs, err := r.k.GetServices()
+	if err != nil {
+		fail(Op{Kind: OpGetServices}, err)
+		return finish()
+	}
+
+	r.mu.Lock()
+	want := r.desiredLocked()
+	owned := maps.Clone(r.owned)
+	timeouts := r.timeouts
+	r.mu.Unlock()
+
+	cur := map[ServiceKey]*kstate{}
+	for _, s := range ksvcs {
+		s.Flags &^= FlagHashed
+		st := &kstate{svc: s}
+		cur[s.Key] = st
+		if _, ok := want[s.Key]; !ok && !owned[s.Key] {
+			res.Foreign = append(res.Foreign, s.Key)
+			continue
+		}
+		ds, err := r.k.GetDestinations(s.Key)
+		if err != nil {
+			fail(Op{Kind: OpGetDests, Service: Service{Key: s.Key}}, err)
+			continue
+		}
+		st.dests, st.read = ds, true
+	}
+	slices.SortFunc(res.Foreign, func(a, b ServiceKey) int { return cmpKey(a, b) })
+
+	write := func(op Op) bool {
+		if ctx.Err() != nil {
+			res.Skipped++
+			return false
+		}
+		res.Writes++
+		r.mu.Lock()
+		r.cnt.Writes[op.Kind]++
+		r.mu.Unlock()
+		var err error
+		switch op.Kind {
+		case OpNewService:
+			err = r.k.NewService(op.Service)
+		case OpUpdService:
+			err = r.k.UpdateService(op.Service)
+		case OpDelService:
+			err = r.k.DelService(op.Service.Key)
+		case OpNewDest:
+			err = r.k.NewDestination(op.Service.Key, op.Dest)
+		case OpUpdDest:
+			err = r.k.UpdateDestination(op.Service.Key, op.Dest)
+		case OpDelDest:
+			err = r.k.DelDestination(op.Service.Key, op.Dest.Addr)
+		}
+		if err != nil {
+			fail(op, err)
+			return false
+		}
+		res.Applied = append(res.Applied, op)
+		return true
+	}
+
+	if ts, ok := r.k.(TimeoutSetter); ok && timeouts != (Timeouts{}) {
+		r.applyTimeouts(ts, timeouts, &res, fail)
+	}
+
+	keys := slices.SortedFunc(maps.Keys(want), cmpKey)
+	for _, key := range keys {
+		d := want[key]
+		st := cur[key]
+		if st == nil {
+			if !write(Op{Kind: OpNewService, Service: d.svc}) {
+				res.Skipped += len(d.dests)
+				continue
+			}
+			owned[key] = true
+			st = &kstate{svc: d.svc, read: true}
+			cur[key] = st
+		} else {
+			owned[key] = true
+			if !st.svc.sameConfig(d.svc) {
+				if write(Op{Kind: OpUpdService, Service: d.svc}) {
+					st.svc = Service{Key: key, Scheduler: d.svc.Scheduler, Flags: d.svc.Flags, Timeout: d.svc.Timeout, NetmaskBits: d.svc.NetmaskBits, Stats: st.svc.Stats}
+				}
+			}
+			if !st.read {
+				res.Skipped += len(d.dests)
+				continue
+			}
+		}
+		r.syncDests(st, d.dests, write)
+	}
+
+	// Services managed earlier and no longer configured: destinations first.
+	gone := slices.SortedFunc(maps.Keys(owned), cmpKey)
+	for _, key := range gone {
+		if _, ok := want[key]; ok {
+			continue
+		}
+		st := cur[key]
+		if st == nil {
+			delete(owned, key)
+			continue
+		}
+		for _, kd := range slices.Clone(st.dests) {
+			if write(Op{Kind: OpDelDest, Service: Service{Key: key}, Dest: Destination{Addr: kd.Addr}}) {
+				st.dests = removeDest(st.dests, kd.Addr)
+			}
+		}
+		if write(Op{Kind: OpDelService, Service: Service{Key: key}}) {
+			delete(owned, key)
+			delete(cur, key)
+		}
+	}
+
+	r.mu.Lock()
+	r.owned = owned
+	r.foreign = res.Foreign
+	r.snap = r.snapshotLocked(want, cur)
+	r.mu.Unlock()
+	return finish()
+}
+
+// syncDests brings one service's destinations to want: additions first,
+// then in-place updates, then removals, so that swapping the pool for the
+// sorry server (or back) never leaves the service empty.
+func (r *Reconciler) syncDests(st *kstate, want []Destination, write func(Op) bool) {
+	key := st.svc.Key
+	have := map[netip.AddrPort]int{}
+	for i, d := range st.dests {
+		have[d.Addr] = i
+	}
+	var upd []Destination
+	for _, d := range want {
+		i, ok := have[d.Addr]
+		if !ok {
+			if write(Op{Kind: OpNewDest, Service: Service{Key: key}, Dest: d}) {
+				st.dests = append(st.dests, d)
+			}
+			continue
+		}
+		if !st.dests[i].sameConfig(d) {
+			upd = append(upd, d)
+		}
+	}
+	for _, d := range upd {
+		if write(Op{Kind: OpUpdDest, Service: Service{Key: key}, Dest: d}) {
+			i := slices.IndexFunc(st.dests, func(x Destination) bool { return x.Addr == d.Addr })
+			d.ActiveConns, d.InactiveConns, d.Stats = st.dests[i].ActiveConns, st.dests[i].InactiveConns, st.dests[i].Stats
+			st.dests[i] = d
+		}
+	}
+	wanted := map[netip.AddrPort]bool{}
+	for _, d := range want {
+		wanted[d.Addr] = true
+	}
+	for _, kd := range slices.Clone(st.dests) {
+		if !wanted[kd.Addr] {
+			if write(Op{Kind: OpDelDest, Service: Service{Key: key}, Dest: Destination{Addr: kd.Addr}}) {
+				st.dests = removeDest(st.dests, kd.Addr)
+			}
+		}
+	}
+}
+
+func (r *Reconciler) applyTimeouts(ts TimeoutSetter, want Timeouts, res *Result, fail func(Op, error)) {
+	have, err := ts.Timeouts()
+	if err != nil {
+		fail(Op{Kind: OpSetTimeouts}, err)
+		return
+	}
+	// Zero fields mean "leave alone": compare only the configured ones.
+	if (want.TCP == 0 || want.TCP == have.TCP) && (want.TCPFin == 0 || want.TCPFin == have.TCPFin) &&
+		(want.UDP == 0 || want.UDP == have.UDP) {
+		return
+	}
+	res.Writes++
+	r.mu.Lock()
+	r.cnt.Writes[OpSetTimeouts]++
+	r.mu.Unlock()
+	if err := ts.SetTimeouts(want); err != nil {
+		fail(Op{Kind: OpSetTimeouts}, err)
+		return
+	}
+	res.Applied = append(res.Applied, Op{Kind: OpSetTimeouts})
+}
+
+func removeDest(ds []Destination, a netip.AddrPort) []Destination {
+	return slices.DeleteFunc(ds, func(d Destination) bool { return d.Addr == a })
+}
+
+func cmpKey(a, b ServiceKey) int {
+	switch {
+	case a == b:
+		return 0
+	case a.Less(b):
+		return -1
+	}
+	return 1
+}
