@@ -1,0 +1,195 @@
+package healthcheck
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+// WeightConfigured in a Result or Transition means "use the real server's
+// configured weight": only exec checks (keepalived's misc_dynamic) set an
+// explicit weight, and 0 is a legitimate explicit weight (quiesced).
+const WeightConfigured = -1
+
+// Result is the outcome of one check run.
+type Result struct {
+	Up     bool
+	Weight int    // WeightConfigured unless an exec check chose one
+	Reason string // what happened, e.g. "connect: connection refused"
+	Start  time.Time
+	Took   time.Duration
+}
+
+// Checker runs one check against one target. Run must return by ctx's
+// deadline (plus a small scheduling slack); it is never called concurrently
+// with itself for the same probe.
+type Checker interface {
+	Run(ctx context.Context) Result
+}
+
+// DefaultTimeout is used when a check has no timeout, so that a zero value
+// can never mean "wait forever".
+const DefaultTimeout = 5 * time.Second
+
+// DefaultInterval is used when a check has no interval.
+const DefaultInterval = 5 * time.Second
+
+// Target is one (real server, check definition) pair. Several virtual servers
+// listing the same real server with the same check produce equal Keys and
+// therefore share one probe.
+type Target struct {
+	Addr  netip.AddrPort // the real server
+	Check conf.Check     // after the virtual server's check has been overlaid
+}
+
+// Key identifies t's probe: equal keys mean one probe.
+func (t Target) Key() string {
+	// Encoding the whole conf.Check covers fields added later too, so a
+	// change to any key of the definition starts a new probe.
+	b, err := json.Marshal(t.Check)
+	if err != nil {
+		b = fmt.Appendf(nil, "%#v", t.Check)
+	}
+	return t.Addr.String() + " " + t.Check.Type + " " + string(b)
+}
+
+// dialAddr is where checks connect: connect_address/connect_port override
+// the real server's address and port.
+func dialAddr(t Target) netip.AddrPort {
+	a, p := t.Addr.Addr(), t.Addr.Port()
+	if t.Check.ConnectAddress.IsValid() {
+		a = t.Check.ConnectAddress
+	}
+	if t.Check.ConnectPort != 0 {
+		p = uint16(t.Check.ConnectPort)
+	}
+	return netip.AddrPortFrom(a, p)
+}
+
+// NewChecker builds the checker for t, validating the definition. Type
+// "none" has no checker: callers treat it as permanently up.
+func NewChecker(t Target) (Checker, error) {
+	c := t.Check
+	if c.Timeout < 0 || c.Interval < 0 || c.RetryDelay < 0 || c.Warmup < 0 {
+		return nil, fmt.Errorf("check %s for %s: negative duration", c.Type, t.Addr)
+	}
+	switch c.InitialState {
+	case "", "up", "down":
+	default:
+		return nil, fmt.Errorf("check for %s: initial_state %q: want up or down", t.Addr, c.InitialState)
+	}
+	var (
+		ck  Checker
+		err error
+	)
+	switch c.Type {
+	case "tcp":
+		ck, err = newTCP(t)
+	case "http", "https":
+		ck, err = newHTTP(t)
+	case "exec":
+		ck, err = newExec(t)
+	case "dns":
+		ck, err = newDNS(t)
+	case "udp":
+		ck, err = newUDP(t)
+	case "none":
+		return nil, errNone
+	case "":
+		return nil, fmt.Errorf("check for %s: type is empty (want tcp, http, https, exec, dns, udp or none)", t.Addr)
+	default:
+		return nil, fmt.Errorf("check for %s: unknown type %q (want tcp, http, https, exec, dns, udp or none)", t.Addr, c.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s check for %s: %w", c.Type, t.Addr, err)
+	}
+	return ck, nil
+}
+
+var errNone = errors.New("check type none has no checker")
+
+func timeoutOf(c conf.Check) time.Duration {
+	if d := c.Timeout.D(); d > 0 {
+		return d
+	}
+	return DefaultTimeout
+}
+
+// dialer returns a dialer bound to source_address when one is given.
+func dialer(c conf.Check, network string) *net.Dialer {
+	d := &net.Dialer{}
+	if c.SourceAddress.IsValid() {
+		ip := net.IP(c.SourceAddress.AsSlice())
+		switch network {
+		case "udp":
+			d.LocalAddr = &net.UDPAddr{IP: ip}
+		default:
+			d.LocalAddr = &net.TCPAddr{IP: ip}
+		}
+	}
+	// Checks must not linger: a failed check should not leave a socket in
+	// a state that delays the next one, and keep-alive probes are useless
+	// on a connection that lives for one request.
+	d.KeepAlive = -1
+	return d
+}
+
+// describe turns an I/O error in phase into a reason string that names the
+// phase and the cause without Go's "dial tcp 1.2.3.4:80->..." noise.
+func describe(phase string, err error, ctx context.Context, timeout time.Duration) string {
+	if isTimeout(err) || (ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded)) {
+		return fmt.Sprintf("timeout after %s %s", timeout, gerund(phase))
+	}
+	return phase + ": " + cause(err)
+}
+
+func gerund(phase string) string {
+	switch phase {
+	case "connect":
+		return "connecting"
+	case "tls handshake":
+		return "in tls handshake"
+	}
+	return phase
+}
+
+func isTimeout(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// cause extracts the innermost useful message: the errno text for socket
+// errors, else the error itself.
+func cause(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err.Error()
+	}
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 && strings.HasPrefix(s, "dial ") {
+		return s[i+2:]
+	}
+	return s
+}
+
+func up(reason string) Result   { return Result{Up: true, Weight: WeightConfigured, Reason: reason} }
+func down(reason string) Result { return Result{Weight: WeightConfigured, Reason: reason} }

@@ -1,0 +1,88 @@
+package healthcheck
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+type dnsChecker struct {
+	t       Target
+	addr    string
+	msg     *dns.Msg
+	qdesc   string
+	expect  string
+	timeout time.Duration
+}
+
+func newDNS(t Target) (Checker, error) {
+	c := t.Check
+	// keepalived's DNS_CHECK defaults: the root zone's SOA.
+	name, qt := c.QueryName, c.QueryType
+	if name == "" {
+		name = "."
+	}
+	if qt == "" {
+		qt = "SOA"
+	}
+	qtype, ok := dns.StringToType[strings.ToUpper(qt)]
+	if !ok {
+		return nil, fmt.Errorf("query_type %q: unknown DNS type", qt)
+	}
+	if _, ok := dns.IsDomainName(name); !ok {
+		return nil, fmt.Errorf("query_name %q: not a domain name", name)
+	}
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.RecursionDesired = true
+	return &dnsChecker{
+		t: t, addr: dialAddr(t).String(), msg: m, expect: c.ExpectAnswer,
+		qdesc:   dns.Fqdn(name) + " " + strings.ToUpper(qt),
+		timeout: timeoutOf(c),
+	}, nil
+}
+
+func (c *dnsChecker) client(network string) *dns.Client {
+	d := dialer(c.t.Check, network)
+	return &dns.Client{Net: network, Dialer: d, Timeout: c.timeout}
+}
+
+func (c *dnsChecker) Run(ctx context.Context) Result {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	m := c.msg.Copy()
+	m.Id = dns.Id()
+	resp, _, err := c.client("udp").ExchangeContext(ctx, m, c.addr)
+	if err == nil && resp.Truncated {
+		// The answer did not fit a datagram: ask again over TCP, within the
+		// same overall deadline.
+		m.Id = dns.Id()
+		resp, _, err = c.client("tcp").ExchangeContext(ctx, m, c.addr)
+	}
+	if err != nil {
+		if isRefused(err) {
+			return down("query " + c.qdesc + ": icmp port unreachable")
+		}
+		return down(describe("query "+c.qdesc, err, ctx, c.timeout))
+	}
+	if resp.Rcode != dns.RcodeSuccess {
+		return down("rcode " + dns.RcodeToString[resp.Rcode])
+	}
+	if c.expect == "" {
+		return up(fmt.Sprintf("rcode NOERROR, %d answers", len(resp.Answer)))
+	}
+	for _, rr := range resp.Answer {
+		v := strings.TrimPrefix(rr.String(), rr.Header().String())
+		if strings.Contains(v, c.expect) {
+			return up("answer " + v)
+		}
+	}
+	return down(fmt.Sprintf("no answer contains %q (%d answers)", c.expect, len(resp.Answer)))
+}
+
+func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }

@@ -1,0 +1,76 @@
+package healthcheck
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+type execChecker struct {
+	t       Target
+	argv    []string
+	env     []string
+	timeout time.Duration
+}
+
+func newExec(t Target) (Checker, error) {
+	if len(t.Check.Command) == 0 || t.Check.Command[0] == "" {
+		return nil, errors.New("command is empty (want an argv list, e.g. [\"/usr/bin/check\", \"arg\"])")
+	}
+	da := dialAddr(t)
+	// The script learns what it checks from the environment, so one script
+	// can serve every real server.
+	env := append(os.Environ(),
+		"HALDIR_REAL_ADDRESS="+da.Addr().String(),
+		"HALDIR_REAL_PORT="+strconv.Itoa(int(da.Port())),
+	)
+	return &execChecker{t: t, argv: t.Check.Command, env: env, timeout: timeoutOf(t.Check)}, nil
+}
+
+// Run follows keepalived's misc_check with misc_dynamic: exit 0 is up with
+// the configured weight, 1 is down, 2-255 is up with weight code-2.
+func (c *execChecker) Run(ctx context.Context) Result {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.argv[0], c.argv[1:]...)
+	cmd.Env = c.env
+	// A process group lets the timeout kill the script's children too; a
+	// script that forks "sleep 3600" must not outlive its check.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	// Output goes to /dev/null (nil Stdout/Stderr), so no pipe can keep Wait
+	// blocked after the kill; WaitDelay is a second guard.
+	cmd.WaitDelay = 100 * time.Millisecond
+	err := cmd.Run()
+	if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return down(fmt.Sprintf("timeout after %s (process group killed)", c.timeout))
+	}
+	if err == nil {
+		return up("exit status 0")
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return down("exec: " + err.Error())
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	if ok && ws.Signaled() {
+		return down("killed by signal " + ws.Signal().String())
+	}
+	code := ee.ExitCode()
+	switch {
+	case code == 1:
+		return down("exit status 1")
+	case code >= 2 && code <= 255:
+		r := up(fmt.Sprintf("exit status %d (weight %d)", code, code-2))
+		r.Weight = code - 2
+		return r
+	}
+	return down(fmt.Sprintf("exit status %d", code))
+}

@@ -1,0 +1,255 @@
+package healthcheck
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+// MaxBody caps how much of a response body a check reads. A health page is
+// small; a server streaming an endless body must not cost unbounded memory
+// or time.
+const MaxBody = 1 << 20
+
+// maxHeader caps the response head for the same reason.
+const maxHeader = 64 << 10
+
+// defaultStatus is expect_status when none is configured.
+var defaultStatus = conf.StatusCodes{{Lo: 200, Hi: 299}}
+
+type httpChecker struct {
+	t          Target
+	addr       string
+	timeout    time.Duration
+	tls        *tls.Config // nil for plain http
+	req        *http.Request
+	reqBytes   []byte
+	status     conf.StatusCodes
+	statusText string
+	body       *regexp.Regexp
+	digest     []byte
+	newHash    func() hash.Hash
+	hashName   string
+}
+
+func newHTTP(t Target) (Checker, error) {
+	c := t.Check
+	da := dialAddr(t)
+	hc := &httpChecker{t: t, addr: da.String(), timeout: timeoutOf(c), status: c.ExpectStatus}
+	if len(hc.status) == 0 {
+		hc.status = defaultStatus
+	}
+	hc.statusText = formatStatus(hc.status)
+	for _, r := range hc.status {
+		if r.Lo < 100 || r.Hi > 999 || r.Lo > r.Hi {
+			return nil, fmt.Errorf("expect_status %s: range %d-%d is not within 100-999", hc.statusText, r.Lo, r.Hi)
+		}
+	}
+	path := c.Path
+	if path == "" {
+		path = "/"
+	}
+	if !strings.HasPrefix(path, "/") {
+		return nil, fmt.Errorf("path %q must start with /", path)
+	}
+	host := c.Host
+	if host == "" {
+		host = da.String()
+		if da.Port() == 80 && c.Type == "http" || da.Port() == 443 && c.Type == "https" {
+			host = hostLiteral(da.Addr().String())
+		}
+	}
+	u, err := url.Parse(c.Type + "://" + hostLiteral(da.Addr().String()) + path)
+	if err != nil {
+		return nil, fmt.Errorf("path %q: %v", path, err)
+	}
+	req := &http.Request{
+		Method:     http.MethodGet,
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     http.Header{"User-Agent": {"haldir-healthcheck"}},
+		Host:       host,
+		Close:      true, // no connection reuse between checks
+	}
+	var buf bytes.Buffer
+	if err := req.Write(&buf); err != nil {
+		return nil, fmt.Errorf("building request: %v", err)
+	}
+	hc.req, hc.reqBytes = req, buf.Bytes()
+
+	if c.ExpectBody != "" {
+		re, err := regexp.Compile(c.ExpectBody)
+		if err != nil {
+			return nil, fmt.Errorf("expect_body %q: %v", c.ExpectBody, err)
+		}
+		hc.body = re
+	}
+	if c.Digest != "" {
+		d, err := hex.DecodeString(c.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("digest %q: not hex: %v", c.Digest, err)
+		}
+		switch len(d) {
+		case md5.Size:
+			hc.newHash, hc.hashName = md5.New, "md5" // keepalived's digest
+		case sha256.Size:
+			hc.newHash, hc.hashName = sha256.New, "sha256"
+		default:
+			return nil, fmt.Errorf("digest %q: want 32 hex digits (md5) or 64 (sha256), got %d", c.Digest, len(c.Digest))
+		}
+		hc.digest = d
+	}
+
+	if c.Type == "https" {
+		cfg := &tls.Config{InsecureSkipVerify: !c.TLSVerify} //nolint:gosec // tls_verify=false is an explicit operator choice
+		switch {
+		case c.ServerName != "":
+			cfg.ServerName = c.ServerName
+		case c.Host != "":
+			h := c.Host
+			if hh, _, err := net.SplitHostPort(h); err == nil {
+				h = hh
+			}
+			cfg.ServerName = h
+		default:
+			cfg.ServerName = da.Addr().String()
+		}
+		if c.CAFile != "" {
+			pem, err := os.ReadFile(c.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("ca_file: %v", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("ca_file %s: no PEM certificate found", c.CAFile)
+			}
+			cfg.RootCAs = pool
+		}
+		hc.tls = cfg
+	}
+	return hc, nil
+}
+
+func hostLiteral(a string) string {
+	if strings.Contains(a, ":") {
+		return "[" + a + "]"
+	}
+	return a
+}
+
+func formatStatus(s conf.StatusCodes) string {
+	parts := make([]string, len(s))
+	for i, r := range s {
+		if r.Lo == r.Hi {
+			parts[i] = strconv.Itoa(r.Lo)
+		} else {
+			parts[i] = fmt.Sprintf("%d-%d", r.Lo, r.Hi)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func (c *httpChecker) Run(ctx context.Context) Result {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+
+	conn, err := dialer(c.t.Check, "tcp").DialContext(ctx, "tcp", c.addr)
+	if err != nil {
+		return down(describe("connect", err, ctx, c.timeout))
+	}
+	defer conn.Close()
+	// One deadline covers TLS, request, headers and body, so a server that
+	// trickles bytes fails at the deadline, not at deadline per read.
+	conn.SetDeadline(deadline)
+	// Cancellation (probe removed, scheduler stopped) must unblock I/O too.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	if c.tls != nil {
+		tc := tls.Client(conn, c.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return down(describe("tls handshake", err, ctx, c.timeout))
+		}
+		conn = tc
+	}
+	if _, err := conn.Write(c.reqBytes); err != nil {
+		return down(describe("writing request", err, ctx, c.timeout))
+	}
+	lr := &io.LimitedReader{R: conn, N: maxHeader}
+	br := bufio.NewReaderSize(lr, 4096)
+	resp, err := http.ReadResponse(br, c.req)
+	if err != nil {
+		if lr.N == 0 {
+			return down(fmt.Sprintf("reading headers: response head exceeds %d bytes", maxHeader))
+		}
+		return down(describe("reading headers", err, ctx, c.timeout))
+	}
+	// The head is parsed; from here the body gets its own cap.
+	lr.N = MaxBody + 1 + int64(br.Buffered())
+
+	if !c.status.Contains(resp.StatusCode) {
+		return down(fmt.Sprintf("status %d not in %s", resp.StatusCode, c.statusText))
+	}
+
+	var (
+		h    hash.Hash
+		body bytes.Buffer
+		w    io.Writer = io.Discard
+	)
+	switch {
+	case c.digest != nil && c.body != nil:
+		h = c.newHash()
+		w = io.MultiWriter(h, &body)
+	case c.digest != nil:
+		h = c.newHash()
+		w = h
+	case c.body != nil:
+		w = &body
+	}
+	n, err := io.Copy(w, io.LimitReader(resp.Body, MaxBody+1))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return down(describe("reading body", err, ctx, c.timeout))
+	}
+	over := n > MaxBody
+	if over && c.digest != nil {
+		return down(fmt.Sprintf("body exceeds %d bytes; digest not verifiable", MaxBody))
+	}
+	if c.body != nil {
+		b := body.Bytes()
+		if len(b) > MaxBody {
+			b = b[:MaxBody]
+		}
+		if !c.body.Match(b) {
+			return down(fmt.Sprintf("body does not match %q", c.body.String()))
+		}
+	}
+	if h != nil {
+		sum := h.Sum(nil)
+		if !bytes.Equal(sum, c.digest) {
+			return down(fmt.Sprintf("body %s %x does not match digest %x", c.hashName, sum, c.digest))
+		}
+	}
+	return up(fmt.Sprintf("status %d", resp.StatusCode))
+}

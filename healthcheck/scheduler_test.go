@@ -1,0 +1,425 @@
+package healthcheck
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+// fakeClock only moves when Advance is called.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	at time.Time
+	c  chan time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_000_000, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) TimerAt(at time.Time) Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{at: at, c: make(chan time.Time, 1)}
+	if !at.After(c.now) {
+		t.c <- c.now
+		return t
+	}
+	c.timers = append(c.timers, t)
+	return t
+}
+
+func (t *fakeTimer) C() <-chan time.Time { return t.c }
+func (t *fakeTimer) Stop() bool          { return true }
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	kept := c.timers[:0]
+	for _, t := range c.timers {
+		if !t.at.After(c.now) {
+			t.c <- c.now
+		} else {
+			kept = append(kept, t)
+		}
+	}
+	c.timers = kept
+}
+
+// scripted returns results from a script, one per call, then repeats the
+// last; it counts calls.
+type scripted struct {
+	mu     sync.Mutex
+	script []Result
+	calls  int
+}
+
+func (s *scripted) Run(ctx context.Context) Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := min(s.calls, len(s.script)-1)
+	s.calls++
+	return s.script[i]
+}
+
+func ok() Result            { return up("ok") }
+func bad() Result           { return down("bad") }
+func weighted(w int) Result { r := up("w"); r.Weight = w; return r }
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestVerdict(t *testing.T) {
+	U, D := ok(), bad()
+	tests := []struct {
+		name       string
+		initialUp  bool
+		rise, fall int
+		seq        []Result
+		want       string // verdict after each result: u/d, '*' marks a change
+	}{
+		{"rise1 fall1 follows every result", false, 1, 1, []Result{U, D, U, D}, "u* d* u* d*"},
+		{"rise2 needs two", false, 2, 1, []Result{U, D, U, U, U}, "d d d u* u"},
+		{"fall3 absorbs flaps", true, 1, 3, []Result{D, D, U, D, D, U, D, D, D}, "u u u u u u u u d*"},
+		{"up-down-up with rise3 fall3 never flips", true, 3, 3, []Result{D, U, D, U, D, D, U}, "u u u u u u u"},
+		{"down target flapping never rises", false, 2, 2, []Result{U, D, U, D, U}, "d d d d d"},
+		{"zero rise/fall mean 1", true, 0, 0, []Result{D, U}, "d* u*"},
+		{"dynamic weight changes while up", true, 1, 1, []Result{weighted(5), weighted(5), weighted(0), U}, "u* u u* u*"},
+		{"weight taken on rise", false, 2, 1, []Result{weighted(3), weighted(4)}, "d u*"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newVerdict(tt.initialUp, tt.rise, tt.fall)
+			var got []string
+			for _, r := range tt.seq {
+				ch := v.observe(r)
+				s := "d"
+				if v.up {
+					s = "u"
+				}
+				if ch {
+					s += "*"
+				}
+				got = append(got, s)
+			}
+			if g := strings.Join(got, " "); g != tt.want {
+				t.Fatalf("got %q, want %q", g, tt.want)
+			}
+		})
+	}
+	v := newVerdict(false, 2, 1)
+	v.observe(weighted(3))
+	v.observe(weighted(4))
+	if v.weight != 4 {
+		t.Fatalf("weight on rise = %d, want 4 (latest)", v.weight)
+	}
+}
+
+func target(port uint16, c conf.Check) Target {
+	return Target{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Check: c}
+}
+
+type harness struct {
+	s      *Scheduler
+	clock  *fakeClock
+	mu     sync.Mutex
+	fakes  map[string]*scripted
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newHarness(t *testing.T, scripts map[uint16][]Result) *harness {
+	h := &harness{clock: newFakeClock(), fakes: map[string]*scripted{}}
+	h.s = New(Options{
+		Clock: h.clock,
+		Rand:  func(time.Duration) time.Duration { return 0 },
+		NewChecker: func(tg Target) (Checker, error) {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			f := &scripted{script: scripts[tg.Addr.Port()]}
+			h.fakes[tg.Key()] = f
+			return f, nil
+		},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan error, 1)
+	go func() { h.done <- h.s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-h.done:
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not return after cancel")
+		}
+	})
+	return h
+}
+
+func (h *harness) checks(key string) uint64 {
+	for _, st := range h.s.Status() {
+		if st.Key == key {
+			return st.Checks
+		}
+	}
+	return 0
+}
+
+// step advances the clock one interval and waits until the probe has
+// completed n checks in all.
+func (h *harness) step(t *testing.T, d time.Duration, key string, n uint64) {
+	t.Helper()
+	h.clock.Advance(d)
+	waitFor(t, "check to complete", func() bool { return h.checks(key) >= n })
+}
+
+func drain(ch <-chan Transition) []Transition {
+	var out []Transition
+	for {
+		select {
+		case tr := <-ch:
+			out = append(out, tr)
+		default:
+			return out
+		}
+	}
+}
+
+func TestSchedulerRiseFallWithFakeClock(t *testing.T) {
+	U, D := ok(), bad()
+	seq := []Result{U, U, D, U, D, D, D, U, U, weighted(7)}
+	h := newHarness(t, map[uint16][]Result{80: seq})
+	c := conf.Check{Type: "tcp", Interval: conf.Duration(time.Second), Rise: 2, Fall: 3}
+	tg := target(80, c)
+	init, err := h.s.Update([]Target{tg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(init) != 1 || init[0].Up || init[0].Reason != "initial state down" {
+		t.Fatalf("initial = %+v, want one down", init)
+	}
+	var got []string
+	for i := range seq {
+		h.step(t, time.Second, tg.Key(), uint64(i+1))
+		// transitions are emitted before the probe is rescheduled, and the
+		// next step waits for the next check, so this read is complete.
+		for _, tr := range drain(h.s.Transitions()) {
+			got = append(got, tr.String()[len("127.0.0.1:80 tcp "):])
+		}
+	}
+	// Allow the last emission to land.
+	waitFor(t, "last transition", func() bool {
+		for _, tr := range drain(h.s.Transitions()) {
+			got = append(got, tr.String()[len("127.0.0.1:80 tcp "):])
+		}
+		return len(got) >= 4
+	})
+	want := []string{"up: ok", "down: bad", "up: ok", "up weight 7: w"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("transitions %q, want %q", got, want)
+	}
+	st := h.s.Status()[0]
+	if len(st.History) != 10 || st.History[9].Weight != 7 {
+		t.Fatalf("history = %d entries (last %+v), want 10 ending in weight 7", len(st.History), st.History[len(st.History)-1])
+	}
+}
+
+func TestSchedulerRetryDelay(t *testing.T) {
+	h := newHarness(t, map[uint16][]Result{80: {bad()}})
+	c := conf.Check{Type: "tcp", Interval: conf.Duration(10 * time.Second), RetryDelay: conf.Duration(time.Second),
+		Fall: 3, InitialState: "up", Warmup: 1}
+	tg := target(80, c)
+	if _, err := h.s.Update([]Target{tg}); err != nil {
+		t.Fatal(err)
+	}
+	h.step(t, 0, tg.Key(), 1) // warmup draw 0: first check at once
+	h.step(t, time.Second, tg.Key(), 2)
+	h.step(t, time.Second, tg.Key(), 3) // third failure: down
+	tr := <-h.s.Transitions()
+	if tr.Up || tr.Reason != "bad" {
+		t.Fatalf("transition %v, want down: bad", tr)
+	}
+	// Down now: back to the interval, so one more second runs nothing.
+	h.clock.Advance(time.Second)
+	time.Sleep(20 * time.Millisecond) // negative check: give a wrong run a chance to show
+	if n := h.checks(tg.Key()); n != 3 {
+		t.Fatalf("checks = %d one second after going down, want 3 (interval is 10s)", n)
+	}
+	h.step(t, 9*time.Second, tg.Key(), 4)
+}
+
+func TestSchedulerReloadKeepsState(t *testing.T) {
+	h := newHarness(t, map[uint16][]Result{1: {ok()}, 2: {ok()}, 3: {ok()}})
+	c := conf.Check{Type: "tcp", Interval: conf.Duration(time.Second)}
+	a, b, cc := target(1, c), target(2, c), target(3, c)
+	if _, err := h.s.Update([]Target{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(time.Second)
+	waitFor(t, "first checks", func() bool { return h.checks(a.Key()) == 1 && h.checks(b.Key()) == 1 })
+	waitFor(t, "a and b up", func() bool {
+		n := 0
+		for _, st := range h.s.Status() {
+			if st.Up {
+				n++
+			}
+		}
+		return n == 2
+	})
+	states, err := h.s.Update([]Target{a, cc, a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(states) != 2 || states[0].Key != a.Key() || !states[0].Up || states[1].Key != cc.Key() || states[1].Up {
+		t.Fatalf("Update states = %+v, want a up (kept), c down (new)", states)
+	}
+	st := h.s.Status()
+	if len(st) != 2 {
+		t.Fatalf("%d probes after reload, want 2", len(st))
+	}
+	for _, s := range st {
+		switch s.Key {
+		case a.Key():
+			if s.Checks != 1 || len(s.History) != 1 || s.Subscribers != 2 {
+				t.Fatalf("a after reload: checks %d history %d subscribers %d, want 1 1 2", s.Checks, len(s.History), s.Subscribers)
+			}
+		case cc.Key():
+			if s.Checks != 0 {
+				t.Fatalf("c has %d checks, want 0", s.Checks)
+			}
+		default:
+			t.Fatalf("unexpected probe %s", s.Key)
+		}
+	}
+	h.mu.Lock()
+	fb := h.fakes[b.Key()]
+	h.mu.Unlock()
+	h.clock.Advance(time.Second)
+	waitFor(t, "a and c checked", func() bool { return h.checks(a.Key()) == 2 && h.checks(cc.Key()) == 1 })
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	if fb.calls != 1 {
+		t.Fatalf("removed probe b ran %d times, want 1", fb.calls)
+	}
+
+	// A changed check definition is a different probe: fresh state.
+	c2 := c
+	c2.Rise = 5
+	a2 := target(1, c2)
+	states, err = h.s.Update([]Target{a2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if states[0].Up {
+		t.Fatalf("changed definition kept old state: %+v", states[0])
+	}
+}
+
+func TestSchedulerUpdateRejectsInvalid(t *testing.T) {
+	s := New(Options{})
+	good := target(1, conf.Check{Type: "tcp"})
+	if _, err := s.Update([]Target{good}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Update([]Target{target(2, conf.Check{Type: "smtp"}), target(3, conf.Check{Type: "http", ExpectBody: "("})})
+	if err == nil || !strings.Contains(err.Error(), `unknown type "smtp"`) || !strings.Contains(err.Error(), "expect_body") {
+		t.Fatalf("err = %v, want both problems named", err)
+	}
+	if st := s.Status(); len(st) != 1 || st[0].Key != good.Key() {
+		t.Fatalf("failed Update changed the probe set: %+v", st)
+	}
+	states, err := s.Update([]Target{target(4, conf.Check{Type: "none"})})
+	if err != nil || len(states) != 1 || !states[0].Up {
+		t.Fatalf("type none: %+v %v, want permanently up", states, err)
+	}
+}
+
+// blocker hangs until its context is cancelled.
+type blocker struct{ cancelled atomic.Int32 }
+
+func (b *blocker) Run(ctx context.Context) Result {
+	<-ctx.Done()
+	b.cancelled.Add(1)
+	return down("cancelled")
+}
+
+func TestSchedulerRemovalCancelsInflight(t *testing.T) {
+	clock := newFakeClock()
+	b := &blocker{}
+	s := New(Options{Clock: clock, NewChecker: func(Target) (Checker, error) { return b, nil }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	tg := target(9, conf.Check{Type: "tcp", Interval: conf.Duration(time.Second)})
+	s.Update([]Target{tg})
+	clock.Advance(time.Second)
+	waitFor(t, "check in flight", func() bool { return s.Status()[0].Next.IsZero() })
+	if _, err := s.Update(nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "in-flight check cancelled", func() bool { return b.cancelled.Load() == 1 })
+	// Run waits for checks in flight, and a hung one must not hold it.
+	s.Update([]Target{tg})
+	clock.Advance(time.Second)
+	waitFor(t, "check in flight again", func() bool { return s.Status()[0].Next.IsZero() })
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return with a check in flight")
+	}
+	if b.cancelled.Load() != 2 {
+		t.Fatalf("cancelled = %d, want 2", b.cancelled.Load())
+	}
+}
+
+func TestSchedulerPhaseSpread(t *testing.T) {
+	s := New(Options{Clock: newFakeClock(), NewChecker: func(Target) (Checker, error) { return &scripted{script: []Result{ok()}}, nil }})
+	var ts []Target
+	for i := range 1000 {
+		ts = append(ts, target(uint16(1000+i), conf.Check{Type: "tcp", Interval: conf.Duration(time.Second)}))
+	}
+	if _, err := s.Update(ts); err != nil {
+		t.Fatal(err)
+	}
+	// First runs must cover the interval, not bunch at its start: count
+	// them in ten 100ms buckets.
+	var buckets [10]int
+	base := s.clock.Now()
+	for _, st := range s.Status() {
+		off := st.Next.Sub(base)
+		if off < 0 || off >= time.Second {
+			t.Fatalf("first run offset %v outside [0,1s)", off)
+		}
+		buckets[off/(100*time.Millisecond)]++
+	}
+	for i, n := range buckets {
+		if n < 50 || n > 150 {
+			t.Fatalf("bucket %d has %d of 1000 first runs, want ~100: %v", i, n, buckets)
+		}
+	}
+}

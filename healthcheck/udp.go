@@ -1,0 +1,72 @@
+package healthcheck
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+)
+
+type udpChecker struct {
+	t       Target
+	addr    string
+	payload []byte
+	expect  []byte
+	timeout time.Duration
+}
+
+func newUDP(t Target) (Checker, error) {
+	return &udpChecker{
+		t:       t,
+		addr:    dialAddr(t).String(),
+		payload: []byte(t.Check.Payload),
+		expect:  []byte(t.Check.ExpectPayload),
+		timeout: timeoutOf(t.Check),
+	}, nil
+}
+
+// Run sends the payload on a connected socket: the kernel then reports an
+// ICMP port unreachable for it as ECONNREFUSED on the next read, which
+// distinguishes "nothing listens" from "listener is silent".
+func (c *udpChecker) Run(ctx context.Context) Result {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	conn, err := dialer(c.t.Check, "udp").DialContext(ctx, "udp", c.addr)
+	if err != nil {
+		return down(describe("connect", err, ctx, c.timeout))
+	}
+	defer conn.Close()
+	conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := conn.Write(c.payload); err != nil {
+		return c.fail("sending", err, ctx)
+	}
+	buf := make([]byte, 65536)
+	mismatch := false
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			if mismatch && isTimeout(err) {
+				return down(fmt.Sprintf("reply does not contain %q", c.expect))
+			}
+			return c.fail("waiting for reply", err, ctx)
+		}
+		if len(c.expect) == 0 || bytes.Contains(buf[:n], c.expect) {
+			return up(fmt.Sprintf("reply of %d bytes", n))
+		}
+		// A non-matching datagram may be a late reply to an earlier check;
+		// keep waiting for a matching one until the deadline.
+		mismatch = true
+	}
+}
+
+func (c *udpChecker) fail(phase string, err error, ctx context.Context) Result {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return down("icmp port unreachable")
+	}
+	return down(describe(phase, err, ctx, c.timeout))
+}
