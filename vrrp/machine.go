@@ -1,0 +1,397 @@
+package vrrp
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// State is a VRRP router state (RFC 5798 §6.4), plus Fault, which haldir
+// and keepalived enter while a tracked interface or script with weight 0
+// fails.
+type State int
+
+// States. StateInit is both "not started yet" and "stopped".
+const (
+	StateInit State = iota
+	StateBackup
+	StateMaster
+	StateFault
+)
+
+func (s State) String() string {
+	switch s {
+	case StateInit:
+		return "init"
+	case StateBackup:
+		return "backup"
+	case StateMaster:
+		return "master"
+	case StateFault:
+		return "fault"
+	}
+	return fmt.Sprintf("state(%d)", int(s))
+}
+
+// OwnerPriority is the priority of the router that owns the virtual
+// addresses; it takes over at once and always preempts.
+const OwnerPriority = 255
+
+// MachineConfig is what the state machine needs from the configuration.
+type MachineConfig struct {
+	Version      int           // 2 or 3
+	Priority     int           // configured priority, 1..255
+	Interval     time.Duration // our advertisement interval
+	Preempt      bool          // ignored (always true) for the owner
+	PreemptDelay time.Duration // how long a lower-priority master is tolerated before preempting
+	// Primary is our address in adverts; the higher one wins a priority tie.
+	Primary netip.Addr
+}
+
+// Event is an input of Machine.Handle.
+type Event interface{ isEvent() }
+
+// EvStartup starts the machine (RFC 5798 §6.4.1 "Startup event").
+type EvStartup struct{}
+
+// EvAdvert is a received advert that passed Decoder.Decode.
+type EvAdvert struct {
+	Src      netip.Addr
+	Priority uint8
+	Interval time.Duration
+}
+
+// EvTimer reports that the deadline last set with ActSetTimer has passed.
+type EvTimer struct{}
+
+// EvTracking reports the combined state of tracked interfaces and scripts:
+// Fault when any weight-0 item fails, Delta the sum of the weights of the
+// failing weighted items.
+type EvTracking struct {
+	Fault bool
+	Delta int
+}
+
+// EvShutdown stops the machine (RFC 5798 §6.4 "Shutdown event").
+type EvShutdown struct{}
+
+func (EvStartup) isEvent()  {}
+func (EvAdvert) isEvent()   {}
+func (EvTimer) isEvent()    {}
+func (EvTracking) isEvent() {}
+func (EvShutdown) isEvent() {}
+
+// Action is an output of Machine.Handle, carried out by the driver in order.
+type Action interface{ isAction() }
+
+// ActSendAdvert sends one advert with Priority.
+type ActSendAdvert struct{ Priority uint8 }
+
+// ActAddVIPs adds the virtual addresses to the interface.
+type ActAddVIPs struct{}
+
+// ActRemoveVIPs removes the virtual addresses from the interface.
+type ActRemoveVIPs struct{}
+
+// ActAnnounce starts gratuitous ARP / unsolicited NA for the virtual
+// addresses (the driver applies the configured delay, repeat and refresh
+// until the next ActRemoveVIPs).
+type ActAnnounce struct{}
+
+// ActSetTimer (re)arms the machine's single timer; a zero At cancels it.
+type ActSetTimer struct{ At time.Time }
+
+// ActNotify runs the notify command for State (StateInit means stop).
+type ActNotify struct{ State State }
+
+// ActStateChange reports a transition, with a reason for the log.
+type ActStateChange struct {
+	From, To State
+	Reason   string
+}
+
+func (ActSendAdvert) isAction()  {}
+func (ActAddVIPs) isAction()     {}
+func (ActRemoveVIPs) isAction()  {}
+func (ActAnnounce) isAction()    {}
+func (ActSetTimer) isAction()    {}
+func (ActNotify) isAction()      {}
+func (ActStateChange) isAction() {}
+
+// IgnoreReason names why an event changed nothing; "" means it was acted on.
+type IgnoreReason string
+
+// Ignore reasons.
+const (
+	Handled              IgnoreReason = ""
+	IgnoreLowerPriority  IgnoreReason = "lower_priority"     // backup with preempt sees a lower-priority master
+	IgnoreMasterLower    IgnoreReason = "master_lower"       // master sees a lower (or tie-losing) advert
+	IgnoreStaleTimer     IgnoreReason = "stale_timer"        // a timer fired before its current deadline
+	IgnoreFault          IgnoreReason = "fault"              // in Fault, adverts and timers are ignored
+	IgnoreNotRunning     IgnoreReason = "not_running"        // event before startup or after shutdown
+	IgnoreAlreadyRunning IgnoreReason = "already_running"    // startup twice
+	IgnoreTrackingNoop   IgnoreReason = "tracking_unchanged" // same tracking state again
+)
+
+// Machine is the VRRP state machine of one virtual router. It does no I/O
+// and reads no clock: Handle takes the current time and returns the actions
+// to carry out. It is not safe for concurrent use; one driver owns it.
+type Machine struct {
+	cfg      MachineConfig
+	state    State
+	fault    bool
+	delta    int
+	deadline time.Time
+
+	masterInterval time.Duration // Master_Adver_Interval
+	masterAddr     netip.Addr    // source of the last accepted advert (or ours)
+	lowerSince     time.Time     // when a lower-priority master was first seen (preempt_delay)
+}
+
+// NewMachine checks cfg and returns a machine in StateInit.
+func NewMachine(cfg MachineConfig) (*Machine, error) {
+	switch {
+	case cfg.Version != 2 && cfg.Version != 3:
+		return nil, fmt.Errorf("vrrp: version %d, want 2 or 3", cfg.Version)
+	case cfg.Priority < 1 || cfg.Priority > 255:
+		return nil, fmt.Errorf("vrrp: priority %d, want 1..255", cfg.Priority)
+	case cfg.Interval <= 0:
+		return nil, fmt.Errorf("vrrp: advert interval %v must be positive", cfg.Interval)
+	case cfg.PreemptDelay < 0:
+		return nil, fmt.Errorf("vrrp: preempt delay %v is negative", cfg.PreemptDelay)
+	case !cfg.Primary.IsValid():
+		return nil, fmt.Errorf("vrrp: no primary address")
+	}
+	return &Machine{cfg: cfg, masterInterval: cfg.Interval}, nil
+}
+
+// State returns the current state.
+func (m *Machine) State() State { return m.state }
+
+// Priority returns the effective priority: the configured one plus the
+// tracking delta, clamped to 1..254; an owner's 255 never changes.
+func (m *Machine) Priority() uint8 {
+	if m.cfg.Priority == OwnerPriority {
+		return OwnerPriority
+	}
+	return uint8(min(max(m.cfg.Priority+m.delta, 1), 254))
+}
+
+// MasterAddr returns the address of the current master as last seen (our
+// own primary address while we are master), or the zero Addr.
+func (m *Machine) MasterAddr() netip.Addr { return m.masterAddr }
+
+// MasterInterval returns Master_Adver_Interval.
+func (m *Machine) MasterInterval() time.Duration { return m.masterInterval }
+
+// Deadline returns the armed timer's deadline, or the zero time.
+func (m *Machine) Deadline() time.Time { return m.deadline }
+
+// Skew returns Skew_Time for the current effective priority: RFC 5798
+// §6.1 for v3, RFC 3768 §6.1 ((256-p)/256 seconds) for v2.
+func (m *Machine) Skew() time.Duration {
+	p := time.Duration(256 - int(m.Priority()))
+	if m.cfg.Version == 2 {
+		return p * time.Second / 256
+	}
+	return p * m.masterInterval / 256
+}
+
+// MasterDownInterval returns 3 × Master_Adver_Interval + Skew_Time.
+func (m *Machine) MasterDownInterval() time.Duration {
+	return 3*m.masterInterval + m.Skew()
+}
+
+func (m *Machine) owner() bool   { return m.cfg.Priority == OwnerPriority }
+func (m *Machine) preempt() bool { return m.cfg.Preempt || m.owner() }
+
+// Handle applies ev at time now and returns the actions to carry out, or
+// the reason the event was ignored.
+func (m *Machine) Handle(now time.Time, ev Event) ([]Action, IgnoreReason) {
+	switch ev := ev.(type) {
+	case EvStartup:
+		if m.state != StateInit {
+			return nil, IgnoreAlreadyRunning
+		}
+		if m.fault {
+			return m.to(nil, StateFault, "tracking fault at startup"), Handled
+		}
+		return m.start(now, "startup"), Handled
+	case EvShutdown:
+		return m.shutdown()
+	case EvTracking:
+		return m.tracking(now, ev)
+	case EvTimer:
+		return m.timer(now)
+	case EvAdvert:
+		return m.advert(now, ev)
+	}
+	return nil, Handled
+}
+
+// start is the Initialize state's startup handling (RFC 5798 §6.4.1).
+func (m *Machine) start(now time.Time, why string) []Action {
+	m.masterInterval = m.cfg.Interval
+	m.lowerSince = time.Time{}
+	if m.Priority() == OwnerPriority {
+		return m.becomeMaster(now, nil, why+" as address owner")
+	}
+	m.masterAddr = netip.Addr{}
+	acts := m.to(nil, StateBackup, why)
+	return m.arm(acts, now.Add(m.MasterDownInterval()))
+}
+
+func (m *Machine) becomeMaster(now time.Time, acts []Action, why string) []Action {
+	m.masterAddr = m.cfg.Primary
+	m.masterInterval = m.cfg.Interval
+	m.lowerSince = time.Time{}
+	acts = append(acts, ActAddVIPs{}, ActSendAdvert{Priority: m.Priority()}, ActAnnounce{})
+	acts = m.to(acts, StateMaster, why)
+	return m.arm(acts, now.Add(m.cfg.Interval))
+}
+
+// leaveMaster drops the addresses; resign sends priority 0 first so that a
+// backup takes over after Skew_Time instead of Master_Down_Interval.
+func (m *Machine) leaveMaster(acts []Action, resign bool) []Action {
+	if resign {
+		acts = append(acts, ActSendAdvert{Priority: 0})
+	}
+	return append(acts, ActRemoveVIPs{})
+}
+
+func (m *Machine) to(acts []Action, s State, why string) []Action {
+	if s == m.state {
+		return acts
+	}
+	from := m.state
+	m.state = s
+	acts = append(acts, ActStateChange{From: from, To: s, Reason: why}, ActNotify{State: s})
+	if s != StateBackup && s != StateMaster {
+		m.deadline = time.Time{}
+		acts = append(acts, ActSetTimer{})
+	}
+	return acts
+}
+
+func (m *Machine) arm(acts []Action, at time.Time) []Action {
+	m.deadline = at
+	return append(acts, ActSetTimer{At: at})
+}
+
+func (m *Machine) shutdown() ([]Action, IgnoreReason) {
+	var acts []Action
+	switch m.state {
+	case StateInit:
+		return nil, IgnoreNotRunning
+	case StateMaster:
+		acts = m.leaveMaster(acts, true)
+	}
+	m.masterAddr = netip.Addr{}
+	return m.to(acts, StateInit, "shutdown"), Handled
+}
+
+func (m *Machine) tracking(now time.Time, ev EvTracking) ([]Action, IgnoreReason) {
+	if ev.Fault == m.fault && ev.Delta == m.delta {
+		return nil, IgnoreTrackingNoop
+	}
+	wasFault := m.fault
+	m.fault, m.delta = ev.Fault, ev.Delta
+	switch {
+	case m.state == StateInit:
+		return nil, Handled // remembered for startup
+	case ev.Fault && !wasFault:
+		var acts []Action
+		if m.state == StateMaster {
+			acts = m.leaveMaster(acts, true)
+		}
+		m.masterAddr = netip.Addr{}
+		return m.to(acts, StateFault, "tracking fault"), Handled
+	case !ev.Fault && wasFault:
+		return m.start(now, "tracking recovered"), Handled
+	}
+	// A priority change alone takes effect in the next advert (master) or
+	// the next comparison (backup), as in keepalived; the Backup's
+	// Master_Down_Interval keeps its old skew until re-armed.
+	return nil, Handled
+}
+
+func (m *Machine) timer(now time.Time) ([]Action, IgnoreReason) {
+	switch m.state {
+	case StateInit:
+		return nil, IgnoreNotRunning
+	case StateFault:
+		return nil, IgnoreFault
+	}
+	if m.deadline.IsZero() || now.Before(m.deadline) {
+		return nil, IgnoreStaleTimer
+	}
+	if m.state == StateBackup {
+		return m.becomeMaster(now, nil, "master down timer expired"), Handled
+	}
+	// Master: Adver_Timer.
+	return m.arm([]Action{ActSendAdvert{Priority: m.Priority()}}, now.Add(m.cfg.Interval)), Handled
+}
+
+func (m *Machine) advert(now time.Time, ev EvAdvert) ([]Action, IgnoreReason) {
+	switch m.state {
+	case StateInit:
+		return nil, IgnoreNotRunning
+	case StateFault:
+		return nil, IgnoreFault
+	case StateBackup:
+		return m.backupAdvert(now, ev)
+	}
+	return m.masterAdvert(now, ev)
+}
+
+// backupAdvert is RFC 5798 §6.4.2 "If an ADVERTISEMENT is received".
+func (m *Machine) backupAdvert(now time.Time, ev EvAdvert) ([]Action, IgnoreReason) {
+	if ev.Priority == 0 {
+		m.masterAddr = netip.Addr{}
+		return m.arm(nil, now.Add(m.Skew())), Handled
+	}
+	mine := m.Priority()
+	if m.preempt() && ev.Priority < mine {
+		if m.cfg.PreemptDelay <= 0 || m.owner() {
+			return nil, IgnoreLowerPriority
+		}
+		if m.lowerSince.IsZero() {
+			m.lowerSince = now
+		}
+		if !now.Before(m.lowerSince.Add(m.cfg.PreemptDelay)) {
+			return nil, IgnoreLowerPriority
+		}
+		// Still within preempt_delay: the lower-priority master is
+		// accepted like any other, so the down timer is re-armed.
+	} else {
+		m.lowerSince = time.Time{}
+	}
+	if m.cfg.Version == 3 && ev.Interval > 0 {
+		m.masterInterval = ev.Interval
+	}
+	m.masterAddr = ev.Src
+	return m.arm(nil, now.Add(m.MasterDownInterval())), Handled
+}
+
+// masterAdvert is RFC 5798 §6.4.3 "If an ADVERTISEMENT is received".
+func (m *Machine) masterAdvert(now time.Time, ev EvAdvert) ([]Action, IgnoreReason) {
+	if ev.Priority == 0 {
+		// Another router resigned; re-assert at once (RFC 5798 §6.4.3).
+		return m.arm([]Action{ActSendAdvert{Priority: m.Priority()}}, now.Add(m.cfg.Interval)), Handled
+	}
+	mine := m.Priority()
+	if ev.Priority > mine || ev.Priority == mine && ev.Src.Unmap().Compare(m.cfg.Primary.Unmap()) > 0 {
+		acts := m.leaveMaster(nil, false)
+		if m.cfg.Version == 3 && ev.Interval > 0 {
+			m.masterInterval = ev.Interval
+		}
+		m.masterAddr = ev.Src
+		why := fmt.Sprintf("higher priority %d from %v", ev.Priority, ev.Src)
+		if ev.Priority == mine {
+			why = fmt.Sprintf("equal priority %d from higher address %v", ev.Priority, ev.Src)
+		}
+		acts = m.to(acts, StateBackup, why)
+		return m.arm(acts, now.Add(m.MasterDownInterval())), Handled
+	}
+	return nil, IgnoreMasterLower
+}

@@ -1,0 +1,260 @@
+package vrrp
+
+import (
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+type step struct {
+	at     time.Duration // since t0
+	ev     Event
+	want   []Action // exact, with state change reasons blanked
+	reason IgnoreReason
+	state  State
+	prio   uint8 // effective priority after the step, when non-zero
+}
+
+func setAt(d time.Duration) Action { return ActSetTimer{At: t0.Add(d)} }
+
+var cancel = ActSetTimer{}
+
+func change(from, to State) []Action {
+	return []Action{ActStateChange{From: from, To: to}, ActNotify{State: to}}
+}
+
+func cat(parts ...any) []Action {
+	var out []Action
+	for _, p := range parts {
+		switch p := p.(type) {
+		case Action:
+			out = append(out, p)
+		case []Action:
+			out = append(out, p...)
+		}
+	}
+	return out
+}
+
+func adv(src string, prio uint8, iv time.Duration) EvAdvert {
+	return EvAdvert{Src: netip.MustParseAddr(src), Priority: prio, Interval: iv}
+}
+
+const (
+	sec = time.Second
+	// Skew and Master_Down_Interval for priority 100 and a 1s interval.
+	skew100 = 156 * sec / 256 // 609.375ms
+	down100 = 3*sec + skew100
+)
+
+func baseCfg() MachineConfig {
+	return MachineConfig{Version: 3, Priority: 100, Interval: sec, Preempt: true, Primary: netip.MustParseAddr("192.0.2.10")}
+}
+
+func runSteps(t *testing.T, cfg MachineConfig, steps []step) *Machine {
+	t.Helper()
+	m, err := NewMachine(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range steps {
+		acts, reason := m.Handle(t0.Add(s.at), s.ev)
+		for j, a := range acts {
+			if sc, ok := a.(ActStateChange); ok {
+				if sc.Reason == "" {
+					t.Errorf("step %d: state change without reason", i)
+				}
+				sc.Reason = ""
+				acts[j] = sc
+			}
+		}
+		if !reflect.DeepEqual(acts, s.want) {
+			t.Fatalf("step %d (%T at %v): actions\n%#v\nwant\n%#v", i, s.ev, s.at, acts, s.want)
+		}
+		if reason != s.reason {
+			t.Fatalf("step %d (%T): ignore reason %q, want %q", i, s.ev, reason, s.reason)
+		}
+		if m.State() != s.state {
+			t.Fatalf("step %d (%T): state %v, want %v", i, s.ev, m.State(), s.state)
+		}
+		if s.prio != 0 && m.Priority() != s.prio {
+			t.Fatalf("step %d: priority %d, want %d", i, m.Priority(), s.prio)
+		}
+	}
+	return m
+}
+
+// becameMaster is what a router does on taking over at d with priority p.
+func becameMaster(from State, p uint8, d time.Duration) []Action {
+	return cat(ActAddVIPs{}, ActSendAdvert{Priority: p}, ActAnnounce{}, change(from, StateMaster), setAt(d+sec))
+}
+
+func TestMachine(t *testing.T) {
+	startBackup := step{0, EvStartup{}, cat(change(StateInit, StateBackup), setAt(down100)), Handled, StateBackup, 100}
+	toMaster := step{down100, EvTimer{}, becameMaster(StateBackup, 100, down100), Handled, StateMaster, 0}
+	m0 := down100 // when toMaster happened
+	with := func(f func(*MachineConfig)) MachineConfig { c := baseCfg(); f(&c); return c }
+
+	cases := []struct {
+		name  string
+		cfg   MachineConfig
+		steps []step
+	}{
+		{"init: startup goes backup and arms Master_Down_Interval", baseCfg(), []step{startBackup}},
+		{"init: owner takes over at once", with(func(c *MachineConfig) { c.Priority = 255 }), []step{
+			{0, EvStartup{}, becameMaster(StateInit, 255, 0), Handled, StateMaster, 255},
+		}},
+		{"init: startup twice is ignored", baseCfg(), []step{startBackup, {1, EvStartup{}, nil, IgnoreAlreadyRunning, StateBackup, 0}}},
+		{"init: events before startup are ignored", baseCfg(), []step{
+			{0, adv("192.0.2.1", 200, sec), nil, IgnoreNotRunning, StateInit, 0},
+			{0, EvTimer{}, nil, IgnoreNotRunning, StateInit, 0},
+			{0, EvShutdown{}, nil, IgnoreNotRunning, StateInit, 0},
+		}},
+		{"backup: master down timer makes master", baseCfg(), []step{startBackup, toMaster}},
+		{"backup: early timer is stale", baseCfg(), []step{startBackup, {sec, EvTimer{}, nil, IgnoreStaleTimer, StateBackup, 0}}},
+		{"backup: higher advert re-arms the down timer", baseCfg(), []step{startBackup,
+			{2 * sec, adv("192.0.2.1", 200, sec), []Action{setAt(2*sec + down100)}, Handled, StateBackup, 0},
+			{down100, EvTimer{}, nil, IgnoreStaleTimer, StateBackup, 0},
+		}},
+		{"backup: equal advert with preempt re-arms", baseCfg(), []step{startBackup,
+			{2 * sec, adv("192.0.2.1", 100, sec), []Action{setAt(2*sec + down100)}, Handled, StateBackup, 0},
+		}},
+		{"backup: priority 0 waits only skew", baseCfg(), []step{startBackup,
+			{2 * sec, adv("192.0.2.1", 0, sec), []Action{setAt(2*sec + skew100)}, Handled, StateBackup, 0},
+			{2*sec + skew100, EvTimer{}, becameMaster(StateBackup, 100, 2*sec+skew100), Handled, StateMaster, 0},
+		}},
+		{"backup: preempt ignores lower priority and takes over", baseCfg(), []step{startBackup,
+			{2 * sec, adv("192.0.2.1", 50, sec), nil, IgnoreLowerPriority, StateBackup, 0},
+			toMaster,
+		}},
+		{"backup: nopreempt accepts lower priority master", with(func(c *MachineConfig) { c.Preempt = false }), []step{startBackup,
+			{2 * sec, adv("192.0.2.1", 50, sec), []Action{setAt(2*sec + down100)}, Handled, StateBackup, 0},
+			{down100, EvTimer{}, nil, IgnoreStaleTimer, StateBackup, 0},
+		}},
+		{"backup: owner always preempts even with preempt off", with(func(c *MachineConfig) { c.Priority = 255; c.Preempt = false }), []step{
+			{0, EvStartup{}, becameMaster(StateInit, 255, 0), Handled, StateMaster, 0},
+			// Another owner with a higher address wins the tie.
+			{sec / 2, adv("192.0.2.200", 255, sec), cat(ActRemoveVIPs{}, change(StateMaster, StateBackup), setAt(sec/2+3*sec+sec/256)), Handled, StateBackup, 0},
+			{sec, adv("192.0.2.1", 100, sec), nil, IgnoreLowerPriority, StateBackup, 0},
+		}},
+		{"backup: v3 adopts the master's interval", baseCfg(), []step{startBackup,
+			{sec, adv("192.0.2.1", 200, 100*time.Millisecond), []Action{setAt(sec + 300*time.Millisecond + 156*100*time.Millisecond/256)}, Handled, StateBackup, 0},
+		}},
+		{"backup: v2 keeps its own interval and RFC 3768 skew", with(func(c *MachineConfig) { c.Version = 2; c.Interval = 2 * sec }), []step{
+			{0, EvStartup{}, cat(change(StateInit, StateBackup), setAt(6*sec+skew100)), Handled, StateBackup, 0},
+			{sec, adv("192.0.2.1", 200, 3*sec), []Action{setAt(7*sec + skew100)}, Handled, StateBackup, 0},
+		}},
+		{"backup: preempt_delay tolerates a lower master, then preempts", with(func(c *MachineConfig) { c.PreemptDelay = 5 * sec }), []step{startBackup,
+			{sec, adv("192.0.2.1", 50, sec), []Action{setAt(sec + down100)}, Handled, StateBackup, 0},
+			{3 * sec, adv("192.0.2.1", 50, sec), []Action{setAt(3*sec + down100)}, Handled, StateBackup, 0},
+			{6 * sec, adv("192.0.2.1", 50, sec), nil, IgnoreLowerPriority, StateBackup, 0},
+			{3*sec + down100, EvTimer{}, becameMaster(StateBackup, 100, 3*sec+down100), Handled, StateMaster, 0},
+		}},
+		{"backup: a higher master restarts preempt_delay", with(func(c *MachineConfig) { c.PreemptDelay = 5 * sec }), []step{startBackup,
+			{sec, adv("192.0.2.1", 50, sec), []Action{setAt(sec + down100)}, Handled, StateBackup, 0},
+			{2 * sec, adv("192.0.2.2", 200, sec), []Action{setAt(2*sec + down100)}, Handled, StateBackup, 0},
+			{4 * sec, adv("192.0.2.1", 50, sec), []Action{setAt(4*sec + down100)}, Handled, StateBackup, 0},
+			{8 * sec, adv("192.0.2.1", 50, sec), []Action{setAt(8*sec + down100)}, Handled, StateBackup, 0},
+			{9 * sec, adv("192.0.2.1", 50, sec), nil, IgnoreLowerPriority, StateBackup, 0},
+		}},
+		{"backup: shutdown", baseCfg(), []step{startBackup, {sec, EvShutdown{}, cat(change(StateBackup, StateInit), cancel), Handled, StateInit, 0}}},
+		{"master: adver timer sends and re-arms", baseCfg(), []step{startBackup, toMaster,
+			{m0 + sec, EvTimer{}, []Action{ActSendAdvert{Priority: 100}, setAt(m0 + 2*sec)}, Handled, StateMaster, 0},
+			{m0 + sec + sec/2, EvTimer{}, nil, IgnoreStaleTimer, StateMaster, 0},
+		}},
+		{"master: higher advert makes backup", baseCfg(), []step{startBackup, toMaster,
+			{m0 + 1, adv("192.0.2.1", 101, sec), cat(ActRemoveVIPs{}, change(StateMaster, StateBackup), setAt(m0+1+down100)), Handled, StateBackup, 0},
+		}},
+		{"master: equal priority from higher address wins", baseCfg(), []step{startBackup, toMaster,
+			{m0 + 1, adv("192.0.2.11", 100, sec), cat(ActRemoveVIPs{}, change(StateMaster, StateBackup), setAt(m0+1+down100)), Handled, StateBackup, 0},
+		}},
+		{"master: equal priority from lower address is ignored", baseCfg(), []step{startBackup, toMaster,
+			{m0 + 1, adv("192.0.2.9", 100, sec), nil, IgnoreMasterLower, StateMaster, 0},
+		}},
+		{"master: lower priority is ignored", baseCfg(), []step{startBackup, toMaster,
+			{m0 + 1, adv("192.0.2.200", 99, sec), nil, IgnoreMasterLower, StateMaster, 0},
+		}},
+		{"master: IPv6 tie-break on link-local address", with(func(c *MachineConfig) { c.Primary = netip.MustParseAddr("fe80::10") }), []step{startBackup, toMaster,
+			{m0 + 1, adv("fe80::9", 100, sec), nil, IgnoreMasterLower, StateMaster, 0},
+			{m0 + 2, adv("fe80::a:0", 100, sec), cat(ActRemoveVIPs{}, change(StateMaster, StateBackup), setAt(m0+2+down100)), Handled, StateBackup, 0},
+		}},
+		{"master: v3 backup after losing adopts interval", baseCfg(), []step{startBackup, toMaster,
+			{m0, adv("192.0.2.1", 200, 200*time.Millisecond), cat(ActRemoveVIPs{}, change(StateMaster, StateBackup), setAt(m0+600*time.Millisecond+156*200*time.Millisecond/256)), Handled, StateBackup, 0},
+		}},
+		{"master: priority 0 from peer is answered at once", baseCfg(), []step{startBackup, toMaster,
+			{m0 + sec/2, adv("192.0.2.1", 0, sec), []Action{ActSendAdvert{Priority: 100}, setAt(m0 + sec/2 + sec)}, Handled, StateMaster, 0},
+		}},
+		{"master: shutdown resigns with priority 0 and removes VIPs", baseCfg(), []step{startBackup, toMaster,
+			{m0 + 1, EvShutdown{}, cat(ActSendAdvert{Priority: 0}, ActRemoveVIPs{}, change(StateMaster, StateInit), cancel), Handled, StateInit, 0},
+			{m0 + sec, EvTimer{}, nil, IgnoreNotRunning, StateInit, 0},
+			{m0 + 2*sec, EvStartup{}, cat(change(StateInit, StateBackup), setAt(m0+2*sec+down100)), Handled, StateBackup, 0},
+		}},
+		{"tracking: weight lowers the advertised priority", baseCfg(), []step{startBackup, toMaster,
+			{m0 + 1, EvTracking{Delta: -30}, nil, Handled, StateMaster, 70},
+			{m0 + sec, EvTimer{}, []Action{ActSendAdvert{Priority: 70}, setAt(m0 + 2*sec)}, Handled, StateMaster, 70},
+			{m0 + sec + 1, adv("192.0.2.1", 90, sec), cat(ActRemoveVIPs{}, change(StateMaster, StateBackup), setAt(m0+sec+1+3*sec+186*sec/256)), Handled, StateBackup, 70},
+			{m0 + 2*sec, EvTracking{Delta: -30}, nil, IgnoreTrackingNoop, StateBackup, 70},
+		}},
+		{"tracking: priority is clamped to 1..254", baseCfg(), []step{startBackup,
+			{1, EvTracking{Delta: -500}, nil, Handled, StateBackup, 1},
+			{2, EvTracking{Delta: 500}, nil, Handled, StateBackup, 254},
+		}},
+		{"tracking: an owner keeps 255", with(func(c *MachineConfig) { c.Priority = 255 }), []step{
+			{0, EvTracking{Delta: -100}, nil, Handled, StateInit, 255},
+			{0, EvStartup{}, becameMaster(StateInit, 255, 0), Handled, StateMaster, 255},
+		}},
+		{"tracking: fault while master resigns; adverts ignored; recovery restarts", baseCfg(), []step{startBackup, toMaster,
+			{m0 + 1, EvTracking{Fault: true}, cat(ActSendAdvert{Priority: 0}, ActRemoveVIPs{}, change(StateMaster, StateFault), cancel), Handled, StateFault, 0},
+			{m0 + 2, adv("192.0.2.1", 0, sec), nil, IgnoreFault, StateFault, 0},
+			{m0 + sec, EvTimer{}, nil, IgnoreFault, StateFault, 0},
+			{m0 + 2*sec, EvTracking{}, cat(change(StateFault, StateBackup), setAt(m0+2*sec+down100)), Handled, StateBackup, 0},
+		}},
+		{"tracking: fault while backup", baseCfg(), []step{startBackup,
+			{1, EvTracking{Fault: true, Delta: -10}, cat(change(StateBackup, StateFault), cancel), Handled, StateFault, 90},
+			{2, EvShutdown{}, cat(change(StateFault, StateInit), cancel), Handled, StateInit, 0},
+		}},
+		{"tracking: owner recovering from fault takes over at once", with(func(c *MachineConfig) { c.Priority = 255 }), []step{
+			{0, EvTracking{Fault: true}, nil, Handled, StateInit, 0},
+			{0, EvStartup{}, cat(change(StateInit, StateFault), cancel), Handled, StateFault, 0},
+			{sec, EvTracking{}, becameMaster(StateFault, 255, sec), Handled, StateMaster, 0},
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { runSteps(t, c.cfg, c.steps) })
+	}
+}
+
+func TestMachineAccessors(t *testing.T) {
+	m := runSteps(t, baseCfg(), []step{
+		{0, EvStartup{}, cat(change(StateInit, StateBackup), setAt(down100)), Handled, StateBackup, 0},
+		{sec, adv("192.0.2.1", 200, 500*time.Millisecond), []Action{setAt(sec + 1500*time.Millisecond + 156*500*time.Millisecond/256)}, Handled, StateBackup, 0},
+	})
+	if m.MasterAddr() != netip.MustParseAddr("192.0.2.1") || m.MasterInterval() != 500*time.Millisecond {
+		t.Fatalf("master %v interval %v", m.MasterAddr(), m.MasterInterval())
+	}
+	if m.Deadline() != t0.Add(sec+1500*time.Millisecond+156*500*time.Millisecond/256) {
+		t.Fatalf("deadline %v", m.Deadline())
+	}
+}
+
+func TestNewMachineErrors(t *testing.T) {
+	for name, f := range map[string]func(*MachineConfig){
+		"version":    func(c *MachineConfig) { c.Version = 4 },
+		"priority 0": func(c *MachineConfig) { c.Priority = 0 },
+		"priority":   func(c *MachineConfig) { c.Priority = 256 },
+		"interval":   func(c *MachineConfig) { c.Interval = 0 },
+		"delay":      func(c *MachineConfig) { c.PreemptDelay = -1 },
+		"primary":    func(c *MachineConfig) { c.Primary = netip.Addr{} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := baseCfg()
+			f(&c)
+			if _, err := NewMachine(c); err == nil {
+				t.Fatal("no error")
+			}
+		})
+	}
+}
