@@ -230,9 +230,6 @@ func buildVS(vs conf.VirtualServer) (vsModel, error) {
 		}
 		d := mkDest(addr, fwd)
 		d.Weight = vs.SorryServerWeight
-		if d.Weight == 0 {
-			d.Weight = 1
-		}
 		m.sorry = &d
 	}
 	return m, nil
@@ -261,7 +258,7 @@ func parseTunnel(vs conf.VirtualServer) (TunnelType, uint16, uint16, error) {
 	}
 	var flags uint16
 	switch strings.ToLower(vs.TunnelChecksum) {
-	case "", "nocsum", "none":
+	case "", "none", "nocsum":
 	case "csum":
 		flags = TunnelCsum
 	case "remcsum":

@@ -17,7 +17,8 @@ import (
 // Verdict is one health transition of a real server, as the health checker
 // reports it. Service is Key(virtual server) and Real is RealAddr(virtual
 // server, real server). WeightSet carries a dynamic weight (from an exec
-// check): while set it replaces the configured weight.
+// check): while set it replaces the configured weight; a negative Weight
+// (healthcheck.WeightConfigured) counts as unset.
 type Verdict struct {
 	Service   ServiceKey
 	Real      netip.AddrPort

@@ -1,0 +1,326 @@
+package director
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/moby/ipvs"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// MobyKernel programs the kernel's IPVS table through github.com/moby/ipvs
+// (generic netlink).
+//
+// What that library (v1.1.0) cannot express is refused with an error
+// wrapping ErrUnsupported instead of being silently dropped: tunnel types
+// other than ipip, a gue tunnel port, tunnel checksum flags (it has no
+// IPVS_DEST_ATTR_TUN_* attributes) and destinations of another address
+// family than their service (it never sends IPVS_DEST_ATTR_ADDR_FAMILY).
+// SCTP services and inet6 fwmark services work: the protocol number and the
+// family are passed through as they are.
+//
+// A forwarding method change is an in-place update: IPVS_CMD_SET_DEST
+// rewrites the destination's conn_flags (__ip_vs_update_dest), so no delete
+// and re-add is needed and established connections keep their destination.
+type MobyKernel struct {
+	mu       sync.Mutex // a Handle shares one socket: one request at a time
+	h        *ipvs.Handle
+	modprobe func(module string) error
+}
+
+// NewMobyKernel opens an IPVS handle in the network namespace at nsPath
+// ("" for the current one), loading the ip_vs module first when needed.
+// When the kernel has no IPVS it says so and how to get it.
+func NewMobyKernel(nsPath string) (*MobyKernel, error) {
+	if err := EnsureIPVS(); err != nil {
+		return nil, err
+	}
+	h, err := ipvs.New(nsPath)
+	if err != nil {
+		return nil, fmt.Errorf("opening an IPVS netlink handle (netns %q): %w", nsPath, err)
+	}
+	return &MobyKernel{h: h, modprobe: loadModule}, nil
+}
+
+// Close releases the netlink socket.
+func (k *MobyKernel) Close() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.h.Close()
+}
+
+// EnsureIPVS makes sure the kernel's IPVS generic netlink family exists,
+// loading ip_vs if needed.
+func EnsureIPVS() error {
+	if _, err := netlink.GenlFamilyGet("IPVS"); err == nil {
+		return nil
+	}
+	loadErr := loadModule("ip_vs")
+	if _, err := netlink.GenlFamilyGet("IPVS"); err != nil {
+		return fmt.Errorf("the kernel has no IPVS (generic netlink family \"IPVS\" not found: %v; loading module ip_vs: %v): "+
+			"install a kernel with CONFIG_IP_VS (on Debian/Ubuntu the ip_vs module ships with the kernel image package, "+
+			"on some cloud kernels in linux-modules-extra-$(uname -r)) and run \"modprobe ip_vs\", "+
+			"or in a container load it on the host", err, loadErr)
+	}
+	return nil
+}
+
+// loadModule loads a kernel module with modprobe unless it is already
+// loaded (or built in, which /sys/module also shows).
+func loadModule(name string) error {
+	if _, err := os.Stat("/sys/module/" + name); err == nil {
+		return nil
+	}
+	out, err := exec.Command("modprobe", name).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("modprobe %s: %v: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// GetServices implements Kernel.
+func (k *MobyKernel) GetServices() ([]Service, error) {
+	k.mu.Lock()
+	ms, err := k.h.GetServices()
+	k.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Service, 0, len(ms))
+	for _, m := range ms {
+		s, err := fromMobyService(m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// GetDestinations implements Kernel.
+func (k *MobyKernel) GetDestinations(key ServiceKey) ([]Destination, error) {
+	ms := toMobyService(Service{Key: key, NetmaskBits: maxBits(key)})
+	k.mu.Lock()
+	md, err := k.h.GetDestinations(ms)
+	k.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Destination, 0, len(md))
+	for _, m := range md {
+		d, err := fromMobyDest(m)
+		if err != nil {
+			return nil, fmt.Errorf("service %s: %w", key, err)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// NewService implements Kernel.
+func (k *MobyKernel) NewService(s Service) error {
+	return k.schedOp(s, k.h.NewService)
+}
+
+// UpdateService implements Kernel.
+func (k *MobyKernel) UpdateService(s Service) error {
+	return k.schedOp(s, k.h.UpdateService)
+}
+
+// schedOp loads the scheduler's module first: the kernel would request it
+// itself, but not where it cannot run modprobe (containers, usermode helper
+// disabled), and then ENOENT would not say which module is missing.
+func (k *MobyKernel) schedOp(s Service, op func(*ipvs.Service) error) error {
+	loadErr := k.modprobe("ip_vs_" + s.Scheduler)
+	k.mu.Lock()
+	err := op(toMobyService(s))
+	k.mu.Unlock()
+	if errors.Is(err, syscall.ENOENT) {
+		return fmt.Errorf("scheduler %q: kernel module ip_vs_%s not available (%v): %w", s.Scheduler, s.Scheduler, loadErr, err)
+	}
+	return err
+}
+
+// DelService implements Kernel.
+func (k *MobyKernel) DelService(key ServiceKey) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.h.DelService(toMobyService(Service{Key: key, NetmaskBits: maxBits(key)}))
+}
+
+// NewDestination implements Kernel.
+func (k *MobyKernel) NewDestination(key ServiceKey, d Destination) error {
+	return k.destOp(key, d, k.h.NewDestination)
+}
+
+// UpdateDestination implements Kernel.
+func (k *MobyKernel) UpdateDestination(key ServiceKey, d Destination) error {
+	return k.destOp(key, d, k.h.UpdateDestination)
+}
+
+// DelDestination implements Kernel.
+func (k *MobyKernel) DelDestination(key ServiceKey, addr netip.AddrPort) error {
+	return k.destOp(key, Destination{Addr: addr}, k.h.DelDestination)
+}
+
+func (k *MobyKernel) destOp(key ServiceKey, d Destination, op func(*ipvs.Service, *ipvs.Destination) error) error {
+	md, err := toMobyDest(key, d)
+	if err != nil {
+		return err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return op(toMobyService(Service{Key: key, NetmaskBits: maxBits(key)}), md)
+}
+
+// Timeouts implements TimeoutSetter.
+func (k *MobyKernel) Timeouts() (Timeouts, error) {
+	k.mu.Lock()
+	c, err := k.h.GetConfig()
+	k.mu.Unlock()
+	if err != nil {
+		return Timeouts{}, err
+	}
+	return Timeouts{TCP: c.TimeoutTCP, TCPFin: c.TimeoutTCPFin, UDP: c.TimeoutUDP}, nil
+}
+
+// SetTimeouts implements TimeoutSetter; zero fields are left unchanged by
+// the kernel.
+func (k *MobyKernel) SetTimeouts(t Timeouts) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.h.SetConfig(&ipvs.Config{TimeoutTCP: t.TCP, TimeoutTCPFin: t.TCPFin, TimeoutUDP: t.UDP})
+}
+
+func maxBits(k ServiceKey) int {
+	if k.IsV6() {
+		return 128
+	}
+	return 32
+}
+
+func family(v6 bool) uint16 {
+	if v6 {
+		return unix.AF_INET6
+	}
+	return unix.AF_INET
+}
+
+// encodeNetmask turns a prefix length into the IPVS_SVC_ATTR_NETMASK value
+// moby/ipvs writes in host byte order: for inet the kernel reads the four
+// bytes as a network-order mask, for inet6 as a prefix length.
+func encodeNetmask(v6 bool, n int) uint32 {
+	if v6 {
+		return uint32(n)
+	}
+	return binary.NativeEndian.Uint32(net.CIDRMask(n, 32))
+}
+
+func decodeNetmask(v6 bool, v uint32) int {
+	if v6 {
+		return int(v)
+	}
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], v)
+	return bits.LeadingZeros32(^binary.BigEndian.Uint32(b[:]))
+}
+
+func toMobyService(s Service) *ipvs.Service {
+	v6 := s.Key.IsV6()
+	m := &ipvs.Service{
+		AddressFamily: family(v6),
+		SchedName:     s.Scheduler,
+		Flags:         s.Flags &^ FlagHashed,
+		Timeout:       s.Timeout,
+		Netmask:       encodeNetmask(v6, s.NetmaskBits),
+	}
+	if s.Key.Fwmark != 0 {
+		m.FWMark = s.Key.Fwmark
+	} else {
+		m.Address = net.IP(s.Key.Addr.Addr().AsSlice())
+		m.Protocol = uint16(s.Key.Protocol)
+		m.Port = s.Key.Addr.Port()
+	}
+	return m
+}
+
+func fromMobyService(m *ipvs.Service) (Service, error) {
+	v6 := m.AddressFamily == unix.AF_INET6
+	s := Service{
+		Scheduler:   m.SchedName,
+		Flags:       m.Flags &^ FlagHashed,
+		Timeout:     m.Timeout,
+		NetmaskBits: decodeNetmask(v6, m.Netmask),
+		Stats:       fromMobyStats(m.Stats),
+	}
+	if m.FWMark != 0 {
+		s.Key = ServiceKey{Fwmark: m.FWMark, V6: v6}
+		return s, nil
+	}
+	a, ok := netip.AddrFromSlice(m.Address)
+	if !ok {
+		return s, fmt.Errorf("kernel returned a service with address %v", m.Address)
+	}
+	s.Key = ServiceKey{Protocol: Protocol(m.Protocol), Addr: netip.AddrPortFrom(a.Unmap(), m.Port)}
+	return s, nil
+}
+
+func toMobyDest(svc ServiceKey, d Destination) (*ipvs.Destination, error) {
+	if d.Forwarding == ForwardTunnel && (d.TunnelType != TunnelIPIP || d.TunnelPort != 0 || d.TunnelFlags != 0) {
+		return nil, fmt.Errorf("destination %s: tunnel type %s, port %d, checksum flags %d: github.com/moby/ipvs v1.1.0 has no IPVS_DEST_ATTR_TUN_* attributes (only ipip): %w",
+			d.Addr, d.TunnelType, d.TunnelPort, d.TunnelFlags, ErrUnsupported)
+	}
+	if d.Addr.Addr().Is6() != svc.IsV6() {
+		return nil, fmt.Errorf("destination %s in %s: mixed address families: github.com/moby/ipvs v1.1.0 does not send IPVS_DEST_ATTR_ADDR_FAMILY: %w",
+			d.Addr, svc, ErrUnsupported)
+	}
+	return &ipvs.Destination{
+		Address:         net.IP(d.Addr.Addr().AsSlice()),
+		Port:            d.Addr.Port(),
+		Weight:          d.Weight,
+		ConnectionFlags: uint32(d.Forwarding),
+		AddressFamily:   family(d.Addr.Addr().Is6()),
+		UpperThreshold:  d.UpperThreshold,
+		LowerThreshold:  d.LowerThreshold,
+	}, nil
+}
+
+func fromMobyDest(m *ipvs.Destination) (Destination, error) {
+	a, ok := netip.AddrFromSlice(m.Address)
+	if !ok {
+		return Destination{}, fmt.Errorf("kernel returned a destination with address %v", m.Address)
+	}
+	return Destination{
+		Addr:           netip.AddrPortFrom(a.Unmap(), m.Port),
+		Weight:         m.Weight,
+		Forwarding:     Forwarding(m.ConnectionFlags & ipvs.ConnectionFlagFwdMask),
+		UpperThreshold: m.UpperThreshold,
+		LowerThreshold: m.LowerThreshold,
+		ActiveConns:    uint32(m.ActiveConnections),
+		InactiveConns:  uint32(m.InactiveConnections),
+		Stats:          fromMobyStats(ipvs.SvcStats(m.Stats)),
+	}, nil
+}
+
+func fromMobyStats(s ipvs.SvcStats) Stats {
+	return Stats{
+		Conns: uint64(s.Connections), PktsIn: uint64(s.PacketsIn), PktsOut: uint64(s.PacketsOut),
+		BytesIn: s.BytesIn, BytesOut: s.BytesOut, CPS: uint64(s.CPS),
+		PPSIn: uint64(s.PPSIn), PPSOut: uint64(s.PPSOut), BPSIn: uint64(s.BPSIn), BPSOut: uint64(s.BPSOut),
+	}
+}
+
+var (
+	_ Kernel        = (*MobyKernel)(nil)
+	_ TimeoutSetter = (*MobyKernel)(nil)
+)
