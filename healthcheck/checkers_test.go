@@ -1,0 +1,290 @@
+package healthcheck
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+const testTimeout = 400 * time.Millisecond
+
+// slack is how far past its timeout a check may return; generous because
+// the race detector slows everything down.
+const slack = 400 * time.Millisecond
+
+type checkCase struct {
+	name       string
+	addr       func(t *testing.T) netip.AddrPort
+	check      conf.Check
+	wantUp     bool
+	wantWeight int    // checked when wantUp; 0 means WeightConfigured
+	wantReason string // substring
+}
+
+func runCases(t *testing.T, cases []checkCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := tc.check
+			if c.Timeout == 0 {
+				c.Timeout = conf.Duration(testTimeout)
+			}
+			var ap netip.AddrPort
+			if tc.addr != nil {
+				ap = tc.addr(t)
+			}
+			ck, err := NewChecker(Target{Addr: ap, Check: c})
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			r := ck.Run(context.Background())
+			took := time.Since(start)
+			if took > c.Timeout.D()+slack {
+				t.Errorf("check took %v, timeout is %v", took, c.Timeout.D())
+			}
+			if r.Up != tc.wantUp || !strings.Contains(r.Reason, tc.wantReason) {
+				t.Fatalf("got up=%v reason %q, want up=%v reason containing %q", r.Up, r.Reason, tc.wantUp, tc.wantReason)
+			}
+			w := tc.wantWeight
+			if w == 0 {
+				w = WeightConfigured
+			}
+			if r.Up && r.Weight != w {
+				t.Fatalf("weight %d, want %d", r.Weight, w)
+			}
+		})
+	}
+}
+
+func fixed(ap netip.AddrPort) func(*testing.T) netip.AddrPort {
+	return func(*testing.T) netip.AddrPort { return ap }
+}
+
+func TestTCPCheck(t *testing.T) {
+	tcp := conf.Check{Type: "tcp"}
+	fromSecond := tcp
+	fromSecond.SourceAddress = netip.MustParseAddr("127.0.0.2")
+	runCases(t, []checkCase{
+		{name: "healthy", addr: func(t *testing.T) netip.AddrPort { return serve(t, silent) }, check: tcp, wantUp: true, wantReason: "connected"},
+		{name: "refused", addr: refusedAddr, check: tcp, wantReason: "connect: connection refused"},
+		{name: "black-holed", addr: blackholeAddr, check: tcp, wantReason: "timeout after 400ms connecting"},
+		{name: "connect_port overrides the real server's port", addr: func(t *testing.T) netip.AddrPort {
+			return refusedAddr(t)
+		}, check: func() conf.Check {
+			c := tcp
+			c.ConnectPort = int(serveOnPort(t).Port())
+			return c
+		}(), wantUp: true},
+		{name: "source_address binds the local end", addr: func(t *testing.T) netip.AddrPort {
+			return serve(t, func(c net.Conn) {
+				if !strings.HasPrefix(c.RemoteAddr().String(), "127.0.0.2:") {
+					t.Errorf("connection from %s, want 127.0.0.2", c.RemoteAddr())
+				}
+			})
+		}, check: fromSecond, wantUp: true},
+	})
+}
+
+func serveOnPort(t *testing.T) netip.AddrPort { return serve(t, silent) }
+
+func TestHTTPCheck(t *testing.T) {
+	h := conf.Check{Type: "http", Path: "/health"}
+	with := func(f func(*conf.Check)) conf.Check { c := h; f(&c); return c }
+	body := "all good: version 42\n"
+	sha := sha256.Sum256([]byte(body))
+	md := md5.Sum([]byte(body))
+	srv := func(handle func(net.Conn)) func(*testing.T) netip.AddrPort {
+		return func(t *testing.T) netip.AddrPort { return serve(t, handle) }
+	}
+	runCases(t, []checkCase{
+		{name: "healthy", addr: srv(respond("200 OK", body)), check: h, wantUp: true, wantReason: "status 200"},
+		{name: "refused", addr: refusedAddr, check: h, wantReason: "connect: connection refused"},
+		{name: "black-holed", addr: blackholeAddr, check: h, wantReason: "timeout after 400ms connecting"},
+		{name: "accepts then sends nothing", addr: srv(silent), check: h, wantReason: "timeout after 400ms reading headers"},
+		{name: "slow headers", addr: srv(trickle("HTTP/1.1 200 OK\r\n", strings.Repeat("X-Slow: 1\r\n", 10)+"\r\n")), check: h,
+			wantReason: "timeout after 400ms reading headers"},
+		{name: "slow body past the deadline", addr: srv(trickle("HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n", strings.Repeat("x", 40))), check: h,
+			wantReason: "timeout after 400ms reading body"},
+		{name: "closes before answering", addr: srv(func(c net.Conn) { readRequest(c) }), check: h, wantReason: "reading headers: "},
+		{name: "wrong status", addr: srv(respond("503 Service Unavailable", "")), check: h, wantReason: "status 503 not in 200-299"},
+		{name: "expect_status list", addr: srv(respond("301 Moved", "")), check: with(func(c *conf.Check) {
+			c.ExpectStatus = conf.StatusCodes{{Lo: 200, Hi: 200}, {Lo: 301, Hi: 302}}
+		}), wantUp: true, wantReason: "status 301"},
+		{name: "expect_status list miss", addr: srv(respond("200 OK", "")), check: with(func(c *conf.Check) {
+			c.ExpectStatus = conf.StatusCodes{{Lo: 204, Hi: 204}, {Lo: 301, Hi: 302}}
+		}), wantReason: "status 200 not in 204,301-302"},
+		{name: "body matches", addr: srv(respond("200 OK", body)), check: with(func(c *conf.Check) { c.ExpectBody = `version \d+` }), wantUp: true},
+		{name: "wrong body", addr: srv(respond("200 OK", "maintenance")), check: with(func(c *conf.Check) { c.ExpectBody = `version \d+` }),
+			wantReason: `body does not match "version \\d+"`},
+		{name: "sha256 digest", addr: srv(respond("200 OK", body)), check: with(func(c *conf.Check) { c.Digest = hex.EncodeToString(sha[:]) }), wantUp: true},
+		{name: "sha256 digest mismatch", addr: srv(respond("200 OK", body+"!")), check: with(func(c *conf.Check) { c.Digest = hex.EncodeToString(sha[:]) }),
+			wantReason: "body sha256 "},
+		{name: "md5 digest (keepalived)", addr: srv(respond("200 OK", body)), check: with(func(c *conf.Check) { c.Digest = strings.ToUpper(hex.EncodeToString(md[:])) }), wantUp: true},
+		{name: "md5 digest mismatch", addr: srv(respond("200 OK", "other")), check: with(func(c *conf.Check) { c.Digest = hex.EncodeToString(md[:]) }),
+			wantReason: "body md5 "},
+		{name: "virtual host header", addr: srv(func(c net.Conn) {
+			host, _ := readRequest(c)
+			status := "404 Not Found"
+			if host == "www.example" {
+				status = "200 OK"
+			}
+			c.Write([]byte("HTTP/1.1 " + status + "\r\nContent-Length: 0\r\n\r\n"))
+		}), check: with(func(c *conf.Check) { c.Host = "www.example" }), wantUp: true},
+		{name: "chunked body", addr: srv(func(c net.Conn) {
+			readRequest(c)
+			c.Write([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"))
+		}), check: with(func(c *conf.Check) { c.ExpectBody = "^hello$" }), wantUp: true},
+		{name: "endless body is capped", addr: srv(func(c net.Conn) {
+			readRequest(c)
+			c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n"))
+			chunk := []byte(strings.Repeat("y", 64<<10))
+			for range 64 { // 4 MiB, bounded
+				if _, err := c.Write(chunk); err != nil {
+					return
+				}
+			}
+		}), check: h, wantUp: true},
+		{name: "endless body fails a digest", addr: srv(func(c net.Conn) {
+			readRequest(c)
+			c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n"))
+			chunk := []byte(strings.Repeat("y", 64<<10))
+			for range 64 {
+				if _, err := c.Write(chunk); err != nil {
+					return
+				}
+			}
+		}), check: with(func(c *conf.Check) { c.Digest = hex.EncodeToString(sha[:]) }), wantReason: "digest not verifiable"},
+		{name: "endless headers are capped", addr: srv(func(c net.Conn) {
+			readRequest(c)
+			c.Write([]byte("HTTP/1.1 200 OK\r\n"))
+			for range 10000 {
+				if _, err := c.Write([]byte("X-Pad: 0123456789012345678901234567890123456789\r\n")); err != nil {
+					return
+				}
+			}
+		}), check: h, wantReason: "response head exceeds"},
+	})
+}
+
+func TestHTTPSCheck(t *testing.T) {
+	pki := newPKI(t)
+	ok := respond("200 OK", "fine")
+	plain := func(t *testing.T) netip.AddrPort { return serveTLS(t, pki, false, ok) }
+	sni := func(t *testing.T) netip.AddrPort { return serveTLS(t, pki, true, ok) }
+	hs := func(f func(*conf.Check)) conf.Check {
+		c := conf.Check{Type: "https", TLSVerify: true}
+		f(&c)
+		return c
+	}
+	runCases(t, []checkCase{
+		{name: "untrusted certificate with verify on", addr: plain, check: hs(func(c *conf.Check) {}),
+			wantReason: "tls handshake: tls: failed to verify certificate"},
+		{name: "untrusted certificate with verify off", addr: plain, check: hs(func(c *conf.Check) { c.TLSVerify = false }), wantUp: true, wantReason: "status 200"},
+		{name: "trusted via ca_file and server_name", addr: plain, check: hs(func(c *conf.Check) { c.CAFile = pki.caFile; c.ServerName = "svc.example" }),
+			wantUp: true},
+		{name: "trusted CA but name mismatch", addr: plain, check: hs(func(c *conf.Check) { c.CAFile = pki.caFile; c.ServerName = "other.example" }),
+			wantReason: "certificate is valid for svc.example, not other.example"},
+		{name: "SNI required, none sent", addr: sni, check: hs(func(c *conf.Check) { c.TLSVerify = false }), wantReason: "tls handshake: "},
+		{name: "SNI from server_name", addr: sni, check: hs(func(c *conf.Check) { c.TLSVerify = false; c.ServerName = "svc.example" }), wantUp: true},
+		{name: "SNI from host", addr: sni, check: hs(func(c *conf.Check) { c.CAFile = pki.caFile; c.Host = "svc.example:8443" }), wantUp: true},
+		{name: "plain http server", addr: func(t *testing.T) netip.AddrPort {
+			return serve(t, func(c net.Conn) {
+				c.Read(make([]byte, 512))
+				c.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"))
+			})
+		}, check: hs(func(c *conf.Check) {}), wantReason: "tls handshake: tls: first record does not look like a TLS handshake"},
+		{name: "handshake never answered", addr: func(t *testing.T) netip.AddrPort { return serve(t, silent) }, check: hs(func(c *conf.Check) {}),
+			wantReason: "timeout after 400ms in tls handshake"},
+	})
+}
+
+func TestExecCheck(t *testing.T) {
+	sh := func(script string) conf.Check { return conf.Check{Type: "exec", Command: []string{"/bin/sh", "-c", script}} }
+	runCases(t, []checkCase{
+		{name: "exit 0", check: sh("exit 0"), wantUp: true, wantReason: "exit status 0"},
+		{name: "exit 1", check: sh("exit 1"), wantReason: "exit status 1"},
+		{name: "exit 7 is weight 5", check: sh("exit 7"), wantUp: true, wantWeight: 5, wantReason: "exit status 7 (weight 5)"},
+		{name: "killed by a signal", check: sh("kill -TERM $$"), wantReason: "killed by signal terminated"},
+		{name: "no such program", check: conf.Check{Type: "exec", Command: []string{"/nonexistent/check"}}, wantReason: "exec: "},
+		{name: "sees the target in its environment", addr: fixed(netip.MustParseAddrPort("127.0.0.9:8080")),
+			check: sh(`[ "$HALDIR_REAL_ADDRESS:$HALDIR_REAL_PORT" = 127.0.0.9:8080 ]`), wantUp: true},
+	})
+}
+
+func TestExecTimeoutKillsProcessGroup(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	// The grandchild holds no pipe, but outlives its parent unless the
+	// whole process group is killed.
+	c := conf.Check{Type: "exec", Timeout: conf.Duration(300 * time.Millisecond),
+		Command: []string{"/bin/sh", "-c", "sleep 30 & echo $! > " + pidFile + "; wait"}}
+	ck, err := NewChecker(Target{Check: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := ck.Run(context.Background())
+	if took := time.Since(start); took > 300*time.Millisecond+slack {
+		t.Fatalf("took %v", took)
+	}
+	if r.Up || r.Reason != "timeout after 300ms (process group killed)" {
+		t.Fatalf("got %+v", r)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	waitFor(t, "grandchild to die", func() bool {
+		if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
+			return true
+		}
+		// Reparented to a PID 1 that may not reap: a zombie is dead too.
+		st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		return err != nil || strings.Contains(string(st), ") Z ")
+	})
+}
+
+func TestNewCheckerErrors(t *testing.T) {
+	tests := []struct {
+		c    conf.Check
+		want string
+	}{
+		{conf.Check{Type: ""}, "type is empty"},
+		{conf.Check{Type: "icmp"}, `unknown type "icmp"`},
+		{conf.Check{Type: "exec"}, "command is empty"},
+		{conf.Check{Type: "http", Digest: "abc"}, "not hex"},
+		{conf.Check{Type: "http", Digest: "abcd"}, "want 32 hex digits (md5) or 64 (sha256)"},
+		{conf.Check{Type: "http", ExpectBody: "(("}, "expect_body"},
+		{conf.Check{Type: "http", Path: "health"}, "must start with /"},
+		{conf.Check{Type: "http", ExpectStatus: conf.StatusCodes{{Lo: 299, Hi: 200}}}, "expect_status"},
+		{conf.Check{Type: "https", CAFile: "/nonexistent.pem"}, "ca_file"},
+		{conf.Check{Type: "dns", QueryType: "BOGUS"}, `query_type "BOGUS"`},
+		{conf.Check{Type: "tcp", InitialState: "maybe"}, `initial_state "maybe"`},
+		{conf.Check{Type: "tcp", Timeout: -1}, "negative duration"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			_, err := NewChecker(Target{Addr: netip.MustParseAddrPort("127.0.0.1:80"), Check: tt.c})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), "127.0.0.1:80") {
+				t.Fatalf("err = %v does not name the target", err)
+			}
+		})
+	}
+}

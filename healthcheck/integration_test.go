@@ -1,0 +1,172 @@
+package healthcheck
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+func runScheduler(t *testing.T, opt Options) *Scheduler {
+	t.Helper()
+	s := New(opt)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not stop")
+		}
+	})
+	return s
+}
+
+// Two virtual servers listing the same real server with the same check
+// cause one request per interval, counted where it lands.
+func TestDedupOneProbePerInterval(t *testing.T) {
+	var hits atomic.Int64
+	ap := serve(t, func(c net.Conn) {
+		if _, ok := readRequest(c); ok {
+			hits.Add(1)
+			c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+		}
+	})
+	check := conf.Check{Type: "http", Path: "/", Interval: conf.Duration(50 * time.Millisecond), Timeout: conf.Duration(time.Second)}
+	vs1 := Target{Addr: ap, Check: check}
+	vs2 := Target{Addr: ap, Check: check} // same real server, other virtual server
+	var checks atomic.Int64
+	s := New(Options{OnResult: func(Observation) { checks.Add(1) }})
+	states, err := s.Update([]Target{vs1, vs2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(states) != 1 {
+		t.Fatalf("%d states for one (target, check), want 1", len(states))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	tr := recv(t, s)
+	if !tr.Up || tr.Key != vs1.Key() {
+		t.Fatalf("transition %v, want up", tr)
+	}
+	waitFor(t, "ten checks", func() bool { return checks.Load() >= 10 })
+	cancel()
+	<-done // Run returns after every check in flight has finished
+	elapsed := time.Since(tr.At)
+	n, c := hits.Load(), checks.Load()
+	// Each completed check made one request; a check cancelled by the stop
+	// may have reached the server without completing, hence the +1.
+	if n < c || n > c+1 {
+		t.Fatalf("server saw %d requests for %d checks: probes not shared", n, c)
+	}
+	if max := int64(elapsed/(50*time.Millisecond)) + 2; n > max {
+		t.Fatalf("server saw %d requests in %v at a 50ms interval (max %d)", n, elapsed, max)
+	}
+	if st := s.Status(); len(st) != 1 || st[0].Subscribers != 2 {
+		t.Fatalf("status %+v, want one probe with two subscribers", st)
+	}
+}
+
+// A target that hangs until its timeout must not hold up the others.
+func TestHungTargetDoesNotDelayOthers(t *testing.T) {
+	var lagMu sync.Mutex
+	var maxLag time.Duration
+	healthy := serve(t, silent)
+	hung := blackholeAddr(t)
+	s := runScheduler(t, Options{MaxConcurrent: 4, OnResult: func(o Observation) {
+		lagMu.Lock()
+		if l := o.Started.Sub(o.Scheduled); l > maxLag {
+			maxLag = l
+		}
+		lagMu.Unlock()
+	}})
+	fast := Target{Addr: healthy, Check: conf.Check{Type: "tcp", Interval: conf.Duration(20 * time.Millisecond), Timeout: conf.Duration(time.Second)}}
+	var ts []Target
+	ts = append(ts, fast)
+	// Three hung probes occupy three of four slots for 3 s each.
+	for i := range 3 {
+		ts = append(ts, Target{Addr: hung, Check: conf.Check{Type: "tcp", Interval: conf.Duration(10 * time.Millisecond),
+			Timeout: conf.Duration(3 * time.Second), Rise: i + 1}})
+	}
+	if _, err := s.Update(ts); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	waitFor(t, "25 checks of the healthy target", func() bool {
+		for _, st := range s.Status() {
+			if st.Key == fast.Key() {
+				return st.Checks >= 25
+			}
+		}
+		return false
+	})
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("25 checks at 20ms took %v next to hung targets", el)
+	}
+	for _, st := range s.Status() {
+		if st.Key != fast.Key() && st.Checks != 0 {
+			t.Fatalf("hung probe completed %d checks before its 3s timeout", st.Checks)
+		}
+	}
+	lagMu.Lock()
+	defer lagMu.Unlock()
+	if maxLag > 200*time.Millisecond {
+		t.Fatalf("max scheduling lag of the healthy target %v", maxLag)
+	}
+}
+
+// End to end: a real server goes away and comes back; with fall 2 and rise
+// 2 the transitions name the cause.
+func TestDownAndUpEndToEnd(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := netip.MustParseAddrPort(ln.Addr().String())
+	serveListener(t, ln, silent)
+	s := runScheduler(t, Options{})
+	tg := Target{Addr: ap, Check: conf.Check{Type: "tcp", Interval: conf.Duration(20 * time.Millisecond),
+		Timeout: conf.Duration(time.Second), Rise: 2, Fall: 2, InitialState: "up"}}
+	if _, err := s.Update([]Target{tg}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "two checks", func() bool { return s.Status()[0].Checks >= 2 })
+	ln.Close()
+	downAt := time.Now()
+	tr := recv(t, s)
+	if tr.Up || tr.Reason != "connect: connection refused" {
+		t.Fatalf("got %v, want down: connect: connection refused", tr)
+	}
+	if d := tr.At.Sub(downAt); d > 500*time.Millisecond {
+		t.Fatalf("detection took %v at interval 20ms fall 2", d)
+	}
+	ln2, err := net.Listen("tcp", ap.String())
+	if err != nil {
+		t.Skipf("could not re-listen on %s: %v", ap, err)
+	}
+	serveListener(t, ln2, silent)
+	tr = recv(t, s)
+	if !tr.Up || tr.Reason != "connected" {
+		t.Fatalf("got %v, want up: connected", tr)
+	}
+}
+
+func recv(t *testing.T, s *Scheduler) Transition {
+	t.Helper()
+	select {
+	case tr := <-s.Transitions():
+		return tr
+	case <-time.After(5 * time.Second):
+		t.Fatal("no transition")
+		return Transition{}
+	}
+}
