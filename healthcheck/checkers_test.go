@@ -213,7 +213,9 @@ func TestHTTPSCheck(t *testing.T) {
 }
 
 func TestExecCheck(t *testing.T) {
-	sh := func(script string) conf.Check { return conf.Check{Type: "exec", Command: []string{"/bin/sh", "-c", script}} }
+	sh := func(script string) conf.Check {
+		return conf.Check{Type: "exec", Command: []string{"/bin/sh", "-c", script}}
+	}
 	runCases(t, []checkCase{
 		{name: "exit 0", check: sh("exit 0"), wantUp: true, wantReason: "exit status 0"},
 		{name: "exit 1", check: sh("exit 1"), wantReason: "exit status 1"},

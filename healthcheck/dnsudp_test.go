@@ -124,7 +124,9 @@ func TestDNSCheck(t *testing.T) {
 }
 
 func TestUDPCheck(t *testing.T) {
-	echo := func(t *testing.T) netip.AddrPort { return serveUDP(t, func(b []byte) []byte { return append([]byte("echo:"), b...) }) }
+	echo := func(t *testing.T) netip.AddrPort {
+		return serveUDP(t, func(b []byte) []byte { return append([]byte("echo:"), b...) })
+	}
 	pingPong := func(t *testing.T) netip.AddrPort {
 		return serveUDP(t, func(b []byte) []byte {
 			if bytes.Equal(b, []byte("ping")) {
