@@ -1,0 +1,82 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// HTTPServer is a tiny web server running in a host, for backends in tests
+// and demos.
+type HTTPServer struct {
+	host     *Host
+	ln       net.Listener
+	srv      *http.Server
+	requests atomic.Int64
+	done     chan struct{}
+}
+
+// ServeHTTP starts an HTTP server on addr (e.g. ":80") inside the host. A
+// nil handler answers every request with the host name and a newline (and
+// header X-Lab-Host), so a client can tell which real server it reached.
+// The server is closed at lab teardown.
+func (h *Host) ServeHTTP(addr string, handler http.Handler) (*HTTPServer, error) {
+	var ln net.Listener
+	err := h.Do(func() (err error) {
+		ln, err = net.Listen("tcp", addr)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("host %s: http listen %s: %w", h.name, addr, err)
+	}
+	s := &HTTPServer{host: h, ln: ln, done: make(chan struct{})}
+	if handler == nil {
+		handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("X-Lab-Host", h.name)
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = fmt.Fprintln(w, h.name)
+		})
+	}
+	s.srv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.requests.Add(1)
+			handler.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	go func() {
+		defer close(s.done)
+		// Accepted sockets belong to the listener's namespace, whatever
+		// thread accepts them.
+		_ = s.srv.Serve(ln)
+	}()
+	h.lab.track(s)
+	return s, nil
+}
+
+// Addr returns the listening address.
+func (s *HTTPServer) Addr() net.Addr { return s.ln.Addr() }
+
+// Requests returns how many requests the server has answered.
+func (s *HTTPServer) Requests() int64 { return s.requests.Load() }
+
+// Close stops the server and closes its connections.
+func (s *HTTPServer) Close() error {
+	err := s.srv.Close()
+	<-s.done
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Shutdown stops the server gracefully.
+func (s *HTTPServer) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	<-s.done
+	return err
+}

@@ -1,0 +1,506 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+// pair builds the smallest useful lab: hosts a and b on switch sw.
+func pair(t *testing.T) (*Lab, *Host, *Host) {
+	t.Helper()
+	l := BuildT(t, t.Name(), Topology{
+		Switches: []string{"sw"},
+		Hosts: []HostSpec{
+			{Name: "a", Links: []LinkSpec{{Iface: "eth0", Switch: "sw", Addrs: []netip.Prefix{
+				netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("2001:db8::1/64")}}}},
+			{Name: "b", Links: []LinkSpec{{Iface: "eth0", Switch: "sw", Addrs: []netip.Prefix{
+				netip.MustParsePrefix("192.0.2.2/24"), netip.MustParsePrefix("2001:db8::2/64")}}}},
+		},
+	})
+	return l, l.Host("a"), l.Host("b")
+}
+
+func TestTrafficBetweenTwoHosts(t *testing.T) {
+	_, a, b := pair(t)
+	tests := []struct {
+		network string
+		listen  string
+		dial    string
+	}{
+		{"tcp4", "192.0.2.2:7000", "192.0.2.2:7000"},
+		{"tcp6", "[2001:db8::2]:7000", "[2001:db8::2]:7000"},
+		{"udp4", "192.0.2.2:7001", "192.0.2.2:7001"},
+		{"udp6", "[2001:db8::2]:7001", "[2001:db8::2]:7001"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.network, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if strings.HasPrefix(tc.network, "tcp") {
+				ln, err := b.Listen(tc.network, tc.listen)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ln.Close()
+				go func() {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					defer c.Close()
+					_, _ = fmt.Fprintf(c, "from %s to %s\n", c.LocalAddr(), c.RemoteAddr())
+				}()
+				c, err := a.Dial(ctx, tc.network, tc.dial)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				line, err := bufio.NewReader(c).ReadString('\n')
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantLocal, wantRemote := "192.0.2.2:7000", "192.0.2.1:"
+				if tc.network == "tcp6" {
+					wantLocal, wantRemote = "[2001:db8::2]:7000", "[2001:db8::1]:"
+				}
+				if !strings.Contains(line, "from "+wantLocal+" to "+wantRemote) {
+					t.Fatalf("server saw %q, want from %s to %s*", line, wantLocal, wantRemote)
+				}
+				return
+			}
+			pc, err := b.ListenPacket(tc.network, tc.listen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pc.Close()
+			go udpEcho(pc)
+			got, err := udpRoundTrip(ctx, a, tc.network, tc.dial, "ping")
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantFrom := "192.0.2.1"
+			if tc.network == "udp6" {
+				wantFrom = "2001:db8::1"
+			}
+			if !strings.HasPrefix(got, "ping from "+wantFrom) && !strings.HasPrefix(got, "ping from ["+wantFrom) {
+				t.Fatalf("echo = %q, want it to name sender %s", got, wantFrom)
+			}
+		})
+	}
+}
+
+// udpEcho answers each datagram with its payload and the sender address.
+func udpEcho(pc net.PacketConn) {
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		_, _ = pc.WriteTo([]byte(fmt.Sprintf("%s from %s", buf[:n], from)), from)
+	}
+}
+
+// udpRoundTrip sends msg from host h and waits (until ctx ends) for the echo.
+func udpRoundTrip(ctx context.Context, h *Host, network, addr, msg string) (string, error) {
+	c, err := h.Dial(ctx, network, addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return "", err
+	}
+	buf := make([]byte, 1500)
+	n, err := c.Read(buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}
+
+// reachable reports whether a UDP echo from a gets answered within d.
+func reachable(a *Host, network, addr string, d time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	_, err := udpRoundTrip(ctx, a, network, addr, "probe")
+	return err == nil
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after %v", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestLinkCutAndRestore(t *testing.T) {
+	_, a, b := pair(t)
+	for _, addr := range []string{"192.0.2.2:7100", "[2001:db8::2]:7100"} {
+		pc, err := b.ListenPacket("udp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go udpEcho(pc)
+	}
+	link := a.Link("eth0")
+	tests := []struct {
+		name          string
+		cut, restore  func() error
+		carrierOnHost bool // does host a still see carrier while cut?
+	}{
+		{"cut", link.Cut, link.Restore, false},
+		{"detach", link.Detach, link.Attach, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, addr := range []string{"192.0.2.2:7100", "[2001:db8::2]:7100"} {
+				eventually(t, 3*time.Second, "reachable before "+tc.name+" "+addr, func() bool {
+					return reachable(a, "udp", addr, 200*time.Millisecond)
+				})
+			}
+			if err := tc.cut(); err != nil {
+				t.Fatal(err)
+			}
+			for _, addr := range []string{"192.0.2.2:7100", "[2001:db8::2]:7100"} {
+				if reachable(a, "udp", addr, 300*time.Millisecond) {
+					t.Fatalf("%s still reachable after %s", addr, tc.name)
+				}
+			}
+			ifi, err := a.Interface("eth0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			hl, err := a.Netlink().LinkByName("eth0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			carrier := hl.Attrs().OperState == netlink.OperUp
+			if carrier != tc.carrierOnHost || ifi.Flags&net.FlagUp == 0 {
+				t.Fatalf("while cut: host eth0 operstate %v flags %v, want carrier=%v and admin up", hl.Attrs().OperState, ifi.Flags, tc.carrierOnHost)
+			}
+			addrs, err := a.Addrs("eth0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !containsPrefix(addrs, "2001:db8::1/64") || !containsPrefix(addrs, "192.0.2.1/24") {
+				t.Fatalf("host lost its addresses while cut: %v", addrs)
+			}
+			if err := tc.restore(); err != nil {
+				t.Fatal(err)
+			}
+			for _, addr := range []string{"192.0.2.2:7100", "[2001:db8::2]:7100"} {
+				eventually(t, 3*time.Second, "reachable after restoring "+addr, func() bool {
+					return reachable(a, "udp", addr, 200*time.Millisecond)
+				})
+			}
+		})
+	}
+}
+
+func containsPrefix(ps []netip.Prefix, s string) bool {
+	want := netip.MustParsePrefix(s)
+	for _, p := range ps {
+		if p == want {
+			return true
+		}
+	}
+	return false
+}
+
+func TestProcRunsInHost(t *testing.T) {
+	_, a, _ := pair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := a.Start(ctx, []string{"/bin/sh", "-c", "echo ns=$(readlink /proc/self/ns/net); echo oops >&2; exit 3"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := p.WaitForLine(ctx, regexp.MustCompile(`^ns=net:\[\d+\]$`))
+	if err != nil {
+		t.Fatalf("%v; output:\n%s", err, p.Output())
+	}
+	id, err := statNS(a.NetNSPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("ns=net:[%d]", id.ino); line.Text != want {
+		t.Fatalf("child reports %q, want %q (the host's namespace)", line.Text, want)
+	}
+	var ee *exec.ExitError
+	if err := p.Wait(); !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("Wait = %v, want exit status 3", err)
+	}
+	if got := p.Stderr(); got != "oops\n" {
+		t.Fatalf("stderr = %q, want %q", got, "oops\n")
+	}
+	if _, err := p.WaitForLine(ctx, regexp.MustCompile(`never`)); err == nil || !strings.Contains(err.Error(), "exited") {
+		t.Fatalf("WaitForLine on exited process without match = %v, want an 'exited' error", err)
+	}
+}
+
+func TestProcKilledAtTeardown(t *testing.T) {
+	SkipIfNotRoot(t)
+	l, err := New("teardown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := l.AddHost("h")
+	if err != nil {
+		_ = l.Close()
+		t.Fatal(err)
+	}
+	p, err := h.Start(context.Background(), []string{"/bin/sh", "-c", "echo up; sleep 600"}, nil)
+	if err != nil {
+		_ = l.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := p.WaitForLine(ctx, regexp.MustCompile(`^up$`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+	default:
+		t.Fatal("process still running after lab Close")
+	}
+	if _, err := os.Stat(h.NetNSPath()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("namespace %s still exists after Close: %v", h.NetNSPath(), err)
+	}
+}
+
+func TestServeHTTP(t *testing.T) {
+	_, a, b := pair(t)
+	srv, err := b.ServeHTTP(":8080", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, addr := range []string{"192.0.2.2:8080", "[2001:db8::2]:8080"} {
+		c, err := a.Dial(ctx, "tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(c, "GET / HTTP/1.0\r\n\r\n")
+		body, err := io.ReadAll(c)
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(string(body), "\r\n\r\nb\n") || !strings.Contains(string(body), "X-Lab-Host: b") {
+			t.Fatalf("response from %s = %q, want body \"b\\n\" and X-Lab-Host: b", addr, body)
+		}
+	}
+	if n := srv.Requests(); n != 2 {
+		t.Fatalf("Requests() = %d, want 2", n)
+	}
+}
+
+// countLeftovers counts namespaces under NetNSDir with this process's lab
+// prefix, and veth/bridge links in the root namespace.
+func countLeftovers(t *testing.T) (ns, links int) {
+	t.Helper()
+	ents, err := os.ReadDir(NetNSDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	prefix := fmt.Sprintf("hl%d-", os.Getpid())
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), prefix) {
+			ns++
+		}
+	}
+	ll, err := netlink.LinkList()
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		t.Fatal(err)
+	}
+	for _, k := range ll {
+		if k.Type() == "veth" || k.Type() == "bridge" {
+			links++
+		}
+	}
+	return ns, links
+}
+
+func TestCreateTeardownCyclesLeaveNothing(t *testing.T) {
+	SkipIfNotRoot(t)
+	ns0, links0 := countLeftovers(t)
+	if ns0 != 0 {
+		t.Fatalf("%d namespaces of this process exist before the test", ns0)
+	}
+	const cycles = 50
+	start := time.Now()
+	for i := range cycles {
+		l, err := Build("cycle", Topology{
+			Switches: []string{"sw"},
+			Hosts: []HostSpec{
+				{Name: "a", Links: []LinkSpec{{Iface: "eth0", Switch: "sw", Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")}}}},
+				{Name: "b", Links: []LinkSpec{{Iface: "eth0", Switch: "sw", Addrs: []netip.Prefix{netip.MustParsePrefix("2001:db8::2/64")}}}},
+			},
+		})
+		if err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		if n, _ := countLeftovers(t); n != 3 {
+			t.Fatalf("cycle %d: %d namespaces while the lab is up, want 3 (fabric, a, b)", i, n)
+		}
+		if _, err := l.Host("a").Listen("tcp", "192.0.2.1:80"); err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		if _, err := os.Stat(filepath.Join(OwnerDir, l.ID())); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("cycle %d: owner file left behind: %v", i, err)
+		}
+	}
+	ns, links := countLeftovers(t)
+	if ns != 0 || links != links0 {
+		t.Fatalf("after %d cycles: %d namespaces left, %d veth/bridge links in the root namespace (was %d)", cycles, ns, links, links0)
+	}
+	t.Logf("%d create/teardown cycles in %v", cycles, time.Since(start).Round(time.Millisecond))
+}
+
+// TestHelperLabOwner is not a test: TestSweepRemovesLeftoverOfKilledOwner
+// runs the test binary with it as a lab owner that gets SIGKILLed.
+func TestHelperLabOwner(t *testing.T) {
+	if os.Getenv("HALDIR_LAB_HELPER") != "1" {
+		t.Skip("helper process for TestSweepRemovesLeftoverOfKilledOwner")
+	}
+	l, err := Build("victim", Topology{
+		Switches: []string{"sw"},
+		Hosts:    []HostSpec{{Name: "h", Links: []LinkSpec{{Iface: "eth0", Switch: "sw"}}}},
+	})
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(1)
+	}
+	// The shell is killed with us (PR_SET_PDEATHSIG); its background
+	// sleep is not, and stays in the namespace for the sweeper to find.
+	p, err := l.Host("h").Start(context.Background(), []string{"/bin/sh", "-c", "sleep 600 & echo sleeper=$!; wait"}, nil)
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(1)
+	}
+	ln, err := p.WaitForLine(context.Background(), regexp.MustCompile(`^sleeper=`))
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(1)
+	}
+	fmt.Printf("LAB %s %s\n", l.ID(), ln.Text)
+	time.Sleep(time.Minute)
+	os.Exit(2)
+}
+
+func TestSweepRemovesLeftoverOfKilledOwner(t *testing.T) {
+	SkipIfNotRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperLabOwner$", "-test.v")
+	cmd.Env = append(os.Environ(), "HALDIR_LAB_HELPER=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	var sleeper int
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if _, err := fmt.Sscanf(sc.Text(), "LAB %s sleeper=%d", &id, &sleeper); err == nil {
+			break
+		}
+		if strings.HasPrefix(sc.Text(), "ERROR") {
+			t.Fatal(sc.Text())
+		}
+	}
+	if id == "" {
+		_ = cmd.Process.Kill()
+		t.Fatalf("helper never reported its lab: %v", sc.Err())
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+
+	leftovers, _ := filepath.Glob(filepath.Join(NetNSDir, id+"-*"))
+	if len(leftovers) != 2 {
+		t.Fatalf("killed owner left %v, want its 2 namespaces (fabric, h) for the sweeper", leftovers)
+	}
+	if !processInNS(sleeper, filepath.Join(NetNSDir, id+"-h")) {
+		t.Fatalf("sleep %d is not running in the leftover namespace", sleeper)
+	}
+
+	removed, err := Sweep()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{id + "-fabric", id + "-h"} {
+		found := false
+		for _, r := range removed {
+			found = found || r == want
+		}
+		if !found {
+			t.Errorf("Sweep removed %v, want it to include %s", removed, want)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(NetNSDir, id+"-*")); len(left) != 0 {
+		t.Errorf("namespaces left after Sweep: %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(OwnerDir, id)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("owner file of the dead owner still there: %v", err)
+	}
+	eventually(t, 5*time.Second, "stray sleep in the leftover namespace killed", func() bool {
+		_, err := procStartTime(sleeper) // errors for gone and zombie processes
+		return err != nil
+	})
+}
+
+func TestSweepSparesLiveLabs(t *testing.T) {
+	l, _, _ := pair(t)
+	if _, err := Sweep(); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range l.Hosts() {
+		if _, err := os.Stat(h.NetNSPath()); err != nil {
+			t.Fatalf("Sweep removed live lab namespace %s: %v", h.NetNSName(), err)
+		}
+	}
+}
+
+func processInNS(pid int, nsPath string) bool {
+	want, err := statNS(nsPath)
+	if err != nil {
+		return false
+	}
+	got, err := statNS("/proc/" + strconv.Itoa(pid) + "/ns/net")
+	return err == nil && got == want
+}

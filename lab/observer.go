@@ -1,0 +1,226 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/packet"
+	"golang.org/x/sys/unix"
+)
+
+// ObserverConfig bounds an Observer's memory.
+type ObserverConfig struct {
+	Capacity int // records kept, oldest dropped first; default 4096
+	Snaplen  int // bytes kept of each frame; default 256
+}
+
+// Observer captures the frames crossing a switch or one switch port, with
+// an AF_PACKET socket in the lab's fabric namespace, and decodes VRRP, ARP
+// and neighbour advertisements. It keeps the newest Capacity records.
+type Observer struct {
+	lab    *Lab
+	where  string
+	conn   *packet.Conn
+	cfg    ObserverConfig
+	done   chan struct{}
+	stopMu sync.Once
+
+	mu      sync.Mutex
+	ring    []Record
+	seq     uint64
+	evicted uint64
+	drops   map[DropReason]uint64
+	notify  chan struct{} // closed and replaced on every new record
+	readErr error
+}
+
+// Observe captures everything crossing the switch (the bridge device, put
+// in promiscuous mode so forwarded unicast is seen too).
+func (s *Switch) Observe() (*Observer, error) { return s.ObserveWith(ObserverConfig{}) }
+
+// ObserveWith is Observe with explicit bounds.
+func (s *Switch) ObserveWith(cfg ObserverConfig) (*Observer, error) {
+	return s.lab.observe(s.bridge, "switch "+s.name, true, cfg)
+}
+
+// Observe captures the frames entering and leaving the switch through
+// this link's port, in both directions. Frames dropped by a cut (port
+// down) are not seen.
+func (k *Link) Observe() (*Observer, error) { return k.ObserveWith(ObserverConfig{}) }
+
+// ObserveWith is Observe with explicit bounds.
+func (k *Link) ObserveWith(cfg ObserverConfig) (*Observer, error) {
+	return k.lab.observe(k.port, "port "+k.String(), false, cfg)
+}
+
+func (l *Lab) observe(ifname, where string, promisc bool, cfg ObserverConfig) (*Observer, error) {
+	if cfg.Capacity <= 0 {
+		cfg.Capacity = 4096
+	}
+	if cfg.Snaplen <= 0 {
+		cfg.Snaplen = 256
+	}
+	var conn *packet.Conn
+	err := l.fabric.Do(func() error {
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		conn, err = packet.Listen(ifi, packet.Raw, unix.ETH_P_ALL, nil)
+		if err != nil {
+			return err
+		}
+		if promisc {
+			if err := conn.SetPromiscuous(true); err != nil {
+				conn.Close()
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lab %s: observing %s: %w", l.id, where, err)
+	}
+	o := &Observer{
+		lab: l, where: where, conn: conn, cfg: cfg,
+		done:   make(chan struct{}),
+		drops:  map[DropReason]uint64{},
+		notify: make(chan struct{}),
+	}
+	go o.run()
+	l.track(o)
+	return o, nil
+}
+
+func (o *Observer) run() {
+	defer close(o.done)
+	buf := make([]byte, 1<<16)
+	for {
+		n, _, err := o.conn.ReadFrom(buf)
+		now := time.Now()
+		if err != nil {
+			o.mu.Lock()
+			o.readErr = err
+			close(o.notify)
+			o.notify = make(chan struct{})
+			o.mu.Unlock()
+			return
+		}
+		keep := min(n, o.cfg.Snaplen)
+		r := DecodeFrame(append([]byte(nil), buf[:keep]...))
+		r.Len = n
+		r.Time = now
+		if keep < n && r.Malformed != "" {
+			// Cut by the snap length, not broken on the wire.
+			r.Malformed = ""
+		}
+		o.add(r)
+	}
+}
+
+func (o *Observer) add(r Record) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.seq++
+	r.Seq = o.seq
+	if r.Malformed != "" {
+		o.drops[r.Malformed]++
+	}
+	if len(o.ring) >= o.cfg.Capacity {
+		// Drop the oldest quarter at once so appends stay amortised O(1).
+		k := max(1, o.cfg.Capacity/4)
+		o.evicted += uint64(k)
+		o.ring = append(o.ring[:0], o.ring[k:]...)
+	}
+	o.ring = append(o.ring, r)
+	close(o.notify)
+	o.notify = make(chan struct{})
+}
+
+// Where says what the observer captures.
+func (o *Observer) Where() string { return o.where }
+
+// Records returns a snapshot of the kept records, oldest first.
+func (o *Observer) Records() []Record {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]Record(nil), o.ring...)
+}
+
+// LastSeq returns the Seq of the newest record (0 if none); pass it to
+// WaitForAfter to wait only for frames captured later.
+func (o *Observer) LastSeq() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.seq
+}
+
+// Evicted returns how many records were dropped to stay within Capacity.
+func (o *Observer) Evicted() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.evicted
+}
+
+// Drops returns how many frames failed to decode, per reason.
+func (o *Observer) Drops() map[DropReason]uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	m := make(map[DropReason]uint64, len(o.drops))
+	for k, v := range o.drops {
+		m[k] = v
+	}
+	return m
+}
+
+// WaitFor returns the first kept record matching pred, waiting for new
+// frames until ctx ends.
+func (o *Observer) WaitFor(ctx context.Context, pred func(Record) bool) (Record, error) {
+	return o.WaitForAfter(ctx, 0, pred)
+}
+
+// WaitForAfter is WaitFor for records with Seq > after.
+func (o *Observer) WaitForAfter(ctx context.Context, after uint64, pred func(Record) bool) (Record, error) {
+	for {
+		o.mu.Lock()
+		for _, r := range o.ring {
+			if r.Seq > after && pred(r) {
+				o.mu.Unlock()
+				return r, nil
+			}
+		}
+		after = max(after, o.seq)
+		notify, rerr := o.notify, o.readErr
+		o.mu.Unlock()
+		if rerr != nil {
+			return Record{}, fmt.Errorf("observer on %s stopped: %w", o.where, rerr)
+		}
+		select {
+		case <-ctx.Done():
+			return Record{}, fmt.Errorf("observer on %s: no matching frame: %w", o.where, ctx.Err())
+		case <-notify:
+		}
+	}
+}
+
+// Stop closes the capture socket and waits for the reader to finish. Kept
+// records stay readable. It is idempotent; the lab calls it at teardown.
+func (o *Observer) Stop() error {
+	var err error
+	o.stopMu.Do(func() {
+		err = o.conn.Close()
+		<-o.done
+		o.lab.untrack(o)
+	})
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Close is Stop, so the lab can tear observers down like other closers.
+func (o *Observer) Close() error { return o.Stop() }

@@ -1,0 +1,280 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Output bounds of a Proc: older lines are dropped first.
+const (
+	maxLineLen   = 16 << 10
+	maxKeptBytes = 1 << 20
+	maxKeptLines = 20000
+)
+
+// Line is one line of a process's output.
+type Line struct {
+	Seq    uint64 // 1 for the first line of the process, across both streams
+	Time   time.Time
+	Stream string // "stdout" or "stderr"
+	Text   string // without the newline; cut at 16 KiB
+}
+
+// Proc is a process started in a host with Host.Start. Its output is kept
+// in a bounded line buffer (the newest 1 MiB / 20000 lines).
+type Proc struct {
+	host *Host
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // valid after done
+
+	mu      sync.Mutex
+	lines   []Line
+	bytes   int
+	seq     uint64
+	dropped uint64
+	notify  chan struct{} // closed and replaced on every new line
+}
+
+// Start runs argv in the host. env nil means the current environment. The
+// process runs in its own process group, is killed with SIGKILL if ctx ends
+// or the lab is torn down, and gets SIGKILL too if this process dies
+// (PR_SET_PDEATHSIG), so a killed test does not leave it running.
+func (h *Host) Start(ctx context.Context, argv []string, env []string) (*Proc, error) {
+	if len(argv) == 0 {
+		return nil, fmt.Errorf("host %s: Start: empty argv", h.name)
+	}
+	p := &Proc{host: h, done: make(chan struct{}), notify: make(chan struct{})}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = env
+	cmd.Stdout = &lineWriter{p: p, stream: "stdout"}
+	cmd.Stderr = &lineWriter{p: p, stream: "stderr"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return p.Kill() }
+	// A grandchild holding the output pipes must not block Wait forever.
+	cmd.WaitDelay = 2 * time.Second
+	p.cmd = cmd
+
+	h.lab.mu.Lock()
+	closed := h.lab.closed
+	h.lab.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("host %s: Start: lab closed", h.name)
+	}
+	// fork happens on this locked thread, so the child starts in the
+	// host's namespace. The thread is not released before the fork
+	// returns, and it outlives the child's start, which PR_SET_PDEATHSIG
+	// (tied to the forking thread) needs.
+	if err := h.Do(cmd.Start); err != nil {
+		return nil, fmt.Errorf("host %s: starting %q: %w", h.name, argv, err)
+	}
+	go func() {
+		p.err = cmd.Wait()
+		for _, w := range []any{cmd.Stdout, cmd.Stderr} {
+			w.(*lineWriter).flush()
+		}
+		close(p.done)
+		p.mu.Lock()
+		close(p.notify)
+		p.notify = make(chan struct{})
+		p.mu.Unlock()
+	}()
+	h.lab.mu.Lock()
+	h.lab.procs = append(h.lab.procs, p)
+	late := h.lab.closed
+	h.lab.mu.Unlock()
+	if late {
+		_ = p.Kill()
+	}
+	return p, nil
+}
+
+// Pid returns the process ID.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Args returns the argv the process was started with.
+func (p *Proc) Args() []string { return p.cmd.Args }
+
+// Host returns the host the process runs in.
+func (p *Proc) Host() *Host { return p.host }
+
+// Done is closed once the process has exited and its output is collected.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Wait waits for the process to exit and returns its exit error (nil for
+// status 0). It may be called any number of times.
+func (p *Proc) Wait() error {
+	<-p.done
+	return p.err
+}
+
+// Signal sends sig to the process (not its group).
+func (p *Proc) Signal(sig os.Signal) error {
+	select {
+	case <-p.done:
+		return fmt.Errorf("process %d already exited", p.Pid())
+	default:
+	}
+	return p.cmd.Process.Signal(sig)
+}
+
+// Kill sends SIGKILL to the process group, catching children the process
+// started. Killing an exited process is not an error.
+func (p *Proc) Kill() error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	if errors.Is(err, syscall.ESRCH) {
+		return nil
+	}
+	return err
+}
+
+// Lines returns the kept output lines, oldest first.
+func (p *Proc) Lines() []Line {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Line(nil), p.lines...)
+}
+
+// LastSeq returns the sequence number of the newest line so far (0 if none);
+// pass it to WaitForLineAfter to wait only for later lines.
+func (p *Proc) LastSeq() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.seq
+}
+
+// Output returns the kept lines of both streams, interleaved in arrival
+// order, each ended by a newline.
+func (p *Proc) Output() string { return p.text("") }
+
+// Stdout returns the kept stdout lines.
+func (p *Proc) Stdout() string { return p.text("stdout") }
+
+// Stderr returns the kept stderr lines.
+func (p *Proc) Stderr() string { return p.text("stderr") }
+
+func (p *Proc) text(stream string) string {
+	var b strings.Builder
+	for _, l := range p.Lines() {
+		if stream == "" || l.Stream == stream {
+			b.WriteString(l.Text)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
+
+// WaitForLine waits until a kept line of either stream matches re. It
+// fails when ctx ends or the process exits without such a line.
+func (p *Proc) WaitForLine(ctx context.Context, re *regexp.Regexp) (Line, error) {
+	return p.WaitForLineAfter(ctx, 0, re)
+}
+
+// WaitForLineAfter is WaitForLine for lines with Seq > after.
+func (p *Proc) WaitForLineAfter(ctx context.Context, after uint64, re *regexp.Regexp) (Line, error) {
+	for {
+		p.mu.Lock()
+		for _, l := range p.lines {
+			if l.Seq > after && re.MatchString(l.Text) {
+				p.mu.Unlock()
+				return l, nil
+			}
+		}
+		if n := len(p.lines); n > 0 {
+			after = max(after, p.lines[n-1].Seq)
+		}
+		notify := p.notify
+		p.mu.Unlock()
+		select {
+		case <-p.done:
+			// One last look: the final lines arrive before done closes.
+			p.mu.Lock()
+			for _, l := range p.lines {
+				if l.Seq > after && re.MatchString(l.Text) {
+					p.mu.Unlock()
+					return l, nil
+				}
+			}
+			p.mu.Unlock()
+			return Line{}, fmt.Errorf("process %d %q exited (%v) before printing a line matching %q", p.Pid(), p.Args(), p.err, re)
+		case <-ctx.Done():
+			return Line{}, fmt.Errorf("process %d %q: no line matching %q: %w", p.Pid(), p.Args(), re, ctx.Err())
+		case <-notify:
+		}
+	}
+}
+
+func (p *Proc) addLine(stream string, text []byte) {
+	if len(text) > maxLineLen {
+		text = text[:maxLineLen]
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.seq++
+	p.lines = append(p.lines, Line{Seq: p.seq, Time: time.Now(), Stream: stream, Text: string(text)})
+	p.bytes += len(text)
+	drop := 0
+	for p.bytes > maxKeptBytes || len(p.lines)-drop > maxKeptLines {
+		p.bytes -= len(p.lines[drop].Text)
+		drop++
+	}
+	if drop > 0 {
+		p.dropped += uint64(drop)
+		p.lines = append(p.lines[:0:0], p.lines[drop:]...)
+	}
+	close(p.notify)
+	p.notify = make(chan struct{})
+}
+
+// lineWriter splits a stream into lines for its Proc.
+type lineWriter struct {
+	p       *Proc
+	stream  string
+	mu      sync.Mutex
+	partial []byte
+}
+
+func (w *lineWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(b)
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			w.partial = append(w.partial, b...)
+			if len(w.partial) >= maxLineLen {
+				w.p.addLine(w.stream, w.partial)
+				w.partial = w.partial[:0]
+			}
+			break
+		}
+		w.partial = append(w.partial, b[:i]...)
+		w.p.addLine(w.stream, w.partial)
+		w.partial = w.partial[:0]
+		b = b[i+1:]
+	}
+	return n, nil
+}
+
+func (w *lineWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.partial) > 0 {
+		w.p.addLine(w.stream, w.partial)
+		w.partial = nil
+	}
+}
