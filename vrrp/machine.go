@@ -75,11 +75,22 @@ type EvTracking struct {
 // EvShutdown stops the machine (RFC 5798 §6.4 "Shutdown event").
 type EvShutdown struct{}
 
-func (EvStartup) isEvent()  {}
-func (EvAdvert) isEvent()   {}
-func (EvTimer) isEvent()    {}
-func (EvTracking) isEvent() {}
-func (EvShutdown) isEvent() {}
+// EvGroupFault reports whether another member of the instance's sync group
+// has a tracking fault; the whole group is in Fault while one member is.
+type EvGroupFault struct{ Fault bool }
+
+// EvGroupState reports that another member of the sync group moved to To
+// (StateMaster or StateBackup); the members follow so that all the group's
+// addresses stay on one router.
+type EvGroupState struct{ To State }
+
+func (EvGroupFault) isEvent() {}
+func (EvGroupState) isEvent() {}
+func (EvStartup) isEvent()    {}
+func (EvAdvert) isEvent()     {}
+func (EvTimer) isEvent()      {}
+func (EvTracking) isEvent()   {}
+func (EvShutdown) isEvent()   {}
 
 // Action is an output of Machine.Handle, carried out by the driver in order.
 type Action interface{ isAction() }
@@ -131,6 +142,7 @@ const (
 	IgnoreNotRunning     IgnoreReason = "not_running"        // event before startup or after shutdown
 	IgnoreAlreadyRunning IgnoreReason = "already_running"    // startup twice
 	IgnoreTrackingNoop   IgnoreReason = "tracking_unchanged" // same tracking state again
+	IgnoreGroupNoop      IgnoreReason = "group_noop"         // sync group state we are already in, or cannot follow
 )
 
 // Machine is the VRRP state machine of one virtual router. It does no I/O
@@ -139,7 +151,8 @@ const (
 type Machine struct {
 	cfg      MachineConfig
 	state    State
-	fault    bool
+	fault    bool // own tracking
+	gfault   bool // sync group
 	delta    int
 	deadline time.Time
 
@@ -213,14 +226,23 @@ func (m *Machine) Handle(now time.Time, ev Event) ([]Action, IgnoreReason) {
 		if m.state != StateInit {
 			return nil, IgnoreAlreadyRunning
 		}
-		if m.fault {
-			return m.to(nil, StateFault, "tracking fault at startup"), Handled
+		if m.fault || m.gfault {
+			return m.to(nil, StateFault, "fault at startup"), Handled
 		}
 		return m.start(now, "startup"), Handled
 	case EvShutdown:
 		return m.shutdown()
 	case EvTracking:
 		return m.tracking(now, ev)
+	case EvGroupFault:
+		if ev.Fault == m.gfault {
+			return nil, IgnoreGroupNoop
+		}
+		was := m.fault || m.gfault
+		m.gfault = ev.Fault
+		return m.faultChange(now, was, "sync group fault")
+	case EvGroupState:
+		return m.groupState(now, ev)
 	case EvTimer:
 		return m.timer(now)
 	case EvAdvert:
@@ -294,25 +316,45 @@ func (m *Machine) tracking(now time.Time, ev EvTracking) ([]Action, IgnoreReason
 	if ev.Fault == m.fault && ev.Delta == m.delta {
 		return nil, IgnoreTrackingNoop
 	}
-	wasFault := m.fault
+	was := m.fault || m.gfault
 	m.fault, m.delta = ev.Fault, ev.Delta
+	return m.faultChange(now, was, "tracking fault")
+}
+
+// faultChange moves in or out of Fault after the own or group fault flag
+// changed.
+func (m *Machine) faultChange(now time.Time, wasFault bool, why string) ([]Action, IgnoreReason) {
+	fault := m.fault || m.gfault
 	switch {
 	case m.state == StateInit:
 		return nil, Handled // remembered for startup
-	case ev.Fault && !wasFault:
+	case fault && !wasFault:
 		var acts []Action
 		if m.state == StateMaster {
 			acts = m.leaveMaster(acts, true)
 		}
 		m.masterAddr = netip.Addr{}
-		return m.to(acts, StateFault, "tracking fault"), Handled
-	case !ev.Fault && wasFault:
-		return m.start(now, "tracking recovered"), Handled
+		return m.to(acts, StateFault, why), Handled
+	case !fault && wasFault:
+		return m.start(now, "fault cleared"), Handled
 	}
 	// A priority change alone takes effect in the next advert (master) or
 	// the next comparison (backup), as in keepalived; the Backup's
 	// Master_Down_Interval keeps its old skew until re-armed.
 	return nil, Handled
+}
+
+func (m *Machine) groupState(now time.Time, ev EvGroupState) ([]Action, IgnoreReason) {
+	switch {
+	case ev.To == StateMaster && m.state == StateBackup:
+		return m.becomeMaster(now, nil, "sync group member became master"), Handled
+	case ev.To == StateBackup && m.state == StateMaster:
+		acts := m.leaveMaster(nil, false)
+		m.masterAddr = netip.Addr{}
+		acts = m.to(acts, StateBackup, "sync group member became backup")
+		return m.arm(acts, now.Add(m.MasterDownInterval())), Handled
+	}
+	return nil, IgnoreGroupNoop
 }
 
 func (m *Machine) timer(now time.Time) ([]Action, IgnoreReason) {

@@ -221,6 +221,27 @@ func TestMachine(t *testing.T) {
 			{0, EvStartup{}, cat(change(StateInit, StateFault), cancel), Handled, StateFault, 0},
 			{sec, EvTracking{}, becameMaster(StateFault, 255, sec), Handled, StateMaster, 0},
 		}},
+		{"group: a member's fault faults the group; own fault keeps it", baseCfg(), []step{startBackup, toMaster,
+			{m0 + 1, EvGroupFault{Fault: true}, cat(ActSendAdvert{Priority: 0}, ActRemoveVIPs{}, change(StateMaster, StateFault), cancel), Handled, StateFault, 0},
+			{m0 + 2, EvGroupFault{Fault: true}, nil, IgnoreGroupNoop, StateFault, 0},
+			{m0 + 3, EvTracking{Fault: true}, nil, Handled, StateFault, 0},
+			{m0 + 4, EvGroupFault{}, nil, Handled, StateFault, 0},
+			{m0 + 5, EvTracking{}, cat(change(StateFault, StateBackup), setAt(m0+5+down100)), Handled, StateBackup, 0},
+		}},
+		{"group: fault before startup", baseCfg(), []step{
+			{0, EvGroupFault{Fault: true}, nil, Handled, StateInit, 0},
+			{1, EvStartup{}, cat(change(StateInit, StateFault), cancel), Handled, StateFault, 0},
+		}},
+		{"group: follows a member to master and back", baseCfg(), []step{startBackup,
+			{sec, EvGroupState{To: StateMaster}, becameMaster(StateBackup, 100, sec), Handled, StateMaster, 0},
+			{sec + 1, EvGroupState{To: StateMaster}, nil, IgnoreGroupNoop, StateMaster, 0},
+			{2 * sec, EvGroupState{To: StateBackup}, cat(ActRemoveVIPs{}, change(StateMaster, StateBackup), setAt(2*sec+down100)), Handled, StateBackup, 0},
+			{2*sec + 1, EvGroupState{To: StateBackup}, nil, IgnoreGroupNoop, StateBackup, 0},
+		}},
+		{"group: state changes are ignored in fault", baseCfg(), []step{startBackup,
+			{1, EvTracking{Fault: true}, cat(change(StateBackup, StateFault), cancel), Handled, StateFault, 0},
+			{2, EvGroupState{To: StateMaster}, nil, IgnoreGroupNoop, StateFault, 0},
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { runSteps(t, c.cfg, c.steps) })

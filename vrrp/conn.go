@@ -1,0 +1,174 @@
+package vrrp
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+)
+
+// advertConn sends and receives VRRP payloads on one interface.
+type advertConn interface {
+	Read(buf []byte) (Received, error)
+	Write(b []byte, dst netip.Addr) error
+	Close() error
+}
+
+// tosNetworkControl is DSCP CS6 (0xc0), what keepalived and RFC 4594 use
+// for routing protocol traffic.
+const tosNetworkControl = 0xc0
+
+// bindToDevice keeps a raw socket to one interface's traffic, so two
+// instances on different interfaces never see each other's adverts.
+func bindToDevice(ifname string) func(string, string, syscall.RawConn) error {
+	return func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifname)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
+// listenRaw opens a raw IP protocol 112 socket on ifi, sending from src
+// with TTL / hop limit 255 and reporting TTL and destination of received
+// packets. With join, it joins the VRRP multicast group of src's family.
+func listenRaw(ifi *net.Interface, src netip.Addr, join bool) (advertConn, error) {
+	lc := net.ListenConfig{Control: bindToDevice(ifi.Name)}
+	if src.Is4() {
+		pc, err := lc.ListenPacket(context.Background(), "ip4:112", "0.0.0.0")
+		if err != nil {
+			return nil, fmt.Errorf("vrrp: raw IPv4 socket on %s: %w", ifi.Name, err)
+		}
+		c := &conn4{pc: pc, p: ipv4.NewPacketConn(pc), ifi: ifi, src: src}
+		if err := c.setup(join); err != nil {
+			pc.Close()
+			return nil, fmt.Errorf("vrrp: raw IPv4 socket on %s: %w", ifi.Name, err)
+		}
+		return c, nil
+	}
+	pc, err := lc.ListenPacket(context.Background(), "ip6:112", "::")
+	if err != nil {
+		return nil, fmt.Errorf("vrrp: raw IPv6 socket on %s: %w", ifi.Name, err)
+	}
+	c := &conn6{pc: pc, p: ipv6.NewPacketConn(pc), ifi: ifi, src: src}
+	if err := c.setup(join); err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("vrrp: raw IPv6 socket on %s: %w", ifi.Name, err)
+	}
+	return c, nil
+}
+
+type conn4 struct {
+	pc  net.PacketConn
+	p   *ipv4.PacketConn
+	ifi *net.Interface
+	src netip.Addr
+}
+
+func (c *conn4) setup(join bool) error {
+	steps := []func() error{
+		func() error { return c.p.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true) },
+		func() error { return c.p.SetTTL(255) },
+		func() error { return c.p.SetMulticastTTL(255) },
+		func() error { return c.p.SetMulticastLoopback(false) },
+		func() error { return c.p.SetMulticastInterface(c.ifi) },
+		func() error { return c.p.SetTOS(tosNetworkControl) },
+	}
+	if join {
+		steps = append(steps, func() error { return c.p.JoinGroup(c.ifi, &net.IPAddr{IP: GroupV4.AsSlice()}) })
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *conn4) Read(buf []byte) (Received, error) {
+	n, cm, from, err := c.p.ReadFrom(buf)
+	if err != nil {
+		return Received{}, err
+	}
+	r := Received{Payload: buf[:n], TTL: -1}
+	if ip, ok := from.(*net.IPAddr); ok {
+		r.Src, _ = netip.AddrFromSlice(ip.IP)
+		r.Src = r.Src.Unmap()
+	}
+	if cm != nil {
+		r.TTL = cm.TTL
+		r.Dst, _ = netip.AddrFromSlice(cm.Dst)
+		r.Dst = r.Dst.Unmap()
+	}
+	return r, nil
+}
+
+func (c *conn4) Write(b []byte, dst netip.Addr) error {
+	cm := &ipv4.ControlMessage{Src: c.src.AsSlice(), IfIndex: c.ifi.Index}
+	_, err := c.p.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()})
+	return err
+}
+
+func (c *conn4) Close() error { return c.pc.Close() }
+
+type conn6 struct {
+	pc  net.PacketConn
+	p   *ipv6.PacketConn
+	ifi *net.Interface
+	src netip.Addr
+}
+
+func (c *conn6) setup(join bool) error {
+	steps := []func() error{
+		func() error {
+			return c.p.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true)
+		},
+		func() error { return c.p.SetHopLimit(255) },
+		func() error { return c.p.SetMulticastHopLimit(255) },
+		func() error { return c.p.SetMulticastLoopback(false) },
+		func() error { return c.p.SetMulticastInterface(c.ifi) },
+		func() error { return c.p.SetTrafficClass(tosNetworkControl) },
+	}
+	if join {
+		steps = append(steps, func() error { return c.p.JoinGroup(c.ifi, &net.IPAddr{IP: GroupV6.AsSlice()}) })
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *conn6) Read(buf []byte) (Received, error) {
+	n, cm, from, err := c.p.ReadFrom(buf)
+	if err != nil {
+		return Received{}, err
+	}
+	r := Received{Payload: buf[:n], TTL: -1}
+	if ip, ok := from.(*net.IPAddr); ok {
+		r.Src, _ = netip.AddrFromSlice(ip.IP)
+	}
+	if cm != nil {
+		r.TTL = cm.HopLimit
+		r.Dst, _ = netip.AddrFromSlice(cm.Dst)
+	}
+	return r, nil
+}
+
+func (c *conn6) Write(b []byte, dst netip.Addr) error {
+	cm := &ipv6.ControlMessage{Src: c.src.AsSlice(), IfIndex: c.ifi.Index, HopLimit: 255}
+	_, err := c.p.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice(), Zone: c.ifi.Name})
+	return err
+}
+
+func (c *conn6) Close() error { return c.pc.Close() }

@@ -1,0 +1,558 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Options are the parts of an Instance that are not configuration.
+type Options struct {
+	// Do runs f with the calling OS thread in the network namespace the
+	// instance works in (lab.Host.Do, for tests); nil runs f as it is.
+	// Every socket is opened inside it and stays in that namespace.
+	Do func(f func() error) error
+	// NotifyTimeout kills a notify command that runs longer (default 10s).
+	NotifyTimeout time.Duration
+	// OnStateChange, when set, is called on the instance's goroutine after
+	// every transition; it must return quickly (hand off to a channel).
+	OnStateChange func(StateChange)
+	Logger        *slog.Logger // default slog.Default()
+}
+
+// StateChange is one transition of an instance.
+type StateChange struct {
+	Instance string
+	From, To State
+	Priority uint8 // effective priority at the time
+	Reason   string
+	At       time.Time
+}
+
+// Status is a snapshot of an instance for the status command and metrics.
+type Status struct {
+	Name           string
+	State          State
+	Priority       uint8 // effective
+	BasePriority   int   // configured
+	Source         netip.Addr
+	MasterAddr     netip.Addr // current master as last seen (ours when master)
+	MasterInterval time.Duration
+	AdvertsSent    uint64
+	AdvertsRecv    uint64 // accepted by Decode
+	SendErrors     uint64
+	Transitions    uint64
+	Drops          map[string]uint64 // per DropReason name
+	Ignored        map[string]uint64 // per IgnoreReason
+	LastChange     time.Time
+}
+
+// Instance drives one Machine with real sockets: raw VRRP, netlink for the
+// VIPs and tracked links, ARP/NDP announcements, notify and track commands.
+type Instance struct {
+	cfg     conf.VRRPInstance
+	opts    Options
+	log     *slog.Logger
+	family  int // 4 or 6
+	vips    []netip.Addr
+	expect  Expect
+	drops   DropCounters
+	group   *SyncGroup
+	groupCh chan Event
+
+	mu     sync.Mutex
+	status Status
+}
+
+// NewInstance checks cfg and returns an instance ready to Run. It does no
+// I/O. cfg is expected to have passed conf's validation; the checks here
+// are the ones the protocol itself needs.
+func NewInstance(cfg conf.VRRPInstance, opts Options) (*Instance, error) {
+	in := &Instance{cfg: cfg, opts: opts, log: opts.Logger, groupCh: make(chan Event, 16)}
+	if in.log == nil {
+		in.log = slog.Default()
+	}
+	in.log = in.log.With("vrrp_instance", cfg.Name)
+	where := fmt.Sprintf("vrrp instance %q", cfg.Name)
+	if cfg.Interface == "" {
+		return nil, fmt.Errorf("%s: no interface", where)
+	}
+	if cfg.VRID < 1 || cfg.VRID > 255 {
+		return nil, fmt.Errorf("%s: vrid %d, want 1..255", where, cfg.VRID)
+	}
+	if len(cfg.VirtualAddresses) == 0 {
+		return nil, fmt.Errorf("%s: no virtual_addresses", where)
+	}
+	for i, p := range cfg.VirtualAddresses {
+		f := 4
+		if p.Addr().Is6() && !p.Addr().Is4In6() {
+			f = 6
+		}
+		if i == 0 {
+			in.family = f
+		} else if f != in.family {
+			return nil, fmt.Errorf("%s: virtual_addresses[%d] %v: all addresses of an instance must be of one family", where, i, p)
+		}
+		in.vips = append(in.vips, p.Addr().Unmap())
+	}
+	if cfg.Version == 2 && in.family == 6 {
+		return nil, fmt.Errorf("%s: version 2 is IPv4 only (RFC 3768); use version 3 for IPv6", where)
+	}
+	e := Expect{Version: cfg.Version, Addrs: in.vips, Interval: cfg.AdvertInterval.D()}
+	for i, p := range cfg.UnicastPeers {
+		if p.Is4() != (in.family == 4) {
+			return nil, fmt.Errorf("%s: unicast_peers[%d] %v is not of the virtual addresses' family", where, i, p)
+		}
+		e.Peers = append(e.Peers, p.Unmap())
+	}
+	if cfg.Auth != nil && cfg.Version == 2 {
+		switch cfg.Auth.Type {
+		case "", "none":
+		case "pass":
+			if len(cfg.Auth.Password) > 8 {
+				return nil, fmt.Errorf("%s: auth password longer than 8 bytes", where)
+			}
+			e.AuthType, e.AuthData = AuthPass, Password(cfg.Auth.Password)
+		default:
+			return nil, fmt.Errorf("%s: auth type %q, want none or pass", where, cfg.Auth.Type)
+		}
+	}
+	in.expect = e
+	// Check the rest (version, priority, interval) by building a machine
+	// with a placeholder address and a trial advert.
+	if _, err := NewMachine(in.machineConfig(netip.IPv4Unspecified())); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	trial := in.advert(0)
+	src, dst := netip.MustParseAddr("192.0.2.1"), GroupV4
+	if in.family == 6 {
+		src, dst = netip.MustParseAddr("fe80::1"), GroupV6
+	}
+	if _, err := trial.Marshal(src, dst); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	in.status = Status{Name: cfg.Name, BasePriority: cfg.Priority, Priority: uint8(min(max(cfg.Priority, 0), 255)), Ignored: map[string]uint64{}}
+	return in, nil
+}
+
+// Name returns the configured instance name.
+func (in *Instance) Name() string { return in.cfg.Name }
+
+// Drops returns the instance's drop counters (for the metrics exporter).
+func (in *Instance) Drops() *DropCounters { return &in.drops }
+
+func (in *Instance) machineConfig(primary netip.Addr) MachineConfig {
+	return MachineConfig{
+		Version:      in.cfg.Version,
+		Priority:     in.cfg.Priority,
+		Interval:     in.cfg.AdvertInterval.D(),
+		Preempt:      in.cfg.Preempt,
+		PreemptDelay: in.cfg.PreemptDelay.D(),
+		Primary:      primary,
+	}
+}
+
+func (in *Instance) advert(prio uint8) Advert {
+	return Advert{
+		Version: in.cfg.Version, VRID: uint8(in.cfg.VRID), Priority: prio,
+		Interval: in.cfg.AdvertInterval.D(), AuthType: in.expect.AuthType, AuthData: in.expect.AuthData,
+		Addrs: in.vips,
+	}
+}
+
+// Status returns a snapshot.
+func (in *Instance) Status() Status {
+	in.mu.Lock()
+	s := in.status
+	s.Ignored = make(map[string]uint64, len(in.status.Ignored))
+	for k, v := range in.status.Ignored {
+		s.Ignored[k] = v
+	}
+	in.mu.Unlock()
+	s.Drops = in.drops.Snapshot()
+	return s
+}
+
+// runtime is what Run sets up: sockets and helpers in the target namespace.
+type runtime struct {
+	ifi      *net.Interface
+	src      netip.Addr
+	conn     advertConn
+	vips     *vipManager
+	announce *announcer
+	linkStop func()
+	initial  []trackUpdate
+}
+
+func (in *Instance) do(f func() error) error {
+	if in.opts.Do != nil {
+		return in.opts.Do(f)
+	}
+	return f()
+}
+
+func (in *Instance) open(ctx context.Context, trackCh chan<- trackUpdate) (*runtime, error) {
+	rt := &runtime{}
+	err := in.do(func() error {
+		var err error
+		rt.ifi, err = net.InterfaceByName(in.cfg.Interface)
+		if err != nil {
+			return fmt.Errorf("vrrp instance %q: interface %q: %w", in.cfg.Name, in.cfg.Interface, err)
+		}
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return fmt.Errorf("vrrp instance %q: netlink: %w", in.cfg.Name, err)
+		}
+		rt.vips = &vipManager{h: h, ifindex: rt.ifi.Index}
+		for _, p := range in.cfg.VirtualAddresses {
+			rt.vips.vips = append(rt.vips.vips, netip.PrefixFrom(p.Addr().Unmap(), p.Bits()))
+		}
+		if rt.src, err = in.source(ctx, h, rt.ifi); err != nil {
+			return err
+		}
+		if rt.conn, err = listenRaw(rt.ifi, rt.src, len(in.cfg.UnicastPeers) == 0); err != nil {
+			return err
+		}
+		if rt.announce, err = newAnnouncer(rt.ifi, in.vips); err != nil {
+			return err
+		}
+		names := []string{in.cfg.Interface}
+		for _, t := range in.cfg.TrackInterfaces {
+			names = append(names, t.Name)
+		}
+		rt.initial, rt.linkStop, err = watchLinks(ctx, h, names, trackCh)
+		if err != nil {
+			return fmt.Errorf("vrrp instance %q: link subscription: %w", in.cfg.Name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		rt.close()
+		return nil, err
+	}
+	return rt, nil
+}
+
+func (rt *runtime) close() {
+	if rt.conn != nil {
+		rt.conn.Close()
+	}
+	if rt.announce != nil {
+		rt.announce.close()
+	}
+	if rt.linkStop != nil {
+		rt.linkStop()
+	}
+	if rt.vips != nil {
+		rt.vips.h.Close()
+	}
+}
+
+// source picks the advert source: unicast_source when set; else the first
+// IPv4 address of the interface that is not a VIP, or for IPv6 its
+// link-local address (RFC 5798 §5.1.2.1), waiting briefly for duplicate
+// address detection to finish.
+func (in *Instance) source(ctx context.Context, h *netlink.Handle, ifi *net.Interface) (netip.Addr, error) {
+	if in.cfg.UnicastSource.IsValid() {
+		return in.cfg.UnicastSource.Unmap(), nil
+	}
+	l, err := h.LinkByIndex(ifi.Index)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	fam := netlink.FAMILY_V4
+	if in.family == 6 {
+		fam = netlink.FAMILY_V6
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		addrs, err := h.AddrList(l, fam)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		tentative := false
+		for _, a := range addrs {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if !ok {
+				continue
+			}
+			ip = ip.Unmap()
+			if slices.Contains(in.vips, ip) {
+				continue
+			}
+			if in.family == 4 {
+				return ip, nil
+			}
+			if ip.IsLinkLocalUnicast() {
+				if a.Flags&unix.IFA_F_TENTATIVE != 0 {
+					tentative = true
+					continue
+				}
+				return ip, nil
+			}
+		}
+		if !tentative || time.Now().After(deadline) {
+			return netip.Addr{}, fmt.Errorf("vrrp instance %q: interface %s has no usable IPv%d source address (want %s)",
+				in.cfg.Name, ifi.Name, in.family, map[int]string{4: "an IPv4 address", 6: "a link-local address"}[in.family])
+		}
+		select {
+		case <-ctx.Done():
+			return netip.Addr{}, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Run starts the instance and runs it until ctx is done; then it shuts
+// down as on SIGTERM: a master sends priority 0 and removes its VIPs. It
+// returns an error only when setup fails.
+func (in *Instance) Run(ctx context.Context) error {
+	trackCh := make(chan trackUpdate, 16)
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rt, err := in.open(runCtx, trackCh)
+	if err != nil {
+		return err
+	}
+	m, err := NewMachine(in.machineConfig(rt.src))
+	if err != nil {
+		rt.close()
+		return err
+	}
+	in.mu.Lock()
+	in.status.Source = rt.src
+	in.mu.Unlock()
+
+	// A VIP left over from a crash must not stay up while we are backup.
+	if err := rt.vips.remove(); err != nil {
+		in.log.Warn("removing stale virtual addresses", "err", err)
+	}
+
+	notify := newNotifier(in.opts.NotifyTimeout, func(err error) { in.log.Warn("notify", "err", err) })
+	var wg sync.WaitGroup
+	var d *driver
+	defer func() {
+		// Order matters: the reader only returns once its socket is
+		// closed, and the stop notification must be queued before the
+		// notifier drains.
+		if d != nil {
+			d.stopAnnounce()
+		}
+		cancel()
+		rt.close()
+		wg.Wait()
+		notify.close()
+	}()
+
+	pkts := make(chan EvAdvert, 64)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		in.readLoop(runCtx, rt.conn, pkts)
+	}()
+	track := tracking{}
+	for _, t := range rt.initial {
+		track[t.key] = &trackItem{failing: t.failing}
+	}
+	track["iface:"+in.cfg.Interface].weight = 0
+	for _, t := range in.cfg.TrackInterfaces {
+		if it := track["iface:"+t.Name]; it != nil {
+			it.weight = t.Weight
+		}
+	}
+	for i, s := range in.cfg.TrackScripts {
+		key := fmt.Sprintf("script:%d:%s", i, s.Name)
+		track[key] = &trackItem{weight: s.Weight}
+		st := scriptTracker{key: key, argv: s.Command, interval: s.Interval.D(), timeout: s.Timeout.D(), rise: s.Rise, fall: s.Fall}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st.run(runCtx, trackCh)
+		}()
+	}
+
+	d = &driver{in: in, m: m, rt: rt, notify: notify, timer: time.NewTimer(time.Hour)}
+	d.timer.Stop()
+	d.handle(track.event())
+	if in.group != nil {
+		in.group.memberFault(in, track.event().Fault)
+	}
+	d.handle(EvStartup{})
+	for {
+		select {
+		case <-ctx.Done():
+			d.handle(EvShutdown{})
+			return nil
+		case ev := <-pkts:
+			d.handle(ev)
+		case <-d.timer.C:
+			d.handle(EvTimer{})
+		case u := <-trackCh:
+			if it := track[u.key]; it != nil {
+				it.failing = u.failing
+			}
+			ev := track.event()
+			d.handle(ev)
+			if in.group != nil {
+				in.group.memberFault(in, ev.Fault)
+			}
+		case ev := <-in.groupCh:
+			d.handle(ev)
+		}
+	}
+}
+
+func (in *Instance) readLoop(ctx context.Context, c advertConn, out chan<- EvAdvert) {
+	dec := Decoder{Routers: map[uint8]Expect{uint8(in.cfg.VRID): in.expect}, Drops: &in.drops}
+	buf := make([]byte, 1500)
+	for {
+		r, err := c.Read(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			in.log.Warn("reading adverts", "err", err)
+			continue
+		}
+		a, reason := dec.Decode(r)
+		if reason != DropNone {
+			in.log.Debug("advert dropped", "reason", reason.String(), "src", r.Src)
+			continue
+		}
+		select {
+		case out <- EvAdvert{Src: r.Src, Priority: a.Priority, Interval: a.Interval}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// driver carries out a Machine's actions.
+type driver struct {
+	in     *Instance
+	m      *Machine
+	rt     *runtime
+	notify *notifier
+	timer  *time.Timer
+
+	announceCancel context.CancelFunc
+	announceDone   chan struct{}
+}
+
+func (d *driver) handle(ev Event) {
+	in := d.in
+	now := time.Now()
+	acts, reason := d.m.Handle(now, ev)
+	_, isAdvert := ev.(EvAdvert)
+	in.mu.Lock()
+	if isAdvert {
+		in.status.AdvertsRecv++
+	}
+	if reason != Handled {
+		in.status.Ignored[string(reason)]++
+	}
+	in.mu.Unlock()
+	for _, a := range acts {
+		d.do(now, a)
+	}
+	in.mu.Lock()
+	in.status.State = d.m.State()
+	in.status.Priority = d.m.Priority()
+	in.status.MasterAddr = d.m.MasterAddr()
+	in.status.MasterInterval = d.m.MasterInterval()
+	in.mu.Unlock()
+}
+
+func (d *driver) do(now time.Time, a Action) {
+	in := d.in
+	switch a := a.(type) {
+	case ActSendAdvert:
+		d.send(a.Priority)
+	case ActAddVIPs:
+		if err := d.rt.vips.add(); err != nil {
+			in.log.Error("adding virtual addresses", "err", err)
+		}
+	case ActRemoveVIPs:
+		d.stopAnnounce()
+		if err := d.rt.vips.remove(); err != nil {
+			in.log.Error("removing virtual addresses", "err", err)
+		}
+	case ActAnnounce:
+		d.stopAnnounce()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		d.announceCancel, d.announceDone = cancel, done
+		g := in.cfg.GARP
+		go func() {
+			defer close(done)
+			d.rt.announce.run(ctx, g.Repeat, g.Delay.D(), g.Refresh.D(), func(err error) { in.log.Warn("announce", "err", err) })
+		}()
+	case ActSetTimer:
+		d.timer.Stop()
+		if !a.At.IsZero() {
+			d.timer.Reset(a.At.Sub(now))
+		}
+	case ActNotify:
+		argv := map[State][]string{StateMaster: in.cfg.NotifyMaster, StateBackup: in.cfg.NotifyBackup, StateFault: in.cfg.NotifyFault, StateInit: in.cfg.NotifyStop}[a.State]
+		d.notify.enqueue(notifyJob{argv: argv, instance: in.cfg.Name, state: a.State, priority: d.m.Priority()})
+	case ActStateChange:
+		in.log.Info("state change", "from", a.From.String(), "to", a.To.String(), "reason", a.Reason, "priority", d.m.Priority())
+		sc := StateChange{Instance: in.cfg.Name, From: a.From, To: a.To, Priority: d.m.Priority(), Reason: a.Reason, At: now}
+		in.mu.Lock()
+		in.status.Transitions++
+		in.status.LastChange = now
+		in.mu.Unlock()
+		if in.opts.OnStateChange != nil {
+			in.opts.OnStateChange(sc)
+		}
+		if in.group != nil {
+			in.group.memberChanged(in, sc)
+		}
+	}
+}
+
+func (d *driver) send(prio uint8) {
+	in := d.in
+	a := in.advert(prio)
+	dsts := in.expect.Peers
+	if len(dsts) == 0 {
+		dsts = []netip.Addr{GroupV4}
+		if in.family == 6 {
+			dsts = []netip.Addr{GroupV6}
+		}
+	}
+	for _, dst := range dsts {
+		b, err := a.Marshal(d.rt.src, dst)
+		if err == nil {
+			err = d.rt.conn.Write(b, dst)
+		}
+		in.mu.Lock()
+		if err != nil {
+			in.status.SendErrors++
+		} else {
+			in.status.AdvertsSent++
+		}
+		in.mu.Unlock()
+		if err != nil {
+			in.log.Warn("sending advert", "dst", dst, "err", err)
+		}
+	}
+}
+
+func (d *driver) stopAnnounce() {
+	if d.announceCancel != nil {
+		d.announceCancel()
+		<-d.announceDone
+		d.announceCancel, d.announceDone = nil, nil
+	}
+}

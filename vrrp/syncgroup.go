@@ -1,0 +1,105 @@
+package vrrp
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+// SyncGroup makes its member instances change state together, like
+// keepalived's vrrp_sync_group: while any member has a tracking fault all
+// are in Fault, and when one member becomes master or backup the others
+// follow. Members with opposite priorities on two routers make the group
+// flap, as in keepalived: give one router the higher priority for all.
+type SyncGroup struct {
+	cfg     conf.VRRPSyncGroup
+	members []*Instance
+
+	mu     sync.Mutex
+	faulty map[*Instance]bool
+	last   map[*Instance]State
+	notify *notifier
+}
+
+// NewSyncGroup joins members (which must not be running yet) into a group.
+// Group notify commands run on master, backup and fault transitions of the
+// group as a whole, with HALDIR_INSTANCE set to the group name.
+func NewSyncGroup(cfg conf.VRRPSyncGroup, members []*Instance) (*SyncGroup, error) {
+	if len(members) == 0 {
+		return nil, fmt.Errorf("vrrp sync group %q: no members", cfg.Name)
+	}
+	g := &SyncGroup{cfg: cfg, members: members, faulty: map[*Instance]bool{}, last: map[*Instance]State{}}
+	for _, m := range members {
+		if m.group != nil {
+			return nil, fmt.Errorf("vrrp sync group %q: instance %q is already in group %q", cfg.Name, m.cfg.Name, m.group.cfg.Name)
+		}
+	}
+	for _, m := range members {
+		m.group = g
+	}
+	g.notify = newNotifier(members[0].opts.NotifyTimeout, func(err error) { members[0].log.Warn("sync group notify", "group", cfg.Name, "err", err) })
+	return g, nil
+}
+
+// Close stops the group's notifier after the members have stopped.
+func (g *SyncGroup) Close() { g.notify.close() }
+
+// post delivers ev to a member without blocking the caller's state machine:
+// members post to each other from their own goroutines.
+func post(m *Instance, ev Event) {
+	select {
+	case m.groupCh <- ev:
+	default:
+		go func() { m.groupCh <- ev }()
+	}
+}
+
+func (g *SyncGroup) memberFault(from *Instance, fault bool) {
+	g.mu.Lock()
+	was := g.anyFault()
+	g.faulty[from] = fault
+	now := g.anyFault()
+	g.mu.Unlock()
+	if was == now {
+		return
+	}
+	for _, m := range g.members {
+		if m != from {
+			post(m, EvGroupFault{Fault: now})
+		}
+	}
+}
+
+func (g *SyncGroup) anyFault() bool {
+	for _, f := range g.faulty {
+		if f {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *SyncGroup) memberChanged(from *Instance, sc StateChange) {
+	g.mu.Lock()
+	g.last[from] = sc.To
+	all := len(g.last) == len(g.members)
+	for _, m := range g.members {
+		if g.last[m] != sc.To {
+			all = false
+		}
+	}
+	g.mu.Unlock()
+	if sc.To == StateMaster || sc.To == StateBackup {
+		for _, m := range g.members {
+			if m != from {
+				post(m, EvGroupState{To: sc.To})
+			}
+		}
+	}
+	// The group as a whole changed state once every member has.
+	if all {
+		argv := map[State][]string{StateMaster: g.cfg.NotifyMaster, StateBackup: g.cfg.NotifyBackup, StateFault: g.cfg.NotifyFault}[sc.To]
+		g.notify.enqueue(notifyJob{argv: argv, instance: g.cfg.Name, state: sc.To, priority: sc.Priority})
+	}
+}

@@ -1,0 +1,166 @@
+package vrrp
+
+import (
+	"context"
+	"net"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+// trackUpdate reports that a tracked item (interface or script) failed or
+// recovered.
+type trackUpdate struct {
+	key     string
+	failing bool
+}
+
+// trackItem is one tracked interface or script and its weight: a failing
+// item with weight 0 means Fault, otherwise its weight is added to the
+// priority while it fails (keepalived's convention: weights are usually
+// negative).
+type trackItem struct {
+	weight  int
+	failing bool
+}
+
+// tracking combines the items into the machine's EvTracking.
+type tracking map[string]*trackItem
+
+func (t tracking) event() EvTracking {
+	var ev EvTracking
+	for _, it := range t {
+		if !it.failing {
+			continue
+		}
+		if it.weight == 0 {
+			ev.Fault = true
+		} else {
+			ev.Delta += it.weight
+		}
+	}
+	return ev
+}
+
+// linkUp is whether a tracked interface counts as working: administratively
+// up and with carrier (operstate up, or unknown for devices like dummy and
+// loopback that never report one).
+func linkUp(a *netlink.LinkAttrs) bool {
+	return a.Flags&net.FlagUp != 0 && (a.OperState == netlink.OperUp || a.OperState == netlink.OperUnknown)
+}
+
+// watchLinks subscribes to link changes (the subscription socket is opened
+// in the calling thread's network namespace), returns the named interfaces'
+// current state and reports changes on out until ctx is done or stop is
+// called.
+func watchLinks(ctx context.Context, h *netlink.Handle, names []string, out chan<- trackUpdate) (initial []trackUpdate, stop func(), err error) {
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	if err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{}); err != nil {
+		return nil, nil, err
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+		l, err := h.LinkByName(n)
+		initial = append(initial, trackUpdate{key: "iface:" + n, failing: err != nil || !linkUp(l.Attrs())})
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case u, ok := <-updates:
+				if !ok {
+					return
+				}
+				a := u.Attrs()
+				if !want[a.Name] {
+					continue
+				}
+				failing := !linkUp(a) || u.Header.Type == syscall.RTM_DELLINK
+				select {
+				case out <- trackUpdate{key: "iface:" + a.Name, failing: failing}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return initial, sync.OnceFunc(func() { close(done) }), nil
+}
+
+// scriptTracker runs a tracked script every interval, killed after
+// timeout; it changes state after rise successes or fall failures in a row.
+// The first result sets the initial state.
+type scriptTracker struct {
+	key        string
+	argv       []string
+	interval   time.Duration
+	timeout    time.Duration
+	rise, fall int
+}
+
+func (s scriptTracker) run(ctx context.Context, out chan<- trackUpdate) {
+	interval := s.interval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	timeout := s.timeout
+	if timeout <= 0 || timeout > interval {
+		timeout = interval
+	}
+	rise, fall := max(s.rise, 1), max(s.fall, 1)
+	known, failing := false, false
+	okRun, badRun := 0, 0
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		ok := runCheck(ctx, s.argv, timeout)
+		if ctx.Err() != nil {
+			return
+		}
+		if ok {
+			okRun, badRun = okRun+1, 0
+		} else {
+			okRun, badRun = 0, badRun+1
+		}
+		changed := false
+		switch {
+		case !known:
+			known, failing, changed = true, !ok, true
+		case failing && okRun >= rise:
+			failing, changed = false, true
+		case !failing && badRun >= fall:
+			failing, changed = true, true
+		}
+		if changed {
+			select {
+			case out <- trackUpdate{key: s.key, failing: failing}:
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func runCheck(ctx context.Context, argv []string, timeout time.Duration) bool {
+	if len(argv) == 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
+	return cmd.Run() == nil
+}
