@@ -481,7 +481,7 @@ func (v validator) virtualServers(vss []VirtualServer) {
 		case usesTun:
 			v.oneOf(p+".tunnel_type", vs.TunnelType, tunnelTypes)
 		}
-		if vs.TunnelType == "gue" {
+		if usesTun && vs.TunnelType == "gue" {
 			if !v.isSet(p + ".tunnel_port") {
 				v.add(p+".tunnel_port", "required with tunnel_type = \"gue\"")
 			} else {
@@ -490,17 +490,15 @@ func (v validator) virtualServers(vss []VirtualServer) {
 		} else if v.isSet(p + ".tunnel_port") {
 			v.add(p+".tunnel_port", "only with tunnel_type = \"gue\"")
 		}
-		switch vs.TunnelType {
-		case "gue":
+		switch {
+		case usesTun && vs.TunnelType == "gue":
 			v.oneOf(p+".tunnel_checksum", vs.TunnelChecksum, tunnelCsums)
-		case "gre":
+		case usesTun && vs.TunnelType == "gre":
 			if v.oneOf(p+".tunnel_checksum", vs.TunnelChecksum, tunnelCsums) && vs.TunnelChecksum == "remcsum" {
 				v.add(p+".tunnel_checksum", "\"remcsum\" only with tunnel_type = \"gue\"")
 			}
-		default:
-			if v.isSet(p + ".tunnel_checksum") {
-				v.add(p+".tunnel_checksum", "only with tunnel_type \"gue\" or \"gre\"")
-			}
+		case v.isSet(p + ".tunnel_checksum"):
+			v.add(p+".tunnel_checksum", "only with tunnel_type \"gue\" or \"gre\"")
 		}
 
 		v.wholeSeconds(p+".persistence_timeout", vs.PersistenceTimeout)

@@ -1,0 +1,147 @@
+package conf
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/invalid/*.want from the current output (review the diff!)")
+
+// TestInvalid loads every broken config in testdata/invalid and compares the
+// complete error text with the .want file next to it.
+func TestInvalid(t *testing.T) {
+	files, err := filepath.Glob("testdata/invalid/*.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 25 {
+		t.Fatalf("only %d invalid configs in testdata/invalid", len(files))
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".toml")
+		t.Run(name, func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := Parse(data, filepath.Base(f))
+			if err == nil {
+				t.Fatalf("loaded without error: %+v", c)
+			}
+			if c != nil {
+				t.Errorf("returned a config together with an error")
+			}
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("error is %T, want conf.Errors: %v", err, err)
+			}
+			for _, e := range es {
+				if e.Line == 0 {
+					t.Errorf("error without a line number: %v", e)
+				}
+			}
+			wantFile := strings.TrimSuffix(f, ".toml") + ".want"
+			got := err.Error() + "\n"
+			if *update {
+				if err := os.WriteFile(wantFile, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(wantFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != string(want) {
+				t.Errorf("errors differ\n--- got\n%s--- want\n%s", got, want)
+			}
+		})
+	}
+}
+
+// TestLoadUnreadable checks that a missing file is not reported as
+// configuration errors: callers tell the two apart (exit 2 vs 1).
+func TestLoadUnreadable(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "missing.toml"))
+	if err == nil {
+		t.Fatal("no error for a missing file")
+	}
+	var es Errors
+	if errors.As(err, &es) {
+		t.Fatalf("missing file reported as config errors: %v", err)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("error does not wrap os.ErrNotExist: %v", err)
+	}
+}
+
+func TestPackagingExampleIsValid(t *testing.T) {
+	c, err := Load("../packaging/haldir.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.VRRP) == 0 || len(c.VirtualServers) == 0 || c.Sync == nil {
+		t.Errorf("example should show VRRP, virtual servers and sync: %d %d %v", len(c.VRRP), len(c.VirtualServers), c.Sync)
+	}
+}
+
+func TestValidConfigs(t *testing.T) {
+	files, err := filepath.Glob("testdata/valid/*.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no valid configs")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if _, err := Load(f); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestErrorsSortedByLine(t *testing.T) {
+	es := Errors{
+		{File: "f.toml", Line: 9, Path: "b", Msg: "second"},
+		{File: "f.toml", Path: "c", Msg: "no line"},
+		{File: "f.toml", Line: 2, Path: "a", Msg: "first"},
+	}
+	want := "f.toml:2: a: first\nf.toml:9: b: second\nf.toml: c: no line"
+	if got := es.Error(); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, dir := range []string{"testdata/invalid", "testdata/valid"} {
+		files, _ := filepath.Glob(dir + "/*.toml")
+		for _, file := range files {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(data)
+		}
+	}
+	if data, err := os.ReadFile("../packaging/haldir.toml"); err == nil {
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data, "fuzz.toml")
+		if (c == nil) == (err == nil) {
+			t.Fatalf("want exactly one of config and error, got %v and %v", c, err)
+		}
+		if err != nil {
+			var es Errors
+			if !errors.As(err, &es) || len(es) == 0 {
+				t.Fatalf("error is not a non-empty conf.Errors: %T %v", err, err)
+			}
+		}
+		keyLines(data) // must terminate on any input
+	})
+}
