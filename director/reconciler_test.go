@@ -686,3 +686,92 @@ func TestRunLoopReactsToVerdicts(t *testing.T) {
 		t.Fatalf("counters %+v", r.Counters())
 	}
 }
+
+// timeoutKernel adds IPVS timeouts to the fake, with the kernel's rule that
+// a zero field leaves the current value alone.
+type timeoutKernel struct {
+	*FakeKernel
+	cur  Timeouts
+	sets int
+}
+
+func (k *timeoutKernel) Timeouts() (Timeouts, error) { return k.cur, nil }
+
+func (k *timeoutKernel) SetTimeouts(t Timeouts) error {
+	k.sets++
+	if t.TCP != 0 {
+		k.cur.TCP = t.TCP
+	}
+	if t.TCPFin != 0 {
+		k.cur.TCPFin = t.TCPFin
+	}
+	if t.UDP != 0 {
+		k.cur.UDP = t.UDP
+	}
+	return nil
+}
+
+func TestTimeoutsWrittenOnlyWhenDifferent(t *testing.T) {
+	k := &timeoutKernel{FakeKernel: NewFakeKernel(), cur: Timeouts{TCP: 900 * time.Second, TCPFin: 120 * time.Second, UDP: 300 * time.Second}}
+	c := cfgOf()
+	r := newRec(t, k, c)
+	reconcile(t, r)
+	if k.sets != 0 {
+		t.Fatal("unset timeouts were written")
+	}
+	c.IPVS.TimeoutUDP = conf.Duration(300 * time.Second) // already the kernel's
+	if err := r.SetConfig(c); err != nil {
+		t.Fatal(err)
+	}
+	if res := reconcile(t, r); k.sets != 0 || res.Writes != 0 {
+		t.Fatalf("equal timeout written (%d sets)", k.sets)
+	}
+	c.IPVS.TimeoutTCP = conf.Duration(2 * time.Hour)
+	if err := r.SetConfig(c); err != nil {
+		t.Fatal(err)
+	}
+	res := reconcile(t, r)
+	if k.sets != 1 || res.Writes != 1 || k.cur.TCP != 2*time.Hour || k.cur.TCPFin != 120*time.Second {
+		t.Fatalf("sets=%d writes=%d timeouts=%+v", k.sets, res.Writes, k.cur)
+	}
+	reconcile(t, New(k, Options{Logger: quiet()})) // no config yet: nothing to do
+	r2 := newRec(t, k, c)
+	if res := reconcile(t, r2); res.Writes != 0 || k.sets != 1 {
+		t.Fatalf("restart rewrote timeouts: %d", k.sets)
+	}
+}
+
+// TestDestinationReadFailureIsolated: when one service's destinations
+// cannot be read, that service is left as it is and the others converge.
+func TestDestinationReadFailureIsolated(t *testing.T) {
+	k := NewFakeKernel()
+	web := webVS()
+	dns := conf.VirtualServer{Address: vip, Port: 53, Protocol: "udp", Scheduler: "rr",
+		RealServers: []conf.RealServer{{Address: rs1, Port: 53, Weight: 1}}}
+	r := newRec(t, k, cfgOf(web, dns))
+	reconcile(t, r)
+	k.SetFault(func(o Op) error {
+		if o.Kind == OpGetDests && o.Service.Key.Protocol == TCP {
+			return syscall.EIO
+		}
+		return nil
+	})
+	web.RealServers = web.RealServers[:1]
+	dns.RealServers = append(slices.Clone(dns.RealServers), conf.RealServer{Address: rs2, Port: 53, Weight: 1})
+	if err := r.SetConfig(cfgOf(web, dns)); err != nil {
+		t.Fatal(err)
+	}
+	k.ResetWrites()
+	res, err := r.Reconcile(context.Background())
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("err = %v", err)
+	}
+	wantOps(t, k.Writes(), "new_destination udp 192.0.2.10:53 198.51.100.2:53 w=1 fwd=nat")
+	if res.Skipped != 1 || r.Counters().Errors[ErrorKey{OpGetDests, "EIO"}] != 1 {
+		t.Fatalf("skipped=%d counters=%+v", res.Skipped, r.Counters())
+	}
+	k.SetFault(nil)
+	k.ResetWrites()
+	reconcile(t, r)
+	wantOps(t, k.Writes(), "del_destination tcp 192.0.2.10:80 198.51.100.2:8080")
+}
