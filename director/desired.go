@@ -51,6 +51,11 @@ func RealAddr(vs conf.VirtualServer, rs conf.RealServer) netip.AddrPort {
 	return netip.AddrPortFrom(rs.Address.Unmap(), uint16(port))
 }
 
+// MaxWeight is the largest destination weight haldir programs: the kernel
+// takes an int, but ipvsadm, keepalived and moby/ipvs (which reads the
+// attribute back as 16 bits) all stop at 65535.
+const MaxWeight = 65535
+
 // vsModel is a validated virtual server: everything needed to compute its
 // desired kernel entries from the health state.
 type vsModel struct {
@@ -186,8 +191,8 @@ func buildVS(vs conf.VirtualServer) (vsModel, error) {
 				return m, fmt.Errorf("%s: forwarding: %w", where, err)
 			}
 		}
-		if rs.Weight < 0 {
-			return m, fmt.Errorf("%s: weight %d is negative", where, rs.Weight)
+		if rs.Weight < 0 || rs.Weight > MaxWeight {
+			return m, fmt.Errorf("%s: weight %d out of range 0..%d", where, rs.Weight, MaxWeight)
 		}
 		if rs.UpperThreshold < 0 || rs.LowerThreshold < 0 || (rs.LowerThreshold > rs.UpperThreshold) {
 			return m, fmt.Errorf("%s: thresholds lower=%d upper=%d: want 0 <= lower <= upper", where, rs.LowerThreshold, rs.UpperThreshold)
@@ -225,8 +230,8 @@ func buildVS(vs conf.VirtualServer) (vsModel, error) {
 		if addr.Addr().Is6() != key.IsV6() && fwd != ForwardTunnel {
 			return m, fmt.Errorf("sorry_server %s is not in the service's address family", addr)
 		}
-		if vs.SorryServerWeight < 0 {
-			return m, fmt.Errorf("sorry_server_weight %d is negative", vs.SorryServerWeight)
+		if vs.SorryServerWeight < 0 || vs.SorryServerWeight > MaxWeight {
+			return m, fmt.Errorf("sorry_server_weight %d out of range 0..%d", vs.SorryServerWeight, MaxWeight)
 		}
 		d := mkDest(addr, fwd)
 		d.Weight = vs.SorryServerWeight

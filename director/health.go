@@ -57,7 +57,7 @@ func (r *Reconciler) desiredLocked() map[ServiceKey]*desiredSvc {
 				if v, ok := r.health[healthKey{key, rm.tmpl.Addr}]; ok {
 					rs.known, rs.healthy = true, v.Up
 					if v.WeightSet && v.Weight >= 0 {
-						rs.effective = v.Weight
+						rs.effective = min(v.Weight, MaxWeight)
 					}
 				}
 			}
