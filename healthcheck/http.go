@@ -197,20 +197,32 @@ func (c *httpChecker) Run(ctx context.Context) Result {
 	if _, err := conn.Write(c.reqBytes); err != nil {
 		return down(describe("writing request", err, ctx, c.timeout))
 	}
-	lr := &io.LimitedReader{R: conn, N: maxHeader}
+	r, phase, err := c.evaluate(conn)
+	if err != nil {
+		return down(describe(phase, err, ctx, c.timeout))
+	}
+	return r
+}
+
+// evaluate reads one response from r and judges it: pure protocol logic,
+// fuzzed without sockets. An I/O error comes back with the phase it
+// happened in so that the caller can name a timeout.
+func (c *httpChecker) evaluate(r io.Reader) (Result, string, error) {
+	lr := &io.LimitedReader{R: r, N: maxHeader}
 	br := bufio.NewReaderSize(lr, 4096)
 	resp, err := http.ReadResponse(br, c.req)
 	if err != nil {
 		if lr.N == 0 {
-			return down(fmt.Sprintf("reading headers: response head exceeds %d bytes", maxHeader))
+			return down(fmt.Sprintf("reading headers: response head exceeds %d bytes", maxHeader)), "", nil
 		}
-		return down(describe("reading headers", err, ctx, c.timeout))
+		return Result{}, "reading headers", err
 	}
-	// The head is parsed; from here the body gets its own cap.
-	lr.N = MaxBody + 1 + int64(br.Buffered())
+	// The head is parsed; from here the body gets its own cap, with room
+	// for chunked framing.
+	lr.N = MaxBody + maxHeader
 
 	if !c.status.Contains(resp.StatusCode) {
-		return down(fmt.Sprintf("status %d not in %s", resp.StatusCode, c.statusText))
+		return down(fmt.Sprintf("status %d not in %s", resp.StatusCode, c.statusText)), "", nil
 	}
 
 	var (
@@ -230,11 +242,11 @@ func (c *httpChecker) Run(ctx context.Context) Result {
 	}
 	n, err := io.Copy(w, io.LimitReader(resp.Body, MaxBody+1))
 	if err != nil && !errors.Is(err, io.EOF) {
-		return down(describe("reading body", err, ctx, c.timeout))
+		return Result{}, "reading body", err
 	}
 	over := n > MaxBody
 	if over && c.digest != nil {
-		return down(fmt.Sprintf("body exceeds %d bytes; digest not verifiable", MaxBody))
+		return down(fmt.Sprintf("body exceeds %d bytes; digest not verifiable", MaxBody)), "", nil
 	}
 	if c.body != nil {
 		b := body.Bytes()
@@ -242,14 +254,14 @@ func (c *httpChecker) Run(ctx context.Context) Result {
 			b = b[:MaxBody]
 		}
 		if !c.body.Match(b) {
-			return down(fmt.Sprintf("body does not match %q", c.body.String()))
+			return down(fmt.Sprintf("body does not match %q", c.body.String())), "", nil
 		}
 	}
 	if h != nil {
 		sum := h.Sum(nil)
 		if !bytes.Equal(sum, c.digest) {
-			return down(fmt.Sprintf("body %s %x does not match digest %x", c.hashName, sum, c.digest))
+			return down(fmt.Sprintf("body %s %x does not match digest %x", c.hashName, sum, c.digest)), "", nil
 		}
 	}
-	return up(fmt.Sprintf("status %d", resp.StatusCode))
+	return up(fmt.Sprintf("status %d", resp.StatusCode)), "", nil
 }

@@ -2,6 +2,7 @@ package healthcheck
 
 import (
 	"context"
+	"net"
 	"time"
 )
 
@@ -21,6 +22,12 @@ func (c *tcpChecker) Run(ctx context.Context) Result {
 	conn, err := dialer(c.t.Check, "tcp").DialContext(ctx, "tcp", c.addr)
 	if err != nil {
 		return down(describe("connect", err, ctx, c.timeout))
+	}
+	// Close with RST (linger 0), as HAProxy does after its checks: a probe
+	// has nothing to flush, and at thousands of checks per second the
+	// TIME_WAIT sockets of an orderly close would eat the ephemeral ports.
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetLinger(0)
 	}
 	conn.Close()
 	return up("connected")

@@ -1,0 +1,55 @@
+package healthcheck
+
+import (
+	"bufio"
+	"bytes"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+// FuzzHTTPEvaluate feeds arbitrary server bytes to the response judge: it
+// must never panic, and it may only say up for a parseable 2xx response.
+func FuzzHTTPEvaluate(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 503 Service Unavailable\r\n\r\n"))
+	f.Add([]byte("HTTP/1.0 200\r\n\r\nversion 3"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\nshort"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"))
+	f.Add([]byte("SSH-2.0-OpenSSH_9.6\r\n"))
+	f.Add([]byte{})
+	plain, err := NewChecker(Target{Addr: netip.MustParseAddrPort("127.0.0.1:80"), Check: conf.Check{Type: "http"}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	strict, err := NewChecker(Target{Addr: netip.MustParseAddrPort("127.0.0.1:80"), Check: conf.Check{
+		Type: "http", ExpectBody: `version \d`, Digest: strings.Repeat("ab", 32)}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, ck := range []*httpChecker{plain.(*httpChecker), strict.(*httpChecker)} {
+			r, phase, err := ck.evaluate(bytes.NewReader(data))
+			if err != nil {
+				if phase == "" || r.Up {
+					t.Fatalf("I/O error %v without a phase or with up", err)
+				}
+				continue
+			}
+			if r.Reason == "" {
+				t.Fatal("verdict without a reason")
+			}
+			if !r.Up {
+				continue
+			}
+			resp, perr := http.ReadResponse(bufio.NewReader(bytes.NewReader(data)), ck.req)
+			if perr != nil || resp.StatusCode < 200 || resp.StatusCode > 299 {
+				t.Fatalf("up for a response that is not a 2xx: %q", data)
+			}
+		}
+	})
+}
