@@ -202,10 +202,10 @@ func buildVS(vs conf.VirtualServer) (vsModel, error) {
 		}
 		d := mkDest(addr, f)
 		d.UpperThreshold, d.LowerThreshold = uint32(rs.UpperThreshold), uint32(rs.LowerThreshold)
+		// conf has already overlaid the virtual server's check on the real
+		// server's (and turned type "none" into nil): rs.Check is the
+		// effective one.
 		chk := rs.Check
-		if chk == nil {
-			chk = vs.Check
-		}
 		checked := chk != nil && chk.Type != "" && !strings.EqualFold(chk.Type, "none")
 		initialUp := true
 		if checked {

@@ -34,8 +34,8 @@ func webVS() conf.VirtualServer {
 		Name: "web", Address: vip, Port: 80, Protocol: "tcp", Scheduler: "wrr", Forwarding: "nat",
 		Check: &conf.Check{Type: "tcp"},
 		RealServers: []conf.RealServer{
-			{Name: "a", Address: rs1, Port: 8080, Weight: 10},
-			{Name: "b", Address: rs2, Port: 8080, Weight: 20},
+			{Name: "a", Address: rs1, Port: 8080, Weight: 10, Check: &conf.Check{Type: "tcp"}},
+			{Name: "b", Address: rs2, Port: 8080, Weight: 20, Check: &conf.Check{Type: "tcp"}},
 		},
 	}
 }
@@ -443,9 +443,9 @@ func TestInhibitOnFailure(t *testing.T) {
 func TestInitialStateAndUnchecked(t *testing.T) {
 	k := NewFakeKernel()
 	vs := webVS()
-	vs.Check = nil
 	vs.RealServers = slices.Clone(vs.RealServers)
 	vs.RealServers[0].Check = &conf.Check{Type: "http", InitialState: "down"}
+	vs.RealServers[1].Check = nil
 	r := newRec(t, k, cfgOf(vs))
 	reconcile(t, r)
 	// rs1 starts down (initial_state), rs2 has no check and is always up.
