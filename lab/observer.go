@@ -36,6 +36,7 @@ type Observer struct {
 	drops   map[DropReason]uint64
 	notify  chan struct{} // closed and replaced on every new record
 	readErr error
+	kdrops  uint64
 }
 
 // Observe captures everything crossing the switch (the bridge device, put
@@ -73,6 +74,13 @@ func (l *Lab) observe(ifname, where string, promisc bool, cfg ObserverConfig) (*
 		conn, err = packet.Listen(ifi, packet.Raw, unix.ETH_P_ALL, nil)
 		if err != nil {
 			return err
+		}
+		// A burst (a failover sends several GARPs and adverts at once)
+		// must not overflow the default ~200 KiB socket buffer.
+		if rc, err := conn.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+			})
 		}
 		if promisc {
 			if err := conn.SetPromiscuous(true); err != nil {
@@ -164,6 +172,23 @@ func (o *Observer) Evicted() uint64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.evicted
+}
+
+// KernelDrops returns how many frames the kernel dropped because the
+// capture socket's buffer was full (they never became records).
+func (o *Observer) KernelDrops() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	select {
+	case <-o.done:
+		return o.kdrops
+	default:
+	}
+	// PACKET_STATISTICS resets on every read, hence the running sum.
+	if st, err := o.conn.Stats(); err == nil {
+		o.kdrops += uint64(st.Drops)
+	}
+	return o.kdrops
 }
 
 // Drops returns how many frames failed to decode, per reason.

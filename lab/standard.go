@@ -3,6 +3,7 @@ package lab
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"testing"
 )
 
@@ -70,14 +71,17 @@ func (s *Standard) Directors() []*Host { return []*Host{s.Director1, s.Director2
 // Reals returns the three real servers.
 func (s *Standard) Reals() []*Host { return s.Real[:] }
 
+// hostAddr gives host number last in n. In IPv6 the decimal digits are
+// reused as hex digits so that host .11 is ::11 in both families.
 func hostAddr(n netip.Prefix, last byte) netip.Prefix {
-	a := n.Addr().As16()
 	if n.Addr().Is4() {
 		a4 := n.Addr().As4()
 		a4[3] = last
 		return netip.PrefixFrom(netip.AddrFrom4(a4), n.Bits())
 	}
-	a[15] = last
+	v, _ := strconv.ParseUint(strconv.Itoa(int(last)), 16, 16)
+	a := n.Addr().As16()
+	a[14], a[15] = byte(v>>8), byte(v)
 	return netip.PrefixFrom(netip.AddrFrom16(a), n.Bits())
 }
 
