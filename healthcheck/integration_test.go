@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -170,3 +172,71 @@ func recv(t *testing.T, s *Scheduler) Transition {
 		return Transition{}
 	}
 }
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	return len(ents)
+}
+
+// Many hung targets cost at most MaxConcurrent sockets and one goroutine
+// per probe, however long they hang.
+func TestBoundedGoroutinesAndFDs(t *testing.T) {
+	const probes, limit = 300, 40
+	hung := blackholeAddr(t)
+	fd0, g0 := openFDs(t), runtime.NumGoroutine()
+	var inflight, maxInflight atomic.Int64
+	s := runScheduler(t, Options{MaxConcurrent: limit, NewChecker: func(tg Target) (Checker, error) {
+		ck, err := NewChecker(tg)
+		if err != nil {
+			return nil, err
+		}
+		return checkerFunc(func(ctx context.Context) Result {
+			n := inflight.Add(1)
+			for {
+				m := maxInflight.Load()
+				if n <= m || maxInflight.CompareAndSwap(m, n) {
+					break
+				}
+			}
+			defer inflight.Add(-1)
+			return ck.Run(ctx)
+		}), nil
+	}})
+	var ts []Target
+	for i := range probes {
+		// Distinct definitions make distinct probes to the same dead end.
+		ts = append(ts, Target{Addr: hung, Check: conf.Check{Type: "tcp", Interval: conf.Duration(10 * time.Millisecond),
+			Timeout: conf.Duration(200 * time.Millisecond), Rise: i + 1}})
+	}
+	if _, err := s.Update(ts); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second)
+	var maxFD, maxG int
+	for time.Now().Before(deadline) {
+		maxFD = max(maxFD, openFDs(t)-fd0)
+		maxG = max(maxG, runtime.NumGoroutine()-g0)
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("max in flight %d, fd growth %d, goroutine growth %d", maxInflight.Load(), maxFD, maxG)
+	if m := maxInflight.Load(); m > limit || m < limit/2 {
+		t.Fatalf("max checks in flight %d, want <= %d (and near it: targets hang)", m, limit)
+	}
+	// Each check holds one socket; the runtime's epoll and pipes add a few.
+	if maxFD > limit+10 {
+		t.Fatalf("fds grew by %d with %d checks in flight", maxFD, limit)
+	}
+	// Probes waiting for a slot are heap entries, not goroutines: one
+	// goroutine per check in flight plus the dialer's cancellation watcher.
+	if maxG > 2*limit+10 {
+		t.Fatalf("goroutines grew by %d for %d probes", maxG, probes)
+	}
+}
+
+type checkerFunc func(context.Context) Result
+
+func (f checkerFunc) Run(ctx context.Context) Result { return f(ctx) }

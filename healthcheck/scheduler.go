@@ -59,10 +59,11 @@ type ProbeStatus struct {
 }
 
 // Scheduler runs one probe per distinct Target.Key. A dispatcher goroutine
-// keeps probes in a heap ordered by next run time and starts each due check
-// in its own short-lived goroutine gated by a semaphore, so goroutines and
-// sockets are bounded by the number of probes and MaxConcurrent, and a hung
-// target holds only its own slot until its timeout.
+// keeps probes in a heap ordered by next run time; for each due probe it
+// takes one of MaxConcurrent slots and starts the check in a short-lived
+// goroutine. Goroutines and sockets are therefore bounded by MaxConcurrent
+// whatever the number of targets, and a hung target holds only its own slot
+// until its timeout.
 type Scheduler struct {
 	opt   Options
 	clock Clock
@@ -270,13 +271,32 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	defer s.wg.Wait()
 	defer s.stop()
 	for {
+		// Take a slot before popping a due probe, so that only checks that
+		// can run have goroutines: at most MaxConcurrent, while the rest
+		// wait as heap entries.
 		s.mu.Lock()
-		now := s.clock.Now()
-		for len(s.queue) > 0 && !s.queue[0].next.After(now) {
-			p := heap.Pop(&s.queue).(*probe)
-			p.running = true
-			s.wg.Add(1)
-			go s.check(p, p.next)
+		if len(s.queue) > 0 && !s.queue[0].next.After(s.clock.Now()) {
+			select {
+			case s.sem <- struct{}{}:
+				s.launch()
+				s.mu.Unlock()
+				continue
+			default:
+			}
+			s.mu.Unlock()
+			select {
+			case s.sem <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			s.mu.Lock()
+			if len(s.queue) > 0 && !s.queue[0].next.After(s.clock.Now()) {
+				s.launch()
+			} else {
+				<-s.sem // the due probe was removed meanwhile
+			}
+			s.mu.Unlock()
+			continue
 		}
 		var (
 			tc <-chan time.Time
@@ -303,13 +323,17 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 }
 
+// launch starts the check of the probe at the top of the heap; the caller
+// holds s.mu and a semaphore slot, which the check releases.
+func (s *Scheduler) launch() {
+	p := heap.Pop(&s.queue).(*probe)
+	p.running = true
+	s.wg.Add(1)
+	go s.check(p, p.next)
+}
+
 func (s *Scheduler) check(p *probe, scheduled time.Time) {
 	defer s.wg.Done()
-	select {
-	case s.sem <- struct{}{}:
-	case <-p.ctx.Done():
-		return
-	}
 	started := s.clock.Now()
 	r := p.checker.Run(p.ctx)
 	<-s.sem
