@@ -4,17 +4,71 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/haldir-lb/haldir/conf"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
+// Exit codes shared by the subcommands.
+const (
+	exitOK      = 0
+	exitInvalid = 1 // the configuration is invalid, or the daemon failed
+	exitUsage   = 2 // bad command line, or the configuration file cannot be read
+)
+
+const usageText = `haldir - high-availability director for Linux Virtual Server
+
+Usage:
+  haldir <command> [options]
+
+Commands:
+  run      run the director daemon
+             -c FILE           configuration file (default ` + conf.DefaultPath + `)
+             -log-level LEVEL  override global.log_level (debug, info, warn, error)
+           SIGHUP re-reads and validates the file (a bad file keeps the
+           running configuration); SIGTERM or SIGINT stops the daemon.
+  check    validate a configuration file and print a summary of it
+             -c FILE           configuration file (default ` + conf.DefaultPath + `)
+           exit status: 0 valid, 1 invalid (every error is printed),
+           2 the file cannot be read
+  version  print the version
+  help     print this text
+
+The configuration format is described in docs/config.md.
+`
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "version" {
-		fmt.Println("haldir", version)
-		return
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches to a subcommand and returns the process exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usageText)
+		return exitUsage
 	}
-	fmt.Fprintln(os.Stderr, "usage: haldir version")
-	os.Exit(2)
+	switch args[0] {
+	case "run":
+		sigs := make(chan os.Signal, 4)
+		signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+		defer signal.Stop(sigs)
+		return runDaemon(args[1:], stderr, sigs)
+	case "check":
+		return runCheck(args[1:], stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "haldir", version)
+		return exitOK
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usageText)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "haldir: unknown command %q\n\n%s", args[0], usageText)
+		return exitUsage
+	}
 }

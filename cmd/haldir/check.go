@@ -1,0 +1,227 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+// runCheck implements "haldir check": validate the file and summarise it.
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("haldir check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", conf.DefaultPath, "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "haldir check: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	c, err := conf.Load(*path)
+	if err != nil {
+		var es conf.Errors
+		if errors.As(err, &es) {
+			fmt.Fprintln(stderr, es.Error())
+			fmt.Fprintf(stderr, "%s: %s\n", *path, plural(len(es), "error"))
+			return exitInvalid
+		}
+		fmt.Fprintf(stderr, "haldir check: %v\n", err)
+		return exitUsage
+	}
+	fmt.Fprintf(stdout, "%s: configuration is valid\n\n", *path)
+	summarize(stdout, c)
+	return exitOK
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
+}
+
+// summarize prints the effective configuration (defaults applied, checks
+// inherited) in one screen for the usual director.
+func summarize(w io.Writer, c *conf.Config) {
+	g := c.Global
+	fmt.Fprintf(w, "router_id %s, log %s/%s, metrics %s, control socket %s\n",
+		g.RouterID, g.LogLevel, g.LogFormat, orOff(g.MetricsListen), orOff(g.ControlSocket))
+
+	fmt.Fprintf(w, "\nVRRP instances: %d\n", len(c.VRRP))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, in := range c.VRRP {
+		vips := make([]string, len(in.VirtualAddresses))
+		for i, p := range in.VirtualAddresses {
+			vips[i] = p.String()
+		}
+		fmt.Fprintf(tw, "  %s\t%s vrid %d\tv%d prio %d every %s\t%s\n",
+			in.Name, in.Interface, in.VRID, in.Version, in.Priority, in.AdvertInterval, strings.Join(vips, " "))
+	}
+	tw.Flush()
+	for _, in := range c.VRRP {
+		var details []string
+		switch {
+		case !in.Preempt:
+			details = append(details, "nopreempt")
+		case in.PreemptDelay > 0:
+			details = append(details, "preempt after "+in.PreemptDelay.String())
+		}
+		if len(in.UnicastPeers) > 0 {
+			src := ""
+			if in.UnicastSource.IsValid() {
+				src = in.UnicastSource.String() + " "
+			}
+			details = append(details, "unicast "+src+"-> "+joinAddrs(in.UnicastPeers))
+		}
+		for _, t := range in.TrackInterfaces {
+			details = append(details, fmt.Sprintf("track %s (%s)", t.Name, trackEffect(t.Weight)))
+		}
+		for _, t := range in.TrackScripts {
+			details = append(details, fmt.Sprintf("script %s (%s)", t.Name, trackEffect(t.Weight)))
+		}
+		if len(details) > 0 {
+			fmt.Fprintf(w, "  %s: %s\n", in.Name, strings.Join(details, ", "))
+		}
+	}
+
+	if len(c.VRRPSyncGroups) > 0 {
+		fmt.Fprintf(w, "\nSync groups: %d\n", len(c.VRRPSyncGroups))
+		for _, sg := range c.VRRPSyncGroups {
+			fmt.Fprintf(w, "  %s: %s\n", sg.Name, strings.Join(sg.Instances, ", "))
+		}
+	}
+
+	fmt.Fprintf(w, "\nVirtual servers: %d\n", len(c.VirtualServers))
+	for _, vs := range c.VirtualServers {
+		svc := vs.Protocol + " " + netip.AddrPortFrom(vs.Address, uint16(vs.Port)).String()
+		if vs.Fwmark != 0 {
+			svc = fmt.Sprintf("fwmark %d (%s)", vs.Fwmark, vs.Family)
+		}
+		extra := []string{vs.Scheduler}
+		if len(vs.SchedulerFlags) > 0 {
+			extra[0] += "(" + strings.Join(vs.SchedulerFlags, ",") + ")"
+		}
+		extra = append(extra, vs.Forwarding)
+		if vs.TunnelType != "" {
+			extra[len(extra)-1] += "/" + vs.TunnelType
+		}
+		if vs.PersistenceTimeout > 0 {
+			extra = append(extra, "persistent "+vs.PersistenceTimeout.String())
+		}
+		if vs.Quorum > 1 {
+			extra = append(extra, fmt.Sprintf("quorum %d", vs.Quorum))
+		}
+		if vs.SorryServer.IsValid() {
+			extra = append(extra, "sorry "+vs.SorryServer.String())
+		}
+		fmt.Fprintf(w, "  %s  %s  %s\n", vs.Name, svc, strings.Join(extra, ", "))
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, rs := range vs.RealServers {
+			dest := rs.Address.String()
+			if rs.Port != 0 {
+				dest = netip.AddrPortFrom(rs.Address, uint16(rs.Port)).String()
+			}
+			fwd := ""
+			if rs.Forwarding != vs.Forwarding {
+				fwd = " " + rs.Forwarding
+			}
+			fmt.Fprintf(tw, "    -> %s\tweight %d%s\t%s\n", dest, rs.Weight, fwd, describeCheck(rs.Check))
+		}
+		tw.Flush()
+	}
+
+	if s := c.Sync; s != nil {
+		fmt.Fprintf(w, "\nConnection sync: on %s, follows %s, sync_id %d\n", s.Interface, s.VRRPInstance, s.SyncID)
+	}
+	if cl := c.Cluster; cl != nil {
+		fmt.Fprintf(w, "\nCluster %s: bind %s, %s\n", cl.Name, cl.Bind, plural(len(cl.Peers), "peer"))
+	}
+}
+
+func orOff(s string) string {
+	if s == "" {
+		return "off"
+	}
+	return s
+}
+
+func joinAddrs(as []netip.Addr) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func trackEffect(weight int) string {
+	if weight == 0 {
+		return "fault when down"
+	}
+	return fmt.Sprintf("priority %+d", weight)
+}
+
+// describeCheck renders an effective check in one line.
+func describeCheck(c *conf.Check) string {
+	if c == nil {
+		return "no check (always up)"
+	}
+	var what string
+	switch c.Type {
+	case "tcp":
+		what = "tcp connect"
+	case "http", "https":
+		what = c.Type + " GET " + c.Path + " expect " + statusString(c.ExpectStatus)
+		if c.ExpectBody != "" {
+			what += fmt.Sprintf(" body ~ %q", c.ExpectBody)
+		}
+		if c.Digest != "" {
+			what += " digest"
+		}
+		if c.Type == "https" && !c.TLSVerify {
+			what += " (no TLS verify)"
+		}
+	case "exec":
+		what = "exec " + strings.Join(c.Command, " ")
+	case "dns":
+		what = "dns " + c.QueryType + " " + c.QueryName
+	case "udp":
+		what = "udp"
+		if c.Payload != "" {
+			what += " request/response"
+		}
+	default:
+		what = c.Type
+	}
+	if c.ConnectAddress.IsValid() || c.ConnectPort != 0 {
+		target := "port " + strconv.Itoa(c.ConnectPort)
+		if c.ConnectAddress.IsValid() {
+			target = netip.AddrPortFrom(c.ConnectAddress, uint16(c.ConnectPort)).String()
+		}
+		what += " to " + target
+	}
+	what += fmt.Sprintf(", every %s timeout %s rise %d fall %d", c.Interval, c.Timeout, c.Rise, c.Fall)
+	if c.InitialState == "down" {
+		what += ", starts down"
+	}
+	return what
+}
+
+func statusString(s conf.StatusCodes) string {
+	parts := make([]string, len(s))
+	for i, r := range s {
+		if r.Lo == r.Hi {
+			parts[i] = strconv.Itoa(r.Lo)
+		} else {
+			parts[i] = fmt.Sprintf("%d-%d", r.Lo, r.Hi)
+		}
+	}
+	return strings.Join(parts, ",")
+}

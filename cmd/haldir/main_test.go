@@ -1,0 +1,411 @@
+package main
+
+import (
+	"bytes"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+const validConfig = `
+[global]
+router_id = "lvs-a"
+
+[[vrrp]]
+name = "VI_1"
+interface = "eth0"
+vrid = 51
+priority = 150
+virtual_addresses = ["192.0.2.10/24"]
+
+[[vrrp_sync_group]]
+name = "G"
+instances = ["VI_1"]
+
+[[virtual_server]]
+name = "web"
+address = "192.0.2.10"
+port = 80
+
+[virtual_server.check]
+type = "http"
+path = "/healthz"
+
+[[virtual_server.real_server]]
+address = "10.0.0.21"
+port = 8080
+
+[[virtual_server.real_server]]
+address = "10.0.0.22"
+port = 8080
+check = { type = "tcp" }
+
+[[virtual_server]]
+name = "dns"
+address = "192.0.2.10"
+port = 53
+protocol = "udp"
+
+[[virtual_server.real_server]]
+address = "10.0.0.21"
+`
+
+const invalidConfig = `[[vrrp]]
+name = "VI_1"
+interface = "eth0"
+vrid = 0
+priority = 300
+virtual_addresses = ["192.0.2.10/24"]
+`
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "haldir.toml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCheck(t *testing.T) {
+	valid := writeFile(t, validConfig)
+	invalid := writeFile(t, invalidConfig)
+	missing := filepath.Join(t.TempDir(), "nope.toml")
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		code       int
+		stdout     []string // substrings, in order
+		stderr     []string
+		noStdout   bool
+		exactError string
+	}{
+		{
+			name: "valid", args: []string{"check", "-c", valid}, code: 0,
+			stdout: []string{
+				valid + ": configuration is valid",
+				"router_id lvs-a",
+				"VRRP instances: 1", "VI_1", "eth0 vrid 51", "v3 prio 150 every 1s", "192.0.2.10/24",
+				"Sync groups: 1", "G: VI_1",
+				"Virtual servers: 2", "web  tcp 192.0.2.10:80  wlc, nat",
+				"-> 10.0.0.21:8080", "weight 1", "http GET /healthz expect 200-299, every 2s timeout 1s rise 1 fall 2",
+				"-> 10.0.0.22:8080", "weight 1", "tcp connect, every 2s timeout 1s rise 1 fall 2",
+				"dns", "udp 192.0.2.10:53",
+				"-> 10.0.0.21:53", "no check (always up)",
+			},
+		},
+		{
+			name: "invalid", args: []string{"check", "-c", invalid}, code: 1, noStdout: true,
+			exactError: invalid + ":4: vrrp[0].vrid: must be 1..255, got 0\n" +
+				invalid + ":5: vrrp[0].priority: must be 1..255, got 300\n" +
+				invalid + ": 2 errors\n",
+		},
+		{
+			name: "unreadable", args: []string{"check", "-c", missing}, code: 2, noStdout: true,
+			stderr: []string{"haldir check: read config: open " + missing + ": no such file or directory"},
+		},
+		{
+			name: "directory", args: []string{"check", "-c", t.TempDir()}, code: 2, noStdout: true,
+			stderr: []string{"is a directory"},
+		},
+		{
+			name: "stray argument", args: []string{"check", "-c", valid, "extra"}, code: 2, noStdout: true,
+			stderr: []string{`unexpected argument "extra"`},
+		},
+		{
+			name: "bad flag", args: []string{"check", "-x"}, code: 2, noStdout: true,
+			stderr: []string{"flag provided but not defined: -x"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tc.args, &stdout, &stderr)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, &stdout, &stderr)
+			}
+			if tc.noStdout && stdout.Len() > 0 {
+				t.Errorf("unexpected stdout:\n%s", &stdout)
+			}
+			containsInOrder(t, "stdout", stdout.String(), tc.stdout)
+			containsInOrder(t, "stderr", stderr.String(), tc.stderr)
+			if tc.exactError != "" && stderr.String() != tc.exactError {
+				t.Errorf("stderr\n got %q\nwant %q", stderr.String(), tc.exactError)
+			}
+		})
+	}
+}
+
+// TestCheckPackagingExample runs check on the shipped example, as the
+// systemd unit's ExecStartPre does.
+func TestCheckPackagingExample(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"check", "-c", "../../packaging/haldir.toml"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, &stderr)
+	}
+	// One screen: the summary of the full example must fit 50 lines.
+	if n := strings.Count(stdout.String(), "\n"); n > 50 {
+		t.Errorf("summary is %d lines:\n%s", n, &stdout)
+	}
+}
+
+func containsInOrder(t *testing.T, name, s string, want []string) {
+	t.Helper()
+	rest := s
+	for _, w := range want {
+		i := strings.Index(rest, w)
+		if i < 0 {
+			t.Errorf("%s: missing %q (in order) in:\n%s", name, w, s)
+			return
+		}
+		rest = rest[i+len(w):]
+	}
+}
+
+func TestDispatch(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{[]string{"version"}, 0, "haldir dev\n", ""},
+		{[]string{"help"}, 0, "Commands:", ""},
+		{nil, 2, "", "Commands:"},
+		{[]string{"frobnicate"}, 2, "", `haldir: unknown command "frobnicate"`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(tc.args, &stdout, &stderr); code != tc.code {
+				t.Errorf("exit %d, want %d", code, tc.code)
+			}
+			if !strings.Contains(stdout.String(), tc.stdout) || (tc.stdout == "" && stdout.Len() > 0) {
+				t.Errorf("stdout %q, want %q", &stdout, tc.stdout)
+			}
+			if !strings.Contains(stderr.String(), tc.stderr) || (tc.stderr == "" && stderr.Len() > 0) {
+				t.Errorf("stderr %q, want %q", &stderr, tc.stderr)
+			}
+		})
+	}
+	var out bytes.Buffer
+	run([]string{"help"}, &out, &out)
+	for _, cmd := range []string{"run", "check", "version"} {
+		if !strings.Contains(out.String(), "\n  "+cmd+" ") {
+			t.Errorf("usage does not list %q:\n%s", cmd, &out)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the daemon goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor polls until the log contains want, or fails after a deadline.
+func waitFor(t *testing.T, log *syncBuffer, want string, count int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(log.String(), want) < count {
+		if time.Now().After(deadline) {
+			t.Fatalf("log never had %d× %q:\n%s", count, want, log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRunReloadAndStop(t *testing.T) {
+	path := writeFile(t, validConfig)
+	sigs := make(chan os.Signal)
+	var log syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- runDaemon([]string{"-c", path}, &log, sigs) }()
+
+	waitFor(t, &log, "haldir started", 1)
+	waitFor(t, &log, "components not implemented yet", 1)
+
+	// A broken file is rejected error by error; the old config stays.
+	if err := os.WriteFile(path, []byte(invalidConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sigs <- syscall.SIGHUP
+	waitFor(t, &log, "keeping the running configuration", 1)
+	for _, want := range []string{"vrrp[0].vrid: must be 1..255, got 0", "vrrp[0].priority: must be 1..255, got 300"} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("reload log lacks %q:\n%s", want, log.String())
+		}
+	}
+	if strings.Contains(log.String(), "config reloaded") {
+		t.Fatalf("invalid config reported as reloaded:\n%s", log.String())
+	}
+
+	// A good file is taken.
+	if err := os.WriteFile(path, []byte("[global]\nlog_level = \"debug\"\n"+validConfig[len("\n[global]\n"):]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sigs <- syscall.SIGHUP
+	waitFor(t, &log, "config reloaded", 1)
+
+	sigs <- syscall.SIGTERM
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d after SIGTERM, want 0", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon did not stop on SIGTERM")
+	}
+	if !strings.Contains(log.String(), "stopped") {
+		t.Errorf("no stop message:\n%s", log.String())
+	}
+}
+
+func TestRunInvalidConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"invalid", []string{"-c", writeFile(t, invalidConfig)}, 1, "vrrp[0].vrid: must be 1..255, got 0"},
+		{"missing", []string{"-c", "/nonexistent/haldir.toml"}, 1, "no such file or directory"},
+		{"bad level", []string{"-log-level", "loud"}, 2, `unknown log level "loud"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log syncBuffer
+			if code := runDaemon(tc.args, &log, make(chan os.Signal)); code != tc.code {
+				t.Errorf("exit %d, want %d", code, tc.code)
+			}
+			if !strings.Contains(log.String(), tc.want) {
+				t.Errorf("output lacks %q:\n%s", tc.want, log.String())
+			}
+		})
+	}
+}
+
+// TestRunNotifiesSystemd checks the sd_notify messages the Type=notify unit
+// relies on, over a real unixgram socket.
+func TestRunNotifiesSystemd(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+
+	recv := func() string {
+		t.Helper()
+		buf := make([]byte, 512)
+		if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no sd_notify message: %v", err)
+		}
+		return string(buf[:n])
+	}
+
+	sigs := make(chan os.Signal)
+	var log syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- runDaemon([]string{"-c", writeFile(t, validConfig)}, &log, sigs) }()
+	if got := recv(); got != "READY=1" {
+		t.Errorf("first message %q, want READY=1", got)
+	}
+	sigs <- syscall.SIGHUP
+	if got := recv(); !strings.HasPrefix(got, "RELOADING=1\nMONOTONIC_USEC=") {
+		t.Errorf("reload message %q", got)
+	}
+	if got := recv(); got != "READY=1" {
+		t.Errorf("after reload %q, want READY=1", got)
+	}
+	sigs <- syscall.SIGINT
+	if got := recv(); got != "STOPPING=1" {
+		t.Errorf("stop message %q, want STOPPING=1", got)
+	}
+	if code := <-done; code != 0 {
+		t.Errorf("exit %d", code)
+	}
+}
+
+// TestRunRealSignals sends real signals to the test process: the "run"
+// subcommand must have registered for them before it logs "haldir started".
+func TestRunRealSignals(t *testing.T) {
+	path := writeFile(t, validConfig)
+	var log syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run([]string{"run", "-c", path}, &log, &log) }()
+	waitFor(t, &log, "haldir started", 1)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, &log, "config reloaded", 1)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d, want 0", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+}
+
+func TestReloadAppliesLogLevel(t *testing.T) {
+	var log syncBuffer
+	c := mustLoad(t, validConfig)
+	d := newDaemon("x", c, &log, "")
+	if got := d.level.Level(); got != slog.LevelInfo {
+		t.Fatalf("level %v, want info", got)
+	}
+	c2 := mustLoad(t, "[global]\nlog_level = \"debug\"\nlog_format = \"json\"\n")
+	d.reload(c2)
+	if got := d.level.Level(); got != slog.LevelDebug {
+		t.Errorf("level after reload %v, want debug", got)
+	}
+	if d.cfg != c2 {
+		t.Error("reload did not switch the configuration")
+	}
+	if !strings.Contains(log.String(), "global.log_format changes take effect at restart") {
+		t.Errorf("no warning about log_format:\n%s", log.String())
+	}
+
+	// -log-level wins over the file, also across reloads.
+	d = newDaemon("x", c2, &log, "error")
+	d.reload(c2)
+	if got := d.level.Level(); got != slog.LevelError {
+		t.Errorf("level with override %v, want error", got)
+	}
+}
+
+func mustLoad(t *testing.T, content string) *conf.Config {
+	t.Helper()
+	c, err := conf.Load(writeFile(t, content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

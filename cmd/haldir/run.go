@@ -1,0 +1,178 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"syscall"
+
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+// runDaemon implements "haldir run". Logs go to logOut (stderr, which
+// systemd sends to the journal). It returns when sigs delivers SIGTERM or
+// SIGINT.
+func runDaemon(args []string, logOut io.Writer, sigs <-chan os.Signal) int {
+	fs := flag.NewFlagSet("haldir run", flag.ContinueOnError)
+	fs.SetOutput(logOut)
+	path := fs.String("c", conf.DefaultPath, "configuration file")
+	level := fs.String("log-level", "", "override global.log_level (debug, info, warn, error)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(logOut, "haldir run: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	if *level != "" {
+		if _, err := parseLevel(*level); err != nil {
+			fmt.Fprintf(logOut, "haldir run: -log-level: %v\n", err)
+			return exitUsage
+		}
+	}
+
+	c, err := conf.Load(*path)
+	if err != nil {
+		fmt.Fprintln(logOut, err)
+		return exitInvalid
+	}
+	d := newDaemon(*path, c, logOut, *level)
+	return d.serve(sigs)
+}
+
+// daemon owns the running configuration. Components are wired in start,
+// reload and stop.
+type daemon struct {
+	path          string
+	cfg           *conf.Config
+	log           *slog.Logger
+	level         *slog.LevelVar
+	levelOverride string // from -log-level; wins over global.log_level
+
+	// notify reports state to the service manager (sd_notify).
+	notify func(state string)
+
+	// notWired lists the components this build does not run yet; start
+	// says so plainly instead of pretending to work.
+	notWired []string
+}
+
+func newDaemon(path string, c *conf.Config, logOut io.Writer, levelOverride string) *daemon {
+	d := &daemon{
+		path:          path,
+		cfg:           c,
+		level:         new(slog.LevelVar),
+		levelOverride: levelOverride,
+		notify: func(state string) {
+			// Outside systemd NOTIFY_SOCKET is unset and this is a no-op.
+			_, _ = sddaemon.SdNotify(false, state)
+		},
+		notWired: []string{"vrrp", "healthcheck", "director (IPVS)", "sync (kernel conn-sync)", "cluster"},
+	}
+	d.setLevel(c)
+	opts := &slog.HandlerOptions{Level: d.level}
+	if c.Global.LogFormat == "json" {
+		d.log = slog.New(slog.NewJSONHandler(logOut, opts))
+	} else {
+		d.log = slog.New(slog.NewTextHandler(logOut, opts))
+	}
+	return d
+}
+
+func (d *daemon) setLevel(c *conf.Config) {
+	name := c.Global.LogLevel
+	if d.levelOverride != "" {
+		name = d.levelOverride
+	}
+	if l, err := parseLevel(name); err == nil {
+		d.level.Set(l)
+	}
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch s {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("unknown log level %q (want debug, info, warn or error)", s)
+}
+
+// serve runs until SIGTERM or SIGINT and returns the exit status.
+func (d *daemon) serve(sigs <-chan os.Signal) int {
+	if err := d.start(); err != nil {
+		d.log.Error("start failed", "error", err)
+		return exitInvalid
+	}
+	d.notify(sddaemon.SdNotifyReady)
+	for sig := range sigs {
+		switch sig {
+		case syscall.SIGHUP:
+			d.notify(sddaemon.SdNotifyReloading + "\n" + sddaemon.SdNotifyMonotonicUsec())
+			d.rereadConfig()
+			d.notify(sddaemon.SdNotifyReady)
+		case syscall.SIGTERM, syscall.SIGINT:
+			d.log.Info("shutting down", "signal", sig.String())
+			d.notify(sddaemon.SdNotifyStopping)
+			d.stop()
+			d.log.Info("stopped")
+			return exitOK
+		}
+	}
+	d.stop()
+	return exitOK
+}
+
+// start brings the configured components up.
+func (d *daemon) start() error {
+	c := d.cfg
+	d.log.Info("haldir started", "version", version, "config", d.path, "router_id", c.Global.RouterID,
+		"vrrp_instances", len(c.VRRP), "virtual_servers", len(c.VirtualServers))
+	d.log.Warn("components not implemented yet in this build; nothing is being managed",
+		"components", strings.Join(d.notWired, ", "))
+	return nil
+}
+
+// rereadConfig loads and validates the file again. A bad file is logged
+// error by error and the running configuration stays.
+func (d *daemon) rereadConfig() {
+	c, err := conf.Load(d.path)
+	if err != nil {
+		var es conf.Errors
+		if errors.As(err, &es) {
+			for _, e := range es {
+				d.log.Error("config error", "error", e.Error())
+			}
+			d.log.Error("config reload failed; keeping the running configuration", "config", d.path, "errors", len(es))
+		} else {
+			d.log.Error("config reload failed; keeping the running configuration", "error", err)
+		}
+		return
+	}
+	d.reload(c)
+	d.log.Info("config reloaded", "config", d.path)
+}
+
+// reload switches the daemon to a new, valid configuration. Components
+// apply the difference here.
+func (d *daemon) reload(c *conf.Config) {
+	if c.Global.LogFormat != d.cfg.Global.LogFormat {
+		d.log.Warn("global.log_format changes take effect at restart", "running", d.cfg.Global.LogFormat, "new", c.Global.LogFormat)
+	}
+	d.setLevel(c)
+	d.cfg = c
+}
+
+// stop tears the components down.
+func (d *daemon) stop() {}
