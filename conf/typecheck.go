@@ -101,6 +101,13 @@ func (d *document) typecheck(v any, t reflect.Type, path string) {
 			for _, e := range a {
 				elems = append(elems, e)
 			}
+		case map[string]any:
+			if t.Elem().Kind() == reflect.Struct {
+				d.add(path, "must be an array of tables: write [[%s]] instead of [%s]", path, path)
+			} else {
+				d.add(path, "must be an array, got a table")
+			}
+			return
 		default:
 			d.add(path, "must be an array, got %s", describe(v))
 			return

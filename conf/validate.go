@@ -674,6 +674,9 @@ func (v validator) check(c *Check, p string, owns func(string) bool, rs *RealSer
 				}
 			}
 		}
+		if owns("ca_file") && !filepath.IsAbs(c.CAFile) {
+			v.add(p+".ca_file", "must be an absolute path, got %q", c.CAFile)
+		}
 		if owns("expect_body") {
 			if _, err := regexp.Compile(c.ExpectBody); err != nil {
 				v.add(p+".expect_body", "invalid regular expression: %v", err)
