@@ -504,3 +504,63 @@ func processInNS(pid int, nsPath string) bool {
 	got, err := statNS("/proc/" + strconv.Itoa(pid) + "/ns/net")
 	return err == nil && got == want
 }
+
+func TestSweepOwnerRecords(t *testing.T) {
+	SkipIfNotRoot(t)
+	done := exec.Command("/bin/true")
+	if err := done.Run(); err != nil {
+		t.Fatal(err)
+	}
+	myStart, err := procStartTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		owner string // owner file content; "" = no file
+		swept bool
+	}{
+		{"dead owner", fmt.Sprintf("pid=%d start=1 name=\"x\"\n", done.Process.Pid), true},
+		{"recycled pid", fmt.Sprintf("pid=%d start=%d name=\"x\"\n", os.Getpid(), myStart+1), true},
+		{"no owner file", "", true},
+		{"malformed owner file", "garbage", true},
+		{"live owner", fmt.Sprintf("pid=%d start=%d name=\"x\"\n", os.Getpid(), myStart), false},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			id := fmt.Sprintf("hl999999999-%d", i)
+			nsName := id + "-h"
+			ownerFile := filepath.Join(OwnerDir, id)
+			if err := os.MkdirAll(OwnerDir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if tc.owner != "" {
+				if err := os.WriteFile(ownerFile, []byte(tc.owner), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ns, err := createNamedNS(nsName)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ns.Close()
+			t.Cleanup(func() {
+				_ = deleteNamedNS(nsName)
+				_ = os.Remove(ownerFile)
+			})
+			removed, err := Sweep()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, statErr := os.Stat(filepath.Join(NetNSDir, nsName))
+			gone := errors.Is(statErr, os.ErrNotExist)
+			if gone != tc.swept {
+				t.Fatalf("namespace removed = %v (Sweep removed %v), want %v", gone, removed, tc.swept)
+			}
+			_, statErr = os.Stat(ownerFile)
+			if tc.owner != "" && errors.Is(statErr, os.ErrNotExist) != tc.swept {
+				t.Fatalf("owner file removed = %v, want %v", !tc.swept, tc.swept)
+			}
+		})
+	}
+}

@@ -55,8 +55,17 @@ func Sweep() ([]string, error) {
 		if m == nil || alive[m[1]] {
 			continue
 		}
-		// No owner file: New writes it before creating any namespace and
-		// Close removes it after deleting them, so this is a leftover.
+		// The owner directory was read before this one, so a lab created
+		// in between has a namespace but was not seen alive: look again.
+		// New writes the owner file before creating any namespace, and
+		// Close removes it only after deleting them, so a namespace whose
+		// owner file is missing or dead now is a leftover.
+		if b, err := os.ReadFile(filepath.Join(OwnerDir, m[1])); err == nil {
+			if r, err := parseOwner(b); err == nil && ownerAlive(r) {
+				alive[m[1]] = true
+				continue
+			}
+		}
 		victims = append(victims, e.Name())
 		if id, err := statNS(filepath.Join(NetNSDir, e.Name())); err == nil {
 			ids = append(ids, id)

@@ -1,0 +1,94 @@
+// Command labup builds the standard lab (two directors, three real servers,
+// one client; see lab.Standard) and keeps it up until interrupted, so a
+// person can explore it with `ip netns exec <namespace> ...`. With -sweep it
+// only removes leftovers of dead runs.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/haldir-lb/haldir/lab"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "labup:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	httpPort := flag.Int("http-port", 80, "port of the real servers' web servers (0: none)")
+	realVIPs := flag.String("real-vip", "", "comma-separated prefixes to put on the real servers' loopback (LVS-DR), e.g. 192.0.2.1/32")
+	hold := flag.Duration("for", 0, "tear down after this long (0: wait for SIGINT/SIGTERM)")
+	sweep := flag.Bool("sweep", false, "only remove leftovers of dead runs, then exit")
+	flag.Parse()
+
+	if *sweep {
+		removed, err := lab.Sweep()
+		for _, n := range removed {
+			fmt.Println("removed", n)
+		}
+		return err
+	}
+	opts := lab.StandardOptions{HTTPPort: *httpPort}
+	for _, s := range strings.Split(*realVIPs, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return fmt.Errorf("-real-vip: %w", err)
+		}
+		opts.RealVIPs = append(opts.RealVIPs, p)
+	}
+	s, err := lab.NewStandard("labup", opts)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+
+	w := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(w, "HOST\tNAMESPACE\tINTERFACE\tADDRESSES")
+	for _, h := range s.Hosts() {
+		for _, k := range s.Links() {
+			if k.Host() != h {
+				continue
+			}
+			addrs, _ := h.Addrs(k.Iface())
+			var as []string
+			for _, a := range addrs {
+				if !a.Addr().IsLinkLocalUnicast() {
+					as = append(as, a.String())
+				}
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s@%s\t%s\n", h.Name(), h.NetNSName(), k.Iface(), k.Switch().Name(), strings.Join(as, " "))
+		}
+	}
+	w.Flush()
+	fmt.Printf("lab %s is up; try: ip netns exec %s curl -s http://10.0.1.21/\n", s.ID(), s.Director1.NetNSName())
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *hold > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *hold)
+		defer cancel()
+	}
+	<-ctx.Done()
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		return err
+	}
+	fmt.Printf("lab %s torn down in %v\n", s.ID(), time.Since(start).Round(time.Millisecond))
+	return nil
+}
