@@ -91,8 +91,13 @@ func applyDefaults(c *Config, isSet isSetFunc) {
 			}
 		}
 	}
-	if cl := c.Cluster; cl != nil && !isSet("cluster.name") {
-		cl.Name = g.RouterID
+	if cl := c.Cluster; cl != nil {
+		if !isSet("cluster.name") {
+			cl.Name = g.RouterID
+		}
+		if !isSet("cluster.advertise") {
+			cl.Advertise = cl.Bind
+		}
 	}
 }
 

@@ -67,6 +67,7 @@ func TestDefaults(t *testing.T) {
 		{"real_server.check (none anywhere)", web.RealServers[0].Check, (*Check)(nil)},
 		{"sync.sync_id", c.Sync.SyncID, 51},
 		{"cluster.name", c.Cluster.Name, host},
+		{"cluster.advertise", c.Cluster.Advertise, netip.MustParseAddrPort("10.0.0.1:7946")},
 	} {
 		if !reflect.DeepEqual(tc.got, tc.want) {
 			t.Errorf("%s = %#v, want %#v", tc.name, tc.got, tc.want)
