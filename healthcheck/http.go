@@ -179,7 +179,7 @@ func (c *httpChecker) Run(ctx context.Context) Result {
 	if err != nil {
 		return down(describe("connect", err, ctx, c.timeout))
 	}
-	defer conn.Close()
+	defer abort(conn)
 	// One deadline covers TLS, request, headers and body, so a server that
 	// trickles bytes fails at the deadline, not at deadline per read.
 	conn.SetDeadline(deadline)

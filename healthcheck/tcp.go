@@ -23,12 +23,17 @@ func (c *tcpChecker) Run(ctx context.Context) Result {
 	if err != nil {
 		return down(describe("connect", err, ctx, c.timeout))
 	}
-	// Close with RST (linger 0), as HAProxy does after its checks: a probe
-	// has nothing to flush, and at thousands of checks per second the
-	// TIME_WAIT sockets of an orderly close would eat the ephemeral ports.
+	abort(conn)
+	return up("connected")
+}
+
+// abort closes a check's connection with RST (linger 0), as HAProxy does
+// after its checks: a probe has nothing left to flush, and at thousands of
+// checks per second the TIME_WAIT sockets of an orderly close would eat the
+// ephemeral ports and kernel memory.
+func abort(conn net.Conn) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}
 	conn.Close()
-	return up("connected")
 }

@@ -22,6 +22,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -63,7 +64,7 @@ func main() {
 	var (
 		duration  = flag.Duration("duration", 60*time.Second, "measurement window per scenario")
 		interval  = flag.Duration("interval", time.Second, "check interval")
-		scenarios = flag.String("scenarios", "http-1k,http-10k,tcp-10k", "comma-separated scenarios: KIND-N with KIND http|tcp and N like 1k")
+		scenarios = flag.String("scenarios", "noop-10k,http-1k,http-10k,tcp-10k", "comma-separated scenarios: KIND-N with KIND http|tcp|noop (scheduler only, no I/O) and N like 1k")
 		down      = flag.Int("down", 100, "targets taken down halfway through to time detection")
 		serve     = flag.String("serve", "", "internal: run the servers (KIND-N)")
 		run       = flag.String("run", "", "internal: run one scenario and print its result as JSON")
@@ -88,12 +89,14 @@ func main() {
 		r := runScenario(*run, *duration, *interval, *down)
 		json.NewEncoder(os.Stdout).Encode(r)
 	default:
+		load0 := loadavg()
 		var rs []result
 		for _, sc := range strings.Split(*scenarios, ",") {
 			fmt.Fprintf(os.Stderr, "running %s for %v...\n", sc, *duration)
 			rs = append(rs, spawnScenario(sc, *duration, *interval, *down))
 		}
 		printTable(os.Stdout, rs, *duration, *interval)
+		fmt.Printf("\nload average (1/5/15 min) before: %s, after: %s on %d CPUs (other work on the machine competes)\n", load0, loadavg(), runtime.NumCPU())
 	}
 }
 
@@ -104,7 +107,7 @@ func parseScenario(s string) (string, int) {
 		mult, num = 1000, strings.TrimSuffix(num, "k")
 	}
 	n, err := strconv.Atoi(num)
-	if !ok || err != nil || n <= 0 || n > 60000 || (kind != "http" && kind != "tcp") {
+	if !ok || err != nil || n <= 0 || n > 60000 || (kind != "http" && kind != "tcp" && kind != "noop") {
 		fmt.Fprintf(os.Stderr, "bad scenario %q (want e.g. http-1k, tcp-10k)\n", s)
 		os.Exit(2)
 	}
@@ -257,7 +260,11 @@ func runScenario(sc string, d, interval time.Duration, down int) result {
 		return fail(fmt.Errorf("server child did not start"))
 	}
 
-	check := conf.Check{Type: kind, Path: "/", Interval: conf.Duration(interval), Timeout: conf.Duration(interval),
+	typ := kind
+	if kind == "noop" {
+		typ = "tcp"
+	}
+	check := conf.Check{Type: typ, Path: "/", Interval: conf.Duration(interval), Timeout: conf.Duration(interval),
 		Rise: 1, Fall: 1, InitialState: "up"}
 	targets := make([]healthcheck.Target, n)
 	for i := range n {
@@ -272,6 +279,7 @@ func runScenario(sc string, d, interval time.Duration, down int) result {
 	}
 
 	var (
+		closed    atomic.Bool
 		measuring atomic.Bool
 		downPhase atomic.Bool
 		checks    atomic.Int64
@@ -281,7 +289,17 @@ func runScenario(sc string, d, interval time.Duration, down int) result {
 		reasons   = map[string]int64{}
 		lags      = make([]time.Duration, 0, int(float64(n)*d.Seconds()*1.2))
 	)
+	var newChecker func(healthcheck.Target) (healthcheck.Checker, error)
+	if kind == "noop" {
+		// Scheduler overhead alone: a checker that does no I/O, up except
+		// for targets the server child has "closed".
+		newChecker = func(t healthcheck.Target) (healthcheck.Checker, error) {
+			k := t.Key()
+			return noop(func() bool { return !(closed.Load() && downSet[k]) }), nil
+		}
+	}
 	s := healthcheck.New(healthcheck.Options{
+		NewChecker: newChecker,
 		OnResult: func(o healthcheck.Observation) {
 			if !measuring.Load() {
 				return
@@ -319,6 +337,7 @@ func runScenario(sc string, d, interval time.Duration, down int) result {
 		return fail(fmt.Errorf("server child did not report the close"))
 	}
 	ns, _ := strconv.ParseInt(lines.Text(), 10, 64)
+	closed.Store(true)
 	closedAt := time.Unix(0, ns)
 	var detect []time.Duration
 	stopAt := t0.Add(d)
@@ -356,6 +375,24 @@ loop:
 	r.Downed, r.Detected = down, len(detect)
 	r.DetectP50, r.DetectP99, r.DetectMax = pct(detect, 50), pct(detect, 99), pct(detect, 100)
 	return r
+}
+
+type noop func() bool
+
+func (f noop) Run(context.Context) healthcheck.Result {
+	if f() {
+		return healthcheck.Result{Up: true, Weight: healthcheck.WeightConfigured, Reason: "noop"}
+	}
+	return healthcheck.Result{Weight: healthcheck.WeightConfigured, Reason: "noop down"}
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func pct(ds []time.Duration, p int) time.Duration {
