@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -191,4 +192,34 @@ weight = 3
 			t.Errorf("line of %s = %d, want %d", path, got[path], line)
 		}
 	}
+}
+
+// TestDocsListEveryKey keeps docs/config.md in step with the schema: every
+// key of every table must appear in a table row as "| `key` |".
+func TestDocsListEveryKey(t *testing.T) {
+	doc, err := os.ReadFile("../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[reflect.Type]bool{}
+	var walk func(reflect.Type, string)
+	walk = func(rt reflect.Type, path string) {
+		if reflect.PointerTo(rt).Implements(typeOfUnmarshaler) {
+			return // a value, not a table
+		}
+		for rt.Kind() == reflect.Pointer || rt.Kind() == reflect.Slice {
+			rt = rt.Elem()
+		}
+		if rt.Kind() != reflect.Struct || rt.PkgPath() != typeOfConfig.PkgPath() || seen[rt] {
+			return
+		}
+		seen[rt] = true
+		for key, f := range tomlFields(rt) {
+			if path != "" && !strings.Contains(string(doc), "| `"+key+"` |") {
+				t.Errorf("docs/config.md does not document %s.%s", path, key)
+			}
+			walk(f.Type, joinPath(path, key))
+		}
+	}
+	walk(typeOfConfig, "")
 }
