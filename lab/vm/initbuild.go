@@ -1,0 +1,80 @@
+package vm
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+)
+
+var initMu sync.Mutex
+
+// sourceDir is this package's directory in the source tree, known at build
+// time; vminit is built from its sibling directory.
+func sourceDir() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", fmt.Errorf("vm: cannot locate the lab/vm sources")
+	}
+	return filepath.Dir(file), nil
+}
+
+// BuildInit returns the path of a static vminit binary, building it with
+// `go build` (CGO_ENABLED=0) into the cache when its sources changed.
+func BuildInit(ctx context.Context) (string, error) {
+	initMu.Lock()
+	defer initMu.Unlock()
+	dir, err := sourceDir()
+	if err != nil {
+		return "", err
+	}
+	initDir := filepath.Join(dir, "..", "vminit")
+	// vminit imports this package, so both sources make the key.
+	h := sha256.New()
+	fmt.Fprintln(h, runtime.Version())
+	for _, d := range []string{dir, initDir} {
+		files, _ := filepath.Glob(filepath.Join(d, "*.go"))
+		sort.Strings(files)
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return "", fmt.Errorf("vm: hashing vminit sources (need the source tree): %w", err)
+			}
+			fmt.Fprintf(h, "%s %d\n", filepath.Base(f), len(b))
+			h.Write(b)
+		}
+	}
+	cache, err := CacheDir()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(cache, "vminit", "vminit-"+hex.EncodeToString(h.Sum(nil))[:16])
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", fmt.Errorf("vm: %w", err)
+	}
+	tmp := fmt.Sprintf("%s.tmp%d", out, os.Getpid())
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", tmp, ".")
+	cmd.Dir = initDir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-buildvcs=false")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("vm: building vminit in %s: %w\n%s", initDir, err, b)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return "", fmt.Errorf("vm: %w", err)
+	}
+	return out, nil
+}

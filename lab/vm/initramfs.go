@@ -1,0 +1,170 @@
+package vm
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"sort"
+
+	"github.com/u-root/u-root/pkg/cpio"
+)
+
+// Guest paths the host and vminit agree on.
+const (
+	// GuestConfigPath holds the JSON GuestConfig that vminit reads.
+	GuestConfigPath = "/haldir-vm/config.json"
+	// GuestInitPath is where vminit lives; the kernel runs /init.
+	GuestInitPath = "/init"
+	// GuestModulesDir holds the modules, named by load order.
+	GuestModulesDir = "/haldir-vm/modules"
+	// InVMEnv is set in the guest command's environment, so a test binary
+	// knows it already runs inside the VM.
+	InVMEnv = "HALDIR_LAB_IN_VM"
+	// ExitMarker starts the line vminit prints last: marker, nonce, status.
+	ExitMarker = "HALDIR-VM-EXIT"
+)
+
+// GuestConfig tells vminit what to do; the host writes it into the initramfs.
+type GuestConfig struct {
+	Args    []string `json:"args"`
+	Env     []string `json:"env"`
+	Dir     string   `json:"dir"`
+	Modules []string `json:"modules"` // guest paths, in load order
+	// Nonce makes the exit marker impossible to fake from the command's
+	// own output by accident.
+	Nonce string `json:"nonce"`
+}
+
+// File is a host file to copy into the guest.
+type File struct {
+	Host  string // path on the host
+	Guest string // absolute path in the guest
+	// WithLibs also copies the dynamic loader and shared libraries the file
+	// needs (as an ELF executable), to the same paths they have on the host.
+	WithLibs bool
+}
+
+// initramfs collects the archive's records, keyed by guest path so a
+// library needed by two binaries is written once.
+type initramfs struct {
+	files map[string]cpio.Record
+	open  []*os.File
+}
+
+func newInitramfs() *initramfs {
+	return &initramfs{files: map[string]cpio.Record{}}
+}
+
+func (ir *initramfs) close() {
+	for _, f := range ir.open {
+		f.Close()
+	}
+}
+
+func (ir *initramfs) addStatic(guest string, content []byte, perm uint64) {
+	name := cpio.Normalize(guest)
+	ir.files[name] = cpio.StaticRecord(content, cpio.Info{Name: name, Mode: cpio.S_IFREG | perm, NLink: 1})
+}
+
+// addHost copies one host file (following symlinks) to guest.
+func (ir *initramfs) addHost(host, guest string) error {
+	name := cpio.Normalize(guest)
+	if _, ok := ir.files[name]; ok {
+		return nil
+	}
+	f, err := os.Open(host)
+	if err != nil {
+		return fmt.Errorf("vm: initramfs: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("vm: initramfs: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return fmt.Errorf("vm: initramfs: %s is not a regular file", host)
+	}
+	ir.open = append(ir.open, f)
+	ir.files[name] = cpio.Record{ReaderAt: f, Info: cpio.Info{
+		Name:     name,
+		Mode:     cpio.S_IFREG | uint64(st.Mode().Perm()),
+		NLink:    1,
+		FileSize: uint64(st.Size()),
+	}}
+	return nil
+}
+
+func (ir *initramfs) addFile(f File) error {
+	if !path.IsAbs(f.Guest) {
+		return fmt.Errorf("vm: guest path %q of %s is not absolute", f.Guest, f.Host)
+	}
+	if err := ir.addHost(f.Host, f.Guest); err != nil {
+		return err
+	}
+	if !f.WithLibs {
+		return nil
+	}
+	libs, err := SharedDeps(f.Host)
+	if err != nil {
+		return err
+	}
+	for _, l := range libs {
+		if err := ir.addHost(l, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addModules copies modules under numbered names, so the guest's load order
+// is visible in the archive too, and returns their guest paths.
+func (ir *initramfs) addModules(mods []Module) ([]string, error) {
+	var guest []string
+	for i, m := range mods {
+		g := fmt.Sprintf("%s/%03d-%s.ko", GuestModulesDir, i, m.Name)
+		if err := ir.addHost(m.Path, g); err != nil {
+			return nil, err
+		}
+		guest = append(guest, g)
+	}
+	return guest, nil
+}
+
+func (ir *initramfs) addConfig(c GuestConfig) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("vm: encoding guest config: %w", err)
+	}
+	ir.addStatic(GuestConfigPath, b, 0o644)
+	return nil
+}
+
+// writeTo writes an uncompressed newc archive: the kernel unpacks it faster
+// than it would decompress one under TCG, and qemu loads it from page cache.
+func (ir *initramfs) writeTo(w io.Writer) error {
+	names := make([]string, 0, len(ir.files))
+	for n := range ir.files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	recs := []cpio.Record{
+		cpio.Directory("dev", 0o755),
+		// The kernel opens /dev/console for init before anything is
+		// mounted, so it must exist in the archive itself.
+		cpio.CharDev("dev/console", 0o600, 5, 1),
+	}
+	for _, n := range names {
+		recs = append(recs, ir.files[n])
+	}
+	rw := cpio.NewDedupWriter(cpio.Newc.Writer(w))
+	if err := cpio.WriteRecordsAndDirs(rw, recs); err != nil {
+		return fmt.Errorf("vm: writing initramfs: %w", err)
+	}
+	if err := cpio.WriteTrailer(rw); err != nil {
+		return fmt.Errorf("vm: writing initramfs: %w", err)
+	}
+	return nil
+}

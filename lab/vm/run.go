@@ -1,0 +1,258 @@
+package vm
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Options describe one VM run.
+type Options struct {
+	// Args is the command to run in the guest. Args[0] is a host path: the
+	// binary is copied into the guest with its shared libraries.
+	Args []string
+	// Env is added to the guest command's environment.
+	Env []string
+	// Files are extra host files to copy into the guest (helpers, ipvsadm
+	// and its libraries, haldir itself).
+	Files []File
+	// Modules to load before the command, dependencies added; nil means
+	// IPVSModules.
+	Modules []string
+	// Kernel to boot; zero means FindKernel.
+	Kernel Kernel
+	// QEMU is the qemu binary; empty means qemu-system-x86_64 from PATH.
+	QEMU string
+	// MemoryMB and CPUs size the guest; zero means 1024 and 2.
+	MemoryMB, CPUs int
+	// Timeout bounds the whole run; zero means 3 minutes. qemu is killed
+	// when it expires.
+	Timeout time.Duration
+	// Output receives the serial console (kernel messages and the
+	// command's stdout and stderr), line by line with \r removed.
+	Output io.Writer
+	// Log receives the lab's own timing lines; nil means Output.
+	Log io.Writer
+}
+
+// ErrNoStatus says the guest stopped without printing the exit marker: it
+// crashed, was killed or timed out.
+var ErrNoStatus = errors.New("vm: guest stopped without reporting an exit status")
+
+// guestBinDir is on a directory vminit does not mount over (it mounts
+// tmpfs on /tmp and /run).
+const guestBinDir = "/haldir-vm/bin"
+
+// Run boots a VM, runs opts.Args in it and returns the command's exit
+// status. err is non-nil when the VM itself failed: no kernel, qemu
+// missing, a boot failure or the timeout.
+func Run(ctx context.Context, opts Options) (exitCode int, err error) {
+	if len(opts.Args) == 0 {
+		return -1, errors.New("vm: Options.Args is empty: nothing to run")
+	}
+	out := opts.Output
+	if out == nil {
+		out = io.Discard
+	}
+	logw := opts.Log
+	if logw == nil {
+		logw = out
+	}
+	timeout := opts.Timeout
+	if timeout == 0 {
+		timeout = 3 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	qemu, err := findQEMU(opts.QEMU)
+	if err != nil {
+		return -1, err
+	}
+	k := opts.Kernel
+	if k.Image == "" {
+		if k, err = FindKernel(); err != nil {
+			return -1, err
+		}
+	}
+	prep := time.Now()
+	initrd, nonce, err := buildInitrd(ctx, k, opts)
+	if err != nil {
+		return -1, err
+	}
+	defer os.Remove(initrd)
+	st, _ := os.Stat(initrd)
+	fmt.Fprintf(logw, "vm: initramfs %.1f MB prepared in %s (kernel %s)\n", float64(st.Size())/1e6, time.Since(prep).Round(time.Millisecond), k.Release)
+
+	memory, cpus := opts.MemoryMB, opts.CPUs
+	if memory == 0 {
+		memory = 1024
+	}
+	if cpus == 0 {
+		cpus = 2
+	}
+	// KVM is not used: on the machines this runs on /dev/kvm exists but
+	// hangs, and TCG boots this kernel in seconds.
+	cmd := exec.CommandContext(ctx, qemu,
+		"-accel", "tcg", "-cpu", "max",
+		"-m", strconv.Itoa(memory), "-smp", strconv.Itoa(cpus),
+		"-nodefaults", "-no-user-config", "-display", "none",
+		"-serial", "stdio", "-monitor", "none", "-no-reboot",
+		"-kernel", k.bootImage(), "-initrd", initrd,
+		"-append", "console=ttyS0 panic=-1 quiet",
+	)
+	cmd.Stdin = nil
+	cmd.Stderr = &prefixWriter{w: out, prefix: "qemu: "}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return -1, fmt.Errorf("vm: %w", err)
+	}
+	cmd.WaitDelay = 5 * time.Second
+	boot := time.Now()
+	if err := cmd.Start(); err != nil {
+		return -1, fmt.Errorf("vm: starting %s: %w", qemu, err)
+	}
+	code, found := scanConsole(stdout, out, nonce)
+	werr := cmd.Wait()
+	elapsed := time.Since(boot).Round(time.Millisecond)
+	if found {
+		fmt.Fprintf(logw, "vm: boot-to-result %s, exit status %d\n", elapsed, code)
+		return code, nil
+	}
+	if ctx.Err() != nil {
+		return -1, fmt.Errorf("%w: timed out after %s (%v)", ErrNoStatus, elapsed, context.Cause(ctx))
+	}
+	return -1, fmt.Errorf("%w (qemu: %v, after %s)", ErrNoStatus, werr, elapsed)
+}
+
+// scanConsole copies the console to out and returns the status from the
+// exit marker line carrying nonce.
+func scanConsole(r io.Reader, out io.Writer, nonce string) (code int, found bool) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if c, ok := parseExitMarker(line, nonce); ok {
+			code, found = c, true
+			continue
+		}
+		fmt.Fprintln(out, line)
+	}
+	// Drain whatever is left so qemu never blocks on a full pipe.
+	_, _ = io.Copy(io.Discard, r)
+	return code, found
+}
+
+// parseExitMarker recognises "HALDIR-VM-EXIT <nonce> <status>".
+func parseExitMarker(line, nonce string) (int, bool) {
+	f := strings.Fields(line)
+	if len(f) != 3 || f[0] != ExitMarker || f[1] != nonce {
+		return 0, false
+	}
+	c, err := strconv.Atoi(f[2])
+	if err != nil || c < 0 || c > 255 {
+		return 0, false
+	}
+	return c, true
+}
+
+func findQEMU(name string) (string, error) {
+	if name == "" {
+		name = "qemu-system-x86_64"
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("vm: %s not found (apt-get install qemu-system-x86): %w", name, err)
+	}
+	return p, nil
+}
+
+// buildInitrd writes the initramfs for opts to a temporary file.
+func buildInitrd(ctx context.Context, k Kernel, opts Options) (path, nonce string, err error) {
+	names := opts.Modules
+	if names == nil {
+		names = IPVSModules
+	}
+	mods, err := ResolveModules(k.ModulesDir, names)
+	if err != nil {
+		return "", "", err
+	}
+	initBin, err := BuildInit(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	var nb [8]byte
+	_, _ = rand.Read(nb[:])
+	nonce = hex.EncodeToString(nb[:])
+
+	ir := newInitramfs()
+	defer ir.close()
+	if err := ir.addHost(initBin, GuestInitPath); err != nil {
+		return "", "", err
+	}
+	guestCmd := guestBinDir + "/" + filepath.Base(opts.Args[0])
+	if err := ir.addFile(File{Host: opts.Args[0], Guest: guestCmd, WithLibs: true}); err != nil {
+		return "", "", err
+	}
+	for _, f := range opts.Files {
+		if err := ir.addFile(f); err != nil {
+			return "", "", err
+		}
+	}
+	guestMods, err := ir.addModules(mods)
+	if err != nil {
+		return "", "", err
+	}
+	cfg := GuestConfig{
+		Args:    append([]string{guestCmd}, opts.Args[1:]...),
+		Env:     opts.Env,
+		Dir:     "/tmp",
+		Modules: guestMods,
+		Nonce:   nonce,
+	}
+	if err := ir.addConfig(cfg); err != nil {
+		return "", "", err
+	}
+	f, err := os.CreateTemp("", "haldir-vm-*.cpio")
+	if err != nil {
+		return "", "", fmt.Errorf("vm: %w", err)
+	}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	err = ir.writeTo(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", "", err
+	}
+	return f.Name(), nonce, nil
+}
+
+// prefixWriter marks qemu's own messages in the console stream.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	for _, l := range strings.SplitAfter(string(b), "\n") {
+		if l != "" {
+			fmt.Fprint(p.w, p.prefix+l)
+		}
+	}
+	return len(b), nil
+}

@@ -1,0 +1,168 @@
+package vm
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// ModeEnv selects where IPVS tests run: "native" on the host kernel, "vm"
+// in a qemu VM, "auto" (the default) natively when the host kernel has IPVS
+// and in a VM otherwise.
+const ModeEnv = "HALDIR_LAB"
+
+// InVM reports whether this process runs inside the lab VM.
+func InVM() bool { return os.Getenv(InVMEnv) != "" }
+
+var (
+	hostIPVSOnce sync.Once
+	hostIPVS     bool
+)
+
+// HostHasIPVS reports whether the host kernel offers IPVS, loading ip_vs
+// with modprobe when it is a module not loaded yet.
+func HostHasIPVS() bool {
+	hostIPVSOnce.Do(func() {
+		if _, err := os.Stat("/proc/net/ip_vs"); err == nil {
+			hostIPVS = true
+			return
+		}
+		if os.Geteuid() != 0 {
+			return
+		}
+		if err := exec.Command("modprobe", "-q", "ip_vs").Run(); err != nil {
+			return
+		}
+		_, err := os.Stat("/proc/net/ip_vs")
+		hostIPVS = err == nil
+	})
+	return hostIPVS
+}
+
+// RunInVM makes the calling test run where a real IPVS is. Call it first
+// in a top-level test:
+//
+//	if vm.RunInVM(t) {
+//		return
+//	}
+//
+// It returns false, letting the test body run, inside the VM and when the
+// host kernel has IPVS (HALDIR_LAB=native, or auto). Otherwise it boots the
+// VM with this same test binary restricted to this test, streams the guest's
+// output into t.Log, fails t when the test failed in the guest, and returns
+// true so the caller returns. Without qemu or a cached kernel it skips the
+// test, or fails it when HALDIR_LAB=vm asked for the VM explicitly.
+func RunInVM(t testing.TB) (ranInVM bool) {
+	t.Helper()
+	if InVM() {
+		return false
+	}
+	mode := os.Getenv(ModeEnv)
+	switch mode {
+	case "", "auto":
+		if HostHasIPVS() {
+			return false
+		}
+	case "native":
+		return false
+	case "vm":
+	default:
+		t.Fatalf("vm: %s=%q: want native, vm or auto", ModeEnv, mode)
+	}
+	unavailable := func(err error) bool {
+		if mode == "vm" {
+			t.Fatalf("vm: %s=vm but the VM cannot run: %v", ModeEnv, err)
+		}
+		t.Skipf("vm: host kernel has no IPVS and the VM cannot run (%v); install qemu-system-x86 and run `go run ./lab/cmd/vmkernel fetch`, or set %s=native on a kernel with IPVS", err, ModeEnv)
+		return true
+	}
+	if _, err := findQEMU(""); err != nil {
+		return unavailable(err)
+	}
+	k, err := FindKernel()
+	if err != nil {
+		return unavailable(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatalf("vm: locating the test binary: %v", err)
+	}
+	args := []string{exe, "-test.run", testPattern(t.Name()), "-test.v", "-test.count=1"}
+	if testing.Short() {
+		args = append(args, "-test.short")
+	}
+	timeout := 3 * time.Minute
+	if dl, ok := deadline(t); ok {
+		if left := time.Until(dl) - 5*time.Second; left < timeout {
+			timeout = left
+		}
+	}
+	// Run writes the console into a pipe read here, on the test's
+	// goroutine, so t.Log attributes each line to the caller's RunInVM line.
+	pr, pw := io.Pipe()
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, err := Run(context.Background(), Options{
+			Args:    args,
+			Env:     passEnv(),
+			Kernel:  k,
+			Timeout: timeout,
+			Output:  pw,
+		})
+		pw.Close()
+		done <- result{code, err}
+	}()
+	sc := bufio.NewScanner(pr)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		t.Log(sc.Text())
+	}
+	_, _ = io.Copy(io.Discard, pr)
+	res := <-done
+	switch {
+	case res.err != nil:
+		t.Fatalf("vm: %v", res.err)
+	case res.code != 0:
+		t.Errorf("vm: %s failed inside the VM (exit status %d); its output is above", t.Name(), res.code)
+	}
+	return true
+}
+
+// testPattern matches exactly the test named name, level by level, the way
+// -test.run splits subtest names on slashes.
+func testPattern(name string) string {
+	parts := strings.Split(name, "/")
+	for i, p := range parts {
+		parts[i] = "^" + regexp.QuoteMeta(p) + "$"
+	}
+	return strings.Join(parts, "/")
+}
+
+func deadline(t testing.TB) (time.Time, bool) {
+	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		return d.Deadline()
+	}
+	return time.Time{}, false
+}
+
+// passEnv forwards the lab and haldir settings a test reads.
+func passEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "HALDIR_") && !strings.HasPrefix(kv, ModeEnv+"=") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
