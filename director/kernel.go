@@ -94,10 +94,6 @@ func (o Op) String() string {
 	return string(o.Kind)
 }
 
-// ErrUnsupported is wrapped by errors about features a Kernel
-// implementation cannot program.
-var ErrUnsupported = errors.New("not supported by this IPVS backend")
-
 // errReason names an error for the per-operation error counters: the errno
 // name (EEXIST, ESRCH, ...) when there is one.
 func errReason(err error) string {
@@ -107,9 +103,6 @@ func errReason(err error) string {
 			return n
 		}
 		return fmt.Sprintf("errno-%d", int(errno))
-	}
-	if errors.Is(err, ErrUnsupported) {
-		return "unsupported"
 	}
 	return "other"
 }

@@ -18,23 +18,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// MobyKernel programs the kernel's IPVS table through github.com/moby/ipvs
-// (generic netlink).
-//
-// What that library (v1.1.0) cannot express is refused with an error
-// wrapping ErrUnsupported instead of being silently dropped: tunnel types
-// other than ipip, a gue tunnel port, tunnel checksum flags (it has no
-// IPVS_DEST_ATTR_TUN_* attributes) and destinations of another address
-// family than their service (it never sends IPVS_DEST_ATTR_ADDR_FAMILY).
-// SCTP services and inet6 fwmark services work: the protocol number and the
-// family are passed through as they are.
+// MobyKernel programs the kernel's IPVS table: services and timeouts
+// through github.com/moby/ipvs, destinations through haldir's own small
+// generic netlink codec (genl.go), because moby/ipvs v1.1.0 cannot express
+// tunnel types (IPVS_DEST_ATTR_TUN_TYPE/PORT/FLAGS: gue and gre need
+// kernel >= 5.3) nor a destination family other than its service's
+// (IPVS_DEST_ATTR_ADDR_FAMILY, for tunnels mixing inet and inet6).
+// SCTP services and inet6 fwmark services go through moby/ipvs unchanged:
+// it passes the protocol number and the family as they are.
 //
 // A forwarding method change is an in-place update: IPVS_CMD_SET_DEST
 // rewrites the destination's conn_flags (__ip_vs_update_dest), so no delete
 // and re-add is needed and established connections keep their destination.
 type MobyKernel struct {
-	mu       sync.Mutex // a Handle shares one socket: one request at a time
+	mu       sync.Mutex // each handle is one socket: one request at a time
 	h        *ipvs.Handle
+	g        *genlConn
 	modprobe func(module string) error
 }
 
@@ -49,7 +48,12 @@ func NewMobyKernel(nsPath string) (*MobyKernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening an IPVS netlink handle (netns %q): %w", nsPath, err)
 	}
-	return &MobyKernel{h: h, modprobe: loadModule}, nil
+	g, err := openGenl(nsPath)
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	return &MobyKernel{h: h, g: g, modprobe: loadModule}, nil
 }
 
 // Close releases the netlink socket.
@@ -57,6 +61,7 @@ func (k *MobyKernel) Close() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.h.Close()
+	k.g.close()
 }
 
 // EnsureIPVS makes sure the kernel's IPVS generic netlink family exists,
@@ -109,22 +114,9 @@ func (k *MobyKernel) GetServices() ([]Service, error) {
 
 // GetDestinations implements Kernel.
 func (k *MobyKernel) GetDestinations(key ServiceKey) ([]Destination, error) {
-	ms := toMobyService(Service{Key: key, NetmaskBits: maxBits(key)})
 	k.mu.Lock()
-	md, err := k.h.GetDestinations(ms)
-	k.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Destination, 0, len(md))
-	for _, m := range md {
-		d, err := fromMobyDest(m)
-		if err != nil {
-			return nil, fmt.Errorf("service %s: %w", key, err)
-		}
-		out = append(out, d)
-	}
-	return out, nil
+	defer k.mu.Unlock()
+	return k.g.getDests(key)
 }
 
 // NewService implements Kernel.
@@ -160,27 +152,23 @@ func (k *MobyKernel) DelService(key ServiceKey) error {
 
 // NewDestination implements Kernel.
 func (k *MobyKernel) NewDestination(key ServiceKey, d Destination) error {
-	return k.destOp(key, d, k.h.NewDestination)
+	return k.destOp(ipvsCmdNewDest, key, d)
 }
 
 // UpdateDestination implements Kernel.
 func (k *MobyKernel) UpdateDestination(key ServiceKey, d Destination) error {
-	return k.destOp(key, d, k.h.UpdateDestination)
+	return k.destOp(ipvsCmdSetDest, key, d)
 }
 
 // DelDestination implements Kernel.
 func (k *MobyKernel) DelDestination(key ServiceKey, addr netip.AddrPort) error {
-	return k.destOp(key, Destination{Addr: addr}, k.h.DelDestination)
+	return k.destOp(ipvsCmdDelDest, key, Destination{Addr: addr})
 }
 
-func (k *MobyKernel) destOp(key ServiceKey, d Destination, op func(*ipvs.Service, *ipvs.Destination) error) error {
-	md, err := toMobyDest(key, d)
-	if err != nil {
-		return err
-	}
+func (k *MobyKernel) destOp(cmd uint8, key ServiceKey, d Destination) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return op(toMobyService(Service{Key: key, NetmaskBits: maxBits(key)}), md)
+	return k.g.destCmd(cmd, key, d)
 }
 
 // Timeouts implements TimeoutSetter.
@@ -273,43 +261,6 @@ func fromMobyService(m *ipvs.Service) (Service, error) {
 	}
 	s.Key = ServiceKey{Protocol: Protocol(m.Protocol), Addr: netip.AddrPortFrom(a.Unmap(), m.Port)}
 	return s, nil
-}
-
-func toMobyDest(svc ServiceKey, d Destination) (*ipvs.Destination, error) {
-	if d.Forwarding == ForwardTunnel && (d.TunnelType != TunnelIPIP || d.TunnelPort != 0 || d.TunnelFlags != 0) {
-		return nil, fmt.Errorf("destination %s: tunnel type %s, port %d, checksum flags %d: github.com/moby/ipvs v1.1.0 has no IPVS_DEST_ATTR_TUN_* attributes (only ipip): %w",
-			d.Addr, d.TunnelType, d.TunnelPort, d.TunnelFlags, ErrUnsupported)
-	}
-	if d.Addr.Addr().Is6() != svc.IsV6() {
-		return nil, fmt.Errorf("destination %s in %s: mixed address families: github.com/moby/ipvs v1.1.0 does not send IPVS_DEST_ATTR_ADDR_FAMILY: %w",
-			d.Addr, svc, ErrUnsupported)
-	}
-	return &ipvs.Destination{
-		Address:         net.IP(d.Addr.Addr().AsSlice()),
-		Port:            d.Addr.Port(),
-		Weight:          d.Weight,
-		ConnectionFlags: uint32(d.Forwarding),
-		AddressFamily:   family(d.Addr.Addr().Is6()),
-		UpperThreshold:  d.UpperThreshold,
-		LowerThreshold:  d.LowerThreshold,
-	}, nil
-}
-
-func fromMobyDest(m *ipvs.Destination) (Destination, error) {
-	a, ok := netip.AddrFromSlice(m.Address)
-	if !ok {
-		return Destination{}, fmt.Errorf("kernel returned a destination with address %v", m.Address)
-	}
-	return Destination{
-		Addr:           netip.AddrPortFrom(a.Unmap(), m.Port),
-		Weight:         m.Weight,
-		Forwarding:     Forwarding(m.ConnectionFlags & ipvs.ConnectionFlagFwdMask),
-		UpperThreshold: m.UpperThreshold,
-		LowerThreshold: m.LowerThreshold,
-		ActiveConns:    uint32(m.ActiveConnections),
-		InactiveConns:  uint32(m.InactiveConnections),
-		Stats:          fromMobyStats(ipvs.SvcStats(m.Stats)),
-	}, nil
 }
 
 func fromMobyStats(s ipvs.SvcStats) Stats {

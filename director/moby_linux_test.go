@@ -1,7 +1,6 @@
 package director
 
 import (
-	"errors"
 	"net/netip"
 	"os"
 	"strings"
@@ -46,42 +45,6 @@ func TestMobyConversionRoundTrip(t *testing.T) {
 		got, err := fromMobyService(m)
 		if err != nil || got != s {
 			t.Errorf("service %s: got %+v, %v", s.Key, got, err)
-		}
-	}
-	key := svcs[0].Key
-	for _, d := range []Destination{
-		{Addr: netip.MustParseAddrPort("198.51.100.1:8080"), Weight: 7, Forwarding: ForwardNAT, UpperThreshold: 10, LowerThreshold: 5},
-		{Addr: netip.MustParseAddrPort("198.51.100.2:80"), Weight: 0, Forwarding: ForwardDR},
-		{Addr: netip.MustParseAddrPort("198.51.100.3:80"), Weight: 1, Forwarding: ForwardTunnel},
-	} {
-		m, err := toMobyDest(key, d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := fromMobyDest(m)
-		if err != nil || got != d {
-			t.Errorf("dest %s: got %+v, %v", d.Addr, got, err)
-		}
-	}
-}
-
-func TestMobyUnsupportedFeatures(t *testing.T) {
-	key := ServiceKey{Protocol: TCP, Addr: netip.MustParseAddrPort("192.0.2.1:80")}
-	cases := []struct {
-		d    Destination
-		want string
-	}{
-		{Destination{Addr: netip.MustParseAddrPort("198.51.100.1:80"), Forwarding: ForwardTunnel, TunnelType: TunnelGUE, TunnelPort: 6080}, "tunnel type gue"},
-		{Destination{Addr: netip.MustParseAddrPort("198.51.100.1:80"), Forwarding: ForwardTunnel, TunnelType: TunnelGRE, TunnelFlags: TunnelCsum}, "tunnel type gre"},
-		{Destination{Addr: netip.MustParseAddrPort("[2001:db8::1]:80"), Forwarding: ForwardTunnel}, "mixed address families"},
-	}
-	for _, tc := range cases {
-		_, err := toMobyDest(key, tc.d)
-		if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "moby/ipvs") {
-			t.Errorf("%+v: err = %v, want ErrUnsupported naming %q", tc.d, err, tc.want)
-		}
-		if errReason(err) != "unsupported" {
-			t.Errorf("counted as %q", errReason(err))
 		}
 	}
 }

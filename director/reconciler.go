@@ -183,7 +183,7 @@ type FailedOp struct {
 // ErrorKey indexes the error counters.
 type ErrorKey struct {
 	Op     OpKind
-	Reason string // errno name (EEXIST, ESRCH, ...), "unsupported" or "other"
+	Reason string // errno name (EEXIST, ESRCH, ...) or "other"
 }
 
 // Counters are cumulative since New.
