@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/net/ipv4"
@@ -48,6 +49,7 @@ func listenRaw(ifi *net.Interface, src netip.Addr, join bool) (advertConn, error
 		if err != nil {
 			return nil, fmt.Errorf("vrrp: raw IPv4 socket on %s: %w", ifi.Name, err)
 		}
+		setReadBuffer(pc)
 		c := &conn4{pc: pc, p: ipv4.NewPacketConn(pc), ifi: ifi, src: src}
 		if err := c.setup(join); err != nil {
 			pc.Close()
@@ -59,12 +61,25 @@ func listenRaw(ifi *net.Interface, src netip.Addr, join bool) (advertConn, error
 	if err != nil {
 		return nil, fmt.Errorf("vrrp: raw IPv6 socket on %s: %w", ifi.Name, err)
 	}
+	setReadBuffer(pc)
 	c := &conn6{pc: pc, p: ipv6.NewPacketConn(pc), ifi: ifi, src: src}
 	if err := c.setup(join); err != nil {
 		pc.Close()
 		return nil, fmt.Errorf("vrrp: raw IPv6 socket on %s: %w", ifi.Name, err)
 	}
 	return c, nil
+}
+
+// readBuffer is large enough to absorb a burst of a few thousand adverts
+// (a flood, or many instances on one segment) while the reader catches
+// up, so they are dropped by Decode with a reason instead of silently by
+// the kernel.
+const readBuffer = 4 << 20
+
+func setReadBuffer(pc net.PacketConn) {
+	if rb, ok := pc.(interface{ SetReadBuffer(int) error }); ok {
+		_ = rb.SetReadBuffer(readBuffer) // best effort: capped by net.core.rmem_max
+	}
 }
 
 type conn4 struct {
@@ -167,7 +182,9 @@ func (c *conn6) Read(buf []byte) (Received, error) {
 
 func (c *conn6) Write(b []byte, dst netip.Addr) error {
 	cm := &ipv6.ControlMessage{Src: c.src.AsSlice(), IfIndex: c.ifi.Index, HopLimit: 255}
-	_, err := c.p.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice(), Zone: c.ifi.Name})
+	// A numeric zone: a name would be resolved in the namespace of
+	// whatever thread runs this write, not the socket's (see Options.Do).
+	_, err := c.p.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice(), Zone: strconv.Itoa(c.ifi.Index)})
 	return err
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/mdlayher/arp"
@@ -96,7 +97,11 @@ func newAnnouncer(ifi *net.Interface, vips []netip.Addr) (*announcer, error) {
 		}
 		return a, nil
 	}
-	a.ndp, _, err = ndp.Listen(ifi, ndp.LinkLocal)
+	// ndp uses the interface name as the zone of every write; the index
+	// spelled as a name resolves the same in any network namespace.
+	numeric := *ifi
+	numeric.Name = strconv.Itoa(ifi.Index)
+	a.ndp, _, err = ndp.Listen(&numeric, ndp.LinkLocal)
 	if err != nil {
 		return nil, fmt.Errorf("vrrp: NDP socket on %s: %w", ifi.Name, err)
 	}
