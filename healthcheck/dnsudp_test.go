@@ -138,7 +138,7 @@ func TestUDPCheck(t *testing.T) {
 	runCases(t, []checkCase{
 		{name: "reply", addr: echo, check: conf.Check{Type: "udp", Payload: "hi"}, wantUp: true, wantReason: "reply of 7 bytes"},
 		{name: "expected payload", addr: pingPong, check: conf.Check{Type: "udp", Payload: "ping", ExpectPayload: "pong"}, wantUp: true},
-		{name: "unexpected payload", addr: pingPong, check: conf.Check{Type: "udp", Payload: "hello", ExpectPayload: "pong"},
+		{name: "unexpected payload", addr: pingPong, check: conf.Check{Type: "udp", Payload: "hello", ExpectPayload: "pong", Timeout: conf.Duration(testTimeout)},
 			wantReason: `reply does not contain "pong"`},
 		{name: "no reply", addr: func(t *testing.T) netip.AddrPort { return serveUDP(t, func([]byte) []byte { return nil }) },
 			check: conf.Check{Type: "udp", Payload: "hi"}, wantReason: "timeout after 400ms waiting for reply"},

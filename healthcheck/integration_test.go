@@ -121,7 +121,9 @@ func TestHungTargetDoesNotDelayOthers(t *testing.T) {
 	}
 	lagMu.Lock()
 	defer lagMu.Unlock()
-	if maxLag > 200*time.Millisecond {
+	// Blocked behind the hung checks, the lag would be ~3s (their timeout);
+	// the bound leaves room for a loaded machine.
+	if maxLag > time.Second {
 		t.Fatalf("max scheduling lag of the healthy target %v", maxLag)
 	}
 }
