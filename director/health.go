@@ -151,10 +151,12 @@ func (r *Reconciler) Snapshot() []ServiceStatus {
 	return out
 }
 
-func (r *Reconciler) snapshotLocked(want map[ServiceKey]*desiredSvc, cur map[ServiceKey]*kstate) []ServiceStatus {
-	out := make([]ServiceStatus, 0, len(r.model))
-	for i := range r.model {
-		m := &r.model[i]
+// snapshot describes the pass that used model (a SetConfig during the pass
+// shows in the next one).
+func snapshot(model []vsModel, want map[ServiceKey]*desiredSvc, cur map[ServiceKey]*kstate) []ServiceStatus {
+	out := make([]ServiceStatus, 0, len(model))
+	for i := range model {
+		m := &model[i]
 		d := want[m.svc.Key]
 		st := cur[m.svc.Key]
 		ss := ServiceStatus{Name: m.name, Key: m.svc.Key, Scheduler: m.svc.Scheduler, InKernel: st != nil,

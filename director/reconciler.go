@@ -261,6 +261,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
 	}
 
 	r.mu.Lock()
+	model := r.model // SetConfig replaces the slice, never edits it
 	want := r.desiredLocked()
 	owned := maps.Clone(r.owned)
 	timeouts := r.timeouts
@@ -372,7 +373,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
 	r.mu.Lock()
 	r.owned = owned
 	r.foreign = res.Foreign
-	r.snap = r.snapshotLocked(want, cur)
+	r.snap = snapshot(model, want, cur)
 	r.mu.Unlock()
 	return finish()
 }

@@ -775,3 +775,38 @@ func TestDestinationReadFailureIsolated(t *testing.T) {
 	reconcile(t, r)
 	wantOps(t, k.Writes(), "del_destination tcp 192.0.2.10:80 198.51.100.2:8080")
 }
+
+// TestReloadDuringPass: a SetConfig arriving while a pass runs takes effect
+// in the next pass, and the snapshot stays consistent with the pass.
+func TestReloadDuringPass(t *testing.T) {
+	k := NewFakeKernel()
+	r := newRec(t, k, cfgOf(webVS()))
+	other := conf.VirtualServer{Name: "dns", Address: vip, Port: 53, Protocol: "udp", Scheduler: "rr",
+		RealServers: []conf.RealServer{{Address: rs1, Port: 53, Weight: 1}}}
+	var once bool
+	k.SetFault(func(o Op) error {
+		if o.Kind == OpNewService && !once {
+			once = true
+			if err := r.SetConfig(cfgOf(other)); err != nil {
+				t.Error(err)
+			}
+		}
+		return nil
+	})
+	reconcile(t, r)
+	if s := r.Snapshot(); len(s) != 1 || s[0].Name != "web" || !s[0].InKernel {
+		t.Fatalf("snapshot of the first pass %+v", s)
+	}
+	k.ResetWrites()
+	reconcile(t, r)
+	wantOps(t, k.Writes(),
+		"new_service udp 192.0.2.10:53 sched=rr flags=0x0 timeout=0 mask=32",
+		"new_destination udp 192.0.2.10:53 198.51.100.1:53 w=1 fwd=nat",
+		"del_destination tcp 192.0.2.10:80 198.51.100.1:8080",
+		"del_destination tcp 192.0.2.10:80 198.51.100.2:8080",
+		"del_service tcp 192.0.2.10:80",
+	)
+	if s := r.Snapshot(); len(s) != 1 || s[0].Name != "dns" {
+		t.Fatalf("snapshot %+v", s)
+	}
+}
