@@ -81,7 +81,10 @@ type router struct {
 	cancel context.CancelFunc
 	done   chan error
 	vip    netip.Prefix
+	iface  string
+	ctx    context.Context
 	once   sync.Once
+	ran    bool
 }
 
 type testWriter struct {
@@ -101,6 +104,15 @@ func (w *testWriter) Write(b []byte) (int, error) {
 
 func startRouter(t *testing.T, h *lab.Host, cfg conf.VRRPInstance) *router {
 	t.Helper()
+	r := newRouter(t, h, cfg)
+	r.run()
+	return r
+}
+
+// newRouter builds the instance without starting it (sync groups are
+// formed in between).
+func newRouter(t *testing.T, h *lab.Host, cfg conf.VRRPInstance) *router {
+	t.Helper()
 	w := &testWriter{t: t, on: true}
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("host", h.Name())
 	in, err := vrrp.NewInstance(cfg, vrrp.Options{Do: h.Do, Logger: log, NotifyTimeout: 5 * time.Second})
@@ -108,8 +120,7 @@ func startRouter(t *testing.T, h *lab.Host, cfg conf.VRRPInstance) *router {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &router{t: t, h: h, in: in, cancel: cancel, done: make(chan error, 1), vip: cfg.VirtualAddresses[0]}
-	go func() { r.done <- in.Run(ctx) }()
+	r := &router{t: t, h: h, in: in, cancel: cancel, done: make(chan error, 1), vip: cfg.VirtualAddresses[0], ctx: ctx, iface: cfg.Interface}
 	t.Cleanup(func() {
 		r.stop()
 		w.mu.Lock()
@@ -119,12 +130,20 @@ func startRouter(t *testing.T, h *lab.Host, cfg conf.VRRPInstance) *router {
 	return r
 }
 
+func (r *router) run() {
+	r.ran = true
+	go func() { r.done <- r.in.Run(r.ctx) }()
+}
+
 // stop is SIGTERM: it returns once the instance has resigned and removed
 // its addresses.
 func (r *router) stop() { r.once.Do(r.doStop) }
 
 func (r *router) doStop() {
 	r.cancel()
+	if !r.ran {
+		return
+	}
 	select {
 	case err := <-r.done:
 		if err != nil {
@@ -136,7 +155,7 @@ func (r *router) doStop() {
 }
 
 func (r *router) hasVIP() bool {
-	addrs, err := r.h.Addrs(lanIf)
+	addrs, err := r.h.Addrs(r.iface)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -524,4 +543,57 @@ func TestE2EUnicast(t *testing.T) {
 	})
 	waitFor(t, "unknown_peer drops", settle, func() bool { return r2.in.Status().Drops["unknown_peer"] == 10 })
 	assertSteady(t, r2, all, 300*time.Millisecond)
+}
+
+// TestE2ESyncGroup has two instances per router (front and back) in a sync
+// group: when the master's back link fails, its back instance goes FAULT
+// and the group takes the front instance with it, so the other router holds
+// both addresses; when the link returns both move back.
+func TestE2ESyncGroup(t *testing.T) {
+	lab.SkipIfNotRoot(t)
+	topo := lab.Topology{Switches: []string{lanSw, "back"}}
+	for i, n := range []string{"r1", "r2"} {
+		topo.Hosts = append(topo.Hosts, lab.HostSpec{Name: n, Links: []lab.LinkSpec{
+			{Iface: lanIf, Switch: lanSw, Addrs: []netip.Prefix{v4.host(byte(11 + i))}},
+			{Iface: "eth1", Switch: "back", Addrs: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(11 + i)}), 24)}},
+		}})
+	}
+	l := lab.BuildT(t, "vrrp-sync-group", topo)
+	var fronts, backs []*router
+	for i, n := range []string{"r1", "r2"} {
+		prio := 200 - 100*i
+		front := instanceConfig("front", prio, v4)
+		back := instanceConfig("back", prio, v4)
+		back.Interface, back.VRID = "eth1", vrid+1
+		back.VirtualAddresses = []netip.Prefix{netip.MustParsePrefix("198.51.100.1/24")}
+		rf, rb := newRouter(t, l.Host(n), front), newRouter(t, l.Host(n), back)
+		g, err := vrrp.NewSyncGroup(conf.VRRPSyncGroup{Name: "g", Instances: []string{"front", "back"}}, []*vrrp.Instance{rf.in, rb.in})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(g.Close)
+		rf.run()
+		rb.run()
+		fronts, backs = append(fronts, rf), append(backs, rb)
+	}
+	waitMaster(t, fronts[0], fronts)
+	waitMaster(t, backs[0], backs)
+
+	if err := l.Host("r1").Link("eth1").Cut(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "r1 front and back in fault", settle, func() bool {
+		return fronts[0].state() == vrrp.StateFault && backs[0].state() == vrrp.StateFault
+	})
+	waitMaster(t, fronts[1], fronts[1:])
+	waitMaster(t, backs[1], backs[1:])
+	if fronts[0].hasVIP() || backs[0].hasVIP() {
+		t.Fatal("r1 kept an address in fault")
+	}
+
+	if err := l.Host("r1").Link("eth1").Restore(); err != nil {
+		t.Fatal(err)
+	}
+	waitMaster(t, fronts[0], fronts)
+	waitMaster(t, backs[0], backs)
 }
