@@ -3,10 +3,13 @@ package conf
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/BurntSushi/toml"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/invalid/*.want from the current output (review the diff!)")
@@ -131,6 +134,15 @@ func FuzzParse(f *testing.F) {
 	if data, err := os.ReadFile("../packaging/haldir.toml"); err == nil {
 		f.Add(data)
 	}
+	// Constructs the line scanner must follow.
+	for _, s := range []string{
+		"a.b.c = 1\n[x.y]\nz = 2\n[[x.y.w]]\n[[x.y.w]]\nq = [1, [2, {r = 3}]]\n",
+		"s = '''\nx = 1\n'''\nt = \"\"\"\n[y]\n\\\"\"\"\"\"\n[[u]]\nv = { w.x = 1, y = [\n  2, # c\n] }\n",
+		"\"quoted.key\" = 1\n'lit' = 2\n[\"q t\".'r']\nd = 1979-05-27 07:32:00Z\n",
+		"[[a]]\n[a.b]\nc = 1\n[[a]]\n[[a.d]]\n[a.d.e]\nf = 1\n",
+	} {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data, "fuzz.toml")
 		if (c == nil) == (err == nil) {
@@ -142,6 +154,39 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("error is not a non-empty conf.Errors: %T %v", err, err)
 			}
 		}
-		keyLines(data) // must terminate on any input
+		lines := keyLines(data) // must terminate on any input
+		var raw map[string]any
+		if _, err := toml.Decode(string(data), &raw); err != nil {
+			return
+		}
+		// On valid TOML every key and array element has its line.
+		for _, p := range rawPaths(raw, "") {
+			if lines[p] == 0 {
+				t.Errorf("no line for %s (have %v)", p, lines)
+			}
+		}
 	})
+}
+
+// rawPaths lists the indexed paths of every key and array element.
+func rawPaths(v any, path string) []string {
+	var out []string
+	if path != "" {
+		out = append(out, path)
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			out = append(out, rawPaths(e, joinPath(path, k))...)
+		}
+	case []map[string]any:
+		for i, e := range x {
+			out = append(out, rawPaths(e, fmt.Sprintf("%s[%d]", path, i))...)
+		}
+	case []any:
+		for i, e := range x {
+			out = append(out, rawPaths(e, fmt.Sprintf("%s[%d]", path, i))...)
+		}
+	}
+	return out
 }

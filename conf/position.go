@@ -137,11 +137,10 @@ func (s *lineScanner) header(line int) {
 		return
 	}
 	if !array {
-		s.table = s.resolve(keys)
-		s.record(s.table, line)
+		s.table = s.resolve(keys, line)
 		return
 	}
-	parent := s.resolve(keys[:len(keys)-1])
+	parent := s.resolve(keys[:len(keys)-1], line)
 	p := joinPath(parent, keys[len(keys)-1])
 	n := s.aot[p]
 	s.aot[p] = n + 1
@@ -151,14 +150,16 @@ func (s *lineScanner) header(line int) {
 }
 
 // resolve turns header keys into an indexed path, descending into the
-// latest element of every array of tables on the way.
-func (s *lineScanner) resolve(keys []string) string {
+// latest element of every array of tables on the way. Tables the header
+// creates implicitly are recorded at its line.
+func (s *lineScanner) resolve(keys []string, line int) string {
 	cur := ""
 	for _, k := range keys {
 		cur = joinPath(cur, k)
 		if n, ok := s.aot[cur]; ok && n > 0 {
 			cur += "[" + strconv.Itoa(n-1) + "]"
 		}
+		s.record(cur, line)
 	}
 	return cur
 }
