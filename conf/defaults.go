@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"time"
 )
 
@@ -246,6 +247,9 @@ func effectiveCheck(vsc *Check, vp string, rsc *Check, rp string, isSet isSetFun
 	if eff.Type == "none" {
 		return nil
 	}
+	// Each real server owns its check outright, slices included.
+	eff.ExpectStatus = slices.Clone(eff.ExpectStatus)
+	eff.Command = slices.Clone(eff.Command)
 	checkDefaults(eff, "", func(p string) bool { return set[p[1:]] })
 	return eff
 }

@@ -145,6 +145,10 @@ func TestEffectiveCheck(t *testing.T) {
 	if vs.RealServers[0].Check == vs.Check {
 		t.Error("real server check aliases the virtual server's")
 	}
+	vs.RealServers[0].Check.ExpectStatus[0].Lo = 100
+	if vs.Check.ExpectStatus[0].Lo != 200 {
+		t.Error("real server check shares expect_status with the virtual server's")
+	}
 }
 
 // TestLines checks the position scanner on the constructs a config uses.
