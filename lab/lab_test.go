@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -562,5 +563,167 @@ func TestSweepOwnerRecords(t *testing.T) {
 				t.Fatalf("owner file removed = %v, want %v", !tc.swept, tc.swept)
 			}
 		})
+	}
+}
+
+// TestCutSilencesBothDirections checks each direction on its own: a cut
+// host must neither be heard nor hear, which a round trip alone cannot show.
+func TestCutSilencesBothDirections(t *testing.T) {
+	_, a, b := pair(t)
+	link := a.Link("eth0")
+	bcast := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 255), Port: 7200}
+	listen := func(h *Host) net.PacketConn {
+		pc, err := h.ListenPacket("udp4", "0.0.0.0:7200")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pc
+	}
+	sender := func(h *Host) net.PacketConn {
+		pc, err := h.ListenPacket("udp4", "0.0.0.0:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pc
+	}
+	// heard reports whether a broadcast from src arrives at dst within d.
+	heard := func(src, dst net.PacketConn, msg string, d time.Duration) bool {
+		if _, err := src.WriteTo([]byte(msg), bcast); err != nil {
+			t.Fatal(err)
+		}
+		_ = dst.SetReadDeadline(time.Now().Add(d))
+		buf := make([]byte, 100)
+		for {
+			n, _, err := dst.ReadFrom(buf)
+			if err != nil {
+				return false
+			}
+			if string(buf[:n]) == msg {
+				return true
+			}
+		}
+	}
+	aIn, bIn, aOut, bOut := listen(a), listen(b), sender(a), sender(b)
+	tests := []struct {
+		name         string
+		cut, restore func() error
+	}{
+		{"cut", link.Cut, link.Restore},
+		{"detach", link.Detach, link.Attach},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if !heard(aOut, bIn, tc.name+" before a->b", time.Second) || !heard(bOut, aIn, tc.name+" before b->a", time.Second) {
+				t.Fatal("hosts do not hear each other before the cut")
+			}
+			if err := tc.cut(); err != nil {
+				t.Fatal(err)
+			}
+			if heard(aOut, bIn, tc.name+" during a->b", 300*time.Millisecond) {
+				t.Error("b still hears a")
+			}
+			if heard(bOut, aIn, tc.name+" during b->a", 300*time.Millisecond) {
+				t.Error("a still hears b")
+			}
+			if err := tc.restore(); err != nil {
+				t.Fatal(err)
+			}
+			if !heard(aOut, bIn, tc.name+" after a->b", time.Second) || !heard(bOut, aIn, tc.name+" after b->a", time.Second) {
+				t.Fatal("hosts do not hear each other after restoring")
+			}
+		})
+	}
+}
+
+// TestParallelLabsAreIsolated builds labs with identical host names and
+// addresses at the same time: each client must reach its own lab's server.
+func TestParallelLabsAreIsolated(t *testing.T) {
+	SkipIfNotRoot(t)
+	const n = 4
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- func() error {
+				l, err := Build(fmt.Sprintf("parallel%d", i), Topology{
+					Switches: []string{"sw"},
+					Hosts: []HostSpec{
+						{Name: "a", Links: []LinkSpec{{Iface: "eth0", Switch: "sw", Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")}}}},
+						{Name: "b", Links: []LinkSpec{{Iface: "eth0", Switch: "sw", Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.2/24")}}}},
+					},
+				})
+				if err != nil {
+					return err
+				}
+				defer l.Close()
+				want := fmt.Sprintf("server of %s", l.ID())
+				if _, err := l.Host("b").ServeHTTP("192.0.2.2:80", stringHandler(want)); err != nil {
+					return err
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				for range 20 {
+					got, err := httpGet(ctx, l.Host("a"), "192.0.2.2:80")
+					if err != nil {
+						return err
+					}
+					if got != want {
+						return fmt.Errorf("lab %s reached %q", l.ID(), got)
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+type stringHandler string
+
+func (s stringHandler) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	_, _ = io.WriteString(w, string(s))
+}
+
+func TestProcOutputIsBounded(t *testing.T) {
+	_, a, _ := pair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// 30000 numbered lines, then one 40 KiB line without a newline.
+	p, err := a.Start(ctx, []string{"/bin/sh", "-c", "seq 1 30000; head -c 40960 /dev/zero | tr '\\0' x"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	lines := p.Lines()
+	if len(lines) > maxKeptLines {
+		t.Fatalf("kept %d lines, want at most %d", len(lines), maxKeptLines)
+	}
+	total := 0
+	for _, l := range lines {
+		total += len(l.Text)
+		if len(l.Text) > maxLineLen {
+			t.Fatalf("line of %d bytes kept, want at most %d", len(l.Text), maxLineLen)
+		}
+	}
+	if total > maxKeptBytes {
+		t.Fatalf("kept %d bytes, want at most %d", total, maxKeptBytes)
+	}
+	// The long line comes in maxLineLen pieces: 16 KiB + 16 KiB + 8 KiB.
+	tail := lines[len(lines)-4:]
+	x := strings.Repeat("x", maxLineLen)
+	if tail[0].Text != "30000" || tail[1].Text != x || tail[2].Text != x || tail[3].Text != x[:40960-2*maxLineLen] {
+		t.Fatalf("tail lines of %d, %d, %d, %d bytes (first %q), want \"30000\" then 16 KiB, 16 KiB, 8 KiB of x",
+			len(tail[0].Text), len(tail[1].Text), len(tail[2].Text), len(tail[3].Text), tail[0].Text[:min(8, len(tail[0].Text))])
+	}
+	if lines[0].Text == "1" || lines[len(lines)-1].Seq != 30003 {
+		t.Fatalf("first kept line %q, last seq %d: want the oldest lines dropped and 30003 lines counted", lines[0].Text, lines[len(lines)-1].Seq)
+	}
+	if _, err := p.WaitForLine(ctx, regexp.MustCompile(`^29999$`)); err != nil {
+		t.Fatalf("recent line not found: %v", err)
 	}
 }

@@ -26,7 +26,7 @@ type Line struct {
 	Seq    uint64 // 1 for the first line of the process, across both streams
 	Time   time.Time
 	Stream string // "stdout" or "stderr"
-	Text   string // without the newline; cut at 16 KiB
+	Text   string // without the newline; longer lines come in 16 KiB pieces
 }
 
 // Proc is a process started in a host with Host.Start. Its output is kept
@@ -227,14 +227,14 @@ func (p *Proc) addLine(stream string, text []byte) {
 	p.seq++
 	p.lines = append(p.lines, Line{Seq: p.seq, Time: time.Now(), Stream: stream, Text: string(text)})
 	p.bytes += len(text)
-	drop := 0
-	for p.bytes > maxKeptBytes || len(p.lines)-drop > maxKeptLines {
-		p.bytes -= len(p.lines[drop].Text)
-		drop++
-	}
-	if drop > 0 {
-		p.dropped += uint64(drop)
-		p.lines = append(p.lines[:0:0], p.lines[drop:]...)
+	// Drop from the front by advancing the slice; append reallocates
+	// now and then and leaves the dropped lines to the collector, so
+	// each line costs O(1) amortised.
+	for p.bytes > maxKeptBytes || len(p.lines) > maxKeptLines {
+		p.bytes -= len(p.lines[0].Text)
+		p.lines[0] = Line{}
+		p.lines = p.lines[1:]
+		p.dropped++
 	}
 	close(p.notify)
 	p.notify = make(chan struct{})
@@ -254,15 +254,19 @@ func (w *lineWriter) Write(b []byte) (int, error) {
 	n := len(b)
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
+		seg := b
+		if i >= 0 {
+			seg = b[:i]
+		}
+		w.partial = append(w.partial, seg...)
+		// An overlong line is cut into maxLineLen pieces, none lost.
+		for len(w.partial) > maxLineLen {
+			w.p.addLine(w.stream, w.partial[:maxLineLen])
+			w.partial = append(w.partial[:0], w.partial[maxLineLen:]...)
+		}
 		if i < 0 {
-			w.partial = append(w.partial, b...)
-			if len(w.partial) >= maxLineLen {
-				w.p.addLine(w.stream, w.partial)
-				w.partial = w.partial[:0]
-			}
 			break
 		}
-		w.partial = append(w.partial, b[:i]...)
 		w.p.addLine(w.stream, w.partial)
 		w.partial = w.partial[:0]
 		b = b[i+1:]

@@ -1,10 +1,13 @@
 package lab
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Switch is a Linux bridge in the lab's fabric namespace. Multicast snooping
@@ -96,7 +99,8 @@ func (k *Link) String() string {
 }
 
 // Connect plugs host h into switch spec.Switch with a veth pair whose host
-// end is spec.Iface, brings both ends up and adds spec.Addrs.
+// end is spec.Iface, brings both ends up, adds spec.Addrs and waits until
+// the link is usable.
 func (l *Lab) Connect(h *Host, spec LinkSpec) (*Link, error) {
 	if h == nil || h.lab != l {
 		return nil, fmt.Errorf("lab %s: Connect: host is not part of this lab", l.id)
@@ -164,6 +168,11 @@ func (l *Lab) Connect(h *Host, spec LinkSpec) (*Link, error) {
 			return nil, err
 		}
 	}
+	// Carrier and IPv6 set-up complete asynchronously; until then the host
+	// drops what it sends. Waiting makes a lab usable once it is built.
+	if err := k.waitReady(5 * time.Second); err != nil {
+		return nil, err
+	}
 	return k, nil
 }
 
@@ -201,9 +210,76 @@ func (k *Link) setPort(up bool) error {
 // routes, which is an administrator's action, not a failure.
 func (k *Link) Cut() error { return k.setPort(false) }
 
-// Restore undoes Cut: the switch port comes up and, STP being off,
-// forwards at once.
-func (k *Link) Restore() error { return k.setPort(true) }
+// Restore undoes Cut. Carrier returns asynchronously (the kernel's link
+// watch), so it waits until the link is usable again (see waitReady):
+// traffic flows as soon as Restore returns.
+func (k *Link) Restore() error {
+	if err := k.setPort(true); err != nil {
+		return err
+	}
+	return k.waitReady(5 * time.Second)
+}
+
+// waitReady polls until the host end and the switch port are both
+// operationally up and, unless IPv6 is off on the host end, the kernel has
+// finished setting up its IPv6 addresses (a link-local one exists and none
+// is still tentative: binding to a tentative address fails).
+func (k *Link) waitReady(d time.Duration) error {
+	v6 := true
+	if v, err := k.host.ReadSysctl("net/ipv6/conf/" + k.iface + "/disable_ipv6"); err != nil || v == "1" {
+		v6 = false
+	}
+	deadline := time.Now().Add(d)
+	for {
+		state, err := k.readiness(v6)
+		if err == nil && state == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("link %s: waiting for carrier: %w", k, err)
+			}
+			return fmt.Errorf("link %s: not ready after %v: %s", k, d, state)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// readiness returns "" when the link is usable, else what it waits for.
+func (k *Link) readiness(v6 bool) (string, error) {
+	hl, err := k.host.nl.LinkByName(k.iface)
+	if err != nil {
+		return "", err
+	}
+	pl, err := k.portLink()
+	if err != nil {
+		return "", err
+	}
+	if s := hl.Attrs().OperState; s != netlink.OperUp {
+		return fmt.Sprintf("host end %v", s), nil
+	}
+	if s := pl.Attrs().OperState; s != netlink.OperUp {
+		return fmt.Sprintf("switch port %v", s), nil
+	}
+	if !v6 {
+		return "", nil
+	}
+	addrs, err := k.host.nl.AddrList(hl, netlink.FAMILY_V6)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return "", err
+	}
+	linkLocal := false
+	for _, a := range addrs {
+		if a.Flags&unix.IFA_F_TENTATIVE != 0 {
+			return fmt.Sprintf("address %v tentative", a.IPNet), nil
+		}
+		linkLocal = linkLocal || a.IP.IsLinkLocalUnicast()
+	}
+	if !linkLocal {
+		return "no IPv6 link-local address yet", nil
+	}
+	return "", nil
+}
 
 // Detach unplugs the port from the switch but leaves carrier up on both
 // ends: the host's frames reach a dead end and it hears nothing, yet its
