@@ -155,6 +155,7 @@ func (ir *initramfs) writeTo(w io.Writer) error {
 		// The kernel opens /dev/console for init before anything is
 		// mounted, so it must exist in the archive itself.
 		cpio.CharDev("dev/console", 0o600, 5, 1),
+		cpio.Symlink("sbin/modprobe", GuestInitPath),
 	}
 	for _, n := range names {
 		recs = append(recs, ir.files[n])

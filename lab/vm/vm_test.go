@@ -1,16 +1,345 @@
 package vm
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/u-root/u-root/pkg/cpio"
 )
 
-func TestSmokeVM(t *testing.T) {
-	if RunInVM(t) {
-		return
+func TestParseModinfo(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    Modinfo
+		wantErr bool
+	}{
+		{"deps", "license=GPL\x00depends=nf_conntrack,nf_defrag_ipv6,libcrc32c\x00name=ip_vs\x00", Modinfo{Name: "ip_vs", Depends: []string{"nf_conntrack", "nf_defrag_ipv6", "libcrc32c"}}, false},
+		{"no deps", "depends=\x00name=veth\x00\x00\x00", Modinfo{Name: "veth"}, false},
+		{"dash canonicalised", "depends=crc32c-generic\x00", Modinfo{Depends: []string{"crc32c_generic"}}, false},
+		{"empty", "", Modinfo{}, false},
+		{"no equals", "license=GPL\x00garbage\x00", Modinfo{}, true},
+		{"empty key", "=x\x00", Modinfo{}, true},
+		{"path in dep", "depends=../../etc/passwd\x00", Modinfo{}, true},
 	}
-	if _, err := os.Stat("/proc/net/ip_vs"); err != nil {
-		t.Fatalf("no IPVS: %v", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseModinfo([]byte(tt.in))
+			if tt.wantErr {
+				if !errors.Is(err, ErrBadModinfo) {
+					t.Fatalf("ParseModinfo(%q) error %v, want ErrBadModinfo", tt.in, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseModinfo(%q): %v", tt.in, err)
+			}
+			if got.Name != tt.want.Name || !slices.Equal(got.Depends, tt.want.Depends) {
+				t.Errorf("ParseModinfo(%q) = %+v, want %+v", tt.in, got, tt.want)
+			}
+		})
 	}
-	t.Log("ipvs present")
+}
+
+func FuzzParseModinfo(f *testing.F) {
+	f.Add([]byte("license=GPL\x00depends=nf_conntrack,libcrc32c\x00name=ip_vs\x00"))
+	f.Add([]byte("depends=\x00\x00"))
+	f.Add([]byte("x"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		mi, err := ParseModinfo(data)
+		if err != nil {
+			return
+		}
+		for _, d := range mi.Depends {
+			if d == "" || strings.ContainsAny(d, "/- \x00") {
+				t.Fatalf("accepted dependency name %q", d)
+			}
+		}
+	})
+}
+
+func TestBzImagePayloadRejects(t *testing.T) {
+	hdr := make([]byte, 0x300)
+	copy(hdr[0x202:], "HdrS")
+	tests := []struct {
+		name string
+		img  []byte
+	}{
+		{"short", []byte("MZ")},
+		{"no magic", make([]byte, 0x300)},
+		{"old protocol", func() []byte { b := slices.Clone(hdr); b[0x206] = 0x04; b[0x207] = 0x02; return b }()},
+		{"payload past end", func() []byte {
+			b := slices.Clone(hdr)
+			b[0x206], b[0x207] = 0x0f, 0x02
+			b[0x24c] = 0xff // length 255 from offset (4+1)*512, beyond 0x300
+			return b
+		}()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := BzImagePayload(tt.img); !errors.Is(err, ErrNotBzImage) {
+				t.Fatalf("error %v, want ErrNotBzImage", err)
+			}
+		})
+	}
+}
+
+func FuzzBzImagePayload(f *testing.F) {
+	hdr := make([]byte, 0x400)
+	copy(hdr[0x202:], "HdrS")
+	hdr[0x206], hdr[0x207] = 0x0f, 0x02
+	hdr[0x1f1] = 0
+	f.Add(hdr)
+	f.Add([]byte("HdrS"))
+	f.Fuzz(func(t *testing.T, img []byte) {
+		p, err := BzImagePayload(img)
+		if err == nil && (len(p) == 0 || len(p) > len(img)) {
+			t.Fatalf("payload of %d bytes from a %d-byte image", len(p), len(img))
+		}
+	})
+}
+
+func TestParseExitMarker(t *testing.T) {
+	tests := []struct {
+		line     string
+		wantCode int
+		wantOK   bool
+	}{
+		{"HALDIR-VM-EXIT abc 0", 0, true},
+		{"HALDIR-VM-EXIT abc 7", 7, true},
+		{"HALDIR-VM-EXIT abc 255", 255, true},
+		{"HALDIR-VM-EXIT other 0", 0, false}, // another run's nonce
+		{"HALDIR-VM-EXIT abc 256", 0, false},
+		{"HALDIR-VM-EXIT abc -1", 0, false},
+		{"HALDIR-VM-EXIT abc x", 0, false},
+		{"echo HALDIR-VM-EXIT abc 0", 0, false},
+		{"", 0, false},
+	}
+	for _, tt := range tests {
+		code, ok := parseExitMarker(tt.line, "abc")
+		if code != tt.wantCode || ok != tt.wantOK {
+			t.Errorf("parseExitMarker(%q) = %d, %v; want %d, %v", tt.line, code, ok, tt.wantCode, tt.wantOK)
+		}
+	}
+}
+
+func TestParseDepends(t *testing.T) {
+	got, err := parseDepends([]byte("linux-image-amd64\n  Depends: linux-image-6.1.0-56-amd64\n"))
+	if err != nil || got != "linux-image-6.1.0-56-amd64" {
+		t.Errorf("parseDepends = %q, %v; want linux-image-6.1.0-56-amd64", got, err)
+	}
+	if _, err := parseDepends([]byte("linux-image-amd64\n  Depends: initramfs-tools\n")); err == nil {
+		t.Error("parseDepends accepted output naming no versioned image")
+	}
+}
+
+func TestVersionLess(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{"6.1.0-56-amd64", "6.1.0-100-amd64", true},
+		{"6.1.0-100-amd64", "6.1.0-56-amd64", false},
+		{"6.1.0-56-amd64", "6.12.0-1-amd64", true},
+		{"6.1.0-56-amd64", "6.1.0-56-amd64", false},
+	}
+	for _, tt := range tests {
+		if got := versionLess(tt.a, tt.b); got != tt.want {
+			t.Errorf("versionLess(%q, %q) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
+func TestTestPattern(t *testing.T) {
+	tests := map[string]string{
+		"TestIPVSNAT":          "^TestIPVSNAT$",
+		"TestA/sub_case#01":    "^TestA$/^sub_case#01$",
+		"TestB/x.y+z":          `^TestB$/^x\.y\+z$`,
+		"TestC/level2/level.3": `^TestC$/^level2$/^level\.3$`,
+	}
+	for in, want := range tests {
+		if got := testPattern(in); got != want {
+			t.Errorf("testPattern(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestSharedDeps(t *testing.T) {
+	libs, err := SharedDeps("/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var interp, libc bool
+	for _, l := range libs {
+		interp = interp || strings.Contains(l, "ld-linux")
+		libc = libc || filepath.Base(l) == "libc.so.6"
+	}
+	if !interp || !libc {
+		t.Errorf("SharedDeps(/bin/true) = %v, want the dynamic loader and libc.so.6", libs)
+	}
+	if _, err := os.Stat("/bin/busybox"); err == nil {
+		libs, err := SharedDeps("/bin/busybox")
+		if err != nil || len(libs) != 0 {
+			t.Errorf("SharedDeps(static busybox) = %v, %v; want none", libs, err)
+		}
+	}
+}
+
+func TestInitramfsLayout(t *testing.T) {
+	ir := newInitramfs()
+	defer ir.close()
+	if err := ir.addFile(File{Host: "/bin/true", Guest: "/haldir-vm/bin/true", WithLibs: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ir.addFile(File{Host: "/bin/true", Guest: "relative"}); err == nil {
+		t.Error("addFile accepted a relative guest path")
+	}
+	cfg := GuestConfig{Args: []string{"/haldir-vm/bin/true"}, Nonce: "n1"}
+	if err := ir.addConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := ir.writeTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(buf.Bytes())))
+	if err != nil {
+		t.Fatalf("reading back the archive: %v", err)
+	}
+	byName := map[string]cpio.Record{}
+	seen := map[string]bool{}
+	for _, r := range recs {
+		if dir := filepath.Dir(r.Name); dir != "." && !seen[dir] {
+			t.Errorf("%s comes before its directory %s", r.Name, dir)
+		}
+		seen[r.Name] = true
+		byName[r.Name] = r
+	}
+	if r, ok := byName["dev/console"]; !ok || r.Mode&cpio.S_IFMT != cpio.S_IFCHR || r.Rmajor != 5 || r.Rminor != 1 {
+		t.Errorf("dev/console missing or not char device 5:1: %+v", r.Info)
+	}
+	if r, ok := byName["sbin/modprobe"]; !ok || r.Mode&cpio.S_IFMT != cpio.S_IFLNK {
+		t.Errorf("sbin/modprobe missing or not a symlink: %+v", r.Info)
+	}
+	if r, ok := byName["haldir-vm/bin/true"]; !ok || r.Mode&0o111 == 0 {
+		t.Errorf("the command is missing or not executable: %+v", r.Info)
+	}
+	libs, _ := SharedDeps("/bin/true")
+	for _, l := range libs {
+		if _, ok := byName[strings.TrimPrefix(l, "/")]; !ok {
+			t.Errorf("library %s missing from the archive", l)
+		}
+	}
+	r, ok := byName[strings.TrimPrefix(GuestConfigPath, "/")]
+	if !ok {
+		t.Fatal("guest config missing")
+	}
+	data := make([]byte, r.FileSize)
+	if _, err := r.ReadAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	var back GuestConfig
+	if err := json.Unmarshal(data, &back); err != nil || back.Nonce != "n1" || !slices.Equal(back.Args, cfg.Args) {
+		t.Errorf("guest config read back %+v, %v; want %+v", back, err, cfg)
+	}
+}
+
+// needVM skips (or, with HALDIR_LAB=vm, fails) a test of the VM machinery
+// itself when qemu or the kernel is missing.
+func needVM(t *testing.T) Kernel {
+	t.Helper()
+	_, qerr := findQEMU("")
+	k, kerr := FindKernel()
+	if err := errors.Join(qerr, kerr); err != nil {
+		if os.Getenv(ModeEnv) == "vm" {
+			t.Fatalf("%s=vm but the VM cannot run: %v", ModeEnv, err)
+		}
+		t.Skipf("VM unavailable: %v", err)
+	}
+	return k
+}
+
+func TestResolveModules(t *testing.T) {
+	k := needVM(t)
+	mods, err := ResolveModules(k.ModulesDir, IPVSModules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := map[string]int{}
+	for i, m := range mods {
+		if _, dup := pos[m.Name]; dup {
+			t.Errorf("module %s listed twice", m.Name)
+		}
+		pos[m.Name] = i
+	}
+	// Every module comes after what its .modinfo says it needs.
+	for _, m := range mods {
+		mi, err := readModinfo(m.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range mi.Depends {
+			if p, ok := pos[d]; !ok || p > pos[m.Name] {
+				t.Errorf("%s needs %s, which is missing or loads later", m.Name, d)
+			}
+		}
+	}
+	for _, want := range []string{"nf_conntrack", "libcrc32c", "ip_vs", "ip_vs_rr", "ip_vs_mh", "veth", "bridge", "stp", "llc", "ipip", "tunnel4"} {
+		if _, ok := pos[want]; !ok {
+			t.Errorf("%s missing from %d resolved modules", want, len(mods))
+		}
+	}
+	if _, err := ResolveModules(k.ModulesDir, []string{"no_such_module"}); err == nil {
+		t.Error("ResolveModules accepted a module that does not exist")
+	}
+}
+
+// TestRunExitStatus boots the VM with busybox as the command and checks its
+// output and exit status come back, and that an expired timeout kills qemu.
+func TestRunExitStatus(t *testing.T) {
+	k := needVM(t)
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("needs busybox-static at /bin/busybox")
+	}
+	var out bytes.Buffer
+	code, err := Run(context.Background(), Options{
+		Args:    []string{"/bin/busybox", "sh", "-c", "echo hello from $HALDIR_LAB_IN_VM $FOO; exit 7"},
+		Env:     []string{"FOO=bar"},
+		Modules: []string{}, // none: faster, and proves they are optional
+		Kernel:  k,
+		Timeout: 2 * time.Minute,
+		Output:  &out,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, out.String())
+	}
+	if code != 7 {
+		t.Errorf("exit status %d, want 7", code)
+	}
+	if !strings.Contains(out.String(), "hello from 1 bar") {
+		t.Errorf("console lacks the command's output:\n%s", out.String())
+	}
+	t.Log(strings.TrimSpace(out.String()))
+
+	start := time.Now()
+	_, err = Run(context.Background(), Options{
+		Args:    []string{"/bin/busybox", "sleep", "600"},
+		Modules: []string{},
+		Kernel:  k,
+		Timeout: time.Second,
+	})
+	if !errors.Is(err, ErrNoStatus) {
+		t.Errorf("Run past its timeout returned %v, want ErrNoStatus", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("Run with a 1s timeout took %s", d)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -23,6 +24,11 @@ import (
 )
 
 func main() {
+	// The initramfs links /sbin/modprobe here, for the kernel's
+	// request_module and for libraries that run modprobe themselves.
+	if filepath.Base(os.Args[0]) == "modprobe" {
+		os.Exit(modprobe(os.Args[1:]))
+	}
 	code, nonce := run()
 	fmt.Printf("\n%s %s %d\n", vm.ExitMarker, nonce, code)
 	unix.Sync()
@@ -166,4 +172,32 @@ func uptime() float64 {
 		return -1
 	}
 	return up
+}
+
+// modprobe loads the named modules from the initramfs when they are not
+// loaded yet; flags are ignored. There is no modules.dep in the guest, so a
+// module whose dependencies are not loaded fails: the host preloads
+// everything it resolved anyway.
+func modprobe(args []string) int {
+	code := 0
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") {
+			continue
+		}
+		name := strings.ReplaceAll(a, "-", "_")
+		if _, err := os.Stat("/sys/module/" + name); err == nil {
+			continue
+		}
+		paths, _ := filepath.Glob(vm.GuestModulesDir + "/*-" + name + ".ko")
+		if len(paths) == 0 {
+			fmt.Fprintf(os.Stderr, "modprobe: module %s not in the initramfs\n", a)
+			code = 1
+			continue
+		}
+		if err := loadModules(paths[:1]); err != nil {
+			fmt.Fprintf(os.Stderr, "modprobe: %v\n", err)
+			code = 1
+		}
+	}
+	return code
 }
