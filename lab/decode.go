@@ -67,7 +67,7 @@ const (
 
 // Record is one captured frame.
 type Record struct {
-	Seq       uint64 // 1 for the observer's first frame
+	Seq       uint64 // 1 for the first frame the observer kept
 	Time      time.Time
 	Len       int    // length on the wire
 	Frame     []byte // the first Snaplen bytes

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -725,5 +726,42 @@ func TestProcOutputIsBounded(t *testing.T) {
 	}
 	if _, err := p.WaitForLine(ctx, regexp.MustCompile(`^29999$`)); err != nil {
 		t.Fatalf("recent line not found: %v", err)
+	}
+}
+
+func TestProcSignalAndCancel(t *testing.T) {
+	_, a, _ := pair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pctx, pcancel := context.WithCancel(ctx)
+	defer pcancel()
+	p, err := a.Start(pctx, []string{"/bin/sh", "-c", `trap 'echo got usr1' USR1; echo ready; while :; do sleep 0.05; done`}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WaitForLine(ctx, regexp.MustCompile(`^ready$`)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		mark := p.LastSeq()
+		if err := p.Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		l, err := p.WaitForLineAfter(ctx, mark, regexp.MustCompile(`^got usr1$`))
+		if err != nil {
+			t.Fatalf("signal %d: %v", i+1, err)
+		}
+		if l.Seq <= mark {
+			t.Fatalf("signal %d: matched old line %d (mark %d)", i+1, l.Seq, mark)
+		}
+	}
+	pcancel()
+	select {
+	case <-p.Done():
+	case <-ctx.Done():
+		t.Fatal("process still running after its context was cancelled")
+	}
+	if err := p.Signal(syscall.SIGUSR1); err == nil {
+		t.Fatal("Signal to an exited process succeeded")
 	}
 }

@@ -16,7 +16,15 @@ import (
 type ObserverConfig struct {
 	Capacity int // records kept, oldest dropped first; default 4096
 	Snaplen  int // bytes kept of each frame; default 256
+	// Keep, if set, selects the records to keep; the others are only
+	// counted (Filtered), so bulk traffic cannot push out the frames a
+	// test waits for. KeepControl keeps VRRP, ARP and NAs.
+	Keep func(Record) bool
 }
+
+// KeepControl keeps the frames of failover: VRRP, ARP and neighbour
+// advertisements.
+func KeepControl(r Record) bool { return r.Kind != KindOther }
 
 // Observer captures the frames crossing a switch or one switch port, with
 // an AF_PACKET socket in the lab's fabric namespace, and decodes VRRP, ARP
@@ -29,14 +37,15 @@ type Observer struct {
 	done   chan struct{}
 	stopMu sync.Once
 
-	mu      sync.Mutex
-	ring    []Record
-	seq     uint64
-	evicted uint64
-	drops   map[DropReason]uint64
-	notify  chan struct{} // closed and replaced on every new record
-	readErr error
-	kdrops  uint64
+	mu       sync.Mutex
+	ring     []Record
+	seq      uint64
+	evicted  uint64
+	drops    map[DropReason]uint64
+	notify   chan struct{} // closed and replaced on every new record
+	readErr  error
+	kdrops   uint64
+	filtered uint64
 }
 
 // Observe captures everything crossing the switch (the bridge device, put
@@ -133,11 +142,15 @@ func (o *Observer) run() {
 func (o *Observer) add(r Record) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.seq++
-	r.Seq = o.seq
 	if r.Malformed != "" {
 		o.drops[r.Malformed]++
 	}
+	if o.cfg.Keep != nil && !o.cfg.Keep(r) {
+		o.filtered++
+		return
+	}
+	o.seq++
+	r.Seq = o.seq
 	if len(o.ring) >= o.cfg.Capacity {
 		// Drop the oldest quarter at once so appends stay amortised O(1).
 		k := max(1, o.cfg.Capacity/4)
@@ -165,6 +178,13 @@ func (o *Observer) LastSeq() uint64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.seq
+}
+
+// Filtered returns how many frames ObserverConfig.Keep rejected.
+func (o *Observer) Filtered() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.filtered
 }
 
 // Evicted returns how many records were dropped to stay within Capacity.

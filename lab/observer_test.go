@@ -270,3 +270,68 @@ vrrp_instance VI {
 		})
 	}
 }
+
+func TestObserverKeepFilter(t *testing.T) {
+	l, a, _ := pair(t)
+	obs, err := l.Switch("sw").ObserveWith(ObserverConfig{Capacity: 8, Keep: KeepControl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := a.ListenPacket("udp4", "192.0.2.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		if _, err := pc.WriteTo([]byte("bulk"), &net.UDPAddr{IP: net.IPv4(192, 0, 2, 255), Port: 9}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ifi, err := a.Interface("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := netip.MustParseAddr("192.0.2.1")
+	err = a.Do(func() error {
+		c, err := arp.Dial(ifi)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		p, err := arp.NewPacket(arp.OperationReply, ifi.HardwareAddr, ip, ethernet.Broadcast, ip)
+		if err != nil {
+			return err
+		}
+		return c.WriteTo(p, ethernet.Broadcast)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	r, err := obs.WaitFor(ctx, func(r Record) bool { return r.Kind == KindARP && r.ARP.Op == ARPReply && r.ARP.Gratuitous })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if obs.Filtered() < 50 {
+		t.Fatalf("filtered %d frames, want at least the 50 bulk datagrams", obs.Filtered())
+	}
+	for _, rec := range obs.Records() {
+		if rec.Kind == KindOther {
+			t.Fatalf("kept a %v frame despite KeepControl", rec.Kind)
+		}
+	}
+	if r.Seq > 8 {
+		t.Fatalf("ARP reply has Seq %d: bulk frames were counted as kept", r.Seq)
+	}
+
+	// After Stop the records stay and waiting fails at once.
+	if err := obs.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if len(obs.Records()) == 0 {
+		t.Fatal("records gone after Stop")
+	}
+	if _, err := obs.WaitForAfter(ctx, obs.LastSeq(), func(Record) bool { return true }); err == nil || ctx.Err() != nil {
+		t.Fatalf("WaitForAfter on a stopped observer = %v (ctx %v), want an immediate error", err, ctx.Err())
+	}
+}
