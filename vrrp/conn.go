@@ -76,10 +76,22 @@ func listenRaw(ifi *net.Interface, src netip.Addr, join bool) (advertConn, error
 // the kernel.
 const readBuffer = 4 << 20
 
+// setReadBuffer tries SO_RCVBUFFORCE (CAP_NET_ADMIN, which a VRRP daemon
+// has anyway) and falls back to SO_RCVBUF, which net.core.rmem_max caps.
 func setReadBuffer(pc net.PacketConn) {
-	if rb, ok := pc.(interface{ SetReadBuffer(int) error }); ok {
-		_ = rb.SetReadBuffer(readBuffer) // best effort: capped by net.core.rmem_max
+	sc, ok := pc.(syscall.Conn)
+	if !ok {
+		return
 	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, readBuffer) != nil {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, readBuffer)
+		}
+	})
 }
 
 type conn4 struct {

@@ -1,6 +1,7 @@
 package vrrp_test
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -167,7 +168,7 @@ func TestE2EBadInput(t *testing.T) {
 				took := sendForged(t, att, group, c.ttl, c.n, c.gen)
 				want[c.reason] += uint64(c.n)
 				w := want[c.reason]
-				waitFor(t, c.reason+" drops counted", settle, func() bool { return r2.in.Status().Drops[c.reason] >= w })
+				waitFor(t, fmt.Sprintf("%d %s drops counted", w, c.reason), settle, func() bool { return r2.in.Status().Drops[c.reason] >= w })
 				if got := r2.in.Status().Drops[c.reason]; got != w {
 					t.Fatalf("%s: %d drops counted, want %d", c.reason, got, w)
 				}
