@@ -2,8 +2,10 @@ package lab
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/mdlayher/arp"
@@ -306,4 +308,37 @@ func checksum(initial uint32, b []byte) uint16 {
 		s = s&0xffff + s>>16
 	}
 	return uint16(s)
+}
+
+// String describes the record on one line, for logs and test failures.
+func (r Record) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "#%d %s %s > %s", r.Seq, r.Time.Format("15:04:05.000000"), r.Src, r.Dst)
+	switch {
+	case r.VRRP != nil:
+		v := r.VRRP
+		fmt.Fprintf(&b, " vrrp v%d %v > %v vrid %d prio %d int %v addrs %v", v.Version, v.Src, v.Dst, v.VRID, v.Priority, v.Interval, v.Addrs)
+		if !v.ChecksumOK {
+			b.WriteString(" BAD-CHECKSUM")
+		}
+	case r.ARP != nil:
+		a := r.ARP
+		op := "request"
+		if a.Op == ARPReply {
+			op = "reply"
+		}
+		fmt.Fprintf(&b, " arp %s %v (%v) > %v (%v)", op, a.SenderIP, a.SenderMAC, a.TargetIP, a.TargetMAC)
+		if a.Gratuitous {
+			b.WriteString(" gratuitous")
+		}
+	case r.NA != nil:
+		n := r.NA
+		fmt.Fprintf(&b, " na %v > %v target %v (%v) router=%v solicited=%v override=%v", n.Src, n.Dst, n.Target, n.TargetMAC, n.Router, n.Solicited, n.Override)
+	default:
+		fmt.Fprintf(&b, " ethertype %#04x len %d", r.EtherType, r.Len)
+	}
+	if r.Malformed != "" {
+		fmt.Fprintf(&b, " malformed: %s", r.Malformed)
+	}
+	return b.String()
 }

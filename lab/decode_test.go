@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -185,5 +186,25 @@ func TestParseStatStart(t *testing.T) {
 				t.Fatalf("parseStatStart = %d, %v; want %d, error %v", got, err, tc.want, tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestRecordString(t *testing.T) {
+	tests := []struct {
+		frame string
+		want  string
+	}{
+		{kaV3IPv4, "vrrp v3 192.0.2.1 > 224.0.0.18 vrid 51 prio 200 int 500ms addrs [192.0.2.200]"},
+		{kaGARP, "arp request 192.0.2.200 (ba:ff:ba:be:2e:db) > 192.0.2.200 (ff:ff:ff:ff:ff:ff) gratuitous"},
+		{kaNA, "na 2001:db8::200 > ff02::1 target 2001:db8::200 (86:7d:a2:c7:e7:94) router=false solicited=false override=true"},
+	}
+	for _, tc := range tests {
+		got := DecodeFrame(mustHex(t, tc.frame)).String()
+		if !strings.Contains(got, tc.want) {
+			t.Errorf("String() = %q, want it to contain %q", got, tc.want)
+		}
+	}
+	if got := DecodeFrame(make([]byte, 5)).String(); !strings.Contains(got, "malformed: short-ethernet") {
+		t.Errorf("String() of a short frame = %q, want the drop reason", got)
 	}
 }

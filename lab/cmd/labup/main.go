@@ -31,6 +31,7 @@ func run() error {
 	realVIPs := flag.String("real-vip", "", "comma-separated prefixes to put on the real servers' loopback (LVS-DR), e.g. 192.0.2.1/32")
 	hold := flag.Duration("for", 0, "tear down after this long (0: wait for SIGINT/SIGTERM)")
 	sweep := flag.Bool("sweep", false, "only remove leftovers of dead runs, then exit")
+	watch := flag.Bool("watch", false, "print VRRP adverts, ARP and neighbour advertisements seen on every switch")
 	flag.Parse()
 
 	if *sweep {
@@ -83,6 +84,25 @@ func run() error {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *hold)
 		defer cancel()
+	}
+	if *watch {
+		for _, sw := range []*lab.Switch{s.Front, s.Back, s.Sync} {
+			obs, err := sw.ObserveWith(lab.ObserverConfig{Keep: lab.KeepControl})
+			if err != nil {
+				return err
+			}
+			go func() {
+				var last uint64
+				for {
+					r, err := obs.WaitForAfter(ctx, last, func(lab.Record) bool { return true })
+					if err != nil {
+						return
+					}
+					last = r.Seq
+					fmt.Printf("%-5s %s\n", sw.Name(), r)
+				}
+			}()
+		}
 	}
 	<-ctx.Done()
 	start := time.Now()
