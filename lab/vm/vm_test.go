@@ -343,3 +343,79 @@ func TestRunExitStatus(t *testing.T) {
 		t.Errorf("Run with a 1s timeout took %s", d)
 	}
 }
+
+func TestParseTestOutput(t *testing.T) {
+	transcript := `vminit: ready 3.70s after boot (34 modules in 900ms)
+=== RUN   TestA
+    a_test.go:10: in A
+--- PASS: TestA (0.01s)
+=== RUN   TestB
+=== RUN   TestB/sub
+    b_test.go:20: in B/sub
+=== PAUSE TestB/par
+=== RUN   TestC
+=== CONT  TestB/par
+    b_test.go:30: in B/par
+=== NAME  TestC
+    c_test.go:5: skipping
+--- SKIP: TestC (0.00s)
+--- FAIL: TestB (0.02s)
+    --- PASS: TestB/sub (0.00s)
+    --- FAIL: TestB/par (0.00s)
+FAIL
+`
+	got := parseTestOutput(strings.NewReader(transcript))
+	wantStatus := map[string]string{"TestA": "PASS", "TestB": "FAIL", "TestC": "SKIP"}
+	for name, st := range wantStatus {
+		if got.status[name] != st {
+			t.Errorf("status[%s] = %q, want %q", name, got.status[name], st)
+		}
+	}
+	has := func(name, substr string) bool {
+		for _, l := range got.lines[name] {
+			if strings.Contains(l, substr) {
+				return true
+			}
+		}
+		return false
+	}
+	for name, substr := range map[string]string{"TestA": "in A", "TestB": "in B/par", "TestC": "skipping"} {
+		if !has(name, substr) {
+			t.Errorf("lines[%s] lack %q: %q", name, substr, got.lines[name])
+		}
+	}
+	if has("TestC", "in B/par") || has("TestA", "in B") {
+		t.Errorf("lines attributed to the wrong test: %q", got.lines)
+	}
+	if !has("TestB", "--- PASS: TestB/sub") {
+		t.Errorf("subtest results missing from their parent: %q", got.lines["TestB"])
+	}
+	if len(got.preamble) != 1 || !strings.HasPrefix(got.preamble[0], "vminit: ready") {
+		t.Errorf("preamble = %q, want the boot line", got.preamble)
+	}
+	if len(got.trailer) != 1 || got.trailer[0] != "FAIL" {
+		t.Errorf("trailer = %q, want the summary", got.trailer)
+	}
+}
+
+func TestTopPattern(t *testing.T) {
+	tests := []struct {
+		pattern, name string
+		want          bool
+	}{
+		{"TestIPVS", "TestIPVSNAT", true},
+		{"TestIPVSNAT/rr", "TestIPVSNAT", true},
+		{"TestIPVSNAT/rr", "TestIPVSSchedulers", false},
+		{"Test(A|B/x)", "TestA", true},
+		{"^TestA$", "TestAB", false},
+	}
+	for _, tt := range tests {
+		re := topPattern(tt.pattern)
+		if got := re.MatchString(tt.name); got != tt.want {
+			t.Errorf("topPattern(%q) matches %q = %v, want %v", tt.pattern, tt.name, got, tt.want)
+		}
+	}
+	if topPattern("") != nil {
+		t.Error("empty pattern should select everything (nil)")
+	}
+}

@@ -94,7 +94,7 @@ func RunInVM(t testing.TB) (ranInVM bool) {
 	if err != nil {
 		t.Fatalf("vm: locating the test binary: %v", err)
 	}
-	args := []string{exe, "-test.run", testPattern(t.Name()), "-test.v", "-test.count=1"}
+	args := []string{exe}
 	if testing.Short() {
 		args = append(args, "-test.short")
 	}
@@ -104,6 +104,13 @@ func RunInVM(t testing.TB) (ranInVM bool) {
 			timeout = left
 		}
 	}
+	if b := batchFor(t.Name()); b != nil {
+		b.run(Options{Args: args, Env: passEnv(), Kernel: k, Timeout: timeout})
+		<-b.done
+		b.report(t, t.Name())
+		return true
+	}
+	args = append(args, "-test.run", testPattern(t.Name()), "-test.v", "-test.count=1")
 	// Run writes the console into a pipe read here, on the test's
 	// goroutine, so t.Log attributes each line to the caller's RunInVM line.
 	pr, pw := io.Pipe()
