@@ -336,6 +336,11 @@ func TestE2EPreempt(t *testing.T) {
 			waitMaster(t, r2, all)
 			waitGARP(t, obs, seq, r2.h, f.vip.Addr())
 			assertSteady(t, r2, all, 500*time.Millisecond)
+			// r2 preempted by ignoring r1's lower adverts until its
+			// master down timer fired; the ignored events are counted.
+			if n := r2.in.Status().Ignored["lower_priority"]; n == 0 {
+				t.Fatalf("r2 ignored no lower-priority advert: %v", r2.in.Status().Ignored)
+			}
 		})
 	}
 }
