@@ -602,3 +602,28 @@ func TestE2ESyncGroup(t *testing.T) {
 	waitMaster(t, fronts[0], fronts)
 	waitMaster(t, backs[0], backs)
 }
+
+// TestE2ESplitBrainHeals detaches the master from the switch with carrier
+// still up (a silent partition): it cannot tell and keeps the VIP while the
+// backup takes over, so both hold it. When the partition heals they hear
+// each other and the lower priority gives way at once.
+func TestE2ESplitBrainHeals(t *testing.T) {
+	lab.SkipIfNotRoot(t)
+	l := buildLAN(t, 2)
+	r1 := startRouter(t, l.Host("r1"), instanceConfig("vi", 100, v4))
+	r2 := startRouter(t, l.Host("r2"), instanceConfig("vi", 200, v4))
+	all := []*router{r1, r2}
+	waitMaster(t, r2, all)
+	link := l.Host("r2").Link(lanIf)
+	if err := link.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both masters during the partition", settle, func() bool {
+		return r1.state() == vrrp.StateMaster && r2.state() == vrrp.StateMaster
+	})
+	if err := link.Attach(); err != nil {
+		t.Fatal(err)
+	}
+	waitMaster(t, r2, all)
+	assertSteady(t, r2, all, 500*time.Millisecond)
+}

@@ -91,3 +91,40 @@ func manyPrefixes(n int) []netip.Prefix {
 	}
 	return out
 }
+
+func TestNewSet(t *testing.T) {
+	a, b := goodInstance(), goodInstance()
+	b.Name, b.VRID = "vb", 8
+	cfg := &conf.Config{
+		Global:         conf.Global{NotifyTimeout: conf.Duration(3 * time.Second)},
+		VRRP:           []conf.VRRPInstance{a, b},
+		VRRPSyncGroups: []conf.VRRPSyncGroup{{Name: "g", Instances: []string{"vi", "vb"}}},
+	}
+	s, err := NewSet(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if len(s.Instances) != 2 || len(s.Groups) != 1 || s.Instance("vb") == nil || s.Instance("vb").group != s.Groups[0] {
+		t.Fatalf("set %+v", s)
+	}
+	if s.Instance("vi").opts.NotifyTimeout != 3*time.Second {
+		t.Fatal("global notify_timeout not applied")
+	}
+
+	bad := &conf.Config{
+		VRRP:           []conf.VRRPInstance{a, a},
+		VRRPSyncGroups: []conf.VRRPSyncGroup{{Name: "g", Instances: []string{"vi", "nope"}}},
+	}
+	if _, err := NewSet(bad, Options{}); err == nil || !strings.Contains(err.Error(), `duplicate instance name "vi"`) {
+		t.Fatalf("duplicate not reported: %v", err)
+	}
+	bad.VRRP = []conf.VRRPInstance{a}
+	if _, err := NewSet(bad, Options{}); err == nil || !strings.Contains(err.Error(), `instances[1]: no vrrp instance "nope"`) {
+		t.Fatalf("unknown member not reported: %v", err)
+	}
+	bad.VRRPSyncGroups = append(bad.VRRPSyncGroups[:0], conf.VRRPSyncGroup{Name: "g1", Instances: []string{"vi"}}, conf.VRRPSyncGroup{Name: "g2", Instances: []string{"vi"}})
+	if _, err := NewSet(bad, Options{}); err == nil || !strings.Contains(err.Error(), `already in group "g1"`) {
+		t.Fatalf("double membership not reported: %v", err)
+	}
+}
