@@ -208,3 +208,17 @@ func TestRecordString(t *testing.T) {
 		t.Errorf("String() of a short frame = %q, want the drop reason", got)
 	}
 }
+
+func FuzzParseProcFiles(f *testing.F) {
+	f.Add([]byte("123 (sleep) S 1 123 123 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 100"))
+	f.Add([]byte("pid=42 start=98765 name=\"x\"\n"))
+	f.Add([]byte("7 (a) (b c) R 1"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if start, err := parseStatStart(b); err == nil && start == 0 && !strings.Contains(string(b), " 0") {
+			t.Fatalf("start time 0 parsed from %q", b)
+		}
+		if r, err := parseOwner(b); err == nil && !strings.HasPrefix(string(b), "pid=") {
+			t.Fatalf("owner %+v parsed from %q", r, b)
+		}
+	})
+}

@@ -292,6 +292,16 @@ func deleteNamedNS(name string) error {
 	return err
 }
 
+// checkOpen fails once the lab is closed, naming what was attempted.
+func (l *Lab) checkOpen(what string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return fmt.Errorf("lab %s: %s: lab is closed", l.id, what)
+	}
+	return nil
+}
+
 // track registers c to be closed at teardown, or closes it now if the lab
 // is already closed.
 func (l *Lab) track(c io.Closer) {

@@ -359,6 +359,7 @@ func TestCreateTeardownCyclesLeaveNothing(t *testing.T) {
 		t.Fatalf("%d namespaces of this process exist before the test", ns0)
 	}
 	const cycles = 50
+	var fds0 int
 	start := time.Now()
 	for i := range cycles {
 		l, err := Build("cycle", Topology{
@@ -374,7 +375,14 @@ func TestCreateTeardownCyclesLeaveNothing(t *testing.T) {
 		if n, _ := countLeftovers(t); n != 3 {
 			t.Fatalf("cycle %d: %d namespaces while the lab is up, want 3 (fabric, a, b)", i, n)
 		}
+		// Exercise everything that holds a reference to a namespace.
 		if _, err := l.Host("a").Listen("tcp", "192.0.2.1:80"); err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		if _, err := l.Switch("sw").Observe(); err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		if _, err := l.Host("b").Start(context.Background(), []string{"/bin/sleep", "60"}, nil); err != nil {
 			t.Fatalf("cycle %d: %v", i, err)
 		}
 		if err := l.Close(); err != nil {
@@ -383,10 +391,19 @@ func TestCreateTeardownCyclesLeaveNothing(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(OwnerDir, l.ID())); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("cycle %d: owner file left behind: %v", i, err)
 		}
+		if i == 0 {
+			// After one cycle the runtime has opened what it keeps open.
+			fds0 = countFDs(t)
+		}
 	}
 	ns, links := countLeftovers(t)
 	if ns != 0 || links != links0 {
 		t.Fatalf("after %d cycles: %d namespaces left, %d veth/bridge links in the root namespace (was %d)", cycles, ns, links, links0)
+	}
+	// A leaked namespace handle, netlink or packet socket or listener
+	// would keep a namespace (and its veths and bridges) alive unnamed.
+	if fds := countFDs(t); fds != fds0 {
+		t.Fatalf("open file descriptors went from %d to %d over %d cycles", fds0, fds, cycles-1)
 	}
 	t.Logf("%d create/teardown cycles in %v", cycles, time.Since(start).Round(time.Millisecond))
 }
@@ -764,4 +781,13 @@ func TestProcSignalAndCancel(t *testing.T) {
 	if err := p.Signal(syscall.SIGUSR1); err == nil {
 		t.Fatal("Signal to an exited process succeeded")
 	}
+}
+
+func countFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }

@@ -195,3 +195,31 @@ func TestBadInputNamesTheProblem(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+func TestClosedLabRefusesWork(t *testing.T) {
+	SkipIfNotRoot(t)
+	l, err := New("closed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := l.AddHost("h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("second Close = %v, want nil", err)
+	}
+	for name, err := range map[string]error{
+		"AddSwitch": second(l.AddSwitch("sw")),
+		"AddHost":   second(l.AddHost("h2")),
+		"Connect":   second(l.Connect(h, LinkSpec{Iface: "eth0", Switch: "sw"})),
+		"Start":     second(h.Start(context.Background(), []string{"/bin/true"}, nil)),
+	} {
+		if err == nil || !strings.Contains(err.Error(), "closed") {
+			t.Errorf("%s on a closed lab = %v, want an error saying it is closed", name, err)
+		}
+	}
+}

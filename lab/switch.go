@@ -30,6 +30,9 @@ func (s *Switch) Bridge() string { return s.bridge }
 // AddSwitch creates a switch. The name must be a valid interface name (a
 // letter, then up to 14 letters, digits, '_' or '.').
 func (l *Lab) AddSwitch(name string) (*Switch, error) {
+	if err := l.checkOpen("AddSwitch " + name); err != nil {
+		return nil, err
+	}
 	if !ifnamePattern.MatchString(name) {
 		return nil, fmt.Errorf("lab %s: bad switch name %q: want a letter then up to 14 letters, digits, '_' or '.'", l.id, name)
 	}
@@ -102,6 +105,9 @@ func (k *Link) String() string {
 // end is spec.Iface, brings both ends up, adds spec.Addrs and waits until
 // the link is usable.
 func (l *Lab) Connect(h *Host, spec LinkSpec) (*Link, error) {
+	if err := l.checkOpen("Connect " + spec.Iface); err != nil {
+		return nil, err
+	}
 	if h == nil || h.lab != l {
 		return nil, fmt.Errorf("lab %s: Connect: host is not part of this lab", l.id)
 	}
