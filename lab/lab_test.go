@@ -791,3 +791,26 @@ func countFDs(t *testing.T) int {
 	}
 	return len(ents)
 }
+
+func TestHostRun(t *testing.T) {
+	_, a, _ := pair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := a.Run(ctx, []string{"/bin/cat", "/proc/net/if_inet6"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only the host's own interfaces are visible: lo and eth0, with the
+	// lab address 2001:db8::1.
+	if !strings.Contains(out, "20010db8000000000000000000000001") || !strings.Contains(out, " eth0\n") {
+		t.Fatalf("if_inet6 in host a:\n%s\nwant 2001:db8::1 on eth0", out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Fields(line); len(f) != 6 || (f[5] != "lo" && f[5] != "eth0") {
+			t.Fatalf("host a sees interface line %q, want only lo and eth0", line)
+		}
+	}
+	if _, err := a.Run(ctx, []string{"/bin/sh", "-c", "echo bad; exit 4"}, nil); err == nil || !strings.Contains(err.Error(), "exit status 4") {
+		t.Fatalf("Run of a failing command = %v, want exit status 4", err)
+	}
+}

@@ -98,6 +98,19 @@ func (h *Host) Start(ctx context.Context, argv []string, env []string) (*Proc, e
 	return p, nil
 }
 
+// Run runs argv in the host to completion and returns its combined output
+// (bounded like Proc's). The error names the command and its exit status.
+func (h *Host) Run(ctx context.Context, argv []string, env []string) (string, error) {
+	p, err := h.Start(ctx, argv, env)
+	if err != nil {
+		return "", err
+	}
+	if err := p.Wait(); err != nil {
+		return p.Output(), fmt.Errorf("host %s: %q: %w", h.name, argv, err)
+	}
+	return p.Output(), nil
+}
+
 // Pid returns the process ID.
 func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
