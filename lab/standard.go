@@ -85,8 +85,9 @@ func hostAddr(n netip.Prefix, last byte) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom16(a), n.Bits())
 }
 
-// StandardTopology returns the topology of the standard lab.
-func StandardTopology(opts StandardOptions) Topology {
+// StandardTopology returns the topology of the standard lab (without the
+// options, which NewStandard applies afterwards).
+func StandardTopology() Topology {
 	director := func(name string, last byte) HostSpec {
 		return HostSpec{
 			Name: name,
@@ -158,7 +159,7 @@ func NewStandardT(t testing.TB, opts StandardOptions) *Standard {
 }
 
 func (l *Lab) applyStandard(opts StandardOptions) (*Standard, error) {
-	if err := l.Apply(StandardTopology(opts)); err != nil {
+	if err := l.Apply(StandardTopology()); err != nil {
 		return nil, err
 	}
 	s := &Standard{
