@@ -56,6 +56,28 @@ func NewSet(cfg *conf.Config, opts Options) (*Set, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	// Every instance has its own socket and sees its siblings' adverts;
+	// those are not "unknown" VRIDs.
+	for i, a := range s.Instances {
+		for j, b := range s.Instances {
+			if i == j || a.cfg.Interface != b.cfg.Interface || a.family != b.family {
+				continue
+			}
+			if a.cfg.VRID == b.cfg.VRID {
+				if i < j {
+					errs = append(errs, fmt.Errorf("vrrp instances %q and %q: both use vrid %d on %s over IPv%d", a.cfg.Name, b.cfg.Name, a.cfg.VRID, a.cfg.Interface, a.family))
+				}
+				continue
+			}
+			if a.others == nil {
+				a.others = map[uint8]bool{}
+			}
+			a.others[uint8(b.cfg.VRID)] = true
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	for i, gc := range cfg.VRRPSyncGroups {
 		var members []*Instance
 		for j, name := range gc.Instances {

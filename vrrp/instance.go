@@ -68,6 +68,7 @@ type Instance struct {
 	expect  Expect
 	drops   DropCounters
 	group   *SyncGroup
+	others  map[uint8]bool // VRIDs of sibling instances on the same link and family (NewSet)
 	groupCh chan Event
 
 	mu     sync.Mutex
@@ -413,7 +414,7 @@ func (in *Instance) Run(ctx context.Context) error {
 }
 
 func (in *Instance) readLoop(ctx context.Context, c advertConn, out chan<- EvAdvert) {
-	dec := Decoder{Routers: map[uint8]Expect{uint8(in.cfg.VRID): in.expect}, Drops: &in.drops}
+	dec := Decoder{Routers: map[uint8]Expect{uint8(in.cfg.VRID): in.expect}, Others: in.others, Drops: &in.drops}
 	buf := make([]byte, 1500)
 	for {
 		r, err := c.Read(buf)

@@ -111,6 +111,14 @@ func TestNewSet(t *testing.T) {
 	if s.Instance("vi").opts.NotifyTimeout != 3*time.Second {
 		t.Fatal("global notify_timeout not applied")
 	}
+	if !s.Instance("vi").others[8] || !s.Instance("vb").others[7] {
+		t.Fatal("sibling VRIDs on the same link not known")
+	}
+	same := goodInstance()
+	same.Name = "vc"
+	if _, err := NewSet(&conf.Config{VRRP: []conf.VRRPInstance{a, same}}, Options{}); err == nil || !strings.Contains(err.Error(), "both use vrid 7") {
+		t.Fatalf("vrid clash not reported: %v", err)
+	}
 
 	bad := &conf.Config{
 		VRRP:           []conf.VRRPInstance{a, a},
