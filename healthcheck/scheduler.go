@@ -70,6 +70,7 @@ type Scheduler struct {
 	out   chan Transition
 	sem   chan struct{}
 	wake  chan struct{}
+	epoch time.Time
 	base  context.Context
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
@@ -91,7 +92,8 @@ type probe struct {
 	reason   string
 	since    time.Time
 	next     time.Time
-	index    int // in the heap; -1 when not queued
+	due      time.Duration // next - Scheduler.epoch: a cheap heap key
+	index    int           // in the heap; -1 when not queued
 	running  bool
 	removed  bool
 	ctx      context.Context
@@ -127,6 +129,7 @@ func New(opt Options) *Scheduler {
 	return &Scheduler{
 		opt:    opt,
 		clock:  opt.Clock,
+		epoch:  opt.Clock.Now(),
 		out:    make(chan Transition, opt.Buffer),
 		sem:    make(chan struct{}, opt.MaxConcurrent),
 		wake:   make(chan struct{}, 1),
@@ -249,9 +252,13 @@ func (s *Scheduler) newProbe(k string, t Target, ck Checker, now time.Time) *pro
 		h.Write([]byte(k))
 		off = time.Duration(h.Sum64() % uint64(p.interval))
 	}
-	p.next = now.Add(off)
+	p.setNext(now.Add(off), s.epoch)
 	heap.Push(&s.queue, p)
 	return p
+}
+
+func (p *probe) setNext(t, epoch time.Time) {
+	p.next, p.due = t, t.Sub(epoch)
 }
 
 func (p *probe) transition(at time.Time) Transition {
@@ -394,6 +401,7 @@ func (s *Scheduler) check(p *probe, scheduled time.Time) {
 	if p.next.Before(now) {
 		p.next = now
 	}
+	p.setNext(p.next, s.epoch)
 	heap.Push(&s.queue, p)
 	s.poke()
 }
@@ -437,7 +445,7 @@ func (t Transition) String() string {
 type probeHeap []*probe
 
 func (h probeHeap) Len() int           { return len(h) }
-func (h probeHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
+func (h probeHeap) Less(i, j int) bool { return h[i].due < h[j].due }
 func (h probeHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].index, h[j].index = i, j
