@@ -49,25 +49,29 @@ func (h *Host) String() string { return h.name + "(" + h.nsName + ")" }
 // namespace for their whole life; goroutines f starts do not run in it (they
 // get other threads). If switching back fails the thread is left locked so
 // the runtime discards it rather than reuse a thread in the wrong namespace.
-func (h *Host) Do(f func() error) error {
+func (h *Host) Do(f func() error) (err error) {
 	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
+	orig, gerr := netns.Get()
+	if gerr != nil {
 		runtime.UnlockOSThread()
-		return fmt.Errorf("host %s: current namespace: %w", h, err)
+		return fmt.Errorf("host %s: current namespace: %w", h, gerr)
 	}
 	defer orig.Close()
-	if err := netns.Set(h.ns); err != nil {
+	if serr := netns.Set(h.ns); serr != nil {
 		runtime.UnlockOSThread()
-		return fmt.Errorf("host %s: entering namespace: %w", h, err)
+		return fmt.Errorf("host %s: entering namespace: %w", h, serr)
 	}
-	ferr := f()
-	if err := netns.Set(orig); err != nil {
-		// Deliberately still locked: see above.
-		return errors.Join(ferr, fmt.Errorf("host %s: leaving namespace: %w", h, err))
-	}
-	runtime.UnlockOSThread()
-	return ferr
+	// Deferred so that a panic in f, recovered further up, does not leave
+	// the goroutine running in the host's namespace.
+	defer func() {
+		if serr := netns.Set(orig); serr != nil {
+			// Deliberately still locked: see above.
+			err = errors.Join(err, fmt.Errorf("host %s: leaving namespace: %w", h, serr))
+			return
+		}
+		runtime.UnlockOSThread()
+	}()
+	return f()
 }
 
 // Listen is net.Listen inside the host. The listener is closed at lab

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -812,5 +813,28 @@ func TestHostRun(t *testing.T) {
 	}
 	if _, err := a.Run(ctx, []string{"/bin/sh", "-c", "echo bad; exit 4"}, nil); err == nil || !strings.Contains(err.Error(), "exit status 4") {
 		t.Fatalf("Run of a failing command = %v, want exit status 4", err)
+	}
+}
+
+func TestDoRestoresNamespaceAfterPanic(t *testing.T) {
+	_, a, _ := pair(t)
+	before, err := statNS("/proc/thread-self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() { _ = recover() }()
+		_ = a.Do(func() error { panic("boom") })
+	}()
+	// Still on the same (locked-then-unlocked) thread or another one:
+	// either way this goroutine must be back in the original namespace.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	after, err := statNS("/proc/thread-self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Fatal("goroutine left in the host's namespace after a panic in Do")
 	}
 }
