@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 
 	"github.com/u-root/u-root/pkg/cpio"
@@ -37,9 +39,9 @@ type GuestConfig struct {
 	Nonce string `json:"nonce"`
 }
 
-// File is a host file to copy into the guest.
+// File is a host file, or a directory tree, to copy into the guest.
 type File struct {
-	Host  string // path on the host
+	Host  string // path on the host; a directory is copied recursively
 	Guest string // absolute path in the guest
 	// WithLibs also copies the dynamic loader and shared libraries the file
 	// needs (as an ELF executable), to the same paths they have on the host.
@@ -101,6 +103,9 @@ func (ir *initramfs) addFile(f File) error {
 	if !path.IsAbs(f.Guest) {
 		return fmt.Errorf("vm: guest path %q of %s is not absolute", f.Guest, f.Host)
 	}
+	if st, err := os.Stat(f.Host); err == nil && st.IsDir() {
+		return ir.addTree(f.Host, f.Guest)
+	}
 	if err := ir.addHost(f.Host, f.Guest); err != nil {
 		return err
 	}
@@ -117,6 +122,25 @@ func (ir *initramfs) addFile(f File) error {
 		}
 	}
 	return nil
+}
+
+// addTree copies the regular files under a host directory; symlinks are
+// followed, other special files skipped.
+func (ir *initramfs) addTree(host, guest string) error {
+	return filepath.WalkDir(host, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("vm: initramfs: %w", err)
+		}
+		rel, err := filepath.Rel(host, p)
+		if err != nil {
+			return err
+		}
+		st, err := os.Stat(p)
+		if err != nil || !st.Mode().IsRegular() {
+			return nil
+		}
+		return ir.addHost(p, path.Join(guest, filepath.ToSlash(rel)))
+	})
 }
 
 // addModules copies modules under numbered names, so the guest's load order

@@ -195,3 +195,20 @@ func kernelRelease() string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// TestVMSeesTestdata checks a test in the VM runs where it would on the
+// host: in its package directory, with testdata/ beside it.
+func TestVMSeesTestdata(t *testing.T) {
+	if vm.RunInVM(t) {
+		return
+	}
+	b, err := os.ReadFile("testdata/fuzz/FuzzParseModinfo/ip_vs")
+	if err != nil {
+		t.Fatalf("reading testdata from %s: %v", must(os.Getwd()), err)
+	}
+	if !strings.Contains(string(b), "depends=nf_conntrack") {
+		t.Errorf("testdata file has unexpected content: %q", b)
+	}
+}
+
+func must[T any](v T, _ error) T { return v }

@@ -8,7 +8,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// One boot serves both IPVS tests when they run in the VM.
-	vm.Batch("TestIPVSNAT", "TestIPVSSchedulers")
+	// One boot serves all VM tests when they run in the VM.
+	vm.Batch("TestIPVSNAT", "TestIPVSSchedulers", "TestVMSeesTestdata")
 	os.Exit(m.Run())
 }

@@ -23,6 +23,8 @@ type Options struct {
 	Args []string
 	// Env is added to the guest command's environment.
 	Env []string
+	// Dir is the guest command's working directory; empty means /tmp.
+	Dir string
 	// Files are extra host files to copy into the guest (helpers, ipvsadm
 	// and its libraries, haldir itself).
 	Files []File
@@ -216,7 +218,7 @@ func buildInitrd(ctx context.Context, k Kernel, opts Options) (path, nonce strin
 	cfg := GuestConfig{
 		Args:    append([]string{guestCmd}, opts.Args[1:]...),
 		Env:     opts.Env,
-		Dir:     "/tmp",
+		Dir:     opts.Dir,
 		Modules: guestMods,
 		Nonce:   nonce,
 	}

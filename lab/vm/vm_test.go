@@ -303,17 +303,35 @@ func TestResolveModules(t *testing.T) {
 }
 
 // TestRunExitStatus boots the VM with busybox as the command and checks its
-// output and exit status come back, and that an expired timeout kills qemu.
+// output and exit status come back, that extra files (a directory tree, and
+// ipvsadm with its shared libraries) reach the guest and work against the
+// guest's IPVS, and that an expired timeout kills qemu.
 func TestRunExitStatus(t *testing.T) {
 	k := needVM(t)
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		t.Skip("needs busybox-static at /bin/busybox")
 	}
+	data := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(data, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "sub", "hello.txt"), []byte("content-from-host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := "echo hello from $HALDIR_LAB_IN_VM $FOO; cat sub/hello.txt; "
+	files := []File{{Host: data, Guest: "/data"}}
+	_, ipvsadmErr := os.Stat("/usr/sbin/ipvsadm")
+	if ipvsadmErr == nil {
+		files = append(files, File{Host: "/usr/sbin/ipvsadm", Guest: "/usr/sbin/ipvsadm", WithLibs: true})
+		script += "ipvsadm -A -t 192.0.2.1:80 -s wrr && ipvsadm -a -t 192.0.2.1:80 -r 10.0.1.21:80 -m && ipvsadm -Ln; "
+	}
+	script += "exit 7"
 	var out bytes.Buffer
 	code, err := Run(context.Background(), Options{
-		Args:    []string{"/bin/busybox", "sh", "-c", "echo hello from $HALDIR_LAB_IN_VM $FOO; exit 7"},
+		Args:    []string{"/bin/busybox", "sh", "-c", script},
 		Env:     []string{"FOO=bar"},
-		Modules: []string{}, // none: faster, and proves they are optional
+		Files:   files,
+		Dir:     "/data",
 		Kernel:  k,
 		Timeout: 2 * time.Minute,
 		Output:  &out,
@@ -324,15 +342,23 @@ func TestRunExitStatus(t *testing.T) {
 	if code != 7 {
 		t.Errorf("exit status %d, want 7", code)
 	}
-	if !strings.Contains(out.String(), "hello from 1 bar") {
-		t.Errorf("console lacks the command's output:\n%s", out.String())
+	want := []string{"hello from 1 bar", "content-from-host"}
+	if ipvsadmErr == nil {
+		want = append(want, "TCP  192.0.2.1:80 wrr", "-> 10.0.1.21:80")
+	} else {
+		t.Log("no /usr/sbin/ipvsadm: not checking a dynamically linked extra file")
+	}
+	for _, w := range want {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("console lacks %q:\n%s", w, out.String())
+		}
 	}
 	t.Log(strings.TrimSpace(out.String()))
 
 	start := time.Now()
 	_, err = Run(context.Background(), Options{
 		Args:    []string{"/bin/busybox", "sleep", "600"},
-		Modules: []string{},
+		Modules: []string{}, // none: nothing here needs them
 		Kernel:  k,
 		Timeout: time.Second,
 	})

@@ -18,6 +18,9 @@ import (
 // and in a VM otherwise.
 const ModeEnv = "HALDIR_LAB"
 
+// guestPkgDir is the in-VM test binary's working directory.
+const guestPkgDir = "/haldir-vm/pkg"
+
 // InVM reports whether this process runs inside the lab VM.
 func InVM() bool { return os.Getenv(InVMEnv) != "" }
 
@@ -61,6 +64,19 @@ func HostHasIPVS() bool {
 // test, or fails it when HALDIR_LAB=vm asked for the VM explicitly.
 func RunInVM(t testing.TB) (ranInVM bool) {
 	t.Helper()
+	return RunInVMWith(t, Options{})
+}
+
+// RunInVMWith is RunInVM with more for the guest: extra Files (ipvsadm and
+// its libraries, haldir, helpers), Env, Modules, MemoryMB, CPUs and a
+// Timeout. Args, Kernel and Output are RunInVM's own. For batched tests the
+// options of the first test to boot the shared VM apply.
+//
+// The guest command runs in a copy of the package directory's testdata (as
+// a test's working directory would be on the host), so tests reading
+// testdata/ work unchanged.
+func RunInVMWith(t testing.TB, extra Options) (ranInVM bool) {
+	t.Helper()
 	if InVM() {
 		return false
 	}
@@ -94,23 +110,43 @@ func RunInVM(t testing.TB) (ranInVM bool) {
 	if err != nil {
 		t.Fatalf("vm: locating the test binary: %v", err)
 	}
-	args := []string{exe}
-	if testing.Short() {
-		args = append(args, "-test.short")
+	timeout := extra.Timeout
+	if timeout == 0 {
+		timeout = 3 * time.Minute
 	}
-	timeout := 3 * time.Minute
 	if dl, ok := deadline(t); ok {
 		if left := time.Until(dl) - 5*time.Second; left < timeout {
 			timeout = left
 		}
 	}
+	// The in-VM binary times out first, so a hung test dumps its
+	// goroutines instead of vanishing with a killed qemu.
+	inner := timeout - 15*time.Second
+	if inner < 10*time.Second {
+		inner = timeout
+	}
+	args := []string{exe, "-test.timeout", inner.String()}
+	if testing.Short() {
+		args = append(args, "-test.short")
+	}
+	opts := extra
+	opts.Args = args
+	opts.Env = append(passEnv(), extra.Env...)
+	opts.Kernel = k
+	opts.Timeout = timeout
+	opts.Output, opts.Log = nil, nil
+	// Tests run in their package directory; bring testdata along.
+	if st, err := os.Stat("testdata"); err == nil && st.IsDir() {
+		opts.Files = append(opts.Files, File{Host: "testdata", Guest: guestPkgDir + "/testdata"})
+	}
+	opts.Dir = guestPkgDir
 	if b := batchFor(t.Name()); b != nil {
-		b.run(Options{Args: args, Env: passEnv(), Kernel: k, Timeout: timeout})
+		b.run(opts)
 		<-b.done
 		b.report(t, t.Name())
 		return true
 	}
-	args = append(args, "-test.run", testPattern(t.Name()), "-test.v", "-test.count=1")
+	opts.Args = append(opts.Args, "-test.run", testPattern(t.Name()), "-test.v", "-test.count=1")
 	// Run writes the console into a pipe read here, on the test's
 	// goroutine, so t.Log attributes each line to the caller's RunInVM line.
 	pr, pw := io.Pipe()
@@ -120,13 +156,8 @@ func RunInVM(t testing.TB) (ranInVM bool) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		code, err := Run(context.Background(), Options{
-			Args:    args,
-			Env:     passEnv(),
-			Kernel:  k,
-			Timeout: timeout,
-			Output:  pw,
-		})
+		opts.Output = pw
+		code, err := Run(context.Background(), opts)
 		pw.Close()
 		done <- result{code, err}
 	}()

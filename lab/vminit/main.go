@@ -76,6 +76,10 @@ func run() (int, string) {
 	if cmd.Dir == "" {
 		cmd.Dir = "/tmp"
 	}
+	if err := os.MkdirAll(cmd.Dir, 0o755); err != nil {
+		fmt.Fprintf(os.Stderr, "vminit: %v\n", err)
+		return 255, cfg.Nonce
+	}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	err = cmd.Run()
 	var exit *exec.ExitError
