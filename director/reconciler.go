@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -454,4 +455,20 @@ func cmpKey(a, b ServiceKey) int {
 		return -1
 	}
 	return 1
+}
+
+// MarshalText lets Counters.Errors be encoded as a JSON object
+// ("add_destination/EEXIST": 2) for the control socket and scripts.
+func (k ErrorKey) MarshalText() ([]byte, error) {
+	return []byte(string(k.Op) + "/" + k.Reason), nil
+}
+
+// UnmarshalText is MarshalText's inverse.
+func (k *ErrorKey) UnmarshalText(b []byte) error {
+	op, reason, ok := strings.Cut(string(b), "/")
+	if !ok {
+		return fmt.Errorf("invalid error key %q (want op/reason)", b)
+	}
+	k.Op, k.Reason = OpKind(op), reason
+	return nil
 }

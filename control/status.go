@@ -1,0 +1,44 @@
+package control
+
+import (
+	"time"
+
+	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/healthcheck"
+	"github.com/haldir-lb/haldir/vrrp"
+)
+
+// Status is everything `haldir status` shows, as the daemon sees it now.
+type Status struct {
+	Version      string
+	RouterID     string
+	ConfigPath   string
+	Started      time.Time
+	ConfigLoaded time.Time
+
+	// VRRP holds one entry per VRRP instance.
+	VRRP []vrrp.Status
+	// Services is the director's view of every configured virtual server;
+	// nil when no virtual servers are configured.
+	Services []director.ServiceStatus
+	// Foreign lists IPVS services in the kernel that haldir does not manage.
+	Foreign []director.ServiceKey
+	// Director holds the reconciler's pass and error counters.
+	Director *director.Counters
+	// Probes is the health checker's state per distinct probe, with the
+	// last results, so status can show each real server's last check.
+	Probes []healthcheck.ProbeStatus
+	// Components not running in this build or configuration, with why.
+	NotRunning map[string]string
+}
+
+// Daemon is what the control server needs from the running daemon.
+type Daemon interface {
+	// Status returns a snapshot; it must be cheap and safe to call
+	// concurrently.
+	Status() Status
+	// Reload re-reads and validates the configuration file. On a
+	// validation failure it returns the errors one per element and keeps
+	// the running configuration.
+	Reload() (errs []string, err error)
+}
