@@ -36,10 +36,10 @@ func BuildInit(ctx context.Context) (string, error) {
 		return "", err
 	}
 	initDir := filepath.Join(dir, "..", "vminit")
-	// vminit imports this package, so both sources make the key.
+	// vminit imports package guest, so both sources make the key.
 	h := sha256.New()
 	fmt.Fprintln(h, runtime.Version())
-	for _, d := range []string{dir, initDir} {
+	for _, d := range []string{filepath.Join(dir, "guest"), initDir} {
 		files, _ := filepath.Glob(filepath.Join(d, "*.go"))
 		sort.Strings(files)
 		for _, f := range files {

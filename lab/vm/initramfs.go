@@ -11,33 +11,13 @@ import (
 	"sort"
 
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/haldir-lb/haldir/lab/vm/guest"
 )
 
-// Guest paths the host and vminit agree on.
-const (
-	// GuestConfigPath holds the JSON GuestConfig that vminit reads.
-	GuestConfigPath = "/haldir-vm/config.json"
-	// GuestInitPath is where vminit lives; the kernel runs /init.
-	GuestInitPath = "/init"
-	// GuestModulesDir holds the modules, named by load order.
-	GuestModulesDir = "/haldir-vm/modules"
-	// InVMEnv is set in the guest command's environment, so a test binary
-	// knows it already runs inside the VM.
-	InVMEnv = "HALDIR_LAB_IN_VM"
-	// ExitMarker starts the line vminit prints last: marker, nonce, status.
-	ExitMarker = "HALDIR-VM-EXIT"
-)
-
-// GuestConfig tells vminit what to do; the host writes it into the initramfs.
-type GuestConfig struct {
-	Args    []string `json:"args"`
-	Env     []string `json:"env"`
-	Dir     string   `json:"dir"`
-	Modules []string `json:"modules"` // guest paths, in load order
-	// Nonce makes the exit marker impossible to fake from the command's
-	// own output by accident.
-	Nonce string `json:"nonce"`
-}
+// InVMEnv is set in the guest command's environment, so a test binary
+// knows it already runs inside the VM.
+const InVMEnv = guest.InVMEnv
 
 // File is a host file, or a directory tree, to copy into the guest.
 type File struct {
@@ -65,14 +45,14 @@ func (ir *initramfs) close() {
 	}
 }
 
-func (ir *initramfs) addStatic(guest string, content []byte, perm uint64) {
-	name := cpio.Normalize(guest)
+func (ir *initramfs) addStatic(dst string, content []byte, perm uint64) {
+	name := cpio.Normalize(dst)
 	ir.files[name] = cpio.StaticRecord(content, cpio.Info{Name: name, Mode: cpio.S_IFREG | perm, NLink: 1})
 }
 
 // addHost copies one host file (following symlinks) to guest.
-func (ir *initramfs) addHost(host, guest string) error {
-	name := cpio.Normalize(guest)
+func (ir *initramfs) addHost(host, dst string) error {
+	name := cpio.Normalize(dst)
 	if _, ok := ir.files[name]; ok {
 		return nil
 	}
@@ -126,7 +106,7 @@ func (ir *initramfs) addFile(f File) error {
 
 // addTree copies the regular files under a host directory; symlinks are
 // followed, other special files skipped.
-func (ir *initramfs) addTree(host, guest string) error {
+func (ir *initramfs) addTree(host, dst string) error {
 	return filepath.WalkDir(host, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("vm: initramfs: %w", err)
@@ -139,30 +119,30 @@ func (ir *initramfs) addTree(host, guest string) error {
 		if err != nil || !st.Mode().IsRegular() {
 			return nil
 		}
-		return ir.addHost(p, path.Join(guest, filepath.ToSlash(rel)))
+		return ir.addHost(p, path.Join(dst, filepath.ToSlash(rel)))
 	})
 }
 
 // addModules copies modules under numbered names, so the guest's load order
 // is visible in the archive too, and returns their guest paths.
 func (ir *initramfs) addModules(mods []Module) ([]string, error) {
-	var guest []string
+	var paths []string
 	for i, m := range mods {
-		g := fmt.Sprintf("%s/%03d-%s.ko", GuestModulesDir, i, m.Name)
+		g := fmt.Sprintf("%s/%03d-%s.ko", guest.ModulesDir, i, m.Name)
 		if err := ir.addHost(m.Path, g); err != nil {
 			return nil, err
 		}
-		guest = append(guest, g)
+		paths = append(paths, g)
 	}
-	return guest, nil
+	return paths, nil
 }
 
-func (ir *initramfs) addConfig(c GuestConfig) error {
+func (ir *initramfs) addConfig(c guest.Config) error {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("vm: encoding guest config: %w", err)
 	}
-	ir.addStatic(GuestConfigPath, b, 0o644)
+	ir.addStatic(guest.ConfigPath, b, 0o644)
 	return nil
 }
 
@@ -179,7 +159,7 @@ func (ir *initramfs) writeTo(w io.Writer) error {
 		// The kernel opens /dev/console for init before anything is
 		// mounted, so it must exist in the archive itself.
 		cpio.CharDev("dev/console", 0o600, 5, 1),
-		cpio.Symlink("sbin/modprobe", GuestInitPath),
+		cpio.Symlink("sbin/modprobe", guest.InitPath),
 	}
 	for _, n := range names {
 		recs = append(recs, ir.files[n])

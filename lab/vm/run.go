@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/haldir-lb/haldir/lab/vm/guest"
 )
 
 // Options describe one VM run.
@@ -158,7 +160,7 @@ func scanConsole(r io.Reader, out io.Writer, nonce string) (code int, found bool
 // parseExitMarker recognises "HALDIR-VM-EXIT <nonce> <status>".
 func parseExitMarker(line, nonce string) (int, bool) {
 	f := strings.Fields(line)
-	if len(f) != 3 || f[0] != ExitMarker || f[1] != nonce {
+	if len(f) != 3 || f[0] != guest.ExitMarker || f[1] != nonce {
 		return 0, false
 	}
 	c, err := strconv.Atoi(f[2])
@@ -199,7 +201,7 @@ func buildInitrd(ctx context.Context, k Kernel, opts Options) (path, nonce strin
 
 	ir := newInitramfs()
 	defer ir.close()
-	if err := ir.addHost(initBin, GuestInitPath); err != nil {
+	if err := ir.addHost(initBin, guest.InitPath); err != nil {
 		return "", "", err
 	}
 	guestCmd := guestBinDir + "/" + filepath.Base(opts.Args[0])
@@ -215,7 +217,7 @@ func buildInitrd(ctx context.Context, k Kernel, opts Options) (path, nonce strin
 	if err != nil {
 		return "", "", err
 	}
-	cfg := GuestConfig{
+	cfg := guest.Config{
 		Args:    append([]string{guestCmd}, opts.Args[1:]...),
 		Env:     opts.Env,
 		Dir:     opts.Dir,

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/haldir-lb/haldir/lab/vm/guest"
 )
 
 func TestParseModinfo(t *testing.T) {
@@ -202,7 +204,7 @@ func TestInitramfsLayout(t *testing.T) {
 	if err := ir.addFile(File{Host: "/bin/true", Guest: "relative"}); err == nil {
 		t.Error("addFile accepted a relative guest path")
 	}
-	cfg := GuestConfig{Args: []string{"/haldir-vm/bin/true"}, Nonce: "n1"}
+	cfg := guest.Config{Args: []string{"/haldir-vm/bin/true"}, Nonce: "n1"}
 	if err := ir.addConfig(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +240,7 @@ func TestInitramfsLayout(t *testing.T) {
 			t.Errorf("library %s missing from the archive", l)
 		}
 	}
-	r, ok := byName[strings.TrimPrefix(GuestConfigPath, "/")]
+	r, ok := byName[strings.TrimPrefix(guest.ConfigPath, "/")]
 	if !ok {
 		t.Fatal("guest config missing")
 	}
@@ -246,7 +248,7 @@ func TestInitramfsLayout(t *testing.T) {
 	if _, err := r.ReadAt(data, 0); err != nil {
 		t.Fatal(err)
 	}
-	var back GuestConfig
+	var back guest.Config
 	if err := json.Unmarshal(data, &back); err != nil || back.Nonce != "n1" || !slices.Equal(back.Args, cfg.Args) {
 		t.Errorf("guest config read back %+v, %v; want %+v", back, err, cfg)
 	}
