@@ -473,6 +473,25 @@ func TestSweepRemovesLeftoverOfKilledOwner(t *testing.T) {
 		_ = cmd.Process.Kill()
 		t.Fatalf("helper never reported its lab: %v", sc.Err())
 	}
+	// Other test processes sweep too (every New does). Until the checks
+	// below are done, the owner file names this live process so that no
+	// sweeper but ours touches the leftovers.
+	ownerFile := filepath.Join(OwnerDir, id)
+	deadOwner, err := os.ReadFile(ownerFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	myStart, err := procStartTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ownerFile, []byte(fmt.Sprintf("pid=%d start=%d\n", os.Getpid(), myStart)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = os.WriteFile(ownerFile, deadOwner, 0o644)
+		_, _ = Sweep()
+	})
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 
@@ -484,19 +503,17 @@ func TestSweepRemovesLeftoverOfKilledOwner(t *testing.T) {
 		t.Fatalf("sleep %d is not running in the leftover namespace", sleeper)
 	}
 
+	// Back to the dead owner's record, and sweep. (Another process's
+	// sweeper may win the race from here on; it runs the same code, and
+	// the end state is what is checked.)
+	if err := os.WriteFile(ownerFile, deadOwner, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	removed, err := Sweep()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{id + "-fabric", id + "-h"} {
-		found := false
-		for _, r := range removed {
-			found = found || r == want
-		}
-		if !found {
-			t.Errorf("Sweep removed %v, want it to include %s", removed, want)
-		}
-	}
+	t.Logf("Sweep removed %v", removed)
 	if left, _ := filepath.Glob(filepath.Join(NetNSDir, id+"-*")); len(left) != 0 {
 		t.Errorf("namespaces left after Sweep: %v", left)
 	}
