@@ -124,7 +124,7 @@ func NewT(t testing.TB, name string) *Lab {
 func SkipIfNotRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root to create network namespaces (run as root or via `make test-root`)")
+		t.Skip("skipping: needs root (euid 0) to create network namespaces; run the tests as root")
 	}
 }
 
