@@ -157,7 +157,7 @@ func FetchKernel(ctx context.Context, log io.Writer) (Kernel, error) {
 	dir := filepath.Join(cache, "kernel", pkg)
 	if k, err := kernelAt(dir, pkg); err == nil {
 		// Caches from before vmlinux extraction get it now.
-		if err := ensureVmlinux(dir, k.Image); err != nil {
+		if err := ensureVmlinux(dir, k.Image, log); err != nil {
 			return Kernel{}, err
 		}
 		return kernelAt(dir, pkg)
@@ -190,7 +190,7 @@ func FetchKernel(ctx context.Context, log io.Writer) (Kernel, error) {
 	if len(images) != 1 {
 		return Kernel{}, fmt.Errorf("vm: %s holds %d boot/vmlinuz-* files, want 1", debs[0], len(images))
 	}
-	if err := ensureVmlinux(unpacked, images[0]); err != nil {
+	if err := ensureVmlinux(unpacked, images[0], log); err != nil {
 		return Kernel{}, err
 	}
 	if err := os.WriteFile(filepath.Join(unpacked, completeMarker), []byte(filepath.Base(debs[0])+"\n"), 0o644); err != nil {

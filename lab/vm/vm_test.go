@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -357,6 +359,22 @@ func TestRunExitStatus(t *testing.T) {
 	}
 	t.Log(strings.TrimSpace(out.String()))
 
+	// The compressed kernel boots too, for hosts that could not extract
+	// vmlinux.
+	bz := k
+	bz.Vmlinux = ""
+	out.Reset()
+	code, err = Run(context.Background(), Options{
+		Args:    []string{"/bin/busybox", "true"},
+		Modules: []string{},
+		Kernel:  bz,
+		Timeout: 2 * time.Minute,
+		Output:  &out,
+	})
+	if err != nil || code != 0 {
+		t.Errorf("booting the bzImage %s: status %d, %v\n%s", bz.Image, code, err, out.String())
+	}
+
 	start := time.Now()
 	_, err = Run(context.Background(), Options{
 		Args:    []string{"/bin/busybox", "sleep", "600"},
@@ -446,4 +464,54 @@ func TestTopPattern(t *testing.T) {
 	if topPattern("") != nil {
 		t.Error("empty pattern should select everything (nil)")
 	}
+}
+
+func FuzzParseTestOutput(f *testing.F) {
+	f.Add("=== RUN   TestA\n    x\n--- PASS: TestA (0.00s)\nPASS\n")
+	f.Add("boot\n=== CONT  TestB/x\n    --- FAIL: TestB/x (0.01s)\n--- FAIL: TestB (0.02s)\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		out := parseTestOutput(strings.NewReader(s))
+		for name, st := range out.status {
+			if st != "PASS" && st != "FAIL" && st != "SKIP" {
+				t.Fatalf("status %q for %s", st, name)
+			}
+			if len(out.lines[name]) == 0 {
+				t.Fatalf("%s has a status but no lines", name)
+			}
+		}
+	})
+}
+
+func TestEnsureVmlinux(t *testing.T) {
+	k := needVM(t)
+	if _, err := os.Stat(k.Image); err != nil {
+		t.Skip(err)
+	}
+	t.Run("without xz boots the bzImage", func(t *testing.T) {
+		dir := t.TempDir()
+		t.Setenv("PATH", t.TempDir())
+		var log bytes.Buffer
+		if err := ensureVmlinux(dir, k.Image, &log); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, vmlinuxName)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("vmlinux written without xz: %v", err)
+		}
+		if !strings.Contains(log.String(), "xz not found") {
+			t.Errorf("log does not say xz is missing: %q", log.String())
+		}
+	})
+	t.Run("with xz writes a PVH kernel", func(t *testing.T) {
+		if _, err := exec.LookPath("xz"); err != nil {
+			t.Skip(err)
+		}
+		dir := t.TempDir()
+		if err := ensureVmlinux(dir, k.Image, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		ok, err := hasPVHNote(filepath.Join(dir, vmlinuxName))
+		if err != nil || !ok {
+			t.Errorf("extracted vmlinux has PVH note: %v, %v; want true", ok, err)
+		}
+	})
 }

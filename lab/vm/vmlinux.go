@@ -55,7 +55,11 @@ func decompressPayload(p []byte, w io.Writer) error {
 		// The kernel's xz stream uses the x86 BCJ filter, which the pure Go
 		// xz readers lack; xz-utils is on every Debian system. --single-stream
 		// skips the 4-byte size the kernel build appends to the payload.
-		cmd := exec.Command("xz", "-dc", "--single-stream")
+		xzPath, err := exec.LookPath("xz")
+		if err != nil {
+			return fmt.Errorf("%w: %v", errNoXZ, err)
+		}
+		cmd := exec.Command(xzPath, "-dc", "--single-stream")
 		cmd.Stdin, cmd.Stdout = bytes.NewReader(p), w
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
@@ -77,6 +81,10 @@ func decompressPayload(p []byte, w io.Writer) error {
 	n := min(len(p), 6)
 	return fmt.Errorf("vm: kernel payload compression %x not supported (want xz or gzip)", p[:n])
 }
+
+// errNoXZ says the xz tool is missing; the kernel then boots as a bzImage,
+// only slower.
+var errNoXZ = errors.New("xz not found (apt-get install xz-utils)")
 
 // hasPVHNote reports whether an ELF kernel has the Xen PHYS32_ENTRY note
 // that lets qemu boot it directly.
@@ -114,8 +122,9 @@ func hasPVHNote(path string) (bool, error) {
 }
 
 // ensureVmlinux writes dir/vmlinux from the bzImage when missing. A kernel
-// without PVH support gets none, and Run boots the bzImage instead.
-func ensureVmlinux(dir, image string) error {
+// without PVH support, or a host without xz, gets none, and Run boots the
+// bzImage instead (3-4 s slower).
+func ensureVmlinux(dir, image string, log io.Writer) error {
 	dst := filepath.Join(dir, vmlinuxName)
 	if _, err := os.Stat(dst); err == nil {
 		return nil
@@ -138,6 +147,10 @@ func ensureVmlinux(dir, image string) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if errors.Is(err, errNoXZ) {
+		fmt.Fprintf(log, "vmkernel: %v: the VM will boot the compressed kernel, 3-4 s slower\n", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -146,6 +159,7 @@ func ensureVmlinux(dir, image string) error {
 		return fmt.Errorf("vm: decompressed %s is not an ELF kernel: %w", image, err)
 	}
 	if !ok {
+		fmt.Fprintf(log, "vmkernel: %s cannot boot through PVH; the VM will boot the compressed kernel\n", image)
 		return nil
 	}
 	return os.Rename(tmp, dst)

@@ -87,6 +87,9 @@ func RunInVMWith(t testing.TB, extra Options) (ranInVM bool) {
 			return false
 		}
 	case "native":
+		if !HostHasIPVS() {
+			t.Fatalf("vm: %s=native but the host kernel has no IPVS (no /proc/net/ip_vs, modprobe ip_vs failed); use %s=vm or auto", ModeEnv, ModeEnv)
+		}
 		return false
 	case "vm":
 	default:
