@@ -13,6 +13,7 @@ import (
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -104,6 +105,14 @@ func newAnnouncer(ifi *net.Interface, vips []netip.Addr) (*announcer, error) {
 	a.ndp, _, err = ndp.Listen(&numeric, ndp.LinkLocal)
 	if err != nil {
 		return nil, fmt.Errorf("vrrp: NDP socket on %s: %w", ifi.Name, err)
+	}
+	// The socket only sends: block every ICMPv6 type on receive so that
+	// unread messages do not pile up in its buffer.
+	var f ipv6.ICMPFilter
+	f.SetAll(true)
+	if err := a.ndp.SetICMPFilter(&f); err != nil {
+		a.ndp.Close()
+		return nil, fmt.Errorf("vrrp: NDP socket on %s: ICMPv6 filter: %w", ifi.Name, err)
 	}
 	return a, nil
 }
