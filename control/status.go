@@ -3,6 +3,7 @@ package control
 import (
 	"time"
 
+	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
 	"github.com/haldir-lb/haldir/vrrp"
@@ -28,6 +29,11 @@ type Status struct {
 	// Probes is the health checker's state per distinct probe, with the
 	// last results, so status can show each real server's last check.
 	Probes []healthcheck.ProbeStatus
+	// VirtualServers is the configuration of the virtual servers in force
+	// (defaults applied, checks inherited): status takes forwarding,
+	// persistence and each real server's check definition from it, which
+	// the director's snapshot does not carry.
+	VirtualServers []conf.VirtualServer `json:",omitempty"`
 	// Components not running in this build or configuration, with why.
 	NotRunning map[string]string
 }
