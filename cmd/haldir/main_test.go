@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/director"
 )
 
 const validConfig = `
@@ -57,6 +58,31 @@ protocol = "udp"
 [[virtual_server.real_server]]
 address = "10.0.0.21"
 `
+
+// daemonConfig is validConfig without VRRP: daemon tests here run without a
+// network namespace (VRRP in the daemon is covered by the namespace tests)
+// and with the in-memory IPVS kernel.
+var daemonConfig = strings.Replace(validConfig, `[[vrrp]]
+name = "VI_1"
+interface = "eth0"
+vrid = 51
+priority = 150
+virtual_addresses = ["192.0.2.10/24"]
+
+[[vrrp_sync_group]]
+name = "G"
+instances = ["VI_1"]
+`, "", 1)
+
+// idleConfig runs no component: enough for signal handling through the
+// real entry point, on any kernel.
+const idleConfig = "[global]\nrouter_id = \"lvs-a\"\n"
+
+func withFakeKernel(k *director.FakeKernel) func(*daemon) {
+	return func(d *daemon) {
+		d.comp.newKernel = func() (director.Kernel, func(), error) { return k, func() {}, nil }
+	}
+}
 
 const invalidConfig = `[[vrrp]]
 name = "VI_1"
@@ -234,14 +260,18 @@ func waitFor(t *testing.T, log *syncBuffer, want string, count int) {
 }
 
 func TestRunReloadAndStop(t *testing.T) {
-	path := writeFile(t, validConfig)
+	if daemonConfig == validConfig {
+		t.Fatal("daemonConfig still has the vrrp section")
+	}
+	path := writeFile(t, daemonConfig)
 	sigs := make(chan os.Signal)
 	var log syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- runDaemon([]string{"-c", path}, &log, sigs) }()
+	k := director.NewFakeKernel()
+	go func() { done <- runDaemonWith([]string{"-c", path}, &log, sigs, withFakeKernel(k)) }()
 
 	waitFor(t, &log, "haldir started", 1)
-	waitFor(t, &log, "components not implemented yet", 1)
+	waitFor(t, &log, `component=sync why="kernel conn-sync is not implemented yet`, 1)
 
 	// A broken file is rejected error by error; the old config stays.
 	if err := os.WriteFile(path, []byte(invalidConfig), 0o600); err != nil {
@@ -259,7 +289,7 @@ func TestRunReloadAndStop(t *testing.T) {
 	}
 
 	// A good file is taken.
-	if err := os.WriteFile(path, []byte("[global]\nlog_level = \"debug\"\n"+validConfig[len("\n[global]\n"):]), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("[global]\nlog_level = \"debug\"\n"+daemonConfig[len("\n[global]\n"):]), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sigs <- syscall.SIGHUP
@@ -329,7 +359,7 @@ func TestRunNotifiesSystemd(t *testing.T) {
 	sigs := make(chan os.Signal)
 	var log syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- runDaemon([]string{"-c", writeFile(t, validConfig)}, &log, sigs) }()
+	go func() { done <- runDaemon([]string{"-c", writeFile(t, idleConfig)}, &log, sigs) }()
 	if got := recv(); got != "READY=1" {
 		t.Errorf("first message %q, want READY=1", got)
 	}
@@ -352,7 +382,7 @@ func TestRunNotifiesSystemd(t *testing.T) {
 // TestRunRealSignals sends real signals to the test process: the "run"
 // subcommand must have registered for them before it logs "haldir started".
 func TestRunRealSignals(t *testing.T) {
-	path := writeFile(t, validConfig)
+	path := writeFile(t, idleConfig)
 	var log syncBuffer
 	done := make(chan int, 1)
 	go func() { done <- run([]string{"run", "-c", path}, &log, &log) }()

@@ -7,8 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 
@@ -19,6 +20,12 @@ import (
 // systemd sends to the journal). It returns when sigs delivers SIGTERM or
 // SIGINT.
 func runDaemon(args []string, logOut io.Writer, sigs <-chan os.Signal) int {
+	return runDaemonWith(args, logOut, sigs, nil)
+}
+
+// runDaemonWith is runDaemon with a hook that adjusts the daemon before it
+// starts (tests swap the IPVS kernel for the in-memory fake).
+func runDaemonWith(args []string, logOut io.Writer, sigs <-chan os.Signal, setup func(*daemon)) int {
 	fs := flag.NewFlagSet("haldir run", flag.ContinueOnError)
 	fs.SetOutput(logOut)
 	path := fs.String("c", conf.DefaultPath, "configuration file")
@@ -43,6 +50,9 @@ func runDaemon(args []string, logOut io.Writer, sigs <-chan os.Signal) int {
 		return exitInvalid
 	}
 	d := newDaemon(*path, c, logOut, *level)
+	if setup != nil {
+		setup(d)
+	}
 	return d.serve(sigs)
 }
 
@@ -58,9 +68,12 @@ type daemon struct {
 	// notify reports state to the service manager (sd_notify).
 	notify func(state string)
 
-	// notWired lists the components this build does not run yet; start
-	// says so plainly instead of pretending to work.
-	notWired []string
+	comp *components
+
+	// mu serialises reloads (SIGHUP and the control socket) and guards cfg.
+	mu       sync.Mutex
+	started  time.Time
+	loadedAt time.Time
 }
 
 func newDaemon(path string, c *conf.Config, logOut io.Writer, levelOverride string) *daemon {
@@ -73,7 +86,6 @@ func newDaemon(path string, c *conf.Config, logOut io.Writer, levelOverride stri
 			// Outside systemd NOTIFY_SOCKET is unset and this is a no-op.
 			_, _ = sddaemon.SdNotify(false, state)
 		},
-		notWired: []string{"vrrp", "healthcheck", "director (IPVS)", "sync (kernel conn-sync)", "cluster"},
 	}
 	d.setLevel(c)
 	opts := &slog.HandlerOptions{Level: d.level}
@@ -82,6 +94,7 @@ func newDaemon(path string, c *conf.Config, logOut io.Writer, levelOverride stri
 	} else {
 		d.log = slog.New(slog.NewTextHandler(logOut, opts))
 	}
+	d.comp = newComponents(d.log)
 	return d
 }
 
@@ -120,7 +133,7 @@ func (d *daemon) serve(sigs <-chan os.Signal) int {
 		switch sig {
 		case syscall.SIGHUP:
 			d.notify(sddaemon.SdNotifyReloading + "\n" + sddaemon.SdNotifyMonotonicUsec())
-			d.rereadConfig()
+			_, _ = d.rereadConfig() // logged; the running config stays on error
 			d.notify(sddaemon.SdNotifyReady)
 		case syscall.SIGTERM, syscall.SIGINT:
 			d.log.Info("shutting down", "signal", sig.String())
@@ -137,42 +150,61 @@ func (d *daemon) serve(sigs <-chan os.Signal) int {
 // start brings the configured components up.
 func (d *daemon) start() error {
 	c := d.cfg
+	d.started, d.loadedAt = time.Now(), time.Now()
+	if err := d.comp.start(c); err != nil {
+		return err
+	}
 	d.log.Info("haldir started", "version", version, "config", d.path, "router_id", c.Global.RouterID,
 		"vrrp_instances", len(c.VRRP), "virtual_servers", len(c.VirtualServers))
-	d.log.Warn("components not implemented yet in this build; nothing is being managed",
-		"components", strings.Join(d.notWired, ", "))
+	for name, why := range d.comp.notRunningSnapshot() {
+		d.log.Warn("component not running", "component", name, "why", why)
+	}
 	return nil
 }
 
 // rereadConfig loads and validates the file again. A bad file is logged
-// error by error and the running configuration stays.
-func (d *daemon) rereadConfig() {
+// error by error, returned for `haldir reload`, and the running
+// configuration stays.
+func (d *daemon) rereadConfig() (errs []string, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	c, err := conf.Load(d.path)
 	if err != nil {
 		var es conf.Errors
 		if errors.As(err, &es) {
 			for _, e := range es {
 				d.log.Error("config error", "error", e.Error())
+				errs = append(errs, e.Error())
 			}
 			d.log.Error("config reload failed; keeping the running configuration", "config", d.path, "errors", len(es))
 		} else {
+			errs = append(errs, err.Error())
 			d.log.Error("config reload failed; keeping the running configuration", "error", err)
 		}
-		return
+		return errs, errors.New("invalid configuration; the running configuration stays")
 	}
-	d.reload(c)
+	if err := d.reload(c); err != nil {
+		d.log.Error("config reload failed; keeping the running configuration", "error", err)
+		return []string{err.Error()}, err
+	}
 	d.log.Info("config reloaded", "config", d.path)
+	return nil, nil
 }
 
 // reload switches the daemon to a new, valid configuration. Components
-// apply the difference here.
-func (d *daemon) reload(c *conf.Config) {
+// apply the difference here. Called with d.mu held.
+func (d *daemon) reload(c *conf.Config) error {
 	if c.Global.LogFormat != d.cfg.Global.LogFormat {
 		d.log.Warn("global.log_format changes take effect at restart", "running", d.cfg.Global.LogFormat, "new", c.Global.LogFormat)
 	}
+	if err := d.comp.reload(d.cfg, c); err != nil {
+		return err
+	}
 	d.setLevel(c)
 	d.cfg = c
+	d.loadedAt = time.Now()
+	return nil
 }
 
 // stop tears the components down.
-func (d *daemon) stop() {}
+func (d *daemon) stop() { d.comp.stop() }
