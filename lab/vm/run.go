@@ -47,7 +47,14 @@ type Options struct {
 	Output io.Writer
 	// Log receives the lab's own timing lines; nil means Output.
 	Log io.Writer
+	// KernelArgs are added to the kernel command line.
+	KernelArgs []string
 }
+
+// kernelArgs: the serial console carries everything; panic=-1 with qemu's
+// -no-reboot turns a guest panic into qemu exiting; mitigations=off because
+// the guest runs only our own code and TCG pays dearly for them.
+var kernelArgs = []string{"console=ttyS0", "panic=-1", "quiet", "mitigations=off"}
 
 // ErrNoStatus says the guest stopped without printing the exit marker: it
 // crashed, was killed or timed out.
@@ -113,7 +120,7 @@ func Run(ctx context.Context, opts Options) (exitCode int, err error) {
 		"-nodefaults", "-no-user-config", "-display", "none",
 		"-serial", "stdio", "-monitor", "none", "-no-reboot",
 		"-kernel", k.bootImage(), "-initrd", initrd,
-		"-append", "console=ttyS0 panic=-1 quiet",
+		"-append", strings.Join(append(kernelArgs, opts.KernelArgs...), " "),
 	)
 	cmd.Stdin = nil
 	cmd.Stderr = &prefixWriter{w: out, prefix: "qemu: "}
