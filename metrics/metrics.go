@@ -1,0 +1,234 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/haldir-lb/haldir/control"
+	"github.com/haldir-lb/haldir/vrrp"
+)
+
+const ns = "haldir"
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(ns+"_"+name, help, labels, nil)
+}
+
+var (
+	dBuildInfo      = desc("build_info", "Always 1; the version label is the running build.", "version")
+	dVRRPState      = desc("vrrp_state", "1 for the VRRP instance's current state, 0 for the others.", "instance", "state")
+	dVRRPPriority   = desc("vrrp_priority", "Effective VRRP priority (configured priority adjusted by tracking).", "instance")
+	dVRRPBasePrio   = desc("vrrp_base_priority", "Configured VRRP priority.", "instance")
+	dVRRPSent       = desc("vrrp_adverts_sent_total", "VRRP advertisements sent.", "instance")
+	dVRRPRecv       = desc("vrrp_adverts_received_total", "VRRP advertisements received and accepted.", "instance")
+	dVRRPSendErr    = desc("vrrp_send_errors_total", "VRRP advertisements that could not be sent.", "instance")
+	dVRRPDrops      = desc("vrrp_drops_total", "Received VRRP packets discarded, per reason.", "instance", "reason")
+	dVRRPIgnored    = desc("vrrp_ignored_total", "VRRP events that changed nothing, per reason.", "instance", "reason")
+	dVRRPTrans      = desc("vrrp_transitions_total", "VRRP state changes.", "instance")
+	dDirPasses      = desc("director_passes_total", "IPVS reconciliation passes.")
+	dDirFailed      = desc("director_failed_passes_total", "IPVS reconciliation passes with at least one failed operation.")
+	dDirWrites      = desc("director_writes_total", "IPVS netlink write calls, per operation.", "op")
+	dDirErrors      = desc("director_errors_total", "Failed IPVS operations, per operation and reason.", "op", "reason")
+	dSvcQuorum      = desc("service_quorum_up", "1 while the virtual server's quorum is met.", "service")
+	dSvcSorry       = desc("service_sorry_active", "1 while the sorry server replaces the virtual server's pool.", "service")
+	dSvcInKernel    = desc("service_in_kernel", "1 when the virtual server is present in the kernel's IPVS table.", "service")
+	dSvcConns       = desc("service_connections_total", "Connections scheduled by the virtual server (kernel counter).", "service")
+	dSvcBytes       = desc("service_bytes_total", "Bytes through the virtual server (kernel counter).", "service", "direction")
+	dSvcPackets     = desc("service_packets_total", "Packets through the virtual server (kernel counter).", "service", "direction")
+	dRealUp         = desc("real_server_up", "1 while the real server is healthy (always 1 without a check).", "service", "real")
+	dRealWeight     = desc("real_server_weight", "Real server weight: configured, or effective (the weight wanted in the kernel, 0 while down).", "service", "real", "kind")
+	dRealActive     = desc("real_server_active_conns", "Active connections to the real server (kernel).", "service", "real")
+	dRealInactive   = desc("real_server_inactive_conns", "Inactive connections to the real server (kernel).", "service", "real")
+	dRealConns      = desc("real_server_connections_total", "Connections scheduled to the real server (kernel counter).", "service", "real")
+	dCheckTotal     = desc("healthcheck_checks_total", "Health checks run, per target (real server address and check type).", "target", "type")
+	dCheckUp        = desc("healthcheck_up", "1 while the health check's verdict for the target is up.", "target", "type")
+	dNotRunning     = desc("component_not_running", "1 for each component not running in this build or configuration.", "component")
+	dConfigLoaded   = desc("config_last_reload_timestamp_seconds", "When the configuration in force was loaded.")
+	dStartTimestamp = desc("start_timestamp_seconds", "When the daemon started.")
+)
+
+var allDescs = []*prometheus.Desc{
+	dBuildInfo, dVRRPState, dVRRPPriority, dVRRPBasePrio, dVRRPSent, dVRRPRecv, dVRRPSendErr, dVRRPDrops,
+	dVRRPIgnored, dVRRPTrans, dDirPasses, dDirFailed, dDirWrites, dDirErrors, dSvcQuorum, dSvcSorry,
+	dSvcInKernel, dSvcConns, dSvcBytes, dSvcPackets, dRealUp, dRealWeight, dRealActive, dRealInactive,
+	dRealConns, dCheckTotal, dCheckUp, dNotRunning, dConfigLoaded, dStartTimestamp,
+}
+
+var vrrpStates = []vrrp.State{vrrp.StateInit, vrrp.StateBackup, vrrp.StateMaster, vrrp.StateFault}
+
+type collector struct {
+	source func() control.Status
+}
+
+// New returns a collector that calls source once per scrape and exports
+// the snapshot. source must be cheap and safe for concurrent use (the
+// daemon's control.Daemon.Status is).
+func New(source func() control.Status) prometheus.Collector {
+	return &collector{source: source}
+}
+
+// NewRegistry returns a registry with haldir's collector and the Go runtime
+// and process collectors.
+func NewRegistry(source func() control.Status) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(New(source), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range allDescs {
+		ch <- d
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.source()
+	gauge := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
+	}
+
+	gauge(dBuildInfo, 1, st.Version)
+	if !st.Started.IsZero() {
+		gauge(dStartTimestamp, float64(st.Started.UnixNano())/1e9)
+	}
+	if !st.ConfigLoaded.IsZero() {
+		gauge(dConfigLoaded, float64(st.ConfigLoaded.UnixNano())/1e9)
+	}
+	for comp := range st.NotRunning {
+		gauge(dNotRunning, 1, comp)
+	}
+
+	for _, in := range st.VRRP {
+		for _, s := range vrrpStates {
+			gauge(dVRRPState, b2f(in.State == s), in.Name, s.String())
+		}
+		gauge(dVRRPPriority, float64(in.Priority), in.Name)
+		gauge(dVRRPBasePrio, float64(in.BasePriority), in.Name)
+		counter(dVRRPSent, in.AdvertsSent, in.Name)
+		counter(dVRRPRecv, in.AdvertsRecv, in.Name)
+		counter(dVRRPSendErr, in.SendErrors, in.Name)
+		counter(dVRRPTrans, in.Transitions, in.Name)
+		for r, n := range in.Drops {
+			counter(dVRRPDrops, n, in.Name, r)
+		}
+		for r, n := range in.Ignored {
+			counter(dVRRPIgnored, n, in.Name, r)
+		}
+	}
+
+	if d := st.Director; d != nil {
+		counter(dDirPasses, d.Passes)
+		counter(dDirFailed, d.FailedPasses)
+		for op, n := range d.Writes {
+			counter(dDirWrites, n, string(op))
+		}
+		for k, n := range d.Errors {
+			counter(dDirErrors, n, string(k.Op), k.Reason)
+		}
+	}
+
+	for _, s := range st.Services {
+		svc := s.Key.String()
+		gauge(dSvcQuorum, b2f(s.QuorumUp), svc)
+		gauge(dSvcSorry, b2f(s.SorryActive), svc)
+		gauge(dSvcInKernel, b2f(s.InKernel), svc)
+		counter(dSvcConns, s.Stats.Conns, svc)
+		counter(dSvcBytes, s.Stats.BytesIn, svc, "in")
+		counter(dSvcBytes, s.Stats.BytesOut, svc, "out")
+		counter(dSvcPackets, s.Stats.PktsIn, svc, "in")
+		counter(dSvcPackets, s.Stats.PktsOut, svc, "out")
+		for _, r := range s.Reals {
+			if r.Sorry {
+				// Shown by service_sorry_active; its address may equal a
+				// real server's, which would make duplicate series.
+				continue
+			}
+			real := r.Addr.String()
+			gauge(dRealUp, b2f(r.Healthy), svc, real)
+			gauge(dRealWeight, float64(r.ConfiguredWeight), svc, real, "configured")
+			gauge(dRealWeight, float64(r.EffectiveWeight), svc, real, "effective")
+			gauge(dRealActive, float64(r.ActiveConns), svc, real)
+			gauge(dRealInactive, float64(r.InactiveConns), svc, real)
+			counter(dRealConns, r.Stats.Conns, svc, real)
+		}
+	}
+
+	// Probes are keyed by the whole check definition, far too long for a
+	// label; several definitions for one address and type are summed.
+	type tk struct{ target, typ string }
+	checks := map[tk]uint64{}
+	up := map[tk]bool{}
+	var order []tk
+	for _, p := range st.Probes {
+		k := tk{p.Target.Addr.String(), p.Target.Check.Type}
+		if _, ok := checks[k]; !ok {
+			order = append(order, k)
+			up[k] = true
+		}
+		checks[k] += p.Checks
+		up[k] = up[k] && p.Up
+	}
+	for _, k := range order {
+		counter(dCheckTotal, checks[k], k.target, k.typ)
+		gauge(dCheckUp, b2f(up[k]), k.target, k.typ)
+	}
+}
+
+// Serve serves reg's metrics on http://listen/metrics until ctx is done.
+// It returns at once with an error when listen cannot be bound, and nil
+// after ctx ends.
+func Serve(ctx context.Context, listen string, reg prometheus.Gatherer) error {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("metrics: listen %s: %w", listen, err)
+	}
+	return serve(ctx, ln, reg)
+}
+
+func serve(ctx context.Context, ln net.Listener, reg prometheus.Gatherer) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		// A failing collector should not hide the others.
+		ErrorHandling:       promhttp.ContinueOnError,
+		Timeout:             10 * time.Second,
+		MaxRequestsInFlight: 4,
+	}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprintln(w, "haldir metrics: /metrics")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	stop := context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	})
+	defer stop()
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}

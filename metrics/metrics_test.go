@@ -1,0 +1,237 @@
+package metrics
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/control"
+	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/healthcheck"
+	"github.com/haldir-lb/haldir/vrrp"
+)
+
+func sample() control.Status {
+	vip := netip.MustParseAddrPort("192.0.2.10:80")
+	r1 := netip.MustParseAddrPort("10.0.0.21:8080")
+	r2 := netip.MustParseAddrPort("10.0.0.22:8080")
+	return control.Status{
+		Version: "1.2.3",
+		Started: time.Unix(1700000000, 0),
+		VRRP: []vrrp.Status{{Name: "VI_1", State: vrrp.StateBackup, Priority: 140, BasePriority: 150,
+			AdvertsSent: 3, AdvertsRecv: 120, Transitions: 2,
+			Drops:   map[string]uint64{"bad_ttl": 5, "auth_mismatch": 1},
+			Ignored: map[string]uint64{"lower_priority": 4}}},
+		Director: &director.Counters{Passes: 17, FailedPasses: 1,
+			Writes: map[director.OpKind]uint64{director.OpNewDest: 2, director.OpUpdDest: 6},
+			Errors: map[director.ErrorKey]uint64{{Op: director.OpNewDest, Reason: "EEXIST"}: 1}},
+		Services: []director.ServiceStatus{{Key: director.ServiceKey{Protocol: director.TCP, Addr: vip},
+			QuorumUp: false, SorryActive: true, InKernel: true,
+			Stats: director.Stats{Conns: 900, BytesIn: 5000, BytesOut: 70000, PktsIn: 40, PktsOut: 60},
+			Reals: []director.RealStatus{
+				{Addr: r1, Checked: true, Healthy: true, ConfiguredWeight: 3, EffectiveWeight: 5, ActiveConns: 12, InactiveConns: 4},
+				{Addr: r2, Checked: true, Healthy: false, ConfiguredWeight: 2, EffectiveWeight: 0},
+				{Addr: netip.MustParseAddrPort("10.0.0.99:80"), Sorry: true, Healthy: true, ConfiguredWeight: 1, EffectiveWeight: 1},
+			}}},
+		Probes: []healthcheck.ProbeStatus{
+			{Target: healthcheck.Target{Addr: r1, Check: conf.Check{Type: "http", Path: "/a"}}, Up: true, Checks: 30},
+			{Target: healthcheck.Target{Addr: r1, Check: conf.Check{Type: "http", Path: "/b"}}, Up: false, Checks: 12},
+			{Target: healthcheck.Target{Addr: r2, Check: conf.Check{Type: "tcp"}}, Up: false, Checks: 7},
+		},
+		NotRunning: map[string]string{"sync": "not configured"},
+	}
+}
+
+func TestCollectorValues(t *testing.T) {
+	c := New(sample)
+	const want = `
+# HELP haldir_build_info Always 1; the version label is the running build.
+# TYPE haldir_build_info gauge
+haldir_build_info{version="1.2.3"} 1
+# HELP haldir_vrrp_state 1 for the VRRP instance's current state, 0 for the others.
+# TYPE haldir_vrrp_state gauge
+haldir_vrrp_state{instance="VI_1",state="backup"} 1
+haldir_vrrp_state{instance="VI_1",state="fault"} 0
+haldir_vrrp_state{instance="VI_1",state="init"} 0
+haldir_vrrp_state{instance="VI_1",state="master"} 0
+# HELP haldir_vrrp_priority Effective VRRP priority (configured priority adjusted by tracking).
+# TYPE haldir_vrrp_priority gauge
+haldir_vrrp_priority{instance="VI_1"} 140
+# HELP haldir_vrrp_adverts_received_total VRRP advertisements received and accepted.
+# TYPE haldir_vrrp_adverts_received_total counter
+haldir_vrrp_adverts_received_total{instance="VI_1"} 120
+# HELP haldir_vrrp_drops_total Received VRRP packets discarded, per reason.
+# TYPE haldir_vrrp_drops_total counter
+haldir_vrrp_drops_total{instance="VI_1",reason="auth_mismatch"} 1
+haldir_vrrp_drops_total{instance="VI_1",reason="bad_ttl"} 5
+# HELP haldir_vrrp_ignored_total VRRP events that changed nothing, per reason.
+# TYPE haldir_vrrp_ignored_total counter
+haldir_vrrp_ignored_total{instance="VI_1",reason="lower_priority"} 4
+# HELP haldir_vrrp_transitions_total VRRP state changes.
+# TYPE haldir_vrrp_transitions_total counter
+haldir_vrrp_transitions_total{instance="VI_1"} 2
+# HELP haldir_director_passes_total IPVS reconciliation passes.
+# TYPE haldir_director_passes_total counter
+haldir_director_passes_total 17
+# HELP haldir_director_writes_total IPVS netlink write calls, per operation.
+# TYPE haldir_director_writes_total counter
+haldir_director_writes_total{op="new_destination"} 2
+haldir_director_writes_total{op="update_destination"} 6
+# HELP haldir_director_errors_total Failed IPVS operations, per operation and reason.
+# TYPE haldir_director_errors_total counter
+haldir_director_errors_total{op="new_destination",reason="EEXIST"} 1
+# HELP haldir_service_quorum_up 1 while the virtual server's quorum is met.
+# TYPE haldir_service_quorum_up gauge
+haldir_service_quorum_up{service="tcp 192.0.2.10:80"} 0
+# HELP haldir_service_sorry_active 1 while the sorry server replaces the virtual server's pool.
+# TYPE haldir_service_sorry_active gauge
+haldir_service_sorry_active{service="tcp 192.0.2.10:80"} 1
+# HELP haldir_real_server_up 1 while the real server is healthy (always 1 without a check).
+# TYPE haldir_real_server_up gauge
+haldir_real_server_up{real="10.0.0.21:8080",service="tcp 192.0.2.10:80"} 1
+haldir_real_server_up{real="10.0.0.22:8080",service="tcp 192.0.2.10:80"} 0
+# HELP haldir_real_server_weight Real server weight: configured, or effective (the weight wanted in the kernel, 0 while down).
+# TYPE haldir_real_server_weight gauge
+haldir_real_server_weight{kind="configured",real="10.0.0.21:8080",service="tcp 192.0.2.10:80"} 3
+haldir_real_server_weight{kind="configured",real="10.0.0.22:8080",service="tcp 192.0.2.10:80"} 2
+haldir_real_server_weight{kind="effective",real="10.0.0.21:8080",service="tcp 192.0.2.10:80"} 5
+haldir_real_server_weight{kind="effective",real="10.0.0.22:8080",service="tcp 192.0.2.10:80"} 0
+# HELP haldir_real_server_active_conns Active connections to the real server (kernel).
+# TYPE haldir_real_server_active_conns gauge
+haldir_real_server_active_conns{real="10.0.0.21:8080",service="tcp 192.0.2.10:80"} 12
+haldir_real_server_active_conns{real="10.0.0.22:8080",service="tcp 192.0.2.10:80"} 0
+# HELP haldir_real_server_inactive_conns Inactive connections to the real server (kernel).
+# TYPE haldir_real_server_inactive_conns gauge
+haldir_real_server_inactive_conns{real="10.0.0.21:8080",service="tcp 192.0.2.10:80"} 4
+haldir_real_server_inactive_conns{real="10.0.0.22:8080",service="tcp 192.0.2.10:80"} 0
+# HELP haldir_service_bytes_total Bytes through the virtual server (kernel counter).
+# TYPE haldir_service_bytes_total counter
+haldir_service_bytes_total{direction="in",service="tcp 192.0.2.10:80"} 5000
+haldir_service_bytes_total{direction="out",service="tcp 192.0.2.10:80"} 70000
+# HELP haldir_healthcheck_checks_total Health checks run, per target (real server address and check type).
+# TYPE haldir_healthcheck_checks_total counter
+haldir_healthcheck_checks_total{target="10.0.0.21:8080",type="http"} 42
+haldir_healthcheck_checks_total{target="10.0.0.22:8080",type="tcp"} 7
+# HELP haldir_healthcheck_up 1 while the health check's verdict for the target is up.
+# TYPE haldir_healthcheck_up gauge
+haldir_healthcheck_up{target="10.0.0.21:8080",type="http"} 0
+haldir_healthcheck_up{target="10.0.0.22:8080",type="tcp"} 0
+`
+	names := []string{"haldir_build_info", "haldir_vrrp_state", "haldir_vrrp_priority", "haldir_vrrp_adverts_received_total",
+		"haldir_vrrp_drops_total", "haldir_vrrp_ignored_total", "haldir_vrrp_transitions_total",
+		"haldir_director_passes_total", "haldir_director_writes_total", "haldir_director_errors_total",
+		"haldir_service_quorum_up", "haldir_service_sorry_active", "haldir_real_server_up", "haldir_real_server_weight",
+		"haldir_real_server_active_conns", "haldir_real_server_inactive_conns", "haldir_service_bytes_total",
+		"haldir_healthcheck_checks_total", "haldir_healthcheck_up"}
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), names...); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestCollectorLintAndConsistency(t *testing.T) {
+	c := New(sample)
+	problems, err := testutil.CollectAndLint(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+	// The sorry server is not a real_server series: 2 real servers x 2 kinds.
+	if n := testutil.CollectAndCount(c, "haldir_real_server_weight"); n != 4 {
+		t.Errorf("real_server_weight series = %d, want 4", n)
+	}
+	// A registry rejects inconsistent or duplicate series on Gather.
+	reg := NewRegistry(sample)
+	if n, err := testutil.GatherAndCount(reg, "haldir_vrrp_state"); err != nil || n != 4 {
+		t.Errorf("GatherAndCount(vrrp_state) = %d, %v; want 4", n, err)
+	}
+}
+
+func TestEmptyStatus(t *testing.T) {
+	c := New(func() control.Status { return control.Status{} })
+	if n := testutil.CollectAndCount(c); n != 1 {
+		t.Errorf("series for an empty status = %d, want 1 (build_info)", n)
+	}
+	if n := testutil.CollectAndCount(c, "haldir_director_passes_total"); n != 0 {
+		t.Errorf("director_passes_total without a director = %d series, want 0", n)
+	}
+}
+
+func TestSnapshotPerScrape(t *testing.T) {
+	calls := 0
+	c := New(func() control.Status {
+		calls++
+		st := sample()
+		st.VRRP[0].AdvertsSent = uint64(calls * 10)
+		return st
+	})
+	for want := 10.0; want <= 20; want += 10 {
+		got := testutil.ToFloat64(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
+			m := make(chan prometheus.Metric, 100)
+			go func() { c.Collect(m); close(m) }()
+			for x := range m {
+				if strings.Contains(x.Desc().String(), `"haldir_vrrp_adverts_sent_total"`) {
+					ch <- x
+				}
+			}
+		}))
+		if got != want {
+			t.Errorf("adverts_sent = %v, want %v (source read once per scrape)", got, want)
+		}
+	}
+}
+
+func TestServe(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, ln, NewRegistry(sample)) }()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /metrics: %s", resp.Status)
+	}
+	for _, want := range []string{`haldir_vrrp_priority{instance="VI_1"} 140`, "go_goroutines "} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop after cancel")
+	}
+}
+
+func TestServeBindError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	err = Serve(context.Background(), ln.Addr().String(), prometheus.NewRegistry())
+	if err == nil || !strings.Contains(err.Error(), "metrics: listen "+ln.Addr().String()) {
+		t.Errorf("Serve on a taken port = %v", err)
+	}
+}
