@@ -15,7 +15,7 @@ import (
 )
 
 // advert encodes a VRRP advert for the test VRID and the family's VIP.
-func advert(t *testing.T, f family, version int, prio uint8, src, dst netip.Addr) []byte {
+func advert(t testing.TB, f family, version int, prio uint8, src, dst netip.Addr) []byte {
 	t.Helper()
 	a := vrrp.Advert{Version: version, VRID: vrid, Priority: prio, Interval: fast, Addrs: []netip.Addr{f.vip.Addr()}}
 	if version == 2 {
@@ -31,7 +31,7 @@ func advert(t *testing.T, f family, version int, prio uint8, src, dst netip.Addr
 // sendForged sends count VRRP payloads made by gen from host h to dst with
 // the given TTL / hop limit, and returns how long it took. It is bounded by
 // count and by a 2s deadline.
-func sendForged(t *testing.T, h *lab.Host, dst netip.Addr, ttl, count int, gen func(i int) []byte) time.Duration {
+func sendForged(t testing.TB, h *lab.Host, dst netip.Addr, ttl, count int, gen func(i int) []byte) time.Duration {
 	t.Helper()
 	var pc net.PacketConn
 	err := h.Do(func() error {
@@ -192,7 +192,7 @@ func TestE2EBadInput(t *testing.T) {
 	}
 }
 
-func linkLocal(t *testing.T, h *lab.Host) netip.Addr {
+func linkLocal(t testing.TB, h *lab.Host) netip.Addr {
 	t.Helper()
 	var ll netip.Addr
 	waitFor(t, h.Name()+" link-local address", settle, func() bool {

@@ -19,13 +19,13 @@ import (
 // keepalived runs keepalived's VRRP daemon in h with one instance like
 // haldir's test instance.
 type keepalived struct {
-	t    *testing.T
+	t    testing.TB
 	h    *lab.Host
 	proc *lab.Proc
 	vip  func() bool
 }
 
-func startKeepalived(t *testing.T, h *lab.Host, version int, interval time.Duration, prio int, f family) *keepalived {
+func startKeepalived(t testing.TB, h *lab.Host, version int, interval time.Duration, prio int, f family) *keepalived {
 	t.Helper()
 	bin, err := exec.LookPath("keepalived")
 	if err != nil {

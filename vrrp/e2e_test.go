@@ -50,7 +50,7 @@ var (
 
 // buildLAN makes hosts r1..rN (addresses .11, .12, ...) plus "attacker"
 // (.99) on one switch, each with an IPv4 and an IPv6 address.
-func buildLAN(t *testing.T, n int) *lab.Lab {
+func buildLAN(t testing.TB, n int) *lab.Lab {
 	t.Helper()
 	topo := lab.Topology{Switches: []string{lanSw}}
 	add := func(name string, last byte) {
@@ -75,7 +75,7 @@ func instanceConfig(name string, prio int, f family) conf.VRRPInstance {
 }
 
 type router struct {
-	t      *testing.T
+	t      testing.TB
 	h      *lab.Host
 	in     *vrrp.Instance
 	cancel context.CancelFunc
@@ -88,7 +88,7 @@ type router struct {
 }
 
 type testWriter struct {
-	t  *testing.T
+	t  testing.TB
 	mu sync.Mutex
 	on bool
 }
@@ -102,7 +102,7 @@ func (w *testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func startRouter(t *testing.T, h *lab.Host, cfg conf.VRRPInstance) *router {
+func startRouter(t testing.TB, h *lab.Host, cfg conf.VRRPInstance) *router {
 	t.Helper()
 	r := newRouter(t, h, cfg)
 	r.run()
@@ -111,7 +111,7 @@ func startRouter(t *testing.T, h *lab.Host, cfg conf.VRRPInstance) *router {
 
 // newRouter builds the instance without starting it (sync groups are
 // formed in between).
-func newRouter(t *testing.T, h *lab.Host, cfg conf.VRRPInstance) *router {
+func newRouter(t testing.TB, h *lab.Host, cfg conf.VRRPInstance) *router {
 	t.Helper()
 	w := &testWriter{t: t, on: true}
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("host", h.Name())
@@ -164,7 +164,7 @@ func (r *router) hasVIP() bool {
 
 func (r *router) state() vrrp.State { return r.in.Status().State }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) time.Time {
+func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) time.Time {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
@@ -191,7 +191,7 @@ func holders(rs []*router) []string {
 
 // waitMaster waits until want is master with the VIP and every other router
 // is backup without it.
-func waitMaster(t *testing.T, want *router, all []*router) time.Time {
+func waitMaster(t testing.TB, want *router, all []*router) time.Time {
 	t.Helper()
 	return waitFor(t, want.h.Name()+" as the only master", settle, func() bool {
 		for _, r := range all {
@@ -209,7 +209,7 @@ func waitMaster(t *testing.T, want *router, all []*router) time.Time {
 
 // assertSteady samples for d that the VIP is on exactly the expected router
 // and that it stays master.
-func assertSteady(t *testing.T, want *router, all []*router, d time.Duration) {
+func assertSteady(t testing.TB, want *router, all []*router, d time.Duration) {
 	t.Helper()
 	end := time.Now().Add(d)
 	for n := 0; time.Now().Before(end); n++ {
@@ -228,7 +228,7 @@ func assertSteady(t *testing.T, want *router, all []*router, d time.Duration) {
 
 // waitGARP waits for a gratuitous ARP (IPv4) or unsolicited NA (IPv6) for
 // the VIP from h's MAC, captured after seq.
-func waitGARP(t *testing.T, obs *lab.Observer, after uint64, h *lab.Host, vip netip.Addr) {
+func waitGARP(t testing.TB, obs *lab.Observer, after uint64, h *lab.Host, vip netip.Addr) {
 	t.Helper()
 	mac, err := h.HardwareAddr(lanIf)
 	if err != nil {
@@ -250,7 +250,7 @@ func waitGARP(t *testing.T, obs *lab.Observer, after uint64, h *lab.Host, vip ne
 	}
 }
 
-func observe(t *testing.T, l *lab.Lab) *lab.Observer {
+func observe(t testing.TB, l *lab.Lab) *lab.Observer {
 	t.Helper()
 	obs, err := l.Switch(lanSw).Observe()
 	if err != nil {
