@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -120,7 +121,7 @@ func Run(ctx context.Context, opts Options) (exitCode int, err error) {
 		"-nodefaults", "-no-user-config", "-display", "none",
 		"-serial", "stdio", "-monitor", "none", "-no-reboot",
 		"-kernel", k.bootImage(), "-initrd", initrd,
-		"-append", strings.Join(append(kernelArgs, opts.KernelArgs...), " "),
+		"-append", strings.Join(slices.Concat(kernelArgs, opts.KernelArgs), " "),
 	)
 	cmd.Stdin = nil
 	cmd.Stderr = &prefixWriter{w: out, prefix: "qemu: "}
