@@ -36,7 +36,14 @@ type initramfs struct {
 }
 
 func newInitramfs() *initramfs {
-	return &initramfs{files: map[string]cpio.Record{}}
+	ir := &initramfs{files: map[string]cpio.Record{}}
+	// Enough of /etc for "localhost", user lookups and libc's resolver;
+	// extra Files may replace any of them.
+	ir.addStatic("/etc/hosts", []byte("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"), 0o644)
+	ir.addStatic("/etc/passwd", []byte("root:x:0:0:root:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"), 0o644)
+	ir.addStatic("/etc/group", []byte("root:x:0:\nnogroup:x:65534:\n"), 0o644)
+	ir.addStatic("/etc/nsswitch.conf", []byte("passwd: files\ngroup: files\nhosts: files\n"), 0o644)
+	return ir
 }
 
 func (ir *initramfs) close() {
@@ -50,11 +57,14 @@ func (ir *initramfs) addStatic(dst string, content []byte, perm uint64) {
 	ir.files[name] = cpio.StaticRecord(content, cpio.Info{Name: name, Mode: cpio.S_IFREG | perm, NLink: 1})
 }
 
-// addHost copies one host file (following symlinks) to guest.
+// addHost copies one host file (following symlinks) to dst; a file
+// already added under dst stays, except the built-in /etc defaults.
 func (ir *initramfs) addHost(host, dst string) error {
 	name := cpio.Normalize(dst)
-	if _, ok := ir.files[name]; ok {
-		return nil
+	if r, ok := ir.files[name]; ok {
+		if _, fromHost := r.ReaderAt.(*os.File); fromHost {
+			return nil // e.g. a library two binaries need
+		}
 	}
 	f, err := os.Open(host)
 	if err != nil {

@@ -236,6 +236,9 @@ func TestInitramfsLayout(t *testing.T) {
 	if r, ok := byName["haldir-vm/bin/true"]; !ok || r.Mode&0o111 == 0 {
 		t.Errorf("the command is missing or not executable: %+v", r.Info)
 	}
+	if r, ok := byName["etc/hosts"]; !ok || r.FileSize == 0 {
+		t.Error("etc/hosts missing: localhost would not resolve in the guest")
+	}
 	libs, _ := SharedDeps("/bin/true")
 	for _, l := range libs {
 		if _, ok := byName[strings.TrimPrefix(l, "/")]; !ok {
@@ -322,7 +325,7 @@ func TestRunExitStatus(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(data, "sub", "hello.txt"), []byte("content-from-host\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	script := "echo hello from $HALDIR_LAB_IN_VM $FOO; cat sub/hello.txt; "
+	script := "echo hello from $HALDIR_LAB_IN_VM $FOO; cat sub/hello.txt; grep -q '^127.0.0.1 localhost' /etc/hosts && echo hosts-ok; "
 	files := []File{{Host: data, Guest: "/data"}}
 	_, ipvsadmErr := os.Stat("/usr/sbin/ipvsadm")
 	if ipvsadmErr == nil {
@@ -346,7 +349,7 @@ func TestRunExitStatus(t *testing.T) {
 	if code != 7 {
 		t.Errorf("exit status %d, want 7", code)
 	}
-	want := []string{"hello from 1 bar", "content-from-host"}
+	want := []string{"hello from 1 bar", "content-from-host", "hosts-ok"}
 	if ipvsadmErr == nil {
 		want = append(want, "TCP  192.0.2.1:80 wrr", "-> 10.0.1.21:80")
 	} else {
