@@ -57,6 +57,7 @@ type result struct {
 	Detected   int
 	ServerCPU  float64          // the server child's CPU, % of one core
 	Load1      string           // 1-minute load average at the end
+	ServedPerS float64          // connections the servers accepted per second
 	Reasons    map[string]int64 `json:",omitempty"` // unexpected failures by reason
 	Error      string           `json:",omitempty"`
 }
@@ -70,6 +71,8 @@ func main() {
 		serve     = flag.String("serve", "", "internal: run the servers (KIND-N)")
 		run       = flag.String("run", "", "internal: run one scenario and print its result as JSON")
 		cpuprof   = flag.String("cpuprofile", "", "with -run: write a CPU profile of the checker here")
+		withKA    = flag.Bool("keepalived", false, "compare with keepalived's checker in a VM that has IPVS (lab/vm; slow TCG emulation, so use small scenarios)")
+		guest     = flag.Bool("guest-compare", false, "internal: the in-VM side of -keepalived")
 	)
 	flag.Parse()
 	if *cpuprof != "" && *run != "" {
@@ -83,6 +86,10 @@ func main() {
 	}
 	raiseNofile()
 	switch {
+	case *withKA:
+		os.Exit(compareInVM(*scenarios, *duration, *interval, *down))
+	case *guest:
+		guestCompare(*scenarios, *duration, *interval, *down)
 	case *serve != "":
 		kind, n := parseScenario(*serve)
 		serveTargets(kind, n)
@@ -176,8 +183,15 @@ func serveTargets(kind string, n int) {
 			}
 			fmt.Println(time.Now().UnixNano())
 		}
+		if len(f) == 1 && f[0] == "count" {
+			fmt.Println(accepted.Load())
+		}
 	}
 }
+
+// accepted counts connections served: the checks/s of a checker that does
+// not report its own (keepalived) is measured here.
+var accepted atomic.Int64
 
 func downed(n, k int) []int {
 	var out []int
@@ -195,6 +209,7 @@ func accept(ln net.Listener, kind string) {
 		if err != nil {
 			return
 		}
+		accepted.Add(1)
 		if kind == "tcp" {
 			c.Close()
 			continue
@@ -330,6 +345,7 @@ func runScenario(sc string, d, interval time.Duration, down int) result {
 	measuring.Store(true)
 	cpu0, t0 := cpuTime(), time.Now()
 	scpu0 := procCPU(srv.Process.Pid)
+	served0 := served(stdin, lines)
 
 	time.Sleep(d / 2)
 	downPhase.Store(true)
@@ -362,6 +378,7 @@ loop:
 	measuring.Store(false)
 	cpu1, t1 := cpuTime(), time.Now()
 	scpu1 := procCPU(srv.Process.Pid)
+	served1 := served(stdin, lines)
 	r.Load1 = strings.Fields(loadavg())[0]
 	cancel()
 	reasonMu.Lock()
@@ -375,6 +392,7 @@ loop:
 	r.ChecksPerS = float64(r.Checks) / wall.Seconds()
 	r.CPUPct = 100 * float64(cpu1-cpu0) / float64(wall)
 	r.ServerCPU = 100 * float64(scpu1-scpu0) / float64(wall)
+	r.ServedPerS = float64(served1-served0) / wall.Seconds()
 	r.PeakRSSMiB = peakRSS()
 	lagMu.Lock()
 	r.LagP50, r.LagP99, r.LagMax = pct(lags, 50), pct(lags, 99), pct(lags, 100)
@@ -382,6 +400,16 @@ loop:
 	r.Downed, r.Detected = down, len(detect)
 	r.DetectP50, r.DetectP99, r.DetectMax = pct(detect, 50), pct(detect, 99), pct(detect, 100)
 	return r
+}
+
+// served asks the server child how many connections it has accepted.
+func served(w io.Writer, lines *bufio.Scanner) int64 {
+	fmt.Fprintln(w, "count")
+	if !lines.Scan() {
+		return 0
+	}
+	v, _ := strconv.ParseInt(lines.Text(), 10, 64)
+	return v
 }
 
 type noop func() bool

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/moby/ipvs"
+
+	"github.com/haldir-lb/haldir/lab/vm"
+)
+
+// The keepalived side-by-side runs in a VM because keepalived's checker
+// exits at start-up without IPVS, and this host's kernel has none. Both
+// checkers run in the same guest, one after the other, against the same
+// loopback servers; the guest's CPUs are emulated (TCG), so absolute
+// numbers are far below the host's and only the ratios mean anything.
+
+const marker = "HCBENCH "
+
+func compareInVM(scenarios string, d, interval time.Duration, down int) int {
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ka, err := exec.LookPath("keepalived")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "keepalived not installed (apt-get install keepalived):", err)
+		return 1
+	}
+	n := len(strings.Split(scenarios, ","))
+	var out bytes.Buffer
+	pr, pw := io.Pipe()
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			l := sc.Text()
+			if i := strings.Index(l, marker); i >= 0 {
+				fmt.Println(l[i+len(marker):])
+			} else {
+				out.WriteString(l + "\n")
+			}
+		}
+	}()
+	code, err := vm.Run(context.Background(), vm.Options{
+		Args: []string{self, "-guest-compare", "-scenarios", scenarios, "-duration", d.String(),
+			"-interval", interval.String(), "-down", strconv.Itoa(down)},
+		Files:    []vm.File{{Host: ka, Guest: ka, WithLibs: true}},
+		Env:      passGOMAXPROCS(),
+		CPUs:     2,
+		MemoryMB: 2048,
+		Timeout:  time.Duration(n)*2*(d+30*time.Second) + 2*time.Minute,
+		Output:   pw,
+	})
+	pw.Close()
+	if err != nil || code != 0 {
+		fmt.Fprintf(os.Stderr, "vm run: status %d, %v; console:\n%s", code, err, out.String())
+		return 1
+	}
+	return 0
+}
+
+func guestCompare(scenarios string, d, interval time.Duration, down int) {
+	var rows, notes []string
+	say := func(format string, a ...any) { fmt.Printf(marker+format+"\n", a...) }
+	say("keepalived vs haldir, same VM (TCG-emulated, 2 vCPUs), window %v, interval %v, %d targets taken down halfway", d, interval, down)
+	for _, sc := range strings.Split(scenarios, ",") {
+		fmt.Fprintf(os.Stderr, "guest: keepalived %s\n", sc)
+		k := runKeepalived(sc, d, interval, down)
+		fmt.Fprintf(os.Stderr, "guest: haldir %s\n", sc)
+		h := spawnScenario(sc, d, interval, down)
+		for _, r := range []result{k, h} {
+			if r.Error != "" {
+				rows = append(rows, fmt.Sprintf("| %s | %s | error: %s |", sc, r.Scenario, r.Error))
+				continue
+			}
+			rows = append(rows, fmt.Sprintf("| %s | %s | %.0f | %.1f | %.1f | %s | %s | %d/%d |", sc, tool(r), r.ServedPerS, r.CPUPct, r.PeakRSSMiB,
+				ms(r.DetectP50), ms(r.DetectMax), r.Detected, r.Downed))
+		}
+		for reason, c := range h.Reasons {
+			notes = append(notes, fmt.Sprintf("%s haldir: %d unexpected failures: %s", sc, c, reason))
+		}
+		if h.Error == "" {
+			notes = append(notes, fmt.Sprintf("%s haldir: %.0f checks/s completed, scheduling lag p50 %s ms p99 %s ms", sc, h.ChecksPerS, ms(h.LagP50), ms(h.LagP99)))
+		}
+		if k.Error == "" && h.Error == "" && h.CPUPct > 0 {
+			rows = append(rows, fmt.Sprintf("| %s | ratio keepalived/haldir | %.2f | %.2f | %.2f | %.2f | %.2f | |", sc,
+				k.ServedPerS/h.ServedPerS, k.CPUPct/h.CPUPct, k.PeakRSSMiB/h.PeakRSSMiB,
+				float64(k.DetectP50)/float64(h.DetectP50), float64(k.DetectMax)/float64(h.DetectMax)))
+		}
+	}
+	say("")
+	say("| scenario | checker | checks/s (server side) | CPU %% of one core | peak RSS MiB | down→removed p50 ms | max ms | detected |")
+	say("|---|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		say("%s", strings.ReplaceAll(r, "%", "%%"))
+	}
+	for _, n := range notes {
+		say("%s", strings.ReplaceAll(n, "%", "%%"))
+	}
+}
+
+func tool(r result) string {
+	if strings.HasPrefix(r.Scenario, "keepalived") {
+		return "keepalived 2.2.7"
+	}
+	return "haldir"
+}
+
+// kaConfig writes a keepalived.conf checking the same targets with the
+// closest equivalent settings: delay_loop = interval, connect_timeout =
+// interval, retry 0 (fall 1), real servers spread over virtual servers of
+// 100 each.
+func kaConfig(kind string, n int, interval time.Duration) string {
+	var b strings.Builder
+	secs := max(1, int(interval.Seconds()))
+	b.WriteString("global_defs {\n  router_id hcbench\n}\n")
+	for v := 0; v*100 < n; v++ {
+		fmt.Fprintf(&b, "virtual_server 10.255.%d.%d 80 {\n  delay_loop %d\n  lb_algo rr\n  lb_kind NAT\n  protocol TCP\n", v/250, v%250+1, secs)
+		for i := v * 100; i < min(n, (v+1)*100); i++ {
+			a := addr(i)
+			fmt.Fprintf(&b, "  real_server %s %d {\n    weight 1\n", a.Addr(), a.Port())
+			if kind == "http" {
+				fmt.Fprintf(&b, "    HTTP_GET {\n      url {\n        path /\n        status_code 200\n      }\n      connect_timeout %d\n      retry 0\n    }\n", secs)
+			} else {
+				fmt.Fprintf(&b, "    TCP_CHECK {\n      connect_timeout %d\n      retry 0\n    }\n", secs)
+			}
+			b.WriteString("  }\n")
+		}
+		b.WriteString("}\n")
+	}
+	return b.String()
+}
+
+func runKeepalived(sc string, d, interval time.Duration, down int) result {
+	kind, n := parseScenario(sc)
+	r := result{Scenario: "keepalived " + sc, Targets: n}
+	fail := func(err error) result { r.Error = err.Error(); return r }
+	if kind != "http" && kind != "tcp" {
+		return fail(fmt.Errorf("keepalived has no %s scenario", kind))
+	}
+	dir, err := os.MkdirTemp("", "hcbench-ka")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(dir)
+	cfg := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(cfg, []byte(kaConfig(kind, n, interval)), 0o644); err != nil {
+		return fail(err)
+	}
+
+	srv := exec.Command(os.Args[0], "-serve", sc)
+	srv.Stderr = os.Stderr
+	stdin, _ := srv.StdinPipe()
+	stdout, _ := srv.StdoutPipe()
+	if err := srv.Start(); err != nil {
+		return fail(err)
+	}
+	defer func() { stdin.Close(); srv.Process.Kill(); srv.Wait() }()
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() || lines.Text() != "ready" {
+		return fail(fmt.Errorf("server child did not start"))
+	}
+	count := func() int64 { return served(stdin, lines) }
+
+	h, err := ipvs.New("")
+	if err != nil {
+		return fail(fmt.Errorf("ipvs: %w", err))
+	}
+	defer h.Close()
+	logf, _ := os.Create(filepath.Join(dir, "log"))
+	ka := exec.Command("keepalived", "-n", "-l", "-C", "-f", cfg, "-p", filepath.Join(dir, "k.pid"), "-c", filepath.Join(dir, "c.pid"))
+	ka.Stdout, ka.Stderr = logf, logf
+	if err := ka.Start(); err != nil {
+		return fail(err)
+	}
+	defer func() {
+		ka.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { ka.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			ka.Process.Kill()
+			<-done
+		}
+	}()
+	kaLog := func() string { b, _ := os.ReadFile(filepath.Join(dir, "log")); return string(b) }
+
+	// keepalived adds every real server to IPVS at start-up (not alpha).
+	dests := func() map[netip.Addr]bool {
+		m := map[netip.Addr]bool{}
+		svcs, err := h.GetServices()
+		if err != nil {
+			return m
+		}
+		for _, s := range svcs {
+			ds, err := h.GetDestinations(s)
+			if err != nil {
+				continue
+			}
+			for _, d := range ds {
+				if a, ok := netip.AddrFromSlice(d.Address); ok && d.Weight > 0 {
+					m[a.Unmap()] = true
+				}
+			}
+		}
+		return m
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(dests()) < n {
+		if time.Now().After(deadline) {
+			return fail(fmt.Errorf("keepalived did not install %d real servers (has %d); log:\n%s", n, len(dests()), kaLog()))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var cpid int
+	for cpid == 0 && time.Now().Before(deadline) {
+		b, _ := os.ReadFile(filepath.Join(dir, "c.pid"))
+		cpid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		time.Sleep(20 * time.Millisecond)
+	}
+	if cpid == 0 {
+		return fail(fmt.Errorf("no checker pid; log:\n%s", kaLog()))
+	}
+
+	time.Sleep(interval + interval/2)
+	c0, cpu0, t0 := count(), procCPU(cpid), time.Now()
+	time.Sleep(d / 2)
+	fmt.Fprintf(stdin, "down %d\n", down)
+	if !lines.Scan() {
+		return fail(fmt.Errorf("server child did not report the close"))
+	}
+	ns, _ := strconv.ParseInt(lines.Text(), 10, 64)
+	closedAt := time.Unix(0, ns)
+	want := map[netip.Addr]bool{}
+	for _, i := range downed(n, down) {
+		want[addr(i).Addr()] = true
+	}
+	var detect []time.Duration
+	stopAt := t0.Add(d)
+	// keepalived removes a failed real server from IPVS: poll the table
+	// (every 20ms, so detection times carry up to 20ms of poll error).
+	for time.Now().Before(stopAt) && len(want) > 0 {
+		now := time.Now()
+		cur := dests()
+		for a := range want {
+			if !cur[a] {
+				detect = append(detect, now.Sub(closedAt))
+				delete(want, a)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Until(stopAt))
+	c1, cpu1, t1 := count(), procCPU(cpid), time.Now()
+	wall := t1.Sub(t0)
+	r.Seconds = wall.Seconds()
+	r.Checks = c1 - c0
+	r.ChecksPerS = float64(r.Checks) / wall.Seconds()
+	r.ServedPerS = r.ChecksPerS
+	r.CPUPct = 100 * float64(cpu1-cpu0) / float64(wall)
+	r.PeakRSSMiB = vmHWM(cpid)
+	r.Downed, r.Detected = down, len(detect)
+	r.DetectP50, r.DetectP99, r.DetectMax = pct(detect, 50), pct(detect, 99), pct(detect, 100)
+	return r
+}
+
+func vmHWM(pid int) float64 {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// passGOMAXPROCS carries the host's GOMAXPROCS setting into the guest, to
+// compare the Go runtime's settings against keepalived's single thread.
+func passGOMAXPROCS() []string {
+	if v := os.Getenv("GOMAXPROCS"); v != "" {
+		return []string{"GOMAXPROCS=" + v}
+	}
+	return nil
+}
