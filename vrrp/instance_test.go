@@ -136,3 +136,16 @@ func TestNewSet(t *testing.T) {
 		t.Fatalf("double membership not reported: %v", err)
 	}
 }
+
+func TestRunMissingInterface(t *testing.T) {
+	c := goodInstance()
+	c.Interface = "haldir-nope0"
+	in, err := NewInstance(c, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = in.Run(t.Context())
+	if err == nil || !strings.Contains(err.Error(), `interface "haldir-nope0"`) || !strings.Contains(err.Error(), `"vi"`) {
+		t.Fatalf("got %v, want an error naming the instance and the interface", err)
+	}
+}
