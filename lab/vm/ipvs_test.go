@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -212,3 +213,45 @@ func TestVMSeesTestdata(t *testing.T) {
 }
 
 func must[T any](v T, _ error) T { return v }
+
+// TestNativeModeOnIPVSKernel checks the native path where this host cannot:
+// it boots the VM's kernel (which has IPVS) and runs the IPVS tests there
+// as if on a host, with HALDIR_LAB=auto and no in-VM marker, so RunInVM
+// must detect the kernel's IPVS and let them run directly.
+func TestNativeModeOnIPVSKernel(t *testing.T) {
+	if vm.InVM() {
+		t.Skip("boots a VM itself")
+	}
+	_, qerr := exec.LookPath("qemu-system-x86_64")
+	k, kerr := vm.FindKernel()
+	if err := errors.Join(qerr, kerr); err != nil {
+		if os.Getenv(vm.ModeEnv) == "vm" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	code, err := vm.Run(context.Background(), vm.Options{
+		Args: []string{exe, "-test.run", "^(TestIPVSNAT|TestIPVSSchedulers)$", "-test.v", "-test.count=1"},
+		// An empty marker reads as "not in the VM".
+		Env:     []string{vm.InVMEnv + "=", vm.ModeEnv + "=auto"},
+		Kernel:  k,
+		Timeout: 2 * time.Minute,
+		Output:  &out,
+	})
+	if err != nil {
+		t.Fatalf("vm.Run: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"--- PASS: TestIPVSNAT", "--- PASS: TestIPVSSchedulers", "(in VM: false)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if code != 0 || t.Failed() {
+		t.Errorf("exit status %d; output:\n%s", code, out.String())
+	}
+}
