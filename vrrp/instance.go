@@ -59,6 +59,15 @@ type Status struct {
 
 // Instance drives one Machine with real sockets: raw VRRP, netlink for the
 // VIPs and tracked links, ARP/NDP announcements, notify and track commands.
+//
+// Adverts and announcements leave with the interface's own MAC address. The
+// VRRP virtual MAC 00-00-5E-00-01-{VRID} (keepalived's use_vmac, which needs
+// a macvlan per instance) is not implemented yet; peers learn the new MAC
+// from the gratuitous ARP / unsolicited NA sent on takeover.
+//
+// accept_mode is not acted on: the VIPs are ordinary local addresses, so
+// the master always accepts traffic to them, as IPVS needs; keepalived's
+// filtering of VIP traffic without accept_mode is not implemented.
 type Instance struct {
 	cfg     conf.VRRPInstance
 	opts    Options
