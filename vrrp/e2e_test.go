@@ -535,19 +535,28 @@ func TestE2ETrackInterfaceFault(t *testing.T) {
 // advert from a host that is not a peer is dropped as unknown_peer.
 func TestE2EUnicast(t *testing.T) {
 	lab.SkipIfNotRoot(t)
-	l := buildLAN(t, 2)
-	c1, c2 := instanceConfig("vi", 100, v4), instanceConfig("vi", 200, v4)
-	c1.UnicastPeers = []netip.Addr{v4.host(12).Addr()}
-	c2.UnicastPeers = []netip.Addr{v4.host(11).Addr()}
-	r1 := startRouter(t, l.Host("r1"), c1)
-	r2 := startRouter(t, l.Host("r2"), c2)
-	all := []*router{r1, r2}
-	waitMaster(t, r2, all)
-	sendForged(t, l.Host("attacker"), v4.host(12).Addr(), 255, 10, func(i int) []byte {
-		return advert(t, v4, 3, 254, v4.host(99).Addr(), v4.host(12).Addr())
-	})
-	waitFor(t, "unknown_peer drops", settle, func() bool { return r2.in.Status().Drops["unknown_peer"] == 10 })
-	assertSteady(t, r2, all, 300*time.Millisecond)
+	for _, f := range []family{v4, v6} {
+		t.Run(f.name, func(t *testing.T) {
+			l := buildLAN(t, 2)
+			c1, c2 := instanceConfig("vi", 100, f), instanceConfig("vi", 200, f)
+			c1.UnicastPeers = []netip.Addr{f.host(12).Addr()}
+			c2.UnicastPeers = []netip.Addr{f.host(11).Addr()}
+			r1 := startRouter(t, l.Host("r1"), c1)
+			r2 := startRouter(t, l.Host("r2"), c2)
+			all := []*router{r1, r2}
+			waitMaster(t, r2, all)
+			if src := r2.in.Status().Source; src != f.host(12).Addr() {
+				t.Fatalf("r2 sends from %v, want its address %v known to its peer", src, f.host(12).Addr())
+			}
+			sendForged(t, l.Host("attacker"), f.host(12).Addr(), 255, 10, func(i int) []byte {
+				return advert(t, f, 3, 254, f.host(99).Addr(), f.host(12).Addr())
+			})
+			waitFor(t, "unknown_peer drops", settle, func() bool { return r2.in.Status().Drops["unknown_peer"] == 10 })
+			assertSteady(t, r2, all, 300*time.Millisecond)
+			r2.stop()
+			waitMaster(t, r1, []*router{r1})
+		})
+	}
 }
 
 // TestE2ESyncGroup has two instances per router (front and back) in a sync

@@ -270,8 +270,8 @@ func (rt *runtime) close() {
 
 // source picks the advert source: unicast_source when set; else the first
 // IPv4 address of the interface that is not a VIP, or for IPv6 its
-// link-local address (RFC 5798 §5.1.2.1), waiting briefly for duplicate
-// address detection to finish.
+// link-local address (RFC 5798 §5.1.2.1) — a global one when unicasting to
+// global peers — waiting briefly for duplicate address detection to finish.
 func (in *Instance) source(ctx context.Context, h *netlink.Handle, ifi *net.Interface) (netip.Addr, error) {
 	if in.cfg.UnicastSource.IsValid() {
 		return in.cfg.UnicastSource.Unmap(), nil
@@ -283,6 +283,13 @@ func (in *Instance) source(ctx context.Context, h *netlink.Handle, ifi *net.Inte
 	fam := netlink.FAMILY_V4
 	if in.family == 6 {
 		fam = netlink.FAMILY_V6
+	}
+	// Unicast to global IPv6 peers goes from a global address, so that the
+	// peers can match our source against their unicast_peers.
+	wantLL := len(in.expect.Peers) == 0 || in.expect.Peers[0].IsLinkLocalUnicast()
+	want := map[bool]string{true: "a link-local address", false: "a global address for the unicast peers"}[wantLL]
+	if in.family == 4 {
+		want = "an IPv4 address"
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -303,7 +310,7 @@ func (in *Instance) source(ctx context.Context, h *netlink.Handle, ifi *net.Inte
 			if in.family == 4 {
 				return ip, nil
 			}
-			if ip.IsLinkLocalUnicast() {
+			if ip.IsLinkLocalUnicast() == wantLL {
 				if a.Flags&unix.IFA_F_TENTATIVE != 0 {
 					tentative = true
 					continue
@@ -312,8 +319,8 @@ func (in *Instance) source(ctx context.Context, h *netlink.Handle, ifi *net.Inte
 			}
 		}
 		if !tentative || time.Now().After(deadline) {
-			return netip.Addr{}, fmt.Errorf("vrrp instance %q: interface %s has no usable IPv%d source address (want %s)",
-				in.cfg.Name, ifi.Name, in.family, map[int]string{4: "an IPv4 address", 6: "a link-local address"}[in.family])
+			return netip.Addr{}, fmt.Errorf("vrrp instance %q: interface %s has no usable IPv%d source address (want %s; or set unicast_source)",
+				in.cfg.Name, ifi.Name, in.family, want)
 		}
 		select {
 		case <-ctx.Done():
