@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
@@ -79,6 +80,8 @@ type Instance struct {
 	group   *SyncGroup
 	others  map[uint8]bool // VRIDs of sibling instances on the same link and family (NewSet)
 	groupCh chan Event
+	stopped chan struct{} // closed when Run returns
+	ran     atomic.Bool
 
 	mu     sync.Mutex
 	status Status
@@ -88,7 +91,7 @@ type Instance struct {
 // I/O. cfg is expected to have passed conf's validation; the checks here
 // are the ones the protocol itself needs.
 func NewInstance(cfg conf.VRRPInstance, opts Options) (*Instance, error) {
-	in := &Instance{cfg: cfg, opts: opts, log: opts.Logger, groupCh: make(chan Event, 16)}
+	in := &Instance{cfg: cfg, opts: opts, log: opts.Logger, groupCh: make(chan Event, 16), stopped: make(chan struct{})}
 	if in.log == nil {
 		in.log = slog.Default()
 	}
@@ -332,8 +335,12 @@ func (in *Instance) source(ctx context.Context, h *netlink.Handle, ifi *net.Inte
 
 // Run starts the instance and runs it until ctx is done; then it shuts
 // down as on SIGTERM: a master sends priority 0 and removes its VIPs. It
-// returns an error only when setup fails.
+// returns an error only when setup fails. An Instance runs once.
 func (in *Instance) Run(ctx context.Context) error {
+	if in.ran.Swap(true) {
+		return fmt.Errorf("vrrp instance %q: Run called twice", in.cfg.Name)
+	}
+	defer close(in.stopped)
 	trackCh := make(chan trackUpdate, 16)
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()

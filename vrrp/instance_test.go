@@ -148,4 +148,7 @@ func TestRunMissingInterface(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `interface "haldir-nope0"`) || !strings.Contains(err.Error(), `"vi"`) {
 		t.Fatalf("got %v, want an error naming the instance and the interface", err)
 	}
+	if err := in.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Fatalf("second Run: %v", err)
+	}
 }

@@ -46,12 +46,18 @@ func NewSyncGroup(cfg conf.VRRPSyncGroup, members []*Instance) (*SyncGroup, erro
 func (g *SyncGroup) Close() { g.notify.close() }
 
 // post delivers ev to a member without blocking the caller's state machine:
-// members post to each other from their own goroutines.
+// members post to each other from their own goroutines. An event for a
+// member that has stopped is dropped.
 func post(m *Instance, ev Event) {
 	select {
 	case m.groupCh <- ev:
 	default:
-		go func() { m.groupCh <- ev }()
+		go func() {
+			select {
+			case m.groupCh <- ev:
+			case <-m.stopped:
+			}
+		}()
 	}
 }
 
