@@ -16,14 +16,19 @@ import (
 
 var initMu sync.Mutex
 
-// sourceDir is this package's directory in the source tree, known at build
-// time; vminit is built from its sibling directory.
-func sourceDir() (string, error) {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return "", fmt.Errorf("vm: cannot locate the lab/vm sources")
+// sourceDir is this package's directory in the source tree: known at build
+// time, or (in a -trimpath build) asked of the go command.
+func sourceDir(ctx context.Context) (string, error) {
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		if _, err := os.Stat(file); err == nil {
+			return filepath.Dir(file), nil
+		}
 	}
-	return filepath.Dir(file), nil
+	out, err := exec.CommandContext(ctx, "go", "list", "-f", "{{.Dir}}", "github.com/haldir-lb/haldir/lab/vm").Output()
+	if err != nil {
+		return "", fmt.Errorf("vm: cannot locate the lab/vm sources to build vminit (run inside the haldir module): %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // BuildInit returns the path of a static vminit binary, building it with
@@ -31,7 +36,7 @@ func sourceDir() (string, error) {
 func BuildInit(ctx context.Context) (string, error) {
 	initMu.Lock()
 	defer initMu.Unlock()
-	dir, err := sourceDir()
+	dir, err := sourceDir(ctx)
 	if err != nil {
 		return "", err
 	}
