@@ -96,10 +96,11 @@ func RunInVMWith(t testing.TB, extra Options) (ranInVM bool) {
 		t.Fatalf("vm: %s=%q: want native, vm or auto", ModeEnv, mode)
 	}
 	unavailable := func(err error) bool {
+		t.Helper()
 		if mode == "vm" {
 			t.Fatalf("vm: %s=vm but the VM cannot run: %v", ModeEnv, err)
 		}
-		t.Skipf("vm: host kernel has no IPVS and the VM cannot run (%v); install qemu-system-x86 and run `go run ./lab/cmd/vmkernel fetch`, or set %s=native on a kernel with IPVS", err, ModeEnv)
+		t.Skipf("vm: the host kernel has no IPVS and the VM cannot run: %v", err)
 		return true
 	}
 	if _, err := findQEMU(""); err != nil {
