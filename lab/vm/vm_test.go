@@ -325,7 +325,8 @@ func TestRunExitStatus(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(data, "sub", "hello.txt"), []byte("content-from-host\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	script := "echo hello from $HALDIR_LAB_IN_VM $FOO; cat sub/hello.txt; grep -q '^127.0.0.1 localhost' /etc/hosts && echo hosts-ok; "
+	script := "echo hello from $HALDIR_LAB_IN_VM $FOO; cat sub/hello.txt; grep -q '^127.0.0.1 localhost' /etc/hosts && echo hosts-ok; " +
+		"/sbin/modprobe -q ip_vs && echo modprobe-loaded-ok; /sbin/modprobe no_such_mod 2>/dev/null || echo modprobe-missing-ok; "
 	files := []File{{Host: data, Guest: "/data"}}
 	_, ipvsadmErr := os.Stat("/usr/sbin/ipvsadm")
 	if ipvsadmErr == nil {
@@ -349,7 +350,7 @@ func TestRunExitStatus(t *testing.T) {
 	if code != 7 {
 		t.Errorf("exit status %d, want 7", code)
 	}
-	want := []string{"hello from 1 bar", "content-from-host", "hosts-ok"}
+	want := []string{"hello from 1 bar", "content-from-host", "hosts-ok", "modprobe-loaded-ok", "modprobe-missing-ok"}
 	if ipvsadmErr == nil {
 		want = append(want, "TCP  192.0.2.1:80 wrr", "-> 10.0.1.21:80")
 	} else {
