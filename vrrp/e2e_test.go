@@ -297,27 +297,38 @@ func TestE2EElectVersion2(t *testing.T) {
 	}
 }
 
+// TestE2ETieBreakByAddress: with equal priorities the tie is broken only
+// between two masters (RFC 5798 §6.4.3): a backup accepts an equal-priority
+// master whatever its address. So both routers first become master on
+// their own, behind a partition; when it heals the higher primary address
+// (.12, or the higher link-local for IPv6) stays master.
 func TestE2ETieBreakByAddress(t *testing.T) {
 	lab.SkipIfNotRoot(t)
 	for _, f := range []family{v4, v6} {
 		t.Run(f.name, func(t *testing.T) {
 			l := buildLAN(t, 2)
+			link := l.Host("r2").Link(lanIf)
+			if err := link.Detach(); err != nil {
+				t.Fatal(err)
+			}
 			r1 := startRouter(t, l.Host("r1"), instanceConfig("vi", 100, f))
 			r2 := startRouter(t, l.Host("r2"), instanceConfig("vi", 100, f))
 			all := []*router{r1, r2}
-			// r2's primary address (.12, or its link-local for IPv6) must
-			// be the higher one for the expectation below.
-			s1, s2 := r1.in.Status().Source, r2.in.Status().Source
-			waitFor(t, "sources known", settle, func() bool {
-				s1, s2 = r1.in.Status().Source, r2.in.Status().Source
-				return s1.IsValid() && s2.IsValid()
+			waitFor(t, "both masters while partitioned", settle, func() bool {
+				return r1.state() == vrrp.StateMaster && r2.state() == vrrp.StateMaster
 			})
-			want := r2
-			if s1.Compare(s2) > 0 {
-				want = r1
+			want, other := r2, r1
+			if r1.in.Status().Source.Compare(r2.in.Status().Source) > 0 {
+				want, other = r1, r2
+			}
+			if err := link.Attach(); err != nil {
+				t.Fatal(err)
 			}
 			waitMaster(t, want, all)
 			assertSteady(t, want, all, 500*time.Millisecond)
+			if got := other.in.Status().MasterAddr; got != want.in.Status().Source {
+				t.Fatalf("%s sees master %v, want %v", other.h.Name(), got, want.in.Status().Source)
+			}
 		})
 	}
 }
