@@ -159,19 +159,34 @@ func TestE2EKeepalivedInterop(t *testing.T) {
 // with a priority 0 advert and keepalived takes over.
 func TestE2EKeepalivedInteropHaldirHigher(t *testing.T) {
 	lab.SkipIfNotRoot(t)
-	for _, f := range []family{v4, v6} {
-		t.Run(f.name, func(t *testing.T) {
+	cases := []struct {
+		name     string
+		version  int
+		interval time.Duration
+		f        family
+	}{
+		{"v2-ipv4", 2, time.Second, v4},
+		{"v3-ipv4", 3, fast, v4},
+		{"v3-ipv6", 3, fast, v6},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
 			l := buildLAN(t, 2)
 			obs := observe(t, l)
-			ka := startKeepalived(t, l.Host("r1"), 3, fast, 100, f)
-			waitFor(t, "keepalived master", settle, ka.vip)
+			ka := startKeepalived(t, l.Host("r1"), c.version, c.interval, 100, c.f)
+			waitFor(t, "keepalived master", settle+5*c.interval, ka.vip)
 			seq := obs.LastSeq()
-			hal := startRouter(t, l.Host("r2"), instanceConfig("vi", 200, f))
-			waitFor(t, "haldir master and keepalived without VIP", settle, func() bool {
+			hc := instanceConfig("vi", 200, c.f)
+			hc.Version, hc.AdvertInterval = c.version, conf.Duration(c.interval)
+			if c.version == 2 {
+				hc.Auth = &conf.VRRPAuth{Type: "pass", Password: "s3cret"}
+			}
+			hal := startRouter(t, l.Host("r2"), hc)
+			waitFor(t, "haldir master and keepalived without VIP", settle+5*c.interval, func() bool {
 				return hal.state() == vrrp.StateMaster && hal.hasVIP() && !ka.vip()
 			})
-			waitGARP(t, obs, seq, hal.h, f.vip.Addr())
-			end := time.Now().Add(10 * fast)
+			waitGARP(t, obs, seq, hal.h, c.f.vip.Addr())
+			end := time.Now().Add(5 * c.interval)
 			for time.Now().Before(end) {
 				if !hal.hasVIP() || ka.vip() || hal.state() != vrrp.StateMaster {
 					t.Fatalf("pair not steady: haldir %v vip=%v, keepalived vip=%v", hal.state(), hal.hasVIP(), ka.vip())
