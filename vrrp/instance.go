@@ -407,7 +407,9 @@ func (in *Instance) Run(ctx context.Context) error {
 
 	d = &driver{in: in, m: m, rt: rt, notify: notify, timer: time.NewTimer(time.Hour)}
 	d.timer.Stop()
-	d.handle(track.event())
+	if ev := track.event(); ev != (EvTracking{}) {
+		d.handle(ev)
+	}
 	if in.group != nil {
 		in.group.memberFault(in, track.event().Fault)
 	}
