@@ -242,3 +242,49 @@ func TestBoundedGoroutinesAndFDs(t *testing.T) {
 type checkerFunc func(context.Context) Result
 
 func (f checkerFunc) Run(ctx context.Context) Result { return f(ctx) }
+
+// IPv6 real servers: the request line, Host header and dial address all
+// need the bracketed form.
+func TestHTTPOverIPv6(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	var gotHost atomic.Value
+	ap := serveListener(t, ln, func(c net.Conn) {
+		host, ok := readRequest(c)
+		if !ok {
+			return
+		}
+		gotHost.Store(host)
+		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+	})
+	ck, err := NewChecker(Target{Addr: ap, Check: conf.Check{Type: "http", Timeout: conf.Duration(3 * time.Second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := ck.Run(context.Background()); !r.Up {
+		t.Fatalf("check of %s: %s", ap, r.Reason)
+	}
+	if want := ap.String(); gotHost.Load() != want {
+		t.Fatalf("Host header %q, want %q", gotHost.Load(), want)
+	}
+}
+
+func TestWarmupBoundsFirstCheck(t *testing.T) {
+	clock := newFakeClock()
+	var draws []time.Duration
+	s := New(Options{Clock: clock,
+		Rand:       func(n time.Duration) time.Duration { draws = append(draws, n); return n - 1 },
+		NewChecker: func(Target) (Checker, error) { return &scripted{script: []Result{ok()}}, nil }})
+	c := conf.Check{Type: "tcp", Interval: conf.Duration(time.Second), Warmup: conf.Duration(30 * time.Second)}
+	if _, err := s.Update([]Target{target(1, c)}); err != nil {
+		t.Fatal(err)
+	}
+	if len(draws) != 1 || draws[0] != 30*time.Second {
+		t.Fatalf("warmup draws %v, want one within 30s", draws)
+	}
+	if off := s.Status()[0].Next.Sub(clock.Now()); off != 30*time.Second-1 {
+		t.Fatalf("first check in %v, want the drawn %v", off, 30*time.Second-1)
+	}
+}
