@@ -87,6 +87,18 @@ func main() {
 	raiseNofile()
 	switch {
 	case *withKA:
+		// Emulated CPUs: smaller defaults than the native run's.
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["scenarios"] {
+			*scenarios = "tcp-1k,http-500"
+		}
+		if !set["duration"] {
+			*duration = 20 * time.Second
+		}
+		if !set["down"] {
+			*down = 50
+		}
 		os.Exit(compareInVM(*scenarios, *duration, *interval, *down))
 	case *guest:
 		guestCompare(*scenarios, *duration, *interval, *down)
