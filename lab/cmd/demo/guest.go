@@ -779,15 +779,15 @@ func (p *poller) halt() []sample {
 	return p.snapshot()
 }
 
-// outage is the gap between the last success completed before t and the
-// first success of a request started at or after t.
+// outage is the gap between the end of the last successful request started
+// before t and the first successful request started at or after t.
 func outage(ss []sample, t time.Time) (time.Duration, bool) {
 	var last, first time.Time
 	for _, s := range ss {
 		if !s.ok {
 			continue
 		}
-		if s.end.Before(t) && s.end.After(last) {
+		if s.start.Before(t) && s.end.After(last) {
 			last = s.end
 		}
 		if !s.start.Before(t) && (first.IsZero() || s.end.Before(first)) {
@@ -909,6 +909,7 @@ func (d *demo) stepDrill(ctx context.Context) error {
 			return err
 		}
 	}
+	d.printf("CUT: director1's links are dead (eth1, eth2 cut, eth0 unplugged from the switch): a dead director")
 	if _, err := waitFor(ctx, stepDeadline, "director1 in fault for both instances after its links died", func() (bool, error) {
 		return d.state("director1", "front") == "fault" && d.state("director1", "back") == "fault", nil
 	}); err != nil {
@@ -918,13 +919,11 @@ func (d *demo) stepDrill(ctx context.Context) error {
 		return err
 	}
 	d.rep.MasterKilled = "yes: all of director1's links dead at once (eth1, eth2 cut; eth0 unplugged from the switch, then cut)"
-	d.printf("CUT: director1's eth0, eth1 and eth2 are unplugged: a dead director")
-	moved, err := waitFor(ctx, stepDeadline, "director2 holding the VIP and gateway", func() (bool, error) { return holdsVIPs(d.s.Director2) })
-	if err != nil {
+	if _, err := waitFor(ctx, stepDeadline, "director2 holding the VIP and gateway", func() (bool, error) { return holdsVIPs(d.s.Director2) }); err != nil {
 		return err
 	}
 	d.rep.VIPMovedAfter = time.Since(tCut)
-	d.printf("director2 holds 192.0.2.1 and 10.0.1.1, %s after the cut", moved.Round(time.Millisecond))
+	d.printf("director2 holds 192.0.2.1 and 10.0.1.1, %s after the cut", d.rep.VIPMovedAfter.Round(time.Millisecond))
 	if _, err := waitFor(ctx, stepDeadline, "a successful request through director2", func() (bool, error) { return p.okAfter(tCut), nil }); err != nil {
 		return err
 	}
@@ -951,6 +950,7 @@ func (d *demo) stepDrill(ctx context.Context) error {
 	}
 	d.printf("long-lived connection survived the failover: %v — %s", yesNo(d.rep.ConnSurvived), d.rep.ConnDetail)
 
+	d.printf("RESTORE: plugging director1's links back in")
 	tRestore := time.Now()
 	if err := d1.Link("eth0").Attach(); err != nil {
 		return err
@@ -960,7 +960,7 @@ func (d *demo) stepDrill(ctx context.Context) error {
 			return err
 		}
 	}
-	d.printf("RESTORE: director1's links are plugged back in")
+	d.printf("director1's links are up again")
 	if _, err := waitFor(ctx, stepDeadline, "director1 taking the VIP and gateway back (preempt)", func() (bool, error) {
 		ok, err := holdsVIPs(d1)
 		if !ok || err != nil {

@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -81,16 +82,33 @@ func runHost(ctx context.Context) error {
 		return runGuestMain(ctx, "")
 	}
 	fmt.Println("demo: the host kernel has no IPVS: running the demo in the lab VM (qemu, TCG)")
+	// A fresh machine (or container image) may have empty apt lists: update
+	// them once, only when something has to come from apt.
+	updated := false
+	aptUpdate := func() error {
+		if updated {
+			return nil
+		}
+		updated = true
+		return apt(ctx, "update", "-q")
+	}
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		fmt.Println("demo: installing qemu-system-x86 with apt-get")
-		cmd := exec.CommandContext(ctx, "apt-get", "install", "-y", "-q", "--no-install-recommends", "qemu-system-x86")
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("setup: apt-get install qemu-system-x86: %w", err)
+		if err := aptUpdate(); err != nil {
+			return err
+		}
+		if err := apt(ctx, "install", "-y", "-q", "--no-install-recommends", "qemu-system-x86"); err != nil {
+			return err
 		}
 	}
 	k, err := vm.FetchKernel(ctx, os.Stdout)
+	if err != nil && !updated {
+		fmt.Printf("demo: fetching the lab VM kernel failed (%v); updating the apt lists and retrying\n", err)
+		if uerr := aptUpdate(); uerr != nil {
+			return uerr
+		}
+		k, err = vm.FetchKernel(ctx, os.Stdout)
+	}
 	if err != nil {
 		return fmt.Errorf("setup: fetching the lab VM kernel: %w", err)
 	}
@@ -115,6 +133,17 @@ func runHost(ctx context.Context) error {
 	}
 	if code != 0 {
 		return fmt.Errorf("the demo failed inside the VM (exit status %d); see above", code)
+	}
+	return nil
+}
+
+// apt runs apt-get non-interactively with its output shown.
+func apt(ctx context.Context, args ...string) error {
+	cmd := exec.CommandContext(ctx, "apt-get", args...)
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("setup: apt-get %s: %w", strings.Join(args, " "), err)
 	}
 	return nil
 }
