@@ -99,6 +99,7 @@ type demo struct {
 
 	states     map[string]string      // "director1/front" -> "master"
 	changes    map[string]int         // director -> VRRP state changes logged
+	statusErr  string                 // why `haldir status` failed, once it has
 	notRunning map[string]string      // component -> why (from haldir's log)
 	quorumLost map[string][]time.Time // director -> when it logged losing quorum
 	procs      map[string]*lab.Proc
@@ -557,7 +558,7 @@ func fmtTally(t map[string]int) string {
 }
 
 func (d *demo) stepLB(ctx context.Context) error {
-	if err := d.printIPVS("director1"); err != nil {
+	if err := d.show(ctx, "director1"); err != nil {
 		return err
 	}
 	tally, err := d.requests(ctx, lbRequests)
@@ -624,6 +625,35 @@ func realsIn(t []ipvsService) []string {
 	return rs
 }
 
+// show prints a director's state: `haldir status` when this haldir serves
+// it, else the kernel's IPVS table read over netlink.
+func (d *demo) show(ctx context.Context, host string) error {
+	d.mu.Lock()
+	tryStatus := d.statusErr == ""
+	d.mu.Unlock()
+	if tryStatus {
+		h := d.s.Host(host)
+		path := filepath.Join(d.dir, host+".toml")
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		out, err := h.Run(sctx, []string{d.haldir, "status", "-c", path}, nil)
+		cancel()
+		if err == nil {
+			d.printf("haldir status -c %s (on %s):", path, host)
+			d.block(out)
+			return nil
+		}
+		why := strings.TrimSpace(out)
+		if i := strings.IndexByte(why, '\n'); i >= 0 {
+			why = why[:i]
+		}
+		d.mu.Lock()
+		d.statusErr = why
+		d.mu.Unlock()
+		d.printf("haldir status did not answer (%s): showing the kernel's IPVS table instead", why)
+	}
+	return d.printIPVS(host)
+}
+
 func (d *demo) printIPVS(host string) error {
 	h := d.s.Host(host)
 	t, err := ipvsTable(h)
@@ -670,7 +700,7 @@ func (d *demo) stepHealth(ctx context.Context) error {
 	}
 	d.rep.HealthDownAfter = time.Since(t0)
 	d.printf("haldir removed real2 from the IPVS table %s after its server stopped (check every %s, fall 2)", d.rep.HealthDownAfter.Round(time.Millisecond), checkInterval)
-	if err := d.printIPVS("director1"); err != nil {
+	if err := d.show(ctx, "director1"); err != nil {
 		return err
 	}
 	tally, err := d.requests(ctx, 6)
@@ -693,7 +723,7 @@ func (d *demo) stepHealth(ctx context.Context) error {
 	}
 	d.rep.HealthUpAfter = time.Since(t1)
 	d.printf("real2 is back in the IPVS table %s after its server restarted (rise 1)", d.rep.HealthUpAfter.Round(time.Millisecond))
-	if err := d.printIPVS("director1"); err != nil {
+	if err := d.show(ctx, "director1"); err != nil {
 		return err
 	}
 	tally, err = d.requests(ctx, lbRequests)
@@ -936,7 +966,7 @@ func (d *demo) stepDrill(ctx context.Context) error {
 		return err
 	}
 	d.printStates()
-	if err := d.printIPVS("director2"); err != nil {
+	if err := d.show(ctx, "director2"); err != nil {
 		return err
 	}
 
