@@ -17,8 +17,24 @@ import (
 
 // ErrUnreachable marks errors where the daemon could not be asked at all
 // (no socket, nobody listening, no permission, broken connection), as
-// opposed to the daemon answering with an error.
+// opposed to the daemon answering with an error: errors.Is(err,
+// ErrUnreachable) tells them apart.
 var ErrUnreachable = errors.New("control socket unreachable")
+
+// unreachableError is an ErrUnreachable whose text is only the helpful
+// message, without ErrUnreachable's own.
+type unreachableError struct {
+	msg string
+	err error
+}
+
+func (e *unreachableError) Error() string        { return e.msg }
+func (e *unreachableError) Unwrap() error        { return e.err }
+func (e *unreachableError) Is(target error) bool { return target == ErrUnreachable }
+
+func unreachable(err error, format string, args ...any) error {
+	return &unreachableError{msg: fmt.Sprintf(format, args...), err: err}
+}
 
 // ReloadError is a reload the daemon refused; Errors holds every reason
 // (one per validation error).
@@ -65,13 +81,13 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 	}
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("%w: haldir is not running? no control socket at %s", ErrUnreachable, c.path)
+		return nil, unreachable(err, "haldir is not running? no control socket at %s", c.path)
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return nil, fmt.Errorf("%w: haldir is not running? nothing answers on control socket %s", ErrUnreachable, c.path)
+		return nil, unreachable(err, "haldir is not running? nothing answers on control socket %s", c.path)
 	case errors.Is(err, os.ErrPermission):
-		return nil, fmt.Errorf("%w: permission denied on control socket %s (it is mode 0600: run as the daemon's user, usually root)", ErrUnreachable, c.path)
+		return nil, unreachable(err, "permission denied on control socket %s (it is mode 0600: run as the daemon's user, usually root)", c.path)
 	}
-	return nil, fmt.Errorf("%w: control socket %s: %v", ErrUnreachable, c.path, err)
+	return nil, unreachable(err, "control socket %s: %v", c.path, err)
 }
 
 // Status fetches the daemon's status.
@@ -101,7 +117,7 @@ func (c *Client) Reload(ctx context.Context) error {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return fmt.Errorf("%w: reload: reading the daemon's answer: %v", ErrUnreachable, err)
+		return unreachable(err, "reload: reading the daemon's answer on %s: %v", c.path, err)
 	}
 	var r reloadReply
 	if err := json.Unmarshal(body, &r); err != nil {
@@ -127,7 +143,7 @@ func (c *Client) do(ctx context.Context, method, path string) (*http.Response, e
 		if errors.Is(err, ErrUnreachable) {
 			return nil, unwrapURL(err)
 		}
-		return nil, fmt.Errorf("%w: control socket %s: %v", ErrUnreachable, c.path, unwrapURL(err))
+		return nil, unreachable(err, "control socket %s: %v", c.path, unwrapURL(err))
 	}
 	return resp, nil
 }

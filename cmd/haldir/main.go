@@ -37,6 +37,18 @@ Commands:
              -c FILE           configuration file (default ` + conf.DefaultPath + `)
            exit status: 0 valid, 1 invalid (every error is printed),
            2 the file cannot be read
+  status   show the running daemon's VRRP, IPVS and health check state
+             -s SOCKET         control socket (default ` + conf.DefaultControlSocket + `)
+             -c FILE           take global.control_socket from this file
+             --json            the raw status as JSON, for scripts
+             --stats           kernel counters (conns, packets, bytes)
+             --rate            kernel rate estimates (per second)
+           exit status: 0 shown, 2 the daemon cannot be reached
+  reload   make the running daemon re-read and validate its file
+             -s SOCKET, -c FILE  as for status
+           exit status: 0 reloaded, 1 refused (every error is printed;
+           the running configuration is kept), 2 the daemon cannot be
+           reached
   version  print the version
   help     print this text
 
@@ -61,6 +73,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDaemon(args[1:], stderr, sigs)
 	case "check":
 		return runCheck(args[1:], stdout, stderr)
+	case "status":
+		return runStatus(args[1:], stdout, stderr)
+	case "reload":
+		return runReload(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "haldir", version)
 		return exitOK

@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/control"
+	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/healthcheck"
+	"github.com/haldir-lb/haldir/vrrp"
+)
+
+var statusNow = time.Date(2026, 11, 24, 13, 12, 5, 0, time.UTC)
+
+// sampleStatus is a director with one healthy pool, one pool that lost its
+// quorum and switched to its sorry server, and a foreign service.
+func sampleStatus() control.Status {
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	web := netip.MustParseAddrPort("192.0.2.10:80")
+	dns := netip.MustParseAddrPort("[2001:db8::53]:53")
+	r1 := netip.MustParseAddrPort("10.0.0.21:8080")
+	r2 := netip.MustParseAddrPort("10.0.0.22:8080")
+	d1 := netip.MustParseAddrPort("[2001:db8::1]:53")
+	sorry := netip.MustParseAddrPort("[2001:db8::99]:53")
+	httpCheck := &conf.Check{Type: "http", Path: "/healthz", Interval: conf.Duration(2 * time.Second)}
+	tcpCheck := &conf.Check{Type: "tcp", Interval: conf.Duration(2 * time.Second)}
+	udpCheck := &conf.Check{Type: "udp"}
+	return control.Status{
+		Version: "0.3.0", RouterID: "lvs-a", ConfigPath: "/etc/haldir/haldir.toml",
+		Started: t0, ConfigLoaded: t0.Add(3 * time.Hour),
+		VRRP: []vrrp.Status{
+			{Name: "VI_1", State: vrrp.StateMaster, Priority: 150, BasePriority: 150,
+				Source: netip.MustParseAddr("192.0.2.2"), MasterAddr: netip.MustParseAddr("192.0.2.2"), LastChange: t0.Add(time.Minute)},
+			{Name: "VI_6", State: vrrp.StateBackup, Priority: 90, BasePriority: 100,
+				Source: netip.MustParseAddr("2001:db8::2"), MasterAddr: netip.MustParseAddr("2001:db8::3"), LastChange: t0.Add(2 * time.Minute)},
+		},
+		VirtualServers: []conf.VirtualServer{
+			{Name: "web", Address: web.Addr(), Port: 80, Protocol: "tcp", Scheduler: "wlc", Forwarding: "dr",
+				PersistenceTimeout: conf.Duration(300 * time.Second), PersistenceGranularity: 24,
+				RealServers: []conf.RealServer{
+					{Address: r1.Addr(), Port: 8080, Weight: 3, Forwarding: "dr", Check: httpCheck},
+					{Address: r2.Addr(), Port: 8080, Weight: 2, Forwarding: "nat", Check: tcpCheck},
+				}},
+			{Name: "dns", Address: dns.Addr(), Port: 53, Protocol: "udp", Scheduler: "rr", Forwarding: "tun",
+				RealServers: []conf.RealServer{{Address: d1.Addr(), Port: 53, Weight: 1, Forwarding: "tun", Check: udpCheck}}},
+		},
+		Services: []director.ServiceStatus{
+			{Name: "web", Key: director.ServiceKey{Protocol: director.TCP, Addr: web}, Scheduler: "wlc", InKernel: true,
+				QuorumUp: true, AliveWeight: 5, Quorum: 1,
+				Stats: director.Stats{Conns: 1200, PktsIn: 9000, PktsOut: 8000, BytesIn: 700000, BytesOut: 9100000, CPS: 4, PPSIn: 30, PPSOut: 28, BPSIn: 2400, BPSOut: 31000},
+				Reals: []director.RealStatus{
+					{Addr: r1, Checked: true, Healthy: true, HealthKnown: true, ConfiguredWeight: 3, EffectiveWeight: 5,
+						InKernel: true, KernelWeight: 5, ActiveConns: 12, InactiveConns: 40,
+						Stats: director.Stats{Conns: 1100, PktsIn: 8500, CPS: 4}},
+					{Addr: r2, Checked: true, Healthy: false, HealthKnown: true, ConfiguredWeight: 2, EffectiveWeight: 0,
+						Stats: director.Stats{Conns: 100}},
+				}},
+			{Name: "dns", Key: director.ServiceKey{Protocol: director.UDP, Addr: dns}, Scheduler: "rr", InKernel: true,
+				QuorumUp: false, AliveWeight: 0, Quorum: 1, SorryActive: true,
+				Reals: []director.RealStatus{
+					{Addr: d1, Checked: true, Healthy: false, HealthKnown: false, ConfiguredWeight: 1},
+					{Name: "sorry_server", Addr: sorry, Sorry: true, Healthy: true, ConfiguredWeight: 1, EffectiveWeight: 1,
+						InKernel: true, KernelWeight: 1, ActiveConns: 0, InactiveConns: 3},
+				}},
+		},
+		Foreign: []director.ServiceKey{{Fwmark: 7}},
+		Probes: []healthcheck.ProbeStatus{
+			// Same address, another definition (another virtual server's
+			// check): must not be picked for web's real server.
+			{Key: healthcheck.Target{Addr: r1, Check: conf.Check{Type: "http", Path: "/other"}}.Key(),
+				Target: healthcheck.Target{Addr: r1, Check: conf.Check{Type: "http", Path: "/other"}}, Up: false,
+				History: []healthcheck.Result{{Up: false, Reason: "HTTP 404", Start: statusNow.Add(-time.Second)}}},
+			{Key: healthcheck.Target{Addr: r1, Check: *httpCheck}.Key(), Target: healthcheck.Target{Addr: r1, Check: *httpCheck}, Up: true,
+				History: []healthcheck.Result{{Up: true, Reason: "HTTP 200", Start: statusNow.Add(-3 * time.Second)}}},
+			{Key: healthcheck.Target{Addr: r2, Check: *tcpCheck}.Key(), Target: healthcheck.Target{Addr: r2, Check: *tcpCheck}, Up: false,
+				History: []healthcheck.Result{{Up: false, Reason: "connect: connection refused", Start: statusNow.Add(-2 * time.Second)}}},
+			{Key: healthcheck.Target{Addr: d1, Check: *udpCheck}.Key(), Target: healthcheck.Target{Addr: d1, Check: *udpCheck}},
+		},
+		Director: &director.Counters{Passes: 310, FailedPasses: 1,
+			Writes: map[director.OpKind]uint64{director.OpNewDest: 4, director.OpUpdDest: 9},
+			Errors: map[director.ErrorKey]uint64{{Op: director.OpNewDest, Reason: "EEXIST"}: 1}},
+		NotRunning: map[string]string{"sync": "not configured"},
+	}
+}
+
+func render(t *testing.T, st control.Status, mode statusMode) string {
+	t.Helper()
+	var b bytes.Buffer
+	renderStatus(&b, st, mode, statusNow)
+	t.Logf("\n%s", b.String())
+	return b.String()
+}
+
+// assertLines checks that every want line appears in out exactly.
+func assertLines(t *testing.T, out string, want ...string) {
+	t.Helper()
+	lines := strings.Split(out, "\n")
+	for _, w := range want {
+		if !slices.Contains(lines, w) {
+			t.Errorf("output lacks the line\n%q", w)
+		}
+	}
+}
+
+func TestRenderStatus(t *testing.T) {
+	out := render(t, sampleStatus(), modeState)
+	assertLines(t, out,
+		"haldir 0.3.0, router_id lvs-a, up 3h12m",
+		"config /etc/haldir/haldir.toml, loaded 12m5s ago",
+		"  Instance  State   Priority             Master                 Since",
+		"  VI_1      MASTER  150                  this node (192.0.2.2)  3h11m ago",
+		"  VI_6      BACKUP  90 (configured 100)  2001:db8::3            3h10m ago",
+		"not running: sync (not configured)",
+		"Prot LocalAddress:Port Scheduler Flags",
+		"  -> RemoteAddress:Port Forward Weight ActiveConn InActConn Health         CfgWeight EffWeight LastCheck",
+		"TCP  192.0.2.10:80 wlc persistent 300 mask /24  [web, quorum up (alive weight 5, quorum 1)]",
+		// The probe with web's own check definition, not the other one on
+		// the same address that answers 404.
+		"  -> 10.0.0.21:8080     Route   5      12         40        up             3         5         http ok: HTTP 200 (3s ago)",
+		"  -> 10.0.0.22:8080     Masq    -      -          -         down           2         0         tcp failed: connect: connection refused (2s ago)",
+		"UDP  [2001:db8::53]:53 rr  [dns, QUORUM DOWN (alive weight 0, quorum 1), SORRY SERVER ACTIVE]",
+		"  -> [2001:db8::1]:53   Tunnel  -      -          -         down (initial) 1         0         udp: pending",
+		"  -> [2001:db8::99]:53  Tunnel  1      0          3         sorry (active) 1         1         -",
+		"FWM  7 IPv4  [not managed by haldir]",
+		"director: 310 passes (1 failed), 13 kernel writes; errors: new_destination EEXIST 1",
+	)
+	if strings.Contains(out, "HTTP 404") {
+		t.Error("the probe of another check definition on the same address was shown")
+	}
+	// Service lines come before their real servers, in order.
+	iWeb, iR1, iDNS := strings.Index(out, "TCP  192.0.2.10:80"), strings.Index(out, "-> 10.0.0.21:8080"), strings.Index(out, "UDP  [2001:db8::53]:53")
+	if !(iWeb < iR1 && iR1 < iDNS) {
+		t.Errorf("rows out of order: web %d, real %d, dns %d", iWeb, iR1, iDNS)
+	}
+}
+
+func TestRenderStatsAndRate(t *testing.T) {
+	assertLines(t, render(t, sampleStatus(), modeStats),
+		"Prot LocalAddress:Port  Conns InPkts OutPkts InBytes OutBytes",
+		"  -> RemoteAddress:Port",
+		"TCP  192.0.2.10:80       1200   9000    8000  700000  9100000",
+		"  -> 10.0.0.21:8080      1100   8500       0       0        0",
+		"  -> 10.0.0.22:8080       100      0       0       0        0",
+		"FWM  7 IPv4  [not managed by haldir]",
+	)
+	assertLines(t, render(t, sampleStatus(), modeRate),
+		"Prot LocalAddress:Port  CPS InPPS OutPPS InBPS OutBPS",
+		"TCP  192.0.2.10:80        4    30     28  2400  31000",
+		"  -> 10.0.0.21:8080       4     0      0     0      0",
+	)
+}
+
+func TestRenderWithoutConfig(t *testing.T) {
+	// A status without VirtualServers: forwarding is unknown and probes
+	// are matched by address alone.
+	st := sampleStatus()
+	st.VirtualServers = nil
+	st.Probes = st.Probes[2:] // 10.0.0.21 has no probe left
+	out := render(t, st, modeState)
+	assertLines(t, out,
+		"TCP  192.0.2.10:80 wlc  [web, quorum up (alive weight 5, quorum 1)]",
+		"  -> 10.0.0.22:8080     ?       -      -          -         down           2         0         tcp failed: connect: connection refused (2s ago)",
+		"  -> 10.0.0.21:8080     ?       5      12         40        up             3         5         no probe",
+	)
+}
+
+func TestRenderEmpty(t *testing.T) {
+	out := render(t, control.Status{RouterID: "x"}, modeState)
+	assertLines(t, out, "haldir -, router_id x", "no virtual servers configured")
+}
+
+func TestAge(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0s"}, {1500 * time.Millisecond, "2s"}, {61 * time.Second, "1m1s"},
+		{3*time.Hour + 59*time.Second, "3h0m"}, {50 * time.Hour, "2d2h"}, {-time.Second, "0s"},
+	} {
+		if got := age(tc.d); got != tc.want {
+			t.Errorf("age(%v) = %q, want %q", tc.d, got, tc.want)
+		}
+	}
+}
+
+type fakeDaemon struct {
+	st   control.Status
+	errs []string
+	err  error
+}
+
+func (f *fakeDaemon) Status() control.Status    { return f.st }
+func (f *fakeDaemon) Reload() ([]string, error) { return f.errs, f.err }
+
+// serveControl runs a control server for d on a socket in a temp dir.
+func serveControl(t *testing.T, d control.Daemon) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "haldir.sock")
+	s, err := control.Listen(path, d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return path
+}
+
+func TestStatusCommand(t *testing.T) {
+	path := serveControl(t, &fakeDaemon{st: sampleStatus()})
+
+	t.Run("json round trip", func(t *testing.T) {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"status", "-s", path, "--json"}, &stdout, &stderr); code != exitOK {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		var got control.Status
+		if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
+			t.Fatal(err)
+		}
+		if want := sampleStatus(); !reflect.DeepEqual(got, want) {
+			t.Errorf("--json round trip differs:\n got %+v\nwant %+v", got, want)
+		}
+	})
+	t.Run("table", func(t *testing.T) {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"status", "-s", path}, &stdout, &stderr); code != exitOK {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		assertLines(t, stdout.String(), "TCP  192.0.2.10:80 wlc persistent 300 mask /24  [web, quorum up (alive weight 5, quorum 1)]")
+	})
+	t.Run("stats", func(t *testing.T) {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"status", "-s", path, "--stats"}, &stdout, &stderr); code != exitOK {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		assertLines(t, stdout.String(), "TCP  192.0.2.10:80       1200   9000    8000  700000  9100000")
+	})
+	t.Run("socket from config", func(t *testing.T) {
+		cfg := filepath.Join(t.TempDir(), "haldir.toml")
+		body := strings.Replace(validConfig, `router_id = "lvs-a"`, `router_id = "lvs-a"`+"\ncontrol_socket = \""+path+"\"", 1)
+		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"status", "-c", cfg}, &stdout, &stderr); code != exitOK {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		if !strings.HasPrefix(stdout.String(), "haldir 0.3.0, router_id lvs-a, up ") {
+			t.Errorf("status via -c printed %q", stdout.String())
+		}
+	})
+}
+
+func TestStatusCommandErrors(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "none.sock")
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		code    int
+		wantErr string
+	}{
+		{"not running", []string{"status", "-s", missing}, exitUsage, "haldir status: haldir is not running? no control socket at " + missing},
+		{"both -s and -c", []string{"status", "-s", missing, "-c", "/x.toml"}, exitUsage, "-s and -c are mutually exclusive"},
+		{"stats and rate", []string{"status", "--stats", "--rate"}, exitUsage, "--stats and --rate are mutually exclusive"},
+		{"config unreadable", []string{"status", "-c", missing + ".toml"}, exitUsage, "reading " + missing + ".toml for its control socket"},
+		{"extra argument", []string{"status", "now"}, exitUsage, `unexpected argument "now"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(tc.args, &stdout, &stderr); code != tc.code {
+				t.Errorf("exit %d, want %d", code, tc.code)
+			}
+			if !strings.Contains(stderr.String(), tc.wantErr) {
+				t.Errorf("stderr = %q, want it to contain %q", stderr.String(), tc.wantErr)
+			}
+		})
+	}
+}
