@@ -3,14 +3,17 @@ package control
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -101,7 +104,7 @@ func TestStatusRoundTrip(t *testing.T) {
 	if di.Mode().Perm() != 0o700 {
 		t.Errorf("created parent dir mode = %v, want 0700", di.Mode().Perm())
 	}
-	if m, _ := filepath.Glob(path + ".tmp-*"); len(m) > 0 {
+	if m, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".*.tmp")); len(m) > 0 {
 		t.Errorf("temporary socket names left behind: %v", m)
 	}
 
@@ -296,18 +299,65 @@ func TestDialErrors(t *testing.T) {
 	}
 }
 
+// TestDialPermissionDenied dials a 0600 root socket as another user: as
+// nobody in a child process when we are root (root bypasses the mode),
+// else as ourselves after removing every permission bit.
 func TestDialPermissionDenied(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("root bypasses the socket's mode; needs a non-root user")
-	}
-	path := filepath.Join(t.TempDir(), "haldir.sock")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "haldir.sock")
 	startServer(t, path, &fakeDaemon{})
-	if err := os.Chmod(path, 0); err != nil {
+	if os.Geteuid() != 0 {
+		if err := os.Chmod(path, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Dial(path); !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "permission denied on control socket "+path) {
+			t.Errorf("Dial on a 0000 socket = %v", err)
+		}
+		return
+	}
+	// nobody must reach the socket's directory and run a copy of this
+	// test binary, which lives in a root-only build directory.
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Dial(path); !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "permission denied") {
-		t.Errorf("Dial on a 0000 socket = %v", err)
+	bin := filepath.Join(dir, "control.test")
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^TestHelperDialAsOtherUser$", "-test.v")
+	cmd.Env = append(os.Environ(), "HALDIR_TEST_DIAL="+path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper as nobody: %v\n%s", err, out)
+	}
+	want := "DIAL: permission denied on control socket " + path
+	if !strings.Contains(string(out), want) {
+		t.Errorf("helper output lacks %q:\n%s", want, out)
+	}
+}
+
+// TestHelperDialAsOtherUser runs only as TestDialPermissionDenied's child.
+func TestHelperDialAsOtherUser(t *testing.T) {
+	path := os.Getenv("HALDIR_TEST_DIAL")
+	if path == "" {
+		t.Skip("helper process of TestDialPermissionDenied")
+	}
+	_, err := Dial(path)
+	if !errors.Is(err, ErrUnreachable) {
+		t.Errorf("Dial = %v, want an unreachable error", err)
+	}
+	fmt.Println("DIAL:", err)
 }
 
 func TestServeStopsOnContext(t *testing.T) {
@@ -333,5 +383,13 @@ func TestServeStopsOnContext(t *testing.T) {
 	}
 	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("socket after stop: %v, want removed", err)
+	}
+}
+
+func TestPathTooLong(t *testing.T) {
+	path := filepath.Join(t.TempDir(), strings.Repeat("x", 120)+".sock")
+	_, err := Listen(path, &fakeDaemon{}, nil)
+	if err == nil || !strings.Contains(err.Error(), "unix sockets allow at most 107") {
+		t.Errorf("Listen on a %d-byte path = %v", len(path), err)
 	}
 }

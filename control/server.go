@@ -95,7 +95,15 @@ func Listen(path string, d Daemon, log *slog.Logger) (*Server, error) {
 // path with looser permissions, and link(2), unlike rename(2), fails
 // instead of replacing a socket another daemon created meanwhile.
 func bindPrivate(path string) (*net.UnixListener, error) {
-	tmp := path + ".tmp-" + strconv.Itoa(os.Getpid())
+	// sun_path holds 108 bytes including the terminating NUL.
+	const maxPath = 107
+	if len(path) > maxPath {
+		return nil, fmt.Errorf("control socket %s: path is %d bytes, unix sockets allow at most %d", path, len(path), maxPath)
+	}
+	tmp := filepath.Join(filepath.Dir(path), "."+strconv.Itoa(os.Getpid())+".sock.tmp")
+	if len(tmp) > maxPath {
+		return nil, fmt.Errorf("control socket %s: its directory name is too long for a unix socket (at most %d bytes in all)", path, maxPath)
+	}
 	_ = os.Remove(tmp) // our own leftover: the name embeds our pid
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {

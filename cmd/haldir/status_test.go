@@ -293,3 +293,29 @@ func TestStatusCommandErrors(t *testing.T) {
 		})
 	}
 }
+
+// FuzzRenderStatus feeds arbitrary daemon answers to the renderer: a
+// newer or broken daemon must never crash `haldir status`.
+func FuzzRenderStatus(f *testing.F) {
+	b, err := json.Marshal(sampleStatus())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"Services":[{"Reals":[{"Checked":true,"Addr":"10.0.0.1:80"}]}],"Probes":[{"Target":{"Addr":"10.0.0.1:80"},"History":[]}]}`))
+	f.Add([]byte(`{"VRRP":[{"State":99,"Priority":255}],"Foreign":[{"Fwmark":1,"V6":true}],"Director":{"Errors":{"x/y":1}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var st control.Status
+		if json.Unmarshal(data, &st) != nil {
+			return
+		}
+		for _, m := range []statusMode{modeState, modeStats, modeRate} {
+			var out bytes.Buffer
+			renderStatus(&out, st, m, statusNow)
+			if !strings.HasPrefix(out.String(), "haldir ") {
+				t.Fatalf("output does not start with the header: %q", out.String())
+			}
+		}
+	})
+}
