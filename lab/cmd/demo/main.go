@@ -7,7 +7,8 @@
 // if missing, fetches the lab VM kernel, builds haldir and itself statically
 // and runs the demo inside the lab VM; on a host with IPVS it runs the demo
 // natively. `-guest` runs the demo itself in the current kernel (the VM uses
-// it). Root is needed either way.
+// it). `-plain` drops the demo's workarounds for two haldir sync-group bugs,
+// to reproduce them or check a fix. Root is needed either way.
 package main
 
 import (
@@ -33,6 +34,7 @@ const guestHaldir = "/haldir-vm/bin/haldir"
 func main() {
 	guest := flag.Bool("guest", false, "run the demo in this kernel (what the VM runs); needs IPVS")
 	haldir := flag.String("haldir", "", "haldir binary for -guest (default: build it)")
+	plain := flag.Bool("plain", false, "drop the workarounds for haldir's sync-group bugs (start both directors at once, cut and restore links in plain order)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -43,9 +45,9 @@ func main() {
 	}
 	var err error
 	if *guest {
-		err = runGuestMain(ctx, *haldir)
+		err = runGuestMain(ctx, *haldir, Options{Plain: *plain})
 	} else {
-		err = runHost(ctx)
+		err = runHost(ctx, Options{Plain: *plain})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo: FAILED:", err)
@@ -55,7 +57,7 @@ func main() {
 
 // runGuestMain runs the demo here, building haldir first when no binary
 // was given.
-func runGuestMain(ctx context.Context, haldir string) error {
+func runGuestMain(ctx context.Context, haldir string, opts Options) error {
 	if haldir == "" {
 		dir, err := os.MkdirTemp("", "haldir-demo-")
 		if err != nil {
@@ -66,12 +68,12 @@ func runGuestMain(ctx context.Context, haldir string) error {
 			return err
 		}
 	}
-	_, err := RunDemo(ctx, os.Stdout, haldir)
+	_, err := RunDemo(ctx, os.Stdout, haldir, opts)
 	return err
 }
 
 // runHost prepares what the demo needs and runs it natively or in the VM.
-func runHost(ctx context.Context) error {
+func runHost(ctx context.Context, opts Options) error {
 	dir, err := os.MkdirTemp("", "haldir-demo-")
 	if err != nil {
 		return err
@@ -79,7 +81,7 @@ func runHost(ctx context.Context) error {
 	defer os.RemoveAll(dir)
 	if vm.HostHasIPVS() {
 		fmt.Println("demo: the host kernel has IPVS: running natively")
-		return runGuestMain(ctx, "")
+		return runGuestMain(ctx, "", opts)
 	}
 	fmt.Println("demo: the host kernel has no IPVS: running the demo in the lab VM (qemu, TCG)")
 	// A fresh machine (or container image) may have empty apt lists: update
@@ -121,7 +123,7 @@ func runHost(ctx context.Context) error {
 		return err
 	}
 	code, err := vm.Run(ctx, vm.Options{
-		Args:    []string{self, "-guest", "-haldir", guestHaldir},
+		Args:    append([]string{self, "-guest", "-haldir", guestHaldir}, guestFlags(opts)...),
 		Files:   []vm.File{{Host: haldir, Guest: guestHaldir}},
 		Kernel:  k,
 		Timeout: 4 * time.Minute,
@@ -133,6 +135,14 @@ func runHost(ctx context.Context) error {
 	}
 	if code != 0 {
 		return fmt.Errorf("the demo failed inside the VM (exit status %d); see above", code)
+	}
+	return nil
+}
+
+// guestFlags passes the options on to the demo in the VM.
+func guestFlags(opts Options) []string {
+	if opts.Plain {
+		return []string{"-plain"}
 	}
 	return nil
 }
