@@ -989,49 +989,9 @@ func (d *demo) stepDrill(ctx context.Context) error {
 		return err
 	}
 
-	// All of director1's links die at the same moment. haldir's sync group
-	// can leave a member stuck in Fault when the members' faults start and
-	// clear in certain orders (vrrp/syncgroup.go memberFault: a member
-	// that faults first tells the others the group is faulty, but a member
-	// whose own fault clears first is never told the group recovered), and
-	// with all cables pulled at once which instance faults first is a
-	// race. So the front link is first silently unplugged from the switch
-	// (Detach: no frame passes, carrier stays up), and the back link cut
-	// in the same instant: the back instance faults first, every time,
-	// while nothing director1 sends (the front instance's priority-0
-	// resignation included) reaches anybody. Then the front's carrier
-	// goes too. On restore the back link returns last, the order that
-	// bug does not hit.
 	tCut := time.Now()
-	if d.opts.Plain {
-		for _, ifc := range []string{"eth0", "eth1", "eth2"} {
-			if err := d1.Link(ifc).Cut(); err != nil {
-				return err
-			}
-		}
-		d.printf("CUT: director1's eth0, eth1 and eth2 are cut: a dead director")
-		d.rep.MasterKilled = "yes: all of director1's links cut at once (eth0, eth1, eth2)"
-	} else {
-		if err := d1.Link("eth0").Detach(); err != nil {
-			return err
-		}
-		for _, ifc := range []string{"eth1", "eth2"} {
-			if err := d1.Link(ifc).Cut(); err != nil {
-				return err
-			}
-		}
-		d.printf("CUT: director1's links are dead (eth1, eth2 cut, eth0 unplugged from the switch): a dead director")
-		d.rep.MasterKilled = "yes: all of director1's links dead at once (eth1, eth2 cut; eth0 unplugged from the switch, then cut)"
-	}
-	if _, err := waitFor(ctx, stepDeadline, "director1 in fault for both instances after its links died", func() (bool, error) {
-		return d.state("director1", "front") == "fault" && d.state("director1", "back") == "fault", nil
-	}); err != nil {
+	if err := d.killDirector1(ctx); err != nil {
 		return err
-	}
-	if !d.opts.Plain {
-		if err := d1.Link("eth0").Cut(); err != nil {
-			return err
-		}
 	}
 	if _, err := waitFor(ctx, stepDeadline, "director2 holding the VIP and gateway", func() (bool, error) { return holdsVIPs(d.s.Director2) }); err != nil {
 		return err
@@ -1066,17 +1026,8 @@ func (d *demo) stepDrill(ctx context.Context) error {
 
 	d.printf("RESTORE: plugging director1's links back in")
 	tRestore := time.Now()
-	order := []string{"eth0", "eth1", "eth2"}
-	if !d.opts.Plain {
-		if err := d1.Link("eth0").Attach(); err != nil {
-			return err
-		}
-		order = []string{"eth0", "eth2", "eth1"}
-	}
-	for _, ifc := range order {
-		if err := d1.Link(ifc).Restore(); err != nil {
-			return err
-		}
+	if err := d.reviveDirector1(); err != nil {
+		return err
 	}
 	d.printf("director1's links are up again")
 	if _, err := waitFor(ctx, stepDeadline, "director1 taking the VIP and gateway back (preempt)", func() (bool, error) {
@@ -1132,6 +1083,76 @@ func (d *demo) stepDrill(ctx context.Context) error {
 	d.mu.Unlock()
 	if d.rep.FailbackNote != "" {
 		d.printf("note: %s", d.rep.FailbackNote)
+	}
+	return nil
+}
+
+// killDirector1 makes director1 a dead director: none of its links passes
+// a frame, and it sees carrier loss on all of them.
+//
+// All of director1's links die at the same moment. haldir's sync group
+// can leave a member stuck in Fault when the members' faults start and
+// clear in certain orders (vrrp/syncgroup.go memberFault: a member
+// that faults first tells the others the group is faulty, but a member
+// whose own fault clears first is never told the group recovered), and
+// with all cables pulled at once which instance faults first is a
+// race. So the front link is first silently unplugged from the switch
+// (Detach: no frame passes, carrier stays up), and the back link cut
+// in the same instant: the back instance faults first, every time,
+// while nothing director1 sends (the front instance's priority-0
+// resignation included) reaches anybody. Then the front's carrier
+// goes too. On restore the back link returns last, the order that
+// bug does not hit (see reviveDirector1). Options.Plain cuts all three
+// links at once instead.
+func (d *demo) killDirector1(ctx context.Context) error {
+	d1 := d.s.Director1
+	if d.opts.Plain {
+		for _, ifc := range []string{"eth0", "eth1", "eth2"} {
+			if err := d1.Link(ifc).Cut(); err != nil {
+				return err
+			}
+		}
+		d.printf("CUT: director1's eth0, eth1 and eth2 are cut: a dead director")
+		d.rep.MasterKilled = "yes: all of director1's links cut at once (eth0, eth1, eth2)"
+	} else {
+		if err := d1.Link("eth0").Detach(); err != nil {
+			return err
+		}
+		for _, ifc := range []string{"eth1", "eth2"} {
+			if err := d1.Link(ifc).Cut(); err != nil {
+				return err
+			}
+		}
+		d.printf("CUT: director1's links are dead (eth1, eth2 cut, eth0 unplugged from the switch): a dead director")
+		d.rep.MasterKilled = "yes: all of director1's links dead at once (eth1, eth2 cut; eth0 unplugged from the switch, then cut)"
+	}
+	if _, err := waitFor(ctx, stepDeadline, "director1 in fault for both instances after its links died", func() (bool, error) {
+		return d.state("director1", "front") == "fault" && d.state("director1", "back") == "fault", nil
+	}); err != nil {
+		return err
+	}
+	if !d.opts.Plain {
+		if err := d1.Link("eth0").Cut(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reviveDirector1 plugs director1's links back in.
+func (d *demo) reviveDirector1() error {
+	d1 := d.s.Director1
+	order := []string{"eth0", "eth1", "eth2"}
+	if !d.opts.Plain {
+		if err := d1.Link("eth0").Attach(); err != nil {
+			return err
+		}
+		order = []string{"eth0", "eth2", "eth1"}
+	}
+	for _, ifc := range order {
+		if err := d1.Link(ifc).Restore(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
