@@ -8,7 +8,7 @@ GOBIN   := $(CURDIR)/bin
 STATICCHECK_VERSION := v0.8.2
 NFPM_VERSION := v2.44.0
 
-.PHONY: all build test test-unit test-vm lint bench rpm fuzz demo vm-kernel clean
+.PHONY: all build test lint bench rpm fuzz demo vm-kernel clean
 
 all: build
 
@@ -17,20 +17,18 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/haldir
 
-# Three tiers (README "Tests"): unit tests with the race detector (namespace
-# tests run too when root, and skip with a message otherwise), the RPM checks,
-# then the VM tier, which needs real IPVS and so boots a VM.
-test: test-unit rpm test-rpm test-vm
+# One run, three tiers (README "Tests"): unit tests always; namespace tests
+# when root (they skip with a message otherwise); VM tests whenever qemu and
+# the lab kernel are present (`make vm-kernel`; HALDIR_LAB=vm turns their
+# absence into a failure, as CI does). The race detector is on throughout:
+# the VM lab copies the test binary into the guest with its libraries.
+# The RPM is built first so its tests inspect the real package.
+test: rpm
+	HALDIR_REQUIRE_RPM=1 $(GO) test -race -count=1 -timeout 18m ./...
 
-test-unit:
-	$(GO) test -race -count=1 -skip '^TestVM' -timeout 15m ./...
-
-test-rpm:
-	HALDIR_REQUIRE_RPM=1 $(GO) test -count=1 ./packaging/
-
-# Test binaries for the VM are static (no -race: it needs cgo and libc).
-test-vm:
-	CGO_ENABLED=0 $(GO) test -count=1 -run '^TestVM' -timeout 15m ./...
+# The Debian kernel the VM lab boots, downloaded once into the cache.
+vm-kernel:
+	$(GO) run ./lab/cmd/vmkernel fetch
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -51,6 +49,19 @@ fuzz:
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+# The README's first command: the standard lab (two directors, three real
+# servers, a client) with haldir at work, in the VM when the host kernel has
+# no IPVS; it installs qemu and fetches the lab kernel when missing.
+demo:
+	$(GO) run ./lab/cmd/demo
+
+# Benchmarks print tables side by side with the reference in the same run:
+# VRRP failover against keepalived (root), health checks at 1k/10k targets.
+BENCHTIME ?= 60s
+bench:
+	$(GO) test -run '^$$' -bench Failover -benchtime 1x ./vrrp/
+	$(GO) run ./healthcheck/bench -duration $(BENCHTIME)
 
 clean:
 	rm -rf bin dist

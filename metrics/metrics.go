@@ -204,6 +204,12 @@ func Serve(ctx context.Context, listen string, reg prometheus.Gatherer) error {
 	return serve(ctx, ln, reg)
 }
 
+// ServeListener is Serve on a listener the caller bound, so the daemon can
+// fail at start when the address is taken and serve in the background.
+func ServeListener(ctx context.Context, ln net.Listener, reg prometheus.Gatherer) error {
+	return serve(ctx, ln, reg)
+}
+
 func serve(ctx context.Context, ln net.Listener, reg prometheus.Gatherer) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{

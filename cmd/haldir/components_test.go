@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -100,7 +102,12 @@ weight = 10
 	sigs := make(chan os.Signal)
 	var log syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- runDaemonWith([]string{"-c", path}, &log, sigs, withFakeKernel(k)) }()
+	sock := filepath.Join(t.TempDir(), "haldir.sock")
+	hook := func(d *daemon) {
+		withFakeKernel(t, k)(d)
+		d.cfg.Global.ControlSocket = sock
+	}
+	go func() { done <- runDaemonWith([]string{"-c", path}, &log, sigs, hook) }()
 	defer func() {
 		sigs <- syscall.SIGTERM
 		if code := <-done; code != 0 {
@@ -128,6 +135,17 @@ weight = 10
 	defer ln.Close()
 	waitKernel(t, k, "server 2 back", func(d map[netip.AddrPort]int) bool { return d[addrs[1]] == 10 })
 
+	// haldir status shows the table with health, through the socket.
+	var out, errOut bytes.Buffer
+	if code := run([]string{"status", "-s", sock}, &out, &errOut); code != 0 {
+		t.Fatalf("haldir status exit %d: %s", code, errOut.String())
+	}
+	for _, want := range []string{"TCP  192.0.2.10:80 wrr", "-> " + addrs[0].String(), "-> " + addrs[1].String(), "Masq"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("haldir status lacks %q:\n%s", want, out.String())
+		}
+	}
+
 	// A reload that changes one weight is one write.
 	k.ResetWrites()
 	if err := os.WriteFile(path, []byte(cfgFor(7)), 0o600); err != nil {
@@ -152,7 +170,15 @@ weight = 10
 	if err := os.WriteFile(path, []byte(strings.Replace(cfgFor(9), `scheduler = "wrr"`, `scheduler = "bogus"`, 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sigs <- syscall.SIGHUP
+	// haldir reload (over the control socket) reports the error and fails.
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"reload", "-s", sock}, &out, &errOut); code != 1 {
+		t.Errorf("haldir reload of a broken file exit %d, want 1\n%s%s", code, out.String(), errOut.String())
+	}
+	if both := out.String() + errOut.String(); !strings.Contains(both, "scheduler") {
+		t.Errorf("haldir reload does not name the bad key:\n%s", both)
+	}
 	waitFor(t, &log, "keeping the running configuration", 1)
 	if after := kernelDests(t, k); !mapsEqual(before, after) {
 		t.Errorf("broken reload changed the table: %v -> %v", before, after)

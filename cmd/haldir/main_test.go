@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -75,12 +76,21 @@ instances = ["VI_1"]
 `, "", 1)
 
 // idleConfig runs no component: enough for signal handling through the
-// real entry point, on any kernel.
-const idleConfig = "[global]\nrouter_id = \"lvs-a\"\n"
+// real entry point, on any kernel. Its control socket is private to the
+// test and metrics are off, so tests never meet on a shared address.
+func idleConfig(t *testing.T) string {
+	return fmt.Sprintf("[global]\nrouter_id = \"lvs-a\"\ncontrol_socket = %q\nmetrics_listen = \"\"\n",
+		filepath.Join(t.TempDir(), "haldir.sock"))
+}
 
-func withFakeKernel(k *director.FakeKernel) func(*daemon) {
+// withFakeKernel runs the daemon on the in-memory IPVS kernel, with a
+// private control socket and an ephemeral metrics port.
+func withFakeKernel(t *testing.T, k *director.FakeKernel) func(*daemon) {
+	sock := filepath.Join(t.TempDir(), "haldir.sock")
 	return func(d *daemon) {
 		d.comp.newKernel = func() (director.Kernel, func(), error) { return k, func() {}, nil }
+		d.cfg.Global.ControlSocket = sock
+		d.cfg.Global.MetricsListen = "127.0.0.1:0"
 	}
 }
 
@@ -268,7 +278,7 @@ func TestRunReloadAndStop(t *testing.T) {
 	var log syncBuffer
 	done := make(chan int, 1)
 	k := director.NewFakeKernel()
-	go func() { done <- runDaemonWith([]string{"-c", path}, &log, sigs, withFakeKernel(k)) }()
+	go func() { done <- runDaemonWith([]string{"-c", path}, &log, sigs, withFakeKernel(t, k)) }()
 
 	waitFor(t, &log, "haldir started", 1)
 	waitFor(t, &log, `component=sync why="kernel conn-sync is not implemented yet`, 1)
@@ -359,7 +369,7 @@ func TestRunNotifiesSystemd(t *testing.T) {
 	sigs := make(chan os.Signal)
 	var log syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- runDaemon([]string{"-c", writeFile(t, idleConfig)}, &log, sigs) }()
+	go func() { done <- runDaemon([]string{"-c", writeFile(t, idleConfig(t))}, &log, sigs) }()
 	if got := recv(); got != "READY=1" {
 		t.Errorf("first message %q, want READY=1", got)
 	}
@@ -382,7 +392,7 @@ func TestRunNotifiesSystemd(t *testing.T) {
 // TestRunRealSignals sends real signals to the test process: the "run"
 // subcommand must have registered for them before it logs "haldir started".
 func TestRunRealSignals(t *testing.T) {
-	path := writeFile(t, idleConfig)
+	path := writeFile(t, idleConfig(t))
 	var log syncBuffer
 	done := make(chan int, 1)
 	go func() { done <- run([]string{"run", "-c", path}, &log, &log) }()

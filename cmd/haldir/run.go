@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"syscall"
@@ -14,6 +16,8 @@ import (
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/control"
+	"github.com/haldir-lb/haldir/metrics"
 )
 
 // runDaemon implements "haldir run". Logs go to logOut (stderr, which
@@ -128,6 +132,13 @@ func (d *daemon) serve(sigs <-chan os.Signal) int {
 		d.log.Error("start failed", "error", err)
 		return exitInvalid
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := d.serveControl(ctx); err != nil {
+		d.log.Error("start failed", "error", err)
+		d.stop()
+		return exitInvalid
+	}
 	d.notify(sddaemon.SdNotifyReady)
 	for sig := range sigs {
 		switch sig {
@@ -145,6 +156,39 @@ func (d *daemon) serve(sigs <-chan os.Signal) int {
 	}
 	d.stop()
 	return exitOK
+}
+
+// serveControl opens the control socket (haldir status, haldir reload) and
+// the metrics listener. Either failing to bind stops the start: a second
+// daemon must not run beside a live one, and a missing metrics endpoint
+// must not go unnoticed.
+func (d *daemon) serveControl(ctx context.Context) error {
+	g := d.cfg.Global
+	if g.ControlSocket != "" {
+		srv, err := control.Listen(g.ControlSocket, d, d.log.With("component", "control"))
+		if err != nil {
+			return err
+		}
+		go func() {
+			if err := srv.Serve(ctx); err != nil {
+				d.log.Error("control socket stopped", "error", err)
+			}
+		}()
+		d.log.Info("control socket ready", "path", g.ControlSocket)
+	}
+	if g.MetricsListen != "" {
+		ln, err := net.Listen("tcp", g.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics: listen %s: %w", g.MetricsListen, err)
+		}
+		go func() {
+			if err := metrics.ServeListener(ctx, ln, metrics.NewRegistry(d.Status)); err != nil {
+				d.log.Error("metrics listener stopped", "error", err)
+			}
+		}()
+		d.log.Info("metrics ready", "url", "http://"+ln.Addr().String()+"/metrics")
+	}
+	return nil
 }
 
 // start brings the configured components up.

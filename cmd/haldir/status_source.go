@@ -16,6 +16,8 @@ func (d *daemon) Status() control.Status {
 		ConfigPath:   d.path,
 		Started:      d.started,
 		ConfigLoaded: d.loadedAt,
+		// status takes the forwarding method and persistence from here.
+		VirtualServers: d.cfg.VirtualServers,
 	}
 	d.mu.Unlock()
 	c := d.comp
