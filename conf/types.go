@@ -76,3 +76,16 @@ func (s *StatusCodes) UnmarshalTOML(v any) error {
 	*s = out
 	return nil
 }
+
+// String writes s the way expect_status reads it: "200,300-399".
+func (s StatusCodes) String() string {
+	parts := make([]string, len(s))
+	for i, r := range s {
+		if r.Lo == r.Hi {
+			parts[i] = strconv.Itoa(r.Lo)
+		} else {
+			parts[i] = fmt.Sprintf("%d-%d", r.Lo, r.Hi)
+		}
+	}
+	return strings.Join(parts, ",")
+}

@@ -18,7 +18,6 @@ import (
 	"net/url"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -58,7 +57,7 @@ func newHTTP(t Target) (Checker, error) {
 	if len(hc.status) == 0 {
 		hc.status = defaultStatus
 	}
-	hc.statusText = formatStatus(hc.status)
+	hc.statusText = hc.status.String()
 	for _, r := range hc.status {
 		if r.Lo < 100 || r.Hi > 999 || r.Lo > r.Hi {
 			return nil, fmt.Errorf("expect_status %s: range %d-%d is not within 100-999", hc.statusText, r.Lo, r.Hi)
@@ -156,18 +155,6 @@ func hostLiteral(a string) string {
 		return "[" + a + "]"
 	}
 	return a
-}
-
-func formatStatus(s conf.StatusCodes) string {
-	parts := make([]string, len(s))
-	for i, r := range s {
-		if r.Lo == r.Hi {
-			parts[i] = strconv.Itoa(r.Lo)
-		} else {
-			parts[i] = fmt.Sprintf("%d-%d", r.Lo, r.Hi)
-		}
-	}
-	return strings.Join(parts, ",")
 }
 
 func (c *httpChecker) Run(ctx context.Context) Result {

@@ -178,7 +178,7 @@ func describeCheck(c *conf.Check) string {
 	case "tcp":
 		what = "tcp connect"
 	case "http", "https":
-		what = c.Type + " GET " + c.Path + " expect " + statusString(c.ExpectStatus)
+		what = c.Type + " GET " + c.Path + " expect " + c.ExpectStatus.String()
 		if c.ExpectBody != "" {
 			what += fmt.Sprintf(" body ~ %q", c.ExpectBody)
 		}
@@ -212,16 +212,4 @@ func describeCheck(c *conf.Check) string {
 		what += ", starts down"
 	}
 	return what
-}
-
-func statusString(s conf.StatusCodes) string {
-	parts := make([]string, len(s))
-	for i, r := range s {
-		if r.Lo == r.Hi {
-			parts[i] = strconv.Itoa(r.Lo)
-		} else {
-			parts[i] = fmt.Sprintf("%d-%d", r.Lo, r.Hi)
-		}
-	}
-	return strings.Join(parts, ",")
 }
