@@ -39,7 +39,7 @@ lint:
 rpm: build
 	@test -x $(GOBIN)/nfpm || GOBIN=$(GOBIN) GOFLAGS= $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
 	@mkdir -p dist
-	HALDIR_VERSION=$(VERSION) HALDIR_BINARY=$(BIN) $(GOBIN)/nfpm package --config packaging/nfpm.yaml --packager rpm --target dist/haldir-$(VERSION)-1.x86_64.rpm
+	HALDIR_VERSION=$(VERSION) $(GOBIN)/nfpm package --config packaging/nfpm.yaml --packager rpm --target dist/haldir-$(VERSION)-1.x86_64.rpm
 
 # A short smoke run of every fuzz target (FUZZTIME each).
 FUZZTIME ?= 10s

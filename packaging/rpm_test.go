@@ -112,7 +112,7 @@ func TestRPMBinaryIsStatic(t *testing.T) {
 	rpm := builtRPM(t)
 	dir := t.TempDir()
 	abs, _ := filepath.Abs(rpm)
-	cmd := exec.Command("sh", "-c", "rpm2cpio '"+abs+"' | cpio -idm --quiet ./usr/sbin/haldir")
+	cmd := exec.Command("sh", "-c", "rpm2cpio '"+abs+"' | cpio -idm --quiet --no-absolute-filenames '*usr/sbin/haldir'")
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("extract: %v\n%s", err, out)
