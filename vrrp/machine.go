@@ -344,14 +344,21 @@ func (m *Machine) faultChange(now time.Time, wasFault bool, why string) ([]Actio
 	return nil, Handled
 }
 
+// The reasons of transitions that the sync group forced. The group does not
+// forward these to the other members again: they caused them.
+const (
+	reasonGroupMaster = "sync group member became master"
+	reasonGroupBackup = "sync group member became backup"
+)
+
 func (m *Machine) groupState(now time.Time, ev EvGroupState) ([]Action, IgnoreReason) {
 	switch {
 	case ev.To == StateMaster && m.state == StateBackup:
-		return m.becomeMaster(now, nil, "sync group member became master"), Handled
+		return m.becomeMaster(now, nil, reasonGroupMaster), Handled
 	case ev.To == StateBackup && m.state == StateMaster:
 		acts := m.leaveMaster(nil, false)
 		m.masterAddr = netip.Addr{}
-		acts = m.to(acts, StateBackup, "sync group member became backup")
+		acts = m.to(acts, StateBackup, reasonGroupBackup)
 		return m.arm(acts, now.Add(m.MasterDownInterval())), Handled
 	}
 	return nil, IgnoreGroupNoop

@@ -17,7 +17,8 @@ type SyncGroup struct {
 	members []*Instance
 
 	mu     sync.Mutex
-	faulty map[*Instance]bool
+	faulty map[*Instance]bool // own tracking fault of each member
+	told   map[*Instance]bool // group fault last posted to each member
 	last   map[*Instance]State
 	notify *notifier
 }
@@ -29,7 +30,7 @@ func NewSyncGroup(cfg conf.VRRPSyncGroup, members []*Instance) (*SyncGroup, erro
 	if len(members) == 0 {
 		return nil, fmt.Errorf("vrrp sync group %q: no members", cfg.Name)
 	}
-	g := &SyncGroup{cfg: cfg, members: members, faulty: map[*Instance]bool{}, last: map[*Instance]State{}}
+	g := &SyncGroup{cfg: cfg, members: members, faulty: map[*Instance]bool{}, told: map[*Instance]bool{}, last: map[*Instance]State{}}
 	for _, m := range members {
 		if m.group != nil {
 			return nil, fmt.Errorf("vrrp sync group %q: instance %q is already in group %q", cfg.Name, m.cfg.Name, m.group.cfg.Name)
@@ -61,29 +62,30 @@ func post(m *Instance, ev Event) {
 	}
 }
 
+// memberFault records from's own tracking fault and tells each member
+// whether any other member is faulty, whenever that changes for it. The
+// view is per member because a member's own fault does not count towards
+// its group fault: with one group-wide flag, a member that faulted first
+// and recovered first was never told the group recovered, and stayed in
+// Fault for good.
 func (g *SyncGroup) memberFault(from *Instance, fault bool) {
 	g.mu.Lock()
-	was := g.anyFault()
+	defer g.mu.Unlock()
 	g.faulty[from] = fault
-	now := g.anyFault()
-	g.mu.Unlock()
-	if was == now {
-		return
-	}
 	for _, m := range g.members {
-		if m != from {
-			post(m, EvGroupFault{Fault: now})
+		others := false
+		for _, o := range g.members {
+			if o != m && g.faulty[o] {
+				others = true
+			}
+		}
+		if others != g.told[m] {
+			g.told[m] = others
+			// Posted under the lock so that two members' updates reach
+			// each member in the order the group decided them.
+			post(m, EvGroupFault{Fault: others})
 		}
 	}
-}
-
-func (g *SyncGroup) anyFault() bool {
-	for _, f := range g.faulty {
-		if f {
-			return true
-		}
-	}
-	return false
 }
 
 func (g *SyncGroup) memberChanged(from *Instance, sc StateChange) {
@@ -96,7 +98,12 @@ func (g *SyncGroup) memberChanged(from *Instance, sc StateChange) {
 		}
 	}
 	g.mu.Unlock()
-	if sc.To == StateMaster || sc.To == StateBackup {
+	// A change the group forced is not sent on: the member that caused it
+	// already told everyone, and sending it back made two members whose
+	// own changes crossed swap states with each other for ever. The
+	// adverts on each VRID settle such a crossing instead.
+	forced := sc.Reason == reasonGroupMaster || sc.Reason == reasonGroupBackup
+	if !forced && (sc.To == StateMaster || sc.To == StateBackup) {
 		for _, m := range g.members {
 			if m != from {
 				post(m, EvGroupState{To: sc.To})

@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -67,5 +68,230 @@ func TestSyncGroupPropagation(t *testing.T) {
 	}
 	if string(b2) != "g MASTER\n" {
 		t.Fatalf("group notify log %q", b2)
+	}
+}
+
+// groupHarness wires two or more Machines to a real SyncGroup the way the
+// Instance driver does, without sockets or goroutines: state changes go to
+// memberChanged, tracking changes to memberFault, and what the group posts
+// is read back from each member's groupCh and handled in a fixed order.
+type groupHarness struct {
+	t       *testing.T
+	g       *SyncGroup
+	ins     []*Instance
+	ms      []*Machine
+	now     time.Time
+	changes []StateChange // every state change, in order
+}
+
+func newGroupHarness(t *testing.T, n int) *groupHarness {
+	t.Helper()
+	h := &groupHarness{t: t, now: t0}
+	for i := range n {
+		c := goodInstance()
+		c.Name, c.VRID = "m"+string(rune('a'+i)), 7+i
+		in, err := NewInstance(c, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := NewMachine(baseCfg())
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.ins, h.ms = append(h.ins, in), append(h.ms, m)
+	}
+	g, err := NewSyncGroup(conf.VRRPSyncGroup{Name: "g"}, h.ins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	h.g = g
+	return h
+}
+
+// handle gives ev to member i's machine and reports its state changes to
+// the group, as driver.handle does.
+func (h *groupHarness) handle(i int, ev Event) {
+	acts, _ := h.ms[i].Handle(h.now, ev)
+	for _, a := range acts {
+		if sc, ok := a.(ActStateChange); ok {
+			c := StateChange{Instance: h.ins[i].Name(), From: sc.From, To: sc.To, Reason: sc.Reason, At: h.now}
+			h.changes = append(h.changes, c)
+			h.g.memberChanged(h.ins[i], c)
+		}
+	}
+}
+
+// track sets member i's own tracking fault, as the driver's tracking case.
+func (h *groupHarness) track(i int, fault bool) {
+	h.handle(i, EvTracking{Fault: fault})
+	h.g.memberFault(h.ins[i], fault)
+}
+
+// settle delivers pending group events round-robin until none is left. It
+// fails if the group is still posting after limit deliveries: the members
+// keep re-triggering each other.
+func (h *groupHarness) settle(limit int) {
+	h.t.Helper()
+	for n := 0; ; {
+		idle := true
+		for i, in := range h.ins {
+			select {
+			case ev := <-in.groupCh:
+				idle = false
+				if n++; n > limit {
+					h.t.Fatalf("group still posting after %d events; changes:\n%s", limit, h.history())
+				}
+				h.handle(i, ev)
+			default:
+			}
+		}
+		if idle {
+			return
+		}
+	}
+}
+
+func (h *groupHarness) history() string {
+	var s string
+	for _, c := range h.changes {
+		s += fmt.Sprintf("  %s %s -> %s (%s)\n", c.Instance, c.From, c.To, c.Reason)
+	}
+	return s
+}
+
+func (h *groupHarness) want(states ...State) {
+	h.t.Helper()
+	for i, s := range states {
+		if got := h.ms[i].State(); got != s {
+			h.t.Fatalf("member %s is %s, want %s; changes:\n%s", h.ins[i].Name(), got, s, h.history())
+		}
+	}
+}
+
+// TestSyncGroupFaultRecovery: every member leaves Fault once no member has
+// a tracking fault, whichever order the faults come and go in.
+func TestSyncGroupFaultRecovery(t *testing.T) {
+	type op struct {
+		member int
+		fault  bool
+	}
+	for _, tc := range []struct {
+		name string
+		ops  []op
+	}{
+		{"first to fault recovers first", []op{{0, true}, {1, true}, {0, false}, {1, false}}},
+		{"first to fault recovers last", []op{{0, true}, {1, true}, {1, false}, {0, false}}},
+		{"one member alone", []op{{1, true}, {1, false}}},
+		{"flapping member", []op{{0, true}, {0, false}, {0, true}, {1, true}, {0, false}, {1, false}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newGroupHarness(t, 2)
+			for i := range h.ms {
+				h.handle(i, EvStartup{})
+			}
+			h.settle(10)
+			h.want(StateBackup, StateBackup)
+			faulty := map[int]bool{}
+			for _, o := range tc.ops {
+				h.now = h.now.Add(sec)
+				h.track(o.member, o.fault)
+				h.settle(10)
+				faulty[o.member] = o.fault
+				if faulty[0] || faulty[1] {
+					h.want(StateFault, StateFault)
+				} else {
+					h.want(StateBackup, StateBackup)
+				}
+			}
+			h.want(StateBackup, StateBackup)
+		})
+	}
+	t.Run("three members, faults overlap", func(t *testing.T) {
+		h := newGroupHarness(t, 3)
+		for i := range h.ms {
+			h.handle(i, EvStartup{})
+		}
+		h.settle(10)
+		for _, o := range []op{{0, true}, {2, true}, {0, false}, {1, true}, {2, false}} {
+			h.now = h.now.Add(sec)
+			h.track(o.member, o.fault)
+			h.settle(10)
+			h.want(StateFault, StateFault, StateFault)
+		}
+		h.track(1, false)
+		h.settle(10)
+		h.want(StateBackup, StateBackup, StateBackup)
+	})
+}
+
+// TestSyncGroupCrossedChanges: the front member drops to backup on a
+// better advert just as the back member's Master_Down timer makes it
+// master, and each change reaches the other member only after it made its
+// own. The members must not swap states for ever: a change the group forced
+// is not sent on, and the peer router's adverts then settle the group.
+func TestSyncGroupCrossedChanges(t *testing.T) {
+	peer := adv("192.0.2.20", 200, sec)
+	h := newGroupHarness(t, 2)
+	for i := range h.ms {
+		h.handle(i, EvStartup{})
+	}
+	h.settle(10)
+	h.want(StateBackup, StateBackup)
+	h.now = t0.Add(down100)
+	h.handle(0, EvTimer{}) // front: backup -> master; the back has not heard yet
+	h.handle(0, peer)      // front: master -> backup on the peer's better advert
+	h.handle(1, EvTimer{}) // back: backup -> master, its timer ran out meanwhile
+	h.settle(20)
+	// The crossed group messages may leave the members apart for a moment;
+	// the next advert of the peer on each VRID brings both to backup.
+	h.now = h.now.Add(sec)
+	h.handle(0, peer)
+	h.handle(1, peer)
+	h.settle(20)
+	h.want(StateBackup, StateBackup)
+	for _, c := range h.changes {
+		if c.To == StateMaster && c.Reason == "master down timer expired" && c.At.After(t0.Add(down100)) {
+			t.Fatalf("a member timed out again after the peer was heard:\n%s", h.history())
+		}
+	}
+}
+
+// TestSyncGroupForcedChangeNotForwarded: a member that the group moved
+// does not announce that move to the group again (keepalived: members
+// forced by vrrp_sync_group do not re-trigger it), while its own changes
+// still move the others.
+func TestSyncGroupForcedChangeNotForwarded(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		sc     StateChange
+		posted bool
+	}{
+		{"timer master", StateChange{From: StateBackup, To: StateMaster, Reason: "master down timer expired"}, true},
+		{"advert backup", StateChange{From: StateMaster, To: StateBackup, Reason: "higher priority advert"}, true},
+		{"forced master", StateChange{From: StateBackup, To: StateMaster, Reason: reasonGroupMaster}, false},
+		{"forced backup", StateChange{From: StateMaster, To: StateBackup, Reason: reasonGroupBackup}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newGroupHarness(t, 3)
+			h.g.memberChanged(h.ins[0], tc.sc)
+			for _, in := range h.ins[1:] {
+				select {
+				case ev := <-in.groupCh:
+					if !tc.posted || ev != (EvGroupState{To: tc.sc.To}) {
+						t.Fatalf("%s got %#v", in.Name(), ev)
+					}
+				default:
+					if tc.posted {
+						t.Fatalf("%s got nothing", in.Name())
+					}
+				}
+			}
+			select {
+			case ev := <-h.ins[0].groupCh:
+				t.Fatalf("the sender got %#v", ev)
+			default:
+			}
+		})
 	}
 }
