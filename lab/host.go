@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -22,8 +23,13 @@ type Host struct {
 	lab    *Lab
 	name   string
 	nsName string
-	ns     netns.NsHandle
 	nl     *netlink.Handle
+
+	// nsMu orders Do's use of the namespace handle before the lab's close
+	// of it: a dial still in flight on another goroutine (an HTTP client's)
+	// may enter the namespace while the lab tears down.
+	nsMu sync.RWMutex
+	ns   netns.NsHandle
 }
 
 // Name returns the host name given to AddHost.
@@ -57,7 +63,13 @@ func (h *Host) Do(f func() error) (err error) {
 		return fmt.Errorf("host %s: current namespace: %w", h, gerr)
 	}
 	defer orig.Close()
-	if serr := netns.Set(h.ns); serr != nil {
+	h.nsMu.RLock()
+	serr := errors.New("lab closed")
+	if h.ns.IsOpen() {
+		serr = netns.Set(h.ns)
+	}
+	h.nsMu.RUnlock()
+	if serr != nil {
 		runtime.UnlockOSThread()
 		return fmt.Errorf("host %s: entering namespace: %w", h, serr)
 	}

@@ -269,11 +269,13 @@ func (c nsCloser) Close() error {
 	if h.nl != nil {
 		h.nl.Close()
 	}
+	h.nsMu.Lock()
 	if h.ns.IsOpen() {
 		if err := h.ns.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	h.nsMu.Unlock()
 	if err := deleteNamedNS(h.nsName); err != nil {
 		errs = append(errs, fmt.Errorf("deleting namespace %s: %w", h.nsName, err))
 	}
