@@ -7,8 +7,11 @@
 // if missing, fetches the lab VM kernel, builds haldir and itself statically
 // and runs the demo inside the lab VM; on a host with IPVS it runs the demo
 // natively. `-guest` runs the demo itself in the current kernel (the VM uses
-// it). `-plain` drops the demo's workarounds for two haldir sync-group bugs,
-// to reproduce them or check a fix. Root is needed either way.
+// it). The demo runs plainly by default: both directors start at once and
+// links are cut and restored in plain order. `-plain=false` brings back the
+// workarounds it once needed for two haldir sync-group bugs (a member stuck
+// in Fault, members swapping states), fixed in package vrrp. Root is needed
+// either way.
 package main
 
 import (
@@ -34,7 +37,7 @@ const guestHaldir = "/haldir-vm/bin/haldir"
 func main() {
 	guest := flag.Bool("guest", false, "run the demo in this kernel (what the VM runs); needs IPVS")
 	haldir := flag.String("haldir", "", "haldir binary for -guest (default: build it)")
-	plain := flag.Bool("plain", false, "drop the workarounds for haldir's sync-group bugs (start both directors at once, cut and restore links in plain order)")
+	plain := flag.Bool("plain", true, "start both directors at once and cut and restore links in plain order; -plain=false staggers them as the workarounds for the since-fixed sync-group bugs did")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -141,10 +144,8 @@ func runHost(ctx context.Context, opts Options) error {
 
 // guestFlags passes the options on to the demo in the VM.
 func guestFlags(opts Options) []string {
-	if opts.Plain {
-		return []string{"-plain"}
-	}
-	return nil
+	// Always explicit: the flag's default is not Options' zero value.
+	return []string{fmt.Sprintf("-plain=%t", opts.Plain)}
 }
 
 // apt runs apt-get non-interactively with its output shown.
