@@ -113,11 +113,12 @@ type demo struct {
 
 // Options change how the demo drives the lab.
 type Options struct {
-	// Plain drops the two workarounds for haldir's sync-group bugs: both
-	// directors start at the same moment, and director1's three links are
-	// cut at once and restored front first. It reproduces the bugs (see
-	// stepHaldir and stepDrill) and shows when they are fixed.
-	Plain bool
+	// Staggered brings back the old workarounds for haldir's since-fixed
+	// sync-group bugs: director2 starts only once director1 is master, and
+	// director1's links are cut and restored in a careful order. The zero
+	// value is the plain demo: both directors start at once and all three
+	// links are cut at the same moment, as a dead director would.
+	Staggered bool
 }
 
 // RunDemo runs the demo in the current kernel (which must have IPVS) with
@@ -329,14 +330,14 @@ func (d *demo) stepHaldir(ctx context.Context) error {
 			d.block(out)
 		}
 	}
-	// director2 starts once director1 is master (step 3): started at the
-	// same moment, the backup's two sync-group members can swap master and
-	// backup between themselves without end (vrrp/syncgroup.go
-	// memberChanged re-posts state changes the group itself caused).
+	// Both directors start at the same moment, as after a power cut; with
+	// Staggered, director2 waits until director1 is master (step 3), the
+	// workaround for a since-fixed sync-group bug (members re-posting
+	// state changes the group itself caused).
 	if err := d.startHaldir(ctx, d.s.Director1); err != nil {
 		return err
 	}
-	if d.opts.Plain {
+	if !d.opts.Staggered {
 		return d.startHaldir(ctx, d.s.Director2)
 	}
 	return nil
@@ -491,7 +492,7 @@ func (d *demo) stepVRRP(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if !d.opts.Plain {
+	if d.opts.Staggered {
 		d.printf("director1 is master; now director2 joins")
 		if err := d.startHaldir(ctx, d.s.Director2); err != nil {
 			return err
@@ -1102,11 +1103,11 @@ func (d *demo) stepDrill(ctx context.Context) error {
 // while nothing director1 sends (the front instance's priority-0
 // resignation included) reaches anybody. Then the front's carrier
 // goes too. On restore the back link returns last, the order that
-// bug does not hit (see reviveDirector1). Options.Plain cuts all three
+// bug does not hit (see reviveDirector1). The plain demo (Staggered false) cuts all three
 // links at once instead.
 func (d *demo) killDirector1(ctx context.Context) error {
 	d1 := d.s.Director1
-	if d.opts.Plain {
+	if !d.opts.Staggered {
 		for _, ifc := range []string{"eth0", "eth1", "eth2"} {
 			if err := d1.Link(ifc).Cut(); err != nil {
 				return err
@@ -1131,7 +1132,7 @@ func (d *demo) killDirector1(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if !d.opts.Plain {
+	if d.opts.Staggered {
 		if err := d1.Link("eth0").Cut(); err != nil {
 			return err
 		}
@@ -1143,7 +1144,7 @@ func (d *demo) killDirector1(ctx context.Context) error {
 func (d *demo) reviveDirector1() error {
 	d1 := d.s.Director1
 	order := []string{"eth0", "eth1", "eth2"}
-	if !d.opts.Plain {
+	if d.opts.Staggered {
 		if err := d1.Link("eth0").Attach(); err != nil {
 			return err
 		}

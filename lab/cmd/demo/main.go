@@ -8,7 +8,7 @@
 // and runs the demo inside the lab VM; on a host with IPVS it runs the demo
 // natively. `-guest` runs the demo itself in the current kernel (the VM uses
 // it). The demo runs plainly by default: both directors start at once and
-// links are cut and restored in plain order. `-plain=false` brings back the
+// links are cut and restored in plain order. `-staggered` brings back the
 // workarounds it once needed for two haldir sync-group bugs (a member stuck
 // in Fault, members swapping states), fixed in package vrrp. Root is needed
 // either way.
@@ -37,7 +37,7 @@ const guestHaldir = "/haldir-vm/bin/haldir"
 func main() {
 	guest := flag.Bool("guest", false, "run the demo in this kernel (what the VM runs); needs IPVS")
 	haldir := flag.String("haldir", "", "haldir binary for -guest (default: build it)")
-	plain := flag.Bool("plain", true, "start both directors at once and cut and restore links in plain order; -plain=false staggers them as the workarounds for the since-fixed sync-group bugs did")
+	staggered := flag.Bool("staggered", false, "start director2 after director1 is master and cut/restore links in a careful order, as the workarounds for the since-fixed sync-group bugs did")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -48,9 +48,9 @@ func main() {
 	}
 	var err error
 	if *guest {
-		err = runGuestMain(ctx, *haldir, Options{Plain: *plain})
+		err = runGuestMain(ctx, *haldir, Options{Staggered: *staggered})
 	} else {
-		err = runHost(ctx, Options{Plain: *plain})
+		err = runHost(ctx, Options{Staggered: *staggered})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo: FAILED:", err)
@@ -145,7 +145,7 @@ func runHost(ctx context.Context, opts Options) error {
 // guestFlags passes the options on to the demo in the VM.
 func guestFlags(opts Options) []string {
 	// Always explicit: the flag's default is not Options' zero value.
-	return []string{fmt.Sprintf("-plain=%t", opts.Plain)}
+	return []string{fmt.Sprintf("-staggered=%t", opts.Staggered)}
 }
 
 // apt runs apt-get non-interactively with its output shown.
