@@ -3,6 +3,7 @@ package lab
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/haldir-lb/haldir/internal/inetsum"
 	"net"
 	"net/netip"
 	"strings"
@@ -235,11 +236,11 @@ func decodeVRRP(r *Record, b []byte, src, dst netip.Addr, ttl uint8) {
 	if v.Version == 2 {
 		v.AuthType = b[4]
 		v.Interval = time.Duration(b[5]) * time.Second
-		v.ChecksumOK = checksum(0, b) == 0xffff
+		v.ChecksumOK = inetsum.Checksum(b, 0) == 0
 		need += 8 // authentication data
 	} else {
 		v.Interval = time.Duration(binary.BigEndian.Uint16(b[4:6])&0x0fff) * 10 * time.Millisecond
-		v.ChecksumOK = checksum(pseudoHeaderSum(src, dst, len(b), protoVRRP), b) == 0xffff
+		v.ChecksumOK = inetsum.Checksum(b, inetsum.PseudoHeader(src, dst, len(b), protoVRRP)) == 0
 	}
 	if len(b) < need {
 		r.Malformed = DropShortVRRP
@@ -275,39 +276,6 @@ func decodeNA(r *Record, b []byte, src, dst netip.Addr, hop uint8) {
 	}
 	r.Kind = KindNA
 	r.NA = n
-}
-
-// pseudoHeaderSum is the unfolded one's-complement sum of the IPv4 or IPv6
-// pseudo-header for an upper-layer message of length n.
-func pseudoHeaderSum(src, dst netip.Addr, n int, proto uint8) uint32 {
-	var s uint32
-	add := func(b []byte) {
-		for i := 0; i+1 < len(b); i += 2 {
-			s += uint32(b[i])<<8 | uint32(b[i+1])
-		}
-	}
-	s16, d16 := src.AsSlice(), dst.AsSlice()
-	add(s16)
-	add(d16)
-	s += uint32(proto)
-	s += uint32(n>>16) + uint32(n&0xffff)
-	return s
-}
-
-// checksum folds the one's-complement sum of b onto initial; a message
-// that carries a correct checksum sums to 0xffff.
-func checksum(initial uint32, b []byte) uint16 {
-	s := initial
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
 }
 
 // String describes the record on one line, for logs and test failures.

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/haldir-lb/haldir/internal/inetsum"
 	"net/netip"
 	"slices"
 	"time"
@@ -276,35 +277,9 @@ func (d *Decoder) decode(r Received) (Advert, DropReason) {
 	return a, DropNone
 }
 
-// checksum is the Internet checksum (RFC 1071) of b added to initial, a
-// partial sum. Over a packet with its checksum field filled in it is 0.
-func checksum(b []byte, initial uint32) uint16 {
-	s := initial
-	for len(b) >= 2 {
-		s += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
-}
+func checksum(b []byte, initial uint32) uint16 { return inetsum.Checksum(b, initial) }
 
-// pseudoSum is the partial sum of the IPv4 (RFC 768 style) or IPv6 (RFC
-// 8200 §8.1) pseudo-header that the v3 checksum covers.
+// pseudoSum is the pseudo-header sum the v3 checksum covers.
 func pseudoSum(src, dst netip.Addr, length int) uint32 {
-	var s uint32
-	add := func(p []byte) {
-		for i := 0; i+1 < len(p); i += 2 {
-			s += uint32(p[i])<<8 | uint32(p[i+1])
-		}
-	}
-	add(src.AsSlice())
-	add(dst.AsSlice())
-	s += uint32(length>>16) + uint32(length&0xffff)
-	s += Protocol
-	return s
+	return inetsum.PseudoHeader(src, dst, length, Protocol)
 }
