@@ -115,6 +115,12 @@ func vrrpDefaults(in *VRRPInstance, p string, isSet isSetFunc) {
 	if !isSet(p + ".preempt") {
 		in.Preempt = true
 	}
+	if !isSet(p + ".accept_mode") {
+		in.AcceptMode = true
+	}
+	if in.UseVMAC && !isSet(p+".vmac_interface") {
+		in.VMACInterface = fmt.Sprintf("vrrp.%d", in.VRID)
+	}
 	if !isSet(p + ".garp.delay") {
 		in.GARP.Delay = Duration(DefaultGARPDelay)
 	}

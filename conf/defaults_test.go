@@ -42,7 +42,9 @@ func TestDefaults(t *testing.T) {
 		{"vrrp.priority", in.Priority, 100},
 		{"vrrp.preempt", in.Preempt, true},
 		{"vrrp.preempt_delay", in.PreemptDelay.D(), time.Duration(0)},
-		{"vrrp.accept_mode", in.AcceptMode, false},
+		{"vrrp.accept_mode", in.AcceptMode, true},
+		{"vrrp.use_vmac", in.UseVMAC, false},
+		{"vrrp.vmac_interface (no vmac)", in.VMACInterface, ""},
 		{"vrrp.garp.delay", in.GARP.Delay.D(), 5 * time.Second},
 		{"vrrp.garp.repeat", in.GARP.Repeat, 5},
 		{"vrrp.garp.refresh", in.GARP.Refresh.D(), time.Duration(0)},
@@ -82,6 +84,34 @@ func TestDefaults(t *testing.T) {
 	}
 	if got := web6.RealServers[0].Check; !reflect.DeepEqual(got, want) {
 		t.Errorf("default https check\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestVRRPExtrasDefaults covers the defaults that depend on other keys:
+// the virtual MAC interface's name and a tracked virtual server's weight.
+func TestVRRPExtrasDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		name, extra string
+		want        VRRPInstance
+	}{
+		{"vmac default name", "use_vmac = true", VRRPInstance{UseVMAC: true, VMACInterface: "vrrp.51"}},
+		{"vmac named", "use_vmac = true\nvmac_interface = \"vmac0\"", VRRPInstance{UseVMAC: true, VMACInterface: "vmac0"}},
+		{"track_virtual_server weight 0 = fault", "track_virtual_server = [{ name = \"web\" }]",
+			VRRPInstance{TrackVirtualSrvs: []TrackVS{{Name: "web"}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\nvirtual_addresses = [\"192.0.2.10/24\"]\n" + tc.extra +
+				"\n\n[[virtual_server]]\nname = \"web\"\naddress = \"192.0.2.10\"\nport = 80\n"
+			c, err := Parse([]byte(src), "t.toml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := c.VRRP[0]
+			got := VRRPInstance{UseVMAC: in.UseVMAC, VMACInterface: in.VMACInterface, TrackVirtualSrvs: in.TrackVirtualSrvs}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }
 

@@ -45,7 +45,9 @@ type VRRPInstance struct {
 	AdvertInterval   Duration       `toml:"advert_interval"`
 	Preempt          bool           `toml:"preempt"`
 	PreemptDelay     Duration       `toml:"preempt_delay"`
-	AcceptMode       bool           `toml:"accept_mode"`
+	AcceptMode       bool           `toml:"accept_mode"` // only true is supported (see validate.go)
+	UseVMAC          bool           `toml:"use_vmac"`
+	VMACInterface    string         `toml:"vmac_interface"` // default vrrp.<vrid> with use_vmac
 	VirtualAddresses []netip.Prefix `toml:"virtual_addresses"`
 	UnicastSource    netip.Addr     `toml:"unicast_source"`
 	UnicastPeers     []netip.Addr   `toml:"unicast_peers"`
@@ -57,6 +59,7 @@ type VRRPInstance struct {
 	GARP             GARP           `toml:"garp"`
 	TrackInterfaces  []TrackIface   `toml:"track_interface"`
 	TrackScripts     []TrackScript  `toml:"track_script"`
+	TrackVirtualSrvs []TrackVS      `toml:"track_virtual_server"`
 }
 
 // VRRPAuth is VRRPv2 authentication. Type "pass" (RFC 3768 type 1) is a
@@ -77,6 +80,14 @@ type GARP struct {
 // down; Weight 0 puts the instance in FAULT instead.
 type TrackIface struct {
 	Name   string `toml:"name"`
+	Weight int    `toml:"weight"`
+}
+
+// TrackVS follows the quorum of a virtual server of this director: while
+// it is lost the priority changes by Weight; Weight 0 puts the instance in
+// FAULT instead.
+type TrackVS struct {
+	Name   string `toml:"name"` // a virtual_server name
 	Weight int    `toml:"weight"`
 }
 

@@ -51,7 +51,7 @@ func validate(c *Config, d *document) {
 	v := validator{d}
 	v.global(&c.Global)
 	v.ipvs(&c.IPVS)
-	v.vrrp(c.VRRP)
+	v.vrrp(c.VRRP, c.VirtualServers)
 	v.syncGroups(c.VRRPSyncGroups, c.VRRP)
 	v.virtualServers(c.VirtualServers)
 	if c.Sync != nil {
@@ -189,10 +189,19 @@ func (v validator) ipvs(x *IPVS) {
 	v.wholeSeconds("ipvs.timeout_udp", x.TimeoutUDP)
 }
 
-func (v validator) vrrp(ins []VRRPInstance) {
+func (v validator) vrrp(ins []VRRPInstance, vss []VirtualServer) {
 	names := map[string]string{}
 	routers := map[string]string{} // interface/vrid/family -> first instance
 	vips := map[netip.Addr]string{}
+	vmacs := map[string]string{} // vmac interface -> first instance
+	bases := map[string]bool{}   // every instance's interface
+	for _, in := range ins {
+		bases[in.Interface] = true
+	}
+	vsNames := map[string]bool{}
+	for _, vs := range vss {
+		vsNames[vs.Name] = true
+	}
 	for i := range ins {
 		in := &ins[i]
 		p := fmt.Sprintf("vrrp[%d]", i)
@@ -205,6 +214,13 @@ func (v validator) vrrp(ins []VRRPInstance) {
 			v.advertInterval(p+".advert_interval", in.Version, in.AdvertInterval)
 		}
 		v.nonNegative(p+".preempt_delay", in.PreemptDelay)
+		if !in.AcceptMode {
+			v.add(p+".accept_mode", "false is not supported: an LVS director must receive the traffic for its virtual addresses "+
+				"(IPVS takes it in the kernel's LOCAL_IN hook), so haldir adds them as ordinary local addresses; "+
+				"dropping that traffic on a master that does not own them would need firewall rules haldir does not manage. "+
+				"Remove the key or set it to true")
+		}
+		v.vmac(p, in, vmacs, bases)
 		if in.Auth != nil {
 			if in.Version == 3 {
 				v.add(p+".auth", "only with version = 2 (VRRPv3 has no authentication, RFC 5798)")
@@ -313,6 +329,21 @@ func (v validator) vrrp(ins []VRRPInstance) {
 			tnames[ti.Name] = tp
 			v.intRange(tp+".weight", ti.Weight, -254, 254)
 		}
+		vnames := map[string]string{}
+		for j, tv := range in.TrackVirtualSrvs {
+			tp := fmt.Sprintf("%s.track_virtual_server[%d]", p, j)
+			switch {
+			case tv.Name == "":
+				v.add(tp+".name", "required")
+			case !vsNames[tv.Name]:
+				v.add(tp+".name", "no virtual_server named %q", tv.Name)
+			case vnames[tv.Name] != "":
+				v.add(tp+".name", "virtual server %q is already tracked by %s", tv.Name, vnames[tv.Name])
+			default:
+				vnames[tv.Name] = tp
+			}
+			v.intRange(tp+".weight", tv.Weight, -254, 254)
+		}
 		snames := map[string]string{}
 		for j := range in.TrackScripts {
 			ts := &in.TrackScripts[j]
@@ -330,6 +361,32 @@ func (v validator) vrrp(ins []VRRPInstance) {
 			v.intRange(tp+".fall", ts.Fall, 1, 1000)
 			v.intRange(tp+".weight", ts.Weight, -254, 254)
 		}
+	}
+}
+
+// vmac checks the virtual MAC keys of one instance. vmacs collects the
+// macvlan names in use; bases holds every instance's own interface.
+func (v validator) vmac(p string, in *VRRPInstance, vmacs map[string]string, bases map[string]bool) {
+	if !in.UseVMAC {
+		if v.isSet(p + ".vmac_interface") {
+			v.add(p+".vmac_interface", "only with use_vmac = true")
+		}
+		return
+	}
+	name := in.VMACInterface
+	v.ifname(p+".vmac_interface", name)
+	switch {
+	case name == "":
+	case bases[name]:
+		v.add(p+".vmac_interface", "%q is the interface of a vrrp instance; the virtual MAC needs an interface of its own", name)
+	case vmacs[name] != "":
+		hint := ""
+		if !v.isSet(p + ".vmac_interface") {
+			hint = " (the default is vrrp.<vrid>: set vmac_interface to tell them apart)"
+		}
+		v.add(p+".vmac_interface", "%q is already the virtual MAC interface of %s%s", name, vmacs[name], hint)
+	default:
+		vmacs[name] = p
 	}
 }
 
