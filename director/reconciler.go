@@ -41,6 +41,11 @@ type Options struct {
 	// RetryMin is the first delay before retrying a pass that had errors;
 	// it doubles up to Resync (default 1s).
 	RetryMin time.Duration
+	// OnQuorum, when set, is called after a pass with the quorum of every
+	// configured virtual server whose quorum was not reported yet or has
+	// changed since (see QuorumState). It runs on the reconciling
+	// goroutine and must return quickly.
+	OnQuorum func(QuorumState)
 }
 
 // Reconciler keeps the kernel IPVS table equal to the configured virtual
@@ -71,6 +76,9 @@ type Reconciler struct {
 	foreign  []ServiceKey
 	snap     []ServiceStatus
 	cnt      Counters
+
+	onQuorum func(QuorumState)
+	reported map[string]bool // virtual server name -> quorum last given to onQuorum
 }
 
 // New returns a Reconciler writing to k. It manages nothing until SetConfig.
@@ -91,6 +99,8 @@ func New(k Kernel, opt Options) *Reconciler {
 		quorumUp: map[ServiceKey]bool{},
 		owned:    map[ServiceKey]bool{},
 		cnt:      Counters{Writes: map[OpKind]uint64{}, Errors: map[ErrorKey]uint64{}},
+		onQuorum: opt.OnQuorum,
+		reported: map[string]bool{},
 	}
 }
 
@@ -375,7 +385,11 @@ func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
 	r.owned = owned
 	r.foreign = res.Foreign
 	r.snap = snapshot(model, want, cur)
+	quorum := r.quorumChangesLocked(want)
 	r.mu.Unlock()
+	for _, q := range quorum {
+		r.onQuorum(q)
+	}
 	return finish()
 }
 

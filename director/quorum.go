@@ -1,0 +1,42 @@
+package director
+
+import (
+	"maps"
+	"slices"
+)
+
+// QuorumState is whether one configured virtual server has its quorum on
+// this director: the summed effective weight of its healthy real servers
+// reached quorum (with hysteresis). VRRP tracks it so that a director whose
+// real servers are not serving does not hold the virtual addresses.
+type QuorumState struct {
+	Name        string // the virtual server's configured name
+	Service     ServiceKey
+	Up          bool
+	AliveWeight int
+	Quorum      int
+}
+
+// quorumChangesLocked returns the quorum states to report after a pass
+// that computed want, and records them as reported; r.mu must be held.
+// Virtual servers no longer configured are forgotten, so one that comes
+// back is reported again.
+func (r *Reconciler) quorumChangesLocked(want map[ServiceKey]*desiredSvc) []QuorumState {
+	if r.onQuorum == nil {
+		return nil
+	}
+	var out []QuorumState
+	live := map[string]bool{}
+	for _, key := range slices.SortedFunc(maps.Keys(want), cmpKey) {
+		d := want[key]
+		name := d.model.name
+		live[name] = true
+		if up, ok := r.reported[name]; ok && up == d.quorumUp {
+			continue
+		}
+		r.reported[name] = d.quorumUp
+		out = append(out, QuorumState{Name: name, Service: key, Up: d.quorumUp, AliveWeight: d.aliveWeight, Quorum: d.model.quorum})
+	}
+	maps.DeleteFunc(r.reported, func(name string, _ bool) bool { return !live[name] })
+	return out
+}
