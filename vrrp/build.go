@@ -31,6 +31,14 @@ func (s *Set) Instance(name string) *Instance {
 	return nil
 }
 
+// SetVirtualServerUp passes a virtual server's quorum to every instance
+// that tracks it (see Instance.SetVirtualServerUp).
+func (s *Set) SetVirtualServerUp(name string, up bool) {
+	for _, in := range s.Instances {
+		in.SetVirtualServerUp(name, up)
+	}
+}
+
 // NewSet builds the instances and sync groups of cfg. opts applies to every
 // instance; its NotifyTimeout defaults to cfg.Global.NotifyTimeout.
 func NewSet(cfg *conf.Config, opts Options) (*Set, error) {

@@ -66,9 +66,9 @@ type Status struct {
 // a macvlan per instance) is not implemented yet; peers learn the new MAC
 // from the gratuitous ARP / unsolicited NA sent on takeover.
 //
-// accept_mode is not acted on: the VIPs are ordinary local addresses, so
-// the master always accepts traffic to them, as IPVS needs; keepalived's
-// filtering of VIP traffic without accept_mode is not implemented.
+// The VIPs are ordinary local addresses, so the master always accepts
+// traffic to them (accept_mode = true, the only mode conf accepts): IPVS
+// takes the virtual servers' traffic in LOCAL_IN, after local delivery.
 type Instance struct {
 	cfg     conf.VRRPInstance
 	opts    Options
@@ -80,6 +80,7 @@ type Instance struct {
 	group   *SyncGroup
 	others  map[uint8]bool // VRIDs of sibling instances on the same link and family (NewSet)
 	groupCh chan Event
+	vs      *vsInputs
 	stopped chan struct{} // closed when Run returns
 	ran     atomic.Bool
 
@@ -91,7 +92,7 @@ type Instance struct {
 // I/O. cfg is expected to have passed conf's validation; the checks here
 // are the ones the protocol itself needs.
 func NewInstance(cfg conf.VRRPInstance, opts Options) (*Instance, error) {
-	in := &Instance{cfg: cfg, opts: opts, log: opts.Logger, groupCh: make(chan Event, 16), stopped: make(chan struct{})}
+	in := &Instance{cfg: cfg, opts: opts, log: opts.Logger, groupCh: make(chan Event, 16), vs: newVSInputs(), stopped: make(chan struct{})}
 	if in.log == nil {
 		in.log = slog.Default()
 	}
@@ -156,6 +157,21 @@ func NewInstance(cfg conf.VRRPInstance, opts Options) (*Instance, error) {
 	}
 	in.status = Status{Name: cfg.Name, BasePriority: cfg.Priority, Priority: uint8(min(max(cfg.Priority, 0), 255)), Ignored: map[string]uint64{}}
 	return in, nil
+}
+
+// SetVirtualServerUp reports whether the virtual server called name has
+// its quorum on this director (director.Options.OnQuorum). Instances that
+// track it (track_virtual_server) apply its weight while it does not; until
+// the first report it counts as lost. It never blocks and may be called
+// before Run and from any goroutine; names the instance does not track are
+// ignored.
+func (in *Instance) SetVirtualServerUp(name string, up bool) {
+	for _, t := range in.cfg.TrackVirtualSrvs {
+		if t.Name == name {
+			in.vs.set(name, up)
+			return
+		}
+	}
 }
 
 // Name returns the configured instance name.
@@ -405,6 +421,11 @@ func (in *Instance) Run(ctx context.Context) error {
 		}()
 	}
 
+	for _, v := range in.cfg.TrackVirtualSrvs {
+		track[vsKeyPrefix+v.Name] = &trackItem{weight: v.Weight}
+	}
+	in.vs.apply(track)
+
 	d = &driver{in: in, m: m, rt: rt, notify: notify, timer: time.NewTimer(time.Hour)}
 	d.timer.Stop()
 	if ev := track.event(); ev != (EvTracking{}) {
@@ -427,14 +448,21 @@ func (in *Instance) Run(ctx context.Context) error {
 			if it := track[u.key]; it != nil {
 				it.failing = u.failing
 			}
-			ev := track.event()
-			d.handle(ev)
-			if in.group != nil {
-				in.group.memberFault(in, ev.Fault)
-			}
+			d.tracked(track.event())
+		case <-in.vs.kick:
+			in.vs.apply(track)
+			d.tracked(track.event())
 		case ev := <-in.groupCh:
 			d.handle(ev)
 		}
+	}
+}
+
+// tracked hands a tracking change to the machine and the sync group.
+func (d *driver) tracked(ev EvTracking) {
+	d.handle(ev)
+	if d.in.group != nil {
+		d.in.group.memberFault(d.in, ev.Fault)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -12,7 +13,7 @@ import (
 )
 
 // trackUpdate reports that a tracked item (interface or script) failed or
-// recovered.
+// recovered. Virtual servers come through vsInputs instead.
 type trackUpdate struct {
 	key     string
 	failing bool
@@ -163,4 +164,47 @@ func runCheck(ctx context.Context, argv []string, timeout time.Duration) bool {
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	return cmd.Run() == nil
+}
+
+// vsKeyPrefix marks a tracked virtual server's item in tracking.
+const vsKeyPrefix = "vs:"
+
+// vsInputs is the latest quorum of each virtual server an instance tracks.
+// The director reports from its own goroutine; set never blocks it: the
+// value is stored and the instance woken through a one-slot channel, so a
+// burst of reports coalesces into one tracking update with the last state.
+type vsInputs struct {
+	mu   sync.Mutex
+	up   map[string]bool // reported virtual servers only; unknown counts as lost
+	kick chan struct{}
+}
+
+func newVSInputs() *vsInputs {
+	return &vsInputs{up: map[string]bool{}, kick: make(chan struct{}, 1)}
+}
+
+func (v *vsInputs) set(name string, up bool) {
+	v.mu.Lock()
+	v.up[name] = up
+	v.mu.Unlock()
+	select {
+	case v.kick <- struct{}{}:
+	default:
+	}
+}
+
+// apply sets every tracked virtual server's item in t: failing while its
+// quorum is lost, or not reported yet (a director that has not computed it
+// has not shown that it can serve).
+func (v *vsInputs) apply(t tracking) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for key, it := range t {
+		name, ok := strings.CutPrefix(key, vsKeyPrefix)
+		if !ok {
+			continue
+		}
+		up, known := v.up[name]
+		it.failing = !known || !up
+	}
 }

@@ -1,0 +1,89 @@
+package vrrp
+
+import (
+	"testing"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+// TestTrackVirtualServerCombination combines a tracked interface, a tracked
+// script and two tracked virtual servers as reported by the director,
+// including the state before any report.
+func TestTrackVirtualServerCombination(t *testing.T) {
+	type report struct {
+		name string
+		up   bool
+	}
+	cases := []struct {
+		name    string
+		iface   bool // interface failing
+		script  bool // script failing
+		reports []report
+		want    EvTracking
+	}{
+		{"nothing reported yet counts as lost", false, false, nil, EvTracking{Fault: true, Delta: -50}},
+		{"both up", false, false, []report{{"web", true}, {"db", true}}, EvTracking{}},
+		{"web lost", false, false, []report{{"web", false}, {"db", true}}, EvTracking{Delta: -50}},
+		{"db lost is fault", false, false, []report{{"web", true}, {"db", false}}, EvTracking{Fault: true}},
+		{"web lost with a failing script", false, true, []report{{"web", false}, {"db", true}}, EvTracking{Delta: -70}},
+		{"last report wins", false, false, []report{{"web", false}, {"db", true}, {"web", true}}, EvTracking{}},
+		{"untracked name ignored", false, false, []report{{"web", true}, {"db", true}, {"other", false}}, EvTracking{}},
+		{"interface fault with web up", true, false, []report{{"web", true}, {"db", true}}, EvTracking{Fault: true}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := goodInstance()
+			c.TrackVirtualSrvs = []conf.TrackVS{{Name: "web", Weight: -50}, {Name: "db", Weight: 0}}
+			in, err := NewInstance(c, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := tracking{
+				"iface:eth1": {weight: 0, failing: tc.iface},
+				"script:0:x": {weight: -20, failing: tc.script},
+			}
+			for _, v := range c.TrackVirtualSrvs {
+				tr[vsKeyPrefix+v.Name] = &trackItem{weight: v.Weight}
+			}
+			for _, r := range tc.reports {
+				in.SetVirtualServerUp(r.name, r.up)
+			}
+			in.vs.apply(tr)
+			if got := tr.event(); got != tc.want {
+				t.Fatalf("tracking %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestSetVirtualServerUpNeverBlocks reports many times with nobody running
+// the instance: the reports coalesce into one pending wake-up.
+func TestSetVirtualServerUpNeverBlocks(t *testing.T) {
+	c := goodInstance()
+	c.TrackVirtualSrvs = []conf.TrackVS{{Name: "web", Weight: -50}}
+	in, err := NewInstance(c, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 1000 {
+			in.SetVirtualServerUp("web", i%2 == 0)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("SetVirtualServerUp blocked")
+	}
+	if n := len(in.vs.kick); n != 1 {
+		t.Fatalf("%d pending wake-ups, want 1", n)
+	}
+	tr := tracking{vsKeyPrefix + "web": {weight: -50}}
+	in.vs.apply(tr)
+	if ev := tr.event(); ev != (EvTracking{Delta: -50}) {
+		t.Fatalf("after the last report (lost): %+v", ev)
+	}
+}
