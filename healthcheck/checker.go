@@ -145,15 +145,20 @@ func dialer(c conf.Check, network string) *net.Dialer {
 
 // describe turns an I/O error in phase into a reason string that names the
 // phase and the cause without Go's "dial tcp 1.2.3.4:80->..." noise.
-func describe(phase string, err error, ctx context.Context, timeout time.Duration) string {
+func describe(phase string, err error, deadline time.Time, timeout time.Duration) string {
 	// A read cut short by the deadline can surface as a parse error of the
 	// partial data ("malformed MIME header"): past the deadline, the
 	// deadline is the cause.
-	dl, ok := ctx.Deadline()
-	if isTimeout(err) || errors.Is(ctx.Err(), context.DeadlineExceeded) || (ok && !time.Now().Before(dl)) {
+	if isTimeout(err) || (!deadline.IsZero() && !time.Now().Before(deadline)) {
 		return fmt.Sprintf("timeout after %s %s", timeout, gerund(phase))
 	}
 	return phase + ": " + cause(err)
+}
+
+// deadlineOf is ctx's deadline, zero if it has none.
+func deadlineOf(ctx context.Context) time.Time {
+	dl, _ := ctx.Deadline()
+	return dl
 }
 
 func gerund(phase string) string {

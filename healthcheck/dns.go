@@ -68,7 +68,7 @@ func (c *dnsChecker) Run(ctx context.Context) Result {
 		if isRefused(err) {
 			return down("query " + c.qdesc + ": icmp port unreachable")
 		}
-		return down(describe("query "+c.qdesc, err, ctx, c.timeout))
+		return down(describe("query "+c.qdesc, err, deadlineOf(ctx), c.timeout))
 	}
 	if resp.Rcode != dns.RcodeSuccess {
 		return down("rcode " + dns.RcodeToString[resp.Rcode])

@@ -1,7 +1,6 @@
 package healthcheck
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -59,21 +58,24 @@ type ProbeStatus struct {
 }
 
 // Scheduler runs one probe per distinct Target.Key. A dispatcher goroutine
-// keeps probes in a heap ordered by next run time; for each due probe it
-// takes one of MaxConcurrent slots and starts the check in a short-lived
-// goroutine. Goroutines and sockets are therefore bounded by MaxConcurrent
-// whatever the number of targets, and a hung target holds only its own slot
-// until its timeout.
+// keeps probes in a heap ordered by next run time and hands each due probe
+// to a pool of at most MaxConcurrent worker goroutines, started as the load
+// needs them and kept until Run returns. Goroutines and sockets are
+// therefore bounded by MaxConcurrent whatever the number of targets, a hung
+// target holds only its own worker until its timeout, and a steady load
+// creates no goroutine (and grows no stack) per check.
 type Scheduler struct {
 	opt   Options
 	clock Clock
 	out   chan Transition
-	sem   chan struct{}
 	wake  chan struct{}
+	work  chan *probe // dispatcher to idle workers; unbuffered
 	epoch time.Time
 	base  context.Context
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
+
+	workers int // started so far; only the dispatcher touches it
 
 	updateMu sync.Mutex // serialises Update calls
 
@@ -92,10 +94,8 @@ type probe struct {
 	reason   string
 	since    time.Time
 	next     time.Time
-	due      time.Duration // next - Scheduler.epoch: a cheap heap key
-	index    int           // in the heap; -1 when not queued
-	running  bool
-	removed  bool
+	running  bool // popped from the heap: waiting for a worker or checking
+	removed  bool // dropped by Update; a heap entry left behind is skipped
 	ctx      context.Context
 	cancel   context.CancelFunc
 	subs     int
@@ -131,8 +131,8 @@ func New(opt Options) *Scheduler {
 		clock:  opt.Clock,
 		epoch:  opt.Clock.Now(),
 		out:    make(chan Transition, opt.Buffer),
-		sem:    make(chan struct{}, opt.MaxConcurrent),
 		wake:   make(chan struct{}, 1),
+		work:   make(chan *probe),
 		base:   base,
 		stop:   stop,
 		probes: map[string]*probe{},
@@ -198,11 +198,10 @@ func (s *Scheduler) Update(targets []Target) ([]Transition, error) {
 	s.mu.Lock()
 	for k, p := range s.probes {
 		if want[k] == nil {
+			// Its heap entry, if any, is skipped when it comes due: lazy
+			// removal keeps the heap free of index bookkeeping.
 			p.removed = true
 			p.cancel()
-			if p.index >= 0 {
-				heap.Remove(&s.queue, p.index)
-			}
 			delete(s.probes, k)
 		}
 	}
@@ -223,7 +222,7 @@ func (s *Scheduler) Update(targets []Target) ([]Transition, error) {
 
 func (s *Scheduler) newProbe(k string, t Target, ck Checker, now time.Time) *probe {
 	c := t.Check
-	p := &probe{key: k, target: t, checker: ck, index: -1, since: now, hist: make([]Result, s.opt.History)}
+	p := &probe{key: k, target: t, checker: ck, since: now, hist: make([]Result, s.opt.History)}
 	p.ctx, p.cancel = context.WithCancel(s.base)
 	if ck == nil {
 		p.v = newVerdict(true, 1, 1)
@@ -252,13 +251,16 @@ func (s *Scheduler) newProbe(k string, t Target, ck Checker, now time.Time) *pro
 		h.Write([]byte(k))
 		off = time.Duration(h.Sum64() % uint64(p.interval))
 	}
-	p.setNext(now.Add(off), s.epoch)
-	heap.Push(&s.queue, p)
+	s.enqueue(p, now.Add(off))
 	return p
 }
 
-func (p *probe) setNext(t, epoch time.Time) {
-	p.next, p.due = t, t.Sub(epoch)
+// enqueue puts p in the heap to run at t, and reports whether it became the
+// head (the dispatcher's timer is then armed too late). The caller holds
+// s.mu.
+func (s *Scheduler) enqueue(p *probe, t time.Time) bool {
+	p.next = t
+	return s.queue.push(heapEntry{due: int64(t.Sub(s.epoch)), p: p}) == 0
 }
 
 func (p *probe) transition(at time.Time) Transition {
@@ -277,73 +279,108 @@ func (s *Scheduler) poke() {
 func (s *Scheduler) Run(ctx context.Context) error {
 	defer s.wg.Wait()
 	defer s.stop()
-	for {
-		// Take a slot before popping a due probe, so that only checks that
-		// can run have goroutines: at most MaxConcurrent, while the rest
-		// wait as heap entries.
-		s.mu.Lock()
-		if len(s.queue) > 0 && !s.queue[0].next.After(s.clock.Now()) {
-			select {
-			case s.sem <- struct{}{}:
-				s.launch()
-				s.mu.Unlock()
-				continue
-			default:
-			}
-			s.mu.Unlock()
-			select {
-			case s.sem <- struct{}{}:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			s.mu.Lock()
-			if len(s.queue) > 0 && !s.queue[0].next.After(s.clock.Now()) {
-				s.launch()
-			} else {
-				<-s.sem // the due probe was removed meanwhile
-			}
-			s.mu.Unlock()
-			continue
+	defer close(s.work) // idle workers exit
+	var (
+		timer Timer
+		armed int64 // the due time timer is armed for
+		batch []*probe
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
 		}
-		var (
-			tc <-chan time.Time
-			t  Timer
-		)
-		if len(s.queue) > 0 {
-			t = s.clock.TimerAt(s.queue[0].next)
-			tc = t.C()
+	}()
+	for {
+		// Pop everything due in one lock hold: at 10k targets per second
+		// a wake-up finds several due probes, and each costs a heap pop,
+		// not a lock round trip and a timer.
+		now := int64(s.clock.Now().Sub(s.epoch))
+		batch = batch[:0]
+		s.mu.Lock()
+		for len(s.queue) > 0 && s.queue[0].due <= now {
+			p := s.queue.pop().p
+			if p.removed {
+				continue
+			}
+			p.running = true
+			batch = append(batch, p)
+		}
+		head, have := int64(0), len(s.queue) > 0
+		if have {
+			head = s.queue[0].due
 		}
 		s.mu.Unlock()
-
+		if len(batch) > 0 {
+			for i, p := range batch {
+				if !s.dispatch(ctx, p) {
+					clear(batch[i:])
+					return ctx.Err()
+				}
+			}
+			clear(batch) // no stale probe pointers held between rounds
+			continue     // dispatching took time: look again before sleeping
+		}
+		if timer != nil && (!have || head != armed) {
+			timer.Stop()
+			timer = nil
+		}
+		if have && timer == nil {
+			timer, armed = s.clock.TimerAt(s.epoch.Add(time.Duration(head))), head
+		}
+		var tc <-chan time.Time
+		if timer != nil {
+			tc = timer.C()
+		}
 		select {
 		case <-ctx.Done():
-			if t != nil {
-				t.Stop()
-			}
 			return ctx.Err()
 		case <-s.wake:
 		case <-tc:
-		}
-		if t != nil {
-			t.Stop()
+			timer = nil
 		}
 	}
 }
 
-// launch starts the check of the probe at the top of the heap; the caller
-// holds s.mu and a semaphore slot, which the check releases.
-func (s *Scheduler) launch() {
-	p := heap.Pop(&s.queue).(*probe)
-	p.running = true
-	s.wg.Add(1)
-	go s.check(p, p.next)
+// dispatch hands p to an idle worker, starts a worker while there are fewer
+// than MaxConcurrent, or else waits for one to become idle: the wait is
+// scheduling lag, and is measured as such (Observation.Started).
+func (s *Scheduler) dispatch(ctx context.Context, p *probe) bool {
+	select {
+	case s.work <- p:
+		return true
+	default:
+	}
+	if s.workers < s.opt.MaxConcurrent {
+		s.workers++
+		s.wg.Add(1)
+		go s.worker(p)
+		return true
+	}
+	select {
+	case s.work <- p:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
-func (s *Scheduler) check(p *probe, scheduled time.Time) {
+func (s *Scheduler) worker(p *probe) {
 	defer s.wg.Done()
+	s.check(p)
+	for p := range s.work {
+		s.check(p)
+	}
+}
+
+func (s *Scheduler) check(p *probe) {
+	// p.next is not written while p is running, and the hand-off through
+	// s.work orders this read after the dispatcher's pop.
+	scheduled := p.next
+	if p.ctx.Err() != nil {
+		return // removed while waiting for a worker
+	}
 	started := s.clock.Now()
 	r := p.checker.Run(p.ctx)
-	<-s.sem
 	if r.Start.IsZero() {
 		r.Start = started
 	}
@@ -362,48 +399,52 @@ func (s *Scheduler) check(p *probe, scheduled time.Time) {
 	p.checks++
 	p.hist[p.histN%len(p.hist)] = r
 	p.histN++
-	changed := p.v.observe(r)
-	var tr Transition
-	if changed {
-		p.reason = r.Reason
-		p.since = s.clock.Now()
-		tr = p.transition(p.since)
+	if !p.v.observe(r) {
+		s.reschedule(p, r, scheduled)
+		s.mu.Unlock()
+		return
 	}
+	p.reason = r.Reason
+	p.since = s.clock.Now()
+	tr := p.transition(p.since)
 	s.mu.Unlock()
 
 	// Emit before rescheduling so that a probe's transitions stay in order
 	// even if the consumer is slow.
-	if changed {
-		select {
-		case s.out <- tr:
-		case <-p.ctx.Done():
-			return
-		}
-	}
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if p.removed {
+	select {
+	case s.out <- tr:
+	case <-p.ctx.Done():
 		return
 	}
+	s.mu.Lock()
+	if !p.removed {
+		s.reschedule(p, r, scheduled)
+	}
+	s.mu.Unlock()
+}
+
+// reschedule queues p's next run after a check that ran at scheduled; the
+// caller holds s.mu.
+func (s *Scheduler) reschedule(p *probe, r Result, scheduled time.Time) {
 	p.running = false
 	now := s.clock.Now()
+	var next time.Time
 	if !r.Up && p.v.retrying() && p.retry > 0 {
 		// keepalived's delay_before_retry: re-check a failing target
 		// sooner (or later) than the interval before declaring it down.
-		p.next = now.Add(p.retry)
+		next = now.Add(p.retry)
 	} else {
 		// Fixed-rate from the scheduled time keeps the phase spread.
-		p.next = scheduled.Add(p.interval)
+		next = scheduled.Add(p.interval)
 	}
 	// A check that overran its slot runs again at once rather than
 	// piling up missed runs.
-	if p.next.Before(now) {
-		p.next = now
+	if next.Before(now) {
+		next = now
 	}
-	p.setNext(p.next, s.epoch)
-	heap.Push(&s.queue, p)
-	s.poke()
+	if s.enqueue(p, next) {
+		s.poke() // earlier than the dispatcher's timer
+	}
 }
 
 // Status returns a snapshot of every probe, sorted by key.
@@ -442,24 +483,58 @@ func (t Transition) String() string {
 	return fmt.Sprintf("%s %s %s%s: %s", t.Target.Addr, t.Target.Check.Type, state, w, t.Reason)
 }
 
-type probeHeap []*probe
+// probeHeap is a binary min-heap on due time. The due time is stored
+// beside the pointer so that sifting compares without dereferencing probes.
+type probeHeap []heapEntry
 
-func (h probeHeap) Len() int           { return len(h) }
-func (h probeHeap) Less(i, j int) bool { return h[i].due < h[j].due }
-func (h probeHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
+type heapEntry struct {
+	due int64 // nanoseconds since Scheduler.epoch
+	p   *probe
 }
-func (h *probeHeap) Push(x any) {
-	p := x.(*probe)
-	p.index = len(*h)
-	*h = append(*h, p)
+
+// push adds e and returns its final index (0: the new head).
+func (h *probeHeap) push(e heapEntry) int {
+	*h = append(*h, e)
+	q := *h
+	i := len(q) - 1
+	for i > 0 {
+		parent := (i - 1) / 2
+		if q[parent].due <= e.due {
+			break
+		}
+		q[i] = q[parent]
+		i = parent
+	}
+	q[i] = e
+	return i
 }
-func (h *probeHeap) Pop() any {
-	old := *h
-	p := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	p.index = -1
-	return p
+
+func (h *probeHeap) pop() heapEntry {
+	q := *h
+	top := q[0]
+	n := len(q) - 1
+	last := q[n]
+	q[n] = heapEntry{}
+	q = q[:n]
+	*h = q
+	if n == 0 {
+		return top
+	}
+	i := 0
+	for {
+		c := 2*i + 1
+		if c >= n {
+			break
+		}
+		if c+1 < n && q[c+1].due < q[c].due {
+			c++
+		}
+		if last.due <= q[c].due {
+			break
+		}
+		q[i] = q[c]
+		i = c
+	}
+	q[i] = last
+	return top
 }

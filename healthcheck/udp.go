@@ -36,7 +36,7 @@ func (c *udpChecker) Run(ctx context.Context) Result {
 	deadline, _ := ctx.Deadline()
 	conn, err := dialer(c.t.Check, "udp").DialContext(ctx, "udp", c.addr)
 	if err != nil {
-		return down(describe("connect", err, ctx, c.timeout))
+		return down(describe("connect", err, deadlineOf(ctx), c.timeout))
 	}
 	defer conn.Close()
 	conn.SetDeadline(deadline)
@@ -68,5 +68,5 @@ func (c *udpChecker) fail(phase string, err error, ctx context.Context) Result {
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return down("icmp port unreachable")
 	}
-	return down(describe(phase, err, ctx, c.timeout))
+	return down(describe(phase, err, deadlineOf(ctx), c.timeout))
 }
