@@ -422,6 +422,33 @@ func (l *trafficLab) waitDests(t *testing.T, key ServiceKey, want map[netip.Addr
 	}
 }
 
+// serviceStats polls the service's kernel counters until they count conns
+// connections: the kernel folds its per-CPU counters in every 2 s.
+func (l *trafficLab) serviceStats(t *testing.T, key ServiceKey, conns uint64) Stats {
+	t.Helper()
+	deadline := time.Now().Add(tableWait)
+	for {
+		svcs, err := l.k.GetServices()
+		if err != nil {
+			t.Fatalf("GetServices: %v", err)
+		}
+		i := slices.IndexFunc(svcs, func(s Service) bool { return s.Key == key })
+		if i < 0 {
+			t.Fatalf("service %s not in the kernel", key)
+		}
+		if st := svcs[i].Stats; st.Conns >= conns {
+			if st.Conns != conns {
+				t.Fatalf("service %s counted %d connections, want %d", key, st.Conns, conns)
+			}
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("service %s counted %d connections after %s, want %d", key, svcs[i].Stats.Conns, tableWait, conns)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // TestVMDirectorTraffic is issue #6's traffic tier: a Reconciler programs
 // the real IPVS of a lab director and real clients connect through it.
 func TestVMDirectorTraffic(t *testing.T) {
@@ -464,6 +491,10 @@ forwarding = "nat"
 		res2, err := r.Reconcile(context.Background())
 		if err != nil || res2.Writes != 0 {
 			t.Fatalf("steady pass: %d writes %v (%v)", res2.Writes, opStrings(res2.Applied), err)
+		}
+		// Under NAT the replies pass the director, which rewrites them.
+		if st := l.serviceStats(t, key, n); st.PktsIn == 0 || st.PktsOut == 0 {
+			t.Fatalf("NAT service counted %d packets in and %d out; want both", st.PktsIn, st.PktsOut)
 		}
 		s := r.Snapshot()
 		if len(s) != 1 || s[0].Key != key || !s[0].InKernel {
@@ -530,9 +561,9 @@ forwarding = "dr"
 		// The real servers must not answer ARP for the VIP on their lo:
 		// only the director owns it on the wire.
 		for _, h := range l.Reals() {
-			for _, k := range []string{"net.ipv4.conf.eth0.arp_ignore", "net.ipv4.conf.eth0.arp_announce"} {
-				if v, err := h.ReadSysctl(k); err != nil || (v != "1" && v != "2") {
-					t.Fatalf("%s %s = %q %v", h.Name(), k, v, err)
+			for k, want := range map[string]string{"net.ipv4.conf.eth0.arp_ignore": "1", "net.ipv4.conf.eth0.arp_announce": "2"} {
+				if v, err := h.ReadSysctl(k); err != nil || v != want {
+					t.Fatalf("%s: %s = %q (%v), want %s", h.Name(), k, v, err, want)
 				}
 			}
 		}
@@ -545,6 +576,12 @@ forwarding = "dr"
 			if w.Local != vip || w.Remote.Addr() != drClient4 {
 				t.Fatalf("%s saw local %s remote %s; want local %s (the VIP, as DR leaves it) and remote %s", w.Name, w.Local, w.Remote, vip, drClient4)
 			}
+		}
+		// The answers went straight from the real servers to the client:
+		// IPVS counted the requests' packets and not one reply.
+		st := l.serviceStats(t, key, n)
+		if st.PktsIn == 0 || st.PktsOut != 0 {
+			t.Fatalf("DR service counted %d packets in and %d out; want some in and none out", st.PktsIn, st.PktsOut)
 		}
 	})
 
