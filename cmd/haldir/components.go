@@ -17,8 +17,9 @@ import (
 )
 
 // components are the running parts of the daemon and the glue between them:
-// health transitions become director verdicts; VRRP state changes are
-// logged (and, with the sync issue, drive the conn-sync daemon).
+// health transitions become director verdicts; the director's quorum of
+// each virtual server feeds VRRP's track_virtual_server; VRRP state changes
+// are logged (and, with the sync issue, drive the conn-sync daemon).
 type components struct {
 	log *slog.Logger
 
@@ -35,9 +36,15 @@ type components struct {
 	// newKernel opens the IPVS backend; tests swap in the fake.
 	newKernel func() (director.Kernel, func(), error)
 	closeK    func()
+	// vrrpDo, when set, runs VRRP's socket and netlink work in another
+	// network namespace (vrrp.Options.Do); tests use a lab host.
+	vrrpDo func(func() error) error
 
 	mu   sync.Mutex
 	subs map[string][]director.Verdict // probe key -> the (service, real) pairs it judges
+	// quorum is the last quorum the director reported per virtual server
+	// name, replayed to VRRP instances that start after the report.
+	quorum map[string]bool
 	// notRunning says which components are off and why, for status.
 	notRunning map[string]string
 }
@@ -53,6 +60,7 @@ func newComponents(log *slog.Logger) *components {
 			return k, k.Close, nil
 		},
 		subs:       map[string][]director.Verdict{},
+		quorum:     map[string]bool{},
 		notRunning: map[string]string{},
 	}
 }
@@ -75,7 +83,7 @@ func (c *components) start(cfg *conf.Config) (err error) {
 			return fmt.Errorf("director: %w", err)
 		}
 		c.closeK = closeK
-		c.dir = director.New(k, director.Options{Logger: c.log.With("component", "director")})
+		c.dir = director.New(k, director.Options{Logger: c.log.With("component", "director"), OnQuorum: c.quorumChanged})
 		if err := c.dir.SetConfig(cfg); err != nil {
 			return fmt.Errorf("director: %w", err)
 		}
@@ -113,6 +121,7 @@ func (c *components) goRun(name string, f func(context.Context) error) {
 
 func (c *components) startVRRP(cfg *conf.Config) error {
 	set, err := vrrp.NewSet(cfg, vrrp.Options{
+		Do:     c.vrrpDo,
 		Logger: c.log.With("component", "vrrp"),
 		OnStateChange: func(sc vrrp.StateChange) {
 			c.log.Info("vrrp state change", "instance", sc.Instance, "from", sc.From.String(), "to", sc.To.String(),
@@ -122,7 +131,12 @@ func (c *components) startVRRP(cfg *conf.Config) error {
 	if err != nil {
 		return fmt.Errorf("vrrp: %w", err)
 	}
+	c.mu.Lock()
 	c.vrrpSet = set
+	for name, up := range c.quorum {
+		set.SetVirtualServerUp(name, up)
+	}
+	c.mu.Unlock()
 	// VRRP gets its own context: on stop, masters must hand over (priority
 	// 0) before anything else goes away.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -140,6 +154,19 @@ func (c *components) startVRRP(cfg *conf.Config) error {
 		}()
 	}
 	return nil
+}
+
+// quorumChanged is the director's OnQuorum: it remembers the state and
+// hands it to the VRRP instances that track the virtual server. It runs on
+// the director's goroutine; the instances take it without blocking.
+func (c *components) quorumChanged(q director.QuorumState) {
+	c.log.Info("virtual server quorum", "virtual_server", q.Name, "up", q.Up, "alive_weight", q.AliveWeight, "quorum", q.Quorum)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.quorum[q.Name] = q.Up
+	if c.vrrpSet != nil {
+		c.vrrpSet.SetVirtualServerUp(q.Name, q.Up)
+	}
 }
 
 // targets lists one health-check target per (virtual server, checked real

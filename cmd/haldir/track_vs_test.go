@@ -1,0 +1,99 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/lab"
+	"github.com/haldir-lb/haldir/vrrp"
+)
+
+// TestTrackVirtualServerQuorum runs the components glue end to end: a
+// loopback real server's TCP check drives the director (in-memory kernel),
+// whose quorum of the virtual server drives a VRRP instance (in a lab
+// namespace) that tracks it with weight -100. Its priority drops while the
+// real server is down and comes back with it.
+func TestTrackVirtualServerQuorum(t *testing.T) {
+	lab.SkipIfNotRoot(t)
+	l := lab.BuildT(t, "haldir-track-vs", lab.Topology{
+		Switches: []string{"lan"},
+		Hosts: []lab.HostSpec{{Name: "r1", Links: []lab.LinkSpec{{
+			Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.11/24")},
+		}}}},
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := netip.MustParseAddrPort(ln.Addr().String())
+	src := fmt.Sprintf(`
+[global]
+router_id = "t"
+
+[[vrrp]]
+name = "vi"
+interface = "eth0"
+vrid = 42
+priority = 150
+advert_interval = "100ms"
+virtual_addresses = ["192.0.2.1/24"]
+track_virtual_server = [{ name = "web", weight = -100 }]
+
+[[virtual_server]]
+name = "web"
+address = "192.0.2.1"
+port = 80
+check = { type = "tcp", interval = "50ms", timeout = "40ms", rise = 1, fall = 1 }
+
+[[virtual_server.real_server]]
+address = "%s"
+port = %d
+`, real.Addr(), real.Port())
+	cfg, err := conf.Parse([]byte(src), "t.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	c := newComponents(slog.New(slog.NewTextHandler(&logs, nil)))
+	k := director.NewFakeKernel()
+	c.newKernel = func() (director.Kernel, func(), error) { return k, func() {}, nil }
+	c.vrrpDo = l.Host("r1").Do
+	if err := c.start(cfg); err != nil {
+		t.Fatal(err)
+	}
+	defer c.stop()
+	in := c.vrrpSet.Instance("vi")
+	wait := func(what string, ok func(vrrp.Status) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st := in.Status()
+			if ok(st) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: instance status %+v\n%s", what, st, logs.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	wait("master at 150 with quorum", func(s vrrp.Status) bool { return s.State == vrrp.StateMaster && s.Priority == 150 })
+
+	ln.Close()
+	wait("priority 50 without quorum", func(s vrrp.Status) bool { return s.Priority == 50 })
+	waitFor(t, &logs, `msg="virtual server quorum" virtual_server=web up=false`, 1)
+
+	ln, err = net.Listen("tcp", real.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	wait("priority 150 with quorum again", func(s vrrp.Status) bool { return s.Priority == 150 })
+	waitFor(t, &logs, `msg="virtual server quorum" virtual_server=web up=true`, 2)
+}
