@@ -63,7 +63,12 @@ func (c *genlConn) do(cmd uint8, dump bool, payload ...[]byte) ([][]byte, error)
 		flags |= unix.NLM_F_DUMP
 	}
 	req := nl.NewNetlinkRequest(int(c.family), flags)
-	req.AddData(&nl.Genlmsg{Command: cmd, Version: 1})
+	// The generic netlink header (command, version, 2 reserved bytes) as
+	// raw bytes: nl.Genlmsg is a 2-byte struct that serialises 4 bytes
+	// through unsafe, reading past itself into whatever the allocator
+	// placed next (the race detector reports it against unrelated
+	// goroutines' writes) and sending those bytes as "reserved".
+	req.AddRawData([]byte{cmd, 1, 0, 0})
 	for _, p := range payload {
 		req.AddRawData(p)
 	}
