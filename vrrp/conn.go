@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
@@ -66,6 +67,39 @@ func listenRaw(ifi *net.Interface, src netip.Addr, join bool) (advertConn, error
 	if err := c.setup(join); err != nil {
 		pc.Close()
 		return nil, fmt.Errorf("vrrp: raw IPv6 socket on %s: %w", ifi.Name, err)
+	}
+	return c, nil
+}
+
+// dropAll is a socket filter that accepts nothing.
+var dropAll = mustAssemble(bpf.RetConstant{Val: 0})
+
+func mustAssemble(insts ...bpf.Instruction) []bpf.RawInstruction {
+	raw, err := bpf.Assemble(insts)
+	if err != nil {
+		panic(err)
+	}
+	return raw
+}
+
+// listenSendOnly opens a raw VRRP socket on ifi that only sends (the
+// virtual MAC's macvlan): a filter drops everything it would receive, so
+// that unread packets never pile up in its buffer. Adverts are read on the
+// base interface.
+func listenSendOnly(ifi *net.Interface, src netip.Addr) (advertConn, error) {
+	c, err := listenRaw(ifi, src, false)
+	if err != nil {
+		return nil, err
+	}
+	switch c := c.(type) {
+	case *conn4:
+		err = c.p.SetBPF(dropAll)
+	case *conn6:
+		err = c.p.SetBPF(dropAll)
+	}
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("vrrp: send-only socket on %s: %w", ifi.Name, err)
 	}
 	return c, nil
 }

@@ -61,10 +61,11 @@ type Status struct {
 // Instance drives one Machine with real sockets: raw VRRP, netlink for the
 // VIPs and tracked links, ARP/NDP announcements, notify and track commands.
 //
-// Adverts and announcements leave with the interface's own MAC address. The
-// VRRP virtual MAC 00-00-5E-00-01-{VRID} (keepalived's use_vmac, which needs
-// a macvlan per instance) is not implemented yet; peers learn the new MAC
-// from the gratuitous ARP / unsolicited NA sent on takeover.
+// Adverts and announcements leave with the interface's own MAC address, so
+// peers learn the new master's MAC from the gratuitous ARP / unsolicited NA
+// sent on takeover; with use_vmac they leave from a macvlan with the VRRP
+// virtual MAC (VirtualMAC) that carries the VIPs, so the MAC of a VIP never
+// changes (see vmac).
 //
 // The VIPs are ordinary local addresses, so the master always accepts
 // traffic to them (accept_mode = true, the only mode conf accepts): IPVS
@@ -106,6 +107,9 @@ func NewInstance(cfg conf.VRRPInstance, opts Options) (*Instance, error) {
 	}
 	if len(cfg.VirtualAddresses) == 0 {
 		return nil, fmt.Errorf("%s: no virtual_addresses", where)
+	}
+	if cfg.UseVMAC && (cfg.VMACInterface == "" || cfg.VMACInterface == cfg.Interface) {
+		return nil, fmt.Errorf("%s: use_vmac needs a vmac_interface other than %q", where, cfg.Interface)
 	}
 	for i, p := range cfg.VirtualAddresses {
 		f := 4
@@ -216,11 +220,14 @@ func (in *Instance) Status() Status {
 type runtime struct {
 	ifi      *net.Interface
 	src      netip.Addr
-	conn     advertConn
+	conn     advertConn // receives, and sends unless xmit is another socket
+	xmit     advertConn // sends adverts: conn, or the virtual MAC's macvlan
+	vmac     *vmac      // use_vmac
 	vips     *vipManager
 	announce *announcer
 	linkStop func()
 	initial  []trackUpdate
+	log      *slog.Logger
 }
 
 func (in *Instance) do(f func() error) error {
@@ -231,7 +238,7 @@ func (in *Instance) do(f func() error) error {
 }
 
 func (in *Instance) open(ctx context.Context, trackCh chan<- trackUpdate) (*runtime, error) {
-	rt := &runtime{}
+	rt := &runtime{log: in.log}
 	err := in.do(func() error {
 		var err error
 		rt.ifi, err = net.InterfaceByName(in.cfg.Interface)
@@ -249,10 +256,36 @@ func (in *Instance) open(ctx context.Context, trackCh chan<- trackUpdate) (*runt
 		if rt.src, err = in.source(ctx, h, rt.ifi); err != nil {
 			return err
 		}
-		if rt.conn, err = listenRaw(rt.ifi, rt.src, len(in.cfg.UnicastPeers) == 0); err != nil {
+		multicast := len(in.cfg.UnicastPeers) == 0
+		if rt.conn, err = listenRaw(rt.ifi, rt.src, multicast); err != nil {
 			return err
 		}
-		if rt.announce, err = newAnnouncer(rt.ifi, in.vips); err != nil {
+		rt.xmit = rt.conn
+		announceOn, ndpSrc := rt.ifi, netip.Addr{}
+		if in.cfg.UseVMAC {
+			rt.vmac, err = openVMAC(h, rt.ifi, in.cfg.VMACInterface, VirtualMAC(uint8(in.cfg.VRID), in.family == 6), in.family == 6)
+			if err != nil {
+				return fmt.Errorf("vrrp instance %q: use_vmac: %w", in.cfg.Name, err)
+			}
+			rt.vips.vmac, rt.vips.ifindex = rt.vmac, rt.vmac.ifi.Index
+			announceOn = rt.vmac.ifi
+			if in.family == 6 {
+				ndpSrc = rt.src
+				if rt.src.IsLinkLocalUnicast() {
+					rt.vmac.linkLocal = rt.src
+				}
+			}
+			// Multicast adverts leave from the macvlan, with the virtual
+			// MAC. Unicast ones leave from the base interface (keepalived's
+			// vmac_xmit_base): routing to a peer through the macvlan would
+			// resolve the peer's address from the virtual MAC.
+			if multicast {
+				if rt.xmit, err = listenSendOnly(rt.vmac.ifi, rt.src); err != nil {
+					return err
+				}
+			}
+		}
+		if rt.announce, err = newAnnouncer(announceOn, in.vips, ndpSrc); err != nil {
 			return err
 		}
 		names := []string{in.cfg.Interface}
@@ -276,11 +309,19 @@ func (rt *runtime) close() {
 	if rt.conn != nil {
 		rt.conn.Close()
 	}
+	if rt.xmit != nil && rt.xmit != rt.conn {
+		rt.xmit.Close()
+	}
 	if rt.announce != nil {
 		rt.announce.close()
 	}
 	if rt.linkStop != nil {
 		rt.linkStop()
+	}
+	if rt.vmac != nil {
+		if err := rt.vmac.remove(); err != nil {
+			rt.log.Warn("removing the virtual MAC interface", "err", err)
+		}
 	}
 	if rt.vips != nil {
 		rt.vips.h.Close()
@@ -588,7 +629,7 @@ func (d *driver) send(prio uint8) {
 	for _, dst := range dsts {
 		b, err := a.Marshal(d.rt.src, dst)
 		if err == nil {
-			err = d.rt.conn.Write(b, dst)
+			err = d.rt.xmit.Write(b, dst)
 		}
 		in.mu.Lock()
 		if err != nil {

@@ -7,11 +7,13 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
+	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
@@ -22,6 +24,9 @@ type vipManager struct {
 	h       *netlink.Handle
 	ifindex int
 	vips    []netip.Prefix
+	// vmac, when set, is the macvlan the VIPs live on (ifindex is its
+	// index): up before they are added, down once they are removed.
+	vmac *vmac
 }
 
 func prefixNet(p netip.Prefix) *net.IPNet {
@@ -40,6 +45,11 @@ func (v *vipManager) link() (netlink.Link, error) {
 // address detection would keep a taken-over address tentative, unusable,
 // for a second or more, and the old master has already dropped it.
 func (v *vipManager) add() error {
+	if v.vmac != nil {
+		if err := v.vmac.up(); err != nil {
+			return err
+		}
+	}
 	l, err := v.link()
 	if err != nil {
 		return err
@@ -71,28 +81,40 @@ func (v *vipManager) remove() error {
 			errs = append(errs, fmt.Errorf("vrrp: removing %v from %s: %w", p, l.Attrs().Name, err))
 		}
 	}
+	if v.vmac != nil {
+		errs = append(errs, v.vmac.down())
+	}
 	return errors.Join(errs...)
 }
 
 // announcer sends gratuitous ARP (IPv4) or unsolicited neighbour
-// advertisements (IPv6) for the VIPs from the interface MAC. The VRRP
-// virtual MAC 00-00-5E-00-01-{VRID} is not used: that needs a macvlan per
-// instance (keepalived's use_vmac) and is left for later.
+// advertisements (IPv6) for the VIPs from ifi's MAC: the interface's own,
+// or the virtual MAC when ifi is the instance's macvlan (use_vmac).
 type announcer struct {
 	ifi  *net.Interface
 	vips []netip.Addr
-	arp  *arp.Client
+	arp  *packet.Conn
 	ndp  *ndp.Conn
+	// src, when valid, is the IPv6 source of the advertisements; else
+	// the interface's own link-local address.
+	src netip.Addr
 }
 
-func newAnnouncer(ifi *net.Interface, vips []netip.Addr) (*announcer, error) {
-	a := &announcer{ifi: ifi, vips: vips}
+// newAnnouncer opens the announcement socket on ifi. With ndpSrc valid
+// (the macvlan, which has no address until it is master) the IPv6 socket
+// is not bound to an address and every advertisement names its source.
+func newAnnouncer(ifi *net.Interface, vips []netip.Addr, ndpSrc netip.Addr) (*announcer, error) {
+	a := &announcer{ifi: ifi, vips: vips, src: ndpSrc}
 	if len(vips) == 0 {
 		return a, nil
 	}
 	var err error
 	if vips[0].Is4() {
-		a.arp, err = arp.Dial(ifi)
+		// A packet socket rather than arp.Dial, which insists on an
+		// IPv4 address on the interface (the macvlan has none until it
+		// is master). It only sends: the filter keeps ARP traffic from
+		// piling up in its buffer.
+		a.arp, err = packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeARP), &packet.Config{Filter: dropAll})
 		if err != nil {
 			return nil, fmt.Errorf("vrrp: ARP socket on %s: %w", ifi.Name, err)
 		}
@@ -102,7 +124,11 @@ func newAnnouncer(ifi *net.Interface, vips []netip.Addr) (*announcer, error) {
 	// spelled as a name resolves the same in any network namespace.
 	numeric := *ifi
 	numeric.Name = strconv.Itoa(ifi.Index)
-	a.ndp, _, err = ndp.Listen(&numeric, ndp.LinkLocal)
+	bind := ndp.LinkLocal
+	if ndpSrc.IsValid() {
+		bind = ndp.Unspecified
+	}
+	a.ndp, _, err = ndp.Listen(&numeric, bind)
 	if err != nil {
 		return nil, fmt.Errorf("vrrp: NDP socket on %s: %w", ifi.Name, err)
 	}
@@ -120,6 +146,14 @@ func newAnnouncer(ifi *net.Interface, vips []netip.Addr) (*announcer, error) {
 // burst sends repeat announcements for every VIP.
 func (a *announcer) burst(repeat int) error {
 	var errs []error
+	if a.arp != nil {
+		// A packet socket keeps ENETDOWN pending from the last time its
+		// interface went down (the macvlan does on every loss of
+		// mastership) and returns it from the next send: clear it.
+		if err := clearSockError(a.arp); err != nil {
+			errs = append(errs, fmt.Errorf("vrrp: ARP socket on %s: %w", a.ifi.Name, err))
+		}
+	}
 	for range max(repeat, 1) {
 		for _, ip := range a.vips {
 			if err := a.one(ip); err != nil {
@@ -136,7 +170,17 @@ func (a *announcer) one(ip netip.Addr) error {
 		if err != nil {
 			return err
 		}
-		return a.arp.WriteTo(p, ethernet.Broadcast)
+		pb, err := p.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		f := &ethernet.Frame{Destination: ethernet.Broadcast, Source: a.ifi.HardwareAddr, EtherType: ethernet.EtherTypeARP, Payload: pb}
+		fb, err := f.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		_, err = a.arp.WriteTo(fb, &packet.Addr{HardwareAddr: ethernet.Broadcast})
+		return err
 	}
 	if a.ndp != nil {
 		na := &ndp.NeighborAdvertisement{
@@ -144,7 +188,11 @@ func (a *announcer) one(ip netip.Addr) error {
 			TargetAddress: ip,
 			Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: a.ifi.HardwareAddr}},
 		}
-		return a.ndp.WriteTo(na, nil, netip.MustParseAddr("ff02::1"))
+		var cm *ipv6.ControlMessage // nil: the socket's link-local address
+		if a.src.IsValid() {
+			cm = &ipv6.ControlMessage{HopLimit: ndp.HopLimit, Src: a.src.AsSlice(), IfIndex: a.ifi.Index}
+		}
+		return a.ndp.WriteTo(na, cm, netip.MustParseAddr("ff02::1"))
 	}
 	return nil
 }
@@ -189,4 +237,17 @@ func (a *announcer) close() {
 	if a.ndp != nil {
 		a.ndp.Close()
 	}
+}
+
+// clearSockError reads (and so clears) a socket's pending error.
+func clearSockError(c syscall.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		_, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+	})
+	return errors.Join(err, serr)
 }
