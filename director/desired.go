@@ -87,17 +87,16 @@ func vsName(i int, vs conf.VirtualServer) string {
 // error names the virtual server (and real server) and the field at fault.
 func buildModel(vss []conf.VirtualServer) ([]vsModel, error) {
 	out := make([]vsModel, 0, len(vss))
-	seen := map[ServiceKey]string{}
+	seen := make(map[ServiceKey]int, len(vss))
 	for i, vs := range vss {
-		where := vsName(i, vs)
 		m, err := buildVS(vs)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", where, err)
+			return nil, fmt.Errorf("%s: %w", vsName(i, vs), err)
 		}
 		if prev, dup := seen[m.svc.Key]; dup {
-			return nil, fmt.Errorf("%s: service %s already defined by %s", where, m.svc.Key, prev)
+			return nil, fmt.Errorf("%s: service %s already defined by %s", vsName(i, vs), m.svc.Key, vsName(prev, vss[prev]))
 		}
-		seen[m.svc.Key] = where
+		seen[m.svc.Key] = i
 		m.name = vs.Name
 		if m.name == "" {
 			m.name = m.svc.Key.String()
@@ -168,12 +167,12 @@ func buildVS(vs conf.VirtualServer) (vsModel, error) {
 		}
 		return d
 	}
-	seen := map[netip.AddrPort]int{}
+	seen := make(map[netip.AddrPort]int, len(vs.RealServers))
+	m.reals = make([]realModel, 0, len(vs.RealServers))
 	for j, rs := range vs.RealServers {
-		where := fmt.Sprintf("real_server[%d]", j)
-		if rs.Name != "" {
-			where += fmt.Sprintf(" %q", rs.Name)
-		}
+		// Formatted only for an error: a thousand services of ten real
+		// servers are built on every reload.
+		where := realName{j, rs.Name}
 		if !rs.Address.IsValid() {
 			return m, fmt.Errorf("%s: address missing", where)
 		}
@@ -275,4 +274,17 @@ func parseTunnel(vs conf.VirtualServer) (TunnelType, uint16, uint16, error) {
 		return 0, 0, 0, fmt.Errorf("tunnel_checksum needs tunnel_type gue or gre")
 	}
 	return tt, uint16(vs.TunnelPort), flags, nil
+}
+
+// realName names a real server in error messages.
+type realName struct {
+	index int
+	name  string
+}
+
+func (n realName) String() string {
+	if n.name != "" {
+		return fmt.Sprintf("real_server[%d] %q", n.index, n.name)
+	}
+	return fmt.Sprintf("real_server[%d]", n.index)
 }

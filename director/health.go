@@ -85,6 +85,7 @@ func (r *Reconciler) desiredLocked() map[ServiceKey]*desiredSvc {
 		if d.sorry {
 			d.dests = []Destination{*m.sorry}
 		} else {
+			d.dests = make([]Destination, 0, len(m.reals))
 			for j, rm := range m.reals {
 				rs := &d.reals[j]
 				dst := rm.tmpl
@@ -140,7 +141,8 @@ type RealStatus struct {
 
 // Snapshot returns the state of every configured virtual server as of the
 // last pass (kernel presence, weights and counters come from the kernel
-// read, updated by the pass's successful writes).
+// read, updated by the pass's successful writes; a ReconcileChanges pass
+// reads nothing, so counters are those of the last full pass).
 func (r *Reconciler) Snapshot() []ServiceStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -161,15 +163,20 @@ func snapshot(model []vsModel, want map[ServiceKey]*desiredSvc, cur map[ServiceK
 		st := cur[m.svc.Key]
 		ss := ServiceStatus{Name: m.name, Key: m.svc.Key, Scheduler: m.svc.Scheduler, InKernel: st != nil,
 			QuorumUp: d.quorumUp, AliveWeight: d.aliveWeight, Quorum: m.quorum, Hysteresis: m.hysteresis, SorryActive: d.sorry}
-		kd := map[netip.AddrPort]Destination{}
+		var kd map[netip.AddrPort]int // index in st.dests
 		if st != nil {
 			ss.Stats = st.svc.Stats
-			for _, x := range st.dests {
-				kd[x.Addr] = x
+			kd = make(map[netip.AddrPort]int, len(st.dests))
+			for i, x := range st.dests {
+				kd[x.Addr] = i
 			}
 		}
+		if n := len(m.reals); n > 0 {
+			ss.Reals = make([]RealStatus, 0, n+1)
+		}
 		fill := func(rs *RealStatus) {
-			if x, ok := kd[rs.Addr]; ok {
+			if i, ok := kd[rs.Addr]; ok {
+				x := &st.dests[i]
 				rs.InKernel, rs.KernelWeight = true, x.Weight
 				rs.ActiveConns, rs.InactiveConns, rs.Stats = x.ActiveConns, x.InactiveConns, x.Stats
 			}

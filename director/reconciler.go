@@ -66,6 +66,13 @@ type Reconciler struct {
 	kick     chan struct{}
 
 	pass sync.Mutex // serialises passes
+	// known is the kernel table as the last pass left it (read, then kept
+	// up to date with its successful writes), which ReconcileChanges
+	// trusts instead of reading the kernel again; nil after a pass with
+	// any error, or before the first. knownTimeouts are the timeouts that
+	// pass found or set. Both are guarded by pass.
+	known         map[ServiceKey]*kstate
+	knownTimeouts Timeouts
 
 	mu       sync.Mutex
 	model    []vsModel
@@ -116,16 +123,15 @@ func (r *Reconciler) SetConfig(c *conf.Config) error {
 	r.model = m
 	r.timeouts = Timeouts{TCP: c.IPVS.TimeoutTCP.D(), TCPFin: c.IPVS.TimeoutTCPFin.D(), UDP: c.IPVS.TimeoutUDP.D()}
 	// Forget verdicts and quorum states of targets no longer configured.
-	live := map[healthKey]bool{}
-	svcs := map[ServiceKey]bool{}
-	for _, vs := range m {
-		svcs[vs.svc.Key] = true
-		for _, rs := range vs.reals {
-			live[healthKey{vs.svc.Key, rs.tmpl.Addr}] = true
-		}
+	svcs := make(map[ServiceKey]*vsModel, len(m))
+	for i := range m {
+		svcs[m[i].svc.Key] = &m[i]
 	}
-	maps.DeleteFunc(r.health, func(k healthKey, _ Verdict) bool { return !live[k] })
-	maps.DeleteFunc(r.quorumUp, func(k ServiceKey, _ bool) bool { return !svcs[k] })
+	maps.DeleteFunc(r.health, func(k healthKey, _ Verdict) bool {
+		vs := svcs[k.svc]
+		return vs == nil || !slices.ContainsFunc(vs.reals, func(rs realModel) bool { return rs.tmpl.Addr == k.real })
+	})
+	maps.DeleteFunc(r.quorumUp, func(k ServiceKey, _ bool) bool { return svcs[k] == nil })
 	r.mu.Unlock()
 	r.wake()
 	return nil
@@ -147,16 +153,25 @@ func (r *Reconciler) wake() {
 	}
 }
 
-// Run reconciles at once, then on every SetConfig/SetHealth, every Resync
-// period, and sooner (with backoff) after a pass that had errors. It
-// returns nil when ctx is done.
+// Run reconciles at once, then on every SetConfig/SetHealth (applying the
+// change against the table as the last pass left it: ReconcileChanges),
+// every Resync period (reading the whole kernel table, which repairs
+// drift: Reconcile), and sooner (with backoff, reading everything again)
+// after a pass that had errors. It returns nil when ctx is done.
 func (r *Reconciler) Run(ctx context.Context) error {
 	tick := time.NewTicker(r.resync)
 	defer tick.Stop()
 	var retry <-chan time.Time
 	delay := r.retryMin
+	changes := false
 	for {
-		_, err := r.Reconcile(ctx)
+		var err error
+		if changes {
+			_, err = r.ReconcileChanges(ctx)
+		} else {
+			_, err = r.Reconcile(ctx)
+		}
+		changes = false
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -170,6 +185,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-r.kick:
+			changes = true
 		case <-tick.C:
 		case <-retry:
 		}
@@ -236,6 +252,23 @@ type kstate struct {
 // the next pass while independent writes still go ahead; the error joins
 // them. A failure to read the service list aborts the pass.
 func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
+	return r.reconcile(ctx, false)
+}
+
+// ReconcileChanges is Reconcile without reading the kernel again: it diffs
+// the desired state against the table as the last pass left it, so a
+// reload or a health verdict costs its own writes and no read of the whole
+// table (1,000 services take 1,001 netlink dumps). Destinations are read
+// only for services it has not read yet (a foreign service the
+// configuration now claims). When the last pass had an error, or there was
+// none, it is Reconcile. A change made behind haldir's back is repaired by
+// the next Reconcile (Run's periodic resync); if it makes one of these
+// writes fail, the failure makes Run retry with a full pass.
+func (r *Reconciler) ReconcileChanges(ctx context.Context) (Result, error) {
+	return r.reconcile(ctx, true)
+}
+
+func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error) {
 	r.pass.Lock()
 	defer r.pass.Unlock()
 	var res Result
@@ -265,11 +298,38 @@ func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
 		return res, errors.Join(errs...)
 	}
 
-	ksvcs, err := r.k.GetServices()
-	if err != nil {
-		fail(Op{Kind: OpGetServices}, err)
-		return finish()
+	var (
+		cur   map[ServiceKey]*kstate
+		order []ServiceKey // services whose destinations may need reading
+	)
+	trusted := changes && r.known != nil
+	if trusted {
+		cur = r.known
+		// Only foreign services (and any whose read failed) are unread.
+		unread := map[ServiceKey]bool{}
+		for k, st := range cur {
+			if !st.read {
+				unread[k] = true
+			}
+		}
+		order = sortedKeys(unread)
+	} else {
+		ksvcs, err := r.k.GetServices()
+		if err != nil {
+			r.known = nil
+			fail(Op{Kind: OpGetServices}, err)
+			return finish()
+		}
+		cur = make(map[ServiceKey]*kstate, len(ksvcs))
+		for _, s := range ksvcs {
+			s.Flags &^= FlagHashed
+			cur[s.Key] = &kstate{svc: s}
+			order = append(order, s.Key)
+		}
 	}
+	// cur is updated in place by the pass; it becomes known again only if
+	// the pass ends without error.
+	r.known = nil
 
 	r.mu.Lock()
 	model := r.model // SetConfig replaces the slice, never edits it
@@ -278,18 +338,18 @@ func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
 	timeouts := r.timeouts
 	r.mu.Unlock()
 
-	cur := map[ServiceKey]*kstate{}
-	for _, s := range ksvcs {
-		s.Flags &^= FlagHashed
-		st := &kstate{svc: s}
-		cur[s.Key] = st
-		if _, ok := want[s.Key]; !ok && !owned[s.Key] {
-			res.Foreign = append(res.Foreign, s.Key)
+	for _, key := range order {
+		st := cur[key]
+		if _, ok := want[key]; !ok && !owned[key] {
+			res.Foreign = append(res.Foreign, key)
 			continue
 		}
-		ds, err := r.k.GetDestinations(s.Key)
+		if st.read {
+			continue // known from the last pass
+		}
+		ds, err := r.k.GetDestinations(key)
 		if err != nil {
-			fail(Op{Kind: OpGetDests, Service: Service{Key: s.Key}}, err)
+			fail(Op{Kind: OpGetDests, Service: Service{Key: key}}, err)
 			continue
 		}
 		st.dests, st.read = ds, true
@@ -328,11 +388,11 @@ func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
 		return true
 	}
 
-	if ts, ok := r.k.(TimeoutSetter); ok && timeouts != (Timeouts{}) {
+	if ts, ok := r.k.(TimeoutSetter); ok && timeouts != (Timeouts{}) && !(trusted && timeouts == r.knownTimeouts) {
 		r.applyTimeouts(ts, timeouts, &res, fail)
 	}
 
-	keys := slices.SortedFunc(maps.Keys(want), cmpKey)
+	keys := sortedKeys(want)
 	for _, key := range keys {
 		d := want[key]
 		st := cur[key]
@@ -360,7 +420,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
 	}
 
 	// Services managed earlier and no longer configured: destinations first.
-	gone := slices.SortedFunc(maps.Keys(owned), cmpKey)
+	gone := sortedKeys(owned)
 	for _, key := range gone {
 		if _, ok := want[key]; ok {
 			continue
@@ -381,6 +441,9 @@ func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
 		}
 	}
 
+	if len(errs) == 0 {
+		r.known, r.knownTimeouts = cur, timeouts
+	}
 	r.mu.Lock()
 	r.owned = owned
 	r.foreign = res.Foreign
@@ -398,19 +461,22 @@ func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
 // sorry server (or back) never leaves the service empty.
 func (r *Reconciler) syncDests(st *kstate, want []Destination, write func(Op) bool) {
 	key := st.svc.Key
-	have := map[netip.AddrPort]int{}
+	have := make(map[netip.AddrPort]int, len(st.dests))
 	for i, d := range st.dests {
 		have[d.Addr] = i
 	}
 	var upd []Destination
+	present := 0 // wanted destinations in st.dests
 	for _, d := range want {
 		i, ok := have[d.Addr]
 		if !ok {
 			if write(Op{Kind: OpNewDest, Service: Service{Key: key}, Dest: d}) {
 				st.dests = append(st.dests, d)
+				present++
 			}
 			continue
 		}
+		present++
 		if !st.dests[i].sameConfig(d) {
 			upd = append(upd, d)
 		}
@@ -422,15 +488,22 @@ func (r *Reconciler) syncDests(st *kstate, want []Destination, write func(Op) bo
 			st.dests[i] = d
 		}
 	}
-	wanted := map[netip.AddrPort]bool{}
+	if present == len(st.dests) {
+		return // nothing unwanted: the common case, worth no map
+	}
+	wanted := make(map[netip.AddrPort]bool, len(want))
 	for _, d := range want {
 		wanted[d.Addr] = true
 	}
-	for _, kd := range slices.Clone(st.dests) {
+	var stale []netip.AddrPort
+	for _, kd := range st.dests {
 		if !wanted[kd.Addr] {
-			if write(Op{Kind: OpDelDest, Service: Service{Key: key}, Dest: Destination{Addr: kd.Addr}}) {
-				st.dests = removeDest(st.dests, kd.Addr)
-			}
+			stale = append(stale, kd.Addr)
+		}
+	}
+	for _, a := range stale {
+		if write(Op{Kind: OpDelDest, Service: Service{Key: key}, Dest: Destination{Addr: a}}) {
+			st.dests = removeDest(st.dests, a)
 		}
 	}
 }
@@ -459,6 +532,26 @@ func (r *Reconciler) applyTimeouts(ts TimeoutSetter, want Timeouts, res *Result,
 
 func removeDest(ds []Destination, a netip.AddrPort) []Destination {
 	return slices.DeleteFunc(ds, func(d Destination) bool { return d.Addr == a })
+}
+
+// sortedKeys returns m's keys in cmpKey's order, formatting each key once
+// instead of twice per comparison (a thousand services made the sorts a
+// noticeable part of a pass).
+func sortedKeys[V any](m map[ServiceKey]V) []ServiceKey {
+	type named struct {
+		key  ServiceKey
+		name string
+	}
+	l := make([]named, 0, len(m))
+	for k := range m {
+		l = append(l, named{k, k.String()})
+	}
+	slices.SortFunc(l, func(a, b named) int { return strings.Compare(a.name, b.name) })
+	out := make([]ServiceKey, len(l))
+	for i, n := range l {
+		out[i] = n.key
+	}
+	return out
 }
 
 func cmpKey(a, b ServiceKey) int {

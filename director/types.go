@@ -69,7 +69,7 @@ func (k ServiceKey) String() string {
 		}
 		return fmt.Sprintf("fwmark %d %s", k.Fwmark, fam)
 	}
-	return fmt.Sprintf("%s %s", k.Protocol, k.Addr)
+	return k.Protocol.String() + " " + k.Addr.String()
 }
 
 // Less orders keys deterministically so that plans are reproducible.
