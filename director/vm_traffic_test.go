@@ -679,6 +679,96 @@ check = { type = "tcp" }
 		})
 	}
 
+	t.Run("tun", func(t *testing.T) {
+		// The real servers decapsulate with the kernel's fallback tunnel
+		// devices (tunl0 for ipip and gue, gre0 for gre; the guest loads
+		// ipip, ip_gre and fou), then deliver to the VIP on lo and answer
+		// the client directly, as under DR.
+		for _, h := range l.Reals() {
+			if err := h.AcceptTunnels(6080); err != nil {
+				t.Fatal(err)
+			}
+		}
+		vip := ap(drVIP, 80)
+		// dev is the real servers' device the decapsulated packets must
+		// arrive on.
+		for _, tc := range []struct{ name, typ, extra, dev string }{
+			{"ipip", "ipip", "", "tunl0"},
+			{"gre", "gre", "", "gre0"},
+			{"gre_csum", "gre", `tunnel_checksum = "csum"`, "grecsum"},
+			{"gue", "gue", "tunnel_port = 6080", "tunl0"},
+			{"gue_csum", "gue", "tunnel_port = 6080\ntunnel_checksum = \"csum\"", "tunl0"},
+			{"gue_remcsum", "gue", "tunnel_port = 6080\ntunnel_checksum = \"remcsum\"", "tunl0"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				if tc.name == "gre_csum" {
+					// gre0 expects no checksum: a checksummed device per
+					// real server for this case only.
+					for i, h := range l.Reals() {
+						if err := h.AddGRE("grecsum", reals4[i], true); err != nil {
+							t.Fatal(err)
+						}
+						t.Cleanup(func() {
+							if lk, err := h.Netlink().LinkByName("grecsum"); err == nil {
+								_ = h.Netlink().LinkDel(lk)
+							}
+						})
+					}
+				}
+				_, key, _ := l.director(t, fmt.Sprintf(`
+[[virtual_server]]
+name = "tun-%s"
+address = %q
+port = 80
+scheduler = "rr"
+forwarding = "tun"
+tunnel_type = %q
+%s
+%s`, tc.name, drVIP, tc.typ, tc.extra, realsTOML(reals4, 0, nil, "")))
+				ds, err := l.k.GetDestinations(key)
+				if err != nil || len(ds) != 3 || ds[0].Forwarding != ForwardTunnel || ds[0].TunnelType.String() != tc.typ {
+					t.Fatalf("destinations %+v %v; want 3 %s tunnels", ds, err, tc.typ)
+				}
+				rx := func() []uint64 {
+					t.Helper()
+					out := make([]uint64, 3)
+					for i, h := range l.Reals() {
+						lk, err := h.Netlink().LinkByName(tc.dev)
+						if err != nil {
+							t.Fatalf("%s: %s: %v", h.Name(), tc.dev, err)
+						}
+						out[i] = lk.Attrs().Statistics.RxPackets
+					}
+					return out
+				}
+				before := rx()
+				const n = 9
+				ws := getN(t, l.drClient, vip, n)
+				assertRoundRobin(t, names(ws), realNames)
+				// Each connection brings at least its SYN, ACK and request
+				// through the tunnel.
+				for i, after := range rx() {
+					if d := after - before[i]; d < 3*n/3 {
+						t.Errorf("%s: %d packets arrived on %s for %d connections, want at least %d", realNames[i], d, tc.dev, n/3, 3*n/3)
+					}
+				}
+				for _, w := range ws {
+					if w.Local != vip || w.Remote.Addr() != drClient4 {
+						t.Fatalf("%s saw local %s remote %s; want the VIP %s and the client %s", w.Name, w.Local, w.Remote, vip, drClient4)
+					}
+				}
+				// The counters move only every 2 s; one encapsulation
+				// suffices to show the replies bypass the director.
+				if tc.typ != "ipip" {
+					return
+				}
+				if st := l.serviceStats(t, key, n); st.PktsIn == 0 || st.PktsOut != 0 {
+					t.Fatalf("%s service counted %d packets in and %d out; want some in and none out", tc.typ, st.PktsIn, st.PktsOut)
+				}
+			})
+		}
+	})
+
 	// inhibit_on_failure exists for persistent services: the kernel keeps
 	// a persistence template pointing at a quiesced (weight 0) server
 	// valid (net.ipv4.vs.expire_quiescent_template=0, the default), so a
