@@ -300,3 +300,50 @@ func TestE2EVMACExisting(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EVMACUnicast: with unicast peers the adverts leave from the base
+// interface (its own MAC, like keepalived's vmac_xmit_base) while the VIP
+// and its announcements keep the virtual MAC across a graceful failover.
+func TestE2EVMACUnicast(t *testing.T) {
+	lab.SkipIfNotRoot(t)
+	for _, f := range []family{v4, v6} {
+		t.Run(f.name, func(t *testing.T) {
+			l := buildLAN(t, 2)
+			obs := observe(t, l)
+			client := l.Host("attacker")
+			vip := f.vip.Addr()
+			mac := vrrp.VirtualMAC(vrid, f.name == "ipv6")
+			for _, n := range []string{"r1", "r2"} {
+				serveName(t, l.Host(n), "tcp")
+			}
+			c1, c2 := vmacConfig(100, f), vmacConfig(200, f)
+			c1.UnicastPeers = []netip.Addr{f.host(12).Addr()}
+			c2.UnicastPeers = []netip.Addr{f.host(11).Addr()}
+			r1 := startVMACRouter(t, l.Host("r1"), c1)
+			r2 := startVMACRouter(t, l.Host("r2"), c2)
+			waitMaster(t, r2, []*router{r1, r2})
+			waitVMACAnnounce(t, obs, 0, vip, mac)
+			base, err := r2.h.HardwareAddr(lanIf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), settle)
+			defer cancel()
+			if _, err := obs.WaitFor(ctx, func(r lab.Record) bool {
+				return r.VRRP != nil && r.VRRP.Src == f.host(12).Addr() && r.VRRP.Dst == f.host(11).Addr() && bytes.Equal(r.Src, base)
+			}); err != nil {
+				t.Fatalf("no unicast advert from r2's own MAC %v: %v", base, err)
+			}
+			whoHolds(t, client, vip, "r2")
+
+			seq := obs.LastSeq()
+			r2.stop()
+			waitMaster(t, r1, []*router{r1})
+			waitVMACAnnounce(t, obs, seq, vip, mac)
+			whoHolds(t, client, vip, "r1")
+			if got := neighMAC(t, client, vip); !bytes.Equal(got, mac) {
+				t.Fatalf("after failover the client resolves %v to %v, want %v", vip, got, mac)
+			}
+		})
+	}
+}

@@ -74,6 +74,16 @@ var (
 		// interface, which touches interfaces that are not its own.
 		{"rp_filter", "2", "loose reverse-path filter"},
 	}
+	// On an IPv6 instance's macvlan:
+	vmacSysctls6 = []struct{ key, value, why string }{
+		// A new interface takes net.ipv6.conf.default, which may have
+		// IPv6 off.
+		{"disable_ipv6", "0", "IPv6 on"},
+		// No addresses or routes from router advertisements: the
+		// macvlan is up only while master, and a default route through
+		// it would come and go with every failover.
+		{"accept_ra", "0", "ignore router advertisements"},
+	}
 	// On the base interface, which must never answer ARP for a VIP with
 	// its own MAC: arp_ignore=1 answers only for addresses on the
 	// receiving interface (the VIPs are on the macvlan), and arp_filter=1
@@ -138,6 +148,11 @@ func openVMAC(h *netlink.Handle, base *net.Interface, name string, mac net.Hardw
 		return nil, fmt.Errorf("setting %s down: %w", name, err)
 	}
 	if ipv6 {
+		for _, s := range vmacSysctls6 {
+			if err := setSysctl("ipv6", name, s.key, s.value); err != nil {
+				return nil, fmt.Errorf("%s (%s): %w", name, s.why, err)
+			}
+		}
 		// No EUI-64 link-local from the virtual MAC: it would be the same
 		// on every router (duplicate address detection fails on the
 		// second) and it is not the adverts' source (RFC 5798 §7.4).
@@ -179,9 +194,25 @@ func adoptable(l netlink.Link, base *net.Interface, mac net.HardwareAddr) error 
 	case !bytes.Equal(a.HardwareAddr, mac):
 		return fmt.Errorf("has MAC %s, not the virtual MAC %s", a.HardwareAddr, mac)
 	case ml.Mode != netlink.MACVLAN_MODE_BRIDGE:
-		return fmt.Errorf("is a macvlan in mode %d, not bridge (%d)", ml.Mode, netlink.MACVLAN_MODE_BRIDGE)
+		return fmt.Errorf("is a macvlan in mode %s, not bridge", macvlanModeName(ml.Mode))
 	}
 	return nil
+}
+
+func macvlanModeName(m netlink.MacvlanMode) string {
+	switch m {
+	case netlink.MACVLAN_MODE_PRIVATE:
+		return "private"
+	case netlink.MACVLAN_MODE_VEPA:
+		return "vepa"
+	case netlink.MACVLAN_MODE_BRIDGE:
+		return "bridge"
+	case netlink.MACVLAN_MODE_PASSTHRU:
+		return "passthru"
+	case netlink.MACVLAN_MODE_SOURCE:
+		return "source"
+	}
+	return fmt.Sprintf("%d", int(m))
 }
 
 // up brings the macvlan up before the VIPs go on it (becoming master).
