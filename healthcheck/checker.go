@@ -36,6 +36,30 @@ type Checker interface {
 	Run(ctx context.Context) Result
 }
 
+// scheduledRunner is a Checker whose timeout can count from the moment the
+// check was due rather than the moment it started.
+type scheduledRunner interface {
+	runFrom(ctx context.Context, scheduled time.Time) Result
+}
+
+// checkDeadline is when a check due at scheduled must be over: timeout
+// after it was due, so that a check started late by scheduling lag still
+// reaches its verdict by scheduled + timeout (the bound a consumer sees).
+// A check that starts more than half its timeout late still gets half of
+// it: lag alone must never fail a healthy target. Nor does it ever get
+// more than timeout from now (a scheduled time from another clock).
+func checkDeadline(scheduled time.Time, timeout time.Duration) time.Time {
+	now := time.Now()
+	d := scheduled.Add(timeout)
+	if least := now.Add(timeout / 2); d.Before(least) {
+		return least
+	}
+	if most := now.Add(timeout); d.After(most) {
+		return most
+	}
+	return d
+}
+
 // DefaultTimeout is used when a check has no timeout, so that a zero value
 // can never mean "wait forever".
 const DefaultTimeout = 5 * time.Second

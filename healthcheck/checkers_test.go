@@ -283,6 +283,8 @@ func TestNewCheckerErrors(t *testing.T) {
 		{conf.Check{Type: "dns", QueryType: "BOGUS"}, `query_type "BOGUS"`},
 		{conf.Check{Type: "tcp", InitialState: "maybe"}, `initial_state "maybe"`},
 		{conf.Check{Type: "tcp", Timeout: -1}, "negative duration"},
+		{conf.Check{Type: "tcp", SourceAddress: netip.MustParseAddr("::1")}, "different address families"},
+		{conf.Check{Type: "http", SourceAddress: netip.MustParseAddr("::1")}, "different address families"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {

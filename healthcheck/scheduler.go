@@ -380,7 +380,12 @@ func (s *Scheduler) check(p *probe) {
 		return // removed while waiting for a worker
 	}
 	started := s.clock.Now()
-	r := p.checker.Run(p.ctx)
+	var r Result
+	if sr, ok := p.checker.(scheduledRunner); ok {
+		r = sr.runFrom(p.ctx, scheduled)
+	} else {
+		r = p.checker.Run(p.ctx)
+	}
 	if r.Start.IsZero() {
 		r.Start = started
 	}

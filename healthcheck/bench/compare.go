@@ -55,7 +55,7 @@ func compareInVM(scenarios string, d, interval time.Duration, down int) int {
 	}()
 	code, err := vm.Run(context.Background(), vm.Options{
 		Args: []string{self, "-guest-compare", "-scenarios", scenarios, "-duration", d.String(),
-			"-interval", interval.String(), "-down", strconv.Itoa(down)},
+			"-interval", interval.String(), "-timeout", checkTimeout.String(), "-down", strconv.Itoa(down)},
 		Files:    []vm.File{{Host: ka, Guest: ka, WithLibs: true}},
 		Env:      passGOMAXPROCS(),
 		CPUs:     2,

@@ -1,12 +1,29 @@
 // Command bench measures the health-check scheduler at scale on loopback:
 // 1k and 10k HTTP targets and 10k TCP targets checked every second. It
-// prints achieved checks/s, CPU (% of one core, from getrusage), peak RSS,
-// scheduling lag (scheduled vs actual start) and the time from a target
-// going down to its transition event.
+// prints achieved checks/s, CPU (% of one core, from getrusage: the whole
+// window and the median and worst second, user and system), peak RSS,
+// scheduling lag (scheduled vs actual start of every check) and, for two
+// failure modes, the time to the transition event:
+//
+//   - refused: the target's listener closes, connects get RST;
+//   - black-holed: the target stops accepting with a full accept queue, so
+//     SYNs are dropped and the check runs into its timeout.
+//
+// For each mode it reports (a) from the scheduled start of the first probe
+// that observes the failure to the moment the consumer receives the down
+// transition (fall 1: the goal is timeout + 5 ms), and (b) from the moment
+// the target went down to that same moment (bounded by interval + timeout;
+// informative). A goals section judges each goal pass or fail with its
+// margin.
 //
 // Each scenario runs in a fresh child process (so peak RSS and CPU are its
-// own), and the servers run in a grandchild (so their CPU is not counted).
-// Targets are 127.1.x.y:8080, one listener per target, on loopback only.
+// own), and the servers run in a grandchild (so their user-space CPU is not
+// counted; on loopback the kernel does the server's half of each TCP
+// exchange in the sender's context, so the checker's system time includes
+// it). Targets are 127.1.x.y:8080, one listener per target, on loopback
+// only. Scenarios rawhttp-N and rawtcp-N make the same connections with bare
+// blocking system calls from 8 threads and no scheduler: the kernel's cost
+// on this host, as a reference in the same run.
 //
 //	go run ./healthcheck/bench -duration 10s
 package main
@@ -34,46 +51,83 @@ import (
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/healthcheck"
+	"golang.org/x/sys/unix"
 )
 
 const port = 8080
 
+// The failure modes, in the order the table prints them.
+const (
+	refused = iota
+	blackholed
+	nModes
+)
+
+var modeNames = [nModes]string{"refused", "black-holed"}
+
+// modeResult is one failure mode's detection times. The event is the
+// moment the consumer receives the down transition.
+type modeResult struct {
+	Mode     string
+	Downed   int
+	Detected int
+	// (a) from the scheduled start of the first probe that saw the
+	// failure to the event.
+	A50, A99, AMax time.Duration
+	// (b) from the moment the target went down to the event.
+	B50, B99, BMax time.Duration
+}
+
 type result struct {
 	Scenario   string
 	Targets    int
+	Interval   time.Duration
+	Timeout    time.Duration
 	Seconds    float64
 	Checks     int64
 	Failed     int64 // checks that failed other than on downed targets
 	ChecksPerS float64
-	CPUPct     float64
+	CPUPct     float64 // user+system over the window, % of one core
+	UserPct    float64
+	SysPct     float64
+	CPUSecP50  float64 // the median second
+	CPUSecMax  float64 // the worst second
 	PeakRSSMiB float64
 	LagP50     time.Duration
 	LagP99     time.Duration
 	LagMax     time.Duration
+	Modes      []modeResult
+	// The refused mode's (b), which is all the keepalived comparison can
+	// observe of keepalived (it reads the IPVS table).
 	Downed     int
+	Detected   int
 	DetectP50  time.Duration
 	DetectP99  time.Duration
 	DetectMax  time.Duration
-	Detected   int
 	ServerCPU  float64          // the server child's CPU, % of one core
 	Load1      string           // 1-minute load average at the end
 	ServedPerS float64          // connections the servers accepted per second
+	Bare       bool             // a rawhttp/rawtcp reference row
 	Reasons    map[string]int64 `json:",omitempty"` // unexpected failures by reason
 	Error      string           `json:",omitempty"`
 }
+
+// checkTimeout is every check's timeout (-timeout).
+var checkTimeout time.Duration
 
 func main() {
 	var (
 		duration  = flag.Duration("duration", 60*time.Second, "measurement window per scenario")
 		interval  = flag.Duration("interval", time.Second, "check interval")
-		scenarios = flag.String("scenarios", "noop-10k,http-1k,http-10k,tcp-10k", "comma-separated scenarios: KIND-N with KIND http|tcp|noop (scheduler only, no I/O) and N like 1k")
-		down      = flag.Int("down", 100, "targets taken down halfway through to time detection")
+		scenarios = flag.String("scenarios", "noop-10k,http-1k,http-10k,tcp-10k,rawhttp-10k,rawtcp-10k", "comma-separated scenarios: KIND-N with KIND http|tcp|noop (scheduler only, no I/O)|rawhttp|rawtcp (bare system calls, no scheduler) and N like 1k")
+		down      = flag.Int("down", 100, "targets taken down per failure mode halfway through the window")
 		serve     = flag.String("serve", "", "internal: run the servers (KIND-N)")
 		run       = flag.String("run", "", "internal: run one scenario and print its result as JSON")
 		cpuprof   = flag.String("cpuprofile", "", "with -run: write a CPU profile of the checker here")
 		withKA    = flag.Bool("keepalived", false, "compare with keepalived's checker in a VM that has IPVS (lab/vm; slow TCG emulation, so use small scenarios)")
 		guest     = flag.Bool("guest-compare", false, "internal: the in-VM side of -keepalived")
 	)
+	flag.DurationVar(&checkTimeout, "timeout", 500*time.Millisecond, "check timeout (with -keepalived: the interval, as keepalived's connect_timeout is whole seconds)")
 	flag.Parse()
 	if *cpuprof != "" && *run != "" {
 		f, err := os.Create(*cpuprof)
@@ -85,11 +139,11 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	raiseNofile()
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	switch {
 	case *withKA:
 		// Emulated CPUs: smaller defaults than the native run's.
-		set := map[string]bool{}
-		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		if !set["scenarios"] {
 			*scenarios = "tcp-1k,http-500"
 		}
@@ -98,6 +152,9 @@ func main() {
 		}
 		if !set["down"] {
 			*down = 50
+		}
+		if !set["timeout"] {
+			checkTimeout = *interval
 		}
 		os.Exit(compareInVM(*scenarios, *duration, *interval, *down))
 	case *guest:
@@ -115,6 +172,7 @@ func main() {
 			fmt.Fprintf(os.Stderr, "running %s for %v...\n", sc, *duration)
 			rs = append(rs, spawnScenario(sc, *duration, *interval, *down))
 		}
+		fmt.Printf("command: %s\n", strings.Join(os.Args, " "))
 		printTable(os.Stdout, rs, *duration, *interval)
 		fmt.Printf("\nload average (1/5/15 min) before: %s, after: %s on %d CPUs (other work on the machine competes)\n", load0, loadavg(), runtime.NumCPU())
 	}
@@ -127,8 +185,13 @@ func parseScenario(s string) (string, int) {
 		mult, num = 1000, strings.TrimSuffix(num, "k")
 	}
 	n, err := strconv.Atoi(num)
-	if !ok || err != nil || n <= 0 || n > 60000 || (kind != "http" && kind != "tcp" && kind != "noop") {
-		fmt.Fprintf(os.Stderr, "bad scenario %q (want e.g. http-1k, tcp-10k)\n", s)
+	switch kind {
+	case "http", "tcp", "noop", "rawhttp", "rawtcp":
+	default:
+		ok = false
+	}
+	if !ok || err != nil || n <= 0 || n*mult > 60000 {
+		fmt.Fprintf(os.Stderr, "bad scenario %q (want e.g. http-1k, tcp-10k, rawhttp-10k)\n", s)
 		os.Exit(2)
 	}
 	return kind, n * mult
@@ -157,7 +220,8 @@ func addr(i int) netip.AddrPort {
 }
 
 func spawnScenario(sc string, d, interval time.Duration, down int) result {
-	cmd := exec.Command(os.Args[0], "-run", sc, "-duration", d.String(), "-interval", interval.String(), "-down", strconv.Itoa(down))
+	cmd := exec.Command(os.Args[0], "-run", sc, "-duration", d.String(), "-interval", interval.String(),
+		"-timeout", checkTimeout.String(), "-down", strconv.Itoa(down))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	var r result
@@ -170,45 +234,7 @@ func spawnScenario(sc string, d, interval time.Duration, down int) result {
 	return r
 }
 
-// serveTargets listens on n targets and answers checks until stdin says
-// "down K": then it closes K listeners spread over the range, prints the
-// close time, and keeps serving the rest until stdin closes.
-func serveTargets(kind string, n int) {
-	lns := make([]net.Listener, n)
-	for i := range n {
-		ln, err := net.Listen("tcp", addr(i).String())
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "listen %s: %v\n", addr(i), err)
-			os.Exit(1)
-		}
-		lns[i] = ln
-		go accept(ln, kind)
-	}
-	fmt.Println("ready")
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() {
-		f := strings.Fields(in.Text())
-		if len(f) == 2 && f[0] == "down" {
-			k, _ := strconv.Atoi(f[1])
-			// The time before the first close: an event can then never
-			// predate it, and a detection is overstated by at most the
-			// time the closes take.
-			at := time.Now().UnixNano()
-			for _, i := range downed(n, k) {
-				lns[i].Close()
-			}
-			fmt.Println(at)
-		}
-		if len(f) == 1 && f[0] == "count" {
-			fmt.Println(accepted.Load())
-		}
-	}
-}
-
-// accepted counts connections served: the checks/s of a checker that does
-// not report its own (keepalived) is measured here.
-var accepted atomic.Int64
-
+// downed are the targets the refused mode takes down: k spread over n.
 func downed(n, k int) []int {
 	var out []int
 	for j := range k {
@@ -217,16 +243,105 @@ func downed(n, k int) []int {
 	return out
 }
 
+// holed are the targets the black-holed mode takes down: k others, each
+// half a step after one of downed's.
+func holed(n, k int) []int {
+	var out []int
+	for j := range k {
+		out = append(out, j*n/k+n/(2*k))
+	}
+	return out
+}
+
+// serveTargets listens on n targets and answers checks. On stdin, "down K"
+// closes the refused mode's K listeners and "blackhole K" stops the
+// black-holed mode's K from accepting with a full accept queue; each prints
+// the time just before it began, which an event can therefore never
+// predate. "count" prints the connections accepted so far.
+func serveTargets(kind string, n int) {
+	lns := make([]*net.TCPListener, n)
+	stopped := make([]atomic.Bool, n)
+	for i := range n {
+		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(addr(i)))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "listen %s: %v\n", addr(i), err)
+			os.Exit(1)
+		}
+		lns[i] = ln
+		go accept(ln, kind)
+	}
+	fmt.Println("ready")
+	var fills []net.Conn // held open: each keeps its queue full
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		f := strings.Fields(in.Text())
+		switch {
+		case len(f) == 2 && f[0] == "down":
+			k, _ := strconv.Atoi(f[1])
+			at := time.Now().UnixNano()
+			for _, i := range downed(n, k) {
+				lns[i].Close()
+			}
+			fmt.Println(at)
+		case len(f) == 2 && f[0] == "blackhole":
+			k, _ := strconv.Atoi(f[1])
+			at := time.Now().UnixNano()
+			var (
+				mu sync.Mutex
+				wg sync.WaitGroup
+			)
+			for _, i := range holed(n, k) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if c := blackhole(lns[i], &stopped[i], addr(i)); c != nil {
+						mu.Lock()
+						fills = append(fills, c)
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			fmt.Println(at)
+		case len(f) == 1 && f[0] == "count":
+			fmt.Println(accepted.Load())
+		}
+	}
+}
+
+// blackhole makes ln drop SYNs the way a dead host does, without leaving
+// loopback: backlog 0 (listen may be called again on a listening socket),
+// no more accepts, and one queued connection of our own, which fills a
+// backlog-0 queue. It returns that connection for the caller to hold.
+func blackhole(ln *net.TCPListener, stopped *atomic.Bool, a netip.AddrPort) net.Conn {
+	stopped.Store(true)
+	if rc, err := ln.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { unix.Listen(int(fd), 0) })
+	}
+	// A passed deadline fails the accept loop's Accept at once, leaving
+	// the listener open.
+	ln.SetDeadline(time.Unix(1, 0))
+	c, err := net.DialTimeout("tcp", a.String(), 100*time.Millisecond)
+	if err != nil {
+		return nil // a check's connection filled the queue first
+	}
+	return c
+}
+
+// accepted counts connections served: the checks/s of a checker that does
+// not report its own (keepalived) is measured here.
+var accepted atomic.Int64
+
 var response = []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 
-func accept(ln net.Listener, kind string) {
+func accept(ln *net.TCPListener, kind string) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			return
+			return // closed, or black-holed (the listener stays open)
 		}
 		accepted.Add(1)
-		if kind == "tcp" {
+		if kind == "tcp" || kind == "rawtcp" {
 			c.Close()
 			continue
 		}
@@ -247,10 +362,14 @@ func accept(ln net.Listener, kind string) {
 	}
 }
 
-func cpuTime() time.Duration {
+type cpuSplit struct{ user, sys time.Duration }
+
+func (c cpuSplit) total() time.Duration { return c.user + c.sys }
+
+func cpuTime() cpuSplit {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return cpuSplit{time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())}
 }
 
 // procCPU is a process's user+system time from /proc/PID/stat.
@@ -274,78 +393,172 @@ func peakRSS() float64 {
 	return float64(ru.Maxrss) / 1024 // KiB on Linux
 }
 
-func runScenario(sc string, d, interval time.Duration, down int) result {
-	kind, n := parseScenario(sc)
-	r := result{Scenario: sc, Targets: n}
-	fail := func(err error) result { r.Error = err.Error(); return r }
+// meter samples this process's CPU every second of the window: the median
+// second and the worst second show what a single window figure hides.
+type meter struct {
+	t0     time.Time
+	c0     cpuSplit
+	mu     sync.Mutex
+	secs   []float64
+	stop   chan struct{}
+	done   chan struct{}
+	sc0    time.Duration
+	srvPID int
+}
 
+func startMeter(srvPID int) *meter {
+	m := &meter{t0: time.Now(), c0: cpuTime(), stop: make(chan struct{}), done: make(chan struct{}), srvPID: srvPID, sc0: procCPU(srvPID)}
+	go func() {
+		defer close(m.done)
+		tk := time.NewTicker(time.Second)
+		defer tk.Stop()
+		prev, pt := m.c0, m.t0
+		for {
+			select {
+			case <-m.stop:
+				return
+			case now := <-tk.C:
+				c := cpuTime()
+				m.mu.Lock()
+				m.secs = append(m.secs, 100*float64(c.total()-prev.total())/float64(now.Sub(pt)))
+				m.mu.Unlock()
+				prev, pt = c, now
+			}
+		}
+	}()
+	return m
+}
+
+func (m *meter) finish(r *result) {
+	close(m.stop)
+	<-m.done
+	c1, t1 := cpuTime(), time.Now()
+	wall := t1.Sub(m.t0)
+	r.Seconds = wall.Seconds()
+	r.CPUPct = 100 * float64(c1.total()-m.c0.total()) / float64(wall)
+	r.UserPct = 100 * float64(c1.user-m.c0.user) / float64(wall)
+	r.SysPct = 100 * float64(c1.sys-m.c0.sys) / float64(wall)
+	r.ServerCPU = 100 * float64(procCPU(m.srvPID)-m.sc0) / float64(wall)
+	secs := slices.Clone(m.secs)
+	slices.Sort(secs)
+	if len(secs) > 0 {
+		r.CPUSecP50, r.CPUSecMax = secs[len(secs)/2], secs[len(secs)-1]
+	}
+	r.PeakRSSMiB = peakRSS()
+	r.Load1 = strings.Fields(loadavg())[0]
+}
+
+// startServers runs the server grandchild for sc.
+func startServers(sc string) (cmd *exec.Cmd, stdin io.WriteCloser, lines *bufio.Scanner, err error) {
 	srv := exec.Command(os.Args[0], "-serve", sc)
 	srv.Stderr = os.Stderr
-	stdin, _ := srv.StdinPipe()
+	stdin, _ = srv.StdinPipe()
 	stdout, _ := srv.StdoutPipe()
 	if err := srv.Start(); err != nil {
+		return nil, nil, nil, err
+	}
+	lines = bufio.NewScanner(stdout)
+	if !lines.Scan() || lines.Text() != "ready" {
+		stdin.Close()
+		srv.Process.Kill()
+		srv.Wait()
+		return nil, nil, nil, fmt.Errorf("server child did not start")
+	}
+	return srv, stdin, lines, nil
+}
+
+// command sends a down command to the servers and returns the time they
+// report.
+func command(w io.Writer, lines *bufio.Scanner, cmd string) (time.Time, error) {
+	fmt.Fprintln(w, cmd)
+	if !lines.Scan() {
+		return time.Time{}, fmt.Errorf("server child did not answer %q", cmd)
+	}
+	ns, err := strconv.ParseInt(lines.Text(), 10, 64)
+	return time.Unix(0, ns), err
+}
+
+func runScenario(sc string, d, interval time.Duration, down int) result {
+	kind, n := parseScenario(sc)
+	r := result{Scenario: sc, Targets: n, Interval: interval, Timeout: checkTimeout}
+	fail := func(err error) result { r.Error = err.Error(); return r }
+
+	srv, stdin, lines, err := startServers(sc)
+	if err != nil {
 		return fail(err)
 	}
 	defer func() { stdin.Close(); srv.Process.Kill(); srv.Wait() }()
-	lines := bufio.NewScanner(stdout)
-	if !lines.Scan() || lines.Text() != "ready" {
-		return fail(fmt.Errorf("server child did not start"))
+	if kind == "rawhttp" || kind == "rawtcp" {
+		return runBare(r, kind, n, d, srv.Process.Pid, stdin, lines)
 	}
 
 	typ := kind
 	if kind == "noop" {
 		typ = "tcp"
 	}
-	check := conf.Check{Type: typ, Path: "/", Interval: conf.Duration(interval), Timeout: conf.Duration(interval),
+	check := conf.Check{Type: typ, Path: "/", Interval: conf.Duration(interval), Timeout: conf.Duration(checkTimeout),
 		Rise: 1, Fall: 1, InitialState: "up"}
 	targets := make([]healthcheck.Target, n)
 	for i := range n {
 		targets[i] = healthcheck.Target{Addr: addr(i), Check: check}
 	}
-	downSet := map[string]bool{}
-	if down > n {
-		down = n
-	}
+	down = min(down, n/2)
+	modeOf := map[string]int{}
 	for _, i := range downed(n, down) {
-		downSet[targets[i].Key()] = true
+		modeOf[targets[i].Key()] = refused
+	}
+	for _, i := range holed(n, down) {
+		modeOf[targets[i].Key()] = blackholed
 	}
 
 	var (
-		closed    atomic.Bool
 		measuring atomic.Bool
-		downPhase atomic.Bool
+		isDown    [nModes]atomic.Bool // the command has been sent
 		checks    atomic.Int64
 		failed    atomic.Int64
-		lagMu     sync.Mutex
-		reasonMu  sync.Mutex
+		mu        sync.Mutex
 		reasons   = map[string]int64{}
+		firstFail = map[string]time.Time{} // scheduled start of the first failing probe
 		lags      = make([]time.Duration, 0, int(float64(n)*d.Seconds()*1.2))
 	)
 	var newChecker func(healthcheck.Target) (healthcheck.Checker, error)
 	if kind == "noop" {
-		// Scheduler overhead alone: a checker that does no I/O, up except
-		// for targets the server child has "closed".
+		// Scheduler overhead alone: a checker that does no I/O, up until
+		// its target's mode is down; a black-holed one then waits out the
+		// timeout.
 		newChecker = func(t healthcheck.Target) (healthcheck.Checker, error) {
-			k := t.Key()
-			return noop(func() bool { return !(closed.Load() && downSet[k]) }), nil
+			m, ok := modeOf[t.Key()]
+			return noop(func() (bool, time.Duration) {
+				if !ok || !isDown[m].Load() {
+					return true, 0
+				}
+				if m == blackholed {
+					return false, checkTimeout
+				}
+				return false, 0
+			}), nil
 		}
 	}
 	s := healthcheck.New(healthcheck.Options{
 		NewChecker: newChecker,
 		OnResult: func(o healthcheck.Observation) {
+			m, isTarget := modeOf[o.Key]
+			mu.Lock()
+			defer mu.Unlock()
+			if !o.Result.Up && isTarget && isDown[m].Load() {
+				if _, ok := firstFail[o.Key]; !ok {
+					firstFail[o.Key] = o.Scheduled
+				}
+			}
 			if !measuring.Load() {
 				return
 			}
 			checks.Add(1)
-			if !o.Result.Up && !(downPhase.Load() && downSet[o.Key]) {
+			if !o.Result.Up && !(isTarget && isDown[m].Load()) {
 				failed.Add(1)
-				reasonMu.Lock()
 				reasons[o.Result.Reason]++
-				reasonMu.Unlock()
 			}
-			lagMu.Lock()
 			lags = append(lags, o.Started.Sub(o.Scheduled))
-			lagMu.Unlock()
 		},
 		Buffer: 2 * n,
 	})
@@ -357,64 +570,154 @@ func runScenario(sc string, d, interval time.Duration, down int) result {
 	go s.Run(ctx)
 
 	// One interval of warm-up: every probe has run once, phases settled.
-	time.Sleep(interval + interval/2)
+	// Transitions before the window (none expected: all start up) are
+	// drained.
+	warm := time.After(interval + interval/2)
+warmup:
+	for {
+		select {
+		case <-s.Transitions():
+		case <-warm:
+			break warmup
+		}
+	}
 	measuring.Store(true)
-	cpu0, t0 := cpuTime(), time.Now()
-	scpu0 := procCPU(srv.Process.Pid)
+	m := startMeter(srv.Process.Pid)
+	t0 := m.t0
 	served0 := served(stdin, lines)
 
-	time.Sleep(d / 2)
-	downPhase.Store(true)
-	fmt.Fprintf(stdin, "down %d\n", down)
-	if !lines.Scan() {
-		return fail(fmt.Errorf("server child did not report the close"))
+	// Drain transitions while waiting for the halfway point.
+	half := time.After(d / 2)
+	var early []healthcheck.Transition
+wait:
+	for {
+		select {
+		case tr := <-s.Transitions():
+			early = append(early, tr)
+		case <-half:
+			break wait
+		}
 	}
-	ns, _ := strconv.ParseInt(lines.Text(), 10, 64)
-	closed.Store(true)
-	closedAt := time.Unix(0, ns)
-	var detect []time.Duration
+	var downAt [nModes]time.Time
+	for mode, cmd := range [nModes]string{"down", "blackhole"} {
+		isDown[mode].Store(true)
+		at, err := command(stdin, lines, fmt.Sprintf("%s %d", cmd, down))
+		if err != nil {
+			return fail(err)
+		}
+		downAt[mode] = at
+	}
+	var a, b [nModes][]time.Duration
 	seen := map[string]bool{}
-	stopAt := t0.Add(d)
-	timer := time.NewTimer(time.Until(stopAt))
+	timer := time.NewTimer(time.Until(t0.Add(d)))
 loop:
 	for {
 		select {
 		case tr := <-s.Transitions():
-			// The first down event after the close, per downed target;
-			// earlier ones (a timeout on an overloaded machine) are not
-			// detections of the close.
-			if !tr.Up && downSet[tr.Key] && !seen[tr.Key] && !tr.At.Before(closedAt) {
-				seen[tr.Key] = true
-				detect = append(detect, tr.At.Sub(closedAt))
+			got := time.Now()
+			mode, ok := modeOf[tr.Key]
+			if tr.Up || !ok || seen[tr.Key] || got.Before(downAt[mode]) {
+				continue
 			}
+			seen[tr.Key] = true
+			mu.Lock()
+			ff, ok := firstFail[tr.Key]
+			mu.Unlock()
+			if ok {
+				a[mode] = append(a[mode], got.Sub(ff))
+			}
+			b[mode] = append(b[mode], got.Sub(downAt[mode]))
 		case <-timer.C:
 			break loop
 		}
 	}
 	measuring.Store(false)
-	cpu1, t1 := cpuTime(), time.Now()
-	scpu1 := procCPU(srv.Process.Pid)
+	m.finish(&r)
 	served1 := served(stdin, lines)
-	r.Load1 = strings.Fields(loadavg())[0]
 	cancel()
-	reasonMu.Lock()
-	r.Reasons = reasons
-	reasonMu.Unlock()
 
-	wall := t1.Sub(t0)
-	r.Seconds = wall.Seconds()
+	mu.Lock()
+	r.Reasons = reasons
+	for _, tr := range early {
+		r.Reasons["transition before the failures: "+tr.String()]++
+		r.Failed++
+	}
 	r.Checks = checks.Load()
-	r.Failed = failed.Load()
-	r.ChecksPerS = float64(r.Checks) / wall.Seconds()
-	r.CPUPct = 100 * float64(cpu1-cpu0) / float64(wall)
-	r.ServerCPU = 100 * float64(scpu1-scpu0) / float64(wall)
-	r.ServedPerS = float64(served1-served0) / wall.Seconds()
-	r.PeakRSSMiB = peakRSS()
-	lagMu.Lock()
+	r.Failed += failed.Load()
 	r.LagP50, r.LagP99, r.LagMax = pct(lags, 50), pct(lags, 99), pct(lags, 100)
-	lagMu.Unlock()
-	r.Downed, r.Detected = down, len(detect)
-	r.DetectP50, r.DetectP99, r.DetectMax = pct(detect, 50), pct(detect, 99), pct(detect, 100)
+	mu.Unlock()
+	r.ChecksPerS = float64(r.Checks) / r.Seconds
+	r.ServedPerS = float64(served1-served0) / r.Seconds
+	for mode := range nModes {
+		mr := modeResult{Mode: modeNames[mode], Downed: down, Detected: len(b[mode])}
+		mr.A50, mr.A99, mr.AMax = pct(a[mode], 50), pct(a[mode], 99), pct(a[mode], 100)
+		mr.B50, mr.B99, mr.BMax = pct(b[mode], 50), pct(b[mode], 99), pct(b[mode], 100)
+		r.Modes = append(r.Modes, mr)
+	}
+	rm := r.Modes[refused]
+	r.Downed, r.Detected = rm.Downed, rm.Detected
+	r.DetectP50, r.DetectP99, r.DetectMax = rm.B50, rm.B99, rm.BMax
+	return r
+}
+
+// runBare makes the scenario's connections with bare blocking system calls
+// (socket, SO_LINGER, connect, for http also write and read, close) from 8
+// threads at the same rate, with no scheduler, poller or parsing: what the
+// kernel alone costs on this host.
+func runBare(r result, kind string, n int, d time.Duration, srvPID int, stdin io.Writer, lines *bufio.Scanner) result {
+	r.Bare = true
+	req := []byte("GET / HTTP/1.1\r\nHost: 127.1.0.1:8080\r\nUser-Agent: haldir-healthcheck\r\nConnection: close\r\n\r\n")
+	one := func(i int) bool {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return false
+		}
+		defer unix.Close(fd)
+		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1})
+		if err := unix.Connect(fd, &unix.SockaddrInet4{Port: port, Addr: addr(i).Addr().As4()}); err != nil {
+			return false
+		}
+		if kind == "rawtcp" {
+			return true
+		}
+		if _, err := unix.Write(fd, req); err != nil {
+			return false
+		}
+		var buf [512]byte
+		k, err := unix.Read(fd, buf[:])
+		return err == nil && k > 0
+	}
+	const workers = 8
+	var checks, failed atomic.Int64
+	m := startMeter(srvPID)
+	served0 := served(stdin, lines)
+	var wg sync.WaitGroup
+	per := n / workers
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// per checks a second in batches every 10ms
+			batch, k := max(1, per/100), 0
+			for t := m.t0; time.Since(m.t0) < d; t = t.Add(10 * time.Millisecond) {
+				time.Sleep(time.Until(t))
+				for range batch {
+					if one(w*per + k%per) {
+						checks.Add(1)
+					} else {
+						failed.Add(1)
+					}
+					k++
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	m.finish(&r)
+	served1 := served(stdin, lines)
+	r.Checks, r.Failed = checks.Load(), failed.Load()
+	r.ChecksPerS = float64(r.Checks) / r.Seconds
+	r.ServedPerS = float64(served1-served0) / r.Seconds
 	return r
 }
 
@@ -428,11 +731,22 @@ func served(w io.Writer, lines *bufio.Scanner) int64 {
 	return v
 }
 
-type noop func() bool
+// noop reports up, or down after a wait, as its function says.
+type noop func() (up bool, wait time.Duration)
 
-func (f noop) Run(context.Context) healthcheck.Result {
-	if f() {
+func (f noop) Run(ctx context.Context) healthcheck.Result {
+	up, wait := f()
+	if up {
 		return healthcheck.Result{Up: true, Weight: healthcheck.WeightConfigured, Reason: "noop"}
+	}
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		return healthcheck.Result{Weight: healthcheck.WeightConfigured, Reason: "noop timeout"}
 	}
 	return healthcheck.Result{Weight: healthcheck.WeightConfigured, Reason: "noop down"}
 }
@@ -461,18 +775,74 @@ func pct(ds []time.Duration, p int) time.Duration {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)) }
 
+// Goals of issue #5.
+const (
+	goalCPU      = 50.0                  // % of one core, http-10k
+	goalLagP99   = 10 * time.Millisecond // every scenario
+	goalEventPad = 5 * time.Millisecond  // (a) <= timeout + this
+)
+
 func printTable(w io.Writer, rs []result, d, interval time.Duration) {
-	fmt.Fprintf(w, "haldir healthcheck benchmark: window %v per scenario, interval %v, loopback, servers in a separate process\n\n", d, interval)
-	fmt.Fprintln(w, "| scenario | targets | checks/s | expected/s | failed | CPU % of one core | server CPU % | peak RSS MiB | lag p50 ms | lag p99 ms | lag max ms | down→event p50 ms | p99 ms | max ms | detected | load1 |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintf(w, "haldir healthcheck benchmark: window %v per scenario, interval %v, timeout %v, fall 1, loopback, servers in a separate process\n\n", d, interval, checkTimeout)
+	fmt.Fprintln(w, "| scenario | checks/s | expected/s | unexpected failures | CPU % of one core (window) | user / sys | median second / worst second | server CPU % | peak RSS MiB | lag p50 ms | lag p99 ms | lag max ms | load1 |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
 		if r.Error != "" {
 			fmt.Fprintf(w, "| %s | error: %s |\n", r.Scenario, r.Error)
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %d | %.0f | %.0f | %d | %.1f | %.1f | %.1f | %s | %s | %s | %s | %s | %s | %d/%d | %s |\n",
-			r.Scenario, r.Targets, r.ChecksPerS, float64(r.Targets)/interval.Seconds(), r.Failed, r.CPUPct, r.ServerCPU, r.PeakRSSMiB,
-			ms(r.LagP50), ms(r.LagP99), ms(r.LagMax), ms(r.DetectP50), ms(r.DetectP99), ms(r.DetectMax), r.Detected, r.Downed, r.Load1)
+		lag := [3]string{ms(r.LagP50), ms(r.LagP99), ms(r.LagMax)}
+		if r.Bare {
+			lag = [3]string{"-", "-", "-"}
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %.0f | %d | %.1f | %.1f / %.1f | %.1f / %.1f | %.1f | %.1f | %s | %s | %s | %s |\n",
+			r.Scenario, r.ChecksPerS, float64(r.Targets)/interval.Seconds(), r.Failed, r.CPUPct, r.UserPct, r.SysPct,
+			r.CPUSecP50, r.CPUSecMax, r.ServerCPU, r.PeakRSSMiB, lag[0], lag[1], lag[2], r.Load1)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Down to event, per failure mode. (a): from the scheduled start of the first probe that saw the failure to the")
+	fmt.Fprintln(w, "consumer receiving the down transition. (b): from the moment the target went down to the same moment.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| scenario | mode | detected | (a) p50 ms | (a) p99 ms | (a) max ms | (b) p50 ms | (b) p99 ms | (b) max ms | (b) bound: interval + timeout |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range rs {
+		for _, m := range r.Modes {
+			fmt.Fprintf(w, "| %s | %s | %d/%d | %s | %s | %s | %s | %s | %s | %s |\n", r.Scenario, m.Mode, m.Detected, m.Downed,
+				ms(m.A50), ms(m.A99), ms(m.AMax), ms(m.B50), ms(m.B99), ms(m.BMax), ms(r.Interval+r.Timeout))
+		}
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| goal | scenario | measured | limit | result | margin |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	verdict := func(ok bool) string {
+		if ok {
+			return "PASS"
+		}
+		return "FAIL"
+	}
+	for _, r := range rs {
+		if r.Error != "" || r.Bare {
+			continue
+		}
+		if r.Scenario == "http-10k" {
+			fmt.Fprintf(w, "| CPU < %.0f%% of one core (window) | %s | %.1f%% | %.0f%% | %s | %+.1f points |\n", goalCPU, r.Scenario, r.CPUPct, goalCPU,
+				verdict(r.CPUPct < goalCPU), goalCPU-r.CPUPct)
+			fmt.Fprintf(w, "| 10k checks/s achieved (99%%) | %s | %.0f | %.0f | %s | %+.0f |\n", r.Scenario, r.ChecksPerS, 0.99*float64(r.Targets)/interval.Seconds(),
+				verdict(r.ChecksPerS >= 0.99*float64(r.Targets)/interval.Seconds()), r.ChecksPerS-float64(r.Targets)/interval.Seconds())
+		}
+		fmt.Fprintf(w, "| lag p99 < %v | %s | %s ms | %s ms | %s | %+.2f ms |\n", goalLagP99, r.Scenario, ms(r.LagP99), ms(goalLagP99),
+			verdict(r.LagP99 < goalLagP99), float64(goalLagP99-r.LagP99)/1e6)
+		for _, m := range r.Modes {
+			// A refused connect fails at once, far inside the bound; the
+			// margin shows by how much.
+			lim := r.Timeout + goalEventPad
+			ok := m.Detected == m.Downed && m.AMax <= lim
+			fmt.Fprintf(w, "| (a) down to event <= timeout + 5 ms, every event | %s %s | max %s ms (%d/%d detected) | %s ms | %s | %+.2f ms |\n",
+				r.Scenario, m.Mode, ms(m.AMax), m.Detected, m.Downed, ms(lim), verdict(ok), float64(lim-m.AMax)/1e6)
+			bl := r.Interval + r.Timeout + goalEventPad
+			fmt.Fprintf(w, "| (b) informative: <= interval + timeout + 5 ms | %s %s | max %s ms | %s ms | %s | %+.2f ms |\n",
+				r.Scenario, m.Mode, ms(m.BMax), ms(bl), verdict(m.Detected == m.Downed && m.BMax <= bl), float64(bl-m.BMax)/1e6)
+		}
 	}
 	for _, r := range rs {
 		for reason, n := range r.Reasons {

@@ -1,0 +1,53 @@
+package healthcheck
+
+import (
+	"context"
+	"net"
+	"testing"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+// The per-check cost of the tcp and http checkers against a loopback
+// server, for allocation counts (-benchmem); the scale benchmark with its
+// table is healthcheck/bench.
+func BenchmarkCheck(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 512)
+				if n, _ := c.Read(buf); n > 0 {
+					c.Write(resp)
+				}
+			}()
+		}
+	}()
+	ap := ln.Addr().(*net.TCPAddr).AddrPort()
+	for _, typ := range []string{"tcp", "http"} {
+		b.Run(typ, func(b *testing.B) {
+			ck, err := NewChecker(Target{Addr: ap, Check: conf.Check{Type: typ}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			b.ReportAllocs()
+			for b.Loop() {
+				if r := ck.Run(ctx); !r.Up {
+					b.Fatal(r.Reason)
+				}
+			}
+		})
+	}
+}
