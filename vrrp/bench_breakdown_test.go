@@ -16,7 +16,6 @@ import (
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/vrrp"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // BenchmarkTakeoverBreakdown splits haldir's takeover time into its parts,
@@ -34,8 +33,8 @@ import (
 //     wire (adding the VIPs by netlink, then marshalling and sending);
 //   - advert → GARP: the announcer goroutine's first gratuitous ARP.
 //
-// It also times, in the same lab, the pieces alone: a Go timer of
-// Skew_Time and the netlink calls of adding a VIP.
+// It also times the netlink calls of adding a VIP alone, in the same lab.
+// The timer alone, in an idle process, is go run ./vrrp/bench.
 //
 // Run (root): go test -run '^$' -bench TakeoverBreakdown -benchtime 1x ./vrrp/
 // (HALDIR_BENCH_INTERVALS, default 10ms; HALDIR_BENCH_ROUNDS, default 20).
@@ -223,16 +222,6 @@ func takeoverBreakdown(tb testing.TB, interval time.Duration, rounds int) string
 	}
 
 	// The pieces alone, in the same namespace and process.
-	var timerText []string
-	for _, d := range []time.Duration{skewTime(benchPriority, interval), masterDown(benchPriority, interval)} {
-		n := max(10, min(100, int(2*time.Second/d)))
-		fdTimers, err := fdTimerLateness(d, n)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		timerText = append(timerText, fmt.Sprintf("a timer of %v (%d runs) fires late by %s as a Go timer, %s as a timerfd read through the poller",
-			d, n, medMax(goTimerLateness(d, n)), medMax(fdTimers)))
-	}
 	linkGet, addrAdd, addrDel := netlinkVIPCost(tb, l.Host("r1"), 200)
 
 	var b strings.Builder
@@ -242,80 +231,10 @@ func takeoverBreakdown(tb testing.TB, interval time.Duration, rounds int) string
 		p := parts[kind]
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", kind, medMax(p.wake), medMax(p.toAdvert), medMax(p.toGARP))
 	}
-	fmt.Fprintf(&b, "\nPieces alone (median / max, ms): %s; netlink (200 runs) LinkByIndex %s, AddrReplace %s, AddrDel %s.\n",
-		strings.Join(timerText, "; "), medMax(linkGet), medMax(addrAdd), medMax(addrDel))
+	fmt.Fprintf(&b, "\nThe netlink calls of adding a VIP alone (200 runs, median / max, ms): LinkByIndex %s, AddrReplace %s, AddrDel %s. "+
+		"Timer lateness alone, in a process as idle as a daemon: go run ./vrrp/bench.\n",
+		medMax(linkGet), medMax(addrAdd), medMax(addrDel))
 	return b.String()
-}
-
-// goTimerLateness measures how late a time.Timer's receive runs.
-func goTimerLateness(d time.Duration, n int) []time.Duration {
-	out := make([]time.Duration, 0, n)
-	for range n {
-		start := time.Now()
-		t := time.NewTimer(d)
-		<-t.C
-		out = append(out, time.Since(start)-d)
-	}
-	return out
-}
-
-// fdTimer is a one-shot timer on a timerfd (CLOCK_MONOTONIC, nanosecond
-// resolution) read through Go's poller. It is the proposed replacement for
-// the driver's time.Timer: the runtime sleeps in epoll_wait, whose timeout
-// counts whole milliseconds, so the last sub-millisecond remainder of a
-// runtime timer becomes a 1ms sleep (golang/go#53824), while a timerfd
-// makes the epoll set readable at the deadline itself.
-type fdTimer struct {
-	fd int
-	f  *os.File
-	C  chan time.Time
-}
-
-func newFDTimer() (*fdTimer, error) {
-	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("timerfd_create: %w", err)
-	}
-	t := &fdTimer{fd: fd, f: os.NewFile(uintptr(fd), "timerfd"), C: make(chan time.Time, 1)}
-	go func() {
-		var buf [8]byte // the expiration count
-		for {
-			if _, err := t.f.Read(buf[:]); err != nil {
-				return
-			}
-			select {
-			case t.C <- time.Now():
-			default:
-			}
-		}
-	}()
-	return t, nil
-}
-
-// reset arms the timer to fire once after d (d <= 0 disarms it).
-func (t *fdTimer) reset(d time.Duration) error {
-	return unix.TimerfdSettime(t.fd, 0, &unix.ItimerSpec{Value: unix.NsecToTimespec(d.Nanoseconds())}, nil)
-}
-
-func (t *fdTimer) close() error { return t.f.Close() }
-
-// fdTimerLateness is goTimerLateness for fdTimer.
-func fdTimerLateness(d time.Duration, n int) ([]time.Duration, error) {
-	t, err := newFDTimer()
-	if err != nil {
-		return nil, err
-	}
-	defer t.close()
-	out := make([]time.Duration, 0, n)
-	for range n {
-		start := time.Now()
-		if err := t.reset(d); err != nil {
-			return nil, err
-		}
-		<-t.C
-		out = append(out, time.Since(start)-d)
-	}
-	return out, nil
 }
 
 // netlinkVIPCost times the netlink calls vipManager.add and remove make

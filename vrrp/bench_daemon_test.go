@@ -111,15 +111,25 @@ func buildHaldirBinary(tb testing.TB) string {
 	return out
 }
 
-// benchImpls returns haldir (built now) and keepalived, skipping tb when
-// keepalived is not installed.
+// envBenchHaldir names a haldir binary to measure instead of building
+// this tree (to compare a change built elsewhere).
+const envBenchHaldir = "HALDIR_BENCH_HALDIR"
+
+// benchImpls returns haldir (built now, or $HALDIR_BENCH_HALDIR) and
+// keepalived, skipping tb when keepalived is not installed.
 func benchImpls(tb testing.TB) []benchImpl {
 	tb.Helper()
 	ka, err := exec.LookPath("keepalived")
 	if err != nil {
 		tb.Skip("skipping: keepalived not installed (apt-get install keepalived); the benchmark compares against it")
 	}
-	return []benchImpl{{implHaldir, buildHaldirBinary(tb)}, {implKeepalived, ka}}
+	hal := os.Getenv(envBenchHaldir)
+	if hal == "" {
+		hal = buildHaldirBinary(tb)
+	} else if st, err := os.Stat(hal); err != nil || st.Mode()&0o111 == 0 {
+		tb.Fatalf("%s=%q: not an executable file (%v)", envBenchHaldir, hal, err)
+	}
+	return []benchImpl{{implHaldir, hal}, {implKeepalived, ka}}
 }
 
 // benchDaemon is one running daemon of a benchmark pair.

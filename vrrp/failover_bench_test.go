@@ -42,7 +42,8 @@ import (
 //
 // Run (root): go test -run '^$' -bench Failover -benchtime 1x ./vrrp/
 // with HALDIR_BENCH_INTERVALS (default 1s,100ms,10ms), HALDIR_BENCH_ROUNDS
-// (default 10) and HALDIR_BENCH_CPU_WINDOW (default 10s, 0 = no CPU table).
+// (default 10), HALDIR_BENCH_CPU_WINDOW (default 10s, 0 = no CPU table) and
+// HALDIR_BENCH_HALDIR (a haldir binary to measure instead of this tree's).
 func BenchmarkFailover(b *testing.B) {
 	lab.SkipIfNotRoot(b)
 	p, err := parseFailoverParams(os.Getenv)
@@ -187,6 +188,7 @@ type failoverReport struct {
 	results       []failoverResult
 	cpu           []cpuResult
 	unstampedSeen uint64
+	haldirBin     string // set when $HALDIR_BENCH_HALDIR chose the binary
 }
 
 func loadAverage() string {
@@ -203,6 +205,11 @@ func loadAverage() string {
 
 func runFailoverBench(tb testing.TB, impls []benchImpl, p failoverParams) failoverReport {
 	rep := failoverReport{rounds: p.rounds, loadBefore: loadAverage()}
+	for _, im := range impls {
+		if im.name == implHaldir && os.Getenv(envBenchHaldir) != "" {
+			rep.haldirBin = im.bin
+		}
+	}
 	for _, iv := range p.intervals {
 		for _, im := range impls {
 			got, unstamped := runFailoverPair(tb, im, iv, p.rounds)
@@ -595,6 +602,9 @@ func (rep failoverReport) String() string {
 		"Time from the cut or SIGTERM to the new master's first gratuitous ARP, kernel receive timestamps (SO_TIMESTAMPNS) at a tap host on the switch; "+
 		"%d failovers per cell; times in ms.\n\n",
 		benchPriority, 256-benchPriority, garpRepeat, garpRepeat, rep.rounds)
+	if rep.haldirBin != "" {
+		fmt.Fprintf(&b, "haldir binary: %s (from $%s, not built from this tree).\n\n", rep.haldirBin, envBenchHaldir)
+	}
 	b.WriteString("| interval | kind | haldir median / max | keepalived median / max | ratio (medians) | goal | pass/fail |\n|---|---|---|---|---|---|---|\n")
 	toGARP := func(s failoverSample) time.Duration { return s.toGARP }
 	for _, iv := range rep.intervals() {
