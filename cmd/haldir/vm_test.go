@@ -238,6 +238,24 @@ func (f *vmFixture) startDaemon(t *testing.T) {
 	}
 }
 
+// logTransitions logs, when the test ends, the health transitions and
+// warnings the daemon logged meanwhile: what the checker saw, for the
+// measured times and for any failure.
+func (f *vmFixture) logTransitions(t *testing.T) {
+	p, after := f.proc, f.proc.LastSeq()
+	t.Cleanup(func() {
+		var b strings.Builder
+		for _, l := range p.Lines() {
+			if l.Seq > after && vmInteresting.MatchString(l.Text) {
+				fmt.Fprintf(&b, "%s %s\n", l.Time.Format("15:04:05.000"), l.Text)
+			}
+		}
+		t.Logf("haldir meanwhile:\n%s", b.String())
+	})
+}
+
+var vmInteresting = regexp.MustCompile(`health transition|level=(WARN|ERROR)`)
+
 // stopDaemon sends SIGTERM and expects a clean exit.
 func (f *vmFixture) stopDaemon(t *testing.T) {
 	t.Helper()
@@ -498,6 +516,7 @@ func (f *vmFixture) checkHealth(t *testing.T, i int, bound, floor time.Duration,
 	f.waitKernel(t, "all three real servers in the table", 10*time.Second, all)
 	limit := bound + vmTCGMargin
 	name, addr := f.back[i].name, vmReals[i]
+	f.logTransitions(t)
 
 	p := startVMPoller(f, 25*time.Millisecond)
 	defer p.halt()
