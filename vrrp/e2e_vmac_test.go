@@ -168,6 +168,9 @@ func TestE2EVMAC(t *testing.T) {
 
 			// The master's macvlan is up with the virtual MAC; the
 			// backup's is down, so it sends nothing with that MAC.
+			if got := r2.in.Status().VMACInterface; got != vmacIf {
+				t.Fatalf("status VMACInterface %q, want %q", got, vmacIf)
+			}
 			if got, _ := r2.h.HardwareAddr(vmacIf); !bytes.Equal(got, mac) {
 				t.Fatalf("r2 %s has MAC %v, want %v", vmacIf, got, mac)
 			}

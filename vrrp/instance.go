@@ -56,6 +56,12 @@ type Status struct {
 	Drops          map[string]uint64 // per DropReason name
 	Ignored        map[string]uint64 // per IgnoreReason
 	LastChange     time.Time
+	// Failing lists the tracked items now failing, which lower the
+	// priority or hold the instance in Fault ("interface eth1",
+	// "script chk", "virtual_server web").
+	Failing []string `json:",omitempty"`
+	// VMACInterface is the macvlan carrying the virtual MAC (use_vmac).
+	VMACInterface string `json:",omitempty"`
 }
 
 // Instance drives one Machine with real sockets: raw VRRP, netlink for the
@@ -207,6 +213,7 @@ func (in *Instance) advert(prio uint8) Advert {
 func (in *Instance) Status() Status {
 	in.mu.Lock()
 	s := in.status
+	s.Failing = slices.Clone(in.status.Failing)
 	s.Ignored = make(map[string]uint64, len(in.status.Ignored))
 	for k, v := range in.status.Ignored {
 		s.Ignored[k] = v
@@ -412,6 +419,9 @@ func (in *Instance) Run(ctx context.Context) error {
 	}
 	in.mu.Lock()
 	in.status.Source = rt.src
+	if rt.vmac != nil {
+		in.status.VMACInterface = rt.vmac.name
+	}
 	in.mu.Unlock()
 
 	// A VIP left over from a crash must not stay up while we are backup.
@@ -469,6 +479,9 @@ func (in *Instance) Run(ctx context.Context) error {
 
 	d = &driver{in: in, m: m, rt: rt, notify: notify, timer: time.NewTimer(time.Hour)}
 	d.timer.Stop()
+	in.mu.Lock()
+	in.status.Failing = track.failing()
+	in.mu.Unlock()
 	if ev := track.event(); ev != (EvTracking{}) {
 		d.handle(ev)
 	}
@@ -489,10 +502,10 @@ func (in *Instance) Run(ctx context.Context) error {
 			if it := track[u.key]; it != nil {
 				it.failing = u.failing
 			}
-			d.tracked(track.event())
+			d.tracked(track)
 		case <-in.vs.kick:
 			in.vs.apply(track)
-			d.tracked(track.event())
+			d.tracked(track)
 		case ev := <-in.groupCh:
 			d.handle(ev)
 		}
@@ -500,7 +513,11 @@ func (in *Instance) Run(ctx context.Context) error {
 }
 
 // tracked hands a tracking change to the machine and the sync group.
-func (d *driver) tracked(ev EvTracking) {
+func (d *driver) tracked(t tracking) {
+	d.in.mu.Lock()
+	d.in.status.Failing = t.failing()
+	d.in.mu.Unlock()
+	ev := t.event()
 	d.handle(ev)
 	if d.in.group != nil {
 		d.in.group.memberFault(d.in, ev.Fault)

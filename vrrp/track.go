@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,6 +45,31 @@ func (t tracking) event() EvTracking {
 		}
 	}
 	return ev
+}
+
+// failing names the failing items for Status, sorted: "interface eth1",
+// "script chk", "virtual_server web".
+func (t tracking) failing() []string {
+	var out []string
+	for key, it := range t {
+		if !it.failing {
+			continue
+		}
+		kind, name, _ := strings.Cut(key, ":")
+		switch kind {
+		case "iface":
+			out = append(out, "interface "+name)
+		case "script":
+			_, name, _ = strings.Cut(name, ":") // after the index
+			out = append(out, "script "+name)
+		case strings.TrimSuffix(vsKeyPrefix, ":"):
+			out = append(out, "virtual_server "+name)
+		default:
+			out = append(out, key)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // linkUp is whether a tracked interface counts as working: administratively

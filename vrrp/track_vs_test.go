@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -85,5 +86,21 @@ func TestSetVirtualServerUpNeverBlocks(t *testing.T) {
 	in.vs.apply(tr)
 	if ev := tr.event(); ev != (EvTracking{Delta: -50}) {
 		t.Fatalf("after the last report (lost): %+v", ev)
+	}
+}
+
+func TestTrackingFailingNames(t *testing.T) {
+	tr := tracking{
+		"iface:eth0":     {failing: false},
+		"iface:eth1":     {failing: true},
+		"script:0:chk":   {failing: true, weight: -10},
+		"script:1:other": {failing: false},
+		"vs:web":         {failing: true},
+		"vs:db":          {failing: false},
+	}
+	got := tr.failing()
+	want := []string{"interface eth1", "script chk", "virtual_server web"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("failing() = %q, want %q", got, want)
 	}
 }

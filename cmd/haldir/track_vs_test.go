@@ -86,7 +86,9 @@ port = %d
 	wait("master at 150 with quorum", func(s vrrp.Status) bool { return s.State == vrrp.StateMaster && s.Priority == 150 })
 
 	ln.Close()
-	wait("priority 50 without quorum", func(s vrrp.Status) bool { return s.Priority == 50 })
+	wait("priority 50 without quorum", func(s vrrp.Status) bool {
+		return s.Priority == 50 && len(s.Failing) == 1 && s.Failing[0] == "virtual_server web"
+	})
 	waitFor(t, &logs, `msg="virtual server quorum" virtual_server=web up=false`, 1)
 
 	ln, err = net.Listen("tcp", real.String())
@@ -94,6 +96,6 @@ port = %d
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	wait("priority 150 with quorum again", func(s vrrp.Status) bool { return s.Priority == 150 })
+	wait("priority 150 with quorum again", func(s vrrp.Status) bool { return s.Priority == 150 && len(s.Failing) == 0 })
 	waitFor(t, &logs, `msg="virtual server quorum" virtual_server=web up=true`, 2)
 }
