@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -310,5 +311,51 @@ func BenchmarkOneWeightReload(b *testing.B) {
 		if err != nil || res.Writes != 1 {
 			b.Fatalf("%d writes, %v", res.Writes, err)
 		}
+	}
+}
+
+// TestLargePool runs a pool past the size where destinations are found by
+// scanning (16) through the map path: programming, a duplicate, a weight
+// change and removals.
+func TestLargePool(t *testing.T) {
+	const n = 40
+	pool := func(n int) conf.VirtualServer {
+		vs := conf.VirtualServer{Name: "big", Address: vip, Port: 80, Protocol: "tcp", Scheduler: "wrr"}
+		for j := range n {
+			vs.RealServers = append(vs.RealServers, conf.RealServer{Address: netip.AddrFrom4([4]byte{198, 51, 100, byte(j + 1)}), Port: 8080, Weight: j + 1})
+		}
+		return vs
+	}
+	dup := pool(n)
+	dup.RealServers[n-1].Address = dup.RealServers[3].Address
+	if err := New(NewFakeKernel(), Options{Logger: quiet()}).SetConfig(cfgOf(dup)); err == nil || !strings.Contains(err.Error(), "already used by real_server[3]") {
+		t.Fatalf("duplicate in a large pool: %v", err)
+	}
+	k := NewFakeKernel()
+	vs := pool(n)
+	r := newRec(t, k, cfgOf(vs))
+	if res := reconcile(t, r); res.Writes != 1+n {
+		t.Fatalf("first pass: %d writes", res.Writes)
+	}
+	vs.RealServers[30].Weight = 99
+	if err := r.SetConfig(cfgOf(vs)); err != nil {
+		t.Fatal(err)
+	}
+	k.ResetWrites()
+	changes(t, r)
+	wantOps(t, k.Writes(), "update_destination tcp 192.0.2.10:80 198.51.100.31:8080 w=99 fwd=nat")
+	vs.RealServers = vs.RealServers[:n-3]
+	if err := r.SetConfig(cfgOf(vs)); err != nil {
+		t.Fatal(err)
+	}
+	k.ResetWrites()
+	changes(t, r)
+	wantOps(t, k.Writes(),
+		"del_destination tcp 192.0.2.10:80 198.51.100.38:8080",
+		"del_destination tcp 192.0.2.10:80 198.51.100.39:8080",
+		"del_destination tcp 192.0.2.10:80 198.51.100.40:8080")
+	s := r.Snapshot()
+	if len(s) != 1 || len(s[0].Reals) != n-3 || !s[0].Reals[30].InKernel || s[0].Reals[30].KernelWeight != 99 {
+		t.Fatalf("snapshot %+v", s)
 	}
 }

@@ -167,8 +167,26 @@ func buildVS(vs conf.VirtualServer) (vsModel, error) {
 		}
 		return d
 	}
-	seen := make(map[netip.AddrPort]int, len(vs.RealServers))
+	// m.reals[j] is real server j. Duplicates are found by scanning it,
+	// cheaper than a map per virtual server for the usual handful of real
+	// servers; large pools get the map.
 	m.reals = make([]realModel, 0, len(vs.RealServers))
+	var seen map[netip.AddrPort]int
+	if len(vs.RealServers) > 16 {
+		seen = make(map[netip.AddrPort]int, len(vs.RealServers))
+	}
+	dupOf := func(a netip.AddrPort) (int, bool) {
+		if seen != nil {
+			i, ok := seen[a]
+			return i, ok
+		}
+		for i := range m.reals {
+			if m.reals[i].tmpl.Addr == a {
+				return i, true
+			}
+		}
+		return 0, false
+	}
 	for j, rs := range vs.RealServers {
 		// Formatted only for an error: a thousand services of ten real
 		// servers are built on every reload.
@@ -180,10 +198,9 @@ func buildVS(vs conf.VirtualServer) (vsModel, error) {
 			return m, fmt.Errorf("%s: port %d out of range 0..65535", where, rs.Port)
 		}
 		addr := RealAddr(vs, rs)
-		if prev, dup := seen[addr]; dup {
+		if prev, dup := dupOf(addr); dup {
 			return m, fmt.Errorf("%s: %s already used by real_server[%d]", where, addr, prev)
 		}
-		seen[addr] = j
 		f := fwd
 		if rs.Forwarding != "" {
 			if f, err = ParseForwarding(rs.Forwarding); err != nil {
@@ -217,13 +234,16 @@ func buildVS(vs conf.VirtualServer) (vsModel, error) {
 			}
 		}
 		m.reals = append(m.reals, realModel{name: rs.Name, tmpl: d, weight: rs.Weight, checked: checked, initialUp: initialUp})
+		if seen != nil {
+			seen[addr] = j
+		}
 	}
 	if vs.SorryServer.IsValid() {
 		addr := netip.AddrPortFrom(vs.SorryServer.Addr().Unmap(), vs.SorryServer.Port())
 		if addr.Port() == 0 && key.Fwmark == 0 {
 			addr = netip.AddrPortFrom(addr.Addr(), key.Addr.Port())
 		}
-		if _, dup := seen[addr]; dup {
+		if _, dup := dupOf(addr); dup {
 			return m, fmt.Errorf("sorry_server %s is also a real server", addr)
 		}
 		if addr.Addr().Is6() != key.IsV6() && fwd != ForwardTunnel {

@@ -163,19 +163,16 @@ func snapshot(model []vsModel, want map[ServiceKey]*desiredSvc, cur map[ServiceK
 		st := cur[m.svc.Key]
 		ss := ServiceStatus{Name: m.name, Key: m.svc.Key, Scheduler: m.svc.Scheduler, InKernel: st != nil,
 			QuorumUp: d.quorumUp, AliveWeight: d.aliveWeight, Quorum: m.quorum, Hysteresis: m.hysteresis, SorryActive: d.sorry}
-		var kd map[netip.AddrPort]int // index in st.dests
+		kd := destLookup(nil)
 		if st != nil {
 			ss.Stats = st.svc.Stats
-			kd = make(map[netip.AddrPort]int, len(st.dests))
-			for i, x := range st.dests {
-				kd[x.Addr] = i
-			}
+			kd = destLookup(st.dests)
 		}
 		if n := len(m.reals); n > 0 {
 			ss.Reals = make([]RealStatus, 0, n+1)
 		}
 		fill := func(rs *RealStatus) {
-			if i, ok := kd[rs.Addr]; ok {
+			if i, ok := kd(rs.Addr); ok {
 				x := &st.dests[i]
 				rs.InKernel, rs.KernelWeight = true, x.Weight
 				rs.ActiveConns, rs.InactiveConns, rs.Stats = x.ActiveConns, x.InactiveConns, x.Stats

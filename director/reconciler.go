@@ -461,14 +461,11 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 // sorry server (or back) never leaves the service empty.
 func (r *Reconciler) syncDests(st *kstate, want []Destination, write func(Op) bool) {
 	key := st.svc.Key
-	have := make(map[netip.AddrPort]int, len(st.dests))
-	for i, d := range st.dests {
-		have[d.Addr] = i
-	}
+	have := destLookup(st.dests)
 	var upd []Destination
 	present := 0 // wanted destinations in st.dests
 	for _, d := range want {
-		i, ok := have[d.Addr]
+		i, ok := have(d.Addr)
 		if !ok {
 			if write(Op{Kind: OpNewDest, Service: Service{Key: key}, Dest: d}) {
 				st.dests = append(st.dests, d)
@@ -528,6 +525,30 @@ func (r *Reconciler) applyTimeouts(ts TimeoutSetter, want Timeouts, res *Result,
 		return
 	}
 	res.Applied = append(res.Applied, Op{Kind: OpSetTimeouts})
+}
+
+// destLookup returns a function finding an address in ds as it is now: a
+// scan for the handful of real servers most services have, which costs
+// less than building a map for every service on every pass; a map beyond.
+func destLookup(ds []Destination) func(netip.AddrPort) (int, bool) {
+	if len(ds) <= 16 {
+		return func(a netip.AddrPort) (int, bool) {
+			for i := range ds {
+				if ds[i].Addr == a {
+					return i, true
+				}
+			}
+			return -1, false
+		}
+	}
+	m := make(map[netip.AddrPort]int, len(ds))
+	for i, d := range ds {
+		m[d.Addr] = i
+	}
+	return func(a netip.AddrPort) (int, bool) {
+		i, ok := m[a]
+		return i, ok
+	}
 }
 
 func removeDest(ds []Destination, a netip.AddrPort) []Destination {
