@@ -96,6 +96,9 @@ type result struct {
 	LagP50     time.Duration
 	LagP99     time.Duration
 	LagMax     time.Duration
+	TookP50    time.Duration // a check's duration, start to result
+	TookP99    time.Duration
+	InFlight   int64 // most checks in flight at once
 	Modes      []modeResult
 	// The refused mode's (b), which is all the keepalived comparison can
 	// observe of keepalived (it reads the IPVS table).
@@ -105,6 +108,8 @@ type result struct {
 	DetectP99  time.Duration
 	DetectMax  time.Duration
 	ServerCPU  float64          // the server child's CPU, % of one core
+	OtherCPU   float64          // every other process on the machine, % of one core
+	StealPct   float64          // CPU the hypervisor gave to other guests, % of one core
 	Load1      string           // 1-minute load average at the end
 	ServedPerS float64          // connections the servers accepted per second
 	Bare       bool             // a rawhttp/rawtcp reference row
@@ -387,6 +392,27 @@ func procCPU(pid int) time.Duration {
 	return time.Duration(u+st) * time.Second / 100 // USER_HZ
 }
 
+// machineCPU is the time all CPUs spent busy (steal excluded) and stolen
+// by the hypervisor, from /proc/stat: with this process's and the
+// server's, it tells how much other work competed during a window.
+func machineCPU() (busy, steal time.Duration) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0
+	}
+	v := func(i int) time.Duration {
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		return time.Duration(n) * time.Second / 100 // USER_HZ
+	}
+	// user nice system idle iowait irq softirq steal
+	return v(1) + v(2) + v(3) + v(6) + v(7), v(8)
+}
+
 func peakRSS() float64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -404,10 +430,13 @@ type meter struct {
 	done   chan struct{}
 	sc0    time.Duration
 	srvPID int
+	busy0  time.Duration
+	steal0 time.Duration
 }
 
 func startMeter(srvPID int) *meter {
 	m := &meter{t0: time.Now(), c0: cpuTime(), stop: make(chan struct{}), done: make(chan struct{}), srvPID: srvPID, sc0: procCPU(srvPID)}
+	m.busy0, m.steal0 = machineCPU()
 	go func() {
 		defer close(m.done)
 		tk := time.NewTicker(time.Second)
@@ -438,7 +467,12 @@ func (m *meter) finish(r *result) {
 	r.CPUPct = 100 * float64(c1.total()-m.c0.total()) / float64(wall)
 	r.UserPct = 100 * float64(c1.user-m.c0.user) / float64(wall)
 	r.SysPct = 100 * float64(c1.sys-m.c0.sys) / float64(wall)
-	r.ServerCPU = 100 * float64(procCPU(m.srvPID)-m.sc0) / float64(wall)
+	srvCPU := procCPU(m.srvPID) - m.sc0
+	r.ServerCPU = 100 * float64(srvCPU) / float64(wall)
+	busy1, steal1 := machineCPU()
+	other := busy1 - m.busy0 - (c1.total() - m.c0.total()) - srvCPU
+	r.OtherCPU = max(0, 100*float64(other)/float64(wall))
+	r.StealPct = 100 * float64(steal1-m.steal0) / float64(wall)
 	secs := slices.Clone(m.secs)
 	slices.Sort(secs)
 	if len(secs) > 0 {
@@ -520,6 +554,8 @@ func runScenario(sc string, d, interval time.Duration, down int) result {
 		reasons   = map[string]int64{}
 		firstFail = map[string]time.Time{} // scheduled start of the first failing probe
 		lags      = make([]time.Duration, 0, int(float64(n)*d.Seconds()*1.2))
+		tooks     = make([]time.Duration, 0, int(float64(n)*d.Seconds()*1.2))
+		spans     = make([]span, 0, int(float64(n)*d.Seconds()*1.2))
 	)
 	var newChecker func(healthcheck.Target) (healthcheck.Checker, error)
 	if kind == "noop" {
@@ -559,6 +595,8 @@ func runScenario(sc string, d, interval time.Duration, down int) result {
 				reasons[o.Result.Reason]++
 			}
 			lags = append(lags, o.Started.Sub(o.Scheduled))
+			tooks = append(tooks, o.Result.Took)
+			spans = append(spans, span{o.Started, o.Started.Add(o.Result.Took)})
 		},
 		Buffer: 2 * n,
 	})
@@ -645,6 +683,8 @@ loop:
 	r.Checks = checks.Load()
 	r.Failed += failed.Load()
 	r.LagP50, r.LagP99, r.LagMax = pct(lags, 50), pct(lags, 99), pct(lags, 100)
+	r.TookP50, r.TookP99 = pct(tooks, 50), pct(tooks, 99)
+	r.InFlight = mostAtOnce(spans)
 	mu.Unlock()
 	r.ChecksPerS = float64(r.Checks) / r.Seconds
 	r.ServedPerS = float64(served1-served0) / r.Seconds
@@ -697,17 +737,16 @@ func runBare(r result, kind string, n int, d time.Duration, srvPID int, stdin io
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// per checks a second in batches every 10ms
-			batch, k := max(1, per/100), 0
+			// per checks a second, caught up every 10ms
+			k := 0
 			for t := m.t0; time.Since(m.t0) < d; t = t.Add(10 * time.Millisecond) {
 				time.Sleep(time.Until(t))
-				for range batch {
+				for due := int(time.Since(m.t0).Seconds() * float64(per)); k < due; k++ {
 					if one(w*per + k%per) {
 						checks.Add(1)
 					} else {
 						failed.Add(1)
 					}
-					k++
 				}
 			}
 		}()
@@ -729,6 +768,34 @@ func served(w io.Writer, lines *bufio.Scanner) int64 {
 	}
 	v, _ := strconv.ParseInt(lines.Text(), 10, 64)
 	return v
+}
+
+// span is one check's run, for counting checks in flight: the scheduler's
+// concurrency bound turns slow checks into lag once they fill it.
+type span struct{ from, to time.Time }
+
+// mostAtOnce is the largest number of spans that overlap.
+func mostAtOnce(spans []span) int64 {
+	type edge struct {
+		at time.Time
+		d  int64
+	}
+	es := make([]edge, 0, 2*len(spans))
+	for _, s := range spans {
+		es = append(es, edge{s.from, 1}, edge{s.to, -1})
+	}
+	slices.SortFunc(es, func(a, b edge) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return int(a.d - b.d) // ends before starts at the same instant
+	})
+	var n, most int64
+	for _, e := range es {
+		n += e.d
+		most = max(most, n)
+	}
+	return most
 }
 
 // noop reports up, or down after a wait, as its function says.
@@ -784,20 +851,24 @@ const (
 
 func printTable(w io.Writer, rs []result, d, interval time.Duration) {
 	fmt.Fprintf(w, "haldir healthcheck benchmark: window %v per scenario, interval %v, timeout %v, fall 1, loopback, servers in a separate process\n\n", d, interval, checkTimeout)
-	fmt.Fprintln(w, "| scenario | checks/s | expected/s | unexpected failures | CPU % of one core (window) | user / sys | median second / worst second | server CPU % | peak RSS MiB | lag p50 ms | lag p99 ms | lag max ms | load1 |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| scenario | checks/s | expected/s | unexpected failures | CPU % of one core (window) | user / sys | median second / worst second | server CPU % | other processes CPU % | peak RSS MiB | lag p50 ms | lag p99 ms | lag max ms | check took p50 / p99 ms | most in flight | load1 |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
 		if r.Error != "" {
 			fmt.Fprintf(w, "| %s | error: %s |\n", r.Scenario, r.Error)
 			continue
 		}
-		lag := [3]string{ms(r.LagP50), ms(r.LagP99), ms(r.LagMax)}
+		lag := [5]string{ms(r.LagP50), ms(r.LagP99), ms(r.LagMax), ms(r.TookP50) + " / " + ms(r.TookP99), strconv.FormatInt(r.InFlight, 10)}
 		if r.Bare {
-			lag = [3]string{"-", "-", "-"}
+			lag = [5]string{"-", "-", "-", "-", "-"}
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %.0f | %d | %.1f | %.1f / %.1f | %.1f / %.1f | %.1f | %.1f | %s | %s | %s | %s |\n",
+		other := fmt.Sprintf("%.1f", r.OtherCPU)
+		if r.StealPct >= 0.05 {
+			other += fmt.Sprintf(" (+%.1f stolen)", r.StealPct)
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %.0f | %d | %.1f | %.1f / %.1f | %.1f / %.1f | %.1f | %s | %.1f | %s | %s | %s | %s | %s | %s |\n",
 			r.Scenario, r.ChecksPerS, float64(r.Targets)/interval.Seconds(), r.Failed, r.CPUPct, r.UserPct, r.SysPct,
-			r.CPUSecP50, r.CPUSecMax, r.ServerCPU, r.PeakRSSMiB, lag[0], lag[1], lag[2], r.Load1)
+			r.CPUSecP50, r.CPUSecMax, r.ServerCPU, other, r.PeakRSSMiB, lag[0], lag[1], lag[2], lag[3], lag[4], r.Load1)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Down to event, per failure mode. (a): from the scheduled start of the first probe that saw the failure to the")
