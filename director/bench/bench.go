@@ -89,9 +89,6 @@ func run(ctx context.Context, o options) (*report, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	if rep.cpu, err = cpuReload(o.table, max(o.rounds, 5)); err != nil {
-		return nil, err
-	}
 	b := &bencher{o: o, rep: rep, lab: l, dir: dir}
 	for round := 0; round <= o.rounds; round++ {
 		if round == 1 && o.profile != nil {
@@ -123,6 +120,11 @@ func run(ctx context.Context, o options) (*report, error) {
 			}
 			fmt.Fprintf(o.progress, "round %d/%d %s done in %s\n", round, o.rounds, what, time.Since(t0).Round(time.Millisecond))
 		}
+	}
+	// After the rounds, in the state they leave the process in (its heap
+	// and the kernel's), like the rounds' own reloads.
+	if rep.cpu, err = cpuReload(o.table, max(o.rounds, 5)); err != nil {
+		return rep, err
 	}
 	return rep, nil
 }
