@@ -2,8 +2,10 @@ package healthcheck
 
 import (
 	"context"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -421,5 +423,40 @@ func TestSchedulerPhaseSpread(t *testing.T) {
 		if n < 50 || n > 150 {
 			t.Fatalf("bucket %d has %d of 1000 first runs, want ~100: %v", i, n, buckets)
 		}
+	}
+}
+
+// The heap pops in due order whatever the order of pushes, and push reports
+// a new head exactly when the pushed entry is earlier than all others.
+func TestProbeHeapOrder(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 10, 1000} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(uint64(n), 7))
+			var h probeHeap
+			var dues []int64
+			for range n {
+				d := r.Int64N(int64(n) * 3) // duplicates included
+				min := slices.Min(append(slices.Clone(dues), d))
+				// Equal due times do not displace the head: the dispatcher's
+				// timer is already armed for that time.
+				wantHead := len(dues) == 0 || d < slices.Min(dues)
+				if head := h.push(heapEntry{due: d, p: &probe{}}) == 0; head != wantHead {
+					t.Fatalf("push(%d) reported head=%v with earlier entries %v", d, head, dues)
+				}
+				dues = append(dues, d)
+				if h[0].due != min {
+					t.Fatalf("head %d after push(%d), want %d", h[0].due, d, min)
+				}
+			}
+			slices.Sort(dues)
+			for i, want := range dues {
+				if got := h.pop().due; got != want {
+					t.Fatalf("pop %d = %d, want %d", i, got, want)
+				}
+			}
+			if len(h) != 0 {
+				t.Fatalf("%d entries left", len(h))
+			}
+		})
 	}
 }
