@@ -350,3 +350,35 @@ func TestE2EVMACUnicast(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EVMACLeftoverCleared: a crashed run left r1's macvlan up with the
+// VIP on it. Restarted as backup behind r2, r1 adopts the macvlan, takes it
+// down and drops the VIP, so only r2 answers for it.
+func TestE2EVMACLeftoverCleared(t *testing.T) {
+	lab.SkipIfNotRoot(t)
+	l := buildLAN(t, 2)
+	h := l.Host("r1")
+	base, err := h.Netlink().LinkByName(lanIf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := &netlink.Macvlan{LinkAttrs: netlink.LinkAttrs{Name: vmacIf, ParentIndex: base.Attrs().Index, HardwareAddr: vrrp.VirtualMAC(vrid, false)}, Mode: netlink.MACVLAN_MODE_BRIDGE}
+	if err := h.Netlink().LinkAdd(left); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Netlink().LinkSetUp(left); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddAddr(vmacIf, vip4); err != nil {
+		t.Fatal(err)
+	}
+	r2 := startVMACRouter(t, l.Host("r2"), vmacConfig(200, v4))
+	waitMaster(t, r2, []*router{r2})
+	r1 := startVMACRouter(t, h, vmacConfig(100, v4))
+	all := []*router{r1, r2}
+	waitMaster(t, r2, all)
+	if linkUp(t, h) {
+		t.Fatalf("r1's leftover %s is still up as backup", vmacIf)
+	}
+	assertSteady(t, r2, all, 500*time.Millisecond)
+}
