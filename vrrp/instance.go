@@ -477,8 +477,12 @@ func (in *Instance) Run(ctx context.Context) error {
 	}
 	in.vs.apply(track)
 
-	d = &driver{in: in, m: m, rt: rt, notify: notify, timer: time.NewTimer(time.Hour)}
-	d.timer.Stop()
+	timer, err := newFDTimer()
+	if err != nil {
+		return fmt.Errorf("vrrp instance %q: %w", in.cfg.Name, err)
+	}
+	defer timer.close()
+	d = &driver{in: in, m: m, rt: rt, notify: notify, timer: timer}
 	in.mu.Lock()
 	in.status.Failing = track.failing()
 	in.mu.Unlock()
@@ -555,7 +559,7 @@ type driver struct {
 	m      *Machine
 	rt     *runtime
 	notify *notifier
-	timer  *time.Timer
+	timer  *fdTimer
 
 	announceCancel context.CancelFunc
 	announceDone   chan struct{}
@@ -610,9 +614,9 @@ func (d *driver) do(now time.Time, a Action) {
 			d.rt.announce.run(ctx, g.Repeat, g.Delay.D(), g.Refresh.D(), func(err error) { in.log.Warn("announce", "err", err) })
 		}()
 	case ActSetTimer:
-		d.timer.Stop()
+		d.timer.stop()
 		if !a.At.IsZero() {
-			d.timer.Reset(a.At.Sub(now))
+			d.timer.reset(a.At.Sub(now))
 		}
 	case ActNotify:
 		argv := map[State][]string{StateMaster: in.cfg.NotifyMaster, StateBackup: in.cfg.NotifyBackup, StateFault: in.cfg.NotifyFault, StateInit: in.cfg.NotifyStop}[a.State]
