@@ -3,6 +3,7 @@ package director
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/haldir-lb/haldir/conf"
@@ -66,6 +67,7 @@ type vsModel struct {
 	hysteresis int
 	inhibit    bool
 	sorry      *Destination
+	in         vsInputs // what it was built from
 }
 
 type realModel struct {
@@ -307,4 +309,147 @@ func (n realName) String() string {
 		return fmt.Sprintf("real_server[%d] %q", n.index, n.name)
 	}
 	return fmt.Sprintf("real_server[%d]", n.index)
+}
+
+// vsInputs are the fields of a conf.VirtualServer that buildVS reads (and
+// nothing else: check intervals or notify scripts do not change the
+// kernel table), owned by the model so that a reload can tell which
+// virtual servers changed even when the caller edits its configuration in
+// place. Comparing them costs a small fraction of building the model, so
+// a reload rebuilds only the virtual servers that changed.
+// TestModelInputsCoverBuild mutates every field of the configuration and
+// fails when one changes the model without changing these.
+type vsInputs struct {
+	scalars vsScalars
+	flags   []string
+	reals   []rsInputs
+}
+
+type vsScalars struct {
+	name, family, protocol, scheduler, forwarding string
+	tunnelType, tunnelChecksum                    string
+	address                                       netip.Addr
+	port, fwmark, tunnelPort, granularity         int
+	quorum, hysteresis, sorryWeight               int
+	persistence                                   conf.Duration
+	inhibit                                       bool
+	sorry                                         netip.AddrPort
+}
+
+type rsInputs struct {
+	name, forwarding, checkType, initialState string
+	address                                   netip.Addr
+	port, weight, upper, lower                int
+	check                                     bool
+}
+
+func scalarsOf(vs *conf.VirtualServer) vsScalars {
+	return vsScalars{name: vs.Name, family: vs.Family, protocol: vs.Protocol, scheduler: vs.Scheduler,
+		forwarding: vs.Forwarding, tunnelType: vs.TunnelType, tunnelChecksum: vs.TunnelChecksum,
+		address: vs.Address, port: vs.Port, fwmark: vs.Fwmark, tunnelPort: vs.TunnelPort,
+		granularity: vs.PersistenceGranularity, quorum: vs.Quorum, hysteresis: vs.Hysteresis,
+		sorryWeight: vs.SorryServerWeight, persistence: vs.PersistenceTimeout, inhibit: vs.InhibitOnFailure,
+		sorry: vs.SorryServer}
+}
+
+func rsInputsOf(rs *conf.RealServer) rsInputs {
+	in := rsInputs{name: rs.Name, forwarding: rs.Forwarding, address: rs.Address, port: rs.Port,
+		weight: rs.Weight, upper: rs.UpperThreshold, lower: rs.LowerThreshold}
+	if rs.Check != nil {
+		in.check, in.checkType, in.initialState = true, rs.Check.Type, rs.Check.InitialState
+	}
+	return in
+}
+
+func inputsOf(vs *conf.VirtualServer) vsInputs {
+	in := vsInputs{scalars: scalarsOf(vs), flags: slices.Clone(vs.SchedulerFlags), reals: make([]rsInputs, len(vs.RealServers))}
+	for i := range vs.RealServers {
+		in.reals[i] = rsInputsOf(&vs.RealServers[i])
+	}
+	return in
+}
+
+// matches reports whether vs has these inputs, without allocating.
+func (in *vsInputs) matches(vs *conf.VirtualServer) bool {
+	if in.scalars != scalarsOf(vs) || !slices.Equal(in.flags, vs.SchedulerFlags) || len(in.reals) != len(vs.RealServers) {
+		return false
+	}
+	for i := range vs.RealServers {
+		if in.reals[i] != rsInputsOf(&vs.RealServers[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func (in *vsInputs) equal(o *vsInputs) bool {
+	return in.scalars == o.scalars && slices.Equal(in.flags, o.flags) && slices.Equal(in.reals, o.reals)
+}
+
+// modelDiff is what a reload changed.
+type modelDiff struct {
+	// structural: virtual servers were added, removed, reordered or
+	// renamed, so per-position bookkeeping (index, snapshot order, quorum
+	// names) must be rebuilt.
+	structural bool
+	changed    []ServiceKey // services added, removed or whose inputs changed
+}
+
+// rebuildModel is buildModel reusing the models of old whose inputs are
+// unchanged: when every virtual server keeps its position, key and name
+// (the usual reload), only the changed ones are built and validated (the
+// others were valid and build the same). Otherwise it builds everything,
+// which validates in order exactly as buildModel does.
+func rebuildModel(vss []conf.VirtualServer, old []vsModel) ([]vsModel, modelDiff, error) {
+	var diff modelDiff
+	if len(vss) == len(old) {
+		out := make([]vsModel, len(vss))
+		inPlace := true
+		for i := range vss {
+			vs := &vss[i]
+			if old[i].in.matches(vs) {
+				out[i] = old[i]
+				continue
+			}
+			m, err := buildVS(*vs)
+			if err != nil {
+				return nil, diff, fmt.Errorf("%s: %w", vsName(i, *vs), err)
+			}
+			m.name = vs.Name
+			if m.name == "" {
+				m.name = m.svc.Key.String()
+			}
+			if m.svc.Key != old[i].svc.Key || m.name != old[i].name {
+				inPlace = false
+				break
+			}
+			m.in = inputsOf(vs)
+			out[i] = m
+			diff.changed = append(diff.changed, m.svc.Key)
+		}
+		if inPlace {
+			return out, diff, nil
+		}
+	}
+	m, err := buildModel(vss)
+	if err != nil {
+		return nil, diff, err
+	}
+	diff = modelDiff{structural: true}
+	prev := make(map[ServiceKey]*vsModel, len(old))
+	for i := range old {
+		prev[old[i].svc.Key] = &old[i]
+	}
+	for i := range m {
+		m[i].in = inputsOf(&vss[i])
+		key := m[i].svc.Key
+		if o := prev[key]; o == nil || !o.in.equal(&m[i].in) || o.name != m[i].name {
+			diff.changed = append(diff.changed, key)
+		}
+		delete(prev, key)
+	}
+	for key := range prev {
+		diff.changed = append(diff.changed, key)
+	}
+	return m, diff, nil
 }

@@ -47,63 +47,70 @@ type realState struct {
 func (r *Reconciler) desiredLocked() map[ServiceKey]*desiredSvc {
 	out := make(map[ServiceKey]*desiredSvc, len(r.model))
 	for i := range r.model {
-		m := &r.model[i]
-		key := m.svc.Key
-		d := &desiredSvc{model: m, svc: m.svc, reals: make([]realState, len(m.reals))}
-		for j, rm := range m.reals {
-			rs := realState{healthy: true, effective: rm.weight}
-			if rm.checked {
-				rs.healthy = rm.initialUp
-				if v, ok := r.health[healthKey{key, rm.tmpl.Addr}]; ok {
-					rs.known, rs.healthy = true, v.Up
-					if v.WeightSet && v.Weight >= 0 {
-						rs.effective = min(v.Weight, MaxWeight)
-					}
-				}
-			}
-			if rs.healthy {
-				d.aliveWeight += rs.effective
-			}
-			d.reals[j] = rs
-		}
-		up, had := r.quorumUp[key]
-		switch {
-		case !had:
-			up = d.aliveWeight >= m.quorum
-		case up && d.aliveWeight < m.quorum-m.hysteresis:
-			up = false
-		case !up && d.aliveWeight >= m.quorum+m.hysteresis:
-			up = true
-		}
-		if had && up != r.quorumUp[key] {
-			r.log.Warn("virtual server quorum changed", "service", key.String(), "name", m.name,
-				"quorum_up", up, "alive_weight", d.aliveWeight, "quorum", m.quorum, "hysteresis", m.hysteresis)
-		}
-		r.quorumUp[key] = up
-		d.quorumUp = up
-		d.sorry = !up && m.sorry != nil
-		if d.sorry {
-			d.dests = []Destination{*m.sorry}
-		} else {
-			d.dests = make([]Destination, 0, len(m.reals))
-			for j, rm := range m.reals {
-				rs := &d.reals[j]
-				dst := rm.tmpl
-				switch {
-				case rs.healthy:
-					dst.Weight = rs.effective
-				case m.inhibit:
-					dst.Weight = 0
-				default:
-					continue
-				}
-				rs.present = true
-				d.dests = append(d.dests, dst)
-			}
-		}
-		out[key] = d
+		out[r.model[i].svc.Key] = r.desiredOneLocked(&r.model[i])
 	}
 	return out
+}
+
+// desiredOneLocked is desiredLocked for one virtual server: its result
+// depends only on m, the verdicts of its real servers and its quorum
+// state, which is why a pass may recompute only the services a reload or a
+// verdict touched.
+func (r *Reconciler) desiredOneLocked(m *vsModel) *desiredSvc {
+	key := m.svc.Key
+	d := &desiredSvc{model: m, svc: m.svc, reals: make([]realState, len(m.reals))}
+	for j, rm := range m.reals {
+		rs := realState{healthy: true, effective: rm.weight}
+		if rm.checked {
+			rs.healthy = rm.initialUp
+			if v, ok := r.health[healthKey{key, rm.tmpl.Addr}]; ok {
+				rs.known, rs.healthy = true, v.Up
+				if v.WeightSet && v.Weight >= 0 {
+					rs.effective = min(v.Weight, MaxWeight)
+				}
+			}
+		}
+		if rs.healthy {
+			d.aliveWeight += rs.effective
+		}
+		d.reals[j] = rs
+	}
+	up, had := r.quorumUp[key]
+	switch {
+	case !had:
+		up = d.aliveWeight >= m.quorum
+	case up && d.aliveWeight < m.quorum-m.hysteresis:
+		up = false
+	case !up && d.aliveWeight >= m.quorum+m.hysteresis:
+		up = true
+	}
+	if had && up != r.quorumUp[key] {
+		r.log.Warn("virtual server quorum changed", "service", key.String(), "name", m.name,
+			"quorum_up", up, "alive_weight", d.aliveWeight, "quorum", m.quorum, "hysteresis", m.hysteresis)
+	}
+	r.quorumUp[key] = up
+	d.quorumUp = up
+	d.sorry = !up && m.sorry != nil
+	if d.sorry {
+		d.dests = []Destination{*m.sorry}
+	} else {
+		d.dests = make([]Destination, 0, len(m.reals))
+		for j, rm := range m.reals {
+			rs := &d.reals[j]
+			dst := rm.tmpl
+			switch {
+			case rs.healthy:
+				dst.Weight = rs.effective
+			case m.inhibit:
+				dst.Weight = 0
+			default:
+				continue
+			}
+			rs.present = true
+			d.dests = append(d.dests, dst)
+		}
+	}
+	return d
 }
 
 // ServiceStatus is the state of one configured virtual server after the
@@ -158,49 +165,53 @@ func (r *Reconciler) Snapshot() []ServiceStatus {
 func snapshot(model []vsModel, want map[ServiceKey]*desiredSvc, cur map[ServiceKey]*kstate) []ServiceStatus {
 	out := make([]ServiceStatus, 0, len(model))
 	for i := range model {
-		m := &model[i]
-		d := want[m.svc.Key]
-		st := cur[m.svc.Key]
-		ss := ServiceStatus{Name: m.name, Key: m.svc.Key, Scheduler: m.svc.Scheduler, InKernel: st != nil,
-			QuorumUp: d.quorumUp, AliveWeight: d.aliveWeight, Quorum: m.quorum, Hysteresis: m.hysteresis, SorryActive: d.sorry}
-		kd := destLookup(nil)
-		if st != nil {
-			ss.Stats = st.svc.Stats
-			kd = destLookup(st.dests)
-		}
-		if n := len(m.reals); n > 0 {
-			ss.Reals = make([]RealStatus, 0, n+1)
-		}
-		fill := func(rs *RealStatus) {
-			if i, ok := kd(rs.Addr); ok {
-				x := &st.dests[i]
-				rs.InKernel, rs.KernelWeight = true, x.Weight
-				rs.ActiveConns, rs.InactiveConns, rs.Stats = x.ActiveConns, x.InactiveConns, x.Stats
-			}
-		}
-		for j, rm := range m.reals {
-			rsd := d.reals[j]
-			rs := RealStatus{Name: rm.name, Addr: rm.tmpl.Addr, Checked: rm.checked, Healthy: rsd.healthy,
-				HealthKnown: rsd.known, ConfiguredWeight: rm.weight}
-			if rsd.present {
-				rs.EffectiveWeight = rsd.effective
-				if !rsd.healthy {
-					rs.EffectiveWeight = 0
-				}
-			}
-			fill(&rs)
-			ss.Reals = append(ss.Reals, rs)
-		}
-		if m.sorry != nil {
-			rs := RealStatus{Name: "sorry_server", Addr: m.sorry.Addr, Sorry: true, Healthy: true,
-				ConfiguredWeight: m.sorry.Weight}
-			if d.sorry {
-				rs.EffectiveWeight = m.sorry.Weight
-			}
-			fill(&rs)
-			ss.Reals = append(ss.Reals, rs)
-		}
-		out = append(out, ss)
+		out = append(out, snapshotOne(&model[i], want, cur))
 	}
 	return out
+}
+
+// snapshotOne is one virtual server's entry of snapshot.
+func snapshotOne(m *vsModel, want map[ServiceKey]*desiredSvc, cur map[ServiceKey]*kstate) ServiceStatus {
+	d := want[m.svc.Key]
+	st := cur[m.svc.Key]
+	ss := ServiceStatus{Name: m.name, Key: m.svc.Key, Scheduler: m.svc.Scheduler, InKernel: st != nil,
+		QuorumUp: d.quorumUp, AliveWeight: d.aliveWeight, Quorum: m.quorum, Hysteresis: m.hysteresis, SorryActive: d.sorry}
+	kd := destLookup(nil)
+	if st != nil {
+		ss.Stats = st.svc.Stats
+		kd = destLookup(st.dests)
+	}
+	if n := len(m.reals); n > 0 {
+		ss.Reals = make([]RealStatus, 0, n+1)
+	}
+	fill := func(rs *RealStatus) {
+		if i, ok := kd(rs.Addr); ok {
+			x := &st.dests[i]
+			rs.InKernel, rs.KernelWeight = true, x.Weight
+			rs.ActiveConns, rs.InactiveConns, rs.Stats = x.ActiveConns, x.InactiveConns, x.Stats
+		}
+	}
+	for j, rm := range m.reals {
+		rsd := d.reals[j]
+		rs := RealStatus{Name: rm.name, Addr: rm.tmpl.Addr, Checked: rm.checked, Healthy: rsd.healthy,
+			HealthKnown: rsd.known, ConfiguredWeight: rm.weight}
+		if rsd.present {
+			rs.EffectiveWeight = rsd.effective
+			if !rsd.healthy {
+				rs.EffectiveWeight = 0
+			}
+		}
+		fill(&rs)
+		ss.Reals = append(ss.Reals, rs)
+	}
+	if m.sorry != nil {
+		rs := RealStatus{Name: "sorry_server", Addr: m.sorry.Addr, Sorry: true, Healthy: true,
+			ConfiguredWeight: m.sorry.Weight}
+		if d.sorry {
+			rs.EffectiveWeight = m.sorry.Weight
+		}
+		fill(&rs)
+		ss.Reals = append(ss.Reals, rs)
+	}
+	return ss
 }

@@ -1,9 +1,6 @@
 package director
 
-import (
-	"maps"
-	"slices"
-)
+import "maps"
 
 // QuorumState is whether one configured virtual server has its quorum on
 // this director: the summed effective weight of its healthy real servers
@@ -19,15 +16,18 @@ type QuorumState struct {
 
 // quorumChangesLocked returns the quorum states to report after a pass
 // that computed want, and records them as reported; r.mu must be held.
-// Virtual servers no longer configured are forgotten, so one that comes
-// back is reported again.
-func (r *Reconciler) quorumChangesLocked(want map[ServiceKey]*desiredSvc) []QuorumState {
+// keys are want's keys in cmpKey order, or (prune false) the only keys
+// whose state may have changed since the last report, when the set of
+// virtual servers and their names is the same. With prune, virtual servers
+// no longer configured are forgotten, so one that comes back is reported
+// again.
+func (r *Reconciler) quorumChangesLocked(want map[ServiceKey]*desiredSvc, keys []ServiceKey, prune bool) []QuorumState {
 	if r.onQuorum == nil {
 		return nil
 	}
 	var out []QuorumState
 	live := map[string]bool{}
-	for _, key := range slices.SortedFunc(maps.Keys(want), cmpKey) {
+	for _, key := range keys {
 		d := want[key]
 		name := d.model.name
 		live[name] = true
@@ -37,6 +37,8 @@ func (r *Reconciler) quorumChangesLocked(want map[ServiceKey]*desiredSvc) []Quor
 		r.reported[name] = d.quorumUp
 		out = append(out, QuorumState{Name: name, Service: key, Up: d.quorumUp, AliveWeight: d.aliveWeight, Quorum: d.model.quorum})
 	}
-	maps.DeleteFunc(r.reported, func(name string, _ bool) bool { return !live[name] })
+	if prune {
+		maps.DeleteFunc(r.reported, func(name string, _ bool) bool { return !live[name] })
+	}
 	return out
 }

@@ -73,16 +73,41 @@ type Reconciler struct {
 	// pass found or set. Both are guarded by pass.
 	known         map[ServiceKey]*kstate
 	knownTimeouts Timeouts
+	// unread are the services of known whose destinations were not read
+	// (foreign ones), sorted. want is the desired state of every
+	// configured service as the last pass computed it, and wantKeys its
+	// keys in order: a changes pass recomputes only the services marked
+	// dirty since. owned are the services this process manages. diffAll
+	// makes the next pass diff every service (the last one skipped
+	// writes). diffed counts the services the last pass diffed. All
+	// guarded by pass.
+	unread   []ServiceKey
+	want     map[ServiceKey]*desiredSvc
+	wantKeys []ServiceKey
+	owned    map[ServiceKey]bool
+	diffAll  bool
+	diffed   int
+
+	cfgMu sync.Mutex // serialises SetConfig
 
 	mu       sync.Mutex
 	model    []vsModel
 	timeouts Timeouts
 	health   map[healthKey]Verdict
 	quorumUp map[ServiceKey]bool
-	owned    map[ServiceKey]bool
-	foreign  []ServiceKey
-	snap     []ServiceStatus
-	cnt      Counters
+	// index is each configured service's position in model (replaced,
+	// never edited). dirty are the services a SetConfig or SetHealth
+	// changed since the last pass took them; structural says a SetConfig
+	// added, removed, reordered or renamed virtual servers since. stray
+	// are verdicts for targets not configured when they came, which the
+	// next SetConfig drops unless it configures them.
+	index      map[ServiceKey]int
+	dirty      map[ServiceKey]bool
+	structural bool
+	stray      map[healthKey]bool
+	foreign    []ServiceKey
+	snap       []ServiceStatus
+	cnt        Counters
 
 	onQuorum func(QuorumState)
 	reported map[string]bool // virtual server name -> quorum last given to onQuorum
@@ -105,6 +130,8 @@ func New(k Kernel, opt Options) *Reconciler {
 		health:   map[healthKey]Verdict{},
 		quorumUp: map[ServiceKey]bool{},
 		owned:    map[ServiceKey]bool{},
+		dirty:    map[ServiceKey]bool{},
+		stray:    map[healthKey]bool{},
 		cnt:      Counters{Writes: map[OpKind]uint64{}, Errors: map[ErrorKey]uint64{}},
 		onQuorum: opt.OnQuorum,
 		reported: map[string]bool{},
@@ -114,34 +141,76 @@ func New(k Kernel, opt Options) *Reconciler {
 // SetConfig replaces the desired virtual servers and IPVS timeouts (a
 // reload) and wakes Run. An invalid configuration is rejected as a whole
 // with an error naming the entry; the previous one stays in force.
+//
+// Only the virtual servers that changed are rebuilt and marked for the
+// next pass (see rebuildModel), so a reload of one weight in a large table
+// costs a comparison of the table and the work of one service.
 func (r *Reconciler) SetConfig(c *conf.Config) error {
-	m, err := buildModel(c.VirtualServers)
+	r.cfgMu.Lock()
+	defer r.cfgMu.Unlock()
+	old := r.model // written only under cfgMu
+	m, diff, err := rebuildModel(c.VirtualServers, old)
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
 	r.model = m
 	r.timeouts = Timeouts{TCP: c.IPVS.TimeoutTCP.D(), TCPFin: c.IPVS.TimeoutTCPFin.D(), UDP: c.IPVS.TimeoutUDP.D()}
-	// Forget verdicts and quorum states of targets no longer configured.
-	svcs := make(map[ServiceKey]*vsModel, len(m))
-	for i := range m {
-		svcs[m[i].svc.Key] = &m[i]
+	for _, key := range diff.changed {
+		r.dirty[key] = true
 	}
-	maps.DeleteFunc(r.health, func(k healthKey, _ Verdict) bool {
-		vs := svcs[k.svc]
-		return vs == nil || !slices.ContainsFunc(vs.reals, func(rs realModel) bool { return rs.tmpl.Addr == k.real })
-	})
-	maps.DeleteFunc(r.quorumUp, func(k ServiceKey, _ bool) bool { return svcs[k] == nil })
+	// Forget verdicts and quorum states of targets no longer configured.
+	if diff.structural {
+		r.structural = true
+		r.index = make(map[ServiceKey]int, len(m))
+		for i := range m {
+			r.index[m[i].svc.Key] = i
+		}
+		maps.DeleteFunc(r.health, func(k healthKey, _ Verdict) bool { return !r.configuredLocked(k) })
+		maps.DeleteFunc(r.quorumUp, func(k ServiceKey, _ bool) bool {
+			_, ok := r.index[k]
+			return !ok
+		})
+		clear(r.stray)
+	} else {
+		// Same services at the same positions: only a changed one can
+		// have lost real servers, besides the stray verdicts.
+		for _, key := range diff.changed {
+			for _, rm := range old[r.index[key]].reals {
+				if hk := (healthKey{key, rm.tmpl.Addr}); !r.configuredLocked(hk) {
+					delete(r.health, hk)
+				}
+			}
+		}
+		for hk := range r.stray {
+			if !r.configuredLocked(hk) {
+				delete(r.health, hk)
+			}
+			delete(r.stray, hk)
+		}
+	}
 	r.mu.Unlock()
 	r.wake()
 	return nil
+}
+
+// configuredLocked reports whether k is a configured real server; r.mu
+// must be held.
+func (r *Reconciler) configuredLocked(k healthKey) bool {
+	i, ok := r.index[k.svc]
+	return ok && slices.ContainsFunc(r.model[i].reals, func(rs realModel) bool { return rs.tmpl.Addr == k.real })
 }
 
 // SetHealth records a health verdict and wakes Run. Verdicts for targets
 // not (yet) configured are kept until the next SetConfig drops them.
 func (r *Reconciler) SetHealth(v Verdict) {
 	r.mu.Lock()
-	r.health[healthKey{v.Service, v.Real}] = v
+	hk := healthKey{v.Service, v.Real}
+	r.health[hk] = v
+	r.dirty[v.Service] = true
+	if !r.configuredLocked(hk) {
+		r.stray[hk] = true
+	}
 	r.mu.Unlock()
 	r.wake()
 }
@@ -305,14 +374,9 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 	trusted := changes && r.known != nil
 	if trusted {
 		cur = r.known
-		// Only foreign services (and any whose read failed) are unread.
-		unread := map[ServiceKey]bool{}
-		for k, st := range cur {
-			if !st.read {
-				unread[k] = true
-			}
-		}
-		order = sortedKeys(unread)
+		// Only foreign services are unread (a read failure is an error,
+		// after which nothing is trusted).
+		order = r.unread
 	} else {
 		ksvcs, err := r.k.GetServices()
 		if err != nil {
@@ -331,12 +395,32 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 	// the pass ends without error.
 	r.known = nil
 
+	// A changes pass after a clean one recomputes and diffs only the
+	// services changed since: every other one is as the last pass left it,
+	// in the kernel table it trusts as in its desired state.
+	incremental := trusted && r.want != nil && !r.diffAll
+	var want map[ServiceKey]*desiredSvc
 	r.mu.Lock()
 	model := r.model // SetConfig replaces the slice, never edits it
-	want := r.desiredLocked()
-	owned := maps.Clone(r.owned)
+	index := r.index // likewise
+	dirty, structural := r.dirty, r.structural
+	r.dirty, r.structural = map[ServiceKey]bool{}, false
+	if incremental {
+		want = r.want
+		for key := range dirty {
+			if i, ok := index[key]; ok {
+				want[key] = r.desiredOneLocked(&model[i])
+			} else {
+				delete(want, key)
+			}
+		}
+	} else {
+		want = r.desiredLocked()
+	}
 	timeouts := r.timeouts
 	r.mu.Unlock()
+	owned := r.owned
+	r.want = want
 
 	for _, key := range order {
 		st := cur[key]
@@ -392,7 +476,22 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 		r.applyTimeouts(ts, timeouts, &res, fail)
 	}
 
-	keys := sortedKeys(want)
+	// Services to diff, and those to delete once that is done. After a
+	// clean pass the owned services are the configured ones, so only a
+	// dirty one can be owned and no longer configured.
+	var keys, gone []ServiceKey
+	if incremental {
+		for _, key := range sortedKeys(dirty) {
+			if _, ok := want[key]; ok {
+				keys = append(keys, key)
+			} else if owned[key] {
+				gone = append(gone, key)
+			}
+		}
+	} else {
+		keys = sortedKeys(want)
+	}
+	r.diffed = len(keys)
 	for _, key := range keys {
 		d := want[key]
 		st := cur[key]
@@ -420,7 +519,9 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 	}
 
 	// Services managed earlier and no longer configured: destinations first.
-	gone := sortedKeys(owned)
+	if !incremental {
+		gone = sortedKeys(owned)
+	}
 	for _, key := range gone {
 		if _, ok := want[key]; ok {
 			continue
@@ -443,12 +544,39 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 
 	if len(errs) == 0 {
 		r.known, r.knownTimeouts = cur, timeouts
+		var unread []ServiceKey // order may be r.unread: not edited in place
+		for _, key := range order {
+			if st := cur[key]; st != nil && !st.read {
+				unread = append(unread, key)
+			}
+		}
+		slices.SortFunc(unread, cmpKey)
+		r.unread = unread
 	}
-	r.mu.Lock()
+	r.diffAll = res.Skipped > 0
 	r.owned = owned
+	inPlace := incremental && !structural
+	switch {
+	case !incremental:
+		r.wantKeys = keys
+	case structural:
+		r.wantKeys = sortedKeys(want)
+	}
+	var quorum []QuorumState
+	r.mu.Lock()
 	r.foreign = res.Foreign
-	r.snap = snapshot(model, want, cur)
-	quorum := r.quorumChangesLocked(want)
+	if inPlace {
+		// The same services at the same positions: only the diffed ones
+		// changed.
+		for _, key := range keys {
+			i := index[key]
+			r.snap[i] = snapshotOne(&model[i], want, cur)
+		}
+		quorum = r.quorumChangesLocked(want, keys, false)
+	} else {
+		r.snap = snapshot(model, want, cur)
+		quorum = r.quorumChangesLocked(want, r.wantKeys, true)
+	}
 	r.mu.Unlock()
 	for _, q := range quorum {
 		r.onQuorum(q)
