@@ -56,12 +56,16 @@ fuzz:
 demo:
 	$(GO) run ./lab/cmd/demo
 
-# Benchmarks print tables side by side with the reference in the same run:
-# VRRP failover against keepalived (root), health checks at 1k/10k targets.
+# Benchmarks print tables side by side with the reference in the same run
+# (about 20 minutes, root): VRRP failover against keepalived at 1s, 100ms
+# and 10ms (HALDIR_BENCH_INTERVALS/ROUNDS narrow it); health checks at
+# 1k/10k targets against bare system calls (BENCHTIME per scenario); the
+# director against ipvsadm-restore in the VM lab.
 BENCHTIME ?= 60s
 bench:
-	$(GO) test -run '^$$' -bench Failover -benchtime 1x ./vrrp/
+	$(GO) test -run '^$$' -bench Failover -benchtime 1x -timeout 30m ./vrrp/
 	$(GO) run ./healthcheck/bench -duration $(BENCHTIME)
+	$(GO) run ./director/bench
 
 clean:
 	rm -rf bin dist
