@@ -87,6 +87,12 @@ func summarize(w io.Writer, c *conf.Config) {
 		for _, t := range in.TrackScripts {
 			details = append(details, fmt.Sprintf("script %s (%s)", t.Name, trackEffect(t.Weight)))
 		}
+		for _, t := range in.TrackVirtualSrvs {
+			details = append(details, fmt.Sprintf("virtual server %s (%s)", t.Name, trackEffect(t.Weight)))
+		}
+		if in.UseVMAC {
+			details = append(details, "virtual MAC on "+in.VMACInterface)
+		}
 		if len(details) > 0 {
 			fmt.Fprintf(w, "  %s: %s\n", in.Name, strings.Join(details, ", "))
 		}
