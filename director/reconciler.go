@@ -105,9 +105,12 @@ type Reconciler struct {
 	dirty      map[ServiceKey]bool
 	structural bool
 	stray      map[healthKey]bool
-	foreign    []ServiceKey
-	snap       []ServiceStatus
-	cnt        Counters
+	// sharedNames: virtual servers share a name (conf rejects that; the
+	// quorum reports, keyed by name, then depend on every service).
+	sharedNames bool
+	foreign     []ServiceKey
+	snap        []ServiceStatus
+	cnt         Counters
 
 	onQuorum func(QuorumState)
 	reported map[string]bool // virtual server name -> quorum last given to onQuorum
@@ -163,8 +166,12 @@ func (r *Reconciler) SetConfig(c *conf.Config) error {
 	if diff.structural {
 		r.structural = true
 		r.index = make(map[ServiceKey]int, len(m))
+		names := make(map[string]bool, len(m))
+		r.sharedNames = false
 		for i := range m {
 			r.index[m[i].svc.Key] = i
+			r.sharedNames = r.sharedNames || names[m[i].name]
+			names[m[i].name] = true
 		}
 		maps.DeleteFunc(r.health, func(k healthKey, _ Verdict) bool { return !r.configuredLocked(k) })
 		maps.DeleteFunc(r.quorumUp, func(k ServiceKey, _ bool) bool {
@@ -403,7 +410,7 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 	r.mu.Lock()
 	model := r.model // SetConfig replaces the slice, never edits it
 	index := r.index // likewise
-	dirty, structural := r.dirty, r.structural
+	dirty, structural, sharedNames := r.dirty, r.structural, r.sharedNames
 	r.dirty, r.structural = map[ServiceKey]bool{}, false
 	if incremental {
 		want = r.want
@@ -572,9 +579,12 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 			i := index[key]
 			r.snap[i] = snapshotOne(&model[i], want, cur)
 		}
-		quorum = r.quorumChangesLocked(want, keys, false)
 	} else {
 		r.snap = snapshot(model, want, cur)
+	}
+	if inPlace && !sharedNames {
+		quorum = r.quorumChangesLocked(want, keys, false)
+	} else {
 		quorum = r.quorumChangesLocked(want, r.wantKeys, true)
 	}
 	r.mu.Unlock()
