@@ -334,9 +334,12 @@ func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
 // ReconcileChanges is Reconcile without reading the kernel again: it diffs
 // the desired state against the table as the last pass left it, so a
 // reload or a health verdict costs its own writes and no read of the whole
-// table (1,000 services take 1,001 netlink dumps). Destinations are read
-// only for services it has not read yet (a foreign service the
-// configuration now claims). When the last pass had an error, or there was
+// table (1,000 services take 1,001 netlink dumps). Nor does it recompute
+// what did not change: only the services a SetConfig or SetHealth touched
+// since the last pass get their desired state, diff, status and quorum
+// recomputed (all of them after a pass that skipped writes).
+// Destinations are read only for services it has not read yet (a foreign
+// service the configuration now claims). When the last pass had an error, or there was
 // none, it is Reconcile. A change made behind haldir's back is repaired by
 // the next Reconcile (Run's periodic resync); if it makes one of these
 // writes fail, the failure makes Run retry with a full pass.
