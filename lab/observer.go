@@ -2,10 +2,13 @@ package lab
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/packet"
@@ -37,15 +40,16 @@ type Observer struct {
 	done   chan struct{}
 	stopMu sync.Once
 
-	mu       sync.Mutex
-	ring     []Record
-	seq      uint64
-	evicted  uint64
-	drops    map[DropReason]uint64
-	notify   chan struct{} // closed and replaced on every new record
-	readErr  error
-	kdrops   uint64
-	filtered uint64
+	mu        sync.Mutex
+	ring      []Record
+	seq       uint64
+	evicted   uint64
+	drops     map[DropReason]uint64
+	notify    chan struct{} // closed and replaced on every new record
+	readErr   error
+	kdrops    uint64
+	filtered  uint64
+	unstamped uint64 // frames without a kernel timestamp (dated by time.Now)
 }
 
 // Observe captures everything crossing the switch (the bridge device, put
@@ -85,11 +89,23 @@ func (l *Lab) observe(ifname, where string, promisc bool, cfg ObserverConfig) (*
 			return err
 		}
 		// A burst (a failover sends several GARPs and adverts at once)
-		// must not overflow the default ~200 KiB socket buffer.
-		if rc, err := conn.SyscallConn(); err == nil {
-			_ = rc.Control(func(fd uintptr) {
+		// must not overflow the default ~200 KiB socket buffer. Kernel
+		// receive timestamps (SO_TIMESTAMPNS, CLOCK_REALTIME like
+		// time.Now) date a frame when it reached the switch, not when the
+		// reader goroutine got to run: on a loaded two-core machine that
+		// differs by milliseconds, the whole budget of a 10ms failover.
+		rc, err := conn.SyscallConn()
+		if err == nil {
+			var serr error
+			err = rc.Control(func(fd uintptr) {
 				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
 			})
+			err = errors.Join(err, serr)
+		}
+		if err != nil {
+			conn.Close()
+			return err
 		}
 		if promisc {
 			if err := conn.SetPromiscuous(true); err != nil {
@@ -116,32 +132,79 @@ func (l *Lab) observe(ifname, where string, promisc bool, cfg ObserverConfig) (*
 func (o *Observer) run() {
 	defer close(o.done)
 	buf := make([]byte, 1<<16)
-	for {
-		n, _, err := o.conn.ReadFrom(buf)
-		now := time.Now()
+	oob := make([]byte, unix.CmsgSpace(16))
+	rc, err := o.conn.SyscallConn()
+	for err == nil {
+		var n, oobn int
+		n, oobn, err = recvmsg(rc, buf, oob)
 		if err != nil {
-			o.mu.Lock()
-			o.readErr = err
-			close(o.notify)
-			o.notify = make(chan struct{})
-			o.mu.Unlock()
-			return
+			break
+		}
+		stamp, ok := kernelStamp(oob[:oobn])
+		if !ok {
+			stamp = time.Now()
 		}
 		keep := min(n, o.cfg.Snaplen)
 		r := DecodeFrame(append([]byte(nil), buf[:keep]...))
 		r.Len = n
-		r.Time = now
+		r.Time = stamp
 		if keep < n && r.Malformed != "" {
 			// Cut by the snap length, not broken on the wire.
 			r.Malformed = ""
 		}
-		o.add(r)
+		o.add(r, ok)
+	}
+	o.mu.Lock()
+	o.readErr = err
+	close(o.notify)
+	o.notify = make(chan struct{})
+	o.mu.Unlock()
+}
+
+// recvmsg reads one frame and its control messages through the runtime
+// poller (packet.Conn's ReadFrom drops the control messages).
+func recvmsg(rc syscall.RawConn, buf, oob []byte) (n, oobn int, err error) {
+	for {
+		var rerr error
+		err = rc.Read(func(fd uintptr) bool {
+			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT)
+			return !errors.Is(rerr, unix.EAGAIN)
+		})
+		if err == nil && errors.Is(rerr, unix.EINTR) {
+			continue
+		}
+		if err == nil {
+			err = rerr
+		}
+		if errors.Is(err, os.ErrClosed) {
+			err = net.ErrClosed
+		}
+		return n, oobn, err
 	}
 }
 
-func (o *Observer) add(r Record) {
+// kernelStamp extracts the SCM_TIMESTAMPNS control message.
+func kernelStamp(oob []byte) (time.Time, bool) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= 16 {
+			sec := int64(binary.NativeEndian.Uint64(m.Data[0:8]))
+			nsec := int64(binary.NativeEndian.Uint64(m.Data[8:16]))
+			return time.Unix(sec, nsec), true
+		}
+	}
+	return time.Time{}, false
+}
+
+func (o *Observer) add(r Record, kernelStamped bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if !kernelStamped {
+		o.unstamped++
+	}
 	if r.Malformed != "" {
 		o.drops[r.Malformed]++
 	}
@@ -160,6 +223,28 @@ func (o *Observer) add(r Record) {
 	o.ring = append(o.ring, r)
 	close(o.notify)
 	o.notify = make(chan struct{})
+}
+
+// Unstamped returns how many frames came without a kernel timestamp and
+// were dated when the reader got them instead (none are expected).
+func (o *Observer) Unstamped() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.unstamped
+}
+
+// RecordsBetween returns the kept records with from < Seq <= to that match
+// pred, oldest first.
+func (o *Observer) RecordsBetween(from, to uint64, pred func(Record) bool) []Record {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []Record
+	for _, r := range o.ring {
+		if r.Seq > from && r.Seq <= to && pred(r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Where says what the observer captures.
@@ -230,23 +315,36 @@ func (o *Observer) WaitFor(ctx context.Context, pred func(Record) bool) (Record,
 
 // WaitForAfter is WaitFor for records with Seq > after.
 func (o *Observer) WaitForAfter(ctx context.Context, after uint64, pred func(Record) bool) (Record, error) {
+	rs, err := o.WaitN(ctx, after, 1, pred)
+	if err != nil {
+		return Record{}, err
+	}
+	return rs[0], nil
+}
+
+// WaitN returns the first n kept records with Seq > after that match
+// pred, waiting for new frames until ctx ends.
+func (o *Observer) WaitN(ctx context.Context, after uint64, n int, pred func(Record) bool) ([]Record, error) {
+	var got []Record
 	for {
 		o.mu.Lock()
 		for _, r := range o.ring {
 			if r.Seq > after && pred(r) {
-				o.mu.Unlock()
-				return r, nil
+				if got = append(got, r); len(got) == n {
+					o.mu.Unlock()
+					return got, nil
+				}
 			}
 		}
 		after = max(after, o.seq)
 		notify, rerr := o.notify, o.readErr
 		o.mu.Unlock()
 		if rerr != nil {
-			return Record{}, fmt.Errorf("observer on %s stopped: %w", o.where, rerr)
+			return nil, fmt.Errorf("observer on %s stopped: %w", o.where, rerr)
 		}
 		select {
 		case <-ctx.Done():
-			return Record{}, fmt.Errorf("observer on %s: no matching frame: %w", o.where, ctx.Err())
+			return nil, fmt.Errorf("observer on %s: %d of %d matching frames: %w", o.where, len(got), n, ctx.Err())
 		case <-notify:
 		}
 	}

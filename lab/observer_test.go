@@ -78,8 +78,11 @@ func TestObserverSeesGratuitousARP(t *testing.T) {
 			if !bytes.Equal(r.Src, ifi.HardwareAddr) || !bytes.Equal(r.Dst, ethernet.Broadcast) || r.EtherType != 0x0806 {
 				t.Errorf("frame %v -> %v type %#x, want %v -> broadcast type 0x806", r.Src, r.Dst, r.EtherType, ifi.HardwareAddr)
 			}
-			// The capture time lies between send and receive (plus the
-			// time the reader goroutine may take to be scheduled).
+			// Every frame carries the kernel's timestamp, which lies
+			// between send and receive (plus softirq delay, generously).
+			if n := tc.obs.Unstamped(); n != 0 {
+				t.Errorf("%d frames without a kernel timestamp", n)
+			}
 			if r.Time.Before(before) || r.Time.After(after.Add(time.Second)) {
 				t.Errorf("captured at %v, want between %v and %v", r.Time, before, after.Add(time.Second))
 			}

@@ -130,8 +130,8 @@ func (r *inProcRouter) becameMaster(ctx context.Context) (time.Time, error) {
 func takeoverBreakdown(tb testing.TB, interval time.Duration, rounds int) string {
 	l := buildBenchLAN(tb, "vrrpbreak-"+interval.String())
 	defer l.Close()
-	tap := newWireTap(tb, l.Host("tap"), lanIf)
-	defer tap.close()
+	tap := newWireTap(tb, l)
+	defer tap.Stop()
 	var rs [2]*inProcRouter
 	for i, h := range []string{"r1", "r2"} {
 		rs[i] = startInProc(tb, l.Host(h), benchAddrs[h].Addr(), interval)
@@ -163,10 +163,10 @@ func takeoverBreakdown(tb testing.TB, interval time.Duration, rounds int) string
 				<-bk.states
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), masterDown(benchPriority, interval)+settle)
-			if _, err := tap.waitN(ctx, tap.mark(), 2, advertFrom(m.addr, vrid, false)); err != nil {
+			if _, err := tap.WaitN(ctx, tap.LastSeq(), 2, advertFrom(m.addr, vrid, false)); err != nil {
 				tb.Fatal(err)
 			}
-			prev, err := tap.waitFirst(ctx, tap.mark(), advertFrom(m.addr, vrid, false))
+			prev, err := tap.WaitForAfter(ctx, tap.LastSeq(), advertFrom(m.addr, vrid, false))
 			if err != nil {
 				tb.Fatal(err)
 			}
@@ -185,16 +185,16 @@ func takeoverBreakdown(tb testing.TB, interval time.Duration, rounds int) string
 			if err != nil {
 				tb.Fatal(err)
 			}
-			adv, err := tap.waitFirst(ctx, slack(prev.Seq), after(t0, advertFrom(bk.addr, vrid, false)))
+			adv, err := tap.WaitForAfter(ctx, slack(prev.Seq), after(t0, advertFrom(bk.addr, vrid, false)))
 			if err != nil {
 				tb.Fatal(err)
 			}
-			garp, err := tap.waitFirst(ctx, slack(prev.Seq), after(t0, garpFor(vip4.Addr())))
+			garp, err := tap.WaitForAfter(ctx, slack(prev.Seq), after(t0, garpFor(vip4.Addr())))
 			if err != nil {
 				tb.Fatal(err)
 			}
 			if kind == kindGraceful {
-				resign, err := tap.waitFirst(ctx, slack(prev.Seq), after(t0, advertFrom(m.addr, vrid, true)))
+				resign, err := tap.WaitForAfter(ctx, slack(prev.Seq), after(t0, advertFrom(m.addr, vrid, true)))
 				if err != nil {
 					tb.Fatal(err)
 				}

@@ -287,7 +287,7 @@ func slack(mark uint64) uint64 { return mark - min(mark, 256) }
 // failoverPair is two daemons of one implementation and the tap.
 type failoverPair struct {
 	tb       testing.TB
-	tap      *wireTap
+	tap      *lab.Observer
 	d        [2]*benchDaemon
 	vip      netip.Prefix
 	interval time.Duration
@@ -300,8 +300,8 @@ func runFailoverPair(tb testing.TB, im benchImpl, interval time.Duration, rounds
 	tb.Helper()
 	l := buildBenchLAN(tb, fmt.Sprintf("vrrpbench-%s-%v", im.name, interval))
 	defer l.Close()
-	tap := newWireTap(tb, l.Host("tap"), lanIf)
-	defer tap.close()
+	tap := newWireTap(tb, l)
+	defer tap.Stop()
 	ins := []benchInstance{{name: "vi", vrid: vrid, priority: benchPriority, interval: interval, vip: vip4}}
 	p := &failoverPair{tb: tb, tap: tap, vip: vip4, interval: interval}
 	for i, h := range []string{"r1", "r2"} {
@@ -316,7 +316,7 @@ func runFailoverPair(tb testing.TB, im benchImpl, interval time.Duration, rounds
 	for _, d := range p.d {
 		d.stop()
 	}
-	return out, tap.unstamped()
+	return out, tap.Unstamped()
 }
 
 // steady waits until exactly one daemon holds the VIP, the other has
@@ -344,15 +344,15 @@ func (p *failoverPair) steady() int {
 			time.Sleep(2 * time.Millisecond)
 			continue
 		}
-		mark := p.tap.mark()
+		mark := p.tap.LastSeq()
 		ctx, cancel := context.WithTimeout(context.Background(), 3*p.interval+time.Second)
-		_, err := p.tap.waitN(ctx, mark, 2, advertFrom(m.addr, vrid, false))
+		_, err := p.tap.WaitN(ctx, mark, 2, advertFrom(m.addr, vrid, false))
 		cancel()
 		if err != nil {
 			why = fmt.Sprintf("adverts of %s: %v", m, err)
 			continue
 		}
-		if n := len(p.tap.records(mark, p.tap.mark(), advertFrom(b.addr, vrid, false))); n > 0 {
+		if n := len(p.tap.RecordsBetween(mark, p.tap.LastSeq(), advertFrom(b.addr, vrid, false))); n > 0 {
 			why = fmt.Sprintf("%s still advertises (%d adverts)", b, n)
 			continue
 		}
@@ -383,7 +383,7 @@ func (p *failoverPair) round(kind string) failoverSample {
 	// instead of at a random point of the advert interval.
 	ctx, cancel := context.WithTimeout(context.Background(), masterDown(benchPriority, p.interval)+settle)
 	defer cancel()
-	prev, err := p.tap.waitFirst(ctx, p.tap.mark(), advertFrom(master.addr, vrid, false))
+	prev, err := p.tap.WaitForAfter(ctx, p.tap.LastSeq(), advertFrom(master.addr, vrid, false))
 	if err != nil {
 		tb.Fatalf("%s: no advert of the master before the event: %v", what, err)
 	}
@@ -397,20 +397,20 @@ func (p *failoverPair) round(kind string) failoverSample {
 	if err != nil {
 		tb.Fatalf("%s failover of %s: %v", kind, master, err)
 	}
-	garp, err := p.tap.waitFirst(ctx, slack(mark), after(t0, garpFor(p.vip.Addr())))
+	garp, err := p.tap.WaitForAfter(ctx, slack(mark), after(t0, garpFor(p.vip.Addr())))
 	if err != nil {
 		tb.Fatalf("%s: no gratuitous ARP for %v: %v", what, p.vip.Addr(), err)
 	}
 	if bytes.Equal(garp.Src, master.mac) {
 		tb.Fatalf("%s: the gratuitous ARP came from the old master: %v", what, garp)
 	}
-	adv, err := p.tap.waitFirst(ctx, slack(mark), after(t0, advertFrom(backup.addr, vrid, false)))
+	adv, err := p.tap.WaitForAfter(ctx, slack(mark), after(t0, advertFrom(backup.addr, vrid, false)))
 	if err != nil {
 		tb.Fatalf("%s: no advert from the new master: %v", what, err)
 	}
 	s := failoverSample{toGARP: garp.Time.Sub(t0), toAdvert: adv.Time.Sub(t0), sincePrev: t0.Sub(prev.Time)}
 	if kind == kindHard {
-		before := p.tap.records(0, adv.Seq, func(r lab.Record) bool {
+		before := p.tap.RecordsBetween(0, adv.Seq, func(r lab.Record) bool {
 			return r.Time.Before(t0) && advertFrom(master.addr, vrid, false)(r)
 		})
 		if len(before) == 0 {
@@ -422,7 +422,7 @@ func (p *failoverPair) round(kind string) failoverSample {
 		}
 		return s
 	}
-	resign, err := p.tap.waitFirst(ctx, slack(mark), after(t0, advertFrom(master.addr, vrid, true)))
+	resign, err := p.tap.WaitForAfter(ctx, slack(mark), after(t0, advertFrom(master.addr, vrid, true)))
 	if err != nil {
 		tb.Fatalf("%s: no priority-0 advert from the old master: %v", what, err)
 	}
@@ -440,8 +440,8 @@ func measureCPU(tb testing.TB, im benchImpl, load cpuLoad, warmup, window time.D
 	tb.Helper()
 	l := buildBenchLAN(tb, fmt.Sprintf("vrrpcpu-%s-%d", im.name, load.instances))
 	defer l.Close()
-	tap := newWireTap(tb, l.Host("tap"), lanIf)
-	defer tap.close()
+	tap := newWireTap(tb, l)
+	defer tap.Stop()
 	insFor := func(prio int) []benchInstance {
 		var ins []benchInstance
 		for i := 1; i <= load.instances; i++ {
@@ -467,7 +467,7 @@ func measureCPU(tb testing.TB, im benchImpl, load cpuLoad, warmup, window time.D
 	// is not the steady state being measured.
 	time.Sleep(warmup)
 
-	fromSeq := tap.mark()
+	fromSeq := tap.LastSeq()
 	m0, mp, err0 := master.cpu()
 	b0, bp, err1 := backup.cpu()
 	w0 := time.Now()
@@ -485,7 +485,7 @@ func measureCPU(tb testing.TB, im benchImpl, load cpuLoad, warmup, window time.D
 	}
 	var adverts int
 	for _, in := range master.ins {
-		adverts += len(tap.records(fromSeq, tap.mark(), func(r lab.Record) bool {
+		adverts += len(tap.RecordsBetween(fromSeq, tap.LastSeq(), func(r lab.Record) bool {
 			return !r.Time.After(w0.Add(elapsed)) && advertFrom(master.addr, in.vrid, false)(r)
 		}))
 	}
