@@ -424,3 +424,29 @@ func TestModelInputsCoverBuild(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkOneVerdict is the CPU side of one health verdict on 1,000
+// services × 10 real servers (SetHealth and ReconcileChanges against the
+// fake kernel): a real server goes down, then up again, one write each.
+func BenchmarkOneVerdict(b *testing.B) {
+	vss := bigTable(1000)
+	r := New(NewFakeKernel(), Options{Logger: quiet()})
+	if err := r.SetConfig(cfgOf(vss...)); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := r.Reconcile(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	key, err := Key(vss[500])
+	if err != nil {
+		b.Fatal(err)
+	}
+	real := netip.AddrPortFrom(vss[500].RealServers[5].Address, 8080)
+	for i := 0; b.Loop(); i++ {
+		r.SetHealth(Verdict{Service: key, Real: real, Up: i%2 == 1})
+		res, err := r.ReconcileChanges(context.Background())
+		if err != nil || res.Writes != 1 {
+			b.Fatalf("%d writes, %v", res.Writes, err)
+		}
+	}
+}
