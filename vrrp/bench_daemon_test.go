@@ -95,22 +95,6 @@ func (im benchImpl) backupLine() *regexp.Regexp {
 	return regexp.MustCompile(`Entering BACKUP STATE`)
 }
 
-// buildHaldirBinary builds cmd/haldir from this tree into a temporary
-// directory of tb.
-func buildHaldirBinary(tb testing.TB) string {
-	tb.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	}
-	out := filepath.Join(tb.TempDir(), "haldir")
-	cmd := exec.Command(goBin, "build", "-o", out, "github.com/haldir-lb/haldir/cmd/haldir")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("building haldir: %v\n%s", err, b)
-	}
-	return out
-}
-
 // envBenchHaldir names a haldir binary to measure instead of building
 // this tree (to compare a change built elsewhere).
 const envBenchHaldir = "HALDIR_BENCH_HALDIR"
@@ -125,7 +109,7 @@ func benchImpls(tb testing.TB) []benchImpl {
 	}
 	hal := os.Getenv(envBenchHaldir)
 	if hal == "" {
-		hal = buildHaldirBinary(tb)
+		hal = lab.BuildHaldir(tb)
 	} else if st, err := os.Stat(hal); err != nil || st.Mode()&0o111 == 0 {
 		tb.Fatalf("%s=%q: not an executable file (%v)", envBenchHaldir, hal, err)
 	}

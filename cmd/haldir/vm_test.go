@@ -111,7 +111,7 @@ func TestVMDaemon(t *testing.T) {
 	lab.SkipIfNotRoot(t)
 	haldir := os.Getenv(vmHaldirEnv)
 	if !vm.InVM() {
-		haldir = vmBuildHaldir(t)
+		haldir = lab.BuildHaldir(t)
 	}
 	if vm.RunInVMWith(t, vm.Options{
 		Files:   []vm.File{{Host: haldir, Guest: vmGuestHaldir}},
@@ -131,19 +131,6 @@ func TestVMDaemon(t *testing.T) {
 	t.Run("restart keeps connections and writes nothing", f.testRestart)
 	t.Run("reload of one weight is one write", f.testReloadWeight)
 	t.Run("broken reload changes nothing", f.testBrokenReload)
-}
-
-// vmBuildHaldir builds haldir without cgo, so it runs in the VM's bare
-// initramfs (and natively).
-func vmBuildHaldir(t *testing.T) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "haldir")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/haldir-lb/haldir/cmd/haldir")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building haldir: %v\n%s", err, b)
-	}
-	return out
 }
 
 // vmFixture is the lab, the backends and the daemon the subtests share.
@@ -448,23 +435,7 @@ func (f *vmFixture) waitKernel(t *testing.T, what string, limit time.Duration, o
 func (f *vmFixture) get(ctx context.Context, timeout time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+vmVIP.String()+"/", nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := f.hc.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1024))
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("status %s", resp.Status)
-	}
-	return strings.TrimSpace(string(b)), nil
+	return lab.GetName(ctx, f.hc, "http://"+vmVIP.String()+"/")
 }
 
 // testHealth: a real server fails its HTTP check, by hanging (accepting

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +20,7 @@ func TestVMDemo(t *testing.T) {
 	lab.SkipIfNotRoot(t)
 	haldir := os.Getenv(haldirEnv)
 	if !vm.InVM() {
-		haldir = buildHaldir(t)
+		haldir = lab.BuildHaldir(t)
 	}
 	if vm.RunInVMWith(t, vm.Options{
 		Files: []vm.File{{Host: haldir, Guest: guestHaldir}},
@@ -93,16 +91,4 @@ func TestVMDemo(t *testing.T) {
 	})
 	t.Logf("measured: VIP after %v, real2 removed after %v / back after %v, VIP moved after %v, outage failover %v failback %v, requests %d ok %d failed %d, guest stalls %v (longest %v)",
 		rep.VIPAfter, rep.HealthDownAfter, rep.HealthUpAfter, rep.VIPMovedAfter, rep.FailoverOutage, rep.FailbackOutage, rep.Requests, rep.RequestsOK, rep.RequestsFailed, rep.Stall, rep.MaxStall)
-}
-
-// buildHaldir builds haldir statically for the VM (and for a native run).
-func buildHaldir(t *testing.T) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "haldir")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/haldir-lb/haldir/cmd/haldir")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building haldir: %v\n%s", err, b)
-	}
-	return out
 }

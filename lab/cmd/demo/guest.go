@@ -544,23 +544,7 @@ func (d *demo) stepVRRP(ctx context.Context) error {
 func (d *demo) get(ctx context.Context, timeout time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, vipURL, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := d.hc.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1024))
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("status %s", resp.Status)
-	}
-	return strings.TrimSpace(string(b)), nil
+	return lab.GetName(ctx, d.hc, vipURL)
 }
 
 // requests makes n sequential requests and tallies the answers.
