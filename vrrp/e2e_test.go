@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -236,7 +237,15 @@ func waitGARP(t testing.TB, obs *lab.Observer, after uint64, h *lab.Host, vip ne
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
-	_, err = obs.WaitForAfter(ctx, after, func(r lab.Record) bool {
+	if _, err = obs.WaitForAfter(ctx, after, announces(vip, mac)); err != nil {
+		t.Fatalf("no gratuitous ARP/NA for %v from %s (%v): %v", vip, h.Name(), mac, err)
+	}
+}
+
+// announces matches a gratuitous ARP (IPv4) or unsolicited NA (IPv6)
+// saying that vip is at mac.
+func announces(vip netip.Addr, mac net.HardwareAddr) func(lab.Record) bool {
+	return func(r lab.Record) bool {
 		switch {
 		case r.ARP != nil:
 			return r.ARP.Gratuitous && r.ARP.SenderIP == vip && bytes.Equal(r.ARP.SenderMAC, mac)
@@ -244,9 +253,6 @@ func waitGARP(t testing.TB, obs *lab.Observer, after uint64, h *lab.Host, vip ne
 			return !r.NA.Solicited && r.NA.Override && r.NA.Target == vip && bytes.Equal(r.NA.TargetMAC, mac)
 		}
 		return false
-	})
-	if err != nil {
-		t.Fatalf("no gratuitous ARP/NA for %v from %s (%v): %v", vip, h.Name(), mac, err)
 	}
 }
 

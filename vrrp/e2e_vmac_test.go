@@ -117,17 +117,9 @@ func waitVMACAnnounce(t *testing.T, obs *lab.Observer, after uint64, vip netip.A
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
+	announced := announces(vip, mac)
 	rec, err := obs.WaitForAfter(ctx, after, func(r lab.Record) bool {
-		if !bytes.Equal(r.Src, mac) {
-			return false
-		}
-		switch {
-		case r.ARP != nil:
-			return r.ARP.Gratuitous && r.ARP.SenderIP == vip && bytes.Equal(r.ARP.SenderMAC, mac)
-		case r.NA != nil:
-			return !r.NA.Solicited && r.NA.Override && r.NA.Target == vip && bytes.Equal(r.NA.TargetMAC, mac)
-		}
-		return false
+		return bytes.Equal(r.Src, mac) && announced(r)
 	})
 	if err != nil {
 		t.Fatalf("no gratuitous ARP/NA for %v from the virtual MAC %v: %v", vip, mac, err)
