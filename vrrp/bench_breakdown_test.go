@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/benchenv"
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/vrrp"
-	"github.com/vishvananda/netlink"
 )
 
 // BenchmarkTakeoverBreakdown splits haldir's takeover time into its parts,
@@ -225,7 +227,7 @@ func takeoverBreakdown(tb testing.TB, interval time.Duration, rounds int) string
 	linkGet, addrAdd, addrDel := netlinkVIPCost(tb, l.Host("r1"), 200)
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n### haldir takeover breakdown at %v (in-process instances, %d rounds per kind; load average %s; median / max, ms)\n\n", interval, rounds, loadAverage())
+	fmt.Fprintf(&b, "\n### haldir takeover breakdown at %v (in-process instances, %d rounds per kind; load average %s; median / max, ms)\n\n", interval, rounds, benchenv.LoadAverage())
 	b.WriteString("| kind | wake (receive path + timer lateness) | state change → first advert on the wire | first advert → first GARP |\n|---|---|---|---|\n")
 	for _, kind := range []string{kindHard, kindGraceful} {
 		p := parts[kind]

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/internal/benchenv"
 	"github.com/haldir-lb/haldir/lab"
 )
 
@@ -191,20 +192,8 @@ type failoverReport struct {
 	haldirBin     string // set when $HALDIR_BENCH_HALDIR chose the binary
 }
 
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 func runFailoverBench(tb testing.TB, impls []benchImpl, p failoverParams) failoverReport {
-	rep := failoverReport{rounds: p.rounds, loadBefore: loadAverage()}
+	rep := failoverReport{rounds: p.rounds, loadBefore: benchenv.LoadAverage()}
 	for _, im := range impls {
 		if im.name == implHaldir && os.Getenv(envBenchHaldir) != "" {
 			rep.haldirBin = im.bin
@@ -226,7 +215,7 @@ func runFailoverBench(tb testing.TB, impls []benchImpl, p failoverParams) failov
 			}
 		}
 	}
-	rep.loadAfter = loadAverage()
+	rep.loadAfter = benchenv.LoadAverage()
 	return rep
 }
 

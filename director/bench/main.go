@@ -34,6 +34,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/haldir-lb/haldir/internal/benchenv"
 	"github.com/haldir-lb/haldir/lab/vm"
 )
 
@@ -129,7 +130,7 @@ func hostMain(o options, cpuprof string, timeout time.Duration) int {
 	if cpuprof != "" {
 		args = append(args, "-cpuprofile", "console")
 	}
-	load0 := loadavg()
+	load0 := benchenv.LoadAverage()
 	var console, prof bytes.Buffer
 	var table []string
 	pr, pw := io.Pipe()
@@ -162,7 +163,7 @@ func hostMain(o options, cpuprof string, timeout time.Duration) int {
 	for _, l := range table {
 		fmt.Println(l)
 	}
-	fmt.Printf("\nhost load average (1/5/15 min) before: %s, after: %s on %d CPUs; the guest has 2 emulated (TCG) vCPUs\n", load0, loadavg(), runtime.NumCPU())
+	fmt.Printf("\nhost load average (1/5/15 min) before: %s, after: %s on %d CPUs; the guest has 2 emulated (TCG) vCPUs\n", load0, benchenv.LoadAverage(), runtime.NumCPU())
 	if cpuprof != "" && prof.Len() > 0 {
 		b, derr := base64.StdEncoding.DecodeString(prof.String())
 		if derr == nil {
@@ -202,7 +203,7 @@ func guestMain(o options, profile bool) int {
 	out := &markWriter{mark: markTable}
 	if rep != nil {
 		rep.print(out)
-		fmt.Fprintf(out, "\nguest load average: %s\n", loadavg())
+		fmt.Fprintf(out, "\nguest load average: %s\n", benchenv.LoadAverage())
 	}
 	if err != nil {
 		fmt.Fprintf(out, "benchmark failed: %v\n", err)
@@ -230,12 +231,12 @@ func nativeMain(o options, cpuprof string) int {
 		defer f.Close()
 		o.profile = f
 	}
-	load0 := loadavg()
+	load0 := benchenv.LoadAverage()
 	rep, err := run(context.Background(), o)
 	if rep != nil {
 		rep.print(os.Stdout)
 	}
-	fmt.Printf("\nload average (1/5/15 min) before: %s, after: %s on %d CPUs\n", load0, loadavg(), runtime.NumCPU())
+	fmt.Printf("\nload average (1/5/15 min) before: %s, after: %s on %d CPUs\n", load0, benchenv.LoadAverage(), runtime.NumCPU())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2
@@ -262,16 +263,4 @@ func (m *markWriter) Write(b []byte) (int, error) {
 		fmt.Print(m.mark + string(m.buf[:i+1]))
 		m.buf = m.buf[i+1:]
 	}
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

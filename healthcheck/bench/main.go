@@ -49,9 +49,11 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/healthcheck"
-	"golang.org/x/sys/unix"
+	"github.com/haldir-lb/haldir/internal/benchenv"
 )
 
 const port = 8080
@@ -171,7 +173,7 @@ func main() {
 		r := runScenario(*run, *duration, *interval, *down)
 		json.NewEncoder(os.Stdout).Encode(r)
 	default:
-		load0 := loadavg()
+		load0 := benchenv.LoadAverage()
 		var rs []result
 		for _, sc := range strings.Split(*scenarios, ",") {
 			fmt.Fprintf(os.Stderr, "running %s for %v...\n", sc, *duration)
@@ -179,7 +181,7 @@ func main() {
 		}
 		fmt.Printf("command: %s\n", strings.Join(os.Args, " "))
 		printTable(os.Stdout, rs, *duration, *interval)
-		fmt.Printf("\nload average (1/5/15 min) before: %s, after: %s on %d CPUs (other work on the machine competes)\n", load0, loadavg(), runtime.NumCPU())
+		fmt.Printf("\nload average (1/5/15 min) before: %s, after: %s on %d CPUs (other work on the machine competes)\n", load0, benchenv.LoadAverage(), runtime.NumCPU())
 	}
 }
 
@@ -479,7 +481,7 @@ func (m *meter) finish(r *result) {
 		r.CPUSecP50, r.CPUSecMax = secs[len(secs)/2], secs[len(secs)-1]
 	}
 	r.PeakRSSMiB = peakRSS()
-	r.Load1 = strings.Fields(loadavg())[0]
+	r.Load1 = strings.Fields(benchenv.LoadAverage())[0]
 }
 
 // startServers runs the server grandchild for sc.
@@ -816,15 +818,6 @@ func (f noop) Run(ctx context.Context) healthcheck.Result {
 		return healthcheck.Result{Weight: healthcheck.WeightConfigured, Reason: "noop timeout"}
 	}
 	return healthcheck.Result{Weight: healthcheck.WeightConfigured, Reason: "noop down"}
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func pct(ds []time.Duration, p int) time.Duration {

@@ -35,6 +35,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/haldir-lb/haldir/internal/benchenv"
 )
 
 // backupPriority is the benchmark's backup priority (Skew_Time =
@@ -322,21 +324,9 @@ func stats(d []time.Duration) string {
 	return ms(s[n/2]) + " / " + ms(s[(n*9)/10]) + " / " + ms(s[n-1])
 }
 
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 func render(rows []row, rounds int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n### Backup timer lateness, time.Timer vs timerfd (%d failovers of each kind; load average %s; p50 / p90 / max, ms)\n\n", rounds, loadAverage())
+	fmt.Fprintf(&b, "\n### Backup timer lateness, time.Timer vs timerfd (%d failovers of each kind; load average %s; p50 / p90 / max, ms)\n\n", rounds, benchenv.LoadAverage())
 	b.WriteString("| interval | timer | hard: after Master_Down_Interval | graceful: after Skew_Time | stale fires |\n|---|---|---|---|---|\n")
 	for _, r := range rows {
 		fmt.Fprintf(&b, "| %v | %s | %s | %s | %d |\n", r.interval, r.timer, stats(r.hard), stats(r.resign), r.wrongTakeover)
