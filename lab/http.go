@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -102,6 +103,54 @@ func GetName(ctx context.Context, hc *http.Client, url string) (string, error) {
 	}
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("status %s", resp.Status)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// KeepAlive is one HTTP/1.1 connection kept open across requests, to see
+// whether an established connection survives what a test does to the
+// directors (a failover, a restart, a reload).
+type KeepAlive struct {
+	net.Conn
+	br   *bufio.Reader
+	host string // the Host header
+}
+
+// DialKeepAlive connects from h to addr ("host:port") and returns the
+// connection and the name of the server that answered a first request.
+func (h *Host) DialKeepAlive(ctx context.Context, addr string, timeout time.Duration) (*KeepAlive, string, error) {
+	c, err := h.Dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, "", err
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	k := &KeepAlive{Conn: c, br: bufio.NewReader(c), host: host}
+	who, err := k.Get(timeout)
+	if err != nil {
+		c.Close()
+		return nil, "", fmt.Errorf("first request on %s -> %s: %w", c.LocalAddr(), c.RemoteAddr(), err)
+	}
+	return k, who, nil
+}
+
+// Get sends one request on the connection and returns the trimmed body of
+// the answer (the answering host's name, from ServeHTTP's default
+// handler); timeout bounds the whole exchange.
+func (k *KeepAlive) Get(timeout time.Duration) (string, error) {
+	if err := k.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return "", err
+	}
+	if _, err := io.WriteString(k, "GET / HTTP/1.1\r\nHost: "+k.host+"\r\n\r\n"); err != nil {
+		return "", err
+	}
+	resp, err := http.ReadResponse(k.br, nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	if err != nil {
+		return "", err
 	}
 	return strings.TrimSpace(string(b)), nil
 }

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -584,7 +582,7 @@ func (f *vmFixture) testRestart(t *testing.T) {
 
 	f.stopDaemon(t)
 	// The kernel carries the connection while no daemon runs at all.
-	if got, err := lc.get(); err != nil || got != who {
+	if got, err := lc.Get(5 * time.Second); err != nil || got != who {
 		t.Fatalf("long connection while haldir is stopped: answered by %q, error %v (want %q)", got, err, who)
 	}
 	if mid := f.dump(t); mid != before {
@@ -603,7 +601,7 @@ func (f *vmFixture) testRestart(t *testing.T) {
 		t.Errorf("restarted haldir counts errors %v, %d failed passes", st.Director.Errors, st.Director.FailedPasses)
 	}
 	for i := range 3 {
-		if got, err := lc.get(); err != nil || got != who {
+		if got, err := lc.Get(5 * time.Second); err != nil || got != who {
 			t.Fatalf("long connection request %d after the restart: answered by %q, error %v (want %q)", i+1, got, err, who)
 		}
 	}
@@ -876,46 +874,16 @@ func (p *vmPoller) waitOKAfter(t time.Time, n int, limit time.Duration) error {
 	}
 }
 
-// vmLongConn is one keep-alive HTTP connection through the VIP.
-type vmLongConn struct {
-	c  net.Conn
-	br *bufio.Reader
-}
-
-// openLong opens a connection to the VIP and makes a first request on it.
-func (f *vmFixture) openLong(t *testing.T) (*vmLongConn, string) {
+// openLong opens a keep-alive connection to the VIP and makes a first
+// request on it.
+func (f *vmFixture) openLong(t *testing.T) (*lab.KeepAlive, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := f.s.Client.Dial(ctx, "tcp", vmVIP.String())
+	lc, who, err := f.s.Client.DialKeepAlive(ctx, vmVIP.String(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
-	lc := &vmLongConn{c: c, br: bufio.NewReader(c)}
-	who, err := lc.get()
-	if err != nil {
-		t.Fatalf("first request on the long connection: %v", err)
-	}
+	t.Cleanup(func() { lc.Close() })
 	return lc, who
-}
-
-// get sends one request on the connection and returns who answered.
-func (lc *vmLongConn) get() (string, error) {
-	if err := lc.c.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
-		return "", err
-	}
-	if _, err := io.WriteString(lc.c, "GET / HTTP/1.1\r\nHost: "+vmVIP.Addr().String()+"\r\n\r\n"); err != nil {
-		return "", err
-	}
-	resp, err := http.ReadResponse(lc.br, nil)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1024))
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
 }

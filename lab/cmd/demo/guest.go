@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -865,44 +864,6 @@ func longestGap(ss []sample, t time.Time) time.Duration {
 	return gap
 }
 
-// longConn is a TCP connection through the VIP kept open across the drill.
-type longConn struct {
-	c  net.Conn
-	br *bufio.Reader
-}
-
-func (d *demo) openLong(ctx context.Context) (*longConn, string, error) {
-	c, err := d.s.Client.Dial(ctx, "tcp", net.JoinHostPort(lab.VIP4.String(), "80"))
-	if err != nil {
-		return nil, "", err
-	}
-	lc := &longConn{c: c, br: bufio.NewReader(c)}
-	who, err := lc.get()
-	if err != nil {
-		c.Close()
-		return nil, "", err
-	}
-	return lc, who, nil
-}
-
-// get sends one keep-alive request on the connection.
-func (lc *longConn) get() (string, error) {
-	_ = lc.c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := io.WriteString(lc.c, "GET / HTTP/1.1\r\nHost: 192.0.2.1\r\n\r\n"); err != nil {
-		return "", err
-	}
-	resp, err := http.ReadResponse(lc.br, nil)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1024))
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
-}
-
 // stallMeter measures how long the process is not scheduled: a ticker's
 // lateness beyond stallMin.
 type stallMeter struct {
@@ -954,12 +915,12 @@ func (d *demo) stepDrill(ctx context.Context) error {
 				d.rep.Stall.Round(time.Millisecond), d.rep.MaxStall.Round(time.Millisecond))
 		}
 	}()
-	lc, who, err := d.openLong(ctx)
+	lc, who, err := d.s.Client.DialKeepAlive(ctx, net.JoinHostPort(lab.VIP4.String(), "80"), 2*time.Second)
 	if err != nil {
 		return fmt.Errorf("opening the long-lived connection: %w", err)
 	}
-	defer lc.c.Close()
-	d.printf("long-lived connection %s -> %s open, first request answered by %s", lc.c.LocalAddr(), lc.c.RemoteAddr(), who)
+	defer lc.Close()
+	d.printf("long-lived connection %s -> %s open, first request answered by %s", lc.LocalAddr(), lc.RemoteAddr(), who)
 
 	p := d.startPoller(ctx)
 	stopped := false
@@ -1006,7 +967,7 @@ func (d *demo) stepDrill(ctx context.Context) error {
 		return err
 	}
 
-	who2, err := lc.get()
+	who2, err := lc.Get(2 * time.Second)
 	if err == nil {
 		d.rep.ConnSurvived = true
 		d.rep.ConnDetail = "a request on it after the failover was answered by " + who2
