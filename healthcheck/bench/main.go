@@ -109,12 +109,16 @@ type result struct {
 	DetectP50  time.Duration
 	DetectP99  time.Duration
 	DetectMax  time.Duration
-	ServerCPU  float64          // the server child's CPU, % of one core
-	OtherCPU   float64          // every other process on the machine, % of one core
-	StealPct   float64          // CPU the hypervisor gave to other guests, % of one core
-	Load1      string           // 1-minute load average at the end
-	ServedPerS float64          // connections the servers accepted per second
-	Bare       bool             // a rawhttp/rawtcp reference row
+	ServerCPU  float64   // the server child's CPU, % of one core
+	OtherCPU   float64   // every other process on the machine, % of one core
+	StealPct   float64   // CPU the hypervisor gave to other guests, % of one core
+	Load1      string    // 1-minute load average at the end
+	ServedPerS float64   // connections the servers accepted per second
+	Bare       bool      // a rawhttp/rawtcp reference row
+	NetRXPerS  []float64 // NET_RX softirqs per second, per CPU (whole machine)
+	SoftirqPct []float64 // softirq time, % of each CPU (whole machine)
+	RPSIPIPerS []float64 // softnet_stat received_rps per second, per CPU
+	GOMAXPROCS int
 	Reasons    map[string]int64 `json:",omitempty"` // unexpected failures by reason
 	Error      string           `json:",omitempty"`
 }
@@ -133,6 +137,8 @@ func main() {
 		cpuprof   = flag.String("cpuprofile", "", "with -run: write a CPU profile of the checker here")
 		withKA    = flag.Bool("keepalived", false, "compare with keepalived's checker in a VM that has IPVS (lab/vm; slow TCG emulation, so use small scenarios)")
 		guest     = flag.Bool("guest-compare", false, "internal: the in-VM side of -keepalived")
+		steer     = flag.Bool("veth-rps", true, "-veth scenarios: steer each side's receive processing to its own CPU (false: each packet is processed on the CPU that sent it)")
+		targetNS  = flag.String("target-netns", "", "internal: with -run, start the servers in this network namespace on CPU 1")
 	)
 	flag.DurationVar(&checkTimeout, "timeout", 500*time.Millisecond, "check timeout (with -keepalived: the interval, as keepalived's connect_timeout is whole seconds)")
 	flag.Parse()
@@ -146,6 +152,8 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	raiseNofile()
+	targetNetns = *targetNS
+	vethAddrs = strings.HasSuffix(*run+*serve, vethSuffix)
 	set := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	switch {
@@ -175,18 +183,34 @@ func main() {
 	default:
 		load0 := benchenv.LoadAverage()
 		var rs []result
+		var vb *vethBench
+		for _, sc := range strings.Split(*scenarios, ",") {
+			parseScenario(sc)
+			if strings.HasSuffix(sc, vethSuffix) && vb == nil {
+				var err error
+				if vb, err = buildVeth(*steer); err != nil {
+					fmt.Fprintln(os.Stderr, "veth scenarios:", err)
+					os.Exit(1)
+				}
+				defer vb.Close()
+			}
+		}
 		for _, sc := range strings.Split(*scenarios, ",") {
 			fmt.Fprintf(os.Stderr, "running %s for %v...\n", sc, *duration)
-			rs = append(rs, spawnScenario(sc, *duration, *interval, *down))
+			if strings.HasSuffix(sc, vethSuffix) {
+				rs = append(rs, spawnScenarioIn(vb, sc, *duration, *interval, *down))
+			} else {
+				rs = append(rs, spawnScenario(sc, *duration, *interval, *down))
+			}
 		}
 		fmt.Printf("command: %s\n", strings.Join(os.Args, " "))
-		printTable(os.Stdout, rs, *duration, *interval)
+		printTable(os.Stdout, rs, *duration, *interval, *steer)
 		fmt.Printf("\nload average (1/5/15 min) before: %s, after: %s on %d CPUs (other work on the machine competes)\n", load0, benchenv.LoadAverage(), runtime.NumCPU())
 	}
 }
 
 func parseScenario(s string) (string, int) {
-	kind, num, ok := strings.Cut(s, "-")
+	kind, num, ok := strings.Cut(strings.TrimSuffix(s, vethSuffix), "-")
 	mult := 1
 	if strings.HasSuffix(num, "k") {
 		mult, num = 1000, strings.TrimSuffix(num, "k")
@@ -198,7 +222,7 @@ func parseScenario(s string) (string, int) {
 		ok = false
 	}
 	if !ok || err != nil || n <= 0 || n*mult > 60000 {
-		fmt.Fprintf(os.Stderr, "bad scenario %q (want e.g. http-1k, tcp-10k, rawhttp-10k)\n", s)
+		fmt.Fprintf(os.Stderr, "bad scenario %q (want e.g. http-1k, tcp-10k, rawhttp-10k, http-10k-veth)\n", s)
 		os.Exit(2)
 	}
 	return kind, n * mult
@@ -220,15 +244,40 @@ func raiseNofile() {
 	}
 }
 
+// vethAddrs says this process runs a -veth scenario's checker or servers,
+// whose targets live in targetNet; targetNetns is the servers' namespace.
+var (
+	vethAddrs   bool
+	targetNetns string
+)
+
 // addr is target i's listener: distinct loopback addresses spread the
-// client's ephemeral ports over many 4-tuples.
+// client's ephemeral ports over many 4-tuples. The -veth scenarios use the
+// same layout in targetNet.
 func addr(i int) netip.AddrPort {
-	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 1, byte(i / 250), byte(i%250 + 1)}), port)
+	b := [4]byte{127, 1, byte(i / 250), byte(i%250 + 1)}
+	if vethAddrs {
+		n := targetNet.Addr().As4()
+		b[0], b[1] = n[0], n[1]
+	}
+	return netip.AddrPortFrom(netip.AddrFrom4(b), port)
 }
 
 func spawnScenario(sc string, d, interval time.Duration, down int) result {
-	cmd := exec.Command(os.Args[0], "-run", sc, "-duration", d.String(), "-interval", interval.String(),
-		"-timeout", checkTimeout.String(), "-down", strconv.Itoa(down))
+	return spawnScenarioIn(nil, sc, d, interval, down)
+}
+
+// spawnScenarioIn runs scenario sc in a child process; with vb, in the
+// checker namespace pinned to CPU 0, and its servers in the targets
+// namespace pinned to CPU 1.
+func spawnScenarioIn(vb *vethBench, sc string, d, interval time.Duration, down int) result {
+	args := []string{"-run", sc, "-duration", d.String(), "-interval", interval.String(),
+		"-timeout", checkTimeout.String(), "-down", strconv.Itoa(down)}
+	self, _ := os.Executable()
+	cmd := exec.Command(self, args...)
+	if vb != nil {
+		cmd = vb.command(self, append(args, "-target-netns", vb.targets.NetNSName())...)
+	}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	var r result
@@ -434,11 +483,13 @@ type meter struct {
 	srvPID int
 	busy0  time.Duration
 	steal0 time.Duration
+	cpus0  cpuStats
 }
 
 func startMeter(srvPID int) *meter {
 	m := &meter{t0: time.Now(), c0: cpuTime(), stop: make(chan struct{}), done: make(chan struct{}), srvPID: srvPID, sc0: procCPU(srvPID)}
 	m.busy0, m.steal0 = machineCPU()
+	m.cpus0 = readCPUStats()
 	go func() {
 		defer close(m.done)
 		tk := time.NewTicker(time.Second)
@@ -475,6 +526,8 @@ func (m *meter) finish(r *result) {
 	other := busy1 - m.busy0 - (c1.total() - m.c0.total()) - srvCPU
 	r.OtherCPU = max(0, 100*float64(other)/float64(wall))
 	r.StealPct = 100 * float64(steal1-m.steal0) / float64(wall)
+	r.NetRXPerS, r.SoftirqPct, r.RPSIPIPerS = perCPU(m.cpus0, readCPUStats(), wall.Seconds())
+	r.GOMAXPROCS = runtime.GOMAXPROCS(0)
 	secs := slices.Clone(m.secs)
 	slices.Sort(secs)
 	if len(secs) > 0 {
@@ -486,7 +539,12 @@ func (m *meter) finish(r *result) {
 
 // startServers runs the server grandchild for sc.
 func startServers(sc string) (cmd *exec.Cmd, stdin io.WriteCloser, lines *bufio.Scanner, err error) {
-	srv := exec.Command(os.Args[0], "-serve", sc)
+	self, _ := os.Executable()
+	srv := exec.Command(self, "-serve", sc)
+	if targetNetns != "" {
+		argv := inNS(targetNetns, targetCPU, self, "-serve", sc)
+		srv = exec.Command(argv[0], argv[1:]...)
+	}
 	srv.Stderr = os.Stderr
 	stdin, _ = srv.StdinPipe()
 	stdout, _ := srv.StdoutPipe()
@@ -842,8 +900,14 @@ const (
 	goalEventPad = 5 * time.Millisecond  // (a) <= timeout + this
 )
 
-func printTable(w io.Writer, rs []result, d, interval time.Duration) {
-	fmt.Fprintf(w, "haldir healthcheck benchmark: window %v per scenario, interval %v, timeout %v, fall 1, loopback, servers in a separate process\n\n", d, interval, checkTimeout)
+func printTable(w io.Writer, rs []result, d, interval time.Duration, steered bool) {
+	fmt.Fprintf(w, "haldir healthcheck benchmark: window %v per scenario, interval %v, timeout %v, fall 1, servers in a separate process;\n", d, interval, checkTimeout)
+	fmt.Fprintf(w, "rows without %s: loopback; rows with it: checker in its own namespace pinned to CPU %d, servers in another pinned to CPU %d,\n", vethSuffix, checkerCPU, targetCPU)
+	if steered {
+		fmt.Fprintf(w, "one veth pair between them, targets %s (AnyIP local route), RPS: server-side veth rx -> CPU %d, checker-side veth rx -> CPU %d\n\n", targetNet, targetCPU, checkerCPU)
+	} else {
+		fmt.Fprintf(w, "one veth pair between them, targets %s (AnyIP local route), NO RPS (-veth-rps=false): each packet is processed on the CPU that sent it\n\n", targetNet)
+	}
 	fmt.Fprintln(w, "| scenario | checks/s | expected/s | unexpected failures | CPU % of one core (window) | user / sys | median second / worst second | server CPU % | other processes CPU % | peak RSS MiB | lag p50 ms | lag p99 ms | lag max ms | check took p50 / p99 ms | most in flight | load1 |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
@@ -888,7 +952,7 @@ func printTable(w io.Writer, rs []result, d, interval time.Duration) {
 		if r.Error != "" || r.Bare {
 			continue
 		}
-		if r.Scenario == "http-10k" {
+		if r.Scenario == "http-10k" || r.Scenario == "http-10k"+vethSuffix {
 			fmt.Fprintf(w, "| CPU < %.0f%% of one core (window) | %s | %.1f%% | %.0f%% | %s | %+.1f points |\n", goalCPU, r.Scenario, r.CPUPct, goalCPU,
 				verdict(r.CPUPct < goalCPU), goalCPU-r.CPUPct)
 			fmt.Fprintf(w, "| 10k checks/s achieved (99%%) | %s | %.0f | %.0f | %s | %+.0f |\n", r.Scenario, r.ChecksPerS, 0.99*float64(r.Targets)/interval.Seconds(),
@@ -907,6 +971,24 @@ func printTable(w io.Writer, rs []result, d, interval time.Duration) {
 			fmt.Fprintf(w, "| (b) informative: <= interval + timeout + 5 ms | %s %s | max %s ms | %s ms | %s | %+.2f ms |\n",
 				r.Scenario, m.Mode, ms(m.BMax), ms(bl), verdict(m.Detected == m.Downed && m.BMax <= bl), float64(bl-m.BMax)/1e6)
 		}
+	}
+	fmt.Fprintln(w, "\nWhere receive processing ran during each window (whole machine, other work included): NET_RX softirqs/s and softirq time % per CPU.")
+	for _, r := range rs {
+		if r.Error != "" {
+			continue
+		}
+		var parts []string
+		for i := range r.NetRXPerS {
+			p := fmt.Sprintf("CPU%d NET_RX %.0f/s", i, r.NetRXPerS[i])
+			if i < len(r.SoftirqPct) {
+				p += fmt.Sprintf(" softirq %.1f%%", r.SoftirqPct[i])
+			}
+			if i < len(r.RPSIPIPerS) {
+				p += fmt.Sprintf(" RPS wake-ups %.0f/s", r.RPSIPIPerS[i])
+			}
+			parts = append(parts, p)
+		}
+		fmt.Fprintf(w, "%s (checker GOMAXPROCS %d): %s\n", r.Scenario, r.GOMAXPROCS, strings.Join(parts, ", "))
 	}
 	for _, r := range rs {
 		for reason, n := range r.Reasons {
