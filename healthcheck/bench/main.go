@@ -988,7 +988,12 @@ func printTable(w io.Writer, rs []result, d, interval time.Duration, steered boo
 			}
 			parts = append(parts, p)
 		}
-		fmt.Fprintf(w, "%s (checker GOMAXPROCS %d): %s\n", r.Scenario, r.GOMAXPROCS, strings.Join(parts, ", "))
+		// Per check, for rows that could not keep up with the interval.
+		perCheck := 0.0
+		if r.ChecksPerS > 0 {
+			perCheck = r.CPUPct / 100 / r.ChecksPerS * 1e6
+		}
+		fmt.Fprintf(w, "%s (checker GOMAXPROCS %d, %.1f µs checker CPU per check): %s\n", r.Scenario, r.GOMAXPROCS, perCheck, strings.Join(parts, ", "))
 	}
 	for _, r := range rs {
 		for reason, n := range r.Reasons {
