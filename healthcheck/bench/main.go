@@ -25,6 +25,12 @@
 // blocking system calls from 8 threads and no scheduler: the kernel's cost
 // on this host, as a reference in the same run.
 //
+// A scenario with the suffix -veth (http-10k-veth, rawhttp-10k-veth,
+// tcp-10k-veth) puts the targets in another network namespace behind a
+// veth pair instead, with the checker and servers pinned to different CPUs
+// and receive processing steered to each side's CPU (see veth.go), so the
+// servers' half of each exchange is not charged to the checker.
+//
 //	go run ./healthcheck/bench -duration 10s
 package main
 
@@ -972,7 +978,9 @@ func printTable(w io.Writer, rs []result, d, interval time.Duration, steered boo
 				r.Scenario, m.Mode, ms(m.BMax), ms(bl), verdict(m.Detected == m.Downed && m.BMax <= bl), float64(bl-m.BMax)/1e6)
 		}
 	}
-	fmt.Fprintln(w, "\nWhere receive processing ran during each window (whole machine, other work included): NET_RX softirqs/s and softirq time % per CPU.")
+	fmt.Fprintln(w, "\nWhere receive processing ran during each window (whole machine, other work included): NET_RX softirqs/s, softirq time % and")
+	fmt.Fprintln(w, "RPS wake-ups (softnet_stat received_rps: packets steered from the other CPU) per CPU. Softirq work that runs while a CPU")
+	fmt.Fprintln(w, "is otherwise idle is charged to no process and shows under \"other processes\".")
 	for _, r := range rs {
 		if r.Error != "" {
 			continue
