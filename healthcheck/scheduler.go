@@ -380,12 +380,7 @@ func (s *Scheduler) check(p *probe) {
 		return // removed while waiting for a worker
 	}
 	started := s.clock.Now()
-	var r Result
-	if sr, ok := p.checker.(scheduledRunner); ok {
-		r = sr.runFrom(p.ctx, scheduled)
-	} else {
-		r = p.checker.Run(p.ctx)
-	}
+	r := p.checker.Run(p.ctx)
 	if r.Start.IsZero() {
 		r.Start = started
 	}

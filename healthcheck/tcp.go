@@ -18,10 +18,8 @@ func newTCP(t Target) (Checker, error) {
 	return &tcpChecker{dial: d, timeout: timeoutOf(t.Check)}, nil
 }
 
-func (c *tcpChecker) Run(ctx context.Context) Result { return c.runFrom(ctx, time.Now()) }
-
-func (c *tcpChecker) runFrom(ctx context.Context, scheduled time.Time) Result {
-	deadline := checkDeadline(scheduled, c.timeout)
+func (c *tcpChecker) Run(ctx context.Context) Result {
+	deadline := checkDeadline(c.timeout)
 	conn, err := c.dial.dial(ctx, deadline, false)
 	if err != nil {
 		return down(describe("connect", err, deadline, c.timeout))
