@@ -40,10 +40,12 @@ const vmGuestHaldir = "/haldir-vm/bin/haldir"
 
 // Health check timing of the test configuration. timeout must not exceed
 // interval (conf rejects it), so the bound fall × interval +
-// timeout is 2 × 300ms + 200ms = 800ms.
+// timeout is 2 × 500ms + 400ms = 1.4s. A 200ms timeout was too short for
+// CI: with the whole suite running, the TCG guest stalls long enough that
+// healthy real servers missed it together and the service lost quorum.
 const (
-	vmCheckInterval = 300 * time.Millisecond
-	vmCheckTimeout  = 200 * time.Millisecond
+	vmCheckInterval = 500 * time.Millisecond
+	vmCheckTimeout  = 400 * time.Millisecond
 	vmCheckFall     = 2
 	// vmTCGMargin is added to the bound: the guest runs under
 	// qemu's TCG on a shared 2-core host, where the daemon, the checker's
