@@ -565,9 +565,12 @@ func TestE2EUnicast(t *testing.T) {
 			if src := r2.in.Status().Source; src != f.host(12).Addr() {
 				t.Fatalf("r2 sends from %v, want its address %v known to its peer", src, f.host(12).Addr())
 			}
-			sendForged(t, l.Host("attacker"), f.host(12).Addr(), 255, 10, func(i int) []byte {
+			sent, _ := sendForged(t, l.Host("attacker"), f.host(12).Addr(), 255, 10, func(i int) []byte {
 				return advert(t, f, 3, 254, f.host(99).Addr(), f.host(12).Addr())
 			})
+			if sent != 10 {
+				t.Fatalf("sent %d of 10 forged adverts within 2s", sent)
+			}
 			waitFor(t, "unknown_peer drops", settle, func() bool { return r2.in.Status().Drops["unknown_peer"] == 10 })
 			assertSteady(t, r2, all, 300*time.Millisecond)
 			r2.stop()
