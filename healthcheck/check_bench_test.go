@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/haldir-lb/haldir/conf"
 )
@@ -44,7 +45,7 @@ func BenchmarkCheck(b *testing.B) {
 			defer cancel()
 			b.ReportAllocs()
 			for b.Loop() {
-				if r := ck.Run(ctx); !r.Up {
+				if r := ck.Run(ctx, time.Now().Add(time.Second)); !r.Up {
 					b.Fatal(r.Reason)
 				}
 			}

@@ -57,7 +57,7 @@ func runCases(t *testing.T, cases []checkCase) {
 				t.Fatal(err)
 			}
 			start := time.Now()
-			r := ck.Run(context.Background())
+			r := ck.Run(context.Background(), start.Add(timeoutOf(c)))
 			took := time.Since(start)
 			if took > c.Timeout.D()+slack {
 				t.Errorf("check took %v, timeout is %v", took, c.Timeout.D())
@@ -244,7 +244,7 @@ func TestExecTimeoutKillsProcessGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	r := ck.Run(context.Background())
+	r := ck.Run(context.Background(), start.Add(timeoutOf(c)))
 	if took := time.Since(start); took > 300*time.Millisecond+slack {
 		t.Fatalf("took %v", took)
 	}

@@ -52,8 +52,8 @@ func (c *dnsChecker) client(network string) *dns.Client {
 	return &dns.Client{Net: network, Dialer: d, Timeout: c.timeout}
 }
 
-func (c *dnsChecker) Run(ctx context.Context) Result {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+func (c *dnsChecker) Run(ctx context.Context, deadline time.Time) Result {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	m := c.msg.Copy()
 	m.Id = dns.Id()

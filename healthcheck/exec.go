@@ -34,8 +34,8 @@ func newExec(t Target) (Checker, error) {
 
 // Run follows keepalived's misc_check with misc_dynamic: exit 0 is up with
 // the configured weight, 1 is down, 2-255 is up with weight code-2.
-func (c *execChecker) Run(ctx context.Context) Result {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+func (c *execChecker) Run(ctx context.Context, deadline time.Time) Result {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.argv[0], c.argv[1:]...)
 	cmd.Env = c.env

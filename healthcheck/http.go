@@ -166,11 +166,10 @@ func hostLiteral(a string) string {
 // reader and writer goroutines and pool would be pure cost here). The
 // request bytes are built once per probe; net/http still parses the
 // response.
-func (c *httpChecker) Run(ctx context.Context) Result {
+func (c *httpChecker) Run(ctx context.Context, deadline time.Time) Result {
 	// One deadline, set on the socket, covers connect, TLS, request,
 	// headers and body, so a server that trickles bytes fails at the
 	// deadline, not at deadline per read.
-	deadline := checkDeadline(c.timeout)
 	sc, err := c.dial.dial(ctx, deadline, true)
 	if err != nil {
 		return down(describe("connect", err, deadline, c.timeout))

@@ -196,7 +196,7 @@ func TestBoundedGoroutinesAndFDs(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		return checkerFunc(func(ctx context.Context) Result {
+		return checkerFunc(func(ctx context.Context, deadline time.Time) Result {
 			n := inflight.Add(1)
 			for {
 				m := maxInflight.Load()
@@ -205,7 +205,7 @@ func TestBoundedGoroutinesAndFDs(t *testing.T) {
 				}
 			}
 			defer inflight.Add(-1)
-			return ck.Run(ctx)
+			return ck.Run(ctx, deadline)
 		}), nil
 	}})
 	var ts []Target
@@ -240,9 +240,9 @@ func TestBoundedGoroutinesAndFDs(t *testing.T) {
 	}
 }
 
-type checkerFunc func(context.Context) Result
+type checkerFunc func(context.Context, time.Time) Result
 
-func (f checkerFunc) Run(ctx context.Context) Result { return f(ctx) }
+func (f checkerFunc) Run(ctx context.Context, deadline time.Time) Result { return f(ctx, deadline) }
 
 // IPv6 real servers: the request line, Host header and dial address all
 // need the bracketed form.
@@ -264,7 +264,7 @@ func TestHTTPOverIPv6(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := ck.Run(context.Background()); !r.Up {
+	if r := ck.Run(context.Background(), time.Now().Add(3*time.Second)); !r.Up {
 		t.Fatalf("check of %s: %s", ap, r.Reason)
 	}
 	if want := ap.String(); gotHost.Load() != want {

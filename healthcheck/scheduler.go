@@ -380,7 +380,7 @@ func (s *Scheduler) check(p *probe) {
 		return // removed while waiting for a worker
 	}
 	started := s.clock.Now()
-	r := p.checker.Run(p.ctx)
+	r := p.checker.Run(p.ctx, CheckDeadline(scheduled, started, timeoutOf(p.target.Check)))
 	if r.Start.IsZero() {
 		r.Start = started
 	}

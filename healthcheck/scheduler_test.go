@@ -73,7 +73,7 @@ type scripted struct {
 	calls  int
 }
 
-func (s *scripted) Run(ctx context.Context) Result {
+func (s *scripted) Run(context.Context, time.Time) Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := min(s.calls, len(s.script)-1)
@@ -363,7 +363,7 @@ func TestSchedulerUpdateRejectsInvalid(t *testing.T) {
 // blocker hangs until its context is cancelled.
 type blocker struct{ cancelled atomic.Int32 }
 
-func (b *blocker) Run(ctx context.Context) Result {
+func (b *blocker) Run(ctx context.Context, _ time.Time) Result {
 	<-ctx.Done()
 	b.cancelled.Add(1)
 	return down("cancelled")

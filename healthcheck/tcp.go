@@ -18,8 +18,7 @@ func newTCP(t Target) (Checker, error) {
 	return &tcpChecker{dial: d, timeout: timeoutOf(t.Check)}, nil
 }
 
-func (c *tcpChecker) Run(ctx context.Context) Result {
-	deadline := checkDeadline(c.timeout)
+func (c *tcpChecker) Run(ctx context.Context, deadline time.Time) Result {
 	conn, err := c.dial.dial(ctx, deadline, false)
 	if err != nil {
 		return down(describe("connect", err, deadline, c.timeout))

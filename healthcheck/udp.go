@@ -30,10 +30,9 @@ func newUDP(t Target) (Checker, error) {
 // Run sends the payload on a connected socket: the kernel then reports an
 // ICMP port unreachable for it as ECONNREFUSED on the next read, which
 // distinguishes "nothing listens" from "listener is silent".
-func (c *udpChecker) Run(ctx context.Context) Result {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+func (c *udpChecker) Run(ctx context.Context, deadline time.Time) Result {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	deadline, _ := ctx.Deadline()
 	conn, err := dialer(c.t.Check, "udp").DialContext(ctx, "udp", c.addr)
 	if err != nil {
 		return down(describe("connect", err, deadlineOf(ctx), c.timeout))
