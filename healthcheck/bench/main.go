@@ -706,38 +706,58 @@ wait:
 			break wait
 		}
 	}
+	// Transitions are received, and stamped, by their own goroutine: while
+	// this one waits for the servers to take the second mode's targets
+	// down, the first mode's events must not queue in the channel.
+	type received struct {
+		tr  healthcheck.Transition
+		got time.Time
+	}
+	var (
+		recv     []received
+		stopRecv = make(chan struct{})
+		recvDone = make(chan struct{})
+	)
+	go func() {
+		defer close(recvDone)
+		for {
+			select {
+			case tr := <-s.Transitions():
+				recv = append(recv, received{tr, time.Now()})
+			case <-stopRecv:
+				return
+			}
+		}
+	}()
 	var downAt [nModes]time.Time
 	for mode, cmd := range [nModes]string{"down", "blackhole"} {
 		isDown[mode].Store(true)
 		at, err := command(stdin, lines, fmt.Sprintf("%s %d", cmd, down))
 		if err != nil {
+			close(stopRecv)
 			return fail(err)
 		}
 		downAt[mode] = at
 	}
+	time.Sleep(time.Until(t0.Add(d)))
+	close(stopRecv)
+	<-recvDone
 	var a, b [nModes][]time.Duration
 	seen := map[string]bool{}
-	timer := time.NewTimer(time.Until(t0.Add(d)))
-loop:
-	for {
-		select {
-		case tr := <-s.Transitions():
-			got := time.Now()
-			mode, ok := modeOf[tr.Key]
-			if tr.Up || !ok || seen[tr.Key] || got.Before(downAt[mode]) {
-				continue
-			}
-			seen[tr.Key] = true
-			mu.Lock()
-			ff, ok := firstFail[tr.Key]
-			mu.Unlock()
-			if ok {
-				a[mode] = append(a[mode], got.Sub(ff))
-			}
-			b[mode] = append(b[mode], got.Sub(downAt[mode]))
-		case <-timer.C:
-			break loop
+	for _, rc := range recv {
+		tr, got := rc.tr, rc.got
+		mode, ok := modeOf[tr.Key]
+		if tr.Up || !ok || seen[tr.Key] || got.Before(downAt[mode]) {
+			continue
 		}
+		seen[tr.Key] = true
+		mu.Lock()
+		ff, ok := firstFail[tr.Key]
+		mu.Unlock()
+		if ok {
+			a[mode] = append(a[mode], got.Sub(ff))
+		}
+		b[mode] = append(b[mode], got.Sub(downAt[mode]))
 	}
 	measuring.Store(false)
 	m.finish(&r)
