@@ -107,10 +107,5 @@ func runEpoll(r result, n int, d time.Duration, srvPID int, stdin io.Writer, lin
 		}
 	}()
 	<-done
-	m.finish(&r)
-	served1 := served(stdin, lines)
-	r.Checks, r.Failed = checks.Load(), failed.Load()
-	r.ChecksPerS = float64(r.Checks) / r.Seconds
-	r.ServedPerS = float64(served1-served0) / r.Seconds
-	return r
+	return finishBare(r, m, checks.Load(), failed.Load(), served0, stdin, lines)
 }

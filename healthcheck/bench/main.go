@@ -844,9 +844,15 @@ func runBare(r result, kind string, n int, d time.Duration, srvPID int, stdin io
 		}()
 	}
 	wg.Wait()
+	return finishBare(r, m, checks.Load(), failed.Load(), served0, stdin, lines)
+}
+
+// finishBare closes a reference row's window: CPU from the meter, checks
+// from the counters, connections from the server child.
+func finishBare(r result, m *meter, checks, failed, served0 int64, stdin io.Writer, lines *bufio.Scanner) result {
 	m.finish(&r)
 	served1 := served(stdin, lines)
-	r.Checks, r.Failed = checks.Load(), failed.Load()
+	r.Checks, r.Failed = checks, failed
 	r.ChecksPerS = float64(r.Checks) / r.Seconds
 	r.ServedPerS = float64(served1-served0) / r.Seconds
 	return r
