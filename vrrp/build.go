@@ -67,6 +67,7 @@ func NewSet(cfg *conf.Config, opts Options) (*Set, error) {
 	// Every instance has its own socket and sees its siblings' adverts;
 	// those are not "unknown" VRIDs.
 	for i, a := range s.Instances {
+		others := map[uint8]bool{}
 		for j, b := range s.Instances {
 			if i == j || a.cfg.Interface != b.cfg.Interface || a.family != b.family {
 				continue
@@ -77,11 +78,9 @@ func NewSet(cfg *conf.Config, opts Options) (*Set, error) {
 				}
 				continue
 			}
-			if a.others == nil {
-				a.others = map[uint8]bool{}
-			}
-			a.others[uint8(b.cfg.VRID)] = true
+			others[uint8(b.cfg.VRID)] = true
 		}
+		a.siblings.Store(&others)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

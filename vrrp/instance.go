@@ -77,19 +77,21 @@ type Status struct {
 // traffic to them (accept_mode = true, the only mode conf accepts): IPVS
 // takes the virtual servers' traffic in LOCAL_IN, after local delivery.
 type Instance struct {
-	cfg     conf.VRRPInstance
-	opts    Options
-	log     *slog.Logger
-	family  int // 4 or 6
-	vips    []netip.Addr
-	expect  Expect
-	drops   DropCounters
-	group   *SyncGroup
-	others  map[uint8]bool // VRIDs of sibling instances on the same link and family (NewSet)
-	groupCh chan Event
-	vs      *vsInputs
-	stopped chan struct{} // closed when Run returns
-	ran     atomic.Bool
+	cfg    conf.VRRPInstance
+	opts   Options
+	log    *slog.Logger
+	family int // 4 or 6
+	vips   []netip.Addr
+	expect Expect
+	drops  DropCounters
+	group  *SyncGroup
+	// siblings are the VRIDs of the other instances on the same link and
+	// family (NewSet; a reload replaces them while the reader runs).
+	siblings atomic.Pointer[map[uint8]bool]
+	groupCh  chan Event
+	vs       *vsInputs
+	stopped  chan struct{} // closed when Run returns
+	ran      atomic.Bool
 
 	mu     sync.Mutex
 	status Status
@@ -529,10 +531,13 @@ func (d *driver) tracked(t tracking) {
 }
 
 func (in *Instance) readLoop(ctx context.Context, c advertConn, out chan<- EvAdvert) {
-	dec := Decoder{Routers: map[uint8]Expect{uint8(in.cfg.VRID): in.expect}, Others: in.others, Drops: &in.drops}
+	dec := Decoder{Routers: map[uint8]Expect{uint8(in.cfg.VRID): in.expect}, Drops: &in.drops}
 	buf := make([]byte, 1500)
 	for {
 		r, err := c.Read(buf)
+		if p := in.siblings.Load(); p != nil {
+			dec.Others = *p
+		}
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return

@@ -111,7 +111,7 @@ func TestNewSet(t *testing.T) {
 	if s.Instance("vi").opts.NotifyTimeout != 3*time.Second {
 		t.Fatal("global notify_timeout not applied")
 	}
-	if !s.Instance("vi").others[8] || !s.Instance("vb").others[7] {
+	if !(*s.Instance("vi").siblings.Load())[8] || !(*s.Instance("vb").siblings.Load())[7] {
 		t.Fatal("sibling VRIDs on the same link not known")
 	}
 	same := goodInstance()

@@ -84,13 +84,25 @@ type EvGroupFault struct{ Fault bool }
 // addresses stay on one router.
 type EvGroupState struct{ To State }
 
-func (EvGroupFault) isEvent() {}
-func (EvGroupState) isEvent() {}
-func (EvStartup) isEvent()    {}
-func (EvAdvert) isEvent()     {}
-func (EvTimer) isEvent()      {}
-func (EvTracking) isEvent()   {}
-func (EvShutdown) isEvent()   {}
+// EvReconfigure carries a reload's new priority, preempt and preempt_delay
+// to a running machine (never a priority to or from the owner's 255: that
+// is a restart). Like a tracking change, a new priority takes effect in the
+// next advert (master) or the next comparison (backup), with no transition
+// of its own.
+type EvReconfigure struct {
+	Priority     int
+	Preempt      bool
+	PreemptDelay time.Duration
+}
+
+func (EvReconfigure) isEvent() {}
+func (EvGroupFault) isEvent()  {}
+func (EvGroupState) isEvent()  {}
+func (EvStartup) isEvent()     {}
+func (EvAdvert) isEvent()      {}
+func (EvTimer) isEvent()       {}
+func (EvTracking) isEvent()    {}
+func (EvShutdown) isEvent()    {}
 
 // Action is an output of Machine.Handle, carried out by the driver in order.
 type Action interface{ isAction() }
@@ -135,14 +147,16 @@ type IgnoreReason string
 // Ignore reasons.
 const (
 	Handled              IgnoreReason = ""
-	IgnoreLowerPriority  IgnoreReason = "lower_priority"     // backup with preempt sees a lower-priority master
-	IgnoreMasterLower    IgnoreReason = "master_lower"       // master sees a lower (or tie-losing) advert
-	IgnoreStaleTimer     IgnoreReason = "stale_timer"        // a timer fired before its current deadline
-	IgnoreFault          IgnoreReason = "fault"              // in Fault, adverts and timers are ignored
-	IgnoreNotRunning     IgnoreReason = "not_running"        // event before startup or after shutdown
-	IgnoreAlreadyRunning IgnoreReason = "already_running"    // startup twice
-	IgnoreTrackingNoop   IgnoreReason = "tracking_unchanged" // same tracking state again
-	IgnoreGroupNoop      IgnoreReason = "group_noop"         // sync group state we are already in, or cannot follow
+	IgnoreLowerPriority  IgnoreReason = "lower_priority"      // backup with preempt sees a lower-priority master
+	IgnoreMasterLower    IgnoreReason = "master_lower"        // master sees a lower (or tie-losing) advert
+	IgnoreStaleTimer     IgnoreReason = "stale_timer"         // a timer fired before its current deadline
+	IgnoreFault          IgnoreReason = "fault"               // in Fault, adverts and timers are ignored
+	IgnoreNotRunning     IgnoreReason = "not_running"         // event before startup or after shutdown
+	IgnoreAlreadyRunning IgnoreReason = "already_running"     // startup twice
+	IgnoreTrackingNoop   IgnoreReason = "tracking_unchanged"  // same tracking state again
+	IgnoreGroupNoop      IgnoreReason = "group_noop"          // sync group state we are already in, or cannot follow
+	IgnoreReconfigNoop   IgnoreReason = "reconfigure_noop"    // a reload changed nothing the machine holds
+	IgnoreReconfigBad    IgnoreReason = "reconfigure_refused" // not changeable in place (priority to or from 255) or out of range
 )
 
 // Machine is the VRRP state machine of one virtual router. It does no I/O
@@ -243,6 +257,8 @@ func (m *Machine) Handle(now time.Time, ev Event) ([]Action, IgnoreReason) {
 		return m.faultChange(now, was, "sync group fault")
 	case EvGroupState:
 		return m.groupState(now, ev)
+	case EvReconfigure:
+		return m.reconfigure(ev)
 	case EvTimer:
 		return m.timer(now)
 	case EvAdvert:
@@ -341,6 +357,18 @@ func (m *Machine) faultChange(now time.Time, wasFault bool, why string) ([]Actio
 	// A priority change alone takes effect in the next advert (master) or
 	// the next comparison (backup), as in keepalived; the Backup's
 	// Master_Down_Interval keeps its old skew until re-armed.
+	return nil, Handled
+}
+
+func (m *Machine) reconfigure(ev EvReconfigure) ([]Action, IgnoreReason) {
+	switch {
+	case ev.Priority == m.cfg.Priority && ev.Preempt == m.cfg.Preempt && ev.PreemptDelay == m.cfg.PreemptDelay:
+		return nil, IgnoreReconfigNoop
+	case ev.Priority < 1 || ev.Priority >= OwnerPriority || m.owner() || ev.PreemptDelay < 0:
+		return nil, IgnoreReconfigBad
+	}
+	m.cfg.Priority, m.cfg.Preempt, m.cfg.PreemptDelay = ev.Priority, ev.Preempt, ev.PreemptDelay
+	m.lowerSince = time.Time{} // preempt_delay counts afresh under the new settings
 	return nil, Handled
 }
 

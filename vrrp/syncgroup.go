@@ -43,6 +43,9 @@ func NewSyncGroup(cfg conf.VRRPSyncGroup, members []*Instance) (*SyncGroup, erro
 	return g, nil
 }
 
+// Group returns the sync group the instance belongs to, or nil.
+func (in *Instance) Group() *SyncGroup { return in.group }
+
 // Close stops the group's notifier after the members have stopped.
 func (g *SyncGroup) Close() { g.notify.close() }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"reflect"
 	"sync"
 	"time"
 
@@ -27,9 +26,12 @@ type components struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	vrrpSet    *vrrp.Set
-	vrrpCancel context.CancelFunc
-	vrrpWG     sync.WaitGroup
+	// VRRP instances run one by one so that a reload can stop, start or
+	// update each in place (vrrp.PlanReload). Guarded by mu.
+	vrrpRuns   map[string]*vrrpRun
+	vrrpOrder  []string                // instance names in configuration order, for status
+	vrrpGroups map[*vrrp.SyncGroup]int // running sync groups, and how many members run
+	vrrpCfg    *conf.Config            // the configuration the VRRP instances run
 
 	hc  *healthcheck.Scheduler
 	dir *director.Reconciler
@@ -62,7 +64,17 @@ func newComponents(log *slog.Logger) *components {
 		subs:       map[string][]director.Verdict{},
 		quorum:     map[string]bool{},
 		notRunning: map[string]string{},
+		vrrpRuns:   map[string]*vrrpRun{},
+		vrrpGroups: map[*vrrp.SyncGroup]int{},
+		vrrpCfg:    &conf.Config{},
 	}
+}
+
+// vrrpRun is one running VRRP instance.
+type vrrpRun struct {
+	in     *vrrp.Instance
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Run has returned
 }
 
 // start brings up every component cfg asks for. An error leaves nothing
@@ -99,14 +111,7 @@ func (c *components) start(cfg *conf.Config) (err error) {
 		c.notRunning["healthcheck"] = "no virtual_server configured"
 	}
 
-	if len(cfg.VRRP) > 0 {
-		if err := c.startVRRP(cfg); err != nil {
-			return err
-		}
-	} else {
-		c.notRunning["vrrp"] = "no vrrp instance configured"
-	}
-	return nil
+	return c.reloadVRRP(cfg)
 }
 
 func (c *components) goRun(name string, f func(context.Context) error) {
@@ -119,7 +124,12 @@ func (c *components) goRun(name string, f func(context.Context) error) {
 	}()
 }
 
-func (c *components) startVRRP(cfg *conf.Config) error {
+// reloadVRRP makes the running VRRP instances those of cfg, changing only
+// what the difference asks for (vrrp.PlanReload): unchanged instances run
+// on untouched, a new priority or preemption is taken in place, and only
+// instances whose other settings changed, or that come or go, stop and
+// start. An invalid set leaves every instance as it was.
+func (c *components) reloadVRRP(cfg *conf.Config) error {
 	set, err := vrrp.NewSet(cfg, vrrp.Options{
 		Do:     c.vrrpDo,
 		Logger: c.log.With("component", "vrrp"),
@@ -132,28 +142,178 @@ func (c *components) startVRRP(cfg *conf.Config) error {
 		return fmt.Errorf("vrrp: %w", err)
 	}
 	c.mu.Lock()
-	c.vrrpSet = set
-	for name, up := range c.quorum {
-		set.SetVirtualServerUp(name, up)
+	old := c.vrrpCfg
+	c.mu.Unlock()
+	plan := vrrp.PlanReload(old, cfg)
+
+	// Stop first: a restarted instance's new self must not meet its old
+	// self on the wire, nor race it for the addresses and the vmac.
+	var stopping []*vrrpRun
+	for _, p := range plan {
+		if p.Change == vrrp.Restart || p.Change == vrrp.Remove {
+			c.log.Info("vrrp reload: stopping instance", "instance", p.Name, "change", p.Change.String(), "why", p.Why)
+			c.mu.Lock()
+			r := c.vrrpRuns[p.Name]
+			delete(c.vrrpRuns, p.Name)
+			delete(c.notRunning, "vrrp "+p.Name)
+			c.mu.Unlock()
+			if r != nil {
+				stopping = append(stopping, r)
+			}
+		}
+	}
+	c.stopRuns(stopping)
+
+	used := map[*vrrp.SyncGroup]bool{}
+	for _, p := range plan {
+		nin := set.Instance(p.Name)
+		c.mu.Lock()
+		r := c.vrrpRuns[p.Name]
+		c.mu.Unlock()
+		if (p.Change == vrrp.Keep || p.Change == vrrp.Update) && ended(r) && nin.Group() == nil {
+			// It failed to start (an interface missing, say): a reload is
+			// the operator's way to try again. (A sync group's members
+			// share their group; retrying one alone would split it.)
+			c.mu.Lock()
+			delete(c.notRunning, "vrrp "+p.Name)
+			c.mu.Unlock()
+			p.Change, p.Why = vrrp.Restart, "it was not running"
+		}
+		switch p.Change {
+		case vrrp.Keep:
+			r.in.SetSiblings(nin)
+		case vrrp.Update:
+			r.in.SetSiblings(nin)
+			if err := r.in.Reconfigure(configOf(cfg, p.Name)); err != nil {
+				// PlanReload and Reconfigure agree on what changes in
+				// place; this is a bug, not an operator's mistake.
+				c.log.Error("vrrp reload: in-place update refused", "instance", p.Name, "error", err)
+				continue
+			}
+			c.log.Info("vrrp reload: instance updated in place", "instance", p.Name, "why", p.Why)
+		case vrrp.Restart, vrrp.Add:
+			c.log.Info("vrrp reload: starting instance", "instance", p.Name, "change", p.Change.String(), "why", p.Why)
+			if g := nin.Group(); g != nil {
+				used[g] = true
+			}
+			c.runInstance(nin)
+		}
+	}
+	// The new set built a group for every sync group; those whose members
+	// keep running keep their old one.
+	for _, g := range set.Groups {
+		if !used[g] {
+			g.Close()
+		}
+	}
+	c.mu.Lock()
+	c.vrrpCfg = &conf.Config{VRRP: cfg.VRRP, VRRPSyncGroups: cfg.VRRPSyncGroups}
+	c.vrrpOrder = nil
+	for _, ic := range cfg.VRRP {
+		c.vrrpOrder = append(c.vrrpOrder, ic.Name)
+	}
+	if len(cfg.VRRP) == 0 {
+		c.notRunning["vrrp"] = "no vrrp instance configured"
+	} else {
+		delete(c.notRunning, "vrrp")
 	}
 	c.mu.Unlock()
-	// VRRP gets its own context: on stop, masters must hand over (priority
-	// 0) before anything else goes away.
+	return nil
+}
+
+// runInstance starts in with the quorum states reported so far. VRRP runs
+// on its own contexts: on stop, masters must hand over (priority 0) before
+// anything else goes away.
+func (c *components) runInstance(in *vrrp.Instance) {
 	ctx, cancel := context.WithCancel(context.Background())
-	c.vrrpCancel = cancel
-	for _, in := range set.Instances {
-		c.vrrpWG.Add(1)
-		go func() {
-			defer c.vrrpWG.Done()
-			if err := in.Run(ctx); err != nil {
-				c.log.Error("vrrp instance failed to start", "instance", in.Name(), "error", err)
-				c.mu.Lock()
+	r := &vrrpRun{in: in, cancel: cancel, done: make(chan struct{})}
+	c.mu.Lock()
+	for name, up := range c.quorum {
+		in.SetVirtualServerUp(name, up)
+	}
+	c.vrrpRuns[in.Name()] = r
+	if g := in.Group(); g != nil {
+		c.vrrpGroups[g]++
+	}
+	c.mu.Unlock()
+	go func() {
+		defer close(r.done)
+		if err := in.Run(ctx); err != nil {
+			c.log.Error("vrrp instance failed to start", "instance", in.Name(), "error", err)
+			c.mu.Lock()
+			if c.vrrpRuns[in.Name()] == r {
 				c.notRunning["vrrp "+in.Name()] = err.Error()
-				c.mu.Unlock()
 			}
-		}()
+			c.mu.Unlock()
+		}
+	}()
+}
+
+// stopRuns stops instances together (each master hands over) and closes
+// the sync groups left without members.
+func (c *components) stopRuns(runs []*vrrpRun) {
+	for _, r := range runs {
+		r.cancel()
+	}
+	deadline := time.After(5 * time.Second)
+	for _, r := range runs {
+		select {
+		case <-r.done:
+		case <-deadline:
+			c.log.Error("vrrp instance did not stop within 5s", "instance", r.in.Name())
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range runs {
+		if g := r.in.Group(); g != nil {
+			if c.vrrpGroups[g]--; c.vrrpGroups[g] == 0 {
+				delete(c.vrrpGroups, g)
+				g.Close()
+			}
+		}
+	}
+}
+
+func ended(r *vrrpRun) bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// vrrpInstances lists the running instances in configuration order.
+func (c *components) vrrpInstances() []*vrrp.Instance {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*vrrp.Instance
+	for _, name := range c.vrrpOrder {
+		if r := c.vrrpRuns[name]; r != nil {
+			out = append(out, r.in)
+		}
+	}
+	return out
+}
+
+// vrrpInstance returns the running instance called name, or nil.
+func (c *components) vrrpInstance(name string) *vrrp.Instance {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r := c.vrrpRuns[name]; r != nil {
+		return r.in
 	}
 	return nil
+}
+
+func configOf(cfg *conf.Config, name string) conf.VRRPInstance {
+	for _, ic := range cfg.VRRP {
+		if ic.Name == name {
+			return ic
+		}
+	}
+	return conf.VRRPInstance{}
 }
 
 // quorumChanged is the director's OnQuorum: it remembers the state and
@@ -164,8 +324,8 @@ func (c *components) quorumChanged(q director.QuorumState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.quorum[q.Name] = q.Up
-	if c.vrrpSet != nil {
-		c.vrrpSet.SetVirtualServerUp(q.Name, q.Up)
+	for _, r := range c.vrrpRuns {
+		r.in.SetVirtualServerUp(q.Name, q.Up)
 	}
 }
 
@@ -238,41 +398,41 @@ func (c *components) followTransitions(ctx context.Context) error {
 }
 
 // reload applies a new, valid configuration: the director diffs the IPVS
-// table, the scheduler keeps unchanged probes. It returns an error when a
-// part could not take the new config; that part keeps the old one.
+// table, the scheduler keeps unchanged probes, VRRP changes only the
+// instances that changed. It returns an error when a part could not take
+// the new config; that part keeps the old one.
 func (c *components) reload(old, cfg *conf.Config) error {
-	if !reflect.DeepEqual(old.VRRP, cfg.VRRP) || !reflect.DeepEqual(old.VRRPSyncGroups, cfg.VRRPSyncGroups) {
-		// Restarting instances would make a master hand over and take back
-		// its VIPs; until instances can be updated in place, say so.
-		c.log.Warn("vrrp changes take effect at restart; the running vrrp instances keep their configuration")
-	}
-	if c.dir == nil {
-		if len(cfg.VirtualServers) > 0 {
-			c.log.Warn("virtual servers added to a configuration that had none take effect at restart")
+	var errs []error
+	switch {
+	case c.dir != nil:
+		if err := c.dir.SetConfig(cfg); err != nil {
+			errs = append(errs, fmt.Errorf("director: %w", err))
+		} else if err := c.updateChecks(cfg); err != nil {
+			errs = append(errs, err)
 		}
-		return nil
+	case len(cfg.VirtualServers) > 0:
+		c.log.Warn("virtual servers added to a configuration that had none take effect at restart")
 	}
-	if err := c.dir.SetConfig(cfg); err != nil {
-		return fmt.Errorf("director: %w", err)
+	// After the director: a new instance's addresses come up with their
+	// virtual servers already in the table.
+	if err := c.reloadVRRP(cfg); err != nil {
+		errs = append(errs, err)
 	}
-	return c.updateChecks(cfg)
+	return errors.Join(errs...)
 }
 
 // stop shuts down in order: VRRP first (a master sends priority 0 so the
 // backup takes over at once), then checks and the director. The IPVS table
 // is left as it is, so a restart adopts it without resetting a connection.
 func (c *components) stop() {
-	if c.vrrpCancel != nil {
-		c.vrrpCancel()
-		done := make(chan struct{})
-		go func() { c.vrrpWG.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			c.log.Error("vrrp instances did not stop within 5s")
-		}
-		c.vrrpSet.Close()
+	c.mu.Lock()
+	var runs []*vrrpRun
+	for _, r := range c.vrrpRuns {
+		runs = append(runs, r)
 	}
+	clear(c.vrrpRuns)
+	c.mu.Unlock()
+	c.stopRuns(runs)
 	if c.cancel != nil {
 		c.cancel()
 	}

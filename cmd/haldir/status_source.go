@@ -22,10 +22,8 @@ func (d *daemon) Status() control.Status {
 	d.mu.Unlock()
 	c := d.comp
 	st.NotRunning = c.notRunningSnapshot()
-	if c.vrrpSet != nil {
-		for _, in := range c.vrrpSet.Instances {
-			st.VRRP = append(st.VRRP, in.Status())
-		}
+	for _, in := range c.vrrpInstances() {
+		st.VRRP = append(st.VRRP, in.Status())
 	}
 	if c.dir != nil {
 		st.Services = c.dir.Snapshot()

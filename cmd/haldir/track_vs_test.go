@@ -68,7 +68,7 @@ port = %d
 		t.Fatal(err)
 	}
 	defer c.stop()
-	in := c.vrrpSet.Instance("vi")
+	in := c.vrrpInstance("vi")
 	wait := func(what string, ok func(vrrp.Status) bool) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/lab"
+	"github.com/haldir-lb/haldir/vrrp"
+)
+
+// TestVRRPReload runs two directors' components in a namespace lab, r1 and
+// r2, sharing instance vi1, and reloads r1 through every kind of change: a
+// lower priority is taken in place (r2 takes over, r1's instance is the
+// same object and never went through Init), an added instance starts, a
+// changed address restarts only that instance, a removed one stops and
+// takes its address with it. r2 never restarts anything.
+func TestVRRPReload(t *testing.T) {
+	lab.SkipIfNotRoot(t)
+	host := func(name, addr string) lab.HostSpec {
+		return lab.HostSpec{Name: name, Links: []lab.LinkSpec{{Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.MustParsePrefix(addr)}}}}
+	}
+	l := lab.BuildT(t, "haldir-vrrp-reload", lab.Topology{
+		Switches: []string{"lan"},
+		Hosts:    []lab.HostSpec{host("r1", "192.0.2.11/24"), host("r2", "192.0.2.12/24")},
+	})
+	instance := func(name string, vrid, prio int, vip string) string {
+		return fmt.Sprintf(`
+[[vrrp]]
+name = %q
+interface = "eth0"
+vrid = %d
+priority = %d
+advert_interval = "100ms"
+virtual_addresses = [%q]
+`, name, vrid, prio, vip)
+	}
+	parse := func(instances ...string) *conf.Config {
+		t.Helper()
+		cfg, err := conf.Parse([]byte("[global]\nrouter_id = \"t\"\n"+strings.Join(instances, "")), "t.toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	start := func(h string, cfg *conf.Config) (*components, *syncBuffer) {
+		t.Helper()
+		var logs syncBuffer
+		c := newComponents(slog.New(slog.NewTextHandler(&logs, nil)))
+		c.vrrpDo = l.Host(h).Do
+		if err := c.start(cfg); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.stop)
+		return c, &logs
+	}
+	waitState := func(c *components, logs *syncBuffer, name string, ok func(vrrp.Status) bool, what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			in := c.vrrpInstance(name)
+			if in != nil && ok(in.Status()) {
+				return
+			}
+			if time.Now().After(deadline) {
+				var st any
+				if in != nil {
+					st = in.Status()
+				}
+				t.Fatalf("%s: %s status %+v\n%s", what, name, st, logs.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	is := func(s vrrp.State, prio uint8) func(vrrp.Status) bool {
+		return func(st vrrp.Status) bool { return st.State == s && st.Priority == prio }
+	}
+	r1 := l.Host("r1")
+	waitAddrs := func(what string, want, gone []string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			have, err := r1.Addrs("eth0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ok := true
+			for _, a := range want {
+				ok = ok && slices.Contains(have, netip.MustParsePrefix(a))
+			}
+			for _, a := range gone {
+				ok = ok && !slices.Contains(have, netip.MustParsePrefix(a))
+			}
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: r1 eth0 has %v, want %v and none of %v", what, have, want, gone)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	vi1 := func(prio int) string { return instance("vi1", 42, prio, "192.0.2.1/24") }
+	cfg1 := parse(vi1(150))
+	c1, logs1 := start("r1", cfg1)
+	c2, logs2 := start("r2", parse(vi1(100)))
+	waitState(c1, logs1, "vi1", is(vrrp.StateMaster, 150), "r1 master at 150")
+	waitState(c2, logs2, "vi1", is(vrrp.StateBackup, 100), "r2 backup")
+	first := c1.vrrpInstance("vi1")
+	r2vi1 := c2.vrrpInstance("vi1")
+
+	reload := func(cfg *conf.Config) {
+		t.Helper()
+		if err := c1.reload(cfg1, cfg); err != nil {
+			t.Fatal(err)
+		}
+		cfg1 = cfg
+	}
+
+	t.Run("priority in place", func(t *testing.T) {
+		reload(parse(vi1(50)))
+		waitState(c2, logs2, "vi1", is(vrrp.StateMaster, 100), "r2 takes over from the lowered r1")
+		waitState(c1, logs1, "vi1", is(vrrp.StateBackup, 50), "r1 backup at 50")
+		if c1.vrrpInstance("vi1") != first {
+			t.Fatal("vi1 was replaced, not updated in place")
+		}
+		waitFor(t, logs1, `msg="vrrp reload: instance updated in place" instance=vi1 why="changed: priority"`, 1)
+		waitFor(t, logs1, `msg="vrrp state change" instance=vi1 from=master to=backup`, 1)
+		if strings.Contains(logs1.String(), "to=init") {
+			t.Fatalf("vi1 went through Init:\n%s", logs1.String())
+		}
+	})
+
+	vi2 := func(vip string) string { return instance("vi2", 43, 150, vip) }
+	t.Run("added instance starts", func(t *testing.T) {
+		reload(parse(vi1(50), vi2("192.0.2.2/24")))
+		waitState(c1, logs1, "vi2", is(vrrp.StateMaster, 150), "vi2 master on r1")
+		waitAddrs("vi2's address", []string{"192.0.2.2/24"}, []string{"192.0.2.1/24"})
+		if c1.vrrpInstance("vi1") != first {
+			t.Fatal("adding vi2 replaced vi1")
+		}
+	})
+
+	t.Run("changed address restarts that instance only", func(t *testing.T) {
+		before := c1.vrrpInstance("vi2")
+		reload(parse(vi1(50), vi2("192.0.2.3/24")))
+		waitState(c1, logs1, "vi2", func(st vrrp.Status) bool { return st.State == vrrp.StateMaster && c1.vrrpInstance("vi2") != before }, "a new vi2 master on r1")
+		waitAddrs("vi2's new address", []string{"192.0.2.3/24"}, []string{"192.0.2.2/24"})
+		waitFor(t, logs1, `msg="vrrp reload: stopping instance" instance=vi2 change=restart why="changed: virtual_addresses"`, 1)
+		if c1.vrrpInstance("vi1") != first {
+			t.Fatal("changing vi2 replaced vi1")
+		}
+	})
+
+	t.Run("removed instance stops", func(t *testing.T) {
+		reload(parse(vi1(50)))
+		if c1.vrrpInstance("vi2") != nil {
+			t.Fatal("vi2 still running after its removal")
+		}
+		waitAddrs("vi2's address gone", nil, []string{"192.0.2.3/24"})
+	})
+
+	t.Run("an instance that failed to start is retried", func(t *testing.T) {
+		vi3 := strings.ReplaceAll(instance("vi3", 44, 150, "198.51.100.10/24"), `"eth0"`, `"extra0"`)
+		reload(parse(vi1(50), vi3))
+		deadline := time.Now().Add(10 * time.Second)
+		for c1.notRunningSnapshot()["vrrp vi3"] == "" {
+			if time.Now().After(deadline) {
+				t.Fatalf("vi3 on a missing interface is not reported as not running:\n%s", logs1.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		nl := r1.Netlink()
+		// A veth pair inside r1 (this kernel has no dummy links).
+		if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "extra0"}, PeerName: "extra0p"}); err != nil {
+			t.Fatal(err)
+		}
+		if p, err := nl.LinkByName("extra0p"); err != nil || nl.LinkSetUp(p) != nil {
+			t.Fatalf("extra0p up: %v", err)
+		}
+		if err := r1.AddAddr("extra0", netip.MustParsePrefix("198.51.100.1/24")); err != nil {
+			t.Fatal(err)
+		}
+		if ln, err := nl.LinkByName("extra0"); err != nil || nl.LinkSetUp(ln) != nil {
+			t.Fatalf("extra0 up: %v", err)
+		}
+		reload(cfg1) // the same configuration again
+		waitState(c1, logs1, "vi3", is(vrrp.StateMaster, 150), "vi3 master once its interface exists")
+		if msg, ok := c1.notRunningSnapshot()["vrrp vi3"]; ok {
+			t.Fatalf("vi3 runs but is still reported as not running: %s", msg)
+		}
+		waitFor(t, logs1, `msg="vrrp reload: starting instance" instance=vi3 change=restart why="it was not running"`, 1)
+		reload(parse(vi1(50)))
+	})
+
+	t.Run("priority back in place", func(t *testing.T) {
+		reload(parse(vi1(150)))
+		waitState(c1, logs1, "vi1", is(vrrp.StateMaster, 150), "r1 preempts at 150")
+		waitState(c2, logs2, "vi1", is(vrrp.StateBackup, 100), "r2 backup again")
+		if c1.vrrpInstance("vi1") != first || c2.vrrpInstance("vi1") != r2vi1 {
+			t.Fatal("an instance was replaced")
+		}
+	})
+}

@@ -1,0 +1,188 @@
+package vrrp
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+// Change is what a reload does to one instance.
+type Change int
+
+// The changes, from least to most disruptive.
+const (
+	// Keep: the instance's configuration is unchanged; it runs on untouched.
+	Keep Change = iota
+	// Update: only priority, preempt or preempt_delay changed; the running
+	// instance takes them in place (Instance.Reconfigure), without a
+	// transition. A new priority takes effect in the next advert.
+	Update
+	// Restart: something a running instance cannot change in place
+	// changed; it stops (a master hands over with priority 0) and a new
+	// one starts.
+	Restart
+	// Add: a new instance.
+	Add
+	// Remove: the instance is gone from the configuration; it stops.
+	Remove
+)
+
+func (c Change) String() string {
+	switch c {
+	case Keep:
+		return "keep"
+	case Update:
+		return "update"
+	case Restart:
+		return "restart"
+	case Add:
+		return "add"
+	case Remove:
+		return "remove"
+	}
+	return fmt.Sprintf("Change(%d)", int(c))
+}
+
+// Planned is one instance's part of a reload.
+type Planned struct {
+	Name   string
+	Change Change
+	Why    string // what changed, for the log; empty for Keep
+}
+
+// PlanReload compares the VRRP instances and sync groups of two valid
+// configurations. A sync group is one unit: its members share one
+// SyncGroup, so when one of them must restart, or the group itself
+// changed, all of them restart. The plan lists old instances in their old
+// order, then added ones in their new order.
+func PlanReload(old, cfg *conf.Config) []Planned {
+	oldIn, newIn := byName(old.VRRP), byName(cfg.VRRP)
+	oldGroup, newGroup := groupOf(old.VRRPSyncGroups), groupOf(cfg.VRRPSyncGroups)
+	plan := map[string]*Planned{}
+	var order []string
+	for _, ic := range old.VRRP {
+		order = append(order, ic.Name)
+		nc, ok := newIn[ic.Name]
+		switch {
+		case !ok:
+			plan[ic.Name] = &Planned{ic.Name, Remove, "no longer configured"}
+		case !reflect.DeepEqual(oldGroup[ic.Name], newGroup[ic.Name]):
+			plan[ic.Name] = &Planned{ic.Name, Restart, "its vrrp_sync_group changed"}
+		default:
+			plan[ic.Name] = planInstance(ic, nc)
+		}
+	}
+	for _, ic := range cfg.VRRP {
+		if _, ok := oldIn[ic.Name]; !ok {
+			order = append(order, ic.Name)
+			plan[ic.Name] = &Planned{ic.Name, Add, "new instance"}
+		}
+	}
+	// A group restarts as a whole when any member restarts, comes or goes;
+	// the group's own change is already a restart of each member.
+	for _, groups := range []map[string]*conf.VRRPSyncGroup{oldGroup, newGroup} {
+		for name, g := range groups {
+			p := plan[name]
+			if p.Change < Restart {
+				continue
+			}
+			for _, m := range g.Instances {
+				if q := plan[m]; q != nil && q.Change < Restart {
+					q.Change, q.Why = Restart, fmt.Sprintf("sync group %q member %q: %s", g.Name, name, p.Change)
+				}
+			}
+		}
+	}
+	out := make([]Planned, 0, len(order))
+	for _, name := range order {
+		out = append(out, *plan[name])
+	}
+	return out
+}
+
+func planInstance(old, cfg conf.VRRPInstance) *Planned {
+	if reflect.DeepEqual(old, cfg) {
+		return &Planned{Name: cfg.Name, Change: Keep}
+	}
+	if why := restartNeeded(old, cfg); why != "" {
+		return &Planned{cfg.Name, Restart, why}
+	}
+	return &Planned{cfg.Name, Update, "changed: " + strings.Join(differing(old, cfg), ", ")}
+}
+
+// restartNeeded says why old cannot become cfg in place, or "" when it
+// can: only priority, preempt and preempt_delay are changed in place, and
+// a priority never to or from the address owner's 255 (an owner takes
+// over at once; that is a restart's startup).
+func restartNeeded(old, cfg conf.VRRPInstance) string {
+	if old.Priority != cfg.Priority && (old.Priority == OwnerPriority || cfg.Priority == OwnerPriority) {
+		return "priority changed to or from 255 (address owner)"
+	}
+	soft := old
+	soft.Priority, soft.Preempt, soft.PreemptDelay = cfg.Priority, cfg.Preempt, cfg.PreemptDelay
+	if d := differing(soft, cfg); len(d) > 0 {
+		return "changed: " + strings.Join(d, ", ")
+	}
+	return ""
+}
+
+// differing lists the TOML keys whose values differ between a and b.
+func differing(a, b conf.VRRPInstance) []string {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	var out []string
+	for i := range va.NumField() {
+		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			name, _, _ := strings.Cut(va.Type().Field(i).Tag.Get("toml"), ",")
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func byName(ics []conf.VRRPInstance) map[string]conf.VRRPInstance {
+	m := make(map[string]conf.VRRPInstance, len(ics))
+	for _, ic := range ics {
+		m[ic.Name] = ic
+	}
+	return m
+}
+
+// groupOf maps each member instance's name to its sync group.
+func groupOf(gs []conf.VRRPSyncGroup) map[string]*conf.VRRPSyncGroup {
+	m := map[string]*conf.VRRPSyncGroup{}
+	for i := range gs {
+		for _, name := range gs[i].Instances {
+			m[name] = &gs[i]
+		}
+	}
+	return m
+}
+
+// Reconfigure takes a reload's new settings into the running instance when
+// PlanReload says Update: priority, preempt and preempt_delay. It never
+// blocks; the instance's goroutine applies them. Anything else is refused
+// with what changed: that needs a new Instance.
+func (in *Instance) Reconfigure(cfg conf.VRRPInstance) error {
+	if cfg.Name != in.cfg.Name {
+		return fmt.Errorf("vrrp instance %q: cannot take the configuration of %q", in.cfg.Name, cfg.Name)
+	}
+	if why := restartNeeded(in.cfg, cfg); why != "" {
+		return fmt.Errorf("vrrp instance %q: needs a restart: %s", in.cfg.Name, why)
+	}
+	in.mu.Lock()
+	in.status.BasePriority = cfg.Priority
+	in.mu.Unlock()
+	post(in, EvReconfigure{Priority: cfg.Priority, Preempt: cfg.Preempt, PreemptDelay: cfg.PreemptDelay.D()})
+	return nil
+}
+
+// SetSiblings takes the VRIDs of the other instances on this instance's
+// link and family from from, the same instance in a reload's new Set:
+// their adverts are skipped without being counted as unknown.
+func (in *Instance) SetSiblings(from *Instance) {
+	if from != nil {
+		in.siblings.Store(from.siblings.Load())
+	}
+}

@@ -1,0 +1,152 @@
+package vrrp
+
+import (
+	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+// reloadBase has a lone instance "a" and a sync group "g" of "b" and "c".
+func reloadBase() *conf.Config {
+	mk := func(name string, vrid int) conf.VRRPInstance {
+		ic := goodInstance()
+		ic.Name, ic.VRID = name, vrid
+		ic.VirtualAddresses = []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(vrid)}), 24)}
+		return ic
+	}
+	return &conf.Config{
+		VRRP:           []conf.VRRPInstance{mk("a", 1), mk("b", 2), mk("c", 3)},
+		VRRPSyncGroups: []conf.VRRPSyncGroup{{Name: "g", Instances: []string{"b", "c"}}},
+	}
+}
+
+func TestPlanReload(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(*conf.Config)
+		want   string // name=change per instance, in plan order
+		why    map[string]string
+	}{
+		{"nothing", func(*conf.Config) {}, "a=keep b=keep c=keep", nil},
+		{"priority in place", func(c *conf.Config) { c.VRRP[0].Priority = 50 }, "a=update b=keep c=keep",
+			map[string]string{"a": "changed: priority"}},
+		{"preempt and delay in place", func(c *conf.Config) {
+			c.VRRP[0].Preempt, c.VRRP[0].PreemptDelay = true, conf.Duration(time.Second)
+		}, "a=update b=keep c=keep", map[string]string{"a": "changed: preempt, preempt_delay"}},
+		{"to the owner's 255 restarts", func(c *conf.Config) { c.VRRP[0].Priority = 255 }, "a=restart b=keep c=keep",
+			map[string]string{"a": "priority changed to or from 255 (address owner)"}},
+		{"addresses restart", func(c *conf.Config) {
+			c.VRRP[0].VirtualAddresses = append(c.VRRP[0].VirtualAddresses, netip.MustParsePrefix("192.0.2.9/24"))
+			c.VRRP[0].Priority = 90
+		}, "a=restart b=keep c=keep", map[string]string{"a": "changed: virtual_addresses"}},
+		{"interface and vrid restart", func(c *conf.Config) { c.VRRP[0].Interface, c.VRRP[0].VRID = "eth1", 9 },
+			"a=restart b=keep c=keep", map[string]string{"a": "changed: interface, vrid"}},
+		{"a group member's priority in place", func(c *conf.Config) { c.VRRP[1].Priority = 50 }, "a=keep b=update c=keep", nil},
+		{"a group member restarts the group", func(c *conf.Config) { c.VRRP[2].AdvertInterval = conf.Duration(time.Second / 2) },
+			"a=keep b=restart c=restart", map[string]string{"b": `sync group "g" member "c": restart`, "c": "changed: advert_interval"}},
+		{"group notify restarts its members", func(c *conf.Config) { c.VRRPSyncGroups[0].NotifyMaster = []string{"/bin/true"} },
+			"a=keep b=restart c=restart", map[string]string{"b": "its vrrp_sync_group changed"}},
+		{"removed member", func(c *conf.Config) {
+			c.VRRP = c.VRRP[:2]
+			c.VRRPSyncGroups[0].Instances = []string{"b"}
+		}, "a=keep b=restart c=remove", map[string]string{"c": "no longer configured"}},
+		{"added and removed", func(c *conf.Config) {
+			d := c.VRRP[0]
+			d.Name, d.VRID = "d", 4
+			c.VRRP = append(c.VRRP[1:], d)
+		}, "a=remove b=keep c=keep d=add", nil},
+		{"added into the group", func(c *conf.Config) {
+			d := c.VRRP[0]
+			d.Name, d.VRID = "d", 4
+			c.VRRP = append(c.VRRP, d)
+			c.VRRPSyncGroups[0].Instances = append(c.VRRPSyncGroups[0].Instances, "d")
+		}, "a=keep b=restart c=restart d=add", nil},
+		{"a lone instance joins a group", func(c *conf.Config) {
+			c.VRRPSyncGroups[0].Instances = append(c.VRRPSyncGroups[0].Instances, "a")
+		}, "a=restart b=restart c=restart", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old, cfg := reloadBase(), reloadBase()
+			tc.change(cfg)
+			plan := PlanReload(old, cfg)
+			var got []string
+			for _, p := range plan {
+				got = append(got, p.Name+"="+p.Change.String())
+				if p.Change != Keep && p.Why == "" {
+					t.Errorf("%s: %s without a reason", p.Name, p.Change)
+				}
+				if want, ok := tc.why[p.Name]; ok && p.Why != want {
+					t.Errorf("%s: why %q, want %q", p.Name, p.Why, want)
+				}
+			}
+			if s := strings.Join(got, " "); s != tc.want {
+				t.Fatalf("plan %s, want %s", s, tc.want)
+			}
+		})
+	}
+}
+
+func TestInstanceReconfigure(t *testing.T) {
+	in, err := NewInstance(goodInstance(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	soft := goodInstance()
+	soft.Priority, soft.Preempt = 42, true
+	if err := in.Reconfigure(soft); err != nil {
+		t.Fatal(err)
+	}
+	if st := in.Status(); st.BasePriority != 42 {
+		t.Fatalf("base priority %d after Reconfigure, want 42", st.BasePriority)
+	}
+	select {
+	case ev := <-in.groupCh:
+		if want := (EvReconfigure{Priority: 42, Preempt: true}); !reflect.DeepEqual(ev, want) {
+			t.Fatalf("posted %#v, want %#v", ev, want)
+		}
+	default:
+		t.Fatal("nothing posted to the instance")
+	}
+	hard := goodInstance()
+	hard.VRID = 9
+	if err := in.Reconfigure(hard); err == nil || !strings.Contains(err.Error(), "needs a restart: changed: vrid") {
+		t.Fatalf("changing the vrid in place: err %v", err)
+	}
+	other := goodInstance()
+	other.Name = "x"
+	if err := in.Reconfigure(other); err == nil {
+		t.Fatal("took another instance's configuration")
+	}
+}
+
+func TestSetSiblingsFollowReload(t *testing.T) {
+	old, cfg := reloadBase(), reloadBase()
+	d := cfg.VRRP[0]
+	d.Name, d.VRID = "d", 4
+	cfg.VRRP = append(cfg.VRRP, d)
+	s1, err := NewSet(old, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s1.Close()
+	s2, err := NewSet(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	a := s1.Instance("a")
+	a.SetSiblings(s2.Instance("a"))
+	var got []uint8
+	for v := range *a.siblings.Load() {
+		got = append(got, v)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []uint8{2, 3, 4}) {
+		t.Fatalf("siblings of a after the reload: %v, want [2 3 4]", got)
+	}
+}
