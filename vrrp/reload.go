@@ -29,18 +29,11 @@ const (
 	Remove
 )
 
+var changeNames = [...]string{Keep: "keep", Update: "update", Restart: "restart", Add: "add", Remove: "remove"}
+
 func (c Change) String() string {
-	switch c {
-	case Keep:
-		return "keep"
-	case Update:
-		return "update"
-	case Restart:
-		return "restart"
-	case Add:
-		return "add"
-	case Remove:
-		return "remove"
+	if c >= 0 && int(c) < len(changeNames) {
+		return changeNames[c]
 	}
 	return fmt.Sprintf("Change(%d)", int(c))
 }
