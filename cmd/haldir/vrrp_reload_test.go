@@ -210,3 +210,100 @@ virtual_addresses = [%q]
 		}
 	})
 }
+
+// TestVRRPReloadSyncGroup reloads a sync group: a change to one member
+// restarts both (they share the group), a priority change stays in place,
+// dissolving the group restarts both as lone instances, and every group
+// the reloads left behind is closed (no notifier outlives its members).
+func TestVRRPReloadSyncGroup(t *testing.T) {
+	lab.SkipIfNotRoot(t)
+	l := lab.BuildT(t, "haldir-vrrp-reload-group", lab.Topology{
+		Switches: []string{"lan"},
+		Hosts: []lab.HostSpec{{Name: "r1", Links: []lab.LinkSpec{{
+			Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.11/24")},
+		}}}},
+	})
+	src := func(prio int, interval string, group bool) *conf.Config {
+		t.Helper()
+		s := "[global]\nrouter_id = \"t\"\n"
+		for i, name := range []string{"va", "vb"} {
+			s += fmt.Sprintf("[[vrrp]]\nname = %q\ninterface = \"eth0\"\nvrid = %d\npriority = %d\nadvert_interval = %q\nvirtual_addresses = [\"192.0.2.%d/24\"]\n",
+				name, 50+i, prio, interval, 100+i)
+		}
+		if group {
+			s += "[[vrrp_sync_group]]\nname = \"g\"\ninstances = [\"va\", \"vb\"]\n"
+		}
+		cfg, err := conf.Parse([]byte(s), "t.toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	var logs syncBuffer
+	c := newComponents(slog.New(slog.NewTextHandler(&logs, nil)))
+	c.vrrpDo = l.Host("r1").Do
+	cfg := src(150, "100ms", true)
+	if err := c.start(cfg); err != nil {
+		t.Fatal(err)
+	}
+	defer c.stop()
+	bothMaster := func(what string, prio uint8) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ok := true
+			for _, n := range []string{"va", "vb"} {
+				in := c.vrrpInstance(n)
+				ok = ok && in != nil && in.Status().State == vrrp.StateMaster && in.Status().Priority == prio
+			}
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not both master at %d\n%s", what, prio, logs.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	groups := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.vrrpGroups)
+	}
+	bothMaster("start", 150)
+	va, vb := c.vrrpInstance("va"), c.vrrpInstance("vb")
+	g := va.Group()
+	if g == nil || vb.Group() != g || groups() != 1 {
+		t.Fatalf("members do not share one running group (%d groups)", groups())
+	}
+
+	reload := func(next *conf.Config) {
+		t.Helper()
+		if err := c.reload(cfg, next); err != nil {
+			t.Fatal(err)
+		}
+		cfg = next
+	}
+	reload(src(140, "100ms", true))
+	bothMaster("priority in place", 140)
+	if c.vrrpInstance("va") != va || c.vrrpInstance("vb") != vb {
+		t.Fatal("a priority change replaced a group member")
+	}
+
+	next := src(140, "100ms", true)
+	next.VRRP[1].AdvertInterval = conf.Duration(200 * time.Millisecond)
+	reload(next)
+	bothMaster("one member's interval restarts the group", 140)
+	va2, vb2 := c.vrrpInstance("va"), c.vrrpInstance("vb")
+	if va2 == va || vb2 == vb || va2.Group() == g || va2.Group() != vb2.Group() || groups() != 1 {
+		t.Fatalf("after a member's change: va replaced %v, vb replaced %v, one new shared group %v, %d groups running",
+			va2 != va, vb2 != vb, va2.Group() != g && va2.Group() == vb2.Group(), groups())
+	}
+	waitFor(t, &logs, `msg="vrrp reload: stopping instance" instance=va change=restart why="sync group \"g\" member \"vb\": restart"`, 1)
+
+	reload(src(140, "100ms", false))
+	bothMaster("dissolved group", 140)
+	if a := c.vrrpInstance("va"); a == va2 || a.Group() != nil || groups() != 0 {
+		t.Fatalf("after dissolving the group: va replaced %v, group %v, %d groups running", a != va2, a.Group(), groups())
+	}
+}
