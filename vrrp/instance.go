@@ -83,8 +83,16 @@ type Instance struct {
 	family int // 4 or 6
 	vips   []netip.Addr
 	expect Expect
-	drops  DropCounters
-	group  *SyncGroup
+	// addrs is the Expect the reader checks adverts against: expect with
+	// the virtual addresses a reload may change in place.
+	addrs atomic.Pointer[Expect]
+	// pending is the configuration a reload handed over (Reconfigure),
+	// taken by Run's loop on a kick.
+	pendingMu sync.Mutex
+	pending   *conf.VRRPInstance
+	reconf    chan struct{}
+	drops     DropCounters
+	group     *SyncGroup
 	// siblings are the VRIDs of the other instances on the same link and
 	// family (NewSet; a reload replaces them while the reader runs).
 	siblings atomic.Pointer[map[uint8]bool]
@@ -154,6 +162,8 @@ func NewInstance(cfg conf.VRRPInstance, opts Options) (*Instance, error) {
 		}
 	}
 	in.expect = e
+	in.addrs.Store(&e)
+	in.reconf = make(chan struct{}, 1)
 	// Check the rest (version, priority, interval) by building a machine
 	// with a placeholder address and a trial advert.
 	if _, err := NewMachine(in.machineConfig(netip.IPv4Unspecified())); err != nil {
@@ -514,6 +524,14 @@ func (in *Instance) Run(ctx context.Context) error {
 			d.tracked(track)
 		case ev := <-in.groupCh:
 			d.handle(ev)
+		case <-in.reconf:
+			in.pendingMu.Lock()
+			cfg := in.pending
+			in.pending = nil
+			in.pendingMu.Unlock()
+			if cfg != nil {
+				d.reconfigure(*cfg)
+			}
 		}
 	}
 }
@@ -531,10 +549,15 @@ func (d *driver) tracked(t tracking) {
 }
 
 func (in *Instance) readLoop(ctx context.Context, c advertConn, out chan<- EvAdvert) {
-	dec := Decoder{Routers: map[uint8]Expect{uint8(in.cfg.VRID): in.expect}, Drops: &in.drops}
+	vrid := uint8(in.cfg.VRID)
+	dec := Decoder{Routers: map[uint8]Expect{}, Drops: &in.drops}
+	var expect *Expect
 	buf := make([]byte, 1500)
 	for {
 		r, err := c.Read(buf)
+		if e := in.addrs.Load(); e != expect {
+			expect, dec.Routers[vrid] = e, *e
+		}
 		if p := in.siblings.Load(); p != nil {
 			dec.Others = *p
 		}

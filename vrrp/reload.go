@@ -2,8 +2,11 @@ package vrrp
 
 import (
 	"fmt"
+	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/haldir-lb/haldir/conf"
 )
@@ -15,9 +18,11 @@ type Change int
 const (
 	// Keep: the instance's configuration is unchanged; it runs on untouched.
 	Keep Change = iota
-	// Update: only priority, preempt or preempt_delay changed; the running
-	// instance takes them in place (Instance.Reconfigure), without a
-	// transition. A new priority takes effect in the next advert.
+	// Update: only priority, preempt, preempt_delay or virtual_addresses
+	// (within one family) changed; the running instance takes them in
+	// place (Instance.Reconfigure), without a transition. A new priority
+	// takes effect in the next advert; a master puts new addresses up and
+	// announces them, and takes removed ones down.
 	Update
 	// Restart: something a running instance cannot change in place
 	// changed; it stops (a master hands over with priority 0) and a new
@@ -106,19 +111,32 @@ func planInstance(old, cfg conf.VRRPInstance) *Planned {
 }
 
 // restartNeeded says why old cannot become cfg in place, or "" when it
-// can: only priority, preempt and preempt_delay are changed in place, and
-// a priority never to or from the address owner's 255 (an owner takes
-// over at once; that is a restart's startup).
+// can: only priority, preempt, preempt_delay and virtual_addresses change
+// in place; a priority never to or from the address owner's 255 (an owner
+// takes over at once; that is a restart's startup), addresses never to
+// another family (the sockets are per family).
 func restartNeeded(old, cfg conf.VRRPInstance) string {
 	if old.Priority != cfg.Priority && (old.Priority == OwnerPriority || cfg.Priority == OwnerPriority) {
 		return "priority changed to or from 255 (address owner)"
 	}
+	if len(old.VirtualAddresses) == 0 || len(cfg.VirtualAddresses) == 0 ||
+		family(old.VirtualAddresses[0].Addr()) != family(cfg.VirtualAddresses[0].Addr()) {
+		return "virtual_addresses changed address family"
+	}
 	soft := old
 	soft.Priority, soft.Preempt, soft.PreemptDelay = cfg.Priority, cfg.Preempt, cfg.PreemptDelay
+	soft.VirtualAddresses = cfg.VirtualAddresses
 	if d := differing(soft, cfg); len(d) > 0 {
 		return "changed: " + strings.Join(d, ", ")
 	}
 	return ""
+}
+
+func family(a netip.Addr) int {
+	if a.Is4() || a.Is4In6() {
+		return 4
+	}
+	return 6
 }
 
 // differing lists the TOML keys whose values differ between a and b.
@@ -154,9 +172,10 @@ func groupOf(gs []conf.VRRPSyncGroup) map[string]*conf.VRRPSyncGroup {
 }
 
 // Reconfigure takes a reload's new settings into the running instance when
-// PlanReload says Update: priority, preempt and preempt_delay. It never
-// blocks; the instance's goroutine applies them. Anything else is refused
-// with what changed: that needs a new Instance.
+// PlanReload says Update: priority, preempt, preempt_delay and the virtual
+// addresses. It never blocks; the instance's goroutine applies them (the
+// latest call wins, also before Run). Anything else is refused with what
+// changed: that needs a new Instance.
 func (in *Instance) Reconfigure(cfg conf.VRRPInstance) error {
 	if cfg.Name != in.cfg.Name {
 		return fmt.Errorf("vrrp instance %q: cannot take the configuration of %q", in.cfg.Name, cfg.Name)
@@ -167,8 +186,52 @@ func (in *Instance) Reconfigure(cfg conf.VRRPInstance) error {
 	in.mu.Lock()
 	in.status.BasePriority = cfg.Priority
 	in.mu.Unlock()
-	post(in, EvReconfigure{Priority: cfg.Priority, Preempt: cfg.Preempt, PreemptDelay: cfg.PreemptDelay.D()})
+	in.pendingMu.Lock()
+	in.pending = &cfg
+	in.pendingMu.Unlock()
+	select {
+	case in.reconf <- struct{}{}:
+	default: // a kick is pending; it will find the latest configuration
+	}
 	return nil
+}
+
+// reconfigure applies a Reconfigure on the instance's goroutine.
+func (d *driver) reconfigure(cfg conf.VRRPInstance) {
+	in := d.in
+	var vips []netip.Addr
+	var prefixes []netip.Prefix
+	for _, p := range cfg.VirtualAddresses {
+		vips = append(vips, p.Addr().Unmap())
+		prefixes = append(prefixes, netip.PrefixFrom(p.Addr().Unmap(), p.Bits()))
+	}
+	if !slices.Equal(prefixes, d.rt.vips.vips) {
+		var gone []netip.Prefix
+		for _, p := range d.rt.vips.vips {
+			if !slices.Contains(prefixes, p) {
+				gone = append(gone, p)
+			}
+		}
+		// The announcer's goroutine reads its list: stop it first.
+		d.stopAnnounce()
+		in.vips, d.rt.vips.vips, d.rt.announce.vips = vips, prefixes, vips
+		e := *in.addrs.Load()
+		e.Addrs = vips
+		in.addrs.Store(&e)
+		if d.m.State() == StateMaster {
+			// New addresses up before old ones go, then announce them
+			// all (as at takeover) so that neighbours learn the new ones.
+			if err := d.rt.vips.add(); err != nil {
+				in.log.Error("adding virtual addresses", "err", err)
+			}
+			if err := d.rt.vips.del(gone); err != nil {
+				in.log.Error("removing virtual addresses", "err", err)
+			}
+			d.do(time.Now(), ActAnnounce{})
+		}
+		in.log.Info("virtual addresses changed in place", "addresses", fmt.Sprint(prefixes), "removed", fmt.Sprint(gone), "state", d.m.State().String())
+	}
+	d.handle(EvReconfigure{Priority: cfg.Priority, Preempt: cfg.Preempt, PreemptDelay: cfg.PreemptDelay.D()})
 }
 
 // SetSiblings takes the VRIDs of the other instances on this instance's

@@ -40,10 +40,13 @@ func TestPlanReload(t *testing.T) {
 		}, "a=update b=keep c=keep", map[string]string{"a": "changed: preempt, preempt_delay"}},
 		{"to the owner's 255 restarts", func(c *conf.Config) { c.VRRP[0].Priority = 255 }, "a=restart b=keep c=keep",
 			map[string]string{"a": "priority changed to or from 255 (address owner)"}},
-		{"addresses restart", func(c *conf.Config) {
+		{"addresses in place", func(c *conf.Config) {
 			c.VRRP[0].VirtualAddresses = append(c.VRRP[0].VirtualAddresses, netip.MustParsePrefix("192.0.2.9/24"))
 			c.VRRP[0].Priority = 90
-		}, "a=restart b=keep c=keep", map[string]string{"a": "changed: virtual_addresses"}},
+		}, "a=update b=keep c=keep", map[string]string{"a": "changed: priority, virtual_addresses"}},
+		{"addresses to another family restart", func(c *conf.Config) {
+			c.VRRP[0].VirtualAddresses = []netip.Prefix{netip.MustParsePrefix("2001:db8::1/64")}
+		}, "a=restart b=keep c=keep", map[string]string{"a": "virtual_addresses changed address family"}},
 		{"interface and vrid restart", func(c *conf.Config) { c.VRRP[0].Interface, c.VRRP[0].VRID = "eth1", 9 },
 			"a=restart b=keep c=keep", map[string]string{"a": "changed: interface, vrid"}},
 		{"a group member's priority in place", func(c *conf.Config) { c.VRRP[1].Priority = 50 }, "a=keep b=update c=keep", nil},
@@ -104,13 +107,19 @@ func TestInstanceReconfigure(t *testing.T) {
 	if st := in.Status(); st.BasePriority != 42 {
 		t.Fatalf("base priority %d after Reconfigure, want 42", st.BasePriority)
 	}
+	later := soft
+	later.Priority = 43
+	if err := in.Reconfigure(later); err != nil {
+		t.Fatal(err)
+	}
 	select {
-	case ev := <-in.groupCh:
-		if want := (EvReconfigure{Priority: 42, Preempt: true}); !reflect.DeepEqual(ev, want) {
-			t.Fatalf("posted %#v, want %#v", ev, want)
+	case <-in.reconf:
+		// One kick for both calls; the latest configuration wins.
+		if in.pending == nil || !reflect.DeepEqual(*in.pending, later) {
+			t.Fatalf("pending %+v, want %+v", in.pending, later)
 		}
 	default:
-		t.Fatal("nothing posted to the instance")
+		t.Fatal("the instance was not kicked")
 	}
 	hard := goodInstance()
 	hard.VRID = 9

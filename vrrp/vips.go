@@ -70,19 +70,29 @@ func (v *vipManager) add() error {
 // remove takes every VIP off the interface; an address already gone is no
 // error.
 func (v *vipManager) remove() error {
+	err := v.del(v.vips)
+	if v.vmac != nil {
+		err = errors.Join(err, v.vmac.down())
+	}
+	return err
+}
+
+// del takes ps off the interface (a reload's removed addresses, or all of
+// them); an address already gone is no error.
+func (v *vipManager) del(ps []netip.Prefix) error {
+	if len(ps) == 0 {
+		return nil
+	}
 	l, err := v.link()
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, p := range v.vips {
+	for _, p := range ps {
 		err := v.h.AddrDel(l, &netlink.Addr{IPNet: prefixNet(p)})
 		if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("vrrp: removing %v from %s: %w", p, l.Attrs().Name, err))
 		}
-	}
-	if v.vmac != nil {
-		errs = append(errs, v.vmac.down())
 	}
 	return errors.Join(errs...)
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -20,8 +22,9 @@ import (
 // r2, sharing instance vi1, and reloads r1 through every kind of change: a
 // lower priority is taken in place (r2 takes over, r1's instance is the
 // same object and never went through Init), an added instance starts, a
-// changed address restarts only that instance, a removed one stops and
-// takes its address with it. r2 never restarts anything.
+// changed address moves in place and is announced, a changed interval
+// restarts only that instance, a removed one stops and takes its address
+// with it. r2 never restarts anything.
 func TestVRRPReload(t *testing.T) {
 	lab.SkipIfNotRoot(t)
 	host := func(name, addr string) lab.HostSpec {
@@ -149,12 +152,40 @@ virtual_addresses = [%q]
 		}
 	})
 
-	t.Run("changed address restarts that instance only", func(t *testing.T) {
-		before := c1.vrrpInstance("vi2")
+	t.Run("changed address in place, announced", func(t *testing.T) {
+		obs, err := l.Switch("lan").Observe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer obs.Close()
+		mac, err := r1.HardwareAddr("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, seq := c1.vrrpInstance("vi2"), obs.LastSeq()
 		reload(parse(vi1(50), vi2("192.0.2.3/24")))
-		waitState(c1, logs1, "vi2", func(st vrrp.Status) bool { return st.State == vrrp.StateMaster && c1.vrrpInstance("vi2") != before }, "a new vi2 master on r1")
 		waitAddrs("vi2's new address", []string{"192.0.2.3/24"}, []string{"192.0.2.2/24"})
-		waitFor(t, logs1, `msg="vrrp reload: stopping instance" instance=vi2 change=restart why="changed: virtual_addresses"`, 1)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := obs.WaitForAfter(ctx, seq, func(r lab.Record) bool {
+			return r.ARP != nil && r.ARP.Gratuitous && r.ARP.SenderIP == netip.MustParseAddr("192.0.2.3") && bytes.Equal(r.ARP.SenderMAC, mac)
+		}); err != nil {
+			t.Fatalf("no gratuitous ARP for the new address: %v", err)
+		}
+		if c1.vrrpInstance("vi2") != before || c1.vrrpInstance("vi2").Status().State != vrrp.StateMaster {
+			t.Fatal("vi2 was replaced or left master for an address change")
+		}
+		waitFor(t, logs1, `msg="vrrp reload: instance updated in place" instance=vi2 why="changed: virtual_addresses"`, 1)
+	})
+
+	t.Run("changed interval restarts that instance only", func(t *testing.T) {
+		before := c1.vrrpInstance("vi2")
+		next := parse(vi1(50), vi2("192.0.2.3/24"))
+		next.VRRP[1].AdvertInterval = conf.Duration(200 * time.Millisecond)
+		reload(next)
+		waitState(c1, logs1, "vi2", func(st vrrp.Status) bool { return st.State == vrrp.StateMaster && c1.vrrpInstance("vi2") != before }, "a new vi2 master on r1")
+		waitAddrs("vi2's address back", []string{"192.0.2.3/24"}, nil)
+		waitFor(t, logs1, `msg="vrrp reload: stopping instance" instance=vi2 change=restart why="changed: advert_interval"`, 1)
 		if c1.vrrpInstance("vi1") != first {
 			t.Fatal("changing vi2 replaced vi1")
 		}
