@@ -20,6 +20,7 @@ type FakeKernel struct {
 	writes []Op
 	fault  func(Op) error
 	known  map[string]bool // loadable schedulers
+	syncd  map[SyncState]SyncDaemon
 }
 
 type fakeSvc struct {
@@ -29,7 +30,7 @@ type fakeSvc struct {
 
 // NewFakeKernel returns an empty table that knows every stock scheduler.
 func NewFakeKernel() *FakeKernel {
-	k := &FakeKernel{svcs: map[ServiceKey]*fakeSvc{}, known: map[string]bool{}}
+	k := &FakeKernel{svcs: map[ServiceKey]*fakeSvc{}, known: map[string]bool{}, syncd: map[SyncState]SyncDaemon{}}
 	for _, s := range Schedulers {
 		k.known[s] = true
 	}
@@ -276,3 +277,53 @@ func (k *FakeKernel) DelDestination(key ServiceKey, addr netip.AddrPort) error {
 }
 
 var _ Kernel = (*FakeKernel)(nil)
+
+// SyncDaemons implements SyncDaemonKernel: master first, as the kernel
+// lists them.
+func (k *FakeKernel) SyncDaemons() ([]SyncDaemon, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.check(Op{Kind: OpKind("get_sync_daemons")}); err != nil {
+		return nil, err
+	}
+	var out []SyncDaemon
+	for _, s := range []SyncState{SyncMaster, SyncBackup} {
+		if d, ok := k.syncd[s]; ok {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// StartSyncDaemon implements SyncDaemonKernel: EEXIST when a daemon of
+// that state runs, EINVAL for another state or no interface.
+func (k *FakeKernel) StartSyncDaemon(d SyncDaemon) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.write(Op{Kind: OpStartSync, Sync: d}); err != nil {
+		return err
+	}
+	if (d.State != SyncMaster && d.State != SyncBackup) || d.Interface == "" {
+		return syscall.EINVAL
+	}
+	if _, ok := k.syncd[d.State]; ok {
+		return syscall.EEXIST
+	}
+	k.syncd[d.State] = d
+	return nil
+}
+
+// StopSyncDaemon implements SyncDaemonKernel: ESRCH when none of that
+// state runs.
+func (k *FakeKernel) StopSyncDaemon(s SyncState) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.write(Op{Kind: OpStopSync, Sync: SyncDaemon{State: s}}); err != nil {
+		return err
+	}
+	if _, ok := k.syncd[s]; !ok {
+		return syscall.ESRCH
+	}
+	delete(k.syncd, s)
+	return nil
+}

@@ -51,6 +51,8 @@ const (
 	OpUpdDest      OpKind = "update_destination"
 	OpDelDest      OpKind = "del_destination"
 	OpSetTimeouts  OpKind = "set_timeouts"
+	OpStartSync    OpKind = "start_sync_daemon"
+	OpStopSync     OpKind = "stop_sync_daemon"
 	OpDesiredState OpKind = "build_desired" // not a kernel call: config could not be turned into entries
 )
 
@@ -68,6 +70,7 @@ type Op struct {
 	Kind    OpKind
 	Service Service     // Key is always set; the rest for new/update service
 	Dest    Destination // Addr set for destination ops; the rest for new/update
+	Sync    SyncDaemon  // sync daemon ops: State, and the rest for a start
 }
 
 // String renders the op compactly; tests compare op sequences through it.
@@ -90,6 +93,10 @@ func (o Op) String() string {
 		return s
 	case OpDelDest:
 		return fmt.Sprintf("%s %s %s", o.Kind, o.Service.Key, o.Dest.Addr)
+	case OpStartSync:
+		return fmt.Sprintf("%s %s", o.Kind, o.Sync)
+	case OpStopSync:
+		return fmt.Sprintf("%s %s", o.Kind, o.Sync.State)
 	}
 	return string(o.Kind)
 }

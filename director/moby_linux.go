@@ -171,6 +171,41 @@ func (k *MobyKernel) destOp(cmd uint8, key ServiceKey, d Destination) error {
 	return k.g.destCmd(cmd, key, d)
 }
 
+// SyncDaemons implements SyncDaemonKernel.
+func (k *MobyKernel) SyncDaemons() ([]SyncDaemon, error) {
+	k.mu.Lock()
+	msgs, err := k.g.do(ipvsCmdGetDaemon, true)
+	k.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]SyncDaemon, 0, len(msgs))
+	for _, m := range msgs {
+		d, err := decodeSyncDaemonMsg(m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// StartSyncDaemon implements SyncDaemonKernel.
+func (k *MobyKernel) StartSyncDaemon(d SyncDaemon) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, err := k.g.do(ipvsCmdNewDaemon, false, encodeSyncDaemon(d, true))
+	return err
+}
+
+// StopSyncDaemon implements SyncDaemonKernel.
+func (k *MobyKernel) StopSyncDaemon(s SyncState) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, err := k.g.do(ipvsCmdDelDaemon, false, encodeSyncDaemon(SyncDaemon{State: s}, false))
+	return err
+}
+
 // Timeouts implements TimeoutSetter.
 func (k *MobyKernel) Timeouts() (Timeouts, error) {
 	k.mu.Lock()
