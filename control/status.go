@@ -6,6 +6,7 @@ import (
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
+	hsync "github.com/haldir-lb/haldir/sync"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -34,6 +35,8 @@ type Status struct {
 	// persistence and each real server's check definition from it, which
 	// the director's snapshot does not carry.
 	VirtualServers []conf.VirtualServer `json:",omitempty"`
+	// Sync is the connection sync daemon's follower; nil without [sync].
+	Sync *hsync.Status `json:",omitempty"`
 	// Components not running in this build or configuration, with why.
 	NotRunning map[string]string
 }

@@ -1,6 +1,8 @@
-// Package sync keeps connection state between directors: it switches the
-// kernel IPVS sync daemon between master and backup with the VRRP state and
-// runs the encrypted memberlist cluster that shows every director's view.
+// Package sync keeps connection state between directors: it runs the
+// kernel's IPVS connection sync daemon in the role the VRRP state asks for
+// (Follower: master on the VRRP master, backup elsewhere), so that
+// established connections survive a failover.
 //
-// Nothing is implemented yet; it lands with the conn-sync and cluster issue.
+// The memberlist cluster that shows every director's view is not
+// implemented yet; it lands with the cluster issue.
 package sync

@@ -12,6 +12,7 @@ import (
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
+	hsync "github.com/haldir-lb/haldir/sync"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -35,6 +36,14 @@ type components struct {
 
 	hc  *healthcheck.Scheduler
 	dir *director.Reconciler
+	// kernel is the IPVS backend the director writes; the sync follower
+	// runs the kernel's sync daemons through it.
+	kernel director.Kernel
+	// follower runs the conn-sync daemon in the role of syncInstance's
+	// VRRP state; guarded by mu.
+	follower     *hsync.Follower
+	syncInstance string
+	syncStop     func()
 	// newKernel opens the IPVS backend; tests swap in the fake.
 	newKernel func() (director.Kernel, func(), error)
 	closeK    func()
@@ -86,7 +95,6 @@ func (c *components) start(cfg *conf.Config) (err error) {
 			c.stop()
 		}
 	}()
-	c.notRunning["sync"] = "kernel conn-sync is not implemented yet ([sync] is validated only)"
 	c.notRunning["cluster"] = "the memberlist cluster is not implemented yet ([cluster] is validated only)"
 
 	if len(cfg.VirtualServers) > 0 {
@@ -94,7 +102,7 @@ func (c *components) start(cfg *conf.Config) (err error) {
 		if err != nil {
 			return fmt.Errorf("director: %w", err)
 		}
-		c.closeK = closeK
+		c.kernel, c.closeK = k, closeK
 		c.dir = director.New(k, director.Options{Logger: c.log.With("component", "director"), OnQuorum: c.quorumChanged})
 		if err := c.dir.SetConfig(cfg); err != nil {
 			return fmt.Errorf("director: %w", err)
@@ -111,7 +119,72 @@ func (c *components) start(cfg *conf.Config) (err error) {
 		c.notRunning["healthcheck"] = "no virtual_server configured"
 	}
 
+	// Before VRRP, so that the follower sees every state change.
+	c.reloadSync(cfg)
 	return c.reloadVRRP(cfg)
+}
+
+// reloadSync starts, reconfigures or stops the conn-sync follower for
+// cfg's [sync].
+func (c *components) reloadSync(cfg *conf.Config) {
+	c.mu.Lock()
+	f := c.follower
+	c.mu.Unlock()
+	switch {
+	case cfg.Sync == nil && f != nil:
+		c.stopSync()
+	case cfg.Sync == nil:
+	case f != nil:
+		f.SetConfig(*cfg.Sync)
+		c.mu.Lock()
+		c.syncInstance = cfg.Sync.VRRPInstance
+		c.mu.Unlock()
+		if in := c.vrrpInstance(cfg.Sync.VRRPInstance); in != nil {
+			f.SetRole(hsync.Role(in.Status().State))
+		}
+	default:
+		sk, ok := c.kernel.(hsync.Kernel)
+		if !ok {
+			c.mu.Lock()
+			c.notRunning["sync"] = "[sync] needs the IPVS kernel, which runs only with a virtual_server configured"
+			c.mu.Unlock()
+			return
+		}
+		f = hsync.NewFollower(sk, *cfg.Sync, c.log.With("component", "sync"))
+		if in := c.vrrpInstance(cfg.Sync.VRRPInstance); in != nil {
+			f.SetRole(hsync.Role(in.Status().State))
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := f.Run(ctx); err != nil {
+				c.log.Error("stopping the sync daemons", "error", err)
+			}
+		}()
+		c.mu.Lock()
+		c.follower, c.syncInstance = f, cfg.Sync.VRRPInstance
+		c.syncStop = func() { cancel(); <-done }
+		delete(c.notRunning, "sync")
+		c.mu.Unlock()
+	}
+}
+
+// stopSync ends the follower, which stops the kernel's sync daemons.
+func (c *components) stopSync() {
+	c.mu.Lock()
+	stop := c.syncStop
+	c.follower, c.syncStop, c.syncInstance = nil, nil, ""
+	c.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+func (c *components) syncFollower() *hsync.Follower {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.follower
 }
 
 func (c *components) goRun(name string, f func(context.Context) error) {
@@ -136,6 +209,12 @@ func (c *components) reloadVRRP(cfg *conf.Config) error {
 		OnStateChange: func(sc vrrp.StateChange) {
 			c.log.Info("vrrp state change", "instance", sc.Instance, "from", sc.From.String(), "to", sc.To.String(),
 				"priority", sc.Priority, "reason", sc.Reason)
+			c.mu.Lock()
+			f, follows := c.follower, c.syncInstance == sc.Instance
+			c.mu.Unlock()
+			if f != nil && follows {
+				f.SetRole(hsync.Role(sc.To))
+			}
 		},
 	})
 	if err != nil {
@@ -413,6 +492,7 @@ func (c *components) reload(old, cfg *conf.Config) error {
 	case len(cfg.VirtualServers) > 0:
 		c.log.Warn("virtual servers added to a configuration that had none take effect at restart")
 	}
+	c.reloadSync(cfg)
 	// After the director: a new instance's addresses come up with their
 	// virtual servers already in the table.
 	if err := c.reloadVRRP(cfg); err != nil {
@@ -433,6 +513,7 @@ func (c *components) stop() {
 	clear(c.vrrpRuns)
 	c.mu.Unlock()
 	c.stopRuns(runs)
+	c.stopSync()
 	if c.cancel != nil {
 		c.cancel()
 	}

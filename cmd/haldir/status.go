@@ -167,6 +167,22 @@ func renderHeader(w io.Writer, st control.Status, now time.Time) {
 		}
 		tw.Flush()
 	}
+	if s := st.Sync; s != nil {
+		fmt.Fprintln(w)
+		running := "none"
+		if len(s.Running) > 0 {
+			var rs []string
+			for _, d := range s.Running {
+				rs = append(rs, d.String())
+			}
+			running = strings.Join(rs, ", ")
+		}
+		fmt.Fprintf(w, "conn sync: kernel runs %s; wanted %s", running, s.Want.State)
+		if s.LastErr != "" {
+			fmt.Fprintf(w, "; last error: %s", s.LastErr)
+		}
+		fmt.Fprintln(w)
+	}
 	if len(st.NotRunning) > 0 {
 		names := make([]string, 0, len(st.NotRunning))
 		for n := range st.NotRunning {

@@ -78,12 +78,14 @@ func TestVMDemo(t *testing.T) {
 			t.Errorf("drill requests: %d ok + %d failed of %d; a dead master must fail some and the rest succeed", rep.RequestsOK, rep.RequestsFailed, rep.Requests)
 		}
 	})
-	t.Run("connection without conn-sync", func(t *testing.T) {
-		// Kernel conn-sync is not implemented: the backup has no entry for
-		// the connection, so it must not survive. When sync lands, this
-		// assertion flips.
-		if rep.ConnSurvived {
-			t.Errorf("the long-lived connection survived the failover without conn-sync: %s", rep.ConnDetail)
+	t.Run("established connection survives the failover (conn sync)", func(t *testing.T) {
+		// The step itself waits until director2's kernel holds the
+		// connection; here it must carry on through director2.
+		if !rep.ConnSurvived {
+			t.Errorf("the long-lived connection did not survive the failover: %s", rep.ConnDetail)
+		}
+		if rep.SyncedAfter <= 0 {
+			t.Errorf("no time for the connection to reach director2's table: %v", rep.SyncedAfter)
 		}
 		if len(rep.NotThereYet) == 0 {
 			t.Error("the report lists nothing as not there yet")
