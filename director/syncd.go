@@ -21,12 +21,11 @@ const (
 	SyncBackup SyncState = 2
 )
 
+var syncStateNames = map[SyncState]string{SyncMaster: "master", SyncBackup: "backup"}
+
 func (s SyncState) String() string {
-	switch s {
-	case SyncMaster:
-		return "master"
-	case SyncBackup:
-		return "backup"
+	if n, ok := syncStateNames[s]; ok {
+		return n
 	}
 	return fmt.Sprintf("sync_state(%d)", uint32(s))
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/director"
-	"github.com/haldir-lb/haldir/lab"
 )
 
 // TestConnSyncFollowsVRRP runs the components glue with the in-memory IPVS
@@ -20,13 +19,7 @@ import (
 // stops when [sync] goes and when haldir stops. (The demo's VM test shows
 // the real kernel syncing a connection that then survives a failover.)
 func TestConnSyncFollowsVRRP(t *testing.T) {
-	lab.SkipIfNotRoot(t)
-	l := lab.BuildT(t, "haldir-conn-sync", lab.Topology{
-		Switches: []string{"lan"},
-		Hosts: []lab.HostSpec{{Name: "r1", Links: []lab.LinkSpec{{
-			Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.11/24")},
-		}}}},
-	})
+	l := oneRouterLab(t, "haldir-conn-sync")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

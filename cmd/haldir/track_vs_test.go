@@ -20,13 +20,7 @@ import (
 // namespace) that tracks it with weight -100. Its priority drops while the
 // real server is down and comes back with it.
 func TestTrackVirtualServerQuorum(t *testing.T) {
-	lab.SkipIfNotRoot(t)
-	l := lab.BuildT(t, "haldir-track-vs", lab.Topology{
-		Switches: []string{"lan"},
-		Hosts: []lab.HostSpec{{Name: "r1", Links: []lab.LinkSpec{{
-			Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.11/24")},
-		}}}},
-	})
+	l := oneRouterLab(t, "haldir-track-vs")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -98,4 +92,17 @@ port = %d
 	defer ln.Close()
 	wait("priority 150 with quorum again", func(s vrrp.Status) bool { return s.Priority == 150 && len(s.Failing) == 0 })
 	waitFor(t, &logs, `msg="virtual server quorum" virtual_server=web up=true`, 2)
+}
+
+// oneRouterLab is a lab with one host, r1, whose eth0 (192.0.2.11/24) is
+// on switch lan: enough for the components with one VRRP instance.
+func oneRouterLab(t *testing.T, name string) *lab.Lab {
+	t.Helper()
+	lab.SkipIfNotRoot(t)
+	return lab.BuildT(t, name, lab.Topology{
+		Switches: []string{"lan"},
+		Hosts: []lab.HostSpec{{Name: "r1", Links: []lab.LinkSpec{{
+			Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.11/24")},
+		}}}},
+	})
 }

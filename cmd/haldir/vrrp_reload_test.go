@@ -247,13 +247,7 @@ virtual_addresses = [%q]
 // dissolving the group restarts both as lone instances, and every group
 // the reloads left behind is closed (no notifier outlives its members).
 func TestVRRPReloadSyncGroup(t *testing.T) {
-	lab.SkipIfNotRoot(t)
-	l := lab.BuildT(t, "haldir-vrrp-reload-group", lab.Topology{
-		Switches: []string{"lan"},
-		Hosts: []lab.HostSpec{{Name: "r1", Links: []lab.LinkSpec{{
-			Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.11/24")},
-		}}}},
-	})
+	l := oneRouterLab(t, "haldir-vrrp-reload-group")
 	src := func(prio int, interval string, group bool) *conf.Config {
 		t.Helper()
 		s := "[global]\nrouter_id = \"t\"\n"
