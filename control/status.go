@@ -37,6 +37,8 @@ type Status struct {
 	VirtualServers []conf.VirtualServer `json:",omitempty"`
 	// Sync is the connection sync daemon's follower; nil without [sync].
 	Sync *hsync.Status `json:",omitempty"`
+	// Cluster is every director as this one sees it; nil without [cluster].
+	Cluster *hsync.View `json:",omitempty"`
 	// Components not running in this build or configuration, with why.
 	NotRunning map[string]string
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"reflect"
 	"sync"
 	"time"
 
@@ -44,6 +45,8 @@ type components struct {
 	follower     *hsync.Follower
 	syncInstance string
 	syncStop     func()
+	// cluster is this director's gossip membership; nil without [cluster].
+	cluster *hsync.Cluster
 	// newKernel opens the IPVS backend; tests swap in the fake.
 	newKernel func() (director.Kernel, func(), error)
 	closeK    func()
@@ -95,7 +98,7 @@ func (c *components) start(cfg *conf.Config) (err error) {
 			c.stop()
 		}
 	}()
-	c.notRunning["cluster"] = "the memberlist cluster is not implemented yet ([cluster] is validated only)"
+	c.startCluster(cfg)
 
 	if len(cfg.VirtualServers) > 0 {
 		k, closeK, err := c.newKernel()
@@ -122,6 +125,59 @@ func (c *components) start(cfg *conf.Config) (err error) {
 	// Before VRRP, so that the follower sees every state change.
 	c.reloadSync(cfg)
 	return c.reloadVRRP(cfg)
+}
+
+// startCluster joins the gossip cluster of [cluster]. A cluster that
+// cannot start (an unreadable key, a port in use) is reported and logged;
+// the director and VRRP run without it.
+func (c *components) startCluster(cfg *conf.Config) {
+	if cfg.Cluster == nil {
+		c.notRunning["cluster"] = "no [cluster] configured"
+		return
+	}
+	key, err := hsync.ReadSecret(cfg.Cluster.SecretFile)
+	var cl *hsync.Cluster
+	if err == nil {
+		cl, err = hsync.JoinCluster(*cfg.Cluster, key, hsync.NodeState{Config: hsync.ConfigHashes(cfg)},
+			hsync.ClusterOptions{Version: version, Logger: c.log.With("component", "cluster")})
+	}
+	if err != nil {
+		c.log.Error("cluster not started", "error", err)
+		c.notRunning["cluster"] = err.Error()
+		return
+	}
+	c.cluster = cl
+}
+
+// tellCluster spreads this director's VRRP states, and with cfg its
+// configuration hashes, to the cluster. sc, when set, is a state change
+// the instance's status does not show yet (it is reported first).
+func (c *components) tellCluster(cfg *conf.Config, sc *vrrp.StateChange) {
+	c.mu.Lock()
+	cl, vc := c.cluster, c.vrrpCfg
+	c.mu.Unlock()
+	if cl == nil {
+		return
+	}
+	var states []hsync.InstanceState
+	for _, in := range c.vrrpInstances() {
+		st := in.Status()
+		ic := configOf(vc, st.Name)
+		fam := 4
+		if len(ic.VirtualAddresses) > 0 && ic.VirtualAddresses[0].Addr().Is6() {
+			fam = 6
+		}
+		if sc != nil && sc.Instance == st.Name {
+			st.State, st.Priority = sc.To, sc.Priority
+		}
+		states = append(states, hsync.InstanceState{Name: st.Name, VRID: ic.VRID, Family: fam, State: st.State.String(), Priority: int(st.Priority)})
+	}
+	cl.Update(func(s *hsync.NodeState) {
+		s.VRRP = states
+		if cfg != nil {
+			s.Config = hsync.ConfigHashes(cfg)
+		}
+	})
 }
 
 // reloadSync starts, reconfigures or stops the conn-sync follower for
@@ -215,6 +271,7 @@ func (c *components) reloadVRRP(cfg *conf.Config) error {
 			if f != nil && follows {
 				f.SetRole(hsync.Role(sc.To))
 			}
+			c.tellCluster(nil, &sc)
 		},
 	})
 	if err != nil {
@@ -498,6 +555,10 @@ func (c *components) reload(old, cfg *conf.Config) error {
 	if err := c.reloadVRRP(cfg); err != nil {
 		errs = append(errs, err)
 	}
+	if !reflect.DeepEqual(old.Cluster, cfg.Cluster) {
+		c.log.Warn("cluster changes take effect at restart; the running cluster membership stays")
+	}
+	c.tellCluster(cfg, nil)
 	return errors.Join(errs...)
 }
 
@@ -514,6 +575,11 @@ func (c *components) stop() {
 	c.mu.Unlock()
 	c.stopRuns(runs)
 	c.stopSync()
+	if c.cluster != nil {
+		if err := c.cluster.Leave(time.Second); err != nil {
+			c.log.Warn("leaving the cluster", "error", err)
+		}
+	}
 	if c.cancel != nil {
 		c.cancel()
 	}

@@ -167,6 +167,27 @@ func renderHeader(w io.Writer, st control.Status, now time.Time) {
 		}
 		tw.Flush()
 	}
+	if v := st.Cluster; v != nil {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Cluster:")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  DIRECTOR\tADDRESS\tSTATUS\tVERSION\tVRRP")
+		for _, m := range v.Members {
+			var vr []string
+			for _, in := range m.VRRP {
+				vr = append(vr, fmt.Sprintf("%s=%s", in.Name, strings.ToUpper(in.State)))
+			}
+			name := m.Name
+			if m.Self {
+				name += " (this)"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", name, m.Addr, m.Status, m.Version, strings.Join(vr, " "))
+		}
+		tw.Flush()
+		for _, p := range v.Problems {
+			fmt.Fprintf(w, "  PROBLEM: %s\n", p)
+		}
+	}
 	if s := st.Sync; s != nil {
 		fmt.Fprintln(w)
 		running := "none"

@@ -25,6 +25,10 @@ func (d *daemon) Status() control.Status {
 	for _, in := range c.vrrpInstances() {
 		st.VRRP = append(st.VRRP, in.Status())
 	}
+	if c.cluster != nil {
+		v := c.cluster.View()
+		st.Cluster = &v
+	}
 	if f := c.syncFollower(); f != nil {
 		s := f.Status()
 		st.Sync = &s

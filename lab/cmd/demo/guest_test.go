@@ -15,7 +15,7 @@ func TestConfigValid(t *testing.T) {
 		prio int
 	}{{"director1", 150}, {"director2", 100}} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := conf.Parse([]byte(config(tc.name, tc.prio, "/run/haldir-demo/"+tc.name+".sock")), tc.name+".toml")
+			c, err := conf.Parse([]byte(config(tc.name, tc.prio, "/run/haldir-demo")), tc.name+".toml")
 			if err != nil {
 				t.Fatalf("demo config does not load: %v", err)
 			}

@@ -1,0 +1,239 @@
+package sync
+
+import (
+	"bytes"
+	"encoding/base64"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+func TestReadSecret(t *testing.T) {
+	dir := t.TempDir()
+	key32 := bytes.Repeat([]byte{7}, 32)
+	write := func(name string, b []byte, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name    string
+		path    string
+		want    []byte
+		wantErr string
+	}{
+		{"base64 of 32 bytes", write("b64", []byte(base64.StdEncoding.EncodeToString(key32)+"\n"), 0o600), key32, ""},
+		{"16 raw bytes", write("raw", []byte("0123456789abcdef"), 0o600), []byte("0123456789abcdef"), ""},
+		{"wrong length", write("short", []byte("too short"), 0o600), nil, "want a key of 16, 24 or 32 bytes, raw or base64; got 9 bytes"},
+		{"readable by others", write("open", []byte(base64.StdEncoding.EncodeToString(key32)), 0o644), nil, "mode 0644 lets others read the key; chmod 600 it"},
+		{"missing", filepath.Join(dir, "nope"), nil, "no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ReadSecret(tc.path)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want it to say %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !bytes.Equal(got, tc.want) {
+				t.Fatalf("got %q, %v", got, err)
+			}
+		})
+	}
+}
+
+func TestProblems(t *testing.T) {
+	node := func(name, vsHash string, vr ...InstanceState) NodeState {
+		return NodeState{Name: name, Config: map[string]string{"virtual_server": vsHash, "sync": "off"}, VRRP: vr}
+	}
+	master := func(vrid, fam int) InstanceState {
+		return InstanceState{Name: "vi", VRID: vrid, Family: fam, State: "master"}
+	}
+	backup := func(vrid, fam int) InstanceState {
+		return InstanceState{Name: "vi", VRID: vrid, Family: fam, State: "backup"}
+	}
+	for _, tc := range []struct {
+		name string
+		live []NodeState
+		want []string
+	}{
+		{"healthy pair", []NodeState{node("a", "h1", master(51, 4)), node("b", "h1", backup(51, 4))}, nil},
+		{"split brain", []NodeState{node("a", "h1", master(51, 4)), node("b", "h1", master(51, 4))},
+			[]string{"split brain: vrid 51 (IPv4) is master on a/vi and b/vi"}},
+		{"same vrid, other family: no split", []NodeState{node("a", "h1", master(51, 4)), node("b", "h1", master(51, 6))}, nil},
+		{"drift", []NodeState{node("a", "h1"), node("b", "h1"), node("c", "h2")},
+			[]string{"config drift: virtual_server differs: a, b (h1) vs c (h2)"}},
+		{"a member that reports no hash yet", []NodeState{node("a", "h1"), {Name: "b"}},
+			[]string{"config drift: sync differs: a (off) vs b (unknown)", "config drift: virtual_server differs: a (h1) vs b (unknown)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Problems(tc.live); !slices.Equal(got, tc.want) {
+				t.Fatalf("problems %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestConfigHashes(t *testing.T) {
+	base := func() *conf.Config {
+		return &conf.Config{
+			VRRP: []conf.VRRPInstance{{Name: "vi", Interface: "eth0", VRID: 51, Priority: 150, Version: 3,
+				VirtualAddresses: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")}}},
+			VirtualServers: []conf.VirtualServer{{Name: "web", Address: netip.MustParseAddr("192.0.2.1"), Port: 80}},
+		}
+	}
+	a, b := base(), base()
+	// What differs between two directors by design does not count.
+	b.VRRP[0].Priority, b.VRRP[0].Interface = 100, "bond0"
+	if ha, hb := ConfigHashes(a), ConfigHashes(b); !equalMaps(ha, hb) {
+		t.Fatalf("priority and interface changed the hashes: %v vs %v", ha, hb)
+	}
+	b.VirtualServers[0].Port = 81
+	if ha, hb := ConfigHashes(a), ConfigHashes(b); ha["virtual_server"] == hb["virtual_server"] || ha["vrrp"] != hb["vrrp"] {
+		t.Fatalf("a virtual server's port: %v vs %v", ha, hb)
+	}
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestClusterGossip runs three directors' clusters on loopback: they find
+// each other, see a split brain and its end, see a drifting configuration,
+// keep a director with the wrong key out, and see a member leave.
+func TestClusterGossip(t *testing.T) {
+	key := bytes.Repeat([]byte{1}, 32)
+	start := func(name string, k []byte, peers ...string) *Cluster {
+		t.Helper()
+		c := conf.Cluster{Name: name, Bind: netip.MustParseAddrPort("127.0.0.1:0"), Peers: peers}
+		cl, err := JoinCluster(c, k, NodeState{Config: map[string]string{"virtual_server": "h1"}}, ClusterOptions{Version: "test", Logger: quiet, Fast: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cl.Leave(time.Second) })
+		return cl
+	}
+	a := start("a", key)
+	addr := a.ml.LocalNode().Address()
+	b := start("b", key, addr)
+	c := start("c", key, addr)
+	all := []*Cluster{a, b, c}
+	waitView := func(what string, ok func(View) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for _, cl := range all {
+			for !ok(cl.View()) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: %s sees %+v", what, cl.name, cl.View())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	alive := func(n int) func(View) bool {
+		return func(v View) bool {
+			k := 0
+			for _, m := range v.Members {
+				if m.Status == "alive" {
+					k++
+				}
+			}
+			return k == n
+		}
+	}
+	problems := func(want ...string) func(View) bool {
+		return func(v View) bool { return slices.Equal(v.Problems, want) }
+	}
+	waitView("three alive members", alive(3))
+
+	vi := func(state string) func(*NodeState) {
+		return func(s *NodeState) { s.VRRP = []InstanceState{{Name: "vi", VRID: 51, Family: 4, State: state}} }
+	}
+	a.Update(vi("master"))
+	b.Update(vi("master"))
+	c.Update(vi("backup"))
+	waitView("split brain seen by all", problems("split brain: vrid 51 (IPv4) is master on a/vi and b/vi"))
+	b.Update(vi("backup"))
+	waitView("split brain over", problems())
+
+	c.Update(func(s *NodeState) { s.Config = map[string]string{"virtual_server": "h2"} })
+	waitView("drift seen by all", problems("config drift: virtual_server differs: a, b (h1) vs c (h2)"))
+
+	// A director with another key cannot join, nor be seen.
+	d := conf.Cluster{Name: "d", Bind: netip.MustParseAddrPort("127.0.0.1:0"), Peers: []string{addr}}
+	if cl, err := JoinCluster(d, bytes.Repeat([]byte{2}, 32), NodeState{}, ClusterOptions{Logger: quiet, Fast: true}); err == nil {
+		defer cl.Leave(time.Second)
+		if n := cl.ml.NumMembers(); n != 1 {
+			t.Fatalf("a director with the wrong key sees %d members", n)
+		}
+	}
+
+	all = []*Cluster{a, b}
+	if err := c.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitView("c left, and its drift with it", func(v View) bool {
+		for _, m := range v.Members {
+			if m.Name == "c" && m.Status != "gone" {
+				return false
+			}
+			if m.Name == "d" {
+				return false
+			}
+		}
+		return alive(2)(v) && len(v.Problems) == 0
+	})
+}
+
+// A problem is reported once it has lasted the hold time, and one that
+// ends sooner (stale gossip, a failover's overlap) never is.
+func TestProblemHold(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	cl := &Cluster{log: quiet, name: "a", hold: time.Second, states: map[string]NodeState{}, status: map[string]string{"b": "alive"},
+		pending: map[string]time.Time{}}
+	vi := func(state string) []InstanceState {
+		return []InstanceState{{Name: "vi", VRID: 51, Family: 4, State: state}}
+	}
+	cl.local = NodeState{Name: "a", VRRP: vi("master")}
+	set := func(state string) { cl.states["b"] = NodeState{Name: "b", VRRP: vi(state)} }
+	const split = "split brain: vrid 51 (IPv4) is master on a/vi and b/vi"
+	for _, step := range []struct {
+		at    time.Duration
+		b     string
+		wants []string
+	}{
+		{0, "master", nil},
+		{500 * time.Millisecond, "backup", nil}, // a failover's overlap: gone before the hold
+		{1500 * time.Millisecond, "backup", nil},
+		{2 * time.Second, "master", nil},
+		{2900 * time.Millisecond, "master", nil},
+		{3 * time.Second, "master", []string{split}},
+		{4 * time.Second, "backup", nil},
+	} {
+		set(step.b)
+		cl.checkAt(t0.Add(step.at))
+		if !slices.Equal(cl.problems, step.wants) {
+			t.Fatalf("at %v with b %s: problems %q, want %q", step.at, step.b, cl.problems, step.wants)
+		}
+	}
+}
