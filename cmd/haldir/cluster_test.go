@@ -2,9 +2,7 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +10,6 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
-	"github.com/haldir-lb/haldir/lab"
 	hsync "github.com/haldir-lb/haldir/sync"
 )
 
@@ -42,14 +39,7 @@ func freePort(t *testing.T) int {
 // works: both become master, and both report the split brain, by name,
 // until the partition heals.
 func TestClusterSeesSplitBrain(t *testing.T) {
-	lab.SkipIfNotRoot(t)
-	host := func(name, addr string) lab.HostSpec {
-		return lab.HostSpec{Name: name, Links: []lab.LinkSpec{{Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.MustParsePrefix(addr)}}}}
-	}
-	l := lab.BuildT(t, "haldir-cluster", lab.Topology{
-		Switches: []string{"lan"},
-		Hosts:    []lab.HostSpec{host("r1", "192.0.2.11/24"), host("r2", "192.0.2.12/24")},
-	})
+	l := routerLab(t, "haldir-cluster", 2)
 	secret := filepath.Join(t.TempDir(), "gossip.key")
 	if err := os.WriteFile(secret, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -79,17 +69,7 @@ secret_file = %[5]q
 		}
 		return cfg
 	}
-	start := func(h string, cfg *conf.Config) (*components, *syncBuffer) {
-		t.Helper()
-		var logs syncBuffer
-		c := newComponents(slog.New(slog.NewTextHandler(&logs, nil)))
-		c.vrrpDo = l.Host(h).Do
-		if err := c.start(cfg); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.stop)
-		return c, &logs
-	}
+	start := func(h string, cfg *conf.Config) (*components, *syncBuffer) { return startComponents(t, l, h, cfg, nil) }
 	c1, logs1 := start("r1", parse("r1", 150, p1, ""))
 	c2, logs2 := start("r2", parse("r2", 100, p2, fmt.Sprintf("%q", fmt.Sprintf("127.0.0.1:%d", p1))))
 	if c1.cluster == nil || c2.cluster == nil {

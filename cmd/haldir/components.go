@@ -54,6 +54,8 @@ type components struct {
 	// network namespace (vrrp.Options.Do); tests use a lab host.
 	vrrpDo func(func() error) error
 
+	stopOnce sync.Once
+
 	mu   sync.Mutex
 	subs map[string][]director.Verdict // probe key -> the (service, real) pairs it judges
 	// quorum is the last quorum the director reported per virtual server
@@ -565,7 +567,9 @@ func (c *components) reload(old, cfg *conf.Config) error {
 // stop shuts down in order: VRRP first (a master sends priority 0 so the
 // backup takes over at once), then checks and the director. The IPVS table
 // is left as it is, so a restart adopts it without resetting a connection.
-func (c *components) stop() {
+func (c *components) stop() { c.stopOnce.Do(c.stopNow) }
+
+func (c *components) stopNow() {
 	c.mu.Lock()
 	var runs []*vrrpRun
 	for _, r := range c.vrrpRuns {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -54,21 +53,9 @@ port = %d
 		}
 		return cfg
 	}
-	var logs syncBuffer
-	c := newComponents(slog.New(slog.NewTextHandler(&logs, nil)))
 	k := director.NewFakeKernel()
-	c.newKernel = func() (director.Kernel, func(), error) { return k, func() {}, nil }
-	c.vrrpDo = l.Host("r1").Do
 	cfg := parse("[sync]\ninterface = \"eth0\"\nvrrp_instance = \"vi\"\n")
-	if err := c.start(cfg); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			c.stop()
-		}
-	}()
+	c, logs := startComponents(t, l, "r1", cfg, k)
 	var seen []string
 	waitDaemons := func(what, want string) {
 		t.Helper()
@@ -116,8 +103,7 @@ port = %d
 		t.Fatal(err)
 	}
 	waitDaemons("[sync] added back to a running master", "master on eth0 syncid 42")
-	stopped = true
-	c.stop()
+	c.stop() // again at cleanup: stop is idempotent
 	waitDaemons("haldir stopped", "")
 	// The backup daemon must have run before the instance became master.
 	if !strings.Contains(logs.String(), `msg="sync daemon started" component=sync daemon="backup on eth0 syncid 42"`) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"testing"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/director"
-	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -53,15 +51,7 @@ port = %d
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
-	c := newComponents(slog.New(slog.NewTextHandler(&logs, nil)))
-	k := director.NewFakeKernel()
-	c.newKernel = func() (director.Kernel, func(), error) { return k, func() {}, nil }
-	c.vrrpDo = l.Host("r1").Do
-	if err := c.start(cfg); err != nil {
-		t.Fatal(err)
-	}
-	defer c.stop()
+	c, logs := startComponents(t, l, "r1", cfg, director.NewFakeKernel())
 	in := c.vrrpInstance("vi")
 	wait := func(what string, ok func(vrrp.Status) bool) {
 		t.Helper()
@@ -83,7 +73,7 @@ port = %d
 	wait("priority 50 without quorum", func(s vrrp.Status) bool {
 		return s.Priority == 50 && len(s.Failing) == 1 && s.Failing[0] == "virtual_server web"
 	})
-	waitFor(t, &logs, `msg="virtual server quorum" virtual_server=web up=false`, 1)
+	waitFor(t, logs, `msg="virtual server quorum" virtual_server=web up=false`, 1)
 
 	ln, err = net.Listen("tcp", real.String())
 	if err != nil {
@@ -91,18 +81,5 @@ port = %d
 	}
 	defer ln.Close()
 	wait("priority 150 with quorum again", func(s vrrp.Status) bool { return s.Priority == 150 && len(s.Failing) == 0 })
-	waitFor(t, &logs, `msg="virtual server quorum" virtual_server=web up=true`, 2)
-}
-
-// oneRouterLab is a lab with one host, r1, whose eth0 (192.0.2.11/24) is
-// on switch lan: enough for the components with one VRRP instance.
-func oneRouterLab(t *testing.T, name string) *lab.Lab {
-	t.Helper()
-	lab.SkipIfNotRoot(t)
-	return lab.BuildT(t, name, lab.Topology{
-		Switches: []string{"lan"},
-		Hosts: []lab.HostSpec{{Name: "r1", Links: []lab.LinkSpec{{
-			Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.11/24")},
-		}}}},
-	})
+	waitFor(t, logs, `msg="virtual server quorum" virtual_server=web up=true`, 2)
 }

@@ -26,14 +26,7 @@ import (
 // restarts only that instance, a removed one stops and takes its address
 // with it. r2 never restarts anything.
 func TestVRRPReload(t *testing.T) {
-	lab.SkipIfNotRoot(t)
-	host := func(name, addr string) lab.HostSpec {
-		return lab.HostSpec{Name: name, Links: []lab.LinkSpec{{Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.MustParsePrefix(addr)}}}}
-	}
-	l := lab.BuildT(t, "haldir-vrrp-reload", lab.Topology{
-		Switches: []string{"lan"},
-		Hosts:    []lab.HostSpec{host("r1", "192.0.2.11/24"), host("r2", "192.0.2.12/24")},
-	})
+	l := routerLab(t, "haldir-vrrp-reload", 2)
 	instance := func(name string, vrid, prio int, vip string) string {
 		return fmt.Sprintf(`
 [[vrrp]]
@@ -53,17 +46,7 @@ virtual_addresses = [%q]
 		}
 		return cfg
 	}
-	start := func(h string, cfg *conf.Config) (*components, *syncBuffer) {
-		t.Helper()
-		var logs syncBuffer
-		c := newComponents(slog.New(slog.NewTextHandler(&logs, nil)))
-		c.vrrpDo = l.Host(h).Do
-		if err := c.start(cfg); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.stop)
-		return c, &logs
-	}
+	start := func(h string, cfg *conf.Config) (*components, *syncBuffer) { return startComponents(t, l, h, cfg, nil) }
 	waitState := func(c *components, logs *syncBuffer, name string, ok func(vrrp.Status) bool, what string) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
