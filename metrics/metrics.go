@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/haldir-lb/haldir/control"
+	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -53,6 +55,12 @@ var (
 	dNotRunning     = desc("component_not_running", "1 for each component not running in this build or configuration.", "component")
 	dConfigLoaded   = desc("config_last_reload_timestamp_seconds", "When the configuration in force was loaded.")
 	dStartTimestamp = desc("start_timestamp_seconds", "When the daemon started.")
+	dSyncRunning    = desc("sync_daemon_running", "1 for each kernel conn-sync daemon role running.", "role")
+	dSyncWanted     = desc("sync_daemon_wanted", "1 for the conn-sync daemon role the VRRP state asks for.", "role")
+	dSyncChanges    = desc("sync_daemon_changes_total", "Kernel conn-sync daemons started or stopped.")
+	dSyncFailures   = desc("sync_daemon_failures_total", "Failed attempts to bring the kernel conn-sync daemons to the wanted role.")
+	dClusterMembers = desc("cluster_members", "Directors in the cluster view, per status (this one included, as alive).", "status")
+	dClusterProblem = desc("cluster_problems", "Problems the cluster view reports now (split brain, config drift), per kind.", "kind")
 )
 
 var allDescs = []*prometheus.Desc{
@@ -60,6 +68,7 @@ var allDescs = []*prometheus.Desc{
 	dVRRPIgnored, dVRRPTrans, dDirPasses, dDirFailed, dDirWrites, dDirErrors, dSvcQuorum, dSvcSorry,
 	dSvcInKernel, dSvcConns, dSvcBytes, dSvcPackets, dRealUp, dRealWeight, dRealActive, dRealInactive,
 	dRealConns, dCheckTotal, dCheckUp, dNotRunning, dConfigLoaded, dStartTimestamp,
+	dSyncRunning, dSyncWanted, dSyncChanges, dSyncFailures, dClusterMembers, dClusterProblem,
 }
 
 var vrrpStates = []vrrp.State{vrrp.StateInit, vrrp.StateBackup, vrrp.StateMaster, vrrp.StateFault}
@@ -169,6 +178,36 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(dRealActive, float64(r.ActiveConns), svc, real)
 			gauge(dRealInactive, float64(r.InactiveConns), svc, real)
 			counter(dRealConns, r.Stats.Conns, svc, real)
+		}
+	}
+
+	if s := st.Sync; s != nil {
+		for _, role := range []director.SyncState{director.SyncMaster, director.SyncBackup} {
+			running := false
+			for _, d := range s.Running {
+				running = running || d.State == role
+			}
+			gauge(dSyncRunning, b2f(running), role.String())
+			gauge(dSyncWanted, b2f(s.Want.State == role), role.String())
+		}
+		counter(dSyncChanges, s.Changes)
+		counter(dSyncFailures, s.Failures)
+	}
+	if v := st.Cluster; v != nil {
+		members := map[string]int{"alive": 0, "gone": 0}
+		for _, m := range v.Members {
+			members[m.Status]++
+		}
+		for status, n := range members {
+			gauge(dClusterMembers, float64(n), status)
+		}
+		kinds := map[string]int{"split brain": 0, "config drift": 0}
+		for _, p := range v.Problems {
+			kind, _, _ := strings.Cut(p, ":")
+			kinds[kind]++
+		}
+		for kind, n := range kinds {
+			gauge(dClusterProblem, float64(n), strings.ReplaceAll(kind, " ", "_"))
 		}
 	}
 

@@ -17,6 +17,7 @@ import (
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
+	hsync "github.com/haldir-lb/haldir/sync"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -233,5 +234,47 @@ func TestServeBindError(t *testing.T) {
 	err = Serve(context.Background(), ln.Addr().String(), prometheus.NewRegistry())
 	if err == nil || !strings.Contains(err.Error(), "metrics: listen "+ln.Addr().String()) {
 		t.Errorf("Serve on a taken port = %v", err)
+	}
+}
+
+func TestCollectorSyncAndCluster(t *testing.T) {
+	st := sample()
+	st.Sync = &hsync.Status{
+		Running: []director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 51}},
+		Want:    director.SyncDaemon{State: director.SyncMaster}, Changes: 3, Failures: 1,
+	}
+	st.Cluster = &hsync.View{
+		Members: []hsync.Member{{Status: "alive", Self: true}, {Status: "alive"}, {Status: "gone"}},
+		Problems: []string{"split brain: vrid 51 (IPv4) is master on a/vi and b/vi",
+			"config drift: virtual_server differs: a (1) vs b (2)", "config drift: sync differs: a (1) vs b (2)"},
+	}
+	const want = `
+# HELP haldir_sync_daemon_running 1 for each kernel conn-sync daemon role running.
+# TYPE haldir_sync_daemon_running gauge
+haldir_sync_daemon_running{role="backup"} 1
+haldir_sync_daemon_running{role="master"} 0
+# HELP haldir_sync_daemon_wanted 1 for the conn-sync daemon role the VRRP state asks for.
+# TYPE haldir_sync_daemon_wanted gauge
+haldir_sync_daemon_wanted{role="backup"} 0
+haldir_sync_daemon_wanted{role="master"} 1
+# HELP haldir_sync_daemon_changes_total Kernel conn-sync daemons started or stopped.
+# TYPE haldir_sync_daemon_changes_total counter
+haldir_sync_daemon_changes_total 3
+# HELP haldir_sync_daemon_failures_total Failed attempts to bring the kernel conn-sync daemons to the wanted role.
+# TYPE haldir_sync_daemon_failures_total counter
+haldir_sync_daemon_failures_total 1
+# HELP haldir_cluster_members Directors in the cluster view, per status (this one included, as alive).
+# TYPE haldir_cluster_members gauge
+haldir_cluster_members{status="alive"} 2
+haldir_cluster_members{status="gone"} 1
+# HELP haldir_cluster_problems Problems the cluster view reports now (split brain, config drift), per kind.
+# TYPE haldir_cluster_problems gauge
+haldir_cluster_problems{kind="config_drift"} 2
+haldir_cluster_problems{kind="split_brain"} 1
+`
+	if err := testutil.CollectAndCompare(New(func() control.Status { return st }), strings.NewReader(want),
+		"haldir_sync_daemon_running", "haldir_sync_daemon_wanted", "haldir_sync_daemon_changes_total",
+		"haldir_sync_daemon_failures_total", "haldir_cluster_members", "haldir_cluster_problems"); err != nil {
+		t.Error(err)
 	}
 }
