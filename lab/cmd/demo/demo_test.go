@@ -81,8 +81,8 @@ func TestVMDemo(t *testing.T) {
 	t.Run("established connection survives the failover (conn sync)", func(t *testing.T) {
 		// The step itself waits until director2's kernel holds the
 		// connection; here it must carry on through director2.
-		if !rep.ConnSurvived {
-			t.Errorf("the long-lived connection did not survive the failover: %s", rep.ConnDetail)
+		if !rep.ConnSurvived || rep.Survived != rep.LongLived || rep.LongLived == 0 {
+			t.Errorf("%d of %d long-lived connections survived the failover: %s", rep.Survived, rep.LongLived, rep.ConnDetail)
 		}
 		if rep.SyncedAfter <= 0 {
 			t.Errorf("no time for the connection to reach director2's table: %v", rep.SyncedAfter)
