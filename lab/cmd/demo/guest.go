@@ -1196,12 +1196,6 @@ func (d *demo) reviveDirector1() error {
 	return nil
 }
 
-func yesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
-}
 
 // ---- step 7 ----
 
