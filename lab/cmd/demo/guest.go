@@ -1196,7 +1196,6 @@ func (d *demo) reviveDirector1() error {
 	return nil
 }
 
-
 // ---- step 7 ----
 
 func (d *demo) report() {
