@@ -308,6 +308,10 @@ func (c *components) reloadVRRP(cfg *conf.Config) error {
 		c.mu.Lock()
 		r := c.vrrpRuns[p.Name]
 		c.mu.Unlock()
+		if (p.Change == vrrp.Keep || p.Change == vrrp.Update) && r == nil {
+			// Not ours to keep (it never started): start it.
+			p.Change, p.Why = vrrp.Restart, "it was not running"
+		}
 		if (p.Change == vrrp.Keep || p.Change == vrrp.Update) && ended(r) && nin.Group() == nil {
 			// It failed to start (an interface missing, say): a reload is
 			// the operator's way to try again. (A sync group's members
