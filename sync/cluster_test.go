@@ -237,3 +237,26 @@ func TestProblemHold(t *testing.T) {
 		}
 	}
 }
+
+// Gossip from the wire: whatever arrives, merge keeps the view sane (no
+// panic, no nameless or self entries, never an older state over a newer).
+func FuzzMergeState(f *testing.F) {
+	f.Add([]byte(`{"Name":"b","Version":"1","Config":{"vrrp":"ab"},"VRRP":[{"Name":"vi","VRID":51,"Family":4,"State":"master"}],"Seq":3}`))
+	f.Add([]byte(`{"Name":"a","Seq":9}`))
+	f.Add([]byte(`{"Name":"","Seq":1}`))
+	f.Add([]byte(`[1,2`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cl := &Cluster{log: quiet, name: "a", hold: time.Second, states: map[string]NodeState{"b": {Name: "b", Seq: 5}},
+			status: map[string]string{"b": "alive"}, pending: map[string]time.Time{}}
+		cl.local = NodeState{Name: "a"}
+		cl.merge(b, "fuzz")
+		for name, st := range cl.states {
+			if name == "" || name == "a" || st.Name != name {
+				t.Fatalf("merged %q into the view as %q", b, name)
+			}
+		}
+		if st := cl.states["b"]; st.Seq < 5 {
+			t.Fatalf("an older state of b replaced seq 5: %+v", st)
+		}
+	})
+}
