@@ -61,6 +61,7 @@ var (
 	dSyncFailures   = desc("sync_daemon_failures_total", "Failed attempts to bring the kernel conn-sync daemons to the wanted role.")
 	dClusterMembers = desc("cluster_members", "Directors in the cluster view, per status (this one included, as alive).", "status")
 	dClusterProblem = desc("cluster_problems", "Problems the cluster view reports now (split brain, config drift), per kind.", "kind")
+	dClusterBad     = desc("cluster_malformed_states_total", "Gossiped director states dropped because they did not decode.")
 )
 
 var allDescs = []*prometheus.Desc{
@@ -68,7 +69,7 @@ var allDescs = []*prometheus.Desc{
 	dVRRPIgnored, dVRRPTrans, dDirPasses, dDirFailed, dDirWrites, dDirErrors, dSvcQuorum, dSvcSorry,
 	dSvcInKernel, dSvcConns, dSvcBytes, dSvcPackets, dRealUp, dRealWeight, dRealActive, dRealInactive,
 	dRealConns, dCheckTotal, dCheckUp, dNotRunning, dConfigLoaded, dStartTimestamp,
-	dSyncRunning, dSyncWanted, dSyncChanges, dSyncFailures, dClusterMembers, dClusterProblem,
+	dSyncRunning, dSyncWanted, dSyncChanges, dSyncFailures, dClusterMembers, dClusterProblem, dClusterBad,
 }
 
 var vrrpStates = []vrrp.State{vrrp.StateInit, vrrp.StateBackup, vrrp.StateMaster, vrrp.StateFault}
@@ -209,6 +210,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		for kind, n := range kinds {
 			gauge(dClusterProblem, float64(n), strings.ReplaceAll(kind, " ", "_"))
 		}
+		counter(dClusterBad, v.Malformed)
 	}
 
 	// Probes are keyed by the whole check definition, far too long for a

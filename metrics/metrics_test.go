@@ -247,6 +247,7 @@ func TestCollectorSyncAndCluster(t *testing.T) {
 		Members: []hsync.Member{{Status: "alive", Self: true}, {Status: "alive"}, {Status: "gone"}},
 		Problems: []string{"split brain: vrid 51 (IPv4) is master on a/vi and b/vi",
 			"config drift: virtual_server differs: a (1) vs b (2)", "config drift: sync differs: a (1) vs b (2)"},
+		Malformed: 4,
 	}
 	const want = `
 # HELP haldir_sync_daemon_running 1 for each kernel conn-sync daemon role running.
@@ -271,10 +272,13 @@ haldir_cluster_members{status="gone"} 1
 # TYPE haldir_cluster_problems gauge
 haldir_cluster_problems{kind="config_drift"} 2
 haldir_cluster_problems{kind="split_brain"} 1
+# HELP haldir_cluster_malformed_states_total Gossiped director states dropped because they did not decode.
+# TYPE haldir_cluster_malformed_states_total counter
+haldir_cluster_malformed_states_total 4
 `
 	if err := testutil.CollectAndCompare(New(func() control.Status { return st }), strings.NewReader(want),
 		"haldir_sync_daemon_running", "haldir_sync_daemon_wanted", "haldir_sync_daemon_changes_total",
-		"haldir_sync_daemon_failures_total", "haldir_cluster_members", "haldir_cluster_problems"); err != nil {
+		"haldir_sync_daemon_failures_total", "haldir_cluster_members", "haldir_cluster_problems", "haldir_cluster_malformed_states_total"); err != nil {
 		t.Error(err)
 	}
 }

@@ -64,6 +64,8 @@ type Member struct {
 type View struct {
 	Members  []Member
 	Problems []string // split brain and drift, sorted; empty when all is well
+	// Malformed counts gossiped states dropped because they did not decode.
+	Malformed uint64
 }
 
 // ConfigHashes hashes the sections of cfg that every director must share:
@@ -164,13 +166,14 @@ type Cluster struct {
 	hold time.Duration
 	stop chan struct{}
 
-	mu       gosync.Mutex
-	local    NodeState
-	states   map[string]NodeState // by member name, the others' last state
-	status   map[string]string    // member name -> alive or gone
-	addrs    map[string]string
-	pending  map[string]time.Time // problems seen, since when
-	problems []string             // problems reported (held long enough)
+	mu        gosync.Mutex
+	local     NodeState
+	states    map[string]NodeState // by member name, the others' last state
+	status    map[string]string    // member name -> alive or gone
+	addrs     map[string]string
+	pending   map[string]time.Time // problems seen, since when
+	problems  []string             // problems reported (held long enough)
+	malformed uint64
 }
 
 // DefaultProblemHold is how long a split brain or drift must last before
@@ -274,7 +277,7 @@ func (cl *Cluster) View() View {
 	self := cl.ml.LocalNode().Address()
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
-	v := View{Problems: slices.Clone(cl.problems)}
+	v := View{Problems: slices.Clone(cl.problems), Malformed: cl.malformed}
 	v.Members = append(v.Members, Member{NodeState: cl.local, Addr: self, Status: "alive", Self: true})
 	for name, st := range cl.status {
 		if name == cl.name {
@@ -405,6 +408,9 @@ func (cl *Cluster) merge(b []byte, via string) {
 	var st NodeState
 	if err := json.Unmarshal(b, &st); err != nil || st.Name == "" {
 		cl.log.Warn("cluster: malformed state dropped", "via", via, "bytes", len(b), "error", err)
+		cl.mu.Lock()
+		cl.malformed++
+		cl.mu.Unlock()
 		return
 	}
 	cl.mu.Lock()

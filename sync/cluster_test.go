@@ -249,7 +249,11 @@ func FuzzMergeState(f *testing.F) {
 		cl := &Cluster{log: quiet, name: "a", hold: time.Second, states: map[string]NodeState{"b": {Name: "b", Seq: 5}},
 			status: map[string]string{"b": "alive"}, pending: map[string]time.Time{}}
 		cl.local = NodeState{Name: "a"}
+		before := len(cl.states)
 		cl.merge(b, "fuzz")
+		if cl.malformed == 0 && len(cl.states) < before {
+			t.Fatal("merge lost a member")
+		}
 		for name, st := range cl.states {
 			if name == "" || name == "a" || st.Name != name {
 				t.Fatalf("merged %q into the view as %q", b, name)
