@@ -49,6 +49,14 @@ Commands:
            exit status: 0 reloaded, 1 refused (every error is printed;
            the running configuration is kept), 2 the daemon cannot be
            reached
+  import-keepalived FILE
+           convert a keepalived.conf (and what it includes) to haldir's
+           TOML on standard output; every directive that did not carry
+           over is listed on standard error with its file and line
+             -o FILE           write the TOML here instead
+           exit status: 0 converted and valid, 1 converted with warnings
+           or the result does not validate (both are printed), 2 the file
+           cannot be read or parsed
   version  print the version
   help     print this text
 
@@ -77,6 +85,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runStatus(args[1:], stdout, stderr)
 	case "reload":
 		return runReload(args[1:], stdout, stderr)
+	case "import-keepalived":
+		return runImportKeepalived(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "haldir", version)
 		return exitOK

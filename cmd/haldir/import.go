@@ -1,0 +1,64 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/conf/keepalived"
+)
+
+// runImportKeepalived is `haldir import-keepalived FILE`: keepalived.conf
+// in, haldir TOML out, and a list of what did not carry over. The result
+// is validated as haldir would load it, so a clean exit means the file is
+// ready for `haldir run`.
+func runImportKeepalived(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("import-keepalived", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("o", "", "write the TOML to this file instead of standard output")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "haldir import-keepalived: want one keepalived.conf")
+		return exitUsage
+	}
+	src := fs.Arg(0)
+	nodes, err := keepalived.ParseFile(src)
+	if err != nil {
+		fmt.Fprintln(stderr, "haldir import-keepalived:", err)
+		return exitUsage
+	}
+	res := keepalived.Convert(nodes, src)
+	for _, w := range res.Warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	status := exitOK
+	if len(res.Warnings) > 0 {
+		status = exitInvalid
+	}
+	if _, err := conf.Parse([]byte(res.TOML), "converted"); err != nil {
+		var errs conf.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs {
+				fmt.Fprintln(stderr, "invalid:", e)
+			}
+		} else {
+			fmt.Fprintln(stderr, "invalid:", err)
+		}
+		status = exitInvalid
+	}
+	if *out != "" {
+		if err := os.WriteFile(*out, []byte(res.TOML), 0o600); err != nil {
+			fmt.Fprintln(stderr, "haldir import-keepalived:", err)
+			return exitUsage
+		}
+	} else {
+		fmt.Fprint(stdout, res.TOML)
+	}
+	fmt.Fprintf(stderr, "%d warning(s)\n", len(res.Warnings))
+	return status
+}

@@ -1,0 +1,877 @@
+package keepalived
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Warning is a directive that did not carry over as it was, and why.
+type Warning struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (w Warning) String() string { return fmt.Sprintf("%s:%d: %s", w.File, w.Line, w.Msg) }
+
+// Result is a converted configuration.
+type Result struct {
+	TOML     string
+	Warnings []Warning
+}
+
+// converter holds the output tables and the warnings.
+type converter struct {
+	global   *table
+	ipvs     *table
+	sync     *table
+	vrrp     []*table
+	groups   []*table
+	vs       []*table // each virtual server followed by its real servers
+	scripts  map[string]*Node
+	defaults map[string]string // global_defs that become per-instance keys
+	// grouped maps each sync group member to whether its group honours
+	// tracking weights (sync_group_tracking_weight): keepalived ignores
+	// them otherwise, and a tracking failure faults the whole group.
+	grouped  map[string]bool
+	warnings []Warning
+}
+
+func (c *converter) warn(n *Node, format string, a ...any) {
+	c.warnings = append(c.warnings, Warning{n.File, n.Line, fmt.Sprintf(format, a...)})
+}
+
+func (c *converter) ignored(n *Node, why string) {
+	c.warn(n, "%s: %s", n.Name, why)
+}
+
+// Convert turns parsed keepalived directives into haldir's TOML. What has
+// no equivalent is left out with a warning naming the file and line.
+func Convert(nodes []*Node, source string) Result {
+	c := &converter{global: &table{header: "[global]"}, scripts: map[string]*Node{}, defaults: map[string]string{}, grouped: map[string]bool{}}
+	// vrrp_script blocks and global_defs may come after their users.
+	for _, n := range nodes {
+		switch n.Name {
+		case "vrrp_script":
+			if len(n.Args) > 0 {
+				c.scripts[n.Args[0]] = n
+			}
+		case "global_defs":
+			c.globalDefs(n)
+		case "vrrp_sync_group":
+			weights := slices.ContainsFunc(n.Children, func(x *Node) bool { return x.Name == "sync_group_tracking_weight" })
+			for _, g := range n.Children {
+				if g.Name == "group" {
+					for _, m := range g.Children {
+						for _, name := range append([]string{m.Name}, m.Args...) {
+							c.grouped[name] = weights
+						}
+					}
+				}
+			}
+		}
+	}
+	for _, n := range nodes {
+		switch n.Name {
+		case "global_defs", "vrrp_script":
+		case "vrrp_instance":
+			c.instance(n)
+		case "vrrp_sync_group":
+			c.syncGroup(n)
+		case "virtual_server":
+			c.virtualServer(n)
+		default:
+			c.ignored(n, "not supported by haldir")
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Converted from %s by haldir import-keepalived.\n", source)
+	fmt.Fprintf(&b, "# Check it with: haldir check -c FILE. %d directive(s) did not carry over; see the warnings.\n", len(c.warnings))
+	for _, t := range append(append([]*table{c.global, c.ipvs, c.sync}, c.vrrp...), append(c.groups, c.vs...)...) {
+		if t != nil && (len(t.keys) > 0 || t.header[0:2] == "[[") {
+			t.write(&b)
+		}
+	}
+	return Result{TOML: b.String(), Warnings: c.warnings}
+}
+
+func (c *converter) globalDefs(g *Node) {
+	for _, n := range g.Children {
+		switch n.Name {
+		case "router_id":
+			if c.one(n) {
+				c.global.str("router_id", n.Args[0])
+			}
+		case "vrrp_version":
+			if c.one(n) {
+				c.defaults["version"] = n.Args[0]
+			}
+		case "vrrp_garp_master_delay", "vrrp_garp_master_repeat", "vrrp_garp_master_refresh":
+			if c.one(n) {
+				c.defaults[strings.TrimPrefix(n.Name, "vrrp_")] = n.Args[0]
+			}
+		case "lvs_sync_daemon":
+			c.syncDaemon(n)
+		case "lvs_timeouts":
+			c.lvsTimeouts(n)
+		case "notification_email", "notification_email_from", "smtp_server", "smtp_connect_timeout", "smtp_helo_name",
+			"enable_traps", "enable_snmp_vrrp", "enable_snmp_checker", "enable_snmp_rfc", "enable_dbus":
+			c.ignored(n, "haldir sends no mail or SNMP traps; use notify commands and the metrics endpoint")
+		case "script_user", "enable_script_security":
+			c.ignored(n, "haldir runs notify and check commands as its own user, with no shell")
+		case "vrrp_skip_check_adv_addr", "vrrp_strict", "vrrp_check_unicast_src", "vrrp_garp_interval", "vrrp_gna_interval",
+			"vrrp_iptables", "vrrp_ipsets", "vrrp_no_swap", "checker_no_swap", "vrrp_priority", "checker_priority":
+			c.ignored(n, "no haldir equivalent")
+		default:
+			c.ignored(n, "not supported by haldir")
+		}
+	}
+}
+
+// syncDaemon is `lvs_sync_daemon INTERFACE INSTANCE [id N] [maxlen N]
+// [port N] [ttl N] [group IP]`.
+func (c *converter) syncDaemon(n *Node) {
+	if len(n.Args) < 2 {
+		c.warn(n, "lvs_sync_daemon: want an interface and a vrrp instance")
+		return
+	}
+	t := &table{header: "[sync]", comment: "lvs_sync_daemon at " + n.where()}
+	t.str("interface", n.Args[0])
+	t.str("vrrp_instance", n.Args[1])
+	keys := map[string]string{"id": "sync_id", "maxlen": "max_len", "port": "mcast_port", "ttl": "mcast_ttl"}
+	for i := 2; i < len(n.Args); i++ {
+		k := n.Args[i]
+		if i+1 >= len(n.Args) {
+			c.warn(n, "lvs_sync_daemon: %s without a value", k)
+			break
+		}
+		v := n.Args[i+1]
+		i++
+		switch {
+		case keys[k] != "":
+			if x, err := strconv.Atoi(v); err == nil {
+				t.num(keys[k], x)
+			} else {
+				c.warn(n, "lvs_sync_daemon: %s %q is not a number", k, v)
+			}
+		case k == "group":
+			t.str("mcast_group", v)
+		default:
+			c.warn(n, "lvs_sync_daemon: option %q not supported", k)
+		}
+	}
+	c.sync = t
+}
+
+func (c *converter) lvsTimeouts(n *Node) {
+	if c.ipvs == nil {
+		c.ipvs = &table{header: "[ipvs]", comment: "lvs_timeouts at " + n.where()}
+	}
+	keys := map[string]string{"tcp": "timeout_tcp", "tcpfin": "timeout_tcp_fin", "udp": "timeout_udp"}
+	for i := 0; i+1 < len(n.Args); i += 2 {
+		k, ok := keys[n.Args[i]]
+		s, err := strconv.Atoi(n.Args[i+1])
+		if !ok || err != nil {
+			c.warn(n, "lvs_timeouts: %s %s not supported", n.Args[i], n.Args[i+1])
+			continue
+		}
+		c.ipvs.dur(k, time.Duration(s)*time.Second)
+	}
+}
+
+// one says whether n has exactly one argument, warning otherwise.
+func (c *converter) one(n *Node) bool {
+	if len(n.Args) != 1 {
+		c.warn(n, "%s: want one value, got %d", n.Name, len(n.Args))
+		return false
+	}
+	return true
+}
+
+func (c *converter) intArg(n *Node) (int, bool) {
+	if !c.one(n) {
+		return 0, false
+	}
+	v, err := strconv.Atoi(n.Args[0])
+	if err != nil {
+		c.warn(n, "%s: %q is not a whole number", n.Name, n.Args[0])
+		return 0, false
+	}
+	return v, true
+}
+
+// seconds reads keepalived's seconds, which may have a fraction.
+func (c *converter) seconds(n *Node) (time.Duration, bool) {
+	if !c.one(n) {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(n.Args[0], 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) || f > 1e6 {
+		c.warn(n, "%s: %q is not a number of seconds", n.Name, n.Args[0])
+		return 0, false
+	}
+	return time.Duration(math.Round(f*1000)) * time.Millisecond, true
+}
+
+func (c *converter) instance(in *Node) {
+	if len(in.Args) != 1 {
+		c.warn(in, "vrrp_instance: want one name")
+		return
+	}
+	t := &table{header: "[[vrrp]]", comment: "vrrp_instance " + in.Args[0] + " at " + in.where()}
+	t.str("name", in.Args[0])
+	// keepalived speaks VRRPv2 unless told otherwise (haldir: v3); the
+	// peers a converted director meets still run keepalived.
+	ver := 2
+	if v, err := strconv.Atoi(c.defaults["version"]); err == nil {
+		ver = v
+	}
+	t.num("version", ver)
+	// global_defs' garp settings, which the instance's own override.
+	for _, k := range []string{"garp_master_delay", "garp_master_repeat", "garp_master_refresh"} {
+		if v, ok := c.defaults[k]; ok {
+			c.garp(&Node{Name: k, Args: []string{v}, File: in.File, Line: in.Line}, t)
+		}
+	}
+	var addrs, peers []string
+	var ifaces, scripts []string
+	iface := ""
+	prio := 100
+	for _, n := range in.Children {
+		switch n.Name {
+		case "state":
+			c.ignored(n, "haldir has no initial state: the highest priority becomes master (give the master the higher priority)")
+		case "interface":
+			if c.one(n) {
+				iface = n.Args[0]
+				t.str("interface", iface)
+			}
+		case "virtual_router_id":
+			if v, ok := c.intArg(n); ok {
+				t.num("vrid", v)
+			}
+		case "priority":
+			if v, ok := c.intArg(n); ok {
+				prio = v
+				t.num("priority", v)
+			}
+		case "version":
+			if v, ok := c.intArg(n); ok {
+				t.num("version", v)
+			}
+		case "advert_int":
+			if d, ok := c.seconds(n); ok {
+				t.dur("advert_interval", d)
+			}
+		case "nopreempt":
+			t.boolean("preempt", false)
+		case "preempt":
+		case "preempt_delay":
+			if d, ok := c.seconds(n); ok {
+				t.dur("preempt_delay", d)
+			}
+		case "accept":
+		case "no_accept":
+			c.ignored(n, "haldir always accepts traffic for the virtual addresses (an LVS director must)")
+		case "use_vmac":
+			t.boolean("use_vmac", true)
+			if len(n.Args) > 0 {
+				t.str("vmac_interface", n.Args[0])
+			}
+		case "authentication":
+			c.auth(n, t)
+		case "virtual_ipaddress":
+			addrs = append(addrs, c.addresses(n, iface)...)
+		case "virtual_ipaddress_excluded":
+			c.ignored(n, "haldir advertises every virtual address; list them in virtual_ipaddress")
+		case "unicast_src_ip":
+			if c.one(n) {
+				t.str("unicast_source", n.Args[0])
+			}
+		case "unicast_peer":
+			for _, p := range n.Children {
+				peers = append(peers, p.Name)
+				if len(p.Args) > 0 {
+					c.warn(p, "unicast_peer %s: options %v not supported", p.Name, p.Args)
+				}
+			}
+		case "notify_master", "notify_backup", "notify_fault", "notify_stop":
+			if argv := c.command(n); argv != nil {
+				t.strs(n.Name, argv)
+			}
+		case "garp_master_delay", "garp_master_repeat", "garp_master_refresh":
+			c.garp(n, t)
+		case "track_interface":
+			for _, x := range n.Children {
+				w := 0
+				if len(x.Args) == 2 && x.Args[0] == "weight" {
+					w, _ = strconv.Atoi(x.Args[1])
+				}
+				w = c.groupWeight(in.Args[0], x, w)
+				ifaces = append(ifaces, fmt.Sprintf("{ name = %s, weight = %d }", quote(x.Name), w))
+			}
+		case "track_script":
+			for _, x := range n.Children {
+				if s, p := c.trackScript(x, in.Args[0]); s != "" {
+					scripts = append(scripts, s)
+					prio += p
+				}
+			}
+		default:
+			c.ignored(n, "not supported by haldir")
+		}
+	}
+	if prio != 100 || t.has("priority") {
+		t.num("priority", prio)
+	}
+	if len(addrs) > 0 {
+		t.strs("virtual_addresses", addrs)
+	}
+	if len(peers) > 0 {
+		t.strs("unicast_peers", peers)
+	}
+	if len(ifaces) > 0 {
+		t.set("track_interface", "["+strings.Join(ifaces, ", ")+"]")
+	}
+	if len(scripts) > 0 {
+		t.set("track_script", "["+strings.Join(scripts, ", ")+"]")
+	}
+	c.vrrp = append(c.vrrp, t)
+}
+
+func (c *converter) auth(a *Node, t *table) {
+	typ, pass := "", ""
+	for _, n := range a.Children {
+		switch {
+		case n.Name == "auth_type" && c.one(n):
+			typ = strings.ToUpper(n.Args[0])
+		case n.Name == "auth_pass" && c.one(n):
+			pass = n.Args[0]
+		default:
+			c.ignored(n, "not supported by haldir")
+		}
+	}
+	switch typ {
+	case "PASS":
+		t.set("auth", fmt.Sprintf("{ type = \"pass\", password = %s }", quote(pass)))
+		if v, _ := t.get("version"); v != "2" {
+			t.num("version", 2)
+			c.warn(a, "authentication: VRRP authentication exists in version 2 only; the instance is set to version 2")
+		}
+	case "AH":
+		c.warn(a, "authentication: AH is not supported (RFC 5798 removed authentication); left out")
+	default:
+		c.warn(a, "authentication: auth_type %q not supported", typ)
+	}
+}
+
+// addresses reads virtual_ipaddress lines: `IP[/LEN] [dev IF] [brd ..]
+// [scope ..] [label ..]`. haldir puts every address on the instance's
+// interface with the given prefix (keepalived's default: /32, /128).
+func (c *converter) addresses(n *Node, iface string) []string {
+	var out []string
+	for _, a := range n.Children {
+		s := a.Name
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			ip, err2 := netip.ParseAddr(s)
+			if err2 != nil {
+				c.warn(a, "virtual_ipaddress %q is not an address", s)
+				continue
+			}
+			p = netip.PrefixFrom(ip, ip.BitLen())
+		}
+		for i := 0; i+1 < len(a.Args); i += 2 {
+			switch a.Args[i] {
+			case "dev":
+				if a.Args[i+1] != iface {
+					c.warn(a, "virtual_ipaddress %s dev %s: haldir puts every address on the instance's interface %q", s, a.Args[i+1], iface)
+				}
+			case "label", "brd", "broadcast", "scope":
+				c.warn(a, "virtual_ipaddress %s: %s %s not supported", s, a.Args[i], a.Args[i+1])
+			default:
+				c.warn(a, "virtual_ipaddress %s: option %s not supported", s, a.Args[i])
+			}
+		}
+		out = append(out, p.String())
+	}
+	return out
+}
+
+func (c *converter) garp(n *Node, t *table) {
+	v, err := strconv.Atoi(firstArg(n))
+	if err != nil {
+		c.warn(n, "%s: %q is not a whole number", n.Name, firstArg(n))
+		return
+	}
+	g := map[string]string{}
+	if cur, ok := t.get("garp"); ok {
+		for _, part := range strings.Split(strings.Trim(cur, "{ }"), ", ") {
+			if k, val, ok := strings.Cut(part, " = "); ok {
+				g[k] = val
+			}
+		}
+	}
+	switch n.Name {
+	case "garp_master_delay":
+		g["delay"] = quote((time.Duration(v) * time.Second).String())
+	case "garp_master_repeat":
+		g["repeat"] = strconv.Itoa(v)
+	case "garp_master_refresh":
+		g["refresh"] = quote((time.Duration(v) * time.Second).String())
+	}
+	var parts []string
+	for _, k := range []string{"delay", "repeat", "refresh"} {
+		if val, ok := g[k]; ok {
+			parts = append(parts, k+" = "+val)
+		}
+	}
+	t.set("garp", "{ "+strings.Join(parts, ", ")+" }")
+}
+
+func (t *table) get(key string) (string, bool) {
+	for _, k := range t.keys {
+		if k.key == key {
+			return k.val, true
+		}
+	}
+	return "", false
+}
+
+func firstArg(n *Node) string {
+	if len(n.Args) == 0 {
+		return ""
+	}
+	return n.Args[0]
+}
+
+// trackScript inlines the vrrp_script a track_script names. keepalived's
+// positive weight (added while the script succeeds) becomes haldir's
+// negative one (taken while it fails) on a priority raised by as much; it
+// returns that raise.
+func (c *converter) trackScript(x *Node, instance string) (string, int) {
+	def, ok := c.scripts[x.Name]
+	if !ok {
+		c.warn(x, "track_script %s: no vrrp_script %s", x.Name, x.Name)
+		return "", 0
+	}
+	parts := []string{"name = " + quote(x.Name)}
+	weight, raise := 0, 0
+	for _, n := range def.Children {
+		switch n.Name {
+		case "script":
+			if argv := c.command(n); argv != nil {
+				q := make([]string, len(argv))
+				for i, a := range argv {
+					q[i] = quote(a)
+				}
+				parts = append(parts, "command = ["+strings.Join(q, ", ")+"]")
+			}
+		case "interval", "timeout":
+			if d, ok := c.seconds(n); ok {
+				parts = append(parts, n.Name+" = "+quote(d.String()))
+			}
+		case "rise", "fall":
+			if v, ok := c.intArg(n); ok {
+				parts = append(parts, fmt.Sprintf("%s = %d", n.Name, v))
+			}
+		case "weight":
+			if v, err := strconv.Atoi(firstArg(n)); err == nil {
+				weight = v
+			}
+		default:
+			c.ignored(n, "not supported by haldir")
+		}
+	}
+	if len(x.Args) == 2 && x.Args[0] == "weight" {
+		if v, err := strconv.Atoi(x.Args[1]); err == nil {
+			weight = v
+		}
+	}
+	weight = c.groupWeight(instance, x, weight)
+	if weight > 0 {
+		c.warn(x, "track_script %s: keepalived's weight +%d (added while the script succeeds) becomes priority +%d and weight -%d (taken while it fails)", x.Name, weight, weight, weight)
+		raise, weight = weight, -weight
+	}
+	parts = append(parts, fmt.Sprintf("weight = %d", weight))
+	return "{ " + strings.Join(parts, ", ") + " }", raise
+}
+
+// command turns keepalived's command string into an argv. haldir runs no
+// shell: a command with shell syntax is run by /bin/sh -c, said in a
+// warning.
+func (c *converter) command(n *Node) []string {
+	s := strings.TrimSpace(strings.Join(n.Args, " "))
+	if s == "" {
+		c.warn(n, "%s: no command", n.Name)
+		return nil
+	}
+	if strings.ContainsAny(s, "|&;<>()$`\\'*?[]~") {
+		c.warn(n, "%s: %q has shell syntax; it runs as /bin/sh -c", n.Name, s)
+		return []string{"/bin/sh", "-c", s}
+	}
+	return strings.Fields(s)
+}
+
+func (c *converter) syncGroup(g *Node) {
+	if len(g.Args) != 1 {
+		c.warn(g, "vrrp_sync_group: want one name")
+		return
+	}
+	t := &table{header: "[[vrrp_sync_group]]", comment: "vrrp_sync_group " + g.Args[0] + " at " + g.where()}
+	t.str("name", g.Args[0])
+	for _, n := range g.Children {
+		switch n.Name {
+		case "group":
+			var names []string
+			for _, m := range n.Children {
+				names = append(names, m.Name)
+				names = append(names, m.Args...)
+			}
+			t.strs("instances", names)
+		case "notify_master", "notify_backup", "notify_fault":
+			if argv := c.command(n); argv != nil {
+				t.strs(n.Name, argv)
+			}
+		case "sync_group_tracking_weight":
+			// haldir always applies the members' tracking weights.
+		default:
+			c.ignored(n, "not supported by haldir")
+		}
+	}
+	c.groups = append(c.groups, t)
+}
+
+func (c *converter) virtualServer(v *Node) {
+	t := &table{header: "[[virtual_server]]", comment: "virtual_server " + strings.Join(v.Args, " ") + " at " + v.where()}
+	switch {
+	case len(v.Args) == 2 && v.Args[0] == "fwmark":
+		m, err := strconv.Atoi(v.Args[1])
+		if err != nil {
+			c.warn(v, "virtual_server fwmark %q is not a number", v.Args[1])
+			return
+		}
+		t.str("name", fmt.Sprintf("fwmark-%d", m))
+		t.num("fwmark", m)
+	case len(v.Args) == 2 && v.Args[0] == "group":
+		c.warn(v, "virtual_server group %s: virtual_server_group is not supported; list each address as its own virtual_server", v.Args[1])
+		return
+	case len(v.Args) == 2:
+		a, err := netip.ParseAddr(v.Args[0])
+		p, err2 := strconv.Atoi(v.Args[1])
+		if err != nil || err2 != nil {
+			c.warn(v, "virtual_server %s %s: want an address and a port", v.Args[0], v.Args[1])
+			return
+		}
+		// keepalived's virtual servers have no names; haldir's do (logs,
+		// status, track_virtual_server).
+		t.str("name", netip.AddrPortFrom(a, uint16(p)).String())
+		t.str("address", a.String())
+		t.num("port", p)
+	default:
+		c.warn(v, "virtual_server: want ADDRESS PORT or fwmark N")
+		return
+	}
+	var interval time.Duration
+	var vhost string
+	alpha := false
+	var reals []*table
+	for _, n := range v.Children {
+		switch n.Name {
+		case "delay_loop":
+			interval, _ = c.seconds(n)
+		case "lb_algo", "lvs_sched":
+			if c.one(n) {
+				t.str("scheduler", n.Args[0])
+			}
+		case "lb_kind", "lvs_method":
+			if c.one(n) {
+				m := strings.ToLower(n.Args[0])
+				if m != "nat" && m != "dr" && m != "tun" {
+					c.warn(n, "%s %s: want NAT, DR or TUN", n.Name, n.Args[0])
+					continue
+				}
+				t.str("forwarding", m)
+			}
+		case "protocol":
+			if c.one(n) {
+				t.str("protocol", strings.ToLower(n.Args[0]))
+			}
+		case "persistence_timeout":
+			if d, ok := c.seconds(n); ok {
+				t.dur("persistence_timeout", d.Round(time.Second))
+			}
+		case "persistence_granularity":
+			if c.one(n) {
+				if m, err := netip.ParseAddr(n.Args[0]); err == nil && m.Is4() {
+					b := m.As4()
+					bits := 0
+					for _, x := range b {
+						for x&0x80 != 0 {
+							bits++
+							x <<= 1
+						}
+					}
+					t.num("persistence_granularity", bits)
+				} else if x, err := strconv.Atoi(n.Args[0]); err == nil {
+					t.num("persistence_granularity", x)
+				} else {
+					c.warn(n, "persistence_granularity %q: want a netmask", n.Args[0])
+				}
+			}
+		case "quorum", "hysteresis":
+			if x, ok := c.intArg(n); ok {
+				t.num(n.Name, x)
+			}
+		case "sorry_server":
+			if len(n.Args) == 2 {
+				if a, err := netip.ParseAddr(n.Args[0]); err == nil {
+					if p, err := strconv.Atoi(n.Args[1]); err == nil {
+						t.str("sorry_server", netip.AddrPortFrom(a, uint16(p)).String())
+						continue
+					}
+				}
+			}
+			c.warn(n, "sorry_server: want an address and a port")
+		case "virtualhost":
+			if c.one(n) {
+				vhost = n.Args[0]
+			}
+		case "alpha":
+			alpha = true
+		case "omega", "ha_suspend":
+			c.ignored(n, "no haldir equivalent")
+		case "real_server":
+			if r := c.realServer(n, t); r != nil {
+				reals = append(reals, r)
+			}
+		default:
+			c.ignored(n, "not supported by haldir")
+		}
+	}
+	// keepalived's checks live in the real servers; the virtual server's
+	// delay_loop, virtualhost and alpha become keys of each.
+	for _, r := range reals {
+		chk, ok := r.get("check")
+		if !ok {
+			continue
+		}
+		var extra []string
+		if interval > 0 && !strings.Contains(chk, "interval =") {
+			extra = append(extra, "interval = "+quote(interval.String()))
+		}
+		if vhost != "" && strings.Contains(chk, `type = "http`) && !strings.Contains(chk, "host =") {
+			extra = append(extra, "host = "+quote(vhost))
+		}
+		if alpha {
+			extra = append(extra, `initial_state = "down"`)
+		}
+		if len(extra) > 0 {
+			r.set("check", strings.TrimSuffix(chk, " }")+", "+strings.Join(extra, ", ")+" }")
+		}
+		if clamped := fixTimeout(r, interval); clamped > 0 {
+			c.warn(r.src, "real_server: connect_timeout %v is longer than delay_loop %v; haldir's timeout may not exceed its interval, so it is %v", clamped, interval, interval)
+		}
+	}
+	c.vs = append(c.vs, t)
+	c.vs = append(c.vs, reals...)
+}
+
+// fixTimeout keeps timeout <= interval, which haldir requires (checks of a
+// real server never overlap); keepalived's defaults (connect_timeout 5s,
+// delay_loop 60s) never clash, explicit values may. It returns the timeout
+// it shortened, or 0.
+func fixTimeout(r *table, interval time.Duration) time.Duration {
+	if interval <= 0 {
+		interval = 60 * time.Second // keepalived's delay_loop default
+	}
+	chk, _ := r.get("check")
+	if !strings.Contains(chk, "interval =") {
+		chk = strings.TrimSuffix(chk, " }") + ", interval = " + quote(interval.String()) + " }"
+	}
+	if i := strings.Index(chk, "timeout = \""); i >= 0 {
+		rest := chk[i+len("timeout = \""):]
+		if d, err := time.ParseDuration(rest[:strings.IndexByte(rest, '"')]); err == nil && d > interval {
+			r.set("check", strings.Replace(chk, "timeout = "+quote(d.String()), "timeout = "+quote(interval.String()), 1))
+			return d
+		}
+	}
+	r.set("check", chk)
+	return 0
+}
+
+func (c *converter) realServer(n *Node, vs *table) *table {
+	if len(n.Args) < 1 || len(n.Args) > 2 {
+		c.warn(n, "real_server: want ADDRESS [PORT]")
+		return nil
+	}
+	a, err := netip.ParseAddr(n.Args[0])
+	if err != nil {
+		c.warn(n, "real_server %q is not an address", n.Args[0])
+		return nil
+	}
+	t := &table{header: "[[virtual_server.real_server]]", comment: "real_server " + strings.Join(n.Args, " ") + " at " + n.where(), src: n}
+	t.str("address", a.String())
+	if len(n.Args) == 2 {
+		p, err := strconv.Atoi(n.Args[1])
+		if err != nil {
+			c.warn(n, "real_server port %q is not a number", n.Args[1])
+			return nil
+		}
+		t.num("port", p)
+	}
+	checks := 0
+	for _, x := range n.Children {
+		switch x.Name {
+		case "weight":
+			if v, ok := c.intArg(x); ok {
+				t.num("weight", v)
+			}
+		case "inhibit_on_failure":
+			if !vs.has("inhibit_on_failure") {
+				c.warn(x, "inhibit_on_failure: haldir sets it per virtual server; set for this virtual server")
+			}
+			vs.boolean("inhibit_on_failure", true)
+		case "uthreshold", "lthreshold":
+			if v, ok := c.intArg(x); ok {
+				t.num(map[string]string{"uthreshold": "upper_threshold", "lthreshold": "lower_threshold"}[x.Name], v)
+			}
+		case "notify_up", "notify_down":
+			if argv := c.command(x); argv != nil {
+				t.strs(x.Name, argv)
+			}
+		case "lvs_method", "lb_kind":
+			if c.one(x) {
+				t.str("forwarding", strings.ToLower(x.Args[0]))
+			}
+		case "TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "DNS_CHECK", "UDP_CHECK":
+			checks++
+			if checks > 1 {
+				c.warn(x, "%s: haldir runs one check per real server; this one is left out", x.Name)
+				continue
+			}
+			if chk := c.check(x); chk != "" {
+				t.set("check", chk)
+			}
+		case "SMTP_CHECK", "BFD_CHECK", "FILE_CHECK", "PING_CHECK":
+			c.ignored(x, "this check type is not supported by haldir")
+		default:
+			c.ignored(x, "not supported by haldir")
+		}
+	}
+	return t
+}
+
+// check converts one checker block to an inline check table.
+func (c *converter) check(x *Node) string {
+	typ := map[string]string{"TCP_CHECK": "tcp", "HTTP_GET": "http", "SSL_GET": "https", "MISC_CHECK": "exec", "DNS_CHECK": "dns", "UDP_CHECK": "udp"}[x.Name]
+	parts := []string{"type = " + quote(typ)}
+	add := func(k, v string) { parts = append(parts, k+" = "+v) }
+	dynamic := false
+	urls := 0
+	for _, n := range x.Children {
+		switch n.Name {
+		case "connect_timeout", "misc_timeout":
+			if d, ok := c.seconds(n); ok {
+				add("timeout", quote(d.String()))
+			}
+		case "connect_port":
+			if v, ok := c.intArg(n); ok {
+				add("connect_port", strconv.Itoa(v))
+			}
+		case "connect_ip":
+			if c.one(n) {
+				add("connect_address", quote(n.Args[0]))
+			}
+		case "bindto":
+			if c.one(n) {
+				add("source_address", quote(n.Args[0]))
+			}
+		case "retry", "nb_get_retry":
+			// keepalived gives up after the first failure and its retries.
+			if v, ok := c.intArg(n); ok {
+				add("fall", strconv.Itoa(v+1))
+			}
+		case "delay_before_retry":
+			if d, ok := c.seconds(n); ok {
+				add("retry_delay", quote(d.String()))
+			}
+		case "warmup":
+			if d, ok := c.seconds(n); ok {
+				add("warmup", quote(d.String()))
+			}
+		case "virtualhost":
+			if c.one(n) {
+				add("host", quote(n.Args[0]))
+			}
+		case "url":
+			urls++
+			if urls > 1 {
+				c.warn(n, "url: haldir checks one path per check; this one is left out")
+				continue
+			}
+			for _, u := range n.Children {
+				switch {
+				case u.Name == "path" && c.one(u):
+					add("path", quote(u.Args[0]))
+				case u.Name == "digest" && c.one(u):
+					add("digest", quote(u.Args[0]))
+				case u.Name == "status_code":
+					var codes []string
+					for _, a := range u.Args {
+						codes = append(codes, quote(a))
+					}
+					add("expect_status", "["+strings.Join(codes, ", ")+"]")
+				default:
+					c.ignored(u, "not supported by haldir")
+				}
+			}
+		case "misc_path":
+			if argv := c.command(n); argv != nil {
+				q := make([]string, len(argv))
+				for i, a := range argv {
+					q[i] = quote(a)
+				}
+				add("command", "["+strings.Join(q, ", ")+"]")
+			}
+		case "misc_dynamic":
+			dynamic = true
+		case "type":
+			if c.one(n) {
+				add("query_type", quote(strings.ToUpper(n.Args[0])))
+			}
+		case "name":
+			if c.one(n) {
+				add("query_name", quote(n.Args[0]))
+			}
+		default:
+			c.ignored(n, "not supported by haldir")
+		}
+	}
+	if typ == "exec" && !dynamic {
+		c.warn(x, "MISC_CHECK without misc_dynamic: haldir reads exit codes 2-255 as up with weight code-2 (misc_dynamic); keepalived here reads them as down")
+	}
+	if typ == "https" && !slices.ContainsFunc(parts, func(p string) bool { return strings.HasPrefix(p, "tls_verify") }) {
+		// keepalived's SSL_GET does not verify the certificate.
+		add("tls_verify", "false")
+		c.warn(x, "SSL_GET: keepalived does not verify the certificate; tls_verify = false keeps that (set ca_file and remove it to verify)")
+	}
+	return "{ " + strings.Join(parts, ", ") + " }"
+}
+
+// groupWeight is the weight keepalived really applies: none for a member
+// of a sync group without sync_group_tracking_weight (the failure faults
+// the group instead, which is haldir's weight 0).
+func (c *converter) groupWeight(instance string, x *Node, w int) int {
+	honoured, member := c.grouped[instance]
+	if !member || honoured || w == 0 {
+		return w
+	}
+	c.warn(x, "%s: keepalived ignores tracking weights in a sync group without sync_group_tracking_weight (a failure faults the group); weight 0 keeps that", x.Name)
+	return 0
+}

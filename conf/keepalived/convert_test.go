@@ -1,0 +1,180 @@
+package keepalived
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/lab"
+)
+
+// TestConvertPair converts a typical LVS-NAT pair's keepalived.conf: the
+// result loads in haldir, carries every setting it can, and every
+// directive it cannot is a warning at its line.
+func TestConvertPair(t *testing.T) {
+	ns, err := ParseFile("testdata/pair.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := Convert(ns, "testdata/pair.conf")
+	cfg, err := conf.Parse([]byte(res.TOML), "converted.toml")
+	if err != nil {
+		t.Fatalf("converted configuration does not load: %v\n%s", err, res.TOML)
+	}
+	var got []string
+	for _, w := range res.Warnings {
+		// Line and the start of the message: the wording may change.
+		msg, _, _ := strings.Cut(w.Msg, ":")
+		got = append(got, strings.TrimPrefix(w.File, "testdata/")+":"+strconv.Itoa(w.Line)+" "+msg)
+	}
+	want := []string{
+		"pair.conf:4 notification_email",
+		"pair.conf:9 enable_script_security",
+		"pair.conf:10 script_user",
+		"pair.conf:32 state",
+		"pair.conf:50 track_script chk_haproxy",
+		"pair.conf:52 notify_backup",
+		"pair.conf:56 state",
+		"pair.conf:79 inhibit_on_failure",
+		"pair.conf:90 real_server",
+		"pair.conf:114 vrrp_track_file",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("warnings\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	if cfg.Global.RouterID != "LVS_A" {
+		t.Errorf("router_id %q", cfg.Global.RouterID)
+	}
+	if s := cfg.Sync; s == nil || s.Interface != "eth2" || s.VRRPInstance != "VI_FRONT" || s.SyncID != 51 {
+		t.Errorf("sync %+v", cfg.Sync)
+	}
+	if len(cfg.VRRP) != 2 {
+		t.Fatalf("%d vrrp instances", len(cfg.VRRP))
+	}
+	f := cfg.VRRP[0]
+	switch {
+	case f.Name != "VI_FRONT" || f.Interface != "eth0" || f.VRID != 51 || f.Version != 2:
+		t.Errorf("front %s %s vrid %d v%d", f.Name, f.Interface, f.VRID, f.Version)
+	case f.Priority != 170 || f.Preempt:
+		t.Errorf("front priority %d (150 + the script's +20) preempt %v (nopreempt)", f.Priority, f.Preempt)
+	case f.Auth == nil || f.Auth.Type != "pass" || f.Auth.Password != "s3cret":
+		t.Errorf("front auth %+v", f.Auth)
+	case !slices.Equal(f.VirtualAddresses, []netip.Prefix{netip.MustParsePrefix("192.0.2.10/24"), netip.MustParsePrefix("192.0.2.11/32")}):
+		t.Errorf("front addresses %v", f.VirtualAddresses)
+	case len(f.TrackInterfaces) != 1 || f.TrackInterfaces[0].Name != "eth1" || f.TrackInterfaces[0].Weight != -30:
+		t.Errorf("front track_interface %+v", f.TrackInterfaces)
+	case len(f.TrackScripts) != 1 || f.TrackScripts[0].Weight != -20 || f.TrackScripts[0].Fall != 2 || f.TrackScripts[0].Rise != 3 ||
+		!slices.Equal(f.TrackScripts[0].Command, []string{"/usr/bin/test", "-d", "/run"}) || f.TrackScripts[0].Interval.D() != 2*time.Second:
+		t.Errorf("front track_script %+v", f.TrackScripts)
+	case !slices.Equal(f.NotifyBackup, []string{"/bin/sh", "-c", "/usr/bin/logger backup | /usr/bin/logger"}):
+		t.Errorf("front notify_backup %q", f.NotifyBackup)
+	case f.GARP.Repeat != 2:
+		t.Errorf("front garp %+v (global vrrp_garp_master_repeat 2)", f.GARP)
+	}
+	if g := cfg.VRRPSyncGroups; len(g) != 1 || !slices.Equal(g[0].Instances, []string{"VI_FRONT", "VI_BACK"}) ||
+		!slices.Equal(g[0].NotifyMaster, []string{"/usr/bin/logger", "master"}) {
+		t.Errorf("sync groups %+v", g)
+	}
+	if len(cfg.VirtualServers) != 2 {
+		t.Fatalf("%d virtual servers", len(cfg.VirtualServers))
+	}
+	vs := cfg.VirtualServers[0]
+	switch {
+	case vs.Name != "192.0.2.10:80" || vs.Scheduler != "wrr" || vs.Forwarding != "nat" || vs.Protocol != "tcp":
+		t.Errorf("web %s %s %s %s", vs.Name, vs.Scheduler, vs.Forwarding, vs.Protocol)
+	case vs.PersistenceTimeout.D() != 300*time.Second || vs.PersistenceGranularity != 24 || vs.Quorum != 1 || !vs.InhibitOnFailure:
+		t.Errorf("web persistence %v/%d quorum %d inhibit %v", vs.PersistenceTimeout.D(), vs.PersistenceGranularity, vs.Quorum, vs.InhibitOnFailure)
+	case vs.SorryServer != netip.MustParseAddrPort("10.0.1.99:80"):
+		t.Errorf("web sorry_server %v", vs.SorryServer)
+	case len(vs.RealServers) != 3:
+		t.Fatalf("web has %d real servers", len(vs.RealServers))
+	}
+	h, tcp, ex := vs.RealServers[0].Check, vs.RealServers[1].Check, vs.RealServers[2].Check
+	switch {
+	case h.Type != "http" || h.Path != "/healthz" || h.Host != "www.example.com" || h.Timeout.D() != 3*time.Second ||
+		h.Interval.D() != 6*time.Second || h.Fall != 3 || h.RetryDelay.D() != time.Second || h.ExpectStatus.String() != "200":
+		t.Errorf("http check %+v", h)
+	case tcp.Type != "tcp" || tcp.ConnectPort != 8080 || tcp.Timeout.D() != 6*time.Second:
+		t.Errorf("tcp check %+v (connect_timeout 10 clamped to delay_loop 6)", tcp)
+	case ex.Type != "exec" || !slices.Equal(ex.Command, []string{"/usr/bin/test", "-d", "/tmp"}) || ex.Timeout.D() != 5*time.Second:
+		t.Errorf("exec check %+v", ex)
+	}
+	if fw := cfg.VirtualServers[1]; fw.Fwmark != 7 || fw.Scheduler != "sh" || fw.Forwarding != "dr" || len(fw.RealServers) != 1 {
+		t.Errorf("fwmark service %+v", fw)
+	}
+}
+
+// The fixture is keepalived's own syntax: keepalived 2.2.7 accepts it
+// (config test, in a namespace that has its interfaces).
+func TestFixtureIsValidKeepalived(t *testing.T) {
+	lab.SkipIfNotRoot(t)
+	bin, err := exec.LookPath("keepalived")
+	if err != nil {
+		t.Skip("keepalived not installed")
+	}
+	var links []lab.LinkSpec
+	for i, ifc := range []string{"eth0", "eth1", "eth2"} {
+		links = append(links, lab.LinkSpec{Iface: ifc, Switch: "s" + ifc, Addrs: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 9, byte(i), 1}), 24)}})
+	}
+	l := lab.BuildT(t, "haldir-ka-import", lab.Topology{Switches: []string{"seth0", "seth1", "seth2"}, Hosts: []lab.HostSpec{{Name: "d", Links: links}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := l.Host("d").Run(ctx, []string{bin, "--config-test", "-f", "testdata/pair.conf"}, nil)
+	if err != nil {
+		t.Fatalf("keepalived --config-test: %v\n%s", err, out)
+	}
+}
+
+// One rule each: what the TOML says and what the warnings say.
+func TestConvertRules(t *testing.T) {
+	const inst = "vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  192.0.2.9/24\n }\n%s}\n"
+	for _, tc := range []struct {
+		name, src string
+		toml      []string // substrings of the TOML
+		warn      []string // substrings of the warnings, in order
+	}{
+		{"keepalived speaks VRRPv2 by default", fmt.Sprintf(inst, ""), []string{"version = 2"}, nil},
+		{"vrrp_version 3 and sub-second adverts", "global_defs {\n vrrp_version 3\n}\n" + fmt.Sprintf(inst, " advert_int 0.1\n"),
+			[]string{"version = 3", `advert_interval = "100ms"`}, nil},
+		{"sync group without tracking weights", "vrrp_script s {\n script /bin/true\n weight -20\n}\nvrrp_sync_group G {\n group {\n  V\n }\n}\n" +
+			fmt.Sprintf(inst, " track_interface {\n  eth1 weight -30\n }\n track_script {\n  s\n }\n"),
+			[]string{`track_interface = [{ name = "eth1", weight = 0 }]`, "weight = 0 }]"},
+			[]string{"eth1: keepalived ignores tracking weights in a sync group", "s: keepalived ignores tracking weights in a sync group"}},
+		{"MISC_CHECK without misc_dynamic", "virtual_server 192.0.2.9 80 {\n real_server 10.0.0.1 80 {\n  MISC_CHECK {\n   misc_path /bin/true\n  }\n }\n}\n",
+			[]string{`type = "exec", command = ["/bin/true"]`}, []string{"MISC_CHECK without misc_dynamic"}},
+		{"SSL_GET does not verify", "virtual_server 192.0.2.9 443 {\n real_server 10.0.0.1 443 {\n  SSL_GET {\n   url {\n    path /\n   }\n  }\n }\n}\n",
+			[]string{`type = "https", path = "/", tls_verify = false`}, []string{"SSL_GET: keepalived does not verify the certificate"}},
+		{"virtual_server_group is left out", "virtual_server group G {\n}\n", nil, []string{"virtual_server_group is not supported"}},
+		{"unknown top-level block", "vrrp_track_process p {\n}\n", nil, []string{"vrrp_track_process: not supported by haldir"}},
+		{"AH authentication", fmt.Sprintf(inst, " authentication {\n  auth_type AH\n  auth_pass x\n }\n"), nil, []string{"AH is not supported"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns, err := Parse(tc.src, "k.conf")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := Convert(ns, "k.conf")
+			for _, s := range tc.toml {
+				if !strings.Contains(res.TOML, s) {
+					t.Errorf("TOML lacks %q:\n%s", s, res.TOML)
+				}
+			}
+			if len(res.Warnings) != len(tc.warn) {
+				t.Fatalf("warnings %v, want %d", res.Warnings, len(tc.warn))
+			}
+			for i, w := range tc.warn {
+				if !strings.Contains(res.Warnings[i].Msg, w) {
+					t.Errorf("warning %d %q, want it to say %q", i, res.Warnings[i].Msg, w)
+				}
+			}
+		})
+	}
+}
