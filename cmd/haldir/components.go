@@ -47,6 +47,11 @@ type components struct {
 	syncStop     func()
 	// cluster is this director's gossip membership; nil without [cluster].
 	cluster *hsync.Cluster
+	// vrrpStates is each instance's last state change (guarded by mu),
+	// what the cluster hears; tellMu orders the cluster updates so that
+	// a later state is never overwritten by an earlier snapshot.
+	vrrpStates map[string]vrrp.StateChange
+	tellMu     sync.Mutex
 	// newKernel opens the IPVS backend; tests swap in the fake.
 	newKernel func() (director.Kernel, func(), error)
 	closeK    func()
@@ -81,6 +86,7 @@ func newComponents(log *slog.Logger) *components {
 		vrrpRuns:   map[string]*vrrpRun{},
 		vrrpGroups: map[*vrrp.SyncGroup]int{},
 		vrrpCfg:    &conf.Config{},
+		vrrpStates: map[string]vrrp.StateChange{},
 	}
 }
 
@@ -126,7 +132,13 @@ func (c *components) start(cfg *conf.Config) (err error) {
 
 	// Before VRRP, so that the follower sees every state change.
 	c.reloadSync(cfg)
-	return c.reloadVRRP(cfg)
+	if err := c.reloadVRRP(cfg); err != nil {
+		return err
+	}
+	// Whatever the instances reported while they started, the cluster
+	// hears the whole state once.
+	c.tellCluster(cfg)
+	return nil
 }
 
 // startCluster joins the gossip cluster of [cluster]. A cluster that
@@ -151,28 +163,30 @@ func (c *components) startCluster(cfg *conf.Config) {
 	c.cluster = cl
 }
 
-// tellCluster spreads this director's VRRP states, and with cfg its
-// configuration hashes, to the cluster. sc, when set, is a state change
-// the instance's status does not show yet (it is reported first).
-func (c *components) tellCluster(cfg *conf.Config, sc *vrrp.StateChange) {
+// tellCluster spreads this director's VRRP states (the last state change
+// of each instance: an instance's status lags behind its OnStateChange),
+// and with cfg its configuration hashes, to the cluster.
+func (c *components) tellCluster(cfg *conf.Config) {
+	c.tellMu.Lock()
+	defer c.tellMu.Unlock()
 	c.mu.Lock()
 	cl, vc := c.cluster, c.vrrpCfg
-	c.mu.Unlock()
-	if cl == nil {
-		return
-	}
 	var states []hsync.InstanceState
-	for _, in := range c.vrrpInstances() {
-		st := in.Status()
-		ic := configOf(vc, st.Name)
+	for _, name := range c.vrrpOrder {
+		sc, ok := c.vrrpStates[name]
+		if !ok {
+			continue
+		}
+		ic := configOf(vc, name)
 		fam := 4
 		if len(ic.VirtualAddresses) > 0 && ic.VirtualAddresses[0].Addr().Is6() {
 			fam = 6
 		}
-		if sc != nil && sc.Instance == st.Name {
-			st.State, st.Priority = sc.To, sc.Priority
-		}
-		states = append(states, hsync.InstanceState{Name: st.Name, VRID: ic.VRID, Family: fam, State: st.State.String(), Priority: int(st.Priority)})
+		states = append(states, hsync.InstanceState{Name: name, VRID: ic.VRID, Family: fam, State: sc.To.String(), Priority: int(sc.Priority)})
+	}
+	c.mu.Unlock()
+	if cl == nil {
+		return
 	}
 	cl.Update(func(s *hsync.NodeState) {
 		s.VRRP = states
@@ -269,11 +283,12 @@ func (c *components) reloadVRRP(cfg *conf.Config) error {
 				"priority", sc.Priority, "reason", sc.Reason)
 			c.mu.Lock()
 			f, follows := c.follower, c.syncInstance == sc.Instance
+			c.vrrpStates[sc.Instance] = sc
 			c.mu.Unlock()
 			if f != nil && follows {
 				f.SetRole(hsync.Role(sc.To))
 			}
-			c.tellCluster(nil, &sc)
+			c.tellCluster(nil)
 		},
 	})
 	if err != nil {
@@ -301,6 +316,15 @@ func (c *components) reloadVRRP(cfg *conf.Config) error {
 		}
 	}
 	c.stopRuns(stopping)
+	// The new configuration is in force from here: the state changes of
+	// the instances about to start report against it (tellCluster).
+	c.mu.Lock()
+	c.vrrpCfg = &conf.Config{VRRP: cfg.VRRP, VRRPSyncGroups: cfg.VRRPSyncGroups}
+	c.vrrpOrder = nil
+	for _, ic := range cfg.VRRP {
+		c.vrrpOrder = append(c.vrrpOrder, ic.Name)
+	}
+	c.mu.Unlock()
 
 	used := map[*vrrp.SyncGroup]bool{}
 	for _, p := range plan {
@@ -349,11 +373,6 @@ func (c *components) reloadVRRP(cfg *conf.Config) error {
 		}
 	}
 	c.mu.Lock()
-	c.vrrpCfg = &conf.Config{VRRP: cfg.VRRP, VRRPSyncGroups: cfg.VRRPSyncGroups}
-	c.vrrpOrder = nil
-	for _, ic := range cfg.VRRP {
-		c.vrrpOrder = append(c.vrrpOrder, ic.Name)
-	}
 	if len(cfg.VRRP) == 0 {
 		c.notRunning["vrrp"] = "no vrrp instance configured"
 	} else {
@@ -564,7 +583,7 @@ func (c *components) reload(old, cfg *conf.Config) error {
 	if !reflect.DeepEqual(old.Cluster, cfg.Cluster) {
 		c.log.Warn("cluster changes take effect at restart; the running cluster membership stays")
 	}
-	c.tellCluster(cfg, nil)
+	c.tellCluster(cfg)
 	return errors.Join(errs...)
 }
 

@@ -251,18 +251,14 @@ func (c *converter) instance(in *Node) {
 				iface = n.Args[0]
 				t.str("interface", iface)
 			}
-		case "virtual_router_id":
+		case "virtual_router_id", "version":
 			if v, ok := c.intArg(n); ok {
-				t.num("vrid", v)
+				t.num(map[string]string{"virtual_router_id": "vrid", "version": "version"}[n.Name], v)
 			}
 		case "priority":
 			if v, ok := c.intArg(n); ok {
 				prio = v
 				t.num("priority", v)
-			}
-		case "version":
-			if v, ok := c.intArg(n); ok {
-				t.num("version", v)
 			}
 		case "advert_int":
 			if d, ok := c.seconds(n); ok {
