@@ -128,10 +128,7 @@ func NewInstance(cfg conf.VRRPInstance, opts Options) (*Instance, error) {
 		return nil, fmt.Errorf("%s: use_vmac needs a vmac_interface other than %q", where, cfg.Interface)
 	}
 	for i, p := range cfg.VirtualAddresses {
-		f := 4
-		if p.Addr().Is6() && !p.Addr().Is4In6() {
-			f = 6
-		}
+		f := Family(p.Addr())
 		if i == 0 {
 			in.family = f
 		} else if f != in.family {

@@ -120,7 +120,7 @@ func restartNeeded(old, cfg conf.VRRPInstance) string {
 		return "priority changed to or from 255 (address owner)"
 	}
 	if len(old.VirtualAddresses) == 0 || len(cfg.VirtualAddresses) == 0 ||
-		family(old.VirtualAddresses[0].Addr()) != family(cfg.VirtualAddresses[0].Addr()) {
+		Family(old.VirtualAddresses[0].Addr()) != Family(cfg.VirtualAddresses[0].Addr()) {
 		return "virtual_addresses changed address family"
 	}
 	soft := old
@@ -132,7 +132,9 @@ func restartNeeded(old, cfg conf.VRRPInstance) string {
 	return ""
 }
 
-func family(a netip.Addr) int {
+// Family is the address family (4 or 6) of a virtual address; an
+// instance carries one.
+func Family(a netip.Addr) int {
 	if a.Is4() || a.Is4In6() {
 		return 4
 	}

@@ -179,8 +179,8 @@ func (c *components) tellCluster(cfg *conf.Config) {
 		}
 		ic := configOf(vc, name)
 		fam := 4
-		if len(ic.VirtualAddresses) > 0 && ic.VirtualAddresses[0].Addr().Is6() {
-			fam = 6
+		if len(ic.VirtualAddresses) > 0 {
+			fam = vrrp.Family(ic.VirtualAddresses[0].Addr())
 		}
 		states = append(states, hsync.InstanceState{Name: name, VRID: ic.VRID, Family: fam, State: sc.To.String(), Priority: int(sc.Priority)})
 	}

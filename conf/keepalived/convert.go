@@ -308,8 +308,10 @@ func (c *converter) instance(in *Node) {
 				if len(x.Args) == 2 && x.Args[0] == "weight" {
 					w, _ = strconv.Atoi(x.Args[1])
 				}
-				w = c.groupWeight(in.Args[0], x, w)
-				ifaces = append(ifaces, fmt.Sprintf("{ name = %s, weight = %d }", quote(x.Name), w))
+				ti := &keys{}
+				ti.str("name", x.Name)
+				ti.num("weight", c.groupWeight(in.Args[0], x, w))
+				ifaces = append(ifaces, ti.inline())
 			}
 		case "track_script":
 			for _, x := range n.Children {
@@ -354,7 +356,9 @@ func (c *converter) auth(a *Node, t *table) {
 	}
 	switch typ {
 	case "PASS":
-		t.set("auth", fmt.Sprintf("{ type = \"pass\", password = %s }", quote(pass)))
+		at := t.table("auth")
+		at.str("type", "pass")
+		at.str("password", pass)
 		if v, _ := t.get("version"); v != "2" {
 			t.num("version", 2)
 			c.warn(a, "authentication: VRRP authentication exists in version 2 only; the instance is set to version 2")
@@ -405,38 +409,15 @@ func (c *converter) garp(n *Node, t *table) {
 		c.warn(n, "%s: %q is not a whole number", n.Name, firstArg(n))
 		return
 	}
-	g := map[string]string{}
-	if cur, ok := t.get("garp"); ok {
-		for _, part := range strings.Split(strings.Trim(cur, "{ }"), ", ") {
-			if k, val, ok := strings.Cut(part, " = "); ok {
-				g[k] = val
-			}
-		}
-	}
+	g := t.table("garp")
 	switch n.Name {
 	case "garp_master_delay":
-		g["delay"] = quote((time.Duration(v) * time.Second).String())
+		g.dur("delay", time.Duration(v)*time.Second)
 	case "garp_master_repeat":
-		g["repeat"] = strconv.Itoa(v)
+		g.num("repeat", v)
 	case "garp_master_refresh":
-		g["refresh"] = quote((time.Duration(v) * time.Second).String())
+		g.dur("refresh", time.Duration(v)*time.Second)
 	}
-	var parts []string
-	for _, k := range []string{"delay", "repeat", "refresh"} {
-		if val, ok := g[k]; ok {
-			parts = append(parts, k+" = "+val)
-		}
-	}
-	t.set("garp", "{ "+strings.Join(parts, ", ")+" }")
-}
-
-func (t *table) get(key string) (string, bool) {
-	for _, k := range t.keys {
-		if k.key == key {
-			return k.val, true
-		}
-	}
-	return "", false
 }
 
 func firstArg(n *Node) string {
@@ -456,25 +437,22 @@ func (c *converter) trackScript(x *Node, instance string) (string, int) {
 		c.warn(x, "track_script %s: no vrrp_script %s", x.Name, x.Name)
 		return "", 0
 	}
-	parts := []string{"name = " + quote(x.Name)}
+	ts := &keys{}
+	ts.str("name", x.Name)
 	weight, raise := 0, 0
 	for _, n := range def.Children {
 		switch n.Name {
 		case "script":
 			if argv := c.command(n); argv != nil {
-				q := make([]string, len(argv))
-				for i, a := range argv {
-					q[i] = quote(a)
-				}
-				parts = append(parts, "command = ["+strings.Join(q, ", ")+"]")
+				ts.strs("command", argv)
 			}
 		case "interval", "timeout":
 			if d, ok := c.seconds(n); ok {
-				parts = append(parts, n.Name+" = "+quote(d.String()))
+				ts.dur(n.Name, d)
 			}
 		case "rise", "fall":
 			if v, ok := c.intArg(n); ok {
-				parts = append(parts, fmt.Sprintf("%s = %d", n.Name, v))
+				ts.num(n.Name, v)
 			}
 		case "weight":
 			if v, err := strconv.Atoi(firstArg(n)); err == nil {
@@ -494,8 +472,8 @@ func (c *converter) trackScript(x *Node, instance string) (string, int) {
 		c.warn(x, "track_script %s: keepalived's weight +%d (added while the script succeeds) becomes priority +%d and weight -%d (taken while it fails)", x.Name, weight, weight, weight)
 		raise, weight = weight, -weight
 	}
-	parts = append(parts, fmt.Sprintf("weight = %d", weight))
-	return "{ " + strings.Join(parts, ", ") + " }", raise
+	ts.num("weight", weight)
+	return ts.inline(), raise
 }
 
 // command turns keepalived's command string into an argv. haldir runs no
@@ -652,53 +630,33 @@ func (c *converter) virtualServer(v *Node) {
 	}
 	// keepalived's checks live in the real servers; the virtual server's
 	// delay_loop, virtualhost and alpha become keys of each.
+	if interval <= 0 {
+		interval = 60 * time.Second // keepalived's delay_loop default
+	}
 	for _, r := range reals {
-		chk, ok := r.get("check")
-		if !ok {
+		chk := r.existing("check")
+		if chk == nil {
 			continue
 		}
-		var extra []string
-		if interval > 0 && !strings.Contains(chk, "interval =") {
-			extra = append(extra, "interval = "+quote(interval.String()))
+		if !chk.has("interval") {
+			chk.dur("interval", interval)
 		}
-		if vhost != "" && strings.Contains(chk, `type = "http`) && !strings.Contains(chk, "host =") {
-			extra = append(extra, "host = "+quote(vhost))
+		if typ, _ := chk.get("type"); vhost != "" && strings.HasPrefix(typ, `"http`) && !chk.has("host") {
+			chk.str("host", vhost)
 		}
 		if alpha {
-			extra = append(extra, `initial_state = "down"`)
+			chk.str("initial_state", "down")
 		}
-		if len(extra) > 0 {
-			r.set("check", strings.TrimSuffix(chk, " }")+", "+strings.Join(extra, ", ")+" }")
-		}
-		if clamped := fixTimeout(r, interval); clamped > 0 {
-			c.warn(r.src, "real_server: connect_timeout %v is longer than delay_loop %v; haldir's timeout may not exceed its interval, so it is %v", clamped, interval, interval)
+		// haldir's checks of one real server never overlap: timeout <=
+		// interval. keepalived's defaults (connect_timeout 5s, delay_loop
+		// 60s) never clash; explicit values may.
+		if d, ok := chk.duration("timeout"); ok && d > interval {
+			chk.dur("timeout", interval)
+			c.warn(r.src, "real_server: connect_timeout %v is longer than delay_loop %v; haldir's timeout may not exceed its interval, so it is %v", d, interval, interval)
 		}
 	}
 	c.vs = append(c.vs, t)
 	c.vs = append(c.vs, reals...)
-}
-
-// fixTimeout keeps timeout <= interval, which haldir requires (checks of a
-// real server never overlap); keepalived's defaults (connect_timeout 5s,
-// delay_loop 60s) never clash, explicit values may. It returns the timeout
-// it shortened, or 0.
-func fixTimeout(r *table, interval time.Duration) time.Duration {
-	if interval <= 0 {
-		interval = 60 * time.Second // keepalived's delay_loop default
-	}
-	chk, _ := r.get("check")
-	if !strings.Contains(chk, "interval =") {
-		chk = strings.TrimSuffix(chk, " }") + ", interval = " + quote(interval.String()) + " }"
-	}
-	if i := strings.Index(chk, "timeout = \""); i >= 0 {
-		rest := chk[i+len("timeout = \""):]
-		if d, err := time.ParseDuration(rest[:strings.IndexByte(rest, '"')]); err == nil && d > interval {
-			r.set("check", strings.Replace(chk, "timeout = "+quote(d.String()), "timeout = "+quote(interval.String()), 1))
-			return d
-		}
-	}
-	r.set("check", chk)
-	return 0
 }
 
 func (c *converter) realServer(n *Node, vs *table) *table {
@@ -751,9 +709,7 @@ func (c *converter) realServer(n *Node, vs *table) *table {
 				c.warn(x, "%s: haldir runs one check per real server; this one is left out", x.Name)
 				continue
 			}
-			if chk := c.check(x); chk != "" {
-				t.set("check", chk)
-			}
+			c.check(x, t.table("check"))
 		case "SMTP_CHECK", "BFD_CHECK", "FILE_CHECK", "PING_CHECK":
 			c.ignored(x, "this check type is not supported by haldir")
 		default:
@@ -763,11 +719,11 @@ func (c *converter) realServer(n *Node, vs *table) *table {
 	return t
 }
 
-// check converts one checker block to an inline check table.
-func (c *converter) check(x *Node) string {
+// check converts one checker block into the check table chk.
+func (c *converter) check(x *Node, chk *keys) {
 	typ := map[string]string{"TCP_CHECK": "tcp", "HTTP_GET": "http", "SSL_GET": "https", "MISC_CHECK": "exec", "DNS_CHECK": "dns", "UDP_CHECK": "udp"}[x.Name]
-	parts := []string{"type = " + quote(typ)}
-	add := func(k, v string) { parts = append(parts, k+" = "+v) }
+	chk.str("type", typ)
+	add := chk.set
 	dynamic := false
 	urls := 0
 	for _, n := range x.Children {
@@ -818,22 +774,14 @@ func (c *converter) check(x *Node) string {
 				case u.Name == "digest" && c.one(u):
 					add("digest", quote(u.Args[0]))
 				case u.Name == "status_code":
-					var codes []string
-					for _, a := range u.Args {
-						codes = append(codes, quote(a))
-					}
-					add("expect_status", "["+strings.Join(codes, ", ")+"]")
+					chk.strs("expect_status", u.Args)
 				default:
 					c.ignored(u, "not supported by haldir")
 				}
 			}
 		case "misc_path":
 			if argv := c.command(n); argv != nil {
-				q := make([]string, len(argv))
-				for i, a := range argv {
-					q[i] = quote(a)
-				}
-				add("command", "["+strings.Join(q, ", ")+"]")
+				chk.strs("command", argv)
 			}
 		case "misc_dynamic":
 			dynamic = true
@@ -852,12 +800,11 @@ func (c *converter) check(x *Node) string {
 	if typ == "exec" && !dynamic {
 		c.warn(x, "MISC_CHECK without misc_dynamic: haldir reads exit codes 2-255 as up with weight code-2 (misc_dynamic); keepalived here reads them as down")
 	}
-	if typ == "https" && !slices.ContainsFunc(parts, func(p string) bool { return strings.HasPrefix(p, "tls_verify") }) {
+	if typ == "https" {
 		// keepalived's SSL_GET does not verify the certificate.
-		add("tls_verify", "false")
+		chk.boolean("tls_verify", false)
 		c.warn(x, "SSL_GET: keepalived does not verify the certificate; tls_verify = false keeps that (set ca_file and remove it to verify)")
 	}
-	return "{ " + strings.Join(parts, ", ") + " }"
 }
 
 // groupWeight is the weight keepalived really applies: none for a member

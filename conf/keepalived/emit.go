@@ -7,49 +7,103 @@ import (
 	"time"
 )
 
-// table is one TOML table of the output, with its keys in the order the
-// keepalived configuration gave them.
+// keys are TOML key/value pairs in the order the keepalived configuration
+// gave them; a value is TOML text, or an inline table (sub) that later
+// directives may still add to.
+type keys []kv
+
+type kv struct {
+	key, val string
+	sub      *keys
+}
+
+func (ks *keys) find(key string) int {
+	for i := range *ks {
+		if (*ks)[i].key == key {
+			return i
+		}
+	}
+	return -1
+}
+
+func (ks *keys) set(key, val string) {
+	if i := ks.find(key); i >= 0 {
+		(*ks)[i] = kv{key: key, val: val}
+		return
+	}
+	*ks = append(*ks, kv{key: key, val: val})
+}
+
+func (ks *keys) has(key string) bool { return ks.find(key) >= 0 }
+
+// get returns a plain value's TOML text.
+func (ks *keys) get(key string) (string, bool) {
+	if i := ks.find(key); i >= 0 && (*ks)[i].sub == nil {
+		return (*ks)[i].val, true
+	}
+	return "", false
+}
+
+// table returns the inline table under key, adding it if absent.
+func (ks *keys) table(key string) *keys {
+	if i := ks.find(key); i >= 0 && (*ks)[i].sub != nil {
+		return (*ks)[i].sub
+	}
+	sub := &keys{}
+	if i := ks.find(key); i >= 0 {
+		(*ks)[i] = kv{key: key, sub: sub}
+	} else {
+		*ks = append(*ks, kv{key: key, sub: sub})
+	}
+	return sub
+}
+
+// existing returns the inline table under key, or nil.
+func (ks *keys) existing(key string) *keys {
+	if i := ks.find(key); i >= 0 {
+		return (*ks)[i].sub
+	}
+	return nil
+}
+
+func (ks *keys) str(key, v string)               { ks.set(key, quote(v)) }
+func (ks *keys) num(key string, v int)           { ks.set(key, strconv.Itoa(v)) }
+func (ks *keys) boolean(key string, v bool)      { ks.set(key, strconv.FormatBool(v)) }
+func (ks *keys) dur(key string, d time.Duration) { ks.set(key, quote(d.String())) }
+func (ks *keys) strs(key string, vs []string)    { ks.set(key, quoteAll(vs)) }
+
+// duration reads back a value set with dur.
+func (ks *keys) duration(key string) (time.Duration, bool) {
+	v, ok := ks.get(key)
+	if !ok {
+		return 0, false
+	}
+	d, err := time.ParseDuration(strings.Trim(v, `"`))
+	return d, err == nil
+}
+
+// inline renders the keys as a TOML inline table.
+func (ks *keys) inline() string {
+	parts := make([]string, 0, len(*ks))
+	for _, k := range *ks {
+		parts = append(parts, k.key+" = "+k.text())
+	}
+	return "{ " + strings.Join(parts, ", ") + " }"
+}
+
+func (k kv) text() string {
+	if k.sub != nil {
+		return k.sub.inline()
+	}
+	return k.val
+}
+
+// table is one TOML table of the output.
 type table struct {
 	header  string // "[global]", "[[vrrp]]", ...
 	comment string // where it came from
 	src     *Node  // the directive it came from, for warnings
-	keys    []kv
-}
-
-type kv struct {
-	key, val string
-}
-
-func (t *table) set(key, val string) {
-	for i := range t.keys {
-		if t.keys[i].key == key {
-			t.keys[i].val = val
-			return
-		}
-	}
-	t.keys = append(t.keys, kv{key, val})
-}
-
-func (t *table) has(key string) bool {
-	for _, k := range t.keys {
-		if k.key == key {
-			return true
-		}
-	}
-	return false
-}
-
-func (t *table) str(key, v string)               { t.set(key, quote(v)) }
-func (t *table) num(key string, v int)           { t.set(key, strconv.Itoa(v)) }
-func (t *table) boolean(key string, v bool)      { t.set(key, strconv.FormatBool(v)) }
-func (t *table) dur(key string, d time.Duration) { t.set(key, quote(d.String())) }
-
-func (t *table) strs(key string, vs []string) {
-	q := make([]string, len(vs))
-	for i, v := range vs {
-		q[i] = quote(v)
-	}
-	t.set(key, "["+strings.Join(q, ", ")+"]")
+	keys
 }
 
 func (t *table) write(b *strings.Builder) {
@@ -59,8 +113,16 @@ func (t *table) write(b *strings.Builder) {
 	}
 	fmt.Fprintf(b, "%s\n", t.header)
 	for _, k := range t.keys {
-		fmt.Fprintf(b, "%s = %s\n", k.key, k.val)
+		fmt.Fprintf(b, "%s = %s\n", k.key, k.text())
 	}
+}
+
+func quoteAll(vs []string) string {
+	q := make([]string, len(vs))
+	for i, v := range vs {
+		q[i] = quote(v)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
 }
 
 // quote is a TOML basic string.
