@@ -210,10 +210,8 @@ func (c *components) reloadSync(cfg *conf.Config) {
 		f.SetConfig(*cfg.Sync)
 		c.mu.Lock()
 		c.syncInstance = cfg.Sync.VRRPInstance
+		c.setSyncRoleLocked(f)
 		c.mu.Unlock()
-		if in := c.vrrpInstance(cfg.Sync.VRRPInstance); in != nil {
-			f.SetRole(hsync.Role(in.Status().State))
-		}
 	default:
 		sk, ok := c.kernel.(hsync.Kernel)
 		if !ok {
@@ -223,9 +221,6 @@ func (c *components) reloadSync(cfg *conf.Config) {
 			return
 		}
 		f = hsync.NewFollower(sk, *cfg.Sync, c.log.With("component", "sync"))
-		if in := c.vrrpInstance(cfg.Sync.VRRPInstance); in != nil {
-			f.SetRole(hsync.Role(in.Status().State))
-		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {
@@ -236,9 +231,19 @@ func (c *components) reloadSync(cfg *conf.Config) {
 		}()
 		c.mu.Lock()
 		c.follower, c.syncInstance = f, cfg.Sync.VRRPInstance
+		c.setSyncRoleLocked(f)
 		c.syncStop = func() { cancel(); <-done }
 		delete(c.notRunning, "sync")
 		c.mu.Unlock()
+	}
+}
+
+// setSyncRoleLocked gives f the role of its instance's last state change.
+// Called with mu held, as OnStateChange's SetRole is, so that the two
+// cannot cross and leave an older role in place.
+func (c *components) setSyncRoleLocked(f *hsync.Follower) {
+	if sc, ok := c.vrrpStates[c.syncInstance]; ok {
+		f.SetRole(hsync.Role(sc.To))
 	}
 }
 
@@ -282,12 +287,11 @@ func (c *components) reloadVRRP(cfg *conf.Config) error {
 			c.log.Info("vrrp state change", "instance", sc.Instance, "from", sc.From.String(), "to", sc.To.String(),
 				"priority", sc.Priority, "reason", sc.Reason)
 			c.mu.Lock()
-			f, follows := c.follower, c.syncInstance == sc.Instance
 			c.vrrpStates[sc.Instance] = sc
-			c.mu.Unlock()
-			if f != nil && follows {
-				f.SetRole(hsync.Role(sc.To))
+			if f := c.follower; f != nil && c.syncInstance == sc.Instance {
+				f.SetRole(hsync.Role(sc.To)) // never blocks
 			}
+			c.mu.Unlock()
 			c.tellCluster(nil)
 		},
 	})
