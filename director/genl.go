@@ -170,22 +170,46 @@ func encodeDest(d Destination, full bool) []byte {
 	return appendAttr(nil, ipvsCmdAttrDest, in)
 }
 
-// decodeDestMsg decodes one IPVS_CMD_NEW_DEST message of a GET_DEST dump:
-// the generic netlink header, then IPVS_CMD_ATTR_DEST.
-func decodeDestMsg(msg []byte) (Destination, error) {
+// topAttr returns the value of the top-level attribute typ of one reply
+// message (generic netlink header included); what names it in the error
+// when it is missing.
+func topAttr(msg []byte, typ uint16, what string) ([]byte, error) {
 	if len(msg) < genlHdrLen {
-		return Destination{}, fmt.Errorf("%w: %d bytes, shorter than the generic netlink header", errMalformed, len(msg))
+		return nil, fmt.Errorf("%w: %d bytes, shorter than the generic netlink header", errMalformed, len(msg))
 	}
 	top, err := parseAttrs(msg[genlHdrLen:])
 	if err != nil {
-		return Destination{}, err
+		return nil, err
 	}
 	for _, a := range top {
-		if a.typ == ipvsCmdAttrDest {
-			return decodeDest(a.val)
+		if a.typ == typ {
+			return a.val, nil
 		}
 	}
-	return Destination{}, fmt.Errorf("%w: no destination attribute", errMalformed)
+	return nil, fmt.Errorf("%w: no %s attribute", errMalformed, what)
+}
+
+// decodeEach decodes every message of a dump.
+func decodeEach[T any](msgs [][]byte, decode func([]byte) (T, error)) ([]T, error) {
+	out := make([]T, 0, len(msgs))
+	for _, m := range msgs {
+		v, err := decode(m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// decodeDestMsg decodes one IPVS_CMD_NEW_DEST message of a GET_DEST dump:
+// the generic netlink header, then IPVS_CMD_ATTR_DEST.
+func decodeDestMsg(msg []byte) (Destination, error) {
+	b, err := topAttr(msg, ipvsCmdAttrDest, "destination")
+	if err != nil {
+		return Destination{}, err
+	}
+	return decodeDest(b)
 }
 
 func decodeDest(b []byte) (Destination, error) {

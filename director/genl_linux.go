@@ -118,13 +118,9 @@ func (c *genlConn) getDests(key ServiceKey) ([]Destination, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Destination, 0, len(msgs))
-	for _, m := range msgs {
-		d, err := decodeDestMsg(m)
-		if err != nil {
-			return nil, fmt.Errorf("service %s: %w", key, err)
-		}
-		out = append(out, d)
+	out, err := decodeEach(msgs, decodeDestMsg)
+	if err != nil {
+		return nil, fmt.Errorf("service %s: %w", key, err)
 	}
 	return out, nil
 }

@@ -179,15 +179,7 @@ func (k *MobyKernel) SyncDaemons() ([]SyncDaemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]SyncDaemon, 0, len(msgs))
-	for _, m := range msgs {
-		d, err := decodeSyncDaemonMsg(m)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, nil
+	return decodeEach(msgs, decodeSyncDaemonMsg)
 }
 
 // StartSyncDaemon implements SyncDaemonKernel.

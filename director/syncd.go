@@ -116,19 +116,11 @@ func encodeSyncDaemon(d SyncDaemon, full bool) []byte {
 // decodeSyncDaemonMsg parses one GET_DAEMON reply (generic netlink header
 // included).
 func decodeSyncDaemonMsg(msg []byte) (SyncDaemon, error) {
-	if len(msg) < genlHdrLen {
-		return SyncDaemon{}, fmt.Errorf("%w: %d bytes, shorter than the generic netlink header", errMalformed, len(msg))
-	}
-	top, err := parseAttrs(msg[genlHdrLen:])
+	b, err := topAttr(msg, ipvsCmdAttrDaemon, "sync daemon")
 	if err != nil {
 		return SyncDaemon{}, err
 	}
-	for _, a := range top {
-		if a.typ == ipvsCmdAttrDaemon {
-			return decodeSyncDaemon(a.val)
-		}
-	}
-	return SyncDaemon{}, fmt.Errorf("%w: no sync daemon attribute", errMalformed)
+	return decodeSyncDaemon(b)
 }
 
 func decodeSyncDaemon(b []byte) (SyncDaemon, error) {
