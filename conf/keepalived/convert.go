@@ -218,13 +218,23 @@ func (c *converter) seconds(n *Node) (time.Duration, bool) {
 	return time.Duration(math.Round(f*1000)) * time.Millisecond, true
 }
 
+// named starts the table of a block whose one argument is its name
+// (vrrp_instance, vrrp_sync_group), or warns and returns nil.
+func (c *converter) named(n *Node, header string) *table {
+	if len(n.Args) != 1 {
+		c.warn(n, "%s: want one name", n.Name)
+		return nil
+	}
+	t := &table{header: header, comment: n.Name + " " + n.Args[0] + " at " + n.where()}
+	t.str("name", n.Args[0])
+	return t
+}
+
 func (c *converter) instance(in *Node) {
-	if len(in.Args) != 1 {
-		c.warn(in, "vrrp_instance: want one name")
+	t := c.named(in, "[[vrrp]]")
+	if t == nil {
 		return
 	}
-	t := &table{header: "[[vrrp]]", comment: "vrrp_instance " + in.Args[0] + " at " + in.where()}
-	t.str("name", in.Args[0])
 	// keepalived speaks VRRPv2 unless told otherwise (haldir: v3); the
 	// peers a converted director meets still run keepalived.
 	ver := 2
@@ -493,12 +503,10 @@ func (c *converter) command(n *Node) []string {
 }
 
 func (c *converter) syncGroup(g *Node) {
-	if len(g.Args) != 1 {
-		c.warn(g, "vrrp_sync_group: want one name")
+	t := c.named(g, "[[vrrp_sync_group]]")
+	if t == nil {
 		return
 	}
-	t := &table{header: "[[vrrp_sync_group]]", comment: "vrrp_sync_group " + g.Args[0] + " at " + g.where()}
-	t.str("name", g.Args[0])
 	for _, n := range g.Children {
 		switch n.Name {
 		case "group":
