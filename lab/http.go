@@ -96,13 +96,22 @@ func GetName(ctx context.Context, hc *http.Client, url string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	name, err := readName(resp)
 	if err != nil {
 		return "", err
 	}
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("status %s", resp.Status)
+	}
+	return name, nil
+}
+
+// readName reads and closes an answer's body: at most 1 KiB, trimmed.
+func readName(resp *http.Response) (string, error) {
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	if err != nil {
+		return "", err
 	}
 	return strings.TrimSpace(string(b)), nil
 }
@@ -147,10 +156,5 @@ func (k *KeepAlive) Get(timeout time.Duration) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1024))
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
+	return readName(resp)
 }
