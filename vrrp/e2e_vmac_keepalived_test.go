@@ -25,14 +25,7 @@ func TestE2EVMACKeepalivedInterop(t *testing.T) {
 	if err != nil {
 		t.Skip("skipping: keepalived not installed (apt-get install keepalived)")
 	}
-	l := buildLAN(t, 2)
-	obs := observe(t, l)
-	client := l.Host("attacker")
-	vip := vip4.Addr()
-	mac := vrrp.VirtualMAC(vrid, false)
-	for _, n := range []string{"r1", "r2"} {
-		serveName(t, l.Host(n), "tcp")
-	}
+	l, obs, client, vip, mac := vmacLAN(t, v4)
 	hal := startVMACRouter(t, l.Host("r2"), vmacConfig(100, v4))
 	waitMaster(t, hal, []*router{hal})
 	whoHolds(t, client, vip, "r2")

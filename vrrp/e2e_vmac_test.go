@@ -38,6 +38,19 @@ func startVMACRouter(t *testing.T, h *lab.Host, cfg conf.VRRPInstance) *router {
 	return r
 }
 
+// vmacLAN is the two-router LAN of the use_vmac tests, observed, with
+// both routers naming themselves on port 8080 and the client ("attacker")
+// to ask them; it returns the VIP and the virtual MAC of f.
+func vmacLAN(t *testing.T, f family) (*lab.Lab, *lab.Observer, *lab.Host, netip.Addr, net.HardwareAddr) {
+	t.Helper()
+	l := buildLAN(t, 2)
+	obs := observe(t, l)
+	for _, n := range []string{"r1", "r2"} {
+		serveName(t, l.Host(n), "tcp")
+	}
+	return l, obs, l.Host("attacker"), f.vip.Addr(), vrrp.VirtualMAC(vrid, f.name == "ipv6")
+}
+
 // serveName answers every TCP connection on port 8080 with the host's name,
 // so that a client can tell which router holds the VIP.
 func serveName(t *testing.T, h *lab.Host, network string) {
@@ -144,14 +157,7 @@ func TestE2EVMAC(t *testing.T) {
 	lab.SkipIfNotRoot(t)
 	for _, f := range []family{v4, v6} {
 		t.Run(f.name, func(t *testing.T) {
-			l := buildLAN(t, 2)
-			obs := observe(t, l)
-			client := l.Host("attacker")
-			vip := f.vip.Addr()
-			mac := vrrp.VirtualMAC(vrid, f.name == "ipv6")
-			for _, n := range []string{"r1", "r2"} {
-				serveName(t, l.Host(n), "tcp")
-			}
+			l, obs, client, vip, mac := vmacLAN(t, f)
 			r1 := startVMACRouter(t, l.Host("r1"), vmacConfig(100, f))
 			r2 := startVMACRouter(t, l.Host("r2"), vmacConfig(200, f))
 			all := []*router{r1, r2}
@@ -303,14 +309,7 @@ func TestE2EVMACUnicast(t *testing.T) {
 	lab.SkipIfNotRoot(t)
 	for _, f := range []family{v4, v6} {
 		t.Run(f.name, func(t *testing.T) {
-			l := buildLAN(t, 2)
-			obs := observe(t, l)
-			client := l.Host("attacker")
-			vip := f.vip.Addr()
-			mac := vrrp.VirtualMAC(vrid, f.name == "ipv6")
-			for _, n := range []string{"r1", "r2"} {
-				serveName(t, l.Host(n), "tcp")
-			}
+			l, obs, client, vip, mac := vmacLAN(t, f)
 			c1, c2 := vmacConfig(100, f), vmacConfig(200, f)
 			c1.UnicastPeers = []netip.Addr{f.host(12).Addr()}
 			c2.UnicastPeers = []netip.Addr{f.host(11).Addr()}
