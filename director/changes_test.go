@@ -237,15 +237,7 @@ func TestRunAppliesVerdictsWithoutRereading(t *testing.T) {
 	if err := r.SetConfig(cfgOf(vs)); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	defer runLoop(t, r)()
 	has := func(a netip.AddrPort) bool {
 		for _, s := range r.Snapshot() {
 			for _, rs := range s.Reals {
@@ -357,5 +349,19 @@ func TestLargePool(t *testing.T) {
 	s := r.Snapshot()
 	if len(s) != 1 || len(s[0].Reals) != n-3 || !s[0].Reals[30].InKernel || s[0].Reals[30].KernelWeight != 99 {
 		t.Fatalf("snapshot %+v", s)
+	}
+}
+
+// runLoop runs r's Run loop and returns what stops it and reports its
+// error.
+func runLoop(t *testing.T, r *Reconciler) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
 	}
 }

@@ -974,14 +974,9 @@ sorry_server = "%s"
 check = { type = "tcp" }
 %s`, lab.VIP4, sorry, realsTOML(reals4, 80, []int{2, 2, 2}, "")))
 		// The verdicts go through the Run loop here, as in the daemon.
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- r.Run(ctx) }()
+		stop := runLoop(t, r)
 		defer func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
+			stop()
 			if c := r.Counters(); c.FailedPasses != 0 {
 				t.Errorf("%d failed passes: %v", c.FailedPasses, c.Errors)
 			}
