@@ -51,12 +51,14 @@ type benchInstance struct {
 // garpRepeat is the gratuitous ARPs per burst for both implementations.
 const garpRepeat = 2
 
-// config renders the daemon's configuration file.
-func (im benchImpl) config(routerID string, ins []benchInstance) string {
+// config renders the daemon's configuration file. The daemons of one lab
+// share the file system: haldir's control socket, and with it its
+// single-instance lock, lives in the daemon's own dir.
+func (im benchImpl) config(dir, routerID string, ins []benchInstance) string {
 	var b strings.Builder
 	switch im.name {
 	case implHaldir:
-		fmt.Fprintf(&b, "[global]\nrouter_id = %q\ncontrol_socket = \"\"\nmetrics_listen = \"\"\nlog_level = \"info\"\n", routerID)
+		fmt.Fprintf(&b, "[global]\nrouter_id = %q\ncontrol_socket = %q\nmetrics_listen = \"\"\nlog_level = \"info\"\n", routerID, filepath.Join(dir, "haldir.sock"))
 		for _, in := range ins {
 			fmt.Fprintf(&b, "\n[[vrrp]]\nname = %q\ninterface = %q\nvrid = %d\npriority = %d\nversion = 3\n"+
 				"advert_interval = %q\npreempt = true\nvirtual_addresses = [%q]\n"+
@@ -139,7 +141,7 @@ func startBenchDaemon(tb testing.TB, im benchImpl, h *lab.Host, addr netip.Addr,
 	}
 	d := &benchDaemon{tb: tb, im: im, h: h, ins: ins, dir: tb.TempDir(), addr: addr, mac: mac}
 	d.cfg = filepath.Join(d.dir, im.name+".conf")
-	if err := os.WriteFile(d.cfg, []byte(im.config(h.Name(), ins)), 0o600); err != nil {
+	if err := os.WriteFile(d.cfg, []byte(im.config(d.dir, h.Name(), ins)), 0o600); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {

@@ -189,7 +189,7 @@ func TestBenchHaldirConfig(t *testing.T) {
 		{name: "vi2", vrid: 2, priority: 200, interval: time.Second, vip: netip.MustParsePrefix("192.0.2.102/24")},
 	}
 	path := filepath.Join(t.TempDir(), "haldir.toml")
-	if err := os.WriteFile(path, []byte(benchImpl{name: implHaldir}.config("r1", ins)), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(benchImpl{name: implHaldir}.config(t.TempDir(), "r1", ins)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c, err := conf.Load(path)
@@ -221,7 +221,7 @@ func TestBenchKeepalivedConfig(t *testing.T) {
 	}
 	for _, iv := range []time.Duration{10 * time.Millisecond, fast, time.Second} {
 		t.Run(iv.String(), func(t *testing.T) {
-			cfg := benchImpl{name: implKeepalived}.config("r1", []benchInstance{{name: "vi", vrid: vrid, priority: 100, interval: iv, vip: vip4}})
+			cfg := benchImpl{name: implKeepalived}.config("", "r1", []benchInstance{{name: "vi", vrid: vrid, priority: 100, interval: iv, vip: vip4}})
 			for _, want := range []string{"garp_master_delay 0\n", "garp_master_repeat 2\n", "garp_master_refresh 0\n", "advert_int " + strconv.FormatFloat(iv.Seconds(), 'f', -1, 64) + "\n"} {
 				if !strings.Contains(cfg, want) {
 					t.Errorf("config lacks %q:\n%s", want, cfg)

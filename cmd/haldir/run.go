@@ -128,6 +128,15 @@ func parseLevel(s string) (slog.Level, error) {
 
 // serve runs until SIGTERM or SIGINT and returns the exit status.
 func (d *daemon) serve(sigs <-chan os.Signal) int {
+	// Alone or not at all: a second daemon must fail before its VRRP
+	// removes "stale" VIPs, its sync follower switches roles or its
+	// notify commands run.
+	lock, err := acquireLock(lockPath(d.cfg.Global.ControlSocket))
+	if err != nil {
+		d.log.Error("start refused", "error", err)
+		return exitInvalid
+	}
+	defer lock.release()
 	if err := d.start(); err != nil {
 		d.log.Error("start failed", "error", err)
 		return exitInvalid
