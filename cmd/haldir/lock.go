@@ -7,23 +7,24 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/haldir-lb/haldir/conf"
 )
 
-// lockName is the single-instance lock file, next to the control socket.
-const lockName = "haldir.lock"
-
-// lockPath is where the daemon of cfg takes its single-instance lock: in
-// the control socket's directory, or the default socket's when the control
-// socket is disabled. A daemon without a control socket still changes the
-// host (VIPs, IPVS, notify commands), so it must still be alone.
+// lockPath is where the daemon of cfg takes its single-instance lock: the
+// control socket's path with ".lock" for ".sock" (/run/haldir/haldir.lock
+// by default), or the default socket's when the control socket is disabled.
+// A daemon without a control socket still changes the host (VIPs, IPVS,
+// notify commands), so it must still be alone. Named after the socket, not
+// only its directory, so that labs running two daemons on one file system
+// keep apart as their sockets do.
 func lockPath(controlSocket string) string {
 	if controlSocket == "" {
 		controlSocket = conf.DefaultControlSocket
 	}
-	return filepath.Join(filepath.Dir(controlSocket), lockName)
+	return strings.TrimSuffix(controlSocket, ".sock") + ".lock"
 }
 
 // instanceLock is a held single-instance lock; the kernel drops it when the

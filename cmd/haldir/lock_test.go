@@ -15,16 +15,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
 func TestLockPath(t *testing.T) {
 	for _, tc := range []struct{ socket, want string }{
 		{"/run/haldir/haldir.sock", "/run/haldir/haldir.lock"},
-		{"/var/tmp/x/ctl.sock", "/var/tmp/x/haldir.lock"},
+		{"/var/tmp/x/director1.sock", "/var/tmp/x/director1.lock"},
+		{"/var/tmp/x/ctl", "/var/tmp/x/ctl.lock"},
 		// No control socket is no excuse to run twice.
-		{"", filepath.Join(filepath.Dir(conf.DefaultControlSocket), "haldir.lock")},
+		{"", "/run/haldir/haldir.lock"},
 	} {
 		if got := lockPath(tc.socket); got != tc.want {
 			t.Errorf("lockPath(%q) = %q, want %q", tc.socket, got, tc.want)
