@@ -16,10 +16,9 @@ import (
 // runCheck implements "haldir check": validate the file and summarise it.
 func runCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("haldir check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	path := fs.String("c", conf.DefaultPath, "configuration file")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if done, code := parseFlags(fs, "check", args, stdout, stderr); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "haldir check: unexpected argument %q\n", fs.Arg(0))

@@ -17,10 +17,9 @@ import (
 // ready for `haldir run`.
 func runImportKeepalived(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("import-keepalived", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	out := fs.String("o", "", "write the TOML to this file instead of standard output")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if done, code := parseFlags(fs, "import-keepalived", args, stdout, stderr); done {
+		return code
 	}
 	if fs.NArg() != 1 {
 		fmt.Fprintln(stderr, "haldir import-keepalived: want one keepalived.conf")

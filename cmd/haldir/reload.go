@@ -15,10 +15,9 @@ import (
 // runReload implements "haldir reload": ask the daemon to re-read its file.
 func runReload(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("haldir reload", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	socket := controlSocketFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if done, code := parseFlags(fs, "reload", args, stdout, stderr); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "haldir reload: unexpected argument %q\n", fs.Arg(0))

@@ -30,12 +30,9 @@ func runDaemon(args []string, logOut io.Writer, sigs <-chan os.Signal) int {
 // runDaemonWith is runDaemon with a hook that adjusts the daemon before it
 // starts (tests swap the IPVS kernel for the in-memory fake).
 func runDaemonWith(args []string, logOut io.Writer, sigs <-chan os.Signal, setup func(*daemon)) int {
-	fs := flag.NewFlagSet("haldir run", flag.ContinueOnError)
-	fs.SetOutput(logOut)
-	path := fs.String("c", conf.DefaultPath, "configuration file")
-	level := fs.String("log-level", "", "override global.log_level (debug, info, warn, error)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	fs, path, level := runFlags()
+	if done, code := parseFlags(fs, "run", args, logOut, logOut); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(logOut, "haldir run: unexpected argument %q\n", fs.Arg(0))
@@ -58,6 +55,14 @@ func runDaemonWith(args []string, logOut io.Writer, sigs <-chan os.Signal, setup
 		setup(d)
 	}
 	return d.serve(sigs)
+}
+
+// runFlags defines the flags of "haldir run".
+func runFlags() (fs *flag.FlagSet, path, level *string) {
+	fs = flag.NewFlagSet("haldir run", flag.ContinueOnError)
+	path = fs.String("c", conf.DefaultPath, "configuration file")
+	level = fs.String("log-level", "", "override global.log_level (debug, info, warn, error)")
+	return fs, path, level
 }
 
 // daemon owns the running configuration. Components are wired in start,

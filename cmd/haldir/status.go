@@ -59,13 +59,12 @@ const (
 // runStatus implements "haldir status".
 func runStatus(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("haldir status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	socket := controlSocketFlags(fs)
 	asJSON := fs.Bool("json", false, "print the raw status as JSON")
 	stats := fs.Bool("stats", false, "show the kernel's counters (connections, packets, bytes)")
 	rate := fs.Bool("rate", false, "show the kernel's rate estimates (per second)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if done, code := parseFlags(fs, "status", args, stdout, stderr); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "haldir status: unexpected argument %q\n", fs.Arg(0))
