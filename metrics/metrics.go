@@ -52,7 +52,7 @@ var (
 	dRealConns      = desc("real_server_connections_total", "Connections scheduled to the real server (kernel counter).", "service", "real")
 	dCheckTotal     = desc("healthcheck_checks_total", "Health checks run, per target (real server address and check type).", "target", "type")
 	dCheckUp        = desc("healthcheck_up", "1 while the health check's verdict for the target is up.", "target", "type")
-	dNotRunning     = desc("component_not_running", "1 for each component not running in this build or configuration.", "component")
+	dNotRunning     = desc("component_not_running", "1 for each configured component that is not running (one that is not configured is not listed).", "component")
 	dConfigLoaded   = desc("config_last_reload_timestamp_seconds", "When the configuration in force was loaded.")
 	dStartTimestamp = desc("start_timestamp_seconds", "When the daemon started.")
 	dSyncRunning    = desc("sync_daemon_running", "1 for each kernel conn-sync daemon role running.", "role")

@@ -66,7 +66,9 @@ type components struct {
 	// quorum is the last quorum the director reported per virtual server
 	// name, replayed to VRRP instances that start after the report.
 	quorum map[string]bool
-	// notRunning says which components are off and why, for status.
+	// notRunning says which configured components failed and why, for
+	// status, metrics and the start-up warning. A component the file
+	// does not ask for is not listed: it is not a fault.
 	notRunning map[string]string
 }
 
@@ -125,9 +127,6 @@ func (c *components) start(cfg *conf.Config) (err error) {
 		c.goRun("director", c.dir.Run)
 		c.goRun("healthcheck", c.hc.Run)
 		c.goRun("health transitions", c.followTransitions)
-	} else {
-		c.notRunning["director"] = "no virtual_server configured"
-		c.notRunning["healthcheck"] = "no virtual_server configured"
 	}
 
 	// Before VRRP, so that the follower sees every state change.
@@ -146,7 +145,6 @@ func (c *components) start(cfg *conf.Config) (err error) {
 // the director and VRRP run without it.
 func (c *components) startCluster(cfg *conf.Config) {
 	if cfg.Cluster == nil {
-		c.notRunning["cluster"] = "no [cluster] configured"
 		return
 	}
 	key, err := hsync.ReadSecret(cfg.Cluster.SecretFile)
@@ -206,6 +204,9 @@ func (c *components) reloadSync(cfg *conf.Config) {
 	case cfg.Sync == nil && f != nil:
 		c.stopSync()
 	case cfg.Sync == nil:
+		c.mu.Lock()
+		delete(c.notRunning, "sync")
+		c.mu.Unlock()
 	case f != nil:
 		f.SetConfig(*cfg.Sync)
 		c.mu.Lock()
@@ -376,13 +377,6 @@ func (c *components) reloadVRRP(cfg *conf.Config) error {
 			g.Close()
 		}
 	}
-	c.mu.Lock()
-	if len(cfg.VRRP) == 0 {
-		c.notRunning["vrrp"] = "no vrrp instance configured"
-	} else {
-		delete(c.notRunning, "vrrp")
-	}
-	c.mu.Unlock()
 	return nil
 }
 
