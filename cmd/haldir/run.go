@@ -47,7 +47,8 @@ func runDaemonWith(args []string, logOut io.Writer, sigs <-chan os.Signal, setup
 
 	c, err := conf.Load(*path)
 	if err != nil {
-		fmt.Fprintln(logOut, err)
+		// Before the logger exists; still an error to journalctl -p err.
+		fmt.Fprint(logOut, journalLines(logOut, sdErr, err.Error()+"\n"))
 		return exitInvalid
 	}
 	d := newDaemon(*path, c, logOut, *level)
@@ -97,12 +98,7 @@ func newDaemon(path string, c *conf.Config, logOut io.Writer, levelOverride stri
 		},
 	}
 	d.setLevel(c)
-	opts := &slog.HandlerOptions{Level: d.level}
-	if c.Global.LogFormat == "json" {
-		d.log = slog.New(slog.NewJSONHandler(logOut, opts))
-	} else {
-		d.log = slog.New(slog.NewTextHandler(logOut, opts))
-	}
+	d.log = slog.New(newLogHandler(logOut, c.Global.LogFormat, &slog.HandlerOptions{Level: d.level}))
 	d.comp = newComponents(d.log)
 	return d
 }
