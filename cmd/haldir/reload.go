@@ -23,12 +23,12 @@ func runReload(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "haldir reload: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	path, err := socket()
+	path, fallback, err := socket()
 	if err != nil {
 		fmt.Fprintf(stderr, "haldir reload: %v\n", err)
 		return exitUsage
 	}
-	c, err := control.Dial(path)
+	c, err := dialControl(path, fallback)
 	if err != nil {
 		fmt.Fprintf(stderr, "haldir reload: %v\n", err)
 		return exitUsage

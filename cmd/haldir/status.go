@@ -23,28 +23,33 @@ import (
 )
 
 // controlSocketFlags adds -s and -c to fs; the returned function resolves
-// the socket path after parsing.
-func controlSocketFlags(fs *flag.FlagSet) func() (string, error) {
+// the socket path after parsing. -c reads the file leniently
+// (socketFromFile); when it falls back to the default socket, fallback
+// says why, for the message if the daemon cannot be reached there.
+func controlSocketFlags(fs *flag.FlagSet) func() (path, fallback string, err error) {
 	sock := fs.String("s", "", "control socket (default "+conf.DefaultControlSocket+")")
 	cfg := fs.String("c", "", "take global.control_socket from this configuration file")
-	return func() (string, error) {
+	return func() (string, string, error) {
 		switch {
 		case *sock != "" && *cfg != "":
-			return "", errors.New("-s and -c are mutually exclusive")
+			return "", "", errors.New("-s and -c are mutually exclusive")
 		case *sock != "":
-			return *sock, nil
+			return *sock, "", nil
 		case *cfg != "":
-			c, err := conf.Load(*cfg)
-			if err != nil {
-				return "", fmt.Errorf("reading %s for its control socket: %w", *cfg, err)
-			}
-			if c.Global.ControlSocket == "" {
-				return "", fmt.Errorf("%s disables the control socket (global.control_socket = \"\")", *cfg)
-			}
-			return c.Global.ControlSocket, nil
+			return socketFromFile(*cfg)
 		}
-		return conf.DefaultControlSocket, nil
+		return conf.DefaultControlSocket, "", nil
 	}
+}
+
+// dialControl connects to the daemon's control socket; an unreachable
+// default socket that -c fell back to says why it was tried.
+func dialControl(path, fallback string) (*control.Client, error) {
+	c, err := control.Dial(path)
+	if err != nil && fallback != "" {
+		err = fmt.Errorf("%w (the default socket: %s)", err, fallback)
+	}
+	return c, err
 }
 
 // statusMode selects the table's columns, like ipvsadm's -L variants.
@@ -74,12 +79,12 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "haldir status: --stats and --rate are mutually exclusive")
 		return exitUsage
 	}
-	path, err := socket()
+	path, fallback, err := socket()
 	if err != nil {
 		fmt.Fprintf(stderr, "haldir status: %v\n", err)
 		return exitUsage
 	}
-	c, err := control.Dial(path)
+	c, err := dialControl(path, fallback)
 	if err != nil {
 		fmt.Fprintf(stderr, "haldir status: %v\n", err)
 		return exitUsage

@@ -279,7 +279,10 @@ func TestStatusCommandErrors(t *testing.T) {
 		{"not running", []string{"status", "-s", missing}, exitUsage, "haldir status: haldir is not running? no control socket at " + missing},
 		{"both -s and -c", []string{"status", "-s", missing, "-c", "/x.toml"}, exitUsage, "-s and -c are mutually exclusive"},
 		{"stats and rate", []string{"status", "--stats", "--rate"}, exitUsage, "--stats and --rate are mutually exclusive"},
-		{"config unreadable", []string{"status", "-c", missing + ".toml"}, exitUsage, "reading " + missing + ".toml for its control socket"},
+		// An unreadable file falls back to the default socket, and says so
+		// when nothing answers there.
+		{"config unreadable", []string{"status", "-c", missing + ".toml"}, exitUsage, "(the default socket: reading " + missing + ".toml for its control socket"},
+		{"config disables the socket", []string{"status", "-c", writeFile(t, "[global]\ncontrol_socket = \"\"\n")}, exitUsage, `global.control_socket = "" disables the control socket`},
 		{"extra argument", []string{"status", "now"}, exitUsage, `unexpected argument "now"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
