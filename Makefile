@@ -8,7 +8,7 @@ GOBIN   := $(CURDIR)/bin
 STATICCHECK_VERSION := v0.8.2
 NFPM_VERSION := v2.44.0
 
-.PHONY: all build test lint bench rpm fuzz demo vm-kernel clean
+.PHONY: all build test deps lint bench rpm fuzz demo vm-kernel clean
 
 all: build
 
@@ -22,9 +22,16 @@ build:
 # the lab kernel are present (`make vm-kernel`; HALDIR_LAB=vm turns their
 # absence into a failure, as CI does). The race detector is on throughout:
 # the VM lab copies the test binary into the guest with its libraries.
-# The RPM is built first so its tests inspect the real package.
-test: rpm
+# The RPM is built first so its tests inspect the real package. As root,
+# `make deps` first installs what the tiers need (apt packages, the lab
+# kernel), so on a fresh Debian machine `make test` is the whole set-up.
+test: deps rpm
 	HALDIR_REQUIRE_RPM=1 $(GO) test -race -count=1 -timeout 18m ./...
+
+# What the namespace and VM tiers need (lab/install-deps.sh): installed when
+# root, skipped with a message otherwise.
+deps:
+	@GO=$(GO) lab/install-deps.sh
 
 # The Debian kernel the VM lab boots, downloaded once into the cache.
 vm-kernel:

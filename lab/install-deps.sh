@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what the three test tiers need on Debian (root): `make test`
+# runs it first (make deps), and so does .ci/run. Idempotent: packages
+# already installed and a cached lab kernel are left alone.
+#
+# qemu: the VM lab (the host kernel may have no IPVS); keepalived: VRRP
+# interop and benchmark reference; ipvsadm: IPVS reference; rpm/cpio/file:
+# RPM tests; xz-utils: unpacks the lab kernel for a faster boot;
+# busybox-static: VM lab self-tests; kmod, iproute2, tcpdump: the
+# namespace lab.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+if [ "$(id -u)" != 0 ]; then
+  echo "install-deps: not root; skipping the install (the namespace and VM tiers skip with a message)" >&2
+  exit 0
+fi
+if ! command -v dpkg >/dev/null || ! command -v apt-get >/dev/null; then
+  echo "install-deps: no dpkg/apt-get (not Debian?); install by hand: qemu-system-x86 xz-utils busybox-static keepalived ipvsadm rpm cpio file kmod iproute2 tcpdump" >&2
+  exit 1
+fi
+
+pkgs=(qemu-system-x86 xz-utils busybox-static keepalived ipvsadm rpm cpio file kmod iproute2 tcpdump)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  echo "== installing test dependencies: ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Debian kernel the VM lab boots (a no-op when cached). The fetch asks
+# apt for the kernel package: refresh stale lists and retry once.
+GO=${GO:-go}
+"$GO" run ./lab/cmd/vmkernel fetch >/dev/null || { apt-get update -qq && "$GO" run ./lab/cmd/vmkernel fetch >/dev/null; }
