@@ -189,7 +189,8 @@ func TestBenchHaldirConfig(t *testing.T) {
 		{name: "vi2", vrid: 2, priority: 200, interval: time.Second, vip: netip.MustParsePrefix("192.0.2.102/24")},
 	}
 	path := filepath.Join(t.TempDir(), "haldir.toml")
-	if err := os.WriteFile(path, []byte(benchImpl{name: implHaldir}.config(t.TempDir(), "r1", ins)), 0o600); err != nil {
+	dir := t.TempDir()
+	if err := os.WriteFile(path, []byte(benchImpl{name: implHaldir}.config(dir, "r1", ins)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c, err := conf.Load(path)
@@ -207,8 +208,11 @@ func TestBenchHaldirConfig(t *testing.T) {
 			t.Errorf("instance %d: garp %+v, want delay 0, refresh 0, repeat %d", i, v.GARP, garpRepeat)
 		}
 	}
-	if c.Global.ControlSocket != "" || c.Global.MetricsListen != "" {
-		t.Errorf("control socket %q, metrics %q: two daemons of one lab share the file system, want both off", c.Global.ControlSocket, c.Global.MetricsListen)
+	// Two daemons of one lab share the file system: each has its own
+	// control socket (and single-instance lock) in its dir, and no metrics
+	// port to fight over.
+	if c.Global.ControlSocket != filepath.Join(dir, "haldir.sock") || c.Global.MetricsListen != "" {
+		t.Errorf("control socket %q, metrics %q: want the daemon's own socket in %s and metrics off", c.Global.ControlSocket, c.Global.MetricsListen, dir)
 	}
 }
 

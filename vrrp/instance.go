@@ -100,6 +100,8 @@ type Instance struct {
 	vs       *vsInputs
 	stopped  chan struct{} // closed when Run returns
 	ran      atomic.Bool
+	// ping carries Ping's replies to Run's loop (the daemon's watchdog).
+	ping chan chan struct{}
 
 	mu     sync.Mutex
 	status Status
@@ -109,7 +111,7 @@ type Instance struct {
 // I/O. cfg is expected to have passed conf's validation; the checks here
 // are the ones the protocol itself needs.
 func NewInstance(cfg conf.VRRPInstance, opts Options) (*Instance, error) {
-	in := &Instance{cfg: cfg, opts: opts, log: opts.Logger, groupCh: make(chan Event, 16), vs: newVSInputs(), stopped: make(chan struct{})}
+	in := &Instance{cfg: cfg, opts: opts, log: opts.Logger, groupCh: make(chan Event, 16), vs: newVSInputs(), stopped: make(chan struct{}), ping: make(chan chan struct{})}
 	if in.log == nil {
 		in.log = slog.Default()
 	}
@@ -521,6 +523,8 @@ func (in *Instance) Run(ctx context.Context) error {
 			d.tracked(track)
 		case ev := <-in.groupCh:
 			d.handle(ev)
+		case reply := <-in.ping:
+			close(reply)
 		case <-in.reconf:
 			in.pendingMu.Lock()
 			cfg := in.pending
@@ -531,6 +535,25 @@ func (in *Instance) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// ErrStopped is Ping's answer once Run has returned.
+var ErrStopped = errors.New("vrrp instance stopped")
+
+// Ping returns once Run's event loop has answered: it is alive, not stuck
+// in a handler. It fails with ctx's error when the loop does not answer in
+// time (not started yet, or stalled), and with ErrStopped after Run.
+func (in *Instance) Ping(ctx context.Context) error {
+	reply := make(chan struct{})
+	select {
+	case in.ping <- reply:
+	case <-in.stopped:
+		return fmt.Errorf("vrrp instance %q: %w", in.cfg.Name, ErrStopped)
+	case <-ctx.Done():
+		return fmt.Errorf("vrrp instance %q: its loop does not answer: %w", in.cfg.Name, ctx.Err())
+	}
+	<-reply // closed at once by the loop that took it
+	return nil
 }
 
 // tracked hands a tracking change to the machine and the sync group.

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"maps"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,6 +68,13 @@ type components struct {
 	// quorum is the last quorum the director reported per virtual server
 	// name, replayed to VRRP instances that start after the report.
 	quorum map[string]bool
+	// vsNames are the configured virtual servers, for the status line.
+	vsNames []string
+	// dead are the goRun components whose loop ended with an error.
+	dead []string
+	// onStatus, when set, is called (without mu) after a change the
+	// one-line status shows: a VRRP state, a virtual server's quorum.
+	onStatus func()
 	// notRunning says which configured components failed and why, for
 	// status, metrics and the start-up warning. A component the file
 	// does not ask for is not listed: it is not a fault.
@@ -109,6 +118,7 @@ func (c *components) start(cfg *conf.Config) (err error) {
 		}
 	}()
 	c.startCluster(cfg)
+	c.setVSNames(cfg)
 
 	if len(cfg.VirtualServers) > 0 {
 		k, closeK, err := c.newKernel()
@@ -265,12 +275,18 @@ func (c *components) syncFollower() *hsync.Follower {
 	return c.follower
 }
 
+// goRun runs a component's loop. One that ends with an error before the
+// daemon stops is not running: status says so and the watchdog stops.
 func (c *components) goRun(name string, f func(context.Context) error) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		if err := f(c.ctx); err != nil && !errors.Is(err, context.Canceled) {
 			c.log.Error("component stopped", "component", name, "error", err)
+			c.mu.Lock()
+			c.notRunning[name] = "stopped: " + err.Error()
+			c.dead = append(c.dead, name)
+			c.mu.Unlock()
 		}
 	}()
 }
@@ -294,6 +310,7 @@ func (c *components) reloadVRRP(cfg *conf.Config) error {
 			}
 			c.mu.Unlock()
 			c.tellCluster(nil)
+			c.statusChanged()
 		},
 	})
 	if err != nil {
@@ -481,11 +498,12 @@ func configOf(cfg *conf.Config, name string) conf.VRRPInstance {
 func (c *components) quorumChanged(q director.QuorumState) {
 	c.log.Info("virtual server quorum", "virtual_server", q.Name, "up", q.Up, "alive_weight", q.AliveWeight, "quorum", q.Quorum)
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.quorum[q.Name] = q.Up
 	for _, r := range c.vrrpRuns {
 		r.in.SetVirtualServerUp(q.Name, q.Up)
 	}
+	c.mu.Unlock()
+	c.statusChanged()
 }
 
 // targets lists one health-check target per (virtual server, checked real
@@ -572,6 +590,7 @@ func (c *components) reload(old, cfg *conf.Config) error {
 	case len(cfg.VirtualServers) > 0:
 		c.log.Warn("virtual servers added to a configuration that had none take effect at restart")
 	}
+	c.setVSNames(cfg)
 	c.reloadSync(cfg)
 	// After the director: a new instance's addresses come up with their
 	// virtual servers already in the table.
@@ -618,4 +637,84 @@ func (c *components) notRunningSnapshot() map[string]string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return maps.Clone(c.notRunning)
+}
+
+func (c *components) setVSNames(cfg *conf.Config) {
+	var names []string
+	for _, vs := range cfg.VirtualServers {
+		names = append(names, vs.Name)
+	}
+	c.mu.Lock()
+	c.vsNames = names
+	c.mu.Unlock()
+}
+
+func (c *components) statusChanged() {
+	if c.onStatus != nil {
+		c.onStatus()
+	}
+}
+
+// statusLine is the one-line state systemd shows (sd_notify STATUS=):
+// each VRRP instance's state and how many virtual servers have quorum,
+// "VI_1 master, VI_2 backup; 3 of 4 virtual servers up".
+func (c *components) statusLine() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var vrrpParts []string
+	for _, name := range c.vrrpOrder {
+		switch sc, ok := c.vrrpStates[name]; {
+		case c.notRunning["vrrp "+name] != "":
+			vrrpParts = append(vrrpParts, name+" not running")
+		case ok:
+			vrrpParts = append(vrrpParts, name+" "+sc.To.String())
+		default:
+			vrrpParts = append(vrrpParts, name+" starting")
+		}
+	}
+	var parts []string
+	if len(vrrpParts) > 0 {
+		parts = append(parts, strings.Join(vrrpParts, ", "))
+	}
+	if n := len(c.vsNames); n > 0 {
+		up := 0
+		for _, name := range c.vsNames {
+			if c.quorum[name] {
+				up++
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%d of %d virtual servers up", up, n))
+	}
+	if len(c.notRunning) > 0 {
+		parts = append(parts, fmt.Sprintf("%d not running", len(c.notRunning)))
+	}
+	if len(parts) == 0 {
+		return "nothing configured"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// alive says whether the components are alive, for the systemd watchdog:
+// no component loop has died, and every running VRRP instance's event loop
+// answers a ping before ctx ends. An instance that failed to start is not
+// running (status says so), not stalled.
+func (c *components) alive(ctx context.Context) error {
+	c.mu.Lock()
+	dead := slices.Clone(c.dead)
+	var runs []*vrrpRun
+	for _, name := range c.vrrpOrder {
+		if r := c.vrrpRuns[name]; r != nil && !ended(r) {
+			runs = append(runs, r)
+		}
+	}
+	c.mu.Unlock()
+	if len(dead) > 0 {
+		return fmt.Errorf("%s stopped", strings.Join(dead, ", "))
+	}
+	for _, r := range runs {
+		if err := r.in.Ping(ctx); err != nil && !errors.Is(err, vrrp.ErrStopped) {
+			return err
+		}
+	}
+	return nil
 }

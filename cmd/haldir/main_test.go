@@ -358,11 +358,17 @@ func TestRunNotifiesSystemd(t *testing.T) {
 		if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
 			t.Fatal(err)
 		}
-		n, err := conn.Read(buf)
-		if err != nil {
-			t.Fatalf("no sd_notify message: %v", err)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				t.Fatalf("no sd_notify message: %v", err)
+			}
+			// STATUS= lines come whenever the state changes; see
+			// TestStatusLines.
+			if msg := string(buf[:n]); !strings.HasPrefix(msg, "STATUS=") {
+				return msg
+			}
 		}
-		return string(buf[:n])
 	}
 
 	sigs := make(chan os.Signal)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -77,6 +78,22 @@ type daemon struct {
 
 	// notify reports state to the service manager (sd_notify).
 	notify func(state string)
+	// watchdog is systemd's WatchdogSec (WATCHDOG_USEC), 0 when off:
+	// serve sends WATCHDOG=1 every half of it while alive says so.
+	watchdog time.Duration
+	// probes are what alive asks, besides the components (tests add a
+	// stalled one).
+	probes []liveProbe
+	// stalled is set while the watchdog holds back (main loop only).
+	stalled bool
+	// controlDown holds why the control server stopped serving.
+	controlDown atomic.Pointer[error]
+
+	// statusMu guards the last STATUS= sent and the reload outcome it
+	// carries.
+	statusMu     sync.Mutex
+	lastStatus   string
+	reloadFailed bool
 
 	comp *components
 
@@ -97,10 +114,79 @@ func newDaemon(path string, c *conf.Config, logOut io.Writer, levelOverride stri
 			_, _ = sddaemon.SdNotify(false, state)
 		},
 	}
+	if wd, err := sddaemon.SdWatchdogEnabled(false); err == nil {
+		d.watchdog = wd
+	}
 	d.setLevel(c)
 	d.log = slog.New(newLogHandler(logOut, c.Global.LogFormat, &slog.HandlerOptions{Level: d.level}))
 	d.comp = newComponents(d.log)
+	d.comp.onStatus = d.sendStatus
 	return d
+}
+
+// liveProbe is one check of the watchdog: nil when the part answers
+// before ctx ends.
+type liveProbe struct {
+	name  string
+	check func(ctx context.Context) error
+}
+
+// alive says whether the daemon is alive, for the systemd watchdog: the
+// control server still serves, every component is alive
+// (components.alive: no loop died, each VRRP instance's loop answers) and
+// every extra probe answers, all before ctx ends.
+func (d *daemon) alive(ctx context.Context) error {
+	if errp := d.controlDown.Load(); errp != nil {
+		return fmt.Errorf("control socket: %w", *errp)
+	}
+	if err := d.comp.alive(ctx); err != nil {
+		return err
+	}
+	for _, p := range d.probes {
+		if err := p.check(ctx); err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+	}
+	return nil
+}
+
+// pingWatchdog sends WATCHDOG=1 when the daemon is alive. A stall is
+// logged once, when it starts, and once when it ends; while it lasts
+// systemd hears nothing and restarts the service after WatchdogSec.
+func (d *daemon) pingWatchdog() {
+	// A quarter of the interval: a ping every half leaves a quarter spare.
+	ctx, cancel := context.WithTimeout(context.Background(), d.watchdog/4)
+	defer cancel()
+	if err := d.alive(ctx); err != nil {
+		if !d.stalled {
+			d.log.Error("watchdog: not alive, no longer telling systemd", "error", err, "watchdog", d.watchdog.String())
+		}
+		d.stalled = true
+		return
+	}
+	if d.stalled {
+		d.log.Info("watchdog: alive again")
+		d.stalled = false
+	}
+	d.notify("WATCHDOG=1")
+}
+
+// sendStatus tells systemd the one-line state (STATUS=, shown by
+// systemctl status) when it changed: at start, on VRRP transitions and
+// quorum changes, after reloads.
+func (d *daemon) sendStatus() {
+	// Computed and sent under one lock: a line computed before a change
+	// must not be sent after the line computed after it.
+	d.statusMu.Lock()
+	defer d.statusMu.Unlock()
+	line := d.comp.statusLine()
+	if d.reloadFailed {
+		line += "; last reload failed, running the previous configuration"
+	}
+	if line != d.lastStatus {
+		d.lastStatus = line
+		d.notify("STATUS=" + line)
+	}
 }
 
 func (d *daemon) setLevel(c *conf.Config) {
@@ -150,7 +236,28 @@ func (d *daemon) serve(sigs <-chan os.Signal) int {
 		return exitInvalid
 	}
 	d.notify(sddaemon.SdNotifyReady)
-	for sig := range sigs {
+	d.sendStatus()
+	var tick <-chan time.Time
+	if d.watchdog > 0 {
+		t := time.NewTicker(d.watchdog / 2)
+		defer t.Stop()
+		tick = t.C
+		d.log.Info("systemd watchdog on", "interval", d.watchdog.String())
+		d.pingWatchdog()
+	}
+	for {
+		var sig os.Signal
+		select {
+		case <-tick:
+			d.pingWatchdog()
+			continue
+		case s, ok := <-sigs:
+			if !ok {
+				d.stop()
+				return exitOK
+			}
+			sig = s
+		}
 		switch sig {
 		case syscall.SIGHUP:
 			d.notify(sddaemon.SdNotifyReloading + "\n" + sddaemon.SdNotifyMonotonicUsec())
@@ -164,8 +271,6 @@ func (d *daemon) serve(sigs <-chan os.Signal) int {
 			return exitOK
 		}
 	}
-	d.stop()
-	return exitOK
 }
 
 // serveControl opens the control socket (haldir status, haldir reload) and
@@ -180,9 +285,15 @@ func (d *daemon) serveControl(ctx context.Context) error {
 			return err
 		}
 		go func() {
-			if err := srv.Serve(ctx); err != nil {
-				d.log.Error("control socket stopped", "error", err)
+			err := srv.Serve(ctx)
+			if ctx.Err() != nil {
+				return // shutting down
 			}
+			if err == nil {
+				err = errors.New("stopped serving")
+			}
+			d.log.Error("control socket stopped", "error", err)
+			d.controlDown.Store(&err)
 		}()
 		d.log.Info("control socket ready", "path", g.ControlSocket)
 	}
@@ -235,14 +346,24 @@ func (d *daemon) rereadConfig() (errs []string, err error) {
 			errs = append(errs, err.Error())
 			d.log.Error("config reload failed; keeping the running configuration", "error", err)
 		}
+		d.setReloadFailed(true)
 		return errs, errors.New("invalid configuration; the running configuration stays")
 	}
 	if err := d.reload(c); err != nil {
 		d.log.Error("config reload failed; keeping the running configuration", "error", err)
+		d.setReloadFailed(true)
 		return []string{err.Error()}, err
 	}
 	d.log.Info("config reloaded", "config", d.path)
+	d.setReloadFailed(false)
 	return nil, nil
+}
+
+func (d *daemon) setReloadFailed(failed bool) {
+	d.statusMu.Lock()
+	d.reloadFailed = failed
+	d.statusMu.Unlock()
+	d.sendStatus()
 }
 
 // reload switches the daemon to a new, valid configuration. Components

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/vrrp"
+)
+
+// notifyRecorder is a daemon's notify function that keeps every message.
+type notifyRecorder struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (r *notifyRecorder) notify(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, s)
+}
+
+func (r *notifyRecorder) all() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.msgs)
+}
+
+func (r *notifyRecorder) count(msg string) int {
+	n := 0
+	for _, m := range r.all() {
+		if m == msg {
+			n++
+		}
+	}
+	return n
+}
+
+// waitMsg polls until a message matches re, and returns it.
+func (r *notifyRecorder) waitMsg(t *testing.T, re string) string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, m := range r.all() {
+			if rx.MatchString(m) {
+				return m
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no sd_notify message matches %q in %q", re, r.all())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (r *notifyRecorder) waitCount(t *testing.T, msg string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.count(msg) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d× %q, want %d: %q", r.count(msg), msg, n, r.all())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// runRecorded runs the daemon on path with its notify messages recorded;
+// hook adjusts it further. The daemon stops at the test's end.
+func runRecorded(t *testing.T, path string, hook func(*daemon)) (*notifyRecorder, *syncBuffer, chan<- os.Signal) {
+	t.Helper()
+	rec := &notifyRecorder{}
+	sigs := make(chan os.Signal)
+	log := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- runDaemonWith([]string{"-c", path}, log, sigs, func(d *daemon) {
+			d.notify = rec.notify
+			if hook != nil {
+				hook(d)
+			}
+		})
+	}()
+	t.Cleanup(func() {
+		sigs <- syscall.SIGTERM
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("daemon did not stop")
+		}
+	})
+	return rec, log, sigs
+}
+
+// TestWatchdog: with WATCHDOG_USEC set the daemon sends WATCHDOG=1 every
+// half interval while it is alive; a component that stops answering stops
+// the pings (logged once, naming it) until it answers again.
+func TestWatchdog(t *testing.T) {
+	t.Setenv("WATCHDOG_USEC", "200000") // 200ms: a ping every 100ms
+	t.Setenv("WATCHDOG_PID", fmt.Sprint(os.Getpid()))
+	var stall atomic.Bool
+	rec, log, _ := runRecorded(t, writeFile(t, daemonConfig), func(d *daemon) {
+		withFakeKernel(t, director.NewFakeKernel())(d)
+		d.probes = append(d.probes, liveProbe{name: "test component", check: func(ctx context.Context) error {
+			if stall.Load() {
+				<-ctx.Done() // stuck: answers only when asked to give up
+				return ctx.Err()
+			}
+			return nil
+		}})
+	})
+	rec.waitCount(t, "WATCHDOG=1", 3)
+
+	stall.Store(true)
+	waitFor(t, log, `msg="watchdog: not alive, no longer telling systemd" error="test component: context deadline exceeded"`, 1)
+	stalledAt := rec.count("WATCHDOG=1")
+	// Five intervals' worth of ticks: not one ping.
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if n := rec.count("WATCHDOG=1"); n > stalledAt {
+			t.Fatalf("watchdog pinged while a component was stalled (%d > %d)", n, stalledAt)
+		}
+	}
+	if n := strings.Count(log.String(), "watchdog: not alive"); n != 1 {
+		t.Errorf("stall logged %d times, want once:\n%s", n, log.String())
+	}
+
+	stall.Store(false)
+	rec.waitCount(t, "WATCHDOG=1", stalledAt+2)
+	waitFor(t, log, "watchdog: alive again", 1)
+}
+
+// TestWatchdogOff: without WATCHDOG_USEC no WATCHDOG=1 is ever sent.
+func TestWatchdogOff(t *testing.T) {
+	t.Setenv("WATCHDOG_USEC", "")
+	rec, _, sigs := runRecorded(t, writeFile(t, daemonConfig), withFakeKernel(t, director.NewFakeKernel()))
+	rec.waitMsg(t, "^READY=1$")
+	sigs <- syscall.SIGHUP // a round trip through the main loop
+	rec.waitCount(t, "READY=1", 2)
+	if n := rec.count("WATCHDOG=1"); n != 0 {
+		t.Errorf("%d WATCHDOG=1 without a watchdog", n)
+	}
+}
+
+// TestAliveStalledVRRPLoop: a VRRP instance whose event loop does not
+// answer (here: one that never ran its loop) makes the components not
+// alive, naming the instance; one that has stopped is not a stall.
+func TestAliveStalledVRRPLoop(t *testing.T) {
+	cfg, err := conf.Parse([]byte(`[[vrrp]]
+name = "VI_X"
+interface = "eth0"
+vrid = 7
+priority = 100
+virtual_addresses = ["192.0.2.7/24"]
+`), "t.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := vrrp.NewInstance(cfg.VRRP[0], vrrp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	c := newComponents(slogText(&logs))
+	c.vrrpRuns["VI_X"] = &vrrpRun{in: in, cancel: func() {}, done: make(chan struct{})}
+	c.vrrpOrder = []string{"VI_X"}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err = c.alive(ctx)
+	if err == nil || !strings.Contains(err.Error(), `vrrp instance "VI_X": its loop does not answer`) {
+		t.Errorf("alive = %v, want VI_X's loop not answering", err)
+	}
+
+	// A run that has ended (failed to start) is not running, not stalled.
+	close(c.vrrpRuns["VI_X"].done)
+	if err := c.alive(context.Background()); err != nil {
+		t.Errorf("alive with an ended instance: %v", err)
+	}
+}
+
+// TestStatusLines: STATUS= at start, and after a failed and a good reload,
+// saying how many virtual servers are up and whether the last reload
+// failed.
+func TestStatusLines(t *testing.T) {
+	path := writeFile(t, daemonConfig)
+	rec, log, sigs := runRecorded(t, path, withFakeKernel(t, director.NewFakeKernel()))
+	first := rec.waitMsg(t, `^STATUS=`)
+	if !regexp.MustCompile(`^STATUS=\d of 2 virtual servers up$`).MatchString(first) {
+		t.Errorf("first status %q", first)
+	}
+	// dns has no check: its quorum is up once the director has run.
+	rec.waitMsg(t, `^STATUS=[12] of 2 virtual servers up$`)
+
+	if err := os.WriteFile(path, []byte(invalidConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sigs <- syscall.SIGHUP
+	rec.waitMsg(t, `^STATUS=[12] of 2 virtual servers up; last reload failed, running the previous configuration$`)
+
+	if err := os.WriteFile(path, []byte(daemonConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sigs <- syscall.SIGHUP
+	waitFor(t, log, "config reloaded", 1)
+	msgs := rec.all()
+	last := ""
+	for _, m := range msgs {
+		if strings.HasPrefix(m, "STATUS=") {
+			last = m
+		}
+	}
+	if strings.Contains(last, "reload failed") {
+		t.Errorf("after a good reload the status is still %q", last)
+	}
+}
+
+// TestStatusLinesVRRP runs VI_1 in a namespace: STATUS= follows its
+// transitions, and with the watchdog on, a daemon with a live VRRP loop
+// keeps pinging.
+func TestStatusLinesVRRP(t *testing.T) {
+	l := oneRouterLab(t, "haldir-status-vrrp")
+	t.Setenv("WATCHDOG_USEC", "400000")
+	t.Setenv("WATCHDOG_PID", "")
+	path := writeFile(t, `[global]
+router_id = "r1"
+control_socket = "`+t.TempDir()+`/haldir.sock"
+metrics_listen = ""
+
+[[vrrp]]
+name = "VI_1"
+interface = "eth0"
+vrid = 51
+priority = 150
+advert_interval = "100ms"
+virtual_addresses = ["192.0.2.100/24"]
+`)
+	rec, log, _ := runRecorded(t, path, func(d *daemon) { d.comp.vrrpDo = l.Host("r1").Do })
+	rec.waitMsg(t, `^STATUS=VI_1 backup$`)
+	rec.waitMsg(t, `^STATUS=VI_1 master$`)
+	n := rec.count("WATCHDOG=1")
+	rec.waitCount(t, "WATCHDOG=1", n+3)
+	if strings.Contains(log.String(), "watchdog: not alive") {
+		t.Errorf("a live VRRP loop stalled the watchdog:\n%s", log.String())
+	}
+}
+
+func slogText(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
