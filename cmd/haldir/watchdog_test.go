@@ -106,39 +106,82 @@ func runRecorded(t *testing.T, path string, hook func(*daemon)) (*notifyRecorder
 
 // TestWatchdog: with WATCHDOG_USEC set the daemon sends WATCHDOG=1 every
 // half interval while it is alive; a component that stops answering stops
-// the pings (logged once, naming it) until it answers again.
+// the pings (logged once, naming it) until it answers again. Two stalls:
+// an extra probe that hangs, and a VRRP instance whose event loop does not
+// run (the real vrrp.Instance.Ping through components.alive).
 func TestWatchdog(t *testing.T) {
 	t.Setenv("WATCHDOG_USEC", "200000") // 200ms: a ping every 100ms
 	t.Setenv("WATCHDOG_PID", fmt.Sprint(os.Getpid()))
-	var stall atomic.Bool
-	rec, log, _ := runRecorded(t, writeFile(t, daemonConfig), func(d *daemon) {
-		withFakeKernel(t, director.NewFakeKernel())(d)
-		d.probes = append(d.probes, liveProbe{name: "test component", check: func(ctx context.Context) error {
-			if stall.Load() {
-				<-ctx.Done() // stuck: answers only when asked to give up
-				return ctx.Err()
-			}
-			return nil
-		}})
-	})
-	rec.waitCount(t, "WATCHDOG=1", 3)
-
-	stall.Store(true)
-	waitFor(t, log, `msg="watchdog: not alive, no longer telling systemd" error="test component: context deadline exceeded"`, 1)
-	stalledAt := rec.count("WATCHDOG=1")
-	// Five intervals' worth of ticks: not one ping.
-	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if n := rec.count("WATCHDOG=1"); n > stalledAt {
-			t.Fatalf("watchdog pinged while a component was stalled (%d > %d)", n, stalledAt)
+	stalledInstance := func(t *testing.T) *vrrp.Instance {
+		cfg, err := conf.Parse([]byte("[[vrrp]]\nname = \"VI_X\"\ninterface = \"eth0\"\nvrid = 7\npriority = 100\nvirtual_addresses = [\"192.0.2.7/24\"]\n"), "t.toml")
+		if err != nil {
+			t.Fatal(err)
 		}
+		in, err := vrrp.NewInstance(cfg.VRRP[0], vrrp.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in
 	}
-	if n := strings.Count(log.String(), "watchdog: not alive"); n != 1 {
-		t.Errorf("stall logged %d times, want once:\n%s", n, log.String())
-	}
+	for _, tc := range []struct {
+		name     string
+		stallLog string
+		// stall makes d's component stop answering; it returns the
+		// undo.
+		stall func(t *testing.T, d *daemon, probeStalled *atomic.Bool) (undo func())
+	}{
+		{"probe", `error="test component: context deadline exceeded"`, func(_ *testing.T, _ *daemon, p *atomic.Bool) func() {
+			p.Store(true)
+			return func() { p.Store(false) }
+		}},
+		{"vrrp loop", `error="vrrp instance \"VI_X\": its loop does not answer: context deadline exceeded"`, func(t *testing.T, d *daemon, _ *atomic.Bool) func() {
+			c := d.comp
+			c.mu.Lock()
+			c.vrrpRuns["VI_X"] = &vrrpRun{in: stalledInstance(t), cancel: func() {}, done: make(chan struct{})}
+			c.vrrpOrder = append(c.vrrpOrder, "VI_X")
+			c.mu.Unlock()
+			return func() {
+				c.mu.Lock()
+				delete(c.vrrpRuns, "VI_X")
+				c.vrrpOrder = slices.DeleteFunc(c.vrrpOrder, func(n string) bool { return n == "VI_X" })
+				c.mu.Unlock()
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var probeStalled atomic.Bool
+			var d *daemon
+			rec, log, _ := runRecorded(t, writeFile(t, daemonConfig), func(x *daemon) {
+				withFakeKernel(t, director.NewFakeKernel())(x)
+				x.probes = append(x.probes, liveProbe{name: "test component", check: func(ctx context.Context) error {
+					if probeStalled.Load() {
+						<-ctx.Done() // stuck: answers only when asked to give up
+						return ctx.Err()
+					}
+					return nil
+				}})
+				d = x
+			})
+			rec.waitCount(t, "WATCHDOG=1", 3)
 
-	stall.Store(false)
-	rec.waitCount(t, "WATCHDOG=1", stalledAt+2)
-	waitFor(t, log, "watchdog: alive again", 1)
+			undo := tc.stall(t, d, &probeStalled)
+			waitFor(t, log, `msg="watchdog: not alive, no longer telling systemd" `+tc.stallLog, 1)
+			stalledAt := rec.count("WATCHDOG=1")
+			// Five intervals' worth of ticks: not one ping.
+			for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+				if n := rec.count("WATCHDOG=1"); n > stalledAt {
+					t.Fatalf("watchdog pinged while a component was stalled (%d > %d)", n, stalledAt)
+				}
+			}
+			if n := strings.Count(log.String(), "watchdog: not alive"); n != 1 {
+				t.Errorf("stall logged %d times, want once:\n%s", n, log.String())
+			}
+
+			undo()
+			rec.waitCount(t, "WATCHDOG=1", stalledAt+2)
+			waitFor(t, log, "watchdog: alive again", 1)
+		})
+	}
 }
 
 // TestWatchdogOff: without WATCHDOG_USEC no WATCHDOG=1 is ever sent.
