@@ -51,12 +51,12 @@ weight = 0
 `
 
 // The notify command reports what it was given: its arguments, the
-// capabilities and no_new_privs it runs with, and whether / and
+// capabilities, no_new_privs and seccomp mode it runs with, and whether / and
 // /proc/sys/net are mounted read-only, into the RuntimeDirectory.
 const notifyScript = `#!/bin/sh
 {
   echo "notify $*"
-  grep -E '^(CapBnd|CapEff|NoNewPrivs):' /proc/self/status
+  grep -E '^(CapBnd|CapEff|NoNewPrivs|Seccomp):' /proc/self/status
   awk '$5 == "/" || $5 == "/proc/sys/net" { split($6, o, ","); print "mount " $5 " " o[1] }' /proc/self/mountinfo
 } >> /run/haldir/notify.log
 `
@@ -75,7 +75,7 @@ echo track >> /run/haldir/track.log
 //
 // Not covered: IPVS (the host kernel has none, so no virtual server, health
 // checks, modprobe ip_vs or kernel sync under the sandbox: the VM tests run
-// those unsandboxed) and the seccomp settings (notApplied).
+// those unsandboxed) and the settings in notApplied.
 func TestHardenedDaemon(t *testing.T) {
 	lab.SkipIfNotRoot(t)
 	if _, err := exec.LookPath("unshare"); err != nil {
@@ -178,6 +178,9 @@ func TestHardenedDaemon(t *testing.T) {
 	}
 	if sb.NoNewPrivs {
 		wants = append(wants, "NoNewPrivs:\t1")
+	}
+	if sb.Seccomp != nil {
+		wants = append(wants, "Seccomp:\t2") // filter mode
 	}
 	t.Logf("notify command's report:\n%s", notify)
 	for _, want := range wants {

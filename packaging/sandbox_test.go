@@ -19,9 +19,10 @@ import (
 // There is no systemd as PID 1 here, so TestHardenedDaemon applies the
 // unit's sandbox itself: sandboxFromUnit reads the settings from
 // haldir.service and the test binary, re-executed under `unshare --mount`
-// with sandboxEnv set, applies them to itself and execs the command. What
-// cannot be applied this way is listed in notApplied, with the reason, and
-// any setting in neither list fails the test, so a new one is weighed.
+// with sandboxEnv set, applies them to itself and execs the command
+// (seccomp_test.go builds the seccomp filter). What is not applied is
+// listed in notApplied, with the reason, and any setting in neither list
+// fails the test, so a new one is weighed.
 
 // sandboxEnv carries the JSON sandbox to the re-executed test binary.
 const sandboxEnv = "HALDIR_TEST_SANDBOX"
@@ -51,6 +52,7 @@ type sandbox struct {
 	Caps          []int
 	CapsSet       bool
 	NoNewPrivs    bool
+	Seccomp       *seccompSpec // nil: none
 	Env           []string
 }
 
@@ -74,18 +76,11 @@ var notApplied = map[string]string{
 	"ProtectClock":         "haldir sets no clock; seccomp part not applied",
 	"ProtectHostname":      "haldir sets no host name (it reads it for router_id)",
 	"ProtectProc":          "hidepid for other users' processes; haldir reads only its own",
-	// The seccomp filters: systemd compiles them with libseccomp; this
-	// test does not. They are measured by systemd-analyze only, and the
-	// README says so.
-	"RestrictAddressFamilies": "seccomp, not applied",
-	"RestrictNamespaces":      "seccomp, not applied",
-	"LockPersonality":         "seccomp, not applied",
-	"MemoryDenyWriteExecute":  "seccomp, not applied",
-	"RestrictRealtime":        "seccomp, not applied",
-	"RestrictSUIDSGID":        "seccomp, not applied",
-	"SystemCallArchitectures": "seccomp, not applied",
-	"SystemCallFilter":        "seccomp, not applied",
-	"SystemCallErrorNumber":   "seccomp, not applied",
+	// seccomp argument filters for calls haldir and its commands do not
+	// make; the rest of the seccomp settings are in seccompApplied.
+	"LockPersonality":  "haldir calls no personality(); filter not applied",
+	"RestrictRealtime": "haldir sets no scheduling policy; filter not applied",
+	"RestrictSUIDSGID": "haldir creates no setuid file; filter not applied",
 }
 
 // sandboxFromUnit derives the sandbox from the unit's [Service] section.
@@ -96,7 +91,14 @@ var notApplied = map[string]string{
 func sandboxFromUnit(t *testing.T, u unitFile, install, installDst, runtime string) sandbox {
 	t.Helper()
 	svc := u["Service"]
+	sb := sandbox{UMask: -1, Seccomp: seccompFromUnit(t, u)}
 	for k := range svc {
+		if slices.Contains(seccompApplied, k) {
+			if sb.Seccomp == nil {
+				t.Logf("not applied here: %s (no seccomp filter)", k)
+			}
+			continue
+		}
 		if !slices.Contains(applied, k) && notApplied[k] == "" {
 			t.Errorf("haldir.service sets %s, which this test neither applies nor lists in notApplied with a reason", k)
 		}
@@ -110,7 +112,6 @@ func sandboxFromUnit(t *testing.T, u unitFile, install, installDst, runtime stri
 		v := u.one("Service", k)
 		return v == "yes" || v == "true" || v == "on" || v == "1"
 	}
-	sb := sandbox{UMask: -1}
 	sb.Binds = append(sb.Binds, bind{install, installDst})
 	if rd := u.one("Service", "RuntimeDirectory"); rd != "" {
 		dst := filepath.Join("/run", rd)
@@ -278,6 +279,12 @@ func enterSandbox(spec string, argv []string) error {
 	if sb.NoNewPrivs {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return fmt.Errorf("no_new_privs: %w", err)
+		}
+	}
+	// Last: the filter holds from here to the exec.
+	if sb.Seccomp != nil {
+		if err := sb.Seccomp.install(); err != nil {
+			return err
 		}
 	}
 	env := append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, sb.Env...)
