@@ -28,6 +28,13 @@ import (
 const sandboxEnv = "HALDIR_TEST_SANDBOX"
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(probeEnv); spec != "" {
+		if err := seccompProbe(spec); err != nil {
+			fmt.Fprintf(os.Stderr, "seccomp probe: %v\n", err)
+			os.Exit(111)
+		}
+		os.Exit(0)
+	}
 	if spec := os.Getenv(sandboxEnv); spec != "" {
 		err := enterSandbox(spec, os.Args[1:])
 		fmt.Fprintf(os.Stderr, "sandbox: %v\n", err)
