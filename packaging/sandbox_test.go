@@ -367,7 +367,7 @@ func unescapeMountPath(s string) string {
 }
 
 // privateDev builds a minimal /dev (null, zero, full, random, urandom,
-// tty, shm, pts, the fd links) on a tmpfs and moves it over /dev.
+// tty, shm, pts, the fd and log links) on a tmpfs and moves it over /dev.
 func privateDev() error {
 	const tmp = "/run/.sandbox-dev"
 	if err := os.Mkdir(tmp, 0o755); err != nil {
@@ -394,7 +394,8 @@ func privateDev() error {
 		return err
 	}
 	for name, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
-		"stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx"} {
+		"stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx",
+		"log": "/run/systemd/journal/dev-log"} {
 		if err := os.Symlink(target, filepath.Join(tmp, name)); err != nil {
 			return err
 		}
