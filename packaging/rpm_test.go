@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/haldir-lb/haldir/conf"
 )
 
 // builtRPM finds the RPM that `make rpm` left in dist/. `make test` builds it
@@ -53,6 +55,7 @@ func TestRPMFileList(t *testing.T) {
 		"/usr/lib/systemd/system/haldir.service",
 		"/usr/share/doc/haldir/README.md",
 		"/usr/share/doc/haldir/config.md",
+		"/usr/share/doc/haldir/haldir.toml.example",
 	} {
 		if !slices.Contains(files, want) {
 			t.Errorf("RPM lacks %s; it holds %q", want, files)
@@ -73,7 +76,8 @@ func TestRPMFileList(t *testing.T) {
 
 	// The config holds the cluster secret path and VRRP passwords: not world-readable.
 	modes := rpmQuery(t, "-qp", "--queryformat", "[%{FILENAMES} %{FILEMODES:perms}\n]", rpm)
-	for _, want := range []string{"/usr/sbin/haldir -rwxr-xr-x", "/etc/haldir/haldir.toml -rw-------"} {
+	for _, want := range []string{"/usr/sbin/haldir -rwxr-xr-x", "/etc/haldir/haldir.toml -rw-------",
+		"/usr/share/doc/haldir/haldir.toml.example -rw-r--r--"} {
 		if !strings.Contains(modes, want) {
 			t.Errorf("want %q in file modes:\n%s", want, modes)
 		}
@@ -106,18 +110,71 @@ func TestRPMMetadata(t *testing.T) {
 	}
 }
 
-// The binary inside the RPM must be the static one: CentOS directors may
-// not have the glibc this machine built against.
-func TestRPMBinaryIsStatic(t *testing.T) {
-	rpm := builtRPM(t)
+// extractRPM unpacks the whole RPM into a temporary directory and returns it.
+func extractRPM(t *testing.T, rpm string) string {
+	t.Helper()
 	dir := t.TempDir()
 	abs, _ := filepath.Abs(rpm)
-	cmd := exec.Command("sh", "-c", "rpm2cpio '"+abs+"' | cpio -idm --quiet --no-absolute-filenames '*usr/sbin/haldir'")
+	cmd := exec.Command("sh", "-c", "rpm2cpio '"+abs+"' | cpio -idm --quiet --no-absolute-filenames")
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("extract: %v\n%s", err, out)
 	}
-	bin := filepath.Join(dir, "usr/sbin/haldir")
+	return dir
+}
+
+// TestRPMConfigs checks what an install followed by "systemctl start"
+// does (issue 11, defect 5): the live /etc/haldir/haldir.toml configures
+// nothing that acts on the host, and both it and the example shipped as
+// documentation pass the packaged binary's `haldir check`.
+func TestRPMConfigs(t *testing.T) {
+	rpm := builtRPM(t)
+	root := extractRPM(t, rpm)
+	bin := filepath.Join(root, "usr/sbin/haldir")
+	for _, tc := range []struct {
+		path     string
+		harmless bool
+	}{
+		{"/etc/haldir/haldir.toml", true},
+		{"/usr/share/doc/haldir/haldir.toml.example", false},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			file := filepath.Join(root, tc.path)
+			out, err := exec.Command(bin, "check", "-c", file).CombinedOutput()
+			if err != nil {
+				t.Fatalf("haldir check -c %s: %v\n%s", tc.path, err, out)
+			}
+			raw, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The tables themselves, not only their parsed result: a
+			// commented-out block is fine, a live one is not.
+			live := regexp.MustCompile(`(?m)^[ \t]*\[\[?(vrrp|vrrp_sync_group|virtual_server|sync|cluster)\]?\]`).FindAllString(string(raw), -1)
+			if tc.harmless {
+				if len(live) != 0 {
+					t.Errorf("%s has live tables %q", tc.path, live)
+				}
+				cfg, err := conf.Load(file)
+				if err != nil {
+					t.Fatal(err)
+				}
+				assertHarmless(t, tc.path, cfg)
+				if !strings.Contains(string(raw), "/usr/share/doc/haldir/haldir.toml.example") {
+					t.Errorf("%s does not point to the example", tc.path)
+				}
+			} else if len(live) == 0 {
+				t.Errorf("%s is not the full example: no [[vrrp]] or [[virtual_server]]", tc.path)
+			}
+		})
+	}
+}
+
+// The binary inside the RPM must be the static one: CentOS directors may
+// not have the glibc this machine built against.
+func TestRPMBinaryIsStatic(t *testing.T) {
+	rpm := builtRPM(t)
+	bin := filepath.Join(extractRPM(t, rpm), "usr/sbin/haldir")
 	out, err := exec.Command("file", bin).CombinedOutput()
 	if err == nil && !strings.Contains(string(out), "statically linked") {
 		t.Errorf("haldir in the RPM is not statically linked: %s", out)
