@@ -136,7 +136,7 @@ func keepalivedFacts(nodes []*Node) facts {
 	f := facts{}
 	version := "2"
 	strict := false
-	groups := map[string]*Node{}  // virtual_server_group
+	groups := map[string]*Node{} // virtual_server_group
 	weights := map[string]bool{} // sync group member -> sync_group_tracking_weight
 	scripts := map[string]*Node{}
 	for _, n := range nodes {
