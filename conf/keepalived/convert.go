@@ -39,6 +39,7 @@ type converter struct {
 	// tracking weights (sync_group_tracking_weight): keepalived ignores
 	// them otherwise, and a tracking failure faults the whole group.
 	grouped  map[string]bool
+	vsGroups map[string]*Node // virtual_server_group by name
 	warnings []Warning
 }
 
@@ -53,7 +54,7 @@ func (c *converter) ignored(n *Node, why string) {
 // Convert turns parsed keepalived directives into haldir's TOML. What has
 // no equivalent is left out with a warning naming the file and line.
 func Convert(nodes []*Node, source string) Result {
-	c := &converter{global: &table{header: "[global]"}, scripts: map[string]*Node{}, defaults: map[string]string{}, grouped: map[string]bool{}}
+	c := &converter{global: &table{header: "[global]"}, scripts: map[string]*Node{}, defaults: map[string]string{}, grouped: map[string]bool{}, vsGroups: map[string]*Node{}}
 	// vrrp_script blocks and global_defs may come after their users.
 	for _, n := range nodes {
 		switch n.Name {
@@ -63,6 +64,12 @@ func Convert(nodes []*Node, source string) Result {
 			}
 		case "global_defs":
 			c.globalDefs(n)
+		case "virtual_server_group":
+			if len(n.Args) == 1 {
+				c.vsGroups[n.Args[0]] = n
+			} else {
+				c.warn(n, "virtual_server_group: want one name")
+			}
 		case "vrrp_sync_group":
 			weights := slices.ContainsFunc(n.Children, func(x *Node) bool { return x.Name == "sync_group_tracking_weight" })
 			for _, g := range n.Children {
@@ -78,7 +85,7 @@ func Convert(nodes []*Node, source string) Result {
 	}
 	for _, n := range nodes {
 		switch n.Name {
-		case "global_defs", "vrrp_script":
+		case "global_defs", "vrrp_script", "virtual_server_group":
 		case "vrrp_instance":
 			c.instance(n)
 		case "vrrp_sync_group":

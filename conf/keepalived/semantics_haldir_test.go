@@ -10,12 +10,18 @@ type haldirURL struct {
 	Digest       string
 }
 
+// haldirURLs are the requests of an http check: its urls, else its path.
 func haldirURLs(c *conf.Check) []haldirURL {
-	return []haldirURL{{c.Path, c.ExpectStatus, c.Digest}}
+	if len(c.URLs) == 0 {
+		return []haldirURL{{c.Path, c.ExpectStatus, c.Digest}}
+	}
+	var out []haldirURL
+	for _, u := range c.URLs {
+		out = append(out, haldirURL{u.Path, u.ExpectStatus, u.Digest})
+	}
+	return out
 }
 
-// haldir's udp check is down on silence.
-func haldirRequireReply(*conf.Check) bool { return true }
+func haldirRequireReply(c *conf.Check) bool { return c.RequireReply }
 
-// haldir's exec check reads exit codes 2-255 as up with weight code-2.
-func haldirDynamic(*conf.Check) bool { return true }
+func haldirDynamic(c *conf.Check) bool { return c.DynamicWeight }

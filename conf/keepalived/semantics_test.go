@@ -99,16 +99,6 @@ func parentWarned(key string, ka facts, warned map[string]bool) bool {
 	return ok && slices.ContainsFunc(p.excuse, func(n *Node) bool { return warned[n.where()] })
 }
 
-func child(n *Node, name string) *Node {
-	var last *Node
-	for _, c := range n.Children {
-		if c.Name == name {
-			last = c
-		}
-	}
-	return last
-}
-
 func kaSeconds(n *Node) (time.Duration, bool) {
 	if n == nil || len(n.Args) == 0 {
 		return 0, false
@@ -484,6 +474,17 @@ func kaRealServer(f facts, vp string, v, rs *Node, vsFwd string, vsPort int) {
 	} else {
 		f.set(cp+" retry_delay", delay.String(), rs, chk, dn)
 	}
+	warmup := interval
+	wn := inherit("warmup")
+	if d, ok := kaSeconds(wn); ok {
+		warmup = d
+	}
+	f.set(cp+" warmup", warmup.String(), rs, chk, wn)
+	initial := "up"
+	if an := inherit("alpha"); an != nil {
+		initial = "down"
+	}
+	f.set(cp+" initial_state", initial, rs, chk, inherit("alpha"))
 	cport := port
 	if x, ok := kaInt(child(chk, "connect_port")); ok {
 		cport = x
@@ -617,6 +618,8 @@ func haldirFacts(cfg *conf.Config) map[string]string {
 			} else {
 				f[cp+" retry_delay"] = c.RetryDelay.D().String()
 			}
+			f[cp+" warmup"] = c.Warmup.D().String()
+			f[cp+" initial_state"] = c.InitialState
 			if c.Type != "exec" {
 				cport := port
 				if c.ConnectPort != 0 {
