@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
@@ -29,6 +30,18 @@ type fact struct {
 }
 
 type facts map[string]fact
+
+// at sets a fact decided by directive, or, when that is absent
+// (keepalived's default applies), by the block it would be in: a warning
+// excuses a difference only where it stands. extra are further
+// directives that change the value.
+func (f facts) at(key, val string, directive, block *Node, extra ...*Node) {
+	if directive != nil {
+		f.set(key, val, append([]*Node{directive}, extra...)...)
+		return
+	}
+	f.set(key, val, append([]*Node{block}, extra...)...)
+}
 
 func (f facts) set(key, val string, excuse ...*Node) {
 	var ex []*Node
@@ -174,22 +187,25 @@ func kaInstance(f facts, in *Node, version string, strict bool, scripts map[stri
 	if v := child(in, "version"); v != nil && len(v.Args) == 1 {
 		version = v.Args[0]
 	}
-	f.set(p+" version", version, in, child(in, "version"), child(in, "authentication"))
+	f.at(p+" version", version, child(in, "version"), in, child(in, "authentication"))
 	if v, ok := kaInt(child(in, "virtual_router_id")); ok {
-		f.set(p+" vrid", strconv.Itoa(v), in, child(in, "virtual_router_id"))
+		f.at(p+" vrid", strconv.Itoa(v), child(in, "virtual_router_id"), in)
 	}
 	adv := time.Second
 	if d, ok := kaSeconds(child(in, "advert_int")); ok {
 		adv = d
 	}
-	f.set(p+" advert_interval", adv.String(), in, child(in, "advert_int"))
-	f.set(p+" preempt", strconv.FormatBool(child(in, "nopreempt") == nil), in, child(in, "nopreempt"), child(in, "state"))
+	f.at(p+" advert_interval", adv.String(), child(in, "advert_int"), in)
+	f.at(p+" preempt", strconv.FormatBool(child(in, "nopreempt") == nil), child(in, "nopreempt"), in, child(in, "state"))
 
 	// The priority while everything tracked is well: keepalived adds
 	// positive weights then (and ignores weights in a sync group without
 	// sync_group_tracking_weight).
 	prio := 100
-	excuse := []*Node{in, child(in, "priority")}
+	excuse := []*Node{child(in, "priority")}
+	if excuse[0] == nil {
+		excuse[0] = in
+	}
 	if v, ok := kaInt(child(in, "priority")); ok {
 		prio = v
 	}
@@ -232,10 +248,10 @@ func kaInstance(f facts, in *Node, version string, strict bool, scripts map[stri
 			auth = "pass:" + pw
 		}
 	}
-	f.set(p+" auth", auth, in, a)
+	f.at(p+" auth", auth, a, in)
 
 	var vips []string
-	vex := []*Node{in}
+	var vex []*Node
 	for _, blk := range in.Children {
 		if blk.Name != "virtual_ipaddress" {
 			continue
@@ -254,6 +270,9 @@ func kaInstance(f facts, in *Node, version string, strict bool, scripts map[stri
 	}
 	sort.Strings(vips)
 	vips = slices.Compact(vips) // keepalived adds an address once
+	if len(vex) == 0 {
+		vex = []*Node{in}
+	}
 	f.set(p+" virtual_addresses", strings.Join(vips, ","), vex...)
 }
 
@@ -347,7 +366,7 @@ func kaVirtualServer(f facts, v *Node, groups map[string]*Node) {
 				sn = n
 			}
 		}
-		f.set(p+" scheduler", sched, v, sn)
+		f.at(p+" scheduler", sched, sn, v)
 		fwd := "nat"
 		fn := child(v, "lb_kind")
 		if fn == nil {
@@ -356,17 +375,17 @@ func kaVirtualServer(f facts, v *Node, groups map[string]*Node) {
 		if fn != nil && len(fn.Args) == 1 {
 			fwd = strings.ToLower(fn.Args[0])
 		}
-		f.set(p+" forwarding", fwd, v, fn)
+		f.at(p+" forwarding", fwd, fn, v)
 		proto := "tcp"
 		if n := child(v, "protocol"); n != nil && len(n.Args) == 1 {
 			proto = strings.ToLower(n.Args[0])
 		}
-		f.set(p+" protocol", proto, v, child(v, "protocol"))
+		f.at(p+" protocol", proto, child(v, "protocol"), v)
 		pers := time.Duration(0)
 		if d, ok := kaSeconds(child(v, "persistence_timeout")); ok {
 			pers = d
 		}
-		f.set(p+" persistence", pers.String(), v, child(v, "persistence_timeout"))
+		f.at(p+" persistence", pers.String(), child(v, "persistence_timeout"), v)
 		for _, rs := range v.Children {
 			if rs.Name == "real_server" {
 				kaRealServer(f, p, v, rs, fwd, ports[i])
@@ -402,8 +421,8 @@ func kaRealServer(f facts, vp string, v, rs *Node, vsFwd string, vsPort int) {
 	if x, ok := kaInt(child(rs, "weight")); ok {
 		w = x
 	}
-	f.set(p+" weight", strconv.Itoa(w), rs, child(rs, "weight"))
-	f.set(p+" forwarding", fwd, rs, v)
+	f.at(p+" weight", strconv.Itoa(w), child(rs, "weight"), rs, child(v, "weight"))
+	f.at(p+" forwarding", fwd, nil, rs)
 
 	var chk *Node
 	for _, c := range rs.Children {
@@ -418,7 +437,7 @@ func kaRealServer(f facts, vp string, v, rs *Node, vsFwd string, vsPort int) {
 		return
 	}
 	typ := kaCheckTypes[chk.Name]
-	f.set(cp, typ, rs, chk)
+	f.set(cp, typ, chk)
 	// keepalived's inheritance: checker, then real server, then virtual
 	// server, then the checker type's default (check_data.c).
 	inherit := func(names ...string) *Node {
@@ -436,7 +455,7 @@ func kaRealServer(f facts, vp string, v, rs *Node, vsFwd string, vsPort int) {
 	if d, ok := kaSeconds(in); ok {
 		interval = d
 	}
-	f.set(cp+" interval", interval.String(), rs, chk, in)
+	f.at(cp+" interval", interval.String(), in, chk)
 	timeout := 5 * time.Second
 	tn := inherit("connect_timeout")
 	if typ == "exec" {
@@ -447,7 +466,7 @@ func kaRealServer(f facts, vp string, v, rs *Node, vsFwd string, vsPort int) {
 	} else if d, ok := kaSeconds(tn); ok {
 		timeout = d
 	}
-	f.set(cp+" timeout", timeout.String(), rs, chk, tn, in)
+	f.at(cp+" timeout", timeout.String(), tn, chk)
 	retry := map[string]int{"exec": 0, "dns": 3}[typ]
 	if typ != "exec" && typ != "dns" {
 		retry = 1
@@ -456,8 +475,8 @@ func kaRealServer(f facts, vp string, v, rs *Node, vsFwd string, vsPort int) {
 	if x, ok := kaInt(rn); ok {
 		retry = x
 	}
-	f.set(cp+" fall", strconv.Itoa(retry+1), rs, chk, rn)
-	f.set(cp+" rise", "1", rs, chk)
+	f.at(cp+" fall", strconv.Itoa(retry+1), rn, chk)
+	f.set(cp+" rise", "1", chk)
 	delay := time.Second
 	switch typ {
 	case "http", "https":
@@ -470,32 +489,32 @@ func kaRealServer(f facts, vp string, v, rs *Node, vsFwd string, vsPort int) {
 		delay = d
 	}
 	if retry == 0 {
-		f.set(cp+" retry_delay", "-", rs, chk)
+		f.set(cp+" retry_delay", "-", chk)
 	} else {
-		f.set(cp+" retry_delay", delay.String(), rs, chk, dn)
+		f.at(cp+" retry_delay", delay.String(), dn, chk)
 	}
 	warmup := interval
 	wn := inherit("warmup")
 	if d, ok := kaSeconds(wn); ok {
 		warmup = d
 	}
-	f.set(cp+" warmup", warmup.String(), rs, chk, wn)
+	f.at(cp+" warmup", warmup.String(), wn, chk)
 	initial := "up"
 	if an := inherit("alpha"); an != nil {
 		initial = "down"
 	}
-	f.set(cp+" initial_state", initial, rs, chk, inherit("alpha"))
+	f.at(cp+" initial_state", initial, inherit("alpha"), chk)
 	cport := port
 	if x, ok := kaInt(child(chk, "connect_port")); ok {
 		cport = x
 	}
 	if typ != "exec" {
-		f.set(cp+" port", strconv.Itoa(cport), rs, chk, child(chk, "connect_port"))
+		f.at(cp+" port", strconv.Itoa(cport), child(chk, "connect_port"), chk)
 	}
 	switch typ {
 	case "http", "https":
 		var urls []string
-		ex := []*Node{rs, chk}
+		var ex []*Node
 		for _, u := range chk.Children {
 			if u.Name != "url" {
 				continue
@@ -536,11 +555,14 @@ func kaRealServer(f facts, vp string, v, rs *Node, vsFwd string, vsPort int) {
 			}
 			urls = append(urls, path+" "+codes.String()+" "+digest)
 		}
+		if len(ex) == 0 {
+			ex = []*Node{chk}
+		}
 		f.set(cp+" urls", strings.Join(urls, "; "), ex...)
 	case "udp":
-		f.set(cp+" require_reply", strconv.FormatBool(child(chk, "require_reply") != nil), rs, chk)
+		f.at(cp+" require_reply", strconv.FormatBool(child(chk, "require_reply") != nil), child(chk, "require_reply"), chk)
 	case "exec":
-		f.set(cp+" dynamic", strconv.FormatBool(child(chk, "misc_dynamic") != nil), rs, chk)
+		f.at(cp+" dynamic", strconv.FormatBool(child(chk, "misc_dynamic") != nil), child(chk, "misc_dynamic"), chk)
 	case "dns":
 		qt, qn := "SOA", "."
 		if n := child(chk, "type"); n != nil && len(n.Args) == 1 {
@@ -549,7 +571,7 @@ func kaRealServer(f facts, vp string, v, rs *Node, vsFwd string, vsPort int) {
 		if n := child(chk, "name"); n != nil && len(n.Args) == 1 {
 			qn = n.Args[0]
 		}
-		f.set(cp+" query", qt+" "+qn, rs, chk)
+		f.set(cp+" query", qt+" "+qn, chk, child(chk, "type"), child(chk, "name"))
 	}
 }
 
@@ -644,4 +666,41 @@ func haldirFacts(cfg *conf.Config) map[string]string {
 		}
 	}
 	return f
+}
+
+// The comparator itself: a difference is reported unless a warning stands
+// at the directive that decided it (or, for a default, its block).
+func TestCompareSemantics(t *testing.T) {
+	src := "virtual_server 192.0.2.9 80 {\n delay_loop 6\n real_server 10.0.0.1 80 {\n  TCP_CHECK {\n   retry 2\n  }\n }\n}\n"
+	nodes, err := Parse(src, "k.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := Convert(nodes, "k.conf")
+	cfg, err := conf.Parse([]byte(res.TOML), "k.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := compareSemantics(nodes, cfg, nil); len(d) != 0 {
+		t.Fatalf("the converter's own result differs: %v", d)
+	}
+	chk := cfg.VirtualServers[0].RealServers[0].Check
+	chk.Fall = 2                             // keepalived: retry 2 -> down on the 3rd failure
+	chk.Timeout = conf.Duration(time.Second) // keepalived's default connect_timeout is 5s
+	d := compareSemantics(nodes, cfg, nil)
+	want := []string{
+		"vs 192.0.2.9:80 rs 10.0.0.1:80 check fall: keepalived 3, haldir 2",
+		"vs 192.0.2.9:80 rs 10.0.0.1:80 check timeout: keepalived 5s, haldir 1s",
+	}
+	if !slices.Equal(d, want) {
+		t.Fatalf("differences %q, want %q", d, want)
+	}
+	// A warning at `retry` (line 5) names the first; one at TCP_CHECK
+	// (line 4, where the default timeout applies) the second.
+	if d := compareSemantics(nodes, cfg, []Warning{{"k.conf", 5, "x"}}); !slices.Equal(d, want[1:]) {
+		t.Errorf("with a warning at retry: %q", d)
+	}
+	if d := compareSemantics(nodes, cfg, []Warning{{"k.conf", 4, "x"}}); !slices.Equal(d, want[:1]) {
+		t.Errorf("with a warning at TCP_CHECK: %q", d)
+	}
 }
