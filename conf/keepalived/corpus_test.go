@@ -159,3 +159,26 @@ func or0(s string) string {
 	}
 	return s
 }
+
+// FuzzConvertLVS starts from the corpus: whatever parses converts, and
+// whatever converts into a loadable file goes through the semantic
+// comparison, without a panic (group ranges, inheritance, DR ports).
+func FuzzConvertLVS(f *testing.F) {
+	files, _ := filepath.Glob("testdata/corpus/*.conf")
+	for _, p := range files {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(string(b))
+		}
+	}
+	f.Add("virtual_server_group G {\n 10.0.0.1-3 80\n 10.0.0.0/30 81\n fwmark 1\n}\nvirtual_server group G {\n lb_kind DR\n real_server 10.0.1.1 90 {\n  TCP_CHECK {\n  }\n }\n}\n")
+	f.Fuzz(func(t *testing.T, src string) {
+		ns, err := Parse(src, "f.conf")
+		if err != nil {
+			return
+		}
+		res := Convert(ns, "f.conf")
+		if cfg, err := conf.Parse([]byte(res.TOML), "f.toml"); err == nil {
+			compareSemantics(ns, cfg, res.Warnings)
+		}
+	})
+}
