@@ -55,13 +55,18 @@ func (f facts) set(key, val string, excuse ...*Node) {
 
 // compareSemantics lists the differences no warning names.
 func compareSemantics(nodes []*Node, cfg *conf.Config, warnings []Warning) []string {
+	d, _ := compareSemanticsCount(nodes, cfg, warnings)
+	return d
+}
+
+// compareSemanticsCount also counts the differences warnings name.
+func compareSemanticsCount(nodes []*Node, cfg *conf.Config, warnings []Warning) (unexplained []string, named int) {
 	ka := keepalivedFacts(nodes)
 	hd := haldirFacts(cfg)
 	warned := map[string]bool{}
 	for _, w := range warnings {
 		warned[fmt.Sprintf("%s:%d", w.File, w.Line)] = true
 	}
-	var out []string
 	keys := map[string]bool{}
 	for k := range ka {
 		keys[k] = true
@@ -88,17 +93,16 @@ func compareSemantics(nodes []*Node, cfg *conf.Config, warnings []Warning) []str
 		if kv == hv {
 			continue
 		}
-		if slices.ContainsFunc(kf.excuse, func(n *Node) bool { return warned[n.where()] }) {
+		if slices.ContainsFunc(kf.excuse, func(n *Node) bool { return warned[n.where()] }) ||
+			// A key only haldir has comes from a keepalived block the
+			// comparison left out (and the converter warned about).
+			!inKA && parentWarned(k, ka, warned) {
+			named++
 			continue
 		}
-		// A key only haldir has comes from a keepalived block the
-		// comparison left out (and the converter warned about).
-		if !inKA && parentWarned(k, ka, warned) {
-			continue
-		}
-		out = append(out, fmt.Sprintf("%s: keepalived %s, haldir %s", k, kv, hv))
+		unexplained = append(unexplained, fmt.Sprintf("%s: keepalived %s, haldir %s", k, kv, hv))
 	}
-	return out
+	return unexplained, named
 }
 
 // parentWarned says whether a warning names the block that a key of
