@@ -390,6 +390,21 @@ func kaVirtualServer(f facts, v *Node, groups map[string]*Node) {
 			pers = d
 		}
 		f.at(p+" persistence", pers.String(), child(v, "persistence_timeout"), v)
+		quorum := 1
+		if x, ok := kaInt(child(v, "quorum")); ok {
+			quorum = x
+		}
+		f.at(p+" quorum", strconv.Itoa(quorum), child(v, "quorum"), v)
+		hyst := 0
+		if x, ok := kaInt(child(v, "hysteresis")); ok {
+			hyst = x
+		}
+		f.at(p+" hysteresis", strconv.Itoa(hyst), child(v, "hysteresis"), v)
+		sorry := "none"
+		if n := child(v, "sorry_server"); n != nil && len(n.Args) == 2 {
+			sorry = n.Args[0] + " " + n.Args[1]
+		}
+		f.at(p+" sorry_server", sorry, child(v, "sorry_server"), v)
 		for _, rs := range v.Children {
 			if rs.Name == "real_server" {
 				kaRealServer(f, p, v, rs, fwd, ports[i])
@@ -427,6 +442,20 @@ func kaRealServer(f facts, vp string, v, rs *Node, vsFwd string, vsPort int) {
 	}
 	f.at(p+" weight", strconv.Itoa(w), child(rs, "weight"), rs, child(v, "weight"))
 	f.at(p+" forwarding", fwd, nil, rs)
+	// inhibit_on_failure: the real server's, else the virtual server's
+	// (check_data.c). haldir's is per virtual server, so one real
+	// server's setting changes its siblings: the warning at that
+	// setting names it for all of them.
+	inhibit := child(rs, "inhibit_on_failure") != nil || child(v, "inhibit_on_failure") != nil
+	var inhibitEx []*Node
+	for _, r := range v.Children {
+		if r.Name == "real_server" {
+			if n := child(r, "inhibit_on_failure"); n != nil {
+				inhibitEx = append(inhibitEx, n)
+			}
+		}
+	}
+	f.at(p+" inhibit_on_failure", strconv.FormatBool(inhibit), child(rs, "inhibit_on_failure"), rs, inhibitEx...)
 
 	var chk *Node
 	for _, c := range rs.Children {
@@ -619,6 +648,12 @@ func haldirFacts(cfg *conf.Config) map[string]string {
 		f[p+" forwarding"] = vs.Forwarding
 		f[p+" protocol"] = vs.Protocol
 		f[p+" persistence"] = vs.PersistenceTimeout.D().String()
+		f[p+" quorum"] = strconv.Itoa(vs.Quorum)
+		f[p+" hysteresis"] = strconv.Itoa(vs.Hysteresis)
+		f[p+" sorry_server"] = "none"
+		if vs.SorryServer.IsValid() {
+			f[p+" sorry_server"] = vs.SorryServer.Addr().String() + " " + strconv.Itoa(int(vs.SorryServer.Port()))
+		}
 		for _, rs := range vs.RealServers {
 			port := rs.Port
 			if port == 0 {
@@ -628,6 +663,7 @@ func haldirFacts(cfg *conf.Config) map[string]string {
 			f[rp] = "destination"
 			f[rp+" weight"] = strconv.Itoa(rs.Weight)
 			f[rp+" forwarding"] = rs.Forwarding
+			f[rp+" inhibit_on_failure"] = strconv.FormatBool(vs.InhibitOnFailure)
 			c := rs.Check
 			cp := rp + " check"
 			if c == nil {
