@@ -458,6 +458,10 @@ func (c *converter) check(x, rs, v *Node, chk *keys) {
 	dynamic, requireReply := false, false
 	var urls []*keys
 	for _, n := range x.Children {
+		if !checkerKnows(typ, n.Name) {
+			c.warn(n, "%s: keepalived does not know it in %s and ignores it; so does the result", n.Name, x.Name)
+			continue
+		}
 		switch n.Name {
 		case "connect_timeout", "misc_timeout", "delay_loop", "retry", "nb_get_retry", "delay_before_retry", "warmup", "alpha", "virtualhost":
 			// Resolved with inheritance below.
@@ -548,7 +552,16 @@ func (c *converter) check(x, rs, v *Node, chk *keys) {
 	case "dns":
 		retry = 3
 	}
-	if n := inherit("retry", "nb_get_retry"); n != nil {
+	rn := child(x, "retry")
+	if typ == "http" || typ == "https" {
+		if n := child(x, "nb_get_retry"); n != nil && (rn == nil || n.Line > rn.Line) {
+			rn = n // the later of the two wins
+		}
+	}
+	if rn == nil {
+		rn = inherit("retry")
+	}
+	if n := rn; n != nil {
 		if v, ok := c.intArg(n); ok && v >= 0 {
 			retry = v
 		}
@@ -622,6 +635,27 @@ func (c *converter) check(x, rs, v *Node, chk *keys) {
 			chk.str("query_name", ".")
 		}
 	}
+}
+
+// checkerKnows says whether keepalived accepts keyword k in a checker of
+// haldir type typ (check_api.c's common and connection keywords, and each
+// checker's own).
+func checkerKnows(typ, k string) bool {
+	switch k {
+	case "retry", "delay_before_retry", "warmup", "delay_loop", "alpha", "log_all_failures":
+		return true
+	case "connect_ip", "connect_port", "bindto", "bind_port", "bind_if", "connect_timeout", "fwmark":
+		return typ != "exec"
+	case "url", "nb_get_retry", "virtualhost", "http_protocol", "enable_sni", "sni_name", "tls_compliant", "fast_recovery":
+		return typ == "http" || typ == "https"
+	case "misc_path", "misc_timeout", "misc_dynamic", "user":
+		return typ == "exec"
+	case "payload", "require_reply", "min_reply_length", "max_reply_length":
+		return typ == "udp"
+	case "type", "name":
+		return typ == "dns"
+	}
+	return true // reported as not supported by haldir
 }
 
 // url converts one url block of HTTP_GET/SSL_GET: its path, status codes

@@ -60,6 +60,12 @@ func TestConvertChecks(t *testing.T) {
 				x := first(c)
 				return x.Fall == 4 && x.RetryDelay == d("6s") && x.QueryType == "SOA" && x.QueryName == "."
 			}, nil},
+		{"keywords keepalived ignores in a checker are ignored: nb_get_retry in TCP_CHECK, connect_timeout in MISC_CHECK",
+			vs(" real_server 10.0.0.1 80 {\n  TCP_CHECK {\n   nb_get_retry 3\n  }\n }\n real_server 10.0.0.2 80 {\n  MISC_CHECK {\n   misc_path /bin/true\n   connect_timeout 2\n  }\n }\n"),
+			func(c *conf.Config) bool {
+				r := c.VirtualServers[0].RealServers
+				return r[0].Check.Fall == 2 && r[1].Check.Timeout == d("6s")
+			}, []string{"nb_get_retry: keepalived does not know it in TCP_CHECK", "connect_timeout: keepalived does not know it in MISC_CHECK"}},
 		{"nb_get_retry 0: no retry", rs("  HTTP_GET {\n   url {\n    path /\n   }\n   nb_get_retry 0\n  }\n"),
 			func(c *conf.Config) bool { return first(c).Fall == 1 }, nil},
 		{"timings inherited from the real server, then the virtual server",

@@ -504,7 +504,17 @@ func kaRealServer(f facts, vp string, v, rs *Node, vsFwd string, vsPort int) {
 	if typ != "exec" && typ != "dns" {
 		retry = 1
 	}
-	rn := inherit("retry", "nb_get_retry")
+	// nb_get_retry is HTTP_GET/SSL_GET's own (the later of it and retry
+	// wins); real and virtual servers have only retry.
+	rn := child(chk, "retry")
+	if typ == "http" || typ == "https" {
+		if n := child(chk, "nb_get_retry"); n != nil && (rn == nil || n.Line > rn.Line) {
+			rn = n
+		}
+	}
+	if rn == nil {
+		rn = inherit("retry")
+	}
 	if x, ok := kaInt(rn); ok {
 		retry = x
 	}
