@@ -532,13 +532,22 @@ func (c *converter) check(x, rs, v *Node, chk *keys) {
 			timeout = d
 		}
 	}
+	// keepalived requests several urls one after the other, each with
+	// connect_timeout; haldir's urls share one timeout: the sum.
+	if len(urls) > 1 {
+		timeout *= time.Duration(len(urls))
+	}
 	if timeout > interval {
 		// haldir's checks of one real server never overlap.
 		where := tn
 		if where == nil {
 			where = x
 		}
-		c.warn(where, "%s: timeout %v is longer than delay_loop %v; haldir's timeout may not exceed its interval, so it is %v", x.Name, timeout, interval, interval)
+		each := ""
+		if len(urls) > 1 {
+			each = fmt.Sprintf(" (%v for each of %d urls)", timeout/time.Duration(len(urls)), len(urls))
+		}
+		c.warn(where, "%s: timeout %v%s is longer than delay_loop %v; haldir's timeout may not exceed its interval, so it is %v", x.Name, timeout, each, interval, interval)
 		timeout = interval
 	}
 	chk.dur("timeout", timeout)

@@ -85,8 +85,9 @@ func TestConvertChecks(t *testing.T) {
 			func(c *conf.Config) bool {
 				u := first(c).URLs
 				return len(u) == 2 && u[0].Path == "/a" && u[0].Digest == "0123456789abcdef0123456789abcdef" && u[0].ExpectStatus.String() == "200-299" &&
-					u[1].Path == "/b" && u[1].ExpectStatus.String() == "200,301-302" && first(c).Path == "/"
-			}, nil},
+					u[1].Path == "/b" && u[1].ExpectStatus.String() == "200,301-302" && first(c).Path == "/" &&
+					first(c).Timeout == d("6s") // 5s per url, at most delay_loop
+			}, []string{"HTTP_GET: timeout 10s (5s for each of 2 urls) is longer than delay_loop 6s"}},
 		{"a url without a path is ignored, as keepalived does", rs("  HTTP_GET {\n   url {\n    digest 0123456789abcdef0123456789abcdef\n   }\n   url {\n    path /b\n   }\n  }\n"),
 			func(c *conf.Config) bool { return first(c).Path == "/b" && len(first(c).URLs) == 0 }, []string{"url: no path"}},
 		{"unknown scheduler: keepalived uses wlc", vs(" lb_algo loadbalance\n real_server 10.0.0.1 80 {\n }\n"),

@@ -499,6 +499,17 @@ func kaRealServer(f facts, vp string, v, rs *Node, vsFwd string, vsPort int) {
 	} else if d, ok := kaSeconds(tn); ok {
 		timeout = d
 	}
+	// Each url of an HTTP_GET/SSL_GET gets the timeout: the check's
+	// budget is their sum.
+	if typ == "http" || typ == "https" {
+		n := 0
+		for _, u := range chk.Children {
+			if u.Name == "url" && child(u, "path") != nil {
+				n++
+			}
+		}
+		timeout *= time.Duration(max(n, 1))
+	}
 	f.at(cp+" timeout", timeout.String(), tn, chk)
 	retry := map[string]int{"exec": 0, "dns": 3}[typ]
 	if typ != "exec" && typ != "dns" {
