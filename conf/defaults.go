@@ -256,6 +256,10 @@ func effectiveCheck(vsc *Check, vp string, rsc *Check, rp string, isSet isSetFun
 	// Each real server owns its check outright, slices included.
 	eff.ExpectStatus = slices.Clone(eff.ExpectStatus)
 	eff.Command = slices.Clone(eff.Command)
+	eff.URLs = slices.Clone(eff.URLs)
+	for i := range eff.URLs {
+		eff.URLs[i].ExpectStatus = slices.Clone(eff.URLs[i].ExpectStatus)
+	}
 	checkDefaults(eff, "", func(p string) bool { return set[p[1:]] })
 	return eff
 }
@@ -290,6 +294,19 @@ func checkDefaults(c *Check, p string, isSet isSetFunc) {
 		}
 		if !isSet(p + ".tls_verify") {
 			c.TLSVerify = true
+		}
+		for i := range c.URLs {
+			if len(c.URLs[i].ExpectStatus) == 0 {
+				c.URLs[i].ExpectStatus = StatusCodes{{200, 299}}
+			}
+		}
+	case "exec":
+		if !isSet(p + ".dynamic_weight") {
+			c.DynamicWeight = true
+		}
+	case "udp":
+		if !isSet(p + ".require_reply") {
+			c.RequireReply = true
 		}
 	case "dns":
 		if !isSet(p + ".query_type") {

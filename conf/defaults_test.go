@@ -257,3 +257,48 @@ func TestDocsListEveryKey(t *testing.T) {
 	}
 	walk(typeOfConfig, "")
 }
+
+// The keys that carry keepalived's variants of a check type default to
+// haldir's stricter behaviour; each url gets expect_status's default, and
+// a real server's urls are its own.
+func TestCheckVariantDefaults(t *testing.T) {
+	c, err := Parse([]byte(`
+[[virtual_server]]
+name = "web"
+address = "192.0.2.10"
+port = 80
+check = { type = "http", urls = [{ path = "/a" }, { path = "/b", expect_status = [204] }] }
+[[virtual_server.real_server]]
+address = "10.0.0.1"
+[[virtual_server.real_server]]
+address = "10.0.0.2"
+check = { type = "udp" }
+[[virtual_server.real_server]]
+address = "10.0.0.3"
+check = { type = "udp", require_reply = false }
+[[virtual_server.real_server]]
+address = "10.0.0.4"
+check = { type = "exec", command = ["/bin/true"] }
+[[virtual_server.real_server]]
+address = "10.0.0.5"
+check = { type = "exec", command = ["/bin/true"], dynamic_weight = false }
+`), "t.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := c.VirtualServers[0].RealServers
+	wantURLs := []CheckURL{{Path: "/a", ExpectStatus: StatusCodes{{200, 299}}}, {Path: "/b", ExpectStatus: StatusCodes{{204, 204}}}}
+	if !reflect.DeepEqual(rs[0].Check.URLs, wantURLs) {
+		t.Errorf("urls %+v, want %+v", rs[0].Check.URLs, wantURLs)
+	}
+	rs[0].Check.URLs[1].ExpectStatus[0].Lo = 100
+	if c.VirtualServers[0].Check.URLs[1].ExpectStatus[0].Lo != 204 {
+		t.Error("a real server's urls share expect_status with the virtual server's")
+	}
+	if !rs[1].Check.RequireReply || rs[2].Check.RequireReply {
+		t.Errorf("require_reply: default %v, false %v", rs[1].Check.RequireReply, rs[2].Check.RequireReply)
+	}
+	if !rs[3].Check.DynamicWeight || rs[4].Check.DynamicWeight {
+		t.Errorf("dynamic_weight: default %v, false %v", rs[3].Check.DynamicWeight, rs[4].Check.DynamicWeight)
+	}
+}

@@ -174,9 +174,17 @@ type Check struct {
 	TLSVerify    bool        `toml:"tls_verify"`
 	CAFile       string      `toml:"ca_file"`
 	ServerName   string      `toml:"server_name"`
+	// URLs are several requests in one check, each with its own path,
+	// status and body checks; the check passes only if all pass within
+	// its one timeout (keepalived's several url blocks). They replace
+	// path, expect_status, expect_body and digest.
+	URLs []CheckURL `toml:"urls"`
 
 	// exec
 	Command []string `toml:"command"`
+	// DynamicWeight reads exit codes 2-255 as up with weight code-2
+	// (keepalived's misc_dynamic); false: any non-zero exit is down.
+	DynamicWeight bool `toml:"dynamic_weight"`
 
 	// dns
 	QueryName    string `toml:"query_name"`
@@ -186,6 +194,18 @@ type Check struct {
 	// udp
 	Payload       string `toml:"payload"`
 	ExpectPayload string `toml:"expect_payload"`
+	// RequireReply: silence until the timeout is down. false: only an
+	// ICMP error is down, silence is up (keepalived's UDP_CHECK without
+	// require_reply).
+	RequireReply bool `toml:"require_reply"`
+}
+
+// CheckURL is one request of an http/https check with urls.
+type CheckURL struct {
+	Path         string      `toml:"path"`
+	ExpectStatus StatusCodes `toml:"expect_status"`
+	ExpectBody   string      `toml:"expect_body"`
+	Digest       string      `toml:"digest"`
 }
 
 // ConnSync configures the kernel IPVS connection sync daemon, switched

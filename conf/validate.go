@@ -37,9 +37,10 @@ var (
 		"path": {"http", "https"}, "host": {"http", "https"}, "expect_status": {"http", "https"},
 		"expect_body": {"http", "https"}, "digest": {"http", "https"},
 		"tls_verify": {"https"}, "ca_file": {"https"}, "server_name": {"https"},
-		"command":    {"exec"},
+		"urls":    {"http", "https"},
+		"command": {"exec"}, "dynamic_weight": {"exec"},
 		"query_name": {"dns"}, "query_type": {"dns"}, "expect_answer": {"dns"},
-		"payload": {"udp"}, "expect_payload": {"udp"},
+		"payload": {"udp"}, "expect_payload": {"udp"}, "require_reply": {"udp"},
 	}
 )
 
@@ -722,14 +723,7 @@ func (v validator) check(c *Check, p string, owns func(string) bool, rs *RealSer
 			v.add(p+".path", "must start with \"/\", got %q", c.Path)
 		}
 		if owns("expect_status") {
-			if len(c.ExpectStatus) == 0 {
-				v.add(p+".expect_status", "must list at least one status code")
-			}
-			for j, r := range c.ExpectStatus {
-				if r.Lo < 100 || r.Hi > 599 || r.Lo > r.Hi {
-					v.add(fmt.Sprintf("%s.expect_status[%d]", p, j), "must be a status code or range within 100..599, got %d-%d", r.Lo, r.Hi)
-				}
-			}
+			v.statusCodes(p+".expect_status", c.ExpectStatus)
 		}
 		if owns("ca_file") && !filepath.IsAbs(c.CAFile) {
 			v.add(p+".ca_file", "must be an absolute path, got %q", c.CAFile)
@@ -740,9 +734,10 @@ func (v validator) check(c *Check, p string, owns func(string) bool, rs *RealSer
 			}
 		}
 		if owns("digest") {
-			if _, err := hex.DecodeString(c.Digest); err != nil || (len(c.Digest) != 32 && len(c.Digest) != 64) {
-				v.add(p+".digest", "must be 32 (MD5) or 64 (SHA-256) hex digits, got %q", c.Digest)
-			}
+			v.digest(p+".digest", c.Digest)
+		}
+		if len(c.URLs) > 0 || owns("urls") {
+			v.urls(p, c.URLs, owns)
 		}
 	case "exec":
 		if len(c.Command) == 0 {
@@ -761,6 +756,57 @@ func (v validator) check(c *Check, p string, owns func(string) bool, rs *RealSer
 				v.add(p+".query_type", "unknown DNS record type %q", c.QueryType)
 			}
 		}
+	}
+}
+
+// urls validates an http check's urls: each is what path, expect_status,
+// expect_body and digest are for a check of one URL, which it replaces.
+func (v validator) urls(p string, urls []CheckURL, owns func(string) bool) {
+	if len(urls) == 0 {
+		v.add(p+".urls", "must list at least one url, or be left out")
+		return
+	}
+	for _, k := range []string{"path", "expect_status", "expect_body", "digest"} {
+		if owns(k) {
+			v.add(p+"."+k, "not with urls: give each url its own %s", k)
+		}
+	}
+	if !owns("urls") {
+		return // validated where they are written
+	}
+	for j, u := range urls {
+		up := fmt.Sprintf("%s.urls[%d]", p, j)
+		if !strings.HasPrefix(u.Path, "/") {
+			v.add(up+".path", "must start with \"/\", got %q", u.Path)
+		}
+		if v.isSet(up + ".expect_status") {
+			v.statusCodes(up+".expect_status", u.ExpectStatus)
+		}
+		if u.ExpectBody != "" {
+			if _, err := regexp.Compile(u.ExpectBody); err != nil {
+				v.add(up+".expect_body", "invalid regular expression: %v", err)
+			}
+		}
+		if v.isSet(up + ".digest") {
+			v.digest(up+".digest", u.Digest)
+		}
+	}
+}
+
+func (v validator) statusCodes(p string, codes StatusCodes) {
+	if len(codes) == 0 {
+		v.add(p, "must list at least one status code")
+	}
+	for j, r := range codes {
+		if r.Lo < 100 || r.Hi > 599 || r.Lo > r.Hi {
+			v.add(fmt.Sprintf("%s[%d]", p, j), "must be a status code or range within 100..599, got %d-%d", r.Lo, r.Hi)
+		}
+	}
+}
+
+func (v validator) digest(p, d string) {
+	if _, err := hex.DecodeString(d); err != nil || (len(d) != 32 && len(d) != 64) {
+		v.add(p, "must be 32 (MD5) or 64 (SHA-256) hex digits, got %q", d)
 	}
 }
 

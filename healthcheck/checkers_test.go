@@ -1,6 +1,7 @@
 package healthcheck
 
 import (
+	"bufio"
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
@@ -219,13 +220,20 @@ func TestHTTPSCheck(t *testing.T) {
 }
 
 func TestExecCheck(t *testing.T) {
+	// dynamic_weight is conf's default (true): keepalived's misc_dynamic.
 	sh := func(script string) conf.Check {
+		return conf.Check{Type: "exec", Command: []string{"/bin/sh", "-c", script}, DynamicWeight: true}
+	}
+	static := func(script string) conf.Check {
 		return conf.Check{Type: "exec", Command: []string{"/bin/sh", "-c", script}}
 	}
 	runCases(t, []checkCase{
 		{name: "exit 0", check: sh("exit 0"), wantUp: true, wantReason: "exit status 0"},
 		{name: "exit 1", check: sh("exit 1"), wantReason: "exit status 1"},
 		{name: "exit 7 is weight 5", check: sh("exit 7"), wantUp: true, wantWeight: 5, wantReason: "exit status 7 (weight 5)"},
+		{name: "dynamic_weight=false: exit 0 is up", check: static("exit 0"), wantUp: true, wantReason: "exit status 0"},
+		{name: "dynamic_weight=false: exit 7 is down", check: static("exit 7"), wantReason: "exit status 7"},
+		{name: "dynamic_weight=false: exit 2 is down", check: static("exit 2"), wantReason: "exit status 2"},
 		{name: "killed by a signal", check: sh("kill -TERM $$"), wantReason: "killed by signal terminated"},
 		{name: "no such program", check: conf.Check{Type: "exec", Command: []string{"/nonexistent/check"}}, wantReason: "exec: "},
 		{name: "sees the target in its environment", addr: fixed(netip.MustParseAddrPort("127.0.0.9:8080")),
@@ -296,5 +304,85 @@ func TestNewCheckerErrors(t *testing.T) {
 				t.Fatalf("err = %v does not name the target", err)
 			}
 		})
+	}
+}
+
+// byPath answers each request by its path: keepalived's several url
+// blocks of one HTTP_GET become haldir's urls, each on its own connection.
+func byPath(delay time.Duration, status map[string]string, seen chan<- string) func(net.Conn) {
+	return func(c net.Conn) {
+		br := bufio.NewReader(c)
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			return
+		}
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil || l == "\r\n" {
+				break
+			}
+		}
+		if seen != nil {
+			select {
+			case seen <- f[1]:
+			default:
+			}
+		}
+		time.Sleep(delay) // bounded: the server side of a slow health page
+		st, ok := status[f[1]]
+		if !ok {
+			st = "404 Not Found"
+		}
+		c.Write([]byte("HTTP/1.1 " + st + "\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"))
+	}
+}
+
+func TestHTTPCheckURLs(t *testing.T) {
+	okSum := md5.Sum([]byte("ok"))
+	urls := func(us ...conf.CheckURL) conf.Check { return conf.Check{Type: "http", URLs: us} }
+	pages := map[string]string{"/a": "200 OK", "/b": "204 No Content", "/down": "503 Service Unavailable"}
+	srv := func(delay time.Duration) func(*testing.T) netip.AddrPort {
+		return func(t *testing.T) netip.AddrPort { return serve(t, byPath(delay, pages, nil)) }
+	}
+	runCases(t, []checkCase{
+		{name: "all pass", addr: srv(0), check: urls(conf.CheckURL{Path: "/a"}, conf.CheckURL{Path: "/b", ExpectStatus: conf.StatusCodes{{Lo: 204, Hi: 204}}}),
+			wantUp: true, wantReason: "2 urls: status 204"},
+		{name: "each url has its own status", addr: srv(0), check: urls(conf.CheckURL{Path: "/a"}, conf.CheckURL{Path: "/b", ExpectStatus: conf.StatusCodes{{Lo: 200, Hi: 200}}}),
+			wantReason: "/b: status 204 not in 200"},
+		{name: "the second fails", addr: srv(0), check: urls(conf.CheckURL{Path: "/a"}, conf.CheckURL{Path: "/down"}),
+			wantReason: "/down: status 503 not in 200-299"},
+		{name: "each url has its own digest", addr: srv(0), check: urls(conf.CheckURL{Path: "/a", Digest: hex.EncodeToString(okSum[:])},
+			conf.CheckURL{Path: "/b", Digest: strings.Repeat("0", 32)}), wantReason: "/b: body md5 "},
+		// 250 ms each: either alone fits in 400 ms, both do not.
+		{name: "one deadline for all urls", addr: srv(250 * time.Millisecond), check: func() conf.Check {
+			c := urls(conf.CheckURL{Path: "/a"}, conf.CheckURL{Path: "/a"})
+			c.Timeout = conf.Duration(testTimeout)
+			return c
+		}(), wantReason: "/a: timeout after 400ms reading headers"},
+	})
+
+	// Every url is requested, in order.
+	seen := make(chan string, 4)
+	ap := serve(t, byPath(0, pages, seen))
+	ck, err := NewChecker(Target{Addr: ap, Check: urls(conf.CheckURL{Path: "/a"}, conf.CheckURL{Path: "/b"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := ck.Run(context.Background(), time.Now().Add(3*time.Second)); !r.Up {
+		t.Fatalf("got %+v", r)
+	}
+	for _, want := range []string{"/a", "/b"} {
+		select {
+		case got := <-seen:
+			if got != want {
+				t.Fatalf("requested %s, want %s", got, want)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatalf("%s never requested", want)
+		}
 	}
 }

@@ -135,13 +135,31 @@ func TestUDPCheck(t *testing.T) {
 			return []byte("what?")
 		})
 	}
+	silent := func(t *testing.T) netip.AddrPort { return serveUDP(t, func([]byte) []byte { return nil }) }
+	// RequireReply is conf's default (true); keepalived's UDP_CHECK
+	// without require_reply is false.
+	udp := func(c conf.Check) conf.Check {
+		c.Type = "udp"
+		c.RequireReply = true
+		return c
+	}
+	noReply := func(c conf.Check) conf.Check {
+		c.Type = "udp"
+		return c
+	}
 	runCases(t, []checkCase{
-		{name: "reply", addr: echo, check: conf.Check{Type: "udp", Payload: "hi"}, wantUp: true, wantReason: "reply of 7 bytes"},
-		{name: "expected payload", addr: pingPong, check: conf.Check{Type: "udp", Payload: "ping", ExpectPayload: "pong"}, wantUp: true},
-		{name: "unexpected payload", addr: pingPong, check: conf.Check{Type: "udp", Payload: "hello", ExpectPayload: "pong", Timeout: conf.Duration(testTimeout)},
+		{name: "reply", addr: echo, check: udp(conf.Check{Payload: "hi"}), wantUp: true, wantReason: "reply of 7 bytes"},
+		{name: "expected payload", addr: pingPong, check: udp(conf.Check{Payload: "ping", ExpectPayload: "pong"}), wantUp: true},
+		{name: "unexpected payload", addr: pingPong, check: udp(conf.Check{Payload: "hello", ExpectPayload: "pong", Timeout: conf.Duration(testTimeout)}),
 			wantReason: `reply does not contain "pong"`},
-		{name: "no reply", addr: func(t *testing.T) netip.AddrPort { return serveUDP(t, func([]byte) []byte { return nil }) },
-			check: conf.Check{Type: "udp", Payload: "hi"}, wantReason: "timeout after 400ms waiting for reply"},
-		{name: "icmp port unreachable", addr: refusedUDP, check: conf.Check{Type: "udp", Payload: "hi"}, wantReason: "icmp port unreachable"},
+		{name: "no reply", addr: silent, check: udp(conf.Check{Payload: "hi"}), wantReason: "timeout after 400ms waiting for reply"},
+		{name: "icmp port unreachable", addr: refusedUDP, check: udp(conf.Check{Payload: "hi"}), wantReason: "icmp port unreachable"},
+
+		{name: "require_reply=false: silence is up", addr: silent, check: noReply(conf.Check{Payload: "hi", Timeout: conf.Duration(testTimeout)}),
+			wantUp: true, wantReason: "no reply and no icmp error in 400ms"},
+		{name: "require_reply=false: icmp port unreachable is down", addr: refusedUDP, check: noReply(conf.Check{Payload: "hi"}), wantReason: "icmp port unreachable"},
+		{name: "require_reply=false: a reply is up", addr: echo, check: noReply(conf.Check{Payload: "hi"}), wantUp: true, wantReason: "reply of 7 bytes"},
+		{name: "require_reply=false: a reply must still match", addr: pingPong, check: noReply(conf.Check{Payload: "hello", ExpectPayload: "pong", Timeout: conf.Duration(testTimeout)}),
+			wantReason: `reply does not contain "pong"`},
 	})
 }

@@ -16,6 +16,7 @@ type execChecker struct {
 	argv    []string
 	env     []string
 	timeout time.Duration
+	dynamic bool
 }
 
 func newExec(t Target) (Checker, error) {
@@ -29,11 +30,12 @@ func newExec(t Target) (Checker, error) {
 		"HALDIR_REAL_ADDRESS="+da.Addr().String(),
 		"HALDIR_REAL_PORT="+strconv.Itoa(int(da.Port())),
 	)
-	return &execChecker{t: t, argv: t.Check.Command, env: env, timeout: timeoutOf(t.Check)}, nil
+	return &execChecker{t: t, argv: t.Check.Command, env: env, timeout: timeoutOf(t.Check), dynamic: t.Check.DynamicWeight}, nil
 }
 
-// Run follows keepalived's misc_check with misc_dynamic: exit 0 is up with
-// the configured weight, 1 is down, 2-255 is up with weight code-2.
+// Run follows keepalived's misc_check: exit 0 is up with the configured
+// weight; with dynamic_weight (misc_dynamic) 1 is down and 2-255 is up
+// with weight code-2, without it every other exit is down.
 func (c *execChecker) Run(ctx context.Context, deadline time.Time) Result {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
@@ -65,8 +67,8 @@ func (c *execChecker) Run(ctx context.Context, deadline time.Time) Result {
 	}
 	code := ee.ExitCode()
 	switch {
-	case code == 1:
-		return down("exit status 1")
+	case code == 1 || !c.dynamic:
+		return down(fmt.Sprintf("exit status %d", code))
 	case code >= 2 && code <= 255:
 		r := up(fmt.Sprintf("exit status %d (weight %d)", code, code-2))
 		r.Weight = code - 2

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -37,9 +38,16 @@ const maxHeader = 64 << 10
 var defaultStatus = conf.StatusCodes{{Lo: 200, Hi: 299}}
 
 type httpChecker struct {
-	dial       tcpDialer
-	timeout    time.Duration
-	tls        *tls.Config // nil for plain http
+	dial     tcpDialer
+	timeout  time.Duration
+	tls      *tls.Config // nil for plain http
+	urls     []*httpURL  // each on its own connection, all within one deadline
+	*httpURL             // the first: what a check of one URL requests
+}
+
+// httpURL is one request of a check and what its response must be.
+type httpURL struct {
+	path       string
 	req        *http.Request
 	reqBytes   []byte
 	status     conf.StatusCodes
@@ -57,7 +65,62 @@ func newHTTP(t Target) (Checker, error) {
 	if err != nil {
 		return nil, err
 	}
-	hc := &httpChecker{dial: d, timeout: timeoutOf(c), status: c.ExpectStatus}
+	hc := &httpChecker{dial: d, timeout: timeoutOf(c)}
+	host := c.Host
+	if host == "" {
+		host = da.String()
+		if da.Port() == 80 && c.Type == "http" || da.Port() == 443 && c.Type == "https" {
+			host = hostLiteral(da.Addr().String())
+		}
+	}
+	urls := c.URLs
+	if len(urls) == 0 {
+		urls = []conf.CheckURL{{Path: c.Path, ExpectStatus: c.ExpectStatus, ExpectBody: c.ExpectBody, Digest: c.Digest}}
+	}
+	for i, cu := range urls {
+		u, err := newHTTPURL(c.Type, da, host, cu)
+		if err != nil {
+			if len(c.URLs) > 0 {
+				return nil, fmt.Errorf("urls[%d]: %w", i, err)
+			}
+			return nil, err
+		}
+		hc.urls = append(hc.urls, u)
+	}
+	hc.httpURL = hc.urls[0]
+
+	if c.Type == "https" {
+		cfg := &tls.Config{InsecureSkipVerify: !c.TLSVerify} //nolint:gosec // tls_verify=false is an explicit operator choice
+		switch {
+		case c.ServerName != "":
+			cfg.ServerName = c.ServerName
+		case c.Host != "":
+			h := c.Host
+			if hh, _, err := net.SplitHostPort(h); err == nil {
+				h = hh
+			}
+			cfg.ServerName = h
+		default:
+			cfg.ServerName = da.Addr().String()
+		}
+		if c.CAFile != "" {
+			pem, err := os.ReadFile(c.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("ca_file: %v", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("ca_file %s: no PEM certificate found", c.CAFile)
+			}
+			cfg.RootCAs = pool
+		}
+		hc.tls = cfg
+	}
+	return hc, nil
+}
+
+func newHTTPURL(scheme string, da netip.AddrPort, host string, c conf.CheckURL) (*httpURL, error) {
+	hc := &httpURL{status: c.ExpectStatus}
 	if len(hc.status) == 0 {
 		hc.status = defaultStatus
 	}
@@ -74,14 +137,8 @@ func newHTTP(t Target) (Checker, error) {
 	if !strings.HasPrefix(path, "/") {
 		return nil, fmt.Errorf("path %q must start with /", path)
 	}
-	host := c.Host
-	if host == "" {
-		host = da.String()
-		if da.Port() == 80 && c.Type == "http" || da.Port() == 443 && c.Type == "https" {
-			host = hostLiteral(da.Addr().String())
-		}
-	}
-	u, err := url.Parse(c.Type + "://" + hostLiteral(da.Addr().String()) + path)
+	hc.path = path
+	u, err := url.Parse(scheme + "://" + hostLiteral(da.Addr().String()) + path)
 	if err != nil {
 		return nil, fmt.Errorf("path %q: %v", path, err)
 	}
@@ -123,34 +180,6 @@ func newHTTP(t Target) (Checker, error) {
 		}
 		hc.digest = d
 	}
-
-	if c.Type == "https" {
-		cfg := &tls.Config{InsecureSkipVerify: !c.TLSVerify} //nolint:gosec // tls_verify=false is an explicit operator choice
-		switch {
-		case c.ServerName != "":
-			cfg.ServerName = c.ServerName
-		case c.Host != "":
-			h := c.Host
-			if hh, _, err := net.SplitHostPort(h); err == nil {
-				h = hh
-			}
-			cfg.ServerName = h
-		default:
-			cfg.ServerName = da.Addr().String()
-		}
-		if c.CAFile != "" {
-			pem, err := os.ReadFile(c.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("ca_file: %v", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("ca_file %s: no PEM certificate found", c.CAFile)
-			}
-			cfg.RootCAs = pool
-		}
-		hc.tls = cfg
-	}
 	return hc, nil
 }
 
@@ -167,6 +196,24 @@ func hostLiteral(a string) string {
 // request bytes are built once per probe; net/http still parses the
 // response.
 func (c *httpChecker) Run(ctx context.Context, deadline time.Time) Result {
+	if len(c.urls) == 1 {
+		return c.get(ctx, deadline, c.urls[0])
+	}
+	// keepalived's several url blocks: each on its own connection, in
+	// order, within the one deadline; the first failure decides.
+	var last Result
+	for _, u := range c.urls {
+		last = c.get(ctx, deadline, u)
+		if !last.Up {
+			last.Reason = u.path + ": " + last.Reason
+			return last
+		}
+	}
+	last.Reason = fmt.Sprintf("%d urls: %s", len(c.urls), last.Reason)
+	return last
+}
+
+func (c *httpChecker) get(ctx context.Context, deadline time.Time, u *httpURL) Result {
 	// One deadline, set on the socket, covers connect, TLS, request,
 	// headers and body, so a server that trickles bytes fails at the
 	// deadline, not at deadline per read.
@@ -186,10 +233,10 @@ func (c *httpChecker) Run(ctx context.Context, deadline time.Time) Result {
 		}
 		conn = tc
 	}
-	if _, err := conn.Write(c.reqBytes); err != nil {
+	if _, err := conn.Write(u.reqBytes); err != nil {
 		return down(describe("writing request", err, deadline, c.timeout))
 	}
-	r, phase, err := c.evaluate(conn)
+	r, phase, err := u.evaluate(conn)
 	if err != nil {
 		return down(describe(phase, err, deadline, c.timeout))
 	}
@@ -203,7 +250,7 @@ var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) 
 // evaluate reads one response from r and judges it: pure protocol logic,
 // fuzzed without sockets. An I/O error comes back with the phase it
 // happened in so that the caller can name a timeout.
-func (c *httpChecker) evaluate(r io.Reader) (Result, string, error) {
+func (c *httpURL) evaluate(r io.Reader) (Result, string, error) {
 	lr := &io.LimitedReader{R: r, N: maxHeader}
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(lr)

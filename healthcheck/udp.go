@@ -15,6 +15,8 @@ type udpChecker struct {
 	payload []byte
 	expect  []byte
 	timeout time.Duration
+	// silenceUp: only an ICMP error is down (require_reply = false).
+	silenceUp bool
 }
 
 func newUDP(t Target) (Checker, error) {
@@ -24,14 +26,16 @@ func newUDP(t Target) (Checker, error) {
 		payload: []byte(t.Check.Payload),
 		expect:  []byte(t.Check.ExpectPayload),
 		timeout: timeoutOf(t.Check),
+
+		silenceUp: !t.Check.RequireReply,
 	}, nil
 }
 
 // Run sends the payload on a connected socket: the kernel then reports an
 // ICMP port unreachable for it as ECONNREFUSED on the next read, which
 // distinguishes "nothing listens" from "listener is silent".
-func (c *udpChecker) Run(ctx context.Context, deadline time.Time) Result {
-	ctx, cancel := context.WithDeadline(ctx, deadline)
+func (c *udpChecker) Run(parent context.Context, deadline time.Time) Result {
+	ctx, cancel := context.WithDeadline(parent, deadline)
 	defer cancel()
 	conn, err := dialer(c.t.Check, "udp").DialContext(ctx, "udp", c.addr)
 	if err != nil {
@@ -51,6 +55,13 @@ func (c *udpChecker) Run(ctx context.Context, deadline time.Time) Result {
 		if err != nil {
 			if mismatch && isTimeout(err) {
 				return down(fmt.Sprintf("reply does not contain %q", c.expect))
+			}
+			// keepalived's UDP_CHECK without require_reply: the kernel
+			// reports an ICMP error as ECONNREFUSED before the deadline,
+			// so silence until then means something listens. A cancelled
+			// check is not silence.
+			if c.silenceUp && isTimeout(err) && parent.Err() == nil {
+				return up(fmt.Sprintf("no reply and no icmp error in %s", c.timeout))
 			}
 			return c.fail("waiting for reply", err, ctx)
 		}

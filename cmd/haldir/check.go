@@ -183,24 +183,38 @@ func describeCheck(c *conf.Check) string {
 	case "tcp":
 		what = "tcp connect"
 	case "http", "https":
-		what = c.Type + " GET " + c.Path + " expect " + c.ExpectStatus.String()
-		if c.ExpectBody != "" {
-			what += fmt.Sprintf(" body ~ %q", c.ExpectBody)
+		urls := c.URLs
+		if len(urls) == 0 {
+			urls = []conf.CheckURL{{Path: c.Path, ExpectStatus: c.ExpectStatus, ExpectBody: c.ExpectBody, Digest: c.Digest}}
 		}
-		if c.Digest != "" {
-			what += " digest"
+		parts := make([]string, len(urls))
+		for i, u := range urls {
+			parts[i] = u.Path + " expect " + u.ExpectStatus.String()
+			if u.ExpectBody != "" {
+				parts[i] += fmt.Sprintf(" body ~ %q", u.ExpectBody)
+			}
+			if u.Digest != "" {
+				parts[i] += " digest"
+			}
 		}
+		what = c.Type + " GET " + strings.Join(parts, ", GET ")
 		if c.Type == "https" && !c.TLSVerify {
 			what += " (no TLS verify)"
 		}
 	case "exec":
 		what = "exec " + strings.Join(c.Command, " ")
+		if !c.DynamicWeight {
+			what += " (any non-zero exit is down)"
+		}
 	case "dns":
 		what = "dns " + c.QueryType + " " + c.QueryName
 	case "udp":
 		what = "udp"
 		if c.Payload != "" {
 			what += " request/response"
+		}
+		if !c.RequireReply {
+			what += " (silence is up)"
 		}
 	default:
 		what = c.Type

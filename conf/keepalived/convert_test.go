@@ -43,7 +43,7 @@ func TestConvertPair(t *testing.T) {
 		"pair.conf:52 notify_backup",
 		"pair.conf:56 state",
 		"pair.conf:79 inhibit_on_failure",
-		"pair.conf:90 real_server",
+		"pair.conf:93 TCP_CHECK",
 		"pair.conf:114 vrrp_track_file",
 	}
 	if !slices.Equal(got, want) {
@@ -148,11 +148,9 @@ func TestConvertRules(t *testing.T) {
 			fmt.Sprintf(inst, " track_interface {\n  eth1 weight -30\n }\n track_script {\n  s\n }\n"),
 			[]string{`track_interface = [{ name = "eth1", weight = 0 }]`, "weight = 0 }]"},
 			[]string{"eth1: keepalived ignores tracking weights in a sync group", "s: keepalived ignores tracking weights in a sync group"}},
-		{"MISC_CHECK without misc_dynamic", "virtual_server 192.0.2.9 80 {\n real_server 10.0.0.1 80 {\n  MISC_CHECK {\n   misc_path /bin/true\n  }\n }\n}\n",
-			[]string{`type = "exec", command = ["/bin/true"]`}, []string{"MISC_CHECK without misc_dynamic"}},
 		{"SSL_GET does not verify", "virtual_server 192.0.2.9 443 {\n real_server 10.0.0.1 443 {\n  SSL_GET {\n   url {\n    path /\n   }\n  }\n }\n}\n",
-			[]string{`type = "https", path = "/", tls_verify = false`}, []string{"SSL_GET: keepalived does not verify the certificate"}},
-		{"virtual_server_group is left out", "virtual_server group G {\n}\n", nil, []string{"virtual_server_group is not supported"}},
+			[]string{`path = "/", tls_verify = false`}, []string{"SSL_GET: keepalived does not verify the certificate"}},
+		{"virtual_server group without its group", "virtual_server group G {\n}\n", nil, []string{"no virtual_server_group G"}},
 		{"unknown top-level block", "vrrp_track_process p {\n}\n", nil, []string{"vrrp_track_process: not supported by haldir"}},
 		{"AH authentication", fmt.Sprintf(inst, " authentication {\n  auth_type AH\n  auth_pass x\n }\n"), nil, []string{"AH is not supported"}},
 	} {

@@ -72,16 +72,6 @@ func (ks *keys) boolean(key string, v bool)      { ks.set(key, strconv.FormatBoo
 func (ks *keys) dur(key string, d time.Duration) { ks.set(key, quote(d.String())) }
 func (ks *keys) strs(key string, vs []string)    { ks.set(key, quoteAll(vs)) }
 
-// duration reads back a value set with dur.
-func (ks *keys) duration(key string) (time.Duration, bool) {
-	v, ok := ks.get(key)
-	if !ok {
-		return 0, false
-	}
-	d, err := time.ParseDuration(strings.Trim(v, `"`))
-	return d, err == nil
-}
-
 // inline renders the keys as a TOML inline table.
 func (ks *keys) inline() string {
 	parts := make([]string, 0, len(*ks))
