@@ -230,12 +230,51 @@ func TestStatusCommand(t *testing.T) {
 		if code := run([]string{"status", "-s", path, "--json"}, &stdout, &stderr); code != exitOK {
 			t.Fatalf("exit %d: %s", code, stderr.String())
 		}
-		var got control.Status
+		var got control.APIStatus
 		if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
 			t.Fatal(err)
 		}
-		if want := sampleStatus(); !reflect.DeepEqual(got, want) {
+		if want := sampleStatus().API(); !reflect.DeepEqual(got, want) {
 			t.Errorf("--json round trip differs:\n got %+v\nwant %+v", got, want)
+		}
+	})
+	// The document of docs/api.md: versioned, states and kinds as words,
+	// durations in named units (not Go's enum integers and nanoseconds).
+	t.Run("json api", func(t *testing.T) {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"status", "-s", path, "--json"}, &stdout, &stderr); code != exitOK {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		var doc struct {
+			APIVersion *int `json:"api_version"`
+			VRRP       []struct {
+				State any `json:"state"`
+			} `json:"vrrp"`
+			VirtualServers []struct {
+				Name                 string `json:"name"`
+				Protocol             any    `json:"protocol"`
+				PersistenceTimeoutMS *int64 `json:"persistence_timeout_ms"`
+			} `json:"virtual_servers"`
+		}
+		if err := json.Unmarshal(stdout.Bytes(), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if doc.APIVersion == nil || *doc.APIVersion != control.APIVersion {
+			t.Errorf("api_version %v, want %d", doc.APIVersion, control.APIVersion)
+		}
+		var states []any
+		for _, in := range doc.VRRP {
+			states = append(states, in.State)
+		}
+		if !reflect.DeepEqual(states, []any{"master", "backup"}) {
+			t.Errorf("vrrp states %#v, want master and backup as strings", states)
+		}
+		if len(doc.VirtualServers) == 0 || doc.VirtualServers[0].Name != "web" || doc.VirtualServers[0].Protocol != "tcp" ||
+			doc.VirtualServers[0].PersistenceTimeoutMS == nil || *doc.VirtualServers[0].PersistenceTimeoutMS != 300000 {
+			t.Errorf("virtual server web: %+v, want protocol \"tcp\" and persistence_timeout_ms 300000", doc.VirtualServers)
+		}
+		if strings.Contains(stdout.String(), "300000000000") {
+			t.Errorf("a duration in nanoseconds:\n%s", stdout.String())
 		}
 	})
 	t.Run("table", func(t *testing.T) {
