@@ -307,6 +307,26 @@ func TestStatusCommand(t *testing.T) {
 	})
 }
 
+// The VM tests read `haldir status --json` through vmStatus; it must keep
+// matching the document, or they would read zeros and wait in vain.
+func TestVMStatusReadsTheDocument(t *testing.T) {
+	b, err := json.Marshal(sampleStatus().API())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st vmStatus
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	r := st.Services[0].Reals[0]
+	if !st.ConfigLoaded.Equal(sampleStatus().ConfigLoaded) || st.Director == nil || st.Director.Passes != 310 || st.writes() != 13 ||
+		len(st.Director.Errors) != 1 || st.Services[0].Name != "web" ||
+		r.Addr != netip.MustParseAddrPort("10.0.0.21:8080") || !r.Healthy || !r.InKernel || r.ConfiguredWeight != 3 || r.KernelWeight != 5 ||
+		len(st.Probes) != 4 || !st.Probes[1].Up || st.Probes[1].Key == "" {
+		t.Errorf("vmStatus read %+v from\n%s", st, b)
+	}
+}
+
 func TestStatusCommandErrors(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "none.sock")
 	for _, tc := range []struct {
