@@ -40,7 +40,7 @@ Commands:
   status   show the running daemon's VRRP, IPVS and health check state
              -s SOCKET         control socket (default ` + conf.DefaultControlSocket + `)
              -c FILE           take global.control_socket from this file
-             --json            the status as versioned JSON for scripts (docs/api.md)
+             --json            the raw status as JSON, for scripts
              --stats           kernel counters (conns, packets, bytes)
              --rate            kernel rate estimates (per second)
            exit status: 0 shown, 2 the daemon cannot be reached
