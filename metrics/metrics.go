@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,36 +21,43 @@ import (
 
 const ns = "haldir"
 
+// Label names. A VRRP instance is vrrp_instance, not instance: Prometheus
+// sets instance on every series to the scrape target, and an exporter's
+// own instance label would be renamed exported_instance or override it.
+// A virtual server is named by its configured name (virtual_server) and
+// identified by its IPVS service (address: "tcp 192.0.2.10:80",
+// "fwmark 5 inet"), which a renumbering changes but a name does not.
+
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc(ns+"_"+name, help, labels, nil)
 }
 
 var (
 	dBuildInfo      = desc("build_info", "Always 1; the version label is the running build.", "version")
-	dVRRPState      = desc("vrrp_state", "1 for the VRRP instance's current state, 0 for the others.", "instance", "state")
-	dVRRPPriority   = desc("vrrp_priority", "Effective VRRP priority (configured priority adjusted by tracking).", "instance")
-	dVRRPBasePrio   = desc("vrrp_base_priority", "Configured VRRP priority.", "instance")
-	dVRRPSent       = desc("vrrp_adverts_sent_total", "VRRP advertisements sent.", "instance")
-	dVRRPRecv       = desc("vrrp_adverts_received_total", "VRRP advertisements received and accepted.", "instance")
-	dVRRPSendErr    = desc("vrrp_send_errors_total", "VRRP advertisements that could not be sent.", "instance")
-	dVRRPDrops      = desc("vrrp_drops_total", "Received VRRP packets discarded, per reason.", "instance", "reason")
-	dVRRPIgnored    = desc("vrrp_ignored_total", "VRRP events that changed nothing, per reason.", "instance", "reason")
-	dVRRPTrans      = desc("vrrp_transitions_total", "VRRP state changes.", "instance")
+	dVRRPState      = desc("vrrp_state", "1 for the VRRP instance's current state, 0 for the others.", "vrrp_instance", "state")
+	dVRRPPriority   = desc("vrrp_priority", "Effective VRRP priority (configured priority adjusted by tracking).", "vrrp_instance")
+	dVRRPBasePrio   = desc("vrrp_base_priority", "Configured VRRP priority.", "vrrp_instance")
+	dVRRPSent       = desc("vrrp_adverts_sent_total", "VRRP advertisements sent.", "vrrp_instance")
+	dVRRPRecv       = desc("vrrp_adverts_received_total", "VRRP advertisements received and accepted.", "vrrp_instance")
+	dVRRPSendErr    = desc("vrrp_send_errors_total", "VRRP advertisements that could not be sent.", "vrrp_instance")
+	dVRRPDrops      = desc("vrrp_drops_total", "Received VRRP packets discarded, per reason.", "vrrp_instance", "reason")
+	dVRRPIgnored    = desc("vrrp_ignored_total", "VRRP events that changed nothing, per reason.", "vrrp_instance", "reason")
+	dVRRPTrans      = desc("vrrp_transitions_total", "VRRP state changes.", "vrrp_instance")
 	dDirPasses      = desc("director_passes_total", "IPVS reconciliation passes.")
 	dDirFailed      = desc("director_failed_passes_total", "IPVS reconciliation passes with at least one failed operation.")
 	dDirWrites      = desc("director_writes_total", "IPVS netlink write calls, per operation.", "op")
 	dDirErrors      = desc("director_errors_total", "Failed IPVS operations, per operation and reason.", "op", "reason")
-	dSvcQuorum      = desc("service_quorum_up", "1 while the virtual server's quorum is met.", "service")
-	dSvcSorry       = desc("service_sorry_active", "1 while the sorry server replaces the virtual server's pool.", "service")
-	dSvcInKernel    = desc("service_in_kernel", "1 when the virtual server is present in the kernel's IPVS table.", "service")
-	dSvcConns       = desc("service_connections_total", "Connections scheduled by the virtual server (kernel counter).", "service")
-	dSvcBytes       = desc("service_bytes_total", "Bytes through the virtual server (kernel counter).", "service", "direction")
-	dSvcPackets     = desc("service_packets_total", "Packets through the virtual server (kernel counter).", "service", "direction")
-	dRealUp         = desc("real_server_up", "1 while the real server is healthy (always 1 without a check).", "service", "real")
-	dRealWeight     = desc("real_server_weight", "Real server weight: configured, or effective (the weight wanted in the kernel, 0 while down).", "service", "real", "kind")
-	dRealActive     = desc("real_server_active_conns", "Active connections to the real server (kernel).", "service", "real")
-	dRealInactive   = desc("real_server_inactive_conns", "Inactive connections to the real server (kernel).", "service", "real")
-	dRealConns      = desc("real_server_connections_total", "Connections scheduled to the real server (kernel counter).", "service", "real")
+	dSvcQuorum      = desc("service_quorum_up", "1 while the virtual server's quorum is met.", "virtual_server", "address")
+	dSvcSorry       = desc("service_sorry_active", "1 while the sorry server replaces the virtual server's pool.", "virtual_server", "address")
+	dSvcInKernel    = desc("service_in_kernel", "1 when the virtual server is present in the kernel's IPVS table.", "virtual_server", "address")
+	dSvcConns       = desc("service_connections_total", "Connections scheduled by the virtual server (kernel counter).", "virtual_server", "address")
+	dSvcBytes       = desc("service_bytes_total", "Bytes through the virtual server (kernel counter).", "virtual_server", "address", "direction")
+	dSvcPackets     = desc("service_packets_total", "Packets through the virtual server (kernel counter).", "virtual_server", "address", "direction")
+	dRealUp         = desc("real_server_up", "1 while the real server is healthy (always 1 without a check).", "virtual_server", "address", "real")
+	dRealWeight     = desc("real_server_weight", "Real server weight: configured, or effective (the weight wanted in the kernel, 0 while down).", "virtual_server", "address", "real", "kind")
+	dRealActive     = desc("real_server_active_conns", "Active connections to the real server (kernel).", "virtual_server", "address", "real")
+	dRealInactive   = desc("real_server_inactive_conns", "Inactive connections to the real server (kernel).", "virtual_server", "address", "real")
+	dRealConns      = desc("real_server_connections_total", "Connections scheduled to the real server (kernel counter).", "virtual_server", "address", "real")
 	dCheckTotal     = desc("healthcheck_checks_total", "Health checks run, per target (real server address and check type).", "target", "type")
 	dCheckUp        = desc("healthcheck_up", "1 while the health check's verdict for the target is up.", "target", "type")
 	dNotRunning     = desc("component_not_running", "1 for each configured component that is not running (one that is not configured is not listed).", "component")
@@ -157,15 +165,23 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	for _, s := range st.Services {
-		svc := s.Key.String()
-		gauge(dSvcQuorum, b2f(s.QuorumUp), svc)
-		gauge(dSvcSorry, b2f(s.SorryActive), svc)
-		gauge(dSvcInKernel, b2f(s.InKernel), svc)
-		counter(dSvcConns, s.Stats.Conns, svc)
-		counter(dSvcBytes, s.Stats.BytesIn, svc, "in")
-		counter(dSvcBytes, s.Stats.BytesOut, svc, "out")
-		counter(dSvcPackets, s.Stats.PktsIn, svc, "in")
-		counter(dSvcPackets, s.Stats.PktsOut, svc, "out")
+		addr := s.Key.String()
+		name := s.Name
+		if name == "" {
+			// Configured virtual servers are always named; keep a series
+			// apart from the others even if one is not.
+			name = addr
+		}
+		svc := []string{name, addr}
+		with := func(l ...string) []string { return append(slices.Clone(svc), l...) }
+		gauge(dSvcQuorum, b2f(s.QuorumUp), svc...)
+		gauge(dSvcSorry, b2f(s.SorryActive), svc...)
+		gauge(dSvcInKernel, b2f(s.InKernel), svc...)
+		counter(dSvcConns, s.Stats.Conns, svc...)
+		counter(dSvcBytes, s.Stats.BytesIn, with("in")...)
+		counter(dSvcBytes, s.Stats.BytesOut, with("out")...)
+		counter(dSvcPackets, s.Stats.PktsIn, with("in")...)
+		counter(dSvcPackets, s.Stats.PktsOut, with("out")...)
 		for _, r := range s.Reals {
 			if r.Sorry {
 				// Shown by service_sorry_active; its address may equal a
@@ -173,12 +189,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				continue
 			}
 			real := r.Addr.String()
-			gauge(dRealUp, b2f(r.Healthy), svc, real)
-			gauge(dRealWeight, float64(r.ConfiguredWeight), svc, real, "configured")
-			gauge(dRealWeight, float64(r.EffectiveWeight), svc, real, "effective")
-			gauge(dRealActive, float64(r.ActiveConns), svc, real)
-			gauge(dRealInactive, float64(r.InactiveConns), svc, real)
-			counter(dRealConns, r.Stats.Conns, svc, real)
+			gauge(dRealUp, b2f(r.Healthy), with(real)...)
+			gauge(dRealWeight, float64(r.ConfiguredWeight), with(real, "configured")...)
+			gauge(dRealWeight, float64(r.EffectiveWeight), with(real, "effective")...)
+			gauge(dRealActive, float64(r.ActiveConns), with(real)...)
+			gauge(dRealInactive, float64(r.InactiveConns), with(real)...)
+			counter(dRealConns, r.Stats.Conns, with(real)...)
 		}
 	}
 

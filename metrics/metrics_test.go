@@ -35,7 +35,7 @@ func sample() control.Status {
 		Director: &director.Counters{Passes: 17, FailedPasses: 1,
 			Writes: map[director.OpKind]uint64{director.OpNewDest: 2, director.OpUpdDest: 6},
 			Errors: map[director.ErrorKey]uint64{{Op: director.OpNewDest, Reason: "EEXIST"}: 1}},
-		Services: []director.ServiceStatus{{Key: director.ServiceKey{Protocol: director.TCP, Addr: vip},
+		Services: []director.ServiceStatus{{Name: "web", Key: director.ServiceKey{Protocol: director.TCP, Addr: vip},
 			QuorumUp: false, SorryActive: true, InKernel: true,
 			Stats: director.Stats{Conns: 900, BytesIn: 5000, BytesOut: 70000, PktsIn: 40, PktsOut: 60},
 			Reals: []director.RealStatus{
@@ -60,26 +60,26 @@ func TestCollectorValues(t *testing.T) {
 haldir_build_info{version="1.2.3"} 1
 # HELP haldir_vrrp_state 1 for the VRRP instance's current state, 0 for the others.
 # TYPE haldir_vrrp_state gauge
-haldir_vrrp_state{instance="VI_1",state="backup"} 1
-haldir_vrrp_state{instance="VI_1",state="fault"} 0
-haldir_vrrp_state{instance="VI_1",state="init"} 0
-haldir_vrrp_state{instance="VI_1",state="master"} 0
+haldir_vrrp_state{state="backup",vrrp_instance="VI_1"} 1
+haldir_vrrp_state{state="fault",vrrp_instance="VI_1"} 0
+haldir_vrrp_state{state="init",vrrp_instance="VI_1"} 0
+haldir_vrrp_state{state="master",vrrp_instance="VI_1"} 0
 # HELP haldir_vrrp_priority Effective VRRP priority (configured priority adjusted by tracking).
 # TYPE haldir_vrrp_priority gauge
-haldir_vrrp_priority{instance="VI_1"} 140
+haldir_vrrp_priority{vrrp_instance="VI_1"} 140
 # HELP haldir_vrrp_adverts_received_total VRRP advertisements received and accepted.
 # TYPE haldir_vrrp_adverts_received_total counter
-haldir_vrrp_adverts_received_total{instance="VI_1"} 120
+haldir_vrrp_adverts_received_total{vrrp_instance="VI_1"} 120
 # HELP haldir_vrrp_drops_total Received VRRP packets discarded, per reason.
 # TYPE haldir_vrrp_drops_total counter
-haldir_vrrp_drops_total{instance="VI_1",reason="auth_mismatch"} 1
-haldir_vrrp_drops_total{instance="VI_1",reason="bad_ttl"} 5
+haldir_vrrp_drops_total{reason="auth_mismatch",vrrp_instance="VI_1"} 1
+haldir_vrrp_drops_total{reason="bad_ttl",vrrp_instance="VI_1"} 5
 # HELP haldir_vrrp_ignored_total VRRP events that changed nothing, per reason.
 # TYPE haldir_vrrp_ignored_total counter
-haldir_vrrp_ignored_total{instance="VI_1",reason="lower_priority"} 4
+haldir_vrrp_ignored_total{reason="lower_priority",vrrp_instance="VI_1"} 4
 # HELP haldir_vrrp_transitions_total VRRP state changes.
 # TYPE haldir_vrrp_transitions_total counter
-haldir_vrrp_transitions_total{instance="VI_1"} 2
+haldir_vrrp_transitions_total{vrrp_instance="VI_1"} 2
 # HELP haldir_director_passes_total IPVS reconciliation passes.
 # TYPE haldir_director_passes_total counter
 haldir_director_passes_total 17
@@ -92,32 +92,32 @@ haldir_director_writes_total{op="update_destination"} 6
 haldir_director_errors_total{op="new_destination",reason="EEXIST"} 1
 # HELP haldir_service_quorum_up 1 while the virtual server's quorum is met.
 # TYPE haldir_service_quorum_up gauge
-haldir_service_quorum_up{service="tcp 192.0.2.10:80"} 0
+haldir_service_quorum_up{address="tcp 192.0.2.10:80",virtual_server="web"} 0
 # HELP haldir_service_sorry_active 1 while the sorry server replaces the virtual server's pool.
 # TYPE haldir_service_sorry_active gauge
-haldir_service_sorry_active{service="tcp 192.0.2.10:80"} 1
+haldir_service_sorry_active{address="tcp 192.0.2.10:80",virtual_server="web"} 1
 # HELP haldir_real_server_up 1 while the real server is healthy (always 1 without a check).
 # TYPE haldir_real_server_up gauge
-haldir_real_server_up{real="10.0.0.21:8080",service="tcp 192.0.2.10:80"} 1
-haldir_real_server_up{real="10.0.0.22:8080",service="tcp 192.0.2.10:80"} 0
+haldir_real_server_up{address="tcp 192.0.2.10:80",real="10.0.0.21:8080",virtual_server="web"} 1
+haldir_real_server_up{address="tcp 192.0.2.10:80",real="10.0.0.22:8080",virtual_server="web"} 0
 # HELP haldir_real_server_weight Real server weight: configured, or effective (the weight wanted in the kernel, 0 while down).
 # TYPE haldir_real_server_weight gauge
-haldir_real_server_weight{kind="configured",real="10.0.0.21:8080",service="tcp 192.0.2.10:80"} 3
-haldir_real_server_weight{kind="configured",real="10.0.0.22:8080",service="tcp 192.0.2.10:80"} 2
-haldir_real_server_weight{kind="effective",real="10.0.0.21:8080",service="tcp 192.0.2.10:80"} 5
-haldir_real_server_weight{kind="effective",real="10.0.0.22:8080",service="tcp 192.0.2.10:80"} 0
+haldir_real_server_weight{address="tcp 192.0.2.10:80",kind="configured",real="10.0.0.21:8080",virtual_server="web"} 3
+haldir_real_server_weight{address="tcp 192.0.2.10:80",kind="configured",real="10.0.0.22:8080",virtual_server="web"} 2
+haldir_real_server_weight{address="tcp 192.0.2.10:80",kind="effective",real="10.0.0.21:8080",virtual_server="web"} 5
+haldir_real_server_weight{address="tcp 192.0.2.10:80",kind="effective",real="10.0.0.22:8080",virtual_server="web"} 0
 # HELP haldir_real_server_active_conns Active connections to the real server (kernel).
 # TYPE haldir_real_server_active_conns gauge
-haldir_real_server_active_conns{real="10.0.0.21:8080",service="tcp 192.0.2.10:80"} 12
-haldir_real_server_active_conns{real="10.0.0.22:8080",service="tcp 192.0.2.10:80"} 0
+haldir_real_server_active_conns{address="tcp 192.0.2.10:80",real="10.0.0.21:8080",virtual_server="web"} 12
+haldir_real_server_active_conns{address="tcp 192.0.2.10:80",real="10.0.0.22:8080",virtual_server="web"} 0
 # HELP haldir_real_server_inactive_conns Inactive connections to the real server (kernel).
 # TYPE haldir_real_server_inactive_conns gauge
-haldir_real_server_inactive_conns{real="10.0.0.21:8080",service="tcp 192.0.2.10:80"} 4
-haldir_real_server_inactive_conns{real="10.0.0.22:8080",service="tcp 192.0.2.10:80"} 0
+haldir_real_server_inactive_conns{address="tcp 192.0.2.10:80",real="10.0.0.21:8080",virtual_server="web"} 4
+haldir_real_server_inactive_conns{address="tcp 192.0.2.10:80",real="10.0.0.22:8080",virtual_server="web"} 0
 # HELP haldir_service_bytes_total Bytes through the virtual server (kernel counter).
 # TYPE haldir_service_bytes_total counter
-haldir_service_bytes_total{direction="in",service="tcp 192.0.2.10:80"} 5000
-haldir_service_bytes_total{direction="out",service="tcp 192.0.2.10:80"} 70000
+haldir_service_bytes_total{address="tcp 192.0.2.10:80",direction="in",virtual_server="web"} 5000
+haldir_service_bytes_total{address="tcp 192.0.2.10:80",direction="out",virtual_server="web"} 70000
 # HELP haldir_healthcheck_checks_total Health checks run, per target (real server address and check type).
 # TYPE haldir_healthcheck_checks_total counter
 haldir_healthcheck_checks_total{target="10.0.0.21:8080",type="http"} 42
@@ -155,6 +155,44 @@ func TestCollectorLintAndConsistency(t *testing.T) {
 	reg := NewRegistry(sample)
 	if n, err := testutil.GatherAndCount(reg, "haldir_vrrp_state"); err != nil || n != 4 {
 		t.Errorf("GatherAndCount(vrrp_state) = %d, %v; want 4", n, err)
+	}
+}
+
+// Prometheus owns instance and job: it sets them on every series to the
+// scrape target, so an exporter's own label of that name is renamed to
+// exported_instance (or, with honor_labels, hides the target). Virtual
+// servers are named as configured, with their IPVS address beside.
+func TestLabelNames(t *testing.T) {
+	st := sample()
+	st.Services = append(st.Services, director.ServiceStatus{Name: "mail",
+		Key: director.ServiceKey{Fwmark: 5}, Reals: []director.RealStatus{{Addr: netip.MustParseAddrPort("10.0.0.30:25")}}})
+	st.Sync = &hsync.Status{}
+	st.Cluster = &hsync.View{Problems: []string{"split brain: x"}}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(New(func() control.Status { return st }))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	services := map[string]bool{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+				if n := lp.GetName(); n == "instance" || n == "job" {
+					t.Errorf("%s has the label %s, which Prometheus sets to the scrape target", mf.GetName(), n)
+				}
+			}
+			if strings.HasPrefix(mf.GetName(), "haldir_service_") || strings.HasPrefix(mf.GetName(), "haldir_real_server_") {
+				services[labels["virtual_server"]+" at "+labels["address"]] = true
+			}
+		}
+	}
+	for _, want := range []string{"web at tcp 192.0.2.10:80", "mail at fwmark 5 inet"} {
+		if !services[want] {
+			t.Errorf("no service series for %s; have %v", want, services)
+		}
 	}
 }
 
@@ -209,7 +247,7 @@ func TestServe(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET /metrics: %s", resp.Status)
 	}
-	for _, want := range []string{`haldir_vrrp_priority{instance="VI_1"} 140`, "go_goroutines "} {
+	for _, want := range []string{`haldir_vrrp_priority{vrrp_instance="VI_1"} 140`, "go_goroutines "} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

@@ -48,8 +48,24 @@ type NodeState struct {
 	// the same on every director (ConfigHashes).
 	Config map[string]string
 	VRRP   []InstanceState
-	// Seq orders a node's updates; a lower one is stale.
+	// Incarnation tells one run of a director's process from the next:
+	// its start time in nanoseconds. It orders before Seq, which starts
+	// again at 1 in every run: without it, a director restarted after a
+	// crash would be stale to the others until its new Seq passed the
+	// old one, and they would keep its last state from before the crash
+	// (a master that is now backup: a false split brain).
+	Incarnation uint64
+	// Seq orders a run's updates; a lower one is stale.
 	Seq uint64
+}
+
+// newer reports whether st supersedes old: a later run of the director
+// always does, whatever its Seq; within one run, a higher Seq does.
+func newer(st, old NodeState) bool {
+	if st.Incarnation != old.Incarnation {
+		return st.Incarnation > old.Incarnation
+	}
+	return st.Seq > old.Seq
 }
 
 // Member is one director in the view.
@@ -192,6 +208,9 @@ func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions
 		cl.log = slog.Default()
 	}
 	initial.Name, initial.Version = c.Name, o.Version
+	// The start time orders this run after every earlier one, provided
+	// the clock has not stepped back past the previous run's start.
+	initial.Incarnation, initial.Seq = uint64(time.Now().UnixNano()), 0
 	cl.local = initial
 	mc := memberlist.DefaultLANConfig()
 	if o.Fast {
@@ -418,7 +437,7 @@ func (cl *Cluster) merge(b []byte, via string) {
 		cl.mu.Unlock()
 		return
 	}
-	if old, ok := cl.states[st.Name]; ok && old.Seq >= st.Seq {
+	if old, ok := cl.states[st.Name]; ok && !newer(st, old) {
 		cl.mu.Unlock()
 		return
 	}
@@ -441,8 +460,22 @@ func (cl *Cluster) member(n *memberlist.Node, status string) {
 	cl.mu.Lock()
 	was := cl.status[n.Name]
 	cl.status[n.Name] = status
+	if status == "gone" {
+		// Whatever it said is over: a member that comes back is a new run
+		// whose state starts afresh, and one that does not must not be
+		// remembered as master.
+		delete(cl.states, n.Name)
+	}
 	cl.addrs[n.Name] = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	cl.mu.Unlock()
+	if was == "gone" && status == "alive" && n.Name != cl.name {
+		// It took its state with it when it went. The run that is back
+		// sent its state when it joined, unless memberlist declared the
+		// old run dead only after that (a restart faster than failure
+		// detection): ask for it now rather than show a member without
+		// state until its next update.
+		go cl.fetch(n.Address())
+	}
 	if was != status && n.Name != cl.name {
 		lvl := slog.LevelInfo
 		if status == "gone" {
@@ -451,6 +484,18 @@ func (cl *Cluster) member(n *memberlist.Node, status string) {
 		cl.log.Log(context.Background(), lvl, "cluster: member "+status, "member", n.Name, "addr", n.Address())
 	}
 	cl.check()
+}
+
+// fetch exchanges states with the member at addr (a memberlist push/pull).
+func (cl *Cluster) fetch(addr string) {
+	select {
+	case <-cl.stop:
+		return
+	default:
+	}
+	if _, err := cl.ml.Join([]string{addr}); err != nil {
+		cl.log.Debug("cluster: fetching a returning member's state", "addr", addr, "error", err)
+	}
 }
 
 // stateBroadcast is one state update in memberlist's gossip queue; a newer
@@ -468,16 +513,40 @@ func (b *stateBroadcast) Message() []byte { return b.msg }
 func (b *stateBroadcast) Finished()       {}
 
 // slogWriter routes memberlist's own log lines (stdlib log, "[LEVEL]
-// memberlist: ...") to slog at debug, or warn for its warnings and errors.
+// memberlist: ...") to slog at their level, so that its errors reach an
+// operator who filters on level (journalctl -p err) and its chatter does
+// not.
 type slogWriter struct{ log *slog.Logger }
 
-func (w *slogWriter) Write(p []byte) (int, error) {
-	s := strings.TrimSpace(string(p))
-	lvl := slog.LevelDebug
-	if strings.HasPrefix(s, "[WARN]") || strings.HasPrefix(s, "[ERR]") {
-		lvl = slog.LevelWarn
+// memberlistLevels are the prefixes memberlist (and hashicorp's logutils)
+// write, and what they mean to slog.
+var memberlistLevels = []struct {
+	prefix string
+	level  slog.Level
+}{
+	{"[TRACE]", slog.LevelDebug},
+	{"[DEBUG]", slog.LevelDebug},
+	{"[INFO]", slog.LevelInfo},
+	{"[WARN]", slog.LevelWarn},
+	{"[ERR]", slog.LevelError},
+	{"[ERROR]", slog.LevelError},
+}
+
+// memberlistLevel splits a memberlist log line into its slog level and
+// message; a line without a known prefix is kept whole, at info.
+func memberlistLevel(line string) (slog.Level, string) {
+	s := strings.TrimSpace(line)
+	for _, l := range memberlistLevels {
+		if rest, ok := strings.CutPrefix(s, l.prefix); ok {
+			return l.level, strings.TrimSpace(rest)
+		}
 	}
-	w.log.Log(context.Background(), lvl, s)
+	return slog.LevelInfo, s
+}
+
+func (w *slogWriter) Write(p []byte) (int, error) {
+	lvl, msg := memberlistLevel(string(p))
+	w.log.Log(context.Background(), lvl, msg)
 	return len(p), nil
 }
 

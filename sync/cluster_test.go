@@ -3,6 +3,11 @@ package sync
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -10,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 
 	"github.com/haldir-lb/haldir/conf"
 )
@@ -205,6 +212,197 @@ func TestClusterGossip(t *testing.T) {
 	})
 }
 
+// TestClusterRestart is a master that crashes and comes back as backup: a
+// new process with the same name and address whose Seq starts again. The
+// others must take its new state at once (not keep the crashed run's
+// master and report a split brain for good).
+func TestClusterRestart(t *testing.T) {
+	key := bytes.Repeat([]byte{1}, 32)
+	vi := func(state string) func(*NodeState) {
+		return func(s *NodeState) { s.VRRP = []InstanceState{{Name: "vi", VRID: 51, Family: 4, State: state}} }
+	}
+	start := func(t *testing.T, name, bind string, peers ...string) *Cluster {
+		t.Helper()
+		c := conf.Cluster{Name: name, Bind: netip.MustParseAddrPort(bind), Peers: peers}
+		var cl *Cluster
+		var err error
+		// The crashed run's port may take a moment to be free again.
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if cl, err = JoinCluster(c, key, NodeState{}, ClusterOptions{Version: "test", Logger: quiet, Fast: true}); err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cl.Leave(time.Second) })
+		return cl
+	}
+	// crash stops gossip the way a killed process does: no leave message.
+	crash := func(t *testing.T, cl *Cluster) {
+		cl.left.Do(func() {
+			close(cl.stop)
+			if err := cl.ml.Shutdown(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	seen := func(v View, name string) string {
+		for _, m := range v.Members {
+			if m.Name == name && m.Status == "alive" && len(m.VRRP) == 1 {
+				return m.VRRP[0].State
+			}
+		}
+		return ""
+	}
+	waitFor := func(t *testing.T, what string, cl *Cluster, ok func(View) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(cl.View()); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s sees %+v", what, cl.name, cl.View())
+			}
+		}
+	}
+
+	for _, tc := range []struct {
+		name string
+		// gone: b2 starts after a has seen b fail; else at once, before
+		// memberlist notices b is gone.
+		gone bool
+	}{
+		{"restart before failure detection", false},
+		{"restart after failure detection", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := start(t, "a", "127.0.0.1:0")
+			b := start(t, "b", "127.0.0.1:0", a.ml.LocalNode().Address())
+			a.Update(vi("backup"))
+			// Many updates: the crashed run's Seq is well above the next run's.
+			for range 10 {
+				b.Update(vi("master"))
+			}
+			waitFor(t, "a sees b master", a, func(v View) bool { return seen(v, "b") == "master" })
+			bAddr := b.ml.LocalNode().Address()
+
+			crash(t, b)
+			a.Update(vi("master"))
+			if tc.gone {
+				waitFor(t, "a sees b gone", a, func(v View) bool {
+					return slices.ContainsFunc(v.Members, func(m Member) bool { return m.Name == "b" && m.Status == "gone" })
+				})
+			}
+			b2 := start(t, "b", bAddr, a.ml.LocalNode().Address())
+			b2.Update(vi("backup"))
+			waitFor(t, "a sees the restarted b as backup, and no problem", a, func(v View) bool {
+				return seen(v, "b") == "backup" && len(v.Problems) == 0
+			})
+			// And no split brain for longer than one takes to be reported
+			// (memberlist may still declare the old run dead meanwhile: b
+			// may be gone for a moment, never master).
+			for end := time.Now().Add(3 * a.hold); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+				if v := a.View(); seen(v, "b") == "master" || len(v.Problems) != 0 {
+					t.Fatalf("after b's restart a sees %+v", v)
+				}
+			}
+			waitFor(t, "a sees b backup", a, func(v View) bool { return seen(v, "b") == "backup" })
+
+			// A real split brain with the new run is still one.
+			b2.Update(vi("master"))
+			waitFor(t, "a reports the split brain", a, func(v View) bool {
+				return slices.Equal(v.Problems, []string{"split brain: vrid 51 (IPv4) is master on a/vi and b/vi"})
+			})
+		})
+	}
+}
+
+// merge orders a member's states by incarnation, then by Seq.
+func TestMergeOrder(t *testing.T) {
+	st := func(inc, seq uint64, state string) NodeState {
+		return NodeState{Name: "b", Incarnation: inc, Seq: seq, VRRP: []InstanceState{{Name: "vi", VRID: 51, Family: 4, State: state}}}
+	}
+	for _, tc := range []struct {
+		name     string
+		old, in  NodeState
+		wantKept string // the state of b's instance after the merge
+	}{
+		{"same run, higher seq replaces", st(100, 5, "master"), st(100, 6, "backup"), "backup"},
+		{"same run, same seq is a duplicate", st(100, 5, "master"), st(100, 5, "backup"), "master"},
+		{"same run, lower seq is stale", st(100, 5, "master"), st(100, 4, "backup"), "master"},
+		{"new run replaces a higher seq", st(100, 50, "master"), st(200, 1, "backup"), "backup"},
+		{"new run replaces a lower seq", st(100, 5, "master"), st(200, 9, "backup"), "backup"},
+		{"an earlier run is stale whatever its seq", st(200, 1, "backup"), st(100, 50, "master"), "backup"},
+		{"a state without incarnation does not replace one with", st(100, 1, "backup"), st(0, 50, "master"), "backup"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cl := &Cluster{log: quiet, name: "a", hold: time.Second, states: map[string]NodeState{"b": tc.old},
+				status: map[string]string{"b": "alive"}, pending: map[string]time.Time{}}
+			cl.local = NodeState{Name: "a"}
+			b, err := json.Marshal(tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cl.merge(b, "test")
+			if got := cl.states["b"].VRRP[0].State; got != tc.wantKept {
+				t.Fatalf("b is %s after merging %+v over %+v, want %s", got, tc.in, tc.old, tc.wantKept)
+			}
+		})
+	}
+}
+
+// A member that leaves or fails takes its state with it: its last words
+// must not count against the run that replaces it.
+func TestMemberGoneDropsState(t *testing.T) {
+	// Stopped (no memberlist here): a returning member's state is not fetched.
+	stopped := make(chan struct{})
+	close(stopped)
+	cl := &Cluster{log: quiet, name: "a", hold: time.Second, states: map[string]NodeState{}, status: map[string]string{},
+		addrs: map[string]string{}, pending: map[string]time.Time{}, stop: stopped}
+	cl.local = NodeState{Name: "a"}
+	node := &memberlist.Node{Name: "b", Addr: net.IPv4(127, 0, 0, 1), Port: 7946}
+	(*events)(cl).NotifyJoin(node)
+	b, _ := json.Marshal(NodeState{Name: "b", Incarnation: 100, Seq: 9, VRRP: []InstanceState{{Name: "vi", VRID: 51, Family: 4, State: "master"}}})
+	cl.merge(b, "test")
+	if _, ok := cl.states["b"]; !ok {
+		t.Fatal("b's state not merged")
+	}
+	(*events)(cl).NotifyLeave(node)
+	if st, ok := cl.states["b"]; ok {
+		t.Fatalf("b is gone but its state is kept: %+v", st)
+	}
+	(*events)(cl).NotifyJoin(node)
+	if st, ok := cl.states["b"]; ok || cl.status["b"] != "alive" {
+		t.Fatalf("b came back %s with its old state %+v", cl.status["b"], st)
+	}
+}
+
+// memberlist's log lines reach slog at their own level, without the prefix.
+func TestMemberlistLogLevels(t *testing.T) {
+	for _, tc := range []struct {
+		line    string
+		want    slog.Level
+		wantMsg string
+	}{
+		{"[DEBUG] memberlist: Stream connection from=127.0.0.1:1234\n", slog.LevelDebug, "memberlist: Stream connection from=127.0.0.1:1234"},
+		{"[INFO] memberlist: Marking b as failed, suspect timeout reached (0 peer confirmations)\n", slog.LevelInfo,
+			"memberlist: Marking b as failed, suspect timeout reached (0 peer confirmations)"},
+		{"[WARN] memberlist: Was able to connect to b over TCP but UDP probes failed\n", slog.LevelWarn,
+			"memberlist: Was able to connect to b over TCP but UDP probes failed"},
+		{"[ERR] memberlist: Failed to send gossip to 127.0.0.1:7946\n", slog.LevelError, "memberlist: Failed to send gossip to 127.0.0.1:7946"},
+		{"[ERROR] memberlist: x", slog.LevelError, "memberlist: x"},
+		{"no prefix at all", slog.LevelInfo, "no prefix at all"},
+	} {
+		t.Run(tc.wantMsg, func(t *testing.T) {
+			var buf bytes.Buffer
+			l := log.New(&slogWriter{slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}, "", 0)
+			l.Print(strings.ReplaceAll(tc.line, `\n`, "\n"))
+			want := fmt.Sprintf("level=%s msg=%q", tc.want, tc.wantMsg)
+			if got := buf.String(); !strings.Contains(got, want) || strings.Count(got, "\n") != 1 {
+				t.Fatalf("logged %q, want one line with %q", got, want)
+			}
+		})
+	}
+}
+
 // A problem is reported once it has lasted the hold time, and one that
 // ends sooner (stale gossip, a failover's overlap) never is.
 func TestProblemHold(t *testing.T) {
@@ -239,14 +437,18 @@ func TestProblemHold(t *testing.T) {
 }
 
 // Gossip from the wire: whatever arrives, merge keeps the view sane (no
-// panic, no nameless or self entries, never an older state over a newer).
+// panic, no nameless or self entries, never an older state over a newer:
+// an earlier incarnation, or the same one with a lower Seq).
 func FuzzMergeState(f *testing.F) {
-	f.Add([]byte(`{"Name":"b","Version":"1","Config":{"vrrp":"ab"},"VRRP":[{"Name":"vi","VRID":51,"Family":4,"State":"master"}],"Seq":3}`))
-	f.Add([]byte(`{"Name":"a","Seq":9}`))
+	f.Add([]byte(`{"Name":"b","Version":"1","Config":{"vrrp":"ab"},"VRRP":[{"Name":"vi","VRID":51,"Family":4,"State":"master"}],"Incarnation":100,"Seq":3}`))
+	f.Add([]byte(`{"Name":"b","VRRP":[{"Name":"vi","VRID":51,"Family":4,"State":"backup"}],"Incarnation":101,"Seq":1}`))
+	f.Add([]byte(`{"Name":"b","Incarnation":99,"Seq":900}`))
+	f.Add([]byte(`{"Name":"b","Incarnation":100,"Seq":5}`))
+	f.Add([]byte(`{"Name":"a","Incarnation":1000,"Seq":9}`))
 	f.Add([]byte(`{"Name":"","Seq":1}`))
 	f.Add([]byte(`[1,2`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		cl := &Cluster{log: quiet, name: "a", hold: time.Second, states: map[string]NodeState{"b": {Name: "b", Seq: 5}},
+		cl := &Cluster{log: quiet, name: "a", hold: time.Second, states: map[string]NodeState{"b": {Name: "b", Incarnation: 100, Seq: 5}},
 			status: map[string]string{"b": "alive"}, pending: map[string]time.Time{}}
 		cl.local = NodeState{Name: "a"}
 		before := len(cl.states)
@@ -259,8 +461,8 @@ func FuzzMergeState(f *testing.F) {
 				t.Fatalf("merged %q into the view as %q", b, name)
 			}
 		}
-		if st := cl.states["b"]; st.Seq < 5 {
-			t.Fatalf("an older state of b replaced seq 5: %+v", st)
+		if st := cl.states["b"]; st.Incarnation < 100 || st.Incarnation == 100 && st.Seq < 5 {
+			t.Fatalf("an older state of b replaced incarnation 100 seq 5: %+v", st)
 		}
 	})
 }

@@ -100,7 +100,9 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	if *asJSON {
-		b, err := json.MarshalIndent(st, "", "  ")
+		// The stable, versioned document (docs/api.md), not the socket's
+		// internal wire format.
+		b, err := json.MarshalIndent(st.API(), "", "  ")
 		if err != nil {
 			fmt.Fprintf(stderr, "haldir status: %v\n", err)
 			return exitInvalid
@@ -227,34 +229,11 @@ type confIndex map[director.ServiceKey]*conf.VirtualServer
 func indexConf(vss []conf.VirtualServer) confIndex {
 	idx := confIndex{}
 	for i := range vss {
-		vs := &vss[i]
-		var k director.ServiceKey
-		if vs.Fwmark != 0 {
-			k = director.ServiceKey{Fwmark: uint32(vs.Fwmark), V6: vs.Family == "inet6"}
-		} else {
-			p, err := director.ParseProtocol(vs.Protocol)
-			if err != nil {
-				continue
-			}
-			k = director.ServiceKey{Protocol: p, Addr: netip.AddrPortFrom(vs.Address, uint16(vs.Port))}
+		if k, ok := control.VirtualServerKey(&vss[i]); ok {
+			idx[k] = &vss[i]
 		}
-		idx[k] = vs
 	}
 	return idx
-}
-
-// realConf is the configuration of the real server at addr in vs, or nil.
-func realConf(vs *conf.VirtualServer, addr netip.AddrPort) *conf.RealServer {
-	if vs == nil {
-		return nil
-	}
-	for i := range vs.RealServers {
-		rs := &vs.RealServers[i]
-		if netip.AddrPortFrom(rs.Address, uint16(rs.Port)) == addr {
-			return rs
-		}
-	}
-	return nil
 }
 
 // findProbe picks the probe reporting on a real server: the one whose key
@@ -407,7 +386,7 @@ func renderServices(w io.Writer, st control.Status, mode statusMode, now time.Ti
 				cells(append([]string{addr}, counters(r.Stats)...)...)
 				continue
 			}
-			rc := realConf(vs, r.Addr)
+			rc := control.RealServerConf(vs, r.Addr)
 			fwd := "?"
 			switch {
 			case rc != nil:

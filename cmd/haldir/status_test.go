@@ -230,12 +230,51 @@ func TestStatusCommand(t *testing.T) {
 		if code := run([]string{"status", "-s", path, "--json"}, &stdout, &stderr); code != exitOK {
 			t.Fatalf("exit %d: %s", code, stderr.String())
 		}
-		var got control.Status
+		var got control.APIStatus
 		if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
 			t.Fatal(err)
 		}
-		if want := sampleStatus(); !reflect.DeepEqual(got, want) {
+		if want := sampleStatus().API(); !reflect.DeepEqual(got, want) {
 			t.Errorf("--json round trip differs:\n got %+v\nwant %+v", got, want)
+		}
+	})
+	// The document of docs/api.md: versioned, states and kinds as words,
+	// durations in named units (not Go's enum integers and nanoseconds).
+	t.Run("json api", func(t *testing.T) {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"status", "-s", path, "--json"}, &stdout, &stderr); code != exitOK {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		var doc struct {
+			APIVersion *int `json:"api_version"`
+			VRRP       []struct {
+				State any `json:"state"`
+			} `json:"vrrp"`
+			VirtualServers []struct {
+				Name                 string `json:"name"`
+				Protocol             any    `json:"protocol"`
+				PersistenceTimeoutMS *int64 `json:"persistence_timeout_ms"`
+			} `json:"virtual_servers"`
+		}
+		if err := json.Unmarshal(stdout.Bytes(), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if doc.APIVersion == nil || *doc.APIVersion != control.APIVersion {
+			t.Errorf("api_version %v, want %d", doc.APIVersion, control.APIVersion)
+		}
+		var states []any
+		for _, in := range doc.VRRP {
+			states = append(states, in.State)
+		}
+		if !reflect.DeepEqual(states, []any{"master", "backup"}) {
+			t.Errorf("vrrp states %#v, want master and backup as strings", states)
+		}
+		if len(doc.VirtualServers) == 0 || doc.VirtualServers[0].Name != "web" || doc.VirtualServers[0].Protocol != "tcp" ||
+			doc.VirtualServers[0].PersistenceTimeoutMS == nil || *doc.VirtualServers[0].PersistenceTimeoutMS != 300000 {
+			t.Errorf("virtual server web: %+v, want protocol \"tcp\" and persistence_timeout_ms 300000", doc.VirtualServers)
+		}
+		if strings.Contains(stdout.String(), "300000000000") {
+			t.Errorf("a duration in nanoseconds:\n%s", stdout.String())
 		}
 	})
 	t.Run("table", func(t *testing.T) {
@@ -266,6 +305,26 @@ func TestStatusCommand(t *testing.T) {
 			t.Errorf("status via -c printed %q", stdout.String())
 		}
 	})
+}
+
+// The VM tests read `haldir status --json` through vmStatus; it must keep
+// matching the document, or they would read zeros and wait in vain.
+func TestVMStatusReadsTheDocument(t *testing.T) {
+	b, err := json.Marshal(sampleStatus().API())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st vmStatus
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	r := st.Services[0].Reals[0]
+	if !st.ConfigLoaded.Equal(sampleStatus().ConfigLoaded) || st.Director == nil || st.Director.Passes != 310 || st.writes() != 13 ||
+		len(st.Director.Errors) != 1 || st.Services[0].Name != "web" ||
+		r.Addr != netip.MustParseAddrPort("10.0.0.21:8080") || !r.Healthy || !r.InKernel || r.ConfiguredWeight != 3 || r.KernelWeight != 5 ||
+		len(st.Probes) != 4 || !st.Probes[1].Up || st.Probes[1].Key == "" {
+		t.Errorf("vmStatus read %+v from\n%s", st, b)
+	}
 }
 
 func TestStatusCommandErrors(t *testing.T) {

@@ -292,31 +292,36 @@ func (f *vmFixture) haldirCmd(t *testing.T, args ...string) (stdout, stderr stri
 	return p.Stdout(), p.Stderr(), code
 }
 
-// vmStatus is the part of `haldir status --json` the tests read.
+// vmStatus is the part of `haldir status --json` (docs/api.md) the tests
+// read.
 type vmStatus struct {
-	ConfigLoaded time.Time
+	ConfigLoaded time.Time `json:"config_loaded"`
 	Director     *struct {
-		Passes       uint64
-		FailedPasses uint64
-		Writes       map[string]uint64
-		Errors       map[string]uint64
-	}
+		Passes       uint64            `json:"passes"`
+		FailedPasses uint64            `json:"failed_passes"`
+		Writes       map[string]uint64 `json:"writes"`
+		Errors       []struct {
+			Op     string `json:"op"`
+			Reason string `json:"reason"`
+			Count  uint64 `json:"count"`
+		} `json:"errors"`
+	} `json:"director"`
 	Services []struct {
-		Name  string
+		Name  string `json:"name"`
 		Reals []struct {
-			Name             string
-			Addr             netip.AddrPort
-			Healthy          bool
-			ConfiguredWeight int
-			KernelWeight     int
-			InKernel         bool
-		}
-	}
+			Name             string         `json:"name"`
+			Addr             netip.AddrPort `json:"address"`
+			Healthy          bool           `json:"healthy"`
+			ConfiguredWeight int            `json:"configured_weight"`
+			KernelWeight     int            `json:"kernel_weight"`
+			InKernel         bool           `json:"in_kernel"`
+		} `json:"real_servers"`
+	} `json:"virtual_servers"`
 	Probes []struct {
-		Key    string
-		Up     bool
-		Checks uint64
-	}
+		Key    string `json:"key"`
+		Up     bool   `json:"up"`
+		Checks uint64 `json:"checks"`
+	} `json:"health_checks"`
 }
 
 func (st vmStatus) writes() uint64 {

@@ -1,0 +1,412 @@
+package control
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/vrrp"
+)
+
+// APIVersion is the version of the document `haldir status --json` writes
+// (APIStatus, described field by field in docs/api.md). Within a version,
+// fields are only ever added; a field that changes meaning, type or unit,
+// or goes, makes a new version.
+const APIVersion = 1
+
+// The stable JSON document. Its conventions, which Status (the daemon's
+// own snapshot, and the control socket's internal wire format) does not
+// follow: keys in snake_case; states, roles, kinds and protocols as
+// strings; durations as integers whose key names the unit (_ms, _us);
+// times as RFC 3339 strings, left out when unknown; addresses as strings.
+
+// APIStatus is `haldir status --json`.
+type APIStatus struct {
+	APIVersion     int                `json:"api_version"`
+	Version        string             `json:"version"`
+	RouterID       string             `json:"router_id"`
+	ConfigPath     string             `json:"config_path"`
+	Started        *time.Time         `json:"started,omitempty"`
+	ConfigLoaded   *time.Time         `json:"config_loaded,omitempty"`
+	VRRP           []APIVRRP          `json:"vrrp"`
+	VirtualServers []APIVirtualServer `json:"virtual_servers"`
+	Foreign        []APIServiceKey    `json:"foreign_services"`
+	Director       *APIDirector       `json:"director,omitempty"`
+	HealthChecks   []APIHealthCheck   `json:"health_checks"`
+	Sync           *APISync           `json:"sync,omitempty"`
+	Cluster        *APICluster        `json:"cluster,omitempty"`
+	NotRunning     map[string]string  `json:"not_running"`
+}
+
+// APIVRRP is one VRRP instance.
+type APIVRRP struct {
+	Name             string            `json:"name"`
+	State            string            `json:"state"`
+	Priority         int               `json:"priority"`
+	BasePriority     int               `json:"base_priority"`
+	Source           string            `json:"source,omitempty"`
+	Master           string            `json:"master,omitempty"`
+	MasterIntervalMS int64             `json:"master_interval_ms"`
+	AdvertsSent      uint64            `json:"adverts_sent"`
+	AdvertsReceived  uint64            `json:"adverts_received"`
+	SendErrors       uint64            `json:"send_errors"`
+	Transitions      uint64            `json:"transitions"`
+	Drops            map[string]uint64 `json:"drops"`
+	Ignored          map[string]uint64 `json:"ignored"`
+	LastChange       *time.Time        `json:"last_change,omitempty"`
+	Failing          []string          `json:"failing"`
+	VMACInterface    string            `json:"vmac_interface,omitempty"`
+}
+
+// APIServiceKey identifies an IPVS service: protocol, address and port, or
+// a firewall mark and family.
+type APIServiceKey struct {
+	Service  string `json:"service"`
+	Protocol string `json:"protocol,omitempty"`
+	Address  string `json:"address,omitempty"`
+	Fwmark   uint32 `json:"fwmark,omitempty"`
+	Family   string `json:"family"`
+}
+
+// APIVirtualServer is one configured virtual server: the director's view
+// and the configuration in force.
+type APIVirtualServer struct {
+	Name string `json:"name"`
+	APIServiceKey
+	Scheduler              string          `json:"scheduler"`
+	SchedulerFlags         []string        `json:"scheduler_flags"`
+	Forwarding             string          `json:"forwarding"`
+	PersistenceTimeoutMS   int64           `json:"persistence_timeout_ms"`
+	PersistenceGranularity int             `json:"persistence_granularity"`
+	InKernel               bool            `json:"in_kernel"`
+	QuorumUp               bool            `json:"quorum_up"`
+	AliveWeight            int             `json:"alive_weight"`
+	Quorum                 int             `json:"quorum"`
+	Hysteresis             int             `json:"hysteresis"`
+	SorryActive            bool            `json:"sorry_active"`
+	Stats                  APIStats        `json:"stats"`
+	RealServers            []APIRealServer `json:"real_servers"`
+}
+
+// APIStats are the kernel's counters and rate estimates.
+type APIStats struct {
+	Connections       uint64 `json:"connections"`
+	PacketsIn         uint64 `json:"packets_in"`
+	PacketsOut        uint64 `json:"packets_out"`
+	BytesIn           uint64 `json:"bytes_in"`
+	BytesOut          uint64 `json:"bytes_out"`
+	ConnectionsPerSec uint64 `json:"connections_per_second"`
+	PacketsInPerSec   uint64 `json:"packets_in_per_second"`
+	PacketsOutPerSec  uint64 `json:"packets_out_per_second"`
+	BytesInPerSec     uint64 `json:"bytes_in_per_second"`
+	BytesOutPerSec    uint64 `json:"bytes_out_per_second"`
+}
+
+// APIRealServer is one real server (or the sorry server) of a virtual
+// server.
+type APIRealServer struct {
+	Name             string   `json:"name"`
+	Address          string   `json:"address"`
+	Forwarding       string   `json:"forwarding"`
+	Sorry            bool     `json:"sorry"`
+	Checked          bool     `json:"checked"`
+	Healthy          bool     `json:"healthy"`
+	HealthKnown      bool     `json:"health_known"`
+	ConfiguredWeight int      `json:"configured_weight"`
+	EffectiveWeight  int      `json:"effective_weight"`
+	InKernel         bool     `json:"in_kernel"`
+	KernelWeight     int      `json:"kernel_weight"`
+	ActiveConns      uint32   `json:"active_connections"`
+	InactiveConns    uint32   `json:"inactive_connections"`
+	Stats            APIStats `json:"stats"`
+}
+
+// APIDirector holds the IPVS reconciler's counters.
+type APIDirector struct {
+	Passes       uint64            `json:"passes"`
+	FailedPasses uint64            `json:"failed_passes"`
+	Writes       map[string]uint64 `json:"writes"`
+	Errors       []APIOpError      `json:"errors"`
+}
+
+// APIOpError counts the failures of one IPVS operation for one reason.
+type APIOpError struct {
+	Op     string `json:"op"`
+	Reason string `json:"reason"`
+	Count  uint64 `json:"count"`
+}
+
+// APIHealthCheck is one probe: a check definition run against an address
+// (several real servers with the same definition share it).
+type APIHealthCheck struct {
+	Key         string           `json:"key"`
+	Address     string           `json:"address"`
+	Type        string           `json:"type"`
+	IntervalMS  int64            `json:"interval_ms"`
+	TimeoutMS   int64            `json:"timeout_ms"`
+	Rise        int              `json:"rise"`
+	Fall        int              `json:"fall"`
+	Up          bool             `json:"up"`
+	Weight      int              `json:"weight"`
+	Reason      string           `json:"reason"`
+	Since       *time.Time       `json:"since,omitempty"`
+	Checks      uint64           `json:"checks"`
+	Subscribers int              `json:"subscribers"`
+	Next        *time.Time       `json:"next,omitempty"`
+	History     []APICheckResult `json:"history"`
+}
+
+// APICheckResult is one check's outcome.
+type APICheckResult struct {
+	Up     bool       `json:"up"`
+	Weight int        `json:"weight"`
+	Reason string     `json:"reason"`
+	Start  *time.Time `json:"start,omitempty"`
+	TookUS int64      `json:"took_us"`
+}
+
+// APISync is the kernel conn-sync daemon's follower.
+type APISync struct {
+	Running   []APISyncDaemon `json:"running"`
+	Wanted    APISyncDaemon   `json:"wanted"`
+	LastError string          `json:"last_error"`
+	Changes   uint64          `json:"changes"`
+	Failures  uint64          `json:"failures"`
+}
+
+// APISyncDaemon is one kernel sync daemon (0 and "" mean the kernel's
+// defaults).
+type APISyncDaemon struct {
+	Role      string `json:"role"`
+	Interface string `json:"interface"`
+	SyncID    int    `json:"sync_id"`
+	MaxLen    int    `json:"max_len"`
+	Group     string `json:"group"`
+	Port      int    `json:"port"`
+	TTL       int    `json:"ttl"`
+}
+
+// APICluster is the gossip cluster as this director sees it.
+type APICluster struct {
+	Members         []APIMember `json:"members"`
+	Problems        []string    `json:"problems"`
+	MalformedStates uint64      `json:"malformed_states"`
+}
+
+// APIMember is one director of the cluster.
+type APIMember struct {
+	Name    string              `json:"name"`
+	Address string              `json:"address"`
+	Status  string              `json:"status"`
+	Self    bool                `json:"self"`
+	Version string              `json:"version"`
+	Config  map[string]string   `json:"config"`
+	VRRP    []APIMemberInstance `json:"vrrp"`
+}
+
+// APIMemberInstance is a VRRP instance as its director gossips it.
+type APIMemberInstance struct {
+	Name     string `json:"name"`
+	VRID     int    `json:"vrid"`
+	Family   string `json:"family"`
+	State    string `json:"state"`
+	Priority int    `json:"priority"`
+}
+
+// ms and us are a duration in whole milliseconds and microseconds.
+func ms(d time.Duration) int64 { return d.Milliseconds() }
+func us(d time.Duration) int64 { return d.Microseconds() }
+
+// ts is t, or nil (left out) when it is unknown.
+func ts(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func addr(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+func family(v6 bool) string {
+	if v6 {
+		return "inet6"
+	}
+	return "inet"
+}
+
+// nonNil makes an absent list or map an empty one: [] and {} in the
+// document, never null.
+func nonNil[S ~[]E, E any](s S) S {
+	if s == nil {
+		return S{}
+	}
+	return s
+}
+
+func nonNilMap[M ~map[K]V, K comparable, V any](m M) M {
+	if m == nil {
+		return M{}
+	}
+	return m
+}
+
+// VirtualServerKey is the IPVS service a configured virtual server is.
+func VirtualServerKey(vs *conf.VirtualServer) (director.ServiceKey, bool) {
+	if vs.Fwmark != 0 {
+		return director.ServiceKey{Fwmark: uint32(vs.Fwmark), V6: vs.Family == "inet6"}, true
+	}
+	p, err := director.ParseProtocol(vs.Protocol)
+	if err != nil {
+		return director.ServiceKey{}, false
+	}
+	return director.ServiceKey{Protocol: p, Addr: netip.AddrPortFrom(vs.Address, uint16(vs.Port))}, true
+}
+
+// RealServerConf is the configuration of the real server at a in vs, or
+// nil.
+func RealServerConf(vs *conf.VirtualServer, a netip.AddrPort) *conf.RealServer {
+	if vs == nil {
+		return nil
+	}
+	for i := range vs.RealServers {
+		rs := &vs.RealServers[i]
+		if netip.AddrPortFrom(rs.Address, uint16(rs.Port)) == a {
+			return rs
+		}
+	}
+	return nil
+}
+
+func apiKey(k director.ServiceKey) APIServiceKey {
+	out := APIServiceKey{Service: k.String(), Family: family(k.IsV6())}
+	if k.Fwmark != 0 {
+		out.Fwmark = k.Fwmark
+	} else {
+		out.Protocol, out.Address = k.Protocol.String(), k.Addr.String()
+	}
+	return out
+}
+
+func apiStats(s director.Stats) APIStats {
+	return APIStats{Connections: s.Conns, PacketsIn: s.PktsIn, PacketsOut: s.PktsOut, BytesIn: s.BytesIn, BytesOut: s.BytesOut,
+		ConnectionsPerSec: s.CPS, PacketsInPerSec: s.PPSIn, PacketsOutPerSec: s.PPSOut, BytesInPerSec: s.BPSIn, BytesOutPerSec: s.BPSOut}
+}
+
+func apiSyncDaemon(d director.SyncDaemon) APISyncDaemon {
+	role := "none"
+	if d.State != 0 {
+		role = d.State.String()
+	}
+	return APISyncDaemon{Role: role, Interface: d.Interface, SyncID: int(d.SyncID), MaxLen: int(d.MaxLen), Group: addr(d.Group),
+		Port: int(d.Port), TTL: int(d.TTL)}
+}
+
+// API is st as the stable document of APIVersion.
+func (st Status) API() APIStatus {
+	out := APIStatus{APIVersion: APIVersion, Version: st.Version, RouterID: st.RouterID, ConfigPath: st.ConfigPath,
+		Started: ts(st.Started), ConfigLoaded: ts(st.ConfigLoaded), NotRunning: nonNilMap(st.NotRunning),
+		VRRP: []APIVRRP{}, VirtualServers: []APIVirtualServer{}, Foreign: []APIServiceKey{}, HealthChecks: []APIHealthCheck{}}
+	for _, in := range st.VRRP {
+		v := APIVRRP{Name: in.Name, State: in.State.String(), Priority: int(in.Priority), BasePriority: in.BasePriority,
+			Source: addr(in.Source), MasterIntervalMS: ms(in.MasterInterval), AdvertsSent: in.AdvertsSent,
+			AdvertsReceived: in.AdvertsRecv, SendErrors: in.SendErrors, Transitions: in.Transitions,
+			Drops: nonNilMap(in.Drops), Ignored: nonNilMap(in.Ignored), LastChange: ts(in.LastChange),
+			Failing: nonNil(in.Failing), VMACInterface: in.VMACInterface}
+		if in.State == vrrp.StateMaster {
+			v.Master = addr(in.Source)
+		} else {
+			v.Master = addr(in.MasterAddr)
+		}
+		out.VRRP = append(out.VRRP, v)
+	}
+
+	confs := map[director.ServiceKey]*conf.VirtualServer{}
+	for i := range st.VirtualServers {
+		if k, ok := VirtualServerKey(&st.VirtualServers[i]); ok {
+			confs[k] = &st.VirtualServers[i]
+		}
+	}
+	for _, s := range st.Services {
+		vs := confs[s.Key]
+		v := APIVirtualServer{Name: s.Name, APIServiceKey: apiKey(s.Key), Scheduler: s.Scheduler, SchedulerFlags: []string{},
+			InKernel: s.InKernel, QuorumUp: s.QuorumUp, AliveWeight: s.AliveWeight, Quorum: s.Quorum, Hysteresis: s.Hysteresis,
+			SorryActive: s.SorryActive, Stats: apiStats(s.Stats), RealServers: []APIRealServer{}}
+		if vs != nil {
+			v.SchedulerFlags = nonNil(slices.Clone(vs.SchedulerFlags))
+			v.Forwarding = vs.Forwarding
+			v.PersistenceTimeoutMS = ms(vs.PersistenceTimeout.D())
+			v.PersistenceGranularity = vs.PersistenceGranularity
+		}
+		for _, r := range s.Reals {
+			rs := APIRealServer{Name: r.Name, Address: r.Addr.String(), Forwarding: v.Forwarding, Sorry: r.Sorry,
+				Checked: r.Checked, Healthy: r.Healthy, HealthKnown: r.HealthKnown, ConfiguredWeight: r.ConfiguredWeight,
+				EffectiveWeight: r.EffectiveWeight, InKernel: r.InKernel, KernelWeight: r.KernelWeight,
+				ActiveConns: r.ActiveConns, InactiveConns: r.InactiveConns, Stats: apiStats(r.Stats)}
+			if rc := RealServerConf(vs, r.Addr); rc != nil && rc.Forwarding != "" {
+				rs.Forwarding = rc.Forwarding
+			}
+			v.RealServers = append(v.RealServers, rs)
+		}
+		out.VirtualServers = append(out.VirtualServers, v)
+	}
+	for _, k := range st.Foreign {
+		out.Foreign = append(out.Foreign, apiKey(k))
+	}
+
+	if d := st.Director; d != nil {
+		ad := &APIDirector{Passes: d.Passes, FailedPasses: d.FailedPasses, Writes: map[string]uint64{}, Errors: []APIOpError{}}
+		for op, n := range d.Writes {
+			ad.Writes[string(op)] = n
+		}
+		for k, n := range d.Errors {
+			ad.Errors = append(ad.Errors, APIOpError{Op: string(k.Op), Reason: k.Reason, Count: n})
+		}
+		slices.SortFunc(ad.Errors, func(a, b APIOpError) int {
+			return strings.Compare(a.Op+"/"+a.Reason, b.Op+"/"+b.Reason)
+		})
+		out.Director = ad
+	}
+
+	for _, p := range st.Probes {
+		c := p.Target.Check
+		h := APIHealthCheck{Key: p.Key, Address: p.Target.Addr.String(), Type: c.Type, IntervalMS: ms(c.Interval.D()),
+			TimeoutMS: ms(c.Timeout.D()), Rise: c.Rise, Fall: c.Fall, Up: p.Up, Weight: p.Weight, Reason: p.Reason,
+			Since: ts(p.Since), Checks: p.Checks, Subscribers: p.Subscribers, Next: ts(p.Next), History: []APICheckResult{}}
+		for _, r := range p.History {
+			h.History = append(h.History, APICheckResult{Up: r.Up, Weight: r.Weight, Reason: r.Reason, Start: ts(r.Start), TookUS: us(r.Took)})
+		}
+		out.HealthChecks = append(out.HealthChecks, h)
+	}
+
+	if s := st.Sync; s != nil {
+		as := &APISync{Running: []APISyncDaemon{}, Wanted: apiSyncDaemon(s.Want), LastError: s.LastErr, Changes: s.Changes, Failures: s.Failures}
+		for _, d := range s.Running {
+			as.Running = append(as.Running, apiSyncDaemon(d))
+		}
+		out.Sync = as
+	}
+
+	if v := st.Cluster; v != nil {
+		ac := &APICluster{Members: []APIMember{}, Problems: nonNil(v.Problems), MalformedStates: v.Malformed}
+		for _, m := range v.Members {
+			am := APIMember{Name: m.Name, Address: m.Addr, Status: m.Status, Self: m.Self, Version: m.Version,
+				Config: nonNilMap(m.Config), VRRP: []APIMemberInstance{}}
+			for _, in := range m.VRRP {
+				am.VRRP = append(am.VRRP, APIMemberInstance{Name: in.Name, VRID: in.VRID, Family: family(in.Family == 6),
+					State: in.State, Priority: in.Priority})
+			}
+			ac.Members = append(ac.Members, am)
+		}
+		out.Cluster = ac
+	}
+	return out
+}
