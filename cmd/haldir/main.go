@@ -45,7 +45,7 @@ var commands = []struct{ name, help string }{
              -s SOCKET         control socket (default ` + conf.DefaultControlSocket + `)
              -c FILE           take global.control_socket from this file (read
                                leniently: a broken file still names its socket)
-             --json            the raw status as JSON, for scripts
+             --json            the status as versioned JSON for scripts (docs/api.md)
              --stats           kernel counters (conns, packets, bytes)
              --rate            kernel rate estimates (per second)
            exit status: 0 shown, 2 the daemon cannot be reached
