@@ -261,7 +261,10 @@ func (in *Instance) open(ctx context.Context, trackCh chan<- trackUpdate) (*runt
 		if err != nil {
 			return fmt.Errorf("vrrp instance %q: interface %q: %w", in.cfg.Name, in.cfg.Interface, err)
 		}
-		h, err := netlink.NewHandle()
+		// NETLINK_ROUTE only: NewHandle() with no family also opens XFRM
+		// and NETFILTER sockets, which fail ("protocol not supported") on
+		// hosts that cannot load xfrm_user or nfnetlink.
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			return fmt.Errorf("vrrp instance %q: netlink: %w", in.cfg.Name, err)
 		}
