@@ -3,10 +3,13 @@ package vrrp_test
 import (
 	"bufio"
 	"fmt"
+	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/vrrp"
@@ -77,5 +80,55 @@ func TestE2ENetlinkRouteOnly(t *testing.T) {
 				t.Fatal("no netlink socket of the instance found: the test does not see what it checks")
 			}
 		})
+	}
+}
+
+// TestE2EUnicastSourceNotOnInterface configures r1 (the higher priority)
+// with a unicast_source that is an address of its other interface, as the
+// shipped example did. Its adverts would still leave through eth0 (the
+// kernel assumes on-link for a bound socket) from an address r2 expects,
+// so nothing looked wrong; the instance must be in Fault, saying why, and
+// never master. Moving the address to eth0 clears the fault.
+func TestE2EUnicastSourceNotOnInterface(t *testing.T) {
+	lab.SkipIfNotRoot(t)
+	other := func(n byte) netip.Prefix { return netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, 100, n}), 24) }
+	topo := lab.Topology{Switches: []string{lanSw, "other"}}
+	topo.Hosts = []lab.HostSpec{
+		{Name: "r1", Links: []lab.LinkSpec{
+			{Iface: lanIf, Switch: lanSw, Addrs: []netip.Prefix{v4.host(11)}},
+			{Iface: "eth1", Switch: "other", Addrs: []netip.Prefix{other(11)}},
+		}},
+		{Name: "r2", Links: []lab.LinkSpec{{Iface: lanIf, Switch: lanSw, Addrs: []netip.Prefix{v4.host(12), other(12)}}}},
+	}
+	l := lab.BuildT(t, "vrrp-usrc", topo)
+	c1, c2 := instanceConfig("vi", 200, v4), instanceConfig("vi", 100, v4)
+	c1.UnicastSource, c1.UnicastPeers = other(11).Addr(), []netip.Addr{other(12).Addr()}
+	c2.UnicastSource, c2.UnicastPeers = other(12).Addr(), []netip.Addr{other(11).Addr()}
+	r1 := startRouter(t, l.Host("r1"), c1)
+	r2 := startRouter(t, l.Host("r2"), c2)
+	all := []*router{r1, r2}
+
+	waitFor(t, "r1 in fault", settle, func() bool { return r1.state() == vrrp.StateFault })
+	waitMaster(t, r2, []*router{r2})
+	want := "unicast_source 198.51.100.11 is not an address of eth0 (it is on eth1) (fault)"
+	if st := r1.in.Status(); !slices.Contains(st.Failing, want) {
+		t.Fatalf("r1 status failing %q, want %q", st.Failing, want)
+	}
+	// Never master meanwhile: two masters is what this prevents.
+	for end := time.Now().Add(5 * fast); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if s := r1.state(); s != vrrp.StateFault || r1.hasVIP() {
+			t.Fatalf("r1 is %v (VIP %v) with its source on another interface", s, r1.hasVIP())
+		}
+	}
+
+	if err := l.Host("r1").DelAddr("eth1", other(11)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Host("r1").AddAddr(lanIf, other(11)); err != nil {
+		t.Fatal(err)
+	}
+	waitMaster(t, r1, all)
+	if st := r1.in.Status(); len(st.Failing) != 0 {
+		t.Fatalf("r1 master with failing %q", st.Failing)
 	}
 }

@@ -119,7 +119,7 @@ virtual_addresses = [%q]
 			t.Fatal("vi1 was replaced, not updated in place")
 		}
 		waitFor(t, logs1, `msg="vrrp reload: instance updated in place" instance=vi1 why="changed: priority"`, 1)
-		waitFor(t, logs1, `msg="vrrp state change" instance=vi1 from=master to=backup`, 1)
+		waitFor(t, logs1, `msg="vrrp state change" component=vrrp vrrp_instance=vi1 from=master to=backup`, 1)
 		if strings.Contains(logs1.String(), "to=init") {
 			t.Fatalf("vi1 went through Init:\n%s", logs1.String())
 		}
