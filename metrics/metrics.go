@@ -35,6 +35,8 @@ var (
 	dVRRPDrops      = desc("vrrp_drops_total", "Received VRRP packets discarded, per reason.", "instance", "reason")
 	dVRRPIgnored    = desc("vrrp_ignored_total", "VRRP events that changed nothing, per reason.", "instance", "reason")
 	dVRRPTrans      = desc("vrrp_transitions_total", "VRRP state changes.", "instance")
+	dVRRPPrioChange = desc("vrrp_priority_changes_total", "Changes of the effective VRRP priority, per cause (track_script:NAME, track_interface:NAME, track_virtual_server:NAME, reload).", "vrrp_instance", "cause")
+	dVRRPSendErrWhy = desc("vrrp_send_error_reasons_total", "VRRP advertisements that could not be sent, per reason (the errno's name, e.g. ehostunreach).", "vrrp_instance", "reason")
 	dDirPasses      = desc("director_passes_total", "IPVS reconciliation passes.")
 	dDirFailed      = desc("director_failed_passes_total", "IPVS reconciliation passes with at least one failed operation.")
 	dDirWrites      = desc("director_writes_total", "IPVS netlink write calls, per operation.", "op")
@@ -66,7 +68,7 @@ var (
 
 var allDescs = []*prometheus.Desc{
 	dBuildInfo, dVRRPState, dVRRPPriority, dVRRPBasePrio, dVRRPSent, dVRRPRecv, dVRRPSendErr, dVRRPDrops,
-	dVRRPIgnored, dVRRPTrans, dDirPasses, dDirFailed, dDirWrites, dDirErrors, dSvcQuorum, dSvcSorry,
+	dVRRPIgnored, dVRRPTrans, dVRRPPrioChange, dVRRPSendErrWhy, dDirPasses, dDirFailed, dDirWrites, dDirErrors, dSvcQuorum, dSvcSorry,
 	dSvcInKernel, dSvcConns, dSvcBytes, dSvcPackets, dRealUp, dRealWeight, dRealActive, dRealInactive,
 	dRealConns, dCheckTotal, dCheckUp, dNotRunning, dConfigLoaded, dStartTimestamp,
 	dSyncRunning, dSyncWanted, dSyncChanges, dSyncFailures, dClusterMembers, dClusterProblem, dClusterBad,
@@ -142,6 +144,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for r, n := range in.Ignored {
 			counter(dVRRPIgnored, n, in.Name, r)
+		}
+		for c, n := range in.PriorityChanges {
+			counter(dVRRPPrioChange, n, in.Name, c)
+		}
+		for r, n := range in.SendErrorReasons {
+			counter(dVRRPSendErrWhy, n, in.Name, r)
 		}
 	}
 

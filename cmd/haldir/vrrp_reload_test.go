@@ -120,6 +120,12 @@ virtual_addresses = [%q]
 		}
 		waitFor(t, logs1, `msg="vrrp reload: instance updated in place" instance=vi1 why="changed: priority"`, 1)
 		waitFor(t, logs1, `msg="vrrp state change" component=vrrp vrrp_instance=vi1 from=master to=backup`, 1)
+		// Logged once: by the instance, not again by the daemon.
+		if n := strings.Count(logs1.String(), "from=master to=backup"); n != 1 {
+			t.Fatalf("the transition is logged %d times, want once:\n%s", n, logs1.String())
+		}
+		// The lowered priority is logged once too, with its cause.
+		waitFor(t, logs1, `msg="priority change" component=vrrp vrrp_instance=vi1 from=150 to=50 base=50 cause="reload: priority 50"`, 1)
 		if strings.Contains(logs1.String(), "to=init") {
 			t.Fatalf("vi1 went through Init:\n%s", logs1.String())
 		}
