@@ -35,8 +35,12 @@ Commands:
            running configuration); SIGTERM or SIGINT stops the daemon.
   check    validate a configuration file and print a summary of it
              -c FILE           configuration file (default ` + conf.DefaultPath + `)
-           exit status: 0 valid, 1 invalid (every error is printed),
-           2 the file cannot be read
+             --host            also check it against this host: interfaces
+                               exist, unicast_source is an address of its
+                               interface, notify/track/check commands are
+                               executable, IPVS and the schedulers can load
+           exit status: 0 valid, 1 invalid or a problem on this host
+           (every one is printed), 2 the file cannot be read
   status   show the running daemon's VRRP, IPVS and health check state
              -s SOCKET         control socket (default ` + conf.DefaultControlSocket + `)
              -c FILE           take global.control_socket from this file
