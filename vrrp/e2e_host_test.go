@@ -132,3 +132,34 @@ func TestE2EUnicastSourceNotOnInterface(t *testing.T) {
 		t.Fatalf("r1 master with failing %q", st.Failing)
 	}
 }
+
+// TestE2ESourceAddressRemoved removes the master's own address (its advert
+// source, picked at start) from its interface: its adverts cannot leave as
+// before, so it goes to Fault with the reason and r2 takes over; with the
+// address back it recovers and, with the higher priority, takes over again.
+func TestE2ESourceAddressRemoved(t *testing.T) {
+	lab.SkipIfNotRoot(t)
+	l := buildLAN(t, 2)
+	r1 := startRouter(t, l.Host("r1"), instanceConfig("vi", 200, v4))
+	r2 := startRouter(t, l.Host("r2"), instanceConfig("vi", 100, v4))
+	all := []*router{r1, r2}
+	waitMaster(t, r1, all)
+
+	if err := l.Host("r1").DelAddr(lanIf, v4.host(11)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "r1 in fault", settle, func() bool { return r1.state() == vrrp.StateFault })
+	waitMaster(t, r2, []*router{r2})
+	st := r1.in.Status()
+	if len(st.Failing) == 0 || !strings.Contains(strings.Join(st.Failing, "; "), "192.0.2.11") {
+		t.Fatalf("r1 in fault, failing %q: want the source address named", st.Failing)
+	}
+
+	if err := l.Host("r1").AddAddr(lanIf, v4.host(11)); err != nil {
+		t.Fatal(err)
+	}
+	waitMaster(t, r1, all)
+	if st := r1.in.Status(); len(st.Failing) != 0 {
+		t.Fatalf("r1 master with failing %q", st.Failing)
+	}
+}

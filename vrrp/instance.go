@@ -513,12 +513,7 @@ func (in *Instance) Run(ctx context.Context) error {
 			st.run(runCtx, trackCh)
 		}()
 	}
-	sourceFailing := track[keySource].failing
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		rt.path.run(runCtx, sourceFailing, trackCh)
-	}()
+	rt.path.start(runCtx, &wg, track[keySource].failing, trackCh)
 
 	for _, v := range in.cfg.TrackVirtualSrvs {
 		track[vsKeyPrefix+v.Name] = &trackItem{weight: v.Weight, desc: "track_virtual_server " + v.Name, down: "down"}
@@ -530,7 +525,7 @@ func (in *Instance) Run(ctx context.Context) error {
 		return fmt.Errorf("vrrp instance %q: %w", in.cfg.Name, err)
 	}
 	defer timer.close()
-	d = &driver{in: in, m: m, rt: rt, notify: notify, timer: timer}
+	d = &driver{in: in, m: m, rt: rt, notify: notify, timer: timer, track: track}
 	d.tracked(track, true)
 	d.handle(EvStartup{})
 	for {
@@ -654,6 +649,10 @@ type driver struct {
 	announceDone   chan struct{}
 
 	lastTrack map[string]bool // tracking.snapshot at the last tracked
+	// track is Run's tracking; handle sets its keySend item when a send
+	// broke the path (sendFault), before anything else happens.
+	track     tracking
+	sendFault *sendFailure
 }
 
 func (d *driver) handle(ev Event) {
@@ -678,6 +677,16 @@ func (d *driver) handle(ev Event) {
 	in.status.MasterAddr = d.m.MasterAddr()
 	in.status.MasterInterval = d.m.MasterInterval()
 	in.mu.Unlock()
+	// A send that broke the path puts the instance in Fault now, not when
+	// the path watch's report comes round: a master that cannot advertise
+	// must not stay one.
+	if f := d.sendFault; f != nil {
+		d.sendFault = nil
+		if it := d.track[keySend]; it != nil && !it.failing {
+			it.failing, it.reason = true, f.why
+			d.tracked(d.track, false)
+		}
+	}
 }
 
 func (d *driver) do(now time.Time, a Action) {
@@ -696,6 +705,11 @@ func (d *driver) do(now time.Time, a Action) {
 		}
 	case ActAnnounce:
 		d.stopAnnounce()
+		if d.sendFault != nil {
+			// The advert before this failed: Fault follows at once;
+			// announcing would pull the traffic here first.
+			return
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		d.announceCancel, d.announceDone = cancel, done
@@ -759,10 +773,16 @@ func (d *driver) send(prio uint8) {
 		}
 		in.mu.Unlock()
 		if err != nil {
-			fault := sendFault(err)
+			fault, routed := sendFault(err)
 			in.log.Warn("sending advert", "dst", dst, "src", d.rt.src, "err", err, "fault", fault)
-			if fault && d.rt.path != nil {
-				d.rt.path.sendFailed(fmt.Sprintf("adverts to %v from %v cannot be sent: %v", dst, d.rt.src, err))
+			if fault {
+				f := sendFailure{why: fmt.Sprintf("adverts to %v from %v cannot be sent: %v", dst, d.rt.src, err), routed: routed}
+				if d.sendFault == nil {
+					d.sendFault = &f
+				}
+				if d.rt.path != nil {
+					d.rt.path.sendFailed(f)
+				}
 			}
 		}
 	}

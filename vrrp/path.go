@@ -26,14 +26,19 @@ import (
 //     expect, or (with the kernel's on-link assumption for a bound socket)
 //     through another route, or not at all (EINVAL).
 //   - keySend fails when sending an advert fails with an error that says
-//     the path is broken (sendFaults); it clears once a route lookup from
-//     the source through the interface to every destination succeeds
-//     again, checked every probeInterval.
+//     the path is broken (sendFaults). The driver sets it at once, so a
+//     new master that cannot send does not announce its addresses. It
+//     clears once a route lookup from the source through the interface to
+//     every destination succeeds again, checked every probeInterval; for
+//     errors a route lookup cannot see (a firewall's EPERM) it clears
+//     after a backoff that doubles up to maxBackoff while they recur, and
+//     the next advert as master tries again.
 const (
 	keySource = "path:source"
 	keySend   = "path:send"
 
 	probeInterval = time.Second
+	maxBackoff    = time.Minute
 )
 
 // sendFaults are the send errors that put an instance in Fault: the
@@ -56,17 +61,25 @@ func SendErrorReason(err error) string {
 	return "other"
 }
 
-func sendFault(err error) bool {
+// sendFault is whether err puts the instance in Fault, and whether a route
+// lookup shows when the cause is gone (else: a backoff).
+func sendFault(err error) (fault, routed bool) {
 	var errno syscall.Errno
 	if !errors.As(err, &errno) {
-		return false
+		return false, false
 	}
 	for _, e := range sendFaults {
 		if errno == e {
-			return true
+			return true, errno != unix.EPERM && errno != unix.EACCES
 		}
 	}
-	return false
+	return false, false
+}
+
+// sendFailure is one send error that broke the path.
+type sendFailure struct {
+	why    string
+	routed bool
 }
 
 // pathWatch keeps the send path under watch and reports keySource and
@@ -80,7 +93,10 @@ type pathWatch struct {
 	updates    chan netlink.AddrUpdate
 	done       chan struct{}
 	stopOnce   sync.Once
-	failed     chan string // a send failed: why (one slot; the first wins)
+	failed     chan sendFailure // one slot; the first wins
+	// running: run owns h from here and closes it when it returns, so
+	// that close never pulls the handle from under a lookup.
+	running bool
 }
 
 // openPathWatch subscribes to address changes in the calling thread's
@@ -92,7 +108,7 @@ func openPathWatch(ifi *net.Interface, src netip.Addr, configured bool, dsts []n
 		return nil, trackUpdate{}, err
 	}
 	p := &pathWatch{h: h, ifi: ifi, src: src, configured: configured, dsts: dsts,
-		updates: make(chan netlink.AddrUpdate, 64), done: make(chan struct{}), failed: make(chan string, 1)}
+		updates: make(chan netlink.AddrUpdate, 64), done: make(chan struct{}), failed: make(chan sendFailure, 1)}
 	if err := netlink.AddrSubscribeWithOptions(p.updates, p.done, netlink.AddrSubscribeOptions{}); err != nil {
 		h.Close()
 		return nil, trackUpdate{}, fmt.Errorf("address subscription: %w", err)
@@ -100,17 +116,32 @@ func openPathWatch(ifi *net.Interface, src netip.Addr, configured bool, dsts []n
 	return p, p.checkSource(), nil
 }
 
+// close stops the address subscription (and run, through its context).
+// Call it from the goroutine that started run.
 func (p *pathWatch) close() {
 	p.stopOnce.Do(func() {
 		close(p.done)
-		p.h.Close()
+		if !p.running {
+			p.h.Close()
+		}
 	})
 }
 
+// start runs run in a goroutine counted by wg.
+func (p *pathWatch) start(ctx context.Context, wg *sync.WaitGroup, sourceFailing bool, out chan<- trackUpdate) {
+	p.running = true
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer p.h.Close()
+		p.run(ctx, sourceFailing, out)
+	}()
+}
+
 // sendFailed reports a send error that breaks the path. It never blocks.
-func (p *pathWatch) sendFailed(why string) {
+func (p *pathWatch) sendFailed(f sendFailure) {
 	select {
-	case p.failed <- why:
+	case p.failed <- f:
 	default:
 	}
 }
@@ -173,6 +204,9 @@ func (p *pathWatch) run(ctx context.Context, sourceFailing bool, out chan<- trac
 	defer t.Stop()
 	source := trackUpdate{key: keySource, failing: sourceFailing}
 	sendFailing := false
+	var failure sendFailure
+	var retryAt, clearedAt time.Time
+	backoff := probeInterval
 	report := func(u trackUpdate) bool {
 		select {
 		case out <- u:
@@ -200,10 +234,17 @@ func (p *pathWatch) run(ctx context.Context, sourceFailing bool, out chan<- trac
 			if !recheck() {
 				return
 			}
-		case why := <-p.failed:
+		case f := <-p.failed:
 			if !sendFailing {
-				sendFailing = true
-				if !report(trackUpdate{key: keySend, failing: true, reason: why}) {
+				sendFailing, failure = true, f
+				// Recurring soon after the last retry: wait longer.
+				if !clearedAt.IsZero() && time.Since(clearedAt) < maxBackoff {
+					backoff = min(2*backoff, maxBackoff)
+				} else {
+					backoff = probeInterval
+				}
+				retryAt = time.Now().Add(backoff)
+				if !report(trackUpdate{key: keySend, failing: true, reason: f.why}) {
 					return
 				}
 			}
@@ -211,14 +252,17 @@ func (p *pathWatch) run(ctx context.Context, sourceFailing bool, out chan<- trac
 			if !recheck() {
 				return
 			}
-			if sendFailing && p.probe() == nil {
+			if !sendFailing {
+				continue
+			}
+			if failure.routed && p.probe() == nil || !failure.routed && !time.Now().Before(retryAt) {
 				// Errors of sends made before the fault took effect (the
 				// resignation) say nothing new.
 				select {
 				case <-p.failed:
 				default:
 				}
-				sendFailing = false
+				sendFailing, clearedAt = false, time.Now()
 				if !report(trackUpdate{key: keySend}) {
 					return
 				}

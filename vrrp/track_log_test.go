@@ -107,7 +107,7 @@ func testDriver(t *testing.T, rec *recorder) (*driver, *fakeConn) {
 	notify := newNotifier(time.Second, func(error) {})
 	t.Cleanup(notify.close)
 	c := &fakeConn{}
-	rt := &runtime{src: src, conn: c, xmit: c, path: &pathWatch{failed: make(chan string, 1)}, log: in.log}
+	rt := &runtime{src: src, conn: c, xmit: c, path: &pathWatch{failed: make(chan sendFailure, 1)}, log: in.log}
 	return &driver{in: in, m: m, rt: rt, notify: notify, timer: timer}, c
 }
 
@@ -186,35 +186,65 @@ func TestPriorityChangeLogged(t *testing.T) {
 }
 
 // TestSendErrorFaults checks that an advert that cannot be sent is counted
-// per reason and reported to the path watch (which puts the instance in
-// Fault), while a transient error is only counted.
+// per reason, puts the instance in Fault at once with the error as the
+// reason, and is reported to the path watch (which clears it: by a route
+// lookup, or after a backoff for a firewall's EPERM); a transient error is
+// only counted.
 func TestSendErrorFaults(t *testing.T) {
+	sendErr := func(e unix.Errno) error {
+		return &net.OpError{Op: "write", Net: "ip4:112", Err: os.NewSyscallError("sendmsg", e)}
+	}
 	for _, tc := range []struct {
 		err    error
 		reason string
 		fault  bool
+		routed bool
 	}{
-		{&net.OpError{Op: "write", Net: "ip4:112", Err: os.NewSyscallError("sendmsg", unix.EHOSTUNREACH)}, "ehostunreach", true},
-		{&net.OpError{Op: "write", Net: "ip4:112", Err: os.NewSyscallError("sendmsg", unix.EINVAL)}, "einval", true},
-		{&net.OpError{Op: "write", Net: "ip4:112", Err: os.NewSyscallError("sendmsg", unix.ENOBUFS)}, "enobufs", false},
+		{sendErr(unix.EHOSTUNREACH), "ehostunreach", true, true},
+		{sendErr(unix.EINVAL), "einval", true, true},
+		{sendErr(unix.EPERM), "eperm", true, false},
+		{sendErr(unix.ENOBUFS), "enobufs", false, false},
 	} {
 		t.Run(tc.reason, func(t *testing.T) {
-			d, c := testDriver(t, newRecorder())
+			rec := newRecorder()
+			d, c := testDriver(t, rec)
+			d.track = tracking{keySend: {desc: "advert sending", down: "failing"}}
+			d.tracked(d.track, true)
+			d.handle(EvStartup{})
+			rec.take("vrrp state change")
 			c.err = tc.err
 			d.send(100)
+			d.handle(EvTimer{}) // the next event finds the broken send
 			st := d.in.Status()
 			if st.SendErrors != 1 || st.SendErrorReasons[tc.reason] != 1 {
 				t.Fatalf("SendErrors %d, reasons %v; want 1 %s", st.SendErrors, st.SendErrorReasons, tc.reason)
 			}
+			why := "adverts to 224.0.0.18 from 192.0.2.11 cannot be sent: write ip4:112: sendmsg: " + tc.err.(*net.OpError).Err.(*os.SyscallError).Err.Error()
+			sc := rec.take("vrrp state change")
+			if !tc.fault {
+				if st.State != StateBackup || len(sc) != 0 {
+					t.Fatalf("a transient error changed the state to %v: %+v", st.State, sc)
+				}
+				select {
+				case f := <-d.rt.path.failed:
+					t.Fatalf("transient error reported as a broken path: %+v", f)
+				default:
+				}
+				return
+			}
+			if st.State != StateFault || len(sc) != 1 || sc[0].attrs["reason"] != "tracking fault: "+why+" (fault)" {
+				t.Fatalf("state %v, transitions %+v; want one to fault because %s", st.State, sc, why)
+			}
+			if !slices.Equal(st.Failing, []string{why + " (fault)"}) {
+				t.Errorf("status failing %q", st.Failing)
+			}
 			select {
-			case why := <-d.rt.path.failed:
-				if !tc.fault {
-					t.Fatalf("transient error reported as a broken path: %s", why)
+			case f := <-d.rt.path.failed:
+				if f.why != why || f.routed != tc.routed {
+					t.Fatalf("path watch told %+v, want %q routed %v", f, why, tc.routed)
 				}
 			default:
-				if tc.fault {
-					t.Fatal("the send error was not reported to the path watch")
-				}
+				t.Fatal("the send error was not reported to the path watch")
 			}
 		})
 	}
