@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/lab"
+	"github.com/haldir-lb/haldir/lab/vm"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -162,4 +164,32 @@ func TestE2ESourceAddressRemoved(t *testing.T) {
 	if st := r1.in.Status(); len(st.Failing) != 0 {
 		t.Fatalf("r1 master with failing %q", st.Failing)
 	}
+}
+
+// TestVMElectionMinimalKernel runs an election and a failover in the lab
+// VM, whose kernel has xfrm_user and nfnetlink as modules that the VM does
+// not load (lab/vm IPVSModules): as on a hardened host
+// (kernel.modules_disabled=1), opening a NETLINK_XFRM or NETLINK_NETFILTER
+// socket fails there with "protocol not supported", so the instances only
+// run when they open NETLINK_ROUTE alone. Natively (a host kernel with
+// IPVS) it runs here.
+func TestVMElectionMinimalKernel(t *testing.T) {
+	if vm.RunInVM(t) {
+		return
+	}
+	lab.SkipIfNotRoot(t)
+	l := buildLAN(t, 2)
+	before := netlinkSockets(t, l.Host("r1")) // the kernel's own (audit, uevent, ...)
+	c1 := instanceConfig("vi", 200, v4)
+	c1.TrackInterfaces = []conf.TrackIface{{Name: lanIf, Weight: -10}}
+	r1 := startRouter(t, l.Host("r1"), c1)
+	r2 := startRouter(t, l.Host("r2"), instanceConfig("vi", 100, v4))
+	waitMaster(t, r1, []*router{r1, r2})
+	for inode, proto := range netlinkSockets(t, l.Host("r1")) {
+		if _, ok := before[inode]; !ok && proto != 0 {
+			t.Errorf("r1 holds a netlink socket of protocol %d (inode %s)", proto, inode)
+		}
+	}
+	r1.stop()
+	waitMaster(t, r2, []*router{r2})
 }
