@@ -229,6 +229,23 @@ virtual_addresses = [%q]
 			t.Fatal("an instance was replaced")
 		}
 	})
+
+	// A reload to a unicast_source of another interface (extra0, from the
+	// subtest above) restarts vi1 into Fault, saying why, instead of a
+	// master whose adverts r2 never takes for its peer's; the next reload
+	// fixes it.
+	t.Run("unicast_source of another interface faults", func(t *testing.T) {
+		reload(parse(vi1(150) + "unicast_source = \"198.51.100.1\"\nunicast_peers = [\"192.0.2.12\"]\n"))
+		why := "unicast_source 198.51.100.1 is not an address of eth0 (it is on extra0) (fault)"
+		waitState(c1, logs1, "vi1", func(st vrrp.Status) bool {
+			return st.State == vrrp.StateFault && slices.Equal(st.Failing, []string{why})
+		}, "r1's vi1 in fault")
+		waitFor(t, logs1, `to=fault reason="fault at startup: `+why+`"`, 1)
+		waitState(c2, logs2, "vi1", is(vrrp.StateMaster, 100), "r2 master")
+		reload(parse(vi1(150)))
+		waitState(c1, logs1, "vi1", is(vrrp.StateMaster, 150), "r1 master again")
+		waitState(c2, logs2, "vi1", is(vrrp.StateBackup, 100), "r2 backup again")
+	})
 }
 
 // TestVRRPReloadSyncGroup reloads a sync group: a change to one member
