@@ -35,8 +35,6 @@ var (
 	dVRRPDrops      = desc("vrrp_drops_total", "Received VRRP packets discarded, per reason.", "instance", "reason")
 	dVRRPIgnored    = desc("vrrp_ignored_total", "VRRP events that changed nothing, per reason.", "instance", "reason")
 	dVRRPTrans      = desc("vrrp_transitions_total", "VRRP state changes.", "instance")
-	dVRRPPrioChange = desc("vrrp_priority_changes_total", "Changes of the effective VRRP priority, per cause (track_script:NAME, track_interface:NAME, track_virtual_server:NAME, reload).", "vrrp_instance", "cause")
-	dVRRPSendErrWhy = desc("vrrp_send_error_reasons_total", "VRRP advertisements that could not be sent, per reason (the errno's name, e.g. ehostunreach).", "vrrp_instance", "reason")
 	dDirPasses      = desc("director_passes_total", "IPVS reconciliation passes.")
 	dDirFailed      = desc("director_failed_passes_total", "IPVS reconciliation passes with at least one failed operation.")
 	dDirWrites      = desc("director_writes_total", "IPVS netlink write calls, per operation.", "op")
@@ -64,6 +62,8 @@ var (
 	dClusterMembers = desc("cluster_members", "Directors in the cluster view, per status (this one included, as alive).", "status")
 	dClusterProblem = desc("cluster_problems", "Problems the cluster view reports now (split brain, config drift), per kind.", "kind")
 	dClusterBad     = desc("cluster_malformed_states_total", "Gossiped director states dropped because they did not decode.")
+	dVRRPPrioChange = desc("vrrp_priority_changes_total", "Changes of the effective VRRP priority, per cause (track_script:NAME, track_interface:NAME, track_virtual_server:NAME, reload).", "vrrp_instance", "cause")
+	dVRRPSendErrWhy = desc("vrrp_send_error_reasons_total", "VRRP advertisements that could not be sent, per reason (the errno's name, e.g. ehostunreach).", "vrrp_instance", "reason")
 )
 
 var allDescs = []*prometheus.Desc{

@@ -526,7 +526,7 @@ func (in *Instance) Run(ctx context.Context) error {
 	}
 	defer timer.close()
 	d = &driver{in: in, m: m, rt: rt, notify: notify, timer: timer, track: track}
-	d.tracked(track, true)
+	d.applyTracking(track, true)
 	d.handle(EvStartup{})
 	for {
 		select {
@@ -541,10 +541,10 @@ func (in *Instance) Run(ctx context.Context) error {
 			if it := track[u.key]; it != nil {
 				it.failing, it.reason = u.failing, u.reason
 			}
-			d.tracked(track, false)
+			d.tracked(track)
 		case <-in.vs.kick:
 			in.vs.apply(track)
-			d.tracked(track, false)
+			d.tracked(track)
 		case ev := <-in.groupCh:
 			d.handle(ev)
 		case <-in.reconf:
@@ -559,10 +559,15 @@ func (in *Instance) Run(ctx context.Context) error {
 	}
 }
 
-// tracked hands a tracking change to the machine and the sync group, and
-// logs and counts a change of the effective priority with its causes.
-// At startup (initial) a machine with nothing failing is left alone.
-func (d *driver) tracked(t tracking, initial bool) {
+// tracked hands a tracking change to the machine and the sync group.
+func (d *driver) tracked(t tracking) {
+	d.applyTracking(t, false)
+}
+
+// applyTracking is tracked; it also logs and counts a change of the
+// effective priority with its causes. At startup (initial) a machine with
+// nothing failing is left alone.
+func (d *driver) applyTracking(t tracking, initial bool) {
 	causes := t.changes(d.lastTrack)
 	d.lastTrack = t.snapshot()
 	old := d.m.Priority()
@@ -684,7 +689,7 @@ func (d *driver) handle(ev Event) {
 		d.sendFault = nil
 		if it := d.track[keySend]; it != nil && !it.failing {
 			it.failing, it.reason = true, f.why
-			d.tracked(d.track, false)
+			d.tracked(d.track)
 		}
 	}
 }

@@ -123,7 +123,7 @@ func TestPriorityChangeLogged(t *testing.T) {
 		"iface:eth0":   {desc: "interface eth0", down: "down"},
 		"script:0:chk": {weight: -10, desc: "track_script chk", down: "failing"},
 	}
-	d.tracked(track, true)
+	d.applyTracking(track, true)
 	d.handle(EvStartup{})
 	if got := rec.take("vrrp state change"); len(got) != 1 || got[0].attrs["to"] != "backup" {
 		t.Fatalf("startup logged %d state changes, want 1 to backup: %+v", len(got), got)
@@ -147,8 +147,8 @@ func TestPriorityChangeLogged(t *testing.T) {
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
 			track["script:0:chk"].failing = s.failing
-			d.tracked(track, false)
-			d.tracked(track, false) // the same state again: no second record
+			d.tracked(track)
+			d.tracked(track) // the same state again: no second record
 			got := rec.take("priority change")
 			if len(got) != 1 {
 				t.Fatalf("%d priority change records, want 1: %+v", len(got), got)
@@ -175,7 +175,7 @@ func TestPriorityChangeLogged(t *testing.T) {
 
 	// A weight-0 failure is a transition, logged once with its cause.
 	track["iface:eth0"].failing = true
-	d.tracked(track, false)
+	d.tracked(track)
 	got := rec.take("vrrp state change")
 	if len(got) != 1 || got[0].attrs["to"] != "fault" || got[0].attrs["reason"] != "tracking fault: interface eth0 down (fault)" {
 		t.Fatalf("fault logged as %+v, want one record to fault naming interface eth0", got)
@@ -209,7 +209,7 @@ func TestSendErrorFaults(t *testing.T) {
 			rec := newRecorder()
 			d, c := testDriver(t, rec)
 			d.track = tracking{keySend: {desc: "advert sending", down: "failing"}}
-			d.tracked(d.track, true)
+			d.applyTracking(d.track, true)
 			d.handle(EvStartup{})
 			rec.take("vrrp state change")
 			c.err = tc.err
