@@ -39,8 +39,9 @@ Commands:
                                exist, unicast_source is an address of its
                                interface, notify/track/check commands are
                                executable, IPVS and the schedulers can load
-           exit status: 0 valid, 1 invalid or a problem on this host
-           (every one is printed), 2 the file cannot be read
+                               (exit status 1 on any problem, each printed)
+           exit status: 0 valid, 1 invalid (every error is printed),
+           2 the file cannot be read
   status   show the running daemon's VRRP, IPVS and health check state
              -s SOCKET         control socket (default ` + conf.DefaultControlSocket + `)
              -c FILE           take global.control_socket from this file
