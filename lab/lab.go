@@ -228,7 +228,9 @@ func (l *Lab) newNamespace(name string) (*Host, error) {
 	// Registered for teardown at once; AddHost lists the host only once it
 	// is fully set up.
 	l.track(nsCloser{h})
-	nl, err := netlink.NewHandleAt(ns)
+	// NETLINK_ROUTE only: a handle with every family fails on kernels
+	// without xfrm_user or nfnetlink, which neither the lab nor haldir needs.
+	nl, err := netlink.NewHandleAt(ns, syscall.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("lab %s: netlink handle in %s: %w", l.id, h.nsName, err)
 	}

@@ -70,11 +70,13 @@ var (
 	dClusterMembers = desc("cluster_members", "Directors in the cluster view, per status (this one included, as alive).", "status")
 	dClusterProblem = desc("cluster_problems", "Problems the cluster view reports now (split brain, config drift), per kind.", "kind")
 	dClusterBad     = desc("cluster_malformed_states_total", "Gossiped director states dropped because they did not decode.")
+	dVRRPPrioChange = desc("vrrp_priority_changes_total", "Changes of the effective VRRP priority, per cause (track_script:NAME, track_interface:NAME, track_virtual_server:NAME, reload).", "vrrp_instance", "cause")
+	dVRRPSendErrWhy = desc("vrrp_send_error_reasons_total", "VRRP advertisements that could not be sent, per reason (the errno's name, e.g. ehostunreach).", "vrrp_instance", "reason")
 )
 
 var allDescs = []*prometheus.Desc{
 	dBuildInfo, dVRRPState, dVRRPPriority, dVRRPBasePrio, dVRRPSent, dVRRPRecv, dVRRPSendErr, dVRRPDrops,
-	dVRRPIgnored, dVRRPTrans, dDirPasses, dDirFailed, dDirWrites, dDirErrors, dSvcQuorum, dSvcSorry,
+	dVRRPIgnored, dVRRPTrans, dVRRPPrioChange, dVRRPSendErrWhy, dDirPasses, dDirFailed, dDirWrites, dDirErrors, dSvcQuorum, dSvcSorry,
 	dSvcInKernel, dSvcConns, dSvcBytes, dSvcPackets, dRealUp, dRealWeight, dRealActive, dRealInactive,
 	dRealConns, dCheckTotal, dCheckUp, dNotRunning, dConfigLoaded, dStartTimestamp,
 	dSyncRunning, dSyncWanted, dSyncChanges, dSyncFailures, dClusterMembers, dClusterProblem, dClusterBad,
@@ -150,6 +152,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for r, n := range in.Ignored {
 			counter(dVRRPIgnored, n, in.Name, r)
+		}
+		for c, n := range in.PriorityChanges {
+			counter(dVRRPPrioChange, n, in.Name, c)
+		}
+		for r, n := range in.SendErrorReasons {
+			counter(dVRRPSendErrWhy, n, in.Name, r)
 		}
 	}
 

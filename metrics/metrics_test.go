@@ -320,3 +320,26 @@ haldir_cluster_malformed_states_total 4
 		t.Error(err)
 	}
 }
+
+// TestCollectorVRRPCauses exports the counts of priority changes per cause
+// and of send errors per reason.
+func TestCollectorVRRPCauses(t *testing.T) {
+	c := New(func() control.Status {
+		return control.Status{VRRP: []vrrp.Status{{Name: "VI_1",
+			PriorityChanges:  map[string]uint64{"track_script:chk": 2, "reload": 1},
+			SendErrorReasons: map[string]uint64{"ehostunreach": 3}}}}
+	})
+	const want = `
+# HELP haldir_vrrp_priority_changes_total Changes of the effective VRRP priority, per cause (track_script:NAME, track_interface:NAME, track_virtual_server:NAME, reload).
+# TYPE haldir_vrrp_priority_changes_total counter
+haldir_vrrp_priority_changes_total{cause="reload",vrrp_instance="VI_1"} 1
+haldir_vrrp_priority_changes_total{cause="track_script:chk",vrrp_instance="VI_1"} 2
+# HELP haldir_vrrp_send_error_reasons_total VRRP advertisements that could not be sent, per reason (the errno's name, e.g. ehostunreach).
+# TYPE haldir_vrrp_send_error_reasons_total counter
+haldir_vrrp_send_error_reasons_total{reason="ehostunreach",vrrp_instance="VI_1"} 3
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
+		"haldir_vrrp_priority_changes_total", "haldir_vrrp_send_error_reasons_total"); err != nil {
+		t.Error(err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/internal/benchenv"
@@ -243,7 +244,7 @@ func takeoverBreakdown(tb testing.TB, interval time.Duration, rounds int) string
 // for one IPv4 VIP: LinkByIndex, AddrReplace, AddrDel.
 func netlinkVIPCost(tb testing.TB, h *lab.Host, n int) (get, add, del []time.Duration) {
 	err := h.Do(func() error {
-		nh, err := netlink.NewHandle()
+		nh, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			return err
 		}

@@ -92,7 +92,7 @@ func (im benchImpl) argv(dir, cfg string) []string {
 // backupLine matches the log line of an instance entering Backup.
 func (im benchImpl) backupLine() *regexp.Regexp {
 	if im.name == implHaldir {
-		return regexp.MustCompile(`msg="state change".* to=backup`)
+		return regexp.MustCompile(`msg="vrrp state change".* to=backup`)
 	}
 	return regexp.MustCompile(`Entering BACKUP STATE`)
 }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,13 +54,23 @@ type Status struct {
 	AdvertsSent    uint64
 	AdvertsRecv    uint64 // accepted by Decode
 	SendErrors     uint64
-	Transitions    uint64
-	Drops          map[string]uint64 // per DropReason name
-	Ignored        map[string]uint64 // per IgnoreReason
-	LastChange     time.Time
-	// Failing lists the tracked items now failing, which lower the
-	// priority or hold the instance in Fault ("interface eth1",
-	// "script chk", "virtual_server web").
+	// SendErrorReasons counts the send errors per reason (SendErrorReason).
+	SendErrorReasons map[string]uint64 `json:",omitempty"`
+	// PriorityChanges counts the changes of the effective priority per
+	// cause: "track_script:chk", "track_interface:eth1",
+	// "track_virtual_server:web", "reload". A change with two causes counts
+	// for each.
+	PriorityChanges map[string]uint64 `json:",omitempty"`
+	Transitions     uint64
+	Drops           map[string]uint64 // per DropReason name
+	Ignored         map[string]uint64 // per IgnoreReason
+	LastChange      time.Time
+	// Failing describes the tracked items now failing, which lower the
+	// priority by their weight or hold the instance in Fault:
+	// "track_script chk failing -10", "track_interface eth1 down (fault)",
+	// "track_virtual_server web down -50", "interface eth0 down (fault)",
+	// "unicast_source 10.0.0.1 is not an address of eth0 (it is on eth1)
+	// (fault)".
 	Failing []string `json:",omitempty"`
 	// VMACInterface is the macvlan carrying the virtual MAC (use_vmac).
 	VMACInterface string `json:",omitempty"`
@@ -225,6 +237,8 @@ func (in *Instance) Status() Status {
 	in.mu.Lock()
 	s := in.status
 	s.Failing = slices.Clone(in.status.Failing)
+	s.SendErrorReasons = maps.Clone(in.status.SendErrorReasons)
+	s.PriorityChanges = maps.Clone(in.status.PriorityChanges)
 	s.Ignored = make(map[string]uint64, len(in.status.Ignored))
 	for k, v := range in.status.Ignored {
 		s.Ignored[k] = v
@@ -243,6 +257,7 @@ type runtime struct {
 	vmac     *vmac      // use_vmac
 	vips     *vipManager
 	announce *announcer
+	path     *pathWatch
 	linkStop func()
 	initial  []trackUpdate
 	log      *slog.Logger
@@ -263,7 +278,10 @@ func (in *Instance) open(ctx context.Context, trackCh chan<- trackUpdate) (*runt
 		if err != nil {
 			return fmt.Errorf("vrrp instance %q: interface %q: %w", in.cfg.Name, in.cfg.Interface, err)
 		}
-		h, err := netlink.NewHandle()
+		// NETLINK_ROUTE only: NewHandle() with no family also opens XFRM
+		// and NETFILTER sockets, which fail ("protocol not supported") on
+		// hosts that cannot load xfrm_user or nfnetlink.
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			return fmt.Errorf("vrrp instance %q: netlink: %w", in.cfg.Name, err)
 		}
@@ -314,6 +332,12 @@ func (in *Instance) open(ctx context.Context, trackCh chan<- trackUpdate) (*runt
 		if err != nil {
 			return fmt.Errorf("vrrp instance %q: link subscription: %w", in.cfg.Name, err)
 		}
+		var src trackUpdate
+		rt.path, src, err = openPathWatch(rt.ifi, rt.src, in.cfg.UnicastSource.IsValid(), in.destinations())
+		if err != nil {
+			return fmt.Errorf("vrrp instance %q: %w", in.cfg.Name, err)
+		}
+		rt.initial = append(rt.initial, src)
 		return nil
 	})
 	if err != nil {
@@ -335,6 +359,9 @@ func (rt *runtime) close() {
 	}
 	if rt.linkStop != nil {
 		rt.linkStop()
+	}
+	if rt.path != nil {
+		rt.path.close()
 	}
 	if rt.vmac != nil {
 		if err := rt.vmac.remove(); err != nil {
@@ -462,19 +489,25 @@ func (in *Instance) Run(ctx context.Context) error {
 		defer wg.Done()
 		in.readLoop(runCtx, rt.conn, pkts)
 	}()
-	track := tracking{}
-	for _, t := range rt.initial {
-		track[t.key] = &trackItem{failing: t.failing}
+	track := tracking{
+		keySource: {desc: "advert source", down: "unusable"},
+		keySend:   {desc: "advert sending", down: "failing"},
 	}
-	track["iface:"+in.cfg.Interface].weight = 0
+	for _, t := range rt.initial {
+		if it := track[t.key]; it != nil {
+			it.failing, it.reason = t.failing, t.reason
+			continue
+		}
+		track[t.key] = &trackItem{failing: t.failing, desc: "interface " + strings.TrimPrefix(t.key, "iface:"), down: "down"}
+	}
 	for _, t := range in.cfg.TrackInterfaces {
 		if it := track["iface:"+t.Name]; it != nil {
-			it.weight = t.Weight
+			it.weight, it.desc = t.Weight, "track_interface "+t.Name
 		}
 	}
 	for i, s := range in.cfg.TrackScripts {
 		key := fmt.Sprintf("script:%d:%s", i, s.Name)
-		track[key] = &trackItem{weight: s.Weight}
+		track[key] = &trackItem{weight: s.Weight, desc: "track_script " + s.Name, down: "failing"}
 		st := scriptTracker{key: key, argv: s.Command, interval: s.Interval.D(), timeout: s.Timeout.D(), rise: s.Rise, fall: s.Fall}
 		wg.Add(1)
 		go func() {
@@ -482,9 +515,10 @@ func (in *Instance) Run(ctx context.Context) error {
 			st.run(runCtx, trackCh)
 		}()
 	}
+	rt.path.start(runCtx, &wg, track[keySource].failing, trackCh)
 
 	for _, v := range in.cfg.TrackVirtualSrvs {
-		track[vsKeyPrefix+v.Name] = &trackItem{weight: v.Weight}
+		track[vsKeyPrefix+v.Name] = &trackItem{weight: v.Weight, desc: "track_virtual_server " + v.Name, down: "down"}
 	}
 	in.vs.apply(track)
 
@@ -493,16 +527,8 @@ func (in *Instance) Run(ctx context.Context) error {
 		return fmt.Errorf("vrrp instance %q: %w", in.cfg.Name, err)
 	}
 	defer timer.close()
-	d = &driver{in: in, m: m, rt: rt, notify: notify, timer: timer}
-	in.mu.Lock()
-	in.status.Failing = track.failing()
-	in.mu.Unlock()
-	if ev := track.event(); ev != (EvTracking{}) {
-		d.handle(ev)
-	}
-	if in.group != nil {
-		in.group.memberFault(in, track.event().Fault)
-	}
+	d = &driver{in: in, m: m, rt: rt, notify: notify, timer: timer, track: track}
+	d.applyTracking(track, true)
 	d.handle(EvStartup{})
 	for {
 		select {
@@ -515,7 +541,7 @@ func (in *Instance) Run(ctx context.Context) error {
 			d.handle(EvTimer{})
 		case u := <-trackCh:
 			if it := track[u.key]; it != nil {
-				it.failing = u.failing
+				it.failing, it.reason = u.failing, u.reason
 			}
 			d.tracked(track)
 		case <-in.vs.kick:
@@ -558,14 +584,52 @@ func (in *Instance) Ping(ctx context.Context) error {
 
 // tracked hands a tracking change to the machine and the sync group.
 func (d *driver) tracked(t tracking) {
+	d.applyTracking(t, false)
+}
+
+// applyTracking is tracked; it also logs and counts a change of the
+// effective priority with its causes. At startup (initial) a machine with
+// nothing failing is left alone.
+func (d *driver) applyTracking(t tracking, initial bool) {
+	causes := t.changes(d.lastTrack)
+	d.lastTrack = t.snapshot()
+	old := d.m.Priority()
 	d.in.mu.Lock()
 	d.in.status.Failing = t.failing()
 	d.in.mu.Unlock()
 	ev := t.event()
-	d.handle(ev)
+	if !initial || ev != (EvTracking{}) {
+		d.handle(ev)
+	}
 	if d.in.group != nil {
 		d.in.group.memberFault(d.in, ev.Fault)
 	}
+	d.priorityChanged(old, causes)
+}
+
+// priorityChanged logs and counts a change of the effective priority from
+// old, once, with what caused it.
+func (d *driver) priorityChanged(old uint8, causes []priorityCause) {
+	now := d.m.Priority()
+	if now == old {
+		return
+	}
+	if len(causes) == 0 {
+		causes = []priorityCause{{label: "unknown", text: "unknown"}}
+	}
+	texts := make([]string, len(causes))
+	d.in.mu.Lock()
+	if d.in.status.PriorityChanges == nil {
+		d.in.status.PriorityChanges = map[string]uint64{}
+	}
+	for i, c := range causes {
+		texts[i] = c.text
+		d.in.status.PriorityChanges[c.label]++
+	}
+	base := d.in.status.BasePriority
+	d.in.mu.Unlock()
+	d.in.log.Info("priority change", "from", old, "to", now, "base", base,
+		"cause", strings.Join(texts, "; "), "state", d.m.State().String())
 }
 
 func (in *Instance) readLoop(ctx context.Context, c advertConn, out chan<- EvAdvert) {
@@ -611,6 +675,12 @@ type driver struct {
 
 	announceCancel context.CancelFunc
 	announceDone   chan struct{}
+
+	lastTrack map[string]bool // tracking.snapshot at the last tracked
+	// track is Run's tracking; handle sets its keySend item when a send
+	// broke the path (sendFault), before anything else happens.
+	track     tracking
+	sendFault *sendFailure
 }
 
 func (d *driver) handle(ev Event) {
@@ -635,6 +705,16 @@ func (d *driver) handle(ev Event) {
 	in.status.MasterAddr = d.m.MasterAddr()
 	in.status.MasterInterval = d.m.MasterInterval()
 	in.mu.Unlock()
+	// A send that broke the path puts the instance in Fault now, not when
+	// the path watch's report comes round: a master that cannot advertise
+	// must not stay one.
+	if f := d.sendFault; f != nil {
+		d.sendFault = nil
+		if it := d.track[keySend]; it != nil && !it.failing {
+			it.failing, it.reason = true, f.why
+			d.tracked(d.track)
+		}
+	}
 }
 
 func (d *driver) do(now time.Time, a Action) {
@@ -653,6 +733,11 @@ func (d *driver) do(now time.Time, a Action) {
 		}
 	case ActAnnounce:
 		d.stopAnnounce()
+		if d.sendFault != nil {
+			// The advert before this failed: Fault follows at once;
+			// announcing would pull the traffic here first.
+			return
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		d.announceCancel, d.announceDone = cancel, done
@@ -670,7 +755,7 @@ func (d *driver) do(now time.Time, a Action) {
 		argv := map[State][]string{StateMaster: in.cfg.NotifyMaster, StateBackup: in.cfg.NotifyBackup, StateFault: in.cfg.NotifyFault, StateInit: in.cfg.NotifyStop}[a.State]
 		d.notify.enqueue(notifyJob{argv: argv, instance: in.cfg.Name, state: a.State, priority: d.m.Priority()})
 	case ActStateChange:
-		in.log.Info("state change", "from", a.From.String(), "to", a.To.String(), "reason", a.Reason, "priority", d.m.Priority())
+		in.log.Info("vrrp state change", "from", a.From.String(), "to", a.To.String(), "reason", a.Reason, "priority", d.m.Priority())
 		sc := StateChange{Instance: in.cfg.Name, From: a.From, To: a.To, Priority: d.m.Priority(), Reason: a.Reason, At: now}
 		in.mu.Lock()
 		in.status.Transitions++
@@ -685,17 +770,21 @@ func (d *driver) do(now time.Time, a Action) {
 	}
 }
 
+// destinations are where adverts go: the unicast peers or the group.
+func (in *Instance) destinations() []netip.Addr {
+	if len(in.expect.Peers) > 0 {
+		return in.expect.Peers
+	}
+	if in.family == 6 {
+		return []netip.Addr{GroupV6}
+	}
+	return []netip.Addr{GroupV4}
+}
+
 func (d *driver) send(prio uint8) {
 	in := d.in
 	a := in.advert(prio)
-	dsts := in.expect.Peers
-	if len(dsts) == 0 {
-		dsts = []netip.Addr{GroupV4}
-		if in.family == 6 {
-			dsts = []netip.Addr{GroupV6}
-		}
-	}
-	for _, dst := range dsts {
+	for _, dst := range in.destinations() {
 		b, err := a.Marshal(d.rt.src, dst)
 		if err == nil {
 			err = d.rt.xmit.Write(b, dst)
@@ -703,12 +792,26 @@ func (d *driver) send(prio uint8) {
 		in.mu.Lock()
 		if err != nil {
 			in.status.SendErrors++
+			if in.status.SendErrorReasons == nil {
+				in.status.SendErrorReasons = map[string]uint64{}
+			}
+			in.status.SendErrorReasons[SendErrorReason(err)]++
 		} else {
 			in.status.AdvertsSent++
 		}
 		in.mu.Unlock()
 		if err != nil {
-			in.log.Warn("sending advert", "dst", dst, "err", err)
+			fault, routed := sendFault(err)
+			in.log.Warn("sending advert", "dst", dst, "src", d.rt.src, "err", err, "fault", fault)
+			if fault {
+				f := sendFailure{why: fmt.Sprintf("adverts to %v from %v cannot be sent: %v", dst, d.rt.src, err), routed: routed}
+				if d.sendFault == nil {
+					d.sendFault = &f
+				}
+				if d.rt.path != nil {
+					d.rt.path.sendFailed(f)
+				}
+			}
 		}
 	}
 }

@@ -66,10 +66,12 @@ type EvTimer struct{}
 
 // EvTracking reports the combined state of tracked interfaces and scripts:
 // Fault when any weight-0 item fails, Delta the sum of the weights of the
-// failing weighted items.
+// failing weighted items. Cause names the items that cause the fault, for
+// the transition's reason; it is not compared.
 type EvTracking struct {
 	Fault bool
 	Delta int
+	Cause string
 }
 
 // EvShutdown stops the machine (RFC 5798 §6.4 "Shutdown event").
@@ -166,6 +168,7 @@ type Machine struct {
 	cfg      MachineConfig
 	state    State
 	fault    bool // own tracking
+	cause    string
 	gfault   bool // sync group
 	delta    int
 	deadline time.Time
@@ -241,7 +244,7 @@ func (m *Machine) Handle(now time.Time, ev Event) ([]Action, IgnoreReason) {
 			return nil, IgnoreAlreadyRunning
 		}
 		if m.fault || m.gfault {
-			return m.to(nil, StateFault, "fault at startup"), Handled
+			return m.to(nil, StateFault, m.faultWhy("fault at startup")), Handled
 		}
 		return m.start(now, "startup"), Handled
 	case EvShutdown:
@@ -333,8 +336,17 @@ func (m *Machine) tracking(now time.Time, ev EvTracking) ([]Action, IgnoreReason
 		return nil, IgnoreTrackingNoop
 	}
 	was := m.fault || m.gfault
-	m.fault, m.delta = ev.Fault, ev.Delta
-	return m.faultChange(now, was, "tracking fault")
+	m.fault, m.delta, m.cause = ev.Fault, ev.Delta, ev.Cause
+	return m.faultChange(now, was, m.faultWhy("tracking fault"))
+}
+
+// faultWhy is why a transition to Fault happens: what, and the tracked
+// items that cause the own fault when they are known.
+func (m *Machine) faultWhy(what string) string {
+	if m.fault && m.cause != "" {
+		return what + ": " + m.cause
+	}
+	return what
 }
 
 // faultChange moves in or out of Fault after the own or group fault flag

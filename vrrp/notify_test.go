@@ -124,13 +124,13 @@ func TestTrackingEvent(t *testing.T) {
 		"a": {weight: -10, failing: true},
 		"b": {weight: -20, failing: false},
 		"c": {weight: 5, failing: true},
-		"d": {weight: 0, failing: false},
+		"d": {weight: 0, failing: false, desc: "track_script d", down: "failing"},
 	}
 	if ev := tr.event(); ev != (EvTracking{Delta: -5}) {
 		t.Fatalf("got %+v", ev)
 	}
 	tr["d"].failing = true
-	if ev := tr.event(); ev != (EvTracking{Fault: true, Delta: -5}) {
+	if ev := tr.event(); ev != (EvTracking{Fault: true, Delta: -5, Cause: "track_script d failing (fault)"}) {
 		t.Fatalf("got %+v", ev)
 	}
 }

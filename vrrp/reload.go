@@ -233,7 +233,9 @@ func (d *driver) reconfigure(cfg conf.VRRPInstance) {
 		}
 		in.log.Info("virtual addresses changed in place", "addresses", fmt.Sprint(prefixes), "removed", fmt.Sprint(gone), "state", d.m.State().String())
 	}
+	old := d.m.Priority()
 	d.handle(EvReconfigure{Priority: cfg.Priority, Preempt: cfg.Preempt, PreemptDelay: cfg.PreemptDelay.D()})
+	d.priorityChanged(old, []priorityCause{{label: "reload", text: fmt.Sprintf("reload: priority %d", cfg.Priority)}})
 }
 
 // SetSiblings takes the VRIDs of the other instances on this instance's

@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os/exec"
 	"slices"
@@ -14,10 +15,13 @@ import (
 )
 
 // trackUpdate reports that a tracked item (interface or script) failed or
-// recovered. Virtual servers come through vsInputs instead.
+// recovered. Virtual servers come through vsInputs instead. reason, when
+// set, replaces the item's description while it fails (the send path's
+// items say what is wrong).
 type trackUpdate struct {
 	key     string
 	failing bool
+	reason  string
 }
 
 // trackItem is one tracked interface or script and its weight: a failing
@@ -27,48 +31,92 @@ type trackUpdate struct {
 type trackItem struct {
 	weight  int
 	failing bool
+	// desc names the item in logs and status ("track_script chk"); down
+	// is how it fails ("down", "failing"). reason replaces both while set.
+	desc, down string
+	reason     string
+}
+
+// what describes the failing item: "track_script chk failing -10",
+// "interface eth0 down (fault)".
+func (it *trackItem) what() string {
+	s := it.reason
+	if s == "" {
+		s = it.desc + " " + it.down
+	}
+	if it.weight == 0 {
+		return s + " (fault)"
+	}
+	return fmt.Sprintf("%s %+d", s, it.weight)
 }
 
 // tracking combines the items into the machine's EvTracking.
 type tracking map[string]*trackItem
 
+// event sums the failing items; Cause names the ones that cause a fault.
 func (t tracking) event() EvTracking {
 	var ev EvTracking
+	var causes []string
 	for _, it := range t {
 		if !it.failing {
 			continue
 		}
 		if it.weight == 0 {
 			ev.Fault = true
+			causes = append(causes, it.what())
 		} else {
 			ev.Delta += it.weight
 		}
 	}
+	slices.Sort(causes)
+	ev.Cause = strings.Join(causes, "; ")
 	return ev
 }
 
-// failing names the failing items for Status, sorted: "interface eth1",
-// "script chk", "virtual_server web".
+// failing describes the failing items for Status, sorted:
+// "track_interface eth1 down -10", "track_script chk failing (fault)".
 func (t tracking) failing() []string {
 	var out []string
-	for key, it := range t {
-		if !it.failing {
-			continue
-		}
-		kind, name, _ := strings.Cut(key, ":")
-		switch kind {
-		case "iface":
-			out = append(out, "interface "+name)
-		case "script":
-			_, name, _ = strings.Cut(name, ":") // after the index
-			out = append(out, "script "+name)
-		case strings.TrimSuffix(vsKeyPrefix, ":"):
-			out = append(out, "virtual_server "+name)
-		default:
-			out = append(out, key)
+	for _, it := range t {
+		if it.failing {
+			out = append(out, it.what())
 		}
 	}
 	slices.Sort(out)
+	return out
+}
+
+// snapshot is which items fail now, to find what a change did (changes).
+func (t tracking) snapshot() map[string]bool {
+	out := make(map[string]bool, len(t))
+	for k, it := range t {
+		out[k] = it.failing
+	}
+	return out
+}
+
+// priorityCause is one weighted item whose change moved the priority.
+type priorityCause struct {
+	label string // metric label: "track_script:chk"
+	text  string // log: "track_script chk failing -10", "track_script chk recovered +10"
+}
+
+// changes lists the weighted items whose state differs from before, sorted.
+func (t tracking) changes(before map[string]bool) []priorityCause {
+	var out []priorityCause
+	for k, it := range t {
+		if it.weight == 0 || before[k] == it.failing {
+			continue
+		}
+		c := priorityCause{label: strings.Replace(it.desc, " ", ":", 1)}
+		if it.failing {
+			c.text = fmt.Sprintf("%s %s %+d", it.desc, it.down, it.weight)
+		} else {
+			c.text = fmt.Sprintf("%s recovered %+d", it.desc, -it.weight)
+		}
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b priorityCause) int { return strings.Compare(a.text, b.text) })
 	return out
 }
 

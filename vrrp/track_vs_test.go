@@ -91,15 +91,17 @@ func TestSetVirtualServerUpNeverBlocks(t *testing.T) {
 
 func TestTrackingFailingNames(t *testing.T) {
 	tr := tracking{
-		"iface:eth0":     {failing: false},
-		"iface:eth1":     {failing: true},
-		"script:0:chk":   {failing: true, weight: -10},
-		"script:1:other": {failing: false},
-		"vs:web":         {failing: true},
-		"vs:db":          {failing: false},
+		"iface:eth0":     {failing: false, desc: "interface eth0", down: "down"},
+		"iface:eth1":     {failing: true, desc: "track_interface eth1", down: "down"},
+		"script:0:chk":   {failing: true, weight: -10, desc: "track_script chk", down: "failing"},
+		"script:1:other": {failing: false, desc: "track_script other", down: "failing"},
+		"vs:web":         {failing: true, weight: -50, desc: "track_virtual_server web", down: "down"},
+		"vs:db":          {failing: false, desc: "track_virtual_server db", down: "down"},
+		keySource:        {failing: true, desc: "advert source", down: "unusable", reason: "unicast_source 10.0.0.1 is not an address of eth0"},
 	}
 	got := tr.failing()
-	want := []string{"interface eth1", "script chk", "virtual_server web"}
+	want := []string{"track_interface eth1 down (fault)", "track_script chk failing -10", "track_virtual_server web down -50",
+		"unicast_source 10.0.0.1 is not an address of eth0 (fault)"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("failing() = %q, want %q", got, want)
 	}

@@ -17,6 +17,7 @@ import (
 func runCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("haldir check", flag.ContinueOnError)
 	path := fs.String("c", conf.DefaultPath, "configuration file")
+	host := fs.Bool("host", false, "also check the file against this host (interfaces, addresses, commands, IPVS modules)")
 	if done, code := parseFlags(fs, "check", args, stdout, stderr); done {
 		return code
 	}
@@ -37,6 +38,23 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: configuration is valid\n\n", *path)
 	summarize(stdout, c)
+	if !*host {
+		return exitOK
+	}
+	ifs, err := readHostIfaces()
+	if err != nil {
+		fmt.Fprintf(stderr, "haldir check: reading this host's interfaces: %v\n", err)
+		return exitInvalid
+	}
+	problems := checkHost(c, ifs, defaultHostEnv())
+	if len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintln(stderr, p)
+		}
+		fmt.Fprintf(stderr, "%s: %s on this host\n", *path, plural(len(problems), "problem"))
+		return exitInvalid
+	}
+	fmt.Fprintf(stdout, "\nthis host: interfaces, addresses, commands and IPVS modules are in place\n")
 	return exitOK
 }
 

@@ -301,8 +301,8 @@ func (c *components) reloadVRRP(cfg *conf.Config) error {
 		Do:     c.vrrpDo,
 		Logger: c.log.With("component", "vrrp"),
 		OnStateChange: func(sc vrrp.StateChange) {
-			c.log.Info("vrrp state change", "instance", sc.Instance, "from", sc.From.String(), "to", sc.To.String(),
-				"priority", sc.Priority, "reason", sc.Reason)
+			// The instance logs the transition itself ("vrrp state
+			// change"); once is enough.
 			c.mu.Lock()
 			c.vrrpStates[sc.Instance] = sc
 			if f := c.follower; f != nil && c.syncInstance == sc.Instance {

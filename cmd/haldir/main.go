@@ -38,6 +38,11 @@ var commands = []struct{ name, help string }{
 `},
 	{"check", `  check    validate a configuration file and print a summary of it
              -c FILE           configuration file (default ` + conf.DefaultPath + `)
+             --host            also check it against this host: interfaces
+                               exist, unicast_source is an address of its
+                               interface, notify/track/check commands are
+                               executable, IPVS and the schedulers can load
+                               (exit status 1 on any problem, each printed)
            exit status: 0 valid, 1 invalid (every error is printed),
            2 the file cannot be read
 `},

@@ -152,8 +152,15 @@ func renderHeader(w io.Writer, st control.Status, now time.Time) {
 		fmt.Fprintln(tw, "  Instance\tState\tPriority\tMaster\tSince")
 		for _, in := range st.VRRP {
 			prio := strconv.Itoa(int(in.Priority))
-			if int(in.Priority) != in.BasePriority && in.BasePriority != 0 {
-				prio += fmt.Sprintf(" (configured %d)", in.BasePriority)
+			// Why the priority is what it is: the configured one and
+			// the failing trackers with their weights (or fault).
+			var why []string
+			if int(in.Priority) != in.BasePriority && in.BasePriority != 0 || len(in.Failing) > 0 {
+				why = append(why, fmt.Sprintf("base %d", in.BasePriority))
+			}
+			why = append(why, in.Failing...)
+			if len(why) > 0 {
+				prio += " (" + strings.Join(why, "; ") + ")"
 			}
 			master := "-"
 			switch {

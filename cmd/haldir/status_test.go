@@ -41,7 +41,7 @@ func sampleStatus() control.Status {
 		VRRP: []vrrp.Status{
 			{Name: "VI_1", State: vrrp.StateMaster, Priority: 150, BasePriority: 150,
 				Source: netip.MustParseAddr("192.0.2.2"), MasterAddr: netip.MustParseAddr("192.0.2.2"), LastChange: t0.Add(time.Minute)},
-			{Name: "VI_6", State: vrrp.StateBackup, Priority: 90, BasePriority: 100,
+			{Name: "VI_6", State: vrrp.StateBackup, Priority: 90, BasePriority: 100, Failing: []string{"track_script chk_x failing -10"},
 				Source: netip.MustParseAddr("2001:db8::2"), MasterAddr: netip.MustParseAddr("2001:db8::3"), LastChange: t0.Add(2 * time.Minute)},
 		},
 		VirtualServers: []conf.VirtualServer{
@@ -117,9 +117,9 @@ func TestRenderStatus(t *testing.T) {
 	assertLines(t, out,
 		"haldir 0.3.0, router_id lvs-a, up 3h12m",
 		"config /etc/haldir/haldir.toml, loaded 12m5s ago",
-		"  Instance  State   Priority             Master                 Since",
-		"  VI_1      MASTER  150                  this node (192.0.2.2)  3h11m ago",
-		"  VI_6      BACKUP  90 (configured 100)  2001:db8::3            3h10m ago",
+		"  Instance  State   Priority                                       Master                 Since",
+		"  VI_1      MASTER  150                                            this node (192.0.2.2)  3h11m ago",
+		"  VI_6      BACKUP  90 (base 100; track_script chk_x failing -10)  2001:db8::3            3h10m ago",
 		"not running: sync (not configured)",
 		"Prot LocalAddress:Port Scheduler Flags",
 		"  -> RemoteAddress:Port Forward Weight ActiveConn InActConn Health         CfgWeight EffWeight LastCheck",

@@ -71,7 +71,7 @@ port = %d
 
 	ln.Close()
 	wait("priority 50 without quorum", func(s vrrp.Status) bool {
-		return s.Priority == 50 && len(s.Failing) == 1 && s.Failing[0] == "virtual_server web"
+		return s.Priority == 50 && len(s.Failing) == 1 && s.Failing[0] == "track_virtual_server web down -100"
 	})
 	waitFor(t, logs, `msg="virtual server quorum" virtual_server=web up=false`, 1)
 

@@ -119,7 +119,13 @@ virtual_addresses = [%q]
 			t.Fatal("vi1 was replaced, not updated in place")
 		}
 		waitFor(t, logs1, `msg="vrrp reload: instance updated in place" instance=vi1 why="changed: priority"`, 1)
-		waitFor(t, logs1, `msg="vrrp state change" instance=vi1 from=master to=backup`, 1)
+		waitFor(t, logs1, `msg="vrrp state change" component=vrrp vrrp_instance=vi1 from=master to=backup`, 1)
+		// Logged once: by the instance, not again by the daemon.
+		if n := strings.Count(logs1.String(), "from=master to=backup"); n != 1 {
+			t.Fatalf("the transition is logged %d times, want once:\n%s", n, logs1.String())
+		}
+		// The lowered priority is logged once too, with its cause.
+		waitFor(t, logs1, `msg="priority change" component=vrrp vrrp_instance=vi1 from=150 to=50 base=50 cause="reload: priority 50"`, 1)
 		if strings.Contains(logs1.String(), "to=init") {
 			t.Fatalf("vi1 went through Init:\n%s", logs1.String())
 		}
@@ -222,6 +228,23 @@ virtual_addresses = [%q]
 		if c1.vrrpInstance("vi1") != first || c2.vrrpInstance("vi1") != r2vi1 {
 			t.Fatal("an instance was replaced")
 		}
+	})
+
+	// A reload to a unicast_source of another interface (extra0, from the
+	// subtest above) restarts vi1 into Fault, saying why, instead of a
+	// master whose adverts r2 never takes for its peer's; the next reload
+	// fixes it.
+	t.Run("unicast_source of another interface faults", func(t *testing.T) {
+		reload(parse(vi1(150) + "unicast_source = \"198.51.100.1\"\nunicast_peers = [\"192.0.2.12\"]\n"))
+		why := "unicast_source 198.51.100.1 is not an address of eth0 (it is on extra0) (fault)"
+		waitState(c1, logs1, "vi1", func(st vrrp.Status) bool {
+			return st.State == vrrp.StateFault && slices.Equal(st.Failing, []string{why})
+		}, "r1's vi1 in fault")
+		waitFor(t, logs1, `to=fault reason="fault at startup: `+why+`"`, 1)
+		waitState(c2, logs2, "vi1", is(vrrp.StateMaster, 100), "r2 master")
+		reload(parse(vi1(150)))
+		waitState(c1, logs1, "vi1", is(vrrp.StateMaster, 150), "r1 master again")
+		waitState(c2, logs2, "vi1", is(vrrp.StateBackup, 100), "r2 backup again")
 	})
 }
 

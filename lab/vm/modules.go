@@ -12,11 +12,11 @@ import (
 
 // IPVSModules are the modules a guest needs for the IPVS tests and the
 // namespace lab: IPVS with every scheduler this kernel family ships, veth and
-// bridge for topologies, ipip/fou/gre for tunnel forwarding, and the
-// xfrm_user and nfnetlink netlink families, which vishvananda/netlink opens
-// for every handle (the namespace lab fails with EPROTONOSUPPORT without
-// them). Their
-// dependencies are added by ResolveModules. crc32c_generic is named because
+// bridge for topologies and ipip/fou/gre for tunnel forwarding. Nothing
+// else: haldir and the lab open NETLINK_ROUTE and generic netlink only, so
+// the VM tests prove that a kernel without xfrm_user and nfnetlink (a
+// hardened or minimal host) is enough. Their dependencies are added by
+// ResolveModules. crc32c_generic is named because
 // libcrc32c only asks for the "crc32c" algorithm through a soft dependency.
 var IPVSModules = []string{
 	"crc32c_generic",
@@ -26,7 +26,6 @@ var IPVSModules = []string{
 	"ip_vs_ovf", "ip_vs_twos",
 	"veth", "bridge",
 	"ipip", "fou", "ip_gre",
-	"xfrm_user", "nfnetlink",
 }
 
 // OptionalModules may be missing from a kernel build (ip_vs_twos arrived in

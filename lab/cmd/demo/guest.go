@@ -332,7 +332,7 @@ address = "10.0.1.23"
 var interesting = regexp.MustCompile(`vrrp state change|health transition|component not running|quorum changed|haldir started|sync daemon (started|stopped)|cluster: (member|split|config|resolved)|level=(WARN|ERROR)`)
 
 var (
-	stateLine         = regexp.MustCompile(`msg="vrrp state change".* instance=(\S+) from=(\S+) to=(\S+)`)
+	stateLine         = regexp.MustCompile(`msg="vrrp state change".* vrrp_instance=(\S+) from=(\S+) to=(\S+)`)
 	quorumLostLine    = regexp.MustCompile(`msg="virtual server quorum changed".* quorum_up=false`)
 	clusterMemberLine = regexp.MustCompile(`msg="cluster: member (\S+)".* member=(\S+)`)
 	notRunningLine    = regexp.MustCompile(`msg="component not running" component=(\S+) why="((?:[^"\\]|\\.)*)"`)

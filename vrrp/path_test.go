@@ -1,0 +1,74 @@
+package vrrp
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/haldir-lb/haldir/lab"
+)
+
+// TestPathWatchClears checks how a broken send path clears: an error a
+// route lookup cannot see (a firewall's EPERM) after a backoff that doubles
+// when it recurs soon after the last retry; a route-visible one as soon as
+// the lookup works (the next probe).
+func TestPathWatchClears(t *testing.T) {
+	lab.SkipIfNotRoot(t)
+	src, peer := netip.MustParseAddr("192.0.2.11"), netip.MustParseAddr("192.0.2.12")
+	l := lab.BuildT(t, "vrrp-pathwatch", lab.Topology{Switches: []string{"lan"}, Hosts: []lab.HostSpec{{Name: "r1",
+		Links: []lab.LinkSpec{{Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.PrefixFrom(src, 24)}}}}}})
+	var p *pathWatch
+	var first trackUpdate
+	if err := l.Host("r1").Do(func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		p, first, err = openPathWatch(ifi, src, true, []netip.Addr{peer})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if first != (trackUpdate{key: keySource}) {
+		t.Fatalf("initial source check %+v, want fine", first)
+	}
+	out := make(chan trackUpdate, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	p.start(ctx, &wg, false, out)
+	t.Cleanup(func() { cancel(); p.close(); wg.Wait() })
+
+	// next waits for the keySend item's next report and returns how long
+	// it took.
+	next := func(failing bool, within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		select {
+		case u := <-out:
+			if u.key != keySend || u.failing != failing {
+				t.Fatalf("report %+v, want %s failing=%v", u, keySend, failing)
+			}
+		case <-time.After(within):
+			t.Fatalf("no %s failing=%v report within %v", keySend, failing, within)
+		}
+		return time.Since(start)
+	}
+	for _, step := range []struct {
+		name     string
+		routed   bool
+		min, max time.Duration // when it clears
+	}{
+		{"firewall: one backoff", false, probeInterval - 100*time.Millisecond, 2*probeInterval + 500*time.Millisecond},
+		{"firewall again: backoff doubled", false, 2*probeInterval - 100*time.Millisecond, 3*probeInterval + 500*time.Millisecond},
+		{"route lookup works: no backoff", true, 0, probeInterval + 500*time.Millisecond},
+	} {
+		p.sendFailed(sendFailure{why: step.name, routed: step.routed})
+		next(true, time.Second)
+		if d := next(false, step.max); d < step.min {
+			t.Fatalf("%s: cleared after %v, want at least %v", step.name, d, step.min)
+		}
+	}
+}
