@@ -53,6 +53,8 @@ type APIVRRP struct {
 	AdvertsSent      uint64            `json:"adverts_sent"`
 	AdvertsReceived  uint64            `json:"adverts_received"`
 	SendErrors       uint64            `json:"send_errors"`
+	SendErrorReasons map[string]uint64 `json:"send_error_reasons"`
+	PriorityChanges  map[string]uint64 `json:"priority_changes"`
 	Transitions      uint64            `json:"transitions"`
 	Drops            map[string]uint64 `json:"drops"`
 	Ignored          map[string]uint64 `json:"ignored"`
@@ -319,7 +321,8 @@ func (st Status) API() APIStatus {
 		v := APIVRRP{Name: in.Name, State: in.State.String(), Priority: int(in.Priority), BasePriority: in.BasePriority,
 			Source: addr(in.Source), MasterIntervalMS: ms(in.MasterInterval), AdvertsSent: in.AdvertsSent,
 			AdvertsReceived: in.AdvertsRecv, SendErrors: in.SendErrors, Transitions: in.Transitions,
-			Drops: nonNilMap(in.Drops), Ignored: nonNilMap(in.Ignored), LastChange: ts(in.LastChange),
+			Drops: nonNilMap(in.Drops), Ignored: nonNilMap(in.Ignored),
+			SendErrorReasons: nonNilMap(in.SendErrorReasons), PriorityChanges: nonNilMap(in.PriorityChanges), LastChange: ts(in.LastChange),
 			Failing: nonNil(in.Failing), VMACInterface: in.VMACInterface}
 		if in.State == vrrp.StateMaster {
 			v.Master = addr(in.Source)
