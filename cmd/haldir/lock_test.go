@@ -183,7 +183,7 @@ notify_stop = %s
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), `state="master"} 1`) {
+	if !strings.Contains(string(body), `haldir_vrrp_state{state="master",vrrp_instance="VI_1"} 1`) {
 		t.Errorf("metrics do not show the master:\n%s", body)
 	}
 }
