@@ -23,14 +23,15 @@ func TestTrackVirtualServerCombination(t *testing.T) {
 		reports []report
 		want    EvTracking
 	}{
-		{"nothing reported yet counts as lost", false, false, nil, EvTracking{Fault: true, Delta: -50}},
+		{"nothing reported yet counts as lost", false, false, nil, EvTracking{Fault: true, Delta: -50, Cause: "track_virtual_server db down (fault)"}},
 		{"both up", false, false, []report{{"web", true}, {"db", true}}, EvTracking{}},
 		{"web lost", false, false, []report{{"web", false}, {"db", true}}, EvTracking{Delta: -50}},
-		{"db lost is fault", false, false, []report{{"web", true}, {"db", false}}, EvTracking{Fault: true}},
+		{"db lost is fault", false, false, []report{{"web", true}, {"db", false}}, EvTracking{Fault: true, Cause: "track_virtual_server db down (fault)"}},
 		{"web lost with a failing script", false, true, []report{{"web", false}, {"db", true}}, EvTracking{Delta: -70}},
 		{"last report wins", false, false, []report{{"web", false}, {"db", true}, {"web", true}}, EvTracking{}},
 		{"untracked name ignored", false, false, []report{{"web", true}, {"db", true}, {"other", false}}, EvTracking{}},
-		{"interface fault with web up", true, false, []report{{"web", true}, {"db", true}}, EvTracking{Fault: true}},
+		{"interface fault with web up", true, false, []report{{"web", true}, {"db", true}}, EvTracking{Fault: true, Cause: "interface eth1 down (fault)"}},
+		{"interface and db both fault", true, false, []report{{"web", true}, {"db", false}}, EvTracking{Fault: true, Cause: "interface eth1 down (fault); track_virtual_server db down (fault)"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -40,12 +41,14 @@ func TestTrackVirtualServerCombination(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The items as NewInstance's Run builds them: the fault's Cause
+			// names them.
 			tr := tracking{
-				"iface:eth1": {weight: 0, failing: tc.iface},
-				"script:0:x": {weight: -20, failing: tc.script},
+				"iface:eth1": {weight: 0, failing: tc.iface, desc: "interface eth1", down: "down"},
+				"script:0:x": {weight: -20, failing: tc.script, desc: "track_script x", down: "failing"},
 			}
 			for _, v := range c.TrackVirtualSrvs {
-				tr[vsKeyPrefix+v.Name] = &trackItem{weight: v.Weight}
+				tr[vsKeyPrefix+v.Name] = &trackItem{weight: v.Weight, desc: "track_virtual_server " + v.Name, down: "down"}
 			}
 			for _, r := range tc.reports {
 				in.SetVirtualServerUp(r.name, r.up)
