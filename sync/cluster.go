@@ -13,6 +13,7 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -196,6 +197,11 @@ type Cluster struct {
 // it is reported (ClusterOptions.Fast: a tenth of it).
 const DefaultProblemHold = 3 * time.Second
 
+// DefaultRejoinInterval is how often a director tries to join the
+// configured peers and the members that went, while they are not alive
+// (ClusterOptions.Fast: a twenty-fifth of it).
+const DefaultRejoinInterval = 5 * time.Second
+
 // JoinCluster starts gossip on c.Bind and joins c.Peers. A peer that does
 // not answer is logged, not fatal: the first director has no one to join.
 func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions) (*Cluster, error) {
@@ -213,11 +219,14 @@ func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions
 	initial.Incarnation, initial.Seq = uint64(time.Now().UnixNano()), 0
 	cl.local = initial
 	mc := memberlist.DefaultLANConfig()
+	rejoinEvery := DefaultRejoinInterval
 	if o.Fast {
 		mc = memberlist.DefaultLocalConfig()
 		mc.ProbeInterval, mc.ProbeTimeout = 100*time.Millisecond, 50*time.Millisecond
 		mc.GossipInterval, mc.PushPullInterval = 20*time.Millisecond, time.Second
 		mc.SuspicionMult = 2
+		mc.GossipToTheDeadTime = time.Second
+		rejoinEvery = DefaultRejoinInterval / 25
 	}
 	mc.Name = c.Name
 	mc.BindAddr, mc.BindPort = c.Bind.Addr().String(), int(c.Bind.Port())
@@ -253,12 +262,104 @@ func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions
 	}()
 	if len(c.Peers) > 0 {
 		if n, err := ml.Join(c.Peers); err != nil {
-			cl.log.Warn("cluster: no peer answered yet; they will join us", "peers", strings.Join(c.Peers, ","), "error", err)
+			cl.log.Warn("cluster: no peer answered yet; will keep trying", "peers", strings.Join(c.Peers, ","), "error", err)
 		} else {
 			cl.log.Info("cluster: joined", "peers_reached", n)
 		}
 	}
+	go cl.rejoin(c.Peers, rejoinEvery)
 	return cl, nil
+}
+
+// rejoin tries, every interval, to join the configured peers and the
+// members that went, each while it is not alive. memberlist stops probing
+// a dead member and gossips to it only for GossipToTheDeadTime (30 s on a
+// LAN), so two directors partitioned for longer, or a peer that started
+// after this director and lists no peers itself, would otherwise never see
+// each other again, and a split brain between them would go unreported.
+func (cl *Cluster) rejoin(peers []string, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-cl.stop:
+			return
+		case <-t.C:
+		}
+		for _, addr := range cl.missing(peers) {
+			select {
+			case <-cl.stop:
+				return
+			default:
+			}
+			if _, err := cl.ml.Join([]string{addr}); err != nil {
+				cl.log.Debug("cluster: rejoin", "addr", addr, "error", err)
+			} else {
+				cl.log.Info("cluster: rejoined", "addr", addr)
+			}
+		}
+	}
+}
+
+// missing lists the addresses to join: configured peers and members seen
+// before whose address is not that of a live member (alive or suspect)
+// nor this director's own. A peer given by host name is looked up each
+// time, so a director that moved is found at its new address.
+func (cl *Cluster) missing(peers []string) []string {
+	live := map[netip.AddrPort]bool{}
+	for _, n := range cl.ml.Members() {
+		if a, ok := netip.AddrFromSlice(n.Addr); ok {
+			live[netip.AddrPortFrom(a.Unmap(), n.Port)] = true
+		}
+	}
+	cl.mu.Lock()
+	cands := slices.Clone(peers)
+	for name, st := range cl.status {
+		if st == "gone" {
+			cands = append(cands, cl.addrs[name])
+		}
+	}
+	cl.mu.Unlock()
+	var out []string
+	seen := map[string]bool{}
+	for _, c := range cands {
+		if seen[c] {
+			continue
+		}
+		seen[c] = true
+		if !cl.isLive(c, live) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// isLive says whether hostPort names a live member; a name that does not
+// resolve counts as not live, so that joining it says why.
+func (cl *Cluster) isLive(hostPort string, live map[netip.AddrPort]bool) bool {
+	if ap, err := netip.ParseAddrPort(hostPort); err == nil {
+		return live[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())]
+	}
+	host, port, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return false
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if live[netip.AddrPortFrom(a.Unmap(), uint16(p))] {
+			return true
+		}
+	}
+	return false
 }
 
 // Leave tells the others this director is going, then stops gossip. Only

@@ -217,35 +217,8 @@ func TestClusterGossip(t *testing.T) {
 // others must take its new state at once (not keep the crashed run's
 // master and report a split brain for good).
 func TestClusterRestart(t *testing.T) {
-	key := bytes.Repeat([]byte{1}, 32)
 	vi := func(state string) func(*NodeState) {
 		return func(s *NodeState) { s.VRRP = []InstanceState{{Name: "vi", VRID: 51, Family: 4, State: state}} }
-	}
-	start := func(t *testing.T, name, bind string, peers ...string) *Cluster {
-		t.Helper()
-		c := conf.Cluster{Name: name, Bind: netip.MustParseAddrPort(bind), Peers: peers}
-		var cl *Cluster
-		var err error
-		// The crashed run's port may take a moment to be free again.
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			if cl, err = JoinCluster(c, key, NodeState{}, ClusterOptions{Version: "test", Logger: quiet, Fast: true}); err == nil || time.Now().After(deadline) {
-				break
-			}
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cl.Leave(time.Second) })
-		return cl
-	}
-	// crash stops gossip the way a killed process does: no leave message.
-	crash := func(t *testing.T, cl *Cluster) {
-		cl.left.Do(func() {
-			close(cl.stop)
-			if err := cl.ml.Shutdown(); err != nil {
-				t.Error(err)
-			}
-		})
 	}
 	seen := func(v View, name string) string {
 		for _, m := range v.Members {
@@ -255,15 +228,6 @@ func TestClusterRestart(t *testing.T) {
 		}
 		return ""
 	}
-	waitFor := func(t *testing.T, what string, cl *Cluster, ok func(View) bool) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); !ok(cl.View()); time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %s sees %+v", what, cl.name, cl.View())
-			}
-		}
-	}
-
 	for _, tc := range []struct {
 		name string
 		// gone: b2 starts after a has seen b fail; else at once, before
@@ -274,26 +238,26 @@ func TestClusterRestart(t *testing.T) {
 		{"restart after failure detection", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := start(t, "a", "127.0.0.1:0")
-			b := start(t, "b", "127.0.0.1:0", a.ml.LocalNode().Address())
+			a := startMember(t, "a", "127.0.0.1:0")
+			b := startMember(t, "b", "127.0.0.1:0", a.ml.LocalNode().Address())
 			a.Update(vi("backup"))
 			// Many updates: the crashed run's Seq is well above the next run's.
 			for range 10 {
 				b.Update(vi("master"))
 			}
-			waitFor(t, "a sees b master", a, func(v View) bool { return seen(v, "b") == "master" })
+			waitView(t, "a sees b master", a, func(v View) bool { return seen(v, "b") == "master" })
 			bAddr := b.ml.LocalNode().Address()
 
-			crash(t, b)
+			crashMember(t, b)
 			a.Update(vi("master"))
 			if tc.gone {
-				waitFor(t, "a sees b gone", a, func(v View) bool {
+				waitView(t, "a sees b gone", a, func(v View) bool {
 					return slices.ContainsFunc(v.Members, func(m Member) bool { return m.Name == "b" && m.Status == "gone" })
 				})
 			}
-			b2 := start(t, "b", bAddr, a.ml.LocalNode().Address())
+			b2 := startMember(t, "b", bAddr, a.ml.LocalNode().Address())
 			b2.Update(vi("backup"))
-			waitFor(t, "a sees the restarted b as backup, and no problem", a, func(v View) bool {
+			waitView(t, "a sees the restarted b as backup, and no problem", a, func(v View) bool {
 				return seen(v, "b") == "backup" && len(v.Problems) == 0
 			})
 			// And no split brain for longer than one takes to be reported
@@ -304,11 +268,11 @@ func TestClusterRestart(t *testing.T) {
 					t.Fatalf("after b's restart a sees %+v", v)
 				}
 			}
-			waitFor(t, "a sees b backup", a, func(v View) bool { return seen(v, "b") == "backup" })
+			waitView(t, "a sees b backup", a, func(v View) bool { return seen(v, "b") == "backup" })
 
 			// A real split brain with the new run is still one.
 			b2.Update(vi("master"))
-			waitFor(t, "a reports the split brain", a, func(v View) bool {
+			waitView(t, "a reports the split brain", a, func(v View) bool {
 				return slices.Equal(v.Problems, []string{"split brain: vrid 51 (IPv4) is master on a/vi and b/vi"})
 			})
 		})
@@ -464,5 +428,105 @@ func FuzzMergeState(f *testing.F) {
 		if st := cl.states["b"]; st.Incarnation < 100 || st.Incarnation == 100 && st.Seq < 5 {
 			t.Fatalf("an older state of b replaced incarnation 100 seq 5: %+v", st)
 		}
+	})
+}
+
+// startMember starts a cluster member on bind (Fast timers), joining
+// peers; it leaves at the test's end.
+func startMember(t *testing.T, name, bind string, peers ...string) *Cluster {
+	t.Helper()
+	c := conf.Cluster{Name: name, Bind: netip.MustParseAddrPort(bind), Peers: peers}
+	var cl *Cluster
+	var err error
+	// A crashed run's port may take a moment to be free again.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if cl, err = JoinCluster(c, bytes.Repeat([]byte{1}, 32), NodeState{}, ClusterOptions{Version: "test", Logger: quiet, Fast: true}); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Leave(time.Second) })
+	return cl
+}
+
+// crashMember stops gossip the way a killed process does: no leave message.
+func crashMember(t *testing.T, cl *Cluster) {
+	cl.left.Do(func() {
+		close(cl.stop)
+		if err := cl.ml.Shutdown(); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// waitView polls cl's view until ok, for at most 10 s.
+func waitView(t *testing.T, what string, cl *Cluster, ok func(View) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !ok(cl.View()); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s sees %+v", what, cl.name, cl.View())
+		}
+	}
+}
+
+// sees says whether v shows name alive.
+func sees(name string) func(View) bool {
+	return func(v View) bool {
+		return slices.ContainsFunc(v.Members, func(m Member) bool { return m.Name == name && m.Status == "alive" })
+	}
+}
+
+// freeAddr is a loopback address:port free for both TCP and UDP now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	for range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free loopback port for TCP and UDP")
+	return ""
+}
+
+// TestClusterRejoin: directors find each other again whatever memberlist
+// gave up on. memberlist gossips to a dead member only for
+// GossipToTheDeadTime (Fast: 1 s) and never probes it again, so without
+// rejoining a director back after a longer absence, or one that started
+// after its peer and lists no peers, stays unseen for good (and a split
+// brain between them unreported).
+func TestClusterRejoin(t *testing.T) {
+	t.Run("member back after GossipToTheDeadTime", func(t *testing.T) {
+		a := startMember(t, "a", "127.0.0.1:0")
+		b := startMember(t, "b", "127.0.0.1:0", a.ml.LocalNode().Address())
+		waitView(t, "a sees b", a, sees("b"))
+		bAddr := b.ml.LocalNode().Address()
+		crashMember(t, b)
+		waitView(t, "a sees b gone", a, func(v View) bool {
+			return slices.ContainsFunc(v.Members, func(m Member) bool { return m.Name == "b" && m.Status == "gone" })
+		})
+		// The condition under test is an absence longer than memberlist's
+		// own recovery window, so this wait is the point, not a hope.
+		time.Sleep(2 * time.Second)
+		// Back without peers: only a can bring the two together.
+		b2 := startMember(t, "b", bAddr)
+		waitView(t, "a sees b again", a, sees("b"))
+		waitView(t, "b sees a again", b2, sees("a"))
+	})
+	t.Run("configured peer that starts later", func(t *testing.T) {
+		bAddr := freeAddr(t)
+		a := startMember(t, "a", "127.0.0.1:0", bAddr)
+		b := startMember(t, "b", bAddr)
+		waitView(t, "a sees b", a, sees("b"))
+		waitView(t, "b sees a", b, sees("a"))
 	})
 }

@@ -1092,6 +1092,16 @@ func (d *demo) stepDrill(ctx context.Context) error {
 	ss := p.halt()
 	stopped = true
 	d.printStates()
+	// Both directors declared each other gone while director1 was cut
+	// off; they rejoin by themselves (cluster.peers, retried every 5 s).
+	if _, err := waitFor(ctx, stepDeadline, "each director's cluster view showing the other alive again", func() (bool, error) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.clusterSeen["director1 sees director2"] == "alive" && d.clusterSeen["director2 sees director1"] == "alive", nil
+	}); err != nil {
+		return err
+	}
+	d.printf("each director's cluster view shows the other alive, %s after the restore", time.Since(tRestore).Round(time.Millisecond))
 
 	fo, ok := outage(ss, tCut)
 	if !ok {
