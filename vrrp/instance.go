@@ -538,7 +538,7 @@ func (in *Instance) Run(ctx context.Context) error {
 		case ev := <-pkts:
 			d.handle(ev)
 		case <-d.timer.C:
-			d.handle(EvTimer{})
+			d.timerFired(pkts)
 		case u := <-trackCh:
 			if it := track[u.key]; it != nil {
 				it.failing, it.reason = u.failing, u.reason
@@ -561,6 +561,24 @@ func (in *Instance) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// timerFired handles the timer after the adverts already queued. Go's
+// select picks at random among ready cases, and after a stall (a busy
+// host, a paused VM) the timer and the adverts that would have stopped it
+// are ready together: handled first, the master's advert re-arms the
+// master down timer and the fire is stale (IgnoreStaleTimer), where the
+// other order had a backup declare a live master down.
+func (d *driver) timerFired(pkts <-chan EvAdvert) {
+	for drained := false; !drained; {
+		select {
+		case ev := <-pkts:
+			d.handle(ev)
+		default:
+			drained = true
+		}
+	}
+	d.handle(EvTimer{})
 }
 
 // ErrStopped is Ping's answer once Run has returned.
