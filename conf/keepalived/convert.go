@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,7 +41,16 @@ type converter struct {
 	// tracking weights (sync_group_tracking_weight): keepalived ignores
 	// them otherwise, and a tracking failure faults the whole group.
 	grouped  map[string]bool
-	warnings []Warning
+	strict   bool // global_defs' vrrp_strict
+	// masters counts the instances with state MASTER, said in one
+	// warning at masterWarning.
+	masters       int
+	masterWarning int
+	// mail collects the notification_email / smtp_* / SNMP family, said
+	// in one warning at mailWarning (an index into warnings).
+	mail        []*Node
+	mailWarning int
+	warnings    []Warning
 }
 
 func (c *converter) warn(n *Node, format string, a ...any) {
@@ -89,6 +100,19 @@ func Convert(nodes []*Node, source string) Result {
 			c.ignored(n, "not supported by haldir")
 		}
 	}
+	if c.masters > 0 {
+		c.warnings[c.masterWarning].Msg = fmt.Sprintf("state MASTER (%d instance(s)): keepalived starts such an instance as master at once; haldir starts every instance as backup and becomes master after about three advert intervals unless a higher priority speaks. From then on both elect by priority, as keepalived does after start-up", c.masters)
+	}
+	if len(c.mail) > 0 {
+		var names []string
+		for _, n := range c.mail {
+			if !slices.Contains(names, n.Name) {
+				names = append(names, n.Name)
+			}
+		}
+		c.warnings[c.mailWarning].Msg = fmt.Sprintf("%s: haldir sends no mail or SNMP traps (%d directive(s): %s); use notify commands (notify_master, notify_backup, notify_fault, notify_up, notify_down) and the metrics endpoint (global.metrics_listen)",
+			c.mail[0].Name, len(c.mail), strings.Join(names, ", "))
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Converted from %s by haldir import-keepalived.\n", source)
 	fmt.Fprintf(&b, "# Check it with: haldir check -c FILE. %d directive(s) did not carry over; see the warnings.\n", len(c.warnings))
@@ -120,17 +144,47 @@ func (c *converter) globalDefs(g *Node) {
 		case "lvs_timeouts":
 			c.lvsTimeouts(n)
 		case "notification_email", "notification_email_from", "smtp_server", "smtp_connect_timeout", "smtp_helo_name",
-			"enable_traps", "enable_snmp_vrrp", "enable_snmp_checker", "enable_snmp_rfc", "enable_dbus":
-			c.ignored(n, "haldir sends no mail or SNMP traps; use notify commands and the metrics endpoint")
+			"enable_traps", "enable_snmp_vrrp", "enable_snmp_checker", "enable_snmp_rfc", "enable_snmp_rfcv2", "enable_snmp_rfcv3",
+			"enable_snmp_keepalived", "snmp_socket", "enable_dbus":
+			c.mailFamily(n)
 		case "script_user", "enable_script_security":
 			c.ignored(n, "haldir runs notify and check commands as its own user, with no shell")
-		case "vrrp_skip_check_adv_addr", "vrrp_strict", "vrrp_check_unicast_src", "vrrp_garp_interval", "vrrp_gna_interval",
+		case "vrrp_strict":
+			c.strict = true
+			c.warn(n, "vrrp_strict: haldir has no strict mode; what changes the election is carried over (keepalived drops authentication and preempt_delay in strict mode, so the instances have none); keepalived's firewall rules that drop traffic to the addresses of a backup are not")
+		case "vrrp_skip_check_adv_addr", "vrrp_check_unicast_src", "vrrp_garp_interval", "vrrp_gna_interval",
 			"vrrp_iptables", "vrrp_ipsets", "vrrp_no_swap", "checker_no_swap", "vrrp_priority", "checker_priority":
 			c.ignored(n, "no haldir equivalent")
 		default:
 			c.ignored(n, "not supported by haldir")
 		}
 	}
+}
+
+// mailFamily collects a mail or SNMP directive into the one warning that
+// names them all.
+func (c *converter) mailFamily(n *Node) {
+	if len(c.mail) == 0 {
+		c.mailWarning = len(c.warnings)
+		c.warn(n, "%s", n.Name) // the message is written once all are known
+	}
+	c.mail = append(c.mail, n)
+}
+
+// instanceSyncDaemon is the old `lvs_sync_daemon_interface IF` inside a
+// vrrp_instance: the sync daemon follows that instance. keepalived ignores
+// it once lvs_sync_daemon (or another instance's) has set the interface.
+func (c *converter) instanceSyncDaemon(n *Node, instance string) {
+	if !c.one(n) {
+		return
+	}
+	if c.sync != nil {
+		c.warn(n, "lvs_sync_daemon_interface: the sync daemon is already set (%s); keepalived ignores this one", c.sync.comment)
+		return
+	}
+	c.sync = &table{header: "[sync]", comment: "lvs_sync_daemon_interface at " + n.where()}
+	c.sync.str("interface", n.Args[0])
+	c.sync.str("vrrp_instance", instance)
 }
 
 // syncDaemon is `lvs_sync_daemon INTERFACE INSTANCE [id N] [maxlen N]
@@ -230,11 +284,40 @@ func (c *converter) named(n *Node, header string) *table {
 	return t
 }
 
+// tracker is one track_interface or track_script entry of an instance,
+// kept until the whole block is read: keepalived computes priorities after
+// the block, so the order of priority and track_* must not matter.
+type tracker struct {
+	kind    string // track_interface, track_script
+	n       *Node
+	entry   *keys // name and, for scripts, the command and timers
+	weight  int
+	reverse bool
+}
+
+// vrrpState is what keepalived's instance block says, before keepalived's
+// completion rules (vrrp.c) are applied to it.
+type vrrpState struct {
+	prio        int
+	prioSet     bool
+	master      *Node // state MASTER
+	nopreempt   *Node
+	delay       *Node // preempt_delay
+	strict      bool
+	auth        *Node
+	authType    string
+	authPass    string
+	trackers    []*tracker
+	versionSet  bool
+	firstFamily string
+}
+
 func (c *converter) instance(in *Node) {
 	t := c.named(in, "[[vrrp]]")
 	if t == nil {
 		return
 	}
+	name := in.Args[0]
 	// keepalived speaks VRRPv2 unless told otherwise (haldir: v3); the
 	// peers a converted director meets still run keepalived.
 	ver := 2
@@ -248,39 +331,59 @@ func (c *converter) instance(in *Node) {
 			c.garp(&Node{Name: k, Args: []string{v}, File: in.File, Line: in.Line}, t)
 		}
 	}
-	var addrs, peers []string
-	var ifaces, scripts []string
+	st := &vrrpState{prio: 100, strict: c.strict}
+	var addrs []netip.Prefix
+	var peers []string
 	iface := ""
-	prio := 100
 	for _, n := range in.Children {
 		switch n.Name {
 		case "state":
-			c.ignored(n, "haldir has no initial state: the highest priority becomes master (give the master the higher priority)")
+			// keepalived's state picks the default priority and turns
+			// off nopreempt and preempt_delay (applied below); what is
+			// left is the first seconds after start, said once per file.
+			if c.one(n) && n.Args[0] == "MASTER" {
+				st.master = n
+				if c.masters++; c.masters == 1 {
+					c.masterWarning = len(c.warnings)
+					c.warn(n, "state MASTER") // the message is written at the end
+				}
+			}
 		case "interface":
 			if c.one(n) {
 				iface = n.Args[0]
 				t.str("interface", iface)
 			}
-		case "virtual_router_id", "version":
+		case "virtual_router_id":
 			if v, ok := c.intArg(n); ok {
-				t.num(map[string]string{"virtual_router_id": "vrid", "version": "version"}[n.Name], v)
+				t.num("vrid", v)
+			}
+		case "version":
+			if v, ok := c.intArg(n); ok {
+				t.num("version", v)
+				st.versionSet = true
 			}
 		case "priority":
 			if v, ok := c.intArg(n); ok {
-				prio = v
-				t.num("priority", v)
+				if v < 1 || v > 255 {
+					c.warn(n, "priority %d: keepalived accepts 1..255 and uses its default 100 instead", v)
+					v = 100
+				}
+				st.prio, st.prioSet = v, true
 			}
 		case "advert_int":
 			if d, ok := c.seconds(n); ok {
 				t.dur("advert_interval", d)
 			}
 		case "nopreempt":
-			t.boolean("preempt", false)
+			st.nopreempt = n
 		case "preempt":
+			st.nopreempt = nil // keepalived's backward compatible "preempt" undoes nopreempt
 		case "preempt_delay":
-			if d, ok := c.seconds(n); ok {
-				t.dur("preempt_delay", d)
-			}
+			st.delay = n
+		case "strict_mode":
+			st.strict = len(n.Args) == 0 || slices.Contains([]string{"true", "on", "yes"}, n.Args[0])
+		case "smtp_alert":
+			c.mailFamily(n)
 		case "accept":
 		case "no_accept":
 			c.ignored(n, "haldir always accepts traffic for the virtual addresses (an LVS director must)")
@@ -290,9 +393,9 @@ func (c *converter) instance(in *Node) {
 				t.str("vmac_interface", n.Args[0])
 			}
 		case "authentication":
-			c.auth(n, t)
+			c.auth(n, st)
 		case "virtual_ipaddress":
-			addrs = append(addrs, c.addresses(n, iface)...)
+			addrs = c.addresses(n, iface, addrs)
 		case "virtual_ipaddress_excluded":
 			c.ignored(n, "haldir advertises every virtual address; list them in virtual_ipaddress")
 		case "unicast_src_ip":
@@ -312,36 +415,166 @@ func (c *converter) instance(in *Node) {
 			}
 		case "garp_master_delay", "garp_master_repeat", "garp_master_refresh":
 			c.garp(n, t)
+		case "lvs_sync_daemon_interface":
+			c.instanceSyncDaemon(n, name)
 		case "track_interface":
-			for _, x := range n.Children {
-				w := 0
-				if len(x.Args) == 2 && x.Args[0] == "weight" {
-					w, _ = strconv.Atoi(x.Args[1])
+			entries := n.Children
+			if !n.Block && len(n.Args) > 0 {
+				// `track_interface eth1` without braces: keepalived
+				// complains of a block with extra parameters; what was
+				// meant is clear.
+				c.warn(n, "track_interface %s: written without braces; keepalived wants track_interface { %s }; tracked as written", strings.Join(n.Args, " "), strings.Join(n.Args, " "))
+				entries = []*Node{{Name: n.Args[0], Args: n.Args[1:], File: n.File, Line: n.Line}}
+			}
+			for _, x := range entries {
+				if tr := c.trackIface(x, name); tr != nil {
+					st.trackers = append(st.trackers, tr)
 				}
-				ti := &keys{}
-				ti.str("name", x.Name)
-				ti.num("weight", c.groupWeight(in.Args[0], x, w))
-				ifaces = append(ifaces, ti.inline())
 			}
 		case "track_script":
 			for _, x := range n.Children {
-				if s, p := c.trackScript(x, in.Args[0]); s != "" {
-					scripts = append(scripts, s)
-					prio += p
+				if tr := c.trackScript(x, name); tr != nil {
+					st.trackers = append(st.trackers, tr)
 				}
 			}
 		default:
 			c.ignored(n, "not supported by haldir")
 		}
 	}
-	if prio != 100 || t.has("priority") {
-		t.num("priority", prio)
+	// keepalived's address family decides the version when none is given:
+	// IPv6 instances speak VRRPv3.
+	if len(addrs) > 0 && addrs[0].Addr().Is6() && !st.versionSet {
+		t.num("version", 3)
 	}
+	c.complete(in, t, st)
 	if len(addrs) > 0 {
-		t.strs("virtual_addresses", addrs)
+		s := make([]string, len(addrs))
+		for i, a := range addrs {
+			s[i] = a.String()
+		}
+		t.strs("virtual_addresses", s)
 	}
 	if len(peers) > 0 {
 		t.strs("unicast_peers", peers)
+	}
+	c.vrrp = append(c.vrrp, t)
+}
+
+// complete applies keepalived's vrrp_complete_instance rules (vrrp.c) and
+// its effective-priority arithmetic (vrrp_track.c) to what the block said.
+func (c *converter) complete(in *Node, t *table, st *vrrpState) {
+	base := st.prio
+	if !st.prioSet && st.master != nil {
+		base = 255
+		c.warn(st.master, "state MASTER without priority: keepalived makes the instance the address owner, priority 255")
+	}
+	owner := base == 255
+
+	preempt := true
+	switch {
+	case st.nopreempt == nil:
+	case owner:
+		c.warn(st.nopreempt, "nopreempt: keepalived resets it on an address owner (priority 255); preempt stays true")
+	case st.master != nil:
+		c.warn(st.nopreempt, "nopreempt: keepalived ignores it on an instance with state MASTER (\"nopreempt will not work with initial state MASTER - clearing\"); preempt stays true, as keepalived runs it")
+	default:
+		preempt = false
+		t.boolean("preempt", false)
+	}
+	if st.delay != nil {
+		if d, ok := c.seconds(st.delay); ok && d > 0 {
+			switch {
+			case st.master != nil:
+				c.warn(st.delay, "preempt_delay: keepalived clears it on an instance with state MASTER; left out")
+			case st.strict:
+				c.warn(st.delay, "preempt_delay: keepalived resets it in strict mode (vrrp_strict); left out")
+			case !preempt:
+				c.warn(st.delay, "preempt_delay: keepalived resets it with nopreempt; left out")
+			default:
+				t.dur("preempt_delay", d)
+			}
+		}
+	}
+
+	// Authentication, after keepalived's rules: strict mode and VRRPv3
+	// drop it, and so does a missing password.
+	if st.auth != nil {
+		ver, _ := t.get("version")
+		switch {
+		case st.authType == "":
+		case st.strict:
+			c.warn(st.auth, "authentication: keepalived ignores it in strict mode (vrrp_strict): \"Strict mode does not support authentication\"; left out, so the pair keeps agreeing")
+		case ver == "3":
+			c.warn(st.auth, "authentication: keepalived ignores it with VRRP version 3; left out")
+		case st.authType == "AH":
+			c.warn(st.auth, "authentication: AH is not supported (RFC 5798 removed authentication); left out")
+		case st.authPass == "":
+			c.warn(st.auth, "authentication: no auth_pass; keepalived ignores the authentication; left out")
+		default:
+			at := t.table("auth")
+			at.str("type", "pass")
+			at.str("password", st.authPass)
+		}
+	}
+
+	// Trackers. keepalived's effective priority is base + the sum of each
+	// tracker's effect, clamped to 1..254 (an owner's 255 never moves):
+	// weight w > 0 adds w while the tracker is up, w < 0 adds w while it
+	// is down, and "reverse" swaps up and down. haldir adds a weight while
+	// the tracker is down only, so the effect while up goes into the
+	// priority and the weight is the difference between down and up.
+	raise := 0
+	var ifaces, scripts []string
+	var why []string
+	for _, tr := range st.trackers {
+		w := tr.weight
+		if w == 254 || w == -254 {
+			c.warn(tr.n, "%s: weight %d: keepalived uses %d", tr.n.Name, w, w/254*253)
+			w = w / 254 * 253
+		}
+		up, down := 0, 0
+		switch {
+		case w == 0 && tr.reverse:
+			c.warn(tr.n, "%s: weight 0 reverse faults the instance while the tracker is up; haldir faults only while a tracker is down, so it is left out", tr.n.Name)
+			continue
+		case w > 0 && !tr.reverse:
+			up = w
+		case w < 0 && !tr.reverse:
+			down = w
+		case w > 0 && tr.reverse:
+			up = -w
+		case w < 0 && tr.reverse:
+			down = -w
+		}
+		raise += up
+		hw := down - up
+		if up != 0 && !owner {
+			why = append(why, fmt.Sprintf("%s %s weight %d%s: %+d while up", strings.TrimPrefix(tr.kind, "track_"), tr.n.Name, tr.weight, map[bool]string{true: " reverse"}[tr.reverse], up))
+		}
+		tr.entry.num("weight", hw)
+		if tr.kind == "track_script" {
+			scripts = append(scripts, tr.entry.inline())
+		} else {
+			ifaces = append(ifaces, tr.entry.inline())
+		}
+	}
+	prio := base
+	if !owner {
+		prio = base + raise
+		switch {
+		case prio > 254:
+			c.warn(in, "vrrp_instance %s: priority %d + %d from trackers up is %d; keepalived caps the effective priority at 254 (255 is the owner's), and so does haldir: priority 254, and a tracker going down lowers it from 254, not from %d", in.Args[0], base, raise, prio, prio)
+			prio = 254
+		case prio < 1:
+			c.warn(in, "vrrp_instance %s: priority %d %+d from trackers up is %d; keepalived's effective priority is at least 1, and so is haldir's: priority 1, and a tracker going down raises it from 1, not from %d", in.Args[0], base, raise, prio, prio)
+			prio = 1
+		}
+	}
+	if prio != 100 || st.prioSet {
+		t.num("priority", prio)
+	}
+	if len(why) > 0 {
+		t.comment += fmt.Sprintf("; priority %d = %d + %s (haldir takes a weight while a tracker is down)", prio, base, strings.Join(why, ", "))
 	}
 	if len(ifaces) > 0 {
 		t.set("track_interface", "["+strings.Join(ifaces, ", ")+"]")
@@ -349,42 +582,39 @@ func (c *converter) instance(in *Node) {
 	if len(scripts) > 0 {
 		t.set("track_script", "["+strings.Join(scripts, ", ")+"]")
 	}
-	c.vrrp = append(c.vrrp, t)
 }
 
-func (c *converter) auth(a *Node, t *table) {
-	typ, pass := "", ""
+// auth reads the authentication block; complete decides whether keepalived
+// uses it.
+func (c *converter) auth(a *Node, st *vrrpState) {
+	st.auth = a
 	for _, n := range a.Children {
 		switch {
 		case n.Name == "auth_type" && c.one(n):
-			typ = strings.ToUpper(n.Args[0])
+			st.authType = strings.ToUpper(n.Args[0])
+			if st.authType != "PASS" && st.authType != "AH" {
+				c.warn(n, "auth_type %q: keepalived knows PASS and AH only and ignores it", n.Args[0])
+				st.authType = ""
+			}
 		case n.Name == "auth_pass" && c.one(n):
-			pass = n.Args[0]
+			st.authPass = n.Args[0]
+			if len(st.authPass) > 8 {
+				// keepalived keeps the first 8 bytes (vrrp_auth_pass_handler).
+				c.warn(n, "auth_pass: longer than 8 bytes; keepalived truncates it to %q, and so does haldir", st.authPass[:8])
+				st.authPass = st.authPass[:8]
+			}
 		default:
 			c.ignored(n, "not supported by haldir")
 		}
 	}
-	switch typ {
-	case "PASS":
-		at := t.table("auth")
-		at.str("type", "pass")
-		at.str("password", pass)
-		if v, _ := t.get("version"); v != "2" {
-			t.num("version", 2)
-			c.warn(a, "authentication: VRRP authentication exists in version 2 only; the instance is set to version 2")
-		}
-	case "AH":
-		c.warn(a, "authentication: AH is not supported (RFC 5798 removed authentication); left out")
-	default:
-		c.warn(a, "authentication: auth_type %q not supported", typ)
-	}
 }
 
 // addresses reads virtual_ipaddress lines: `IP[/LEN] [dev IF] [brd ..]
-// [scope ..] [label ..]`. haldir puts every address on the instance's
-// interface with the given prefix (keepalived's default: /32, /128).
-func (c *converter) addresses(n *Node, iface string) []string {
-	var out []string
+// [scope ..] [label ..]`, adding them to have. haldir puts every address
+// on the instance's interface with the given prefix (keepalived's default:
+// /32, /128). An address listed twice is kept once: keepalived adds it
+// once (the kernel has one) and only repeats it in its adverts.
+func (c *converter) addresses(n *Node, iface string, have []netip.Prefix) []netip.Prefix {
 	for _, a := range n.Children {
 		s := a.Name
 		p, err := netip.ParsePrefix(s)
@@ -408,9 +638,13 @@ func (c *converter) addresses(n *Node, iface string) []string {
 				c.warn(a, "virtual_ipaddress %s: option %s not supported", s, a.Args[i])
 			}
 		}
-		out = append(out, p.String())
+		if i := slices.IndexFunc(have, func(h netip.Prefix) bool { return h.Addr() == p.Addr() }); i >= 0 {
+			c.warn(a, "virtual_ipaddress %s: listed twice (first as %s); kept once", s, have[i])
+			continue
+		}
+		have = append(have, p)
 	}
-	return out
+	return have
 }
 
 func (c *converter) garp(n *Node, t *table) {
@@ -437,19 +671,62 @@ func firstArg(n *Node) string {
 	return n.Args[0]
 }
 
-// trackScript inlines the vrrp_script a track_script names. keepalived's
-// positive weight (added while the script succeeds) becomes haldir's
-// negative one (taken while it fails) on a priority raised by as much; it
-// returns that raise.
-func (c *converter) trackScript(x *Node, instance string) (string, int) {
+// trackIface reads one track_interface entry: `NAME [weight W [reverse]]`.
+func (c *converter) trackIface(x *Node, instance string) *tracker {
+	tr := &tracker{kind: "track_interface", n: x, entry: &keys{}}
+	tr.entry.str("name", x.Name)
+	if !c.weightArgs(x, tr) {
+		return nil
+	}
+	tr.weight = c.groupWeight(instance, x, tr.weight)
+	return tr
+}
+
+// weightArgs reads `weight W [reverse|noreverse]` after a tracked name. An
+// entry keepalived refuses (an unknown option) is left out as keepalived
+// leaves it out.
+func (c *converter) weightArgs(x *Node, tr *tracker) bool {
+	if len(x.Args) == 0 {
+		return true
+	}
+	if x.Args[0] != "weight" || len(x.Args) < 2 {
+		c.warn(x, "%s %s: keepalived ignores this entry (want NAME [weight W [reverse]])", tr.kind, strings.Join(append([]string{x.Name}, x.Args...), " "))
+		return false
+	}
+	w, err := strconv.Atoi(x.Args[1])
+	if err != nil || w < -254 || w > 254 {
+		// keepalived reports it and tracks on: an interface with weight
+		// 0, a script with its vrrp_script's weight.
+		c.warn(x, "%s %s: weight %q: keepalived wants -253..253 and ignores it", tr.kind, x.Name, x.Args[1])
+		return true
+	}
+	tr.weight = w
+	if len(x.Args) > 2 {
+		switch x.Args[2] {
+		case "reverse":
+			tr.reverse = true
+		case "noreverse":
+			tr.reverse = false
+		default:
+			c.warn(x, "%s %s: weight option %q: keepalived ignores it", tr.kind, x.Name, x.Args[2])
+		}
+	}
+	return true
+}
+
+// trackScript inlines the vrrp_script a track_script names, with
+// keepalived's defaults: interval 1s, timeout the interval.
+func (c *converter) trackScript(x *Node, instance string) *tracker {
 	def, ok := c.scripts[x.Name]
 	if !ok {
-		c.warn(x, "track_script %s: no vrrp_script %s", x.Name, x.Name)
-		return "", 0
+		c.warn(x, "track_script %s: no vrrp_script %s; keepalived ignores it", x.Name, x.Name)
+		return nil
 	}
 	ts := &keys{}
 	ts.str("name", x.Name)
-	weight, raise := 0, 0
+	tr := &tracker{kind: "track_script", n: x, entry: ts}
+	interval, timeout := time.Second, time.Duration(0)
+	var timeoutNode *Node
 	for _, n := range def.Children {
 		switch n.Name {
 		case "script":
@@ -457,38 +734,57 @@ func (c *converter) trackScript(x *Node, instance string) (string, int) {
 				ts.strs("command", argv)
 			}
 		case "interval", "timeout":
-			if d, ok := c.seconds(n); ok {
-				ts.dur(n.Name, d)
+			d, ok := c.seconds(n)
+			if !ok {
+				continue
+			}
+			if d == 0 {
+				d = time.Second // keepalived: "must be greater than 0, setting to 1"
+			}
+			if n.Name == "interval" {
+				interval = d
+			} else {
+				timeout, timeoutNode = d, n
 			}
 		case "rise", "fall":
 			if v, ok := c.intArg(n); ok {
 				ts.num(n.Name, v)
 			}
 		case "weight":
-			if v, err := strconv.Atoi(firstArg(n)); err == nil {
-				weight = v
+			w := &tracker{kind: "track_script"}
+			if c.weightArgs(&Node{Name: x.Name, Args: append([]string{"weight"}, n.Args...), File: n.File, Line: n.Line}, w) {
+				tr.weight, tr.reverse = w.weight, w.reverse
 			}
 		default:
 			c.ignored(n, "not supported by haldir")
 		}
 	}
-	if len(x.Args) == 2 && x.Args[0] == "weight" {
-		if v, err := strconv.Atoi(x.Args[1]); err == nil {
-			weight = v
-		}
+	if timeout == 0 {
+		timeout = interval // keepalived waits one interval for a script with no timeout
 	}
-	weight = c.groupWeight(instance, x, weight)
-	if weight > 0 {
-		c.warn(x, "track_script %s: keepalived's weight +%d (added while the script succeeds) becomes priority +%d and weight -%d (taken while it fails)", x.Name, weight, weight, weight)
-		raise, weight = weight, -weight
+	if timeout > interval {
+		c.warn(timeoutNode, "timeout %v: longer than the interval %v, which haldir does not allow (keepalived lets the script run on); timeout = %v", timeout, interval, interval)
+		timeout = interval
 	}
-	ts.num("weight", weight)
-	return ts.inline(), raise
+	ts.dur("interval", interval)
+	ts.dur("timeout", timeout)
+	if !c.weightArgs(x, tr) {
+		return nil
+	}
+	tr.weight = c.groupWeight(instance, x, tr.weight)
+	return tr
 }
+
+// commandPath is where a bare command name is looked for: keepalived
+// resolves it on its PATH when it loads the configuration, and the
+// importer cannot know the director's PATH, so it uses the usual one.
+var commandPath = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}
 
 // command turns keepalived's command string into an argv. haldir runs no
 // shell: a command with shell syntax is run by /bin/sh -c, said in a
-// warning.
+// warning. A bare command name is resolved on commandPath on this host, as
+// keepalived resolves it on its PATH; one not found there runs through
+// /bin/sh -c, which searches the director's PATH when it runs.
 func (c *converter) command(n *Node) []string {
 	s := strings.TrimSpace(strings.Join(n.Args, " "))
 	if s == "" {
@@ -499,7 +795,27 @@ func (c *converter) command(n *Node) []string {
 		c.warn(n, "%s: %q has shell syntax; it runs as /bin/sh -c", n.Name, s)
 		return []string{"/bin/sh", "-c", s}
 	}
-	return strings.Fields(s)
+	argv := strings.Fields(s)
+	if !strings.Contains(argv[0], "/") {
+		if p := lookCommand(argv[0]); p != "" {
+			argv[0] = p
+		} else {
+			c.warn(n, "%s: %q is not in %s on this host; keepalived looks it up on its PATH, so it runs as /bin/sh -c, which does the same on the director", n.Name, argv[0], strings.Join(commandPath, ":"))
+			return []string{"/bin/sh", "-c", s}
+		}
+	}
+	return argv
+}
+
+// lookCommand finds an executable name on commandPath, or returns "".
+func lookCommand(name string) string {
+	for _, dir := range commandPath {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
 }
 
 func (c *converter) syncGroup(g *Node) {
@@ -522,6 +838,8 @@ func (c *converter) syncGroup(g *Node) {
 			}
 		case "sync_group_tracking_weight":
 			// haldir always applies the members' tracking weights.
+		case "smtp_alert":
+			c.mailFamily(n)
 		default:
 			c.ignored(n, "not supported by haldir")
 		}

@@ -38,10 +38,10 @@ func TestConvertPair(t *testing.T) {
 		"pair.conf:4 notification_email",
 		"pair.conf:9 enable_script_security",
 		"pair.conf:10 script_user",
-		"pair.conf:32 state",
-		"pair.conf:50 track_script chk_haproxy",
+		// state BACKUP changes nothing; the positive script weight
+		// converts exactly (said in the TOML's comment).
 		"pair.conf:52 notify_backup",
-		"pair.conf:56 state",
+		"pair.conf:56 state MASTER (1 instance(s))",
 		"pair.conf:79 inhibit_on_failure",
 		"pair.conf:90 real_server",
 		"pair.conf:114 vrrp_track_file",
@@ -155,6 +155,67 @@ func TestConvertRules(t *testing.T) {
 		{"virtual_server_group is left out", "virtual_server group G {\n}\n", nil, []string{"virtual_server_group is not supported"}},
 		{"unknown top-level block", "vrrp_track_process p {\n}\n", nil, []string{"vrrp_track_process: not supported by haldir"}},
 		{"AH authentication", fmt.Sprintf(inst, " authentication {\n  auth_type AH\n  auth_pass x\n }\n"), nil, []string{"AH is not supported"}},
+		// Priorities and trackers: keepalived computes after the block.
+		{"priority after a positive track_script weight", "vrrp_script s {\n script /bin/true\n weight 20\n}\n" +
+			fmt.Sprintf(inst, " track_script {\n  s\n }\n priority 150\n"),
+			[]string{"priority = 170", "weight = -20 }]"}, nil},
+		{"positive track_interface weight", fmt.Sprintf(inst, " priority 100\n track_interface {\n  eth1 weight 10\n }\n"),
+			[]string{"priority = 110", `track_interface = [{ name = "eth1", weight = -10 }]`}, nil},
+		{"weight reverse, positive: taken while up", "vrrp_script s {\n script /bin/true\n weight 20 reverse\n}\n" +
+			fmt.Sprintf(inst, " priority 150\n track_script {\n  s\n }\n"),
+			[]string{"priority = 130", "weight = 20 }]"}, nil},
+		{"weight reverse, negative: added while down", fmt.Sprintf(inst, " priority 150\n track_interface {\n  eth1 weight -10 reverse\n }\n"),
+			[]string{"priority = 150", `{ name = "eth1", weight = 10 }`}, nil},
+		{"weight 0 reverse cannot be said", fmt.Sprintf(inst, " priority 150\n track_interface {\n  eth1 weight 0 reverse\n }\n"),
+			[]string{"priority = 150"}, []string{"weight 0 reverse faults the instance while the tracker is up"}},
+		{"raised priority capped at 254", fmt.Sprintf(inst, " priority 250\n track_interface {\n  eth1 weight 20\n }\n"),
+			[]string{"priority = 254", "weight = -20"}, []string{"keepalived caps the effective priority at 254"}},
+		{"owner's priority never moves", fmt.Sprintf(inst, " priority 255\n track_interface {\n  eth1 weight 20\n }\n"),
+			[]string{"priority = 255"}, nil},
+		{"weight 254 becomes 253", fmt.Sprintf(inst, " priority 1\n track_interface {\n  eth1 weight -254\n }\n"),
+			[]string{"weight = -253"}, []string{"weight -254: keepalived uses -253"}},
+		{"priority out of range: keepalived's default", fmt.Sprintf(inst, " priority 300\n"), []string{"priority = 100"},
+			[]string{"priority 300: keepalived accepts 1..255"}},
+		{"state MASTER without priority is the owner", fmt.Sprintf(inst, " state MASTER\n"), []string{"priority = 255"},
+			[]string{"state MASTER (1 instance(s))", "keepalived makes the instance the address owner"}},
+		{"state BACKUP says nothing", fmt.Sprintf(inst, " state BACKUP\n priority 90\n"), []string{"priority = 90"}, nil},
+		{"inline track_interface without weight", fmt.Sprintf(inst, " track_interface {\n  eth1\n }\n track_interface eth2\n"),
+			[]string{`track_interface = [{ name = "eth1", weight = 0 }, { name = "eth2", weight = 0 }]`}, []string{"track_interface eth2: written without braces"}},
+		// Authentication as keepalived uses it.
+		{"vrrp_strict drops authentication", "global_defs {\n vrrp_strict\n}\n" + fmt.Sprintf(inst, " authentication {\n  auth_type PASS\n  auth_pass secret\n }\n"),
+			nil, []string{"vrrp_strict: haldir has no strict mode", "keepalived ignores it in strict mode"}},
+		{"auth_pass truncated to 8 bytes", fmt.Sprintf(inst, " authentication {\n  auth_type PASS\n  auth_pass 0123456789\n }\n"),
+			[]string{`auth = { type = "pass", password = "01234567" }`}, []string{`keepalived truncates it to "01234567"`}},
+		{"authentication with VRRPv3 is ignored", "global_defs {\n vrrp_version 3\n}\n" + fmt.Sprintf(inst, " authentication {\n  auth_type PASS\n  auth_pass x\n }\n"),
+			[]string{"version = 3"}, []string{"keepalived ignores it with VRRP version 3"}},
+		// Preemption (defect 11.11).
+		{"nopreempt with state MASTER: keepalived preempts", fmt.Sprintf(inst, " state MASTER\n priority 150\n nopreempt\n"),
+			nil, []string{"state MASTER (1 instance(s))", "nopreempt: keepalived ignores it on an instance with state MASTER"}},
+		{"nopreempt on a backup", fmt.Sprintf(inst, " state BACKUP\n priority 150\n nopreempt\n"), []string{"preempt = false"}, nil},
+		{"preempt_delay with nopreempt", fmt.Sprintf(inst, " priority 150\n nopreempt\n preempt_delay 5\n"), []string{"preempt = false"},
+			[]string{"preempt_delay: keepalived resets it with nopreempt"}},
+		// vrrp_script defaults.
+		{"vrrp_script defaults: interval 1s, timeout the interval", "vrrp_script s {\n script /bin/true\n}\nvrrp_script t {\n script /bin/true\n interval 5\n}\n" +
+			fmt.Sprintf(inst, " track_script {\n  s\n  t\n }\n"),
+			[]string{`interval = "1s", timeout = "1s"`, `interval = "5s", timeout = "5s"`}, nil},
+		{"vrrp_script timeout above the interval", "vrrp_script s {\n script /bin/true\n interval 2\n timeout 5\n}\n" + fmt.Sprintf(inst, " track_script {\n  s\n }\n"),
+			[]string{`interval = "2s", timeout = "2s"`}, []string{"timeout 5s: longer than the interval 2s"}},
+		// Commands: a bare name is resolved as keepalived resolves it.
+		{"bare command name resolved on PATH", "vrrp_script s {\n script \"sh -c true\"\n}\n" + fmt.Sprintf(inst, " track_script {\n  s\n }\n"),
+			[]string{`command = ["` + lookCommand("sh") + `", "-c", "true"]`}, nil},
+		{"unknown bare command runs in a shell", fmt.Sprintf(inst, " notify_master \"no-such-haldir-cmd x\"\n"),
+			[]string{`notify_master = ["/bin/sh", "-c", "no-such-haldir-cmd x"]`}, []string{`"no-such-haldir-cmd" is not in /usr/local/sbin`}},
+		// Addresses and the sync daemon.
+		{"duplicate virtual address kept once", fmt.Sprintf(inst, " virtual_ipaddress {\n  192.0.2.9\n  192.0.2.10\n }\n"),
+			[]string{`virtual_addresses = ["192.0.2.9/24", "192.0.2.10/32"]`}, []string{"virtual_ipaddress 192.0.2.9: listed twice (first as 192.0.2.9/24)"}},
+		{"IPv6 instance speaks VRRPv3", "vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  2001:db8::9/64\n }\n}\n",
+			[]string{"version = 3"}, nil},
+		{"instance lvs_sync_daemon_interface", fmt.Sprintf(inst, " lvs_sync_daemon_interface eth2\n"),
+			[]string{"[sync]\ninterface = \"eth2\"\nvrrp_instance = \"V\""}, nil},
+		// Noise: the mail family is one warning.
+		{"mail and SNMP: one warning", "global_defs {\n notification_email {\n  a@b\n }\n notification_email_from x@y\n smtp_server 10.0.0.1\n smtp_connect_timeout 30\n enable_traps\n}\n" +
+			fmt.Sprintf(inst, " smtp_alert\n"), nil,
+			[]string{"notification_email: haldir sends no mail or SNMP traps (6 directive(s): notification_email, notification_email_from, smtp_server, smtp_connect_timeout, enable_traps, smtp_alert)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns, err := Parse(tc.src, "k.conf")
@@ -162,6 +223,10 @@ func TestConvertRules(t *testing.T) {
 				t.Fatal(err)
 			}
 			res := Convert(ns, "k.conf")
+			// What converts must load in haldir.
+			if _, err := conf.Parse([]byte(res.TOML), "converted.toml"); err != nil && tc.toml != nil {
+				t.Errorf("converted configuration does not load: %v\n%s", err, res.TOML)
+			}
 			for _, s := range tc.toml {
 				if !strings.Contains(res.TOML, s) {
 					t.Errorf("TOML lacks %q:\n%s", s, res.TOML)
