@@ -40,8 +40,8 @@ type converter struct {
 	// grouped maps each sync group member to whether its group honours
 	// tracking weights (sync_group_tracking_weight): keepalived ignores
 	// them otherwise, and a tracking failure faults the whole group.
-	grouped  map[string]bool
-	strict   bool // global_defs' vrrp_strict
+	grouped map[string]bool
+	strict  bool // global_defs' vrrp_strict
 	// masters counts the instances with state MASTER, said in one
 	// warning at masterWarning.
 	masters       int
