@@ -42,8 +42,8 @@ type converter struct {
 	// them otherwise, and a tracking failure faults the whole group.
 	grouped map[string]bool
 	strict  bool // global_defs' vrrp_strict
-	// masters counts the instances with state MASTER, said in one
-	// warning at masterWarning.
+	// masters counts the instances with state MASTER that are not the
+	// address owner, said in one warning at masterWarning (-1: none).
 	masters       int
 	masterWarning int
 	// mail collects the notification_email / smtp_* / SNMP family, said
@@ -64,10 +64,12 @@ func (c *converter) ignored(n *Node, why string) {
 // Convert turns parsed keepalived directives into haldir's TOML. What has
 // no equivalent is left out with a warning naming the file and line.
 func Convert(nodes []*Node, source string) Result {
-	c := &converter{global: &table{header: "[global]"}, scripts: map[string]*Node{}, defaults: map[string]string{}, grouped: map[string]bool{}}
+	c := &converter{global: &table{header: "[global]"}, scripts: map[string]*Node{}, defaults: map[string]string{}, grouped: map[string]bool{}, masterWarning: -1}
 	// vrrp_script blocks and global_defs may come after their users.
 	for _, n := range nodes {
 		switch n.Name {
+		case parseWarning:
+			c.warnings = append(c.warnings, Warning{n.File, n.Line, n.Args[0]})
 		case "vrrp_script":
 			if len(n.Args) > 0 {
 				c.scripts[n.Args[0]] = n
@@ -89,7 +91,7 @@ func Convert(nodes []*Node, source string) Result {
 	}
 	for _, n := range nodes {
 		switch n.Name {
-		case "global_defs", "vrrp_script":
+		case parseWarning, "global_defs", "vrrp_script":
 		case "vrrp_instance":
 			c.instance(n)
 		case "vrrp_sync_group":
@@ -100,7 +102,13 @@ func Convert(nodes []*Node, source string) Result {
 			c.ignored(n, "not supported by haldir")
 		}
 	}
-	if c.masters > 0 {
+	switch {
+	case c.masterWarning >= 0 && c.masters == 0:
+		c.warnings = slices.Delete(c.warnings, c.masterWarning, c.masterWarning+1)
+		if c.mailWarning > c.masterWarning {
+			c.mailWarning--
+		}
+	case c.masters > 0:
 		c.warnings[c.masterWarning].Msg = fmt.Sprintf("state MASTER (%d instance(s)): keepalived starts such an instance as master at once; haldir starts every instance as backup and becomes master after about three advert intervals unless a higher priority speaks. From then on both elect by priority, as keepalived does after start-up", c.masters)
 	}
 	if len(c.mail) > 0 {
@@ -343,7 +351,7 @@ func (c *converter) instance(in *Node) {
 			// left is the first seconds after start, said once per file.
 			if c.one(n) && n.Args[0] == "MASTER" {
 				st.master = n
-				if c.masters++; c.masters == 1 {
+				if c.masterWarning < 0 {
 					c.masterWarning = len(c.warnings)
 					c.warn(n, "state MASTER") // the message is written at the end
 				}
@@ -466,9 +474,12 @@ func (c *converter) complete(in *Node, t *table, st *vrrpState) {
 	base := st.prio
 	if !st.prioSet && st.master != nil {
 		base = 255
-		c.warn(st.master, "state MASTER without priority: keepalived makes the instance the address owner, priority 255")
+		t.comment += "; priority 255: keepalived makes state MASTER without a priority the address owner"
 	}
 	owner := base == 255
+	if st.master != nil && !owner {
+		c.masters++ // an owner starts as master in haldir too
+	}
 
 	preempt := true
 	switch {
