@@ -49,17 +49,21 @@ type VRRPInstance struct {
 	UseVMAC          bool           `toml:"use_vmac"`
 	VMACInterface    string         `toml:"vmac_interface"` // default vrrp.<vrid> with use_vmac
 	VirtualAddresses []netip.Prefix `toml:"virtual_addresses"`
-	UnicastSource    netip.Addr     `toml:"unicast_source"`
-	UnicastPeers     []netip.Addr   `toml:"unicast_peers"`
-	NotifyMaster     []string       `toml:"notify_master"`
-	NotifyBackup     []string       `toml:"notify_backup"`
-	NotifyFault      []string       `toml:"notify_fault"`
-	NotifyStop       []string       `toml:"notify_stop"`
-	Auth             *VRRPAuth      `toml:"auth"`
-	GARP             GARP           `toml:"garp"`
-	TrackInterfaces  []TrackIface   `toml:"track_interface"`
-	TrackScripts     []TrackScript  `toml:"track_script"`
-	TrackVirtualSrvs []TrackVS      `toml:"track_virtual_server"`
+	// ExcludedAddresses move with the instance like VirtualAddresses but
+	// are not in its adverts (keepalived's virtual_ipaddress_excluded);
+	// either family.
+	ExcludedAddresses []netip.Prefix `toml:"excluded_addresses"`
+	UnicastSource     netip.Addr     `toml:"unicast_source"`
+	UnicastPeers      []netip.Addr   `toml:"unicast_peers"`
+	NotifyMaster      []string       `toml:"notify_master"`
+	NotifyBackup      []string       `toml:"notify_backup"`
+	NotifyFault       []string       `toml:"notify_fault"`
+	NotifyStop        []string       `toml:"notify_stop"`
+	Auth              *VRRPAuth      `toml:"auth"`
+	GARP              GARP           `toml:"garp"`
+	TrackInterfaces   []TrackIface   `toml:"track_interface"`
+	TrackScripts      []TrackScript  `toml:"track_script"`
+	TrackVirtualSrvs  []TrackVS      `toml:"track_virtual_server"`
 }
 
 // VRRPAuth is VRRPv2 authentication. Type "pass" (RFC 3768 type 1) is a

@@ -275,6 +275,29 @@ func (v validator) vrrp(ins []VRRPInstance, vss []VirtualServer) {
 				vips[a] = p
 			}
 		}
+		// Excluded addresses: either family, never in the adverts, so
+		// only the address rules and uniqueness apply.
+		for j, pfx := range in.ExcludedAddresses {
+			ap := fmt.Sprintf("%s.excluded_addresses[%d]", p, j)
+			a := pfx.Addr()
+			switch {
+			case !pfx.IsValid():
+				v.add(ap, "invalid prefix")
+			case a.Is4In6():
+				v.add(ap, "IPv4-mapped IPv6 address %s: write the IPv4 form", a)
+			case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
+				v.add(ap, "must be a unicast address, got %s", a)
+			case a.Zone() != "":
+				v.add(ap, "must not have a zone, got %s", pfx)
+			case seen[a]:
+				v.add(ap, "duplicate address %s", a)
+			case vips[a] != "":
+				v.add(ap, "address %s is already in %s", a, vips[a])
+			default:
+				seen[a] = true
+				vips[a] = p
+			}
+		}
 		if okVRID && in.Interface != "" && fam.IsValid() {
 			key := fmt.Sprintf("%s/%d/%s", in.Interface, in.VRID, familyName(fam))
 			if first, ok := routers[key]; ok {

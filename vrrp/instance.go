@@ -82,7 +82,10 @@ type Instance struct {
 	log    *slog.Logger
 	family int // 4 or 6
 	vips   []netip.Addr
-	expect Expect
+	// excluded are excluded_addresses: added, removed and announced with
+	// the VIPs, never in the adverts; either family.
+	excluded []netip.Addr
+	expect   Expect
 	// addrs is the Expect the reader checks adverts against: expect with
 	// the virtual addresses a reload may change in place.
 	addrs atomic.Pointer[Expect]
@@ -135,6 +138,9 @@ func NewInstance(cfg conf.VRRPInstance, opts Options) (*Instance, error) {
 			return nil, fmt.Errorf("%s: virtual_addresses[%d] %v: all addresses of an instance must be of one family", where, i, p)
 		}
 		in.vips = append(in.vips, p.Addr().Unmap())
+	}
+	for _, p := range cfg.ExcludedAddresses {
+		in.excluded = append(in.excluded, p.Addr().Unmap())
 	}
 	if cfg.Version == 2 && in.family == 6 {
 		return nil, fmt.Errorf("%s: version 2 is IPv4 only (RFC 3768); use version 3 for IPv6", where)
@@ -266,9 +272,7 @@ func (in *Instance) open(ctx context.Context, trackCh chan<- trackUpdate) (*runt
 			return fmt.Errorf("vrrp instance %q: netlink: %w", in.cfg.Name, err)
 		}
 		rt.vips = &vipManager{h: h, ifindex: rt.ifi.Index}
-		for _, p := range in.cfg.VirtualAddresses {
-			rt.vips.vips = append(rt.vips.vips, netip.PrefixFrom(p.Addr().Unmap(), p.Bits()))
-		}
+		rt.vips.vips = managed(in.cfg)
 		if rt.src, err = in.source(ctx, h, rt.ifi); err != nil {
 			return err
 		}
@@ -301,7 +305,7 @@ func (in *Instance) open(ctx context.Context, trackCh chan<- trackUpdate) (*runt
 				}
 			}
 		}
-		if rt.announce, err = newAnnouncer(announceOn, in.vips, ndpSrc); err != nil {
+		if rt.announce, err = newAnnouncer(announceOn, slices.Concat(in.vips, in.excluded), ndpSrc); err != nil {
 			return err
 		}
 		names := []string{in.cfg.Interface}
@@ -344,6 +348,16 @@ func (rt *runtime) close() {
 	}
 }
 
+// managed is every address the instance adds as master: the virtual
+// addresses, then the excluded ones.
+func managed(cfg conf.VRRPInstance) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range slices.Concat(cfg.VirtualAddresses, cfg.ExcludedAddresses) {
+		out = append(out, netip.PrefixFrom(p.Addr().Unmap(), p.Bits()))
+	}
+	return out
+}
+
 // source picks the advert source: unicast_source when set; else the first
 // IPv4 address of the interface that is not a VIP, or for IPv6 its
 // link-local address (RFC 5798 §5.1.2.1) — a global one when unicasting to
@@ -380,7 +394,7 @@ func (in *Instance) source(ctx context.Context, h *netlink.Handle, ifi *net.Inte
 				continue
 			}
 			ip = ip.Unmap()
-			if slices.Contains(in.vips, ip) {
+			if slices.Contains(in.vips, ip) || slices.Contains(in.excluded, ip) {
 				continue
 			}
 			if in.family == 4 {

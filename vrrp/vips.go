@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -110,47 +111,60 @@ type announcer struct {
 	src netip.Addr
 }
 
-// newAnnouncer opens the announcement socket on ifi. With ndpSrc valid
-// (the macvlan, which has no address until it is master) the IPv6 socket
-// is not bound to an address and every advertisement names its source.
+// newAnnouncer opens the announcement sockets on ifi that vips need. With
+// ndpSrc valid (the macvlan, which has no address until it is master) the
+// IPv6 socket is not bound to an address and every advertisement names its
+// source.
 func newAnnouncer(ifi *net.Interface, vips []netip.Addr, ndpSrc netip.Addr) (*announcer, error) {
-	a := &announcer{ifi: ifi, vips: vips, src: ndpSrc}
-	if len(vips) == 0 {
-		return a, nil
+	a := &announcer{ifi: ifi, src: ndpSrc}
+	if err := a.setVIPs(vips); err != nil {
+		a.close()
+		return nil, err
 	}
+	return a, nil
+}
+
+// setVIPs sets the addresses to announce and opens the socket a family
+// needs that is not open yet: an instance's excluded addresses may be of
+// the other family, and a reload may add them. Not while run runs.
+func (a *announcer) setVIPs(vips []netip.Addr) error {
+	a.vips = vips
 	var err error
-	if vips[0].Is4() {
+	if a.arp == nil && slices.ContainsFunc(vips, netip.Addr.Is4) {
 		// A packet socket rather than arp.Dial, which insists on an
 		// IPv4 address on the interface (the macvlan has none until it
 		// is master). It only sends: the filter keeps ARP traffic from
 		// piling up in its buffer.
-		a.arp, err = packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeARP), &packet.Config{Filter: dropAll})
+		a.arp, err = packet.Listen(a.ifi, packet.Raw, int(ethernet.EtherTypeARP), &packet.Config{Filter: dropAll})
 		if err != nil {
-			return nil, fmt.Errorf("vrrp: ARP socket on %s: %w", ifi.Name, err)
+			return fmt.Errorf("vrrp: ARP socket on %s: %w", a.ifi.Name, err)
 		}
-		return a, nil
+	}
+	if a.ndp != nil || !slices.ContainsFunc(vips, netip.Addr.Is6) {
+		return nil
 	}
 	// ndp uses the interface name as the zone of every write; the index
 	// spelled as a name resolves the same in any network namespace.
-	numeric := *ifi
-	numeric.Name = strconv.Itoa(ifi.Index)
+	numeric := *a.ifi
+	numeric.Name = strconv.Itoa(a.ifi.Index)
 	bind := ndp.LinkLocal
-	if ndpSrc.IsValid() {
+	if a.src.IsValid() {
 		bind = ndp.Unspecified
 	}
-	a.ndp, _, err = ndp.Listen(&numeric, bind)
+	c, _, err := ndp.Listen(&numeric, bind)
 	if err != nil {
-		return nil, fmt.Errorf("vrrp: NDP socket on %s: %w", ifi.Name, err)
+		return fmt.Errorf("vrrp: NDP socket on %s: %w", a.ifi.Name, err)
 	}
 	// The socket only sends: block every ICMPv6 type on receive so that
 	// unread messages do not pile up in its buffer.
 	var f ipv6.ICMPFilter
 	f.SetAll(true)
-	if err := a.ndp.SetICMPFilter(&f); err != nil {
-		a.ndp.Close()
-		return nil, fmt.Errorf("vrrp: NDP socket on %s: ICMPv6 filter: %w", ifi.Name, err)
+	if err := c.SetICMPFilter(&f); err != nil {
+		c.Close()
+		return fmt.Errorf("vrrp: NDP socket on %s: ICMPv6 filter: %w", a.ifi.Name, err)
 	}
-	return a, nil
+	a.ndp = c
+	return nil
 }
 
 // burst sends repeat announcements for every VIP.
@@ -175,7 +189,7 @@ func (a *announcer) burst(repeat int) error {
 }
 
 func (a *announcer) one(ip netip.Addr) error {
-	if a.arp != nil {
+	if ip.Is4() && a.arp != nil {
 		p, err := arp.NewPacket(arp.OperationRequest, a.ifi.HardwareAddr, ip, ethernet.Broadcast, ip)
 		if err != nil {
 			return err
@@ -192,7 +206,7 @@ func (a *announcer) one(ip netip.Addr) error {
 		_, err = a.arp.WriteTo(fb, &packet.Addr{HardwareAddr: ethernet.Broadcast})
 		return err
 	}
-	if a.ndp != nil {
+	if ip.Is6() && a.ndp != nil {
 		na := &ndp.NeighborAdvertisement{
 			Override:      true,
 			TargetAddress: ip,

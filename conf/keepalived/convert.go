@@ -340,7 +340,7 @@ func (c *converter) instance(in *Node) {
 		}
 	}
 	st := &vrrpState{prio: 100, strict: c.strict}
-	var addrs []netip.Prefix
+	var addrs, excluded []netip.Prefix
 	var peers []string
 	iface := ""
 	for _, n := range in.Children {
@@ -405,7 +405,10 @@ func (c *converter) instance(in *Node) {
 		case "virtual_ipaddress":
 			addrs = c.addresses(n, iface, addrs)
 		case "virtual_ipaddress_excluded":
-			c.ignored(n, "haldir advertises every virtual address; list them in virtual_ipaddress")
+			// Deduplicated against the advertised ones too: one address
+			// is one kernel address.
+			all := c.addresses(n, iface, slices.Concat(addrs, excluded))
+			excluded = append(excluded, all[len(addrs)+len(excluded):]...)
 		case "unicast_src_ip":
 			if c.one(n) {
 				t.str("unicast_source", n.Args[0])
@@ -461,6 +464,13 @@ func (c *converter) instance(in *Node) {
 			s[i] = a.String()
 		}
 		t.strs("virtual_addresses", s)
+	}
+	if len(excluded) > 0 {
+		s := make([]string, len(excluded))
+		for i, a := range excluded {
+			s[i] = a.String()
+		}
+		t.strs("excluded_addresses", s)
 	}
 	if len(peers) > 0 {
 		t.strs("unicast_peers", peers)
@@ -632,7 +642,7 @@ func (c *converter) addresses(n *Node, iface string, have []netip.Prefix) []neti
 		if err != nil {
 			ip, err2 := netip.ParseAddr(s)
 			if err2 != nil {
-				c.warn(a, "virtual_ipaddress %q is not an address", s)
+				c.warn(a, "%s %q is not an address", n.Name, s)
 				continue
 			}
 			p = netip.PrefixFrom(ip, ip.BitLen())
@@ -641,16 +651,16 @@ func (c *converter) addresses(n *Node, iface string, have []netip.Prefix) []neti
 			switch a.Args[i] {
 			case "dev":
 				if a.Args[i+1] != iface {
-					c.warn(a, "virtual_ipaddress %s dev %s: haldir puts every address on the instance's interface %q", s, a.Args[i+1], iface)
+					c.warn(a, "%s %s dev %s: haldir puts every address on the instance's interface %q", n.Name, s, a.Args[i+1], iface)
 				}
 			case "label", "brd", "broadcast", "scope":
-				c.warn(a, "virtual_ipaddress %s: %s %s not supported", s, a.Args[i], a.Args[i+1])
+				c.warn(a, "%s %s: %s %s not supported", n.Name, s, a.Args[i], a.Args[i+1])
 			default:
-				c.warn(a, "virtual_ipaddress %s: option %s not supported", s, a.Args[i])
+				c.warn(a, "%s %s: option %s not supported", n.Name, s, a.Args[i])
 			}
 		}
 		if i := slices.IndexFunc(have, func(h netip.Prefix) bool { return h.Addr() == p.Addr() }); i >= 0 {
-			c.warn(a, "virtual_ipaddress %s: listed twice (first as %s); kept once", s, have[i])
+			c.warn(a, "%s %s: listed twice (first as %s); kept once", n.Name, s, have[i])
 			continue
 		}
 		have = append(have, p)

@@ -210,6 +210,8 @@ func TestConvertRules(t *testing.T) {
 			[]string{`virtual_addresses = ["192.0.2.9/24", "192.0.2.10/32"]`}, []string{"virtual_ipaddress 192.0.2.9: listed twice (first as 192.0.2.9/24)"}},
 		{"IPv6 instance speaks VRRPv3", "vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  2001:db8::9/64\n }\n}\n",
 			[]string{"version = 3"}, nil},
+		{"virtual_ipaddress_excluded", fmt.Sprintf(inst, " virtual_ipaddress_excluded {\n  198.51.100.7\n  2001:db8::7/64\n  192.0.2.9\n }\n"),
+			[]string{`excluded_addresses = ["198.51.100.7/32", "2001:db8::7/64"]`}, []string{"virtual_ipaddress_excluded 192.0.2.9: listed twice"}},
 		{"instance lvs_sync_daemon_interface", fmt.Sprintf(inst, " lvs_sync_daemon_interface eth2\n"),
 			[]string{"[sync]\ninterface = \"eth2\"\nvrrp_instance = \"V\""}, nil},
 		// Noise: the mail family is one warning.
