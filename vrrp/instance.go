@@ -271,8 +271,27 @@ func (in *Instance) open(ctx context.Context, trackCh chan<- trackUpdate) (*runt
 		if err != nil {
 			return fmt.Errorf("vrrp instance %q: netlink: %w", in.cfg.Name, err)
 		}
-		rt.vips = &vipManager{h: h, ifindex: rt.ifi.Index}
+		rt.vips = &vipManager{h: h, ifindex: rt.ifi.Index, placed: map[netip.Addr]placement{}}
 		rt.vips.vips = managed(in.cfg)
+		// address_options: addresses on other interfaces are announced
+		// there, by an announcer per interface.
+		elsewhere := map[string][]netip.Addr{}
+		var others []string
+		for _, o := range in.cfg.AddressOptions {
+			pl := placement{label: o.Label}
+			if o.Interface != "" {
+				ifi, err := net.InterfaceByName(o.Interface)
+				if err != nil {
+					return fmt.Errorf("vrrp instance %q: address_options %v: interface %q: %w", in.cfg.Name, o.Address, o.Interface, err)
+				}
+				pl.ifi = ifi
+				if elsewhere[o.Interface] == nil {
+					others = append(others, o.Interface)
+				}
+				elsewhere[o.Interface] = append(elsewhere[o.Interface], o.Address.Unmap())
+			}
+			rt.vips.placed[o.Address.Unmap()] = pl
+		}
 		if rt.src, err = in.source(ctx, h, rt.ifi); err != nil {
 			return err
 		}
@@ -305,8 +324,15 @@ func (in *Instance) open(ctx context.Context, trackCh chan<- trackUpdate) (*runt
 				}
 			}
 		}
-		if rt.announce, err = newAnnouncer(announceOn, slices.Concat(in.vips, in.excluded), ndpSrc); err != nil {
+		if rt.announce, err = newAnnouncer(announceOn, rt.vips.here(slices.Concat(in.vips, in.excluded)), ndpSrc); err != nil {
 			return err
+		}
+		for _, name := range others {
+			a, err := newAnnouncer(rt.vips.placed[elsewhere[name][0]].ifi, elsewhere[name], netip.Addr{})
+			if err != nil {
+				return err
+			}
+			rt.announce.others = append(rt.announce.others, a)
 		}
 		names := []string{in.cfg.Interface}
 		for _, t := range in.cfg.TrackInterfaces {

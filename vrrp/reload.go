@@ -219,7 +219,7 @@ func (d *driver) reconfigure(cfg conf.VRRPInstance) {
 		// The announcer's goroutine reads its list: stop it first.
 		d.stopAnnounce()
 		in.vips, in.excluded, d.rt.vips.vips = vips, excluded, prefixes
-		if err := in.do(func() error { return d.rt.announce.setVIPs(slices.Concat(vips, excluded)) }); err != nil {
+		if err := in.do(func() error { return d.rt.announce.setVIPs(d.rt.vips.here(slices.Concat(vips, excluded))) }); err != nil {
 			in.log.Error("announcing the virtual addresses", "err", err)
 		}
 		e := *in.addrs.Load()

@@ -28,6 +28,39 @@ type vipManager struct {
 	// vmac, when set, is the macvlan the VIPs live on (ifindex is its
 	// index): up before they are added, down once they are removed.
 	vmac *vmac
+	// placed are address_options: another interface, a label.
+	placed map[netip.Addr]placement
+}
+
+// placement is where one address goes: ifi nil is the instance's
+// interface (or its macvlan).
+type placement struct {
+	ifi   *net.Interface
+	label string
+}
+
+// here lists the addresses of as that go on the instance's own interface.
+func (v *vipManager) here(as []netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range as {
+		if v.placed[a].ifi == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// linkOf is the link an address goes on.
+func (v *vipManager) linkOf(p netip.Prefix, own netlink.Link) (netlink.Link, error) {
+	pl := v.placed[p.Addr()]
+	if pl.ifi == nil {
+		return own, nil
+	}
+	l, err := v.h.LinkByIndex(pl.ifi.Index)
+	if err != nil {
+		return nil, fmt.Errorf("vrrp: interface %s of %v: %w", pl.ifi.Name, p, err)
+	}
+	return l, nil
 }
 
 func prefixNet(p netip.Prefix) *net.IPNet {
@@ -57,12 +90,17 @@ func (v *vipManager) add() error {
 	}
 	var errs []error
 	for _, p := range v.vips {
-		a := &netlink.Addr{IPNet: prefixNet(p)}
+		a := &netlink.Addr{IPNet: prefixNet(p), Label: v.placed[p.Addr()].label}
 		if p.Addr().Is6() {
 			a.Flags = unix.IFA_F_NODAD
 		}
-		if err := v.h.AddrReplace(l, a); err != nil {
-			errs = append(errs, fmt.Errorf("vrrp: adding %v to %s: %w", p, l.Attrs().Name, err))
+		on, err := v.linkOf(p, l)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := v.h.AddrReplace(on, a); err != nil {
+			errs = append(errs, fmt.Errorf("vrrp: adding %v to %s: %w", p, on.Attrs().Name, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -90,9 +128,12 @@ func (v *vipManager) del(ps []netip.Prefix) error {
 	}
 	var errs []error
 	for _, p := range ps {
-		err := v.h.AddrDel(l, &netlink.Addr{IPNet: prefixNet(p)})
+		on, err := v.linkOf(p, l)
+		if err == nil {
+			err = v.h.AddrDel(on, &netlink.Addr{IPNet: prefixNet(p)})
+		}
 		if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("vrrp: removing %v from %s: %w", p, l.Attrs().Name, err))
+			errs = append(errs, fmt.Errorf("vrrp: removing %v: %w", p, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -109,6 +150,9 @@ type announcer struct {
 	// src, when valid, is the IPv6 source of the advertisements; else
 	// the interface's own link-local address.
 	src netip.Addr
+	// others announce the addresses that address_options put on other
+	// interfaces, with each burst.
+	others []*announcer
 }
 
 // newAnnouncer opens the announcement sockets on ifi that vips need. With
@@ -185,6 +229,9 @@ func (a *announcer) burst(repeat int) error {
 			}
 		}
 	}
+	for _, o := range a.others {
+		errs = append(errs, o.burst(repeat))
+	}
 	return errors.Join(errs...)
 }
 
@@ -255,6 +302,9 @@ func (a *announcer) run(ctx context.Context, repeat int, delay, refresh time.Dur
 }
 
 func (a *announcer) close() {
+	for _, o := range a.others {
+		o.close()
+	}
 	if a.arp != nil {
 		a.arp.Close()
 	}

@@ -316,8 +316,8 @@ type vrrpState struct {
 	authType    string
 	authPass    string
 	trackers    []*tracker
-	versionSet  bool
-	firstFamily string
+	versionSet bool
+	places     []addrPlace // addresses with dev, label or no_track
 }
 
 func (c *converter) instance(in *Node) {
@@ -403,11 +403,11 @@ func (c *converter) instance(in *Node) {
 		case "authentication":
 			c.auth(n, st)
 		case "virtual_ipaddress":
-			addrs = c.addresses(n, iface, addrs)
+			addrs = c.addresses(n, addrs, st)
 		case "virtual_ipaddress_excluded":
 			// Deduplicated against the advertised ones too: one address
 			// is one kernel address.
-			all := c.addresses(n, iface, slices.Concat(addrs, excluded))
+			all := c.addresses(n, slices.Concat(addrs, excluded), st)
 			excluded = append(excluded, all[len(addrs)+len(excluded):]...)
 		case "unicast_src_ip":
 			if c.one(n) {
@@ -457,6 +457,7 @@ func (c *converter) instance(in *Node) {
 	if len(addrs) > 0 && addrs[0].Addr().Is6() && !st.versionSet {
 		t.num("version", 3)
 	}
+	c.placeAddresses(t, iface, st)
 	c.complete(in, t, st)
 	if len(addrs) > 0 {
 		s := make([]string, len(addrs))
@@ -630,12 +631,22 @@ func (c *converter) auth(a *Node, st *vrrpState) {
 	}
 }
 
-// addresses reads virtual_ipaddress lines: `IP[/LEN] [dev IF] [brd ..]
-// [scope ..] [label ..]`, adding them to have. haldir puts every address
-// on the instance's interface with the given prefix (keepalived's default:
-// /32, /128). An address listed twice is kept once: keepalived adds it
-// once (the kernel has one) and only repeats it in its adverts.
-func (c *converter) addresses(n *Node, iface string, have []netip.Prefix) []netip.Prefix {
+// addrPlace is what a virtual_ipaddress line says beyond its address,
+// resolved once the whole block is read (interface may come later).
+type addrPlace struct {
+	n       *Node
+	addr    netip.Addr
+	dev     string
+	label   string
+	noTrack bool
+}
+
+// addresses reads virtual_ipaddress lines: `IP[/LEN] [dev IF] [label L]
+// [no_track] [brd ..] [scope ..] ...`, adding them to have and their
+// dev/label to st. haldir gives an address without prefix keepalived's
+// default (/32, /128). An address listed twice is kept once: keepalived
+// adds it once (the kernel has one) and only repeats it in its adverts.
+func (c *converter) addresses(n *Node, have []netip.Prefix, st *vrrpState) []netip.Prefix {
 	for _, a := range n.Children {
 		s := a.Name
 		p, err := netip.ParsePrefix(s)
@@ -647,25 +658,91 @@ func (c *converter) addresses(n *Node, iface string, have []netip.Prefix) []neti
 			}
 			p = netip.PrefixFrom(ip, ip.BitLen())
 		}
-		for i := 0; i+1 < len(a.Args); i += 2 {
-			switch a.Args[i] {
-			case "dev":
-				if a.Args[i+1] != iface {
-					c.warn(a, "%s %s dev %s: haldir puts every address on the instance's interface %q", n.Name, s, a.Args[i+1], iface)
+		pl := addrPlace{n: a, addr: p.Addr()}
+		for i := 0; i < len(a.Args); i++ {
+			opt, val := a.Args[i], ""
+			switch opt {
+			case "dev", "label", "scope", "brd", "broadcast", "peer", "preferred_lft":
+				if i+1 == len(a.Args) {
+					c.warn(a, "%s %s: %s without a value; keepalived ignores the address", n.Name, s, opt)
+					pl.addr = netip.Addr{}
+					continue
 				}
-			case "label", "brd", "broadcast", "scope":
-				c.warn(a, "%s %s: %s %s not supported", n.Name, s, a.Args[i], a.Args[i+1])
-			default:
-				c.warn(a, "%s %s: option %s not supported", n.Name, s, a.Args[i])
+				i++
+				val = a.Args[i]
 			}
+			switch opt {
+			case "dev":
+				pl.dev = val
+			case "label":
+				pl.label = val
+			case "no_track":
+				pl.noTrack = true
+			case "scope", "brd", "broadcast", "peer", "preferred_lft":
+				c.warn(a, "%s %s: %s %s not supported (haldir adds the address with scope global, no broadcast)", n.Name, s, opt, val)
+			default:
+				c.warn(a, "%s %s: option %s not supported", n.Name, s, opt)
+			}
+		}
+		if !pl.addr.IsValid() {
+			continue
 		}
 		if i := slices.IndexFunc(have, func(h netip.Prefix) bool { return h.Addr() == p.Addr() }); i >= 0 {
 			c.warn(a, "%s %s: listed twice (first as %s); kept once", n.Name, s, have[i])
 			continue
 		}
 		have = append(have, p)
+		if pl.dev != "" || pl.label != "" || pl.noTrack {
+			st.places = append(st.places, pl)
+		}
 	}
 	return have
+}
+
+// placeAddresses turns the addresses' dev and label into address_options,
+// once the instance's interface is known. keepalived watches the
+// interface of an address on another interface (FAULT while it is down)
+// unless no_track: a track_interface with weight 0 unless one is there.
+func (c *converter) placeAddresses(t *table, iface string, st *vrrpState) {
+	var opts []string
+	tracked := map[string]bool{}
+	for _, tr := range st.trackers {
+		if tr.kind == "track_interface" {
+			tracked[tr.n.Name] = true
+		}
+	}
+	for _, pl := range st.places {
+		o := &keys{}
+		dev := iface
+		if pl.dev != "" && pl.dev != iface {
+			dev = pl.dev
+			o.str("interface", dev)
+			if !pl.noTrack && !tracked[dev] {
+				tracked[dev] = true
+				ti := &keys{}
+				ti.str("name", dev)
+				st.trackers = append(st.trackers, &tracker{kind: "track_interface", n: &Node{Name: dev, File: pl.n.File, Line: pl.n.Line}, entry: ti})
+			}
+		}
+		switch {
+		case pl.label == "":
+		case !pl.addr.Is4():
+			c.warn(pl.n, "label %s: keepalived ignores labels on IPv6 addresses; left out", pl.label)
+		case len(pl.label) > 15:
+			c.warn(pl.n, "label %s: longer than 15 bytes; keepalived leaves the address out", pl.label)
+			continue
+		case pl.label != dev && !strings.HasPrefix(pl.label, dev+":"):
+			c.warn(pl.n, "label %s: haldir wants a label that is %q or starts with %q (as ip addr does); left out", pl.label, dev, dev+":")
+		default:
+			o.str("label", pl.label)
+		}
+		if len(*o) > 0 {
+			opts = append(opts, "{ address = "+quote(pl.addr.String())+", "+strings.TrimPrefix(o.inline(), "{ "))
+		}
+	}
+	if len(opts) > 0 {
+		t.set("address_options", "["+strings.Join(opts, ", ")+"]")
+	}
 }
 
 func (c *converter) garp(n *Node, t *table) {
