@@ -55,18 +55,18 @@ type VRRPInstance struct {
 	ExcludedAddresses []netip.Prefix `toml:"excluded_addresses"`
 	// AddressOptions place single addresses (keepalived's `dev` and
 	// `label` of virtual_ipaddress).
-	AddressOptions []AddressOption `toml:"address_options"`
-	UnicastSource     netip.Addr     `toml:"unicast_source"`
-	UnicastPeers      []netip.Addr   `toml:"unicast_peers"`
-	NotifyMaster      []string       `toml:"notify_master"`
-	NotifyBackup      []string       `toml:"notify_backup"`
-	NotifyFault       []string       `toml:"notify_fault"`
-	NotifyStop        []string       `toml:"notify_stop"`
-	Auth              *VRRPAuth      `toml:"auth"`
-	GARP              GARP           `toml:"garp"`
-	TrackInterfaces   []TrackIface   `toml:"track_interface"`
-	TrackScripts      []TrackScript  `toml:"track_script"`
-	TrackVirtualSrvs  []TrackVS      `toml:"track_virtual_server"`
+	AddressOptions   []AddressOption `toml:"address_options"`
+	UnicastSource    netip.Addr      `toml:"unicast_source"`
+	UnicastPeers     []netip.Addr    `toml:"unicast_peers"`
+	NotifyMaster     []string        `toml:"notify_master"`
+	NotifyBackup     []string        `toml:"notify_backup"`
+	NotifyFault      []string        `toml:"notify_fault"`
+	NotifyStop       []string        `toml:"notify_stop"`
+	Auth             *VRRPAuth       `toml:"auth"`
+	GARP             GARP            `toml:"garp"`
+	TrackInterfaces  []TrackIface    `toml:"track_interface"`
+	TrackScripts     []TrackScript   `toml:"track_script"`
+	TrackVirtualSrvs []TrackVS       `toml:"track_virtual_server"`
 }
 
 // AddressOption places one of an instance's virtual or excluded addresses

@@ -306,16 +306,16 @@ type tracker struct {
 // vrrpState is what keepalived's instance block says, before keepalived's
 // completion rules (vrrp.c) are applied to it.
 type vrrpState struct {
-	prio        int
-	prioSet     bool
-	master      *Node // state MASTER
-	nopreempt   *Node
-	delay       *Node // preempt_delay
-	strict      bool
-	auth        *Node
-	authType    string
-	authPass    string
-	trackers    []*tracker
+	prio       int
+	prioSet    bool
+	master     *Node // state MASTER
+	nopreempt  *Node
+	delay      *Node // preempt_delay
+	strict     bool
+	auth       *Node
+	authType   string
+	authPass   string
+	trackers   []*tracker
 	versionSet bool
 	places     []addrPlace // addresses with dev, label or no_track
 }
