@@ -317,6 +317,8 @@ type vrrpState struct {
 	authPass   string
 	trackers   []*tracker
 	versionSet bool
+	advert     time.Duration
+	advertNode *Node
 	places     []addrPlace // addresses with dev, label or no_track
 }
 
@@ -379,8 +381,10 @@ func (c *converter) instance(in *Node) {
 				st.prio, st.prioSet = v, true
 			}
 		case "advert_int":
-			if d, ok := c.seconds(n); ok {
-				t.dur("advert_interval", d)
+			if d, ok := c.seconds(n); ok && d >= 10*time.Millisecond && d <= 255*time.Second {
+				st.advert, st.advertNode = d, n
+			} else if ok {
+				c.warn(n, "advert_int %v: keepalived takes 0.01..255 seconds and ignores it (1s)", d)
 			}
 		case "nopreempt":
 			st.nopreempt = n
@@ -488,6 +492,14 @@ func (c *converter) complete(in *Node, t *table, st *vrrpState) {
 		t.comment += "; priority 255: keepalived makes state MASTER without a priority the address owner"
 	}
 	owner := base == 255
+	if st.master != nil && st.strict && !owner {
+		// keepalived: "State MASTER must match being address owner";
+		// the instance starts as backup, and nopreempt and
+		// preempt_delay are not cleared for it.
+		c.warn(st.master, "state MASTER: keepalived's strict mode makes an instance that is not the address owner (priority 255) start as BACKUP")
+		st.master = nil
+	}
+	c.advertInterval(t, st)
 	if st.master != nil && !owner {
 		c.masters++ // an owner starts as master in haldir too
 	}
@@ -604,6 +616,28 @@ func (c *converter) complete(in *Node, t *table, st *vrrpState) {
 	if len(scripts) > 0 {
 		t.set("track_script", "["+strings.Join(scripts, ", ")+"]")
 	}
+}
+
+// advertInterval writes advert_int as keepalived rounds it: VRRPv2 whole
+// seconds below 256, VRRPv3 10ms steps below 40.96s.
+func (c *converter) advertInterval(t *table, st *vrrpState) {
+	d := st.advert
+	if d == 0 {
+		return
+	}
+	ver, _ := t.get("version")
+	unit, top := 10*time.Millisecond, 4095*10*time.Millisecond
+	if ver == "2" {
+		unit, top = time.Second, 255*time.Second
+	}
+	r := max(d.Round(unit), unit)
+	if r > top {
+		r = top
+	}
+	if r != d {
+		c.warn(st.advertNode, "advert_int %v: keepalived makes it %v with VRRP version %s (%v steps, at most %v), and so does haldir", d, r, ver, unit, top)
+	}
+	t.dur("advert_interval", r)
 }
 
 // auth reads the authentication block; complete decides whether keepalived
