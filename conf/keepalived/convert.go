@@ -496,7 +496,7 @@ func (c *converter) complete(in *Node, t *table, st *vrrpState) {
 		// keepalived: "State MASTER must match being address owner";
 		// the instance starts as backup, and nopreempt and
 		// preempt_delay are not cleared for it.
-		c.warn(st.master, "state MASTER: keepalived's strict mode makes an instance that is not the address owner (priority 255) start as BACKUP")
+		t.comment += "; state MASTER: strict mode starts a non-owner as backup, as haldir does"
 		st.master = nil
 	}
 	c.advertInterval(t, st)

@@ -228,7 +228,7 @@ func TestConvertRules(t *testing.T) {
 		{"advert_int out of keepalived's range", fmt.Sprintf(inst, " advert_int 0.004\n"), []string{"version = 2"},
 			[]string{"advert_int 4ms: keepalived takes 0.01..255 seconds and ignores it"}},
 		{"strict mode: state MASTER of a non-owner is BACKUP, nopreempt holds", "global_defs {\n vrrp_strict\n}\n" + fmt.Sprintf(inst, " state MASTER\n priority 150\n nopreempt\n"),
-			[]string{"preempt = false"}, []string{"vrrp_strict", "keepalived's strict mode makes an instance that is not the address owner"}},
+			[]string{"preempt = false", "strict mode starts a non-owner as backup"}, []string{"vrrp_strict"}},
 		{"instance lvs_sync_daemon_interface", fmt.Sprintf(inst, " lvs_sync_daemon_interface eth2\n"),
 			[]string{"[sync]\ninterface = \"eth2\"\nvrrp_instance = \"V\""}, nil},
 		// Noise: the mail family is one warning.
