@@ -317,6 +317,7 @@ type vrrpState struct {
 	authPass   string
 	trackers   []*tracker
 	versionSet bool
+	iface      string
 	advert     time.Duration
 	advertNode *Node
 	places     []addrPlace // addresses with dev, label or no_track
@@ -462,6 +463,7 @@ func (c *converter) instance(in *Node) {
 		t.num("version", 3)
 	}
 	c.placeAddresses(t, iface, st)
+	st.iface = iface
 	c.complete(in, t, st)
 	if len(addrs) > 0 {
 		s := make([]string, len(addrs))
@@ -560,7 +562,18 @@ func (c *converter) complete(in *Node, t *table, st *vrrpState) {
 	raise := 0
 	var ifaces, scripts []string
 	var why []string
+	seen := map[string]bool{}
 	for _, tr := range st.trackers {
+		switch key := tr.kind + " " + tr.n.Name; {
+		case tr.kind == "track_interface" && tr.n.Name == st.iface:
+			c.warn(tr.n, "track_interface %s: keepalived ignores tracking the instance's own interface (it faults the instance while it is down, as haldir does)", tr.n.Name)
+			continue
+		case seen[key]:
+			c.warn(tr.n, "%s: tracked twice; keepalived ignores the second", key)
+			continue
+		default:
+			seen[key] = true
+		}
 		w := tr.weight
 		if w == 254 || w == -254 {
 			c.warn(tr.n, "%s: weight %d: keepalived uses %d", tr.n.Name, w, w/254*253)

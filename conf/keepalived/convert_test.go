@@ -229,6 +229,9 @@ func TestConvertRules(t *testing.T) {
 			[]string{"advert_int 4ms: keepalived takes 0.01..255 seconds and ignores it"}},
 		{"strict mode: state MASTER of a non-owner is BACKUP, nopreempt holds", "global_defs {\n vrrp_strict\n}\n" + fmt.Sprintf(inst, " state MASTER\n priority 150\n nopreempt\n"),
 			[]string{"preempt = false", "strict mode starts a non-owner as backup"}, []string{"vrrp_strict"}},
+		{"own interface and duplicates are not tracked", "vrrp_script s {\n script /bin/true\n}\n" + fmt.Sprintf(inst, " track_interface {\n  eth0 weight -10\n  eth1\n  eth1 weight -5\n }\n track_script {\n  s\n  s\n }\n"),
+			[]string{`track_interface = [{ name = "eth1", weight = 0 }]`}, []string{"track_interface eth0: keepalived ignores tracking the instance's own interface",
+				"track_interface eth1: tracked twice", "track_script s: tracked twice"}},
 		{"instance lvs_sync_daemon_interface", fmt.Sprintf(inst, " lvs_sync_daemon_interface eth2\n"),
 			[]string{"[sync]\ninterface = \"eth2\"\nvrrp_instance = \"V\""}, nil},
 		// Noise: the mail family is one warning.
