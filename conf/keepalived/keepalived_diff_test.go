@@ -1,0 +1,175 @@
+package keepalived
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/lab"
+)
+
+// kaState is what keepalived itself makes of one vrrp_instance: its
+// configuration dump (-d) and the effective priority once every tracked
+// script has reported.
+type kaState struct {
+	priority  int // effective
+	preempt   bool
+	auth      string // "" or the password
+	advert    time.Duration
+}
+
+// TestConvertMatchesKeepalived runs keepalived 2.2.7 on each case (in a
+// namespace with eth0 and eth1 up) and compares what it does with what
+// the converted haldir configuration does: the effective priority with
+// the tracked scripts as they are (/bin/true up, /bin/false down; haldir
+// adds a weight while its tracker is down and clamps to 1..254, an
+// owner's 255 never moves), preemption, authentication and the advert
+// interval. keepalived's C source says what these should be; this checks
+// the importer against the program.
+func TestConvertMatchesKeepalived(t *testing.T) {
+	lab.SkipIfNotRoot(t)
+	bin, err := exec.LookPath("keepalived")
+	if err != nil {
+		t.Skip("keepalived not installed")
+	}
+	var links []lab.LinkSpec
+	for i, ifc := range []string{"eth0", "eth1"} {
+		links = append(links, lab.LinkSpec{Iface: ifc, Switch: "k" + ifc, Addrs: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 9, byte(i), 1}), 24)}})
+	}
+	l := lab.BuildT(t, "haldir-ka-diff", lab.Topology{Switches: []string{"keth0", "keth1"}, Hosts: []lab.HostSpec{{Name: "d", Links: links}}})
+	const scripts = "vrrp_script up {\n script /bin/true\n interval 1\n}\nvrrp_script down {\n script /bin/false\n interval 1\n}\n"
+	const inst = "vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  192.0.2.9/24\n }\n%s}\n"
+	for _, tc := range []struct{ name, src string }{
+		{"priority after a positive script weight", fmt.Sprintf(inst, " track_script {\n  up weight 20\n }\n priority 150\n")},
+		{"positive script weight, script down", fmt.Sprintf(inst, " track_script {\n  down weight 20\n }\n priority 150\n")},
+		{"negative script weight, script down", fmt.Sprintf(inst, " priority 150\n track_script {\n  down weight -30\n }\n")},
+		{"reverse positive weight, script up", fmt.Sprintf(inst, " priority 150\n track_script {\n  up weight 20 reverse\n }\n")},
+		{"reverse negative weight, script down", fmt.Sprintf(inst, " priority 150\n track_script {\n  down weight -10 reverse\n }\n")},
+		{"two scripts", fmt.Sprintf(inst, " priority 100\n track_script {\n  up weight 15\n  down weight -40\n }\n")},
+		{"positive interface weight", fmt.Sprintf(inst, " priority 150\n track_interface {\n  eth1 weight 10\n }\n")},
+		{"raised priority capped", fmt.Sprintf(inst, " priority 250\n track_script {\n  up weight 20\n }\n")},
+		{"owner's priority never moves", fmt.Sprintf(inst, " priority 255\n track_script {\n  up weight 20\n  down weight -20\n }\n")},
+		{"state MASTER without priority", fmt.Sprintf(inst, " state MASTER\n")},
+		{"priority out of range", fmt.Sprintf(inst, " priority 300\n")},
+		{"nopreempt with state MASTER", fmt.Sprintf(inst, " state MASTER\n priority 150\n nopreempt\n")},
+		{"nopreempt with state BACKUP", fmt.Sprintf(inst, " state BACKUP\n priority 150\n nopreempt\n")},
+		{"nopreempt on the owner", fmt.Sprintf(inst, " priority 255\n nopreempt\n")},
+		{"auth_pass truncated", fmt.Sprintf(inst, " authentication {\n  auth_type PASS\n  auth_pass 0123456789\n }\n")},
+		{"strict mode drops auth, keeps nopreempt", "global_defs {\n vrrp_strict\n}\n" + fmt.Sprintf(inst, " state MASTER\n priority 150\n nopreempt\n authentication {\n  auth_type PASS\n  auth_pass secret\n }\n")},
+		{"VRRPv3 drops auth", "global_defs {\n vrrp_version 3\n}\n" + fmt.Sprintf(inst, " authentication {\n  auth_type PASS\n  auth_pass secret\n }\n")},
+		{"advert_int rounded for v2", fmt.Sprintf(inst, " advert_int 1.6\n")},
+		{"advert_int in 10ms steps for v3", "global_defs {\n vrrp_version 3\n}\n" + fmt.Sprintf(inst, " advert_int 0.015\n")},
+		{"parameters and conditions", "@kadiff $P=140\n@^kadiff $P=90\n" + fmt.Sprintf(inst, " priority $P\n")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := scripts + tc.src
+			ka := runKeepalived(t, l.Host("d"), bin, src)
+			ns, err := ParseOptions(src, "k.conf", Options{ConfigID: "kadiff"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := Convert(ns, "k.conf")
+			cfg, err := conf.Parse([]byte(res.TOML), "converted.toml")
+			if err != nil {
+				t.Fatalf("converted configuration does not load: %v\n%s", err, res.TOML)
+			}
+			in := cfg.VRRP[0]
+			prio := in.Priority
+			if prio != 255 {
+				for _, s := range in.TrackScripts {
+					if s.Command[0] == "/bin/false" || strings.HasSuffix(s.Command[0], "/false") {
+						prio += s.Weight
+					}
+				}
+				prio = min(max(prio, 1), 254)
+			}
+			auth := ""
+			if in.Auth != nil && in.Auth.Type == "pass" {
+				auth = in.Auth.Password
+			}
+			got := kaState{priority: prio, preempt: in.Preempt, auth: auth, advert: in.AdvertInterval.D()}
+			if got != ka {
+				t.Errorf("keepalived %+v\nhaldir    %+v\n%s\nwarnings %v", ka, got, res.TOML, res.Warnings)
+			}
+		})
+	}
+}
+
+// runKeepalived runs keepalived on src in a namespace until it has dumped
+// its configuration and every tracked script has reported, and reads what
+// it made of instance V.
+func runKeepalived(t *testing.T, h *lab.Host, bin, src string) kaState {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p, err := h.Start(ctx, []string{bin, "--dont-fork", "--log-console", "--log-detail", "--dump-conf", "--dont-release-vrrp",
+		"--vrrp", "-f", path, "-p", filepath.Join(dir, "k.pid"), "-r", filepath.Join(dir, "v.pid"), "-i", "kadiff"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		p.Kill()
+		p.Wait()
+	}()
+	// Scripts report within their 1s interval; wait for each tracked one.
+	tracked := 0
+	for _, s := range []string{"up", "down"} {
+		if regexp.MustCompile(`(?m)^\s+` + s + `\b`).MatchString(src[strings.Index(src, "vrrp_instance"):]) {
+			tracked++
+		}
+	}
+	if _, err := p.WaitForLine(ctx, regexp.MustCompile(`Entering (BACKUP|MASTER) STATE`)); err != nil {
+		t.Fatalf("keepalived did not start: %v\n%s", err, p.Output())
+	}
+	// An owner's scripts change nothing, and keepalived may not say
+	// when they ran: give them three intervals.
+	deadline := time.Now().Add(3 * time.Second)
+	for strings.Count(p.Output(), "VRRP_Script(") < tracked && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	out := p.Output()
+	field := func(re string) string {
+		m := regexp.MustCompile(re).FindAllStringSubmatch(out, -1)
+		if m == nil {
+			return ""
+		}
+		return m[len(m)-1][1]
+	}
+	var st kaState
+	st.priority, _ = strconv.Atoi(field(`\n.*   Priority = (\d+)`))
+	if eff := field(`\(V\) Changing effective priority from \d+ to (\d+)`); eff != "" {
+		st.priority, _ = strconv.Atoi(eff)
+	}
+	st.preempt = field(`   Preempt = (\w+)`) == "enabled"
+	if field(`   Authentication type = (.*)`) == "SIMPLE_PASSWORD" {
+		st.auth = strings.TrimSpace(field(`   Password = (.*)`))
+	}
+	adv := field(`   Advert interval = (.*)`)
+	num, unit, _ := strings.Cut(strings.TrimSpace(adv), " ")
+	v, err := strconv.ParseFloat(num, 64)
+	switch {
+	case err != nil:
+	case unit == "sec":
+		st.advert = time.Duration(v * float64(time.Second))
+	case unit == "milli-sec" || unit == "ms":
+		st.advert = time.Duration(v * float64(time.Millisecond))
+	}
+	if st.priority == 0 || st.advert == 0 {
+		t.Fatalf("could not read keepalived's dump (priority %d, advert %q):\n%s", st.priority, adv, out)
+	}
+	return st
+}
