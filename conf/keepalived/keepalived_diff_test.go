@@ -21,10 +21,10 @@ import (
 // configuration dump (-d) and the effective priority once every tracked
 // script has reported.
 type kaState struct {
-	priority  int // effective
-	preempt   bool
-	auth      string // "" or the password
-	advert    time.Duration
+	priority int // effective
+	preempt  bool
+	auth     string // "" or the password
+	advert   time.Duration
 }
 
 // TestConvertMatchesKeepalived runs keepalived 2.2.7 on each case (in a
