@@ -41,6 +41,14 @@ type converter struct {
 	// tracking weights (sync_group_tracking_weight): keepalived ignores
 	// them otherwise, and a tracking failure faults the whole group.
 	grouped map[string]bool
+	// groupOf is each member's vrrp_sync_group, groupTrack the group's
+	// own track_interface and track_script blocks, which keepalived
+	// applies to every member; bases are the instances' base priorities
+	// (a group with an owner has no tracking weights).
+	groupOf    map[string]*Node
+	groupTrack map[*Node][]*Node
+	bases      map[string]int
+	said       map[Warning]bool // a directive read for several instances warns once
 	strict  bool // global_defs' vrrp_strict
 	// masters counts the instances with state MASTER that are not the
 	// address owner, said in one warning at masterWarning (-1: none).
@@ -54,7 +62,12 @@ type converter struct {
 }
 
 func (c *converter) warn(n *Node, format string, a ...any) {
-	c.warnings = append(c.warnings, Warning{n.File, n.Line, fmt.Sprintf(format, a...)})
+	w := Warning{n.File, n.Line, fmt.Sprintf(format, a...)}
+	if c.said[w] {
+		return
+	}
+	c.said[w] = true
+	c.warnings = append(c.warnings, w)
 }
 
 func (c *converter) ignored(n *Node, why string) {
@@ -64,7 +77,8 @@ func (c *converter) ignored(n *Node, why string) {
 // Convert turns parsed keepalived directives into haldir's TOML. What has
 // no equivalent is left out with a warning naming the file and line.
 func Convert(nodes []*Node, source string) Result {
-	c := &converter{global: &table{header: "[global]"}, scripts: map[string]*Node{}, defaults: map[string]string{}, grouped: map[string]bool{}, masterWarning: -1}
+	c := &converter{global: &table{header: "[global]"}, scripts: map[string]*Node{}, defaults: map[string]string{}, grouped: map[string]bool{}, masterWarning: -1,
+		groupOf: map[string]*Node{}, groupTrack: map[*Node][]*Node{}, bases: map[string]int{}, said: map[Warning]bool{}}
 	// vrrp_script blocks and global_defs may come after their users.
 	for _, n := range nodes {
 		switch n.Name {
@@ -77,15 +91,27 @@ func Convert(nodes []*Node, source string) Result {
 		case "global_defs":
 			c.globalDefs(n)
 		case "vrrp_sync_group":
-			weights := slices.ContainsFunc(n.Children, func(x *Node) bool { return x.Name == "sync_group_tracking_weight" })
+			weights := slices.ContainsFunc(n.Children, func(x *Node) bool {
+				return x.Name == "sync_group_tracking_weight" || x.Name == "global_tracking"
+			})
+			var track []*Node
 			for _, g := range n.Children {
-				if g.Name == "group" {
+				switch g.Name {
+				case "group":
 					for _, m := range g.Children {
 						for _, name := range append([]string{m.Name}, m.Args...) {
 							c.grouped[name] = weights
+							c.groupOf[name] = n
 						}
 					}
+				case "track_interface", "track_script":
+					track = append(track, g)
 				}
+			}
+			c.groupTrack[n] = track
+		case "vrrp_instance":
+			if len(n.Args) == 1 {
+				c.bases[n.Args[0]] = basePriority(n)
 			}
 		}
 	}
@@ -296,6 +322,7 @@ func (c *converter) named(n *Node, header string) *table {
 // kept until the whole block is read: keepalived computes priorities after
 // the block, so the order of priority and track_* must not matter.
 type tracker struct {
+	group   bool   // from the instance's vrrp_sync_group
 	kind    string // track_interface, track_script
 	n       *Node
 	entry   *keys // name and, for scripts, the command and timers
@@ -443,13 +470,13 @@ func (c *converter) instance(in *Node) {
 				entries = []*Node{{Name: n.Args[0], Args: n.Args[1:], File: n.File, Line: n.Line}}
 			}
 			for _, x := range entries {
-				if tr := c.trackIface(x, name); tr != nil {
+				if tr := c.ownTracker(c.trackIface(x, name), name); tr != nil {
 					st.trackers = append(st.trackers, tr)
 				}
 			}
 		case "track_script":
 			for _, x := range n.Children {
-				if tr := c.trackScript(x, name); tr != nil {
+				if tr := c.ownTracker(c.trackScript(x, name), name); tr != nil {
 					st.trackers = append(st.trackers, tr)
 				}
 			}
@@ -457,6 +484,7 @@ func (c *converter) instance(in *Node) {
 			c.ignored(n, "not supported by haldir")
 		}
 	}
+	st.trackers = append(st.trackers, c.groupTrackers(name)...)
 	// keepalived's address family decides the version when none is given:
 	// IPv6 instances speak VRRPv3.
 	if len(addrs) > 0 && addrs[0].Addr().Is6() && !st.versionSet {
@@ -483,6 +511,73 @@ func (c *converter) instance(in *Node) {
 		t.strs("unicast_peers", peers)
 	}
 	c.vrrp = append(c.vrrp, t)
+}
+
+// basePriority is an instance's priority as keepalived settles it:
+// priority when valid, else 255 for state MASTER without one, else 100.
+func basePriority(in *Node) int {
+	prio, master := 0, false
+	for _, n := range in.Children {
+		switch {
+		case n.Name == "priority" && len(n.Args) == 1:
+			if v, err := strconv.Atoi(n.Args[0]); err == nil && v >= 1 && v <= 255 {
+				prio = v
+			} else {
+				prio = 100
+			}
+		case n.Name == "state" && len(n.Args) == 1 && n.Args[0] == "MASTER":
+			master = true
+		}
+	}
+	switch {
+	case prio > 0:
+		return prio
+	case master:
+		return 255
+	}
+	return 100
+}
+
+// groupTrackers are the trackers of instance's sync group, which keepalived
+// adds to every member: with their weights only when no member is the
+// address owner ("Cannot have weighted track ... with member having
+// priority 255"), and then subject to sync_group_tracking_weight.
+func (c *converter) groupTrackers(instance string) []*tracker {
+	g := c.groupOf[instance]
+	if g == nil {
+		return nil
+	}
+	owner := false
+	for _, gr := range g.Children {
+		if gr.Name == "group" {
+			for _, m := range gr.Children {
+				for _, name := range append([]string{m.Name}, m.Args...) {
+					owner = owner || c.bases[name] == 255
+				}
+			}
+		}
+	}
+	var out []*tracker
+	for _, blk := range c.groupTrack[g] {
+		for _, x := range blk.Children {
+			var tr *tracker
+			if blk.Name == "track_interface" {
+				tr = c.trackIface(x, instance)
+			} else {
+				tr = c.trackScript(x, instance)
+			}
+			if tr == nil {
+				continue
+			}
+			tr.group = true
+			if owner && tr.weight != 0 {
+				tr.weight, tr.reverse = 0, false
+				c.warn(x, "%s %s: keepalived clears a sync group's tracking weight when a member is the address owner (priority 255); weight 0", blk.Name, x.Name)
+			}
+			out = append(out, tr)
+		}
+	}
+	return out
 }
 
 // complete applies keepalived's vrrp_complete_instance rules (vrrp.c) and
@@ -562,18 +657,29 @@ func (c *converter) complete(in *Node, t *table, st *vrrpState) {
 	raise := 0
 	var ifaces, scripts []string
 	var why []string
-	seen := map[string]bool{}
+	seen := map[string]*tracker{}
+	var trackers []*tracker
 	for _, tr := range st.trackers {
 		switch key := tr.kind + " " + tr.n.Name; {
 		case tr.kind == "track_interface" && tr.n.Name == st.iface:
 			c.warn(tr.n, "track_interface %s: keepalived ignores tracking the instance's own interface (it faults the instance while it is down, as haldir does)", tr.n.Name)
-			continue
-		case seen[key]:
+		case seen[key] != nil && tr.group && !seen[key].group:
+			// keepalived: the sync group's weight wins unless the
+			// instance's entry is unweighted.
+			first := seen[key]
+			c.warn(tr.n, "%s: on the instance %s and its sync group; keepalived uses %s", key, in.Args[0],
+				map[bool]string{true: "the instance's weight 0", false: fmt.Sprintf("the group's weight %d", tr.weight)}[first.weight == 0])
+			if first.weight != 0 {
+				first.weight, first.reverse = tr.weight, tr.reverse
+			}
+		case seen[key] != nil:
 			c.warn(tr.n, "%s: tracked twice; keepalived ignores the second", key)
-			continue
 		default:
-			seen[key] = true
+			seen[key] = tr
+			trackers = append(trackers, tr)
 		}
+	}
+	for _, tr := range trackers {
 		w := tr.weight
 		if w == 254 || w == -254 {
 			c.warn(tr.n, "%s: weight %d: keepalived uses %d", tr.n.Name, w, w/254*253)
@@ -823,7 +929,6 @@ func (c *converter) trackIface(x *Node, instance string) *tracker {
 	if !c.weightArgs(x, tr) {
 		return nil
 	}
-	tr.weight = c.groupWeight(instance, x, tr.weight)
 	return tr
 }
 
@@ -916,7 +1021,6 @@ func (c *converter) trackScript(x *Node, instance string) *tracker {
 	if !c.weightArgs(x, tr) {
 		return nil
 	}
-	tr.weight = c.groupWeight(instance, x, tr.weight)
 	return tr
 }
 
@@ -981,8 +1085,10 @@ func (c *converter) syncGroup(g *Node) {
 			if argv := c.command(n); argv != nil {
 				t.strs(n.Name, argv)
 			}
-		case "sync_group_tracking_weight":
+		case "sync_group_tracking_weight", "global_tracking":
 			// haldir always applies the members' tracking weights.
+		case "track_interface", "track_script":
+			// Each member tracks these (groupTrackers).
 		case "smtp_alert":
 			c.mailFamily(n)
 		default:
@@ -1278,14 +1384,28 @@ func (c *converter) check(x *Node, chk *keys) {
 	}
 }
 
-// groupWeight is the weight keepalived really applies: none for a member
-// of a sync group without sync_group_tracking_weight (the failure faults
-// the group instead, which is haldir's weight 0).
-func (c *converter) groupWeight(instance string, x *Node, w int) int {
-	honoured, member := c.grouped[instance]
-	if !member || honoured || w == 0 {
-		return w
+// ownTracker applies keepalived's rule for an instance's own trackers
+// (vrrp_complete_instance) in a sync group without
+// sync_group_tracking_weight, or on the address owner: a weighted script
+// is not tracked at all; a weighted interface is tracked with weight 0
+// (FAULT while down) in the sync group and not at all on the owner.
+func (c *converter) ownTracker(tr *tracker, instance string) *tracker {
+	if tr == nil || tr.weight == 0 {
+		return tr
 	}
-	c.warn(x, "%s: keepalived ignores tracking weights in a sync group without sync_group_tracking_weight (a failure faults the group); weight 0 keeps that", x.Name)
-	return 0
+	honoured, member := c.grouped[instance]
+	owner := c.bases[instance] == 255
+	switch {
+	case (!member || honoured) && !owner:
+		return tr
+	case owner && !(member && !honoured):
+		c.warn(tr.n, "%s %s: keepalived ignores a weighted tracker on the address owner (priority 255); left out", tr.kind, tr.n.Name)
+		return nil
+	case tr.kind == "track_script":
+		c.warn(tr.n, "track_script %s: keepalived ignores a weighted script in a sync group without sync_group_tracking_weight (\"ignoring tracked script with weights due to SYNC group\"); left out", tr.n.Name)
+		return nil
+	}
+	c.warn(tr.n, "%s: keepalived ignores tracking weights in a sync group without sync_group_tracking_weight (a failure faults the group); weight 0 keeps that", tr.n.Name)
+	tr.weight, tr.reverse = 0, false
+	return tr
 }

@@ -146,8 +146,8 @@ func TestConvertRules(t *testing.T) {
 			[]string{"version = 3", `advert_interval = "100ms"`}, nil},
 		{"sync group without tracking weights", "vrrp_script s {\n script /bin/true\n weight -20\n}\nvrrp_sync_group G {\n group {\n  V\n }\n}\n" +
 			fmt.Sprintf(inst, " track_interface {\n  eth1 weight -30\n }\n track_script {\n  s\n }\n"),
-			[]string{`track_interface = [{ name = "eth1", weight = 0 }]`, "weight = 0 }]"},
-			[]string{"eth1: keepalived ignores tracking weights in a sync group", "s: keepalived ignores tracking weights in a sync group"}},
+			[]string{`track_interface = [{ name = "eth1", weight = 0 }]`}, // and no track_script
+			[]string{"eth1: keepalived ignores tracking weights in a sync group", "track_script s: keepalived ignores a weighted script in a sync group"}},
 		{"MISC_CHECK without misc_dynamic", "virtual_server 192.0.2.9 80 {\n real_server 10.0.0.1 80 {\n  MISC_CHECK {\n   misc_path /bin/true\n  }\n }\n}\n",
 			[]string{`type = "exec", command = ["/bin/true"]`}, []string{"MISC_CHECK without misc_dynamic"}},
 		{"SSL_GET does not verify", "virtual_server 192.0.2.9 443 {\n real_server 10.0.0.1 443 {\n  SSL_GET {\n   url {\n    path /\n   }\n  }\n }\n}\n",
@@ -170,8 +170,8 @@ func TestConvertRules(t *testing.T) {
 			[]string{"priority = 150"}, []string{"weight 0 reverse faults the instance while the tracker is up"}},
 		{"raised priority capped at 254", fmt.Sprintf(inst, " priority 250\n track_interface {\n  eth1 weight 20\n }\n"),
 			[]string{"priority = 254", "weight = -20"}, []string{"keepalived caps the effective priority at 254"}},
-		{"owner's priority never moves", fmt.Sprintf(inst, " priority 255\n track_interface {\n  eth1 weight 20\n }\n"),
-			[]string{"priority = 255"}, nil},
+		{"owner's priority never moves", fmt.Sprintf(inst, " priority 255\n track_interface {\n  eth1 weight 20\n  eth2\n }\n"),
+			[]string{"priority = 255", `track_interface = [{ name = "eth2", weight = 0 }]`}, []string{"track_interface eth1: keepalived ignores a weighted tracker on the address owner"}},
 		{"weight 254 becomes 253", fmt.Sprintf(inst, " priority 1\n track_interface {\n  eth1 weight -254\n }\n"),
 			[]string{"weight = -253"}, []string{"weight -254: keepalived uses -253"}},
 		{"priority out of range: keepalived's default", fmt.Sprintf(inst, " priority 300\n"), []string{"priority = 100"},
@@ -232,6 +232,13 @@ func TestConvertRules(t *testing.T) {
 		{"own interface and duplicates are not tracked", "vrrp_script s {\n script /bin/true\n}\n" + fmt.Sprintf(inst, " track_interface {\n  eth0 weight -10\n  eth1\n  eth1 weight -5\n }\n track_script {\n  s\n  s\n }\n"),
 			[]string{`track_interface = [{ name = "eth1", weight = 0 }]`}, []string{"track_interface eth0: keepalived ignores tracking the instance's own interface",
 				"track_interface eth1: tracked twice", "track_script s: tracked twice"}},
+		{"sync group tracking applies to every member", "vrrp_script s {\n script /bin/true\n weight -20\n}\nvrrp_sync_group G {\n group {\n  V\n  W\n }\n sync_group_tracking_weight\n track_script {\n  s\n }\n track_interface {\n  eth2 weight -5\n }\n}\n" +
+			fmt.Sprintf(inst, "") + "vrrp_instance W {\n interface eth1\n virtual_router_id 10\n virtual_ipaddress {\n  192.0.2.10/24\n }\n}\n",
+			[]string{"track_interface = [{ name = \"eth2\", weight = -5 }]\ntrack_script = [{ name = \"s\", command = [\"/bin/true\"], interval = \"1s\", timeout = \"1s\", weight = -20 }]\nvirtual_addresses = [\"192.0.2.9/24\"]",
+				"track_interface = [{ name = \"eth2\", weight = -5 }]\ntrack_script = [{ name = \"s\", command = [\"/bin/true\"], interval = \"1s\", timeout = \"1s\", weight = -20 }]\nvirtual_addresses = [\"192.0.2.10/24\"]"}, nil},
+		{"sync group with an owner: no tracking weights, said once", "vrrp_script s {\n script /bin/true\n weight -20\n}\nvrrp_sync_group G {\n group {\n  V\n  W\n }\n sync_group_tracking_weight\n track_script {\n  s\n }\n}\n" +
+			fmt.Sprintf(inst, " priority 255\n") + "vrrp_instance W {\n interface eth1\n virtual_router_id 10\n virtual_ipaddress {\n  192.0.2.10/24\n }\n}\n",
+			[]string{"timeout = \"1s\", weight = 0 }]\nvirtual_addresses = [\"192.0.2.10/24\"]"}, []string{"track_script s: keepalived clears a sync group's tracking weight when a member is the address owner"}},
 		{"instance lvs_sync_daemon_interface", fmt.Sprintf(inst, " lvs_sync_daemon_interface eth2\n"),
 			[]string{"[sync]\ninterface = \"eth2\"\nvrrp_instance = \"V\""}, nil},
 		// Noise: the mail family is one warning.

@@ -25,6 +25,7 @@ type kaState struct {
 	preempt  bool
 	auth     string // "" or the password
 	advert   time.Duration
+	fault    bool // FAULT once the trackers have reported
 }
 
 // TestConvertMatchesKeepalived runs keepalived 2.2.7 on each case (in a
@@ -47,6 +48,7 @@ func TestConvertMatchesKeepalived(t *testing.T) {
 	}
 	l := lab.BuildT(t, "haldir-ka-diff", lab.Topology{Switches: []string{"keth0", "keth1"}, Hosts: []lab.HostSpec{{Name: "d", Links: links}}})
 	const scripts = "vrrp_script up {\n script /bin/true\n interval 1\n}\nvrrp_script down {\n script /bin/false\n interval 1\n}\n"
+	const w = "vrrp_instance W {\n interface eth1\n virtual_router_id 10\n virtual_ipaddress {\n  192.0.2.10/24\n }\n}\n"
 	const inst = "vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  192.0.2.9/24\n }\n%s}\n"
 	for _, tc := range []struct{ name, src string }{
 		{"priority after a positive script weight", fmt.Sprintf(inst, " track_script {\n  up weight 20\n }\n priority 150\n")},
@@ -68,11 +70,18 @@ func TestConvertMatchesKeepalived(t *testing.T) {
 		{"VRRPv3 drops auth", "global_defs {\n vrrp_version 3\n}\n" + fmt.Sprintf(inst, " authentication {\n  auth_type PASS\n  auth_pass secret\n }\n")},
 		{"advert_int rounded for v2", fmt.Sprintf(inst, " advert_int 1.6\n")},
 		{"advert_int in 10ms steps for v3", "global_defs {\n vrrp_version 3\n}\n" + fmt.Sprintf(inst, " advert_int 0.015\n")},
+		{"sync group without tracking weights ignores a weighted script", "vrrp_sync_group G {\n group {\n  V\n  W\n }\n}\n" + fmt.Sprintf(inst, " track_script {\n  down weight -20\n }\n") + w},
+		{"sync group with tracking weights", "vrrp_sync_group G {\n group {\n  V\n  W\n }\n sync_group_tracking_weight\n}\n" + fmt.Sprintf(inst, " track_script {\n  down weight -20\n }\n") + w},
+		{"sync group's own track_script", "vrrp_sync_group G {\n group {\n  V\n  W\n }\n sync_group_tracking_weight\n track_script {\n  down weight -20\n }\n}\n" + fmt.Sprintf(inst, "") + w},
+		{"sync group's own track_script with an owner member", "vrrp_sync_group G {\n group {\n  V\n  W\n }\n sync_group_tracking_weight\n track_script {\n  down weight -20\n }\n}\n" + fmt.Sprintf(inst, "") + strings.Replace(w, "{\n", "{\n priority 255\n", 1)},
+		{"instance and sync group track one script", "vrrp_sync_group G {\n group {\n  V\n  W\n }\n sync_group_tracking_weight\n track_script {\n  down weight -20\n }\n}\n" + fmt.Sprintf(inst, " track_script {\n  down weight -5\n }\n") + w},
+		{"owner's weighted trackers are ignored", fmt.Sprintf(inst, " priority 255\n track_script {\n  down weight -20\n }\n")},
+		{"owner's unweighted failing script faults", fmt.Sprintf(inst, " priority 255\n track_script {\n  down\n }\n")},
 		{"parameters and conditions", "@kadiff $P=140\n@^kadiff $P=90\n" + fmt.Sprintf(inst, " priority $P\n")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := scripts + tc.src
-			ka := runKeepalived(t, l.Host("d"), bin, src)
+			ka, kaLog := runKeepalived(t, l.Host("d"), bin, src)
 			ns, err := ParseOptions(src, "k.conf", Options{ConfigID: "kadiff"})
 			if err != nil {
 				t.Fatal(err)
@@ -83,22 +92,27 @@ func TestConvertMatchesKeepalived(t *testing.T) {
 				t.Fatalf("converted configuration does not load: %v\n%s", err, res.TOML)
 			}
 			in := cfg.VRRP[0]
-			prio := in.Priority
-			if prio != 255 {
-				for _, s := range in.TrackScripts {
-					if s.Command[0] == "/bin/false" || strings.HasSuffix(s.Command[0], "/false") {
-						prio += s.Weight
-					}
+			prio, fault := in.Priority, false
+			for _, s := range in.TrackScripts {
+				if strings.HasSuffix(s.Command[0], "/false") {
+					prio += s.Weight
+					fault = fault || s.Weight == 0
 				}
-				prio = min(max(prio, 1), 254)
 			}
+			if in.Priority == 255 {
+				prio = 255
+			}
+			prio = min(max(prio, 1), 255)
 			auth := ""
 			if in.Auth != nil && in.Auth.Type == "pass" {
 				auth = in.Auth.Password
 			}
-			got := kaState{priority: prio, preempt: in.Preempt, auth: auth, advert: in.AdvertInterval.D()}
+			got := kaState{priority: prio, preempt: in.Preempt, auth: auth, advert: in.AdvertInterval.D(), fault: fault}
+			if got.fault {
+				got.priority = ka.priority // a faulted instance has no priority to compare
+			}
 			if got != ka {
-				t.Errorf("keepalived %+v\nhaldir    %+v\n%s\nwarnings %v", ka, got, res.TOML, res.Warnings)
+				t.Errorf("keepalived %+v\nhaldir    %+v\n%s\nwarnings %v\n%s", ka, got, res.TOML, res.Warnings, kaLog)
 			}
 		})
 	}
@@ -107,7 +121,7 @@ func TestConvertMatchesKeepalived(t *testing.T) {
 // runKeepalived runs keepalived on src in a namespace until it has dumped
 // its configuration and every tracked script has reported, and reads what
 // it made of instance V.
-func runKeepalived(t *testing.T, h *lab.Host, bin, src string) kaState {
+func runKeepalived(t *testing.T, h *lab.Host, bin, src string) (kaState, string) {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "keepalived.conf")
@@ -128,11 +142,13 @@ func runKeepalived(t *testing.T, h *lab.Host, bin, src string) kaState {
 	// Scripts report within their 1s interval; wait for each tracked one.
 	tracked := 0
 	for _, s := range []string{"up", "down"} {
-		if regexp.MustCompile(`(?m)^\s+` + s + `\b`).MatchString(src[strings.Index(src, "vrrp_instance"):]) {
+		// Referenced in a track_script block of an instance or group.
+		if regexp.MustCompile(`(?m)^\s+` + s + `\b`).MatchString(src[strings.Index(src, "\n}\n")+3:]) {
 			tracked++
 		}
 	}
-	if _, err := p.WaitForLine(ctx, regexp.MustCompile(`Entering (BACKUP|MASTER) STATE`)); err != nil {
+	// The socket pool line follows the configuration dump.
+	if _, err := p.WaitForLine(ctx, regexp.MustCompile(`VRRP sockpool`)); err != nil {
 		t.Fatalf("keepalived did not start: %v\n%s", err, p.Output())
 	}
 	// An owner's scripts change nothing, and keepalived may not say
@@ -140,6 +156,14 @@ func runKeepalived(t *testing.T, h *lab.Host, bin, src string) kaState {
 	deadline := time.Now().Add(3 * time.Second)
 	for strings.Count(p.Output(), "VRRP_Script(") < tracked && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
+	}
+	// A transition or priority change follows the script's line, and an
+	// instance enters its first state after the dump; give them a moment
+	// to be written (an instance that stays in INIT writes nothing).
+	n := len(p.Lines())
+	deadline = time.Now().Add(time.Second)
+	for time.Now().Before(deadline) && (!strings.Contains(p.Output(), "(V) Entering") || tracked > 0 && len(p.Lines()) == n) {
+		time.Sleep(20 * time.Millisecond)
 	}
 	out := p.Output()
 	field := func(re string) string {
@@ -154,6 +178,10 @@ func runKeepalived(t *testing.T, h *lab.Host, bin, src string) kaState {
 	if eff := field(`\(V\) Changing effective priority from \d+ to (\d+)`); eff != "" {
 		st.priority, _ = strconv.Atoi(eff)
 	}
+	// An instance whose unweighted script fails before it starts never
+	// leaves INIT: down, like FAULT.
+	st.fault = strings.Contains(out, "(V) Entering FAULT STATE") ||
+		!strings.Contains(out, "(V) Entering BACKUP STATE") && !strings.Contains(out, "(V) Entering MASTER STATE")
 	st.preempt = field(`   Preempt = (\w+)`) == "enabled"
 	if field(`   Authentication type = (.*)`) == "SIMPLE_PASSWORD" {
 		st.auth = strings.TrimSpace(field(`   Password = (.*)`))
@@ -171,5 +199,11 @@ func runKeepalived(t *testing.T, h *lab.Host, bin, src string) kaState {
 	if st.priority == 0 || st.advert == 0 {
 		t.Fatalf("could not read keepalived's dump (priority %d, advert %q):\n%s", st.priority, adv, out)
 	}
-	return st
+	var events []string
+	for _, line := range strings.Split(out, "\n") {
+		if regexp.MustCompile(`Entering|effective priority|VRRP_Script\(|FAULT|[Ss]ync|weight`).MatchString(line) {
+			events = append(events, line)
+		}
+	}
+	return st, strings.Join(events, "\n")
 }
