@@ -49,7 +49,7 @@ type converter struct {
 	groupTrack map[*Node][]*Node
 	bases      map[string]int
 	said       map[Warning]bool // a directive read for several instances warns once
-	strict  bool // global_defs' vrrp_strict
+	strict     bool             // global_defs' vrrp_strict
 	// masters counts the instances with state MASTER that are not the
 	// address owner, said in one warning at masterWarning (-1: none).
 	masters       int
