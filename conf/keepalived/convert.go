@@ -48,8 +48,11 @@ type converter struct {
 	groupOf    map[string]*Node
 	groupTrack map[*Node][]*Node
 	bases      map[string]int
-	said       map[Warning]bool // a directive read for several instances warns once
-	strict     bool             // global_defs' vrrp_strict
+	instances  map[string]*Node   // the vrrp_instance keepalived keeps for a name
+	groupNames map[string]bool    // sync group names seen
+	members    map[*Node][]string // each kept sync group's members
+	said       map[Warning]bool   // a directive read for several instances warns once
+	strict     bool               // global_defs' vrrp_strict
 	// masters counts the instances with state MASTER that are not the
 	// address owner, said in one warning at masterWarning (-1: none).
 	masters       int
@@ -78,7 +81,8 @@ func (c *converter) ignored(n *Node, why string) {
 // no equivalent is left out with a warning naming the file and line.
 func Convert(nodes []*Node, source string) Result {
 	c := &converter{global: &table{header: "[global]"}, scripts: map[string]*Node{}, defaults: map[string]string{}, grouped: map[string]bool{}, masterWarning: -1,
-		groupOf: map[string]*Node{}, groupTrack: map[*Node][]*Node{}, bases: map[string]int{}, said: map[Warning]bool{}}
+		groupOf: map[string]*Node{}, groupTrack: map[*Node][]*Node{}, bases: map[string]int{}, said: map[Warning]bool{},
+		instances: map[string]*Node{}, groupNames: map[string]bool{}, members: map[*Node][]string{}}
 	// vrrp_script blocks and global_defs may come after their users.
 	for _, n := range nodes {
 		switch n.Name {
@@ -90,37 +94,34 @@ func Convert(nodes []*Node, source string) Result {
 			}
 		case "global_defs":
 			c.globalDefs(n)
-		case "vrrp_sync_group":
-			weights := slices.ContainsFunc(n.Children, func(x *Node) bool {
-				return x.Name == "sync_group_tracking_weight" || x.Name == "global_tracking"
-			})
-			var track []*Node
-			for _, g := range n.Children {
-				switch g.Name {
-				case "group":
-					for _, m := range g.Children {
-						for _, name := range append([]string{m.Name}, m.Args...) {
-							c.grouped[name] = weights
-							c.groupOf[name] = n
-						}
-					}
-				case "track_interface", "track_script":
-					track = append(track, g)
-				}
-			}
-			c.groupTrack[n] = track
 		case "vrrp_instance":
-			if len(n.Args) == 1 {
+			// keepalived skips a second instance of the same name.
+			if len(n.Args) == 1 && c.instances[n.Args[0]] == nil {
 				c.bases[n.Args[0]] = basePriority(n)
+				c.instances[n.Args[0]] = n
 			}
+		}
+	}
+	for _, n := range nodes {
+		if n.Name == "vrrp_sync_group" && len(n.Args) == 1 && !c.groupNames[n.Args[0]] {
+			c.groupNames[n.Args[0]] = true
+			c.members[n] = c.syncMembers(n)
 		}
 	}
 	for _, n := range nodes {
 		switch n.Name {
 		case parseWarning, "global_defs", "vrrp_script":
 		case "vrrp_instance":
+			if len(n.Args) == 1 && c.instances[n.Args[0]] != n {
+				c.warn(n, "vrrp_instance %s: defined twice; keepalived skips this one", n.Args[0])
+				continue
+			}
 			c.instance(n)
 		case "vrrp_sync_group":
+			if _, ok := c.members[n]; !ok && len(n.Args) == 1 {
+				c.warn(n, "vrrp_sync_group %s: defined twice; keepalived skips this one", n.Args[0])
+				continue
+			}
 			c.syncGroup(n)
 		case "virtual_server":
 			c.virtualServer(n)
@@ -511,6 +512,38 @@ func (c *converter) instance(in *Node) {
 		t.strs("unicast_peers", peers)
 	}
 	c.vrrp = append(c.vrrp, t)
+}
+
+// syncMembers are the members keepalived gives a sync group
+// (vrrp_sync.c): the names of its group block that are instances and not
+// already in an earlier group. It also records each member's group.
+func (c *converter) syncMembers(g *Node) []string {
+	weights := slices.ContainsFunc(g.Children, func(x *Node) bool {
+		return x.Name == "sync_group_tracking_weight" || x.Name == "global_tracking"
+	})
+	var members []string
+	for _, gr := range g.Children {
+		switch gr.Name {
+		case "group":
+			for _, m := range gr.Children {
+				for _, name := range append([]string{m.Name}, m.Args...) {
+					switch {
+					case c.instances[name] == nil:
+						c.warn(m, "vrrp_sync_group %s: no vrrp_instance %s; keepalived ignores it", g.Args[0], name)
+					case c.groupOf[name] != nil:
+						c.warn(m, "vrrp_sync_group %s: %s is in vrrp_sync_group %s already; keepalived ignores it here", g.Args[0], name, c.groupOf[name].Args[0])
+					default:
+						c.grouped[name] = weights
+						c.groupOf[name] = g
+						members = append(members, name)
+					}
+				}
+			}
+		case "track_interface", "track_script":
+			c.groupTrack[g] = append(c.groupTrack[g], gr)
+		}
+	}
+	return members
 }
 
 // basePriority is an instance's priority as keepalived settles it:
@@ -1009,6 +1042,10 @@ func (c *converter) trackScript(x *Node, instance string) *tracker {
 			c.ignored(n, "not supported by haldir")
 		}
 	}
+	if !ts.has("command") {
+		c.warn(def, "vrrp_script %s: no script; keepalived removes it, and track_script %s tracks nothing", x.Name, x.Name)
+		return nil
+	}
 	if timeout == 0 {
 		timeout = interval // keepalived waits one interval for a script with no timeout
 	}
@@ -1072,15 +1109,15 @@ func (c *converter) syncGroup(g *Node) {
 	if t == nil {
 		return
 	}
+	members := c.members[g]
+	if len(members) == 0 {
+		c.warn(g, "vrrp_sync_group %s: no members (a group block naming vrrp instances); keepalived removes it", g.Args[0])
+		return
+	}
+	t.strs("instances", members)
 	for _, n := range g.Children {
 		switch n.Name {
 		case "group":
-			var names []string
-			for _, m := range n.Children {
-				names = append(names, m.Name)
-				names = append(names, m.Args...)
-			}
-			t.strs("instances", names)
 		case "notify_master", "notify_backup", "notify_fault":
 			if argv := c.command(n); argv != nil {
 				t.strs(n.Name, argv)

@@ -239,6 +239,13 @@ func TestConvertRules(t *testing.T) {
 		{"sync group with an owner: no tracking weights, said once", "vrrp_script s {\n script /bin/true\n weight -20\n}\nvrrp_sync_group G {\n group {\n  V\n  W\n }\n sync_group_tracking_weight\n track_script {\n  s\n }\n}\n" +
 			fmt.Sprintf(inst, " priority 255\n") + "vrrp_instance W {\n interface eth1\n virtual_router_id 10\n virtual_ipaddress {\n  192.0.2.10/24\n }\n}\n",
 			[]string{"timeout = \"1s\", weight = 0 }]\nvirtual_addresses = [\"192.0.2.10/24\"]"}, []string{"track_script s: keepalived clears a sync group's tracking weight when a member is the address owner"}},
+		{"sync group members as keepalived takes them", "vrrp_sync_group G {\n group {\n  V\n  NOPE\n }\n}\nvrrp_sync_group H {\n group {\n  V\n }\n}\nvrrp_sync_group OLD {\n V\n}\n" + fmt.Sprintf(inst, ""),
+			[]string{"name = \"G\"\ninstances = [\"V\"]"},
+			[]string{"vrrp_sync_group G: no vrrp_instance NOPE", "vrrp_sync_group H: V is in vrrp_sync_group G already", "vrrp_sync_group H: no members", "vrrp_sync_group OLD: no members"}},
+		{"an instance defined twice", fmt.Sprintf(inst, " priority 50\n") + fmt.Sprintf(inst, " priority 60\n"), []string{"priority = 50"},
+			[]string{"vrrp_instance V: defined twice; keepalived skips this one"}},
+		{"vrrp_script without a script", "vrrp_script s {\n interval 2\n}\n" + fmt.Sprintf(inst, " track_script {\n  s\n }\n"), []string{"virtual_addresses"},
+			[]string{"vrrp_script s: no script; keepalived removes it"}},
 		{"instance lvs_sync_daemon_interface", fmt.Sprintf(inst, " lvs_sync_daemon_interface eth2\n"),
 			[]string{"[sync]\ninterface = \"eth2\"\nvrrp_instance = \"V\""}, nil},
 		// Noise: the mail family is one warning.
