@@ -77,6 +77,8 @@ func TestConvertMatchesKeepalived(t *testing.T) {
 		{"instance and sync group track one script", "vrrp_sync_group G {\n group {\n  V\n  W\n }\n sync_group_tracking_weight\n track_script {\n  down weight -20\n }\n}\n" + fmt.Sprintf(inst, " track_script {\n  down weight -5\n }\n") + w},
 		{"owner's weighted trackers are ignored", fmt.Sprintf(inst, " priority 255\n track_script {\n  down weight -20\n }\n")},
 		{"owner's unweighted failing script faults", fmt.Sprintf(inst, " priority 255\n track_script {\n  down\n }\n")},
+		{"a parameter holding a condition", "$IF_D=@kadiff\n$IF_N=@^kadiff\n" + fmt.Sprintf(inst, " $IF_D priority 140\n $IF_N priority 90\n")},
+		{"multiline definition", "$INST= \\\nvrrp_instance V { \\\n interface eth0 \\\n @kadiff priority ${P} \\\n virtual_router_id 9 \\\n virtual_ipaddress { \\\n  192.0.2.9/24 \\\n } \\\n}\n$P=130\n$INST\n"},
 		{"parameters and conditions", "@kadiff $P=140\n@^kadiff $P=90\n" + fmt.Sprintf(inst, " priority $P\n")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
