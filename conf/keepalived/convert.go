@@ -136,7 +136,7 @@ func Convert(nodes []*Node, source string) Result {
 			c.mailWarning--
 		}
 	case c.masters > 0:
-		c.warnings[c.masterWarning].Msg = fmt.Sprintf("state MASTER (%d instance(s)): keepalived starts such an instance as master at once; haldir starts every instance as backup and becomes master after about three advert intervals unless a higher priority speaks. From then on both elect by priority, as keepalived does after start-up", c.masters)
+		c.warnings[c.masterWarning].Msg = fmt.Sprintf("state MASTER (%d instance(s)): at start keepalived waits one advert interval for a master before taking over such an instance; haldir waits the master-down interval (about three advert intervals), as for any backup. Otherwise both elect by priority", c.masters)
 	}
 	if len(c.mail) > 0 {
 		var names []string
