@@ -491,6 +491,9 @@ func (c *converter) instance(in *Node) {
 	if len(addrs) > 0 && addrs[0].Addr().Is6() && !st.versionSet {
 		t.num("version", 3)
 	}
+	if len(addrs) == 0 {
+		c.warn(in, "vrrp_instance %s: no virtual_ipaddress; keepalived runs such an instance (for its notify scripts), haldir needs at least one address (RFC 3768/5798 adverts carry one or more): add one", name)
+	}
 	c.placeAddresses(t, iface, st)
 	st.iface = iface
 	c.complete(in, t, st)
