@@ -334,21 +334,22 @@ type tracker struct {
 // vrrpState is what keepalived's instance block says, before keepalived's
 // completion rules (vrrp.c) are applied to it.
 type vrrpState struct {
-	prio       int
-	prioSet    bool
-	master     *Node // state MASTER
-	nopreempt  *Node
-	delay      *Node // preempt_delay
-	strict     bool
-	auth       *Node
-	authType   string
-	authPass   string
-	trackers   []*tracker
-	versionSet bool
-	iface      string
-	advert     time.Duration
-	advertNode *Node
-	places     []addrPlace // addresses with dev, label or no_track
+	prio        int
+	prioSet     bool
+	master      *Node // state MASTER
+	nopreempt   *Node
+	delay       *Node // preempt_delay
+	strict      bool
+	auth        *Node
+	authType    string
+	authPass    string
+	trackers    []*tracker
+	versionSet  bool
+	versionNode *Node
+	iface       string
+	advert      time.Duration
+	advertNode  *Node
+	places      []addrPlace // addresses with dev, label or no_track
 }
 
 func (c *converter) instance(in *Node) {
@@ -399,7 +400,7 @@ func (c *converter) instance(in *Node) {
 		case "version":
 			if v, ok := c.intArg(n); ok {
 				t.num("version", v)
-				st.versionSet = true
+				st.versionSet, st.versionNode = true, n
 			}
 		case "priority":
 			if v, ok := c.intArg(n); ok {
@@ -488,7 +489,14 @@ func (c *converter) instance(in *Node) {
 	st.trackers = append(st.trackers, c.groupTrackers(name)...)
 	// keepalived's address family decides the version when none is given:
 	// IPv6 instances speak VRRPv3.
-	if len(addrs) > 0 && addrs[0].Addr().Is6() && !st.versionSet {
+	if v, _ := t.get("version"); len(addrs) > 0 && addrs[0].Addr().Is6() && v != "3" {
+		switch {
+		case !st.versionSet:
+		case st.strict:
+			t.comment += "; version 3: strict mode makes an IPv6 instance VRRPv3"
+		default:
+			c.warn(st.versionNode, "version 2 with IPv6 addresses: keepalived speaks VRRPv2 over IPv6 here (no RFC has it); haldir speaks VRRPv3 for IPv6, so version = 3, which a keepalived peer with this configuration does not understand")
+		}
 		t.num("version", 3)
 	}
 	if len(addrs) == 0 {

@@ -246,6 +246,8 @@ func TestConvertRules(t *testing.T) {
 			[]string{"vrrp_instance V: defined twice; keepalived skips this one"}},
 		{"vrrp_script without a script", "vrrp_script s {\n interval 2\n}\n" + fmt.Sprintf(inst, " track_script {\n  s\n }\n"), []string{"virtual_addresses"},
 			[]string{"vrrp_script s: no script; keepalived removes it"}},
+		{"explicit version 2 with IPv6", "vrrp_instance V {\n interface eth0\n version 2\n virtual_router_id 9\n virtual_ipaddress {\n  2001:db8::9/64\n }\n}\n",
+			[]string{"version = 3"}, []string{"version 2 with IPv6 addresses: keepalived speaks VRRPv2 over IPv6"}},
 		{"an instance without addresses is said", "vrrp_instance V {\n interface eth0\n virtual_router_id 9\n}\n", nil,
 			[]string{"vrrp_instance V: no virtual_ipaddress; keepalived runs such an instance"}},
 		{"instance lvs_sync_daemon_interface", fmt.Sprintf(inst, " lvs_sync_daemon_interface eth2\n"),
