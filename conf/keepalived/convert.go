@@ -374,6 +374,8 @@ func (c *converter) instance(in *Node) {
 	st := &vrrpState{prio: 100, strict: c.strict}
 	var addrs, excluded []netip.Prefix
 	var peers []string
+	notify := map[string][]string{}
+	var generic []string // notify: every state change, with arguments
 	iface := ""
 	for _, n := range in.Children {
 		switch n.Name {
@@ -456,7 +458,11 @@ func (c *converter) instance(in *Node) {
 			}
 		case "notify_master", "notify_backup", "notify_fault", "notify_stop":
 			if argv := c.command(n); argv != nil {
-				t.strs(n.Name, argv)
+				notify[n.Name] = argv
+			}
+		case "notify":
+			if argv := c.command(n); argv != nil {
+				generic = argv
 			}
 		case "garp_master_delay", "garp_master_repeat", "garp_master_refresh":
 			c.garp(n, t)
@@ -499,6 +505,7 @@ func (c *converter) instance(in *Node) {
 		}
 		t.num("version", 3)
 	}
+	c.notifies(t, notify, generic, "INSTANCE", name, []string{"notify_master", "notify_backup", "notify_fault", "notify_stop"})
 	if len(addrs) == 0 {
 		c.warn(in, "vrrp_instance %s: no virtual_ipaddress; keepalived runs such an instance (for its notify scripts), haldir needs at least one address (RFC 3768/5798 adverts carry one or more): add one", name)
 	}
@@ -1072,6 +1079,59 @@ func (c *converter) trackScript(x *Node, instance string) *tracker {
 	return tr
 }
 
+// notifies writes the notify_* commands. keepalived's generic `notify
+// CMD` runs on every state change as `CMD TYPE NAME STATE PRIORITY`
+// besides the state's own notify_*: haldir runs the state's command with
+// HALDIR_PRIORITY (the effective priority) in its environment, so both
+// become one shell line, the state's command first. keepalived passes 0
+// as a group's priority.
+func (c *converter) notifies(t *table, notify map[string][]string, generic []string, typ, name string, keys []string) {
+	for _, k := range keys {
+		argv := notify[k]
+		if generic != nil {
+			prio := `"$HALDIR_PRIORITY"`
+			if typ == "GROUP" {
+				prio = "0"
+			}
+			line := shellText(generic) + " " + typ + " " + shellQuote(name) + " " + strings.ToUpper(strings.TrimPrefix(k, "notify_")) + " " + prio
+			if argv != nil {
+				line = shellText(argv) + "; " + line
+			}
+			argv = []string{"/bin/sh", "-c", line}
+		}
+		if argv != nil {
+			t.strs(k, argv)
+		}
+	}
+}
+
+// shellText is an argv as shell text: the text of a /bin/sh -c the
+// importer made (arguments then go to the command, not to sh), else the
+// argv quoted.
+func shellText(argv []string) string {
+	if len(argv) == 3 && argv[0] == "/bin/sh" && argv[1] == "-c" {
+		return argv[2]
+	}
+	return shellJoin(argv)
+}
+
+// shellJoin quotes an argv for /bin/sh -c.
+func shellJoin(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = shellQuote(a)
+	}
+	return strings.Join(q, " ")
+}
+
+// shellQuote is a in single quotes, unless it needs none.
+func shellQuote(a string) string {
+	if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=@%+,") == "" {
+		return a
+	}
+	return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+}
+
 // commandPath is where a bare command name is looked for: keepalived
 // resolves it on its PATH when it loads the configuration, and the
 // importer cannot know the director's PATH, so it uses the usual one.
@@ -1120,6 +1180,11 @@ func (c *converter) syncGroup(g *Node) {
 	if t == nil {
 		return
 	}
+	notify := map[string][]string{}
+	var generic []string
+	defer func() {
+		c.notifies(t, notify, generic, "GROUP", g.Args[0], []string{"notify_master", "notify_backup", "notify_fault"})
+	}()
 	members := c.members[g]
 	if len(members) == 0 {
 		c.warn(g, "vrrp_sync_group %s: no members (a group block naming vrrp instances); keepalived removes it", g.Args[0])
@@ -1131,7 +1196,12 @@ func (c *converter) syncGroup(g *Node) {
 		case "group":
 		case "notify_master", "notify_backup", "notify_fault":
 			if argv := c.command(n); argv != nil {
-				t.strs(n.Name, argv)
+				notify[n.Name] = argv
+			}
+		case "notify":
+			if argv := c.command(n); argv != nil {
+				generic = argv
+				c.warn(n, "notify: haldir's sync groups have no notify_stop; keepalived's call with STOP is left out")
 			}
 		case "sync_group_tracking_weight", "global_tracking":
 			// haldir always applies the members' tracking weights.

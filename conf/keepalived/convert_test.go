@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -281,5 +282,44 @@ func TestConvertRules(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// keepalived's generic notify runs as `CMD INSTANCE NAME STATE PRIORITY`
+// (GROUP NAME STATE 0 for a sync group) after the state's own notify_*;
+// the converted command, run as haldir runs it (HALDIR_PRIORITY in the
+// environment), passes the same arguments.
+func TestConvertGenericNotify(t *testing.T) {
+	dir := t.TempDir()
+	log := dir + "/log"
+	script := dir + "/notify it.sh" // a blank in the path: quoting
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"$*\" >> '"+log+"'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src := fmt.Sprintf("vrrp_sync_group G {\n group {\n  V\n }\n notify \"'%s'\"\n}\nvrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  192.0.2.9/24\n }\n notify_master \"/bin/sh -c 'echo specific >> %s'\"\n notify \"'%s' arg1\"\n}\n", script, log, script)
+	ns, err := Parse(src, "k.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := Convert(ns, "k.conf")
+	cfg, err := conf.Parse([]byte(res.TOML), "converted.toml")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, res.TOML)
+	}
+	in, g := cfg.VRRP[0], cfg.VRRPSyncGroups[0]
+	for _, argv := range [][]string{in.NotifyMaster, in.NotifyFault, in.NotifyStop, g.NotifyBackup} {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = append(os.Environ(), "HALDIR_PRIORITY=123")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%q: %v %s", argv, err, out)
+		}
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "specific\narg1 INSTANCE V MASTER 123\narg1 INSTANCE V FAULT 123\narg1 INSTANCE V STOP 123\nGROUP G BACKUP 0\n"
+	if string(b) != want {
+		t.Fatalf("notify calls\n%s\nwant\n%s\n%s", b, want, res.TOML)
 	}
 }
