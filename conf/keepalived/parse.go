@@ -114,7 +114,6 @@ type parser struct {
 	root      *Node
 	stack     []*Node
 	last      *Node // the last directive, which a lone "{" opens
-	curFile   string
 	lookupEnv func(string) (string, bool)
 }
 
@@ -178,9 +177,6 @@ func (p *parser) read(src, file string, depth int) error {
 	if depth > maxInclude {
 		return fmt.Errorf("%s: includes nested deeper than %d", file, maxInclude)
 	}
-	saved := p.curFile
-	p.curFile = file
-	defer func() { p.curFile = saved }()
 	for i, raw := range strings.Split(src, "\n") {
 		line := i + 1
 		text, cont, err := decomment(strings.TrimRight(raw, "\r"))
