@@ -49,17 +49,32 @@ type VRRPInstance struct {
 	UseVMAC          bool           `toml:"use_vmac"`
 	VMACInterface    string         `toml:"vmac_interface"` // default vrrp.<vrid> with use_vmac
 	VirtualAddresses []netip.Prefix `toml:"virtual_addresses"`
-	UnicastSource    netip.Addr     `toml:"unicast_source"`
-	UnicastPeers     []netip.Addr   `toml:"unicast_peers"`
-	NotifyMaster     []string       `toml:"notify_master"`
-	NotifyBackup     []string       `toml:"notify_backup"`
-	NotifyFault      []string       `toml:"notify_fault"`
-	NotifyStop       []string       `toml:"notify_stop"`
-	Auth             *VRRPAuth      `toml:"auth"`
-	GARP             GARP           `toml:"garp"`
-	TrackInterfaces  []TrackIface   `toml:"track_interface"`
-	TrackScripts     []TrackScript  `toml:"track_script"`
-	TrackVirtualSrvs []TrackVS      `toml:"track_virtual_server"`
+	// ExcludedAddresses move with the instance like VirtualAddresses but
+	// are not in its adverts (keepalived's virtual_ipaddress_excluded);
+	// either family.
+	ExcludedAddresses []netip.Prefix `toml:"excluded_addresses"`
+	// AddressOptions place single addresses (keepalived's `dev` and
+	// `label` of virtual_ipaddress).
+	AddressOptions   []AddressOption `toml:"address_options"`
+	UnicastSource    netip.Addr      `toml:"unicast_source"`
+	UnicastPeers     []netip.Addr    `toml:"unicast_peers"`
+	NotifyMaster     []string        `toml:"notify_master"`
+	NotifyBackup     []string        `toml:"notify_backup"`
+	NotifyFault      []string        `toml:"notify_fault"`
+	NotifyStop       []string        `toml:"notify_stop"`
+	Auth             *VRRPAuth       `toml:"auth"`
+	GARP             GARP            `toml:"garp"`
+	TrackInterfaces  []TrackIface    `toml:"track_interface"`
+	TrackScripts     []TrackScript   `toml:"track_script"`
+	TrackVirtualSrvs []TrackVS       `toml:"track_virtual_server"`
+}
+
+// AddressOption places one of an instance's virtual or excluded addresses
+// on another interface than the instance's, or gives it an IPv4 label.
+type AddressOption struct {
+	Address   netip.Addr `toml:"address"`
+	Interface string     `toml:"interface"` // default: the instance's (its vmac_interface with use_vmac)
+	Label     string     `toml:"label"`     // IPv4 only; starts with the interface's name
 }
 
 // VRRPAuth is VRRPv2 authentication. Type "pass" (RFC 3768 type 1) is a

@@ -276,6 +276,60 @@ func (v validator) vrrp(ins []VRRPInstance, vss []VirtualServer) {
 				vips[a] = p
 			}
 		}
+		// Excluded addresses: either family, never in the adverts, so
+		// only the address rules and uniqueness apply.
+		for j, pfx := range in.ExcludedAddresses {
+			ap := fmt.Sprintf("%s.excluded_addresses[%d]", p, j)
+			a := pfx.Addr()
+			switch {
+			case !pfx.IsValid():
+				v.add(ap, "invalid prefix")
+			case a.Is4In6():
+				v.add(ap, "IPv4-mapped IPv6 address %s: write the IPv4 form", a)
+			case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
+				v.add(ap, "must be a unicast address, got %s", a)
+			case a.Zone() != "":
+				v.add(ap, "must not have a zone, got %s", pfx)
+			case seen[a]:
+				v.add(ap, "duplicate address %s", a)
+			case vips[a] != "":
+				v.add(ap, "address %s is already in %s", a, vips[a])
+			default:
+				seen[a] = true
+				vips[a] = p
+			}
+		}
+		options := map[netip.Addr]bool{}
+		for j, o := range in.AddressOptions {
+			op := fmt.Sprintf("%s.address_options[%d]", p, j)
+			a := o.Address.Unmap()
+			switch {
+			case !o.Address.IsValid():
+				v.add(op+".address", "required: one of virtual_addresses or excluded_addresses (no prefix length)")
+			case !seen[a]:
+				v.add(op+".address", "%s is not in virtual_addresses or excluded_addresses", o.Address)
+			case options[a]:
+				v.add(op+".address", "%s has options already", o.Address)
+			}
+			options[a] = true
+			dev := in.Interface
+			if in.UseVMAC {
+				dev = in.VMACInterface
+			}
+			if o.Interface != "" {
+				v.ifname(op+".interface", o.Interface)
+				dev = o.Interface
+			}
+			switch {
+			case o.Label == "" || !a.IsValid():
+			case !a.Is4():
+				v.add(op+".label", "IPv4 addresses only (IPv6 addresses have no labels)")
+			case len(o.Label) > 15:
+				v.add(op+".label", "%q is longer than 15 bytes", o.Label)
+			case o.Label != dev && !strings.HasPrefix(o.Label, dev+":"):
+				v.add(op+".label", "%q must be the interface's name %q or start with %q", o.Label, dev, dev+":")
+			}
+		}
 		if okVRID && in.Interface != "" && fam.IsValid() {
 			key := fmt.Sprintf("%s/%d/%s", in.Interface, in.VRID, familyName(fam))
 			if first, ok := routers[key]; ok {

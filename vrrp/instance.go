@@ -94,7 +94,10 @@ type Instance struct {
 	log    *slog.Logger
 	family int // 4 or 6
 	vips   []netip.Addr
-	expect Expect
+	// excluded are excluded_addresses: added, removed and announced with
+	// the VIPs, never in the adverts; either family.
+	excluded []netip.Addr
+	expect   Expect
 	// addrs is the Expect the reader checks adverts against: expect with
 	// the virtual addresses a reload may change in place.
 	addrs atomic.Pointer[Expect]
@@ -149,6 +152,9 @@ func NewInstance(cfg conf.VRRPInstance, opts Options) (*Instance, error) {
 			return nil, fmt.Errorf("%s: virtual_addresses[%d] %v: all addresses of an instance must be of one family", where, i, p)
 		}
 		in.vips = append(in.vips, p.Addr().Unmap())
+	}
+	for _, p := range cfg.ExcludedAddresses {
+		in.excluded = append(in.excluded, p.Addr().Unmap())
 	}
 	if cfg.Version == 2 && in.family == 6 {
 		return nil, fmt.Errorf("%s: version 2 is IPv4 only (RFC 3768); use version 3 for IPv6", where)
@@ -285,9 +291,26 @@ func (in *Instance) open(ctx context.Context, trackCh chan<- trackUpdate) (*runt
 		if err != nil {
 			return fmt.Errorf("vrrp instance %q: netlink: %w", in.cfg.Name, err)
 		}
-		rt.vips = &vipManager{h: h, ifindex: rt.ifi.Index}
-		for _, p := range in.cfg.VirtualAddresses {
-			rt.vips.vips = append(rt.vips.vips, netip.PrefixFrom(p.Addr().Unmap(), p.Bits()))
+		rt.vips = &vipManager{h: h, ifindex: rt.ifi.Index, placed: map[netip.Addr]placement{}}
+		rt.vips.vips = managed(in.cfg)
+		// address_options: addresses on other interfaces are announced
+		// there, by an announcer per interface.
+		elsewhere := map[string][]netip.Addr{}
+		var others []string
+		for _, o := range in.cfg.AddressOptions {
+			pl := placement{label: o.Label}
+			if o.Interface != "" {
+				ifi, err := net.InterfaceByName(o.Interface)
+				if err != nil {
+					return fmt.Errorf("vrrp instance %q: address_options %v: interface %q: %w", in.cfg.Name, o.Address, o.Interface, err)
+				}
+				pl.ifi = ifi
+				if elsewhere[o.Interface] == nil {
+					others = append(others, o.Interface)
+				}
+				elsewhere[o.Interface] = append(elsewhere[o.Interface], o.Address.Unmap())
+			}
+			rt.vips.placed[o.Address.Unmap()] = pl
 		}
 		if rt.src, err = in.source(ctx, h, rt.ifi); err != nil {
 			return err
@@ -321,8 +344,15 @@ func (in *Instance) open(ctx context.Context, trackCh chan<- trackUpdate) (*runt
 				}
 			}
 		}
-		if rt.announce, err = newAnnouncer(announceOn, in.vips, ndpSrc); err != nil {
+		if rt.announce, err = newAnnouncer(announceOn, rt.vips.here(slices.Concat(in.vips, in.excluded)), ndpSrc); err != nil {
 			return err
+		}
+		for _, name := range others {
+			a, err := newAnnouncer(rt.vips.placed[elsewhere[name][0]].ifi, elsewhere[name], netip.Addr{})
+			if err != nil {
+				return err
+			}
+			rt.announce.others = append(rt.announce.others, a)
 		}
 		names := []string{in.cfg.Interface}
 		for _, t := range in.cfg.TrackInterfaces {
@@ -373,6 +403,16 @@ func (rt *runtime) close() {
 	}
 }
 
+// managed is every address the instance adds as master: the virtual
+// addresses, then the excluded ones.
+func managed(cfg conf.VRRPInstance) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range slices.Concat(cfg.VirtualAddresses, cfg.ExcludedAddresses) {
+		out = append(out, netip.PrefixFrom(p.Addr().Unmap(), p.Bits()))
+	}
+	return out
+}
+
 // source picks the advert source: unicast_source when set; else the first
 // IPv4 address of the interface that is not a VIP, or for IPv6 its
 // link-local address (RFC 5798 §5.1.2.1) — a global one when unicasting to
@@ -409,7 +449,7 @@ func (in *Instance) source(ctx context.Context, h *netlink.Handle, ifi *net.Inte
 				continue
 			}
 			ip = ip.Unmap()
-			if slices.Contains(in.vips, ip) {
+			if slices.Contains(in.vips, ip) || slices.Contains(in.excluded, ip) {
 				continue
 			}
 			if in.family == 4 {

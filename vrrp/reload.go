@@ -125,7 +125,7 @@ func restartNeeded(old, cfg conf.VRRPInstance) string {
 	}
 	soft := old
 	soft.Priority, soft.Preempt, soft.PreemptDelay = cfg.Priority, cfg.Preempt, cfg.PreemptDelay
-	soft.VirtualAddresses = cfg.VirtualAddresses
+	soft.VirtualAddresses, soft.ExcludedAddresses = cfg.VirtualAddresses, cfg.ExcludedAddresses
 	if d := differing(soft, cfg); len(d) > 0 {
 		return "changed: " + strings.Join(d, ", ")
 	}
@@ -201,12 +201,14 @@ func (in *Instance) Reconfigure(cfg conf.VRRPInstance) error {
 // reconfigure applies a Reconfigure on the instance's goroutine.
 func (d *driver) reconfigure(cfg conf.VRRPInstance) {
 	in := d.in
-	var vips []netip.Addr
-	var prefixes []netip.Prefix
+	var vips, excluded []netip.Addr
 	for _, p := range cfg.VirtualAddresses {
 		vips = append(vips, p.Addr().Unmap())
-		prefixes = append(prefixes, netip.PrefixFrom(p.Addr().Unmap(), p.Bits()))
 	}
+	for _, p := range cfg.ExcludedAddresses {
+		excluded = append(excluded, p.Addr().Unmap())
+	}
+	prefixes := managed(cfg)
 	if !slices.Equal(prefixes, d.rt.vips.vips) {
 		var gone []netip.Prefix
 		for _, p := range d.rt.vips.vips {
@@ -216,7 +218,10 @@ func (d *driver) reconfigure(cfg conf.VRRPInstance) {
 		}
 		// The announcer's goroutine reads its list: stop it first.
 		d.stopAnnounce()
-		in.vips, d.rt.vips.vips, d.rt.announce.vips = vips, prefixes, vips
+		in.vips, in.excluded, d.rt.vips.vips = vips, excluded, prefixes
+		if err := in.do(func() error { return d.rt.announce.setVIPs(d.rt.vips.here(slices.Concat(vips, excluded))) }); err != nil {
+			in.log.Error("announcing the virtual addresses", "err", err)
+		}
 		e := *in.addrs.Load()
 		e.Addrs = vips
 		in.addrs.Store(&e)

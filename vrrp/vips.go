@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -27,6 +28,39 @@ type vipManager struct {
 	// vmac, when set, is the macvlan the VIPs live on (ifindex is its
 	// index): up before they are added, down once they are removed.
 	vmac *vmac
+	// placed are address_options: another interface, a label.
+	placed map[netip.Addr]placement
+}
+
+// placement is where one address goes: ifi nil is the instance's
+// interface (or its macvlan).
+type placement struct {
+	ifi   *net.Interface
+	label string
+}
+
+// here lists the addresses of as that go on the instance's own interface.
+func (v *vipManager) here(as []netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range as {
+		if v.placed[a].ifi == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// linkOf is the link an address goes on.
+func (v *vipManager) linkOf(p netip.Prefix, own netlink.Link) (netlink.Link, error) {
+	pl := v.placed[p.Addr()]
+	if pl.ifi == nil {
+		return own, nil
+	}
+	l, err := v.h.LinkByIndex(pl.ifi.Index)
+	if err != nil {
+		return nil, fmt.Errorf("vrrp: interface %s of %v: %w", pl.ifi.Name, p, err)
+	}
+	return l, nil
 }
 
 func prefixNet(p netip.Prefix) *net.IPNet {
@@ -56,12 +90,17 @@ func (v *vipManager) add() error {
 	}
 	var errs []error
 	for _, p := range v.vips {
-		a := &netlink.Addr{IPNet: prefixNet(p)}
+		a := &netlink.Addr{IPNet: prefixNet(p), Label: v.placed[p.Addr()].label}
 		if p.Addr().Is6() {
 			a.Flags = unix.IFA_F_NODAD
 		}
-		if err := v.h.AddrReplace(l, a); err != nil {
-			errs = append(errs, fmt.Errorf("vrrp: adding %v to %s: %w", p, l.Attrs().Name, err))
+		on, err := v.linkOf(p, l)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := v.h.AddrReplace(on, a); err != nil {
+			errs = append(errs, fmt.Errorf("vrrp: adding %v to %s: %w", p, on.Attrs().Name, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -89,9 +128,12 @@ func (v *vipManager) del(ps []netip.Prefix) error {
 	}
 	var errs []error
 	for _, p := range ps {
-		err := v.h.AddrDel(l, &netlink.Addr{IPNet: prefixNet(p)})
+		on, err := v.linkOf(p, l)
+		if err == nil {
+			err = v.h.AddrDel(on, &netlink.Addr{IPNet: prefixNet(p)})
+		}
 		if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("vrrp: removing %v from %s: %w", p, l.Attrs().Name, err))
+			errs = append(errs, fmt.Errorf("vrrp: removing %v: %w", p, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -108,49 +150,65 @@ type announcer struct {
 	// src, when valid, is the IPv6 source of the advertisements; else
 	// the interface's own link-local address.
 	src netip.Addr
+	// others announce the addresses that address_options put on other
+	// interfaces, with each burst.
+	others []*announcer
 }
 
-// newAnnouncer opens the announcement socket on ifi. With ndpSrc valid
-// (the macvlan, which has no address until it is master) the IPv6 socket
-// is not bound to an address and every advertisement names its source.
+// newAnnouncer opens the announcement sockets on ifi that vips need. With
+// ndpSrc valid (the macvlan, which has no address until it is master) the
+// IPv6 socket is not bound to an address and every advertisement names its
+// source.
 func newAnnouncer(ifi *net.Interface, vips []netip.Addr, ndpSrc netip.Addr) (*announcer, error) {
-	a := &announcer{ifi: ifi, vips: vips, src: ndpSrc}
-	if len(vips) == 0 {
-		return a, nil
+	a := &announcer{ifi: ifi, src: ndpSrc}
+	if err := a.setVIPs(vips); err != nil {
+		a.close()
+		return nil, err
 	}
+	return a, nil
+}
+
+// setVIPs sets the addresses to announce and opens the socket a family
+// needs that is not open yet: an instance's excluded addresses may be of
+// the other family, and a reload may add them. Not while run runs.
+func (a *announcer) setVIPs(vips []netip.Addr) error {
+	a.vips = vips
 	var err error
-	if vips[0].Is4() {
+	if a.arp == nil && slices.ContainsFunc(vips, netip.Addr.Is4) {
 		// A packet socket rather than arp.Dial, which insists on an
 		// IPv4 address on the interface (the macvlan has none until it
 		// is master). It only sends: the filter keeps ARP traffic from
 		// piling up in its buffer.
-		a.arp, err = packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeARP), &packet.Config{Filter: dropAll})
+		a.arp, err = packet.Listen(a.ifi, packet.Raw, int(ethernet.EtherTypeARP), &packet.Config{Filter: dropAll})
 		if err != nil {
-			return nil, fmt.Errorf("vrrp: ARP socket on %s: %w", ifi.Name, err)
+			return fmt.Errorf("vrrp: ARP socket on %s: %w", a.ifi.Name, err)
 		}
-		return a, nil
+	}
+	if a.ndp != nil || !slices.ContainsFunc(vips, netip.Addr.Is6) {
+		return nil
 	}
 	// ndp uses the interface name as the zone of every write; the index
 	// spelled as a name resolves the same in any network namespace.
-	numeric := *ifi
-	numeric.Name = strconv.Itoa(ifi.Index)
+	numeric := *a.ifi
+	numeric.Name = strconv.Itoa(a.ifi.Index)
 	bind := ndp.LinkLocal
-	if ndpSrc.IsValid() {
+	if a.src.IsValid() {
 		bind = ndp.Unspecified
 	}
-	a.ndp, _, err = ndp.Listen(&numeric, bind)
+	c, _, err := ndp.Listen(&numeric, bind)
 	if err != nil {
-		return nil, fmt.Errorf("vrrp: NDP socket on %s: %w", ifi.Name, err)
+		return fmt.Errorf("vrrp: NDP socket on %s: %w", a.ifi.Name, err)
 	}
 	// The socket only sends: block every ICMPv6 type on receive so that
 	// unread messages do not pile up in its buffer.
 	var f ipv6.ICMPFilter
 	f.SetAll(true)
-	if err := a.ndp.SetICMPFilter(&f); err != nil {
-		a.ndp.Close()
-		return nil, fmt.Errorf("vrrp: NDP socket on %s: ICMPv6 filter: %w", ifi.Name, err)
+	if err := c.SetICMPFilter(&f); err != nil {
+		c.Close()
+		return fmt.Errorf("vrrp: NDP socket on %s: ICMPv6 filter: %w", a.ifi.Name, err)
 	}
-	return a, nil
+	a.ndp = c
+	return nil
 }
 
 // burst sends repeat announcements for every VIP.
@@ -171,11 +229,14 @@ func (a *announcer) burst(repeat int) error {
 			}
 		}
 	}
+	for _, o := range a.others {
+		errs = append(errs, o.burst(repeat))
+	}
 	return errors.Join(errs...)
 }
 
 func (a *announcer) one(ip netip.Addr) error {
-	if a.arp != nil {
+	if ip.Is4() && a.arp != nil {
 		p, err := arp.NewPacket(arp.OperationRequest, a.ifi.HardwareAddr, ip, ethernet.Broadcast, ip)
 		if err != nil {
 			return err
@@ -192,7 +253,7 @@ func (a *announcer) one(ip netip.Addr) error {
 		_, err = a.arp.WriteTo(fb, &packet.Addr{HardwareAddr: ethernet.Broadcast})
 		return err
 	}
-	if a.ndp != nil {
+	if ip.Is6() && a.ndp != nil {
 		na := &ndp.NeighborAdvertisement{
 			Override:      true,
 			TargetAddress: ip,
@@ -241,6 +302,9 @@ func (a *announcer) run(ctx context.Context, repeat int, delay, refresh time.Dur
 }
 
 func (a *announcer) close() {
+	for _, o := range a.others {
+		o.close()
+	}
 	if a.arp != nil {
 		a.arp.Close()
 	}

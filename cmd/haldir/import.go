@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/conf/keepalived"
@@ -18,15 +19,20 @@ import (
 func runImportKeepalived(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("import-keepalived", flag.ContinueOnError)
 	out := fs.String("o", "", "write the TOML to this file instead of standard output")
+	var opts keepalived.Options
+	fs.StringVar(&opts.ConfigID, "config-id", "", "keepalived's -i: the NAME that `@NAME` lines and ${_INSTANCE} are read for (default: this host's name, as keepalived's)")
+	defines := defineFlag{}
+	fs.Var(defines, "define", "NAME=VALUE: a parameter defined before the file is read, and the value of ${_ENV NAME} (repeatable)")
 	if done, code := parseFlags(fs, "import-keepalived", args, stdout, stderr); done {
 		return code
 	}
+	opts.Defines = defines
 	if fs.NArg() != 1 {
 		fmt.Fprintln(stderr, "haldir import-keepalived: want one keepalived.conf")
 		return exitUsage
 	}
 	src := fs.Arg(0)
-	nodes, err := keepalived.ParseFile(src)
+	nodes, err := keepalived.ParseFileOptions(src, opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "haldir import-keepalived:", err)
 		return exitUsage
@@ -60,4 +66,18 @@ func runImportKeepalived(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "%d warning(s)\n", len(res.Warnings))
 	return status
+}
+
+// defineFlag is a repeatable --define NAME=VALUE.
+type defineFlag map[string]string
+
+func (d defineFlag) String() string { return "" }
+
+func (d defineFlag) Set(s string) error {
+	name, value, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("want NAME=VALUE, got %q", s)
+	}
+	d[name] = value
+	return nil
 }

@@ -67,6 +67,11 @@ var commands = []struct{ name, help string }{
            TOML on standard output; every directive that did not carry
            over is listed on standard error with its file and line
              -o FILE           write the TOML here instead
+             --config-id NAME  read keepalived's @NAME lines and
+                               ${_INSTANCE} for this director (keepalived's
+                               -i; default: this host's name)
+             --define NAME=VALUE  a $NAME parameter, and ${_ENV NAME};
+                               repeatable
            exit status: 0 converted and valid, 1 converted with warnings
            or the result does not validate (both are printed), 2 the file
            cannot be read or parsed

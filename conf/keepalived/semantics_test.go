@@ -212,6 +212,8 @@ func kaInstance(f facts, in *Node, version string, strict bool, scripts map[stri
 	}
 	if v, ok := kaInt(child(in, "priority")); ok {
 		prio = v
+	} else if st := child(in, "state"); st != nil && len(st.Args) == 1 && st.Args[0] == "MASTER" {
+		prio = 255 // vrrp_complete_instance: no priority and state MASTER is the owner
 	}
 	tw, member := weights[in.Args[0]]
 	honour := !member || tw
