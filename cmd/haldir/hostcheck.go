@@ -127,6 +127,11 @@ func checkHost(c *conf.Config, ifs hostIfaces, env hostEnv) []string {
 		for _, t := range in.TrackInterfaces {
 			iface(p+".track_interface."+t.Name, t.Name)
 		}
+		for _, o := range in.AddressOptions {
+			if o.Interface != "" {
+				iface(fmt.Sprintf("%s.address_options[%v].interface", p, o.Address), o.Interface)
+			}
+		}
 		for _, s := range in.TrackScripts {
 			command(p+".track_script."+s.Name+".command", s.Command)
 		}
