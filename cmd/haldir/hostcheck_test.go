@@ -123,7 +123,7 @@ func TestCheckHost(t *testing.T) {
 				`vrrp.VI_1.track_script.chk.command: "/nonexistent/chk" does not exist`,
 			}},
 		{name: "address on another interface",
-			cfg: "[[vrrp.address_options]]\naddress = \"192.0.2.10\"\ninterface = \"eth8\"\n",
+			cfg:  "[[vrrp.address_options]]\naddress = \"192.0.2.10\"\ninterface = \"eth8\"\n",
 			want: []string{`vrrp.VI_1.address_options[192.0.2.10].interface: no interface "eth8" on this host`}},
 		{name: "address on an interface of this host",
 			cfg: "[[vrrp.address_options]]\naddress = \"192.0.2.10\"\ninterface = \"eth1\"\n"},
