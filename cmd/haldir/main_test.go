@@ -240,6 +240,31 @@ func TestDispatch(t *testing.T) {
 }
 
 // syncBuffer is a bytes.Buffer safe for the daemon goroutine and the test.
+// startDaemon runs "haldir run -c path" in this process, hook adjusting
+// the daemon before it starts, and stops it with SIGTERM at the test's
+// end (it must exit within 15 s). It returns the daemon's log and its
+// signal channel.
+func startDaemon(t *testing.T, path string, hook func(*daemon)) (*syncBuffer, chan<- os.Signal) {
+	t.Helper()
+	sigs := make(chan os.Signal)
+	log := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- runDaemonWith([]string{"-c", path}, log, sigs, hook) }()
+	t.Cleanup(func() {
+		select {
+		case sigs <- syscall.SIGTERM:
+		case <-done: // it stopped by itself (a failed start)
+			return
+		}
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("daemon did not stop")
+		}
+	})
+	return log, sigs
+}
+
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

@@ -3,12 +3,9 @@ package main
 import (
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/metrics"
@@ -36,21 +33,8 @@ func TestNotConfiguredIsNotAFault(t *testing.T) {
 			path := writeFile(t, daemonConfig+tc.extra)
 			var d *daemon
 			fake := withFakeKernel(t, director.NewFakeKernel())
-			sigs := make(chan os.Signal)
-			var log syncBuffer
-			done := make(chan int, 1)
-			go func() {
-				done <- runDaemonWith([]string{"-c", path}, &log, sigs, func(x *daemon) { fake(x); d = x })
-			}()
-			defer func() {
-				sigs <- syscall.SIGTERM
-				select {
-				case <-done:
-				case <-time.After(10 * time.Second):
-					t.Error("daemon did not stop")
-				}
-			}()
-			waitFor(t, &log, "metrics ready", 1)
+			log, _ := startDaemon(t, path, func(x *daemon) { fake(x); d = x })
+			waitFor(t, log, "metrics ready", 1)
 
 			got := d.Status().NotRunning
 			if len(got) != len(tc.want) {

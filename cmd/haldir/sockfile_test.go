@@ -7,9 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/director"
@@ -83,24 +81,11 @@ func TestReloadBrokenFileReachesDaemon(t *testing.T) {
 	path := writeFile(t, good)
 	k := director.NewFakeKernel()
 	var d *daemon
-	sigs := make(chan os.Signal)
-	var log syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- runDaemonWith([]string{"-c", path}, &log, sigs, func(x *daemon) {
-			x.comp.newKernel = func() (director.Kernel, func(), error) { return k, func() {}, nil }
-			d = x
-		})
-	}()
-	defer func() {
-		sigs <- syscall.SIGTERM
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("daemon did not stop")
-		}
-	}()
-	waitFor(t, &log, "control socket ready", 1)
+	log, _ := startDaemon(t, path, func(x *daemon) {
+		x.comp.newKernel = func() (director.Kernel, func(), error) { return k, func() {}, nil }
+		d = x
+	})
+	waitFor(t, log, "control socket ready", 1)
 	d.mu.Lock()
 	running := d.cfg
 	d.mu.Unlock()
@@ -142,5 +127,5 @@ scheduler = "bogus"`, 1), "scheduler"},
 			}
 		})
 	}
-	waitFor(t, &log, "keeping the running configuration", 3)
+	waitFor(t, log, "keeping the running configuration", 3)
 }

@@ -82,23 +82,10 @@ func (r *notifyRecorder) waitCount(t *testing.T, msg string, n int) {
 func runRecorded(t *testing.T, path string, hook func(*daemon)) (*notifyRecorder, *syncBuffer, chan<- os.Signal) {
 	t.Helper()
 	rec := &notifyRecorder{}
-	sigs := make(chan os.Signal)
-	log := &syncBuffer{}
-	done := make(chan int, 1)
-	go func() {
-		done <- runDaemonWith([]string{"-c", path}, log, sigs, func(d *daemon) {
-			d.notify = rec.notify
-			if hook != nil {
-				hook(d)
-			}
-		})
-	}()
-	t.Cleanup(func() {
-		sigs <- syscall.SIGTERM
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("daemon did not stop")
+	log, sigs := startDaemon(t, path, func(d *daemon) {
+		d.notify = rec.notify
+		if hook != nil {
+			hook(d)
 		}
 	})
 	return rec, log, sigs
