@@ -287,14 +287,7 @@ func (cl *Cluster) rejoin(peers []string, every time.Duration) {
 		case <-t.C:
 		}
 		for _, addr := range cl.missing(peers) {
-			select {
-			case <-cl.stop:
-				return
-			default:
-			}
-			if _, err := cl.ml.Join([]string{addr}); err != nil {
-				cl.log.Debug("cluster: rejoin", "addr", addr, "error", err)
-			} else {
+			if cl.join(addr, "rejoin") {
 				cl.log.Info("cluster: rejoined", "addr", addr)
 			}
 		}
@@ -575,7 +568,7 @@ func (cl *Cluster) member(n *memberlist.Node, status string) {
 		// old run dead only after that (a restart faster than failure
 		// detection): ask for it now rather than show a member without
 		// state until its next update.
-		go cl.fetch(n.Address())
+		go cl.join(n.Address(), "fetching a returning member's state")
 	}
 	if was != status && n.Name != cl.name {
 		lvl := slog.LevelInfo
@@ -587,16 +580,20 @@ func (cl *Cluster) member(n *memberlist.Node, status string) {
 	cl.check()
 }
 
-// fetch exchanges states with the member at addr (a memberlist push/pull).
-func (cl *Cluster) fetch(addr string) {
+// join joins the member at addr, which also exchanges states with it (a
+// memberlist push/pull), unless the cluster is stopping; a failure is
+// logged at debug level under what, and join says whether it worked.
+func (cl *Cluster) join(addr, what string) bool {
 	select {
 	case <-cl.stop:
-		return
+		return false
 	default:
 	}
 	if _, err := cl.ml.Join([]string{addr}); err != nil {
-		cl.log.Debug("cluster: fetching a returning member's state", "addr", addr, "error", err)
+		cl.log.Debug("cluster: "+what, "addr", addr, "error", err)
+		return false
 	}
+	return true
 }
 
 // stateBroadcast is one state update in memberlist's gossip queue; a newer
