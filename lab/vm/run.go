@@ -84,6 +84,16 @@ func Run(ctx context.Context, opts Options) (exitCode int, err error) {
 	if timeout == 0 {
 		timeout = 3 * time.Minute
 	}
+	// One guest at a time on this host (GuestLockPath); the timeout bounds
+	// this guest's own run, not the wait for another's.
+	release, waited, err := lockGuest(ctx)
+	if err != nil {
+		return -1, err
+	}
+	defer release()
+	if waited > time.Second {
+		fmt.Fprintf(logw, "vm: waited %s for another guest on this host to finish\n", waited.Round(time.Millisecond))
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
