@@ -32,7 +32,7 @@ func FuzzHTTPEvaluate(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, ck := range []*httpChecker{plain.(*httpChecker), strict.(*httpChecker)} {
+		for _, ck := range []*httpURL{plain.(*httpChecker).urls[0], strict.(*httpChecker).urls[0]} {
 			r, phase, err := ck.evaluate(bytes.NewReader(data))
 			if err != nil {
 				if phase == "" || r.Up {

@@ -38,11 +38,10 @@ const maxHeader = 64 << 10
 var defaultStatus = conf.StatusCodes{{Lo: 200, Hi: 299}}
 
 type httpChecker struct {
-	dial     tcpDialer
-	timeout  time.Duration
-	tls      *tls.Config // nil for plain http
-	urls     []*httpURL  // each on its own connection, all within one deadline
-	*httpURL             // the first: what a check of one URL requests
+	dial    tcpDialer
+	timeout time.Duration
+	tls     *tls.Config // nil for plain http
+	urls    []*httpURL  // each on its own connection, all within one deadline
 }
 
 // httpURL is one request of a check and what its response must be.
@@ -87,7 +86,6 @@ func newHTTP(t Target) (Checker, error) {
 		}
 		hc.urls = append(hc.urls, u)
 	}
-	hc.httpURL = hc.urls[0]
 
 	if c.Type == "https" {
 		cfg := &tls.Config{InsecureSkipVerify: !c.TLSVerify} //nolint:gosec // tls_verify=false is an explicit operator choice
