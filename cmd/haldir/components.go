@@ -72,9 +72,11 @@ type components struct {
 	vsNames []string
 	// dead are the goRun components whose loop ended with an error.
 	dead []string
-	// onStatus, when set, is called (without mu) after a change the
-	// one-line status shows: a VRRP state, a virtual server's quorum.
-	onStatus func()
+	// statusKick holds one pending "the one-line status may have
+	// changed" (a VRRP state, a virtual server's quorum) for the daemon's
+	// main loop, which computes and sends it: the VRRP goroutine that
+	// reports a transition only drops a token here.
+	statusKick chan struct{}
 	// notRunning says which configured components failed and why, for
 	// status, metrics and the start-up warning. A component the file
 	// does not ask for is not listed: it is not a fault.
@@ -98,6 +100,7 @@ func newComponents(log *slog.Logger) *components {
 		vrrpGroups: map[*vrrp.SyncGroup]int{},
 		vrrpCfg:    &conf.Config{},
 		vrrpStates: map[string]vrrp.StateChange{},
+		statusKick: make(chan struct{}, 1),
 	}
 }
 
@@ -650,8 +653,9 @@ func (c *components) setVSNames(cfg *conf.Config) {
 }
 
 func (c *components) statusChanged() {
-	if c.onStatus != nil {
-		c.onStatus()
+	select {
+	case c.statusKick <- struct{}{}:
+	default: // one pending is enough: the line is computed when sent
 	}
 }
 

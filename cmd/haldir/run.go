@@ -120,7 +120,6 @@ func newDaemon(path string, c *conf.Config, logOut io.Writer, levelOverride stri
 	d.setLevel(c)
 	d.log = slog.New(newLogHandler(logOut, c.Global.LogFormat, &slog.HandlerOptions{Level: d.level}))
 	d.comp = newComponents(d.log)
-	d.comp.onStatus = d.sendStatus
 	return d
 }
 
@@ -172,8 +171,8 @@ func (d *daemon) pingWatchdog() {
 }
 
 // sendStatus tells systemd the one-line state (STATUS=, shown by
-// systemctl status) when it changed: at start, on VRRP transitions and
-// quorum changes, after reloads.
+// systemctl status) when it changed: at start, after reloads, and from
+// the main loop on VRRP transitions and quorum changes (statusKick).
 func (d *daemon) sendStatus() {
 	// Computed and sent under one lock: a line computed before a change
 	// must not be sent after the line computed after it.
@@ -250,6 +249,9 @@ func (d *daemon) serve(sigs <-chan os.Signal) int {
 		select {
 		case <-tick:
 			d.pingWatchdog()
+			continue
+		case <-d.comp.statusKick:
+			d.sendStatus()
 			continue
 		case s, ok := <-sigs:
 			if !ok {
