@@ -3,6 +3,8 @@ package vrrp
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/netip"
 
 	"github.com/haldir-lb/haldir/conf"
 )
@@ -13,14 +15,6 @@ type Set struct {
 	Groups    []*SyncGroup
 }
 
-// Close stops the sync groups' notifiers; call it after every instance's
-// Run has returned.
-func (s *Set) Close() {
-	for _, g := range s.Groups {
-		g.Close()
-	}
-}
-
 // Instance returns the instance called name, or nil.
 func (s *Set) Instance(name string) *Instance {
 	for _, in := range s.Instances {
@@ -29,14 +23,6 @@ func (s *Set) Instance(name string) *Instance {
 		}
 	}
 	return nil
-}
-
-// SetVirtualServerUp passes a virtual server's quorum to every instance
-// that tracks it (see Instance.SetVirtualServerUp).
-func (s *Set) SetVirtualServerUp(name string, up bool) {
-	for _, in := range s.Instances {
-		in.SetVirtualServerUp(name, up)
-	}
 }
 
 // NewSet builds the instances and sync groups of cfg. opts applies to every
@@ -106,8 +92,89 @@ func NewSet(cfg *conf.Config, opts Options) (*Set, error) {
 		s.Groups = append(s.Groups, g)
 	}
 	if len(errs) > 0 {
-		s.Close()
+		for _, g := range s.Groups {
+			g.Close()
+		}
 		return nil, errors.Join(errs...)
 	}
 	return s, nil
+}
+
+// NewInstance checks cfg and returns an instance ready to Run. It does no
+// I/O. cfg is expected to have passed conf's validation; the checks here
+// are the ones the protocol itself needs.
+func NewInstance(cfg conf.VRRPInstance, opts Options) (*Instance, error) {
+	in := &Instance{cfg: cfg, opts: opts, log: opts.Logger, inbox: newQueue[Event](), vs: newVSInputs(), stopped: make(chan struct{}), ping: make(chan chan struct{})}
+	if in.log == nil {
+		in.log = slog.Default()
+	}
+	if in.host = opts.host; in.host == nil {
+		in.host = openHost
+	}
+	in.log = in.log.With("vrrp_instance", cfg.Name)
+	where := fmt.Sprintf("vrrp instance %q", cfg.Name)
+	if cfg.Interface == "" {
+		return nil, fmt.Errorf("%s: no interface", where)
+	}
+	if cfg.VRID < 1 || cfg.VRID > 255 {
+		return nil, fmt.Errorf("%s: vrid %d, want 1..255", where, cfg.VRID)
+	}
+	if len(cfg.VirtualAddresses) == 0 {
+		return nil, fmt.Errorf("%s: no virtual_addresses", where)
+	}
+	if cfg.UseVMAC && (cfg.VMACInterface == "" || cfg.VMACInterface == cfg.Interface) {
+		return nil, fmt.Errorf("%s: use_vmac needs a vmac_interface other than %q", where, cfg.Interface)
+	}
+	for i, p := range cfg.VirtualAddresses {
+		f := Family(p.Addr())
+		if i == 0 {
+			in.family = f
+		} else if f != in.family {
+			return nil, fmt.Errorf("%s: virtual_addresses[%d] %v: all addresses of an instance must be of one family", where, i, p)
+		}
+		in.vips = append(in.vips, p.Addr().Unmap())
+	}
+	for _, p := range cfg.ExcludedAddresses {
+		in.excluded = append(in.excluded, p.Addr().Unmap())
+	}
+	if cfg.Version == 2 && in.family == 6 {
+		return nil, fmt.Errorf("%s: version 2 is IPv4 only (RFC 3768); use version 3 for IPv6", where)
+	}
+	e := Expect{Version: cfg.Version, Addrs: in.vips, Interval: cfg.AdvertInterval.D()}
+	for i, p := range cfg.UnicastPeers {
+		if p.Is4() != (in.family == 4) {
+			return nil, fmt.Errorf("%s: unicast_peers[%d] %v is not of the virtual addresses' family", where, i, p)
+		}
+		e.Peers = append(e.Peers, p.Unmap())
+	}
+	if cfg.Auth != nil && cfg.Version == 2 {
+		switch cfg.Auth.Type {
+		case "", "none":
+		case "pass":
+			if len(cfg.Auth.Password) > 8 {
+				return nil, fmt.Errorf("%s: auth password longer than 8 bytes", where)
+			}
+			e.AuthType, e.AuthData = AuthPass, Password(cfg.Auth.Password)
+		default:
+			return nil, fmt.Errorf("%s: auth type %q, want none or pass", where, cfg.Auth.Type)
+		}
+	}
+	in.expect = e
+	in.addrs.Store(&e)
+	in.reconf = make(chan struct{}, 1)
+	// Check the rest (version, priority, interval) by building a machine
+	// with a placeholder address and a trial advert.
+	if _, err := NewMachine(in.machineConfig(netip.IPv4Unspecified())); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	trial := in.advert(0)
+	src, dst := netip.MustParseAddr("192.0.2.1"), GroupV4
+	if in.family == 6 {
+		src, dst = netip.MustParseAddr("fe80::1"), GroupV6
+	}
+	if _, err := trial.Marshal(src, dst); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	in.status = Status{Name: cfg.Name, BasePriority: cfg.Priority, Priority: uint8(min(max(cfg.Priority, 0), 255)), Ignored: map[string]uint64{}}
+	return in, nil
 }

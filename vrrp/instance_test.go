@@ -104,7 +104,7 @@ func TestNewSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer s.Groups[0].Close()
 	if len(s.Instances) != 2 || len(s.Groups) != 1 || s.Instance("vb") == nil || s.Instance("vb").group != s.Groups[0] {
 		t.Fatalf("set %+v", s)
 	}

@@ -129,10 +129,61 @@ type ActSetTimer struct{ At time.Time }
 // ActNotify runs the notify command for State (StateInit means stop).
 type ActNotify struct{ State State }
 
-// ActStateChange reports a transition, with a reason for the log.
+// ActStateChange reports a transition, with what caused it and a reason
+// for the log.
 type ActStateChange struct {
 	From, To State
+	Cause    Cause
 	Reason   string
+}
+
+// Cause is the kind of event that made a transition: a sync group
+// forwards its members' own transitions, never those it forced
+// (CauseGroupState).
+type Cause int
+
+// The causes, one per kind of event.
+const (
+	CauseStartup    Cause = iota // EvStartup
+	CauseShutdown                // EvShutdown
+	CauseTracking                // EvTracking: an own fault set or cleared
+	CauseGroupFault              // EvGroupFault: another member's fault set or cleared
+	CauseGroupState              // EvGroupState: the sync group made this member follow another
+	CauseReload                  // EvReconfigure
+	CauseTimer                   // EvTimer: master down
+	CauseAdvert                  // EvAdvert: a higher-priority master
+)
+
+var causeNames = [...]string{CauseStartup: "startup", CauseShutdown: "shutdown", CauseTracking: "tracking",
+	CauseGroupFault: "sync_group_fault", CauseGroupState: "sync_group_state", CauseReload: "reload",
+	CauseTimer: "timer", CauseAdvert: "advert"}
+
+func (c Cause) String() string {
+	if c >= 0 && int(c) < len(causeNames) {
+		return causeNames[c]
+	}
+	return fmt.Sprintf("Cause(%d)", int(c))
+}
+
+// causeOf is the cause of the transitions ev makes.
+func causeOf(ev Event) Cause {
+	switch ev.(type) {
+	case EvShutdown:
+		return CauseShutdown
+	case EvTracking:
+		return CauseTracking
+	case EvGroupFault:
+		return CauseGroupFault
+	case EvGroupState:
+		return CauseGroupState
+	case EvReconfigure:
+		return CauseReload
+	case EvTimer:
+		return CauseTimer
+	case EvAdvert:
+		return CauseAdvert
+	}
+	return CauseStartup
 }
 
 func (ActSendAdvert) isAction()  {}
@@ -172,6 +223,7 @@ type Machine struct {
 	gfault   bool // sync group
 	delta    int
 	deadline time.Time
+	evCause  Cause // of the event being handled
 
 	masterInterval time.Duration // Master_Adver_Interval
 	masterAddr     netip.Addr    // source of the last accepted advert (or ours)
@@ -238,6 +290,7 @@ func (m *Machine) preempt() bool { return m.cfg.Preempt || m.owner() }
 // Handle applies ev at time now and returns the actions to carry out, or
 // the reason the event was ignored.
 func (m *Machine) Handle(now time.Time, ev Event) ([]Action, IgnoreReason) {
+	m.evCause = causeOf(ev)
 	switch ev := ev.(type) {
 	case EvStartup:
 		if m.state != StateInit {
@@ -306,7 +359,7 @@ func (m *Machine) to(acts []Action, s State, why string) []Action {
 	}
 	from := m.state
 	m.state = s
-	acts = append(acts, ActStateChange{From: from, To: s, Reason: why}, ActNotify{State: s})
+	acts = append(acts, ActStateChange{From: from, To: s, Cause: m.evCause, Reason: why}, ActNotify{State: s})
 	if s != StateBackup && s != StateMaster {
 		m.deadline = time.Time{}
 		acts = append(acts, ActSetTimer{})
@@ -384,21 +437,14 @@ func (m *Machine) reconfigure(ev EvReconfigure) ([]Action, IgnoreReason) {
 	return nil, Handled
 }
 
-// The reasons of transitions that the sync group forced. The group does not
-// forward these to the other members again: they caused them.
-const (
-	reasonGroupMaster = "sync group member became master"
-	reasonGroupBackup = "sync group member became backup"
-)
-
 func (m *Machine) groupState(now time.Time, ev EvGroupState) ([]Action, IgnoreReason) {
 	switch {
 	case ev.To == StateMaster && m.state == StateBackup:
-		return m.becomeMaster(now, nil, reasonGroupMaster), Handled
+		return m.becomeMaster(now, nil, "sync group member became master"), Handled
 	case ev.To == StateBackup && m.state == StateMaster:
 		acts := m.leaveMaster(nil, false)
 		m.masterAddr = netip.Addr{}
-		acts = m.to(acts, StateBackup, reasonGroupBackup)
+		acts = m.to(acts, StateBackup, "sync group member became backup")
 		return m.arm(acts, now.Add(m.MasterDownInterval())), Handled
 	}
 	return nil, IgnoreGroupNoop

@@ -67,7 +67,7 @@ func runSteps(t *testing.T, cfg MachineConfig, steps []step) *Machine {
 				if sc.Reason == "" {
 					t.Errorf("step %d: state change without reason", i)
 				}
-				sc.Reason = ""
+				sc.Reason, sc.Cause = "", 0
 				acts[j] = sc
 			}
 		}

@@ -85,7 +85,7 @@ func TestNotifierEnqueueNeverBlocks(t *testing.T) {
 
 func TestScriptTrackerRiseFall(t *testing.T) {
 	flag := filepath.Join(t.TempDir(), "ok")
-	s := scriptTracker{key: "script:0:chk", argv: []string{"/bin/test", "-e", flag},
+	s := scriptTracker{key: trackKey{kind: trackScript, name: "chk", index: 0}, argv: []string{"/bin/test", "-e", flag},
 		interval: 10 * time.Millisecond, timeout: time.Second, rise: 3, fall: 2}
 	out := make(chan trackUpdate, 8)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -121,15 +121,15 @@ func TestScriptTrackerRiseFall(t *testing.T) {
 
 func TestTrackingEvent(t *testing.T) {
 	tr := tracking{
-		"a": {weight: -10, failing: true},
-		"b": {weight: -20, failing: false},
-		"c": {weight: 5, failing: true},
-		"d": {weight: 0, failing: false, desc: "track_script d", down: "failing"},
+		ifaceKey("a"): {weight: -10, failing: true},
+		ifaceKey("b"): {weight: -20, failing: false},
+		ifaceKey("c"): {weight: 5, failing: true},
+		ifaceKey("d"): {weight: 0, failing: false, desc: "track_script d", down: "failing"},
 	}
 	if ev := tr.event(); ev != (EvTracking{Delta: -5}) {
 		t.Fatalf("got %+v", ev)
 	}
-	tr["d"].failing = true
+	tr[ifaceKey("d")].failing = true
 	if ev := tr.event(); ev != (EvTracking{Fault: true, Delta: -5, Cause: "track_script d failing (fault)"}) {
 		t.Fatalf("got %+v", ev)
 	}

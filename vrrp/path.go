@@ -33,10 +33,12 @@ import (
 //     errors a route lookup cannot see (a firewall's EPERM) it clears
 //     after a backoff that doubles up to maxBackoff while they recur, and
 //     the next advert as master tries again.
-const (
-	keySource = "path:source"
-	keySend   = "path:send"
+var (
+	keySource = trackKey{kind: trackSource}
+	keySend   = trackKey{kind: trackSend}
+)
 
+const (
 	probeInterval = time.Second
 	maxBackoff    = time.Minute
 )

@@ -209,16 +209,17 @@ func (d *driver) reconfigure(cfg conf.VRRPInstance) {
 		excluded = append(excluded, p.Addr().Unmap())
 	}
 	prefixes := managed(cfg)
-	if !slices.Equal(prefixes, d.rt.vips.vips) {
+	if !slices.Equal(prefixes, d.rt.vips.managed()) {
 		var gone []netip.Prefix
-		for _, p := range d.rt.vips.vips {
+		for _, p := range d.rt.vips.managed() {
 			if !slices.Contains(prefixes, p) {
 				gone = append(gone, p)
 			}
 		}
 		// The announcer's goroutine reads its list: stop it first.
 		d.stopAnnounce()
-		in.vips, in.excluded, d.rt.vips.vips = vips, excluded, prefixes
+		in.vips, in.excluded = vips, excluded
+		d.rt.vips.setManaged(prefixes)
 		if err := in.do(func() error { return d.rt.announce.setVIPs(d.rt.vips.here(slices.Concat(vips, excluded))) }); err != nil {
 			in.log.Error("announcing the virtual addresses", "err", err)
 		}

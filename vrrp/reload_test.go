@@ -142,12 +142,10 @@ func TestSetSiblingsFollowReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s1.Close()
 	s2, err := NewSet(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s2.Close()
 	a := s1.Instance("a")
 	a.SetSiblings(s2.Instance("a"))
 	var got []uint8

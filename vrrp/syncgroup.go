@@ -49,20 +49,17 @@ func (in *Instance) Group() *SyncGroup { return in.group }
 // Close stops the group's notifier after the members have stopped.
 func (g *SyncGroup) Close() { g.notify.close() }
 
-// post delivers ev to a member without blocking the caller's state machine:
-// members post to each other from their own goroutines. An event for a
-// member that has stopped is dropped.
+// post delivers ev to a member without blocking the caller's state machine
+// (members post to each other from their own goroutines) and in the order
+// of the calls: the member's inbox is unbounded and drained in order. An
+// event for a member that has stopped is dropped.
 func post(m *Instance, ev Event) {
 	select {
-	case m.groupCh <- ev:
+	case <-m.stopped:
+		return
 	default:
-		go func() {
-			select {
-			case m.groupCh <- ev:
-			case <-m.stopped:
-			}
-		}()
 	}
+	m.inbox.put(ev)
 }
 
 // memberFault records from's own tracking fault and tells each member
@@ -105,8 +102,7 @@ func (g *SyncGroup) memberChanged(from *Instance, sc StateChange) {
 	// already told everyone, and sending it back made two members whose
 	// own changes crossed swap states with each other for ever. The
 	// adverts on each VRID settle such a crossing instead.
-	forced := sc.Reason == reasonGroupMaster || sc.Reason == reasonGroupBackup
-	if !forced && (sc.To == StateMaster || sc.To == StateBackup) {
+	if sc.Cause != CauseGroupState && (sc.To == StateMaster || sc.To == StateBackup) {
 		for _, m := range g.members {
 			if m != from {
 				post(m, EvGroupState{To: sc.To})

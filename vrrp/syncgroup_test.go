@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -27,15 +28,14 @@ func TestSyncGroupPropagation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// post queues synchronously: what memberChanged posted is there.
 	recv := func(in *Instance) Event {
 		t.Helper()
-		select {
-		case ev := <-in.groupCh:
-			return ev
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%s got no group event", in.Name())
+		evs := in.inbox.take()
+		if len(evs) != 1 {
+			t.Fatalf("%s got %#v, want one group event", in.Name(), evs)
 		}
-		return nil
+		return evs[0]
 	}
 	g.memberChanged(ia, StateChange{From: StateBackup, To: StateMaster})
 	if ev := recv(ib); ev != (EvGroupState{To: StateMaster}) {
@@ -55,10 +55,8 @@ func TestSyncGroupPropagation(t *testing.T) {
 	if ev := recv(ib); ev != (EvGroupFault{Fault: false}) {
 		t.Fatalf("vb got %#v", ev)
 	}
-	select {
-	case ev := <-ia.groupCh:
-		t.Fatalf("the faulty member itself got %#v", ev)
-	default:
+	if evs := ia.inbox.take(); len(evs) > 0 {
+		t.Fatalf("the faulty member itself got %#v", evs)
 	}
 	g.Close()
 	// The group notify ran once, when the whole group was master.
@@ -74,7 +72,7 @@ func TestSyncGroupPropagation(t *testing.T) {
 // groupHarness wires two or more Machines to a real SyncGroup the way the
 // Instance driver does, without sockets or goroutines: state changes go to
 // memberChanged, tracking changes to memberFault, and what the group posts
-// is read back from each member's groupCh and handled in a fixed order.
+// is read back from each member's inbox and handled in a fixed order.
 type groupHarness struct {
 	t       *testing.T
 	g       *SyncGroup
@@ -115,7 +113,7 @@ func (h *groupHarness) handle(i int, ev Event) {
 	acts, _ := h.ms[i].Handle(h.now, ev)
 	for _, a := range acts {
 		if sc, ok := a.(ActStateChange); ok {
-			c := StateChange{Instance: h.ins[i].Name(), From: sc.From, To: sc.To, Reason: sc.Reason, At: h.now}
+			c := StateChange{Instance: h.ins[i].Name(), From: sc.From, To: sc.To, Cause: sc.Cause, Reason: sc.Reason, At: h.now}
 			h.changes = append(h.changes, c)
 			h.g.memberChanged(h.ins[i], c)
 		}
@@ -136,14 +134,12 @@ func (h *groupHarness) settle(limit int) {
 	for n := 0; ; {
 		idle := true
 		for i, in := range h.ins {
-			select {
-			case ev := <-in.groupCh:
+			for _, ev := range in.inbox.take() {
 				idle = false
 				if n++; n > limit {
 					h.t.Fatalf("group still posting after %d events; changes:\n%s", limit, h.history())
 				}
 				h.handle(i, ev)
-			default:
 			}
 		}
 		if idle {
@@ -267,31 +263,48 @@ func TestSyncGroupForcedChangeNotForwarded(t *testing.T) {
 		sc     StateChange
 		posted bool
 	}{
-		{"timer master", StateChange{From: StateBackup, To: StateMaster, Reason: "master down timer expired"}, true},
-		{"advert backup", StateChange{From: StateMaster, To: StateBackup, Reason: "higher priority advert"}, true},
-		{"forced master", StateChange{From: StateBackup, To: StateMaster, Reason: reasonGroupMaster}, false},
-		{"forced backup", StateChange{From: StateMaster, To: StateBackup, Reason: reasonGroupBackup}, false},
+		{"timer master", StateChange{From: StateBackup, To: StateMaster, Cause: CauseTimer}, true},
+		{"advert backup", StateChange{From: StateMaster, To: StateBackup, Cause: CauseAdvert}, true},
+		{"fault cleared", StateChange{From: StateFault, To: StateBackup, Cause: CauseTracking}, true},
+		{"group fault cleared", StateChange{From: StateFault, To: StateBackup, Cause: CauseGroupFault}, true},
+		{"forced master", StateChange{From: StateBackup, To: StateMaster, Cause: CauseGroupState}, false},
+		{"forced backup", StateChange{From: StateMaster, To: StateBackup, Cause: CauseGroupState}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newGroupHarness(t, 3)
 			h.g.memberChanged(h.ins[0], tc.sc)
 			for _, in := range h.ins[1:] {
-				select {
-				case ev := <-in.groupCh:
-					if !tc.posted || ev != (EvGroupState{To: tc.sc.To}) {
-						t.Fatalf("%s got %#v", in.Name(), ev)
-					}
-				default:
-					if tc.posted {
-						t.Fatalf("%s got nothing", in.Name())
-					}
+				evs := in.inbox.take()
+				switch {
+				case tc.posted && (len(evs) != 1 || evs[0] != (EvGroupState{To: tc.sc.To})):
+					t.Fatalf("%s got %#v, want the group state %s", in.Name(), evs, tc.sc.To)
+				case !tc.posted && len(evs) > 0:
+					t.Fatalf("%s got %#v, want nothing", in.Name(), evs)
 				}
 			}
-			select {
-			case ev := <-h.ins[0].groupCh:
-				t.Fatalf("the sender got %#v", ev)
-			default:
+			if evs := h.ins[0].inbox.take(); len(evs) > 0 {
+				t.Fatalf("the sender got %#v", evs)
 			}
 		})
+	}
+}
+
+// TestSyncGroupPostOrder: what the group posts reaches each member in the
+// order the group decided it, however many are pending and however slow
+// the member is (the old 16-slot channel handed the overflow to one
+// goroutine per event, which delivered in any order).
+func TestSyncGroupPostOrder(t *testing.T) {
+	h := newGroupHarness(t, 2)
+	var want []Event
+	for i := range 100 {
+		to := StateMaster
+		if i%2 == 1 {
+			to = StateBackup
+		}
+		h.g.memberChanged(h.ins[0], StateChange{From: StateBackup, To: to, Cause: CauseTimer})
+		want = append(want, EvGroupState{To: to})
+	}
+	if got := h.ins[1].inbox.take(); !slices.Equal(got, want) {
+		t.Fatalf("member got %d events %v, want %d alternating in order", len(got), got, len(want))
 	}
 }

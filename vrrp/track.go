@@ -14,12 +14,42 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
+// trackKind is what sort of thing a tracked item is.
+type trackKind int
+
+const (
+	trackIface  trackKind = iota // the instance's interface or a track_interface
+	trackScript                  // a track_script
+	trackVS                      // a track_virtual_server
+	trackSource                  // the advert source (path.go)
+	trackSend                    // advert sending (path.go)
+)
+
+// trackKey names one tracked item: its kind, and the interface, script or
+// virtual server name; index tells two track_scripts of one name apart.
+type trackKey struct {
+	kind  trackKind
+	name  string
+	index int
+}
+
+var trackKindNames = [...]string{trackIface: "interface", trackScript: "track_script", trackVS: "track_virtual_server", trackSource: "advert source", trackSend: "advert sending"}
+
+func (k trackKey) String() string {
+	if k.name == "" {
+		return trackKindNames[k.kind]
+	}
+	return trackKindNames[k.kind] + " " + k.name
+}
+
+func ifaceKey(name string) trackKey { return trackKey{kind: trackIface, name: name} }
+
 // trackUpdate reports that a tracked item (interface or script) failed or
 // recovered. Virtual servers come through vsInputs instead. reason, when
 // set, replaces the item's description while it fails (the send path's
 // items say what is wrong).
 type trackUpdate struct {
-	key     string
+	key     trackKey
 	failing bool
 	reason  string
 }
@@ -51,7 +81,7 @@ func (it *trackItem) what() string {
 }
 
 // tracking combines the items into the machine's EvTracking.
-type tracking map[string]*trackItem
+type tracking map[trackKey]*trackItem
 
 // event sums the failing items; Cause names the ones that cause a fault.
 func (t tracking) event() EvTracking {
@@ -87,8 +117,8 @@ func (t tracking) failing() []string {
 }
 
 // snapshot is which items fail now, to find what a change did (changes).
-func (t tracking) snapshot() map[string]bool {
-	out := make(map[string]bool, len(t))
+func (t tracking) snapshot() map[trackKey]bool {
+	out := make(map[trackKey]bool, len(t))
 	for k, it := range t {
 		out[k] = it.failing
 	}
@@ -102,7 +132,7 @@ type priorityCause struct {
 }
 
 // changes lists the weighted items whose state differs from before, sorted.
-func (t tracking) changes(before map[string]bool) []priorityCause {
+func (t tracking) changes(before map[trackKey]bool) []priorityCause {
 	var out []priorityCause
 	for k, it := range t {
 		if it.weight == 0 || before[k] == it.failing {
@@ -141,7 +171,7 @@ func watchLinks(ctx context.Context, h *netlink.Handle, names []string, out chan
 	for _, n := range names {
 		want[n] = true
 		l, err := h.LinkByName(n)
-		initial = append(initial, trackUpdate{key: "iface:" + n, failing: err != nil || !linkUp(l.Attrs())})
+		initial = append(initial, trackUpdate{key: ifaceKey(n), failing: err != nil || !linkUp(l.Attrs())})
 	}
 	go func() {
 		for {
@@ -158,7 +188,7 @@ func watchLinks(ctx context.Context, h *netlink.Handle, names []string, out chan
 				}
 				failing := !linkUp(a) || u.Header.Type == syscall.RTM_DELLINK
 				select {
-				case out <- trackUpdate{key: "iface:" + a.Name, failing: failing}:
+				case out <- trackUpdate{key: ifaceKey(a.Name), failing: failing}:
 				case <-ctx.Done():
 					return
 				}
@@ -172,7 +202,7 @@ func watchLinks(ctx context.Context, h *netlink.Handle, names []string, out chan
 // timeout; it changes state after rise successes or fall failures in a row.
 // The first result sets the initial state.
 type scriptTracker struct {
-	key        string
+	key        trackKey
 	argv       []string
 	interval   time.Duration
 	timeout    time.Duration
@@ -240,9 +270,6 @@ func runCheck(ctx context.Context, argv []string, timeout time.Duration) bool {
 	return cmd.Run() == nil
 }
 
-// vsKeyPrefix marks a tracked virtual server's item in tracking.
-const vsKeyPrefix = "vs:"
-
 // vsInputs is the latest quorum of each virtual server an instance tracks.
 // The director reports from its own goroutine; set never blocks it: the
 // value is stored and the instance woken through a one-slot channel, so a
@@ -274,11 +301,10 @@ func (v *vsInputs) apply(t tracking) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for key, it := range t {
-		name, ok := strings.CutPrefix(key, vsKeyPrefix)
-		if !ok {
+		if key.kind != trackVS {
 			continue
 		}
-		up, known := v.up[name]
+		up, known := v.up[key.name]
 		it.failing = !known || !up
 	}
 }

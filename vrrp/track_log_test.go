@@ -107,7 +107,7 @@ func testDriver(t *testing.T, rec *recorder) (*driver, *fakeConn) {
 	notify := newNotifier(time.Second, func(error) {})
 	t.Cleanup(notify.close)
 	c := &fakeConn{}
-	rt := &runtime{src: src, conn: c, xmit: c, path: &pathWatch{failed: make(chan sendFailure, 1)}, log: in.log}
+	rt := &runtime{src: src, conn: c, xmit: c, path: &pathWatch{failed: make(chan sendFailure, 1)}}
 	return &driver{in: in, m: m, rt: rt, notify: notify, timer: timer}, c
 }
 
@@ -120,8 +120,8 @@ func TestPriorityChangeLogged(t *testing.T) {
 	d, _ := testDriver(t, rec)
 	base := d.in.cfg.Priority
 	track := tracking{
-		"iface:eth0":   {desc: "interface eth0", down: "down"},
-		"script:0:chk": {weight: -10, desc: "track_script chk", down: "failing"},
+		ifaceKey("eth0"): {desc: "interface eth0", down: "down"},
+		{kind: trackScript, name: "chk", index: 0}: {weight: -10, desc: "track_script chk", down: "failing"},
 	}
 	d.applyTracking(track, true)
 	d.handle(EvStartup{})
@@ -146,7 +146,7 @@ func TestPriorityChangeLogged(t *testing.T) {
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
-			track["script:0:chk"].failing = s.failing
+			track[trackKey{kind: trackScript, name: "chk", index: 0}].failing = s.failing
 			d.tracked(track)
 			d.tracked(track) // the same state again: no second record
 			got := rec.take("priority change")
@@ -174,7 +174,7 @@ func TestPriorityChangeLogged(t *testing.T) {
 	}
 
 	// A weight-0 failure is a transition, logged once with its cause.
-	track["iface:eth0"].failing = true
+	track[ifaceKey("eth0")].failing = true
 	d.tracked(track)
 	got := rec.take("vrrp state change")
 	if len(got) != 1 || got[0].attrs["to"] != "fault" || got[0].attrs["reason"] != "tracking fault: interface eth0 down (fault)" {
@@ -226,7 +226,7 @@ func TestSendErrorFaults(t *testing.T) {
 					t.Fatalf("a transient error changed the state to %v: %+v", st.State, sc)
 				}
 				select {
-				case f := <-d.rt.path.failed:
+				case f := <-d.rt.path.(*pathWatch).failed:
 					t.Fatalf("transient error reported as a broken path: %+v", f)
 				default:
 				}
@@ -239,7 +239,7 @@ func TestSendErrorFaults(t *testing.T) {
 				t.Errorf("status failing %q", st.Failing)
 			}
 			select {
-			case f := <-d.rt.path.failed:
+			case f := <-d.rt.path.(*pathWatch).failed:
 				if f.why != why || f.routed != tc.routed {
 					t.Fatalf("path watch told %+v, want %q routed %v", f, why, tc.routed)
 				}

@@ -44,11 +44,11 @@ func TestTrackVirtualServerCombination(t *testing.T) {
 			// The items as NewInstance's Run builds them: the fault's Cause
 			// names them.
 			tr := tracking{
-				"iface:eth1": {weight: 0, failing: tc.iface, desc: "interface eth1", down: "down"},
-				"script:0:x": {weight: -20, failing: tc.script, desc: "track_script x", down: "failing"},
+				ifaceKey("eth1"):                         {weight: 0, failing: tc.iface, desc: "interface eth1", down: "down"},
+				{kind: trackScript, name: "x", index: 0}: {weight: -20, failing: tc.script, desc: "track_script x", down: "failing"},
 			}
 			for _, v := range c.TrackVirtualSrvs {
-				tr[vsKeyPrefix+v.Name] = &trackItem{weight: v.Weight, desc: "track_virtual_server " + v.Name, down: "down"}
+				tr[trackKey{kind: trackVS, name: v.Name}] = &trackItem{weight: v.Weight, desc: "track_virtual_server " + v.Name, down: "down"}
 			}
 			for _, r := range tc.reports {
 				in.SetVirtualServerUp(r.name, r.up)
@@ -85,7 +85,7 @@ func TestSetVirtualServerUpNeverBlocks(t *testing.T) {
 	if n := len(in.vs.kick); n != 1 {
 		t.Fatalf("%d pending wake-ups, want 1", n)
 	}
-	tr := tracking{vsKeyPrefix + "web": {weight: -50}}
+	tr := tracking{{kind: trackVS, name: "web"}: {weight: -50}}
 	in.vs.apply(tr)
 	if ev := tr.event(); ev != (EvTracking{Delta: -50}) {
 		t.Fatalf("after the last report (lost): %+v", ev)
@@ -94,13 +94,13 @@ func TestSetVirtualServerUpNeverBlocks(t *testing.T) {
 
 func TestTrackingFailingNames(t *testing.T) {
 	tr := tracking{
-		"iface:eth0":     {failing: false, desc: "interface eth0", down: "down"},
-		"iface:eth1":     {failing: true, desc: "track_interface eth1", down: "down"},
-		"script:0:chk":   {failing: true, weight: -10, desc: "track_script chk", down: "failing"},
-		"script:1:other": {failing: false, desc: "track_script other", down: "failing"},
-		"vs:web":         {failing: true, weight: -50, desc: "track_virtual_server web", down: "down"},
-		"vs:db":          {failing: false, desc: "track_virtual_server db", down: "down"},
-		keySource:        {failing: true, desc: "advert source", down: "unusable", reason: "unicast_source 10.0.0.1 is not an address of eth0"},
+		ifaceKey("eth0"): {failing: false, desc: "interface eth0", down: "down"},
+		ifaceKey("eth1"): {failing: true, desc: "track_interface eth1", down: "down"},
+		{kind: trackScript, name: "chk", index: 0}:   {failing: true, weight: -10, desc: "track_script chk", down: "failing"},
+		{kind: trackScript, name: "other", index: 1}: {failing: false, desc: "track_script other", down: "failing"},
+		{kind: trackVS, name: "web"}:                 {failing: true, weight: -50, desc: "track_virtual_server web", down: "down"},
+		{kind: trackVS, name: "db"}:                  {failing: false, desc: "track_virtual_server db", down: "down"},
+		keySource:                                    {failing: true, desc: "advert source", down: "unusable", reason: "unicast_source 10.0.0.1 is not an address of eth0"},
 	}
 	got := tr.failing()
 	want := []string{"track_interface eth1 down (fault)", "track_script chk failing -10", "track_virtual_server web down -50",

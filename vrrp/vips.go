@@ -39,6 +39,9 @@ type placement struct {
 	label string
 }
 
+func (v *vipManager) managed() []netip.Prefix      { return v.vips }
+func (v *vipManager) setManaged(ps []netip.Prefix) { v.vips = ps }
+
 // here lists the addresses of as that go on the instance's own interface.
 func (v *vipManager) here(as []netip.Addr) []netip.Addr {
 	var out []netip.Addr

@@ -1,0 +1,206 @@
+package vrrp
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// driver carries out a Machine's actions.
+type driver struct {
+	in     *Instance
+	m      *Machine
+	rt     *runtime
+	notify *notifier
+	timer  *fdTimer
+
+	announceCancel context.CancelFunc
+	announceDone   chan struct{}
+
+	lastTrack map[trackKey]bool // tracking.snapshot at the last tracked
+	// track is Run's tracking; handle sets its keySend item when a send
+	// broke the path (sendFault), before anything else happens.
+	track     tracking
+	sendFault *sendFailure
+}
+
+func (d *driver) handle(ev Event) {
+	in := d.in
+	now := time.Now()
+	acts, reason := d.m.Handle(now, ev)
+	_, isAdvert := ev.(EvAdvert)
+	in.mu.Lock()
+	if isAdvert {
+		in.status.AdvertsRecv++
+	}
+	if reason != Handled {
+		in.status.Ignored[string(reason)]++
+	}
+	in.mu.Unlock()
+	for _, a := range acts {
+		d.do(now, a)
+	}
+	in.mu.Lock()
+	in.status.State = d.m.State()
+	in.status.Priority = d.m.Priority()
+	in.status.MasterAddr = d.m.MasterAddr()
+	in.status.MasterInterval = d.m.MasterInterval()
+	in.mu.Unlock()
+	// A send that broke the path puts the instance in Fault now, not when
+	// the path watch's report comes round: a master that cannot advertise
+	// must not stay one.
+	if f := d.sendFault; f != nil {
+		d.sendFault = nil
+		if it := d.track[keySend]; it != nil && !it.failing {
+			it.failing, it.reason = true, f.why
+			d.tracked(d.track)
+		}
+	}
+}
+
+func (d *driver) do(now time.Time, a Action) {
+	in := d.in
+	switch a := a.(type) {
+	case ActSendAdvert:
+		d.send(a.Priority)
+	case ActAddVIPs:
+		if err := d.rt.vips.add(); err != nil {
+			in.log.Error("adding virtual addresses", "err", err)
+		}
+	case ActRemoveVIPs:
+		d.stopAnnounce()
+		if err := d.rt.vips.remove(); err != nil {
+			in.log.Error("removing virtual addresses", "err", err)
+		}
+	case ActAnnounce:
+		d.stopAnnounce()
+		if d.sendFault != nil {
+			// The advert before this failed: Fault follows at once;
+			// announcing would pull the traffic here first.
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		d.announceCancel, d.announceDone = cancel, done
+		g := in.cfg.GARP
+		go func() {
+			defer close(done)
+			d.rt.announce.run(ctx, g.Repeat, g.Delay.D(), g.Refresh.D(), func(err error) { in.log.Warn("announce", "err", err) })
+		}()
+	case ActSetTimer:
+		d.timer.stop()
+		if !a.At.IsZero() {
+			d.timer.reset(a.At.Sub(now))
+		}
+	case ActNotify:
+		argv := map[State][]string{StateMaster: in.cfg.NotifyMaster, StateBackup: in.cfg.NotifyBackup, StateFault: in.cfg.NotifyFault, StateInit: in.cfg.NotifyStop}[a.State]
+		d.notify.enqueue(notifyJob{argv: argv, instance: in.cfg.Name, state: a.State, priority: d.m.Priority()})
+	case ActStateChange:
+		in.log.Info("vrrp state change", "from", a.From.String(), "to", a.To.String(), "reason", a.Reason, "priority", d.m.Priority())
+		sc := StateChange{Instance: in.cfg.Name, From: a.From, To: a.To, Priority: d.m.Priority(), Cause: a.Cause, Reason: a.Reason, At: now}
+		in.mu.Lock()
+		in.status.Transitions++
+		in.status.LastChange = now
+		in.mu.Unlock()
+		if in.opts.OnStateChange != nil {
+			in.opts.OnStateChange(sc)
+		}
+		if in.group != nil {
+			in.group.memberChanged(in, sc)
+		}
+	}
+}
+
+func (d *driver) send(prio uint8) {
+	in := d.in
+	a := in.advert(prio)
+	for _, dst := range in.destinations() {
+		b, err := a.Marshal(d.rt.src, dst)
+		if err == nil {
+			err = d.rt.xmit.Write(b, dst)
+		}
+		in.mu.Lock()
+		if err != nil {
+			in.status.SendErrors++
+			if in.status.SendErrorReasons == nil {
+				in.status.SendErrorReasons = map[string]uint64{}
+			}
+			in.status.SendErrorReasons[SendErrorReason(err)]++
+		} else {
+			in.status.AdvertsSent++
+		}
+		in.mu.Unlock()
+		if err != nil {
+			fault, routed := sendFault(err)
+			in.log.Warn("sending advert", "dst", dst, "src", d.rt.src, "err", err, "fault", fault)
+			if fault {
+				f := sendFailure{why: fmt.Sprintf("adverts to %v from %v cannot be sent: %v", dst, d.rt.src, err), routed: routed}
+				if d.sendFault == nil {
+					d.sendFault = &f
+				}
+				if d.rt.path != nil {
+					d.rt.path.sendFailed(f)
+				}
+			}
+		}
+	}
+}
+
+func (d *driver) stopAnnounce() {
+	if d.announceCancel != nil {
+		d.announceCancel()
+		<-d.announceDone
+		d.announceCancel, d.announceDone = nil, nil
+	}
+}
+
+// tracked hands a tracking change to the machine and the sync group.
+func (d *driver) tracked(t tracking) {
+	d.applyTracking(t, false)
+}
+
+// applyTracking is tracked; it also logs and counts a change of the
+// effective priority with its causes. At startup (initial) a machine with
+// nothing failing is left alone.
+func (d *driver) applyTracking(t tracking, initial bool) {
+	causes := t.changes(d.lastTrack)
+	d.lastTrack = t.snapshot()
+	old := d.m.Priority()
+	d.in.mu.Lock()
+	d.in.status.Failing = t.failing()
+	d.in.mu.Unlock()
+	ev := t.event()
+	if !initial || ev != (EvTracking{}) {
+		d.handle(ev)
+	}
+	if d.in.group != nil {
+		d.in.group.memberFault(d.in, ev.Fault)
+	}
+	d.priorityChanged(old, causes)
+}
+
+// priorityChanged logs and counts a change of the effective priority from
+// old, once, with what caused it.
+func (d *driver) priorityChanged(old uint8, causes []priorityCause) {
+	now := d.m.Priority()
+	if now == old {
+		return
+	}
+	if len(causes) == 0 {
+		causes = []priorityCause{{label: "unknown", text: "unknown"}}
+	}
+	texts := make([]string, len(causes))
+	d.in.mu.Lock()
+	if d.in.status.PriorityChanges == nil {
+		d.in.status.PriorityChanges = map[string]uint64{}
+	}
+	for i, c := range causes {
+		texts[i] = c.text
+		d.in.status.PriorityChanges[c.label]++
+	}
+	base := d.in.status.BasePriority
+	d.in.mu.Unlock()
+	d.in.log.Info("priority change", "from", old, "to", now, "base", base,
+		"cause", strings.Join(texts, "; "), "state", d.m.State().String())
+}

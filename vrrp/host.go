@@ -1,0 +1,296 @@
+package vrrp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// The I/O seam. Run, the driver and the reload work with these small
+// interfaces, not with sockets and netlink (seesaw's HAConn): openHost
+// gives the real ones, in the instance's network namespace; tests give
+// fakes, so the event loop, the sync group and tracking run without root.
+
+// vipsIO adds and removes the addresses a master holds (vipManager).
+type vipsIO interface {
+	add() error                        // every managed address up
+	remove() error                     // every managed address down
+	del(ps []netip.Prefix) error       // some down (a reload removed them)
+	managed() []netip.Prefix           // the addresses add puts up
+	setManaged(ps []netip.Prefix)      // a reload's new list
+	here(as []netip.Addr) []netip.Addr // those of as on the instance's own interface
+}
+
+// announceIO sends gratuitous ARP / unsolicited NA (announcer).
+type announceIO interface {
+	// run announces until ctx is done: repeat times, delay apart, then
+	// again every refresh (when non-zero). Errors go to report.
+	run(ctx context.Context, repeat int, delay, refresh time.Duration, report func(error))
+	setVIPs(vips []netip.Addr) error
+	close()
+}
+
+// pathIO watches the advert source and send path (pathWatch) and reports
+// keySource and keySend.
+type pathIO interface {
+	start(ctx context.Context, wg *sync.WaitGroup, sourceFailing bool, out chan<- trackUpdate)
+	sendFailed(f sendFailure) // never blocks
+	close()
+}
+
+// hostOpener opens an instance's runtime; tracking changes of its links
+// and send path go to trackCh.
+type hostOpener func(ctx context.Context, in *Instance, trackCh chan<- trackUpdate) (*runtime, error)
+
+// runtime is what Run works with: the instance's sockets and helpers.
+type runtime struct {
+	src      netip.Addr
+	conn     advertConn // receives, and sends unless xmit is another socket
+	xmit     advertConn // sends adverts: conn, or the virtual MAC's macvlan
+	vips     vipsIO
+	announce announceIO
+	path     pathIO
+	initial  []trackUpdate // the tracked links' and the source's state at open
+	vmacName string        // use_vmac: the macvlan, for Status
+	// free closes what the opener opened; nil when there is nothing.
+	free func()
+}
+
+func (rt *runtime) close() {
+	if rt.free != nil {
+		rt.free()
+	}
+}
+
+func (in *Instance) do(f func() error) error {
+	if in.opts.Do != nil {
+		return in.opts.Do(f)
+	}
+	return f()
+}
+
+// hostRuntime is what openHost opened, for close.
+type hostRuntime struct {
+	log      *slog.Logger
+	conn     advertConn
+	xmit     advertConn
+	vmac     *vmac
+	vips     *vipManager
+	announce *announcer
+	path     *pathWatch
+	linkStop func()
+}
+
+// openHost opens the instance's raw sockets, netlink handles and
+// subscriptions, and its announcers, in the network namespace of Options.Do.
+func openHost(ctx context.Context, in *Instance, trackCh chan<- trackUpdate) (*runtime, error) {
+	h := &hostRuntime{log: in.log}
+	rt := &runtime{free: h.close}
+	err := in.do(func() error {
+		ifi, err := net.InterfaceByName(in.cfg.Interface)
+		if err != nil {
+			return fmt.Errorf("vrrp instance %q: interface %q: %w", in.cfg.Name, in.cfg.Interface, err)
+		}
+		// NETLINK_ROUTE only: NewHandle() with no family also opens XFRM
+		// and NETFILTER sockets, which fail ("protocol not supported") on
+		// hosts that cannot load xfrm_user or nfnetlink.
+		nh, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return fmt.Errorf("vrrp instance %q: netlink: %w", in.cfg.Name, err)
+		}
+		vips := &vipManager{h: nh, ifindex: ifi.Index, placed: map[netip.Addr]placement{}, vips: managed(in.cfg)}
+		h.vips, rt.vips = vips, vips
+		// address_options: addresses on other interfaces are announced
+		// there, by an announcer per interface.
+		elsewhere := map[string][]netip.Addr{}
+		var others []string
+		for _, o := range in.cfg.AddressOptions {
+			pl := placement{label: o.Label}
+			if o.Interface != "" {
+				ifi, err := net.InterfaceByName(o.Interface)
+				if err != nil {
+					return fmt.Errorf("vrrp instance %q: address_options %v: interface %q: %w", in.cfg.Name, o.Address, o.Interface, err)
+				}
+				pl.ifi = ifi
+				if elsewhere[o.Interface] == nil {
+					others = append(others, o.Interface)
+				}
+				elsewhere[o.Interface] = append(elsewhere[o.Interface], o.Address.Unmap())
+			}
+			vips.placed[o.Address.Unmap()] = pl
+		}
+		if rt.src, err = in.source(ctx, nh, ifi); err != nil {
+			return err
+		}
+		multicast := len(in.cfg.UnicastPeers) == 0
+		if h.conn, err = listenRaw(ifi, rt.src, multicast); err != nil {
+			return err
+		}
+		h.xmit = h.conn
+		announceOn, ndpSrc := ifi, netip.Addr{}
+		if in.cfg.UseVMAC {
+			h.vmac, err = openVMAC(nh, ifi, in.cfg.VMACInterface, VirtualMAC(uint8(in.cfg.VRID), in.family == 6), in.family == 6)
+			if err != nil {
+				return fmt.Errorf("vrrp instance %q: use_vmac: %w", in.cfg.Name, err)
+			}
+			vips.vmac, vips.ifindex = h.vmac, h.vmac.ifi.Index
+			rt.vmacName = h.vmac.name
+			announceOn = h.vmac.ifi
+			if in.family == 6 {
+				ndpSrc = rt.src
+				if rt.src.IsLinkLocalUnicast() {
+					h.vmac.linkLocal = rt.src
+				}
+			}
+			// Multicast adverts leave from the macvlan, with the virtual
+			// MAC. Unicast ones leave from the base interface (keepalived's
+			// vmac_xmit_base): routing to a peer through the macvlan would
+			// resolve the peer's address from the virtual MAC.
+			if multicast {
+				if h.xmit, err = listenSendOnly(h.vmac.ifi, rt.src); err != nil {
+					return err
+				}
+			}
+		}
+		rt.conn, rt.xmit = h.conn, h.xmit
+		if h.announce, err = newAnnouncer(announceOn, vips.here(slices.Concat(in.vips, in.excluded)), ndpSrc); err != nil {
+			return err
+		}
+		rt.announce = h.announce
+		for _, name := range others {
+			a, err := newAnnouncer(vips.placed[elsewhere[name][0]].ifi, elsewhere[name], netip.Addr{})
+			if err != nil {
+				return err
+			}
+			h.announce.others = append(h.announce.others, a)
+		}
+		names := []string{in.cfg.Interface}
+		for _, t := range in.cfg.TrackInterfaces {
+			names = append(names, t.Name)
+		}
+		rt.initial, h.linkStop, err = watchLinks(ctx, nh, names, trackCh)
+		if err != nil {
+			return fmt.Errorf("vrrp instance %q: link subscription: %w", in.cfg.Name, err)
+		}
+		var src trackUpdate
+		h.path, src, err = openPathWatch(ifi, rt.src, in.cfg.UnicastSource.IsValid(), in.destinations())
+		if err != nil {
+			return fmt.Errorf("vrrp instance %q: %w", in.cfg.Name, err)
+		}
+		rt.path = h.path
+		rt.initial = append(rt.initial, src)
+		return nil
+	})
+	if err != nil {
+		h.close()
+		return nil, err
+	}
+	return rt, nil
+}
+
+func (h *hostRuntime) close() {
+	if h.conn != nil {
+		h.conn.Close()
+	}
+	if h.xmit != nil && h.xmit != h.conn {
+		h.xmit.Close()
+	}
+	if h.announce != nil {
+		h.announce.close()
+	}
+	if h.linkStop != nil {
+		h.linkStop()
+	}
+	if h.path != nil {
+		h.path.close()
+	}
+	if h.vmac != nil {
+		if err := h.vmac.remove(); err != nil {
+			h.log.Warn("removing the virtual MAC interface", "err", err)
+		}
+	}
+	if h.vips != nil {
+		h.vips.h.Close()
+	}
+}
+
+// managed is every address the instance adds as master: the virtual
+// addresses, then the excluded ones.
+func managed(cfg conf.VRRPInstance) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range slices.Concat(cfg.VirtualAddresses, cfg.ExcludedAddresses) {
+		out = append(out, netip.PrefixFrom(p.Addr().Unmap(), p.Bits()))
+	}
+	return out
+}
+
+// source picks the advert source: unicast_source when set; else the first
+// IPv4 address of the interface that is not a VIP, or for IPv6 its
+// link-local address (RFC 5798 §5.1.2.1) — a global one when unicasting to
+// global peers — waiting briefly for duplicate address detection to finish.
+func (in *Instance) source(ctx context.Context, h *netlink.Handle, ifi *net.Interface) (netip.Addr, error) {
+	if in.cfg.UnicastSource.IsValid() {
+		return in.cfg.UnicastSource.Unmap(), nil
+	}
+	l, err := h.LinkByIndex(ifi.Index)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	fam := netlink.FAMILY_V4
+	if in.family == 6 {
+		fam = netlink.FAMILY_V6
+	}
+	// Unicast to global IPv6 peers goes from a global address, so that the
+	// peers can match our source against their unicast_peers.
+	wantLL := len(in.expect.Peers) == 0 || in.expect.Peers[0].IsLinkLocalUnicast()
+	want := map[bool]string{true: "a link-local address", false: "a global address for the unicast peers"}[wantLL]
+	if in.family == 4 {
+		want = "an IPv4 address"
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		addrs, err := h.AddrList(l, fam)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		tentative := false
+		for _, a := range addrs {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if !ok {
+				continue
+			}
+			ip = ip.Unmap()
+			if slices.Contains(in.vips, ip) || slices.Contains(in.excluded, ip) {
+				continue
+			}
+			if in.family == 4 {
+				return ip, nil
+			}
+			if ip.IsLinkLocalUnicast() == wantLL {
+				if a.Flags&unix.IFA_F_TENTATIVE != 0 {
+					tentative = true
+					continue
+				}
+				return ip, nil
+			}
+		}
+		if !tentative || time.Now().After(deadline) {
+			return netip.Addr{}, fmt.Errorf("vrrp instance %q: interface %s has no usable IPv%d source address (want %s; or set unicast_source)",
+				in.cfg.Name, ifi.Name, in.family, want)
+		}
+		select {
+		case <-ctx.Done():
+			return netip.Addr{}, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

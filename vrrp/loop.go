@@ -1,0 +1,207 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+)
+
+// Run starts the instance and runs it until ctx is done; then it shuts
+// down as on SIGTERM: a master sends priority 0 and removes its VIPs. It
+// returns an error only when setup fails. An Instance runs once.
+func (in *Instance) Run(ctx context.Context) error {
+	if in.ran.Swap(true) {
+		return fmt.Errorf("vrrp instance %q: Run called twice", in.cfg.Name)
+	}
+	defer close(in.stopped)
+	trackCh := make(chan trackUpdate, 16)
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rt, err := in.host(runCtx, in, trackCh)
+	if err != nil {
+		return err
+	}
+	m, err := NewMachine(in.machineConfig(rt.src))
+	if err != nil {
+		rt.close()
+		return err
+	}
+	in.mu.Lock()
+	in.status.Source = rt.src
+	in.status.VMACInterface = rt.vmacName
+	in.mu.Unlock()
+
+	// A VIP left over from a crash must not stay up while we are backup.
+	if err := rt.vips.remove(); err != nil {
+		in.log.Warn("removing stale virtual addresses", "err", err)
+	}
+
+	notify := newNotifier(in.opts.NotifyTimeout, func(err error) { in.log.Warn("notify", "err", err) })
+	var wg sync.WaitGroup
+	var d *driver
+	defer func() {
+		// Order matters: the reader only returns once its socket is
+		// closed, and the stop notification must be queued before the
+		// notifier drains.
+		if d != nil {
+			d.stopAnnounce()
+		}
+		cancel()
+		rt.close()
+		wg.Wait()
+		notify.close()
+	}()
+
+	pkts := make(chan EvAdvert, 64)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		in.readLoop(runCtx, rt.conn, pkts)
+	}()
+	track := tracking{
+		keySource: {desc: "advert source", down: "unusable"},
+		keySend:   {desc: "advert sending", down: "failing"},
+	}
+	for _, t := range rt.initial {
+		if it := track[t.key]; it != nil {
+			it.failing, it.reason = t.failing, t.reason
+			continue
+		}
+		track[t.key] = &trackItem{failing: t.failing, desc: "interface " + t.key.name, down: "down"}
+	}
+	for _, t := range in.cfg.TrackInterfaces {
+		if it := track[ifaceKey(t.Name)]; it != nil {
+			it.weight, it.desc = t.Weight, "track_interface "+t.Name
+		}
+	}
+	for i, s := range in.cfg.TrackScripts {
+		key := trackKey{kind: trackScript, name: s.Name, index: i}
+		track[key] = &trackItem{weight: s.Weight, desc: "track_script " + s.Name, down: "failing"}
+		st := scriptTracker{key: key, argv: s.Command, interval: s.Interval.D(), timeout: s.Timeout.D(), rise: s.Rise, fall: s.Fall}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st.run(runCtx, trackCh)
+		}()
+	}
+	rt.path.start(runCtx, &wg, track[keySource].failing, trackCh)
+
+	for _, v := range in.cfg.TrackVirtualSrvs {
+		track[trackKey{kind: trackVS, name: v.Name}] = &trackItem{weight: v.Weight, desc: "track_virtual_server " + v.Name, down: "down"}
+	}
+	in.vs.apply(track)
+
+	timer, err := newFDTimer()
+	if err != nil {
+		return fmt.Errorf("vrrp instance %q: %w", in.cfg.Name, err)
+	}
+	defer timer.close()
+	d = &driver{in: in, m: m, rt: rt, notify: notify, timer: timer, track: track}
+	d.applyTracking(track, true)
+	d.handle(EvStartup{})
+	for {
+		select {
+		case <-ctx.Done():
+			d.handle(EvShutdown{})
+			return nil
+		case ev := <-pkts:
+			d.handle(ev)
+		case <-d.timer.C:
+			d.timerFired(pkts)
+		case u := <-trackCh:
+			if it := track[u.key]; it != nil {
+				it.failing, it.reason = u.failing, u.reason
+			}
+			d.tracked(track)
+		case <-in.vs.kick:
+			in.vs.apply(track)
+			d.tracked(track)
+		case <-in.inbox.ready():
+			for _, ev := range in.inbox.take() {
+				d.handle(ev)
+			}
+		case reply := <-in.ping:
+			close(reply)
+		case <-in.reconf:
+			in.pendingMu.Lock()
+			cfg := in.pending
+			in.pending = nil
+			in.pendingMu.Unlock()
+			if cfg != nil {
+				d.reconfigure(*cfg)
+			}
+		}
+	}
+}
+
+// timerFired handles the timer after the adverts already queued. Go's
+// select picks at random among ready cases, and after a stall (a busy
+// host, a paused VM) the timer and the adverts that would have stopped it
+// are ready together: handled first, the master's advert re-arms the
+// master down timer and the fire is stale (IgnoreStaleTimer), where the
+// other order had a backup declare a live master down.
+func (d *driver) timerFired(pkts <-chan EvAdvert) {
+	for drained := false; !drained; {
+		select {
+		case ev := <-pkts:
+			d.handle(ev)
+		default:
+			drained = true
+		}
+	}
+	d.handle(EvTimer{})
+}
+
+// ErrStopped is Ping's answer once Run has returned.
+var ErrStopped = errors.New("vrrp instance stopped")
+
+// Ping returns once Run's event loop has answered: it is alive, not stuck
+// in a handler. It fails with ctx's error when the loop does not answer in
+// time (not started yet, or stalled), and with ErrStopped after Run.
+func (in *Instance) Ping(ctx context.Context) error {
+	reply := make(chan struct{})
+	select {
+	case in.ping <- reply:
+	case <-in.stopped:
+		return fmt.Errorf("vrrp instance %q: %w", in.cfg.Name, ErrStopped)
+	case <-ctx.Done():
+		return fmt.Errorf("vrrp instance %q: its loop does not answer: %w", in.cfg.Name, ctx.Err())
+	}
+	<-reply // closed at once by the loop that took it
+	return nil
+}
+
+func (in *Instance) readLoop(ctx context.Context, c advertConn, out chan<- EvAdvert) {
+	vrid := uint8(in.cfg.VRID)
+	dec := Decoder{Routers: map[uint8]Expect{}, Drops: &in.drops}
+	var expect *Expect
+	buf := make([]byte, 1500)
+	for {
+		r, err := c.Read(buf)
+		if e := in.addrs.Load(); e != expect {
+			expect, dec.Routers[vrid] = e, *e
+		}
+		if p := in.siblings.Load(); p != nil {
+			dec.Others = *p
+		}
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			in.log.Warn("reading adverts", "err", err)
+			continue
+		}
+		a, reason := dec.Decode(r)
+		if reason != DropNone {
+			in.log.Debug("advert dropped", "reason", reason.String(), "src", r.Src)
+			continue
+		}
+		select {
+		case out <- EvAdvert{Src: r.Src, Priority: a.Priority, Interval: a.Interval}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
