@@ -30,12 +30,9 @@ type components struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// VRRP instances run one by one so that a reload can stop, start or
-	// update each in place (vrrp.PlanReload). Guarded by mu.
-	vrrpRuns   map[string]*vrrpRun
-	vrrpOrder  []string                // instance names in configuration order, for status
-	vrrpGroups map[*vrrp.SyncGroup]int // running sync groups, and how many members run
-	vrrpCfg    *conf.Config            // the configuration the VRRP instances run
+	// vrrp runs the VRRP instances and sync groups and takes reloads in
+	// place (vrrp.PlanReload).
+	vrrp *vrrp.Runner
 
 	hc  *healthcheck.Scheduler
 	dir *director.Reconciler
@@ -96,25 +93,17 @@ func newComponents(log *slog.Logger) *components {
 		subs:       map[string][]director.Verdict{},
 		quorum:     map[string]bool{},
 		notRunning: map[string]string{},
-		vrrpRuns:   map[string]*vrrpRun{},
-		vrrpGroups: map[*vrrp.SyncGroup]int{},
-		vrrpCfg:    &conf.Config{},
 		vrrpStates: map[string]vrrp.StateChange{},
 		statusKick: make(chan struct{}, 1),
 	}
-}
-
-// vrrpRun is one running VRRP instance.
-type vrrpRun struct {
-	in     *vrrp.Instance
-	cancel context.CancelFunc
-	done   chan struct{} // closed when Run has returned
 }
 
 // start brings up every component cfg asks for. An error leaves nothing
 // running.
 func (c *components) start(cfg *conf.Config) (err error) {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.vrrp = vrrp.NewRunner(vrrp.Options{Do: c.vrrpDo, Logger: c.log.With("component", "vrrp")})
+	c.goRun("vrrp state changes", c.followVRRP)
 	defer func() {
 		if err != nil {
 			c.stop()
@@ -180,15 +169,16 @@ func (c *components) startCluster(cfg *conf.Config) {
 func (c *components) tellCluster(cfg *conf.Config) {
 	c.tellMu.Lock()
 	defer c.tellMu.Unlock()
+	names := c.vrrp.Names()
 	c.mu.Lock()
-	cl, vc := c.cluster, c.vrrpCfg
+	cl := c.cluster
 	var states []hsync.InstanceState
-	for _, name := range c.vrrpOrder {
+	for _, name := range names {
 		sc, ok := c.vrrpStates[name]
 		if !ok {
 			continue
 		}
-		ic := configOf(vc, name)
+		ic, _ := c.vrrp.InstanceConfig(name)
 		fam := 4
 		if len(ic.VirtualAddresses) > 0 {
 			fam = vrrp.Family(ic.VirtualAddresses[0].Addr())
@@ -294,205 +284,39 @@ func (c *components) goRun(name string, f func(context.Context) error) {
 	}()
 }
 
-// reloadVRRP makes the running VRRP instances those of cfg, changing only
-// what the difference asks for (vrrp.PlanReload): unchanged instances run
-// on untouched, a new priority or preemption is taken in place, and only
-// instances whose other settings changed, or that come or go, stop and
-// start. An invalid set leaves every instance as it was.
+// reloadVRRP makes the running VRRP instances those of cfg
+// (vrrp.Runner.Apply): only what changed stops, starts or is updated in
+// place. An invalid set leaves every instance as it was.
 func (c *components) reloadVRRP(cfg *conf.Config) error {
-	set, err := vrrp.NewSet(cfg, vrrp.Options{
-		Do:     c.vrrpDo,
-		Logger: c.log.With("component", "vrrp"),
-		OnStateChange: func(sc vrrp.StateChange) {
-			// The instance logs the transition itself ("vrrp state
-			// change"); once is enough.
-			c.mu.Lock()
-			c.vrrpStates[sc.Instance] = sc
-			if f := c.follower; f != nil && c.syncInstance == sc.Instance {
-				f.SetRole(hsync.Role(sc.To)) // never blocks
-			}
-			c.mu.Unlock()
-			c.tellCluster(nil)
-			c.statusChanged()
-		},
-	})
-	if err != nil {
+	if err := c.vrrp.Apply(cfg); err != nil {
 		return fmt.Errorf("vrrp: %w", err)
 	}
-	c.mu.Lock()
-	old := c.vrrpCfg
-	c.mu.Unlock()
-	plan := vrrp.PlanReload(old, cfg)
-
-	// Stop first: a restarted instance's new self must not meet its old
-	// self on the wire, nor race it for the addresses and the vmac.
-	var stopping []*vrrpRun
-	for _, p := range plan {
-		if p.Change == vrrp.Restart || p.Change == vrrp.Remove {
-			c.log.Info("vrrp reload: stopping instance", "instance", p.Name, "change", p.Change.String(), "why", p.Why)
-			c.mu.Lock()
-			r := c.vrrpRuns[p.Name]
-			delete(c.vrrpRuns, p.Name)
-			delete(c.notRunning, "vrrp "+p.Name)
-			c.mu.Unlock()
-			if r != nil {
-				stopping = append(stopping, r)
-			}
-		}
-	}
-	c.stopRuns(stopping)
-	// The new configuration is in force from here: the state changes of
-	// the instances about to start report against it (tellCluster).
-	c.mu.Lock()
-	c.vrrpCfg = &conf.Config{VRRP: cfg.VRRP, VRRPSyncGroups: cfg.VRRPSyncGroups}
-	c.vrrpOrder = nil
-	for _, ic := range cfg.VRRP {
-		c.vrrpOrder = append(c.vrrpOrder, ic.Name)
-	}
-	c.mu.Unlock()
-
-	used := map[*vrrp.SyncGroup]bool{}
-	for _, p := range plan {
-		nin := set.Instance(p.Name)
-		c.mu.Lock()
-		r := c.vrrpRuns[p.Name]
-		c.mu.Unlock()
-		if (p.Change == vrrp.Keep || p.Change == vrrp.Update) && r == nil {
-			// Not ours to keep (it never started): start it.
-			p.Change, p.Why = vrrp.Restart, "it was not running"
-		}
-		if (p.Change == vrrp.Keep || p.Change == vrrp.Update) && ended(r) && nin.Group() == nil {
-			// It failed to start (an interface missing, say): a reload is
-			// the operator's way to try again. (A sync group's members
-			// share their group; retrying one alone would split it.)
-			c.mu.Lock()
-			delete(c.notRunning, "vrrp "+p.Name)
-			c.mu.Unlock()
-			p.Change, p.Why = vrrp.Restart, "it was not running"
-		}
-		switch p.Change {
-		case vrrp.Keep:
-			r.in.SetSiblings(nin)
-		case vrrp.Update:
-			r.in.SetSiblings(nin)
-			if err := r.in.Reconfigure(configOf(cfg, p.Name)); err != nil {
-				// PlanReload and Reconfigure agree on what changes in
-				// place; this is a bug, not an operator's mistake.
-				c.log.Error("vrrp reload: in-place update refused", "instance", p.Name, "error", err)
-				continue
-			}
-			c.log.Info("vrrp reload: instance updated in place", "instance", p.Name, "why", p.Why)
-		case vrrp.Restart, vrrp.Add:
-			c.log.Info("vrrp reload: starting instance", "instance", p.Name, "change", p.Change.String(), "why", p.Why)
-			if g := nin.Group(); g != nil {
-				used[g] = true
-			}
-			c.runInstance(nin)
-		}
-	}
-	// The new set built a group for every sync group; those whose members
-	// keep running keep their old one.
-	for _, g := range set.Groups {
-		if !used[g] {
-			g.Close()
-		}
-	}
 	return nil
 }
 
-// runInstance starts in with the quorum states reported so far. VRRP runs
-// on its own contexts: on stop, masters must hand over (priority 0) before
-// anything else goes away.
-func (c *components) runInstance(in *vrrp.Instance) {
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &vrrpRun{in: in, cancel: cancel, done: make(chan struct{})}
-	c.mu.Lock()
-	for name, up := range c.quorum {
-		in.SetVirtualServerUp(name, up)
-	}
-	c.vrrpRuns[in.Name()] = r
-	if g := in.Group(); g != nil {
-		c.vrrpGroups[g]++
-	}
-	c.mu.Unlock()
-	go func() {
-		defer close(r.done)
-		if err := in.Run(ctx); err != nil {
-			c.log.Error("vrrp instance failed to start", "instance", in.Name(), "error", err)
-			c.mu.Lock()
-			if c.vrrpRuns[in.Name()] == r {
-				c.notRunning["vrrp "+in.Name()] = err.Error()
-			}
-			c.mu.Unlock()
-		}
-	}()
-}
-
-// stopRuns stops instances together (each master hands over) and closes
-// the sync groups left without members.
-func (c *components) stopRuns(runs []*vrrpRun) {
-	for _, r := range runs {
-		r.cancel()
-	}
-	deadline := time.After(5 * time.Second)
-	for _, r := range runs {
+// followVRRP takes the VRRP state changes in order, on its own goroutine:
+// an instance's goroutine only queues them (vrrp.Runner.Changed) and never
+// waits on what follows here.
+func (c *components) followVRRP(ctx context.Context) error {
+	for {
 		select {
-		case <-r.done:
-		case <-deadline:
-			c.log.Error("vrrp instance did not stop within 5s", "instance", r.in.Name())
-		}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, r := range runs {
-		if g := r.in.Group(); g != nil {
-			if c.vrrpGroups[g]--; c.vrrpGroups[g] == 0 {
-				delete(c.vrrpGroups, g)
-				g.Close()
+		case <-ctx.Done():
+			return nil
+		case <-c.vrrp.Changed():
+			for _, sc := range c.vrrp.TakeChanges() {
+				// The instance logs the transition itself ("vrrp state
+				// change"); once is enough.
+				c.mu.Lock()
+				c.vrrpStates[sc.Instance] = sc
+				if f := c.follower; f != nil && c.syncInstance == sc.Instance {
+					f.SetRole(hsync.Role(sc.To)) // never blocks
+				}
+				c.mu.Unlock()
 			}
+			c.tellCluster(nil)
+			c.statusChanged()
 		}
 	}
-}
-
-func ended(r *vrrpRun) bool {
-	select {
-	case <-r.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// vrrpInstances lists the running instances in configuration order.
-func (c *components) vrrpInstances() []*vrrp.Instance {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []*vrrp.Instance
-	for _, name := range c.vrrpOrder {
-		if r := c.vrrpRuns[name]; r != nil {
-			out = append(out, r.in)
-		}
-	}
-	return out
-}
-
-// vrrpInstance returns the running instance called name, or nil.
-func (c *components) vrrpInstance(name string) *vrrp.Instance {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if r := c.vrrpRuns[name]; r != nil {
-		return r.in
-	}
-	return nil
-}
-
-func configOf(cfg *conf.Config, name string) conf.VRRPInstance {
-	for _, ic := range cfg.VRRP {
-		if ic.Name == name {
-			return ic
-		}
-	}
-	return conf.VRRPInstance{}
 }
 
 // quorumChanged is the director's OnQuorum: it remembers the state and
@@ -502,10 +326,8 @@ func (c *components) quorumChanged(q director.QuorumState) {
 	c.log.Info("virtual server quorum", "virtual_server", q.Name, "up", q.Up, "alive_weight", q.AliveWeight, "quorum", q.Quorum)
 	c.mu.Lock()
 	c.quorum[q.Name] = q.Up
-	for _, r := range c.vrrpRuns {
-		r.in.SetVirtualServerUp(q.Name, q.Up)
-	}
 	c.mu.Unlock()
+	c.vrrp.SetVirtualServerUp(q.Name, q.Up)
 	c.statusChanged()
 }
 
@@ -613,14 +435,9 @@ func (c *components) reload(old, cfg *conf.Config) error {
 func (c *components) stop() { c.stopOnce.Do(c.stopNow) }
 
 func (c *components) stopNow() {
-	c.mu.Lock()
-	var runs []*vrrpRun
-	for _, r := range c.vrrpRuns {
-		runs = append(runs, r)
+	if c.vrrp != nil {
+		c.vrrp.Stop()
 	}
-	clear(c.vrrpRuns)
-	c.mu.Unlock()
-	c.stopRuns(runs)
 	c.stopSync()
 	if c.cluster != nil {
 		if err := c.cluster.Leave(time.Second); err != nil {
@@ -636,10 +453,18 @@ func (c *components) stopNow() {
 	}
 }
 
+// notRunningSnapshot names the configured components that are not
+// running and why; a VRRP instance is "vrrp NAME".
 func (c *components) notRunningSnapshot() map[string]string {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return maps.Clone(c.notRunning)
+	out := maps.Clone(c.notRunning)
+	c.mu.Unlock()
+	if c.vrrp != nil {
+		for name, why := range c.vrrp.NotRunning() {
+			out["vrrp "+name] = why
+		}
+	}
+	return out
 }
 
 func (c *components) setVSNames(cfg *conf.Config) {
@@ -663,12 +488,17 @@ func (c *components) statusChanged() {
 // each VRRP instance's state and how many virtual servers have quorum,
 // "VI_1 master, VI_2 backup; 3 of 4 virtual servers up".
 func (c *components) statusLine() string {
+	notRunning := c.notRunningSnapshot()
+	var names []string
+	if c.vrrp != nil {
+		names = c.vrrp.Names()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var vrrpParts []string
-	for _, name := range c.vrrpOrder {
+	for _, name := range names {
 		switch sc, ok := c.vrrpStates[name]; {
-		case c.notRunning["vrrp "+name] != "":
+		case notRunning["vrrp "+name] != "":
 			vrrpParts = append(vrrpParts, name+" not running")
 		case ok:
 			vrrpParts = append(vrrpParts, name+" "+sc.To.String())
@@ -689,8 +519,8 @@ func (c *components) statusLine() string {
 		}
 		parts = append(parts, fmt.Sprintf("%d of %d virtual servers up", up, n))
 	}
-	if len(c.notRunning) > 0 {
-		parts = append(parts, fmt.Sprintf("%d not running", len(c.notRunning)))
+	if len(notRunning) > 0 {
+		parts = append(parts, fmt.Sprintf("%d not running", len(notRunning)))
 	}
 	if len(parts) == 0 {
 		return "nothing configured"
@@ -705,20 +535,12 @@ func (c *components) statusLine() string {
 func (c *components) alive(ctx context.Context) error {
 	c.mu.Lock()
 	dead := slices.Clone(c.dead)
-	var runs []*vrrpRun
-	for _, name := range c.vrrpOrder {
-		if r := c.vrrpRuns[name]; r != nil && !ended(r) {
-			runs = append(runs, r)
-		}
-	}
 	c.mu.Unlock()
 	if len(dead) > 0 {
 		return fmt.Errorf("%s stopped", strings.Join(dead, ", "))
 	}
-	for _, r := range runs {
-		if err := r.in.Ping(ctx); err != nil && !errors.Is(err, vrrp.ErrStopped) {
-			return err
-		}
+	if c.vrrp != nil {
+		return c.vrrp.Alive(ctx)
 	}
 	return nil
 }

@@ -171,7 +171,7 @@ notify_stop = %s
 	if b, _ := os.ReadFile(notifyLog); string(b) != notified {
 		t.Errorf("notify log %q after the second run, want %q unchanged", b, notified)
 	}
-	if st := first.comp.vrrpInstance("VI_1").Status(); st.State != vrrp.StateMaster {
+	if st := first.comp.vrrp.Instance("VI_1").Status(); st.State != vrrp.StateMaster {
 		t.Errorf("first daemon's VI_1 is %v, want master", st.State)
 	}
 	if after := log1.String(); after != logBefore {

@@ -22,8 +22,8 @@ func (d *daemon) Status() control.Status {
 	d.mu.Unlock()
 	c := d.comp
 	st.NotRunning = c.notRunningSnapshot()
-	for _, in := range c.vrrpInstances() {
-		st.VRRP = append(st.VRRP, in.Status())
+	if c.vrrp != nil {
+		st.VRRP = c.vrrp.Status()
 	}
 	if c.cluster != nil {
 		v := c.cluster.View()

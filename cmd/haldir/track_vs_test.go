@@ -52,7 +52,7 @@ port = %d
 		t.Fatal(err)
 	}
 	c, logs := startComponents(t, l, "r1", cfg, director.NewFakeKernel())
-	in := c.vrrpInstance("vi")
+	in := c.vrrp.Instance("vi")
 	wait := func(what string, ok func(vrrp.Status) bool) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)

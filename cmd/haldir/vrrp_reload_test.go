@@ -51,7 +51,7 @@ virtual_addresses = [%q]
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			in := c.vrrpInstance(name)
+			in := c.vrrp.Instance(name)
 			if in != nil && ok(in.Status()) {
 				return
 			}
@@ -100,8 +100,8 @@ virtual_addresses = [%q]
 	c2, logs2 := start("r2", parse(vi1(100)))
 	waitState(c1, logs1, "vi1", is(vrrp.StateMaster, 150), "r1 master at 150")
 	waitState(c2, logs2, "vi1", is(vrrp.StateBackup, 100), "r2 backup")
-	first := c1.vrrpInstance("vi1")
-	r2vi1 := c2.vrrpInstance("vi1")
+	first := c1.vrrp.Instance("vi1")
+	r2vi1 := c2.vrrp.Instance("vi1")
 
 	reload := func(cfg *conf.Config) {
 		t.Helper()
@@ -115,10 +115,10 @@ virtual_addresses = [%q]
 		reload(parse(vi1(50)))
 		waitState(c2, logs2, "vi1", is(vrrp.StateMaster, 100), "r2 takes over from the lowered r1")
 		waitState(c1, logs1, "vi1", is(vrrp.StateBackup, 50), "r1 backup at 50")
-		if c1.vrrpInstance("vi1") != first {
+		if c1.vrrp.Instance("vi1") != first {
 			t.Fatal("vi1 was replaced, not updated in place")
 		}
-		waitFor(t, logs1, `msg="vrrp reload: instance updated in place" instance=vi1 why="changed: priority"`, 1)
+		waitFor(t, logs1, `msg="vrrp reload: instance updated in place" component=vrrp instance=vi1 why="changed: priority"`, 1)
 		waitFor(t, logs1, `msg="vrrp state change" component=vrrp vrrp_instance=vi1 from=master to=backup`, 1)
 		// Logged once: by the instance, not again by the daemon.
 		if n := strings.Count(logs1.String(), "from=master to=backup"); n != 1 {
@@ -136,7 +136,7 @@ virtual_addresses = [%q]
 		reload(parse(vi1(50), vi2("192.0.2.2/24")))
 		waitState(c1, logs1, "vi2", is(vrrp.StateMaster, 150), "vi2 master on r1")
 		waitAddrs("vi2's address", []string{"192.0.2.2/24"}, []string{"192.0.2.1/24"})
-		if c1.vrrpInstance("vi1") != first {
+		if c1.vrrp.Instance("vi1") != first {
 			t.Fatal("adding vi2 replaced vi1")
 		}
 	})
@@ -151,7 +151,7 @@ virtual_addresses = [%q]
 		if err != nil {
 			t.Fatal(err)
 		}
-		before, seq := c1.vrrpInstance("vi2"), obs.LastSeq()
+		before, seq := c1.vrrp.Instance("vi2"), obs.LastSeq()
 		reload(parse(vi1(50), vi2("192.0.2.3/24")))
 		waitAddrs("vi2's new address", []string{"192.0.2.3/24"}, []string{"192.0.2.2/24"})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -161,28 +161,28 @@ virtual_addresses = [%q]
 		}); err != nil {
 			t.Fatalf("no gratuitous ARP for the new address: %v", err)
 		}
-		if c1.vrrpInstance("vi2") != before || c1.vrrpInstance("vi2").Status().State != vrrp.StateMaster {
+		if c1.vrrp.Instance("vi2") != before || c1.vrrp.Instance("vi2").Status().State != vrrp.StateMaster {
 			t.Fatal("vi2 was replaced or left master for an address change")
 		}
-		waitFor(t, logs1, `msg="vrrp reload: instance updated in place" instance=vi2 why="changed: virtual_addresses"`, 1)
+		waitFor(t, logs1, `msg="vrrp reload: instance updated in place" component=vrrp instance=vi2 why="changed: virtual_addresses"`, 1)
 	})
 
 	t.Run("changed interval restarts that instance only", func(t *testing.T) {
-		before := c1.vrrpInstance("vi2")
+		before := c1.vrrp.Instance("vi2")
 		next := parse(vi1(50), vi2("192.0.2.3/24"))
 		next.VRRP[1].AdvertInterval = conf.Duration(200 * time.Millisecond)
 		reload(next)
-		waitState(c1, logs1, "vi2", func(st vrrp.Status) bool { return st.State == vrrp.StateMaster && c1.vrrpInstance("vi2") != before }, "a new vi2 master on r1")
+		waitState(c1, logs1, "vi2", func(st vrrp.Status) bool { return st.State == vrrp.StateMaster && c1.vrrp.Instance("vi2") != before }, "a new vi2 master on r1")
 		waitAddrs("vi2's address back", []string{"192.0.2.3/24"}, nil)
-		waitFor(t, logs1, `msg="vrrp reload: stopping instance" instance=vi2 change=restart why="changed: advert_interval"`, 1)
-		if c1.vrrpInstance("vi1") != first {
+		waitFor(t, logs1, `msg="vrrp reload: stopping instance" component=vrrp instance=vi2 change=restart why="changed: advert_interval"`, 1)
+		if c1.vrrp.Instance("vi1") != first {
 			t.Fatal("changing vi2 replaced vi1")
 		}
 	})
 
 	t.Run("removed instance stops", func(t *testing.T) {
 		reload(parse(vi1(50)))
-		if c1.vrrpInstance("vi2") != nil {
+		if c1.vrrp.Instance("vi2") != nil {
 			t.Fatal("vi2 still running after its removal")
 		}
 		waitAddrs("vi2's address gone", nil, []string{"192.0.2.3/24"})
@@ -217,7 +217,7 @@ virtual_addresses = [%q]
 		if msg, ok := c1.notRunningSnapshot()["vrrp vi3"]; ok {
 			t.Fatalf("vi3 runs but is still reported as not running: %s", msg)
 		}
-		waitFor(t, logs1, `msg="vrrp reload: starting instance" instance=vi3 change=restart why="it was not running"`, 1)
+		waitFor(t, logs1, `msg="vrrp reload: starting instance" component=vrrp instance=vi3 change=restart why="it was not running"`, 1)
 		reload(parse(vi1(50)))
 	})
 
@@ -225,7 +225,7 @@ virtual_addresses = [%q]
 		reload(parse(vi1(150)))
 		waitState(c1, logs1, "vi1", is(vrrp.StateMaster, 150), "r1 preempts at 150")
 		waitState(c2, logs2, "vi1", is(vrrp.StateBackup, 100), "r2 backup again")
-		if c1.vrrpInstance("vi1") != first || c2.vrrpInstance("vi1") != r2vi1 {
+		if c1.vrrp.Instance("vi1") != first || c2.vrrp.Instance("vi1") != r2vi1 {
 			t.Fatal("an instance was replaced")
 		}
 	})
@@ -284,7 +284,7 @@ func TestVRRPReloadSyncGroup(t *testing.T) {
 		for {
 			ok := true
 			for _, n := range []string{"va", "vb"} {
-				in := c.vrrpInstance(n)
+				in := c.vrrp.Instance(n)
 				ok = ok && in != nil && in.Status().State == vrrp.StateMaster && in.Status().Priority == prio
 			}
 			if ok {
@@ -296,16 +296,11 @@ func TestVRRPReloadSyncGroup(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	groups := func() int {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return len(c.vrrpGroups)
-	}
 	bothMaster("start", 150)
-	va, vb := c.vrrpInstance("va"), c.vrrpInstance("vb")
+	va, vb := c.vrrp.Instance("va"), c.vrrp.Instance("vb")
 	g := va.Group()
-	if g == nil || vb.Group() != g || groups() != 1 {
-		t.Fatalf("members do not share one running group (%d groups)", groups())
+	if g == nil || vb.Group() != g {
+		t.Fatalf("members do not share one running group")
 	}
 
 	reload := func(next *conf.Config) {
@@ -317,7 +312,7 @@ func TestVRRPReloadSyncGroup(t *testing.T) {
 	}
 	reload(src(140, "100ms", true))
 	bothMaster("priority in place", 140)
-	if c.vrrpInstance("va") != va || c.vrrpInstance("vb") != vb {
+	if c.vrrp.Instance("va") != va || c.vrrp.Instance("vb") != vb {
 		t.Fatal("a priority change replaced a group member")
 	}
 
@@ -325,16 +320,16 @@ func TestVRRPReloadSyncGroup(t *testing.T) {
 	next.VRRP[1].AdvertInterval = conf.Duration(200 * time.Millisecond)
 	reload(next)
 	bothMaster("one member's interval restarts the group", 140)
-	va2, vb2 := c.vrrpInstance("va"), c.vrrpInstance("vb")
-	if va2 == va || vb2 == vb || va2.Group() == g || va2.Group() != vb2.Group() || groups() != 1 {
-		t.Fatalf("after a member's change: va replaced %v, vb replaced %v, one new shared group %v, %d groups running",
-			va2 != va, vb2 != vb, va2.Group() != g && va2.Group() == vb2.Group(), groups())
+	va2, vb2 := c.vrrp.Instance("va"), c.vrrp.Instance("vb")
+	if va2 == va || vb2 == vb || va2.Group() == g || va2.Group() != vb2.Group() {
+		t.Fatalf("after a member's change: va replaced %v, vb replaced %v, one new shared group %v",
+			va2 != va, vb2 != vb, va2.Group() != g && va2.Group() == vb2.Group())
 	}
-	waitFor(t, &logs, `msg="vrrp reload: stopping instance" instance=va change=restart why="sync group \"g\" member \"vb\": restart"`, 1)
+	waitFor(t, &logs, `msg="vrrp reload: stopping instance" component=vrrp instance=va change=restart why="sync group \"g\" member \"vb\": restart"`, 1)
 
 	reload(src(140, "100ms", false))
 	bothMaster("dissolved group", 140)
-	if a := c.vrrpInstance("va"); a == va2 || a.Group() != nil || groups() != 0 {
-		t.Fatalf("after dissolving the group: va replaced %v, group %v, %d groups running", a != va2, a.Group(), groups())
+	if a := c.vrrp.Instance("va"); a == va2 || a.Group() != nil {
+		t.Fatalf("after dissolving the group: va replaced %v, group %v", a != va2, a.Group())
 	}
 }

@@ -15,9 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/director"
-	"github.com/haldir-lb/haldir/vrrp"
 )
 
 // notifyRecorder is a daemon's notify function that keeps every message.
@@ -93,23 +91,12 @@ func runRecorded(t *testing.T, path string, hook func(*daemon)) (*notifyRecorder
 
 // TestWatchdog: with WATCHDOG_USEC set the daemon sends WATCHDOG=1 every
 // half interval while it is alive; a component that stops answering stops
-// the pings (logged once, naming it) until it answers again. Two stalls:
-// an extra probe that hangs, and a VRRP instance whose event loop does not
-// run (the real vrrp.Instance.Ping through components.alive).
+// the pings (logged once, naming it) until it answers again: here an
+// extra probe that hangs (a VRRP instance whose loop does not answer is
+// vrrp's TestRunnerAlive).
 func TestWatchdog(t *testing.T) {
 	t.Setenv("WATCHDOG_USEC", "200000") // 200ms: a ping every 100ms
 	t.Setenv("WATCHDOG_PID", fmt.Sprint(os.Getpid()))
-	stalledInstance := func(t *testing.T) *vrrp.Instance {
-		cfg, err := conf.Parse([]byte("[[vrrp]]\nname = \"VI_X\"\ninterface = \"eth0\"\nvrid = 7\npriority = 100\nvirtual_addresses = [\"192.0.2.7/24\"]\n"), "t.toml")
-		if err != nil {
-			t.Fatal(err)
-		}
-		in, err := vrrp.NewInstance(cfg.VRRP[0], vrrp.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return in
-	}
 	for _, tc := range []struct {
 		name     string
 		stallLog string
@@ -120,19 +107,6 @@ func TestWatchdog(t *testing.T) {
 		{"probe", `error="test component: context deadline exceeded"`, func(_ *testing.T, _ *daemon, p *atomic.Bool) func() {
 			p.Store(true)
 			return func() { p.Store(false) }
-		}},
-		{"vrrp loop", `error="vrrp instance \"VI_X\": its loop does not answer: context deadline exceeded"`, func(t *testing.T, d *daemon, _ *atomic.Bool) func() {
-			c := d.comp
-			c.mu.Lock()
-			c.vrrpRuns["VI_X"] = &vrrpRun{in: stalledInstance(t), cancel: func() {}, done: make(chan struct{})}
-			c.vrrpOrder = append(c.vrrpOrder, "VI_X")
-			c.mu.Unlock()
-			return func() {
-				c.mu.Lock()
-				delete(c.vrrpRuns, "VI_X")
-				c.vrrpOrder = slices.DeleteFunc(c.vrrpOrder, func(n string) bool { return n == "VI_X" })
-				c.mu.Unlock()
-			}
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -180,42 +154,6 @@ func TestWatchdogOff(t *testing.T) {
 	rec.waitCount(t, "READY=1", 2)
 	if n := rec.count("WATCHDOG=1"); n != 0 {
 		t.Errorf("%d WATCHDOG=1 without a watchdog", n)
-	}
-}
-
-// TestAliveStalledVRRPLoop: a VRRP instance whose event loop does not
-// answer (here: one that never ran its loop) makes the components not
-// alive, naming the instance; one that has stopped is not a stall.
-func TestAliveStalledVRRPLoop(t *testing.T) {
-	cfg, err := conf.Parse([]byte(`[[vrrp]]
-name = "VI_X"
-interface = "eth0"
-vrid = 7
-priority = 100
-virtual_addresses = ["192.0.2.7/24"]
-`), "t.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := vrrp.NewInstance(cfg.VRRP[0], vrrp.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs syncBuffer
-	c := newComponents(slogText(&logs))
-	c.vrrpRuns["VI_X"] = &vrrpRun{in: in, cancel: func() {}, done: make(chan struct{})}
-	c.vrrpOrder = []string{"VI_X"}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	err = c.alive(ctx)
-	if err == nil || !strings.Contains(err.Error(), `vrrp instance "VI_X": its loop does not answer`) {
-		t.Errorf("alive = %v, want VI_X's loop not answering", err)
-	}
-
-	// A run that has ended (failed to start) is not running, not stalled.
-	close(c.vrrpRuns["VI_X"].done)
-	if err := c.alive(context.Background()); err != nil {
-		t.Errorf("alive with an ended instance: %v", err)
 	}
 }
 
