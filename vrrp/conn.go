@@ -19,6 +19,9 @@ type advertConn interface {
 	Read(buf []byte) (Received, error)
 	Write(b []byte, dst netip.Addr) error
 	Close() error
+	// setSource changes the source address of what Write sends; called
+	// from the goroutine that writes.
+	setSource(src netip.Addr)
 }
 
 // tosNetworkControl is DSCP CS6 (0xc0), what keepalived and RFC 4594 use
@@ -181,6 +184,8 @@ func (c *conn4) Write(b []byte, dst netip.Addr) error {
 
 func (c *conn4) Close() error { return c.pc.Close() }
 
+func (c *conn4) setSource(src netip.Addr) { c.src = src }
+
 type conn6 struct {
 	pc  net.PacketConn
 	p   *ipv6.PacketConn
@@ -235,3 +240,5 @@ func (c *conn6) Write(b []byte, dst netip.Addr) error {
 }
 
 func (c *conn6) Close() error { return c.pc.Close() }
+
+func (c *conn6) setSource(src netip.Addr) { c.src = src }

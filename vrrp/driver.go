@@ -3,6 +3,7 @@ package vrrp
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -203,4 +204,24 @@ func (d *driver) priorityChanged(old uint8, causes []priorityCause) {
 	d.in.mu.Unlock()
 	d.in.log.Info("priority change", "from", old, "to", now, "base", base,
 		"cause", strings.Join(texts, "; "), "state", d.m.State().String())
+}
+
+// setSource makes src the advert source: the address picked from the
+// interface was replaced (pathWatch). Adverts leave from it from now on,
+// and a master names it as its own address.
+func (d *driver) setSource(src netip.Addr) {
+	old := d.rt.src
+	if src == old {
+		return
+	}
+	d.rt.src = src
+	d.rt.conn.setSource(src)
+	if d.rt.xmit != d.rt.conn {
+		d.rt.xmit.setSource(src)
+	}
+	d.m.SetPrimary(src)
+	d.in.mu.Lock()
+	d.in.status.Source = src
+	d.in.mu.Unlock()
+	d.in.log.Warn("advert source replaced: the address it was picked from is gone from the interface", "old", old, "new", src)
 }

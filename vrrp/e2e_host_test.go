@@ -166,6 +166,41 @@ func TestE2ESourceAddressRemoved(t *testing.T) {
 	}
 }
 
+// TestE2ESourceAddressReplaced: an instance without unicast_source whose
+// advert source is replaced on its interface (a new address added, the
+// old one removed: re-addressing, a DHCP renewal) picks the new one and
+// carries on as master, where before it stayed in Fault until a restart;
+// the peer sees the master's new address.
+func TestE2ESourceAddressReplaced(t *testing.T) {
+	lab.SkipIfNotRoot(t)
+	l := buildLAN(t, 2)
+	r1 := startRouter(t, l.Host("r1"), instanceConfig("vi", 200, v4))
+	r2 := startRouter(t, l.Host("r2"), instanceConfig("vi", 100, v4))
+	all := []*router{r1, r2}
+	waitMaster(t, r1, all)
+
+	// Removing the primary address of a subnet takes its secondaries,
+	// the VIP among them, with it unless promote_secondaries is on (as on
+	// a director that re-addresses in place).
+	if err := l.Host("r1").Sysctl("net/ipv4/conf/"+lanIf+"/promote_secondaries", "1"); err != nil {
+		t.Fatal(err)
+	}
+	next := v4.host(21)
+	if err := l.Host("r1").AddAddr(lanIf, next); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Host("r1").DelAddr(lanIf, v4.host(11)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "r1 advertising from its new address", settle, func() bool {
+		return r1.in.Status().Source == next.Addr() && r2.in.Status().MasterAddr == next.Addr()
+	})
+	waitMaster(t, r1, all)
+	if st := r1.in.Status(); len(st.Failing) != 0 {
+		t.Fatalf("r1 master with failing %q", st.Failing)
+	}
+}
+
 // TestVMElectionMinimalKernel runs an election and a failover in the lab
 // VM, whose kernel has xfrm_user and nfnetlink as modules that the VM does
 // not load (lab/vm IPVSModules): as on a hardened host

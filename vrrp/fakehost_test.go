@@ -94,6 +94,8 @@ func (c *fakeInstanceIO) Write(b []byte, _ netip.Addr) error {
 	return nil
 }
 
+func (c *fakeInstanceIO) setSource(netip.Addr) {}
+
 func (c *fakeInstanceIO) Close() error {
 	c.closeOnce.Do(func() { close(c.closed) })
 	return nil

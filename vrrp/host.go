@@ -182,7 +182,12 @@ func openHost(ctx context.Context, in *Instance, trackCh chan<- trackUpdate) (*r
 			return fmt.Errorf("vrrp instance %q: link subscription: %w", in.cfg.Name, err)
 		}
 		var src trackUpdate
-		h.path, src, err = openPathWatch(ifi, rt.src, in.cfg.UnicastSource.IsValid(), in.destinations())
+		var repick *sourcePick
+		if !in.cfg.UnicastSource.IsValid() {
+			sp := in.sourcePick()
+			repick = &sp
+		}
+		h.path, src, err = openPathWatch(ifi, rt.src, repick, in.destinations())
 		if err != nil {
 			return fmt.Errorf("vrrp instance %q: %w", in.cfg.Name, err)
 		}
@@ -233,10 +238,81 @@ func managed(cfg conf.VRRPInstance) []netip.Prefix {
 	return out
 }
 
-// source picks the advert source: unicast_source when set; else the first
-// IPv4 address of the interface that is not a VIP, or for IPv6 its
-// link-local address (RFC 5798 §5.1.2.1) — a global one when unicasting to
-// global peers — waiting briefly for duplicate address detection to finish.
+// sourcePick is how an instance without unicast_source picks its advert
+// source from its interface: at start (Instance.source) and again when
+// that address is replaced (pathWatch).
+type sourcePick struct {
+	family int // 4 or 6
+	// wantLL: IPv6 from the link-local address (RFC 5798 §5.1.2.1), or
+	// from a global one when unicasting to global peers, so that the
+	// peers can match our source against their unicast_peers.
+	wantLL bool
+	// skip lists the addresses never to pick: the instance's own virtual
+	// and excluded addresses, which it holds as master.
+	skip func() []netip.Addr
+}
+
+func (in *Instance) sourcePick() sourcePick {
+	excluded := slices.Clone(in.excluded)
+	return sourcePick{
+		family: in.family,
+		wantLL: len(in.expect.Peers) == 0 || in.expect.Peers[0].IsLinkLocalUnicast(),
+		// addrs follows a reload's new virtual addresses.
+		skip: func() []netip.Addr { return slices.Concat(in.addrs.Load().Addrs, excluded) },
+	}
+}
+
+// want says what pick looks for, for an error.
+func (sp sourcePick) want() string {
+	switch {
+	case sp.family == 4:
+		return "an IPv4 address"
+	case sp.wantLL:
+		return "a link-local address"
+	}
+	return "a global address for the unicast peers"
+}
+
+// pick returns the first usable address of link l: the first IPv4 one
+// that is not skipped, or for IPv6 the first of the wanted scope that has
+// finished duplicate address detection. tentative says an address of the
+// wanted scope is still in detection.
+func (sp sourcePick) pick(h *netlink.Handle, l netlink.Link) (src netip.Addr, tentative bool, err error) {
+	fam := netlink.FAMILY_V4
+	if sp.family == 6 {
+		fam = netlink.FAMILY_V6
+	}
+	addrs, err := h.AddrList(l, fam)
+	if err != nil {
+		return netip.Addr{}, false, err
+	}
+	skip := sp.skip()
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
+		if slices.Contains(skip, ip) {
+			continue
+		}
+		if sp.family == 4 {
+			return ip, false, nil
+		}
+		if ip.IsLinkLocalUnicast() == sp.wantLL {
+			if a.Flags&unix.IFA_F_TENTATIVE != 0 {
+				tentative = true
+				continue
+			}
+			return ip, false, nil
+		}
+	}
+	return netip.Addr{}, tentative, nil
+}
+
+// source picks the advert source: unicast_source when set; else one of
+// the interface's addresses (sourcePick), waiting briefly for duplicate
+// address detection to finish.
 func (in *Instance) source(ctx context.Context, h *netlink.Handle, ifi *net.Interface) (netip.Addr, error) {
 	if in.cfg.UnicastSource.IsValid() {
 		return in.cfg.UnicastSource.Unmap(), nil
@@ -245,47 +321,16 @@ func (in *Instance) source(ctx context.Context, h *netlink.Handle, ifi *net.Inte
 	if err != nil {
 		return netip.Addr{}, err
 	}
-	fam := netlink.FAMILY_V4
-	if in.family == 6 {
-		fam = netlink.FAMILY_V6
-	}
-	// Unicast to global IPv6 peers goes from a global address, so that the
-	// peers can match our source against their unicast_peers.
-	wantLL := len(in.expect.Peers) == 0 || in.expect.Peers[0].IsLinkLocalUnicast()
-	want := map[bool]string{true: "a link-local address", false: "a global address for the unicast peers"}[wantLL]
-	if in.family == 4 {
-		want = "an IPv4 address"
-	}
+	sp := in.sourcePick()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		addrs, err := h.AddrList(l, fam)
-		if err != nil {
-			return netip.Addr{}, err
-		}
-		tentative := false
-		for _, a := range addrs {
-			ip, ok := netip.AddrFromSlice(a.IP)
-			if !ok {
-				continue
-			}
-			ip = ip.Unmap()
-			if slices.Contains(in.vips, ip) || slices.Contains(in.excluded, ip) {
-				continue
-			}
-			if in.family == 4 {
-				return ip, nil
-			}
-			if ip.IsLinkLocalUnicast() == wantLL {
-				if a.Flags&unix.IFA_F_TENTATIVE != 0 {
-					tentative = true
-					continue
-				}
-				return ip, nil
-			}
+		src, tentative, err := sp.pick(h, l)
+		if err != nil || src.IsValid() {
+			return src, err
 		}
 		if !tentative || time.Now().After(deadline) {
 			return netip.Addr{}, fmt.Errorf("vrrp instance %q: interface %s has no usable IPv%d source address (want %s; or set unicast_source)",
-				in.cfg.Name, ifi.Name, in.family, want)
+				in.cfg.Name, ifi.Name, in.family, sp.want())
 		}
 		select {
 		case <-ctx.Done():

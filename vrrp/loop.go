@@ -111,6 +111,9 @@ func (in *Instance) Run(ctx context.Context) error {
 		case <-d.timer.C:
 			d.timerFired(pkts)
 		case u := <-trackCh:
+			if u.source.IsValid() {
+				d.setSource(u.source)
+			}
 			if it := track[u.key]; it != nil {
 				it.failing, it.reason = u.failing, u.reason
 			}

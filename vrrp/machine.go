@@ -259,6 +259,16 @@ func (m *Machine) Priority() uint8 {
 	return uint8(min(max(m.cfg.Priority+m.delta, 1), 254))
 }
 
+// SetPrimary changes the machine's own address (Primary_IP_Address): the
+// interface address it advertised from was replaced. A master names it as
+// the master's address from now on.
+func (m *Machine) SetPrimary(a netip.Addr) {
+	m.cfg.Primary = a
+	if m.state == StateMaster {
+		m.masterAddr = a
+	}
+}
+
 // MasterAddr returns the address of the current master as last seen (our
 // own primary address while we are master), or the zero Addr.
 func (m *Machine) MasterAddr() netip.Addr { return m.masterAddr }

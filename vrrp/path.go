@@ -24,7 +24,10 @@ import (
 //     address picked at start) is not an address of the instance's
 //     interface: adverts would leave with an address the peers do not
 //     expect, or (with the kernel's on-link assumption for a bound socket)
-//     through another route, or not at all (EINVAL).
+//     through another route, or not at all (EINVAL). A picked source that
+//     is replaced is picked again from the interface (the update carries
+//     the new source), so a re-addressed interface does not leave the
+//     instance in Fault until a restart.
 //   - keySend fails when sending an advert fails with an error that says
 //     the path is broken (sendFaults). The driver sets it at once, so a
 //     new master that cannot send does not announce its addresses. It
@@ -87,15 +90,17 @@ type sendFailure struct {
 // pathWatch keeps the send path under watch and reports keySource and
 // keySend as tracking updates.
 type pathWatch struct {
-	h          *netlink.Handle // its own: the driver's is used from another goroutine
-	ifi        *net.Interface
-	src        netip.Addr
-	configured bool // src is unicast_source (else picked from the interface)
-	dsts       []netip.Addr
-	updates    chan netlink.AddrUpdate
-	done       chan struct{}
-	stopOnce   sync.Once
-	failed     chan sendFailure // one slot; the first wins
+	h   *netlink.Handle // its own: the driver's is used from another goroutine
+	ifi *net.Interface
+	src netip.Addr // owned by run once it started
+	// repick, nil for unicast_source, picks a new source from the
+	// interface when src is no longer one of its addresses.
+	repick   *sourcePick
+	dsts     []netip.Addr
+	updates  chan netlink.AddrUpdate
+	done     chan struct{}
+	stopOnce sync.Once
+	failed   chan sendFailure // one slot; the first wins
 	// running: run owns h from here and closes it when it returns, so
 	// that close never pulls the handle from under a lookup.
 	running bool
@@ -104,12 +109,12 @@ type pathWatch struct {
 // openPathWatch subscribes to address changes in the calling thread's
 // network namespace (call it inside Instance.do) and checks the source
 // once: its result is the keySource item's initial state.
-func openPathWatch(ifi *net.Interface, src netip.Addr, configured bool, dsts []netip.Addr) (*pathWatch, trackUpdate, error) {
+func openPathWatch(ifi *net.Interface, src netip.Addr, repick *sourcePick, dsts []netip.Addr) (*pathWatch, trackUpdate, error) {
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, trackUpdate{}, err
 	}
-	p := &pathWatch{h: h, ifi: ifi, src: src, configured: configured, dsts: dsts,
+	p := &pathWatch{h: h, ifi: ifi, src: src, repick: repick, dsts: dsts,
 		updates: make(chan netlink.AddrUpdate, 64), done: make(chan struct{}), failed: make(chan sendFailure, 1)}
 	if err := netlink.AddrSubscribeWithOptions(p.updates, p.done, netlink.AddrSubscribeOptions{}); err != nil {
 		h.Close()
@@ -155,9 +160,9 @@ func (p *pathWatch) checkSource() trackUpdate {
 	if p.src.Is6() {
 		fam = netlink.FAMILY_V6
 	}
-	what := "source"
-	if p.configured {
-		what = "unicast_source"
+	what := "unicast_source"
+	if p.repick != nil {
+		what = "source"
 	}
 	l, err := p.h.LinkByIndex(p.ifi.Index)
 	if err != nil {
@@ -186,6 +191,20 @@ func (p *pathWatch) checkSource() trackUpdate {
 		}
 	}
 	return trackUpdate{key: keySource, failing: true, reason: why}
+}
+
+// replacement picks a new source from the interface, or returns the zero
+// address when it has none (yet).
+func (p *pathWatch) replacement() netip.Addr {
+	l, err := p.h.LinkByIndex(p.ifi.Index)
+	if err != nil {
+		return netip.Addr{}
+	}
+	src, _, err := p.repick.pick(p.h, l)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return src
 }
 
 // probe is whether the kernel has a route from the source through the
@@ -218,8 +237,16 @@ func (p *pathWatch) run(ctx context.Context, sourceFailing bool, out chan<- trac
 		}
 	}
 	recheck := func() bool {
-		if u := p.checkSource(); u != source {
+		u := p.checkSource()
+		if u.failing && p.repick != nil {
+			if src := p.replacement(); src.IsValid() {
+				p.src = src
+				u = trackUpdate{key: keySource, source: src}
+			}
+		}
+		if u.source.IsValid() || u != source {
 			source = u
+			source.source = netip.Addr{}
 			return report(u)
 		}
 		return true

@@ -27,7 +27,7 @@ func TestPathWatchClears(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		p, first, err = openPathWatch(ifi, src, true, []netip.Addr{peer})
+		p, first, err = openPathWatch(ifi, src, nil, []netip.Addr{peer})
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os/exec"
 	"slices"
 	"strings"
@@ -52,6 +53,9 @@ type trackUpdate struct {
 	key     trackKey
 	failing bool
 	reason  string
+	// source, on a keySource update, is a new advert source picked from
+	// the interface: the one picked before is no longer its address.
+	source netip.Addr
 }
 
 // trackItem is one tracked interface or script and its weight: a failing

@@ -74,6 +74,7 @@ type fakeConn struct {
 
 func (c *fakeConn) Read([]byte) (Received, error) { return Received{}, net.ErrClosed }
 func (c *fakeConn) Close() error                  { return nil }
+func (c *fakeConn) setSource(netip.Addr)          {}
 func (c *fakeConn) Write([]byte, netip.Addr) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
