@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/fifo"
 )
 
 // Set is every VRRP instance and sync group of one configuration.
@@ -104,7 +105,7 @@ func NewSet(cfg *conf.Config, opts Options) (*Set, error) {
 // I/O. cfg is expected to have passed conf's validation; the checks here
 // are the ones the protocol itself needs.
 func NewInstance(cfg conf.VRRPInstance, opts Options) (*Instance, error) {
-	in := &Instance{cfg: cfg, opts: opts, log: opts.Logger, inbox: newQueue[Event](), vs: newVSInputs(), stopped: make(chan struct{}), ping: make(chan chan struct{})}
+	in := &Instance{cfg: cfg, opts: opts, log: opts.Logger, inbox: fifo.New[Event](), vs: newVSInputs(), stopped: make(chan struct{}), ping: make(chan chan struct{})}
 	if in.log == nil {
 		in.log = slog.Default()
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/fifo"
 )
 
 // Options are the parts of an Instance that are not configuration.
@@ -110,7 +111,7 @@ type Instance struct {
 	// family (NewSet; a reload replaces them while the reader runs).
 	siblings atomic.Pointer[map[uint8]bool]
 	// inbox holds what the sync group posts, in order (post).
-	inbox   *queue[Event]
+	inbox   *fifo.Queue[Event]
 	vs      *vsInputs
 	stopped chan struct{} // closed when Run returns
 	ran     atomic.Bool

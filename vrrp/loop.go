@@ -121,8 +121,8 @@ func (in *Instance) Run(ctx context.Context) error {
 		case <-in.vs.kick:
 			in.vs.apply(track)
 			d.tracked(track)
-		case <-in.inbox.ready():
-			for _, ev := range in.inbox.take() {
+		case <-in.inbox.Ready():
+			for _, ev := range in.inbox.Take() {
 				d.handle(ev)
 			}
 		case reply := <-in.ping:

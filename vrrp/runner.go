@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/fifo"
 )
 
 // Runner owns the VRRP side of the daemon, as director.Reconciler owns
@@ -25,7 +26,7 @@ type Runner struct {
 	log  *slog.Logger
 	// changes carries every instance's state changes, in order, to the
 	// consumer: an instance's goroutine only appends.
-	changes *queue[StateChange]
+	changes *fifo.Queue[StateChange]
 
 	mu   sync.Mutex
 	runs map[string]*run
@@ -63,22 +64,22 @@ func NewRunner(opts Options) *Runner {
 		opts.Logger = slog.Default()
 	}
 	r := &Runner{
-		opts: opts, log: opts.Logger, changes: newQueue[StateChange](),
+		opts: opts, log: opts.Logger, changes: fifo.New[StateChange](),
 		runs: map[string]*run{}, groups: map[*SyncGroup]int{}, cfg: &conf.Config{},
 		quorum: map[string]bool{}, notRunning: map[string]string{},
 	}
-	r.opts.OnStateChange = r.changes.put
+	r.opts.OnStateChange = r.changes.Put
 	return r
 }
 
 // Changed receives after one or more state changes; TakeChanges returns
 // them.
-func (r *Runner) Changed() <-chan struct{} { return r.changes.ready() }
+func (r *Runner) Changed() <-chan struct{} { return r.changes.Ready() }
 
 // TakeChanges returns the state changes since the last call, in the order
 // each instance made them (and, for members of a sync group, in the order
 // the group saw them).
-func (r *Runner) TakeChanges() []StateChange { return r.changes.take() }
+func (r *Runner) TakeChanges() []StateChange { return r.changes.Take() }
 
 // Apply makes the running instances those of cfg, changing only what the
 // difference asks for (PlanReload): unchanged instances run on untouched,

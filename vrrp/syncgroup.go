@@ -59,7 +59,7 @@ func post(m *Instance, ev Event) {
 		return
 	default:
 	}
-	m.inbox.put(ev)
+	m.inbox.Put(ev)
 }
 
 // memberFault records from's own tracking fault and tells each member

@@ -31,7 +31,7 @@ func TestSyncGroupPropagation(t *testing.T) {
 	// post queues synchronously: what memberChanged posted is there.
 	recv := func(in *Instance) Event {
 		t.Helper()
-		evs := in.inbox.take()
+		evs := in.inbox.Take()
 		if len(evs) != 1 {
 			t.Fatalf("%s got %#v, want one group event", in.Name(), evs)
 		}
@@ -55,7 +55,7 @@ func TestSyncGroupPropagation(t *testing.T) {
 	if ev := recv(ib); ev != (EvGroupFault{Fault: false}) {
 		t.Fatalf("vb got %#v", ev)
 	}
-	if evs := ia.inbox.take(); len(evs) > 0 {
+	if evs := ia.inbox.Take(); len(evs) > 0 {
 		t.Fatalf("the faulty member itself got %#v", evs)
 	}
 	g.Close()
@@ -134,7 +134,7 @@ func (h *groupHarness) settle(limit int) {
 	for n := 0; ; {
 		idle := true
 		for i, in := range h.ins {
-			for _, ev := range in.inbox.take() {
+			for _, ev := range in.inbox.Take() {
 				idle = false
 				if n++; n > limit {
 					h.t.Fatalf("group still posting after %d events; changes:\n%s", limit, h.history())
@@ -274,7 +274,7 @@ func TestSyncGroupForcedChangeNotForwarded(t *testing.T) {
 			h := newGroupHarness(t, 3)
 			h.g.memberChanged(h.ins[0], tc.sc)
 			for _, in := range h.ins[1:] {
-				evs := in.inbox.take()
+				evs := in.inbox.Take()
 				switch {
 				case tc.posted && (len(evs) != 1 || evs[0] != (EvGroupState{To: tc.sc.To})):
 					t.Fatalf("%s got %#v, want the group state %s", in.Name(), evs, tc.sc.To)
@@ -282,7 +282,7 @@ func TestSyncGroupForcedChangeNotForwarded(t *testing.T) {
 					t.Fatalf("%s got %#v, want nothing", in.Name(), evs)
 				}
 			}
-			if evs := h.ins[0].inbox.take(); len(evs) > 0 {
+			if evs := h.ins[0].inbox.Take(); len(evs) > 0 {
 				t.Fatalf("the sender got %#v", evs)
 			}
 		})
@@ -304,7 +304,7 @@ func TestSyncGroupPostOrder(t *testing.T) {
 		h.g.memberChanged(h.ins[0], StateChange{From: StateBackup, To: to, Cause: CauseTimer})
 		want = append(want, EvGroupState{To: to})
 	}
-	if got := h.ins[1].inbox.take(); !slices.Equal(got, want) {
+	if got := h.ins[1].inbox.Take(); !slices.Equal(got, want) {
 		t.Fatalf("member got %d events %v, want %d alternating in order", len(got), got, len(want))
 	}
 }
