@@ -103,9 +103,9 @@ weight = 10
 	var log syncBuffer
 	done := make(chan int, 1)
 	sock := filepath.Join(t.TempDir(), "haldir.sock")
-	hook := func(d *daemon) {
-		withFakeKernel(t, k)(d)
-		d.cfg.Global.ControlSocket = sock
+	hook := func(e *runEnv) {
+		withFakeKernel(t, k)(e)
+		e.cfg.Global.ControlSocket = sock
 	}
 	go func() { done <- runDaemonWith([]string{"-c", path}, &log, sigs, hook) }()
 	defer func() {

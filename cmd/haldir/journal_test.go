@@ -125,11 +125,11 @@ func TestDaemonLogsToJournal(t *testing.T) {
 	f, stream := journalFile(t)
 	t.Setenv("JOURNAL_STREAM", stream)
 	c := mustLoad(t, "[global]\nlog_level = \"debug\"\n")
-	d := newDaemon("x", c, f, "")
-	d.log.Error("boom")
-	d.log.Info("fine")
+	log := daemonOptions("x", c, f, "").Logger
+	log.Error("boom")
+	log.Info("fine")
 	var plain bytes.Buffer
-	newDaemon("x", c, &plain, "").log.Error("boom")
+	daemonOptions("x", c, &plain, "").Logger.Error("boom")
 
 	b, err := os.ReadFile(f.Name())
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/daemon"
+	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -66,7 +68,7 @@ func TestAcquireLock(t *testing.T) {
 // before it touches anything. The master keeps its VIP and its state, no
 // notify command runs, and the first daemon still serves metrics.
 func TestSecondRunChangesNothing(t *testing.T) {
-	l := oneRouterLab(t, "haldir-second-run")
+	l := lab.RoutersT(t, "haldir-second-run", 1)
 	r1 := l.Host("r1")
 	dir := t.TempDir()
 	notifyLog := filepath.Join(dir, "notify.log")
@@ -99,11 +101,11 @@ notify_stop = %s
 `, filepath.Join(dir, "haldir.sock"), metricsAddr, notify("master"), notify("backup"), notify("fault"), notify("stop")))
 	vip := netip.MustParsePrefix("192.0.2.100/24")
 
-	var first *daemon
-	inLab := func(d *daemon) {
-		d.comp.vrrpDo = r1.Do
+	var first *daemon.Daemon
+	inLab := func(e *runEnv) {
+		e.opts.VRRPDo = r1.Do
 		if first == nil {
-			first = d
+			e.started = func(d *daemon.Daemon) { first = d }
 		}
 	}
 	sigs := make(chan os.Signal)
@@ -171,8 +173,8 @@ notify_stop = %s
 	if b, _ := os.ReadFile(notifyLog); string(b) != notified {
 		t.Errorf("notify log %q after the second run, want %q unchanged", b, notified)
 	}
-	if st := first.comp.vrrp.Instance("VI_1").Status(); st.State != vrrp.StateMaster {
-		t.Errorf("first daemon's VI_1 is %v, want master", st.State)
+	if st := first.Status().VRRP; len(st) != 1 || st[0].Name != "VI_1" || st[0].State != vrrp.StateMaster {
+		t.Errorf("first daemon's VRRP %+v, want VI_1 master", st)
 	}
 	if after := log1.String(); after != logBefore {
 		t.Errorf("first daemon logged during the second run:\n%s", after[len(logBefore):])

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -85,12 +84,12 @@ func idleConfig(t *testing.T) string {
 
 // withFakeKernel runs the daemon on the in-memory IPVS kernel, with a
 // private control socket and an ephemeral metrics port.
-func withFakeKernel(t *testing.T, k *director.FakeKernel) func(*daemon) {
+func withFakeKernel(t *testing.T, k *director.FakeKernel) func(*runEnv) {
 	sock := filepath.Join(t.TempDir(), "haldir.sock")
-	return func(d *daemon) {
-		d.comp.newKernel = func() (director.Kernel, func(), error) { return k, func() {}, nil }
-		d.cfg.Global.ControlSocket = sock
-		d.cfg.Global.MetricsListen = "127.0.0.1:0"
+	return func(e *runEnv) {
+		e.opts.NewKernel = func() (director.Kernel, func(), error) { return k, func() {}, nil }
+		e.cfg.Global.ControlSocket = sock
+		e.cfg.Global.MetricsListen = "127.0.0.1:0"
 	}
 }
 
@@ -244,7 +243,7 @@ func TestDispatch(t *testing.T) {
 // the daemon before it starts, and stops it with SIGTERM at the test's
 // end (it must exit within 15 s). It returns the daemon's log and its
 // signal channel.
-func startDaemon(t *testing.T, path string, hook func(*daemon)) (*syncBuffer, chan<- os.Signal) {
+func startDaemon(t *testing.T, path string, hook func(*runEnv)) (*syncBuffer, chan<- os.Signal) {
 	t.Helper()
 	sigs := make(chan os.Signal)
 	log := &syncBuffer{}
@@ -441,33 +440,6 @@ func TestRunRealSignals(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no exit after SIGTERM")
-	}
-}
-
-func TestReloadAppliesLogLevel(t *testing.T) {
-	var log syncBuffer
-	c := mustLoad(t, validConfig)
-	d := newDaemon("x", c, &log, "")
-	if got := d.level.Level(); got != slog.LevelInfo {
-		t.Fatalf("level %v, want info", got)
-	}
-	c2 := mustLoad(t, "[global]\nlog_level = \"debug\"\nlog_format = \"json\"\n")
-	d.reload(c2)
-	if got := d.level.Level(); got != slog.LevelDebug {
-		t.Errorf("level after reload %v, want debug", got)
-	}
-	if d.cfg != c2 {
-		t.Error("reload did not switch the configuration")
-	}
-	if !strings.Contains(log.String(), "global.log_format changes take effect at restart") {
-		t.Errorf("no warning about log_format:\n%s", log.String())
-	}
-
-	// -log-level wins over the file, also across reloads.
-	d = newDaemon("x", c2, &log, "error")
-	d.reload(c2)
-	if got := d.level.Level(); got != slog.LevelError {
-		t.Errorf("level with override %v, want error", got)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/haldir-lb/haldir/daemon"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/metrics"
 )
@@ -31,9 +32,9 @@ func TestNotConfiguredIsNotAFault(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeFile(t, daemonConfig+tc.extra)
-			var d *daemon
+			var d *daemon.Daemon
 			fake := withFakeKernel(t, director.NewFakeKernel())
-			log, _ := startDaemon(t, path, func(x *daemon) { fake(x); d = x })
+			log, _ := startDaemon(t, path, func(e *runEnv) { fake(e); e.started = func(x *daemon.Daemon) { d = x } })
 			waitFor(t, log, "metrics ready", 1)
 
 			got := d.Status().NotRunning

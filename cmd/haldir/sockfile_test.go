@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/daemon"
 	"github.com/haldir-lb/haldir/director"
 )
 
@@ -80,15 +81,13 @@ func TestReloadBrokenFileReachesDaemon(t *testing.T) {
 	}
 	path := writeFile(t, good)
 	k := director.NewFakeKernel()
-	var d *daemon
-	log, _ := startDaemon(t, path, func(x *daemon) {
-		x.comp.newKernel = func() (director.Kernel, func(), error) { return k, func() {}, nil }
-		d = x
+	var d *daemon.Daemon
+	log, _ := startDaemon(t, path, func(e *runEnv) {
+		e.opts.NewKernel = func() (director.Kernel, func(), error) { return k, func() {}, nil }
+		e.started = func(x *daemon.Daemon) { d = x }
 	})
 	waitFor(t, log, "control socket ready", 1)
-	d.mu.Lock()
-	running := d.cfg
-	d.mu.Unlock()
+	running := d.Status().ConfigLoaded
 
 	for _, tc := range []struct {
 		name, content string
@@ -114,10 +113,7 @@ scheduler = "bogus"`, 1), "scheduler"},
 			if strings.Contains(stderr.String(), "for its control socket") {
 				t.Errorf("the client judged the file:\n%s", &stderr)
 			}
-			d.mu.Lock()
-			same := d.cfg == running
-			d.mu.Unlock()
-			if !same {
+			if !d.Status().ConfigLoaded.Equal(running) {
 				t.Error("the daemon switched configuration")
 			}
 			stdout.Reset()

@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/daemon"
 	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/lab"
 )
 
 // notifyRecorder is a daemon's notify function that keeps every message.
@@ -77,13 +79,13 @@ func (r *notifyRecorder) waitCount(t *testing.T, msg string, n int) {
 
 // runRecorded runs the daemon on path with its notify messages recorded;
 // hook adjusts it further. The daemon stops at the test's end.
-func runRecorded(t *testing.T, path string, hook func(*daemon)) (*notifyRecorder, *syncBuffer, chan<- os.Signal) {
+func runRecorded(t *testing.T, path string, hook func(*runEnv)) (*notifyRecorder, *syncBuffer, chan<- os.Signal) {
 	t.Helper()
 	rec := &notifyRecorder{}
-	log, sigs := startDaemon(t, path, func(d *daemon) {
-		d.notify = rec.notify
+	log, sigs := startDaemon(t, path, func(e *runEnv) {
+		e.opts.Notify = rec.notify
 		if hook != nil {
-			hook(d)
+			hook(e)
 		}
 	})
 	return rec, log, sigs
@@ -102,30 +104,28 @@ func TestWatchdog(t *testing.T) {
 		stallLog string
 		// stall makes d's component stop answering; it returns the
 		// undo.
-		stall func(t *testing.T, d *daemon, probeStalled *atomic.Bool) (undo func())
+		stall func(t *testing.T, probeStalled *atomic.Bool) (undo func())
 	}{
-		{"probe", `error="test component: context deadline exceeded"`, func(_ *testing.T, _ *daemon, p *atomic.Bool) func() {
+		{"probe", `error="test component: context deadline exceeded"`, func(_ *testing.T, p *atomic.Bool) func() {
 			p.Store(true)
 			return func() { p.Store(false) }
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var probeStalled atomic.Bool
-			var d *daemon
-			rec, log, _ := runRecorded(t, writeFile(t, daemonConfig), func(x *daemon) {
-				withFakeKernel(t, director.NewFakeKernel())(x)
-				x.probes = append(x.probes, liveProbe{name: "test component", check: func(ctx context.Context) error {
+			rec, log, _ := runRecorded(t, writeFile(t, daemonConfig), func(e *runEnv) {
+				withFakeKernel(t, director.NewFakeKernel())(e)
+				e.opts.Probes = append(e.opts.Probes, daemon.Probe{Name: "test component", Check: func(ctx context.Context) error {
 					if probeStalled.Load() {
 						<-ctx.Done() // stuck: answers only when asked to give up
 						return ctx.Err()
 					}
 					return nil
 				}})
-				d = x
 			})
 			rec.waitCount(t, "WATCHDOG=1", 3)
 
-			undo := tc.stall(t, d, &probeStalled)
+			undo := tc.stall(t, &probeStalled)
 			waitFor(t, log, `msg="watchdog: not alive, no longer telling systemd" `+tc.stallLog, 1)
 			stalledAt := rec.count("WATCHDOG=1")
 			// Five intervals' worth of ticks: not one ping.
@@ -197,7 +197,7 @@ func TestStatusLines(t *testing.T) {
 // transitions, and with the watchdog on, a daemon with a live VRRP loop
 // keeps pinging.
 func TestStatusLinesVRRP(t *testing.T) {
-	l := oneRouterLab(t, "haldir-status-vrrp")
+	l := lab.RoutersT(t, "haldir-status-vrrp", 1)
 	t.Setenv("WATCHDOG_USEC", "400000")
 	t.Setenv("WATCHDOG_PID", "")
 	path := writeFile(t, `[global]
@@ -213,7 +213,7 @@ priority = 150
 advert_interval = "100ms"
 virtual_addresses = ["192.0.2.100/24"]
 `)
-	rec, log, _ := runRecorded(t, path, func(d *daemon) { d.comp.vrrpDo = l.Host("r1").Do })
+	rec, log, _ := runRecorded(t, path, func(e *runEnv) { e.opts.VRRPDo = l.Host("r1").Do })
 	rec.waitMsg(t, `^STATUS=VI_1 backup$`)
 	rec.waitMsg(t, `^STATUS=VI_1 master$`)
 	n := rec.count("WATCHDOG=1")

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"fmt"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/lab"
 )
 
 // TestConnSyncFollowsVRRP runs the components glue with the in-memory IPVS
@@ -18,7 +19,7 @@ import (
 // stops when [sync] goes and when haldir stops. (The demo's VM test shows
 // the real kernel syncing a connection that then survives a failover.)
 func TestConnSyncFollowsVRRP(t *testing.T) {
-	l := oneRouterLab(t, "haldir-conn-sync")
+	l := lab.RoutersT(t, "haldir-conn-sync", 1)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +78,7 @@ port = %d
 	}
 	// sync_id defaults to the instance's vrid.
 	waitDaemons("master with the VRRP master", "master on eth0 syncid 42")
-	if _, ok := c.notRunningSnapshot()["sync"]; ok {
+	if _, ok := c.notRunningOnLoop()["sync"]; ok {
 		t.Fatal("sync reported as not running")
 	}
 	if st := c.syncFollower().Status(); st.Want.State != director.SyncMaster || st.LastErr != "" {
@@ -85,25 +86,25 @@ port = %d
 	}
 
 	next := parse("[sync]\ninterface = \"eth0\"\nvrrp_instance = \"vi\"\nsync_id = 7\n")
-	if err := c.reload(cfg, next); err != nil {
+	if err := c.reloadOnLoop(cfg, next); err != nil {
 		t.Fatal(err)
 	}
 	cfg = next
 	waitDaemons("a reload's new sync_id", "master on eth0 syncid 7")
 
 	next = parse("")
-	if err := c.reload(cfg, next); err != nil {
+	if err := c.reloadOnLoop(cfg, next); err != nil {
 		t.Fatal(err)
 	}
 	cfg = next
 	waitDaemons("[sync] removed", "")
 
 	next = parse("[sync]\ninterface = \"eth0\"\nvrrp_instance = \"vi\"\n")
-	if err := c.reload(cfg, next); err != nil {
+	if err := c.reloadOnLoop(cfg, next); err != nil {
 		t.Fatal(err)
 	}
 	waitDaemons("[sync] added back to a running master", "master on eth0 syncid 42")
-	c.stop() // again at cleanup: stop is idempotent
+	c.call(c.stop) // again at cleanup: stop is idempotent
 	waitDaemons("haldir stopped", "")
 	// The backup daemon must have run before the instance became master.
 	if !strings.Contains(logs.String(), `msg="sync daemon started" component=sync daemon="backup on eth0 syncid 42"`) {

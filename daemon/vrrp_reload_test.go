@@ -1,10 +1,9 @@
-package main
+package daemon
 
 import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -26,7 +25,7 @@ import (
 // restarts only that instance, a removed one stops and takes its address
 // with it. r2 never restarts anything.
 func TestVRRPReload(t *testing.T) {
-	l := routerLab(t, "haldir-vrrp-reload", 2)
+	l := lab.RoutersT(t, "haldir-vrrp-reload", 2)
 	instance := func(name string, vrid, prio int, vip string) string {
 		return fmt.Sprintf(`
 [[vrrp]]
@@ -46,8 +45,8 @@ virtual_addresses = [%q]
 		}
 		return cfg
 	}
-	start := func(h string, cfg *conf.Config) (*components, *syncBuffer) { return startComponents(t, l, h, cfg, nil) }
-	waitState := func(c *components, logs *syncBuffer, name string, ok func(vrrp.Status) bool, what string) {
+	start := func(h string, cfg *conf.Config) (*Daemon, *syncBuffer) { return startComponents(t, l, h, cfg, nil) }
+	waitState := func(c *Daemon, logs *syncBuffer, name string, ok func(vrrp.Status) bool, what string) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
@@ -105,7 +104,7 @@ virtual_addresses = [%q]
 
 	reload := func(cfg *conf.Config) {
 		t.Helper()
-		if err := c1.reload(cfg1, cfg); err != nil {
+		if err := c1.reloadOnLoop(cfg1, cfg); err != nil {
 			t.Fatal(err)
 		}
 		cfg1 = cfg
@@ -192,7 +191,7 @@ virtual_addresses = [%q]
 		vi3 := strings.ReplaceAll(instance("vi3", 44, 150, "198.51.100.10/24"), `"eth0"`, `"extra0"`)
 		reload(parse(vi1(50), vi3))
 		deadline := time.Now().Add(10 * time.Second)
-		for c1.notRunningSnapshot()["vrrp vi3"] == "" {
+		for c1.notRunningOnLoop()["vrrp vi3"] == "" {
 			if time.Now().After(deadline) {
 				t.Fatalf("vi3 on a missing interface is not reported as not running:\n%s", logs1.String())
 			}
@@ -214,7 +213,7 @@ virtual_addresses = [%q]
 		}
 		reload(cfg1) // the same configuration again
 		waitState(c1, logs1, "vi3", is(vrrp.StateMaster, 150), "vi3 master once its interface exists")
-		if msg, ok := c1.notRunningSnapshot()["vrrp vi3"]; ok {
+		if msg, ok := c1.notRunningOnLoop()["vrrp vi3"]; ok {
 			t.Fatalf("vi3 runs but is still reported as not running: %s", msg)
 		}
 		waitFor(t, logs1, `msg="vrrp reload: starting instance" component=vrrp instance=vi3 change=restart why="it was not running"`, 1)
@@ -253,7 +252,7 @@ virtual_addresses = [%q]
 // dissolving the group restarts both as lone instances, and every group
 // the reloads left behind is closed (no notifier outlives its members).
 func TestVRRPReloadSyncGroup(t *testing.T) {
-	l := oneRouterLab(t, "haldir-vrrp-reload-group")
+	l := lab.RoutersT(t, "haldir-vrrp-reload-group", 1)
 	src := func(prio int, interval string, group bool) *conf.Config {
 		t.Helper()
 		s := "[global]\nrouter_id = \"t\"\n"
@@ -270,14 +269,8 @@ func TestVRRPReloadSyncGroup(t *testing.T) {
 		}
 		return cfg
 	}
-	var logs syncBuffer
-	c := newComponents(slog.New(slog.NewTextHandler(&logs, nil)))
-	c.vrrpDo = l.Host("r1").Do
 	cfg := src(150, "100ms", true)
-	if err := c.start(cfg); err != nil {
-		t.Fatal(err)
-	}
-	defer c.stop()
+	c, logs := startComponents(t, l, "r1", cfg, nil)
 	bothMaster := func(what string, prio uint8) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
@@ -305,7 +298,7 @@ func TestVRRPReloadSyncGroup(t *testing.T) {
 
 	reload := func(next *conf.Config) {
 		t.Helper()
-		if err := c.reload(cfg, next); err != nil {
+		if err := c.reloadOnLoop(cfg, next); err != nil {
 			t.Fatal(err)
 		}
 		cfg = next
@@ -325,7 +318,7 @@ func TestVRRPReloadSyncGroup(t *testing.T) {
 		t.Fatalf("after a member's change: va replaced %v, vb replaced %v, one new shared group %v",
 			va2 != va, vb2 != vb, va2.Group() != g && va2.Group() == vb2.Group())
 	}
-	waitFor(t, &logs, `msg="vrrp reload: stopping instance" component=vrrp instance=va change=restart why="sync group \"g\" member \"vb\": restart"`, 1)
+	waitFor(t, logs, `msg="vrrp reload: stopping instance" component=vrrp instance=va change=restart why="sync group \"g\" member \"vb\": restart"`, 1)
 
 	reload(src(140, "100ms", false))
 	bothMaster("dissolved group", 140)

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"fmt"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/lab"
 	hsync "github.com/haldir-lb/haldir/sync"
 )
 
@@ -39,7 +40,7 @@ func freePort(t *testing.T) int {
 // works: both become master, and both report the split brain, by name,
 // until the partition heals.
 func TestClusterSeesSplitBrain(t *testing.T) {
-	l := routerLab(t, "haldir-cluster", 2)
+	l := lab.RoutersT(t, "haldir-cluster", 2)
 	secret := filepath.Join(t.TempDir(), "gossip.key")
 	if err := os.WriteFile(secret, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -69,16 +70,16 @@ secret_file = %[5]q
 		}
 		return cfg
 	}
-	start := func(h string, cfg *conf.Config) (*components, *syncBuffer) { return startComponents(t, l, h, cfg, nil) }
+	start := func(h string, cfg *conf.Config) (*Daemon, *syncBuffer) { return startComponents(t, l, h, cfg, nil) }
 	c1, logs1 := start("r1", parse("r1", 150, p1, ""))
 	c2, logs2 := start("r2", parse("r2", 100, p2, fmt.Sprintf("%q", fmt.Sprintf("127.0.0.1:%d", p1))))
 	if c1.cluster == nil || c2.cluster == nil {
-		t.Fatalf("cluster not running: %v / %v", c1.notRunningSnapshot(), c2.notRunningSnapshot())
+		t.Fatalf("cluster not running: %v / %v", c1.notRunningOnLoop(), c2.notRunningOnLoop())
 	}
 	wait := func(what string, ok func(hsync.View) bool) {
 		t.Helper()
 		deadline := time.Now().Add(15 * time.Second)
-		for _, c := range []*components{c1, c2} {
+		for _, c := range []*Daemon{c1, c2} {
 			for !ok(c.cluster.View()) {
 				if time.Now().After(deadline) {
 					t.Fatalf("%s: view %+v\n%s\n%s", what, c.cluster.View(), logs1.String(), logs2.String())

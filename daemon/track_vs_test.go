@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"fmt"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -18,7 +19,7 @@ import (
 // namespace) that tracks it with weight -100. Its priority drops while the
 // real server is down and comes back with it.
 func TestTrackVirtualServerQuorum(t *testing.T) {
-	l := oneRouterLab(t, "haldir-track-vs")
+	l := lab.RoutersT(t, "haldir-track-vs", 1)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,338 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/healthcheck"
+	hsync "github.com/haldir-lb/haldir/sync"
+	"github.com/haldir-lb/haldir/vrrp"
+)
+
+// start brings up every component cfg asks for. An error leaves nothing
+// running.
+func (d *Daemon) start(cfg *conf.Config) (err error) {
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			d.stop()
+		}
+	}()
+	d.startCluster(cfg)
+	d.setVSNames(cfg)
+
+	if len(cfg.VirtualServers) > 0 {
+		k, closeK, err := d.opts.NewKernel()
+		if err != nil {
+			return fmt.Errorf("director: %w", err)
+		}
+		d.kernel, d.closeK = k, closeK
+		// The director reports from its own goroutine; the loop takes it.
+		d.dir = director.New(k, director.Options{Logger: d.log.With("component", "director"), OnQuorum: d.quorums.Put})
+		if err := d.dir.SetConfig(cfg); err != nil {
+			return fmt.Errorf("director: %w", err)
+		}
+		d.hc = healthcheck.New(healthcheck.Options{})
+		if err := d.updateChecks(cfg); err != nil {
+			return err
+		}
+		d.goRun("director", d.dir.Run)
+		d.goRun("healthcheck", d.hc.Run)
+	}
+
+	// Before VRRP, so that the follower takes every state change.
+	d.reloadSync(cfg)
+	// After the director: an instance's addresses come up with their
+	// virtual servers already in the table.
+	if err := d.vrrp.Apply(cfg); err != nil {
+		return fmt.Errorf("vrrp: %w", err)
+	}
+	d.tellCluster(cfg)
+	return nil
+}
+
+// startCluster joins the gossip cluster of [cluster]. A cluster that
+// cannot start (an unreadable key, a port in use) is reported and logged;
+// the director and VRRP run without it.
+func (d *Daemon) startCluster(cfg *conf.Config) {
+	if cfg.Cluster == nil {
+		return
+	}
+	key, err := hsync.ReadSecret(cfg.Cluster.SecretFile)
+	var cl *hsync.Cluster
+	if err == nil {
+		cl, err = hsync.JoinCluster(*cfg.Cluster, key, hsync.NodeState{Config: hsync.ConfigHashes(cfg)},
+			hsync.ClusterOptions{Version: d.opts.Version, Logger: d.log.With("component", "cluster")})
+	}
+	if err != nil {
+		d.log.Error("cluster not started", "error", err)
+		d.notRunning["cluster"] = err.Error()
+		return
+	}
+	d.cluster = cl
+}
+
+// tellCluster spreads this director's VRRP states (the last state change
+// of each instance) and, with cfg, its configuration hashes to the
+// cluster.
+func (d *Daemon) tellCluster(cfg *conf.Config) {
+	if d.cluster == nil {
+		return
+	}
+	var states []hsync.InstanceState
+	for _, name := range d.vrrp.Names() {
+		sc, ok := d.vrrpStates[name]
+		if !ok {
+			continue
+		}
+		ic, _ := d.vrrp.InstanceConfig(name)
+		fam := 4
+		if len(ic.VirtualAddresses) > 0 {
+			fam = vrrp.Family(ic.VirtualAddresses[0].Addr())
+		}
+		states = append(states, hsync.InstanceState{Name: name, VRID: ic.VRID, Family: fam, State: sc.To.String(), Priority: int(sc.Priority)})
+	}
+	var hashes map[string]string
+	if cfg != nil {
+		hashes = hsync.ConfigHashes(cfg)
+	}
+	d.cluster.Update(func(s *hsync.NodeState) {
+		s.VRRP = states
+		if cfg != nil {
+			s.Config = hashes
+		}
+	})
+}
+
+// reloadSync starts, reconfigures or stops the conn-sync follower for
+// cfg's [sync].
+func (d *Daemon) reloadSync(cfg *conf.Config) {
+	switch {
+	case cfg.Sync == nil && d.follower != nil:
+		d.stopSync()
+	case cfg.Sync == nil:
+		delete(d.notRunning, "sync")
+	case d.follower != nil:
+		d.follower.SetConfig(*cfg.Sync)
+		d.syncInstance = cfg.Sync.VRRPInstance
+		d.setSyncRole()
+	default:
+		sk, ok := d.kernel.(hsync.Kernel)
+		if !ok {
+			d.notRunning["sync"] = "[sync] needs the IPVS kernel, which runs only with a virtual_server configured"
+			return
+		}
+		f := hsync.NewFollower(sk, *cfg.Sync, d.log.With("component", "sync"))
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := f.Run(ctx); err != nil {
+				d.log.Error("stopping the sync daemons", "error", err)
+			}
+		}()
+		d.follower, d.syncInstance = f, cfg.Sync.VRRPInstance
+		d.setSyncRole()
+		d.syncStop = func() { cancel(); <-done }
+		delete(d.notRunning, "sync")
+	}
+}
+
+// setSyncRole gives the follower the role of its instance's last state
+// change.
+func (d *Daemon) setSyncRole() {
+	if sc, ok := d.vrrpStates[d.syncInstance]; ok {
+		d.follower.SetRole(hsync.Role(sc.To))
+	}
+}
+
+// stopSync ends the follower, which stops the kernel's sync daemons.
+func (d *Daemon) stopSync() {
+	stop := d.syncStop
+	d.follower, d.syncStop, d.syncInstance = nil, nil, ""
+	if stop != nil {
+		stop()
+	}
+}
+
+// goRun runs a component's loop. One that ends with an error before the
+// daemon stops is not running: the loop hears of it (status says so and
+// the watchdog stops).
+func (d *Daemon) goRun(name string, f func(context.Context) error) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := f(d.ctx); err != nil && !errors.Is(err, context.Canceled) {
+			select {
+			case d.died <- died{name, err}:
+			case <-d.ctx.Done():
+			}
+		}
+	}()
+}
+
+// targets lists one health-check target per (virtual server, checked real
+// server) and who subscribes to each probe key.
+func targets(cfg *conf.Config) ([]healthcheck.Target, map[string][]director.Verdict, error) {
+	var ts []healthcheck.Target
+	subs := map[string][]director.Verdict{}
+	for i, vs := range cfg.VirtualServers {
+		key, err := director.Key(vs)
+		if err != nil {
+			return nil, nil, fmt.Errorf("virtual_server[%d]: %w", i, err)
+		}
+		for _, rs := range vs.RealServers {
+			if rs.Check == nil {
+				continue
+			}
+			addr := director.RealAddr(vs, rs)
+			t := healthcheck.Target{Addr: addr, Check: *rs.Check}
+			ts = append(ts, t)
+			subs[t.Key()] = append(subs[t.Key()], director.Verdict{Service: key, Real: addr})
+		}
+	}
+	return ts, subs, nil
+}
+
+// updateChecks points the scheduler at cfg's targets; unchanged probes keep
+// their state and history. The states it returns are handed to the director
+// at once so a reload does not wait for the next transition.
+func (d *Daemon) updateChecks(cfg *conf.Config) error {
+	ts, subs, err := targets(cfg)
+	if err != nil {
+		return err
+	}
+	states, err := d.hc.Update(ts)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	d.subs = subs
+	for _, st := range states {
+		d.applyHealth(st)
+	}
+	return nil
+}
+
+// applyHealth hands one probe verdict to every virtual server that uses it.
+func (d *Daemon) applyHealth(t healthcheck.Transition) {
+	for _, v := range d.subs[t.Key] {
+		v.Up, v.Weight, v.WeightSet = t.Up, t.Weight, t.Weight >= 0
+		d.dir.SetHealth(v)
+	}
+}
+
+// reload applies a new, valid configuration: the director diffs the IPVS
+// table, the scheduler keeps unchanged probes, VRRP changes only the
+// instances that changed. It returns an error when a part could not take
+// the new config; that part keeps the old one.
+func (d *Daemon) reload(old, cfg *conf.Config) error {
+	var errs []error
+	switch {
+	case d.dir != nil:
+		if err := d.dir.SetConfig(cfg); err != nil {
+			errs = append(errs, fmt.Errorf("director: %w", err))
+		} else if err := d.updateChecks(cfg); err != nil {
+			errs = append(errs, err)
+		}
+	case len(cfg.VirtualServers) > 0:
+		d.log.Warn("virtual servers added to a configuration that had none take effect at restart")
+	}
+	d.setVSNames(cfg)
+	d.reloadSync(cfg)
+	// After the director: a new instance's addresses come up with their
+	// virtual servers already in the table.
+	if err := d.vrrp.Apply(cfg); err != nil {
+		errs = append(errs, fmt.Errorf("vrrp: %w", err))
+	}
+	if !reflect.DeepEqual(old.Cluster, cfg.Cluster) {
+		d.log.Warn("cluster changes take effect at restart; the running cluster membership stays")
+	}
+	d.tellCluster(cfg)
+	return errors.Join(errs...)
+}
+
+// stop shuts down in order: VRRP first (a master sends priority 0 so the
+// backup takes over at once), then checks and the director. The IPVS table
+// is left as it is, so a restart adopts it without resetting a connection.
+func (d *Daemon) stop() { d.stopOnce.Do(d.stopNow) }
+
+func (d *Daemon) stopNow() {
+	d.vrrp.Stop()
+	d.stopSync()
+	if d.cluster != nil {
+		if err := d.cluster.Leave(time.Second); err != nil {
+			d.log.Warn("leaving the cluster", "error", err)
+		}
+	}
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.wg.Wait()
+	if d.closeK != nil {
+		d.closeK()
+	}
+}
+
+// notRunningNow names the configured components that are not running and
+// why; a VRRP instance is "vrrp NAME".
+func (d *Daemon) notRunningNow() map[string]string {
+	out := maps.Clone(d.notRunning)
+	for name, why := range d.vrrp.NotRunning() {
+		out["vrrp "+name] = why
+	}
+	return out
+}
+
+func (d *Daemon) setVSNames(cfg *conf.Config) {
+	d.vsNames = d.vsNames[:0]
+	for _, vs := range cfg.VirtualServers {
+		d.vsNames = append(d.vsNames, vs.Name)
+	}
+}
+
+// statusLine is the one-line state systemd shows (sd_notify STATUS=):
+// each VRRP instance's state and how many virtual servers have quorum,
+// "VI_1 master, VI_2 backup; 3 of 4 virtual servers up".
+func (d *Daemon) statusLine() string {
+	notRunning := d.notRunningNow()
+	var vrrpParts []string
+	for _, name := range d.vrrp.Names() {
+		switch sc, ok := d.vrrpStates[name]; {
+		case notRunning["vrrp "+name] != "":
+			vrrpParts = append(vrrpParts, name+" not running")
+		case ok:
+			vrrpParts = append(vrrpParts, name+" "+sc.To.String())
+		default:
+			vrrpParts = append(vrrpParts, name+" starting")
+		}
+	}
+	var parts []string
+	if len(vrrpParts) > 0 {
+		parts = append(parts, strings.Join(vrrpParts, ", "))
+	}
+	if n := len(d.vsNames); n > 0 {
+		up := 0
+		for _, name := range d.vsNames {
+			if d.quorum[name] {
+				up++
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%d of %d virtual servers up", up, n))
+	}
+	if len(notRunning) > 0 {
+		parts = append(parts, fmt.Sprintf("%d not running", len(notRunning)))
+	}
+	if len(parts) == 0 {
+		return "nothing configured"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func joinNames(names []string) string { return strings.Join(names, ", ") }
