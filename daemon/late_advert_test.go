@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -129,12 +130,14 @@ track_script = [{ name = "flip", command = ["/bin/sh", "-c", "if [ -e %[3]s ]; t
 	// The loop held as long as a slow reload holds it: the instance's
 	// transitions (queued for the loop) must not hold its adverts.
 	release := make(chan struct{})
+	unhold := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unhold) // before the loop's own cleanup, also on failure
 	held := make(chan struct{})
 	go c.call(func() { close(held); <-release })
 	<-held
 	heldSeq := obs.LastSeq()
 	heldWorst, heldAt, heldN := gaps(heldSeq, waitAdverts(heldSeq, 60))
-	close(release)
+	unhold()
 	t.Logf("loop held: longest advert gap within a mastership %v (%d adverts)", heldWorst, heldN)
 	if heldWorst > maxGap {
 		t.Errorf("with the loop held, an advert came %v after the one before (at %v), want at most %v", heldWorst, heldAt.Format("15:04:05.000"), maxGap)
