@@ -7,13 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/internal/logbuf"
 )
 
 const validConfig = `
@@ -238,7 +238,6 @@ func TestDispatch(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the daemon goroutine and the test.
 // startDaemon runs "haldir run -c path" in this process, hook adjusting
 // the daemon before it starts, and stops it with SIGTERM at the test's
 // end (it must exit within 15 s). It returns the daemon's log and its
@@ -264,33 +263,13 @@ func startDaemon(t *testing.T, path string, hook func(*runEnv)) (*syncBuffer, ch
 	return log, sigs
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is the daemon's log, read by the test while it runs.
+type syncBuffer = logbuf.Buffer
 
 // waitFor polls until the log contains want, or fails after a deadline.
 func waitFor(t *testing.T, log *syncBuffer, want string, count int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(log.String(), want) < count {
-		if time.Now().After(deadline) {
-			t.Fatalf("log never had %d× %q:\n%s", count, want, log.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	log.Wait(t, want, count)
 }
 
 func TestRunReloadAndStop(t *testing.T) {
