@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"regexp"
 	"slices"
@@ -222,5 +220,3 @@ virtual_addresses = ["192.0.2.100/24"]
 		t.Errorf("a live VRRP loop stalled the watchdog:\n%s", log.String())
 	}
 }
-
-func slogText(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
