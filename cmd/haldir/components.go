@@ -163,7 +163,7 @@ func (c *components) startCluster(cfg *conf.Config) {
 	key, err := hsync.ReadSecret(cfg.Cluster.SecretFile)
 	var cl *hsync.Cluster
 	if err == nil {
-		cl, err = hsync.JoinCluster(*cfg.Cluster, key, hsync.NodeState{Config: hsync.ConfigHashes(cfg)},
+		cl, err = hsync.JoinCluster(*cfg.Cluster, key, hsync.NodeState{Config: conf.Compile(cfg).Hashes()},
 			hsync.ClusterOptions{Version: version, Logger: c.log.With("component", "cluster")})
 	}
 	if err != nil {
@@ -202,7 +202,7 @@ func (c *components) tellCluster(cfg *conf.Config) {
 	cl.Update(func(s *hsync.NodeState) {
 		s.VRRP = states
 		if cfg != nil {
-			s.Config = hsync.ConfigHashes(cfg)
+			s.Config = conf.Compile(cfg).Hashes()
 		}
 	})
 }
