@@ -171,14 +171,17 @@ func compileRS(rs *RealServer) RealServerSpec {
 	}
 	s.Forwarding, _ = ParseForwarding(rs.Forwarding)
 	if rs.Check != nil {
-		s.Check = compileCheck(rs.Check, s.Addr)
+		s.Check = CompileCheck(rs.Check, s.Addr)
 	}
 	return s
 }
 
-// compileCheck compiles the effective check of the real server at rs; nil
-// for type none (or an unknown type).
-func compileCheck(c *Check, rs netip.AddrPort) *CheckSpec {
+// CompileCheck compiles the effective check (RealServer.Check, defaults
+// applied) of the real server at rs, as Compile does; nil for type none.
+// Compile is the way to a whole spec; this serves a caller that holds one
+// real server's configuration, such as status output matching it to its
+// probe.
+func CompileCheck(c *Check, rs netip.AddrPort) *CheckSpec {
 	kind, err := ParseCheckKind(c.Type)
 	if err != nil {
 		return nil

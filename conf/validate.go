@@ -802,6 +802,8 @@ func (v validator) check(c *Check, p string, owns func(string) bool, rs *RealSer
 	case "dns":
 		if c.QueryName == "" && (reportMissing || owns("query_name")) {
 			v.add(p+".query_name", "required with type = \"dns\"")
+		} else if _, ok := dns.IsDomainName(c.QueryName); !ok && c.QueryName != "" && owns("query_name") {
+			v.add(p+".query_name", "%q is not a domain name", c.QueryName)
 		}
 		if owns("query_type") {
 			if _, ok := dns.StringToType[strings.ToUpper(c.QueryType)]; !ok || c.QueryType == "" {

@@ -9,28 +9,29 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/haldir-lb/haldir/conf"
 )
 
 type execChecker struct {
-	t       Target
 	argv    []string
 	env     []string
 	timeout time.Duration
 	dynamic bool
 }
 
-func newExec(t Target) (Checker, error) {
-	if len(t.Check.Command) == 0 || t.Check.Command[0] == "" {
-		return nil, errors.New("command is empty (want an argv list, e.g. [\"/usr/bin/check\", \"arg\"])")
+func newExec(c *conf.CheckSpec) (Checker, error) {
+	if len(c.Exec.Command) == 0 {
+		return nil, errors.New("no command (a spec from conf.Compile has one)")
 	}
-	da := dialAddr(t)
+	da := c.Connect
 	// The script learns what it checks from the environment, so one script
 	// can serve every real server.
 	env := append(os.Environ(),
 		"HALDIR_REAL_ADDRESS="+da.Addr().String(),
 		"HALDIR_REAL_PORT="+strconv.Itoa(int(da.Port())),
 	)
-	return &execChecker{t: t, argv: t.Check.Command, env: env, timeout: timeoutOf(t.Check), dynamic: t.Check.DynamicWeight}, nil
+	return &execChecker{argv: c.Exec.Command, env: env, timeout: c.Timeout, dynamic: c.Exec.DynamicWeight}, nil
 }
 
 // Run follows keepalived's misc_check: exit 0 is up with the configured

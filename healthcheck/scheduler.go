@@ -180,9 +180,6 @@ func (s *Scheduler) Update(targets []Target) ([]Transition, error) {
 		if existing[k] {
 			continue
 		}
-		if t.Check.Type == "none" {
-			continue
-		}
 		ck, err := s.opt.NewChecker(t)
 		if err != nil {
 			errs = append(errs, err)
@@ -224,27 +221,17 @@ func (s *Scheduler) newProbe(k string, t Target, ck Checker, now time.Time) *pro
 	c := t.Check
 	p := &probe{key: k, target: t, checker: ck, since: now, hist: make([]Result, s.opt.History)}
 	p.ctx, p.cancel = context.WithCancel(s.base)
-	if ck == nil {
-		p.v = newVerdict(true, 1, 1)
-		p.reason = "no check (type none)"
-		return p
-	}
-	p.interval = c.Interval.D()
-	if p.interval <= 0 {
-		p.interval = DefaultInterval
-	}
-	p.retry = c.RetryDelay.D()
-	initialUp := c.InitialState == "up"
-	p.v = newVerdict(initialUp, c.Rise, c.Fall)
+	p.interval, p.retry = c.Interval, c.RetryDelay
+	p.v = newVerdict(c.InitialUp, c.Rise, c.Fall)
 	p.reason = "initial state down"
-	if initialUp {
+	if c.InitialUp {
 		p.reason = "initial state up"
 	}
 	// Spread first checks so that 10k targets configured at once do not
 	// all fire in the same millisecond: a stable per-key phase within the
 	// interval, or a random draw within warmup when one is set.
 	var off time.Duration
-	if w := c.Warmup.D(); w > 0 {
+	if w := c.Warmup; w > 0 {
 		off = s.opt.Rand(w)
 	} else {
 		h := fnv.New64a()
@@ -380,7 +367,7 @@ func (s *Scheduler) check(p *probe) {
 		return // removed while waiting for a worker
 	}
 	started := s.clock.Now()
-	r := p.checker.Run(p.ctx, CheckDeadline(scheduled, started, timeoutOf(p.target.Check)))
+	r := p.checker.Run(p.ctx, CheckDeadline(scheduled, started, p.target.Check.Timeout))
 	if r.Start.IsZero() {
 		r.Start = started
 	}
@@ -480,7 +467,7 @@ func (t Transition) String() string {
 	if t.Weight != WeightConfigured {
 		w = fmt.Sprintf(" weight %d", t.Weight)
 	}
-	return fmt.Sprintf("%s %s %s%s: %s", t.Target.Addr, t.Target.Check.Type, state, w, t.Reason)
+	return fmt.Sprintf("%s %s %s%s: %s", t.Target.Addr, t.Target.Check.Kind, state, w, t.Reason)
 }
 
 // probeHeap is a binary min-heap on due time. The due time is stored

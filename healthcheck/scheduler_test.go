@@ -142,8 +142,8 @@ func TestVerdict(t *testing.T) {
 	}
 }
 
-func target(port uint16, c conf.Check) Target {
-	return Target{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Check: c}
+func target(port uint16, c conf.CheckSpec) Target {
+	return tgt(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), c)
 }
 
 type harness struct {
@@ -215,7 +215,7 @@ func TestSchedulerRiseFallWithFakeClock(t *testing.T) {
 	U, D := ok(), bad()
 	seq := []Result{U, U, D, U, D, D, D, U, U, weighted(7)}
 	h := newHarness(t, map[uint16][]Result{80: seq})
-	c := conf.Check{Type: "tcp", Interval: conf.Duration(time.Second), Rise: 2, Fall: 3}
+	c := conf.CheckSpec{Kind: conf.CheckTCP, Interval: time.Second, Rise: 2, Fall: 3}
 	tg := target(80, c)
 	init, err := h.s.Update([]Target{tg})
 	if err != nil {
@@ -252,8 +252,8 @@ func TestSchedulerRiseFallWithFakeClock(t *testing.T) {
 
 func TestSchedulerRetryDelay(t *testing.T) {
 	h := newHarness(t, map[uint16][]Result{80: {bad()}})
-	c := conf.Check{Type: "tcp", Interval: conf.Duration(10 * time.Second), RetryDelay: conf.Duration(time.Second),
-		Fall: 3, InitialState: "up", Warmup: 1}
+	c := conf.CheckSpec{Kind: conf.CheckTCP, Interval: 10 * time.Second, RetryDelay: time.Second,
+		Fall: 3, InitialUp: true, Warmup: 1}
 	tg := target(80, c)
 	if _, err := h.s.Update([]Target{tg}); err != nil {
 		t.Fatal(err)
@@ -276,7 +276,7 @@ func TestSchedulerRetryDelay(t *testing.T) {
 
 func TestSchedulerReloadKeepsState(t *testing.T) {
 	h := newHarness(t, map[uint16][]Result{1: {ok()}, 2: {ok()}, 3: {ok()}})
-	c := conf.Check{Type: "tcp", Interval: conf.Duration(time.Second)}
+	c := conf.CheckSpec{Kind: conf.CheckTCP, Interval: time.Second}
 	a, b, cc := target(1, c), target(2, c), target(3, c)
 	if _, err := h.s.Update([]Target{a, b}); err != nil {
 		t.Fatal(err)
@@ -343,20 +343,17 @@ func TestSchedulerReloadKeepsState(t *testing.T) {
 
 func TestSchedulerUpdateRejectsInvalid(t *testing.T) {
 	s := New(Options{})
-	good := target(1, conf.Check{Type: "tcp"})
+	good := target(1, conf.CheckSpec{Kind: conf.CheckTCP})
 	if _, err := s.Update([]Target{good}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Update([]Target{target(2, conf.Check{Type: "smtp"}), target(3, conf.Check{Type: "http", ExpectBody: "("})})
-	if err == nil || !strings.Contains(err.Error(), `unknown type "smtp"`) || !strings.Contains(err.Error(), "expect_body") {
+	_, err := s.Update([]Target{target(2, conf.CheckSpec{Kind: 99}), target(3, conf.CheckSpec{Kind: conf.CheckHTTP,
+		HTTP: conf.HTTPCheckSpec{URLs: []conf.URLSpec{{Path: "/", ExpectBody: "("}}}})})
+	if err == nil || !strings.Contains(err.Error(), "unknown kind") || !strings.Contains(err.Error(), "expect_body") {
 		t.Fatalf("err = %v, want both problems named", err)
 	}
 	if st := s.Status(); len(st) != 1 || st[0].Key != good.Key() {
 		t.Fatalf("failed Update changed the probe set: %+v", st)
-	}
-	states, err := s.Update([]Target{target(4, conf.Check{Type: "none"})})
-	if err != nil || len(states) != 1 || !states[0].Up {
-		t.Fatalf("type none: %+v %v, want permanently up", states, err)
 	}
 }
 
@@ -376,7 +373,7 @@ func TestSchedulerRemovalCancelsInflight(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
-	tg := target(9, conf.Check{Type: "tcp", Interval: conf.Duration(time.Second)})
+	tg := target(9, conf.CheckSpec{Kind: conf.CheckTCP, Interval: time.Second})
 	s.Update([]Target{tg})
 	clock.Advance(time.Second)
 	waitFor(t, "check in flight", func() bool { return s.Status()[0].Next.IsZero() })
@@ -403,7 +400,7 @@ func TestSchedulerPhaseSpread(t *testing.T) {
 	s := New(Options{Clock: newFakeClock(), NewChecker: func(Target) (Checker, error) { return &scripted{script: []Result{ok()}}, nil }})
 	var ts []Target
 	for i := range 1000 {
-		ts = append(ts, target(uint16(1000+i), conf.Check{Type: "tcp", Interval: conf.Duration(time.Second)}))
+		ts = append(ts, target(uint16(1000+i), conf.CheckSpec{Kind: conf.CheckTCP, Interval: time.Second}))
 	}
 	if _, err := s.Update(ts); err != nil {
 		t.Fatal(err)

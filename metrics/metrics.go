@@ -244,7 +244,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	up := map[tk]bool{}
 	var order []tk
 	for _, p := range st.Probes {
-		k := tk{p.Target.Addr.String(), p.Target.Check.Type}
+		k := tk{p.Target.Addr.String(), p.Target.Check.Kind.String()}
 		if _, ok := checks[k]; !ok {
 			order = append(order, k)
 			up[k] = true

@@ -44,9 +44,9 @@ func sample() control.Status {
 				{Addr: netip.MustParseAddrPort("10.0.0.99:80"), Sorry: true, Healthy: true, ConfiguredWeight: 1, EffectiveWeight: 1},
 			}}},
 		Probes: []healthcheck.ProbeStatus{
-			{Target: healthcheck.Target{Addr: r1, Check: conf.Check{Type: "http", Path: "/a"}}, Up: true, Checks: 30},
-			{Target: healthcheck.Target{Addr: r1, Check: conf.Check{Type: "http", Path: "/b"}}, Up: false, Checks: 12},
-			{Target: healthcheck.Target{Addr: r2, Check: conf.Check{Type: "tcp"}}, Up: false, Checks: 7},
+			{Target: healthcheck.Target{Addr: r1, Check: conf.CheckSpec{Kind: conf.CheckHTTP, HTTP: conf.HTTPCheckSpec{URLs: []conf.URLSpec{{Path: "/a"}}}}}, Up: true, Checks: 30},
+			{Target: healthcheck.Target{Addr: r1, Check: conf.CheckSpec{Kind: conf.CheckHTTP, HTTP: conf.HTTPCheckSpec{URLs: []conf.URLSpec{{Path: "/b"}}}}}, Up: false, Checks: 12},
+			{Target: healthcheck.Target{Addr: r2, Check: conf.CheckSpec{Kind: conf.CheckTCP}}, Up: false, Checks: 7},
 		},
 		NotRunning: map[string]string{"sync": "not configured"},
 	}

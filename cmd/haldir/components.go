@@ -514,16 +514,17 @@ func (c *components) quorumChanged(q director.QuorumState) {
 func targets(cfg *conf.Config) ([]healthcheck.Target, map[string][]director.Verdict, error) {
 	var ts []healthcheck.Target
 	subs := map[string][]director.Verdict{}
+	spec := conf.Compile(cfg)
 	for i, vs := range cfg.VirtualServers {
 		key, err := director.Key(vs)
 		if err != nil {
 			return nil, nil, fmt.Errorf("virtual_server[%d]: %w", i, err)
 		}
-		for _, rs := range vs.RealServers {
+		for _, rs := range spec.VirtualServers[i].RealServers {
 			if rs.Check == nil {
 				continue
 			}
-			addr := director.RealAddr(vs, rs)
+			addr := rs.Addr
 			t := healthcheck.Target{Addr: addr, Check: *rs.Check}
 			ts = append(ts, t)
 			subs[t.Key()] = append(subs[t.Key()], director.Verdict{Service: key, Real: addr})
@@ -570,7 +571,7 @@ func (c *components) followTransitions(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case t := <-c.hc.Transitions():
-			c.log.Info("health transition", "target", t.Target.Addr.String(), "check", t.Target.Check.Type,
+			c.log.Info("health transition", "target", t.Target.Addr.String(), "check", t.Target.Check.Kind,
 				"up", t.Up, "weight", t.Weight, "reason", t.Reason)
 			c.apply(t)
 		}
