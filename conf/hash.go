@@ -2,11 +2,11 @@ package conf
 
 import (
 	"crypto/sha256"
-	"encoding"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math"
+	"net/netip"
 	"reflect"
 	"time"
 )
@@ -71,16 +71,43 @@ func Hash(v any) string {
 	return hex.EncodeToString(sum[:4])
 }
 
-var typeOfBinaryAppender = reflect.TypeFor[encoding.BinaryAppender]()
-
 func appendValue(b []byte, v reflect.Value) []byte {
-	if v.Type().Implements(typeOfBinaryAppender) && v.CanInterface() {
-		// netip values: their binary form is canonical.
-		out, err := v.Interface().(encoding.BinaryAppender).AppendBinary(binary.AppendUvarint(b, 0))
-		if err == nil {
-			return out
+	// netip values: their binary form is canonical, behind a length byte
+	// (an address is 0, 4 or 16 bytes and a zone; zones are interface
+	// names, far below 255 bytes). Read in place when addressable: boxing
+	// each one in an interface would allocate.
+	var p any
+	switch v.Type() {
+	case typeOfAddr, typeOfAddrPort, typeOfPrefix:
+		if v.CanAddr() {
+			p = v.Addr().Interface()
+		} else {
+			p = v.Interface()
 		}
-		return append(b, err.Error()...)
+	}
+	if p != nil {
+		start := len(b)
+		b = append(b, 0)
+		var err error
+		switch x := p.(type) {
+		case *netip.Addr:
+			b, err = x.AppendBinary(b)
+		case *netip.AddrPort:
+			b, err = x.AppendBinary(b)
+		case *netip.Prefix:
+			b, err = x.AppendBinary(b)
+		case netip.Addr:
+			b, err = x.AppendBinary(b)
+		case netip.AddrPort:
+			b, err = x.AppendBinary(b)
+		case netip.Prefix:
+			b, err = x.AppendBinary(b)
+		}
+		if err != nil { // netip never fails; say so rather than hash alike
+			return append(b, err.Error()...)
+		}
+		b[start] = byte(min(len(b)-start-1, 255))
+		return b
 	}
 	switch v.Kind() {
 	case reflect.Bool:
