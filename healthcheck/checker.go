@@ -64,6 +64,18 @@ func lagCredit(scheduled, started time.Time, timeout time.Duration) time.Duratio
 type Target struct {
 	Addr  netip.AddrPort // the real server
 	Check conf.CheckSpec // its effective check, every default applied (conf.Compile)
+	// Notify is this subscriber's notify_up/notify_down. It is not part
+	// of the probe's identity: each subscriber of a probe has its own,
+	// and a reload that changes only these keeps the probe's state.
+	Notify Notify
+}
+
+// Notify is one subscriber's notify commands: the real server of a
+// virtual server that a probe checks.
+type Notify struct {
+	VirtualServer string   // its name
+	RealServer    string   // its name; "" when unnamed
+	Up, Down      []string // argv run when the probe's verdict turns up or down; nil: nothing
 }
 
 // Key identifies t's probe: equal keys mean one probe.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/script"
 )
 
 type execChecker struct {
@@ -40,16 +41,10 @@ func newExec(c *conf.CheckSpec) (Checker, error) {
 func (c *execChecker) Run(ctx context.Context, deadline time.Time) Result {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, c.argv[0], c.argv[1:]...)
-	cmd.Env = c.env
-	// A process group lets the timeout kill the script's children too; a
+	// The process group lets the timeout kill the script's children too; a
 	// script that forks "sleep 3600" must not outlive its check.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
-	// Output goes to /dev/null (nil Stdout/Stderr), so no pipe can keep Wait
-	// blocked after the kill; WaitDelay is a second guard.
+	cmd := script.Command(ctx, c.argv)
+	cmd.Env = c.env
 	cmd.WaitDelay = 100 * time.Millisecond
 	err := cmd.Run()
 	if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {

@@ -156,18 +156,22 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, scripts map[uint16][]Result) *harness {
+	return newHarnessWith(t, scripts, Options{})
+}
+
+// newHarnessWith is newHarness with opt's other options.
+func newHarnessWith(t *testing.T, scripts map[uint16][]Result, opt Options) *harness {
 	h := &harness{clock: newFakeClock(), fakes: map[string]*scripted{}}
-	h.s = New(Options{
-		Clock: h.clock,
-		Rand:  func(time.Duration) time.Duration { return 0 },
-		NewChecker: func(tg Target) (Checker, error) {
-			h.mu.Lock()
-			defer h.mu.Unlock()
-			f := &scripted{script: scripts[tg.Addr.Port()]}
-			h.fakes[tg.Key()] = f
-			return f, nil
-		},
-	})
+	opt.Clock = h.clock
+	opt.Rand = func(time.Duration) time.Duration { return 0 }
+	opt.NewChecker = func(tg Target) (Checker, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		f := &scripted{script: scripts[tg.Addr.Port()]}
+		h.fakes[tg.Key()] = f
+		return f, nil
+	}
+	h.s = New(opt)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
 	go func() { h.done <- h.s.Run(ctx) }()

@@ -133,7 +133,7 @@ func (c *components) start(cfg *conf.Config) (err error) {
 		if err := c.dir.SetConfig(cfg); err != nil {
 			return fmt.Errorf("director: %w", err)
 		}
-		c.hc = healthcheck.New(healthcheck.Options{})
+		c.hc = healthcheck.New(healthcheck.Options{NotifyTimeout: cfg.Global.NotifyTimeout.D(), Logger: c.log.With("component", "healthcheck")})
 		if err := c.updateChecks(cfg); err != nil {
 			return err
 		}
@@ -525,7 +525,8 @@ func targets(cfg *conf.Config) ([]healthcheck.Target, map[string][]director.Verd
 				continue
 			}
 			addr := rs.Addr
-			t := healthcheck.Target{Addr: addr, Check: *rs.Check}
+			t := healthcheck.Target{Addr: addr, Check: *rs.Check,
+				Notify: healthcheck.Notify{VirtualServer: vs.Name, RealServer: rs.Name, Up: rs.NotifyUp, Down: rs.NotifyDown}}
 			ts = append(ts, t)
 			subs[t.Key()] = append(subs[t.Key()], director.Verdict{Service: key, Real: addr})
 		}
