@@ -269,13 +269,80 @@ func TestSchedulerRetryDelay(t *testing.T) {
 	if tr.Up || tr.Reason != "bad" {
 		t.Fatalf("transition %v, want down: bad", tr)
 	}
-	// Down now: back to the interval, so one more second runs nothing.
-	h.clock.Advance(time.Second)
-	time.Sleep(20 * time.Millisecond) // negative check: give a wrong run a chance to show
-	if n := h.checks(tg.Key()); n != 3 {
-		t.Fatalf("checks = %d one second after going down, want 3 (interval is 10s)", n)
+	// Down now: back to the interval, read from the schedule itself (a
+	// wrong retry would show as a next run one second away).
+	want := h.clock.Now().Add(10 * time.Second)
+	if next := h.next(t, tg.Key(), 3); !next.Equal(want) {
+		t.Fatalf("next check at +%v after going down, want +10s (the interval)", next.Sub(h.clock.Now()))
 	}
-	h.step(t, 9*time.Second, tg.Key(), 4)
+	h.step(t, 10*time.Second, tg.Key(), 4)
+}
+
+// next waits until the probe is rescheduled after its nth check and
+// returns when it runs next.
+func (h *harness) next(t *testing.T, key string, n uint64) time.Time {
+	t.Helper()
+	var next time.Time
+	waitFor(t, "reschedule", func() bool {
+		for _, st := range h.s.Status() {
+			if st.Key == key && st.Checks >= n {
+				next = st.Next
+			}
+		}
+		return !next.IsZero()
+	})
+	return next
+}
+
+// slowCheck takes took on the scheduler's clock and records the deadline
+// it was given.
+type slowCheck struct {
+	clock     *fakeClock
+	took      time.Duration
+	mu        sync.Mutex
+	deadlines []time.Time
+}
+
+func (c *slowCheck) Run(_ context.Context, deadline time.Time) Result {
+	c.mu.Lock()
+	c.deadlines = append(c.deadlines, deadline)
+	c.mu.Unlock()
+	c.clock.Advance(c.took)
+	return ok()
+}
+
+// TestSchedulerFixedRate: a check that takes 300 ms of a 1 s interval
+// runs next at its scheduled time + 1 s, not at its end + 1 s (which
+// would drift every probe's phase by its check time), and its deadline is
+// on the scheduler's clock.
+func TestSchedulerFixedRate(t *testing.T) {
+	clock := newFakeClock()
+	ck := &slowCheck{clock: clock, took: 300 * time.Millisecond}
+	s := New(Options{Clock: clock, Rand: func(time.Duration) time.Duration { return 0 },
+		NewChecker: func(Target) (Checker, error) { return ck, nil }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	h := &harness{s: s, clock: clock}
+	tg := target(80, conf.CheckSpec{Kind: conf.CheckTCP, Interval: time.Second, Timeout: 500 * time.Millisecond, Warmup: 1})
+	t0 := clock.Now()
+	if _, err := s.Update([]Target{tg}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		due := t0.Add(time.Duration(i) * time.Second)
+		if next := h.next(t, tg.Key(), uint64(i+1)); !next.Equal(due.Add(time.Second)) {
+			t.Fatalf("check %d due at +%v ran next at +%v, want +%v", i+1, due.Sub(t0), next.Sub(t0), due.Add(time.Second).Sub(t0))
+		}
+		ck.mu.Lock()
+		dl := ck.deadlines[i]
+		ck.mu.Unlock()
+		if !dl.Equal(due.Add(500 * time.Millisecond)) {
+			t.Fatalf("check %d got deadline +%v, want +500ms after its start on the scheduler's clock", i+1, dl.Sub(due))
+		}
+		clock.Advance(due.Add(time.Second).Sub(clock.Now()))
+	}
 }
 
 func TestSchedulerReloadKeepsState(t *testing.T) {
