@@ -22,13 +22,14 @@ func (n enumNames[E]) name(e E) string {
 	return fmt.Sprintf("invalid(%d)", uint8(e))
 }
 
-func (n enumNames[E]) parse(s string) (E, bool) {
+// parse reads s; what names the key in the error.
+func (n enumNames[E]) parse(what, s string) (E, error) {
 	for i, name := range n {
 		if name != "" && name == s {
-			return E(i), true
+			return E(i), nil
 		}
 	}
-	return 0, false
+	return 0, parseErr(what, s, n.allowed())
 }
 
 // allowed is the list of spellings, in value order, for validation
@@ -68,10 +69,7 @@ func (p Protocol) String() string { return protocolNames.name(p) }
 
 // ParseProtocol reads protocol's spelling ("tcp", "udp", "sctp").
 func ParseProtocol(s string) (Protocol, error) {
-	if p, ok := protocolNames.parse(s); ok {
-		return p, nil
-	}
-	return 0, parseErr("protocol", s, protocolNames.allowed())
+	return protocolNames.parse("protocol", s)
 }
 
 // Family is an address family: of a fwmark service (which has no address
@@ -90,10 +88,7 @@ func (f Family) String() string { return familyNames.name(f) }
 
 // ParseFamily reads family's spelling ("inet", "inet6").
 func ParseFamily(s string) (Family, error) {
-	if f, ok := familyNames.parse(s); ok {
-		return f, nil
-	}
-	return 0, parseErr("family", s, familyNames.allowed())
+	return familyNames.parse("family", s)
 }
 
 // MaxPrefix is the family's address length in bits (32 or 128).
@@ -136,10 +131,7 @@ func (s Scheduler) String() string { return schedulerNames.name(s) }
 
 // ParseScheduler reads a scheduler's name ("wlc").
 func ParseScheduler(s string) (Scheduler, error) {
-	if v, ok := schedulerNames.parse(s); ok {
-		return v, nil
-	}
-	return 0, parseErr("scheduler", s, schedulerNames.allowed())
+	return schedulerNames.parse("scheduler", s)
 }
 
 // SchedulerFlags is the set of scheduler_flags. The file spells the first
@@ -194,10 +186,7 @@ func (f Forwarding) String() string { return forwardingNames.name(f) }
 
 // ParseForwarding reads forwarding's spelling ("nat", "dr", "tun").
 func ParseForwarding(s string) (Forwarding, error) {
-	if v, ok := forwardingNames.parse(s); ok {
-		return v, nil
-	}
-	return 0, parseErr("forwarding", s, forwardingNames.allowed())
+	return forwardingNames.parse("forwarding", s)
 }
 
 // TunnelType is the encapsulation of tun forwarding.
@@ -216,10 +205,7 @@ func (t TunnelType) String() string { return tunnelTypeNames.name(t) }
 
 // ParseTunnelType reads tunnel_type's spelling ("ipip", "gue", "gre").
 func ParseTunnelType(s string) (TunnelType, error) {
-	if v, ok := tunnelTypeNames.parse(s); ok {
-		return v, nil
-	}
-	return 0, parseErr("tunnel_type", s, tunnelTypeNames.allowed())
+	return tunnelTypeNames.parse("tunnel_type", s)
 }
 
 // TunnelChecksum is tunnel_checksum of a gue or gre tunnel.
@@ -238,10 +224,7 @@ func (c TunnelChecksum) String() string { return tunnelCsumNames.name(c) }
 
 // ParseTunnelChecksum reads tunnel_checksum's spelling.
 func ParseTunnelChecksum(s string) (TunnelChecksum, error) {
-	if v, ok := tunnelCsumNames.parse(s); ok {
-		return v, nil
-	}
-	return 0, parseErr("tunnel_checksum", s, tunnelCsumNames.allowed())
+	return tunnelCsumNames.parse("tunnel_checksum", s)
 }
 
 // CheckKind is a health check's type. "none" is not a kind: a real server
@@ -267,10 +250,7 @@ func (k CheckKind) String() string { return checkKindNames.name(k) }
 
 // ParseCheckKind reads check.type's spelling; "none" is not a kind.
 func ParseCheckKind(s string) (CheckKind, error) {
-	if v, ok := checkKindNames.parse(s); ok {
-		return v, nil
-	}
-	return 0, parseErr("check type", s, checkKindNames.allowed())
+	return checkKindNames.parse("check type", s)
 }
 
 // AuthType is VRRPv2 authentication; none is the zero value.
@@ -288,10 +268,7 @@ func (a AuthType) String() string { return authTypeNames.name(a) }
 
 // ParseAuthType reads auth.type's spelling ("none", "pass").
 func ParseAuthType(s string) (AuthType, error) {
-	if v, ok := authTypeNames.parse(s); ok {
-		return v, nil
-	}
-	return 0, parseErr("auth type", s, authTypeNames.allowed())
+	return authTypeNames.parse("auth type", s)
 }
 
 // LogFormat is global.log_format.
@@ -309,10 +286,7 @@ func (f LogFormat) String() string { return logFormatNames.name(f) }
 
 // ParseLogFormat reads log_format's spelling ("text", "json").
 func ParseLogFormat(s string) (LogFormat, error) {
-	if v, ok := logFormatNames.parse(s); ok {
-		return v, nil
-	}
-	return 0, parseErr("log_format", s, logFormatNames.allowed())
+	return logFormatNames.parse("log_format", s)
 }
 
 // logLevelValues maps log_level's spellings to slog's levels.
