@@ -1,4 +1,4 @@
-package sync
+package cluster
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	gosync "sync"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -172,7 +172,7 @@ type ClusterOptions struct {
 type Cluster struct {
 	ml    *memberlist.Memberlist
 	queue *memberlist.TransmitLimitedQueue
-	left  gosync.Once
+	left  sync.Once
 	log   *slog.Logger
 	name  string
 
@@ -183,7 +183,7 @@ type Cluster struct {
 	hold time.Duration
 	stop chan struct{}
 
-	mu        gosync.Mutex
+	mu        sync.Mutex
 	local     NodeState
 	states    map[string]NodeState // by member name, the others' last state
 	status    map[string]string    // member name -> alive or gone

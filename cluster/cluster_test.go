@@ -1,10 +1,11 @@
-package sync
+package cluster
 
 import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net"
@@ -20,6 +21,8 @@ import (
 
 	"github.com/haldir-lb/haldir/conf"
 )
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func TestReadSecret(t *testing.T) {
 	dir := t.TempDir()
