@@ -13,6 +13,7 @@ import (
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -133,17 +134,10 @@ func TestFollowerRun(t *testing.T) {
 	go func() { done <- f.Run(ctx) }()
 	wait := func(what string, st director.SyncState) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		poll.Until(t, 5*time.Second, what, func() (bool, any) {
 			ds, _ := k.SyncDaemons()
-			if len(ds) == 1 && ds[0].State == st {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: kernel runs %v", what, ds)
-			}
-			time.Sleep(time.Millisecond)
-		}
+			return len(ds) == 1 && ds[0].State == st, ds
+		})
 	}
 	wait("backup at start", director.SyncBackup)
 	f.SetRole(Role(vrrp.StateMaster))
