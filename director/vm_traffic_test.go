@@ -539,7 +539,7 @@ func (l *trafficLab) wantDests(t *testing.T, key ServiceKey, want map[netip.Addr
 func (l *trafficLab) waitDests(t *testing.T, key ServiceKey, want map[netip.AddrPort]int) {
 	t.Helper()
 	w := destStrings(want)
-	poll.Until(t, tableWait, fmt.Sprintf("kernel destinations of %s to be %v", key, w), func() (bool, any) {
+	poll.UntilEvery(t, tableWait, 50*time.Millisecond, fmt.Sprintf("kernel destinations of %s to be %v", key, w), func() (bool, any) {
 		got := l.kernelDests(t, key)
 		return slices.Equal(got, w), got
 	})
@@ -550,7 +550,7 @@ func (l *trafficLab) waitDests(t *testing.T, key ServiceKey, want map[netip.Addr
 func (l *trafficLab) serviceStats(t *testing.T, key ServiceKey, conns uint64) Stats {
 	t.Helper()
 	var st Stats
-	poll.Until(t, tableWait, fmt.Sprintf("service %s to count %d connections", key, conns), func() (bool, any) {
+	poll.UntilEvery(t, tableWait, 100*time.Millisecond, fmt.Sprintf("service %s to count %d connections", key, conns), func() (bool, any) {
 		svcs, err := l.k.GetServices()
 		if err != nil {
 			t.Fatalf("GetServices: %v", err)

@@ -246,7 +246,7 @@ func TestHardenedDaemon(t *testing.T) {
 func waitDaemon(t *testing.T, ctx context.Context, p *lab.Proc, what string, check func() (bool, string)) {
 	t.Helper()
 	// Master-down time is 0.3s here; 30s is only for a loaded machine.
-	poll.Until(t, 30*time.Second, what, func() (bool, any) {
+	poll.UntilEvery(t, 30*time.Second, 50*time.Millisecond, what, func() (bool, any) {
 		ok, detail := check()
 		if ok {
 			return true, nil

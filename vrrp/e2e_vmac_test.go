@@ -89,7 +89,7 @@ func whoHolds(t *testing.T, client *lab.Host, vip netip.Addr, want string) {
 		line, err := bufio.NewReader(c).ReadString('\n')
 		return strings.TrimSpace(line), err
 	}
-	poll.Until(t, settle, fmt.Sprintf("the VIP %v to answer as %s", vip, want), func() (bool, any) {
+	poll.UntilEvery(t, settle, 20*time.Millisecond, fmt.Sprintf("the VIP %v to answer as %s", vip, want), func() (bool, any) {
 		got, err := ask()
 		return err == nil && got == want, fmt.Sprintf("answer %q, %v", got, err)
 	})

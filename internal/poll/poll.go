@@ -18,18 +18,25 @@ type T interface {
 	Fatalf(format string, args ...any)
 }
 
-// Until calls check until it reports done, and returns the time it first
-// did (failover tests measure from it). check also returns the state it
-// saw; if timeout passes first, Until fails t with what it waited for, the
-// timeout, the last state (formatted with %+v) and then the text of each
-// also (a daemon's log, say), which is computed only then.
-//
-// It looks every thousandth of timeout, from 1 ms to 50 ms: a wait allowed
-// 5 s looks every 5 ms, one allowed 30 s (starting a process, running a
-// command per look) every 30 ms.
+// Every is how often Until and True look: often enough to time a failover
+// to a few milliseconds, cheap for a check that reads memory.
+const Every = 5 * time.Millisecond
+
+// Until calls check every Every until it reports done, and returns the time
+// it first did (failover tests measure from it). check also returns the
+// state it saw; if timeout passes first, Until fails t with what it waited
+// for, the timeout, the last state (formatted with %+v) and then the text of
+// each also (a daemon's log, say), which is computed only then.
 func Until(t T, timeout time.Duration, what string, check func() (done bool, state any), also ...func() string) time.Time {
 	t.Helper()
-	every := min(max(timeout/1000, time.Millisecond), 50*time.Millisecond)
+	return UntilEvery(t, timeout, Every, what, check, also...)
+}
+
+// UntilEvery is Until looking every every, for a check that costs more than
+// a read of memory (running a command, a request, a netlink dump in a slow
+// VM).
+func UntilEvery(t T, timeout, every time.Duration, what string, check func() (done bool, state any), also ...func() string) time.Time {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		done, state := check()

@@ -82,3 +82,25 @@ func TestTrue(t *testing.T) {
 		t.Errorf("failed %q after %d looks, want success at the third", ft.failed, n)
 	}
 }
+
+func TestUntilEvery(t *testing.T) {
+	for _, tc := range []struct {
+		every    time.Duration
+		maxCalls int // a loaded machine sleeps longer, so looks only fewer times
+	}{
+		{every: 40 * time.Millisecond, maxCalls: 4}, // at 0, 40, 80, 120 ms
+		{every: Every, maxCalls: 25},
+	} {
+		t.Run(tc.every.String(), func(t *testing.T) {
+			ft := &fakeT{}
+			calls := 0
+			UntilEvery(ft, 100*time.Millisecond, tc.every, "never", func() (bool, any) { calls++; return false, calls })
+			if len(ft.failed) != 1 {
+				t.Fatalf("failed %q, want once", ft.failed)
+			}
+			if calls < 2 || calls > tc.maxCalls {
+				t.Errorf("looked %d times in 100ms every %v, want 2..%d", calls, tc.every, tc.maxCalls)
+			}
+		})
+	}
+}

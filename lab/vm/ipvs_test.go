@@ -123,7 +123,7 @@ func TestIPVSNAT(t *testing.T) {
 		}
 	}
 	want := rounds * uint32(len(reals))
-	poll.Until(t, 6*time.Second, fmt.Sprintf("the IPVS service to count %d connections", want), func() (bool, any) {
+	poll.UntilEvery(t, 6*time.Second, 100*time.Millisecond, fmt.Sprintf("the IPVS service to count %d connections", want), func() (bool, any) {
 		back, err := h.GetService(svc)
 		if err != nil {
 			t.Fatalf("GetService: %v", err)
