@@ -11,6 +11,7 @@ import (
 
 	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/poll"
 )
 
 // freePort returns a loopback port nothing listens on (TCP and UDP: the
@@ -77,14 +78,11 @@ secret_file = %[5]q
 	}
 	wait := func(what string, ok func(cluster.View) bool) {
 		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
 		for _, c := range []*components{c1, c2} {
-			for !ok(c.cluster.View()) {
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: view %+v\n%s\n%s", what, c.cluster.View(), logs1.String(), logs2.String())
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			poll.Until(t, 15*time.Second, what, func() (bool, any) {
+				v := c.cluster.View()
+				return ok(v), v
+			}, logs1.String, logs2.String)
 		}
 	}
 	states := func(v cluster.View) string {
