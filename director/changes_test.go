@@ -270,7 +270,7 @@ func TestRunAppliesVerdictsWithoutRereading(t *testing.T) {
 
 // BenchmarkOneWeightReload is the CPU side of a one-change reload of 1,000
 // services × 10 real servers (SetConfig and ReconcileChanges, against the
-// fake kernel): what director/bench measures against the real kernel.
+// fake kernel): what bench/director measures against the real kernel.
 func BenchmarkOneWeightReload(b *testing.B) {
 	vss := make([]conf.VirtualServer, 1000)
 	for i := range vss {
