@@ -70,9 +70,9 @@ demo:
 # director against ipvsadm-restore in the VM lab.
 BENCHTIME ?= 60s
 bench:
-	$(GO) test -run '^$$' -bench Failover -benchtime 1x -timeout 30m ./vrrp/
-	$(GO) run ./healthcheck/bench -duration $(BENCHTIME)
-	$(GO) run ./director/bench
+	$(GO) test -run '^$$' -bench Failover -benchtime 1x -timeout 30m ./bench/vrrp/failover/
+	$(GO) run ./bench/healthcheck -duration $(BENCHTIME)
+	$(GO) run ./bench/director
 
 clean:
 	rm -rf bin dist
