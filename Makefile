@@ -15,7 +15,7 @@ RPM_DIST ?= .el9
 RPM := dist/haldir-$(VERSION)-$(RELEASE)$(RPM_DIST).x86_64.rpm
 DEB := dist/haldir_$(VERSION)-$(RELEASE)_amd64.deb
 
-.PHONY: all build test deps lint bench rpm deb nfpm fuzz demo vm-kernel clean
+.PHONY: all build test deps lint bench rpm deb nfpm pkgfiles man fuzz demo vm-kernel clean
 
 all: build
 
@@ -56,11 +56,27 @@ lint:
 nfpm:
 	@$(GO) version -m $(GOBIN)/nfpm 2>/dev/null | grep -q 'mod.*nfpm/v2.*$(NFPM_VERSION)' || GOBIN=$(GOBIN) GOFLAGS= $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
 
-rpm: build nfpm
+# What the packages hold beyond the repository's files: the man pages
+# gzip-compressed (-n: no timestamp, so a rebuild is byte-identical) and
+# the completion scripts the binary prints.
+pkgfiles: build
+	@mkdir -p dist/pkg
+	gzip -9nc docs/man/haldir.8 >dist/pkg/haldir.8.gz
+	gzip -9nc docs/man/haldir.toml.5 >dist/pkg/haldir.toml.5.gz
+	$(BIN) completion bash >dist/pkg/haldir.bash
+	$(BIN) completion zsh >dist/pkg/_haldir
+
+# docs/man is generated from the command table (cmd/haldir/commands.go) and
+# docs/config.md; this rewrites it after either changed (TestManPages fails
+# until it is).
+man:
+	HALDIR_UPDATE_MAN=1 $(GO) test -count=1 -run '^TestManPages$$' ./cmd/haldir
+
+rpm: build nfpm pkgfiles
 	@mkdir -p dist
 	HALDIR_VERSION=$(VERSION) HALDIR_RELEASE=$(RELEASE)$(RPM_DIST) $(GOBIN)/nfpm package --config packaging/nfpm.yaml --packager rpm --target $(RPM)
 
-deb: build nfpm
+deb: build nfpm pkgfiles
 	@mkdir -p dist
 	HALDIR_VERSION=$(VERSION) HALDIR_RELEASE=$(RELEASE) $(GOBIN)/nfpm package --config packaging/nfpm.yaml --packager deb --target $(DEB)
 

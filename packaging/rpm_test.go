@@ -92,6 +92,10 @@ func TestRPMFileList(t *testing.T) {
 		"/usr/share/doc/haldir/haldir.toml.example",
 		"/usr/share/licenses/haldir/LICENSE",
 		"/etc/haldir", // owned: rpm -qf /etc/haldir names the package
+		"/usr/share/man/man8/haldir.8.gz",
+		"/usr/share/man/man5/haldir.toml.5.gz",
+		"/usr/share/bash-completion/completions/haldir",
+		"/usr/share/zsh/site-functions/_haldir",
 	} {
 		if !slices.Contains(files, want) {
 			t.Errorf("RPM lacks %s; it holds %q", want, files)
