@@ -100,13 +100,7 @@ printf '%s\n' "${COMPREPLY[@]}"`, "bash", script)
 // TestZshCompletion: the zsh script parses (zsh -n), is a #compdef
 // function for haldir, and compinit loads it from $fpath as _haldir.
 func TestZshCompletion(t *testing.T) {
-	zsh, err := exec.LookPath("zsh")
-	if err != nil {
-		if os.Getenv("HALDIR_REQUIRE_RPM") != "" {
-			t.Fatal("zsh not installed (HALDIR_REQUIRE_RPM is set: run lab/install-deps.sh)")
-		}
-		t.Skip("zsh not installed (lab/install-deps.sh installs it)")
-	}
+	zsh := needTool(t, "zsh")
 	script := completionScript(t, "zsh")
 	if out, err := exec.Command(zsh, "-n", script).CombinedOutput(); err != nil {
 		t.Fatalf("zsh -n: %v\n%s", err, out)

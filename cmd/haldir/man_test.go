@@ -57,6 +57,21 @@ func TestManPages(t *testing.T) {
 	}
 }
 
+// needTool skips a test when a program it runs is missing, or fails it
+// when HALDIR_REQUIRE_RPM is set (make test and CI, where
+// lab/install-deps.sh installed it).
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("HALDIR_REQUIRE_RPM") != "" {
+			t.Fatalf("%s not installed (HALDIR_REQUIRE_RPM is set: run lab/install-deps.sh)", name)
+		}
+		t.Skipf("%s not installed (lab/install-deps.sh installs it)", name)
+	}
+	return path
+}
+
 func line(ls []string, i int) string {
 	if i < len(ls) {
 		return ls[i]
@@ -67,12 +82,7 @@ func line(ls []string, i int) string {
 // TestManPagesFormat: groff, with all warnings on, formats both pages
 // without one (lintian runs man --warnings on the packaged pages too).
 func TestManPagesFormat(t *testing.T) {
-	if _, err := exec.LookPath("groff"); err != nil {
-		if os.Getenv("HALDIR_REQUIRE_RPM") != "" {
-			t.Fatal("groff not installed (HALDIR_REQUIRE_RPM is set: run lab/install-deps.sh)")
-		}
-		t.Skip("groff not installed (lab/install-deps.sh installs it)")
-	}
+	needTool(t, "groff")
 	for name, page := range manPages(t) {
 		t.Run(name, func(t *testing.T) {
 			cmd := exec.Command("groff", "-man", "-ww", "-z", "-rCHECKSTYLE=3")
