@@ -41,24 +41,25 @@ func debScripts(t *testing.T) packageScripts {
 	return s
 }
 
-// fakeSystemctl records every call in $FAKE_LOG; is-active answers
-// $FAKE_ACTIVE, try-restart exits $FAKE_RESTART_RC.
+// fakeSystemctl records every call in $FAKE_LOG (default /tmp/calls: in
+// TestPackageTransactions' chroot); is-active answers $FAKE_ACTIVE (default:
+// whether /tmp/active exists), try-restart exits $FAKE_RESTART_RC.
 const fakeSystemctl = `#!/bin/sh
-echo "systemctl $*" >>"$FAKE_LOG"
+echo "systemctl $*" >>"${FAKE_LOG:-/tmp/calls}"
 case "$1" in
-is-active) [ "$FAKE_ACTIVE" = yes ]; exit ;;
+is-active) [ "${FAKE_ACTIVE-$([ -e /tmp/active ] && echo yes)}" = yes ]; exit ;;
 try-restart) exit "${FAKE_RESTART_RC:-0}" ;;
 esac
 exit 0
 `
 
 // fakeLogger records its message, from its arguments after "--" or from
-// standard input.
+// standard input, as fakeSystemctl does.
 const fakeLogger = `#!/bin/sh
 args="$*"
 case "$args" in
-*" -- "*) echo "logger $args" >>"$FAKE_LOG" ;;
-*) sed "s/^/logger $args: /" >>"$FAKE_LOG" ;;
+*" -- "*) echo "logger $args" >>"${FAKE_LOG:-/tmp/calls}" ;;
+*) sed "s/^/logger $args: /" >>"${FAKE_LOG:-/tmp/calls}" ;;
 esac
 `
 

@@ -9,19 +9,6 @@ import (
 	"testing"
 )
 
-// chrootFakeSystemctl and chrootFakeLogger record their calls in the
-// chroot's /tmp/calls; is-active answers whether /tmp/active exists.
-const (
-	chrootFakeSystemctl = `#!/bin/sh
-echo "systemctl $*" >>/tmp/calls
-case "$1" in is-active) [ -e /tmp/active ]; exit ;; esac
-exit 0
-`
-	chrootFakeLogger = `#!/bin/sh
-echo "logger $*" >>/tmp/calls
-`
-)
-
 // scriptRoot is an empty system for rpm --root / dpkg --root: the package
 // managers run the install scripts chrooted into it, so it gets a shell
 // and sed (busybox, static), /dev/null, the fake systemctl and logger, and
@@ -47,7 +34,7 @@ func scriptRoot(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	for name, text := range map[string]string{"usr/bin/systemctl": chrootFakeSystemctl, "usr/bin/logger": chrootFakeLogger} {
+	for name, text := range map[string]string{"usr/bin/systemctl": fakeSystemctl, "usr/bin/logger": fakeLogger} {
 		if err := os.WriteFile(filepath.Join(root, name), []byte(text), 0o755); err != nil {
 			t.Fatal(err)
 		}
