@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/connsync"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
-	hsync "github.com/haldir-lb/haldir/sync"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -177,12 +178,12 @@ func apiSample() (Status, []time.Duration) {
 				EffectiveWeight: 3, InKernel: true, KernelWeight: 3, ActiveConns: 2, InactiveConns: 5}}}},
 		Foreign:  []director.ServiceKey{{Fwmark: 7, V6: true}},
 		Director: &director.Counters{Passes: 5, Writes: map[director.OpKind]uint64{director.OpNewDest: 1}, Errors: map[director.ErrorKey]uint64{{Op: director.OpNewDest, Reason: "EEXIST"}: 1}},
-		Probes: []healthcheck.ProbeStatus{{Key: "k", Target: healthcheck.Target{Addr: r1, Check: check}, Up: true, Since: t0, Checks: 9,
+		Probes: []healthcheck.ProbeStatus{{Key: "k", Target: healthcheck.Target{Addr: r1, Check: *conf.CompileCheck(&check, r1)}, Up: true, Since: t0, Checks: 9,
 			Subscribers: 1, History: []healthcheck.Result{{Up: true, Reason: "HTTP 200", Start: t0, Took: 2345 * time.Microsecond}}}},
-		Sync: &hsync.Status{Running: []director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 51}},
+		Sync: &connsync.Status{Running: []director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 51}},
 			Want: director.SyncDaemon{State: director.SyncMaster, Interface: "eth1", SyncID: 51}, Changes: 1},
-		Cluster: &hsync.View{Members: []hsync.Member{{NodeState: hsync.NodeState{Name: "lvs-a", Version: "0.3.0", Incarnation: uint64(t0.UnixNano()), Seq: 4,
-			Config: map[string]string{"vrrp": "ab"}, VRRP: []hsync.InstanceState{{Name: "VI_1", VRID: 51, Family: 6, State: "backup", Priority: 90}}},
+		Cluster: &cluster.View{Members: []cluster.Member{{NodeState: cluster.NodeState{Name: "lvs-a", Version: "0.3.0", Incarnation: uint64(t0.UnixNano()), Seq: 4,
+			Config: map[string]string{"vrrp": "ab"}, VRRP: []cluster.InstanceState{{Name: "VI_1", VRID: 51, Family: 6, State: "backup", Priority: 90}}},
 			Addr: "127.0.0.1:7946", Status: "alive", Self: true}}},
 		NotRunning: map[string]string{"metrics": "disabled"},
 	}, durations

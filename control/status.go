@@ -3,10 +3,11 @@ package control
 import (
 	"time"
 
+	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/connsync"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
-	hsync "github.com/haldir-lb/haldir/sync"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -30,15 +31,18 @@ type Status struct {
 	// Probes is the health checker's state per distinct probe, with the
 	// last results, so status can show each real server's last check.
 	Probes []healthcheck.ProbeStatus
+	// Notify counts real servers' notify_up/notify_down commands; nil
+	// without health checks.
+	Notify *healthcheck.NotifyCounts `json:",omitempty"`
 	// VirtualServers is the configuration of the virtual servers in force
 	// (defaults applied, checks inherited): status takes forwarding,
 	// persistence and each real server's check definition from it, which
 	// the director's snapshot does not carry.
 	VirtualServers []conf.VirtualServer `json:",omitempty"`
 	// Sync is the connection sync daemon's follower; nil without [sync].
-	Sync *hsync.Status `json:",omitempty"`
+	Sync *connsync.Status `json:",omitempty"`
 	// Cluster is every director as this one sees it; nil without [cluster].
-	Cluster *hsync.View `json:",omitempty"`
+	Cluster *cluster.View `json:",omitempty"`
 	// Components not running in this build or configuration, with why.
 	NotRunning map[string]string
 }

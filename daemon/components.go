@@ -9,10 +9,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/connsync"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
-	hsync "github.com/haldir-lb/haldir/sync"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -39,7 +40,7 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 		if err := d.dir.SetConfig(cfg); err != nil {
 			return fmt.Errorf("director: %w", err)
 		}
-		d.hc = healthcheck.New(healthcheck.Options{})
+		d.hc = healthcheck.New(healthcheck.Options{NotifyTimeout: cfg.Global.NotifyTimeout.D(), Logger: d.log.With("component", "healthcheck")})
 		if err := d.updateChecks(cfg); err != nil {
 			return err
 		}
@@ -65,11 +66,11 @@ func (d *Daemon) startCluster(cfg *conf.Config) {
 	if cfg.Cluster == nil {
 		return
 	}
-	key, err := hsync.ReadSecret(cfg.Cluster.SecretFile)
-	var cl *hsync.Cluster
+	key, err := cluster.ReadSecret(cfg.Cluster.SecretFile)
+	var cl *cluster.Cluster
 	if err == nil {
-		cl, err = hsync.JoinCluster(*cfg.Cluster, key, hsync.NodeState{Config: hsync.ConfigHashes(cfg)},
-			hsync.ClusterOptions{Version: d.opts.Version, Logger: d.log.With("component", "cluster")})
+		cl, err = cluster.JoinCluster(*cfg.Cluster, key, cluster.NodeState{Config: conf.Compile(cfg).Hashes()},
+			cluster.ClusterOptions{Version: d.opts.Version, Logger: d.log.With("component", "cluster")})
 	}
 	if err != nil {
 		d.log.Error("cluster not started", "error", err)
@@ -86,7 +87,7 @@ func (d *Daemon) tellCluster(cfg *conf.Config) {
 	if d.cluster == nil {
 		return
 	}
-	var states []hsync.InstanceState
+	var states []cluster.InstanceState
 	for _, name := range d.vrrp.Names() {
 		sc, ok := d.vrrpStates[name]
 		if !ok {
@@ -97,13 +98,13 @@ func (d *Daemon) tellCluster(cfg *conf.Config) {
 		if len(ic.VirtualAddresses) > 0 {
 			fam = vrrp.Family(ic.VirtualAddresses[0].Addr())
 		}
-		states = append(states, hsync.InstanceState{Name: name, VRID: ic.VRID, Family: fam, State: sc.To.String(), Priority: int(sc.Priority)})
+		states = append(states, cluster.InstanceState{Name: name, VRID: ic.VRID, Family: fam, State: sc.To.String(), Priority: int(sc.Priority)})
 	}
 	var hashes map[string]string
 	if cfg != nil {
-		hashes = hsync.ConfigHashes(cfg)
+		hashes = conf.Compile(cfg).Hashes()
 	}
-	d.cluster.Update(func(s *hsync.NodeState) {
+	d.cluster.Update(func(s *cluster.NodeState) {
 		s.VRRP = states
 		if cfg != nil {
 			s.Config = hashes
@@ -124,12 +125,12 @@ func (d *Daemon) reloadSync(cfg *conf.Config) {
 		d.syncInstance = cfg.Sync.VRRPInstance
 		d.setSyncRole()
 	default:
-		sk, ok := d.kernel.(hsync.Kernel)
+		sk, ok := d.kernel.(connsync.Kernel)
 		if !ok {
 			d.notRunning["sync"] = "[sync] needs the IPVS kernel, which runs only with a virtual_server configured"
 			return
 		}
-		f := hsync.NewFollower(sk, *cfg.Sync, d.log.With("component", "sync"))
+		f := connsync.NewFollower(sk, *cfg.Sync, d.log.With("component", "sync"))
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {
@@ -149,7 +150,7 @@ func (d *Daemon) reloadSync(cfg *conf.Config) {
 // change.
 func (d *Daemon) setSyncRole() {
 	if sc, ok := d.vrrpStates[d.syncInstance]; ok {
-		d.follower.SetRole(hsync.Role(sc.To))
+		d.follower.SetRole(connsync.Role(sc.To))
 	}
 }
 
@@ -183,17 +184,19 @@ func (d *Daemon) goRun(name string, f func(context.Context) error) {
 func targets(cfg *conf.Config) ([]healthcheck.Target, map[string][]director.Verdict, error) {
 	var ts []healthcheck.Target
 	subs := map[string][]director.Verdict{}
+	spec := conf.Compile(cfg)
 	for i, vs := range cfg.VirtualServers {
 		key, err := director.Key(vs)
 		if err != nil {
 			return nil, nil, fmt.Errorf("virtual_server[%d]: %w", i, err)
 		}
-		for _, rs := range vs.RealServers {
+		for _, rs := range spec.VirtualServers[i].RealServers {
 			if rs.Check == nil {
 				continue
 			}
-			addr := director.RealAddr(vs, rs)
-			t := healthcheck.Target{Addr: addr, Check: *rs.Check}
+			addr := rs.Addr
+			t := healthcheck.Target{Addr: addr, Check: *rs.Check,
+				Notify: healthcheck.Notify{VirtualServer: vs.Name, RealServer: rs.Name, Up: rs.NotifyUp, Down: rs.NotifyDown}}
 			ts = append(ts, t)
 			subs[t.Key()] = append(subs[t.Key()], director.Verdict{Service: key, Real: addr})
 		}

@@ -21,13 +21,14 @@ import (
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/connsync"
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
 	"github.com/haldir-lb/haldir/internal/fifo"
 	"github.com/haldir-lb/haldir/metrics"
-	hsync "github.com/haldir-lb/haldir/sync"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -86,8 +87,8 @@ type Daemon struct {
 	dir      *director.Reconciler
 	hc       *healthcheck.Scheduler
 	vrrp     *vrrp.Runner
-	cluster  *hsync.Cluster // nil without [cluster]
-	follower *hsync.Follower
+	cluster  *cluster.Cluster // nil without [cluster]
+	follower *connsync.Follower
 	// syncInstance is the VRRP instance whose role the follower takes.
 	syncInstance string
 	syncStop     func()
@@ -210,7 +211,7 @@ func (d *Daemon) loop(ctx context.Context, sigs <-chan os.Signal) {
 		case <-tick:
 			d.pingWatchdog()
 		case t := <-transitions:
-			d.log.Info("health transition", "target", t.Target.Addr.String(), "check", t.Target.Check.Type,
+			d.log.Info("health transition", "target", t.Target.Addr.String(), "check", t.Target.Check.Kind,
 				"up", t.Up, "weight", t.Weight, "reason", t.Reason)
 			d.applyHealth(t)
 		case <-d.quorums.Ready():
@@ -273,7 +274,7 @@ func (d *Daemon) call(f func()) bool {
 func (d *Daemon) vrrpChanged(sc vrrp.StateChange) {
 	d.vrrpStates[sc.Instance] = sc
 	if d.follower != nil && d.syncInstance == sc.Instance {
-		d.follower.SetRole(hsync.Role(sc.To)) // never blocks
+		d.follower.SetRole(connsync.Role(sc.To)) // never blocks
 	}
 }
 

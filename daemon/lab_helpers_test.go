@@ -6,9 +6,9 @@ import (
 	"testing"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/connsync"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/lab"
-	hsync "github.com/haldir-lb/haldir/sync"
 )
 
 // startComponents runs cfg's components and the daemon's loop with VRRP
@@ -52,7 +52,7 @@ func (d *Daemon) notRunningOnLoop() (nr map[string]string) {
 }
 
 // syncFollower is the running conn-sync follower, read on the loop.
-func (d *Daemon) syncFollower() (f *hsync.Follower) {
+func (d *Daemon) syncFollower() (f *connsync.Follower) {
 	d.call(func() { f = d.follower })
 	return f
 }

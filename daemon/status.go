@@ -1,8 +1,8 @@
 package daemon
 
 import (
+	"github.com/haldir-lb/haldir/connsync"
 	"github.com/haldir-lb/haldir/control"
-	hsync "github.com/haldir-lb/haldir/sync"
 )
 
 // Daemon serves the control socket.
@@ -14,7 +14,7 @@ var _ control.Daemon = (*Daemon)(nil)
 // only for a copy.
 func (d *Daemon) Status() control.Status {
 	var st control.Status
-	var follower *hsync.Follower
+	var follower *connsync.Follower
 	if !d.call(func() {
 		st = control.Status{
 			Version:      d.opts.Version,
@@ -47,6 +47,8 @@ func (d *Daemon) Status() control.Status {
 	}
 	if d.hc != nil {
 		st.Probes = d.hc.Status()
+		n := d.hc.NotifyCounts()
+		st.Notify = &n
 	}
 	return st
 }

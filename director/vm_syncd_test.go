@@ -11,7 +11,7 @@ import (
 
 // TestVMSyncDaemons starts, lists and stops the kernel's connection sync
 // daemons through the IPVS generic netlink family of a real kernel, with
-// the errors package sync relies on (EEXIST, ESRCH).
+// the errors package connsync relies on (EEXIST, ESRCH).
 func TestVMSyncDaemons(t *testing.T) {
 	if vm.RunInVM(t) {
 		return

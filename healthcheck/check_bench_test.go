@@ -11,7 +11,7 @@ import (
 
 // The per-check cost of the tcp and http checkers against a loopback
 // server, for allocation counts (-benchmem); the scale benchmark with its
-// table is healthcheck/bench.
+// table is bench/healthcheck.
 func BenchmarkCheck(b *testing.B) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -35,9 +35,9 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	}()
 	ap := ln.Addr().(*net.TCPAddr).AddrPort()
-	for _, typ := range []string{"tcp", "http"} {
-		b.Run(typ, func(b *testing.B) {
-			ck, err := NewChecker(Target{Addr: ap, Check: conf.Check{Type: typ}})
+	for _, typ := range []conf.CheckKind{conf.CheckTCP, conf.CheckHTTP} {
+		b.Run(typ.String(), func(b *testing.B) {
+			ck, err := NewChecker(tgt(ap, conf.CheckSpec{Kind: typ}))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/haldir-lb/haldir/internal/script"
 	"github.com/vishvananda/netlink"
 )
 
@@ -267,11 +267,7 @@ func runCheck(ctx context.Context, argv []string, timeout time.Duration) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = time.Second
-	return cmd.Run() == nil
+	return script.Command(ctx, argv).Run() == nil
 }
 
 // vsInputs is the latest quorum of each virtual server an instance tracks.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/internal/poll"
 )
 
 // kernelDests lists the destinations of the only service in k.
@@ -38,17 +39,10 @@ func kernelDests(t *testing.T, k *director.FakeKernel) map[netip.AddrPort]int {
 
 func waitKernel(t *testing.T, k *director.FakeKernel, what string, ok func(map[netip.AddrPort]int) bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	poll.Until(t, 10*time.Second, what, func() (bool, any) {
 		got := kernelDests(t, k)
-		if ok(got) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: kernel destinations %v", what, got)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return ok(got), got
+	})
 }
 
 // TestDaemonHealthDrivesIPVS runs the daemon end to end on loopback with the

@@ -14,6 +14,7 @@ import (
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/internal/logbuf"
+	"github.com/haldir-lb/haldir/internal/poll"
 )
 
 const validConfig = `
@@ -269,7 +270,8 @@ type syncBuffer = logbuf.Buffer
 // waitFor polls until the log contains want, or fails after a deadline.
 func waitFor(t *testing.T, log *syncBuffer, want string, count int) {
 	t.Helper()
-	log.Wait(t, want, count)
+	poll.True(t, 10*time.Second, fmt.Sprintf("%d× %q in the log", count, want),
+		func() bool { return strings.Count(log.String(), want) >= count }, log.String)
 }
 
 func TestRunReloadAndStop(t *testing.T) {

@@ -61,13 +61,27 @@ const (
 	modeRate                    // ipvsadm -Ln --rate
 )
 
+// statusOptions are the parsed flags of "haldir status".
+type statusOptions struct {
+	socket            func() (path, fallback string, err error)
+	json, stats, rate *bool
+}
+
+// statusFlags defines the flags of "haldir status" (documented in commands).
+func statusFlags() (*flag.FlagSet, statusOptions) {
+	fs := flag.NewFlagSet("haldir status", flag.ContinueOnError)
+	return fs, statusOptions{
+		socket: controlSocketFlags(fs),
+		json:   fs.Bool("json", false, "print the raw status as JSON"),
+		stats:  fs.Bool("stats", false, "show the kernel's counters (connections, packets, bytes)"),
+		rate:   fs.Bool("rate", false, "show the kernel's rate estimates (per second)"),
+	}
+}
+
 // runStatus implements "haldir status".
 func runStatus(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("haldir status", flag.ContinueOnError)
-	socket := controlSocketFlags(fs)
-	asJSON := fs.Bool("json", false, "print the raw status as JSON")
-	stats := fs.Bool("stats", false, "show the kernel's counters (connections, packets, bytes)")
-	rate := fs.Bool("rate", false, "show the kernel's rate estimates (per second)")
+	fs, f := statusFlags()
+	socket, asJSON, stats, rate := f.socket, f.json, f.stats, f.rate
 	if done, code := parseFlags(fs, "status", args, stdout, stderr); done {
 		return code
 	}
@@ -248,10 +262,12 @@ func indexConf(vss []conf.VirtualServer) confIndex {
 // probing that address.
 func findProbe(probes []healthcheck.ProbeStatus, addr netip.AddrPort, rs *conf.RealServer) *healthcheck.ProbeStatus {
 	if rs != nil && rs.Check != nil {
-		key := healthcheck.Target{Addr: addr, Check: *rs.Check}.Key()
-		for i := range probes {
-			if probes[i].Key == key {
-				return &probes[i]
+		if c := conf.CompileCheck(rs.Check, addr); c != nil {
+			key := healthcheck.Target{Addr: addr, Check: *c}.Key()
+			for i := range probes {
+				if probes[i].Key == key {
+					return &probes[i]
+				}
 			}
 		}
 	}
@@ -261,7 +277,7 @@ func findProbe(probes []healthcheck.ProbeStatus, addr netip.AddrPort, rs *conf.R
 		if p.Target.Addr != addr {
 			continue
 		}
-		if rs != nil && rs.Check != nil && p.Target.Check.Type == rs.Check.Type {
+		if rs != nil && rs.Check != nil && p.Target.Check.Kind.String() == rs.Check.Type {
 			return p
 		}
 		if first == nil {
@@ -481,7 +497,7 @@ func lastCheck(p *healthcheck.ProbeStatus, now time.Time) string {
 	if p == nil {
 		return "no probe"
 	}
-	typ := p.Target.Check.Type
+	typ := p.Target.Check.Kind.String()
 	if len(p.History) == 0 {
 		if p.Reason != "" {
 			return typ + ": " + p.Reason

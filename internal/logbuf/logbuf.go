@@ -4,10 +4,7 @@ package logbuf
 
 import (
 	"bytes"
-	"strings"
 	"sync"
-	"testing"
-	"time"
 )
 
 // Buffer is a bytes.Buffer safe for concurrent writers and readers.
@@ -26,17 +23,4 @@ func (s *Buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-// Wait polls until the buffer holds want count times, or fails t after
-// ten seconds with everything written so far.
-func (s *Buffer) Wait(t testing.TB, want string, count int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(s.String(), want) < count {
-		if time.Now().After(deadline) {
-			t.Fatalf("log never had %d× %q:\n%s", count, want, s.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

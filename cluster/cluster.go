@@ -1,0 +1,602 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+// The cluster: every director gossips its own state (hashicorp/memberlist,
+// encrypted with the shared key) and so each one holds a view of all of
+// them, from which it reports two problems an operator must hear about at
+// once: split brain (two live directors master for the same virtual
+// router) and configuration drift (sections that must be equal are not).
+
+// InstanceState is one VRRP instance as its director reports it.
+type InstanceState struct {
+	Name     string
+	VRID     int
+	Family   int // 4 or 6
+	State    string
+	Priority int
+}
+
+// NodeState is what a director tells the others about itself.
+type NodeState struct {
+	Name    string
+	Version string
+	// Config holds a short hash per configuration section that must be
+	// the same on every director (conf.Spec.Hashes).
+	Config map[string]string
+	VRRP   []InstanceState
+	// Incarnation tells one run of a director's process from the next:
+	// its start time in nanoseconds. It orders before Seq, which starts
+	// again at 1 in every run: without it, a director restarted after a
+	// crash would be stale to the others until its new Seq passed the
+	// old one, and they would keep its last state from before the crash
+	// (a master that is now backup: a false split brain).
+	Incarnation uint64
+	// Seq orders a run's updates; a lower one is stale.
+	Seq uint64
+}
+
+// newer reports whether st supersedes old: a later run of the director
+// always does, whatever its Seq; within one run, a higher Seq does.
+func newer(st, old NodeState) bool {
+	if st.Incarnation != old.Incarnation {
+		return st.Incarnation > old.Incarnation
+	}
+	return st.Seq > old.Seq
+}
+
+// Member is one director in the view.
+type Member struct {
+	NodeState
+	Addr   string
+	Status string // alive, or gone (left or failed)
+	Self   bool
+}
+
+// View is the cluster as this director sees it.
+type View struct {
+	Members  []Member
+	Problems []string // split brain and drift, sorted; empty when all is well
+	// Malformed counts gossiped states dropped because they did not decode.
+	Malformed uint64
+}
+
+// ReadSecret reads the gossip encryption key: 16, 24 or 32 bytes (AES-128,
+// -192, -256), given raw or in base64 (as `openssl rand -base64 32`
+// writes it). Like ssh with its keys, it refuses a file others may read.
+func ReadSecret(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.secret_file: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("cluster.secret_file %s: mode %04o lets others read the key; chmod 600 it", path, fi.Mode().Perm())
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.secret_file: %w", err)
+	}
+	txt := bytes.TrimSpace(raw)
+	if k, err := base64.StdEncoding.DecodeString(string(txt)); err == nil && validKeyLen(len(k)) {
+		return k, nil
+	}
+	if validKeyLen(len(raw)) {
+		return raw, nil
+	}
+	return nil, fmt.Errorf("cluster.secret_file %s: want a key of 16, 24 or 32 bytes, raw or base64; got %d bytes", path, len(raw))
+}
+
+func validKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }
+
+// ClusterOptions are the parts of a cluster that are not in [cluster].
+type ClusterOptions struct {
+	Version string
+	Logger  *slog.Logger
+	// Fast shortens memberlist's timers for tests (a LAN's defaults take
+	// seconds to notice a dead member).
+	Fast bool
+}
+
+// Cluster is this director's membership in the gossip cluster.
+type Cluster struct {
+	ml    *memberlist.Memberlist
+	queue *memberlist.TransmitLimitedQueue
+	left  sync.Once
+	log   *slog.Logger
+	name  string
+
+	// hold is how long a problem must last before it is reported: gossip
+	// about a director that has just been cut off is stale for a moment,
+	// and a failover overlaps two masters for a moment; neither is a split
+	// brain.
+	hold time.Duration
+	stop chan struct{}
+
+	mu        sync.Mutex
+	local     NodeState
+	states    map[string]NodeState // by member name, the others' last state
+	status    map[string]string    // member name -> alive or gone
+	addrs     map[string]string
+	pending   map[string]time.Time // problems seen, since when
+	problems  []string             // problems reported (held long enough)
+	malformed uint64
+}
+
+// DefaultProblemHold is how long a split brain or drift must last before
+// it is reported (ClusterOptions.Fast: a tenth of it).
+const DefaultProblemHold = 3 * time.Second
+
+// DefaultRejoinInterval is how often a director tries to join the
+// configured peers and the members that went, while they are not alive
+// (ClusterOptions.Fast: a twenty-fifth of it).
+const DefaultRejoinInterval = 5 * time.Second
+
+// JoinCluster starts gossip on c.Bind and joins c.Peers. A peer that does
+// not answer is logged, not fatal: the first director has no one to join.
+func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions) (*Cluster, error) {
+	cl := &Cluster{log: o.Logger, name: c.Name, states: map[string]NodeState{}, status: map[string]string{}, addrs: map[string]string{},
+		pending: map[string]time.Time{}, hold: DefaultProblemHold, stop: make(chan struct{})}
+	if o.Fast {
+		cl.hold = DefaultProblemHold / 10
+	}
+	if cl.log == nil {
+		cl.log = slog.Default()
+	}
+	initial.Name, initial.Version = c.Name, o.Version
+	// The start time orders this run after every earlier one, provided
+	// the clock has not stepped back past the previous run's start.
+	initial.Incarnation, initial.Seq = uint64(time.Now().UnixNano()), 0
+	cl.local = initial
+	mc := memberlist.DefaultLANConfig()
+	rejoinEvery := DefaultRejoinInterval
+	if o.Fast {
+		mc = memberlist.DefaultLocalConfig()
+		mc.ProbeInterval, mc.ProbeTimeout = 100*time.Millisecond, 50*time.Millisecond
+		mc.GossipInterval, mc.PushPullInterval = 20*time.Millisecond, time.Second
+		mc.SuspicionMult = 2
+		mc.GossipToTheDeadTime = time.Second
+		rejoinEvery = DefaultRejoinInterval / 25
+	}
+	mc.Name = c.Name
+	mc.BindAddr, mc.BindPort = c.Bind.Addr().String(), int(c.Bind.Port())
+	adv := c.Advertise
+	if !adv.IsValid() {
+		adv = c.Bind
+	}
+	mc.AdvertiseAddr, mc.AdvertisePort = adv.Addr().String(), int(adv.Port())
+	mc.SecretKey = key
+	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	mc.Delegate = (*delegate)(cl)
+	mc.Events = (*events)(cl)
+	mc.Logger = log.New(&slogWriter{cl.log}, "", 0)
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: listening on %s: %w", c.Bind, err)
+	}
+	cl.ml = ml
+	cl.queue = &memberlist.TransmitLimitedQueue{NumNodes: ml.NumMembers, RetransmitMult: 3}
+	// Problems held back are reported when their time comes, even if no
+	// gossip arrives then.
+	go func() {
+		t := time.NewTicker(cl.hold / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-cl.stop:
+				return
+			case <-t.C:
+				cl.check()
+			}
+		}
+	}()
+	if len(c.Peers) > 0 {
+		if n, err := ml.Join(c.Peers); err != nil {
+			cl.log.Warn("cluster: no peer answered yet; will keep trying", "peers", strings.Join(c.Peers, ","), "error", err)
+		} else {
+			cl.log.Info("cluster: joined", "peers_reached", n)
+		}
+	}
+	go cl.rejoin(c.Peers, rejoinEvery)
+	return cl, nil
+}
+
+// rejoin tries, every interval, to join the configured peers and the
+// members that went, each while it is not alive. memberlist stops probing
+// a dead member and gossips to it only for GossipToTheDeadTime (30 s on a
+// LAN), so two directors partitioned for longer, or a peer that started
+// after this director and lists no peers itself, would otherwise never see
+// each other again, and a split brain between them would go unreported.
+func (cl *Cluster) rejoin(peers []string, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-cl.stop:
+			return
+		case <-t.C:
+		}
+		for _, addr := range cl.missing(peers) {
+			if cl.join(addr, "rejoin") {
+				cl.log.Info("cluster: rejoined", "addr", addr)
+			}
+		}
+	}
+}
+
+// missing lists the addresses to join: configured peers and members seen
+// before whose address is not that of a live member (alive or suspect)
+// nor this director's own. A peer given by host name is looked up each
+// time, so a director that moved is found at its new address.
+func (cl *Cluster) missing(peers []string) []string {
+	live := map[netip.AddrPort]bool{}
+	for _, n := range cl.ml.Members() {
+		if a, ok := netip.AddrFromSlice(n.Addr); ok {
+			live[netip.AddrPortFrom(a.Unmap(), n.Port)] = true
+		}
+	}
+	cl.mu.Lock()
+	cands := slices.Clone(peers)
+	for name, st := range cl.status {
+		if st == "gone" {
+			cands = append(cands, cl.addrs[name])
+		}
+	}
+	cl.mu.Unlock()
+	var out []string
+	seen := map[string]bool{}
+	for _, c := range cands {
+		if seen[c] {
+			continue
+		}
+		seen[c] = true
+		if !cl.isLive(c, live) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// isLive says whether hostPort names a live member; a name that does not
+// resolve counts as not live, so that joining it says why.
+func (cl *Cluster) isLive(hostPort string, live map[netip.AddrPort]bool) bool {
+	if ap, err := netip.ParseAddrPort(hostPort); err == nil {
+		return live[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())]
+	}
+	host, port, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return false
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if live[netip.AddrPortFrom(a.Unmap(), uint16(p))] {
+			return true
+		}
+	}
+	return false
+}
+
+// Leave tells the others this director is going, then stops gossip. Only
+// the first call does anything.
+func (cl *Cluster) Leave(timeout time.Duration) error {
+	var err error
+	cl.left.Do(func() {
+		close(cl.stop)
+		err = errors.Join(cl.ml.Leave(timeout), cl.ml.Shutdown())
+	})
+	return err
+}
+
+// Update changes this director's state and spreads it.
+func (cl *Cluster) Update(f func(*NodeState)) {
+	cl.mu.Lock()
+	f(&cl.local)
+	cl.local.Seq++
+	b, err := json.Marshal(cl.local)
+	cl.mu.Unlock()
+	if err == nil {
+		// A state too large for one gossip packet travels with the next
+		// push/pull instead.
+		if len(b) < 1000 {
+			cl.queue.QueueBroadcast(&stateBroadcast{name: cl.name, msg: b})
+		}
+	}
+	cl.check()
+}
+
+// View returns the members, sorted by name, and the problems found.
+func (cl *Cluster) View() View {
+	// Before taking mu: memberlist calls our delegates with its own locks
+	// held, so the order must never be mu, then memberlist.
+	self := cl.ml.LocalNode().Address()
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	v := View{Problems: slices.Clone(cl.problems), Malformed: cl.malformed}
+	v.Members = append(v.Members, Member{NodeState: cl.local, Addr: self, Status: "alive", Self: true})
+	for name, st := range cl.status {
+		if name == cl.name {
+			continue
+		}
+		m := Member{NodeState: cl.states[name], Addr: cl.addrs[name], Status: st}
+		m.Name = name
+		v.Members = append(v.Members, m)
+	}
+	slices.SortFunc(v.Members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return v
+}
+
+// check recomputes the problems and logs those that appear (once they
+// have lasted cl.hold) or go.
+func (cl *Cluster) check() { cl.checkAt(time.Now()) }
+
+func (cl *Cluster) checkAt(t time.Time) {
+	cl.mu.Lock()
+	live := []NodeState{cl.local}
+	for name, st := range cl.states {
+		if cl.status[name] == "alive" {
+			live = append(live, st)
+		}
+	}
+	seen := Problems(live)
+	var now []string
+	for _, p := range seen {
+		since, ok := cl.pending[p]
+		if !ok {
+			cl.pending[p], since = t, t
+		}
+		if t.Sub(since) >= cl.hold {
+			now = append(now, p)
+		}
+	}
+	for p := range cl.pending {
+		if !slices.Contains(seen, p) {
+			delete(cl.pending, p)
+		}
+	}
+	before := cl.problems
+	cl.problems = now
+	cl.mu.Unlock()
+	for _, p := range now {
+		if !slices.Contains(before, p) {
+			cl.log.Error("cluster: " + p)
+		}
+	}
+	for _, p := range before {
+		if !slices.Contains(now, p) {
+			cl.log.Info("cluster: resolved: " + p)
+		}
+	}
+}
+
+// Problems finds split brain and drift among the live directors' states.
+func Problems(live []NodeState) []string {
+	var out []string
+	type router struct{ vrid, family int }
+	masters := map[router][]string{}
+	for _, n := range live {
+		for _, in := range n.VRRP {
+			if in.State == "master" {
+				k := router{in.VRID, in.Family}
+				masters[k] = append(masters[k], n.Name+"/"+in.Name)
+			}
+		}
+	}
+	for k, who := range masters {
+		if len(who) > 1 {
+			slices.Sort(who)
+			out = append(out, fmt.Sprintf("split brain: vrid %d (IPv%d) is master on %s", k.vrid, k.family, strings.Join(who, " and ")))
+		}
+	}
+	sections := map[string]bool{}
+	for _, n := range live {
+		for s := range n.Config {
+			sections[s] = true
+		}
+	}
+	for s := range sections {
+		byHash := map[string][]string{}
+		for _, n := range live {
+			byHash[n.Config[s]] = append(byHash[n.Config[s]], n.Name)
+		}
+		if len(byHash) < 2 {
+			continue
+		}
+		var parts []string
+		for h, names := range byHash {
+			slices.Sort(names)
+			if h == "" {
+				h = "unknown"
+			}
+			parts = append(parts, strings.Join(names, ", ")+" ("+h+")")
+		}
+		slices.Sort(parts)
+		out = append(out, fmt.Sprintf("config drift: %s differs: %s", s, strings.Join(parts, " vs ")))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// delegate is the Cluster's memberlist.Delegate.
+type delegate Cluster
+
+func (d *delegate) NodeMeta(int) []byte { return nil }
+
+func (d *delegate) NotifyMsg(b []byte) { (*Cluster)(d).merge(b, "gossip") }
+
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.queue.GetBroadcasts(overhead, limit)
+}
+
+func (d *delegate) LocalState(bool) []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b, _ := json.Marshal(d.local)
+	return b
+}
+
+func (d *delegate) MergeRemoteState(b []byte, _ bool) { (*Cluster)(d).merge(b, "push/pull") }
+
+// merge takes a member's state unless it is stale or malformed (dropped
+// and logged: memberlist already authenticated the sender).
+func (cl *Cluster) merge(b []byte, via string) {
+	var st NodeState
+	if err := json.Unmarshal(b, &st); err != nil || st.Name == "" {
+		cl.log.Warn("cluster: malformed state dropped", "via", via, "bytes", len(b), "error", err)
+		cl.mu.Lock()
+		cl.malformed++
+		cl.mu.Unlock()
+		return
+	}
+	cl.mu.Lock()
+	if st.Name == cl.name {
+		cl.mu.Unlock()
+		return
+	}
+	if old, ok := cl.states[st.Name]; ok && !newer(st, old) {
+		cl.mu.Unlock()
+		return
+	}
+	cl.states[st.Name] = st
+	cl.mu.Unlock()
+	cl.check()
+}
+
+// events is the Cluster's memberlist.EventDelegate.
+type events Cluster
+
+func (e *events) NotifyJoin(n *memberlist.Node)   { (*Cluster)(e).member(n, "alive") }
+func (e *events) NotifyUpdate(n *memberlist.Node) { (*Cluster)(e).member(n, "alive") }
+
+// NotifyLeave cannot tell a member that left from one that failed:
+// memberlist v0.7.0 hands over a Node whose State it has not updated.
+func (e *events) NotifyLeave(n *memberlist.Node) { (*Cluster)(e).member(n, "gone") }
+
+func (cl *Cluster) member(n *memberlist.Node, status string) {
+	cl.mu.Lock()
+	was := cl.status[n.Name]
+	cl.status[n.Name] = status
+	if status == "gone" {
+		// Whatever it said is over: a member that comes back is a new run
+		// whose state starts afresh, and one that does not must not be
+		// remembered as master.
+		delete(cl.states, n.Name)
+	}
+	cl.addrs[n.Name] = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+	cl.mu.Unlock()
+	if was == "gone" && status == "alive" && n.Name != cl.name {
+		// It took its state with it when it went. The run that is back
+		// sent its state when it joined, unless memberlist declared the
+		// old run dead only after that (a restart faster than failure
+		// detection): ask for it now rather than show a member without
+		// state until its next update.
+		go cl.join(n.Address(), "fetching a returning member's state")
+	}
+	if was != status && n.Name != cl.name {
+		lvl := slog.LevelInfo
+		if status == "gone" {
+			lvl = slog.LevelWarn
+		}
+		cl.log.Log(context.Background(), lvl, "cluster: member "+status, "member", n.Name, "addr", n.Address())
+	}
+	cl.check()
+}
+
+// join joins the member at addr, which also exchanges states with it (a
+// memberlist push/pull), unless the cluster is stopping; a failure is
+// logged at debug level under what, and join says whether it worked.
+func (cl *Cluster) join(addr, what string) bool {
+	select {
+	case <-cl.stop:
+		return false
+	default:
+	}
+	if _, err := cl.ml.Join([]string{addr}); err != nil {
+		cl.log.Debug("cluster: "+what, "addr", addr, "error", err)
+		return false
+	}
+	return true
+}
+
+// stateBroadcast is one state update in memberlist's gossip queue; a newer
+// one of the same director replaces it.
+type stateBroadcast struct {
+	name string
+	msg  []byte
+}
+
+func (b *stateBroadcast) Invalidates(o memberlist.Broadcast) bool {
+	ob, ok := o.(*stateBroadcast)
+	return ok && ob.name == b.name
+}
+func (b *stateBroadcast) Message() []byte { return b.msg }
+func (b *stateBroadcast) Finished()       {}
+
+// slogWriter routes memberlist's own log lines (stdlib log, "[LEVEL]
+// memberlist: ...") to slog at their level, so that its errors reach an
+// operator who filters on level (journalctl -p err) and its chatter does
+// not.
+type slogWriter struct{ log *slog.Logger }
+
+// memberlistLevels are the prefixes memberlist (and hashicorp's logutils)
+// write, and what they mean to slog.
+var memberlistLevels = []struct {
+	prefix string
+	level  slog.Level
+}{
+	{"[TRACE]", slog.LevelDebug},
+	{"[DEBUG]", slog.LevelDebug},
+	{"[INFO]", slog.LevelInfo},
+	{"[WARN]", slog.LevelWarn},
+	{"[ERR]", slog.LevelError},
+	{"[ERROR]", slog.LevelError},
+}
+
+// memberlistLevel splits a memberlist log line into its slog level and
+// message; a line without a known prefix is kept whole, at info.
+func memberlistLevel(line string) (slog.Level, string) {
+	s := strings.TrimSpace(line)
+	for _, l := range memberlistLevels {
+		if rest, ok := strings.CutPrefix(s, l.prefix); ok {
+			return l.level, strings.TrimSpace(rest)
+		}
+	}
+	return slog.LevelInfo, s
+}
+
+func (w *slogWriter) Write(p []byte) (int, error) {
+	lvl, msg := memberlistLevel(string(p))
+	w.log.Log(context.Background(), lvl, msg)
+	return len(p), nil
+}
+
+var _ io.Writer = (*slogWriter)(nil)

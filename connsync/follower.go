@@ -1,0 +1,223 @@
+package connsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/vrrp"
+)
+
+// Kernel runs the IPVS sync daemons (director.MobyKernel; FakeKernel in
+// tests).
+type Kernel interface {
+	SyncDaemons() ([]director.SyncDaemon, error)
+	StartSyncDaemon(director.SyncDaemon) error
+	StopSyncDaemon(director.SyncState) error
+}
+
+// Role is the sync daemon role for a VRRP state, keepalived's
+// lvs_sync_daemon rule: the master sends its connections, every other
+// state (backup, fault, not yet started) receives, so that whichever
+// director becomes master already holds the connections.
+func Role(s vrrp.State) director.SyncState {
+	if s == vrrp.StateMaster {
+		return director.SyncMaster
+	}
+	return director.SyncBackup
+}
+
+// DaemonConfig turns [sync] into the daemon to run (State unset).
+func DaemonConfig(c conf.ConnSync) director.SyncDaemon {
+	return director.SyncDaemon{Interface: c.Interface, SyncID: uint8(c.SyncID), MaxLen: uint16(c.MaxLen),
+		Group: c.McastGroup, Port: uint16(c.McastPort), TTL: uint8(c.McastTTL)}
+}
+
+// RetryInterval is how often a failed reconcile is tried again.
+const RetryInterval = 5 * time.Second
+
+// Follower keeps exactly one sync daemon running, in the role of the VRRP
+// state it was last given and with the configured parameters. It reads
+// what the kernel runs and changes only what differs: a daemon of the
+// wrong role or with other parameters is stopped (the kernel cannot change
+// one in place), the wanted one is started.
+type Follower struct {
+	k   Kernel
+	log *slog.Logger
+
+	mu    sync.Mutex
+	want  director.SyncDaemon // State 0: none
+	kick  chan struct{}
+	state Status
+}
+
+// Status is what the follower last did, for status and metrics.
+type Status struct {
+	Running  []director.SyncDaemon
+	Want     director.SyncDaemon
+	LastErr  string
+	Changes  uint64 // daemons started or stopped
+	Failures uint64
+}
+
+// NewFollower returns a follower that wants a backup daemon with cfg's
+// parameters until the first SetRole.
+func NewFollower(k Kernel, cfg conf.ConnSync, log *slog.Logger) *Follower {
+	if log == nil {
+		log = slog.Default()
+	}
+	want := DaemonConfig(cfg)
+	want.State = director.SyncBackup
+	return &Follower{k: k, log: log, want: want, kick: make(chan struct{}, 1)}
+}
+
+// SetRole asks for the daemon role; it never blocks (Run applies it).
+func (f *Follower) SetRole(r director.SyncState) {
+	f.mu.Lock()
+	f.want.State = r
+	f.mu.Unlock()
+	f.poke()
+}
+
+// SetConfig takes a reload's [sync]; the daemon restarts if it changed.
+func (f *Follower) SetConfig(cfg conf.ConnSync) {
+	f.mu.Lock()
+	st := f.want.State
+	f.want = DaemonConfig(cfg)
+	f.want.State = st
+	f.mu.Unlock()
+	f.poke()
+}
+
+func (f *Follower) poke() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Status returns a snapshot.
+func (f *Follower) Status() Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.state
+	s.Running = append([]director.SyncDaemon(nil), s.Running...)
+	s.Want = f.want
+	return s
+}
+
+// Run reconciles at once, then on every change and, after a failure,
+// every RetryInterval. When ctx ends it stops the daemons it runs (a
+// stopped haldir neither sends nor receives connection state).
+func (f *Follower) Run(ctx context.Context) error {
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	for {
+		if err := f.Reconcile(); err != nil {
+			retry.Reset(RetryInterval)
+		}
+		select {
+		case <-ctx.Done():
+			return f.stopAll()
+		case <-f.kick:
+		case <-retry.C:
+		}
+	}
+}
+
+// Reconcile makes the kernel run the wanted daemon and no other.
+func (f *Follower) Reconcile() error {
+	f.mu.Lock()
+	want := f.want
+	f.mu.Unlock()
+	running, err := f.k.SyncDaemons()
+	if err != nil {
+		return f.done(nil, fmt.Errorf("listing sync daemons: %w", err))
+	}
+	var errs []error
+	have := false
+	for _, d := range running {
+		if d.State == want.State && matches(d, want) {
+			have = true
+			continue
+		}
+		why := "role " + want.State.String() + " wanted"
+		if d.State == want.State {
+			why = "configuration changed"
+		}
+		if err := f.k.StopSyncDaemon(d.State); err != nil && !errors.Is(err, syscall.ESRCH) {
+			errs = append(errs, fmt.Errorf("stopping the %s sync daemon: %w", d.State, err))
+			continue
+		}
+		f.changed()
+		f.log.Info("sync daemon stopped", "daemon", d.String(), "why", why)
+	}
+	if !have {
+		if err := f.k.StartSyncDaemon(want); err != nil {
+			errs = append(errs, fmt.Errorf("starting the %s: %w", want, err))
+		} else {
+			f.changed()
+			f.log.Info("sync daemon started", "daemon", want.String())
+		}
+	}
+	now, lerr := f.k.SyncDaemons()
+	if lerr != nil {
+		now = nil
+	}
+	return f.done(now, errors.Join(errs...))
+}
+
+// matches says whether running d has want's configured parameters. The
+// kernel reports its defaults (port 8848, TTL 1, 224.0.0.81, a computed
+// maximum length) for what was left unset: only set ones count.
+func matches(d, want director.SyncDaemon) bool {
+	return d.Interface == want.Interface && d.SyncID == want.SyncID &&
+		(!want.Group.IsValid() || d.Group == want.Group) &&
+		(want.Port == 0 || d.Port == want.Port) &&
+		(want.TTL == 0 || d.TTL == want.TTL) &&
+		(want.MaxLen == 0 || d.MaxLen == want.MaxLen)
+}
+
+func (f *Follower) changed() {
+	f.mu.Lock()
+	f.state.Changes++
+	f.mu.Unlock()
+}
+
+func (f *Follower) done(running []director.SyncDaemon, err error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if running != nil {
+		f.state.Running = running
+	}
+	f.state.LastErr = ""
+	if err != nil {
+		f.state.LastErr = err.Error()
+		f.state.Failures++
+		f.log.Error("sync daemon", "error", err)
+	}
+	return err
+}
+
+func (f *Follower) stopAll() error {
+	running, err := f.k.SyncDaemons()
+	if err != nil {
+		return fmt.Errorf("listing sync daemons: %w", err)
+	}
+	var errs []error
+	for _, d := range running {
+		if err := f.k.StopSyncDaemon(d.State); err != nil && !errors.Is(err, syscall.ESRCH) {
+			errs = append(errs, err)
+			continue
+		}
+		f.log.Info("sync daemon stopped", "daemon", d.String(), "why", "shutting down")
+	}
+	return errors.Join(errs...)
+}

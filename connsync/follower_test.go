@@ -1,0 +1,240 @@
+package connsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/internal/poll"
+	"github.com/haldir-lb/haldir/vrrp"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func ops(k *director.FakeKernel) string {
+	var out []string
+	for _, o := range k.Writes() {
+		out = append(out, o.String())
+	}
+	k.ResetWrites()
+	return strings.Join(out, "; ")
+}
+
+func TestRole(t *testing.T) {
+	for s, want := range map[vrrp.State]director.SyncState{
+		vrrp.StateMaster: director.SyncMaster, vrrp.StateBackup: director.SyncBackup,
+		vrrp.StateFault: director.SyncBackup, vrrp.StateInit: director.SyncBackup,
+	} {
+		if got := Role(s); got != want {
+			t.Errorf("Role(%v) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func TestFollowerReconcile(t *testing.T) {
+	cfg := conf.ConnSync{Interface: "eth1", VRRPInstance: "vi", SyncID: 42}
+	for _, tc := range []struct {
+		name    string
+		pre     bool                  // a first Reconcile before steps
+		running []director.SyncDaemon // started before the follower
+		steps   func(f *Follower)
+		want    string // the kernel writes of the last Reconcile
+		final   []director.SyncDaemon
+	}{
+		{"starts as backup", false, nil, func(*Follower) {},
+			"start_sync_daemon backup on eth1 syncid 42",
+			[]director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 42}}},
+		{"master: backup stops, master starts", true, nil, func(f *Follower) { f.SetRole(director.SyncMaster) },
+			"stop_sync_daemon backup; start_sync_daemon master on eth1 syncid 42",
+			[]director.SyncDaemon{{State: director.SyncMaster, Interface: "eth1", SyncID: 42}}},
+		{"unchanged: nothing written", false, []director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 42, Port: 8848, TTL: 1, Group: netip.MustParseAddr("224.0.0.81")}},
+			func(*Follower) {}, "",
+			[]director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 42, Port: 8848, TTL: 1, Group: netip.MustParseAddr("224.0.0.81")}}},
+		{"a new sync_id restarts it", true, nil, func(f *Follower) {
+			c := cfg
+			c.SyncID = 43
+			f.SetConfig(c)
+		}, "stop_sync_daemon backup; start_sync_daemon backup on eth1 syncid 43",
+			[]director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 43}}},
+		{"a foreign master is replaced", false, []director.SyncDaemon{{State: director.SyncMaster, Interface: "eth0", SyncID: 1}}, func(*Follower) {},
+			"stop_sync_daemon master; start_sync_daemon backup on eth1 syncid 42",
+			[]director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 42}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := director.NewFakeKernel()
+			for _, d := range tc.running {
+				if err := k.StartSyncDaemon(d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f := NewFollower(k, cfg, quiet)
+			if tc.pre {
+				if err := f.Reconcile(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			k.ResetWrites()
+			tc.steps(f)
+			if err := f.Reconcile(); err != nil {
+				t.Fatal(err)
+			}
+			if got := ops(k); got != tc.want {
+				t.Fatalf("kernel writes %q, want %q", got, tc.want)
+			}
+			got, _ := k.SyncDaemons()
+			if len(got) != len(tc.final) || (len(got) > 0 && got[0] != tc.final[0]) {
+				t.Fatalf("kernel runs %v, want %v", got, tc.final)
+			}
+			if err := f.Reconcile(); err != nil || ops(k) != "" {
+				t.Fatal("a second reconcile wrote to the kernel")
+			}
+		})
+	}
+}
+
+// TestFollowerReloadRestarts: a reload that changes one of the daemon's
+// settings (group, port, TTL, maximum length) restarts it with the new
+// value in either role, since the kernel cannot change a running daemon;
+// one that only writes down what the kernel already runs (its defaults for
+// unset settings) leaves it alone.
+func TestFollowerReloadRestarts(t *testing.T) {
+	set := conf.ConnSync{Interface: "eth1", SyncID: 42, McastGroup: netip.MustParseAddr("239.0.0.1"),
+		McastPort: 8850, McastTTL: 2, MaxLen: 1400}
+	// What the kernel reports for a daemon started with none of them set.
+	defaults := director.SyncDaemon{Interface: "eth1", SyncID: 42, Group: netip.MustParseAddr("224.0.0.81"),
+		Port: 8848, TTL: 1, MaxLen: 1472}
+	with := func(c conf.ConnSync, f func(*conf.ConnSync)) conf.ConnSync { f(&c); return c }
+	for _, tc := range []struct {
+		name    string
+		from    conf.ConnSync
+		running *director.SyncDaemon // what the kernel reports at first; nil: what from starts
+		to      conf.ConnSync
+		want    string // the new daemon's settings; "": nothing written
+	}{
+		{"group", set, nil, with(set, func(c *conf.ConnSync) { c.McastGroup = netip.MustParseAddr("239.0.0.2") }),
+			"syncid 42 group 239.0.0.2 port 8850 ttl 2 maxlen 1400"},
+		{"port", set, nil, with(set, func(c *conf.ConnSync) { c.McastPort = 8851 }),
+			"syncid 42 group 239.0.0.1 port 8851 ttl 2 maxlen 1400"},
+		{"ttl", set, nil, with(set, func(c *conf.ConnSync) { c.McastTTL = 3 }),
+			"syncid 42 group 239.0.0.1 port 8850 ttl 3 maxlen 1400"},
+		{"maxlen", set, nil, with(set, func(c *conf.ConnSync) { c.MaxLen = 1200 }),
+			"syncid 42 group 239.0.0.1 port 8850 ttl 2 maxlen 1200"},
+		{"unchanged", set, nil, set, ""},
+		{"group set over the kernel's default", conf.ConnSync{Interface: "eth1", SyncID: 42}, &defaults,
+			conf.ConnSync{Interface: "eth1", SyncID: 42, McastGroup: netip.MustParseAddr("239.0.0.2")}, "syncid 42 group 239.0.0.2"},
+		{"port set over the kernel's default", conf.ConnSync{Interface: "eth1", SyncID: 42}, &defaults,
+			conf.ConnSync{Interface: "eth1", SyncID: 42, McastPort: 8851}, "syncid 42 port 8851"},
+		{"ttl set over the kernel's default", conf.ConnSync{Interface: "eth1", SyncID: 42}, &defaults,
+			conf.ConnSync{Interface: "eth1", SyncID: 42, McastTTL: 3}, "syncid 42 ttl 3"},
+		{"maxlen set over the kernel's default", conf.ConnSync{Interface: "eth1", SyncID: 42}, &defaults,
+			conf.ConnSync{Interface: "eth1", SyncID: 42, MaxLen: 1200}, "syncid 42 maxlen 1200"},
+		{"the kernel's defaults written down", conf.ConnSync{Interface: "eth1", SyncID: 42}, &defaults,
+			conf.ConnSync{Interface: "eth1", SyncID: 42, McastGroup: defaults.Group, McastPort: 8848, McastTTL: 1, MaxLen: 1472}, ""},
+	} {
+		for _, role := range []director.SyncState{director.SyncBackup, director.SyncMaster} {
+			t.Run(tc.name+"/"+role.String(), func(t *testing.T) {
+				k := director.NewFakeKernel()
+				if tc.running != nil {
+					d := *tc.running
+					d.State = role
+					if err := k.StartSyncDaemon(d); err != nil {
+						t.Fatal(err)
+					}
+				}
+				f := NewFollower(k, tc.from, quiet)
+				f.SetRole(role)
+				if err := f.Reconcile(); err != nil {
+					t.Fatal(err)
+				}
+				before, _ := k.SyncDaemons()
+				k.ResetWrites()
+				f.SetConfig(tc.to)
+				if err := f.Reconcile(); err != nil {
+					t.Fatal(err)
+				}
+				want := ""
+				if tc.want != "" {
+					want = fmt.Sprintf("stop_sync_daemon %s; start_sync_daemon %s on eth1 %s", role, role, tc.want)
+				}
+				if got := ops(k); got != want {
+					t.Fatalf("kernel writes %q, want %q", got, want)
+				}
+				wantRun := before
+				if tc.want != "" {
+					d := DaemonConfig(tc.to)
+					d.State = role
+					wantRun = []director.SyncDaemon{d}
+				}
+				if after, _ := k.SyncDaemons(); !slices.Equal(after, wantRun) {
+					t.Fatalf("kernel runs %v, want %v", after, wantRun)
+				}
+				if err := f.Reconcile(); err != nil || ops(k) != "" {
+					t.Fatal("a second reconcile wrote to the kernel")
+				}
+			})
+		}
+	}
+}
+
+func TestFollowerErrorsAndRetry(t *testing.T) {
+	k := director.NewFakeKernel()
+	k.SetFault(func(o director.Op) error {
+		if o.Kind == director.OpStartSync {
+			return syscall.ENODEV
+		}
+		return nil
+	})
+	f := NewFollower(k, conf.ConnSync{Interface: "eth9", SyncID: 1}, quiet)
+	err := f.Reconcile()
+	if !errors.Is(err, syscall.ENODEV) || !strings.Contains(err.Error(), "starting the backup on eth9 syncid 1") {
+		t.Fatalf("reconcile error %v", err)
+	}
+	if st := f.Status(); st.Failures != 1 || st.LastErr == "" || len(st.Running) != 0 {
+		t.Fatalf("status after a failure %+v", st)
+	}
+	k.SetFault(nil)
+	if err := f.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.Status(); st.LastErr != "" || len(st.Running) != 1 || st.Changes != 1 {
+		t.Fatalf("status after the retry %+v", st)
+	}
+}
+
+// Run follows role changes and stops its daemon when it ends.
+func TestFollowerRun(t *testing.T) {
+	k := director.NewFakeKernel()
+	f := NewFollower(k, conf.ConnSync{Interface: "eth1", SyncID: 5}, quiet)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- f.Run(ctx) }()
+	wait := func(what string, st director.SyncState) {
+		t.Helper()
+		poll.Until(t, 5*time.Second, what, func() (bool, any) {
+			ds, _ := k.SyncDaemons()
+			return len(ds) == 1 && ds[0].State == st, ds
+		})
+	}
+	wait("backup at start", director.SyncBackup)
+	f.SetRole(Role(vrrp.StateMaster))
+	wait("master after the VRRP master", director.SyncMaster)
+	f.SetRole(Role(vrrp.StateFault))
+	wait("backup after a fault", director.SyncBackup)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ds, _ := k.SyncDaemons(); len(ds) != 0 {
+		t.Fatalf("daemons left after Run ended: %v", ds)
+	}
+}
