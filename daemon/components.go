@@ -14,7 +14,6 @@ import (
 	"github.com/haldir-lb/haldir/connsync"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
-	"github.com/haldir-lb/haldir/vrrp"
 )
 
 // start brings up every component cfg asks for. An error leaves nothing
@@ -52,10 +51,9 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 	d.reloadSync(cfg)
 	// After the director: an instance's addresses come up with their
 	// virtual servers already in the table.
-	if err := d.vrrp.Apply(cfg); err != nil {
-		return fmt.Errorf("vrrp: %w", err)
-	}
-	d.tellCluster(cfg)
+	spec := conf.Compile(cfg)
+	d.vrrp.Apply(spec)
+	d.tellCluster(spec)
 	return nil
 }
 
@@ -81,9 +79,9 @@ func (d *Daemon) startCluster(cfg *conf.Config) {
 }
 
 // tellCluster spreads this director's VRRP states (the last state change
-// of each instance) and, with cfg, its configuration hashes to the
+// of each instance) and, with spec, its configuration hashes to the
 // cluster.
-func (d *Daemon) tellCluster(cfg *conf.Config) {
+func (d *Daemon) tellCluster(spec *conf.Spec) {
 	if d.cluster == nil {
 		return
 	}
@@ -95,18 +93,18 @@ func (d *Daemon) tellCluster(cfg *conf.Config) {
 		}
 		ic, _ := d.vrrp.InstanceConfig(name)
 		fam := 4
-		if len(ic.VirtualAddresses) > 0 {
-			fam = vrrp.Family(ic.VirtualAddresses[0].Addr())
+		if ic.Family == conf.FamilyInet6 {
+			fam = 6
 		}
-		states = append(states, cluster.InstanceState{Name: name, VRID: ic.VRID, Family: fam, State: sc.To.String(), Priority: int(sc.Priority)})
+		states = append(states, cluster.InstanceState{Name: name, VRID: int(ic.VRID), Family: fam, State: sc.To.String(), Priority: int(sc.Priority)})
 	}
 	var hashes map[string]string
-	if cfg != nil {
-		hashes = conf.Compile(cfg).Hashes()
+	if spec != nil {
+		hashes = spec.Hashes()
 	}
 	d.cluster.Update(func(s *cluster.NodeState) {
 		s.VRRP = states
-		if cfg != nil {
+		if spec != nil {
 			s.Config = hashes
 		}
 	})
@@ -251,13 +249,12 @@ func (d *Daemon) reload(old, cfg *conf.Config) error {
 	d.reloadSync(cfg)
 	// After the director: a new instance's addresses come up with their
 	// virtual servers already in the table.
-	if err := d.vrrp.Apply(cfg); err != nil {
-		errs = append(errs, fmt.Errorf("vrrp: %w", err))
-	}
+	spec := conf.Compile(cfg)
+	d.vrrp.Apply(spec)
 	if !reflect.DeepEqual(old.Cluster, cfg.Cluster) {
 		d.log.Warn("cluster changes take effect at restart; the running cluster membership stays")
 	}
-	d.tellCluster(cfg)
+	d.tellCluster(spec)
 	return errors.Join(errs...)
 }
 

@@ -1,10 +1,7 @@
 package vrrp
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
-	"net/netip"
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/internal/fifo"
@@ -26,156 +23,67 @@ func (s *Set) Instance(name string) *Instance {
 	return nil
 }
 
-// NewSet builds the instances and sync groups of cfg. opts applies to every
-// instance; its NotifyTimeout defaults to cfg.Global.NotifyTimeout.
-func NewSet(cfg *conf.Config, opts Options) (*Set, error) {
+// NewSet builds the instances and sync groups of spec, which conf
+// validated: instance names and sync-group members are unique, and no two
+// instances share a vrid on one interface and family. opts applies to
+// every instance; its NotifyTimeout defaults to global.notify_timeout.
+func NewSet(spec *conf.Spec, opts Options) *Set {
 	if opts.NotifyTimeout == 0 {
-		opts.NotifyTimeout = cfg.Global.NotifyTimeout.D()
+		opts.NotifyTimeout = spec.Global.NotifyTimeout
 	}
 	s := &Set{}
-	var errs []error
-	seen := map[string]bool{}
-	for i, ic := range cfg.VRRP {
-		if seen[ic.Name] {
-			errs = append(errs, fmt.Errorf("vrrp[%d]: duplicate instance name %q", i, ic.Name))
-			continue
-		}
-		seen[ic.Name] = true
-		in, err := NewInstance(ic, opts)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("vrrp[%d]: %w", i, err))
-			continue
-		}
-		s.Instances = append(s.Instances, in)
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	for _, ic := range spec.VRRP {
+		s.Instances = append(s.Instances, NewInstance(ic, opts))
 	}
 	// Every instance has its own socket and sees its siblings' adverts;
 	// those are not "unknown" VRIDs.
 	for i, a := range s.Instances {
 		others := map[uint8]bool{}
 		for j, b := range s.Instances {
-			if i == j || a.cfg.Interface != b.cfg.Interface || a.family != b.family {
-				continue
+			if i != j && a.cfg.Interface == b.cfg.Interface && a.family == b.family {
+				others[b.cfg.VRID] = true
 			}
-			if a.cfg.VRID == b.cfg.VRID {
-				if i < j {
-					errs = append(errs, fmt.Errorf("vrrp instances %q and %q: both use vrid %d on %s over IPv%d", a.cfg.Name, b.cfg.Name, a.cfg.VRID, a.cfg.Interface, a.family))
-				}
-				continue
-			}
-			others[uint8(b.cfg.VRID)] = true
 		}
 		a.siblings.Store(&others)
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	for i, gc := range cfg.VRRPSyncGroups {
+	for _, gc := range spec.SyncGroups {
 		var members []*Instance
-		for j, name := range gc.Instances {
-			in := s.Instance(name)
-			if in == nil {
-				errs = append(errs, fmt.Errorf("vrrp_sync_group[%d] %q: instances[%d]: no vrrp instance %q", i, gc.Name, j, name))
-				continue
-			}
-			members = append(members, in)
+		for _, name := range gc.Instances {
+			members = append(members, s.Instance(name))
 		}
-		if len(errs) > 0 {
-			continue
-		}
-		g, err := NewSyncGroup(gc, members)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("vrrp_sync_group[%d]: %w", i, err))
-			continue
-		}
-		s.Groups = append(s.Groups, g)
+		s.Groups = append(s.Groups, NewSyncGroup(gc, members))
 	}
-	if len(errs) > 0 {
-		for _, g := range s.Groups {
-			g.Close()
-		}
-		return nil, errors.Join(errs...)
-	}
-	return s, nil
+	return s
 }
 
-// NewInstance checks cfg and returns an instance ready to Run. It does no
-// I/O. cfg is expected to have passed conf's validation; the checks here
-// are the ones the protocol itself needs.
-func NewInstance(cfg conf.VRRPInstance, opts Options) (*Instance, error) {
-	in := &Instance{cfg: cfg, opts: opts, log: opts.Logger, inbox: fifo.New[Event](), vs: newVSInputs(), stopped: make(chan struct{}), ping: make(chan chan struct{})}
+// NewInstance returns an instance of spec ready to Run. It does no I/O and
+// checks nothing: spec is conf.Compile's, of a validated file.
+func NewInstance(spec conf.VRRPInstanceSpec, opts Options) *Instance {
+	in := &Instance{cfg: spec, opts: opts, log: opts.Logger, inbox: fifo.New[Event](), vs: newVSInputs(), stopped: make(chan struct{}), ping: make(chan chan struct{})}
 	if in.log == nil {
 		in.log = slog.Default()
 	}
 	if in.host = opts.host; in.host == nil {
 		in.host = openHost
 	}
-	in.log = in.log.With("vrrp_instance", cfg.Name)
-	where := fmt.Sprintf("vrrp instance %q", cfg.Name)
-	if cfg.Interface == "" {
-		return nil, fmt.Errorf("%s: no interface", where)
+	in.log = in.log.With("vrrp_instance", spec.Name)
+	in.family = 4
+	if spec.Family == conf.FamilyInet6 {
+		in.family = 6
 	}
-	if cfg.VRID < 1 || cfg.VRID > 255 {
-		return nil, fmt.Errorf("%s: vrid %d, want 1..255", where, cfg.VRID)
+	for _, p := range spec.VirtualAddresses {
+		in.vips = append(in.vips, p.Addr())
 	}
-	if len(cfg.VirtualAddresses) == 0 {
-		return nil, fmt.Errorf("%s: no virtual_addresses", where)
+	for _, p := range spec.ExcludedAddresses {
+		in.excluded = append(in.excluded, p.Addr())
 	}
-	if cfg.UseVMAC && (cfg.VMACInterface == "" || cfg.VMACInterface == cfg.Interface) {
-		return nil, fmt.Errorf("%s: use_vmac needs a vmac_interface other than %q", where, cfg.Interface)
-	}
-	for i, p := range cfg.VirtualAddresses {
-		f := Family(p.Addr())
-		if i == 0 {
-			in.family = f
-		} else if f != in.family {
-			return nil, fmt.Errorf("%s: virtual_addresses[%d] %v: all addresses of an instance must be of one family", where, i, p)
-		}
-		in.vips = append(in.vips, p.Addr().Unmap())
-	}
-	for _, p := range cfg.ExcludedAddresses {
-		in.excluded = append(in.excluded, p.Addr().Unmap())
-	}
-	if cfg.Version == 2 && in.family == 6 {
-		return nil, fmt.Errorf("%s: version 2 is IPv4 only (RFC 3768); use version 3 for IPv6", where)
-	}
-	e := Expect{Version: cfg.Version, Addrs: in.vips, Interval: cfg.AdvertInterval.D()}
-	for i, p := range cfg.UnicastPeers {
-		if p.Is4() != (in.family == 4) {
-			return nil, fmt.Errorf("%s: unicast_peers[%d] %v is not of the virtual addresses' family", where, i, p)
-		}
-		e.Peers = append(e.Peers, p.Unmap())
-	}
-	if cfg.Auth != nil && cfg.Version == 2 {
-		switch cfg.Auth.Type {
-		case "", "none":
-		case "pass":
-			if len(cfg.Auth.Password) > 8 {
-				return nil, fmt.Errorf("%s: auth password longer than 8 bytes", where)
-			}
-			e.AuthType, e.AuthData = AuthPass, Password(cfg.Auth.Password)
-		default:
-			return nil, fmt.Errorf("%s: auth type %q, want none or pass", where, cfg.Auth.Type)
-		}
+	e := Expect{Version: int(spec.Version), Addrs: in.vips, Interval: spec.AdvertInterval, Peers: spec.UnicastPeers}
+	if spec.Auth.Type == conf.AuthPass {
+		e.AuthType, e.AuthData = AuthPass, Password(spec.Auth.Password)
 	}
 	in.expect = e
 	in.addrs.Store(&e)
 	in.reconf = make(chan struct{}, 1)
-	// Check the rest (version, priority, interval) by building a machine
-	// with a placeholder address and a trial advert.
-	if _, err := NewMachine(in.machineConfig(netip.IPv4Unspecified())); err != nil {
-		return nil, fmt.Errorf("%s: %w", where, err)
-	}
-	trial := in.advert(0)
-	src, dst := netip.MustParseAddr("192.0.2.1"), GroupV4
-	if in.family == 6 {
-		src, dst = netip.MustParseAddr("fe80::1"), GroupV6
-	}
-	if _, err := trial.Marshal(src, dst); err != nil {
-		return nil, fmt.Errorf("%s: %w", where, err)
-	}
-	in.status = Status{Name: cfg.Name, BasePriority: cfg.Priority, Priority: uint8(min(max(cfg.Priority, 0), 255)), Ignored: map[string]uint64{}}
-	return in, nil
+	in.status = Status{Name: spec.Name, BasePriority: int(spec.Priority), Priority: spec.Priority, Ignored: map[string]uint64{}}
+	return in
 }

@@ -87,7 +87,7 @@ func (d *driver) do(now time.Time, a Action) {
 		g := in.cfg.GARP
 		go func() {
 			defer close(done)
-			d.rt.announce.run(ctx, g.Repeat, g.Delay.D(), g.Refresh.D(), func(err error) { in.log.Warn("announce", "err", err) })
+			d.rt.announce.run(ctx, g.Repeat, g.Delay, g.Refresh, func(err error) { in.log.Warn("announce", "err", err) })
 		}()
 	case ActSetTimer:
 		d.timer.stop()
@@ -95,7 +95,7 @@ func (d *driver) do(now time.Time, a Action) {
 			d.timer.reset(a.At.Sub(now))
 		}
 	case ActNotify:
-		argv := map[State][]string{StateMaster: in.cfg.NotifyMaster, StateBackup: in.cfg.NotifyBackup, StateFault: in.cfg.NotifyFault, StateInit: in.cfg.NotifyStop}[a.State]
+		argv := map[State][]string{StateMaster: in.cfg.Notify.Master, StateBackup: in.cfg.Notify.Backup, StateFault: in.cfg.Notify.Fault, StateInit: in.cfg.Notify.Stop}[a.State]
 		d.notify.enqueue(notifyJob{argv: argv, instance: in.cfg.Name, state: a.State, priority: d.m.Priority()})
 	case ActStateChange:
 		in.log.Info("vrrp state change", "from", a.From.String(), "to", a.To.String(), "reason", a.Reason, "priority", d.m.Priority())

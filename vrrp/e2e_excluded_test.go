@@ -51,7 +51,7 @@ func TestE2EExcludedAddresses(t *testing.T) {
 	}
 
 	cfg1.ExcludedAddresses = append(cfg1.ExcludedAddresses, added)
-	if err := r1.in.Reconfigure(cfg1); err != nil {
+	if err := r1.in.Reconfigure(specOf(cfg1)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the added excluded address on r1", settle, func() bool { return has(r1, added) })

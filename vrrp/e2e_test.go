@@ -117,10 +117,7 @@ func newRouter(t testing.TB, h *lab.Host, cfg conf.VRRPInstance) *router {
 	t.Helper()
 	w := &testWriter{t: t, on: true}
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("host", h.Name())
-	in, err := vrrp.NewInstance(cfg, vrrp.Options{Do: h.Do, Logger: log, NotifyTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	in := vrrp.NewInstance(specOf(cfg), vrrp.Options{Do: h.Do, Logger: log, NotifyTimeout: 5 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &router{t: t, h: h, in: in, cancel: cancel, done: make(chan error, 1), vip: cfg.VirtualAddresses[0], ctx: ctx, iface: cfg.Interface}
 	t.Cleanup(func() {
@@ -593,10 +590,7 @@ func TestE2ESyncGroup(t *testing.T) {
 		back.Interface, back.VRID = "eth1", vrid+1
 		back.VirtualAddresses = []netip.Prefix{netip.MustParsePrefix("198.51.100.1/24")}
 		rf, rb := newRouter(t, l.Host(n), front), newRouter(t, l.Host(n), back)
-		g, err := vrrp.NewSyncGroup(conf.VRRPSyncGroup{Name: "g", Instances: []string{"front", "back"}}, []*vrrp.Instance{rf.in, rb.in})
-		if err != nil {
-			t.Fatal(err)
-		}
+		g := vrrp.NewSyncGroup(conf.SyncGroupSpec{Name: "g", Instances: []string{"front", "back"}}, []*vrrp.Instance{rf.in, rb.in})
 		t.Cleanup(g.Close)
 		rf.run()
 		rb.run()
@@ -647,4 +641,10 @@ func TestE2ESplitBrainHeals(t *testing.T) {
 	}
 	waitMaster(t, r2, all)
 	assertSteady(t, r2, all, 500*time.Millisecond)
+}
+
+// specOf compiles one instance's raw configuration, as the daemon does the
+// whole file.
+func specOf(ic conf.VRRPInstance) conf.VRRPInstanceSpec {
+	return conf.Compile(&conf.Config{VRRP: []conf.VRRPInstance{ic}}).VRRP[0]
 }

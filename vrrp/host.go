@@ -113,9 +113,13 @@ func openHost(ctx context.Context, in *Instance, trackCh chan<- trackUpdate) (*r
 		// there, by an announcer per interface.
 		elsewhere := map[string][]netip.Addr{}
 		var others []string
+		own := in.cfg.Interface
+		if in.cfg.UseVMAC {
+			own = in.cfg.VMACInterface
+		}
 		for _, o := range in.cfg.AddressOptions {
 			pl := placement{label: o.Label}
-			if o.Interface != "" {
+			if o.Interface != own {
 				ifi, err := net.InterfaceByName(o.Interface)
 				if err != nil {
 					return fmt.Errorf("vrrp instance %q: address_options %v: interface %q: %w", in.cfg.Name, o.Address, o.Interface, err)
@@ -124,9 +128,9 @@ func openHost(ctx context.Context, in *Instance, trackCh chan<- trackUpdate) (*r
 				if elsewhere[o.Interface] == nil {
 					others = append(others, o.Interface)
 				}
-				elsewhere[o.Interface] = append(elsewhere[o.Interface], o.Address.Unmap())
+				elsewhere[o.Interface] = append(elsewhere[o.Interface], o.Address)
 			}
-			vips.placed[o.Address.Unmap()] = pl
+			vips.placed[o.Address] = pl
 		}
 		if rt.src, err = in.source(ctx, nh, ifi); err != nil {
 			return err
@@ -138,7 +142,7 @@ func openHost(ctx context.Context, in *Instance, trackCh chan<- trackUpdate) (*r
 		h.xmit = h.conn
 		announceOn, ndpSrc := ifi, netip.Addr{}
 		if in.cfg.UseVMAC {
-			h.vmac, err = openVMAC(nh, ifi, in.cfg.VMACInterface, VirtualMAC(uint8(in.cfg.VRID), in.family == 6), in.family == 6)
+			h.vmac, err = openVMAC(nh, ifi, in.cfg.VMACInterface, VirtualMAC(in.cfg.VRID, in.family == 6), in.family == 6)
 			if err != nil {
 				return fmt.Errorf("vrrp instance %q: use_vmac: %w", in.cfg.Name, err)
 			}
@@ -230,12 +234,8 @@ func (h *hostRuntime) close() {
 
 // managed is every address the instance adds as master: the virtual
 // addresses, then the excluded ones.
-func managed(cfg conf.VRRPInstance) []netip.Prefix {
-	var out []netip.Prefix
-	for _, p := range slices.Concat(cfg.VirtualAddresses, cfg.ExcludedAddresses) {
-		out = append(out, netip.PrefixFrom(p.Addr().Unmap(), p.Bits()))
-	}
-	return out
+func managed(cfg conf.VRRPInstanceSpec) []netip.Prefix {
+	return slices.Concat(cfg.VirtualAddresses, cfg.ExcludedAddresses)
 }
 
 // sourcePick is how an instance without unicast_source picks its advert
@@ -315,7 +315,7 @@ func (sp sourcePick) pick(h *netlink.Handle, l netlink.Link) (src netip.Addr, te
 // address detection to finish.
 func (in *Instance) source(ctx context.Context, h *netlink.Handle, ifi *net.Interface) (netip.Addr, error) {
 	if in.cfg.UnicastSource.IsValid() {
-		return in.cfg.UnicastSource.Unmap(), nil
+		return in.cfg.UnicastSource, nil
 	}
 	l, err := h.LinkByIndex(ifi.Index)
 	if err != nil {

@@ -87,7 +87,7 @@ type Status struct {
 // traffic to them (accept_mode = true, the only mode conf accepts): IPVS
 // takes the virtual servers' traffic in LOCAL_IN, after local delivery.
 type Instance struct {
-	cfg    conf.VRRPInstance
+	cfg    conf.VRRPInstanceSpec
 	opts   Options
 	host   hostOpener
 	log    *slog.Logger
@@ -103,7 +103,7 @@ type Instance struct {
 	// pending is the configuration a reload handed over (Reconfigure),
 	// taken by Run's loop on a kick.
 	pendingMu sync.Mutex
-	pending   *conf.VRRPInstance
+	pending   *conf.VRRPInstanceSpec
 	reconf    chan struct{}
 	drops     DropCounters
 	group     *SyncGroup
@@ -129,7 +129,7 @@ type Instance struct {
 // before Run and from any goroutine; names the instance does not track are
 // ignored.
 func (in *Instance) SetVirtualServerUp(name string, up bool) {
-	for _, t := range in.cfg.TrackVirtualSrvs {
+	for _, t := range in.cfg.TrackVirtualServers {
 		if t.Name == name {
 			in.vs.set(name, up)
 			return
@@ -142,19 +142,19 @@ func (in *Instance) Name() string { return in.cfg.Name }
 
 func (in *Instance) machineConfig(primary netip.Addr) MachineConfig {
 	return MachineConfig{
-		Version:      in.cfg.Version,
-		Priority:     in.cfg.Priority,
-		Interval:     in.cfg.AdvertInterval.D(),
+		Version:      int(in.cfg.Version),
+		Priority:     int(in.cfg.Priority),
+		Interval:     in.cfg.AdvertInterval,
 		Preempt:      in.cfg.Preempt,
-		PreemptDelay: in.cfg.PreemptDelay.D(),
+		PreemptDelay: in.cfg.PreemptDelay,
 		Primary:      primary,
 	}
 }
 
 func (in *Instance) advert(prio uint8) Advert {
 	return Advert{
-		Version: in.cfg.Version, VRID: uint8(in.cfg.VRID), Priority: prio,
-		Interval: in.cfg.AdvertInterval.D(), AuthType: in.expect.AuthType, AuthData: in.expect.AuthData,
+		Version: int(in.cfg.Version), VRID: in.cfg.VRID, Priority: prio,
+		Interval: in.cfg.AdvertInterval, AuthType: in.expect.AuthType, AuthData: in.expect.AuthData,
 		Addrs: in.vips,
 	}
 }

@@ -79,7 +79,7 @@ func (in *Instance) Run(ctx context.Context) error {
 	for i, s := range in.cfg.TrackScripts {
 		key := trackKey{kind: trackScript, name: s.Name, index: i}
 		track[key] = &trackItem{weight: s.Weight, desc: "track_script " + s.Name, down: "failing"}
-		st := scriptTracker{key: key, argv: s.Command, interval: s.Interval.D(), timeout: s.Timeout.D(), rise: s.Rise, fall: s.Fall}
+		st := scriptTracker{key: key, argv: s.Command, interval: s.Interval, timeout: s.Timeout, rise: s.Rise, fall: s.Fall}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -88,7 +88,7 @@ func (in *Instance) Run(ctx context.Context) error {
 	}
 	rt.path.start(runCtx, &wg, track[keySource].failing, trackCh)
 
-	for _, v := range in.cfg.TrackVirtualSrvs {
+	for _, v := range in.cfg.TrackVirtualServers {
 		track[trackKey{kind: trackVS, name: v.Name}] = &trackItem{weight: v.Weight, desc: "track_virtual_server " + v.Name, down: "down"}
 	}
 	in.vs.apply(track)
@@ -177,7 +177,7 @@ func (in *Instance) Ping(ctx context.Context) error {
 }
 
 func (in *Instance) readLoop(ctx context.Context, c advertConn, out chan<- EvAdvert) {
-	vrid := uint8(in.cfg.VRID)
+	vrid := in.cfg.VRID
 	dec := Decoder{Routers: map[uint8]Expect{}, Drops: &in.drops}
 	var expect *Expect
 	buf := make([]byte, 1500)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/haldir-lb/haldir/conf"
 )
@@ -55,9 +56,9 @@ type Planned struct {
 // SyncGroup, so when one of them must restart, or the group itself
 // changed, all of them restart. The plan lists old instances in their old
 // order, then added ones in their new order.
-func PlanReload(old, cfg *conf.Config) []Planned {
+func PlanReload(old, cfg *conf.Spec) []Planned {
 	oldIn, newIn := byName(old.VRRP), byName(cfg.VRRP)
-	oldGroup, newGroup := groupOf(old.VRRPSyncGroups), groupOf(cfg.VRRPSyncGroups)
+	oldGroup, newGroup := groupOf(old.SyncGroups), groupOf(cfg.SyncGroups)
 	plan := map[string]*Planned{}
 	var order []string
 	for _, ic := range old.VRRP {
@@ -80,7 +81,7 @@ func PlanReload(old, cfg *conf.Config) []Planned {
 	}
 	// A group restarts as a whole when any member restarts, comes or goes;
 	// the group's own change is already a restart of each member.
-	for _, groups := range []map[string]*conf.VRRPSyncGroup{oldGroup, newGroup} {
+	for _, groups := range []map[string]*conf.SyncGroupSpec{oldGroup, newGroup} {
 		for name, g := range groups {
 			p := plan[name]
 			if p.Change < Restart {
@@ -100,7 +101,7 @@ func PlanReload(old, cfg *conf.Config) []Planned {
 	return out
 }
 
-func planInstance(old, cfg conf.VRRPInstance) *Planned {
+func planInstance(old, cfg conf.VRRPInstanceSpec) *Planned {
 	if reflect.DeepEqual(old, cfg) {
 		return &Planned{Name: cfg.Name, Change: Keep}
 	}
@@ -115,12 +116,11 @@ func planInstance(old, cfg conf.VRRPInstance) *Planned {
 // in place; a priority never to or from the address owner's 255 (an owner
 // takes over at once; that is a restart's startup), addresses never to
 // another family (the sockets are per family).
-func restartNeeded(old, cfg conf.VRRPInstance) string {
+func restartNeeded(old, cfg conf.VRRPInstanceSpec) string {
 	if old.Priority != cfg.Priority && (old.Priority == OwnerPriority || cfg.Priority == OwnerPriority) {
 		return "priority changed to or from 255 (address owner)"
 	}
-	if len(old.VirtualAddresses) == 0 || len(cfg.VirtualAddresses) == 0 ||
-		Family(old.VirtualAddresses[0].Addr()) != Family(cfg.VirtualAddresses[0].Addr()) {
+	if old.Family != cfg.Family {
 		return "virtual_addresses changed address family"
 	}
 	soft := old
@@ -132,30 +132,38 @@ func restartNeeded(old, cfg conf.VRRPInstance) string {
 	return ""
 }
 
-// Family is the address family (4 or 6) of a virtual address; an
-// instance carries one.
-func Family(a netip.Addr) int {
-	if a.Is4() || a.Is4In6() {
-		return 4
-	}
-	return 6
-}
-
-// differing lists the TOML keys whose values differ between a and b.
-func differing(a, b conf.VRRPInstance) []string {
+// differing names the settings whose values differ between a and b, in
+// the file's spelling (AdvertInterval: advert_interval).
+func differing(a, b conf.VRRPInstanceSpec) []string {
 	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
 	var out []string
 	for i := range va.NumField() {
 		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
-			name, _, _ := strings.Cut(va.Type().Field(i).Tag.Get("toml"), ",")
-			out = append(out, name)
+			out = append(out, snake(va.Type().Field(i).Name))
 		}
 	}
 	return out
 }
 
-func byName(ics []conf.VRRPInstance) map[string]conf.VRRPInstance {
-	m := make(map[string]conf.VRRPInstance, len(ics))
+// snake spells a Go field name as a TOML key: AdvertInterval is
+// advert_interval, VRID vrid, UseVMAC use_vmac.
+func snake(name string) string {
+	var b strings.Builder
+	rs := []rune(name)
+	for i, r := range rs {
+		upper := unicode.IsUpper(r)
+		// A word starts at an upper-case letter after a lower-case one, or
+		// before one in an acronym (VMACInterface: vmac_interface).
+		if upper && i > 0 && (unicode.IsLower(rs[i-1]) || i+1 < len(rs) && unicode.IsLower(rs[i+1])) {
+			b.WriteByte('_')
+		}
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return b.String()
+}
+
+func byName(ics []conf.VRRPInstanceSpec) map[string]conf.VRRPInstanceSpec {
+	m := make(map[string]conf.VRRPInstanceSpec, len(ics))
 	for _, ic := range ics {
 		m[ic.Name] = ic
 	}
@@ -163,8 +171,8 @@ func byName(ics []conf.VRRPInstance) map[string]conf.VRRPInstance {
 }
 
 // groupOf maps each member instance's name to its sync group.
-func groupOf(gs []conf.VRRPSyncGroup) map[string]*conf.VRRPSyncGroup {
-	m := map[string]*conf.VRRPSyncGroup{}
+func groupOf(gs []conf.SyncGroupSpec) map[string]*conf.SyncGroupSpec {
+	m := map[string]*conf.SyncGroupSpec{}
 	for i := range gs {
 		for _, name := range gs[i].Instances {
 			m[name] = &gs[i]
@@ -178,7 +186,7 @@ func groupOf(gs []conf.VRRPSyncGroup) map[string]*conf.VRRPSyncGroup {
 // addresses. It never blocks; the instance's goroutine applies them (the
 // latest call wins, also before Run). Anything else is refused with what
 // changed: that needs a new Instance.
-func (in *Instance) Reconfigure(cfg conf.VRRPInstance) error {
+func (in *Instance) Reconfigure(cfg conf.VRRPInstanceSpec) error {
 	if cfg.Name != in.cfg.Name {
 		return fmt.Errorf("vrrp instance %q: cannot take the configuration of %q", in.cfg.Name, cfg.Name)
 	}
@@ -186,7 +194,7 @@ func (in *Instance) Reconfigure(cfg conf.VRRPInstance) error {
 		return fmt.Errorf("vrrp instance %q: needs a restart: %s", in.cfg.Name, why)
 	}
 	in.mu.Lock()
-	in.status.BasePriority = cfg.Priority
+	in.status.BasePriority = int(cfg.Priority)
 	in.mu.Unlock()
 	in.pendingMu.Lock()
 	in.pending = &cfg
@@ -199,14 +207,14 @@ func (in *Instance) Reconfigure(cfg conf.VRRPInstance) error {
 }
 
 // reconfigure applies a Reconfigure on the instance's goroutine.
-func (d *driver) reconfigure(cfg conf.VRRPInstance) {
+func (d *driver) reconfigure(cfg conf.VRRPInstanceSpec) {
 	in := d.in
 	var vips, excluded []netip.Addr
 	for _, p := range cfg.VirtualAddresses {
-		vips = append(vips, p.Addr().Unmap())
+		vips = append(vips, p.Addr())
 	}
 	for _, p := range cfg.ExcludedAddresses {
-		excluded = append(excluded, p.Addr().Unmap())
+		excluded = append(excluded, p.Addr())
 	}
 	prefixes := managed(cfg)
 	if !slices.Equal(prefixes, d.rt.vips.managed()) {
@@ -240,7 +248,7 @@ func (d *driver) reconfigure(cfg conf.VRRPInstance) {
 		in.log.Info("virtual addresses changed in place", "addresses", fmt.Sprint(prefixes), "removed", fmt.Sprint(gone), "state", d.m.State().String())
 	}
 	old := d.m.Priority()
-	d.handle(EvReconfigure{Priority: cfg.Priority, Preempt: cfg.Preempt, PreemptDelay: cfg.PreemptDelay.D()})
+	d.handle(EvReconfigure{Priority: int(cfg.Priority), Preempt: cfg.Preempt, PreemptDelay: cfg.PreemptDelay})
 	d.priorityChanged(old, []priorityCause{{label: "reload", text: fmt.Sprintf("reload: priority %d", cfg.Priority)}})
 }
 

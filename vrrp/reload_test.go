@@ -76,7 +76,7 @@ func TestPlanReload(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			old, cfg := reloadBase(), reloadBase()
 			tc.change(cfg)
-			plan := PlanReload(old, cfg)
+			plan := PlanReload(conf.Compile(old), conf.Compile(cfg))
 			var got []string
 			for _, p := range plan {
 				got = append(got, p.Name+"="+p.Change.String())
@@ -95,13 +95,10 @@ func TestPlanReload(t *testing.T) {
 }
 
 func TestInstanceReconfigure(t *testing.T) {
-	in, err := NewInstance(goodInstance(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	in := NewInstance(specOf(goodInstance()), Options{})
 	soft := goodInstance()
 	soft.Priority, soft.Preempt = 42, true
-	if err := in.Reconfigure(soft); err != nil {
+	if err := in.Reconfigure(specOf(soft)); err != nil {
 		t.Fatal(err)
 	}
 	if st := in.Status(); st.BasePriority != 42 {
@@ -109,13 +106,13 @@ func TestInstanceReconfigure(t *testing.T) {
 	}
 	later := soft
 	later.Priority = 43
-	if err := in.Reconfigure(later); err != nil {
+	if err := in.Reconfigure(specOf(later)); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case <-in.reconf:
 		// One kick for both calls; the latest configuration wins.
-		if in.pending == nil || !reflect.DeepEqual(*in.pending, later) {
+		if in.pending == nil || !reflect.DeepEqual(*in.pending, specOf(later)) {
 			t.Fatalf("pending %+v, want %+v", in.pending, later)
 		}
 	default:
@@ -123,12 +120,12 @@ func TestInstanceReconfigure(t *testing.T) {
 	}
 	hard := goodInstance()
 	hard.VRID = 9
-	if err := in.Reconfigure(hard); err == nil || !strings.Contains(err.Error(), "needs a restart: changed: vrid") {
+	if err := in.Reconfigure(specOf(hard)); err == nil || !strings.Contains(err.Error(), "needs a restart: changed: vrid") {
 		t.Fatalf("changing the vrid in place: err %v", err)
 	}
 	other := goodInstance()
 	other.Name = "x"
-	if err := in.Reconfigure(other); err == nil {
+	if err := in.Reconfigure(specOf(other)); err == nil {
 		t.Fatal("took another instance's configuration")
 	}
 }
@@ -138,14 +135,8 @@ func TestSetSiblingsFollowReload(t *testing.T) {
 	d := cfg.VRRP[0]
 	d.Name, d.VRID = "d", 4
 	cfg.VRRP = append(cfg.VRRP, d)
-	s1, err := NewSet(old, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s2, err := NewSet(cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s1 := NewSet(conf.Compile(old), Options{})
+	s2 := NewSet(conf.Compile(cfg), Options{})
 	a := s1.Instance("a")
 	a.SetSiblings(s2.Instance("a"))
 	var got []uint8

@@ -36,7 +36,7 @@ type Runner struct {
 	// run: the last one to stop closes the group.
 	groups map[*SyncGroup]int
 	// cfg holds the VRRP instances and sync groups running.
-	cfg *conf.Config
+	cfg *conf.Spec
 	// quorum is the last quorum reported per virtual server, handed to
 	// instances that start after the report.
 	quorum map[string]bool
@@ -65,7 +65,7 @@ func NewRunner(opts Options) *Runner {
 	}
 	r := &Runner{
 		opts: opts, log: opts.Logger, changes: fifo.New[StateChange](),
-		runs: map[string]*run{}, groups: map[*SyncGroup]int{}, cfg: &conf.Config{},
+		runs: map[string]*run{}, groups: map[*SyncGroup]int{}, cfg: &conf.Spec{},
 		quorum: map[string]bool{}, notRunning: map[string]string{},
 	}
 	r.opts.OnStateChange = r.changes.Put
@@ -85,17 +85,10 @@ func (r *Runner) TakeChanges() []StateChange { return r.changes.Take() }
 // difference asks for (PlanReload): unchanged instances run on untouched,
 // a new priority, preemption or address list is taken in place, and only
 // instances whose other settings changed, or that come or go, stop and
-// start. An invalid set leaves every instance as it was. The first Apply
-// starts everything.
-func (r *Runner) Apply(cfg *conf.Config) error {
-	opts := r.opts
-	if opts.NotifyTimeout == 0 {
-		opts.NotifyTimeout = cfg.Global.NotifyTimeout.D()
-	}
-	set, err := NewSet(cfg, opts)
-	if err != nil {
-		return err
-	}
+// start. The first Apply starts everything. cfg is conf.Compile's, of a
+// validated file.
+func (r *Runner) Apply(cfg *conf.Spec) {
+	set := NewSet(cfg, r.opts)
 	r.mu.Lock()
 	old := r.cfg
 	r.mu.Unlock()
@@ -120,7 +113,7 @@ func (r *Runner) Apply(cfg *conf.Config) error {
 
 	// The new configuration is in force from here.
 	r.mu.Lock()
-	r.cfg = &conf.Config{VRRP: cfg.VRRP, VRRPSyncGroups: cfg.VRRPSyncGroups}
+	r.cfg = &conf.Spec{VRRP: cfg.VRRP, SyncGroups: cfg.SyncGroups}
 	r.order = r.order[:0]
 	for _, ic := range cfg.VRRP {
 		r.order = append(r.order, ic.Name)
@@ -170,7 +163,6 @@ func (r *Runner) Apply(cfg *conf.Config) error {
 			g.Close()
 		}
 	}
-	return nil
 }
 
 // start runs in with the quorum states reported so far. Instances run on
@@ -334,7 +326,7 @@ func (r *Runner) Stop() {
 
 // InstanceConfig returns the running configuration of the instance called
 // name, and whether there is one.
-func (r *Runner) InstanceConfig(name string) (conf.VRRPInstance, bool) {
+func (r *Runner) InstanceConfig(name string) (conf.VRRPInstanceSpec, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, ic := range r.cfg.VRRP {
@@ -342,5 +334,5 @@ func (r *Runner) InstanceConfig(name string) (conf.VRRPInstance, bool) {
 			return ic, true
 		}
 	}
-	return conf.VRRPInstance{}, false
+	return conf.VRRPInstanceSpec{}, false
 }

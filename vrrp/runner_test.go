@@ -90,9 +90,7 @@ func (h *runnerHarness) changesOf(name string) []string {
 func TestRunnerApply(t *testing.T) {
 	h := newRunnerHarness(t)
 	cfg := &conf.Config{VRRP: []conf.VRRPInstance{fastInstance("a", 1), fastInstance("b", 2), fastInstance("c", 3)}}
-	if err := h.r.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
+	h.r.Apply(conf.Compile(cfg))
 	for _, n := range []string{"a", "b", "c"} {
 		h.waitState(n, StateMaster)
 	}
@@ -104,9 +102,7 @@ func TestRunnerApply(t *testing.T) {
 	next := &conf.Config{VRRP: []conf.VRRPInstance{fastInstance("d", 4), fastInstance("b", 2), fastInstance("a", 1)}}
 	next.VRRP[1].Interface = "eth1" // b: restart
 	next.VRRP[2].Priority = 150     // a: in place
-	if err := h.r.Apply(next); err != nil {
-		t.Fatal(err)
-	}
+	h.r.Apply(conf.Compile(next))
 	h.waitState("d", StateMaster)
 	h.waitState("b", StateMaster)
 	pollUntil(t, 5*time.Second, "a's adverts at priority 150", func() bool {
@@ -147,9 +143,7 @@ func TestRunnerFailedStartRetried(t *testing.T) {
 	h := newRunnerHarness(t)
 	h.host.failOpen["b"] = errors.New(`interface "eth9": no such network interface`)
 	cfg := &conf.Config{VRRP: []conf.VRRPInstance{fastInstance("a", 1), fastInstance("b", 2)}}
-	if err := h.r.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
+	h.r.Apply(conf.Compile(cfg))
 	h.waitState("a", StateMaster)
 	pollUntil(t, 5*time.Second, "b not running", func() bool { return strings.Contains(h.r.NotRunning()["b"], "eth9") })
 	if err := h.r.Alive(context.Background()); err != nil {
@@ -158,9 +152,7 @@ func TestRunnerFailedStartRetried(t *testing.T) {
 	h.host.mu.Lock()
 	delete(h.host.failOpen, "b")
 	h.host.mu.Unlock()
-	if err := h.r.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
+	h.r.Apply(conf.Compile(cfg))
 	h.waitState("b", StateMaster)
 	if nr := h.r.NotRunning(); len(nr) != 0 {
 		t.Errorf("NotRunning %v after b started", nr)
@@ -174,9 +166,7 @@ func TestRunnerQuorum(t *testing.T) {
 	a := fastInstance("a", 1)
 	a.TrackVirtualSrvs = []conf.TrackVS{{Name: "web"}} // weight 0: fault while down
 	h.r.SetVirtualServerUp("web", true)                // before the instance exists
-	if err := h.r.Apply(&conf.Config{VRRP: []conf.VRRPInstance{a}}); err != nil {
-		t.Fatal(err)
-	}
+	h.r.Apply(conf.Compile(&conf.Config{VRRP: []conf.VRRPInstance{a}}))
 	h.waitState("a", StateMaster)
 	h.r.SetVirtualServerUp("web", false)
 	h.waitState("a", StateFault)
@@ -198,9 +188,7 @@ func TestRunnerSyncGroup(t *testing.T) {
 	b.TrackVirtualSrvs = []conf.TrackVS{{Name: "web"}}
 	h.r.SetVirtualServerUp("web", true)
 	cfg := &conf.Config{VRRP: []conf.VRRPInstance{a, b}, VRRPSyncGroups: []conf.VRRPSyncGroup{{Name: "g", Instances: []string{"a", "b"}}}}
-	if err := h.r.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
+	h.r.Apply(conf.Compile(cfg))
 	h.waitState("a", StateMaster)
 	h.waitState("b", StateMaster)
 	h.r.SetVirtualServerUp("web", false)
@@ -213,9 +201,7 @@ func TestRunnerSyncGroup(t *testing.T) {
 	old := h.r.instances()[0].Group()
 	next := &conf.Config{VRRP: []conf.VRRPInstance{a, b}, VRRPSyncGroups: cfg.VRRPSyncGroups}
 	next.VRRP[0].Interface = "eth1"
-	if err := h.r.Apply(next); err != nil {
-		t.Fatal(err)
-	}
+	h.r.Apply(conf.Compile(next))
 	ins := h.r.instances()
 	if len(ins) != 2 || ins[0].Group() == old || ins[0].Group() != ins[1].Group() {
 		t.Fatalf("after the reload the members are not in one new group")
@@ -239,9 +225,7 @@ func TestRunnerTrackScript(t *testing.T) {
 	a := fastInstance("a", 1)
 	a.TrackScripts = []conf.TrackScript{{Name: "chk", Command: []string{"/bin/test", "-e", flag}, Weight: -30,
 		Interval: conf.Duration(20 * time.Millisecond), Timeout: conf.Duration(time.Second), Rise: 1, Fall: 1}}
-	if err := h.r.Apply(&conf.Config{VRRP: []conf.VRRPInstance{a}}); err != nil {
-		t.Fatal(err)
-	}
+	h.r.Apply(conf.Compile(&conf.Config{VRRP: []conf.VRRPInstance{a}}))
 	h.waitState("a", StateMaster)
 	io := h.host.io("a")
 	lastPrio := func(want uint8) func() bool {
@@ -266,10 +250,7 @@ func TestRunnerTrackScript(t *testing.T) {
 // instance; one that has stopped is not a stall.
 func TestRunnerAlive(t *testing.T) {
 	h := newRunnerHarness(t)
-	in, err := NewInstance(fastInstance("VI_X", 7), h.host.options())
-	if err != nil {
-		t.Fatal(err)
-	}
+	in := NewInstance(specOf(fastInstance("VI_X", 7)), h.host.options())
 	x := &run{in: in, cancel: func() {}, done: make(chan struct{})}
 	h.r.mu.Lock()
 	h.r.runs["VI_X"], h.r.order = x, []string{"VI_X"}

@@ -1,7 +1,6 @@
 package vrrp
 
 import (
-	"fmt"
 	"sync"
 
 	"github.com/haldir-lb/haldir/conf"
@@ -13,7 +12,7 @@ import (
 // follow. Members with opposite priorities on two routers make the group
 // flap, as in keepalived: give one router the higher priority for all.
 type SyncGroup struct {
-	cfg     conf.VRRPSyncGroup
+	cfg     conf.SyncGroupSpec
 	members []*Instance
 
 	mu     sync.Mutex
@@ -26,21 +25,13 @@ type SyncGroup struct {
 // NewSyncGroup joins members (which must not be running yet) into a group.
 // Group notify commands run on master, backup and fault transitions of the
 // group as a whole, with HALDIR_INSTANCE set to the group name.
-func NewSyncGroup(cfg conf.VRRPSyncGroup, members []*Instance) (*SyncGroup, error) {
-	if len(members) == 0 {
-		return nil, fmt.Errorf("vrrp sync group %q: no members", cfg.Name)
-	}
+func NewSyncGroup(cfg conf.SyncGroupSpec, members []*Instance) *SyncGroup {
 	g := &SyncGroup{cfg: cfg, members: members, faulty: map[*Instance]bool{}, told: map[*Instance]bool{}, last: map[*Instance]State{}}
-	for _, m := range members {
-		if m.group != nil {
-			return nil, fmt.Errorf("vrrp sync group %q: instance %q is already in group %q", cfg.Name, m.cfg.Name, m.group.cfg.Name)
-		}
-	}
 	for _, m := range members {
 		m.group = g
 	}
 	g.notify = newNotifier(members[0].opts.NotifyTimeout, func(err error) { members[0].log.Warn("sync group notify", "group", cfg.Name, "err", err) })
-	return g, nil
+	return g
 }
 
 // Group returns the sync group the instance belongs to, or nil.
@@ -111,7 +102,7 @@ func (g *SyncGroup) memberChanged(from *Instance, sc StateChange) {
 	}
 	// The group as a whole changed state once every member has.
 	if all {
-		argv := map[State][]string{StateMaster: g.cfg.NotifyMaster, StateBackup: g.cfg.NotifyBackup, StateFault: g.cfg.NotifyFault}[sc.To]
+		argv := map[State][]string{StateMaster: g.cfg.Notify.Master, StateBackup: g.cfg.Notify.Backup, StateFault: g.cfg.Notify.Fault}[sc.To]
 		g.notify.enqueue(notifyJob{argv: argv, instance: g.cfg.Name, state: sc.To, priority: sc.Priority})
 	}
 }

@@ -14,20 +14,11 @@ import (
 func TestSyncGroupPropagation(t *testing.T) {
 	a, b := goodInstance(), goodInstance()
 	b.Name, b.VRID = "vb", 8
-	ia, err := NewInstance(a, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ib, err := NewInstance(b, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ia := NewInstance(specOf(a), Options{})
+	ib := NewInstance(specOf(b), Options{})
 	out := filepath.Join(t.TempDir(), "log")
 	notify := []string{"/bin/sh", "-c", `echo "$HALDIR_INSTANCE $HALDIR_STATE" >> "$0"`, out}
-	g, err := NewSyncGroup(conf.VRRPSyncGroup{Name: "g", NotifyMaster: notify, NotifyFault: notify}, []*Instance{ia, ib})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := NewSyncGroup(conf.SyncGroupSpec{Name: "g", Notify: conf.GroupNotifySpec{Master: notify, Fault: notify}}, []*Instance{ia, ib})
 	// post queues synchronously: what memberChanged posted is there.
 	recv := func(in *Instance) Event {
 		t.Helper()
@@ -88,20 +79,14 @@ func newGroupHarness(t *testing.T, n int) *groupHarness {
 	for i := range n {
 		c := goodInstance()
 		c.Name, c.VRID = "m"+string(rune('a'+i)), 7+i
-		in, err := NewInstance(c, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		in := NewInstance(specOf(c), Options{})
 		m, err := NewMachine(baseCfg())
 		if err != nil {
 			t.Fatal(err)
 		}
 		h.ins, h.ms = append(h.ins, in), append(h.ms, m)
 	}
-	g, err := NewSyncGroup(conf.VRRPSyncGroup{Name: "g"}, h.ins)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := NewSyncGroup(conf.SyncGroupSpec{Name: "g"}, h.ins)
 	t.Cleanup(g.Close)
 	h.g = g
 	return h

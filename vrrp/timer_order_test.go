@@ -10,10 +10,7 @@ import (
 // while the master's advert already waited (a stall made both ready at
 // once) takes the advert first and stays backup; the fire is stale.
 func TestTimerAfterQueuedAdverts(t *testing.T) {
-	in, err := NewInstance(goodInstance(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	in := NewInstance(specOf(goodInstance()), Options{})
 	m, err := NewMachine(in.machineConfig(netip.MustParseAddr("192.0.2.2")))
 	if err != nil {
 		t.Fatal(err)

@@ -91,10 +91,7 @@ func (c *fakeConn) Write([]byte, netip.Addr) error {
 func testDriver(t *testing.T, rec *recorder) (*driver, *fakeConn) {
 	t.Helper()
 	cfg := goodInstance()
-	in, err := NewInstance(cfg, Options{Logger: slog.New(rec)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	in := NewInstance(specOf(cfg), Options{Logger: slog.New(rec)})
 	src := netip.MustParseAddr("192.0.2.11")
 	m, err := NewMachine(in.machineConfig(src))
 	if err != nil {
@@ -119,7 +116,7 @@ func testDriver(t *testing.T, rec *recorder) (*driver, *fakeConn) {
 func TestPriorityChangeLogged(t *testing.T) {
 	rec := newRecorder()
 	d, _ := testDriver(t, rec)
-	base := d.in.cfg.Priority
+	base := int(d.in.cfg.Priority)
 	track := tracking{
 		ifaceKey("eth0"): {desc: "interface eth0", down: "down"},
 		{kind: trackScript, name: "chk", index: 0}: {weight: -10, desc: "track_script chk", down: "failing"},

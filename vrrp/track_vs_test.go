@@ -37,10 +37,7 @@ func TestTrackVirtualServerCombination(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := goodInstance()
 			c.TrackVirtualSrvs = []conf.TrackVS{{Name: "web", Weight: -50}, {Name: "db", Weight: 0}}
-			in, err := NewInstance(c, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			in := NewInstance(specOf(c), Options{})
 			// The items as NewInstance's Run builds them: the fault's Cause
 			// names them.
 			tr := tracking{
@@ -66,10 +63,7 @@ func TestTrackVirtualServerCombination(t *testing.T) {
 func TestSetVirtualServerUpNeverBlocks(t *testing.T) {
 	c := goodInstance()
 	c.TrackVirtualSrvs = []conf.TrackVS{{Name: "web", Weight: -50}}
-	in, err := NewInstance(c, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	in := NewInstance(specOf(c), Options{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -85,7 +85,7 @@ func startInProc(tb testing.TB, h *lab.Host, addr netip.Addr, interval time.Dura
 		GARP:             conf.GARP{Repeat: garpRepeat},
 	}
 	r := &inProcRouter{h: h, addr: addr, done: make(chan error, 1), states: make(chan vrrp.StateChange, 64)}
-	in, err := vrrp.NewInstance(cfg, vrrp.Options{
+	in := vrrp.NewInstance(conf.Compile(&conf.Config{VRRP: []conf.VRRPInstance{cfg}}).VRRP[0], vrrp.Options{
 		Do:     h.Do,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		OnStateChange: func(sc vrrp.StateChange) {
@@ -95,9 +95,6 @@ func startInProc(tb testing.TB, h *lab.Host, addr netip.Addr, interval time.Dura
 			}
 		},
 	})
-	if err != nil {
-		tb.Fatal(err)
-	}
 	r.in = in
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
