@@ -25,7 +25,8 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 			d.stop()
 		}
 	}()
-	d.startCluster(cfg)
+	spec := conf.Compile(cfg)
+	d.startCluster(cfg, spec)
 	d.setVSNames(cfg)
 
 	if len(cfg.VirtualServers) > 0 {
@@ -40,7 +41,7 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 			return fmt.Errorf("director: %w", err)
 		}
 		d.hc = healthcheck.New(healthcheck.Options{NotifyTimeout: cfg.Global.NotifyTimeout.D(), Logger: d.log.With("component", "healthcheck")})
-		if err := d.updateChecks(cfg); err != nil {
+		if err := d.updateChecks(cfg, spec); err != nil {
 			return err
 		}
 		d.goRun("director", d.dir.Run)
@@ -51,7 +52,6 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 	d.reloadSync(cfg)
 	// After the director: an instance's addresses come up with their
 	// virtual servers already in the table.
-	spec := conf.Compile(cfg)
 	d.vrrp.Apply(spec)
 	d.tellCluster(spec)
 	return nil
@@ -60,14 +60,14 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 // startCluster joins the gossip cluster of [cluster]. A cluster that
 // cannot start (an unreadable key, a port in use) is reported and logged;
 // the director and VRRP run without it.
-func (d *Daemon) startCluster(cfg *conf.Config) {
+func (d *Daemon) startCluster(cfg *conf.Config, spec *conf.Spec) {
 	if cfg.Cluster == nil {
 		return
 	}
 	key, err := cluster.ReadSecret(cfg.Cluster.SecretFile)
 	var cl *cluster.Cluster
 	if err == nil {
-		cl, err = cluster.JoinCluster(*cfg.Cluster, key, cluster.NodeState{Config: conf.Compile(cfg).Hashes()},
+		cl, err = cluster.JoinCluster(*cfg.Cluster, key, cluster.NodeState{Config: spec.Hashes()},
 			cluster.ClusterOptions{Version: d.opts.Version, Logger: d.log.With("component", "cluster")})
 	}
 	if err != nil {
@@ -179,10 +179,9 @@ func (d *Daemon) goRun(name string, f func(context.Context) error) {
 
 // targets lists one health-check target per (virtual server, checked real
 // server) and who subscribes to each probe key.
-func targets(cfg *conf.Config) ([]healthcheck.Target, map[string][]director.Verdict, error) {
+func targets(cfg *conf.Config, spec *conf.Spec) ([]healthcheck.Target, map[string][]director.Verdict, error) {
 	var ts []healthcheck.Target
 	subs := map[string][]director.Verdict{}
-	spec := conf.Compile(cfg)
 	for i, vs := range cfg.VirtualServers {
 		key, err := director.Key(vs)
 		if err != nil {
@@ -205,8 +204,8 @@ func targets(cfg *conf.Config) ([]healthcheck.Target, map[string][]director.Verd
 // updateChecks points the scheduler at cfg's targets; unchanged probes keep
 // their state and history. The states it returns are handed to the director
 // at once so a reload does not wait for the next transition.
-func (d *Daemon) updateChecks(cfg *conf.Config) error {
-	ts, subs, err := targets(cfg)
+func (d *Daemon) updateChecks(cfg *conf.Config, spec *conf.Spec) error {
+	ts, subs, err := targets(cfg, spec)
 	if err != nil {
 		return err
 	}
@@ -234,12 +233,13 @@ func (d *Daemon) applyHealth(t healthcheck.Transition) {
 // instances that changed. It returns an error when a part could not take
 // the new config; that part keeps the old one.
 func (d *Daemon) reload(old, cfg *conf.Config) error {
+	spec := conf.Compile(cfg)
 	var errs []error
 	switch {
 	case d.dir != nil:
 		if err := d.dir.SetConfig(cfg); err != nil {
 			errs = append(errs, fmt.Errorf("director: %w", err))
-		} else if err := d.updateChecks(cfg); err != nil {
+		} else if err := d.updateChecks(cfg, spec); err != nil {
 			errs = append(errs, err)
 		}
 	case len(cfg.VirtualServers) > 0:
@@ -249,7 +249,6 @@ func (d *Daemon) reload(old, cfg *conf.Config) error {
 	d.reloadSync(cfg)
 	// After the director: a new instance's addresses come up with their
 	// virtual servers already in the table.
-	spec := conf.Compile(cfg)
 	d.vrrp.Apply(spec)
 	if !reflect.DeepEqual(old.Cluster, cfg.Cluster) {
 		d.log.Warn("cluster changes take effect at restart; the running cluster membership stays")
