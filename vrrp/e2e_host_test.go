@@ -135,17 +135,25 @@ func TestE2EUnicastSourceNotOnInterface(t *testing.T) {
 	}
 }
 
+// pairWithR1Master runs r1 (priority 200) and r2 (100) on one LAN, their
+// advert sources picked from eth0, and waits for r1 to be master.
+func pairWithR1Master(t *testing.T) (l *lab.Lab, r1, r2 *router, all []*router) {
+	t.Helper()
+	lab.SkipIfNotRoot(t)
+	l = buildLAN(t, 2)
+	r1 = startRouter(t, l.Host("r1"), instanceConfig("vi", 200, v4))
+	r2 = startRouter(t, l.Host("r2"), instanceConfig("vi", 100, v4))
+	all = []*router{r1, r2}
+	waitMaster(t, r1, all)
+	return l, r1, r2, all
+}
+
 // TestE2ESourceAddressRemoved removes the master's own address (its advert
 // source, picked at start) from its interface: its adverts cannot leave as
 // before, so it goes to Fault with the reason and r2 takes over; with the
 // address back it recovers and, with the higher priority, takes over again.
 func TestE2ESourceAddressRemoved(t *testing.T) {
-	lab.SkipIfNotRoot(t)
-	l := buildLAN(t, 2)
-	r1 := startRouter(t, l.Host("r1"), instanceConfig("vi", 200, v4))
-	r2 := startRouter(t, l.Host("r2"), instanceConfig("vi", 100, v4))
-	all := []*router{r1, r2}
-	waitMaster(t, r1, all)
+	l, r1, r2, all := pairWithR1Master(t)
 
 	if err := l.Host("r1").DelAddr(lanIf, v4.host(11)); err != nil {
 		t.Fatal(err)
@@ -172,12 +180,7 @@ func TestE2ESourceAddressRemoved(t *testing.T) {
 // carries on as master, where before it stayed in Fault until a restart;
 // the peer sees the master's new address.
 func TestE2ESourceAddressReplaced(t *testing.T) {
-	lab.SkipIfNotRoot(t)
-	l := buildLAN(t, 2)
-	r1 := startRouter(t, l.Host("r1"), instanceConfig("vi", 200, v4))
-	r2 := startRouter(t, l.Host("r2"), instanceConfig("vi", 100, v4))
-	all := []*router{r1, r2}
-	waitMaster(t, r1, all)
+	l, r1, r2, all := pairWithR1Master(t)
 
 	// Removing the primary address of a subnet takes its secondaries,
 	// the VIP among them, with it unless promote_secondaries is on (as on
