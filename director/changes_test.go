@@ -11,14 +11,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
+
 	"github.com/haldir-lb/haldir/conf"
 )
 
 // countReads makes k count the reads it answers (GetServices and
 // GetDestinations) and fail the writes fault selects.
-func countReads(k *FakeKernel, fault func(Op) error) *atomic.Int64 {
+func countReads(k *ipvstest.Kernel, fault func(ipvs.Op) error) *atomic.Int64 {
 	var n atomic.Int64
-	k.SetFault(func(o Op) error {
+	k.SetFault(func(o ipvs.Op) error {
 		if !o.Kind.IsWrite() {
 			n.Add(1)
 			return nil
@@ -43,7 +46,7 @@ func changes(t *testing.T, r *Reconciler) Result {
 // TestReconcileChangesWritesWithoutReading: after a full pass, a reload or
 // a verdict costs its own writes and not a single read.
 func TestReconcileChangesWritesWithoutReading(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := webVS()
 	r := newRec(t, k, cfgOf(vs))
 	reconcile(t, r)
@@ -111,7 +114,7 @@ func TestReconcileChangesWritesWithoutReading(t *testing.T) {
 // pass that had an error, ReconcileChanges reads the whole table.
 func TestReconcileChangesFallsBackToFullPass(t *testing.T) {
 	t.Run("no pass yet", func(t *testing.T) {
-		k := NewFakeKernel()
+		k := ipvstest.New()
 		reads := countReads(k, nil)
 		r := newRec(t, k, cfgOf(webVS()))
 		if res := changes(t, r); res.Writes != 3 {
@@ -122,11 +125,11 @@ func TestReconcileChangesFallsBackToFullPass(t *testing.T) {
 		}
 	})
 	t.Run("after a failed write", func(t *testing.T) {
-		k := NewFakeKernel()
+		k := ipvstest.New()
 		var failing atomic.Bool
 		failing.Store(true)
-		reads := countReads(k, func(o Op) error {
-			if o.Kind == OpNewDest && failing.Load() {
+		reads := countReads(k, func(o ipvs.Op) error {
+			if o.Kind == ipvs.OpNewDest && failing.Load() {
 				return syscall.EBUSY
 			}
 			return nil
@@ -152,13 +155,13 @@ func TestReconcileChangesFallsBackToFullPass(t *testing.T) {
 // not see: an edit behind haldir's back waits for the next full pass, and
 // when it makes a write fail, the pass after reads everything again.
 func TestReconcileChangesTrustsUntilResync(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := webVS()
 	key := mustKey(t, vs)
 	r := newRec(t, k, cfgOf(vs))
 	reconcile(t, r)
 	a, b := netip.AddrPortFrom(rs1, 8080), netip.AddrPortFrom(rs2, 8080)
-	if err := k.UpdateDestination(key, Destination{Addr: a, Weight: 99}); err != nil {
+	if err := k.UpdateDestination(key, ipvs.Destination{Addr: a, DestSettings: ipvs.DestSettings{Weight: 99}}); err != nil {
 		t.Fatal(err)
 	}
 	k.ResetWrites()
@@ -189,27 +192,27 @@ func TestReconcileChangesTrustsUntilResync(t *testing.T) {
 // TestReconcileChangesAdoptsClaimedForeign: a foreign service the
 // configuration then claims has its destinations read, and nothing else.
 func TestReconcileChangesAdoptsClaimedForeign(t *testing.T) {
-	k := NewFakeKernel()
-	fk := ServiceKey{Protocol: TCP, Addr: netip.AddrPortFrom(vip, 443)}
-	if err := k.NewService(Service{Key: fk, Scheduler: "rr", NetmaskBits: 32}); err != nil {
+	k := ipvstest.New()
+	fk := ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.AddrPortFrom(vip, 443)}
+	if err := k.NewService(ipvs.Service{Key: fk, ServiceSettings: ipvs.ServiceSettings{Scheduler: "rr", NetmaskBits: 32}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.NewDestination(fk, Destination{Addr: netip.AddrPortFrom(rs3, 443), Weight: 1}); err != nil {
+	if err := k.NewDestination(fk, ipvs.Destination{Addr: netip.AddrPortFrom(rs3, 443), DestSettings: ipvs.DestSettings{Weight: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	r := newRec(t, k, cfgOf(webVS()))
-	if res := reconcile(t, r); !slices.Equal(res.Foreign, []ServiceKey{fk}) {
+	if res := reconcile(t, r); !slices.Equal(res.Foreign, []ipvs.ServiceKey{fk}) {
 		t.Fatalf("foreign %v", res.Foreign)
 	}
 	var destReads atomic.Int64
-	k.SetFault(func(o Op) error {
+	k.SetFault(func(o ipvs.Op) error {
 		switch o.Kind {
-		case OpGetDests:
+		case ipvs.OpGetDests:
 			if o.Service.Key != fk {
 				t.Errorf("read destinations of %s, only %s was unread", o.Service.Key, fk)
 			}
 			destReads.Add(1)
-		case OpGetServices:
+		case ipvs.OpGetServices:
 			t.Error("read the service list")
 		}
 		return nil
@@ -229,7 +232,7 @@ func TestReconcileChangesAdoptsClaimedForeign(t *testing.T) {
 // TestRunAppliesVerdictsWithoutRereading: Run's passes woken by verdicts
 // read nothing; its first pass and resyncs read the table.
 func TestRunAppliesVerdictsWithoutRereading(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	reads := countReads(k, nil)
 	vs := webVS()
 	key := mustKey(t, vs)
@@ -286,7 +289,7 @@ func BenchmarkOneWeightReload(b *testing.B) {
 		vss[i] = conf.VirtualServer{Address: netip.AddrFrom4([4]byte{10, 10, byte(i / 250), byte(i%250 + 1)}), Port: 80,
 			Protocol: "tcp", Scheduler: "wlc", Forwarding: "nat", RealServers: rs}
 	}
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	r := New(k, Options{Logger: quiet()})
 	if err := r.SetConfig(cfgOf(vss...)); err != nil {
 		b.Fatal(err)
@@ -320,10 +323,10 @@ func TestLargePool(t *testing.T) {
 	}
 	dup := pool(n)
 	dup.RealServers[n-1].Address = dup.RealServers[3].Address
-	if err := New(NewFakeKernel(), Options{Logger: quiet()}).SetConfig(cfgOf(dup)); err == nil || !strings.Contains(err.Error(), "already used by real_server[3]") {
+	if err := New(ipvstest.New(), Options{Logger: quiet()}).SetConfig(cfgOf(dup)); err == nil || !strings.Contains(err.Error(), "already used by real_server[3]") {
 		t.Fatalf("duplicate in a large pool: %v", err)
 	}
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := pool(n)
 	r := newRec(t, k, cfgOf(vs))
 	if res := reconcile(t, r); res.Writes != 1+n {

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
+
 	"github.com/haldir-lb/haldir/conf"
 )
 
@@ -55,7 +57,7 @@ func TestLoadedConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config does not load: %v", err)
 	}
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	r := newRec(t, k, c)
 	reconcile(t, r)
 	// 10.0.0.21 starts down (initial_state) and 10.0.0.22 has no check:

@@ -6,40 +6,42 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/haldir-lb/haldir/ipvs"
+
 	"github.com/haldir-lb/haldir/conf"
 )
 
 // Key returns the IPVS service key of a configured virtual server. The
 // integrator uses it to address health verdicts.
-func Key(vs conf.VirtualServer) (ServiceKey, error) {
+func Key(vs conf.VirtualServer) (ipvs.ServiceKey, error) {
 	if vs.Fwmark != 0 {
 		if vs.Address.IsValid() {
-			return ServiceKey{}, fmt.Errorf("both address and fwmark set (a service is one or the other)")
+			return ipvs.ServiceKey{}, fmt.Errorf("both address and fwmark set (a service is one or the other)")
 		}
 		if vs.Fwmark < 0 || int64(vs.Fwmark) > 0xffffffff {
-			return ServiceKey{}, fmt.Errorf("fwmark %d out of range 1..4294967295", vs.Fwmark)
+			return ipvs.ServiceKey{}, fmt.Errorf("fwmark %d out of range 1..4294967295", vs.Fwmark)
 		}
-		k := ServiceKey{Fwmark: uint32(vs.Fwmark)}
+		k := ipvs.ServiceKey{Fwmark: uint32(vs.Fwmark)}
 		switch strings.ToLower(vs.Family) {
 		case "", "inet", "ipv4":
 		case "inet6", "ipv6":
 			k.V6 = true
 		default:
-			return ServiceKey{}, fmt.Errorf("family %q: want inet or inet6", vs.Family)
+			return ipvs.ServiceKey{}, fmt.Errorf("family %q: want inet or inet6", vs.Family)
 		}
 		return k, nil
 	}
 	if !vs.Address.IsValid() {
-		return ServiceKey{}, fmt.Errorf("neither address nor fwmark set")
+		return ipvs.ServiceKey{}, fmt.Errorf("neither address nor fwmark set")
 	}
 	if vs.Port < 0 || vs.Port > 65535 {
-		return ServiceKey{}, fmt.Errorf("port %d out of range 0..65535", vs.Port)
+		return ipvs.ServiceKey{}, fmt.Errorf("port %d out of range 0..65535", vs.Port)
 	}
-	p, err := ParseProtocol(vs.Protocol)
+	p, err := ipvs.ParseProtocol(vs.Protocol)
 	if err != nil {
-		return ServiceKey{}, err
+		return ipvs.ServiceKey{}, err
 	}
-	return ServiceKey{Protocol: p, Addr: netip.AddrPortFrom(vs.Address.Unmap(), uint16(vs.Port))}, nil
+	return ipvs.ServiceKey{Protocol: p, Addr: netip.AddrPortFrom(vs.Address.Unmap(), uint16(vs.Port))}, nil
 }
 
 // RealAddr returns the destination address of a configured real server: a
@@ -52,28 +54,23 @@ func RealAddr(vs conf.VirtualServer, rs conf.RealServer) netip.AddrPort {
 	return netip.AddrPortFrom(rs.Address.Unmap(), uint16(port))
 }
 
-// MaxWeight is the largest destination weight haldir programs: the kernel
-// takes an int, but ipvsadm, keepalived and moby/ipvs (which reads the
-// attribute back as 16 bits) all stop at 65535.
-const MaxWeight = 65535
-
 // vsModel is a validated virtual server: everything needed to compute its
 // desired kernel entries from the health state.
 type vsModel struct {
 	name       string
-	svc        Service
+	svc        ipvs.Service
 	reals      []realModel
 	quorum     int
 	hysteresis int
 	inhibit    bool
-	sorry      *Destination
+	sorry      *ipvs.Destination
 	in         vsInputs // what it was built from
 }
 
 type realModel struct {
 	name      string
-	tmpl      Destination // every field but Weight
-	weight    int         // configured
+	tmpl      ipvs.Destination // every field but Weight
+	weight    int              // configured
 	checked   bool
 	initialUp bool
 }
@@ -89,7 +86,7 @@ func vsName(i int, vs conf.VirtualServer) string {
 // error names the virtual server (and real server) and the field at fault.
 func buildModel(vss []conf.VirtualServer) ([]vsModel, error) {
 	out := make([]vsModel, 0, len(vss))
-	seen := make(map[ServiceKey]int, len(vss))
+	seen := make(map[ipvs.ServiceKey]int, len(vss))
 	for i, vs := range vss {
 		m, err := buildVS(vs)
 		if err != nil {
@@ -120,7 +117,7 @@ func buildVS(vs conf.VirtualServer) (vsModel, error) {
 	if m.hysteresis < 0 {
 		return m, fmt.Errorf("hysteresis %d is negative", vs.Hysteresis)
 	}
-	svc := Service{Key: key, Scheduler: strings.ToLower(vs.Scheduler)}
+	svc := ipvs.Service{Key: key, ServiceSettings: ipvs.ServiceSettings{Scheduler: strings.ToLower(vs.Scheduler)}}
 	if svc.Scheduler == "" {
 		svc.Scheduler = "wlc"
 	}
@@ -137,7 +134,7 @@ func buildVS(vs conf.VirtualServer) (vsModel, error) {
 	}
 	svc.NetmaskBits = maxBits
 	if vs.PersistenceTimeout.D() > 0 {
-		svc.Flags |= FlagPersistent
+		svc.Flags |= ipvs.FlagPersistent
 		secs := vs.PersistenceTimeout.D().Seconds()
 		if secs < 1 || secs > float64(^uint32(0)) {
 			return m, fmt.Errorf("persistence_timeout %s out of range 1s..%ds", vs.PersistenceTimeout, ^uint32(0))
@@ -154,7 +151,7 @@ func buildVS(vs conf.VirtualServer) (vsModel, error) {
 	}
 	m.svc = svc
 
-	fwd, err := ParseForwarding(vs.Forwarding)
+	fwd, err := ipvs.ParseForwarding(vs.Forwarding)
 	if err != nil {
 		return m, fmt.Errorf("forwarding: %w", err)
 	}
@@ -162,9 +159,9 @@ func buildVS(vs conf.VirtualServer) (vsModel, error) {
 	if err != nil {
 		return m, err
 	}
-	mkDest := func(addr netip.AddrPort, f Forwarding) Destination {
-		d := Destination{Addr: addr, Forwarding: f}
-		if f == ForwardTunnel {
+	mkDest := func(addr netip.AddrPort, f ipvs.Forwarding) ipvs.Destination {
+		d := ipvs.Destination{Addr: addr, DestSettings: ipvs.DestSettings{Forwarding: f}}
+		if f == ipvs.ForwardTunnel {
 			d.TunnelType, d.TunnelPort, d.TunnelFlags = tt, tport, tflags
 		}
 		return d
@@ -205,17 +202,17 @@ func buildVS(vs conf.VirtualServer) (vsModel, error) {
 		}
 		f := fwd
 		if rs.Forwarding != "" {
-			if f, err = ParseForwarding(rs.Forwarding); err != nil {
+			if f, err = ipvs.ParseForwarding(rs.Forwarding); err != nil {
 				return m, fmt.Errorf("%s: forwarding: %w", where, err)
 			}
 		}
-		if rs.Weight < 0 || rs.Weight > MaxWeight {
-			return m, fmt.Errorf("%s: weight %d out of range 0..%d", where, rs.Weight, MaxWeight)
+		if rs.Weight < 0 || rs.Weight > ipvs.MaxWeight {
+			return m, fmt.Errorf("%s: weight %d out of range 0..%d", where, rs.Weight, ipvs.MaxWeight)
 		}
 		if rs.UpperThreshold < 0 || rs.LowerThreshold < 0 || (rs.LowerThreshold > rs.UpperThreshold) {
 			return m, fmt.Errorf("%s: thresholds lower=%d upper=%d: want 0 <= lower <= upper", where, rs.LowerThreshold, rs.UpperThreshold)
 		}
-		if addr.Addr().Is6() != key.IsV6() && f != ForwardTunnel {
+		if addr.Addr().Is6() != key.IsV6() && f != ipvs.ForwardTunnel {
 			return m, fmt.Errorf("%s: %s is not in the service's address family (only tun forwarding mixes families)", where, addr.Addr())
 		}
 		d := mkDest(addr, f)
@@ -248,11 +245,11 @@ func buildVS(vs conf.VirtualServer) (vsModel, error) {
 		if _, dup := dupOf(addr); dup {
 			return m, fmt.Errorf("sorry_server %s is also a real server", addr)
 		}
-		if addr.Addr().Is6() != key.IsV6() && fwd != ForwardTunnel {
+		if addr.Addr().Is6() != key.IsV6() && fwd != ipvs.ForwardTunnel {
 			return m, fmt.Errorf("sorry_server %s is not in the service's address family", addr)
 		}
-		if vs.SorryServerWeight < 0 || vs.SorryServerWeight > MaxWeight {
-			return m, fmt.Errorf("sorry_server_weight %d out of range 0..%d", vs.SorryServerWeight, MaxWeight)
+		if vs.SorryServerWeight < 0 || vs.SorryServerWeight > ipvs.MaxWeight {
+			return m, fmt.Errorf("sorry_server_weight %d out of range 0..%d", vs.SorryServerWeight, ipvs.MaxWeight)
 		}
 		d := mkDest(addr, fwd)
 		d.Weight = vs.SorryServerWeight
@@ -261,38 +258,38 @@ func buildVS(vs conf.VirtualServer) (vsModel, error) {
 	return m, nil
 }
 
-func parseTunnel(vs conf.VirtualServer) (TunnelType, uint16, uint16, error) {
-	var tt TunnelType
+func parseTunnel(vs conf.VirtualServer) (ipvs.TunnelType, uint16, uint16, error) {
+	var tt ipvs.TunnelType
 	switch strings.ToLower(vs.TunnelType) {
 	case "", "ipip":
-		tt = TunnelIPIP
+		tt = ipvs.TunnelIPIP
 	case "gue":
-		tt = TunnelGUE
+		tt = ipvs.TunnelGUE
 	case "gre":
-		tt = TunnelGRE
+		tt = ipvs.TunnelGRE
 	default:
 		return 0, 0, 0, fmt.Errorf("tunnel_type %q: want ipip, gue or gre", vs.TunnelType)
 	}
 	if vs.TunnelPort < 0 || vs.TunnelPort > 65535 {
 		return 0, 0, 0, fmt.Errorf("tunnel_port %d out of range 1..65535", vs.TunnelPort)
 	}
-	if tt == TunnelGUE && vs.TunnelPort == 0 {
+	if tt == ipvs.TunnelGUE && vs.TunnelPort == 0 {
 		return 0, 0, 0, fmt.Errorf("tunnel_type gue needs tunnel_port")
 	}
-	if tt != TunnelGUE && vs.TunnelPort != 0 {
+	if tt != ipvs.TunnelGUE && vs.TunnelPort != 0 {
 		return 0, 0, 0, fmt.Errorf("tunnel_port is only used with tunnel_type gue")
 	}
 	var flags uint16
 	switch strings.ToLower(vs.TunnelChecksum) {
 	case "", "none", "nocsum":
 	case "csum":
-		flags = TunnelCsum
+		flags = ipvs.TunnelCsum
 	case "remcsum":
-		flags = TunnelRemCsum
+		flags = ipvs.TunnelRemCsum
 	default:
 		return 0, 0, 0, fmt.Errorf("tunnel_checksum %q: want nocsum, csum or remcsum", vs.TunnelChecksum)
 	}
-	if flags != 0 && tt == TunnelIPIP {
+	if flags != 0 && tt == ipvs.TunnelIPIP {
 		return 0, 0, 0, fmt.Errorf("tunnel_checksum needs tunnel_type gue or gre")
 	}
 	return tt, uint16(vs.TunnelPort), flags, nil
@@ -392,7 +389,7 @@ type modelDiff struct {
 	// renamed, so per-position bookkeeping (index, snapshot order, quorum
 	// names) must be rebuilt.
 	structural bool
-	changed    []ServiceKey // services added, removed or whose inputs changed
+	changed    []ipvs.ServiceKey // services added, removed or whose inputs changed
 }
 
 // rebuildModel is buildModel reusing the models of old whose inputs are
@@ -436,7 +433,7 @@ func rebuildModel(vss []conf.VirtualServer, old []vsModel) ([]vsModel, modelDiff
 		return nil, diff, err
 	}
 	diff = modelDiff{structural: true}
-	prev := make(map[ServiceKey]*vsModel, len(old))
+	prev := make(map[ipvs.ServiceKey]*vsModel, len(old))
 	for i := range old {
 		prev[old[i].svc.Key] = &old[i]
 	}

@@ -3,14 +3,16 @@ package director
 import (
 	"net/netip"
 	"slices"
+
+	"github.com/haldir-lb/haldir/ipvs"
 )
 
 // desiredSvc is the kernel state wanted for one service, with what the
 // snapshot needs to explain it.
 type desiredSvc struct {
 	model       *vsModel
-	svc         Service
-	dests       []Destination
+	svc         ipvs.Service
+	dests       []ipvs.Destination
 	reals       []realState
 	aliveWeight int
 	quorumUp    bool
@@ -44,8 +46,8 @@ type realState struct {
 //     servers are removed (even under inhibit_on_failure) so no new
 //     connection reaches a pool too small to serve it. Without a sorry
 //     server the pool stays as computed.
-func (r *Reconciler) desiredLocked() map[ServiceKey]*desiredSvc {
-	out := make(map[ServiceKey]*desiredSvc, len(r.model))
+func (r *Reconciler) desiredLocked() map[ipvs.ServiceKey]*desiredSvc {
+	out := make(map[ipvs.ServiceKey]*desiredSvc, len(r.model))
 	for i := range r.model {
 		out[r.model[i].svc.Key] = r.desiredOneLocked(&r.model[i])
 	}
@@ -66,7 +68,7 @@ func (r *Reconciler) desiredOneLocked(m *vsModel) *desiredSvc {
 			if v, ok := r.health[healthKey{key, rm.tmpl.Addr}]; ok {
 				rs.known, rs.healthy = true, v.Up
 				if v.WeightSet && v.Weight >= 0 {
-					rs.effective = min(v.Weight, MaxWeight)
+					rs.effective = min(v.Weight, ipvs.MaxWeight)
 				}
 			}
 		}
@@ -92,9 +94,9 @@ func (r *Reconciler) desiredOneLocked(m *vsModel) *desiredSvc {
 	d.quorumUp = up
 	d.sorry = !up && m.sorry != nil
 	if d.sorry {
-		d.dests = []Destination{*m.sorry}
+		d.dests = []ipvs.Destination{*m.sorry}
 	} else {
-		d.dests = make([]Destination, 0, len(m.reals))
+		d.dests = make([]ipvs.Destination, 0, len(m.reals))
 		for j, rm := range m.reals {
 			rs := &d.reals[j]
 			dst := rm.tmpl
@@ -117,7 +119,7 @@ func (r *Reconciler) desiredOneLocked(m *vsModel) *desiredSvc {
 // last pass.
 type ServiceStatus struct {
 	Name        string
-	Key         ServiceKey
+	Key         ipvs.ServiceKey
 	Scheduler   string
 	InKernel    bool
 	QuorumUp    bool
@@ -125,7 +127,7 @@ type ServiceStatus struct {
 	Quorum      int
 	Hysteresis  int
 	SorryActive bool // the sorry server replaces the pool
-	Stats       Stats
+	Stats       ipvs.Stats
 	Reals       []RealStatus
 }
 
@@ -143,7 +145,7 @@ type RealStatus struct {
 	KernelWeight     int
 	ActiveConns      uint32
 	InactiveConns    uint32
-	Stats            Stats
+	Stats            ipvs.Stats
 }
 
 // Snapshot returns the state of every configured virtual server as of the
@@ -162,7 +164,7 @@ func (r *Reconciler) Snapshot() []ServiceStatus {
 
 // snapshot describes the pass that used model (a SetConfig during the pass
 // shows in the next one).
-func snapshot(model []vsModel, want map[ServiceKey]*desiredSvc, cur map[ServiceKey]*kstate) []ServiceStatus {
+func snapshot(model []vsModel, want map[ipvs.ServiceKey]*desiredSvc, cur map[ipvs.ServiceKey]*kstate) []ServiceStatus {
 	out := make([]ServiceStatus, 0, len(model))
 	for i := range model {
 		out = append(out, snapshotOne(&model[i], want, cur))
@@ -171,7 +173,7 @@ func snapshot(model []vsModel, want map[ServiceKey]*desiredSvc, cur map[ServiceK
 }
 
 // snapshotOne is one virtual server's entry of snapshot.
-func snapshotOne(m *vsModel, want map[ServiceKey]*desiredSvc, cur map[ServiceKey]*kstate) ServiceStatus {
+func snapshotOne(m *vsModel, want map[ipvs.ServiceKey]*desiredSvc, cur map[ipvs.ServiceKey]*kstate) ServiceStatus {
 	d := want[m.svc.Key]
 	st := cur[m.svc.Key]
 	ss := ServiceStatus{Name: m.name, Key: m.svc.Key, Scheduler: m.svc.Scheduler, InKernel: st != nil,

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
+
 	"github.com/haldir-lb/haldir/conf"
 )
 
@@ -33,7 +36,7 @@ func bigTable(n int) []conf.VirtualServer {
 // one weight rebuilds one model and diffs one service, and so does a
 // verdict; a full pass still diffs them all.
 func TestChangesDiffOnlyDirtyServices(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vss := bigTable(1000)
 	r := newRec(t, k, cfgOf(vss...))
 	reconcile(t, r)
@@ -92,31 +95,31 @@ func TestChangesDiffOnlyDirtyServices(t *testing.T) {
 // twin is a reconciler with its own fake kernel and the quorum reports of
 // its last pass.
 type twin struct {
-	k      *FakeKernel
+	k      *ipvstest.Kernel
 	r      *Reconciler
 	quorum []QuorumState
 }
 
 func newTwin() *twin {
-	tw := &twin{k: NewFakeKernel()}
+	tw := &twin{k: ipvstest.New()}
 	tw.r = New(tw.k, Options{Logger: quiet(), OnQuorum: func(q QuorumState) { tw.quorum = append(tw.quorum, q) }})
 	return tw
 }
 
 // kernelTable is the fake kernel's table, comparable across twins.
-func kernelTable(t *testing.T, k *FakeKernel) map[ServiceKey][]Destination {
+func kernelTable(t *testing.T, k *ipvstest.Kernel) map[ipvs.ServiceKey][]ipvs.DestInfo {
 	t.Helper()
 	svcs, err := k.GetServices()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[ServiceKey][]Destination{}
+	out := map[ipvs.ServiceKey][]ipvs.DestInfo{}
 	for _, s := range svcs {
 		ds, err := k.GetDestinations(s.Key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		slices.SortFunc(ds, func(a, b Destination) int { return a.Addr.Compare(b.Addr) })
+		slices.SortFunc(ds, func(a, b ipvs.DestInfo) int { return a.Addr.Compare(b.Addr) })
 		out[s.Key] = ds
 	}
 	return out
@@ -197,7 +200,7 @@ func changesMatchFullPass(t *testing.T, seed uint64) {
 			op := rng.IntN(10)
 			switch op {
 			case 0, 1, 2, 3: // a verdict, sometimes for a target not configured
-				key := ServiceKey{Protocol: TCP, Addr: netip.AddrPortFrom(vip, uint16(ports[rng.IntN(len(ports))]))}
+				key := ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.AddrPortFrom(vip, uint16(ports[rng.IntN(len(ports))]))}
 				v := Verdict{Service: key, Real: netip.AddrPortFrom(addr(rng.IntN(nAddrs)), 8080), Up: rng.IntN(2) == 0}
 				if rng.IntN(4) == 0 {
 					v.Weight, v.WeightSet = rng.IntN(30)-1, true
@@ -430,7 +433,7 @@ func TestModelInputsCoverBuild(t *testing.T) {
 // fake kernel): a real server goes down, then up again, one write each.
 func BenchmarkOneVerdict(b *testing.B) {
 	vss := bigTable(1000)
-	r := New(NewFakeKernel(), Options{Logger: quiet()})
+	r := New(ipvstest.New(), Options{Logger: quiet()})
 	if err := r.SetConfig(cfgOf(vss...)); err != nil {
 		b.Fatal(err)
 	}

@@ -1,6 +1,10 @@
 package director
 
-import "maps"
+import (
+	"maps"
+
+	"github.com/haldir-lb/haldir/ipvs"
+)
 
 // QuorumState is whether one configured virtual server has its quorum on
 // this director: the summed effective weight of its healthy real servers
@@ -8,7 +12,7 @@ import "maps"
 // real servers are not serving does not hold the virtual addresses.
 type QuorumState struct {
 	Name        string // the virtual server's configured name
-	Service     ServiceKey
+	Service     ipvs.ServiceKey
 	Up          bool
 	AliveWeight int
 	Quorum      int
@@ -21,7 +25,7 @@ type QuorumState struct {
 // virtual servers and their names is the same. With prune, virtual servers
 // no longer configured are forgotten, so one that comes back is reported
 // again.
-func (r *Reconciler) quorumChangesLocked(want map[ServiceKey]*desiredSvc, keys []ServiceKey, prune bool) []QuorumState {
+func (r *Reconciler) quorumChangesLocked(want map[ipvs.ServiceKey]*desiredSvc, keys []ipvs.ServiceKey, prune bool) []QuorumState {
 	if r.onQuorum == nil {
 		return nil
 	}

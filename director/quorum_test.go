@@ -3,6 +3,8 @@ package director
 import (
 	"reflect"
 	"testing"
+
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 )
 
 // TestOnQuorumReportsChangesOnly walks a virtual server (weights 10+20,
@@ -10,7 +12,7 @@ import (
 // callback hears the first state and each change once, and forgets a
 // virtual server dropped by a reload.
 func TestOnQuorumReportsChangesOnly(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := webVS()
 	vs.Quorum = 20
 	key := mustKey(t, vs)

@@ -10,7 +10,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/haldir-lb/haldir/ipvs"
+	"golang.org/x/sys/unix"
 
 	"github.com/haldir-lb/haldir/conf"
 )
@@ -21,7 +25,7 @@ import (
 // check): while set it replaces the configured weight; a negative Weight
 // (healthcheck.WeightConfigured) counts as unset.
 type Verdict struct {
-	Service   ServiceKey
+	Service   ipvs.ServiceKey
 	Real      netip.AddrPort
 	Up        bool
 	Weight    int
@@ -29,7 +33,7 @@ type Verdict struct {
 }
 
 type healthKey struct {
-	svc  ServiceKey
+	svc  ipvs.ServiceKey
 	real netip.AddrPort
 }
 
@@ -59,7 +63,7 @@ type Options struct {
 // reported by Foreign. A service dropped from the configuration by a reload
 // is deleted; one dropped while haldir was stopped becomes foreign.
 type Reconciler struct {
-	k        Kernel
+	k        ipvs.Kernel
 	log      *slog.Logger
 	resync   time.Duration
 	retryMin time.Duration
@@ -71,8 +75,8 @@ type Reconciler struct {
 	// trusts instead of reading the kernel again; nil after a pass with
 	// any error, or before the first. knownTimeouts are the timeouts that
 	// pass found or set. Both are guarded by pass.
-	known         map[ServiceKey]*kstate
-	knownTimeouts Timeouts
+	known         map[ipvs.ServiceKey]*kstate
+	knownTimeouts ipvs.Timeouts
 	// unread are the services of known whose destinations were not read
 	// (foreign ones), sorted. want is the desired state of every
 	// configured service as the last pass computed it, and wantKeys its
@@ -81,10 +85,10 @@ type Reconciler struct {
 	// makes the next pass diff every service (the last one skipped
 	// writes). diffed counts the services the last pass diffed. All
 	// guarded by pass.
-	unread   []ServiceKey
-	want     map[ServiceKey]*desiredSvc
-	wantKeys []ServiceKey
-	owned    map[ServiceKey]bool
+	unread   []ipvs.ServiceKey
+	want     map[ipvs.ServiceKey]*desiredSvc
+	wantKeys []ipvs.ServiceKey
+	owned    map[ipvs.ServiceKey]bool
 	diffAll  bool
 	diffed   int
 
@@ -92,23 +96,23 @@ type Reconciler struct {
 
 	mu       sync.Mutex
 	model    []vsModel
-	timeouts Timeouts
+	timeouts ipvs.Timeouts
 	health   map[healthKey]Verdict
-	quorumUp map[ServiceKey]bool
+	quorumUp map[ipvs.ServiceKey]bool
 	// index is each configured service's position in model (replaced,
 	// never edited). dirty are the services a SetConfig or SetHealth
 	// changed since the last pass took them; structural says a SetConfig
 	// added, removed, reordered or renamed virtual servers since. stray
 	// are verdicts for targets not configured when they came, which the
 	// next SetConfig drops unless it configures them.
-	index      map[ServiceKey]int
-	dirty      map[ServiceKey]bool
+	index      map[ipvs.ServiceKey]int
+	dirty      map[ipvs.ServiceKey]bool
 	structural bool
 	stray      map[healthKey]bool
 	// sharedNames: virtual servers share a name (conf rejects that; the
 	// quorum reports, keyed by name, then depend on every service).
 	sharedNames bool
-	foreign     []ServiceKey
+	foreign     []ipvs.ServiceKey
 	snap        []ServiceStatus
 	cnt         Counters
 
@@ -117,7 +121,7 @@ type Reconciler struct {
 }
 
 // New returns a Reconciler writing to k. It manages nothing until SetConfig.
-func New(k Kernel, opt Options) *Reconciler {
+func New(k ipvs.Kernel, opt Options) *Reconciler {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
@@ -131,11 +135,11 @@ func New(k Kernel, opt Options) *Reconciler {
 		k: k, log: opt.Logger, resync: opt.Resync, retryMin: opt.RetryMin,
 		kick:     make(chan struct{}, 1),
 		health:   map[healthKey]Verdict{},
-		quorumUp: map[ServiceKey]bool{},
-		owned:    map[ServiceKey]bool{},
-		dirty:    map[ServiceKey]bool{},
+		quorumUp: map[ipvs.ServiceKey]bool{},
+		owned:    map[ipvs.ServiceKey]bool{},
+		dirty:    map[ipvs.ServiceKey]bool{},
 		stray:    map[healthKey]bool{},
-		cnt:      Counters{Writes: map[OpKind]uint64{}, Errors: map[ErrorKey]uint64{}},
+		cnt:      Counters{Writes: map[ipvs.OpKind]uint64{}, Errors: map[ErrorKey]uint64{}},
 		onQuorum: opt.OnQuorum,
 		reported: map[string]bool{},
 	}
@@ -158,14 +162,14 @@ func (r *Reconciler) SetConfig(c *conf.Config) error {
 	}
 	r.mu.Lock()
 	r.model = m
-	r.timeouts = Timeouts{TCP: c.IPVS.TimeoutTCP.D(), TCPFin: c.IPVS.TimeoutTCPFin.D(), UDP: c.IPVS.TimeoutUDP.D()}
+	r.timeouts = ipvs.Timeouts{TCP: c.IPVS.TimeoutTCP.D(), TCPFin: c.IPVS.TimeoutTCPFin.D(), UDP: c.IPVS.TimeoutUDP.D()}
 	for _, key := range diff.changed {
 		r.dirty[key] = true
 	}
 	// Forget verdicts and quorum states of targets no longer configured.
 	if diff.structural {
 		r.structural = true
-		r.index = make(map[ServiceKey]int, len(m))
+		r.index = make(map[ipvs.ServiceKey]int, len(m))
 		names := make(map[string]bool, len(m))
 		r.sharedNames = false
 		for i := range m {
@@ -174,7 +178,7 @@ func (r *Reconciler) SetConfig(c *conf.Config) error {
 			names[m[i].name] = true
 		}
 		maps.DeleteFunc(r.health, func(k healthKey, _ Verdict) bool { return !r.configuredLocked(k) })
-		maps.DeleteFunc(r.quorumUp, func(k ServiceKey, _ bool) bool {
+		maps.DeleteFunc(r.quorumUp, func(k ipvs.ServiceKey, _ bool) bool {
 			_, ok := r.index[k]
 			return !ok
 		})
@@ -270,22 +274,22 @@ func (r *Reconciler) Run(ctx context.Context) error {
 
 // Result describes one reconcile pass.
 type Result struct {
-	Writes  int          // write calls issued (successful or not)
-	Applied []Op         // writes that succeeded, in order
-	Failed  []FailedOp   // writes that failed, in order
-	Skipped int          // writes not attempted because an earlier one they depend on failed
-	Foreign []ServiceKey // kernel services left alone
+	Writes  int               // write calls issued (successful or not)
+	Applied []ipvs.Op         // writes that succeeded, in order
+	Failed  []FailedOp        // writes that failed, in order
+	Skipped int               // writes not attempted because an earlier one they depend on failed
+	Foreign []ipvs.ServiceKey // kernel services left alone
 }
 
 // FailedOp is a write the kernel refused.
 type FailedOp struct {
-	Op  Op
+	Op  ipvs.Op
 	Err error
 }
 
 // ErrorKey indexes the error counters.
 type ErrorKey struct {
-	Op     OpKind
+	Op     ipvs.OpKind
 	Reason string // errno name (EEXIST, ESRCH, ...) or "other"
 }
 
@@ -293,8 +297,8 @@ type ErrorKey struct {
 type Counters struct {
 	Passes       uint64
 	FailedPasses uint64
-	Writes       map[OpKind]uint64   // write calls issued per operation
-	Errors       map[ErrorKey]uint64 // failures per operation and reason (reads included)
+	Writes       map[ipvs.OpKind]uint64 // write calls issued per operation
+	Errors       map[ErrorKey]uint64    // failures per operation and reason (reads included)
 }
 
 // Counters returns a copy of the cumulative counters.
@@ -309,7 +313,7 @@ func (r *Reconciler) Counters() Counters {
 
 // Foreign returns the kernel services found by the last pass that haldir
 // does not manage.
-func (r *Reconciler) Foreign() []ServiceKey {
+func (r *Reconciler) Foreign() []ipvs.ServiceKey {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.foreign)
@@ -318,8 +322,8 @@ func (r *Reconciler) Foreign() []ServiceKey {
 // kstate is the kernel table as read, then kept up to date with every
 // successful write of the pass.
 type kstate struct {
-	svc   Service
-	dests []Destination
+	svc   ipvs.ServiceInfo
+	dests []ipvs.DestInfo
 	read  bool // destinations were read successfully
 }
 
@@ -353,7 +357,7 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 	var res Result
 	var errs []error
 
-	fail := func(op Op, err error) {
+	fail := func(op ipvs.Op, err error) {
 		r.mu.Lock()
 		r.cnt.Errors[ErrorKey{op.Kind, errReason(err)}]++
 		r.mu.Unlock()
@@ -378,8 +382,8 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 	}
 
 	var (
-		cur   map[ServiceKey]*kstate
-		order []ServiceKey // services whose destinations may need reading
+		cur   map[ipvs.ServiceKey]*kstate
+		order []ipvs.ServiceKey // services whose destinations may need reading
 	)
 	trusted := changes && r.known != nil
 	if trusted {
@@ -391,12 +395,12 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 		ksvcs, err := r.k.GetServices()
 		if err != nil {
 			r.known = nil
-			fail(Op{Kind: OpGetServices}, err)
+			fail(ipvs.Op{Kind: ipvs.OpGetServices}, err)
 			return finish()
 		}
-		cur = make(map[ServiceKey]*kstate, len(ksvcs))
+		cur = make(map[ipvs.ServiceKey]*kstate, len(ksvcs))
 		for _, s := range ksvcs {
-			s.Flags &^= FlagHashed
+			s.Flags &^= ipvs.FlagHashed
 			cur[s.Key] = &kstate{svc: s}
 			order = append(order, s.Key)
 		}
@@ -409,12 +413,12 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 	// services changed since: every other one is as the last pass left it,
 	// in the kernel table it trusts as in its desired state.
 	incremental := trusted && r.want != nil && !r.diffAll
-	var want map[ServiceKey]*desiredSvc
+	var want map[ipvs.ServiceKey]*desiredSvc
 	r.mu.Lock()
 	model := r.model // SetConfig replaces the slice, never edits it
 	index := r.index // likewise
 	dirty, structural, sharedNames := r.dirty, r.structural, r.sharedNames
-	r.dirty, r.structural = map[ServiceKey]bool{}, false
+	r.dirty, r.structural = map[ipvs.ServiceKey]bool{}, false
 	if incremental {
 		want = r.want
 		for key := range dirty {
@@ -443,14 +447,14 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 		}
 		ds, err := r.k.GetDestinations(key)
 		if err != nil {
-			fail(Op{Kind: OpGetDests, Service: Service{Key: key}}, err)
+			fail(ipvs.Op{Kind: ipvs.OpGetDests, Service: ipvs.Service{Key: key}}, err)
 			continue
 		}
 		st.dests, st.read = ds, true
 	}
-	slices.SortFunc(res.Foreign, func(a, b ServiceKey) int { return cmpKey(a, b) })
+	slices.SortFunc(res.Foreign, func(a, b ipvs.ServiceKey) int { return cmpKey(a, b) })
 
-	write := func(op Op) bool {
+	write := func(op ipvs.Op) bool {
 		if ctx.Err() != nil {
 			res.Skipped++
 			return false
@@ -461,17 +465,17 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 		r.mu.Unlock()
 		var err error
 		switch op.Kind {
-		case OpNewService:
+		case ipvs.OpNewService:
 			err = r.k.NewService(op.Service)
-		case OpUpdService:
+		case ipvs.OpUpdService:
 			err = r.k.UpdateService(op.Service)
-		case OpDelService:
+		case ipvs.OpDelService:
 			err = r.k.DelService(op.Service.Key)
-		case OpNewDest:
+		case ipvs.OpNewDest:
 			err = r.k.NewDestination(op.Service.Key, op.Dest)
-		case OpUpdDest:
+		case ipvs.OpUpdDest:
 			err = r.k.UpdateDestination(op.Service.Key, op.Dest)
-		case OpDelDest:
+		case ipvs.OpDelDest:
 			err = r.k.DelDestination(op.Service.Key, op.Dest.Addr)
 		}
 		if err != nil {
@@ -482,14 +486,14 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 		return true
 	}
 
-	if ts, ok := r.k.(TimeoutSetter); ok && timeouts != (Timeouts{}) && !(trusted && timeouts == r.knownTimeouts) {
-		r.applyTimeouts(ts, timeouts, &res, fail)
+	if timeouts != (ipvs.Timeouts{}) && !(trusted && timeouts == r.knownTimeouts) {
+		r.applyTimeouts(timeouts, &res, fail)
 	}
 
 	// Services to diff, and those to delete once that is done. After a
 	// clean pass the owned services are the configured ones, so only a
 	// dirty one can be owned and no longer configured.
-	var keys, gone []ServiceKey
+	var keys, gone []ipvs.ServiceKey
 	if incremental {
 		for _, key := range sortedKeys(dirty) {
 			if _, ok := want[key]; ok {
@@ -506,18 +510,18 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 		d := want[key]
 		st := cur[key]
 		if st == nil {
-			if !write(Op{Kind: OpNewService, Service: d.svc}) {
+			if !write(ipvs.Op{Kind: ipvs.OpNewService, Service: d.svc}) {
 				res.Skipped += len(d.dests)
 				continue
 			}
 			owned[key] = true
-			st = &kstate{svc: d.svc, read: true}
+			st = &kstate{svc: ipvs.ServiceInfo{Service: d.svc}, read: true}
 			cur[key] = st
 		} else {
 			owned[key] = true
-			if !st.svc.sameConfig(d.svc) {
-				if write(Op{Kind: OpUpdService, Service: d.svc}) {
-					st.svc = Service{Key: key, Scheduler: d.svc.Scheduler, Flags: d.svc.Flags, Timeout: d.svc.Timeout, NetmaskBits: d.svc.NetmaskBits, Stats: st.svc.Stats}
+			if st.svc.Service != d.svc {
+				if write(ipvs.Op{Kind: ipvs.OpUpdService, Service: d.svc}) {
+					st.svc.Service = d.svc
 				}
 			}
 			if !st.read {
@@ -542,11 +546,11 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 			continue
 		}
 		for _, kd := range slices.Clone(st.dests) {
-			if write(Op{Kind: OpDelDest, Service: Service{Key: key}, Dest: Destination{Addr: kd.Addr}}) {
+			if write(ipvs.Op{Kind: ipvs.OpDelDest, Service: ipvs.Service{Key: key}, Dest: ipvs.Destination{Addr: kd.Addr}}) {
 				st.dests = removeDest(st.dests, kd.Addr)
 			}
 		}
-		if write(Op{Kind: OpDelService, Service: Service{Key: key}}) {
+		if write(ipvs.Op{Kind: ipvs.OpDelService, Service: ipvs.Service{Key: key}}) {
 			delete(owned, key)
 			delete(cur, key)
 		}
@@ -554,7 +558,7 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 
 	if len(errs) == 0 {
 		r.known, r.knownTimeouts = cur, timeouts
-		var unread []ServiceKey // order may be r.unread: not edited in place
+		var unread []ipvs.ServiceKey // order may be r.unread: not edited in place
 		for _, key := range order {
 			if st := cur[key]; st != nil && !st.read {
 				unread = append(unread, key)
@@ -600,30 +604,29 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 // syncDests brings one service's destinations to want: additions first,
 // then in-place updates, then removals, so that swapping the pool for the
 // sorry server (or back) never leaves the service empty.
-func (r *Reconciler) syncDests(st *kstate, want []Destination, write func(Op) bool) {
+func (r *Reconciler) syncDests(st *kstate, want []ipvs.Destination, write func(ipvs.Op) bool) {
 	key := st.svc.Key
 	have := destLookup(st.dests)
-	var upd []Destination
+	var upd []ipvs.Destination
 	present := 0 // wanted destinations in st.dests
 	for _, d := range want {
 		i, ok := have(d.Addr)
 		if !ok {
-			if write(Op{Kind: OpNewDest, Service: Service{Key: key}, Dest: d}) {
-				st.dests = append(st.dests, d)
+			if write(ipvs.Op{Kind: ipvs.OpNewDest, Service: ipvs.Service{Key: key}, Dest: d}) {
+				st.dests = append(st.dests, ipvs.DestInfo{Destination: d})
 				present++
 			}
 			continue
 		}
 		present++
-		if !st.dests[i].sameConfig(d) {
+		if st.dests[i].Destination != d {
 			upd = append(upd, d)
 		}
 	}
 	for _, d := range upd {
-		if write(Op{Kind: OpUpdDest, Service: Service{Key: key}, Dest: d}) {
-			i := slices.IndexFunc(st.dests, func(x Destination) bool { return x.Addr == d.Addr })
-			d.ActiveConns, d.InactiveConns, d.Stats = st.dests[i].ActiveConns, st.dests[i].InactiveConns, st.dests[i].Stats
-			st.dests[i] = d
+		if write(ipvs.Op{Kind: ipvs.OpUpdDest, Service: ipvs.Service{Key: key}, Dest: d}) {
+			i := slices.IndexFunc(st.dests, func(x ipvs.DestInfo) bool { return x.Addr == d.Addr })
+			st.dests[i].Destination = d
 		}
 	}
 	if present == len(st.dests) {
@@ -640,16 +643,16 @@ func (r *Reconciler) syncDests(st *kstate, want []Destination, write func(Op) bo
 		}
 	}
 	for _, a := range stale {
-		if write(Op{Kind: OpDelDest, Service: Service{Key: key}, Dest: Destination{Addr: a}}) {
+		if write(ipvs.Op{Kind: ipvs.OpDelDest, Service: ipvs.Service{Key: key}, Dest: ipvs.Destination{Addr: a}}) {
 			st.dests = removeDest(st.dests, a)
 		}
 	}
 }
 
-func (r *Reconciler) applyTimeouts(ts TimeoutSetter, want Timeouts, res *Result, fail func(Op, error)) {
-	have, err := ts.Timeouts()
+func (r *Reconciler) applyTimeouts(want ipvs.Timeouts, res *Result, fail func(ipvs.Op, error)) {
+	have, err := r.k.Timeouts()
 	if err != nil {
-		fail(Op{Kind: OpSetTimeouts}, err)
+		fail(ipvs.Op{Kind: ipvs.OpSetTimeouts}, err)
 		return
 	}
 	// Zero fields mean "leave alone": compare only the configured ones.
@@ -659,19 +662,19 @@ func (r *Reconciler) applyTimeouts(ts TimeoutSetter, want Timeouts, res *Result,
 	}
 	res.Writes++
 	r.mu.Lock()
-	r.cnt.Writes[OpSetTimeouts]++
+	r.cnt.Writes[ipvs.OpSetTimeouts]++
 	r.mu.Unlock()
-	if err := ts.SetTimeouts(want); err != nil {
-		fail(Op{Kind: OpSetTimeouts}, err)
+	if err := r.k.SetTimeouts(want); err != nil {
+		fail(ipvs.Op{Kind: ipvs.OpSetTimeouts}, err)
 		return
 	}
-	res.Applied = append(res.Applied, Op{Kind: OpSetTimeouts})
+	res.Applied = append(res.Applied, ipvs.Op{Kind: ipvs.OpSetTimeouts})
 }
 
 // destLookup returns a function finding an address in ds as it is now: a
 // scan for the handful of real servers most services have, which costs
 // less than building a map for every service on every pass; a map beyond.
-func destLookup(ds []Destination) func(netip.AddrPort) (int, bool) {
+func destLookup(ds []ipvs.DestInfo) func(netip.AddrPort) (int, bool) {
 	if len(ds) <= 16 {
 		return func(a netip.AddrPort) (int, bool) {
 			for i := range ds {
@@ -692,16 +695,16 @@ func destLookup(ds []Destination) func(netip.AddrPort) (int, bool) {
 	}
 }
 
-func removeDest(ds []Destination, a netip.AddrPort) []Destination {
-	return slices.DeleteFunc(ds, func(d Destination) bool { return d.Addr == a })
+func removeDest(ds []ipvs.DestInfo, a netip.AddrPort) []ipvs.DestInfo {
+	return slices.DeleteFunc(ds, func(d ipvs.DestInfo) bool { return d.Addr == a })
 }
 
 // sortedKeys returns m's keys in cmpKey's order, formatting each key once
 // instead of twice per comparison (a thousand services made the sorts a
 // noticeable part of a pass).
-func sortedKeys[V any](m map[ServiceKey]V) []ServiceKey {
+func sortedKeys[V any](m map[ipvs.ServiceKey]V) []ipvs.ServiceKey {
 	type named struct {
-		key  ServiceKey
+		key  ipvs.ServiceKey
 		name string
 	}
 	l := make([]named, 0, len(m))
@@ -709,14 +712,14 @@ func sortedKeys[V any](m map[ServiceKey]V) []ServiceKey {
 		l = append(l, named{k, k.String()})
 	}
 	slices.SortFunc(l, func(a, b named) int { return strings.Compare(a.name, b.name) })
-	out := make([]ServiceKey, len(l))
+	out := make([]ipvs.ServiceKey, len(l))
 	for i, n := range l {
 		out[i] = n.key
 	}
 	return out
 }
 
-func cmpKey(a, b ServiceKey) int {
+func cmpKey(a, b ipvs.ServiceKey) int {
 	switch {
 	case a == b:
 		return 0
@@ -738,6 +741,19 @@ func (k *ErrorKey) UnmarshalText(b []byte) error {
 	if !ok {
 		return fmt.Errorf("invalid error key %q (want op/reason)", b)
 	}
-	k.Op, k.Reason = OpKind(op), reason
+	k.Op, k.Reason = ipvs.OpKind(op), reason
 	return nil
+}
+
+// errReason names an error for the per-operation error counters: the errno
+// name (EEXIST, ESRCH, ...) when there is one.
+func errReason(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		if n := unix.ErrnoName(errno); n != "" {
+			return n
+		}
+		return fmt.Sprintf("errno-%d", int(errno))
+	}
+	return "other"
 }

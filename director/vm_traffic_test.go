@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/ipvs"
+
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/lab/vm"
@@ -71,7 +73,7 @@ var realNames = []string{"real1", "real2", "real3"}
 
 type trafficLab struct {
 	*lab.Standard
-	k        *MobyKernel
+	k        *ipvs.Client
 	drClient *lab.Host
 	sorry    *lab.Host
 	lastSeq  []who // the answers of the last getN, for diagnose
@@ -146,7 +148,7 @@ func newTrafficLab(t *testing.T) *trafficLab {
 			t.Fatal(err)
 		}
 	}
-	if l.k, err = NewMobyKernel(d.NetNSPath()); err != nil {
+	if l.k, err = ipvs.Open(d.NetNSPath()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(l.k.Close)
@@ -454,7 +456,7 @@ func realsTOML(addrs []netip.Addr, port int, weights []int, extra string) string
 // Reconciler and the service key of the first virtual server. At the end
 // of the test the configuration is emptied and the services must leave the
 // kernel.
-func (l *trafficLab) director(t *testing.T, toml string) (*Reconciler, ServiceKey, Result) {
+func (l *trafficLab) director(t *testing.T, toml string) (*Reconciler, ipvs.ServiceKey, Result) {
 	t.Helper()
 	c, err := conf.Parse([]byte(toml), strings.ReplaceAll(t.Name(), "/", "_")+".toml")
 	if err != nil {
@@ -503,7 +505,7 @@ func (l *trafficLab) director(t *testing.T, toml string) (*Reconciler, ServiceKe
 
 // kernelDests reads the service's destinations from the kernel, as
 // "addr:weight" sorted, for comparing whole tables in one line.
-func (l *trafficLab) kernelDests(t *testing.T, key ServiceKey) []string {
+func (l *trafficLab) kernelDests(t *testing.T, key ipvs.ServiceKey) []string {
 	t.Helper()
 	ds, err := l.k.GetDestinations(key)
 	if err != nil {
@@ -526,7 +528,7 @@ func destStrings(ws map[netip.AddrPort]int) []string {
 	return out
 }
 
-func (l *trafficLab) wantDests(t *testing.T, key ServiceKey, want map[netip.AddrPort]int) {
+func (l *trafficLab) wantDests(t *testing.T, key ipvs.ServiceKey, want map[netip.AddrPort]int) {
 	t.Helper()
 	if got, w := l.kernelDests(t, key), destStrings(want); !slices.Equal(got, w) {
 		t.Fatalf("kernel destinations of %s:\n got  %v\n want %v", key, got, w)
@@ -535,7 +537,7 @@ func (l *trafficLab) wantDests(t *testing.T, key ServiceKey, want map[netip.Addr
 
 // waitDests polls the kernel until the service's destinations are want,
 // for changes the Run loop applies in the background.
-func (l *trafficLab) waitDests(t *testing.T, key ServiceKey, want map[netip.AddrPort]int) {
+func (l *trafficLab) waitDests(t *testing.T, key ipvs.ServiceKey, want map[netip.AddrPort]int) {
 	t.Helper()
 	w := destStrings(want)
 	deadline := time.Now().Add(tableWait)
@@ -553,7 +555,7 @@ func (l *trafficLab) waitDests(t *testing.T, key ServiceKey, want map[netip.Addr
 
 // serviceStats polls the service's kernel counters until they count conns
 // connections: the kernel folds its per-CPU counters in every 2 s.
-func (l *trafficLab) serviceStats(t *testing.T, key ServiceKey, conns uint64) Stats {
+func (l *trafficLab) serviceStats(t *testing.T, key ipvs.ServiceKey, conns uint64) ipvs.Stats {
 	t.Helper()
 	deadline := time.Now().Add(tableWait)
 	for {
@@ -561,7 +563,7 @@ func (l *trafficLab) serviceStats(t *testing.T, key ServiceKey, conns uint64) St
 		if err != nil {
 			t.Fatalf("GetServices: %v", err)
 		}
-		i := slices.IndexFunc(svcs, func(s Service) bool { return s.Key == key })
+		i := slices.IndexFunc(svcs, func(s ipvs.ServiceInfo) bool { return s.Key == key })
 		if i < 0 {
 			t.Fatalf("service %s not in the kernel", key)
 		}
@@ -601,7 +603,7 @@ scheduler = "rr"
 forwarding = "nat"
 %s`, lab.VIP4, realsTOML(reals4, 80, nil, "")))
 		// Service first, then its three destinations.
-		if res.Writes != 4 || res.Applied[0].Kind != OpNewService {
+		if res.Writes != 4 || res.Applied[0].Kind != ipvs.OpNewService {
 			t.Fatalf("first pass wrote %v", opStrings(res.Applied))
 		}
 		const n = 30
@@ -700,7 +702,7 @@ forwarding = "dr"
 			t.Fatalf("destinations %+v %v", ds, err)
 		}
 		for _, d := range ds {
-			if d.Forwarding != ForwardDR || d.Addr.Port() != 80 {
+			if d.Forwarding != ipvs.ForwardDR || d.Addr.Port() != 80 {
 				t.Fatalf("destination %+v: want dr to port 80", d)
 			}
 		}
@@ -872,7 +874,7 @@ tunnel_type = %q
 %s
 %s`, tc.name, drVIP, tc.typ, tc.extra, realsTOML(reals4, 0, nil, "")))
 				ds, err := l.k.GetDestinations(key)
-				if err != nil || len(ds) != 3 || ds[0].Forwarding != ForwardTunnel || ds[0].TunnelType.String() != tc.typ {
+				if err != nil || len(ds) != 3 || ds[0].Forwarding != ipvs.ForwardTunnel || ds[0].TunnelType.String() != tc.typ {
 					t.Fatalf("destinations %+v %v; want 3 %s tunnels", ds, err, tc.typ)
 				}
 				rx := func() []uint64 {
@@ -1068,7 +1070,7 @@ port = 5353
 protocol = "udp"
 scheduler = "rr"
 %s`, lab.VIP4, realsTOML(reals4, 5353, nil, "")))
-		if key.Protocol != UDP {
+		if key.Protocol != ipvs.UDP {
 			t.Fatalf("key %s is not udp", key)
 		}
 		// IPVS keys a UDP "connection" on the client's address and port:

@@ -11,14 +11,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
+
 	"github.com/haldir-lb/haldir/conf"
-	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func ops(k *director.FakeKernel) string {
+func ops(k *ipvstest.Kernel) string {
 	var out []string
 	for _, o := range k.Writes() {
 		out = append(out, o.String())
@@ -28,9 +30,9 @@ func ops(k *director.FakeKernel) string {
 }
 
 func TestRole(t *testing.T) {
-	for s, want := range map[vrrp.State]director.SyncState{
-		vrrp.StateMaster: director.SyncMaster, vrrp.StateBackup: director.SyncBackup,
-		vrrp.StateFault: director.SyncBackup, vrrp.StateInit: director.SyncBackup,
+	for s, want := range map[vrrp.State]ipvs.SyncState{
+		vrrp.StateMaster: ipvs.SyncMaster, vrrp.StateBackup: ipvs.SyncBackup,
+		vrrp.StateFault: ipvs.SyncBackup, vrrp.StateInit: ipvs.SyncBackup,
 	} {
 		if got := Role(s); got != want {
 			t.Errorf("Role(%v) = %v, want %v", s, got, want)
@@ -42,33 +44,33 @@ func TestFollowerReconcile(t *testing.T) {
 	cfg := conf.ConnSync{Interface: "eth1", VRRPInstance: "vi", SyncID: 42}
 	for _, tc := range []struct {
 		name    string
-		pre     bool                  // a first Reconcile before steps
-		running []director.SyncDaemon // started before the follower
+		pre     bool              // a first Reconcile before steps
+		running []ipvs.SyncDaemon // started before the follower
 		steps   func(f *Follower)
 		want    string // the kernel writes of the last Reconcile
-		final   []director.SyncDaemon
+		final   []ipvs.SyncDaemon
 	}{
 		{"starts as backup", false, nil, func(*Follower) {},
 			"start_sync_daemon backup on eth1 syncid 42",
-			[]director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 42}}},
-		{"master: backup stops, master starts", true, nil, func(f *Follower) { f.SetRole(director.SyncMaster) },
+			[]ipvs.SyncDaemon{{State: ipvs.SyncBackup, Interface: "eth1", SyncID: 42}}},
+		{"master: backup stops, master starts", true, nil, func(f *Follower) { f.SetRole(ipvs.SyncMaster) },
 			"stop_sync_daemon backup; start_sync_daemon master on eth1 syncid 42",
-			[]director.SyncDaemon{{State: director.SyncMaster, Interface: "eth1", SyncID: 42}}},
-		{"unchanged: nothing written", false, []director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 42, Port: 8848, TTL: 1, Group: netip.MustParseAddr("224.0.0.81")}},
+			[]ipvs.SyncDaemon{{State: ipvs.SyncMaster, Interface: "eth1", SyncID: 42}}},
+		{"unchanged: nothing written", false, []ipvs.SyncDaemon{{State: ipvs.SyncBackup, Interface: "eth1", SyncID: 42, Port: 8848, TTL: 1, Group: netip.MustParseAddr("224.0.0.81")}},
 			func(*Follower) {}, "",
-			[]director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 42, Port: 8848, TTL: 1, Group: netip.MustParseAddr("224.0.0.81")}}},
+			[]ipvs.SyncDaemon{{State: ipvs.SyncBackup, Interface: "eth1", SyncID: 42, Port: 8848, TTL: 1, Group: netip.MustParseAddr("224.0.0.81")}}},
 		{"a new sync_id restarts it", true, nil, func(f *Follower) {
 			c := cfg
 			c.SyncID = 43
 			f.SetConfig(c)
 		}, "stop_sync_daemon backup; start_sync_daemon backup on eth1 syncid 43",
-			[]director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 43}}},
-		{"a foreign master is replaced", false, []director.SyncDaemon{{State: director.SyncMaster, Interface: "eth0", SyncID: 1}}, func(*Follower) {},
+			[]ipvs.SyncDaemon{{State: ipvs.SyncBackup, Interface: "eth1", SyncID: 43}}},
+		{"a foreign master is replaced", false, []ipvs.SyncDaemon{{State: ipvs.SyncMaster, Interface: "eth0", SyncID: 1}}, func(*Follower) {},
 			"stop_sync_daemon master; start_sync_daemon backup on eth1 syncid 42",
-			[]director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 42}}},
+			[]ipvs.SyncDaemon{{State: ipvs.SyncBackup, Interface: "eth1", SyncID: 42}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			k := director.NewFakeKernel()
+			k := ipvstest.New()
 			for _, d := range tc.running {
 				if err := k.StartSyncDaemon(d); err != nil {
 					t.Fatal(err)
@@ -100,9 +102,9 @@ func TestFollowerReconcile(t *testing.T) {
 }
 
 func TestFollowerErrorsAndRetry(t *testing.T) {
-	k := director.NewFakeKernel()
-	k.SetFault(func(o director.Op) error {
-		if o.Kind == director.OpStartSync {
+	k := ipvstest.New()
+	k.SetFault(func(o ipvs.Op) error {
+		if o.Kind == ipvs.OpStartSync {
 			return syscall.ENODEV
 		}
 		return nil
@@ -126,12 +128,12 @@ func TestFollowerErrorsAndRetry(t *testing.T) {
 
 // Run follows role changes and stops its daemon when it ends.
 func TestFollowerRun(t *testing.T) {
-	k := director.NewFakeKernel()
+	k := ipvstest.New()
 	f := NewFollower(k, conf.ConnSync{Interface: "eth1", SyncID: 5}, quiet)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- f.Run(ctx) }()
-	wait := func(what string, st director.SyncState) {
+	wait := func(what string, st ipvs.SyncState) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
 		for {
@@ -145,11 +147,11 @@ func TestFollowerRun(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	wait("backup at start", director.SyncBackup)
+	wait("backup at start", ipvs.SyncBackup)
 	f.SetRole(Role(vrrp.StateMaster))
-	wait("master after the VRRP master", director.SyncMaster)
+	wait("master after the VRRP master", ipvs.SyncMaster)
 	f.SetRole(Role(vrrp.StateFault))
-	wait("backup after a fault", director.SyncBackup)
+	wait("backup after a fault", ipvs.SyncBackup)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

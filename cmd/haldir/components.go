@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/haldir-lb/haldir/ipvs"
+
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
@@ -41,7 +43,7 @@ type components struct {
 	dir *director.Reconciler
 	// kernel is the IPVS backend the director writes; the sync follower
 	// runs the kernel's sync daemons through it.
-	kernel director.Kernel
+	kernel ipvs.Kernel
 	// follower runs the conn-sync daemon in the role of syncInstance's
 	// VRRP state; guarded by mu.
 	follower     *hsync.Follower
@@ -55,7 +57,7 @@ type components struct {
 	vrrpStates map[string]vrrp.StateChange
 	tellMu     sync.Mutex
 	// newKernel opens the IPVS backend; tests swap in the fake.
-	newKernel func() (director.Kernel, func(), error)
+	newKernel func() (ipvs.Kernel, func(), error)
 	closeK    func()
 	// vrrpDo, when set, runs VRRP's socket and netlink work in another
 	// network namespace (vrrp.Options.Do); tests use a lab host.
@@ -86,8 +88,8 @@ type components struct {
 func newComponents(log *slog.Logger) *components {
 	return &components{
 		log: log,
-		newKernel: func() (director.Kernel, func(), error) {
-			k, err := director.NewMobyKernel("")
+		newKernel: func() (ipvs.Kernel, func(), error) {
+			k, err := ipvs.Open("")
 			if err != nil {
 				return nil, nil, err
 			}
@@ -227,14 +229,13 @@ func (c *components) reloadSync(cfg *conf.Config) {
 		c.setSyncRoleLocked(f)
 		c.mu.Unlock()
 	default:
-		sk, ok := c.kernel.(hsync.Kernel)
-		if !ok {
+		if c.kernel == nil {
 			c.mu.Lock()
 			c.notRunning["sync"] = "[sync] needs the IPVS kernel, which runs only with a virtual_server configured"
 			c.mu.Unlock()
 			return
 		}
-		f = hsync.NewFollower(sk, *cfg.Sync, c.log.With("component", "sync"))
+		f = hsync.NewFollower(c.kernel, *cfg.Sync, c.log.With("component", "sync"))
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {

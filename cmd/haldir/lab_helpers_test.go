@@ -5,8 +5,10 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
+
 	"github.com/haldir-lb/haldir/conf"
-	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/lab"
 )
 
@@ -29,12 +31,12 @@ func oneRouterLab(t *testing.T, name string) *lab.Lab { return routerLab(t, name
 
 // startComponents runs cfg's components with VRRP in host h of l and, when
 // k is set, the in-memory IPVS kernel; they stop at the test's end.
-func startComponents(t *testing.T, l *lab.Lab, h string, cfg *conf.Config, k *director.FakeKernel) (*components, *syncBuffer) {
+func startComponents(t *testing.T, l *lab.Lab, h string, cfg *conf.Config, k *ipvstest.Kernel) (*components, *syncBuffer) {
 	t.Helper()
 	var logs syncBuffer
 	c := newComponents(slog.New(slog.NewTextHandler(&logs, nil)))
 	if k != nil {
-		c.newKernel = func() (director.Kernel, func(), error) { return k, func() {}, nil }
+		c.newKernel = func() (ipvs.Kernel, func(), error) { return k, func() {}, nil }
 	}
 	c.vrrpDo = l.Host(h).Do
 	if err := c.start(cfg); err != nil {

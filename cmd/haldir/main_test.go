@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
+
 	"github.com/haldir-lb/haldir/conf"
-	"github.com/haldir-lb/haldir/director"
 )
 
 const validConfig = `
@@ -85,10 +87,10 @@ func idleConfig(t *testing.T) string {
 
 // withFakeKernel runs the daemon on the in-memory IPVS kernel, with a
 // private control socket and an ephemeral metrics port.
-func withFakeKernel(t *testing.T, k *director.FakeKernel) func(*daemon) {
+func withFakeKernel(t *testing.T, k *ipvstest.Kernel) func(*daemon) {
 	sock := filepath.Join(t.TempDir(), "haldir.sock")
 	return func(d *daemon) {
-		d.comp.newKernel = func() (director.Kernel, func(), error) { return k, func() {}, nil }
+		d.comp.newKernel = func() (ipvs.Kernel, func(), error) { return k, func() {}, nil }
 		d.cfg.Global.ControlSocket = sock
 		d.cfg.Global.MetricsListen = "127.0.0.1:0"
 	}
@@ -302,7 +304,7 @@ func TestRunReloadAndStop(t *testing.T) {
 	sigs := make(chan os.Signal)
 	var log syncBuffer
 	done := make(chan int, 1)
-	k := director.NewFakeKernel()
+	k := ipvstest.New()
 	go func() { done <- runDaemonWith([]string{"-c", path}, &log, sigs, withFakeKernel(t, k)) }()
 
 	waitFor(t, &log, "haldir started", 1)

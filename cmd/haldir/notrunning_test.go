@@ -7,7 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
+
 	"github.com/haldir-lb/haldir/metrics"
 )
 
@@ -32,7 +33,7 @@ func TestNotConfiguredIsNotAFault(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeFile(t, daemonConfig+tc.extra)
 			var d *daemon
-			fake := withFakeKernel(t, director.NewFakeKernel())
+			fake := withFakeKernel(t, ipvstest.New())
 			log, _ := startDaemon(t, path, func(x *daemon) { fake(x); d = x })
 			waitFor(t, log, "metrics ready", 1)
 

@@ -9,8 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
+
 	"github.com/haldir-lb/haldir/conf"
-	"github.com/haldir-lb/haldir/director"
 )
 
 func TestSocketFromFile(t *testing.T) {
@@ -79,10 +81,10 @@ func TestReloadBrokenFileReachesDaemon(t *testing.T) {
 		t.Fatal("no [global] in daemonConfig")
 	}
 	path := writeFile(t, good)
-	k := director.NewFakeKernel()
+	k := ipvstest.New()
 	var d *daemon
 	log, _ := startDaemon(t, path, func(x *daemon) {
-		x.comp.newKernel = func() (director.Kernel, func(), error) { return k, func() {}, nil }
+		x.comp.newKernel = func() (ipvs.Kernel, func(), error) { return k, func() {}, nil }
 		d = x
 	})
 	waitFor(t, log, "control socket ready", 1)

@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
+
 	"github.com/haldir-lb/haldir/conf"
-	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -51,7 +52,7 @@ port = %d
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, logs := startComponents(t, l, "r1", cfg, director.NewFakeKernel())
+	c, logs := startComponents(t, l, "r1", cfg, ipvstest.New())
 	in := c.vrrpInstance("vi")
 	wait := func(what string, ok func(vrrp.Status) bool) {
 		t.Helper()

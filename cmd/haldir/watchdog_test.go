@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
+
 	"github.com/haldir-lb/haldir/conf"
-	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -139,7 +140,7 @@ func TestWatchdog(t *testing.T) {
 			var probeStalled atomic.Bool
 			var d *daemon
 			rec, log, _ := runRecorded(t, writeFile(t, daemonConfig), func(x *daemon) {
-				withFakeKernel(t, director.NewFakeKernel())(x)
+				withFakeKernel(t, ipvstest.New())(x)
 				x.probes = append(x.probes, liveProbe{name: "test component", check: func(ctx context.Context) error {
 					if probeStalled.Load() {
 						<-ctx.Done() // stuck: answers only when asked to give up
@@ -174,7 +175,7 @@ func TestWatchdog(t *testing.T) {
 // TestWatchdogOff: without WATCHDOG_USEC no WATCHDOG=1 is ever sent.
 func TestWatchdogOff(t *testing.T) {
 	t.Setenv("WATCHDOG_USEC", "")
-	rec, _, sigs := runRecorded(t, writeFile(t, daemonConfig), withFakeKernel(t, director.NewFakeKernel()))
+	rec, _, sigs := runRecorded(t, writeFile(t, daemonConfig), withFakeKernel(t, ipvstest.New()))
 	rec.waitMsg(t, "^READY=1$")
 	sigs <- syscall.SIGHUP // a round trip through the main loop
 	rec.waitCount(t, "READY=1", 2)
@@ -224,7 +225,7 @@ virtual_addresses = ["192.0.2.7/24"]
 // failed.
 func TestStatusLines(t *testing.T) {
 	path := writeFile(t, daemonConfig)
-	rec, log, sigs := runRecorded(t, path, withFakeKernel(t, director.NewFakeKernel()))
+	rec, log, sigs := runRecorded(t, path, withFakeKernel(t, ipvstest.New()))
 	first := rec.waitMsg(t, `^STATUS=`)
 	if !regexp.MustCompile(`^STATUS=\d of 2 virtual servers up$`).MatchString(first) {
 		t.Errorf("first status %q", first)

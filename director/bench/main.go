@@ -1,6 +1,6 @@
 // Command bench measures haldir's IPVS director against ipvsadm in the same
 // VM and the same run: a cold apply of 1,000 services × 10 real servers
-// (haldir's Reconciler and MobyKernel against ipvsadm-restore of the same
+// (haldir's Reconciler and ipvs.Client against ipvsadm-restore of the same
 // rules), a one-change reload on that table (against ipvsadm -e, and
 // against re-applying everything with ipvsadm-restore), and a restart of
 // haldir adopting the full table. It prints times (median and max over the

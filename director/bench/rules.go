@@ -5,8 +5,9 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/haldir-lb/haldir/ipvs"
+
 	"github.com/haldir-lb/haldir/conf"
-	"github.com/haldir-lb/haldir/director"
 )
 
 // table is the benchmark's IPVS table: IPv4 TCP NAT services, each on a VIP
@@ -103,7 +104,7 @@ func (t table) lines() int { return t.services * (1 + t.reals) }
 // verify reads the whole table back from k and compares it with the
 // expected one: every service with its scheduler, every real server with
 // its weight and NAT forwarding, nothing else.
-func (t table) verify(k director.Kernel, ch *change) error {
+func (t table) verify(k ipvs.Kernel, ch *change) error {
 	svcs, err := k.GetServices()
 	if err != nil {
 		return fmt.Errorf("reading services: %w", err)
@@ -117,7 +118,7 @@ func (t table) verify(k director.Kernel, ch *change) error {
 	}
 	for _, s := range svcs {
 		i, ok := want[s.Key.Addr]
-		if !ok || s.Key.Protocol != director.TCP || s.Scheduler != t.scheduler {
+		if !ok || s.Key.Protocol != ipvs.TCP || s.Scheduler != t.scheduler {
 			return fmt.Errorf("unexpected service %s scheduler %s", s.Key, s.Scheduler)
 		}
 		ds, err := k.GetDestinations(s.Key)
@@ -136,7 +137,7 @@ func (t table) verify(k director.Kernel, ch *change) error {
 			found := false
 			for _, d := range ds {
 				if d.Addr == r {
-					if d.Weight != w || d.Forwarding != director.ForwardNAT {
+					if d.Weight != w || d.Forwarding != ipvs.ForwardNAT {
 						return fmt.Errorf("service %s real %s: weight %d forwarding %s, want %d nat", s.Key, r, d.Weight, d.Forwarding, w)
 					}
 					found = true

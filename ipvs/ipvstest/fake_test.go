@@ -1,18 +1,20 @@
-package director
+package ipvstest
 
 import (
 	"errors"
 	"net/netip"
 	"syscall"
 	"testing"
+
+	"github.com/haldir-lb/haldir/ipvs"
 )
 
 func TestFakeKernelErrnos(t *testing.T) {
-	k := NewFakeKernel()
-	key := ServiceKey{Protocol: TCP, Addr: netip.MustParseAddrPort("192.0.2.1:80")}
-	key6 := ServiceKey{Fwmark: 9, V6: true}
-	d := Destination{Addr: netip.MustParseAddrPort("198.51.100.1:80"), Weight: 1}
-	svc := Service{Key: key, Scheduler: "rr", NetmaskBits: 32}
+	k := New()
+	key := ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.MustParseAddrPort("192.0.2.1:80")}
+	key6 := ipvs.ServiceKey{Fwmark: 9, V6: true}
+	d := ipvs.Destination{Addr: netip.MustParseAddrPort("198.51.100.1:80"), DestSettings: ipvs.DestSettings{Weight: 1}}
+	svc := ipvs.Service{Key: key, ServiceSettings: ipvs.ServiceSettings{Scheduler: "rr", NetmaskBits: 32}}
 	steps := []struct {
 		name string
 		call func() error
@@ -22,7 +24,9 @@ func TestFakeKernelErrnos(t *testing.T) {
 		{"update missing service", func() error { return k.UpdateService(svc) }, syscall.ESRCH},
 		{"delete missing service", func() error { return k.DelService(key) }, syscall.ESRCH},
 		{"unknown scheduler", func() error { s := svc; s.Scheduler = "nope"; return k.NewService(s) }, syscall.ENOENT},
-		{"inet6 netmask 0", func() error { return k.NewService(Service{Key: key6, Scheduler: "rr"}) }, syscall.EINVAL},
+		{"inet6 netmask 0", func() error {
+			return k.NewService(ipvs.Service{Key: key6, ServiceSettings: ipvs.ServiceSettings{Scheduler: "rr"}})
+		}, syscall.EINVAL},
 		{"add service", func() error { return k.NewService(svc) }, nil},
 		{"duplicate service", func() error { return k.NewService(svc) }, syscall.EEXIST},
 		{"negative weight", func() error { x := d; x.Weight = -1; return k.NewDestination(key, x) }, syscall.ERANGE},
