@@ -18,7 +18,8 @@ import (
 // ESRCH when the service of a command is missing, ENOENT for a missing
 // destination or an unknown scheduler, ERANGE for bad weights or
 // thresholds, EINVAL for a bad inet6 netmask, ENODEV for a sync daemon
-// without an interface. Deleting a service deletes its destinations.
+// without an interface, EINVAL for families mixed with a sync daemon.
+// Deleting a service deletes its destinations.
 // Every write is recorded, and faults can be injected. It is safe for
 // concurrent use.
 type Kernel struct {
@@ -207,14 +208,20 @@ func (k *Kernel) DelService(key ipvs.ServiceKey) error {
 	return nil
 }
 
+// mixed reports whether d is not in svc's address family.
+func mixed(svc ipvs.ServiceKey, d ipvs.Destination) bool {
+	return d.Addr.Addr().Is6() != svc.IsV6()
+}
+
 // validDest checks a destination as the kernel's genl command and
 // ip_vs_add_dest/ip_vs_edit_dest do, in their order.
-func validDest(svc ipvs.ServiceKey, d ipvs.Destination) error {
+func (k *Kernel) validDest(svc ipvs.ServiceKey, d ipvs.Destination) error {
 	if !d.Addr.Addr().IsValid() {
 		return syscall.EINVAL
 	}
-	// Mixed families only work through a tunnel.
-	if d.Addr.Addr().Is6() != svc.IsV6() && d.Forwarding != ipvs.ForwardTunnel {
+	// Mixed families only work through a tunnel, and not while a sync
+	// daemon runs (its protocol cannot carry them).
+	if mixed(svc, d) && (d.Forwarding != ipvs.ForwardTunnel || len(k.syncd) > 0) {
 		return syscall.EINVAL
 	}
 	if d.Weight < 0 || d.LowerThreshold > d.UpperThreshold {
@@ -251,7 +258,7 @@ func (k *Kernel) NewDestination(key ipvs.ServiceKey, d ipvs.Destination) error {
 	if s == nil {
 		return syscall.ESRCH
 	}
-	if err := validDest(key, d); err != nil {
+	if err := k.validDest(key, d); err != nil {
 		return err
 	}
 	if k.destIndex(s, d.Addr) >= 0 {
@@ -272,7 +279,7 @@ func (k *Kernel) UpdateDestination(key ipvs.ServiceKey, d ipvs.Destination) erro
 	if s == nil {
 		return syscall.ESRCH
 	}
-	if err := validDest(key, d); err != nil {
+	if err := k.validDest(key, d); err != nil {
 		return err
 	}
 	i := k.destIndex(s, d.Addr)
@@ -312,16 +319,12 @@ func (k *Kernel) Timeouts() (ipvs.Timeouts, error) {
 	return k.timeouts, nil
 }
 
-// SetTimeouts implements ipvs.Kernel: zero fields are left alone, a
-// negative one is EINVAL.
+// SetTimeouts implements ipvs.Kernel: zero fields are left alone.
 func (k *Kernel) SetTimeouts(t ipvs.Timeouts) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.write(ipvs.Op{Kind: ipvs.OpSetTimeouts, Timeouts: t}); err != nil {
 		return err
-	}
-	if t.TCP < 0 || t.TCPFin < 0 || t.UDP < 0 {
-		return syscall.EINVAL
 	}
 	for _, f := range []struct{ set, cur *time.Duration }{{&t.TCP, &k.timeouts.TCP}, {&t.TCPFin, &k.timeouts.TCPFin}, {&t.UDP, &k.timeouts.UDP}} {
 		if *f.set != 0 {
@@ -348,14 +351,23 @@ func (k *Kernel) SyncDaemons() ([]ipvs.SyncDaemon, error) {
 	return out, nil
 }
 
-// StartSyncDaemon implements ipvs.Kernel: ENODEV without an interface
-// (the kernel looks it up first), EEXIST when a daemon of that state
-// runs, EINVAL for another state.
+// StartSyncDaemon implements ipvs.Kernel, checking in the kernel's order:
+// EINVAL for a group that is not multicast or while a destination is in
+// another family than its service, ENODEV without an interface, EEXIST
+// when a daemon of that state runs, EINVAL for another state.
 func (k *Kernel) StartSyncDaemon(d ipvs.SyncDaemon) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.write(ipvs.Op{Kind: ipvs.OpStartSync, Sync: d}); err != nil {
 		return err
+	}
+	if d.Group.IsValid() && !d.Group.IsMulticast() {
+		return syscall.EINVAL
+	}
+	for key, s := range k.svcs {
+		if slices.ContainsFunc(s.dests, func(x ipvs.DestInfo) bool { return mixed(key, x.Destination) }) {
+			return syscall.EINVAL
+		}
 	}
 	if d.Interface == "" {
 		return syscall.ENODEV

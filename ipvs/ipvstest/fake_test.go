@@ -3,60 +3,64 @@ package ipvstest
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"syscall"
 	"testing"
 
 	"github.com/haldir-lb/haldir/ipvs"
 )
 
-func TestFakeKernelErrnos(t *testing.T) {
+// TestFakeRecordsAndFaults covers what the fake adds to the kernel (whose
+// answers the contract test pins): every write is recorded, a faulted one
+// too, reads are faulted without being recorded, and SetConns shows in
+// the next read.
+func TestFakeRecordsAndFaults(t *testing.T) {
 	k := New()
 	key := ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.MustParseAddrPort("192.0.2.1:80")}
-	key6 := ipvs.ServiceKey{Fwmark: 9, V6: true}
-	d := ipvs.Destination{Addr: netip.MustParseAddrPort("198.51.100.1:80"), DestSettings: ipvs.DestSettings{Weight: 1}}
 	svc := ipvs.Service{Key: key, ServiceSettings: ipvs.ServiceSettings{Scheduler: "rr", NetmaskBits: 32}}
-	steps := []struct {
-		name string
-		call func() error
-		want error
-	}{
-		{"dest to missing service", func() error { return k.NewDestination(key, d) }, syscall.ESRCH},
-		{"update missing service", func() error { return k.UpdateService(svc) }, syscall.ESRCH},
-		{"delete missing service", func() error { return k.DelService(key) }, syscall.ESRCH},
-		{"unknown scheduler", func() error { s := svc; s.Scheduler = "nope"; return k.NewService(s) }, syscall.ENOENT},
-		{"inet6 netmask 0", func() error {
-			return k.NewService(ipvs.Service{Key: key6, ServiceSettings: ipvs.ServiceSettings{Scheduler: "rr"}})
-		}, syscall.EINVAL},
-		{"add service", func() error { return k.NewService(svc) }, nil},
-		{"duplicate service", func() error { return k.NewService(svc) }, syscall.EEXIST},
-		{"negative weight", func() error { x := d; x.Weight = -1; return k.NewDestination(key, x) }, syscall.ERANGE},
-		{"lower above upper", func() error { x := d; x.LowerThreshold = 2; return k.NewDestination(key, x) }, syscall.ERANGE},
-		{"family mix without tunnel", func() error {
-			x := d
-			x.Addr = netip.MustParseAddrPort("[2001:db8::1]:80")
-			return k.NewDestination(key, x)
-		}, syscall.EINVAL},
-		{"add dest", func() error { return k.NewDestination(key, d) }, nil},
-		{"duplicate dest", func() error { return k.NewDestination(key, d) }, syscall.EEXIST},
-		{"update missing dest", func() error {
-			x := d
-			x.Addr = netip.MustParseAddrPort("198.51.100.2:80")
-			return k.UpdateDestination(key, x)
-		}, syscall.ENOENT},
-		{"delete missing dest", func() error { return k.DelDestination(key, netip.MustParseAddrPort("198.51.100.2:80")) }, syscall.ENOENT},
-		{"delete service", func() error { return k.DelService(key) }, nil},
-		{"its destinations went with it", func() error { return k.NewService(svc) }, nil},
+	d := ipvs.Destination{Addr: netip.MustParseAddrPort("198.51.100.1:80"), DestSettings: ipvs.DestSettings{Weight: 1}}
+	if err := k.NewService(svc); err != nil {
+		t.Fatal(err)
 	}
-	for _, s := range steps {
-		if err := s.call(); !errors.Is(err, s.want) || (s.want == nil && err != nil) {
-			t.Fatalf("%s: err = %v, want %v", s.name, err, s.want)
+	if err := k.NewService(svc); !errors.Is(err, syscall.EEXIST) {
+		t.Fatalf("duplicate: %v", err)
+	}
+	k.SetFault(func(op ipvs.Op) error {
+		if op.Kind == ipvs.OpNewDest || op.Kind == ipvs.OpGetServices {
+			return syscall.EIO
 		}
+		return nil
+	})
+	if err := k.NewDestination(key, d); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("faulted write: %v", err)
 	}
+	if _, err := k.GetServices(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("faulted read: %v", err)
+	}
+	kinds := func() []ipvs.OpKind {
+		var out []ipvs.OpKind
+		for _, op := range k.Writes() {
+			out = append(out, op.Kind)
+		}
+		return out
+	}
+	if got, want := kinds(), []ipvs.OpKind{ipvs.OpNewService, ipvs.OpNewService, ipvs.OpNewDest}; !slices.Equal(got, want) {
+		t.Fatalf("writes %v, want %v", got, want)
+	}
+	if ds, _ := k.GetDestinations(key); len(ds) != 0 {
+		t.Fatalf("a faulted write changed the table: %+v", ds)
+	}
+	k.SetFault(nil)
+	k.ResetWrites()
+	if err := k.NewDestination(key, d); err != nil {
+		t.Fatal(err)
+	}
+	k.SetConns(key, d.Addr, 3, 4)
 	ds, err := k.GetDestinations(key)
-	if err != nil || len(ds) != 0 {
-		t.Fatalf("recreated service has destinations %v (%v)", ds, err)
+	if err != nil || len(ds) != 1 || ds[0].ActiveConns != 3 || ds[0].InactiveConns != 4 || ds[0].Stats.Conns != 7 || ds[0].Destination != d {
+		t.Fatalf("after SetConns: %+v (%v)", ds, err)
 	}
-	if n := len(k.Writes()); n != len(steps) {
-		t.Fatalf("recorded %d writes, want %d", n, len(steps))
+	if n := len(k.Writes()); n != 1 {
+		t.Fatalf("%d writes after ResetWrites and one write", n)
 	}
 }
