@@ -18,6 +18,38 @@ type QuorumState struct {
 	Quorum      int
 }
 
+// quorumMemory is the hysteresis of every configured service's quorum:
+// its state as the last desired-state computation left it, the only thing
+// one computation hands to the next. desired reads it; the Reconciler
+// records each result with record.
+type quorumMemory map[ipvs.ServiceKey]bool
+
+// next is the quorum of virtual server m when its healthy real servers
+// weigh alive, like keepalived: up iff alive >= quorum the first time;
+// then lost when alive < quorum - hysteresis and regained when alive >=
+// quorum + hysteresis, keeping its previous state in between.
+func (q quorumMemory) next(m *vsModel, alive int) bool {
+	up, had := q[m.svc.Key]
+	switch {
+	case !had:
+		return alive >= m.quorum
+	case up && alive < m.quorum-m.hysteresis:
+		return false
+	case !up && alive >= m.quorum+m.hysteresis:
+		return true
+	}
+	return up
+}
+
+// record remembers d's quorum and reports whether it changed a state
+// remembered before (the first one is no change).
+func (q quorumMemory) record(d *desiredSvc) (changed bool) {
+	key := d.model.svc.Key
+	prev, had := q[key]
+	q[key] = d.quorumUp
+	return had && prev != d.quorumUp
+}
+
 // quorumChangesLocked returns the quorum states to report after a pass
 // that computed want, and records them as reported; r.mu must be held.
 // keys are want's keys in cmpKey order, or (prune false) the only keys

@@ -98,7 +98,7 @@ type Reconciler struct {
 	model    []vsModel
 	timeouts ipvs.Timeouts
 	health   map[healthKey]Verdict
-	quorumUp map[ipvs.ServiceKey]bool
+	quorumUp quorumMemory
 	// index is each configured service's position in model (replaced,
 	// never edited). dirty are the services a SetConfig or SetHealth
 	// changed since the last pass took them; structural says a SetConfig
@@ -135,7 +135,7 @@ func New(k ipvs.Kernel, opt Options) *Reconciler {
 		k: k, log: opt.Logger, resync: opt.Resync, retryMin: opt.RetryMin,
 		kick:     make(chan struct{}, 1),
 		health:   map[healthKey]Verdict{},
-		quorumUp: map[ipvs.ServiceKey]bool{},
+		quorumUp: quorumMemory{},
 		owned:    map[ipvs.ServiceKey]bool{},
 		dirty:    map[ipvs.ServiceKey]bool{},
 		stray:    map[healthKey]bool{},
@@ -319,14 +319,6 @@ func (r *Reconciler) Foreign() []ipvs.ServiceKey {
 	return slices.Clone(r.foreign)
 }
 
-// kstate is the kernel table as read, then kept up to date with every
-// successful write of the pass.
-type kstate struct {
-	svc   ipvs.ServiceInfo
-	dests []ipvs.DestInfo
-	read  bool // destinations were read successfully
-}
-
 // Reconcile runs one pass: read the kernel, compute the desired state, apply
 // the minimal ordered diff. Failed writes are logged, counted and left for
 // the next pass while independent writes still go ahead; the error joins
@@ -354,56 +346,12 @@ func (r *Reconciler) ReconcileChanges(ctx context.Context) (Result, error) {
 func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error) {
 	r.pass.Lock()
 	defer r.pass.Unlock()
-	var res Result
-	var errs []error
+	p := &pass{r: r}
 
-	fail := func(op ipvs.Op, err error) {
-		r.mu.Lock()
-		r.cnt.Errors[ErrorKey{op.Kind, errReason(err)}]++
-		r.mu.Unlock()
-		attrs := []any{"op", string(op.Kind), "service", op.Service.Key.String(), "err", err}
-		if op.Dest.Addr.IsValid() {
-			attrs = append(attrs, "dest", op.Dest.Addr.String())
-		}
-		r.log.Error("ipvs operation failed; retrying on the next pass", attrs...)
-		if op.Kind.IsWrite() {
-			res.Failed = append(res.Failed, FailedOp{op, err})
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", op, err))
-	}
-	finish := func() (Result, error) {
-		r.mu.Lock()
-		r.cnt.Passes++
-		if len(errs) > 0 {
-			r.cnt.FailedPasses++
-		}
-		r.mu.Unlock()
-		return res, errors.Join(errs...)
-	}
-
-	var (
-		cur   map[ipvs.ServiceKey]*kstate
-		order []ipvs.ServiceKey // services whose destinations may need reading
-	)
 	trusted := changes && r.known != nil
-	if trusted {
-		cur = r.known
-		// Only foreign services are unread (a read failure is an error,
-		// after which nothing is trusted).
-		order = r.unread
-	} else {
-		ksvcs, err := r.k.GetServices()
-		if err != nil {
-			r.known = nil
-			fail(ipvs.Op{Kind: ipvs.OpGetServices}, err)
-			return finish()
-		}
-		cur = make(map[ipvs.ServiceKey]*kstate, len(ksvcs))
-		for _, s := range ksvcs {
-			s.Flags &^= ipvs.FlagHashed
-			cur[s.Key] = &kstate{svc: s}
-			order = append(order, s.Key)
-		}
+	cur, order, ok := r.current(p, trusted)
+	if !ok {
+		return p.finish()
 	}
 	// cur is updated in place by the pass; it becomes known again only if
 	// the pass ends without error.
@@ -413,81 +361,18 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 	// services changed since: every other one is as the last pass left it,
 	// in the kernel table it trusts as in its desired state.
 	incremental := trusted && r.want != nil && !r.diffAll
-	var want map[ipvs.ServiceKey]*desiredSvc
-	r.mu.Lock()
-	model := r.model // SetConfig replaces the slice, never edits it
-	index := r.index // likewise
-	dirty, structural, sharedNames := r.dirty, r.structural, r.sharedNames
-	r.dirty, r.structural = map[ipvs.ServiceKey]bool{}, false
-	if incremental {
-		want = r.want
-		for key := range dirty {
-			if i, ok := index[key]; ok {
-				want[key] = r.desiredOneLocked(&model[i])
-			} else {
-				delete(want, key)
-			}
-		}
-	} else {
-		want = r.desiredLocked()
-	}
-	timeouts := r.timeouts
-	r.mu.Unlock()
-	owned := r.owned
+	w := r.wanted(incremental)
+	want, owned := w.want, r.owned
 	r.want = want
+	r.readDests(p, cur, order, want, owned)
 
-	for _, key := range order {
-		st := cur[key]
-		if _, ok := want[key]; !ok && !owned[key] {
-			res.Foreign = append(res.Foreign, key)
-			continue
+	var ops []ipvs.Op
+	if w.timeouts != (ipvs.Timeouts{}) && !(trusted && w.timeouts == r.knownTimeouts) {
+		if have, err := r.k.Timeouts(); err != nil {
+			p.fail(ipvs.Op{Kind: ipvs.OpSetTimeouts}, err)
+		} else {
+			ops = planTimeouts(have, w.timeouts)
 		}
-		if st.read {
-			continue // known from the last pass
-		}
-		ds, err := r.k.GetDestinations(key)
-		if err != nil {
-			fail(ipvs.Op{Kind: ipvs.OpGetDests, Service: ipvs.Service{Key: key}}, err)
-			continue
-		}
-		st.dests, st.read = ds, true
-	}
-	slices.SortFunc(res.Foreign, func(a, b ipvs.ServiceKey) int { return cmpKey(a, b) })
-
-	write := func(op ipvs.Op) bool {
-		if ctx.Err() != nil {
-			res.Skipped++
-			return false
-		}
-		res.Writes++
-		r.mu.Lock()
-		r.cnt.Writes[op.Kind]++
-		r.mu.Unlock()
-		var err error
-		switch op.Kind {
-		case ipvs.OpNewService:
-			err = r.k.NewService(op.Service)
-		case ipvs.OpUpdService:
-			err = r.k.UpdateService(op.Service)
-		case ipvs.OpDelService:
-			err = r.k.DelService(op.Service.Key)
-		case ipvs.OpNewDest:
-			err = r.k.NewDestination(op.Service.Key, op.Dest)
-		case ipvs.OpUpdDest:
-			err = r.k.UpdateDestination(op.Service.Key, op.Dest)
-		case ipvs.OpDelDest:
-			err = r.k.DelDestination(op.Service.Key, op.Dest.Addr)
-		}
-		if err != nil {
-			fail(op, err)
-			return false
-		}
-		res.Applied = append(res.Applied, op)
-		return true
-	}
-
-	if timeouts != (ipvs.Timeouts{}) && !(trusted && timeouts == r.knownTimeouts) {
-		r.applyTimeouts(timeouts, &res, fail)
 	}
 
 	// Services to diff, and those to delete once that is done. After a
@@ -495,7 +380,7 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 	// dirty one can be owned and no longer configured.
 	var keys, gone []ipvs.ServiceKey
 	if incremental {
-		for _, key := range sortedKeys(dirty) {
+		for _, key := range sortedKeys(w.dirty) {
 			if _, ok := want[key]; ok {
 				keys = append(keys, key)
 			} else if owned[key] {
@@ -504,60 +389,34 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 		}
 	} else {
 		keys = sortedKeys(want)
-	}
-	r.diffed = len(keys)
-	for _, key := range keys {
-		d := want[key]
-		st := cur[key]
-		if st == nil {
-			if !write(ipvs.Op{Kind: ipvs.OpNewService, Service: d.svc}) {
-				res.Skipped += len(d.dests)
-				continue
-			}
-			owned[key] = true
-			st = &kstate{svc: ipvs.ServiceInfo{Service: d.svc}, read: true}
-			cur[key] = st
-		} else {
-			owned[key] = true
-			if st.svc.Service != d.svc {
-				if write(ipvs.Op{Kind: ipvs.OpUpdService, Service: d.svc}) {
-					st.svc.Service = d.svc
-				}
-			}
-			if !st.read {
-				res.Skipped += len(d.dests)
-				continue
-			}
-		}
-		r.syncDests(st, d.dests, write)
-	}
-
-	// Services managed earlier and no longer configured: destinations first.
-	if !incremental {
 		gone = sortedKeys(owned)
 	}
-	for _, key := range gone {
-		if _, ok := want[key]; ok {
-			continue
-		}
-		st := cur[key]
-		if st == nil {
-			delete(owned, key)
-			continue
-		}
-		for _, kd := range slices.Clone(st.dests) {
-			if write(ipvs.Op{Kind: ipvs.OpDelDest, Service: ipvs.Service{Key: key}, Dest: ipvs.Destination{Addr: kd.Addr}}) {
-				st.dests = removeDest(st.dests, kd.Addr)
-			}
-		}
-		if write(ipvs.Op{Kind: ipvs.OpDelService, Service: ipvs.Service{Key: key}}) {
-			delete(owned, key)
-			delete(cur, key)
+	r.diffed = len(keys)
+	diff := make([]*desiredSvc, len(keys))
+	for i, key := range keys {
+		diff[i] = want[key]
+		if cur[key] != nil {
+			owned[key] = true // adopted as it is
 		}
 	}
+	// Services managed earlier and no longer configured; one already gone
+	// from the kernel is simply forgotten.
+	gone = slices.DeleteFunc(gone, func(key ipvs.ServiceKey) bool {
+		if _, ok := want[key]; ok {
+			return true
+		}
+		if cur[key] == nil {
+			delete(owned, key)
+			return true
+		}
+		return false
+	})
+	svcOps, blind := plan(cur, diff, gone)
+	p.res.Skipped += blind
+	p.apply(ctx, r.k, append(ops, svcOps...), cur, owned)
 
-	if len(errs) == 0 {
-		r.known, r.knownTimeouts = cur, timeouts
+	if len(p.errs) == 0 {
+		r.known, r.knownTimeouts = cur, w.timeouts
 		var unread []ipvs.ServiceKey // order may be r.unread: not edited in place
 		for _, key := range order {
 			if st := cur[key]; st != nil && !st.read {
@@ -567,108 +426,142 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 		slices.SortFunc(unread, cmpKey)
 		r.unread = unread
 	}
-	r.diffAll = res.Skipped > 0
+	r.diffAll = p.res.Skipped > 0
 	r.owned = owned
-	inPlace := incremental && !structural
+	r.report(w, incremental, keys, cur, p.res.Foreign)
+	return p.finish()
+}
+
+// current is the kernel table the pass starts from: the one the last pass
+// left when trusted, else read (destinations are read by readDests). order
+// lists the services whose destinations may need reading. ok is false when
+// the service list could not be read: the pass can do nothing.
+func (r *Reconciler) current(p *pass, trusted bool) (cur map[ipvs.ServiceKey]*kstate, order []ipvs.ServiceKey, ok bool) {
+	if trusted {
+		// Only foreign services are unread (a read failure is an error,
+		// after which nothing is trusted).
+		return r.known, r.unread, true
+	}
+	ksvcs, err := r.k.GetServices()
+	if err != nil {
+		r.known = nil
+		p.fail(ipvs.Op{Kind: ipvs.OpGetServices}, err)
+		return nil, nil, false
+	}
+	cur = make(map[ipvs.ServiceKey]*kstate, len(ksvcs))
+	for _, s := range ksvcs {
+		s.Flags &^= ipvs.FlagHashed
+		cur[s.Key] = &kstate{svc: s}
+		order = append(order, s.Key)
+	}
+	return cur, order, true
+}
+
+// wantedState is what a pass takes from the configuration and the health
+// verdicts, in one critical section of r.mu.
+type wantedState struct {
+	want        map[ipvs.ServiceKey]*desiredSvc
+	model       []vsModel // SetConfig replaces the slice, never edits it
+	index       map[ipvs.ServiceKey]int
+	dirty       map[ipvs.ServiceKey]bool
+	structural  bool
+	sharedNames bool
+	timeouts    ipvs.Timeouts
+}
+
+// wanted computes the desired state: of every configured service, or
+// (incremental) of the services marked dirty since the last pass, on top
+// of the last pass's. It records the quorum states desired found and logs
+// their changes once r.mu is released.
+func (r *Reconciler) wanted(incremental bool) wantedState {
+	var changed []*desiredSvc
+	r.mu.Lock()
+	w := wantedState{model: r.model, index: r.index, dirty: r.dirty, structural: r.structural,
+		sharedNames: r.sharedNames, timeouts: r.timeouts}
+	r.dirty, r.structural = map[ipvs.ServiceKey]bool{}, false
+	compute := func(m *vsModel) {
+		d := desired(m, r.health, r.quorumUp)
+		if r.quorumUp.record(d) {
+			changed = append(changed, d)
+		}
+		w.want[m.svc.Key] = d
+	}
+	if incremental {
+		w.want = r.want
+		for key := range w.dirty {
+			if i, ok := w.index[key]; ok {
+				compute(&w.model[i])
+			} else {
+				delete(w.want, key)
+			}
+		}
+	} else {
+		w.want = make(map[ipvs.ServiceKey]*desiredSvc, len(w.model))
+		for i := range w.model {
+			compute(&w.model[i])
+		}
+	}
+	r.mu.Unlock()
+	logQuorumChanges(r.log, changed)
+	return w
+}
+
+// readDests reads the destinations of the services in order that the
+// pass manages and has not read yet; the others are foreign, and listed
+// in the result.
+func (r *Reconciler) readDests(p *pass, cur map[ipvs.ServiceKey]*kstate, order []ipvs.ServiceKey, want map[ipvs.ServiceKey]*desiredSvc, owned map[ipvs.ServiceKey]bool) {
+	for _, key := range order {
+		st := cur[key]
+		if _, ok := want[key]; !ok && !owned[key] {
+			p.res.Foreign = append(p.res.Foreign, key)
+			continue
+		}
+		if st.read {
+			continue // known from the last pass
+		}
+		ds, err := r.k.GetDestinations(key)
+		if err != nil {
+			p.fail(ipvs.Op{Kind: ipvs.OpGetDests, Service: ipvs.Service{Key: key}}, err)
+			continue
+		}
+		st.dests, st.read = ds, true
+	}
+	slices.SortFunc(p.res.Foreign, cmpKey)
+}
+
+// report updates the status the pass leaves (snapshot, foreign services)
+// and gives onQuorum the quorum states that changed. keys are the
+// services the pass diffed.
+func (r *Reconciler) report(w wantedState, incremental bool, keys []ipvs.ServiceKey, cur map[ipvs.ServiceKey]*kstate, foreign []ipvs.ServiceKey) {
+	inPlace := incremental && !w.structural
 	switch {
 	case !incremental:
 		r.wantKeys = keys
-	case structural:
-		r.wantKeys = sortedKeys(want)
+	case w.structural:
+		r.wantKeys = sortedKeys(w.want)
 	}
 	var quorum []QuorumState
 	r.mu.Lock()
-	r.foreign = res.Foreign
+	r.foreign = foreign
 	if inPlace {
 		// The same services at the same positions: only the diffed ones
 		// changed.
 		for _, key := range keys {
-			i := index[key]
-			r.snap[i] = snapshotOne(&model[i], want, cur)
+			i := w.index[key]
+			r.snap[i] = snapshotOne(&w.model[i], w.want, cur)
 		}
 	} else {
-		r.snap = snapshot(model, want, cur)
+		r.snap = snapshot(w.model, w.want, cur)
 	}
-	if inPlace && !sharedNames {
-		quorum = r.quorumChangesLocked(want, keys, false)
+	if inPlace && !w.sharedNames {
+		quorum = r.quorumChangesLocked(w.want, keys, false)
 	} else {
-		quorum = r.quorumChangesLocked(want, r.wantKeys, true)
+		quorum = r.quorumChangesLocked(w.want, r.wantKeys, true)
 	}
 	r.mu.Unlock()
 	for _, q := range quorum {
 		r.onQuorum(q)
 	}
-	return finish()
-}
-
-// syncDests brings one service's destinations to want: additions first,
-// then in-place updates, then removals, so that swapping the pool for the
-// sorry server (or back) never leaves the service empty.
-func (r *Reconciler) syncDests(st *kstate, want []ipvs.Destination, write func(ipvs.Op) bool) {
-	key := st.svc.Key
-	have := destLookup(st.dests)
-	var upd []ipvs.Destination
-	present := 0 // wanted destinations in st.dests
-	for _, d := range want {
-		i, ok := have(d.Addr)
-		if !ok {
-			if write(ipvs.Op{Kind: ipvs.OpNewDest, Service: ipvs.Service{Key: key}, Dest: d}) {
-				st.dests = append(st.dests, ipvs.DestInfo{Destination: d})
-				present++
-			}
-			continue
-		}
-		present++
-		if st.dests[i].Destination != d {
-			upd = append(upd, d)
-		}
-	}
-	for _, d := range upd {
-		if write(ipvs.Op{Kind: ipvs.OpUpdDest, Service: ipvs.Service{Key: key}, Dest: d}) {
-			i := slices.IndexFunc(st.dests, func(x ipvs.DestInfo) bool { return x.Addr == d.Addr })
-			st.dests[i].Destination = d
-		}
-	}
-	if present == len(st.dests) {
-		return // nothing unwanted: the common case, worth no map
-	}
-	wanted := make(map[netip.AddrPort]bool, len(want))
-	for _, d := range want {
-		wanted[d.Addr] = true
-	}
-	var stale []netip.AddrPort
-	for _, kd := range st.dests {
-		if !wanted[kd.Addr] {
-			stale = append(stale, kd.Addr)
-		}
-	}
-	for _, a := range stale {
-		if write(ipvs.Op{Kind: ipvs.OpDelDest, Service: ipvs.Service{Key: key}, Dest: ipvs.Destination{Addr: a}}) {
-			st.dests = removeDest(st.dests, a)
-		}
-	}
-}
-
-func (r *Reconciler) applyTimeouts(want ipvs.Timeouts, res *Result, fail func(ipvs.Op, error)) {
-	have, err := r.k.Timeouts()
-	if err != nil {
-		fail(ipvs.Op{Kind: ipvs.OpSetTimeouts}, err)
-		return
-	}
-	// Zero fields mean "leave alone": compare only the configured ones.
-	if (want.TCP == 0 || want.TCP == have.TCP) && (want.TCPFin == 0 || want.TCPFin == have.TCPFin) &&
-		(want.UDP == 0 || want.UDP == have.UDP) {
-		return
-	}
-	res.Writes++
-	r.mu.Lock()
-	r.cnt.Writes[ipvs.OpSetTimeouts]++
-	r.mu.Unlock()
-	if err := r.k.SetTimeouts(want); err != nil {
-		fail(ipvs.Op{Kind: ipvs.OpSetTimeouts}, err)
-		return
-	}
-	res.Applied = append(res.Applied, ipvs.Op{Kind: ipvs.OpSetTimeouts})
 }
 
 // destLookup returns a function finding an address in ds as it is now: a
