@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
+
 	"github.com/haldir-lb/haldir/ipvs"
 
 	"github.com/haldir-lb/haldir/conf"
@@ -16,18 +18,12 @@ import (
 // vmKernel opens the IPVS of a fresh lab namespace, so the test never
 // touches the table of the namespace it runs in.
 func vmKernel(t *testing.T) *ipvs.Client {
-	t.Helper()
 	lab.SkipIfNotRoot(t)
 	h, err := lab.NewT(t, "director").AddHost("d")
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := ipvs.Open(h.NetNSPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.Close)
-	return k
+	return ipvstest.Open(t, h.NetNSPath())
 }
 
 // TestVMReconcileRealKernel checks the write-count promises against a real

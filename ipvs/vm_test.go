@@ -7,26 +7,22 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
+
 	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/lab/vm"
 )
 
 // vmKernel opens the IPVS of a fresh lab namespace, so the test never
-// touches the table of the namespace it runs in (the host's, natively).
+// touches the table of the namespace it runs in.
 func vmKernel(t *testing.T) *ipvs.Client {
-	t.Helper()
 	lab.SkipIfNotRoot(t)
 	h, err := lab.NewT(t, "ipvs").AddHost("k")
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := ipvs.Open(h.NetNSPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.Close)
-	return k
+	return ipvstest.Open(t, h.NetNSPath())
 }
 
 func schedFlags(sched string) uint32 {

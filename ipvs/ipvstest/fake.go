@@ -247,16 +247,25 @@ func (k *Kernel) destIndex(s *service, addr netip.AddrPort) int {
 	return slices.IndexFunc(s.dests, func(d ipvs.DestInfo) bool { return d.Addr == addr })
 }
 
+// destService records a destination write and finds its service: ESRCH
+// when there is none, which the kernel checks first.
+func (k *Kernel) destService(kind ipvs.OpKind, key ipvs.ServiceKey, d ipvs.Destination) (*service, error) {
+	if err := k.write(ipvs.Op{Kind: kind, Service: ipvs.Service{Key: key}, Dest: d}); err != nil {
+		return nil, err
+	}
+	if s := k.svcs[key]; s != nil {
+		return s, nil
+	}
+	return nil, syscall.ESRCH
+}
+
 // NewDestination implements ipvs.Kernel.
 func (k *Kernel) NewDestination(key ipvs.ServiceKey, d ipvs.Destination) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.write(ipvs.Op{Kind: ipvs.OpNewDest, Service: ipvs.Service{Key: key}, Dest: d}); err != nil {
+	s, err := k.destService(ipvs.OpNewDest, key, d)
+	if err != nil {
 		return err
-	}
-	s := k.svcs[key]
-	if s == nil {
-		return syscall.ESRCH
 	}
 	if err := k.validDest(key, d); err != nil {
 		return err
@@ -272,12 +281,9 @@ func (k *Kernel) NewDestination(key ipvs.ServiceKey, d ipvs.Destination) error {
 func (k *Kernel) UpdateDestination(key ipvs.ServiceKey, d ipvs.Destination) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.write(ipvs.Op{Kind: ipvs.OpUpdDest, Service: ipvs.Service{Key: key}, Dest: d}); err != nil {
+	s, err := k.destService(ipvs.OpUpdDest, key, d)
+	if err != nil {
 		return err
-	}
-	s := k.svcs[key]
-	if s == nil {
-		return syscall.ESRCH
 	}
 	if err := k.validDest(key, d); err != nil {
 		return err
@@ -294,12 +300,9 @@ func (k *Kernel) UpdateDestination(key ipvs.ServiceKey, d ipvs.Destination) erro
 func (k *Kernel) DelDestination(key ipvs.ServiceKey, addr netip.AddrPort) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.write(ipvs.Op{Kind: ipvs.OpDelDest, Service: ipvs.Service{Key: key}, Dest: ipvs.Destination{Addr: addr}}); err != nil {
+	s, err := k.destService(ipvs.OpDelDest, key, ipvs.Destination{Addr: addr})
+	if err != nil {
 		return err
-	}
-	s := k.svcs[key]
-	if s == nil {
-		return syscall.ESRCH
 	}
 	i := k.destIndex(s, addr)
 	if i < 0 {
