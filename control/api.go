@@ -6,9 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/haldir-lb/haldir/ipvs"
-
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 

@@ -11,11 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/haldir-lb/haldir/ipvs"
-
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
+	"github.com/haldir-lb/haldir/ipvs"
 	hsync "github.com/haldir-lb/haldir/sync"
 	"github.com/haldir-lb/haldir/vrrp"
 )
@@ -173,16 +172,10 @@ func apiSample() (Status, []time.Duration) {
 		VirtualServers: []conf.VirtualServer{{Name: "web", Address: vip.Addr(), Port: 80, Protocol: "tcp", Forwarding: "dr",
 			PersistenceTimeout: conf.Duration(300 * time.Second), PersistenceGranularity: 24,
 			RealServers: []conf.RealServer{{Address: r1.Addr(), Port: 8080, Forwarding: "nat", Check: &check}}}},
-		Services: []director.ServiceStatus{{Name: "web",
-			Key:         ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: vip},
-			InKernel:    true,
-			QuorumUp:    true,
-			AliveWeight: 3,
-			Quorum:      1,
-			Stats:       ipvs.Stats{Conns: 7, CPS: 1},
+		Services: []director.ServiceStatus{{Name: "web", Key: ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: vip}, Scheduler: "wlc",
+			InKernel: true, QuorumUp: true, AliveWeight: 3, Quorum: 1, Stats: ipvs.Stats{Conns: 7, CPS: 1},
 			Reals: []director.RealStatus{{Name: "r1", Addr: r1, Checked: true, Healthy: true, HealthKnown: true, ConfiguredWeight: 3,
-				EffectiveWeight: 3, InKernel: true, KernelWeight: 3, ActiveConns: 2, InactiveConns: 5}},
-			Scheduler: "wlc"}},
+				EffectiveWeight: 3, InKernel: true, KernelWeight: 3, ActiveConns: 2, InactiveConns: 5}}}},
 		Foreign:  []ipvs.ServiceKey{{Fwmark: 7, V6: true}},
 		Director: &director.Counters{Passes: 5, Writes: map[ipvs.OpKind]uint64{ipvs.OpNewDest: 1}, Errors: map[director.ErrorKey]uint64{{Op: ipvs.OpNewDest, Reason: "EEXIST"}: 1}},
 		Probes: []healthcheck.ProbeStatus{{Key: "k", Target: healthcheck.Target{Addr: r1, Check: check}, Up: true, Since: t0, Checks: 9,

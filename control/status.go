@@ -3,11 +3,10 @@ package control
 import (
 	"time"
 
-	"github.com/haldir-lb/haldir/ipvs"
-
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
+	"github.com/haldir-lb/haldir/ipvs"
 	hsync "github.com/haldir-lb/haldir/sync"
 	"github.com/haldir-lb/haldir/vrrp"
 )

@@ -11,10 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/ipvs/ipvstest"
-
-	"github.com/haldir-lb/haldir/conf"
 )
 
 // countReads makes k count the reads it answers (GetServices and

@@ -4,9 +4,8 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/haldir-lb/haldir/ipvs/ipvstest"
-
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 )
 
 // loadedConfig goes through the real loader, so the reconciler is tested on

@@ -6,9 +6,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/haldir-lb/haldir/ipvs"
-
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/ipvs"
 )
 
 // Key returns the IPVS service key of a configured virtual server. The

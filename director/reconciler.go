@@ -13,10 +13,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/haldir-lb/haldir/ipvs"
 	"golang.org/x/sys/unix"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/ipvs"
 )
 
 // Verdict is one health transition of a real server, as the health checker

@@ -6,11 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/haldir-lb/haldir/ipvs/ipvstest"
-
-	"github.com/haldir-lb/haldir/ipvs"
-
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/lab/vm"
 )

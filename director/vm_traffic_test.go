@@ -16,9 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/haldir-lb/haldir/ipvs"
-
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/lab/vm"
 	"github.com/vishvananda/netlink"

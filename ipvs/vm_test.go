@@ -7,9 +7,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/haldir-lb/haldir/ipvs/ipvstest"
-
 	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/lab/vm"
 )

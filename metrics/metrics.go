@@ -10,13 +10,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/haldir-lb/haldir/ipvs"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/haldir-lb/haldir/control"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/haldir-lb/haldir/ipvs"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
+	"github.com/haldir-lb/haldir/ipvs"
 	hsync "github.com/haldir-lb/haldir/sync"
 	"github.com/haldir-lb/haldir/vrrp"
 )

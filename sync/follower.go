@@ -9,9 +9,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/haldir-lb/haldir/ipvs"
-
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 

@@ -12,11 +12,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/haldir-lb/haldir/ipvs"
-
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
+	"github.com/haldir-lb/haldir/ipvs"
 	hsync "github.com/haldir-lb/haldir/sync"
 	"github.com/haldir-lb/haldir/vrrp"
 )

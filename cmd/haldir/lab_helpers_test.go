@@ -5,10 +5,9 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/ipvs/ipvstest"
-
-	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/lab"
 )
 

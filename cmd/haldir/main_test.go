@@ -13,10 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/ipvs/ipvstest"
-
-	"github.com/haldir-lb/haldir/conf"
 )
 
 const validConfig = `

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/haldir-lb/haldir/ipvs/ipvstest"
-
 	"github.com/haldir-lb/haldir/metrics"
 )
 

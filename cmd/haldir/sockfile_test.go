@@ -9,10 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/ipvs/ipvstest"
-
-	"github.com/haldir-lb/haldir/conf"
 )
 
 func TestSocketFromFile(t *testing.T) {

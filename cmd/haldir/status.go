@@ -15,12 +15,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/haldir-lb/haldir/ipvs"
-
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 

@@ -13,12 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/haldir-lb/haldir/ipvs"
-
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -57,34 +56,23 @@ func sampleStatus() control.Status {
 				RealServers: []conf.RealServer{{Address: d1.Addr(), Port: 53, Weight: 1, Forwarding: "tun", Check: udpCheck}}},
 		},
 		Services: []director.ServiceStatus{
-			{Name: "web",
-				Key:         ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: web},
-				InKernel:    true,
-				QuorumUp:    true,
-				AliveWeight: 5,
-				Quorum:      1,
-				Stats:       ipvs.Stats{Conns: 1200, PktsIn: 9000, PktsOut: 8000, BytesIn: 700000, BytesOut: 9100000, CPS: 4, PPSIn: 30, PPSOut: 28, BPSIn: 2400, BPSOut: 31000},
+			{Name: "web", Key: ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: web}, Scheduler: "wlc", InKernel: true,
+				QuorumUp: true, AliveWeight: 5, Quorum: 1,
+				Stats: ipvs.Stats{Conns: 1200, PktsIn: 9000, PktsOut: 8000, BytesIn: 700000, BytesOut: 9100000, CPS: 4, PPSIn: 30, PPSOut: 28, BPSIn: 2400, BPSOut: 31000},
 				Reals: []director.RealStatus{
 					{Addr: r1, Checked: true, Healthy: true, HealthKnown: true, ConfiguredWeight: 3, EffectiveWeight: 5,
 						InKernel: true, KernelWeight: 5, ActiveConns: 12, InactiveConns: 40,
 						Stats: ipvs.Stats{Conns: 1100, PktsIn: 8500, CPS: 4}},
 					{Addr: r2, Checked: true, Healthy: false, HealthKnown: true, ConfiguredWeight: 2, EffectiveWeight: 0,
 						Stats: ipvs.Stats{Conns: 100}},
-				},
-				Scheduler: "wlc"},
-			{Name: "dns",
-				Key:         ipvs.ServiceKey{Protocol: ipvs.UDP, Addr: dns},
-				InKernel:    true,
-				QuorumUp:    false,
-				AliveWeight: 0,
-				Quorum:      1,
-				SorryActive: true,
+				}},
+			{Name: "dns", Key: ipvs.ServiceKey{Protocol: ipvs.UDP, Addr: dns}, Scheduler: "rr", InKernel: true,
+				QuorumUp: false, AliveWeight: 0, Quorum: 1, SorryActive: true,
 				Reals: []director.RealStatus{
 					{Addr: d1, Checked: true, Healthy: false, HealthKnown: false, ConfiguredWeight: 1},
 					{Name: "sorry_server", Addr: sorry, Sorry: true, Healthy: true, ConfiguredWeight: 1, EffectiveWeight: 1,
 						InKernel: true, KernelWeight: 1, ActiveConns: 0, InactiveConns: 3},
-				},
-				Scheduler: "rr"},
+				}},
 		},
 		Foreign: []ipvs.ServiceKey{{Fwmark: 7}},
 		Probes: []healthcheck.ProbeStatus{

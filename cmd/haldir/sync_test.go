@@ -8,10 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/ipvs/ipvstest"
-
-	"github.com/haldir-lb/haldir/conf"
 )
 
 // TestConnSyncFollowsVRRP runs the components glue with the in-memory IPVS

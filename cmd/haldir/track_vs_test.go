@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/haldir-lb/haldir/ipvs/ipvstest"
-
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 

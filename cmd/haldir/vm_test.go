@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/ipvs"
-
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/lab/vm"
 )

@@ -14,11 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/haldir-lb/haldir/ipvs"
-
 	mobyipvs "github.com/moby/ipvs"
 
 	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/lab"
 )
 

@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/haldir-lb/haldir/ipvs/ipvstest"
-
 	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 )
 
 // cpuReload times the CPU side of the one-change reload: SetConfig and

@@ -5,9 +5,8 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/haldir-lb/haldir/ipvs"
-
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/ipvs"
 )
 
 // table is the benchmark's IPVS table: IPv4 TCP NAT services, each on a VIP
