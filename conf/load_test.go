@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -153,6 +154,8 @@ func FuzzParse(f *testing.F) {
 			if !errors.As(err, &es) || len(es) == 0 {
 				t.Fatalf("error is not a non-empty conf.Errors: %T %v", err, err)
 			}
+		} else {
+			checkCompile(t, c)
 		}
 		lines := keyLines(data) // must terminate on any input
 		var raw map[string]any
@@ -166,6 +169,35 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkCompile asserts what Compile promises for a valid configuration:
+// it does not panic, it is deterministic (and so are the cluster's hashes),
+// it leaves the configuration alone, and every enum it sets has a
+// spelling.
+func checkCompile(t *testing.T, c *Config) {
+	t.Helper()
+	before := Hash(c)
+	a, b := Compile(c), Compile(c)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("Compile is not deterministic:\n%+v\n%+v", a, b)
+	}
+	if ha, hb := a.Hashes(), b.Hashes(); !reflect.DeepEqual(ha, hb) {
+		t.Fatalf("Hashes differ for equal specs: %v %v", ha, hb)
+	}
+	if Hash(c) != before {
+		t.Fatal("Compile modified the configuration")
+	}
+	if bad := enumsValid(reflect.ValueOf(a), "spec"); len(bad) > 0 {
+		t.Fatalf("enums without a spelling: %v", bad)
+	}
+	for _, vs := range a.VirtualServers {
+		for _, rs := range vs.RealServers {
+			if ck := rs.Check; ck != nil && (ck.Interval <= 0 || ck.Timeout <= 0 || ck.Timeout > ck.Interval || ck.Rise < 1 || ck.Fall < 1) {
+				t.Fatalf("%s %s: check timings %+v", vs.Name, rs.Addr, ck)
+			}
+		}
+	}
 }
 
 // rawPaths lists the indexed paths of every key and array element.

@@ -16,22 +16,19 @@ import (
 	"github.com/miekg/dns"
 )
 
-// Allowed values of the enumerated keys.
+// Allowed values of the enumerated keys: the spellings of enums.go's types.
 var (
-	logLevels      = []string{"debug", "info", "warn", "error"}
-	logFormats     = []string{"text", "json"}
-	authTypes      = []string{"none", "pass"}
-	families       = []string{"inet", "inet6"}
-	protocols      = []string{"tcp", "udp", "sctp"}
-	schedulers     = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf", "twos"}
-	forwardings    = []string{"nat", "dr", "tun"}
-	tunnelTypes    = []string{"ipip", "gue", "gre"}
-	tunnelCsums    = []string{"none", "csum", "remcsum"}
-	checkTypes     = []string{"tcp", "http", "https", "exec", "dns", "udp", "none"}
-	initialStates  = []string{"up", "down"}
-	schedulerFlags = map[string]string{ // flag -> the scheduler it needs ("" = any)
-		"sh-port": "sh", "sh-fallback": "sh", "mh-port": "mh", "mh-fallback": "mh", "ops": "",
-	}
+	logLevels     = logLevelNames()
+	logFormats    = logFormatNames.allowed()
+	authTypes     = authTypeNames.allowed()
+	families      = familyNames.allowed()
+	protocols     = protocolNames.allowed()
+	schedulers    = schedulerNames.allowed()
+	forwardings   = forwardingNames.allowed()
+	tunnelTypes   = tunnelTypeNames.allowed()
+	tunnelCsums   = tunnelCsumNames.allowed()
+	checkTypes    = append(checkKindNames.allowed(), checkTypeNone)
+	initialStates = []string{"up", "down"}
 	// checkKeyTypes lists the check types each type-specific key applies to.
 	checkKeyTypes = map[string][]string{
 		"path": {"http", "https"}, "host": {"http", "https"}, "expect_status": {"http", "https"},
@@ -568,13 +565,14 @@ func (v validator) virtualServers(vss []VirtualServer) {
 		flags := map[string]bool{}
 		for j, f := range vs.SchedulerFlags {
 			fp := fmt.Sprintf("%s.scheduler_flags[%d]", p, j)
-			need, ok := schedulerFlags[f]
+			sf, ok := schedulerFlagNames[f]
+			need := sf.sched.String()
 			switch {
 			case !ok:
 				v.add(fp, "must be one of sh-port, sh-fallback, mh-port, mh-fallback, ops; got %q", f)
 			case flags[f]:
 				v.add(fp, "duplicate flag %q", f)
-			case need != "" && okSched && vs.Scheduler != need:
+			case sf.sched != 0 && okSched && vs.Scheduler != need:
 				v.add(fp, "%q only applies to scheduler %q, not %q", f, need, vs.Scheduler)
 			case f == "ops" && vs.Protocol != "udp" && !hasMark:
 				v.add(fp, "\"ops\" (one-packet scheduling) only applies to protocol \"udp\"")
@@ -804,6 +802,8 @@ func (v validator) check(c *Check, p string, owns func(string) bool, rs *RealSer
 	case "dns":
 		if c.QueryName == "" && (reportMissing || owns("query_name")) {
 			v.add(p+".query_name", "required with type = \"dns\"")
+		} else if _, ok := dns.IsDomainName(c.QueryName); !ok && c.QueryName != "" && owns("query_name") {
+			v.add(p+".query_name", "%q is not a domain name", c.QueryName)
 		}
 		if owns("query_type") {
 			if _, ok := dns.StringToType[strings.ToUpper(c.QueryType)]; !ok || c.QueryType == "" {

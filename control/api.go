@@ -381,8 +381,8 @@ func (st Status) API() APIStatus {
 
 	for _, p := range st.Probes {
 		c := p.Target.Check
-		h := APIHealthCheck{Key: p.Key, Address: p.Target.Addr.String(), Type: c.Type, IntervalMS: ms(c.Interval.D()),
-			TimeoutMS: ms(c.Timeout.D()), Rise: c.Rise, Fall: c.Fall, Up: p.Up, Weight: p.Weight, Reason: p.Reason,
+		h := APIHealthCheck{Key: p.Key, Address: p.Target.Addr.String(), Type: c.Kind.String(), IntervalMS: ms(c.Interval),
+			TimeoutMS: ms(c.Timeout), Rise: c.Rise, Fall: c.Fall, Up: p.Up, Weight: p.Weight, Reason: p.Reason,
 			Since: ts(p.Since), Checks: p.Checks, Subscribers: p.Subscribers, Next: ts(p.Next), History: []APICheckResult{}}
 		for _, r := range p.History {
 			h.History = append(h.History, APICheckResult{Up: r.Up, Weight: r.Weight, Reason: r.Reason, Start: ts(r.Start), TookUS: us(r.Took)})

@@ -31,6 +31,9 @@ type Status struct {
 	// Probes is the health checker's state per distinct probe, with the
 	// last results, so status can show each real server's last check.
 	Probes []healthcheck.ProbeStatus
+	// Notify counts real servers' notify_up/notify_down commands; nil
+	// without health checks.
+	Notify *healthcheck.NotifyCounts `json:",omitempty"`
 	// VirtualServers is the configuration of the virtual servers in force
 	// (defaults applied, checks inherited): status takes forwarding,
 	// persistence and each real server's check definition from it, which

@@ -35,9 +35,9 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	}()
 	ap := ln.Addr().(*net.TCPAddr).AddrPort()
-	for _, typ := range []string{"tcp", "http"} {
-		b.Run(typ, func(b *testing.B) {
-			ck, err := NewChecker(Target{Addr: ap, Check: conf.Check{Type: typ}})
+	for _, typ := range []conf.CheckKind{conf.CheckTCP, conf.CheckHTTP} {
+		b.Run(typ.String(), func(b *testing.B) {
+			ck, err := NewChecker(tgt(ap, conf.CheckSpec{Kind: typ}))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -41,7 +41,7 @@ type Checker interface {
 const maxLagCredit = 5 * time.Millisecond
 
 // CheckDeadline is when a check that was due at scheduled and starts at
-// started (both on the scheduler's clock) must be over, on the wall clock.
+// started (both on the scheduler's clock) must be over, on that clock too.
 // It counts from the check's actual start, not from when it was due: a
 // director so busy that its checks start late must not also cut their time
 // short, or overload alone would fail healthy real servers, all at once
@@ -51,106 +51,81 @@ const maxLagCredit = 5 * time.Millisecond
 // down to its transition (the goal is timeout + 5 ms). Lag is measured
 // and reported on its own (Observation).
 func CheckDeadline(scheduled, started time.Time, timeout time.Duration) time.Time {
-	return time.Now().Add(timeout - lagCredit(scheduled, started, timeout))
+	return started.Add(timeout - lagCredit(scheduled, started, timeout))
 }
 
 func lagCredit(scheduled, started time.Time, timeout time.Duration) time.Duration {
 	return max(min(started.Sub(scheduled), maxLagCredit, timeout/10), 0)
 }
 
-// DefaultTimeout is used when a check has no timeout, so that a zero value
-// can never mean "wait forever".
-const DefaultTimeout = 5 * time.Second
-
-// DefaultInterval is used when a check has no interval.
-const DefaultInterval = 5 * time.Second
-
-// Target is one (real server, check definition) pair. Several virtual servers
-// listing the same real server with the same check produce equal Keys and
+// Target is one (real server, check) pair. Several virtual servers listing
+// the same real server with the same check produce equal Keys and
 // therefore share one probe.
 type Target struct {
 	Addr  netip.AddrPort // the real server
-	Check conf.Check     // after the virtual server's check has been overlaid
+	Check conf.CheckSpec // its effective check, every default applied (conf.Compile)
+	// Notify is this subscriber's notify_up/notify_down. It is not part
+	// of the probe's identity: each subscriber of a probe has its own,
+	// and a reload that changes only these keeps the probe's state.
+	Notify Notify
+}
+
+// Notify is one subscriber's notify commands: the real server of a
+// virtual server that a probe checks.
+type Notify struct {
+	VirtualServer string   // its name
+	RealServer    string   // its name; "" when unnamed
+	Up, Down      []string // argv run when the probe's verdict turns up or down; nil: nothing
 }
 
 // Key identifies t's probe: equal keys mean one probe.
 func (t Target) Key() string {
-	// Encoding the whole conf.Check covers fields added later too, so a
-	// change to any key of the definition starts a new probe.
+	// Encoding the whole spec covers fields added later too, so a change
+	// to any key of the definition starts a new probe.
 	b, err := json.Marshal(t.Check)
 	if err != nil {
 		b = fmt.Appendf(nil, "%#v", t.Check)
 	}
-	return t.Addr.String() + " " + t.Check.Type + " " + string(b)
+	return t.Addr.String() + " " + t.Check.Kind.String() + " " + string(b)
 }
 
-// dialAddr is where checks connect: connect_address/connect_port override
-// the real server's address and port.
-func dialAddr(t Target) netip.AddrPort {
-	a, p := t.Addr.Addr(), t.Addr.Port()
-	if t.Check.ConnectAddress.IsValid() {
-		a = t.Check.ConnectAddress
-	}
-	if t.Check.ConnectPort != 0 {
-		p = uint16(t.Check.ConnectPort)
-	}
-	return netip.AddrPortFrom(a, p)
-}
-
-// NewChecker builds the checker for t, validating the definition. Type
-// "none" has no checker: callers treat it as permanently up.
+// NewChecker builds the checker for t. The spec is conf's, validated and
+// defaulted; what is left to fail is what only the host can tell (an
+// unreadable ca_file, a source address of the wrong family).
 func NewChecker(t Target) (Checker, error) {
-	c := t.Check
-	if c.Timeout < 0 || c.Interval < 0 || c.RetryDelay < 0 || c.Warmup < 0 {
-		return nil, fmt.Errorf("check %s for %s: negative duration", c.Type, t.Addr)
-	}
-	switch c.InitialState {
-	case "", "up", "down":
-	default:
-		return nil, fmt.Errorf("check for %s: initial_state %q: want up or down", t.Addr, c.InitialState)
+	c := &t.Check
+	if c.Interval <= 0 || c.Timeout <= 0 {
+		return nil, fmt.Errorf("%s check for %s: interval %s and timeout %s must be positive (a spec from conf.Compile)", c.Kind, t.Addr, c.Interval, c.Timeout)
 	}
 	var (
 		ck  Checker
 		err error
 	)
-	switch c.Type {
-	case "tcp":
-		ck, err = newTCP(t)
-	case "http", "https":
-		ck, err = newHTTP(t)
-	case "exec":
-		ck, err = newExec(t)
-	case "dns":
-		ck, err = newDNS(t)
-	case "udp":
-		ck, err = newUDP(t)
-	case "none":
-		return nil, errNone
-	case "":
-		return nil, fmt.Errorf("check for %s: type is empty (want tcp, http, https, exec, dns, udp or none)", t.Addr)
+	switch c.Kind {
+	case conf.CheckTCP:
+		ck, err = newTCP(c)
+	case conf.CheckHTTP, conf.CheckHTTPS:
+		ck, err = newHTTP(c)
+	case conf.CheckExec:
+		ck, err = newExec(c)
+	case conf.CheckDNS:
+		ck, err = newDNS(c)
+	case conf.CheckUDP:
+		ck, err = newUDP(c)
 	default:
-		return nil, fmt.Errorf("check for %s: unknown type %q (want tcp, http, https, exec, dns, udp or none)", t.Addr, c.Type)
+		return nil, fmt.Errorf("check for %s: unknown kind %v", t.Addr, c.Kind)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s check for %s: %w", c.Type, t.Addr, err)
+		return nil, fmt.Errorf("%s check for %s: %w", c.Kind, t.Addr, err)
 	}
 	return ck, nil
 }
 
-var errNone = errors.New("check type none has no checker")
-
-func timeoutOf(c conf.Check) time.Duration {
-	if d := c.Timeout.D(); d > 0 {
-		return d
-	}
-	return DefaultTimeout
-}
-
 // dialer returns a dialer bound to source_address when one is given.
-func dialer(c conf.Check, network string) *net.Dialer {
+func dialer(c *conf.CheckSpec, network string) *net.Dialer {
 	d := &net.Dialer{}
-	if c.SourceAddress.IsValid() {
-		ip := net.IP(c.SourceAddress.AsSlice())
+	if c.Source.IsValid() {
+		ip := net.IP(c.Source.AsSlice())
 		switch network {
 		case "udp":
 			d.LocalAddr = &net.UDPAddr{IP: ip}

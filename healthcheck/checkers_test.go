@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
-	"encoding/hex"
 	"net"
 	"net/netip"
 	"os"
@@ -29,7 +28,7 @@ const slack = time.Second
 type checkCase struct {
 	name       string
 	addr       func(t *testing.T) netip.AddrPort
-	check      conf.Check
+	check      conf.CheckSpec
 	wantUp     bool
 	wantWeight int    // checked when wantUp; 0 means WeightConfigured
 	wantReason string // substring
@@ -44,24 +43,24 @@ func runCases(t *testing.T, cases []checkCase) {
 			if c.Timeout == 0 {
 				// Cases that expect a timeout get a short one; the others a
 				// long one, so that a loaded machine cannot fail them.
-				c.Timeout = conf.Duration(3 * time.Second)
+				c.Timeout = 3 * time.Second
 				if strings.Contains(tc.wantReason, "timeout") {
-					c.Timeout = conf.Duration(testTimeout)
+					c.Timeout = testTimeout
 				}
 			}
 			var ap netip.AddrPort
 			if tc.addr != nil {
 				ap = tc.addr(t)
 			}
-			ck, err := NewChecker(Target{Addr: ap, Check: c})
+			ck, err := NewChecker(tgt(ap, c))
 			if err != nil {
 				t.Fatal(err)
 			}
 			start := time.Now()
-			r := ck.Run(context.Background(), start.Add(timeoutOf(c)))
+			r := ck.Run(context.Background(), start.Add(c.Timeout))
 			took := time.Since(start)
-			if took > c.Timeout.D()+slack {
-				t.Errorf("check took %v, timeout is %v", took, c.Timeout.D())
+			if took > c.Timeout+slack {
+				t.Errorf("check took %v, timeout is %v", took, c.Timeout)
 			}
 			if r.Up != tc.wantUp || !strings.Contains(r.Reason, tc.wantReason) {
 				t.Fatalf("got up=%v reason %q, want up=%v reason containing %q", r.Up, r.Reason, tc.wantUp, tc.wantReason)
@@ -82,18 +81,18 @@ func fixed(ap netip.AddrPort) func(*testing.T) netip.AddrPort {
 }
 
 func TestTCPCheck(t *testing.T) {
-	tcp := conf.Check{Type: "tcp"}
+	tcp := conf.CheckSpec{Kind: conf.CheckTCP}
 	fromSecond := tcp
-	fromSecond.SourceAddress = netip.MustParseAddr("127.0.0.2")
+	fromSecond.Source = netip.MustParseAddr("127.0.0.2")
 	runCases(t, []checkCase{
 		{name: "healthy", addr: func(t *testing.T) netip.AddrPort { return serve(t, silent) }, check: tcp, wantUp: true, wantReason: "connected"},
 		{name: "refused", addr: refusedAddr, check: tcp, wantReason: "connect: connection refused"},
 		{name: "black-holed", addr: blackholeAddr, check: tcp, wantReason: "timeout after 400ms connecting"},
-		{name: "connect_port overrides the real server's port", addr: func(t *testing.T) netip.AddrPort {
+		{name: "dials Connect, not the real server", addr: func(t *testing.T) netip.AddrPort {
 			return refusedAddr(t)
-		}, check: func() conf.Check {
+		}, check: func() conf.CheckSpec {
 			c := tcp
-			c.ConnectPort = int(serveOnPort(t).Port())
+			c.Connect = serveOnPort(t)
 			return c
 		}(), wantUp: true},
 		{name: "source_address binds the local end", addr: func(t *testing.T) netip.AddrPort {
@@ -109,8 +108,13 @@ func TestTCPCheck(t *testing.T) {
 func serveOnPort(t *testing.T) netip.AddrPort { return serve(t, silent) }
 
 func TestHTTPCheck(t *testing.T) {
-	h := conf.Check{Type: "http", Path: "/health"}
-	with := func(f func(*conf.Check)) conf.Check { c := h; f(&c); return c }
+	h := conf.CheckSpec{Kind: conf.CheckHTTP, HTTP: httpPath("/health")}
+	with := func(f func(*conf.URLSpec)) conf.CheckSpec {
+		c := h
+		c.HTTP.URLs = []conf.URLSpec{{Path: "/health"}}
+		f(&c.HTTP.URLs[0])
+		return c
+	}
 	body := "all good: version 42\n"
 	sha := sha256.Sum256([]byte(body))
 	md := md5.Sum([]byte(body))
@@ -128,20 +132,20 @@ func TestHTTPCheck(t *testing.T) {
 			wantReason: "timeout after 400ms reading body"},
 		{name: "closes before answering", addr: srv(func(c net.Conn) { readRequest(c) }), check: h, wantReason: "reading headers: "},
 		{name: "wrong status", addr: srv(respond("503 Service Unavailable", "")), check: h, wantReason: "status 503 not in 200-299"},
-		{name: "expect_status list", addr: srv(respond("301 Moved", "")), check: with(func(c *conf.Check) {
+		{name: "expect_status list", addr: srv(respond("301 Moved", "")), check: with(func(c *conf.URLSpec) {
 			c.ExpectStatus = conf.StatusCodes{{Lo: 200, Hi: 200}, {Lo: 301, Hi: 302}}
 		}), wantUp: true, wantReason: "status 301"},
-		{name: "expect_status list miss", addr: srv(respond("200 OK", "")), check: with(func(c *conf.Check) {
+		{name: "expect_status list miss", addr: srv(respond("200 OK", "")), check: with(func(c *conf.URLSpec) {
 			c.ExpectStatus = conf.StatusCodes{{Lo: 204, Hi: 204}, {Lo: 301, Hi: 302}}
 		}), wantReason: "status 200 not in 204,301-302"},
-		{name: "body matches", addr: srv(respond("200 OK", body)), check: with(func(c *conf.Check) { c.ExpectBody = `version \d+` }), wantUp: true},
-		{name: "wrong body", addr: srv(respond("200 OK", "maintenance")), check: with(func(c *conf.Check) { c.ExpectBody = `version \d+` }),
+		{name: "body matches", addr: srv(respond("200 OK", body)), check: with(func(c *conf.URLSpec) { c.ExpectBody = `version \d+` }), wantUp: true},
+		{name: "wrong body", addr: srv(respond("200 OK", "maintenance")), check: with(func(c *conf.URLSpec) { c.ExpectBody = `version \d+` }),
 			wantReason: `body does not match "version \\d+"`},
-		{name: "sha256 digest", addr: srv(respond("200 OK", body)), check: with(func(c *conf.Check) { c.Digest = hex.EncodeToString(sha[:]) }), wantUp: true},
-		{name: "sha256 digest mismatch", addr: srv(respond("200 OK", body+"!")), check: with(func(c *conf.Check) { c.Digest = hex.EncodeToString(sha[:]) }),
+		{name: "sha256 digest", addr: srv(respond("200 OK", body)), check: with(func(c *conf.URLSpec) { c.Digest = sha[:] }), wantUp: true},
+		{name: "sha256 digest mismatch", addr: srv(respond("200 OK", body+"!")), check: with(func(c *conf.URLSpec) { c.Digest = sha[:] }),
 			wantReason: "body sha256 "},
-		{name: "md5 digest (keepalived)", addr: srv(respond("200 OK", body)), check: with(func(c *conf.Check) { c.Digest = strings.ToUpper(hex.EncodeToString(md[:])) }), wantUp: true},
-		{name: "md5 digest mismatch", addr: srv(respond("200 OK", "other")), check: with(func(c *conf.Check) { c.Digest = hex.EncodeToString(md[:]) }),
+		{name: "md5 digest (keepalived)", addr: srv(respond("200 OK", body)), check: with(func(c *conf.URLSpec) { c.Digest = md[:] }), wantUp: true},
+		{name: "md5 digest mismatch", addr: srv(respond("200 OK", "other")), check: with(func(c *conf.URLSpec) { c.Digest = md[:] }),
 			wantReason: "body md5 "},
 		{name: "virtual host header", addr: srv(func(c net.Conn) {
 			host, _ := readRequest(c)
@@ -150,11 +154,11 @@ func TestHTTPCheck(t *testing.T) {
 				status = "200 OK"
 			}
 			c.Write([]byte("HTTP/1.1 " + status + "\r\nContent-Length: 0\r\n\r\n"))
-		}), check: with(func(c *conf.Check) { c.Host = "www.example" }), wantUp: true},
+		}), check: func() conf.CheckSpec { c := h; c.HTTP.Host = "www.example"; return c }(), wantUp: true},
 		{name: "chunked body", addr: srv(func(c net.Conn) {
 			readRequest(c)
 			c.Write([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"))
-		}), check: with(func(c *conf.Check) { c.ExpectBody = "^hello$" }), wantUp: true},
+		}), check: with(func(c *conf.URLSpec) { c.ExpectBody = "^hello$" }), wantUp: true},
 		{name: "endless body is capped", addr: srv(func(c net.Conn) {
 			readRequest(c)
 			c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n"))
@@ -174,7 +178,7 @@ func TestHTTPCheck(t *testing.T) {
 					return
 				}
 			}
-		}), check: with(func(c *conf.Check) { c.Digest = hex.EncodeToString(sha[:]) }), wantReason: "digest not verifiable"},
+		}), check: with(func(c *conf.URLSpec) { c.Digest = sha[:] }), wantReason: "digest not verifiable"},
 		{name: "endless headers are capped", addr: srv(func(c net.Conn) {
 			readRequest(c)
 			c.Write([]byte("HTTP/1.1 200 OK\r\n"))
@@ -192,40 +196,44 @@ func TestHTTPSCheck(t *testing.T) {
 	ok := respond("200 OK", "fine")
 	plain := func(t *testing.T) netip.AddrPort { return serveTLS(t, pki, false, ok) }
 	sni := func(t *testing.T) netip.AddrPort { return serveTLS(t, pki, true, ok) }
-	hs := func(f func(*conf.Check)) conf.Check {
-		c := conf.Check{Type: "https", TLSVerify: true}
-		f(&c)
+	hs := func(f func(*conf.HTTPCheckSpec)) conf.CheckSpec {
+		c := conf.CheckSpec{Kind: conf.CheckHTTPS, HTTP: conf.HTTPCheckSpec{TLSVerify: true}}
+		f(&c.HTTP)
 		return c
 	}
 	runCases(t, []checkCase{
-		{name: "untrusted certificate with verify on", addr: plain, check: hs(func(c *conf.Check) {}),
+		{name: "untrusted certificate with verify on", addr: plain, check: hs(func(c *conf.HTTPCheckSpec) {}),
 			wantReason: "tls handshake: tls: failed to verify certificate"},
-		{name: "untrusted certificate with verify off", addr: plain, check: hs(func(c *conf.Check) { c.TLSVerify = false }), wantUp: true, wantReason: "status 200"},
-		{name: "trusted via ca_file and server_name", addr: plain, check: hs(func(c *conf.Check) { c.CAFile = pki.caFile; c.ServerName = "svc.example" }),
+		{name: "untrusted certificate with verify off", addr: plain, check: hs(func(c *conf.HTTPCheckSpec) { c.TLSVerify = false }), wantUp: true, wantReason: "status 200"},
+		{name: "trusted via ca_file and server_name", addr: plain, check: hs(func(c *conf.HTTPCheckSpec) { c.CAFile = pki.caFile; c.ServerName = "svc.example" }),
 			wantUp: true},
-		{name: "trusted CA but name mismatch", addr: plain, check: hs(func(c *conf.Check) { c.CAFile = pki.caFile; c.ServerName = "other.example" }),
+		{name: "trusted CA but name mismatch", addr: plain, check: hs(func(c *conf.HTTPCheckSpec) { c.CAFile = pki.caFile; c.ServerName = "other.example" }),
 			wantReason: "certificate is valid for svc.example, not other.example"},
-		{name: "SNI required, none sent", addr: sni, check: hs(func(c *conf.Check) { c.TLSVerify = false }), wantReason: "tls handshake: "},
-		{name: "SNI from server_name", addr: sni, check: hs(func(c *conf.Check) { c.TLSVerify = false; c.ServerName = "svc.example" }), wantUp: true},
-		{name: "SNI from host", addr: sni, check: hs(func(c *conf.Check) { c.CAFile = pki.caFile; c.Host = "svc.example:8443" }), wantUp: true},
+		{name: "SNI required, none sent", addr: sni, check: hs(func(c *conf.HTTPCheckSpec) { c.TLSVerify = false }), wantReason: "tls handshake: "},
+		{name: "SNI from server_name", addr: sni, check: hs(func(c *conf.HTTPCheckSpec) { c.TLSVerify = false; c.ServerName = "svc.example" }), wantUp: true},
+		{name: "SNI from host", addr: sni, check: hs(func(c *conf.HTTPCheckSpec) {
+			c.CAFile = pki.caFile
+			c.Host = "svc.example:8443"
+			c.ServerName = "svc.example"
+		}), wantUp: true},
 		{name: "plain http server", addr: func(t *testing.T) netip.AddrPort {
 			return serve(t, func(c net.Conn) {
 				c.Read(make([]byte, 512))
 				c.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"))
 			})
-		}, check: hs(func(c *conf.Check) {}), wantReason: "tls handshake: tls: first record does not look like a TLS handshake"},
-		{name: "handshake never answered", addr: func(t *testing.T) netip.AddrPort { return serve(t, silent) }, check: hs(func(c *conf.Check) {}),
+		}, check: hs(func(c *conf.HTTPCheckSpec) {}), wantReason: "tls handshake: tls: first record does not look like a TLS handshake"},
+		{name: "handshake never answered", addr: func(t *testing.T) netip.AddrPort { return serve(t, silent) }, check: hs(func(c *conf.HTTPCheckSpec) {}),
 			wantReason: "timeout after 400ms in tls handshake"},
 	})
 }
 
 func TestExecCheck(t *testing.T) {
 	// dynamic_weight is conf's default (true): keepalived's misc_dynamic.
-	sh := func(script string) conf.Check {
-		return conf.Check{Type: "exec", Command: []string{"/bin/sh", "-c", script}, DynamicWeight: true}
+	sh := func(script string) conf.CheckSpec {
+		return conf.CheckSpec{Kind: conf.CheckExec, Exec: conf.ExecCheckSpec{Command: []string{"/bin/sh", "-c", script}, DynamicWeight: true}}
 	}
-	static := func(script string) conf.Check {
-		return conf.Check{Type: "exec", Command: []string{"/bin/sh", "-c", script}}
+	static := func(script string) conf.CheckSpec {
+		return conf.CheckSpec{Kind: conf.CheckExec, Exec: conf.ExecCheckSpec{Command: []string{"/bin/sh", "-c", script}}}
 	}
 	runCases(t, []checkCase{
 		{name: "exit 0", check: sh("exit 0"), wantUp: true, wantReason: "exit status 0"},
@@ -235,7 +243,7 @@ func TestExecCheck(t *testing.T) {
 		{name: "dynamic_weight=false: exit 7 is down", check: static("exit 7"), wantReason: "exit status 7"},
 		{name: "dynamic_weight=false: exit 2 is down", check: static("exit 2"), wantReason: "exit status 2"},
 		{name: "killed by a signal", check: sh("kill -TERM $$"), wantReason: "killed by signal terminated"},
-		{name: "no such program", check: conf.Check{Type: "exec", Command: []string{"/nonexistent/check"}}, wantReason: "exec: "},
+		{name: "no such program", check: conf.CheckSpec{Kind: conf.CheckExec, Exec: conf.ExecCheckSpec{Command: []string{"/nonexistent/check"}}}, wantReason: "exec: "},
 		{name: "sees the target in its environment", addr: fixed(netip.MustParseAddrPort("127.0.0.9:8080")),
 			check: sh(`[ "$HALDIR_REAL_ADDRESS:$HALDIR_REAL_PORT" = 127.0.0.9:8080 ]`), wantUp: true},
 	})
@@ -245,14 +253,14 @@ func TestExecTimeoutKillsProcessGroup(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	// The grandchild holds no pipe, but outlives its parent unless the
 	// whole process group is killed.
-	c := conf.Check{Type: "exec", Timeout: conf.Duration(300 * time.Millisecond),
-		Command: []string{"/bin/sh", "-c", "sleep 30 & echo $! > " + pidFile + "; wait"}}
-	ck, err := NewChecker(Target{Check: c})
+	c := conf.CheckSpec{Kind: conf.CheckExec, Timeout: 300 * time.Millisecond,
+		Exec: conf.ExecCheckSpec{Command: []string{"/bin/sh", "-c", "sleep 30 & echo $! > " + pidFile + "; wait"}}}
+	ck, err := NewChecker(tgt(netip.AddrPort{}, c))
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	r := ck.Run(context.Background(), start.Add(timeoutOf(c)))
+	r := ck.Run(context.Background(), start.Add(c.Timeout))
 	if took := time.Since(start); took > 300*time.Millisecond+slack {
 		t.Fatalf("took %v", took)
 	}
@@ -274,29 +282,25 @@ func TestExecTimeoutKillsProcessGroup(t *testing.T) {
 	})
 }
 
+// TestNewCheckerErrors: what conf cannot know (files, the host's
+// families) or a spec that did not come from conf.Compile.
 func TestNewCheckerErrors(t *testing.T) {
+	tcp := conf.CheckSpec{Kind: conf.CheckTCP}
 	tests := []struct {
-		c    conf.Check
+		c    conf.CheckSpec
 		want string
 	}{
-		{conf.Check{Type: ""}, "type is empty"},
-		{conf.Check{Type: "icmp"}, `unknown type "icmp"`},
-		{conf.Check{Type: "exec"}, "command is empty"},
-		{conf.Check{Type: "http", Digest: "abc"}, "not hex"},
-		{conf.Check{Type: "http", Digest: "abcd"}, "want 32 hex digits (md5) or 64 (sha256)"},
-		{conf.Check{Type: "http", ExpectBody: "(("}, "expect_body"},
-		{conf.Check{Type: "http", Path: "health"}, "must start with /"},
-		{conf.Check{Type: "http", ExpectStatus: conf.StatusCodes{{Lo: 299, Hi: 200}}}, "expect_status"},
-		{conf.Check{Type: "https", CAFile: "/nonexistent.pem"}, "ca_file"},
-		{conf.Check{Type: "dns", QueryType: "BOGUS"}, `query_type "BOGUS"`},
-		{conf.Check{Type: "tcp", InitialState: "maybe"}, `initial_state "maybe"`},
-		{conf.Check{Type: "tcp", Timeout: -1}, "negative duration"},
-		{conf.Check{Type: "tcp", SourceAddress: netip.MustParseAddr("::1")}, "different address families"},
-		{conf.Check{Type: "http", SourceAddress: netip.MustParseAddr("::1")}, "different address families"},
+		{conf.CheckSpec{}, "unknown kind"},
+		{conf.CheckSpec{Kind: conf.CheckTCP, Interval: -1}, "must be positive"},
+		{conf.CheckSpec{Kind: conf.CheckExec}, "no command"},
+		{conf.CheckSpec{Kind: conf.CheckHTTP, HTTP: conf.HTTPCheckSpec{URLs: []conf.URLSpec{{Path: "/", Digest: []byte("abc")}}}}, "digest of 3 bytes"},
+		{conf.CheckSpec{Kind: conf.CheckHTTPS, HTTP: conf.HTTPCheckSpec{CAFile: "/nonexistent.pem"}}, "ca_file"},
+		{func() conf.CheckSpec { c := tcp; c.Source = netip.MustParseAddr("::1"); return c }(), "different address families"},
+		{conf.CheckSpec{Kind: conf.CheckHTTP, Source: netip.MustParseAddr("::1")}, "different address families"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
-			_, err := NewChecker(Target{Addr: netip.MustParseAddrPort("127.0.0.1:80"), Check: tt.c})
+			_, err := NewChecker(tgt(netip.MustParseAddrPort("127.0.0.1:80"), tt.c))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
 			}
@@ -343,24 +347,26 @@ func byPath(delay time.Duration, status map[string]string, seen chan<- string) f
 
 func TestHTTPCheckURLs(t *testing.T) {
 	okSum := md5.Sum([]byte("ok"))
-	urls := func(us ...conf.CheckURL) conf.Check { return conf.Check{Type: "http", URLs: us} }
+	urls := func(us ...conf.URLSpec) conf.CheckSpec {
+		return conf.CheckSpec{Kind: conf.CheckHTTP, HTTP: conf.HTTPCheckSpec{URLs: us}}
+	}
 	pages := map[string]string{"/a": "200 OK", "/b": "204 No Content", "/down": "503 Service Unavailable"}
 	srv := func(delay time.Duration) func(*testing.T) netip.AddrPort {
 		return func(t *testing.T) netip.AddrPort { return serve(t, byPath(delay, pages, nil)) }
 	}
 	runCases(t, []checkCase{
-		{name: "all pass", addr: srv(0), check: urls(conf.CheckURL{Path: "/a"}, conf.CheckURL{Path: "/b", ExpectStatus: conf.StatusCodes{{Lo: 204, Hi: 204}}}),
+		{name: "all pass", addr: srv(0), check: urls(conf.URLSpec{Path: "/a"}, conf.URLSpec{Path: "/b", ExpectStatus: conf.StatusCodes{{Lo: 204, Hi: 204}}}),
 			wantUp: true, wantReason: "2 urls: status 204"},
-		{name: "each url has its own status", addr: srv(0), check: urls(conf.CheckURL{Path: "/a"}, conf.CheckURL{Path: "/b", ExpectStatus: conf.StatusCodes{{Lo: 200, Hi: 200}}}),
+		{name: "each url has its own status", addr: srv(0), check: urls(conf.URLSpec{Path: "/a"}, conf.URLSpec{Path: "/b", ExpectStatus: conf.StatusCodes{{Lo: 200, Hi: 200}}}),
 			wantReason: "/b: status 204 not in 200"},
-		{name: "the second fails", addr: srv(0), check: urls(conf.CheckURL{Path: "/a"}, conf.CheckURL{Path: "/down"}),
+		{name: "the second fails", addr: srv(0), check: urls(conf.URLSpec{Path: "/a"}, conf.URLSpec{Path: "/down"}),
 			wantReason: "/down: status 503 not in 200-299"},
-		{name: "each url has its own digest", addr: srv(0), check: urls(conf.CheckURL{Path: "/a", Digest: hex.EncodeToString(okSum[:])},
-			conf.CheckURL{Path: "/b", Digest: strings.Repeat("0", 32)}), wantReason: "/b: body md5 "},
+		{name: "each url has its own digest", addr: srv(0), check: urls(conf.URLSpec{Path: "/a", Digest: okSum[:]},
+			conf.URLSpec{Path: "/b", Digest: make([]byte, 16)}), wantReason: "/b: body md5 "},
 		// 250 ms each: either alone fits in 400 ms, both do not.
-		{name: "one deadline for all urls", addr: srv(250 * time.Millisecond), check: func() conf.Check {
-			c := urls(conf.CheckURL{Path: "/a"}, conf.CheckURL{Path: "/a"})
-			c.Timeout = conf.Duration(testTimeout)
+		{name: "one deadline for all urls", addr: srv(250 * time.Millisecond), check: func() conf.CheckSpec {
+			c := urls(conf.URLSpec{Path: "/a"}, conf.URLSpec{Path: "/a"})
+			c.Timeout = testTimeout
 			return c
 		}(), wantReason: "/a: timeout after 400ms reading headers"},
 	})
@@ -368,7 +374,7 @@ func TestHTTPCheckURLs(t *testing.T) {
 	// Every url is requested, in order.
 	seen := make(chan string, 4)
 	ap := serve(t, byPath(0, pages, seen))
-	ck, err := NewChecker(Target{Addr: ap, Check: urls(conf.CheckURL{Path: "/a"}, conf.CheckURL{Path: "/b"})})
+	ck, err := NewChecker(tgt(ap, urls(conf.URLSpec{Path: "/a"}, conf.URLSpec{Path: "/b"})))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/haldir-lb/haldir/conf"
 )
 
 type dnsChecker struct {
-	t       Target
+	c       *conf.CheckSpec
 	addr    string
 	msg     *dns.Msg
 	qdesc   string
@@ -20,35 +22,20 @@ type dnsChecker struct {
 	timeout time.Duration
 }
 
-func newDNS(t Target) (Checker, error) {
-	c := t.Check
-	// keepalived's DNS_CHECK defaults: the root zone's SOA.
-	name, qt := c.QueryName, c.QueryType
-	if name == "" {
-		name = "."
-	}
-	if qt == "" {
-		qt = "SOA"
-	}
-	qtype, ok := dns.StringToType[strings.ToUpper(qt)]
-	if !ok {
-		return nil, fmt.Errorf("query_type %q: unknown DNS type", qt)
-	}
-	if _, ok := dns.IsDomainName(name); !ok {
-		return nil, fmt.Errorf("query_name %q: not a domain name", name)
-	}
+func newDNS(c *conf.CheckSpec) (Checker, error) {
+	name := dns.Fqdn(c.DNS.QueryName)
 	m := new(dns.Msg)
-	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.SetQuestion(name, c.DNS.QueryType)
 	m.RecursionDesired = true
 	return &dnsChecker{
-		t: t, addr: dialAddr(t).String(), msg: m, expect: c.ExpectAnswer,
-		qdesc:   dns.Fqdn(name) + " " + strings.ToUpper(qt),
-		timeout: timeoutOf(c),
+		c: c, addr: c.Connect.String(), msg: m, expect: c.DNS.ExpectAnswer,
+		qdesc:   name + " " + dns.Type(c.DNS.QueryType).String(),
+		timeout: c.Timeout,
 	}, nil
 }
 
 func (c *dnsChecker) client(network string) *dns.Client {
-	d := dialer(c.t.Check, network)
+	d := dialer(c.c, network)
 	return &dns.Client{Net: network, Dialer: d, Timeout: c.timeout}
 }
 

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/miekg/dns"
@@ -105,21 +106,21 @@ func refusedUDP(t *testing.T) netip.AddrPort {
 }
 
 func TestDNSCheck(t *testing.T) {
-	q := func(name, typ, expect string) conf.Check {
-		return conf.Check{Type: "dns", QueryName: name, QueryType: typ, ExpectAnswer: expect}
+	q := func(name string, typ uint16, expect string) conf.CheckSpec {
+		return conf.CheckSpec{Kind: conf.CheckDNS, DNS: conf.DNSCheckSpec{QueryName: name, QueryType: typ, ExpectAnswer: expect}}
 	}
 	srv := func(t *testing.T) netip.AddrPort { return serveDNS(t) }
 	silentUDP := func(t *testing.T) netip.AddrPort { return serveUDP(t, func([]byte) []byte { return nil }) }
 	runCases(t, []checkCase{
-		{name: "NOERROR", addr: srv, check: q("ok.test", "A", ""), wantUp: true, wantReason: "rcode NOERROR, 1 answers"},
-		{name: "expected answer", addr: srv, check: q("ok.test", "a", "192.0.2.1"), wantUp: true, wantReason: "answer 192.0.2.1"},
-		{name: "unexpected answer", addr: srv, check: q("ok.test", "A", "192.0.2.9"), wantReason: `no answer contains "192.0.2.9"`},
-		{name: "NXDOMAIN", addr: srv, check: q("nx.test", "A", ""), wantReason: "rcode NXDOMAIN"},
-		{name: "SERVFAIL", addr: srv, check: q("fail.test", "A", ""), wantReason: "rcode SERVFAIL"},
-		{name: "truncated falls back to TCP", addr: srv, check: q("big.test", "A", "192.0.2.7"), wantUp: true},
-		{name: "default query is root SOA", addr: srv, check: q("", "", ""), wantUp: true, wantReason: "rcode NOERROR, 0 answers"},
-		{name: "no server", addr: refusedUDP, check: q("ok.test", "A", ""), wantReason: "icmp port unreachable"},
-		{name: "server never answers", addr: silentUDP, check: q("ok.test", "A", ""), wantReason: "timeout after 400ms query ok.test. A"},
+		{name: "NOERROR", addr: srv, check: q("ok.test", dns.TypeA, ""), wantUp: true, wantReason: "rcode NOERROR, 1 answers"},
+		{name: "expected answer", addr: srv, check: q("ok.test", dns.TypeA, "192.0.2.1"), wantUp: true, wantReason: "answer 192.0.2.1"},
+		{name: "unexpected answer", addr: srv, check: q("ok.test", dns.TypeA, "192.0.2.9"), wantReason: `no answer contains "192.0.2.9"`},
+		{name: "NXDOMAIN", addr: srv, check: q("nx.test", dns.TypeA, ""), wantReason: "rcode NXDOMAIN"},
+		{name: "SERVFAIL", addr: srv, check: q("fail.test", dns.TypeA, ""), wantReason: "rcode SERVFAIL"},
+		{name: "truncated falls back to TCP", addr: srv, check: q("big.test", dns.TypeA, "192.0.2.7"), wantUp: true},
+		{name: "root SOA", addr: srv, check: q(".", dns.TypeSOA, ""), wantUp: true, wantReason: "rcode NOERROR, 0 answers"},
+		{name: "no server", addr: refusedUDP, check: q("ok.test", dns.TypeA, ""), wantReason: "icmp port unreachable"},
+		{name: "server never answers", addr: silentUDP, check: q("ok.test", dns.TypeA, ""), wantReason: "timeout after 400ms query ok.test. A"},
 	})
 }
 
@@ -138,28 +139,26 @@ func TestUDPCheck(t *testing.T) {
 	silent := func(t *testing.T) netip.AddrPort { return serveUDP(t, func([]byte) []byte { return nil }) }
 	// RequireReply is conf's default (true); keepalived's UDP_CHECK
 	// without require_reply is false.
-	udp := func(c conf.Check) conf.Check {
-		c.Type = "udp"
+	udp := func(c conf.UDPCheckSpec, timeout time.Duration) conf.CheckSpec {
 		c.RequireReply = true
-		return c
+		return conf.CheckSpec{Kind: conf.CheckUDP, UDP: c, Timeout: timeout}
 	}
-	noReply := func(c conf.Check) conf.Check {
-		c.Type = "udp"
-		return c
+	noReply := func(c conf.UDPCheckSpec, timeout time.Duration) conf.CheckSpec {
+		return conf.CheckSpec{Kind: conf.CheckUDP, UDP: c, Timeout: timeout}
 	}
 	runCases(t, []checkCase{
-		{name: "reply", addr: echo, check: udp(conf.Check{Payload: "hi"}), wantUp: true, wantReason: "reply of 7 bytes"},
-		{name: "expected payload", addr: pingPong, check: udp(conf.Check{Payload: "ping", ExpectPayload: "pong"}), wantUp: true},
-		{name: "unexpected payload", addr: pingPong, check: udp(conf.Check{Payload: "hello", ExpectPayload: "pong", Timeout: conf.Duration(testTimeout)}),
+		{name: "reply", addr: echo, check: udp(conf.UDPCheckSpec{Payload: []byte("hi")}, 0), wantUp: true, wantReason: "reply of 7 bytes"},
+		{name: "expected payload", addr: pingPong, check: udp(conf.UDPCheckSpec{Payload: []byte("ping"), ExpectPayload: []byte("pong")}, 0), wantUp: true},
+		{name: "unexpected payload", addr: pingPong, check: udp(conf.UDPCheckSpec{Payload: []byte("hello"), ExpectPayload: []byte("pong")}, testTimeout),
 			wantReason: `reply does not contain "pong"`},
-		{name: "no reply", addr: silent, check: udp(conf.Check{Payload: "hi"}), wantReason: "timeout after 400ms waiting for reply"},
-		{name: "icmp port unreachable", addr: refusedUDP, check: udp(conf.Check{Payload: "hi"}), wantReason: "icmp port unreachable"},
+		{name: "no reply", addr: silent, check: udp(conf.UDPCheckSpec{Payload: []byte("hi")}, 0), wantReason: "timeout after 400ms waiting for reply"},
+		{name: "icmp port unreachable", addr: refusedUDP, check: udp(conf.UDPCheckSpec{Payload: []byte("hi")}, 0), wantReason: "icmp port unreachable"},
 
-		{name: "require_reply=false: silence is up", addr: silent, check: noReply(conf.Check{Payload: "hi", Timeout: conf.Duration(testTimeout)}),
+		{name: "require_reply=false: silence is up", addr: silent, check: noReply(conf.UDPCheckSpec{Payload: []byte("hi")}, testTimeout),
 			wantUp: true, wantReason: "no reply and no icmp error in 400ms"},
-		{name: "require_reply=false: icmp port unreachable is down", addr: refusedUDP, check: noReply(conf.Check{Payload: "hi"}), wantReason: "icmp port unreachable"},
-		{name: "require_reply=false: a reply is up", addr: echo, check: noReply(conf.Check{Payload: "hi"}), wantUp: true, wantReason: "reply of 7 bytes"},
-		{name: "require_reply=false: a reply must still match", addr: pingPong, check: noReply(conf.Check{Payload: "hello", ExpectPayload: "pong", Timeout: conf.Duration(testTimeout)}),
+		{name: "require_reply=false: icmp port unreachable is down", addr: refusedUDP, check: noReply(conf.UDPCheckSpec{Payload: []byte("hi")}, 0), wantReason: "icmp port unreachable"},
+		{name: "require_reply=false: a reply is up", addr: echo, check: noReply(conf.UDPCheckSpec{Payload: []byte("hi")}, 0), wantUp: true, wantReason: "reply of 7 bytes"},
+		{name: "require_reply=false: a reply must still match", addr: pingPong, check: noReply(conf.UDPCheckSpec{Payload: []byte("hello"), ExpectPayload: []byte("pong")}, testTimeout),
 			wantReason: `reply does not contain "pong"`},
 	})
 }

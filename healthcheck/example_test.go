@@ -18,7 +18,7 @@ func ExampleScheduler() {
 	defer ln.Close()
 	rs := netip.MustParseAddrPort(ln.Addr().String())
 
-	check := conf.Check{Type: "tcp", Interval: conf.Duration(50 * time.Millisecond), Timeout: conf.Duration(time.Second), Rise: 1, Fall: 1}
+	check := conf.CheckSpec{Kind: conf.CheckTCP, Connect: rs, Interval: 50 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 1}
 	s := healthcheck.New(healthcheck.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

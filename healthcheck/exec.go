@@ -9,28 +9,30 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/script"
 )
 
 type execChecker struct {
-	t       Target
 	argv    []string
 	env     []string
 	timeout time.Duration
 	dynamic bool
 }
 
-func newExec(t Target) (Checker, error) {
-	if len(t.Check.Command) == 0 || t.Check.Command[0] == "" {
-		return nil, errors.New("command is empty (want an argv list, e.g. [\"/usr/bin/check\", \"arg\"])")
+func newExec(c *conf.CheckSpec) (Checker, error) {
+	if len(c.Exec.Command) == 0 {
+		return nil, errors.New("no command (a spec from conf.Compile has one)")
 	}
-	da := dialAddr(t)
+	da := c.Connect
 	// The script learns what it checks from the environment, so one script
 	// can serve every real server.
 	env := append(os.Environ(),
 		"HALDIR_REAL_ADDRESS="+da.Addr().String(),
 		"HALDIR_REAL_PORT="+strconv.Itoa(int(da.Port())),
 	)
-	return &execChecker{t: t, argv: t.Check.Command, env: env, timeout: timeoutOf(t.Check), dynamic: t.Check.DynamicWeight}, nil
+	return &execChecker{argv: c.Exec.Command, env: env, timeout: c.Timeout, dynamic: c.Exec.DynamicWeight}, nil
 }
 
 // Run follows keepalived's misc_check: exit 0 is up with the configured
@@ -39,16 +41,10 @@ func newExec(t Target) (Checker, error) {
 func (c *execChecker) Run(ctx context.Context, deadline time.Time) Result {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, c.argv[0], c.argv[1:]...)
-	cmd.Env = c.env
-	// A process group lets the timeout kill the script's children too; a
+	// The process group lets the timeout kill the script's children too; a
 	// script that forks "sleep 3600" must not outlive its check.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
-	// Output goes to /dev/null (nil Stdout/Stderr), so no pipe can keep Wait
-	// blocked after the kill; WaitDelay is a second guard.
+	cmd := script.Command(ctx, c.argv)
+	cmd.Env = c.env
 	cmd.WaitDelay = 100 * time.Millisecond
 	err := cmd.Run()
 	if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {

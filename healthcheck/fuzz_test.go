@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"net/http"
 	"net/netip"
-	"strings"
 	"testing"
 
 	"github.com/haldir-lb/haldir/conf"
@@ -22,12 +21,12 @@ func FuzzHTTPEvaluate(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"))
 	f.Add([]byte("SSH-2.0-OpenSSH_9.6\r\n"))
 	f.Add([]byte{})
-	plain, err := NewChecker(Target{Addr: netip.MustParseAddrPort("127.0.0.1:80"), Check: conf.Check{Type: "http"}})
+	plain, err := NewChecker(tgt(netip.MustParseAddrPort("127.0.0.1:80"), conf.CheckSpec{Kind: conf.CheckHTTP}))
 	if err != nil {
 		f.Fatal(err)
 	}
-	strict, err := NewChecker(Target{Addr: netip.MustParseAddrPort("127.0.0.1:80"), Check: conf.Check{
-		Type: "http", ExpectBody: `version \d`, Digest: strings.Repeat("ab", 32)}})
+	strict, err := NewChecker(tgt(netip.MustParseAddrPort("127.0.0.1:80"), conf.CheckSpec{Kind: conf.CheckHTTP,
+		HTTP: conf.HTTPCheckSpec{URLs: []conf.URLSpec{{Path: "/", ExpectBody: `version \d`, Digest: bytes.Repeat([]byte{0xab}, 32)}}}}))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -8,18 +8,15 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
-	"strings"
 	"sync"
 	"time"
 
@@ -33,9 +30,6 @@ const MaxBody = 1 << 20
 
 // maxHeader caps the response head for the same reason.
 const maxHeader = 64 << 10
-
-// defaultStatus is expect_status when none is configured.
-var defaultStatus = conf.StatusCodes{{Lo: 200, Hi: 299}}
 
 type httpChecker struct {
 	dial    tcpDialer
@@ -57,58 +51,36 @@ type httpURL struct {
 	hashName   string
 }
 
-func newHTTP(t Target) (Checker, error) {
-	c := t.Check
-	da := dialAddr(t)
-	d, err := newTCPDialer(da, c.SourceAddress)
+func newHTTP(c *conf.CheckSpec) (Checker, error) {
+	d, err := newTCPDialer(c.Connect, c.Source)
 	if err != nil {
 		return nil, err
 	}
-	hc := &httpChecker{dial: d, timeout: timeoutOf(c)}
-	host := c.Host
-	if host == "" {
-		host = da.String()
-		if da.Port() == 80 && c.Type == "http" || da.Port() == 443 && c.Type == "https" {
-			host = hostLiteral(da.Addr().String())
-		}
-	}
-	urls := c.URLs
-	if len(urls) == 0 {
-		urls = []conf.CheckURL{{Path: c.Path, ExpectStatus: c.ExpectStatus, ExpectBody: c.ExpectBody, Digest: c.Digest}}
-	}
-	for i, cu := range urls {
-		u, err := newHTTPURL(c.Type, da, host, cu)
+	hc := &httpChecker{dial: d, timeout: c.Timeout}
+	scheme := c.Kind.String()
+	for i, cu := range c.HTTP.URLs {
+		u, err := newHTTPURL(scheme, c.Connect, c.HTTP.Host, cu)
 		if err != nil {
-			if len(c.URLs) > 0 {
+			if len(c.HTTP.URLs) > 1 {
 				return nil, fmt.Errorf("urls[%d]: %w", i, err)
 			}
 			return nil, err
 		}
 		hc.urls = append(hc.urls, u)
 	}
-
-	if c.Type == "https" {
-		cfg := &tls.Config{InsecureSkipVerify: !c.TLSVerify} //nolint:gosec // tls_verify=false is an explicit operator choice
-		switch {
-		case c.ServerName != "":
-			cfg.ServerName = c.ServerName
-		case c.Host != "":
-			h := c.Host
-			if hh, _, err := net.SplitHostPort(h); err == nil {
-				h = hh
-			}
-			cfg.ServerName = h
-		default:
-			cfg.ServerName = da.Addr().String()
-		}
-		if c.CAFile != "" {
-			pem, err := os.ReadFile(c.CAFile)
+	if len(hc.urls) == 0 {
+		return nil, fmt.Errorf("no url (a spec from conf.Compile has one)")
+	}
+	if c.Kind == conf.CheckHTTPS {
+		cfg := &tls.Config{InsecureSkipVerify: !c.HTTP.TLSVerify, ServerName: c.HTTP.ServerName} //nolint:gosec // tls_verify=false is an explicit operator choice
+		if c.HTTP.CAFile != "" {
+			pem, err := os.ReadFile(c.HTTP.CAFile)
 			if err != nil {
 				return nil, fmt.Errorf("ca_file: %v", err)
 			}
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("ca_file %s: no PEM certificate found", c.CAFile)
+				return nil, fmt.Errorf("ca_file %s: no PEM certificate found", c.HTTP.CAFile)
 			}
 			cfg.RootCAs = pool
 		}
@@ -117,28 +89,11 @@ func newHTTP(t Target) (Checker, error) {
 	return hc, nil
 }
 
-func newHTTPURL(scheme string, da netip.AddrPort, host string, c conf.CheckURL) (*httpURL, error) {
-	hc := &httpURL{status: c.ExpectStatus}
-	if len(hc.status) == 0 {
-		hc.status = defaultStatus
-	}
-	hc.statusText = hc.status.String()
-	for _, r := range hc.status {
-		if r.Lo < 100 || r.Hi > 999 || r.Lo > r.Hi {
-			return nil, fmt.Errorf("expect_status %s: range %d-%d is not within 100-999", hc.statusText, r.Lo, r.Hi)
-		}
-	}
-	path := c.Path
-	if path == "" {
-		path = "/"
-	}
-	if !strings.HasPrefix(path, "/") {
-		return nil, fmt.Errorf("path %q must start with /", path)
-	}
-	hc.path = path
-	u, err := url.Parse(scheme + "://" + hostLiteral(da.Addr().String()) + path)
+func newHTTPURL(scheme string, da netip.AddrPort, host string, c conf.URLSpec) (*httpURL, error) {
+	hc := &httpURL{status: c.ExpectStatus, statusText: c.ExpectStatus.String(), path: c.Path}
+	u, err := url.Parse(scheme + "://" + conf.HostLiteral(da.Addr()) + c.Path)
 	if err != nil {
-		return nil, fmt.Errorf("path %q: %v", path, err)
+		return nil, fmt.Errorf("path %q: %v", c.Path, err)
 	}
 	req := &http.Request{
 		Method:     http.MethodGet,
@@ -163,29 +118,17 @@ func newHTTPURL(scheme string, da netip.AddrPort, host string, c conf.CheckURL) 
 		}
 		hc.body = re
 	}
-	if c.Digest != "" {
-		d, err := hex.DecodeString(c.Digest)
-		if err != nil {
-			return nil, fmt.Errorf("digest %q: not hex: %v", c.Digest, err)
-		}
-		switch len(d) {
-		case md5.Size:
-			hc.newHash, hc.hashName = md5.New, "md5" // keepalived's digest
-		case sha256.Size:
-			hc.newHash, hc.hashName = sha256.New, "sha256"
-		default:
-			return nil, fmt.Errorf("digest %q: want 32 hex digits (md5) or 64 (sha256), got %d", c.Digest, len(c.Digest))
-		}
-		hc.digest = d
+	switch len(c.Digest) {
+	case 0:
+	case md5.Size:
+		hc.newHash, hc.hashName = md5.New, "md5" // keepalived's digest
+	case sha256.Size:
+		hc.newHash, hc.hashName = sha256.New, "sha256"
+	default:
+		return nil, fmt.Errorf("digest of %d bytes: want 16 (md5) or 32 (sha256)", len(c.Digest))
 	}
+	hc.digest = c.Digest
 	return hc, nil
-}
-
-func hostLiteral(a string) string {
-	if strings.Contains(a, ":") {
-		return "[" + a + "]"
-	}
-	return a
 }
 
 // Run is one request on a fresh connection: connection not reused between

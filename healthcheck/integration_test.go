@@ -41,9 +41,9 @@ func TestDedupOneProbePerInterval(t *testing.T) {
 			c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
 		}
 	})
-	check := conf.Check{Type: "http", Path: "/", Interval: conf.Duration(50 * time.Millisecond), Timeout: conf.Duration(time.Second)}
-	vs1 := Target{Addr: ap, Check: check}
-	vs2 := Target{Addr: ap, Check: check} // same real server, other virtual server
+	check := conf.CheckSpec{Kind: conf.CheckHTTP, Interval: 50 * time.Millisecond, Timeout: time.Second}
+	vs1 := tgt(ap, check)
+	vs2 := tgt(ap, check) // same real server, other virtual server
 	var checks atomic.Int64
 	s := New(Options{OnResult: func(Observation) { checks.Add(1) }})
 	states, err := s.Update([]Target{vs1, vs2})
@@ -91,13 +91,13 @@ func TestHungTargetDoesNotDelayOthers(t *testing.T) {
 		}
 		lagMu.Unlock()
 	}})
-	fast := Target{Addr: healthy, Check: conf.Check{Type: "tcp", Interval: conf.Duration(20 * time.Millisecond), Timeout: conf.Duration(time.Second)}}
+	fast := tgt(healthy, conf.CheckSpec{Kind: conf.CheckTCP, Interval: 20 * time.Millisecond, Timeout: time.Second})
 	var ts []Target
 	ts = append(ts, fast)
 	// Three hung probes occupy three of four slots for 3 s each.
 	for i := range 3 {
-		ts = append(ts, Target{Addr: hung, Check: conf.Check{Type: "tcp", Interval: conf.Duration(10 * time.Millisecond),
-			Timeout: conf.Duration(3 * time.Second), Rise: i + 1}})
+		ts = append(ts, tgt(hung, conf.CheckSpec{Kind: conf.CheckTCP, Interval: 10 * time.Millisecond,
+			Timeout: 3 * time.Second, Rise: i + 1}))
 	}
 	if _, err := s.Update(ts); err != nil {
 		t.Fatal(err)
@@ -138,8 +138,8 @@ func TestDownAndUpEndToEnd(t *testing.T) {
 	ap := netip.MustParseAddrPort(ln.Addr().String())
 	serveListener(t, ln, silent)
 	s := runScheduler(t, Options{})
-	tg := Target{Addr: ap, Check: conf.Check{Type: "tcp", Interval: conf.Duration(20 * time.Millisecond),
-		Timeout: conf.Duration(time.Second), Rise: 2, Fall: 2, InitialState: "up"}}
+	tg := tgt(ap, conf.CheckSpec{Kind: conf.CheckTCP, Interval: 20 * time.Millisecond,
+		Timeout: time.Second, Rise: 2, Fall: 2, InitialUp: true})
 	if _, err := s.Update([]Target{tg}); err != nil {
 		t.Fatal(err)
 	}
@@ -211,8 +211,8 @@ func TestBoundedGoroutinesAndFDs(t *testing.T) {
 	var ts []Target
 	for i := range probes {
 		// Distinct definitions make distinct probes to the same dead end.
-		ts = append(ts, Target{Addr: hung, Check: conf.Check{Type: "tcp", Interval: conf.Duration(10 * time.Millisecond),
-			Timeout: conf.Duration(200 * time.Millisecond), Rise: i + 1}})
+		ts = append(ts, tgt(hung, conf.CheckSpec{Kind: conf.CheckTCP, Interval: 10 * time.Millisecond,
+			Timeout: 200 * time.Millisecond, Rise: i + 1}))
 	}
 	if _, err := s.Update(ts); err != nil {
 		t.Fatal(err)
@@ -260,7 +260,7 @@ func TestHTTPOverIPv6(t *testing.T) {
 		gotHost.Store(host)
 		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
 	})
-	ck, err := NewChecker(Target{Addr: ap, Check: conf.Check{Type: "http", Timeout: conf.Duration(3 * time.Second)}})
+	ck, err := NewChecker(tgt(ap, conf.CheckSpec{Kind: conf.CheckHTTP, Timeout: 3 * time.Second}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func TestWarmupBoundsFirstCheck(t *testing.T) {
 	s := New(Options{Clock: clock,
 		Rand:       func(n time.Duration) time.Duration { draws = append(draws, n); return n - 1 },
 		NewChecker: func(Target) (Checker, error) { return &scripted{script: []Result{ok()}}, nil }})
-	c := conf.Check{Type: "tcp", Interval: conf.Duration(time.Second), Warmup: conf.Duration(30 * time.Second)}
+	c := conf.CheckSpec{Kind: conf.CheckTCP, Interval: time.Second, Warmup: 30 * time.Second}
 	if _, err := s.Update([]Target{target(1, c)}); err != nil {
 		t.Fatal(err)
 	}

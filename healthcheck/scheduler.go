@@ -5,9 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/script"
 )
 
 // Transition is a change of a probe's verdict: up/down flipped, or the
@@ -41,6 +47,19 @@ type Options struct {
 	NewChecker    func(Target) (Checker, error)       // default NewChecker; tests inject fakes
 	OnResult      func(Observation)                   // optional; called from check goroutines
 	Rand          func(n time.Duration) time.Duration // warmup draw in [0,n); default math/rand
+	// NotifyTimeout kills a notify_up/notify_down command that runs
+	// longer; default conf.DefaultNotifyTimeout.
+	NotifyTimeout time.Duration
+	// MaxNotify bounds the notify commands running at once; default 16.
+	MaxNotify int
+	Logger    *slog.Logger // notify failures; default slog.Default()
+}
+
+// NotifyCounts count the notify_up/notify_down commands of real servers.
+type NotifyCounts struct {
+	Run     uint64 // exited 0
+	Failed  uint64 // exited non-zero, killed at the timeout or did not start
+	Dropped uint64 // not run: a real server's backlog was full
 }
 
 // ProbeStatus is a snapshot of one probe for status output.
@@ -79,6 +98,12 @@ type Scheduler struct {
 
 	updateMu sync.Mutex // serialises Update calls
 
+	// notify runs notify commands off the checking goroutines, in order
+	// per probe (its key), MaxNotify at once.
+	notify                            *script.Queue
+	log                               *slog.Logger
+	notifyRun, notifyFail, notifyDrop atomic.Uint64
+
 	mu     sync.Mutex
 	probes map[string]*probe
 	queue  probeHeap
@@ -99,6 +124,7 @@ type probe struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	subs     int
+	notify   []Notify // subscribers with a notify command
 	checks   uint64
 	hist     []Result // ring
 	histN    int
@@ -125,8 +151,17 @@ func New(opt Options) *Scheduler {
 	if opt.Rand == nil {
 		opt.Rand = func(n time.Duration) time.Duration { return time.Duration(rand.Int64N(int64(n))) }
 	}
+	if opt.NotifyTimeout <= 0 {
+		opt.NotifyTimeout = conf.DefaultNotifyTimeout
+	}
+	if opt.MaxNotify <= 0 {
+		opt.MaxNotify = 16
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
 	base, stop := context.WithCancel(context.Background())
-	return &Scheduler{
+	s := &Scheduler{
 		opt:    opt,
 		clock:  opt.Clock,
 		epoch:  opt.Clock.Now(),
@@ -136,7 +171,10 @@ func New(opt Options) *Scheduler {
 		base:   base,
 		stop:   stop,
 		probes: map[string]*probe{},
+		log:    opt.Logger,
 	}
+	s.notify = script.NewQueue(script.QueueOptions{Timeout: opt.NotifyTimeout, Running: opt.MaxNotify, Done: s.notified})
+	return s
 }
 
 // Transitions delivers verdict changes, in order per probe. The consumer
@@ -158,6 +196,7 @@ func (s *Scheduler) Update(targets []Target) ([]Transition, error) {
 	}
 	want := map[string]*entry{}
 	subs := map[string]int{}
+	notify := map[string][]Notify{}
 	var order []string
 	var errs []error
 	s.updateMu.Lock()
@@ -171,6 +210,10 @@ func (s *Scheduler) Update(targets []Target) ([]Transition, error) {
 	for _, t := range targets {
 		k := t.Key()
 		subs[k]++
+		if n := t.Notify; len(n.Up) > 0 || len(n.Down) > 0 {
+			notify[k] = append(notify[k], n)
+		}
+		t.Notify = Notify{} // the probe's target is the check alone
 		if want[k] != nil {
 			continue
 		}
@@ -178,9 +221,6 @@ func (s *Scheduler) Update(targets []Target) ([]Transition, error) {
 		e := &entry{t: t}
 		want[k] = e
 		if existing[k] {
-			continue
-		}
-		if t.Check.Type == "none" {
 			continue
 		}
 		ck, err := s.opt.NewChecker(t)
@@ -212,7 +252,7 @@ func (s *Scheduler) Update(targets []Target) ([]Transition, error) {
 			p = s.newProbe(k, want[k].t, want[k].ck, now)
 			s.probes[k] = p
 		}
-		p.subs = subs[k]
+		p.subs, p.notify = subs[k], notify[k]
 		out = append(out, p.transition(now))
 	}
 	s.mu.Unlock()
@@ -224,27 +264,17 @@ func (s *Scheduler) newProbe(k string, t Target, ck Checker, now time.Time) *pro
 	c := t.Check
 	p := &probe{key: k, target: t, checker: ck, since: now, hist: make([]Result, s.opt.History)}
 	p.ctx, p.cancel = context.WithCancel(s.base)
-	if ck == nil {
-		p.v = newVerdict(true, 1, 1)
-		p.reason = "no check (type none)"
-		return p
-	}
-	p.interval = c.Interval.D()
-	if p.interval <= 0 {
-		p.interval = DefaultInterval
-	}
-	p.retry = c.RetryDelay.D()
-	initialUp := c.InitialState == "up"
-	p.v = newVerdict(initialUp, c.Rise, c.Fall)
+	p.interval, p.retry = c.Interval, c.RetryDelay
+	p.v = newVerdict(c.InitialUp, c.Rise, c.Fall)
 	p.reason = "initial state down"
-	if initialUp {
+	if c.InitialUp {
 		p.reason = "initial state up"
 	}
 	// Spread first checks so that 10k targets configured at once do not
 	// all fire in the same millisecond: a stable per-key phase within the
 	// interval, or a random draw within warmup when one is set.
 	var off time.Duration
-	if w := c.Warmup.D(); w > 0 {
+	if w := c.Warmup; w > 0 {
 		off = s.opt.Rand(w)
 	} else {
 		h := fnv.New64a()
@@ -277,6 +307,9 @@ func (s *Scheduler) poke() {
 // Run dispatches checks until ctx is done, then cancels checks in flight
 // and waits for them. It must be called once.
 func (s *Scheduler) Run(ctx context.Context) error {
+	// Last: the notify commands of transitions already emitted still run
+	// (each within NotifyTimeout), as VRRP's stop notification does.
+	defer s.notify.Close()
 	defer s.wg.Wait()
 	defer s.stop()
 	defer close(s.work) // idle workers exit
@@ -380,7 +413,7 @@ func (s *Scheduler) check(p *probe) {
 		return // removed while waiting for a worker
 	}
 	started := s.clock.Now()
-	r := p.checker.Run(p.ctx, CheckDeadline(scheduled, started, timeoutOf(p.target.Check)))
+	r := p.checker.Run(p.ctx, CheckDeadline(scheduled, started, p.target.Check.Timeout))
 	if r.Start.IsZero() {
 		r.Start = started
 	}
@@ -399,6 +432,7 @@ func (s *Scheduler) check(p *probe) {
 	p.checks++
 	p.hist[p.histN%len(p.hist)] = r
 	p.histN++
+	wasUp := p.v.up
 	if !p.v.observe(r) {
 		s.reschedule(p, r, scheduled)
 		s.mu.Unlock()
@@ -407,7 +441,12 @@ func (s *Scheduler) check(p *probe) {
 	p.reason = r.Reason
 	p.since = s.clock.Now()
 	tr := p.transition(p.since)
+	var notify []Notify
+	if p.v.up != wasUp {
+		notify = p.notify // Update replaces the slice, never edits it
+	}
 	s.mu.Unlock()
+	s.notifyAll(tr, notify)
 
 	// Emit before rescheduling so that a probe's transitions stay in order
 	// even if the consumer is slow.
@@ -421,6 +460,60 @@ func (s *Scheduler) check(p *probe) {
 		s.reschedule(p, r, scheduled)
 	}
 	s.mu.Unlock()
+}
+
+// notifyAll queues the notify command of each subscriber for tr, a flip
+// of up/down (a weight change notifies nobody, as in keepalived). It never
+// blocks: the queue keeps each probe's commands in order.
+func (s *Scheduler) notifyAll(tr Transition, subs []Notify) {
+	state, field := "DOWN", "notify_down"
+	if tr.Up {
+		state, field = "UP", "notify_up"
+	}
+	for _, n := range subs {
+		argv := n.Down
+		if tr.Up {
+			argv = n.Up
+		}
+		if len(argv) == 0 {
+			continue
+		}
+		rs := tr.Target.Addr.String()
+		if n.RealServer != "" {
+			rs = fmt.Sprintf("%q %s", n.RealServer, rs)
+		}
+		s.notify.Enqueue(tr.Key, script.Job{
+			Argv: argv,
+			What: fmt.Sprintf("%s of real_server %s in virtual_server %q", field, rs, n.VirtualServer),
+			Env: []string{
+				"HALDIR_VIRTUAL_SERVER=" + n.VirtualServer,
+				"HALDIR_REAL_SERVER=" + n.RealServer,
+				"HALDIR_REAL_ADDRESS=" + tr.Target.Addr.Addr().String(),
+				"HALDIR_REAL_PORT=" + strconv.Itoa(int(tr.Target.Addr.Port())),
+				"HALDIR_STATE=" + state,
+				"HALDIR_REASON=" + tr.Reason,
+			},
+		})
+	}
+}
+
+// notified counts a notify command's outcome and logs a failure.
+func (s *Scheduler) notified(j script.Job, err error) {
+	switch {
+	case err == nil:
+		s.notifyRun.Add(1)
+		return
+	case errors.Is(err, script.ErrDropped):
+		s.notifyDrop.Add(1)
+	default:
+		s.notifyFail.Add(1)
+	}
+	s.log.Warn("real server notify failed", "notify", j.What, "err", err)
+}
+
+// NotifyCounts returns the outcomes of notify commands so far.
+func (s *Scheduler) NotifyCounts() NotifyCounts {
+	return NotifyCounts{Run: s.notifyRun.Load(), Failed: s.notifyFail.Load(), Dropped: s.notifyDrop.Load()}
 }
 
 // reschedule queues p's next run after a check that ran at scheduled; the
@@ -480,7 +573,7 @@ func (t Transition) String() string {
 	if t.Weight != WeightConfigured {
 		w = fmt.Sprintf(" weight %d", t.Weight)
 	}
-	return fmt.Sprintf("%s %s %s%s: %s", t.Target.Addr, t.Target.Check.Type, state, w, t.Reason)
+	return fmt.Sprintf("%s %s %s%s: %s", t.Target.Addr, t.Target.Check.Kind, state, w, t.Reason)
 }
 
 // probeHeap is a binary min-heap on due time. The due time is stored

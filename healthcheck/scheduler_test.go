@@ -142,8 +142,8 @@ func TestVerdict(t *testing.T) {
 	}
 }
 
-func target(port uint16, c conf.Check) Target {
-	return Target{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Check: c}
+func target(port uint16, c conf.CheckSpec) Target {
+	return tgt(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), c)
 }
 
 type harness struct {
@@ -156,18 +156,22 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, scripts map[uint16][]Result) *harness {
+	return newHarnessWith(t, scripts, Options{})
+}
+
+// newHarnessWith is newHarness with opt's other options.
+func newHarnessWith(t *testing.T, scripts map[uint16][]Result, opt Options) *harness {
 	h := &harness{clock: newFakeClock(), fakes: map[string]*scripted{}}
-	h.s = New(Options{
-		Clock: h.clock,
-		Rand:  func(time.Duration) time.Duration { return 0 },
-		NewChecker: func(tg Target) (Checker, error) {
-			h.mu.Lock()
-			defer h.mu.Unlock()
-			f := &scripted{script: scripts[tg.Addr.Port()]}
-			h.fakes[tg.Key()] = f
-			return f, nil
-		},
-	})
+	opt.Clock = h.clock
+	opt.Rand = func(time.Duration) time.Duration { return 0 }
+	opt.NewChecker = func(tg Target) (Checker, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		f := &scripted{script: scripts[tg.Addr.Port()]}
+		h.fakes[tg.Key()] = f
+		return f, nil
+	}
+	h.s = New(opt)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
 	go func() { h.done <- h.s.Run(ctx) }()
@@ -215,7 +219,7 @@ func TestSchedulerRiseFallWithFakeClock(t *testing.T) {
 	U, D := ok(), bad()
 	seq := []Result{U, U, D, U, D, D, D, U, U, weighted(7)}
 	h := newHarness(t, map[uint16][]Result{80: seq})
-	c := conf.Check{Type: "tcp", Interval: conf.Duration(time.Second), Rise: 2, Fall: 3}
+	c := conf.CheckSpec{Kind: conf.CheckTCP, Interval: time.Second, Rise: 2, Fall: 3}
 	tg := target(80, c)
 	init, err := h.s.Update([]Target{tg})
 	if err != nil {
@@ -252,8 +256,8 @@ func TestSchedulerRiseFallWithFakeClock(t *testing.T) {
 
 func TestSchedulerRetryDelay(t *testing.T) {
 	h := newHarness(t, map[uint16][]Result{80: {bad()}})
-	c := conf.Check{Type: "tcp", Interval: conf.Duration(10 * time.Second), RetryDelay: conf.Duration(time.Second),
-		Fall: 3, InitialState: "up", Warmup: 1}
+	c := conf.CheckSpec{Kind: conf.CheckTCP, Interval: 10 * time.Second, RetryDelay: time.Second,
+		Fall: 3, InitialUp: true, Warmup: 1}
 	tg := target(80, c)
 	if _, err := h.s.Update([]Target{tg}); err != nil {
 		t.Fatal(err)
@@ -265,18 +269,85 @@ func TestSchedulerRetryDelay(t *testing.T) {
 	if tr.Up || tr.Reason != "bad" {
 		t.Fatalf("transition %v, want down: bad", tr)
 	}
-	// Down now: back to the interval, so one more second runs nothing.
-	h.clock.Advance(time.Second)
-	time.Sleep(20 * time.Millisecond) // negative check: give a wrong run a chance to show
-	if n := h.checks(tg.Key()); n != 3 {
-		t.Fatalf("checks = %d one second after going down, want 3 (interval is 10s)", n)
+	// Down now: back to the interval, read from the schedule itself (a
+	// wrong retry would show as a next run one second away).
+	want := h.clock.Now().Add(10 * time.Second)
+	if next := h.next(t, tg.Key(), 3); !next.Equal(want) {
+		t.Fatalf("next check at +%v after going down, want +10s (the interval)", next.Sub(h.clock.Now()))
 	}
-	h.step(t, 9*time.Second, tg.Key(), 4)
+	h.step(t, 10*time.Second, tg.Key(), 4)
+}
+
+// next waits until the probe is rescheduled after its nth check and
+// returns when it runs next.
+func (h *harness) next(t *testing.T, key string, n uint64) time.Time {
+	t.Helper()
+	var next time.Time
+	waitFor(t, "reschedule", func() bool {
+		for _, st := range h.s.Status() {
+			if st.Key == key && st.Checks >= n {
+				next = st.Next
+			}
+		}
+		return !next.IsZero()
+	})
+	return next
+}
+
+// slowCheck takes took on the scheduler's clock and records the deadline
+// it was given.
+type slowCheck struct {
+	clock     *fakeClock
+	took      time.Duration
+	mu        sync.Mutex
+	deadlines []time.Time
+}
+
+func (c *slowCheck) Run(_ context.Context, deadline time.Time) Result {
+	c.mu.Lock()
+	c.deadlines = append(c.deadlines, deadline)
+	c.mu.Unlock()
+	c.clock.Advance(c.took)
+	return ok()
+}
+
+// TestSchedulerFixedRate: a check that takes 300 ms of a 1 s interval
+// runs next at its scheduled time + 1 s, not at its end + 1 s (which
+// would drift every probe's phase by its check time), and its deadline is
+// on the scheduler's clock.
+func TestSchedulerFixedRate(t *testing.T) {
+	clock := newFakeClock()
+	ck := &slowCheck{clock: clock, took: 300 * time.Millisecond}
+	s := New(Options{Clock: clock, Rand: func(time.Duration) time.Duration { return 0 },
+		NewChecker: func(Target) (Checker, error) { return ck, nil }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	h := &harness{s: s, clock: clock}
+	tg := target(80, conf.CheckSpec{Kind: conf.CheckTCP, Interval: time.Second, Timeout: 500 * time.Millisecond, Warmup: 1})
+	t0 := clock.Now()
+	if _, err := s.Update([]Target{tg}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		due := t0.Add(time.Duration(i) * time.Second)
+		if next := h.next(t, tg.Key(), uint64(i+1)); !next.Equal(due.Add(time.Second)) {
+			t.Fatalf("check %d due at +%v ran next at +%v, want +%v", i+1, due.Sub(t0), next.Sub(t0), due.Add(time.Second).Sub(t0))
+		}
+		ck.mu.Lock()
+		dl := ck.deadlines[i]
+		ck.mu.Unlock()
+		if !dl.Equal(due.Add(500 * time.Millisecond)) {
+			t.Fatalf("check %d got deadline +%v, want +500ms after its start on the scheduler's clock", i+1, dl.Sub(due))
+		}
+		clock.Advance(due.Add(time.Second).Sub(clock.Now()))
+	}
 }
 
 func TestSchedulerReloadKeepsState(t *testing.T) {
 	h := newHarness(t, map[uint16][]Result{1: {ok()}, 2: {ok()}, 3: {ok()}})
-	c := conf.Check{Type: "tcp", Interval: conf.Duration(time.Second)}
+	c := conf.CheckSpec{Kind: conf.CheckTCP, Interval: time.Second}
 	a, b, cc := target(1, c), target(2, c), target(3, c)
 	if _, err := h.s.Update([]Target{a, b}); err != nil {
 		t.Fatal(err)
@@ -343,20 +414,17 @@ func TestSchedulerReloadKeepsState(t *testing.T) {
 
 func TestSchedulerUpdateRejectsInvalid(t *testing.T) {
 	s := New(Options{})
-	good := target(1, conf.Check{Type: "tcp"})
+	good := target(1, conf.CheckSpec{Kind: conf.CheckTCP})
 	if _, err := s.Update([]Target{good}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Update([]Target{target(2, conf.Check{Type: "smtp"}), target(3, conf.Check{Type: "http", ExpectBody: "("})})
-	if err == nil || !strings.Contains(err.Error(), `unknown type "smtp"`) || !strings.Contains(err.Error(), "expect_body") {
+	_, err := s.Update([]Target{target(2, conf.CheckSpec{Kind: 99}), target(3, conf.CheckSpec{Kind: conf.CheckHTTP,
+		HTTP: conf.HTTPCheckSpec{URLs: []conf.URLSpec{{Path: "/", ExpectBody: "("}}}})})
+	if err == nil || !strings.Contains(err.Error(), "unknown kind") || !strings.Contains(err.Error(), "expect_body") {
 		t.Fatalf("err = %v, want both problems named", err)
 	}
 	if st := s.Status(); len(st) != 1 || st[0].Key != good.Key() {
 		t.Fatalf("failed Update changed the probe set: %+v", st)
-	}
-	states, err := s.Update([]Target{target(4, conf.Check{Type: "none"})})
-	if err != nil || len(states) != 1 || !states[0].Up {
-		t.Fatalf("type none: %+v %v, want permanently up", states, err)
 	}
 }
 
@@ -376,7 +444,7 @@ func TestSchedulerRemovalCancelsInflight(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
-	tg := target(9, conf.Check{Type: "tcp", Interval: conf.Duration(time.Second)})
+	tg := target(9, conf.CheckSpec{Kind: conf.CheckTCP, Interval: time.Second})
 	s.Update([]Target{tg})
 	clock.Advance(time.Second)
 	waitFor(t, "check in flight", func() bool { return s.Status()[0].Next.IsZero() })
@@ -403,7 +471,7 @@ func TestSchedulerPhaseSpread(t *testing.T) {
 	s := New(Options{Clock: newFakeClock(), NewChecker: func(Target) (Checker, error) { return &scripted{script: []Result{ok()}}, nil }})
 	var ts []Target
 	for i := range 1000 {
-		ts = append(ts, target(uint16(1000+i), conf.Check{Type: "tcp", Interval: conf.Duration(time.Second)}))
+		ts = append(ts, target(uint16(1000+i), conf.CheckSpec{Kind: conf.CheckTCP, Interval: time.Second}))
 	}
 	if _, err := s.Update(ts); err != nil {
 		t.Fatal(err)

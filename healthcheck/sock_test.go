@@ -37,10 +37,10 @@ func TestLagCredit(t *testing.T) {
 // gets its whole timeout.
 func TestCheckGetsWholeTimeout(t *testing.T) {
 	const timeout = 400 * time.Millisecond
-	for _, typ := range []string{"tcp", "http"} {
-		t.Run(typ, func(t *testing.T) {
+	for _, typ := range []conf.CheckKind{conf.CheckTCP, conf.CheckHTTP} {
+		t.Run(typ.String(), func(t *testing.T) {
 			t.Parallel()
-			ck, err := NewChecker(Target{Addr: blackholeAddr(t), Check: conf.Check{Type: typ, Timeout: conf.Duration(timeout)}})
+			ck, err := NewChecker(tgt(blackholeAddr(t), conf.CheckSpec{Kind: typ, Timeout: timeout}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -56,7 +56,7 @@ func TestCheckGetsWholeTimeout(t *testing.T) {
 // Cancelling a check (probe removed, scheduler stopped) unblocks a connect
 // that would otherwise wait out its timeout.
 func TestCancelUnblocksConnect(t *testing.T) {
-	ck, err := NewChecker(Target{Addr: blackholeAddr(t), Check: conf.Check{Type: "http", Timeout: conf.Duration(30 * time.Second)}})
+	ck, err := NewChecker(tgt(blackholeAddr(t), conf.CheckSpec{Kind: conf.CheckHTTP, Timeout: 30 * time.Second}))
 	if err != nil {
 		t.Fatal(err)
 	}

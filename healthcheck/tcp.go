@@ -3,6 +3,8 @@ package healthcheck
 import (
 	"context"
 	"time"
+
+	"github.com/haldir-lb/haldir/conf"
 )
 
 type tcpChecker struct {
@@ -10,12 +12,12 @@ type tcpChecker struct {
 	timeout time.Duration
 }
 
-func newTCP(t Target) (Checker, error) {
-	d, err := newTCPDialer(dialAddr(t), t.Check.SourceAddress)
+func newTCP(c *conf.CheckSpec) (Checker, error) {
+	d, err := newTCPDialer(c.Connect, c.Source)
 	if err != nil {
 		return nil, err
 	}
-	return &tcpChecker{dial: d, timeout: timeoutOf(t.Check)}, nil
+	return &tcpChecker{dial: d, timeout: c.Timeout}, nil
 }
 
 func (c *tcpChecker) Run(ctx context.Context, deadline time.Time) Result {

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"syscall"
 	"time"
+
+	"github.com/haldir-lb/haldir/conf"
 )
 
 type udpChecker struct {
-	t       Target
+	c       *conf.CheckSpec
 	addr    string
 	payload []byte
 	expect  []byte
@@ -19,15 +21,15 @@ type udpChecker struct {
 	silenceUp bool
 }
 
-func newUDP(t Target) (Checker, error) {
+func newUDP(c *conf.CheckSpec) (Checker, error) {
 	return &udpChecker{
-		t:       t,
-		addr:    dialAddr(t).String(),
-		payload: []byte(t.Check.Payload),
-		expect:  []byte(t.Check.ExpectPayload),
-		timeout: timeoutOf(t.Check),
+		c:       c,
+		addr:    c.Connect.String(),
+		payload: c.UDP.Payload,
+		expect:  c.UDP.ExpectPayload,
+		timeout: c.Timeout,
 
-		silenceUp: !t.Check.RequireReply,
+		silenceUp: !c.UDP.RequireReply,
 	}, nil
 }
 
@@ -37,7 +39,7 @@ func newUDP(t Target) (Checker, error) {
 func (c *udpChecker) Run(parent context.Context, deadline time.Time) Result {
 	ctx, cancel := context.WithDeadline(parent, deadline)
 	defer cancel()
-	conn, err := dialer(c.t.Check, "udp").DialContext(ctx, "udp", c.addr)
+	conn, err := dialer(c.c, "udp").DialContext(ctx, "udp", c.addr)
 	if err != nil {
 		return down(describe("connect", err, deadlineOf(ctx), c.timeout))
 	}

@@ -60,6 +60,7 @@ var (
 	dRealConns      = desc("real_server_connections_total", "Connections scheduled to the real server (kernel counter).", "virtual_server", "address", "real")
 	dCheckTotal     = desc("healthcheck_checks_total", "Health checks run, per target (real server address and check type).", "target", "type")
 	dCheckUp        = desc("healthcheck_up", "1 while the health check's verdict for the target is up.", "target", "type")
+	dNotify         = desc("real_server_notify_total", "notify_up/notify_down commands of real servers, per outcome: ok, failed (non-zero exit, killed at the timeout, not started), dropped (a full backlog).", "outcome")
 	dNotRunning     = desc("component_not_running", "1 for each configured component that is not running (one that is not configured is not listed).", "component")
 	dConfigLoaded   = desc("config_last_reload_timestamp_seconds", "When the configuration in force was loaded.")
 	dStartTimestamp = desc("start_timestamp_seconds", "When the daemon started.")
@@ -78,7 +79,7 @@ var allDescs = []*prometheus.Desc{
 	dBuildInfo, dVRRPState, dVRRPPriority, dVRRPBasePrio, dVRRPSent, dVRRPRecv, dVRRPSendErr, dVRRPDrops,
 	dVRRPIgnored, dVRRPTrans, dVRRPPrioChange, dVRRPSendErrWhy, dDirPasses, dDirFailed, dDirWrites, dDirErrors, dSvcQuorum, dSvcSorry,
 	dSvcInKernel, dSvcConns, dSvcBytes, dSvcPackets, dRealUp, dRealWeight, dRealActive, dRealInactive,
-	dRealConns, dCheckTotal, dCheckUp, dNotRunning, dConfigLoaded, dStartTimestamp,
+	dRealConns, dCheckTotal, dCheckUp, dNotify, dNotRunning, dConfigLoaded, dStartTimestamp,
 	dSyncRunning, dSyncWanted, dSyncChanges, dSyncFailures, dClusterMembers, dClusterProblem, dClusterBad,
 }
 
@@ -244,7 +245,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	up := map[tk]bool{}
 	var order []tk
 	for _, p := range st.Probes {
-		k := tk{p.Target.Addr.String(), p.Target.Check.Type}
+		k := tk{p.Target.Addr.String(), p.Target.Check.Kind.String()}
 		if _, ok := checks[k]; !ok {
 			order = append(order, k)
 			up[k] = true
@@ -255,6 +256,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, k := range order {
 		counter(dCheckTotal, checks[k], k.target, k.typ)
 		gauge(dCheckUp, b2f(up[k]), k.target, k.typ)
+	}
+	if n := st.Notify; n != nil {
+		counter(dNotify, n.Run, "ok")
+		counter(dNotify, n.Failed, "failed")
+		counter(dNotify, n.Dropped, "dropped")
 	}
 }
 

@@ -45,10 +45,11 @@ func sample() control.Status {
 				{Addr: netip.MustParseAddrPort("10.0.0.99:80"), Sorry: true, Healthy: true, ConfiguredWeight: 1, EffectiveWeight: 1},
 			}}},
 		Probes: []healthcheck.ProbeStatus{
-			{Target: healthcheck.Target{Addr: r1, Check: conf.Check{Type: "http", Path: "/a"}}, Up: true, Checks: 30},
-			{Target: healthcheck.Target{Addr: r1, Check: conf.Check{Type: "http", Path: "/b"}}, Up: false, Checks: 12},
-			{Target: healthcheck.Target{Addr: r2, Check: conf.Check{Type: "tcp"}}, Up: false, Checks: 7},
+			{Target: healthcheck.Target{Addr: r1, Check: conf.CheckSpec{Kind: conf.CheckHTTP, HTTP: conf.HTTPCheckSpec{URLs: []conf.URLSpec{{Path: "/a"}}}}}, Up: true, Checks: 30},
+			{Target: healthcheck.Target{Addr: r1, Check: conf.CheckSpec{Kind: conf.CheckHTTP, HTTP: conf.HTTPCheckSpec{URLs: []conf.URLSpec{{Path: "/b"}}}}}, Up: false, Checks: 12},
+			{Target: healthcheck.Target{Addr: r2, Check: conf.CheckSpec{Kind: conf.CheckTCP}}, Up: false, Checks: 7},
 		},
+		Notify:     &healthcheck.NotifyCounts{Run: 5, Failed: 2, Dropped: 1},
 		NotRunning: map[string]string{"sync": "not configured"},
 	}
 }
@@ -127,13 +128,18 @@ haldir_healthcheck_checks_total{target="10.0.0.22:8080",type="tcp"} 7
 # TYPE haldir_healthcheck_up gauge
 haldir_healthcheck_up{target="10.0.0.21:8080",type="http"} 0
 haldir_healthcheck_up{target="10.0.0.22:8080",type="tcp"} 0
+# HELP haldir_real_server_notify_total notify_up/notify_down commands of real servers, per outcome: ok, failed (non-zero exit, killed at the timeout, not started), dropped (a full backlog).
+# TYPE haldir_real_server_notify_total counter
+haldir_real_server_notify_total{outcome="dropped"} 1
+haldir_real_server_notify_total{outcome="failed"} 2
+haldir_real_server_notify_total{outcome="ok"} 5
 `
 	names := []string{"haldir_build_info", "haldir_vrrp_state", "haldir_vrrp_priority", "haldir_vrrp_adverts_received_total",
 		"haldir_vrrp_drops_total", "haldir_vrrp_ignored_total", "haldir_vrrp_transitions_total",
 		"haldir_director_passes_total", "haldir_director_writes_total", "haldir_director_errors_total",
 		"haldir_service_quorum_up", "haldir_service_sorry_active", "haldir_real_server_up", "haldir_real_server_weight",
 		"haldir_real_server_active_conns", "haldir_real_server_inactive_conns", "haldir_service_bytes_total",
-		"haldir_healthcheck_checks_total", "haldir_healthcheck_up"}
+		"haldir_healthcheck_checks_total", "haldir_healthcheck_up", "haldir_real_server_notify_total"}
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), names...); err != nil {
 		t.Error(err)
 	}

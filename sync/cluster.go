@@ -3,9 +3,7 @@ package sync
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,7 +44,7 @@ type NodeState struct {
 	Name    string
 	Version string
 	// Config holds a short hash per configuration section that must be
-	// the same on every director (ConfigHashes).
+	// the same on every director (conf.Spec.Hashes).
 	Config map[string]string
 	VRRP   []InstanceState
 	// Incarnation tells one run of a director's process from the next:
@@ -83,53 +81,6 @@ type View struct {
 	Problems []string // split brain and drift, sorted; empty when all is well
 	// Malformed counts gossiped states dropped because they did not decode.
 	Malformed uint64
-}
-
-// ConfigHashes hashes the sections of cfg that every director must share:
-// the virtual servers and IPVS timeouts, the conn-sync stream, and of each
-// VRRP instance what the wire requires to match (vrid, version, interval,
-// addresses, authentication) but not what differs by design (priority,
-// interface, unicast peers, notify commands, tracking).
-func ConfigHashes(cfg *conf.Config) map[string]string {
-	h := func(v any) string {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return "unhashable"
-		}
-		s := sha256.Sum256(b)
-		return hex.EncodeToString(s[:4])
-	}
-	type wire struct {
-		Name      string
-		VRID      int
-		Version   int
-		Interval  time.Duration
-		Addresses []string
-		Auth      *conf.VRRPAuth
-	}
-	var vr []wire
-	for _, ic := range cfg.VRRP {
-		w := wire{Name: ic.Name, VRID: ic.VRID, Version: ic.Version, Interval: ic.AdvertInterval.D(), Auth: ic.Auth}
-		for _, p := range ic.VirtualAddresses {
-			w.Addresses = append(w.Addresses, p.String())
-		}
-		vr = append(vr, w)
-	}
-	out := map[string]string{
-		"virtual_server": h(cfg.VirtualServers),
-		"ipvs":           h(cfg.IPVS),
-		"vrrp":           h(vr),
-	}
-	if s := cfg.Sync; s != nil {
-		out["sync"] = h(struct {
-			SyncID, Port int
-			Group        string
-			Instance     string
-		}{s.SyncID, s.McastPort, s.McastGroup.String(), s.VRRPInstance})
-	} else {
-		out["sync"] = "off"
-	}
-	return out
 }
 
 // ReadSecret reads the gossip encryption key: 16, 24 or 32 bytes (AES-128,

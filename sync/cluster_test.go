@@ -93,38 +93,6 @@ func TestProblems(t *testing.T) {
 	}
 }
 
-func TestConfigHashes(t *testing.T) {
-	base := func() *conf.Config {
-		return &conf.Config{
-			VRRP: []conf.VRRPInstance{{Name: "vi", Interface: "eth0", VRID: 51, Priority: 150, Version: 3,
-				VirtualAddresses: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")}}},
-			VirtualServers: []conf.VirtualServer{{Name: "web", Address: netip.MustParseAddr("192.0.2.1"), Port: 80}},
-		}
-	}
-	a, b := base(), base()
-	// What differs between two directors by design does not count.
-	b.VRRP[0].Priority, b.VRRP[0].Interface = 100, "bond0"
-	if ha, hb := ConfigHashes(a), ConfigHashes(b); !equalMaps(ha, hb) {
-		t.Fatalf("priority and interface changed the hashes: %v vs %v", ha, hb)
-	}
-	b.VirtualServers[0].Port = 81
-	if ha, hb := ConfigHashes(a), ConfigHashes(b); ha["virtual_server"] == hb["virtual_server"] || ha["vrrp"] != hb["vrrp"] {
-		t.Fatalf("a virtual server's port: %v vs %v", ha, hb)
-	}
-}
-
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
 // TestClusterGossip runs three directors' clusters on loopback: they find
 // each other, see a split brain and its end, see a drifting configuration,
 // keep a director with the wrong key out, and see a member leave.

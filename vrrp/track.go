@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/haldir-lb/haldir/internal/script"
 	"github.com/vishvananda/netlink"
 )
 
@@ -233,11 +233,7 @@ func runCheck(ctx context.Context, argv []string, timeout time.Duration) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = time.Second
-	return cmd.Run() == nil
+	return script.Command(ctx, argv).Run() == nil
 }
 
 // vsKeyPrefix marks a tracked virtual server's item in tracking.

@@ -134,7 +134,7 @@ func (c *components) start(cfg *conf.Config) (err error) {
 		if err := c.dir.SetConfig(cfg); err != nil {
 			return fmt.Errorf("director: %w", err)
 		}
-		c.hc = healthcheck.New(healthcheck.Options{})
+		c.hc = healthcheck.New(healthcheck.Options{NotifyTimeout: cfg.Global.NotifyTimeout.D(), Logger: c.log.With("component", "healthcheck")})
 		if err := c.updateChecks(cfg); err != nil {
 			return err
 		}
@@ -164,7 +164,7 @@ func (c *components) startCluster(cfg *conf.Config) {
 	key, err := hsync.ReadSecret(cfg.Cluster.SecretFile)
 	var cl *hsync.Cluster
 	if err == nil {
-		cl, err = hsync.JoinCluster(*cfg.Cluster, key, hsync.NodeState{Config: hsync.ConfigHashes(cfg)},
+		cl, err = hsync.JoinCluster(*cfg.Cluster, key, hsync.NodeState{Config: conf.Compile(cfg).Hashes()},
 			hsync.ClusterOptions{Version: version, Logger: c.log.With("component", "cluster")})
 	}
 	if err != nil {
@@ -203,7 +203,7 @@ func (c *components) tellCluster(cfg *conf.Config) {
 	cl.Update(func(s *hsync.NodeState) {
 		s.VRRP = states
 		if cfg != nil {
-			s.Config = hsync.ConfigHashes(cfg)
+			s.Config = conf.Compile(cfg).Hashes()
 		}
 	})
 }
@@ -514,17 +514,19 @@ func (c *components) quorumChanged(q director.QuorumState) {
 func targets(cfg *conf.Config) ([]healthcheck.Target, map[string][]director.Verdict, error) {
 	var ts []healthcheck.Target
 	subs := map[string][]director.Verdict{}
+	spec := conf.Compile(cfg)
 	for i, vs := range cfg.VirtualServers {
 		key, err := director.Key(vs)
 		if err != nil {
 			return nil, nil, fmt.Errorf("virtual_server[%d]: %w", i, err)
 		}
-		for _, rs := range vs.RealServers {
+		for _, rs := range spec.VirtualServers[i].RealServers {
 			if rs.Check == nil {
 				continue
 			}
-			addr := director.RealAddr(vs, rs)
-			t := healthcheck.Target{Addr: addr, Check: *rs.Check}
+			addr := rs.Addr
+			t := healthcheck.Target{Addr: addr, Check: *rs.Check,
+				Notify: healthcheck.Notify{VirtualServer: vs.Name, RealServer: rs.Name, Up: rs.NotifyUp, Down: rs.NotifyDown}}
 			ts = append(ts, t)
 			subs[t.Key()] = append(subs[t.Key()], director.Verdict{Service: key, Real: addr})
 		}
@@ -570,7 +572,7 @@ func (c *components) followTransitions(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case t := <-c.hc.Transitions():
-			c.log.Info("health transition", "target", t.Target.Addr.String(), "check", t.Target.Check.Type,
+			c.log.Info("health transition", "target", t.Target.Addr.String(), "check", t.Target.Check.Kind,
 				"up", t.Up, "weight", t.Weight, "reason", t.Reason)
 			c.apply(t)
 		}

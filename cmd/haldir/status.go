@@ -249,10 +249,12 @@ func indexConf(vss []conf.VirtualServer) confIndex {
 // probing that address.
 func findProbe(probes []healthcheck.ProbeStatus, addr netip.AddrPort, rs *conf.RealServer) *healthcheck.ProbeStatus {
 	if rs != nil && rs.Check != nil {
-		key := healthcheck.Target{Addr: addr, Check: *rs.Check}.Key()
-		for i := range probes {
-			if probes[i].Key == key {
-				return &probes[i]
+		if c := conf.CompileCheck(rs.Check, addr); c != nil {
+			key := healthcheck.Target{Addr: addr, Check: *c}.Key()
+			for i := range probes {
+				if probes[i].Key == key {
+					return &probes[i]
+				}
 			}
 		}
 	}
@@ -262,7 +264,7 @@ func findProbe(probes []healthcheck.ProbeStatus, addr netip.AddrPort, rs *conf.R
 		if p.Target.Addr != addr {
 			continue
 		}
-		if rs != nil && rs.Check != nil && p.Target.Check.Type == rs.Check.Type {
+		if rs != nil && rs.Check != nil && p.Target.Check.Kind.String() == rs.Check.Type {
 			return p
 		}
 		if first == nil {
@@ -482,7 +484,7 @@ func lastCheck(p *healthcheck.ProbeStatus, now time.Time) string {
 	if p == nil {
 		return "no probe"
 	}
-	typ := p.Target.Check.Type
+	typ := p.Target.Check.Kind.String()
 	if len(p.History) == 0 {
 		if p.Reason != "" {
 			return typ + ": " + p.Reason

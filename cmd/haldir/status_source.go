@@ -41,6 +41,8 @@ func (d *daemon) Status() control.Status {
 	}
 	if c.hc != nil {
 		st.Probes = c.hc.Status()
+		n := c.hc.NotifyCounts()
+		st.Notify = &n
 	}
 	return st
 }

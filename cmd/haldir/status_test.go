@@ -36,6 +36,10 @@ func sampleStatus() control.Status {
 	httpCheck := &conf.Check{Type: "http", Path: "/healthz", Interval: conf.Duration(2 * time.Second)}
 	tcpCheck := &conf.Check{Type: "tcp", Interval: conf.Duration(2 * time.Second)}
 	udpCheck := &conf.Check{Type: "udp"}
+	// The probes' specs, as the daemon compiles them from these checks.
+	httpSpec, tcpSpec, udpSpec := conf.CompileCheck(httpCheck, r1), conf.CompileCheck(tcpCheck, r2), conf.CompileCheck(udpCheck, d1)
+	other := *httpSpec
+	other.HTTP.URLs = []conf.URLSpec{{Path: "/other"}}
 	return control.Status{
 		Version: "0.3.0", RouterID: "lvs-a", ConfigPath: "/etc/haldir/haldir.toml",
 		Started: t0, ConfigLoaded: t0.Add(3 * time.Hour),
@@ -78,14 +82,14 @@ func sampleStatus() control.Status {
 		Probes: []healthcheck.ProbeStatus{
 			// Same address, another definition (another virtual server's
 			// check): must not be picked for web's real server.
-			{Key: healthcheck.Target{Addr: r1, Check: conf.Check{Type: "http", Path: "/other"}}.Key(),
-				Target: healthcheck.Target{Addr: r1, Check: conf.Check{Type: "http", Path: "/other"}}, Up: false,
+			{Key: healthcheck.Target{Addr: r1, Check: other}.Key(),
+				Target: healthcheck.Target{Addr: r1, Check: other}, Up: false,
 				History: []healthcheck.Result{{Up: false, Reason: "HTTP 404", Start: statusNow.Add(-time.Second)}}},
-			{Key: healthcheck.Target{Addr: r1, Check: *httpCheck}.Key(), Target: healthcheck.Target{Addr: r1, Check: *httpCheck}, Up: true,
+			{Key: healthcheck.Target{Addr: r1, Check: *httpSpec}.Key(), Target: healthcheck.Target{Addr: r1, Check: *httpSpec}, Up: true,
 				History: []healthcheck.Result{{Up: true, Reason: "HTTP 200", Start: statusNow.Add(-3 * time.Second)}}},
-			{Key: healthcheck.Target{Addr: r2, Check: *tcpCheck}.Key(), Target: healthcheck.Target{Addr: r2, Check: *tcpCheck}, Up: false,
+			{Key: healthcheck.Target{Addr: r2, Check: *tcpSpec}.Key(), Target: healthcheck.Target{Addr: r2, Check: *tcpSpec}, Up: false,
 				History: []healthcheck.Result{{Up: false, Reason: "connect: connection refused", Start: statusNow.Add(-2 * time.Second)}}},
-			{Key: healthcheck.Target{Addr: d1, Check: *udpCheck}.Key(), Target: healthcheck.Target{Addr: d1, Check: *udpCheck}},
+			{Key: healthcheck.Target{Addr: d1, Check: *udpSpec}.Key(), Target: healthcheck.Target{Addr: d1, Check: *udpSpec}},
 		},
 		Director: &director.Counters{Passes: 310, FailedPasses: 1,
 			Writes: map[ipvs.OpKind]uint64{ipvs.OpNewDest: 4, ipvs.OpUpdDest: 9},

@@ -604,11 +604,18 @@ func runScenario(sc string, d, interval time.Duration, down int) result {
 	if kind == "noop" {
 		typ = "tcp"
 	}
-	check := conf.Check{Type: typ, Path: "/", Interval: conf.Duration(interval), Timeout: conf.Duration(checkTimeout),
-		Rise: 1, Fall: 1, InitialState: "up"}
+	ck, err := conf.ParseCheckKind(typ)
+	if err != nil {
+		return fail(err)
+	}
 	targets := make([]healthcheck.Target, n)
 	for i := range n {
-		targets[i] = healthcheck.Target{Addr: addr(i), Check: check}
+		// What conf.Compile makes of `check = { type = ..., interval, timeout, rise = 1, fall = 1 }`.
+		c := conf.CheckSpec{Kind: ck, Interval: interval, Timeout: checkTimeout, Rise: 1, Fall: 1, InitialUp: true, Connect: addr(i)}
+		if ck == conf.CheckHTTP {
+			c.HTTP = conf.HTTPCheckSpec{Host: addr(i).String(), URLs: []conf.URLSpec{{Path: "/", ExpectStatus: conf.StatusCodes{{Lo: 200, Hi: 299}}}}}
+		}
+		targets[i] = healthcheck.Target{Addr: addr(i), Check: c}
 	}
 	down = min(down, n/2)
 	modeOf := map[string]int{}
