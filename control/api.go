@@ -266,11 +266,12 @@ func VirtualServerKey(vs *conf.VirtualServer) (ipvs.ServiceKey, bool) {
 	if vs.Fwmark != 0 {
 		return ipvs.ServiceKey{Fwmark: uint32(vs.Fwmark), V6: vs.Family == "inet6"}, true
 	}
-	p, err := ipvs.ParseProtocol(vs.Protocol)
+	p, err := conf.ParseProtocol(vs.Protocol)
 	if err != nil {
 		return ipvs.ServiceKey{}, false
 	}
-	return ipvs.ServiceKey{Protocol: p, Addr: netip.AddrPortFrom(vs.Address, uint16(vs.Port))}, true
+	// conf.Protocol values are the IP protocol numbers IPVS keys by.
+	return ipvs.ServiceKey{Protocol: ipvs.Protocol(p), Addr: netip.AddrPortFrom(vs.Address, uint16(vs.Port))}, true
 }
 
 // RealServerConf is the configuration of the real server at a in vs, or

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -58,7 +57,7 @@ func TestReconcileChangesWritesWithoutReading(t *testing.T) {
 		{"reload one weight", func() {
 			vs.RealServers = slices.Clone(vs.RealServers)
 			vs.RealServers[1].Weight = 25
-			if err := r.SetConfig(cfgOf(vs)); err != nil {
+			if err := r.SetConfig(specOf(cfgOf(vs))); err != nil {
 				t.Fatal(err)
 			}
 		}, []string{"update_destination tcp 192.0.2.10:80 198.51.100.2:8080 w=25 fwd=nat"}},
@@ -68,7 +67,7 @@ func TestReconcileChangesWritesWithoutReading(t *testing.T) {
 		{"service added", func() {
 			udp := conf.VirtualServer{Address: vip, Port: 53, Protocol: "udp", Scheduler: "rr",
 				RealServers: []conf.RealServer{{Address: rs3, Port: 53, Weight: 1}}}
-			if err := r.SetConfig(cfgOf(vs, udp)); err != nil {
+			if err := r.SetConfig(specOf(cfgOf(vs, udp))); err != nil {
 				t.Fatal(err)
 			}
 		}, []string{
@@ -76,7 +75,7 @@ func TestReconcileChangesWritesWithoutReading(t *testing.T) {
 			"new_destination udp 192.0.2.10:53 198.51.100.3:53 w=1 fwd=nat",
 		}},
 		{"service dropped", func() {
-			if err := r.SetConfig(cfgOf(vs)); err != nil {
+			if err := r.SetConfig(specOf(cfgOf(vs))); err != nil {
 				t.Fatal(err)
 			}
 		}, []string{
@@ -176,7 +175,7 @@ func TestReconcileChangesTrustsUntilResync(t *testing.T) {
 	}
 	vs.RealServers = slices.Clone(vs.RealServers)
 	vs.RealServers[1].Weight = 30
-	if err := r.SetConfig(cfgOf(vs)); err != nil {
+	if err := r.SetConfig(specOf(cfgOf(vs))); err != nil {
 		t.Fatal(err)
 	}
 	k.ResetWrites()
@@ -218,7 +217,7 @@ func TestReconcileChangesAdoptsClaimedForeign(t *testing.T) {
 	})
 	tls := conf.VirtualServer{Address: vip, Port: 443, Protocol: "tcp", Scheduler: "rr",
 		RealServers: []conf.RealServer{{Address: rs3, Port: 443, Weight: 1}}}
-	if err := r.SetConfig(cfgOf(webVS(), tls)); err != nil {
+	if err := r.SetConfig(specOf(cfgOf(webVS(), tls))); err != nil {
 		t.Fatal(err)
 	}
 	k.ResetWrites()
@@ -236,7 +235,7 @@ func TestRunAppliesVerdictsWithoutRereading(t *testing.T) {
 	vs := webVS()
 	key := mustKey(t, vs)
 	r := New(k, Options{Logger: quiet(), Resync: time.Hour})
-	if err := r.SetConfig(cfgOf(vs)); err != nil {
+	if err := r.SetConfig(specOf(cfgOf(vs))); err != nil {
 		t.Fatal(err)
 	}
 	defer runLoop(t, r)()
@@ -290,7 +289,7 @@ func BenchmarkOneWeightReload(b *testing.B) {
 	}
 	k := ipvstest.New()
 	r := New(k, Options{Logger: quiet()})
-	if err := r.SetConfig(cfgOf(vss...)); err != nil {
+	if err := r.SetConfig(specOf(cfgOf(vss...))); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := r.Reconcile(context.Background()); err != nil {
@@ -298,7 +297,7 @@ func BenchmarkOneWeightReload(b *testing.B) {
 	}
 	for i := 0; b.Loop(); i++ {
 		vss[500].RealServers[5].Weight = 100 + i%2
-		if err := r.SetConfig(cfgOf(vss...)); err != nil {
+		if err := r.SetConfig(specOf(cfgOf(vss...))); err != nil {
 			b.Fatal(err)
 		}
 		res, err := r.ReconcileChanges(context.Background())
@@ -309,7 +308,7 @@ func BenchmarkOneWeightReload(b *testing.B) {
 }
 
 // TestLargePool runs a pool past the size where destinations are found by
-// scanning (16) through the map path: programming, a duplicate, a weight
+// scanning (16) through the map path: programming, a weight
 // change and removals.
 func TestLargePool(t *testing.T) {
 	const n = 40
@@ -320,11 +319,6 @@ func TestLargePool(t *testing.T) {
 		}
 		return vs
 	}
-	dup := pool(n)
-	dup.RealServers[n-1].Address = dup.RealServers[3].Address
-	if err := New(ipvstest.New(), Options{Logger: quiet()}).SetConfig(cfgOf(dup)); err == nil || !strings.Contains(err.Error(), "already used by real_server[3]") {
-		t.Fatalf("duplicate in a large pool: %v", err)
-	}
 	k := ipvstest.New()
 	vs := pool(n)
 	r := newRec(t, k, cfgOf(vs))
@@ -332,14 +326,14 @@ func TestLargePool(t *testing.T) {
 		t.Fatalf("first pass: %d writes", res.Writes)
 	}
 	vs.RealServers[30].Weight = 99
-	if err := r.SetConfig(cfgOf(vs)); err != nil {
+	if err := r.SetConfig(specOf(cfgOf(vs))); err != nil {
 		t.Fatal(err)
 	}
 	k.ResetWrites()
 	changes(t, r)
 	wantOps(t, k.Writes(), "update_destination tcp 192.0.2.10:80 198.51.100.31:8080 w=99 fwd=nat")
 	vs.RealServers = vs.RealServers[:n-3]
-	if err := r.SetConfig(cfgOf(vs)); err != nil {
+	if err := r.SetConfig(specOf(cfgOf(vs))); err != nil {
 		t.Fatal(err)
 	}
 	k.ResetWrites()

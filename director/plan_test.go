@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 )
@@ -182,7 +181,7 @@ func TestApplyDependencies(t *testing.T) {
 func TestDesiredIsPure(t *testing.T) {
 	vs := webVS()
 	vs.Quorum, vs.Hysteresis = 2, 1
-	m, err := buildModel([]conf.VirtualServer{vs})
+	m, _, err := rebuildModel(specOf(cfgOf(vs)).VirtualServers, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

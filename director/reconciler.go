@@ -146,23 +146,24 @@ func New(k ipvs.Kernel, opt Options) *Reconciler {
 }
 
 // SetConfig replaces the desired virtual servers and IPVS timeouts (a
-// reload) and wakes Run. An invalid configuration is rejected as a whole
-// with an error naming the entry; the previous one stays in force.
+// reload) with those of s (conf.Compile's, validated) and wakes Run. Two
+// virtual servers of one service are refused with an error naming them;
+// the previous configuration then stays in force.
 //
-// Only the virtual servers that changed are rebuilt and marked for the
-// next pass (see rebuildModel), so a reload of one weight in a large table
-// costs a comparison of the table and the work of one service.
-func (r *Reconciler) SetConfig(c *conf.Config) error {
+// Only the virtual servers that changed are marked for the next pass (see
+// rebuildModel), so a reload of one weight in a large table costs a
+// conversion and comparison of the table and the work of one service.
+func (r *Reconciler) SetConfig(s *conf.Spec) error {
 	r.cfgMu.Lock()
 	defer r.cfgMu.Unlock()
 	old := r.model // written only under cfgMu
-	m, diff, err := rebuildModel(c.VirtualServers, old)
+	m, diff, err := rebuildModel(s.VirtualServers, old)
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
 	r.model = m
-	r.timeouts = ipvs.Timeouts{TCP: c.IPVS.TimeoutTCP.D(), TCPFin: c.IPVS.TimeoutTCPFin.D(), UDP: c.IPVS.TimeoutUDP.D()}
+	r.timeouts = ipvs.Timeouts{TCP: s.IPVS.TimeoutTCP, TCPFin: s.IPVS.TimeoutTCPFin, UDP: s.IPVS.TimeoutUDP}
 	for _, key := range diff.changed {
 		r.dirty[key] = true
 	}

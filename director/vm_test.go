@@ -43,7 +43,7 @@ func TestVMReconcileRealKernel(t *testing.T) {
 	}
 	c := &conf.Config{VirtualServers: vs, IPVS: conf.IPVS{TimeoutTCP: conf.Duration(7200 * time.Second), TimeoutUDP: conf.Duration(60 * time.Second)}}
 	r := New(k, Options{Logger: quiet()})
-	if err := r.SetConfig(c); err != nil {
+	if err := r.SetConfig(specOf(c)); err != nil {
 		t.Fatal(err)
 	}
 	res, err := r.Reconcile(context.Background())
@@ -58,14 +58,14 @@ func TestVMReconcileRealKernel(t *testing.T) {
 		t.Fatalf("timeouts %+v %v", to, err)
 	}
 	r2 := New(k, Options{Logger: quiet()})
-	if err := r2.SetConfig(c); err != nil {
+	if err := r2.SetConfig(specOf(c)); err != nil {
 		t.Fatal(err)
 	}
 	if res, err := r2.Reconcile(context.Background()); err != nil || res.Writes != 0 {
 		t.Fatalf("restart: %d writes %v (%v)", res.Writes, opStrings(res.Applied), err)
 	}
 	c.VirtualServers[0].RealServers[1].Weight = 7
-	if err := r2.SetConfig(c); err != nil {
+	if err := r2.SetConfig(specOf(c)); err != nil {
 		t.Fatal(err)
 	}
 	if res, err := r2.Reconcile(context.Background()); err != nil || res.Writes != 1 {

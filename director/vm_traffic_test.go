@@ -461,12 +461,10 @@ func (l *trafficLab) director(t *testing.T, toml string) (*Reconciler, ipvs.Serv
 	if err != nil {
 		t.Fatalf("config does not load: %v\n%s", err, toml)
 	}
-	key, err := Key(c.VirtualServers[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	spec := conf.Compile(c)
+	key := Key(&spec.VirtualServers[0])
 	r := New(l.k, Options{Logger: quiet()})
-	if err := r.SetConfig(c); err != nil {
+	if err := r.SetConfig(spec); err != nil {
 		t.Fatalf("SetConfig: %v", err)
 	}
 	res, err := r.Reconcile(context.Background())
@@ -474,7 +472,7 @@ func (l *trafficLab) director(t *testing.T, toml string) (*Reconciler, ipvs.Serv
 		t.Fatalf("first pass: %v (applied %v)", err, opStrings(res.Applied))
 	}
 	t.Cleanup(func() {
-		if err := r.SetConfig(&conf.Config{}); err != nil {
+		if err := r.SetConfig(&conf.Spec{}); err != nil {
 			t.Errorf("emptying the configuration: %v", err)
 			return
 		}
@@ -486,8 +484,8 @@ func (l *trafficLab) director(t *testing.T, toml string) (*Reconciler, ipvs.Serv
 			t.Errorf("GetServices: %v", err)
 		}
 		for _, s := range svcs {
-			for _, vs := range c.VirtualServers {
-				if k, _ := Key(vs); k == s.Key {
+			for i := range spec.VirtualServers {
+				if Key(&spec.VirtualServers[i]) == s.Key {
 					t.Errorf("service %s still in the kernel after its configuration was emptied", s.Key)
 				}
 			}

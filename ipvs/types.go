@@ -3,7 +3,6 @@ package ipvs
 import (
 	"fmt"
 	"net/netip"
-	"strings"
 )
 
 // Protocol is an IP protocol number as IPVS uses it (IPPROTO_*).
@@ -28,19 +27,6 @@ func (p Protocol) String() string {
 		return "any"
 	}
 	return fmt.Sprintf("proto-%d", uint16(p))
-}
-
-// ParseProtocol maps a configuration protocol name to its number.
-func ParseProtocol(s string) (Protocol, error) {
-	switch strings.ToLower(s) {
-	case "tcp", "":
-		return TCP, nil
-	case "udp":
-		return UDP, nil
-	case "sctp":
-		return SCTP, nil
-	}
-	return 0, fmt.Errorf("unknown protocol %q (want tcp, udp or sctp)", s)
 }
 
 // ServiceKey identifies an IPVS service the way the kernel does: either
@@ -139,19 +125,6 @@ func (f Forwarding) String() string {
 		return "dr"
 	}
 	return fmt.Sprintf("fwd-%d", uint32(f))
-}
-
-// ParseForwarding maps a configuration forwarding name to its method.
-func ParseForwarding(s string) (Forwarding, error) {
-	switch strings.ToLower(s) {
-	case "nat", "masq", "":
-		return ForwardNAT, nil
-	case "dr", "route", "direct":
-		return ForwardDR, nil
-	case "tun", "tunnel", "ipip":
-		return ForwardTunnel, nil
-	}
-	return 0, fmt.Errorf("unknown forwarding method %q (want nat, dr or tun)", s)
 }
 
 // TunnelType is the encapsulation of a tunnel destination

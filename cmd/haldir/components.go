@@ -131,11 +131,12 @@ func (c *components) start(cfg *conf.Config) (err error) {
 		}
 		c.kernel, c.closeK = k, closeK
 		c.dir = director.New(k, director.Options{Logger: c.log.With("component", "director"), OnQuorum: c.quorumChanged})
-		if err := c.dir.SetConfig(cfg); err != nil {
+		spec := conf.Compile(cfg)
+		if err := c.dir.SetConfig(spec); err != nil {
 			return fmt.Errorf("director: %w", err)
 		}
 		c.hc = healthcheck.New(healthcheck.Options{NotifyTimeout: cfg.Global.NotifyTimeout.D(), Logger: c.log.With("component", "healthcheck")})
-		if err := c.updateChecks(cfg); err != nil {
+		if err := c.updateChecks(spec); err != nil {
 			return err
 		}
 		c.goRun("director", c.dir.Run)
@@ -511,16 +512,13 @@ func (c *components) quorumChanged(q director.QuorumState) {
 
 // targets lists one health-check target per (virtual server, checked real
 // server) and who subscribes to each probe key.
-func targets(cfg *conf.Config) ([]healthcheck.Target, map[string][]director.Verdict, error) {
+func targets(spec *conf.Spec) ([]healthcheck.Target, map[string][]director.Verdict) {
 	var ts []healthcheck.Target
 	subs := map[string][]director.Verdict{}
-	spec := conf.Compile(cfg)
-	for i, vs := range cfg.VirtualServers {
-		key, err := director.Key(vs)
-		if err != nil {
-			return nil, nil, fmt.Errorf("virtual_server[%d]: %w", i, err)
-		}
-		for _, rs := range spec.VirtualServers[i].RealServers {
+	for i := range spec.VirtualServers {
+		vs := &spec.VirtualServers[i]
+		key := director.Key(vs)
+		for _, rs := range vs.RealServers {
 			if rs.Check == nil {
 				continue
 			}
@@ -531,17 +529,14 @@ func targets(cfg *conf.Config) ([]healthcheck.Target, map[string][]director.Verd
 			subs[t.Key()] = append(subs[t.Key()], director.Verdict{Service: key, Real: addr})
 		}
 	}
-	return ts, subs, nil
+	return ts, subs
 }
 
-// updateChecks points the scheduler at cfg's targets; unchanged probes keep
+// updateChecks points the scheduler at spec's targets; unchanged probes keep
 // their state and history. The states it returns are handed to the director
 // at once so a reload does not wait for the next transition.
-func (c *components) updateChecks(cfg *conf.Config) error {
-	ts, subs, err := targets(cfg)
-	if err != nil {
-		return err
-	}
+func (c *components) updateChecks(spec *conf.Spec) error {
+	ts, subs := targets(spec)
 	states, err := c.hc.Update(ts)
 	if err != nil {
 		return fmt.Errorf("healthcheck: %w", err)
@@ -587,9 +582,10 @@ func (c *components) reload(old, cfg *conf.Config) error {
 	var errs []error
 	switch {
 	case c.dir != nil:
-		if err := c.dir.SetConfig(cfg); err != nil {
+		spec := conf.Compile(cfg)
+		if err := c.dir.SetConfig(spec); err != nil {
 			errs = append(errs, fmt.Errorf("director: %w", err))
-		} else if err := c.updateChecks(cfg); err != nil {
+		} else if err := c.updateChecks(spec); err != nil {
 			errs = append(errs, err)
 		}
 	case len(cfg.VirtualServers) > 0:

@@ -14,7 +14,7 @@ import (
 // haldir as configuration and to ipvsadm as rules.
 type table struct {
 	services, reals int
-	scheduler       string
+	scheduler       conf.Scheduler
 }
 
 const (
@@ -53,24 +53,22 @@ func (t table) changeFor(round int) change {
 }
 
 // config is the table as haldir's configuration, with ch applied when set.
-func (t table) config(ch *change) *conf.Config {
-	vss := make([]conf.VirtualServer, t.services)
+func (t table) config(ch *change) *conf.Spec {
+	vss := make([]conf.VirtualServerSpec, t.services)
 	for i := range vss {
-		v := t.vip(i)
-		rs := make([]conf.RealServer, t.reals)
+		rs := make([]conf.RealServerSpec, t.reals)
 		for j := range rs {
-			r := t.real(i, j)
-			rs[j] = conf.RealServer{Address: r.Addr(), Port: int(r.Port()), Weight: t.weight(j)}
+			rs[j] = conf.RealServerSpec{Addr: t.real(i, j), Weight: t.weight(j), Forwarding: conf.ForwardNAT}
 			if ch != nil && ch.svc == i && ch.real == j {
 				rs[j].Weight = ch.weight
 			}
 		}
-		vss[i] = conf.VirtualServer{
-			Address: v.Addr(), Port: int(v.Port()), Protocol: "tcp",
-			Scheduler: t.scheduler, Forwarding: "nat", RealServers: rs,
+		vss[i] = conf.VirtualServerSpec{
+			Family: conf.FamilyInet, Protocol: conf.ProtoTCP, Addr: t.vip(i), Scheduler: t.scheduler,
+			Forwarding: conf.ForwardNAT, PersistenceGranularity: 32, Quorum: 1, RealServers: rs,
 		}
 	}
-	return &conf.Config{VirtualServers: vss}
+	return &conf.Spec{VirtualServers: vss}
 }
 
 // rules is the table as ipvsadm-restore input, the format ipvsadm-save -n
@@ -117,7 +115,7 @@ func (t table) verify(k ipvs.Kernel, ch *change) error {
 	}
 	for _, s := range svcs {
 		i, ok := want[s.Key.Addr]
-		if !ok || s.Key.Protocol != ipvs.TCP || s.Scheduler != t.scheduler {
+		if !ok || s.Key.Protocol != ipvs.TCP || s.Scheduler != t.scheduler.String() {
 			return fmt.Errorf("unexpected service %s scheduler %s", s.Key, s.Scheduler)
 		}
 		ds, err := k.GetDestinations(s.Key)
