@@ -25,10 +25,13 @@ func Key(vs *conf.VirtualServerSpec) ipvs.ServiceKey {
 
 // The kernel's values of conf's enums.
 var (
-	schedulerFlags = map[conf.SchedulerFlags]uint32{
-		conf.SchedFlagFallback:  ipvs.FlagSched1, // IP_VS_SVC_F_SCHED_SH_FALLBACK, _MH_FALLBACK
-		conf.SchedFlagPort:      ipvs.FlagSched2, // IP_VS_SVC_F_SCHED_SH_PORT, _MH_PORT
-		conf.SchedFlagOnePacket: ipvs.FlagOnePacket,
+	schedulerFlags = []struct {
+		conf conf.SchedulerFlags
+		bit  uint32
+	}{
+		{conf.SchedFlagFallback, ipvs.FlagSched1}, // IP_VS_SVC_F_SCHED_SH_FALLBACK, _MH_FALLBACK
+		{conf.SchedFlagPort, ipvs.FlagSched2},     // IP_VS_SVC_F_SCHED_SH_PORT, _MH_PORT
+		{conf.SchedFlagOnePacket, ipvs.FlagOnePacket},
 	}
 	forwardings = map[conf.Forwarding]ipvs.Forwarding{
 		conf.ForwardNAT: ipvs.ForwardNAT, conf.ForwardDR: ipvs.ForwardDR, conf.ForwardTunnel: ipvs.ForwardTunnel,
@@ -42,16 +45,22 @@ var (
 )
 
 // vsModel is a configured virtual server as kernel entries: everything
-// needed to compute its desired state from the health state. It is
-// comparable with equal, which a reload uses to find what changed.
+// needed to compute its desired state from the health state.
 type vsModel struct {
+	vsHead
+	reals []realModel
+}
+
+// vsHead is a vsModel but its real servers: comparable, so that models are
+// compared with == and no field list.
+type vsHead struct {
 	name       string
 	svc        ipvs.Service
-	reals      []realModel
 	quorum     int
 	hysteresis int
 	inhibit    bool
-	sorry      *ipvs.Destination
+	hasSorry   bool
+	sorry      ipvs.Destination // the sorry server, when hasSorry
 }
 
 type realModel struct {
@@ -62,57 +71,80 @@ type realModel struct {
 	initialUp bool
 }
 
-// equal reports whether two models program and judge alike.
-func (m *vsModel) equal(o *vsModel) bool {
-	return m.name == o.name && m.svc == o.svc && slices.Equal(m.reals, o.reals) && m.quorum == o.quorum &&
-		m.hysteresis == o.hysteresis && m.inhibit == o.inhibit &&
-		(m.sorry == nil) == (o.sorry == nil) && (m.sorry == nil || *m.sorry == *o.sorry)
-}
-
-// model converts one virtual server.
-func model(vs *conf.VirtualServerSpec) vsModel {
+// head converts all of a virtual server but its real servers.
+func head(vs *conf.VirtualServerSpec) vsHead {
 	key := Key(vs)
 	maxBits := 32
 	if key.IsV6() {
 		maxBits = 128
 	}
-	svc := ipvs.Service{Key: key, ServiceSettings: ipvs.ServiceSettings{Scheduler: vs.Scheduler.String(), NetmaskBits: maxBits}}
-	for f, bit := range schedulerFlags {
-		if vs.SchedulerFlags&f != 0 {
-			svc.Flags |= bit
+	h := vsHead{name: vs.Name, quorum: vs.Quorum, hysteresis: vs.Hysteresis, inhibit: vs.InhibitOnFailure,
+		svc: ipvs.Service{Key: key, ServiceSettings: ipvs.ServiceSettings{Scheduler: vs.Scheduler.String(), NetmaskBits: maxBits}}}
+	if h.name == "" {
+		h.name = key.String()
+	}
+	for _, f := range schedulerFlags {
+		if vs.SchedulerFlags&f.conf != 0 {
+			h.svc.Flags |= f.bit
 		}
 	}
 	if vs.Persistence > 0 {
-		svc.Flags |= ipvs.FlagPersistent
-		svc.Timeout = uint32(vs.Persistence.Seconds())
-		svc.NetmaskBits = vs.PersistenceGranularity
-	}
-	m := vsModel{name: vs.Name, svc: svc, quorum: vs.Quorum, hysteresis: vs.Hysteresis, inhibit: vs.InhibitOnFailure,
-		reals: make([]realModel, len(vs.RealServers))}
-	if m.name == "" {
-		m.name = key.String()
-	}
-	dest := func(addr netip.AddrPort, f conf.Forwarding) ipvs.Destination {
-		d := ipvs.Destination{Addr: addr, DestSettings: ipvs.DestSettings{Forwarding: forwardings[f]}}
-		if f == conf.ForwardTunnel {
-			d.TunnelType, d.TunnelPort = tunnelTypes[vs.Tunnel.Type], vs.Tunnel.Port
-			d.TunnelFlags = tunnelChecksums[vs.Tunnel.Checksum]
-		}
-		return d
-	}
-	for j := range vs.RealServers {
-		rs := &vs.RealServers[j]
-		d := dest(rs.Addr, rs.Forwarding)
-		d.UpperThreshold, d.LowerThreshold = rs.UpperThreshold, rs.LowerThreshold
-		m.reals[j] = realModel{name: rs.Name, tmpl: d, weight: rs.Weight, checked: rs.Check != nil,
-			initialUp: rs.Check == nil || rs.Check.InitialUp}
+		h.svc.Flags |= ipvs.FlagPersistent
+		h.svc.Timeout = uint32(vs.Persistence.Seconds())
+		h.svc.NetmaskBits = vs.PersistenceGranularity
 	}
 	if vs.Sorry.IsValid() {
-		d := dest(vs.Sorry, vs.Forwarding)
-		d.Weight = vs.SorryWeight
-		m.sorry = &d
+		h.hasSorry, h.sorry = true, dest(vs, vs.Sorry, vs.Forwarding)
+		h.sorry.Weight = vs.SorryWeight
+	}
+	return h
+}
+
+// realOf converts one real server of vs.
+func realOf(vs *conf.VirtualServerSpec, rs *conf.RealServerSpec) realModel {
+	d := dest(vs, rs.Addr, rs.Forwarding)
+	d.UpperThreshold, d.LowerThreshold = rs.UpperThreshold, rs.LowerThreshold
+	return realModel{name: rs.Name, tmpl: d, weight: rs.Weight, checked: rs.Check != nil,
+		initialUp: rs.Check == nil || rs.Check.InitialUp}
+}
+
+// dest is a destination of vs at addr, weight unset.
+func dest(vs *conf.VirtualServerSpec, addr netip.AddrPort, f conf.Forwarding) ipvs.Destination {
+	d := ipvs.Destination{Addr: addr, DestSettings: ipvs.DestSettings{Forwarding: forwardings[f]}}
+	if f == conf.ForwardTunnel {
+		d.TunnelType, d.TunnelPort = tunnelTypes[vs.Tunnel.Type], vs.Tunnel.Port
+		d.TunnelFlags = tunnelChecksums[vs.Tunnel.Checksum]
+	}
+	return d
+}
+
+// model converts one virtual server.
+func model(vs *conf.VirtualServerSpec) vsModel {
+	m := vsModel{vsHead: head(vs), reals: make([]realModel, len(vs.RealServers))}
+	for j := range vs.RealServers {
+		m.reals[j] = realOf(vs, &vs.RealServers[j])
 	}
 	return m
+}
+
+// is reports whether m is vs's model, converting without allocating: a
+// reload compares every virtual server and converts only those that
+// changed.
+func (m *vsModel) is(vs *conf.VirtualServerSpec) bool {
+	if len(m.reals) != len(vs.RealServers) || m.vsHead != head(vs) {
+		return false
+	}
+	for j := range vs.RealServers {
+		if m.reals[j] != realOf(vs, &vs.RealServers[j]) {
+			return false
+		}
+	}
+	return true
+}
+
+// equal reports whether two models program and judge alike.
+func (m *vsModel) equal(o *vsModel) bool {
+	return m.vsHead == o.vsHead && slices.Equal(m.reals, o.reals)
 }
 
 func vsName(i int, name string) string {
@@ -141,15 +173,16 @@ func rebuildModel(vss []conf.VirtualServerSpec, old []vsModel) ([]vsModel, model
 	diff := modelDiff{structural: len(vss) != len(old)}
 	seen := make(map[ipvs.ServiceKey]int, len(vss))
 	for i := range vss {
-		m := model(&vss[i])
-		if prev, dup := seen[m.svc.Key]; dup {
-			return nil, diff, fmt.Errorf("%s: service %s already defined by %s", vsName(i, vss[i].Name), m.svc.Key, vsName(prev, vss[prev].Name))
+		key := Key(&vss[i])
+		if prev, dup := seen[key]; dup {
+			return nil, diff, fmt.Errorf("%s: service %s already defined by %s", vsName(i, vss[i].Name), key, vsName(prev, vss[prev].Name))
 		}
-		seen[m.svc.Key] = i
-		if i < len(old) && old[i].equal(&m) {
+		seen[key] = i
+		if i < len(old) && old[i].is(&vss[i]) {
 			out[i] = old[i]
 			continue
 		}
+		m := model(&vss[i])
 		out[i] = m
 		if i >= len(old) || old[i].svc.Key != m.svc.Key || old[i].name != m.name {
 			diff.structural = true

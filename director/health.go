@@ -68,9 +68,9 @@ func desired(m *vsModel, health map[healthKey]Verdict, q quorumMemory) *desiredS
 		d.reals[j] = rs
 	}
 	d.quorumUp = q.next(m, d.aliveWeight)
-	d.sorry = !d.quorumUp && m.sorry != nil
+	d.sorry = !d.quorumUp && m.hasSorry
 	if d.sorry {
-		d.dests = []ipvs.Destination{*m.sorry}
+		d.dests = []ipvs.Destination{m.sorry}
 	} else {
 		d.dests = make([]ipvs.Destination, 0, len(m.reals))
 		for j, rm := range m.reals {
@@ -182,7 +182,7 @@ func snapshotOne(m *vsModel, want map[ipvs.ServiceKey]*desiredSvc, cur map[ipvs.
 		fill(&rs)
 		ss.Reals = append(ss.Reals, rs)
 	}
-	if m.sorry != nil {
+	if m.hasSorry {
 		rs := RealStatus{Name: "sorry_server", Addr: m.sorry.Addr, Sorry: true, Healthy: true,
 			ConfiguredWeight: m.sorry.Weight}
 		if d.sorry {
