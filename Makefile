@@ -6,9 +6,16 @@ BIN     := bin/haldir
 LDFLAGS := -s -w -X main.version=$(VERSION)
 GOBIN   := $(CURDIR)/bin
 STATICCHECK_VERSION := v0.8.2
-NFPM_VERSION := v2.44.0
+NFPM_VERSION := v2.48.0
+# The package release; the RPM's carries a %{?dist}-style tag after it
+# (the binary is static: the tag only files the package in a dist's
+# repository; RPM_DIST=.el8 for an EL8 one).
+RELEASE := 1
+RPM_DIST ?= .el9
+RPM := dist/haldir-$(VERSION)-$(RELEASE)$(RPM_DIST).x86_64.rpm
+DEB := dist/haldir_$(VERSION)-$(RELEASE)_amd64.deb
 
-.PHONY: all build test deps lint bench rpm fuzz demo vm-kernel clean
+.PHONY: all build test deps lint bench rpm deb nfpm pkgfiles man fuzz demo vm-kernel clean
 
 all: build
 
@@ -22,10 +29,11 @@ build:
 # the lab kernel are present (`make vm-kernel`; HALDIR_LAB=vm turns their
 # absence into a failure, as CI does). The race detector is on throughout:
 # the VM lab copies the test binary into the guest with its libraries.
-# The RPM is built first so its tests inspect the real package. As root,
+# The RPM and the .deb are built first so their tests inspect the real
+# packages. As root,
 # `make deps` first installs what the tiers need (apt packages, the lab
 # kernel), so on a fresh Debian machine `make test` is the whole set-up.
-test: deps rpm
+test: deps rpm deb
 	HALDIR_REQUIRE_RPM=1 $(GO) test -race -count=1 -timeout 18m ./...
 
 # What the namespace and VM tiers need (lab/install-deps.sh): installed when
@@ -43,10 +51,34 @@ lint:
 	@test -x $(GOBIN)/staticcheck || GOBIN=$(GOBIN) GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(GOBIN)/staticcheck ./...
 
-rpm: build
-	@test -x $(GOBIN)/nfpm || GOBIN=$(GOBIN) GOFLAGS= $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+# Both packages come from packaging/nfpm.yaml. nfpm is installed into bin/
+# at the pinned version (an older one there is replaced).
+nfpm:
+	@$(GO) version -m $(GOBIN)/nfpm 2>/dev/null | grep -q 'mod.*nfpm/v2.*$(NFPM_VERSION)' || GOBIN=$(GOBIN) GOFLAGS= $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+
+# What the packages hold beyond the repository's files: the man pages
+# gzip-compressed (-n: no timestamp, so a rebuild is byte-identical) and
+# the completion scripts the binary prints.
+pkgfiles: build
+	@mkdir -p dist/pkg
+	gzip -9nc docs/man/haldir.8 >dist/pkg/haldir.8.gz
+	gzip -9nc docs/man/haldir.toml.5 >dist/pkg/haldir.toml.5.gz
+	$(BIN) completion bash >dist/pkg/haldir.bash
+	$(BIN) completion zsh >dist/pkg/_haldir
+
+# docs/man is generated from the command table (cmd/haldir/commands.go) and
+# docs/config.md; this rewrites it after either changed (TestManPages fails
+# until it is).
+man:
+	HALDIR_UPDATE_MAN=1 $(GO) test -count=1 -run '^TestManPages$$' ./cmd/haldir
+
+rpm: build nfpm pkgfiles
 	@mkdir -p dist
-	HALDIR_VERSION=$(VERSION) $(GOBIN)/nfpm package --config packaging/nfpm.yaml --packager rpm --target dist/haldir-$(VERSION)-1.x86_64.rpm
+	HALDIR_VERSION=$(VERSION) HALDIR_RELEASE=$(RELEASE)$(RPM_DIST) $(GOBIN)/nfpm package --config packaging/nfpm.yaml --packager rpm --target $(RPM)
+
+deb: build nfpm pkgfiles
+	@mkdir -p dist
+	HALDIR_VERSION=$(VERSION) HALDIR_RELEASE=$(RELEASE) $(GOBIN)/nfpm package --config packaging/nfpm.yaml --packager deb --target $(DEB)
 
 # A short smoke run of every fuzz target (FUZZTIME each).
 FUZZTIME ?= 10s
@@ -70,9 +102,9 @@ demo:
 # director against ipvsadm-restore in the VM lab.
 BENCHTIME ?= 60s
 bench:
-	$(GO) test -run '^$$' -bench Failover -benchtime 1x -timeout 30m ./vrrp/
-	$(GO) run ./healthcheck/bench -duration $(BENCHTIME)
-	$(GO) run ./director/bench
+	$(GO) test -run '^$$' -bench Failover -benchtime 1x -timeout 30m ./bench/vrrp/failover/
+	$(GO) run ./bench/healthcheck -duration $(BENCHTIME)
+	$(GO) run ./bench/director
 
 clean:
 	rm -rf bin dist

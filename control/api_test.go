@@ -11,11 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/connsync"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
 	"github.com/haldir-lb/haldir/ipvs"
-	hsync "github.com/haldir-lb/haldir/sync"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -180,10 +181,10 @@ func apiSample() (Status, []time.Duration) {
 		Director: &director.Counters{Passes: 5, Writes: map[ipvs.OpKind]uint64{ipvs.OpNewDest: 1}, Errors: map[director.ErrorKey]uint64{{Op: ipvs.OpNewDest, Reason: "EEXIST"}: 1}},
 		Probes: []healthcheck.ProbeStatus{{Key: "k", Target: healthcheck.Target{Addr: r1, Check: *conf.CompileCheck(&check, r1)}, Up: true, Since: t0, Checks: 9,
 			Subscribers: 1, History: []healthcheck.Result{{Up: true, Reason: "HTTP 200", Start: t0, Took: 2345 * time.Microsecond}}}},
-		Sync: &hsync.Status{Running: []ipvs.SyncDaemon{{State: ipvs.SyncBackup, Interface: "eth1", SyncID: 51}},
+		Sync: &connsync.Status{Running: []ipvs.SyncDaemon{{State: ipvs.SyncBackup, Interface: "eth1", SyncID: 51}},
 			Want: ipvs.SyncDaemon{State: ipvs.SyncMaster, Interface: "eth1", SyncID: 51}, Changes: 1},
-		Cluster: &hsync.View{Members: []hsync.Member{{NodeState: hsync.NodeState{Name: "lvs-a", Version: "0.3.0", Incarnation: uint64(t0.UnixNano()), Seq: 4,
-			Config: map[string]string{"vrrp": "ab"}, VRRP: []hsync.InstanceState{{Name: "VI_1", VRID: 51, Family: 6, State: "backup", Priority: 90}}},
+		Cluster: &cluster.View{Members: []cluster.Member{{NodeState: cluster.NodeState{Name: "lvs-a", Version: "0.3.0", Incarnation: uint64(t0.UnixNano()), Seq: 4,
+			Config: map[string]string{"vrrp": "ab"}, VRRP: []cluster.InstanceState{{Name: "VI_1", VRID: 51, Family: 6, State: "backup", Priority: 90}}},
 			Addr: "127.0.0.1:7946", Status: "alive", Self: true}}},
 		NotRunning: map[string]string{"metrics": "disabled"},
 	}, durations

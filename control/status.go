@@ -3,11 +3,12 @@ package control
 import (
 	"time"
 
+	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/connsync"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
 	"github.com/haldir-lb/haldir/ipvs"
-	hsync "github.com/haldir-lb/haldir/sync"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -40,9 +41,9 @@ type Status struct {
 	// the director's snapshot does not carry.
 	VirtualServers []conf.VirtualServer `json:",omitempty"`
 	// Sync is the connection sync daemon's follower; nil without [sync].
-	Sync *hsync.Status `json:",omitempty"`
+	Sync *connsync.Status `json:",omitempty"`
 	// Cluster is every director as this one sees it; nil without [cluster].
-	Cluster *hsync.View `json:",omitempty"`
+	Cluster *cluster.View `json:",omitempty"`
 	// Components not running in this build or configuration, with why.
 	NotRunning map[string]string
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 )
@@ -251,13 +252,7 @@ func TestRunAppliesVerdictsWithoutRereading(t *testing.T) {
 	}
 	waitUntil := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		poll.True(t, 10*time.Second, what, cond)
 	}
 	a := netip.AddrPortFrom(rs1, 8080)
 	waitUntil("the first pass", func() bool { return has(a) })
@@ -276,7 +271,7 @@ func TestRunAppliesVerdictsWithoutRereading(t *testing.T) {
 
 // BenchmarkOneWeightReload is the CPU side of a one-change reload of 1,000
 // services × 10 real servers (SetConfig and ReconcileChanges, against the
-// fake kernel): what director/bench measures against the real kernel.
+// fake kernel): what bench/director measures against the real kernel.
 func BenchmarkOneWeightReload(b *testing.B) {
 	vss := make([]conf.VirtualServer, 1000)
 	for i := range vss {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 )
@@ -615,13 +616,7 @@ func TestRunLoopReactsToVerdicts(t *testing.T) {
 	go func() { done <- r.Run(ctx) }()
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s; writes %v", what, opStrings(k.Writes()))
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		poll.True(t, 5*time.Second, what, cond, func() string { return "writes: " + strings.Join(opStrings(k.Writes()), "; ") })
 	}
 	inKernel := func(a netip.AddrPort) bool {
 		ds, _ := k.GetDestinations(mustKey(t, vs))

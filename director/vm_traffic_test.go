@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/lab/vm"
@@ -537,25 +538,18 @@ func (l *trafficLab) wantDests(t *testing.T, key ipvs.ServiceKey, want map[netip
 func (l *trafficLab) waitDests(t *testing.T, key ipvs.ServiceKey, want map[netip.AddrPort]int) {
 	t.Helper()
 	w := destStrings(want)
-	deadline := time.Now().Add(tableWait)
-	for {
+	poll.UntilEvery(t, tableWait, 50*time.Millisecond, fmt.Sprintf("kernel destinations of %s to be %v", key, w), func() (bool, any) {
 		got := l.kernelDests(t, key)
-		if slices.Equal(got, w) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kernel destinations of %s after %s:\n got  %v\n want %v", key, tableWait, got, w)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return slices.Equal(got, w), got
+	})
 }
 
 // serviceStats polls the service's kernel counters until they count conns
 // connections: the kernel folds its per-CPU counters in every 2 s.
 func (l *trafficLab) serviceStats(t *testing.T, key ipvs.ServiceKey, conns uint64) ipvs.Stats {
 	t.Helper()
-	deadline := time.Now().Add(tableWait)
-	for {
+	var st ipvs.Stats
+	poll.UntilEvery(t, tableWait, 100*time.Millisecond, fmt.Sprintf("service %s to count %d connections", key, conns), func() (bool, any) {
 		svcs, err := l.k.GetServices()
 		if err != nil {
 			t.Fatalf("GetServices: %v", err)
@@ -564,17 +558,13 @@ func (l *trafficLab) serviceStats(t *testing.T, key ipvs.ServiceKey, conns uint6
 		if i < 0 {
 			t.Fatalf("service %s not in the kernel", key)
 		}
-		if st := svcs[i].Stats; st.Conns >= conns {
-			if st.Conns != conns {
-				t.Fatalf("service %s counted %d connections, want %d", key, st.Conns, conns)
-			}
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("service %s counted %d connections after %s, want %d", key, svcs[i].Stats.Conns, tableWait, conns)
-		}
-		time.Sleep(100 * time.Millisecond)
+		st = svcs[i].Stats
+		return st.Conns >= conns, st.Conns
+	})
+	if st.Conns != conns {
+		t.Fatalf("service %s counted %d connections, want %d", key, st.Conns, conns)
 	}
+	return st
 }
 
 // TestVMDirectorTraffic is issue #6's traffic tier: a Reconciler programs
@@ -991,17 +981,11 @@ check = { type = "tcp" }
 		verdict := func(i int, up bool) {
 			t.Helper()
 			r.SetHealth(Verdict{Service: key, Real: ap(reals4[i], 80), Up: up})
-			deadline := time.Now().Add(tableWait)
-			for {
+			poll.Until(t, tableWait, fmt.Sprintf("a pass to take in %s up=%v", realNames[i], up), func() (bool, any) {
 				s := r.Snapshot()
-				if rs := s[0].Reals[i]; rs.HealthKnown && rs.Healthy == up {
-					return
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("no pass took in %s up=%v within %s: %+v", realNames[i], up, tableWait, s)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+				rs := s[0].Reals[i]
+				return rs.HealthKnown && rs.Healthy == up, s
+			})
 		}
 		state := func(wantUp, wantSorry bool, alive int) {
 			t.Helper()

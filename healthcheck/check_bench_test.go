@@ -11,7 +11,7 @@ import (
 
 // The per-check cost of the tcp and http checkers against a loopback
 // server, for allocation counts (-benchmem); the scale benchmark with its
-// table is healthcheck/bench.
+// table is bench/healthcheck.
 func BenchmarkCheck(b *testing.B) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

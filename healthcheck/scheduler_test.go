@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/poll"
 )
 
 // fakeClock only moves when Advance is called.
@@ -87,13 +88,7 @@ func weighted(w int) Result { r := up("w"); r.Weight = w; return r }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.True(t, 5*time.Second, what, cond)
 }
 
 func TestVerdict(t *testing.T) {

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/haldir-lb/haldir/internal/poll"
 )
 
 // pair builds the smallest useful lab: hosts a and b on switch sw.
@@ -148,18 +150,6 @@ func reachable(a *Host, network, addr string, d time.Duration) bool {
 	return err == nil
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %v", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestLinkCutAndRestore(t *testing.T) {
 	_, a, b := pair(t)
 	for _, addr := range []string{"192.0.2.2:7100", "[2001:db8::2]:7100"} {
@@ -181,7 +171,7 @@ func TestLinkCutAndRestore(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, addr := range []string{"192.0.2.2:7100", "[2001:db8::2]:7100"} {
-				eventually(t, 3*time.Second, "reachable before "+tc.name+" "+addr, func() bool {
+				poll.True(t, 3*time.Second, "reachable before "+tc.name+" "+addr, func() bool {
 					return reachable(a, "udp", addr, 200*time.Millisecond)
 				})
 			}
@@ -216,7 +206,7 @@ func TestLinkCutAndRestore(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, addr := range []string{"192.0.2.2:7100", "[2001:db8::2]:7100"} {
-				eventually(t, 3*time.Second, "reachable after restoring "+addr, func() bool {
+				poll.True(t, 3*time.Second, "reachable after restoring "+addr, func() bool {
 					return reachable(a, "udp", addr, 200*time.Millisecond)
 				})
 			}
@@ -520,7 +510,7 @@ func TestSweepRemovesLeftoverOfKilledOwner(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(OwnerDir, id)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("owner file of the dead owner still there: %v", err)
 	}
-	eventually(t, 5*time.Second, "stray sleep in the leftover namespace killed", func() bool {
+	poll.True(t, 5*time.Second, "stray sleep in the leftover namespace killed", func() bool {
 		_, err := procStartTime(sleeper) // errors for gone and zombie processes
 		return err != nil
 	})

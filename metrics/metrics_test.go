@@ -13,12 +13,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/connsync"
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
 	"github.com/haldir-lb/haldir/ipvs"
-	hsync "github.com/haldir-lb/haldir/sync"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -173,8 +174,8 @@ func TestLabelNames(t *testing.T) {
 	st := sample()
 	st.Services = append(st.Services, director.ServiceStatus{Name: "mail",
 		Key: ipvs.ServiceKey{Fwmark: 5}, Reals: []director.RealStatus{{Addr: netip.MustParseAddrPort("10.0.0.30:25")}}})
-	st.Sync = &hsync.Status{}
-	st.Cluster = &hsync.View{Problems: []string{"split brain: x"}}
+	st.Sync = &connsync.Status{}
+	st.Cluster = &cluster.View{Problems: []string{"split brain: x"}}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(New(func() control.Status { return st }))
 	mfs, err := reg.Gather()
@@ -284,12 +285,12 @@ func TestServeBindError(t *testing.T) {
 
 func TestCollectorSyncAndCluster(t *testing.T) {
 	st := sample()
-	st.Sync = &hsync.Status{
+	st.Sync = &connsync.Status{
 		Running: []ipvs.SyncDaemon{{State: ipvs.SyncBackup, Interface: "eth1", SyncID: 51}},
 		Want:    ipvs.SyncDaemon{State: ipvs.SyncMaster}, Changes: 3, Failures: 1,
 	}
-	st.Cluster = &hsync.View{
-		Members: []hsync.Member{{Status: "alive", Self: true}, {Status: "alive"}, {Status: "gone"}},
+	st.Cluster = &cluster.View{
+		Members: []cluster.Member{{Status: "alive", Self: true}, {Status: "alive"}, {Status: "gone"}},
 		Problems: []string{"split brain: vrid 51 (IPv4) is master on a/vi and b/vi",
 			"config drift: virtual_server differs: a (1) vs b (2)", "config drift: sync differs: a (1) vs b (2)"},
 		Malformed: 4,

@@ -1,7 +1,10 @@
-// Package packaging holds what ships haldir to CentOS/RHEL directors: the RPM
-// definition (nfpm.yaml), the sandboxed systemd unit, /etc/sysconfig/haldir,
-// the minimal /etc/haldir/haldir.toml (haldir.minimal.toml) and the commented
-// example for a pair of directors (haldir.toml, shipped as documentation).
-// Its tests inspect the RPM that `make rpm` built, score the unit with
-// `systemd-analyze security`, and run the daemon under the unit's sandbox.
+// Package packaging holds what ships haldir to directors: the RPM (CentOS/RHEL)
+// and .deb (Debian/Ubuntu) definition (nfpm.yaml), their install scripts, the
+// linters' justifications (rpmlint.toml, lintian-overrides), the sandboxed
+// systemd unit, the unit's environment file, the minimal
+// /etc/haldir/haldir.toml (haldir.minimal.toml) and the commented example for
+// a pair of directors (haldir.toml, shipped as documentation). Its tests
+// inspect the packages `make rpm` and `make deb` built, lint them, run their
+// install scripts, score the unit with `systemd-analyze security`, and run the
+// daemon under the unit's sandbox.
 package packaging

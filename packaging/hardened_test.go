@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/lab"
 )
 
@@ -155,7 +156,7 @@ func TestHardenedDaemon(t *testing.T) {
 
 	// Master, with the VIP on the virtual MAC interface.
 	vip := netip.MustParsePrefix("192.0.2.100/24")
-	poll(t, ctx, p, "the VIP on vrrp.51", func() (bool, string) {
+	waitDaemon(t, ctx, p, "the VIP on vrrp.51", func() (bool, string) {
 		addrs, err := h.Addrs("vrrp.51")
 		return err == nil && slices.Contains(addrs, vip), fmt.Sprint(addrs, err)
 	})
@@ -167,14 +168,14 @@ func TestHardenedDaemon(t *testing.T) {
 
 	// The control socket, from outside the sandbox, as an operator uses it.
 	sock := filepath.Join(rundir, "haldir.sock")
-	poll(t, ctx, p, "haldir status: VI_1 MASTER", func() (bool, string) {
+	waitDaemon(t, ctx, p, "haldir status: VI_1 MASTER", func() (bool, string) {
 		out, err := exec.CommandContext(ctx, bin, "status", "-s", sock).CombinedOutput()
 		return err == nil && regexp.MustCompile(`(?m)^\s+VI_1\s+MASTER\b`).Match(out), string(out)
 	})
 
 	// The notify command ran, bounded like the daemon.
 	var notify string
-	poll(t, ctx, p, "the notify command", func() (bool, string) {
+	waitDaemon(t, ctx, p, "the notify command", func() (bool, string) {
 		b, _ := os.ReadFile(filepath.Join(rundir, "notify.log"))
 		notify = string(b)
 		return strings.Contains(notify, "mount /proc/sys/net"), notify
@@ -195,7 +196,7 @@ func TestHardenedDaemon(t *testing.T) {
 			t.Errorf("the notify command's report lacks %q:\n%s", want, notify)
 		}
 	}
-	poll(t, ctx, p, "the track command", func() (bool, string) {
+	waitDaemon(t, ctx, p, "the track command", func() (bool, string) {
 		_, err := os.Stat(filepath.Join(rundir, "track.log"))
 		return err == nil, fmt.Sprint(err)
 	})
@@ -204,7 +205,7 @@ func TestHardenedDaemon(t *testing.T) {
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) { return h.Dial(ctx, network, addr) },
 	}}
-	poll(t, ctx, p, "metrics", func() (bool, string) {
+	waitDaemon(t, ctx, p, "metrics", func() (bool, string) {
 		resp, err := hc.Get("http://127.0.0.1:9712/metrics")
 		if err != nil {
 			return false, err.Error()
@@ -239,31 +240,26 @@ func TestHardenedDaemon(t *testing.T) {
 	}
 }
 
-// poll calls check every 50ms until it holds, failing the test with its
-// last detail and the daemon's output when ctx ends or the daemon exits.
-func poll(t *testing.T, ctx context.Context, p *lab.Proc, what string, check func() (bool, string)) {
+// waitDaemon polls check (internal/poll) until it holds, failing the test
+// with its last detail and the daemon's output after 30 s, when ctx ends
+// or when the daemon exits.
+func waitDaemon(t *testing.T, ctx context.Context, p *lab.Proc, what string, check func() (bool, string)) {
 	t.Helper()
 	// Master-down time is 0.3s here; 30s is only for a loaded machine.
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	poll.UntilEvery(t, 30*time.Second, 50*time.Millisecond, what, func() (bool, any) {
 		ok, detail := check()
 		if ok {
-			return
+			return true, nil
 		}
 		select {
+		case <-p.Done():
+			t.Fatalf("%s: haldir exited (%v); last: %s\nhaldir output:\n%s", what, p.Wait(), detail, p.Output())
 		case <-ctx.Done():
 			t.Fatalf("%s: %v; last: %s\nhaldir output:\n%s", what, ctx.Err(), detail, p.Output())
-		case <-p.Done():
-			if ok, detail = check(); ok {
-				return
-			}
-			t.Fatalf("%s: haldir exited (%v); last: %s\nhaldir output:\n%s", what, p.Wait(), detail, p.Output())
-		case <-tick.C:
+		default:
 		}
-	}
+		return false, detail
+	}, func() string { return "haldir output:\n" + p.Output() })
 }
 
 func copyFile(t *testing.T, src, dst string, mode os.FileMode) {

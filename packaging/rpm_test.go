@@ -16,21 +16,55 @@ import (
 // first; a bare `go test` without it skips and says how to get one.
 func builtRPM(t *testing.T) string {
 	t.Helper()
+	// haldir-VERSION-RELEASE.DIST.x86_64.rpm: the dist tag is the Makefile's
+	// RPM_DIST, so any one is taken, but only one may be there.
+	return builtPackage(t, "haldir-"+packageVersion(t)+"-1*.x86_64.rpm", "rpm", "rpm")
+}
+
+// builtDeb finds the .deb that `make deb` left in dist/, as builtRPM.
+func builtDeb(t *testing.T) string {
+	t.Helper()
+	return builtPackage(t, "haldir_"+packageVersion(t)+"-1_amd64.deb", "deb", "dpkg-deb")
+}
+
+func packageVersion(t *testing.T) string {
+	t.Helper()
 	version, err := os.ReadFile("../VERSION")
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join("..", "dist", "haldir-"+strings.TrimSpace(string(version))+"-1.x86_64.rpm")
-	if _, err := os.Stat(path); err != nil {
+	return strings.TrimSpace(string(version))
+}
+
+func builtPackage(t *testing.T, pattern, target, tool string) string {
+	t.Helper()
+	matches, err := filepath.Glob(filepath.Join("..", "dist", pattern))
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case len(matches) > 1:
+		t.Fatalf("dist/ holds %d packages matching %s (%q): remove the stale ones", len(matches), pattern, matches)
+	case len(matches) == 0 && os.Getenv("HALDIR_REQUIRE_RPM") != "":
+		t.Fatalf("dist/%s: not built (HALDIR_REQUIRE_RPM is set: run make %s)", pattern, target)
+	case len(matches) == 0:
+		t.Skipf("dist/%s not built: run `make %s` (make test does)", pattern, target)
+	}
+	needTool(t, tool)
+	return matches[0]
+}
+
+// needTool skips a test when a program it runs is missing, or fails it
+// when HALDIR_REQUIRE_RPM is set (make test, CI: lab/install-deps.sh
+// installs them all).
+func needTool(t *testing.T, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
 		if os.Getenv("HALDIR_REQUIRE_RPM") != "" {
-			t.Fatalf("%s: %v (HALDIR_REQUIRE_RPM is set: run make rpm)", path, err)
+			t.Fatalf("%s not installed (HALDIR_REQUIRE_RPM is set: run lab/install-deps.sh)", name)
 		}
-		t.Skipf("%s not built: run `make rpm` (make test does)", path)
+		t.Skipf("%s not installed (lab/install-deps.sh installs it)", name)
 	}
-	if _, err := exec.LookPath("rpm"); err != nil {
-		t.Skip("rpm not installed (apt-get install rpm)")
-	}
-	return path
 }
 
 func rpmQuery(t *testing.T, args ...string) string {
@@ -56,6 +90,12 @@ func TestRPMFileList(t *testing.T) {
 		"/usr/share/doc/haldir/README.md",
 		"/usr/share/doc/haldir/config.md",
 		"/usr/share/doc/haldir/haldir.toml.example",
+		"/usr/share/licenses/haldir/LICENSE",
+		"/etc/haldir", // owned: rpm -qf /etc/haldir names the package
+		"/usr/share/man/man8/haldir.8.gz",
+		"/usr/share/man/man5/haldir.toml.5.gz",
+		"/usr/share/bash-completion/completions/haldir",
+		"/usr/share/zsh/site-functions/_haldir",
 	} {
 		if !slices.Contains(files, want) {
 			t.Errorf("RPM lacks %s; it holds %q", want, files)
@@ -87,11 +127,12 @@ func TestRPMFileList(t *testing.T) {
 func TestRPMMetadata(t *testing.T) {
 	rpm := builtRPM(t)
 	info := rpmQuery(t, "-qpi", rpm)
-	version, _ := os.ReadFile("../VERSION")
+	version := packageVersion(t)
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^Name\s*: haldir$`),
-		regexp.MustCompile(`(?m)^Version\s*: ` + regexp.QuoteMeta(strings.TrimSpace(string(version))) + `$`),
-		regexp.MustCompile(`(?m)^Release\s*: 1$`),
+		regexp.MustCompile(`(?m)^Version\s*: ` + regexp.QuoteMeta(version) + `$`),
+		// RELEASE and a %{?dist}-style tag (Makefile RPM_DIST).
+		regexp.MustCompile(`(?m)^Release\s*: 1\.el\d+$`),
 		regexp.MustCompile(`(?m)^Architecture\s*: x86_64$`),
 		regexp.MustCompile(`(?m)^License\s*: Apache-2.0$`),
 		regexp.MustCompile(`(?m)^Summary\s*: .*Linux Virtual Server`),
@@ -100,9 +141,29 @@ func TestRPMMetadata(t *testing.T) {
 			t.Errorf("rpm -qpi lacks %v:\n%s", want, info)
 		}
 	}
-	reqs := rpmQuery(t, "-qpR", rpm)
-	if !strings.Contains(reqs, "systemd") {
-		t.Errorf("RPM does not require systemd:\n%s", reqs)
+	// systemctl in the scriptlets: Requires(post) and a plain Requires
+	// (nfpm has no Requires(preun)/(postun); nfpm.yaml says why the plain
+	// one stands in).
+	reqs := rpmQuery(t, "-qp", "--queryformat", "[%{REQUIRENAME} %{REQUIREFLAGS:deptype}\n]", rpm)
+	for _, want := range []string{"systemd post", "systemd manual"} {
+		if !slices.Contains(strings.Split(reqs, "\n"), want) {
+			t.Errorf("RPM requires lack %q:\n%s", want, reqs)
+		}
+	}
+
+	// %doc, %license and a changelog whose newest entry is this version.
+	docs := strings.Fields(rpmQuery(t, "-qpd", rpm))
+	for _, want := range []string{"/usr/share/doc/haldir/README.md", "/usr/share/doc/haldir/config.md", "/usr/share/doc/haldir/haldir.toml.example"} {
+		if !slices.Contains(docs, want) {
+			t.Errorf("%s is not %%doc; docs: %q", want, docs)
+		}
+	}
+	if lic := strings.Fields(rpmQuery(t, "-qpL", rpm)); !slices.Equal(lic, []string{"/usr/share/licenses/haldir/LICENSE"}) {
+		t.Errorf("%%license files: %q", lic)
+	}
+	changelog := rpmQuery(t, "-qp", "--changelog", rpm)
+	if first, _, _ := strings.Cut(changelog, "\n"); !strings.HasSuffix(first, " - "+version+"-1") {
+		t.Errorf("the changelog's newest entry is not %s-1:\n%s", version, changelog)
 	}
 	scripts := rpmQuery(t, "-qp", "--scripts", rpm)
 	if !strings.Contains(scripts, "systemctl daemon-reload") {
@@ -217,5 +278,32 @@ func TestUnitUsesSysconfigVariables(t *testing.T) {
 		if !strings.Contains(string(unit), want) {
 			t.Errorf("haldir.service lacks %q", want)
 		}
+	}
+}
+
+// TestRPMInstallOwnsDirectories installs the RPM into an empty root (rpm
+// --root, no scriptlets: they would run in a chroot without a shell) and
+// asks rpm who owns what: `rpm -qf /etc/haldir` names the package, so an
+// erase takes the directory with it.
+func TestRPMInstallOwnsDirectories(t *testing.T) {
+	rpm := builtRPM(t)
+	if os.Geteuid() != 0 {
+		t.Skip("rpm --root installs files owned by root: run as root")
+	}
+	root := t.TempDir()
+	rpmQuery(t, "--root", root, "--initdb")
+	rpmQuery(t, "--root", root, "-i", "--nodeps", "--noscripts", rpm)
+	nevra := strings.TrimSpace(rpmQuery(t, "-qp", "--queryformat", "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}", rpm))
+	for _, path := range []string{"/etc/haldir", "/etc/haldir/haldir.toml", "/usr/sbin/haldir", "/usr/share/licenses/haldir/LICENSE"} {
+		if got := strings.TrimSpace(rpmQuery(t, "--root", root, "-qf", path)); got != nevra {
+			t.Errorf("rpm -qf %s: %q, want %q", path, got, nevra)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(root, "etc/haldir/haldir.toml")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("installed /etc/haldir/haldir.toml: %v, %v; want mode 0600", fi, err)
+	}
+	rpmQuery(t, "--root", root, "-e", "--nodeps", "--noscripts", "haldir")
+	if _, err := os.Stat(filepath.Join(root, "etc/haldir")); !os.IsNotExist(err) {
+		t.Errorf("/etc/haldir after an erase: %v, want it gone with the package", err)
 	}
 }

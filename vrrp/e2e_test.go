@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/vrrp"
 )
@@ -167,16 +168,7 @@ func (r *router) state() vrrp.State { return r.in.Status().State }
 
 func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) time.Time {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return time.Now()
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return poll.True(t, d, what, cond)
 }
 
 // holders returns the routers holding the VIP.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/vrrp"
 	"github.com/vishvananda/netlink"
@@ -87,17 +89,10 @@ func whoHolds(t *testing.T, client *lab.Host, vip netip.Addr, want string) {
 		line, err := bufio.NewReader(c).ReadString('\n')
 		return strings.TrimSpace(line), err
 	}
-	deadline := time.Now().Add(settle)
-	for {
+	poll.UntilEvery(t, settle, 20*time.Millisecond, fmt.Sprintf("the VIP %v to answer as %s", vip, want), func() (bool, any) {
 		got, err := ask()
-		if err == nil && got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the VIP %v never answered as %s: last answer %q, %v", vip, want, got, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && got == want, fmt.Sprintf("answer %q, %v", got, err)
+	})
 }
 
 // neighMAC returns the MAC the client's neighbour table holds for ip.

@@ -13,11 +13,17 @@ import (
 	"github.com/haldir-lb/haldir/conf"
 )
 
+// checkFlags defines the flags of "haldir check" (documented in commands).
+func checkFlags() (fs *flag.FlagSet, path *string, host *bool) {
+	fs = flag.NewFlagSet("haldir check", flag.ContinueOnError)
+	path = fs.String("c", conf.DefaultPath, "configuration file")
+	host = fs.Bool("host", false, "also check the file against this host (interfaces, addresses, commands, IPVS modules)")
+	return fs, path, host
+}
+
 // runCheck implements "haldir check": validate the file and summarise it.
 func runCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("haldir check", flag.ContinueOnError)
-	path := fs.String("c", conf.DefaultPath, "configuration file")
-	host := fs.Bool("host", false, "also check the file against this host (interfaces, addresses, commands, IPVS modules)")
+	fs, path, host := checkFlags()
 	if done, code := parseFlags(fs, "check", args, stdout, stderr); done {
 		return code
 	}

@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
-	hsync "github.com/haldir-lb/haldir/sync"
+	"github.com/haldir-lb/haldir/internal/poll"
 )
 
 // freePort returns a loopback port nothing listens on (TCP and UDP: the
@@ -75,19 +76,16 @@ secret_file = %[5]q
 	if c1.cluster == nil || c2.cluster == nil {
 		t.Fatalf("cluster not running: %v / %v", c1.notRunningSnapshot(), c2.notRunningSnapshot())
 	}
-	wait := func(what string, ok func(hsync.View) bool) {
+	wait := func(what string, ok func(cluster.View) bool) {
 		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
 		for _, c := range []*components{c1, c2} {
-			for !ok(c.cluster.View()) {
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: view %+v\n%s\n%s", what, c.cluster.View(), logs1.String(), logs2.String())
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			poll.Until(t, 15*time.Second, what, func() (bool, any) {
+				v := c.cluster.View()
+				return ok(v), v
+			}, logs1.String, logs2.String)
 		}
 	}
-	states := func(v hsync.View) string {
+	states := func(v cluster.View) string {
 		var out []string
 		for _, m := range v.Members {
 			for _, in := range m.VRRP {
@@ -96,21 +94,21 @@ secret_file = %[5]q
 		}
 		return strings.Join(out, " ")
 	}
-	wait("both see r1 master, r2 backup, no problem", func(v hsync.View) bool {
+	wait("both see r1 master, r2 backup, no problem", func(v cluster.View) bool {
 		return states(v) == "r1/vi=master r2/vi=backup" && len(v.Problems) == 0
 	})
 	if err := l.Host("r2").Link("eth0").Detach(); err != nil {
 		t.Fatal(err)
 	}
 	const split = "split brain: vrid 42 (IPv4) is master on r1/vi and r2/vi"
-	wait("both report the split brain", func(v hsync.View) bool {
+	wait("both report the split brain", func(v cluster.View) bool {
 		return len(v.Problems) == 1 && v.Problems[0] == split
 	})
 	waitFor(t, logs1, `level=ERROR msg="cluster: `+split+`"`, 1)
 	if err := l.Host("r2").Link("eth0").Attach(); err != nil {
 		t.Fatal(err)
 	}
-	wait("split brain over", func(v hsync.View) bool {
+	wait("split brain over", func(v cluster.View) bool {
 		return states(v) == "r1/vi=master r2/vi=backup" && len(v.Problems) == 0
 	})
 	waitFor(t, logs2, `msg="cluster: resolved: `+split+`"`, 1)

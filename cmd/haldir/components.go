@@ -12,11 +12,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/connsync"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
 	"github.com/haldir-lb/haldir/ipvs"
-	hsync "github.com/haldir-lb/haldir/sync"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -45,11 +46,11 @@ type components struct {
 	kernel ipvs.Kernel
 	// follower runs the conn-sync daemon in the role of syncInstance's
 	// VRRP state; guarded by mu.
-	follower     *hsync.Follower
+	follower     *connsync.Follower
 	syncInstance string
 	syncStop     func()
 	// cluster is this director's gossip membership; nil without [cluster].
-	cluster *hsync.Cluster
+	cluster *cluster.Cluster
 	// vrrpStates is each instance's last state change (guarded by mu),
 	// what the cluster hears; tellMu orders the cluster updates so that
 	// a later state is never overwritten by an earlier snapshot.
@@ -162,11 +163,11 @@ func (c *components) startCluster(cfg *conf.Config) {
 	if cfg.Cluster == nil {
 		return
 	}
-	key, err := hsync.ReadSecret(cfg.Cluster.SecretFile)
-	var cl *hsync.Cluster
+	key, err := cluster.ReadSecret(cfg.Cluster.SecretFile)
+	var cl *cluster.Cluster
 	if err == nil {
-		cl, err = hsync.JoinCluster(*cfg.Cluster, key, hsync.NodeState{Config: conf.Compile(cfg).Hashes()},
-			hsync.ClusterOptions{Version: version, Logger: c.log.With("component", "cluster")})
+		cl, err = cluster.JoinCluster(*cfg.Cluster, key, cluster.NodeState{Config: conf.Compile(cfg).Hashes()},
+			cluster.ClusterOptions{Version: version, Logger: c.log.With("component", "cluster")})
 	}
 	if err != nil {
 		c.log.Error("cluster not started", "error", err)
@@ -184,7 +185,7 @@ func (c *components) tellCluster(cfg *conf.Config) {
 	defer c.tellMu.Unlock()
 	c.mu.Lock()
 	cl, vc := c.cluster, c.vrrpCfg
-	var states []hsync.InstanceState
+	var states []cluster.InstanceState
 	for _, name := range c.vrrpOrder {
 		sc, ok := c.vrrpStates[name]
 		if !ok {
@@ -195,13 +196,13 @@ func (c *components) tellCluster(cfg *conf.Config) {
 		if len(ic.VirtualAddresses) > 0 {
 			fam = vrrp.Family(ic.VirtualAddresses[0].Addr())
 		}
-		states = append(states, hsync.InstanceState{Name: name, VRID: ic.VRID, Family: fam, State: sc.To.String(), Priority: int(sc.Priority)})
+		states = append(states, cluster.InstanceState{Name: name, VRID: ic.VRID, Family: fam, State: sc.To.String(), Priority: int(sc.Priority)})
 	}
 	c.mu.Unlock()
 	if cl == nil {
 		return
 	}
-	cl.Update(func(s *hsync.NodeState) {
+	cl.Update(func(s *cluster.NodeState) {
 		s.VRRP = states
 		if cfg != nil {
 			s.Config = conf.Compile(cfg).Hashes()
@@ -235,7 +236,7 @@ func (c *components) reloadSync(cfg *conf.Config) {
 			c.mu.Unlock()
 			return
 		}
-		f = hsync.NewFollower(c.kernel, *cfg.Sync, c.log.With("component", "sync"))
+		f = connsync.NewFollower(c.kernel, *cfg.Sync, c.log.With("component", "sync"))
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {
@@ -256,9 +257,9 @@ func (c *components) reloadSync(cfg *conf.Config) {
 // setSyncRoleLocked gives f the role of its instance's last state change.
 // Called with mu held, as OnStateChange's SetRole is, so that the two
 // cannot cross and leave an older role in place.
-func (c *components) setSyncRoleLocked(f *hsync.Follower) {
+func (c *components) setSyncRoleLocked(f *connsync.Follower) {
 	if sc, ok := c.vrrpStates[c.syncInstance]; ok {
-		f.SetRole(hsync.Role(sc.To))
+		f.SetRole(connsync.Role(sc.To))
 	}
 }
 
@@ -273,7 +274,7 @@ func (c *components) stopSync() {
 	}
 }
 
-func (c *components) syncFollower() *hsync.Follower {
+func (c *components) syncFollower() *connsync.Follower {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.follower
@@ -310,7 +311,7 @@ func (c *components) reloadVRRP(cfg *conf.Config) error {
 			c.mu.Lock()
 			c.vrrpStates[sc.Instance] = sc
 			if f := c.follower; f != nil && c.syncInstance == sc.Instance {
-				f.SetRole(hsync.Role(sc.To)) // never blocks
+				f.SetRole(connsync.Role(sc.To)) // never blocks
 			}
 			c.mu.Unlock()
 			c.tellCluster(nil)

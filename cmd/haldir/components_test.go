@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 )
@@ -39,17 +40,10 @@ func kernelDests(t *testing.T, k *ipvstest.Kernel) map[netip.AddrPort]int {
 
 func waitKernel(t *testing.T, k *ipvstest.Kernel, what string, ok func(map[netip.AddrPort]int) bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	poll.Until(t, 10*time.Second, what, func() (bool, any) {
 		got := kernelDests(t, k)
-		if ok(got) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: kernel destinations %v", what, got)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return ok(got), got
+	})
 }
 
 // TestDaemonHealthDrivesIPVS runs the daemon end to end on loopback with the

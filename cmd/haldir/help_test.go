@@ -16,7 +16,7 @@ func TestHelp(t *testing.T) {
 		stderr string   // substring; "" means stderr must be empty
 	}
 	cases := map[string]want{
-		"--help":      {0, []string{"Usage:", "Commands:", "  run ", "  check ", "  status ", "  reload ", "  import-keepalived", "  version "}, ""},
+		"--help":      {0, []string{"Usage:", "Commands:", "  run ", "  check ", "  status ", "  reload ", "  import-keepalived", "  completion ", "  version "}, ""},
 		"-h":          {0, []string{"Usage:", "Commands:"}, ""},
 		"help":        {0, []string{"Usage:", "Commands:"}, ""},
 		"help --help": {0, []string{"Usage:", "Commands:"}, ""},
@@ -26,14 +26,14 @@ func TestHelp(t *testing.T) {
 		if c.name == "help" {
 			continue
 		}
-		first := strings.TrimSpace(c.help[:strings.Index(c.help, "\n")])
+		first := c.summary
 		for _, h := range []string{"-h", "-help", "--help"} {
 			cases[c.name+" "+h] = want{0, []string{"Usage: haldir " + c.name, first}, ""}
 		}
 		cases["help "+c.name] = want{0, []string{"Usage: haldir " + c.name, first}, ""}
 		// Help wins over the other flags, as the flag package parses
 		// in order up to it.
-		if c.name != "version" && c.name != "import-keepalived" {
+		if c.name != "version" && c.name != "import-keepalived" && c.name != "completion" {
 			cases[c.name+" -c /nonexistent --help"] = want{0, []string{"Usage: haldir " + c.name}, ""}
 		}
 		cases[c.name+" -no-such-flag"] = want{2, nil, "see haldir " + c.name + " --help"}

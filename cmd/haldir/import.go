@@ -12,17 +12,24 @@ import (
 	"github.com/haldir-lb/haldir/conf/keepalived"
 )
 
+// importFlags defines the flags of "haldir import-keepalived" (documented
+// in commands).
+func importFlags() (fs *flag.FlagSet, out *string, opts *keepalived.Options, defines defineFlag) {
+	fs = flag.NewFlagSet("import-keepalived", flag.ContinueOnError)
+	out = fs.String("o", "", "write the TOML to this file instead of standard output")
+	opts = &keepalived.Options{}
+	fs.StringVar(&opts.ConfigID, "config-id", "", "keepalived's -i: the NAME that `@NAME` lines and ${_INSTANCE} are read for (default: this host's name, as keepalived's)")
+	defines = defineFlag{}
+	fs.Var(defines, "define", "NAME=VALUE: a parameter defined before the file is read, and the value of ${_ENV NAME} (repeatable)")
+	return fs, out, opts, defines
+}
+
 // runImportKeepalived is `haldir import-keepalived FILE`: keepalived.conf
 // in, haldir TOML out, and a list of what did not carry over. The result
 // is validated as haldir would load it, so a clean exit means the file is
 // ready for `haldir run`.
 func runImportKeepalived(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("import-keepalived", flag.ContinueOnError)
-	out := fs.String("o", "", "write the TOML to this file instead of standard output")
-	var opts keepalived.Options
-	fs.StringVar(&opts.ConfigID, "config-id", "", "keepalived's -i: the NAME that `@NAME` lines and ${_INSTANCE} are read for (default: this host's name, as keepalived's)")
-	defines := defineFlag{}
-	fs.Var(defines, "define", "NAME=VALUE: a parameter defined before the file is read, and the value of ${_ENV NAME} (repeatable)")
+	fs, out, opts, defines := importFlags()
 	if done, code := parseFlags(fs, "import-keepalived", args, stdout, stderr); done {
 		return code
 	}
@@ -32,7 +39,7 @@ func runImportKeepalived(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	src := fs.Arg(0)
-	nodes, err := keepalived.ParseFileOptions(src, opts)
+	nodes, err := keepalived.ParseFileOptions(src, *opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "haldir import-keepalived:", err)
 		return exitUsage

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -123,17 +124,10 @@ notify_stop = %s
 	// Init -> backup -> master has run two notify commands; from here
 	// nothing may change.
 	const notified = "backup\nmaster\n"
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	poll.Until(t, 10*time.Second, fmt.Sprintf("notify log %q", notified), func() (bool, any) {
 		b, _ := os.ReadFile(notifyLog)
-		if string(b) == notified {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("notify log %q, want %q\n%s", b, notified, log1.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return string(b) == notified, string(b)
+	}, log1.String)
 	hasVIP := func() bool {
 		have, err := r1.Addrs("eth0")
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 )
@@ -286,13 +287,8 @@ func (s *syncBuffer) String() string {
 // waitFor polls until the log contains want, or fails after a deadline.
 func waitFor(t *testing.T, log *syncBuffer, want string, count int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(log.String(), want) < count {
-		if time.Now().After(deadline) {
-			t.Fatalf("log never had %d× %q:\n%s", count, want, log.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.True(t, 10*time.Second, fmt.Sprintf("%d× %q in the log", count, want),
+		func() bool { return strings.Count(log.String(), want) >= count }, log.String)
 }
 
 func TestRunReloadAndStop(t *testing.T) {

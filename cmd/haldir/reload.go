@@ -12,10 +12,15 @@ import (
 	"github.com/haldir-lb/haldir/control"
 )
 
+// reloadFlags defines the flags of "haldir reload" (documented in commands).
+func reloadFlags() (*flag.FlagSet, func() (path, fallback string, err error)) {
+	fs := flag.NewFlagSet("haldir reload", flag.ContinueOnError)
+	return fs, controlSocketFlags(fs)
+}
+
 // runReload implements "haldir reload": ask the daemon to re-read its file.
 func runReload(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("haldir reload", flag.ContinueOnError)
-	socket := controlSocketFlags(fs)
+	fs, socket := reloadFlags()
 	if done, code := parseFlags(fs, "reload", args, stdout, stderr); done {
 		return code
 	}

@@ -62,13 +62,27 @@ const (
 	modeRate                    // ipvsadm -Ln --rate
 )
 
+// statusOptions are the parsed flags of "haldir status".
+type statusOptions struct {
+	socket            func() (path, fallback string, err error)
+	json, stats, rate *bool
+}
+
+// statusFlags defines the flags of "haldir status" (documented in commands).
+func statusFlags() (*flag.FlagSet, statusOptions) {
+	fs := flag.NewFlagSet("haldir status", flag.ContinueOnError)
+	return fs, statusOptions{
+		socket: controlSocketFlags(fs),
+		json:   fs.Bool("json", false, "print the raw status as JSON"),
+		stats:  fs.Bool("stats", false, "show the kernel's counters (connections, packets, bytes)"),
+		rate:   fs.Bool("rate", false, "show the kernel's rate estimates (per second)"),
+	}
+}
+
 // runStatus implements "haldir status".
 func runStatus(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("haldir status", flag.ContinueOnError)
-	socket := controlSocketFlags(fs)
-	asJSON := fs.Bool("json", false, "print the raw status as JSON")
-	stats := fs.Bool("stats", false, "show the kernel's counters (connections, packets, bytes)")
-	rate := fs.Bool("rate", false, "show the kernel's rate estimates (per second)")
+	fs, f := statusFlags()
+	socket, asJSON, stats, rate := f.socket, f.json, f.stats, f.rate
 	if done, code := parseFlags(fs, "status", args, stdout, stderr); done {
 		return code
 	}

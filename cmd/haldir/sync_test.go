@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 )
@@ -60,21 +61,16 @@ port = %d
 	var seen []string
 	waitDaemons := func(what, want string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		poll.Until(t, 10*time.Second, fmt.Sprintf("%s: kernel runs %q", what, want), func() (bool, any) {
 			ds, _ := k.SyncDaemons()
 			var got []string
 			for _, d := range ds {
 				got = append(got, d.String())
 			}
-			if s := strings.Join(got, ", "); s == want {
-				seen = append(seen, s)
-				return
-			} else if time.Now().After(deadline) {
-				t.Fatalf("%s: kernel runs %q, want %q\n%s", what, s, want, logs.String())
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			s := strings.Join(got, ", ")
+			return s == want, s
+		}, logs.String)
+		seen = append(seen, want)
 	}
 	// sync_id defaults to the instance's vrid.
 	waitDaemons("master with the VRRP master", "master on eth0 syncid 42")

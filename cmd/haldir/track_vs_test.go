@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 	"github.com/haldir-lb/haldir/vrrp"
 )
@@ -55,17 +56,10 @@ port = %d
 	in := c.vrrpInstance("vi")
 	wait := func(what string, ok func(vrrp.Status) bool) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		poll.Until(t, 10*time.Second, what, func() (bool, any) {
 			st := in.Status()
-			if ok(st) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: instance status %+v\n%s", what, st, logs.String())
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			return ok(st), st
+		}, logs.String)
 	}
 	wait("master at 150 with quorum", func(s vrrp.Status) bool { return s.State == vrrp.StateMaster && s.Priority == 150 })
 

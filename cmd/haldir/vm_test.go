@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/lab/vm"
@@ -354,21 +355,16 @@ func (f *vmFixture) status(t *testing.T) vmStatus {
 // backends and configuration unchanged, nothing may write.
 func (f *vmFixture) waitSettled(t *testing.T, what string) vmStatus {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st := f.status(t)
+	var st vmStatus
+	poll.UntilEvery(t, 30*time.Second, 50*time.Millisecond, what+": daemon settled", func() (bool, any) {
+		st = f.status(t)
 		ok := st.Director.Passes > 0 && len(st.Probes) == len(vmReals)
 		for _, p := range st.Probes {
 			ok = ok && p.Up && p.Checks > vmCheckFall
 		}
-		if ok {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: daemon not settled after 30s: %+v\n%s", what, st, f.proc.Output())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return ok, st
+	}, f.proc.Output)
+	return st
 }
 
 // dump is director1's IPVS table, every service and destination with all
@@ -421,17 +417,10 @@ func (f *vmFixture) weights(t *testing.T) map[netip.AddrPort]int {
 // it was first seen to hold.
 func (f *vmFixture) waitKernel(t *testing.T, what string, limit time.Duration, ok func(map[netip.AddrPort]int) bool) time.Time {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
+	return poll.Until(t, limit, what, func() (bool, any) {
 		w := f.weights(t)
-		if ok(w) {
-			return time.Now()
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v; kernel destinations %v\nhaldir log:\n%s", what, limit, w, f.proc.Output())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return ok(w), w
+	}, func() string { return "haldir log:\n" + f.proc.Output() })
 }
 
 // get makes one request to the VIP on a new connection and returns the

@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/vrrp"
 )
@@ -49,21 +50,14 @@ virtual_addresses = [%q]
 	start := func(h string, cfg *conf.Config) (*components, *syncBuffer) { return startComponents(t, l, h, cfg, nil) }
 	waitState := func(c *components, logs *syncBuffer, name string, ok func(vrrp.Status) bool, what string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		poll.Until(t, 10*time.Second, what, func() (bool, any) {
 			in := c.vrrpInstance(name)
-			if in != nil && ok(in.Status()) {
-				return
+			if in == nil {
+				return false, name + " not running"
 			}
-			if time.Now().After(deadline) {
-				var st any
-				if in != nil {
-					st = in.Status()
-				}
-				t.Fatalf("%s: %s status %+v\n%s", what, name, st, logs.String())
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			st := in.Status()
+			return ok(st), st
+		}, logs.String)
 	}
 	is := func(s vrrp.State, prio uint8) func(vrrp.Status) bool {
 		return func(st vrrp.Status) bool { return st.State == s && st.Priority == prio }
@@ -71,8 +65,7 @@ virtual_addresses = [%q]
 	r1 := l.Host("r1")
 	waitAddrs := func(what string, want, gone []string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		poll.Until(t, 10*time.Second, fmt.Sprintf("%s: r1 eth0 with %v and none of %v", what, want, gone), func() (bool, any) {
 			have, err := r1.Addrs("eth0")
 			if err != nil {
 				t.Fatal(err)
@@ -84,14 +77,8 @@ virtual_addresses = [%q]
 			for _, a := range gone {
 				ok = ok && !slices.Contains(have, netip.MustParsePrefix(a))
 			}
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: r1 eth0 has %v, want %v and none of %v", what, have, want, gone)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			return ok, have
+		})
 	}
 
 	vi1 := func(prio int) string { return instance("vi1", 42, prio, "192.0.2.1/24") }
@@ -191,13 +178,8 @@ virtual_addresses = [%q]
 	t.Run("an instance that failed to start is retried", func(t *testing.T) {
 		vi3 := strings.ReplaceAll(instance("vi3", 44, 150, "198.51.100.10/24"), `"eth0"`, `"extra0"`)
 		reload(parse(vi1(50), vi3))
-		deadline := time.Now().Add(10 * time.Second)
-		for c1.notRunningSnapshot()["vrrp vi3"] == "" {
-			if time.Now().After(deadline) {
-				t.Fatalf("vi3 on a missing interface is not reported as not running:\n%s", logs1.String())
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		poll.True(t, 10*time.Second, "vi3 on a missing interface reported as not running",
+			func() bool { return c1.notRunningSnapshot()["vrrp vi3"] != "" }, logs1.String)
 		nl := r1.Netlink()
 		// A veth pair inside r1 (this kernel has no dummy links).
 		if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "extra0"}, PeerName: "extra0p"}); err != nil {
@@ -280,21 +262,14 @@ func TestVRRPReloadSyncGroup(t *testing.T) {
 	defer c.stop()
 	bothMaster := func(what string, prio uint8) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		poll.True(t, 10*time.Second, fmt.Sprintf("%s: both master at %d", what, prio), func() bool {
 			ok := true
 			for _, n := range []string{"va", "vb"} {
 				in := c.vrrpInstance(n)
 				ok = ok && in != nil && in.Status().State == vrrp.StateMaster && in.Status().Priority == prio
 			}
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not both master at %d\n%s", what, prio, logs.String())
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			return ok
+		}, logs.String)
 	}
 	groups := func() int {
 		c.mu.Lock()

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 	"github.com/haldir-lb/haldir/vrrp"
 )
@@ -52,29 +53,25 @@ func (r *notifyRecorder) count(msg string) int {
 func (r *notifyRecorder) waitMsg(t *testing.T, re string) string {
 	t.Helper()
 	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		for _, m := range r.all() {
+	var found string
+	poll.Until(t, 10*time.Second, fmt.Sprintf("an sd_notify message matching %q", re), func() (bool, any) {
+		all := r.all()
+		for _, m := range all {
 			if rx.MatchString(m) {
-				return m
+				found = m
+				return true, nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no sd_notify message matches %q in %q", re, r.all())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return false, all
+	})
+	return found
 }
 
 func (r *notifyRecorder) waitCount(t *testing.T, msg string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for r.count(msg) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d× %q, want %d: %q", r.count(msg), msg, n, r.all())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, 10*time.Second, fmt.Sprintf("%d× sd_notify %q", n, msg), func() (bool, any) {
+		return r.count(msg) >= n, r.all()
+	})
 }
 
 // runRecorded runs the daemon on path with its notify messages recorded;

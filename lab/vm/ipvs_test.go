@@ -17,6 +17,7 @@ import (
 	"github.com/moby/ipvs"
 	"golang.org/x/sys/unix"
 
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/lab/vm"
 )
@@ -121,20 +122,14 @@ func TestIPVSNAT(t *testing.T) {
 			t.Errorf("IPVS destination %s holds %d connections, want %d", dst.Address, n, rounds)
 		}
 	}
-	deadline := time.Now().Add(6 * time.Second)
-	for {
+	want := rounds * uint32(len(reals))
+	poll.UntilEvery(t, 6*time.Second, 100*time.Millisecond, fmt.Sprintf("the IPVS service to count %d connections", want), func() (bool, any) {
 		back, err := h.GetService(svc)
 		if err != nil {
 			t.Fatalf("GetService: %v", err)
 		}
-		if back.Stats.Connections == rounds*uint32(len(reals)) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("IPVS service counted %d connections, want %d", back.Stats.Connections, rounds*len(reals))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return back.Stats.Connections == want, back.Stats.Connections
+	})
 	t.Logf("IPVS NAT: %d requests through %s answered by %v; lab plus requests took %s (in VM: %v)", rounds*len(reals), lab.VIP4, got, time.Since(start).Round(time.Millisecond), vm.InVM())
 }
 

@@ -1,4 +1,4 @@
-package vrrp_test
+package failover
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/internal/benchenv"
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/vrrp"
 )
@@ -37,9 +38,9 @@ import (
 //   - advert → GARP: the announcer goroutine's first gratuitous ARP.
 //
 // It also times the netlink calls of adding a VIP alone, in the same lab.
-// The timer alone, in an idle process, is go run ./vrrp/bench.
+// The timer alone, in an idle process, is go run ./bench/vrrp/timer.
 //
-// Run (root): go test -run '^$' -bench TakeoverBreakdown -benchtime 1x ./vrrp/
+// Run (root): go test -run '^$' -bench TakeoverBreakdown -benchtime 1x ./bench/vrrp/failover/
 // (HALDIR_BENCH_INTERVALS, default 10ms; HALDIR_BENCH_ROUNDS, default 20).
 func BenchmarkTakeoverBreakdown(b *testing.B) {
 	lab.SkipIfNotRoot(b)
@@ -156,7 +157,7 @@ func takeoverBreakdown(tb testing.TB, interval time.Duration, rounds int) string
 	for _, kind := range []string{kindHard, kindGraceful} {
 		for range rounds {
 			var mi int
-			waitFor(tb, "one master, one backup", settle, func() bool {
+			poll.True(tb, settle, "one master, one backup", func() bool {
 				mi = holder()
 				return mi >= 0 && rs[1-mi].in.Status().State == vrrp.StateBackup
 			})
@@ -235,7 +236,7 @@ func takeoverBreakdown(tb testing.TB, interval time.Duration, rounds int) string
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", kind, medMax(p.wake), medMax(p.toAdvert), medMax(p.toGARP))
 	}
 	fmt.Fprintf(&b, "\nThe netlink calls of adding a VIP alone (200 runs, median / max, ms): LinkByIndex %s, AddrReplace %s, AddrDel %s. "+
-		"Timer lateness alone, in a process as idle as a daemon: go run ./vrrp/bench.\n",
+		"Timer lateness alone, in a process as idle as a daemon: go run ./bench/vrrp/timer.\n",
 		medMax(linkGet), medMax(addrAdd), medMax(addrDel))
 	return b.String()
 }

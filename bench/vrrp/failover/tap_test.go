@@ -1,10 +1,24 @@
-package vrrp_test
+package failover
 
 import (
+	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/haldir-lb/haldir/lab"
 )
+
+// The benchmark's lab: routers and the tap on one switch, as in vrrp's
+// end-to-end tests.
+const (
+	lanIf  = "eth0"
+	lanSw  = "lan"
+	vrid   = 42
+	fast   = 100 * time.Millisecond // the smoke test's advert interval
+	settle = 10 * time.Second       // generous deadline for anything that should take < 1s
+)
+
+var vip4 = netip.MustParsePrefix("192.0.2.1/24")
 
 // newWireTap observes the failover frames (VRRP, ARP, NA) the switch
 // passes to the tap host's port. lab.Observer dates each frame with the

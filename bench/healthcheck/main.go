@@ -35,7 +35,7 @@
 // and receive processing steered to each side's CPU (see veth.go), so the
 // servers' half of each exchange is not charged to the checker.
 //
-//	go run ./healthcheck/bench -duration 10s
+//	go run ./bench/healthcheck -duration 10s
 package main
 
 import (

@@ -17,8 +17,8 @@
 // timer can become a whole 1ms sleep (golang/go#53824). A timerfd makes
 // the epoll set readable at the deadline itself.
 //
-//	go run ./vrrp/bench                      # 10ms and 100ms
-//	go run ./vrrp/bench -intervals 1s -rounds 5
+//	go run ./bench/vrrp/timer                # 10ms and 100ms
+//	go run ./bench/vrrp/timer -intervals 1s -rounds 5
 package main
 
 import (
@@ -60,13 +60,13 @@ const advertsPerRound = 3
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "vrrp/bench:", err)
+		fmt.Fprintln(os.Stderr, "bench/vrrp/timer:", err)
 		os.Exit(1)
 	}
 }
 
 func run(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("vrrp/bench", flag.ContinueOnError)
+	fs := flag.NewFlagSet("bench/vrrp/timer", flag.ContinueOnError)
 	intervals := fs.String("intervals", "10ms,100ms", "advert intervals, comma separated")
 	rounds := fs.Int("rounds", 20, "failovers per interval, kind and timer")
 	send := fs.String("send", "", "internal: act as the sender to this address")

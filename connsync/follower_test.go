@@ -1,17 +1,20 @@
-package sync
+package connsync
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 	"github.com/haldir-lb/haldir/vrrp"
@@ -100,6 +103,90 @@ func TestFollowerReconcile(t *testing.T) {
 	}
 }
 
+// TestFollowerReloadRestarts: a reload that changes one of the daemon's
+// settings (group, port, TTL, maximum length) restarts it with the new
+// value in either role, since the kernel cannot change a running daemon;
+// one that only writes down what the kernel already runs (its defaults for
+// unset settings) leaves it alone.
+func TestFollowerReloadRestarts(t *testing.T) {
+	set := conf.ConnSync{Interface: "eth1", SyncID: 42, McastGroup: netip.MustParseAddr("239.0.0.1"),
+		McastPort: 8850, McastTTL: 2, MaxLen: 1400}
+	// What the kernel reports for a daemon started with none of them set.
+	defaults := ipvs.SyncDaemon{Interface: "eth1", SyncID: 42, Group: netip.MustParseAddr("224.0.0.81"),
+		Port: 8848, TTL: 1, MaxLen: 1472}
+	with := func(c conf.ConnSync, f func(*conf.ConnSync)) conf.ConnSync { f(&c); return c }
+	for _, tc := range []struct {
+		name    string
+		from    conf.ConnSync
+		running *ipvs.SyncDaemon // what the kernel reports at first; nil: what from starts
+		to      conf.ConnSync
+		want    string // the new daemon's settings; "": nothing written
+	}{
+		{"group", set, nil, with(set, func(c *conf.ConnSync) { c.McastGroup = netip.MustParseAddr("239.0.0.2") }),
+			"syncid 42 group 239.0.0.2 port 8850 ttl 2 maxlen 1400"},
+		{"port", set, nil, with(set, func(c *conf.ConnSync) { c.McastPort = 8851 }),
+			"syncid 42 group 239.0.0.1 port 8851 ttl 2 maxlen 1400"},
+		{"ttl", set, nil, with(set, func(c *conf.ConnSync) { c.McastTTL = 3 }),
+			"syncid 42 group 239.0.0.1 port 8850 ttl 3 maxlen 1400"},
+		{"maxlen", set, nil, with(set, func(c *conf.ConnSync) { c.MaxLen = 1200 }),
+			"syncid 42 group 239.0.0.1 port 8850 ttl 2 maxlen 1200"},
+		{"unchanged", set, nil, set, ""},
+		{"group set over the kernel's default", conf.ConnSync{Interface: "eth1", SyncID: 42}, &defaults,
+			conf.ConnSync{Interface: "eth1", SyncID: 42, McastGroup: netip.MustParseAddr("239.0.0.2")}, "syncid 42 group 239.0.0.2"},
+		{"port set over the kernel's default", conf.ConnSync{Interface: "eth1", SyncID: 42}, &defaults,
+			conf.ConnSync{Interface: "eth1", SyncID: 42, McastPort: 8851}, "syncid 42 port 8851"},
+		{"ttl set over the kernel's default", conf.ConnSync{Interface: "eth1", SyncID: 42}, &defaults,
+			conf.ConnSync{Interface: "eth1", SyncID: 42, McastTTL: 3}, "syncid 42 ttl 3"},
+		{"maxlen set over the kernel's default", conf.ConnSync{Interface: "eth1", SyncID: 42}, &defaults,
+			conf.ConnSync{Interface: "eth1", SyncID: 42, MaxLen: 1200}, "syncid 42 maxlen 1200"},
+		{"the kernel's defaults written down", conf.ConnSync{Interface: "eth1", SyncID: 42}, &defaults,
+			conf.ConnSync{Interface: "eth1", SyncID: 42, McastGroup: defaults.Group, McastPort: 8848, McastTTL: 1, MaxLen: 1472}, ""},
+	} {
+		for _, role := range []ipvs.SyncState{ipvs.SyncBackup, ipvs.SyncMaster} {
+			t.Run(tc.name+"/"+role.String(), func(t *testing.T) {
+				k := ipvstest.New()
+				if tc.running != nil {
+					d := *tc.running
+					d.State = role
+					if err := k.StartSyncDaemon(d); err != nil {
+						t.Fatal(err)
+					}
+				}
+				f := NewFollower(k, tc.from, quiet)
+				f.SetRole(role)
+				if err := f.Reconcile(); err != nil {
+					t.Fatal(err)
+				}
+				before, _ := k.SyncDaemons()
+				k.ResetWrites()
+				f.SetConfig(tc.to)
+				if err := f.Reconcile(); err != nil {
+					t.Fatal(err)
+				}
+				want := ""
+				if tc.want != "" {
+					want = fmt.Sprintf("stop_sync_daemon %s; start_sync_daemon %s on eth1 %s", role, role, tc.want)
+				}
+				if got := ops(k); got != want {
+					t.Fatalf("kernel writes %q, want %q", got, want)
+				}
+				wantRun := before
+				if tc.want != "" {
+					d := DaemonConfig(tc.to)
+					d.State = role
+					wantRun = []ipvs.SyncDaemon{d}
+				}
+				if after, _ := k.SyncDaemons(); !slices.Equal(after, wantRun) {
+					t.Fatalf("kernel runs %v, want %v", after, wantRun)
+				}
+				if err := f.Reconcile(); err != nil || ops(k) != "" {
+					t.Fatal("a second reconcile wrote to the kernel")
+				}
+			})
+		}
+	}
+}
+
 func TestFollowerErrorsAndRetry(t *testing.T) {
 	k := ipvstest.New()
 	k.SetFault(func(o ipvs.Op) error {
@@ -134,17 +221,10 @@ func TestFollowerRun(t *testing.T) {
 	go func() { done <- f.Run(ctx) }()
 	wait := func(what string, st ipvs.SyncState) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		poll.Until(t, 5*time.Second, what, func() (bool, any) {
 			ds, _ := k.SyncDaemons()
-			if len(ds) == 1 && ds[0].State == st {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: kernel runs %v", what, ds)
-			}
-			time.Sleep(time.Millisecond)
-		}
+			return len(ds) == 1 && ds[0].State == st, ds
+		})
 	}
 	wait("backup at start", ipvs.SyncBackup)
 	f.SetRole(Role(vrrp.StateMaster))

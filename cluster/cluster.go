@@ -1,4 +1,4 @@
-package sync
+package cluster
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	gosync "sync"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -123,7 +123,7 @@ type ClusterOptions struct {
 type Cluster struct {
 	ml    *memberlist.Memberlist
 	queue *memberlist.TransmitLimitedQueue
-	left  gosync.Once
+	left  sync.Once
 	log   *slog.Logger
 	name  string
 
@@ -134,7 +134,7 @@ type Cluster struct {
 	hold time.Duration
 	stop chan struct{}
 
-	mu        gosync.Mutex
+	mu        sync.Mutex
 	local     NodeState
 	states    map[string]NodeState // by member name, the others' last state
 	status    map[string]string    // member name -> alive or gone

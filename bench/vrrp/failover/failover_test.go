@@ -1,4 +1,4 @@
-package vrrp_test
+package failover
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/internal/benchenv"
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/lab"
 )
 
@@ -41,7 +42,7 @@ import (
 // stays master and the next round fails it over the other way: no
 // preemption wait between rounds, and Skew_Time is the same every round.
 //
-// Run (root): go test -run '^$' -bench Failover -benchtime 1x ./vrrp/
+// Run (root): go test -run '^$' -bench Failover -benchtime 1x ./bench/vrrp/failover/
 // with HALDIR_BENCH_INTERVALS (default 1s,100ms,10ms), HALDIR_BENCH_ROUNDS
 // (default 10), HALDIR_BENCH_CPU_WINDOW (default 10s, 0 = no CPU table) and
 // HALDIR_BENCH_HALDIR (a haldir binary to measure instead of this tree's).
@@ -313,9 +314,9 @@ func runFailoverPair(tb testing.TB, im benchImpl, interval time.Duration, rounds
 // of the holder and none of the other; it returns the master's index.
 func (p *failoverPair) steady() int {
 	p.tb.Helper()
-	deadline := time.Now().Add(settle + 20*p.interval)
-	why := "nothing checked yet"
-	for time.Now().Before(deadline) {
+	master := -1
+	what := fmt.Sprintf("%s pair at %v steady", p.d[0].im.name, p.interval)
+	poll.UntilEvery(p.tb, settle+20*p.interval, 2*time.Millisecond, what, func() (bool, any) {
 		var holders []int
 		for i, d := range p.d {
 			if d.holds(p.vip) {
@@ -323,35 +324,29 @@ func (p *failoverPair) steady() int {
 			}
 		}
 		if len(holders) != 1 {
-			why = fmt.Sprintf("%d routers hold the VIP", len(holders))
-			time.Sleep(2 * time.Millisecond)
-			continue
+			return false, fmt.Sprintf("%d routers hold the VIP", len(holders))
 		}
 		m, b := p.d[holders[0]], p.d[1-holders[0]]
 		if !b.loggedBackup() {
-			why = fmt.Sprintf("%s has not logged entering BACKUP", b)
-			time.Sleep(2 * time.Millisecond)
-			continue
+			return false, fmt.Sprintf("%s has not logged entering BACKUP", b)
 		}
 		mark := p.tap.LastSeq()
 		ctx, cancel := context.WithTimeout(context.Background(), 3*p.interval+time.Second)
 		_, err := p.tap.WaitN(ctx, mark, 2, advertFrom(m.addr, vrid, false))
 		cancel()
 		if err != nil {
-			why = fmt.Sprintf("adverts of %s: %v", m, err)
-			continue
+			return false, fmt.Sprintf("adverts of %s: %v", m, err)
 		}
 		if n := len(p.tap.RecordsBetween(mark, p.tap.LastSeq(), advertFrom(b.addr, vrid, false))); n > 0 {
-			why = fmt.Sprintf("%s still advertises (%d adverts)", b, n)
-			continue
+			return false, fmt.Sprintf("%s still advertises (%d adverts)", b, n)
 		}
 		if m.holds(p.vip) && !b.holds(p.vip) {
-			return holders[0]
+			master = holders[0]
+			return true, nil
 		}
-		why = "the VIP moved while waiting for adverts"
-	}
-	p.tb.Fatalf("%s pair at %v: not steady after %v: %s", p.d[0].im.name, p.interval, settle+20*p.interval, why)
-	return 0
+		return false, "the VIP moved while waiting for adverts"
+	})
+	return master
 }
 
 // round runs one failover of kind and undoes it (restores the link, or
@@ -451,7 +446,7 @@ func measureCPU(tb testing.TB, im benchImpl, load cpuLoad, warmup, window time.D
 		}
 		return backup.loggedBackup()
 	}
-	waitFor(tb, fmt.Sprintf("%s: %v with every VIP on the master", im.name, load), settle+5*load.interval, steady)
+	poll.True(tb, settle+5*load.interval, fmt.Sprintf("%s: %v with every VIP on the master", im.name, load), steady)
 	// Start-up work (config parsing, first GARPs, the garbage they leave)
 	// is not the steady state being measured.
 	time.Sleep(warmup)

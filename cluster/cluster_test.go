@@ -1,10 +1,11 @@
-package sync
+package cluster
 
 import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net"
@@ -19,7 +20,10 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/poll"
 )
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func TestReadSecret(t *testing.T) {
 	dir := t.TempDir()
@@ -115,14 +119,8 @@ func TestClusterGossip(t *testing.T) {
 	all := []*Cluster{a, b, c}
 	waitView := func(what string, ok func(View) bool) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
 		for _, cl := range all {
-			for !ok(cl.View()) {
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: %s sees %+v", what, cl.name, cl.View())
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			waitView(t, what, cl, ok)
 		}
 	}
 	alive := func(n int) func(View) bool {
@@ -405,16 +403,12 @@ func startMember(t *testing.T, name, bind string, peers ...string) *Cluster {
 	t.Helper()
 	c := conf.Cluster{Name: name, Bind: netip.MustParseAddrPort(bind), Peers: peers}
 	var cl *Cluster
-	var err error
 	// A crashed run's port may take a moment to be free again.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if cl, err = JoinCluster(c, bytes.Repeat([]byte{1}, 32), NodeState{}, ClusterOptions{Version: "test", Logger: quiet, Fast: true}); err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	poll.Until(t, 5*time.Second, name+" joining on "+bind, func() (bool, any) {
+		var err error
+		cl, err = JoinCluster(c, bytes.Repeat([]byte{1}, 32), NodeState{}, ClusterOptions{Version: "test", Logger: quiet, Fast: true})
+		return err == nil, err
+	})
 	t.Cleanup(func() { cl.Leave(time.Second) })
 	return cl
 }
@@ -432,11 +426,13 @@ func crashMember(t *testing.T, cl *Cluster) {
 // waitView polls cl's view until ok, for at most 10 s.
 func waitView(t *testing.T, what string, cl *Cluster, ok func(View) bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !ok(cl.View()); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s sees %+v", what, cl.name, cl.View())
-		}
-	}
+	poll.Until(t, 10*time.Second, what, func() (bool, any) {
+		v := cl.View()
+		return ok(v), struct {
+			Member string
+			Sees   View
+		}{cl.name, v}
+	})
 }
 
 // sees says whether v shows name alive.

@@ -13,9 +13,9 @@
 // emulated (TCG): absolute times are far above a real director's, the
 // ratios are what the comparison is about.
 //
-//	go run ./director/bench                 # 1000×10, 5 rounds, in the VM
-//	go run ./director/bench -native         # here, when this kernel has IPVS
-//	go run ./director/bench -cpuprofile cpu.pprof
+//	go run ./bench/director                 # 1000×10, 5 rounds, in the VM
+//	go run ./bench/director -native         # here, when this kernel has IPVS
+//	go run ./bench/director -cpuprofile cpu.pprof
 package main
 
 import (

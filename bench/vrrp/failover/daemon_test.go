@@ -1,4 +1,4 @@
-package vrrp_test
+package failover
 
 import (
 	"context"

@@ -1,11 +1,11 @@
-package sync
+package connsync
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	gosync "sync"
+	"sync"
 	"syscall"
 	"time"
 
@@ -55,7 +55,7 @@ type Follower struct {
 	k   Kernel
 	log *slog.Logger
 
-	mu    gosync.Mutex
+	mu    sync.Mutex
 	want  ipvs.SyncDaemon // State 0: none
 	kick  chan struct{}
 	state Status

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"flag"
+	"strings"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+// The command table is the one source of what the CLI says about itself:
+// `haldir --help` and `haldir CMD --help` (usage), the haldir(8) man page
+// (manPage8, docs/man/haldir.8) and the shell completion (haldir
+// completion) are all rendered from it. TestCommandFlags holds each
+// command's documented flags equal to the flags its FlagSet defines.
+
+// flagDoc documents one flag as the help shows it.
+type flagDoc struct {
+	name string // with the dash(es) the help shows: "-c", "--json"
+	arg  string // the value's name ("FILE"); "" for a boolean flag
+	help string // one paragraph
+	// complete is what the flag's value completes to: "file", "socket"
+	// (a file too), or "" for nothing.
+	complete string
+}
+
+// commandDoc documents one subcommand.
+type commandDoc struct {
+	name    string
+	args    string // positional arguments after the options: "FILE"
+	summary string // one line
+	flags   []flagDoc
+	text    string // further paragraphs, separated by blank lines
+	exit    string // exit statuses: "0 valid, 1 invalid, ..."
+	// flagSet returns the command's real flags (nil: it has none).
+	flagSet func() *flag.FlagSet
+	// argComplete is what the positional arguments complete to ("file").
+	argComplete string
+}
+
+// socketFlags are the flags of the commands that talk to the daemon.
+var socketFlags = []flagDoc{
+	{name: "-s", arg: "SOCKET", complete: "file",
+		help: "control socket (default " + conf.DefaultControlSocket + ")"},
+	{name: "-c", arg: "FILE", complete: "file",
+		help: "take global.control_socket from this file (read leniently: a broken file still names its socket)"},
+}
+
+// commands lists the subcommands in the order usage shows them.
+var commands = []commandDoc{
+	{
+		name:    "run",
+		summary: "run the director daemon",
+		flags: []flagDoc{
+			{name: "-c", arg: "FILE", complete: "file", help: "configuration file (default " + conf.DefaultPath + ")"},
+			{name: "-log-level", arg: "LEVEL", complete: "debug info warn error",
+				help: "override global.log_level (debug, info, warn, error)"},
+		},
+		text: `SIGHUP re-reads and validates the file (a bad file keeps the running configuration); SIGTERM or SIGINT stops the daemon.
+
+Only one daemon runs per control socket: a second one exits 1 before it touches anything (see docs/config.md, [global]).`,
+		exit:    "0 stopped by SIGTERM or SIGINT, 1 the configuration cannot be loaded, another daemon runs or the daemon failed, 2 bad options",
+		flagSet: func() *flag.FlagSet { fs, _, _ := runFlags(); return fs },
+	},
+	{
+		name:    "check",
+		summary: "validate a configuration file and print a summary of it",
+		flags: []flagDoc{
+			{name: "-c", arg: "FILE", complete: "file", help: "configuration file (default " + conf.DefaultPath + ")"},
+			{name: "--host", help: "also check it against this host: interfaces exist, unicast_source is an address of its interface, notify/track/check commands are executable, IPVS and the schedulers can load (exit status 1 on any problem, each printed)"},
+		},
+		exit:    "0 valid, 1 invalid (every error is printed), 2 the file cannot be read",
+		flagSet: func() *flag.FlagSet { fs, _, _ := checkFlags(); return fs },
+	},
+	{
+		name:    "status",
+		summary: "show the running daemon's VRRP, IPVS and health check state",
+		flags: append(append([]flagDoc{}, socketFlags...),
+			flagDoc{name: "--json", help: "the status as versioned JSON for scripts (docs/api.md)"},
+			flagDoc{name: "--stats", help: "kernel counters (conns, packets, bytes)"},
+			flagDoc{name: "--rate", help: "kernel rate estimates (per second)"},
+		),
+		exit:    "0 shown, 2 the daemon cannot be reached",
+		flagSet: func() *flag.FlagSet { fs, _ := statusFlags(); return fs },
+	},
+	{
+		name:    "reload",
+		summary: "make the running daemon re-read and validate its file",
+		flags:   socketFlags,
+		text:    "The daemon, not this command, validates the file.",
+		exit:    "0 reloaded, 1 refused (every error is printed; the running configuration is kept), 2 the daemon cannot be reached",
+		flagSet: func() *flag.FlagSet { fs, _ := reloadFlags(); return fs },
+	},
+	{
+		name:    "import-keepalived",
+		args:    "FILE",
+		summary: "convert a keepalived.conf (and what it includes) to haldir's TOML",
+		flags: []flagDoc{
+			{name: "-o", arg: "FILE", complete: "file", help: "write the TOML here instead of standard output"},
+			{name: "--config-id", arg: "NAME", help: "read keepalived's @NAME lines and ${_INSTANCE} for this director (keepalived's -i; default: this host's name)"},
+			{name: "--define", arg: "NAME=VALUE", help: "a $NAME parameter, and ${_ENV NAME}; repeatable"},
+		},
+		text:        "The TOML goes to standard output; every directive that did not carry over is listed on standard error with its file and line.",
+		exit:        "0 converted and valid, 1 converted with warnings or the result does not validate (both are printed), 2 the file cannot be read or parsed",
+		flagSet:     func() *flag.FlagSet { fs, _, _, _ := importFlags(); return fs },
+		argComplete: "file",
+	},
+	{
+		name:        "completion",
+		args:        "SHELL",
+		summary:     "print the shell completion script for bash or zsh",
+		text:        "bash: source it, or install it as /usr/share/bash-completion/completions/haldir (the packages do). zsh: install it as _haldir in a directory of $fpath (the packages do: /usr/share/zsh/site-functions on EL, /usr/share/zsh/vendor-completions on Debian).",
+		exit:        "0 printed, 2 an unknown shell",
+		argComplete: "bash zsh",
+	},
+	{
+		name:    "version",
+		summary: "print the version",
+	},
+	{
+		name:        "help",
+		args:        "[COMMAND]",
+		summary:     "print this text (help COMMAND: that command's part)",
+		argComplete: "commands",
+	},
+}
+
+const usageHead = `haldir - high-availability director for Linux Virtual Server
+
+Usage:
+  haldir <command> [options]
+  haldir <command> --help
+
+Commands:
+`
+
+const usageFoot = `
+The configuration format is described in docs/config.md and haldir.toml(5).
+`
+
+// Columns of the usage text.
+const (
+	usageWidth  = 78
+	textIndent  = 11 // a command's summary, text and exit status
+	flagIndent  = 13 // its flags
+	flagHelpCol = 31 // a flag's help
+)
+
+// usage is one command's part of the usage text.
+func (c commandDoc) usage() string {
+	var b strings.Builder
+	head := c.name
+	if c.args != "" {
+		head += " " + c.args
+	}
+	text := strings.Repeat(" ", textIndent)
+	if len(head) <= textIndent-4 {
+		b.WriteString(wrap("  "+head+strings.Repeat(" ", textIndent-2-len(head)), c.summary, textIndent))
+	} else {
+		b.WriteString("  " + head + "\n")
+		b.WriteString(wrap(text, c.summary, textIndent))
+	}
+	for _, f := range c.flags {
+		left := strings.Repeat(" ", flagIndent) + f.name
+		if f.arg != "" {
+			left += " " + f.arg
+		}
+		left += strings.Repeat(" ", max(2, flagHelpCol-len(left)))
+		b.WriteString(wrap(left, f.help, flagHelpCol))
+	}
+	for _, p := range paragraphs(c.text) {
+		b.WriteString(wrap(text, p, textIndent))
+	}
+	if c.exit != "" {
+		b.WriteString(wrap(text, "exit status: "+c.exit, textIndent))
+	}
+	return b.String()
+}
+
+// paragraphs splits text at blank lines and joins each paragraph's lines.
+func paragraphs(text string) []string {
+	var ps []string
+	for _, p := range strings.Split(strings.TrimSpace(text), "\n\n") {
+		if p = strings.Join(strings.Fields(p), " "); p != "" {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// wrap writes text after prefix, broken at spaces so that no line is wider
+// than usageWidth where a word allows; continuation lines are indented by
+// indent. The result ends in a newline.
+func wrap(prefix, text string, indent int) string {
+	var b strings.Builder
+	cur, fresh := prefix, true
+	for _, w := range strings.Fields(text) {
+		if !fresh && len(cur)+1+len(w) > usageWidth {
+			b.WriteString(cur + "\n")
+			cur, fresh = strings.Repeat(" ", indent), true
+		}
+		if !fresh {
+			cur += " "
+		}
+		cur += w
+		fresh = false
+	}
+	b.WriteString(cur + "\n")
+	return b.String()
+}
+
+// usageText is the whole usage: every command's help.
+func usageText() string {
+	var b strings.Builder
+	b.WriteString(usageHead)
+	for _, c := range commands {
+		b.WriteString(c.usage())
+	}
+	b.WriteString(usageFoot)
+	return b.String()
+}
+
+// lookupCommand returns the named command's documentation.
+func lookupCommand(name string) (commandDoc, bool) {
+	for _, c := range commands {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return commandDoc{}, false
+}
+
+// commandHelp is one command's usage, or "" for an unknown command.
+func commandHelp(name string) string {
+	c, ok := lookupCommand(name)
+	if !ok {
+		return ""
+	}
+	line := "Usage: haldir " + name
+	if len(c.flags) > 0 {
+		line += " [options]"
+	}
+	if c.args != "" {
+		line += " " + c.args
+	}
+	return line + "\n\n" + c.usage()
+}
