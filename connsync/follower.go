@@ -10,32 +10,36 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
-	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
-// Kernel runs the IPVS sync daemons (director.MobyKernel; FakeKernel in
-// tests).
+// Kernel runs the IPVS sync daemons: the part of ipvs.Kernel the follower
+// uses (ipvs.Client; ipvstest.Kernel in tests).
 type Kernel interface {
-	SyncDaemons() ([]director.SyncDaemon, error)
-	StartSyncDaemon(director.SyncDaemon) error
-	StopSyncDaemon(director.SyncState) error
+	SyncDaemons() ([]ipvs.SyncDaemon, error)
+	StartSyncDaemon(ipvs.SyncDaemon) error
+	StopSyncDaemon(ipvs.SyncState) error
 }
+
+// Every ipvs.Kernel runs sync daemons: the daemon hands its kernel over
+// without asking.
+var _ Kernel = ipvs.Kernel(nil)
 
 // Role is the sync daemon role for a VRRP state, keepalived's
 // lvs_sync_daemon rule: the master sends its connections, every other
 // state (backup, fault, not yet started) receives, so that whichever
 // director becomes master already holds the connections.
-func Role(s vrrp.State) director.SyncState {
+func Role(s vrrp.State) ipvs.SyncState {
 	if s == vrrp.StateMaster {
-		return director.SyncMaster
+		return ipvs.SyncMaster
 	}
-	return director.SyncBackup
+	return ipvs.SyncBackup
 }
 
 // DaemonConfig turns [sync] into the daemon to run (State unset).
-func DaemonConfig(c conf.ConnSync) director.SyncDaemon {
-	return director.SyncDaemon{Interface: c.Interface, SyncID: uint8(c.SyncID), MaxLen: uint16(c.MaxLen),
+func DaemonConfig(c conf.ConnSync) ipvs.SyncDaemon {
+	return ipvs.SyncDaemon{Interface: c.Interface, SyncID: uint8(c.SyncID), MaxLen: uint16(c.MaxLen),
 		Group: c.McastGroup, Port: uint16(c.McastPort), TTL: uint8(c.McastTTL)}
 }
 
@@ -52,15 +56,15 @@ type Follower struct {
 	log *slog.Logger
 
 	mu    sync.Mutex
-	want  director.SyncDaemon // State 0: none
+	want  ipvs.SyncDaemon // State 0: none
 	kick  chan struct{}
 	state Status
 }
 
 // Status is what the follower last did, for status and metrics.
 type Status struct {
-	Running  []director.SyncDaemon
-	Want     director.SyncDaemon
+	Running  []ipvs.SyncDaemon
+	Want     ipvs.SyncDaemon
 	LastErr  string
 	Changes  uint64 // daemons started or stopped
 	Failures uint64
@@ -73,12 +77,12 @@ func NewFollower(k Kernel, cfg conf.ConnSync, log *slog.Logger) *Follower {
 		log = slog.Default()
 	}
 	want := DaemonConfig(cfg)
-	want.State = director.SyncBackup
+	want.State = ipvs.SyncBackup
 	return &Follower{k: k, log: log, want: want, kick: make(chan struct{}, 1)}
 }
 
 // SetRole asks for the daemon role; it never blocks (Run applies it).
-func (f *Follower) SetRole(r director.SyncState) {
+func (f *Follower) SetRole(r ipvs.SyncState) {
 	f.mu.Lock()
 	f.want.State = r
 	f.mu.Unlock()
@@ -107,7 +111,7 @@ func (f *Follower) Status() Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := f.state
-	s.Running = append([]director.SyncDaemon(nil), s.Running...)
+	s.Running = append([]ipvs.SyncDaemon(nil), s.Running...)
 	s.Want = f.want
 	return s
 }
@@ -177,7 +181,7 @@ func (f *Follower) Reconcile() error {
 // matches says whether running d has want's configured parameters. The
 // kernel reports its defaults (port 8848, TTL 1, 224.0.0.81, a computed
 // maximum length) for what was left unset: only set ones count.
-func matches(d, want director.SyncDaemon) bool {
+func matches(d, want ipvs.SyncDaemon) bool {
 	return d.Interface == want.Interface && d.SyncID == want.SyncID &&
 		(!want.Group.IsValid() || d.Group == want.Group) &&
 		(want.Port == 0 || d.Port == want.Port) &&
@@ -191,7 +195,7 @@ func (f *Follower) changed() {
 	f.mu.Unlock()
 }
 
-func (f *Follower) done(running []director.SyncDaemon, err error) error {
+func (f *Follower) done(running []ipvs.SyncDaemon, err error) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if running != nil {

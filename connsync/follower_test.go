@@ -14,14 +14,15 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
-	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/internal/poll"
+	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func ops(k *director.FakeKernel) string {
+func ops(k *ipvstest.Kernel) string {
 	var out []string
 	for _, o := range k.Writes() {
 		out = append(out, o.String())
@@ -31,9 +32,9 @@ func ops(k *director.FakeKernel) string {
 }
 
 func TestRole(t *testing.T) {
-	for s, want := range map[vrrp.State]director.SyncState{
-		vrrp.StateMaster: director.SyncMaster, vrrp.StateBackup: director.SyncBackup,
-		vrrp.StateFault: director.SyncBackup, vrrp.StateInit: director.SyncBackup,
+	for s, want := range map[vrrp.State]ipvs.SyncState{
+		vrrp.StateMaster: ipvs.SyncMaster, vrrp.StateBackup: ipvs.SyncBackup,
+		vrrp.StateFault: ipvs.SyncBackup, vrrp.StateInit: ipvs.SyncBackup,
 	} {
 		if got := Role(s); got != want {
 			t.Errorf("Role(%v) = %v, want %v", s, got, want)
@@ -45,33 +46,33 @@ func TestFollowerReconcile(t *testing.T) {
 	cfg := conf.ConnSync{Interface: "eth1", VRRPInstance: "vi", SyncID: 42}
 	for _, tc := range []struct {
 		name    string
-		pre     bool                  // a first Reconcile before steps
-		running []director.SyncDaemon // started before the follower
+		pre     bool              // a first Reconcile before steps
+		running []ipvs.SyncDaemon // started before the follower
 		steps   func(f *Follower)
 		want    string // the kernel writes of the last Reconcile
-		final   []director.SyncDaemon
+		final   []ipvs.SyncDaemon
 	}{
 		{"starts as backup", false, nil, func(*Follower) {},
 			"start_sync_daemon backup on eth1 syncid 42",
-			[]director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 42}}},
-		{"master: backup stops, master starts", true, nil, func(f *Follower) { f.SetRole(director.SyncMaster) },
+			[]ipvs.SyncDaemon{{State: ipvs.SyncBackup, Interface: "eth1", SyncID: 42}}},
+		{"master: backup stops, master starts", true, nil, func(f *Follower) { f.SetRole(ipvs.SyncMaster) },
 			"stop_sync_daemon backup; start_sync_daemon master on eth1 syncid 42",
-			[]director.SyncDaemon{{State: director.SyncMaster, Interface: "eth1", SyncID: 42}}},
-		{"unchanged: nothing written", false, []director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 42, Port: 8848, TTL: 1, Group: netip.MustParseAddr("224.0.0.81")}},
+			[]ipvs.SyncDaemon{{State: ipvs.SyncMaster, Interface: "eth1", SyncID: 42}}},
+		{"unchanged: nothing written", false, []ipvs.SyncDaemon{{State: ipvs.SyncBackup, Interface: "eth1", SyncID: 42, Port: 8848, TTL: 1, Group: netip.MustParseAddr("224.0.0.81")}},
 			func(*Follower) {}, "",
-			[]director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 42, Port: 8848, TTL: 1, Group: netip.MustParseAddr("224.0.0.81")}}},
+			[]ipvs.SyncDaemon{{State: ipvs.SyncBackup, Interface: "eth1", SyncID: 42, Port: 8848, TTL: 1, Group: netip.MustParseAddr("224.0.0.81")}}},
 		{"a new sync_id restarts it", true, nil, func(f *Follower) {
 			c := cfg
 			c.SyncID = 43
 			f.SetConfig(c)
 		}, "stop_sync_daemon backup; start_sync_daemon backup on eth1 syncid 43",
-			[]director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 43}}},
-		{"a foreign master is replaced", false, []director.SyncDaemon{{State: director.SyncMaster, Interface: "eth0", SyncID: 1}}, func(*Follower) {},
+			[]ipvs.SyncDaemon{{State: ipvs.SyncBackup, Interface: "eth1", SyncID: 43}}},
+		{"a foreign master is replaced", false, []ipvs.SyncDaemon{{State: ipvs.SyncMaster, Interface: "eth0", SyncID: 1}}, func(*Follower) {},
 			"stop_sync_daemon master; start_sync_daemon backup on eth1 syncid 42",
-			[]director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 42}}},
+			[]ipvs.SyncDaemon{{State: ipvs.SyncBackup, Interface: "eth1", SyncID: 42}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			k := director.NewFakeKernel()
+			k := ipvstest.New()
 			for _, d := range tc.running {
 				if err := k.StartSyncDaemon(d); err != nil {
 					t.Fatal(err)
@@ -111,13 +112,13 @@ func TestFollowerReloadRestarts(t *testing.T) {
 	set := conf.ConnSync{Interface: "eth1", SyncID: 42, McastGroup: netip.MustParseAddr("239.0.0.1"),
 		McastPort: 8850, McastTTL: 2, MaxLen: 1400}
 	// What the kernel reports for a daemon started with none of them set.
-	defaults := director.SyncDaemon{Interface: "eth1", SyncID: 42, Group: netip.MustParseAddr("224.0.0.81"),
+	defaults := ipvs.SyncDaemon{Interface: "eth1", SyncID: 42, Group: netip.MustParseAddr("224.0.0.81"),
 		Port: 8848, TTL: 1, MaxLen: 1472}
 	with := func(c conf.ConnSync, f func(*conf.ConnSync)) conf.ConnSync { f(&c); return c }
 	for _, tc := range []struct {
 		name    string
 		from    conf.ConnSync
-		running *director.SyncDaemon // what the kernel reports at first; nil: what from starts
+		running *ipvs.SyncDaemon // what the kernel reports at first; nil: what from starts
 		to      conf.ConnSync
 		want    string // the new daemon's settings; "": nothing written
 	}{
@@ -141,9 +142,9 @@ func TestFollowerReloadRestarts(t *testing.T) {
 		{"the kernel's defaults written down", conf.ConnSync{Interface: "eth1", SyncID: 42}, &defaults,
 			conf.ConnSync{Interface: "eth1", SyncID: 42, McastGroup: defaults.Group, McastPort: 8848, McastTTL: 1, MaxLen: 1472}, ""},
 	} {
-		for _, role := range []director.SyncState{director.SyncBackup, director.SyncMaster} {
+		for _, role := range []ipvs.SyncState{ipvs.SyncBackup, ipvs.SyncMaster} {
 			t.Run(tc.name+"/"+role.String(), func(t *testing.T) {
-				k := director.NewFakeKernel()
+				k := ipvstest.New()
 				if tc.running != nil {
 					d := *tc.running
 					d.State = role
@@ -173,7 +174,7 @@ func TestFollowerReloadRestarts(t *testing.T) {
 				if tc.want != "" {
 					d := DaemonConfig(tc.to)
 					d.State = role
-					wantRun = []director.SyncDaemon{d}
+					wantRun = []ipvs.SyncDaemon{d}
 				}
 				if after, _ := k.SyncDaemons(); !slices.Equal(after, wantRun) {
 					t.Fatalf("kernel runs %v, want %v", after, wantRun)
@@ -187,9 +188,9 @@ func TestFollowerReloadRestarts(t *testing.T) {
 }
 
 func TestFollowerErrorsAndRetry(t *testing.T) {
-	k := director.NewFakeKernel()
-	k.SetFault(func(o director.Op) error {
-		if o.Kind == director.OpStartSync {
+	k := ipvstest.New()
+	k.SetFault(func(o ipvs.Op) error {
+		if o.Kind == ipvs.OpStartSync {
 			return syscall.ENODEV
 		}
 		return nil
@@ -213,23 +214,23 @@ func TestFollowerErrorsAndRetry(t *testing.T) {
 
 // Run follows role changes and stops its daemon when it ends.
 func TestFollowerRun(t *testing.T) {
-	k := director.NewFakeKernel()
+	k := ipvstest.New()
 	f := NewFollower(k, conf.ConnSync{Interface: "eth1", SyncID: 5}, quiet)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- f.Run(ctx) }()
-	wait := func(what string, st director.SyncState) {
+	wait := func(what string, st ipvs.SyncState) {
 		t.Helper()
 		poll.Until(t, 5*time.Second, what, func() (bool, any) {
 			ds, _ := k.SyncDaemons()
 			return len(ds) == 1 && ds[0].State == st, ds
 		})
 	}
-	wait("backup at start", director.SyncBackup)
+	wait("backup at start", ipvs.SyncBackup)
 	f.SetRole(Role(vrrp.StateMaster))
-	wait("master after the VRRP master", director.SyncMaster)
+	wait("master after the VRRP master", ipvs.SyncMaster)
 	f.SetRole(Role(vrrp.StateFault))
-	wait("backup after a fault", director.SyncBackup)
+	wait("backup after a fault", ipvs.SyncBackup)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

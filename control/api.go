@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
-	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -262,15 +262,16 @@ func nonNilMap[M ~map[K]V, K comparable, V any](m M) M {
 }
 
 // VirtualServerKey is the IPVS service a configured virtual server is.
-func VirtualServerKey(vs *conf.VirtualServer) (director.ServiceKey, bool) {
+func VirtualServerKey(vs *conf.VirtualServer) (ipvs.ServiceKey, bool) {
 	if vs.Fwmark != 0 {
-		return director.ServiceKey{Fwmark: uint32(vs.Fwmark), V6: vs.Family == "inet6"}, true
+		return ipvs.ServiceKey{Fwmark: uint32(vs.Fwmark), V6: vs.Family == "inet6"}, true
 	}
-	p, err := director.ParseProtocol(vs.Protocol)
+	p, err := conf.ParseProtocol(vs.Protocol)
 	if err != nil {
-		return director.ServiceKey{}, false
+		return ipvs.ServiceKey{}, false
 	}
-	return director.ServiceKey{Protocol: p, Addr: netip.AddrPortFrom(vs.Address, uint16(vs.Port))}, true
+	// conf.Protocol values are the IP protocol numbers IPVS keys by.
+	return ipvs.ServiceKey{Protocol: ipvs.Protocol(p), Addr: netip.AddrPortFrom(vs.Address, uint16(vs.Port))}, true
 }
 
 // RealServerConf is the configuration of the real server at a in vs, or
@@ -288,7 +289,7 @@ func RealServerConf(vs *conf.VirtualServer, a netip.AddrPort) *conf.RealServer {
 	return nil
 }
 
-func apiKey(k director.ServiceKey) APIServiceKey {
+func apiKey(k ipvs.ServiceKey) APIServiceKey {
 	out := APIServiceKey{Service: k.String(), Family: family(k.IsV6())}
 	if k.Fwmark != 0 {
 		out.Fwmark = k.Fwmark
@@ -298,12 +299,12 @@ func apiKey(k director.ServiceKey) APIServiceKey {
 	return out
 }
 
-func apiStats(s director.Stats) APIStats {
+func apiStats(s ipvs.Stats) APIStats {
 	return APIStats{Connections: s.Conns, PacketsIn: s.PktsIn, PacketsOut: s.PktsOut, BytesIn: s.BytesIn, BytesOut: s.BytesOut,
 		ConnectionsPerSec: s.CPS, PacketsInPerSec: s.PPSIn, PacketsOutPerSec: s.PPSOut, BytesInPerSec: s.BPSIn, BytesOutPerSec: s.BPSOut}
 }
 
-func apiSyncDaemon(d director.SyncDaemon) APISyncDaemon {
+func apiSyncDaemon(d ipvs.SyncDaemon) APISyncDaemon {
 	role := "none"
 	if d.State != 0 {
 		role = d.State.String()
@@ -332,7 +333,7 @@ func (st Status) API() APIStatus {
 		out.VRRP = append(out.VRRP, v)
 	}
 
-	confs := map[director.ServiceKey]*conf.VirtualServer{}
+	confs := map[ipvs.ServiceKey]*conf.VirtualServer{}
 	for i := range st.VirtualServers {
 		if k, ok := VirtualServerKey(&st.VirtualServers[i]); ok {
 			confs[k] = &st.VirtualServers[i]

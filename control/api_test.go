@@ -16,6 +16,7 @@ import (
 	"github.com/haldir-lb/haldir/connsync"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -172,16 +173,16 @@ func apiSample() (Status, []time.Duration) {
 		VirtualServers: []conf.VirtualServer{{Name: "web", Address: vip.Addr(), Port: 80, Protocol: "tcp", Forwarding: "dr",
 			PersistenceTimeout: conf.Duration(300 * time.Second), PersistenceGranularity: 24,
 			RealServers: []conf.RealServer{{Address: r1.Addr(), Port: 8080, Forwarding: "nat", Check: &check}}}},
-		Services: []director.ServiceStatus{{Name: "web", Key: director.ServiceKey{Protocol: director.TCP, Addr: vip}, Scheduler: "wlc",
-			InKernel: true, QuorumUp: true, AliveWeight: 3, Quorum: 1, Stats: director.Stats{Conns: 7, CPS: 1},
+		Services: []director.ServiceStatus{{Name: "web", Key: ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: vip}, Scheduler: "wlc",
+			InKernel: true, QuorumUp: true, AliveWeight: 3, Quorum: 1, Stats: ipvs.Stats{Conns: 7, CPS: 1},
 			Reals: []director.RealStatus{{Name: "r1", Addr: r1, Checked: true, Healthy: true, HealthKnown: true, ConfiguredWeight: 3,
 				EffectiveWeight: 3, InKernel: true, KernelWeight: 3, ActiveConns: 2, InactiveConns: 5}}}},
-		Foreign:  []director.ServiceKey{{Fwmark: 7, V6: true}},
-		Director: &director.Counters{Passes: 5, Writes: map[director.OpKind]uint64{director.OpNewDest: 1}, Errors: map[director.ErrorKey]uint64{{Op: director.OpNewDest, Reason: "EEXIST"}: 1}},
+		Foreign:  []ipvs.ServiceKey{{Fwmark: 7, V6: true}},
+		Director: &director.Counters{Passes: 5, Writes: map[ipvs.OpKind]uint64{ipvs.OpNewDest: 1}, Errors: map[director.ErrorKey]uint64{{Op: ipvs.OpNewDest, Reason: "EEXIST"}: 1}},
 		Probes: []healthcheck.ProbeStatus{{Key: "k", Target: healthcheck.Target{Addr: r1, Check: *conf.CompileCheck(&check, r1)}, Up: true, Since: t0, Checks: 9,
 			Subscribers: 1, History: []healthcheck.Result{{Up: true, Reason: "HTTP 200", Start: t0, Took: 2345 * time.Microsecond}}}},
-		Sync: &connsync.Status{Running: []director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 51}},
-			Want: director.SyncDaemon{State: director.SyncMaster, Interface: "eth1", SyncID: 51}, Changes: 1},
+		Sync: &connsync.Status{Running: []ipvs.SyncDaemon{{State: ipvs.SyncBackup, Interface: "eth1", SyncID: 51}},
+			Want: ipvs.SyncDaemon{State: ipvs.SyncMaster, Interface: "eth1", SyncID: 51}, Changes: 1},
 		Cluster: &cluster.View{Members: []cluster.Member{{NodeState: cluster.NodeState{Name: "lvs-a", Version: "0.3.0", Incarnation: uint64(t0.UnixNano()), Seq: 4,
 			Config: map[string]string{"vrrp": "ab"}, VRRP: []cluster.InstanceState{{Name: "VI_1", VRID: 51, Family: 6, State: "backup", Priority: 90}}},
 			Addr: "127.0.0.1:7946", Status: "alive", Self: true}}},

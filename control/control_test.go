@@ -20,6 +20,7 @@ import (
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -46,14 +47,14 @@ func sampleStatus() Status {
 		VRRP: []vrrp.Status{{Name: "VI_1", State: vrrp.StateMaster, Priority: 150, BasePriority: 150,
 			MasterAddr: netip.MustParseAddr("192.0.2.2"), MasterInterval: time.Second, AdvertsSent: 7,
 			Drops: map[string]uint64{"bad_ttl": 2}, Ignored: map[string]uint64{"lower_priority": 1}, LastChange: t0}},
-		Services: []director.ServiceStatus{{Name: "web", Key: director.ServiceKey{Protocol: director.TCP, Addr: vip},
+		Services: []director.ServiceStatus{{Name: "web", Key: ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: vip},
 			Scheduler: "wlc", InKernel: true, QuorumUp: true, AliveWeight: 1, Quorum: 1,
-			Stats: director.Stats{Conns: 10, BytesIn: 1000},
+			Stats: ipvs.Stats{Conns: 10, BytesIn: 1000},
 			Reals: []director.RealStatus{{Addr: r1, Checked: true, Healthy: true, HealthKnown: true,
 				ConfiguredWeight: 1, EffectiveWeight: 1, InKernel: true, KernelWeight: 1, ActiveConns: 3}}}},
-		Foreign: []director.ServiceKey{{Fwmark: 7, V6: true}},
-		Director: &director.Counters{Passes: 4, Writes: map[director.OpKind]uint64{director.OpNewDest: 2},
-			Errors: map[director.ErrorKey]uint64{{Op: director.OpNewDest, Reason: "EEXIST"}: 1}},
+		Foreign: []ipvs.ServiceKey{{Fwmark: 7, V6: true}},
+		Director: &director.Counters{Passes: 4, Writes: map[ipvs.OpKind]uint64{ipvs.OpNewDest: 2},
+			Errors: map[director.ErrorKey]uint64{{Op: ipvs.OpNewDest, Reason: "EEXIST"}: 1}},
 		Probes: []healthcheck.ProbeStatus{{Key: "k", Target: healthcheck.Target{Addr: r1,
 			Check: conf.CheckSpec{Kind: conf.CheckHTTP, Interval: time.Second, HTTP: conf.HTTPCheckSpec{URLs: []conf.URLSpec{{Path: "/", ExpectStatus: conf.StatusCodes{{Lo: 200, Hi: 299}}}}}}},
 			Up: true, Reason: "HTTP 200", Since: t0, Checks: 9,

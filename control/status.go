@@ -8,6 +8,7 @@ import (
 	"github.com/haldir-lb/haldir/connsync"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -25,7 +26,7 @@ type Status struct {
 	// nil when no virtual servers are configured.
 	Services []director.ServiceStatus
 	// Foreign lists IPVS services in the kernel that haldir does not manage.
-	Foreign []director.ServiceKey
+	Foreign []ipvs.ServiceKey
 	// Director holds the reconciler's pass and error counters.
 	Director *director.Counters
 	// Probes is the health checker's state per distinct probe, with the

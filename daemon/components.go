@@ -37,11 +37,11 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 		d.kernel, d.closeK = k, closeK
 		// The director reports from its own goroutine; the loop takes it.
 		d.dir = director.New(k, director.Options{Logger: d.log.With("component", "director"), OnQuorum: d.quorums.Put})
-		if err := d.dir.SetConfig(cfg); err != nil {
+		if err := d.dir.SetConfig(spec); err != nil {
 			return fmt.Errorf("director: %w", err)
 		}
 		d.hc = healthcheck.New(healthcheck.Options{NotifyTimeout: cfg.Global.NotifyTimeout.D(), Logger: d.log.With("component", "healthcheck")})
-		if err := d.updateChecks(cfg, spec); err != nil {
+		if err := d.updateChecks(spec); err != nil {
 			return err
 		}
 		d.goRun("director", d.dir.Run)
@@ -123,12 +123,11 @@ func (d *Daemon) reloadSync(cfg *conf.Config) {
 		d.syncInstance = cfg.Sync.VRRPInstance
 		d.setSyncRole()
 	default:
-		sk, ok := d.kernel.(connsync.Kernel)
-		if !ok {
+		if d.kernel == nil {
 			d.notRunning["sync"] = "[sync] needs the IPVS kernel, which runs only with a virtual_server configured"
 			return
 		}
-		f := connsync.NewFollower(sk, *cfg.Sync, d.log.With("component", "sync"))
+		f := connsync.NewFollower(d.kernel, *cfg.Sync, d.log.With("component", "sync"))
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {
@@ -179,15 +178,13 @@ func (d *Daemon) goRun(name string, f func(context.Context) error) {
 
 // targets lists one health-check target per (virtual server, checked real
 // server) and who subscribes to each probe key.
-func targets(cfg *conf.Config, spec *conf.Spec) ([]healthcheck.Target, map[string][]director.Verdict, error) {
+func targets(spec *conf.Spec) ([]healthcheck.Target, map[string][]director.Verdict) {
 	var ts []healthcheck.Target
 	subs := map[string][]director.Verdict{}
-	for i, vs := range cfg.VirtualServers {
-		key, err := director.Key(vs)
-		if err != nil {
-			return nil, nil, fmt.Errorf("virtual_server[%d]: %w", i, err)
-		}
-		for _, rs := range spec.VirtualServers[i].RealServers {
+	for i := range spec.VirtualServers {
+		vs := &spec.VirtualServers[i]
+		key := director.Key(vs)
+		for _, rs := range vs.RealServers {
 			if rs.Check == nil {
 				continue
 			}
@@ -198,17 +195,14 @@ func targets(cfg *conf.Config, spec *conf.Spec) ([]healthcheck.Target, map[strin
 			subs[t.Key()] = append(subs[t.Key()], director.Verdict{Service: key, Real: addr})
 		}
 	}
-	return ts, subs, nil
+	return ts, subs
 }
 
-// updateChecks points the scheduler at cfg's targets; unchanged probes keep
+// updateChecks points the scheduler at spec's targets; unchanged probes keep
 // their state and history. The states it returns are handed to the director
 // at once so a reload does not wait for the next transition.
-func (d *Daemon) updateChecks(cfg *conf.Config, spec *conf.Spec) error {
-	ts, subs, err := targets(cfg, spec)
-	if err != nil {
-		return err
-	}
+func (d *Daemon) updateChecks(spec *conf.Spec) error {
+	ts, subs := targets(spec)
 	states, err := d.hc.Update(ts)
 	if err != nil {
 		return fmt.Errorf("healthcheck: %w", err)
@@ -237,9 +231,9 @@ func (d *Daemon) reload(old, cfg *conf.Config) error {
 	var errs []error
 	switch {
 	case d.dir != nil:
-		if err := d.dir.SetConfig(cfg); err != nil {
+		if err := d.dir.SetConfig(spec); err != nil {
 			errs = append(errs, fmt.Errorf("director: %w", err))
-		} else if err := d.updateChecks(cfg, spec); err != nil {
+		} else if err := d.updateChecks(spec); err != nil {
 			errs = append(errs, err)
 		}
 	case len(cfg.VirtualServers) > 0:

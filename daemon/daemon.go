@@ -28,6 +28,7 @@ import (
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
 	"github.com/haldir-lb/haldir/internal/fifo"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/metrics"
 	"github.com/haldir-lb/haldir/vrrp"
 )
@@ -47,7 +48,7 @@ type Options struct {
 	// a no-op outside systemd.
 	Notify func(state string)
 	// NewKernel opens the IPVS backend; default the kernel's (netlink).
-	NewKernel func() (director.Kernel, func(), error)
+	NewKernel func() (ipvs.Kernel, func(), error)
 	// VRRPDo, when set, runs VRRP's socket and netlink work in another
 	// network namespace (vrrp.Options.Do); tests use a lab host.
 	VRRPDo func(func() error) error
@@ -82,7 +83,7 @@ type Daemon struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
-	kernel   director.Kernel
+	kernel   ipvs.Kernel
 	closeK   func()
 	dir      *director.Reconciler
 	hc       *healthcheck.Scheduler
@@ -131,8 +132,8 @@ func New(cfg *conf.Config, opts Options) *Daemon {
 		opts.Notify = func(state string) { _, _ = sddaemon.SdNotify(false, state) }
 	}
 	if opts.NewKernel == nil {
-		opts.NewKernel = func() (director.Kernel, func(), error) {
-			k, err := director.NewMobyKernel("")
+		opts.NewKernel = func() (ipvs.Kernel, func(), error) {
+			k, err := ipvs.Open("")
 			if err != nil {
 				return nil, nil, err
 			}

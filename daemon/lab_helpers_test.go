@@ -7,19 +7,20 @@ import (
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/connsync"
-	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 	"github.com/haldir-lb/haldir/lab"
 )
 
 // startComponents runs cfg's components and the daemon's loop with VRRP
 // in host h of l and, when k is set, the in-memory IPVS kernel; they stop
 // at the test's end.
-func startComponents(t *testing.T, l *lab.Lab, h string, cfg *conf.Config, k *director.FakeKernel) (*Daemon, *syncBuffer) {
+func startComponents(t *testing.T, l *lab.Lab, h string, cfg *conf.Config, k *ipvstest.Kernel) (*Daemon, *syncBuffer) {
 	t.Helper()
 	var logs syncBuffer
 	opts := Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), VRRPDo: l.Host(h).Do, Notify: func(string) {}}
 	if k != nil {
-		opts.NewKernel = func() (director.Kernel, func(), error) { return k, func() {}, nil }
+		opts.NewKernel = func() (ipvs.Kernel, func(), error) { return k, func() {}, nil }
 	}
 	return startLoop(t, cfg, opts), &logs
 }

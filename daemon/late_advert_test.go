@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 	"github.com/haldir-lb/haldir/lab"
 )
 
@@ -74,7 +74,7 @@ track_script = [{ name = "flip", command = ["/bin/sh", "-c", "if [ -e %[3]s ]; t
 	}
 	small := mustParse(t, head+virtualServers(1, 1))
 	big := mustParse(t, head+virtualServers(1000, 10))
-	c, logs := startComponents(t, l, "r1", small, director.NewFakeKernel())
+	c, logs := startComponents(t, l, "r1", small, ipvstest.New())
 
 	// gaps returns the longest gap between two adverts of one mastership
 	// (priority 150, no resignation in between) in the records after seq

@@ -9,8 +9,9 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
-	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/internal/poll"
+	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 	"github.com/haldir-lb/haldir/lab"
 )
 
@@ -55,7 +56,7 @@ port = %d
 		}
 		return cfg
 	}
-	k := director.NewFakeKernel()
+	k := ipvstest.New()
 	cfg := parse("[sync]\ninterface = \"eth0\"\nvrrp_instance = \"vi\"\n")
 	c, logs := startComponents(t, l, "r1", cfg, k)
 	var seen []string
@@ -77,7 +78,7 @@ port = %d
 	if _, ok := c.notRunningOnLoop()["sync"]; ok {
 		t.Fatal("sync reported as not running")
 	}
-	if st := c.syncFollower().Status(); st.Want.State != director.SyncMaster || st.LastErr != "" {
+	if st := c.syncFollower().Status(); st.Want.State != ipvs.SyncMaster || st.LastErr != "" {
 		t.Fatalf("follower status %+v", st)
 	}
 

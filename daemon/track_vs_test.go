@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
-	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/internal/poll"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/vrrp"
 )
@@ -53,7 +53,7 @@ port = %d
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, logs := startComponents(t, l, "r1", cfg, director.NewFakeKernel())
+	c, logs := startComponents(t, l, "r1", cfg, ipvstest.New())
 	in := c.vrrp.Instance("vi")
 	wait := func(what string, ok func(vrrp.Status) bool) {
 		t.Helper()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -13,13 +12,15 @@ import (
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/internal/poll"
+	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 )
 
 // countReads makes k count the reads it answers (GetServices and
 // GetDestinations) and fail the writes fault selects.
-func countReads(k *FakeKernel, fault func(Op) error) *atomic.Int64 {
+func countReads(k *ipvstest.Kernel, fault func(ipvs.Op) error) *atomic.Int64 {
 	var n atomic.Int64
-	k.SetFault(func(o Op) error {
+	k.SetFault(func(o ipvs.Op) error {
 		if !o.Kind.IsWrite() {
 			n.Add(1)
 			return nil
@@ -44,7 +45,7 @@ func changes(t *testing.T, r *Reconciler) Result {
 // TestReconcileChangesWritesWithoutReading: after a full pass, a reload or
 // a verdict costs its own writes and not a single read.
 func TestReconcileChangesWritesWithoutReading(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := webVS()
 	r := newRec(t, k, cfgOf(vs))
 	reconcile(t, r)
@@ -57,7 +58,7 @@ func TestReconcileChangesWritesWithoutReading(t *testing.T) {
 		{"reload one weight", func() {
 			vs.RealServers = slices.Clone(vs.RealServers)
 			vs.RealServers[1].Weight = 25
-			if err := r.SetConfig(cfgOf(vs)); err != nil {
+			if err := r.SetConfig(specOf(cfgOf(vs))); err != nil {
 				t.Fatal(err)
 			}
 		}, []string{"update_destination tcp 192.0.2.10:80 198.51.100.2:8080 w=25 fwd=nat"}},
@@ -67,7 +68,7 @@ func TestReconcileChangesWritesWithoutReading(t *testing.T) {
 		{"service added", func() {
 			udp := conf.VirtualServer{Address: vip, Port: 53, Protocol: "udp", Scheduler: "rr",
 				RealServers: []conf.RealServer{{Address: rs3, Port: 53, Weight: 1}}}
-			if err := r.SetConfig(cfgOf(vs, udp)); err != nil {
+			if err := r.SetConfig(specOf(cfgOf(vs, udp))); err != nil {
 				t.Fatal(err)
 			}
 		}, []string{
@@ -75,7 +76,7 @@ func TestReconcileChangesWritesWithoutReading(t *testing.T) {
 			"new_destination udp 192.0.2.10:53 198.51.100.3:53 w=1 fwd=nat",
 		}},
 		{"service dropped", func() {
-			if err := r.SetConfig(cfgOf(vs)); err != nil {
+			if err := r.SetConfig(specOf(cfgOf(vs))); err != nil {
 				t.Fatal(err)
 			}
 		}, []string{
@@ -112,7 +113,7 @@ func TestReconcileChangesWritesWithoutReading(t *testing.T) {
 // pass that had an error, ReconcileChanges reads the whole table.
 func TestReconcileChangesFallsBackToFullPass(t *testing.T) {
 	t.Run("no pass yet", func(t *testing.T) {
-		k := NewFakeKernel()
+		k := ipvstest.New()
 		reads := countReads(k, nil)
 		r := newRec(t, k, cfgOf(webVS()))
 		if res := changes(t, r); res.Writes != 3 {
@@ -123,11 +124,11 @@ func TestReconcileChangesFallsBackToFullPass(t *testing.T) {
 		}
 	})
 	t.Run("after a failed write", func(t *testing.T) {
-		k := NewFakeKernel()
+		k := ipvstest.New()
 		var failing atomic.Bool
 		failing.Store(true)
-		reads := countReads(k, func(o Op) error {
-			if o.Kind == OpNewDest && failing.Load() {
+		reads := countReads(k, func(o ipvs.Op) error {
+			if o.Kind == ipvs.OpNewDest && failing.Load() {
 				return syscall.EBUSY
 			}
 			return nil
@@ -153,13 +154,13 @@ func TestReconcileChangesFallsBackToFullPass(t *testing.T) {
 // not see: an edit behind haldir's back waits for the next full pass, and
 // when it makes a write fail, the pass after reads everything again.
 func TestReconcileChangesTrustsUntilResync(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := webVS()
 	key := mustKey(t, vs)
 	r := newRec(t, k, cfgOf(vs))
 	reconcile(t, r)
 	a, b := netip.AddrPortFrom(rs1, 8080), netip.AddrPortFrom(rs2, 8080)
-	if err := k.UpdateDestination(key, Destination{Addr: a, Weight: 99}); err != nil {
+	if err := k.UpdateDestination(key, ipvs.Destination{Addr: a, DestSettings: ipvs.DestSettings{Weight: 99}}); err != nil {
 		t.Fatal(err)
 	}
 	k.ResetWrites()
@@ -175,7 +176,7 @@ func TestReconcileChangesTrustsUntilResync(t *testing.T) {
 	}
 	vs.RealServers = slices.Clone(vs.RealServers)
 	vs.RealServers[1].Weight = 30
-	if err := r.SetConfig(cfgOf(vs)); err != nil {
+	if err := r.SetConfig(specOf(cfgOf(vs))); err != nil {
 		t.Fatal(err)
 	}
 	k.ResetWrites()
@@ -190,34 +191,34 @@ func TestReconcileChangesTrustsUntilResync(t *testing.T) {
 // TestReconcileChangesAdoptsClaimedForeign: a foreign service the
 // configuration then claims has its destinations read, and nothing else.
 func TestReconcileChangesAdoptsClaimedForeign(t *testing.T) {
-	k := NewFakeKernel()
-	fk := ServiceKey{Protocol: TCP, Addr: netip.AddrPortFrom(vip, 443)}
-	if err := k.NewService(Service{Key: fk, Scheduler: "rr", NetmaskBits: 32}); err != nil {
+	k := ipvstest.New()
+	fk := ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.AddrPortFrom(vip, 443)}
+	if err := k.NewService(ipvs.Service{Key: fk, ServiceSettings: ipvs.ServiceSettings{Scheduler: "rr", NetmaskBits: 32}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.NewDestination(fk, Destination{Addr: netip.AddrPortFrom(rs3, 443), Weight: 1}); err != nil {
+	if err := k.NewDestination(fk, ipvs.Destination{Addr: netip.AddrPortFrom(rs3, 443), DestSettings: ipvs.DestSettings{Weight: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	r := newRec(t, k, cfgOf(webVS()))
-	if res := reconcile(t, r); !slices.Equal(res.Foreign, []ServiceKey{fk}) {
+	if res := reconcile(t, r); !slices.Equal(res.Foreign, []ipvs.ServiceKey{fk}) {
 		t.Fatalf("foreign %v", res.Foreign)
 	}
 	var destReads atomic.Int64
-	k.SetFault(func(o Op) error {
+	k.SetFault(func(o ipvs.Op) error {
 		switch o.Kind {
-		case OpGetDests:
+		case ipvs.OpGetDests:
 			if o.Service.Key != fk {
 				t.Errorf("read destinations of %s, only %s was unread", o.Service.Key, fk)
 			}
 			destReads.Add(1)
-		case OpGetServices:
+		case ipvs.OpGetServices:
 			t.Error("read the service list")
 		}
 		return nil
 	})
 	tls := conf.VirtualServer{Address: vip, Port: 443, Protocol: "tcp", Scheduler: "rr",
 		RealServers: []conf.RealServer{{Address: rs3, Port: 443, Weight: 1}}}
-	if err := r.SetConfig(cfgOf(webVS(), tls)); err != nil {
+	if err := r.SetConfig(specOf(cfgOf(webVS(), tls))); err != nil {
 		t.Fatal(err)
 	}
 	k.ResetWrites()
@@ -230,12 +231,12 @@ func TestReconcileChangesAdoptsClaimedForeign(t *testing.T) {
 // TestRunAppliesVerdictsWithoutRereading: Run's passes woken by verdicts
 // read nothing; its first pass and resyncs read the table.
 func TestRunAppliesVerdictsWithoutRereading(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	reads := countReads(k, nil)
 	vs := webVS()
 	key := mustKey(t, vs)
 	r := New(k, Options{Logger: quiet(), Resync: time.Hour})
-	if err := r.SetConfig(cfgOf(vs)); err != nil {
+	if err := r.SetConfig(specOf(cfgOf(vs))); err != nil {
 		t.Fatal(err)
 	}
 	defer runLoop(t, r)()
@@ -281,17 +282,23 @@ func BenchmarkOneWeightReload(b *testing.B) {
 		vss[i] = conf.VirtualServer{Address: netip.AddrFrom4([4]byte{10, 10, byte(i / 250), byte(i%250 + 1)}), Port: 80,
 			Protocol: "tcp", Scheduler: "wlc", Forwarding: "nat", RealServers: rs}
 	}
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	r := New(k, Options{Logger: quiet()})
-	if err := r.SetConfig(cfgOf(vss...)); err != nil {
+	if err := r.SetConfig(specOf(cfgOf(vss...))); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := r.Reconcile(context.Background()); err != nil {
 		b.Fatal(err)
 	}
+	// The reloads alternate between two specs compiled beforehand: the
+	// caller compiles a reload once, for every component.
+	var specs [2]*conf.Spec
+	for i := range specs {
+		vss[500].RealServers[5].Weight = 100 + i
+		specs[i] = specOf(cfgOf(vss...))
+	}
 	for i := 0; b.Loop(); i++ {
-		vss[500].RealServers[5].Weight = 100 + i%2
-		if err := r.SetConfig(cfgOf(vss...)); err != nil {
+		if err := r.SetConfig(specs[i%2]); err != nil {
 			b.Fatal(err)
 		}
 		res, err := r.ReconcileChanges(context.Background())
@@ -302,7 +309,7 @@ func BenchmarkOneWeightReload(b *testing.B) {
 }
 
 // TestLargePool runs a pool past the size where destinations are found by
-// scanning (16) through the map path: programming, a duplicate, a weight
+// scanning (16) through the map path: programming, a weight
 // change and removals.
 func TestLargePool(t *testing.T) {
 	const n = 40
@@ -313,26 +320,21 @@ func TestLargePool(t *testing.T) {
 		}
 		return vs
 	}
-	dup := pool(n)
-	dup.RealServers[n-1].Address = dup.RealServers[3].Address
-	if err := New(NewFakeKernel(), Options{Logger: quiet()}).SetConfig(cfgOf(dup)); err == nil || !strings.Contains(err.Error(), "already used by real_server[3]") {
-		t.Fatalf("duplicate in a large pool: %v", err)
-	}
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := pool(n)
 	r := newRec(t, k, cfgOf(vs))
 	if res := reconcile(t, r); res.Writes != 1+n {
 		t.Fatalf("first pass: %d writes", res.Writes)
 	}
 	vs.RealServers[30].Weight = 99
-	if err := r.SetConfig(cfgOf(vs)); err != nil {
+	if err := r.SetConfig(specOf(cfgOf(vs))); err != nil {
 		t.Fatal(err)
 	}
 	k.ResetWrites()
 	changes(t, r)
 	wantOps(t, k.Writes(), "update_destination tcp 192.0.2.10:80 198.51.100.31:8080 w=99 fwd=nat")
 	vs.RealServers = vs.RealServers[:n-3]
-	if err := r.SetConfig(cfgOf(vs)); err != nil {
+	if err := r.SetConfig(specOf(cfgOf(vs))); err != nil {
 		t.Fatal(err)
 	}
 	k.ResetWrites()

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 )
 
 // loadedConfig goes through the real loader, so the reconciler is tested on
@@ -55,7 +56,7 @@ func TestLoadedConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config does not load: %v", err)
 	}
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	r := newRec(t, k, c)
 	reconcile(t, r)
 	// 10.0.0.21 starts down (initial_state) and 10.0.0.22 has no check:

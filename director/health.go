@@ -3,14 +3,16 @@ package director
 import (
 	"net/netip"
 	"slices"
+
+	"github.com/haldir-lb/haldir/ipvs"
 )
 
 // desiredSvc is the kernel state wanted for one service, with what the
 // snapshot needs to explain it.
 type desiredSvc struct {
 	model       *vsModel
-	svc         Service
-	dests       []Destination
+	svc         ipvs.Service
+	dests       []ipvs.Destination
 	reals       []realState
 	aliveWeight int
 	quorumUp    bool
@@ -24,8 +26,12 @@ type realState struct {
 	present   bool // wanted in the kernel
 }
 
-// desiredLocked computes the wanted kernel state from the model and the
-// health verdicts. r.mu must be held. It updates the quorum states.
+// desired computes the kernel state wanted for one virtual server from its
+// model, the health verdicts and the quorum memory q. It is pure: it reads
+// health and q and changes neither (the caller records the quorum it
+// found, see quorumMemory), and its result depends only on m, the verdicts
+// of m's real servers and m's remembered quorum, which is why a pass may
+// recompute only the services a reload or a verdict touched.
 //
 // Semantics, per virtual server:
 //   - A real server without a check (none configured, or type "none") is
@@ -36,37 +42,23 @@ type realState struct {
 //   - A down real server is removed, or kept with weight 0 under
 //     inhibit_on_failure (established connections are not cut).
 //   - Quorum, like keepalived: alive = sum of effective weights of healthy
-//     real servers. The quorum is lost when alive < quorum - hysteresis and
-//     regained when alive >= quorum + hysteresis; in between it keeps its
-//     previous state. It starts up iff alive >= quorum. quorum <= 0 means 1.
+//     real servers (quorumMemory.next has the hysteresis rule).
 //   - While the quorum is lost and a sorry_server is configured, the sorry
 //     server replaces the pool: it is the only destination, and the real
 //     servers are removed (even under inhibit_on_failure) so no new
 //     connection reaches a pool too small to serve it. Without a sorry
 //     server the pool stays as computed.
-func (r *Reconciler) desiredLocked() map[ServiceKey]*desiredSvc {
-	out := make(map[ServiceKey]*desiredSvc, len(r.model))
-	for i := range r.model {
-		out[r.model[i].svc.Key] = r.desiredOneLocked(&r.model[i])
-	}
-	return out
-}
-
-// desiredOneLocked is desiredLocked for one virtual server: its result
-// depends only on m, the verdicts of its real servers and its quorum
-// state, which is why a pass may recompute only the services a reload or a
-// verdict touched.
-func (r *Reconciler) desiredOneLocked(m *vsModel) *desiredSvc {
+func desired(m *vsModel, health map[healthKey]Verdict, q quorumMemory) *desiredSvc {
 	key := m.svc.Key
 	d := &desiredSvc{model: m, svc: m.svc, reals: make([]realState, len(m.reals))}
 	for j, rm := range m.reals {
 		rs := realState{healthy: true, effective: rm.weight}
 		if rm.checked {
 			rs.healthy = rm.initialUp
-			if v, ok := r.health[healthKey{key, rm.tmpl.Addr}]; ok {
+			if v, ok := health[healthKey{key, rm.tmpl.Addr}]; ok {
 				rs.known, rs.healthy = true, v.Up
 				if v.WeightSet && v.Weight >= 0 {
-					rs.effective = min(v.Weight, MaxWeight)
+					rs.effective = min(v.Weight, ipvs.MaxWeight)
 				}
 			}
 		}
@@ -75,26 +67,12 @@ func (r *Reconciler) desiredOneLocked(m *vsModel) *desiredSvc {
 		}
 		d.reals[j] = rs
 	}
-	up, had := r.quorumUp[key]
-	switch {
-	case !had:
-		up = d.aliveWeight >= m.quorum
-	case up && d.aliveWeight < m.quorum-m.hysteresis:
-		up = false
-	case !up && d.aliveWeight >= m.quorum+m.hysteresis:
-		up = true
-	}
-	if had && up != r.quorumUp[key] {
-		r.log.Warn("virtual server quorum changed", "service", key.String(), "name", m.name,
-			"quorum_up", up, "alive_weight", d.aliveWeight, "quorum", m.quorum, "hysteresis", m.hysteresis)
-	}
-	r.quorumUp[key] = up
-	d.quorumUp = up
-	d.sorry = !up && m.sorry != nil
+	d.quorumUp = q.next(m, d.aliveWeight)
+	d.sorry = !d.quorumUp && m.hasSorry
 	if d.sorry {
-		d.dests = []Destination{*m.sorry}
+		d.dests = []ipvs.Destination{m.sorry}
 	} else {
-		d.dests = make([]Destination, 0, len(m.reals))
+		d.dests = make([]ipvs.Destination, 0, len(m.reals))
 		for j, rm := range m.reals {
 			rs := &d.reals[j]
 			dst := rm.tmpl
@@ -117,7 +95,7 @@ func (r *Reconciler) desiredOneLocked(m *vsModel) *desiredSvc {
 // last pass.
 type ServiceStatus struct {
 	Name        string
-	Key         ServiceKey
+	Key         ipvs.ServiceKey
 	Scheduler   string
 	InKernel    bool
 	QuorumUp    bool
@@ -125,7 +103,7 @@ type ServiceStatus struct {
 	Quorum      int
 	Hysteresis  int
 	SorryActive bool // the sorry server replaces the pool
-	Stats       Stats
+	Stats       ipvs.Stats
 	Reals       []RealStatus
 }
 
@@ -143,7 +121,7 @@ type RealStatus struct {
 	KernelWeight     int
 	ActiveConns      uint32
 	InactiveConns    uint32
-	Stats            Stats
+	Stats            ipvs.Stats
 }
 
 // Snapshot returns the state of every configured virtual server as of the
@@ -162,7 +140,7 @@ func (r *Reconciler) Snapshot() []ServiceStatus {
 
 // snapshot describes the pass that used model (a SetConfig during the pass
 // shows in the next one).
-func snapshot(model []vsModel, want map[ServiceKey]*desiredSvc, cur map[ServiceKey]*kstate) []ServiceStatus {
+func snapshot(model []vsModel, want map[ipvs.ServiceKey]*desiredSvc, cur map[ipvs.ServiceKey]*kstate) []ServiceStatus {
 	out := make([]ServiceStatus, 0, len(model))
 	for i := range model {
 		out = append(out, snapshotOne(&model[i], want, cur))
@@ -171,7 +149,7 @@ func snapshot(model []vsModel, want map[ServiceKey]*desiredSvc, cur map[ServiceK
 }
 
 // snapshotOne is one virtual server's entry of snapshot.
-func snapshotOne(m *vsModel, want map[ServiceKey]*desiredSvc, cur map[ServiceKey]*kstate) ServiceStatus {
+func snapshotOne(m *vsModel, want map[ipvs.ServiceKey]*desiredSvc, cur map[ipvs.ServiceKey]*kstate) ServiceStatus {
 	d := want[m.svc.Key]
 	st := cur[m.svc.Key]
 	ss := ServiceStatus{Name: m.name, Key: m.svc.Key, Scheduler: m.svc.Scheduler, InKernel: st != nil,
@@ -204,7 +182,7 @@ func snapshotOne(m *vsModel, want map[ServiceKey]*desiredSvc, cur map[ServiceKey
 		fill(&rs)
 		ss.Reals = append(ss.Reals, rs)
 	}
-	if m.sorry != nil {
+	if m.hasSorry {
 		rs := RealStatus{Name: "sorry_server", Addr: m.sorry.Addr, Sorry: true, Healthy: true,
 			ConfiguredWeight: m.sorry.Weight}
 		if d.sorry {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 )
 
 // bigTable is n services of ten real servers, the benchmark's table.
@@ -33,7 +35,7 @@ func bigTable(n int) []conf.VirtualServer {
 // one weight rebuilds one model and diffs one service, and so does a
 // verdict; a full pass still diffs them all.
 func TestChangesDiffOnlyDirtyServices(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vss := bigTable(1000)
 	r := newRec(t, k, cfgOf(vss...))
 	reconcile(t, r)
@@ -44,7 +46,7 @@ func TestChangesDiffOnlyDirtyServices(t *testing.T) {
 
 	// Edited in place, as a caller may: the reconciler kept its own copy.
 	vss[500].RealServers[5].Weight = 77
-	if err := r.SetConfig(cfgOf(vss...)); err != nil {
+	if err := r.SetConfig(specOf(cfgOf(vss...))); err != nil {
 		t.Fatal(err)
 	}
 	rebuilt := 0
@@ -92,31 +94,31 @@ func TestChangesDiffOnlyDirtyServices(t *testing.T) {
 // twin is a reconciler with its own fake kernel and the quorum reports of
 // its last pass.
 type twin struct {
-	k      *FakeKernel
+	k      *ipvstest.Kernel
 	r      *Reconciler
 	quorum []QuorumState
 }
 
 func newTwin() *twin {
-	tw := &twin{k: NewFakeKernel()}
+	tw := &twin{k: ipvstest.New()}
 	tw.r = New(tw.k, Options{Logger: quiet(), OnQuorum: func(q QuorumState) { tw.quorum = append(tw.quorum, q) }})
 	return tw
 }
 
 // kernelTable is the fake kernel's table, comparable across twins.
-func kernelTable(t *testing.T, k *FakeKernel) map[ServiceKey][]Destination {
+func kernelTable(t *testing.T, k *ipvstest.Kernel) map[ipvs.ServiceKey][]ipvs.DestInfo {
 	t.Helper()
 	svcs, err := k.GetServices()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[ServiceKey][]Destination{}
+	out := map[ipvs.ServiceKey][]ipvs.DestInfo{}
 	for _, s := range svcs {
 		ds, err := k.GetDestinations(s.Key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		slices.SortFunc(ds, func(a, b Destination) int { return a.Addr.Compare(b.Addr) })
+		slices.SortFunc(ds, func(a, b ipvs.DestInfo) int { return a.Addr.Compare(b.Addr) })
 		out[s.Key] = ds
 	}
 	return out
@@ -127,7 +129,7 @@ func kernelTable(t *testing.T, k *FakeKernel) map[ServiceKey][]Destination {
 // only the services they touched), the other with a full Reconcile. Every
 // pass must write the same operations in the same order and leave the
 // same kernel table, snapshot, quorum reports and counters; the model must
-// be what buildModel makes of the configuration, and the verdicts kept
+// be what a fresh conversion makes of the configuration, and the verdicts kept
 // those SetConfig's rule keeps.
 func TestChangesMatchFullPass(t *testing.T) {
 	for seed := range uint64(8) {
@@ -161,14 +163,14 @@ func changesMatchFullPass(t *testing.T, seed uint64) {
 	oracle := map[healthKey]Verdict{} // the verdicts SetConfig's rule keeps
 	setConfig := func() {
 		cfg := cfgOf(vss...)
-		e1, e2 := changes.r.SetConfig(cfg), full.r.SetConfig(cfg)
+		e1, e2 := changes.r.SetConfig(specOf(cfg)), full.r.SetConfig(specOf(cfg))
 		if fmt.Sprint(e1) != fmt.Sprint(e2) {
 			t.Fatalf("SetConfig errors differ: %v / %v", e1, e2)
 		}
 		if e1 != nil {
 			t.Fatalf("random configuration rejected: %v", e1)
 		}
-		m, err := buildModel(vss)
+		m, _, err := rebuildModel(specOf(cfg).VirtualServers, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -179,12 +181,8 @@ func changesMatchFullPass(t *testing.T, seed uint64) {
 			}
 		}
 		maps.DeleteFunc(oracle, func(k healthKey, _ Verdict) bool { return !conf[k] })
-		got := slices.Clone(changes.r.model)
-		for i := range got {
-			got[i].in = vsInputs{}
-		}
-		if !reflect.DeepEqual(got, m) {
-			t.Fatalf("model after a reload is not buildModel's")
+		if got := changes.r.model; !reflect.DeepEqual(got, m) {
+			t.Fatalf("model after a reload is not a fresh conversion's")
 		}
 	}
 	setConfig()
@@ -197,7 +195,7 @@ func changesMatchFullPass(t *testing.T, seed uint64) {
 			op := rng.IntN(10)
 			switch op {
 			case 0, 1, 2, 3: // a verdict, sometimes for a target not configured
-				key := ServiceKey{Protocol: TCP, Addr: netip.AddrPortFrom(vip, uint16(ports[rng.IntN(len(ports))]))}
+				key := ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.AddrPortFrom(vip, uint16(ports[rng.IntN(len(ports))]))}
 				v := Verdict{Service: key, Real: netip.AddrPortFrom(addr(rng.IntN(nAddrs)), 8080), Up: rng.IntN(2) == 0}
 				if rng.IntN(4) == 0 {
 					v.Weight, v.WeightSet = rng.IntN(30)-1, true
@@ -292,155 +290,19 @@ func changesMatchFullPass(t *testing.T, seed uint64) {
 	}
 }
 
-// TestModelInputsCoverBuild sets every field of a virtual server, of its
-// first real server and of that one's check to other values: whenever the
-// change makes buildModel reject the server or build a different model,
-// the inputs a reload compares must see a change too. A field buildVS
-// starts reading without vsInputs comparing it fails here.
-func TestModelInputsCoverBuild(t *testing.T) {
-	tcp := conf.VirtualServer{Name: "web", Address: vip, Port: 80, Protocol: "tcp", Scheduler: "sh", Forwarding: "nat",
-		SchedulerFlags: []string{"sh-port"}, PersistenceTimeout: conf.Duration(300 * time.Second), PersistenceGranularity: 24,
-		Quorum: 5, Hysteresis: 1, InhibitOnFailure: true, SorryServer: netip.AddrPortFrom(sorry, 0), SorryServerWeight: 2,
-		Check: &conf.Check{Type: "tcp"},
-		RealServers: []conf.RealServer{
-			{Name: "a", Address: rs1, Port: 8080, Weight: 10, UpperThreshold: 100, LowerThreshold: 10, Check: &conf.Check{Type: "tcp", InitialState: "down"}},
-			{Name: "b", Address: rs2, Port: 8080, Weight: 20},
-		}}
-	tun := conf.VirtualServer{Fwmark: 7, Family: "inet", Scheduler: "mh", Forwarding: "tun", TunnelType: "gue", TunnelPort: 6080,
-		TunnelChecksum: "csum", RealServers: []conf.RealServer{{Address: rs1, Weight: 1, Check: &conf.Check{Type: "http"}}}}
-	v6 := conf.VirtualServer{Address: vip6, Port: 443, Protocol: "sctp", Scheduler: "rr", Forwarding: "dr",
-		RealServers: []conf.RealServer{{Address: rs61, Port: 443, Weight: 3, Forwarding: "tun"}, {Address: rs62, Weight: 4}}}
-
-	candidates := map[reflect.Kind][]any{
-		reflect.String: {"", "x", "tcp", "udp", "sctp", "rr", "wlc", "sh", "mh", "nat", "dr", "tun", "ipip", "gue", "gre",
-			"csum", "remcsum", "nocsum", "up", "down", "inet", "inet6", "none", "http", "exec"},
-		reflect.Int:   {0, 1, 2, 5, 7, 24, 64, 100, 443, 8080, 6081, 70000, -1},
-		reflect.Int64: {int64(0), int64(time.Second), int64(600 * time.Second), int64(-time.Second)},
-	}
-	addrs := []netip.Addr{{}, rs3, sorry, vip6, rs62}
-	addrPorts := []netip.AddrPort{{}, netip.AddrPortFrom(rs3, 0), netip.AddrPortFrom(rs3, 9000), netip.AddrPortFrom(rs61, 80)}
-	flagLists := [][]string{nil, {"sh-fallback"}, {"ops", "mh-port"}, {"bogus"}}
-
-	clone := func(vs conf.VirtualServer) conf.VirtualServer {
-		vs.SchedulerFlags = slices.Clone(vs.SchedulerFlags)
-		vs.RealServers = slices.Clone(vs.RealServers)
-		for i := range vs.RealServers {
-			if c := vs.RealServers[i].Check; c != nil {
-				cc := *c
-				vs.RealServers[i].Check = &cc
-			}
-		}
-		return vs
-	}
-	build := func(vs conf.VirtualServer) (vsModel, error) {
-		m, err := buildModel([]conf.VirtualServer{vs})
-		if err != nil {
-			return vsModel{}, err
-		}
-		return m[0], nil
-	}
-	// values lists the other values tried for a field of v's type.
-	values := func(v reflect.Value) []reflect.Value {
-		var out []reflect.Value
-		add := func(x any) { out = append(out, reflect.ValueOf(x).Convert(v.Type())) }
-		switch v.Type() {
-		case reflect.TypeFor[netip.Addr]():
-			for _, a := range addrs {
-				add(a)
-			}
-		case reflect.TypeFor[netip.AddrPort]():
-			for _, a := range addrPorts {
-				add(a)
-			}
-		case reflect.TypeFor[[]string]():
-			for _, l := range flagLists {
-				add(l)
-			}
-		case reflect.TypeFor[*conf.Check]():
-			out = append(out, reflect.Zero(v.Type()))
-		default:
-			if v.Kind() == reflect.Bool {
-				add(!v.Bool())
-			}
-			for _, c := range candidates[v.Kind()] {
-				add(c)
-			}
-		}
-		return out
-	}
-	for _, base := range []conf.VirtualServer{tcp, tun, v6} {
-		if _, err := build(base); err != nil {
-			t.Fatalf("base %s: %v", base.Name, err)
-		}
-		in := inputsOf(&base)
-		changed := 0
-		// fields(vs) are the settable leaves of a copy of base.
-		type leaf struct {
-			path string
-			get  func(vs *conf.VirtualServer) reflect.Value
-		}
-		var leaves []leaf
-		vsT := reflect.TypeFor[conf.VirtualServer]()
-		for i := range vsT.NumField() {
-			if f := vsT.Field(i); f.Name != "RealServers" {
-				leaves = append(leaves, leaf{f.Name, func(vs *conf.VirtualServer) reflect.Value { return reflect.ValueOf(vs).Elem().Field(i) }})
-			}
-		}
-		rsT := reflect.TypeFor[conf.RealServer]()
-		for i := range rsT.NumField() {
-			leaves = append(leaves, leaf{"RealServers[0]." + rsT.Field(i).Name, func(vs *conf.VirtualServer) reflect.Value {
-				return reflect.ValueOf(&vs.RealServers[0]).Elem().Field(i)
-			}})
-		}
-		chkT := reflect.TypeFor[conf.Check]()
-		for i := range chkT.NumField() {
-			leaves = append(leaves, leaf{"RealServers[0].Check." + chkT.Field(i).Name, func(vs *conf.VirtualServer) reflect.Value {
-				if vs.RealServers[0].Check == nil {
-					vs.RealServers[0].Check = &conf.Check{}
-				}
-				return reflect.ValueOf(vs.RealServers[0].Check).Elem().Field(i)
-			}})
-		}
-		want, _ := build(base)
-		want.in = vsInputs{}
-		for _, l := range leaves {
-			probe := clone(base)
-			for _, val := range values(l.get(&probe)) {
-				mut := clone(base)
-				l.get(&mut).Set(val)
-				m, err := build(mut)
-				m.in = vsInputs{}
-				if err == nil && reflect.DeepEqual(m, want) {
-					continue
-				}
-				changed++
-				if in.matches(&mut) {
-					t.Errorf("base %q: %s = %v changes the model (err %v) but not the compared inputs", base.Name, l.path, val, err)
-				}
-			}
-		}
-		if changed < 20 {
-			t.Fatalf("base %q: only %d mutations changed the model: the test lost its teeth", base.Name, changed)
-		}
-	}
-}
-
 // BenchmarkOneVerdict is the CPU side of one health verdict on 1,000
 // services × 10 real servers (SetHealth and ReconcileChanges against the
 // fake kernel): a real server goes down, then up again, one write each.
 func BenchmarkOneVerdict(b *testing.B) {
 	vss := bigTable(1000)
-	r := New(NewFakeKernel(), Options{Logger: quiet()})
-	if err := r.SetConfig(cfgOf(vss...)); err != nil {
+	r := New(ipvstest.New(), Options{Logger: quiet()})
+	if err := r.SetConfig(specOf(cfgOf(vss...))); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := r.Reconcile(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	key, err := Key(vss[500])
-	if err != nil {
-		b.Fatal(err)
-	}
+	key := Key(&specOf(cfgOf(vss...)).VirtualServers[500])
 	real := netip.AddrPortFrom(vss[500].RealServers[5].Address, 8080)
 	for i := 0; b.Loop(); i++ {
 		r.SetHealth(Verdict{Service: key, Real: real, Up: i%2 == 1})

@@ -1,6 +1,10 @@
 package director
 
-import "maps"
+import (
+	"maps"
+
+	"github.com/haldir-lb/haldir/ipvs"
+)
 
 // QuorumState is whether one configured virtual server has its quorum on
 // this director: the summed effective weight of its healthy real servers
@@ -8,10 +12,42 @@ import "maps"
 // real servers are not serving does not hold the virtual addresses.
 type QuorumState struct {
 	Name        string // the virtual server's configured name
-	Service     ServiceKey
+	Service     ipvs.ServiceKey
 	Up          bool
 	AliveWeight int
 	Quorum      int
+}
+
+// quorumMemory is the hysteresis of every configured service's quorum:
+// its state as the last desired-state computation left it, the only thing
+// one computation hands to the next. desired reads it; the Reconciler
+// records each result with record.
+type quorumMemory map[ipvs.ServiceKey]bool
+
+// next is the quorum of virtual server m when its healthy real servers
+// weigh alive, like keepalived: up iff alive >= quorum the first time;
+// then lost when alive < quorum - hysteresis and regained when alive >=
+// quorum + hysteresis, keeping its previous state in between.
+func (q quorumMemory) next(m *vsModel, alive int) bool {
+	up, had := q[m.svc.Key]
+	switch {
+	case !had:
+		return alive >= m.quorum
+	case up && alive < m.quorum-m.hysteresis:
+		return false
+	case !up && alive >= m.quorum+m.hysteresis:
+		return true
+	}
+	return up
+}
+
+// record remembers d's quorum and reports whether it changed a state
+// remembered before (the first one is no change).
+func (q quorumMemory) record(d *desiredSvc) (changed bool) {
+	key := d.model.svc.Key
+	prev, had := q[key]
+	q[key] = d.quorumUp
+	return had && prev != d.quorumUp
 }
 
 // quorumChangesLocked returns the quorum states to report after a pass
@@ -21,7 +57,7 @@ type QuorumState struct {
 // virtual servers and their names is the same. With prune, virtual servers
 // no longer configured are forgotten, so one that comes back is reported
 // again.
-func (r *Reconciler) quorumChangesLocked(want map[ServiceKey]*desiredSvc, keys []ServiceKey, prune bool) []QuorumState {
+func (r *Reconciler) quorumChangesLocked(want map[ipvs.ServiceKey]*desiredSvc, keys []ipvs.ServiceKey, prune bool) []QuorumState {
 	if r.onQuorum == nil {
 		return nil
 	}

@@ -3,6 +3,8 @@ package director
 import (
 	"reflect"
 	"testing"
+
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 )
 
 // TestOnQuorumReportsChangesOnly walks a virtual server (weights 10+20,
@@ -10,13 +12,13 @@ import (
 // callback hears the first state and each change once, and forgets a
 // virtual server dropped by a reload.
 func TestOnQuorumReportsChangesOnly(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := webVS()
 	vs.Quorum = 20
 	key := mustKey(t, vs)
 	var got []QuorumState
 	r := New(k, Options{Logger: quiet(), OnQuorum: func(q QuorumState) { got = append(got, q) }})
-	if err := r.SetConfig(cfgOf(vs)); err != nil {
+	if err := r.SetConfig(specOf(cfgOf(vs))); err != nil {
 		t.Fatal(err)
 	}
 	steps := []struct {
@@ -31,12 +33,12 @@ func TestOnQuorumReportsChangesOnly(t *testing.T) {
 		{"one back, still below", func() { health(t, r, vs, rs1, 8080, true) }, nil},
 		{"quorum again", func() { health(t, r, vs, rs2, 8080, true) }, []QuorumState{{Name: "web", Service: key, Up: true, AliveWeight: 30, Quorum: 20}}},
 		{"dropped by reload", func() {
-			if err := r.SetConfig(cfgOf()); err != nil {
+			if err := r.SetConfig(specOf(cfgOf())); err != nil {
 				t.Fatal(err)
 			}
 		}, nil},
 		{"back again is reported again", func() {
-			if err := r.SetConfig(cfgOf(vs)); err != nil {
+			if err := r.SetConfig(specOf(cfgOf(vs))); err != nil {
 				t.Fatal(err)
 			}
 		}, []QuorumState{{Name: "web", Service: key, Up: true, AliveWeight: 30, Quorum: 20}}},

@@ -10,9 +10,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/ipvs"
 )
 
 // Verdict is one health transition of a real server, as the health checker
@@ -21,7 +25,7 @@ import (
 // check): while set it replaces the configured weight; a negative Weight
 // (healthcheck.WeightConfigured) counts as unset.
 type Verdict struct {
-	Service   ServiceKey
+	Service   ipvs.ServiceKey
 	Real      netip.AddrPort
 	Up        bool
 	Weight    int
@@ -29,7 +33,7 @@ type Verdict struct {
 }
 
 type healthKey struct {
-	svc  ServiceKey
+	svc  ipvs.ServiceKey
 	real netip.AddrPort
 }
 
@@ -59,7 +63,7 @@ type Options struct {
 // reported by Foreign. A service dropped from the configuration by a reload
 // is deleted; one dropped while haldir was stopped becomes foreign.
 type Reconciler struct {
-	k        Kernel
+	k        ipvs.Kernel
 	log      *slog.Logger
 	resync   time.Duration
 	retryMin time.Duration
@@ -71,8 +75,8 @@ type Reconciler struct {
 	// trusts instead of reading the kernel again; nil after a pass with
 	// any error, or before the first. knownTimeouts are the timeouts that
 	// pass found or set. Both are guarded by pass.
-	known         map[ServiceKey]*kstate
-	knownTimeouts Timeouts
+	known         map[ipvs.ServiceKey]*kstate
+	knownTimeouts ipvs.Timeouts
 	// unread are the services of known whose destinations were not read
 	// (foreign ones), sorted. want is the desired state of every
 	// configured service as the last pass computed it, and wantKeys its
@@ -81,10 +85,10 @@ type Reconciler struct {
 	// makes the next pass diff every service (the last one skipped
 	// writes). diffed counts the services the last pass diffed. All
 	// guarded by pass.
-	unread   []ServiceKey
-	want     map[ServiceKey]*desiredSvc
-	wantKeys []ServiceKey
-	owned    map[ServiceKey]bool
+	unread   []ipvs.ServiceKey
+	want     map[ipvs.ServiceKey]*desiredSvc
+	wantKeys []ipvs.ServiceKey
+	owned    map[ipvs.ServiceKey]bool
 	diffAll  bool
 	diffed   int
 
@@ -92,23 +96,23 @@ type Reconciler struct {
 
 	mu       sync.Mutex
 	model    []vsModel
-	timeouts Timeouts
+	timeouts ipvs.Timeouts
 	health   map[healthKey]Verdict
-	quorumUp map[ServiceKey]bool
+	quorumUp quorumMemory
 	// index is each configured service's position in model (replaced,
 	// never edited). dirty are the services a SetConfig or SetHealth
 	// changed since the last pass took them; structural says a SetConfig
 	// added, removed, reordered or renamed virtual servers since. stray
 	// are verdicts for targets not configured when they came, which the
 	// next SetConfig drops unless it configures them.
-	index      map[ServiceKey]int
-	dirty      map[ServiceKey]bool
+	index      map[ipvs.ServiceKey]int
+	dirty      map[ipvs.ServiceKey]bool
 	structural bool
 	stray      map[healthKey]bool
 	// sharedNames: virtual servers share a name (conf rejects that; the
 	// quorum reports, keyed by name, then depend on every service).
 	sharedNames bool
-	foreign     []ServiceKey
+	foreign     []ipvs.ServiceKey
 	snap        []ServiceStatus
 	cnt         Counters
 
@@ -117,7 +121,7 @@ type Reconciler struct {
 }
 
 // New returns a Reconciler writing to k. It manages nothing until SetConfig.
-func New(k Kernel, opt Options) *Reconciler {
+func New(k ipvs.Kernel, opt Options) *Reconciler {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
@@ -131,41 +135,42 @@ func New(k Kernel, opt Options) *Reconciler {
 		k: k, log: opt.Logger, resync: opt.Resync, retryMin: opt.RetryMin,
 		kick:     make(chan struct{}, 1),
 		health:   map[healthKey]Verdict{},
-		quorumUp: map[ServiceKey]bool{},
-		owned:    map[ServiceKey]bool{},
-		dirty:    map[ServiceKey]bool{},
+		quorumUp: quorumMemory{},
+		owned:    map[ipvs.ServiceKey]bool{},
+		dirty:    map[ipvs.ServiceKey]bool{},
 		stray:    map[healthKey]bool{},
-		cnt:      Counters{Writes: map[OpKind]uint64{}, Errors: map[ErrorKey]uint64{}},
+		cnt:      Counters{Writes: map[ipvs.OpKind]uint64{}, Errors: map[ErrorKey]uint64{}},
 		onQuorum: opt.OnQuorum,
 		reported: map[string]bool{},
 	}
 }
 
 // SetConfig replaces the desired virtual servers and IPVS timeouts (a
-// reload) and wakes Run. An invalid configuration is rejected as a whole
-// with an error naming the entry; the previous one stays in force.
+// reload) with those of s (conf.Compile's, validated) and wakes Run. Two
+// virtual servers of one service are refused with an error naming them;
+// the previous configuration then stays in force.
 //
-// Only the virtual servers that changed are rebuilt and marked for the
-// next pass (see rebuildModel), so a reload of one weight in a large table
-// costs a comparison of the table and the work of one service.
-func (r *Reconciler) SetConfig(c *conf.Config) error {
+// Only the virtual servers that changed are marked for the next pass (see
+// rebuildModel), so a reload of one weight in a large table costs a
+// conversion and comparison of the table and the work of one service.
+func (r *Reconciler) SetConfig(s *conf.Spec) error {
 	r.cfgMu.Lock()
 	defer r.cfgMu.Unlock()
 	old := r.model // written only under cfgMu
-	m, diff, err := rebuildModel(c.VirtualServers, old)
+	m, diff, err := rebuildModel(s.VirtualServers, old)
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
 	r.model = m
-	r.timeouts = Timeouts{TCP: c.IPVS.TimeoutTCP.D(), TCPFin: c.IPVS.TimeoutTCPFin.D(), UDP: c.IPVS.TimeoutUDP.D()}
+	r.timeouts = ipvs.Timeouts{TCP: s.IPVS.TimeoutTCP, TCPFin: s.IPVS.TimeoutTCPFin, UDP: s.IPVS.TimeoutUDP}
 	for _, key := range diff.changed {
 		r.dirty[key] = true
 	}
 	// Forget verdicts and quorum states of targets no longer configured.
 	if diff.structural {
 		r.structural = true
-		r.index = make(map[ServiceKey]int, len(m))
+		r.index = make(map[ipvs.ServiceKey]int, len(m))
 		names := make(map[string]bool, len(m))
 		r.sharedNames = false
 		for i := range m {
@@ -174,7 +179,7 @@ func (r *Reconciler) SetConfig(c *conf.Config) error {
 			names[m[i].name] = true
 		}
 		maps.DeleteFunc(r.health, func(k healthKey, _ Verdict) bool { return !r.configuredLocked(k) })
-		maps.DeleteFunc(r.quorumUp, func(k ServiceKey, _ bool) bool {
+		maps.DeleteFunc(r.quorumUp, func(k ipvs.ServiceKey, _ bool) bool {
 			_, ok := r.index[k]
 			return !ok
 		})
@@ -270,22 +275,22 @@ func (r *Reconciler) Run(ctx context.Context) error {
 
 // Result describes one reconcile pass.
 type Result struct {
-	Writes  int          // write calls issued (successful or not)
-	Applied []Op         // writes that succeeded, in order
-	Failed  []FailedOp   // writes that failed, in order
-	Skipped int          // writes not attempted because an earlier one they depend on failed
-	Foreign []ServiceKey // kernel services left alone
+	Writes  int               // write calls issued (successful or not)
+	Applied []ipvs.Op         // writes that succeeded, in order
+	Failed  []FailedOp        // writes that failed, in order
+	Skipped int               // writes not attempted because an earlier one they depend on failed
+	Foreign []ipvs.ServiceKey // kernel services left alone
 }
 
 // FailedOp is a write the kernel refused.
 type FailedOp struct {
-	Op  Op
+	Op  ipvs.Op
 	Err error
 }
 
 // ErrorKey indexes the error counters.
 type ErrorKey struct {
-	Op     OpKind
+	Op     ipvs.OpKind
 	Reason string // errno name (EEXIST, ESRCH, ...) or "other"
 }
 
@@ -293,8 +298,8 @@ type ErrorKey struct {
 type Counters struct {
 	Passes       uint64
 	FailedPasses uint64
-	Writes       map[OpKind]uint64   // write calls issued per operation
-	Errors       map[ErrorKey]uint64 // failures per operation and reason (reads included)
+	Writes       map[ipvs.OpKind]uint64 // write calls issued per operation
+	Errors       map[ErrorKey]uint64    // failures per operation and reason (reads included)
 }
 
 // Counters returns a copy of the cumulative counters.
@@ -309,18 +314,10 @@ func (r *Reconciler) Counters() Counters {
 
 // Foreign returns the kernel services found by the last pass that haldir
 // does not manage.
-func (r *Reconciler) Foreign() []ServiceKey {
+func (r *Reconciler) Foreign() []ipvs.ServiceKey {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.foreign)
-}
-
-// kstate is the kernel table as read, then kept up to date with every
-// successful write of the pass.
-type kstate struct {
-	svc   Service
-	dests []Destination
-	read  bool // destinations were read successfully
 }
 
 // Reconcile runs one pass: read the kernel, compute the desired state, apply
@@ -350,56 +347,12 @@ func (r *Reconciler) ReconcileChanges(ctx context.Context) (Result, error) {
 func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error) {
 	r.pass.Lock()
 	defer r.pass.Unlock()
-	var res Result
-	var errs []error
+	p := &pass{r: r}
 
-	fail := func(op Op, err error) {
-		r.mu.Lock()
-		r.cnt.Errors[ErrorKey{op.Kind, errReason(err)}]++
-		r.mu.Unlock()
-		attrs := []any{"op", string(op.Kind), "service", op.Service.Key.String(), "err", err}
-		if op.Dest.Addr.IsValid() {
-			attrs = append(attrs, "dest", op.Dest.Addr.String())
-		}
-		r.log.Error("ipvs operation failed; retrying on the next pass", attrs...)
-		if op.Kind.IsWrite() {
-			res.Failed = append(res.Failed, FailedOp{op, err})
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", op, err))
-	}
-	finish := func() (Result, error) {
-		r.mu.Lock()
-		r.cnt.Passes++
-		if len(errs) > 0 {
-			r.cnt.FailedPasses++
-		}
-		r.mu.Unlock()
-		return res, errors.Join(errs...)
-	}
-
-	var (
-		cur   map[ServiceKey]*kstate
-		order []ServiceKey // services whose destinations may need reading
-	)
 	trusted := changes && r.known != nil
-	if trusted {
-		cur = r.known
-		// Only foreign services are unread (a read failure is an error,
-		// after which nothing is trusted).
-		order = r.unread
-	} else {
-		ksvcs, err := r.k.GetServices()
-		if err != nil {
-			r.known = nil
-			fail(Op{Kind: OpGetServices}, err)
-			return finish()
-		}
-		cur = make(map[ServiceKey]*kstate, len(ksvcs))
-		for _, s := range ksvcs {
-			s.Flags &^= FlagHashed
-			cur[s.Key] = &kstate{svc: s}
-			order = append(order, s.Key)
-		}
+	cur, order, ok := r.current(p, trusted)
+	if !ok {
+		return p.finish()
 	}
 	// cur is updated in place by the pass; it becomes known again only if
 	// the pass ends without error.
@@ -409,89 +362,26 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 	// services changed since: every other one is as the last pass left it,
 	// in the kernel table it trusts as in its desired state.
 	incremental := trusted && r.want != nil && !r.diffAll
-	var want map[ServiceKey]*desiredSvc
-	r.mu.Lock()
-	model := r.model // SetConfig replaces the slice, never edits it
-	index := r.index // likewise
-	dirty, structural, sharedNames := r.dirty, r.structural, r.sharedNames
-	r.dirty, r.structural = map[ServiceKey]bool{}, false
-	if incremental {
-		want = r.want
-		for key := range dirty {
-			if i, ok := index[key]; ok {
-				want[key] = r.desiredOneLocked(&model[i])
-			} else {
-				delete(want, key)
-			}
-		}
-	} else {
-		want = r.desiredLocked()
-	}
-	timeouts := r.timeouts
-	r.mu.Unlock()
-	owned := r.owned
+	w := r.wanted(incremental)
+	want, owned := w.want, r.owned
 	r.want = want
+	r.readDests(p, cur, order, want, owned)
 
-	for _, key := range order {
-		st := cur[key]
-		if _, ok := want[key]; !ok && !owned[key] {
-			res.Foreign = append(res.Foreign, key)
-			continue
+	var ops []ipvs.Op
+	if w.timeouts != (ipvs.Timeouts{}) && !(trusted && w.timeouts == r.knownTimeouts) {
+		if have, err := r.k.Timeouts(); err != nil {
+			p.fail(ipvs.Op{Kind: ipvs.OpSetTimeouts}, err)
+		} else {
+			ops = planTimeouts(have, w.timeouts)
 		}
-		if st.read {
-			continue // known from the last pass
-		}
-		ds, err := r.k.GetDestinations(key)
-		if err != nil {
-			fail(Op{Kind: OpGetDests, Service: Service{Key: key}}, err)
-			continue
-		}
-		st.dests, st.read = ds, true
-	}
-	slices.SortFunc(res.Foreign, func(a, b ServiceKey) int { return cmpKey(a, b) })
-
-	write := func(op Op) bool {
-		if ctx.Err() != nil {
-			res.Skipped++
-			return false
-		}
-		res.Writes++
-		r.mu.Lock()
-		r.cnt.Writes[op.Kind]++
-		r.mu.Unlock()
-		var err error
-		switch op.Kind {
-		case OpNewService:
-			err = r.k.NewService(op.Service)
-		case OpUpdService:
-			err = r.k.UpdateService(op.Service)
-		case OpDelService:
-			err = r.k.DelService(op.Service.Key)
-		case OpNewDest:
-			err = r.k.NewDestination(op.Service.Key, op.Dest)
-		case OpUpdDest:
-			err = r.k.UpdateDestination(op.Service.Key, op.Dest)
-		case OpDelDest:
-			err = r.k.DelDestination(op.Service.Key, op.Dest.Addr)
-		}
-		if err != nil {
-			fail(op, err)
-			return false
-		}
-		res.Applied = append(res.Applied, op)
-		return true
-	}
-
-	if ts, ok := r.k.(TimeoutSetter); ok && timeouts != (Timeouts{}) && !(trusted && timeouts == r.knownTimeouts) {
-		r.applyTimeouts(ts, timeouts, &res, fail)
 	}
 
 	// Services to diff, and those to delete once that is done. After a
 	// clean pass the owned services are the configured ones, so only a
 	// dirty one can be owned and no longer configured.
-	var keys, gone []ServiceKey
+	var keys, gone []ipvs.ServiceKey
 	if incremental {
-		for _, key := range sortedKeys(dirty) {
+		for _, key := range sortedKeys(w.dirty) {
 			if _, ok := want[key]; ok {
 				keys = append(keys, key)
 			} else if owned[key] {
@@ -500,61 +390,35 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 		}
 	} else {
 		keys = sortedKeys(want)
-	}
-	r.diffed = len(keys)
-	for _, key := range keys {
-		d := want[key]
-		st := cur[key]
-		if st == nil {
-			if !write(Op{Kind: OpNewService, Service: d.svc}) {
-				res.Skipped += len(d.dests)
-				continue
-			}
-			owned[key] = true
-			st = &kstate{svc: d.svc, read: true}
-			cur[key] = st
-		} else {
-			owned[key] = true
-			if !st.svc.sameConfig(d.svc) {
-				if write(Op{Kind: OpUpdService, Service: d.svc}) {
-					st.svc = Service{Key: key, Scheduler: d.svc.Scheduler, Flags: d.svc.Flags, Timeout: d.svc.Timeout, NetmaskBits: d.svc.NetmaskBits, Stats: st.svc.Stats}
-				}
-			}
-			if !st.read {
-				res.Skipped += len(d.dests)
-				continue
-			}
-		}
-		r.syncDests(st, d.dests, write)
-	}
-
-	// Services managed earlier and no longer configured: destinations first.
-	if !incremental {
 		gone = sortedKeys(owned)
 	}
-	for _, key := range gone {
-		if _, ok := want[key]; ok {
-			continue
-		}
-		st := cur[key]
-		if st == nil {
-			delete(owned, key)
-			continue
-		}
-		for _, kd := range slices.Clone(st.dests) {
-			if write(Op{Kind: OpDelDest, Service: Service{Key: key}, Dest: Destination{Addr: kd.Addr}}) {
-				st.dests = removeDest(st.dests, kd.Addr)
-			}
-		}
-		if write(Op{Kind: OpDelService, Service: Service{Key: key}}) {
-			delete(owned, key)
-			delete(cur, key)
+	r.diffed = len(keys)
+	diff := make([]*desiredSvc, len(keys))
+	for i, key := range keys {
+		diff[i] = want[key]
+		if cur[key] != nil {
+			owned[key] = true // adopted as it is
 		}
 	}
+	// Services managed earlier and no longer configured; one already gone
+	// from the kernel is simply forgotten.
+	gone = slices.DeleteFunc(gone, func(key ipvs.ServiceKey) bool {
+		if _, ok := want[key]; ok {
+			return true
+		}
+		if cur[key] == nil {
+			delete(owned, key)
+			return true
+		}
+		return false
+	})
+	svcOps, blind := plan(cur, diff, gone)
+	p.res.Skipped += blind
+	p.apply(ctx, r.k, append(ops, svcOps...), cur, owned)
 
-	if len(errs) == 0 {
-		r.known, r.knownTimeouts = cur, timeouts
-		var unread []ServiceKey // order may be r.unread: not edited in place
+	if len(p.errs) == 0 {
+		r.known, r.knownTimeouts = cur, w.timeouts
+		var unread []ipvs.ServiceKey // order may be r.unread: not edited in place
 		for _, key := range order {
 			if st := cur[key]; st != nil && !st.read {
 				unread = append(unread, key)
@@ -563,115 +427,148 @@ func (r *Reconciler) reconcile(ctx context.Context, changes bool) (Result, error
 		slices.SortFunc(unread, cmpKey)
 		r.unread = unread
 	}
-	r.diffAll = res.Skipped > 0
+	r.diffAll = p.res.Skipped > 0
 	r.owned = owned
-	inPlace := incremental && !structural
+	r.report(w, incremental, keys, cur, p.res.Foreign)
+	return p.finish()
+}
+
+// current is the kernel table the pass starts from: the one the last pass
+// left when trusted, else read (destinations are read by readDests). order
+// lists the services whose destinations may need reading. ok is false when
+// the service list could not be read: the pass can do nothing.
+func (r *Reconciler) current(p *pass, trusted bool) (cur map[ipvs.ServiceKey]*kstate, order []ipvs.ServiceKey, ok bool) {
+	if trusted {
+		// Only foreign services are unread (a read failure is an error,
+		// after which nothing is trusted).
+		return r.known, r.unread, true
+	}
+	ksvcs, err := r.k.GetServices()
+	if err != nil {
+		r.known = nil
+		p.fail(ipvs.Op{Kind: ipvs.OpGetServices}, err)
+		return nil, nil, false
+	}
+	cur = make(map[ipvs.ServiceKey]*kstate, len(ksvcs))
+	for _, s := range ksvcs {
+		s.Flags &^= ipvs.FlagHashed
+		cur[s.Key] = &kstate{svc: s}
+		order = append(order, s.Key)
+	}
+	return cur, order, true
+}
+
+// wantedState is what a pass takes from the configuration and the health
+// verdicts, in one critical section of r.mu.
+type wantedState struct {
+	want        map[ipvs.ServiceKey]*desiredSvc
+	model       []vsModel // SetConfig replaces the slice, never edits it
+	index       map[ipvs.ServiceKey]int
+	dirty       map[ipvs.ServiceKey]bool
+	structural  bool
+	sharedNames bool
+	timeouts    ipvs.Timeouts
+}
+
+// wanted computes the desired state: of every configured service, or
+// (incremental) of the services marked dirty since the last pass, on top
+// of the last pass's. It records the quorum states desired found and logs
+// their changes once r.mu is released.
+func (r *Reconciler) wanted(incremental bool) wantedState {
+	var changed []*desiredSvc
+	r.mu.Lock()
+	w := wantedState{model: r.model, index: r.index, dirty: r.dirty, structural: r.structural,
+		sharedNames: r.sharedNames, timeouts: r.timeouts}
+	r.dirty, r.structural = map[ipvs.ServiceKey]bool{}, false
+	compute := func(m *vsModel) {
+		d := desired(m, r.health, r.quorumUp)
+		if r.quorumUp.record(d) {
+			changed = append(changed, d)
+		}
+		w.want[m.svc.Key] = d
+	}
+	if incremental {
+		w.want = r.want
+		for key := range w.dirty {
+			if i, ok := w.index[key]; ok {
+				compute(&w.model[i])
+			} else {
+				delete(w.want, key)
+			}
+		}
+	} else {
+		w.want = make(map[ipvs.ServiceKey]*desiredSvc, len(w.model))
+		for i := range w.model {
+			compute(&w.model[i])
+		}
+	}
+	r.mu.Unlock()
+	logQuorumChanges(r.log, changed)
+	return w
+}
+
+// readDests reads the destinations of the services in order that the
+// pass manages and has not read yet; the others are foreign, and listed
+// in the result.
+func (r *Reconciler) readDests(p *pass, cur map[ipvs.ServiceKey]*kstate, order []ipvs.ServiceKey, want map[ipvs.ServiceKey]*desiredSvc, owned map[ipvs.ServiceKey]bool) {
+	for _, key := range order {
+		st := cur[key]
+		if _, ok := want[key]; !ok && !owned[key] {
+			p.res.Foreign = append(p.res.Foreign, key)
+			continue
+		}
+		if st.read {
+			continue // known from the last pass
+		}
+		ds, err := r.k.GetDestinations(key)
+		if err != nil {
+			p.fail(ipvs.Op{Kind: ipvs.OpGetDests, Service: ipvs.Service{Key: key}}, err)
+			continue
+		}
+		st.dests, st.read = ds, true
+	}
+	slices.SortFunc(p.res.Foreign, cmpKey)
+}
+
+// report updates the status the pass leaves (snapshot, foreign services)
+// and gives onQuorum the quorum states that changed. keys are the
+// services the pass diffed.
+func (r *Reconciler) report(w wantedState, incremental bool, keys []ipvs.ServiceKey, cur map[ipvs.ServiceKey]*kstate, foreign []ipvs.ServiceKey) {
+	inPlace := incremental && !w.structural
 	switch {
 	case !incremental:
 		r.wantKeys = keys
-	case structural:
-		r.wantKeys = sortedKeys(want)
+	case w.structural:
+		r.wantKeys = sortedKeys(w.want)
 	}
 	var quorum []QuorumState
 	r.mu.Lock()
-	r.foreign = res.Foreign
+	r.foreign = foreign
 	if inPlace {
 		// The same services at the same positions: only the diffed ones
 		// changed.
 		for _, key := range keys {
-			i := index[key]
-			r.snap[i] = snapshotOne(&model[i], want, cur)
+			i := w.index[key]
+			r.snap[i] = snapshotOne(&w.model[i], w.want, cur)
 		}
 	} else {
-		r.snap = snapshot(model, want, cur)
+		r.snap = snapshot(w.model, w.want, cur)
 	}
-	if inPlace && !sharedNames {
-		quorum = r.quorumChangesLocked(want, keys, false)
+	if inPlace && !w.sharedNames {
+		quorum = r.quorumChangesLocked(w.want, keys, false)
 	} else {
-		quorum = r.quorumChangesLocked(want, r.wantKeys, true)
+		quorum = r.quorumChangesLocked(w.want, r.wantKeys, true)
 	}
 	r.mu.Unlock()
 	for _, q := range quorum {
 		r.onQuorum(q)
 	}
-	return finish()
-}
-
-// syncDests brings one service's destinations to want: additions first,
-// then in-place updates, then removals, so that swapping the pool for the
-// sorry server (or back) never leaves the service empty.
-func (r *Reconciler) syncDests(st *kstate, want []Destination, write func(Op) bool) {
-	key := st.svc.Key
-	have := destLookup(st.dests)
-	var upd []Destination
-	present := 0 // wanted destinations in st.dests
-	for _, d := range want {
-		i, ok := have(d.Addr)
-		if !ok {
-			if write(Op{Kind: OpNewDest, Service: Service{Key: key}, Dest: d}) {
-				st.dests = append(st.dests, d)
-				present++
-			}
-			continue
-		}
-		present++
-		if !st.dests[i].sameConfig(d) {
-			upd = append(upd, d)
-		}
-	}
-	for _, d := range upd {
-		if write(Op{Kind: OpUpdDest, Service: Service{Key: key}, Dest: d}) {
-			i := slices.IndexFunc(st.dests, func(x Destination) bool { return x.Addr == d.Addr })
-			d.ActiveConns, d.InactiveConns, d.Stats = st.dests[i].ActiveConns, st.dests[i].InactiveConns, st.dests[i].Stats
-			st.dests[i] = d
-		}
-	}
-	if present == len(st.dests) {
-		return // nothing unwanted: the common case, worth no map
-	}
-	wanted := make(map[netip.AddrPort]bool, len(want))
-	for _, d := range want {
-		wanted[d.Addr] = true
-	}
-	var stale []netip.AddrPort
-	for _, kd := range st.dests {
-		if !wanted[kd.Addr] {
-			stale = append(stale, kd.Addr)
-		}
-	}
-	for _, a := range stale {
-		if write(Op{Kind: OpDelDest, Service: Service{Key: key}, Dest: Destination{Addr: a}}) {
-			st.dests = removeDest(st.dests, a)
-		}
-	}
-}
-
-func (r *Reconciler) applyTimeouts(ts TimeoutSetter, want Timeouts, res *Result, fail func(Op, error)) {
-	have, err := ts.Timeouts()
-	if err != nil {
-		fail(Op{Kind: OpSetTimeouts}, err)
-		return
-	}
-	// Zero fields mean "leave alone": compare only the configured ones.
-	if (want.TCP == 0 || want.TCP == have.TCP) && (want.TCPFin == 0 || want.TCPFin == have.TCPFin) &&
-		(want.UDP == 0 || want.UDP == have.UDP) {
-		return
-	}
-	res.Writes++
-	r.mu.Lock()
-	r.cnt.Writes[OpSetTimeouts]++
-	r.mu.Unlock()
-	if err := ts.SetTimeouts(want); err != nil {
-		fail(Op{Kind: OpSetTimeouts}, err)
-		return
-	}
-	res.Applied = append(res.Applied, Op{Kind: OpSetTimeouts})
 }
 
 // destLookup returns a function finding an address in ds as it is now: a
 // scan for the handful of real servers most services have, which costs
 // less than building a map for every service on every pass; a map beyond.
-func destLookup(ds []Destination) func(netip.AddrPort) (int, bool) {
+func destLookup(ds []ipvs.DestInfo) func(netip.AddrPort) (int, bool) {
 	if len(ds) <= 16 {
 		return func(a netip.AddrPort) (int, bool) {
 			for i := range ds {
@@ -692,16 +589,16 @@ func destLookup(ds []Destination) func(netip.AddrPort) (int, bool) {
 	}
 }
 
-func removeDest(ds []Destination, a netip.AddrPort) []Destination {
-	return slices.DeleteFunc(ds, func(d Destination) bool { return d.Addr == a })
+func removeDest(ds []ipvs.DestInfo, a netip.AddrPort) []ipvs.DestInfo {
+	return slices.DeleteFunc(ds, func(d ipvs.DestInfo) bool { return d.Addr == a })
 }
 
 // sortedKeys returns m's keys in cmpKey's order, formatting each key once
 // instead of twice per comparison (a thousand services made the sorts a
 // noticeable part of a pass).
-func sortedKeys[V any](m map[ServiceKey]V) []ServiceKey {
+func sortedKeys[V any](m map[ipvs.ServiceKey]V) []ipvs.ServiceKey {
 	type named struct {
-		key  ServiceKey
+		key  ipvs.ServiceKey
 		name string
 	}
 	l := make([]named, 0, len(m))
@@ -709,14 +606,14 @@ func sortedKeys[V any](m map[ServiceKey]V) []ServiceKey {
 		l = append(l, named{k, k.String()})
 	}
 	slices.SortFunc(l, func(a, b named) int { return strings.Compare(a.name, b.name) })
-	out := make([]ServiceKey, len(l))
+	out := make([]ipvs.ServiceKey, len(l))
 	for i, n := range l {
 		out[i] = n.key
 	}
 	return out
 }
 
-func cmpKey(a, b ServiceKey) int {
+func cmpKey(a, b ipvs.ServiceKey) int {
 	switch {
 	case a == b:
 		return 0
@@ -738,6 +635,19 @@ func (k *ErrorKey) UnmarshalText(b []byte) error {
 	if !ok {
 		return fmt.Errorf("invalid error key %q (want op/reason)", b)
 	}
-	k.Op, k.Reason = OpKind(op), reason
+	k.Op, k.Reason = ipvs.OpKind(op), reason
 	return nil
+}
+
+// errReason names an error for the per-operation error counters: the errno
+// name (EEXIST, ESRCH, ...) when there is one.
+func errReason(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		if n := unix.ErrnoName(errno); n != "" {
+			return n
+		}
+		return fmt.Sprintf("errno-%d", int(errno))
+	}
+	return "other"
 }

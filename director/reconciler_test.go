@@ -14,6 +14,8 @@ import (
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/internal/poll"
+	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 )
 
 var (
@@ -43,20 +45,16 @@ func webVS() conf.VirtualServer {
 
 func cfgOf(vss ...conf.VirtualServer) *conf.Config { return &conf.Config{VirtualServers: vss} }
 
-func mustKey(t *testing.T, vs conf.VirtualServer) ServiceKey {
+func mustKey(t *testing.T, vs conf.VirtualServer) ipvs.ServiceKey {
 	t.Helper()
-	k, err := Key(vs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
+	return Key(&specOf(cfgOf(vs)).VirtualServers[0])
 }
 
-func newRec(t *testing.T, k Kernel, c *conf.Config) *Reconciler {
+func newRec(t *testing.T, k ipvs.Kernel, c *conf.Config) *Reconciler {
 	t.Helper()
 	r := New(k, Options{Logger: quiet()})
 	if c != nil {
-		if err := r.SetConfig(c); err != nil {
+		if err := r.SetConfig(specOf(c)); err != nil {
 			t.Fatalf("SetConfig: %v", err)
 		}
 	}
@@ -72,7 +70,7 @@ func reconcile(t *testing.T, r *Reconciler) Result {
 	return res
 }
 
-func opStrings(ops []Op) []string {
+func opStrings(ops []ipvs.Op) []string {
 	out := make([]string, len(ops))
 	for i, o := range ops {
 		out[i] = o.String()
@@ -80,7 +78,7 @@ func opStrings(ops []Op) []string {
 	return out
 }
 
-func wantOps(t *testing.T, got []Op, want ...string) {
+func wantOps(t *testing.T, got []ipvs.Op, want ...string) {
 	t.Helper()
 	g := opStrings(got)
 	if !slices.Equal(g, want) {
@@ -89,7 +87,7 @@ func wantOps(t *testing.T, got []Op, want ...string) {
 }
 
 func TestFirstPassOrder(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	r := newRec(t, k, cfgOf(webVS()))
 	res := reconcile(t, r)
 	wantOps(t, k.Writes(),
@@ -110,7 +108,7 @@ func TestFirstPassOrder(t *testing.T) {
 // TestRestartAdoptsWithZeroWrites: a new Reconciler (a restarted haldir)
 // over a kernel that already matches issues no write at all.
 func TestRestartAdoptsWithZeroWrites(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	fw := conf.VirtualServer{Fwmark: 7, Family: "inet6", Scheduler: "mh", SchedulerFlags: []string{"mh-port"},
 		PersistenceTimeout: conf.Duration(300 * time.Second), PersistenceGranularity: 64, Forwarding: "dr",
 		RealServers: []conf.RealServer{{Address: rs61, Weight: 1}}}
@@ -131,14 +129,14 @@ func TestRestartAdoptsWithZeroWrites(t *testing.T) {
 }
 
 func TestOneWeightReloadIsOneWrite(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := webVS()
 	r := newRec(t, k, cfgOf(vs))
 	reconcile(t, r)
 	k.ResetWrites()
 	vs.RealServers = slices.Clone(vs.RealServers)
 	vs.RealServers[1].Weight = 5
-	if err := r.SetConfig(cfgOf(vs)); err != nil {
+	if err := r.SetConfig(specOf(cfgOf(vs))); err != nil {
 		t.Fatal(err)
 	}
 	res := reconcile(t, r)
@@ -239,11 +237,11 @@ func TestDiffCases(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			k := NewFakeKernel()
+			k := ipvstest.New()
 			r := newRec(t, k, cfgOf(tc.before...))
 			reconcile(t, r)
 			k.ResetWrites()
-			if err := r.SetConfig(cfgOf(tc.after()...)); err != nil {
+			if err := r.SetConfig(specOf(cfgOf(tc.after()...))); err != nil {
 				t.Fatal(err)
 			}
 			reconcile(t, r)
@@ -259,12 +257,12 @@ func TestDiffCases(t *testing.T) {
 }
 
 func TestForeignLeftAloneAndReported(t *testing.T) {
-	k := NewFakeKernel()
-	foreignKey := ServiceKey{Protocol: TCP, Addr: netip.AddrPortFrom(vip, 443)}
-	if err := k.NewService(Service{Key: foreignKey, Scheduler: "rr", NetmaskBits: 32}); err != nil {
+	k := ipvstest.New()
+	foreignKey := ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.AddrPortFrom(vip, 443)}
+	if err := k.NewService(ipvs.Service{Key: foreignKey, ServiceSettings: ipvs.ServiceSettings{Scheduler: "rr", NetmaskBits: 32}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.NewDestination(foreignKey, Destination{Addr: netip.AddrPortFrom(rs3, 443), Weight: 1}); err != nil {
+	if err := k.NewDestination(foreignKey, ipvs.Destination{Addr: netip.AddrPortFrom(rs3, 443), DestSettings: ipvs.DestSettings{Weight: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	k.ResetWrites()
@@ -275,11 +273,11 @@ func TestForeignLeftAloneAndReported(t *testing.T) {
 			t.Fatalf("wrote to foreign service: %v", w)
 		}
 	}
-	if !slices.Equal(res.Foreign, []ServiceKey{foreignKey}) || !slices.Equal(r.Foreign(), []ServiceKey{foreignKey}) {
+	if !slices.Equal(res.Foreign, []ipvs.ServiceKey{foreignKey}) || !slices.Equal(r.Foreign(), []ipvs.ServiceKey{foreignKey}) {
 		t.Fatalf("foreign = %v / %v", res.Foreign, r.Foreign())
 	}
 	// An empty config still leaves it alone: never flush.
-	if err := r.SetConfig(cfgOf()); err != nil {
+	if err := r.SetConfig(specOf(cfgOf())); err != nil {
 		t.Fatal(err)
 	}
 	reconcile(t, r)
@@ -292,16 +290,16 @@ func TestForeignLeftAloneAndReported(t *testing.T) {
 // TestUnknownDestinationInManagedServiceRemoved: drift inside a managed
 // service (someone ran ipvsadm -a) is repaired.
 func TestDriftRepaired(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := webVS()
 	key := mustKey(t, vs)
 	r := newRec(t, k, cfgOf(vs))
 	reconcile(t, r)
 	stray := netip.AddrPortFrom(rs3, 8080)
-	if err := k.NewDestination(key, Destination{Addr: stray, Weight: 1}); err != nil {
+	if err := k.NewDestination(key, ipvs.Destination{Addr: stray, DestSettings: ipvs.DestSettings{Weight: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.UpdateDestination(key, Destination{Addr: netip.AddrPortFrom(rs1, 8080), Weight: 99}); err != nil {
+	if err := k.UpdateDestination(key, ipvs.Destination{Addr: netip.AddrPortFrom(rs1, 8080), DestSettings: ipvs.DestSettings{Weight: 99}}); err != nil {
 		t.Fatal(err)
 	}
 	k.ResetWrites()
@@ -322,16 +320,16 @@ func TestDriftRepaired(t *testing.T) {
 }
 
 func TestErrorRetriedAndCounted(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := webVS()
 	other := conf.VirtualServer{Address: vip, Port: 53, Protocol: "udp", Scheduler: "rr",
 		RealServers: []conf.RealServer{{Address: rs1, Port: 53, Weight: 1}}}
 	bad := netip.AddrPortFrom(rs1, 8080)
-	k.SetFault(func(o Op) error {
-		if o.Kind == OpNewDest && o.Dest.Addr == bad {
+	k.SetFault(func(o ipvs.Op) error {
+		if o.Kind == ipvs.OpNewDest && o.Dest.Addr == bad {
 			return syscall.ENOMEM
 		}
-		if o.Kind == OpNewService && o.Service.Key.Protocol == UDP {
+		if o.Kind == ipvs.OpNewService && o.Service.Key.Protocol == ipvs.UDP {
 			return syscall.EPERM
 		}
 		return nil
@@ -353,7 +351,7 @@ func TestErrorRetriedAndCounted(t *testing.T) {
 		t.Fatalf("failed=%v skipped=%d", res.Failed, res.Skipped)
 	}
 	c := r.Counters()
-	if c.Errors[ErrorKey{OpNewDest, "ENOMEM"}] != 1 || c.Errors[ErrorKey{OpNewService, "EPERM"}] != 1 || c.FailedPasses != 1 {
+	if c.Errors[ErrorKey{ipvs.OpNewDest, "ENOMEM"}] != 1 || c.Errors[ErrorKey{ipvs.OpNewService, "EPERM"}] != 1 || c.FailedPasses != 1 {
 		t.Fatalf("counters %+v", c)
 	}
 	// Fault cleared: the next pass applies exactly what is missing.
@@ -366,15 +364,15 @@ func TestErrorRetriedAndCounted(t *testing.T) {
 		"new_destination udp 192.0.2.10:53 198.51.100.1:53 w=1 fwd=nat",
 	)
 	c = r.Counters()
-	if c.Passes != 2 || c.FailedPasses != 1 || c.Writes[OpNewDest] != 4 || c.Writes[OpNewService] != 3 {
+	if c.Passes != 2 || c.FailedPasses != 1 || c.Writes[ipvs.OpNewDest] != 4 || c.Writes[ipvs.OpNewService] != 3 {
 		t.Fatalf("counters %+v", c)
 	}
 }
 
 func TestReadErrorAbortsPass(t *testing.T) {
-	k := NewFakeKernel()
-	k.SetFault(func(o Op) error {
-		if o.Kind == OpGetServices {
+	k := ipvstest.New()
+	k.SetFault(func(o ipvs.Op) error {
+		if o.Kind == ipvs.OpGetServices {
 			return syscall.EAGAIN
 		}
 		return nil
@@ -386,13 +384,13 @@ func TestReadErrorAbortsPass(t *testing.T) {
 	if len(k.Writes()) != 0 {
 		t.Fatal("wrote without reading")
 	}
-	if r.Counters().Errors[ErrorKey{OpGetServices, "EAGAIN"}] != 1 {
+	if r.Counters().Errors[ErrorKey{ipvs.OpGetServices, "EAGAIN"}] != 1 {
 		t.Fatalf("counters %+v", r.Counters())
 	}
 }
 
 func TestKernelValidationSurfaces(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := webVS()
 	vs.Scheduler = "nosuch"
 	r := newRec(t, k, cfgOf(vs))
@@ -400,7 +398,7 @@ func TestKernelValidationSurfaces(t *testing.T) {
 	if !errors.Is(err, syscall.ENOENT) {
 		t.Fatalf("unknown scheduler: err = %v", err)
 	}
-	if r.Counters().Errors[ErrorKey{OpNewService, "ENOENT"}] != 1 {
+	if r.Counters().Errors[ErrorKey{ipvs.OpNewService, "ENOENT"}] != 1 {
 		t.Fatalf("counters %+v", r.Counters())
 	}
 }
@@ -411,7 +409,7 @@ func health(t *testing.T, r *Reconciler, vs conf.VirtualServer, rs netip.Addr, p
 }
 
 func TestHealthRemovesAndRestores(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := webVS()
 	r := newRec(t, k, cfgOf(vs))
 	reconcile(t, r)
@@ -426,7 +424,7 @@ func TestHealthRemovesAndRestores(t *testing.T) {
 }
 
 func TestInhibitOnFailure(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := webVS()
 	vs.InhibitOnFailure = true
 	r := newRec(t, k, cfgOf(vs))
@@ -442,7 +440,7 @@ func TestInhibitOnFailure(t *testing.T) {
 }
 
 func TestInitialStateAndUnchecked(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := webVS()
 	vs.RealServers = slices.Clone(vs.RealServers)
 	vs.RealServers[0].Check = &conf.Check{Type: "http", InitialState: "down"}
@@ -462,7 +460,7 @@ func TestInitialStateAndUnchecked(t *testing.T) {
 }
 
 func TestDynamicWeight(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := webVS()
 	key := mustKey(t, vs)
 	r := newRec(t, k, cfgOf(vs))
@@ -485,7 +483,7 @@ func TestDynamicWeight(t *testing.T) {
 // TestQuorumHysteresisSorry walks alive weight through the hysteresis band.
 // Weights 10+20, quorum 25, hysteresis 5: lost below 20, regained at >= 30.
 func TestQuorumHysteresisSorry(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := webVS()
 	vs.Quorum, vs.Hysteresis = 25, 5
 	vs.SorryServer = netip.AddrPortFrom(sorry, 80)
@@ -537,7 +535,7 @@ func TestQuorumHysteresisSorry(t *testing.T) {
 }
 
 func TestQuorumLostWithoutSorryKeepsPool(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := webVS()
 	vs.Quorum = 25
 	r := newRec(t, k, cfgOf(vs))
@@ -552,7 +550,7 @@ func TestQuorumLostWithoutSorryKeepsPool(t *testing.T) {
 }
 
 func TestFwmarkAndIPv6(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	fw4 := conf.VirtualServer{Fwmark: 1, Scheduler: "rr", Forwarding: "dr",
 		RealServers: []conf.RealServer{{Address: rs1, Weight: 1}}}
 	fw6 := conf.VirtualServer{Fwmark: 1, Family: "inet6", Scheduler: "rr", Forwarding: "dr",
@@ -579,7 +577,7 @@ func TestFwmarkAndIPv6(t *testing.T) {
 }
 
 func TestSnapshotCounters(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := webVS()
 	key := mustKey(t, vs)
 	r := newRec(t, k, cfgOf(vs))
@@ -596,50 +594,21 @@ func TestSnapshotCounters(t *testing.T) {
 	}
 }
 
-func TestConfigErrors(t *testing.T) {
-	cases := []struct {
-		name string
-		mut  func(*conf.VirtualServer)
-		want string
-	}{
-		{"bad flag", func(v *conf.VirtualServer) { v.SchedulerFlags = []string{"sh-bogus"} }, `scheduler_flags: unknown flag "sh-bogus"`},
-		{"bad protocol", func(v *conf.VirtualServer) { v.Protocol = "icmp" }, `unknown protocol "icmp"`},
-		{"bad forwarding", func(v *conf.VirtualServer) { v.RealServers[1].Forwarding = "magic" }, `real_server[1] "b": forwarding: unknown forwarding method "magic"`},
-		{"dup real", func(v *conf.VirtualServer) { v.RealServers[1].Address = rs1 }, `already used by real_server[0]`},
-		{"thresholds", func(v *conf.VirtualServer) { v.RealServers[0].LowerThreshold = 5 }, `thresholds lower=5 upper=0`},
-		{"family mix", func(v *conf.VirtualServer) { v.RealServers[0].Address = rs61 }, `not in the service's address family`},
-		{"gue port", func(v *conf.VirtualServer) { v.Forwarding, v.TunnelType = "tun", "gue" }, `tunnel_type gue needs tunnel_port`},
-		{"granularity", func(v *conf.VirtualServer) {
-			v.PersistenceTimeout = conf.Duration(time.Minute)
-			v.PersistenceGranularity = 33
-		}, `persistence_granularity /33 out of range 1..32`},
-		{"fwmark and address", func(v *conf.VirtualServer) { v.Fwmark = 3 }, `both address and fwmark set`},
+// TestDuplicateServiceRefused: conf refuses two virtual servers of one
+// service; a spec that has them anyway is refused whole, naming both.
+func TestDuplicateServiceRefused(t *testing.T) {
+	r := New(ipvstest.New(), Options{Logger: quiet()})
+	err := r.SetConfig(specOf(cfgOf(webVS(), webVS())))
+	if err == nil || !strings.Contains(err.Error(), `virtual_server[1] "web": service tcp 192.0.2.10:80 already defined by virtual_server[0] "web"`) {
+		t.Fatalf("err = %v", err)
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			vs := webVS()
-			vs.RealServers = slices.Clone(vs.RealServers)
-			tc.mut(&vs)
-			r := New(NewFakeKernel(), Options{Logger: quiet()})
-			err := r.SetConfig(cfgOf(vs))
-			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), `virtual_server[0] "web"`) {
-				t.Fatalf("err = %v, want it to name virtual_server[0] \"web\" and contain %q", err, tc.want)
-			}
-		})
-	}
-	t.Run("duplicate service", func(t *testing.T) {
-		r := New(NewFakeKernel(), Options{Logger: quiet()})
-		if err := r.SetConfig(cfgOf(webVS(), webVS())); err == nil || !strings.Contains(err.Error(), "already defined") {
-			t.Fatalf("err = %v", err)
-		}
-	})
 }
 
 func TestRunLoopReactsToVerdicts(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	vs := webVS()
 	r := New(k, Options{Logger: quiet(), Resync: time.Hour, RetryMin: 10 * time.Millisecond})
-	if err := r.SetConfig(cfgOf(vs)); err != nil {
+	if err := r.SetConfig(specOf(cfgOf(vs))); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -651,7 +620,7 @@ func TestRunLoopReactsToVerdicts(t *testing.T) {
 	}
 	inKernel := func(a netip.AddrPort) bool {
 		ds, _ := k.GetDestinations(mustKey(t, vs))
-		return slices.ContainsFunc(ds, func(d Destination) bool { return d.Addr == a })
+		return slices.ContainsFunc(ds, func(d ipvs.DestInfo) bool { return d.Addr == a })
 	}
 	a := netip.AddrPortFrom(rs1, 8080)
 	waitFor("initial programming", func() bool { return inKernel(a) })
@@ -659,8 +628,8 @@ func TestRunLoopReactsToVerdicts(t *testing.T) {
 	waitFor("removal after down verdict", func() bool { return !inKernel(a) })
 	// A transient kernel error is retried with backoff without any new event.
 	var failures int
-	k.SetFault(func(o Op) error {
-		if o.Kind == OpNewDest && failures < 2 {
+	k.SetFault(func(o ipvs.Op) error {
+		if o.Kind == ipvs.OpNewDest && failures < 2 {
 			failures++
 			return syscall.EBUSY
 		}
@@ -677,83 +646,71 @@ func TestRunLoopReactsToVerdicts(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not stop")
 	}
-	if r.Counters().Errors[ErrorKey{OpNewDest, "EBUSY"}] != 2 {
+	if r.Counters().Errors[ErrorKey{ipvs.OpNewDest, "EBUSY"}] != 2 {
 		t.Fatalf("counters %+v", r.Counters())
 	}
 }
 
-// timeoutKernel adds IPVS timeouts to the fake, with the kernel's rule that
-// a zero field leaves the current value alone.
-type timeoutKernel struct {
-	*FakeKernel
-	cur  Timeouts
-	sets int
-}
-
-func (k *timeoutKernel) Timeouts() (Timeouts, error) { return k.cur, nil }
-
-func (k *timeoutKernel) SetTimeouts(t Timeouts) error {
-	k.sets++
-	if t.TCP != 0 {
-		k.cur.TCP = t.TCP
+// timeoutSets counts the set_timeouts writes the fake received.
+func timeoutSets(k *ipvstest.Kernel) int {
+	n := 0
+	for _, op := range k.Writes() {
+		if op.Kind == ipvs.OpSetTimeouts {
+			n++
+		}
 	}
-	if t.TCPFin != 0 {
-		k.cur.TCPFin = t.TCPFin
-	}
-	if t.UDP != 0 {
-		k.cur.UDP = t.UDP
-	}
-	return nil
+	return n
 }
 
 func TestTimeoutsWrittenOnlyWhenDifferent(t *testing.T) {
-	k := &timeoutKernel{FakeKernel: NewFakeKernel(), cur: Timeouts{TCP: 900 * time.Second, TCPFin: 120 * time.Second, UDP: 300 * time.Second}}
+	k := ipvstest.New() // the kernel's defaults: tcp 900s, tcpfin 120s, udp 300s
 	c := cfgOf()
 	r := newRec(t, k, c)
 	reconcile(t, r)
-	if k.sets != 0 {
+	if timeoutSets(k) != 0 {
 		t.Fatal("unset timeouts were written")
 	}
 	c.IPVS.TimeoutUDP = conf.Duration(300 * time.Second) // already the kernel's
-	if err := r.SetConfig(c); err != nil {
+	if err := r.SetConfig(specOf(c)); err != nil {
 		t.Fatal(err)
 	}
-	if res := reconcile(t, r); k.sets != 0 || res.Writes != 0 {
-		t.Fatalf("equal timeout written (%d sets)", k.sets)
+	if res := reconcile(t, r); timeoutSets(k) != 0 || res.Writes != 0 {
+		t.Fatalf("equal timeout written (%d sets)", timeoutSets(k))
 	}
 	c.IPVS.TimeoutTCP = conf.Duration(2 * time.Hour)
-	if err := r.SetConfig(c); err != nil {
+	if err := r.SetConfig(specOf(c)); err != nil {
 		t.Fatal(err)
 	}
 	res := reconcile(t, r)
-	if k.sets != 1 || res.Writes != 1 || k.cur.TCP != 2*time.Hour || k.cur.TCPFin != 120*time.Second {
-		t.Fatalf("sets=%d writes=%d timeouts=%+v", k.sets, res.Writes, k.cur)
+	cur, _ := k.Timeouts()
+	if timeoutSets(k) != 1 || res.Writes != 1 || cur.TCP != 2*time.Hour || cur.TCPFin != 120*time.Second {
+		t.Fatalf("sets=%d writes=%d timeouts=%+v", timeoutSets(k), res.Writes, cur)
 	}
 	reconcile(t, New(k, Options{Logger: quiet()})) // no config yet: nothing to do
 	r2 := newRec(t, k, c)
-	if res := reconcile(t, r2); res.Writes != 0 || k.sets != 1 {
-		t.Fatalf("restart rewrote timeouts: %d", k.sets)
+	if res := reconcile(t, r2); res.Writes != 0 || timeoutSets(k) != 1 {
+		t.Fatalf("restart rewrote timeouts: %d", timeoutSets(k))
 	}
 }
 
 // TestDestinationReadFailureIsolated: when one service's destinations
 // cannot be read, that service is left as it is and the others converge.
 func TestDestinationReadFailureIsolated(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	web := webVS()
 	dns := conf.VirtualServer{Address: vip, Port: 53, Protocol: "udp", Scheduler: "rr",
 		RealServers: []conf.RealServer{{Address: rs1, Port: 53, Weight: 1}}}
 	r := newRec(t, k, cfgOf(web, dns))
 	reconcile(t, r)
-	k.SetFault(func(o Op) error {
-		if o.Kind == OpGetDests && o.Service.Key.Protocol == TCP {
+	k.SetFault(func(o ipvs.Op) error {
+		if o.Kind == ipvs.OpGetDests && o.Service.Key.Protocol == ipvs.TCP {
 			return syscall.EIO
 		}
 		return nil
 	})
 	web.RealServers = web.RealServers[:1]
 	dns.RealServers = append(slices.Clone(dns.RealServers), conf.RealServer{Address: rs2, Port: 53, Weight: 1})
-	if err := r.SetConfig(cfgOf(web, dns)); err != nil {
+	if err := r.SetConfig(specOf(cfgOf(web, dns))); err != nil {
 		t.Fatal(err)
 	}
 	k.ResetWrites()
@@ -762,7 +719,7 @@ func TestDestinationReadFailureIsolated(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	wantOps(t, k.Writes(), "new_destination udp 192.0.2.10:53 198.51.100.2:53 w=1 fwd=nat")
-	if res.Skipped != 1 || r.Counters().Errors[ErrorKey{OpGetDests, "EIO"}] != 1 {
+	if res.Skipped != 1 || r.Counters().Errors[ErrorKey{ipvs.OpGetDests, "EIO"}] != 1 {
 		t.Fatalf("skipped=%d counters=%+v", res.Skipped, r.Counters())
 	}
 	k.SetFault(nil)
@@ -774,15 +731,15 @@ func TestDestinationReadFailureIsolated(t *testing.T) {
 // TestReloadDuringPass: a SetConfig arriving while a pass runs takes effect
 // in the next pass, and the snapshot stays consistent with the pass.
 func TestReloadDuringPass(t *testing.T) {
-	k := NewFakeKernel()
+	k := ipvstest.New()
 	r := newRec(t, k, cfgOf(webVS()))
 	other := conf.VirtualServer{Name: "dns", Address: vip, Port: 53, Protocol: "udp", Scheduler: "rr",
 		RealServers: []conf.RealServer{{Address: rs1, Port: 53, Weight: 1}}}
 	var once bool
-	k.SetFault(func(o Op) error {
-		if o.Kind == OpNewService && !once {
+	k.SetFault(func(o ipvs.Op) error {
+		if o.Kind == ipvs.OpNewService && !once {
 			once = true
-			if err := r.SetConfig(cfgOf(other)); err != nil {
+			if err := r.SetConfig(specOf(cfgOf(other))); err != nil {
 				t.Error(err)
 			}
 		}

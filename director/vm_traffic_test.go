@@ -18,6 +18,7 @@ import (
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/internal/poll"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/lab/vm"
 	"github.com/vishvananda/netlink"
@@ -72,7 +73,7 @@ var realNames = []string{"real1", "real2", "real3"}
 
 type trafficLab struct {
 	*lab.Standard
-	k        *MobyKernel
+	k        *ipvs.Client
 	drClient *lab.Host
 	sorry    *lab.Host
 	lastSeq  []who // the answers of the last getN, for diagnose
@@ -147,7 +148,7 @@ func newTrafficLab(t *testing.T) *trafficLab {
 			t.Fatal(err)
 		}
 	}
-	if l.k, err = NewMobyKernel(d.NetNSPath()); err != nil {
+	if l.k, err = ipvs.Open(d.NetNSPath()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(l.k.Close)
@@ -455,18 +456,16 @@ func realsTOML(addrs []netip.Addr, port int, weights []int, extra string) string
 // Reconciler and the service key of the first virtual server. At the end
 // of the test the configuration is emptied and the services must leave the
 // kernel.
-func (l *trafficLab) director(t *testing.T, toml string) (*Reconciler, ServiceKey, Result) {
+func (l *trafficLab) director(t *testing.T, toml string) (*Reconciler, ipvs.ServiceKey, Result) {
 	t.Helper()
 	c, err := conf.Parse([]byte(toml), strings.ReplaceAll(t.Name(), "/", "_")+".toml")
 	if err != nil {
 		t.Fatalf("config does not load: %v\n%s", err, toml)
 	}
-	key, err := Key(c.VirtualServers[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	spec := conf.Compile(c)
+	key := Key(&spec.VirtualServers[0])
 	r := New(l.k, Options{Logger: quiet()})
-	if err := r.SetConfig(c); err != nil {
+	if err := r.SetConfig(spec); err != nil {
 		t.Fatalf("SetConfig: %v", err)
 	}
 	res, err := r.Reconcile(context.Background())
@@ -474,7 +473,7 @@ func (l *trafficLab) director(t *testing.T, toml string) (*Reconciler, ServiceKe
 		t.Fatalf("first pass: %v (applied %v)", err, opStrings(res.Applied))
 	}
 	t.Cleanup(func() {
-		if err := r.SetConfig(&conf.Config{}); err != nil {
+		if err := r.SetConfig(&conf.Spec{}); err != nil {
 			t.Errorf("emptying the configuration: %v", err)
 			return
 		}
@@ -486,8 +485,8 @@ func (l *trafficLab) director(t *testing.T, toml string) (*Reconciler, ServiceKe
 			t.Errorf("GetServices: %v", err)
 		}
 		for _, s := range svcs {
-			for _, vs := range c.VirtualServers {
-				if k, _ := Key(vs); k == s.Key {
+			for i := range spec.VirtualServers {
+				if Key(&spec.VirtualServers[i]) == s.Key {
 					t.Errorf("service %s still in the kernel after its configuration was emptied", s.Key)
 				}
 			}
@@ -504,7 +503,7 @@ func (l *trafficLab) director(t *testing.T, toml string) (*Reconciler, ServiceKe
 
 // kernelDests reads the service's destinations from the kernel, as
 // "addr:weight" sorted, for comparing whole tables in one line.
-func (l *trafficLab) kernelDests(t *testing.T, key ServiceKey) []string {
+func (l *trafficLab) kernelDests(t *testing.T, key ipvs.ServiceKey) []string {
 	t.Helper()
 	ds, err := l.k.GetDestinations(key)
 	if err != nil {
@@ -527,7 +526,7 @@ func destStrings(ws map[netip.AddrPort]int) []string {
 	return out
 }
 
-func (l *trafficLab) wantDests(t *testing.T, key ServiceKey, want map[netip.AddrPort]int) {
+func (l *trafficLab) wantDests(t *testing.T, key ipvs.ServiceKey, want map[netip.AddrPort]int) {
 	t.Helper()
 	if got, w := l.kernelDests(t, key), destStrings(want); !slices.Equal(got, w) {
 		t.Fatalf("kernel destinations of %s:\n got  %v\n want %v", key, got, w)
@@ -536,7 +535,7 @@ func (l *trafficLab) wantDests(t *testing.T, key ServiceKey, want map[netip.Addr
 
 // waitDests polls the kernel until the service's destinations are want,
 // for changes the Run loop applies in the background.
-func (l *trafficLab) waitDests(t *testing.T, key ServiceKey, want map[netip.AddrPort]int) {
+func (l *trafficLab) waitDests(t *testing.T, key ipvs.ServiceKey, want map[netip.AddrPort]int) {
 	t.Helper()
 	w := destStrings(want)
 	poll.UntilEvery(t, tableWait, 50*time.Millisecond, fmt.Sprintf("kernel destinations of %s to be %v", key, w), func() (bool, any) {
@@ -547,15 +546,15 @@ func (l *trafficLab) waitDests(t *testing.T, key ServiceKey, want map[netip.Addr
 
 // serviceStats polls the service's kernel counters until they count conns
 // connections: the kernel folds its per-CPU counters in every 2 s.
-func (l *trafficLab) serviceStats(t *testing.T, key ServiceKey, conns uint64) Stats {
+func (l *trafficLab) serviceStats(t *testing.T, key ipvs.ServiceKey, conns uint64) ipvs.Stats {
 	t.Helper()
-	var st Stats
+	var st ipvs.Stats
 	poll.UntilEvery(t, tableWait, 100*time.Millisecond, fmt.Sprintf("service %s to count %d connections", key, conns), func() (bool, any) {
 		svcs, err := l.k.GetServices()
 		if err != nil {
 			t.Fatalf("GetServices: %v", err)
 		}
-		i := slices.IndexFunc(svcs, func(s Service) bool { return s.Key == key })
+		i := slices.IndexFunc(svcs, func(s ipvs.ServiceInfo) bool { return s.Key == key })
 		if i < 0 {
 			t.Fatalf("service %s not in the kernel", key)
 		}
@@ -591,7 +590,7 @@ scheduler = "rr"
 forwarding = "nat"
 %s`, lab.VIP4, realsTOML(reals4, 80, nil, "")))
 		// Service first, then its three destinations.
-		if res.Writes != 4 || res.Applied[0].Kind != OpNewService {
+		if res.Writes != 4 || res.Applied[0].Kind != ipvs.OpNewService {
 			t.Fatalf("first pass wrote %v", opStrings(res.Applied))
 		}
 		const n = 30
@@ -690,7 +689,7 @@ forwarding = "dr"
 			t.Fatalf("destinations %+v %v", ds, err)
 		}
 		for _, d := range ds {
-			if d.Forwarding != ForwardDR || d.Addr.Port() != 80 {
+			if d.Forwarding != ipvs.ForwardDR || d.Addr.Port() != 80 {
 				t.Fatalf("destination %+v: want dr to port 80", d)
 			}
 		}
@@ -862,7 +861,7 @@ tunnel_type = %q
 %s
 %s`, tc.name, drVIP, tc.typ, tc.extra, realsTOML(reals4, 0, nil, "")))
 				ds, err := l.k.GetDestinations(key)
-				if err != nil || len(ds) != 3 || ds[0].Forwarding != ForwardTunnel || ds[0].TunnelType.String() != tc.typ {
+				if err != nil || len(ds) != 3 || ds[0].Forwarding != ipvs.ForwardTunnel || ds[0].TunnelType.String() != tc.typ {
 					t.Fatalf("destinations %+v %v; want 3 %s tunnels", ds, err, tc.typ)
 				}
 				rx := func() []uint64 {
@@ -1052,7 +1051,7 @@ port = 5353
 protocol = "udp"
 scheduler = "rr"
 %s`, lab.VIP4, realsTOML(reals4, 5353, nil, "")))
-		if key.Protocol != UDP {
+		if key.Protocol != ipvs.UDP {
 			t.Fatalf("key %s is not udp", key)
 		}
 		// IPVS keys a UDP "connection" on the client's address and port:

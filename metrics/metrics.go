@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/haldir-lb/haldir/control"
-	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -208,7 +208,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	if s := st.Sync; s != nil {
-		for _, role := range []director.SyncState{director.SyncMaster, director.SyncBackup} {
+		for _, role := range []ipvs.SyncState{ipvs.SyncMaster, ipvs.SyncBackup} {
 			running := false
 			for _, d := range s.Running {
 				running = running || d.State == role

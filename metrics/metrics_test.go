@@ -19,6 +19,7 @@ import (
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -34,11 +35,11 @@ func sample() control.Status {
 			Drops:   map[string]uint64{"bad_ttl": 5, "auth_mismatch": 1},
 			Ignored: map[string]uint64{"lower_priority": 4}}},
 		Director: &director.Counters{Passes: 17, FailedPasses: 1,
-			Writes: map[director.OpKind]uint64{director.OpNewDest: 2, director.OpUpdDest: 6},
-			Errors: map[director.ErrorKey]uint64{{Op: director.OpNewDest, Reason: "EEXIST"}: 1}},
-		Services: []director.ServiceStatus{{Name: "web", Key: director.ServiceKey{Protocol: director.TCP, Addr: vip},
+			Writes: map[ipvs.OpKind]uint64{ipvs.OpNewDest: 2, ipvs.OpUpdDest: 6},
+			Errors: map[director.ErrorKey]uint64{{Op: ipvs.OpNewDest, Reason: "EEXIST"}: 1}},
+		Services: []director.ServiceStatus{{Name: "web", Key: ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: vip},
 			QuorumUp: false, SorryActive: true, InKernel: true,
-			Stats: director.Stats{Conns: 900, BytesIn: 5000, BytesOut: 70000, PktsIn: 40, PktsOut: 60},
+			Stats: ipvs.Stats{Conns: 900, BytesIn: 5000, BytesOut: 70000, PktsIn: 40, PktsOut: 60},
 			Reals: []director.RealStatus{
 				{Addr: r1, Checked: true, Healthy: true, ConfiguredWeight: 3, EffectiveWeight: 5, ActiveConns: 12, InactiveConns: 4},
 				{Addr: r2, Checked: true, Healthy: false, ConfiguredWeight: 2, EffectiveWeight: 0},
@@ -172,7 +173,7 @@ func TestCollectorLintAndConsistency(t *testing.T) {
 func TestLabelNames(t *testing.T) {
 	st := sample()
 	st.Services = append(st.Services, director.ServiceStatus{Name: "mail",
-		Key: director.ServiceKey{Fwmark: 5}, Reals: []director.RealStatus{{Addr: netip.MustParseAddrPort("10.0.0.30:25")}}})
+		Key: ipvs.ServiceKey{Fwmark: 5}, Reals: []director.RealStatus{{Addr: netip.MustParseAddrPort("10.0.0.30:25")}}})
 	st.Sync = &connsync.Status{}
 	st.Cluster = &cluster.View{Problems: []string{"split brain: x"}}
 	reg := prometheus.NewRegistry()
@@ -285,8 +286,8 @@ func TestServeBindError(t *testing.T) {
 func TestCollectorSyncAndCluster(t *testing.T) {
 	st := sample()
 	st.Sync = &connsync.Status{
-		Running: []director.SyncDaemon{{State: director.SyncBackup, Interface: "eth1", SyncID: 51}},
-		Want:    director.SyncDaemon{State: director.SyncMaster}, Changes: 3, Failures: 1,
+		Running: []ipvs.SyncDaemon{{State: ipvs.SyncBackup, Interface: "eth1", SyncID: 51}},
+		Want:    ipvs.SyncDaemon{State: ipvs.SyncMaster}, Changes: 3, Failures: 1,
 	}
 	st.Cluster = &cluster.View{
 		Members: []cluster.Member{{Status: "alive", Self: true}, {Status: "alive"}, {Status: "gone"}},

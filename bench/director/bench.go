@@ -14,9 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moby/ipvs"
+	mobyipvs "github.com/moby/ipvs"
 
 	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/lab"
 )
 
@@ -185,7 +186,7 @@ func (b *bencher) host(name string, round int) (*lab.Host, *tap, error) {
 // not spend the next measurements tearing down (or estimating the rates
 // of) 11,000 entries nobody uses any more.
 func flush(h *lab.Host) error {
-	ih, err := ipvs.New(h.NetNSPath())
+	ih, err := mobyipvs.New(h.NetNSPath())
 	if err != nil {
 		return err
 	}
@@ -214,11 +215,11 @@ func (b *bencher) haldirRound(round int) error {
 	// Cold apply: from a configuration in memory to the table programmed,
 	// opening the kernel handle included (ipvsadm's time includes its
 	// start-up too).
-	var k *director.MobyKernel
+	var k *ipvs.Client
 	var r *director.Reconciler
 	err = b.measure(hCold, round, tp, func() (int, error) {
 		var err error
-		if k, err = director.NewMobyKernel(h.NetNSPath()); err != nil {
+		if k, err = ipvs.Open(h.NetNSPath()); err != nil {
 			return 0, err
 		}
 		r = director.New(k, director.Options{Logger: quiet})
@@ -269,7 +270,7 @@ func (b *bencher) haldirRound(round int) error {
 
 	// Restart: a new process would open its own handle and adopt the table.
 	err = b.measure(hRestart, round, tp, func() (int, error) {
-		k2, err := director.NewMobyKernel(h.NetNSPath())
+		k2, err := ipvs.Open(h.NetNSPath())
 		if err != nil {
 			return 0, err
 		}
@@ -318,7 +319,7 @@ func (b *bencher) ipvsadmRound(round int) error {
 	if err != nil {
 		return err
 	}
-	k, err := director.NewMobyKernel(h.NetNSPath()) // for verification only
+	k, err := ipvs.Open(h.NetNSPath()) // for verification only
 	if err != nil {
 		return err
 	}
@@ -355,7 +356,7 @@ func (b *bencher) ipvsadmRound(round int) error {
 	if tpr != nil {
 		defer tpr.close()
 	}
-	kr, err := director.NewMobyKernel(hr.NetNSPath())
+	kr, err := ipvs.Open(hr.NetNSPath())
 	if err != nil {
 		return err
 	}
@@ -369,7 +370,7 @@ func (b *bencher) ipvsadmRound(round int) error {
 
 // verify checks the table after a step. When profiling, only the counted
 // round verifies: the reads would otherwise fill haldir's profile.
-func (b *bencher) verify(name string, round int, k director.Kernel, ch *change) {
+func (b *bencher) verify(name string, round int, k ipvs.Kernel, ch *change) {
 	if b.o.profile != nil && round > 0 {
 		return
 	}

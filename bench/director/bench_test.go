@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/lab/vm"
 )
 
@@ -25,7 +26,7 @@ func TestVMDirectorBench(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for network namespaces and IPVS")
 	}
-	o := options{table: table{services: 10, reals: 2, scheduler: "wlc"}, rounds: 1, ipvsadm: haveIpvsadm()}
+	o := options{table: table{services: 10, reals: 2, scheduler: conf.SchedWLC}, rounds: 1, ipvsadm: haveIpvsadm()}
 	if vm.InVM() && files != nil && !o.ipvsadm {
 		t.Fatal("ipvsadm was carried into the guest but is not found there")
 	}

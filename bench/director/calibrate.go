@@ -6,15 +6,16 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 )
 
 // cpuReload times the CPU side of the one-change reload: SetConfig and
-// ReconcileChanges of the same table against director.FakeKernel, which
+// ReconcileChanges of the same table against ipvstest.Kernel, which
 // answers from memory. Run on the host and in the guest, it tells how much
 // the emulated CPUs (TCG) inflate the guest's times, so the absolute
 // numbers of the table can be read for real hardware.
 func cpuReload(t table, rounds int) ([]time.Duration, error) {
-	k := director.NewFakeKernel()
+	k := ipvstest.New()
 	r := director.New(k, director.Options{Logger: quiet})
 	if err := r.SetConfig(t.config(nil)); err != nil {
 		return nil, err

@@ -1,6 +1,6 @@
 // Command bench measures haldir's IPVS director against ipvsadm in the same
 // VM and the same run: a cold apply of 1,000 services × 10 real servers
-// (haldir's Reconciler and MobyKernel against ipvsadm-restore of the same
+// (haldir's Reconciler and ipvs.Client against ipvsadm-restore of the same
 // rules), a one-change reload on that table (against ipvsadm -e, and
 // against re-applying everything with ipvsadm-restore), and a restart of
 // haldir adopting the full table. It prints times (median and max over the
@@ -34,6 +34,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/internal/benchenv"
 	"github.com/haldir-lb/haldir/lab/vm"
 )
@@ -61,7 +62,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: want 1 <= -services <= 60000, 1 <= -reals <= 1000, -rounds >= 1")
 		os.Exit(2)
 	}
-	o := options{table: table{services: *services, reals: *reals, scheduler: *sched}, rounds: *rounds, hostCPU: *hostCPU}
+	scheduler, err := conf.ParseScheduler(*sched)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: -scheduler:", err)
+		os.Exit(2)
+	}
+	o := options{table: table{services: *services, reals: *reals, scheduler: scheduler}, rounds: *rounds, hostCPU: *hostCPU}
 	switch {
 	case *guest:
 		os.Exit(guestMain(o, *cpuprof != ""))
@@ -126,7 +132,7 @@ func hostMain(o options, cpuprof string, timeout time.Duration) int {
 		return 1
 	}
 	args := []string{self, "-guest", "-host-cpu", median(cpu).String(), "-services", strconv.Itoa(o.services), "-reals", strconv.Itoa(o.reals),
-		"-rounds", strconv.Itoa(o.rounds), "-scheduler", o.scheduler}
+		"-rounds", strconv.Itoa(o.rounds), "-scheduler", o.scheduler.String()}
 	if cpuprof != "" {
 		args = append(args, "-cpuprofile", "console")
 	}

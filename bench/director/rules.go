@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/haldir-lb/haldir/conf"
-	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/ipvs"
 )
 
 // table is the benchmark's IPVS table: IPv4 TCP NAT services, each on a VIP
@@ -14,7 +14,7 @@ import (
 // haldir as configuration and to ipvsadm as rules.
 type table struct {
 	services, reals int
-	scheduler       string
+	scheduler       conf.Scheduler
 }
 
 const (
@@ -53,24 +53,22 @@ func (t table) changeFor(round int) change {
 }
 
 // config is the table as haldir's configuration, with ch applied when set.
-func (t table) config(ch *change) *conf.Config {
-	vss := make([]conf.VirtualServer, t.services)
+func (t table) config(ch *change) *conf.Spec {
+	vss := make([]conf.VirtualServerSpec, t.services)
 	for i := range vss {
-		v := t.vip(i)
-		rs := make([]conf.RealServer, t.reals)
+		rs := make([]conf.RealServerSpec, t.reals)
 		for j := range rs {
-			r := t.real(i, j)
-			rs[j] = conf.RealServer{Address: r.Addr(), Port: int(r.Port()), Weight: t.weight(j)}
+			rs[j] = conf.RealServerSpec{Addr: t.real(i, j), Weight: t.weight(j), Forwarding: conf.ForwardNAT}
 			if ch != nil && ch.svc == i && ch.real == j {
 				rs[j].Weight = ch.weight
 			}
 		}
-		vss[i] = conf.VirtualServer{
-			Address: v.Addr(), Port: int(v.Port()), Protocol: "tcp",
-			Scheduler: t.scheduler, Forwarding: "nat", RealServers: rs,
+		vss[i] = conf.VirtualServerSpec{
+			Family: conf.FamilyInet, Protocol: conf.ProtoTCP, Addr: t.vip(i), Scheduler: t.scheduler,
+			Forwarding: conf.ForwardNAT, PersistenceGranularity: 32, Quorum: 1, RealServers: rs,
 		}
 	}
-	return &conf.Config{VirtualServers: vss}
+	return &conf.Spec{VirtualServers: vss}
 }
 
 // rules is the table as ipvsadm-restore input, the format ipvsadm-save -n
@@ -103,7 +101,7 @@ func (t table) lines() int { return t.services * (1 + t.reals) }
 // verify reads the whole table back from k and compares it with the
 // expected one: every service with its scheduler, every real server with
 // its weight and NAT forwarding, nothing else.
-func (t table) verify(k director.Kernel, ch *change) error {
+func (t table) verify(k ipvs.Kernel, ch *change) error {
 	svcs, err := k.GetServices()
 	if err != nil {
 		return fmt.Errorf("reading services: %w", err)
@@ -117,7 +115,7 @@ func (t table) verify(k director.Kernel, ch *change) error {
 	}
 	for _, s := range svcs {
 		i, ok := want[s.Key.Addr]
-		if !ok || s.Key.Protocol != director.TCP || s.Scheduler != t.scheduler {
+		if !ok || s.Key.Protocol != ipvs.TCP || s.Scheduler != t.scheduler.String() {
 			return fmt.Errorf("unexpected service %s scheduler %s", s.Key, s.Scheduler)
 		}
 		ds, err := k.GetDestinations(s.Key)
@@ -136,7 +134,7 @@ func (t table) verify(k director.Kernel, ch *change) error {
 			found := false
 			for _, d := range ds {
 				if d.Addr == r {
-					if d.Weight != w || d.Forwarding != director.ForwardNAT {
+					if d.Weight != w || d.Forwarding != ipvs.ForwardNAT {
 						return fmt.Errorf("service %s real %s: weight %d forwarding %s, want %d nat", s.Key, r, d.Weight, d.Forwarding, w)
 					}
 					found = true

@@ -13,12 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/internal/poll"
+	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 )
 
 // kernelDests lists the destinations of the only service in k.
-func kernelDests(t *testing.T, k *director.FakeKernel) map[netip.AddrPort]int {
+func kernelDests(t *testing.T, k *ipvstest.Kernel) map[netip.AddrPort]int {
 	t.Helper()
 	svcs, err := k.GetServices()
 	if err != nil {
@@ -37,7 +38,7 @@ func kernelDests(t *testing.T, k *director.FakeKernel) map[netip.AddrPort]int {
 	return out
 }
 
-func waitKernel(t *testing.T, k *director.FakeKernel, what string, ok func(map[netip.AddrPort]int) bool) {
+func waitKernel(t *testing.T, k *ipvstest.Kernel, what string, ok func(map[netip.AddrPort]int) bool) {
 	t.Helper()
 	poll.Until(t, 10*time.Second, what, func() (bool, any) {
 		got := kernelDests(t, k)
@@ -92,7 +93,7 @@ weight = 10
 `, addrs[0].Addr(), addrs[0].Port(), weight1, addrs[1].Addr(), addrs[1].Port())
 	}
 	path := writeFile(t, cfgFor(5))
-	k := director.NewFakeKernel()
+	k := ipvstest.New()
 	sigs := make(chan os.Signal)
 	var log syncBuffer
 	done := make(chan int, 1)
@@ -148,13 +149,13 @@ weight = 10
 	sigs <- syscall.SIGHUP
 	waitKernel(t, k, "weight 7", func(d map[netip.AddrPort]int) bool { return d[addrs[0]] == 7 })
 	waitFor(t, &log, "config reloaded", 1)
-	var writes []director.Op
+	var writes []ipvs.Op
 	for _, op := range k.Writes() {
 		if op.Kind.IsWrite() {
 			writes = append(writes, op)
 		}
 	}
-	if len(writes) != 1 || writes[0].Kind != director.OpUpdDest {
+	if len(writes) != 1 || writes[0].Kind != ipvs.OpUpdDest {
 		t.Errorf("one-weight reload wrote %v, want one destination update", writes)
 	}
 
@@ -177,7 +178,7 @@ weight = 10
 	if after := kernelDests(t, k); !mapsEqual(before, after) {
 		t.Errorf("broken reload changed the table: %v -> %v", before, after)
 	}
-	if slices.ContainsFunc(k.Writes(), func(op director.Op) bool { return op.Kind.IsWrite() }) {
+	if slices.ContainsFunc(k.Writes(), func(op ipvs.Op) bool { return op.Kind.IsWrite() }) {
 		t.Errorf("broken reload wrote %v", k.Writes())
 	}
 }

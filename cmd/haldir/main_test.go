@@ -12,9 +12,10 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
-	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/internal/logbuf"
 	"github.com/haldir-lb/haldir/internal/poll"
+	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 )
 
 const validConfig = `
@@ -85,10 +86,10 @@ func idleConfig(t *testing.T) string {
 
 // withFakeKernel runs the daemon on the in-memory IPVS kernel, with a
 // private control socket and an ephemeral metrics port.
-func withFakeKernel(t *testing.T, k *director.FakeKernel) func(*runEnv) {
+func withFakeKernel(t *testing.T, k *ipvstest.Kernel) func(*runEnv) {
 	sock := filepath.Join(t.TempDir(), "haldir.sock")
 	return func(e *runEnv) {
-		e.opts.NewKernel = func() (director.Kernel, func(), error) { return k, func() {}, nil }
+		e.opts.NewKernel = func() (ipvs.Kernel, func(), error) { return k, func() {}, nil }
 		e.cfg.Global.ControlSocket = sock
 		e.cfg.Global.MetricsListen = "127.0.0.1:0"
 	}
@@ -282,7 +283,7 @@ func TestRunReloadAndStop(t *testing.T) {
 	sigs := make(chan os.Signal)
 	var log syncBuffer
 	done := make(chan int, 1)
-	k := director.NewFakeKernel()
+	k := ipvstest.New()
 	go func() { done <- runDaemonWith([]string{"-c", path}, &log, sigs, withFakeKernel(t, k)) }()
 
 	waitFor(t, &log, "haldir started", 1)

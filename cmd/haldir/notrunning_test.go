@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/haldir-lb/haldir/daemon"
-	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 	"github.com/haldir-lb/haldir/metrics"
 )
 
@@ -33,7 +33,7 @@ func TestNotConfiguredIsNotAFault(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeFile(t, daemonConfig+tc.extra)
 			var d *daemon.Daemon
-			fake := withFakeKernel(t, director.NewFakeKernel())
+			fake := withFakeKernel(t, ipvstest.New())
 			log, _ := startDaemon(t, path, func(e *runEnv) { fake(e); e.started = func(x *daemon.Daemon) { d = x } })
 			waitFor(t, log, "metrics ready", 1)
 

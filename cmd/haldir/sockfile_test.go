@@ -11,7 +11,8 @@ import (
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/daemon"
-	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 )
 
 func TestSocketFromFile(t *testing.T) {
@@ -80,10 +81,10 @@ func TestReloadBrokenFileReachesDaemon(t *testing.T) {
 		t.Fatal("no [global] in daemonConfig")
 	}
 	path := writeFile(t, good)
-	k := director.NewFakeKernel()
+	k := ipvstest.New()
 	var d *daemon.Daemon
 	log, _ := startDaemon(t, path, func(e *runEnv) {
-		e.opts.NewKernel = func() (director.Kernel, func(), error) { return k, func() {}, nil }
+		e.opts.NewKernel = func() (ipvs.Kernel, func(), error) { return k, func() {}, nil }
 		e.started = func(x *daemon.Daemon) { d = x }
 	})
 	waitFor(t, log, "control socket ready", 1)

@@ -19,6 +19,7 @@ import (
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -245,7 +246,7 @@ func renderHeader(w io.Writer, st control.Status, now time.Time) {
 }
 
 // confIndex finds the configuration of services and real servers.
-type confIndex map[director.ServiceKey]*conf.VirtualServer
+type confIndex map[ipvs.ServiceKey]*conf.VirtualServer
 
 func indexConf(vss []conf.VirtualServer) confIndex {
 	idx := confIndex{}
@@ -288,14 +289,14 @@ func findProbe(probes []healthcheck.ProbeStatus, addr netip.AddrPort, rs *conf.R
 }
 
 // ipvsadm's names for the protocols and forwarding methods.
-func protName(k director.ServiceKey) string {
+func protName(k ipvs.ServiceKey) string {
 	if k.Fwmark != 0 {
 		return "FWM"
 	}
 	return strings.ToUpper(k.Protocol.String())
 }
 
-func svcAddr(k director.ServiceKey) string {
+func svcAddr(k ipvs.ServiceKey) string {
 	if k.Fwmark != 0 {
 		fam := "IPv4"
 		if k.V6 {
@@ -389,7 +390,7 @@ func renderServices(w io.Writer, st control.Status, mode statusMode, now time.Ti
 		cells("Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS")
 		cells("  -> RemoteAddress:Port")
 	}
-	counters := func(s director.Stats) []string {
+	counters := func(s ipvs.Stats) []string {
 		if mode == modeStats {
 			return u64s(s.Conns, s.PktsIn, s.PktsOut, s.BytesIn, s.BytesOut)
 		}

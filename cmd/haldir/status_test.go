@@ -17,6 +17,7 @@ import (
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -59,17 +60,17 @@ func sampleStatus() control.Status {
 				RealServers: []conf.RealServer{{Address: d1.Addr(), Port: 53, Weight: 1, Forwarding: "tun", Check: udpCheck}}},
 		},
 		Services: []director.ServiceStatus{
-			{Name: "web", Key: director.ServiceKey{Protocol: director.TCP, Addr: web}, Scheduler: "wlc", InKernel: true,
+			{Name: "web", Key: ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: web}, Scheduler: "wlc", InKernel: true,
 				QuorumUp: true, AliveWeight: 5, Quorum: 1,
-				Stats: director.Stats{Conns: 1200, PktsIn: 9000, PktsOut: 8000, BytesIn: 700000, BytesOut: 9100000, CPS: 4, PPSIn: 30, PPSOut: 28, BPSIn: 2400, BPSOut: 31000},
+				Stats: ipvs.Stats{Conns: 1200, PktsIn: 9000, PktsOut: 8000, BytesIn: 700000, BytesOut: 9100000, CPS: 4, PPSIn: 30, PPSOut: 28, BPSIn: 2400, BPSOut: 31000},
 				Reals: []director.RealStatus{
 					{Addr: r1, Checked: true, Healthy: true, HealthKnown: true, ConfiguredWeight: 3, EffectiveWeight: 5,
 						InKernel: true, KernelWeight: 5, ActiveConns: 12, InactiveConns: 40,
-						Stats: director.Stats{Conns: 1100, PktsIn: 8500, CPS: 4}},
+						Stats: ipvs.Stats{Conns: 1100, PktsIn: 8500, CPS: 4}},
 					{Addr: r2, Checked: true, Healthy: false, HealthKnown: true, ConfiguredWeight: 2, EffectiveWeight: 0,
-						Stats: director.Stats{Conns: 100}},
+						Stats: ipvs.Stats{Conns: 100}},
 				}},
-			{Name: "dns", Key: director.ServiceKey{Protocol: director.UDP, Addr: dns}, Scheduler: "rr", InKernel: true,
+			{Name: "dns", Key: ipvs.ServiceKey{Protocol: ipvs.UDP, Addr: dns}, Scheduler: "rr", InKernel: true,
 				QuorumUp: false, AliveWeight: 0, Quorum: 1, SorryActive: true,
 				Reals: []director.RealStatus{
 					{Addr: d1, Checked: true, Healthy: false, HealthKnown: false, ConfiguredWeight: 1},
@@ -77,7 +78,7 @@ func sampleStatus() control.Status {
 						InKernel: true, KernelWeight: 1, ActiveConns: 0, InactiveConns: 3},
 				}},
 		},
-		Foreign: []director.ServiceKey{{Fwmark: 7}},
+		Foreign: []ipvs.ServiceKey{{Fwmark: 7}},
 		Probes: []healthcheck.ProbeStatus{
 			// Same address, another definition (another virtual server's
 			// check): must not be picked for web's real server.
@@ -91,8 +92,8 @@ func sampleStatus() control.Status {
 			{Key: healthcheck.Target{Addr: d1, Check: *udpSpec}.Key(), Target: healthcheck.Target{Addr: d1, Check: *udpSpec}},
 		},
 		Director: &director.Counters{Passes: 310, FailedPasses: 1,
-			Writes: map[director.OpKind]uint64{director.OpNewDest: 4, director.OpUpdDest: 9},
-			Errors: map[director.ErrorKey]uint64{{Op: director.OpNewDest, Reason: "EEXIST"}: 1}},
+			Writes: map[ipvs.OpKind]uint64{ipvs.OpNewDest: 4, ipvs.OpUpdDest: 9},
+			Errors: map[director.ErrorKey]uint64{{Op: ipvs.OpNewDest, Reason: "EEXIST"}: 1}},
 		NotRunning: map[string]string{"sync": "not configured"},
 	}
 }

@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/internal/poll"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/lab/vm"
 )
@@ -138,7 +138,7 @@ func TestVMDaemon(t *testing.T) {
 type vmFixture struct {
 	haldir string
 	s      *lab.Standard
-	k      *director.MobyKernel // director1's IPVS, read by the test
+	k      *ipvs.Client // director1's IPVS, read by the test
 	dir    string
 	conf   string // configuration file
 	sock   string // control socket
@@ -177,7 +177,7 @@ func newVMFixture(t *testing.T, haldir string) *vmFixture {
 	f.conf = filepath.Join(dir, "haldir.toml")
 	f.sock = filepath.Join(dir, "haldir.sock")
 	f.writeConf(t, vmConfig(f.sock, 1))
-	k, err := director.NewMobyKernel(s.Director1.NetNSPath())
+	k, err := ipvs.Open(s.Director1.NetNSPath())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +368,8 @@ func (f *vmFixture) waitSettled(t *testing.T, what string) vmStatus {
 }
 
 // dump is director1's IPVS table, every service and destination with all
-// its configuration, sorted, and the IPVS timeouts. Connection counts and
+// its configuration (ipvs.Service and ipvs.Destination, which hold no
+// counters), sorted, and the IPVS timeouts. Connection counts and
 // traffic statistics are left out: they move with traffic and with
 // connections expiring, not with what haldir writes.
 func (f *vmFixture) dump(t *testing.T) string {
@@ -377,19 +378,17 @@ func (f *vmFixture) dump(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.SortFunc(svcs, func(a, b director.Service) int { return strings.Compare(a.Key.String(), b.Key.String()) })
+	slices.SortFunc(svcs, func(a, b ipvs.ServiceInfo) int { return strings.Compare(a.Key.String(), b.Key.String()) })
 	var b strings.Builder
 	for _, s := range svcs {
-		s.Stats = director.Stats{}
-		fmt.Fprintf(&b, "%+v\n", s)
+		fmt.Fprintf(&b, "%+v\n", s.Service)
 		ds, err := f.k.GetDestinations(s.Key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		slices.SortFunc(ds, func(a, b director.Destination) int { return a.Addr.Compare(b.Addr) })
+		slices.SortFunc(ds, func(a, b ipvs.DestInfo) int { return a.Addr.Compare(b.Addr) })
 		for _, d := range ds {
-			d.ActiveConns, d.InactiveConns, d.Stats = 0, 0, director.Stats{}
-			fmt.Fprintf(&b, "  %+v\n", d)
+			fmt.Fprintf(&b, "  %+v\n", d.Destination)
 		}
 	}
 	to, err := f.k.Timeouts()
@@ -403,7 +402,7 @@ func (f *vmFixture) dump(t *testing.T) string {
 // weights returns the VIP service's destinations and weights in the kernel.
 func (f *vmFixture) weights(t *testing.T) map[netip.AddrPort]int {
 	t.Helper()
-	ds, err := f.k.GetDestinations(director.ServiceKey{Protocol: director.TCP, Addr: vmVIP})
+	ds, err := f.k.GetDestinations(ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: vmVIP})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -636,7 +635,7 @@ func (f *vmFixture) testReloadWeight(t *testing.T) {
 		}
 	}
 	t.Logf("measured: reload of one weight wrote %v", delta)
-	if want := map[string]uint64{string(director.OpUpdDest): 1}; !maps.Equal(delta, want) {
+	if want := map[string]uint64{string(ipvs.OpUpdDest): 1}; !maps.Equal(delta, want) {
 		t.Errorf("reload of one weight wrote %v, want %v", delta, want)
 	}
 	for _, s := range st.Services {

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/daemon"
-	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/internal/poll"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 	"github.com/haldir-lb/haldir/lab"
 )
 
@@ -109,7 +109,7 @@ func TestWatchdog(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var probeStalled atomic.Bool
 			rec, log, _ := runRecorded(t, writeFile(t, daemonConfig), func(e *runEnv) {
-				withFakeKernel(t, director.NewFakeKernel())(e)
+				withFakeKernel(t, ipvstest.New())(e)
 				e.opts.Probes = append(e.opts.Probes, daemon.Probe{Name: "test component", Check: func(ctx context.Context) error {
 					if probeStalled.Load() {
 						<-ctx.Done() // stuck: answers only when asked to give up
@@ -143,7 +143,7 @@ func TestWatchdog(t *testing.T) {
 // TestWatchdogOff: without WATCHDOG_USEC no WATCHDOG=1 is ever sent.
 func TestWatchdogOff(t *testing.T) {
 	t.Setenv("WATCHDOG_USEC", "")
-	rec, _, sigs := runRecorded(t, writeFile(t, daemonConfig), withFakeKernel(t, director.NewFakeKernel()))
+	rec, _, sigs := runRecorded(t, writeFile(t, daemonConfig), withFakeKernel(t, ipvstest.New()))
 	rec.waitMsg(t, "^READY=1$")
 	sigs <- syscall.SIGHUP // a round trip through the main loop
 	rec.waitCount(t, "READY=1", 2)
@@ -157,7 +157,7 @@ func TestWatchdogOff(t *testing.T) {
 // failed.
 func TestStatusLines(t *testing.T) {
 	path := writeFile(t, daemonConfig)
-	rec, log, sigs := runRecorded(t, path, withFakeKernel(t, director.NewFakeKernel()))
+	rec, log, sigs := runRecorded(t, path, withFakeKernel(t, ipvstest.New()))
 	first := rec.waitMsg(t, `^STATUS=`)
 	if !regexp.MustCompile(`^STATUS=\d of 2 virtual servers up$`).MatchString(first) {
 		t.Errorf("first status %q", first)

@@ -23,15 +23,12 @@ type pkg struct {
 }
 
 // rule says that every package Subject matches depends on no package
-// Forbidden matches. Optional rules are about packages that may not exist
-// yet (ipvs while the kernel client still lives in director); any other
-// rule that matches no package fails, so that a renamed package cannot
-// turn its rule off unnoticed.
+// Forbidden matches. A rule that matches no package fails, so that a
+// renamed package cannot turn its rule off unnoticed.
 type rule struct {
 	name      string
 	subject   func(path string) bool
 	forbidden func(dep string) bool
-	optional  bool
 }
 
 // under matches p and the packages below it.
@@ -56,9 +53,9 @@ var rules = []rule{
 	{name: "no product package imports a test or benchmark helper", subject: product,
 		forbidden: func(d string) bool { return slices.Contains(testHelpers, d) }},
 	{name: "ipvs imports nothing of haldir", subject: func(p string) bool { return p == "ipvs" },
-		forbidden: func(string) bool { return true }, optional: true},
+		forbidden: func(string) bool { return true }},
 	{name: "ipvs's subpackages (its fake) import only ipvs", subject: func(p string) bool { return strings.HasPrefix(p, "ipvs/") },
-		forbidden: func(d string) bool { return !under("ipvs")(d) }, optional: true},
+		forbidden: func(d string) bool { return !under("ipvs")(d) }},
 	{name: "director does not import vrrp", subject: under("director"), forbidden: under("vrrp")},
 	{name: "conf imports no component (only conf and internal helpers)", subject: under("conf"),
 		forbidden: func(d string) bool { return !under("conf")(d) && !under("internal")(d) }},
@@ -80,7 +77,7 @@ func check(rules []rule, pkgs []pkg) (violations, unmatched []string) {
 				}
 			}
 		}
-		if !matched && !r.optional {
+		if !matched {
 			unmatched = append(unmatched, r.name)
 		}
 	}
@@ -178,10 +175,10 @@ func TestRulesCatch(t *testing.T) {
 			}
 		})
 	}
-	// A required rule whose subject is gone fails; the optional ipvs
-	// rules do not.
+	// A rule whose subject is gone fails.
 	_, u := check(rules, []pkg{{Path: "cmd/haldir"}})
-	if want := []string{"director does not import vrrp", "conf imports no component (only conf and internal helpers)"}; !slices.Equal(u, want) {
+	if want := []string{"ipvs imports nothing of haldir", "ipvs's subpackages (its fake) import only ipvs",
+		"director does not import vrrp", "conf imports no component (only conf and internal helpers)"}; !slices.Equal(u, want) {
 		t.Errorf("unmatched rules %q, want %q", u, want)
 	}
 }

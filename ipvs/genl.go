@@ -1,4 +1,4 @@
-package director
+package ipvs
 
 import (
 	"encoding/binary"
@@ -204,20 +204,20 @@ func decodeEach[T any](msgs [][]byte, decode func([]byte) (T, error)) ([]T, erro
 
 // decodeDestMsg decodes one IPVS_CMD_NEW_DEST message of a GET_DEST dump:
 // the generic netlink header, then IPVS_CMD_ATTR_DEST.
-func decodeDestMsg(msg []byte) (Destination, error) {
+func decodeDestMsg(msg []byte) (DestInfo, error) {
 	b, err := topAttr(msg, ipvsCmdAttrDest, "destination")
 	if err != nil {
-		return Destination{}, err
+		return DestInfo{}, err
 	}
 	return decodeDest(b)
 }
 
-func decodeDest(b []byte) (Destination, error) {
+func decodeDest(b []byte) (DestInfo, error) {
 	attrs, err := parseAttrs(b)
 	if err != nil {
-		return Destination{}, err
+		return DestInfo{}, err
 	}
-	var d Destination
+	var d DestInfo
 	var addr []byte
 	var af uint64
 	var port uint16

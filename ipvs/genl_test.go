@@ -1,4 +1,4 @@
-package director
+package ipvs
 
 import (
 	"encoding/binary"
@@ -10,7 +10,7 @@ import (
 // kernelDestMsg builds a GET_DEST dump message the way ip_vs_genl_fill_dest
 // does: a 16-byte address whatever the family, every counter, STATS and
 // STATS64, and the tunnel attributes.
-func kernelDestMsg(d Destination) []byte {
+func kernelDestMsg(d DestInfo) []byte {
 	var addr [16]byte
 	af := uint16(afInet)
 	if d.Addr.Addr().Is4() {
@@ -47,12 +47,13 @@ func kernelDestMsg(d Destination) []byte {
 }
 
 func TestDecodeKernelDest(t *testing.T) {
-	for _, d := range []Destination{
-		{Addr: netip.MustParseAddrPort("198.51.100.1:8080"), Weight: 7, Forwarding: ForwardNAT, UpperThreshold: 10, LowerThreshold: 5,
+	for _, d := range []DestInfo{
+		{Destination: Destination{Addr: netip.MustParseAddrPort("198.51.100.1:8080"),
+			DestSettings: DestSettings{Weight: 7, Forwarding: ForwardNAT, UpperThreshold: 10, LowerThreshold: 5}},
 			ActiveConns: 3, InactiveConns: 4, Stats: Stats{Conns: 1 << 40, BytesIn: 99, PktsOut: 12}},
-		{Addr: netip.MustParseAddrPort("198.51.100.2:80"), Weight: 65535, Forwarding: ForwardDR},
-		{Addr: netip.MustParseAddrPort("[2001:db8::2]:443"), Weight: 1, Forwarding: ForwardTunnel, TunnelType: TunnelGUE, TunnelPort: 6080, TunnelFlags: TunnelCsum},
-		{Addr: netip.MustParseAddrPort("198.51.100.3:0"), Weight: 0, Forwarding: ForwardTunnel, TunnelType: TunnelGRE, TunnelFlags: TunnelRemCsum},
+		{Destination: Destination{Addr: netip.MustParseAddrPort("198.51.100.2:80"), DestSettings: DestSettings{Weight: 65535, Forwarding: ForwardDR}}},
+		{Destination: Destination{Addr: netip.MustParseAddrPort("[2001:db8::2]:443"), DestSettings: DestSettings{Weight: 1, Forwarding: ForwardTunnel, TunnelType: TunnelGUE, TunnelPort: 6080, TunnelFlags: TunnelCsum}}},
+		{Destination: Destination{Addr: netip.MustParseAddrPort("198.51.100.3:0"), DestSettings: DestSettings{Weight: 0, Forwarding: ForwardTunnel, TunnelType: TunnelGRE, TunnelFlags: TunnelRemCsum}}},
 	} {
 		got, err := decodeDestMsg(kernelDestMsg(d))
 		if err != nil || got != d {
@@ -64,8 +65,8 @@ func TestDecodeKernelDest(t *testing.T) {
 // TestEncodeDest decodes what haldir sends with the same parser, which
 // checks the attribute framing and values from the other side.
 func TestEncodeDest(t *testing.T) {
-	gue := Destination{Addr: netip.MustParseAddrPort("198.51.100.1:80"), Weight: 9, Forwarding: ForwardTunnel,
-		TunnelType: TunnelGUE, TunnelPort: 6080, TunnelFlags: TunnelCsum, UpperThreshold: 8, LowerThreshold: 2}
+	gue := Destination{Addr: netip.MustParseAddrPort("198.51.100.1:80"),
+		DestSettings: DestSettings{Weight: 9, Forwarding: ForwardTunnel, TunnelType: TunnelGUE, TunnelPort: 6080, TunnelFlags: TunnelCsum, UpperThreshold: 8, LowerThreshold: 2}}
 	top, err := parseAttrs(encodeDest(gue, true))
 	if err != nil || len(top) != 1 || top[0].typ != ipvsCmdAttrDest {
 		t.Fatalf("framing %v %v", top, err)
@@ -81,14 +82,14 @@ func TestEncodeDest(t *testing.T) {
 		t.Fatalf("attributes %v", types)
 	}
 	got, err := decodeDest(top[0].val)
-	if err != nil || got != gue {
+	if err != nil || got.Destination != gue {
 		t.Fatalf("round trip %+v %v", got, err)
 	}
 	// ipip and non-tunnel destinations carry no tunnel attributes, so old
 	// kernels without them keep working.
 	for _, d := range []Destination{
-		{Addr: gue.Addr, Forwarding: ForwardTunnel},
-		{Addr: gue.Addr, Forwarding: ForwardDR},
+		{Addr: gue.Addr, DestSettings: DestSettings{Forwarding: ForwardTunnel}},
+		{Addr: gue.Addr, DestSettings: DestSettings{Forwarding: ForwardDR}},
 	} {
 		top, _ := parseAttrs(encodeDest(d, true))
 		inner, _ := parseAttrs(top[0].val)
@@ -138,7 +139,7 @@ func TestEncodeServiceID(t *testing.T) {
 }
 
 func TestDecodeMalformed(t *testing.T) {
-	good := kernelDestMsg(Destination{Addr: netip.MustParseAddrPort("198.51.100.1:80"), Weight: 1})
+	good := kernelDestMsg(DestInfo{Destination: Destination{Addr: netip.MustParseAddrPort("198.51.100.1:80"), DestSettings: DestSettings{Weight: 1}}})
 	cases := map[string][]byte{
 		"empty":             nil,
 		"header only":       good[:4],
@@ -157,8 +158,8 @@ func TestDecodeMalformed(t *testing.T) {
 }
 
 func FuzzDecodeDestMsg(f *testing.F) {
-	f.Add(kernelDestMsg(Destination{Addr: netip.MustParseAddrPort("198.51.100.1:80"), Weight: 1}))
-	f.Add(kernelDestMsg(Destination{Addr: netip.MustParseAddrPort("[2001:db8::2]:443"), Forwarding: ForwardTunnel, TunnelType: TunnelGUE, TunnelPort: 1}))
+	f.Add(kernelDestMsg(DestInfo{Destination: Destination{Addr: netip.MustParseAddrPort("198.51.100.1:80"), DestSettings: DestSettings{Weight: 1}}}))
+	f.Add(kernelDestMsg(DestInfo{Destination: Destination{Addr: netip.MustParseAddrPort("[2001:db8::2]:443"), DestSettings: DestSettings{Forwarding: ForwardTunnel, TunnelType: TunnelGUE, TunnelPort: 1}}}))
 	f.Add([]byte{1, 0, 0, 0, 8, 0, 2, 0, 4, 0, 2, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d, err := decodeDestMsg(b)
@@ -172,7 +173,7 @@ func FuzzDecodeDestMsg(f *testing.F) {
 			t.Fatalf("decoded an invalid address without error: %+v", d)
 		}
 		// What decodes re-encodes to the same destination.
-		top, err := parseAttrs(encodeDest(d, true))
+		top, err := parseAttrs(encodeDest(d.Destination, true))
 		if err != nil {
 			t.Fatal(err)
 		}

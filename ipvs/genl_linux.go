@@ -1,4 +1,4 @@
-package director
+package ipvs
 
 import (
 	"encoding/binary"
@@ -14,7 +14,7 @@ import (
 )
 
 // genlConn sends IPVS generic netlink commands encoded by genl.go. It is
-// not safe for concurrent use; MobyKernel serialises calls.
+// not safe for concurrent use; Client serialises calls.
 type genlConn struct {
 	sock   *nl.NetlinkSocket
 	family uint16
@@ -113,7 +113,7 @@ func (c *genlConn) do(cmd uint8, dump bool, payload ...[]byte) ([][]byte, error)
 	}
 }
 
-func (c *genlConn) getDests(key ServiceKey) ([]Destination, error) {
+func (c *genlConn) getDests(key ServiceKey) ([]DestInfo, error) {
 	msgs, err := c.do(ipvsCmdGetDest, true, encodeServiceID(key))
 	if err != nil {
 		return nil, err

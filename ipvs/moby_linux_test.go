@@ -1,4 +1,4 @@
-package director
+package ipvs
 
 import (
 	"net/netip"
@@ -34,16 +34,16 @@ func TestNetmaskEncoding(t *testing.T) {
 
 func TestMobyConversionRoundTrip(t *testing.T) {
 	svcs := []Service{
-		{Key: ServiceKey{Protocol: TCP, Addr: netip.MustParseAddrPort("192.0.2.1:80")}, Scheduler: "wrr", Flags: FlagPersistent, Timeout: 300, NetmaskBits: 24},
-		{Key: ServiceKey{Protocol: SCTP, Addr: netip.MustParseAddrPort("[2001:db8::1]:443")}, Scheduler: "mh", Flags: FlagSched1 | FlagSched2, NetmaskBits: 64},
-		{Key: ServiceKey{Fwmark: 42, V6: true}, Scheduler: "sh", Flags: FlagSched2, NetmaskBits: 128},
-		{Key: ServiceKey{Fwmark: 43}, Scheduler: "rr", Flags: FlagOnePacket, NetmaskBits: 32},
+		{Key: ServiceKey{Protocol: TCP, Addr: netip.MustParseAddrPort("192.0.2.1:80")}, ServiceSettings: ServiceSettings{Scheduler: "wrr", Flags: FlagPersistent, Timeout: 300, NetmaskBits: 24}},
+		{Key: ServiceKey{Protocol: SCTP, Addr: netip.MustParseAddrPort("[2001:db8::1]:443")}, ServiceSettings: ServiceSettings{Scheduler: "mh", Flags: FlagSched1 | FlagSched2, NetmaskBits: 64}},
+		{Key: ServiceKey{Fwmark: 42, V6: true}, ServiceSettings: ServiceSettings{Scheduler: "sh", Flags: FlagSched2, NetmaskBits: 128}},
+		{Key: ServiceKey{Fwmark: 43}, ServiceSettings: ServiceSettings{Scheduler: "rr", Flags: FlagOnePacket, NetmaskBits: 32}},
 	}
 	for _, s := range svcs {
 		m := toMobyService(s)
 		m.Flags |= FlagHashed // as the kernel reports it
 		got, err := fromMobyService(m)
-		if err != nil || got != s {
+		if err != nil || got.Service != s {
 			t.Errorf("service %s: got %+v, %v", s.Key, got, err)
 		}
 	}
@@ -56,9 +56,9 @@ func TestNoIPVSKernelError(t *testing.T) {
 		t.Skip("needs root to try loading ip_vs")
 	}
 	if _, err := netlink.GenlFamilyGet("IPVS"); err == nil {
-		t.Skip("this kernel has IPVS; the VM test covers MobyKernel")
+		t.Skip("this kernel has IPVS; the VM tests cover Client")
 	}
-	_, err := NewMobyKernel("")
+	_, err := Open("")
 	if err == nil {
 		t.Skip("ip_vs could be loaded here; nothing to assert about its absence")
 	}

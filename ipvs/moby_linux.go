@@ -1,4 +1,4 @@
-package director
+package ipvs
 
 import (
 	"encoding/binary"
@@ -13,12 +13,12 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/moby/ipvs"
+	mobyipvs "github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// MobyKernel programs the kernel's IPVS table: services and timeouts
+// Client programs the kernel's IPVS table: services and timeouts
 // through github.com/moby/ipvs, destinations through haldir's own small
 // generic netlink codec (genl.go), because moby/ipvs v1.1.0 cannot express
 // tunnel types (IPVS_DEST_ATTR_TUN_TYPE/PORT/FLAGS: gue and gre need
@@ -30,21 +30,21 @@ import (
 // A forwarding method change is an in-place update: IPVS_CMD_SET_DEST
 // rewrites the destination's conn_flags (__ip_vs_update_dest), so no delete
 // and re-add is needed and established connections keep their destination.
-type MobyKernel struct {
+type Client struct {
 	mu       sync.Mutex // each handle is one socket: one request at a time
-	h        *ipvs.Handle
+	h        *mobyipvs.Handle
 	g        *genlConn
 	modprobe func(module string) error
 }
 
-// NewMobyKernel opens an IPVS handle in the network namespace at nsPath
+// Open opens an IPVS handle in the network namespace at nsPath
 // ("" for the current one), loading the ip_vs module first when needed.
 // When the kernel has no IPVS it says so and how to get it.
-func NewMobyKernel(nsPath string) (*MobyKernel, error) {
+func Open(nsPath string) (*Client, error) {
 	if err := EnsureIPVS(); err != nil {
 		return nil, err
 	}
-	h, err := ipvs.New(nsPath)
+	h, err := mobyipvs.New(nsPath)
 	if err != nil {
 		return nil, fmt.Errorf("opening an IPVS netlink handle (netns %q): %w", nsPath, err)
 	}
@@ -53,11 +53,11 @@ func NewMobyKernel(nsPath string) (*MobyKernel, error) {
 		h.Close()
 		return nil, err
 	}
-	return &MobyKernel{h: h, g: g, modprobe: loadModule}, nil
+	return &Client{h: h, g: g, modprobe: loadModule}, nil
 }
 
 // Close releases the netlink socket.
-func (k *MobyKernel) Close() {
+func (k *Client) Close() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.h.Close()
@@ -94,14 +94,14 @@ func loadModule(name string) error {
 }
 
 // GetServices implements Kernel.
-func (k *MobyKernel) GetServices() ([]Service, error) {
+func (k *Client) GetServices() ([]ServiceInfo, error) {
 	k.mu.Lock()
 	ms, err := k.h.GetServices()
 	k.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Service, 0, len(ms))
+	out := make([]ServiceInfo, 0, len(ms))
 	for _, m := range ms {
 		s, err := fromMobyService(m)
 		if err != nil {
@@ -113,26 +113,26 @@ func (k *MobyKernel) GetServices() ([]Service, error) {
 }
 
 // GetDestinations implements Kernel.
-func (k *MobyKernel) GetDestinations(key ServiceKey) ([]Destination, error) {
+func (k *Client) GetDestinations(key ServiceKey) ([]DestInfo, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.g.getDests(key)
 }
 
 // NewService implements Kernel.
-func (k *MobyKernel) NewService(s Service) error {
+func (k *Client) NewService(s Service) error {
 	return k.schedOp(s, k.h.NewService)
 }
 
 // UpdateService implements Kernel.
-func (k *MobyKernel) UpdateService(s Service) error {
+func (k *Client) UpdateService(s Service) error {
 	return k.schedOp(s, k.h.UpdateService)
 }
 
 // schedOp loads the scheduler's module first: the kernel would request it
 // itself, but not where it cannot run modprobe (containers, usermode helper
 // disabled), and then ENOENT would not say which module is missing.
-func (k *MobyKernel) schedOp(s Service, op func(*ipvs.Service) error) error {
+func (k *Client) schedOp(s Service, op func(*mobyipvs.Service) error) error {
 	loadErr := k.modprobe("ip_vs_" + s.Scheduler)
 	k.mu.Lock()
 	err := op(toMobyService(s))
@@ -144,35 +144,35 @@ func (k *MobyKernel) schedOp(s Service, op func(*ipvs.Service) error) error {
 }
 
 // DelService implements Kernel.
-func (k *MobyKernel) DelService(key ServiceKey) error {
+func (k *Client) DelService(key ServiceKey) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.h.DelService(toMobyService(Service{Key: key, NetmaskBits: maxBits(key)}))
+	return k.h.DelService(toMobyService(Service{Key: key, ServiceSettings: ServiceSettings{NetmaskBits: maxBits(key)}}))
 }
 
 // NewDestination implements Kernel.
-func (k *MobyKernel) NewDestination(key ServiceKey, d Destination) error {
+func (k *Client) NewDestination(key ServiceKey, d Destination) error {
 	return k.destOp(ipvsCmdNewDest, key, d)
 }
 
 // UpdateDestination implements Kernel.
-func (k *MobyKernel) UpdateDestination(key ServiceKey, d Destination) error {
+func (k *Client) UpdateDestination(key ServiceKey, d Destination) error {
 	return k.destOp(ipvsCmdSetDest, key, d)
 }
 
 // DelDestination implements Kernel.
-func (k *MobyKernel) DelDestination(key ServiceKey, addr netip.AddrPort) error {
+func (k *Client) DelDestination(key ServiceKey, addr netip.AddrPort) error {
 	return k.destOp(ipvsCmdDelDest, key, Destination{Addr: addr})
 }
 
-func (k *MobyKernel) destOp(cmd uint8, key ServiceKey, d Destination) error {
+func (k *Client) destOp(cmd uint8, key ServiceKey, d Destination) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.g.destCmd(cmd, key, d)
 }
 
-// SyncDaemons implements SyncDaemonKernel.
-func (k *MobyKernel) SyncDaemons() ([]SyncDaemon, error) {
+// SyncDaemons implements Kernel.
+func (k *Client) SyncDaemons() ([]SyncDaemon, error) {
 	k.mu.Lock()
 	msgs, err := k.g.do(ipvsCmdGetDaemon, true)
 	k.mu.Unlock()
@@ -182,24 +182,24 @@ func (k *MobyKernel) SyncDaemons() ([]SyncDaemon, error) {
 	return decodeEach(msgs, decodeSyncDaemonMsg)
 }
 
-// StartSyncDaemon implements SyncDaemonKernel.
-func (k *MobyKernel) StartSyncDaemon(d SyncDaemon) error {
+// StartSyncDaemon implements Kernel.
+func (k *Client) StartSyncDaemon(d SyncDaemon) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	_, err := k.g.do(ipvsCmdNewDaemon, false, encodeSyncDaemon(d, true))
 	return err
 }
 
-// StopSyncDaemon implements SyncDaemonKernel.
-func (k *MobyKernel) StopSyncDaemon(s SyncState) error {
+// StopSyncDaemon implements Kernel.
+func (k *Client) StopSyncDaemon(s SyncState) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	_, err := k.g.do(ipvsCmdDelDaemon, false, encodeSyncDaemon(SyncDaemon{State: s}, false))
 	return err
 }
 
-// Timeouts implements TimeoutSetter.
-func (k *MobyKernel) Timeouts() (Timeouts, error) {
+// Timeouts implements Kernel.
+func (k *Client) Timeouts() (Timeouts, error) {
 	k.mu.Lock()
 	c, err := k.h.GetConfig()
 	k.mu.Unlock()
@@ -209,12 +209,12 @@ func (k *MobyKernel) Timeouts() (Timeouts, error) {
 	return Timeouts{TCP: c.TimeoutTCP, TCPFin: c.TimeoutTCPFin, UDP: c.TimeoutUDP}, nil
 }
 
-// SetTimeouts implements TimeoutSetter; zero fields are left unchanged by
+// SetTimeouts implements Kernel; zero fields are left unchanged by
 // the kernel.
-func (k *MobyKernel) SetTimeouts(t Timeouts) error {
+func (k *Client) SetTimeouts(t Timeouts) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.h.SetConfig(&ipvs.Config{TimeoutTCP: t.TCP, TimeoutTCPFin: t.TCPFin, TimeoutUDP: t.UDP})
+	return k.h.SetConfig(&mobyipvs.Config{TimeoutTCP: t.TCP, TimeoutTCPFin: t.TCPFin, TimeoutUDP: t.UDP})
 }
 
 func maxBits(k ServiceKey) int {
@@ -250,9 +250,9 @@ func decodeNetmask(v6 bool, v uint32) int {
 	return bits.LeadingZeros32(^binary.BigEndian.Uint32(b[:]))
 }
 
-func toMobyService(s Service) *ipvs.Service {
+func toMobyService(s Service) *mobyipvs.Service {
 	v6 := s.Key.IsV6()
-	m := &ipvs.Service{
+	m := &mobyipvs.Service{
 		AddressFamily: family(v6),
 		SchedName:     s.Scheduler,
 		Flags:         s.Flags &^ FlagHashed,
@@ -269,14 +269,16 @@ func toMobyService(s Service) *ipvs.Service {
 	return m
 }
 
-func fromMobyService(m *ipvs.Service) (Service, error) {
+func fromMobyService(m *mobyipvs.Service) (ServiceInfo, error) {
 	v6 := m.AddressFamily == unix.AF_INET6
-	s := Service{
-		Scheduler:   m.SchedName,
-		Flags:       m.Flags &^ FlagHashed,
-		Timeout:     m.Timeout,
-		NetmaskBits: decodeNetmask(v6, m.Netmask),
-		Stats:       fromMobyStats(m.Stats),
+	s := ServiceInfo{
+		Service: Service{ServiceSettings: ServiceSettings{
+			Scheduler:   m.SchedName,
+			Flags:       m.Flags &^ FlagHashed,
+			Timeout:     m.Timeout,
+			NetmaskBits: decodeNetmask(v6, m.Netmask),
+		}},
+		Stats: fromMobyStats(m.Stats),
 	}
 	if m.FWMark != 0 {
 		s.Key = ServiceKey{Fwmark: m.FWMark, V6: v6}
@@ -290,7 +292,7 @@ func fromMobyService(m *ipvs.Service) (Service, error) {
 	return s, nil
 }
 
-func fromMobyStats(s ipvs.SvcStats) Stats {
+func fromMobyStats(s mobyipvs.SvcStats) Stats {
 	return Stats{
 		Conns: uint64(s.Connections), PktsIn: uint64(s.PacketsIn), PktsOut: uint64(s.PacketsOut),
 		BytesIn: s.BytesIn, BytesOut: s.BytesOut, CPS: uint64(s.CPS),
@@ -298,7 +300,4 @@ func fromMobyStats(s ipvs.SvcStats) Stats {
 	}
 }
 
-var (
-	_ Kernel        = (*MobyKernel)(nil)
-	_ TimeoutSetter = (*MobyKernel)(nil)
-)
+var _ Kernel = (*Client)(nil)

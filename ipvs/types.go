@@ -1,9 +1,8 @@
-package director
+package ipvs
 
 import (
 	"fmt"
 	"net/netip"
-	"strings"
 )
 
 // Protocol is an IP protocol number as IPVS uses it (IPPROTO_*).
@@ -28,19 +27,6 @@ func (p Protocol) String() string {
 		return "any"
 	}
 	return fmt.Sprintf("proto-%d", uint16(p))
-}
-
-// ParseProtocol maps a configuration protocol name to its number.
-func ParseProtocol(s string) (Protocol, error) {
-	switch strings.ToLower(s) {
-	case "tcp", "":
-		return TCP, nil
-	case "udp":
-		return UDP, nil
-	case "sctp":
-		return SCTP, nil
-	}
-	return 0, fmt.Errorf("unknown protocol %q (want tcp, udp or sctp)", s)
 }
 
 // ServiceKey identifies an IPVS service the way the kernel does: either
@@ -85,39 +71,34 @@ const (
 	FlagSched3     uint32 = 0x0020
 )
 
-// schedulerFlags maps configuration scheduler_flags to service flag bits.
-// sh and mh reuse the same generic bits: SCHED1 is "fallback", SCHED2 "port".
-var schedulerFlags = map[string]uint32{
-	"sh-fallback": FlagSched1,
-	"sh-port":     FlagSched2,
-	"mh-fallback": FlagSched1,
-	"mh-port":     FlagSched2,
-	"flag-1":      FlagSched1,
-	"flag-2":      FlagSched2,
-	"flag-3":      FlagSched3,
-	"ops":         FlagOnePacket,
-}
-
 // Schedulers are the scheduler names the kernel ships (net/netfilter/ipvs).
 var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
 
-// Service is one IPVS virtual service as programmed in (or read from) the
-// kernel. Stats is filled on read and ignored when comparing.
-type Service struct {
-	Key       ServiceKey
+// ServiceSettings are what can be changed on an existing service without
+// recreating it (IPVS_CMD_SET_SERVICE). The struct is comparable: two
+// services are configured alike exactly when their keys and settings are
+// ==, with no field list to keep up to date.
+type ServiceSettings struct {
 	Scheduler string
 	Flags     uint32 // IP_VS_SVC_F_* without FlagHashed
 	Timeout   uint32 // persistence timeout in seconds
 	// NetmaskBits is the persistence granularity as a prefix length (the
 	// kernel stores a netmask for inet and a prefix length for inet6).
 	NetmaskBits int
-	Stats       Stats
 }
 
-// sameConfig reports whether a and b differ only in read-only fields.
-func (s Service) sameConfig(o Service) bool {
-	return s.Key == o.Key && s.Scheduler == o.Scheduler && s.Flags == o.Flags &&
-		s.Timeout == o.Timeout && s.NetmaskBits == o.NetmaskBits
+// Service is one IPVS virtual service as configured: its identity and its
+// settings.
+type Service struct {
+	Key ServiceKey
+	ServiceSettings
+}
+
+// ServiceInfo is a service as the kernel reports it: the configuration
+// and its counters.
+type ServiceInfo struct {
+	Service
+	Stats Stats
 }
 
 // Forwarding is a destination's packet forwarding method
@@ -144,19 +125,6 @@ func (f Forwarding) String() string {
 		return "dr"
 	}
 	return fmt.Sprintf("fwd-%d", uint32(f))
-}
-
-// ParseForwarding maps a configuration forwarding name to its method.
-func ParseForwarding(s string) (Forwarding, error) {
-	switch strings.ToLower(s) {
-	case "nat", "masq", "":
-		return ForwardNAT, nil
-	case "dr", "route", "direct":
-		return ForwardDR, nil
-	case "tun", "tunnel", "ipip":
-		return ForwardTunnel, nil
-	}
-	return 0, fmt.Errorf("unknown forwarding method %q (want nat, dr or tun)", s)
 }
 
 // TunnelType is the encapsulation of a tunnel destination
@@ -189,10 +157,10 @@ const (
 	TunnelRemCsum uint16 = 1 << 1
 )
 
-// Destination is one real server of a service. The connection counts and
-// Stats are filled on read and ignored when comparing.
-type Destination struct {
-	Addr           netip.AddrPort
+// DestSettings are what can be changed on an existing destination
+// (IPVS_CMD_SET_DEST, the forwarding method included). Comparable, like
+// ServiceSettings.
+type DestSettings struct {
 	Weight         int
 	Forwarding     Forwarding
 	TunnelType     TunnelType
@@ -200,18 +168,28 @@ type Destination struct {
 	TunnelFlags    uint16 // TunnelCsum / TunnelRemCsum
 	UpperThreshold uint32
 	LowerThreshold uint32
+}
 
+// Destination is one real server of a service as configured: its address
+// (its identity within the service) and its settings.
+type Destination struct {
+	Addr netip.AddrPort
+	DestSettings
+}
+
+// DestInfo is a destination as the kernel reports it: the configuration,
+// the connection counts and the counters.
+type DestInfo struct {
+	Destination
 	ActiveConns   uint32
 	InactiveConns uint32
 	Stats         Stats
 }
 
-func (d Destination) sameConfig(o Destination) bool {
-	return d.Addr == o.Addr && d.Weight == o.Weight && d.Forwarding == o.Forwarding &&
-		d.TunnelType == o.TunnelType && d.TunnelPort == o.TunnelPort &&
-		d.TunnelFlags == o.TunnelFlags && d.UpperThreshold == o.UpperThreshold &&
-		d.LowerThreshold == o.LowerThreshold
-}
+// MaxWeight is the largest destination weight haldir programs: the kernel
+// takes an int, but ipvsadm, keepalived and moby/ipvs (which reads the
+// attribute back as 16 bits) all stop at 65535.
+const MaxWeight = 65535
 
 // Stats are the kernel's counters of a service or destination.
 type Stats struct {

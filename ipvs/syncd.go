@@ -1,4 +1,4 @@
-package director
+package ipvs
 
 import (
 	"fmt"
@@ -9,8 +9,7 @@ import (
 // The kernel's IPVS connection sync daemons: a master sends the director's
 // connection state to a multicast group, a backup receives it into its own
 // table so that a failover keeps established connections. They are IPVS
-// generic netlink commands, so the director's kernel speaks them; package
-// sync decides which one runs.
+// generic netlink commands of the same family as the table's.
 
 // SyncState is a sync daemon's role (IP_VS_STATE_MASTER / _BACKUP).
 type SyncState uint32
@@ -58,15 +57,6 @@ func (d SyncDaemon) String() string {
 		fmt.Fprintf(&b, " maxlen %d", d.MaxLen)
 	}
 	return b.String()
-}
-
-// SyncDaemonKernel is implemented by kernels that run sync daemons. Start
-// fails with EEXIST when a daemon of that state runs; Stop with ESRCH when
-// none does (as the kernel does).
-type SyncDaemonKernel interface {
-	SyncDaemons() ([]SyncDaemon, error)
-	StartSyncDaemon(SyncDaemon) error
-	StopSyncDaemon(SyncState) error
 }
 
 // IPVS sync daemon netlink constants (include/uapi/linux/ip_vs.h).

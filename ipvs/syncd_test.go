@@ -1,9 +1,8 @@
-package director
+package ipvs
 
 import (
 	"errors"
 	"net/netip"
-	"syscall"
 	"testing"
 )
 
@@ -73,31 +72,4 @@ func FuzzDecodeSyncDaemonMsg(f *testing.F) {
 			t.Fatalf("%+v re-encoded decodes to %+v, %v", d, again, err)
 		}
 	})
-}
-
-func TestFakeKernelSyncDaemons(t *testing.T) {
-	k := NewFakeKernel()
-	m := SyncDaemon{State: SyncMaster, Interface: "eth1", SyncID: 7}
-	if err := k.StartSyncDaemon(m); err != nil {
-		t.Fatal(err)
-	}
-	if err := k.StartSyncDaemon(m); !errors.Is(err, syscall.EEXIST) {
-		t.Fatalf("second master: %v, want EEXIST", err)
-	}
-	if err := k.StopSyncDaemon(SyncBackup); !errors.Is(err, syscall.ESRCH) {
-		t.Fatalf("stopping the absent backup: %v, want ESRCH", err)
-	}
-	if err := k.StartSyncDaemon(SyncDaemon{State: SyncBackup}); !errors.Is(err, syscall.EINVAL) {
-		t.Fatalf("backup without interface: %v, want EINVAL", err)
-	}
-	ds, err := k.SyncDaemons()
-	if err != nil || len(ds) != 1 || ds[0] != m {
-		t.Fatalf("daemons %+v, %v", ds, err)
-	}
-	if err := k.StopSyncDaemon(SyncMaster); err != nil {
-		t.Fatal(err)
-	}
-	if ds, _ := k.SyncDaemons(); len(ds) != 0 {
-		t.Fatalf("daemons after stop: %+v", ds)
-	}
 }
