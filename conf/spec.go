@@ -41,7 +41,10 @@ type IPVSSpec struct {
 	TimeoutUDP    time.Duration
 }
 
-// VRRPInstanceSpec is one [[vrrp]] instance.
+// VRRPInstanceSpec is one [[vrrp]] instance. A field's `key` tag is its
+// key in the file where the field's name in snake_case is not (",inline":
+// its fields' keys), so that a reload names what changed as the operator
+// wrote it; Family and SyncGroup are derived and have no key.
 type VRRPInstanceSpec struct {
 	Name      string
 	Interface string
@@ -65,14 +68,14 @@ type VRRPInstanceSpec struct {
 	// AddressOptions place single virtual or excluded addresses; Interface
 	// is always set (the instance's, or its VMACInterface, by default).
 	AddressOptions      []AddressOptionSpec
-	UnicastSource       netip.Addr   // invalid: multicast adverts (unless peers are set)
-	UnicastPeers        []netip.Addr // empty: multicast
-	Notify              VRRPNotifySpec
-	Auth                AuthSpec // VRRPv2 only; AuthNone otherwise
+	UnicastSource       netip.Addr     // invalid: multicast adverts (unless peers are set)
+	UnicastPeers        []netip.Addr   // empty: multicast
+	Notify              VRRPNotifySpec `key:",inline"`
+	Auth                AuthSpec       // VRRPv2 only; AuthNone otherwise
 	GARP                GARPSpec
-	TrackInterfaces     []TrackInterfaceSpec
-	TrackScripts        []TrackScriptSpec
-	TrackVirtualServers []TrackVirtualServerSpec
+	TrackInterfaces     []TrackInterfaceSpec     `key:"track_interface"`
+	TrackScripts        []TrackScriptSpec        `key:"track_script"`
+	TrackVirtualServers []TrackVirtualServerSpec `key:"track_virtual_server"`
 	// SyncGroup is the name of the vrrp_sync_group the instance is in; ""
 	// for none.
 	SyncGroup string
@@ -87,7 +90,10 @@ type AddressOptionSpec struct {
 
 // VRRPNotifySpec are an instance's notify commands (argv; nil: none).
 type VRRPNotifySpec struct {
-	Master, Backup, Fault, Stop []string
+	Master []string `key:"notify_master"`
+	Backup []string `key:"notify_backup"`
+	Fault  []string `key:"notify_fault"`
+	Stop   []string `key:"notify_stop"`
 }
 
 // AuthSpec is VRRPv2 authentication; Password is set only with AuthPass.

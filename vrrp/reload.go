@@ -133,13 +133,25 @@ func restartNeeded(old, cfg conf.VRRPInstanceSpec) string {
 }
 
 // differing names the settings whose values differ between a and b, in
-// the file's spelling (AdvertInterval: advert_interval).
+// the file's spelling (AdvertInterval: advert_interval; a field's `key`
+// tag where the spelling is not its name's).
 func differing(a, b conf.VRRPInstanceSpec) []string {
-	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
-	var out []string
+	return differingFields(reflect.ValueOf(a), reflect.ValueOf(b), nil)
+}
+
+func differingFields(va, vb reflect.Value, out []string) []string {
 	for i := range va.NumField() {
-		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
-			out = append(out, snake(va.Type().Field(i).Name))
+		if reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			continue
+		}
+		f := va.Type().Field(i)
+		switch key := f.Tag.Get("key"); key {
+		case ",inline":
+			out = differingFields(va.Field(i), vb.Field(i), out)
+		case "":
+			out = append(out, snake(f.Name))
+		default:
+			out = append(out, key)
 		}
 	}
 	return out

@@ -148,3 +148,66 @@ func TestSetSiblingsFollowReload(t *testing.T) {
 		t.Fatalf("siblings of a after the reload: %v, want [2 3 4]", got)
 	}
 }
+
+// TestDifferingNamesFileKeys changes each setting of an instance spec in
+// turn and checks that a reload names it by its key in the file (a
+// [[vrrp]] key), so an operator reads back what they wrote.
+func TestDifferingNamesFileKeys(t *testing.T) {
+	keys := map[string]bool{}
+	ft := reflect.TypeOf(conf.VRRPInstance{})
+	for i := range ft.NumField() {
+		keys[strings.Split(ft.Field(i).Tag.Get("toml"), ",")[0]] = true
+	}
+	derived := map[string]bool{"family": true, "sync_group": true} // computed, no key of their own
+	var walk func(path []int, t reflect.Type)
+	walk = func(path []int, st reflect.Type) {
+		for i := range st.NumField() {
+			f := st.Field(i)
+			p := append(slices.Clone(path), i)
+			if f.Tag.Get("key") == ",inline" {
+				walk(p, f.Type)
+				continue
+			}
+			var a, b conf.VRRPInstanceSpec
+			reflect.ValueOf(&b).Elem().FieldByIndex(p).Set(nonZero(t, f.Type))
+			got := differing(a, b)
+			if len(got) != 1 {
+				t.Errorf("%s changed: differing says %q, want one name", f.Name, got)
+				continue
+			}
+			if !keys[got[0]] && !derived[got[0]] {
+				t.Errorf("%s changed: differing names %q, not a key of [[vrrp]]", f.Name, got[0])
+			}
+		}
+	}
+	walk(nil, reflect.TypeOf(conf.VRRPInstanceSpec{}))
+	if got := differing(conf.VRRPInstanceSpec{}, conf.VRRPInstanceSpec{Notify: conf.VRRPNotifySpec{Fault: []string{"/x"}}}); !slices.Equal(got, []string{"notify_fault"}) {
+		t.Errorf("a changed notify_fault is named %q", got)
+	}
+}
+
+// nonZero returns a value of type t that is not its zero value.
+func nonZero(tb testing.TB, t reflect.Type) reflect.Value {
+	v := reflect.New(t).Elem()
+	switch t.Kind() {
+	case reflect.String:
+		v.SetString("x")
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		v.SetInt(1)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		v.SetUint(1)
+	case reflect.Slice:
+		v.Set(reflect.MakeSlice(t, 1, 1))
+	case reflect.Struct:
+		if t == reflect.TypeOf(netip.Addr{}) {
+			v.Set(reflect.ValueOf(netip.MustParseAddr("192.0.2.1")))
+			break
+		}
+		v.Field(0).Set(nonZero(tb, t.Field(0).Type))
+	default:
+		tb.Fatalf("nonZero: no value for %s", t)
+	}
+	return v
+}
