@@ -38,9 +38,9 @@ func Role(s vrrp.State) ipvs.SyncState {
 }
 
 // DaemonConfig turns [sync] into the daemon to run (State unset).
-func DaemonConfig(c conf.ConnSync) ipvs.SyncDaemon {
-	return ipvs.SyncDaemon{Interface: c.Interface, SyncID: uint8(c.SyncID), MaxLen: uint16(c.MaxLen),
-		Group: c.McastGroup, Port: uint16(c.McastPort), TTL: uint8(c.McastTTL)}
+func DaemonConfig(c conf.ConnSyncSpec) ipvs.SyncDaemon {
+	return ipvs.SyncDaemon{Interface: c.Interface, SyncID: c.SyncID, MaxLen: c.MaxLen,
+		Group: c.McastGroup, Port: c.McastPort, TTL: c.McastTTL}
 }
 
 // RetryInterval is how often a failed reconcile is tried again.
@@ -72,7 +72,7 @@ type Status struct {
 
 // NewFollower returns a follower that wants a backup daemon with cfg's
 // parameters until the first SetRole.
-func NewFollower(k Kernel, cfg conf.ConnSync, log *slog.Logger) *Follower {
+func NewFollower(k Kernel, cfg conf.ConnSyncSpec, log *slog.Logger) *Follower {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -90,7 +90,7 @@ func (f *Follower) SetRole(r ipvs.SyncState) {
 }
 
 // SetConfig takes a reload's [sync]; the daemon restarts if it changed.
-func (f *Follower) SetConfig(cfg conf.ConnSync) {
+func (f *Follower) SetConfig(cfg conf.ConnSyncSpec) {
 	f.mu.Lock()
 	st := f.want.State
 	f.want = DaemonConfig(cfg)

@@ -43,7 +43,7 @@ func TestRole(t *testing.T) {
 }
 
 func TestFollowerReconcile(t *testing.T) {
-	cfg := conf.ConnSync{Interface: "eth1", VRRPInstance: "vi", SyncID: 42}
+	cfg := conf.ConnSyncSpec{Interface: "eth1", VRRPInstance: "vi", SyncID: 42}
 	for _, tc := range []struct {
 		name    string
 		pre     bool              // a first Reconcile before steps
@@ -109,38 +109,38 @@ func TestFollowerReconcile(t *testing.T) {
 // one that only writes down what the kernel already runs (its defaults for
 // unset settings) leaves it alone.
 func TestFollowerReloadRestarts(t *testing.T) {
-	set := conf.ConnSync{Interface: "eth1", SyncID: 42, McastGroup: netip.MustParseAddr("239.0.0.1"),
+	set := conf.ConnSyncSpec{Interface: "eth1", SyncID: 42, McastGroup: netip.MustParseAddr("239.0.0.1"),
 		McastPort: 8850, McastTTL: 2, MaxLen: 1400}
 	// What the kernel reports for a daemon started with none of them set.
 	defaults := ipvs.SyncDaemon{Interface: "eth1", SyncID: 42, Group: netip.MustParseAddr("224.0.0.81"),
 		Port: 8848, TTL: 1, MaxLen: 1472}
-	with := func(c conf.ConnSync, f func(*conf.ConnSync)) conf.ConnSync { f(&c); return c }
+	with := func(c conf.ConnSyncSpec, f func(*conf.ConnSyncSpec)) conf.ConnSyncSpec { f(&c); return c }
 	for _, tc := range []struct {
 		name    string
-		from    conf.ConnSync
+		from    conf.ConnSyncSpec
 		running *ipvs.SyncDaemon // what the kernel reports at first; nil: what from starts
-		to      conf.ConnSync
+		to      conf.ConnSyncSpec
 		want    string // the new daemon's settings; "": nothing written
 	}{
-		{"group", set, nil, with(set, func(c *conf.ConnSync) { c.McastGroup = netip.MustParseAddr("239.0.0.2") }),
+		{"group", set, nil, with(set, func(c *conf.ConnSyncSpec) { c.McastGroup = netip.MustParseAddr("239.0.0.2") }),
 			"syncid 42 group 239.0.0.2 port 8850 ttl 2 maxlen 1400"},
-		{"port", set, nil, with(set, func(c *conf.ConnSync) { c.McastPort = 8851 }),
+		{"port", set, nil, with(set, func(c *conf.ConnSyncSpec) { c.McastPort = 8851 }),
 			"syncid 42 group 239.0.0.1 port 8851 ttl 2 maxlen 1400"},
-		{"ttl", set, nil, with(set, func(c *conf.ConnSync) { c.McastTTL = 3 }),
+		{"ttl", set, nil, with(set, func(c *conf.ConnSyncSpec) { c.McastTTL = 3 }),
 			"syncid 42 group 239.0.0.1 port 8850 ttl 3 maxlen 1400"},
-		{"maxlen", set, nil, with(set, func(c *conf.ConnSync) { c.MaxLen = 1200 }),
+		{"maxlen", set, nil, with(set, func(c *conf.ConnSyncSpec) { c.MaxLen = 1200 }),
 			"syncid 42 group 239.0.0.1 port 8850 ttl 2 maxlen 1200"},
 		{"unchanged", set, nil, set, ""},
-		{"group set over the kernel's default", conf.ConnSync{Interface: "eth1", SyncID: 42}, &defaults,
-			conf.ConnSync{Interface: "eth1", SyncID: 42, McastGroup: netip.MustParseAddr("239.0.0.2")}, "syncid 42 group 239.0.0.2"},
-		{"port set over the kernel's default", conf.ConnSync{Interface: "eth1", SyncID: 42}, &defaults,
-			conf.ConnSync{Interface: "eth1", SyncID: 42, McastPort: 8851}, "syncid 42 port 8851"},
-		{"ttl set over the kernel's default", conf.ConnSync{Interface: "eth1", SyncID: 42}, &defaults,
-			conf.ConnSync{Interface: "eth1", SyncID: 42, McastTTL: 3}, "syncid 42 ttl 3"},
-		{"maxlen set over the kernel's default", conf.ConnSync{Interface: "eth1", SyncID: 42}, &defaults,
-			conf.ConnSync{Interface: "eth1", SyncID: 42, MaxLen: 1200}, "syncid 42 maxlen 1200"},
-		{"the kernel's defaults written down", conf.ConnSync{Interface: "eth1", SyncID: 42}, &defaults,
-			conf.ConnSync{Interface: "eth1", SyncID: 42, McastGroup: defaults.Group, McastPort: 8848, McastTTL: 1, MaxLen: 1472}, ""},
+		{"group set over the kernel's default", conf.ConnSyncSpec{Interface: "eth1", SyncID: 42}, &defaults,
+			conf.ConnSyncSpec{Interface: "eth1", SyncID: 42, McastGroup: netip.MustParseAddr("239.0.0.2")}, "syncid 42 group 239.0.0.2"},
+		{"port set over the kernel's default", conf.ConnSyncSpec{Interface: "eth1", SyncID: 42}, &defaults,
+			conf.ConnSyncSpec{Interface: "eth1", SyncID: 42, McastPort: 8851}, "syncid 42 port 8851"},
+		{"ttl set over the kernel's default", conf.ConnSyncSpec{Interface: "eth1", SyncID: 42}, &defaults,
+			conf.ConnSyncSpec{Interface: "eth1", SyncID: 42, McastTTL: 3}, "syncid 42 ttl 3"},
+		{"maxlen set over the kernel's default", conf.ConnSyncSpec{Interface: "eth1", SyncID: 42}, &defaults,
+			conf.ConnSyncSpec{Interface: "eth1", SyncID: 42, MaxLen: 1200}, "syncid 42 maxlen 1200"},
+		{"the kernel's defaults written down", conf.ConnSyncSpec{Interface: "eth1", SyncID: 42}, &defaults,
+			conf.ConnSyncSpec{Interface: "eth1", SyncID: 42, McastGroup: defaults.Group, McastPort: 8848, McastTTL: 1, MaxLen: 1472}, ""},
 	} {
 		for _, role := range []ipvs.SyncState{ipvs.SyncBackup, ipvs.SyncMaster} {
 			t.Run(tc.name+"/"+role.String(), func(t *testing.T) {
@@ -195,7 +195,7 @@ func TestFollowerErrorsAndRetry(t *testing.T) {
 		}
 		return nil
 	})
-	f := NewFollower(k, conf.ConnSync{Interface: "eth9", SyncID: 1}, quiet)
+	f := NewFollower(k, conf.ConnSyncSpec{Interface: "eth9", SyncID: 1}, quiet)
 	err := f.Reconcile()
 	if !errors.Is(err, syscall.ENODEV) || !strings.Contains(err.Error(), "starting the backup on eth9 syncid 1") {
 		t.Fatalf("reconcile error %v", err)
@@ -215,7 +215,7 @@ func TestFollowerErrorsAndRetry(t *testing.T) {
 // Run follows role changes and stops its daemon when it ends.
 func TestFollowerRun(t *testing.T) {
 	k := ipvstest.New()
-	f := NewFollower(k, conf.ConnSync{Interface: "eth1", SyncID: 5}, quiet)
+	f := NewFollower(k, conf.ConnSyncSpec{Interface: "eth1", SyncID: 5}, quiet)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- f.Run(ctx) }()

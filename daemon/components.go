@@ -49,7 +49,7 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 	}
 
 	// Before VRRP, so that the follower takes every state change.
-	d.reloadSync(cfg)
+	d.reloadSync(spec)
 	// After the director: an instance's addresses come up with their
 	// virtual servers already in the table.
 	d.vrrp.Apply(spec)
@@ -111,23 +111,23 @@ func (d *Daemon) tellCluster(spec *conf.Spec) {
 }
 
 // reloadSync starts, reconfigures or stops the conn-sync follower for
-// cfg's [sync].
-func (d *Daemon) reloadSync(cfg *conf.Config) {
+// spec's [sync].
+func (d *Daemon) reloadSync(spec *conf.Spec) {
 	switch {
-	case cfg.Sync == nil && d.follower != nil:
+	case spec.Sync == nil && d.follower != nil:
 		d.stopSync()
-	case cfg.Sync == nil:
+	case spec.Sync == nil:
 		delete(d.notRunning, "sync")
 	case d.follower != nil:
-		d.follower.SetConfig(*cfg.Sync)
-		d.syncInstance = cfg.Sync.VRRPInstance
+		d.follower.SetConfig(*spec.Sync)
+		d.syncInstance = spec.Sync.VRRPInstance
 		d.setSyncRole()
 	default:
 		if d.kernel == nil {
 			d.notRunning["sync"] = "[sync] needs the IPVS kernel, which runs only with a virtual_server configured"
 			return
 		}
-		f := connsync.NewFollower(d.kernel, *cfg.Sync, d.log.With("component", "sync"))
+		f := connsync.NewFollower(d.kernel, *spec.Sync, d.log.With("component", "sync"))
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {
@@ -136,7 +136,7 @@ func (d *Daemon) reloadSync(cfg *conf.Config) {
 				d.log.Error("stopping the sync daemons", "error", err)
 			}
 		}()
-		d.follower, d.syncInstance = f, cfg.Sync.VRRPInstance
+		d.follower, d.syncInstance = f, spec.Sync.VRRPInstance
 		d.setSyncRole()
 		d.syncStop = func() { cancel(); <-done }
 		delete(d.notRunning, "sync")
@@ -240,7 +240,7 @@ func (d *Daemon) reload(old, cfg *conf.Config) error {
 		d.log.Warn("virtual servers added to a configuration that had none take effect at restart")
 	}
 	d.setVSNames(cfg)
-	d.reloadSync(cfg)
+	d.reloadSync(spec)
 	// After the director: a new instance's addresses come up with their
 	// virtual servers already in the table.
 	d.vrrp.Apply(spec)
