@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/haldir-lb/haldir/control"
+	"github.com/haldir-lb/haldir/healthcheck"
 	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/vrrp"
 )
@@ -73,6 +74,8 @@ var (
 	dClusterBad     = desc("cluster_malformed_states_total", "Gossiped director states dropped because they did not decode.")
 	dVRRPPrioChange = desc("vrrp_priority_changes_total", "Changes of the effective VRRP priority, per cause (track_script:NAME, track_interface:NAME, track_virtual_server:NAME, reload).", "vrrp_instance", "cause")
 	dVRRPSendErrWhy = desc("vrrp_send_error_reasons_total", "VRRP advertisements that could not be sent, per reason (the errno's name, e.g. ehostunreach).", "vrrp_instance", "reason")
+	dVRRPChangedAt  = desc("vrrp_last_transition_timestamp_seconds", "When the VRRP instance last changed state.", "vrrp_instance")
+	dCheckLag       = desc("healthcheck_lag_seconds", "How far behind its schedule the most overdue health check is now (0 when every check starts on time); a check waits only while every worker is busy.")
 )
 
 var allDescs = []*prometheus.Desc{
@@ -81,19 +84,21 @@ var allDescs = []*prometheus.Desc{
 	dSvcInKernel, dSvcConns, dSvcBytes, dSvcPackets, dRealUp, dRealWeight, dRealActive, dRealInactive,
 	dRealConns, dCheckTotal, dCheckUp, dNotify, dNotRunning, dConfigLoaded, dStartTimestamp,
 	dSyncRunning, dSyncWanted, dSyncChanges, dSyncFailures, dClusterMembers, dClusterProblem, dClusterBad,
+	dVRRPChangedAt, dCheckLag,
 }
 
 var vrrpStates = []vrrp.State{vrrp.StateInit, vrrp.StateBackup, vrrp.StateMaster, vrrp.StateFault}
 
 type collector struct {
 	source func() control.Status
+	now    func() time.Time // the scrape's time, for the check lag
 }
 
 // New returns a collector that calls source once per scrape and exports
 // the snapshot. source must be cheap and safe for concurrent use (the
 // daemon's control.Daemon.Status is).
 func New(source func() control.Status) prometheus.Collector {
-	return &collector{source: source}
+	return &collector{source: source, now: time.Now}
 }
 
 // NewRegistry returns a registry with haldir's collector and the Go runtime
@@ -144,6 +149,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(dVRRPPriority, float64(in.Priority), in.Name)
 		gauge(dVRRPBasePrio, float64(in.BasePriority), in.Name)
+		if !in.LastChange.IsZero() {
+			gauge(dVRRPChangedAt, float64(in.LastChange.UnixNano())/1e9, in.Name)
+		}
 		counter(dVRRPSent, in.AdvertsSent, in.Name)
 		counter(dVRRPRecv, in.AdvertsRecv, in.Name)
 		counter(dVRRPSendErr, in.SendErrors, in.Name)
@@ -240,6 +248,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 	// Probes are keyed by the whole check definition, far too long for a
 	// label; several definitions for one address and type are summed.
+	if st.Probes != nil {
+		gauge(dCheckLag, checkLag(st.Probes, c.now()).Seconds())
+	}
 	type tk struct{ target, typ string }
 	checks := map[tk]uint64{}
 	up := map[tk]bool{}
@@ -262,6 +273,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(dNotify, n.Failed, "failed")
 		counter(dNotify, n.Dropped, "dropped")
 	}
+}
+
+// checkLag is how late the most overdue probe is at now: a probe whose next
+// run is past waits for a worker (Next is zero while a check runs, so a
+// slow target does not count: its timeout bounds it).
+func checkLag(probes []healthcheck.ProbeStatus, now time.Time) time.Duration {
+	var lag time.Duration
+	for _, p := range probes {
+		if !p.Next.IsZero() {
+			lag = max(lag, now.Sub(p.Next))
+		}
+	}
+	return lag
 }
 
 // Serve serves reg's metrics on http://listen/metrics until ctx is done.
