@@ -26,8 +26,14 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 		}
 	}()
 	spec := conf.Compile(cfg)
-	d.startCluster(cfg, spec)
-	d.setVSNames(cfg)
+	// Hashed once, and only for a cluster: it joins with them and
+	// tellCluster spreads them.
+	var hashes map[string]string
+	if cfg.Cluster != nil {
+		hashes = spec.Hashes()
+	}
+	d.startCluster(cfg, hashes)
+	d.setVSNames(spec)
 
 	if len(cfg.VirtualServers) > 0 {
 		k, closeK, err := d.opts.NewKernel()
@@ -40,7 +46,7 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 		if err := d.dir.SetConfig(spec); err != nil {
 			return fmt.Errorf("director: %w", err)
 		}
-		d.hc = healthcheck.New(healthcheck.Options{NotifyTimeout: cfg.Global.NotifyTimeout.D(), Logger: d.log.With("component", "healthcheck")})
+		d.hc = healthcheck.New(healthcheck.Options{NotifyTimeout: spec.Global.NotifyTimeout, Logger: d.log.With("component", "healthcheck")})
 		if err := d.updateChecks(spec); err != nil {
 			return err
 		}
@@ -53,21 +59,21 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 	// After the director: an instance's addresses come up with their
 	// virtual servers already in the table.
 	d.vrrp.Apply(spec)
-	d.tellCluster(spec)
+	d.tellCluster(hashes)
 	return nil
 }
 
 // startCluster joins the gossip cluster of [cluster]. A cluster that
 // cannot start (an unreadable key, a port in use) is reported and logged;
 // the director and VRRP run without it.
-func (d *Daemon) startCluster(cfg *conf.Config, spec *conf.Spec) {
+func (d *Daemon) startCluster(cfg *conf.Config, hashes map[string]string) {
 	if cfg.Cluster == nil {
 		return
 	}
 	key, err := cluster.ReadSecret(cfg.Cluster.SecretFile)
 	var cl *cluster.Cluster
 	if err == nil {
-		cl, err = cluster.JoinCluster(*cfg.Cluster, key, cluster.NodeState{Config: spec.Hashes()},
+		cl, err = cluster.JoinCluster(*cfg.Cluster, key, cluster.NodeState{Config: hashes},
 			cluster.ClusterOptions{Version: d.opts.Version, Logger: d.log.With("component", "cluster")})
 	}
 	if err != nil {
@@ -79,9 +85,9 @@ func (d *Daemon) startCluster(cfg *conf.Config, spec *conf.Spec) {
 }
 
 // tellCluster spreads this director's VRRP states (the last state change
-// of each instance) and, with spec, its configuration hashes to the
+// of each instance) and, when not nil, its configuration hashes to the
 // cluster.
-func (d *Daemon) tellCluster(spec *conf.Spec) {
+func (d *Daemon) tellCluster(hashes map[string]string) {
 	if d.cluster == nil {
 		return
 	}
@@ -98,13 +104,9 @@ func (d *Daemon) tellCluster(spec *conf.Spec) {
 		}
 		states = append(states, cluster.InstanceState{Name: name, VRID: int(ic.VRID), Family: fam, State: sc.To.String(), Priority: int(sc.Priority)})
 	}
-	var hashes map[string]string
-	if spec != nil {
-		hashes = spec.Hashes()
-	}
 	d.cluster.Update(func(s *cluster.NodeState) {
 		s.VRRP = states
-		if spec != nil {
+		if hashes != nil {
 			s.Config = hashes
 		}
 	})
@@ -239,7 +241,7 @@ func (d *Daemon) reload(old, cfg *conf.Config) error {
 	case len(cfg.VirtualServers) > 0:
 		d.log.Warn("virtual servers added to a configuration that had none take effect at restart")
 	}
-	d.setVSNames(cfg)
+	d.setVSNames(spec)
 	d.reloadSync(spec)
 	// After the director: a new instance's addresses come up with their
 	// virtual servers already in the table.
@@ -247,7 +249,9 @@ func (d *Daemon) reload(old, cfg *conf.Config) error {
 	if !reflect.DeepEqual(old.Cluster, cfg.Cluster) {
 		d.log.Warn("cluster changes take effect at restart; the running cluster membership stays")
 	}
-	d.tellCluster(spec)
+	if d.cluster != nil {
+		d.tellCluster(spec.Hashes())
+	}
 	return errors.Join(errs...)
 }
 
@@ -283,9 +287,9 @@ func (d *Daemon) notRunningNow() map[string]string {
 	return out
 }
 
-func (d *Daemon) setVSNames(cfg *conf.Config) {
+func (d *Daemon) setVSNames(spec *conf.Spec) {
 	d.vsNames = d.vsNames[:0]
-	for _, vs := range cfg.VirtualServers {
+	for _, vs := range spec.VirtualServers {
 		d.vsNames = append(d.vsNames, vs.Name)
 	}
 }
