@@ -110,7 +110,9 @@ func TestNotifyHungScript(t *testing.T) {
 	}
 	// The hung server's down runs once its up is killed.
 	deadline := time.Now().Add(timeout + 5*time.Second)
-	for h.s.NotifyCounts().Failed == 0 || len(readLines(t, file)) < 2 {
+	// Run is counted when a command has exited, which is after it wrote its
+	// line: wait for both.
+	for n := h.s.NotifyCounts(); n.Failed == 0 || n.Run < 2 || len(readLines(t, file)) < 2; n = h.s.NotifyCounts() {
 		if time.Now().After(deadline) {
 			t.Fatalf("hung command not killed: counts %+v, lines %q", h.s.NotifyCounts(), readLines(t, file))
 		}
