@@ -199,18 +199,7 @@ func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions
 	cl.queue = &memberlist.TransmitLimitedQueue{NumNodes: ml.NumMembers, RetransmitMult: 3}
 	// Problems held back are reported when their time comes, even if no
 	// gossip arrives then.
-	go func() {
-		t := time.NewTicker(cl.hold / 4)
-		defer t.Stop()
-		for {
-			select {
-			case <-cl.stop:
-				return
-			case <-t.C:
-				cl.check()
-			}
-		}
-	}()
+	go cl.every(cl.hold/4, cl.check)
 	if len(c.Peers) > 0 {
 		if n, err := ml.Join(c.Peers); err != nil {
 			cl.log.Warn("cluster: no peer answered yet; will keep trying", "peers", strings.Join(c.Peers, ","), "error", err)
@@ -218,29 +207,35 @@ func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions
 			cl.log.Info("cluster: joined", "peers_reached", n)
 		}
 	}
-	go cl.rejoin(c.Peers, rejoinEvery)
+	go cl.every(rejoinEvery, func() { cl.rejoin(c.Peers) })
 	return cl, nil
 }
 
-// rejoin tries, every interval, to join the configured peers and the
-// members that went, each while it is not alive. memberlist stops probing
-// a dead member and gossips to it only for GossipToTheDeadTime (30 s on a
-// LAN), so two directors partitioned for longer, or a peer that started
-// after this director and lists no peers itself, would otherwise never see
-// each other again, and a split brain between them would go unreported.
-func (cl *Cluster) rejoin(peers []string, every time.Duration) {
-	t := time.NewTicker(every)
+// every runs f every interval until the cluster is left: the one ticker
+// loop for the cluster's periodic jobs.
+func (cl *Cluster) every(interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-cl.stop:
 			return
 		case <-t.C:
+			f()
 		}
-		for _, addr := range cl.missing(peers) {
-			if cl.join(addr, "rejoin") {
-				cl.log.Info("cluster: rejoined", "addr", addr)
-			}
+	}
+}
+
+// rejoin tries (every rejoin interval) to join the configured peers and the
+// members that went, each while it is not alive. memberlist stops probing
+// a dead member and gossips to it only for GossipToTheDeadTime (30 s on a
+// LAN), so two directors partitioned for longer, or a peer that started
+// after this director and lists no peers itself, would otherwise never see
+// each other again, and a split brain between them would go unreported.
+func (cl *Cluster) rejoin(peers []string) {
+	for _, addr := range cl.missing(peers) {
+		if cl.join(addr, "rejoin") {
+			cl.log.Info("cluster: rejoined", "addr", addr)
 		}
 	}
 }
