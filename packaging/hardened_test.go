@@ -87,7 +87,8 @@ func TestHardenedDaemon(t *testing.T) {
 	dir := t.TempDir()
 	install := filepath.Join(dir, "install")
 	rundir := filepath.Join(dir, "run")
-	for _, d := range []string{install, rundir} {
+	statedir := filepath.Join(dir, "state")
+	for _, d := range []string{install, rundir, statedir} {
 		if err := os.Mkdir(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -110,7 +111,7 @@ func TestHardenedDaemon(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sb := sandboxFromUnit(t, u, install, installDst, rundir)
+	sb := sandboxFromUnit(t, u, install, installDst, rundir, statedir)
 	if t.Failed() {
 		t.FailNow()
 	}

@@ -80,17 +80,20 @@ instances = ["VI_1"]
 // real entry point, on any kernel. Its control socket is private to the
 // test and metrics are off, so tests never meet on a shared address.
 func idleConfig(t *testing.T) string {
-	return fmt.Sprintf("[global]\nrouter_id = \"lvs-a\"\ncontrol_socket = %q\nmetrics_listen = \"\"\n",
-		filepath.Join(t.TempDir(), "haldir.sock"))
+	dir := t.TempDir()
+	return fmt.Sprintf("[global]\nrouter_id = \"lvs-a\"\ncontrol_socket = %q\nstate_dir = %q\nmetrics_listen = \"\"\n",
+		filepath.Join(dir, "haldir.sock"), filepath.Join(dir, "state"))
 }
 
 // withFakeKernel runs the daemon on the in-memory IPVS kernel, with a
-// private control socket and an ephemeral metrics port.
+// private control socket and state directory and an ephemeral metrics
+// port.
 func withFakeKernel(t *testing.T, k *ipvstest.Kernel) func(*runEnv) {
-	sock := filepath.Join(t.TempDir(), "haldir.sock")
+	dir := t.TempDir()
 	return func(e *runEnv) {
 		e.opts.NewKernel = func() (ipvs.Kernel, func(), error) { return k, func() {}, nil }
-		e.cfg.Global.ControlSocket = sock
+		e.cfg.Global.ControlSocket = filepath.Join(dir, "haldir.sock")
+		e.cfg.Global.StateDir = filepath.Join(dir, "state")
 		e.cfg.Global.MetricsListen = "127.0.0.1:0"
 	}
 }
