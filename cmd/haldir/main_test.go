@@ -249,6 +249,17 @@ func TestDispatch(t *testing.T) {
 // signal channel.
 func startDaemon(t *testing.T, path string, hook func(*runEnv)) (*syncBuffer, chan<- os.Signal) {
 	t.Helper()
+	// The host's /var/lib/haldir is never a test's.
+	stateDir := t.TempDir()
+	inner := hook
+	hook = func(e *runEnv) {
+		if e.cfg.Global.StateDir == conf.DefaultStateDir {
+			e.cfg.Global.StateDir = stateDir
+		}
+		if inner != nil {
+			inner(e)
+		}
+	}
 	sigs := make(chan os.Signal)
 	log := &syncBuffer{}
 	done := make(chan int, 1)
