@@ -68,7 +68,7 @@ func TestMissing(t *testing.T) {
 func TestBadFiles(t *testing.T) {
 	for _, tc := range []struct {
 		name, content, want string
-		version            bool
+		version             bool
 	}{
 		{"empty", "", "corrupt", false},
 		{"truncated", `{"version": 1, "written": "2026-01-01T00:00:00Z", "data": {"reason": "x"`, "corrupt", false},
