@@ -50,7 +50,8 @@ func maintenanceFlags() operatorFlags {
 
 // parseInterspersed parses args with flags before and after the
 // positional arguments (haldir drain 10.0.0.21:80 --weight 0), which the
-// flag package alone stops at, and returns the positional ones.
+// flag package alone stops at, and returns the positional ones. "--"
+// makes the argument after it positional even when it starts with a dash.
 func parseInterspersed(fs *flag.FlagSet, name string, args []string, stdout, stderr io.Writer) (pos []string, done bool, code int) {
 	for {
 		if done, code := parseFlags(fs, name, args, stdout, stderr); done {
@@ -59,9 +60,6 @@ func parseInterspersed(fs *flag.FlagSet, name string, args []string, stdout, std
 		args = fs.Args()
 		if len(args) == 0 {
 			return pos, false, exitOK
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), false, exitOK
 		}
 		pos, args = append(pos, args[0]), args[1:]
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/director"
@@ -385,4 +386,26 @@ func FuzzRenderStatus(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRenderOperator: maintenance heads the status, a drained real server
+// says so in its EffWeight cell, another override gives its weight, and a
+// cluster member in maintenance is marked.
+func TestRenderOperator(t *testing.T) {
+	st := sampleStatus()
+	st.Maintenance = &control.Maintenance{Reason: "kernel upgrade", Since: st.ConfigLoaded.Add(2 * time.Minute)}
+	r := &st.Services[0].Reals[0]
+	r.Overridden, r.OverrideWeight, r.EffectiveWeight = true, 0, 0
+	r2 := &st.Services[0].Reals[1]
+	r2.Overridden, r2.OverrideWeight = true, 7
+	st.Cluster = &cluster.View{Members: []cluster.Member{{NodeState: cluster.NodeState{Name: "lvs-a", Maintenance: true}, Addr: "10.0.0.1:7946", Status: "alive", Self: true}}}
+	out := render(t, st, modeState)
+	assertLines(t, out,
+		"MAINTENANCE since 10m5s ago: kernel upgrade (every VRRP instance at priority 1; haldir maintenance off ends it)",
+	)
+	for _, want := range []string{"0 (drained by operator)", "0 (operator: 7)", "alive, maintenance"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
 }
