@@ -1,7 +1,6 @@
 package packaging
 
 import (
-	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -12,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/haldir-lb/haldir/control"
+	"github.com/haldir-lb/haldir/control/controltest"
 )
 
 // packageScripts are the install scripts as a built package holds them,
@@ -334,17 +334,5 @@ func serveFakeDaemon(t *testing.T, sock, kind, log string) {
 	if kind != "old" {
 		d = fakeOperatorDaemon{f}
 	}
-	s, err := control.Listen(sock, d, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("control server: %v", err)
-		}
-	})
+	controltest.Serve(t, sock, d)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/netip"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/control"
+	"github.com/haldir-lb/haldir/control/controltest"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
 	"github.com/haldir-lb/haldir/ipvs"
@@ -212,19 +212,7 @@ func (f *fakeDaemon) Reload() ([]string, error) { return f.errs, f.err }
 func serveControl(t *testing.T, d control.Daemon) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "haldir.sock")
-	s, err := control.Listen(path, d, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	controltest.Serve(t, path, d)
 	return path
 }
 
