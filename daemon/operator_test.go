@@ -352,3 +352,60 @@ func loadFile(path string, st *operatorState) error {
 	_, err := statefile.Load(path, operatorVersion, st)
 	return err
 }
+
+// TestMaintenanceInCluster: alone in its cluster, a director in
+// maintenance hands nothing over (it says so) and stays master at
+// priority 1; a backup that joins preempts it; every director's cluster
+// view shows it in maintenance with the reason; off, it takes mastership
+// back and the view says so.
+func TestMaintenanceInCluster(t *testing.T) {
+	cl := newClusterLab(t, "haldir-maint-cl")
+	c1, logs1 := startComponents(t, cl.l, "r1", cl.config(t, 0, 150), nil)
+	if c1.cluster == nil {
+		t.Fatalf("cluster not running: %v", c1.notRunningOnLoop())
+	}
+	state := func(c *Daemon, logs *syncBuffer, what string, s vrrp.State, prio uint8) {
+		t.Helper()
+		poll.Until(t, 15*time.Second, what, func() (bool, any) {
+			st := c.vrrp.Instance("vi").Status()
+			return st.State == s && st.Priority == prio, st
+		}, logs.String)
+	}
+	state(c1, logs1, "r1 master alone", vrrp.StateMaster, 150)
+	reply, err := c1.SetMaintenance(control.MaintenanceRequest{On: true, Reason: "disk swap"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reply.HandedOver) != 0 || len(reply.Notes) != 1 || !strings.Contains(reply.Notes[0], "no other director is alive in the cluster") {
+		t.Fatalf("reply %+v", reply)
+	}
+	state(c1, logs1, "r1 still master, at priority 1", vrrp.StateMaster, 1)
+
+	c2, logs2 := startComponents(t, cl.l, "r2", cl.config(t, 1, 100), nil)
+	state(c2, logs2, "r2 preempts r1 at priority 1", vrrp.StateMaster, 100)
+	state(c1, logs1, "r1 backup", vrrp.StateBackup, 1)
+	inView := func(want bool) {
+		t.Helper()
+		for _, c := range []*Daemon{c1, c2} {
+			poll.Until(t, 15*time.Second, fmt.Sprintf("r1 in maintenance %v in the view", want), func() (bool, any) {
+				api := control.Status{Cluster: ptr(c.cluster.View())}.API()
+				for _, m := range api.Cluster.Members {
+					if m.Name == "r1" {
+						return m.Maintenance == want && (m.MaintenanceReason == "disk swap") == want, m
+					}
+				}
+				return false, api.Cluster.Members
+			}, logs1.String, logs2.String)
+		}
+	}
+	inView(true)
+
+	if _, err := c1.SetMaintenance(control.MaintenanceRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	state(c1, logs1, "r1 takes mastership back", vrrp.StateMaster, 150)
+	state(c2, logs2, "r2 backup", vrrp.StateBackup, 100)
+	inView(false)
+}
+
+func ptr[T any](v T) *T { return &v }
