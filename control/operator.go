@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -118,7 +119,7 @@ func jsonHandler[Req, Reply any](do func(Req) (Reply, error), fail func(*Reply, 
 		reply, err := do(req)
 		if err != nil {
 			code := http.StatusInternalServerError
-			if _, bad := err.(*RequestError); bad {
+			if _, bad := errors.AsType[*RequestError](err); bad {
 				code = http.StatusUnprocessableEntity
 			}
 			fail(&reply, []string{err.Error()})

@@ -104,8 +104,9 @@ func (d *Daemon) applyDrains(cfg *conf.Config) {
 		if err := d.saveOperator(next); err != nil {
 			d.log.Error("saving the operator state without the dropped drains", "error", err)
 		}
-		d.op = next
 	}
+	// With the real servers' names as configured now.
+	d.op.Drains = kept
 	if d.dir != nil {
 		d.dir.SetOverrides(ovs)
 	}
@@ -277,9 +278,10 @@ func (d *Daemon) maintenance(req control.MaintenanceRequest) (control.Maintenanc
 	}
 	was := d.op.Maintenance != nil
 	d.op = next
-	reply := control.MaintenanceReply{Maintenance: next.Maintenance, Notes: d.ownerNotes()}
+	reply := control.MaintenanceReply{Maintenance: next.Maintenance}
 	d.vrrp.SetMaintenance(req.On, req.Reason)
 	if req.On {
+		reply.Notes = d.ownerNotes()
 		d.log.Warn("maintenance on: every VRRP instance at priority 1", "reason", req.Reason, "was_on", was)
 		var note string
 		reply.HandedOver, note = d.handOver("maintenance")
