@@ -339,7 +339,7 @@ func TestCollectorVRRPCauses(t *testing.T) {
 			SendErrorReasons: map[string]uint64{"ehostunreach": 3}}}}
 	})
 	const want = `
-# HELP haldir_vrrp_priority_changes_total Changes of the effective VRRP priority, per cause (track_script:NAME, track_interface:NAME, track_virtual_server:NAME, reload).
+# HELP haldir_vrrp_priority_changes_total Changes of the effective VRRP priority, per cause (track_script:NAME, track_interface:NAME, track_virtual_server:NAME, maintenance, reload).
 # TYPE haldir_vrrp_priority_changes_total counter
 haldir_vrrp_priority_changes_total{cause="reload",vrrp_instance="VI_1"} 1
 haldir_vrrp_priority_changes_total{cause="track_script:chk",vrrp_instance="VI_1"} 2
