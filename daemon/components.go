@@ -56,6 +56,8 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 		}
 		d.goRun("director", d.dir.Run)
 		d.goRun("healthcheck", d.hc.Run)
+	} else {
+		d.applyDrains(cfg) // none can apply: dropped, and said so
 	}
 
 	// Before VRRP, so that the follower takes every state change.
@@ -256,6 +258,9 @@ func (d *Daemon) reload(old, cfg *conf.Config) error {
 		}
 	case len(cfg.VirtualServers) > 0:
 		d.log.Warn("virtual servers added to a configuration that had none take effect at restart")
+	}
+	if d.dir == nil {
+		d.applyDrains(cfg)
 	}
 	d.setVSNames(spec)
 	d.reloadSync(spec)
