@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/director"
@@ -283,11 +284,9 @@ func (d *Daemon) maintenance(req control.MaintenanceRequest) (control.Maintenanc
 	if req.On {
 		reply.Notes = d.ownerNotes()
 		d.log.Warn("maintenance on: every VRRP instance at priority 1", "reason", req.Reason, "was_on", was)
-		var note string
-		reply.HandedOver, note = d.handOver("maintenance")
-		if note != "" {
-			reply.Notes = append(reply.Notes, note)
-		}
+		var notes []string
+		reply.HandedOver, notes = d.handOver("maintenance")
+		reply.Notes = append(reply.Notes, notes...)
 	} else {
 		d.log.Warn("maintenance off: VRRP priorities back; preemption takes mastership back", "was_on", was)
 	}
@@ -300,30 +299,45 @@ func (d *Daemon) maintenance(req control.MaintenanceRequest) (control.Maintenanc
 // returns their names. It is the one place maintenance hands over: the
 // VRRP way for now (priority 0, then backup, as on a graceful stop), to be
 // replaced by the planned make-before-break handoff (haldir handoff) once
-// the daemon has it. Without another director alive in the cluster view it
-// hands nothing over and says so (note): at priority 1 this director
-// stays master only while nobody else can be.
-func (d *Daemon) handOver(why string) (names []string, note string) {
-	if d.cluster != nil && !d.peerAlive() {
-		return nil, "no other director is alive in the cluster: nothing handed over; this director stays master at priority 1 until one is"
+// the daemon has it. With a cluster, an instance no other live director
+// backs up (in its view) is not handed over, and notes say so: at
+// priority 1 it stays master only while nobody else can be.
+func (d *Daemon) handOver(why string) (names, notes []string) {
+	var view *cluster.View
+	if d.cluster != nil {
+		v := d.cluster.View()
+		view = &v
 	}
 	for _, name := range d.vrrp.Names() {
 		if sc, ok := d.vrrpStates[name]; !ok || sc.To != vrrp.StateMaster {
+			continue
+		}
+		if ic, ok := d.vrrp.InstanceConfig(name); ok && view != nil && !backedUp(*view, ic) {
+			notes = append(notes, name+": no other director backs it up in the cluster view: not handed over; it stays master at priority 1 until a backup takes over")
 			continue
 		}
 		if d.vrrp.Resign(name, why+": handing over") {
 			names = append(names, name)
 		}
 	}
-	return names, ""
+	return names, notes
 }
 
-// peerAlive says whether the cluster view has a live director besides
-// this one.
-func (d *Daemon) peerAlive() bool {
-	for _, m := range d.cluster.View().Members {
-		if !m.Self && m.Status == "alive" {
-			return true
+// backedUp says whether another live director of v is backup of ic's
+// virtual router.
+func backedUp(v cluster.View, ic conf.VRRPInstanceSpec) bool {
+	fam := 4
+	if ic.Family == conf.FamilyInet6 {
+		fam = 6
+	}
+	for _, m := range v.Members {
+		if m.Self || m.Status != "alive" {
+			continue
+		}
+		for _, in := range m.VRRP {
+			if in.VRID == int(ic.VRID) && in.Family == fam && in.State == vrrp.StateBackup.String() {
+				return true
+			}
 		}
 	}
 	return false

@@ -376,7 +376,7 @@ func TestMaintenanceInCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(reply.HandedOver) != 0 || len(reply.Notes) != 1 || !strings.Contains(reply.Notes[0], "no other director is alive in the cluster") {
+	if len(reply.HandedOver) != 0 || len(reply.Notes) != 1 || reply.Notes[0] != "vi: no other director backs it up in the cluster view: not handed over; it stays master at priority 1 until a backup takes over" {
 		t.Fatalf("reply %+v", reply)
 	}
 	state(c1, logs1, "r1 still master, at priority 1", vrrp.StateMaster, 1)
@@ -406,6 +406,19 @@ func TestMaintenanceInCluster(t *testing.T) {
 	state(c1, logs1, "r1 takes mastership back", vrrp.StateMaster, 150)
 	state(c2, logs2, "r2 backup", vrrp.StateBackup, 100)
 	inView(false)
+
+	// With r2 backing it up in r1's view, maintenance hands over.
+	poll.Until(t, 15*time.Second, "r1's view: r2 backup of vi", func() (bool, any) {
+		ic, _ := c1.vrrp.InstanceConfig("vi")
+		v := c1.cluster.View()
+		return backedUp(v, ic), v.Members
+	}, logs1.String)
+	reply, err = c1.SetMaintenance(control.MaintenanceRequest{On: true})
+	if err != nil || strings.Join(reply.HandedOver, ",") != "vi" || len(reply.Notes) != 0 {
+		t.Fatalf("reply %+v, %v", reply, err)
+	}
+	state(c2, logs2, "r2 takes over", vrrp.StateMaster, 100)
+	state(c1, logs1, "r1 backup at priority 1", vrrp.StateBackup, 1)
 }
 
 func ptr[T any](v T) *T { return &v }

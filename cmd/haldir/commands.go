@@ -121,7 +121,7 @@ Drains are this director's own: drain a real server on every director that may b
 		flags: append(append([]flagDoc{}, socketFlags...),
 			flagDoc{name: "--reason", arg: "TEXT", help: "why (with on): shown in status, the cluster view and the log"},
 		),
-		text: `on: every VRRP instance runs at priority 1 (the cause "maintenance" in status), and each one this director masters hands over at once: priority 0, then backup, as on a graceful stop. With a [cluster] and no other director alive in it, nothing is handed over: the director stays master at priority 1. An instance at priority 1 still takes over when no other router is alive, so the addresses are never left without a master; an address owner (priority 255) keeps its priority.
+		text: `on: every VRRP instance runs at priority 1 (the cause "maintenance" in status), and each one this director masters hands over at once: priority 0, then backup, as on a graceful stop. With a [cluster], an instance no other live director backs up (in the cluster view) is not handed over: it stays master at priority 1. An instance at priority 1 still takes over when no other router is alive, so the addresses are never left without a master; an address owner (priority 255) keeps its priority.
 
 off: the priorities are back; where this director's priority is the highest and preempt is on, it takes mastership back.
 
