@@ -76,13 +76,14 @@ type Daemon struct {
 
 	cfg               *conf.Config
 	started, loadedAt time.Time
+	lastStatus        string
+	reloadFailed      bool
+
 	// stateDir is global.state_dir as the daemon started with it (a
 	// reload does not move it); op is the operator's state kept there
 	// (operator.go).
-	stateDir     string
-	op           operatorState
-	lastStatus   string
-	reloadFailed bool
+	stateDir string
+	op       operatorState
 
 	// The components. ctx ends the loops goRun started.
 	ctx      context.Context

@@ -29,10 +29,11 @@ type realState struct {
 
 // desired computes the kernel state wanted for one virtual server from its
 // model, the health verdicts, the operator's weight overrides and the
-// quorum memory q. It is pure: it reads health, ops and q and changes none (the caller records the quorum it
-// found, see quorumMemory), and its result depends only on m, the verdicts
-// and overrides of m's real servers and m's remembered quorum, which is why a pass may
-// recompute only the services a reload or a verdict touched.
+// quorum memory q. It is pure: it reads health, ops and q and changes none
+// (the caller records the quorum it found, see quorumMemory), and its
+// result depends only on m, the verdicts and overrides of m's real servers
+// and m's remembered quorum, which is why a pass may recompute only the
+// services a reload, a verdict or an override touched.
 //
 // Semantics, per virtual server:
 //   - A real server without a check (none configured, or type "none") is
