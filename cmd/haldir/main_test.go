@@ -132,7 +132,7 @@ func TestCheck(t *testing.T) {
 			name: "valid", args: []string{"check", "-c", valid}, code: 0,
 			stdout: []string{
 				valid + ": configuration is valid",
-				"router_id lvs-a",
+				"router_id lvs-a", "state /var/lib/haldir",
 				"VRRP instances: 1", "VI_1", "eth0 vrid 51", "v3 prio 150 every 1s", "192.0.2.10/24",
 				"Sync groups: 1", "G: VI_1",
 				"Virtual servers: 2", "web  tcp 192.0.2.10:80  wlc, nat",
