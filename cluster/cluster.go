@@ -56,6 +56,10 @@ type NodeState struct {
 	Incarnation uint64
 	// Seq orders a run's updates; a lower one is stale.
 	Seq uint64
+	// Maintenance: the director is in haldir maintenance (its VRRP
+	// instances run at priority 1), for MaintenanceReason.
+	Maintenance       bool   `json:",omitempty"`
+	MaintenanceReason string `json:",omitempty"`
 }
 
 // newer reports whether st supersedes old: a later run of the director

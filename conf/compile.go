@@ -68,7 +68,7 @@ func compileGlobal(g *Global) GlobalSpec {
 	lvl, _ := ParseLogLevel(g.LogLevel)
 	f, _ := ParseLogFormat(g.LogFormat)
 	return GlobalSpec{
-		RouterID: g.RouterID, ControlSocket: g.ControlSocket, MetricsListen: g.MetricsListen,
+		RouterID: g.RouterID, ControlSocket: g.ControlSocket, StateDir: g.StateDir, MetricsListen: g.MetricsListen,
 		LogLevel: lvl, LogFormat: f, NotifyTimeout: g.NotifyTimeout.D(),
 	}
 }

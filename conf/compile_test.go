@@ -59,6 +59,7 @@ func TestCompileDefaults(t *testing.T) {
 	checkFields(t, []field{
 		{"global.router_id", s.Global.RouterID, host},
 		{"global.control_socket", s.Global.ControlSocket, DefaultControlSocket},
+		{"global.state_dir", s.Global.StateDir, DefaultStateDir},
 		{"global.metrics_listen", s.Global.MetricsListen, DefaultMetricsListen},
 		{"global.log_level", s.Global.LogLevel, slog.LevelInfo},
 		{"global.log_format", s.Global.LogFormat, LogText},
@@ -133,6 +134,7 @@ func TestCompileExplicit(t *testing.T) {
 	checkFields(t, []field{
 		{"global.metrics_listen", s.Global.MetricsListen, ""},
 		{"global.control_socket", s.Global.ControlSocket, ""},
+		{"global.state_dir", s.Global.StateDir, "/srv/haldir/state"},
 		{"vrrp.version", in.Version, uint8(2)},
 		{"vrrp.advert_interval", in.AdvertInterval, 3 * time.Second},
 		{"vrrp.preempt", in.Preempt, false},

@@ -12,6 +12,7 @@ import (
 // Defaults. docs/config.md documents each one; keep the two in step.
 const (
 	DefaultControlSocket = "/run/haldir/haldir.sock"
+	DefaultStateDir      = "/var/lib/haldir"
 	DefaultMetricsListen = "127.0.0.1:9712"
 	DefaultLogLevel      = "info"
 	DefaultLogFormat     = "text"
@@ -63,6 +64,9 @@ func applyDefaults(c *Config, isSet isSetFunc) {
 	}
 	if !isSet("global.control_socket") {
 		g.ControlSocket = DefaultControlSocket
+	}
+	if !isSet("global.state_dir") {
+		g.StateDir = DefaultStateDir
 	}
 	if !isSet("global.metrics_listen") {
 		g.MetricsListen = DefaultMetricsListen

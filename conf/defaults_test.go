@@ -33,6 +33,7 @@ func TestDefaults(t *testing.T) {
 	}{
 		{"global.router_id", c.Global.RouterID, host},
 		{"global.control_socket", c.Global.ControlSocket, "/run/haldir/haldir.sock"},
+		{"global.state_dir", c.Global.StateDir, "/var/lib/haldir"},
 		{"global.metrics_listen", c.Global.MetricsListen, "127.0.0.1:9712"},
 		{"global.log_level", c.Global.LogLevel, "info"},
 		{"global.log_format", c.Global.LogFormat, "text"},

@@ -21,6 +21,7 @@ type Config struct {
 type Global struct {
 	RouterID      string   `toml:"router_id"`      // default: the host name
 	ControlSocket string   `toml:"control_socket"` // default /run/haldir/haldir.sock
+	StateDir      string   `toml:"state_dir"`      // default /var/lib/haldir
 	MetricsListen string   `toml:"metrics_listen"` // default 127.0.0.1:9712; "" disables
 	LogLevel      string   `toml:"log_level"`      // debug | info | warn | error
 	LogFormat     string   `toml:"log_format"`     // text | json

@@ -27,6 +27,9 @@ type Spec struct {
 type GlobalSpec struct {
 	RouterID      string
 	ControlSocket string // "" disables the control socket
+	// StateDir holds every file haldir keeps (operator overrides, drill
+	// reports): one per daemon, so two daemons in a lab never share one.
+	StateDir      string
 	MetricsListen string // host:port; "" disables metrics
 	LogLevel      slog.Level
 	LogFormat     LogFormat

@@ -172,6 +172,9 @@ func (v validator) global(g *Global) {
 	if g.ControlSocket != "" && !filepath.IsAbs(g.ControlSocket) {
 		v.add("global.control_socket", "must be an absolute path or \"\" to disable, got %q", g.ControlSocket)
 	}
+	if !filepath.IsAbs(g.StateDir) {
+		v.add("global.state_dir", "must be an absolute path, got %q", g.StateDir)
+	}
 	if g.MetricsListen != "" {
 		if _, port, err := net.SplitHostPort(g.MetricsListen); err != nil {
 			v.add("global.metrics_listen", "must be host:port or \"\" to disable, got %q", g.MetricsListen)

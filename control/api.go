@@ -39,6 +39,24 @@ type APIStatus struct {
 	Sync           *APISync           `json:"sync,omitempty"`
 	Cluster        *APICluster        `json:"cluster,omitempty"`
 	NotRunning     map[string]string  `json:"not_running"`
+	Maintenance    APIMaintenance     `json:"maintenance"`
+	Drains         []APIDrain         `json:"drains"`
+}
+
+// APIMaintenance is haldir maintenance.
+type APIMaintenance struct {
+	On     bool       `json:"on"`
+	Reason string     `json:"reason"`
+	Since  *time.Time `json:"since,omitempty"`
+}
+
+// APIDrain is one operator weight override (haldir drain).
+type APIDrain struct {
+	VirtualServer string     `json:"virtual_server"`
+	Address       string     `json:"address"`
+	RealName      string     `json:"real_name"`
+	Weight        int        `json:"weight"`
+	Since         *time.Time `json:"since,omitempty"`
 }
 
 // APIVRRP is one VRRP instance.
@@ -118,6 +136,8 @@ type APIRealServer struct {
 	Healthy          bool     `json:"healthy"`
 	HealthKnown      bool     `json:"health_known"`
 	ConfiguredWeight int      `json:"configured_weight"`
+	OperatorWeight   *int     `json:"operator_weight,omitempty"`
+	DrainedByOp      bool     `json:"drained_by_operator"`
 	EffectiveWeight  int      `json:"effective_weight"`
 	InKernel         bool     `json:"in_kernel"`
 	KernelWeight     int      `json:"kernel_weight"`
@@ -207,6 +227,9 @@ type APIMember struct {
 	Version string              `json:"version"`
 	Config  map[string]string   `json:"config"`
 	VRRP    []APIMemberInstance `json:"vrrp"`
+	// Maintenance: in haldir maintenance, for MaintenanceReason.
+	Maintenance       bool   `json:"maintenance"`
+	MaintenanceReason string `json:"maintenance_reason"`
 }
 
 // APIMemberInstance is a VRRP instance as its director gossips it.
@@ -355,6 +378,10 @@ func (st Status) API() APIStatus {
 				Checked: r.Checked, Healthy: r.Healthy, HealthKnown: r.HealthKnown, ConfiguredWeight: r.ConfiguredWeight,
 				EffectiveWeight: r.EffectiveWeight, InKernel: r.InKernel, KernelWeight: r.KernelWeight,
 				ActiveConns: r.ActiveConns, InactiveConns: r.InactiveConns, Stats: apiStats(r.Stats)}
+			if r.Overridden {
+				w := r.OverrideWeight
+				rs.OperatorWeight, rs.DrainedByOp = &w, w == 0
+			}
 			if rc := RealServerConf(vs, r.Addr); rc != nil && rc.Forwarding != "" {
 				rs.Forwarding = rc.Forwarding
 			}
@@ -364,6 +391,14 @@ func (st Status) API() APIStatus {
 	}
 	for _, k := range st.Foreign {
 		out.Foreign = append(out.Foreign, apiKey(k))
+	}
+	if m := st.Maintenance; m != nil {
+		out.Maintenance = APIMaintenance{On: true, Reason: m.Reason, Since: ts(m.Since)}
+	}
+	out.Drains = []APIDrain{}
+	for _, d := range st.Drains {
+		out.Drains = append(out.Drains, APIDrain{VirtualServer: d.VirtualServer, Address: d.Real.String(), RealName: d.RealName,
+			Weight: d.Weight, Since: ts(d.Since)})
 	}
 
 	if d := st.Director; d != nil {
@@ -403,7 +438,7 @@ func (st Status) API() APIStatus {
 		ac := &APICluster{Members: []APIMember{}, Problems: nonNil(v.Problems), MalformedStates: v.Malformed}
 		for _, m := range v.Members {
 			am := APIMember{Name: m.Name, Address: m.Addr, Status: m.Status, Self: m.Self, Version: m.Version,
-				Config: nonNilMap(m.Config), VRRP: []APIMemberInstance{}}
+				Config: nonNilMap(m.Config), VRRP: []APIMemberInstance{}, Maintenance: m.Maintenance, MaintenanceReason: m.MaintenanceReason}
 			for _, in := range m.VRRP {
 				am.VRRP = append(am.VRRP, APIMemberInstance{Name: in.Name, VRID: in.VRID, Family: family(in.Family == 6),
 					State: in.State, Priority: in.Priority})

@@ -133,10 +133,17 @@ func (c *Client) Reload(ctx context.Context) error {
 }
 
 func (c *Client) do(ctx context.Context, method, path string) (*http.Response, error) {
+	return c.doBody(ctx, method, path, nil)
+}
+
+func (c *Client) doBody(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
 	// The host part is ignored: DialContext always goes to the socket.
-	req, err := http.NewRequestWithContext(ctx, method, "http://haldir"+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, "http://haldir"+path, body)
 	if err != nil {
 		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

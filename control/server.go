@@ -86,6 +86,9 @@ func Listen(path string, d Daemon, log *slog.Logger) (*Server, error) {
 			writeJSON(w, http.StatusOK, reloadReply{OK: true})
 		}
 	})
+	if op, ok := d.(Operator); ok {
+		handleOperator(mux, op)
+	}
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return s, nil
 }

@@ -46,6 +46,10 @@ type Status struct {
 	Cluster *cluster.View `json:",omitempty"`
 	// Components not running in this build or configuration, with why.
 	NotRunning map[string]string
+	// Maintenance is haldir maintenance on; nil while off.
+	Maintenance *Maintenance `json:",omitempty"`
+	// Drains are the operator's weight overrides in force (haldir drain).
+	Drains []Drain `json:",omitempty"`
 }
 
 // Daemon is what the control server needs from the running daemon.

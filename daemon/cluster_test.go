@@ -35,21 +35,32 @@ func freePort(t *testing.T) int {
 	return 0
 }
 
-// TestClusterSeesSplitBrain runs two directors whose VRRP network is
-// silently partitioned (r2's port detached from the switch, carrier up)
-// while their cluster gossip (on loopback, a management network) still
-// works: both become master, and both report the split brain, by name,
-// until the partition heals.
-func TestClusterSeesSplitBrain(t *testing.T) {
-	l := lab.RoutersT(t, "haldir-cluster", 2)
-	secret := filepath.Join(t.TempDir(), "gossip.key")
-	if err := os.WriteFile(secret, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600); err != nil {
+// clusterLab is a namespace lab of two routers whose directors gossip over
+// loopback with a shared key.
+type clusterLab struct {
+	l      *lab.Lab
+	secret string
+	ports  [2]int
+}
+
+func newClusterLab(t *testing.T, name string) *clusterLab {
+	t.Helper()
+	cl := &clusterLab{l: lab.RoutersT(t, name, 2), secret: filepath.Join(t.TempDir(), "gossip.key"), ports: [2]int{freePort(t), freePort(t)}}
+	if err := os.WriteFile(cl.secret, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p1, p2 := freePort(t), freePort(t)
-	parse := func(name string, prio, port int, peers string) *conf.Config {
-		t.Helper()
-		cfg, err := conf.Parse([]byte(fmt.Sprintf(`
+	return cl
+}
+
+// config is director i's (0: r1, 1: r2) configuration: instance vi at
+// prio, r2 joining through r1.
+func (cl *clusterLab) config(t *testing.T, i, prio int) *conf.Config {
+	t.Helper()
+	name, peers := fmt.Sprintf("r%d", i+1), ""
+	if i == 1 {
+		peers = fmt.Sprintf("%q", fmt.Sprintf("127.0.0.1:%d", cl.ports[0]))
+	}
+	cfg, err := conf.Parse([]byte(fmt.Sprintf(`
 [global]
 router_id = %[1]q
 
@@ -65,15 +76,24 @@ virtual_addresses = ["192.0.2.1/24"]
 bind = "127.0.0.1:%[3]d"
 peers = [%[4]s]
 secret_file = %[5]q
-`, name, prio, port, peers, secret)), name+".toml")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg
+`, name, prio, cl.ports[i], peers, cl.secret)), name+".toml")
+	if err != nil {
+		t.Fatal(err)
 	}
+	return cfg
+}
+
+// TestClusterSeesSplitBrain runs two directors whose VRRP network is
+// silently partitioned (r2's port detached from the switch, carrier up)
+// while their cluster gossip (on loopback, a management network) still
+// works: both become master, and both report the split brain, by name,
+// until the partition heals.
+func TestClusterSeesSplitBrain(t *testing.T) {
+	cl := newClusterLab(t, "haldir-cluster")
+	l := cl.l
 	start := func(h string, cfg *conf.Config) (*Daemon, *syncBuffer) { return startComponents(t, l, h, cfg, nil) }
-	c1, logs1 := start("r1", parse("r1", 150, p1, ""))
-	c2, logs2 := start("r2", parse("r2", 100, p2, fmt.Sprintf("%q", fmt.Sprintf("127.0.0.1:%d", p1))))
+	c1, logs1 := start("r1", cl.config(t, 0, 150))
+	c2, logs2 := start("r2", cl.config(t, 1, 100))
 	if c1.cluster == nil || c2.cluster == nil {
 		t.Fatalf("cluster not running: %v / %v", c1.notRunningOnLoop(), c2.notRunningOnLoop())
 	}

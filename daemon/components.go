@@ -26,6 +26,7 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 		}
 	}()
 	spec := conf.Compile(cfg)
+	d.loadOperator(cfg)
 	// Hashed once, and only for a cluster: it joins with them and
 	// tellCluster spreads them.
 	var hashes map[string]string
@@ -46,16 +47,24 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 		if err := d.dir.SetConfig(spec); err != nil {
 			return fmt.Errorf("director: %w", err)
 		}
+		// Before the director's first pass: a restart keeps a drained
+		// real server drained.
+		d.applyDrains(cfg)
 		d.hc = healthcheck.New(healthcheck.Options{NotifyTimeout: spec.Global.NotifyTimeout, Logger: d.log.With("component", "healthcheck")})
 		if err := d.updateChecks(spec); err != nil {
 			return err
 		}
 		d.goRun("director", d.dir.Run)
 		d.goRun("healthcheck", d.hc.Run)
+	} else {
+		d.applyDrains(cfg) // none can apply: dropped, and said so
 	}
 
 	// Before VRRP, so that the follower takes every state change.
 	d.reloadSync(spec)
+	// Before the instances start: a director restarted in maintenance
+	// never takes mastership on the way.
+	d.startMaintenance()
 	// After the director: an instance's addresses come up with their
 	// virtual servers already in the table.
 	d.vrrp.Apply(spec)
@@ -106,6 +115,10 @@ func (d *Daemon) tellCluster(hashes map[string]string) {
 	}
 	d.cluster.Update(func(s *cluster.NodeState) {
 		s.VRRP = states
+		s.Maintenance, s.MaintenanceReason = d.op.Maintenance != nil, ""
+		if m := d.op.Maintenance; m != nil {
+			s.MaintenanceReason = m.Reason
+		}
 		if hashes != nil {
 			s.Config = hashes
 		}
@@ -235,11 +248,19 @@ func (d *Daemon) reload(old, cfg *conf.Config) error {
 	case d.dir != nil:
 		if err := d.dir.SetConfig(spec); err != nil {
 			errs = append(errs, fmt.Errorf("director: %w", err))
-		} else if err := d.updateChecks(spec); err != nil {
+			break
+		}
+		// Kept across the reload, also when it changed their weights;
+		// those of real servers it removed are dropped.
+		d.applyDrains(cfg)
+		if err := d.updateChecks(spec); err != nil {
 			errs = append(errs, err)
 		}
 	case len(cfg.VirtualServers) > 0:
 		d.log.Warn("virtual servers added to a configuration that had none take effect at restart")
+	}
+	if d.dir == nil {
+		d.applyDrains(cfg)
 	}
 	d.setVSNames(spec)
 	d.reloadSync(spec)
@@ -325,6 +346,9 @@ func (d *Daemon) statusLine() string {
 	}
 	if len(notRunning) > 0 {
 		parts = append(parts, fmt.Sprintf("%d not running", len(notRunning)))
+	}
+	if m := d.maintenanceLine(); m != "" {
+		parts = append(parts, m)
 	}
 	if len(parts) == 0 {
 		return "nothing configured"

@@ -79,6 +79,12 @@ type Daemon struct {
 	lastStatus        string
 	reloadFailed      bool
 
+	// stateDir is global.state_dir as the daemon started with it (a
+	// reload does not move it); op is the operator's state kept there
+	// (operator.go).
+	stateDir string
+	op       operatorState
+
 	// The components. ctx ends the loops goRun started.
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -451,6 +457,9 @@ func (d *Daemon) setReloadFailed(failed bool) {
 func (d *Daemon) reloadWith(c *conf.Config) error {
 	if c.Global.LogFormat != d.cfg.Global.LogFormat {
 		d.log.Warn("global.log_format changes take effect at restart", "running", d.cfg.Global.LogFormat, "new", c.Global.LogFormat)
+	}
+	if c.Global.StateDir != d.cfg.Global.StateDir {
+		d.log.Warn("global.state_dir changes take effect at restart; the operator state stays where it is", "running", d.stateDir, "new", c.Global.StateDir)
 	}
 	if err := d.reload(d.cfg, c); err != nil {
 		return err

@@ -26,9 +26,13 @@ func startComponents(t *testing.T, l *lab.Lab, h string, cfg *conf.Config, k *ip
 }
 
 // startLoop starts cfg's components and runs the loop (without signals,
-// control socket or metrics) until the test's end.
+// control socket or metrics) until the test's end. A cfg with the default
+// state_dir gets one of the test's own: tests never share the host's.
 func startLoop(t *testing.T, cfg *conf.Config, opts Options) *Daemon {
 	t.Helper()
+	if cfg.Global.StateDir == conf.DefaultStateDir {
+		cfg.Global.StateDir = t.TempDir()
+	}
 	d := New(cfg, opts)
 	if err := d.start(cfg); err != nil {
 		t.Fatal(err)

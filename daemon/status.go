@@ -26,6 +26,7 @@ func (d *Daemon) Status() control.Status {
 			VirtualServers: d.cfg.VirtualServers,
 			NotRunning:     d.notRunningNow(),
 		}
+		d.operatorStatus(&st)
 		follower = d.follower
 	}) {
 		return control.Status{Version: d.opts.Version, ConfigPath: d.opts.Path}

@@ -20,25 +20,32 @@ type desiredSvc struct {
 }
 
 type realState struct {
-	healthy   bool
-	known     bool // a verdict was received
-	effective int  // weight while healthy (dynamic or configured)
-	present   bool // wanted in the kernel
+	healthy    bool
+	known      bool // a verdict was received
+	effective  int  // weight while healthy (operator's, dynamic or configured)
+	present    bool // wanted in the kernel
+	overridden bool // the operator's weight is in force (haldir drain)
 }
 
 // desired computes the kernel state wanted for one virtual server from its
-// model, the health verdicts and the quorum memory q. It is pure: it reads
-// health and q and changes neither (the caller records the quorum it
-// found, see quorumMemory), and its result depends only on m, the verdicts
-// of m's real servers and m's remembered quorum, which is why a pass may
-// recompute only the services a reload or a verdict touched.
+// model, the health verdicts, the operator's weight overrides and the
+// quorum memory q. It is pure: it reads health, ops and q and changes none
+// (the caller records the quorum it found, see quorumMemory), and its
+// result depends only on m, the verdicts and overrides of m's real servers
+// and m's remembered quorum, which is why a pass may recompute only the
+// services a reload, a verdict or an override touched.
 //
 // Semantics, per virtual server:
 //   - A real server without a check (none configured, or type "none") is
 //     always up. A checked one is in its check's initial_state until its
 //     first verdict ("" counts as up, keepalived's default without alpha).
-//   - Effective weight: the verdict's dynamic weight when set, else the
-//     configured weight.
+//   - Effective weight: the operator's override (haldir drain) when set,
+//     else the verdict's dynamic weight when set, else the configured
+//     weight. An override does not change health: a drained real server
+//     that fails its check is removed like any other, and one that
+//     recovers comes back at the override's weight. It counts in the
+//     quorum at that weight (a server drained to 0 serves no new
+//     connection, so it adds nothing).
 //   - A down real server is removed, or kept with weight 0 under
 //     inhibit_on_failure (established connections are not cut).
 //   - Quorum, like keepalived: alive = sum of effective weights of healthy
@@ -48,7 +55,7 @@ type realState struct {
 //     servers are removed (even under inhibit_on_failure) so no new
 //     connection reaches a pool too small to serve it. Without a sorry
 //     server the pool stays as computed.
-func desired(m *vsModel, health map[healthKey]Verdict, q quorumMemory) *desiredSvc {
+func desired(m *vsModel, health map[healthKey]Verdict, ops map[healthKey]int, q quorumMemory) *desiredSvc {
 	key := m.svc.Key
 	d := &desiredSvc{model: m, svc: m.svc, reals: make([]realState, len(m.reals))}
 	for j, rm := range m.reals {
@@ -61,6 +68,9 @@ func desired(m *vsModel, health map[healthKey]Verdict, q quorumMemory) *desiredS
 					rs.effective = min(v.Weight, ipvs.MaxWeight)
 				}
 			}
+		}
+		if w, ok := ops[healthKey{key, rm.tmpl.Addr}]; ok {
+			rs.effective, rs.overridden = w, true
 		}
 		if rs.healthy {
 			d.aliveWeight += rs.effective
@@ -116,12 +126,16 @@ type RealStatus struct {
 	Healthy          bool
 	HealthKnown      bool // a verdict was received (else the initial state applies)
 	ConfiguredWeight int
-	EffectiveWeight  int  // weight wanted in the kernel (0 when down and inhibited)
-	InKernel         bool // present in the kernel after the pass
-	KernelWeight     int
-	ActiveConns      uint32
-	InactiveConns    uint32
-	Stats            ipvs.Stats
+	// Overridden: an operator's weight (haldir drain) replaces the
+	// configured and dynamic ones; OverrideWeight is that weight.
+	Overridden      bool
+	OverrideWeight  int
+	EffectiveWeight int  // weight wanted in the kernel (0 when down and inhibited)
+	InKernel        bool // present in the kernel after the pass
+	KernelWeight    int
+	ActiveConns     uint32
+	InactiveConns   uint32
+	Stats           ipvs.Stats
 }
 
 // Snapshot returns the state of every configured virtual server as of the
@@ -172,7 +186,10 @@ func snapshotOne(m *vsModel, want map[ipvs.ServiceKey]*desiredSvc, cur map[ipvs.
 	for j, rm := range m.reals {
 		rsd := d.reals[j]
 		rs := RealStatus{Name: rm.name, Addr: rm.tmpl.Addr, Checked: rm.checked, Healthy: rsd.healthy,
-			HealthKnown: rsd.known, ConfiguredWeight: rm.weight}
+			HealthKnown: rsd.known, ConfiguredWeight: rm.weight, Overridden: rsd.overridden}
+		if rsd.overridden {
+			rs.OverrideWeight = rsd.effective
+		}
 		if rsd.present {
 			rs.EffectiveWeight = rsd.effective
 			if !rsd.healthy {

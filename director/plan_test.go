@@ -191,8 +191,8 @@ func TestDesiredIsPure(t *testing.T) {
 		health[healthKey{key, rm.tmpl.Addr}] = Verdict{Service: key, Real: rm.tmpl.Addr, Up: false}
 	}
 	q := quorumMemory{key: true}
-	d1 := desired(&m[0], health, q)
-	d2 := desired(&m[0], health, q)
+	d1 := desired(&m[0], health, nil, q)
+	d2 := desired(&m[0], health, nil, q)
 	if d1.quorumUp || d2.quorumUp || d1.aliveWeight != 0 || !slices.Equal(d1.dests, d2.dests) {
 		t.Fatalf("desired: %+v then %+v", d1, d2)
 	}

@@ -98,7 +98,10 @@ type Reconciler struct {
 	model    []vsModel
 	timeouts ipvs.Timeouts
 	health   map[healthKey]Verdict
-	quorumUp quorumMemory
+	// overrides are the operator's weights (SetOverrides), per configured
+	// real server of a service.
+	overrides map[healthKey]int
+	quorumUp  quorumMemory
 	// index is each configured service's position in model (replaced,
 	// never edited). dirty are the services a SetConfig or SetHealth
 	// changed since the last pass took them; structural says a SetConfig
@@ -133,15 +136,16 @@ func New(k ipvs.Kernel, opt Options) *Reconciler {
 	}
 	return &Reconciler{
 		k: k, log: opt.Logger, resync: opt.Resync, retryMin: opt.RetryMin,
-		kick:     make(chan struct{}, 1),
-		health:   map[healthKey]Verdict{},
-		quorumUp: quorumMemory{},
-		owned:    map[ipvs.ServiceKey]bool{},
-		dirty:    map[ipvs.ServiceKey]bool{},
-		stray:    map[healthKey]bool{},
-		cnt:      Counters{Writes: map[ipvs.OpKind]uint64{}, Errors: map[ErrorKey]uint64{}},
-		onQuorum: opt.OnQuorum,
-		reported: map[string]bool{},
+		kick:      make(chan struct{}, 1),
+		health:    map[healthKey]Verdict{},
+		overrides: map[healthKey]int{},
+		quorumUp:  quorumMemory{},
+		owned:     map[ipvs.ServiceKey]bool{},
+		dirty:     map[ipvs.ServiceKey]bool{},
+		stray:     map[healthKey]bool{},
+		cnt:       Counters{Writes: map[ipvs.OpKind]uint64{}, Errors: map[ErrorKey]uint64{}},
+		onQuorum:  opt.OnQuorum,
+		reported:  map[string]bool{},
 	}
 }
 
@@ -204,6 +208,42 @@ func (r *Reconciler) SetConfig(s *conf.Spec) error {
 	r.mu.Unlock()
 	r.wake()
 	return nil
+}
+
+// Override is an operator's weight for one real server of one service
+// (haldir drain): while set, the real server gets it instead of its
+// configured or dynamic weight (see desired). It is desired state like the
+// configuration: a pass keeps the kernel at it, so it is never reverted
+// nor drift.
+type Override struct {
+	Service ipvs.ServiceKey
+	Real    netip.AddrPort
+	Weight  int // 0..ipvs.MaxWeight
+}
+
+// SetOverrides replaces the operator's weight overrides with ovs and wakes
+// Run; only the services whose overrides changed are recomputed. An
+// override for a real server the configuration does not have changes
+// nothing (the caller resolves them against the configuration).
+func (r *Reconciler) SetOverrides(ovs []Override) {
+	next := make(map[healthKey]int, len(ovs))
+	for _, o := range ovs {
+		next[healthKey{o.Service, o.Real}] = min(max(o.Weight, 0), ipvs.MaxWeight)
+	}
+	r.mu.Lock()
+	for k, w := range next {
+		if old, ok := r.overrides[k]; !ok || old != w {
+			r.dirty[k.svc] = true
+		}
+	}
+	for k := range r.overrides {
+		if _, ok := next[k]; !ok {
+			r.dirty[k.svc] = true
+		}
+	}
+	r.overrides = next
+	r.mu.Unlock()
+	r.wake()
 }
 
 // configuredLocked reports whether k is a configured real server; r.mu
@@ -481,7 +521,7 @@ func (r *Reconciler) wanted(incremental bool) wantedState {
 		sharedNames: r.sharedNames, timeouts: r.timeouts}
 	r.dirty, r.structural = map[ipvs.ServiceKey]bool{}, false
 	compute := func(m *vsModel) {
-		d := desired(m, r.health, r.quorumUp)
+		d := desired(m, r.health, r.overrides, r.quorumUp)
 		if r.quorumUp.record(d) {
 			changed = append(changed, d)
 		}

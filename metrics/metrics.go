@@ -72,9 +72,11 @@ var (
 	dClusterMembers = desc("cluster_members", "Directors in the cluster view, per status (this one included, as alive).", "status")
 	dClusterProblem = desc("cluster_problems", "Problems the cluster view reports now (split brain, config drift), per kind.", "kind")
 	dClusterBad     = desc("cluster_malformed_states_total", "Gossiped director states dropped because they did not decode.")
-	dVRRPPrioChange = desc("vrrp_priority_changes_total", "Changes of the effective VRRP priority, per cause (track_script:NAME, track_interface:NAME, track_virtual_server:NAME, reload).", "vrrp_instance", "cause")
+	dVRRPPrioChange = desc("vrrp_priority_changes_total", "Changes of the effective VRRP priority, per cause (track_script:NAME, track_interface:NAME, track_virtual_server:NAME, maintenance, reload).", "vrrp_instance", "cause")
 	dVRRPSendErrWhy = desc("vrrp_send_error_reasons_total", "VRRP advertisements that could not be sent, per reason (the errno's name, e.g. ehostunreach).", "vrrp_instance", "reason")
 	dVRRPChangedAt  = desc("vrrp_last_transition_timestamp_seconds", "When the VRRP instance last changed state.", "vrrp_instance")
+	dMaintenance    = desc("maintenance", "1 while this director is in maintenance (haldir maintenance on: every VRRP instance at priority 1).")
+	dRealOverride   = desc("real_server_operator_override", "1 while an operator's weight override (haldir drain) is in force for the real server; real_server_weight{kind=\"effective\"} shows its weight.", "virtual_server", "address", "real")
 	dCheckLag       = desc("healthcheck_lag_seconds", "How far behind its schedule the most overdue health check is now (0 when every check starts on time); a check waits only while every worker is busy.")
 )
 
@@ -84,7 +86,7 @@ var allDescs = []*prometheus.Desc{
 	dSvcInKernel, dSvcConns, dSvcBytes, dSvcPackets, dRealUp, dRealWeight, dRealActive, dRealInactive,
 	dRealConns, dCheckTotal, dCheckUp, dNotify, dNotRunning, dConfigLoaded, dStartTimestamp,
 	dSyncRunning, dSyncWanted, dSyncChanges, dSyncFailures, dClusterMembers, dClusterProblem, dClusterBad,
-	dVRRPChangedAt, dCheckLag,
+	dVRRPChangedAt, dCheckLag, dMaintenance, dRealOverride,
 }
 
 var vrrpStates = []vrrp.State{vrrp.StateInit, vrrp.StateBackup, vrrp.StateMaster, vrrp.StateFault}
@@ -142,6 +144,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for comp := range st.NotRunning {
 		gauge(dNotRunning, 1, comp)
 	}
+	gauge(dMaintenance, b2f(st.Maintenance != nil))
 
 	for _, in := range st.VRRP {
 		for _, s := range vrrpStates {
@@ -209,6 +212,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(dRealUp, b2f(r.Healthy), with(real)...)
 			gauge(dRealWeight, float64(r.ConfiguredWeight), with(real, "configured")...)
 			gauge(dRealWeight, float64(r.EffectiveWeight), with(real, "effective")...)
+			gauge(dRealOverride, b2f(r.Overridden), with(real)...)
 			gauge(dRealActive, float64(r.ActiveConns), with(real)...)
 			gauge(dRealInactive, float64(r.InactiveConns), with(real)...)
 			counter(dRealConns, r.Stats.Conns, with(real)...)

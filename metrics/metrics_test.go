@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -206,8 +207,8 @@ func TestLabelNames(t *testing.T) {
 
 func TestEmptyStatus(t *testing.T) {
 	c := New(func() control.Status { return control.Status{} })
-	if n := testutil.CollectAndCount(c); n != 1 {
-		t.Errorf("series for an empty status = %d, want 1 (build_info)", n)
+	if n := testutil.CollectAndCount(c); n != 2 {
+		t.Errorf("series for an empty status = %d, want 2 (build_info, maintenance)", n)
 	}
 	if n := testutil.CollectAndCount(c, "haldir_director_passes_total"); n != 0 {
 		t.Errorf("director_passes_total without a director = %d series, want 0", n)
@@ -338,7 +339,7 @@ func TestCollectorVRRPCauses(t *testing.T) {
 			SendErrorReasons: map[string]uint64{"ehostunreach": 3}}}}
 	})
 	const want = `
-# HELP haldir_vrrp_priority_changes_total Changes of the effective VRRP priority, per cause (track_script:NAME, track_interface:NAME, track_virtual_server:NAME, reload).
+# HELP haldir_vrrp_priority_changes_total Changes of the effective VRRP priority, per cause (track_script:NAME, track_interface:NAME, track_virtual_server:NAME, maintenance, reload).
 # TYPE haldir_vrrp_priority_changes_total counter
 haldir_vrrp_priority_changes_total{cause="reload",vrrp_instance="VI_1"} 1
 haldir_vrrp_priority_changes_total{cause="track_script:chk",vrrp_instance="VI_1"} 2
@@ -350,6 +351,47 @@ haldir_vrrp_send_error_reasons_total{reason="ehostunreach",vrrp_instance="VI_1"}
 		"haldir_vrrp_priority_changes_total", "haldir_vrrp_send_error_reasons_total"); err != nil {
 		t.Error(err)
 	}
+}
+
+// TestCollectorOperator: haldir_maintenance is 1 in maintenance and 0
+// out of it; each real server says whether an operator override (haldir
+// drain) is in force.
+func TestCollectorOperator(t *testing.T) {
+	vip := netip.MustParseAddrPort("192.0.2.10:80")
+	st := control.Status{
+		Maintenance: &control.Maintenance{Reason: "upgrade", Since: time.Unix(1700000000, 0)},
+		Services: []director.ServiceStatus{{Name: "web", Key: ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: vip}, Reals: []director.RealStatus{
+			{Addr: netip.MustParseAddrPort("10.0.0.21:8080"), Healthy: true, ConfiguredWeight: 3, Overridden: true},
+			{Addr: netip.MustParseAddrPort("10.0.0.22:8080"), Healthy: true, ConfiguredWeight: 2, EffectiveWeight: 2},
+		}}},
+	}
+	const want = `
+# HELP haldir_maintenance 1 while this director is in maintenance (haldir maintenance on: every VRRP instance at priority 1).
+# TYPE haldir_maintenance gauge
+haldir_maintenance %d
+# HELP haldir_real_server_operator_override 1 while an operator's weight override (haldir drain) is in force for the real server; real_server_weight{kind="effective"} shows its weight.
+# TYPE haldir_real_server_operator_override gauge
+haldir_real_server_operator_override{address="tcp 192.0.2.10:80",real="10.0.0.21:8080",virtual_server="web"} 1
+haldir_real_server_operator_override{address="tcp 192.0.2.10:80",real="10.0.0.22:8080",virtual_server="web"} 0
+`
+	for _, on := range []bool{true, false} {
+		s := st
+		if !on {
+			s.Maintenance = nil
+		}
+		c := New(func() control.Status { return s })
+		if err := testutil.CollectAndCompare(c, strings.NewReader(fmt.Sprintf(want, b2i(on))),
+			"haldir_maintenance", "haldir_real_server_operator_override"); err != nil {
+			t.Errorf("maintenance %v: %v", on, err)
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // TestCollectorCheckLag exports how late the most overdue probe is at the

@@ -43,6 +43,7 @@ func TestDebContents(t *testing.T) {
 	for path, mode := range map[string]string{
 		"/usr/sbin/haldir":                          "-rwxr-xr-x",
 		"/etc/haldir":                               "drwxr-xr-x",
+		"/var/lib/haldir":                           "drwx------",
 		"/etc/haldir/haldir.toml":                   "-rw-------",
 		"/etc/default/haldir":                       "-rw-r--r--",
 		"/lib/systemd/system/haldir.service":        "-rw-r--r--",

@@ -72,7 +72,8 @@ echo track >> /run/haldir/track.log
 // (check) passes, it becomes VRRP master and adds its VIP on the virtual
 // MAC interface (which writes /proc/sys/net), runs its notify and track
 // commands, answers `haldir status` on the control socket and serves
-// metrics, takes an ExecReload, and stops cleanly, giving the VIP back.
+// metrics, takes an ExecReload, keeps haldir maintenance in its
+// StateDirectory, and stops cleanly, giving the VIP back.
 //
 // Not covered: IPVS (the host kernel has none, so no virtual server, health
 // checks, modprobe ip_vs or kernel sync under the sandbox: the VM tests run
@@ -87,7 +88,8 @@ func TestHardenedDaemon(t *testing.T) {
 	dir := t.TempDir()
 	install := filepath.Join(dir, "install")
 	rundir := filepath.Join(dir, "run")
-	for _, d := range []string{install, rundir} {
+	statedir := filepath.Join(dir, "state")
+	for _, d := range []string{install, rundir, statedir} {
 		if err := os.Mkdir(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -110,7 +112,7 @@ func TestHardenedDaemon(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sb := sandboxFromUnit(t, u, install, installDst, rundir)
+	sb := sandboxFromUnit(t, u, install, installDst, rundir, statedir)
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -223,6 +225,17 @@ func TestHardenedDaemon(t *testing.T) {
 	}
 	if _, err := p.WaitForLineAfter(ctx, seq, regexp.MustCompile(`config reloaded`)); err != nil {
 		t.Errorf("no reload: %v\n%s", err, p.Output())
+	}
+
+	// The operator's state: the sandboxed daemon writes it into the
+	// StateDirectory, the one writable place under /var.
+	for _, arg := range []string{"on", "off"} {
+		if out, err := exec.CommandContext(ctx, bin, "maintenance", arg, "-s", sock).CombinedOutput(); err != nil {
+			t.Errorf("haldir maintenance %s: %v\n%s", arg, err, out)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(statedir, "operator.json")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("operator.json in the StateDirectory: %v, %v; want it, 0600", fi, err)
 	}
 
 	// Stop: the master gives its VIP up and exits 0.

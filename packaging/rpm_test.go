@@ -91,7 +91,8 @@ func TestRPMFileList(t *testing.T) {
 		"/usr/share/doc/haldir/config.md",
 		"/usr/share/doc/haldir/haldir.toml.example",
 		"/usr/share/licenses/haldir/LICENSE",
-		"/etc/haldir", // owned: rpm -qf /etc/haldir names the package
+		"/etc/haldir",     // owned: rpm -qf /etc/haldir names the package
+		"/var/lib/haldir", // global.state_dir, owned likewise
 		"/usr/share/man/man8/haldir.8.gz",
 		"/usr/share/man/man5/haldir.toml.5.gz",
 		"/usr/share/bash-completion/completions/haldir",
@@ -116,7 +117,7 @@ func TestRPMFileList(t *testing.T) {
 
 	// The config holds the cluster secret path and VRRP passwords: not world-readable.
 	modes := rpmQuery(t, "-qp", "--queryformat", "[%{FILENAMES} %{FILEMODES:perms}\n]", rpm)
-	for _, want := range []string{"/usr/sbin/haldir -rwxr-xr-x", "/etc/haldir/haldir.toml -rw-------",
+	for _, want := range []string{"/usr/sbin/haldir -rwxr-xr-x", "/etc/haldir/haldir.toml -rw-------", "/var/lib/haldir drwx------",
 		"/usr/share/doc/haldir/haldir.toml.example -rw-r--r--"} {
 		if !strings.Contains(modes, want) {
 			t.Errorf("want %q in file modes:\n%s", want, modes)
@@ -294,7 +295,7 @@ func TestRPMInstallOwnsDirectories(t *testing.T) {
 	rpmQuery(t, "--root", root, "--initdb")
 	rpmQuery(t, "--root", root, "-i", "--nodeps", "--noscripts", rpm)
 	nevra := strings.TrimSpace(rpmQuery(t, "-qp", "--queryformat", "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}", rpm))
-	for _, path := range []string{"/etc/haldir", "/etc/haldir/haldir.toml", "/usr/sbin/haldir", "/usr/share/licenses/haldir/LICENSE"} {
+	for _, path := range []string{"/etc/haldir", "/etc/haldir/haldir.toml", "/var/lib/haldir", "/usr/sbin/haldir", "/usr/share/licenses/haldir/LICENSE"} {
 		if got := strings.TrimSpace(rpmQuery(t, "--root", root, "-qf", path)); got != nevra {
 			t.Errorf("rpm -qf %s: %q, want %q", path, got, nevra)
 		}
@@ -302,8 +303,13 @@ func TestRPMInstallOwnsDirectories(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(root, "etc/haldir/haldir.toml")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("installed /etc/haldir/haldir.toml: %v, %v; want mode 0600", fi, err)
 	}
+	if fi, err := os.Stat(filepath.Join(root, "var/lib/haldir")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("installed /var/lib/haldir: %v, %v; want mode 0700", fi, err)
+	}
 	rpmQuery(t, "--root", root, "-e", "--nodeps", "--noscripts", "haldir")
-	if _, err := os.Stat(filepath.Join(root, "etc/haldir")); !os.IsNotExist(err) {
-		t.Errorf("/etc/haldir after an erase: %v, want it gone with the package", err)
+	for _, dir := range []string{"etc/haldir", "var/lib/haldir"} {
+		if _, err := os.Stat(filepath.Join(root, dir)); !os.IsNotExist(err) {
+			t.Errorf("/%s after an erase: %v, want it gone with the package", dir, err)
+		}
 	}
 }

@@ -46,8 +46,11 @@ func TestMain(m *testing.M) {
 // sandbox is what a systemd service's namespace and credentials amount to,
 // in terms this test can apply without systemd.
 type sandbox struct {
+	// Fresh are empty tmpfs mounts (besides /run, always fresh) made
+	// before the binds, for their mount points.
+	Fresh []string
 	// Binds are bind-mounted (Src on the host, Dst in the sandbox) first:
-	// the test's install directory and the runtime directory.
+	// the test's install directory, the runtime and state directories.
 	Binds         []bind
 	ReadOnlyRoot  bool     // ProtectSystem=strict: every mount but /proc, /sys, /dev read-only
 	Writable      []string // RuntimeDirectory= and ReadWritePaths=, after the read-only pass
@@ -70,7 +73,7 @@ type bind struct{ Src, Dst string }
 var applied = []string{
 	"Type", "WatchdogSec", "EnvironmentFile", "ExecStartPre", "ExecStart", "ExecReload", "KillMode",
 	"TimeoutStopSec", "Restart", "RestartSec", "LimitNOFILE", "RuntimeDirectoryMode",
-	"RuntimeDirectory", "CapabilityBoundingSet", "NoNewPrivileges", "ProtectSystem",
+	"RuntimeDirectory", "StateDirectory", "StateDirectoryMode", "CapabilityBoundingSet", "NoNewPrivileges", "ProtectSystem",
 	"ProtectKernelTunables", "ReadWritePaths", "ProtectHome", "PrivateTmp", "PrivateDevices",
 	"PrivateMounts", "UMask",
 }
@@ -94,8 +97,9 @@ var notApplied = map[string]string{
 // install is the host directory holding the binary, config and scripts,
 // seen at installDst inside; runtime is the host directory standing in
 // for the RuntimeDirectory (so the test and every sandboxed command share
-// it, as they share /run/haldir under systemd).
-func sandboxFromUnit(t *testing.T, u unitFile, install, installDst, runtime string) sandbox {
+// it, as they share /run/haldir under systemd), state the one for the
+// StateDirectory.
+func sandboxFromUnit(t *testing.T, u unitFile, install, installDst, runtime, state string) sandbox {
 	t.Helper()
 	svc := u["Service"]
 	sb := sandbox{UMask: -1, Seccomp: seccompFromUnit(t, u)}
@@ -125,6 +129,14 @@ func sandboxFromUnit(t *testing.T, u unitFile, install, installDst, runtime stri
 		sb.Binds = append(sb.Binds, bind{runtime, dst})
 		sb.Writable = append(sb.Writable, dst)
 		sb.Env = append(sb.Env, "RUNTIME_DIRECTORY="+dst)
+	}
+	if sd := u.one("Service", "StateDirectory"); sd != "" {
+		// A fresh /var/lib holds the mount point, leaving the host's alone.
+		dst := filepath.Join("/var/lib", sd)
+		sb.Fresh = append(sb.Fresh, "/var/lib")
+		sb.Binds = append(sb.Binds, bind{state, dst})
+		sb.Writable = append(sb.Writable, dst)
+		sb.Env = append(sb.Env, "STATE_DIRECTORY="+dst)
 	}
 	switch v := u.one("Service", "ProtectSystem"); v {
 	case "strict":
@@ -221,6 +233,11 @@ func enterSandbox(spec string, argv []string) error {
 	// there without touching the host's /run.
 	if err := unix.Mount("tmpfs", "/run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
 		return fmt.Errorf("tmpfs /run: %w", err)
+	}
+	for _, d := range sb.Fresh {
+		if err := unix.Mount("tmpfs", d, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+			return fmt.Errorf("tmpfs %s: %w", d, err)
+		}
 	}
 	if sb.PrivateDevice {
 		if err := privateDev(); err != nil {

@@ -1,12 +1,17 @@
 package packaging
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/haldir-lb/haldir/control"
+	"github.com/haldir-lb/haldir/control/controltest"
 )
 
 // packageScripts are the install scripts as a built package holds them,
@@ -73,23 +78,43 @@ esac
 func TestScriptlets(t *testing.T) {
 	const invalid = "[global]\nlog_levle = \"info\"\n"
 	type tc struct {
-		name       string
-		script     string
-		rpmArgs    []string // nil: no such call for the RPM
-		debArgs    []string // nil: no such call for the .deb
-		notBooted  bool     // no /run/systemd/system
-		active     bool
-		config     string // /etc/haldir/haldir.toml; "" is the package's own
-		envConfig  string // HALDIR_CONFIG in the environment file, when set
-		restartRC  string
-		wantCalls  []string
+		name      string
+		script    string
+		rpmArgs   []string // nil: no such call for the RPM
+		debArgs   []string // nil: no such call for the .deb
+		notBooted bool     // no /run/systemd/system
+		active    bool
+		config    string // /etc/haldir/haldir.toml; "" is the package's own
+		envConfig string // HALDIR_CONFIG in the environment file, when set
+		restartRC string
+		// daemon answers on the root's control socket: "" none, "new"
+		// (with maintenance), "in maintenance" (the operator's), "old"
+		// (without the maintenance endpoint).
+		daemon     string
+		wantCalls  []string // systemctl calls and the daemon's requests ("daemon ..."), in order
 		wantStderr []string // substrings; nil: stderr must be empty
 		wantLog    []string // substrings of the logger lines
 	}
 	reload := "systemctl daemon-reload"
 	isActive := "systemctl is-active --quiet haldir.service"
 	restart := "systemctl try-restart haldir.service"
+	maintOn := "daemon maintenance on reason=package upgrade"
+	maintOff := "daemon maintenance off"
 	cases := []tc{
+		{name: "upgrade hands over before the restart and ends maintenance after it", script: "postinstall",
+			rpmArgs: []string{"2"}, debArgs: []string{"configure", "0.0.9-1"}, active: true, daemon: "new",
+			wantCalls: []string{reload, isActive, maintOn, restart, maintOff}},
+		{name: "upgrade leaves the operator's maintenance alone", script: "postinstall",
+			rpmArgs: []string{"2"}, debArgs: []string{"configure", "0.0.9-1"}, active: true, daemon: "in maintenance",
+			wantCalls: []string{reload, isActive, restart}},
+		{name: "upgrade of a daemon without maintenance just restarts", script: "postinstall",
+			rpmArgs: []string{"2"}, debArgs: []string{"configure", "0.0.9-1"}, active: true, daemon: "old",
+			wantCalls: []string{reload, isActive, restart}},
+		{name: "upgrade onto a file the new binary rejects hands nothing over", script: "postinstall",
+			rpmArgs: []string{"2"}, debArgs: []string{"configure", "0.0.9-1"}, active: true, daemon: "new", config: invalid,
+			wantCalls:  []string{reload, isActive},
+			wantStderr: []string{"NOT RESTARTED"},
+			wantLog:    []string{"NOT RESTARTED"}},
 		{name: "install registers the unit and starts nothing", script: "postinstall",
 			rpmArgs: []string{"1"}, debArgs: []string{"configure", ""},
 			wantCalls: []string{reload}},
@@ -148,7 +173,13 @@ func TestScriptlets(t *testing.T) {
 					continue
 				}
 				t.Run(c.name, func(t *testing.T) {
-					root := t.TempDir()
+					// Short: the root holds the daemon's control socket
+					// (unix socket paths stop at 107 bytes).
+					root, err := os.MkdirTemp("", "hs")
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { os.RemoveAll(root) })
 					mkdir := func(p string) {
 						if err := os.MkdirAll(filepath.Join(root, p), 0o755); err != nil {
 							t.Fatal(err)
@@ -191,6 +222,9 @@ func TestScriptlets(t *testing.T) {
 						t.Fatal(err)
 					}
 					log := filepath.Join(t.TempDir(), "calls")
+					if c.daemon != "" {
+						serveFakeDaemon(t, filepath.Join(root, "run/haldir/haldir.sock"), c.daemon, log)
+					}
 					cmd := exec.Command("/bin/sh", append([]string{script}, args...)...)
 					cmd.Env = []string{
 						"PATH=" + bin + ":/usr/bin:/bin",
@@ -210,7 +244,7 @@ func TestScriptlets(t *testing.T) {
 					var calls, logged []string
 					for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
 						switch {
-						case strings.HasPrefix(l, "systemctl "):
+						case strings.HasPrefix(l, "systemctl "), strings.HasPrefix(l, "daemon "):
 							calls = append(calls, l)
 						case strings.HasPrefix(l, "logger "):
 							logged = append(logged, l)
@@ -239,4 +273,66 @@ func TestScriptlets(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fakeDaemon answers on a control socket like a running haldir: kind
+// "new" has the maintenance endpoint and is not in maintenance, "in
+// maintenance" is, "old" has no such endpoint. Each maintenance request
+// is appended to log, as the fake systemctl does, so the test sees its
+// order among the systemctl calls.
+type fakeDaemon struct {
+	kind, log string
+	mu        sync.Mutex
+	on        bool
+}
+
+func (f *fakeDaemon) Status() control.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.on {
+		return control.Status{Maintenance: &control.Maintenance{Reason: "the operator's"}}
+	}
+	return control.Status{}
+}
+
+func (f *fakeDaemon) Reload() ([]string, error) { return nil, nil }
+
+// fakeOperatorDaemon is fakeDaemon with the maintenance endpoint.
+type fakeOperatorDaemon struct{ *fakeDaemon }
+
+func (f fakeOperatorDaemon) Drain(control.DrainRequest) (control.DrainReply, error) {
+	return control.DrainReply{}, errors.New("not in this test")
+}
+
+func (f fakeOperatorDaemon) Undrain(control.DrainRequest) (control.DrainReply, error) {
+	return control.DrainReply{}, errors.New("not in this test")
+}
+
+func (f fakeOperatorDaemon) SetMaintenance(r control.MaintenanceRequest) (control.MaintenanceReply, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	line := "daemon maintenance off\n"
+	if r.On {
+		line = "daemon maintenance on reason=" + r.Reason + "\n"
+	}
+	lf, err := os.OpenFile(f.log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return control.MaintenanceReply{}, err
+	}
+	defer lf.Close()
+	if _, err := lf.WriteString(line); err != nil {
+		return control.MaintenanceReply{}, err
+	}
+	f.on = r.On
+	return control.MaintenanceReply{}, nil
+}
+
+func serveFakeDaemon(t *testing.T, sock, kind, log string) {
+	t.Helper()
+	f := &fakeDaemon{kind: kind, log: log, on: kind == "in maintenance"}
+	var d control.Daemon = f
+	if kind != "old" {
+		d = fakeOperatorDaemon{f}
+	}
+	controltest.Serve(t, sock, d)
 }

@@ -59,7 +59,8 @@ func needBusybox(t *testing.T) string {
 // run in the order rpm and dpkg really run them (RPM: the new %post before
 // the old %preun and %postun; dpkg: old prerm, old postrm, new postinst),
 // not just one by one. An upgrade onto the same version stands for any
-// upgrade: the scripts see the same arguments. Between steps the fake
+// upgrade: the scripts see the same arguments. The operator's state in
+// /var/lib/haldir outlives every step. Between steps the fake
 // service is running (/tmp/active) and the live file is valid or not.
 func TestPackageTransactions(t *testing.T) {
 	type step struct {
@@ -130,7 +131,16 @@ func TestPackageTransactions(t *testing.T) {
 			needTool(t, pkg.tool)
 			root := scriptRoot(t)
 			pkg.prepare(t, root)
+			// The operator's state (haldir maintenance, drains) is the
+			// daemon's, not the package's: upgrades and the erase keep it.
+			state := filepath.Join(root, "var/lib/haldir/operator.json")
+			const stateDoc = `{"version": 1, "data": {"maintenance": {"reason": "upgrade test"}, "drains": []}}`
 			for i, s := range pkg.steps {
+				if i == 1 {
+					if err := os.WriteFile(state, []byte(stateDoc), 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}
 				if i > 0 {
 					// The service runs from the first upgrade on.
 					if err := os.WriteFile(filepath.Join(root, "tmp/active"), nil, 0o644); err != nil {
@@ -177,6 +187,9 @@ func TestPackageTransactions(t *testing.T) {
 				}
 				if s.wantNot != "" && strings.Contains(string(raw), s.wantNot) {
 					t.Errorf("%s: %q happened:\n%s", s.name, s.wantNot, raw)
+				}
+				if b, err := os.ReadFile(state); i > 0 && string(b) != stateDoc {
+					t.Errorf("%s: the operator state is gone or changed: %q, %v", s.name, b, err)
 				}
 			}
 		})

@@ -127,6 +127,7 @@ func TestUnitSettings(t *testing.T) {
 		{"NoNewPrivileges", "yes"},
 		{"ProtectSystem", "strict"},
 		{"RuntimeDirectory", "haldir"},
+		{"StateDirectory", "haldir"}, // global.state_dir's default
 		{"Restart", "on-failure"},
 	} {
 		t.Run(tc.key, func(t *testing.T) {

@@ -113,6 +113,7 @@ type Instance struct {
 	// inbox holds what the sync group posts, in order (post).
 	inbox   *fifo.Queue[Event]
 	vs      *vsInputs
+	maint   maintInput
 	stopped chan struct{} // closed when Run returns
 	ran     atomic.Bool
 	// ping carries Ping's replies to Run's loop (the daemon's watchdog).

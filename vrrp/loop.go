@@ -92,6 +92,7 @@ func (in *Instance) Run(ctx context.Context) error {
 		track[trackKey{kind: trackVS, name: v.Name}] = &trackItem{weight: v.Weight, desc: "track_virtual_server " + v.Name, down: "down"}
 	}
 	in.vs.apply(track)
+	in.maint.apply(track)
 
 	timer, err := newFDTimer()
 	if err != nil {
@@ -123,6 +124,11 @@ func (in *Instance) Run(ctx context.Context) error {
 			d.tracked(track)
 		case <-in.inbox.Ready():
 			for _, ev := range in.inbox.Take() {
+				if _, ok := ev.(evMaintenance); ok {
+					in.maint.apply(track)
+					d.tracked(track)
+					continue
+				}
 				d.handle(ev)
 			}
 		case reply := <-in.ping:

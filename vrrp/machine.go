@@ -67,15 +67,25 @@ type EvTimer struct{}
 // EvTracking reports the combined state of tracked interfaces and scripts:
 // Fault when any weight-0 item fails, Delta the sum of the weights of the
 // failing weighted items. Cause names the items that cause the fault, for
-// the transition's reason; it is not compared.
+// the transition's reason; it is not compared. Lowest (haldir
+// maintenance) sets the effective priority to 1 whatever the delta: the
+// router stays backup while any other router is alive, and still takes
+// over when none is, so the addresses are never left without a master.
 type EvTracking struct {
-	Fault bool
-	Delta int
-	Cause string
+	Fault  bool
+	Delta  int
+	Lowest bool
+	Cause  string
 }
 
 // EvShutdown stops the machine (RFC 5798 §6.4 "Shutdown event").
 type EvShutdown struct{}
+
+// EvResign makes a master hand over the VRRP way, as on shutdown but
+// staying in the running: it sends priority 0 (a backup takes over after
+// its Skew_Time), drops the addresses and becomes backup. Why is the
+// transition's reason. An address owner (255) does not resign.
+type EvResign struct{ Why string }
 
 // EvGroupFault reports whether another member of the instance's sync group
 // has a tracking fault; the whole group is in Fault while one member is.
@@ -105,6 +115,7 @@ func (EvAdvert) isEvent()      {}
 func (EvTimer) isEvent()       {}
 func (EvTracking) isEvent()    {}
 func (EvShutdown) isEvent()    {}
+func (EvResign) isEvent()      {}
 
 // Action is an output of Machine.Handle, carried out by the driver in order.
 type Action interface{ isAction() }
@@ -152,11 +163,12 @@ const (
 	CauseReload                  // EvReconfigure
 	CauseTimer                   // EvTimer: master down
 	CauseAdvert                  // EvAdvert: a higher-priority master
+	CauseResign                  // EvResign: handed over (haldir maintenance)
 )
 
 var causeNames = [...]string{CauseStartup: "startup", CauseShutdown: "shutdown", CauseTracking: "tracking",
 	CauseGroupFault: "sync_group_fault", CauseGroupState: "sync_group_state", CauseReload: "reload",
-	CauseTimer: "timer", CauseAdvert: "advert"}
+	CauseTimer: "timer", CauseAdvert: "advert", CauseResign: "resign"}
 
 func (c Cause) String() string {
 	if c >= 0 && int(c) < len(causeNames) {
@@ -182,6 +194,8 @@ func causeOf(ev Event) Cause {
 		return CauseTimer
 	case EvAdvert:
 		return CauseAdvert
+	case EvResign:
+		return CauseResign
 	}
 	return CauseStartup
 }
@@ -210,6 +224,7 @@ const (
 	IgnoreGroupNoop      IgnoreReason = "group_noop"          // sync group state we are already in, or cannot follow
 	IgnoreReconfigNoop   IgnoreReason = "reconfigure_noop"    // a reload changed nothing the machine holds
 	IgnoreReconfigBad    IgnoreReason = "reconfigure_refused" // not changeable in place (priority to or from 255) or out of range
+	IgnoreNotMaster      IgnoreReason = "resign_not_master"   // a resign while not master, or as address owner
 )
 
 // Machine is the VRRP state machine of one virtual router. It does no I/O
@@ -222,6 +237,7 @@ type Machine struct {
 	cause    string
 	gfault   bool // sync group
 	delta    int
+	lowest   bool // EvTracking.Lowest
 	deadline time.Time
 	evCause  Cause // of the event being handled
 
@@ -251,10 +267,14 @@ func NewMachine(cfg MachineConfig) (*Machine, error) {
 func (m *Machine) State() State { return m.state }
 
 // Priority returns the effective priority: the configured one plus the
-// tracking delta, clamped to 1..254; an owner's 255 never changes.
+// tracking delta, clamped to 1..254, or 1 while EvTracking.Lowest; an
+// owner's 255 never changes.
 func (m *Machine) Priority() uint8 {
 	if m.cfg.Priority == OwnerPriority {
 		return OwnerPriority
+	}
+	if m.lowest {
+		return 1
 	}
 	return uint8(min(max(m.cfg.Priority+m.delta, 1), 254))
 }
@@ -312,6 +332,8 @@ func (m *Machine) Handle(now time.Time, ev Event) ([]Action, IgnoreReason) {
 		return m.start(now, "startup"), Handled
 	case EvShutdown:
 		return m.shutdown()
+	case EvResign:
+		return m.resign(now, ev)
 	case EvTracking:
 		return m.tracking(now, ev)
 	case EvGroupFault:
@@ -382,6 +404,20 @@ func (m *Machine) arm(acts []Action, at time.Time) []Action {
 	return append(acts, ActSetTimer{At: at})
 }
 
+// resign is EvResign: a master (not the address owner) sends priority 0,
+// drops the addresses and waits as backup; with a priority that other
+// routers beat (maintenance) it stays backup, and it takes over again
+// after Master_Down_Interval when nobody else does.
+func (m *Machine) resign(now time.Time, ev EvResign) ([]Action, IgnoreReason) {
+	if m.state != StateMaster || m.owner() {
+		return nil, IgnoreNotMaster
+	}
+	acts := m.leaveMaster(nil, true)
+	m.masterAddr = netip.Addr{}
+	acts = m.to(acts, StateBackup, ev.Why)
+	return m.arm(acts, now.Add(m.MasterDownInterval())), Handled
+}
+
 func (m *Machine) shutdown() ([]Action, IgnoreReason) {
 	var acts []Action
 	switch m.state {
@@ -395,11 +431,11 @@ func (m *Machine) shutdown() ([]Action, IgnoreReason) {
 }
 
 func (m *Machine) tracking(now time.Time, ev EvTracking) ([]Action, IgnoreReason) {
-	if ev.Fault == m.fault && ev.Delta == m.delta {
+	if ev.Fault == m.fault && ev.Delta == m.delta && ev.Lowest == m.lowest {
 		return nil, IgnoreTrackingNoop
 	}
 	was := m.fault || m.gfault
-	m.fault, m.delta, m.cause = ev.Fault, ev.Delta, ev.Cause
+	m.fault, m.delta, m.lowest, m.cause = ev.Fault, ev.Delta, ev.Lowest, ev.Cause
 	return m.faultChange(now, was, m.faultWhy("tracking fault"))
 }
 

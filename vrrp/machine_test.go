@@ -104,6 +104,24 @@ func TestMachine(t *testing.T) {
 		steps []step
 	}{
 		{"init: startup goes backup and arms Master_Down_Interval", baseCfg(), []step{startBackup}},
+		// haldir maintenance: priority 1 (no transition of its own), then
+		// the master resigns the VRRP way and stays backup while another
+		// router advertises, higher or lower than its usual priority; with
+		// nobody left it takes over again after its Master_Down_Interval.
+		{"maintenance: lowest priority, resign, stay backup, take over when alone", baseCfg(), []step{startBackup, toMaster,
+			{m0 + sec/2, EvTracking{Lowest: true, Delta: 50}, nil, Handled, StateMaster, 1},
+			{m0 + sec/2, EvResign{Why: "maintenance"}, cat(ActSendAdvert{Priority: 0}, ActRemoveVIPs{}, change(StateMaster, StateBackup),
+				setAt(m0+sec/2+3*sec+255*sec/256)), Handled, StateBackup, 1},
+			{m0 + sec, adv("192.0.2.1", 50, sec), []Action{setAt(m0 + sec + 3*sec + 255*sec/256)}, Handled, StateBackup, 1},
+			{m0 + 2*sec, EvResign{Why: "again"}, nil, IgnoreNotMaster, StateBackup, 1},
+			{m0 + sec + 3*sec + 255*sec/256, EvTimer{}, becameMaster(StateBackup, 1, m0+sec+3*sec+255*sec/256), Handled, StateMaster, 1},
+			{m0 + 5*sec, EvTracking{}, nil, Handled, StateMaster, 100},
+		}},
+		{"maintenance: the address owner keeps 255 and does not resign", with(func(c *MachineConfig) { c.Priority = 255 }), []step{
+			{0, EvStartup{}, becameMaster(StateInit, 255, 0), Handled, StateMaster, 255},
+			{sec / 2, EvTracking{Lowest: true}, nil, Handled, StateMaster, 255},
+			{sec / 2, EvResign{Why: "maintenance"}, nil, IgnoreNotMaster, StateMaster, 255},
+		}},
 		{"init: owner takes over at once", with(func(c *MachineConfig) { c.Priority = 255 }), []step{
 			{0, EvStartup{}, becameMaster(StateInit, 255, 0), Handled, StateMaster, 255},
 		}},

@@ -43,6 +43,8 @@ type Runner struct {
 	// notRunning says why an instance of cfg is not running (its start
 	// failed), per instance name.
 	notRunning map[string]string
+	// maint is haldir maintenance, for instances that start later.
+	maint maintState
 }
 
 // run is one running instance.
@@ -173,6 +175,9 @@ func (r *Runner) start(in *Instance) {
 	r.mu.Lock()
 	for name, up := range r.quorum {
 		in.SetVirtualServerUp(name, up)
+	}
+	if r.maint.on {
+		in.maint.set(true, r.maint.reason)
 	}
 	r.runs[in.Name()] = x
 	delete(r.notRunning, in.Name())

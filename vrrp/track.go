@@ -24,6 +24,7 @@ const (
 	trackVS                      // a track_virtual_server
 	trackSource                  // the advert source (path.go)
 	trackSend                    // advert sending (path.go)
+	trackMaint                   // haldir maintenance (maintenance.go)
 )
 
 // trackKey names one tracked item: its kind, and the interface, script or
@@ -34,7 +35,7 @@ type trackKey struct {
 	index int
 }
 
-var trackKindNames = [...]string{trackIface: "interface", trackScript: "track_script", trackVS: "track_virtual_server", trackSource: "advert source", trackSend: "advert sending"}
+var trackKindNames = [...]string{trackIface: "interface", trackScript: "track_script", trackVS: "track_virtual_server", trackSource: "advert source", trackSend: "advert sending", trackMaint: "maintenance"}
 
 func (k trackKey) String() string {
 	if k.name == "" {
@@ -65,6 +66,9 @@ type trackUpdate struct {
 type trackItem struct {
 	weight  int
 	failing bool
+	// lowest: while failing the priority is 1, whatever the weights
+	// (EvTracking.Lowest); weight is unused.
+	lowest bool
 	// desc names the item in logs and status ("track_script chk"); down
 	// is how it fails ("down", "failing"). reason replaces both while set.
 	desc, down string
@@ -77,6 +81,9 @@ func (it *trackItem) what() string {
 	s := it.reason
 	if s == "" {
 		s = it.desc + " " + it.down
+	}
+	if it.lowest {
+		return s + " (priority 1)"
 	}
 	if it.weight == 0 {
 		return s + " (fault)"
@@ -93,6 +100,10 @@ func (t tracking) event() EvTracking {
 	var causes []string
 	for _, it := range t {
 		if !it.failing {
+			continue
+		}
+		if it.lowest {
+			ev.Lowest = true
 			continue
 		}
 		if it.weight == 0 {
@@ -139,13 +150,18 @@ type priorityCause struct {
 func (t tracking) changes(before map[trackKey]bool) []priorityCause {
 	var out []priorityCause
 	for k, it := range t {
-		if it.weight == 0 || before[k] == it.failing {
+		if it.weight == 0 && !it.lowest || before[k] == it.failing {
 			continue
 		}
 		c := priorityCause{label: strings.Replace(it.desc, " ", ":", 1)}
-		if it.failing {
+		switch {
+		case it.lowest && it.failing:
+			c.text = it.what()
+		case it.lowest:
+			c.text = it.desc + " off"
+		case it.failing:
 			c.text = fmt.Sprintf("%s %s %+d", it.desc, it.down, it.weight)
-		} else {
+		default:
 			c.text = fmt.Sprintf("%s recovered %+d", it.desc, -it.weight)
 		}
 		out = append(out, c)

@@ -75,8 +75,8 @@ func plural(n int, word string) string {
 // inherited) in one screen for the usual director.
 func summarize(w io.Writer, c *conf.Config) {
 	g := c.Global
-	fmt.Fprintf(w, "router_id %s, log %s/%s, metrics %s, control socket %s\n",
-		g.RouterID, g.LogLevel, g.LogFormat, orOff(g.MetricsListen), orOff(g.ControlSocket))
+	fmt.Fprintf(w, "router_id %s, log %s/%s, metrics %s, control socket %s, state %s\n",
+		g.RouterID, g.LogLevel, g.LogFormat, orOff(g.MetricsListen), orOff(g.ControlSocket), g.StateDir)
 
 	fmt.Fprintf(w, "\nVRRP instances: %d\n", len(c.VRRP))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

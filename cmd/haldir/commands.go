@@ -91,6 +91,46 @@ Only one daemon runs per control socket: a second one exits 1 before it touches 
 		flagSet: func() *flag.FlagSet { fs, _ := reloadFlags(); return fs },
 	},
 	{
+		name:    "drain",
+		args:    "REAL",
+		summary: "hold a real server at an operator's weight (0: drained)",
+		flags: append(append([]flagDoc{}, socketFlags...),
+			flagDoc{name: "--virtual-server", arg: "NAME", help: "only in this virtual server (default: every virtual server that has REAL)"},
+			flagDoc{name: "--weight", arg: "N", help: "the weight to keep it at, 0..65535; 0 drains it (established connections carry on) (default 0)"},
+		),
+		text: `REAL is ADDRESS:PORT or a real server's configured name. The director keeps the kernel at this weight instead of the configured or dynamic one until haldir undrain: it is not reverted, not config drift, and outlives a reload (also one that changes the server's weight) and a restart (it is kept in global.state_dir). The server's health still counts: a drained server that fails its check is removed, and comes back at the operator's weight. A drain whose real server a reload removes is dropped (logged). status shows "drained by operator".
+
+Drains are this director's own: drain a real server on every director that may become master.`,
+		exit:    "0 done, 1 refused (an unknown real or virtual server, a weight out of range, the state file could not be written), 2 bad options or the daemon cannot be reached",
+		flagSet: func() *flag.FlagSet { return drainFlags().fs },
+	},
+	{
+		name:    "undrain",
+		args:    "REAL",
+		summary: "drop haldir drain's override: the configured weight is back",
+		flags: append(append([]flagDoc{}, socketFlags...),
+			flagDoc{name: "--virtual-server", arg: "NAME", help: "only in this virtual server (default: every drain of REAL)"},
+		),
+		exit:    "0 done, 1 refused (REAL is not drained, the state file could not be written), 2 bad options or the daemon cannot be reached",
+		flagSet: func() *flag.FlagSet { return undrainFlags().fs },
+	},
+	{
+		name:    "maintenance",
+		args:    "on|off",
+		summary: "hold this director backup (VRRP priority 1), or end that",
+		flags: append(append([]flagDoc{}, socketFlags...),
+			flagDoc{name: "--reason", arg: "TEXT", help: "why (with on): shown in status, the cluster view and the log"},
+		),
+		text: `on: every VRRP instance runs at priority 1 (the cause "maintenance" in status), and each one this director masters hands over at once: priority 0, then backup, as on a graceful stop. With a [cluster], an instance no other live director backs up (in the cluster view) is not handed over: it stays master at priority 1. An instance at priority 1 still takes over when no other router is alive, so the addresses are never left without a master; an address owner (priority 255) keeps its priority.
+
+off: the priorities are back; where this director's priority is the highest and preempt is on, it takes mastership back.
+
+Maintenance is kept in global.state_dir: it survives a restart (the instances start at priority 1 and never take over on the way) and a package upgrade. status, status --json, the cluster view and the metric haldir_maintenance show it.`,
+		exit:        "0 done, 1 refused (the state file could not be written), 2 bad options or the daemon cannot be reached",
+		flagSet:     func() *flag.FlagSet { return maintenanceFlags().fs },
+		argComplete: "on off",
+	},
+	{
 		name:    "import-keepalived",
 		args:    "FILE",
 		summary: "convert a keepalived.conf (and what it includes) to haldir's TOML",

@@ -86,6 +86,7 @@ func TestSecondRunChangesNothing(t *testing.T) {
 	path := writeFile(t, fmt.Sprintf(`[global]
 router_id = "r1"
 control_socket = %q
+state_dir = %q
 metrics_listen = %q
 
 [[vrrp]]
@@ -99,7 +100,7 @@ notify_master = %s
 notify_backup = %s
 notify_fault = %s
 notify_stop = %s
-`, filepath.Join(dir, "haldir.sock"), metricsAddr, notify("master"), notify("backup"), notify("fault"), notify("stop")))
+`, filepath.Join(dir, "haldir.sock"), filepath.Join(dir, "state"), metricsAddr, notify("master"), notify("backup"), notify("fault"), notify("stop")))
 	vip := netip.MustParsePrefix("192.0.2.100/24")
 
 	var first *daemon.Daemon

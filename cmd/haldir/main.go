@@ -78,6 +78,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runStatus(args[1:], stdout, stderr)
 	case "reload":
 		return runReload(args[1:], stdout, stderr)
+	case "drain":
+		return runDrain(args[1:], stdout, stderr)
+	case "undrain":
+		return runUndrain(args[1:], stdout, stderr)
+	case "maintenance":
+		return runMaintenance(args[1:], stdout, stderr)
 	case "import-keepalived":
 		return runImportKeepalived(args[1:], stdout, stderr)
 	case "completion":

@@ -80,17 +80,20 @@ instances = ["VI_1"]
 // real entry point, on any kernel. Its control socket is private to the
 // test and metrics are off, so tests never meet on a shared address.
 func idleConfig(t *testing.T) string {
-	return fmt.Sprintf("[global]\nrouter_id = \"lvs-a\"\ncontrol_socket = %q\nmetrics_listen = \"\"\n",
-		filepath.Join(t.TempDir(), "haldir.sock"))
+	dir := t.TempDir()
+	return fmt.Sprintf("[global]\nrouter_id = \"lvs-a\"\ncontrol_socket = %q\nstate_dir = %q\nmetrics_listen = \"\"\n",
+		filepath.Join(dir, "haldir.sock"), filepath.Join(dir, "state"))
 }
 
 // withFakeKernel runs the daemon on the in-memory IPVS kernel, with a
-// private control socket and an ephemeral metrics port.
+// private control socket and state directory and an ephemeral metrics
+// port.
 func withFakeKernel(t *testing.T, k *ipvstest.Kernel) func(*runEnv) {
-	sock := filepath.Join(t.TempDir(), "haldir.sock")
+	dir := t.TempDir()
 	return func(e *runEnv) {
 		e.opts.NewKernel = func() (ipvs.Kernel, func(), error) { return k, func() {}, nil }
-		e.cfg.Global.ControlSocket = sock
+		e.cfg.Global.ControlSocket = filepath.Join(dir, "haldir.sock")
+		e.cfg.Global.StateDir = filepath.Join(dir, "state")
 		e.cfg.Global.MetricsListen = "127.0.0.1:0"
 	}
 }
@@ -129,7 +132,7 @@ func TestCheck(t *testing.T) {
 			name: "valid", args: []string{"check", "-c", valid}, code: 0,
 			stdout: []string{
 				valid + ": configuration is valid",
-				"router_id lvs-a",
+				"router_id lvs-a", "state /var/lib/haldir",
 				"VRRP instances: 1", "VI_1", "eth0 vrid 51", "v3 prio 150 every 1s", "192.0.2.10/24",
 				"Sync groups: 1", "G: VI_1",
 				"Virtual servers: 2", "web  tcp 192.0.2.10:80  wlc, nat",
@@ -246,6 +249,17 @@ func TestDispatch(t *testing.T) {
 // signal channel.
 func startDaemon(t *testing.T, path string, hook func(*runEnv)) (*syncBuffer, chan<- os.Signal) {
 	t.Helper()
+	// The host's /var/lib/haldir is never a test's.
+	stateDir := t.TempDir()
+	inner := hook
+	hook = func(e *runEnv) {
+		if e.cfg.Global.StateDir == conf.DefaultStateDir {
+			e.cfg.Global.StateDir = stateDir
+		}
+		if inner != nil {
+			inner(e)
+		}
+	}
 	sigs := make(chan os.Signal)
 	log := &syncBuffer{}
 	done := make(chan int, 1)

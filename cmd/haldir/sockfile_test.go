@@ -76,7 +76,7 @@ func FuzzScanControlSocket(f *testing.F) {
 // daemon keeps running the old configuration.
 func TestReloadBrokenFileReachesDaemon(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "haldir.sock")
-	good := strings.Replace(daemonConfig, "\n[global]\n", fmt.Sprintf("\n[global]\ncontrol_socket = %q\nmetrics_listen = \"\"\n", sock), 1)
+	good := strings.Replace(daemonConfig, "\n[global]\n", fmt.Sprintf("\n[global]\ncontrol_socket = %q\nstate_dir = %q\nmetrics_listen = \"\"\n", sock, filepath.Dir(sock)+"/state"), 1)
 	if good == daemonConfig {
 		t.Fatal("no [global] in daemonConfig")
 	}

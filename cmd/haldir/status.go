@@ -161,6 +161,13 @@ func renderHeader(w io.Writer, st control.Status, now time.Time) {
 		}
 		fmt.Fprintln(w)
 	}
+	if m := st.Maintenance; m != nil {
+		fmt.Fprintf(w, "MAINTENANCE since %s ago", age(now.Sub(m.Since)))
+		if m.Reason != "" {
+			fmt.Fprintf(w, ": %s", m.Reason)
+		}
+		fmt.Fprintln(w, " (every VRRP instance at priority 1; haldir maintenance off ends it)")
+	}
 	if len(st.VRRP) > 0 {
 		fmt.Fprintln(w, "\nVRRP")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -209,7 +216,11 @@ func renderHeader(w io.Writer, st control.Status, now time.Time) {
 			if m.Self {
 				name += " (this)"
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", name, m.Addr, m.Status, m.Version, strings.Join(vr, " "))
+			status := m.Status
+			if m.Maintenance {
+				status += ", maintenance"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", name, m.Addr, status, m.Version, strings.Join(vr, " "))
 		}
 		tw.Flush()
 		for _, p := range v.Problems {
@@ -426,7 +437,7 @@ func renderServices(w io.Writer, st control.Status, mode statusMode, now time.Ti
 			if r.Checked {
 				last = lastCheck(findProbe(st.Probes, r.Addr, rc), now)
 			}
-			cells(addr, fwd, kw, ac, ic, health, strconv.Itoa(r.ConfiguredWeight), strconv.Itoa(r.EffectiveWeight), last)
+			cells(addr, fwd, kw, ac, ic, health, strconv.Itoa(r.ConfiguredWeight), effWeight(r), last)
 		}
 	}
 	for _, k := range st.Foreign {
@@ -472,6 +483,19 @@ func renderServices(w io.Writer, st control.Status, mode statusMode, now time.Ti
 			fmt.Fprintln(w, l)
 		}
 	}
+}
+
+// effWeight is the EffWeight cell: the weight, and who set it when the
+// operator did (haldir drain).
+func effWeight(r director.RealStatus) string {
+	w := strconv.Itoa(r.EffectiveWeight)
+	switch {
+	case !r.Overridden:
+		return w
+	case r.OverrideWeight == 0:
+		return w + " (drained by operator)"
+	}
+	return fmt.Sprintf("%s (operator: %d)", w, r.OverrideWeight)
 }
 
 func realHealth(r director.RealStatus, s director.ServiceStatus) string {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/netip"
 	"os"
@@ -13,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/control"
+	"github.com/haldir-lb/haldir/control/controltest"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
 	"github.com/haldir-lb/haldir/ipvs"
@@ -211,19 +212,7 @@ func (f *fakeDaemon) Reload() ([]string, error) { return f.errs, f.err }
 func serveControl(t *testing.T, d control.Daemon) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "haldir.sock")
-	s, err := control.Listen(path, d, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	controltest.Serve(t, path, d)
 	return path
 }
 
@@ -385,4 +374,26 @@ func FuzzRenderStatus(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRenderOperator: maintenance heads the status, a drained real server
+// says so in its EffWeight cell, another override gives its weight, and a
+// cluster member in maintenance is marked.
+func TestRenderOperator(t *testing.T) {
+	st := sampleStatus()
+	st.Maintenance = &control.Maintenance{Reason: "kernel upgrade", Since: st.ConfigLoaded.Add(2 * time.Minute)}
+	r := &st.Services[0].Reals[0]
+	r.Overridden, r.OverrideWeight, r.EffectiveWeight = true, 0, 0
+	r2 := &st.Services[0].Reals[1]
+	r2.Overridden, r2.OverrideWeight = true, 7
+	st.Cluster = &cluster.View{Members: []cluster.Member{{NodeState: cluster.NodeState{Name: "lvs-a", Maintenance: true}, Addr: "10.0.0.1:7946", Status: "alive", Self: true}}}
+	out := render(t, st, modeState)
+	assertLines(t, out,
+		"MAINTENANCE since 10m5s ago: kernel upgrade (every VRRP instance at priority 1; haldir maintenance off ends it)",
+	)
+	for _, want := range []string{"0 (drained by operator)", "0 (operator: 7)", "alive, maintenance"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
 }

@@ -70,6 +70,7 @@ func vmConfig(sock string, weight1 int) string {
 	return fmt.Sprintf(`[global]
 router_id = "director1"
 control_socket = %q
+state_dir = %q
 metrics_listen = ""
 
 [[virtual_server]]
@@ -100,7 +101,7 @@ address = %q
 [[virtual_server.real_server]]
 name = "real3"
 address = %q
-`, sock, vmVIP.Addr(), vmVIP.Port(), vmCheckInterval, vmCheckTimeout, vmCheckFall,
+`, sock, filepath.Join(filepath.Dir(sock), "state"), vmVIP.Addr(), vmVIP.Port(), vmCheckInterval, vmCheckTimeout, vmCheckFall,
 		vmReals[0].Addr(), weight1, vmReals[1].Addr(), vmReals[2].Addr())
 }
 

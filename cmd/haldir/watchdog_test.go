@@ -195,9 +195,11 @@ func TestStatusLinesVRRP(t *testing.T) {
 	l := lab.RoutersT(t, "haldir-status-vrrp", 1)
 	t.Setenv("WATCHDOG_USEC", "400000")
 	t.Setenv("WATCHDOG_PID", "")
+	dir := t.TempDir()
 	path := writeFile(t, `[global]
 router_id = "r1"
-control_socket = "`+t.TempDir()+`/haldir.sock"
+control_socket = "`+dir+`/haldir.sock"
+state_dir = "`+dir+`/state"
 metrics_listen = ""
 
 [[vrrp]]

@@ -9,7 +9,14 @@ set -e
 # writes /etc/haldir/haldir.toml for this director.
 #
 # An upgrade restarts a running daemon onto the new binary only when the
-# new binary accepts the installed configuration (haldir check). A stricter
+# new binary accepts the installed configuration (haldir check). Before
+# the restart it hands over (haldir maintenance on: every instance this
+# director masters goes to a backup and it holds priority 1), so the
+# restart is no failover; the new daemon starts in maintenance (kept in
+# /var/lib/haldir) and is taken out of it once it runs. This is best
+# effort: a daemon that does not know maintenance (an older version), one
+# already in maintenance (the operator's: left as it is) or one that does
+# not answer in time just restarts, as before. A stricter
 # check or a key the new version dropped would otherwise stop the director:
 # the unit's ExecStartPre check fails and no daemon runs at all. So a
 # rejected file keeps the old daemon running, and that is said loudly on
@@ -41,9 +48,28 @@ for f in "$root/etc/sysconfig/haldir" "$root/etc/default/haldir"; do
 	[ -n "$v" ] && conf=$v
 done
 
+# The running daemon's control socket: the one the file names (the
+# package tests' root has its own, never the host's).
+sockflag=-c sockarg=$conf
+[ -n "$root" ] && sockflag=-s sockarg=$root/run/haldir/haldir.sock
+
+# haldir CMD... for the running daemon, bounded, its output discarded.
+haldir_bounded() {
+	timeout 20 "$root/usr/sbin/haldir" "$@" "$sockflag" "$sockarg" >/dev/null 2>&1
+}
+
 if out=$("$root/usr/sbin/haldir" check -c "$root$conf" 2>&1); then
+	handoff=no
+	if ! timeout 20 "$root/usr/sbin/haldir" status --json "$sockflag" "$sockarg" 2>/dev/null | tr -d ' \n' | grep -q '"maintenance":{"on":true'; then
+		haldir_bounded maintenance on --reason "package upgrade" && handoff=yes
+	fi
 	if ! systemctl try-restart haldir.service; then
 		msg="haldir: the restart onto the upgraded binary failed; see: systemctl status haldir"
+		echo "$msg" >&2
+		logger -t haldir -p daemon.err -- "$msg" 2>/dev/null || :
+	fi
+	if [ "$handoff" = yes ] && ! haldir_bounded maintenance off; then
+		msg="haldir: still in maintenance after the upgrade (it could not be turned off); run: haldir maintenance off"
 		echo "$msg" >&2
 		logger -t haldir -p daemon.err -- "$msg" 2>/dev/null || :
 	fi

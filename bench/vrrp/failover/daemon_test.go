@@ -58,7 +58,8 @@ func (im benchImpl) config(dir, routerID string, ins []benchInstance) string {
 	var b strings.Builder
 	switch im.name {
 	case implHaldir:
-		fmt.Fprintf(&b, "[global]\nrouter_id = %q\ncontrol_socket = %q\nmetrics_listen = \"\"\nlog_level = \"info\"\n", routerID, filepath.Join(dir, "haldir.sock"))
+		fmt.Fprintf(&b, "[global]\nrouter_id = %q\ncontrol_socket = %q\nstate_dir = %q\nmetrics_listen = \"\"\nlog_level = \"info\"\n",
+			routerID, filepath.Join(dir, "haldir.sock"), filepath.Join(dir, "state"))
 		for _, in := range ins {
 			fmt.Fprintf(&b, "\n[[vrrp]]\nname = %q\ninterface = %q\nvrid = %d\npriority = %d\nversion = 3\n"+
 				"advert_interval = %q\npreempt = true\nvirtual_addresses = [%q]\n"+

@@ -254,6 +254,7 @@ func config(name string, priority int, dir string) string {
 	return fmt.Sprintf(`[global]
 router_id = %[1]q
 control_socket = %[3]q
+state_dir = %[10]q
 metrics_listen = ""
 
 # Both directors gossip over their own link (eth2): each shows the other in
@@ -325,7 +326,7 @@ address = "10.0.1.22"
 [[virtual_server.real_server]]
 name = "real3"
 address = "10.0.1.23"
-`, name, priority, filepath.Join(dir, name+".sock"), advertInterval, checkInterval, checkTimeout, self, peer, filepath.Join(dir, "gossip.key"))
+`, name, priority, filepath.Join(dir, name+".sock"), advertInterval, checkInterval, checkTimeout, self, peer, filepath.Join(dir, "gossip.key"), filepath.Join(dir, name+".state"))
 }
 
 // interesting are the haldir log lines the demo shows as they happen.
@@ -359,7 +360,8 @@ func (d *demo) stepHaldir(ctx context.Context) error {
 	}{{d.s.Director1, 150}, {d.s.Director2, 100}} {
 		name := h.host.Name()
 		path := filepath.Join(dir, name+".toml")
-		// Both daemons share the file system: each needs its own socket.
+		// Both daemons share the file system: each needs its own socket and
+		// state directory.
 		cfg := config(name, h.prio, dir)
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 			return err
