@@ -18,8 +18,9 @@ type flagDoc struct {
 	name string // with the dash(es) the help shows: "-c", "--json"
 	arg  string // the value's name ("FILE"); "" for a boolean flag
 	help string // one paragraph
-	// complete is what the flag's value completes to: "file", "socket"
-	// (a file too), or "" for nothing.
+	// complete is what the flag's value completes to: "file", fixed
+	// words ("debug info"), names the running daemon knows
+	// (completeRealServers and the other daemonKinds), or "" for nothing.
 	complete string
 }
 
@@ -33,7 +34,8 @@ type commandDoc struct {
 	exit    string // exit statuses: "0 valid, 1 invalid, ..."
 	// flagSet returns the command's real flags (nil: it has none).
 	flagSet func() *flag.FlagSet
-	// argComplete is what the positional arguments complete to ("file").
+	// argComplete is what the positional arguments complete to, as
+	// flagDoc.complete.
 	argComplete string
 }
 
@@ -95,24 +97,26 @@ Only one daemon runs per control socket: a second one exits 1 before it touches 
 		args:    "REAL",
 		summary: "hold a real server at an operator's weight (0: drained)",
 		flags: append(append([]flagDoc{}, socketFlags...),
-			flagDoc{name: "--virtual-server", arg: "NAME", help: "only in this virtual server (default: every virtual server that has REAL)"},
+			flagDoc{name: "--virtual-server", arg: "NAME", complete: completeVirtualServers, help: "only in this virtual server (default: every virtual server that has REAL)"},
 			flagDoc{name: "--weight", arg: "N", help: "the weight to keep it at, 0..65535; 0 drains it (established connections carry on) (default 0)"},
 		),
 		text: `REAL is ADDRESS:PORT or a real server's configured name. The director keeps the kernel at this weight instead of the configured or dynamic one until haldir undrain: it is not reverted, not config drift, and outlives a reload (also one that changes the server's weight) and a restart (it is kept in global.state_dir). The server's health still counts: a drained server that fails its check is removed, and comes back at the operator's weight. A drain whose real server a reload removes is dropped (logged). status shows "drained by operator".
 
 Drains are this director's own: drain a real server on every director that may become master.`,
 		exit:    "0 done, 1 refused (an unknown real or virtual server, a weight out of range, the state file could not be written), 2 bad options or the daemon cannot be reached",
-		flagSet: func() *flag.FlagSet { return drainFlags().fs },
+		flagSet:     func() *flag.FlagSet { return drainFlags().fs },
+		argComplete: completeRealServers,
 	},
 	{
 		name:    "undrain",
 		args:    "REAL",
 		summary: "drop haldir drain's override: the configured weight is back",
 		flags: append(append([]flagDoc{}, socketFlags...),
-			flagDoc{name: "--virtual-server", arg: "NAME", help: "only in this virtual server (default: every drain of REAL)"},
+			flagDoc{name: "--virtual-server", arg: "NAME", complete: completeVirtualServers, help: "only in this virtual server (default: every drain of REAL)"},
 		),
 		exit:    "0 done, 1 refused (REAL is not drained, the state file could not be written), 2 bad options or the daemon cannot be reached",
-		flagSet: func() *flag.FlagSet { return undrainFlags().fs },
+		flagSet:     func() *flag.FlagSet { return undrainFlags().fs },
+		argComplete: completeRealServers,
 	},
 	{
 		name:    "maintenance",
@@ -148,7 +152,7 @@ Maintenance is kept in global.state_dir: it survives a restart (the instances st
 		name:        "completion",
 		args:        "SHELL",
 		summary:     "print the shell completion script for bash or zsh",
-		text:        "bash: source it, or install it as /usr/share/bash-completion/completions/haldir (the packages do). zsh: install it as _haldir in a directory of $fpath (the packages do: /usr/share/zsh/site-functions on EL, /usr/share/zsh/vendor-completions on Debian).",
+		text:        "bash: source it, or install it as /usr/share/bash-completion/completions/haldir (the packages do). zsh: install it as _haldir in a directory of $fpath (the packages do: /usr/share/zsh/site-functions on EL, /usr/share/zsh/vendor-completions on Debian). Real server, virtual server and instance names complete from the running daemon (the socket named by the line's -s or -c, else the default), asked with a 1 s limit; without a daemon they complete to nothing.",
 		exit:        "0 printed, 2 an unknown shell",
 		argComplete: "bash zsh",
 	},

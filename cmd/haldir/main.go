@@ -88,6 +88,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runImportKeepalived(args[1:], stdout, stderr)
 	case "completion":
 		return runCompletion(args[1:], stdout, stderr)
+	case "__complete": // the completion scripts' call, not in the help
+		return runCompleteNames(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		if done, code := parseFlags(flag.NewFlagSet("haldir version", flag.ContinueOnError), "version", args[1:], stdout, stderr); done {
 			return code
