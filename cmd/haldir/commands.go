@@ -103,7 +103,7 @@ Only one daemon runs per control socket: a second one exits 1 before it touches 
 		text: `REAL is ADDRESS:PORT or a real server's configured name. The director keeps the kernel at this weight instead of the configured or dynamic one until haldir undrain: it is not reverted, not config drift, and outlives a reload (also one that changes the server's weight) and a restart (it is kept in global.state_dir). The server's health still counts: a drained server that fails its check is removed, and comes back at the operator's weight. A drain whose real server a reload removes is dropped (logged). status shows "drained by operator".
 
 Drains are this director's own: drain a real server on every director that may become master.`,
-		exit:    "0 done, 1 refused (an unknown real or virtual server, a weight out of range, the state file could not be written), 2 bad options or the daemon cannot be reached",
+		exit:        "0 done, 1 refused (an unknown real or virtual server, a weight out of range, the state file could not be written), 2 bad options or the daemon cannot be reached",
 		flagSet:     func() *flag.FlagSet { return drainFlags().fs },
 		argComplete: completeRealServers,
 	},
@@ -114,7 +114,7 @@ Drains are this director's own: drain a real server on every director that may b
 		flags: append(append([]flagDoc{}, socketFlags...),
 			flagDoc{name: "--virtual-server", arg: "NAME", complete: completeVirtualServers, help: "only in this virtual server (default: every drain of REAL)"},
 		),
-		exit:    "0 done, 1 refused (REAL is not drained, the state file could not be written), 2 bad options or the daemon cannot be reached",
+		exit:        "0 done, 1 refused (REAL is not drained, the state file could not be written), 2 bad options or the daemon cannot be reached",
 		flagSet:     func() *flag.FlagSet { return undrainFlags().fs },
 		argComplete: completeRealServers,
 	},
