@@ -61,6 +61,11 @@ type Status struct {
 	PriorityChanges map[string]uint64 `json:",omitempty"`
 	Transitions     uint64
 	Drops           map[string]uint64 // per DropReason name
+	// SiblingReads counts the adverts of this process's other instances
+	// on the link that this instance's socket read and skipped. The
+	// kernel filters them (skipVRIDsFilter), so it stays at the few
+	// queued before the filter was attached or changed.
+	SiblingReads uint64
 	Ignored         map[string]uint64 // per IgnoreReason
 	LastChange      time.Time
 	// Failing describes the tracked items now failing, which lower the
@@ -110,6 +115,8 @@ type Instance struct {
 	// siblings are the VRIDs of the other instances on the same link and
 	// family (NewSet; a reload replaces them while the reader runs).
 	siblings atomic.Pointer[map[uint8]bool]
+	// siblingReads is Status.SiblingReads.
+	siblingReads atomic.Uint64
 	// inbox holds what the sync group posts, in order (post).
 	inbox   *fifo.Queue[Event]
 	vs      *vsInputs
@@ -173,6 +180,7 @@ func (in *Instance) Status() Status {
 	}
 	in.mu.Unlock()
 	s.Drops = in.drops.Snapshot()
+	s.SiblingReads = in.siblingReads.Load()
 	return s
 }
 

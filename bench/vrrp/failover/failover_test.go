@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,7 +44,9 @@ import (
 // preemption wait between rounds, and Skew_Time is the same every round.
 //
 // Run (root): go test -run '^$' -bench Failover -benchtime 1x ./bench/vrrp/failover/
-// with HALDIR_BENCH_INTERVALS (default 1s,100ms,10ms), HALDIR_BENCH_ROUNDS
+// with HALDIR_BENCH_INTERVALS (default 1s,100ms,10ms; none = only the CPU
+// table), HALDIR_BENCH_PROFILE (a directory for the CPU table's haldir
+// profiles), HALDIR_BENCH_ROUNDS
 // (default 10), HALDIR_BENCH_CPU_WINDOW (default 10s, 0 = no CPU table) and
 // HALDIR_BENCH_HALDIR (a haldir binary to measure instead of this tree's).
 func BenchmarkFailover(b *testing.B) {
@@ -65,6 +68,9 @@ const (
 	envBenchIntervals = "HALDIR_BENCH_INTERVALS"
 	envBenchRounds    = "HALDIR_BENCH_ROUNDS"
 	envBenchCPUWindow = "HALDIR_BENCH_CPU_WINDOW"
+	// envBenchProfile names a directory where each haldir router of the
+	// CPU table writes its CPU profile (haldir run -cpuprofile).
+	envBenchProfile = "HALDIR_BENCH_PROFILE"
 )
 
 // failoverParams select what the benchmark runs.
@@ -83,7 +89,9 @@ func parseFailoverParams(get func(string) string) (failoverParams, error) {
 		cpuWindow: 10 * time.Second,
 		cpuWarmup: time.Second,
 	}
-	if s := get(envBenchIntervals); s != "" {
+	if s := get(envBenchIntervals); s == "none" {
+		p.intervals = nil // the CPU table only
+	} else if s != "" {
 		p.intervals = nil
 		for f := range strings.SplitSeq(s, ",") {
 			d, err := time.ParseDuration(strings.TrimSpace(f))
@@ -169,8 +177,10 @@ type cpuLoad struct {
 
 func (c cpuLoad) String() string { return fmt.Sprintf("%d × %v", c.instances, c.interval) }
 
-// cpuLoads both make 100 adverts/s per master.
-var cpuLoads = []cpuLoad{{1, 10 * time.Millisecond}, {10, 100 * time.Millisecond}}
+// cpuLoads make 100 adverts/s per master, and 1,000 with 100 instances
+// (where per-instance costs, such as every instance reading every
+// sibling's adverts, grow with the square of the instance count).
+var cpuLoads = []cpuLoad{{1, 10 * time.Millisecond}, {10, 100 * time.Millisecond}, {100, 100 * time.Millisecond}}
 
 // cpuResult is one implementation's CPU use under one load.
 type cpuResult struct {
@@ -436,8 +446,15 @@ func measureCPU(tb testing.TB, im benchImpl, load cpuLoad, warmup, window time.D
 		}
 		return ins
 	}
-	backup := startBenchDaemon(tb, im, l.Host("r1"), benchAddrs["r1"].Addr(), insFor(100))
-	master := startBenchDaemon(tb, im, l.Host("r2"), benchAddrs["r2"].Addr(), insFor(200))
+	profile := func(role string) string {
+		dir := os.Getenv(envBenchProfile)
+		if dir == "" || im.name != implHaldir {
+			return ""
+		}
+		return filepath.Join(dir, fmt.Sprintf("haldir-%dx%v-%s.pprof", load.instances, load.interval, role))
+	}
+	backup := startProfiledDaemon(tb, im, l.Host("r1"), benchAddrs["r1"].Addr(), insFor(100), profile("backup"))
+	master := startProfiledDaemon(tb, im, l.Host("r2"), benchAddrs["r2"].Addr(), insFor(200), profile("master"))
 	steady := func() bool {
 		for _, in := range master.ins {
 			if !master.holds(in.vip) || backup.holds(in.vip) {

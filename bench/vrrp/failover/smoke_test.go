@@ -96,6 +96,8 @@ func TestParseFailoverParams(t *testing.T) {
 			failoverParams{[]time.Duration{fast}, 1, 0, time.Second}, ""},
 		{"spaces", map[string]string{envBenchIntervals: "10ms, 1s", envBenchCPUWindow: "2s"},
 			failoverParams{[]time.Duration{10 * time.Millisecond, time.Second}, 10, 2 * time.Second, time.Second}, ""},
+		{"cpu only", map[string]string{envBenchIntervals: "none"},
+			failoverParams{nil, 10, 10 * time.Second, time.Second}, ""},
 		{"not a duration", map[string]string{envBenchIntervals: "100"}, failoverParams{}, `HALDIR_BENCH_INTERVALS="100": "100" is not a duration`},
 		{"off the centisecond grid", map[string]string{envBenchIntervals: "15ms"}, failoverParams{}, "15ms is not a VRRPv3 interval"},
 		{"too long", map[string]string{envBenchIntervals: "41s"}, failoverParams{}, "41s is not a VRRPv3 interval"},
