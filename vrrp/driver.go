@@ -90,8 +90,10 @@ func (d *driver) do(now time.Time, a Action) {
 			d.rt.announce.run(ctx, g.Repeat, g.Delay, g.Refresh, func(err error) { in.log.Warn("announce", "err", err) })
 		}()
 	case ActSetTimer:
-		d.timer.stop()
-		if !a.At.IsZero() {
+		// One timerfd_settime: arming replaces what was armed.
+		if a.At.IsZero() {
+			d.timer.stop()
+		} else {
 			d.timer.reset(a.At.Sub(now))
 		}
 	case ActNotify:
