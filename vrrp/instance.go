@@ -66,8 +66,8 @@ type Status struct {
 	// kernel filters them (skipVRIDsFilter), so it stays at the few
 	// queued before the filter was attached or changed.
 	SiblingReads uint64
-	Ignored         map[string]uint64 // per IgnoreReason
-	LastChange      time.Time
+	Ignored      map[string]uint64 // per IgnoreReason
+	LastChange   time.Time
 	// Failing describes the tracked items now failing, which lower the
 	// priority by their weight or hold the instance in Fault:
 	// "track_script chk failing -10", "track_interface eth1 down (fault)",

@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Run starts the instance and runs it until ctx is done; then it shuts
@@ -162,7 +163,9 @@ func (d *driver) timerFired(pkts <-chan EvAdvert) {
 			drained = true
 		}
 	}
-	d.handle(EvTimer{})
+	if d.timer.due(time.Now()) {
+		d.handle(EvTimer{})
+	}
 }
 
 // ErrStopped is Ping's answer once Run has returned.
