@@ -85,66 +85,6 @@ func mustAssemble(insts ...bpf.Instruction) []bpf.RawInstruction {
 	return raw
 }
 
-// vridFilter is a socket that can have the kernel drop adverts of given
-// VRIDs before they wake the reader.
-type vridFilter interface {
-	// skipVRIDs keeps only adverts whose VRID is not in skip (and
-	// packets too short to carry one, for Decode to count).
-	skipVRIDs(skip []uint8) error
-}
-
-// skipVRIDsFilter is the socket filter behind vridFilter. Every instance
-// has its own raw socket on its link, and a raw socket receives every
-// VRRP packet of the link: without the filter, each of n instances on one
-// link wakes for the adverts of all n, n² reads where n are its own. ipHdr
-// says whether the filter sees the IPv4 header (raw IPv4 sockets do; IPv6
-// ones see only the payload).
-func skipVRIDsFilter(skip []uint8, ipHdr bool) ([]bpf.RawInstruction, error) {
-	const acceptAll = 0xffffffff
-	var prog []bpf.Instruction
-	if ipHdr {
-		// X = IPv4 header length; A = what follows it. Shorter than
-		// the VRID's offset: let Decode count it.
-		prog = append(prog,
-			bpf.LoadMemShift{Off: 0},
-			bpf.LoadExtension{Num: bpf.ExtLen},
-			bpf.ALUOpX{Op: bpf.ALUOpSub},
-			bpf.JumpIf{Cond: bpf.JumpLessThan, Val: 2, SkipFalse: 1},
-			bpf.RetConstant{Val: acceptAll},
-			bpf.LoadIndirect{Off: 1, Size: 1},
-		)
-	} else {
-		prog = append(prog,
-			bpf.LoadExtension{Num: bpf.ExtLen},
-			bpf.JumpIf{Cond: bpf.JumpLessThan, Val: 2, SkipFalse: 1},
-			bpf.RetConstant{Val: acceptAll},
-			bpf.LoadAbsolute{Off: 1, Size: 1},
-		)
-	}
-	// One comparison per skipped VRID, each jumping to the final drop.
-	for i, v := range skip {
-		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(v), SkipTrue: uint8(len(skip) - i)})
-	}
-	prog = append(prog, bpf.RetConstant{Val: acceptAll}, bpf.RetConstant{Val: 0})
-	return bpf.Assemble(prog)
-}
-
-func (c *conn4) skipVRIDs(skip []uint8) error {
-	prog, err := skipVRIDsFilter(skip, true)
-	if err != nil {
-		return err
-	}
-	return c.p.SetBPF(prog)
-}
-
-func (c *conn6) skipVRIDs(skip []uint8) error {
-	prog, err := skipVRIDsFilter(skip, false)
-	if err != nil {
-		return err
-	}
-	return c.p.SetBPF(prog)
-}
-
 // listenSendOnly opens a raw VRRP socket on ifi that only sends (the
 // virtual MAC's macvlan): a filter drops everything it would receive, so
 // that unread packets never pile up in its buffer. Adverts are read on the
@@ -208,7 +148,7 @@ func (c *conn4) setup(join bool) error {
 		func() error { return c.p.SetTOS(tosNetworkControl) },
 	}
 	if join {
-		steps = append(steps, func() error { return c.p.JoinGroup(c.ifi, &net.IPAddr{IP: GroupV4.AsSlice()}) })
+		steps = append(steps, c.join)
 	}
 	for _, s := range steps {
 		if err := s(); err != nil {
@@ -236,10 +176,17 @@ func (c *conn4) Read(buf []byte) (Received, error) {
 	return r, nil
 }
 
-func (c *conn4) Write(b []byte, dst netip.Addr) error {
-	cm := &ipv4.ControlMessage{Src: c.src.AsSlice(), IfIndex: c.ifi.Index}
+func (c *conn4) Write(b []byte, dst netip.Addr) error { return c.writeFrom(b, c.src, dst) }
+
+// writeFrom sends b to dst from src, an address of the socket's interface.
+func (c *conn4) writeFrom(b []byte, src, dst netip.Addr) error {
+	cm := &ipv4.ControlMessage{Src: src.AsSlice(), IfIndex: c.ifi.Index}
 	_, err := c.p.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()})
 	return err
+}
+
+func (c *conn4) join() error {
+	return c.p.JoinGroup(c.ifi, &net.IPAddr{IP: GroupV4.AsSlice()})
 }
 
 func (c *conn4) Close() error { return c.pc.Close() }
@@ -265,7 +212,7 @@ func (c *conn6) setup(join bool) error {
 		func() error { return c.p.SetTrafficClass(tosNetworkControl) },
 	}
 	if join {
-		steps = append(steps, func() error { return c.p.JoinGroup(c.ifi, &net.IPAddr{IP: GroupV6.AsSlice()}) })
+		steps = append(steps, c.join)
 	}
 	for _, s := range steps {
 		if err := s(); err != nil {
@@ -291,8 +238,15 @@ func (c *conn6) Read(buf []byte) (Received, error) {
 	return r, nil
 }
 
-func (c *conn6) Write(b []byte, dst netip.Addr) error {
-	cm := &ipv6.ControlMessage{Src: c.src.AsSlice(), IfIndex: c.ifi.Index, HopLimit: 255}
+func (c *conn6) Write(b []byte, dst netip.Addr) error { return c.writeFrom(b, c.src, dst) }
+
+func (c *conn6) join() error {
+	return c.p.JoinGroup(c.ifi, &net.IPAddr{IP: GroupV6.AsSlice()})
+}
+
+// writeFrom sends b to dst from src, an address of the socket's interface.
+func (c *conn6) writeFrom(b []byte, src, dst netip.Addr) error {
+	cm := &ipv6.ControlMessage{Src: src.AsSlice(), IfIndex: c.ifi.Index, HopLimit: 255}
 	// A numeric zone: a name would be resolved in the namespace of
 	// whatever thread runs this write, not the socket's (see Options.Do).
 	_, err := c.p.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice(), Zone: strconv.Itoa(c.ifi.Index)})

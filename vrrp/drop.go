@@ -23,6 +23,9 @@ const (
 	DropBadInterval
 	DropUnknownPeer
 	DropWrongFamily
+	// DropQueueFull: the instance was so far behind that the reader of
+	// its link's shared socket dropped the packet rather than wait.
+	DropQueueFull
 	numDropReasons
 )
 
@@ -42,6 +45,7 @@ var dropNames = [numDropReasons]string{
 	DropBadInterval:      "bad_interval",
 	DropUnknownPeer:      "unknown_peer",
 	DropWrongFamily:      "wrong_family",
+	DropQueueFull:        "queue_full",
 }
 
 func (r DropReason) String() string {

@@ -28,6 +28,9 @@ type Options struct {
 
 	// host opens the instance's I/O (default openHost); tests give fakes.
 	host hostOpener
+	// links shares the raw sockets of a Runner's or a Set's instances
+	// (one per link and family); nil: the instance opens its own.
+	links *linkSockets
 }
 
 // StateChange is one transition of an instance.
@@ -61,13 +64,8 @@ type Status struct {
 	PriorityChanges map[string]uint64 `json:",omitempty"`
 	Transitions     uint64
 	Drops           map[string]uint64 // per DropReason name
-	// SiblingReads counts the adverts of this process's other instances
-	// on the link that this instance's socket read and skipped. The
-	// kernel filters them (skipVRIDsFilter), so it stays at the few
-	// queued before the filter was attached or changed.
-	SiblingReads uint64
-	Ignored      map[string]uint64 // per IgnoreReason
-	LastChange   time.Time
+	Ignored         map[string]uint64 // per IgnoreReason
+	LastChange      time.Time
 	// Failing describes the tracked items now failing, which lower the
 	// priority by their weight or hold the instance in Fault:
 	// "track_script chk failing -10", "track_interface eth1 down (fault)",
@@ -112,11 +110,6 @@ type Instance struct {
 	reconf    chan struct{}
 	drops     DropCounters
 	group     *SyncGroup
-	// siblings are the VRIDs of the other instances on the same link and
-	// family (NewSet; a reload replaces them while the reader runs).
-	siblings atomic.Pointer[map[uint8]bool]
-	// siblingReads is Status.SiblingReads.
-	siblingReads atomic.Uint64
 	// inbox holds what the sync group posts, in order (post).
 	inbox   *fifo.Queue[Event]
 	vs      *vsInputs
@@ -180,7 +173,6 @@ func (in *Instance) Status() Status {
 	}
 	in.mu.Unlock()
 	s.Drops = in.drops.Snapshot()
-	s.SiblingReads = in.siblingReads.Load()
 	return s
 }
 

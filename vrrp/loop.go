@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
-	"slices"
 	"sync"
 	"time"
 )
@@ -191,34 +189,12 @@ func (in *Instance) readLoop(ctx context.Context, c advertConn, out chan<- EvAdv
 	vrid := in.cfg.VRID
 	dec := Decoder{Routers: map[uint8]Expect{}, Drops: &in.drops}
 	var expect *Expect
-	var filtered *map[uint8]bool
-	// skipSiblings has the kernel drop the adverts of this process's other
-	// instances on the link (see skipVRIDsFilter); a reload that changes
-	// them is seen at the next packet. Decode still skips them, for the
-	// packets queued before a filter changed.
-	skipSiblings := func() {
-		p := in.siblings.Load()
-		if p == filtered || p == nil {
-			return
-		}
-		filtered, dec.Others = p, *p
-		f, ok := c.(vridFilter)
-		if !ok {
-			return
-		}
-		skip := slices.Sorted(maps.Keys(*p))
-		if err := f.skipVRIDs(skip); err != nil {
-			in.log.Warn("siblings' adverts are read and skipped, not filtered by the kernel", "err", err)
-		}
-	}
-	skipSiblings()
 	buf := make([]byte, 1500)
 	for {
 		r, err := c.Read(buf)
 		if e := in.addrs.Load(); e != expect {
 			expect, dec.Routers[vrid] = e, *e
 		}
-		skipSiblings()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
@@ -227,10 +203,6 @@ func (in *Instance) readLoop(ctx context.Context, c advertConn, out chan<- EvAdv
 			continue
 		}
 		a, reason := dec.Decode(r)
-		if reason == DropUnknownVRID && dec.Others[a.VRID] {
-			in.siblingReads.Add(1)
-			continue
-		}
 		if reason != DropNone {
 			in.log.Debug("advert dropped", "reason", reason.String(), "src", r.Src)
 			continue
