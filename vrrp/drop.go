@@ -23,8 +23,9 @@ const (
 	DropBadInterval
 	DropUnknownPeer
 	DropWrongFamily
-	// DropQueueFull: the instance was so far behind that the reader of
-	// its link's shared socket dropped the packet rather than wait.
+	// DropQueueFull: the instance's loop was advertQueue adverts behind,
+	// and the reader (maybe its link's shared one) dropped the advert
+	// rather than wait.
 	DropQueueFull
 	numDropReasons
 )

@@ -110,6 +110,9 @@ type Instance struct {
 	reconf    chan struct{}
 	drops     DropCounters
 	group     *SyncGroup
+	// sink decodes and queues received adverts for Run's loop
+	// (advertSink), set by Run before it opens the sockets.
+	sink func(Received)
 	// inbox holds what the sync group posts, in order (post).
 	inbox   *fifo.Queue[Event]
 	vs      *vsInputs

@@ -59,23 +59,21 @@ type sharedRaw interface {
 	Close() error
 }
 
-// linkQueue is how many packets an instance may have waiting before the
-// shared reader drops its next one (DropQueueFull) rather than wait: one
-// slow instance must not hold up the others on its link.
-const linkQueue = 1024
-
 // linkSub is one instance's share of a linkSocket.
 type linkSub struct {
-	vrid  uint8
-	ch    chan Received
-	drops *DropCounters
+	vrid uint8
+	// sink decodes a packet for the instance and queues the advert
+	// without waiting (Instance.advertSink): one slow instance must not
+	// hold up the others on its link.
+	sink func(Received)
 }
 
 // open returns a connection for one instance of VRID vrid on ifi (in the
 // calling thread's network namespace: call it inside Instance.do),
 // opening the link's socket if it is the first; multicast joins the VRRP
-// group. Closing the connection gives its share back.
-func (ls *linkSockets) open(ifi *net.Interface, src netip.Addr, vrid uint8, multicast bool, drops *DropCounters) (advertConn, error) {
+// group. The link's reader hands the instance's packets to sink, on the
+// reader's goroutine. Closing the connection gives its share back.
+func (ls *linkSockets) open(ifi *net.Interface, src netip.Addr, vrid uint8, multicast bool, sink func(Received)) (advertConn, error) {
 	key := linkKey{ifindex: ifi.Index, v6: src.Is6()}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
@@ -101,10 +99,10 @@ func (ls *linkSockets) open(ifi *net.Interface, src netip.Addr, vrid uint8, mult
 		}
 		s.joined = true
 	}
-	sub := &linkSub{vrid: vrid, ch: make(chan Received, linkQueue), drops: drops}
+	sub := &linkSub{vrid: vrid, sink: sink}
 	s.subs[vrid] = append(s.subs[vrid], sub)
 	s.refs++
-	return &sharedConn{s: s, sub: sub, src: src}, nil
+	return &sharedConn{s: s, sub: sub, src: src, closed: make(chan struct{})}, nil
 }
 
 // release gives sub's share back; the last one closes the socket.
@@ -126,7 +124,6 @@ func (s *linkSocket) release(sub *linkSub) {
 	} else {
 		s.subs[sub.vrid] = list
 	}
-	close(sub.ch)
 	if s.refs--; s.refs == 0 {
 		s.conn.Close()
 		if ls.m[s.key] == s {
@@ -148,8 +145,7 @@ func (s *linkSocket) read() {
 			s.owner.log.Warn("reading adverts", "interface", s.ifi.Name, "err", err)
 			continue
 		}
-		// The instances keep it after the next read.
-		r.Payload = append([]byte(nil), r.Payload...)
+		// The sinks decode under the lock, so none runs after release.
 		s.mu.Lock()
 		var to []*linkSub
 		if len(r.Payload) >= 2 {
@@ -158,41 +154,30 @@ func (s *linkSocket) read() {
 		if to == nil {
 			for _, list := range s.subs {
 				for _, sub := range list {
-					sub.offer(r)
+					sub.sink(r)
 				}
 			}
 		}
 		for _, sub := range to {
-			sub.offer(r)
+			sub.sink(r)
 		}
 		s.mu.Unlock()
 	}
 }
 
-// offer queues r for the instance, or counts it dropped when the instance
-// is that far behind.
-func (sub *linkSub) offer(r Received) {
-	select {
-	case sub.ch <- r:
-	default:
-		sub.drops.Add(DropQueueFull)
-	}
-}
-
 // sharedConn is one instance's advertConn on a linkSocket.
 type sharedConn struct {
-	s    *linkSocket
-	sub  *linkSub
-	src  netip.Addr // owned by the writing goroutine
-	once sync.Once
+	s      *linkSocket
+	sub    *linkSub
+	src    netip.Addr // owned by the writing goroutine
+	once   sync.Once
+	closed chan struct{}
 }
 
-func (c *sharedConn) Read(buf []byte) (Received, error) {
-	r, ok := <-c.sub.ch
-	if !ok {
-		return Received{}, net.ErrClosed
-	}
-	return r, nil
+// Read only waits for Close: the link's reader delivers to the sink.
+func (c *sharedConn) Read([]byte) (Received, error) {
+	<-c.closed
+	return Received{}, net.ErrClosed
 }
 
 func (c *sharedConn) Write(b []byte, dst netip.Addr) error {
@@ -200,7 +185,10 @@ func (c *sharedConn) Write(b []byte, dst netip.Addr) error {
 }
 
 func (c *sharedConn) Close() error {
-	c.once.Do(func() { c.s.release(c.sub) })
+	c.once.Do(func() {
+		c.s.release(c.sub)
+		close(c.closed)
+	})
 	return nil
 }
 
