@@ -609,52 +609,13 @@ func (rep failoverReport) String() string {
 	if rep.haldirBin != "" {
 		fmt.Fprintf(&b, "haldir binary: %s (from $%s, not built from this tree).\n\n", rep.haldirBin, envBenchHaldir)
 	}
-	b.WriteString("| interval | kind | haldir median / max | keepalived median / max | ratio (medians) | goal | pass/fail |\n|---|---|---|---|---|---|---|\n")
-	toGARP := func(s failoverSample) time.Duration { return s.toGARP }
-	for _, iv := range rep.intervals() {
-		for _, kind := range []string{kindHard, kindGraceful} {
-			h := pick(rep.find(iv, kind, implHaldir), toGARP)
-			k := pick(rep.find(iv, kind, implKeepalived), toGARP)
-			ratio := "-"
-			if len(h) > 0 && len(k) > 0 {
-				hm, _ := durationStats(h)
-				km, _ := durationStats(k)
-				if km > 0 {
-					ratio = strconv.FormatFloat(float64(hm)/float64(km), 'f', 3, 64)
-				}
-			}
-			g, pf := goal(kind, iv, h, k)
-			fmt.Fprintf(&b, "| %v | %s | %s | %s | %s | %s | %s |\n", iv, kind, medMax(h), medMax(k), ratio, g, pf)
-		}
-	}
-	b.WriteString("\nWhere the time goes (median / max, ms). late: the new master's first advert after the old master's last advert (hard) " +
-		"or its priority-0 advert (graceful), minus Master_Down_Interval or Skew_Time: timer error plus takeover work.\n\n")
-	b.WriteString("| interval | kind | implementation | master's advert → event | event → first advert | advert → GARP | SIGTERM → priority 0 | late |\n|---|---|---|---|---|---|---|---|\n")
-	for _, iv := range rep.intervals() {
-		for _, kind := range []string{kindHard, kindGraceful} {
-			for _, impl := range []string{implHaldir, implKeepalived} {
-				ss := rep.find(iv, kind, impl)
-				if len(ss) == 0 {
-					continue
-				}
-				resign := "-"
-				if kind == kindGraceful {
-					resign = medMax(pick(ss, func(s failoverSample) time.Duration { return s.toResign }))
-				}
-				fmt.Fprintf(&b, "| %v | %s | %s | %s | %s | %s | %s | %s |\n", iv, kind, impl,
-					medMax(pick(ss, func(s failoverSample) time.Duration { return s.sincePrev })),
-					medMax(pick(ss, func(s failoverSample) time.Duration { return s.toAdvert })),
-					medMax(pick(ss, func(s failoverSample) time.Duration { return s.toGARP - s.toAdvert })),
-					resign,
-					medMax(pick(ss, func(s failoverSample) time.Duration { return s.late })))
-			}
-		}
-	}
-	if rep.unstampedSeen > 0 {
-		fmt.Fprintf(&b, "\nWARNING: %d frames had no kernel timestamp and were stamped in user space.\n", rep.unstampedSeen)
+	if len(rep.results) == 0 {
+		b.WriteString("No failovers this run (" + envBenchIntervals + "=none).\n")
+	} else {
+		rep.writeFailovers(&b)
 	}
 	if len(rep.cpu) > 0 {
-		fmt.Fprintf(&b, "\n### CPU per router at 100 adverts/s (utime+stime from /proc/PID/stat over %v; keepalived counts its parent and VRRP child)\n\n", rep.cpu[0].window.Round(100*time.Millisecond))
+		fmt.Fprintf(&b, "\n### CPU per router, the master sending 100 adverts/s (1,000 with 100 instances) (utime+stime from /proc/PID/stat over %v; keepalived counts its parent and VRRP child)\n\n", rep.cpu[0].window.Round(100*time.Millisecond))
 		b.WriteString("| load (instances × interval) | implementation | master CPU % | backup CPU % | master adverts/s seen | processes |\n|---|---|---|---|---|---|\n")
 		for _, c := range rep.cpu {
 			fmt.Fprintf(&b, "| %v | %s | %.2f | %.2f | %.1f | %d + %d |\n", c.load, c.impl, c.master, c.backup, c.adverts, c.pids[0], c.pids[1])
@@ -685,4 +646,52 @@ func (rep failoverReport) String() string {
 		}
 	}
 	return b.String()
+}
+
+// writeFailovers writes the failover tables.
+func (rep failoverReport) writeFailovers(b *strings.Builder) {
+	b.WriteString("| interval | kind | haldir median / max | keepalived median / max | ratio (medians) | goal | pass/fail |\n|---|---|---|---|---|---|---|\n")
+	toGARP := func(s failoverSample) time.Duration { return s.toGARP }
+	for _, iv := range rep.intervals() {
+		for _, kind := range []string{kindHard, kindGraceful} {
+			h := pick(rep.find(iv, kind, implHaldir), toGARP)
+			k := pick(rep.find(iv, kind, implKeepalived), toGARP)
+			ratio := "-"
+			if len(h) > 0 && len(k) > 0 {
+				hm, _ := durationStats(h)
+				km, _ := durationStats(k)
+				if km > 0 {
+					ratio = strconv.FormatFloat(float64(hm)/float64(km), 'f', 3, 64)
+				}
+			}
+			g, pf := goal(kind, iv, h, k)
+			fmt.Fprintf(b, "| %v | %s | %s | %s | %s | %s | %s |\n", iv, kind, medMax(h), medMax(k), ratio, g, pf)
+		}
+	}
+	b.WriteString("\nWhere the time goes (median / max, ms). late: the new master's first advert after the old master's last advert (hard) " +
+		"or its priority-0 advert (graceful), minus Master_Down_Interval or Skew_Time: timer error plus takeover work.\n\n")
+	b.WriteString("| interval | kind | implementation | master's advert → event | event → first advert | advert → GARP | SIGTERM → priority 0 | late |\n|---|---|---|---|---|---|---|---|\n")
+	for _, iv := range rep.intervals() {
+		for _, kind := range []string{kindHard, kindGraceful} {
+			for _, impl := range []string{implHaldir, implKeepalived} {
+				ss := rep.find(iv, kind, impl)
+				if len(ss) == 0 {
+					continue
+				}
+				resign := "-"
+				if kind == kindGraceful {
+					resign = medMax(pick(ss, func(s failoverSample) time.Duration { return s.toResign }))
+				}
+				fmt.Fprintf(b, "| %v | %s | %s | %s | %s | %s | %s | %s |\n", iv, kind, impl,
+					medMax(pick(ss, func(s failoverSample) time.Duration { return s.sincePrev })),
+					medMax(pick(ss, func(s failoverSample) time.Duration { return s.toAdvert })),
+					medMax(pick(ss, func(s failoverSample) time.Duration { return s.toGARP - s.toAdvert })),
+					resign,
+					medMax(pick(ss, func(s failoverSample) time.Duration { return s.late })))
+			}
+		}
+	}
+	if rep.unstampedSeen > 0 {
+		fmt.Fprintf(b, "\nWARNING: %d frames had no kernel timestamp and were stamped in user space.\n", rep.unstampedSeen)
+	}
 }
