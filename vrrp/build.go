@@ -31,20 +31,12 @@ func NewSet(spec *conf.Spec, opts Options) *Set {
 	if opts.NotifyTimeout == 0 {
 		opts.NotifyTimeout = spec.Global.NotifyTimeout
 	}
+	if opts.links == nil {
+		opts.links = newLinkSockets(opts.Logger)
+	}
 	s := &Set{}
 	for _, ic := range spec.VRRP {
 		s.Instances = append(s.Instances, NewInstance(ic, opts))
-	}
-	// Every instance has its own socket and sees its siblings' adverts;
-	// those are not "unknown" VRIDs.
-	for i, a := range s.Instances {
-		others := map[uint8]bool{}
-		for j, b := range s.Instances {
-			if i != j && a.cfg.Interface == b.cfg.Interface && a.family == b.family {
-				others[b.cfg.VRID] = true
-			}
-		}
-		a.siblings.Store(&others)
 	}
 	for _, gc := range spec.SyncGroups {
 		var members []*Instance

@@ -148,7 +148,7 @@ func (c *conn4) setup(join bool) error {
 		func() error { return c.p.SetTOS(tosNetworkControl) },
 	}
 	if join {
-		steps = append(steps, func() error { return c.p.JoinGroup(c.ifi, &net.IPAddr{IP: GroupV4.AsSlice()}) })
+		steps = append(steps, c.join)
 	}
 	for _, s := range steps {
 		if err := s(); err != nil {
@@ -176,10 +176,17 @@ func (c *conn4) Read(buf []byte) (Received, error) {
 	return r, nil
 }
 
-func (c *conn4) Write(b []byte, dst netip.Addr) error {
-	cm := &ipv4.ControlMessage{Src: c.src.AsSlice(), IfIndex: c.ifi.Index}
+func (c *conn4) Write(b []byte, dst netip.Addr) error { return c.writeFrom(b, c.src, dst) }
+
+// writeFrom sends b to dst from src, an address of the socket's interface.
+func (c *conn4) writeFrom(b []byte, src, dst netip.Addr) error {
+	cm := &ipv4.ControlMessage{Src: src.AsSlice(), IfIndex: c.ifi.Index}
 	_, err := c.p.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()})
 	return err
+}
+
+func (c *conn4) join() error {
+	return c.p.JoinGroup(c.ifi, &net.IPAddr{IP: GroupV4.AsSlice()})
 }
 
 func (c *conn4) Close() error { return c.pc.Close() }
@@ -205,7 +212,7 @@ func (c *conn6) setup(join bool) error {
 		func() error { return c.p.SetTrafficClass(tosNetworkControl) },
 	}
 	if join {
-		steps = append(steps, func() error { return c.p.JoinGroup(c.ifi, &net.IPAddr{IP: GroupV6.AsSlice()}) })
+		steps = append(steps, c.join)
 	}
 	for _, s := range steps {
 		if err := s(); err != nil {
@@ -231,8 +238,15 @@ func (c *conn6) Read(buf []byte) (Received, error) {
 	return r, nil
 }
 
-func (c *conn6) Write(b []byte, dst netip.Addr) error {
-	cm := &ipv6.ControlMessage{Src: c.src.AsSlice(), IfIndex: c.ifi.Index, HopLimit: 255}
+func (c *conn6) Write(b []byte, dst netip.Addr) error { return c.writeFrom(b, c.src, dst) }
+
+func (c *conn6) join() error {
+	return c.p.JoinGroup(c.ifi, &net.IPAddr{IP: GroupV6.AsSlice()})
+}
+
+// writeFrom sends b to dst from src, an address of the socket's interface.
+func (c *conn6) writeFrom(b []byte, src, dst netip.Addr) error {
+	cm := &ipv6.ControlMessage{Src: src.AsSlice(), IfIndex: c.ifi.Index, HopLimit: 255}
 	// A numeric zone: a name would be resolved in the namespace of
 	// whatever thread runs this write, not the socket's (see Options.Do).
 	_, err := c.p.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice(), Zone: strconv.Itoa(c.ifi.Index)})

@@ -90,9 +90,10 @@ func (d *driver) do(now time.Time, a Action) {
 			d.rt.announce.run(ctx, g.Repeat, g.Delay, g.Refresh, func(err error) { in.log.Warn("announce", "err", err) })
 		}()
 	case ActSetTimer:
-		d.timer.stop()
-		if !a.At.IsZero() {
-			d.timer.reset(a.At.Sub(now))
+		if a.At.IsZero() {
+			d.timer.stop()
+		} else {
+			d.timer.resetAt(now, a.At)
 		}
 	case ActNotify:
 		argv := map[State][]string{StateMaster: in.cfg.Notify.Master, StateBackup: in.cfg.Notify.Backup, StateFault: in.cfg.Notify.Fault, StateInit: in.cfg.Notify.Stop}[a.State]

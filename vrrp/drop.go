@@ -23,6 +23,10 @@ const (
 	DropBadInterval
 	DropUnknownPeer
 	DropWrongFamily
+	// DropQueueFull: the instance's loop was advertQueue adverts behind,
+	// and the reader (maybe its link's shared one) dropped the advert
+	// rather than wait.
+	DropQueueFull
 	numDropReasons
 )
 
@@ -42,6 +46,7 @@ var dropNames = [numDropReasons]string{
 	DropBadInterval:      "bad_interval",
 	DropUnknownPeer:      "unknown_peer",
 	DropWrongFamily:      "wrong_family",
+	DropQueueFull:        "queue_full",
 }
 
 func (r DropReason) String() string {

@@ -28,6 +28,9 @@ type Options struct {
 
 	// host opens the instance's I/O (default openHost); tests give fakes.
 	host hostOpener
+	// links shares the raw sockets of a Runner's or a Set's instances
+	// (one per link and family); nil: the instance opens its own.
+	links *linkSockets
 }
 
 // StateChange is one transition of an instance.
@@ -107,9 +110,9 @@ type Instance struct {
 	reconf    chan struct{}
 	drops     DropCounters
 	group     *SyncGroup
-	// siblings are the VRIDs of the other instances on the same link and
-	// family (NewSet; a reload replaces them while the reader runs).
-	siblings atomic.Pointer[map[uint8]bool]
+	// sink decodes and queues received adverts for Run's loop
+	// (advertSink), set by Run before it opens the sockets.
+	sink func(Received)
 	// inbox holds what the sync group posts, in order (post).
 	inbox   *fifo.Queue[Event]
 	vs      *vsInputs

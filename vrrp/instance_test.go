@@ -53,8 +53,8 @@ func TestNewSet(t *testing.T) {
 	if s.Instance("vi").opts.NotifyTimeout != 3*time.Second {
 		t.Fatal("global notify_timeout not applied")
 	}
-	if !(*s.Instance("vi").siblings.Load())[8] || !(*s.Instance("vb").siblings.Load())[7] {
-		t.Fatal("sibling VRIDs on the same link not known")
+	if s.Instance("vi").opts.links == nil || s.Instance("vi").opts.links != s.Instance("vb").opts.links {
+		t.Fatal("the instances of a set do not share their link sockets")
 	}
 }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
+	"time"
 )
 
 // Run starts the instance and runs it until ctx is done; then it shuts
@@ -19,6 +21,11 @@ func (in *Instance) Run(ctx context.Context) error {
 	trackCh := make(chan trackUpdate, 16)
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// Adverts reach the loop through pkts, decoded by sink on the reading
+	// goroutine: readLoop's below, or the link's shared reader, which
+	// openHost hands the sink.
+	pkts := make(chan EvAdvert, advertQueue)
+	in.sink = in.advertSink(pkts)
 	rt, err := in.host(runCtx, in, trackCh)
 	if err != nil {
 		return err
@@ -54,11 +61,10 @@ func (in *Instance) Run(ctx context.Context) error {
 		notify.close()
 	}()
 
-	pkts := make(chan EvAdvert, 64)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		in.readLoop(runCtx, rt.conn, pkts)
+		in.readLoop(runCtx, rt.conn)
 	}()
 	track := tracking{
 		keySource: {desc: "advert source", down: "unusable"},
@@ -160,7 +166,9 @@ func (d *driver) timerFired(pkts <-chan EvAdvert) {
 			drained = true
 		}
 	}
-	d.handle(EvTimer{})
+	if d.timer.due(time.Now()) {
+		d.handle(EvTimer{})
+	}
 }
 
 // ErrStopped is Ping's answer once Run has returned.
@@ -182,19 +190,43 @@ func (in *Instance) Ping(ctx context.Context) error {
 	return nil
 }
 
-func (in *Instance) readLoop(ctx context.Context, c advertConn, out chan<- EvAdvert) {
+// advertQueue is how many decoded adverts may wait for Run's loop. The
+// reader never waits for the loop (a shared one serves every instance of
+// the link): an advert beyond that is dropped as DropQueueFull.
+const advertQueue = 256
+
+// advertSink returns the function that decodes what the socket received
+// and queues the advert for Run's loop. One goroutine at a time calls it:
+// readLoop, or the link's shared reader.
+func (in *Instance) advertSink(out chan<- EvAdvert) func(Received) {
 	vrid := in.cfg.VRID
 	dec := Decoder{Routers: map[uint8]Expect{}, Drops: &in.drops}
 	var expect *Expect
-	buf := make([]byte, 1500)
-	for {
-		r, err := c.Read(buf)
+	return func(r Received) {
 		if e := in.addrs.Load(); e != expect {
 			expect, dec.Routers[vrid] = e, *e
 		}
-		if p := in.siblings.Load(); p != nil {
-			dec.Others = *p
+		a, reason := dec.Decode(r)
+		if reason != DropNone {
+			if in.log.Enabled(context.Background(), slog.LevelDebug) {
+				in.log.Debug("advert dropped", "reason", reason.String(), "src", r.Src)
+			}
+			return
 		}
+		select {
+		case out <- EvAdvert{Src: r.Src, Priority: a.Priority, Interval: a.Interval}:
+		default:
+			in.drops.Add(DropQueueFull)
+		}
+	}
+}
+
+// readLoop reads the instance's own socket into its sink until the socket
+// is closed. On a shared link socket Read only waits for the close.
+func (in *Instance) readLoop(ctx context.Context, c advertConn) {
+	buf := make([]byte, 1500)
+	for {
+		r, err := c.Read(buf)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
@@ -202,15 +234,6 @@ func (in *Instance) readLoop(ctx context.Context, c advertConn, out chan<- EvAdv
 			in.log.Warn("reading adverts", "err", err)
 			continue
 		}
-		a, reason := dec.Decode(r)
-		if reason != DropNone {
-			in.log.Debug("advert dropped", "reason", reason.String(), "src", r.Src)
-			continue
-		}
-		select {
-		case out <- EvAdvert{Src: r.Src, Priority: a.Priority, Interval: a.Interval}:
-		case <-ctx.Done():
-			return
-		}
+		in.sink(r)
 	}
 }

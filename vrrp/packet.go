@@ -213,20 +213,13 @@ type Received struct {
 // of one interface and counts every drop by reason.
 type Decoder struct {
 	Routers map[uint8]Expect
-	// Others are VRIDs that other instances of this process run on the
-	// same link and family; their adverts are skipped (returned as
-	// DropUnknownVRID) without being counted, since they are not unknown.
-	Others map[uint8]bool
-	Drops  *DropCounters // may be nil
+	Drops   *DropCounters // may be nil
 }
 
 // Decode validates r and returns the advert, or the reason it was dropped
 // (the drop is counted). RFC 3768 §7.1 and RFC 5798 §7.1 list the checks.
 func (d *Decoder) Decode(r Received) (Advert, DropReason) {
 	a, reason := d.decode(r)
-	if reason == DropUnknownVRID && d.Others[a.VRID] {
-		return a, reason
-	}
 	if reason != DropNone && d.Drops != nil {
 		d.Drops.Add(reason)
 	}

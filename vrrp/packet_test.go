@@ -308,27 +308,6 @@ func TestDecodeDrops(t *testing.T) {
 	}
 }
 
-func TestDecodeSiblingVRIDNotCounted(t *testing.T) {
-	src := netip.MustParseAddr("192.0.2.1")
-	a := Advert{Version: 3, VRID: 5, Priority: 100, Interval: time.Second, Addrs: addrs("192.0.2.9")}
-	b, err := a.Marshal(src, GroupV4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := Decoder{Routers: map[uint8]Expect{4: {Version: 3}}, Others: map[uint8]bool{5: true}, Drops: &DropCounters{}}
-	if _, r := d.Decode(Received{Payload: b, Src: src, Dst: GroupV4, TTL: 255}); r != DropUnknownVRID {
-		t.Fatalf("got %v", r)
-	}
-	if n := d.Drops.Get(DropUnknownVRID); n != 0 {
-		t.Fatalf("sibling advert counted as unknown: %d", n)
-	}
-	d.Others = nil
-	d.Decode(Received{Payload: b, Src: src, Dst: GroupV4, TTL: 255})
-	if n := d.Drops.Get(DropUnknownVRID); n != 1 {
-		t.Fatalf("unknown vrid counted %d times, want 1", n)
-	}
-}
-
 func TestDropReasonNames(t *testing.T) {
 	seen := map[string]bool{}
 	for _, r := range DropReasons() {

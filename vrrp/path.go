@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,6 +37,10 @@ import (
 //     errors a route lookup cannot see (a firewall's EPERM) it clears
 //     after a backoff that doubles up to maxBackoff while they recur, and
 //     the next advert as master tries again.
+//
+// keySource follows address events (only those that can change it) and
+// costs nothing while nothing changes; only if the subscription is lost
+// is it polled every probeInterval.
 var (
 	keySource = trackKey{kind: trackSource}
 	keySend   = trackKey{kind: trackSend}
@@ -101,6 +106,9 @@ type pathWatch struct {
 	done     chan struct{}
 	stopOnce sync.Once
 	failed   chan sendFailure // one slot; the first wins
+	// checks counts checkSource's netlink round trips (for tests: a
+	// steady instance makes none).
+	checks atomic.Uint64
 	// running: run owns h from here and closes it when it returns, so
 	// that close never pulls the handle from under a lookup.
 	running bool
@@ -116,7 +124,11 @@ func openPathWatch(ifi *net.Interface, src netip.Addr, repick *sourcePick, dsts 
 	}
 	p := &pathWatch{h: h, ifi: ifi, src: src, repick: repick, dsts: dsts,
 		updates: make(chan netlink.AddrUpdate, 64), done: make(chan struct{}), failed: make(chan sendFailure, 1)}
-	if err := netlink.AddrSubscribeWithOptions(p.updates, p.done, netlink.AddrSubscribeOptions{}); err != nil {
+	// A burst (every VIP of a sync group added at once) must not overflow
+	// the subscription: a lost event closes it (ENOBUFS), and from then on
+	// run polls every probeInterval.
+	opts := netlink.AddrSubscribeOptions{ReceiveBufferSize: 1 << 20, ReceiveBufferForceSize: true}
+	if err := netlink.AddrSubscribeWithOptions(p.updates, p.done, opts); err != nil {
 		h.Close()
 		return nil, trackUpdate{}, fmt.Errorf("address subscription: %w", err)
 	}
@@ -160,6 +172,7 @@ func (p *pathWatch) checkSource() trackUpdate {
 	if p.src.Is6() {
 		fam = netlink.FAMILY_V6
 	}
+	p.checks.Add(1)
 	what := "unicast_source"
 	if p.repick != nil {
 		what = "source"
@@ -218,6 +231,18 @@ func (p *pathWatch) probe() error {
 	return nil
 }
 
+// concerns is whether an address event can change keySource: the source
+// itself added or removed, or, while it is failing, an address added to
+// the interface (the source back, or one to pick). Other events (the VIPs
+// of every instance, other links) need no recheck.
+func (p *pathWatch) concerns(u netlink.AddrUpdate, failing bool) bool {
+	ip, ok := netip.AddrFromSlice(u.LinkAddress.IP)
+	if ok && ip.Unmap() == p.src {
+		return true
+	}
+	return failing && u.NewAddr && u.LinkIndex == p.ifi.Index
+}
+
 // run reports changes of keySource and keySend on out until ctx is done.
 // sourceFailing is the initial state openPathWatch reported.
 func (p *pathWatch) run(ctx context.Context, sourceFailing bool, out chan<- trackUpdate) {
@@ -255,9 +280,12 @@ func (p *pathWatch) run(ctx context.Context, sourceFailing bool, out chan<- trac
 		select {
 		case <-ctx.Done():
 			return
-		case _, ok := <-p.updates:
+		case u, ok := <-p.updates:
 			if !ok {
-				p.updates = nil // closed: the ticker still rechecks
+				p.updates = nil // closed: the ticker rechecks from now on
+				continue
+			}
+			if !p.concerns(u, source.failing) {
 				continue
 			}
 			if !recheck() {
@@ -278,7 +306,11 @@ func (p *pathWatch) run(ctx context.Context, sourceFailing bool, out chan<- trac
 				}
 			}
 		case <-t.C:
-			if !recheck() {
+			// While the subscription lives, its events are the truth and
+			// a steady instance costs no netlink work at all: a recheck
+			// is two round trips and a dump of every address, once a
+			// second per instance, n² with n instances and their VIPs.
+			if p.updates == nil && !recheck() {
 				return
 			}
 			if !sendFailing {

@@ -263,12 +263,3 @@ func (d *driver) reconfigure(cfg conf.VRRPInstanceSpec) {
 	d.handle(EvReconfigure{Priority: int(cfg.Priority), Preempt: cfg.Preempt, PreemptDelay: cfg.PreemptDelay})
 	d.priorityChanged(old, []priorityCause{{label: "reload", text: fmt.Sprintf("reload: priority %d", cfg.Priority)}})
 }
-
-// SetSiblings takes the VRIDs of the other instances on this instance's
-// link and family from from, the same instance in a reload's new Set:
-// their adverts are skipped without being counted as unknown.
-func (in *Instance) SetSiblings(from *Instance) {
-	if from != nil {
-		in.siblings.Store(from.siblings.Load())
-	}
-}

@@ -130,25 +130,6 @@ func TestInstanceReconfigure(t *testing.T) {
 	}
 }
 
-func TestSetSiblingsFollowReload(t *testing.T) {
-	old, cfg := reloadBase(), reloadBase()
-	d := cfg.VRRP[0]
-	d.Name, d.VRID = "d", 4
-	cfg.VRRP = append(cfg.VRRP, d)
-	s1 := NewSet(conf.Compile(old), Options{})
-	s2 := NewSet(conf.Compile(cfg), Options{})
-	a := s1.Instance("a")
-	a.SetSiblings(s2.Instance("a"))
-	var got []uint8
-	for v := range *a.siblings.Load() {
-		got = append(got, v)
-	}
-	slices.Sort(got)
-	if !slices.Equal(got, []uint8{2, 3, 4}) {
-		t.Fatalf("siblings of a after the reload: %v, want [2 3 4]", got)
-	}
-}
-
 // TestDifferingNamesFileKeys changes each setting of an instance spec in
 // turn and checks that a reload names it by its key in the file (a
 // [[vrrp]] key), so an operator reads back what they wrote.

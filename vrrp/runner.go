@@ -71,6 +71,9 @@ func NewRunner(opts Options) *Runner {
 		quorum: map[string]bool{}, notRunning: map[string]string{},
 	}
 	r.opts.OnStateChange = r.changes.Put
+	// Every instance the Runner ever starts shares the link sockets, so
+	// a reload's new instances join the sockets of the ones they replace.
+	r.opts.links = newLinkSockets(opts.Logger)
 	return r
 }
 
@@ -140,9 +143,7 @@ func (r *Runner) Apply(cfg *conf.Spec) {
 		}
 		switch p.Change {
 		case Keep:
-			x.in.SetSiblings(nin)
 		case Update:
-			x.in.SetSiblings(nin)
 			if err := x.in.Reconfigure(nin.cfg); err != nil {
 				// PlanReload and Reconfigure agree on what changes in
 				// place; this is a bug, not an operator's mistake.

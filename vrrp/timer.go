@@ -17,12 +17,19 @@ import (
 // interval's Master_Down_Interval). A timerfd is an hrtimer with the
 // thread's 50µs slack, and the poller wakes as soon as it is readable.
 //
-// A fire that races a reset can still be delivered; the Machine ignores
-// a timer event before its deadline (IgnoreStaleTimer).
+// Moving the deadline later costs no system call: a backup pushes its
+// Master_Down_Timer back on every advert, and keepalived's timer thread
+// does not re-arm for that either. The kernel timer keeps its earlier
+// time; when it fires, due re-arms it for the deadline wanted now. A fire
+// that races a reset or a stop is also answered by due, and the Machine
+// ignores a timer event before its deadline anyway (IgnoreStaleTimer).
 type fdTimer struct {
 	fd int
 	f  *os.File
 	C  chan time.Time
+	// armed is when the kernel timer fires (zero: disarmed); want is the
+	// deadline the driver asked for (zero: none). want >= armed.
+	armed, want time.Time
 }
 
 func newFDTimer() (*fdTimer, error) {
@@ -46,13 +53,45 @@ func newFDTimer() (*fdTimer, error) {
 	return t, nil
 }
 
-// reset arms the timer to fire once after d; d <= 0 fires at once.
-func (t *fdTimer) reset(d time.Duration) {
-	t.set(max(d, time.Nanosecond))
+// resetAt makes at the deadline (now is the caller's clock); a deadline
+// already past fires at once.
+func (t *fdTimer) resetAt(now, at time.Time) {
+	t.want = at
+	if !t.armed.IsZero() && !at.Before(t.armed) {
+		return // the kernel fires first; due re-arms then
+	}
+	t.armed = at
+	t.set(max(at.Sub(now), time.Nanosecond))
 }
 
-// stop disarms the timer.
-func (t *fdTimer) stop() { t.set(0) }
+// reset is resetAt(now, now+d).
+func (t *fdTimer) reset(d time.Duration) {
+	now := time.Now()
+	t.resetAt(now, now.Add(d))
+}
+
+// stop drops the deadline and disarms the timer.
+func (t *fdTimer) stop() {
+	t.want, t.armed = time.Time{}, time.Time{}
+	t.set(0)
+}
+
+// due answers a fire from C: whether the deadline has come. When it has
+// moved later, it re-arms the kernel timer for it and returns false; a
+// fire after stop returns false.
+func (t *fdTimer) due(now time.Time) bool {
+	t.armed = time.Time{}
+	switch {
+	case t.want.IsZero():
+		return false
+	case now.Before(t.want):
+		t.armed = t.want
+		t.set(t.want.Sub(now))
+		return false
+	}
+	t.want = time.Time{}
+	return true
+}
 
 func (t *fdTimer) set(d time.Duration) {
 	// Cannot fail for a valid timerfd and a non-negative relative time.

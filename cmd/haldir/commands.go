@@ -56,12 +56,14 @@ var commands = []commandDoc{
 			{name: "-c", arg: "FILE", complete: "file", help: "configuration file (default " + conf.DefaultPath + ")"},
 			{name: "-log-level", arg: "LEVEL", complete: "debug info warn error",
 				help: "override global.log_level (debug, info, warn, error)"},
+			{name: "-cpuprofile", arg: "FILE", complete: "file",
+				help: "write a Go CPU profile to FILE until the daemon stops, for go tool pprof (make bench's VRRP CPU table can keep one per router: HALDIR_BENCH_PROFILE)"},
 		},
 		text: `SIGHUP re-reads and validates the file (a bad file keeps the running configuration); SIGTERM or SIGINT stops the daemon.
 
 Only one daemon runs per control socket: a second one exits 1 before it touches anything (see docs/config.md, [global]).`,
 		exit:    "0 stopped by SIGTERM or SIGINT, 1 the configuration cannot be loaded, another daemon runs or the daemon failed, 2 bad options",
-		flagSet: func() *flag.FlagSet { fs, _, _ := runFlags(); return fs },
+		flagSet: func() *flag.FlagSet { fs, _, _, _ := runFlags(); return fs },
 	},
 	{
 		name:    "check",

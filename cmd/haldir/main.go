@@ -64,7 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		// --help goes to stdout; the daemon's own parse logs to stderr.
-		if fs, _, _ := runFlags(); hasHelpFlag(fs, args[1:]) {
+		if fs, _, _, _ := runFlags(); hasHelpFlag(fs, args[1:]) {
 			fmt.Fprint(stdout, commandHelp("run"))
 			return exitOK
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/daemon"
@@ -31,7 +32,7 @@ type runEnv struct {
 // runDaemonWith is runDaemon with a hook that adjusts the daemon before it
 // starts.
 func runDaemonWith(args []string, logOut io.Writer, sigs <-chan os.Signal, setup func(*runEnv)) int {
-	fs, path, level := runFlags()
+	fs, path, level, cpuProfile := runFlags()
 	if done, code := parseFlags(fs, "run", args, logOut, logOut); done {
 		return code
 	}
@@ -66,6 +67,14 @@ func runDaemonWith(args []string, logOut io.Writer, sigs <-chan os.Signal, setup
 		return exitInvalid
 	}
 	defer lock.release()
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			opts.Logger.Error("start refused", "error", err)
+			return exitInvalid
+		}
+		defer stop()
+	}
 	d := daemon.New(c, opts)
 	if env.started != nil {
 		env.started(d)
@@ -89,9 +98,27 @@ func daemonOptions(path string, c *conf.Config, logOut io.Writer, levelOverride 
 }
 
 // runFlags defines the flags of "haldir run".
-func runFlags() (fs *flag.FlagSet, path, level *string) {
+func runFlags() (fs *flag.FlagSet, path, level, cpuProfile *string) {
 	fs = flag.NewFlagSet("haldir run", flag.ContinueOnError)
 	path = fs.String("c", conf.DefaultPath, "configuration file")
 	level = fs.String("log-level", "", "override global.log_level (debug, info, warn, error)")
-	return fs, path, level
+	cpuProfile = fs.String("cpuprofile", "", "write a Go CPU profile here until the daemon stops")
+	return fs, path, level, cpuProfile
+}
+
+// startCPUProfile profiles the daemon into path (for go tool pprof) until
+// stop: how the benchmarks find where a router's CPU goes.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-cpuprofile %s: %w", path, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -80,9 +80,13 @@ func (im benchImpl) config(dir, routerID string, ins []benchInstance) string {
 	return b.String()
 }
 
-// argv is the command line for a configuration file in dir.
-func (im benchImpl) argv(dir, cfg string) []string {
+// argv is the command line for a configuration file in dir; haldir writes
+// a CPU profile to profile when it is set.
+func (im benchImpl) argv(dir, cfg, profile string) []string {
 	if im.name == implHaldir {
+		if profile != "" {
+			return []string{im.bin, "run", "-c", cfg, "-cpuprofile", profile}
+		}
 		return []string{im.bin, "run", "-c", cfg}
 	}
 	// Separate pid files: the daemons of one lab share the file system.
@@ -130,17 +134,25 @@ type benchDaemon struct {
 	addr netip.Addr       // the host's IPv4 address: the advert source
 	mac  net.HardwareAddr // the host's interface MAC
 	proc *lab.Proc
+	// profile is where haldir writes its CPU profile ("": none).
+	profile string
 	// lineMark is the output line after which backupSince looks.
 	lineMark uint64
 }
 
 func startBenchDaemon(tb testing.TB, im benchImpl, h *lab.Host, addr netip.Addr, ins []benchInstance) *benchDaemon {
+	return startProfiledDaemon(tb, im, h, addr, ins, "")
+}
+
+// startProfiledDaemon is startBenchDaemon with haldir's CPU profile
+// written to profile ("": none).
+func startProfiledDaemon(tb testing.TB, im benchImpl, h *lab.Host, addr netip.Addr, ins []benchInstance, profile string) *benchDaemon {
 	tb.Helper()
 	mac, err := h.HardwareAddr(lanIf)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	d := &benchDaemon{tb: tb, im: im, h: h, ins: ins, dir: tb.TempDir(), addr: addr, mac: mac}
+	d := &benchDaemon{tb: tb, im: im, h: h, ins: ins, dir: tb.TempDir(), addr: addr, mac: mac, profile: profile}
 	d.cfg = filepath.Join(d.dir, im.name+".conf")
 	if err := os.WriteFile(d.cfg, []byte(im.config(d.dir, h.Name(), ins)), 0o600); err != nil {
 		tb.Fatal(err)
@@ -163,7 +175,7 @@ func (d *benchDaemon) String() string { return d.im.name + "@" + d.h.Name() }
 // start (re)starts the process; backupSince then looks at its whole output.
 func (d *benchDaemon) start() {
 	d.tb.Helper()
-	p, err := d.h.Start(context.Background(), d.im.argv(d.dir, d.cfg), nil)
+	p, err := d.h.Start(context.Background(), d.im.argv(d.dir, d.cfg, d.profile), nil)
 	if err != nil {
 		d.tb.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,7 +44,9 @@ import (
 // preemption wait between rounds, and Skew_Time is the same every round.
 //
 // Run (root): go test -run '^$' -bench Failover -benchtime 1x ./bench/vrrp/failover/
-// with HALDIR_BENCH_INTERVALS (default 1s,100ms,10ms), HALDIR_BENCH_ROUNDS
+// with HALDIR_BENCH_INTERVALS (default 1s,100ms,10ms; none = only the CPU
+// table), HALDIR_BENCH_PROFILE (a directory for the CPU table's haldir
+// profiles), HALDIR_BENCH_ROUNDS
 // (default 10), HALDIR_BENCH_CPU_WINDOW (default 10s, 0 = no CPU table) and
 // HALDIR_BENCH_HALDIR (a haldir binary to measure instead of this tree's).
 func BenchmarkFailover(b *testing.B) {
@@ -65,6 +68,9 @@ const (
 	envBenchIntervals = "HALDIR_BENCH_INTERVALS"
 	envBenchRounds    = "HALDIR_BENCH_ROUNDS"
 	envBenchCPUWindow = "HALDIR_BENCH_CPU_WINDOW"
+	// envBenchProfile names a directory where each haldir router of the
+	// CPU table writes its CPU profile (haldir run -cpuprofile).
+	envBenchProfile = "HALDIR_BENCH_PROFILE"
 )
 
 // failoverParams select what the benchmark runs.
@@ -83,7 +89,9 @@ func parseFailoverParams(get func(string) string) (failoverParams, error) {
 		cpuWindow: 10 * time.Second,
 		cpuWarmup: time.Second,
 	}
-	if s := get(envBenchIntervals); s != "" {
+	if s := get(envBenchIntervals); s == "none" {
+		p.intervals = nil // the CPU table only
+	} else if s != "" {
 		p.intervals = nil
 		for f := range strings.SplitSeq(s, ",") {
 			d, err := time.ParseDuration(strings.TrimSpace(f))
@@ -169,8 +177,10 @@ type cpuLoad struct {
 
 func (c cpuLoad) String() string { return fmt.Sprintf("%d × %v", c.instances, c.interval) }
 
-// cpuLoads both make 100 adverts/s per master.
-var cpuLoads = []cpuLoad{{1, 10 * time.Millisecond}, {10, 100 * time.Millisecond}}
+// cpuLoads make 100 adverts/s per master, and 1,000 with 100 instances
+// (where per-instance costs, such as every instance reading every
+// sibling's adverts, grow with the square of the instance count).
+var cpuLoads = []cpuLoad{{1, 10 * time.Millisecond}, {10, 100 * time.Millisecond}, {100, 100 * time.Millisecond}}
 
 // cpuResult is one implementation's CPU use under one load.
 type cpuResult struct {
@@ -436,8 +446,15 @@ func measureCPU(tb testing.TB, im benchImpl, load cpuLoad, warmup, window time.D
 		}
 		return ins
 	}
-	backup := startBenchDaemon(tb, im, l.Host("r1"), benchAddrs["r1"].Addr(), insFor(100))
-	master := startBenchDaemon(tb, im, l.Host("r2"), benchAddrs["r2"].Addr(), insFor(200))
+	profile := func(role string) string {
+		dir := os.Getenv(envBenchProfile)
+		if dir == "" || im.name != implHaldir {
+			return ""
+		}
+		return filepath.Join(dir, fmt.Sprintf("haldir-%dx%v-%s.pprof", load.instances, load.interval, role))
+	}
+	backup := startProfiledDaemon(tb, im, l.Host("r1"), benchAddrs["r1"].Addr(), insFor(100), profile("backup"))
+	master := startProfiledDaemon(tb, im, l.Host("r2"), benchAddrs["r2"].Addr(), insFor(200), profile("master"))
 	steady := func() bool {
 		for _, in := range master.ins {
 			if !master.holds(in.vip) || backup.holds(in.vip) {
@@ -446,7 +463,10 @@ func measureCPU(tb testing.TB, im benchImpl, load cpuLoad, warmup, window time.D
 		}
 		return backup.loggedBackup()
 	}
-	poll.True(tb, settle+5*load.interval, fmt.Sprintf("%s: %v with every VIP on the master", im.name, load), steady)
+	// keepalived brings 100 instances up one after the other, in
+	// seconds; the bound grows with them.
+	poll.True(tb, settle+5*load.interval+time.Duration(load.instances)*100*time.Millisecond,
+		fmt.Sprintf("%s: %v with every VIP on the master", im.name, load), steady)
 	// Start-up work (config parsing, first GARPs, the garbage they leave)
 	// is not the steady state being measured.
 	time.Sleep(warmup)
@@ -589,52 +609,13 @@ func (rep failoverReport) String() string {
 	if rep.haldirBin != "" {
 		fmt.Fprintf(&b, "haldir binary: %s (from $%s, not built from this tree).\n\n", rep.haldirBin, envBenchHaldir)
 	}
-	b.WriteString("| interval | kind | haldir median / max | keepalived median / max | ratio (medians) | goal | pass/fail |\n|---|---|---|---|---|---|---|\n")
-	toGARP := func(s failoverSample) time.Duration { return s.toGARP }
-	for _, iv := range rep.intervals() {
-		for _, kind := range []string{kindHard, kindGraceful} {
-			h := pick(rep.find(iv, kind, implHaldir), toGARP)
-			k := pick(rep.find(iv, kind, implKeepalived), toGARP)
-			ratio := "-"
-			if len(h) > 0 && len(k) > 0 {
-				hm, _ := durationStats(h)
-				km, _ := durationStats(k)
-				if km > 0 {
-					ratio = strconv.FormatFloat(float64(hm)/float64(km), 'f', 3, 64)
-				}
-			}
-			g, pf := goal(kind, iv, h, k)
-			fmt.Fprintf(&b, "| %v | %s | %s | %s | %s | %s | %s |\n", iv, kind, medMax(h), medMax(k), ratio, g, pf)
-		}
-	}
-	b.WriteString("\nWhere the time goes (median / max, ms). late: the new master's first advert after the old master's last advert (hard) " +
-		"or its priority-0 advert (graceful), minus Master_Down_Interval or Skew_Time: timer error plus takeover work.\n\n")
-	b.WriteString("| interval | kind | implementation | master's advert → event | event → first advert | advert → GARP | SIGTERM → priority 0 | late |\n|---|---|---|---|---|---|---|---|\n")
-	for _, iv := range rep.intervals() {
-		for _, kind := range []string{kindHard, kindGraceful} {
-			for _, impl := range []string{implHaldir, implKeepalived} {
-				ss := rep.find(iv, kind, impl)
-				if len(ss) == 0 {
-					continue
-				}
-				resign := "-"
-				if kind == kindGraceful {
-					resign = medMax(pick(ss, func(s failoverSample) time.Duration { return s.toResign }))
-				}
-				fmt.Fprintf(&b, "| %v | %s | %s | %s | %s | %s | %s | %s |\n", iv, kind, impl,
-					medMax(pick(ss, func(s failoverSample) time.Duration { return s.sincePrev })),
-					medMax(pick(ss, func(s failoverSample) time.Duration { return s.toAdvert })),
-					medMax(pick(ss, func(s failoverSample) time.Duration { return s.toGARP - s.toAdvert })),
-					resign,
-					medMax(pick(ss, func(s failoverSample) time.Duration { return s.late })))
-			}
-		}
-	}
-	if rep.unstampedSeen > 0 {
-		fmt.Fprintf(&b, "\nWARNING: %d frames had no kernel timestamp and were stamped in user space.\n", rep.unstampedSeen)
+	if len(rep.results) == 0 {
+		b.WriteString("No failovers this run (" + envBenchIntervals + "=none).\n")
+	} else {
+		rep.writeFailovers(&b)
 	}
 	if len(rep.cpu) > 0 {
-		fmt.Fprintf(&b, "\n### CPU per router at 100 adverts/s (utime+stime from /proc/PID/stat over %v; keepalived counts its parent and VRRP child)\n\n", rep.cpu[0].window.Round(100*time.Millisecond))
+		fmt.Fprintf(&b, "\n### CPU per router, the master sending 100 adverts/s (1,000 with 100 instances) (utime+stime from /proc/PID/stat over %v; keepalived counts its parent and VRRP child)\n\n", rep.cpu[0].window.Round(100*time.Millisecond))
 		b.WriteString("| load (instances × interval) | implementation | master CPU % | backup CPU % | master adverts/s seen | processes |\n|---|---|---|---|---|---|\n")
 		for _, c := range rep.cpu {
 			fmt.Fprintf(&b, "| %v | %s | %.2f | %.2f | %.1f | %d + %d |\n", c.load, c.impl, c.master, c.backup, c.adverts, c.pids[0], c.pids[1])
@@ -665,4 +646,52 @@ func (rep failoverReport) String() string {
 		}
 	}
 	return b.String()
+}
+
+// writeFailovers writes the failover tables.
+func (rep failoverReport) writeFailovers(b *strings.Builder) {
+	b.WriteString("| interval | kind | haldir median / max | keepalived median / max | ratio (medians) | goal | pass/fail |\n|---|---|---|---|---|---|---|\n")
+	toGARP := func(s failoverSample) time.Duration { return s.toGARP }
+	for _, iv := range rep.intervals() {
+		for _, kind := range []string{kindHard, kindGraceful} {
+			h := pick(rep.find(iv, kind, implHaldir), toGARP)
+			k := pick(rep.find(iv, kind, implKeepalived), toGARP)
+			ratio := "-"
+			if len(h) > 0 && len(k) > 0 {
+				hm, _ := durationStats(h)
+				km, _ := durationStats(k)
+				if km > 0 {
+					ratio = strconv.FormatFloat(float64(hm)/float64(km), 'f', 3, 64)
+				}
+			}
+			g, pf := goal(kind, iv, h, k)
+			fmt.Fprintf(b, "| %v | %s | %s | %s | %s | %s | %s |\n", iv, kind, medMax(h), medMax(k), ratio, g, pf)
+		}
+	}
+	b.WriteString("\nWhere the time goes (median / max, ms). late: the new master's first advert after the old master's last advert (hard) " +
+		"or its priority-0 advert (graceful), minus Master_Down_Interval or Skew_Time: timer error plus takeover work.\n\n")
+	b.WriteString("| interval | kind | implementation | master's advert → event | event → first advert | advert → GARP | SIGTERM → priority 0 | late |\n|---|---|---|---|---|---|---|---|\n")
+	for _, iv := range rep.intervals() {
+		for _, kind := range []string{kindHard, kindGraceful} {
+			for _, impl := range []string{implHaldir, implKeepalived} {
+				ss := rep.find(iv, kind, impl)
+				if len(ss) == 0 {
+					continue
+				}
+				resign := "-"
+				if kind == kindGraceful {
+					resign = medMax(pick(ss, func(s failoverSample) time.Duration { return s.toResign }))
+				}
+				fmt.Fprintf(b, "| %v | %s | %s | %s | %s | %s | %s | %s |\n", iv, kind, impl,
+					medMax(pick(ss, func(s failoverSample) time.Duration { return s.sincePrev })),
+					medMax(pick(ss, func(s failoverSample) time.Duration { return s.toAdvert })),
+					medMax(pick(ss, func(s failoverSample) time.Duration { return s.toGARP - s.toAdvert })),
+					resign,
+					medMax(pick(ss, func(s failoverSample) time.Duration { return s.late })))
+			}
+		}
+	}
+	if rep.unstampedSeen > 0 {
+		fmt.Fprintf(b, "\nWARNING: %d frames had no kernel timestamp and were stamped in user space.\n", rep.unstampedSeen)
+	}
 }
