@@ -378,6 +378,10 @@ func ParseLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("unknown log level %q (want debug, info, warn or error)", s)
 }
 
+// ipvsScrapeTimeout bounds a scrape's wait for the kernel's IPVS table,
+// well inside Prometheus's default 10 s scrape timeout.
+const ipvsScrapeTimeout = 5 * time.Second
+
 // serveControl opens the control socket (haldir status, haldir reload) and
 // the metrics listener. Either failing to bind stops the start: a second
 // daemon must not run beside a live one, and a missing metrics endpoint
@@ -407,8 +411,14 @@ func (d *Daemon) serveControl(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("metrics: listen %s: %w", g.MetricsListen, err)
 		}
+		reg := metrics.NewRegistry(d.Status)
+		if d.kernel != nil {
+			// The kernel's numbers, read at each scrape off the loop; a
+			// hung read costs the scrape ipvsScrapeTimeout.
+			reg.MustRegister(metrics.NewIPVS(d.kernel, ipvsScrapeTimeout, d.log.With("component", "metrics")))
+		}
 		go func() {
-			if err := metrics.ServeListener(ctx, ln, metrics.NewRegistry(d.Status)); err != nil {
+			if err := metrics.ServeListener(ctx, ln, reg); err != nil {
 				d.log.Error("metrics listener stopped", "error", err)
 			}
 		}()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,7 +73,7 @@ func vmConfig(sock string, weight1 int) string {
 router_id = "director1"
 control_socket = %q
 state_dir = %q
-metrics_listen = ""
+metrics_listen = %q
 
 [[virtual_server]]
 name = "web"
@@ -101,7 +103,7 @@ address = %q
 [[virtual_server.real_server]]
 name = "real3"
 address = %q
-`, sock, filepath.Join(filepath.Dir(sock), "state"), vmVIP.Addr(), vmVIP.Port(), vmCheckInterval, vmCheckTimeout, vmCheckFall,
+`, sock, filepath.Join(filepath.Dir(sock), "state"), vmMetrics, vmVIP.Addr(), vmVIP.Port(), vmCheckInterval, vmCheckTimeout, vmCheckFall,
 		vmReals[0].Addr(), weight1, vmReals[1].Addr(), vmReals[2].Addr())
 }
 
@@ -133,6 +135,95 @@ func TestVMDaemon(t *testing.T) {
 	t.Run("restart keeps connections and writes nothing", f.testRestart)
 	t.Run("reload of one weight is one write", f.testReloadWeight)
 	t.Run("broken reload changes nothing", f.testBrokenReload)
+	t.Run("kernel counters in metrics", f.testIPVSMetrics)
+}
+
+// vmMetrics is where director1's daemon serves metrics, in its namespace.
+const vmMetrics = "127.0.0.1:9977"
+
+// testIPVSMetrics sends requests through the VIP and reads the daemon's
+// metrics: the kernel's counters of the service and of each real server,
+// with the node exporter's labels, count them.
+func (f *vmFixture) testIPVSMetrics(t *testing.T) {
+	scrape := func() string {
+		t.Helper()
+		hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return f.s.Director1.Dial(ctx, network, addr)
+			},
+		}}
+		defer hc.CloseIdleConnections()
+		resp, err := hc.Get("http://" + vmMetrics + "/metrics")
+		if err != nil {
+			t.Fatalf("scraping the daemon: %v", err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	value := func(text, series string) float64 {
+		t.Helper()
+		for _, l := range strings.Split(text, "\n") {
+			if v, ok := strings.CutPrefix(l, series+" "); ok {
+				x, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("%s: %v", l, err)
+				}
+				return x
+			}
+		}
+		t.Fatalf("no series %s in the metrics", series)
+		return 0
+	}
+	svc := fmt.Sprintf(`{local_address=%q,local_mark="",local_port="%d",proto="TCP"}`, vmVIP.Addr(), vmVIP.Port())
+	before := scrape()
+	if up := value(before, "haldir_ipvs_stats_up"); up != 1 {
+		t.Fatalf("haldir_ipvs_stats_up %v", up)
+	}
+	conns0 := value(before, "haldir_ipvs_service_connections_total"+svc)
+	const requests = 20
+	for i := range requests {
+		resp, err := f.hc.Get("http://" + vmVIP.String() + "/")
+		if err != nil {
+			t.Fatalf("request %d through the VIP: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	// The kernel sums its per-CPU counters into what it reports every
+	// 2 s (its rate estimator's period), as ipvsadm --stats shows too.
+	var after string
+	poll.UntilEvery(t, 10*time.Second, 200*time.Millisecond, fmt.Sprintf("the service's connection counter to grow by %d", requests), func() (bool, any) {
+		after = scrape()
+		d := value(after, "haldir_ipvs_service_connections_total"+svc) - conns0
+		return d >= requests, fmt.Sprintf("grew by %v", d)
+	})
+	for _, m := range []string{"haldir_ipvs_service_incoming_packets_total", "haldir_ipvs_service_incoming_bytes_total", "haldir_ipvs_connections_total"} {
+		series := m
+		if strings.Contains(m, "service") {
+			series += svc
+		}
+		if v := value(after, series); v <= 0 {
+			t.Errorf("%s is %v after %d requests", series, v, requests)
+		}
+	}
+	var total float64
+	var sample []string
+	for _, r := range vmReals {
+		series := fmt.Sprintf(`{local_address=%q,local_mark="",local_port="%d",proto="TCP",remote_address=%q,remote_port="%d"}`,
+			vmVIP.Addr(), vmVIP.Port(), r.Addr(), r.Port())
+		total += value(after, "haldir_ipvs_backend_connections_total"+series)
+		value(after, "haldir_ipvs_backend_connections_inactive"+series)
+		sample = append(sample, "haldir_ipvs_backend_connections_total"+series+" "+strconv.FormatFloat(value(after, "haldir_ipvs_backend_connections_total"+series), 'f', -1, 64))
+	}
+	if total < requests {
+		t.Errorf("the real servers' connection counters add up to %v for %d requests", total, requests)
+	}
+	t.Logf("a scrape after %d requests:\nhaldir_ipvs_service_connections_total%s %v\n%s", requests, svc,
+		value(after, "haldir_ipvs_service_connections_total"+svc), strings.Join(sample, "\n"))
 }
 
 // vmFixture is the lab, the backends and the daemon the subtests share.

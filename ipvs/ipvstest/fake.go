@@ -98,6 +98,28 @@ func (k *Kernel) SetConns(svc ipvs.ServiceKey, addr netip.AddrPort, active, inac
 	}
 }
 
+// SetServiceStats sets the counters of a service, as traffic would.
+func (k *Kernel) SetServiceStats(svc ipvs.ServiceKey, st ipvs.Stats) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if s := k.svcs[svc]; s != nil {
+		s.svc.Stats = st
+	}
+}
+
+// SetDestStats sets the counters of a destination, as traffic would.
+func (k *Kernel) SetDestStats(svc ipvs.ServiceKey, addr netip.AddrPort, st ipvs.Stats) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if s := k.svcs[svc]; s != nil {
+		for i := range s.dests {
+			if s.dests[i].Addr == addr {
+				s.dests[i].Stats = st
+			}
+		}
+	}
+}
+
 func (k *Kernel) check(op ipvs.Op) error {
 	if k.fault != nil {
 		return k.fault(op)

@@ -1,0 +1,227 @@
+package metrics
+
+import (
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/haldir-lb/haldir/ipvs"
+)
+
+// IPVSReader is what the IPVS collector reads: the kernel's services and
+// their destinations with their counters (ipvs.Kernel has both).
+type IPVSReader interface {
+	GetServices() ([]ipvs.ServiceInfo, error)
+	GetDestinations(svc ipvs.ServiceKey) ([]ipvs.DestInfo, error)
+}
+
+// The kernel's IPVS numbers with the names and labels of the node
+// exporter's ipvs collector (node_ipvs_*, here haldir_ipvs_*), so a site
+// can drop that exporter: the totals, and per real server ("backend") its
+// active and inactive connections and weight; beyond it, the counters of
+// every service and real server. Every service in the kernel is exported,
+// also those haldir does not manage, as the node exporter does.
+var (
+	ipvsServiceLabels = []string{"local_address", "local_port", "proto", "local_mark"}
+	ipvsBackendLabels = []string{"local_address", "local_port", "remote_address", "remote_port", "proto", "local_mark"}
+
+	dIPVSConns    = desc("ipvs_connections_total", "Connections scheduled by IPVS: the sum over the kernel's services now (a deleted service's counts leave it).")
+	dIPVSPktsIn   = desc("ipvs_incoming_packets_total", "Incoming packets through IPVS: the sum over the kernel's services now.")
+	dIPVSPktsOut  = desc("ipvs_outgoing_packets_total", "Outgoing packets through IPVS: the sum over the kernel's services now.")
+	dIPVSBytesIn  = desc("ipvs_incoming_bytes_total", "Incoming bytes through IPVS: the sum over the kernel's services now.")
+	dIPVSBytesOut = desc("ipvs_outgoing_bytes_total", "Outgoing bytes through IPVS: the sum over the kernel's services now.")
+
+	dIPVSSvcConns    = desc("ipvs_service_connections_total", "Connections scheduled by the IPVS service (kernel counter).", ipvsServiceLabels...)
+	dIPVSSvcPktsIn   = desc("ipvs_service_incoming_packets_total", "Incoming packets of the IPVS service (kernel counter).", ipvsServiceLabels...)
+	dIPVSSvcPktsOut  = desc("ipvs_service_outgoing_packets_total", "Outgoing packets of the IPVS service (kernel counter).", ipvsServiceLabels...)
+	dIPVSSvcBytesIn  = desc("ipvs_service_incoming_bytes_total", "Incoming bytes of the IPVS service (kernel counter).", ipvsServiceLabels...)
+	dIPVSSvcBytesOut = desc("ipvs_service_outgoing_bytes_total", "Outgoing bytes of the IPVS service (kernel counter).", ipvsServiceLabels...)
+
+	dIPVSBackActive   = desc("ipvs_backend_connections_active", "Active connections to the real server (kernel).", ipvsBackendLabels...)
+	dIPVSBackInactive = desc("ipvs_backend_connections_inactive", "Inactive connections to the real server (kernel).", ipvsBackendLabels...)
+	dIPVSBackWeight   = desc("ipvs_backend_weight", "The real server's weight in the kernel.", ipvsBackendLabels...)
+	dIPVSBackConns    = desc("ipvs_backend_connections_total", "Connections scheduled to the real server (kernel counter).", ipvsBackendLabels...)
+	dIPVSBackPktsIn   = desc("ipvs_backend_incoming_packets_total", "Incoming packets to the real server (kernel counter).", ipvsBackendLabels...)
+	dIPVSBackPktsOut  = desc("ipvs_backend_outgoing_packets_total", "Outgoing packets from the real server (kernel counter).", ipvsBackendLabels...)
+	dIPVSBackBytesIn  = desc("ipvs_backend_incoming_bytes_total", "Incoming bytes to the real server (kernel counter).", ipvsBackendLabels...)
+	dIPVSBackBytesOut = desc("ipvs_backend_outgoing_bytes_total", "Outgoing bytes from the real server (kernel counter).", ipvsBackendLabels...)
+
+	dIPVSUp     = desc("ipvs_stats_up", "1 when this scrape read the kernel's IPVS table, 0 when the read failed or did not finish in time.")
+	dIPVSErrors = desc("ipvs_stats_errors_total", "Scrapes whose IPVS read failed or timed out.")
+)
+
+var ipvsDescs = []*prometheus.Desc{
+	dIPVSConns, dIPVSPktsIn, dIPVSPktsOut, dIPVSBytesIn, dIPVSBytesOut,
+	dIPVSSvcConns, dIPVSSvcPktsIn, dIPVSSvcPktsOut, dIPVSSvcBytesIn, dIPVSSvcBytesOut,
+	dIPVSBackActive, dIPVSBackInactive, dIPVSBackWeight, dIPVSBackConns, dIPVSBackPktsIn, dIPVSBackPktsOut, dIPVSBackBytesIn, dIPVSBackBytesOut,
+	dIPVSUp, dIPVSErrors,
+}
+
+// ipvsTable is one read of the kernel's table.
+type ipvsTable struct {
+	services []ipvs.ServiceInfo
+	dests    [][]ipvs.DestInfo // per service
+}
+
+// ipvsCollector reads the kernel at scrape time, on its own goroutine
+// with a deadline: a netlink read that hangs costs the scrape its
+// timeout, never the scrape forever, and only one read is ever in flight.
+type ipvsCollector struct {
+	k       IPVSReader
+	timeout time.Duration
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	inFlight chan struct{} // closed when the read in flight ends; nil: none
+	last     chan ipvsResult
+	errors   uint64
+	failing  bool // the last scrape failed (logged once per change)
+}
+
+type ipvsResult struct {
+	t   ipvsTable
+	err error
+}
+
+// NewIPVS returns a collector of the kernel's IPVS numbers read through k,
+// each scrape waiting at most timeout for the read.
+func NewIPVS(k IPVSReader, timeout time.Duration, log *slog.Logger) prometheus.Collector {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &ipvsCollector{k: k, timeout: timeout, log: log}
+}
+
+func (c *ipvsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range ipvsDescs {
+		ch <- d
+	}
+}
+
+func readIPVS(k IPVSReader) (ipvsTable, error) {
+	svcs, err := k.GetServices()
+	if err != nil {
+		return ipvsTable{}, err
+	}
+	t := ipvsTable{services: svcs, dests: make([][]ipvs.DestInfo, len(svcs))}
+	for i, s := range svcs {
+		if t.dests[i], err = k.GetDestinations(s.Key); err != nil {
+			return ipvsTable{}, err
+		}
+	}
+	return t, nil
+}
+
+// read starts a read unless one is in flight, and waits for it up to the
+// timeout.
+func (c *ipvsCollector) read() (ipvsTable, error) {
+	c.mu.Lock()
+	if c.inFlight == nil {
+		done, res := make(chan struct{}), make(chan ipvsResult, 1)
+		c.inFlight, c.last = done, res
+		go func() {
+			t, err := readIPVS(c.k)
+			res <- ipvsResult{t, err}
+			c.mu.Lock()
+			c.inFlight = nil
+			c.mu.Unlock()
+			close(done)
+		}()
+	}
+	res := c.last
+	c.mu.Unlock()
+	select {
+	case r := <-res:
+		return r.t, r.err
+	case <-time.After(c.timeout):
+		return ipvsTable{}, errIPVSTimeout{c.timeout}
+	}
+}
+
+type errIPVSTimeout struct{ d time.Duration }
+
+func (e errIPVSTimeout) Error() string {
+	return "reading the IPVS table took longer than " + e.d.String() + " (the read goes on; the next scrape waits for it)"
+}
+
+func (c *ipvsCollector) Collect(ch chan<- prometheus.Metric) {
+	t, err := c.read()
+	c.mu.Lock()
+	if err != nil {
+		c.errors++
+	}
+	changed := (err != nil) != c.failing
+	c.failing = err != nil
+	errs := c.errors
+	c.mu.Unlock()
+	switch {
+	case changed && err != nil:
+		c.log.Warn("IPVS metrics: the kernel's table could not be read", "error", err)
+	case changed:
+		c.log.Info("IPVS metrics: the kernel's table is read again")
+	}
+	ch <- prometheus.MustNewConstMetric(dIPVSErrors, prometheus.CounterValue, float64(errs))
+	ch <- prometheus.MustNewConstMetric(dIPVSUp, prometheus.GaugeValue, b2f(err == nil))
+	if err != nil {
+		return
+	}
+	counter := func(d *prometheus.Desc, v uint64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	var total ipvs.Stats
+	for i, s := range t.services {
+		local := serviceLabels(s.Key)
+		st := s.Stats
+		total.Conns += st.Conns
+		total.PktsIn += st.PktsIn
+		total.PktsOut += st.PktsOut
+		total.BytesIn += st.BytesIn
+		total.BytesOut += st.BytesOut
+		counter(dIPVSSvcConns, st.Conns, local...)
+		counter(dIPVSSvcPktsIn, st.PktsIn, local...)
+		counter(dIPVSSvcPktsOut, st.PktsOut, local...)
+		counter(dIPVSSvcBytesIn, st.BytesIn, local...)
+		counter(dIPVSSvcBytesOut, st.BytesOut, local...)
+		for _, d := range t.dests[i] {
+			l := backendLabels(local, d.Addr)
+			gauge(dIPVSBackActive, float64(d.ActiveConns), l...)
+			gauge(dIPVSBackInactive, float64(d.InactiveConns), l...)
+			gauge(dIPVSBackWeight, float64(d.Weight), l...)
+			counter(dIPVSBackConns, d.Stats.Conns, l...)
+			counter(dIPVSBackPktsIn, d.Stats.PktsIn, l...)
+			counter(dIPVSBackPktsOut, d.Stats.PktsOut, l...)
+			counter(dIPVSBackBytesIn, d.Stats.BytesIn, l...)
+			counter(dIPVSBackBytesOut, d.Stats.BytesOut, l...)
+		}
+	}
+	counter(dIPVSConns, total.Conns)
+	counter(dIPVSPktsIn, total.PktsIn)
+	counter(dIPVSPktsOut, total.PktsOut)
+	counter(dIPVSBytesIn, total.BytesIn)
+	counter(dIPVSBytesOut, total.BytesOut)
+}
+
+// serviceLabels are local_address, local_port, proto and local_mark as the
+// node exporter writes them: proto in capitals as /proc/net/ip_vs has it
+// ("TCP", "UDP", "SCTP"; "FWM" for a fwmark service, which has no address,
+// port 0 and its mark, here in decimal); no mark for any other.
+func serviceLabels(k ipvs.ServiceKey) []string {
+	if k.Fwmark != 0 {
+		return []string{"", "0", "FWM", strconv.FormatUint(uint64(k.Fwmark), 10)}
+	}
+	return []string{k.Addr.Addr().String(), strconv.Itoa(int(k.Addr.Port())), strings.ToUpper(k.Protocol.String()), ""}
+}
+
+// backendLabels adds remote_address and remote_port in the node
+// exporter's order.
+func backendLabels(local []string, real netip.AddrPort) []string {
+	return []string{local[0], local[1], real.Addr().String(), strconv.Itoa(int(real.Port())), local[2], local[3]}
+}
