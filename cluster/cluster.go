@@ -60,7 +60,28 @@ type NodeState struct {
 	// instances run at priority 1), for MaintenanceReason.
 	Maintenance       bool   `json:",omitempty"`
 	MaintenanceReason string `json:",omitempty"`
+	// Sync is this director's side of connection sync; nil without
+	// [sync] (and until the daemon's first refresh).
+	Sync *ConnSync `json:",omitempty"`
 }
+
+// ConnSync is what a director tells the others about connection sync, so
+// that each can tell whether the backups receive what the master sends:
+// the kernel sync daemon it runs and the connections its kernel holds for
+// the virtual servers (active and inactive; on a backup they are the ones
+// the master's sync daemon sent, so a backup far below the master is not
+// receiving).
+type ConnSync struct {
+	Role  string // master, backup, master+backup, or none
+	Conns uint64
+	// At is when Conns was read, by the director's own clock.
+	At time.Time
+}
+
+// ConnSyncRefresh is how often a director refreshes its ConnSync (the
+// daemon's loop does): the counts the others see are this old at most,
+// plus the gossip's delay. A refresh that changes nothing spreads nothing.
+const ConnSyncRefresh = 5 * time.Second
 
 // newer reports whether st supersedes old: a later run of the director
 // always does, whatever its Seq; within one run, a higher Seq does.
@@ -85,6 +106,9 @@ type View struct {
 	Problems []string // split brain and drift, sorted; empty when all is well
 	// Malformed counts gossiped states dropped because they did not decode.
 	Malformed uint64
+	// Since holds when each of Problems was first seen (it is reported
+	// once it has lasted the hold time).
+	Since map[string]time.Time `json:",omitempty"`
 }
 
 // ReadSecret reads the gossip encryption key: 16, 24 or 32 bytes (AES-128,
@@ -341,6 +365,12 @@ func (cl *Cluster) View() View {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	v := View{Problems: slices.Clone(cl.problems), Malformed: cl.malformed}
+	for _, p := range cl.problems {
+		if v.Since == nil {
+			v.Since = map[string]time.Time{}
+		}
+		v.Since[p] = cl.pending[p]
+	}
 	v.Members = append(v.Members, Member{NodeState: cl.local, Addr: self, Status: "alive", Self: true})
 	for name, st := range cl.status {
 		if name == cl.name {

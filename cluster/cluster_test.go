@@ -146,6 +146,12 @@ func TestClusterGossip(t *testing.T) {
 	b.Update(vi("master"))
 	c.Update(vi("backup"))
 	waitView("split brain seen by all", problems("split brain: vrid 51 (IPv4) is master on a/vi and b/vi"))
+	for _, cl := range all {
+		v := cl.View()
+		if since := v.Since[v.Problems[0]]; since.IsZero() || time.Since(since) < cl.hold || time.Since(since) > time.Minute {
+			t.Errorf("%s: split brain since %v (now %v), want at least the hold (%v) ago", cl.name, since, time.Now(), cl.hold)
+		}
+	}
 	b.Update(vi("backup"))
 	waitView("split brain over", problems())
 

@@ -41,6 +41,15 @@ type APIStatus struct {
 	NotRunning     map[string]string  `json:"not_running"`
 	Maintenance    APIMaintenance     `json:"maintenance"`
 	Drains         []APIDrain         `json:"drains"`
+	// Problems is everything wrong now, with since when where known
+	// (Status.Problems).
+	Problems []APIProblem `json:"problems"`
+}
+
+// APIProblem is one thing wrong now (Status.Problems).
+type APIProblem struct {
+	Problem string     `json:"problem"`
+	Since   *time.Time `json:"since,omitempty"`
 }
 
 // APIMaintenance is haldir maintenance.
@@ -79,6 +88,13 @@ type APIVRRP struct {
 	LastChange       *time.Time        `json:"last_change,omitempty"`
 	Failing          []string          `json:"failing"`
 	VMACInterface    string            `json:"vmac_interface,omitempty"`
+	// Why this director is (not) master (WhyVRRP), and what it rests on.
+	LastChangeReason string     `json:"last_change_reason"`
+	Preempt          bool       `json:"preempt"`
+	PeerAddress      string     `json:"peer_address,omitempty"`
+	PeerPriority     int        `json:"peer_priority"`
+	PeerSeen         *time.Time `json:"peer_seen,omitempty"`
+	Why              string     `json:"why"`
 }
 
 // APIServiceKey identifies an IPVS service: protocol, address and port, or
@@ -197,6 +213,22 @@ type APISync struct {
 	LastError string          `json:"last_error"`
 	Changes   uint64          `json:"changes"`
 	Failures  uint64          `json:"failures"`
+	// The conn-sync picture (Status.ConnSync): this director's role and
+	// connections, the other directors' as gossiped, and whether this
+	// backup receives (yes, no, idle, unknown; master on the master).
+	Role        string        `json:"role"`
+	Connections uint64        `json:"connections"`
+	Receiving   string        `json:"receiving"`
+	Summary     string        `json:"summary"`
+	Peers       []APISyncPeer `json:"peers"`
+}
+
+// APISyncPeer is another director's side of conn sync, as gossiped.
+type APISyncPeer struct {
+	Director    string     `json:"director"`
+	Role        string     `json:"role"`
+	Connections uint64     `json:"connections"`
+	ReadAt      *time.Time `json:"read_at,omitempty"`
 }
 
 // APISyncDaemon is one kernel sync daemon (0 and "" mean the kernel's
@@ -213,9 +245,10 @@ type APISyncDaemon struct {
 
 // APICluster is the gossip cluster as this director sees it.
 type APICluster struct {
-	Members         []APIMember `json:"members"`
-	Problems        []string    `json:"problems"`
-	MalformedStates uint64      `json:"malformed_states"`
+	Members         []APIMember  `json:"members"`
+	Problems        []string     `json:"problems"`
+	MalformedStates uint64       `json:"malformed_states"`
+	ProblemsSince   []APIProblem `json:"problems_since"`
 }
 
 // APIMember is one director of the cluster.
@@ -230,6 +263,8 @@ type APIMember struct {
 	// Maintenance: in haldir maintenance, for MaintenanceReason.
 	Maintenance       bool   `json:"maintenance"`
 	MaintenanceReason string `json:"maintenance_reason"`
+	// Sync is the director's side of conn sync, as it gossips it.
+	Sync *APISyncPeer `json:"sync,omitempty"`
 }
 
 // APIMemberInstance is a VRRP instance as its director gossips it.
@@ -347,7 +382,9 @@ func (st Status) API() APIStatus {
 			AdvertsReceived: in.AdvertsRecv, SendErrors: in.SendErrors, Transitions: in.Transitions,
 			Drops: nonNilMap(in.Drops), Ignored: nonNilMap(in.Ignored),
 			SendErrorReasons: nonNilMap(in.SendErrorReasons), PriorityChanges: nonNilMap(in.PriorityChanges), LastChange: ts(in.LastChange),
-			Failing: nonNil(in.Failing), VMACInterface: in.VMACInterface}
+			Failing: nonNil(in.Failing), VMACInterface: in.VMACInterface,
+			LastChangeReason: in.LastReason, Preempt: in.Preempt, PeerAddress: addr(in.PeerAddr), PeerPriority: int(in.PeerPriority),
+			PeerSeen: ts(in.PeerSeen), Why: WhyVRRP(in)}
 		if in.State == vrrp.StateMaster {
 			v.Master = addr(in.Source)
 		} else {
@@ -431,14 +468,25 @@ func (st Status) API() APIStatus {
 		for _, d := range s.Running {
 			as.Running = append(as.Running, apiSyncDaemon(d))
 		}
+		r := st.ConnSync()
+		as.Role, as.Connections, as.Receiving, as.Summary, as.Peers = r.Role, r.Conns, r.Receiving, r.Summary, []APISyncPeer{}
+		for _, p := range r.Peers {
+			as.Peers = append(as.Peers, APISyncPeer{Director: p.Director, Role: p.Role, Connections: p.Conns, ReadAt: ts(p.At)})
+		}
 		out.Sync = as
 	}
 
 	if v := st.Cluster; v != nil {
-		ac := &APICluster{Members: []APIMember{}, Problems: nonNil(v.Problems), MalformedStates: v.Malformed}
+		ac := &APICluster{Members: []APIMember{}, Problems: nonNil(v.Problems), MalformedStates: v.Malformed, ProblemsSince: []APIProblem{}}
+		for _, p := range v.Problems {
+			ac.ProblemsSince = append(ac.ProblemsSince, APIProblem{Problem: p, Since: ts(v.Since[p])})
+		}
 		for _, m := range v.Members {
 			am := APIMember{Name: m.Name, Address: m.Addr, Status: m.Status, Self: m.Self, Version: m.Version,
 				Config: nonNilMap(m.Config), VRRP: []APIMemberInstance{}, Maintenance: m.Maintenance, MaintenanceReason: m.MaintenanceReason}
+			if c := m.Sync; c != nil {
+				am.Sync = &APISyncPeer{Director: m.Name, Role: c.Role, Connections: c.Conns, ReadAt: ts(c.At)}
+			}
 			for _, in := range m.VRRP {
 				am.VRRP = append(am.VRRP, APIMemberInstance{Name: in.Name, VRID: in.VRID, Family: family(in.Family == 6),
 					State: in.State, Priority: in.Priority})
@@ -446,6 +494,10 @@ func (st Status) API() APIStatus {
 			ac.Members = append(ac.Members, am)
 		}
 		out.Cluster = ac
+	}
+	out.Problems = []APIProblem{}
+	for _, p := range st.Problems() {
+		out.Problems = append(out.Problems, APIProblem{Problem: p.What, Since: ts(p.Since)})
 	}
 	return out
 }

@@ -69,6 +69,7 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 	// virtual servers already in the table.
 	d.vrrp.Apply(spec)
 	d.tellCluster(hashes)
+	d.startConnSyncRefresh()
 	return nil
 }
 

@@ -54,6 +54,9 @@ type Options struct {
 	VRRPDo func(func() error) error
 	// Probes are asked by the watchdog besides the components.
 	Probes []Probe
+	// ConnSyncRefresh is how often the connections the kernel holds are
+	// counted for the cluster view (default cluster.ConnSyncRefresh).
+	ConnSyncRefresh time.Duration
 }
 
 // Probe is one check of the watchdog: nil when the part answers before
@@ -99,7 +102,9 @@ type Daemon struct {
 	// syncInstance is the VRRP instance whose role the follower takes.
 	syncInstance string
 	syncStop     func()
-	stopOnce     sync.Once
+	// connSync is what this director last gossiped of its conn sync.
+	connSync *cluster.ConnSync
+	stopOnce sync.Once
 
 	// subs are the (service, real) pairs each probe key judges.
 	subs map[string][]director.Verdict

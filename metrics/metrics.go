@@ -77,6 +77,8 @@ var (
 	dVRRPChangedAt  = desc("vrrp_last_transition_timestamp_seconds", "When the VRRP instance last changed state.", "vrrp_instance")
 	dMaintenance    = desc("maintenance", "1 while this director is in maintenance (haldir maintenance on: every VRRP instance at priority 1).")
 	dRealOverride   = desc("real_server_operator_override", "1 while an operator's weight override (haldir drain) is in force for the real server; real_server_weight{kind=\"effective\"} shows its weight.", "virtual_server", "address", "real")
+	dVRRPPeerPrio   = desc("vrrp_peer_priority", "Priority in the last advert accepted from another router (absent until one came).", "vrrp_instance")
+	dSyncReceiving  = desc("sync_backup_receiving", "On a conn-sync backup whose master gossips its count: 0 while this director holds no connection and the master holds some (not receiving), 1 otherwise.")
 	dCheckLag       = desc("healthcheck_lag_seconds", "How far behind its schedule the most overdue health check is now (0 when every check starts on time); a check waits only while every worker is busy.")
 )
 
@@ -86,7 +88,7 @@ var allDescs = []*prometheus.Desc{
 	dSvcInKernel, dSvcConns, dSvcBytes, dSvcPackets, dRealUp, dRealWeight, dRealActive, dRealInactive,
 	dRealConns, dCheckTotal, dCheckUp, dNotify, dNotRunning, dConfigLoaded, dStartTimestamp,
 	dSyncRunning, dSyncWanted, dSyncChanges, dSyncFailures, dClusterMembers, dClusterProblem, dClusterBad,
-	dVRRPChangedAt, dCheckLag, dMaintenance, dRealOverride,
+	dVRRPChangedAt, dCheckLag, dMaintenance, dRealOverride, dVRRPPeerPrio, dSyncReceiving,
 }
 
 var vrrpStates = []vrrp.State{vrrp.StateInit, vrrp.StateBackup, vrrp.StateMaster, vrrp.StateFault}
@@ -154,6 +156,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(dVRRPBasePrio, float64(in.BasePriority), in.Name)
 		if !in.LastChange.IsZero() {
 			gauge(dVRRPChangedAt, float64(in.LastChange.UnixNano())/1e9, in.Name)
+		}
+		if !in.PeerSeen.IsZero() {
+			gauge(dVRRPPeerPrio, float64(in.PeerPriority), in.Name)
 		}
 		counter(dVRRPSent, in.AdvertsSent, in.Name)
 		counter(dVRRPRecv, in.AdvertsRecv, in.Name)
@@ -227,6 +232,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			gauge(dSyncRunning, b2f(running), role.String())
 			gauge(dSyncWanted, b2f(s.Want.State == role), role.String())
+		}
+		switch st.ConnSync().Receiving {
+		case control.ReceivingNo:
+			gauge(dSyncReceiving, 0)
+		case control.ReceivingYes, control.ReceivingIdle:
+			gauge(dSyncReceiving, 1)
 		}
 		counter(dSyncChanges, s.Changes)
 		counter(dSyncFailures, s.Failures)

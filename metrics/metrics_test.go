@@ -433,3 +433,47 @@ haldir_vrrp_last_transition_timestamp_seconds{vrrp_instance="VI_1"} 1.7000000505
 		})
 	}
 }
+
+// TestCollectorPeerAndReceiving exports the peer's advertised priority once
+// an advert came, and whether a conn-sync backup receives the master's
+// connections (only where that is known: a backup whose master gossips).
+func TestCollectorPeerAndReceiving(t *testing.T) {
+	backup := func(held uint32, master uint64) control.Status {
+		return control.Status{
+			VRRP: []vrrp.Status{{Name: "VI_1", PeerAddr: netip.MustParseAddr("10.0.0.2"), PeerPriority: 200, PeerSeen: time.Unix(1700000000, 0)},
+				{Name: "VI_2"}},
+			Services: []director.ServiceStatus{{Name: "web", Reals: []director.RealStatus{{ActiveConns: held}}}},
+			Sync:     &connsync.Status{Running: []ipvs.SyncDaemon{{State: ipvs.SyncBackup}}, Want: ipvs.SyncDaemon{State: ipvs.SyncBackup}},
+			Cluster: &cluster.View{Members: []cluster.Member{{Self: true, Status: "alive"},
+				{NodeState: cluster.NodeState{Name: "d1", Sync: &cluster.ConnSync{Role: "master", Conns: master}}, Status: "alive"}}},
+		}
+	}
+	const head = `
+# HELP haldir_vrrp_peer_priority Priority in the last advert accepted from another router (absent until one came).
+# TYPE haldir_vrrp_peer_priority gauge
+haldir_vrrp_peer_priority{vrrp_instance="VI_1"} 200
+`
+	const recv = `
+# HELP haldir_sync_backup_receiving On a conn-sync backup whose master gossips its count: 0 while this director holds no connection and the master holds some (not receiving), 1 otherwise.
+# TYPE haldir_sync_backup_receiving gauge
+haldir_sync_backup_receiving `
+	noCluster := backup(0, 20)
+	noCluster.Cluster = nil
+	for _, tc := range []struct {
+		name string
+		st   control.Status
+		want string
+	}{
+		{"receiving", backup(19, 20), head + recv + "1\n"},
+		{"not receiving", backup(0, 20), head + recv + "0\n"},
+		{"idle", backup(0, 0), head + recv + "1\n"},
+		{"unknown without cluster", noCluster, head},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := testutil.CollectAndCompare(New(func() control.Status { return tc.st }), strings.NewReader(tc.want),
+				"haldir_vrrp_peer_priority", "haldir_sync_backup_receiving"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}

@@ -76,6 +76,6 @@ func NewInstance(spec conf.VRRPInstanceSpec, opts Options) *Instance {
 	in.expect = e
 	in.addrs.Store(&e)
 	in.reconf = make(chan struct{}, 1)
-	in.status = Status{Name: spec.Name, BasePriority: int(spec.Priority), Priority: spec.Priority, Ignored: map[string]uint64{}}
+	in.status = Status{Name: spec.Name, BasePriority: int(spec.Priority), Priority: spec.Priority, Ignored: map[string]uint64{}, Preempt: spec.Preempt}
 	return in
 }

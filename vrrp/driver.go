@@ -30,10 +30,11 @@ func (d *driver) handle(ev Event) {
 	in := d.in
 	now := time.Now()
 	acts, reason := d.m.Handle(now, ev)
-	_, isAdvert := ev.(EvAdvert)
+	adv, isAdvert := ev.(EvAdvert)
 	in.mu.Lock()
 	if isAdvert {
 		in.status.AdvertsRecv++
+		in.status.PeerAddr, in.status.PeerPriority, in.status.PeerSeen = adv.Src, adv.Priority, now
 	}
 	if reason != Handled {
 		in.status.Ignored[string(reason)]++
@@ -104,6 +105,7 @@ func (d *driver) do(now time.Time, a Action) {
 		in.mu.Lock()
 		in.status.Transitions++
 		in.status.LastChange = now
+		in.status.LastReason = a.Reason
 		in.mu.Unlock()
 		if in.opts.OnStateChange != nil {
 			in.opts.OnStateChange(sc)

@@ -271,6 +271,13 @@ func TestE2EElectByPriority(t *testing.T) {
 			if st.MasterAddr != r2.in.Status().Source || st.Priority != 100 || st.AdvertsRecv == 0 {
 				t.Fatalf("r1 status %+v: want master %v seen", st, r2.in.Status().Source)
 			}
+			// Why r1 is not master: the last advert came from r2 with 200.
+			if st.PeerAddr != r2.in.Status().Source || st.PeerPriority != 200 || st.PeerSeen.IsZero() || !st.Preempt {
+				t.Fatalf("r1 status %+v: want peer %v at 200 seen, preempt on", st, r2.in.Status().Source)
+			}
+			if m := r2.in.Status(); m.State != vrrp.StateMaster || m.LastReason == "" || m.LastChange.IsZero() {
+				t.Fatalf("r2 status %+v: want master with the last transition's reason and time", m)
+			}
 		})
 	}
 }
@@ -363,6 +370,9 @@ func TestE2ENoPreempt(t *testing.T) {
 	waitFor(t, "r2 backup", settle, func() bool { return r2.state() == vrrp.StateBackup })
 	// Well past Master_Down_Interval (~0.32s): r2 accepts the lower master.
 	assertSteady(t, r1, all, 1500*time.Millisecond)
+	if st := r2.in.Status(); st.Preempt || st.PeerPriority != 100 || st.PeerAddr != r1.in.Status().Source {
+		t.Fatalf("r2 status %+v: want preempt off under r1 at 100", st)
+	}
 	// When r1 goes away r2 takes over all the same.
 	r1.stop()
 	waitMaster(t, r2, []*router{r2})

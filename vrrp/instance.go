@@ -66,6 +66,19 @@ type Status struct {
 	Drops           map[string]uint64 // per DropReason name
 	Ignored         map[string]uint64 // per IgnoreReason
 	LastChange      time.Time
+	// LastReason is why the last state change happened (the reason it
+	// was logged with): "master down timer expired", "higher priority
+	// advert from 10.0.0.2", "track_script chk failing".
+	LastReason string `json:",omitempty"`
+	// Preempt is the configured preempt: a backup with it off stays
+	// backup under a lower-priority master.
+	Preempt bool
+	// PeerAddr, PeerPriority and PeerSeen are the last advert accepted
+	// from another router: who, with what priority, when (zero when none
+	// came since the start). They answer "why is this one (not) master".
+	PeerAddr     netip.Addr `json:",omitzero"`
+	PeerPriority uint8      `json:",omitempty"`
+	PeerSeen     time.Time  `json:",omitzero"`
 	// Failing describes the tracked items now failing, which lower the
 	// priority by their weight or hold the instance in Fault:
 	// "track_script chk failing -10", "track_interface eth1 down (fault)",

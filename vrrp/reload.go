@@ -207,6 +207,7 @@ func (in *Instance) Reconfigure(cfg conf.VRRPInstanceSpec) error {
 	}
 	in.mu.Lock()
 	in.status.BasePriority = int(cfg.Priority)
+	in.status.Preempt = cfg.Preempt
 	in.mu.Unlock()
 	in.pendingMu.Lock()
 	in.pending = &cfg

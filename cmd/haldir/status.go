@@ -173,17 +173,9 @@ func renderHeader(w io.Writer, st control.Status, now time.Time) {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  Instance\tState\tPriority\tMaster\tSince")
 		for _, in := range st.VRRP {
-			prio := strconv.Itoa(int(in.Priority))
 			// Why the priority is what it is: the configured one and
 			// the failing trackers with their weights (or fault).
-			var why []string
-			if int(in.Priority) != in.BasePriority && in.BasePriority != 0 || len(in.Failing) > 0 {
-				why = append(why, fmt.Sprintf("base %d", in.BasePriority))
-			}
-			why = append(why, in.Failing...)
-			if len(why) > 0 {
-				prio += " (" + strings.Join(why, "; ") + ")"
-			}
+			prio := strings.TrimPrefix(control.PriorityCauses(in), "priority ")
 			master := "-"
 			switch {
 			case in.State == vrrp.StateMaster:
@@ -201,6 +193,17 @@ func renderHeader(w io.Writer, st control.Status, now time.Time) {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", in.Name, strings.ToUpper(in.State.String()), prio, master, since)
 		}
 		tw.Flush()
+		// Why each instance is (not) master, and what changed it last.
+		for _, in := range st.VRRP {
+			why := control.WhyVRRP(in)
+			if !in.PeerSeen.IsZero() {
+				why += fmt.Sprintf(" (last advert from %s %s ago)", in.PeerAddr, age(now.Sub(in.PeerSeen)))
+			}
+			fmt.Fprintf(w, "  %s: %s\n", in.Name, why)
+			if !in.LastChange.IsZero() {
+				fmt.Fprintf(w, "  %s: became %s %s ago: %s\n", in.Name, in.State, age(now.Sub(in.LastChange)), orDash(in.LastReason))
+			}
+		}
 	}
 	if v := st.Cluster; v != nil {
 		fmt.Fprintln(w)
@@ -223,9 +226,6 @@ func renderHeader(w io.Writer, st control.Status, now time.Time) {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", name, m.Addr, status, m.Version, strings.Join(vr, " "))
 		}
 		tw.Flush()
-		for _, p := range v.Problems {
-			fmt.Fprintf(w, "  PROBLEM: %s\n", p)
-		}
 	}
 	if s := st.Sync; s != nil {
 		fmt.Fprintln(w)
@@ -242,16 +242,19 @@ func renderHeader(w io.Writer, st control.Status, now time.Time) {
 			fmt.Fprintf(w, "; last error: %s", s.LastErr)
 		}
 		fmt.Fprintln(w)
+		r := st.ConnSync()
+		fmt.Fprintf(w, "conn sync: %s (receiving: %s)\n", r.Summary, r.Receiving)
 	}
-	if len(st.NotRunning) > 0 {
-		names := make([]string, 0, len(st.NotRunning))
-		for n := range st.NotRunning {
-			names = append(names, n)
-		}
-		slices.Sort(names)
-		fmt.Fprintln(w)
-		for _, n := range names {
-			fmt.Fprintf(w, "not running: %s (%s)\n", n, st.NotRunning[n])
+	// Everything wrong, cluster problems, faults, conn sync, quorum and
+	// components not running, each with since when where known.
+	if probs := st.Problems(); len(probs) > 0 {
+		fmt.Fprintln(w, "\nProblems:")
+		for _, p := range probs {
+			since := ""
+			if !p.Since.IsZero() {
+				since = fmt.Sprintf(" (since %s, %s ago)", p.Since.UTC().Format(time.RFC3339), age(now.Sub(p.Since)))
+			}
+			fmt.Fprintf(w, "  %s%s\n", p.What, since)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/connsync"
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/control/controltest"
 	"github.com/haldir-lb/haldir/director"
@@ -123,10 +124,10 @@ func TestRenderStatus(t *testing.T) {
 	assertLines(t, out,
 		"haldir 0.3.0, router_id lvs-a, up 3h12m",
 		"config /etc/haldir/haldir.toml, loaded 12m5s ago",
-		"  Instance  State   Priority                                       Master                 Since",
-		"  VI_1      MASTER  150                                            this node (192.0.2.2)  3h11m ago",
-		"  VI_6      BACKUP  90 (base 100; track_script chk_x failing -10)  2001:db8::3            3h10m ago",
-		"not running: sync (not configured)",
+		"  Instance  State   Priority                                             Master                 Since",
+		"  VI_1      MASTER  150                                                  this node (192.0.2.2)  3h11m ago",
+		"  VI_6      BACKUP  90 (configured 100; track_script chk_x failing -10)  2001:db8::3            3h10m ago",
+		"  not running: sync (not configured)",
 		"Prot LocalAddress:Port Scheduler Flags",
 		"  -> RemoteAddress:Port Forward Weight ActiveConn InActConn Health         CfgWeight EffWeight LastCheck",
 		"TCP  192.0.2.10:80 wlc persistent 300 mask /24  [web, quorum up (alive weight 5, quorum 1)]",
@@ -148,6 +149,42 @@ func TestRenderStatus(t *testing.T) {
 	if !(iWeb < iR1 && iR1 < iDNS) {
 		t.Errorf("rows out of order: web %d, real %d, dns %d", iWeb, iR1, iDNS)
 	}
+}
+
+// TestRenderWhy: the 3 a.m. answers. Why each instance is (not) master
+// with the peer's priority and the last transition's reason, the conn-sync
+// picture from the cluster, and every problem with since when.
+func TestRenderWhy(t *testing.T) {
+	st := sampleStatus()
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	st.VRRP[0].LastReason = "master down timer expired"
+	st.VRRP[1].LastReason = "higher priority advert from 2001:db8::3"
+	st.VRRP[1].Preempt = true
+	st.VRRP[1].PeerAddr, st.VRRP[1].PeerPriority, st.VRRP[1].PeerSeen = netip.MustParseAddr("2001:db8::3"), 100, statusNow.Add(-time.Second)
+	st.VRRP = append(st.VRRP, vrrp.Status{Name: "VI_9", State: vrrp.StateFault, Priority: 100, BasePriority: 100,
+		Failing: []string{"interface eth9 down (fault)"}, LastChange: statusNow.Add(-90 * time.Second), LastReason: "interface eth9 down"})
+	const split = "split brain: vrid 9 (IPv4) is master on lvs-a/VI_9 and lvs-b/VI_9"
+	st.Sync = &connsync.Status{Running: []ipvs.SyncDaemon{{State: ipvs.SyncBackup}}, Want: ipvs.SyncDaemon{State: ipvs.SyncBackup}}
+	st.Cluster = &cluster.View{
+		Members: []cluster.Member{{NodeState: cluster.NodeState{Name: "lvs-a"}, Status: "alive", Self: true},
+			{NodeState: cluster.NodeState{Name: "lvs-b", Sync: &cluster.ConnSync{Role: "master", Conns: 60, At: statusNow}}, Status: "alive"}},
+		Problems: []string{split}, Since: map[string]time.Time{split: t0.Add(3 * time.Hour)},
+	}
+	out := render(t, st, modeState)
+	assertLines(t, out,
+		"  VI_1: master with priority 150",
+		"  VI_1: became master 3h11m ago: master down timer expired",
+		"  VI_6: backup: master 2001:db8::3 advertises priority 100, above our priority 90 (configured 100; track_script chk_x failing -10) (last advert from 2001:db8::3 1s ago)",
+		"  VI_6: became backup 3h10m ago: higher priority advert from 2001:db8::3",
+		"  VI_9: fault: interface eth9 down",
+		// web's 12+40 and the sorry server's 3.
+		"conn sync: backup: this director holds 55 connections, the master lvs-b 60 (receiving: yes)",
+		"Problems:",
+		"  cluster: "+split+" (since 2026-11-24T13:00:00Z, 12m5s ago)",
+		"  vrrp VI_9: fault: interface eth9 down (since 2026-11-24T13:10:35Z, 1m30s ago)",
+		"  virtual server dns (udp [2001:db8::53]:53): quorum lost",
+		"  not running: sync (not configured)",
+	)
 }
 
 func TestRenderStatsAndRate(t *testing.T) {

@@ -1,0 +1,266 @@
+package control
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/vrrp"
+)
+
+// The answers to the questions asked at 3 a.m.: why is this director (not)
+// master, do the backups receive the connections, and what is wrong since
+// when. `haldir status` prints them and `status --json` carries them, so
+// both say the same thing.
+
+// WhyVRRP says in one sentence why the instance is in its state: its
+// effective priority with the causes, the master it hears and that one's
+// priority, preemption, or what holds it in fault.
+func WhyVRRP(in vrrp.Status) string {
+	prio := PriorityCauses(in)
+	peer := ""
+	if in.PeerAddr.IsValid() {
+		peer = fmt.Sprintf("%s advertises priority %d", in.PeerAddr, in.PeerPriority)
+	}
+	switch in.State {
+	case vrrp.StateFault:
+		var faults []string
+		for _, f := range in.Failing {
+			if strings.HasSuffix(f, "(fault)") {
+				faults = append(faults, strings.TrimSuffix(f, " (fault)"))
+			}
+		}
+		if len(faults) == 0 && in.LastReason != "" {
+			faults = []string{in.LastReason}
+		}
+		return "fault: " + orNone(strings.Join(faults, "; "), "cause unknown")
+	case vrrp.StateMaster:
+		s := "master with " + prio
+		// A peer heard since this one became master: a lower one is a
+		// backup's stray advert or a failover's overlap; it is shown so
+		// that a split brain's other side has a name.
+		if peer != "" && !in.PeerSeen.Before(in.LastChange) {
+			s += "; last advert from another router: " + peer
+		}
+		return s
+	case vrrp.StateBackup:
+		if !in.MasterAddr.IsValid() || !in.PeerAddr.IsValid() {
+			return "backup with " + prio + "; no master heard: takes over when the master-down timer expires"
+		}
+		ours := int(in.Priority)
+		theirs := int(in.PeerPriority)
+		switch {
+		case theirs > ours:
+			return fmt.Sprintf("backup: master %s, above our %s", peer, prio)
+		case theirs == ours:
+			return fmt.Sprintf("backup: master %s, equal to our %s; the higher address wins", peer, prio)
+		case !in.Preempt:
+			return fmt.Sprintf("backup: master %s, below our %s, and preempt is off", peer, prio)
+		default:
+			return fmt.Sprintf("backup: master %s, below our %s: taking over (preempt, after preempt_delay)", peer, prio)
+		}
+	}
+	return in.State.String() + ": not running (" + orNone(in.LastReason, "not started") + ")"
+}
+
+// PriorityCauses is the effective priority with what moved it from the
+// configured one: "priority 140 (configured 150; track_script chk failing
+// -10)".
+func PriorityCauses(in vrrp.Status) string {
+	s := fmt.Sprintf("priority %d", in.Priority)
+	var why []string
+	if int(in.Priority) != in.BasePriority || len(in.Failing) > 0 {
+		why = append(why, fmt.Sprintf("configured %d", in.BasePriority))
+	}
+	why = append(why, in.Failing...)
+	if len(why) > 0 {
+		s += " (" + strings.Join(why, "; ") + ")"
+	}
+	return s
+}
+
+func orNone(s, none string) string {
+	if s == "" {
+		return none
+	}
+	return s
+}
+
+// ConnSyncPeer is another director's side of conn sync as it gossips it.
+type ConnSyncPeer struct {
+	Director string
+	Role     string // master, backup, none, or master+backup
+	Conns    uint64
+	At       time.Time
+}
+
+// Receiving values of ConnSyncReport.
+const (
+	ReceivingYes     = "yes"     // this backup holds connections while the master holds some
+	ReceivingNo      = "no"      // this backup holds none while the master holds some
+	ReceivingIdle    = "idle"    // the master holds no connection: nothing to receive
+	ReceivingUnknown = "unknown" // no master's count (no cluster, or no master gossips one)
+	ReceivingMaster  = "master"  // this director sends: see the peers for the backups
+)
+
+// ConnSyncReport is the conn-sync picture: this director's kernel daemon
+// role and connections, the other directors' as they gossip them, and
+// whether this backup receives what the master sends.
+type ConnSyncReport struct {
+	Role      string
+	Conns     uint64
+	Peers     []ConnSyncPeer
+	Receiving string
+	Summary   string
+}
+
+// ConnSync compares this director's connections with the master's (or,
+// on the master, with the backups') through the cluster view. The counts
+// are the connections each kernel holds for the virtual servers, active
+// and inactive: a backup holds those the master's sync daemon sent. They
+// are read at different moments (RefreshInterval apart at most) and the
+// kernel sends a partly filled sync message only after 2 s, so they match
+// only roughly on a busy director; a backup with none while the master
+// has some is not receiving.
+func (st Status) ConnSync() ConnSyncReport {
+	r := ConnSyncReport{Role: "none", Receiving: ReceivingUnknown}
+	if st.Sync == nil {
+		return r
+	}
+	var roles []string
+	for _, d := range st.Sync.Running {
+		roles = append(roles, d.State.String())
+	}
+	if len(roles) > 0 {
+		r.Role = strings.Join(roles, "+")
+	}
+	// The count this director gossips (every service in its kernel, at
+	// most cluster.ConnSyncRefresh old), so that it compares with the
+	// others' counts; without a cluster, the director's last read of its
+	// virtual servers.
+	self := false
+	if v := st.Cluster; v != nil {
+		for _, m := range v.Members {
+			if m.Self && m.Sync != nil {
+				r.Conns, self = m.Sync.Conns, true
+			}
+		}
+	}
+	if !self {
+		for _, s := range st.Services {
+			for _, rs := range s.Reals {
+				r.Conns += uint64(rs.ActiveConns) + uint64(rs.InactiveConns)
+			}
+		}
+	}
+	var masters []ConnSyncPeer
+	if v := st.Cluster; v != nil {
+		for _, m := range v.Members {
+			if m.Self || m.Status != "alive" || m.Sync == nil {
+				continue
+			}
+			p := ConnSyncPeer{Director: m.Name, Role: m.Sync.Role, Conns: m.Sync.Conns, At: m.Sync.At}
+			r.Peers = append(r.Peers, p)
+			if slices.Contains(strings.Split(p.Role, "+"), ipvs.SyncMaster.String()) {
+				masters = append(masters, p)
+			}
+		}
+	}
+	switch {
+	case slices.Contains(roles, ipvs.SyncMaster.String()):
+		r.Receiving = ReceivingMaster
+		var parts []string
+		for _, p := range r.Peers {
+			parts = append(parts, fmt.Sprintf("%s (%s) holds %d", p.Director, p.Role, p.Conns))
+		}
+		r.Summary = fmt.Sprintf("master: this director holds %d connections", r.Conns)
+		if len(parts) > 0 {
+			r.Summary += "; " + strings.Join(parts, ", ")
+		} else if st.Cluster == nil {
+			r.Summary += "; without [cluster] the backups' counts are unknown"
+		}
+	case !slices.Contains(roles, ipvs.SyncBackup.String()):
+		r.Summary = "no sync daemon running"
+	case len(masters) == 0:
+		r.Summary = fmt.Sprintf("backup: this director holds %d connections; ", r.Conns)
+		if st.Cluster == nil {
+			r.Summary += "without [cluster] the master's count is unknown"
+		} else {
+			r.Summary += "no director in the cluster reports a master sync daemon"
+		}
+	default:
+		m := masters[0]
+		switch {
+		case m.Conns == 0:
+			r.Receiving = ReceivingIdle
+		case r.Conns == 0:
+			r.Receiving = ReceivingNo
+		default:
+			r.Receiving = ReceivingYes
+		}
+		r.Summary = fmt.Sprintf("backup: this director holds %d connections, the master %s %d", r.Conns, m.Director, m.Conns)
+		if r.Receiving == ReceivingNo {
+			r.Summary += ": NOT RECEIVING (check the sync interface, sync_id and multicast between the directors)"
+		}
+	}
+	return r
+}
+
+// Problem is something wrong now, and since when (zero when unknown).
+type Problem struct {
+	What  string
+	Since time.Time
+}
+
+// Problems lists everything wrong the status shows: cluster problems
+// (split brain, drift), VRRP instances in fault, a conn-sync daemon not in
+// its wanted role or a backup not receiving, virtual servers without
+// quorum, and components not running.
+func (st Status) Problems() []Problem {
+	var out []Problem
+	if v := st.Cluster; v != nil {
+		for _, p := range v.Problems {
+			out = append(out, Problem{What: "cluster: " + p, Since: v.Since[p]})
+		}
+		for _, m := range v.Members {
+			if m.Status == "gone" {
+				out = append(out, Problem{What: "cluster: director " + m.Name + " is gone"})
+			}
+		}
+	}
+	for _, in := range st.VRRP {
+		if in.State == vrrp.StateFault {
+			out = append(out, Problem{What: "vrrp " + in.Name + ": " + WhyVRRP(in), Since: in.LastChange})
+		}
+	}
+	if s := st.Sync; s != nil {
+		running := slices.ContainsFunc(s.Running, func(d ipvs.SyncDaemon) bool { return d.State == s.Want.State })
+		if !running || len(s.Running) > 1 {
+			what := "conn sync: the kernel does not run the wanted " + s.Want.State.String() + " daemon"
+			if s.LastErr != "" {
+				what += ": " + s.LastErr
+			}
+			out = append(out, Problem{What: what})
+		}
+		if r := st.ConnSync(); r.Receiving == ReceivingNo {
+			out = append(out, Problem{What: "conn sync: " + r.Summary})
+		}
+	}
+	for _, s := range st.Services {
+		if !s.QuorumUp {
+			name := orNone(s.Name, s.Key.String())
+			out = append(out, Problem{What: "virtual server " + name + " (" + s.Key.String() + "): quorum lost"})
+		}
+	}
+	names := make([]string, 0, len(st.NotRunning))
+	for n := range st.NotRunning {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		out = append(out, Problem{What: "not running: " + n + " (" + st.NotRunning[n] + ")"})
+	}
+	return out
+}
