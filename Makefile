@@ -104,6 +104,7 @@ BENCHTIME ?= 60s
 bench:
 	$(GO) test -run '^$$' -bench Failover -benchtime 1x -timeout 30m ./bench/vrrp/failover/
 	$(GO) run ./bench/healthcheck -duration $(BENCHTIME)
+	HALDIR_OVERLOAD_DURATION=60s $(GO) test -count=1 -v -run '^TestOverloadNoFalseDowns$$' ./healthcheck/ | grep -E 'overload_test|^(ok|FAIL|---)'
 	$(GO) run ./bench/director
 
 clean:

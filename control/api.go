@@ -44,6 +44,9 @@ type APIStatus struct {
 	// Problems is everything wrong now, with since when where known
 	// (Status.Problems).
 	Problems []APIProblem `json:"problems"`
+	// CheckLateRetries counts health-check failures retried because the
+	// checker was late.
+	CheckLateRetries uint64 `json:"check_late_retries"`
 }
 
 // APIProblem is one thing wrong now (Status.Problems).
@@ -495,6 +498,7 @@ func (st Status) API() APIStatus {
 		}
 		out.Cluster = ac
 	}
+	out.CheckLateRetries = st.CheckLateRetries
 	out.Problems = []APIProblem{}
 	for _, p := range st.Problems() {
 		out.Problems = append(out.Problems, APIProblem{Problem: p.What, Since: ts(p.Since)})

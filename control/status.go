@@ -35,6 +35,9 @@ type Status struct {
 	// Notify counts real servers' notify_up/notify_down commands; nil
 	// without health checks.
 	Notify *healthcheck.NotifyCounts `json:",omitempty"`
+	// CheckLateRetries counts health-check failures retried, not counted,
+	// because the checker itself was late (overloaded) since the start.
+	CheckLateRetries uint64 `json:",omitempty"`
 	// VirtualServers is the configuration of the virtual servers in force
 	// (defaults applied, checks inherited): status takes forwarding,
 	// persistence and each real server's check definition from it, which

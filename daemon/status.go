@@ -50,6 +50,7 @@ func (d *Daemon) Status() control.Status {
 		st.Probes = d.hc.Status()
 		n := d.hc.NotifyCounts()
 		st.Notify = &n
+		st.CheckLateRetries = d.hc.LateRetries()
 	}
 	return st
 }

@@ -53,6 +53,9 @@ type Options struct {
 	// MaxNotify bounds the notify commands running at once; default 16.
 	MaxNotify int
 	Logger    *slog.Logger // notify failures; default slog.Default()
+	// Stalls measures the process's own stalls, which a check's timeout
+	// excludes; default a ticker that Run starts (tests give fakes).
+	Stalls StallMeter
 }
 
 // NotifyCounts count the notify_up/notify_down commands of real servers.
@@ -74,6 +77,10 @@ type ProbeStatus struct {
 	Subscribers int       // how many entries of the last Update named this probe
 	Next        time.Time // zero while a check is in flight or for type none
 	History     []Result  // oldest first
+	// LateRetries counts failures that came back well after their
+	// deadline, so the checker itself was late (overloaded), and were
+	// retried before counting towards fall.
+	LateRetries uint64
 }
 
 // Scheduler runs one probe per distinct Target.Key. A dispatcher goroutine
@@ -103,6 +110,9 @@ type Scheduler struct {
 	notify                            *script.Queue
 	log                               *slog.Logger
 	notifyRun, notifyFail, notifyDrop atomic.Uint64
+	lateTotal                         atomic.Uint64
+	lateMu                            sync.Mutex
+	lateLogged                        time.Time
 
 	mu     sync.Mutex
 	probes map[string]*probe
@@ -128,6 +138,13 @@ type probe struct {
 	checks   uint64
 	hist     []Result // ring
 	histN    int
+	// lateOf is, while the next run retries a late failure, the time the
+	// failed run was scheduled for: the retry keeps the probe's phase.
+	lateOf time.Time
+	// lateRetries counts failures retried because the checker was late;
+	// lateN those of the current slot.
+	lateRetries uint64
+	lateN       int
 }
 
 // New returns a scheduler with no probes. Call Update to set the targets and
@@ -159,6 +176,13 @@ func New(opt Options) *Scheduler {
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
+	}
+	if opt.Stalls == nil {
+		if _, real := opt.Clock.(realClock); real {
+			opt.Stalls = newTickStallMeter()
+		} else {
+			opt.Stalls = noStalls{} // a fake clock stands still by itself
+		}
 	}
 	base, stop := context.WithCancel(context.Background())
 	s := &Scheduler{
@@ -313,6 +337,13 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	defer s.wg.Wait()
 	defer s.stop()
 	defer close(s.work) // idle workers exit
+	if m, ok := s.opt.Stalls.(*tickStallMeter); ok {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			m.run(ctx)
+		}()
+	}
 	var (
 		timer Timer
 		armed int64 // the due time timer is armed for
@@ -413,14 +444,24 @@ func (s *Scheduler) check(p *probe) {
 		return // removed while waiting for a worker
 	}
 	started := s.clock.Now()
-	r := p.checker.Run(p.ctx, CheckDeadline(scheduled, started, p.target.Check.Timeout))
+	stall0 := s.opt.Stalls.Stalled(started)
+	deadline := CheckDeadline(scheduled, started, p.target.Check.Timeout)
+	r := p.checker.Run(p.ctx, deadline)
+	returned := s.clock.Now()
+	stalled := s.opt.Stalls.Stalled(returned) - stall0
 	if r.Start.IsZero() {
 		r.Start = started
 	}
 	if r.Took == 0 {
-		r.Took = s.clock.Now().Sub(started)
+		r.Took = returned.Sub(started)
 	}
-	if s.opt.OnResult != nil && p.ctx.Err() == nil {
+	if p.ctx.Err() != nil {
+		// Cancelled (removed, or the scheduler stopping): the failure it
+		// returns says nothing of the target, and must not turn a healthy
+		// server down or run its notify_down on the way out.
+		return
+	}
+	if s.opt.OnResult != nil {
 		s.opt.OnResult(Observation{Key: p.key, Scheduled: scheduled, Started: started, Result: r})
 	}
 
@@ -430,6 +471,27 @@ func (s *Scheduler) check(p *probe) {
 		return
 	}
 	p.checks++
+	// A retry keeps the slot of the run it retries.
+	if !p.lateOf.IsZero() {
+		scheduled, p.lateOf = p.lateOf, time.Time{}
+	} else {
+		p.lateN = 0
+	}
+	if s.lateFailure(p, r, started, deadline, returned, stalled, scheduled) {
+		r.Reason += " (late: the checker was overloaded; retried, not counted)"
+		p.hist[p.histN%len(p.hist)] = r
+		p.histN++
+		p.lateRetries++
+		p.lateN++
+		p.running, p.lateOf = false, scheduled
+		head := s.enqueue(p, returned)
+		s.mu.Unlock()
+		s.lateRetried(p.target, stalled, returned.Sub(deadline))
+		if head {
+			s.poke()
+		}
+		return
+	}
 	p.hist[p.histN%len(p.hist)] = r
 	p.histN++
 	wasUp := p.v.up
@@ -461,6 +523,63 @@ func (s *Scheduler) check(p *probe) {
 	}
 	s.mu.Unlock()
 }
+
+// lateFailure reports whether a failed check says more about the checker
+// than about its target: the checker could not run for much of the
+// check's time. An overloaded director (CPU starved, a cgroup's quota, a
+// paused VM) stands still while the reply waits in a socket, and runs the
+// check's goroutine only at or after its deadline: the reply then reads as
+// a timeout. So a timeout counts only the time the process ran (stalled,
+// from the StallMeter, is taken off), and a check that came back well
+// after its deadline was late itself. Such a failure is retried at once,
+// before it counts towards fall: once in any case, and again while the
+// retry still ends before the probe's next slot. A target that is really
+// down fails its retries too, in time, and is counted; its failures keep
+// their cadence. The caller holds s.mu.
+func (s *Scheduler) lateFailure(p *probe, r Result, started, deadline, returned time.Time, stalled time.Duration, scheduled time.Time) bool {
+	if r.Up || !p.v.up {
+		return false // only a failure that could bring an up target down
+	}
+	timeout := p.target.Check.Timeout
+	slack := lateSlack(timeout)
+	late := returned.Sub(deadline) > slack
+	starved := returned.Sub(started)-stalled < deadline.Sub(started)-slack && returned.Sub(started) >= deadline.Sub(started)-slack
+	if !late && !starved {
+		return false
+	}
+	return p.lateN < maxLateRetries || !returned.Add(timeout).After(scheduled.Add(p.interval))
+}
+
+// lateSlack is how far past its deadline a check may come back before the
+// checker counts as late: timer and wake-up jitter on a busy host stay
+// well below it.
+func lateSlack(timeout time.Duration) time.Duration {
+	return max(5*time.Millisecond, timeout/20)
+}
+
+// lateRetried counts a late failure and says so in the log, at most once
+// per lateLogEvery.
+func (s *Scheduler) lateRetried(t Target, stalled, late time.Duration) {
+	n := s.lateTotal.Add(1)
+	now := s.clock.Now()
+	s.lateMu.Lock()
+	due := now.Sub(s.lateLogged) >= lateLogEvery
+	if due {
+		s.lateLogged = now
+	}
+	s.lateMu.Unlock()
+	if due {
+		s.log.Warn("health checks come back late: the checker is overloaded; their failures are retried before they count",
+			"target", t.Addr.String(), "check", t.Check.Kind.String(), "stalled", stalled.String(), "past_deadline", late.String(), "late_retries_total", n)
+	}
+}
+
+// lateLogEvery spaces the overload warnings.
+const lateLogEvery = 10 * time.Second
+
+// LateRetries is how many failures were retried because the checker was
+// late (lateFailure), since the start.
+func (s *Scheduler) LateRetries() uint64 { return s.lateTotal.Load() }
 
 // notifyAll queues the notify command of each subscriber for tr, a flip
 // of up/down (a weight change notifies nobody, as in keepalived). It never
@@ -549,6 +668,7 @@ func (s *Scheduler) Status() []ProbeStatus {
 		st := ProbeStatus{
 			Key: p.key, Target: p.target, Up: p.v.up, Weight: p.v.weight,
 			Reason: p.reason, Since: p.since, Checks: p.checks, Subscribers: p.subs,
+			LateRetries: p.lateRetries,
 		}
 		if p.checker != nil && !p.running {
 			st.Next = p.next
@@ -631,3 +751,7 @@ func (h *probeHeap) pop() heapEntry {
 	q[i] = last
 	return top
 }
+
+// maxLateRetries is how many times a late failure is retried before it
+// counts when the retries no longer fit before the probe's next slot.
+const maxLateRetries = 3

@@ -79,6 +79,7 @@ var (
 	dRealOverride   = desc("real_server_operator_override", "1 while an operator's weight override (haldir drain) is in force for the real server; real_server_weight{kind=\"effective\"} shows its weight.", "virtual_server", "address", "real")
 	dVRRPPeerPrio   = desc("vrrp_peer_priority", "Priority in the last advert accepted from another router (absent until one came).", "vrrp_instance")
 	dSyncReceiving  = desc("sync_backup_receiving", "On a conn-sync backup whose master gossips its count: 0 while this director holds no connection and the master holds some (not receiving), 1 otherwise.")
+	dCheckLate      = desc("healthcheck_late_retries_total", "Health-check failures retried before counting towards fall because the checker itself was late (overloaded: the check's time went mostly to the process standing still, or it came back well after its deadline).")
 	dCheckLag       = desc("healthcheck_lag_seconds", "How far behind its schedule the most overdue health check is now (0 when every check starts on time); a check waits only while every worker is busy.")
 )
 
@@ -88,7 +89,7 @@ var allDescs = []*prometheus.Desc{
 	dSvcInKernel, dSvcConns, dSvcBytes, dSvcPackets, dRealUp, dRealWeight, dRealActive, dRealInactive,
 	dRealConns, dCheckTotal, dCheckUp, dNotify, dNotRunning, dConfigLoaded, dStartTimestamp,
 	dSyncRunning, dSyncWanted, dSyncChanges, dSyncFailures, dClusterMembers, dClusterProblem, dClusterBad,
-	dVRRPChangedAt, dCheckLag, dMaintenance, dRealOverride, dVRRPPeerPrio, dSyncReceiving,
+	dVRRPChangedAt, dCheckLag, dCheckLate, dMaintenance, dRealOverride, dVRRPPeerPrio, dSyncReceiving,
 }
 
 var vrrpStates = []vrrp.State{vrrp.StateInit, vrrp.StateBackup, vrrp.StateMaster, vrrp.StateFault}
@@ -265,6 +266,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	// label; several definitions for one address and type are summed.
 	if st.Probes != nil {
 		gauge(dCheckLag, checkLag(st.Probes, c.now()).Seconds())
+		counter(dCheckLate, st.CheckLateRetries)
 	}
 	type tk struct{ target, typ string }
 	checks := map[tk]uint64{}

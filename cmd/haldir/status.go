@@ -245,6 +245,9 @@ func renderHeader(w io.Writer, st control.Status, now time.Time) {
 		r := st.ConnSync()
 		fmt.Fprintf(w, "conn sync: %s (receiving: %s)\n", r.Summary, r.Receiving)
 	}
+	if n := st.CheckLateRetries; n > 0 {
+		fmt.Fprintf(w, "health checks: %d failures retried before counting: the checker was late (overloaded)\n", n)
+	}
 	// Everything wrong, cluster problems, faults, conn sync, quorum and
 	// components not running, each with since when where known.
 	if probs := st.Problems(); len(probs) > 0 {
