@@ -59,3 +59,21 @@ func (r *Runner) TakeOver(name string, until time.Time, why string) []string {
 	}
 	return names
 }
+
+// Group is the names of the running instance called name and the rest of
+// its sync group; nil when no such instance runs.
+func (r *Runner) Group(name string) []string {
+	var names []string
+	for _, in := range r.groupOf(name) {
+		names = append(names, in.cfg.Name)
+	}
+	return names
+}
+
+// ReleaseHold ends the hold on preemption that a handoff's release left
+// on every running instance (EvReleaseHold).
+func (r *Runner) ReleaseHold() {
+	for _, in := range r.instances() {
+		in.inbox.Put(EvReleaseHold{})
+	}
+}

@@ -129,6 +129,13 @@ type EvYield struct {
 	Until time.Time
 }
 
+// EvReleaseHold ends the hold on preemption a handoff's release left
+// (haldir maintenance off): a backup with the higher priority preempts
+// again, which is make-before-break by itself: it announces the
+// addresses before the lower master, hearing it, drops them.
+type EvReleaseHold struct{}
+
+func (EvReleaseHold) isEvent() {}
 func (EvTakeOver) isEvent()    {}
 func (EvYield) isEvent()       {}
 func (EvReconfigure) isEvent() {}
@@ -255,6 +262,7 @@ const (
 	IgnoreTakeNotBackup  IgnoreReason = "takeover_not_backup" // a handoff's takeover while not backup
 	IgnoreYieldNotMaster IgnoreReason = "yield_not_master"    // a handoff's yield while not master, or as address owner
 	IgnoreTaking         IgnoreReason = "taking_over"         // a higher-priority advert from the old master during a takeover
+	IgnoreNoHold         IgnoreReason = "no_hold"             // a hold released that was not held
 )
 
 // Machine is the VRRP state machine of one virtual router. It does no I/O
@@ -377,6 +385,12 @@ func (m *Machine) Handle(now time.Time, ev Event) ([]Action, IgnoreReason) {
 		return m.takeOver(now, ev)
 	case EvYield:
 		return m.yield(now, ev)
+	case EvReleaseHold:
+		if !m.yielded {
+			return nil, IgnoreNoHold
+		}
+		m.yielded = false
+		return nil, Handled
 	case EvTracking:
 		return m.tracking(now, ev)
 	case EvGroupFault:

@@ -382,6 +382,12 @@ func TestMachineYielded(t *testing.T) {
 	if !m.Yielded() {
 		t.Fatal("not yielded after the release")
 	}
+	if _, r := m.Handle(t0.Add(down100+sec), EvReleaseHold{}); r != Handled || m.Yielded() {
+		t.Fatalf("release: %q, yielded %v", r, m.Yielded())
+	}
+	if _, r := m.Handle(t0.Add(down100+sec), EvReleaseHold{}); r != IgnoreNoHold {
+		t.Fatalf("a second release: %q, want %q", r, IgnoreNoHold)
+	}
 	m.Handle(t0.Add(down100+sec+down100), EvTimer{})
 	if m.State() != StateMaster || m.Yielded() {
 		t.Fatalf("after the target went silent: %v, yielded %v; want master, not yielded", m.State(), m.Yielded())
