@@ -124,9 +124,9 @@ type Daemon struct {
 	quorums *fifo.Queue[director.QuorumState] // the director's reports
 	// takeovers are other directors' planned handoffs to this one.
 	takeovers *fifo.Queue[cluster.TakeOverRequest]
-	died    chan died                         // a component loop ended with an error
-	reqs    chan func()                       // control requests
-	done    chan struct{}                     // closed when the loop has ended
+	died      chan died     // a component loop ended with an error
+	reqs      chan func()   // control requests
+	done      chan struct{} // closed when the loop has ended
 	// controlDown holds why the control server stopped serving.
 	controlDown atomic.Pointer[error]
 }
