@@ -37,6 +37,9 @@ type InstanceState struct {
 	Family   int // 4 or 6
 	State    string
 	Priority int
+	// Source is the address the instance advertises from: a planned
+	// handoff's old master waits for an advert from it (vrrp.EvYield).
+	Source netip.Addr `json:",omitzero"`
 }
 
 // NodeState is what a director tells the others about itself.
@@ -145,6 +148,9 @@ type ClusterOptions struct {
 	// Fast shortens memberlist's timers for tests (a LAN's defaults take
 	// seconds to notice a dead member).
 	Fast bool
+	// OnTakeOver receives the takeover requests other directors send
+	// (SendTakeOver), on memberlist's goroutine: it must not block.
+	OnTakeOver func(TakeOverRequest)
 }
 
 // Cluster is this director's membership in the gossip cluster.
@@ -170,6 +176,8 @@ type Cluster struct {
 	pending   map[string]time.Time // problems seen, since when
 	problems  []string             // problems reported (held long enough)
 	malformed uint64
+
+	onTakeOver func(TakeOverRequest)
 }
 
 // DefaultProblemHold is how long a split brain or drift must last before
@@ -185,7 +193,7 @@ const DefaultRejoinInterval = 5 * time.Second
 // not answer is logged, not fatal: the first director has no one to join.
 func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions) (*Cluster, error) {
 	cl := &Cluster{log: o.Logger, name: c.Name, states: map[string]NodeState{}, status: map[string]string{}, addrs: map[string]string{},
-		pending: map[string]time.Time{}, hold: DefaultProblemHold, stop: make(chan struct{})}
+		pending: map[string]time.Time{}, hold: DefaultProblemHold, stop: make(chan struct{}), onTakeOver: o.OnTakeOver}
 	if o.Fast {
 		cl.hold = DefaultProblemHold / 10
 	}
@@ -480,7 +488,13 @@ type delegate Cluster
 
 func (d *delegate) NodeMeta(int) []byte { return nil }
 
-func (d *delegate) NotifyMsg(b []byte) { (*Cluster)(d).merge(b, "gossip") }
+func (d *delegate) NotifyMsg(b []byte) {
+	if len(b) > 0 && b[0] == msgTakeOver {
+		(*Cluster)(d).takeOverMsg(b[1:])
+		return
+	}
+	(*Cluster)(d).merge(b, "gossip")
+}
 
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	return d.queue.GetBroadcasts(overhead, limit)

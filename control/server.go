@@ -86,6 +86,9 @@ func Listen(path string, d Daemon, log *slog.Logger) (*Server, error) {
 			writeJSON(w, http.StatusOK, reloadReply{OK: true})
 		}
 	})
+	if h, ok := d.(Handoffer); ok {
+		handleHandoff(mux, h)
+	}
 	if op, ok := d.(Operator); ok {
 		handleOperator(mux, op)
 	}

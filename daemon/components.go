@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"reflect"
 	"strings"
 	"time"
@@ -84,7 +85,7 @@ func (d *Daemon) startCluster(cfg *conf.Config, hashes map[string]string) {
 	var cl *cluster.Cluster
 	if err == nil {
 		cl, err = cluster.JoinCluster(*cfg.Cluster, key, cluster.NodeState{Config: hashes},
-			cluster.ClusterOptions{Version: d.opts.Version, Logger: d.log.With("component", "cluster")})
+			cluster.ClusterOptions{Version: d.opts.Version, Logger: d.log.With("component", "cluster"), OnTakeOver: d.takeovers.Put})
 	}
 	if err != nil {
 		d.log.Error("cluster not started", "error", err)
@@ -102,6 +103,10 @@ func (d *Daemon) tellCluster(hashes map[string]string) {
 		return
 	}
 	var states []cluster.InstanceState
+	sources := map[string]netip.Addr{}
+	for _, st := range d.vrrp.Status() {
+		sources[st.Name] = st.Source
+	}
 	for _, name := range d.vrrp.Names() {
 		sc, ok := d.vrrpStates[name]
 		if !ok {
@@ -112,7 +117,8 @@ func (d *Daemon) tellCluster(hashes map[string]string) {
 		if ic.Family == conf.FamilyInet6 {
 			fam = 6
 		}
-		states = append(states, cluster.InstanceState{Name: name, VRID: int(ic.VRID), Family: fam, State: sc.To.String(), Priority: int(sc.Priority)})
+		states = append(states, cluster.InstanceState{Name: name, VRID: int(ic.VRID), Family: fam, State: sc.To.String(), Priority: int(sc.Priority),
+			Source: sources[name]})
 	}
 	d.cluster.Update(func(s *cluster.NodeState) {
 		s.VRRP = states

@@ -122,9 +122,11 @@ type Daemon struct {
 
 	// The loop's inputs from other goroutines.
 	quorums *fifo.Queue[director.QuorumState] // the director's reports
-	died    chan died                         // a component loop ended with an error
-	reqs    chan func()                       // control requests
-	done    chan struct{}                     // closed when the loop has ended
+	// takeovers are other directors' planned handoffs to this one.
+	takeovers *fifo.Queue[cluster.TakeOverRequest]
+	died      chan died     // a component loop ended with an error
+	reqs      chan func()   // control requests
+	done      chan struct{} // closed when the loop has ended
 	// controlDown holds why the control server stopped serving.
 	controlDown atomic.Pointer[error]
 }
@@ -155,7 +157,7 @@ func New(cfg *conf.Config, opts Options) *Daemon {
 		opts: opts, log: opts.Logger, cfg: cfg,
 		subs: map[string][]director.Verdict{}, quorum: map[string]bool{},
 		vrrpStates: map[string]vrrp.StateChange{}, notRunning: map[string]string{},
-		quorums: fifo.New[director.QuorumState](), died: make(chan died, 1),
+		quorums: fifo.New[director.QuorumState](), died: make(chan died, 1), takeovers: fifo.New[cluster.TakeOverRequest](),
 		reqs: make(chan func()), done: make(chan struct{}),
 	}
 	if wd, err := sddaemon.SdWatchdogEnabled(false); err == nil {
@@ -226,6 +228,10 @@ func (d *Daemon) loop(ctx context.Context, sigs <-chan os.Signal) {
 			d.log.Info("health transition", "target", t.Target.Addr.String(), "check", t.Target.Check.Kind,
 				"up", t.Up, "weight", t.Weight, "reason", t.Reason)
 			d.applyHealth(t)
+		case <-d.takeovers.Ready():
+			for _, req := range d.takeovers.Take() {
+				d.takeOverRequested(req)
+			}
 		case <-d.quorums.Ready():
 			for _, q := range d.quorums.Take() {
 				d.quorumChanged(q)

@@ -288,6 +288,10 @@ func (d *Daemon) maintenance(req control.MaintenanceRequest) (control.Maintenanc
 		reply.HandedOver, notes = d.handOver("maintenance")
 		reply.Notes = append(reply.Notes, notes...)
 	} else {
+		// A handoff's release held preemption back; with it released, a
+		// higher priority takes mastership back by preemption, which
+		// announces before the lower master lets go.
+		d.vrrp.ReleaseHold()
 		d.log.Warn("maintenance off: VRRP priorities back; preemption takes mastership back", "was_on", was)
 	}
 	d.tellCluster(nil)
@@ -296,12 +300,14 @@ func (d *Daemon) maintenance(req control.MaintenanceRequest) (control.Maintenanc
 }
 
 // handOver makes every instance this director masters hand over, and
-// returns their names. It is the one place maintenance hands over: the
-// VRRP way for now (priority 0, then backup, as on a graceful stop), to be
-// replaced by the planned make-before-break handoff (haldir handoff) once
-// the daemon has it. With a cluster, an instance no other live director
-// backs up (in its view) is not handed over, and notes say so: at
-// priority 1 it stays master only while nobody else can be.
+// returns their names. It is the one place maintenance hands over. With a
+// cluster, by the planned make-before-break handoff to the best live
+// backup (haldir handoff), falling back to the VRRP way (priority 0) for
+// an instance the target has not taken over within its timeout; an
+// instance no other live director backs up (in the view) is not handed
+// over, and notes say so: at priority 1 it stays master only while
+// nobody else can be. Without a cluster, the VRRP way (priority 0, then
+// backup, as on a graceful stop).
 func (d *Daemon) handOver(why string) (names, notes []string) {
 	var view *cluster.View
 	if d.cluster != nil {
@@ -315,6 +321,13 @@ func (d *Daemon) handOver(why string) (names, notes []string) {
 		if ic, ok := d.vrrp.InstanceConfig(name); ok && view != nil && !backedUp(*view, ic) {
 			notes = append(notes, name+": no other director backs it up in the cluster view: not handed over; it stays master at priority 1 until a backup takes over")
 			continue
+		}
+		if view != nil {
+			if to, ok := d.startPlannedHandoff(*view, name, why); ok {
+				names = append(names, name)
+				notes = append(notes, fmt.Sprintf("%s: handing over to %s, make-before-break", name, to))
+				continue
+			}
 		}
 		if d.vrrp.Resign(name, why+": handing over") {
 			names = append(names, name)

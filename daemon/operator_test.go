@@ -414,11 +414,21 @@ func TestMaintenanceInCluster(t *testing.T) {
 		return backedUp(v, ic), v.Members
 	}, logs1.String)
 	reply, err = c1.SetMaintenance(control.MaintenanceRequest{On: true})
-	if err != nil || strings.Join(reply.HandedOver, ",") != "vi" || len(reply.Notes) != 0 {
+	if err != nil || strings.Join(reply.HandedOver, ",") != "vi" || strings.Join(reply.Notes, "; ") != "vi: handing over to r2, make-before-break" {
 		t.Fatalf("reply %+v, %v", reply, err)
 	}
 	state(c2, logs2, "r2 takes over", vrrp.StateMaster, 100)
 	state(c1, logs1, "r1 backup at priority 1", vrrp.StateBackup, 1)
+	if st := c1.vrrp.Instance("vi").Status(); !st.Yielded || !strings.Contains(st.LastReason, "planned handoff") {
+		t.Fatalf("r1 %+v: want released by the planned handoff", st)
+	}
+
+	// Off: the hold on preemption ends, and r1 (150) takes mastership back.
+	if _, err := c1.SetMaintenance(control.MaintenanceRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	state(c1, logs1, "r1 takes mastership back after the handoff", vrrp.StateMaster, 150)
+	state(c2, logs2, "r2 backup again", vrrp.StateBackup, 100)
 }
 
 func ptr[T any](v T) *T { return &v }

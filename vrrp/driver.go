@@ -48,6 +48,7 @@ func (d *driver) handle(ev Event) {
 	in.status.Priority = d.m.Priority()
 	in.status.MasterAddr = d.m.MasterAddr()
 	in.status.MasterInterval = d.m.MasterInterval()
+	in.status.Yielded = d.m.Yielded()
 	in.mu.Unlock()
 	// A send that broke the path puts the instance in Fault now, not when
 	// the path watch's report comes round: a master that cannot advertise

@@ -73,6 +73,10 @@ type Status struct {
 	// Preempt is the configured preempt: a backup with it off stays
 	// backup under a lower-priority master.
 	Preempt bool
+	// Yielded: this router handed mastership over in a planned handoff
+	// (haldir handoff) and holds back preemption until mastership moves
+	// again, so a lower-priority master is accepted.
+	Yielded bool `json:",omitempty"`
 	// PeerAddr, PeerPriority and PeerSeen are the last advert accepted
 	// from another router: who, with what priority, when (zero when none
 	// came since the start). They answer "why is this one (not) master".

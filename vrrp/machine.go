@@ -107,6 +107,37 @@ type EvReconfigure struct {
 	PreemptDelay time.Duration
 }
 
+// EvTakeOver is a planned handoff's target side (haldir handoff): a backup
+// becomes master at once, announcing its addresses while the old master
+// still holds them, and until Until it does not step down for the old
+// master's higher-priority adverts; the old master releases when it hears
+// this router (EvYield). Make-before-break: both hold the addresses for a
+// moment, nobody holds them never.
+type EvTakeOver struct {
+	Until time.Time
+	Why   string
+}
+
+// EvYield is a planned handoff's old master side: it stays master until
+// an advert from To (the target, now master too) arrives before Until;
+// then it drops the addresses, without a priority-0 advert, becomes backup
+// and holds back preemption (a lower-priority master is accepted) until
+// mastership moves again: a takeover, a master-down timer, a restart. No
+// advert from To by Until leaves it master (the handoff failed).
+type EvYield struct {
+	To    netip.Addr
+	Until time.Time
+}
+
+// EvReleaseHold ends the hold on preemption a handoff's release left
+// (haldir maintenance off): a backup with the higher priority preempts
+// again, which is make-before-break by itself: it announces the
+// addresses before the lower master, hearing it, drops them.
+type EvReleaseHold struct{}
+
+func (EvReleaseHold) isEvent() {}
+func (EvTakeOver) isEvent()    {}
+func (EvYield) isEvent()       {}
 func (EvReconfigure) isEvent() {}
 func (EvGroupFault) isEvent()  {}
 func (EvGroupState) isEvent()  {}
@@ -164,11 +195,12 @@ const (
 	CauseTimer                   // EvTimer: master down
 	CauseAdvert                  // EvAdvert: a higher-priority master
 	CauseResign                  // EvResign: handed over (haldir maintenance)
+	CauseHandoff                 // EvTakeOver, or EvYield's release: a planned handoff
 )
 
 var causeNames = [...]string{CauseStartup: "startup", CauseShutdown: "shutdown", CauseTracking: "tracking",
 	CauseGroupFault: "sync_group_fault", CauseGroupState: "sync_group_state", CauseReload: "reload",
-	CauseTimer: "timer", CauseAdvert: "advert", CauseResign: "resign"}
+	CauseTimer: "timer", CauseAdvert: "advert", CauseResign: "resign", CauseHandoff: "handoff"}
 
 func (c Cause) String() string {
 	if c >= 0 && int(c) < len(causeNames) {
@@ -196,6 +228,8 @@ func causeOf(ev Event) Cause {
 		return CauseAdvert
 	case EvResign:
 		return CauseResign
+	case EvTakeOver:
+		return CauseHandoff
 	}
 	return CauseStartup
 }
@@ -225,6 +259,10 @@ const (
 	IgnoreReconfigNoop   IgnoreReason = "reconfigure_noop"    // a reload changed nothing the machine holds
 	IgnoreReconfigBad    IgnoreReason = "reconfigure_refused" // not changeable in place (priority to or from 255) or out of range
 	IgnoreNotMaster      IgnoreReason = "resign_not_master"   // a resign while not master, or as address owner
+	IgnoreTakeNotBackup  IgnoreReason = "takeover_not_backup" // a handoff's takeover while not backup
+	IgnoreYieldNotMaster IgnoreReason = "yield_not_master"    // a handoff's yield while not master, or as address owner
+	IgnoreTaking         IgnoreReason = "taking_over"         // a higher-priority advert from the old master during a takeover
+	IgnoreNoHold         IgnoreReason = "no_hold"             // a hold released that was not held
 )
 
 // Machine is the VRRP state machine of one virtual router. It does no I/O
@@ -244,6 +282,15 @@ type Machine struct {
 	masterInterval time.Duration // Master_Adver_Interval
 	masterAddr     netip.Addr    // source of the last accepted advert (or ours)
 	lowerSince     time.Time     // when a lower-priority master was first seen (preempt_delay)
+
+	// A planned handoff (EvTakeOver, EvYield): takeUntil holds a new
+	// master against the old one's adverts; yieldTo/yieldUntil are the
+	// old master waiting for the target's advert; yielded holds back
+	// preemption after the release.
+	takeUntil  time.Time
+	yieldTo    netip.Addr
+	yieldUntil time.Time
+	yielded    bool
 }
 
 // NewMachine checks cfg and returns a machine in StateInit.
@@ -334,6 +381,16 @@ func (m *Machine) Handle(now time.Time, ev Event) ([]Action, IgnoreReason) {
 		return m.shutdown()
 	case EvResign:
 		return m.resign(now, ev)
+	case EvTakeOver:
+		return m.takeOver(now, ev)
+	case EvYield:
+		return m.yield(now, ev)
+	case EvReleaseHold:
+		if !m.yielded {
+			return nil, IgnoreNoHold
+		}
+		m.yielded = false
+		return nil, Handled
 	case EvTracking:
 		return m.tracking(now, ev)
 	case EvGroupFault:
@@ -368,6 +425,7 @@ func (m *Machine) start(now time.Time, why string) []Action {
 }
 
 func (m *Machine) becomeMaster(now time.Time, acts []Action, why string) []Action {
+	m.yielded = false // mastership moved again
 	m.masterAddr = m.cfg.Primary
 	m.masterInterval = m.cfg.Interval
 	m.lowerSince = time.Time{}
@@ -391,6 +449,9 @@ func (m *Machine) to(acts []Action, s State, why string) []Action {
 	}
 	from := m.state
 	m.state = s
+	if s != StateMaster {
+		m.takeUntil, m.yieldTo, m.yieldUntil = time.Time{}, netip.Addr{}, time.Time{}
+	}
 	acts = append(acts, ActStateChange{From: from, To: s, Cause: m.evCause, Reason: why}, ActNotify{State: s})
 	if s != StateBackup && s != StateMaster {
 		m.deadline = time.Time{}
@@ -417,6 +478,35 @@ func (m *Machine) resign(now time.Time, ev EvResign) ([]Action, IgnoreReason) {
 	acts = m.to(acts, StateBackup, ev.Why)
 	return m.arm(acts, now.Add(m.MasterDownInterval())), Handled
 }
+
+// takeOver is EvTakeOver: a backup becomes master now and holds on
+// against the old master's adverts until ev.Until.
+func (m *Machine) takeOver(now time.Time, ev EvTakeOver) ([]Action, IgnoreReason) {
+	if m.state != StateBackup {
+		return nil, IgnoreTakeNotBackup
+	}
+	why := "planned handoff: taking over"
+	if ev.Why != "" {
+		why += " (" + ev.Why + ")"
+	}
+	acts := m.becomeMaster(now, nil, why)
+	m.takeUntil = ev.Until
+	return acts, Handled
+}
+
+// yield is EvYield: a master waits for the target's advert (masterAdvert)
+// until ev.Until.
+func (m *Machine) yield(_ time.Time, ev EvYield) ([]Action, IgnoreReason) {
+	if m.state != StateMaster || m.owner() || !ev.To.IsValid() {
+		return nil, IgnoreYieldNotMaster
+	}
+	m.yieldTo, m.yieldUntil = ev.To.Unmap(), ev.Until
+	return nil, Handled
+}
+
+// Yielded reports whether the machine released mastership in a planned
+// handoff and holds back preemption until mastership moves again.
+func (m *Machine) Yielded() bool { return m.yielded }
 
 func (m *Machine) shutdown() ([]Action, IgnoreReason) {
 	var acts []Action
@@ -509,6 +599,11 @@ func (m *Machine) timer(now time.Time) ([]Action, IgnoreReason) {
 	if m.state == StateBackup {
 		return m.becomeMaster(now, nil, "master down timer expired"), Handled
 	}
+	if m.yieldTo.IsValid() && !now.Before(m.yieldUntil) {
+		// The target never advertised: the handoff failed, and this
+		// router simply stays master.
+		m.yieldTo, m.yieldUntil = netip.Addr{}, time.Time{}
+	}
 	// Master: Adver_Timer. The next advert is due one interval after this
 	// one was due, not after the timer was noticed: re-arming from now let
 	// each wake-up's lateness accumulate (98 adverts/s at 10 ms). After a
@@ -540,7 +635,7 @@ func (m *Machine) backupAdvert(now time.Time, ev EvAdvert) ([]Action, IgnoreReas
 		return m.arm(nil, now.Add(m.Skew())), Handled
 	}
 	mine := m.Priority()
-	if m.preempt() && ev.Priority < mine {
+	if m.preempt() && !m.yielded && ev.Priority < mine {
 		if m.cfg.PreemptDelay <= 0 || m.owner() {
 			return nil, IgnoreLowerPriority
 		}
@@ -568,7 +663,22 @@ func (m *Machine) masterAdvert(now time.Time, ev EvAdvert) ([]Action, IgnoreReas
 		// Another router resigned; re-assert at once (RFC 5798 §6.4.3).
 		return m.arm([]Action{ActSendAdvert{Priority: m.Priority()}}, now.Add(m.cfg.Interval)), Handled
 	}
+	if m.yieldTo.IsValid() && ev.Src.Unmap() == m.yieldTo && now.Before(m.yieldUntil) {
+		// The target is master too: release, make-before-break.
+		m.evCause = CauseHandoff
+		acts := m.leaveMaster(nil, false)
+		if m.cfg.Version == 3 && ev.Interval > 0 {
+			m.masterInterval = ev.Interval
+		}
+		m.masterAddr = ev.Src
+		acts = m.to(acts, StateBackup, fmt.Sprintf("planned handoff: %v is master", ev.Src))
+		m.yielded = true
+		return m.arm(acts, now.Add(m.MasterDownInterval())), Handled
+	}
 	mine := m.Priority()
+	if now.Before(m.takeUntil) {
+		return nil, IgnoreTaking // the old master releases once it hears us
+	}
 	if ev.Priority > mine || ev.Priority == mine && ev.Src.Unmap().Compare(m.cfg.Primary.Unmap()) > 0 {
 		acts := m.leaveMaster(nil, false)
 		if m.cfg.Version == 3 && ev.Interval > 0 {

@@ -122,6 +122,44 @@ func TestMachine(t *testing.T) {
 			{sec / 2, EvTracking{Lowest: true}, nil, Handled, StateMaster, 255},
 			{sec / 2, EvResign{Why: "maintenance"}, nil, IgnoreNotMaster, StateMaster, 255},
 		}},
+		// A planned handoff, old master's side: it stays master until the
+		// target's advert, releases without priority 0, then holds back
+		// preemption under the lower target; a master-down timer (the
+		// target gone) makes it master again and ends the hold.
+		{"handoff: yield releases on the target's advert and holds back preemption", baseCfg(), []step{startBackup, toMaster,
+			{m0 + sec/2, EvYield{To: netip.MustParseAddr("192.0.2.20"), Until: t0.Add(m0 + 2*sec)}, nil, Handled, StateMaster, 0},
+			{m0 + sec/2, adv("192.0.2.30", 50, sec), nil, IgnoreMasterLower, StateMaster, 0},
+			{m0 + sec/2 + 3*time.Millisecond, adv("192.0.2.20", 50, sec), cat(ActRemoveVIPs{}, change(StateMaster, StateBackup),
+				setAt(m0+sec/2+3*time.Millisecond+down100)), Handled, StateBackup, 0},
+			{m0 + sec, adv("192.0.2.20", 50, sec), []Action{setAt(m0 + sec + down100)}, Handled, StateBackup, 0},
+			{m0 + sec + down100, EvTimer{}, becameMaster(StateBackup, 100, m0+sec+down100), Handled, StateMaster, 0},
+			// Mastership moved: the hold is over, a lower master is not accepted.
+			{m0 + sec + down100, adv("192.0.2.20", 50, sec), nil, IgnoreMasterLower, StateMaster, 0},
+		}},
+		{"handoff: a yield the target never answers lapses; the router stays master", baseCfg(), []step{startBackup, toMaster,
+			{m0 + sec/2, EvYield{To: netip.MustParseAddr("192.0.2.20"), Until: t0.Add(m0 + sec/2 + 100*time.Millisecond)}, nil, Handled, StateMaster, 0},
+			{m0 + sec, EvTimer{}, []Action{ActSendAdvert{Priority: 100}, setAt(m0 + 2*sec)}, Handled, StateMaster, 0},
+			// Too late: the yield is over, the lower advert changes nothing.
+			{m0 + sec + time.Millisecond, adv("192.0.2.20", 50, sec), nil, IgnoreMasterLower, StateMaster, 0},
+		}},
+		{"handoff: yield refused unless master", baseCfg(), []step{startBackup,
+			{sec, EvYield{To: netip.MustParseAddr("192.0.2.20"), Until: t0.Add(2 * sec)}, nil, IgnoreYieldNotMaster, StateBackup, 0},
+		}},
+		{"handoff: the address owner does not yield", with(func(c *MachineConfig) { c.Priority = 255 }), []step{
+			{0, EvStartup{}, becameMaster(StateInit, 255, 0), Handled, StateMaster, 255},
+			{sec / 2, EvYield{To: netip.MustParseAddr("192.0.2.20"), Until: t0.Add(2 * sec)}, nil, IgnoreYieldNotMaster, StateMaster, 255},
+		}},
+		// The target's side: master at once, deaf to the old master's
+		// higher adverts during the take window, normal after it.
+		{"handoff: takeover makes master now and holds against the old master", baseCfg(), []step{startBackup,
+			{2 * sec, adv("192.0.2.1", 200, sec), []Action{setAt(2*sec + down100)}, Handled, StateBackup, 0},
+			{2*sec + sec/2, EvTakeOver{Until: t0.Add(2*sec + sec/2 + sec)}, becameMaster(StateBackup, 100, 2*sec+sec/2), Handled, StateMaster, 0},
+			{3 * sec, adv("192.0.2.1", 200, sec), nil, IgnoreTaking, StateMaster, 0},
+			{3*sec + sec/2, adv("192.0.2.1", 200, sec), cat(ActRemoveVIPs{}, change(StateMaster, StateBackup), setAt(3*sec+sec/2+down100)), Handled, StateBackup, 0},
+		}},
+		{"handoff: takeover refused unless backup", baseCfg(), []step{startBackup, toMaster,
+			{m0 + sec/2, EvTakeOver{Until: t0.Add(m0 + 2*sec)}, nil, IgnoreTakeNotBackup, StateMaster, 0},
+		}},
 		{"init: owner takes over at once", with(func(c *MachineConfig) { c.Priority = 255 }), []step{
 			{0, EvStartup{}, becameMaster(StateInit, 255, 0), Handled, StateMaster, 255},
 		}},
@@ -328,5 +366,30 @@ func TestNewMachineErrors(t *testing.T) {
 				t.Fatal("no error")
 			}
 		})
+	}
+}
+
+// TestMachineYielded: Yielded is set by a handoff's release and cleared
+// when mastership moves again.
+func TestMachineYielded(t *testing.T) {
+	startBackup := step{0, EvStartup{}, cat(change(StateInit, StateBackup), setAt(down100)), Handled, StateBackup, 100}
+	toMaster := step{down100, EvTimer{}, becameMaster(StateBackup, 100, down100), Handled, StateMaster, 0}
+	target := netip.MustParseAddr("192.0.2.20")
+	m := runSteps(t, baseCfg(), []step{startBackup, toMaster,
+		{down100 + sec/2, EvYield{To: target, Until: t0.Add(down100 + 2*sec)}, nil, Handled, StateMaster, 0},
+		{down100 + sec, adv("192.0.2.20", 50, sec), cat(ActRemoveVIPs{}, change(StateMaster, StateBackup), setAt(down100+sec+down100)), Handled, StateBackup, 0},
+	})
+	if !m.Yielded() {
+		t.Fatal("not yielded after the release")
+	}
+	if _, r := m.Handle(t0.Add(down100+sec), EvReleaseHold{}); r != Handled || m.Yielded() {
+		t.Fatalf("release: %q, yielded %v", r, m.Yielded())
+	}
+	if _, r := m.Handle(t0.Add(down100+sec), EvReleaseHold{}); r != IgnoreNoHold {
+		t.Fatalf("a second release: %q, want %q", r, IgnoreNoHold)
+	}
+	m.Handle(t0.Add(down100+sec+down100), EvTimer{})
+	if m.State() != StateMaster || m.Yielded() {
+		t.Fatalf("after the target went silent: %v, yielded %v; want master, not yielded", m.State(), m.Yielded())
 	}
 }

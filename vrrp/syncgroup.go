@@ -93,7 +93,9 @@ func (g *SyncGroup) memberChanged(from *Instance, sc StateChange) {
 	// already told everyone, and sending it back made two members whose
 	// own changes crossed swap states with each other for ever. The
 	// adverts on each VRID settle such a crossing instead.
-	if sc.Cause != CauseGroupState && (sc.To == StateMaster || sc.To == StateBackup) {
+	// A planned handoff is not sent on either: every member takes over or
+	// yields on its own, each make-before-break on its own VRID.
+	if sc.Cause != CauseGroupState && sc.Cause != CauseHandoff && (sc.To == StateMaster || sc.To == StateBackup) {
 		for _, m := range g.members {
 			if m != from {
 				post(m, EvGroupState{To: sc.To})
@@ -106,3 +108,6 @@ func (g *SyncGroup) memberChanged(from *Instance, sc StateChange) {
 		g.notify.enqueue(notifyJob{argv: argv, instance: g.cfg.Name, state: sc.To, priority: sc.Priority})
 	}
 }
+
+// Members returns the group's instances, in configuration order.
+func (g *SyncGroup) Members() []*Instance { return append([]*Instance(nil), g.members...) }

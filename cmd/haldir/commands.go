@@ -137,6 +137,22 @@ Maintenance is kept in global.state_dir: it survives a restart (the instances st
 		argComplete: "on off",
 	},
 	{
+		name:    "handoff",
+		summary: "hand VRRP mastership over to a backup, make-before-break",
+		flags: append(append([]flagDoc{}, socketFlags...),
+			flagDoc{name: "--instance", arg: "NAME", complete: completeInstances, help: "a VRRP instance this director masters (repeatable); its sync group moves with it"},
+			flagDoc{name: "--all", help: "every instance this director masters"},
+			flagDoc{name: "--to", arg: "DIRECTOR", help: "the director (cluster.name) to hand over to (default: the live director backing each instance up at the highest priority)"},
+			flagDoc{name: "--timeout", arg: "DURATION", help: "how long the target may take, 100ms..1m (default 5s)"},
+			flagDoc{name: "--reason", arg: "TEXT", help: "why, for the logs"},
+		),
+		text: `With a [cluster]: the target director confirms through the cluster (encrypted with the cluster key), becomes master and announces the addresses while this director still holds them; this director releases them only when it hears the target's first advert, so they are never without a holder (both hold them for a moment). The conn-sync daemons follow the VRRP states. This director then stays backup under the target whatever the priorities, until mastership moves again (a handoff back, a failover, haldir maintenance off, a restart). If the target has not taken over within the timeout, this director simply stays master and the command says so.
+
+Without a [cluster]: the best VRRP-only method, a priority-0 advert; the backup takes over after its Skew_Time, a gap the command reports.`,
+		exit:    "0 every instance handed over, 1 refused or not handed over (each reason is printed), 2 bad options or the daemon cannot be reached",
+		flagSet: func() *flag.FlagSet { return newHandoffFlags().fs },
+	},
+	{
 		name:    "import-keepalived",
 		args:    "FILE",
 		summary: "convert a keepalived.conf (and what it includes) to haldir's TOML",

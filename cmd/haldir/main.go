@@ -84,6 +84,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runUndrain(args[1:], stdout, stderr)
 	case "maintenance":
 		return runMaintenance(args[1:], stdout, stderr)
+	case "handoff":
+		return runHandoff(args[1:], stdout, stderr)
 	case "import-keepalived":
 		return runImportKeepalived(args[1:], stdout, stderr)
 	case "completion":
