@@ -87,6 +87,14 @@ type Report struct {
 	LongLived, Survived int
 	// ClusterSeen is what each director's cluster last said of the other.
 	ClusterSeen map[string]string
+	// Handoff: haldir handoff there and back while the client polls and
+	// long-lived connections stay open; what haldir reported for each, the
+	// polls failed and the longest gap between successful ones, and the
+	// long-lived connections that still worked after both.
+	HandoffOut                        [2]string
+	HandoffRequests, HandoffFailed    int
+	HandoffGap                        time.Duration
+	HandoffLongLived, HandoffSurvived int
 	// NotThereYet lists the components haldir reports as not running.
 	NotThereYet []string
 }
@@ -167,6 +175,7 @@ func RunDemo(ctx context.Context, out io.Writer, haldirPath string, opts Options
 		{"load balancing through the VIP", d.stepLB},
 		{"health checks: real2 goes away and comes back", d.stepHealth},
 		{"failover drill: director1 dies, director2 takes over, director1 returns", d.stepDrill},
+		{"planned handoff: director1 hands over to director2 and takes it back, make-before-break", d.stepHandoff},
 	}
 	for i, st := range steps {
 		d.section(i+1, st.name)
@@ -1238,6 +1247,9 @@ func (d *demo) report() {
 		{"drill requests ok / failed", fmt.Sprintf("%d / %d (of %d, one every %s)", r.RequestsOK, r.RequestsFailed, r.Requests, pollEvery)},
 		{"connections synced to director2 after", ms(r.SyncedAfter)},
 		{"long-lived connections survived", fmt.Sprintf("%d of %d", r.Survived, r.LongLived)},
+		{"planned handoff there and back: requests ok / failed", fmt.Sprintf("%d / %d", r.HandoffRequests-r.HandoffFailed, r.HandoffFailed)},
+		{"planned handoff: longest gap between successful requests", ms(r.HandoffGap)},
+		{"planned handoff: long-lived connections survived", fmt.Sprintf("%d of %d", r.HandoffSurvived, r.HandoffLongLived)},
 		{"cluster: director1 sees director2", r.ClusterSeen["director1 sees director2"]},
 		{"cluster: director2 sees director1", r.ClusterSeen["director2 sees director1"]},
 	}
@@ -1253,6 +1265,104 @@ func (d *demo) report() {
 		}
 	}
 	d.printf("demo passed")
+}
+
+// stepHandoff runs haldir handoff on the master, then on the new master
+// to hand back, while the client polls through the VIP and long-lived
+// connections stay open: make-before-break, nothing should notice.
+func (d *demo) stepHandoff(ctx context.Context) error {
+	var lcs []*lab.KeepAlive
+	defer func() {
+		for _, lc := range lcs {
+			lc.Close()
+		}
+	}()
+	for range longLived {
+		lc, _, err := d.s.Client.DialKeepAlive(ctx, net.JoinHostPort(lab.VIP4.String(), "80"), 2*time.Second)
+		if err != nil {
+			return fmt.Errorf("opening long-lived connection %d: %w", len(lcs)+1, err)
+		}
+		lcs = append(lcs, lc)
+	}
+	d.rep.HandoffLongLived = len(lcs)
+	if _, err := waitFor(ctx, stepDeadline, "director2's kernel holding every long-lived connection (conn sync)", func() (bool, error) {
+		for _, lc := range lcs {
+			if ok, err := holdsConn(d.s.Director2, netip.MustParseAddrPort(lc.LocalAddr().String())); !ok || err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	}); err != nil {
+		return err
+	}
+	p := d.startPoller(ctx)
+	stopped := false
+	defer func() {
+		if !stopped {
+			p.halt()
+		}
+	}()
+	if _, err := waitFor(ctx, stepDeadline, "10 successful polls before the handoff", func() (bool, error) {
+		n := 0
+		for _, s := range p.snapshot() {
+			if s.ok {
+				n++
+			}
+		}
+		return n >= 10, nil
+	}); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	for i, from := range []struct {
+		host *lab.Host
+		name string
+		to   string
+	}{{d.s.Director1, "director1", "director2"}, {d.s.Director2, "director2", "director1"}} {
+		argv := []string{d.haldir, "handoff", "--all", "--reason", "demo", "-s", filepath.Join(d.dir, from.name+".sock")}
+		d.printf("$ haldir handoff --all   (on %s)", from.name)
+		out, err := from.host.Run(ctx, argv, nil)
+		d.rep.HandoffOut[i] = strings.TrimSpace(out)
+		d.block(out)
+		if err != nil {
+			return fmt.Errorf("haldir handoff on %s: %w", from.name, err)
+		}
+		if !strings.Contains(out, "handed over to "+from.to+", make-before-break") {
+			return fmt.Errorf("haldir handoff on %s did not hand over to %s make-before-break", from.name, from.to)
+		}
+		if _, err := waitFor(ctx, stepDeadline, from.to+" master of both instances", func() (bool, error) {
+			return d.state(from.to, "front") == "master" && d.state(from.to, "back") == "master", nil
+		}); err != nil {
+			return err
+		}
+		// A little polling at the new master before the next move.
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	ss := p.halt()
+	stopped = true
+	d.printStates()
+	for _, s := range ss {
+		if s.start.Before(t0) {
+			continue
+		}
+		d.rep.HandoffRequests++
+		if !s.ok {
+			d.rep.HandoffFailed++
+		}
+	}
+	d.rep.HandoffGap = longestGap(ss, t0)
+	for _, lc := range lcs {
+		if _, err := lc.Get(2 * time.Second); err == nil {
+			d.rep.HandoffSurvived++
+		}
+	}
+	d.printf("planned handoff there and back: %d requests, %d failed, longest gap between successful ones %s; long-lived connections that still work: %d of %d",
+		d.rep.HandoffRequests, d.rep.HandoffFailed, d.rep.HandoffGap.Round(time.Millisecond), d.rep.HandoffSurvived, d.rep.HandoffLongLived)
+	return nil
 }
 
 // longLived is how many keep-alive connections the drill holds open
