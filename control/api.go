@@ -97,7 +97,9 @@ type APIVRRP struct {
 	PeerAddress      string     `json:"peer_address,omitempty"`
 	PeerPriority     int        `json:"peer_priority"`
 	PeerSeen         *time.Time `json:"peer_seen,omitempty"`
-	Why              string     `json:"why"`
+	// Yielded: handed over in a planned handoff, holding back preemption.
+	Yielded bool   `json:"yielded"`
+	Why     string `json:"why"`
 }
 
 // APIServiceKey identifies an IPVS service: protocol, address and port, or
@@ -387,7 +389,7 @@ func (st Status) API() APIStatus {
 			SendErrorReasons: nonNilMap(in.SendErrorReasons), PriorityChanges: nonNilMap(in.PriorityChanges), LastChange: ts(in.LastChange),
 			Failing: nonNil(in.Failing), VMACInterface: in.VMACInterface,
 			LastChangeReason: in.LastReason, Preempt: in.Preempt, PeerAddress: addr(in.PeerAddr), PeerPriority: int(in.PeerPriority),
-			PeerSeen: ts(in.PeerSeen), Why: WhyVRRP(in)}
+			PeerSeen: ts(in.PeerSeen), Why: WhyVRRP(in), Yielded: in.Yielded}
 		if in.State == vrrp.StateMaster {
 			v.Master = addr(in.Source)
 		} else {

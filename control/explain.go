@@ -54,6 +54,8 @@ func WhyVRRP(in vrrp.Status) string {
 		switch {
 		case theirs > ours:
 			return fmt.Sprintf("backup: master %s, above our %s", peer, prio)
+		case in.Yielded:
+			return fmt.Sprintf("backup: handed over in a planned handoff (haldir handoff); master %s; holding back preemption with our %s until mastership moves again (haldir maintenance off, a handoff back, a failover)", peer, prio)
 		case theirs == ours:
 			return fmt.Sprintf("backup: master %s, equal to our %s; the higher address wins", peer, prio)
 		case !in.Preempt:

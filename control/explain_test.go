@@ -41,6 +41,8 @@ func TestWhyVRRP(t *testing.T) {
 			"backup: master 10.0.0.2 advertises priority 100, below our priority 200, and preempt is off"},
 		{"backup preempting", vrrp.Status{State: vrrp.StateBackup, Priority: 200, BasePriority: 200, Preempt: true, MasterAddr: peer, PeerAddr: peer, PeerPriority: 100},
 			"backup: master 10.0.0.2 advertises priority 100, below our priority 200: taking over (preempt, after preempt_delay)"},
+		{"backup after a planned handoff to a lower master", vrrp.Status{State: vrrp.StateBackup, Priority: 200, BasePriority: 200, Preempt: true, Yielded: true, MasterAddr: peer, PeerAddr: peer, PeerPriority: 100},
+			"backup: handed over in a planned handoff (haldir handoff); master 10.0.0.2 advertises priority 100; holding back preemption with our priority 200 until mastership moves again (haldir maintenance off, a handoff back, a failover)"},
 		{"backup, no master heard", vrrp.Status{State: vrrp.StateBackup, Priority: 100, BasePriority: 100},
 			"backup with priority 100; no master heard: takes over when the master-down timer expires"},
 		{"fault from tracking", vrrp.Status{State: vrrp.StateFault, Priority: 100, BasePriority: 100,
