@@ -58,7 +58,7 @@ func (d *Daemon) Handoff(req control.HandoffRequest) (control.HandoffReply, erro
 	deadline := time.Now().Add(timeout + 500*time.Millisecond)
 	for {
 		states := map[string]vrrp.Status{}
-		for _, st := range d.Status().VRRP {
+		for _, st := range d.vrrp.Status() { // the Runner is safe for concurrent use: no loop round trip
 			states[st.Name] = st
 		}
 		pending := false
