@@ -36,7 +36,7 @@ type handoffPlan struct {
 }
 
 // Handoff hands mastership over (haldir handoff) and waits for the
-// outcome: it starts on the loop, and waits off it, reading the status.
+// outcome: it starts on the loop, and waits off it, reading the VRRP status.
 func (d *Daemon) Handoff(req control.HandoffRequest) (control.HandoffReply, error) {
 	timeout := defaultHandoffTimeout
 	if req.Timeout != "" {
