@@ -36,7 +36,7 @@ type handoffPlan struct {
 }
 
 // Handoff hands mastership over (haldir handoff) and waits for the
-// outcome: it starts on the loop, and waits off it, reading the status.
+// outcome: it starts on the loop, and waits off it, reading the VRRP status.
 func (d *Daemon) Handoff(req control.HandoffRequest) (control.HandoffReply, error) {
 	timeout := defaultHandoffTimeout
 	if req.Timeout != "" {
@@ -58,7 +58,7 @@ func (d *Daemon) Handoff(req control.HandoffRequest) (control.HandoffReply, erro
 	deadline := time.Now().Add(timeout + 500*time.Millisecond)
 	for {
 		states := map[string]vrrp.Status{}
-		for _, st := range d.Status().VRRP {
+		for _, st := range d.vrrp.Status() { // the Runner is safe for concurrent use: no loop round trip
 			states[st.Name] = st
 		}
 		pending := false
