@@ -89,6 +89,9 @@ func Listen(path string, d Daemon, log *slog.Logger) (*Server, error) {
 	if h, ok := d.(Handoffer); ok {
 		handleHandoff(mux, h)
 	}
+	if dr, ok := d.(Driller); ok {
+		handleDrill(mux, dr)
+	}
 	if op, ok := d.(Operator); ok {
 		handleOperator(mux, op)
 	}

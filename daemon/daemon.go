@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -115,6 +116,8 @@ type Daemon struct {
 	// vrrpStates is each instance's last state change: what the cluster
 	// hears and the status line shows.
 	vrrpStates map[string]vrrp.StateChange
+	// recent are the last maxRecent state changes, oldest first.
+	recent []vrrp.StateChange
 	// notRunning says which configured components failed and why; dead
 	// are the goRun loops that ended with an error.
 	notRunning map[string]string
@@ -291,6 +294,10 @@ func (d *Daemon) call(f func()) bool {
 // the status line. The instance logs the transition itself.
 func (d *Daemon) vrrpChanged(sc vrrp.StateChange) {
 	d.vrrpStates[sc.Instance] = sc
+	// The recent transitions, for a drill's timeline; bounded.
+	if d.recent = append(d.recent, sc); len(d.recent) > maxRecent {
+		d.recent = slices.Delete(d.recent, 0, len(d.recent)-maxRecent)
+	}
 	if d.follower != nil && d.syncInstance == sc.Instance {
 		d.follower.SetRole(connsync.Role(sc.To)) // never blocks
 	}

@@ -86,6 +86,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runMaintenance(args[1:], stdout, stderr)
 	case "handoff":
 		return runHandoff(args[1:], stdout, stderr)
+	case "drill":
+		return runDrill(args[1:], stdout, stderr)
 	case "import-keepalived":
 		return runImportKeepalived(args[1:], stdout, stderr)
 	case "completion":

@@ -1,0 +1,72 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+)
+
+// The drill endpoints (POST, JSON; docs/api.md). A drill report's shape
+// is package drill's Report, carried here as JSON.
+const (
+	pathDrill  = "/v1/drill"
+	pathDrills = "/v1/drills"
+)
+
+// DrillRequest is the body of /v1/drill: plan a drill of Kind (pre-flight
+// only), or with Run run it; Force runs it past pre-flight's refusals.
+type DrillRequest struct {
+	Kind    string `json:"kind"`
+	Run     bool   `json:"run,omitempty"`
+	Force   bool   `json:"force,omitempty"`
+	Timeout string `json:"timeout,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// DrillReply answers /v1/drill: pre-flight's refusals (Go when none), and
+// for a run its report (also kept in state_dir/drills).
+type DrillReply struct {
+	OK        bool            `json:"ok,omitempty"`
+	Errors    []string        `json:"errors,omitempty"`
+	Preflight []string        `json:"preflight"`
+	Go        bool            `json:"go"`
+	Report    json.RawMessage `json:"report,omitempty"`
+}
+
+// DrillsRequest is the body of /v1/drills: every kept report, or the one
+// called ID.
+type DrillsRequest struct {
+	ID string `json:"id,omitempty"`
+}
+
+// DrillsReply answers /v1/drills, oldest first.
+type DrillsReply struct {
+	OK      bool              `json:"ok,omitempty"`
+	Errors  []string          `json:"errors,omitempty"`
+	Reports []json.RawMessage `json:"reports"`
+}
+
+// Driller is what the drill endpoints need from the daemon.
+type Driller interface {
+	Drill(DrillRequest) (DrillReply, error)
+	DrillReports(DrillsRequest) (DrillsReply, error)
+}
+
+func handleDrill(mux *http.ServeMux, d Driller) {
+	mux.HandleFunc("POST "+pathDrill, jsonHandler(d.Drill, func(r *DrillReply, errs []string) { r.Errors = errs }, func(r *DrillReply) { r.OK = true }))
+	mux.HandleFunc("POST "+pathDrills, jsonHandler(d.DrillReports, func(r *DrillsReply, errs []string) { r.Errors = errs }, func(r *DrillsReply) { r.OK = true }))
+}
+
+// Drill plans or runs a drill.
+func (c *Client) Drill(ctx context.Context, req DrillRequest) (DrillReply, error) {
+	var reply DrillReply
+	err := c.post(ctx, pathDrill, req, &reply, func() []string { return reply.Errors })
+	return reply, err
+}
+
+// DrillReports reads the kept drill reports.
+func (c *Client) DrillReports(ctx context.Context, req DrillsRequest) (DrillsReply, error) {
+	var reply DrillsReply
+	err := c.post(ctx, pathDrills, req, &reply, func() []string { return reply.Errors })
+	return reply, err
+}
