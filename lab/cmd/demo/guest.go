@@ -992,14 +992,7 @@ func (d *demo) stepDrill(ctx context.Context) error {
 	// The kernel's sync master sends a partly filled message after at most
 	// 2 s (IPVS_SYNC_FLUSH_TIME): cutting director1 before director2 holds
 	// the connections would drill the sync daemon's latency, not failover.
-	took, err := waitFor(ctx, stepDeadline, "director2's kernel holding every long-lived connection (conn sync)", func() (bool, error) {
-		for _, lc := range lcs {
-			if ok, err := holdsConn(d.s.Director2, netip.MustParseAddrPort(lc.LocalAddr().String())); !ok || err != nil {
-				return false, err
-			}
-		}
-		return true, nil
-	})
+	took, err := d.waitSynced(ctx, lcs)
 	if err != nil {
 		return err
 	}
@@ -1014,15 +1007,7 @@ func (d *demo) stepDrill(ctx context.Context) error {
 		}
 	}()
 	d.printf("client polls %s every %s (new connection each, %s timeout)", vipURL, pollEvery, pollTimeout)
-	if _, err := waitFor(ctx, stepDeadline, "10 successful polls before the cut", func() (bool, error) {
-		n := 0
-		for _, s := range p.snapshot() {
-			if s.ok {
-				n++
-			}
-		}
-		return n >= 10, nil
-	}); err != nil {
+	if err := p.waitOK(ctx, 10, "before the cut"); err != nil {
 		return err
 	}
 
@@ -1145,6 +1130,33 @@ func (d *demo) stepDrill(ctx context.Context) error {
 		d.printf("note: %s", d.rep.FailbackNote)
 	}
 	return nil
+}
+
+// waitSynced waits until director2's kernel holds every one of lcs (conn
+// sync) and returns how long that took.
+func (d *demo) waitSynced(ctx context.Context, lcs []*lab.KeepAlive) (time.Duration, error) {
+	return waitFor(ctx, stepDeadline, "director2's kernel holding every long-lived connection (conn sync)", func() (bool, error) {
+		for _, lc := range lcs {
+			if ok, err := holdsConn(d.s.Director2, netip.MustParseAddrPort(lc.LocalAddr().String())); !ok || err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+}
+
+// waitOK waits for n successful polls; when says before what.
+func (p *poller) waitOK(ctx context.Context, n int, when string) error {
+	_, err := waitFor(ctx, stepDeadline, fmt.Sprintf("%d successful polls %s", n, when), func() (bool, error) {
+		ok := 0
+		for _, s := range p.snapshot() {
+			if s.ok {
+				ok++
+			}
+		}
+		return ok >= n, nil
+	})
+	return err
 }
 
 // killDirector1 makes director1 a dead director: none of its links passes
@@ -1285,14 +1297,7 @@ func (d *demo) stepHandoff(ctx context.Context) error {
 		lcs = append(lcs, lc)
 	}
 	d.rep.HandoffLongLived = len(lcs)
-	if _, err := waitFor(ctx, stepDeadline, "director2's kernel holding every long-lived connection (conn sync)", func() (bool, error) {
-		for _, lc := range lcs {
-			if ok, err := holdsConn(d.s.Director2, netip.MustParseAddrPort(lc.LocalAddr().String())); !ok || err != nil {
-				return false, err
-			}
-		}
-		return true, nil
-	}); err != nil {
+	if _, err := d.waitSynced(ctx, lcs); err != nil {
 		return err
 	}
 	p := d.startPoller(ctx)
@@ -1302,15 +1307,7 @@ func (d *demo) stepHandoff(ctx context.Context) error {
 			p.halt()
 		}
 	}()
-	if _, err := waitFor(ctx, stepDeadline, "10 successful polls before the handoff", func() (bool, error) {
-		n := 0
-		for _, s := range p.snapshot() {
-			if s.ok {
-				n++
-			}
-		}
-		return n >= 10, nil
-	}); err != nil {
+	if err := p.waitOK(ctx, 10, "before the handoff"); err != nil {
 		return err
 	}
 	t0 := time.Now()
