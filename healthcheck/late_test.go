@@ -90,6 +90,11 @@ func TestSchedulerLateFailureRetried(t *testing.T) {
 		{"timeout on time: counts", interval, []lateStep{{0, timedOut, 0}}, true, 1, 0},
 		{"timeout on time, the process stalled for most of it", interval, []lateStep{{0, timedOut, 150 * time.Millisecond}, {-190 * time.Millisecond, ok(), 0}}, false, 2, 1},
 		{"timeout on time, a short stall: counts", interval, []lateStep{{0, timedOut, lateSlack(timeout) - time.Millisecond}}, true, 1, 0},
+		// A busy VM stalls for a while now and then: a check that ran for
+		// most of its time, or came back a little late, is a real timeout
+		// (a hung target must still go down in time).
+		{"timeout on time, a fifth of it stalled: counts", interval, []lateStep{{0, timedOut, timeout / 5}}, true, 1, 0},
+		{"a fifth of the timeout late: counts", interval, []lateStep{{timeout / 5, timedOut, 0}}, true, 1, 0},
 		{"within the slack: counts", interval, []lateStep{{lateSlack(timeout) - time.Millisecond, timedOut, 0}}, true, 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
