@@ -172,17 +172,10 @@ func (d *Daemon) startHandoff(req control.HandoffRequest, timeout time.Duration)
 			continue
 		}
 		p.result.To = target
-		until := time.Now().Add(timeout)
-		for _, n := range group {
-			d.vrrp.Instance(n).Yield(sources[n], until)
-		}
-		err := d.cluster.SendTakeOver(target, cluster.TakeOverRequest{From: d.cfg.Cluster.Name, Instance: name, Window: timeout, Reason: reason})
-		if err != nil {
-			// The yield lapses by itself: nothing else changes.
+		if err := d.askTakeOver(name, group, target, sources, timeout, reason); err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", name, err))
 			continue
 		}
-		d.log.Info("planned handoff: asked the target to take over", "instance", name, "to", target, "timeout", timeout.String(), "reason", reason)
 		plans = append(plans, p)
 	}
 	if len(errs) > 0 && len(plans) == 0 {
@@ -272,6 +265,22 @@ func (d *Daemon) takeOverRequested(req cluster.TakeOverRequest) {
 	}
 }
 
+// askTakeOver starts a planned handoff of name's sync group (group) to
+// target: each member yields to the target's advert source until timeout,
+// and the target is asked, through the cluster, to take over. Should the
+// request not go out, the yields lapse by themselves and nothing changes.
+func (d *Daemon) askTakeOver(name string, group []string, target string, sources map[string]netip.Addr, timeout time.Duration, reason string) error {
+	until := time.Now().Add(timeout)
+	for _, n := range group {
+		d.vrrp.Instance(n).Yield(sources[n], until)
+	}
+	if err := d.cluster.SendTakeOver(target, cluster.TakeOverRequest{From: d.cfg.Cluster.Name, Instance: name, Window: timeout, Reason: reason}); err != nil {
+		return err
+	}
+	d.log.Info("planned handoff: asked the target to take over", "instance", name, "to", target, "timeout", timeout.String(), "reason", reason)
+	return nil
+}
+
 // startPlannedHandoff starts a planned handoff of name (and its sync
 // group) to the best live backup, without waiting (maintenance on). Should
 // the target not take over in time, the instance resigns the VRRP way. It
@@ -282,11 +291,7 @@ func (d *Daemon) startPlannedHandoff(view cluster.View, name, why string) (strin
 	if target == "" {
 		return "", false
 	}
-	until := time.Now().Add(defaultHandoffTimeout)
-	for _, n := range group {
-		d.vrrp.Instance(n).Yield(sources[n], until)
-	}
-	if err := d.cluster.SendTakeOver(target, cluster.TakeOverRequest{From: d.cfg.Cluster.Name, Instance: name, Window: defaultHandoffTimeout, Reason: why}); err != nil {
+	if err := d.askTakeOver(name, group, target, sources, defaultHandoffTimeout, why); err != nil {
 		d.log.Warn("planned handoff not started", "instance", name, "to", target, "error", err)
 		return "", false
 	}
