@@ -145,9 +145,15 @@ type Report struct {
 	Forced    bool     `json:"forced,omitempty"`
 	Verdict   string   `json:"verdict"`
 	// Why is what the verdict rests on.
-	Why      string                  `json:"why"`
-	Timeline []Event                 `json:"timeline,omitempty"`
-	Handoff  []control.HandoffResult `json:"handoff,omitempty"`
+	Why string `json:"why"`
+	// GapMillis is how long the drilled addresses had no holder as far as
+	// the drill could tell (handoff: 0 when make-before-break; failover:
+	// from the master's release to the new master's takeover), and
+	// BoundMillis the most the verdict allowed (0: none).
+	GapMillis   float64                 `json:"gap_ms"`
+	BoundMillis float64                 `json:"bound_ms,omitempty"`
+	Timeline    []Event                 `json:"timeline,omitempty"`
+	Handoff     []control.HandoffResult `json:"handoff,omitempty"`
 }
 
 // NewID names a drill by its start and kind; reports sort by it.
