@@ -138,6 +138,8 @@ type benchDaemon struct {
 	profile string
 	// lineMark is the output line after which backupSince looks.
 	lineMark uint64
+	// render, when set, renders the configuration instead of im.config.
+	render func(d *benchDaemon) string
 }
 
 func startBenchDaemon(tb testing.TB, im benchImpl, h *lab.Host, addr netip.Addr, ins []benchInstance) *benchDaemon {
@@ -148,13 +150,20 @@ func startBenchDaemon(tb testing.TB, im benchImpl, h *lab.Host, addr netip.Addr,
 // written to profile ("": none).
 func startProfiledDaemon(tb testing.TB, im benchImpl, h *lab.Host, addr netip.Addr, ins []benchInstance, profile string) *benchDaemon {
 	tb.Helper()
+	return launchDaemon(tb, im, h, addr, ins, profile, nil)
+}
+
+// launchDaemon starts a daemon whose configuration render makes (nil:
+// im.config).
+func launchDaemon(tb testing.TB, im benchImpl, h *lab.Host, addr netip.Addr, ins []benchInstance, profile string, render func(d *benchDaemon) string) *benchDaemon {
+	tb.Helper()
 	mac, err := h.HardwareAddr(lanIf)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	d := &benchDaemon{tb: tb, im: im, h: h, ins: ins, dir: tb.TempDir(), addr: addr, mac: mac, profile: profile}
+	d := &benchDaemon{tb: tb, im: im, h: h, ins: ins, dir: tb.TempDir(), addr: addr, mac: mac, profile: profile, render: render}
 	d.cfg = filepath.Join(d.dir, im.name+".conf")
-	if err := os.WriteFile(d.cfg, []byte(im.config(d.dir, h.Name(), ins)), 0o600); err != nil {
+	if err := d.writeConfig(); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
@@ -168,6 +177,15 @@ func startProfiledDaemon(tb testing.TB, im benchImpl, h *lab.Host, addr netip.Ad
 	})
 	d.start()
 	return d
+}
+
+// writeConfig writes the daemon's configuration file for its instances.
+func (d *benchDaemon) writeConfig() error {
+	text := d.im.config(d.dir, d.h.Name(), d.ins)
+	if d.render != nil {
+		text = d.render(d)
+	}
+	return os.WriteFile(d.cfg, []byte(text), 0o600)
 }
 
 func (d *benchDaemon) String() string { return d.im.name + "@" + d.h.Name() }

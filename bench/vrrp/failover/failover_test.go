@@ -236,9 +236,12 @@ func runFailoverBench(tb testing.TB, impls []benchImpl, p failoverParams) failov
 var benchAddrs = map[string]netip.Prefix{
 	"r1": netip.MustParsePrefix("192.0.2.11/24"),
 	"r2": netip.MustParsePrefix("192.0.2.12/24"),
+	"c":  netip.MustParsePrefix("192.0.2.100/24"), // the handoff bench's client
 }
 
-func buildBenchLAN(tb testing.TB, name string) *lab.Lab {
+// buildBenchLAN builds r1, r2 and the tap on one switch, and the extra
+// hosts.
+func buildBenchLAN(tb testing.TB, name string, extra ...string) *lab.Lab {
 	tb.Helper()
 	noV6 := []lab.Sysctl{
 		{Key: "net.ipv6.conf.all.disable_ipv6", Value: "1"},
@@ -246,7 +249,7 @@ func buildBenchLAN(tb testing.TB, name string) *lab.Lab {
 		{Key: "net.ipv6.conf." + lanIf + ".disable_ipv6", Value: "1"},
 	}
 	topo := lab.Topology{Switches: []string{lanSw}}
-	for _, h := range []string{"r1", "r2", "tap"} {
+	for _, h := range append([]string{"r1", "r2", "tap"}, extra...) {
 		ls := lab.LinkSpec{Iface: lanIf, Switch: lanSw}
 		if a, ok := benchAddrs[h]; ok {
 			ls.Addrs = []netip.Prefix{a}
