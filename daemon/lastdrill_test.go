@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"encoding/json"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/drill"
-	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 )
 
@@ -59,11 +57,8 @@ func TestLastDrillInStatus(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			k := ipvstest.New()
 			var logs syncBuffer
-			opts := Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Notify: func(string) {},
-				NewKernel: func() (ipvs.Kernel, func(), error) { return k, func() {}, nil }}
-			d, _ := runOnce(t, drainConfig(t, stateDir, 10, true), opts)
+			d, _ := runOnce(t, drainConfig(t, stateDir, 10, true), fakeKernelOptions(ipvstest.New(), &logs))
 			for range 3 {
 				if got := d.Status().LastDrill; !sameSummary(got, tc.want) {
 					t.Fatalf("status' last drill %+v, want %+v", got, tc.want)
