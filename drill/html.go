@@ -176,8 +176,15 @@ func layout(r Report) page {
 	}
 	ms := func(t time.Time) float64 { return float64(t.Sub(r.Started).Microseconds()) / 1000 }
 	lo, hi := 0.0, ms(r.Finished)
+	// The drilling director's lane first, the others as they appear.
 	var names []string
 	laneOf := map[string]int{}
+	for _, e := range r.Timeline {
+		if e.Director == r.Director {
+			laneOf[e.Director], names = 0, []string{e.Director}
+			break
+		}
+	}
 	for _, e := range r.Timeline {
 		lo, hi = math.Min(lo, ms(e.At)), math.Max(hi, ms(e.At))
 		if _, ok := laneOf[e.Director]; !ok {

@@ -75,8 +75,8 @@ func TestReportHTML(t *testing.T) {
 		Started: t0, Finished: t0.Add(40 * time.Millisecond),
 		Verdict: VerdictPass, Why: "every instance moved make-before-break", GapMillis: 0, BoundMillis: 0,
 		Timeline: []Event{
-			{At: t0, Director: "d1", What: "drill started"},
-			{At: t0.Add(12 * time.Millisecond), Director: "d2", What: "vi backup -> master: handoff from d1"},
+			{At: t0, Director: "d2", What: "vi backup -> master: handoff from d1"},
+			{At: t0.Add(12 * time.Millisecond), Director: "d1", What: "vi2 master -> backup: handed off to d2"},
 			{At: t0.Add(40 * time.Millisecond), Director: "d1", What: "vi master -> backup: handed off to d2"},
 		},
 		Handoff: []control.HandoffResult{{Instance: "vi", To: "d2", Method: "make-before-break", OK: true, Millis: 6.6}},
@@ -101,7 +101,7 @@ func TestReportHTML(t *testing.T) {
 		preflight  string   // the pre-flight heading, "" for none
 		rows       int      // handoff table rows
 	}{
-		{"pass, two directors", pass, "PASS", "verdict-pass", []string{"d1", "d2"}, "", 1},
+		{"pass, two directors", pass, "PASS", "verdict-pass", []string{"d1", "d2"}, "", 1}, // the drilling director first
 		{"fail, hostile text", hostile, "FAIL", "verdict-fail", []string{"d1" + evil}, "", 1},
 		{"refused, no events", refused, "REFUSED", "verdict-refused", nil, "Refused by pre-flight", 0},
 		{"forced, no events", forced, "FAIL", "verdict-fail", nil, "Pre-flight findings, forced past", 0},
