@@ -40,6 +40,10 @@ type InstanceState struct {
 	// Source is the address the instance advertises from: a planned
 	// handoff's old master waits for an advert from it (vrrp.EvYield).
 	Source netip.Addr `json:",omitzero"`
+	// Changed is when the instance last changed state, on the sender's
+	// clock, and Why why: a drill's timeline shows the peers' side.
+	Changed time.Time `json:",omitzero"`
+	Why     string    `json:",omitempty"`
 }
 
 // NodeState is what a director tells the others about itself.

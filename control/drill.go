@@ -22,6 +22,13 @@ type DrillRequest struct {
 	Force   bool   `json:"force,omitempty"`
 	Timeout string `json:"timeout,omitempty"`
 	Reason  string `json:"reason,omitempty"`
+	// Instances are the VRRP instances to drill (default: every one this
+	// director masters); Hold is how long a failover or fault drill keeps
+	// this director failed, and Failback whether it then takes
+	// mastership back (by preemption).
+	Instances []string `json:"instances,omitempty"`
+	Hold      string   `json:"hold,omitempty"`
+	Failback  bool     `json:"failback,omitempty"`
 }
 
 // DrillReply answers /v1/drill: pre-flight's refusals (Go when none), and

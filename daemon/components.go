@@ -119,7 +119,7 @@ func (d *Daemon) tellCluster(hashes map[string]string) {
 			fam = 6
 		}
 		states = append(states, cluster.InstanceState{Name: name, VRID: int(ic.VRID), Family: fam, State: sc.To.String(), Priority: int(sc.Priority),
-			Source: sources[name]})
+			Source: sources[name], Changed: sc.At, Why: sc.Reason})
 	}
 	d.cluster.Update(func(s *cluster.NodeState) {
 		s.VRRP = states

@@ -3,6 +3,7 @@ package daemon
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/haldir-lb/haldir/control"
@@ -21,6 +22,9 @@ func (d *Daemon) Drill(req control.DrillRequest) (control.DrillReply, error) {
 	if err != nil {
 		return control.DrillReply{}, &control.RequestError{Msg: err.Error()}
 	}
+	if _, err := parseHold(req.Hold); err != nil {
+		return control.DrillReply{}, err
+	}
 	st := d.Status()
 	reasons := drill.Preflight(st, kind)
 	if !req.Run {
@@ -38,8 +42,10 @@ func (d *Daemon) Drill(req control.DrillRequest) (control.DrillReply, error) {
 	switch {
 	case len(reasons) > 0 && !req.Force:
 		r.Verdict, r.Why = drill.VerdictRefused, fmt.Sprintf("pre-flight found %d problems; nothing was changed (--force runs it anyway)", len(reasons))
+	case kind == drill.KindFailover || kind == drill.KindFault:
+		d.failDrill(&r, req)
 	default:
-		reply, err := d.Handoff(control.HandoffRequest{Timeout: req.Timeout, Reason: "drill " + r.ID})
+		reply, err := d.Handoff(control.HandoffRequest{Instances: req.Instances, Timeout: req.Timeout, Reason: "drill " + r.ID})
 		if err != nil {
 			r.Verdict, r.Why = drill.VerdictFail, err.Error()
 			break
@@ -63,6 +69,10 @@ func (d *Daemon) Drill(req control.DrillRequest) (control.DrillReply, error) {
 			}
 		}
 	})
+	if r.Verdict != drill.VerdictRefused {
+		r.Timeline = append(r.Timeline, d.peerEvents(start, r.Finished)...)
+	}
+	slices.SortStableFunc(r.Timeline, func(a, b drill.Event) int { return a.At.Compare(b.At) })
 	b, _ := json.Marshal(r)
 	if err := drill.Save(drill.Dir(d.stateDir), r); err != nil {
 		d.log.Error("drill report not kept", "drill", r.ID, "error", err)

@@ -36,8 +36,8 @@ func TestDrillHandoff(t *testing.T) {
 		return err == nil && reply.Go, reply
 	}, logs1.String)
 
-	if _, err := c1.Drill(control.DrillRequest{Kind: "failover", Run: true}); err == nil || !strings.Contains(err.Error(), "not implemented yet") {
-		t.Errorf("a failover drill: %v", err)
+	if _, err := c1.Drill(control.DrillRequest{Kind: "chaos", Run: true}); err == nil || !strings.Contains(err.Error(), "want handoff, failover or fault") {
+		t.Errorf("an unknown drill kind: %v", err)
 	}
 
 	refused, err := c2.Drill(control.DrillRequest{Kind: "handoff", Run: true})
@@ -72,4 +72,86 @@ func TestDrillHandoff(t *testing.T) {
 		t.Error("an unknown report was found")
 	}
 	t.Logf("drill report:\n%s", r.Text())
+}
+
+// TestDrillFailoverAndFault: a fault drill forces FAULT (priority 0), the
+// peer takes over after its Skew_Time, and with failback preemption
+// brings mastership back; a failover drill goes silent, so the peer's
+// Master_Down_Interval is what is measured, and without failback this
+// director stays backup under the lower peer. Both observe the takeover
+// against the protocol's bound. A bad hold changes nothing.
+func TestDrillFailoverAndFault(t *testing.T) {
+	cl := newClusterLab(t, "haldir-drillf")
+	c1, logs1 := startComponents(t, cl.l, "r1", cl.config(t, 0, 150), nil)
+	c2, logs2 := startComponents(t, cl.l, "r2", cl.config(t, 1, 100), nil)
+	state := func(c *Daemon, logs *syncBuffer, what string, s vrrp.State) {
+		t.Helper()
+		poll.Until(t, 15*time.Second, what, func() (bool, any) {
+			st := c.vrrp.Instance("vi").Status()
+			return st.State == s, st
+		}, logs.String)
+	}
+	state(c1, logs1, "r1 master", vrrp.StateMaster)
+	state(c2, logs2, "r2 backup", vrrp.StateBackup)
+	poll.Until(t, 15*time.Second, "pre-flight on r1 finds nothing wrong", func() (bool, any) {
+		reply, err := c1.Drill(control.DrillRequest{Kind: "failover"})
+		return err == nil && reply.Go, reply
+	}, logs1.String)
+	run := func(req control.DrillRequest) drill.Report {
+		t.Helper()
+		req.Run = true
+		reply, err := c1.Drill(req)
+		var r drill.Report
+		if err != nil || json.Unmarshal(reply.Report, &r) != nil {
+			t.Fatalf("drill %+v: %+v, %v", req, reply, err)
+		}
+		t.Logf("drill report:\n%s", r.Text())
+		return r
+	}
+	// The verdict follows the measured gap and bound; and the gap is the
+	// protocol's, not an instant resign (fault) or a timeout (failover).
+	check := func(r drill.Report, minGap, maxGap float64) {
+		t.Helper()
+		if want := r.GapMillis <= r.BoundMillis; (r.Verdict == drill.VerdictPass) != want || r.BoundMillis == 0 {
+			t.Errorf("verdict %s with gap %.1f ms and bound %.1f ms", r.Verdict, r.GapMillis, r.BoundMillis)
+		}
+		if r.GapMillis < minGap || r.GapMillis > maxGap {
+			t.Errorf("gap %.1f ms, want %.0f..%.0f ms", r.GapMillis, minGap, maxGap)
+		}
+	}
+
+	if _, err := c1.Drill(control.DrillRequest{Kind: "fault", Run: true, Hold: "forever"}); err == nil || !strings.Contains(err.Error(), `hold "forever"`) {
+		t.Errorf("a bad hold: %v", err)
+	}
+
+	// Priority 0: r2 (priority 100) takes over after its skew, 61 ms.
+	r := run(control.DrillRequest{Kind: "fault", Hold: "300ms", Failback: true})
+	check(r, 30, 300)
+	if !strings.Contains(r.Why, "advertised as new master") || len(r.Timeline) < 3 {
+		t.Errorf("fault drill report: %+v", r)
+	}
+	state(c1, logs1, "r1 master again after the fault drill's failback", vrrp.StateMaster)
+	state(c2, logs2, "r2 backup again", vrrp.StateBackup)
+	poll.Until(t, 15*time.Second, "pre-flight on r1 finds nothing wrong again", func() (bool, any) {
+		reply, err := c1.Drill(control.DrillRequest{Kind: "failover"})
+		return err == nil && reply.Go, reply
+	}, logs1.String)
+
+	// Silent: r2 takes over after its Master_Down_Interval, 361 ms from
+	// r1's last advert.
+	r = run(control.DrillRequest{Kind: "failover"})
+	check(r, 200, 900)
+	state(c2, logs2, "r2 master after the failover drill", vrrp.StateMaster)
+	if st := c1.vrrp.Instance("vi").Status(); !st.Yielded || st.Drill.Failure != vrrp.DrillCrash {
+		t.Errorf("r1 after the failover drill: %+v", st)
+	}
+	// Without failback r1 holds back preemption: still backup after more
+	// than its Master_Down_Interval under r2's lower adverts.
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if s := c1.vrrp.Instance("vi").Status().State; s != vrrp.StateBackup {
+			t.Fatalf("r1 %v after a failover drill without failback", s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -49,6 +49,7 @@ func (d *driver) handle(ev Event) {
 	in.status.MasterAddr = d.m.MasterAddr()
 	in.status.MasterInterval = d.m.MasterInterval()
 	in.status.Yielded = d.m.Yielded()
+	in.status.Drill, _ = d.m.Drill()
 	in.mu.Unlock()
 	// A send that broke the path puts the instance in Fault now, not when
 	// the path watch's report comes round: a master that cannot advertise

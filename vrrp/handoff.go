@@ -77,3 +77,15 @@ func (r *Runner) ReleaseHold() {
 		in.inbox.Put(EvReleaseHold{})
 	}
 }
+
+// Drill starts (on) or ends a drill's simulated failure of the running
+// instance called name and the rest of its sync group, which fail and
+// come back as one (EvDrill); it returns the instances it asked.
+func (r *Runner) Drill(name string, f DrillFailure, on, failback bool) []string {
+	var names []string
+	for _, in := range r.groupOf(name) {
+		in.inbox.Put(EvDrill{Failure: f, On: on, Failback: failback})
+		names = append(names, in.cfg.Name)
+	}
+	return names
+}

@@ -77,6 +77,9 @@ type Status struct {
 	// (haldir handoff) and holds back preemption until mastership moves
 	// again, so a lower-priority master is accepted.
 	Yielded bool `json:",omitempty"`
+	// Drill is what the last drill's simulated crash or fault of this
+	// router observed of the peers' takeover (haldir drill).
+	Drill DrillObservation `json:",omitzero"`
 	// PeerAddr, PeerPriority and PeerSeen are the last advert accepted
 	// from another router: who, with what priority, when (zero when none
 	// came since the start). They answer "why is this one (not) master".

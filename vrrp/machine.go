@@ -129,6 +129,89 @@ type EvYield struct {
 	Until time.Time
 }
 
+// EvDrill starts (On) or ends a drill's simulated failure of this router
+// (haldir drill run --kind failover|fault), so that the peers' detection
+// is really exercised:
+//   - DrillCrash: a master stops advertising without priority 0 and drops
+//     the addresses, as a crashed one would; it stays a silent backup,
+//     neither preempting nor taking over on its timer, until the end;
+//   - DrillFault: the router enters Fault (a master sends priority 0 and
+//     drops the addresses, as on a real fault) until the end.
+//
+// Until the end the machine observes the takeover (DrillObservation).
+// At the end it is a backup again; unless Failback it holds back
+// preemption as after a planned handoff (EvReleaseHold ends that), so the
+// pair stays as the drill left it.
+type EvDrill struct {
+	Failure  DrillFailure
+	On       bool
+	Failback bool
+}
+
+// DrillFailure is what EvDrill simulates.
+type DrillFailure int
+
+// The failures a drill simulates.
+const (
+	DrillNone DrillFailure = iota
+	DrillCrash
+	DrillFault
+)
+
+func (f DrillFailure) String() string {
+	switch f {
+	case DrillCrash:
+		return "crash"
+	case DrillFault:
+		return "fault"
+	}
+	return "none"
+}
+
+// DrillObservation is what a router under a drill's simulated failure saw
+// of its peers' takeover, on its own clock: when it released, and when
+// and from whom the first advert of a new master came (an upper bound of
+// the peer's detection, by the one-way delay). Bound is how long the new
+// master may take by the protocol: the peer's Master_Down_Interval after a
+// crash, its Skew_Time after a fault's priority 0, each plus 10 ms.
+type DrillObservation struct {
+	Failure    DrillFailure
+	Released   time.Time
+	TakenAt    time.Time  `json:",omitzero"`
+	By         netip.Addr `json:",omitzero"`
+	ByPriority uint8      `json:",omitempty"`
+	Bound      time.Duration
+	WasMaster  bool
+	Interval   time.Duration // the Master_Adver_Interval the peers use
+	version    int
+	ended      bool
+}
+
+// Gap is how long the addresses were without a master as observed: from
+// the release to the new master's first advert; 0 until one came.
+func (o DrillObservation) Gap() time.Duration {
+	if o.TakenAt.IsZero() {
+		return 0
+	}
+	return o.TakenAt.Sub(o.Released)
+}
+
+// drillSlack is what the verdict allows beyond the protocol's bound: the
+// scheduling of two processes and one packet on a LAN.
+const drillSlack = 10 * time.Millisecond
+
+// bound is the protocol's bound on the takeover by a router of priority p.
+func (o DrillObservation) bound(p uint8) time.Duration {
+	skew := time.Duration(256-int(p)) * o.Interval / 256
+	if o.version == 2 {
+		skew = time.Duration(256-int(p)) * time.Second / 256
+	}
+	if o.Failure == DrillFault && o.WasMaster {
+		return skew + drillSlack
+	}
+	return 3*o.Interval + skew + drillSlack
+}
+
 // EvReleaseHold ends the hold on preemption a handoff's release left
 // (haldir maintenance off): a backup with the higher priority preempts
 // again, which is make-before-break by itself: it announces the
@@ -136,6 +219,7 @@ type EvYield struct {
 type EvReleaseHold struct{}
 
 func (EvReleaseHold) isEvent() {}
+func (EvDrill) isEvent()       {}
 func (EvTakeOver) isEvent()    {}
 func (EvYield) isEvent()       {}
 func (EvReconfigure) isEvent() {}
@@ -196,11 +280,12 @@ const (
 	CauseAdvert                  // EvAdvert: a higher-priority master
 	CauseResign                  // EvResign: handed over (haldir maintenance)
 	CauseHandoff                 // EvTakeOver, or EvYield's release: a planned handoff
+	CauseDrill                   // EvDrill: a drill's simulated crash or fault, and its end
 )
 
 var causeNames = [...]string{CauseStartup: "startup", CauseShutdown: "shutdown", CauseTracking: "tracking",
 	CauseGroupFault: "sync_group_fault", CauseGroupState: "sync_group_state", CauseReload: "reload",
-	CauseTimer: "timer", CauseAdvert: "advert", CauseResign: "resign", CauseHandoff: "handoff"}
+	CauseTimer: "timer", CauseAdvert: "advert", CauseResign: "resign", CauseHandoff: "handoff", CauseDrill: "drill"}
 
 func (c Cause) String() string {
 	if c >= 0 && int(c) < len(causeNames) {
@@ -230,6 +315,8 @@ func causeOf(ev Event) Cause {
 		return CauseResign
 	case EvTakeOver:
 		return CauseHandoff
+	case EvDrill:
+		return CauseDrill
 	}
 	return CauseStartup
 }
@@ -263,6 +350,8 @@ const (
 	IgnoreYieldNotMaster IgnoreReason = "yield_not_master"    // a handoff's yield while not master, or as address owner
 	IgnoreTaking         IgnoreReason = "taking_over"         // a higher-priority advert from the old master during a takeover
 	IgnoreNoHold         IgnoreReason = "no_hold"             // a hold released that was not held
+	IgnoreDrillBad       IgnoreReason = "drill_refused"       // a drill's failure not applicable now (crash of a non-master or the owner, fault while not running, end without start)
+	IgnoreDrill          IgnoreReason = "drill"               // a silent crashed router's timer, or a sync group or takeover move, during a drill
 )
 
 // Machine is the VRRP state machine of one virtual router. It does no I/O
@@ -291,6 +380,11 @@ type Machine struct {
 	yieldTo    netip.Addr
 	yieldUntil time.Time
 	yielded    bool
+
+	// drilled is the simulated failure in force (EvDrill), obs what was
+	// seen of the peers' takeover since the last one started.
+	drilled DrillFailure
+	obs     *DrillObservation
 }
 
 // NewMachine checks cfg and returns a machine in StateInit.
@@ -373,7 +467,7 @@ func (m *Machine) Handle(now time.Time, ev Event) ([]Action, IgnoreReason) {
 		if m.state != StateInit {
 			return nil, IgnoreAlreadyRunning
 		}
-		if m.fault || m.gfault {
+		if m.faulty() {
 			return m.to(nil, StateFault, m.faultWhy("fault at startup")), Handled
 		}
 		return m.start(now, "startup"), Handled
@@ -385,6 +479,8 @@ func (m *Machine) Handle(now time.Time, ev Event) ([]Action, IgnoreReason) {
 		return m.takeOver(now, ev)
 	case EvYield:
 		return m.yield(now, ev)
+	case EvDrill:
+		return m.drill(now, ev)
 	case EvReleaseHold:
 		if !m.yielded {
 			return nil, IgnoreNoHold
@@ -397,7 +493,7 @@ func (m *Machine) Handle(now time.Time, ev Event) ([]Action, IgnoreReason) {
 		if ev.Fault == m.gfault {
 			return nil, IgnoreGroupNoop
 		}
-		was := m.fault || m.gfault
+		was := m.faulty()
 		m.gfault = ev.Fault
 		return m.faultChange(now, was, "sync group fault")
 	case EvGroupState:
@@ -485,6 +581,9 @@ func (m *Machine) takeOver(now time.Time, ev EvTakeOver) ([]Action, IgnoreReason
 	if m.state != StateBackup {
 		return nil, IgnoreTakeNotBackup
 	}
+	if m.drilled != DrillNone {
+		return nil, IgnoreDrill
+	}
 	why := "planned handoff: taking over"
 	if ev.Why != "" {
 		why += " (" + ev.Why + ")"
@@ -524,7 +623,7 @@ func (m *Machine) tracking(now time.Time, ev EvTracking) ([]Action, IgnoreReason
 	if ev.Fault == m.fault && ev.Delta == m.delta && ev.Lowest == m.lowest {
 		return nil, IgnoreTrackingNoop
 	}
-	was := m.fault || m.gfault
+	was := m.faulty()
 	m.fault, m.delta, m.lowest, m.cause = ev.Fault, ev.Delta, ev.Lowest, ev.Cause
 	return m.faultChange(now, was, m.faultWhy("tracking fault"))
 }
@@ -541,7 +640,7 @@ func (m *Machine) faultWhy(what string) string {
 // faultChange moves in or out of Fault after the own or group fault flag
 // changed.
 func (m *Machine) faultChange(now time.Time, wasFault bool, why string) ([]Action, IgnoreReason) {
-	fault := m.fault || m.gfault
+	fault := m.faulty()
 	switch {
 	case m.state == StateInit:
 		return nil, Handled // remembered for startup
@@ -575,6 +674,8 @@ func (m *Machine) reconfigure(ev EvReconfigure) ([]Action, IgnoreReason) {
 
 func (m *Machine) groupState(now time.Time, ev EvGroupState) ([]Action, IgnoreReason) {
 	switch {
+	case m.drilled == DrillCrash:
+		return nil, IgnoreDrill // every member crashed together; none follows another back
 	case ev.To == StateMaster && m.state == StateBackup:
 		return m.becomeMaster(now, nil, "sync group member became master"), Handled
 	case ev.To == StateBackup && m.state == StateMaster:
@@ -597,6 +698,9 @@ func (m *Machine) timer(now time.Time) ([]Action, IgnoreReason) {
 		return nil, IgnoreStaleTimer
 	}
 	if m.state == StateBackup {
+		if m.drilled == DrillCrash {
+			return m.arm(nil, now.Add(m.MasterDownInterval())), IgnoreDrill
+		}
 		return m.becomeMaster(now, nil, "master down timer expired"), Handled
 	}
 	if m.yieldTo.IsValid() && !now.Before(m.yieldUntil) {
@@ -617,6 +721,10 @@ func (m *Machine) timer(now time.Time) ([]Action, IgnoreReason) {
 }
 
 func (m *Machine) advert(now time.Time, ev EvAdvert) ([]Action, IgnoreReason) {
+	if o := m.obs; o != nil && !o.ended && o.TakenAt.IsZero() && ev.Priority > 0 && ev.Src.Unmap() != m.cfg.Primary.Unmap() {
+		o.TakenAt, o.By, o.ByPriority = now, ev.Src, ev.Priority
+		o.Bound = o.bound(ev.Priority)
+	}
 	switch m.state {
 	case StateInit:
 		return nil, IgnoreNotRunning
@@ -635,7 +743,7 @@ func (m *Machine) backupAdvert(now time.Time, ev EvAdvert) ([]Action, IgnoreReas
 		return m.arm(nil, now.Add(m.Skew())), Handled
 	}
 	mine := m.Priority()
-	if m.preempt() && !m.yielded && ev.Priority < mine {
+	if m.preempt() && !m.yielded && m.drilled == DrillNone && ev.Priority < mine {
 		if m.cfg.PreemptDelay <= 0 || m.owner() {
 			return nil, IgnoreLowerPriority
 		}
@@ -694,3 +802,63 @@ func (m *Machine) masterAdvert(now time.Time, ev EvAdvert) ([]Action, IgnoreReas
 	}
 	return nil, IgnoreMasterLower
 }
+
+// faulty is whether the router must be in Fault: its own tracking, its
+// sync group, or a drill.
+func (m *Machine) faulty() bool { return m.fault || m.gfault || m.drilled == DrillFault }
+
+// Drill returns what the last drill's simulated failure observed, and
+// whether one ran since the start.
+func (m *Machine) Drill() (DrillObservation, bool) {
+	if m.obs == nil {
+		return DrillObservation{}, false
+	}
+	return *m.obs, true
+}
+
+// drill is EvDrill.
+func (m *Machine) drill(now time.Time, ev EvDrill) ([]Action, IgnoreReason) {
+	if !ev.On {
+		if m.drilled == DrillNone || m.drilled != ev.Failure {
+			return nil, IgnoreDrillBad
+		}
+		was := m.drilled
+		m.drilled = DrillNone
+		m.obs.ended = true
+		var acts []Action
+		if was == DrillFault && !m.faulty() && m.state == StateFault {
+			acts = m.start(now, "drill: fault ended")
+		} else if m.state == StateBackup {
+			acts = m.arm(nil, now.Add(m.MasterDownInterval()))
+		}
+		// Without failback the pair stays as the drill left it.
+		m.yielded = !ev.Failback && m.obs.WasMaster && m.state == StateBackup
+		return acts, Handled
+	}
+	if m.drilled != DrillNone {
+		return nil, IgnoreDrillBad
+	}
+	o := &DrillObservation{Failure: ev.Failure, Released: now, WasMaster: m.state == StateMaster, Interval: m.cfg.Interval, version: m.cfg.Version}
+	o.Bound = o.bound(1) // the loosest, until the new master's priority is known
+	switch ev.Failure {
+	case DrillCrash:
+		if m.state != StateMaster || m.owner() {
+			return nil, IgnoreDrillBad
+		}
+		m.drilled, m.obs = DrillCrash, o
+		acts := m.leaveMaster(nil, false) // silent: no priority 0
+		m.masterAddr = netip.Addr{}
+		acts = m.to(acts, StateBackup, "drill: simulated crash (no priority 0; the peers must detect it)")
+		return m.arm(acts, now.Add(m.MasterDownInterval())), Handled
+	case DrillFault:
+		if m.state == StateInit || m.state == StateFault {
+			return nil, IgnoreDrillBad
+		}
+		m.drilled, m.obs = DrillFault, o
+		return m.faultChange(now, false, "drill: forced fault")
+	}
+	return nil, IgnoreDrillBad
+}
+
+// MarshalText names the failure in status JSON.
+func (f DrillFailure) MarshalText() ([]byte, error) { return []byte(f.String()), nil }

@@ -393,3 +393,91 @@ func TestMachineYielded(t *testing.T) {
 		t.Fatalf("after the target went silent: %v, yielded %v; want master, not yielded", m.State(), m.Yielded())
 	}
 }
+
+// TestMachineDrill: a drill's simulated crash releases silently and
+// stays a backup that neither preempts nor takes over on its timer; its
+// simulated fault sends priority 0 like a real one. Both observe the
+// peer's takeover against the protocol's bound, and at the end hold back
+// preemption unless failing back.
+func TestMachineDrill(t *testing.T) {
+	startBackup := step{0, EvStartup{}, cat(change(StateInit, StateBackup), setAt(down100)), Handled, StateBackup, 100}
+	toMaster := step{down100, EvTimer{}, becameMaster(StateBackup, 100, down100), Handled, StateMaster, 0}
+	m0 := down100
+	skew50 := 206 * sec / 256
+	crashAt := m0 + sec/2
+	takeAt := crashAt + 3*sec + skew50 + 2*time.Millisecond
+	crash := EvDrill{Failure: DrillCrash, On: true}
+	fault := EvDrill{Failure: DrillFault, On: true}
+
+	cases := []struct {
+		name      string
+		steps     []step
+		obs       bool
+		gap       time.Duration
+		bound     time.Duration
+		yielded   bool
+		wasMaster bool
+	}{
+		{"crash: silent release, no takeover on the timer, observed, held at the end", []step{startBackup, toMaster,
+			{crashAt, crash, cat(ActRemoveVIPs{}, change(StateMaster, StateBackup), setAt(crashAt+down100)), Handled, StateBackup, 0},
+			{crashAt + down100, EvTimer{}, []Action{setAt(crashAt + 2*down100)}, IgnoreDrill, StateBackup, 0},
+			{takeAt, adv("192.0.2.20", 50, sec), []Action{setAt(takeAt + down100)}, Handled, StateBackup, 0},
+			{takeAt + sec, adv("192.0.2.20", 50, sec), []Action{setAt(takeAt + sec + down100)}, Handled, StateBackup, 0},
+			{takeAt + sec, EvGroupState{To: StateMaster}, nil, IgnoreDrill, StateBackup, 0},
+			{takeAt + sec, EvTakeOver{Until: t0.Add(takeAt + 2*sec)}, nil, IgnoreDrill, StateBackup, 0},
+			{takeAt + 2*sec, EvDrill{Failure: DrillCrash}, []Action{setAt(takeAt + 2*sec + down100)}, Handled, StateBackup, 0},
+			{takeAt + 3*sec, adv("192.0.2.20", 50, sec), []Action{setAt(takeAt + 3*sec + down100)}, Handled, StateBackup, 0},
+			{takeAt + 3*sec, EvDrill{Failure: DrillCrash}, nil, IgnoreDrillBad, StateBackup, 0},
+		}, true, 3*sec + skew50 + 2*time.Millisecond, 3*sec + skew50 + drillSlack, true, true},
+		{"crash with failback: preemption takes mastership back", []step{startBackup, toMaster,
+			{crashAt, crash, cat(ActRemoveVIPs{}, change(StateMaster, StateBackup), setAt(crashAt+down100)), Handled, StateBackup, 0},
+			{takeAt, adv("192.0.2.20", 50, sec), []Action{setAt(takeAt + down100)}, Handled, StateBackup, 0},
+			{takeAt + sec, EvDrill{Failure: DrillCrash, Failback: true}, []Action{setAt(takeAt + sec + down100)}, Handled, StateBackup, 0},
+			{takeAt + 2*sec, adv("192.0.2.20", 50, sec), nil, IgnoreLowerPriority, StateBackup, 0},
+			{takeAt + sec + down100, EvTimer{}, becameMaster(StateBackup, 100, takeAt+sec+down100), Handled, StateMaster, 0},
+		}, true, 3*sec + skew50 + 2*time.Millisecond, 3*sec + skew50 + drillSlack, false, true},
+		{"crash refused on a backup, and an end without a start", []step{startBackup,
+			{sec, crash, nil, IgnoreDrillBad, StateBackup, 0},
+			{sec, EvDrill{Failure: DrillFault}, nil, IgnoreDrillBad, StateBackup, 0},
+		}, false, 0, 0, false, false},
+		{"crash refused to the address owner", []step{
+			{0, EvStartup{}, becameMaster(StateInit, 255, 0), Handled, StateMaster, 255},
+			{sec / 2, crash, nil, IgnoreDrillBad, StateMaster, 255},
+		}, false, 0, 0, false, false},
+		{"fault: priority 0 and Fault, observed against the peer's skew, back to backup held", []step{startBackup, toMaster,
+			{crashAt, fault, cat(ActSendAdvert{Priority: 0}, ActRemoveVIPs{}, change(StateMaster, StateFault), cancel), Handled, StateFault, 0},
+			{crashAt + skew50 + time.Millisecond, adv("192.0.2.20", 50, sec), nil, IgnoreFault, StateFault, 0},
+			{crashAt + sec, crash, nil, IgnoreDrillBad, StateFault, 0},
+			{crashAt + 2*sec, EvDrill{Failure: DrillFault}, cat(change(StateFault, StateBackup), setAt(crashAt+2*sec+down100)), Handled, StateBackup, 0},
+			{crashAt + 3*sec, adv("192.0.2.20", 50, sec), []Action{setAt(crashAt + 3*sec + down100)}, Handled, StateBackup, 0},
+		}, true, skew50 + time.Millisecond, skew50 + drillSlack, true, true},
+		{"fault: a tracking fault that remains keeps Fault after the drill", []step{startBackup, toMaster,
+			{crashAt, fault, cat(ActSendAdvert{Priority: 0}, ActRemoveVIPs{}, change(StateMaster, StateFault), cancel), Handled, StateFault, 0},
+			{crashAt + sec, EvTracking{Fault: true, Cause: "eth0 down"}, nil, Handled, StateFault, 0},
+			{crashAt + 2*sec, EvDrill{Failure: DrillFault}, nil, Handled, StateFault, 0},
+			{crashAt + 3*sec, EvTracking{}, cat(change(StateFault, StateBackup), setAt(crashAt+3*sec+down100)), Handled, StateBackup, 0},
+		}, true, 0, 255*sec/256 + drillSlack, false, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := baseCfg()
+			if c.steps[0].prio == 255 {
+				cfg.Priority = 255
+			}
+			m := runSteps(t, cfg, c.steps)
+			o, ok := m.Drill()
+			if ok != c.obs {
+				t.Fatalf("observation %v, want %v", ok, c.obs)
+			}
+			if !ok {
+				return
+			}
+			if o.Gap() != c.gap || o.Bound != c.bound || o.WasMaster != c.wasMaster {
+				t.Errorf("gap %v bound %v was master %v; want %v %v %v", o.Gap(), o.Bound, o.WasMaster, c.gap, c.bound, c.wasMaster)
+			}
+			if m.Yielded() != c.yielded {
+				t.Errorf("yielded %v, want %v", m.Yielded(), c.yielded)
+			}
+		})
+	}
+}

@@ -16,17 +16,28 @@ import (
 // drillFlags are the flags of haldir drill.
 type drillFlags struct {
 	operatorFlags
-	kind    *string
-	force   *bool
-	timeout *time.Duration
-	asJSON  *bool
-	asHTML  *bool
+	kind      *string
+	force     *bool
+	timeout   *time.Duration
+	asJSON    *bool
+	instances *[]string
+	hold      *time.Duration
+	failback  *bool
+	asHTML    *bool
 }
 
 func newDrillFlags() drillFlags {
 	fs := flag.NewFlagSet("haldir drill", flag.ContinueOnError)
 	f := drillFlags{operatorFlags: operatorFlags{fs: fs, socket: controlSocketFlags(fs)}}
-	f.kind = fs.String("kind", "handoff", "the drill: handoff")
+	f.kind = fs.String("kind", "handoff", "the drill: handoff (planned, make-before-break), failover (a simulated crash: silent, no priority 0) or fault (a forced FAULT)")
+	var names []string
+	f.instances = &names
+	fs.Func("instance", "a VRRP instance to drill (repeatable; default every one this director masters)", func(s string) error {
+		names = append(names, s)
+		return nil
+	})
+	f.hold = fs.Duration("hold", 0, "failover, fault: how long this director stays failed after the peer took over")
+	f.failback = fs.Bool("failback", false, "failover, fault: take mastership back after the hold (by preemption)")
 	f.force = fs.Bool("force", false, "run even when pre-flight refuses")
 	f.timeout = fs.Duration("timeout", 5*time.Second, "how long the handoff's target may take")
 	f.reason = fs.String("reason", "", "why, kept in the report")
@@ -69,7 +80,7 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 	if c == nil {
 		return code
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *f.timeout+30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), *f.timeout+*f.hold+30*time.Second)
 	defer cancel()
 	switch verb {
 	case "list", "show":
@@ -103,7 +114,8 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
-	reply, err := c.Drill(ctx, control.DrillRequest{Kind: *f.kind, Run: verb == "run", Force: *f.force, Timeout: f.timeout.String(), Reason: strings.TrimSpace(*f.reason)})
+	reply, err := c.Drill(ctx, control.DrillRequest{Kind: *f.kind, Run: verb == "run", Force: *f.force, Timeout: f.timeout.String(), Reason: strings.TrimSpace(*f.reason),
+		Instances: *f.instances, Hold: f.hold.String(), Failback: *f.failback})
 	if err != nil {
 		return operatorFailed(name, err, stderr)
 	}

@@ -54,6 +54,7 @@ func TestDrillCommand(t *testing.T) {
 		{"plan refused", []string{"plan"}, []string{"cluster: director d2 is gone"}, pass, exitInvalid, "  - cluster: director d2 is gone"},
 		{"run passes", []string{"run", "--reason", "quarterly"}, nil, pass, exitOK, "handoff vi -> d2 (make-before-break): moved in 6.6 ms"},
 		{"run refused", []string{"run"}, refused.Preflight, refused, exitInvalid, "pre-flight refused:"},
+		{"run failover", []string{"run", "--kind", "failover", "--instance", "vi", "--instance", "vi6", "--hold", "30s", "--failback"}, nil, pass, exitOK, "PASS"},
 		{"list", []string{"list"}, nil, pass, exitOK, pass.ID + "  handoff  pass"},
 		{"show", []string{"show", pass.ID}, nil, pass, exitOK, "drill " + pass.ID + ": handoff on d1, PASS"},
 		{"show html", []string{"show", "--html", pass.ID}, nil, pass, exitOK, `<div class="verdict verdict-pass">PASS</div>`},
@@ -76,6 +77,10 @@ func TestDrillCommand(t *testing.T) {
 				t.Errorf("show --html wrote %q, not the report's page", &stdout)
 			}
 			if tc.name == "run passes" && (len(f.got) != 1 || !f.got[0].Run || f.got[0].Reason != "quarterly" || f.got[0].Kind != "handoff") {
+				t.Errorf("sent %+v", f.got)
+			}
+			if tc.name == "run failover" && (len(f.got) != 1 || f.got[0].Kind != "failover" || f.got[0].Hold != "30s" || !f.got[0].Failback ||
+				strings.Join(f.got[0].Instances, ",") != "vi,vi6") {
 				t.Errorf("sent %+v", f.got)
 			}
 		})

@@ -1,0 +1,252 @@
+package daemon
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/haldir-lb/haldir/control"
+	"github.com/haldir-lb/haldir/drill"
+	"github.com/haldir-lb/haldir/vrrp"
+)
+
+// A failover or fault drill fails this director's masters on purpose, so
+// that the peers' detection is really exercised: a failover drill stops
+// adverting without priority 0 and drops the addresses (vrrp.DrillCrash),
+// a fault drill forces FAULT (vrrp.DrillFault, priority 0 as on a real
+// fault). Each instance observes, on this director's clock, when its
+// first new master advertised; the verdict holds that against the
+// protocol's bound. After the hold the instances come back as backups,
+// and with failback preemption takes mastership back.
+
+// maxDrillHold bounds how long a drill keeps this director failed.
+const maxDrillHold = 10 * time.Minute
+
+// drillObserved is one drilled instance (with its sync group).
+type drillObserved struct {
+	names []string
+	obs   vrrp.DrillObservation
+	seen  bool
+}
+
+// failDrill runs a failover or fault drill into r.
+func (d *Daemon) failDrill(r *drill.Report, req control.DrillRequest) {
+	failure := vrrp.DrillCrash
+	if r.Kind == drill.KindFault {
+		failure = vrrp.DrillFault
+	}
+	hold, _ := parseHold(req.Hold) // checked by Drill
+	states := map[string]vrrp.Status{}
+	for _, st := range d.vrrp.Status() {
+		states[st.Name] = st
+	}
+	names := req.Instances
+	if len(names) == 0 {
+		for _, n := range d.vrrp.Names() {
+			if states[n].State == vrrp.StateMaster {
+				names = append(names, n)
+			}
+		}
+	}
+	var problems []string
+	for _, n := range names {
+		st, ok := states[n]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("no VRRP instance %q runs here", n))
+		case st.State != vrrp.StateMaster:
+			problems = append(problems, fmt.Sprintf("%s is %s here, not master", n, st.State))
+		case st.Priority == vrrp.OwnerPriority && failure == vrrp.DrillCrash:
+			problems = append(problems, fmt.Sprintf("%s is the address owner (priority 255): it takes over again at once, so a crash drill cannot show a peer's detection", n))
+		case req.Failback && !st.Preempt:
+			problems = append(problems, fmt.Sprintf("%s has preempt off: --failback takes mastership back by preemption (hand it back with haldir handoff on the peer)", n))
+		}
+	}
+	if len(names) == 0 {
+		problems = append(problems, "this director masters no VRRP instance")
+	}
+	if len(problems) > 0 {
+		r.Verdict, r.Why = drill.VerdictFail, strings.Join(problems, "; ")+"; nothing was changed"
+		return
+	}
+
+	// Fail every instance, one call per sync group (its members fail as one).
+	var drilled []*drillObserved
+	covered := map[string]bool{}
+	d.call(func() {
+		for _, n := range names {
+			if covered[n] {
+				continue
+			}
+			g := d.vrrp.Drill(n, failure, true, false)
+			for _, m := range g {
+				covered[m] = true
+			}
+			drilled = append(drilled, &drillObserved{names: g})
+		}
+	})
+	d.log.Warn("drill: failing this director's masters on purpose", "drill", r.ID, "failure", failure.String(), "instances", names, "hold", hold.String())
+
+	// Wait for each new master's first advert, at most the loosest bound
+	// (the lowest-priority peer's) and a second.
+	started := time.Now()
+	for {
+		pending := false
+		for _, st := range d.vrrp.Status() {
+			for _, o := range drilled {
+				if slices.Contains(o.names, st.Name) && !st.Drill.Released.Before(r.Started) {
+					o.obs, o.seen = st.Drill, true
+				}
+			}
+		}
+		var deadline time.Time
+		for _, o := range drilled {
+			if !o.seen || o.obs.TakenAt.IsZero() {
+				pending = true
+			}
+			if o.seen {
+				if t := o.obs.Released.Add(o.obs.Bound + time.Second); t.After(deadline) {
+					deadline = t
+				}
+			}
+		}
+		if deadline.IsZero() {
+			deadline = started.Add(10 * time.Second) // the events not even taken yet
+		}
+		if !pending || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+
+	select {
+	case <-time.After(hold):
+	case <-d.done:
+	}
+	d.call(func() {
+		for _, o := range drilled {
+			d.vrrp.Drill(o.names[0], failure, false, req.Failback)
+		}
+	})
+	back := time.Now()
+	d.log.Info("drill: this director's instances are back", "drill", r.ID, "failback", req.Failback)
+
+	// The verdict: every new master within its bound.
+	r.Verdict = drill.VerdictPass
+	var why []string
+	for _, o := range drilled {
+		name := strings.Join(o.names, "+")
+		switch {
+		case !o.seen:
+			r.Verdict = drill.VerdictFail
+			why = append(why, fmt.Sprintf("%s: the simulated %s did not take", name, failure))
+			continue
+		case o.obs.TakenAt.IsZero():
+			r.Verdict = drill.VerdictFail
+			why = append(why, fmt.Sprintf("%s: no new master advertised within %v (the addresses had no holder)", name, o.obs.Bound+time.Second))
+			r.GapMillis = max(r.GapMillis, ms(time.Since(o.obs.Released)))
+			continue
+		}
+		gap := o.obs.Gap()
+		r.GapMillis = max(r.GapMillis, ms(gap))
+		r.BoundMillis = max(r.BoundMillis, ms(o.obs.Bound))
+		verdict := "within"
+		if gap > o.obs.Bound {
+			r.Verdict, verdict = drill.VerdictFail, "BEYOND"
+		}
+		why = append(why, fmt.Sprintf("%s: %v (priority %d) advertised as new master %.1f ms after the release, %s the bound of %.1f ms",
+			name, o.obs.By, o.obs.ByPriority, ms(gap), verdict, ms(o.obs.Bound)))
+		r.Timeline = append(r.Timeline,
+			drill.Event{At: o.obs.Released, Director: r.Director, What: fmt.Sprintf("%s released (simulated %s)", name, failure)},
+			drill.Event{At: o.obs.TakenAt, Director: r.Director, What: fmt.Sprintf("%s: first advert of the new master %v, priority %d", name, o.obs.By, o.obs.ByPriority)})
+	}
+	r.Timeline = append(r.Timeline, drill.Event{At: back, Director: r.Director, What: fmt.Sprintf("the simulated %s ended after a hold of %v", failure, hold)})
+
+	if req.Failback {
+		// Preemption: the timer armed at the end runs out (Master_Down_Interval,
+		// at most 4 intervals), then the lower master hears us and releases.
+		var wait time.Duration
+		for _, o := range drilled {
+			wait = max(wait, 4*o.obs.Interval+time.Second)
+		}
+		deadline := back.Add(wait + time.Second)
+		for {
+			all := true
+			for _, st := range d.vrrp.Status() {
+				for _, o := range drilled {
+					if slices.Contains(o.names, st.Name) && st.State != vrrp.StateMaster {
+						all = false
+					}
+				}
+			}
+			if all {
+				r.Timeline = append(r.Timeline, drill.Event{At: time.Now(), Director: r.Director, What: "failback: master again"})
+				break
+			}
+			if time.Now().After(deadline) {
+				r.Verdict = drill.VerdictFail
+				why = append(why, fmt.Sprintf("failback: not master again within %v of the end", wait+time.Second))
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	r.Why = strings.Join(why, "; ")
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// peerEvents are the other directors' VRRP state changes between from and
+// to as the cluster view has them, on their own clocks (a director's
+// clock is assumed set by NTP: the view carries no offset). The view
+// holds each instance's last change only. Gossip takes a moment, so it
+// waits up to a second for one made during the drill.
+func (d *Daemon) peerEvents(from, to time.Time) []drill.Event {
+	if d.cluster == nil {
+		return nil
+	}
+	var out []drill.Event
+	deadline := time.Now().Add(time.Second)
+	for {
+		out = out[:0]
+		v := d.cluster.View()
+		for _, m := range v.Members {
+			if m.Self {
+				continue
+			}
+			for _, in := range m.VRRP {
+				if !in.Changed.Before(from) {
+					out = append(out, drill.Event{At: in.Changed, Director: m.Name,
+						What: fmt.Sprintf("%s -> %s: %s (its clock)", in.Name, in.State, in.Why)})
+				}
+			}
+		}
+		if len(out) > 0 && !latest(out).Before(from) || time.Now().After(deadline) {
+			return out
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func latest(evs []drill.Event) time.Time {
+	var t time.Time
+	for _, e := range evs {
+		if e.At.After(t) {
+			t = e.At
+		}
+	}
+	return t
+}
+
+// parseHold checks a drill's hold.
+func parseHold(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	h, err := time.ParseDuration(s)
+	if err != nil || h < 0 || h > maxDrillHold {
+		return 0, &control.RequestError{Msg: fmt.Sprintf("hold %q: want a duration from 0 to %v", s, maxDrillHold)}
+	}
+	return h, nil
+}
