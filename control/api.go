@@ -1,6 +1,7 @@
 package control
 
 import (
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -47,6 +48,22 @@ type APIStatus struct {
 	// CheckLateRetries counts health-check failures retried because the
 	// checker was late.
 	CheckLateRetries uint64 `json:"check_late_retries"`
+	// LastDrill is the newest kept drill report (haldir drill); nil when
+	// there is none.
+	LastDrill *APILastDrill `json:"last_drill,omitempty"`
+}
+
+// APILastDrill is the newest kept drill report, in brief (haldir drill
+// show ID has it all).
+type APILastDrill struct {
+	ID      string     `json:"id"`
+	Kind    string     `json:"kind"`
+	Verdict string     `json:"verdict"`
+	Started *time.Time `json:"started,omitempty"`
+	// The report's gap and bound are fractional milliseconds; a
+	// sub-millisecond gap must not read as none.
+	GapUS   int64 `json:"gap_us"`
+	BoundUS int64 `json:"bound_us"`
 }
 
 // APIProblem is one thing wrong now (Status.Problems).
@@ -436,6 +453,10 @@ func (st Status) API() APIStatus {
 	}
 	if m := st.Maintenance; m != nil {
 		out.Maintenance = APIMaintenance{On: true, Reason: m.Reason, Since: ts(m.Since)}
+	}
+	if l := st.LastDrill; l != nil {
+		out.LastDrill = &APILastDrill{ID: l.ID, Kind: l.Kind, Verdict: l.Verdict, Started: ts(l.At),
+			GapUS: int64(math.Round(l.GapMillis * 1000)), BoundUS: int64(math.Round(l.BoundMillis * 1000))}
 	}
 	out.Drains = []APIDrain{}
 	for _, d := range st.Drains {

@@ -187,6 +187,7 @@ func apiSample() (Status, []time.Duration) {
 			Config: map[string]string{"vrrp": "ab"}, VRRP: []cluster.InstanceState{{Name: "VI_1", VRID: 51, Family: 6, State: "backup", Priority: 90}}},
 			Addr: "127.0.0.1:7946", Status: "alive", Self: true}}},
 		NotRunning: map[string]string{"metrics": "disabled"},
+		LastDrill:  &DrillSummary{ID: "20261124T100000.000Z-handoff", Kind: "handoff", Verdict: "fail", At: t0, GapMillis: 0.4, BoundMillis: 500},
 	}, durations
 }
 
@@ -238,6 +239,10 @@ func TestAPIValues(t *testing.T) {
 		{[]any{"sync", "running", 0, "role"}, "backup"},
 		{[]any{"sync", "wanted", "role"}, "master"},
 		{[]any{"cluster", "members", 0, "vrrp", 0, "family"}, "inet6"},
+		{[]any{"last_drill", "verdict"}, "fail"},
+		{[]any{"last_drill", "started"}, "2026-11-24T10:00:00Z"},
+		{[]any{"last_drill", "gap_us"}, 400.0},
+		{[]any{"last_drill", "bound_us"}, 500000.0},
 	} {
 		if got := get(tc.path...); got != tc.want {
 			t.Errorf("%v = %#v, want %#v", tc.path, got, tc.want)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"time"
 )
 
 // The drill endpoints (POST, JSON; docs/api.md). A drill report's shape
@@ -51,6 +52,20 @@ type DrillsReply struct {
 	OK      bool              `json:"ok,omitempty"`
 	Errors  []string          `json:"errors,omitempty"`
 	Reports []json.RawMessage `json:"reports"`
+}
+
+// DrillSummary is the gist of a kept drill report (package drill's
+// Report), for status and metrics.
+type DrillSummary struct {
+	ID      string `json:"id"`
+	Kind    string `json:"kind"`
+	Verdict string `json:"verdict"`
+	// At is when the drill started.
+	At time.Time `json:"at"`
+	// GapMillis is how long the drilled addresses had no holder, and
+	// BoundMillis the most the verdict allowed (0: none).
+	GapMillis   float64 `json:"gap_ms"`
+	BoundMillis float64 `json:"bound_ms"`
 }
 
 // Driller is what the drill endpoints need from the daemon.

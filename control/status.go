@@ -53,6 +53,9 @@ type Status struct {
 	Maintenance *Maintenance `json:",omitempty"`
 	// Drains are the operator's weight overrides in force (haldir drain).
 	Drains []Drain `json:",omitempty"`
+	// LastDrill is the newest drill report kept in state_dir/drills; nil
+	// when there is none.
+	LastDrill *DrillSummary `json:"last_drill,omitempty"`
 }
 
 // Daemon is what the control server needs from the running daemon.

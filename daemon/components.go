@@ -28,6 +28,7 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 	}()
 	spec := conf.Compile(cfg)
 	d.loadOperator(cfg)
+	d.loadLastDrill()
 	// Hashed once, and only for a cluster: it joins with them and
 	// tellCluster spreads them.
 	var hashes map[string]string

@@ -118,6 +118,9 @@ type Daemon struct {
 	vrrpStates map[string]vrrp.StateChange
 	// recent are the last maxRecent state changes, oldest first.
 	recent []vrrp.StateChange
+	// lastDrill is the newest kept drill report's summary, nil when none
+	// (lastdrill.go).
+	lastDrill *control.DrillSummary
 	// notRunning says which configured components failed and why; dead
 	// are the goRun loops that ended with an error.
 	notRunning map[string]string

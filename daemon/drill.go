@@ -79,6 +79,7 @@ func (d *Daemon) Drill(req control.DrillRequest) (control.DrillReply, error) {
 		return control.DrillReply{Report: b}, fmt.Errorf("drill %s ran (%s) but its report could not be kept: %w", r.ID, r.Verdict, err)
 	}
 	d.log.Info("drill", "drill", r.ID, "kind", string(kind), "verdict", r.Verdict, "why", r.Why)
+	d.noteDrill(r)
 	return control.DrillReply{Preflight: nonNil(reasons), Go: len(reasons) == 0, Report: b}, nil
 }
 

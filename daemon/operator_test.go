@@ -45,6 +45,12 @@ func runOnce(t *testing.T, cfg *conf.Config, opts Options) (d *Daemon, stop func
 	return d, stop
 }
 
+// fakeKernelOptions runs a daemon on the fake kernel k, logging to logs.
+func fakeKernelOptions(k *ipvstest.Kernel, logs *syncBuffer) Options {
+	return Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), Notify: func(string) {},
+		NewKernel: func() (ipvs.Kernel, func(), error) { return k, func() {}, nil }}
+}
+
 func drainConfig(t *testing.T, stateDir string, weightA int, withA bool) *conf.Config {
 	t.Helper()
 	a := ""
@@ -119,8 +125,7 @@ func TestDrainKeptAcrossReloadAndRestart(t *testing.T) {
 	stateDir := t.TempDir()
 	k := ipvstest.New()
 	var logs syncBuffer
-	opts := Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Notify: func(string) {},
-		NewKernel: func() (ipvs.Kernel, func(), error) { return k, func() {}, nil }}
+	opts := fakeKernelOptions(k, &logs)
 	cfg := drainConfig(t, stateDir, 10, true)
 	d, stop := runOnce(t, cfg, opts)
 	waitWeight(t, k, &logs, 10, "configured weight 10")
@@ -240,8 +245,7 @@ func TestCorruptOperatorState(t *testing.T) {
 			}
 			k := ipvstest.New()
 			var logs syncBuffer
-			opts := Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Notify: func(string) {},
-				NewKernel: func() (ipvs.Kernel, func(), error) { return k, func() {}, nil }}
+			opts := fakeKernelOptions(k, &logs)
 			d, _ := runOnce(t, drainConfig(t, stateDir, 10, true), opts)
 			waitFor(t, &logs, `level=ERROR msg="operator state NOT LOADED`, 1)
 			if !strings.Contains(logs.String(), "file="+path) || !strings.Contains(logs.String(), tc.want) {

@@ -27,6 +27,7 @@ func (d *Daemon) Status() control.Status {
 			NotRunning:     d.notRunningNow(),
 		}
 		d.operatorStatus(&st)
+		st.LastDrill = d.lastDrillStatus()
 		follower = d.follower
 	}) {
 		return control.Status{Version: d.opts.Version, ConfigPath: d.opts.Path}

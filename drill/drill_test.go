@@ -63,13 +63,22 @@ func TestPreflight(t *testing.T) {
 }
 
 func TestParseKind(t *testing.T) {
-	if k, err := ParseKind("handoff"); k != KindHandoff || err != nil {
-		t.Fatalf("handoff: %v %v", k, err)
-	}
-	for _, s := range []string{"failover", "fault", "nosuch"} {
-		if _, err := ParseKind(s); err == nil {
-			t.Errorf("%s accepted", s)
-		}
+	for _, tc := range []struct {
+		in   string
+		want Kind // "" for refused
+	}{
+		{"handoff", KindHandoff}, {"failover", KindFailover}, {"fault", KindFault},
+		{"nosuch", ""}, {"", ""}, {"Handoff", ""},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			k, err := ParseKind(tc.in)
+			if k != tc.want || (err == nil) != (tc.want != "") {
+				t.Errorf("ParseKind(%q) = %q, %v; want %q", tc.in, k, err, tc.want)
+			}
+			if err != nil && !strings.Contains(err.Error(), "want handoff, failover or fault") {
+				t.Errorf("ParseKind(%q): %v does not say what is wanted", tc.in, err)
+			}
+		})
 	}
 }
 

@@ -80,6 +80,10 @@ var (
 	dVRRPPeerPrio   = desc("vrrp_peer_priority", "Priority in the last advert accepted from another router (absent until one came).", "vrrp_instance")
 	dSyncReceiving  = desc("sync_backup_receiving", "On a conn-sync backup whose master gossips its count: 0 while this director holds no connection and the master holds some (not receiving), 1 otherwise.")
 	dCheckLate      = desc("healthcheck_late_retries_total", "Health-check failures retried before counting towards fall because the checker itself was late (overloaded: the check's time went mostly to the process standing still, or it came back well after its deadline).")
+	dDrillAt        = desc("drill_last_timestamp_seconds", "When the newest kept drill (haldir drill run) started.", "kind")
+	dDrillGap       = desc("drill_last_gap_seconds", "How long the newest kept drill's addresses had no holder (0 for a make-before-break handoff).", "kind")
+	dDrillPass      = desc("drill_last_pass", "1 when the newest kept drill passed, 0 when it failed or pre-flight refused it.", "kind")
+	dDrillInfo      = desc("drill_last_info", "Always 1; the labels name the newest kept drill (haldir drill show ID) and its verdict: pass, fail or refused.", "id", "kind", "verdict")
 	dCheckLag       = desc("healthcheck_lag_seconds", "How far behind its schedule the most overdue health check is now (0 when every check starts on time); a check waits only while every worker is busy.")
 )
 
@@ -90,6 +94,7 @@ var allDescs = []*prometheus.Desc{
 	dRealConns, dCheckTotal, dCheckUp, dNotify, dNotRunning, dConfigLoaded, dStartTimestamp,
 	dSyncRunning, dSyncWanted, dSyncChanges, dSyncFailures, dClusterMembers, dClusterProblem, dClusterBad,
 	dVRRPChangedAt, dCheckLag, dCheckLate, dMaintenance, dRealOverride, dVRRPPeerPrio, dSyncReceiving,
+	dDrillAt, dDrillGap, dDrillPass, dDrillInfo,
 }
 
 var vrrpStates = []vrrp.State{vrrp.StateInit, vrrp.StateBackup, vrrp.StateMaster, vrrp.StateFault}
@@ -148,6 +153,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(dNotRunning, 1, comp)
 	}
 	gauge(dMaintenance, b2f(st.Maintenance != nil))
+	if l := st.LastDrill; l != nil {
+		gauge(dDrillAt, float64(l.At.Unix())+float64(l.At.Nanosecond())/1e9, l.Kind)
+		gauge(dDrillGap, l.GapMillis/1000, l.Kind)
+		gauge(dDrillPass, b2f(l.Verdict == "pass"), l.Kind) // drill.VerdictPass
+		gauge(dDrillInfo, 1, l.ID, l.Kind, l.Verdict)
+	}
 
 	for _, in := range st.VRRP {
 		for _, s := range vrrpStates {

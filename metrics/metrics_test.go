@@ -477,3 +477,62 @@ haldir_sync_backup_receiving `
 		})
 	}
 }
+
+// TestCollectorLastDrill: the newest kept drill is exported with its start,
+// gap and verdict, per kind; without one there is no series at all (not a
+// 0 that would read as a failed drill).
+func TestCollectorLastDrill(t *testing.T) {
+	names := []string{"haldir_drill_last_timestamp_seconds", "haldir_drill_last_gap_seconds", "haldir_drill_last_pass", "haldir_drill_last_info"}
+	const head = `
+# HELP haldir_drill_last_gap_seconds How long the newest kept drill's addresses had no holder (0 for a make-before-break handoff).
+# TYPE haldir_drill_last_gap_seconds gauge
+haldir_drill_last_gap_seconds{kind="%[1]s"} %[2]s
+# HELP haldir_drill_last_info Always 1; the labels name the newest kept drill (haldir drill show ID) and its verdict: pass, fail or refused.
+# TYPE haldir_drill_last_info gauge
+haldir_drill_last_info{id="%[3]s",kind="%[1]s",verdict="%[4]s"} 1
+# HELP haldir_drill_last_pass 1 when the newest kept drill passed, 0 when it failed or pre-flight refused it.
+# TYPE haldir_drill_last_pass gauge
+haldir_drill_last_pass{kind="%[1]s"} %[5]d
+# HELP haldir_drill_last_timestamp_seconds When the newest kept drill (haldir drill run) started.
+# TYPE haldir_drill_last_timestamp_seconds gauge
+haldir_drill_last_timestamp_seconds{kind="%[1]s"} %[6]s
+`
+	at := time.Unix(1700000000, 250e6)
+	for _, tc := range []struct {
+		name string
+		last *control.DrillSummary
+		gap  string // the expected gap in seconds
+		pass int
+	}{
+		{"none", nil, "", 0},
+		{"handoff passed", &control.DrillSummary{ID: "20231114T221320.250Z-handoff", Kind: "handoff", Verdict: "pass", At: at}, "0", 1},
+		{"failover failed", &control.DrillSummary{ID: "20231114T221320.250Z-failover", Kind: "failover", Verdict: "fail", At: at, GapMillis: 1250, BoundMillis: 1000}, "1.25", 0},
+		{"refused", &control.DrillSummary{ID: "20231114T221320.250Z-handoff", Kind: "handoff", Verdict: "refused", At: at}, "0", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := sample()
+			st.LastDrill = tc.last
+			c := New(func() control.Status { return st })
+			want := ""
+			if tc.last != nil {
+				want = fmt.Sprintf(head, tc.last.Kind, tc.gap, tc.last.ID, tc.last.Verdict, tc.pass, "1.70000000025e+09")
+			}
+			if err := testutil.CollectAndCompare(c, strings.NewReader(want), names...); err != nil {
+				t.Error(err)
+			}
+			if n := testutil.CollectAndCount(c, names...); tc.last == nil && n != 0 {
+				t.Errorf("%d drill series without a drill, want none", n)
+			}
+			problems, err := testutil.CollectAndLint(c, names...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range problems {
+				t.Errorf("lint: %s: %s", p.Metric, p.Text)
+			}
+			if _, err := testutil.GatherAndCount(NewRegistry(func() control.Status { return st })); err != nil {
+				t.Errorf("the registry rejects the series: %v", err)
+			}
+		})
+	}
+}

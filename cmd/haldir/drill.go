@@ -23,6 +23,7 @@ type drillFlags struct {
 	instances *[]string
 	hold      *time.Duration
 	failback  *bool
+	asHTML    *bool
 }
 
 func newDrillFlags() drillFlags {
@@ -41,6 +42,7 @@ func newDrillFlags() drillFlags {
 	f.timeout = fs.Duration("timeout", 5*time.Second, "how long the handoff's target may take")
 	f.reason = fs.String("reason", "", "why, kept in the report")
 	f.asJSON = fs.Bool("json", false, "print the report as JSON")
+	f.asHTML = fs.Bool("html", false, "print the report as one self-contained HTML page (show)")
 	return f
 }
 
@@ -66,6 +68,12 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	case verb != "plan" && verb != "run" && verb != "list" && verb != "show":
 		fmt.Fprintf(stderr, "haldir %s: %q: want plan, run, list or show\n", name, verb)
+		return exitUsage
+	case *f.asHTML && verb != "show":
+		fmt.Fprintf(stderr, "haldir %s %s: --html is for show ID only\n", name, verb)
+		return exitUsage
+	case *f.asHTML && *f.asJSON:
+		fmt.Fprintf(stderr, "haldir %s show: --html and --json exclude each other\n", name)
 		return exitUsage
 	}
 	c, code := operatorClient(name, f.operatorFlags, stderr)
@@ -98,6 +106,8 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stdout, "%s  %-8s %-8s %s\n", r.ID, r.Kind, r.Verdict, r.Why)
 			case *f.asJSON:
 				stdout.Write(append(raw, '\n'))
+			case *f.asHTML:
+				stdout.Write(r.HTML())
 			default:
 				fmt.Fprint(stdout, r.Text())
 			}

@@ -57,7 +57,10 @@ func TestDrillCommand(t *testing.T) {
 		{"run failover", []string{"run", "--kind", "failover", "--instance", "vi", "--instance", "vi6", "--hold", "30s", "--failback"}, nil, pass, exitOK, "PASS"},
 		{"list", []string{"list"}, nil, pass, exitOK, pass.ID + "  handoff  pass"},
 		{"show", []string{"show", pass.ID}, nil, pass, exitOK, "drill " + pass.ID + ": handoff on d1, PASS"},
+		{"show html", []string{"show", "--html", pass.ID}, nil, pass, exitOK, `<div class="verdict verdict-pass">PASS</div>`},
 		{"show unknown", []string{"show", "nosuch"}, nil, pass, exitInvalid, ""},
+		{"html not for list", []string{"list", "--html"}, nil, pass, exitUsage, ""},
+		{"html and json", []string{"show", "--html", "--json", pass.ID}, nil, pass, exitUsage, ""},
 		{"no verb", nil, nil, pass, exitUsage, ""},
 		{"show without id", []string{"show"}, nil, pass, exitUsage, ""},
 		{"unknown verb", []string{"start"}, nil, pass, exitUsage, ""},
@@ -69,6 +72,9 @@ func TestDrillCommand(t *testing.T) {
 			code := run(append([]string{"drill", "-s", sock}, tc.args...), &stdout, &stderr)
 			if code != tc.code || !strings.Contains(stdout.String(), tc.out) {
 				t.Fatalf("exit %d, stdout %q, stderr %q; want exit %d and %q", code, &stdout, &stderr, tc.code, tc.out)
+			}
+			if tc.name == "show html" && (!strings.HasPrefix(stdout.String(), "<!DOCTYPE html>") || !strings.Contains(stdout.String(), "<td>make-before-break</td>")) {
+				t.Errorf("show --html wrote %q, not the report's page", &stdout)
 			}
 			if tc.name == "run passes" && (len(f.got) != 1 || !f.got[0].Run || f.got[0].Reason != "quarterly" || f.got[0].Kind != "handoff") {
 				t.Errorf("sent %+v", f.got)

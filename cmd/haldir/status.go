@@ -168,6 +168,10 @@ func renderHeader(w io.Writer, st control.Status, now time.Time) {
 		}
 		fmt.Fprintln(w, " (every VRRP instance at priority 1; haldir maintenance off ends it)")
 	}
+	if l := st.LastDrill; l != nil {
+		// The ID says when; haldir drill show ID has the rest.
+		fmt.Fprintf(w, "last drill: %s %s %s gap %.1f ms\n", l.ID, l.Kind, strings.ToUpper(l.Verdict), l.GapMillis)
+	}
 	if len(st.VRRP) > 0 {
 		fmt.Fprintln(w, "\nVRRP")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

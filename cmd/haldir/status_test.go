@@ -434,3 +434,33 @@ func TestRenderOperator(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderLastDrill: the newest kept drill heads the status in one
+// line; without one there is no line.
+func TestRenderLastDrill(t *testing.T) {
+	at := time.Date(2026, 12, 4, 3, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		last *control.DrillSummary
+		want string // "" for no line
+	}{
+		{"none", nil, ""},
+		{"passed", &control.DrillSummary{ID: "20261204T030000.000Z-handoff", Kind: "handoff", Verdict: "pass", At: at},
+			"last drill: 20261204T030000.000Z-handoff handoff PASS gap 0.0 ms"},
+		{"failed with a gap", &control.DrillSummary{ID: "20261204T030000.000Z-failover", Kind: "failover", Verdict: "fail", At: at, GapMillis: 812.46, BoundMillis: 500},
+			"last drill: 20261204T030000.000Z-failover failover FAIL gap 812.5 ms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := sampleStatus()
+			st.LastDrill = tc.last
+			out := render(t, st, modeState)
+			if tc.want == "" {
+				if strings.Contains(out, "last drill") {
+					t.Errorf("a last drill line without a drill:\n%s", out)
+				}
+				return
+			}
+			assertLines(t, out, tc.want)
+		})
+	}
+}
