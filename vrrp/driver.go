@@ -88,9 +88,17 @@ func (d *driver) do(now time.Time, a Action) {
 		done := make(chan struct{})
 		d.announceCancel, d.announceDone = cancel, done
 		g := in.cfg.GARP
+		first := g.Repeat
+		if a.Lead {
+			// Before the next action (the first advert), here.
+			if err := d.rt.announce.burst(1); err != nil {
+				in.log.Warn("announce", "err", err)
+			}
+			first--
+		}
 		go func() {
 			defer close(done)
-			d.rt.announce.run(ctx, g.Repeat, g.Delay, g.Refresh, func(err error) { in.log.Warn("announce", "err", err) })
+			d.rt.announce.run(ctx, first, g.Repeat, g.Delay, g.Refresh, func(err error) { in.log.Warn("announce", "err", err) })
 		}()
 	case ActSetTimer:
 		if a.At.IsZero() {

@@ -68,6 +68,7 @@ func (w *vipWatch) end() {
 func TestE2EHandoff(t *testing.T) {
 	lab.SkipIfNotRoot(t)
 	l := buildLAN(t, 2)
+	obs := observe(t, l)
 	r1 := startRouter(t, l.Host("r1"), instanceConfig("vi", 150, v4))
 	waitMaster(t, r1, []*router{r1})
 	r2 := startRouter(t, l.Host("r2"), instanceConfig("vi", 100, v4))
@@ -86,6 +87,7 @@ func TestE2EHandoff(t *testing.T) {
 
 	t.Run("make-before-break", func(t *testing.T) {
 		w := watchVIP(t, r1, r2)
+		mark := obs.LastSeq()
 		until := time.Now().Add(2 * time.Second)
 		r1.in.Yield(r2.in.Status().Source, until)
 		r2.in.TakeOver(until, "test")
@@ -101,6 +103,23 @@ func TestE2EHandoff(t *testing.T) {
 			t.Errorf("r1 status %+v: want backup, yielded, with the handoff's reason", st)
 		}
 		t.Logf("handoff: %d samples at 1 ms, both holding the VIP in %d, nobody in %d", w.samples.Load(), w.both.Load(), w.none.Load())
+		// The target announced before its first advert, which the old
+		// master releases on: hosts had the new MAC before the old
+		// master let go.
+		src, vip := r2.in.Status().Source, v4.vip.Addr()
+		var garpSeq, advertSeq uint64
+		for _, rec := range obs.Records() {
+			switch {
+			case rec.Seq <= mark:
+			case garpSeq == 0 && rec.ARP != nil && rec.ARP.Gratuitous && rec.ARP.SenderIP == vip:
+				garpSeq = rec.Seq
+			case advertSeq == 0 && rec.VRRP != nil && rec.VRRP.Src == src && rec.VRRP.Priority > 0:
+				advertSeq = rec.Seq
+			}
+		}
+		if garpSeq == 0 || advertSeq == 0 || garpSeq > advertSeq {
+			t.Errorf("the target's first gratuitous ARP (frame %d) and first advert (frame %d): want the ARP first", garpSeq, advertSeq)
+		}
 	})
 
 	t.Run("the new master gone, the old one takes over", func(t *testing.T) {

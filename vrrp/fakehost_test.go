@@ -125,7 +125,10 @@ func (v *fakeVIPs) isUp() bool                        { v.mu.Lock(); defer v.mu.
 
 type fakeAnnouncer struct{}
 
-func (fakeAnnouncer) run(ctx context.Context, _ int, _, _ time.Duration, _ func(error)) { <-ctx.Done() }
+func (fakeAnnouncer) run(ctx context.Context, _, _ int, _, _ time.Duration, _ func(error)) {
+	<-ctx.Done()
+}
+func (fakeAnnouncer) burst(int) error { return nil }
 func (fakeAnnouncer) setVIPs([]netip.Addr) error                                        { return nil }
 func (fakeAnnouncer) close()                                                            {}
 

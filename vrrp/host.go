@@ -32,9 +32,12 @@ type vipsIO interface {
 
 // announceIO sends gratuitous ARP / unsolicited NA (announcer).
 type announceIO interface {
-	// run announces until ctx is done: repeat times, delay apart, then
-	// again every refresh (when non-zero). Errors go to report.
-	run(ctx context.Context, repeat int, delay, refresh time.Duration, report func(error))
+	// run announces until ctx is done: a burst of first frames, then
+	// repeat more delay later (when delay is non-zero), then again every
+	// refresh (when non-zero). Errors go to report.
+	run(ctx context.Context, first, repeat int, delay, refresh time.Duration, report func(error))
+	// burst sends n frames per address now.
+	burst(n int) error
 	setVIPs(vips []netip.Addr) error
 	close()
 }

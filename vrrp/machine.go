@@ -246,8 +246,9 @@ type ActRemoveVIPs struct{}
 
 // ActAnnounce starts gratuitous ARP / unsolicited NA for the virtual
 // addresses (the driver applies the configured delay, repeat and refresh
-// until the next ActRemoveVIPs).
-type ActAnnounce struct{}
+// until the next ActRemoveVIPs). With Lead the first frame of the first
+// burst is sent before the driver carries out the next action.
+type ActAnnounce struct{ Lead bool }
 
 // ActSetTimer (re)arms the machine's single timer; a zero At cancels it.
 type ActSetTimer struct{ At time.Time }
@@ -521,11 +522,24 @@ func (m *Machine) start(now time.Time, why string) []Action {
 }
 
 func (m *Machine) becomeMaster(now time.Time, acts []Action, why string) []Action {
+	return m.master(now, acts, why, false)
+}
+
+// master makes the router master. With lead (a planned handoff's
+// takeover) it announces before its first advert: the old master releases
+// the moment it hears that advert, and a host still holding the old MAC
+// for a VIP would send its next SYN to a router that just dropped the
+// address (a second's stall until the SYN is retransmitted).
+func (m *Machine) master(now time.Time, acts []Action, why string, lead bool) []Action {
 	m.yielded = false // mastership moved again
 	m.masterAddr = m.cfg.Primary
 	m.masterInterval = m.cfg.Interval
 	m.lowerSince = time.Time{}
-	acts = append(acts, ActAddVIPs{}, ActSendAdvert{Priority: m.Priority()}, ActAnnounce{})
+	if lead {
+		acts = append(acts, ActAddVIPs{}, ActAnnounce{Lead: true}, ActSendAdvert{Priority: m.Priority()})
+	} else {
+		acts = append(acts, ActAddVIPs{}, ActSendAdvert{Priority: m.Priority()}, ActAnnounce{})
+	}
 	acts = m.to(acts, StateMaster, why)
 	return m.arm(acts, now.Add(m.cfg.Interval))
 }
@@ -588,7 +602,7 @@ func (m *Machine) takeOver(now time.Time, ev EvTakeOver) ([]Action, IgnoreReason
 	if ev.Why != "" {
 		why += " (" + ev.Why + ")"
 	}
-	acts := m.becomeMaster(now, nil, why)
+	acts := m.master(now, nil, why, true)
 	m.takeUntil = ev.Until
 	return acts, Handled
 }

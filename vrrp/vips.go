@@ -273,13 +273,17 @@ func (a *announcer) one(ip netip.Addr) error {
 
 // run announces now, again after delay (when non-zero), then every refresh
 // (when non-zero) until ctx is done. Errors go to report.
-func (a *announcer) run(ctx context.Context, repeat int, delay, refresh time.Duration, report func(error)) {
+func (a *announcer) run(ctx context.Context, first, repeat int, delay, refresh time.Duration, report func(error)) {
 	send := func() {
 		if err := a.burst(repeat); err != nil {
 			report(err)
 		}
 	}
-	send()
+	if first > 0 {
+		if err := a.burst(first); err != nil {
+			report(err)
+		}
+	}
 	wait := func(d time.Duration) bool {
 		t := time.NewTimer(d)
 		defer t.Stop()

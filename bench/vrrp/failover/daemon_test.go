@@ -244,13 +244,18 @@ func (d *benchDaemon) stop() {
 	}
 }
 
-// holds says whether the daemon's host carries vip.
+// holds says whether the daemon's host carries vip, on the LAN
+// interface or (use_vmac) on the instance's macvlan.
 func (d *benchDaemon) holds(vip netip.Prefix) bool {
 	addrs, err := d.h.Addrs(lanIf)
 	if err != nil {
 		d.tb.Fatal(err)
 	}
-	return slices.Contains(addrs, vip)
+	if slices.Contains(addrs, vip) {
+		return true
+	}
+	vm, err := d.h.Addrs(fmt.Sprintf("vrrp.%d", vrid))
+	return err == nil && slices.Contains(vm, vip)
 }
 
 // cpu returns the user+system time of the daemon's process and its

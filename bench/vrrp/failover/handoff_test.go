@@ -61,7 +61,7 @@ type handoffMethod struct {
 	vmac bool
 	// move moves mastership away from master (index into the pair);
 	// it returns when the method's own step is done (not when the
-	// move is complete).
+	// move is complete). nil: the baseline, nothing moves.
 	move func(p *handoffPair, master int) error
 	// restore undoes what move did to the old master, outside the
 	// measured window (a stopped daemon is started again).
@@ -89,6 +89,8 @@ func handoffMethods() []handoffMethod {
 		return nil
 	}
 	return []handoffMethod{
+		// The lab's own floor: the client's stall with nothing moving.
+		{name: "no move (baseline)", impl: implHaldir},
 		{name: "haldir handoff", impl: implHaldir, move: haldirHandoff},
 		{name: "haldir handoff, use_vmac", impl: implHaldir, vmac: true, move: haldirHandoff},
 		{name: "keepalived priority + reload", impl: implKeepalived, move: func(p *handoffPair, master int) error {
@@ -237,12 +239,16 @@ func (p *handoffPair) round() handoffSample {
 		name, err := p.dialName(ctx)
 		return err == nil && name == p.d[master].h.Name(), fmt.Sprintf("answered %q, %v", name, err)
 	})
-	if p.m.impl == implHaldir {
+	if p.m.impl == implHaldir && p.m.move != nil {
 		p.waitBackedUp(master)
 	}
 	cl := startHandoffClient(p)
 	time.Sleep(200 * time.Millisecond) // a baseline of connections before the move
 	t0 := time.Now()
+	if p.m.move == nil {
+		time.Sleep(time.Second)
+		return cl.stop()
+	}
 	if err := p.m.move(p, master); err != nil {
 		cl.stop()
 		tb.Fatalf("%s from %s: %v", p.m.name, p.d[master], err)
@@ -438,17 +444,24 @@ func handoffTable(tb testing.TB, impls []benchImpl, rounds int) string {
 	return b.String()
 }
 
-// TestHandoffNoFailedConnections: three haldir handoffs back and forth
-// with a new connection every millisecond: none fails.
-func TestHandoffNoFailedConnections(t *testing.T) {
+// TestHandoffNoGap: three haldir handoffs back and forth with a new
+// connection every millisecond: no connection waited for a retransmitted
+// SYN (a SYN sent to a director that had already let the VIP go), so the
+// VIP was never without a holder the hosts could reach. At most one
+// connection per move may fail: one whose handshake straddled the
+// moment the client learnt the new MAC (SYN to the old director, ACK to
+// the new one, which resets it). A director that terminates the
+// connections itself cannot avoid that; behind IPVS, conn sync and
+// sloppy_tcp can.
+func TestHandoffNoGap(t *testing.T) {
 	lab.SkipIfNotRoot(t)
 	impls := benchImpls(t)
-	m := handoffMethods()[0]
+	m := handoffMethods()[1]
 	ss := runHandoffMethod(t, impls[0], m, 3)
 	for i, s := range ss {
 		t.Logf("move %d: %d connections, %d failed, stall %v, new director answering after %v", i+1, s.conns, s.failed, s.stall, s.took)
-		if s.failed > 0 || s.conns < 300 {
-			t.Errorf("move %d: %d of %d connections failed (first: %s)", i+1, s.failed, s.conns, s.firstErr)
+		if s.failed > 1 || s.conns < 300 || s.stall > 500*time.Millisecond {
+			t.Errorf("move %d: %d of %d connections failed (first: %s), the longest took %v", i+1, s.failed, s.conns, s.firstErr, s.stall)
 		}
 	}
 }
