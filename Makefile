@@ -102,7 +102,7 @@ demo:
 # director against ipvsadm-restore in the VM lab.
 BENCHTIME ?= 60s
 bench:
-	$(GO) test -run '^$$' -bench Failover -benchtime 1x -timeout 30m ./bench/vrrp/failover/
+	$(GO) test -run '^$$' -bench 'Failover|Handoff' -benchtime 1x -timeout 40m ./bench/vrrp/failover/
 	$(GO) run ./bench/healthcheck -duration $(BENCHTIME)
 	HALDIR_OVERLOAD_DURATION=60s $(GO) test -count=1 -v -run '^TestOverloadNoFalseDowns$$' ./healthcheck/ | grep -E 'overload_test|^(ok|FAIL|---)'
 	$(GO) run ./bench/director

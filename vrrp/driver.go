@@ -80,7 +80,7 @@ func (d *driver) do(now time.Time, a Action) {
 	case ActAnnounce:
 		d.stopAnnounce()
 		if d.sendFault != nil {
-			// The advert before this failed: Fault follows at once;
+			// A send before this failed: Fault follows at once;
 			// announcing would pull the traffic here first.
 			return
 		}

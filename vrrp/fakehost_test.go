@@ -128,9 +128,9 @@ type fakeAnnouncer struct{}
 func (fakeAnnouncer) run(ctx context.Context, _, _ int, _, _ time.Duration, _ func(error)) {
 	<-ctx.Done()
 }
-func (fakeAnnouncer) burst(int) error { return nil }
-func (fakeAnnouncer) setVIPs([]netip.Addr) error                                        { return nil }
-func (fakeAnnouncer) close()                                                            {}
+func (fakeAnnouncer) burst(int) error            { return nil }
+func (fakeAnnouncer) setVIPs([]netip.Addr) error { return nil }
+func (fakeAnnouncer) close()                     {}
 
 type fakePath struct{}
 

@@ -521,25 +521,18 @@ func (m *Machine) start(now time.Time, why string) []Action {
 	return m.arm(acts, now.Add(m.MasterDownInterval()))
 }
 
+// becomeMaster makes the router master. It announces before its first
+// advert: an old master still holding the addresses (a planned handoff,
+// a preemption) releases the moment it hears that advert, and a host
+// still holding the old MAC for a VIP would send its next SYN to a router
+// that had just dropped the address (a second's stall until the SYN is
+// retransmitted).
 func (m *Machine) becomeMaster(now time.Time, acts []Action, why string) []Action {
-	return m.master(now, acts, why, false)
-}
-
-// master makes the router master. With lead (a planned handoff's
-// takeover) it announces before its first advert: the old master releases
-// the moment it hears that advert, and a host still holding the old MAC
-// for a VIP would send its next SYN to a router that just dropped the
-// address (a second's stall until the SYN is retransmitted).
-func (m *Machine) master(now time.Time, acts []Action, why string, lead bool) []Action {
 	m.yielded = false // mastership moved again
 	m.masterAddr = m.cfg.Primary
 	m.masterInterval = m.cfg.Interval
 	m.lowerSince = time.Time{}
-	if lead {
-		acts = append(acts, ActAddVIPs{}, ActAnnounce{Lead: true}, ActSendAdvert{Priority: m.Priority()})
-	} else {
-		acts = append(acts, ActAddVIPs{}, ActSendAdvert{Priority: m.Priority()}, ActAnnounce{})
-	}
+	acts = append(acts, ActAddVIPs{}, ActAnnounce{Lead: true}, ActSendAdvert{Priority: m.Priority()})
 	acts = m.to(acts, StateMaster, why)
 	return m.arm(acts, now.Add(m.cfg.Interval))
 }
@@ -602,7 +595,7 @@ func (m *Machine) takeOver(now time.Time, ev EvTakeOver) ([]Action, IgnoreReason
 	if ev.Why != "" {
 		why += " (" + ev.Why + ")"
 	}
-	acts := m.master(now, nil, why, true)
+	acts := m.becomeMaster(now, nil, why)
 	m.takeUntil = ev.Until
 	return acts, Handled
 }

@@ -89,13 +89,7 @@ func runSteps(t *testing.T, cfg MachineConfig, steps []step) *Machine {
 
 // becameMaster is what a router does on taking over at d with priority p.
 func becameMaster(from State, p uint8, d time.Duration) []Action {
-	return cat(ActAddVIPs{}, ActSendAdvert{Priority: p}, ActAnnounce{}, change(from, StateMaster), setAt(d+sec))
-}
-
-// tookOver is what a backup does on a planned handoff's takeover at d
-// with priority p: it announces before its first advert.
-func tookOver(p uint8, d time.Duration) []Action {
-	return cat(ActAddVIPs{}, ActAnnounce{Lead: true}, ActSendAdvert{Priority: p}, change(StateBackup, StateMaster), setAt(d+sec))
+	return cat(ActAddVIPs{}, ActAnnounce{Lead: true}, ActSendAdvert{Priority: p}, change(from, StateMaster), setAt(d+sec))
 }
 
 func TestMachine(t *testing.T) {
@@ -159,7 +153,7 @@ func TestMachine(t *testing.T) {
 		// higher adverts during the take window, normal after it.
 		{"handoff: takeover makes master now and holds against the old master", baseCfg(), []step{startBackup,
 			{2 * sec, adv("192.0.2.1", 200, sec), []Action{setAt(2*sec + down100)}, Handled, StateBackup, 0},
-			{2*sec + sec/2, EvTakeOver{Until: t0.Add(2*sec + sec/2 + sec)}, tookOver(100, 2*sec+sec/2), Handled, StateMaster, 0},
+			{2*sec + sec/2, EvTakeOver{Until: t0.Add(2*sec + sec/2 + sec)}, becameMaster(StateBackup, 100, 2*sec+sec/2), Handled, StateMaster, 0},
 			{3 * sec, adv("192.0.2.1", 200, sec), nil, IgnoreTaking, StateMaster, 0},
 			{3*sec + sec/2, adv("192.0.2.1", 200, sec), cat(ActRemoveVIPs{}, change(StateMaster, StateBackup), setAt(3*sec+sec/2+down100)), Handled, StateBackup, 0},
 		}},

@@ -103,6 +103,16 @@ func TestVMDemo(t *testing.T) {
 			t.Errorf("handoff: %d of %d requests failed: the service never answered", rep.HandoffFailed, rep.HandoffRequests)
 		}
 	})
+	// Maintenance hands over and takes back make-before-break like the
+	// handoff; the same open question about new requests applies.
+	t.Run("maintenance on and off", func(t *testing.T) {
+		if !strings.Contains(rep.MaintStatus, "maintenance") || !strings.Contains(rep.MaintOut[0], "handed over: ") || strings.Contains(rep.MaintOut[0], "handed over: none") {
+			t.Errorf("maintenance on: %q; status %q", rep.MaintOut[0], rep.MaintStatus)
+		}
+		if rep.MaintRequests == 0 || rep.MaintFailed == rep.MaintRequests {
+			t.Errorf("maintenance: %d of %d requests failed: the service never answered", rep.MaintFailed, rep.MaintRequests)
+		}
+	})
 	t.Run("every component runs; the cluster sees both directors", func(t *testing.T) {
 		if len(rep.NotThereYet) != 0 {
 			t.Errorf("haldir reports components not running: %q", rep.NotThereYet)
@@ -113,7 +123,7 @@ func TestVMDemo(t *testing.T) {
 			}
 		}
 	})
-	t.Logf("measured: VIP after %v, real2 removed after %v / back after %v, VIP moved after %v, outage failover %v failback %v, requests %d ok %d failed %d, guest stalls %v (longest %v); handoff there and back: %d requests, %d failed, longest gap %v, long-lived %d of %d",
+	t.Logf("measured: VIP after %v, real2 removed after %v / back after %v, VIP moved after %v, outage failover %v failback %v, requests %d ok %d failed %d, guest stalls %v (longest %v); handoff there and back: %d requests, %d failed, longest gap %v, long-lived %d of %d; maintenance on and off: %d requests, %d failed, longest gap %v",
 		rep.VIPAfter, rep.HealthDownAfter, rep.HealthUpAfter, rep.VIPMovedAfter, rep.FailoverOutage, rep.FailbackOutage, rep.Requests, rep.RequestsOK, rep.RequestsFailed, rep.Stall, rep.MaxStall,
-		rep.HandoffRequests, rep.HandoffFailed, rep.HandoffGap, rep.HandoffSurvived, rep.HandoffLongLived)
+		rep.HandoffRequests, rep.HandoffFailed, rep.HandoffGap, rep.HandoffSurvived, rep.HandoffLongLived, rep.MaintRequests, rep.MaintFailed, rep.MaintGap)
 }

@@ -95,6 +95,13 @@ type Report struct {
 	HandoffRequests, HandoffFailed    int
 	HandoffGap                        time.Duration
 	HandoffLongLived, HandoffSurvived int
+	// Maintenance: haldir maintenance on and off on director1 while the
+	// client polls; what haldir said, director1's status line while in
+	// maintenance, the polls failed and the longest gap.
+	MaintOut                   [2]string
+	MaintStatus                string
+	MaintRequests, MaintFailed int
+	MaintGap                   time.Duration
 	// NotThereYet lists the components haldir reports as not running.
 	NotThereYet []string
 }
@@ -176,6 +183,7 @@ func RunDemo(ctx context.Context, out io.Writer, haldirPath string, opts Options
 		{"health checks: real2 goes away and comes back", d.stepHealth},
 		{"failover drill: director1 dies, director2 takes over, director1 returns", d.stepDrill},
 		{"planned handoff: director1 hands over to director2 and takes it back, make-before-break", d.stepHandoff},
+		{"maintenance: director1 hands over, stays backup, and takes over again when it ends", d.stepMaintenance},
 	}
 	for i, st := range steps {
 		d.section(i+1, st.name)
@@ -575,10 +583,8 @@ func (d *demo) stepVRRP(ctx context.Context) error {
 	d.mu.Lock()
 	before := d.changes["director2"]
 	d.mu.Unlock()
-	select {
-	case <-time.After(time.Second):
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := pause(ctx, time.Second); err != nil {
+		return err
 	}
 	d.mu.Lock()
 	after := d.changes["director2"]
@@ -1080,10 +1086,8 @@ func (d *demo) stepDrill(ctx context.Context) error {
 		return err
 	}
 	// Keep polling a little so a late hiccup is counted too.
-	select {
-	case <-time.After(500 * time.Millisecond):
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := pause(ctx, 500*time.Millisecond); err != nil {
+		return err
 	}
 	ss := p.halt()
 	stopped = true
@@ -1262,6 +1266,8 @@ func (d *demo) report() {
 		{"planned handoff there and back: requests ok / failed", fmt.Sprintf("%d / %d", r.HandoffRequests-r.HandoffFailed, r.HandoffFailed)},
 		{"planned handoff: longest gap between successful requests", ms(r.HandoffGap)},
 		{"planned handoff: long-lived connections survived", fmt.Sprintf("%d of %d", r.HandoffSurvived, r.HandoffLongLived)},
+		{"maintenance on and off: requests ok / failed", fmt.Sprintf("%d / %d", r.MaintRequests-r.MaintFailed, r.MaintFailed)},
+		{"maintenance on and off: longest gap between successful requests", ms(r.MaintGap)},
 		{"cluster: director1 sees director2", r.ClusterSeen["director1 sees director2"]},
 		{"cluster: director2 sees director1", r.ClusterSeen["director2 sees director1"]},
 	}
@@ -1333,10 +1339,8 @@ func (d *demo) stepHandoff(ctx context.Context) error {
 			return err
 		}
 		// A little polling at the new master before the next move.
-		select {
-		case <-time.After(500 * time.Millisecond):
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := pause(ctx, 500*time.Millisecond); err != nil {
+			return err
 		}
 	}
 	ss := p.halt()
@@ -1360,6 +1364,98 @@ func (d *demo) stepHandoff(ctx context.Context) error {
 	d.printf("planned handoff there and back: %d requests, %d failed, longest gap between successful ones %s; long-lived connections that still work: %d of %d",
 		d.rep.HandoffRequests, d.rep.HandoffFailed, d.rep.HandoffGap.Round(time.Millisecond), d.rep.HandoffSurvived, d.rep.HandoffLongLived)
 	return nil
+}
+
+// stepMaintenance turns maintenance on on director1 (the master): it
+// hands both instances over make-before-break and stays backup whatever
+// its priority, as its status says, until maintenance is off, when
+// preemption gives mastership back.
+func (d *demo) stepMaintenance(ctx context.Context) error {
+	p := d.startPoller(ctx)
+	stopped := false
+	defer func() {
+		if !stopped {
+			p.halt()
+		}
+	}()
+	if err := p.waitOK(ctx, 10, "before maintenance"); err != nil {
+		return err
+	}
+	sock := filepath.Join(d.dir, "director1.sock")
+	t0 := time.Now()
+	for i, step := range []struct {
+		args   []string
+		master string
+	}{
+		{[]string{"maintenance", "on", "--reason", "demo: kernel upgrade"}, "director2"},
+		{[]string{"maintenance", "off"}, "director1"},
+	} {
+		d.printf("$ haldir %s   (on director1)", strings.Join(step.args, " "))
+		out, err := d.s.Director1.Run(ctx, append(append([]string{d.haldir}, step.args...), "-s", sock), nil)
+		d.rep.MaintOut[i] = strings.TrimSpace(out)
+		d.block(out)
+		if err != nil {
+			return fmt.Errorf("haldir %s: %w", strings.Join(step.args, " "), err)
+		}
+		if _, err := waitFor(ctx, stepDeadline, step.master+" master of both instances", func() (bool, error) {
+			return d.state(step.master, "front") == "master" && d.state(step.master, "back") == "master", nil
+		}); err != nil {
+			return err
+		}
+		if i == 0 {
+			// Held as backup: more than director1's Master_Down_Interval
+			// passes under director2's lower priority.
+			if err := pause(ctx, time.Second); err != nil {
+				return err
+			}
+			if d.state("director1", "front") != "backup" {
+				return fmt.Errorf("director1 is %s in maintenance, want backup", d.state("director1", "front"))
+			}
+			out, err := d.s.Director1.Run(ctx, []string{d.haldir, "status", "-s", sock}, nil)
+			if err != nil {
+				return fmt.Errorf("haldir status: %w", err)
+			}
+			for _, l := range strings.Split(out, "\n") {
+				if strings.Contains(l, "maintenance") {
+					d.rep.MaintStatus = strings.TrimSpace(l)
+					d.printf("$ haldir status | grep maintenance\n            %s", d.rep.MaintStatus)
+					break
+				}
+			}
+			if d.rep.MaintStatus == "" {
+				return fmt.Errorf("haldir status on director1 does not show maintenance:\n%s", out)
+			}
+		}
+	}
+	if err := pause(ctx, 500*time.Millisecond); err != nil {
+		return err
+	}
+	ss := p.halt()
+	stopped = true
+	d.printStates()
+	for _, s := range ss {
+		if s.start.Before(t0) {
+			continue
+		}
+		d.rep.MaintRequests++
+		if !s.ok {
+			d.rep.MaintFailed++
+		}
+	}
+	d.rep.MaintGap = longestGap(ss, t0)
+	d.printf("maintenance on and off: %d requests, %d failed, longest gap between successful ones %s",
+		d.rep.MaintRequests, d.rep.MaintFailed, d.rep.MaintGap.Round(time.Millisecond))
+	return nil
+}
+
+// pause waits for d or the end of ctx.
+func pause(ctx context.Context, d time.Duration) error {
+	select {
+	case <-time.After(d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // longLived is how many keep-alive connections the drill holds open
