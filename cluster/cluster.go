@@ -118,6 +118,25 @@ type View struct {
 	Since map[string]time.Time `json:",omitempty"`
 }
 
+// Backups are the live directors other than this one whose instance of
+// virtual router vrid (IP version family, 4 or 6) is backup: those a
+// master can hand over to.
+func (v View) Backups(vrid, family int) []Member {
+	var out []Member
+	for _, m := range v.Members {
+		if m.Self || m.Status != "alive" {
+			continue
+		}
+		for _, in := range m.VRRP {
+			if in.VRID == vrid && in.Family == family && in.State == "backup" {
+				out = append(out, m)
+				break
+			}
+		}
+	}
+	return out
+}
+
 // ReadSecret reads the gossip encryption key: 16, 24 or 32 bytes (AES-128,
 // -192, -256), given raw or in base64 (as `openssl rand -base64 32`
 // writes it). Like ssh with its keys, it refuses a file others may read.

@@ -500,3 +500,40 @@ func TestClusterRejoin(t *testing.T) {
 		waitView(t, "b sees a", b, sees("a"))
 	})
 }
+
+// TestViewBackups: only live other directors whose instance of the same
+// virtual router and IP version is backup.
+func TestViewBackups(t *testing.T) {
+	in := func(vrid, fam int, state string) InstanceState {
+		return InstanceState{Name: "vi", VRID: vrid, Family: fam, State: state}
+	}
+	member := func(name, status string, self bool, ins ...InstanceState) Member {
+		return Member{NodeState: NodeState{Name: name, VRRP: ins}, Status: status, Self: self}
+	}
+	v := View{Members: []Member{
+		member("self", "alive", true, in(42, 4, "backup")),
+		member("d2", "alive", false, in(42, 4, "backup"), in(43, 4, "master")),
+		member("d3", "gone", false, in(42, 4, "backup")),
+		member("d4", "alive", false, in(42, 6, "backup"), in(43, 4, "backup")),
+		member("d5", "alive", false, in(42, 4, "fault")),
+	}}
+	for _, c := range []struct {
+		vrid, fam int
+		want      []string
+	}{
+		{42, 4, []string{"d2"}},
+		{42, 6, []string{"d4"}},
+		{43, 4, []string{"d4"}},
+		{44, 4, nil},
+	} {
+		t.Run(fmt.Sprintf("vrid %d v%d", c.vrid, c.fam), func(t *testing.T) {
+			var got []string
+			for _, m := range v.Backups(c.vrid, c.fam) {
+				got = append(got, m.Name)
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("backups %v, want %v", got, c.want)
+			}
+		})
+	}
+}

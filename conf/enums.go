@@ -91,6 +91,15 @@ func ParseFamily(s string) (Family, error) {
 	return familyNames.parse("family", s)
 }
 
+// IPVersion is the family's IP version, 4 or 6 (as the cluster gossips
+// it).
+func (f Family) IPVersion() int {
+	if f == FamilyInet6 {
+		return 6
+	}
+	return 4
+}
+
 // MaxPrefix is the family's address length in bits (32 or 128).
 func (f Family) MaxPrefix() int {
 	if f == FamilyInet6 {

@@ -114,11 +114,7 @@ func (d *Daemon) tellCluster(hashes map[string]string) {
 			continue
 		}
 		ic, _ := d.vrrp.InstanceConfig(name)
-		fam := 4
-		if ic.Family == conf.FamilyInet6 {
-			fam = 6
-		}
-		states = append(states, cluster.InstanceState{Name: name, VRID: int(ic.VRID), Family: fam, State: sc.To.String(), Priority: int(sc.Priority),
+		states = append(states, cluster.InstanceState{Name: name, VRID: int(ic.VRID), Family: ic.Family.IPVersion(), State: sc.To.String(), Priority: int(sc.Priority),
 			Source: sources[name], Changed: sc.At, Why: sc.Reason})
 	}
 	d.cluster.Update(func(s *cluster.NodeState) {

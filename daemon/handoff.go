@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/cluster"
-	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/vrrp"
 )
@@ -208,10 +207,7 @@ func handoffTarget(v cluster.View, r *vrrp.Runner, group []string, to string) (t
 		prio := 0
 		for _, n := range group {
 			ic, _ := r.InstanceConfig(n)
-			fam := 4
-			if ic.Family == conf.FamilyInet6 {
-				fam = 6
-			}
+			fam := ic.Family.IPVersion()
 			i := slices.IndexFunc(m.VRRP, func(s cluster.InstanceState) bool { return s.VRID == int(ic.VRID) && s.Family == fam })
 			switch {
 			case problem != "":

@@ -339,21 +339,7 @@ func (d *Daemon) handOver(why string) (names, notes []string) {
 // backedUp says whether another live director of v is backup of ic's
 // virtual router.
 func backedUp(v cluster.View, ic conf.VRRPInstanceSpec) bool {
-	fam := 4
-	if ic.Family == conf.FamilyInet6 {
-		fam = 6
-	}
-	for _, m := range v.Members {
-		if m.Self || m.Status != "alive" {
-			continue
-		}
-		for _, in := range m.VRRP {
-			if in.VRID == int(ic.VRID) && in.Family == fam && in.State == vrrp.StateBackup.String() {
-				return true
-			}
-		}
-	}
-	return false
+	return len(v.Backups(int(ic.VRID), ic.Family.IPVersion())) > 0
 }
 
 // ownerNotes names the instances maintenance does not lower: an address

@@ -93,23 +93,13 @@ func vridOf(st control.Status, name string) int {
 // backedUp is whether a live director other than this one, not in
 // maintenance, is backup of in's virtual router.
 func backedUp(v cluster.View, in vrrp.Status) bool {
-	var vrid, fam int
 	for _, m := range v.Members {
-		if m.Self {
-			for _, s := range m.VRRP {
-				if s.Name == in.Name {
-					vrid, fam = s.VRID, s.Family
-				}
-			}
-		}
-	}
-	for _, m := range v.Members {
-		if m.Self || m.Status != "alive" || m.Maintenance {
+		if !m.Self {
 			continue
 		}
 		for _, s := range m.VRRP {
-			if s.VRID == vrid && s.Family == fam && s.State == vrrp.StateBackup.String() {
-				return true
+			if s.Name == in.Name {
+				return slices.ContainsFunc(v.Backups(s.VRID, s.Family), func(b cluster.Member) bool { return !b.Maintenance })
 			}
 		}
 	}
