@@ -16,6 +16,7 @@ import (
 	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/internal/statefile"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -65,6 +66,18 @@ func Preflight(st control.Status, kind Kind) []string {
 	// virtual server without quorum, a component not running.
 	for _, p := range st.Problems() {
 		out = append(out, p.What)
+	}
+	// The backups' side of conn sync, as they gossip it: without a
+	// receiving backup daemon the connections would not survive the move.
+	if r := st.ConnSync(); st.Sync != nil && r.Receiving == control.ReceivingMaster {
+		for _, p := range r.Peers {
+			switch {
+			case !slices.Contains(strings.Split(p.Role, "+"), ipvs.SyncBackup.String()):
+				out = append(out, fmt.Sprintf("conn sync: director %s runs no backup sync daemon (%s): established connections would not survive the move", p.Director, p.Role))
+			case r.Conns > 0 && p.Conns == 0:
+				out = append(out, fmt.Sprintf("conn sync: director %s holds none of this director's %d connections: its backup sync daemon is not receiving", p.Director, r.Conns))
+			}
+		}
 	}
 	if v := st.Cluster; v != nil {
 		for _, in := range masters {

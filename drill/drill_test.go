@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/cluster"
+	"github.com/haldir-lb/haldir/connsync"
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -23,6 +25,14 @@ func fit() control.Status {
 			{NodeState: cluster.NodeState{Name: "d2", VRRP: []cluster.InstanceState{{Name: "vi", VRID: 42, Family: 4, State: "backup"}}}, Status: "alive"},
 		}},
 	}
+}
+
+// syncing gives the fit pair conn sync: this director's master daemon
+// with conns, the peer in role with peerConns.
+func syncing(s *control.Status, conns uint64, role string, peerConns uint64) {
+	s.Sync = &connsync.Status{Running: []ipvs.SyncDaemon{{State: ipvs.SyncMaster}}, Want: ipvs.SyncDaemon{State: ipvs.SyncMaster}}
+	s.Cluster.Members[0].Sync = &cluster.ConnSync{Role: "master", Conns: conns}
+	s.Cluster.Members[1].Sync = &cluster.ConnSync{Role: role, Conns: peerConns}
 }
 
 func TestPreflight(t *testing.T) {
@@ -43,6 +53,16 @@ func TestPreflight(t *testing.T) {
 		}, []string{"cluster: split brain"}},
 		{"config drift", func(s *control.Status) { s.Cluster.Problems = []string{"config drift: vrrp differs"} }, []string{"cluster: config drift"}},
 		{"quorum down", func(s *control.Status) { s.Services = []director.ServiceStatus{{Name: "web", QuorumUp: false}} }, []string{"virtual server web", "quorum lost"}},
+		{"an instance in fault", func(s *control.Status) {
+			s.VRRP = append(s.VRRP, vrrp.Status{Name: "vi6", State: vrrp.StateFault, Failing: []string{"interface eth0 down (fault)"}})
+		}, []string{"vrrp vi6: "}},
+		{"conn sync: this director's daemon not in its role", func(s *control.Status) {
+			syncing(s, 120, "backup", 118)
+			s.Sync.Running = []ipvs.SyncDaemon{{State: ipvs.SyncBackup}}
+		}, []string{"conn sync: the kernel does not run the wanted master daemon"}},
+		{"conn sync: the backup runs no backup daemon", func(s *control.Status) { syncing(s, 120, "none", 0) }, []string{"director d2 runs no backup sync daemon (none)"}},
+		{"conn sync: the backup is not receiving", func(s *control.Status) { syncing(s, 120, "backup", 0) }, []string{"director d2 holds none of this director's 120 connections"}},
+		{"conn sync: fit", func(s *control.Status) { syncing(s, 120, "backup", 117) }, nil},
 		{"a component not running", func(s *control.Status) { s.NotRunning = map[string]string{"director": "no IPVS"} }, []string{"not running: director (no IPVS)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
