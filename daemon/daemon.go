@@ -27,6 +27,7 @@ import (
 	"github.com/haldir-lb/haldir/connsync"
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/director"
+	"github.com/haldir-lb/haldir/drill"
 	"github.com/haldir-lb/haldir/healthcheck"
 	"github.com/haldir-lb/haldir/internal/fifo"
 	"github.com/haldir-lb/haldir/ipvs"
@@ -116,8 +117,9 @@ type Daemon struct {
 	// vrrpStates is each instance's last state change: what the cluster
 	// hears and the status line shows.
 	vrrpStates map[string]vrrp.StateChange
-	// recent are the last maxRecent state changes, oldest first.
-	recent []vrrp.StateChange
+	// recent are the last maxRecent events a drill's timeline shows
+	// (VRRP state changes, conn-sync roles wanted), oldest first.
+	recent []drill.Event
 	// lastDrill is the newest kept drill report's summary, nil when none
 	// (lastdrill.go).
 	lastDrill *control.DrillSummary
@@ -297,12 +299,17 @@ func (d *Daemon) call(f func()) bool {
 // the status line. The instance logs the transition itself.
 func (d *Daemon) vrrpChanged(sc vrrp.StateChange) {
 	d.vrrpStates[sc.Instance] = sc
-	// The recent transitions, for a drill's timeline; bounded.
-	if d.recent = append(d.recent, sc); len(d.recent) > maxRecent {
-		d.recent = slices.Delete(d.recent, 0, len(d.recent)-maxRecent)
-	}
+	d.remember(sc.At, fmt.Sprintf("%s %s -> %s: %s", sc.Instance, sc.From, sc.To, sc.Reason))
 	if d.follower != nil && d.syncInstance == sc.Instance {
 		d.follower.SetRole(connsync.Role(sc.To)) // never blocks
+		d.remember(time.Now(), fmt.Sprintf("conn sync: the kernel's sync daemon to %s (follows %s)", connsync.Role(sc.To), sc.Instance))
+	}
+}
+
+// remember keeps an event for drill timelines; bounded.
+func (d *Daemon) remember(at time.Time, what string) {
+	if d.recent = append(d.recent, drill.Event{At: at, What: what}); len(d.recent) > maxRecent {
+		d.recent = slices.Delete(d.recent, 0, len(d.recent)-maxRecent)
 	}
 }
 

@@ -31,6 +31,7 @@ func (d *Daemon) Drill(req control.DrillRequest) (control.DrillReply, error) {
 		return control.DrillReply{Preflight: nonNil(reasons), Go: len(reasons) == 0}, nil
 	}
 	start := time.Now()
+	before := d.connsEvent(start, "before")
 	r := drill.Report{ID: drill.NewID(start, kind), Kind: kind, Director: st.RouterID, Reason: req.Reason, Started: start, Preflight: reasons, Forced: req.Force && len(reasons) > 0}
 	if st.Cluster != nil {
 		for _, m := range st.Cluster.Members {
@@ -61,11 +62,25 @@ func (d *Daemon) Drill(req control.DrillRequest) (control.DrillReply, error) {
 		}
 	}
 	r.Finished = time.Now()
+	if r.Verdict != drill.VerdictRefused {
+		r.Timeline = append(r.Timeline, before...)
+		r.Timeline = append(r.Timeline, d.connsEvent(r.Finished, "after")...)
+		for _, st := range d.vrrp.Status() {
+			if !st.Announced.Before(start) {
+				r.Timeline = append(r.Timeline, drill.Event{At: st.Announced, What: st.Name + ": gratuitous ARP / NA sent"})
+			}
+		}
+		for i := range r.Timeline {
+			if r.Timeline[i].Director == "" {
+				r.Timeline[i].Director = r.Director
+			}
+		}
+	}
 	d.call(func() {
-		for _, sc := range d.recent {
-			if !sc.At.Before(start) {
-				r.Timeline = append(r.Timeline, drill.Event{At: sc.At, Director: r.Director,
-					What: fmt.Sprintf("%s %s -> %s: %s", sc.Instance, sc.From, sc.To, sc.Reason)})
+		for _, e := range d.recent {
+			if !e.At.Before(start) {
+				e.Director = r.Director
+				r.Timeline = append(r.Timeline, e)
 			}
 		}
 	})

@@ -250,3 +250,16 @@ func parseHold(s string) (time.Duration, error) {
 	}
 	return h, nil
 }
+
+// connsEvent is the connections the kernel's IPVS table holds now, as a
+// timeline event (none without IPVS).
+func (d *Daemon) connsEvent(at time.Time, when string) []drill.Event {
+	if d.kernel == nil {
+		return nil
+	}
+	n, err := countConns(d.kernel)
+	if err != nil {
+		return []drill.Event{{At: at, What: fmt.Sprintf("IPVS connections %s: not read (%v)", when, err)}}
+	}
+	return []drill.Event{{At: at, What: fmt.Sprintf("IPVS holds %d connections (%s)", n, when)}}
+}
