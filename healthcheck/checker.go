@@ -2,6 +2,8 @@ package healthcheck
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -86,7 +88,12 @@ func (t Target) Key() string {
 	if err != nil {
 		b = fmt.Appendf(nil, "%#v", t.Check)
 	}
-	return t.Addr.String() + " " + t.Check.Kind.String() + " " + string(b)
+	// A digest of the spec, not the spec: the key is held by the probe,
+	// its transitions and each consumer's map, and the encoded spec is
+	// most of a kilobyte per target. 128 bits make a collision between
+	// two configured checks as good as impossible.
+	sum := sha256.Sum256(b)
+	return t.Addr.String() + " " + t.Check.Kind.String() + " " + hex.EncodeToString(sum[:16])
 }
 
 // NewChecker builds the checker for t. The spec is conf's, validated and

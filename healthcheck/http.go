@@ -41,8 +41,7 @@ type httpChecker struct {
 // httpURL is one request of a check and what its response must be.
 type httpURL struct {
 	path       string
-	req        *http.Request
-	reqBytes   []byte
+	reqBytes   []byte // the whole GET request; the only form of it kept
 	status     conf.StatusCodes
 	statusText string
 	body       *regexp.Regexp
@@ -109,7 +108,10 @@ func newHTTPURL(scheme string, da netip.AddrPort, host string, c conf.URLSpec) (
 	if err := req.Write(&buf); err != nil {
 		return nil, fmt.Errorf("building request: %v", err)
 	}
-	hc.req, hc.reqBytes = req, buf.Bytes()
+	// Only the bytes are kept: ReadResponse takes a nil request for a
+	// GET, and the request's URL, header map and struct would be a
+	// kilobyte per probe held for nothing.
+	hc.reqBytes = bytes.Clone(buf.Bytes())
 
 	if c.ExpectBody != "" {
 		re, err := regexp.Compile(c.ExpectBody)
@@ -199,7 +201,7 @@ func (c *httpURL) evaluate(r io.Reader) (Result, string, error) {
 		br.Reset(nil)
 		readers.Put(br)
 	}()
-	resp, err := http.ReadResponse(br, c.req)
+	resp, err := http.ReadResponse(br, nil) // nil: the response to a GET
 	if err != nil {
 		if lr.N == 0 {
 			return down(fmt.Sprintf("reading headers: response head exceeds %d bytes", maxHeader)), "", nil

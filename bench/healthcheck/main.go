@@ -146,6 +146,7 @@ func main() {
 		serve     = flag.String("serve", "", "internal: run the servers (KIND-N)")
 		run       = flag.String("run", "", "internal: run one scenario and print its result as JSON")
 		cpuprof   = flag.String("cpuprofile", "", "with -run: write a CPU profile of the checker here")
+		memprof   = flag.String("memprofile", "", "with -run: write a heap profile of the checker here near the end of the window")
 		withKA    = flag.Bool("keepalived", false, "compare with keepalived's checker in a VM that has IPVS (lab/vm; slow TCG emulation, so use small scenarios)")
 		guest     = flag.Bool("guest-compare", false, "internal: the in-VM side of -keepalived")
 		steer     = flag.Bool("veth-rps", true, "-veth scenarios: steer each side's receive processing to its own CPU (false: each packet is processed on the CPU that sent it)")
@@ -189,6 +190,12 @@ func main() {
 		kind, n := parseScenario(*serve)
 		serveTargets(kind, n)
 	case *run != "":
+		if *memprof != "" {
+			runtime.MemProfileRate = 1 // every allocation: exact, slower
+			// Near the end of the window, while the checker still runs:
+			// what it holds in use then, and what it allocated so far.
+			time.AfterFunc(*interval+*interval/2+*duration*9/10, func() { writeHeapProfile(*memprof) })
+		}
 		r := runScenario(*run, *duration, *interval, *down)
 		json.NewEncoder(os.Stdout).Encode(r)
 	default:
@@ -475,6 +482,20 @@ func machineCPU() (busy, steal time.Duration) {
 	return v(1) + v(2) + v(3) + v(6) + v(7), v(8)
 }
 
+// writeHeapProfile writes the heap profile (allocations since the start
+// and what is in use) to path.
+func writeHeapProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+}
+
 func peakRSS() float64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -677,7 +698,8 @@ func runScenario(sc string, d, interval time.Duration, down int) result {
 			from := int64(o.Started.Sub(spanBase))
 			spans = append(spans, span{from, from + int64(o.Result.Took)})
 		},
-		Buffer: 2 * n,
+		// Buffer: the daemon's default (its consumer keeps up here), so that
+		// peak RSS is what the daemon's checker holds.
 	})
 	if _, err := s.Update(targets); err != nil {
 		return fail(err)
