@@ -103,7 +103,7 @@ demo:
 BENCHTIME ?= 60s
 bench:
 	$(GO) test -run '^$$' -bench 'Failover|Handoff' -benchtime 1x -timeout 40m ./bench/vrrp/failover/
-	$(GO) run ./bench/healthcheck -duration $(BENCHTIME)
+	CGO_ENABLED=0 $(GO) run ./bench/healthcheck -duration $(BENCHTIME)
 	HALDIR_OVERLOAD_DURATION=60s $(GO) test -count=1 -v -run '^TestOverloadNoFalseDowns$$' ./healthcheck/ | grep -E 'overload_test|^(ok|FAIL|---)'
 	$(GO) run ./bench/director
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/daemon"
+	"github.com/haldir-lb/haldir/internal/gcpace"
 )
 
 // runDaemon implements "haldir run": it parses the flags, loads the file,
@@ -75,6 +76,7 @@ func runDaemonWith(args []string, logOut io.Writer, sigs <-chan os.Signal, setup
 		}
 		defer stop()
 	}
+	gcpace.Apply() // a small heap: see gcpace.Percent
 	d := daemon.New(c, opts)
 	if env.started != nil {
 		env.started(d)
