@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"sync"
 	"time"
 
@@ -48,6 +49,9 @@ type httpURL struct {
 	digest     []byte
 	newHash    func() hash.Hash
 	hashName   string
+	// The reason of the last check that passed, and its status.
+	okCode   int
+	okReason string
 }
 
 func newHTTP(c *conf.CheckSpec) (Checker, error) {
@@ -186,20 +190,31 @@ func (c *httpChecker) get(ctx context.Context, deadline time.Time, u *httpURL) R
 	return r
 }
 
+// respReader is what reading one response needs besides net/http: the
+// buffered reader and the caps on head and body.
+type respReader struct {
+	head io.LimitedReader // the connection, capped
+	br   *bufio.Reader    // reads head
+	body io.LimitedReader // the response body, capped
+}
+
 // readers recycles the response readers: at thousands of checks per second
-// a fresh 4 KiB buffer per check is most of the checker's garbage.
-var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+// a fresh 4 KiB buffer per check is most of the checker's garbage, and the
+// two limited readers would be two more allocations.
+var readers = sync.Pool{New: func() any { return &respReader{br: bufio.NewReaderSize(nil, 4096)} }}
 
 // evaluate reads one response from r and judges it: pure protocol logic,
 // fuzzed without sockets. An I/O error comes back with the phase it
 // happened in so that the caller can name a timeout.
 func (c *httpURL) evaluate(r io.Reader) (Result, string, error) {
-	lr := &io.LimitedReader{R: r, N: maxHeader}
-	br := readers.Get().(*bufio.Reader)
+	rr := readers.Get().(*respReader)
+	lr, br := &rr.head, rr.br
+	*lr = io.LimitedReader{R: r, N: maxHeader}
 	br.Reset(lr)
 	defer func() {
 		br.Reset(nil)
-		readers.Put(br)
+		rr.head, rr.body = io.LimitedReader{}, io.LimitedReader{}
+		readers.Put(rr)
 	}()
 	resp, err := http.ReadResponse(br, nil) // nil: the response to a GET
 	if err != nil {
@@ -231,7 +246,8 @@ func (c *httpURL) evaluate(r io.Reader) (Result, string, error) {
 	case c.body != nil:
 		w = &body
 	}
-	n, err := io.Copy(w, io.LimitReader(resp.Body, MaxBody+1))
+	rr.body = io.LimitedReader{R: resp.Body, N: MaxBody + 1}
+	n, err := io.Copy(w, &rr.body)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return Result{}, "reading body", err
 	}
@@ -254,5 +270,16 @@ func (c *httpURL) evaluate(r io.Reader) (Result, string, error) {
 			return down(fmt.Sprintf("body %s %x does not match digest %x", c.hashName, sum, c.digest)), "", nil
 		}
 	}
-	return up(fmt.Sprintf("status %d", resp.StatusCode)), "", nil
+	return up(c.statusReason(resp.StatusCode)), "", nil
+}
+
+// statusReason is "status N", kept from the last check: a healthy server
+// answers the same status every time, and formatting it anew was one of a
+// check's allocations. A probe's checks never overlap (Checker), so the
+// cache needs no lock.
+func (c *httpURL) statusReason(code int) string {
+	if code != c.okCode || c.okReason == "" {
+		c.okCode, c.okReason = code, "status "+strconv.Itoa(code)
+	}
+	return c.okReason
 }
