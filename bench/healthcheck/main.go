@@ -153,6 +153,7 @@ func main() {
 		run       = flag.String("run", "", "internal: run one scenario and print its result as JSON")
 		cpuprof   = flag.String("cpuprofile", "", "with -run: write a CPU profile of the checker here")
 		memprof   = flag.String("memprofile", "", "with -run: write a heap profile of the checker here near the end of the window")
+		memstats  = flag.Bool("memstats", false, "with -run: print the runtime's memory statistics to stderr near the end of the window")
 		withKA    = flag.Bool("keepalived", false, "compare with keepalived's checker in a VM that has IPVS (lab/vm; slow TCG emulation, so use small scenarios)")
 		guest     = flag.Bool("guest-compare", false, "internal: the in-VM side of -keepalived")
 		steer     = flag.Bool("veth-rps", true, "-veth scenarios: steer each side's receive processing to its own CPU (false: each packet is processed on the CPU that sent it)")
@@ -197,11 +198,15 @@ func main() {
 		serveTargets(kind, n)
 	case *run != "":
 		gcpace.Apply() // the checker runs at the daemon's GC pace
+		// Near the end of the window, while the checker still runs: what
+		// it holds in use then, and what it allocated so far.
+		late := *interval + *interval/2 + *duration*9/10
 		if *memprof != "" {
-			runtime.MemProfileRate = 1 // every allocation: exact, slower
-			// Near the end of the window, while the checker still runs:
-			// what it holds in use then, and what it allocated so far.
-			time.AfterFunc(*interval+*interval/2+*duration*9/10, func() { writeHeapProfile(*memprof) })
+			runtime.MemProfileRate = 1 // every allocation: exact, slower, more memory
+			time.AfterFunc(late, func() { writeHeapProfile(*memprof) })
+		}
+		if *memstats {
+			time.AfterFunc(late, printMemStats)
 		}
 		r := runScenario(*run, *duration, *interval, *down)
 		json.NewEncoder(os.Stdout).Encode(r)
@@ -501,6 +506,17 @@ func writeHeapProfile(path string) {
 	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 	}
+}
+
+// printMemStats prints where the process's memory is, by the runtime's
+// account.
+func printMemStats() {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	mib := func(b uint64) string { return fmt.Sprintf("%.2f", float64(b)/(1<<20)) }
+	fmt.Fprintln(os.Stderr, "memstats MiB: heap in use", mib(ms.HeapInuse), "idle", mib(ms.HeapIdle), "released", mib(ms.HeapReleased),
+		"goal", mib(ms.NextGC), "stacks", mib(ms.StackInuse), "spans", mib(ms.MSpanSys), "gc metadata", mib(ms.GCSys), "other", mib(ms.OtherSys),
+		"sys", mib(ms.Sys), "goroutines", runtime.NumGoroutine())
 }
 
 func peakRSS() float64 {
