@@ -136,7 +136,7 @@ type probe struct {
 	subs     int
 	notify   []Notify // subscribers with a notify command
 	checks   uint64
-	hist     []Result // ring
+	hist     []histEntry // ring
 	histN    int
 	// lateOf is, while the next run retries a late failure, the time the
 	// failed run was scheduled for: the retry keeps the probe's phase.
@@ -286,7 +286,7 @@ func (s *Scheduler) Update(targets []Target) ([]Transition, error) {
 
 func (s *Scheduler) newProbe(k string, t Target, ck Checker, now time.Time) *probe {
 	c := t.Check
-	p := &probe{key: k, target: t, checker: ck, since: now, hist: make([]Result, s.opt.History)}
+	p := &probe{key: k, target: t, checker: ck, since: now, hist: make([]histEntry, s.opt.History)}
 	p.ctx, p.cancel = context.WithCancel(s.base)
 	p.interval, p.retry = c.Interval, c.RetryDelay
 	p.v = newVerdict(c.InitialUp, c.Rise, c.Fall)
@@ -479,7 +479,7 @@ func (s *Scheduler) check(p *probe) {
 	}
 	if s.lateFailure(p, r, started, deadline, returned, stalled, scheduled) {
 		r.Reason += " (late: the checker was overloaded; retried, not counted)"
-		p.hist[p.histN%len(p.hist)] = r
+		p.hist[p.histN%len(p.hist)] = packResult(r)
 		p.histN++
 		p.lateRetries++
 		p.lateN++
@@ -492,7 +492,7 @@ func (s *Scheduler) check(p *probe) {
 		}
 		return
 	}
-	p.hist[p.histN%len(p.hist)] = r
+	p.hist[p.histN%len(p.hist)] = packResult(r)
 	p.histN++
 	wasUp := p.v.up
 	if !p.v.observe(r) {
@@ -680,12 +680,39 @@ func (s *Scheduler) Status() []ProbeStatus {
 		}
 		n := min(p.histN, len(p.hist))
 		for i := p.histN - n; i < p.histN; i++ {
-			st.History = append(st.History, p.hist[i%len(p.hist)])
+			st.History = append(st.History, p.hist[i%len(p.hist)].result())
 		}
 		out = append(out, st)
 	}
 	sortStatus(out)
 	return out
+}
+
+// histEntry is a Result as a probe's history keeps it: 40 bytes where a
+// Result takes 64 (the start as Unix nanoseconds, the weight as 32 bits),
+// times History entries per probe, for every probe.
+type histEntry struct {
+	reason string
+	start  int64 // Unix ns; 0: the zero time
+	took   time.Duration
+	weight int32
+	up     bool
+}
+
+func packResult(r Result) histEntry {
+	h := histEntry{reason: r.Reason, took: r.Took, weight: int32(r.Weight), up: r.Up}
+	if !r.Start.IsZero() {
+		h.start = r.Start.UnixNano()
+	}
+	return h
+}
+
+func (h histEntry) result() Result {
+	r := Result{Up: h.up, Weight: int(h.weight), Reason: h.reason, Took: h.took}
+	if h.start != 0 {
+		r.Start = time.Unix(0, h.start)
+	}
+	return r
 }
 
 // String is a one-line summary, handy in logs.

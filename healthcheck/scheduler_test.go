@@ -523,3 +523,29 @@ func TestProbeHeapOrder(t *testing.T) {
 		})
 	}
 }
+
+// A result kept in a probe's history comes back as it went in, but for
+// the start's monotonic reading and location.
+func TestHistoryEntryRoundTrip(t *testing.T) {
+	start := time.Date(2026, 12, 4, 6, 15, 0, 123456789, time.UTC)
+	for _, tc := range []struct {
+		name string
+		r    Result
+	}{
+		{"up, configured weight", Result{Up: true, Weight: WeightConfigured, Reason: "status 200", Start: start, Took: 1234 * time.Microsecond}},
+		{"down, zero start", Result{Weight: WeightConfigured, Reason: "connect: connection refused"}},
+		{"exec weight", Result{Up: true, Weight: 253, Reason: "exit status 255 (weight 253)", Start: start, Took: time.Second}},
+		{"quiesced", Result{Up: true, Weight: 0, Reason: "exit status 2 (weight 0)", Start: time.Now()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := packResult(tc.r).result()
+			if !got.Start.Equal(tc.r.Start) || got.Start.IsZero() != tc.r.Start.IsZero() {
+				t.Errorf("start %v, want %v", got.Start, tc.r.Start)
+			}
+			got.Start, tc.r.Start = time.Time{}, time.Time{}
+			if got != tc.r {
+				t.Errorf("got %+v, want %+v", got, tc.r)
+			}
+		})
+	}
+}
