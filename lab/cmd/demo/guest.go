@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -102,6 +103,10 @@ type Report struct {
 	MaintStatus                string
 	MaintRequests, MaintFailed int
 	MaintGap                   time.Duration
+	// GroupSkew is the longest a new master took between taking the sync
+	// group's front and back instances in a handoff or maintenance move;
+	// Overlap the longest both directors held an instance.
+	GroupSkew, Overlap time.Duration
 	// NotThereYet lists the components haldir reports as not running.
 	NotThereYet []string
 }
@@ -1268,6 +1273,8 @@ func (d *demo) report() {
 		{"planned handoff: long-lived connections survived", fmt.Sprintf("%d of %d", r.HandoffSurvived, r.HandoffLongLived)},
 		{"maintenance on and off: requests ok / failed", fmt.Sprintf("%d / %d", r.MaintRequests-r.MaintFailed, r.MaintFailed)},
 		{"maintenance on and off: longest gap between successful requests", ms(r.MaintGap)},
+		{"moves: longest between the new master's front and back", ms(r.GroupSkew)},
+		{"moves: longest both directors held an instance", ms(r.Overlap)},
 		{"cluster: director1 sees director2", r.ClusterSeen["director1 sees director2"]},
 		{"cluster: director2 sees director1", r.ClusterSeen["director2 sees director1"]},
 	}
@@ -1338,6 +1345,7 @@ func (d *demo) stepHandoff(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
+		d.moveTimes(ctx, from.name, from.to)
 		// A little polling at the new master before the next move.
 		if err := pause(ctx, 500*time.Millisecond); err != nil {
 			return err
@@ -1364,6 +1372,57 @@ func (d *demo) stepHandoff(ctx context.Context) error {
 	d.printf("planned handoff there and back: %d requests, %d failed, longest gap between successful ones %s; long-lived connections that still work: %d of %d",
 		d.rep.HandoffRequests, d.rep.HandoffFailed, d.rep.HandoffGap.Round(time.Millisecond), d.rep.HandoffSurvived, d.rep.HandoffLongLived)
 	return nil
+}
+
+// moveTimes prints, from both directors' status (the VM's one clock), how
+// far apart the new master took the sync group's instances and how long
+// both held each: a NAT service's replies come back through the back
+// gateway, so while front and back are on different directors new
+// connections fail.
+func (d *demo) moveTimes(ctx context.Context, from, to string) {
+	// The old master's release may come after the new master's takeover.
+	if _, err := waitFor(ctx, stepDeadline, from+" backup of both instances", func() (bool, error) {
+		return d.state(from, "front") == "backup" && d.state(from, "back") == "backup", nil
+	}); err != nil {
+		return
+	}
+	changed := func(name string) map[string]time.Time {
+		out, err := d.hostOf(name).Run(ctx, []string{d.haldir, "status", "--json", "-s", filepath.Join(d.dir, name+".sock")}, nil)
+		if err != nil {
+			return nil
+		}
+		var st struct {
+			VRRP []struct {
+				Name       string    `json:"name"`
+				LastChange time.Time `json:"last_change"`
+			} `json:"vrrp"`
+		}
+		if json.Unmarshal([]byte(out), &st) != nil {
+			return nil
+		}
+		m := map[string]time.Time{}
+		for _, in := range st.VRRP {
+			m[in.Name] = in.LastChange
+		}
+		return m
+	}
+	old, now := changed(from), changed(to)
+	if old == nil || now == nil {
+		return
+	}
+	ms := func(x time.Duration) string { return fmt.Sprintf("%.1f ms", float64(x.Microseconds())/1000) }
+	d.printf("%s took front and back %s apart; %s released front %s and back %s after %s took each",
+		to, ms(now["back"].Sub(now["front"]).Abs()), from, ms(old["front"].Sub(now["front"])), ms(old["back"].Sub(now["back"])), to)
+	d.rep.GroupSkew = max(d.rep.GroupSkew, now["back"].Sub(now["front"]).Abs())
+	d.rep.Overlap = max(d.rep.Overlap, old["front"].Sub(now["front"]), old["back"].Sub(now["back"]))
+}
+
+// hostOf is the director called name.
+func (d *demo) hostOf(name string) *lab.Host {
+	if name == "director2" {
+		return d.s.Director2
+	}
+	return d.s.Director1
 }
 
 // stepMaintenance turns maintenance on on director1 (the master): it
@@ -1402,6 +1461,7 @@ func (d *demo) stepMaintenance(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
+		d.moveTimes(ctx, map[string]string{"director1": "director2", "director2": "director1"}[step.master], step.master)
 		if i == 0 {
 			// Held as backup: more than director1's Master_Down_Interval
 			// passes under director2's lower priority.
