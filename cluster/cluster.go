@@ -105,6 +105,9 @@ type Member struct {
 	Addr   string
 	Status string // alive, or gone (left or failed)
 	Self   bool
+	// Clock is the member's clock offset from this director's, from
+	// memberlist's probes; nil until one was answered.
+	Clock *ClockEstimate `json:",omitempty"`
 }
 
 // View is the cluster as this director sees it.
@@ -199,6 +202,7 @@ type Cluster struct {
 	pending   map[string]time.Time // problems seen, since when
 	problems  []string             // problems reported (held long enough)
 	malformed uint64
+	clocks    map[string][]clockSample // by member name, the last probes (clock.go)
 
 	onTakeOver func(TakeOverRequest)
 }
@@ -249,6 +253,7 @@ func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions
 	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	mc.Delegate = (*delegate)(cl)
 	mc.Events = (*events)(cl)
+	mc.Ping = (*pingDelegate)(cl)
 	mc.Logger = log.New(&slogWriter{cl.log}, "", 0)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
@@ -407,7 +412,7 @@ func (cl *Cluster) View() View {
 		if name == cl.name {
 			continue
 		}
-		m := Member{NodeState: cl.states[name], Addr: cl.addrs[name], Status: st}
+		m := Member{NodeState: cl.states[name], Addr: cl.addrs[name], Status: st, Clock: cl.clockOf(name)}
 		m.Name = name
 		v.Members = append(v.Members, m)
 	}

@@ -287,6 +287,14 @@ type APIMember struct {
 	MaintenanceReason string `json:"maintenance_reason"`
 	// Sync is the director's side of conn sync, as it gossips it.
 	Sync *APISyncPeer `json:"sync,omitempty"`
+	// Clock is the member's clock offset from this director's.
+	Clock *APIClock `json:"clock,omitempty"`
+}
+
+// APIClock is a clock offset estimate from the cluster's probes.
+type APIClock struct {
+	OffsetUS int64 `json:"offset_us"`
+	RTTUS    int64 `json:"rtt_us"`
 }
 
 // APIMemberInstance is a VRRP instance as its director gossips it.
@@ -512,6 +520,9 @@ func (st Status) API() APIStatus {
 				Config: nonNilMap(m.Config), VRRP: []APIMemberInstance{}, Maintenance: m.Maintenance, MaintenanceReason: m.MaintenanceReason}
 			if c := m.Sync; c != nil {
 				am.Sync = &APISyncPeer{Director: m.Name, Role: c.Role, Connections: c.Conns, ReadAt: ts(c.At)}
+			}
+			if c := m.Clock; c != nil {
+				am.Clock = &APIClock{OffsetUS: us(c.Offset), RTTUS: us(c.RTT)}
 			}
 			for _, in := range m.VRRP {
 				am.VRRP = append(am.VRRP, APIMemberInstance{Name: in.Name, VRID: in.VRID, Family: family(in.Family == 6),
