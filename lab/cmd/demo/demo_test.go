@@ -34,8 +34,8 @@ func TestVMDemo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo failed: %v", err)
 	}
-	if len(rep.Steps) != 7 {
-		t.Fatalf("demo ran %d steps, want 7", len(rep.Steps))
+	if len(rep.Steps) != 8 {
+		t.Fatalf("demo ran %d steps, want 8", len(rep.Steps))
 	}
 	for _, s := range rep.Steps {
 		t.Run(s.Name, func(t *testing.T) {
