@@ -177,6 +177,8 @@ type ClusterOptions struct {
 	// OnTakeOver receives the takeover requests other directors send
 	// (SendTakeOver), on memberlist's goroutine: it must not block.
 	OnTakeOver func(TakeOverRequest)
+	// pushPull overrides memberlist's push/pull interval (tests).
+	pushPull time.Duration
 }
 
 // Cluster is this director's membership in the gossip cluster.
@@ -205,6 +207,11 @@ type Cluster struct {
 	clocks    map[string][]clockSample // by member name, the last probes (clock.go)
 
 	onTakeOver func(TakeOverRequest)
+
+	// big is the latest state too large for a gossip packet, waiting for
+	// the sender (sendBigStates); bigReady signals it.
+	big      []byte
+	bigReady chan struct{}
 }
 
 // DefaultProblemHold is how long a split brain or drift must last before
@@ -220,7 +227,8 @@ const DefaultRejoinInterval = 5 * time.Second
 // not answer is logged, not fatal: the first director has no one to join.
 func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions) (*Cluster, error) {
 	cl := &Cluster{log: o.Logger, name: c.Name, states: map[string]NodeState{}, status: map[string]string{}, addrs: map[string]string{},
-		pending: map[string]time.Time{}, hold: DefaultProblemHold, stop: make(chan struct{}), onTakeOver: o.OnTakeOver}
+		pending: map[string]time.Time{}, hold: DefaultProblemHold, stop: make(chan struct{}), onTakeOver: o.OnTakeOver,
+		bigReady: make(chan struct{}, 1)}
 	if o.Fast {
 		cl.hold = DefaultProblemHold / 10
 	}
@@ -241,6 +249,9 @@ func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions
 		mc.SuspicionMult = 2
 		mc.GossipToTheDeadTime = time.Second
 		rejoinEvery = DefaultRejoinInterval / 25
+	}
+	if o.pushPull > 0 {
+		mc.PushPullInterval = o.pushPull
 	}
 	mc.Name = c.Name
 	mc.BindAddr, mc.BindPort = c.Bind.Addr().String(), int(c.Bind.Port())
@@ -264,6 +275,7 @@ func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions
 	// Problems held back are reported when their time comes, even if no
 	// gossip arrives then.
 	go cl.every(cl.hold/4, cl.check)
+	go cl.sendBigStates()
 	if len(c.Peers) > 0 {
 		if n, err := ml.Join(c.Peers); err != nil {
 			cl.log.Warn("cluster: no peer answered yet; will keep trying", "peers", strings.Join(c.Peers, ","), "error", err)
@@ -365,6 +377,37 @@ func (cl *Cluster) isLive(hostPort string, live map[netip.AddrPort]bool) bool {
 	return false
 }
 
+// maxGossipState is the largest state sent as a gossip broadcast: with
+// memberlist's framing it must fit one UDP packet (1400 bytes).
+const maxGossipState = 1000
+
+// sendBigStates sends each state too large for gossip to every other
+// member, reliably, one at a time (the latest), until the cluster is left.
+func (cl *Cluster) sendBigStates() {
+	for {
+		select {
+		case <-cl.stop:
+			return
+		case <-cl.bigReady:
+		}
+		cl.mu.Lock()
+		b := cl.big
+		cl.big = nil
+		cl.mu.Unlock()
+		if b == nil {
+			continue
+		}
+		for _, n := range cl.ml.Members() {
+			if n.Name == cl.name {
+				continue
+			}
+			if err := cl.ml.SendReliable(n, b); err != nil {
+				cl.log.Debug("cluster: state not sent; the next push/pull carries it", "member", n.Name, "error", err)
+			}
+		}
+	}
+}
+
 // Leave tells the others this director is going, then stops gossip. Only
 // the first call does anything.
 func (cl *Cluster) Leave(timeout time.Duration) error {
@@ -383,11 +426,22 @@ func (cl *Cluster) Update(f func(*NodeState)) {
 	cl.local.Seq++
 	b, err := json.Marshal(cl.local)
 	cl.mu.Unlock()
-	if err == nil {
-		// A state too large for one gossip packet travels with the next
-		// push/pull instead.
-		if len(b) < 1000 {
-			cl.queue.QueueBroadcast(&stateBroadcast{name: cl.name, msg: b})
+	switch {
+	case err != nil:
+	case len(b) < maxGossipState:
+		cl.queue.QueueBroadcast(&stateBroadcast{name: cl.name, msg: b})
+	default:
+		// Too large for one gossip packet (a few VRRP instances with
+		// their reasons): sent to each member over TCP instead, or the
+		// others would learn of the change only at the next push/pull,
+		// 30 s away on a LAN. The latest state wins; a stale one that
+		// arrives late is ignored by its Seq.
+		cl.mu.Lock()
+		cl.big = b
+		cl.mu.Unlock()
+		select {
+		case cl.bigReady <- struct{}{}:
+		default:
 		}
 	}
 	cl.check()
