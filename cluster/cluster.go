@@ -81,6 +81,9 @@ type NodeState struct {
 type ConnSync struct {
 	Role  string // master, backup, master+backup, or none
 	Conns uint64
+	// Services holds the count of each virtual server that holds any
+	// connection, by its IPVS key ("TCP 192.0.2.1:80", "FWM 5").
+	Services map[string]uint64 `json:",omitempty"`
 	// At is when Conns was read, by the director's own clock.
 	At time.Time
 }

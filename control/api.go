@@ -251,6 +251,9 @@ type APISyncPeer struct {
 	Role        string     `json:"role"`
 	Connections uint64     `json:"connections"`
 	ReadAt      *time.Time `json:"read_at,omitempty"`
+	// Services is the count of each virtual server holding any, by its
+	// IPVS key.
+	Services map[string]uint64 `json:"services"`
 }
 
 // APISyncDaemon is one kernel sync daemon (0 and "" mean the kernel's
@@ -505,7 +508,7 @@ func (st Status) API() APIStatus {
 		r := st.ConnSync()
 		as.Role, as.Connections, as.Receiving, as.Summary, as.Peers = r.Role, r.Conns, r.Receiving, r.Summary, []APISyncPeer{}
 		for _, p := range r.Peers {
-			as.Peers = append(as.Peers, APISyncPeer{Director: p.Director, Role: p.Role, Connections: p.Conns, ReadAt: ts(p.At)})
+			as.Peers = append(as.Peers, APISyncPeer{Director: p.Director, Role: p.Role, Connections: p.Conns, ReadAt: ts(p.At), Services: nonNilMap(p.Services)})
 		}
 		out.Sync = as
 	}
@@ -519,7 +522,7 @@ func (st Status) API() APIStatus {
 			am := APIMember{Name: m.Name, Address: m.Addr, Status: m.Status, Self: m.Self, Version: m.Version,
 				Config: nonNilMap(m.Config), VRRP: []APIMemberInstance{}, Maintenance: m.Maintenance, MaintenanceReason: m.MaintenanceReason}
 			if c := m.Sync; c != nil {
-				am.Sync = &APISyncPeer{Director: m.Name, Role: c.Role, Connections: c.Conns, ReadAt: ts(c.At)}
+				am.Sync = &APISyncPeer{Director: m.Name, Role: c.Role, Connections: c.Conns, ReadAt: ts(c.At), Services: nonNilMap(c.Services)}
 			}
 			if c := m.Clock; c != nil {
 				am.Clock = &APIClock{OffsetUS: us(c.Offset), RTTUS: us(c.RTT)}
