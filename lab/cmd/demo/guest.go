@@ -1340,12 +1340,9 @@ func (d *demo) stepHandoff(ctx context.Context) error {
 		if !strings.Contains(out, "handed over to "+from.to+", make-before-break") {
 			return fmt.Errorf("haldir handoff on %s did not hand over to %s make-before-break", from.name, from.to)
 		}
-		if _, err := waitFor(ctx, stepDeadline, from.to+" master of both instances", func() (bool, error) {
-			return d.state(from.to, "front") == "master" && d.state(from.to, "back") == "master", nil
-		}); err != nil {
+		if err := d.moved(ctx, from.name, from.to); err != nil {
 			return err
 		}
-		d.moveTimes(ctx, from.name, from.to)
 		// A little polling at the new master before the next move.
 		if err := pause(ctx, 500*time.Millisecond); err != nil {
 			return err
@@ -1354,16 +1351,7 @@ func (d *demo) stepHandoff(ctx context.Context) error {
 	ss := p.halt()
 	stopped = true
 	d.printStates()
-	for _, s := range ss {
-		if s.start.Before(t0) {
-			continue
-		}
-		d.rep.HandoffRequests++
-		if !s.ok {
-			d.rep.HandoffFailed++
-		}
-	}
-	d.rep.HandoffGap = longestGap(ss, t0)
+	d.rep.HandoffRequests, d.rep.HandoffFailed, d.rep.HandoffGap = tally(ss, t0)
 	for _, lc := range lcs {
 		if _, err := lc.Get(2 * time.Second); err == nil {
 			d.rep.HandoffSurvived++
@@ -1371,6 +1359,33 @@ func (d *demo) stepHandoff(ctx context.Context) error {
 	}
 	d.printf("planned handoff there and back: %d requests, %d failed, longest gap between successful ones %s; long-lived connections that still work: %d of %d",
 		d.rep.HandoffRequests, d.rep.HandoffFailed, d.rep.HandoffGap.Round(time.Millisecond), d.rep.HandoffSurvived, d.rep.HandoffLongLived)
+	return nil
+}
+
+// tally counts the polls that started at or after t0, those that failed,
+// and the longest gap between successful ones.
+func tally(ss []sample, t0 time.Time) (requests, failed int, gap time.Duration) {
+	for _, s := range ss {
+		if s.start.Before(t0) {
+			continue
+		}
+		requests++
+		if !s.ok {
+			failed++
+		}
+	}
+	return requests, failed, longestGap(ss, t0)
+}
+
+// moved waits until to is master of both instances, then prints how the
+// move went (moveTimes).
+func (d *demo) moved(ctx context.Context, from, to string) error {
+	if _, err := waitFor(ctx, stepDeadline, to+" master of both instances", func() (bool, error) {
+		return d.state(to, "front") == "master" && d.state(to, "back") == "master", nil
+	}); err != nil {
+		return err
+	}
+	d.moveTimes(ctx, from, to)
 	return nil
 }
 
@@ -1456,12 +1471,9 @@ func (d *demo) stepMaintenance(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("haldir %s: %w", strings.Join(step.args, " "), err)
 		}
-		if _, err := waitFor(ctx, stepDeadline, step.master+" master of both instances", func() (bool, error) {
-			return d.state(step.master, "front") == "master" && d.state(step.master, "back") == "master", nil
-		}); err != nil {
+		if err := d.moved(ctx, map[string]string{"director1": "director2", "director2": "director1"}[step.master], step.master); err != nil {
 			return err
 		}
-		d.moveTimes(ctx, map[string]string{"director1": "director2", "director2": "director1"}[step.master], step.master)
 		if i == 0 {
 			// Held as backup: more than director1's Master_Down_Interval
 			// passes under director2's lower priority.
@@ -1493,16 +1505,7 @@ func (d *demo) stepMaintenance(ctx context.Context) error {
 	ss := p.halt()
 	stopped = true
 	d.printStates()
-	for _, s := range ss {
-		if s.start.Before(t0) {
-			continue
-		}
-		d.rep.MaintRequests++
-		if !s.ok {
-			d.rep.MaintFailed++
-		}
-	}
-	d.rep.MaintGap = longestGap(ss, t0)
+	d.rep.MaintRequests, d.rep.MaintFailed, d.rep.MaintGap = tally(ss, t0)
 	d.printf("maintenance on and off: %d requests, %d failed, longest gap between successful ones %s",
 		d.rep.MaintRequests, d.rep.MaintFailed, d.rep.MaintGap.Round(time.Millisecond))
 	return nil
