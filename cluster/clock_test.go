@@ -47,19 +47,7 @@ func TestClockEstimate(t *testing.T) {
 // TestClusterClocks: two directors on one host see each other's clock
 // within a few milliseconds, from memberlist's probes.
 func TestClusterClocks(t *testing.T) {
-	key := bytes.Repeat([]byte{1}, 32)
-	start := func(name string, peers ...string) *Cluster {
-		t.Helper()
-		c := conf.Cluster{Name: name, Bind: netip.MustParseAddrPort("127.0.0.1:0"), Peers: peers}
-		cl, err := JoinCluster(c, key, NodeState{}, ClusterOptions{Version: "test", Logger: quiet, Fast: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cl.Leave(time.Second) })
-		return cl
-	}
-	a := start("a")
-	b := start("b", a.ml.LocalNode().Address())
+	a, b := startTwo(t, ClusterOptions{Version: "test", Logger: quiet, Fast: true})
 	for _, cl := range []*Cluster{a, b} {
 		waitView(t, "the other's clock estimated", cl, func(v View) bool {
 			for _, m := range v.Members {
@@ -70,4 +58,22 @@ func TestClusterClocks(t *testing.T) {
 			return false
 		})
 	}
+}
+
+// startTwo starts directors a and b on loopback, b joining a, with o.
+func startTwo(t *testing.T, o ClusterOptions) (a, b *Cluster) {
+	t.Helper()
+	key := bytes.Repeat([]byte{1}, 32)
+	start := func(name string, peers ...string) *Cluster {
+		t.Helper()
+		c := conf.Cluster{Name: name, Bind: netip.MustParseAddrPort("127.0.0.1:0"), Peers: peers}
+		cl, err := JoinCluster(c, key, NodeState{}, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cl.Leave(time.Second) })
+		return cl
+	}
+	a = start("a")
+	return a, start("b", a.ml.LocalNode().Address())
 }

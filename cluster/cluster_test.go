@@ -542,19 +542,7 @@ func TestViewBackups(t *testing.T) {
 // VRRP instances with their reasons) reaches the other director at once,
 // over TCP, not at the next push/pull (a minute away here).
 func TestClusterLargeState(t *testing.T) {
-	key := bytes.Repeat([]byte{1}, 32)
-	start := func(name string, peers ...string) *Cluster {
-		t.Helper()
-		c := conf.Cluster{Name: name, Bind: netip.MustParseAddrPort("127.0.0.1:0"), Peers: peers}
-		cl, err := JoinCluster(c, key, NodeState{}, ClusterOptions{Version: "test", Logger: quiet, Fast: true, pushPull: time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cl.Leave(time.Second) })
-		return cl
-	}
-	a := start("a")
-	b := start("b", a.ml.LocalNode().Address())
+	a, b := startTwo(t, ClusterOptions{Version: "test", Logger: quiet, Fast: true, pushPull: time.Minute})
 	waitView(t, "b seen", a, sees("b"))
 	var ins []InstanceState
 	for i := range 12 {
