@@ -81,6 +81,9 @@ type NodeState struct {
 type ConnSync struct {
 	Role  string // master, backup, master+backup, or none
 	Conns uint64
+	// Services holds the count of each virtual server that holds any
+	// connection, by its IPVS key ("TCP 192.0.2.1:80", "FWM 5").
+	Services map[string]uint64 `json:",omitempty"`
 	// At is when Conns was read, by the director's own clock.
 	At time.Time
 }
@@ -105,6 +108,9 @@ type Member struct {
 	Addr   string
 	Status string // alive, or gone (left or failed)
 	Self   bool
+	// Clock is the member's clock offset from this director's, from
+	// memberlist's probes; nil until one was answered.
+	Clock *ClockEstimate `json:",omitempty"`
 }
 
 // View is the cluster as this director sees it.
@@ -174,6 +180,8 @@ type ClusterOptions struct {
 	// OnTakeOver receives the takeover requests other directors send
 	// (SendTakeOver), on memberlist's goroutine: it must not block.
 	OnTakeOver func(TakeOverRequest)
+	// pushPull overrides memberlist's push/pull interval (tests).
+	pushPull time.Duration
 }
 
 // Cluster is this director's membership in the gossip cluster.
@@ -199,8 +207,14 @@ type Cluster struct {
 	pending   map[string]time.Time // problems seen, since when
 	problems  []string             // problems reported (held long enough)
 	malformed uint64
+	clocks    map[string][]clockSample // by member name, the last probes (clock.go)
 
 	onTakeOver func(TakeOverRequest)
+
+	// big is the latest state too large for a gossip packet, waiting for
+	// the sender (sendBigStates); bigReady signals it.
+	big      []byte
+	bigReady chan struct{}
 }
 
 // DefaultProblemHold is how long a split brain or drift must last before
@@ -216,7 +230,8 @@ const DefaultRejoinInterval = 5 * time.Second
 // not answer is logged, not fatal: the first director has no one to join.
 func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions) (*Cluster, error) {
 	cl := &Cluster{log: o.Logger, name: c.Name, states: map[string]NodeState{}, status: map[string]string{}, addrs: map[string]string{},
-		pending: map[string]time.Time{}, hold: DefaultProblemHold, stop: make(chan struct{}), onTakeOver: o.OnTakeOver}
+		pending: map[string]time.Time{}, hold: DefaultProblemHold, stop: make(chan struct{}), onTakeOver: o.OnTakeOver,
+		bigReady: make(chan struct{}, 1)}
 	if o.Fast {
 		cl.hold = DefaultProblemHold / 10
 	}
@@ -238,6 +253,9 @@ func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions
 		mc.GossipToTheDeadTime = time.Second
 		rejoinEvery = DefaultRejoinInterval / 25
 	}
+	if o.pushPull > 0 {
+		mc.PushPullInterval = o.pushPull
+	}
 	mc.Name = c.Name
 	mc.BindAddr, mc.BindPort = c.Bind.Addr().String(), int(c.Bind.Port())
 	adv := c.Advertise
@@ -249,6 +267,7 @@ func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions
 	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	mc.Delegate = (*delegate)(cl)
 	mc.Events = (*events)(cl)
+	mc.Ping = (*pingDelegate)(cl)
 	mc.Logger = log.New(&slogWriter{cl.log}, "", 0)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
@@ -259,6 +278,7 @@ func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions
 	// Problems held back are reported when their time comes, even if no
 	// gossip arrives then.
 	go cl.every(cl.hold/4, cl.check)
+	go cl.sendBigStates()
 	if len(c.Peers) > 0 {
 		if n, err := ml.Join(c.Peers); err != nil {
 			cl.log.Warn("cluster: no peer answered yet; will keep trying", "peers", strings.Join(c.Peers, ","), "error", err)
@@ -360,6 +380,37 @@ func (cl *Cluster) isLive(hostPort string, live map[netip.AddrPort]bool) bool {
 	return false
 }
 
+// maxGossipState is the largest state sent as a gossip broadcast: with
+// memberlist's framing it must fit one UDP packet (1400 bytes).
+const maxGossipState = 1000
+
+// sendBigStates sends each state too large for gossip to every other
+// member, reliably, one at a time (the latest), until the cluster is left.
+func (cl *Cluster) sendBigStates() {
+	for {
+		select {
+		case <-cl.stop:
+			return
+		case <-cl.bigReady:
+		}
+		cl.mu.Lock()
+		b := cl.big
+		cl.big = nil
+		cl.mu.Unlock()
+		if b == nil {
+			continue
+		}
+		for _, n := range cl.ml.Members() {
+			if n.Name == cl.name {
+				continue
+			}
+			if err := cl.ml.SendReliable(n, b); err != nil {
+				cl.log.Debug("cluster: state not sent; the next push/pull carries it", "member", n.Name, "error", err)
+			}
+		}
+	}
+}
+
 // Leave tells the others this director is going, then stops gossip. Only
 // the first call does anything.
 func (cl *Cluster) Leave(timeout time.Duration) error {
@@ -378,11 +429,22 @@ func (cl *Cluster) Update(f func(*NodeState)) {
 	cl.local.Seq++
 	b, err := json.Marshal(cl.local)
 	cl.mu.Unlock()
-	if err == nil {
-		// A state too large for one gossip packet travels with the next
-		// push/pull instead.
-		if len(b) < 1000 {
-			cl.queue.QueueBroadcast(&stateBroadcast{name: cl.name, msg: b})
+	switch {
+	case err != nil:
+	case len(b) < maxGossipState:
+		cl.queue.QueueBroadcast(&stateBroadcast{name: cl.name, msg: b})
+	default:
+		// Too large for one gossip packet (a few VRRP instances with
+		// their reasons): sent to each member over TCP instead, or the
+		// others would learn of the change only at the next push/pull,
+		// 30 s away on a LAN. The latest state wins; a stale one that
+		// arrives late is ignored by its Seq.
+		cl.mu.Lock()
+		cl.big = b
+		cl.mu.Unlock()
+		select {
+		case cl.bigReady <- struct{}{}:
+		default:
 		}
 	}
 	cl.check()
@@ -407,7 +469,7 @@ func (cl *Cluster) View() View {
 		if name == cl.name {
 			continue
 		}
-		m := Member{NodeState: cl.states[name], Addr: cl.addrs[name], Status: st}
+		m := Member{NodeState: cl.states[name], Addr: cl.addrs[name], Status: st, Clock: cl.clockOf(name)}
 		m.Name = name
 		v.Members = append(v.Members, m)
 	}

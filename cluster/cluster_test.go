@@ -537,3 +537,41 @@ func TestViewBackups(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterLargeState: a state too large for one gossip packet (a dozen
+// VRRP instances with their reasons) reaches the other director at once,
+// over TCP, not at the next push/pull (a minute away here).
+func TestClusterLargeState(t *testing.T) {
+	a, b := startTwo(t, ClusterOptions{Version: "test", Logger: quiet, Fast: true, pushPull: time.Minute})
+	waitView(t, "b seen", a, sees("b"))
+	var ins []InstanceState
+	for i := range 12 {
+		ins = append(ins, InstanceState{Name: fmt.Sprintf("vi_%02d", i), VRID: 10 + i, Family: 4, State: "master", Priority: 150,
+			Source: netip.MustParseAddr("192.0.2.11"), Changed: time.Now(), Why: "planned handoff: taking over (from d2: kernel upgrade)"})
+	}
+	b.Update(func(s *NodeState) { s.VRRP = ins })
+	if n := len(mustJSON(t, b.View().Members)); n < 2*maxGossipState {
+		t.Fatalf("the state is only %d bytes of JSON: not too large for gossip", n)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	waitView(t, "a sees b's 12 instances", a, func(v View) bool {
+		for _, m := range v.Members {
+			if m.Name == "b" && len(m.VRRP) == 12 {
+				if time.Now().After(deadline) {
+					t.Errorf("a saw b's state only after %v", 3*time.Second)
+				}
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

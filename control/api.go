@@ -251,6 +251,9 @@ type APISyncPeer struct {
 	Role        string     `json:"role"`
 	Connections uint64     `json:"connections"`
 	ReadAt      *time.Time `json:"read_at,omitempty"`
+	// Services is the count of each virtual server holding any, by its
+	// IPVS key.
+	Services map[string]uint64 `json:"services"`
 }
 
 // APISyncDaemon is one kernel sync daemon (0 and "" mean the kernel's
@@ -287,6 +290,14 @@ type APIMember struct {
 	MaintenanceReason string `json:"maintenance_reason"`
 	// Sync is the director's side of conn sync, as it gossips it.
 	Sync *APISyncPeer `json:"sync,omitempty"`
+	// Clock is the member's clock offset from this director's.
+	Clock *APIClock `json:"clock,omitempty"`
+}
+
+// APIClock is a clock offset estimate from the cluster's probes.
+type APIClock struct {
+	OffsetUS int64 `json:"offset_us"`
+	RTTUS    int64 `json:"rtt_us"`
 }
 
 // APIMemberInstance is a VRRP instance as its director gossips it.
@@ -497,7 +508,7 @@ func (st Status) API() APIStatus {
 		r := st.ConnSync()
 		as.Role, as.Connections, as.Receiving, as.Summary, as.Peers = r.Role, r.Conns, r.Receiving, r.Summary, []APISyncPeer{}
 		for _, p := range r.Peers {
-			as.Peers = append(as.Peers, APISyncPeer{Director: p.Director, Role: p.Role, Connections: p.Conns, ReadAt: ts(p.At)})
+			as.Peers = append(as.Peers, APISyncPeer{Director: p.Director, Role: p.Role, Connections: p.Conns, ReadAt: ts(p.At), Services: nonNilMap(p.Services)})
 		}
 		out.Sync = as
 	}
@@ -511,7 +522,10 @@ func (st Status) API() APIStatus {
 			am := APIMember{Name: m.Name, Address: m.Addr, Status: m.Status, Self: m.Self, Version: m.Version,
 				Config: nonNilMap(m.Config), VRRP: []APIMemberInstance{}, Maintenance: m.Maintenance, MaintenanceReason: m.MaintenanceReason}
 			if c := m.Sync; c != nil {
-				am.Sync = &APISyncPeer{Director: m.Name, Role: c.Role, Connections: c.Conns, ReadAt: ts(c.At)}
+				am.Sync = &APISyncPeer{Director: m.Name, Role: c.Role, Connections: c.Conns, ReadAt: ts(c.At), Services: nonNilMap(c.Services)}
+			}
+			if c := m.Clock; c != nil {
+				am.Clock = &APIClock{OffsetUS: us(c.Offset), RTTUS: us(c.RTT)}
 			}
 			for _, in := range m.VRRP {
 				am.VRRP = append(am.VRRP, APIMemberInstance{Name: in.Name, VRID: in.VRID, Family: family(in.Family == 6),

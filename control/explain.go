@@ -95,6 +95,7 @@ type ConnSyncPeer struct {
 	Director string
 	Role     string // master, backup, none, or master+backup
 	Conns    uint64
+	Services map[string]uint64 // per virtual server holding any
 	At       time.Time
 }
 
@@ -111,8 +112,11 @@ const (
 // role and connections, the other directors' as they gossip them, and
 // whether this backup receives what the master sends.
 type ConnSyncReport struct {
-	Role      string
-	Conns     uint64
+	Role  string
+	Conns uint64
+	// Services is this director's count per virtual server holding any,
+	// as it gossips it (nil without a cluster).
+	Services  map[string]uint64
 	Peers     []ConnSyncPeer
 	Receiving string
 	Summary   string
@@ -146,7 +150,7 @@ func (st Status) ConnSync() ConnSyncReport {
 	if v := st.Cluster; v != nil {
 		for _, m := range v.Members {
 			if m.Self && m.Sync != nil {
-				r.Conns, self = m.Sync.Conns, true
+				r.Conns, r.Services, self = m.Sync.Conns, m.Sync.Services, true
 			}
 		}
 	}
@@ -163,7 +167,7 @@ func (st Status) ConnSync() ConnSyncReport {
 			if m.Self || m.Status != "alive" || m.Sync == nil {
 				continue
 			}
-			p := ConnSyncPeer{Director: m.Name, Role: m.Sync.Role, Conns: m.Sync.Conns, At: m.Sync.At}
+			p := ConnSyncPeer{Director: m.Name, Role: m.Sync.Role, Conns: m.Sync.Conns, Services: m.Sync.Services, At: m.Sync.At}
 			r.Peers = append(r.Peers, p)
 			if slices.Contains(strings.Split(p.Role, "+"), ipvs.SyncMaster.String()) {
 				masters = append(masters, p)

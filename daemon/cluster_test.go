@@ -11,8 +11,10 @@ import (
 
 	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/lab"
+	"github.com/haldir-lb/haldir/vrrp"
 )
 
 // freePort returns a loopback port nothing listens on (TCP and UDP: the
@@ -133,4 +135,46 @@ func TestClusterSeesSplitBrain(t *testing.T) {
 		return states(v) == "r1/vi=master r2/vi=backup" && len(v.Problems) == 0
 	})
 	waitFor(t, logs2, `msg="cluster: resolved: `+split+`"`, 1)
+}
+
+// pair is the two directors of a cluster lab running "vi": r1 at
+// priority 150, master, and r2 at 100, backup.
+type pair struct {
+	cl           *clusterLab
+	c1, c2       *Daemon
+	logs1, logs2 *syncBuffer
+}
+
+// startPair starts both and waits for r1 master and r2 backup.
+func startPair(t *testing.T, name string) *pair {
+	t.Helper()
+	p := &pair{cl: newClusterLab(t, name)}
+	p.c1, p.logs1 = startComponents(t, p.cl.l, "r1", p.cl.config(t, 0, 150), nil)
+	p.c2, p.logs2 = startComponents(t, p.cl.l, "r2", p.cl.config(t, 1, 100), nil)
+	p.state(t, p.c1, "r1 master", vrrp.StateMaster)
+	p.state(t, p.c2, "r2 backup", vrrp.StateBackup)
+	return p
+}
+
+// state waits for c's "vi" to be in s.
+func (p *pair) state(t *testing.T, c *Daemon, what string, s vrrp.State) {
+	t.Helper()
+	logs := p.logs1
+	if c == p.c2 {
+		logs = p.logs2
+	}
+	poll.Until(t, 15*time.Second, what, func() (bool, any) {
+		st := c.vrrp.Instance("vi").Status()
+		return st.State == s, st
+	}, logs.String)
+}
+
+// preflightGo waits until r1's pre-flight of a drill of kind finds
+// nothing wrong.
+func (p *pair) preflightGo(t *testing.T, kind string) {
+	t.Helper()
+	poll.Until(t, 15*time.Second, "pre-flight on r1 finds nothing wrong", func() (bool, any) {
+		reply, err := p.c1.Drill(control.DrillRequest{Kind: kind})
+		return err == nil && reply.Go, reply
+	}, p.logs1.String)
 }

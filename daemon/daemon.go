@@ -443,7 +443,7 @@ func (d *Daemon) serveControl(ctx context.Context) error {
 		if d.kernel != nil {
 			// The kernel's numbers, read at each scrape off the loop; a
 			// hung read costs the scrape ipvsScrapeTimeout.
-			reg.MustRegister(metrics.NewIPVS(d.kernel, ipvsScrapeTimeout, d.log.With("component", "metrics")))
+			reg.MustRegister(metrics.NewIPVS(d.kernel, func() (ipvs.Stats, error) { return ipvs.ReadTotals(ipvs.TotalsPath) }, ipvsScrapeTimeout, d.log.With("component", "metrics")))
 		}
 		go func() {
 			if err := metrics.ServeListener(ctx, ln, reg); err != nil {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/drill"
-	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -19,22 +18,11 @@ import (
 // timeline) is kept in state_dir/drills; on the backup it is refused,
 // changes nothing, and the refusal is kept too.
 func TestDrillHandoff(t *testing.T) {
-	cl := newClusterLab(t, "haldir-drill")
-	c1, logs1 := startComponents(t, cl.l, "r1", cl.config(t, 0, 150), nil)
-	c2, logs2 := startComponents(t, cl.l, "r2", cl.config(t, 1, 100), nil)
-	state := func(c *Daemon, logs *syncBuffer, what string, s vrrp.State) {
-		t.Helper()
-		poll.Until(t, 15*time.Second, what, func() (bool, any) {
-			st := c.vrrp.Instance("vi").Status()
-			return st.State == s, st
-		}, logs.String)
-	}
-	state(c1, logs1, "r1 master", vrrp.StateMaster)
-	state(c2, logs2, "r2 backup", vrrp.StateBackup)
-	poll.Until(t, 15*time.Second, "pre-flight on r1 finds nothing wrong", func() (bool, any) {
-		reply, err := c1.Drill(control.DrillRequest{Kind: "handoff"})
-		return err == nil && reply.Go, reply
-	}, logs1.String)
+	p := startPair(t, "haldir-drill")
+	c1, c2 := p.c1, p.c2
+	state := func(c *Daemon, _ *syncBuffer, what string, s vrrp.State) { t.Helper(); p.state(t, c, what, s) }
+	logs1, logs2 := p.logs1, p.logs2
+	p.preflightGo(t, "handoff")
 
 	if _, err := c1.Drill(control.DrillRequest{Kind: "chaos", Run: true}); err == nil || !strings.Contains(err.Error(), "want handoff, failover or fault") {
 		t.Errorf("an unknown drill kind: %v", err)
@@ -81,22 +69,11 @@ func TestDrillHandoff(t *testing.T) {
 // director stays backup under the lower peer. Both observe the takeover
 // against the protocol's bound. A bad hold changes nothing.
 func TestDrillFailoverAndFault(t *testing.T) {
-	cl := newClusterLab(t, "haldir-drillf")
-	c1, logs1 := startComponents(t, cl.l, "r1", cl.config(t, 0, 150), nil)
-	c2, logs2 := startComponents(t, cl.l, "r2", cl.config(t, 1, 100), nil)
-	state := func(c *Daemon, logs *syncBuffer, what string, s vrrp.State) {
-		t.Helper()
-		poll.Until(t, 15*time.Second, what, func() (bool, any) {
-			st := c.vrrp.Instance("vi").Status()
-			return st.State == s, st
-		}, logs.String)
-	}
-	state(c1, logs1, "r1 master", vrrp.StateMaster)
-	state(c2, logs2, "r2 backup", vrrp.StateBackup)
-	poll.Until(t, 15*time.Second, "pre-flight on r1 finds nothing wrong", func() (bool, any) {
-		reply, err := c1.Drill(control.DrillRequest{Kind: "failover"})
-		return err == nil && reply.Go, reply
-	}, logs1.String)
+	p := startPair(t, "haldir-drillf")
+	c1 := p.c1
+	state := func(c *Daemon, _ *syncBuffer, what string, s vrrp.State) { t.Helper(); p.state(t, c, what, s) }
+	logs1, logs2, c2 := p.logs1, p.logs2, p.c2
+	p.preflightGo(t, "failover")
 	run := func(req control.DrillRequest) drill.Report {
 		t.Helper()
 		req.Run = true
@@ -132,10 +109,7 @@ func TestDrillFailoverAndFault(t *testing.T) {
 	}
 	state(c1, logs1, "r1 master again after the fault drill's failback", vrrp.StateMaster)
 	state(c2, logs2, "r2 backup again", vrrp.StateBackup)
-	poll.Until(t, 15*time.Second, "pre-flight on r1 finds nothing wrong again", func() (bool, any) {
-		reply, err := c1.Drill(control.DrillRequest{Kind: "failover"})
-		return err == nil && reply.Go, reply
-	}, logs1.String)
+	p.preflightGo(t, "failover")
 
 	// Silent: r2 takes over after its Master_Down_Interval, 361 ms from
 	// r1's last advert.

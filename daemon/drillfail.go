@@ -198,10 +198,12 @@ func (d *Daemon) failDrill(r *drill.Report, req control.DrillRequest) {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // peerEvents are the other directors' VRRP state changes between from and
-// to as the cluster view has them, on their own clocks (a director's
-// clock is assumed set by NTP: the view carries no offset). The view
-// holds each instance's last change only. Gossip takes a moment, so it
-// waits up to a second for one made during the drill.
+// to as the cluster view has them, each moved onto this director's clock
+// by the cluster's estimate of that director's offset (memberlist's
+// probes; the error is at most half the probe's round trip), or left on
+// its own clock, and said so, when there is none yet. The view holds each
+// instance's last change only. Gossip takes a moment, so it waits up to a
+// second for one made during the drill.
 func (d *Daemon) peerEvents(from, to time.Time) []drill.Event {
 	if d.cluster == nil {
 		return nil
@@ -216,9 +218,14 @@ func (d *Daemon) peerEvents(from, to time.Time) []drill.Event {
 				continue
 			}
 			for _, in := range m.VRRP {
-				if !in.Changed.Before(from) {
-					out = append(out, drill.Event{At: in.Changed, Director: m.Name,
-						What: fmt.Sprintf("%s -> %s: %s (its clock)", in.Name, in.State, in.Why)})
+				at, clock := in.Changed, "its own clock: no estimate of its offset yet"
+				if c := m.Clock; c != nil {
+					at = at.Add(-c.Offset)
+					clock = fmt.Sprintf("its clock %+.1f ms from ours, ±%.1f ms", ms(c.Offset), ms(c.RTT/2))
+				}
+				if !at.Before(from) {
+					out = append(out, drill.Event{At: at, Director: m.Name,
+						What: fmt.Sprintf("%s -> %s: %s (%s)", in.Name, in.State, in.Why, clock)})
 				}
 			}
 		}

@@ -22,21 +22,12 @@ import (
 // wrong and change nothing; a handoff whose target's VRRP is gone leaves
 // the old master master and says so.
 func TestPlannedHandoff(t *testing.T) {
-	cl := newClusterLab(t, "haldir-handoff")
-	c1, logs1 := startComponents(t, cl.l, "r1", cl.config(t, 0, 150), nil)
-	c2, logs2 := startComponents(t, cl.l, "r2", cl.config(t, 1, 100), nil)
+	p := startPair(t, "haldir-handoff")
+	cl, c1, c2, logs1, logs2 := p.cl, p.c1, p.c2, p.logs1, p.logs2
 	if c1.cluster == nil || c2.cluster == nil {
 		t.Fatalf("cluster not running: %v / %v", c1.notRunningOnLoop(), c2.notRunningOnLoop())
 	}
-	state := func(c *Daemon, logs *syncBuffer, what string, s vrrp.State) {
-		t.Helper()
-		poll.Until(t, 15*time.Second, what, func() (bool, any) {
-			st := c.vrrp.Instance("vi").Status()
-			return st.State == s, st
-		}, logs.String)
-	}
-	state(c1, logs1, "r1 master", vrrp.StateMaster)
-	state(c2, logs2, "r2 backup", vrrp.StateBackup)
+	state := func(c *Daemon, _ *syncBuffer, what string, s vrrp.State) { t.Helper(); p.state(t, c, what, s) }
 	poll.Until(t, 15*time.Second, "r1's view: r2 backup of vi with its advert source", func() (bool, any) {
 		v := c1.cluster.View()
 		for _, m := range v.Members {

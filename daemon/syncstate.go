@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -20,21 +21,34 @@ import (
 // countConns is how many connections k holds, active and inactive, over
 // every service.
 func countConns(k ipvs.Kernel) (uint64, error) {
+	n, _, err := countServiceConns(k)
+	return n, err
+}
+
+// countServiceConns is countConns, and the count of each service that
+// holds any (by ipvs.ServiceKey's string).
+func countServiceConns(k ipvs.Kernel) (uint64, map[string]uint64, error) {
 	svcs, err := k.GetServices()
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	var n uint64
+	per := map[string]uint64{}
 	for _, s := range svcs {
 		dests, err := k.GetDestinations(s.Key)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
+		var c uint64
 		for _, d := range dests {
-			n += uint64(d.ActiveConns) + uint64(d.InactiveConns)
+			c += uint64(d.ActiveConns) + uint64(d.InactiveConns)
 		}
+		if c > 0 {
+			per[s.Key.String()] = c
+		}
+		n += c
 	}
-	return n, nil
+	return n, per, nil
 }
 
 // startConnSyncRefresh counts the kernel's connections every interval and
@@ -53,10 +67,10 @@ func (d *Daemon) startConnSyncRefresh() {
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			n, err := countConns(k)
+			n, per, err := countServiceConns(k)
 			at := time.Now()
 			select {
-			case d.reqs <- func() { d.connsCounted(n, at, err) }:
+			case d.reqs <- func() { d.connsCounted(n, per, at, err) }:
 			case <-ctx.Done():
 				return nil
 			case <-d.done:
@@ -73,7 +87,7 @@ func (d *Daemon) startConnSyncRefresh() {
 
 // connsCounted takes a count on the loop and gossips this director's
 // conn-sync side when its role or count changed.
-func (d *Daemon) connsCounted(n uint64, at time.Time, err error) {
+func (d *Daemon) connsCounted(n uint64, per map[string]uint64, at time.Time, err error) {
 	if err != nil {
 		d.log.Debug("counting the kernel's connections for the cluster", "error", err)
 		return
@@ -89,10 +103,10 @@ func (d *Daemon) connsCounted(n uint64, at time.Time, err error) {
 		if len(roles) > 0 {
 			role = strings.Join(roles, "+")
 		}
-		cs = &cluster.ConnSync{Role: role, Conns: n, At: at}
+		cs = &cluster.ConnSync{Role: role, Conns: n, Services: per, At: at}
 	}
 	old := d.connSync
-	if old == nil && cs == nil || old != nil && cs != nil && old.Role == cs.Role && old.Conns == cs.Conns {
+	if old == nil && cs == nil || old != nil && cs != nil && old.Role == cs.Role && old.Conns == cs.Conns && maps.Equal(old.Services, cs.Services) {
 		return
 	}
 	d.connSync = cs

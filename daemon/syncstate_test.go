@@ -93,16 +93,19 @@ secret_file = %q
 	svc := ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.MustParseAddrPort("192.0.2.1:80")}
 	k.SetConns(svc, real, 3, 4)
 	gossips("master", 7)
+	if s := self().Sync; s.Services[svc.String()] != 7 || len(s.Services) != 1 {
+		t.Errorf("per service: %v, want %s: 7", s.Services, svc)
+	}
 
 	// The same count again spreads nothing: no new Seq. (The refresh
 	// keeps counting meanwhile; the kernel holds what is given here.)
 	seq := self().Seq
-	d.call(func() { d.connsCounted(7, time.Now(), nil) })
+	d.call(func() { d.connsCounted(7, map[string]uint64{svc.String(): 7}, time.Now(), nil) })
 	if got := self().Seq; got != seq {
 		t.Errorf("an unchanged count moved Seq from %d to %d", seq, got)
 	}
 	k.SetConns(svc, real, 4, 4)
-	d.call(func() { d.connsCounted(8, time.Now(), nil) })
+	d.call(func() { d.connsCounted(8, map[string]uint64{svc.String(): 8}, time.Now(), nil) })
 	if got := self().Seq; got != seq+1 {
 		t.Errorf("a new count moved Seq from %d to %d, want %d", seq, got, seq+1)
 	}

@@ -7,6 +7,7 @@ package drill
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -40,6 +41,11 @@ func ParseKind(s string) (Kind, error) {
 	}
 	return "", fmt.Errorf("drill kind %q: want handoff, failover or fault", s)
 }
+
+// minSyncedPerService is how many connections of a virtual server this
+// director must hold before a backup holding none of them refuses a
+// drill.
+const minSyncedPerService = 10
 
 // Preflight lists every reason the pair is not fit for a drill of kind
 // now, as this director sees it; none means go. A drill refused by them
@@ -76,6 +82,16 @@ func Preflight(st control.Status, kind Kind) []string {
 				out = append(out, fmt.Sprintf("conn sync: director %s runs no backup sync daemon (%s): established connections would not survive the move", p.Director, p.Role))
 			case r.Conns > 0 && p.Conns == 0:
 				out = append(out, fmt.Sprintf("conn sync: director %s holds none of this director's %d connections: its backup sync daemon is not receiving", p.Director, r.Conns))
+			default:
+				// Per virtual server: one the backup holds nothing of
+				// (it lacks the service, or its sync misses it). A few
+				// new connections may not have been sent yet (the
+				// kernel sends a partly filled message after 2 s).
+				for _, svc := range slices.Sorted(maps.Keys(r.Services)) {
+					if n := r.Services[svc]; n >= minSyncedPerService && p.Services[svc] == 0 {
+						out = append(out, fmt.Sprintf("conn sync: director %s holds none of this director's %d connections of %s", p.Director, n, svc))
+					}
+				}
 			}
 		}
 	}

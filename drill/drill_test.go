@@ -63,6 +63,11 @@ func TestPreflight(t *testing.T) {
 		{"conn sync: the backup runs no backup daemon", func(s *control.Status) { syncing(s, 120, "none", 0) }, []string{"director d2 runs no backup sync daemon (none)"}},
 		{"conn sync: the backup is not receiving", func(s *control.Status) { syncing(s, 120, "backup", 0) }, []string{"director d2 holds none of this director's 120 connections"}},
 		{"conn sync: fit", func(s *control.Status) { syncing(s, 120, "backup", 117) }, nil},
+		{"conn sync: the backup holds none of one service", func(s *control.Status) {
+			syncing(s, 120, "backup", 100)
+			s.Cluster.Members[0].Sync.Services = map[string]uint64{"TCP 192.0.2.1:80": 100, "TCP 192.0.2.1:443": 20, "FWM 5": 3}
+			s.Cluster.Members[1].Sync.Services = map[string]uint64{"TCP 192.0.2.1:80": 100}
+		}, []string{"director d2 holds none of this director's 20 connections of TCP 192.0.2.1:443"}},
 		{"a component not running", func(s *control.Status) { s.NotRunning = map[string]string{"director": "no IPVS"} }, []string{"not running: director (no IPVS)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -30,11 +30,11 @@ var (
 	ipvsServiceLabels = []string{"local_address", "local_port", "proto", "local_mark"}
 	ipvsBackendLabels = []string{"local_address", "local_port", "remote_address", "remote_port", "proto", "local_mark"}
 
-	dIPVSConns    = desc("ipvs_connections_total", "Connections scheduled by IPVS: the sum over the kernel's services now (a deleted service's counts leave it).")
-	dIPVSPktsIn   = desc("ipvs_incoming_packets_total", "Incoming packets through IPVS: the sum over the kernel's services now.")
-	dIPVSPktsOut  = desc("ipvs_outgoing_packets_total", "Outgoing packets through IPVS: the sum over the kernel's services now.")
-	dIPVSBytesIn  = desc("ipvs_incoming_bytes_total", "Incoming bytes through IPVS: the sum over the kernel's services now.")
-	dIPVSBytesOut = desc("ipvs_outgoing_bytes_total", "Outgoing bytes through IPVS: the sum over the kernel's services now.")
+	dIPVSConns    = desc("ipvs_connections_total", "Connections scheduled by IPVS since its module loaded, deleted services included (/proc/net/ip_vs_stats).")
+	dIPVSPktsIn   = desc("ipvs_incoming_packets_total", "Incoming packets through IPVS since its module loaded (/proc/net/ip_vs_stats).")
+	dIPVSPktsOut  = desc("ipvs_outgoing_packets_total", "Outgoing packets through IPVS since its module loaded (/proc/net/ip_vs_stats).")
+	dIPVSBytesIn  = desc("ipvs_incoming_bytes_total", "Incoming bytes through IPVS since its module loaded (/proc/net/ip_vs_stats).")
+	dIPVSBytesOut = desc("ipvs_outgoing_bytes_total", "Outgoing bytes through IPVS since its module loaded (/proc/net/ip_vs_stats).")
 
 	dIPVSSvcConns    = desc("ipvs_service_connections_total", "Connections scheduled by the IPVS service (kernel counter).", ipvsServiceLabels...)
 	dIPVSSvcPktsIn   = desc("ipvs_service_incoming_packets_total", "Incoming packets of the IPVS service (kernel counter).", ipvsServiceLabels...)
@@ -64,6 +64,7 @@ var ipvsDescs = []*prometheus.Desc{
 
 // ipvsTable is one read of the kernel's table.
 type ipvsTable struct {
+	totals   ipvs.Stats
 	services []ipvs.ServiceInfo
 	dests    [][]ipvs.DestInfo // per service
 }
@@ -73,6 +74,7 @@ type ipvsTable struct {
 // timeout, never the scrape forever, and only one read is ever in flight.
 type ipvsCollector struct {
 	k       IPVSReader
+	totals  func() (ipvs.Stats, error)
 	timeout time.Duration
 	log     *slog.Logger
 
@@ -89,12 +91,15 @@ type ipvsResult struct {
 }
 
 // NewIPVS returns a collector of the kernel's IPVS numbers read through k,
-// each scrape waiting at most timeout for the read.
-func NewIPVS(k IPVSReader, timeout time.Duration, log *slog.Logger) prometheus.Collector {
+// and of its IPVS-wide counters read by totals (ipvs.ReadTotals: netlink
+// has no command for them; a sum over the services would drop when one
+// is deleted, a false counter reset), each scrape waiting at most timeout
+// for the reads.
+func NewIPVS(k IPVSReader, totals func() (ipvs.Stats, error), timeout time.Duration, log *slog.Logger) prometheus.Collector {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &ipvsCollector{k: k, timeout: timeout, log: log}
+	return &ipvsCollector{k: k, totals: totals, timeout: timeout, log: log}
 }
 
 func (c *ipvsCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -103,12 +108,16 @@ func (c *ipvsCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-func readIPVS(k IPVSReader) (ipvsTable, error) {
+func readIPVS(k IPVSReader, totals func() (ipvs.Stats, error)) (ipvsTable, error) {
+	tot, err := totals()
+	if err != nil {
+		return ipvsTable{}, err
+	}
 	svcs, err := k.GetServices()
 	if err != nil {
 		return ipvsTable{}, err
 	}
-	t := ipvsTable{services: svcs, dests: make([][]ipvs.DestInfo, len(svcs))}
+	t := ipvsTable{totals: tot, services: svcs, dests: make([][]ipvs.DestInfo, len(svcs))}
 	for i, s := range svcs {
 		if t.dests[i], err = k.GetDestinations(s.Key); err != nil {
 			return ipvsTable{}, err
@@ -125,7 +134,7 @@ func (c *ipvsCollector) read() (ipvsTable, error) {
 		done, res := make(chan struct{}), make(chan ipvsResult, 1)
 		c.inFlight, c.last = done, res
 		go func() {
-			t, err := readIPVS(c.k)
+			t, err := readIPVS(c.k, c.totals)
 			res <- ipvsResult{t, err}
 			c.mu.Lock()
 			c.inFlight = nil
@@ -176,15 +185,9 @@ func (c *ipvsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, l ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
 	}
-	var total ipvs.Stats
 	for i, s := range t.services {
 		local := serviceLabels(s.Key)
 		st := s.Stats
-		total.Conns += st.Conns
-		total.PktsIn += st.PktsIn
-		total.PktsOut += st.PktsOut
-		total.BytesIn += st.BytesIn
-		total.BytesOut += st.BytesOut
 		counter(dIPVSSvcConns, st.Conns, local...)
 		counter(dIPVSSvcPktsIn, st.PktsIn, local...)
 		counter(dIPVSSvcPktsOut, st.PktsOut, local...)
@@ -202,11 +205,11 @@ func (c *ipvsCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(dIPVSBackBytesOut, d.Stats.BytesOut, l...)
 		}
 	}
-	counter(dIPVSConns, total.Conns)
-	counter(dIPVSPktsIn, total.PktsIn)
-	counter(dIPVSPktsOut, total.PktsOut)
-	counter(dIPVSBytesIn, total.BytesIn)
-	counter(dIPVSBytesOut, total.BytesOut)
+	counter(dIPVSConns, t.totals.Conns)
+	counter(dIPVSPktsIn, t.totals.PktsIn)
+	counter(dIPVSPktsOut, t.totals.PktsOut)
+	counter(dIPVSBytesIn, t.totals.BytesIn)
+	counter(dIPVSBytesOut, t.totals.BytesOut)
 }
 
 // serviceLabels are local_address, local_port, proto and local_mark as the

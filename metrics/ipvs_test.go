@@ -39,14 +39,17 @@ func TestIPVSCollector(t *testing.T) {
 	k.SetServiceStats(mark, ipvs.Stats{Conns: 1, PktsIn: 2, PktsOut: 3, BytesIn: 4, BytesOut: 5})
 	k.SetConns(web, r1, 3, 4)
 	k.SetDestStats(web, r1, ipvs.Stats{Conns: 10, PktsIn: 100, PktsOut: 90, BytesIn: 1000, BytesOut: 9000})
-	c := NewIPVS(k, time.Second, nil)
+	// The kernel's IPVS-wide counters, not the sum over today's services
+	// (11 connections): they count services deleted since.
+	totals := func() (ipvs.Stats, error) { return ipvs.Stats{Conns: 511, BytesIn: 70004}, nil }
+	c := NewIPVS(k, totals, time.Second, nil)
 	want := `
-# HELP haldir_ipvs_connections_total Connections scheduled by IPVS: the sum over the kernel's services now (a deleted service's counts leave it).
+# HELP haldir_ipvs_connections_total Connections scheduled by IPVS since its module loaded, deleted services included (/proc/net/ip_vs_stats).
 # TYPE haldir_ipvs_connections_total counter
-haldir_ipvs_connections_total 11
-# HELP haldir_ipvs_incoming_bytes_total Incoming bytes through IPVS: the sum over the kernel's services now.
+haldir_ipvs_connections_total 511
+# HELP haldir_ipvs_incoming_bytes_total Incoming bytes through IPVS since its module loaded (/proc/net/ip_vs_stats).
 # TYPE haldir_ipvs_incoming_bytes_total counter
-haldir_ipvs_incoming_bytes_total 1004
+haldir_ipvs_incoming_bytes_total 70004
 # HELP haldir_ipvs_service_outgoing_packets_total Outgoing packets of the IPVS service (kernel counter).
 # TYPE haldir_ipvs_service_outgoing_packets_total counter
 haldir_ipvs_service_outgoing_packets_total{local_address="",local_mark="5",local_port="0",proto="FWM"} 3
@@ -107,7 +110,7 @@ func (r *stuckReader) GetDestinations(ipvs.ServiceKey) ([]ipvs.DestInfo, error) 
 // scrapes read again.
 func TestIPVSCollectorBounded(t *testing.T) {
 	r := &stuckReader{release: make(chan struct{})}
-	c := NewIPVS(r, 50*time.Millisecond, nil)
+	c := NewIPVS(r, func() (ipvs.Stats, error) { return ipvs.Stats{}, nil }, 50*time.Millisecond, nil)
 	scrape := func() (up, errs float64) {
 		t.Helper()
 		reg := prometheus.NewPedanticRegistry()
@@ -147,5 +150,22 @@ func TestIPVSCollectorBounded(t *testing.T) {
 	r.err = errors.New("netlink: no such file")
 	if up, n := scrape(); up != 0 || n != errs+1 {
 		t.Fatalf("a failing read: up %v errors %v, want 0 and %v", up, n, errs+1)
+	}
+}
+
+// TestIPVSCollectorTotalsUnreadable: a totals file that does not read
+// fails the scrape like a table that does not (up 0, counted): no
+// made-up totals.
+func TestIPVSCollectorTotalsUnreadable(t *testing.T) {
+	c := NewIPVS(ipvstest.New(), func() (ipvs.Stats, error) {
+		return ipvs.ReadTotals("/nonexistent/ip_vs_stats")
+	}, time.Second, nil)
+	want := `
+# HELP haldir_ipvs_stats_up 1 when this scrape read the kernel's IPVS table, 0 when the read failed or did not finish in time.
+# TYPE haldir_ipvs_stats_up gauge
+haldir_ipvs_stats_up 0
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "haldir_ipvs_stats_up", "haldir_ipvs_connections_total"); err != nil {
+		t.Error(err)
 	}
 }

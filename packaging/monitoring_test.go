@@ -152,7 +152,7 @@ func exporterMetrics(t *testing.T) map[string]bool {
 	ch := make(chan *prometheus.Desc)
 	go func() {
 		metrics.New(func() control.Status { return control.Status{} }).Describe(ch)
-		metrics.NewIPVS(nil, 0, nil).Describe(ch)
+		metrics.NewIPVS(nil, nil, 0, nil).Describe(ch)
 		close(ch)
 	}()
 	// Desc has no accessor for its name; its String form is stable.

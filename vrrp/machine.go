@@ -374,10 +374,12 @@ type Machine struct {
 	lowerSince     time.Time     // when a lower-priority master was first seen (preempt_delay)
 
 	// A planned handoff (EvTakeOver, EvYield): takeUntil holds a new
-	// master against the old one's adverts; yieldTo/yieldUntil are the
-	// old master waiting for the target's advert; yielded holds back
-	// preemption after the release.
+	// master against the old one's adverts, until takeHeard (the takeover,
+	// or the last advert held against) is takeQuiet old: the old master
+	// has released; yieldTo/yieldUntil are the old master waiting for the
+	// target's advert; yielded holds back preemption after the release.
 	takeUntil  time.Time
+	takeHeard  time.Time
 	yieldTo    netip.Addr
 	yieldUntil time.Time
 	yielded    bool
@@ -596,7 +598,7 @@ func (m *Machine) takeOver(now time.Time, ev EvTakeOver) ([]Action, IgnoreReason
 		why += " (" + ev.Why + ")"
 	}
 	acts := m.becomeMaster(now, nil, why)
-	m.takeUntil = ev.Until
+	m.takeUntil, m.takeHeard = ev.Until, now
 	return acts, Handled
 }
 
@@ -609,6 +611,10 @@ func (m *Machine) yield(_ time.Time, ev EvYield) ([]Action, IgnoreReason) {
 	m.yieldTo, m.yieldUntil = ev.To.Unmap(), ev.Until
 	return nil, Handled
 }
+
+// takeQuiet is how many advert intervals without an advert from the old
+// master end a takeover's hold.
+const takeQuiet = 3
 
 // Yielded reports whether the machine released mastership in a planned
 // handoff and holds back preemption until mastership moves again.
@@ -715,6 +721,13 @@ func (m *Machine) timer(now time.Time) ([]Action, IgnoreReason) {
 		// router simply stays master.
 		m.yieldTo, m.yieldUntil = netip.Addr{}, time.Time{}
 	}
+	if !m.takeUntil.IsZero() && now.Sub(m.takeHeard) >= takeQuiet*m.cfg.Interval {
+		// The old master has released (it advertises every interval
+		// while it holds on): the hold ends, or a later preemption by
+		// it (maintenance off) would be ignored for the rest of the
+		// handoff's window, both masters at once.
+		m.takeUntil = time.Time{}
+	}
 	// Master: Adver_Timer. The next advert is due one interval after this
 	// one was due, not after the timer was noticed: re-arming from now let
 	// each wake-up's lateness accumulate (98 adverts/s at 10 ms). After a
@@ -792,6 +805,7 @@ func (m *Machine) masterAdvert(now time.Time, ev EvAdvert) ([]Action, IgnoreReas
 	}
 	mine := m.Priority()
 	if now.Before(m.takeUntil) {
+		m.takeHeard = now
 		return nil, IgnoreTaking // the old master releases once it hears us
 	}
 	if ev.Priority > mine || ev.Priority == mine && ev.Src.Unmap().Compare(m.cfg.Primary.Unmap()) > 0 {

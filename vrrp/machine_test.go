@@ -157,6 +157,21 @@ func TestMachine(t *testing.T) {
 			{3 * sec, adv("192.0.2.1", 200, sec), nil, IgnoreTaking, StateMaster, 0},
 			{3*sec + sec/2, adv("192.0.2.1", 200, sec), cat(ActRemoveVIPs{}, change(StateMaster, StateBackup), setAt(3*sec+sec/2+down100)), Handled, StateBackup, 0},
 		}},
+		// The hold ends once the old master has been quiet for three
+		// intervals (it released): its later preemption is obeyed
+		// even inside the handoff's window.
+		{"handoff: the hold ends when the old master has released", baseCfg(), []step{startBackup,
+			{sec, EvTakeOver{Until: t0.Add(sec + 10*sec)}, becameMaster(StateBackup, 100, sec), Handled, StateMaster, 0},
+			{sec + sec/2, adv("192.0.2.1", 200, sec), nil, IgnoreTaking, StateMaster, 0},
+			{2 * sec, EvTimer{}, cat(ActSendAdvert{Priority: 100}, setAt(3*sec)), Handled, StateMaster, 0},
+			{3 * sec, EvTimer{}, cat(ActSendAdvert{Priority: 100}, setAt(4*sec)), Handled, StateMaster, 0},
+			{3*sec + sec/2, adv("192.0.2.1", 200, sec), nil, IgnoreTaking, StateMaster, 0},
+			{4 * sec, EvTimer{}, cat(ActSendAdvert{Priority: 100}, setAt(5*sec)), Handled, StateMaster, 0},
+			{5 * sec, EvTimer{}, cat(ActSendAdvert{Priority: 100}, setAt(6*sec)), Handled, StateMaster, 0},
+			{6 * sec, EvTimer{}, cat(ActSendAdvert{Priority: 100}, setAt(7*sec)), Handled, StateMaster, 0},
+			{7 * sec, EvTimer{}, cat(ActSendAdvert{Priority: 100}, setAt(8*sec)), Handled, StateMaster, 0},
+			{7*sec + sec/2, adv("192.0.2.1", 200, sec), cat(ActRemoveVIPs{}, change(StateMaster, StateBackup), setAt(7*sec+sec/2+down100)), Handled, StateBackup, 0},
+		}},
 		{"handoff: takeover refused unless backup", baseCfg(), []step{startBackup, toMaster,
 			{m0 + sec/2, EvTakeOver{Until: t0.Add(m0 + 2*sec)}, nil, IgnoreTakeNotBackup, StateMaster, 0},
 		}},

@@ -210,6 +210,10 @@ func (f *vmFixture) testIPVSMetrics(t *testing.T) {
 			t.Errorf("%s is %v after %d requests", series, v, requests)
 		}
 	}
+	// The IPVS-wide counters (/proc/net/ip_vs_stats) hold this service's.
+	if all, one := value(after, "haldir_ipvs_connections_total"), value(after, "haldir_ipvs_service_connections_total"+svc); all < one {
+		t.Errorf("haldir_ipvs_connections_total %v below the service's %v", all, one)
+	}
 	var total float64
 	var sample []string
 	for _, r := range vmReals {

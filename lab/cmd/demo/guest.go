@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -102,6 +103,10 @@ type Report struct {
 	MaintStatus                string
 	MaintRequests, MaintFailed int
 	MaintGap                   time.Duration
+	// GroupSkew is the longest a new master took between taking the sync
+	// group's front and back instances in a handoff or maintenance move;
+	// Overlap the longest both directors held an instance.
+	GroupSkew, Overlap time.Duration
 	// NotThereYet lists the components haldir reports as not running.
 	NotThereYet []string
 }
@@ -1268,6 +1273,8 @@ func (d *demo) report() {
 		{"planned handoff: long-lived connections survived", fmt.Sprintf("%d of %d", r.HandoffSurvived, r.HandoffLongLived)},
 		{"maintenance on and off: requests ok / failed", fmt.Sprintf("%d / %d", r.MaintRequests-r.MaintFailed, r.MaintFailed)},
 		{"maintenance on and off: longest gap between successful requests", ms(r.MaintGap)},
+		{"moves: longest between the new master's front and back", ms(r.GroupSkew)},
+		{"moves: longest both directors held an instance", ms(r.Overlap)},
 		{"cluster: director1 sees director2", r.ClusterSeen["director1 sees director2"]},
 		{"cluster: director2 sees director1", r.ClusterSeen["director2 sees director1"]},
 	}
@@ -1333,9 +1340,7 @@ func (d *demo) stepHandoff(ctx context.Context) error {
 		if !strings.Contains(out, "handed over to "+from.to+", make-before-break") {
 			return fmt.Errorf("haldir handoff on %s did not hand over to %s make-before-break", from.name, from.to)
 		}
-		if _, err := waitFor(ctx, stepDeadline, from.to+" master of both instances", func() (bool, error) {
-			return d.state(from.to, "front") == "master" && d.state(from.to, "back") == "master", nil
-		}); err != nil {
+		if err := d.moved(ctx, from.name, from.to); err != nil {
 			return err
 		}
 		// A little polling at the new master before the next move.
@@ -1346,16 +1351,7 @@ func (d *demo) stepHandoff(ctx context.Context) error {
 	ss := p.halt()
 	stopped = true
 	d.printStates()
-	for _, s := range ss {
-		if s.start.Before(t0) {
-			continue
-		}
-		d.rep.HandoffRequests++
-		if !s.ok {
-			d.rep.HandoffFailed++
-		}
-	}
-	d.rep.HandoffGap = longestGap(ss, t0)
+	d.rep.HandoffRequests, d.rep.HandoffFailed, d.rep.HandoffGap = tally(ss, t0)
 	for _, lc := range lcs {
 		if _, err := lc.Get(2 * time.Second); err == nil {
 			d.rep.HandoffSurvived++
@@ -1364,6 +1360,84 @@ func (d *demo) stepHandoff(ctx context.Context) error {
 	d.printf("planned handoff there and back: %d requests, %d failed, longest gap between successful ones %s; long-lived connections that still work: %d of %d",
 		d.rep.HandoffRequests, d.rep.HandoffFailed, d.rep.HandoffGap.Round(time.Millisecond), d.rep.HandoffSurvived, d.rep.HandoffLongLived)
 	return nil
+}
+
+// tally counts the polls that started at or after t0, those that failed,
+// and the longest gap between successful ones.
+func tally(ss []sample, t0 time.Time) (requests, failed int, gap time.Duration) {
+	for _, s := range ss {
+		if s.start.Before(t0) {
+			continue
+		}
+		requests++
+		if !s.ok {
+			failed++
+		}
+	}
+	return requests, failed, longestGap(ss, t0)
+}
+
+// moved waits until to is master of both instances, then prints how the
+// move went (moveTimes).
+func (d *demo) moved(ctx context.Context, from, to string) error {
+	if _, err := waitFor(ctx, stepDeadline, to+" master of both instances", func() (bool, error) {
+		return d.state(to, "front") == "master" && d.state(to, "back") == "master", nil
+	}); err != nil {
+		return err
+	}
+	d.moveTimes(ctx, from, to)
+	return nil
+}
+
+// moveTimes prints, from both directors' status (the VM's one clock), how
+// far apart the new master took the sync group's instances and how long
+// both held each: a NAT service's replies come back through the back
+// gateway, so while front and back are on different directors new
+// connections fail.
+func (d *demo) moveTimes(ctx context.Context, from, to string) {
+	// The old master's release may come after the new master's takeover.
+	if _, err := waitFor(ctx, stepDeadline, from+" backup of both instances", func() (bool, error) {
+		return d.state(from, "front") == "backup" && d.state(from, "back") == "backup", nil
+	}); err != nil {
+		return
+	}
+	changed := func(name string) map[string]time.Time {
+		out, err := d.hostOf(name).Run(ctx, []string{d.haldir, "status", "--json", "-s", filepath.Join(d.dir, name+".sock")}, nil)
+		if err != nil {
+			return nil
+		}
+		var st struct {
+			VRRP []struct {
+				Name       string    `json:"name"`
+				LastChange time.Time `json:"last_change"`
+			} `json:"vrrp"`
+		}
+		if json.Unmarshal([]byte(out), &st) != nil {
+			return nil
+		}
+		m := map[string]time.Time{}
+		for _, in := range st.VRRP {
+			m[in.Name] = in.LastChange
+		}
+		return m
+	}
+	old, now := changed(from), changed(to)
+	if old == nil || now == nil {
+		return
+	}
+	ms := func(x time.Duration) string { return fmt.Sprintf("%.1f ms", float64(x.Microseconds())/1000) }
+	d.printf("%s took front and back %s apart; %s released front %s and back %s after %s took each",
+		to, ms(now["back"].Sub(now["front"]).Abs()), from, ms(old["front"].Sub(now["front"])), ms(old["back"].Sub(now["back"])), to)
+	d.rep.GroupSkew = max(d.rep.GroupSkew, now["back"].Sub(now["front"]).Abs())
+	d.rep.Overlap = max(d.rep.Overlap, old["front"].Sub(now["front"]), old["back"].Sub(now["back"]))
+}
+
+// hostOf is the director called name.
+func (d *demo) hostOf(name string) *lab.Host {
+	if name == "director2" {
+		return d.s.Director2
+	}
+	return d.s.Director1
 }
 
 // stepMaintenance turns maintenance on on director1 (the master): it
@@ -1397,9 +1471,7 @@ func (d *demo) stepMaintenance(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("haldir %s: %w", strings.Join(step.args, " "), err)
 		}
-		if _, err := waitFor(ctx, stepDeadline, step.master+" master of both instances", func() (bool, error) {
-			return d.state(step.master, "front") == "master" && d.state(step.master, "back") == "master", nil
-		}); err != nil {
+		if err := d.moved(ctx, map[string]string{"director1": "director2", "director2": "director1"}[step.master], step.master); err != nil {
 			return err
 		}
 		if i == 0 {
@@ -1433,16 +1505,7 @@ func (d *demo) stepMaintenance(ctx context.Context) error {
 	ss := p.halt()
 	stopped = true
 	d.printStates()
-	for _, s := range ss {
-		if s.start.Before(t0) {
-			continue
-		}
-		d.rep.MaintRequests++
-		if !s.ok {
-			d.rep.MaintFailed++
-		}
-	}
-	d.rep.MaintGap = longestGap(ss, t0)
+	d.rep.MaintRequests, d.rep.MaintFailed, d.rep.MaintGap = tally(ss, t0)
 	d.printf("maintenance on and off: %d requests, %d failed, longest gap between successful ones %s",
 		d.rep.MaintRequests, d.rep.MaintFailed, d.rep.MaintGap.Round(time.Millisecond))
 	return nil
