@@ -106,6 +106,9 @@ func guestCompare(scenarios string, d, interval time.Duration, down int) {
 	for _, r := range rows {
 		say("%s", strings.ReplaceAll(r, "%", "%%"))
 	}
+	if n := cgoNote(); n != "" {
+		notes = append(notes, n)
+	}
 	for _, n := range notes {
 		say("%s", strings.ReplaceAll(n, "%", "%%"))
 	}

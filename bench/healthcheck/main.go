@@ -56,6 +56,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -1145,4 +1146,23 @@ func printTable(w io.Writer, rs []result, d, interval time.Duration, steered boo
 	}
 	fmt.Fprintln(w, "\nkeepalived is not in this table: its checker exits at start-up (\"IPVS: Can't initialize ipvs\") on a")
 	fmt.Fprintln(w, "kernel without IPVS. -keepalived runs both checkers side by side in a lab VM that has IPVS.")
+	if n := cgoNote(); n != "" {
+		fmt.Fprintln(w, "\n"+n)
+	}
+}
+
+// cgoNote warns, when this binary was built with cgo, that its peak RSS
+// is not the daemon's: it maps libc (1.4 MiB resident), and the daemon,
+// built with CGO_ENABLED=0, does not.
+func cgoNote() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	for _, st := range bi.Settings {
+		if st.Key == "CGO_ENABLED" && st.Value == "1" {
+			return "note: this bench was built with cgo, so its peak RSS includes libc (about 1.4 MiB) that the daemon (CGO_ENABLED=0) does not map; run it as CGO_ENABLED=0 go run ./bench/healthcheck."
+		}
+	}
+	return ""
 }
