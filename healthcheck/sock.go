@@ -127,11 +127,6 @@ func (d tcpDialer) dial(ctx context.Context, deadline time.Time, io bool) (*sock
 		f.Close()
 		return nil, fmt.Errorf("socket not pollable: %w", err)
 	}
-	c.rc, err = f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
 	// Cancellation (probe removed, scheduler stopped) moves the deadline
 	// into the past, which unblocks whatever the check is waiting on
 	// without a goroutine per check.
@@ -139,8 +134,15 @@ func (d tcpDialer) dial(ctx context.Context, deadline time.Time, io bool) (*sock
 	if connected {
 		return c, nil
 	}
+	// Only a connect still in progress needs the raw connection: most
+	// complete inside connect, and it is one allocation more per check.
+	rc, err := f.SyscallConn()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
 	var cerr error
-	werr := c.rc.Write(func(fd uintptr) bool {
+	werr := rc.Write(func(fd uintptr) bool {
 		if hasPeer(int(fd)) {
 			return true
 		}
@@ -184,7 +186,6 @@ func hasPeer(fd int) bool {
 type sockConn struct {
 	fd     int // when f is nil
 	f      *os.File
-	rc     syscall.RawConn
 	stop   func() bool
 	remote netip.AddrPort
 }
