@@ -549,3 +549,68 @@ func TestHistoryEntryRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// With Slack the dispatcher wakes at the head's due time rounded up to a
+// multiple of it, and starts every check due by then in that wake-up; the
+// start lag is the rounding. Without, it wakes at the due time itself.
+func TestSchedulerSlack(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		slack time.Duration
+		wake  []time.Duration // when the dispatcher's timer is armed, from the epoch, in order
+	}{
+		{"slack 10ms: both in one wake-up at 10ms", 10 * time.Millisecond, []time.Duration{10 * time.Millisecond}},
+		{"none: a wake-up per due check", -1, []time.Duration{3 * time.Millisecond, 7 * time.Millisecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock()
+			t0 := clock.Now()
+			offsets := []time.Duration{3 * time.Millisecond, 7 * time.Millisecond}
+			var (
+				mu  sync.Mutex
+				obs []Observation
+			)
+			s := New(Options{Clock: clock, Slack: tc.slack,
+				Rand:       func(time.Duration) time.Duration { o := offsets[0]; offsets = offsets[1:]; return o },
+				NewChecker: func(Target) (Checker, error) { return &scripted{script: []Result{ok()}}, nil },
+				OnResult:   func(o Observation) { mu.Lock(); obs = append(obs, o); mu.Unlock() }})
+			spec := conf.CheckSpec{Kind: conf.CheckTCP, Interval: time.Second, Timeout: 500 * time.Millisecond, Warmup: time.Second}
+			if _, err := s.Update([]Target{target(80, spec), target(81, spec)}); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- s.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			armedAt := func(at time.Time) bool {
+				clock.mu.Lock()
+				defer clock.mu.Unlock()
+				for _, tm := range clock.timers {
+					if tm.at.Equal(at) {
+						return true
+					}
+				}
+				return false
+			}
+			for i, w := range tc.wake {
+				at := t0.Add(w)
+				waitFor(t, "the dispatcher's timer armed at +"+w.String(), func() bool { return armedAt(at) })
+				clock.Advance(at.Sub(clock.Now()))
+				// Each wake-up's checks have started before the clock moves on.
+				n := 2 - len(tc.wake) + i + 1
+				waitFor(t, strconv.Itoa(n)+" checks", func() bool { mu.Lock(); defer mu.Unlock(); return len(obs) == n })
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, o := range obs {
+				want := o.Scheduled
+				if tc.slack > 0 {
+					want = t0.Add(tc.wake[0])
+				}
+				if !o.Started.Equal(want) {
+					t.Errorf("check due at +%v started at +%v, want +%v", o.Scheduled.Sub(t0), o.Started.Sub(t0), want.Sub(t0))
+				}
+			}
+		})
+	}
+}
