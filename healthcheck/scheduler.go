@@ -365,7 +365,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 	var (
 		timer Timer
-		armed int64 // the due time timer is armed for
+		armed int64 // the wake-up time timer is armed for
 		batch []*probe
 	)
 	defer func() {
@@ -403,16 +403,19 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			clear(batch) // no stale probe pointers held between rounds
 			continue     // dispatching took time: look again before sleeping
 		}
-		if timer != nil && (!have || head != armed) {
+		// The wake-up for the head: its due time rounded up to the
+		// slack. A new head that rounds to the same wake-up keeps the
+		// timer.
+		wake := head
+		if q := int64(s.opt.Slack); q > 0 {
+			wake = (head + q - 1) / q * q
+		}
+		if timer != nil && (!have || wake != armed) {
 			timer.Stop()
 			timer = nil
 		}
 		if have && timer == nil {
-			at := head
-			if q := int64(s.opt.Slack); q > 0 {
-				at = (head + q - 1) / q * q
-			}
-			timer, armed = s.clock.TimerAt(s.epoch.Add(time.Duration(at))), head
+			timer, armed = s.clock.TimerAt(s.epoch.Add(time.Duration(wake))), wake
 		}
 		var tc <-chan time.Time
 		if timer != nil {
