@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 )
 
 // driver carries out a Machine's actions.
 type driver struct {
+	// mu is held by whoever handles an event: Run's loop, or the reader
+	// that hands an advert to an idle loop's driver directly (inline).
+	mu     sync.Mutex
 	in     *Instance
 	m      *Machine
 	rt     *runtime

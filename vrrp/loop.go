@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,7 +26,8 @@ func (in *Instance) Run(ctx context.Context) error {
 	// goroutine: readLoop's below, or the link's shared reader, which
 	// openHost hands the sink.
 	pkts := make(chan EvAdvert, advertQueue)
-	in.sink = in.advertSink(pkts)
+	var inline atomic.Pointer[driver]
+	in.sink = in.advertSink(pkts, &inline)
 	rt, err := in.host(runCtx, in, trackCh)
 	if err != nil {
 		return err
@@ -106,47 +108,99 @@ func (in *Instance) Run(ctx context.Context) error {
 	}
 	defer timer.close()
 	d = &driver{in: in, m: m, rt: rt, notify: notify, timer: timer, track: track}
+	d.mu.Lock()
 	d.applyTracking(track, true)
 	d.handle(EvStartup{})
+	d.mu.Unlock()
+	inline.Store(d)
+	defer inline.Store(nil)
+	// The timer too is handled on its own goroutine when the loop is
+	// idle and no advert waits: a master's Adver_Timer fires every
+	// interval, and waking the loop for it cost more than the work.
+	fired := func() bool {
+		if len(pkts) > 0 || !d.mu.TryLock() {
+			return false
+		}
+		defer d.mu.Unlock()
+		if len(pkts) > 0 || inline.Load() == nil {
+			return false
+		}
+		d.timerFired(pkts)
+		return true
+	}
+	timer.fired.Store(&fired)
+	defer timer.fired.Store(nil)
 	for {
+		var ev any
 		select {
 		case <-ctx.Done():
+			inline.Store(nil)
+			d.mu.Lock()
 			d.handle(EvShutdown{})
+			d.mu.Unlock()
 			return nil
-		case ev := <-pkts:
-			d.handle(ev)
-		case <-d.timer.C:
-			d.timerFired(pkts)
-		case u := <-trackCh:
-			if u.source.IsValid() {
-				d.setSource(u.source)
-			}
-			if it := track[u.key]; it != nil {
-				it.failing, it.reason = u.failing, u.reason
-			}
-			d.tracked(track)
+		case ev = <-pkts:
+		case ev = <-d.timer.C:
+		case ev = <-trackCh:
 		case <-in.vs.kick:
-			in.vs.apply(track)
-			d.tracked(track)
+			ev = vsKick{}
 		case <-in.inbox.Ready():
-			for _, ev := range in.inbox.Take() {
-				if _, ok := ev.(evMaintenance); ok {
-					in.maint.apply(track)
-					d.tracked(track)
-					continue
-				}
-				d.handle(ev)
-			}
+			ev = inboxReady{}
 		case reply := <-in.ping:
 			close(reply)
+			continue
 		case <-in.reconf:
-			in.pendingMu.Lock()
-			cfg := in.pending
-			in.pending = nil
-			in.pendingMu.Unlock()
-			if cfg != nil {
-				d.reconfigure(*cfg)
+			ev = reconfKick{}
+		}
+		d.mu.Lock()
+		d.loopEvent(ev, pkts)
+		d.mu.Unlock()
+	}
+}
+
+// Kinds of loopEvent besides the channels' own values.
+type (
+	vsKick     struct{}
+	inboxReady struct{}
+	reconfKick struct{}
+)
+
+// loopEvent handles one event of Run's loop, d.mu held.
+func (d *driver) loopEvent(ev any, pkts <-chan EvAdvert) {
+	in, track := d.in, d.track
+	switch ev := ev.(type) {
+	case EvAdvert:
+		d.handle(ev)
+	case time.Time: // the timer
+		d.timerFired(pkts)
+	case trackUpdate:
+		u := ev
+		if u.source.IsValid() {
+			d.setSource(u.source)
+		}
+		if it := track[u.key]; it != nil {
+			it.failing, it.reason = u.failing, u.reason
+		}
+		d.tracked(track)
+	case vsKick:
+		in.vs.apply(track)
+		d.tracked(track)
+	case inboxReady:
+		for _, ev := range in.inbox.Take() {
+			if _, ok := ev.(evMaintenance); ok {
+				in.maint.apply(track)
+				d.tracked(track)
+				continue
 			}
+			d.handle(ev)
+		}
+	case reconfKick:
+		in.pendingMu.Lock()
+		cfg := in.pending
+		in.pending = nil
+		in.pendingMu.Unlock()
+		if cfg != nil {
+			d.reconfigure(*cfg)
 		}
 	}
 }
@@ -196,9 +250,14 @@ func (in *Instance) Ping(ctx context.Context) error {
 const advertQueue = 256
 
 // advertSink returns the function that decodes what the socket received
-// and queues the advert for Run's loop. One goroutine at a time calls it:
-// readLoop, or the link's shared reader.
-func (in *Instance) advertSink(out chan<- EvAdvert) func(Received) {
+// and hands the advert over. One goroutine at a time calls it: readLoop,
+// or the link's shared reader. When Run's loop is idle (its driver's lock
+// free) and no advert waits in out, the advert is handled right here:
+// waking the loop's goroutine for every advert (a backup hears one per
+// interval per instance) cost more than handling it. Otherwise it is
+// queued for the loop, so adverts are handled in the order they came.
+// The reader never waits for the loop.
+func (in *Instance) advertSink(out chan EvAdvert, inline *atomic.Pointer[driver]) func(Received) {
 	vrid := in.cfg.VRID
 	dec := Decoder{Routers: map[uint8]Expect{}, Drops: &in.drops}
 	var expect *Expect
@@ -213,8 +272,17 @@ func (in *Instance) advertSink(out chan<- EvAdvert) func(Received) {
 			}
 			return
 		}
+		ev := EvAdvert{Src: r.Src, Priority: a.Priority, Interval: a.Interval}
+		if d := inline.Load(); d != nil && len(out) == 0 && d.mu.TryLock() {
+			if len(out) == 0 {
+				d.handle(ev)
+				d.mu.Unlock()
+				return
+			}
+			d.mu.Unlock()
+		}
 		select {
-		case out <- EvAdvert{Src: r.Src, Priority: a.Priority, Interval: a.Interval}:
+		case out <- ev:
 		default:
 			in.drops.Add(DropQueueFull)
 		}

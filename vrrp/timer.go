@@ -3,6 +3,7 @@ package vrrp
 import (
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -30,6 +31,9 @@ type fdTimer struct {
 	// armed is when the kernel timer fires (zero: disarmed); want is the
 	// deadline the driver asked for (zero: none). want >= armed.
 	armed, want time.Time
+	// fired, when set, is offered each fire first, on the timer's own
+	// goroutine; it returns whether it handled it (else C gets it).
+	fired atomic.Pointer[func() bool]
 }
 
 func newFDTimer() (*fdTimer, error) {
@@ -43,6 +47,9 @@ func newFDTimer() (*fdTimer, error) {
 		for {
 			if _, err := t.f.Read(n[:]); err != nil {
 				return // closed
+			}
+			if f := t.fired.Load(); f != nil && (*f)() {
+				continue
 			}
 			select {
 			case t.C <- time.Now():
