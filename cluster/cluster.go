@@ -70,7 +70,20 @@ type NodeState struct {
 	// Sync is this director's side of connection sync; nil without
 	// [sync] (and until the daemon's first refresh).
 	Sync *ConnSync `json:",omitempty"`
+	// Recent are the director's last events (VRRP state changes,
+	// announcements, conn-sync roles), oldest first, at most MaxRecent,
+	// on its own clock: a drill's timeline shows every director's side.
+	Recent []Event `json:",omitempty"`
 }
+
+// Event is one thing a director did, when (its clock).
+type Event struct {
+	At   time.Time
+	What string
+}
+
+// MaxRecent bounds NodeState.Recent.
+const MaxRecent = 16
 
 // ConnSync is what a director tells the others about connection sync, so
 // that each can tell whether the backups receive what the master sends:

@@ -117,8 +117,13 @@ func (d *Daemon) tellCluster(hashes map[string]string) {
 		states = append(states, cluster.InstanceState{Name: name, VRID: int(ic.VRID), Family: ic.Family.IPVersion(), State: sc.To.String(), Priority: int(sc.Priority),
 			Source: sources[name], Changed: sc.At, Why: sc.Reason})
 	}
+	var recent []cluster.Event
+	for _, e := range d.recent[max(0, len(d.recent)-cluster.MaxRecent):] {
+		recent = append(recent, cluster.Event{At: e.At, What: e.What})
+	}
 	d.cluster.Update(func(s *cluster.NodeState) {
 		s.VRRP = states
+		s.Recent = recent
 		s.Maintenance, s.MaintenanceReason = d.op.Maintenance != nil, ""
 		if m := d.op.Maintenance; m != nil {
 			s.MaintenanceReason = m.Reason

@@ -300,6 +300,11 @@ func (d *Daemon) call(f func()) bool {
 func (d *Daemon) vrrpChanged(sc vrrp.StateChange) {
 	d.vrrpStates[sc.Instance] = sc
 	d.remember(sc.At, fmt.Sprintf("%s %s -> %s: %s", sc.Instance, sc.From, sc.To, sc.Reason))
+	if sc.To == vrrp.StateMaster {
+		// A takeover announces (gratuitous ARP / NA) before its first
+		// advert, just before this change is reported.
+		d.remember(sc.At, sc.Instance+": addresses added, gratuitous ARP / NA sent")
+	}
 	if d.follower != nil && d.syncInstance == sc.Instance {
 		d.follower.SetRole(connsync.Role(sc.To)) // never blocks
 		d.remember(time.Now(), fmt.Sprintf("conn sync: the kernel's sync daemon to %s (follows %s)", connsync.Role(sc.To), sc.Instance))

@@ -65,11 +65,6 @@ func (d *Daemon) Drill(req control.DrillRequest) (control.DrillReply, error) {
 	if r.Verdict != drill.VerdictRefused {
 		r.Timeline = append(r.Timeline, before...)
 		r.Timeline = append(r.Timeline, d.connsEvent(r.Finished, "after")...)
-		for _, st := range d.vrrp.Status() {
-			if !st.Announced.Before(start) {
-				r.Timeline = append(r.Timeline, drill.Event{At: st.Announced, What: st.Name + ": gratuitous ARP / NA sent"})
-			}
-		}
 		for i := range r.Timeline {
 			if r.Timeline[i].Director == "" {
 				r.Timeline[i].Director = r.Director

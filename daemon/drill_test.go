@@ -107,6 +107,17 @@ func TestDrillFailoverAndFault(t *testing.T) {
 	if !strings.Contains(r.Why, "advertised as new master") || len(r.Timeline) < 3 {
 		t.Errorf("fault drill report: %+v", r)
 	}
+	// Every director's side: r2's takeover, its announcement and (after
+	// the failback) its release, from its gossip.
+	var peer []string
+	for _, e := range r.Timeline {
+		if e.Director == "r2" {
+			peer = append(peer, e.What)
+		}
+	}
+	if j := strings.Join(peer, "\n"); !strings.Contains(j, "backup -> master") || !strings.Contains(j, "gratuitous ARP") || !strings.Contains(j, "master -> backup") {
+		t.Errorf("r2's events in the fault drill's timeline: %q", peer)
+	}
 	state(c1, logs1, "r1 master again after the fault drill's failback", vrrp.StateMaster)
 	state(c2, logs2, "r2 backup again", vrrp.StateBackup)
 	p.preflightGo(t, "failover")

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/drill"
 	"github.com/haldir-lb/haldir/vrrp"
@@ -209,42 +210,55 @@ func (d *Daemon) peerEvents(from, to time.Time) []drill.Event {
 		return nil
 	}
 	var out []drill.Event
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(2 * time.Second)
+	var lastSeqs uint64
+	var settledSince time.Time
 	for {
 		out = out[:0]
 		v := d.cluster.View()
+		var seqs uint64
 		for _, m := range v.Members {
 			if m.Self {
 				continue
 			}
-			for _, in := range m.VRRP {
-				at, clock := in.Changed, "its own clock: no estimate of its offset yet"
-				if c := m.Clock; c != nil {
-					at = at.Add(-c.Offset)
-					clock = fmt.Sprintf("its clock %+.1f ms from ours, ±%.1f ms", ms(c.Offset), ms(c.RTT/2))
+			seqs += m.Seq
+			clock := "its own clock: no estimate of its offset yet"
+			var offset time.Duration
+			if c := m.Clock; c != nil {
+				offset = c.Offset
+				clock = fmt.Sprintf("its clock %+.1f ms from ours, ±%.1f ms", ms(c.Offset), ms(c.RTT/2))
+			}
+			events := m.Recent
+			if len(events) == 0 {
+				// An older haldir gossips each instance's last change only.
+				for _, in := range m.VRRP {
+					events = append(events, cluster.Event{At: in.Changed, What: fmt.Sprintf("%s -> %s: %s", in.Name, in.State, in.Why)})
 				}
-				if !at.Before(from) {
-					out = append(out, drill.Event{At: at, Director: m.Name,
-						What: fmt.Sprintf("%s -> %s: %s (%s)", in.Name, in.State, in.Why, clock)})
+			}
+			for _, e := range events {
+				if at := e.At.Add(-offset); !at.Before(from) {
+					out = append(out, drill.Event{At: at, Director: m.Name, What: fmt.Sprintf("%s (%s)", e.What, clock)})
 				}
 			}
 		}
-		if len(out) > 0 && !latest(out).Before(from) || time.Now().After(deadline) {
+		// Done once the peers' states have not changed for a while
+		// (the last of the drill's changes, a failback's release, has
+		// spread), or when waiting longer would not help.
+		now := time.Now()
+		if seqs != lastSeqs {
+			lastSeqs, settledSince = seqs, now
+		}
+		if len(out) > 0 && now.Sub(settledSince) >= gossipSettle || now.After(deadline) {
 			return out
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-func latest(evs []drill.Event) time.Time {
-	var t time.Time
-	for _, e := range evs {
-		if e.At.After(t) {
-			t = e.At
-		}
-	}
-	return t
-}
+// gossipSettle is how long the peers' states must stay unchanged before a
+// drill's timeline takes their events.
+const gossipSettle = 300 * time.Millisecond
+
 
 // parseHold checks a drill's hold.
 func parseHold(s string) (time.Duration, error) {
