@@ -259,7 +259,6 @@ func (d *Daemon) peerEvents(from, to time.Time) []drill.Event {
 // drill's timeline takes their events.
 const gossipSettle = 300 * time.Millisecond
 
-
 // parseHold checks a drill's hold.
 func parseHold(s string) (time.Duration, error) {
 	if s == "" {
