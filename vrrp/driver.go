@@ -91,9 +91,6 @@ func (d *driver) do(now time.Time, a Action) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		d.announceCancel, d.announceDone = cancel, done
-		in.mu.Lock()
-		in.status.Announced = now
-		in.mu.Unlock()
 		g := in.cfg.GARP
 		first := g.Repeat
 		if a.Lead {

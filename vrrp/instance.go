@@ -77,9 +77,6 @@ type Status struct {
 	// (haldir handoff) and holds back preemption until mastership moves
 	// again, so a lower-priority master is accepted.
 	Yielded bool `json:",omitempty"`
-	// Announced is when the last gratuitous ARP / unsolicited NA burst
-	// for the addresses started (a takeover's).
-	Announced time.Time `json:",omitzero"`
 	// Drill is what the last drill's simulated crash or fault of this
 	// router observed of the peers' takeover (haldir drill).
 	Drill DrillObservation `json:",omitzero"`

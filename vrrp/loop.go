@@ -118,13 +118,11 @@ func (in *Instance) Run(ctx context.Context) error {
 	// idle and no advert waits: a master's Adver_Timer fires every
 	// interval, and waking the loop for it cost more than the work.
 	fired := func() bool {
-		if len(pkts) > 0 || !d.mu.TryLock() {
+		d := idleDriver(&inline, pkts)
+		if d == nil {
 			return false
 		}
 		defer d.mu.Unlock()
-		if len(pkts) > 0 || inline.Load() == nil {
-			return false
-		}
 		d.timerFired(pkts)
 		return true
 	}
@@ -273,13 +271,10 @@ func (in *Instance) advertSink(out chan EvAdvert, inline *atomic.Pointer[driver]
 			return
 		}
 		ev := EvAdvert{Src: r.Src, Priority: a.Priority, Interval: a.Interval}
-		if d := inline.Load(); d != nil && len(out) == 0 && d.mu.TryLock() {
-			if len(out) == 0 {
-				d.handle(ev)
-				d.mu.Unlock()
-				return
-			}
+		if d := idleDriver(inline, out); d != nil {
+			d.handle(ev)
 			d.mu.Unlock()
+			return
 		}
 		select {
 		case out <- ev:
@@ -287,6 +282,23 @@ func (in *Instance) advertSink(out chan EvAdvert, inline *atomic.Pointer[driver]
 			in.drops.Add(DropQueueFull)
 		}
 	}
+}
+
+// idleDriver returns the instance's driver, locked, when Run's loop is
+// idle (the lock free), the driver is still the running one (live: nil
+// once shutdown begins) and no advert waits in pkts, so that an event can
+// be handled on the caller's goroutine in order; nil otherwise. It never
+// waits for the loop. The caller unlocks.
+func idleDriver(live *atomic.Pointer[driver], pkts chan EvAdvert) *driver {
+	d := live.Load()
+	if d == nil || len(pkts) > 0 || !d.mu.TryLock() {
+		return nil
+	}
+	if live.Load() != d || len(pkts) > 0 {
+		d.mu.Unlock()
+		return nil
+	}
+	return d
 }
 
 // readLoop reads the instance's own socket into its sink until the socket

@@ -30,12 +30,7 @@ func newDrillFlags() drillFlags {
 	fs := flag.NewFlagSet("haldir drill", flag.ContinueOnError)
 	f := drillFlags{operatorFlags: operatorFlags{fs: fs, socket: controlSocketFlags(fs)}}
 	f.kind = fs.String("kind", "handoff", "the drill: handoff (planned, make-before-break), failover (a simulated crash: silent, no priority 0) or fault (a forced FAULT)")
-	var names []string
-	f.instances = &names
-	fs.Func("instance", "a VRRP instance to drill (repeatable; default every one this director masters)", func(s string) error {
-		names = append(names, s)
-		return nil
-	})
+	f.instances = repeatedFlag(fs, "instance", "a VRRP instance to drill (repeatable; default every one this director masters)")
 	f.hold = fs.Duration("hold", 0, "failover, fault: how long this director stays failed after the peer took over")
 	f.failback = fs.Bool("failback", false, "failover, fault: take mastership back after the hold (by preemption)")
 	f.force = fs.Bool("force", false, "run even when pre-flight refuses")

@@ -23,12 +23,7 @@ type handoffFlags struct {
 func newHandoffFlags() handoffFlags {
 	fs := flag.NewFlagSet("haldir handoff", flag.ContinueOnError)
 	f := handoffFlags{operatorFlags: operatorFlags{fs: fs, socket: controlSocketFlags(fs)}}
-	var names []string
-	f.instances = &names
-	fs.Func("instance", "a VRRP instance to hand over (repeatable)", func(s string) error {
-		names = append(names, s)
-		return nil
-	})
+	f.instances = repeatedFlag(fs, "instance", "a VRRP instance to hand over (repeatable)")
 	f.all = fs.Bool("all", false, "every instance this director masters")
 	f.to = fs.String("to", "", "the director to hand over to")
 	f.timeout = fs.Duration("timeout", 5*time.Second, "how long the target may take")
@@ -79,4 +74,15 @@ func runHandoff(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return code
+}
+
+// repeatedFlag defines a flag that may be given several times; each value
+// is kept, in order.
+func repeatedFlag(fs *flag.FlagSet, name, usage string) *[]string {
+	var vals []string
+	fs.Func(name, usage, func(s string) error {
+		vals = append(vals, s)
+		return nil
+	})
+	return &vals
 }

@@ -43,11 +43,11 @@ import (
 
 const (
 	handoffPort = 8080
-	// handoffTimeout bounds one client connection: a SYN to a director
+	// handoffConnTimeout bounds one client connection: a SYN to a director
 	// that released the VIP is dropped and retransmitted after 1 s, so a
 	// gap shows as a stall of a second or more, not as a failure.
 	handoffConnTimeout = 3 * time.Second
-	// handoffRate is the client's new connections per second.
+	// handoffEvery is how often the client opens a new connection.
 	handoffEvery = time.Millisecond
 	// handoffInterval is the advert interval of the pairs: keepalived's
 	// and haldir's default.
