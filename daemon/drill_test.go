@@ -140,3 +140,37 @@ func TestDrillFailoverAndFault(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestGroupObservation: a drilled sync group is seen once every member
+// took the failure, and its slowest (or missing) takeover decides.
+func TestGroupObservation(t *testing.T) {
+	t0 := time.Date(2026, 12, 4, 7, 0, 0, 0, time.UTC)
+	obs := func(released, taken time.Duration) vrrp.Status {
+		o := vrrp.DrillObservation{Failure: vrrp.DrillCrash, Released: t0.Add(released)}
+		if taken > 0 {
+			o.TakenAt = t0.Add(taken)
+		}
+		return vrrp.Status{Drill: o}
+	}
+	names := []string{"front", "back"}
+	for _, c := range []struct {
+		name   string
+		status map[string]vrrp.Status
+		seen   bool
+		gap    time.Duration
+		taken  bool
+	}{
+		{"both taken: the slower decides", map[string]vrrp.Status{"front": obs(1, 300*time.Millisecond), "back": obs(1, 340*time.Millisecond)}, true, 340*time.Millisecond - 1, true},
+		{"one not taken yet: not taken", map[string]vrrp.Status{"front": obs(1, 300*time.Millisecond), "back": obs(1, 0)}, true, 0, false},
+		{"the missing one first", map[string]vrrp.Status{"front": obs(1, 0), "back": obs(1, 300*time.Millisecond)}, true, 0, false},
+		{"one member has not failed yet", map[string]vrrp.Status{"front": obs(1, 300*time.Millisecond)}, false, 0, false},
+		{"an earlier drill's observation", map[string]vrrp.Status{"front": obs(-time.Second, 0), "back": obs(1, 0)}, false, 0, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o, seen := groupObservation(names, c.status, t0)
+			if seen != c.seen || o.Gap() != c.gap || !o.TakenAt.IsZero() != c.taken {
+				t.Errorf("seen %v gap %v taken %v; want %v %v %v", seen, o.Gap(), !o.TakenAt.IsZero(), c.seen, c.gap, c.taken)
+			}
+		})
+	}
+}

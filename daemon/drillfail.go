@@ -31,6 +31,25 @@ type drillObserved struct {
 	seen  bool
 }
 
+// groupObservation is what a drilled sync group observed, from its
+// members' status: not seen until every member has taken the failure
+// (released since since); then the member whose new master came last, or
+// has not come yet, decides, so one member's takeover never passes for
+// the group's.
+func groupObservation(names []string, status map[string]vrrp.Status, since time.Time) (vrrp.DrillObservation, bool) {
+	var worst vrrp.DrillObservation
+	for i, n := range names {
+		o := status[n].Drill
+		if o.Released.IsZero() || o.Released.Before(since) {
+			return vrrp.DrillObservation{}, false
+		}
+		if i == 0 || !worst.TakenAt.IsZero() && (o.TakenAt.IsZero() || o.Gap() > worst.Gap()) {
+			worst = o
+		}
+	}
+	return worst, len(names) > 0
+}
+
 // failDrill runs a failover or fault drill into r.
 func (d *Daemon) failDrill(r *drill.Report, req control.DrillRequest) {
 	failure := vrrp.DrillCrash
@@ -94,12 +113,12 @@ func (d *Daemon) failDrill(r *drill.Report, req control.DrillRequest) {
 	started := time.Now()
 	for {
 		pending := false
+		now := map[string]vrrp.Status{}
 		for _, st := range d.vrrp.Status() {
-			for _, o := range drilled {
-				if slices.Contains(o.names, st.Name) && !st.Drill.Released.Before(r.Started) {
-					o.obs, o.seen = st.Drill, true
-				}
-			}
+			now[st.Name] = st
+		}
+		for _, o := range drilled {
+			o.obs, o.seen = groupObservation(o.names, now, r.Started)
 		}
 		var deadline time.Time
 		for _, o := range drilled {
