@@ -828,10 +828,11 @@ type sample struct {
 // own connection and goroutine so that one lost SYN does not delay the next
 // probe: the outage is measured to pollEvery, not to pollTimeout.
 type poller struct {
-	mu      sync.Mutex
-	samples []sample
-	stop    chan struct{}
-	done    chan struct{}
+	mu       sync.Mutex
+	samples  []sample
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
 }
 
 func (d *demo) startPoller(ctx context.Context) *poller {
@@ -883,8 +884,10 @@ func (p *poller) okAfter(t time.Time) bool {
 	return false
 }
 
+// halt stops the poller (once: a step defers it and may call it first)
+// and returns its samples.
 func (p *poller) halt() []sample {
-	close(p.stop)
+	p.stopOnce.Do(func() { close(p.stop) })
 	<-p.done
 	return p.snapshot()
 }
@@ -1011,12 +1014,7 @@ func (d *demo) stepDrill(ctx context.Context) error {
 	d.printf("director2's IPVS table holds all %d connections %s after they opened (kernel conn sync over eth2)", len(lcs), took.Round(time.Millisecond))
 
 	p := d.startPoller(ctx)
-	stopped := false
-	defer func() {
-		if !stopped {
-			p.halt()
-		}
-	}()
+	defer p.halt()
 	d.printf("client polls %s every %s (new connection each, %s timeout)", vipURL, pollEvery, pollTimeout)
 	if err := p.waitOK(ctx, 10, "before the cut"); err != nil {
 		return err
@@ -1095,7 +1093,6 @@ func (d *demo) stepDrill(ctx context.Context) error {
 		return err
 	}
 	ss := p.halt()
-	stopped = true
 	d.printStates()
 	// Both directors declared each other gone while director1 was cut
 	// off; they rejoin by themselves (cluster.peers, retried every 5 s).
@@ -1314,12 +1311,7 @@ func (d *demo) stepHandoff(ctx context.Context) error {
 		return err
 	}
 	p := d.startPoller(ctx)
-	stopped := false
-	defer func() {
-		if !stopped {
-			p.halt()
-		}
-	}()
+	defer p.halt()
 	if err := p.waitOK(ctx, 10, "before the handoff"); err != nil {
 		return err
 	}
@@ -1349,7 +1341,6 @@ func (d *demo) stepHandoff(ctx context.Context) error {
 		}
 	}
 	ss := p.halt()
-	stopped = true
 	d.printStates()
 	d.rep.HandoffRequests, d.rep.HandoffFailed, d.rep.HandoffGap = tally(ss, t0)
 	for _, lc := range lcs {
@@ -1446,12 +1437,7 @@ func (d *demo) hostOf(name string) *lab.Host {
 // preemption gives mastership back.
 func (d *demo) stepMaintenance(ctx context.Context) error {
 	p := d.startPoller(ctx)
-	stopped := false
-	defer func() {
-		if !stopped {
-			p.halt()
-		}
-	}()
+	defer p.halt()
 	if err := p.waitOK(ctx, 10, "before maintenance"); err != nil {
 		return err
 	}
@@ -1503,7 +1489,6 @@ func (d *demo) stepMaintenance(ctx context.Context) error {
 		return err
 	}
 	ss := p.halt()
-	stopped = true
 	d.printStates()
 	d.rep.MaintRequests, d.rep.MaintFailed, d.rep.MaintGap = tally(ss, t0)
 	d.printf("maintenance on and off: %d requests, %d failed, longest gap between successful ones %s",
