@@ -130,13 +130,15 @@ func (d *Daemon) startHandoff(req control.HandoffRequest, timeout time.Duration)
 	}
 	covered := map[string]bool{}
 	var plans []*handoffPlan
-	var errs []string
+	// refused are the instances not handed over, each with why.
+	type refusal struct{ instance, why string }
+	var refused []refusal
 	for _, name := range names {
 		if covered[name] {
 			continue
 		}
 		if _, ok := d.vrrp.InstanceConfig(name); !ok {
-			errs = append(errs, fmt.Sprintf("no VRRP instance %q", name))
+			refused = append(refused, refusal{name, fmt.Sprintf("no VRRP instance %q", name)})
 			continue
 		}
 		if sc, ok := d.vrrpStates[name]; !ok || sc.To != vrrp.StateMaster {
@@ -144,7 +146,7 @@ func (d *Daemon) startHandoff(req control.HandoffRequest, timeout time.Duration)
 			if ok {
 				state = sc.To.String()
 			}
-			errs = append(errs, fmt.Sprintf("%s is %s here, not master: nothing to hand over", name, state))
+			refused = append(refused, refusal{name, fmt.Sprintf("%s is %s here, not master: nothing to hand over", name, state)})
 			continue
 		}
 		group := d.vrrp.Group(name)
@@ -167,21 +169,25 @@ func (d *Daemon) startHandoff(req control.HandoffRequest, timeout time.Duration)
 		p.result.Method = methodMakeBeforeBreak
 		target, sources, why := handoffTarget(*view, d.vrrp, group, req.To)
 		if target == "" {
-			errs = append(errs, fmt.Sprintf("%s: %s", name, why))
+			refused = append(refused, refusal{name, fmt.Sprintf("%s: %s", name, why)})
 			continue
 		}
 		p.result.To = target
 		if err := d.askTakeOver(name, group, target, sources, timeout, reason); err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", name, err))
+			refused = append(refused, refusal{name, fmt.Sprintf("%s: %v", name, err)})
 			continue
 		}
 		plans = append(plans, p)
 	}
-	if len(errs) > 0 && len(plans) == 0 {
-		return nil, &control.RequestError{Msg: strings.Join(errs, "; ")}
+	if len(refused) > 0 && len(plans) == 0 {
+		var whys []string
+		for _, r := range refused {
+			whys = append(whys, r.why)
+		}
+		return nil, &control.RequestError{Msg: strings.Join(whys, "; ")}
 	}
-	for _, e := range errs {
-		plans = append(plans, &handoffPlan{done: true, result: control.HandoffResult{Instance: strings.SplitN(e, ":", 2)[0], Reason: e}})
+	for _, r := range refused {
+		plans = append(plans, &handoffPlan{done: true, result: control.HandoffResult{Instance: r.instance, Reason: r.why}})
 	}
 	return plans, nil
 }
