@@ -28,19 +28,15 @@ func countConns(k ipvs.Kernel) (uint64, error) {
 // countServiceConns is countConns, and the count of each service that
 // holds any (by ipvs.ServiceKey's string).
 func countServiceConns(k ipvs.Kernel) (uint64, map[string]uint64, error) {
-	svcs, err := k.GetServices()
+	svcs, dests, err := ipvs.ReadTable(k)
 	if err != nil {
 		return 0, nil, err
 	}
 	var n uint64
 	per := map[string]uint64{}
-	for _, s := range svcs {
-		dests, err := k.GetDestinations(s.Key)
-		if err != nil {
-			return 0, nil, err
-		}
+	for i, s := range svcs {
 		var c uint64
-		for _, d := range dests {
+		for _, d := range dests[i] {
 			c += uint64(d.ActiveConns) + uint64(d.InactiveConns)
 		}
 		if c > 0 {

@@ -15,10 +15,7 @@ import (
 
 // IPVSReader is what the IPVS collector reads: the kernel's services and
 // their destinations with their counters (ipvs.Kernel has both).
-type IPVSReader interface {
-	GetServices() ([]ipvs.ServiceInfo, error)
-	GetDestinations(svc ipvs.ServiceKey) ([]ipvs.DestInfo, error)
-}
+type IPVSReader = ipvs.TableReader
 
 // The kernel's IPVS numbers with the names and labels of the node
 // exporter's ipvs collector (node_ipvs_*, here haldir_ipvs_*), so a site
@@ -113,17 +110,11 @@ func readIPVS(k IPVSReader, totals func() (ipvs.Stats, error)) (ipvsTable, error
 	if err != nil {
 		return ipvsTable{}, err
 	}
-	svcs, err := k.GetServices()
+	svcs, dests, err := ipvs.ReadTable(k)
 	if err != nil {
 		return ipvsTable{}, err
 	}
-	t := ipvsTable{totals: tot, services: svcs, dests: make([][]ipvs.DestInfo, len(svcs))}
-	for i, s := range svcs {
-		if t.dests[i], err = k.GetDestinations(s.Key); err != nil {
-			return ipvsTable{}, err
-		}
-	}
-	return t, nil
+	return ipvsTable{totals: tot, services: svcs, dests: dests}, nil
 }
 
 // read starts a read unless one is in flight, and waits for it up to the
