@@ -339,7 +339,9 @@ func TestHashes(t *testing.T) {
 		{"sync id", func(s *Spec) { s.Sync.SyncID = 3 }, []string{"sync"}},
 		{"sync interface is per director", func(s *Spec) { s.Sync.Interface = "eth7" }, nil},
 		{"sync off", func(s *Spec) { s.Sync = nil }, []string{"sync"}},
-		{"bgp on", func(s *Spec) { s.BGP = &BGPSpec{Announce: []BGPAnnounceSpec{{Prefix: netip.MustParsePrefix("192.0.2.10/32")}}} }, []string{"bgp"}},
+		{"bgp on", func(s *Spec) {
+			s.BGP = &BGPSpec{Announce: []BGPAnnounceSpec{{Prefix: netip.MustParsePrefix("192.0.2.10/32")}}}
+		}, []string{"bgp"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := compileFile(t, "testdata/valid/minimal.toml")
