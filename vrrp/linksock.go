@@ -53,9 +53,8 @@ type linkSocket struct {
 // sharedRaw is a raw VRRP socket that many instances send from, each with
 // its own source address.
 type sharedRaw interface {
+	// newBatch returns the buffers the link's reader reads into.
 	newBatch() *recvBatch
-	// ReadBatch reads every packet waiting, at least one.
-	ReadBatch(b *recvBatch) ([]Received, error)
 	writeFrom(b []byte, src, dst netip.Addr) error
 	join() error
 	Close() error
@@ -139,7 +138,7 @@ func (s *linkSocket) release(sub *linkSub) {
 func (s *linkSocket) read() {
 	b := s.conn.newBatch()
 	for {
-		rs, err := s.conn.ReadBatch(b)
+		rs, err := b.read()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -82,10 +83,22 @@ func (s *timerSet) newTimer() (*fdTimer, error) {
 
 // run delivers the fires of f until it is closed.
 func (s *timerSet) run(f *os.File) {
-	var n [8]byte // the expiration count
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return // closed already
+	}
+	// The expiration count is read with RawSyscall, which cannot block on
+	// a non-blocking timerfd: a Syscall's entersyscall wakes the
+	// runtime's sysmon thread whenever the process was idle, two context
+	// switches on every fire. Go's poller does the waiting.
+	var n [8]byte
+	read := func(fd uintptr) bool {
+		_, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&n[0])), uintptr(len(n)))
+		return errno != unix.EAGAIN
+	}
 	var due []*fdTimer
 	for {
-		if _, err := f.Read(n[:]); err != nil {
+		if err := rc.Read(read); err != nil {
 			return // closed
 		}
 		s.wakes.Add(1)
@@ -132,9 +145,11 @@ func (s *timerSet) take(now time.Time, due []*fdTimer) []*fdTimer {
 // fires at once.
 func (s *timerSet) arm(now, at time.Time) {
 	s.kernel = at
-	// Cannot fail for a valid timerfd and a positive relative time.
+	// Cannot fail for a valid timerfd and a positive relative time, nor
+	// block: RawSyscall spares the sysmon wake-up (see run).
 	d := max(at.Sub(now), time.Nanosecond)
-	_ = unix.TimerfdSettime(s.fd, 0, &unix.ItimerSpec{Value: unix.NsecToTimespec(d.Nanoseconds())}, nil)
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(d.Nanoseconds())}
+	_, _, _ = unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, uintptr(s.fd), 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
 }
 
 // kernelAt is when the kernel timer fires (zero: disarmed).
