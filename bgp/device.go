@@ -75,8 +75,12 @@ func OpenDevice(name string, do func(func() error) error) (*Device, error) {
 		l, err := h.LinkByName(name)
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) {
-			if err := h.LinkAdd(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil {
-				return fmt.Errorf("creating dummy device: %w", err)
+			aerr := h.LinkAdd(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: name}})
+			if errors.Is(aerr, unix.EOPNOTSUPP) {
+				return fmt.Errorf("creating dummy device: %w: the kernel has no dummy devices (CONFIG_DUMMY, module dummy); set bgp.device = \"lo\"", aerr)
+			}
+			if aerr != nil {
+				return fmt.Errorf("creating dummy device: %w", aerr)
 			}
 			d.created = true
 			l, err = h.LinkByName(name)

@@ -1,0 +1,185 @@
+package daemon
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/haldir-lb/haldir/bgp/bgptest"
+	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/control"
+	"github.com/haldir-lb/haldir/internal/poll"
+	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
+	"github.com/haldir-lb/haldir/lab"
+)
+
+// deviceAddrs lists the addresses of device dev in host h, or why not.
+func deviceAddrs(h *lab.Host, dev string) (out []string, err error) {
+	err = h.Do(func() error {
+		l, err := netlink.LinkByName(dev)
+		if err != nil {
+			return err
+		}
+		as, err := netlink.AddrList(l, unix.AF_UNSPEC)
+		for _, a := range as {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && !ip.IsLinkLocalUnicast() {
+				out = append(out, a.IPNet.String())
+			}
+		}
+		return err
+	})
+	return out, err
+}
+
+// TestBGPDaemonAnnounces runs [bgp] in the daemon against a GoBGP router
+// on loopback, with the in-memory IPVS kernel and the dummy device in a
+// lab namespace: the prefix is announced once its virtual server has
+// quorum, withdrawn within 1 s of its real server failing, announced again
+// when it is back; maintenance withdraws gracefully (GRACEFUL_SHUTDOWN
+// first) and off announces again; the stop withdraws before the address
+// leaves the device.
+func TestBGPDaemonAnnounces(t *testing.T) {
+	l := lab.NewT(t, "haldir-bgp")
+	h, err := l.AddHost("d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	director, router := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	r := bgptest.Start(t, router, 65000, bgptest.Peer{Addr: director, ASN: 65010})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := netip.MustParseAddrPort(ln.Addr().String())
+	src := fmt.Sprintf(`
+[global]
+router_id = "d1"
+
+[[virtual_server]]
+name = "web"
+address = "192.0.2.10"
+port = 80
+check = { type = "tcp", interval = "50ms", timeout = "40ms", rise = 1, fall = 1 }
+
+[[virtual_server.real_server]]
+address = "%s"
+port = %d
+
+[bgp]
+asn = 65010
+router_id = "10.9.9.9"
+device = "lo" # the host kernel has no dummy devices
+  [[bgp.peer]]
+  address = "10.0.0.1"
+  asn = 65000
+  port = %d
+  local_address = "10.0.0.11"
+[[bgp.announce]]
+prefix = "192.0.2.10/32"
+virtual_servers = ["web"]
+communities = ["65010:100"]
+med = 5
+`, real.Addr(), real.Port(), r.Port)
+	cfg, err := conf.Parse([]byte(src), "t.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The file refuses loopback peers, which a test on one host needs.
+	cfg.BGP.Peers[0].Address, cfg.BGP.Peers[0].LocalAddress = router, director
+	const wait = 300 * time.Millisecond
+	var logs syncBuffer
+	d := startLoop(t, cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Notify: func(string) {},
+		BGPDo: h.Do, BGPGracefulWait: wait,
+		NewKernel: func() (ipvs.Kernel, func(), error) { return ipvstest.New(), func() {}, nil }})
+
+	const announced = "announce 192.0.2.10/32 via 127.0.0.1 med 5 communities [65010:100]"
+	route := func(what, want string) {
+		t.Helper()
+		poll.Until(t, 20*time.Second, what, func() (bool, any) {
+			got := ""
+			if u, ok := r.Routes()[netip.MustParsePrefix("192.0.2.10/32")]; ok {
+				got = u.String()
+			}
+			return got == want, got
+		}, logs.String)
+	}
+	route("the prefix announced", announced)
+	if as, err := deviceAddrs(h, "lo"); err != nil || !slices.Contains(as, "192.0.2.10/32") {
+		t.Fatalf("device lo: %v, %v; want the virtual server's address", as, err)
+	}
+	st := d.Status()
+	if b := st.BGP; b == nil || len(b.Peers) != 1 || b.Peers[0].State != "established" || b.RouterID.String() != "10.9.9.9" ||
+		len(b.Prefixes) != 1 || !b.Prefixes[0].Announced {
+		t.Fatalf("status %+v", st.BGP)
+	}
+
+	t.Run("quorum lost withdraws within 1s", func(t *testing.T) {
+		n := len(r.Updates())
+		down := time.Now()
+		ln.Close()
+		route("the prefix withdrawn", "")
+		ups := r.Updates()[n:]
+		if len(ups) != 1 || !ups[0].Withdraw {
+			t.Fatalf("updates %v, want the withdraw alone (no graceful shutdown for a failure)", ups)
+		}
+		if took := ups[0].At.Sub(down); took > time.Second {
+			t.Fatalf("withdrawn %v after the real server went, want within 1s", took)
+		}
+		t.Logf("withdrawn %v after the real server went (check every 50 ms)", ups[0].At.Sub(down).Round(time.Millisecond))
+		p := d.Status().BGP.Prefixes[0]
+		if p.Announced || p.Reason != "quorum lost: web" || p.Withdrawals["quorum lost: web"] != 1 {
+			t.Fatalf("prefix %+v", p)
+		}
+		if as, _ := deviceAddrs(h, "lo"); !slices.Contains(as, "192.0.2.10/32") {
+			t.Fatalf("device lo: %v: the address must stay while the virtual server is configured", as)
+		}
+		ln, err = net.Listen("tcp", real.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		route("the prefix back", announced)
+	})
+	defer ln.Close()
+
+	t.Run("maintenance withdraws gracefully", func(t *testing.T) {
+		n := len(r.Updates())
+		if _, err := d.SetMaintenance(control.MaintenanceRequest{On: true, Reason: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		route("the prefix withdrawn", "")
+		ups := r.Updates()[n:]
+		if len(ups) != 2 || ups[0].String() != "announce 192.0.2.10/32 via 127.0.0.1 med 5 communities [65010:100 65535:0]" || !ups[1].Withdraw {
+			t.Fatalf("updates %v, want GRACEFUL_SHUTDOWN, then the withdraw", ups)
+		}
+		if gap := ups[1].At.Sub(ups[0].At); gap < wait-50*time.Millisecond {
+			t.Fatalf("withdrawn %v after the GRACEFUL_SHUTDOWN announce, want about %v", gap, wait)
+		}
+		if p := d.Status().BGP.Prefixes[0]; p.Reason != "maintenance" || p.Withdrawals["maintenance"] != 1 {
+			t.Fatalf("prefix %+v", p)
+		}
+		if _, err := d.SetMaintenance(control.MaintenanceRequest{On: false}); err != nil {
+			t.Fatal(err)
+		}
+		route("the prefix back", announced)
+	})
+
+	t.Run("stop withdraws, then the address goes", func(t *testing.T) {
+		n := len(r.Updates())
+		d.call(d.stop)
+		if ups := r.Updates()[n:]; len(ups) == 0 || ups[0].String() != "announce 192.0.2.10/32 via 127.0.0.1 med 5 communities [65010:100 65535:0]" {
+			t.Fatalf("updates %v, want GRACEFUL_SHUTDOWN first", ups)
+		}
+		route("nothing announced", "")
+		if as, err := deviceAddrs(h, "lo"); err != nil || slices.Contains(as, "192.0.2.10/32") {
+			t.Fatalf("device lo: %v, %v after the stop, want the address gone", as, err)
+		}
+	})
+}
