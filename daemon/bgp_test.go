@@ -183,3 +183,122 @@ med = 5
 		}
 	})
 }
+
+// TestBGPDaemonReload: a reload takes new peers, removed peers, a changed
+// MED and new or removed prefixes in place (the session with a kept peer
+// stays up), the addresses on the device follow the announce list, and a
+// new router_id restarts the speaker.
+func TestBGPDaemonReload(t *testing.T) {
+	l := lab.NewT(t, "haldir-bgprl")
+	h, err := l.AddHost("d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	director := netip.MustParseAddr("127.0.0.1")
+	r1 := bgptest.Start(t, netip.MustParseAddr("127.0.0.2"), 65000, bgptest.Peer{Addr: director, ASN: 65010})
+	r2 := bgptest.Start(t, netip.MustParseAddr("127.0.0.3"), 65000, bgptest.Peer{Addr: director, ASN: 65010})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	real := netip.MustParseAddrPort(ln.Addr().String())
+	// peers are the routers to peer with; announce the [[bgp.announce]]
+	// tables.
+	config := func(routerID string, peers []*bgptest.Router, announce string) *conf.Config {
+		t.Helper()
+		src := fmt.Sprintf(`
+[global]
+router_id = "d1"
+[[virtual_server]]
+name = "web"
+address = "192.0.2.10"
+port = 80
+check = { type = "tcp", interval = "50ms", timeout = "40ms", rise = 1, fall = 1 }
+[[virtual_server.real_server]]
+address = "%s"
+port = %d
+[[virtual_server]]
+name = "mail"
+address = "192.0.2.25"
+port = 25
+[[virtual_server.real_server]]
+address = "%s"
+port = %d
+[bgp]
+asn = 65010
+router_id = "%s"
+device = "lo"
+`, real.Addr(), real.Port(), real.Addr(), real.Port(), routerID)
+		for i, r := range peers {
+			src += fmt.Sprintf("[[bgp.peer]]\naddress = \"10.0.0.%d\"\nasn = 65000\nport = %d\n", i+1, r.Port)
+		}
+		cfg, err := conf.Parse([]byte(src+announce), "t.toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range peers { // loopback, which the file refuses
+			cfg.BGP.Peers[i].Address, cfg.BGP.Peers[i].LocalAddress = r.Addr, director
+		}
+		return cfg
+	}
+	const web = "[[bgp.announce]]\nprefix = \"192.0.2.10/32\"\nvirtual_servers = [\"web\"]\nmed = %d\n"
+	const mail = "[[bgp.announce]]\nprefix = \"192.0.2.25/32\"\nvirtual_servers = [\"mail\"]\n"
+	var logs syncBuffer
+	start := time.Now()
+	cfg := config("10.9.9.9", []*bgptest.Router{r1}, fmt.Sprintf(web, 1))
+	d := startLoop(t, cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Notify: func(string) {},
+		BGPDo: h.Do, BGPGracefulWait: 50 * time.Millisecond,
+		NewKernel: func() (ipvs.Kernel, func(), error) { return ipvstest.New(), func() {}, nil }})
+	routes := func(r *bgptest.Router, what string, want ...string) {
+		t.Helper()
+		poll.Until(t, 20*time.Second, what, func() (bool, any) {
+			var got []string
+			for _, u := range r.Routes() {
+				got = append(got, u.String())
+			}
+			slices.Sort(got)
+			return slices.Equal(got, want), got
+		}, logs.String)
+		t.Logf("%s at %v", what, time.Since(start).Round(time.Millisecond))
+	}
+	routes(r1, "r1 has web", "announce 192.0.2.10/32 via 127.0.0.1 med 1 communities []")
+	reload := func(next *conf.Config) {
+		t.Helper()
+		if err := d.reloadOnLoop(cfg, next); err != nil {
+			t.Fatal(err)
+		}
+		cfg = next
+	}
+
+	flaps := len(r1.States())
+	reload(config("10.9.9.9", []*bgptest.Router{r1, r2}, fmt.Sprintf(web, 2)+mail))
+	both := []string{"announce 192.0.2.10/32 via 127.0.0.1 med 2 communities []", "announce 192.0.2.25/32 via 127.0.0.1 med 0 communities []"}
+	routes(r1, "r1 has both, web with the new MED", both...)
+	routes(r2, "r2, a new peer, has both", both...)
+	if s := r1.States()[flaps:]; len(s) != 0 {
+		t.Fatalf("r1's session changed state %v on a reload that kept it", s)
+	}
+	if as, _ := deviceAddrs(h, "lo"); !slices.Contains(as, "192.0.2.25/32") || !slices.Contains(as, "192.0.2.10/32") {
+		t.Fatalf("lo: %v", as)
+	}
+
+	reload(config("10.9.9.9", []*bgptest.Router{r2}, mail))
+	routes(r2, "r2 has mail alone", "announce 192.0.2.25/32 via 127.0.0.1 med 0 communities []")
+	poll.Until(t, 5*time.Second, "r1's session down", func() (bool, any) { return !r1.Established(), r1.States() })
+	if as, _ := deviceAddrs(h, "lo"); slices.Contains(as, "192.0.2.10/32") || !slices.Contains(as, "192.0.2.25/32") {
+		t.Fatalf("lo: %v, want web's address gone with its prefix", as)
+	}
+
+	flaps = len(r2.States())
+	reload(config("10.9.9.8", []*bgptest.Router{r2}, mail))
+	if st := d.Status(); st.BGP == nil || st.BGP.RouterID.String() != "10.9.9.8" {
+		t.Fatalf("status after a new router_id: %+v", st.BGP)
+	}
+	poll.Until(t, 20*time.Second, "r2's session down and up again", func() (bool, any) {
+		s := r2.States()[flaps:]
+		return len(s) >= 2 && s[0] != "BGP_FSM_ESTABLISHED" && s[len(s)-1] == "BGP_FSM_ESTABLISHED", s
+	})
+	routes(r2, "r2 has mail from the restarted speaker", "announce 192.0.2.25/32 via 127.0.0.1 med 0 communities []")
+	waitFor(t, &logs, "restarting the speaker", 1)
+}
