@@ -25,7 +25,7 @@ var (
 
 // startPair runs a test router on 127.0.0.2 and a speaker on 127.0.0.1
 // peering with it (TCP MD5 on both ends), and waits for the session.
-func startPair(t *testing.T, wait time.Duration) (*Speaker, *bgptest.Router, *fifo.Queue[PeerEvent]) {
+func startPair(t *testing.T, wait time.Duration, bfd *conf.BFDSpec) (*Speaker, *bgptest.Router, *fifo.Queue[PeerEvent]) {
 	t.Helper()
 	const key = "s3cret-key"
 	r := bgptest.Start(t, router, 65000, bgptest.Peer{Addr: director, ASN: 65010, Password: key})
@@ -34,7 +34,7 @@ func startPair(t *testing.T, wait time.Duration) (*Speaker, *bgptest.Router, *fi
 		t.Fatal(err)
 	}
 	spec := conf.BGPSpec{ASN: 65010, RouterID: director, GracefulShutdown: true, Peers: []conf.BGPPeerSpec{{
-		Address: router, ASN: 65000, Port: r.Port, HoldTime: 9 * time.Second, PasswordFile: pw, LocalAddress: director,
+		Address: router, ASN: 65000, Port: r.Port, HoldTime: 9 * time.Second, PasswordFile: pw, LocalAddress: director, BFD: bfd,
 	}}}
 	events := fifo.New[PeerEvent]()
 	s, err := Start(spec, director, Options{Logger: slog.New(slog.DiscardHandler), OnPeer: events.Put, GracefulWait: wait})
@@ -57,7 +57,7 @@ func startPair(t *testing.T, wait time.Duration) (*Speaker, *bgptest.Router, *fi
 // withdraw off.
 func TestBGPSpeakerAnnounces(t *testing.T) {
 	const wait = 300 * time.Millisecond
-	s, r, events := startPair(t, wait)
+	s, r, events := startPair(t, wait, nil)
 
 	var got []PeerEvent
 	poll.Until(t, 5*time.Second, "an established event", func() (bool, any) {
@@ -152,7 +152,7 @@ func TestBGPSpeakerAnnounces(t *testing.T) {
 // password file is refused with its reason, and the listener setting maps
 // to GoBGP's.
 func TestBGPSpeakerPeers(t *testing.T) {
-	s, r, _ := startPair(t, time.Millisecond)
+	s, r, _ := startPair(t, time.Millisecond, nil)
 	other := netip.MustParseAddr("127.0.0.3")
 	bad := filepath.Join(t.TempDir(), "open.key")
 	if err := os.WriteFile(bad, []byte("k"), 0o644); err != nil {
@@ -177,6 +177,37 @@ func TestBGPSpeakerPeers(t *testing.T) {
 	poll.Until(t, 5*time.Second, "the router's session down", func() (bool, any) { return !r.Established(), r.States() })
 	if ps, _ := s.Peers(context.Background()); len(ps) != 1 || ps[0].Address != other || ps[0].BFD != "" {
 		t.Fatalf("peers %+v", ps)
+	}
+}
+
+// TestBGPSpeakerBFD: a peer's BFD session comes up against the router's
+// end (bgptest.BFD; two GoBGP speakers cannot be each other's BFD peer on
+// one host), and when the router goes silent the BGP session is reset
+// within the detection time (3 × 100 ms), not the 9 s hold time.
+func TestBGPSpeakerBFD(t *testing.T) {
+	const interval = 100 * time.Millisecond
+	s, r, events := startPair(t, time.Millisecond, &conf.BFDSpec{MinTx: interval, MinRx: interval, Multiplier: 3})
+	b := bgptest.StartBFD(t, router, director, interval)
+	poll.Until(t, 10*time.Second, "BFD up at both ends", func() (bool, any) {
+		ps, err := s.Peers(context.Background())
+		return err == nil && len(ps) == 1 && ps[0].BFD == "up" && b.State() == "up", fmt.Sprintf("%+v, router's end %s", ps, b.State())
+	})
+	events.Take()
+	b.Silence()
+	silent := time.Now()
+	var down PeerEvent
+	poll.Until(t, 5*time.Second, "the session reset by BFD", func() (bool, any) {
+		for _, e := range events.Take() {
+			if e.Peer == router && e.State != "established" && down.At.IsZero() {
+				down = e
+			}
+		}
+		return !down.At.IsZero(), down
+	})
+	took := down.At.Sub(silent)
+	t.Logf("session %s %v after the router's BFD went silent (%s); the router still holds it: %v", down.State, took.Round(time.Millisecond), down.Reason, r.Established())
+	if took > time.Second {
+		t.Fatalf("reset %v after BFD went silent, want within 3 × %v and the scheduling slack", took, interval)
 	}
 }
 
