@@ -17,6 +17,7 @@ import (
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	bgppkt "github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v4/pkg/server"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/internal/fifo"
@@ -87,8 +88,8 @@ type Speaker struct {
 	opts Options
 	bgp  *server.BgpServer
 	spec conf.BGPSpec
-	// peers are the configured peers as GoBGP has them, by address.
-	peers map[netip.Addr]conf.BGPPeerSpec
+	// peers are the peers GoBGP has, by address, as it was given them.
+	peers map[netip.Addr]*api.Peer
 
 	cmds     *fifo.Queue[command]
 	cancel   context.CancelFunc // ends the peer watch
@@ -123,7 +124,7 @@ func Start(spec conf.BGPSpec, routerID netip.Addr, opts Options) (*Speaker, erro
 	// GoBGP logs every session step at info; haldir logs the state
 	// changes itself (OnPeer), so only GoBGP's warnings and errors pass.
 	gl := slog.New(minLevel{h: opts.Logger.Handler(), min: slog.LevelWarn})
-	s := &Speaker{log: opts.Logger, opts: opts, spec: spec, peers: map[netip.Addr]conf.BGPPeerSpec{},
+	s := &Speaker{log: opts.Logger, opts: opts, spec: spec, peers: map[netip.Addr]*api.Peer{},
 		bgp: server.NewBgpServer(server.LoggerOption(gl, nil)), cmds: fifo.New[command](), done: make(chan struct{})}
 	go s.bgp.Serve()
 	listen := int32(spec.ListenPort)
@@ -197,16 +198,25 @@ func fsmState(st bgppkt.FSMState) string {
 
 // SetPeers makes GoBGP's peers equal to peers: new ones added, removed
 // ones deleted (their sessions end with a NOTIFICATION), changed ones
-// replaced. A peer whose password file is unusable is not added; the
-// error names it, and the other peers are set.
+// (also a password file whose key changed) replaced. A peer whose
+// password file is unusable is not added, or, when it runs, kept as it
+// is; the error names it, and the other peers are set.
 func (s *Speaker) SetPeers(peers []conf.BGPPeerSpec) error {
 	var errs []error
-	want := map[netip.Addr]conf.BGPPeerSpec{}
+	want := map[netip.Addr]*api.Peer{}
 	for _, p := range peers {
-		want[p.Address] = p
+		ap, err := s.apiPeer(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("bgp: peer %v: %w", p.Address, err))
+			if old, ok := s.peers[p.Address]; ok {
+				want[p.Address] = old // runs on as it is
+			}
+			continue
+		}
+		want[p.Address] = ap
 	}
 	for addr, old := range s.peers {
-		if p, ok := want[addr]; ok && peerEqual(old, p) {
+		if ap, ok := want[addr]; ok && proto.Equal(old, ap) {
 			continue
 		}
 		if err := s.bgp.DeletePeer(context.Background(), &api.DeletePeerRequest{Address: addr.String()}); err != nil {
@@ -216,28 +226,17 @@ func (s *Speaker) SetPeers(peers []conf.BGPPeerSpec) error {
 		delete(s.peers, addr)
 	}
 	for _, p := range peers {
-		if _, ok := s.peers[p.Address]; ok {
+		ap, ok := want[p.Address]
+		if _, running := s.peers[p.Address]; running || !ok {
 			continue
 		}
-		ap, err := s.apiPeer(p)
-		if err == nil {
-			err = s.bgp.AddPeer(context.Background(), &api.AddPeerRequest{Peer: ap})
-		}
-		if err != nil {
+		if err := s.bgp.AddPeer(context.Background(), &api.AddPeerRequest{Peer: ap}); err != nil {
 			errs = append(errs, fmt.Errorf("bgp: peer %v: %w", p.Address, err))
 			continue
 		}
-		s.peers[p.Address] = p
+		s.peers[p.Address] = ap
 	}
 	return errors.Join(errs...)
-}
-
-func peerEqual(a, b conf.BGPPeerSpec) bool {
-	bfdEqual := a.BFD == nil && b.BFD == nil || a.BFD != nil && b.BFD != nil && *a.BFD == *b.BFD
-	a.BFD, b.BFD = nil, nil
-	// A password file's contents may have changed behind an equal path:
-	// the file is read again only when the peer is re-added.
-	return bfdEqual && a == b
 }
 
 // apiPeer is p as GoBGP's peer.

@@ -171,6 +171,17 @@ func TestBGPSpeakerPeers(t *testing.T) {
 	if err != nil || len(ps) != 2 || ps[0].State != "established" || ps[1].Address != other || ps[1].BFD != "down" {
 		t.Fatalf("peers %+v, %v", ps, err)
 	}
+	// A running peer whose password file went bad runs on as it is.
+	if err := os.Chmod(keep.PasswordFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	flaps := len(r.States())
+	if err := s.SetPeers([]conf.BGPPeerSpec{keep}); err == nil || !strings.Contains(err.Error(), "peer 127.0.0.2: password_file") {
+		t.Fatalf("error %v", err)
+	}
+	if ps, _ := s.Peers(context.Background()); len(ps) != 1 || ps[0].State != "established" || len(r.States()) != flaps {
+		t.Fatalf("peers %+v, router's states %v: the running peer must stay", ps, r.States())
+	}
 	if err := s.SetPeers([]conf.BGPPeerSpec{{Address: other, ASN: 65001, Port: 1179, HoldTime: 3 * time.Second}}); err != nil {
 		t.Fatal(err)
 	}

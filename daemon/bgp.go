@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"reflect"
 	"time"
 
 	"github.com/haldir-lb/haldir/bgp"
@@ -151,9 +150,9 @@ func (d *Daemon) reloadBGP(spec *conf.Spec) {
 		d.startBGP(spec)
 		return
 	}
-	if !reflect.DeepEqual(b.spec.Peers, next.Peers) {
-		d.setBGPPeers(b, next.Peers)
-	}
+	// Every reload: a password file's key may have changed behind the
+	// same path; an unchanged peer is left alone.
+	d.setBGPPeers(b, next.Peers)
 	// The addresses follow the configuration: one whose prefix a reload
 	// removed goes with its virtual server.
 	if err := b.device.SetAddrs(bgp.Addresses(next, spec.VirtualServers)); err != nil {
