@@ -178,22 +178,9 @@ func (s *Speaker) peerUpdate(ev *apiutil.WatchEventMessage_PeerEvent, at time.Ti
 	s.opts.OnPeer(pe)
 }
 
+// fsmState is GoBGP's state as haldir names it: "established".
 func fsmState(st bgppkt.FSMState) string {
-	switch st {
-	case bgppkt.BGP_FSM_IDLE:
-		return "idle"
-	case bgppkt.BGP_FSM_CONNECT:
-		return "connect"
-	case bgppkt.BGP_FSM_ACTIVE:
-		return "active"
-	case bgppkt.BGP_FSM_OPENSENT:
-		return "opensent"
-	case bgppkt.BGP_FSM_OPENCONFIRM:
-		return "openconfirm"
-	case bgppkt.BGP_FSM_ESTABLISHED:
-		return "established"
-	}
-	return "unknown"
+	return strings.ToLower(strings.TrimPrefix(st.String(), "BGP_FSM_"))
 }
 
 // SetPeers makes GoBGP's peers equal to peers: new ones added, removed
@@ -507,22 +494,9 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
 	return out, err
 }
 
+// sessionState is GoBGP's API state as haldir names it: "established".
 func sessionState(st api.PeerState_SessionState) string {
-	switch st {
-	case api.PeerState_SESSION_STATE_IDLE:
-		return "idle"
-	case api.PeerState_SESSION_STATE_CONNECT:
-		return "connect"
-	case api.PeerState_SESSION_STATE_ACTIVE:
-		return "active"
-	case api.PeerState_SESSION_STATE_OPENSENT:
-		return "opensent"
-	case api.PeerState_SESSION_STATE_OPENCONFIRM:
-		return "openconfirm"
-	case api.PeerState_SESSION_STATE_ESTABLISHED:
-		return "established"
-	}
-	return "unknown"
+	return strings.ToLower(strings.TrimPrefix(st.String(), "SESSION_STATE_"))
 }
 
 func bfdState(st api.BfdSessionState) string {

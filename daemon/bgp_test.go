@@ -39,6 +39,95 @@ func deviceAddrs(h *lab.Host, dev string) (out []string, err error) {
 	return out, err
 }
 
+// bgpLab is a director for [bgp] tests: host d1 of a lab holds the
+// device's addresses (lo: the host kernel has no dummy devices), a real
+// server listens on loopback for the checked virtual server web (mail is
+// unchecked), and the peers are GoBGP routers on loopback.
+type bgpLab struct {
+	h    *lab.Host
+	ln   net.Listener
+	real netip.AddrPort
+	logs syncBuffer
+}
+
+func newBGPLab(t *testing.T, name string) *bgpLab {
+	t.Helper()
+	l := lab.NewT(t, name)
+	h, err := l.AddHost("d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return &bgpLab{h: h, ln: ln, real: netip.MustParseAddrPort(ln.Addr().String())}
+}
+
+// config is the director's configuration with [bgp] router_id, a peer
+// per router (asn 65000, this end 127.0.0.1) and announce, the
+// [[bgp.announce]] tables.
+func (b *bgpLab) config(t *testing.T, routerID string, peers []*bgptest.Router, announce string) *conf.Config {
+	t.Helper()
+	src := fmt.Sprintf(`
+[global]
+router_id = "d1"
+[[virtual_server]]
+name = "web"
+address = "192.0.2.10"
+port = 80
+check = { type = "tcp", interval = "50ms", timeout = "40ms", rise = 1, fall = 1 }
+[[virtual_server.real_server]]
+address = "%[1]s"
+port = %[2]d
+[[virtual_server]]
+name = "mail"
+address = "192.0.2.25"
+port = 25
+[[virtual_server.real_server]]
+address = "%[1]s"
+port = %[2]d
+[bgp]
+asn = 65010
+router_id = "%[3]s"
+device = "lo"
+`, b.real.Addr(), b.real.Port(), routerID)
+	for i, r := range peers {
+		src += fmt.Sprintf("[[bgp.peer]]\naddress = \"10.0.0.%d\"\nasn = 65000\nport = %d\n", i+1, r.Port)
+	}
+	cfg, err := conf.Parse([]byte(src+announce), "t.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range peers { // loopback, which the file refuses
+		cfg.BGP.Peers[i].Address, cfg.BGP.Peers[i].LocalAddress = r.Addr, netip.MustParseAddr("127.0.0.1")
+	}
+	return cfg
+}
+
+// start runs the daemon's loop on cfg with the in-memory IPVS kernel.
+func (b *bgpLab) start(t *testing.T, cfg *conf.Config, gracefulWait time.Duration) *Daemon {
+	t.Helper()
+	return startLoop(t, cfg, Options{Logger: slog.New(slog.NewTextHandler(&b.logs, nil)), Notify: func(string) {},
+		BGPDo: b.h.Do, BGPGracefulWait: gracefulWait,
+		NewKernel: func() (ipvs.Kernel, func(), error) { return ipvstest.New(), func() {}, nil }})
+}
+
+// routes waits until r holds exactly want (Update.String, any order).
+func (b *bgpLab) routes(t *testing.T, r *bgptest.Router, what string, want ...string) {
+	t.Helper()
+	slices.Sort(want)
+	poll.Until(t, 20*time.Second, what, func() (bool, any) {
+		var got []string
+		for _, u := range r.Routes() {
+			got = append(got, u.String())
+		}
+		slices.Sort(got)
+		return slices.Equal(got, want), got
+	}, b.logs.String)
+}
+
 // TestBGPDaemonAnnounces runs [bgp] in the daemon against a GoBGP router
 // on loopback, with the in-memory IPVS kernel and the dummy device in a
 // lab namespace: the prefix is announced once its virtual server has
@@ -47,69 +136,21 @@ func deviceAddrs(h *lab.Host, dev string) (out []string, err error) {
 // first) and off announces again; the stop withdraws before the address
 // leaves the device.
 func TestBGPDaemonAnnounces(t *testing.T) {
-	l := lab.NewT(t, "haldir-bgp")
-	h, err := l.AddHost("d1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := newBGPLab(t, "haldir-bgp")
+	h, parent := b.h, t
 	director, router := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
 	r := bgptest.Start(t, router, 65000, bgptest.Peer{Addr: director, ASN: 65010})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	real := netip.MustParseAddrPort(ln.Addr().String())
-	src := fmt.Sprintf(`
-[global]
-router_id = "d1"
-
-[[virtual_server]]
-name = "web"
-address = "192.0.2.10"
-port = 80
-check = { type = "tcp", interval = "50ms", timeout = "40ms", rise = 1, fall = 1 }
-
-[[virtual_server.real_server]]
-address = "%s"
-port = %d
-
-[bgp]
-asn = 65010
-router_id = "10.9.9.9"
-device = "lo" # the host kernel has no dummy devices
-  [[bgp.peer]]
-  address = "10.0.0.1"
-  asn = 65000
-  port = %d
-  local_address = "10.0.0.11"
-[[bgp.announce]]
-prefix = "192.0.2.10/32"
-virtual_servers = ["web"]
-communities = ["65010:100"]
-med = 5
-`, real.Addr(), real.Port(), r.Port)
-	cfg, err := conf.Parse([]byte(src), "t.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The file refuses loopback peers, which a test on one host needs.
-	cfg.BGP.Peers[0].Address, cfg.BGP.Peers[0].LocalAddress = router, director
 	const wait = 300 * time.Millisecond
-	var logs syncBuffer
-	d := startLoop(t, cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Notify: func(string) {},
-		BGPDo: h.Do, BGPGracefulWait: wait,
-		NewKernel: func() (ipvs.Kernel, func(), error) { return ipvstest.New(), func() {}, nil }})
-
+	d := b.start(t, b.config(t, "10.9.9.9", []*bgptest.Router{r},
+		"[[bgp.announce]]\nprefix = \"192.0.2.10/32\"\nvirtual_servers = [\"web\"]\ncommunities = [\"65010:100\"]\nmed = 5\n"), wait)
 	const announced = "announce 192.0.2.10/32 via 127.0.0.1 med 5 communities [65010:100]"
 	route := func(what, want string) {
 		t.Helper()
-		poll.Until(t, 20*time.Second, what, func() (bool, any) {
-			got := ""
-			if u, ok := r.Routes()[netip.MustParsePrefix("192.0.2.10/32")]; ok {
-				got = u.String()
-			}
-			return got == want, got
-		}, logs.String)
+		if want == "" {
+			b.routes(t, r, what)
+		} else {
+			b.routes(t, r, what, want)
+		}
 	}
 	route("the prefix announced", announced)
 	if as, err := deviceAddrs(h, "lo"); err != nil || !slices.Contains(as, "192.0.2.10/32") {
@@ -124,7 +165,7 @@ med = 5
 	t.Run("quorum lost withdraws within 1s", func(t *testing.T) {
 		n := len(r.Updates())
 		down := time.Now()
-		ln.Close()
+		b.ln.Close()
 		route("the prefix withdrawn", "")
 		ups := r.Updates()[n:]
 		if len(ups) != 1 || !ups[0].Withdraw {
@@ -141,13 +182,13 @@ med = 5
 		if as, _ := deviceAddrs(h, "lo"); !slices.Contains(as, "192.0.2.10/32") {
 			t.Fatalf("device lo: %v: the address must stay while the virtual server is configured", as)
 		}
-		ln, err = net.Listen("tcp", real.String())
+		ln, err := net.Listen("tcp", b.real.String())
 		if err != nil {
 			t.Fatal(err)
 		}
+		parent.Cleanup(func() { ln.Close() }) // the real server serves on
 		route("the prefix back", announced)
 	})
-	defer ln.Close()
 
 	t.Run("maintenance withdraws gracefully", func(t *testing.T) {
 		n := len(r.Updates())
@@ -189,80 +230,15 @@ med = 5
 // stays up), the addresses on the device follow the announce list, and a
 // new router_id restarts the speaker.
 func TestBGPDaemonReload(t *testing.T) {
-	l := lab.NewT(t, "haldir-bgprl")
-	h, err := l.AddHost("d1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := newBGPLab(t, "haldir-bgprl")
 	director := netip.MustParseAddr("127.0.0.1")
 	r1 := bgptest.Start(t, netip.MustParseAddr("127.0.0.2"), 65000, bgptest.Peer{Addr: director, ASN: 65010})
 	r2 := bgptest.Start(t, netip.MustParseAddr("127.0.0.3"), 65000, bgptest.Peer{Addr: director, ASN: 65010})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	real := netip.MustParseAddrPort(ln.Addr().String())
-	// peers are the routers to peer with; announce the [[bgp.announce]]
-	// tables.
-	config := func(routerID string, peers []*bgptest.Router, announce string) *conf.Config {
-		t.Helper()
-		src := fmt.Sprintf(`
-[global]
-router_id = "d1"
-[[virtual_server]]
-name = "web"
-address = "192.0.2.10"
-port = 80
-check = { type = "tcp", interval = "50ms", timeout = "40ms", rise = 1, fall = 1 }
-[[virtual_server.real_server]]
-address = "%s"
-port = %d
-[[virtual_server]]
-name = "mail"
-address = "192.0.2.25"
-port = 25
-[[virtual_server.real_server]]
-address = "%s"
-port = %d
-[bgp]
-asn = 65010
-router_id = "%s"
-device = "lo"
-`, real.Addr(), real.Port(), real.Addr(), real.Port(), routerID)
-		for i, r := range peers {
-			src += fmt.Sprintf("[[bgp.peer]]\naddress = \"10.0.0.%d\"\nasn = 65000\nport = %d\n", i+1, r.Port)
-		}
-		cfg, err := conf.Parse([]byte(src+announce), "t.toml")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, r := range peers { // loopback, which the file refuses
-			cfg.BGP.Peers[i].Address, cfg.BGP.Peers[i].LocalAddress = r.Addr, director
-		}
-		return cfg
-	}
 	const web = "[[bgp.announce]]\nprefix = \"192.0.2.10/32\"\nvirtual_servers = [\"web\"]\nmed = %d\n"
 	const mail = "[[bgp.announce]]\nprefix = \"192.0.2.25/32\"\nvirtual_servers = [\"mail\"]\n"
-	var logs syncBuffer
-	start := time.Now()
-	cfg := config("10.9.9.9", []*bgptest.Router{r1}, fmt.Sprintf(web, 1))
-	d := startLoop(t, cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Notify: func(string) {},
-		BGPDo: h.Do, BGPGracefulWait: 50 * time.Millisecond,
-		NewKernel: func() (ipvs.Kernel, func(), error) { return ipvstest.New(), func() {}, nil }})
-	routes := func(r *bgptest.Router, what string, want ...string) {
-		t.Helper()
-		poll.Until(t, 20*time.Second, what, func() (bool, any) {
-			var got []string
-			for _, u := range r.Routes() {
-				got = append(got, u.String())
-			}
-			slices.Sort(got)
-			return slices.Equal(got, want), got
-		}, logs.String)
-		t.Logf("%s at %v", what, time.Since(start).Round(time.Millisecond))
-	}
-	routes(r1, "r1 has web", "announce 192.0.2.10/32 via 127.0.0.1 med 1 communities []")
+	cfg := b.config(t, "10.9.9.9", []*bgptest.Router{r1}, fmt.Sprintf(web, 1))
+	d := b.start(t, cfg, 50*time.Millisecond)
+	b.routes(t, r1, "r1 has web", "announce 192.0.2.10/32 via 127.0.0.1 med 1 communities []")
 	reload := func(next *conf.Config) {
 		t.Helper()
 		if err := d.reloadOnLoop(cfg, next); err != nil {
@@ -272,26 +248,26 @@ device = "lo"
 	}
 
 	flaps := len(r1.States())
-	reload(config("10.9.9.9", []*bgptest.Router{r1, r2}, fmt.Sprintf(web, 2)+mail))
+	reload(b.config(t, "10.9.9.9", []*bgptest.Router{r1, r2}, fmt.Sprintf(web, 2)+mail))
 	both := []string{"announce 192.0.2.10/32 via 127.0.0.1 med 2 communities []", "announce 192.0.2.25/32 via 127.0.0.1 med 0 communities []"}
-	routes(r1, "r1 has both, web with the new MED", both...)
-	routes(r2, "r2, a new peer, has both", both...)
+	b.routes(t, r1, "r1 has both, web with the new MED", both...)
+	b.routes(t, r2, "r2, a new peer, has both", both...)
 	if s := r1.States()[flaps:]; len(s) != 0 {
 		t.Fatalf("r1's session changed state %v on a reload that kept it", s)
 	}
-	if as, _ := deviceAddrs(h, "lo"); !slices.Contains(as, "192.0.2.25/32") || !slices.Contains(as, "192.0.2.10/32") {
+	if as, _ := deviceAddrs(b.h, "lo"); !slices.Contains(as, "192.0.2.25/32") || !slices.Contains(as, "192.0.2.10/32") {
 		t.Fatalf("lo: %v", as)
 	}
 
-	reload(config("10.9.9.9", []*bgptest.Router{r2}, mail))
-	routes(r2, "r2 has mail alone", "announce 192.0.2.25/32 via 127.0.0.1 med 0 communities []")
+	reload(b.config(t, "10.9.9.9", []*bgptest.Router{r2}, mail))
+	b.routes(t, r2, "r2 has mail alone", "announce 192.0.2.25/32 via 127.0.0.1 med 0 communities []")
 	poll.Until(t, 5*time.Second, "r1's session down", func() (bool, any) { return !r1.Established(), r1.States() })
-	if as, _ := deviceAddrs(h, "lo"); slices.Contains(as, "192.0.2.10/32") || !slices.Contains(as, "192.0.2.25/32") {
+	if as, _ := deviceAddrs(b.h, "lo"); slices.Contains(as, "192.0.2.10/32") || !slices.Contains(as, "192.0.2.25/32") {
 		t.Fatalf("lo: %v, want web's address gone with its prefix", as)
 	}
 
 	flaps = len(r2.States())
-	reload(config("10.9.9.8", []*bgptest.Router{r2}, mail))
+	reload(b.config(t, "10.9.9.8", []*bgptest.Router{r2}, mail))
 	if st := d.Status(); st.BGP == nil || st.BGP.RouterID.String() != "10.9.9.8" {
 		t.Fatalf("status after a new router_id: %+v", st.BGP)
 	}
@@ -299,6 +275,6 @@ device = "lo"
 		s := r2.States()[flaps:]
 		return len(s) >= 2 && s[0] != "BGP_FSM_ESTABLISHED" && s[len(s)-1] == "BGP_FSM_ESTABLISHED", s
 	})
-	routes(r2, "r2 has mail from the restarted speaker", "announce 192.0.2.25/32 via 127.0.0.1 med 0 communities []")
-	waitFor(t, &logs, "restarting the speaker", 1)
+	b.routes(t, r2, "r2 has mail from the restarted speaker", "announce 192.0.2.25/32 via 127.0.0.1 med 0 communities []")
+	waitFor(t, &b.logs, "restarting the speaker", 1)
 }
