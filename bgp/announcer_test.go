@@ -173,7 +173,7 @@ func TestLowestRouterID(t *testing.T) {
 		{[]netip.Addr{a("169.254.1.1"), a("127.0.0.1"), a("2001:db8::1")}, ""},
 	}
 	for _, c := range cases {
-		got, err := lowestRouterID(c.in)
+		got, err := LowestRouterID(c.in)
 		if c.want == "" {
 			if err == nil {
 				t.Errorf("%v: got %v, want an error", c.in, got)

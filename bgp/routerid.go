@@ -25,11 +25,12 @@ func RouterID(configured netip.Addr) (netip.Addr, error) {
 			}
 		}
 	}
-	return lowestRouterID(as)
+	return LowestRouterID(as)
 }
 
-// lowestRouterID is the lowest global-unicast IPv4 address of as.
-func lowestRouterID(as []netip.Addr) (netip.Addr, error) {
+// LowestRouterID is the lowest global-unicast IPv4 address of as: the
+// router ID when none is configured.
+func LowestRouterID(as []netip.Addr) (netip.Addr, error) {
 	var best netip.Addr
 	for _, a := range as {
 		if a.Is4() && a.IsGlobalUnicast() && (!best.IsValid() || a.Less(best)) {
