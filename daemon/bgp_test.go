@@ -5,7 +5,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -277,4 +280,64 @@ func TestBGPDaemonReload(t *testing.T) {
 	})
 	b.routes(t, r2, "r2 has mail from the restarted speaker", "announce 192.0.2.25/32 via 127.0.0.1 med 0 communities []")
 	waitFor(t, &b.logs, "restarting the speaker", 1)
+}
+
+// TestBGPDaemonCluster runs two directors announcing one prefix to one
+// router, as in ECMP: the router holds a path through each; maintenance on
+// one withdraws exactly its path, and both directors' cluster views show
+// who announces the prefix.
+func TestBGPDaemonCluster(t *testing.T) {
+	b := newBGPLab(t, "haldir-bgpcl")
+	h2, err := b.h.Lab().AddHost("d2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	locals := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.4")}
+	r := bgptest.Start(t, netip.MustParseAddr("127.0.0.2"), 65000, bgptest.Peer{Addr: locals[0], ASN: 65010}, bgptest.Peer{Addr: locals[1], ASN: 65010})
+	secret := filepath.Join(t.TempDir(), "gossip.key")
+	if err := os.WriteFile(secret, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ports := []int{freePort(t), freePort(t)}
+	const web = "[[bgp.announce]]\nprefix = \"192.0.2.10/32\"\nvirtual_servers = [\"web\"]\n"
+	var ds []*Daemon
+	for i, h := range []*lab.Host{b.h, h2} {
+		peers := ""
+		if i == 1 {
+			peers = fmt.Sprintf("%q", fmt.Sprintf("127.0.0.1:%d", ports[0]))
+		}
+		cfg := b.config(t, fmt.Sprintf("10.9.9.%d", i+1), []*bgptest.Router{r},
+			web+fmt.Sprintf("[cluster]\nname = \"d%d\"\nbind = \"127.0.0.1:%d\"\npeers = [%s]\nsecret_file = %q\n", i+1, ports[i], peers, secret))
+		cfg.BGP.Peers[0].LocalAddress = locals[i]
+		ds = append(ds, startLoop(t, cfg, Options{Logger: slog.New(slog.NewTextHandler(&b.logs, nil)), Notify: func(string) {},
+			BGPDo: h.Do, BGPGracefulWait: 50 * time.Millisecond,
+			NewKernel: func() (ipvs.Kernel, func(), error) { return ipvstest.New(), func() {}, nil }}))
+	}
+	paths := func(what string, want ...string) {
+		t.Helper()
+		poll.Until(t, 20*time.Second, what, func() (bool, any) { return slices.Equal(r.Paths(), want), r.Paths() }, b.logs.String)
+	}
+	announcers := func(what, want string) {
+		t.Helper()
+		for _, d := range ds {
+			poll.Until(t, 15*time.Second, what, func() (bool, any) {
+				var got []string
+				for _, m := range d.cluster.View().Members {
+					for _, p := range m.BGPAnnounced {
+						got = append(got, m.Name+"="+p.String())
+					}
+				}
+				return strings.Join(got, " ") == want, got
+			}, b.logs.String)
+		}
+	}
+	paths("a path through each director",
+		"announce 192.0.2.10/32 via 127.0.0.1 med 0 communities []", "announce 192.0.2.10/32 via 127.0.0.4 med 0 communities []")
+	announcers("both announce", "d1=192.0.2.10/32 d2=192.0.2.10/32")
+
+	if _, err := ds[0].SetMaintenance(control.MaintenanceRequest{On: true}); err != nil {
+		t.Fatal(err)
+	}
+	paths("d1's path gone, d2's kept", "announce 192.0.2.10/32 via 127.0.0.4 med 0 communities []")
+	announcers("d2 alone announces", "d2=192.0.2.10/32")
 }

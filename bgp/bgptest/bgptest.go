@@ -43,7 +43,7 @@ func (u Update) String() string {
 	return fmt.Sprintf("announce %s via %s med %d communities [%s]", u.Prefix, u.NextHop, u.MED, strings.Join(cs, " "))
 }
 
-// Router is a GoBGP speaker listening on Addr:Port for one peer.
+// Router is a GoBGP speaker listening on Addr:Port for its peers.
 type Router struct {
 	Addr netip.Addr
 	Port uint16
@@ -62,9 +62,9 @@ type Peer struct {
 	Password string // TCP MD5; "" none
 }
 
-// Start runs a router with asn at addr on a free port for peer; it stops
-// at the test's end.
-func Start(t testing.TB, addr netip.Addr, asn uint32, peer Peer) *Router {
+// Start runs a router with asn at addr on a free port for peers; it
+// stops at the test's end.
+func Start(t testing.TB, addr netip.Addr, asn uint32, peers ...Peer) *Router {
 	t.Helper()
 	port := freePort(t, addr)
 	r := &Router{Addr: addr, Port: port, ASN: asn, s: server.NewBgpServer(server.LoggerOption(slog.New(slog.DiscardHandler), nil))}
@@ -91,17 +91,19 @@ func Start(t testing.TB, addr netip.Addr, asn uint32, peer Peer) *Router {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = r.s.AddPeer(context.Background(), &api.AddPeerRequest{Peer: &api.Peer{
-		Conf:      &api.PeerConf{NeighborAddress: peer.Addr.String(), PeerAsn: peer.ASN, AuthPassword: peer.Password},
-		Transport: &api.Transport{PassiveMode: true, LocalAddress: addr.String()},
-		Timers:    &api.Timers{Config: &api.TimersConfig{HoldTime: 9, KeepaliveInterval: 3}},
-		AfiSafis: []*api.AfiSafi{
-			{Config: &api.AfiSafiConfig{Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}, Enabled: true}},
-			{Config: &api.AfiSafiConfig{Family: &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}, Enabled: true}},
-		},
-	}})
-	if err != nil {
-		t.Fatal(err)
+	for _, peer := range peers {
+		err = r.s.AddPeer(context.Background(), &api.AddPeerRequest{Peer: &api.Peer{
+			Conf:      &api.PeerConf{NeighborAddress: peer.Addr.String(), PeerAsn: peer.ASN, AuthPassword: peer.Password},
+			Transport: &api.Transport{PassiveMode: true, LocalAddress: addr.String()},
+			Timers:    &api.Timers{Config: &api.TimersConfig{HoldTime: 9, KeepaliveInterval: 3}},
+			AfiSafis: []*api.AfiSafi{
+				{Config: &api.AfiSafiConfig{Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}, Enabled: true}},
+				{Config: &api.AfiSafiConfig{Family: &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}, Enabled: true}},
+			},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	return r
 }
@@ -165,23 +167,43 @@ func (r *Router) States() []string {
 	return slices.Clone(r.states)
 }
 
-// Routes are the prefixes the router holds now (its RIB), with their
-// attributes.
+// Routes are the prefixes the router holds now (its RIB), each with its
+// best path's attributes.
 func (r *Router) Routes() map[netip.Prefix]Update {
 	out := map[netip.Prefix]Update{}
-	for _, f := range []bgppkt.Family{bgppkt.RF_IPv4_UC, bgppkt.RF_IPv6_UC} {
-		_ = r.s.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: f}, func(_ bgppkt.NLRI, paths []*apiutil.Path) {
+	r.walk(func(u Update, best bool) {
+		if best {
+			out[u.Prefix] = u
+		}
+	})
+	return out
+}
+
+// Paths are every path the router holds now, from every peer, as
+// Update.String, sorted: with several directors announcing a prefix,
+// one per next hop.
+func (r *Router) Paths() []string {
+	var out []string
+	r.walk(func(u Update, _ bool) { out = append(out, u.String()) })
+	slices.Sort(out)
+	return out
+}
+
+// walk calls f with every path of the router's RIB and whether it is
+// the best.
+func (r *Router) walk(f func(u Update, best bool)) {
+	for _, fam := range []bgppkt.Family{bgppkt.RF_IPv4_UC, bgppkt.RF_IPv6_UC} {
+		_ = r.s.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: fam}, func(_ bgppkt.NLRI, paths []*apiutil.Path) {
 			for _, p := range paths {
 				if u, ok := toUpdate(p, time.Time{}); ok && !u.Withdraw {
-					out[u.Prefix] = u
+					f(u, p.Best)
 				}
 			}
 		})
 	}
-	return out
 }
 
-// Established says whether the session with the peer is up.
+// Established says whether a session with a peer is up.
 func (r *Router) Established() bool {
 	up := false
 	_ = r.s.ListPeer(context.Background(), &api.ListPeerRequest{}, func(p *api.Peer) {
