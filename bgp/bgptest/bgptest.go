@@ -1,6 +1,12 @@
 // Package bgptest runs a GoBGP router on loopback for tests of haldir's
-// speaker: it accepts one session and records every UPDATE it receives,
-// in order, with its attributes.
+// speaker: it accepts sessions from its peers and records every UPDATE it
+// receives, in order, with its attributes.
+//
+// GoBGP keeps its route selection options in package variables that
+// every BgpServer's start writes and every route change reads: in one
+// process, start every speaker (routers and haldir's) while none carries
+// routes, or the race detector reports the write. One director runs one
+// speaker at a time, so only tests meet this.
 package bgptest
 
 import (
