@@ -185,3 +185,21 @@ func TestLowestRouterID(t *testing.T) {
 		}
 	}
 }
+
+func TestUnreachable(t *testing.T) {
+	v4 := conf.BGPPeerSpec{Address: netip.MustParseAddr("10.0.0.1")}
+	v6 := conf.BGPPeerSpec{Address: netip.MustParseAddr("2001:db8::1")}
+	cases := []struct {
+		peers []conf.BGPPeerSpec
+		want  []netip.Prefix
+	}{
+		{[]conf.BGPPeerSpec{v4}, []netip.Prefix{pDNS}},
+		{[]conf.BGPPeerSpec{v6}, []netip.Prefix{pWeb}},
+		{[]conf.BGPPeerSpec{v4, v6}, nil},
+	}
+	for _, c := range cases {
+		if got := Unreachable(conf.BGPSpec{Peers: c.peers, Announce: []conf.BGPAnnounceSpec{web, dns}}); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("peers %v: %v, want %v", c.peers, got, c.want)
+		}
+	}
+}

@@ -154,6 +154,18 @@ func Start(spec conf.BGPSpec, routerID netip.Addr, opts Options) (*Speaker, erro
 	return s, nil
 }
 
+// Unreachable are the prefixes of spec no peer of their family would
+// hear of: an IPv6 prefix with IPv4 peers only, or the other way round.
+func Unreachable(spec conf.BGPSpec) []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range spec.Announce {
+		if !slices.ContainsFunc(spec.Peers, func(p conf.BGPPeerSpec) bool { return p.Address.Is6() == a.Prefix.Addr().Is6() }) {
+			out = append(out, a.Prefix)
+		}
+	}
+	return out
+}
+
 // NeedsRestart says whether going from old to next needs a new speaker:
 // GoBGP takes its ASN, router ID and listener only at start. Everything
 // else (peers, announcements) a running speaker takes.
@@ -229,19 +241,20 @@ func (s *Speaker) SetPeers(peers []conf.BGPPeerSpec) error {
 // apiPeer is p as GoBGP's peer.
 func (s *Speaker) apiPeer(p conf.BGPPeerSpec) (*api.Peer, error) {
 	hold := uint64(p.HoldTime / time.Second)
+	family := &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
+	if p.Address.Is6() {
+		family.Afi = api.Family_AFI_IP6
+	}
 	ap := &api.Peer{
 		Conf: &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASN},
 		Timers: &api.Timers{Config: &api.TimersConfig{
 			HoldTime: hold, KeepaliveInterval: max(hold/3, 1), ConnectRetry: uint64(connectRetry / time.Second),
 		}},
 		Transport: &api.Transport{RemotePort: uint32(p.Port)},
-		// Both unicast families, so that the announce list may hold
-		// either. The next hop is the session's local address: an IPv6
-		// prefix needs a peer reached over IPv6.
-		AfiSafis: []*api.AfiSafi{
-			{Config: &api.AfiSafiConfig{Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}, Enabled: true}},
-			{Config: &api.AfiSafiConfig{Family: &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}, Enabled: true}},
-		},
+		// The peer's own family only: a route's next hop is the
+		// session's local address, which cannot be the next hop of the
+		// other family's prefixes (an IPv6 prefix needs an IPv6 peer).
+		AfiSafis: []*api.AfiSafi{{Config: &api.AfiSafiConfig{Family: family, Enabled: true}}},
 	}
 	if p.LocalAddress.IsValid() {
 		ap.Transport.LocalAddress = p.LocalAddress.String()

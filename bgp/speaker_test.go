@@ -51,7 +51,7 @@ func startPair(t *testing.T, wait time.Duration, bfd *conf.BFDSpec) (*Speaker, *
 
 // TestBGPSpeakerAnnounces runs the speaker against a GoBGP router on
 // loopback: routes arrive with their next hop (the session's local
-// address), communities and MED; a quorum-lost withdraw goes at once; a
+// address), communities and MED, an IPv6 one not over IPv4; a quorum-lost withdraw goes at once; a
 // graceful withdraw is first announced with GRACEFUL_SHUTDOWN and
 // withdrawn only after the wait; an announce during that wait calls the
 // withdraw off.
@@ -81,7 +81,10 @@ func TestBGPSpeakerAnnounces(t *testing.T) {
 			return fmt.Sprint(got) == fmt.Sprint(want), got
 		})
 	}
-	s.Apply([]Action{{Route: a, Announce: true}, {Route: b, Announce: true}})
+	// c is IPv6: the IPv4 session does not carry it (its next hop would
+	// be an IPv4 address); every exact check below would see it.
+	c := Route{Prefix: netip.MustParsePrefix("2001:db8::10/128")}
+	s.Apply([]Action{{Route: a, Announce: true}, {Route: b, Announce: true}, {Route: c, Announce: true}})
 	routes("both routes", map[netip.Prefix]string{
 		a.Prefix: "announce 192.0.2.10/32 via 127.0.0.1 med 7 communities [65010:100]",
 		b.Prefix: "announce 192.0.2.64/27 via 127.0.0.1 med 0 communities []",

@@ -46,6 +46,7 @@ func (d *Daemon) startBGP(spec *conf.Spec) {
 	d.log.Info("bgp speaker started", "asn", b.spec.ASN, "router_id", b.routerID.String(), "listen_port", b.spec.ListenPort,
 		"peers", len(b.spec.Peers), "prefixes", len(b.spec.Announce), "device", b.device.Name())
 	d.setBGPPeers(b, spec.BGP.Peers)
+	d.warnUnreachable(b.spec)
 	d.applyBGP(b.announcer.SetConfig(b.spec.GracefulShutdown, b.spec.Announce, d.bgpInputs(), time.Now()))
 }
 
@@ -84,6 +85,13 @@ func (d *Daemon) setBGPPeers(b *bgpState, peers []conf.BGPPeerSpec) {
 		return
 	}
 	delete(d.notRunning, "bgp peers")
+}
+
+// warnUnreachable logs each prefix no peer of its family hears of.
+func (d *Daemon) warnUnreachable(spec conf.BGPSpec) {
+	for _, p := range bgp.Unreachable(spec) {
+		d.log.Warn("bgp: no peer of the prefix's family: announced to nobody", "prefix", p.String())
+	}
 }
 
 // bgpInputs are what the announcer decides from, as the loop has them now.
@@ -153,6 +161,7 @@ func (d *Daemon) reloadBGP(spec *conf.Spec) {
 	// Every reload: a password file's key may have changed behind the
 	// same path; an unchanged peer is left alone.
 	d.setBGPPeers(b, next.Peers)
+	d.warnUnreachable(next)
 	// The addresses follow the configuration: one whose prefix a reload
 	// removed goes with its virtual server.
 	if err := b.device.SetAddrs(bgp.Addresses(next, spec.VirtualServers)); err != nil {
