@@ -22,6 +22,7 @@ import (
 	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 	"github.com/haldir-lb/haldir/lab"
+	"github.com/haldir-lb/haldir/vrrp"
 )
 
 // deviceAddrs lists the addresses of device dev in host h, or why not.
@@ -42,7 +43,7 @@ func deviceAddrs(h *lab.Host, dev string) (out []string, err error) {
 	return out, err
 }
 
-// bgpLab is a director for [bgp] tests: host d1 of a lab holds the
+// bgpLab is a director for [bgp] tests: host r1 of a lab holds the
 // device's addresses (lo: the host kernel has no dummy devices), a real
 // server listens on loopback for the checked virtual server web (down
 // until its first check passes; mail is unchecked), and the peers are
@@ -56,11 +57,7 @@ type bgpLab struct {
 
 func newBGPLab(t *testing.T, name string) *bgpLab {
 	t.Helper()
-	l := lab.NewT(t, name)
-	h, err := l.AddHost("d1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := lab.RoutersT(t, name, 1).Host("r1") // eth0 192.0.2.11/24, for VRRP beside
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +111,7 @@ device = "lo"
 func (b *bgpLab) start(t *testing.T, cfg *conf.Config, gracefulWait time.Duration) *Daemon {
 	t.Helper()
 	return startLoop(t, cfg, Options{Logger: slog.New(slog.NewTextHandler(&b.logs, nil)), Notify: func(string) {},
-		BGPDo: b.h.Do, BGPGracefulWait: gracefulWait,
+		BGPDo: b.h.Do, VRRPDo: b.h.Do, BGPGracefulWait: gracefulWait,
 		NewKernel: func() (ipvs.Kernel, func(), error) { return ipvstest.New(), func() {}, nil }})
 }
 
@@ -148,6 +145,8 @@ func TestBGPDaemonAnnounces(t *testing.T) {
 	d := b.start(t, b.config(t, "10.9.9.9", []*bgptest.Router{r},
 		"[[bgp.announce]]\nprefix = \"192.0.2.10/32\"\nvirtual_servers = [\"web\"]\ncommunities = [\"65010:100\"]\nmed = 5\n"), wait)
 	const announced = "announce 192.0.2.10/32 via 127.0.0.1 med 5 communities [65010:100]"
+	// route waits for the router's RIB to hold want ("" none) and for
+	// its record of UPDATEs to have caught up (it is told separately).
 	route := func(what, want string) {
 		t.Helper()
 		if want == "" {
@@ -155,6 +154,14 @@ func TestBGPDaemonAnnounces(t *testing.T) {
 		} else {
 			b.routes(t, r, what, want)
 		}
+		poll.Until(t, 5*time.Second, what+" (recorded)", func() (bool, any) {
+			ups := r.Updates()
+			if len(ups) == 0 {
+				return want == "", ups
+			}
+			last := ups[len(ups)-1]
+			return want == "" && last.Withdraw || last.String() == want, ups
+		})
 	}
 	route("the prefix announced", announced)
 	if as, err := deviceAddrs(h, "lo"); err != nil || !slices.Contains(as, "192.0.2.10/32") {
@@ -355,4 +362,45 @@ func TestBGPDaemonCluster(t *testing.T) {
 	}
 	paths("d1's path gone, d2's kept", "announce 192.0.2.10/32 via 127.0.0.4 med 0 communities []")
 	announcers("d2 alone announces", "d2=192.0.2.10/32")
+}
+
+// TestBGPDaemonBesideVRRP: one director moves one address by VRRP and
+// announces another over BGP; maintenance lowers the instance and
+// withdraws the prefix, and off brings both back.
+func TestBGPDaemonBesideVRRP(t *testing.T) {
+	b := newBGPLab(t, "haldir-bgpvrrp")
+	r := bgptest.Start(t, netip.MustParseAddr("127.0.0.2"), 65000, bgptest.Peer{Addr: netip.MustParseAddr("127.0.0.1"), ASN: 65010})
+	cfg := b.config(t, "10.9.9.9", []*bgptest.Router{r}, `[[bgp.announce]]
+prefix = "192.0.2.10/32"
+virtual_servers = ["web"]
+[[vrrp]]
+name = "vi"
+interface = "eth0"
+vrid = 42
+priority = 150
+advert_interval = "100ms"
+virtual_addresses = ["192.0.2.1/24"]
+`)
+	d := b.start(t, cfg, 50*time.Millisecond)
+	const web = "announce 192.0.2.10/32 via 127.0.0.1 med 0 communities []"
+	in := d.vrrp.Instance("vi")
+	vrrpIs := func(what string, state vrrp.State, prio uint8) {
+		t.Helper()
+		poll.Until(t, 10*time.Second, what, func() (bool, any) {
+			st := in.Status()
+			return st.State == state && st.Priority == prio, st
+		}, b.logs.String)
+	}
+	vrrpIs("vi master at 150", vrrp.StateMaster, 150)
+	b.routes(t, r, "web announced", web)
+	if _, err := d.SetMaintenance(control.MaintenanceRequest{On: true}); err != nil {
+		t.Fatal(err)
+	}
+	b.routes(t, r, "web withdrawn")
+	vrrpIs("vi at priority 1 (no backup: stays master)", vrrp.StateMaster, 1)
+	if _, err := d.SetMaintenance(control.MaintenanceRequest{On: false}); err != nil {
+		t.Fatal(err)
+	}
+	b.routes(t, r, "web announced again", web)
+	vrrpIs("vi back at 150", vrrp.StateMaster, 150)
 }

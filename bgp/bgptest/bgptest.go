@@ -185,6 +185,23 @@ func (r *Router) Routes() map[netip.Prefix]Update {
 	return out
 }
 
+// Recorded are the prefixes the UPDATEs received so far leave announced,
+// each with its last announcement. The router's RIB (Routes) and this
+// record are told apart by GoBGP, so a test that reads Updates after
+// seeing a route waits for both; a session that ends leaves no withdraw
+// here.
+func (r *Router) Recorded() map[netip.Prefix]Update {
+	out := map[netip.Prefix]Update{}
+	for _, u := range r.Updates() {
+		if u.Withdraw {
+			delete(out, u.Prefix)
+		} else {
+			out[u.Prefix] = u
+		}
+	}
+	return out
+}
+
 // Paths are every path the router holds now, from every peer, as
 // Update.String, sorted: with several directors announcing a prefix,
 // one per next hop.
