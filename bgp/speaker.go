@@ -484,8 +484,28 @@ func apiPath(r Route, withdraw bool) (*apiutil.Path, error) {
 }
 
 // Peers is every configured peer's session as GoBGP has it now; safe from
-// any goroutine (GoBGP answers on its own).
+// any goroutine (GoBGP answers on its own). GoBGP's own call does not
+// give up, so a speaker that does not answer before ctx ends is an error
+// (its call is left to finish on its own).
 func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
+	type result struct {
+		ps  []PeerStatus
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		ps, err := s.listPeers(ctx)
+		ch <- result{ps, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.ps, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("bgp: the speaker did not answer: %w", ctx.Err())
+	}
+}
+
+func (s *Speaker) listPeers(ctx context.Context) ([]PeerStatus, error) {
 	var out []PeerStatus
 	err := s.bgp.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
 		ps := PeerStatus{}
