@@ -140,7 +140,11 @@ func (d *Daemon) bgpPeerChanged(e bgp.PeerEvent) {
 
 // reloadBGP takes a reload's [bgp]: peers and announcements change in
 // place; a new ASN, router ID or listener (GoBGP takes them only at start)
-// or device restarts the speaker, withdrawing gracefully first.
+// or device restarts the speaker, withdrawing gracefully first. That
+// restart, and a reload that drops [bgp], hold the loop for the graceful
+// wait (1 s): the old speaker must have withdrawn and closed its listener
+// before the new one starts, and the addresses go only after the
+// withdraw. Both are rare operator acts.
 func (d *Daemon) reloadBGP(spec *conf.Spec) {
 	b := d.bgp
 	switch {
