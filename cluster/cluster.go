@@ -70,6 +70,9 @@ type NodeState struct {
 	// Sync is this director's side of connection sync; nil without
 	// [sync] (and until the daemon's first refresh).
 	Sync *ConnSync `json:",omitempty"`
+	// BGPAnnounced are the prefixes the director announces over BGP now
+	// (its [bgp] announcements whose virtual servers have quorum there).
+	BGPAnnounced []netip.Prefix `json:",omitempty"`
 	// Recent are the director's last events (VRRP state changes,
 	// announcements, conn-sync roles), oldest first, at most MaxRecent,
 	// on its own clock: a drill's timeline shows every director's side.

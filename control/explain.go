@@ -254,6 +254,16 @@ func (st Status) Problems() []Problem {
 			out = append(out, Problem{What: "conn sync: " + r.Summary})
 		}
 	}
+	if b := st.BGP; b != nil {
+		for _, p := range b.Peers {
+			if p.State != "established" {
+				out = append(out, Problem{What: fmt.Sprintf("bgp: peer %s (asn %d) is %s, not established", p.Address, p.ASN, p.State)})
+			}
+		}
+		if b.PeersError != "" {
+			out = append(out, Problem{What: "bgp: peers unknown: " + b.PeersError})
+		}
+	}
 	for _, s := range st.Services {
 		if !s.QuorumUp {
 			name := orNone(s.Name, s.Key.String())

@@ -1,8 +1,10 @@
 package control
 
 import (
+	"net/netip"
 	"time"
 
+	"github.com/haldir-lb/haldir/bgp"
 	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/connsync"
@@ -56,6 +58,21 @@ type Status struct {
 	// LastDrill is the newest drill report kept in state_dir/drills; nil
 	// when there is none.
 	LastDrill *DrillSummary `json:"last_drill,omitempty"`
+	// BGP is the [bgp] speaker; nil without it (or when it did not start).
+	BGP *BGPStatus `json:",omitempty"`
+}
+
+// BGPStatus is the BGP speaker: its peers' sessions and what it announces.
+type BGPStatus struct {
+	ASN      uint32
+	RouterID netip.Addr
+	Device   string
+	Peers    []bgp.PeerStatus
+	// PeersError is why the peers could not be read (GoBGP did not
+	// answer in time); "" when they were.
+	PeersError string `json:",omitempty"`
+	// Prefixes are the configured prefixes, announced or why not.
+	Prefixes []bgp.PrefixState
 }
 
 // Daemon is what the control server needs from the running daemon.

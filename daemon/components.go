@@ -67,6 +67,9 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 	// Before the instances start: a director restarted in maintenance
 	// never takes mastership on the way.
 	d.startMaintenance()
+	// After the director: a prefix is announced once its virtual
+	// servers are in the table with quorum.
+	d.startBGP(spec)
 	// After the director: an instance's addresses come up with their
 	// virtual servers already in the table.
 	d.vrrp.Apply(spec)
@@ -124,6 +127,7 @@ func (d *Daemon) tellCluster(hashes map[string]string) {
 	d.cluster.Update(func(s *cluster.NodeState) {
 		s.VRRP = states
 		s.Recent = recent
+		s.BGPAnnounced = d.announcedPrefixes()
 		s.Maintenance, s.MaintenanceReason = d.op.Maintenance != nil, ""
 		if m := d.op.Maintenance; m != nil {
 			s.MaintenanceReason = m.Reason
@@ -273,6 +277,7 @@ func (d *Daemon) reload(old, cfg *conf.Config) error {
 	}
 	d.setVSNames(spec)
 	d.reloadSync(spec)
+	d.reloadBGP(spec)
 	// After the director: a new instance's addresses come up with their
 	// virtual servers already in the table.
 	d.vrrp.Apply(spec)
@@ -285,12 +290,15 @@ func (d *Daemon) reload(old, cfg *conf.Config) error {
 	return errors.Join(errs...)
 }
 
-// stop shuts down in order: VRRP first (a master sends priority 0 so the
-// backup takes over at once), then checks and the director. The IPVS table
+// stop shuts down in order: BGP first (every prefix withdrawn, gracefully,
+// so the routers move the traffic while this director still serves it),
+// then VRRP (a master sends priority 0 so the backup takes over at once),
+// then checks and the director. The IPVS table
 // is left as it is, so a restart adopts it without resetting a connection.
 func (d *Daemon) stop() { d.stopOnce.Do(d.stopNow) }
 
 func (d *Daemon) stopNow() {
+	d.stopBGP()
 	d.vrrp.Stop()
 	d.stopSync()
 	if d.cluster != nil {
@@ -355,6 +363,16 @@ func (d *Daemon) statusLine() string {
 	}
 	if len(notRunning) > 0 {
 		parts = append(parts, fmt.Sprintf("%d not running", len(notRunning)))
+	}
+	if b := d.bgp; b != nil {
+		st := b.announcer.State()
+		n := 0
+		for _, p := range st {
+			if p.Announced {
+				n++
+			}
+		}
+		parts = append(parts, fmt.Sprintf("bgp: %d of %d prefixes announced", n, len(st)))
 	}
 	if m := d.maintenanceLine(); m != "" {
 		parts = append(parts, m)

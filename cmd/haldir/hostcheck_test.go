@@ -77,6 +77,13 @@ func TestCheckHost(t *testing.T) {
 		return "\n[[virtual_server]]\nname = \"web\"\naddress = \"192.0.2.10\"\nport = 80\nscheduler = \"" + sched +
 			"\"\n[[virtual_server.real_server]]\naddress = \"10.0.0.21\"\n"
 	}
+	key := filepath.Join(dir, "bgp.key")
+	if err := os.WriteFile(key, []byte("k\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bgpPeer := func(peer string) string {
+		return "\n[bgp]\nasn = 65010\n[[bgp.peer]]\naddress = \"192.0.2.1\"\nasn = 65000\n" + peer
+	}
 	noIPVS := ipvsFixture(t)
 	withRR := ipvsFixture(t, "ip_vs", "ip_vs_rr")
 	disabled := ipvsFixture(t, "ip_vs", "ip_vs_rr")
@@ -137,6 +144,12 @@ func TestCheckHost(t *testing.T) {
 		{name: "modules disabled", cfg: vs("rr"), env: disabled,
 			want: []string{"virtual_server: IPVS is not available on this host: module ip_vs is not loaded and kernel.modules_disabled = 1"}},
 		{name: "modules disabled but loaded", cfg: vs("rr"), env: loaded},
+		{name: "bgp", cfg: bgpPeer("local_address = \"192.0.2.11\"\npassword_file = \"" + key + "\"\n")},
+		{name: "bgp local address and password file", cfg: bgpPeer("local_address = \"192.0.2.99\"\npassword_file = \"" + plain + "\"\n"),
+			want: []string{
+				"bgp.peer[0].local_address: 192.0.2.99 is not an address of this host",
+				"bgp.peer[0].password_file: " + plain + ": mode 0644, must be 0600 or stricter (no access for group or others)",
+			}},
 		{name: "exec check", cfg: vs("rr") + "[virtual_server.check]\ntype = \"exec\"\ncommand = [\"/nonexistent/check\"]\n", env: withRR,
 			want: []string{`virtual_server.web.check.command: "/nonexistent/check" does not exist`}},
 	} {
