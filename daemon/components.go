@@ -33,7 +33,7 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 	// tellCluster spreads them.
 	var hashes map[string]string
 	if cfg.Cluster != nil {
-		hashes = spec.Hashes()
+		hashes = clusterHashes(spec)
 	}
 	d.startCluster(cfg, hashes)
 	d.setVSNames(spec)
@@ -137,6 +137,7 @@ func (d *Daemon) tellCluster(hashes map[string]string) {
 // reloadSync starts, reconfigures or stops the conn-sync follower for
 // spec's [sync].
 func (d *Daemon) reloadSync(spec *conf.Spec) {
+	d.bgpMode(spec)
 	switch {
 	case spec.Sync == nil && d.follower != nil:
 		d.stopSync()
@@ -280,7 +281,7 @@ func (d *Daemon) reload(old, cfg *conf.Config) error {
 		d.log.Warn("cluster changes take effect at restart; the running cluster membership stays")
 	}
 	if d.cluster != nil {
-		d.tellCluster(spec.Hashes())
+		d.tellCluster(clusterHashes(spec))
 	}
 	return errors.Join(errs...)
 }
