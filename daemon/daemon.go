@@ -109,9 +109,10 @@ type Daemon struct {
 	syncStop     func()
 	// connSync is what this director last gossiped of its conn sync.
 	connSync *cluster.ConnSync
+	stopOnce sync.Once
+
 	// configWarnings are the configuration's warnings (bgpMode).
 	configWarnings []string
-	stopOnce       sync.Once
 
 	// subs are the (service, real) pairs each probe key judges.
 	subs map[string][]director.Verdict
