@@ -1,13 +1,9 @@
 package director
 
 import (
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/haldir-lb/haldir/conf"
@@ -37,28 +33,13 @@ func mhFlows(t *testing.T, h *lab.Host, vip netip.AddrPort, ports []uint16) map[
 				return fmt.Errorf("flow from port %d: %w", p, err)
 			}
 		}
-		// /proc/net follows the namespace of the process's main thread;
-		// thread-self is the one Do switched.
-		b, err := os.ReadFile("/proc/thread-self/net/ip_vs_conn")
-		if err != nil {
-			return err
-		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			// Pro FromIP FPrt ToIP TPrt DestIP DPrt State Expires ...
-			f := strings.Fields(line)
-			if len(f) < 7 || f[0] != "UDP" {
-				continue
+		conns, err := ipvstest.ReadConns()
+		for _, c := range conns {
+			if c.Proto == "UDP" && c.Virtual == vip {
+				out[c.Client.Port()] = c.Dest
 			}
-			from, err1 := strconv.ParseUint(f[2], 16, 16)
-			ip, err2 := hex.DecodeString(f[5])
-			port, err3 := strconv.ParseUint(f[6], 16, 16)
-			a, ok := netip.AddrFromSlice(ip)
-			if err1 != nil || err2 != nil || err3 != nil || !ok {
-				return fmt.Errorf("ip_vs_conn line %q", line)
-			}
-			out[uint16(from)] = netip.AddrPortFrom(a, uint16(port))
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
