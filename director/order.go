@@ -1,7 +1,6 @@
 package director
 
 import (
-	"net/netip"
 	"slices"
 
 	"github.com/haldir-lb/haldir/ipvs"
@@ -77,14 +76,5 @@ func planOrdered(ops []ipvs.Op, svc ipvs.Service, have []ipvs.DestInfo, want []i
 	for _, d := range upd {
 		ops = append(ops, ipvs.Op{Kind: ipvs.OpUpdDest, Service: key, Dest: d})
 	}
-	wanted := make(map[netip.AddrPort]bool, len(want))
-	for _, d := range want {
-		wanted[d.Addr] = true
-	}
-	for _, h := range have {
-		if !wanted[h.Addr] {
-			ops = append(ops, ipvs.Op{Kind: ipvs.OpDelDest, Service: key, Dest: ipvs.Destination{Addr: h.Addr}})
-		}
-	}
-	return ops
+	return appendUnwanted(ops, key, have, want)
 }

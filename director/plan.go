@@ -85,6 +85,12 @@ func planDests(ops []ipvs.Op, key ipvs.ServiceKey, have []ipvs.DestInfo, want []
 	if present == len(have) {
 		return ops // nothing unwanted: the common case, worth no map
 	}
+	return appendUnwanted(ops, svc, have, want)
+}
+
+// appendUnwanted appends the removal of every destination of have that
+// want does not hold, in have's order.
+func appendUnwanted(ops []ipvs.Op, svc ipvs.Service, have []ipvs.DestInfo, want []ipvs.Destination) []ipvs.Op {
 	wanted := make(map[netip.AddrPort]bool, len(want))
 	for _, d := range want {
 		wanted[d.Addr] = true
