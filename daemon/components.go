@@ -162,6 +162,9 @@ func (d *Daemon) reloadSync(spec *conf.Spec) {
 			}
 		}()
 		d.follower, d.syncInstance = f, spec.Sync.VRRPInstance
+		if connsync.NWay(*spec.Sync) {
+			d.remember(time.Now(), "conn sync: N-way, the kernel's master and backup sync daemons run together")
+		}
 		d.setSyncRole()
 		d.syncStop = func() { cancel(); <-done }
 		delete(d.notRunning, "sync")
