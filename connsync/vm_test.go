@@ -53,6 +53,21 @@ func TestVMNWaySync(t *testing.T) {
 			t.Fatal(err)
 		}
 		k := ipvstest.Open(t, h.NetNSPath())
+		// The settings of BGP mode exist on the lab's kernel and are per
+		// namespace: set in each director's own.
+		err = h.Do(func() error {
+			changes, err := Apply(ProcSysctls{}, BGPSettings(), quiet)
+			if err == nil && len(changes) != 2 { // sloppy_tcp and sloppy_sctp; backup_only is 0
+				err = fmt.Errorf("changes %+v, want the two sloppy settings", changes)
+			}
+			if left := Check(ProcSysctls{}, BGPSettings()); err == nil && len(left) != 0 {
+				err = fmt.Errorf("after Apply the host check still lists %q", left)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", h.Name(), err)
+		}
 		if err := k.NewService(svc); err != nil {
 			t.Fatal(err)
 		}
