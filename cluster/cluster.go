@@ -95,7 +95,7 @@ const MaxRecent = 16
 // the master's sync daemon sent, so a backup far below the master is not
 // receiving).
 type ConnSync struct {
-	Role  string // master, backup, master+backup, or none
+	Role  string // master, backup, master+backup (N-way: both all the time), or none
 	Conns uint64
 	// Services holds the count of each virtual server that holds any
 	// connection, by its IPVS key ("TCP 192.0.2.1:80", "FWM 5").

@@ -263,9 +263,14 @@ type APICheckResult struct {
 
 // APISync is the kernel conn-sync daemon's follower.
 type APISync struct {
-	Running   []APISyncDaemon `json:"running"`
-	Wanted    APISyncDaemon   `json:"wanted"`
-	LastError string          `json:"last_error"`
+	Running []APISyncDaemon `json:"running"`
+	Wanted  APISyncDaemon   `json:"wanted"`
+	// Mode is "follow" (master or backup after vrrp_instance) or "n-way"
+	// (master and backup together, [bgp]); WantedRoles the roles the
+	// kernel should run.
+	Mode        string   `json:"mode"`
+	WantedRoles []string `json:"wanted_roles"`
+	LastError   string   `json:"last_error"`
 	Changes   uint64          `json:"changes"`
 	Failures  uint64          `json:"failures"`
 	// The conn-sync picture (Status.ConnSync): this director's role and
@@ -536,7 +541,14 @@ func (st Status) API() APIStatus {
 	}
 
 	if s := st.Sync; s != nil {
-		as := &APISync{Running: []APISyncDaemon{}, Wanted: apiSyncDaemon(s.Want), LastError: s.LastErr, Changes: s.Changes, Failures: s.Failures}
+		as := &APISync{Running: []APISyncDaemon{}, Wanted: apiSyncDaemon(s.Want), Mode: "follow", WantedRoles: []string{},
+			LastError: s.LastErr, Changes: s.Changes, Failures: s.Failures}
+		if s.NWay {
+			as.Mode = "n-way"
+		}
+		for _, r := range s.Wanted() {
+			as.WantedRoles = append(as.WantedRoles, r.String())
+		}
 		for _, d := range s.Running {
 			as.Running = append(as.Running, apiSyncDaemon(d))
 		}

@@ -47,6 +47,10 @@ type Status struct {
 	VirtualServers []conf.VirtualServer `json:",omitempty"`
 	// Sync is the connection sync daemon's follower; nil without [sync].
 	Sync *connsync.Status `json:",omitempty"`
+	// ConfigWarnings are what the configuration in force risks without
+	// being wrong (an announced virtual server whose scheduler does not
+	// hash the flow), found at start and reload.
+	ConfigWarnings []string `json:",omitempty"`
 	// Cluster is every director as this one sees it; nil without [cluster].
 	Cluster *cluster.View `json:",omitempty"`
 	// Components not running in this build or configuration, with why.

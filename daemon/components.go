@@ -33,7 +33,7 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 	// tellCluster spreads them.
 	var hashes map[string]string
 	if cfg.Cluster != nil {
-		hashes = spec.Hashes()
+		hashes = clusterHashes(spec)
 	}
 	d.startCluster(cfg, hashes)
 	d.setVSNames(spec)
@@ -141,6 +141,7 @@ func (d *Daemon) tellCluster(hashes map[string]string) {
 // reloadSync starts, reconfigures or stops the conn-sync follower for
 // spec's [sync].
 func (d *Daemon) reloadSync(spec *conf.Spec) {
+	d.bgpMode(spec)
 	switch {
 	case spec.Sync == nil && d.follower != nil:
 		d.stopSync()
@@ -165,6 +166,9 @@ func (d *Daemon) reloadSync(spec *conf.Spec) {
 			}
 		}()
 		d.follower, d.syncInstance = f, spec.Sync.VRRPInstance
+		if connsync.NWay(*spec.Sync) {
+			d.remember(time.Now(), "conn sync: N-way, the kernel's master and backup sync daemons run together")
+		}
 		d.setSyncRole()
 		d.syncStop = func() { cancel(); <-done }
 		delete(d.notRunning, "sync")
@@ -285,7 +289,7 @@ func (d *Daemon) reload(old, cfg *conf.Config) error {
 		d.log.Warn("cluster changes take effect at restart; the running cluster membership stays")
 	}
 	if d.cluster != nil {
-		d.tellCluster(spec.Hashes())
+		d.tellCluster(clusterHashes(spec))
 	}
 	return errors.Join(errs...)
 }

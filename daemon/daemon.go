@@ -52,6 +52,9 @@ type Options struct {
 	Notify func(state string)
 	// NewKernel opens the IPVS backend; default the kernel's (netlink).
 	NewKernel func() (ipvs.Kernel, func(), error)
+	// Sysctls are the kernel settings [bgp] needs (connsync.BGPSettings);
+	// default /proc/sys with the default NewKernel, else none are set.
+	Sysctls connsync.Sysctls
 	// VRRPDo, when set, runs VRRP's socket and netlink work in another
 	// network namespace (vrrp.Options.Do); tests use a lab host.
 	VRRPDo func(func() error) error
@@ -118,6 +121,9 @@ type Daemon struct {
 	bgp      *bgpState
 	stopOnce sync.Once
 
+	// configWarnings are the configuration's warnings (bgpMode).
+	configWarnings []string
+
 	// subs are the (service, real) pairs each probe key judges.
 	subs map[string][]director.Verdict
 	// quorum is the last quorum the director reported per virtual server.
@@ -165,6 +171,9 @@ func New(cfg *conf.Config, opts Options) *Daemon {
 		opts.Notify = func(state string) { _, _ = sddaemon.SdNotify(false, state) }
 	}
 	if opts.NewKernel == nil {
+		if opts.Sysctls == nil {
+			opts.Sysctls = connsync.ProcSysctls{}
+		}
 		opts.NewKernel = func() (ipvs.Kernel, func(), error) {
 			k, err := ipvs.Open("")
 			if err != nil {

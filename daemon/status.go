@@ -26,6 +26,7 @@ func (d *Daemon) Status() control.Status {
 			// status takes the forwarding method and persistence from here.
 			VirtualServers: d.cfg.VirtualServers,
 			NotRunning:     d.notRunningNow(),
+			ConfigWarnings: d.configWarnings,
 		}
 		d.operatorStatus(&st)
 		st.LastDrill = d.lastDrillStatus()

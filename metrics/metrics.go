@@ -247,7 +247,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				running = running || d.State == role
 			}
 			gauge(dSyncRunning, b2f(running), role.String())
-			gauge(dSyncWanted, b2f(s.Want.State == role), role.String())
+			gauge(dSyncWanted, b2f(slices.Contains(s.Wanted(), role)), role.String())
 		}
 		switch st.ConnSync().Receiving {
 		case control.ReceivingNo:

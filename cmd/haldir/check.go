@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/connsync"
 )
 
 // checkFlags defines the flags of "haldir check" (documented in commands).
@@ -53,6 +54,9 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	problems := checkHost(c, ifs, defaultHostEnv())
+	for _, n := range bgpNotes(c, connsync.ProcSysctls{}) {
+		fmt.Fprintln(stdout, "note: "+n)
+	}
 	if len(problems) > 0 {
 		for _, p := range problems {
 			fmt.Fprintln(stderr, p)
@@ -302,4 +306,14 @@ func describeCheck(c *conf.Check) string {
 		what += ", starts down"
 	}
 	return what
+}
+
+// bgpNotes are the kernel settings of BGP mode this host differs in
+// (connsync.BGPSettings): not problems, since haldir sets them at start,
+// but what it will change.
+func bgpNotes(c *conf.Config, s connsync.Sysctls) []string {
+	if c.BGP == nil {
+		return nil
+	}
+	return connsync.Check(s, connsync.BGPSettings())
 }

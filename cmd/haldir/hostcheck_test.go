@@ -200,3 +200,48 @@ func TestCheckHostCommand(t *testing.T) {
 		})
 	}
 }
+
+type mapSysctls map[string]string
+
+func (m mapSysctls) ReadSysctl(k string) (string, error) {
+	v, ok := m[k]
+	if !ok {
+		return "", os.ErrNotExist
+	}
+	return v, nil
+}
+
+func (m mapSysctls) WriteSysctl(k, v string) error { m[k] = v; return nil }
+
+// TestBGPNotes: with [bgp] the host check notes the IPVS settings haldir
+// will change at start; without, nothing.
+func TestBGPNotes(t *testing.T) {
+	kernelDefaults := mapSysctls{"net.ipv4.vs.sloppy_tcp": "0", "net.ipv4.vs.sloppy_sctp": "0", "net.ipv4.vs.backup_only": "1"}
+	for _, tc := range []struct {
+		name string
+		bgp  bool
+		s    mapSysctls
+		want []string // each note starts so
+	}{
+		{"no [bgp]", false, kernelDefaults, nil},
+		{"kernel defaults", true, kernelDefaults, []string{"net.ipv4.vs.sloppy_tcp is 0; haldir sets it to 1", "net.ipv4.vs.sloppy_sctp is 0; haldir sets it to 1", "net.ipv4.vs.backup_only is 1; haldir sets it to 0"}},
+		{"already set", true, mapSysctls{"net.ipv4.vs.sloppy_tcp": "1", "net.ipv4.vs.sloppy_sctp": "1", "net.ipv4.vs.backup_only": "0"}, nil},
+		{"IPVS not loaded", true, mapSysctls{}, []string{"net.ipv4.vs.sloppy_tcp: cannot be read", "net.ipv4.vs.sloppy_sctp: cannot be read", "net.ipv4.vs.backup_only: cannot be read"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &conf.Config{}
+			if tc.bgp {
+				c.BGP = &conf.BGP{}
+			}
+			got := bgpNotes(c, tc.s)
+			if len(got) != len(tc.want) {
+				t.Fatalf("notes %q, want %d", got, len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.HasPrefix(got[i], w) {
+					t.Errorf("note %q, want it to start %q", got[i], w)
+				}
+			}
+		})
+	}
+}

@@ -259,7 +259,11 @@ func renderHeader(w io.Writer, st control.Status, now time.Time) {
 			}
 			running = strings.Join(rs, ", ")
 		}
-		fmt.Fprintf(w, "conn sync: kernel runs %s; wanted %s", running, s.Want.State)
+		wanted := s.Want.State.String()
+		if s.NWay {
+			wanted = "master+backup (N-way: every director sends and receives)"
+		}
+		fmt.Fprintf(w, "conn sync: kernel runs %s; wanted %s", running, wanted)
 		if s.LastErr != "" {
 			fmt.Fprintf(w, "; last error: %s", s.LastErr)
 		}
