@@ -119,6 +119,11 @@ func (h *Host) StartFRR(ctx context.Context, conf FRRConfig) (*FRR, error) {
 	if err := os.Chown(f.dir, uid, gid); err != nil {
 		return nil, fmt.Errorf("host %s: %w", h.name, err)
 	}
+	// vtysh reads vtysh.conf from its --config_dir; without a user entry
+	// it asks PAM, which the VM guest has no configuration for.
+	if err := os.WriteFile(f.path("vtysh.conf"), []byte("username root nopassword\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("host %s: %w", h.name, err)
+	}
 	for _, d := range frrDaemons {
 		if !f.runs(d) {
 			continue
