@@ -153,6 +153,11 @@ func DirectorEdges4() []netip.Addr {
 	return []netip.Addr{DirectorEdge4(0), DirectorEdge4(1), DirectorEdge4(2)}
 }
 
+// DirectorEdges6 returns the three directors' IPv6 edge addresses.
+func DirectorEdges6() []netip.Addr {
+	return []netip.Addr{DirectorEdge6(0), DirectorEdge6(1), DirectorEdge6(2)}
+}
+
 // BGPTopology returns the topology of the BGP lab (without FRR and the
 // options, which NewBGP applies afterwards).
 func BGPTopology() Topology {
@@ -336,8 +341,10 @@ func (b *BGP) RouterConfig() FRRConfig {
 route-map FROM-DIRECTOR permit 10
  match community GSHUT
  set local-preference 0
+ set ipv6 next-hop prefer-global
 exit
 route-map FROM-DIRECTOR permit 20
+ set ipv6 next-hop prefer-global
 exit
 router bgp %d
  bgp router-id %v
@@ -443,11 +450,15 @@ func (b *BGP) StartStandIns(ctx context.Context, prefixes ...netip.Prefix) ([3]*
 	if b.RouterFRR == nil {
 		return fs, nil
 	}
-	if err := b.RouterFRR.WaitBGPEstablished(ctx, DirectorEdges4()...); err != nil {
+	peers := DirectorEdges4()
+	if b.opts.IPv6 {
+		peers = append(peers, DirectorEdges6()...)
+	}
+	if err := b.RouterFRR.WaitBGPEstablished(ctx, peers...); err != nil {
 		return fs, err
 	}
 	if !b.opts.NoBFD {
-		if err := b.RouterFRR.WaitBFDUp(ctx, DirectorEdges4()...); err != nil {
+		if err := b.RouterFRR.WaitBFDUp(ctx, peers...); err != nil {
 			return fs, err
 		}
 	}

@@ -118,6 +118,26 @@ func TestBGPLabRoutes(t *testing.T) {
 			t.Logf("director%d back: three next hops again after %v", i+1, seen.Sub(start).Round(time.Millisecond))
 		})
 	}
+	t.Run("router restarted", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if err := b.RouterFRR.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		// zebra takes its routes with it when it stops.
+		if _, err := b.Router.WaitNextHops(ctx, vip32); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := b.RouterFRR.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		seen, err := b.Router.WaitNextHops(ctx, vip32, all...)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, b.RouterFRR.Logs())
+		}
+		t.Logf("router's FRR restarted: three next hops again after %v", seen.Sub(start).Round(time.Millisecond))
+	})
 }
 
 // TestBGPLabSpread sends new TCP connections from the client to the VIP,
@@ -181,4 +201,70 @@ func TestBGPLabSpread(t *testing.T) {
 			t.Errorf("%s got %d of %d flows, want %d ± 10%% (all: %v)", d.Name(), n, flows, even, got)
 		}
 	}
+}
+
+// TestBGPLabGracefulShutdown checks the router honours RFC 8326: a
+// director that tags its route GRACEFUL_SHUTDOWN (as haldir does before
+// maintenance) leaves the multipath set while its session stays up, and
+// comes back when the tag goes.
+func TestBGPLabGracefulShutdown(t *testing.T) {
+	b, fs := bgpLabWithStandIns(t, lab.BGPOptions{})
+	all := lab.DirectorEdges4()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	gshut := func(on bool) {
+		t.Helper()
+		cmd := "bgp graceful-shutdown"
+		if !on {
+			cmd = "no " + cmd
+		}
+		if out, err := fs[0].Vtysh(ctx, "configure terminal", fmt.Sprintf("router bgp %d", lab.DirectorASN), cmd); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	gshut(true)
+	if _, err := b.Router.WaitNextHops(ctx, vip32, all[1:]...); err != nil {
+		t.Fatalf("%v\n%s", err, b.RouterFRR.Logs())
+	}
+	peers, err := b.RouterFRR.BGPPeers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range peers {
+		if !p.Established() || p.PfxRcd != 1 {
+			t.Errorf("router's session with %v: %s with %d prefixes, want Established with 1 (graceful shutdown keeps the session and the route)", p.Address, p.State, p.PfxRcd)
+		}
+	}
+	gshut(false)
+	if _, err := b.Router.WaitNextHops(ctx, vip32, all...); err != nil {
+		t.Fatalf("%v\n%s", err, b.RouterFRR.Logs())
+	}
+}
+
+// TestBGPLabIPv6 peers over IPv6 too: the stand-ins announce the IPv6 VIP
+// and the router installs it with the directors' global addresses as next
+// hops.
+func TestBGPLabIPv6(t *testing.T) {
+	b := lab.NewBGPT(t, lab.BGPOptions{IPv6: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	vip128 := netip.PrefixFrom(lab.BGPVIP6, 128)
+	if _, err := b.StartStandIns(ctx, vip32, vip128); err != nil {
+		t.Fatalf("%v\n%s", err, b.RouterFRR.Logs())
+	}
+	if _, err := b.Router.WaitNextHops(ctx, vip128, lab.DirectorEdges6()...); err != nil {
+		t.Fatalf("%v\n%s", err, b.RouterFRR.Logs())
+	}
+	if _, err := b.Router.WaitNextHops(ctx, vip32, lab.DirectorEdges4()...); err != nil {
+		t.Fatalf("%v\n%s", err, b.RouterFRR.Logs())
+	}
+	start := time.Now()
+	if err := b.Director[0].Link("eth0").Cut(); err != nil {
+		t.Fatal(err)
+	}
+	seen, err := b.Router.WaitNextHops(ctx, vip128, lab.DirectorEdges6()[1:]...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b.RouterFRR.Logs())
+	}
+	t.Logf("director1's link cut: its IPv6 next hop gone after %v", seen.Sub(start).Round(time.Millisecond))
 }
