@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/lab"
 )
 
@@ -267,4 +268,77 @@ func TestBGPLabIPv6(t *testing.T) {
 		t.Fatalf("%v\n%s", err, b.RouterFRR.Logs())
 	}
 	t.Logf("director1's link cut: its IPv6 next hop gone after %v", seen.Sub(start).Round(time.Millisecond))
+}
+
+// TestBGPLabHoldConns checks the connection harness on the BGP lab: 90
+// connections held from the client to the VIP, answered by an echo server
+// on every director itself (no IPVS, no state shared). Cutting director2's
+// link moves its flows to directors that never saw them, which reset them:
+// exactly director2's connections break. The others survive because the
+// kernel's multipath selection is hash-threshold: removing the middle of
+// three next hops (they are sorted by address) splits its share of the
+// hash space between its neighbours and moves no other flow. (Removing
+// director1 or director3 would also move a sixth of the survivors' flows:
+// the router's ECMP is not resilient hashing.)
+func TestBGPLabHoldConns(t *testing.T) {
+	b, _ := bgpLabWithStandIns(t, lab.BGPOptions{})
+	const port = 7
+	for _, d := range b.Directors() {
+		if err := d.AddAddr("lo", vip32); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.ServeEcho(netip.AddrPortFrom(lab.BGPVIP4, port).String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	held, err := b.Client.HoldConns(ctx, netip.AddrPortFrom(lab.BGPVIP4, port), lab.HoldOptions{Conns: 90})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Stop()
+	poll.Until(t, 30*time.Second, "every held connection busy", func() (bool, any) {
+		for _, c := range held.Report().Conns {
+			if c.Broken || c.RoundTrips < 5 {
+				return false, fmt.Sprintf("%v: %d round trips, broken %v (%v)", c.Local, c.RoundTrips, c.Broken, c.Err)
+			}
+		}
+		return true, nil
+	})
+	total, _ := held.Report().ByServer()
+	for _, d := range b.Directors() {
+		if total[d.Name()] == 0 {
+			t.Fatalf("no connection landed on %s: %v", d.Name(), total)
+		}
+	}
+	held.ResetStalls()
+	cut := time.Now()
+	if err := b.Director[1].Link("eth0").Cut(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Router.WaitNextHops(ctx, vip32, lab.DirectorEdge4(0), lab.DirectorEdge4(2)); err != nil {
+		t.Fatal(err)
+	}
+	d2 := b.Director[1].Name()
+	poll.Until(t, 30*time.Second, "all of director2's connections broken", func() (bool, any) {
+		r := held.Report()
+		total, broken := r.ByServer()
+		return broken[d2] == total[d2], r
+	})
+	r := held.Stop()
+	t.Logf("director2's link cut: %v", r)
+	var lastBreak time.Duration
+	for _, c := range r.Conns {
+		if c.Server != d2 && c.Broken {
+			t.Errorf("%v on %s broke (%v) though its director stayed", c.Local, c.Server, c.Err)
+		}
+		if c.Broken {
+			lastBreak = max(lastBreak, c.BrokenAt.Sub(cut))
+		}
+	}
+	t.Logf("the last of director2's connections broke %v after the cut; survivors' max stall %v", lastBreak.Round(time.Millisecond), r.MaxStall().Round(time.Millisecond))
+	if r.Survived() != len(r.Conns)-total[d2] {
+		t.Errorf("%d survived, want %d (all but director2's)", r.Survived(), len(r.Conns)-total[d2])
+	}
 }
