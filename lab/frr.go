@@ -20,8 +20,8 @@ import (
 	"time"
 )
 
-// FRR runs FRRouting daemons in lab hosts: the BGP lab's upstream router,
-// and stand-in announcers in tests that need no haldir.
+// Where FRRouting lives and runs. FRR instances run in lab hosts: the BGP
+// lab's upstream router, and stand-in announcers in tests without haldir.
 const (
 	// FRRBinDir is where Debian's frr package puts the daemons.
 	FRRBinDir = "/usr/lib/frr"
@@ -34,7 +34,7 @@ const (
 	frrUser = "frr"
 )
 
-// FRRDaemons lists the daemons an FRR instance may run, in start order:
+// frrDaemons lists the daemons an FRR instance may run, in start order:
 // zebra first (the others connect to its socket), bgpd last (its peers'
 // BFD sessions are registered with bfdd through zebra).
 var frrDaemons = []string{"zebra", "staticd", "bfdd", "bgpd"}
