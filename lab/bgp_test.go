@@ -278,8 +278,8 @@ func TestBGPLabIPv6(t *testing.T) {
 // kernel's multipath selection is hash-threshold: removing the middle of
 // three next hops (they are sorted by address) splits its share of the
 // hash space between its neighbours and moves no other flow. (Removing
-// director1 or director3 would also move a sixth of the survivors' flows:
-// the router's ECMP is not resilient hashing.)
+// director1 or director3 would also move half of director2's flows, a
+// sixth of all: the router's ECMP is not resilient hashing.)
 func TestBGPLabHoldConns(t *testing.T) {
 	b, _ := bgpLabWithStandIns(t, lab.BGPOptions{})
 	const port = 7
