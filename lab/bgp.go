@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,10 +162,6 @@ func DirectorEdges6() []netip.Addr {
 // BGPTopology returns the topology of the BGP lab (without FRR and the
 // options, which NewBGP applies afterwards).
 func BGPTopology() Topology {
-	forward := []Sysctl{
-		{"net.ipv4.ip_forward", "1"},
-		{"net.ipv6.conf.all.forwarding", "1"},
-	}
 	t := Topology{Switches: []string{"clients", "edge", "back", "sync"}}
 	t.Hosts = append(t.Hosts, HostSpec{
 		Name: "router",
@@ -172,41 +169,24 @@ func BGPTopology() Topology {
 			{Iface: "eth0", Switch: "edge", Addrs: []netip.Prefix{netip.PrefixFrom(RouterEdge4, 24), netip.PrefixFrom(RouterEdge6, 64)}},
 			{Iface: "eth1", Switch: "clients", Addrs: []netip.Prefix{netip.PrefixFrom(RouterClient4, 24), netip.PrefixFrom(RouterClient6, 64)}},
 		},
-		Sysctls: append(forward,
+		Sysctls: append(slices.Clone(forwarding),
 			// L4 hashing: flows of one client spread over the next hops.
 			Sysctl{"net.ipv4.fib_multipath_hash_policy", "1"},
 			Sysctl{"net.ipv6.fib_multipath_hash_policy", "1"},
 		),
 	})
 	for i := range 3 {
-		last := byte(11 + i)
-		t.Hosts = append(t.Hosts, HostSpec{
-			Name: fmt.Sprintf("director%d", i+1),
-			Links: []LinkSpec{
-				{Iface: "eth0", Switch: "edge", Addrs: []netip.Prefix{hostAddr(EdgeNet4, last), hostAddr(EdgeNet6, last)}},
-				{Iface: "eth1", Switch: "back", Addrs: []netip.Prefix{hostAddr(BackNet4, last), hostAddr(BackNet6, last)}},
-				{Iface: "eth2", Switch: "sync", Addrs: []netip.Prefix{hostAddr(SyncNet4, last)}},
-			},
-			Sysctls: forward,
-			Routes: []Route{
-				{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: RouterEdge4},
-				{Dst: netip.MustParsePrefix("::/0"), Via: RouterEdge6},
-			},
-		})
+		d := directorSpec(i, "edge")
+		d.Routes = []Route{
+			{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: RouterEdge4},
+			{Dst: netip.MustParsePrefix("::/0"), Via: RouterEdge6},
+		}
+		t.Hosts = append(t.Hosts, d)
 	}
 	for i := range 3 {
-		last := byte(21 + i)
-		t.Hosts = append(t.Hosts, HostSpec{
-			Name: fmt.Sprintf("real%d", i+1),
-			Links: []LinkSpec{
-				{Iface: "eth0", Switch: "back", Addrs: []netip.Prefix{hostAddr(BackNet4, last), hostAddr(BackNet6, last)}},
-			},
-			Sysctls: []Sysctl{
-				{"net.ipv4.conf.all.arp_ignore", "1"},
-				{"net.ipv4.conf.all.arp_announce", "2"},
-			},
-			// The default routes over all directors are added by applyBGP.
-		})
+		// The default routes over all directors are added by applyBGP
+		// (a Route has one gateway).
+		t.Hosts = append(t.Hosts, realSpec(i, nil))
 	}
 	t.Hosts = append(t.Hosts, HostSpec{
 		Name: "client",
@@ -225,16 +205,7 @@ func BGPTopology() Topology {
 // until its daemons answer (not for any session: no director speaks BGP
 // yet). Close it with Close.
 func NewBGP(name string, opts BGPOptions) (*BGP, error) {
-	l, err := New(name)
-	if err != nil {
-		return nil, err
-	}
-	b, err := l.applyBGP(opts)
-	if err != nil {
-		_ = l.Close()
-		return nil, err
-	}
-	return b, nil
+	return newShaped(name, func(l *Lab) (*BGP, error) { return l.applyBGP(opts) })
 }
 
 // NewBGPT is NewBGP for tests: skip unless root, skip when FRR is not
@@ -245,12 +216,7 @@ func NewBGPT(t testing.TB, opts BGPOptions) *BGP {
 	if err := FRRInstalled(); err != nil {
 		t.Skipf("skipping: %v", err)
 	}
-	l := NewT(t, t.Name())
-	b, err := l.applyBGP(opts)
-	if err != nil {
-		t.Fatalf("BGP lab: %v", err)
-	}
-	return b
+	return newShapedT(t, "BGP lab", func(l *Lab) (*BGP, error) { return l.applyBGP(opts) })
 }
 
 func (l *Lab) applyBGP(opts BGPOptions) (*BGP, error) {
@@ -282,18 +248,9 @@ func (l *Lab) applyBGP(opts BGPOptions) (*BGP, error) {
 		if err := r.AddMultipathRoute(netip.MustParsePrefix("::/0"), gw6...); err != nil {
 			return nil, err
 		}
-		for _, v := range opts.RealVIPs {
-			if err := r.AddAddr("lo", v); err != nil {
-				return nil, err
-			}
-		}
-		if opts.HTTPPort != 0 {
-			srv, err := r.ServeHTTP(fmt.Sprintf(":%d", opts.HTTPPort), nil)
-			if err != nil {
-				return nil, err
-			}
-			b.HTTP[i] = srv
-		}
+	}
+	if err := setUpReals(b.Real[:], opts.RealVIPs, opts.HTTPPort, b.HTTP[:]); err != nil {
+		return nil, err
 	}
 	if !opts.NoRouter {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -329,13 +286,34 @@ func bfddConfig(interval time.Duration, mult int) string {
 	return fmt.Sprintf("bfd\n profile %s\n  transmit-interval %d\n  receive-interval %d\n  detect-multiplier %d\n exit\nexit\n", bfdProfile, ms, ms, mult)
 }
 
+// neighbors writes the neighbor statements of a lab router bgp block:
+// remote AS, a connect retry of one second (sessions come back at once
+// after a restart on either side) and, unless NoBFD, the BFD profile.
+func (b *BGP) neighbors(w *strings.Builder, peers []netip.Addr, asn uint32) {
+	for _, p := range peers {
+		fmt.Fprintf(w, " neighbor %v remote-as %d\n neighbor %v timers connect 1\n", p, asn, p)
+		if !b.opts.NoBFD {
+			fmt.Fprintf(w, " neighbor %v bfd profile %s\n", p, bfdProfile)
+		}
+	}
+}
+
+// frrConfig completes a lab FRR configuration around bgpd's: zebra's, and
+// bfdd's with the lab's profile unless NoBFD.
+func (b *BGP) frrConfig(bgpd string) FRRConfig {
+	c := FRRConfig{Zebra: zebraConfig, BGPD: bgpd}
+	if !b.opts.NoBFD {
+		c.BFDD = bfddConfig(b.opts.bfd())
+	}
+	return c
+}
+
 // zebraConfig makes zebra install multipath routes as plain RTA_MULTIPATH
 // routes (not nexthop objects), which Host.NextHops reads.
 const zebraConfig = "no zebra nexthop kernel enable\n"
 
 // RouterConfig returns the FRR configuration of the lab's router.
 func (b *BGP) RouterConfig() FRRConfig {
-	iv, mult := b.opts.bfd()
 	var bgp strings.Builder
 	fmt.Fprintf(&bgp, `bgp community-list standard GSHUT seq 5 permit graceful-shutdown
 route-map FROM-DIRECTOR permit 10
@@ -360,12 +338,7 @@ router bgp %d
 			peers6 = append(peers6, DirectorEdge6(i))
 		}
 	}
-	for _, p := range append(append([]netip.Addr{}, peers4...), peers6...) {
-		fmt.Fprintf(&bgp, " neighbor %v remote-as %d\n neighbor %v timers connect 1\n", p, b.opts.directorASN(), p)
-		if !b.opts.NoBFD {
-			fmt.Fprintf(&bgp, " neighbor %v bfd profile %s\n", p, bfdProfile)
-		}
-	}
+	b.neighbors(&bgp, append(append([]netip.Addr{}, peers4...), peers6...), b.opts.directorASN())
 	for _, af := range []struct {
 		name  string
 		peers []netip.Addr
@@ -380,11 +353,7 @@ router bgp %d
 		bgp.WriteString(" exit-address-family\n")
 	}
 	bgp.WriteString("exit\n")
-	c := FRRConfig{Zebra: zebraConfig, BGPD: bgp.String()}
-	if !b.opts.NoBFD {
-		c.BFDD = bfddConfig(iv, mult)
-	}
-	return c
+	return b.frrConfig(bgp.String())
 }
 
 // StandInConfig returns an FRR configuration that makes director i
@@ -395,7 +364,6 @@ router bgp %d
 // It is for testing the lab, and for comparing haldir with a plain routing
 // daemon.
 func (b *BGP) StandInConfig(i int, prefixes ...netip.Prefix) FRRConfig {
-	iv, mult := b.opts.bfd()
 	var bgp strings.Builder
 	fmt.Fprintf(&bgp, `router bgp %d
  bgp router-id %v
@@ -408,12 +376,7 @@ func (b *BGP) StandInConfig(i int, prefixes ...netip.Prefix) FRRConfig {
 	if b.opts.IPv6 {
 		routers = append(routers, RouterEdge6)
 	}
-	for _, r := range routers {
-		fmt.Fprintf(&bgp, " neighbor %v remote-as %d\n neighbor %v timers connect 1\n", r, RouterASN, r)
-		if !b.opts.NoBFD {
-			fmt.Fprintf(&bgp, " neighbor %v bfd profile %s\n", r, bfdProfile)
-		}
-	}
+	b.neighbors(&bgp, routers, RouterASN)
 	for _, r := range routers {
 		af := "ipv4"
 		if r.Is6() {
@@ -428,11 +391,7 @@ func (b *BGP) StandInConfig(i int, prefixes ...netip.Prefix) FRRConfig {
 		bgp.WriteString(" exit-address-family\n")
 	}
 	bgp.WriteString("exit\n")
-	c := FRRConfig{Zebra: zebraConfig, BGPD: bgp.String()}
-	if !b.opts.NoBFD {
-		c.BFDD = bfddConfig(iv, mult)
-	}
-	return c
+	return b.frrConfig(bgp.String())
 }
 
 // StartStandIns starts FRR in every director with StandInConfig announcing

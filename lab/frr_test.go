@@ -19,12 +19,7 @@ func TestParseBGPSummary(t *testing.T) {
 	est := func(last byte) BGPPeer {
 		return BGPPeer{Address: netip.AddrFrom4([4]byte{192, 0, 2, last}), Family: "ipv4Unicast", RemoteAS: 65010, State: "Established", PfxRcd: 1}
 	}
-	tests := []struct {
-		name    string
-		in      string
-		want    []BGPPeer
-		wantErr string
-	}{
+	runParseCases(t, parseBGPSummary, []parseCase[[]BGPPeer]{
 		{name: "captured, all established", in: string(captured), want: []BGPPeer{est(11), est(12), est(13)}},
 		{
 			name: "two families, one peer down",
@@ -38,29 +33,7 @@ func TestParseBGPSummary(t *testing.T) {
 		{name: "no bgp instance", in: `{}`},
 		{name: "not JSON", in: `% BGP instance not found`, wantErr: "parsing `show bgp summary json`"},
 		{name: "peer not an address", in: `{"ipv4Unicast":{"peers":{"eth0":{"state":"Idle"}}}}`, wantErr: `peer "eth0" is not an address`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseBGPSummary([]byte(tt.in))
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("got %+v\nwant %+v", got, tt.want)
-			}
-			for _, p := range got {
-				if p.Established() != (p.State == "Established") {
-					t.Errorf("%v: Established() = %v for state %q", p.Address, p.Established(), p.State)
-				}
-			}
-		})
-	}
+	})
 }
 
 func TestParseBFDPeers(t *testing.T) {
@@ -74,12 +47,7 @@ func TestParseBFDPeers(t *testing.T) {
 			DetectMultiplier: 3, TransmitInterval: 100 * time.Millisecond, ReceiveInterval: 100 * time.Millisecond,
 		}
 	}
-	tests := []struct {
-		name    string
-		in      string
-		want    []BFDPeer
-		wantErr string
-	}{
+	runParseCases(t, parseBFDPeers, []parseCase[[]BFDPeer]{
 		{name: "captured, all up", in: string(captured), want: []BFDPeer{up(11), up(12), up(13)}},
 		{
 			name: "down, no local address yet",
@@ -89,10 +57,21 @@ func TestParseBFDPeers(t *testing.T) {
 		{name: "none", in: `[]`, want: []BFDPeer{}},
 		{name: "not JSON", in: `% Unknown command`, wantErr: "parsing `show bfd peers json`"},
 		{name: "peer not an address", in: `[{"peer":"x"}]`, wantErr: `peer "x" is not an address`},
-	}
-	for _, tt := range tests {
+	})
+}
+
+type parseCase[T any] struct {
+	name    string
+	in      string
+	want    T
+	wantErr string
+}
+
+func runParseCases[T any](t *testing.T, parse func([]byte) (T, error), cases []parseCase[T]) {
+	t.Helper()
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseBFDPeers([]byte(tt.in))
+			got, err := parse([]byte(tt.in))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
