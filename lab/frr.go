@@ -463,50 +463,37 @@ func parseBFDPeers(b []byte) ([]BFDPeer, error) {
 // WaitBGPEstablished waits until the BGP sessions with every address in
 // peers are Established, polling every 50 ms until ctx ends.
 func (f *FRR) WaitBGPEstablished(ctx context.Context, peers ...netip.Addr) error {
-	return pollUntil(ctx, 50*time.Millisecond, func() (bool, string, error) {
-		ps, err := f.BGPPeers(ctx)
-		if err != nil {
-			return false, err.Error(), nil
-		}
-		up := map[netip.Addr]bool{}
-		for _, p := range ps {
-			if p.Established() {
-				up[p.Address] = true
-			}
-		}
-		for _, a := range peers {
-			if !up[a] {
-				return false, fmt.Sprintf("%+v", ps), nil
-			}
-		}
-		return true, "", nil
-	}, func(last string) error {
-		return fmt.Errorf("FRR in %s: BGP sessions with %v not all Established; last: %s", f.host.name, peers, last)
-	})
+	return waitPeers(ctx, f, "BGP sessions", "Established", peers, f.BGPPeers, func(p BGPPeer) (netip.Addr, bool) { return p.Address, p.Established() })
 }
 
 // WaitBFDUp waits until the BFD sessions with every address in peers are
 // up, polling every 50 ms until ctx ends.
 func (f *FRR) WaitBFDUp(ctx context.Context, peers ...netip.Addr) error {
+	return waitPeers(ctx, f, "BFD sessions", "up", peers, f.BFDPeers, func(p BFDPeer) (netip.Addr, bool) { return p.Peer, p.Up() })
+}
+
+// waitPeers polls list every 50 ms until the session with every address in
+// peers is up as up tells.
+func waitPeers[P any](ctx context.Context, f *FRR, what, state string, peers []netip.Addr, list func(context.Context) ([]P, error), up func(P) (netip.Addr, bool)) error {
 	return pollUntil(ctx, 50*time.Millisecond, func() (bool, string, error) {
-		ps, err := f.BFDPeers(ctx)
+		ps, err := list(ctx)
 		if err != nil {
 			return false, err.Error(), nil
 		}
-		up := map[netip.Addr]bool{}
+		ok := map[netip.Addr]bool{}
 		for _, p := range ps {
-			if p.Up() {
-				up[p.Peer] = true
+			if a, isUp := up(p); isUp {
+				ok[a] = true
 			}
 		}
 		for _, a := range peers {
-			if !up[a] {
+			if !ok[a] {
 				return false, fmt.Sprintf("%+v", ps), nil
 			}
 		}
 		return true, "", nil
 	}, func(last string) error {
-		return fmt.Errorf("FRR in %s: BFD sessions with %v not all up; last: %s", f.host.name, peers, last)
+		return fmt.Errorf("FRR in %s: %s with %v not all %s; last: %s", f.host.name, what, peers, state, last)
 	})
 }
 
