@@ -15,7 +15,8 @@ import (
 // share, by name: "virtual_server" (the virtual servers with their real
 // servers and checks), "ipvs" (kernel timeouts), "vrrp" (of each instance
 // what the wire needs to match: VRRPWire) and "sync" (the conn-sync
-// stream, "off" without [sync]). What differs between directors by design
+// stream, "off" without [sync]) and "bgp" (what is announced, "off"
+// without [bgp]). What differs between directors by design
 // (priority, interfaces, unicast peers, notify commands, tracking) is left
 // out. Equal values hash equal on every director and release; a field
 // added to a hashed type is hashed without further code.
@@ -37,6 +38,13 @@ func (s *Spec) Hashes() map[string]string {
 			Group    string
 			Instance string
 		}{x.SyncID, x.McastPort, x.McastGroup.String(), x.VRRPInstance})
+	}
+	// What directors announce must be the same on all of them, or the
+	// routers spread a prefix's flows over directors that serve it
+	// differently; peers, ASN and router ID differ by design.
+	out["bgp"] = "off"
+	if x := s.BGP; x != nil {
+		out["bgp"] = Hash(x.Announce)
 	}
 	return out
 }
