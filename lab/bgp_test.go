@@ -1,12 +1,9 @@
 package lab_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -161,27 +158,10 @@ func TestBGPLabSpread(t *testing.T) {
 		}
 	}
 	const flows = 3000
-	got := map[string]int{}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
-	err := b.Client.Do(func() error {
-		var d net.Dialer
-		for n := range flows {
-			c, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(lab.BGPVIP4, port).String())
-			if err != nil {
-				return fmt.Errorf("flow %d: %w", n, err)
-			}
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-			name, err := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if err != nil {
-				return fmt.Errorf("flow %d: reading the director's name: %w", n, err)
-			}
-			got[strings.TrimSpace(name)]++
-		}
-		return nil
-	})
+	got, err := b.Client.Greetings(ctx, netip.AddrPortFrom(lab.BGPVIP4, port), flows)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,6 +93,36 @@ func (s *EchoServer) Close() error {
 	return err
 }
 
+// Greetings opens n connections from the host to addr one after another
+// (each a new source port, so a router hashes each anew), reads each
+// greeting line (an EchoServer's host name) and closes it, and counts the
+// connections per greeting: how flows spread. Each connection may take
+// up to 5 s; ctx bounds the whole.
+func (h *Host) Greetings(ctx context.Context, addr netip.AddrPort, n int) (map[string]int, error) {
+	got := map[string]int{}
+	err := h.Do(func() error {
+		var d net.Dialer
+		for i := range n {
+			c, err := d.DialContext(ctx, "tcp", addr.String())
+			if err != nil {
+				return fmt.Errorf("connection %d of %d to %v: %w", i+1, n, addr, err)
+			}
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			name, err := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if err != nil {
+				return fmt.Errorf("connection %d of %d to %v: reading the greeting: %w", i+1, n, addr, err)
+			}
+			got[strings.TrimSpace(name)]++
+		}
+		return nil
+	})
+	if err != nil {
+		return got, fmt.Errorf("host %s: %w", h.name, err)
+	}
+	return got, nil
+}
+
 // HoldOptions tune Host.HoldConns.
 type HoldOptions struct {
 	// Conns is the number of connections; 0 means 300.
