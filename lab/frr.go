@@ -129,7 +129,8 @@ func (h *Host) StartFRR(ctx context.Context, conf FRRConfig) (*FRR, error) {
 			continue
 		}
 		p := f.path(d + ".conf")
-		if err := os.WriteFile(p, []byte(conf.text(d)), 0o644); err != nil {
+		// Millisecond timestamps in the logs, for timing what a test saw.
+		if err := os.WriteFile(p, []byte("log timestamp precision 3\n"+conf.text(d)), 0o644); err != nil {
 			return nil, fmt.Errorf("host %s: %w", h.name, err)
 		}
 		if err := os.Chown(p, uid, gid); err != nil {
