@@ -68,8 +68,12 @@ type BGPOptions struct {
 	// IPv6 also configures the router to peer with each director over
 	// IPv6 (edge addresses), for the IPv6 unicast family.
 	IPv6 bool
-	// NoRouter leaves FRR unstarted (BGP.Router is nil until StartRouter).
+	// NoRouter leaves FRR unstarted (BGP.RouterFRR is nil until
+	// StartRouter).
 	NoRouter bool
+	// RealsViaDirectors routes the real servers by default over the three
+	// directors (LVS-NAT) instead of via the router's back leg.
+	RealsViaDirectors bool
 }
 
 func (o BGPOptions) directorASN() uint32 {
@@ -95,15 +99,16 @@ func (o BGPOptions) bfd() (time.Duration, int) {
 // servers, and a client behind the router:
 //
 //	client ─eth0─ [clients] ─eth1─ router ─eth0─ [edge] ─eth0─ director1 ─eth1─ [back] ─eth0─ real1, real2, real3
-//	                                                   ├eth0─ director2 ─eth1┤
-//	                                                   └eth0─ director3 ─eth1┘
+//	                                 │                 ├eth0─ director2 ─eth1┤
+//	                                 │                 └eth0─ director3 ─eth1┤
+//	                                 └eth2──────────────────────────────────┘
 //	                              director1, director2, director3 ─eth2─ [sync]
 //
 // Addresses (directors .11-.13 on every net, reals .21-.23):
 //
 //	clients 198.51.100.0/24, 2001:db8:100::/64  router .1, client .100
 //	edge    192.0.2.0/24, 2001:db8:1::/64       router .1, director1-3 .11-.13
-//	back    10.0.1.0/24, 2001:db8:2::/64        director1-3 .11-.13, real1-3 .21-.23
+//	back    10.0.1.0/24, 2001:db8:2::/64        router .1 (BackGW4/6), director1-3 .11-.13, real1-3 .21-.23
 //	sync    10.0.0.0/24                         director1-3 .11-.13
 //	VIP     203.0.113.10/32, 2001:db8:ff::10/128 (BGPVIP4/6: for the directors to announce)
 //
@@ -115,9 +120,12 @@ func (o BGPOptions) bfd() (time.Duration, int) {
 // directors that only connect out and directors that only listen both
 // peer. Routes tagged GRACEFUL_SHUTDOWN (65535:0) get local preference 0,
 // which takes them out of the multipath set before their withdrawal
-// (RFC 8326). The directors forward and route by default via the router;
-// the real servers route by default over all three directors (one ECMP
-// route), since any of them may have sent a flow's packet.
+// (RFC 8326). The directors forward and route by default via the router.
+// The real servers route by default via the router's back leg, as LVS-DR
+// and tunnelling want (a reply from the VIP must not pass a director: the
+// VIP is local there, so the director would drop it as a martian); with
+// RealsViaDirectors, for LVS-NAT, over all three directors instead (one
+// ECMP route: a reply must pass a director that knows its connection).
 type BGP struct {
 	*Lab
 	Router   *Host
@@ -168,11 +176,21 @@ func BGPTopology() Topology {
 		Links: []LinkSpec{
 			{Iface: "eth0", Switch: "edge", Addrs: []netip.Prefix{netip.PrefixFrom(RouterEdge4, 24), netip.PrefixFrom(RouterEdge6, 64)}},
 			{Iface: "eth1", Switch: "clients", Addrs: []netip.Prefix{netip.PrefixFrom(RouterClient4, 24), netip.PrefixFrom(RouterClient6, 64)}},
+			{Iface: "eth2", Switch: "back", Addrs: []netip.Prefix{netip.PrefixFrom(BackGW4, 24), netip.PrefixFrom(BackGW6, 64)}},
 		},
 		Sysctls: append(slices.Clone(forwarding),
 			// L4 hashing: flows of one client spread over the next hops.
 			Sysctl{"net.ipv4.fib_multipath_hash_policy", "1"},
 			Sysctl{"net.ipv6.fib_multipath_hash_policy", "1"},
+			// Replies from the VIP arrive on the back leg (LVS-DR) while
+			// the route to the VIP points at the edge: no reverse path
+			// filter, whatever a new namespace inherits from the host's
+			// (the effective value is the larger of all's and the
+			// interface's).
+			Sysctl{"net.ipv4.conf.all.rp_filter", "0"},
+			Sysctl{"net.ipv4.conf.eth0.rp_filter", "0"},
+			Sysctl{"net.ipv4.conf.eth1.rp_filter", "0"},
+			Sysctl{"net.ipv4.conf.eth2.rp_filter", "0"},
 		),
 	})
 	for i := range 3 {
@@ -184,8 +202,8 @@ func BGPTopology() Topology {
 		t.Hosts = append(t.Hosts, d)
 	}
 	for i := range 3 {
-		// The default routes over all directors are added by applyBGP
-		// (a Route has one gateway).
+		// applyBGP adds the default routes (over all directors with
+		// RealsViaDirectors: a Route has one gateway).
 		t.Hosts = append(t.Hosts, realSpec(i, nil))
 	}
 	t.Hosts = append(t.Hosts, HostSpec{
@@ -238,6 +256,9 @@ func (l *Lab) applyBGP(opts BGPOptions) (*BGP, error) {
 		b.Director[i] = l.Host(fmt.Sprintf("director%d", i+1))
 		gw4 = append(gw4, hostAddr(BackNet4, byte(11+i)).Addr())
 		gw6 = append(gw6, hostAddr(BackNet6, byte(11+i)).Addr())
+	}
+	if !opts.RealsViaDirectors {
+		gw4, gw6 = []netip.Addr{BackGW4}, []netip.Addr{BackGW6}
 	}
 	for i := range b.Real {
 		r := l.Host(fmt.Sprintf("real%d", i+1))
