@@ -312,3 +312,41 @@ func TestBGPLabHoldConns(t *testing.T) {
 		t.Errorf("%d survived, want %d (all but director2's)", r.Survived(), len(r.Conns)-total[d2])
 	}
 }
+
+// TestBGPLabRealRoutes checks the real servers' default routes: via the
+// router's back leg (LVS-DR, tunnels), or over every director (LVS-NAT).
+func TestBGPLabRealRoutes(t *testing.T) {
+	back := func(last byte) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, 1, last}) }
+	back6 := func(s string) netip.Addr { return netip.MustParseAddr(s) }
+	for _, tt := range []struct {
+		name        string
+		opts        lab.BGPOptions
+		want, want6 []netip.Addr
+	}{
+		{"via the router", lab.BGPOptions{NoRouter: true}, []netip.Addr{lab.BackGW4}, []netip.Addr{lab.BackGW6}},
+		{"via the directors", lab.BGPOptions{NoRouter: true, RealsViaDirectors: true},
+			[]netip.Addr{back(11), back(12), back(13)},
+			[]netip.Addr{back6("2001:db8:2::11"), back6("2001:db8:2::12"), back6("2001:db8:2::13")}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := lab.NewBGPT(t, tt.opts)
+			if b.RouterFRR != nil {
+				t.Error("NoRouter started FRR")
+			}
+			for _, r := range b.Reals() {
+				for _, c := range []struct {
+					dst  netip.Prefix
+					want []netip.Addr
+				}{{netip.MustParsePrefix("0.0.0.0/0"), tt.want}, {netip.MustParsePrefix("::/0"), tt.want6}} {
+					got, err := r.NextHops(c.dst)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if fmt.Sprint(got) != fmt.Sprint(c.want) {
+						t.Errorf("%s: default route %v via %v, want %v", r.Name(), c.dst, got, c.want)
+					}
+				}
+			}
+		})
+	}
+}
