@@ -33,6 +33,11 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# The frr package starts its own routers (zebra in the host's namespace) at
+# install; the lab runs FRR only inside its namespaces.
+if command -v systemctl >/dev/null && systemctl is-enabled --quiet frr.service 2>/dev/null; then
+  systemctl disable --now frr.service >/dev/null 2>&1 || true
+fi
 
 # The Debian kernel the VM lab boots (a no-op when cached). The fetch asks
 # apt for the kernel package: refresh stale lists and retry once.
