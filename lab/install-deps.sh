@@ -33,9 +33,10 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The frr package starts its own routers (zebra in the host's namespace) at
-# install; the lab runs FRR only inside its namespaces.
-if command -v systemctl >/dev/null && systemctl is-enabled --quiet frr.service 2>/dev/null; then
+# The frr package enables its own routers (zebra in the host's namespace)
+# at install; the lab runs FRR only inside its namespaces. Only a copy this
+# script installed is turned off: an FRR already there is the owner's.
+if [[ " ${missing[*]} " == *" frr "* ]] && command -v systemctl >/dev/null; then
   systemctl disable --now frr.service >/dev/null 2>&1 || true
 fi
 
