@@ -131,6 +131,52 @@ func setReadBuffer(pc net.PacketConn) {
 	})
 }
 
+// batchSize is how many packets one read may take: the adverts of a
+// burst (many masters' timers firing on one wake-up, see timerSet) cost
+// one system call and one wake-up.
+const batchSize = 64
+
+// recvBatch is a reader's buffers for ReadBatch, reused for every read:
+// a Received's payload is valid until the next one.
+type recvBatch struct {
+	ms  []ipv4.Message // the same type as ipv6.Message
+	out []Received
+}
+
+func newRecvBatch(oobLen int) *recvBatch {
+	b := &recvBatch{ms: make([]ipv4.Message, batchSize), out: make([]Received, 0, batchSize)}
+	for i := range b.ms {
+		b.ms[i].Buffers = [][]byte{make([]byte, 1500)}
+		b.ms[i].OOB = make([]byte, oobLen)
+	}
+	return b
+}
+
+// received is one message of a batch with its source; the destination
+// and TTL come from the control message.
+func received(m *ipv4.Message) Received {
+	r := Received{Payload: m.Buffers[0][:m.N], TTL: -1}
+	if ip, ok := m.Addr.(*net.IPAddr); ok {
+		r.Src, _ = netip.AddrFromSlice(ip.IP)
+		r.Src = r.Src.Unmap()
+	}
+	return r
+}
+
+// stripIPv4Header returns the payload of b, an IPv4 datagram as a raw
+// socket's recvmmsg returns it (ReadFrom strips the header, ReadBatch
+// does not); what is not a well-formed header is returned whole, for
+// Decode to count.
+func stripIPv4Header(b []byte) []byte {
+	if len(b) < 20 || b[0]>>4 != 4 {
+		return b
+	}
+	if hl := int(b[0]&0x0f) * 4; hl >= 20 && hl <= len(b) {
+		return b[hl:]
+	}
+	return b
+}
+
 type conn4 struct {
 	pc  net.PacketConn
 	p   *ipv4.PacketConn
@@ -174,6 +220,33 @@ func (c *conn4) Read(buf []byte) (Received, error) {
 		r.Dst = r.Dst.Unmap()
 	}
 	return r, nil
+}
+
+// newBatch returns buffers for ReadBatch.
+func (c *conn4) newBatch() *recvBatch {
+	return newRecvBatch(len(ipv4.NewControlMessage(ipv4.FlagTTL | ipv4.FlagDst | ipv4.FlagInterface)))
+}
+
+// ReadBatch reads the packets waiting (at least one) with recvmmsg.
+func (c *conn4) ReadBatch(b *recvBatch) ([]Received, error) {
+	n, err := c.p.ReadBatch(b.ms, 0)
+	if err != nil {
+		return nil, err
+	}
+	b.out = b.out[:0]
+	for i := range b.ms[:n] {
+		m := &b.ms[i]
+		r := received(m)
+		r.Payload = stripIPv4Header(r.Payload)
+		var cm ipv4.ControlMessage
+		if m.NN > 0 && cm.Parse(m.OOB[:m.NN]) == nil {
+			r.TTL = cm.TTL
+			r.Dst, _ = netip.AddrFromSlice(cm.Dst)
+			r.Dst = r.Dst.Unmap()
+		}
+		b.out = append(b.out, r)
+	}
+	return b.out, nil
 }
 
 func (c *conn4) Write(b []byte, dst netip.Addr) error { return c.writeFrom(b, c.src, dst) }
@@ -236,6 +309,31 @@ func (c *conn6) Read(buf []byte) (Received, error) {
 		r.Dst, _ = netip.AddrFromSlice(cm.Dst)
 	}
 	return r, nil
+}
+
+// newBatch returns buffers for ReadBatch.
+func (c *conn6) newBatch() *recvBatch {
+	return newRecvBatch(len(ipv6.NewControlMessage(ipv6.FlagHopLimit | ipv6.FlagDst | ipv6.FlagInterface)))
+}
+
+// ReadBatch reads the packets waiting (at least one) with recvmmsg.
+func (c *conn6) ReadBatch(b *recvBatch) ([]Received, error) {
+	n, err := c.p.ReadBatch(b.ms, 0)
+	if err != nil {
+		return nil, err
+	}
+	b.out = b.out[:0]
+	for i := range b.ms[:n] {
+		m := &b.ms[i]
+		r := received(m)
+		var cm ipv6.ControlMessage
+		if m.NN > 0 && cm.Parse(m.OOB[:m.NN]) == nil {
+			r.TTL = cm.HopLimit
+			r.Dst, _ = netip.AddrFromSlice(cm.Dst)
+		}
+		b.out = append(b.out, r)
+	}
+	return b.out, nil
 }
 
 func (c *conn6) Write(b []byte, dst netip.Addr) error { return c.writeFrom(b, c.src, dst) }
