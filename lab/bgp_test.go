@@ -3,10 +3,15 @@ package lab_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/haldir-lb/haldir/internal/poll"
 	"github.com/haldir-lb/haldir/lab"
@@ -242,14 +247,15 @@ func TestBGPLabIPv6(t *testing.T) {
 
 // TestBGPLabHoldConns checks the connection harness on the BGP lab: 90
 // connections held from the client to the VIP, answered by an echo server
-// on every director itself (no IPVS, no state shared). Cutting director2's
-// link moves its flows to directors that never saw them, which reset them:
-// exactly director2's connections break. The others survive because the
-// kernel's multipath selection is hash-threshold: removing the middle of
-// three next hops (they are sorted by address) splits its share of the
-// hash space between its neighbours and moves no other flow. (Removing
-// director1 or director3 would also move half of director2's flows, a
-// sixth of all: the router's ECMP is not resilient hashing.)
+// on every director itself (no IPVS, no state shared). Cutting the link of
+// the director that is the middle next hop of the router's route moves its
+// flows to directors that never saw them, which reset them: exactly its
+// connections break. The others survive because the kernel's multipath
+// selection is hash-threshold: removing the middle of three next hops
+// splits its share of the hash space between its neighbours and moves no
+// other flow. (Removing the first or last would also move half of the
+// middle one's flows, a sixth of all: the router's ECMP is not resilient
+// hashing.)
 func TestBGPLabHoldConns(t *testing.T) {
 	b, _ := bgpLabWithStandIns(t, lab.BGPOptions{})
 	const port = 7
@@ -282,22 +288,25 @@ func TestBGPLabHoldConns(t *testing.T) {
 			t.Fatalf("no connection landed on %s: %v", d.Name(), total)
 		}
 	}
+	all := lab.DirectorEdges4()
+	mid := slices.Index(all, kernelNextHops(t, b.Router, vip32)[1])
+	victim := b.Director[mid]
 	held.ResetStalls()
 	cut := time.Now()
-	if err := b.Director[1].Link("eth0").Cut(); err != nil {
+	if err := victim.Link("eth0").Cut(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Router.WaitNextHops(ctx, vip32, lab.DirectorEdge4(0), lab.DirectorEdge4(2)); err != nil {
+	if _, err := b.Router.WaitNextHops(ctx, vip32, without(all, all[mid])...); err != nil {
 		t.Fatal(err)
 	}
-	d2 := b.Director[1].Name()
-	poll.Until(t, 30*time.Second, "all of director2's connections broken", func() (bool, any) {
+	d2 := victim.Name()
+	poll.Until(t, 30*time.Second, "all of the cut director's connections broken", func() (bool, any) {
 		r := held.Report()
 		total, broken := r.ByServer()
 		return broken[d2] == total[d2], r
 	})
 	r := held.Stop()
-	t.Logf("director2's link cut: %v", r)
+	t.Logf("%s's link cut: %v", d2, r)
 	var lastBreak time.Duration
 	for _, c := range r.Conns {
 		if c.Server != d2 && c.Broken {
@@ -307,10 +316,27 @@ func TestBGPLabHoldConns(t *testing.T) {
 			lastBreak = max(lastBreak, c.BrokenAt.Sub(cut))
 		}
 	}
-	t.Logf("the last of director2's connections broke %v after the cut; survivors' max stall %v", lastBreak.Round(time.Millisecond), r.MaxStall().Round(time.Millisecond))
+	t.Logf("the last of %s's connections broke %v after the cut; survivors' max stall %v", d2, lastBreak.Round(time.Millisecond), r.MaxStall().Round(time.Millisecond))
 	if r.Survived() != len(r.Conns)-total[d2] {
-		t.Errorf("%d survived, want %d (all but director2's)", r.Survived(), len(r.Conns)-total[d2])
+		t.Errorf("%d survived, want %d (all but %s's)", r.Survived(), len(r.Conns)-total[d2], d2)
 	}
+}
+
+// kernelNextHops returns the gateways of h's multipath route to p in the
+// kernel's order, which decides the hash-threshold regions.
+func kernelNextHops(t *testing.T, h *lab.Host, p netip.Prefix) []netip.Addr {
+	t.Helper()
+	rs, err := h.Netlink().RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_MAIN, Dst: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST)
+	if err != nil || len(rs) != 1 || len(rs[0].MultiPath) != 3 {
+		t.Fatalf("router's route to %v: %v, %v; want one route with three next hops", p, rs, err)
+	}
+	var out []netip.Addr
+	for _, nh := range rs[0].MultiPath {
+		a, _ := netip.AddrFromSlice(nh.Gw)
+		out = append(out, a.Unmap())
+	}
+	t.Logf("the router's next hops for %v in the kernel's order: %v", p, out)
+	return out
 }
 
 // TestBGPLabRealRoutes checks the real servers' default routes: via the
