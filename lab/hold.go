@@ -235,6 +235,21 @@ func (r HoldReport) ByServer() (total, broken map[string]int) {
 	return total, broken
 }
 
+// OpenedBefore splits the report into the connections opened before t and
+// the others: a director's connections younger than the sync flush may
+// not be on the other directors yet, so their survival is reported apart.
+func (r HoldReport) OpenedBefore(t time.Time) (older, younger HoldReport) {
+	older.At, younger.At = r.At, r.At
+	for _, c := range r.Conns {
+		if c.Opened.Before(t) {
+			older.Conns = append(older.Conns, c)
+		} else {
+			younger.Conns = append(younger.Conns, c)
+		}
+	}
+	return older, younger
+}
+
 func (r HoldReport) String() string {
 	total, broken := r.ByServer()
 	var b strings.Builder
