@@ -202,6 +202,19 @@ func TestBGPLabGracefulShutdown(t *testing.T) {
 	if _, err := b.Router.WaitNextHops(ctx, vip32, all[1:]...); err != nil {
 		t.Fatalf("%v\n%s", err, b.RouterFRR.Logs())
 	}
+	paths, err := b.RouterFRR.BGPPaths(ctx, vip32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) != 3 {
+		t.Fatalf("router has %d paths to %v, want 3 (one per director): %+v", len(paths), vip32, paths)
+	}
+	for _, p := range paths {
+		inShutdown := p.Peer == all[0]
+		if got := slices.Contains(p.Communities, "graceful-shutdown"); got != inShutdown || (p.LocalPref == 0) != inShutdown || p.Multipath == inShutdown {
+			t.Errorf("path from %v: communities %v, local preference %d, multipath %v; want graceful-shutdown with 0 and out of the multipath set only from %v", p.Peer, p.Communities, p.LocalPref, p.Multipath, all[0])
+		}
+	}
 	peers, err := b.RouterFRR.BGPPeers(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -409,6 +409,82 @@ func parseBGPSummary(b []byte) ([]BGPPeer, error) {
 	return out, nil
 }
 
+// BGPPath is one path to a prefix in the BGP table, as `show bgp ipv4
+// unicast PREFIX json` reports it.
+type BGPPath struct {
+	// Peer is the neighbor the path came from; NextHop its first next hop.
+	Peer, NextHop netip.Addr
+	// LocalPref is the path's local preference: 100 (FRR's default) when
+	// the path carries none.
+	LocalPref uint32
+	MED       uint32
+	// Communities as FRR writes them ("65010:100", "graceful-shutdown").
+	Communities []string
+	// Best marks the best path, Multipath the paths installed with it.
+	Best, Multipath bool
+}
+
+// BGPPaths returns the paths of the BGP table to exactly prefix (none when
+// there are none), sorted by peer.
+func (f *FRR) BGPPaths(ctx context.Context, prefix netip.Prefix) ([]BGPPath, error) {
+	afi := "ipv4"
+	if prefix.Addr().Is6() {
+		afi = "ipv6"
+	}
+	out, err := f.Vtysh(ctx, fmt.Sprintf("show bgp %s unicast %v json", afi, prefix.Masked()))
+	if err != nil {
+		return nil, err
+	}
+	return parseBGPPaths([]byte(out))
+}
+
+func parseBGPPaths(b []byte) ([]BGPPath, error) {
+	var raw struct {
+		Paths []struct {
+			LocPrf    *uint32 `json:"locPrf"`
+			Metric    uint32  `json:"metric"`
+			Multipath bool    `json:"multipath"`
+			Bestpath  *struct {
+				Overall bool `json:"overall"`
+			} `json:"bestpath"`
+			Community *struct {
+				String string `json:"string"`
+			} `json:"community"`
+			Nexthops []struct {
+				IP string `json:"ip"`
+			} `json:"nexthops"`
+			Peer struct {
+				PeerID string `json:"peerId"`
+			} `json:"peer"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("parsing `show bgp ... json`: %w in %q", err, b)
+	}
+	out := make([]BGPPath, 0, len(raw.Paths))
+	for i, r := range raw.Paths {
+		p := BGPPath{LocalPref: 100, MED: r.Metric, Multipath: r.Multipath, Best: r.Bestpath != nil && r.Bestpath.Overall}
+		var err error
+		if p.Peer, err = netip.ParseAddr(r.Peer.PeerID); err != nil {
+			return nil, fmt.Errorf("`show bgp ... json`: path %d: peer %q is not an address", i, r.Peer.PeerID)
+		}
+		if len(r.Nexthops) > 0 {
+			if p.NextHop, err = netip.ParseAddr(r.Nexthops[0].IP); err != nil {
+				return nil, fmt.Errorf("`show bgp ... json`: path %d: next hop %q is not an address", i, r.Nexthops[0].IP)
+			}
+		}
+		if r.LocPrf != nil {
+			p.LocalPref = *r.LocPrf
+		}
+		if r.Community != nil {
+			p.Communities = strings.Fields(r.Community.String)
+		}
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Peer.Less(out[j].Peer) })
+	return out, nil
+}
+
 // BFDPeer is one BFD session as `show bfd peers json` reports it.
 type BFDPeer struct {
 	Peer  netip.Addr

@@ -60,6 +60,31 @@ func TestParseBFDPeers(t *testing.T) {
 	})
 }
 
+func TestParseBGPPaths(t *testing.T) {
+	captured, err := os.ReadFile("testdata/frr/bgp-prefix-gshut.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := func(last byte) BGPPath {
+		a := netip.AddrFrom4([4]byte{192, 0, 2, last})
+		return BGPPath{Peer: a, NextHop: a, LocalPref: 100, Multipath: true}
+	}
+	gshut, best := path(11), path(12)
+	gshut.LocalPref, gshut.Multipath, gshut.Communities = 0, false, []string{"graceful-shutdown"}
+	best.Best = true
+	runParseCases(t, parseBGPPaths, []parseCase[[]BGPPath]{
+		{name: "captured, one path in graceful shutdown", in: string(captured), want: []BGPPath{gshut, best, path(13)}},
+		{
+			name: "communities and MED",
+			in:   `{"paths":[{"locPrf":200,"metric":5,"community":{"string":"65010:100 65010:7"},"nexthops":[{"ip":"2001:db8:1::11"}],"peer":{"peerId":"2001:db8:1::11"}}]}`,
+			want: []BGPPath{{Peer: netip.MustParseAddr("2001:db8:1::11"), NextHop: netip.MustParseAddr("2001:db8:1::11"), LocalPref: 200, MED: 5, Communities: []string{"65010:100", "65010:7"}}},
+		},
+		{name: "no such prefix", in: `{}`, want: []BGPPath{}},
+		{name: "not JSON", in: `% Network not in table`, wantErr: "parsing `show bgp ... json`"},
+		{name: "peer not an address", in: `{"paths":[{"peer":{"peerId":"x"}}]}`, wantErr: `path 0: peer "x" is not an address`},
+	})
+}
+
 type parseCase[T any] struct {
 	name    string
 	in      string
