@@ -36,6 +36,21 @@ func bgpLabWithStandIns(t *testing.T, opts lab.BGPOptions) (*lab.BGP, [3]*lab.FR
 	return b, fs
 }
 
+// directorsAnswer puts the VIP on every director's loopback with an echo
+// server on port, greeting with the director's name: each director answers
+// the flows the router sends it, with no IPVS and no state shared.
+func directorsAnswer(t *testing.T, b *lab.BGP, port uint16) {
+	t.Helper()
+	for _, d := range b.Directors() {
+		if err := d.AddAddr("lo", vip32); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.ServeEcho(netip.AddrPortFrom(lab.BGPVIP4, port).String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func without(all []netip.Addr, drop netip.Addr) []netip.Addr {
 	var out []netip.Addr
 	for _, a := range all {
@@ -153,15 +168,7 @@ func TestBGPLabRoutes(t *testing.T) {
 func TestBGPLabSpread(t *testing.T) {
 	b, _ := bgpLabWithStandIns(t, lab.BGPOptions{})
 	const port = 8080
-	for _, d := range b.Directors() {
-		if err := d.AddAddr("lo", vip32); err != nil {
-			t.Fatal(err)
-		}
-		// It greets with the director's name.
-		if _, err := d.ServeEcho(netip.AddrPortFrom(lab.BGPVIP4, port).String()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	directorsAnswer(t, b, port)
 	const flows = 3000
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -272,14 +279,7 @@ func TestBGPLabIPv6(t *testing.T) {
 func TestBGPLabHoldConns(t *testing.T) {
 	b, _ := bgpLabWithStandIns(t, lab.BGPOptions{})
 	const port = 7
-	for _, d := range b.Directors() {
-		if err := d.AddAddr("lo", vip32); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := d.ServeEcho(netip.AddrPortFrom(lab.BGPVIP4, port).String()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	directorsAnswer(t, b, port)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	held, err := b.Client.HoldConns(ctx, netip.AddrPortFrom(lab.BGPVIP4, port), lab.HoldOptions{Conns: 90})

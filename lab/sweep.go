@@ -61,11 +61,9 @@ func Sweep() ([]string, error) {
 		// New writes the owner file before creating any namespace, and
 		// Close removes it only after deleting them, so a namespace whose
 		// owner file is missing or dead now is a leftover.
-		if b, err := os.ReadFile(filepath.Join(OwnerDir, m[1])); err == nil {
-			if r, err := parseOwner(b); err == nil && ownerAlive(r) {
-				alive[m[1]] = true
-				continue
-			}
+		if ownerFileAlive(m[1]) {
+			alive[m[1]] = true
+			continue
 		}
 		victims = append(victims, e.Name())
 		if id, err := statNS(filepath.Join(NetNSDir, e.Name())); err == nil {
@@ -92,10 +90,8 @@ func Sweep() ([]string, error) {
 		if m == nil || alive[m[1]] {
 			continue
 		}
-		if b, err := os.ReadFile(filepath.Join(OwnerDir, m[1])); err == nil {
-			if r, err := parseOwner(b); err == nil && ownerAlive(r) {
-				continue
-			}
+		if ownerFileAlive(m[1]) {
+			continue
 		}
 		if err := os.RemoveAll(filepath.Join(FRRRunDir, e.Name())); err != nil {
 			errs = append(errs, fmt.Errorf("removing leftover FRR directory: %w", err))
@@ -107,6 +103,17 @@ func Sweep() ([]string, error) {
 		}
 	}
 	return removed, errors.Join(errs...)
+}
+
+// ownerFileAlive reads lab id's owner file now and reports whether its
+// owner runs.
+func ownerFileAlive(id string) bool {
+	b, err := os.ReadFile(filepath.Join(OwnerDir, id))
+	if err != nil {
+		return false
+	}
+	r, err := parseOwner(b)
+	return err == nil && ownerAlive(r)
 }
 
 // ownerAlive reports whether the recorded owner still runs: same PID and
