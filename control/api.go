@@ -271,8 +271,8 @@ type APISync struct {
 	Mode        string   `json:"mode"`
 	WantedRoles []string `json:"wanted_roles"`
 	LastError   string   `json:"last_error"`
-	Changes   uint64          `json:"changes"`
-	Failures  uint64          `json:"failures"`
+	Changes     uint64   `json:"changes"`
+	Failures    uint64   `json:"failures"`
 	// The conn-sync picture (Status.ConnSync): this director's role and
 	// connections, the other directors' as gossiped, and whether this
 	// backup receives (yes, no, idle, unknown; master on the master).
