@@ -249,6 +249,13 @@ func (s *Speaker) apiPeer(p conf.BGPPeerSpec) (*api.Peer, error) {
 		Conf: &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASN},
 		Timers: &api.Timers{Config: &api.TimersConfig{
 			HoldTime: hold, KeepaliveInterval: max(hold/3, 1), ConnectRetry: uint64(connectRetry / time.Second),
+			// GoBGP waits 30 s after a reset by default. FRR's bgpd
+			// re-registers a peer's BFD session with the local address
+			// it learns when the session comes up, and GoBGP takes the
+			// router's BFD going down meanwhile for a failure and
+			// resets: measured against FRR 8.4, the routes came after
+			// 35 s instead of 2 s (7.6 s for three directors with 1 s).
+			IdleHoldTimeAfterReset: 1,
 		}},
 		Transport: &api.Transport{RemotePort: uint32(p.Port)},
 		// The peer's own family only: a route's next hop is the
