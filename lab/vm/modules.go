@@ -12,7 +12,8 @@ import (
 
 // IPVSModules are the modules a guest needs for the IPVS tests and the
 // namespace lab: IPVS with every scheduler this kernel family ships, veth and
-// bridge for topologies and ipip/fou/gre for tunnel forwarding. Nothing
+// bridge for topologies, ipip/fou/gre for tunnel forwarding and dummy for
+// the device haldir's BGP mode keeps the announced addresses on. Nothing
 // else: haldir and the lab open NETLINK_ROUTE and generic netlink only, so
 // the VM tests prove that a kernel without xfrm_user and nfnetlink (a
 // hardened or minimal host) is enough. Their dependencies are added by
@@ -24,7 +25,7 @@ var IPVSModules = []string{
 	"ip_vs_rr", "ip_vs_wrr", "ip_vs_lc", "ip_vs_wlc", "ip_vs_lblc", "ip_vs_lblcr",
 	"ip_vs_dh", "ip_vs_sh", "ip_vs_sed", "ip_vs_nq", "ip_vs_mh", "ip_vs_fo",
 	"ip_vs_ovf", "ip_vs_twos",
-	"veth", "bridge",
+	"veth", "bridge", "dummy",
 	"ipip", "fou", "ip_gre",
 }
 

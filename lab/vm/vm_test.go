@@ -299,7 +299,7 @@ func TestResolveModules(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"nf_conntrack", "libcrc32c", "ip_vs", "ip_vs_rr", "ip_vs_mh", "veth", "bridge", "stp", "llc", "ipip", "tunnel4"} {
+	for _, want := range []string{"nf_conntrack", "libcrc32c", "ip_vs", "ip_vs_rr", "ip_vs_mh", "veth", "bridge", "dummy", "stp", "llc", "ipip", "tunnel4"} {
 		if _, ok := pos[want]; !ok {
 			t.Errorf("%s missing from %d resolved modules", want, len(mods))
 		}
