@@ -15,7 +15,7 @@ RPM_DIST ?= .el9
 RPM := dist/haldir-$(VERSION)-$(RELEASE)$(RPM_DIST).x86_64.rpm
 DEB := dist/haldir_$(VERSION)-$(RELEASE)_amd64.deb
 
-.PHONY: all build test deps lint bench rpm deb nfpm pkgfiles man fuzz demo vm-kernel clean
+.PHONY: all build test deps lint bench rpm deb nfpm pkgfiles man fuzz demo demo-bgp vm-kernel clean
 
 all: build
 
@@ -95,17 +95,28 @@ fuzz:
 demo:
 	$(GO) run ./lab/cmd/demo
 
+# The BGP mode: three active directors behind an FRR router with ECMP and
+# BFD, haldir announcing the VIP from each (routes, spread, a lost quorum,
+# maintenance and a killed director under long-lived connections), in the
+# VM when the host kernel has no IPVS; needs frr (make deps).
+demo-bgp:
+	$(GO) run ./lab/cmd/demo -bgp
+
 # Benchmarks print tables side by side with the reference in the same run
 # (about 20 minutes, root): VRRP failover against keepalived at 1s, 100ms
 # and 10ms (HALDIR_BENCH_INTERVALS/ROUNDS narrow it); health checks at
 # 1k/10k targets against bare system calls (BENCHTIME per scenario); the
-# director against ipvsadm-restore in the VM lab.
+# director against ipvsadm-restore in the VM lab; the BGP mode's drills
+# (300 long-lived connections through maintenance and a SIGKILL of a
+# director, mh with and without N-way sync, rr; 3,000 new flows' spread)
+# in the VM lab.
 BENCHTIME ?= 60s
 bench:
 	$(GO) test -run '^$$' -bench 'Failover|Handoff' -benchtime 1x -timeout 40m ./bench/vrrp/failover/
 	CGO_ENABLED=0 $(GO) run ./bench/healthcheck -duration $(BENCHTIME)
 	HALDIR_OVERLOAD_DURATION=60s $(GO) test -count=1 -v -run '^TestOverloadNoFalseDowns$$' ./healthcheck/ | grep -E 'overload_test|^(ok|FAIL|---)'
 	$(GO) run ./bench/director
+	HALDIR_BGP_BENCH=1 $(GO) test -count=1 -v -run '^TestBGPBench$$' -timeout 40m ./lab/bgpha/ | sed -E 's/^ +[a-z_]+\.go:[0-9]+: //' | grep -vE '^(=== RUN|--- |PASS|ok )'
 
 clean:
 	rm -rf bin dist

@@ -151,6 +151,8 @@ type Options struct {
 	// value is the plain demo: both directors start at once and all three
 	// links are cut at the same moment, as a dead director would.
 	Staggered bool
+	// BGP runs the BGP demo (RunBGPDemo) instead.
+	BGP bool
 }
 
 // RunDemo runs the demo in the current kernel (which must have IPVS) with

@@ -37,6 +37,7 @@ const guestHaldir = "/haldir-vm/bin/haldir"
 func main() {
 	guest := flag.Bool("guest", false, "run the demo in this kernel (what the VM runs); needs IPVS")
 	haldir := flag.String("haldir", "", "haldir binary for -guest (default: build it)")
+	bgp := flag.Bool("bgp", false, "the BGP demo (make demo-bgp): three active directors behind an ECMP router running FRR")
 	staggered := flag.Bool("staggered", false, "start director2 after director1 is master and cut/restore links in a careful order, as the workarounds for the since-fixed sync-group bugs did")
 	flag.Parse()
 
@@ -48,9 +49,9 @@ func main() {
 	}
 	var err error
 	if *guest {
-		err = runGuestMain(ctx, *haldir, Options{Staggered: *staggered})
+		err = runGuestMain(ctx, *haldir, Options{Staggered: *staggered, BGP: *bgp})
 	} else {
-		err = runHost(ctx, Options{Staggered: *staggered})
+		err = runHost(ctx, Options{Staggered: *staggered, BGP: *bgp})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo: FAILED:", err)
@@ -70,6 +71,10 @@ func runGuestMain(ctx context.Context, haldir string, opts Options) error {
 		if haldir, err = buildStatic(ctx, dir, "github.com/haldir-lb/haldir/cmd/haldir", "haldir"); err != nil {
 			return err
 		}
+	}
+	if opts.BGP {
+		_, err := RunBGPDemo(ctx, os.Stdout, haldir)
+		return err
 	}
 	_, err := RunDemo(ctx, os.Stdout, haldir, opts)
 	return err
@@ -125,9 +130,17 @@ func runHost(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	files := []vm.File{{Host: haldir, Guest: guestHaldir}}
+	if opts.BGP {
+		frr, err := vm.FRRFiles()
+		if err != nil {
+			return fmt.Errorf("setup: %w (lab/install-deps.sh installs it)", err)
+		}
+		files = append(files, frr...)
+	}
 	code, err := vm.Run(ctx, vm.Options{
 		Args:    append([]string{self, "-guest", "-haldir", guestHaldir}, guestFlags(opts)...),
-		Files:   []vm.File{{Host: haldir, Guest: guestHaldir}},
+		Files:   files,
 		Kernel:  k,
 		Timeout: 4 * time.Minute,
 		Output:  os.Stdout,
@@ -145,7 +158,7 @@ func runHost(ctx context.Context, opts Options) error {
 // guestFlags passes the options on to the demo in the VM.
 func guestFlags(opts Options) []string {
 	// Always explicit: the flag's default is not Options' zero value.
-	return []string{fmt.Sprintf("-staggered=%t", opts.Staggered)}
+	return []string{fmt.Sprintf("-staggered=%t", opts.Staggered), fmt.Sprintf("-bgp=%t", opts.BGP)}
 }
 
 // apt runs apt-get non-interactively with its output shown.

@@ -1,0 +1,422 @@
+package bgpha
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/moby/ipvs"
+
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
+	"github.com/haldir-lb/haldir/lab"
+)
+
+// SyncFlush is how long the kernel may take to send a new connection to the
+// other directors: a partly filled sync message leaves after 2 s. A
+// connection younger than this at an event may be on its director only.
+const SyncFlush = 2 * time.Second
+
+var quorumLostLine = regexp.MustCompile(`msg="virtual server quorum changed".* quorum_up=false`)
+
+// QuorumLoss is what a lost quorum on one director did.
+type QuorumLoss struct {
+	Director int
+	// Quorum is the cut of the director's back link to haldir logging the
+	// lost quorum; Withdrawn that log line to the router's FIB without
+	// the director's next hop (exactly: the other two stay).
+	Quorum, Withdrawn time.Duration
+	// Back is the link's restore to the router's three next hops again.
+	Back time.Duration
+}
+
+// LoseQuorum cuts director i's back link, so its health checks (and only
+// its) fail and its virtual servers lose quorum there, and measures the
+// withdraw at the router; then restores the link and waits for the route.
+func (c *Cluster) LoseQuorum(ctx context.Context, i int) (QuorumLoss, error) {
+	r := QuorumLoss{Director: i}
+	p := c.Proc[i]
+	if p == nil {
+		return r, fmt.Errorf("director%d: haldir does not run", i+1)
+	}
+	after := p.LastSeq()
+	link := c.Director[i].Link("eth1")
+	t0 := time.Now()
+	if err := link.Cut(); err != nil {
+		return r, err
+	}
+	seen, err := c.Router.WaitNextHops(ctx, VIP, NextHopsWithout(i)...)
+	if err != nil {
+		return r, c.withLogs(err)
+	}
+	l, err := p.WaitForLineAfter(ctx, after, quorumLostLine)
+	if err != nil {
+		return r, c.withLogs(fmt.Errorf("director%d: no lost quorum logged: %w", i+1, err))
+	}
+	r.Quorum, r.Withdrawn = l.Time.Sub(t0), seen.Sub(l.Time)
+	t1 := time.Now()
+	if err := link.Restore(); err != nil {
+		return r, err
+	}
+	seen, err = c.Router.WaitNextHops(ctx, VIP, lab.DirectorEdges4()...)
+	if err != nil {
+		return r, c.withLogs(err)
+	}
+	r.Back = seen.Sub(t1)
+	return r, nil
+}
+
+// Event is what happens to a director in a drill.
+type Event string
+
+const (
+	// Maintenance is `haldir maintenance on` (a graceful withdraw), undone
+	// by `maintenance off`.
+	Maintenance Event = "maintenance"
+	// SIGKILL kills haldir (the router's BFD detects it), undone by
+	// starting haldir again.
+	SIGKILL Event = "SIGKILL"
+)
+
+// Drill is what one event measured.
+type Drill struct {
+	Event    Event
+	Director int
+	// Route is the event to the router's FIB without the director's next
+	// hop; Rejoin the undoing to three next hops again.
+	Route, Rejoin time.Duration
+	// Graceful (maintenance) is the event to the router's BGP table first
+	// showing the director's path with the GRACEFUL_SHUTDOWN community,
+	// Withdraw to the path gone; GracefulFirst says the community was seen
+	// while the path was still there.
+	Graceful, Withdraw time.Duration
+	GracefulFirst      bool
+	// Older are the held connections opened before every director's
+	// kernel held them all (conn sync) or, without sync, more than
+	// SyncFlush before the event; Younger the others (opened just before
+	// the event). Each as it stood once every connection had gone past
+	// the event.
+	Older, Younger lab.HoldReport
+	// RejoinBroken counts the connections the rejoin broke; RejoinStall
+	// is the longest stall of the others while it happened.
+	RejoinBroken int
+	RejoinStall  time.Duration
+}
+
+// Conns holds long-lived client connections through the router for drills.
+type Conns struct {
+	c *Cluster
+	// Held are the older connections, Young those opened just before an
+	// event.
+	Held, Young *lab.Held
+	// Synced is when every director held all of Held (or, without sync,
+	// SyncFlush after the last was opened).
+	Synced time.Time
+}
+
+// HoldOptions are the round trips of drills' connections: every 20 ms,
+// broken after 3 s without an answer.
+var HoldOptions = lab.HoldOptions{Interval: 20 * time.Millisecond, Timeout: 3 * time.Second}
+
+// Hold opens n long-lived connections to the echo service and waits until
+// each director's kernel holds all of them (with conn sync) or SyncFlush
+// has passed (without).
+func (c *Cluster) Hold(ctx context.Context, n int) (*Conns, error) {
+	o := HoldOptions
+	o.Conns = n
+	held, err := c.Client.HoldConns(ctx, netip.AddrPortFrom(lab.BGPVIP4, EchoPort), o)
+	if err != nil {
+		return nil, err
+	}
+	cs := &Conns{c: c, Held: held}
+	if c.opts.NoSync {
+		select {
+		case <-time.After(SyncFlush):
+		case <-ctx.Done():
+			held.Stop()
+			return nil, ctx.Err()
+		}
+		cs.Synced = time.Now()
+		return cs, nil
+	}
+	want := map[netip.AddrPort]bool{}
+	for _, hc := range held.Report().Conns {
+		want[hc.Local] = true
+	}
+	err = pollCtx(ctx, 50*time.Millisecond, func() (bool, error) {
+		for _, d := range c.Directors() {
+			n, err := heldBy(d, want)
+			if err != nil || n < len(want) {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		held.Stop()
+		return nil, fmt.Errorf("every director holding the %d connections (conn sync): %w", n, err)
+	}
+	cs.Synced = time.Now()
+	return cs, nil
+}
+
+// Stop closes every connection.
+func (cs *Conns) Stop() {
+	cs.Held.Stop()
+	if cs.Young != nil {
+		cs.Young.Stop()
+	}
+}
+
+// heldBy counts the connections of want in h's IPVS connection table.
+func heldBy(h *lab.Host, want map[netip.AddrPort]bool) (int, error) {
+	var conns []ipvstest.Conn
+	if err := h.Do(func() error {
+		var err error
+		conns, err = ipvstest.ReadConns()
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range conns {
+		if want[c.Client] {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// report is the held connections, older and young, as one report.
+func (cs *Conns) report() lab.HoldReport {
+	r := cs.Held.Report()
+	if cs.Young != nil {
+		r.Conns = append(r.Conns, cs.Young.Report().Conns...)
+	}
+	return r
+}
+
+func (cs *Conns) resetStalls() {
+	cs.Held.ResetStalls()
+	if cs.Young != nil {
+		cs.Young.ResetStalls()
+	}
+}
+
+// passed waits until every connection has either broken or completed
+// three round trips more than in before (connections are in the same
+// order in both).
+func (cs *Conns) passed(ctx context.Context, before lab.HoldReport) (lab.HoldReport, error) {
+	var r lab.HoldReport
+	err := pollCtx(ctx, 20*time.Millisecond, func() (bool, error) {
+		r = cs.report()
+		for i, c := range r.Conns {
+			if !c.Broken && c.RoundTrips < before.Conns[i].RoundTrips+3 {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	return r, err
+}
+
+// Run puts director i through ev while the connections run, measures it,
+// and undoes it (the director joins back). young connections are opened
+// just before the event, younger than the sync flush.
+func (cs *Conns) Run(ctx context.Context, ev Event, i int, young int) (Drill, error) {
+	c := cs.c
+	d := Drill{Event: ev, Director: i}
+	if young > 0 {
+		o := HoldOptions
+		o.Conns = young
+		y, err := c.Client.HoldConns(ctx, netip.AddrPortFrom(lab.BGPVIP4, EchoPort), o)
+		if err != nil {
+			return d, err
+		}
+		if cs.Young != nil {
+			cs.Young.Stop()
+		}
+		cs.Young = y
+	}
+	cs.resetStalls()
+	before := cs.report()
+	var gs *gshutWatch
+	if ev == Maintenance {
+		gs = c.watchGracefulShutdown(ctx, i)
+	}
+	t0 := time.Now()
+	switch ev {
+	case Maintenance:
+		if _, err := c.Haldir(ctx, i, "maintenance", "on", "--reason", "drill"); err != nil {
+			return d, err
+		}
+	case SIGKILL:
+		c.Kill(i)
+	default:
+		return d, fmt.Errorf("unknown event %q", ev)
+	}
+	seen, err := c.Router.WaitNextHops(ctx, VIP, NextHopsWithout(i)...)
+	if err != nil {
+		return d, c.withLogs(err)
+	}
+	d.Route = seen.Sub(t0)
+	after, err := cs.passed(ctx, before)
+	if err != nil {
+		return d, fmt.Errorf("connections past %s of director%d: %w", ev, i+1, err)
+	}
+	d.Older, d.Younger = after.OpenedBefore(cs.Synced)
+	if gs != nil {
+		g, w, first, err := gs.wait(ctx)
+		if err != nil {
+			return d, c.withLogs(err)
+		}
+		d.Graceful, d.Withdraw, d.GracefulFirst = g.Sub(t0), w.Sub(t0), first
+	}
+
+	// Joining back.
+	brokenBefore := len(after.Conns) - after.Survived()
+	cs.resetStalls()
+	before = cs.report()
+	t1 := time.Now()
+	switch ev {
+	case Maintenance:
+		_, err = c.Haldir(ctx, i, "maintenance", "off")
+	case SIGKILL:
+		err = c.StartDirector(ctx, i)
+	}
+	if err != nil {
+		return d, err
+	}
+	if seen, err = c.Router.WaitNextHops(ctx, VIP, lab.DirectorEdges4()...); err != nil {
+		return d, c.withLogs(err)
+	}
+	d.Rejoin = seen.Sub(t1)
+	if err := c.WaitSettled(ctx); err != nil {
+		return d, err
+	}
+	after, err = cs.passed(ctx, before)
+	if err != nil {
+		return d, fmt.Errorf("connections past director%d joining back: %w", i+1, err)
+	}
+	d.RejoinBroken = len(after.Conns) - after.Survived() - brokenBefore
+	d.RejoinStall = after.MaxStall()
+	return d, nil
+}
+
+// gshutWatch polls the router's BGP table for a director's path to VIP
+// until it is gone, noting when it first carried GRACEFUL_SHUTDOWN.
+type gshutWatch struct {
+	done     chan struct{}
+	graceful time.Time // first seen with the community
+	gone     time.Time
+	first    bool // the community was seen before the path went
+	err      error
+}
+
+func (c *Cluster) watchGracefulShutdown(ctx context.Context, i int) *gshutWatch {
+	w := &gshutWatch{done: make(chan struct{})}
+	peer := lab.DirectorEdge4(i)
+	go func() {
+		defer close(w.done)
+		w.err = pollCtx(ctx, 5*time.Millisecond, func() (bool, error) {
+			paths, err := c.RouterFRR.BGPPaths(ctx, VIP)
+			if err != nil {
+				return false, err
+			}
+			now := time.Now()
+			k := slices.IndexFunc(paths, func(p lab.BGPPath) bool { return p.Peer == peer })
+			if k < 0 {
+				w.gone = now
+				return true, nil
+			}
+			if w.graceful.IsZero() && slices.Contains(paths[k].Communities, "graceful-shutdown") {
+				w.graceful, w.first = now, true
+			}
+			return false, nil
+		})
+	}()
+	return w
+}
+
+// wait returns when the community was first seen and when the path went.
+func (w *gshutWatch) wait(ctx context.Context) (graceful, gone time.Time, first bool, err error) {
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		return graceful, gone, false, ctx.Err()
+	}
+	if w.err != nil {
+		return graceful, gone, false, fmt.Errorf("watching the router's BGP table: %w", w.err)
+	}
+	return w.graceful, w.gone, w.first, nil
+}
+
+// Spread opens n new connections from the client to the echo service and
+// counts how many each director's IPVS scheduled (its service's
+// connection counter; connections conn sync brings do not count there),
+// and how many each real server answered.
+func (c *Cluster) Spread(ctx context.Context, n int) (perDirector [3]int, perReal map[string]int, err error) {
+	svc := &ipvs.Service{Address: lab.BGPVIP4.AsSlice(), Protocol: 6, Port: EchoPort, AddressFamily: 2}
+	counts := func() ([3]int, error) {
+		var out [3]int
+		for i, d := range c.Directors() {
+			h, err := ipvs.New(d.NetNSPath())
+			if err != nil {
+				return out, err
+			}
+			s, err := h.GetService(svc)
+			h.Close()
+			if err != nil {
+				return out, fmt.Errorf("director%d: %w", i+1, err)
+			}
+			out[i] = int(s.Stats.Connections)
+		}
+		return out, nil
+	}
+	base, err := counts()
+	if err != nil {
+		return perDirector, nil, err
+	}
+	perReal, err = c.Client.Greetings(ctx, netip.AddrPortFrom(lab.BGPVIP4, EchoPort), n)
+	if err != nil {
+		return perDirector, perReal, err
+	}
+	// The kernel folds its per-CPU counters into what it reports every
+	// 2 s: poll until the sum is all of them.
+	err = pollCtx(ctx, 200*time.Millisecond, func() (bool, error) {
+		now, err := counts()
+		if err != nil {
+			return false, err
+		}
+		sum := 0
+		for i := range now {
+			perDirector[i] = now[i] - base[i]
+			sum += perDirector[i]
+		}
+		return sum >= n, nil
+	})
+	if err != nil {
+		return perDirector, perReal, fmt.Errorf("directors' connection counters (%v) reaching %d: %w", perDirector, n, err)
+	}
+	return perDirector, perReal, nil
+}
+
+// pollCtx calls f every `every` until it returns true or an error, or ctx
+// ends.
+func pollCtx(ctx context.Context, every time.Duration, f func() (bool, error)) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		ok, err := f()
+		if err != nil || ok {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
