@@ -190,9 +190,13 @@ func (c *Cluster) Close() error {
 	return err
 }
 
-func (c *Cluster) keyFile() string        { return filepath.Join(c.dir, "gossip.key") }
-func (c *Cluster) configFile(i int) string { return filepath.Join(c.dir, fmt.Sprintf("director%d.toml", i+1)) }
-func (c *Cluster) socket(i int) string     { return filepath.Join(c.dir, fmt.Sprintf("director%d.sock", i+1)) }
+func (c *Cluster) keyFile() string { return filepath.Join(c.dir, "gossip.key") }
+func (c *Cluster) configFile(i int) string {
+	return filepath.Join(c.dir, fmt.Sprintf("director%d.toml", i+1))
+}
+func (c *Cluster) socket(i int) string {
+	return filepath.Join(c.dir, fmt.Sprintf("director%d.sock", i+1))
+}
 
 // syncAddr is director i's address on the sync net (gossip, conn sync).
 func syncAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, 0, byte(11 + i)}) }
