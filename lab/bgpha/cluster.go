@@ -11,8 +11,6 @@ package bgpha
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -107,11 +105,7 @@ func (c *Cluster) setUp(ctx context.Context) error {
 		return err
 	}
 	c.dir = dir
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return err
-	}
-	if err := os.WriteFile(c.keyFile(), []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+	if err := lab.WriteClusterKey(c.keyFile()); err != nil {
 		return err
 	}
 	for i := range c.Director {

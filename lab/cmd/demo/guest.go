@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -370,12 +368,8 @@ func (d *demo) stepHaldir(ctx context.Context) error {
 		return err
 	}
 	d.dir = dir
-	// The cluster's shared key: 32 random bytes, base64, owner-only.
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "gossip.key"), []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+	// The cluster's shared key.
+	if err := lab.WriteClusterKey(filepath.Join(dir, "gossip.key")); err != nil {
 		return err
 	}
 	for _, h := range []struct {
