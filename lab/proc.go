@@ -197,6 +197,20 @@ func (p *Proc) WaitForLine(ctx context.Context, re *regexp.Regexp) (Line, error)
 	return p.WaitForLineAfter(ctx, 0, re)
 }
 
+// Follow calls f with every line matching re, in order, as they come,
+// until the process exits or ctx ends (it returns then).
+func (p *Proc) Follow(ctx context.Context, re *regexp.Regexp, f func(Line)) {
+	var after uint64
+	for {
+		l, err := p.WaitForLineAfter(ctx, after, re)
+		if err != nil {
+			return
+		}
+		after = l.Seq
+		f(l)
+	}
+}
+
 // WaitForLineAfter is WaitForLine for lines with Seq > after.
 func (p *Proc) WaitForLineAfter(ctx context.Context, after uint64, re *regexp.Regexp) (Line, error) {
 	for {

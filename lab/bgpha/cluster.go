@@ -299,7 +299,7 @@ func (c *Cluster) StartDirector(ctx context.Context, i int) error {
 		if filter == nil {
 			filter = regexp.MustCompile(``)
 		}
-		go follow(ctx, c.opts.Log, filter, h.Name(), p)
+		go p.Follow(ctx, filter, func(l lab.Line) { fmt.Fprintf(c.opts.Log, "%s | %s\n", h.Name(), l.Text) })
 	}
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
@@ -307,19 +307,6 @@ func (c *Cluster) StartDirector(ctx context.Context, i int) error {
 		return fmt.Errorf("director%d: haldir did not start: %w\n%s", i+1, err, p.Output())
 	}
 	return nil
-}
-
-// follow copies a process's log lines matching re to w until it ends.
-func follow(ctx context.Context, w io.Writer, re *regexp.Regexp, name string, p *lab.Proc) {
-	var after uint64
-	for {
-		l, err := p.WaitForLineAfter(ctx, after, re)
-		if err != nil {
-			return
-		}
-		after = l.Seq
-		fmt.Fprintf(w, "%s | %s\n", name, l.Text)
-	}
 }
 
 // Kill sends SIGKILL to director i's haldir (nothing when it does not

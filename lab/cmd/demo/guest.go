@@ -431,13 +431,7 @@ func (d *demo) startHaldir(ctx context.Context, h *lab.Host) error {
 // follow prints a director's interesting log lines as they come and keeps
 // the VRRP states and the components haldir reports as not running.
 func (d *demo) follow(ctx context.Context, name string, p *lab.Proc) {
-	var after uint64
-	for {
-		l, err := p.WaitForLineAfter(ctx, after, interesting)
-		if err != nil {
-			return
-		}
-		after = l.Seq
+	p.Follow(ctx, interesting, func(l lab.Line) {
 		d.mu.Lock()
 		if m := stateLine.FindStringSubmatch(l.Text); m != nil {
 			d.states[name+"/"+m[1]] = m[3]
@@ -454,7 +448,7 @@ func (d *demo) follow(ctx context.Context, name string, p *lab.Proc) {
 		}
 		d.printfLocked("%s | %s", name, timeField.ReplaceAllString(l.Text, ""))
 		d.mu.Unlock()
-	}
+	})
 }
 
 // dumpLogs prints the tail of both daemons' logs after a failure.
