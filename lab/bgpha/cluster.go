@@ -116,6 +116,11 @@ func (c *Cluster) setUp(ctx context.Context) error {
 			return fmt.Errorf("haldir check on director%d: %w\n%s", i+1, err, out)
 		}
 	}
+	// The router logs every update it receives, with the time: the
+	// maintenance drill reads when GRACEFUL_SHUTDOWN and the withdraw came.
+	if _, err := c.RouterFRR.Vtysh(ctx, "debug bgp updates in"); err != nil {
+		return err
+	}
 	for i := range c.Director {
 		if err := c.StartDirector(ctx, i); err != nil {
 			return err

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
-	"slices"
 	"time"
 
 	"github.com/moby/ipvs"
@@ -244,7 +243,7 @@ func (cs *Conns) Run(ctx context.Context, ev Event, i int, young int) (Drill, er
 	before := cs.report()
 	var gs *gshutWatch
 	if ev == Maintenance {
-		gs = c.watchGracefulShutdown(ctx, i)
+		gs = c.watchGracefulShutdown(i)
 	}
 	t0 := time.Now()
 	switch ev {
@@ -305,52 +304,44 @@ func (cs *Conns) Run(ctx context.Context, ev Event, i int, young int) (Drill, er
 	return d, nil
 }
 
-// gshutWatch polls the router's BGP table for a director's path to VIP
-// until it is gone, noting when it first carried GRACEFUL_SHUTDOWN.
+// gshutWatch follows the router's bgpd log (`debug bgp updates in`) for
+// a director's updates to VIP after an event: the first carrying the
+// GRACEFUL_SHUTDOWN community, and the withdraw. The log's line times are
+// when the router received them; polling its BGP table instead misses
+// the second between them under a TCG guest (a vtysh takes about that).
 type gshutWatch struct {
-	done     chan struct{}
-	graceful time.Time // first seen with the community
-	gone     time.Time
-	first    bool // the community was seen before the path went
-	err      error
+	bgpd        *lab.Proc
+	after       uint64
+	gshut, gone *regexp.Regexp
 }
 
-func (c *Cluster) watchGracefulShutdown(ctx context.Context, i int) *gshutWatch {
-	w := &gshutWatch{done: make(chan struct{})}
-	peer := lab.DirectorEdge4(i)
-	go func() {
-		defer close(w.done)
-		w.err = pollCtx(ctx, 5*time.Millisecond, func() (bool, error) {
-			paths, err := c.RouterFRR.BGPPaths(ctx, VIP)
-			if err != nil {
-				return false, err
-			}
-			now := time.Now()
-			k := slices.IndexFunc(paths, func(p lab.BGPPath) bool { return p.Peer == peer })
-			if k < 0 {
-				w.gone = now
-				return true, nil
-			}
-			if w.graceful.IsZero() && slices.Contains(paths[k].Communities, "graceful-shutdown") {
-				w.graceful, w.first = now, true
-			}
-			return false, nil
-		})
-	}()
-	return w
+func (c *Cluster) watchGracefulShutdown(i int) *gshutWatch {
+	peer := regexp.QuoteMeta(lab.DirectorEdge4(i).String())
+	bgpd := c.RouterFRR.Daemon("bgpd")
+	return &gshutWatch{
+		bgpd:  bgpd,
+		after: bgpd.LastSeq(),
+		gshut: regexp.MustCompile(peer + `\S* rcvd UPDATE w/ attr:.*graceful-shutdown`),
+		gone:  regexp.MustCompile(peer + `\S* rcvd UPDATE about ` + regexp.QuoteMeta(VIP.String()) + `.*withdrawn`),
+	}
 }
 
-// wait returns when the community was first seen and when the path went.
+// wait returns when the router received the community (zero if never
+// before the withdraw) and the withdraw.
 func (w *gshutWatch) wait(ctx context.Context) (graceful, gone time.Time, first bool, err error) {
-	select {
-	case <-w.done:
-	case <-ctx.Done():
-		return graceful, gone, false, ctx.Err()
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	l, err := w.bgpd.WaitForLineAfter(ctx, w.after, w.gone)
+	if err != nil {
+		return graceful, gone, false, fmt.Errorf("router: no withdraw of %v logged: %w", VIP, err)
 	}
-	if w.err != nil {
-		return graceful, gone, false, fmt.Errorf("watching the router's BGP table: %w", w.err)
+	gone = l.Time
+	for _, g := range w.bgpd.Lines() {
+		if g.Seq > w.after && g.Seq < l.Seq && w.gshut.MatchString(g.Text) {
+			return g.Time, gone, true, nil
+		}
 	}
-	return w.graceful, w.gone, w.first, nil
+	return graceful, gone, false, nil
 }
 
 // Spread opens n new connections from the client to the echo service and
