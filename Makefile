@@ -108,7 +108,7 @@ demo-bgp:
 # 1k/10k targets against bare system calls (BENCHTIME per scenario); the
 # director against ipvsadm-restore in the VM lab; the BGP mode's drills
 # (300 long-lived connections through maintenance and a SIGKILL of a
-# director, mh with and without N-way sync, rr; 3,000 new flows' spread)
+# director, mh and rr each with and without N-way sync; 3,000 new flows' spread)
 # in the VM lab.
 BENCHTIME ?= 60s
 bench:

@@ -77,8 +77,8 @@ func TestBGPModeInVM(t *testing.T) {
 
 // TestBGPBench is `make bench`'s BGP table (HALDIR_BGP_BENCH=1, else
 // skipped): 300 long-lived connections through (a) maintenance and (b) a
-// SIGKILL of a director, for mh with N-way sync, mh without sync and rr
-// with sync, each on a fresh lab in the same VM run, and the spread of
+// SIGKILL of a director, for mh with N-way sync, mh without sync, rr with
+// sync and rr without, each on a fresh lab in the same VM run, and the spread of
 // 3,000 new flows.
 func TestBGPBench(t *testing.T) {
 	if os.Getenv("HALDIR_BGP_BENCH") == "" {
@@ -91,7 +91,7 @@ func TestBGPBench(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 18*time.Minute)
 	defer cancel()
 	var rs []*bgpha.Result
-	for _, o := range []bgpha.Options{{}, {NoSync: true}, {Scheduler: "rr"}} {
+	for _, o := range []bgpha.Options{{}, {NoSync: true}, {Scheduler: "rr"}, {Scheduler: "rr", NoSync: true}} {
 		r, err := bgpha.Run(ctx, "bgp-bench", haldir, bgpha.Plan{Options: o, Flows: 3000, Conns: 300, Young: 30, Progress: os.Stdout})
 		if err != nil {
 			t.Errorf("%v: %v", o, err)

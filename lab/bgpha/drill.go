@@ -98,6 +98,10 @@ type Drill struct {
 	// the event). Each as it stood once every connection had gone past
 	// the event.
 	Older, Younger lab.HoldReport
+	// YoungUnsynced counts the younger connections some director's
+	// kernel did not hold yet at the event (a busy sync daemon flushes
+	// within milliseconds, a quiet one within SyncFlush).
+	YoungUnsynced int
 	// RejoinBroken counts the connections the rejoin broke; RejoinStall
 	// is the longest stall of the others while it happened.
 	RejoinBroken int
@@ -159,6 +163,18 @@ func (c *Cluster) Hold(ctx context.Context, n int) (*Conns, error) {
 	}
 	cs.Synced = time.Now()
 	return cs, nil
+}
+
+// Quiet measures the connections' longest stall over d with nothing
+// happening: the floor under the drills' stalls on this machine.
+func (cs *Conns) Quiet(ctx context.Context, d time.Duration) (time.Duration, error) {
+	cs.resetStalls()
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return cs.report().MaxStall(), nil
 }
 
 // Stop closes every connection.
@@ -238,6 +254,21 @@ func (cs *Conns) Run(ctx context.Context, ev Event, i int, young int) (Drill, er
 			cs.Young.Stop()
 		}
 		cs.Young = y
+	}
+	if cs.Young != nil {
+		want := map[netip.AddrPort]bool{}
+		for _, hc := range cs.Young.Report().Conns {
+			want[hc.Local] = true
+		}
+		onAll := len(want)
+		for _, h := range c.Directors() {
+			n, err := heldBy(h, want)
+			if err != nil {
+				return d, err
+			}
+			onAll = min(onAll, n)
+		}
+		d.YoungUnsynced = len(want) - onAll
 	}
 	cs.resetStalls()
 	before := cs.report()

@@ -51,6 +51,9 @@ type Result struct {
 	Spread     [3]int
 	SpreadReal map[string]int
 	Quorum     *QuorumLoss
+	// QuietStall is the held connections' longest stall over 2 s with
+	// nothing happening.
+	QuietStall time.Duration
 	Drills     []Drill
 }
 
@@ -108,6 +111,10 @@ func Run(ctx context.Context, name, haldir string, p Plan) (*Result, error) {
 	}
 	defer cs.Stop()
 	say("[%v] %d long-lived connections open (a round trip every %v), on every director's kernel after %v", p.Options, p.Conns, HoldOptions.Interval, time.Since(cs.Held.Report().Conns[0].Opened).Round(time.Millisecond))
+	if r.QuietStall, err = cs.Quiet(ctx, 2*time.Second); err != nil {
+		return r, err
+	}
+	say("[%v] with nothing happening, the longest stall over 2s: %v", p.Options, r.QuietStall.Round(time.Millisecond))
 	for _, ev := range []struct {
 		e Event
 		i int
@@ -130,7 +137,7 @@ func (d Drill) String() string {
 	}
 	fmt.Fprintf(&b, "; older connections: %d/%d survived, max stall %v", d.Older.Survived(), len(d.Older.Conns), d.Older.MaxStall().Round(time.Millisecond))
 	if len(d.Younger.Conns) > 0 {
-		fmt.Fprintf(&b, "; younger than the sync flush: %d/%d survived", d.Younger.Survived(), len(d.Younger.Conns))
+		fmt.Fprintf(&b, "; younger: %d/%d survived (%d not on every director yet)", d.Younger.Survived(), len(d.Younger.Conns), d.YoungUnsynced)
 	}
 	fmt.Fprintf(&b, "; joining back: three next hops after %v, %d broken, max stall %v", d.Rejoin.Round(time.Millisecond), d.RejoinBroken, d.RejoinStall.Round(time.Millisecond))
 	return b.String()
@@ -147,13 +154,13 @@ func fmtCounts(m map[string]int) string {
 // WriteTable writes the drills of several results as one table (markdown),
 // then each variant's spread.
 func WriteTable(w io.Writer, rs []*Result) {
-	fmt.Fprintln(w, "| variant | event | older connections survived | broken | max stall | younger survived | route change | broken by the rejoin |")
+	fmt.Fprintln(w, "| variant | event | older connections survived | broken | max stall (quiet) | younger survived (not synced) | route change | broken by the rejoin |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
 		for _, d := range r.Drills {
 			o := d.Older
-			fmt.Fprintf(w, "| %v | %s | %d/%d | %d | %v | %d/%d | %v | %d |\n", r.Plan.Options, d.Event, o.Survived(), len(o.Conns), len(o.Conns)-o.Survived(), o.MaxStall().Round(time.Millisecond),
-				d.Younger.Survived(), len(d.Younger.Conns), d.Route.Round(time.Millisecond), d.RejoinBroken)
+			fmt.Fprintf(w, "| %v | %s | %d/%d | %d | %v (%v) | %d/%d (%d) | %v | %d |\n", r.Plan.Options, d.Event, o.Survived(), len(o.Conns), len(o.Conns)-o.Survived(), o.MaxStall().Round(time.Millisecond), r.QuietStall.Round(time.Millisecond),
+				d.Younger.Survived(), len(d.Younger.Conns), d.YoungUnsynced, d.Route.Round(time.Millisecond), d.RejoinBroken)
 		}
 	}
 	fmt.Fprintln(w)
