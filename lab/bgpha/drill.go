@@ -96,7 +96,7 @@ type Drill struct {
 	// kernel held them all (conn sync) or, without sync, more than
 	// SyncFlush before the event; Younger the others (opened just before
 	// the event). Each as it stood once every connection had gone past
-	// the event.
+	// the event, without those an earlier drill broke.
 	Older, Younger lab.HoldReport
 	// YoungUnsynced counts the younger connections some director's
 	// kernel did not hold yet at the event (a busy sync daemon flushes
@@ -204,6 +204,19 @@ func heldBy(h *lab.Host, want map[netip.AddrPort]bool) (int, error) {
 	return n, nil
 }
 
+// alive keeps of r the connections not broken yet in before (the same
+// connections in the same order, before taken earlier): what one event
+// broke, not the ones before it.
+func alive(r, before lab.HoldReport) lab.HoldReport {
+	out := lab.HoldReport{At: r.At}
+	for i, c := range r.Conns {
+		if !before.Conns[i].Broken {
+			out.Conns = append(out.Conns, c)
+		}
+	}
+	return out
+}
+
 // report is the held connections, older and young, as one report.
 func (cs *Conns) report() lab.HoldReport {
 	r := cs.Held.Report()
@@ -296,7 +309,7 @@ func (cs *Conns) Run(ctx context.Context, ev Event, i int, young int) (Drill, er
 	if err != nil {
 		return d, fmt.Errorf("connections past %s of director%d: %w", ev, i+1, err)
 	}
-	d.Older, d.Younger = after.OpenedBefore(cs.Synced)
+	d.Older, d.Younger = alive(after, before).OpenedBefore(cs.Synced)
 	if gs != nil {
 		g, w, first, err := gs.wait(ctx)
 		if err != nil {
