@@ -10,8 +10,10 @@
 // it). The demo runs plainly by default: both directors start at once and
 // links are cut and restored in plain order. `-staggered` brings back the
 // workarounds it once needed for two haldir sync-group bugs (a member stuck
-// in Fault, members swapping states), fixed in package vrrp. Root is needed
-// either way.
+// in Fault, members swapping states), fixed in package vrrp. `-bgp` (make
+// demo-bgp) runs the BGP demo instead: haldir in BGP mode on the BGP lab's
+// three directors behind an FRR router (RunBGPDemo, package lab/bgpha),
+// FRRouting copied into the VM. Root is needed either way.
 package main
 
 import (
