@@ -150,8 +150,8 @@ func (c *Cluster) Hold(ctx context.Context, n int) (*Conns, error) {
 	}
 	err = pollCtx(ctx, 50*time.Millisecond, func() (bool, error) {
 		for _, d := range c.Directors() {
-			n, err := heldBy(d, want)
-			if err != nil || n < len(want) {
+			held, err := heldBy(d, want)
+			if err != nil || len(held) < len(want) {
 				return false, err
 			}
 		}
@@ -185,23 +185,23 @@ func (cs *Conns) Stop() {
 	}
 }
 
-// heldBy counts the connections of want in h's IPVS connection table.
-func heldBy(h *lab.Host, want map[netip.AddrPort]bool) (int, error) {
+// heldBy returns the connections of want in h's IPVS connection table.
+func heldBy(h *lab.Host, want map[netip.AddrPort]bool) (map[netip.AddrPort]bool, error) {
 	var conns []ipvstest.Conn
 	if err := h.Do(func() error {
 		var err error
 		conns, err = ipvstest.ReadConns()
 		return err
 	}); err != nil {
-		return 0, err
+		return nil, err
 	}
-	n := 0
+	held := map[netip.AddrPort]bool{}
 	for _, c := range conns {
 		if want[c.Client] {
-			n++
+			held[c.Client] = true
 		}
 	}
-	return n, nil
+	return held, nil
 }
 
 // alive keeps of r the connections not broken yet in before (the same
@@ -273,15 +273,14 @@ func (cs *Conns) Run(ctx context.Context, ev Event, i int, young int) (Drill, er
 		for _, hc := range cs.Young.Report().Conns {
 			want[hc.Local] = true
 		}
-		onAll := len(want)
 		for _, h := range c.Directors() {
-			n, err := heldBy(h, want)
+			held, err := heldBy(h, want)
 			if err != nil {
 				return d, err
 			}
-			onAll = min(onAll, n)
+			want = held // what every director so far holds
 		}
-		d.YoungUnsynced = len(want) - onAll
+		d.YoungUnsynced = len(cs.Young.Report().Conns) - len(want)
 	}
 	cs.resetStalls()
 	before := cs.report()
