@@ -40,6 +40,8 @@ type Spec struct {
 	Modules []string
 	// MemoryMB sizes the guest; zero means the lab VM's default.
 	MemoryMB int
+	// Output receives the guest's console; nil means stdout.
+	Output io.Writer
 }
 
 // Run builds and runs spec in the lab VM, printing progress to stdout.
@@ -87,6 +89,10 @@ func Run(ctx context.Context, spec Spec) error {
 	if err != nil {
 		return err
 	}
+	out := spec.Output
+	if out == nil {
+		out = os.Stdout
+	}
 	code, err := vm.Run(ctx, vm.Options{
 		Args:     append([]string{self, "-guest", "-haldir", GuestHaldir}, spec.Args...),
 		Files:    []vm.File{{Host: haldir, Guest: GuestHaldir}},
@@ -94,7 +100,7 @@ func Run(ctx context.Context, spec Spec) error {
 		Timeout:  spec.Timeout,
 		Modules:  spec.Modules,
 		MemoryMB: spec.MemoryMB,
-		Output:   os.Stdout,
+		Output:   out,
 		Log:      os.Stdout,
 	})
 	if err != nil {

@@ -804,52 +804,11 @@ func longestGap(ss []sample, t time.Time) time.Duration {
 	return gap
 }
 
-// stallMeter measures how long the process is not scheduled: a ticker's
-// lateness beyond stallMin.
-type stallMeter struct {
-	stop          chan struct{}
-	done          chan struct{}
-	total, period time.Duration
-	longest       time.Duration
-}
-
-const stallMin = 50 * time.Millisecond
-
-func startStallMeter() *stallMeter {
-	m := &stallMeter{stop: make(chan struct{}), done: make(chan struct{}), period: 10 * time.Millisecond}
-	go func() {
-		defer close(m.done)
-		t := time.NewTicker(m.period)
-		defer t.Stop()
-		last := time.Now()
-		for {
-			select {
-			case <-m.stop:
-				return
-			case now := <-t.C:
-				if late := now.Sub(last) - m.period; late > stallMin {
-					m.total += late
-					m.longest = max(m.longest, late)
-				}
-				last = now
-			}
-		}
-	}()
-	return m
-}
-
-// halt stops the meter and returns the total and longest stall.
-func (m *stallMeter) halt() (total, longest time.Duration) {
-	close(m.stop)
-	<-m.done
-	return m.total, m.longest
-}
-
 func (d *demo) stepDrill(ctx context.Context) error {
 	d1 := d.s.Director1
-	sm := startStallMeter()
+	sm := pair.StartStallMeter()
 	defer func() {
-		d.rep.Stall, d.rep.MaxStall = sm.halt()
+		d.rep.Stall, d.rep.MaxStall = sm.Halt()
 		if d.rep.Stall > 0 {
 			d.printf("this process was not scheduled for %s during the drill (longest pause %s): a busy host stalls the VM, and the outages include that",
 				d.rep.Stall.Round(time.Millisecond), d.rep.MaxStall.Round(time.Millisecond))

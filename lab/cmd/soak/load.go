@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/haldir-lb/haldir/lab"
+	"github.com/haldir-lb/haldir/lab/pair"
+)
+
+// The client load: a new connection every newEvery, and longLived
+// connections each asking again every longEvery.
+const (
+	newEvery    = 100 * time.Millisecond
+	newTimeout  = 2 * time.Second
+	longLived   = 6
+	longEvery   = 250 * time.Millisecond
+	longTimeout = 4 * time.Second
+)
+
+// connCounts are the client's numbers.
+type connCounts struct {
+	NewOK     int            `json:"new_ok"`
+	NewFailed int            `json:"new_failed"`
+	NewByReal map[string]int `json:"new_by_real"`
+	// LongLivedOpened connections, LongLivedAnswers checked answers on
+	// them; each break is attributed: to its real server's fault, to its
+	// youth (opened less than syncGrace before), or to nothing (a
+	// violation).
+	LongLivedOpened      int `json:"long_lived_opened"`
+	LongLivedAnswers     int `json:"long_lived_answers"`
+	BrokeWithRealServer  int `json:"broke_with_real_server"`
+	BrokeYoung           int `json:"broke_young"`
+	BrokeUnexplained     int `json:"broke_unexplained"`
+	AnsweredByOtherReal  int `json:"answered_by_other_real"`
+	LongestNewFailureRun int `json:"longest_new_failure_run_ms"`
+}
+
+var vipAddr = net.JoinHostPort(pair.VIP.Addr().String(), "80")
+
+// loadNew opens a new connection to the VIP every newEvery, each on its
+// own goroutine so a lost SYN does not hold up the next.
+func (s *soak) loadNew(ctx context.Context) {
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return s.s.Client.Dial(ctx, network, addr)
+		},
+		DisableKeepAlives: true,
+	}}
+	var (
+		wg      sync.WaitGroup
+		failRun time.Time // first failure of the current run of failures
+		lastOK  time.Time
+	)
+	defer wg.Wait()
+	t := time.NewTicker(newEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		wg.Go(func() {
+			t0 := time.Now()
+			rctx, cancel := context.WithTimeout(ctx, newTimeout)
+			defer cancel()
+			who, err := lab.GetName(rctx, hc, "http://"+vipAddr+"/")
+			if ctx.Err() != nil {
+				return
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if err != nil {
+				s.conns.NewFailed++
+				if failRun.IsZero() || failRun.Before(lastOK) {
+					failRun = t0
+				}
+				return
+			}
+			s.conns.NewOK++
+			if s.conns.NewByReal == nil {
+				s.conns.NewByReal = map[string]int{}
+			}
+			s.conns.NewByReal[who]++
+			if !failRun.IsZero() && failRun.After(lastOK) {
+				s.conns.LongestNewFailureRun = max(s.conns.LongestNewFailureRun, int(t0.Sub(failRun).Milliseconds()))
+			}
+			lastOK = t0
+		})
+	}
+}
+
+// loadLongLived keeps longLived keep-alive connections busy and judges
+// every break.
+func (s *soak) loadLongLived(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range longLived {
+		wg.Go(func() { s.longLived(ctx) })
+	}
+	wg.Wait()
+}
+
+func (s *soak) longLived(ctx context.Context) {
+	for ctx.Err() == nil {
+		dctx, cancel := context.WithTimeout(ctx, longTimeout)
+		k, who, err := s.s.Client.DialKeepAlive(dctx, vipAddr, longTimeout)
+		cancel()
+		if err != nil {
+			sleep(ctx, 200*time.Millisecond)
+			continue
+		}
+		opened := time.Now()
+		s.mu.Lock()
+		s.conns.LongLivedOpened++
+		s.mu.Unlock()
+		lastOK := opened
+		for ctx.Err() == nil {
+			sleep(ctx, longEvery)
+			got, err := k.Get(longTimeout)
+			if ctx.Err() != nil {
+				break
+			}
+			now := time.Now()
+			if err == nil && got == who {
+				s.mu.Lock()
+				s.conns.LongLivedAnswers++
+				s.mu.Unlock()
+				s.checked(invConnSurvive)
+				lastOK = now
+				continue
+			}
+			s.judgeBreak(k, who, got, err, opened, lastOK, now)
+			break
+		}
+		k.Close()
+	}
+}
+
+// judgeBreak attributes a long-lived connection's break.
+func (s *soak) judgeBreak(k *lab.KeepAlive, who, got string, err error, opened, lastOK, now time.Time) {
+	s.checked(invConnSurvive)
+	switch {
+	case err == nil:
+		s.mu.Lock()
+		s.conns.AnsweredByOtherReal++
+		s.mu.Unlock()
+		s.violate(invConnSurvive, 0, fmt.Sprintf("connection %s to %s answered by %s", k.LocalAddr(), who, got))
+	case s.real(who).faultyIn(lastOK, now):
+		s.mu.Lock()
+		s.conns.BrokeWithRealServer++
+		s.mu.Unlock()
+	case lastOK.Sub(opened) < syncGrace && s.faultAt(now, 5*time.Second) != nil:
+		// Too young for conn sync to have carried it to the peer.
+		s.mu.Lock()
+		s.conns.BrokeYoung++
+		s.mu.Unlock()
+	default:
+		s.mu.Lock()
+		s.conns.BrokeUnexplained++
+		s.mu.Unlock()
+		s.violate(invConnSurvive, now.Sub(lastOK), fmt.Sprintf("connection %s to %s (open %v) broke with its real server up: %v; last answer %v before%s",
+			k.LocalAddr(), who, now.Sub(opened).Round(time.Millisecond), err, now.Sub(lastOK).Round(time.Millisecond), s.during(lastOK)))
+	}
+}
