@@ -239,9 +239,16 @@ func (s *soak) startDaemon(ctx context.Context, d *daemon) error {
 	if _, err := p.WaitForLine(wctx, startedLine); err != nil {
 		return fmt.Errorf("%s: haldir did not start: %w\n%s", d.name, err, p.Output())
 	}
-	c, err := control.Dial(d.cfg.Socket())
-	if err != nil {
-		return fmt.Errorf("%s: control socket: %w", d.name, err)
+	// The control socket may come up just after the start line.
+	var c *control.Client
+	for {
+		if c, err = control.Dial(d.cfg.Socket()); err == nil {
+			break
+		}
+		if wctx.Err() != nil {
+			return fmt.Errorf("%s: control socket: %w\n%s", d.name, err, p.Output())
+		}
+		sleep(wctx, 20*time.Millisecond)
 	}
 	s.mu.Lock()
 	d.client = c
@@ -269,6 +276,7 @@ func (s *soak) follow(ctx context.Context, d *daemon, p *lab.Proc) {
 	if ctx.Err() != nil {
 		return
 	}
+	s.checked(invNoCrash)
 	s.mu.Lock()
 	expected := d.expectExit && d.proc == p
 	s.mu.Unlock()
@@ -286,6 +294,7 @@ func (s *soak) logged(who string, l lab.Line) {
 		s.warnLines[msgOf(text)]++
 		s.mu.Unlock()
 	case strings.Contains(text, "level=ERROR"):
+		s.checked(invErrorsExplained)
 		if f := s.faultAt(l.Time, 5*time.Second); f != nil {
 			s.mu.Lock()
 			s.errLines[f.Kind.String()+": "+msgOf(text)]++
