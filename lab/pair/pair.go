@@ -196,3 +196,24 @@ func IPVSTable(h *lab.Host) ([]Service, error) {
 	}
 	return out, nil
 }
+
+// Conns is a director's IPVS connection table as the kernel prints it
+// (/proc/net/ip_vs_conn: addresses and ports in hex, "TCP C0000264 D340 ...").
+type Conns string
+
+// ReadConns reads h's IPVS connection table.
+func ReadConns(h *lab.Host) (Conns, error) {
+	var table []byte
+	err := h.Do(func() error {
+		var err error
+		table, err = os.ReadFile("/proc/thread-self/net/ip_vs_conn")
+		return err
+	})
+	return Conns(table), err
+}
+
+// Holds says whether the table has an entry from client (IPv4).
+func (c Conns) Holds(client netip.AddrPort) bool {
+	a := client.Addr().Unmap().As4()
+	return strings.Contains(string(c), fmt.Sprintf(" %02X%02X%02X%02X %04X ", a[0], a[1], a[2], a[3], client.Port()))
+}

@@ -1341,19 +1341,8 @@ func pause(ctx context.Context, d time.Duration) error {
 const longLived = 20
 
 // holdsConn says whether h's IPVS connection table has an entry from
-// client (/proc/net/ip_vs_conn of h's namespace: addresses and ports in
-// hex, "TCP C0000264 D340 ...").
+// client.
 func holdsConn(h *lab.Host, client netip.AddrPort) (bool, error) {
-	var table []byte
-	err := h.Do(func() error {
-		var err error
-		table, err = os.ReadFile("/proc/thread-self/net/ip_vs_conn")
-		return err
-	})
-	if err != nil {
-		return false, err
-	}
-	a := client.Addr().As4()
-	want := fmt.Sprintf(" %02X%02X%02X%02X %04X ", a[0], a[1], a[2], a[3], client.Port())
-	return strings.Contains(string(table), want), nil
+	t, err := pair.ReadConns(h)
+	return t.Holds(client), err
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -28,13 +29,14 @@ type connCounts struct {
 	NewFailed int            `json:"new_failed"`
 	NewByReal map[string]int `json:"new_by_real"`
 	// LongLivedOpened connections, LongLivedAnswers checked answers on
-	// them; each break is attributed: to its real server's fault, to its
-	// youth (opened less than syncGrace before), or to nothing (a
+	// them; each break is attributed: to its real server's fault, to conn
+	// sync not having reached the peer yet (a connection younger than
+	// syncLimit neither director's table held at once), or to nothing (a
 	// violation).
 	LongLivedOpened      int `json:"long_lived_opened"`
 	LongLivedAnswers     int `json:"long_lived_answers"`
 	BrokeWithRealServer  int `json:"broke_with_real_server"`
-	BrokeYoung           int `json:"broke_young"`
+	BrokeUnsynced        int `json:"broke_unsynced"`
 	BrokeUnexplained     int `json:"broke_unexplained"`
 	AnsweredByOtherReal  int `json:"answered_by_other_real"`
 	LongestNewFailureRun int `json:"longest_new_failure_run_ms"`
@@ -115,8 +117,10 @@ func (s *soak) longLived(ctx context.Context) {
 			continue
 		}
 		opened := time.Now()
+		id := netip.MustParseAddrPort(k.LocalAddr().String())
 		s.mu.Lock()
 		s.conns.LongLivedOpened++
+		s.tracked[id] = &tracked{opened: opened}
 		s.mu.Unlock()
 		lastOK := opened
 		for ctx.Err() == nil {
@@ -138,12 +142,65 @@ func (s *soak) longLived(ctx context.Context) {
 			break
 		}
 		k.Close()
+		s.mu.Lock()
+		delete(s.tracked, id)
+		s.mu.Unlock()
+	}
+}
+
+// tracked is what the soak knows of one long-lived connection: when it
+// opened and when both directors' tables first held it (conn sync).
+type tracked struct {
+	opened, synced time.Time
+	last           string // which tables held it at the last scan
+}
+
+// syncLimit is how long conn sync may take to reach the peer: the
+// kernel's master thread flushes every 2 s, and a connection whose first
+// sync message was lost is sent again after 50 more incoming packets
+// (sync_threshold 3 50), about 6 s of this load.
+const syncLimit = 10 * time.Second
+
+// watchConns scans both directors' connection tables for the long-lived
+// connections.
+func (s *soak) watchConns(ctx context.Context) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		t1, err1 := pair.ReadConns(s.s.Director1)
+		t2, err2 := pair.ReadConns(s.s.Director2)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		now := time.Now()
+		s.mu.Lock()
+		for id, c := range s.tracked {
+			h1, h2 := t1.Holds(id), t2.Holds(id)
+			c.last = fmt.Sprintf("director1 %v, director2 %v", h1, h2)
+			if h1 && h2 && c.synced.IsZero() {
+				c.synced = now
+				s.syncLat = append(s.syncLat, now.Sub(c.opened))
+			}
+		}
+		s.mu.Unlock()
 	}
 }
 
 // judgeBreak attributes a long-lived connection's break.
 func (s *soak) judgeBreak(k *lab.KeepAlive, who, got string, err error, opened, lastOK, now time.Time) {
 	s.checked(invConnSurvive)
+	id := netip.MustParseAddrPort(k.LocalAddr().String())
+	s.mu.Lock()
+	var c tracked
+	if t := s.tracked[id]; t != nil {
+		c = *t
+	}
+	s.mu.Unlock()
 	switch {
 	case err == nil:
 		s.mu.Lock()
@@ -154,16 +211,19 @@ func (s *soak) judgeBreak(k *lab.KeepAlive, who, got string, err error, opened, 
 		s.mu.Lock()
 		s.conns.BrokeWithRealServer++
 		s.mu.Unlock()
-	case lastOK.Sub(opened) < syncGrace && s.faultAt(now, 5*time.Second) != nil:
-		// Too young for conn sync to have carried it to the peer.
+	case c.synced.IsZero() && now.Sub(opened) < syncLimit:
 		s.mu.Lock()
-		s.conns.BrokeYoung++
+		s.conns.BrokeUnsynced++
 		s.mu.Unlock()
 	default:
 		s.mu.Lock()
 		s.conns.BrokeUnexplained++
 		s.mu.Unlock()
-		s.violate(invConnSurvive, now.Sub(lastOK), fmt.Sprintf("connection %s to %s (open %v) broke with its real server up: %v; last answer %v before%s",
-			k.LocalAddr(), who, now.Sub(opened).Round(time.Millisecond), err, now.Sub(lastOK).Round(time.Millisecond), s.during(lastOK)))
+		synced := "never in both tables"
+		if !c.synced.IsZero() {
+			synced = fmt.Sprintf("in both tables %v after it opened", c.synced.Sub(opened).Round(time.Millisecond))
+		}
+		s.violate(invConnSurvive, now.Sub(lastOK), fmt.Sprintf("connection %s to %s (open %v, %s; last scan: %s) broke with its real server up: %v; last answer %v before%s",
+			k.LocalAddr(), who, now.Sub(opened).Round(time.Millisecond), synced, c.last, err, now.Sub(lastOK).Round(time.Millisecond), s.during(lastOK)))
 	}
 }

@@ -26,6 +26,9 @@ type Report struct {
 	// faults that allow two holders.
 	VIPGaps  Distribution `json:"vip_gaps_ms"`
 	Overlaps Distribution `json:"overlaps_ms"`
+	// ConnSync is the long-lived connections' open to both directors'
+	// tables holding them.
+	ConnSync Distribution `json:"conn_sync_ms"`
 	// MasterDownInterval is director2's, the gap bound's base.
 	MasterDownInterval string   `json:"master_down_interval"`
 	GapBound           string   `json:"gap_bound"`
@@ -90,7 +93,7 @@ func (s *soak) report() *Report {
 	defer s.mu.Unlock()
 	r := &Report{
 		Seed: s.opts.Seed, Duration: s.opts.Duration.String(), Ran: time.Since(s.start).Round(time.Second).String(),
-		Faults: map[string]int{}, Conns: s.conns, VIPGaps: distribution(s.gaps), Overlaps: distribution(s.duals),
+		Faults: map[string]int{}, Conns: s.conns, VIPGaps: distribution(s.gaps), Overlaps: distribution(s.duals), ConnSync: distribution(s.syncLat),
 		MasterDownInterval: masterDown(prio2).String(), GapBound: (masterDown(prio2) + gapSlack).String(),
 		Growth: s.growth, ErrorsExplained: maps.Clone(s.errLines), Warnings: maps.Clone(s.warnLines),
 		StallTotal: total.Round(time.Millisecond).String(), StallLongest: longest.Round(time.Millisecond).String(),
@@ -141,8 +144,9 @@ func (r *Report) Text() string {
 	_ = tw.Flush()
 	c := r.Conns
 	fmt.Fprintf(&b, "connections: new %d ok, %d failed (longest run of failures %d ms); by real server %v\n", c.NewOK, c.NewFailed, c.LongestNewFailureRun, c.NewByReal)
-	fmt.Fprintf(&b, "long-lived: %d opened, %d answers checked; broke with their real server %d, young (< %v) %d, unexplained %d, answered by another real %d\n",
-		c.LongLivedOpened, c.LongLivedAnswers, c.BrokeWithRealServer, syncGrace, c.BrokeYoung, c.BrokeUnexplained, c.AnsweredByOtherReal)
+	fmt.Fprintf(&b, "long-lived: %d opened, %d answers checked; broke with their real server %d, before conn sync reached the peer %d, unexplained %d, answered by another real %d\n",
+		c.LongLivedOpened, c.LongLivedAnswers, c.BrokeWithRealServer, c.BrokeUnsynced, c.BrokeUnexplained, c.AnsweredByOtherReal)
+	fmt.Fprintf(&b, "conn sync (open to both tables): %s\n", r.ConnSync)
 	fmt.Fprintf(&b, "VIP/gateway gaps: %s (Master_Down_Interval %s, bound %s)\n", r.VIPGaps, r.MasterDownInterval, r.GapBound)
 	fmt.Fprintf(&b, "overlaps in moves: %s\n", r.Overlaps)
 	fmt.Fprintf(&b, "soak process stalls (TCG): %s in all, longest %s\n", r.StallTotal, r.StallLongest)

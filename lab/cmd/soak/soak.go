@@ -83,6 +83,8 @@ type soak struct {
 	warnLines map[string]int
 	errLines  map[string]int // explained ERROR lines by fault kind
 	leftOut   []string
+	tracked   map[netip.AddrPort]*tracked // the long-lived connections
+	syncLat   []time.Duration            // their open to both tables holding them
 }
 
 // Run runs the soak in the current kernel (which must have IPVS) with the
@@ -94,7 +96,7 @@ func Run(ctx context.Context, out io.Writer, haldirPath string, opts Options) (*
 	s := &soak{
 		opts: opts, out: out, start: time.Now(), haldir: haldirPath,
 		daemons: map[string]*daemon{}, linkDown: map[string]bool{}, inv: newInvariants(),
-		metrics: map[string][]metricSample{}, warnLines: map[string]int{}, errLines: map[string]int{},
+		metrics: map[string][]metricSample{}, tracked: map[netip.AddrPort]*tracked{}, warnLines: map[string]int{}, errLines: map[string]int{},
 	}
 	defer s.close()
 	ctx, cancel := context.WithCancel(ctx)
@@ -108,7 +110,7 @@ func Run(ctx context.Context, out io.Writer, haldirPath string, opts Options) (*
 		s.block(fmt.Sprintf("  %3d %s", i+1, f))
 	}
 	s.stall = pair.StartStallMeter()
-	monitors := []func(context.Context){s.watchVIPs, s.watchStatus, s.watchTable, s.loadNew, s.loadLongLived}
+	monitors := []func(context.Context){s.watchVIPs, s.watchStatus, s.watchTable, s.loadNew, s.loadLongLived, s.watchConns}
 	var wg sync.WaitGroup
 	mctx, stopMonitors := context.WithCancel(ctx)
 	for _, m := range monitors {
@@ -384,11 +386,17 @@ func vrrpStates(st control.Status) map[string]string {
 // director2 backup, and director1's IPVS table as config and the real
 // servers' health say. It returns "" or what was still wrong.
 func (s *soak) waitSteady(ctx context.Context) string {
-	deadline := time.Now().Add(settleLimit)
+	t0 := time.Now()
+	deadline, said := t0.Add(settleLimit), t0
 	why := ""
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if why = s.steady(ctx); why == "" {
 			return ""
+		}
+		// A slow return is worth knowing about even within the limit.
+		if time.Since(said) > 3*time.Second {
+			said = time.Now()
+			s.printf("settling for %v: %s", time.Since(t0).Round(time.Millisecond), why)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
