@@ -199,9 +199,18 @@ func (s *soak) inject(ctx context.Context, n int, f Fault) {
 	t0 := time.Now()
 	if why := s.waitSteady(ctx); why != "" && ctx.Err() == nil {
 		s.violate(invRecovers, settleLimit, fmt.Sprintf("fault %d (%s): not steady %s after recovery: %s", n, f, settleLimit, why))
+		// The repair restarts daemons: part of this fault's window.
+		s.mu.Lock()
+		rec.Recovered = time.Time{}
+		s.mu.Unlock()
 		s.repair(ctx)
+		s.mu.Lock()
+		rec.Recovered = time.Now()
+		s.mu.Unlock()
 	}
+	s.mu.Lock()
 	rec.Settled = time.Since(t0)
+	s.mu.Unlock()
 	s.checked(invRecovers)
 	// A quiet moment of steady state between faults.
 	sleep(ctx, time.Second)
@@ -463,6 +472,9 @@ func (s *soak) handoff(ctx context.Context, from, to string) error {
 	defer cancel()
 	s.checked(invOperations)
 	rep, err := s.daemons[from].client.Handoff(hctx, control.HandoffRequest{Reason: "soak"})
+	for _, r := range rep.Results {
+		s.printf("handoff %s -> %s: %s %s ok %v %.1f ms %s", from, to, r.Instance, r.Method, r.OK, r.Millis, r.Reason)
+	}
 	if err != nil || !rep.OK {
 		s.violate(invOperations, 0, fmt.Sprintf("handoff %s -> %s: %v %+v", from, to, err, rep))
 		return fmt.Errorf("handoff %s -> %s: %v", from, to, err)
