@@ -149,6 +149,9 @@ type faultRecord struct {
 	Start     time.Time
 	Recovered time.Time // zero while it is on
 	Settled   time.Duration
+	// SettledAt is when the pair was steady again: the fault's
+	// consequences (timeouts of memberlist, the checks) last until then.
+	SettledAt time.Time
 	Note      string
 }
 
@@ -158,7 +161,7 @@ func (s *soak) faultAt(t time.Time, grace time.Duration) *faultRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, f := range slices.Backward(s.faults) {
-		if !t.Before(f.Start) && (f.Recovered.IsZero() || t.Before(f.Recovered.Add(grace))) {
+		if !t.Before(f.Start) && (f.Recovered.IsZero() || t.Before(later(f.Recovered, f.SettledAt).Add(grace))) {
 			return f
 		}
 	}
@@ -209,7 +212,7 @@ func (s *soak) inject(ctx context.Context, n int, f Fault) {
 		s.mu.Unlock()
 	}
 	s.mu.Lock()
-	rec.Settled = time.Since(t0)
+	rec.Settled, rec.SettledAt = time.Since(t0), time.Now()
 	s.mu.Unlock()
 	s.checked(invRecovers)
 	// A quiet moment of steady state between faults.

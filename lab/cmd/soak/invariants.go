@@ -31,7 +31,7 @@ var invariantDocs = map[string]string{
 	invSplitBrain:      "the cluster reports split brain exactly when two live directors are master for the same instance (a miss tolerated for the cluster's 3 s hold + 3 s, a false alarm for 3 s)",
 	invNoGrowth:        "goroutines, open fds and RSS of each daemon do not grow over its lifetime (steady-state samples)",
 	invNoCrash:         "no panic, no fatal error, no exit the soak did not cause",
-	invErrorsExplained: "every ERROR log line falls in an injected fault's window (its start to 5 s after recovery)",
+	invErrorsExplained: "every ERROR log line falls in an injected fault's window (its start to 5 s after the pair is steady again)",
 	invRecovers:        "after each fault the pair is back to its steady state within " + settleLimit.String(),
 	invOperations:      "reloads, handoffs and maintenance answer as they should (a broken file refused, the old configuration kept)",
 }
