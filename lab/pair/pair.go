@@ -213,7 +213,18 @@ func ReadConns(h *lab.Host) (Conns, error) {
 }
 
 // Holds says whether the table has an entry from client (IPv4).
-func (c Conns) Holds(client netip.AddrPort) bool {
+func (c Conns) Holds(client netip.AddrPort) bool { return c.Entry(client) != "" }
+
+// Entry is the table's line for client's connection (IPv4), "" when
+// there is none: protocol, client, VIP, real server (hex), state and the
+// seconds to its expiry.
+func (c Conns) Entry(client netip.AddrPort) string {
 	a := client.Addr().Unmap().As4()
-	return strings.Contains(string(c), fmt.Sprintf(" %02X%02X%02X%02X %04X ", a[0], a[1], a[2], a[3], client.Port()))
+	key := fmt.Sprintf(" %02X%02X%02X%02X %04X ", a[0], a[1], a[2], a[3], client.Port())
+	for _, l := range strings.Split(string(c), "\n") {
+		if strings.Contains(l, key) {
+			return strings.Join(strings.Fields(l), " ")
+		}
+	}
+	return ""
 }

@@ -152,7 +152,8 @@ func (s *soak) longLived(ctx context.Context) {
 // opened and when both directors' tables first held it (conn sync).
 type tracked struct {
 	opened, synced time.Time
-	last           string // which tables held it at the last scan
+	last           string // the tables' entries for it at the last scan
+	syncedEntries  string // and when both first held it
 }
 
 // syncLimit is how long conn sync may take to reach the peer: the
@@ -180,9 +181,10 @@ func (s *soak) watchConns(ctx context.Context) {
 		now := time.Now()
 		s.mu.Lock()
 		for id, c := range s.tracked {
-			h1, h2 := t1.Holds(id), t2.Holds(id)
-			c.last = fmt.Sprintf("director1 %v, director2 %v", h1, h2)
-			if h1 && h2 && c.synced.IsZero() {
+			e1, e2 := t1.Entry(id), t2.Entry(id)
+			c.last = fmt.Sprintf("director1 %q, director2 %q", e1, e2)
+			if e1 != "" && e2 != "" && c.synced.IsZero() {
+				c.syncedEntries = c.last
 				c.synced = now
 				s.syncLat = append(s.syncLat, now.Sub(c.opened))
 			}
@@ -221,7 +223,7 @@ func (s *soak) judgeBreak(k *lab.KeepAlive, who, got string, err error, opened, 
 		s.mu.Unlock()
 		synced := "never in both tables"
 		if !c.synced.IsZero() {
-			synced = fmt.Sprintf("in both tables %v after it opened", c.synced.Sub(opened).Round(time.Millisecond))
+			synced = fmt.Sprintf("in both tables %v after it opened: %s", c.synced.Sub(opened).Round(time.Millisecond), c.syncedEntries)
 		}
 		s.violate(invConnSurvive, now.Sub(lastOK), fmt.Sprintf("connection %s to %s (open %v, %s; last scan: %s) broke with its real server up: %v; last answer %v before%s",
 			k.LocalAddr(), who, now.Sub(opened).Round(time.Millisecond), synced, c.last, err, now.Sub(lastOK).Round(time.Millisecond), s.during(lastOK)))
