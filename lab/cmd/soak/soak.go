@@ -84,7 +84,7 @@ type soak struct {
 	errLines  map[string]int // explained ERROR lines by fault kind
 	leftOut   []string
 	tracked   map[netip.AddrPort]*tracked // the long-lived connections
-	syncLat   []time.Duration            // their open to both tables holding them
+	syncLat   []time.Duration             // their open to both tables holding them
 }
 
 // Run runs the soak in the current kernel (which must have IPVS) with the
