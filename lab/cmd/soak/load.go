@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,7 @@ type connCounts struct {
 	LongLivedAnswers     int `json:"long_lived_answers"`
 	BrokeWithRealServer  int `json:"broke_with_real_server"`
 	BrokeUnsynced        int `json:"broke_unsynced"`
+	BrokeSplitHandshake  int `json:"broke_split_handshake"`
 	BrokeUnexplained     int `json:"broke_unexplained"`
 	AnsweredByOtherReal  int `json:"answered_by_other_real"`
 	LongestNewFailureRun int `json:"longest_new_failure_run_ms"`
@@ -109,6 +111,9 @@ func (s *soak) loadLongLived(ctx context.Context) {
 
 func (s *soak) longLived(ctx context.Context) {
 	for ctx.Err() == nil {
+		// A connection's life starts with its first SYN: one whose
+		// handshake spans a failover is known from its start.
+		opened := time.Now()
 		dctx, cancel := context.WithTimeout(ctx, longTimeout)
 		k, who, err := s.s.Client.DialKeepAlive(dctx, vipAddr, longTimeout)
 		cancel()
@@ -116,7 +121,6 @@ func (s *soak) longLived(ctx context.Context) {
 			sleep(ctx, 200*time.Millisecond)
 			continue
 		}
-		opened := time.Now()
 		id := netip.MustParseAddrPort(k.LocalAddr().String())
 		s.mu.Lock()
 		s.conns.LongLivedOpened++
@@ -154,6 +158,17 @@ type tracked struct {
 	opened, synced time.Time
 	last           string // the tables' entries for it at the last scan
 	syncedEntries  string // and when both first held it
+	// split: the directors' entries named different real servers.
+	split bool
+}
+
+// realOf is the real server (hex address and port) of a conn-table entry.
+func realOf(entry string) string {
+	f := strings.Fields(entry)
+	if len(f) < 7 {
+		return ""
+	}
+	return f[5] + ":" + f[6]
 }
 
 // syncLimit is how long conn sync may take to reach the peer: the
@@ -183,7 +198,14 @@ func (s *soak) watchConns(ctx context.Context) {
 		for id, c := range s.tracked {
 			e1, e2 := t1.Entry(id), t2.Entry(id)
 			c.last = fmt.Sprintf("director1 %q, director2 %q", e1, e2)
-			if e1 != "" && e2 != "" && c.synced.IsZero() {
+			if e1 != "" && e2 != "" && realOf(e1) != realOf(e2) {
+				// Each director scheduled the connection itself: its
+				// handshake straddled a failover (a SYN the old master
+				// forwarded, retransmitted to the new one), and conn sync
+				// does not move an entry the peer already has.
+				c.split = true
+			}
+			if e1 != "" && e2 != "" && realOf(e1) == realOf(e2) && c.synced.IsZero() {
 				c.syncedEntries = c.last
 				c.synced = now
 				s.syncLat = append(s.syncLat, now.Sub(c.opened))
@@ -213,6 +235,11 @@ func (s *soak) judgeBreak(k *lab.KeepAlive, who, got string, err error, opened, 
 		s.mu.Lock()
 		s.conns.BrokeWithRealServer++
 		s.mu.Unlock()
+	case c.split:
+		s.mu.Lock()
+		s.conns.BrokeSplitHandshake++
+		s.mu.Unlock()
+		s.printf("connection %s to %s broke: the directors scheduled it to different real servers (its handshake straddled a failover): %s", k.LocalAddr(), who, c.last)
 	case c.synced.IsZero() && now.Sub(opened) < syncLimit:
 		s.mu.Lock()
 		s.conns.BrokeUnsynced++

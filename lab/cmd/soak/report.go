@@ -144,8 +144,8 @@ func (r *Report) Text() string {
 	_ = tw.Flush()
 	c := r.Conns
 	fmt.Fprintf(&b, "connections: new %d ok, %d failed (longest run of failures %d ms); by real server %v\n", c.NewOK, c.NewFailed, c.LongestNewFailureRun, c.NewByReal)
-	fmt.Fprintf(&b, "long-lived: %d opened, %d answers checked; broke with their real server %d, before conn sync reached the peer %d, unexplained %d, answered by another real %d\n",
-		c.LongLivedOpened, c.LongLivedAnswers, c.BrokeWithRealServer, c.BrokeUnsynced, c.BrokeUnexplained, c.AnsweredByOtherReal)
+	fmt.Fprintf(&b, "long-lived: %d opened, %d answers checked; broke with their real server %d, before conn sync reached the peer %d, scheduled to different real servers by the two directors (handshake across a failover) %d, unexplained %d, answered by another real %d\n",
+		c.LongLivedOpened, c.LongLivedAnswers, c.BrokeWithRealServer, c.BrokeUnsynced, c.BrokeSplitHandshake, c.BrokeUnexplained, c.AnsweredByOtherReal)
 	fmt.Fprintf(&b, "conn sync (open to both tables): %s\n", r.ConnSync)
 	fmt.Fprintf(&b, "VIP/gateway gaps: %s (Master_Down_Interval %s, bound %s)\n", r.VIPGaps, r.MasterDownInterval, r.GapBound)
 	fmt.Fprintf(&b, "overlaps in moves: %s\n", r.Overlaps)
