@@ -257,6 +257,20 @@ func (s *soak) setLink(director, iface string, down bool) {
 	s.mu.Unlock()
 }
 
+// every runs f every interval until ctx ends: the loop of each monitor.
+func every(ctx context.Context, interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
+	}
+}
+
 func sleep(ctx context.Context, d time.Duration) {
 	select {
 	case <-ctx.Done():

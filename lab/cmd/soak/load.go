@@ -61,14 +61,7 @@ func (s *soak) loadNew(ctx context.Context) {
 		lastOK  time.Time
 	)
 	defer wg.Wait()
-	t := time.NewTicker(newEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, newEvery, func() {
 		wg.Go(func() {
 			t0 := time.Now()
 			rctx, cancel := context.WithTimeout(ctx, newTimeout)
@@ -96,7 +89,7 @@ func (s *soak) loadNew(ctx context.Context) {
 			}
 			lastOK = t0
 		})
-	}
+	})
 }
 
 // loadLongLived keeps longLived keep-alive connections busy and judges
@@ -180,18 +173,11 @@ const syncLimit = 10 * time.Second
 // watchConns scans both directors' connection tables for the long-lived
 // connections.
 func (s *soak) watchConns(ctx context.Context) {
-	t := time.NewTicker(500 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, 500*time.Millisecond, func() {
 		t1, err1 := pair.ReadConns(s.s.Director1)
 		t2, err2 := pair.ReadConns(s.s.Director2)
 		if err1 != nil || err2 != nil {
-			continue
+			return
 		}
 		now := time.Now()
 		s.mu.Lock()
@@ -212,7 +198,7 @@ func (s *soak) watchConns(ctx context.Context) {
 			}
 		}
 		s.mu.Unlock()
-	}
+	})
 }
 
 // judgeBreak attributes a long-lived connection's break.

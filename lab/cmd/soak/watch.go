@@ -26,14 +26,7 @@ func (s *soak) watchVIPs(ctx context.Context) {
 	}{{"eth0", pair.VIP}, {"eth1", pair.GW}}
 	ep := make([]episode, len(addrs))
 	bound := masterDown(prio2) + gapSlack
-	t := time.NewTicker(vipEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, vipEvery, func() {
 		now := time.Now()
 		for i, a := range addrs {
 			n := 0
@@ -81,7 +74,7 @@ func (s *soak) watchVIPs(ctx context.Context) {
 				e.dualSince = time.Time{}
 			}
 		}
-	}
+	})
 }
 
 // during names the fault on at t, for a violation's detail.
@@ -100,21 +93,14 @@ func (s *soak) watchStatus(ctx context.Context) {
 		falseTolerance = 3 * time.Second
 	)
 	var missSince, falseSince time.Time
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, 250*time.Millisecond, func() {
 		st1, ok1 := s.status(ctx, s.daemons["director1"])
 		st2, ok2 := s.status(ctx, s.daemons["director2"])
 		if !ok1 || !ok2 {
 			// A director that cannot answer is no live director: what the
 			// other reports of it is not judged.
 			missSince, falseSince = time.Time{}, time.Time{}
-			continue
+			return
 		}
 		now := time.Now()
 		m1, m2 := vrrpStates(st1), vrrpStates(st2)
@@ -143,7 +129,7 @@ func (s *soak) watchStatus(ctx context.Context) {
 		default:
 			missSince, falseSince = time.Time{}, time.Time{}
 		}
-	}
+	})
 }
 
 // watchTable checks the master's IPVS table against config + health.
@@ -153,25 +139,18 @@ func (s *soak) watchTable(ctx context.Context) {
 		since  time.Time
 		lateAt uint64
 	)
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, 250*time.Millisecond, func() {
 		master := s.holder()
 		if master == nil {
 			since = time.Time{}
-			continue
+			return
 		}
 		now := time.Now()
 		diff := s.tableDiff(master)
 		s.checked(invTable)
 		if diff == "" {
 			since = time.Time{}
-			continue
+			return
 		}
 		s.mu.Lock()
 		from := s.truthAt
@@ -193,7 +172,7 @@ func (s *soak) watchTable(ctx context.Context) {
 			since = time.Time{}
 			s.truthChanged() // one violation per bound
 		}
-	}
+	})
 }
 
 // lateRetries is h's daemon's count of checks retried because the checker
