@@ -27,7 +27,7 @@ var invariantDocs = map[string]string{
 	invOneHolder:       "at most one director holds the VIP (and the back gateway), except a move's overlap of at most " + dualBound.String() + " or while a fault that allows two holders is on (a paused, starved, killed or partitioned master keeps its addresses)",
 	invVIPGap:          "the VIP and the gateway are never without a holder on a live link for longer than Master_Down_Interval + " + gapSlack.String() + " (plus the soak's own measured stall)",
 	invConnSurvive:     "a long-lived connection breaks only when its real server dies, hangs or trickles (conn sync carries it through every failover), or before conn sync brought it to the peer, within " + syncLimit.String() + " of its opening",
-	invTable:           "the master's IPVS table equals config + real-server health within the checks' detection time (fall x interval + timeout) + 2 check intervals, one check more when the daemon retried a check because its checker was late",
+	invTable:           "the master's IPVS table equals config + real-server health within the checks' detection time (fall x interval + timeout) + 2 check intervals; when the daemon retried checks because its checker was late (an overloaded VM), each of the fall checks may take two",
 	invSplitBrain:      "the cluster reports split brain exactly when two live directors are master for the same instance (a miss tolerated for the cluster's 3 s hold + 3 s, a false alarm for 3 s)",
 	invNoGrowth:        "goroutines, open fds and RSS of each daemon do not grow over its lifetime (steady-state samples)",
 	invNoCrash:         "no panic, no fatal error, no exit the soak did not cause",

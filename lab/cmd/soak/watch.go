@@ -162,10 +162,10 @@ func (s *soak) watchTable(ctx context.Context) {
 		from = later(from, since)
 		limit := bound + s.stall.In(from, now)
 		// A failure seen while the checker itself was late is retried
-		// before it counts (healthcheck): one more check's time when
-		// that happened in this window.
+		// before it counts (healthcheck): when that happened in this
+		// window, each of the fall checks may have taken two.
 		if s.lateRetries(ctx, master) > lateAt {
-			limit += checkInterval + checkTimeout
+			limit += checkFall * (checkInterval + checkTimeout)
 		}
 		if d := now.Sub(from); d > limit {
 			s.violate(invTable, d, fmt.Sprintf("%s's IPVS table wrong for %v (bound %v): %s%s", master.Name(), d.Round(time.Millisecond), bound, diff, s.during(from)))
