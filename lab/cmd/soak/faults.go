@@ -187,6 +187,7 @@ func (s *soak) twoHoldersAllowed(from, to time.Time, grace time.Duration) bool {
 
 // inject runs one fault: on, hold, off, then waits for the steady state.
 func (s *soak) inject(ctx context.Context, n int, f Fault) {
+	s.progress.tick()
 	rec := &faultRecord{N: n, Fault: f, Kind: f.Kind, Start: time.Now()}
 	s.mu.Lock()
 	s.faults = append(s.faults, rec)

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -85,6 +86,8 @@ type soak struct {
 	leftOut   []string
 	tracked   map[netip.AddrPort]*tracked // the long-lived connections
 	syncLat   []time.Duration             // their open to both tables holding them
+	progress  progress
+	stuck     atomic.Bool
 }
 
 // Run runs the soak in the current kernel (which must have IPVS) with the
@@ -110,7 +113,8 @@ func Run(ctx context.Context, out io.Writer, haldirPath string, opts Options) (*
 		s.block(fmt.Sprintf("  %3d %s", i+1, f))
 	}
 	s.stall = pair.StartStallMeter()
-	monitors := []func(context.Context){s.watchVIPs, s.watchStatus, s.watchTable, s.loadNew, s.loadLongLived, s.watchConns}
+	s.progress.tick()
+	monitors := []func(context.Context){s.watchdog, s.watchVIPs, s.watchStatus, s.watchTable, s.loadNew, s.loadLongLived, s.watchConns}
 	var wg sync.WaitGroup
 	mctx, stopMonitors := context.WithCancel(ctx)
 	for _, m := range monitors {
@@ -119,7 +123,7 @@ func Run(ctx context.Context, out io.Writer, haldirPath string, opts Options) (*
 	s.scrapeAll(ctx)
 	end := time.Now().Add(opts.Duration)
 	for i, f := range schedule {
-		if time.Now().After(end) || ctx.Err() != nil {
+		if time.Now().After(end) || ctx.Err() != nil || s.stuck.Load() {
 			break
 		}
 		s.inject(ctx, i+1, f)
@@ -390,6 +394,7 @@ func (s *soak) waitSteady(ctx context.Context) string {
 	deadline, said := t0.Add(settleLimit), t0
 	why := ""
 	for time.Now().Before(deadline) && ctx.Err() == nil {
+		s.progress.tick()
 		if why = s.steady(ctx); why == "" {
 			return ""
 		}
