@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +43,8 @@ type connCounts struct {
 	BrokeUnexplained     int `json:"broke_unexplained"`
 	AnsweredByOtherReal  int `json:"answered_by_other_real"`
 	LongestNewFailureRun int `json:"longest_new_failure_run_ms"`
+	// LongestNewFailureRunWhen says when it began and the fault before it.
+	LongestNewFailureRunWhen string `json:"longest_new_failure_run_when,omitempty"`
 }
 
 var vipAddr = net.JoinHostPort(pair.VIP.Addr().String(), "80")
@@ -85,7 +88,16 @@ func (s *soak) loadNew(ctx context.Context) {
 			}
 			s.conns.NewByReal[who]++
 			if !failRun.IsZero() && failRun.After(lastOK) {
-				s.conns.LongestNewFailureRun = max(s.conns.LongestNewFailureRun, int(t0.Sub(failRun).Milliseconds()))
+				if ms := int(t0.Sub(failRun).Milliseconds()); ms > s.conns.LongestNewFailureRun {
+					s.conns.LongestNewFailureRun = ms
+					s.conns.LongestNewFailureRunWhen = fmt.Sprintf("at %.1fs", failRun.Sub(s.start).Seconds())
+					for _, f := range slices.Backward(s.faults) {
+						if !failRun.Before(f.Start) {
+							s.conns.LongestNewFailureRunWhen += fmt.Sprintf(", fault %d (%s) began %.1fs before", f.N, f.Fault, failRun.Sub(f.Start).Seconds())
+							break
+						}
+					}
+				}
 			}
 			lastOK = t0
 		})

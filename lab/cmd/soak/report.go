@@ -143,7 +143,7 @@ func (r *Report) Text() string {
 	}
 	_ = tw.Flush()
 	c := r.Conns
-	fmt.Fprintf(&b, "connections: new %d ok, %d failed (longest run of failures %d ms); by real server %v\n", c.NewOK, c.NewFailed, c.LongestNewFailureRun, c.NewByReal)
+	fmt.Fprintf(&b, "connections: new %d ok, %d failed (longest run of failures %d ms %s); by real server %v\n", c.NewOK, c.NewFailed, c.LongestNewFailureRun, c.LongestNewFailureRunWhen, c.NewByReal)
 	fmt.Fprintf(&b, "long-lived: %d opened, %d answers checked; broke with their real server %d, before conn sync reached the peer %d, scheduled to different real servers by the two directors (handshake across a failover) %d, unexplained %d, answered by another real %d\n",
 		c.LongLivedOpened, c.LongLivedAnswers, c.BrokeWithRealServer, c.BrokeUnsynced, c.BrokeSplitHandshake, c.BrokeUnexplained, c.AnsweredByOtherReal)
 	fmt.Fprintf(&b, "conn sync (open to both tables): %s\n", r.ConnSync)
