@@ -71,6 +71,9 @@ type NodeState struct {
 	// Sync is this director's side of connection sync; nil without
 	// [sync] (and until the daemon's first refresh).
 	Sync *ConnSync `json:",omitempty"`
+	// BGPAnnounced are the prefixes the director announces over BGP now
+	// (its [bgp] announcements whose virtual servers have quorum there).
+	BGPAnnounced []netip.Prefix `json:",omitempty"`
 	// Recent are the director's last events (VRRP state changes,
 	// announcements, conn-sync roles), oldest first, at most MaxRecent,
 	// on its own clock: a drill's timeline shows every director's side.
@@ -93,7 +96,7 @@ const MaxRecent = 16
 // the master's sync daemon sent, so a backup far below the master is not
 // receiving).
 type ConnSync struct {
-	Role  string // master, backup, master+backup, or none
+	Role  string // master, backup, master+backup (N-way: both all the time), or none
 	Conns uint64
 	// Services holds the count of each virtual server that holds any
 	// connection, by its IPVS key ("TCP 192.0.2.1:80", "FWM 5").

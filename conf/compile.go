@@ -51,7 +51,36 @@ func Compile(c *Config) *Spec {
 			Peers: slices.Clone(x.Peers), SecretFile: x.SecretFile,
 		}
 	}
+	if x := c.BGP; x != nil {
+		s.BGP = compileBGP(x)
+	}
 	return s
+}
+
+func compileBGP(x *BGP) *BGPSpec {
+	b := &BGPSpec{
+		ASN: uint32(x.ASN), RouterID: x.RouterID.Unmap(), ListenPort: uint16(x.ListenPort),
+		GracefulShutdown: x.GracefulShutdown, Device: x.Device,
+	}
+	for _, p := range x.Peers {
+		ps := BGPPeerSpec{
+			Address: p.Address.Unmap(), ASN: uint32(p.ASN), Port: uint16(p.Port), HoldTime: p.HoldTime.D(),
+			PasswordFile: p.PasswordFile, Multihop: uint8(p.Multihop), LocalAddress: p.LocalAddress.Unmap(),
+		}
+		if f := p.BFD; f != nil {
+			ps.BFD = &BFDSpec{MinTx: f.MinTx.D(), MinRx: f.MinRx.D(), Multiplier: uint8(f.Multiplier)}
+		}
+		b.Peers = append(b.Peers, ps)
+	}
+	for _, a := range x.Announce {
+		as := BGPAnnounceSpec{Prefix: a.Prefix.Masked(), VirtualServers: slices.Clone(a.VirtualServers), MED: uint32(a.MED)}
+		for _, c := range a.Communities {
+			v, _ := ParseCommunity(c)
+			as.Communities = append(as.Communities, v)
+		}
+		b.Announce = append(b.Announce, as)
+	}
+	return b
 }
 
 // LoadSpec is Load and Compile: the file at path as typed values. Its

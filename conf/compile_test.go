@@ -339,13 +339,16 @@ func TestHashes(t *testing.T) {
 		{"sync id", func(s *Spec) { s.Sync.SyncID = 3 }, []string{"sync"}},
 		{"sync interface is per director", func(s *Spec) { s.Sync.Interface = "eth7" }, nil},
 		{"sync off", func(s *Spec) { s.Sync = nil }, []string{"sync"}},
+		{"bgp on", func(s *Spec) {
+			s.BGP = &BGPSpec{Announce: []BGPAnnounceSpec{{Prefix: netip.MustParsePrefix("192.0.2.10/32")}}}
+		}, []string{"bgp"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := compileFile(t, "testdata/valid/minimal.toml")
 			tc.edit(s)
 			a, b := base.Hashes(), s.Hashes()
 			var changed []string
-			for _, k := range []string{"ipvs", "sync", "virtual_server", "vrrp"} {
+			for _, k := range []string{"bgp", "ipvs", "sync", "virtual_server", "vrrp"} {
 				if a[k] == "" || b[k] == "" {
 					t.Fatalf("no hash for %s", k)
 				}
@@ -353,8 +356,8 @@ func TestHashes(t *testing.T) {
 					changed = append(changed, k)
 				}
 			}
-			if len(a) != 4 || len(b) != 4 {
-				t.Errorf("hashes %v, want four parts", b)
+			if len(a) != 5 || len(b) != 5 {
+				t.Errorf("hashes %v, want five parts", b)
 			}
 			if !reflect.DeepEqual(changed, tc.changed) {
 				t.Errorf("changed %v, want %v", changed, tc.changed)
@@ -363,6 +366,93 @@ func TestHashes(t *testing.T) {
 	}
 	if got := base.Hashes()["sync"]; got == "off" {
 		t.Errorf("sync hash %q with [sync]", got)
+	}
+}
+
+// TestHashIgnoresRealServerOrder: the same real servers listed in
+// another order are no drift; another real server is.
+func TestHashIgnoresRealServerOrder(t *testing.T) {
+	s := compileFile(t, "testdata/valid/minimal.toml")
+	rs := s.VirtualServers[0].RealServers[0]
+	second := rs
+	second.Addr = netip.AddrPortFrom(netip.MustParseAddr("10.0.0.22"), 80)
+	s.VirtualServers[0].RealServers = []RealServerSpec{rs, second}
+	h := s.Hashes()["virtual_server"]
+	s.VirtualServers[0].RealServers = []RealServerSpec{second, rs}
+	if got := s.Hashes()["virtual_server"]; got != h {
+		t.Errorf("reordered real servers hash %s, want %s", got, h)
+	}
+	if s.VirtualServers[0].RealServers[0].Addr != second.Addr {
+		t.Error("hashing reordered the spec's own real servers")
+	}
+	second.Addr = netip.AddrPortFrom(netip.MustParseAddr("10.0.0.23"), 80)
+	s.VirtualServers[0].RealServers = []RealServerSpec{rs, second}
+	if s.Hashes()["virtual_server"] == h {
+		t.Error("another real server hashes alike")
+	}
+}
+
+// TestBGPHashIgnoresPeers: directors announcing the same prefixes agree,
+// whatever their own AS, router ID and routers.
+func TestBGPHashIgnoresPeers(t *testing.T) {
+	a := compileFile(t, "testdata/valid/bgp.toml")
+	b := compileFile(t, "testdata/valid/bgp.toml")
+	b.BGP.ASN, b.BGP.RouterID = 65011, netip.MustParseAddr("10.0.0.12")
+	b.BGP.Peers[0].Address = netip.MustParseAddr("10.0.0.2")
+	if ha, hb := a.Hashes()["bgp"], b.Hashes()["bgp"]; ha != hb || ha == "off" {
+		t.Errorf("bgp hashes %s and %s, want equal and not off", ha, hb)
+	}
+	b.BGP.Announce[0].MED = 5
+	if a.Hashes()["bgp"] == b.Hashes()["bgp"] {
+		t.Error("a different MED hashes alike")
+	}
+}
+
+// TestCompileBGP: [bgp] comes out typed, every default applied.
+func TestCompileBGP(t *testing.T) {
+	s := compileFile(t, "testdata/valid/bgp.toml")
+	want := &BGPSpec{
+		ASN: 65010, GracefulShutdown: true, Device: "haldir0",
+		Peers: []BGPPeerSpec{{
+			Address: netip.MustParseAddr("10.0.0.1"), ASN: 65000, Port: 179, HoldTime: 9 * time.Second,
+			BFD: &BFDSpec{MinTx: 100 * time.Millisecond, MinRx: 100 * time.Millisecond, Multiplier: 3},
+		}},
+		Announce: []BGPAnnounceSpec{{
+			Prefix: netip.MustParsePrefix("192.0.2.10/32"), VirtualServers: []string{"web"}, Communities: []uint32{65010<<16 | 100},
+		}},
+	}
+	if !reflect.DeepEqual(s.BGP, want) {
+		t.Errorf("BGP = %+v\nwant %+v", s.BGP, want)
+	}
+	if !s.Sync.NWay() || s.Sync.SyncID != 7 {
+		t.Errorf("sync = %+v, want N-way with sync_id 7", s.Sync)
+	}
+}
+
+// TestCommunities: the two spellings round-trip; anything else is refused.
+func TestCommunities(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want uint32
+		ok   bool
+	}{
+		{"65010:100", 65010<<16 | 100, true},
+		{"0:0", 0, true},
+		{"65535:65535", 1<<32 - 1, true},
+		{"65536:1", 0, false},
+		{"1:-1", 0, false},
+		{"100", 0, false},
+		{"a:b", 0, false},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseCommunity(tc.in)
+			if (err == nil) != tc.ok || got != tc.want {
+				t.Fatalf("ParseCommunity(%q) = %d, %v", tc.in, got, err)
+			}
+			if tc.ok && FormatCommunity(got) != tc.in {
+				t.Errorf("FormatCommunity(%d) = %q", got, FormatCommunity(got))
+			}
+		})
 	}
 }
 

@@ -43,6 +43,12 @@ const (
 	DefaultInitialState  = "up"
 	DefaultHTTPPath      = "/"
 	DefaultQueryType     = "A"
+
+	DefaultBGPDevice     = "haldir0"
+	DefaultBGPPort       = 179
+	DefaultBGPHoldTime   = 9 * time.Second
+	DefaultBFDInterval   = 300 * time.Millisecond
+	DefaultBFDMultiplier = 3
 )
 
 // isSetFunc reports whether an indexed key path
@@ -96,12 +102,44 @@ func applyDefaults(c *Config, isSet isSetFunc) {
 			}
 		}
 	}
+	if b := c.BGP; b != nil {
+		bgpDefaults(b, isSet)
+	}
 	if cl := c.Cluster; cl != nil {
 		if !isSet("cluster.name") {
 			cl.Name = g.RouterID
 		}
 		if !isSet("cluster.advertise") {
 			cl.Advertise = cl.Bind
+		}
+	}
+}
+
+func bgpDefaults(b *BGP, isSet isSetFunc) {
+	if !isSet("bgp.graceful_shutdown") {
+		b.GracefulShutdown = true
+	}
+	if !isSet("bgp.device") {
+		b.Device = DefaultBGPDevice
+	}
+	for i := range b.Peers {
+		peer, p := &b.Peers[i], fmt.Sprintf("bgp.peer[%d]", i)
+		if !isSet(p + ".port") {
+			peer.Port = DefaultBGPPort
+		}
+		if !isSet(p + ".hold_time") {
+			peer.HoldTime = Duration(DefaultBGPHoldTime)
+		}
+		if bfd := peer.BFD; bfd != nil {
+			if !isSet(p + ".bfd.min_tx") {
+				bfd.MinTx = Duration(DefaultBFDInterval)
+			}
+			if !isSet(p + ".bfd.min_rx") {
+				bfd.MinRx = Duration(DefaultBFDInterval)
+			}
+			if !isSet(p + ".bfd.multiplier") {
+				bfd.Multiplier = DefaultBFDMultiplier
+			}
 		}
 	}
 }

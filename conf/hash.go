@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/netip"
 	"reflect"
+	"slices"
 	"time"
 )
 
@@ -15,7 +16,8 @@ import (
 // share, by name: "virtual_server" (the virtual servers with their real
 // servers and checks), "ipvs" (kernel timeouts), "vrrp" (of each instance
 // what the wire needs to match: VRRPWire) and "sync" (the conn-sync
-// stream, "off" without [sync]). What differs between directors by design
+// stream, "off" without [sync]) and "bgp" (what is announced, "off"
+// without [bgp]). What differs between directors by design
 // (priority, interfaces, unicast peers, notify commands, tracking) is left
 // out. Equal values hash equal on every director and release; a field
 // added to a hashed type is hashed without further code.
@@ -25,7 +27,7 @@ func (s *Spec) Hashes() map[string]string {
 		wire[i] = s.VRRP[i].Wire()
 	}
 	out := map[string]string{
-		"virtual_server": Hash(s.VirtualServers),
+		"virtual_server": Hash(sortedReals(s.VirtualServers)),
 		"ipvs":           Hash(s.IPVS),
 		"vrrp":           Hash(wire),
 		"sync":           "off",
@@ -37,6 +39,27 @@ func (s *Spec) Hashes() map[string]string {
 			Group    string
 			Instance string
 		}{x.SyncID, x.McastPort, x.McastGroup.String(), x.VRRPInstance})
+	}
+	// What directors announce must be the same on all of them, or the
+	// routers spread a prefix's flows over directors that serve it
+	// differently; peers, ASN and router ID differ by design.
+	out["bgp"] = "off"
+	if x := s.BGP; x != nil {
+		out["bgp"] = Hash(x.Announce)
+	}
+	return out
+}
+
+// sortedReals is vss with each one's real servers in address order: two
+// directors listing the same real servers in another order run the same
+// service (the director adds mh, sh and dh destinations in that order
+// anyway), and that is no drift.
+func sortedReals(vss []VirtualServerSpec) []VirtualServerSpec {
+	out := slices.Clone(vss)
+	for i := range out {
+		out[i].RealServers = slices.SortedStableFunc(slices.Values(out[i].RealServers), func(a, b RealServerSpec) int {
+			return a.Addr.Compare(b.Addr)
+		})
 	}
 	return out
 }

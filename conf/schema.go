@@ -15,6 +15,7 @@ type Config struct {
 	VirtualServers []VirtualServer `toml:"virtual_server"`
 	Sync           *ConnSync       `toml:"sync"`
 	Cluster        *Cluster        `toml:"cluster"`
+	BGP            *BGP            `toml:"bgp"`
 }
 
 // Global holds daemon-wide settings.
@@ -243,4 +244,45 @@ type Cluster struct {
 	Advertise  netip.AddrPort `toml:"advertise"`
 	Peers      []string       `toml:"peers"` // host:port
 	SecretFile string         `toml:"secret_file"`
+}
+
+// BGP configures the BGP speaker: active-active directors that announce
+// the virtual servers' addresses to their routers (ECMP) instead of, or
+// beside, moving them with VRRP.
+type BGP struct {
+	ASN              int           `toml:"asn"`
+	RouterID         netip.Addr    `toml:"router_id"`   // default: the lowest global IPv4 address of the host
+	ListenPort       int           `toml:"listen_port"` // 0: connect out only
+	GracefulShutdown bool          `toml:"graceful_shutdown"`
+	Device           string        `toml:"device"` // where announced addresses live; default haldir0
+	Peers            []BGPPeer     `toml:"peer"`
+	Announce         []BGPAnnounce `toml:"announce"`
+}
+
+// BGPPeer is one BGP neighbour (a router).
+type BGPPeer struct {
+	Address      netip.Addr `toml:"address"`
+	ASN          int        `toml:"asn"`
+	Port         int        `toml:"port"`
+	HoldTime     Duration   `toml:"hold_time"`
+	PasswordFile string     `toml:"password_file"`
+	Multihop     int        `toml:"multihop"`
+	LocalAddress netip.Addr `toml:"local_address"`
+	BFD          *BFD       `toml:"bfd"`
+}
+
+// BFD is a peer's bidirectional forwarding detection session (RFC 5880,
+// single hop).
+type BFD struct {
+	MinTx      Duration `toml:"min_tx"`
+	MinRx      Duration `toml:"min_rx"`
+	Multiplier int      `toml:"multiplier"`
+}
+
+// BGPAnnounce is one prefix and the virtual servers it stands for.
+type BGPAnnounce struct {
+	Prefix         netip.Prefix `toml:"prefix"`
+	VirtualServers []string     `toml:"virtual_servers"`
+	Communities    []string     `toml:"communities"` // "65010:100"
+	MED            int          `toml:"med"`
 }

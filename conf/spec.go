@@ -21,6 +21,7 @@ type Spec struct {
 	VirtualServers []VirtualServerSpec
 	Sync           *ConnSyncSpec // nil: no [sync]
 	Cluster        *ClusterSpec  // nil: no [cluster]
+	BGP            *BGPSpec      // nil: no [bgp]
 }
 
 // GlobalSpec is [global].
@@ -287,8 +288,12 @@ type UDPCheckSpec struct {
 
 // ConnSyncSpec is [sync]: the kernel's connection sync daemon.
 type ConnSyncSpec struct {
-	Interface    string
-	VRRPInstance string     // the daemon is master while this instance is
+	Interface string
+	// VRRPInstance: the daemon is master while this instance is master,
+	// backup otherwise. "" (only with [bgp]) is N-way sync: master and
+	// backup daemons both run all the time, every director sends its
+	// connections and receives everyone else's.
+	VRRPInstance string
 	SyncID       uint8      // the instance's vrid by default
 	MaxLen       uint16     // 0: the kernel's
 	McastGroup   netip.Addr // invalid: the kernel's
@@ -303,6 +308,54 @@ type ClusterSpec struct {
 	Advertise  netip.AddrPort // Bind by default
 	Peers      []string       // host:port
 	SecretFile string
+}
+
+// NWay reports whether the sync is N-way (active-active directors): both
+// kernel daemons run at once instead of following a VRRP instance.
+func (s *ConnSyncSpec) NWay() bool { return s.VRRPInstance == "" }
+
+// BGPSpec is [bgp]: the speaker that announces virtual servers' addresses.
+type BGPSpec struct {
+	ASN uint32
+	// RouterID invalid: chosen at start (the lowest global-unicast IPv4
+	// address on the host's interfaces, so the same at every start).
+	RouterID   netip.Addr
+	ListenPort uint16 // 0: connect out only, no listener
+	// GracefulShutdown: before a withdraw on stop or maintenance, announce
+	// once more with GRACEFUL_SHUTDOWN (65535:0, RFC 8326) so the routers
+	// move traffic away first.
+	GracefulShutdown bool
+	Device           string // where announced addresses live (a dummy haldir creates)
+	Peers            []BGPPeerSpec
+	Announce         []BGPAnnounceSpec
+}
+
+// BGPPeerSpec is one [[bgp.peer]].
+type BGPPeerSpec struct {
+	Address      netip.Addr
+	ASN          uint32
+	Port         uint16
+	HoldTime     time.Duration // whole seconds; the keepalive is a third of it
+	PasswordFile string        // "": no TCP MD5
+	Multihop     uint8         // 0: directly connected (TTL 1)
+	LocalAddress netip.Addr    // invalid: the kernel's choice
+	BFD          *BFDSpec      // nil: no BFD
+}
+
+// BFDSpec is a peer's BFD session.
+type BFDSpec struct {
+	MinTx, MinRx time.Duration
+	Multiplier   uint8
+}
+
+// BGPAnnounceSpec is one [[bgp.announce]].
+type BGPAnnounceSpec struct {
+	Prefix netip.Prefix // masked
+	// VirtualServers are announced for: the prefix is announced while all
+	// of them have quorum on this director.
+	VirtualServers []string
+	Communities    []uint32 // RFC 1997 values
+	MED            uint32
 }
 
 // ServiceName is the service as the kernel and the metrics name it:

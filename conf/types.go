@@ -89,3 +89,21 @@ func (s StatusCodes) String() string {
 	}
 	return strings.Join(parts, ",")
 }
+
+// ParseCommunity reads a BGP standard community (RFC 1997) written as
+// "ASN:VALUE", each 0..65535, into its 32-bit value.
+func ParseCommunity(s string) (uint32, error) {
+	hi, lo, ok := strings.Cut(s, ":")
+	if !ok {
+		return 0, fmt.Errorf("community %q must be ASN:VALUE, e.g. \"65010:100\"", s)
+	}
+	a, err1 := strconv.ParseUint(hi, 10, 16)
+	b, err2 := strconv.ParseUint(lo, 10, 16)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("community %q must be ASN:VALUE with both parts 0..65535", s)
+	}
+	return uint32(a)<<16 | uint32(b), nil
+}
+
+// FormatCommunity writes a standard community as ParseCommunity reads it.
+func FormatCommunity(c uint32) string { return fmt.Sprintf("%d:%d", c>>16, c&0xffff) }

@@ -53,7 +53,10 @@ func validate(c *Config, d *document) {
 	v.syncGroups(c.VRRPSyncGroups, c.VRRP)
 	v.virtualServers(c.VirtualServers)
 	if c.Sync != nil {
-		v.connSync(c.Sync, c.VRRP)
+		v.connSync(c.Sync, c.VRRP, c.BGP != nil)
+	}
+	if c.BGP != nil {
+		v.bgp(c.BGP, c.VirtualServers, c.VRRP)
 	}
 	if c.Cluster != nil {
 		v.cluster(c.Cluster)
@@ -867,11 +870,17 @@ func (v validator) digest(p, d string) {
 	}
 }
 
-func (v validator) connSync(s *ConnSync, ins []VRRPInstance) {
+func (v validator) connSync(s *ConnSync, ins []VRRPInstance, bgp bool) {
 	v.ifname("sync.interface", s.Interface)
-	if v.required("sync.vrrp_instance", s.VRRPInstance != "") &&
-		!slices.ContainsFunc(ins, func(in VRRPInstance) bool { return in.Name == s.VRRPInstance }) {
-		v.add("sync.vrrp_instance", "no vrrp instance named %q", s.VRRPInstance)
+	switch {
+	case s.VRRPInstance != "":
+		if !slices.ContainsFunc(ins, func(in VRRPInstance) bool { return in.Name == s.VRRPInstance }) {
+			v.add("sync.vrrp_instance", "no vrrp instance named %q", s.VRRPInstance)
+		}
+	case !bgp:
+		v.add("sync.vrrp_instance", "required: the instance whose state the sync daemon follows (only with [bgp] may it be left out, for N-way sync)")
+	case !v.isSet("sync.sync_id"):
+		v.add("sync.sync_id", "required with N-way sync (no vrrp_instance): the same 0..255 on every director")
 	}
 	v.intRange("sync.sync_id", s.SyncID, 0, 255)
 	v.intRange("sync.max_len", s.MaxLen, 0, 65535)
@@ -901,5 +910,127 @@ func (v validator) cluster(c *Cluster) {
 	}
 	if c.Name == "" {
 		v.add("cluster.name", "must not be empty")
+	}
+}
+
+// bgp checks [bgp] against the virtual servers it announces and the VRRP
+// instances (an address is moved by VRRP or announced, never both).
+func (v validator) bgp(b *BGP, vss []VirtualServer, ins []VRRPInstance) {
+	v.asn("bgp.asn", b.ASN)
+	if v.isSet("bgp.router_id") && (!b.RouterID.Is4() || b.RouterID.IsUnspecified()) {
+		v.add("bgp.router_id", "must be a non-zero IPv4 address (a BGP identifier is 32 bits), got %s", b.RouterID)
+	}
+	v.intRange("bgp.listen_port", b.ListenPort, 0, 65535)
+	v.ifname("bgp.device", b.Device)
+	if len(b.Peers) == 0 {
+		v.add("bgp", "needs at least one [[bgp.peer]]")
+	}
+	peers := map[netip.Addr]string{}
+	for i := range b.Peers {
+		v.bgpPeer(&b.Peers[i], fmt.Sprintf("bgp.peer[%d]", i), peers)
+	}
+
+	byName := map[string]*VirtualServer{}
+	for i := range vss {
+		byName[vss[i].Name] = &vss[i]
+	}
+	vrrpAddr := map[netip.Addr]string{}
+	for _, in := range ins {
+		for _, a := range slices.Concat(in.VirtualAddresses, in.ExcludedAddresses) {
+			vrrpAddr[a.Addr().Unmap()] = in.Name
+		}
+	}
+	prefixes := map[netip.Prefix]string{}
+	for i := range b.Announce {
+		a, p := &b.Announce[i], fmt.Sprintf("bgp.announce[%d]", i)
+		pfx := a.Prefix.Masked()
+		switch {
+		case !v.isSet(p + ".prefix"):
+			v.add(p+".prefix", "required: the prefix to announce, e.g. \"192.0.2.10/32\"")
+		case a.Prefix.Addr().Is4In6():
+			v.add(p+".prefix", "write an IPv4 prefix as IPv4, not IPv4-mapped IPv6: %s", a.Prefix)
+		case pfx != a.Prefix:
+			v.add(p+".prefix", "has host bits set: %s (the prefix is %s)", a.Prefix, pfx)
+		case prefixes[pfx] != "":
+			v.add(p+".prefix", "%s is already announced by %s", pfx, prefixes[pfx])
+		default:
+			prefixes[pfx] = p
+		}
+		if len(a.VirtualServers) == 0 {
+			v.add(p+".virtual_servers", "required: the virtual servers whose quorum the announcement follows")
+		}
+		for j, name := range a.VirtualServers {
+			q := fmt.Sprintf("%s.virtual_servers[%d]", p, j)
+			vs := byName[name]
+			if vs == nil {
+				v.add(q, "no virtual_server named %q", name)
+				continue
+			}
+			if vs.Fwmark != 0 || !a.Prefix.IsValid() {
+				continue // a fwmark service has no address to hold to the prefix
+			}
+			addr := vs.Address.Unmap()
+			if !pfx.Contains(addr) {
+				v.add(q, "virtual_server %q has address %s, outside %s: the routers would not send its traffic here", name, addr, pfx)
+			}
+			if in, ok := vrrpAddr[addr]; ok {
+				v.add(q, "virtual_server %q has address %s, which vrrp instance %q moves: an address is either announced over BGP or moved by VRRP", name, addr, in)
+			}
+		}
+		for j, c := range a.Communities {
+			if _, err := ParseCommunity(c); err != nil {
+				v.add(fmt.Sprintf("%s.communities[%d]", p, j), "%v", err)
+			}
+		}
+		v.intRange(p+".med", a.MED, 0, 1<<32-1)
+	}
+}
+
+func (v validator) bgpPeer(peer *BGPPeer, p string, seen map[netip.Addr]string) {
+	switch a := peer.Address.Unmap(); {
+	case !v.isSet(p + ".address"):
+		v.add(p+".address", "required: the router's address")
+	case !a.IsGlobalUnicast() && !a.IsLinkLocalUnicast() && !a.IsPrivate():
+		v.add(p+".address", "must be a unicast address, got %s", a)
+	case seen[a] != "":
+		v.add(p+".address", "%s is already %s", a, seen[a])
+	default:
+		seen[a] = p
+	}
+	v.asn(p+".asn", peer.ASN)
+	v.intRange(p+".port", peer.Port, 1, 65535)
+	if h := peer.HoldTime.D(); h < 3*time.Second || h > 65535*time.Second || h%time.Second != 0 {
+		v.add(p+".hold_time", "must be whole seconds 3s..65535s (the keepalive is a third of it), got %s", h)
+	}
+	if peer.PasswordFile != "" && !filepath.IsAbs(peer.PasswordFile) {
+		v.add(p+".password_file", "must be an absolute path, got %q", peer.PasswordFile)
+	}
+	v.intRange(p+".multihop", peer.Multihop, 0, 255)
+	if v.isSet(p+".local_address") && peer.Address.IsValid() && peer.LocalAddress.Unmap().Is4() != peer.Address.Unmap().Is4() {
+		v.add(p+".local_address", "must be of the peer's family (%s), got %s", familyName(peer.Address.Unmap()), peer.LocalAddress)
+	}
+	if bfd := peer.BFD; bfd != nil {
+		for _, x := range []struct {
+			key string
+			d   time.Duration
+		}{{"min_tx", bfd.MinTx.D()}, {"min_rx", bfd.MinRx.D()}} {
+			if x.d < 10*time.Millisecond || x.d > time.Minute {
+				v.add(p+".bfd."+x.key, "must be 10ms..1m, got %s", x.d)
+			}
+		}
+		v.intRange(p+".bfd.multiplier", bfd.Multiplier, 1, 255)
+	}
+}
+
+// asn checks an AS number: 4 octets, not 0 and not AS_TRANS (23456, which
+// stands in for a 4-octet one on old speakers, RFC 6793).
+func (v validator) asn(p string, asn int) {
+	switch {
+	case !v.isSet(p):
+		v.add(p, "required: an AS number 1..4294967295")
+	case asn == 23456:
+		v.add(p, "23456 is AS_TRANS (RFC 6793), not a usable AS number")
+	default:
+		v.intRange(p, asn, 1, 1<<32-1)
 	}
 }

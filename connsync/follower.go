@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -46,42 +47,75 @@ func DaemonConfig(c conf.ConnSyncSpec) ipvs.SyncDaemon {
 // RetryInterval is how often a failed reconcile is tried again.
 const RetryInterval = 5 * time.Second
 
-// Follower keeps exactly one sync daemon running, in the role of the VRRP
-// state it was last given and with the configured parameters. It reads
-// what the kernel runs and changes only what differs: a daemon of the
-// wrong role or with other parameters is stopped (the kernel cannot change
-// one in place), the wanted one is started.
+// Follower keeps the kernel's sync daemons running with the configured
+// parameters: following a VRRP instance, exactly one, in the role of the
+// state it was last given; N-way ([sync] without vrrp_instance, the BGP
+// mode), the master and the backup both, all the time, whatever SetRole
+// says: every director sends its connections and receives the others'
+// (the kernel's master does not hear its own multicast: it turns
+// IP_MULTICAST_LOOP off, and the backup keeps only messages of its
+// syncid). It reads what the kernel runs and changes only what differs: a
+// daemon of a role not wanted or with other parameters is stopped (the
+// kernel cannot change one in place), a wanted one missing is started.
 type Follower struct {
 	k   Kernel
 	log *slog.Logger
 
 	mu    sync.Mutex
-	want  ipvs.SyncDaemon // State 0: none
+	want  ipvs.SyncDaemon // State: the role to follow (0: none)
+	nway  bool
 	kick  chan struct{}
 	state Status
 }
 
 // Status is what the follower last did, for status and metrics.
 type Status struct {
-	Running  []ipvs.SyncDaemon
-	Want     ipvs.SyncDaemon
+	Running []ipvs.SyncDaemon
+	// Want is the wanted daemon; its State is the followed role, which
+	// N-way sync ignores.
+	Want ipvs.SyncDaemon
+	// NWay: master and backup run together all the time ([sync] without
+	// vrrp_instance).
+	NWay     bool `json:",omitempty"`
 	LastErr  string
 	Changes  uint64 // daemons started or stopped
 	Failures uint64
 }
 
-// NewFollower returns a follower that wants a backup daemon with cfg's
-// parameters until the first SetRole.
+// Wanted are the roles the kernel should run, master first as the kernel
+// lists them.
+func (s Status) Wanted() []ipvs.SyncState {
+	return wantedRoles(s.Want, s.NWay)
+}
+
+func wantedRoles(want ipvs.SyncDaemon, nway bool) []ipvs.SyncState {
+	switch {
+	case nway:
+		return []ipvs.SyncState{ipvs.SyncMaster, ipvs.SyncBackup}
+	case want.State == 0:
+		return nil
+	}
+	return []ipvs.SyncState{want.State}
+}
+
+// NWay reports whether cfg asks for N-way sync: no VRRP instance to
+// follow (conf allows that only with [bgp]).
+func NWay(cfg conf.ConnSyncSpec) bool { return cfg.VRRPInstance == "" }
+
+// NewFollower returns a follower with cfg's parameters: N-way when cfg
+// follows no VRRP instance, else wanting a backup daemon until the first
+// SetRole.
 func NewFollower(k Kernel, cfg conf.ConnSyncSpec, log *slog.Logger) *Follower {
 	if log == nil {
 		log = slog.Default()
 	}
 	want := DaemonConfig(cfg)
 	want.State = ipvs.SyncBackup
-	return &Follower{k: k, log: log, want: want, kick: make(chan struct{}, 1)}
+	return &Follower{k: k, log: log, want: want, nway: NWay(cfg), kick: make(chan struct{}, 1)}
 }
 
-// SetRole asks for the daemon role; it never blocks (Run applies it).
+// SetRole asks for the daemon role; it never blocks (Run applies it). N-way
+// sync keeps it for a later reload that names an instance, and runs both.
 func (f *Follower) SetRole(r ipvs.SyncState) {
 	f.mu.Lock()
 	f.want.State = r
@@ -89,12 +123,15 @@ func (f *Follower) SetRole(r ipvs.SyncState) {
 	f.poke()
 }
 
-// SetConfig takes a reload's [sync]; the daemon restarts if it changed.
+// SetConfig takes a reload's [sync]; a daemon restarts if its parameters
+// changed, and a change between N-way and following an instance starts or
+// stops the role that one needs and the other not.
 func (f *Follower) SetConfig(cfg conf.ConnSyncSpec) {
 	f.mu.Lock()
 	st := f.want.State
 	f.want = DaemonConfig(cfg)
 	f.want.State = st
+	f.nway = NWay(cfg)
 	f.mu.Unlock()
 	f.poke()
 }
@@ -112,7 +149,7 @@ func (f *Follower) Status() Status {
 	defer f.mu.Unlock()
 	s := f.state
 	s.Running = append([]ipvs.SyncDaemon(nil), s.Running...)
-	s.Want = f.want
+	s.Want, s.NWay = f.want, f.nway
 	return s
 }
 
@@ -136,25 +173,27 @@ func (f *Follower) Run(ctx context.Context) error {
 	}
 }
 
-// Reconcile makes the kernel run the wanted daemon and no other.
+// Reconcile makes the kernel run the wanted daemons and no other.
 func (f *Follower) Reconcile() error {
 	f.mu.Lock()
-	want := f.want
+	want, nway := f.want, f.nway
 	f.mu.Unlock()
+	roles := wantedRoles(want, nway)
 	running, err := f.k.SyncDaemons()
 	if err != nil {
 		return f.done(nil, fmt.Errorf("listing sync daemons: %w", err))
 	}
 	var errs []error
-	have := false
+	have := map[ipvs.SyncState]bool{}
 	for _, d := range running {
-		if d.State == want.State && matches(d, want) {
-			have = true
+		wanted := slices.Contains(roles, d.State)
+		if wanted && matches(d, want) {
+			have[d.State] = true
 			continue
 		}
-		why := "role " + want.State.String() + " wanted"
-		if d.State == want.State {
-			why = "configuration changed"
+		why := "configuration changed"
+		if !wanted {
+			why = "role " + want.State.String() + " wanted"
 		}
 		if err := f.k.StopSyncDaemon(d.State); err != nil && !errors.Is(err, syscall.ESRCH) {
 			errs = append(errs, fmt.Errorf("stopping the %s sync daemon: %w", d.State, err))
@@ -163,12 +202,21 @@ func (f *Follower) Reconcile() error {
 		f.changed()
 		f.log.Info("sync daemon stopped", "daemon", d.String(), "why", why)
 	}
-	if !have {
-		if err := f.k.StartSyncDaemon(want); err != nil {
-			errs = append(errs, fmt.Errorf("starting the %s: %w", want, err))
+	for _, r := range roles {
+		if have[r] {
+			continue
+		}
+		d := want
+		d.State = r
+		if err := f.k.StartSyncDaemon(d); err != nil {
+			errs = append(errs, fmt.Errorf("starting the %s: %w", d, err))
+			continue
+		}
+		f.changed()
+		if nway {
+			f.log.Info("sync daemon started", "daemon", d.String(), "mode", "n-way")
 		} else {
-			f.changed()
-			f.log.Info("sync daemon started", "daemon", want.String())
+			f.log.Info("sync daemon started", "daemon", d.String())
 		}
 	}
 	now, lerr := f.k.SyncDaemons()

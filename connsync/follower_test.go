@@ -109,7 +109,7 @@ func TestFollowerReconcile(t *testing.T) {
 // one that only writes down what the kernel already runs (its defaults for
 // unset settings) leaves it alone.
 func TestFollowerReloadRestarts(t *testing.T) {
-	set := conf.ConnSyncSpec{Interface: "eth1", SyncID: 42, McastGroup: netip.MustParseAddr("239.0.0.1"),
+	set := conf.ConnSyncSpec{Interface: "eth1", VRRPInstance: "vi", SyncID: 42, McastGroup: netip.MustParseAddr("239.0.0.1"),
 		McastPort: 8850, McastTTL: 2, MaxLen: 1400}
 	// What the kernel reports for a daemon started with none of them set.
 	defaults := ipvs.SyncDaemon{Interface: "eth1", SyncID: 42, Group: netip.MustParseAddr("224.0.0.81"),
@@ -131,16 +131,16 @@ func TestFollowerReloadRestarts(t *testing.T) {
 		{"maxlen", set, nil, with(set, func(c *conf.ConnSyncSpec) { c.MaxLen = 1200 }),
 			"syncid 42 group 239.0.0.1 port 8850 ttl 2 maxlen 1200"},
 		{"unchanged", set, nil, set, ""},
-		{"group set over the kernel's default", conf.ConnSyncSpec{Interface: "eth1", SyncID: 42}, &defaults,
-			conf.ConnSyncSpec{Interface: "eth1", SyncID: 42, McastGroup: netip.MustParseAddr("239.0.0.2")}, "syncid 42 group 239.0.0.2"},
-		{"port set over the kernel's default", conf.ConnSyncSpec{Interface: "eth1", SyncID: 42}, &defaults,
-			conf.ConnSyncSpec{Interface: "eth1", SyncID: 42, McastPort: 8851}, "syncid 42 port 8851"},
-		{"ttl set over the kernel's default", conf.ConnSyncSpec{Interface: "eth1", SyncID: 42}, &defaults,
-			conf.ConnSyncSpec{Interface: "eth1", SyncID: 42, McastTTL: 3}, "syncid 42 ttl 3"},
-		{"maxlen set over the kernel's default", conf.ConnSyncSpec{Interface: "eth1", SyncID: 42}, &defaults,
-			conf.ConnSyncSpec{Interface: "eth1", SyncID: 42, MaxLen: 1200}, "syncid 42 maxlen 1200"},
-		{"the kernel's defaults written down", conf.ConnSyncSpec{Interface: "eth1", SyncID: 42}, &defaults,
-			conf.ConnSyncSpec{Interface: "eth1", SyncID: 42, McastGroup: defaults.Group, McastPort: 8848, McastTTL: 1, MaxLen: 1472}, ""},
+		{"group set over the kernel's default", conf.ConnSyncSpec{Interface: "eth1", VRRPInstance: "vi", SyncID: 42}, &defaults,
+			conf.ConnSyncSpec{Interface: "eth1", VRRPInstance: "vi", SyncID: 42, McastGroup: netip.MustParseAddr("239.0.0.2")}, "syncid 42 group 239.0.0.2"},
+		{"port set over the kernel's default", conf.ConnSyncSpec{Interface: "eth1", VRRPInstance: "vi", SyncID: 42}, &defaults,
+			conf.ConnSyncSpec{Interface: "eth1", VRRPInstance: "vi", SyncID: 42, McastPort: 8851}, "syncid 42 port 8851"},
+		{"ttl set over the kernel's default", conf.ConnSyncSpec{Interface: "eth1", VRRPInstance: "vi", SyncID: 42}, &defaults,
+			conf.ConnSyncSpec{Interface: "eth1", VRRPInstance: "vi", SyncID: 42, McastTTL: 3}, "syncid 42 ttl 3"},
+		{"maxlen set over the kernel's default", conf.ConnSyncSpec{Interface: "eth1", VRRPInstance: "vi", SyncID: 42}, &defaults,
+			conf.ConnSyncSpec{Interface: "eth1", VRRPInstance: "vi", SyncID: 42, MaxLen: 1200}, "syncid 42 maxlen 1200"},
+		{"the kernel's defaults written down", conf.ConnSyncSpec{Interface: "eth1", VRRPInstance: "vi", SyncID: 42}, &defaults,
+			conf.ConnSyncSpec{Interface: "eth1", VRRPInstance: "vi", SyncID: 42, McastGroup: defaults.Group, McastPort: 8848, McastTTL: 1, MaxLen: 1472}, ""},
 	} {
 		for _, role := range []ipvs.SyncState{ipvs.SyncBackup, ipvs.SyncMaster} {
 			t.Run(tc.name+"/"+role.String(), func(t *testing.T) {
@@ -195,7 +195,7 @@ func TestFollowerErrorsAndRetry(t *testing.T) {
 		}
 		return nil
 	})
-	f := NewFollower(k, conf.ConnSyncSpec{Interface: "eth9", SyncID: 1}, quiet)
+	f := NewFollower(k, conf.ConnSyncSpec{Interface: "eth9", VRRPInstance: "vi", SyncID: 1}, quiet)
 	err := f.Reconcile()
 	if !errors.Is(err, syscall.ENODEV) || !strings.Contains(err.Error(), "starting the backup on eth9 syncid 1") {
 		t.Fatalf("reconcile error %v", err)
@@ -215,7 +215,7 @@ func TestFollowerErrorsAndRetry(t *testing.T) {
 // Run follows role changes and stops its daemon when it ends.
 func TestFollowerRun(t *testing.T) {
 	k := ipvstest.New()
-	f := NewFollower(k, conf.ConnSyncSpec{Interface: "eth1", SyncID: 5}, quiet)
+	f := NewFollower(k, conf.ConnSyncSpec{Interface: "eth1", VRRPInstance: "vi", SyncID: 5}, quiet)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- f.Run(ctx) }()
@@ -238,4 +238,97 @@ func TestFollowerRun(t *testing.T) {
 	if ds, _ := k.SyncDaemons(); len(ds) != 0 {
 		t.Fatalf("daemons left after Run ended: %v", ds)
 	}
+}
+
+// TestFollowerNWay: without a VRRP instance the master and the backup run
+// together whatever role SetRole asks, are reconciled against what the
+// kernel runs, restarted by a reload that changes them, switched by a
+// reload to or from following an instance, and stopped when Run ends.
+func TestFollowerNWay(t *testing.T) {
+	nway := conf.ConnSyncSpec{Interface: "eth1", SyncID: 7}
+	both := func(c conf.ConnSyncSpec) []ipvs.SyncDaemon {
+		m, b := DaemonConfig(c), DaemonConfig(c)
+		m.State, b.State = ipvs.SyncMaster, ipvs.SyncBackup
+		return []ipvs.SyncDaemon{m, b}
+	}
+	with := func(c conf.ConnSyncSpec, f func(*conf.ConnSyncSpec)) conf.ConnSyncSpec { f(&c); return c }
+	for _, tc := range []struct {
+		name    string
+		from    conf.ConnSyncSpec
+		running []ipvs.SyncDaemon // in the kernel before the follower
+		steps   func(f *Follower)
+		want    string // the writes of the last Reconcile
+		final   []ipvs.SyncDaemon
+	}{
+		{"starts both", nway, nil, func(*Follower) {},
+			"start_sync_daemon master on eth1 syncid 7; start_sync_daemon backup on eth1 syncid 7", both(nway)},
+		{"a VRRP role changes nothing", nway, both(nway), func(f *Follower) { f.SetRole(ipvs.SyncMaster); f.SetRole(ipvs.SyncBackup) },
+			"", both(nway)},
+		{"the missing backup is started", nway, both(nway)[:1], func(*Follower) {},
+			"start_sync_daemon backup on eth1 syncid 7", both(nway)},
+		{"a foreign syncid is replaced", nway, both(with(nway, func(c *conf.ConnSyncSpec) { c.SyncID = 9 })), func(*Follower) {},
+			"stop_sync_daemon master; stop_sync_daemon backup; start_sync_daemon master on eth1 syncid 7; start_sync_daemon backup on eth1 syncid 7",
+			both(nway)},
+		{"a reload of the port restarts both", nway, nil, func(f *Follower) {
+			f.Reconcile()
+			f.SetConfig(with(nway, func(c *conf.ConnSyncSpec) { c.McastPort = 8850 }))
+		}, "stop_sync_daemon master; stop_sync_daemon backup; start_sync_daemon master on eth1 syncid 7 port 8850; start_sync_daemon backup on eth1 syncid 7 port 8850",
+			both(with(nway, func(c *conf.ConnSyncSpec) { c.McastPort = 8850 }))},
+		{"a reload to following a backup instance stops the master", nway, nil, func(f *Follower) {
+			f.Reconcile()
+			f.SetConfig(with(nway, func(c *conf.ConnSyncSpec) { c.VRRPInstance = "vi" }))
+		}, "stop_sync_daemon master", both(nway)[1:]},
+		{"a reload from following a master to N-way starts the backup",
+			with(nway, func(c *conf.ConnSyncSpec) { c.VRRPInstance = "vi" }), nil, func(f *Follower) {
+				f.SetRole(ipvs.SyncMaster)
+				f.Reconcile()
+				f.SetConfig(nway)
+			}, "start_sync_daemon backup on eth1 syncid 7", both(nway)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := ipvstest.New()
+			for _, d := range tc.running {
+				if err := k.StartSyncDaemon(d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f := NewFollower(k, tc.from, quiet)
+			tc.steps(f)
+			k.ResetWrites()
+			if err := f.Reconcile(); err != nil {
+				t.Fatal(err)
+			}
+			if got := ops(k); got != tc.want {
+				t.Fatalf("kernel writes %q, want %q", got, tc.want)
+			}
+			if got, _ := k.SyncDaemons(); !slices.Equal(got, tc.final) {
+				t.Fatalf("kernel runs %v, want %v", got, tc.final)
+			}
+			st := f.Status()
+			if wantRoles := len(tc.final); len(st.Wanted()) != wantRoles || len(st.Running) != wantRoles || st.NWay != (wantRoles == 2) {
+				t.Fatalf("status %+v (wanted %v)", st, st.Wanted())
+			}
+			if err := f.Reconcile(); err != nil || ops(k) != "" {
+				t.Fatal("a second reconcile wrote to the kernel")
+			}
+		})
+	}
+	t.Run("Run stops both", func(t *testing.T) {
+		k := ipvstest.New()
+		f := NewFollower(k, nway, quiet)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- f.Run(ctx) }()
+		poll.Until(t, 5*time.Second, "master and backup", func() (bool, any) {
+			ds, _ := k.SyncDaemons()
+			return slices.Equal(ds, both(nway)), ds
+		})
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if ds, _ := k.SyncDaemons(); len(ds) != 0 {
+			t.Fatalf("daemons left after Run ended: %v", ds)
+		}
+	})
 }

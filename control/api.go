@@ -51,6 +51,39 @@ type APIStatus struct {
 	// LastDrill is the newest kept drill report (haldir drill); nil when
 	// there is none.
 	LastDrill *APILastDrill `json:"last_drill,omitempty"`
+	// BGP is the [bgp] speaker; nil without it.
+	BGP *APIBGP `json:"bgp,omitempty"`
+}
+
+// APIBGP is the BGP speaker.
+type APIBGP struct {
+	ASN        uint32         `json:"asn"`
+	RouterID   string         `json:"router_id"`
+	Device     string         `json:"device"`
+	Peers      []APIBGPPeer   `json:"peers"`
+	PeersError string         `json:"peers_error"`
+	Prefixes   []APIBGPPrefix `json:"prefixes"`
+}
+
+// APIBGPPeer is one BGP peer's session.
+type APIBGPPeer struct {
+	Address      string     `json:"address"`
+	ASN          uint32     `json:"asn"`
+	State        string     `json:"state"`
+	Up           bool       `json:"up"`
+	Since        *time.Time `json:"since,omitempty"`
+	LocalAddress string     `json:"local_address"`
+	BFD          string     `json:"bfd"`
+}
+
+// APIBGPPrefix is one announced prefix: announced here or why not.
+type APIBGPPrefix struct {
+	Prefix         string            `json:"prefix"`
+	VirtualServers []string          `json:"virtual_servers"`
+	Announced      bool              `json:"announced"`
+	Reason         string            `json:"reason"`
+	Since          *time.Time        `json:"since,omitempty"`
+	Withdrawals    map[string]uint64 `json:"withdrawals"`
 }
 
 // APILastDrill is the newest kept drill report, in brief (haldir drill
@@ -230,11 +263,16 @@ type APICheckResult struct {
 
 // APISync is the kernel conn-sync daemon's follower.
 type APISync struct {
-	Running   []APISyncDaemon `json:"running"`
-	Wanted    APISyncDaemon   `json:"wanted"`
-	LastError string          `json:"last_error"`
-	Changes   uint64          `json:"changes"`
-	Failures  uint64          `json:"failures"`
+	Running []APISyncDaemon `json:"running"`
+	Wanted  APISyncDaemon   `json:"wanted"`
+	// Mode is "follow" (master or backup after vrrp_instance) or "n-way"
+	// (master and backup together, [bgp]); WantedRoles the roles the
+	// kernel should run.
+	Mode        string   `json:"mode"`
+	WantedRoles []string `json:"wanted_roles"`
+	LastError   string   `json:"last_error"`
+	Changes     uint64   `json:"changes"`
+	Failures    uint64   `json:"failures"`
 	// The conn-sync picture (Status.ConnSync): this director's role and
 	// connections, the other directors' as gossiped, and whether this
 	// backup receives (yes, no, idle, unknown; master on the master).
@@ -292,6 +330,8 @@ type APIMember struct {
 	Sync *APISyncPeer `json:"sync,omitempty"`
 	// Clock is the member's clock offset from this director's.
 	Clock *APIClock `json:"clock,omitempty"`
+	// BGPAnnounced are the prefixes it announces over BGP.
+	BGPAnnounced []string `json:"bgp_announced"`
 }
 
 // APIClock is a clock offset estimate from the cluster's probes.
@@ -501,7 +541,14 @@ func (st Status) API() APIStatus {
 	}
 
 	if s := st.Sync; s != nil {
-		as := &APISync{Running: []APISyncDaemon{}, Wanted: apiSyncDaemon(s.Want), LastError: s.LastErr, Changes: s.Changes, Failures: s.Failures}
+		as := &APISync{Running: []APISyncDaemon{}, Wanted: apiSyncDaemon(s.Want), Mode: "follow", WantedRoles: []string{},
+			LastError: s.LastErr, Changes: s.Changes, Failures: s.Failures}
+		if s.NWay {
+			as.Mode = "n-way"
+		}
+		for _, r := range s.Wanted() {
+			as.WantedRoles = append(as.WantedRoles, r.String())
+		}
 		for _, d := range s.Running {
 			as.Running = append(as.Running, apiSyncDaemon(d))
 		}
@@ -520,7 +567,11 @@ func (st Status) API() APIStatus {
 		}
 		for _, m := range v.Members {
 			am := APIMember{Name: m.Name, Address: m.Addr, Status: m.Status, Self: m.Self, Version: m.Version,
-				Config: nonNilMap(m.Config), VRRP: []APIMemberInstance{}, Maintenance: m.Maintenance, MaintenanceReason: m.MaintenanceReason}
+				Config: nonNilMap(m.Config), VRRP: []APIMemberInstance{}, Maintenance: m.Maintenance, MaintenanceReason: m.MaintenanceReason,
+				BGPAnnounced: []string{}}
+			for _, p := range m.BGPAnnounced {
+				am.BGPAnnounced = append(am.BGPAnnounced, p.String())
+			}
 			if c := m.Sync; c != nil {
 				am.Sync = &APISyncPeer{Director: m.Name, Role: c.Role, Connections: c.Conns, ReadAt: ts(c.At), Services: nonNilMap(c.Services)}
 			}
@@ -535,10 +586,27 @@ func (st Status) API() APIStatus {
 		}
 		out.Cluster = ac
 	}
+	if b := st.BGP; b != nil {
+		out.BGP = apiBGP(b)
+	}
 	out.CheckLateRetries = st.CheckLateRetries
 	out.Problems = []APIProblem{}
 	for _, p := range st.Problems() {
 		out.Problems = append(out.Problems, APIProblem{Problem: p.What, Since: ts(p.Since)})
+	}
+	return out
+}
+
+func apiBGP(b *BGPStatus) *APIBGP {
+	out := &APIBGP{ASN: b.ASN, RouterID: addr(b.RouterID), Device: b.Device, PeersError: b.PeersError,
+		Peers: []APIBGPPeer{}, Prefixes: []APIBGPPrefix{}}
+	for _, p := range b.Peers {
+		out.Peers = append(out.Peers, APIBGPPeer{Address: addr(p.Address), ASN: p.ASN, State: p.State, Up: p.State == "established",
+			Since: ts(p.Up), LocalAddress: addr(p.LocalAddress), BFD: p.BFD})
+	}
+	for _, p := range b.Prefixes {
+		out.Prefixes = append(out.Prefixes, APIBGPPrefix{Prefix: p.Prefix.String(), VirtualServers: nonNil(slices.Clone(p.VirtualServers)),
+			Announced: p.Announced, Reason: p.Reason, Since: ts(p.Since), Withdrawals: nonNilMap(p.Withdrawals)})
 	}
 	return out
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/bgp"
 	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/connsync"
@@ -184,10 +185,16 @@ func apiSample() (Status, []time.Duration) {
 		Sync: &connsync.Status{Running: []ipvs.SyncDaemon{{State: ipvs.SyncBackup, Interface: "eth1", SyncID: 51}},
 			Want: ipvs.SyncDaemon{State: ipvs.SyncMaster, Interface: "eth1", SyncID: 51}, Changes: 1},
 		Cluster: &cluster.View{Members: []cluster.Member{{NodeState: cluster.NodeState{Name: "lvs-a", Version: "0.3.0", Incarnation: uint64(t0.UnixNano()), Seq: 4,
-			Config: map[string]string{"vrrp": "ab"}, VRRP: []cluster.InstanceState{{Name: "VI_1", VRID: 51, Family: 6, State: "backup", Priority: 90}}},
+			Config: map[string]string{"vrrp": "ab"}, VRRP: []cluster.InstanceState{{Name: "VI_1", VRID: 51, Family: 6, State: "backup", Priority: 90}},
+			BGPAnnounced: []netip.Prefix{netip.MustParsePrefix("192.0.2.10/32")}},
 			Addr: "127.0.0.1:7946", Status: "alive", Self: true}}},
 		NotRunning: map[string]string{"metrics": "disabled"},
 		LastDrill:  &DrillSummary{ID: "20261124T100000.000Z-handoff", Kind: "handoff", Verdict: "fail", At: t0, GapMillis: 0.4, BoundMillis: 500},
+		BGP: &BGPStatus{ASN: 65010, RouterID: netip.MustParseAddr("10.0.0.11"), Device: "haldir0",
+			Peers: []bgp.PeerStatus{{Address: netip.MustParseAddr("10.0.0.1"), ASN: 65000, State: "established", Up: t0, LocalAddress: netip.MustParseAddr("10.0.0.11"), BFD: "up"},
+				{Address: netip.MustParseAddr("10.0.0.2"), ASN: 65000, State: "active"}},
+			Prefixes: []bgp.PrefixState{{Prefix: netip.MustParsePrefix("192.0.2.10/32"), VirtualServers: []string{"web"}, Reason: "quorum lost: web", Since: t0,
+				Withdrawals: map[string]uint64{"quorum lost: web": 3}}}},
 	}, durations
 }
 
@@ -243,6 +250,16 @@ func TestAPIValues(t *testing.T) {
 		{[]any{"last_drill", "started"}, "2026-11-24T10:00:00Z"},
 		{[]any{"last_drill", "gap_us"}, 400.0},
 		{[]any{"last_drill", "bound_us"}, 500000.0},
+		{[]any{"bgp", "router_id"}, "10.0.0.11"},
+		{[]any{"bgp", "peers", 0, "up"}, true},
+		{[]any{"bgp", "peers", 0, "since"}, "2026-11-24T10:00:00Z"},
+		{[]any{"bgp", "peers", 1, "up"}, false},
+		{[]any{"bgp", "peers", 1, "since"}, nil},
+		{[]any{"bgp", "peers", 1, "local_address"}, ""},
+		{[]any{"bgp", "prefixes", 0, "announced"}, false},
+		{[]any{"bgp", "prefixes", 0, "reason"}, "quorum lost: web"},
+		{[]any{"bgp", "prefixes", 0, "withdrawals", "quorum lost: web"}, 3.0},
+		{[]any{"cluster", "members", 0, "bgp_announced", 0}, "192.0.2.10/32"},
 	} {
 		if got := get(tc.path...); got != tc.want {
 			t.Errorf("%v = %#v, want %#v", tc.path, got, tc.want)

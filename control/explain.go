@@ -2,6 +2,7 @@ package control
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -90,6 +91,18 @@ func orNone(s, none string) string {
 	return s
 }
 
+// roleName is "master", "backup", "master+backup" (N-way), or "none".
+func roleName(roles []ipvs.SyncState) string {
+	if len(roles) == 0 {
+		return "none"
+	}
+	var names []string
+	for _, r := range roles {
+		names = append(names, r.String())
+	}
+	return strings.Join(names, "+")
+}
+
 // ConnSyncPeer is another director's side of conn sync as it gossips it.
 type ConnSyncPeer struct {
 	Director string
@@ -174,6 +187,10 @@ func (st Status) ConnSync() ConnSyncReport {
 			}
 		}
 	}
+	if st.Sync.NWay {
+		r.nway(st.Cluster != nil, roles)
+		return r
+	}
 	switch {
 	case slices.Contains(roles, ipvs.SyncMaster.String()):
 		r.Receiving = ReceivingMaster
@@ -214,6 +231,58 @@ func (st Status) ConnSync() ConnSyncReport {
 	return r
 }
 
+// MinNWayReceived is how many connections of a virtual server another
+// director must hold before an N-way director holding none of them counts
+// as not receiving: the youngest connections are not sent yet (the kernel
+// sends one after its third packet and a partly filled message after 2 s).
+const MinNWayReceived = 10
+
+// nway fills in Receiving and Summary for N-way sync, where every director
+// sends and receives: each should hold roughly every director's
+// connections. One holding none while another holds some, or none of a
+// virtual server another holds MinNWayReceived of, is not receiving. Its
+// own connections hide a partial loss: the counts are shown to compare.
+func (r *ConnSyncReport) nway(cluster bool, roles []string) {
+	r.Summary = fmt.Sprintf("N-way: this director holds %d connections", r.Conns)
+	if !slices.Equal(roles, []string{ipvs.SyncMaster.String(), ipvs.SyncBackup.String()}) {
+		r.Summary += fmt.Sprintf("; the kernel runs %s, not master+backup", r.Role)
+		return
+	}
+	if len(r.Peers) == 0 {
+		if cluster {
+			r.Summary += "; no other director in the cluster reports conn sync"
+		} else {
+			r.Summary += "; without [cluster] the other directors' counts are unknown"
+		}
+		return
+	}
+	var parts, missing []string
+	var most uint64
+	for _, p := range r.Peers {
+		parts = append(parts, fmt.Sprintf("%s (%s) holds %d", p.Director, p.Role, p.Conns))
+		most = max(most, p.Conns)
+		for _, svc := range slices.Sorted(maps.Keys(p.Services)) {
+			if p.Services[svc] >= MinNWayReceived && r.Services[svc] == 0 && !slices.Contains(missing, svc) {
+				missing = append(missing, svc)
+			}
+		}
+	}
+	r.Summary += "; " + strings.Join(parts, ", ")
+	switch {
+	case most == 0 && r.Conns == 0:
+		r.Receiving = ReceivingIdle
+	case r.Conns == 0 || len(missing) > 0:
+		r.Receiving = ReceivingNo
+		r.Summary += ": NOT RECEIVING"
+		if len(missing) > 0 {
+			r.Summary += " " + strings.Join(missing, ", ")
+		}
+		r.Summary += " (check the sync interface, sync_id and multicast between the directors)"
+	default:
+		r.Receiving = ReceivingYes
+	}
+}
+
 // Problem is something wrong now, and since when (zero when unknown).
 type Problem struct {
 	What  string
@@ -241,10 +310,19 @@ func (st Status) Problems() []Problem {
 			out = append(out, Problem{What: "vrrp " + in.Name + ": " + WhyVRRP(in), Since: in.LastChange})
 		}
 	}
+	for _, w := range st.ConfigWarnings {
+		out = append(out, Problem{What: "config: " + w})
+	}
 	if s := st.Sync; s != nil {
-		running := slices.ContainsFunc(s.Running, func(d ipvs.SyncDaemon) bool { return d.State == s.Want.State })
-		if !running || len(s.Running) > 1 {
-			what := "conn sync: the kernel does not run the wanted " + s.Want.State.String() + " daemon"
+		var running []ipvs.SyncState
+		for _, d := range s.Running {
+			running = append(running, d.State)
+		}
+		if wanted := s.Wanted(); !slices.Equal(running, wanted) {
+			what := "conn sync: the kernel does not run the wanted " + roleName(wanted) + " daemon"
+			if s.NWay {
+				what += "s (N-way)"
+			}
 			if s.LastErr != "" {
 				what += ": " + s.LastErr
 			}
@@ -252,6 +330,16 @@ func (st Status) Problems() []Problem {
 		}
 		if r := st.ConnSync(); r.Receiving == ReceivingNo {
 			out = append(out, Problem{What: "conn sync: " + r.Summary})
+		}
+	}
+	if b := st.BGP; b != nil {
+		for _, p := range b.Peers {
+			if p.State != "established" {
+				out = append(out, Problem{What: fmt.Sprintf("bgp: peer %s (asn %d) is %s, not established", p.Address, p.ASN, p.State)})
+			}
+		}
+		if b.PeersError != "" {
+			out = append(out, Problem{What: "bgp: peers unknown: " + b.PeersError})
 		}
 	}
 	for _, s := range st.Services {

@@ -152,3 +152,81 @@ func TestProblemsList(t *testing.T) {
 		t.Errorf("Problems of a healthy backup = %q", got)
 	}
 }
+
+// nwayStatus is an N-way director running roles, gossiping conns in all and
+// svcs per virtual server, in a cluster with others (none: no cluster).
+func nwayStatus(roles []ipvs.SyncState, conns uint64, svcs map[string]uint64, others ...cluster.Member) Status {
+	st := Status{Sync: &connsync.Status{NWay: true, Want: ipvs.SyncDaemon{State: ipvs.SyncBackup}}}
+	for _, r := range roles {
+		st.Sync.Running = append(st.Sync.Running, ipvs.SyncDaemon{State: r})
+	}
+	if others != nil {
+		self := cluster.Member{NodeState: cluster.NodeState{Name: "self", Sync: &cluster.ConnSync{Role: "master+backup", Conns: conns, Services: svcs}},
+			Status: "alive", Self: true}
+		st.Cluster = &cluster.View{Members: append([]cluster.Member{self}, others...)}
+	}
+	return st
+}
+
+func nwayPeer(name string, conns uint64, svcs map[string]uint64) cluster.Member {
+	return cluster.Member{NodeState: cluster.NodeState{Name: name, Sync: &cluster.ConnSync{Role: "master+backup", Conns: conns, Services: svcs}}, Status: "alive"}
+}
+
+// TestConnSyncNWay: with N-way sync every director should hold every
+// director's connections; the report compares with each other director.
+func TestConnSyncNWay(t *testing.T) {
+	both := []ipvs.SyncState{ipvs.SyncMaster, ipvs.SyncBackup}
+	web := func(n uint64) map[string]uint64 { return map[string]uint64{"tcp 192.0.2.10:80": n} }
+	for _, tc := range []struct {
+		name      string
+		st        Status
+		receiving string
+		summary   string
+		problem   string // "" none
+	}{
+		{"three directors in step", nwayStatus(both, 300, web(300), nwayPeer("d2", 298, web(298)), nwayPeer("d3", 301, web(301))),
+			ReceivingYes, "N-way: this director holds 300 connections; d2 (master+backup) holds 298, d3 (master+backup) holds 301", ""},
+		{"holding only its own: a virtual server missing",
+			nwayStatus(both, 100, map[string]uint64{"tcp 192.0.2.10:80": 100},
+				nwayPeer("d2", 300, map[string]uint64{"tcp 192.0.2.10:80": 200, "udp 192.0.2.10:53": 100})),
+			ReceivingNo, "N-way: this director holds 100 connections; d2 (master+backup) holds 300: NOT RECEIVING udp 192.0.2.10:53 (check the sync interface, sync_id and multicast between the directors)",
+			"conn sync: N-way: this director holds 100 connections; d2 (master+backup) holds 300: NOT RECEIVING udp 192.0.2.10:53 (check the sync interface, sync_id and multicast between the directors)"},
+		{"a few young ones of a service not here yet: fine", nwayStatus(both, 100, web(100),
+			nwayPeer("d2", 105, map[string]uint64{"tcp 192.0.2.10:80": 100, "udp 192.0.2.10:53": MinNWayReceived - 1})),
+			ReceivingYes, "N-way: this director holds 100 connections; d2 (master+backup) holds 105", ""},
+		{"none here, some there", nwayStatus(both, 0, nil, nwayPeer("d2", 20, web(20))),
+			ReceivingNo, "N-way: this director holds 0 connections; d2 (master+backup) holds 20: NOT RECEIVING tcp 192.0.2.10:80 (check the sync interface, sync_id and multicast between the directors)",
+			"conn sync: N-way: this director holds 0 connections; d2 (master+backup) holds 20: NOT RECEIVING tcp 192.0.2.10:80 (check the sync interface, sync_id and multicast between the directors)"},
+		{"idle", nwayStatus(both, 0, nil, nwayPeer("d2", 0, nil)), ReceivingIdle, "N-way: this director holds 0 connections; d2 (master+backup) holds 0", ""},
+		{"no cluster", nwayStatus(both, 0, nil), ReceivingUnknown,
+			"N-way: this director holds 0 connections; without [cluster] the other directors' counts are unknown", ""},
+		{"the backup missing", nwayStatus(both[:1], 5, nil, nwayPeer("d2", 5, nil)), ReceivingUnknown,
+			"N-way: this director holds 5 connections; the kernel runs master, not master+backup",
+			"conn sync: the kernel does not run the wanted master+backup daemons (N-way)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.st.ConnSync()
+			if r.Receiving != tc.receiving || r.Summary != tc.summary {
+				t.Errorf("ConnSync = %q, %q\nwant %q, %q", r.Receiving, r.Summary, tc.receiving, tc.summary)
+			}
+			var probs []string
+			for _, p := range tc.st.Problems() {
+				probs = append(probs, p.What)
+			}
+			want := []string{}
+			if tc.problem != "" {
+				want = []string{tc.problem}
+			}
+			if len(probs) != len(want) || (len(want) == 1 && probs[0] != want[0]) {
+				t.Errorf("Problems = %q, want %q", probs, want)
+			}
+		})
+	}
+}
+
+func TestConfigWarningsAreProblems(t *testing.T) {
+	st := Status{ConfigWarnings: []string{`virtual server "web" is announced over BGP (192.0.2.10/32) but scheduled by wrr`}}
+	if got := st.Problems(); len(got) != 1 || got[0].What != `config: virtual server "web" is announced over BGP (192.0.2.10/32) but scheduled by wrr` {
+		t.Errorf("Problems = %q", got)
+	}
+}

@@ -1,8 +1,10 @@
 package control
 
 import (
+	"net/netip"
 	"time"
 
+	"github.com/haldir-lb/haldir/bgp"
 	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/connsync"
@@ -45,6 +47,10 @@ type Status struct {
 	VirtualServers []conf.VirtualServer `json:",omitempty"`
 	// Sync is the connection sync daemon's follower; nil without [sync].
 	Sync *connsync.Status `json:",omitempty"`
+	// ConfigWarnings are what the configuration in force risks without
+	// being wrong (an announced virtual server whose scheduler does not
+	// hash the flow), found at start and reload.
+	ConfigWarnings []string `json:",omitempty"`
 	// Cluster is every director as this one sees it; nil without [cluster].
 	Cluster *cluster.View `json:",omitempty"`
 	// Components not running in this build or configuration, with why.
@@ -56,6 +62,21 @@ type Status struct {
 	// LastDrill is the newest drill report kept in state_dir/drills; nil
 	// when there is none.
 	LastDrill *DrillSummary `json:"last_drill,omitempty"`
+	// BGP is the [bgp] speaker; nil without it (or when it did not start).
+	BGP *BGPStatus `json:",omitempty"`
+}
+
+// BGPStatus is the BGP speaker: its peers' sessions and what it announces.
+type BGPStatus struct {
+	ASN      uint32
+	RouterID netip.Addr
+	Device   string
+	Peers    []bgp.PeerStatus
+	// PeersError is why the peers could not be read (GoBGP did not
+	// answer in time); "" when they were.
+	PeersError string `json:",omitempty"`
+	// Prefixes are the configured prefixes, announced or why not.
+	Prefixes []bgp.PrefixState
 }
 
 // Daemon is what the control server needs from the running daemon.

@@ -33,7 +33,7 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 	// tellCluster spreads them.
 	var hashes map[string]string
 	if cfg.Cluster != nil {
-		hashes = spec.Hashes()
+		hashes = clusterHashes(spec)
 	}
 	d.startCluster(cfg, hashes)
 	d.setVSNames(spec)
@@ -67,6 +67,9 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 	// Before the instances start: a director restarted in maintenance
 	// never takes mastership on the way.
 	d.startMaintenance()
+	// After the director: a prefix is announced once its virtual
+	// servers are in the table with quorum.
+	d.startBGP(spec)
 	// After the director: an instance's addresses come up with their
 	// virtual servers already in the table.
 	d.vrrp.Apply(spec)
@@ -124,6 +127,7 @@ func (d *Daemon) tellCluster(hashes map[string]string) {
 	d.cluster.Update(func(s *cluster.NodeState) {
 		s.VRRP = states
 		s.Recent = recent
+		s.BGPAnnounced = d.announcedPrefixes()
 		s.Maintenance, s.MaintenanceReason = d.op.Maintenance != nil, ""
 		if m := d.op.Maintenance; m != nil {
 			s.MaintenanceReason = m.Reason
@@ -137,6 +141,7 @@ func (d *Daemon) tellCluster(hashes map[string]string) {
 // reloadSync starts, reconfigures or stops the conn-sync follower for
 // spec's [sync].
 func (d *Daemon) reloadSync(spec *conf.Spec) {
+	d.bgpMode(spec)
 	switch {
 	case spec.Sync == nil && d.follower != nil:
 		d.stopSync()
@@ -161,6 +166,9 @@ func (d *Daemon) reloadSync(spec *conf.Spec) {
 			}
 		}()
 		d.follower, d.syncInstance = f, spec.Sync.VRRPInstance
+		if connsync.NWay(*spec.Sync) {
+			d.remember(time.Now(), "conn sync: N-way, the kernel's master and backup sync daemons run together")
+		}
 		d.setSyncRole()
 		d.syncStop = func() { cancel(); <-done }
 		delete(d.notRunning, "sync")
@@ -273,6 +281,7 @@ func (d *Daemon) reload(old, cfg *conf.Config) error {
 	}
 	d.setVSNames(spec)
 	d.reloadSync(spec)
+	d.reloadBGP(spec)
 	// After the director: a new instance's addresses come up with their
 	// virtual servers already in the table.
 	d.vrrp.Apply(spec)
@@ -280,17 +289,20 @@ func (d *Daemon) reload(old, cfg *conf.Config) error {
 		d.log.Warn("cluster changes take effect at restart; the running cluster membership stays")
 	}
 	if d.cluster != nil {
-		d.tellCluster(spec.Hashes())
+		d.tellCluster(clusterHashes(spec))
 	}
 	return errors.Join(errs...)
 }
 
-// stop shuts down in order: VRRP first (a master sends priority 0 so the
-// backup takes over at once), then checks and the director. The IPVS table
+// stop shuts down in order: BGP first (every prefix withdrawn, gracefully,
+// so the routers move the traffic while this director still serves it),
+// then VRRP (a master sends priority 0 so the backup takes over at once),
+// then checks and the director. The IPVS table
 // is left as it is, so a restart adopts it without resetting a connection.
 func (d *Daemon) stop() { d.stopOnce.Do(d.stopNow) }
 
 func (d *Daemon) stopNow() {
+	d.stopBGP()
 	d.vrrp.Stop()
 	d.stopSync()
 	if d.cluster != nil {
@@ -355,6 +367,16 @@ func (d *Daemon) statusLine() string {
 	}
 	if len(notRunning) > 0 {
 		parts = append(parts, fmt.Sprintf("%d not running", len(notRunning)))
+	}
+	if b := d.bgp; b != nil {
+		st := b.announcer.State()
+		n := 0
+		for _, p := range st {
+			if p.Announced {
+				n++
+			}
+		}
+		parts = append(parts, fmt.Sprintf("bgp: %d of %d prefixes announced", n, len(st)))
 	}
 	if m := d.maintenanceLine(); m != "" {
 		parts = append(parts, m)

@@ -22,6 +22,7 @@ import (
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/haldir-lb/haldir/bgp"
 	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/connsync"
@@ -51,9 +52,19 @@ type Options struct {
 	Notify func(state string)
 	// NewKernel opens the IPVS backend; default the kernel's (netlink).
 	NewKernel func() (ipvs.Kernel, func(), error)
+	// Sysctls are the kernel settings [bgp] needs (connsync.BGPSettings);
+	// default /proc/sys with the default NewKernel, else none are set.
+	Sysctls connsync.Sysctls
 	// VRRPDo, when set, runs VRRP's socket and netlink work in another
 	// network namespace (vrrp.Options.Do); tests use a lab host.
 	VRRPDo func(func() error) error
+	// BGPDo, when set, runs the netlink work of [bgp]'s device (the
+	// dummy device and its addresses) in another network namespace;
+	// tests use a lab host. GoBGP's own sockets stay in this one.
+	BGPDo func(func() error) error
+	// BGPGracefulWait is how long a graceful withdraw announces
+	// GRACEFUL_SHUTDOWN first (default bgp.DefaultGracefulWait).
+	BGPGracefulWait time.Duration
 	// Probes are asked by the watchdog besides the components.
 	Probes []Probe
 	// ConnSyncRefresh is how often the connections the kernel holds are
@@ -106,7 +117,12 @@ type Daemon struct {
 	syncStop     func()
 	// connSync is what this director last gossiped of its conn sync.
 	connSync *cluster.ConnSync
+	// bgp is the running [bgp] speaker (bgp.go); nil without one.
+	bgp      *bgpState
 	stopOnce sync.Once
+
+	// configWarnings are the configuration's warnings (bgpMode).
+	configWarnings []string
 
 	// subs are the (service, real) pairs each probe key judges.
 	subs map[string][]director.Verdict
@@ -132,9 +148,11 @@ type Daemon struct {
 	quorums *fifo.Queue[director.QuorumState] // the director's reports
 	// takeovers are other directors' planned handoffs to this one.
 	takeovers *fifo.Queue[cluster.TakeOverRequest]
-	died      chan died     // a component loop ended with an error
-	reqs      chan func()   // control requests
-	done      chan struct{} // closed when the loop has ended
+	// bgpPeers are the BGP peers' session state changes.
+	bgpPeers *fifo.Queue[bgp.PeerEvent]
+	died     chan died     // a component loop ended with an error
+	reqs     chan func()   // control requests
+	done     chan struct{} // closed when the loop has ended
 	// controlDown holds why the control server stopped serving.
 	controlDown atomic.Pointer[error]
 }
@@ -153,6 +171,9 @@ func New(cfg *conf.Config, opts Options) *Daemon {
 		opts.Notify = func(state string) { _, _ = sddaemon.SdNotify(false, state) }
 	}
 	if opts.NewKernel == nil {
+		if opts.Sysctls == nil {
+			opts.Sysctls = connsync.ProcSysctls{}
+		}
 		opts.NewKernel = func() (ipvs.Kernel, func(), error) {
 			k, err := ipvs.Open("")
 			if err != nil {
@@ -166,7 +187,8 @@ func New(cfg *conf.Config, opts Options) *Daemon {
 		subs: map[string][]director.Verdict{}, quorum: map[string]bool{},
 		vrrpStates: map[string]vrrp.StateChange{}, notRunning: map[string]string{},
 		quorums: fifo.New[director.QuorumState](), died: make(chan died, 1), takeovers: fifo.New[cluster.TakeOverRequest](),
-		reqs: make(chan func()), done: make(chan struct{}),
+		bgpPeers: fifo.New[bgp.PeerEvent](),
+		reqs:     make(chan func()), done: make(chan struct{}),
 	}
 	if wd, err := sddaemon.SdWatchdogEnabled(false); err == nil {
 		d.watchdog = wd
@@ -239,6 +261,10 @@ func (d *Daemon) loop(ctx context.Context, sigs <-chan os.Signal) {
 		case <-d.takeovers.Ready():
 			for _, req := range d.takeovers.Take() {
 				d.takeOverRequested(req)
+			}
+		case <-d.bgpPeers.Ready():
+			for _, e := range d.bgpPeers.Take() {
+				d.bgpPeerChanged(e)
 			}
 		case <-d.quorums.Ready():
 			for _, q := range d.quorums.Take() {
@@ -319,11 +345,12 @@ func (d *Daemon) remember(at time.Time, what string) {
 }
 
 // quorumChanged takes the director's report of a virtual server's quorum
-// to the VRRP instances that track it.
+// to the VRRP instances that track it and to the BGP announcer.
 func (d *Daemon) quorumChanged(q director.QuorumState) {
 	d.log.Info("virtual server quorum", "virtual_server", q.Name, "up", q.Up, "alive_weight", q.AliveWeight, "quorum", q.Quorum)
 	d.quorum[q.Name] = q.Up
 	d.vrrp.SetVirtualServerUp(q.Name, q.Up)
+	d.decideBGP()
 }
 
 // alive says whether the daemon is alive, for the systemd watchdog: the

@@ -280,6 +280,9 @@ func (d *Daemon) maintenance(req control.MaintenanceRequest) (control.Maintenanc
 	was := d.op.Maintenance != nil
 	d.op = next
 	reply := control.MaintenanceReply{Maintenance: next.Maintenance}
+	// BGP first: the prefixes are withdrawn gracefully (the routers move
+	// the traffic to the other directors) while VRRP hands over.
+	d.decideBGP()
 	d.vrrp.SetMaintenance(req.On, req.Reason)
 	if req.On {
 		reply.Notes = d.ownerNotes()

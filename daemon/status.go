@@ -15,6 +15,7 @@ var _ control.Daemon = (*Daemon)(nil)
 func (d *Daemon) Status() control.Status {
 	var st control.Status
 	var follower *connsync.Follower
+	var bgpPeers func(*control.BGPStatus)
 	if !d.call(func() {
 		st = control.Status{
 			Version:      d.opts.Version,
@@ -25,14 +26,19 @@ func (d *Daemon) Status() control.Status {
 			// status takes the forwarding method and persistence from here.
 			VirtualServers: d.cfg.VirtualServers,
 			NotRunning:     d.notRunningNow(),
+			ConfigWarnings: d.configWarnings,
 		}
 		d.operatorStatus(&st)
 		st.LastDrill = d.lastDrillStatus()
 		follower = d.follower
+		st.BGP, bgpPeers = d.bgpStatus()
 	}) {
 		return control.Status{Version: d.opts.Version, ConfigPath: d.opts.Path}
 	}
 	st.VRRP = d.vrrp.Status()
+	if bgpPeers != nil {
+		bgpPeers(st.BGP)
+	}
 	if d.cluster != nil {
 		v := d.cluster.View()
 		st.Cluster = &v

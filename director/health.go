@@ -97,6 +97,9 @@ func desired(m *vsModel, health map[healthKey]Verdict, ops map[healthKey]int, q 
 			rs.present = true
 			d.dests = append(d.dests, dst)
 		}
+		if orderSensitive(m.svc.Scheduler) {
+			canonical(d.dests) // order.go
+		}
 	}
 	return d
 }

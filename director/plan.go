@@ -31,7 +31,7 @@ func plan(cur map[ipvs.ServiceKey]*kstate, want []*desiredSvc, gone []ipvs.Servi
 		st := cur[d.svc.Key]
 		if st == nil {
 			ops = append(ops, ipvs.Op{Kind: ipvs.OpNewService, Service: d.svc})
-			ops = planDests(ops, d.svc.Key, nil, d.dests)
+			ops = planDests(ops, d.svc.Key, nil, d.dests) // in d.dests's order
 			continue
 		}
 		if st.svc.Service != d.svc {
@@ -41,7 +41,11 @@ func plan(cur map[ipvs.ServiceKey]*kstate, want []*desiredSvc, gone []ipvs.Servi
 			blind += len(d.dests)
 			continue
 		}
-		ops = planDests(ops, d.svc.Key, st.dests, d.dests)
+		if orderSensitive(d.svc.Scheduler) {
+			ops = planOrdered(ops, d.svc, st.dests, d.dests)
+		} else {
+			ops = planDests(ops, d.svc.Key, st.dests, d.dests)
+		}
 	}
 	for _, key := range gone {
 		svc := ipvs.Service{Key: key}
@@ -81,6 +85,12 @@ func planDests(ops []ipvs.Op, key ipvs.ServiceKey, have []ipvs.DestInfo, want []
 	if present == len(have) {
 		return ops // nothing unwanted: the common case, worth no map
 	}
+	return appendUnwanted(ops, svc, have, want)
+}
+
+// appendUnwanted appends the removal of every destination of have that
+// want does not hold, in have's order.
+func appendUnwanted(ops []ipvs.Op, svc ipvs.Service, have []ipvs.DestInfo, want []ipvs.Destination) []ipvs.Op {
 	wanted := make(map[netip.AddrPort]bool, len(want))
 	for _, d := range want {
 		wanted[d.Addr] = true

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"syscall"
 	"time"
 
@@ -122,6 +123,11 @@ func (c *genlConn) getDests(key ServiceKey) ([]DestInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("service %s: %w", key, err)
 	}
+	// The kernel adds a destination at the head of the service's list
+	// (list_add_rcu in __ip_vs_update_dest) and dumps the list in order,
+	// newest first: reversed, the dump is the order of addition, which
+	// Kernel promises.
+	slices.Reverse(out)
 	return out, nil
 }
 

@@ -15,7 +15,9 @@ import (
 type Kernel interface {
 	GetServices() ([]ServiceInfo, error)
 	// GetDestinations of a missing service is empty, not an error (the
-	// kernel's dump finds nothing).
+	// kernel's dump finds nothing). The destinations come in the order
+	// they were added, oldest first (a re-added one is newest): the order
+	// that decides the lookup tables of the mh, sh and dh schedulers.
 	GetDestinations(svc ServiceKey) ([]DestInfo, error)
 	NewService(svc Service) error
 	UpdateService(svc Service) error

@@ -484,6 +484,14 @@ func TestSweepRemovesLeftoverOfKilledOwner(t *testing.T) {
 	})
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
+	// As an FRR instance of the killed owner would have left it.
+	frrDir := filepath.Join(FRRRunDir, id+"-h")
+	if err := os.MkdirAll(frrDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(frrDir, "bgpd.conf"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	leftovers, _ := filepath.Glob(filepath.Join(NetNSDir, id+"-*"))
 	if len(leftovers) != 2 {
@@ -510,6 +518,9 @@ func TestSweepRemovesLeftoverOfKilledOwner(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(OwnerDir, id)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("owner file of the dead owner still there: %v", err)
 	}
+	if _, err := os.Stat(frrDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("FRR directory of the dead owner still there: %v", err)
+	}
 	poll.True(t, 5*time.Second, "stray sleep in the leftover namespace killed", func() bool {
 		_, err := procStartTime(sleeper) // errors for gone and zombie processes
 		return err != nil
@@ -518,6 +529,11 @@ func TestSweepRemovesLeftoverOfKilledOwner(t *testing.T) {
 
 func TestSweepSparesLiveLabs(t *testing.T) {
 	l, _, _ := pair(t)
+	frrDir := filepath.Join(FRRRunDir, l.Hosts()[0].NetNSName())
+	if err := os.MkdirAll(frrDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(frrDir) })
 	if _, err := Sweep(); err != nil {
 		t.Fatal(err)
 	}
@@ -525,6 +541,9 @@ func TestSweepSparesLiveLabs(t *testing.T) {
 		if _, err := os.Stat(h.NetNSPath()); err != nil {
 			t.Fatalf("Sweep removed live lab namespace %s: %v", h.NetNSName(), err)
 		}
+	}
+	if _, err := os.Stat(frrDir); err != nil {
+		t.Fatalf("Sweep removed a live lab's FRR directory: %v", err)
 	}
 }
 

@@ -85,43 +85,56 @@ func hostAddr(n netip.Prefix, last byte) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom16(a), n.Bits())
 }
 
+// directorSpec is a director of the shaped labs: front (the standard lab's
+// "front", the BGP lab's "edge"; same addresses), back and sync links,
+// forwarding on.
+func directorSpec(i int, front string) HostSpec {
+	last := byte(11 + i)
+	return HostSpec{
+		Name: fmt.Sprintf("director%d", i+1),
+		Links: []LinkSpec{
+			{Iface: "eth0", Switch: front, Addrs: []netip.Prefix{hostAddr(FrontNet4, last), hostAddr(FrontNet6, last)}},
+			{Iface: "eth1", Switch: "back", Addrs: []netip.Prefix{hostAddr(BackNet4, last), hostAddr(BackNet6, last)}},
+			{Iface: "eth2", Switch: "sync", Addrs: []netip.Prefix{hostAddr(SyncNet4, last)}},
+		},
+		Sysctls: forwarding,
+	}
+}
+
+var forwarding = []Sysctl{
+	{"net.ipv4.ip_forward", "1"},
+	{"net.ipv6.conf.all.forwarding", "1"},
+}
+
+// realSpec is real server i (0-based) of the shaped labs on the back net,
+// never answering ARP for addresses on its loopback, with routes.
+func realSpec(i int, routes []Route) HostSpec {
+	last := byte(21 + i)
+	return HostSpec{
+		Name: fmt.Sprintf("real%d", i+1),
+		Links: []LinkSpec{
+			{Iface: "eth0", Switch: "back", Addrs: []netip.Prefix{hostAddr(BackNet4, last), hostAddr(BackNet6, last)}},
+		},
+		Sysctls: []Sysctl{
+			{"net.ipv4.conf.all.arp_ignore", "1"},
+			{"net.ipv4.conf.all.arp_announce", "2"},
+		},
+		Routes: routes,
+	}
+}
+
 // StandardTopology returns the topology of the standard lab (without the
 // options, which NewStandard applies afterwards).
 func StandardTopology() Topology {
-	director := func(name string, last byte) HostSpec {
-		return HostSpec{
-			Name: name,
-			Links: []LinkSpec{
-				{Iface: "eth0", Switch: "front", Addrs: []netip.Prefix{hostAddr(FrontNet4, last), hostAddr(FrontNet6, last)}},
-				{Iface: "eth1", Switch: "back", Addrs: []netip.Prefix{hostAddr(BackNet4, last), hostAddr(BackNet6, last)}},
-				{Iface: "eth2", Switch: "sync", Addrs: []netip.Prefix{hostAddr(SyncNet4, last)}},
-			},
-			Sysctls: []Sysctl{
-				{"net.ipv4.ip_forward", "1"},
-				{"net.ipv6.conf.all.forwarding", "1"},
-			},
-		}
-	}
 	t := Topology{
 		Switches: []string{"front", "back", "sync"},
-		Hosts:    []HostSpec{director("director1", 11), director("director2", 12)},
+		Hosts:    []HostSpec{directorSpec(0, "front"), directorSpec(1, "front")},
 	}
 	for i := range 3 {
-		last := byte(21 + i)
-		t.Hosts = append(t.Hosts, HostSpec{
-			Name: fmt.Sprintf("real%d", i+1),
-			Links: []LinkSpec{
-				{Iface: "eth0", Switch: "back", Addrs: []netip.Prefix{hostAddr(BackNet4, last), hostAddr(BackNet6, last)}},
-			},
-			Sysctls: []Sysctl{
-				{"net.ipv4.conf.all.arp_ignore", "1"},
-				{"net.ipv4.conf.all.arp_announce", "2"},
-			},
-			Routes: []Route{
-				{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: BackGW4},
-				{Dst: netip.MustParsePrefix("::/0"), Via: BackGW6},
-			},
-		})
+		t.Hosts = append(t.Hosts, realSpec(i, []Route{
+			{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: BackGW4},
+			{Dst: netip.MustParsePrefix("::/0"), Via: BackGW6},
+		}))
 	}
 	t.Hosts = append(t.Hosts, HostSpec{
 		Name: "client",
@@ -134,28 +147,61 @@ func StandardTopology() Topology {
 
 // NewStandard builds the standard lab (see Standard). Close it with Close.
 func NewStandard(name string, opts StandardOptions) (*Standard, error) {
-	l, err := New(name)
-	if err != nil {
-		return nil, err
-	}
-	s, err := l.applyStandard(opts)
-	if err != nil {
-		_ = l.Close()
-		return nil, err
-	}
-	return s, nil
+	return newShaped(name, func(l *Lab) (*Standard, error) { return l.applyStandard(opts) })
 }
 
 // NewStandardT is NewStandard for tests: skip unless root, fail on error,
 // close in t.Cleanup.
 func NewStandardT(t testing.TB, opts StandardOptions) *Standard {
 	t.Helper()
-	l := NewT(t, t.Name())
-	s, err := l.applyStandard(opts)
+	return newShapedT(t, "standard lab", func(l *Lab) (*Standard, error) { return l.applyStandard(opts) })
+}
+
+// newShaped makes a lab and gives it a shape (the standard lab, the BGP
+// lab), closing it when that fails.
+func newShaped[T any](name string, shape func(*Lab) (T, error)) (T, error) {
+	l, err := New(name)
 	if err != nil {
-		t.Fatalf("standard lab: %v", err)
+		var zero T
+		return zero, err
+	}
+	s, err := shape(l)
+	if err != nil {
+		_ = l.Close()
+	}
+	return s, err
+}
+
+// newShapedT is newShaped for tests: skip unless root, fail t on error,
+// close in t.Cleanup.
+func newShapedT[T any](t testing.TB, what string, shape func(*Lab) (T, error)) T {
+	t.Helper()
+	l := NewT(t, t.Name())
+	s, err := shape(l)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
 	return s
+}
+
+// setUpReals gives real servers the options both shaped labs share: VIPs
+// on loopback and, with httpPort, a web server each (into servers).
+func setUpReals(reals []*Host, vips []netip.Prefix, httpPort int, servers []*HTTPServer) error {
+	for i, r := range reals {
+		for _, v := range vips {
+			if err := r.AddAddr("lo", v); err != nil {
+				return err
+			}
+		}
+		if httpPort != 0 {
+			srv, err := r.ServeHTTP(fmt.Sprintf(":%d", httpPort), nil)
+			if err != nil {
+				return err
+			}
+			servers[i] = srv
+		}
+	}
+	return nil
 }
 
 func (l *Lab) applyStandard(opts StandardOptions) (*Standard, error) {
@@ -173,18 +219,9 @@ func (l *Lab) applyStandard(opts StandardOptions) (*Standard, error) {
 	}
 	for i := range s.Real {
 		s.Real[i] = l.Host(fmt.Sprintf("real%d", i+1))
-		for _, v := range opts.RealVIPs {
-			if err := s.Real[i].AddAddr("lo", v); err != nil {
-				return nil, err
-			}
-		}
-		if opts.HTTPPort != 0 {
-			srv, err := s.Real[i].ServeHTTP(fmt.Sprintf(":%d", opts.HTTPPort), nil)
-			if err != nil {
-				return nil, err
-			}
-			s.HTTP[i] = srv
-		}
+	}
+	if err := setUpReals(s.Real[:], opts.RealVIPs, opts.HTTPPort, s.HTTP[:]); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

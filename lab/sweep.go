@@ -17,7 +17,8 @@ import (
 // NetNSDir whose owner process (recorded in OwnerDir) is dead or unknown is
 // emptied of processes and deleted, and dead owners' files are removed. Labs
 // of live processes, including this one, are left alone. It returns the
-// namespace names it removed. New calls it.
+// namespace names it removed. New calls it. Leftover FRR directories
+// (FRRRunDir) of dead labs go too.
 func Sweep() ([]string, error) {
 	alive := map[string]bool{}
 	var deadOwners []string
@@ -60,11 +61,9 @@ func Sweep() ([]string, error) {
 		// New writes the owner file before creating any namespace, and
 		// Close removes it only after deleting them, so a namespace whose
 		// owner file is missing or dead now is a leftover.
-		if b, err := os.ReadFile(filepath.Join(OwnerDir, m[1])); err == nil {
-			if r, err := parseOwner(b); err == nil && ownerAlive(r) {
-				alive[m[1]] = true
-				continue
-			}
+		if ownerFileAlive(m[1]) {
+			alive[m[1]] = true
+			continue
 		}
 		victims = append(victims, e.Name())
 		if id, err := statNS(filepath.Join(NetNSDir, e.Name())); err == nil {
@@ -80,12 +79,41 @@ func Sweep() ([]string, error) {
 		}
 		removed = append(removed, name)
 	}
+	// FRR instances' directories (sockets, pids, configs) are named after
+	// their host's namespace and go with it.
+	frrEnts, err := os.ReadDir(FRRRunDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	for _, e := range frrEnts {
+		m := idPattern.FindStringSubmatch(e.Name())
+		if m == nil || alive[m[1]] {
+			continue
+		}
+		if ownerFileAlive(m[1]) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(FRRRunDir, e.Name())); err != nil {
+			errs = append(errs, fmt.Errorf("removing leftover FRR directory: %w", err))
+		}
+	}
 	for _, id := range deadOwners {
 		if err := os.Remove(filepath.Join(OwnerDir, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
 	return removed, errors.Join(errs...)
+}
+
+// ownerFileAlive reads lab id's owner file now and reports whether its
+// owner runs.
+func ownerFileAlive(id string) bool {
+	b, err := os.ReadFile(filepath.Join(OwnerDir, id))
+	if err != nil {
+		return false
+	}
+	r, err := parseOwner(b)
+	return err == nil && ownerAlive(r)
 }
 
 // ownerAlive reports whether the recorded owner still runs: same PID and

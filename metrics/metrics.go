@@ -84,6 +84,10 @@ var (
 	dDrillGap       = desc("drill_last_gap_seconds", "How long the newest kept drill's addresses had no holder (0 for a make-before-break handoff).", "kind")
 	dDrillPass      = desc("drill_last_pass", "1 when the newest kept drill passed, 0 when it failed or pre-flight refused it.", "kind")
 	dDrillInfo      = desc("drill_last_info", "Always 1; the labels name the newest kept drill (haldir drill show ID) and its verdict: pass, fail or refused.", "id", "kind", "verdict")
+	dBGPPeerUp      = desc("bgp_peer_up", "1 while the BGP session with the peer is established.", "peer")
+	dBGPPeerBFD     = desc("bgp_peer_bfd_up", "1 while the peer's BFD session is up (absent for a peer without BFD).", "peer")
+	dBGPAnnounced   = desc("bgp_prefix_announced", "1 while this director announces the prefix over BGP.", "prefix")
+	dBGPWithdrawals = desc("bgp_withdrawals_total", "Withdraws of an announced prefix, per reason (quorum lost: NAMES, maintenance, stopping, removed from the configuration).", "prefix", "reason")
 	dCheckLag       = desc("healthcheck_lag_seconds", "How far behind its schedule the most overdue health check is now (0 when every check starts on time); a check waits only while every worker is busy.")
 )
 
@@ -94,7 +98,7 @@ var allDescs = []*prometheus.Desc{
 	dRealConns, dCheckTotal, dCheckUp, dNotify, dNotRunning, dConfigLoaded, dStartTimestamp,
 	dSyncRunning, dSyncWanted, dSyncChanges, dSyncFailures, dClusterMembers, dClusterProblem, dClusterBad,
 	dVRRPChangedAt, dCheckLag, dCheckLate, dMaintenance, dRealOverride, dVRRPPeerPrio, dSyncReceiving,
-	dDrillAt, dDrillGap, dDrillPass, dDrillInfo,
+	dDrillAt, dDrillGap, dDrillPass, dDrillInfo, dBGPPeerUp, dBGPPeerBFD, dBGPAnnounced, dBGPWithdrawals,
 }
 
 var vrrpStates = []vrrp.State{vrrp.StateInit, vrrp.StateBackup, vrrp.StateMaster, vrrp.StateFault}
@@ -243,7 +247,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				running = running || d.State == role
 			}
 			gauge(dSyncRunning, b2f(running), role.String())
-			gauge(dSyncWanted, b2f(s.Want.State == role), role.String())
+			gauge(dSyncWanted, b2f(slices.Contains(s.Wanted(), role)), role.String())
 		}
 		switch st.ConnSync().Receiving {
 		case control.ReceivingNo:
@@ -253,6 +257,20 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(dSyncChanges, s.Changes)
 		counter(dSyncFailures, s.Failures)
+	}
+	if b := st.BGP; b != nil {
+		for _, p := range b.Peers {
+			gauge(dBGPPeerUp, b2f(p.State == "established"), p.Address.String())
+			if p.BFD != "" {
+				gauge(dBGPPeerBFD, b2f(p.BFD == "up"), p.Address.String())
+			}
+		}
+		for _, p := range b.Prefixes {
+			gauge(dBGPAnnounced, b2f(p.Announced), p.Prefix.String())
+			for why, n := range p.Withdrawals {
+				counter(dBGPWithdrawals, n, p.Prefix.String(), why)
+			}
+		}
 	}
 	if v := st.Cluster; v != nil {
 		members := map[string]int{"alive": 0, "gone": 0}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/haldir-lb/haldir/bgp"
 	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/connsync"
@@ -534,5 +535,50 @@ haldir_drill_last_timestamp_seconds{kind="%[1]s"} %[6]s
 				t.Errorf("the registry rejects the series: %v", err)
 			}
 		})
+	}
+}
+
+func TestCollectorBGP(t *testing.T) {
+	names := []string{"haldir_bgp_peer_up", "haldir_bgp_peer_bfd_up", "haldir_bgp_prefix_announced", "haldir_bgp_withdrawals_total"}
+	st := sample()
+	st.BGP = &control.BGPStatus{ASN: 65010,
+		Peers: []bgp.PeerStatus{
+			{Address: netip.MustParseAddr("10.0.0.1"), State: "established", BFD: "up"},
+			{Address: netip.MustParseAddr("10.0.0.2"), State: "active"},
+		},
+		Prefixes: []bgp.PrefixState{
+			{Prefix: netip.MustParsePrefix("192.0.2.10/32"), Announced: true, Withdrawals: map[string]uint64{"quorum lost: web": 2, "maintenance": 1}},
+			{Prefix: netip.MustParsePrefix("2001:db8::10/128"), Reason: "no quorum yet: dns", Withdrawals: map[string]uint64{}},
+		}}
+	want := `
+# HELP haldir_bgp_peer_bfd_up 1 while the peer's BFD session is up (absent for a peer without BFD).
+# TYPE haldir_bgp_peer_bfd_up gauge
+haldir_bgp_peer_bfd_up{peer="10.0.0.1"} 1
+# HELP haldir_bgp_peer_up 1 while the BGP session with the peer is established.
+# TYPE haldir_bgp_peer_up gauge
+haldir_bgp_peer_up{peer="10.0.0.1"} 1
+haldir_bgp_peer_up{peer="10.0.0.2"} 0
+# HELP haldir_bgp_prefix_announced 1 while this director announces the prefix over BGP.
+# TYPE haldir_bgp_prefix_announced gauge
+haldir_bgp_prefix_announced{prefix="192.0.2.10/32"} 1
+haldir_bgp_prefix_announced{prefix="2001:db8::10/128"} 0
+# HELP haldir_bgp_withdrawals_total Withdraws of an announced prefix, per reason (quorum lost: NAMES, maintenance, stopping, removed from the configuration).
+# TYPE haldir_bgp_withdrawals_total counter
+haldir_bgp_withdrawals_total{prefix="192.0.2.10/32",reason="maintenance"} 1
+haldir_bgp_withdrawals_total{prefix="192.0.2.10/32",reason="quorum lost: web"} 2
+`
+	c := New(func() control.Status { return st })
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), names...); err != nil {
+		t.Error(err)
+	}
+	problems, err := testutil.CollectAndLint(c, names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+	if n := testutil.CollectAndCount(New(sample), names...); n != 0 {
+		t.Errorf("%d BGP series without [bgp], want none", n)
 	}
 }

@@ -34,6 +34,9 @@ func NewSet(spec *conf.Spec, opts Options) *Set {
 	if opts.links == nil {
 		opts.links = newLinkSockets(opts.Logger)
 	}
+	if opts.timers == nil {
+		opts.timers = newTimerSet()
+	}
 	s := &Set{}
 	for _, ic := range spec.VRRP {
 		s.Instances = append(s.Instances, NewInstance(ic, opts))

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/net/ipv4"
@@ -55,7 +55,10 @@ func listenRaw(ifi *net.Interface, src netip.Addr, join bool) (advertConn, error
 		}
 		setReadBuffer(pc)
 		c := &conn4{pc: pc, p: ipv4.NewPacketConn(pc), ifi: ifi, src: src}
-		if err := c.setup(join); err != nil {
+		if c.tx, err = newRawSender(pc, "ip4:112"); err == nil {
+			err = c.setup(join)
+		}
+		if err != nil {
 			pc.Close()
 			return nil, fmt.Errorf("vrrp: raw IPv4 socket on %s: %w", ifi.Name, err)
 		}
@@ -67,7 +70,10 @@ func listenRaw(ifi *net.Interface, src netip.Addr, join bool) (advertConn, error
 	}
 	setReadBuffer(pc)
 	c := &conn6{pc: pc, p: ipv6.NewPacketConn(pc), ifi: ifi, src: src}
-	if err := c.setup(join); err != nil {
+	if c.tx, err = newRawSender(pc, "ip6:112"); err == nil {
+		err = c.setup(join)
+	}
+	if err != nil {
 		pc.Close()
 		return nil, fmt.Errorf("vrrp: raw IPv6 socket on %s: %w", ifi.Name, err)
 	}
@@ -131,9 +137,24 @@ func setReadBuffer(pc net.PacketConn) {
 	})
 }
 
+// stripIPv4Header returns the payload of b, an IPv4 datagram as a raw
+// socket's recvmmsg returns it (ReadFrom strips the header, ReadBatch
+// does not); what is not a well-formed header is returned whole, for
+// Decode to count.
+func stripIPv4Header(b []byte) []byte {
+	if len(b) < 20 || b[0]>>4 != 4 {
+		return b
+	}
+	if hl := int(b[0]&0x0f) * 4; hl >= 20 && hl <= len(b) {
+		return b[hl:]
+	}
+	return b
+}
+
 type conn4 struct {
 	pc  net.PacketConn
 	p   *ipv4.PacketConn
+	tx  rawSender
 	ifi *net.Interface
 	src netip.Addr
 }
@@ -176,13 +197,28 @@ func (c *conn4) Read(buf []byte) (Received, error) {
 	return r, nil
 }
 
+// newBatch returns buffers for ReadBatch.
+func (c *conn4) newBatch() *recvBatch {
+	return newRecvBatch(c.pc, len(ipv4.NewControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface)), func(r *Received, oob []byte) {
+		// recvmmsg on a raw socket keeps the IPv4 header (ReadFrom
+		// strips it).
+		r.Payload = stripIPv4Header(r.Payload)
+		var cm ipv4.ControlMessage
+		if len(oob) > 0 && cm.Parse(oob) == nil {
+			r.TTL = cm.TTL
+			r.Dst, _ = netip.AddrFromSlice(cm.Dst)
+			r.Dst = r.Dst.Unmap()
+		}
+	})
+}
+
 func (c *conn4) Write(b []byte, dst netip.Addr) error { return c.writeFrom(b, c.src, dst) }
 
 // writeFrom sends b to dst from src, an address of the socket's interface.
 func (c *conn4) writeFrom(b []byte, src, dst netip.Addr) error {
-	cm := &ipv4.ControlMessage{Src: src.AsSlice(), IfIndex: c.ifi.Index}
-	_, err := c.p.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()})
-	return err
+	cm := ipv4.ControlMessage{Src: src.AsSlice(), IfIndex: c.ifi.Index}
+	sa := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: dst.As4()}
+	return c.tx.send(b, cm.Marshal(), unsafe.Pointer(&sa), unix.SizeofSockaddrInet4)
 }
 
 func (c *conn4) join() error {
@@ -196,6 +232,7 @@ func (c *conn4) setSource(src netip.Addr) { c.src = src }
 type conn6 struct {
 	pc  net.PacketConn
 	p   *ipv6.PacketConn
+	tx  rawSender
 	ifi *net.Interface
 	src netip.Addr
 }
@@ -238,6 +275,17 @@ func (c *conn6) Read(buf []byte) (Received, error) {
 	return r, nil
 }
 
+// newBatch returns buffers for ReadBatch.
+func (c *conn6) newBatch() *recvBatch {
+	return newRecvBatch(c.pc, len(ipv6.NewControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface)), func(r *Received, oob []byte) {
+		var cm ipv6.ControlMessage
+		if len(oob) > 0 && cm.Parse(oob) == nil {
+			r.TTL = cm.HopLimit
+			r.Dst, _ = netip.AddrFromSlice(cm.Dst)
+		}
+	})
+}
+
 func (c *conn6) Write(b []byte, dst netip.Addr) error { return c.writeFrom(b, c.src, dst) }
 
 func (c *conn6) join() error {
@@ -246,11 +294,12 @@ func (c *conn6) join() error {
 
 // writeFrom sends b to dst from src, an address of the socket's interface.
 func (c *conn6) writeFrom(b []byte, src, dst netip.Addr) error {
-	cm := &ipv6.ControlMessage{Src: src.AsSlice(), IfIndex: c.ifi.Index, HopLimit: 255}
-	// A numeric zone: a name would be resolved in the namespace of
-	// whatever thread runs this write, not the socket's (see Options.Do).
-	_, err := c.p.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice(), Zone: strconv.Itoa(c.ifi.Index)})
-	return err
+	cm := ipv6.ControlMessage{Src: src.AsSlice(), IfIndex: c.ifi.Index, HopLimit: 255}
+	// The scope is the interface's index: a zone name would be resolved
+	// in the namespace of whatever thread runs this write, not the
+	// socket's (see Options.Do).
+	sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: dst.As16(), Scope_id: uint32(c.ifi.Index)}
+	return c.tx.send(b, cm.Marshal(), unsafe.Pointer(&sa), unix.SizeofSockaddrInet6)
 }
 
 func (c *conn6) Close() error { return c.pc.Close() }

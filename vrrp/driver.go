@@ -108,7 +108,7 @@ func (d *driver) do(now time.Time, a Action) {
 		if a.At.IsZero() {
 			d.timer.stop()
 		} else {
-			d.timer.resetAt(now, a.At)
+			d.timer.resetSlack(now, a.At, d.m.TimerSlack())
 		}
 	case ActNotify:
 		argv := map[State][]string{StateMaster: in.cfg.Notify.Master, StateBackup: in.cfg.Notify.Backup, StateFault: in.cfg.Notify.Fault, StateInit: in.cfg.Notify.Stop}[a.State]

@@ -31,6 +31,9 @@ type Options struct {
 	// links shares the raw sockets of a Runner's or a Set's instances
 	// (one per link and family); nil: the instance opens its own.
 	links *linkSockets
+	// timers runs the protocol timers of a Runner's or a Set's instances
+	// on one timerfd; nil: the instance has its own.
+	timers *timerSet
 }
 
 // StateChange is one transition of an instance.

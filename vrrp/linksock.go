@@ -53,7 +53,8 @@ type linkSocket struct {
 // sharedRaw is a raw VRRP socket that many instances send from, each with
 // its own source address.
 type sharedRaw interface {
-	Read(buf []byte) (Received, error)
+	// newBatch returns the buffers the link's reader reads into.
+	newBatch() *recvBatch
 	writeFrom(b []byte, src, dst netip.Addr) error
 	join() error
 	Close() error
@@ -135,9 +136,9 @@ func (s *linkSocket) release(sub *linkSub) {
 // read hands every packet to the instances it concerns until the socket
 // is closed.
 func (s *linkSocket) read() {
-	buf := make([]byte, 1500)
+	b := s.conn.newBatch()
 	for {
-		r, err := s.conn.Read(buf)
+		rs, err := b.read()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -147,21 +148,29 @@ func (s *linkSocket) read() {
 		}
 		// The sinks decode under the lock, so none runs after release.
 		s.mu.Lock()
-		var to []*linkSub
-		if len(r.Payload) >= 2 {
-			to = s.subs[r.Payload[1]]
-		}
-		if to == nil {
-			for _, list := range s.subs {
-				for _, sub := range list {
-					sub.sink(r)
-				}
-			}
-		}
-		for _, sub := range to {
-			sub.sink(r)
+		for _, r := range rs {
+			s.deliver(r)
 		}
 		s.mu.Unlock()
+	}
+}
+
+// deliver hands r to the instances of its VRID, or to every instance on
+// the link when none runs it; s.mu held.
+func (s *linkSocket) deliver(r Received) {
+	var to []*linkSub
+	if len(r.Payload) >= 2 {
+		to = s.subs[r.Payload[1]]
+	}
+	if to == nil {
+		for _, list := range s.subs {
+			for _, sub := range list {
+				sub.sink(r)
+			}
+		}
+	}
+	for _, sub := range to {
+		sub.sink(r)
 	}
 }
 

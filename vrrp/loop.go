@@ -102,7 +102,11 @@ func (in *Instance) Run(ctx context.Context) error {
 	in.vs.apply(track)
 	in.maint.apply(track)
 
-	timer, err := newFDTimer()
+	timers := in.opts.timers
+	if timers == nil {
+		timers = newTimerSet()
+	}
+	timer, err := timers.newTimer()
 	if err != nil {
 		return fmt.Errorf("vrrp instance %q: %w", in.cfg.Name, err)
 	}

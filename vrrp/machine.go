@@ -565,6 +565,19 @@ func (m *Machine) to(acts []Action, s State, why string) []Action {
 	return acts
 }
 
+// TimerSlack is how much before its deadline the armed timer may fire: a
+// hundredth of the advert interval, at most 1ms, for a master's
+// Adver_Timer, so that the adverts of many instances go out on one
+// wake-up (an advert that early is harmless: the backups wait three
+// intervals); none for a backup's Master_Down_Timer, which must not
+// declare a live master down early.
+func (m *Machine) TimerSlack() time.Duration {
+	if m.state != StateMaster {
+		return 0
+	}
+	return min(m.cfg.Interval/100, time.Millisecond)
+}
+
 func (m *Machine) arm(acts []Action, at time.Time) []Action {
 	m.deadline = at
 	return append(acts, ActSetTimer{At: at})
@@ -707,7 +720,7 @@ func (m *Machine) timer(now time.Time) ([]Action, IgnoreReason) {
 	case StateFault:
 		return nil, IgnoreFault
 	}
-	if m.deadline.IsZero() || now.Before(m.deadline) {
+	if m.deadline.IsZero() || now.Before(m.deadline.Add(-m.TimerSlack())) {
 		return nil, IgnoreStaleTimer
 	}
 	if m.state == StateBackup {
@@ -733,7 +746,13 @@ func (m *Machine) timer(now time.Time) ([]Action, IgnoreReason) {
 	// each wake-up's lateness accumulate (98 adverts/s at 10 ms). After a
 	// stall longer than an interval it restarts from now rather than
 	// sending the missed adverts in a burst.
+	// A fire within the slack before the deadline (the timers of several
+	// masters sharing a wake-up) moves this router's adverts to it, so
+	// they share the next wake-ups too.
 	next := m.deadline.Add(m.cfg.Interval)
+	if now.Before(m.deadline) {
+		next = now.Add(m.cfg.Interval)
+	}
 	if !next.After(now) {
 		next = now.Add(m.cfg.Interval)
 	}

@@ -104,6 +104,18 @@ func TestMachine(t *testing.T) {
 		steps []step
 	}{
 		{"init: startup goes backup and arms Master_Down_Interval", baseCfg(), []step{startBackup}},
+		// Timers shared by many instances fire together (timerSet): a
+		// master's Adver_Timer within its slack (1ms at 1s) sends, and
+		// its next advert follows one interval after the fire; a
+		// backup's Master_Down_Timer never fires early.
+		{"master: Adver_Timer fired within its slack sends, and moves to the fire", baseCfg(), []step{startBackup, toMaster,
+			{m0 + sec - 2*time.Millisecond, EvTimer{}, nil, IgnoreStaleTimer, StateMaster, 0},
+			{m0 + sec - 500*time.Microsecond, EvTimer{}, cat(ActSendAdvert{Priority: 100}, setAt(m0+2*sec-500*time.Microsecond)), Handled, StateMaster, 0},
+		}},
+		{"backup: Master_Down_Timer has no slack", baseCfg(), []step{startBackup,
+			{down100 - 100*time.Microsecond, EvTimer{}, nil, IgnoreStaleTimer, StateBackup, 0},
+			toMaster,
+		}},
 		// haldir maintenance: priority 1 (no transition of its own), then
 		// the master resigns the VRRP way and stays backup while another
 		// router advertises, higher or lower than its usual priority; with

@@ -405,3 +405,36 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestStripIPv4Header: a batch read's datagrams lose their header (with
+// options) like ReadFrom's; anything else stays whole for Decode.
+func TestStripIPv4Header(t *testing.T) {
+	hdr := func(ihl int, n int) []byte {
+		b := make([]byte, n)
+		b[0] = 0x40 | byte(ihl)
+		for i := ihl * 4; i < n; i++ {
+			b[i] = 0xee
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		skip int // bytes removed
+	}{
+		{"plain header", hdr(5, 60), 20},
+		{"header with options", hdr(6, 60), 24},
+		{"header only", hdr(5, 20), 20},
+		{"header longer than the datagram", hdr(15, 40), 0},
+		{"header length under 20", hdr(4, 40), 0},
+		{"not IPv4", append([]byte{0x60}, make([]byte, 39)...), 0},
+		{"short", []byte{0x45, 0}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := stripIPv4Header(tc.in)
+			if len(got) != len(tc.in)-tc.skip || (len(got) > 0 && &got[0] != &tc.in[tc.skip]) {
+				t.Errorf("kept %d of %d bytes, want the last %d", len(got), len(tc.in), len(tc.in)-tc.skip)
+			}
+		})
+	}
+}

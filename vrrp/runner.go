@@ -74,6 +74,7 @@ func NewRunner(opts Options) *Runner {
 	// Every instance the Runner ever starts shares the link sockets, so
 	// a reload's new instances join the sockets of the ones they replace.
 	r.opts.links = newLinkSockets(opts.Logger)
+	r.opts.timers = newTimerSet()
 	return r
 }
 

@@ -3,72 +3,177 @@ package vrrp
 import (
 	"fmt"
 	"os"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// fdTimer is the driver's protocol timer (Master_Down_Timer, Adver_Timer)
-// on a timerfd read through Go's poller. A time.Timer is not precise
-// enough for VRRP at short intervals: the Go runtime sleeps in
-// epoll_wait, whose timeout counts whole milliseconds, so a timer's
-// sub-millisecond remainder can become a 1ms sleep (golang/go#53824), and
-// the kernel adds 0.1% of every epoll timeout as slack (3.6ms on a 1s
-// interval's Master_Down_Interval). A timerfd is an hrtimer with the
-// thread's 50µs slack, and the poller wakes as soon as it is readable.
+// timerSet runs the protocol timers (Master_Down_Timer, Adver_Timer) of
+// many instances, a Runner's or a Set's, on one timerfd read through Go's
+// poller, as keepalived runs every instance's timers on one thread.
 //
-// Moving the deadline later costs no system call: a backup pushes its
+// A timerfd, not a time.Timer: the Go runtime sleeps in epoll_wait, whose
+// timeout counts whole milliseconds, so a timer's sub-millisecond
+// remainder can become a 1ms sleep (golang/go#53824), and the kernel adds
+// 0.1% of every epoll timeout as slack (3.6ms on a 1s interval's
+// Master_Down_Interval). A timerfd is an hrtimer with the thread's 50µs
+// slack, and the poller wakes as soon as it is readable.
+//
+// One timerfd for all: with one per instance, 100 masters at 100ms woke
+// the process 1000 times a second, once per advert. A wake-up now fires
+// every timer that is due, and a timer with slack (a master's
+// Adver_Timer, Machine.TimerSlack) also when it is due within its slack:
+// masters whose adverts fall within a hundredth of an interval of each
+// other send them on one wake-up, and stay together.
+//
+// Moving a deadline later costs no system call: a backup pushes its
 // Master_Down_Timer back on every advert, and keepalived's timer thread
-// does not re-arm for that either. The kernel timer keeps its earlier
-// time; when it fires, due re-arms it for the deadline wanted now. A fire
-// that races a reset or a stop is also answered by due, and the Machine
-// ignores a timer event before its deadline anyway (IgnoreStaleTimer).
+// does not re-arm for that either. The kernel timer keeps the earliest
+// deadline it was set for; when it fires, the set re-arms it for the
+// earliest deadline wanted now, without waking any instance whose
+// deadline has moved.
+type timerSet struct {
+	mu     sync.Mutex
+	f      *os.File // nil while no timer exists
+	fd     int
+	refs   int
+	armed  map[*fdTimer]struct{} // the timers with a deadline
+	kernel time.Time             // when the timerfd fires; zero: disarmed
+	// wakes counts the timerfd's fires (tests: what a later deadline
+	// costs).
+	wakes atomic.Int64
+}
+
+func newTimerSet() *timerSet { return &timerSet{armed: map[*fdTimer]struct{}{}} }
+
+// fdTimer is one instance's timer in a timerSet. Its deadline is guarded
+// by the set's mutex; C and fired deliver fires.
 type fdTimer struct {
-	fd int
-	f  *os.File
-	C  chan time.Time
-	// armed is when the kernel timer fires (zero: disarmed); want is the
-	// deadline the driver asked for (zero: none). want >= armed.
-	armed, want time.Time
-	// fired, when set, is offered each fire first, on the timer's own
+	set   *timerSet
+	C     chan time.Time
+	want  time.Time     // the deadline (zero: none)
+	slack time.Duration // it may fire this much before want
+	// fired, when set, is offered each fire first, on the set's
 	// goroutine; it returns whether it handled it (else C gets it).
 	fired atomic.Pointer[func() bool]
 }
 
-func newFDTimer() (*fdTimer, error) {
-	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("vrrp: timerfd_create: %w", err)
+// newFDTimer is a timer on a set of its own.
+func newFDTimer() (*fdTimer, error) { return newTimerSet().newTimer() }
+
+// newTimer adds a timer to s, opening the timerfd for the first one.
+func (s *timerSet) newTimer() (*fdTimer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refs == 0 {
+		fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+		if err != nil {
+			return nil, fmt.Errorf("vrrp: timerfd_create: %w", err)
+		}
+		s.fd, s.f, s.kernel = fd, os.NewFile(uintptr(fd), "vrrp-timer"), time.Time{}
+		go s.run(s.f)
 	}
-	t := &fdTimer{fd: fd, f: os.NewFile(uintptr(fd), "vrrp-timer"), C: make(chan time.Time, 1)}
-	go func() {
-		var n [8]byte // the expiration count
-		for {
-			if _, err := t.f.Read(n[:]); err != nil {
-				return // closed
-			}
+	s.refs++
+	return &fdTimer{set: s, C: make(chan time.Time, 1)}, nil
+}
+
+// run delivers the fires of f until it is closed.
+func (s *timerSet) run(f *os.File) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return // closed already
+	}
+	// The expiration count is read with RawSyscall, which cannot block on
+	// a non-blocking timerfd: a Syscall's entersyscall wakes the
+	// runtime's sysmon thread whenever the process was idle, two context
+	// switches on every fire. Go's poller does the waiting.
+	var n [8]byte
+	read := func(fd uintptr) bool {
+		_, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&n[0])), uintptr(len(n)))
+		return errno != unix.EAGAIN
+	}
+	var due []*fdTimer
+	for {
+		if err := rc.Read(read); err != nil {
+			return // closed
+		}
+		s.wakes.Add(1)
+		now := time.Now()
+		due = s.take(now, due[:0])
+		for _, t := range due {
 			if f := t.fired.Load(); f != nil && (*f)() {
 				continue
 			}
 			select {
-			case t.C <- time.Now():
+			case t.C <- now:
 			default: // one pending fire is enough
 			}
 		}
-	}()
-	return t, nil
+		clear(due) // no timer is kept alive by the buffer
+	}
 }
 
-// resetAt makes at the deadline (now is the caller's clock); a deadline
-// already past fires at once.
-func (t *fdTimer) resetAt(now, at time.Time) {
-	t.want = at
-	if !t.armed.IsZero() && !at.Before(t.armed) {
-		return // the kernel fires first; due re-arms then
+// take removes the timers due at now (within their slack) from the armed
+// ones and appends them to due, earliest deadline first, and re-arms the
+// kernel timer for the earliest deadline left.
+func (s *timerSet) take(now time.Time, due []*fdTimer) []*fdTimer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.kernel = time.Time{}
+	var next time.Time
+	for t := range s.armed {
+		switch {
+		case !now.Before(t.want.Add(-t.slack)):
+			due = append(due, t)
+			delete(s.armed, t)
+		case next.IsZero() || t.want.Before(next):
+			next = t.want
+		}
 	}
-	t.armed = at
-	t.set(max(at.Sub(now), time.Nanosecond))
+	if !next.IsZero() {
+		s.arm(now, next)
+	}
+	slices.SortFunc(due, func(a, b *fdTimer) int { return a.want.Compare(b.want) })
+	return due
+}
+
+// arm sets the kernel timer for at, s.mu held; a deadline already past
+// fires at once.
+func (s *timerSet) arm(now, at time.Time) {
+	s.kernel = at
+	// Cannot fail for a valid timerfd and a positive relative time, nor
+	// block: RawSyscall spares the sysmon wake-up (see run).
+	d := max(at.Sub(now), time.Nanosecond)
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(d.Nanoseconds())}
+	_, _, _ = unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, uintptr(s.fd), 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
+}
+
+// kernelAt is when the kernel timer fires (zero: disarmed).
+func (s *timerSet) kernelAt() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.kernel
+}
+
+// resetAt makes at the deadline (now is the caller's clock), with no
+// slack.
+func (t *fdTimer) resetAt(now, at time.Time) { t.resetSlack(now, at, 0) }
+
+// resetSlack makes at the deadline, which the timer may fire up to slack
+// before.
+func (t *fdTimer) resetSlack(now, at time.Time, slack time.Duration) {
+	s := t.set
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t.want, t.slack = at, slack
+	s.armed[t] = struct{}{}
+	if s.kernel.IsZero() || at.Before(s.kernel) {
+		s.arm(now, at)
+	}
 }
 
 // reset is resetAt(now, now+d).
@@ -77,32 +182,47 @@ func (t *fdTimer) reset(d time.Duration) {
 	t.resetAt(now, now.Add(d))
 }
 
-// stop drops the deadline and disarms the timer.
+// stop drops the deadline. The kernel timer is left alone: if it was set
+// for this deadline, its fire finds nothing due and re-arms.
 func (t *fdTimer) stop() {
-	t.want, t.armed = time.Time{}, time.Time{}
-	t.set(0)
+	s := t.set
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t.want = time.Time{}
+	delete(s.armed, t)
 }
 
-// due answers a fire from C: whether the deadline has come. When it has
-// moved later, it re-arms the kernel timer for it and returns false; a
-// fire after stop returns false.
+// due answers a fire from C or fired: whether the deadline has come
+// (within the slack). When it has moved later since, it stays armed and
+// due returns false; a fire after stop returns false.
 func (t *fdTimer) due(now time.Time) bool {
-	t.armed = time.Time{}
+	s := t.set
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	switch {
 	case t.want.IsZero():
 		return false
-	case now.Before(t.want):
-		t.armed = t.want
-		t.set(t.want.Sub(now))
+	case now.Before(t.want.Add(-t.slack)):
+		s.armed[t] = struct{}{}
+		if s.kernel.IsZero() || t.want.Before(s.kernel) {
+			s.arm(now, t.want)
+		}
 		return false
 	}
 	t.want = time.Time{}
+	delete(s.armed, t)
 	return true
 }
 
-func (t *fdTimer) set(d time.Duration) {
-	// Cannot fail for a valid timerfd and a non-negative relative time.
-	_ = unix.TimerfdSettime(t.fd, 0, &unix.ItimerSpec{Value: unix.NsecToTimespec(d.Nanoseconds())}, nil)
+// close removes the timer from its set; the last one closes the timerfd.
+func (t *fdTimer) close() {
+	s := t.set
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.armed, t)
+	t.fired.Store(nil)
+	if s.refs--; s.refs == 0 {
+		_ = s.f.Close()
+		s.f, s.kernel = nil, time.Time{}
+	}
 }
-
-func (t *fdTimer) close() { _ = t.f.Close() }

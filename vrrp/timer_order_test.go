@@ -38,8 +38,8 @@ func TestTimerAfterQueuedAdverts(t *testing.T) {
 	if st.AdvertsRecv != 1 || st.Ignored[string(IgnoreStaleTimer)] != 0 {
 		t.Fatalf("adverts received %d, stale timers %d; want 1 and 0", st.AdvertsRecv, st.Ignored[string(IgnoreStaleTimer)])
 	}
-	if timer.want != m.Deadline() || timer.armed != m.Deadline() {
-		t.Fatalf("timer wants %v, armed %v; want both at the machine's deadline %v", timer.want, timer.armed, m.Deadline())
+	if timer.want != m.Deadline() || timer.set.kernelAt() != m.Deadline() {
+		t.Fatalf("timer wants %v, kernel timer at %v; want both at the machine's deadline %v", timer.want, timer.set.kernelAt(), m.Deadline())
 	}
 	if len(pkts) != 0 {
 		t.Fatalf("%d adverts left queued", len(pkts))

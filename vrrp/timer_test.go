@@ -49,8 +49,9 @@ func TestFDTimer(t *testing.T) {
 }
 
 // TestFDTimerLaterCostsNoRearm: pushing the deadline later (a backup on
-// every advert) arms nothing; the kernel fires at the first deadline and
-// due re-arms once for the last one, which it then reports on time.
+// every advert) arms nothing; the kernel fires at the first deadline, the
+// set re-arms for the last one without waking the timer's owner, and
+// reports it on time.
 func TestFDTimerLaterCostsNoRearm(t *testing.T) {
 	tm, err := newFDTimer()
 	if err != nil {
@@ -59,31 +60,108 @@ func TestFDTimerLaterCostsNoRearm(t *testing.T) {
 	defer tm.close()
 	start := time.Now()
 	tm.resetAt(start, start.Add(20*time.Millisecond))
-	first := tm.armed
+	first := tm.set.kernelAt()
 	for i := 1; i <= 10; i++ {
 		tm.resetAt(start, start.Add(time.Duration(20+5*i)*time.Millisecond))
-		if tm.armed != first {
-			t.Fatalf("deadline %d moved the kernel timer to %v", i, tm.armed.Sub(start))
+		if tm.set.kernelAt() != first {
+			t.Fatalf("deadline %d moved the kernel timer to %v", i, tm.set.kernelAt().Sub(start))
 		}
 	}
 	want := start.Add(70 * time.Millisecond)
-	fires := 0
-	for {
-		select {
-		case now := <-tm.C:
-			fires++
-			if !tm.due(now) {
-				continue
-			}
-			if late := now.Sub(want); late < 0 || late > 50*time.Millisecond {
-				t.Fatalf("due at %v, want at 70ms (+ scheduling)", now.Sub(start))
-			}
-			if fires != 2 {
-				t.Fatalf("%d fires, want 2 (the first deadline, then the last)", fires)
-			}
-			return
-		case <-time.After(time.Second):
-			t.Fatal("never due")
+	select {
+	case now := <-tm.C:
+		if !tm.due(now) {
+			t.Fatalf("fired at %v, before its deadline (70ms)", now.Sub(start))
 		}
+		if late := now.Sub(want); late < 0 || late > 50*time.Millisecond {
+			t.Fatalf("due at %v, want at 70ms (+ scheduling)", now.Sub(start))
+		}
+		if w := tm.set.wakes.Load(); w != 2 {
+			t.Fatalf("%d kernel fires, want 2 (the first deadline, then the last)", w)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("never due")
+	}
+}
+
+// TestTimerSetSharesWakeups: timers of one set due within their slack of
+// the first fire on its wake-up; a timer without slack never fires early,
+// and a later one waits for its own.
+func TestTimerSetSharesWakeups(t *testing.T) {
+	s := newTimerSet()
+	var tms []*fdTimer
+	for range 4 {
+		tm, err := s.newTimer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tm.close()
+		tms = append(tms, tm)
+	}
+	start := time.Now()
+	at := start.Add(30 * time.Millisecond)
+	tms[0].resetSlack(start, at, 0)                                          // the leader
+	tms[1].resetSlack(start, at.Add(500*time.Microsecond), time.Millisecond) // within its slack: rides along
+	tms[2].resetSlack(start, at.Add(500*time.Microsecond), 0)                // no slack: its own fire
+	tms[3].resetSlack(start, at.Add(20*time.Millisecond), time.Millisecond)  // beyond its slack: its own fire
+	fired := make([]time.Time, len(tms))
+	deadline := time.After(time.Second)
+	for n := 0; n < len(tms); {
+		var now time.Time
+		var i int
+		select {
+		case now = <-tms[0].C:
+			i = 0
+		case now = <-tms[1].C:
+			i = 1
+		case now = <-tms[2].C:
+			i = 2
+		case now = <-tms[3].C:
+			i = 3
+		case <-deadline:
+			t.Fatalf("fired %v after 1s", fired)
+		}
+		if !tms[i].due(now) {
+			continue
+		}
+		fired[i] = now
+		n++
+	}
+	if !fired[1].Equal(fired[0]) {
+		t.Errorf("timer within its slack fired at %v, the leader at %v: want one wake-up", fired[1].Sub(start), fired[0].Sub(start))
+	}
+	if fired[2].Before(at.Add(500 * time.Microsecond)) {
+		t.Errorf("timer without slack fired early, at %v", fired[2].Sub(start))
+	}
+	if fired[3].Before(at.Add(19 * time.Millisecond)) {
+		t.Errorf("timer beyond its slack fired at %v, want at 50ms - 1ms or later", fired[3].Sub(start))
+	}
+}
+
+// TestTimerSetReopens: the last timer's close closes the timerfd; a new
+// timer opens another, which fires.
+func TestTimerSetReopens(t *testing.T) {
+	s := newTimerSet()
+	tm, err := s.newTimer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm.close()
+	if s.f != nil {
+		t.Fatal("timerfd still open after the last timer closed")
+	}
+	tm, err = s.newTimer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tm.close()
+	tm.reset(time.Millisecond)
+	select {
+	case now := <-tm.C:
+		if !tm.due(now) {
+			t.Fatal("fire not due")
+		}
+	case <-time.After(time.Second):
+		t.Fatal("the reopened set never fired")
 	}
 }

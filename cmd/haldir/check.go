@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/connsync"
 )
 
 // checkFlags defines the flags of "haldir check" (documented in commands).
@@ -53,6 +54,9 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	problems := checkHost(c, ifs, defaultHostEnv())
+	for _, n := range bgpNotes(c, connsync.ProcSysctls{}) {
+		fmt.Fprintln(stdout, "note: "+n)
+	}
 	if len(problems) > 0 {
 		for _, p := range problems {
 			fmt.Fprintln(stderr, p)
@@ -168,10 +172,61 @@ func summarize(w io.Writer, c *conf.Config) {
 	}
 
 	if s := c.Sync; s != nil {
-		fmt.Fprintf(w, "\nConnection sync: on %s, follows %s, sync_id %d\n", s.Interface, s.VRRPInstance, s.SyncID)
+		role := "follows " + s.VRRPInstance
+		if s.VRRPInstance == "" {
+			role = "N-way (master and backup on every director)"
+		}
+		fmt.Fprintf(w, "\nConnection sync: on %s, %s, sync_id %d\n", s.Interface, role, s.SyncID)
 	}
 	if cl := c.Cluster; cl != nil {
 		fmt.Fprintf(w, "\nCluster %s: bind %s, %s\n", cl.Name, cl.Bind, plural(len(cl.Peers), "peer"))
+	}
+	if b := c.BGP; b != nil {
+		summarizeBGP(w, b)
+	}
+}
+
+// summarizeBGP is [bgp] in brief: the speaker, each peer, each prefix and
+// what it follows.
+func summarizeBGP(w io.Writer, b *conf.BGP) {
+	id := "chosen at start"
+	if b.RouterID.IsValid() {
+		id = b.RouterID.String()
+	}
+	listen := "connect out only"
+	if b.ListenPort != 0 {
+		listen = fmt.Sprintf("listen on %d", b.ListenPort)
+	}
+	gs := "off"
+	if b.GracefulShutdown {
+		gs = "on"
+	}
+	fmt.Fprintf(w, "\nBGP: asn %d, router id %s, %s, graceful shutdown %s, addresses on %s\n", b.ASN, id, listen, gs, b.Device)
+	for _, p := range b.Peers {
+		details := []string{fmt.Sprintf("asn %d", p.ASN), fmt.Sprintf("port %d", p.Port), "hold " + p.HoldTime.String()}
+		if p.LocalAddress.IsValid() {
+			details = append(details, "from "+p.LocalAddress.String())
+		}
+		if p.Multihop > 0 {
+			details = append(details, fmt.Sprintf("multihop %d", p.Multihop))
+		}
+		if p.PasswordFile != "" {
+			details = append(details, "md5")
+		}
+		if f := p.BFD; f != nil {
+			details = append(details, fmt.Sprintf("bfd %s/%s x%d", f.MinTx, f.MinRx, f.Multiplier))
+		}
+		fmt.Fprintf(w, "  peer %s: %s\n", p.Address, strings.Join(details, ", "))
+	}
+	for _, a := range b.Announce {
+		extra := ""
+		if len(a.Communities) > 0 {
+			extra += ", communities " + strings.Join(a.Communities, " ")
+		}
+		if a.MED != 0 {
+			extra += fmt.Sprintf(", med %d", a.MED)
+		}
+		fmt.Fprintf(w, "  %s for %s%s\n", a.Prefix, strings.Join(a.VirtualServers, " and "), extra)
 	}
 }
 
@@ -255,4 +310,14 @@ func describeCheck(c *conf.Check) string {
 		what += ", starts down"
 	}
 	return what
+}
+
+// bgpNotes are the kernel settings of BGP mode this host differs in
+// (connsync.BGPSettings): not problems, since haldir sets them at start,
+// but what it will change.
+func bgpNotes(c *conf.Config, s connsync.Sysctls) []string {
+	if c.BGP == nil {
+		return nil
+	}
+	return connsync.Check(s, connsync.BGPSettings())
 }

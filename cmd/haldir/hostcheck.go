@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/haldir-lb/haldir/bgp"
 	"github.com/haldir-lb/haldir/conf"
 )
 
@@ -149,6 +150,9 @@ func checkHost(c *conf.Config, ifs hostIfaces, env hostEnv) []string {
 	if s := c.Sync; s != nil {
 		iface("sync.interface", s.Interface)
 	}
+	if b := c.BGP; b != nil {
+		checkBGP(b, ifs, add)
+	}
 	if cl := c.Cluster; cl != nil && cl.Bind.IsValid() && !cl.Bind.Addr().IsUnspecified() && ifs.owner(cl.Bind.Addr()) == "" {
 		add("cluster.bind", "%v is not an address of this host", cl.Bind.Addr())
 	}
@@ -174,6 +178,31 @@ func checkHost(c *conf.Config, ifs hostIfaces, env hostEnv) []string {
 		out = append(out, checkIPVS(c, env)...)
 	}
 	return out
+}
+
+// checkBGP checks [bgp] against this host: the router ID it would pick,
+// each peer's local address and password file (as the daemon reads it).
+func checkBGP(b *conf.BGP, ifs hostIfaces, add func(path, format string, args ...any)) {
+	if !b.RouterID.IsValid() {
+		var all []netip.Addr
+		for _, as := range ifs {
+			all = append(all, as...)
+		}
+		if _, err := bgp.LowestRouterID(all); err != nil {
+			add("bgp.router_id", "not set, and this host has no global-unicast IPv4 address to take one from")
+		}
+	}
+	for i, p := range b.Peers {
+		path := fmt.Sprintf("bgp.peer[%d]", i)
+		if la := p.LocalAddress; la.IsValid() && ifs.owner(la) == "" {
+			add(path+".local_address", "%v is not an address of this host", la)
+		}
+		if p.PasswordFile != "" {
+			if _, err := bgp.ReadPasswordFile(p.PasswordFile); err != nil {
+				add(path+".password_file", "%s", strings.TrimPrefix(err.Error(), "password_file "))
+			}
+		}
+	}
 }
 
 // checkIPVS reports whether IPVS and every configured scheduler are there

@@ -77,6 +77,13 @@ func TestCheckHost(t *testing.T) {
 		return "\n[[virtual_server]]\nname = \"web\"\naddress = \"192.0.2.10\"\nport = 80\nscheduler = \"" + sched +
 			"\"\n[[virtual_server.real_server]]\naddress = \"10.0.0.21\"\n"
 	}
+	key := filepath.Join(dir, "bgp.key")
+	if err := os.WriteFile(key, []byte("k\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bgpPeer := func(peer string) string {
+		return "\n[bgp]\nasn = 65010\n[[bgp.peer]]\naddress = \"192.0.2.1\"\nasn = 65000\n" + peer
+	}
 	noIPVS := ipvsFixture(t)
 	withRR := ipvsFixture(t, "ip_vs", "ip_vs_rr")
 	disabled := ipvsFixture(t, "ip_vs", "ip_vs_rr")
@@ -137,6 +144,12 @@ func TestCheckHost(t *testing.T) {
 		{name: "modules disabled", cfg: vs("rr"), env: disabled,
 			want: []string{"virtual_server: IPVS is not available on this host: module ip_vs is not loaded and kernel.modules_disabled = 1"}},
 		{name: "modules disabled but loaded", cfg: vs("rr"), env: loaded},
+		{name: "bgp", cfg: bgpPeer("local_address = \"192.0.2.11\"\npassword_file = \"" + key + "\"\n")},
+		{name: "bgp local address and password file", cfg: bgpPeer("local_address = \"192.0.2.99\"\npassword_file = \"" + plain + "\"\n"),
+			want: []string{
+				"bgp.peer[0].local_address: 192.0.2.99 is not an address of this host",
+				"bgp.peer[0].password_file: " + plain + ": mode 0644, must be 0600 or stricter (no access for group or others)",
+			}},
 		{name: "exec check", cfg: vs("rr") + "[virtual_server.check]\ntype = \"exec\"\ncommand = [\"/nonexistent/check\"]\n", env: withRR,
 			want: []string{`virtual_server.web.check.command: "/nonexistent/check" does not exist`}},
 	} {
@@ -183,6 +196,51 @@ func TestCheckHostCommand(t *testing.T) {
 			}
 			if status != tc.status || stderr.String() != tc.stderr {
 				t.Fatalf("status %d, stderr:\n%s\nwant %d:\n%s", status, stderr.String(), tc.status, tc.stderr)
+			}
+		})
+	}
+}
+
+type mapSysctls map[string]string
+
+func (m mapSysctls) ReadSysctl(k string) (string, error) {
+	v, ok := m[k]
+	if !ok {
+		return "", os.ErrNotExist
+	}
+	return v, nil
+}
+
+func (m mapSysctls) WriteSysctl(k, v string) error { m[k] = v; return nil }
+
+// TestBGPNotes: with [bgp] the host check notes the IPVS settings haldir
+// will change at start; without, nothing.
+func TestBGPNotes(t *testing.T) {
+	kernelDefaults := mapSysctls{"net.ipv4.vs.sloppy_tcp": "0", "net.ipv4.vs.sloppy_sctp": "0", "net.ipv4.vs.backup_only": "1"}
+	for _, tc := range []struct {
+		name string
+		bgp  bool
+		s    mapSysctls
+		want []string // each note starts so
+	}{
+		{"no [bgp]", false, kernelDefaults, nil},
+		{"kernel defaults", true, kernelDefaults, []string{"net.ipv4.vs.sloppy_tcp is 0; haldir sets it to 1", "net.ipv4.vs.sloppy_sctp is 0; haldir sets it to 1", "net.ipv4.vs.backup_only is 1; haldir sets it to 0"}},
+		{"already set", true, mapSysctls{"net.ipv4.vs.sloppy_tcp": "1", "net.ipv4.vs.sloppy_sctp": "1", "net.ipv4.vs.backup_only": "0"}, nil},
+		{"IPVS not loaded", true, mapSysctls{}, []string{"net.ipv4.vs.sloppy_tcp: cannot be read", "net.ipv4.vs.sloppy_sctp: cannot be read", "net.ipv4.vs.backup_only: cannot be read"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &conf.Config{}
+			if tc.bgp {
+				c.BGP = &conf.BGP{}
+			}
+			got := bgpNotes(c, tc.s)
+			if len(got) != len(tc.want) {
+				t.Fatalf("notes %q, want %d", got, len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.HasPrefix(got[i], w) {
+					t.Errorf("note %q, want it to start %q", got[i], w)
+				}
 			}
 		})
 	}

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/director"
@@ -213,7 +215,12 @@ func renderHeader(w io.Writer, st control.Status, now time.Time) {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "Cluster:")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  DIRECTOR\tADDRESS\tSTATUS\tVERSION\tVRRP")
+		bgpCol := st.BGP != nil || slices.ContainsFunc(v.Members, func(m cluster.Member) bool { return len(m.BGPAnnounced) > 0 })
+		head := "  DIRECTOR\tADDRESS\tSTATUS\tVERSION\tVRRP"
+		if bgpCol {
+			head += "\tBGP ANNOUNCES"
+		}
+		fmt.Fprintln(tw, head)
 		for _, m := range v.Members {
 			var vr []string
 			for _, in := range m.VRRP {
@@ -227,9 +234,20 @@ func renderHeader(w io.Writer, st control.Status, now time.Time) {
 			if m.Maintenance {
 				status += ", maintenance"
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", name, m.Addr, status, m.Version, strings.Join(vr, " "))
+			line := fmt.Sprintf("  %s\t%s\t%s\t%s\t%s", name, m.Addr, status, m.Version, strings.Join(vr, " "))
+			if bgpCol {
+				var ps []string
+				for _, p := range m.BGPAnnounced {
+					ps = append(ps, p.String())
+				}
+				line += "\t" + orDash(strings.Join(ps, " "))
+			}
+			fmt.Fprintln(tw, line)
 		}
 		tw.Flush()
+	}
+	if b := st.BGP; b != nil {
+		writeBGP(w, b, now)
 	}
 	if s := st.Sync; s != nil {
 		fmt.Fprintln(w)
@@ -241,7 +259,11 @@ func renderHeader(w io.Writer, st control.Status, now time.Time) {
 			}
 			running = strings.Join(rs, ", ")
 		}
-		fmt.Fprintf(w, "conn sync: kernel runs %s; wanted %s", running, s.Want.State)
+		wanted := s.Want.State.String()
+		if s.NWay {
+			wanted = "master+backup (N-way: every director sends and receives)"
+		}
+		fmt.Fprintf(w, "conn sync: kernel runs %s; wanted %s", running, wanted)
 		if s.LastErr != "" {
 			fmt.Fprintf(w, "; last error: %s", s.LastErr)
 		}
@@ -611,4 +633,42 @@ func age(d time.Duration) string {
 		return fmt.Sprintf("%dm%ds", m, s)
 	}
 	return fmt.Sprintf("%ds", s)
+}
+
+// writeBGP is the BGP speaker's part of haldir status: each peer's
+// session and each prefix, announced or why not.
+func writeBGP(w io.Writer, b *control.BGPStatus, now time.Time) {
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "BGP: asn %d, router id %s, addresses on %s\n", b.ASN, b.RouterID, b.Device)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  PEER\tASN\tSTATE\tUP\tLOCAL\tBFD")
+	for _, p := range b.Peers {
+		up := "-"
+		if !p.Up.IsZero() {
+			up = age(now.Sub(p.Up))
+		}
+		local := "-"
+		if p.LocalAddress.IsValid() {
+			local = p.LocalAddress.String()
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\n", p.Address, p.ASN, p.State, up, local, orDash(p.BFD))
+	}
+	tw.Flush()
+	if b.PeersError != "" {
+		fmt.Fprintf(w, "  peers unknown: %s\n", b.PeersError)
+	}
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  PREFIX\tVIRTUAL SERVERS\tANNOUNCED\tSINCE\tWITHDRAWALS")
+	for _, p := range b.Prefixes {
+		state := "yes"
+		if !p.Announced {
+			state = "no: " + p.Reason
+		}
+		var ws []string
+		for _, r := range slices.Sorted(maps.Keys(p.Withdrawals)) {
+			ws = append(ws, fmt.Sprintf("%s %d", r, p.Withdrawals[r]))
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s ago\t%s\n", p.Prefix, strings.Join(p.VirtualServers, ","), state, age(now.Sub(p.Since)), orDash(strings.Join(ws, "; ")))
+	}
+	tw.Flush()
 }

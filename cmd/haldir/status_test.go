@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-lb/haldir/bgp"
 	"github.com/haldir-lb/haldir/cluster"
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/connsync"
@@ -462,5 +463,45 @@ func TestRenderLastDrill(t *testing.T) {
 			}
 			assertLines(t, out, tc.want)
 		})
+	}
+}
+
+// TestRenderBGP: the speaker's peers and prefixes (announced, or why not,
+// with the withdrawals per reason), a peer not established among the
+// problems, and the cluster view's column of announced prefixes.
+func TestRenderBGP(t *testing.T) {
+	st := sampleStatus()
+	web := netip.MustParsePrefix("192.0.2.10/32")
+	st.BGP = &control.BGPStatus{ASN: 65010, RouterID: netip.MustParseAddr("10.0.0.11"), Device: "haldir0",
+		Peers: []bgp.PeerStatus{
+			{Address: netip.MustParseAddr("10.0.0.1"), ASN: 65000, State: "established", Up: statusNow.Add(-90 * time.Second),
+				LocalAddress: netip.MustParseAddr("10.0.0.11"), BFD: "up"},
+			{Address: netip.MustParseAddr("10.0.0.2"), ASN: 65000, State: "active"},
+		},
+		Prefixes: []bgp.PrefixState{
+			{Prefix: web, VirtualServers: []string{"web", "web-tls"}, Announced: true, Since: statusNow.Add(-time.Hour),
+				Withdrawals: map[string]uint64{"quorum lost: web": 2, "maintenance": 1}},
+			{Prefix: netip.MustParsePrefix("2001:db8::53/128"), VirtualServers: []string{"dns"}, Reason: "quorum lost: dns",
+				Since: statusNow.Add(-time.Minute), Withdrawals: map[string]uint64{"quorum lost: dns": 1}},
+		}}
+	st.Cluster = &cluster.View{Members: []cluster.Member{
+		{NodeState: cluster.NodeState{Name: "lvs-a", BGPAnnounced: []netip.Prefix{web}}, Addr: "10.0.0.11:7946", Status: "alive", Self: true},
+		{NodeState: cluster.NodeState{Name: "lvs-b"}, Addr: "10.0.0.12:7946", Status: "alive"},
+	}}
+	out := render(t, st, modeState)
+	assertLines(t, out,
+		"BGP: asn 65010, router id 10.0.0.11, addresses on haldir0",
+		"  PEER      ASN    STATE        UP     LOCAL      BFD",
+		"  10.0.0.1  65000  established  1m30s  10.0.0.11  up",
+		"  10.0.0.2  65000  active       -      -          -",
+		"  PREFIX            VIRTUAL SERVERS  ANNOUNCED             SINCE     WITHDRAWALS",
+		"  192.0.2.10/32     web,web-tls      yes                   1h0m ago  maintenance 1; quorum lost: web 2",
+		"  2001:db8::53/128  dns              no: quorum lost: dns  1m0s ago  quorum lost: dns 1",
+		"  bgp: peer 10.0.0.2 (asn 65000) is active, not established",
+	)
+	for _, want := range []string{"VRRP  BGP ANNOUNCES\n", "alive                  192.0.2.10/32\n", "alive                  -\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
 	}
 }

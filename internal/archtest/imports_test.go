@@ -46,7 +46,7 @@ func tooling(p string) bool {
 func product(p string) bool { return !tooling(p) }
 
 // testHelpers are imported by tests and benchmarks only.
-var testHelpers = []string{"internal/poll", "internal/logbuf", "internal/benchenv", "internal/archtest", "control/controltest"}
+var testHelpers = []string{"internal/poll", "internal/logbuf", "internal/benchenv", "internal/archtest", "control/controltest", "bgp/bgptest"}
 
 var rules = []rule{
 	{name: "no product package imports the lab", subject: product, forbidden: under("lab")},

@@ -116,6 +116,26 @@ func dests(svc ipvs.ServiceKey, want ...ipvs.Destination) func(*testing.T, ipvs.
 	}
 }
 
+// order checks svc's destinations come in the order they were added,
+// oldest first (Kernel.GetDestinations): the order the kernel's mh, sh and
+// dh tables are built from.
+func order(svc ipvs.ServiceKey, want ...netip.AddrPort) func(*testing.T, ipvs.Kernel) {
+	return func(t *testing.T, k ipvs.Kernel) {
+		t.Helper()
+		got, err := k.GetDestinations(svc)
+		if err != nil {
+			t.Fatalf("GetDestinations %s: %v", svc, err)
+		}
+		var addrs []netip.AddrPort
+		for _, d := range got {
+			addrs = append(addrs, d.Addr)
+		}
+		if !slices.Equal(addrs, want) {
+			t.Fatalf("destinations of %s in the order %v, want the order of addition %v", svc, addrs, want)
+		}
+	}
+}
+
 // daemons checks the running sync daemons, master first, by what was
 // asked for: the kernel reports the TTL and maxlen it settled on.
 func daemons(want ...ipvs.SyncDaemon) func(*testing.T, ipvs.Kernel) {
@@ -179,12 +199,15 @@ var contract = []step{
 	{name: "update with a negative weight", op: updDest(cVIP, with(cDest2, func(d *ipvs.Destination) { d.Weight = -1 })), want: syscall.ERANGE,
 		check: dests(cVIP, cDest2)},
 	{name: "add a gue tunnel", op: newDest(cVIP, cGUE), check: dests(cVIP, cDest2, cGUE)},
+	{name: "destinations in the order of addition", op: ipvs.Op{}, check: order(cVIP, cReal, cReal2)},
 	{name: "gue to gre in place", op: updDest(cVIP, with(cGUE, func(d *ipvs.Destination) { d.TunnelType, d.TunnelPort = ipvs.TunnelGRE, 0 })),
 		check: dests(cVIP, cDest2, with(cGUE, func(d *ipvs.Destination) { d.TunnelType, d.TunnelPort = ipvs.TunnelGRE, 0 }))},
 	{name: "tunnel settings of a non-tunnel destination are not kept",
 		op:    updDest(cVIP, with(cGUE, func(d *ipvs.Destination) { d.Forwarding = ipvs.ForwardDR })),
 		check: dests(cVIP, cDest2, ipvs.Destination{Addr: cReal2, DestSettings: ipvs.DestSettings{Weight: 2, Forwarding: ipvs.ForwardDR}})},
-	{name: "other family through a tunnel", op: newDest(cVIP, cMixed)},
+	{name: "other family through a tunnel", op: newDest(cVIP, cMixed), check: order(cVIP, cReal, cReal2, cReal6)},
+	{name: "delete the first destination", op: delDest(cVIP, cReal), check: order(cVIP, cReal2, cReal6)},
+	{name: "a re-added destination is the newest", op: newDest(cVIP, cDest2), check: order(cVIP, cReal2, cReal6, cReal)},
 	{name: "no sync daemon while families are mixed", op: startSync(cMaster), want: syscall.EINVAL, check: daemons()},
 	{name: "delete a destination", op: delDest(cVIP, cReal6),
 		check: dests(cVIP, cDest2, ipvs.Destination{Addr: cReal2, DestSettings: ipvs.DestSettings{Weight: 2, Forwarding: ipvs.ForwardDR}})},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // libDirs is where the guest's dynamic loader looks by default, so libraries
@@ -52,9 +53,13 @@ func SharedDeps(path string) ([]string, error) {
 		if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
 			return fmt.Errorf("vm: %s: reading DT_NEEDED: %w", p, err)
 		}
+		dirs, err := runPath(f, p)
+		if err != nil {
+			return err
+		}
 		for _, lib := range libs {
 			found := ""
-			for _, d := range libDirs {
+			for _, d := range dirs {
 				c := filepath.Join(d, lib)
 				if _, err := os.Stat(c); err == nil {
 					found = c
@@ -62,7 +67,7 @@ func SharedDeps(path string) ([]string, error) {
 				}
 			}
 			if found == "" {
-				return fmt.Errorf("vm: %s needs %s, not found in %v", p, lib, libDirs)
+				return fmt.Errorf("vm: %s needs %s, not found in %v", p, lib, dirs)
 			}
 			if seen[found] {
 				continue
@@ -79,4 +84,28 @@ func SharedDeps(path string) ([]string, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// runPath returns where the loader looks for the libraries the ELF file f
+// (at path p) needs: its DT_RUNPATH or DT_RPATH directories ($ORIGIN
+// expanded), as FRRouting's daemons name their private libfrr, then
+// libDirs. (The loader also applies an executable's DT_RPATH to its
+// libraries' needs; no binary the lab copies relies on that.)
+func runPath(f *elf.File, p string) ([]string, error) {
+	var dirs []string
+	for _, tag := range []elf.DynTag{elf.DT_RUNPATH, elf.DT_RPATH} {
+		vals, err := f.DynString(tag)
+		if err != nil {
+			return nil, fmt.Errorf("vm: %s: reading %v: %w", p, tag, err)
+		}
+		for _, v := range vals {
+			for _, d := range strings.Split(v, ":") {
+				d = strings.ReplaceAll(strings.ReplaceAll(d, "${ORIGIN}", "$ORIGIN"), "$ORIGIN", filepath.Dir(p))
+				if d != "" {
+					dirs = append(dirs, d)
+				}
+			}
+		}
+	}
+	return append(dirs, libDirs...), nil
 }

@@ -38,10 +38,11 @@ type initramfs struct {
 func newInitramfs() *initramfs {
 	ir := &initramfs{files: map[string]cpio.Record{}}
 	// Enough of /etc for "localhost", user lookups and libc's resolver;
-	// extra Files may replace any of them.
+	// extra Files may replace any of them. FRRouting's daemons (the BGP
+	// lab's router) run as user frr, which must be in group frrvty.
 	ir.addStatic("/etc/hosts", []byte("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"), 0o644)
-	ir.addStatic("/etc/passwd", []byte("root:x:0:0:root:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"), 0o644)
-	ir.addStatic("/etc/group", []byte("root:x:0:\nnogroup:x:65534:\n"), 0o644)
+	ir.addStatic("/etc/passwd", []byte("root:x:0:0:root:/tmp:/bin/sh\nfrr:x:100:100:frr:/nonexistent:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"), 0o644)
+	ir.addStatic("/etc/group", []byte("root:x:0:\nfrr:x:100:\nfrrvty:x:101:frr\nnogroup:x:65534:\n"), 0o644)
 	ir.addStatic("/etc/nsswitch.conf", []byte("passwd: files\ngroup: files\nhosts: files\n"), 0o644)
 	return ir
 }

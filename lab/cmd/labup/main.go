@@ -1,7 +1,8 @@
 // Command labup builds the standard lab (two directors, three real servers,
-// one client; see lab.Standard) and keeps it up until interrupted, so a
-// person can explore it with `ip netns exec <namespace> ...`. With -sweep it
-// only removes leftovers of dead runs.
+// one client; see lab.Standard), or with -bgp the BGP lab (an FRRouting
+// router, three directors; see lab.BGP), and keeps it up until interrupted,
+// so a person can explore it with `ip netns exec <namespace> ...`. With
+// -sweep it only removes leftovers of dead runs.
 package main
 
 import (
@@ -32,6 +33,8 @@ func run() error {
 	hold := flag.Duration("for", 0, "tear down after this long (0: wait for SIGINT/SIGTERM)")
 	sweep := flag.Bool("sweep", false, "only remove leftovers of dead runs, then exit")
 	watch := flag.Bool("watch", false, "print VRRP adverts, ARP and neighbour advertisements seen on every switch")
+	bgp := flag.Bool("bgp", false, "build the BGP lab (FRRouting router, three directors) instead of the standard lab")
+	standIns := flag.Bool("stand-ins", false, "with -bgp: run FRR in every director announcing "+lab.BGPVIP4.String()+"/32, in place of haldir")
 	flag.Parse()
 
 	if *sweep {
@@ -41,7 +44,7 @@ func run() error {
 		}
 		return err
 	}
-	opts := lab.StandardOptions{HTTPPort: *httpPort}
+	var vips []netip.Prefix
 	for _, s := range strings.Split(*realVIPs, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
@@ -50,13 +53,39 @@ func run() error {
 		if err != nil {
 			return fmt.Errorf("-real-vip: %w", err)
 		}
-		opts.RealVIPs = append(opts.RealVIPs, p)
+		vips = append(vips, p)
 	}
-	s, err := lab.NewStandard("labup", opts)
-	if err != nil {
-		return err
+	var (
+		l        *lab.Lab
+		switches []*lab.Switch
+		hint     string
+	)
+	if *bgp {
+		b, err := lab.NewBGP("labup", lab.BGPOptions{HTTPPort: *httpPort, RealVIPs: vips})
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		if *standIns {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			_, err := b.StartStandIns(ctx, netip.PrefixFrom(lab.BGPVIP4, 32))
+			cancel()
+			if err != nil {
+				return err
+			}
+		}
+		l, switches = b.Lab, []*lab.Switch{b.Clients, b.Edge, b.Back, b.Sync}
+		hint = fmt.Sprintf("ip netns exec %s ip route; vtysh --vty_socket %s -c 'show bgp summary'", b.Router.NetNSName(), b.RouterFRR.Dir())
+	} else {
+		s, err := lab.NewStandard("labup", lab.StandardOptions{HTTPPort: *httpPort, RealVIPs: vips})
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		l, switches = s.Lab, []*lab.Switch{s.Front, s.Back, s.Sync}
+		hint = fmt.Sprintf("ip netns exec %s curl -s http://10.0.1.21/", s.Director1.NetNSName())
 	}
-	defer s.Close()
+	s := l
 
 	w := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(w, "HOST\tNAMESPACE\tINTERFACE\tADDRESSES")
@@ -76,7 +105,7 @@ func run() error {
 		}
 	}
 	w.Flush()
-	fmt.Printf("lab %s is up; try: ip netns exec %s curl -s http://10.0.1.21/\n", s.ID(), s.Director1.NetNSName())
+	fmt.Printf("lab %s is up; try: %s\n", s.ID(), hint)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -86,7 +115,7 @@ func run() error {
 		defer cancel()
 	}
 	if *watch {
-		for _, sw := range []*lab.Switch{s.Front, s.Back, s.Sync} {
+		for _, sw := range switches {
 			obs, err := sw.ObserveWith(lab.ObserverConfig{Keep: lab.KeepControl})
 			if err != nil {
 				return err
