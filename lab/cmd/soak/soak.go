@@ -50,8 +50,10 @@ type daemon struct {
 	host *lab.Host
 	cfg  pair.Config
 	proc *lab.Proc
-	// expectExit is set while the soak itself stops the process.
+	// expectExit is set while the soak itself stops the process; ended
+	// lists every process the soak stopped.
 	expectExit bool
+	ended      map[*lab.Proc]bool
 	stopped    bool // SIGSTOPped by the soak
 	client     *control.Client
 	starts     int
@@ -284,7 +286,7 @@ func (s *soak) follow(ctx context.Context, d *daemon, p *lab.Proc) {
 	}
 	s.checked(invNoCrash)
 	s.mu.Lock()
-	expected := d.expectExit && d.proc == p
+	expected := d.ended[p]
 	s.mu.Unlock()
 	if !expected {
 		s.violate(invNoCrash, 0, fmt.Sprintf("%s: haldir exited without the soak stopping it: %v; last lines:\n%s", d.name, p.Wait(), tail(p, 15)))
@@ -342,6 +344,10 @@ func (s *soak) stopDaemon(d *daemon, sig syscall.Signal) error {
 	s.mu.Lock()
 	p := d.proc
 	d.expectExit = true
+	if d.ended == nil {
+		d.ended = map[*lab.Proc]bool{}
+	}
+	d.ended[p] = true
 	s.mu.Unlock()
 	var err error
 	if sig == syscall.SIGKILL {
@@ -374,6 +380,29 @@ func (s *soak) status(ctx context.Context, d *daemon) (control.Status, bool) {
 	defer cancel()
 	st, err := c.Status(ctx)
 	return st, err == nil
+}
+
+// seesPeer says what in st's cluster view is not yet peer alive with
+// every instance in state; "" when it is.
+func seesPeer(st control.Status, peer, state string) string {
+	if st.Cluster == nil {
+		return "no cluster view"
+	}
+	for _, m := range st.Cluster.Members {
+		if m.Name != peer {
+			continue
+		}
+		if m.Status != "alive" {
+			return peer + " is " + m.Status
+		}
+		for _, in := range m.VRRP {
+			if in.State != state {
+				return fmt.Sprintf("%s's %s is %s", peer, in.Name, in.State)
+			}
+		}
+		return ""
+	}
+	return peer + " not in it"
 }
 
 // vrrpStates is a status's instance states by name.
@@ -410,6 +439,7 @@ func (s *soak) waitSteady(ctx context.Context) string {
 
 func (s *soak) steady(ctx context.Context) string {
 	want := map[string]string{"director1": "master", "director2": "backup"}
+	peer := map[string]string{"director1": "director2", "director2": "director1"}
 	for _, name := range []string{"director1", "director2"} {
 		st, ok := s.status(ctx, s.daemons[name])
 		if !ok {
@@ -419,6 +449,12 @@ func (s *soak) steady(ctx context.Context) string {
 			if state != want[name] {
 				return fmt.Sprintf("%s: %s is %s", name, in, state)
 			}
+		}
+		// The cluster has converged too: each sees the other alive in
+		// its current states (a handoff right after a healed partition
+		// is refused on a stale view, rightly).
+		if why := seesPeer(st, peer[name], want[peer[name]]); why != "" {
+			return name + "'s cluster view: " + why
 		}
 		for _, addr := range []struct {
 			iface string
