@@ -15,7 +15,7 @@ RPM_DIST ?= .el9
 RPM := dist/haldir-$(VERSION)-$(RELEASE)$(RPM_DIST).x86_64.rpm
 DEB := dist/haldir_$(VERSION)-$(RELEASE)_amd64.deb
 
-.PHONY: all build test deps lint bench rpm deb nfpm pkgfiles man fuzz demo demo-bgp vm-kernel clean
+.PHONY: all build test deps lint bench rpm deb nfpm pkgfiles man fuzz demo demo-bgp soak vm-kernel clean
 
 all: build
 
@@ -101,6 +101,15 @@ demo:
 # VM when the host kernel has no IPVS; needs frr (make deps).
 demo-bgp:
 	$(GO) run ./lab/cmd/demo -bgp
+
+# The chaos soak (README "Soak"): the director pair under client load and a
+# seeded random fault schedule, every invariant checked all the time; the
+# report goes to stdout and soak-report.json, the exit status is non-zero
+# on any violation. SOAK_SEED replays a run; `make test` runs a short one.
+SOAK_DURATION ?= 30m
+SOAK_SEED ?= 0
+soak:
+	$(GO) run ./lab/cmd/soak -duration $(SOAK_DURATION) -seed $(SOAK_SEED) -json soak-report.json
 
 # Benchmarks print tables side by side with the reference in the same run
 # (about 20 minutes, root): VRRP failover against keepalived at 1s, 100ms

@@ -360,9 +360,15 @@ func (s *Speaker) run() {
 		}
 		timer.Reset(time.Until(next))
 	}
+	// sent is each established peer's count of UPDATEs sent before the
+	// last withdraw while stopping (nil: none yet).
+	var sent map[string]uint64
 	withdrawDue := func(now time.Time) {
 		for p, at := range pending {
 			if !at.After(now) {
+				if stopping != nil {
+					sent = s.sentUpdates()
+				}
 				s.withdraw(announced[p])
 				delete(announced, p)
 				delete(pending, p)
@@ -389,11 +395,17 @@ func (s *Speaker) run() {
 			// except graceful withdraws, which keep their wait.
 			for p, r := range announced {
 				if _, ok := pending[p]; !ok {
+					sent = s.sentUpdates()
 					s.withdraw(r)
 					delete(announced, p)
 				}
 			}
 			if len(pending) == 0 {
+				// GoBGP queues a withdraw for the session's writer,
+				// and stopping it then drops what is queued: the
+				// routers would learn of it only from the session's
+				// end. The withdraw leaves first.
+				s.waitSent(sent, flushWait)
 				close(stopping)
 				return
 			}
@@ -433,6 +445,48 @@ func (s *Speaker) do(a Action, announced map[netip.Prefix]Route, pending map[net
 			return
 		}
 		pending[p] = time.Now().Add(s.opts.GracefulWait)
+	}
+}
+
+// flushWait bounds how long a stop waits for its withdraws to be sent.
+const flushWait = time.Second
+
+// sentUpdates is the count of UPDATEs sent to each established peer.
+func (s *Speaker) sentUpdates() map[string]uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), flushWait)
+	defer cancel()
+	out := map[string]uint64{}
+	_ = s.bgp.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		if p.GetState().GetSessionState() == api.PeerState_SESSION_STATE_ESTABLISHED {
+			out[p.GetConf().GetNeighborAddress()] = p.GetState().GetMessages().GetSent().GetUpdate()
+		}
+	})
+	return out
+}
+
+// waitSent waits until every peer of before that is still established
+// has been sent an UPDATE more than before counts, at most limit.
+func (s *Speaker) waitSent(before map[string]uint64, limit time.Duration) {
+	if len(before) == 0 {
+		return
+	}
+	deadline := time.Now().Add(limit)
+	for {
+		now := s.sentUpdates()
+		done := true
+		for peer, n := range before {
+			if m, up := now[peer]; up && m <= n {
+				done = false
+			}
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.log.Warn("bgp: stopping before every withdraw was sent; the routers drop the routes when the session ends")
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

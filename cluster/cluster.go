@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -242,9 +243,12 @@ const DefaultProblemHold = 3 * time.Second
 // (ClusterOptions.Fast: a twenty-fifth of it).
 const DefaultRejoinInterval = 5 * time.Second
 
-// JoinCluster starts gossip on c.Bind and joins c.Peers. A peer that does
-// not answer is logged, not fatal: the first director has no one to join.
-func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions) (*Cluster, error) {
+// newCluster is the Cluster before its memberlist exists. memberlist
+// answers pings (and asks the delegate for broadcasts) from inside
+// memberlist.Create, so everything the delegates use must be ready first:
+// the broadcast queue counts members through started, set once Create
+// has returned.
+func newCluster(c conf.Cluster, initial NodeState, o ClusterOptions, started *atomic.Pointer[memberlist.Memberlist]) *Cluster {
 	cl := &Cluster{log: o.Logger, name: c.Name, states: map[string]NodeState{}, status: map[string]string{}, addrs: map[string]string{},
 		pending: map[string]time.Time{}, hold: DefaultProblemHold, stop: make(chan struct{}), onTakeOver: o.OnTakeOver,
 		bigReady: make(chan struct{}, 1)}
@@ -259,6 +263,20 @@ func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions
 	// the clock has not stepped back past the previous run's start.
 	initial.Incarnation, initial.Seq = uint64(time.Now().UnixNano()), 0
 	cl.local = initial
+	cl.queue = &memberlist.TransmitLimitedQueue{RetransmitMult: 3, NumNodes: func() int {
+		if ml := started.Load(); ml != nil {
+			return ml.NumMembers()
+		}
+		return 1 // still starting: only this director
+	}}
+	return cl
+}
+
+// JoinCluster starts gossip on c.Bind and joins c.Peers. A peer that does
+// not answer is logged, not fatal: the first director has no one to join.
+func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions) (*Cluster, error) {
+	var started atomic.Pointer[memberlist.Memberlist]
+	cl := newCluster(c, initial, o, &started)
 	mc := memberlist.DefaultLANConfig()
 	rejoinEvery := DefaultRejoinInterval
 	if o.Fast {
@@ -289,8 +307,8 @@ func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions
 	if err != nil {
 		return nil, fmt.Errorf("cluster: listening on %s: %w", c.Bind, err)
 	}
+	started.Store(ml)
 	cl.ml = ml
-	cl.queue = &memberlist.TransmitLimitedQueue{NumNodes: ml.NumMembers, RetransmitMult: 3}
 	// Problems held back are reported when their time comes, even if no
 	// gossip arrives then.
 	go cl.every(cl.hold/4, cl.check)

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -574,4 +575,22 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestDelegateBeforeCreate: memberlist answers a ping from inside
+// memberlist.Create, asking the delegate for broadcasts, so the delegate
+// must work on the cluster before Create returns. The broadcast queue was
+// made after it, and a peer's ping in that window crashed the daemon
+// (nil queue) in the soak: a director restarted while its peer probed it.
+func TestDelegateBeforeCreate(t *testing.T) {
+	var started atomic.Pointer[memberlist.Memberlist]
+	c := conf.Cluster{Name: "a", Bind: netip.MustParseAddrPort("127.0.0.1:0")}
+	cl := newCluster(c, NodeState{}, ClusterOptions{Logger: quiet}, &started)
+	d := (*delegate)(cl)
+	if got := d.GetBroadcasts(3, 1400); len(got) != 0 {
+		t.Errorf("broadcasts before anything was queued: %q", got)
+	}
+	if st := d.LocalState(false); !bytes.Contains(st, []byte(`"Name":"a"`)) {
+		t.Errorf("local state before Create: %s", st)
+	}
 }

@@ -369,6 +369,29 @@ func TestHashes(t *testing.T) {
 	}
 }
 
+// TestHashIgnoresRealServerOrder: the same real servers listed in
+// another order are no drift; another real server is.
+func TestHashIgnoresRealServerOrder(t *testing.T) {
+	s := compileFile(t, "testdata/valid/minimal.toml")
+	rs := s.VirtualServers[0].RealServers[0]
+	second := rs
+	second.Addr = netip.AddrPortFrom(netip.MustParseAddr("10.0.0.22"), 80)
+	s.VirtualServers[0].RealServers = []RealServerSpec{rs, second}
+	h := s.Hashes()["virtual_server"]
+	s.VirtualServers[0].RealServers = []RealServerSpec{second, rs}
+	if got := s.Hashes()["virtual_server"]; got != h {
+		t.Errorf("reordered real servers hash %s, want %s", got, h)
+	}
+	if s.VirtualServers[0].RealServers[0].Addr != second.Addr {
+		t.Error("hashing reordered the spec's own real servers")
+	}
+	second.Addr = netip.AddrPortFrom(netip.MustParseAddr("10.0.0.23"), 80)
+	s.VirtualServers[0].RealServers = []RealServerSpec{rs, second}
+	if s.Hashes()["virtual_server"] == h {
+		t.Error("another real server hashes alike")
+	}
+}
+
 // TestBGPHashIgnoresPeers: directors announcing the same prefixes agree,
 // whatever their own AS, router ID and routers.
 func TestBGPHashIgnoresPeers(t *testing.T) {

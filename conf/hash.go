@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/netip"
 	"reflect"
+	"slices"
 	"time"
 )
 
@@ -26,7 +27,7 @@ func (s *Spec) Hashes() map[string]string {
 		wire[i] = s.VRRP[i].Wire()
 	}
 	out := map[string]string{
-		"virtual_server": Hash(s.VirtualServers),
+		"virtual_server": Hash(sortedReals(s.VirtualServers)),
 		"ipvs":           Hash(s.IPVS),
 		"vrrp":           Hash(wire),
 		"sync":           "off",
@@ -45,6 +46,20 @@ func (s *Spec) Hashes() map[string]string {
 	out["bgp"] = "off"
 	if x := s.BGP; x != nil {
 		out["bgp"] = Hash(x.Announce)
+	}
+	return out
+}
+
+// sortedReals is vss with each one's real servers in address order: two
+// directors listing the same real servers in another order run the same
+// service (the director adds mh, sh and dh destinations in that order
+// anyway), and that is no drift.
+func sortedReals(vss []VirtualServerSpec) []VirtualServerSpec {
+	out := slices.Clone(vss)
+	for i := range out {
+		out[i].RealServers = slices.SortedStableFunc(slices.Values(out[i].RealServers), func(a, b RealServerSpec) int {
+			return a.Addr.Compare(b.Addr)
+		})
 	}
 	return out
 }

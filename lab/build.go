@@ -1,8 +1,6 @@
 package lab
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,14 +26,4 @@ func BuildHaldir(tb testing.TB) string {
 		tb.Fatalf("building haldir: %v\n%s", err, b)
 	}
 	return out
-}
-
-// WriteClusterKey writes a fresh key for haldir's `[cluster] secret_file`
-// to path: 32 random bytes (AES-256), base64, readable by the owner only.
-func WriteClusterKey(path string) error {
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return err
-	}
-	return os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600)
 }

@@ -337,7 +337,6 @@ type IgnoreReason string
 const (
 	Handled              IgnoreReason = ""
 	IgnoreLowerPriority  IgnoreReason = "lower_priority"      // backup with preempt sees a lower-priority master
-	IgnoreMasterLower    IgnoreReason = "master_lower"        // master sees a lower (or tie-losing) advert
 	IgnoreStaleTimer     IgnoreReason = "stale_timer"         // a timer fired before its current deadline
 	IgnoreFault          IgnoreReason = "fault"               // in Fault, adverts and timers are ignored
 	IgnoreNotRunning     IgnoreReason = "not_running"         // event before startup or after shutdown
@@ -840,7 +839,15 @@ func (m *Machine) masterAdvert(now time.Time, ev EvAdvert) ([]Action, IgnoreReas
 		acts = m.to(acts, StateBackup, why)
 		return m.arm(acts, now.Add(m.MasterDownInterval())), Handled
 	}
-	return nil, IgnoreMasterLower
+	// Another router is master too and loses to us: it took over while
+	// we could not speak (paused, starved, partitioned) and announced the
+	// addresses, so the hosts' ARP/ND caches point at it, and they stay
+	// there after it steps down on our advert: we never changed state,
+	// so never announced again. Re-announce now, with an advert that
+	// makes it step down at once (keepalived: garp_lower_prio_repeat).
+	// Without this, replies of a NAT service went to the old backup for
+	// the hosts' cache lifetime (15 s in the soak).
+	return []Action{ActSendAdvert{Priority: mine}, ActAnnounce{}}, Handled
 }
 
 // faulty is whether the router must be in Fault: its own tracking, its

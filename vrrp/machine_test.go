@@ -20,6 +20,10 @@ type step struct {
 
 func setAt(d time.Duration) Action { return ActSetTimer{At: t0.Add(d)} }
 
+// reassert100 is a master of priority 100 answering another master that
+// loses to it: an advert and its addresses announced again.
+var reassert100 = []Action{ActSendAdvert{Priority: 100}, ActAnnounce{}}
+
 var cancel = ActSetTimer{}
 
 func change(from, to State) []Action {
@@ -140,19 +144,19 @@ func TestMachine(t *testing.T) {
 		// target gone) makes it master again and ends the hold.
 		{"handoff: yield releases on the target's advert and holds back preemption", baseCfg(), []step{startBackup, toMaster,
 			{m0 + sec/2, EvYield{To: netip.MustParseAddr("192.0.2.20"), Until: t0.Add(m0 + 2*sec)}, nil, Handled, StateMaster, 0},
-			{m0 + sec/2, adv("192.0.2.30", 50, sec), nil, IgnoreMasterLower, StateMaster, 0},
+			{m0 + sec/2, adv("192.0.2.30", 50, sec), reassert100, Handled, StateMaster, 0},
 			{m0 + sec/2 + 3*time.Millisecond, adv("192.0.2.20", 50, sec), cat(ActRemoveVIPs{}, change(StateMaster, StateBackup),
 				setAt(m0+sec/2+3*time.Millisecond+down100)), Handled, StateBackup, 0},
 			{m0 + sec, adv("192.0.2.20", 50, sec), []Action{setAt(m0 + sec + down100)}, Handled, StateBackup, 0},
 			{m0 + sec + down100, EvTimer{}, becameMaster(StateBackup, 100, m0+sec+down100), Handled, StateMaster, 0},
 			// Mastership moved: the hold is over, a lower master is not accepted.
-			{m0 + sec + down100, adv("192.0.2.20", 50, sec), nil, IgnoreMasterLower, StateMaster, 0},
+			{m0 + sec + down100, adv("192.0.2.20", 50, sec), reassert100, Handled, StateMaster, 0},
 		}},
 		{"handoff: a yield the target never answers lapses; the router stays master", baseCfg(), []step{startBackup, toMaster,
 			{m0 + sec/2, EvYield{To: netip.MustParseAddr("192.0.2.20"), Until: t0.Add(m0 + sec/2 + 100*time.Millisecond)}, nil, Handled, StateMaster, 0},
 			{m0 + sec, EvTimer{}, []Action{ActSendAdvert{Priority: 100}, setAt(m0 + 2*sec)}, Handled, StateMaster, 0},
 			// Too late: the yield is over, the lower advert changes nothing.
-			{m0 + sec + time.Millisecond, adv("192.0.2.20", 50, sec), nil, IgnoreMasterLower, StateMaster, 0},
+			{m0 + sec + time.Millisecond, adv("192.0.2.20", 50, sec), reassert100, Handled, StateMaster, 0},
 		}},
 		{"handoff: yield refused unless master", baseCfg(), []step{startBackup,
 			{sec, EvYield{To: netip.MustParseAddr("192.0.2.20"), Until: t0.Add(2 * sec)}, nil, IgnoreYieldNotMaster, StateBackup, 0},
@@ -287,14 +291,14 @@ func TestMachine(t *testing.T) {
 		{"master: equal priority from higher address wins", baseCfg(), []step{startBackup, toMaster,
 			{m0 + 1, adv("192.0.2.11", 100, sec), cat(ActRemoveVIPs{}, change(StateMaster, StateBackup), setAt(m0+1+down100)), Handled, StateBackup, 0},
 		}},
-		{"master: equal priority from lower address is ignored", baseCfg(), []step{startBackup, toMaster,
-			{m0 + 1, adv("192.0.2.9", 100, sec), nil, IgnoreMasterLower, StateMaster, 0},
+		{"master: equal priority from lower address is answered the same way", baseCfg(), []step{startBackup, toMaster,
+			{m0 + 1, adv("192.0.2.9", 100, sec), reassert100, Handled, StateMaster, 0},
 		}},
-		{"master: lower priority is ignored", baseCfg(), []step{startBackup, toMaster,
-			{m0 + 1, adv("192.0.2.200", 99, sec), nil, IgnoreMasterLower, StateMaster, 0},
+		{"master: lower priority is answered: an advert and the addresses announced again", baseCfg(), []step{startBackup, toMaster,
+			{m0 + 1, adv("192.0.2.200", 99, sec), reassert100, Handled, StateMaster, 0},
 		}},
 		{"master: IPv6 tie-break on link-local address", with(func(c *MachineConfig) { c.Primary = netip.MustParseAddr("fe80::10") }), []step{startBackup, toMaster,
-			{m0 + 1, adv("fe80::9", 100, sec), nil, IgnoreMasterLower, StateMaster, 0},
+			{m0 + 1, adv("fe80::9", 100, sec), reassert100, Handled, StateMaster, 0},
 			{m0 + 2, adv("fe80::a:0", 100, sec), cat(ActRemoveVIPs{}, change(StateMaster, StateBackup), setAt(m0+2+down100)), Handled, StateBackup, 0},
 		}},
 		{"master: v3 backup after losing adopts interval", baseCfg(), []step{startBackup, toMaster,

@@ -48,39 +48,62 @@ func TestFDTimer(t *testing.T) {
 	}
 }
 
-// TestFDTimerLaterCostsNoRearm: pushing the deadline later (a backup on
-// every advert) arms nothing; the kernel fires at the first deadline, the
-// set re-arms for the last one without waking the timer's owner, and
-// reports it on time.
-func TestFDTimerLaterCostsNoRearm(t *testing.T) {
-	tm, err := newFDTimer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tm.close()
-	start := time.Now()
-	tm.resetAt(start, start.Add(20*time.Millisecond))
-	first := tm.set.kernelAt()
-	for i := 1; i <= 10; i++ {
-		tm.resetAt(start, start.Add(time.Duration(20+5*i)*time.Millisecond))
-		if tm.set.kernelAt() != first {
-			t.Fatalf("deadline %d moved the kernel timer to %v", i, tm.set.kernelAt().Sub(start))
-		}
-	}
-	want := start.Add(70 * time.Millisecond)
-	select {
-	case now := <-tm.C:
-		if !tm.due(now) {
-			t.Fatalf("fired at %v, before its deadline (70ms)", now.Sub(start))
-		}
-		if late := now.Sub(want); late < 0 || late > 50*time.Millisecond {
-			t.Fatalf("due at %v, want at 70ms (+ scheduling)", now.Sub(start))
-		}
-		if w := tm.set.wakes.Load(); w != 2 {
-			t.Fatalf("%d kernel fires, want 2 (the first deadline, then the last)", w)
-		}
-	case <-time.After(time.Second):
-		t.Fatal("never due")
+// TestFDTimerLaterCostsNoWake: pushing the deadline later (a backup on
+// every advert) never wakes the timer's owner early. With one timer in
+// the set the kernel timer follows the deadline (a raw timerfd_settime
+// instead of a wake-up); with more, it keeps the earliest, and its fire
+// re-arms for the deadline wanted then without waking anyone.
+func TestFDTimerLaterCostsNoWake(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		others int
+		wakes  int64
+		moves  bool
+	}{
+		{"alone: the kernel timer follows", 0, 1, true},
+		{"with another: the set re-arms once", 1, 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTimerSet()
+			tm, err := s.newTimer()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tm.close()
+			start := time.Now()
+			for range tc.others {
+				o, err := s.newTimer()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer o.close()
+				o.resetAt(start, start.Add(time.Hour))
+			}
+			tm.resetAt(start, start.Add(20*time.Millisecond))
+			first := s.kernelAt()
+			for i := 1; i <= 10; i++ {
+				at := start.Add(time.Duration(20+5*i) * time.Millisecond)
+				tm.resetAt(start, at)
+				if k := s.kernelAt(); (k == at) != tc.moves || !tc.moves && k != first {
+					t.Fatalf("deadline %d: kernel timer at %v", i, k.Sub(start))
+				}
+			}
+			want := start.Add(70 * time.Millisecond)
+			select {
+			case now := <-tm.C:
+				if !tm.due(now) {
+					t.Fatalf("fired at %v, before its deadline (70ms)", now.Sub(start))
+				}
+				if late := now.Sub(want); late < 0 || late > 50*time.Millisecond {
+					t.Fatalf("due at %v, want at 70ms (+ scheduling)", now.Sub(start))
+				}
+				if w := s.wakes.Load(); w != tc.wakes {
+					t.Fatalf("%d kernel fires, want %d", w, tc.wakes)
+				}
+			case <-time.After(time.Second):
+				t.Fatal("never due")
+			}
+		})
 	}
 }
 

@@ -172,7 +172,11 @@ func summarize(w io.Writer, c *conf.Config) {
 	}
 
 	if s := c.Sync; s != nil {
-		fmt.Fprintf(w, "\nConnection sync: on %s, follows %s, sync_id %d\n", s.Interface, s.VRRPInstance, s.SyncID)
+		role := "follows " + s.VRRPInstance
+		if s.VRRPInstance == "" {
+			role = "N-way (master and backup on every director)"
+		}
+		fmt.Fprintf(w, "\nConnection sync: on %s, %s, sync_id %d\n", s.Interface, role, s.SyncID)
 	}
 	if cl := c.Cluster; cl != nil {
 		fmt.Fprintf(w, "\nCluster %s: bind %s, %s\n", cl.Name, cl.Bind, plural(len(cl.Peers), "peer"))

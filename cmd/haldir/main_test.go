@@ -145,6 +145,7 @@ func TestCheck(t *testing.T) {
 		{
 			name: "valid with bgp", args: []string{"check", "-c", filepath.Join("..", "..", "conf", "testdata", "valid", "bgp.toml")}, code: 0,
 			stdout: []string{
+				"Connection sync: on eth2, N-way (master and backup on every director), sync_id 7",
 				"BGP: asn 65010, router id chosen at start, connect out only, graceful shutdown on, addresses on haldir0",
 				"  peer 10.0.0.1: asn 65000, port 179, hold 9s, bfd 100ms/100ms x3",
 				"  192.0.2.10/32 for web, communities 65010:100",

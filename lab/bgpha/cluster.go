@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/lab"
+	"github.com/haldir-lb/haldir/lab/pair"
 )
 
 // Ports of the two virtual servers on the VIP: an echo service (the held
@@ -105,7 +106,7 @@ func (c *Cluster) setUp(ctx context.Context) error {
 		return err
 	}
 	c.dir = dir
-	if err := lab.WriteClusterKey(c.keyFile()); err != nil {
+	if err := pair.WriteKey(dir); err != nil {
 		return err
 	}
 	for i := range c.Director {

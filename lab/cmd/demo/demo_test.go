@@ -9,6 +9,7 @@ import (
 
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/lab/vm"
+	"github.com/haldir-lb/haldir/lab/vmhost"
 )
 
 // haldirEnv passes the haldir binary's path into the VM.
@@ -23,8 +24,8 @@ func TestVMDemo(t *testing.T) {
 		haldir = lab.BuildHaldir(t)
 	}
 	if vm.RunInVMWith(t, vm.Options{
-		Files: []vm.File{{Host: haldir, Guest: guestHaldir}},
-		Env:   []string{haldirEnv + "=" + guestHaldir},
+		Files: []vm.File{{Host: haldir, Guest: vmhost.GuestHaldir}},
+		Env:   []string{haldirEnv + "=" + vmhost.GuestHaldir},
 	}) {
 		return
 	}

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -23,6 +22,7 @@ import (
 	"github.com/moby/ipvs"
 
 	"github.com/haldir-lb/haldir/lab"
+	"github.com/haldir-lb/haldir/lab/pair"
 )
 
 // Demo parameters. The drill's numbers are bounded in count and time.
@@ -40,9 +40,7 @@ const (
 )
 
 var (
-	vipPrefix = netip.PrefixFrom(lab.VIP4, 24)
-	gwPrefix  = netip.PrefixFrom(lab.BackGW4, 24)
-	vipURL    = "http://" + lab.VIP4.String() + "/"
+	vipURL = "http://" + lab.VIP4.String() + "/"
 )
 
 // Report is what the demo measured; TestVMDemo asserts on it.
@@ -269,86 +267,7 @@ back  10.0.1.0/24:  director1 .11, director2 .12, real1-3 .21-.23, gateway 10.0.
 // config is a director's haldir configuration; dir holds its control
 // socket and the cluster's shared key.
 func config(name string, priority int, dir string) string {
-	self, peer := "10.0.0.11", "10.0.0.12"
-	if name == "director2" {
-		self, peer = peer, self
-	}
-	return fmt.Sprintf(`[global]
-router_id = %[1]q
-control_socket = %[3]q
-state_dir = %[10]q
-metrics_listen = ""
-
-# Both directors gossip over their own link (eth2): each shows the other in
-# haldir status and names a split brain or configuration drift.
-[cluster]
-bind = "%[7]s:7946"
-peers = ["%[8]s:7946"]
-secret_file = %[9]q
-
-# The client-facing address and the real servers' gateway move together.
-[[vrrp]]
-name = "front"
-interface = "eth0"
-vrid = 51
-priority = %[2]d
-advert_interval = %[4]q
-virtual_addresses = ["192.0.2.1/24"]
-# Failback waits for a table that can serve: without quorum for "web" a
-# director ranks below its peer (150-60 < 100), and preempt_delay gives
-# the checks that were in flight while its links were down time to report.
-track_virtual_server = [{ name = "web", weight = -60 }]
-preempt_delay = "1s"
-
-[[vrrp]]
-name = "back"
-interface = "eth1"
-vrid = 52
-priority = %[2]d
-advert_interval = %[4]q
-virtual_addresses = ["10.0.1.1/24"]
-track_virtual_server = [{ name = "web", weight = -60 }]
-preempt_delay = "1s"
-
-[[vrrp_sync_group]]
-name = "lvs"
-instances = ["front", "back"]
-
-# The kernel's connection sync: master on the VRRP master, backup on the
-# other, over the directors' own link, so established connections survive
-# a failover.
-[sync]
-interface = "eth2"
-vrrp_instance = "front"
-
-[[virtual_server]]
-name = "web"
-address = "192.0.2.1"
-port = 80
-protocol = "tcp"
-scheduler = "rr"
-forwarding = "nat"
-
-[virtual_server.check]
-type = "http"
-path = "/"
-interval = %[5]q
-timeout = %[6]q
-rise = 1
-fall = 2
-
-[[virtual_server.real_server]]
-name = "real1"
-address = "10.0.1.21"
-
-[[virtual_server.real_server]]
-name = "real2"
-address = "10.0.1.22"
-
-[[virtual_server.real_server]]
-name = "real3"
-address = "10.0.1.23"
-`, name, priority, filepath.Join(dir, name+".sock"), advertInterval, checkInterval, checkTimeout, self, peer, filepath.Join(dir, "gossip.key"), filepath.Join(dir, name+".state"))
+	return pair.Config{Name: name, Priority: priority, Dir: dir, AdvertInterval: advertInterval, CheckInterval: checkInterval, CheckTimeout: checkTimeout}.TOML()
 }
 
 // interesting are the haldir log lines the demo shows as they happen.
@@ -368,8 +287,7 @@ func (d *demo) stepHaldir(ctx context.Context) error {
 		return err
 	}
 	d.dir = dir
-	// The cluster's shared key.
-	if err := lab.WriteClusterKey(filepath.Join(dir, "gossip.key")); err != nil {
+	if err := pair.WriteKey(dir); err != nil {
 		return err
 	}
 	for _, h := range []struct {
@@ -482,31 +400,22 @@ func (d *demo) state(host, instance string) string {
 	return "?"
 }
 
-// holds reports whether h has p on iface.
-func holds(h *lab.Host, iface string, p netip.Prefix) (bool, error) {
-	as, err := h.Addrs(iface)
-	if err != nil {
-		return false, err
-	}
-	return slices.Contains(as, p), nil
-}
-
 // holdsVIPs reports whether h holds both the VIP and the back gateway.
 func holdsVIPs(h *lab.Host) (bool, error) {
-	a, err := holds(h, "eth0", vipPrefix)
+	a, err := pair.Holds(h, "eth0", pair.VIP)
 	if err != nil || !a {
 		return false, err
 	}
-	return holds(h, "eth1", gwPrefix)
+	return pair.Holds(h, "eth1", pair.GW)
 }
 
 // holdsNone reports whether h holds neither the VIP nor the back gateway.
 func holdsNone(h *lab.Host) (bool, error) {
-	a, err := holds(h, "eth0", vipPrefix)
+	a, err := pair.Holds(h, "eth0", pair.VIP)
 	if err != nil || a {
 		return false, err
 	}
-	b, err := holds(h, "eth1", gwPrefix)
+	b, err := pair.Holds(h, "eth1", pair.GW)
 	return !b, err
 }
 
@@ -647,46 +556,14 @@ func (d *demo) stepLB(ctx context.Context) error {
 
 // ---- IPVS table ----
 
-type ipvsService struct {
-	svc   *ipvs.Service
-	dests []*ipvs.Destination
-}
-
-// ipvsTable reads a director's IPVS table through netlink in its namespace.
-func ipvsTable(h *lab.Host) ([]ipvsService, error) {
-	var hdl *ipvs.Handle
-	err := h.Do(func() (err error) {
-		hdl, err = ipvs.New("")
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%s: opening IPVS netlink: %w", h.Name(), err)
-	}
-	defer hdl.Close()
-	svcs, err := hdl.GetServices()
-	if err != nil {
-		return nil, fmt.Errorf("%s: listing IPVS services: %w", h.Name(), err)
-	}
-	var out []ipvsService
-	for _, s := range svcs {
-		ds, err := hdl.GetDestinations(s)
-		if err != nil {
-			return nil, fmt.Errorf("%s: listing IPVS destinations: %w", h.Name(), err)
-		}
-		sort.Slice(ds, func(i, j int) bool { return ds[i].Address.String() < ds[j].Address.String() })
-		out = append(out, ipvsService{s, ds})
-	}
-	return out, nil
-}
-
 // realsIn lists the real server addresses of the VIP's service.
-func realsIn(t []ipvsService) []string {
+func realsIn(t []pair.Service) []string {
 	var rs []string
 	for _, s := range t {
-		if !s.svc.Address.Equal(lab.VIP4.AsSlice()) || s.svc.Port != 80 {
+		if !s.Svc.Address.Equal(lab.VIP4.AsSlice()) || s.Svc.Port != 80 {
 			continue
 		}
-		for _, d := range s.dests {
+		for _, d := range s.Dests {
 			if d.Weight > 0 {
 				rs = append(rs, d.Address.String())
 			}
@@ -726,7 +603,7 @@ func (d *demo) show(ctx context.Context, host string) error {
 
 func (d *demo) printIPVS(host string) error {
 	h := d.s.Host(host)
-	t, err := ipvsTable(h)
+	t, err := pair.IPVSTable(h)
 	if err != nil {
 		return err
 	}
@@ -734,9 +611,9 @@ func (d *demo) printIPVS(host string) error {
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "Prot\tVirtual / Real\tSched/Fwd\tWeight\tActive\tInactive")
 	for _, s := range t {
-		proto := map[uint16]string{6: "TCP", 17: "UDP", 132: "SCTP"}[s.svc.Protocol]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\n", proto, net.JoinHostPort(s.svc.Address.String(), fmt.Sprint(s.svc.Port)), s.svc.SchedName)
-		for _, ds := range s.dests {
+		proto := map[uint16]string{6: "TCP", 17: "UDP", 132: "SCTP"}[s.Svc.Protocol]
+		fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\n", proto, net.JoinHostPort(s.Svc.Address.String(), fmt.Sprint(s.Svc.Port)), s.Svc.SchedName)
+		for _, ds := range s.Dests {
 			fwd := map[uint32]string{ipvs.ConnectionFlagMasq: "Masq", ipvs.ConnectionFlagTunnel: "Tunnel", ipvs.ConnectionFlagDirectRoute: "Route"}[ds.ConnectionFlags&ipvs.ConnectionFlagFwdMask]
 			fmt.Fprintf(tw, "\t  -> %s\t%s\t%d\t%d\t%d\n", net.JoinHostPort(ds.Address.String(), fmt.Sprint(ds.Port)), fwd, ds.Weight, ds.ActiveConnections, ds.InactiveConnections)
 		}
@@ -758,7 +635,7 @@ func (d *demo) stepHealth(ctx context.Context) error {
 	}
 	without := func(want bool) func() (bool, error) {
 		return func() (bool, error) {
-			t, err := ipvsTable(d.s.Director1)
+			t, err := pair.IPVSTable(d.s.Director1)
 			if err != nil {
 				return false, err
 			}
@@ -923,52 +800,11 @@ func longestGap(ss []sample, t time.Time) time.Duration {
 	return gap
 }
 
-// stallMeter measures how long the process is not scheduled: a ticker's
-// lateness beyond stallMin.
-type stallMeter struct {
-	stop          chan struct{}
-	done          chan struct{}
-	total, period time.Duration
-	longest       time.Duration
-}
-
-const stallMin = 50 * time.Millisecond
-
-func startStallMeter() *stallMeter {
-	m := &stallMeter{stop: make(chan struct{}), done: make(chan struct{}), period: 10 * time.Millisecond}
-	go func() {
-		defer close(m.done)
-		t := time.NewTicker(m.period)
-		defer t.Stop()
-		last := time.Now()
-		for {
-			select {
-			case <-m.stop:
-				return
-			case now := <-t.C:
-				if late := now.Sub(last) - m.period; late > stallMin {
-					m.total += late
-					m.longest = max(m.longest, late)
-				}
-				last = now
-			}
-		}
-	}()
-	return m
-}
-
-// halt stops the meter and returns the total and longest stall.
-func (m *stallMeter) halt() (total, longest time.Duration) {
-	close(m.stop)
-	<-m.done
-	return m.total, m.longest
-}
-
 func (d *demo) stepDrill(ctx context.Context) error {
 	d1 := d.s.Director1
-	sm := startStallMeter()
+	sm := pair.StartStallMeter()
 	defer func() {
-		d.rep.Stall, d.rep.MaxStall = sm.halt()
+		d.rep.Stall, d.rep.MaxStall = sm.Halt()
 		if d.rep.Stall > 0 {
 			d.printf("this process was not scheduled for %s during the drill (longest pause %s): a busy host stalls the VM, and the outages include that",
 				d.rep.Stall.Round(time.Millisecond), d.rep.MaxStall.Round(time.Millisecond))
@@ -1501,19 +1337,8 @@ func pause(ctx context.Context, d time.Duration) error {
 const longLived = 20
 
 // holdsConn says whether h's IPVS connection table has an entry from
-// client (/proc/net/ip_vs_conn of h's namespace: addresses and ports in
-// hex, "TCP C0000264 D340 ...").
+// client.
 func holdsConn(h *lab.Host, client netip.AddrPort) (bool, error) {
-	var table []byte
-	err := h.Do(func() error {
-		var err error
-		table, err = os.ReadFile("/proc/thread-self/net/ip_vs_conn")
-		return err
-	})
-	if err != nil {
-		return false, err
-	}
-	a := client.Addr().As4()
-	want := fmt.Sprintf(" %02X%02X%02X%02X %04X ", a[0], a[1], a[2], a[3], client.Port())
-	return strings.Contains(string(table), want), nil
+	t, err := pair.ReadConns(h)
+	return t.Holds(client), err
 }

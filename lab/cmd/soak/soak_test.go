@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/lab"
+	"github.com/haldir-lb/haldir/lab/pair"
+	"github.com/haldir-lb/haldir/lab/vm"
+	"github.com/haldir-lb/haldir/lab/vmhost"
+)
+
+// haldirEnv passes the haldir binary's path into the VM.
+const haldirEnv = "HALDIR_SOAK_HALDIR"
+
+// shortSeed and shortDuration are `make test`'s soak: a fixed schedule,
+// about two minutes with the VM's boot and the lab's setup.
+const (
+	shortSeed     = 957
+	shortDuration = 75 * time.Second
+)
+
+// TestVMSoakShort runs a short soak with a fixed seed where IPVS is and
+// asserts that no invariant was violated.
+func TestVMSoakShort(t *testing.T) {
+	lab.SkipIfNotRoot(t)
+	if testing.Short() {
+		t.Skip("the soak takes minutes")
+	}
+	haldir := os.Getenv(haldirEnv)
+	if !vm.InVM() {
+		haldir = lab.BuildHaldir(t)
+	}
+	if vm.RunInVMWith(t, vm.Options{
+		Files:    []vm.File{{Host: haldir, Guest: vmhost.GuestHaldir}},
+		Env:      []string{haldirEnv + "=" + vmhost.GuestHaldir},
+		Modules:  GuestModules(),
+		MemoryMB: 1536,
+		Timeout:  shortDuration + 3*time.Minute,
+	}) {
+		return
+	}
+	var out strings.Builder
+	rep, err := Run(context.Background(), &out, haldir, Options{Duration: shortDuration, Seed: shortSeed})
+	t.Log("soak output:\n" + out.String())
+	if err != nil {
+		t.Fatalf("soak failed: %v", err)
+	}
+	if n := len(rep.Faults); n < 5 {
+		t.Errorf("only %d kinds of fault injected: %v", n, rep.Faults)
+	}
+	for _, in := range rep.Invariants {
+		t.Run(in.Name, func(t *testing.T) {
+			if in.Violations != 0 {
+				t.Errorf("%d violations of %q; worst: %s; examples: %q", in.Violations, in.Rule, in.Worst, in.Examples)
+			}
+		})
+	}
+	if rep.Conns.NewOK == 0 || rep.Conns.LongLivedAnswers == 0 {
+		t.Errorf("no load got through: %+v", rep.Conns)
+	}
+}
+
+// TestScheduleReplays: one seed, one schedule; every kind in each round.
+func TestScheduleReplays(t *testing.T) {
+	a, b := newSchedule(7, 10*time.Minute, true), newSchedule(7, 10*time.Minute, true)
+	if len(a) != len(b) || len(a) < 200 {
+		t.Fatalf("schedules of %d and %d faults, want the same, at least 200", len(a), len(b))
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("fault %d differs: %v vs %v", i, a[i], b[i])
+		}
+	}
+	if c := newSchedule(8, 10*time.Minute, true); c[0] == a[0] && c[1] == a[1] && c[2] == a[2] {
+		t.Errorf("seeds 7 and 8 start alike: %v", c[:3])
+	}
+	for _, tc := range []struct {
+		name    string
+		cgroups bool
+		kinds   int
+	}{{"with cgroups", true, int(numKinds)}, {"without cgroups", false, int(numKinds) - 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSchedule(1, time.Minute, tc.cgroups)
+			seen := map[Kind]bool{}
+			for _, f := range s[:tc.kinds] {
+				seen[f.Kind] = true
+				if f.Hold <= 0 || f.Target == "" {
+					t.Errorf("fault %v: no hold or target", f)
+				}
+			}
+			if len(seen) != tc.kinds {
+				t.Errorf("the first round has %d kinds, want %d: %v", len(seen), tc.kinds, s[:tc.kinds])
+			}
+			if !tc.cgroups && (seen[CPUStarve] || seen[MemPressure]) {
+				t.Error("cgroup faults planned without cgroups")
+			}
+		})
+	}
+}
+
+// TestConfigsLoad keeps the soak's configurations (every reload's) loadable
+// and the broken one broken.
+func TestConfigsLoad(t *testing.T) {
+	base := pair.Config{Name: "director2", Priority: prio2, Dir: "/run/soak", MetricsListen: metricsAddr,
+		AdvertInterval: advertInterval.String(), CheckInterval: checkInterval.String(), CheckTimeout: checkTimeout.String()}
+	weighted := base
+	weighted.Weights = map[string]int{"real2": 5}
+	for _, tc := range []struct {
+		name string
+		text string
+		ok   bool
+	}{
+		{"base", base.TOML(), true},
+		{"weight", weighted.TOML(), true},
+		{"broken", base.TOML() + brokenTail, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := conf.Parse([]byte(tc.text), "soak.toml")
+			if (err == nil) != tc.ok {
+				t.Fatalf("parse error %v, want ok %v", err, tc.ok)
+			}
+			if tc.name == "weight" && c.VirtualServers[0].RealServers[1].Weight != 5 {
+				t.Errorf("real2's weight %d, want 5", c.VirtualServers[0].RealServers[1].Weight)
+			}
+		})
+	}
+}
+
+// TestDistribution checks the gap summary.
+func TestDistribution(t *testing.T) {
+	var ds []time.Duration
+	for i := 1; i <= 100; i++ {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	d := distribution(ds)
+	if d.Count != 100 || d.P50 != 51 || d.P90 != 91 || d.P99 != 100 || d.Max != 100 {
+		t.Errorf("distribution(1..100 ms) = %+v", d)
+	}
+	if (distribution(nil) != Distribution{}) {
+		t.Error("empty distribution not zero")
+	}
+}
