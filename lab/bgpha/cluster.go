@@ -241,8 +241,11 @@ sync_id = 18
 	}
 	fmt.Fprintf(&b, `
 # The VIP is announced to the router while both virtual servers have
-# quorum here and the director is not in maintenance; BFD detects a lost
-# director in 300 ms.
+# quorum here and the director is not in maintenance. BFD: the router
+# detects a lost director in 300 ms (its 100 ms x this multiplier 3); this
+# director gives up on the router after 900 ms (min_rx 300 ms x the
+# router's 3), because the lab's TCG guest stalls for 300 ms now and then
+# and a director resetting its session on a stall withdraws the VIP.
 [bgp]
 asn = %[1]d
 router_id = %[2]q
@@ -250,7 +253,7 @@ router_id = %[2]q
   [[bgp.peer]]
   address = %[3]q
   asn = %[4]d
-  bfd = { min_tx = "100ms", min_rx = "100ms", multiplier = 3 }
+  bfd = { min_tx = "100ms", min_rx = "300ms", multiplier = 3 }
 
 [[bgp.announce]]
 prefix = %[5]q
