@@ -22,7 +22,7 @@ func RunBGPDemo(ctx context.Context, out io.Writer, haldirPath string) (*bgpha.R
 	defer cancel()
 	fmt.Fprintln(out, `== haldir in BGP mode: three active directors behind an ECMP router
 client ─ [clients] ─ router (FRR bgpd+bfdd, ECMP, L4 hash) ─ [edge] ─ director1, director2, director3 ─ [back] ─ real1, real2, real3
-router 192.0.2.1 AS 65000; directors 192.0.2.11-13 AS 65010, BFD 100ms x 3; conn sync and gossip on 10.0.0.0/24
+router 192.0.2.1 AS 65000 (BFD 100ms x 3); directors 192.0.2.11-13 AS 65010; conn sync and gossip on 10.0.0.0/24
 VIP 203.0.113.10/32: echo (port 7, TCP check) and web (port 80, HTTP check), mh + mh-port, LVS-DR`)
 	r, err := bgpha.Run(ctx, "demo-bgp", haldirPath, bgpha.Plan{
 		Options:    bgpha.Options{Log: out, LogFilter: bgpInteresting},
