@@ -272,15 +272,7 @@ var msgField = regexp.MustCompile(`msg="((?:[^"\\]|\\.)*)"|msg=(\S+)`)
 // follow reads a daemon's log for errors and panics, and notices an exit
 // the soak did not cause.
 func (s *soak) follow(ctx context.Context, d *daemon, p *lab.Proc) {
-	var after uint64
-	for {
-		l, err := p.WaitForLineAfter(ctx, after, logLine)
-		if err != nil {
-			break
-		}
-		after = l.Seq
-		s.logged(d.name, l)
-	}
+	p.Follow(ctx, logLine, func(l lab.Line) { s.logged(d.name, l) })
 	if ctx.Err() != nil {
 		return
 	}
