@@ -112,7 +112,7 @@ soak:
 	$(GO) run ./lab/cmd/soak -duration $(SOAK_DURATION) -seed $(SOAK_SEED) -json soak-report.json
 
 # Benchmarks print tables side by side with the reference in the same run
-# (about 20 minutes, root): VRRP failover against keepalived at 1s, 100ms
+# (about 25 minutes, root): VRRP failover against keepalived at 1s, 100ms
 # and 10ms (HALDIR_BENCH_INTERVALS/ROUNDS narrow it); health checks at
 # 1k/10k targets against bare system calls (BENCHTIME per scenario); the
 # director against ipvsadm-restore in the VM lab; the BGP mode's drills
