@@ -79,6 +79,7 @@ type failoverParams struct {
 	rounds    int           // failovers per (interval, kind, implementation)
 	cpuWindow time.Duration // 0: no CPU measurement
 	cpuWarmup time.Duration // after the pair settles, before the window
+	cpuLoads  []cpuLoad     // nil: every one of cpuLoads
 }
 
 // parseFailoverParams reads the environment through get (os.Getenv).
@@ -220,7 +221,11 @@ func runFailoverBench(tb testing.TB, impls []benchImpl, p failoverParams) failov
 		}
 	}
 	if p.cpuWindow > 0 {
-		for _, load := range cpuLoads {
+		loads := p.cpuLoads
+		if loads == nil {
+			loads = cpuLoads
+		}
+		for _, load := range loads {
 			for _, im := range impls {
 				rep.cpu = append(rep.cpu, measureCPU(tb, im, load, p.cpuWarmup, p.cpuWindow))
 			}

@@ -18,6 +18,9 @@ import (
 // of each kind at 100ms and a short CPU window, for both implementations,
 // so that the benchmark cannot rot between `make bench` runs. It asserts
 // that every measurement was taken, not how fast it was.
+// smokeLoads are the CPU table's loads the smoke test runs.
+var smokeLoads = cpuLoads[:2]
+
 func TestFailoverBenchSmoke(t *testing.T) {
 	lab.SkipIfNotRoot(t)
 	impls := benchImpls(t)
@@ -26,6 +29,11 @@ func TestFailoverBenchSmoke(t *testing.T) {
 		rounds:    1,
 		cpuWindow: 500 * time.Millisecond,
 		cpuWarmup: 100 * time.Millisecond,
+		// Not 100 instances: under a parallel make test, keepalived
+		// 2.2.7's pair once never converged (ten of its instances
+		// master on both routers for 20 s, the lower never hearing the
+		// higher's adverts). make bench runs that row.
+		cpuLoads: smokeLoads,
 	})
 	if len(rep.results) != 4 {
 		t.Fatalf("got %d result cells, want 4 (2 kinds × 2 implementations)", len(rep.results))
@@ -54,8 +62,8 @@ func TestFailoverBenchSmoke(t *testing.T) {
 			}
 		})
 	}
-	if len(rep.cpu) != 2*len(cpuLoads) {
-		t.Fatalf("got %d CPU results, want %d", len(rep.cpu), 2*len(cpuLoads))
+	if len(rep.cpu) != 2*len(smokeLoads) {
+		t.Fatalf("got %d CPU results, want %d", len(rep.cpu), 2*len(smokeLoads))
 	}
 	for _, c := range rep.cpu {
 		t.Run("cpu-"+c.impl+"-"+strings.ReplaceAll(c.load.String(), " ", ""), func(t *testing.T) {
@@ -77,7 +85,7 @@ func TestFailoverBenchSmoke(t *testing.T) {
 		})
 	}
 	out := rep.String()
-	for _, want := range []string{"| 100ms | hard |", "| 100ms | graceful |", "| 1 × 10ms | haldir |", "| 10 × 100ms | keepalived |", "| 100 × 100ms | haldir |"} {
+	for _, want := range []string{"| 100ms | hard |", "| 100ms | graceful |", "| 1 × 10ms | haldir |", "| 10 × 100ms | keepalived |", "| 10 × 100ms | haldir |"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
@@ -92,13 +100,13 @@ func TestParseFailoverParams(t *testing.T) {
 		want    failoverParams
 		wantErr string
 	}{
-		{"defaults", nil, failoverParams{[]time.Duration{time.Second, fast, 10 * time.Millisecond}, 10, 10 * time.Second, time.Second}, ""},
+		{"defaults", nil, failoverParams{[]time.Duration{time.Second, fast, 10 * time.Millisecond}, 10, 10 * time.Second, time.Second, nil}, ""},
 		{"quick", map[string]string{envBenchIntervals: "100ms", envBenchRounds: "1", envBenchCPUWindow: "0"},
-			failoverParams{[]time.Duration{fast}, 1, 0, time.Second}, ""},
+			failoverParams{[]time.Duration{fast}, 1, 0, time.Second, nil}, ""},
 		{"spaces", map[string]string{envBenchIntervals: "10ms, 1s", envBenchCPUWindow: "2s"},
-			failoverParams{[]time.Duration{10 * time.Millisecond, time.Second}, 10, 2 * time.Second, time.Second}, ""},
+			failoverParams{[]time.Duration{10 * time.Millisecond, time.Second}, 10, 2 * time.Second, time.Second, nil}, ""},
 		{"cpu only", map[string]string{envBenchIntervals: "none"},
-			failoverParams{nil, 10, 10 * time.Second, time.Second}, ""},
+			failoverParams{nil, 10, 10 * time.Second, time.Second, nil}, ""},
 		{"not a duration", map[string]string{envBenchIntervals: "100"}, failoverParams{}, `HALDIR_BENCH_INTERVALS="100": "100" is not a duration`},
 		{"off the centisecond grid", map[string]string{envBenchIntervals: "15ms"}, failoverParams{}, "15ms is not a VRRPv3 interval"},
 		{"too long", map[string]string{envBenchIntervals: "41s"}, failoverParams{}, "41s is not a VRRPv3 interval"},
