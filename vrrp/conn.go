@@ -138,7 +138,7 @@ func setReadBuffer(pc net.PacketConn) {
 }
 
 // stripIPv4Header returns the payload of b, an IPv4 datagram as a raw
-// socket's recvmmsg returns it (ReadFrom strips the header, ReadBatch
+// socket's recvmmsg returns it (ReadFrom strips the header, recvmmsg
 // does not); what is not a well-formed header is returned whole, for
 // Decode to count.
 func stripIPv4Header(b []byte) []byte {
@@ -197,7 +197,7 @@ func (c *conn4) Read(buf []byte) (Received, error) {
 	return r, nil
 }
 
-// newBatch returns buffers for ReadBatch.
+// newBatch returns the buffers the link's reader reads into (recvBatch).
 func (c *conn4) newBatch() *recvBatch {
 	return newRecvBatch(c.pc, len(ipv4.NewControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface)), func(r *Received, oob []byte) {
 		// recvmmsg on a raw socket keeps the IPv4 header (ReadFrom
@@ -275,7 +275,7 @@ func (c *conn6) Read(buf []byte) (Received, error) {
 	return r, nil
 }
 
-// newBatch returns buffers for ReadBatch.
+// newBatch returns the buffers the link's reader reads into (recvBatch).
 func (c *conn6) newBatch() *recvBatch {
 	return newRecvBatch(c.pc, len(ipv6.NewControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface)), func(r *Received, oob []byte) {
 		var cm ipv6.ControlMessage
