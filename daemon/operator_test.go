@@ -208,9 +208,11 @@ func TestDrainKeptAcrossReloadAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitWeight(t, k, &logs, 50, "configured weight 50 after undrain")
-	if st := d.Status(); len(st.Drains) != 0 || st.Services[0].Reals[0].Overridden {
-		t.Errorf("status after undrain: %+v", st.Drains)
-	}
+	poll.Until(t, 10*time.Second, "status after undrain", func() (bool, any) {
+		st := d.Status()
+		rs := st.Services[0].Reals[0]
+		return len(st.Drains) == 0 && !rs.Overridden, fmt.Sprintf("drains %+v, real %+v", st.Drains, rs)
+	}, logs.String)
 
 	// Drained again, then a reload removes the server: the drain goes,
 	// from the state file too.
