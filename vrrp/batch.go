@@ -101,6 +101,27 @@ func (b *recvBatch) read() ([]Received, error) {
 	if err := b.rc.Read(b.readFn); err != nil {
 		return nil, err
 	}
+	return b.received()
+}
+
+// readNow returns the packets waiting now, none when there are none; it
+// never waits.
+func (b *recvBatch) readNow() ([]Received, error) {
+	if b.rc == nil {
+		return nil, b.err
+	}
+	got := false
+	if err := b.rc.Control(func(fd uintptr) { got = b.recv(fd) }); err != nil {
+		return nil, err
+	}
+	if !got {
+		return nil, nil
+	}
+	return b.received()
+}
+
+// received is what the last recv read.
+func (b *recvBatch) received() ([]Received, error) {
 	if b.err != nil {
 		return nil, b.err
 	}

@@ -54,6 +54,11 @@ func NewSet(spec *conf.Spec, opts Options) *Set {
 // NewInstance returns an instance of spec ready to Run. It does no I/O and
 // checks nothing: spec is conf.Compile's, of a validated file.
 func NewInstance(spec conf.VRRPInstanceSpec, opts Options) *Instance {
+	if opts.links == nil {
+		// Its own, so that an instance alone reads its socket the way a
+		// Set's do (timerFired's readWaiting among it).
+		opts.links = newLinkSockets(opts.Logger)
+	}
 	in := &Instance{cfg: spec, opts: opts, log: opts.Logger, inbox: fifo.New[Event](), vs: newVSInputs(), stopped: make(chan struct{}), ping: make(chan chan struct{})}
 	if in.log == nil {
 		in.log = slog.Default()

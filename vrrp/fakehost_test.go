@@ -41,7 +41,7 @@ func (f *fakeHost) open(_ context.Context, in *Instance, _ chan<- trackUpdate) (
 	if in.family == 6 {
 		src = netip.MustParseAddr("fe80::100")
 	}
-	io := &fakeInstanceIO{recv: make(chan Received), closed: make(chan struct{})}
+	io := &fakeInstanceIO{recv: make(chan Received), closed: make(chan struct{}), sink: in.sink}
 	io.vips.prefixes = managed(in.cfg)
 	f.hosts[in.Name()] = io
 	return &runtime{
@@ -64,9 +64,16 @@ type fakeInstanceIO struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 
+	// sink is the instance's; readWaiting hands it what waits.
+	sink func(Received)
+
 	mu   sync.Mutex
 	sent []fakeSent
 	vips fakeVIPs
+	// waiting is what sits in the socket unread: only readWaiting takes
+	// it, as after a stall that kept the reader from running.
+	waiting []Received
+	reads   int // readWaiting calls
 }
 
 type fakeSent struct {
@@ -95,6 +102,30 @@ func (c *fakeInstanceIO) Write(b []byte, _ netip.Addr) error {
 }
 
 func (c *fakeInstanceIO) setSource(netip.Addr) {}
+
+// wait leaves r in the socket for readWaiting.
+func (c *fakeInstanceIO) wait(r Received) {
+	c.mu.Lock()
+	c.waiting = append(c.waiting, r)
+	c.mu.Unlock()
+}
+
+func (c *fakeInstanceIO) readWaiting() {
+	c.mu.Lock()
+	rs := c.waiting
+	c.waiting = nil
+	c.reads++
+	c.mu.Unlock()
+	for _, r := range rs {
+		c.sink(r)
+	}
+}
+
+func (c *fakeInstanceIO) waitingReads() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reads
+}
 
 func (c *fakeInstanceIO) Close() error {
 	c.closeOnce.Do(func() { close(c.closed) })

@@ -139,11 +139,7 @@ func openHost(ctx context.Context, in *Instance, trackCh chan<- trackUpdate) (*r
 			return err
 		}
 		multicast := len(in.cfg.UnicastPeers) == 0
-		if in.opts.links != nil {
-			h.conn, err = in.opts.links.open(ifi, rt.src, in.cfg.VRID, multicast, in.sink)
-		} else {
-			h.conn, err = listenRaw(ifi, rt.src, multicast)
-		}
+		h.conn, err = in.opts.links.open(ifi, rt.src, in.cfg.VRID, multicast, in.sink)
 		if err != nil {
 			return err
 		}

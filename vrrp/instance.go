@@ -29,7 +29,7 @@ type Options struct {
 	// host opens the instance's I/O (default openHost); tests give fakes.
 	host hostOpener
 	// links shares the raw sockets of a Runner's or a Set's instances
-	// (one per link and family); nil: the instance opens its own.
+	// (one per link and family); nil: the instance has its own.
 	links *linkSockets
 	// timers runs the protocol timers of a Runner's or a Set's instances
 	// on one timerfd; nil: the instance has its own.

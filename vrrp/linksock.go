@@ -44,10 +44,13 @@ type linkSocket struct {
 	ifi   *net.Interface
 	conn  sharedRaw
 
-	mu     sync.Mutex // guards subs, refs and joined
+	mu     sync.Mutex // guards subs, refs, joined and waiting
 	subs   map[uint8][]*linkSub
 	refs   int
 	joined bool
+	// waiting is readWaiting's buffers, made on its first use: most
+	// sockets never need them.
+	waiting *recvBatch
 }
 
 // sharedRaw is a raw VRRP socket that many instances send from, each with
@@ -174,6 +177,44 @@ func (s *linkSocket) deliver(r Received) {
 	}
 }
 
+// waitingReader is an advertConn that can read, without waiting, what
+// its socket holds now and hand it to the instances' sinks before
+// returning. The Run loop's timerFired needs it.
+type waitingReader interface {
+	readWaiting()
+}
+
+// maxWaitingBatches bounds readWaiting: a flood must not keep a timer
+// fire reading forever. 4 × batchSize adverts are far more than the
+// masters of a link send in any stall the timer could be late by.
+const maxWaitingBatches = 4
+
+// readWaiting hands what waits in the socket now to the instances it
+// concerns, on the caller's goroutine, beside the reader's: two
+// recvmmsg calls on one socket each take their own packets, and
+// delivering under s.mu keeps the sinks one at a time. Packets the reader
+// took just before are delivered by it, perhaps after these: adverts of
+// one master carry the same priority, so their order does not matter.
+func (s *linkSocket) readWaiting() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refs == 0 {
+		return // closed
+	}
+	if s.waiting == nil {
+		s.waiting = s.conn.newBatch()
+	}
+	for range maxWaitingBatches {
+		rs, err := s.waiting.readNow()
+		if err != nil || len(rs) == 0 {
+			return
+		}
+		for _, r := range rs {
+			s.deliver(r)
+		}
+	}
+}
+
 // sharedConn is one instance's advertConn on a linkSocket.
 type sharedConn struct {
 	s      *linkSocket
@@ -202,3 +243,5 @@ func (c *sharedConn) Close() error {
 }
 
 func (c *sharedConn) setSource(src netip.Addr) { c.src = src }
+
+func (c *sharedConn) readWaiting() { c.s.readWaiting() }

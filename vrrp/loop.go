@@ -213,7 +213,20 @@ func (d *driver) loopEvent(ev any, pkts <-chan EvAdvert) {
 // are ready together: handled first, the master's advert re-arms the
 // master down timer and the fire is stale (IgnoreStaleTimer), where the
 // other order had a backup declare a live master down.
+//
+// A backup whose Master_Down_Timer is due first reads what waits in its
+// socket: after a stall of the whole daemon (CPU starved, throttled by
+// its cgroup's memory.high, stopped) the reader has not run yet either,
+// and the master's adverts sit unread while the timer says it is gone.
+// keepalived's one loop handles a readable socket before a timeout, and
+// so does this. A master's Adver_Timer reads nothing: it costs no system
+// call per advert sent.
 func (d *driver) timerFired(pkts <-chan EvAdvert) {
+	if d.rt != nil && d.m.State() == StateBackup && !time.Now().Before(d.m.Deadline()) {
+		if w, ok := d.rt.conn.(waitingReader); ok {
+			w.readWaiting()
+		}
+	}
 	for drained := false; !drained; {
 		select {
 		case ev := <-pkts:

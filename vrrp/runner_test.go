@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -267,4 +268,58 @@ func TestRunnerAlive(t *testing.T) {
 	h.r.mu.Lock()
 	delete(h.r.runs, "VI_X")
 	h.r.mu.Unlock()
+}
+
+// TestMasterDownReadsWaitingAdverts: a backup whose Master_Down_Timer is
+// due reads what waits in its socket before it takes over. The adverts of
+// a live master that a stall kept unread (the reader starved like the
+// rest of the daemon) keep it backup; once the master is really silent,
+// it takes over within Master_Down_Interval. Before, the timer won and a
+// starved backup made a split brain on every stall.
+func TestMasterDownReadsWaitingAdverts(t *testing.T) {
+	h := newRunnerHarness(t)
+	ic := fastInstance("vi", 7)
+	h.r.Apply(conf.Compile(&conf.Config{VRRP: []conf.VRRPInstance{ic}}))
+	pollUntil(t, 5*time.Second, "the instance open", func() bool { return h.host.io("vi") != nil })
+	io := h.host.io("vi")
+	peer, group := netip.MustParseAddr("192.0.2.200"), netip.MustParseAddr("224.0.0.18")
+	a := Advert{Version: 3, VRID: 7, Priority: 200, Interval: 10 * time.Millisecond, Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}
+	pkt, err := a.Marshal(peer, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The master's adverts arrive every interval, but only into the
+	// socket: the reader never hands them over by itself here.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				io.wait(Received{Payload: pkt, Src: peer, Dst: group, TTL: 255})
+			}
+		}
+	}()
+	pollUntil(t, 5*time.Second, "the peer heard as master", func() bool {
+		st := h.r.Status()
+		return len(st) == 1 && st[0].MasterAddr == peer
+	})
+	// 30 Master_Down_Intervals (36 ms each) with the master only in the
+	// socket: the backup stays backup.
+	time.Sleep(30 * 36 * time.Millisecond)
+	close(stop)
+	<-done
+	if ch := h.changesOf("vi"); len(ch) != 1 || ch[0] != "init>backup" {
+		t.Fatalf("transitions %q while the master's adverts waited in the socket, want only init>backup", ch)
+	}
+	if n := io.waitingReads(); n == 0 {
+		t.Fatal("the Master_Down_Timer never read the socket")
+	}
+	// The master gone for real: take over.
+	h.waitState("vi", StateMaster)
 }

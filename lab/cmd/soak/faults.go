@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -46,6 +47,23 @@ var kindNames = [...]string{"kill", "term", "pause", "link-cut", "vrrp-partition
 
 func (k Kind) String() string { return kindNames[k] }
 
+// parseKinds reads a comma-separated list of kind names.
+func parseKinds(list string) ([]Kind, error) {
+	var out []Kind
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		i := slices.Index(kindNames[:], name)
+		if i < 0 {
+			return nil, fmt.Errorf("no fault kind %q (kinds: %s)", name, strings.Join(kindNames[:], ", "))
+		}
+		out = append(out, Kind(i))
+	}
+	return out, nil
+}
+
 // allowsTwoHolders says whether a fault of this kind lets both directors
 // hold the addresses: its master keeps them while it cannot speak
 // (paused, starved, killed before restart) or cannot be heard.
@@ -83,8 +101,9 @@ func (f Fault) String() string {
 
 // newSchedule draws the faults for a run of d: rounds of every kind in a
 // seeded order, so a short run still sees most kinds, each with its
-// target and parameters from the same generator.
-func newSchedule(seed uint64, d time.Duration, cgroups bool) []Fault {
+// target and parameters from the same generator. A non-empty only keeps
+// to those kinds, to replay one kind's trouble without the rest.
+func newSchedule(seed uint64, d time.Duration, cgroups bool, only []Kind) []Fault {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	dur := func(lo, hi time.Duration) time.Duration {
 		return (lo + time.Duration(r.Int64N(int64(hi-lo)))).Round(100 * time.Millisecond)
@@ -101,7 +120,7 @@ func newSchedule(seed uint64, d time.Duration, cgroups bool) []Fault {
 	for n := int(d/(3*time.Second)) + 1; len(out) < n; {
 		kinds := make([]Kind, 0, numKinds)
 		for k := range numKinds {
-			if !cgroups && (k == CPUStarve || k == MemPressure) {
+			if !cgroups && (k == CPUStarve || k == MemPressure) || len(only) > 0 && !slices.Contains(only, k) {
 				continue
 			}
 			kinds = append(kinds, k)

@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,6 +36,7 @@ func main() {
 	duration := flag.Duration("duration", 30*time.Minute, "how long faults are injected (setup and the final checks come on top)")
 	seed := flag.Uint64("seed", 0, "the fault schedule's seed; 0 picks one (printed, so a run can be replayed)")
 	jsonPath := flag.String("json", "", "also write the report as JSON to this file")
+	kinds := flag.String("kinds", "", "only these fault kinds, comma-separated (default: all), to replay one kind's trouble")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -48,6 +50,10 @@ func main() {
 	}
 	opts := Options{Duration: *duration, Seed: *seed}
 	var err error
+	if opts.Kinds, err = parseKinds(*kinds); err != nil {
+		fmt.Fprintln(os.Stderr, "soak: -kinds:", err)
+		os.Exit(2)
+	}
 	if *guest {
 		err = runGuest(ctx, *haldir, opts)
 	} else {
@@ -142,7 +148,15 @@ func runHost(ctx context.Context, opts Options, jsonPath string) error {
 
 // guestArgs passes the options on to the soak in the VM.
 func guestArgs(opts Options) []string {
-	return []string{"-duration", opts.Duration.String(), "-seed", fmt.Sprint(opts.Seed)}
+	args := []string{"-duration", opts.Duration.String(), "-seed", fmt.Sprint(opts.Seed)}
+	if len(opts.Kinds) > 0 {
+		names := make([]string, len(opts.Kinds))
+		for i, k := range opts.Kinds {
+			names[i] = k.String()
+		}
+		args = append(args, "-kinds", strings.Join(names, ","))
+	}
+	return args
 }
 
 // GuestModules are the kernel modules the soak's guest loads: IPVS and

@@ -42,6 +42,7 @@ func masterDown(p int) time.Duration {
 type Options struct {
 	Duration time.Duration
 	Seed     uint64
+	Kinds    []Kind // only these kinds of fault; empty: all
 }
 
 // daemon is haldir on one director.
@@ -109,8 +110,8 @@ func Run(ctx context.Context, out io.Writer, haldirPath string, opts Options) (*
 	if err := s.setup(ctx); err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
-	schedule := newSchedule(opts.Seed, opts.Duration, s.cg != nil)
-	s.printf("seed %d: %d faults planned over %s (replay: -seed %d -duration %s)", opts.Seed, len(schedule), opts.Duration, opts.Seed, opts.Duration)
+	schedule := newSchedule(opts.Seed, opts.Duration, s.cg != nil, opts.Kinds)
+	s.printf("seed %d: %d faults planned over %s (replay: %s)", opts.Seed, len(schedule), opts.Duration, strings.Join(guestArgs(opts), " "))
 	for i, f := range schedule {
 		s.block(fmt.Sprintf("  %3d %s", i+1, f))
 	}

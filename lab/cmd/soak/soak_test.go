@@ -67,7 +67,7 @@ func TestVMSoakShort(t *testing.T) {
 
 // TestScheduleReplays: one seed, one schedule; every kind in each round.
 func TestScheduleReplays(t *testing.T) {
-	a, b := newSchedule(7, 10*time.Minute, true), newSchedule(7, 10*time.Minute, true)
+	a, b := newSchedule(7, 10*time.Minute, true, nil), newSchedule(7, 10*time.Minute, true, nil)
 	if len(a) != len(b) || len(a) < 200 {
 		t.Fatalf("schedules of %d and %d faults, want the same, at least 200", len(a), len(b))
 	}
@@ -76,7 +76,7 @@ func TestScheduleReplays(t *testing.T) {
 			t.Fatalf("fault %d differs: %v vs %v", i, a[i], b[i])
 		}
 	}
-	if c := newSchedule(8, 10*time.Minute, true); c[0] == a[0] && c[1] == a[1] && c[2] == a[2] {
+	if c := newSchedule(8, 10*time.Minute, true, nil); c[0] == a[0] && c[1] == a[1] && c[2] == a[2] {
 		t.Errorf("seeds 7 and 8 start alike: %v", c[:3])
 	}
 	for _, tc := range []struct {
@@ -85,7 +85,7 @@ func TestScheduleReplays(t *testing.T) {
 		kinds   int
 	}{{"with cgroups", true, int(numKinds)}, {"without cgroups", false, int(numKinds) - 2}} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newSchedule(1, time.Minute, tc.cgroups)
+			s := newSchedule(1, time.Minute, tc.cgroups, nil)
 			seen := map[Kind]bool{}
 			for _, f := range s[:tc.kinds] {
 				seen[f.Kind] = true
@@ -100,6 +100,26 @@ func TestScheduleReplays(t *testing.T) {
 				t.Error("cgroup faults planned without cgroups")
 			}
 		})
+	}
+}
+
+// TestScheduleOnly: -kinds keeps the schedule to the kinds named, and a
+// name that is no kind is refused with the list of kinds.
+func TestScheduleOnly(t *testing.T) {
+	only, err := parseKinds("mem-pressure, pause")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSchedule(9, time.Minute, true, only)
+	seen := map[Kind]int{}
+	for _, f := range s {
+		seen[f.Kind]++
+	}
+	if len(seen) != 2 || seen[MemPressure] == 0 || seen[Pause] == 0 {
+		t.Errorf("kinds planned %v, want mem-pressure and pause only", seen)
+	}
+	if _, err := parseKinds("mem-pressure,nope"); err == nil || !strings.Contains(err.Error(), `no fault kind "nope"`) {
+		t.Errorf("bad kind: %v", err)
 	}
 }
 
