@@ -74,9 +74,13 @@ const (
 	// Maintenance is `haldir maintenance on` (a graceful withdraw), undone
 	// by `maintenance off`.
 	Maintenance Event = "maintenance"
-	// SIGKILL kills haldir (the router's BFD detects it), undone by
-	// starting haldir again.
+	// SIGKILL kills haldir, undone by starting haldir again. The
+	// director's kernel closes the BGP session, which tells the router.
 	SIGKILL Event = "SIGKILL"
+	// LinkCut cuts the director's link to the router, as a host that
+	// dies or hangs: nothing tells the router but BFD's silence. Undone
+	// by restoring the link.
+	LinkCut Event = "link-cut"
 )
 
 // Drill is what one event measured.
@@ -296,6 +300,10 @@ func (cs *Conns) Run(ctx context.Context, ev Event, i int, young int) (Drill, er
 		}
 	case SIGKILL:
 		c.Kill(i)
+	case LinkCut:
+		if err := c.Director[i].Link("eth0").Cut(); err != nil {
+			return d, err
+		}
 	default:
 		return d, fmt.Errorf("unknown event %q", ev)
 	}
@@ -327,6 +335,8 @@ func (cs *Conns) Run(ctx context.Context, ev Event, i int, young int) (Drill, er
 		_, err = c.Haldir(ctx, i, "maintenance", "off")
 	case SIGKILL:
 		err = c.StartDirector(ctx, i)
+	case LinkCut:
+		err = c.Director[i].Link("eth0").Restore()
 	}
 	if err != nil {
 		return d, err

@@ -32,11 +32,13 @@ type Plan struct {
 // Directors of the drills: maintenance on director1 and SIGKILL on
 // director3, the first and last next hops, whose removal also moves a
 // share of the other directors' flows (the router's ECMP is not resilient
-// hashing): conn sync has to carry those too.
+// hashing): conn sync has to carry those too. The link cut (BFD's case)
+// and the lost quorum hit director2.
 const (
 	MaintenanceDirector = 0
 	KillDirector        = 2
 	QuorumDirector      = 1
+	CutDirector         = 1
 )
 
 // Result is what a scenario measured.
@@ -118,7 +120,7 @@ func Run(ctx context.Context, name, haldir string, p Plan) (*Result, error) {
 	for _, ev := range []struct {
 		e Event
 		i int
-	}{{Maintenance, MaintenanceDirector}, {SIGKILL, KillDirector}} {
+	}{{Maintenance, MaintenanceDirector}, {SIGKILL, KillDirector}, {LinkCut, CutDirector}} {
 		d, err := cs.Run(ctx, ev.e, ev.i, p.Young)
 		r.Drills = append(r.Drills, d)
 		if err != nil {
