@@ -35,10 +35,12 @@ type Report struct {
 	Growth             []growth `json:"growth"`
 	// ErrorsExplained counts ERROR lines by fault kind and message.
 	ErrorsExplained map[string]int `json:"errors_explained"`
-	Warnings        map[string]int `json:"warnings"`
-	StallTotal      string         `json:"stall_total"`
-	StallLongest    string         `json:"stall_longest"`
-	LeftOut         []string       `json:"left_out,omitempty"`
+	// ErrorFirst is the first whole line of each ErrorsExplained key.
+	ErrorFirst   map[string]string `json:"error_first"`
+	Warnings     map[string]int    `json:"warnings"`
+	StallTotal   string            `json:"stall_total"`
+	StallLongest string            `json:"stall_longest"`
+	LeftOut      []string          `json:"left_out,omitempty"`
 }
 
 // Distribution summarises durations in ms.
@@ -95,7 +97,7 @@ func (s *soak) report() *Report {
 		Seed: s.opts.Seed, Duration: s.opts.Duration.String(), Ran: time.Since(s.start).Round(time.Second).String(),
 		Faults: map[string]int{}, Conns: s.conns, VIPGaps: distribution(s.gaps), Overlaps: distribution(s.duals), ConnSync: distribution(s.syncLat),
 		MasterDownInterval: masterDown(prio2).String(), GapBound: (masterDown(prio2) + gapSlack).String(),
-		Growth: s.growth, ErrorsExplained: maps.Clone(s.errLines), Warnings: maps.Clone(s.warnLines),
+		Growth: s.growth, ErrorsExplained: maps.Clone(s.errLines), ErrorFirst: maps.Clone(s.errFirst), Warnings: maps.Clone(s.warnLines),
 		StallTotal: total.Round(time.Millisecond).String(), StallLongest: longest.Round(time.Millisecond).String(),
 		LeftOut: append(slices.Clone(s.leftOut), leftOutAlways...),
 	}
@@ -157,6 +159,9 @@ func (r *Report) Text() string {
 		fmt.Fprintf(&b, "ERROR lines, each in a fault's window:\n")
 		for _, k := range slices.Sorted(maps.Keys(r.ErrorsExplained)) {
 			fmt.Fprintf(&b, "  %4d  %s\n", r.ErrorsExplained[k], k)
+			if first := r.ErrorFirst[k]; first != "" {
+				fmt.Fprintf(&b, "        first: %s\n", first)
+			}
 		}
 	}
 	for _, in := range r.Invariants {

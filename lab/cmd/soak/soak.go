@@ -86,11 +86,14 @@ type soak struct {
 	growth    []growth
 	warnLines map[string]int
 	errLines  map[string]int // explained ERROR lines by fault kind
-	leftOut   []string
-	tracked   map[netip.AddrPort]*tracked // the long-lived connections
-	syncLat   []time.Duration             // their open to both tables holding them
-	progress  progress
-	stuck     atomic.Bool
+	// errFirst is the first whole line of each errLines key: the
+	// message alone does not say what failed.
+	errFirst map[string]string
+	leftOut  []string
+	tracked  map[netip.AddrPort]*tracked // the long-lived connections
+	syncLat  []time.Duration             // their open to both tables holding them
+	progress progress
+	stuck    atomic.Bool
 }
 
 // Run runs the soak in the current kernel (which must have IPVS) with the
@@ -102,7 +105,7 @@ func Run(ctx context.Context, out io.Writer, haldirPath string, opts Options) (*
 	s := &soak{
 		opts: opts, out: out, start: time.Now(), haldir: haldirPath,
 		daemons: map[string]*daemon{}, linkDown: map[string]bool{}, inv: newInvariants(),
-		metrics: map[string][]metricSample{}, tracked: map[netip.AddrPort]*tracked{}, warnLines: map[string]int{}, errLines: map[string]int{},
+		metrics: map[string][]metricSample{}, tracked: map[netip.AddrPort]*tracked{}, warnLines: map[string]int{}, errLines: map[string]int{}, errFirst: map[string]string{},
 	}
 	defer s.close()
 	ctx, cancel := context.WithCancel(ctx)
@@ -297,8 +300,11 @@ func (s *soak) logged(who string, l lab.Line) {
 	case strings.Contains(text, "level=ERROR"):
 		s.checked(invErrorsExplained)
 		if f := s.faultAt(l.Time, 5*time.Second); f != nil {
+			key := f.Kind.String() + ": " + msgOf(text)
 			s.mu.Lock()
-			s.errLines[f.Kind.String()+": "+msgOf(text)]++
+			if s.errLines[key]++; s.errLines[key] == 1 {
+				s.errFirst[key] = who + ": " + text
+			}
 			s.mu.Unlock()
 			return
 		}
