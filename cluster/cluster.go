@@ -206,8 +206,11 @@ type Cluster struct {
 	ml    *memberlist.Memberlist
 	queue *memberlist.TransmitLimitedQueue
 	left  sync.Once
-	log   *slog.Logger
-	name  string
+	// leaving is set when Leave begins: memberlist's own goroutines may
+	// still gossip on the socket Shutdown closes (slogWriter).
+	leaving atomic.Bool
+	log     *slog.Logger
+	name    string
 
 	// hold is how long a problem must last before it is reported: gossip
 	// about a director that has just been cut off is stale for a moment,
@@ -302,7 +305,7 @@ func JoinCluster(c conf.Cluster, key []byte, initial NodeState, o ClusterOptions
 	mc.Delegate = (*delegate)(cl)
 	mc.Events = (*events)(cl)
 	mc.Ping = (*pingDelegate)(cl)
-	mc.Logger = log.New(&slogWriter{cl.log}, "", 0)
+	mc.Logger = log.New(&slogWriter{log: cl.log, leaving: &cl.leaving}, "", 0)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: listening on %s: %w", c.Bind, err)
@@ -450,6 +453,7 @@ func (cl *Cluster) sendBigStates() {
 func (cl *Cluster) Leave(timeout time.Duration) error {
 	var err error
 	cl.left.Do(func() {
+		cl.leaving.Store(true)
 		close(cl.stop)
 		err = errors.Join(cl.ml.Leave(timeout), cl.ml.Shutdown())
 	})
@@ -727,7 +731,13 @@ func (b *stateBroadcast) Finished()       {}
 // memberlist: ...") to slog at their level, so that its errors reach an
 // operator who filters on level (journalctl -p err) and its chatter does
 // not.
-type slogWriter struct{ log *slog.Logger }
+type slogWriter struct {
+	log *slog.Logger
+	// leaving, once true, turns a send on the closed socket into a
+	// debug line: memberlist's gossip and probe goroutines race its
+	// Shutdown, and a clean stop must not log errors.
+	leaving *atomic.Bool
+}
 
 // memberlistLevels are the prefixes memberlist (and hashicorp's logutils)
 // write, and what they mean to slog.
@@ -757,6 +767,9 @@ func memberlistLevel(line string) (slog.Level, string) {
 
 func (w *slogWriter) Write(p []byte) (int, error) {
 	lvl, msg := memberlistLevel(string(p))
+	if lvl > slog.LevelDebug && w.leaving != nil && w.leaving.Load() && strings.Contains(msg, net.ErrClosed.Error()) {
+		lvl = slog.LevelDebug
+	}
 	w.log.Log(context.Background(), lvl, msg)
 	return len(p), nil
 }

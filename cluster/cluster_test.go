@@ -330,11 +330,39 @@ func TestMemberlistLogLevels(t *testing.T) {
 	} {
 		t.Run(tc.wantMsg, func(t *testing.T) {
 			var buf bytes.Buffer
-			l := log.New(&slogWriter{slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}, "", 0)
+			l := log.New(&slogWriter{log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}, "", 0)
 			l.Print(strings.ReplaceAll(tc.line, `\n`, "\n"))
 			want := fmt.Sprintf("level=%s msg=%q", tc.want, tc.wantMsg)
 			if got := buf.String(); !strings.Contains(got, want) || strings.Count(got, "\n") != 1 {
 				t.Fatalf("logged %q, want one line with %q", got, want)
+			}
+		})
+	}
+}
+
+// TestMemberlistClosedSocketWhileLeaving: memberlist's goroutines that
+// race its Shutdown log sends on the closed socket as errors; once Leave
+// began they are debug lines, and before it (or any other error) they
+// stay errors.
+func TestMemberlistClosedSocketWhileLeaving(t *testing.T) {
+	const closed = "[ERR] memberlist: Failed to send gossip to 10.0.0.12:7946: write udp 10.0.0.11:7946->10.0.0.12:7946: use of closed network connection"
+	for _, tc := range []struct {
+		name    string
+		leaving bool
+		line    string
+		want    slog.Level
+	}{
+		{"closed socket while leaving", true, closed, slog.LevelDebug},
+		{"closed socket while running", false, closed, slog.LevelError},
+		{"another error while leaving", true, "[ERR] memberlist: Failed to send gossip to 10.0.0.12:7946: i/o timeout", slog.LevelError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			w := &slogWriter{log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), leaving: new(atomic.Bool)}
+			w.leaving.Store(tc.leaving)
+			log.New(w, "", 0).Print(tc.line)
+			if want := "level=" + tc.want.String() + " "; !strings.Contains(buf.String(), want) {
+				t.Fatalf("logged %q, want %s", buf.String(), want)
 			}
 		})
 	}
