@@ -66,6 +66,8 @@ type Follower struct {
 	nway  bool
 	kick  chan struct{}
 	state Status
+	// failing counts the reconciles in a row that failed (done).
+	failing int
 }
 
 // Status is what the follower last did, for status and metrics.
@@ -250,10 +252,24 @@ func (f *Follower) done(running []ipvs.SyncDaemon, err error) error {
 		f.state.Running = running
 	}
 	f.state.LastErr = ""
-	if err != nil {
-		f.state.LastErr = err.Error()
-		f.state.Failures++
-		f.log.Error("sync daemon", "error", err)
+	if err == nil {
+		if f.failing > 0 {
+			f.log.Info("sync daemon as wanted again", "failed_attempts", f.failing)
+		}
+		f.failing = 0
+		return nil
+	}
+	f.state.LastErr = err.Error()
+	f.state.Failures++
+	f.failing++
+	// One failed attempt is a warning: a kernel that did not answer in
+	// time (a stalled host: stopping a sync thread waits for it) usually
+	// does on the retry. Still failing at the retry, it is an error:
+	// connection state is not being synchronised as the role wants.
+	if f.failing == 1 {
+		f.log.Warn("sync daemon not as wanted; retrying", "retry_in", RetryInterval, "error", err)
+	} else {
+		f.log.Error("sync daemon", "error", err, "failed_attempts", f.failing)
 	}
 	return err
 }

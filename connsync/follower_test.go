@@ -1,6 +1,7 @@
 package connsync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -187,6 +188,9 @@ func TestFollowerReloadRestarts(t *testing.T) {
 	}
 }
 
+// TestFollowerErrorsAndRetry: a failed reconcile is counted and shown;
+// the first failure in a row is a warning (the retry usually works), a
+// second one an error, and the recovery says so.
 func TestFollowerErrorsAndRetry(t *testing.T) {
 	k := ipvstest.New()
 	k.SetFault(func(o ipvs.Op) error {
@@ -195,7 +199,18 @@ func TestFollowerErrorsAndRetry(t *testing.T) {
 		}
 		return nil
 	})
-	f := NewFollower(k, conf.ConnSyncSpec{Interface: "eth9", VRRPInstance: "vi", SyncID: 1}, quiet)
+	var logs bytes.Buffer
+	f := NewFollower(k, conf.ConnSyncSpec{Interface: "eth9", VRRPInstance: "vi", SyncID: 1}, slog.New(slog.NewTextHandler(&logs, nil)))
+	levels := func() string {
+		var out []string
+		for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			if i := strings.Index(l, "level="); i >= 0 && !strings.Contains(l, "sync daemon started") {
+				out = append(out, strings.Fields(l[i:])[0])
+			}
+		}
+		logs.Reset()
+		return strings.Join(out, " ")
+	}
 	err := f.Reconcile()
 	if !errors.Is(err, syscall.ENODEV) || !strings.Contains(err.Error(), "starting the backup on eth9 syncid 1") {
 		t.Fatalf("reconcile error %v", err)
@@ -203,12 +218,24 @@ func TestFollowerErrorsAndRetry(t *testing.T) {
 	if st := f.Status(); st.Failures != 1 || st.LastErr == "" || len(st.Running) != 0 {
 		t.Fatalf("status after a failure %+v", st)
 	}
+	if got := levels(); got != "level=WARN" {
+		t.Errorf("first failure logged %q, want one warning", got)
+	}
+	if err := f.Reconcile(); err == nil {
+		t.Fatal("the second attempt worked with the fault still on")
+	}
+	if got := levels(); got != "level=ERROR" {
+		t.Errorf("second failure in a row logged %q, want one error", got)
+	}
 	k.SetFault(nil)
 	if err := f.Reconcile(); err != nil {
 		t.Fatal(err)
 	}
-	if st := f.Status(); st.LastErr != "" || len(st.Running) != 1 || st.Changes != 1 {
+	if st := f.Status(); st.LastErr != "" || len(st.Running) != 1 || st.Changes != 1 || st.Failures != 2 {
 		t.Fatalf("status after the retry %+v", st)
+	}
+	if got := levels(); got != "level=INFO" {
+		t.Errorf("recovery logged %q, want the info line that it is as wanted again", got)
 	}
 }
 
