@@ -159,7 +159,9 @@ func (r *Report) Text() string {
 		fmt.Fprintf(&b, "ERROR lines, each in a fault's window:\n")
 		for _, k := range slices.Sorted(maps.Keys(r.ErrorsExplained)) {
 			fmt.Fprintf(&b, "  %4d  %s\n", r.ErrorsExplained[k], k)
-			if first := r.ErrorFirst[k]; first != "" {
+			// Only where the line says more than its message does
+			// (memberlist's lines are all message).
+			if first := r.ErrorFirst[k]; strings.Contains(first, " error=") {
 				fmt.Fprintf(&b, "        first: %s\n", first)
 			}
 		}
