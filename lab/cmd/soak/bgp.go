@@ -68,38 +68,6 @@ type routeWant struct {
 	why   string
 }
 
-// spells are the times something was down, the last maybe still open.
-type spells struct {
-	mu sync.Mutex
-	s  [][2]time.Time
-}
-
-func (sp *spells) begin() {
-	sp.mu.Lock()
-	sp.s = append(sp.s, [2]time.Time{time.Now(), {}})
-	sp.mu.Unlock()
-}
-
-func (sp *spells) end() {
-	sp.mu.Lock()
-	if n := len(sp.s); n > 0 && sp.s[n-1][1].IsZero() {
-		sp.s[n-1][1] = time.Now()
-	}
-	sp.mu.Unlock()
-}
-
-// in says whether a spell overlaps [from, to].
-func (sp *spells) in(from, to time.Time) bool {
-	sp.mu.Lock()
-	defer sp.mu.Unlock()
-	for _, s := range sp.s {
-		if !s[0].After(to) && (s[1].IsZero() || !s[1].Before(from)) {
-			return true
-		}
-	}
-	return false
-}
-
 var bgpDirectors = []string{"director1", "director2", "director3"}
 
 // setupBGP builds the BGP lab with haldir on the three directors and waits
