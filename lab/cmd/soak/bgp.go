@@ -45,9 +45,13 @@ const (
 	newRunBound = 3 * time.Second
 	// heldConns connections are held, each with its own round-trip
 	// interval from 20 ms to 250 ms; one without an answer for
-	// heldTimeout is broken.
+	// heldTimeout is broken. A director whose back link is cut black-holes
+	// its flows until its quorum is lost and the router moves them (about
+	// 2.4 s, more under TCG), and TCP's retransmissions back off past
+	// that: a stall, not a break, which a reset or an answer from the
+	// wrong end would be at once.
 	heldConns   = 60
-	heldTimeout = 3 * time.Second
+	heldTimeout = 10 * time.Second
 )
 
 // wantState is what the router should do with a director's next hop.
