@@ -250,3 +250,39 @@ func runClean(t *testing.T, haldir string, opts Options) *Report {
 	}
 	return rep
 }
+
+// TestHeldBreakAttribution: a break is the sync flush's when the
+// connection was younger than it at a fault's start or end before the
+// break, the real server's when that was down around it.
+func TestHeldBreakAttribution(t *testing.T) {
+	t0 := time.Now()
+	s := &soak{faults: []*faultRecord{{Start: t0, Recovered: t0.Add(5 * time.Second)}}}
+	for _, tc := range []struct {
+		name          string
+		opened, broke time.Duration // after t0
+		young         bool
+	}{
+		{"older than the flush at the start", -3 * time.Second, time.Second, false},
+		{"younger at the start", -time.Second, time.Second, true},
+		{"opened during the fault, younger at its end", 4 * time.Second, 6 * time.Second, true},
+		{"opened during the fault, older at its end", 2 * time.Second, 6 * time.Second, false},
+		{"broke before the end it was young at", 4 * time.Second, 4500 * time.Millisecond, false},
+	} {
+		if got := s.youngAtChange(t0.Add(tc.opened), t0.Add(tc.broke)); got != tc.young {
+			t.Errorf("%s: young %v, want %v", tc.name, got, tc.young)
+		}
+	}
+	var sp spells
+	if sp.in(t0, time.Now()) {
+		t.Error("no spell, yet down")
+	}
+	sp.begin()
+	if !sp.in(t0, time.Now()) {
+		t.Error("an open spell not seen")
+	}
+	sp.end()
+	after := time.Now().Add(time.Millisecond)
+	if sp.in(after, after.Add(time.Second)) || !sp.in(t0, after) {
+		t.Error("a closed spell seen after its end, or not within it")
+	}
+}
