@@ -82,8 +82,11 @@ func (s *soak) loadNew(ctx context.Context) {
 			var runFrom time.Time // a run of failures that this answer ended
 			defer func() {
 				// The BGP mode bounds the runs (after the unlock below).
-				if !runFrom.IsZero() && s.bgp != nil {
-					s.judgeFailureRun(runFrom, t0)
+				if s.bgp != nil {
+					s.checked(invNewConns)
+					if !runFrom.IsZero() {
+						s.judgeFailureRun(runFrom, t0)
+					}
 				}
 			}()
 			s.mu.Lock()
