@@ -102,16 +102,19 @@ demo:
 demo-bgp:
 	$(GO) run ./lab/cmd/demo -bgp
 
-# The chaos soak (README "Soak"): the director pair under client load and a
-# seeded random fault schedule, every invariant checked all the time; the
-# report goes to stdout and soak-report.json, the exit status is non-zero
-# on any violation. SOAK_SEED replays a run, SOAK_KINDS (e.g.
-# mem-pressure,pause) keeps to those fault kinds; `make test` runs a short one.
+# The chaos soak (README "Soak"): the director pair (SOAK_MODE=pair) or
+# three BGP directors (SOAK_MODE=bgp, needs frr: make deps) under client
+# load and a seeded random fault schedule, every invariant checked all the
+# time; the report goes to stdout and soak-report.json, the exit status is
+# non-zero on any violation. SOAK_SEED replays a run, SOAK_KINDS (e.g.
+# mem-pressure,pause) keeps to those fault kinds; `make test` runs a short
+# one of each mode.
+SOAK_MODE ?= pair
 SOAK_DURATION ?= 30m
 SOAK_SEED ?= 0
 SOAK_KINDS ?=
 soak:
-	$(GO) run ./lab/cmd/soak -duration $(SOAK_DURATION) -seed $(SOAK_SEED) $(if $(SOAK_KINDS),-kinds $(SOAK_KINDS)) -json soak-report.json
+	$(GO) run ./lab/cmd/soak -mode $(SOAK_MODE) -duration $(SOAK_DURATION) -seed $(SOAK_SEED) $(if $(SOAK_KINDS),-kinds $(SOAK_KINDS)) -json soak-report.json
 
 # Benchmarks print tables side by side with the reference in the same run
 # (about 25 minutes, root): VRRP failover against keepalived at 1s, 100ms

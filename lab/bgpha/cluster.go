@@ -48,6 +48,9 @@ type Options struct {
 	// name.
 	Log       io.Writer
 	LogFilter *regexp.Regexp
+	// MetricsListen is each director's metrics endpoint (in its own
+	// namespace); empty leaves it off.
+	MetricsListen string
 }
 
 func (o Options) scheduler() string {
@@ -74,6 +77,9 @@ type Cluster struct {
 	dir    string
 	// Proc is each director's haldir process (nil while not running).
 	Proc [3]*lab.Proc
+	// Weights are the real servers' weights by name (the default when not
+	// set) in what Config writes: a soak reloads with one changed.
+	Weights map[string]int
 }
 
 // Start builds the BGP lab (named name) and starts haldir (the binary at
@@ -110,10 +116,10 @@ func (c *Cluster) setUp(ctx context.Context) error {
 		return err
 	}
 	for i := range c.Director {
-		if err := os.WriteFile(c.configFile(i), []byte(c.Config(i)), 0o644); err != nil {
+		if err := os.WriteFile(c.ConfigFile(i), []byte(c.Config(i)), 0o644); err != nil {
 			return err
 		}
-		if out, err := c.Director[i].Run(ctx, []string{c.haldir, "check", "-c", c.configFile(i)}, nil); err != nil {
+		if out, err := c.Director[i].Run(ctx, []string{c.haldir, "check", "-c", c.ConfigFile(i)}, nil); err != nil {
 			return fmt.Errorf("haldir check on director%d: %w\n%s", i+1, err, out)
 		}
 	}
@@ -191,7 +197,9 @@ func (c *Cluster) Close() error {
 }
 
 func (c *Cluster) keyFile() string { return filepath.Join(c.dir, "gossip.key") }
-func (c *Cluster) configFile(i int) string {
+
+// ConfigFile is where director i's haldir reads its configuration.
+func (c *Cluster) ConfigFile(i int) string {
 	return filepath.Join(c.dir, fmt.Sprintf("director%d.toml", i+1))
 }
 func (c *Cluster) socket(i int) string {
@@ -217,7 +225,7 @@ func (c *Cluster) Config(i int) string {
 router_id = "director%[1]d"
 control_socket = %[2]q
 state_dir = %[3]q
-metrics_listen = ""
+metrics_listen = %[7]q
 
 # Every director gossips over the sync net: each shows the others, which
 # of them announce the VIP, and names configuration drift.
@@ -225,7 +233,7 @@ metrics_listen = ""
 bind = "%[4]s:7946"
 peers = [%[5]s]
 secret_file = %[6]q
-`, i+1, c.socket(i), filepath.Join(c.dir, fmt.Sprintf("director%d.state", i+1)), syncAddr(i), strings.Join(peers, ", "), c.keyFile())
+`, i+1, c.socket(i), filepath.Join(c.dir, fmt.Sprintf("director%d.state", i+1)), syncAddr(i), strings.Join(peers, ", "), c.keyFile(), c.opts.MetricsListen)
 	if !c.opts.NoSync {
 		b.WriteString(`
 # N-way conn sync (no vrrp_instance): every director sends its connections
@@ -284,11 +292,15 @@ rise = 1
 fall = 2
 `, vs.name, lab.BGPVIP4, vs.port, c.opts.scheduler(), flags, vs.check)
 		for j := range c.Real {
+			name := fmt.Sprintf("real%d", j+1)
 			fmt.Fprintf(&b, `
 [[virtual_server.real_server]]
-name = "real%d"
+name = %q
 address = %q
-`, j+1, RealAddr(j))
+`, name, RealAddr(j))
+			if w, ok := c.Weights[name]; ok {
+				fmt.Fprintf(&b, "weight = %d\n", w)
+			}
 		}
 	}
 	return b.String()
@@ -298,7 +310,7 @@ address = %q
 // started (not for its routes).
 func (c *Cluster) StartDirector(ctx context.Context, i int) error {
 	h := c.Director[i]
-	p, err := h.Start(ctx, []string{c.haldir, "run", "-c", c.configFile(i)}, nil)
+	p, err := h.Start(ctx, []string{c.haldir, "run", "-c", c.ConfigFile(i)}, nil)
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,7 @@ const cgroupRoot = "/sys/fs/cgroup"
 type cgroups struct{ root string }
 
 // newCgroups makes a cgroup per director, or says why it cannot.
-func newCgroups() (*cgroups, string) {
+func newCgroups(directors ...string) (*cgroups, string) {
 	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err != nil {
 		if err := unix.Mount("cgroup2", cgroupRoot, "cgroup2", 0, ""); err != nil {
 			return nil, fmt.Sprintf("mounting cgroup2 on %s: %v", cgroupRoot, err)
@@ -45,7 +45,7 @@ func newCgroups() (*cgroups, string) {
 	if err := os.WriteFile(filepath.Join(cg.root, "cgroup.subtree_control"), []byte("+cpu +memory"), 0o644); err != nil {
 		return nil, fmt.Sprintf("enabling the controllers under %s: %v", cg.root, err)
 	}
-	for _, d := range []string{"director1", "director2", "lab"} {
+	for _, d := range append(directors, "lab") {
 		if err := os.MkdirAll(filepath.Join(cg.root, d), 0o755); err != nil {
 			return nil, err.Error()
 		}

@@ -39,27 +39,71 @@ const (
 	Maintenance               // haldir maintenance on and off on director1
 	CPUStarve                 // cgroup cpu.max of 1% on a director's haldir
 	MemPressure               // cgroup memory.high below a daemon's usage
+	EdgeCut                   // BGP: cut a director's link to the router (only BFD tells), restore
+	BackCut                   // BGP: cut a director's link to the real servers (its quorum lost), restore
+	NetemEdge                 // BGP: loss, delay, reordering on a director's link to the router
 	numKinds
 )
 
 var kindNames = [...]string{"kill", "term", "pause", "link-cut", "vrrp-partition", "sync-partition", "netem-vrrp", "netem-sync",
-	"real-die", "real-hang", "real-trickle", "reload-weight", "reload-broken", "reload-vrrp", "handoff", "maintenance", "cpu-starve", "mem-pressure"}
+	"real-die", "real-hang", "real-trickle", "reload-weight", "reload-broken", "reload-vrrp", "handoff", "maintenance", "cpu-starve", "mem-pressure",
+	"edge-cut", "back-cut", "netem-edge"}
 
 func (k Kind) String() string { return kindNames[k] }
 
-// parseKinds reads a comma-separated list of kind names.
-func parseKinds(list string) ([]Kind, error) {
+// Mode is what the soak runs: the VRRP director pair or three BGP
+// directors.
+type Mode string
+
+const (
+	ModePair Mode = "pair"
+	ModeBGP  Mode = "bgp"
+)
+
+// bgpKinds are the faults of the BGP mode: the pair's that mean the same
+// for a BGP director, and the BGP directors' own links. (A real server
+// dies there by losing its link: the lab's echo service has no modes.)
+var bgpKinds = []Kind{Kill, Term, Pause, EdgeCut, BackCut, NetemEdge, RealDie, ReloadWeight, ReloadBroken, Maintenance, CPUStarve}
+
+// kinds are the fault kinds of mode m, in Kind order (the order a
+// schedule's rounds are shuffled from).
+func (m Mode) kinds() []Kind {
+	if m == ModeBGP {
+		return slices.Sorted(slices.Values(bgpKinds))
+	}
 	var out []Kind
+	for k := range EdgeCut {
+		out = append(out, k)
+	}
+	return out
+}
+
+// parseMode checks a -mode value.
+func parseMode(name string) (Mode, error) {
+	switch m := Mode(name); m {
+	case ModePair, ModeBGP:
+		return m, nil
+	}
+	return "", fmt.Errorf("no mode %q (modes: pair, bgp)", name)
+}
+
+// parseKinds reads a comma-separated list of kind names of mode m.
+func parseKinds(list string, m Mode) ([]Kind, error) {
+	var out, have []Kind = nil, m.kinds()
+	names := make([]string, len(have))
+	for i, k := range have {
+		names[i] = k.String()
+	}
 	for _, name := range strings.Split(list, ",") {
 		name = strings.TrimSpace(name)
 		if name == "" {
 			continue
 		}
-		i := slices.Index(kindNames[:], name)
+		i := slices.Index(names, name)
 		if i < 0 {
-			return nil, fmt.Errorf("no fault kind %q (kinds: %s)", name, strings.Join(kindNames[:], ", "))
+			return nil, fmt.Errorf("no fault kind %q in %s mode (kinds: %s)", name, m, strings.Join(names, ", "))
 		}
-		out = append(out, Kind(i))
+		out = append(out, have[i])
 	}
 	return out, nil
 }
@@ -89,7 +133,7 @@ type Fault struct {
 func (f Fault) String() string {
 	s := fmt.Sprintf("%-15s %-9s hold %s", f.Kind, f.Target, f.Hold)
 	switch f.Kind {
-	case NetemVRRP, NetemSync:
+	case NetemVRRP, NetemSync, NetemEdge:
 		s += fmt.Sprintf(" loss %d%% delay %dms±%dms reorder %d%%", f.LossPct, f.DelayMs, f.JitterMs, f.ReorderPct)
 	case ReloadWeight:
 		s += fmt.Sprintf(" weight %d", f.Weight)
@@ -103,12 +147,15 @@ func (f Fault) String() string {
 // seeded order, so a short run still sees most kinds, each with its
 // target and parameters from the same generator. A non-empty only keeps
 // to those kinds, to replay one kind's trouble without the rest.
-func newSchedule(seed uint64, d time.Duration, cgroups bool, only []Kind) []Fault {
+func newSchedule(seed uint64, d time.Duration, m Mode, cgroups bool, only []Kind) []Fault {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	dur := func(lo, hi time.Duration) time.Duration {
 		return (lo + time.Duration(r.Int64N(int64(hi-lo)))).Round(100 * time.Millisecond)
 	}
 	director := func() string {
+		if m == ModeBGP {
+			return fmt.Sprintf("director%d", 1+r.IntN(3))
+		}
 		// The master (director1 at steady state) is the more telling target.
 		if r.IntN(4) == 0 {
 			return "director2"
@@ -119,7 +166,7 @@ func newSchedule(seed uint64, d time.Duration, cgroups bool, only []Kind) []Faul
 	// A fault cycle takes at least 3 s (hold, recovery, settling).
 	for n := int(d/(3*time.Second)) + 1; len(out) < n; {
 		kinds := make([]Kind, 0, numKinds)
-		for k := range numKinds {
+		for _, k := range m.kinds() {
 			if !cgroups && (k == CPUStarve || k == MemPressure) || len(only) > 0 && !slices.Contains(only, k) {
 				continue
 			}
@@ -132,7 +179,13 @@ func newSchedule(seed uint64, d time.Duration, cgroups bool, only []Kind) []Faul
 			case Kill, Term:
 				f.Target, f.Hold = director(), dur(500*time.Millisecond, 3*time.Second)
 			case Pause:
-				f.Target, f.Hold = director(), masterDown(prio2)+dur(300*time.Millisecond, 2*time.Second)
+				// Past the router's BFD detection (BGP) or the backup's
+				// Master_Down_Interval (the pair).
+				detect := masterDown(prio2)
+				if m == ModeBGP {
+					detect = bfdDetect
+				}
+				f.Target, f.Hold = director(), detect+dur(300*time.Millisecond, 2*time.Second)
 			case LinkCut:
 				f.Target, f.Hold = director(), dur(time.Second, 4*time.Second)
 			case VRRPPartition, SyncPartition:
@@ -151,6 +204,20 @@ func newSchedule(seed uint64, d time.Duration, cgroups bool, only []Kind) []Faul
 				f.Target, f.Hold, f.Weight = "director2", dur(time.Second, 3*time.Second), 101+r.IntN(40)
 			case Handoff, Maintenance:
 				f.Target, f.Hold = "director1", dur(time.Second, 4*time.Second)
+				if m == ModeBGP {
+					f.Target = director()
+				}
+			case EdgeCut:
+				f.Target, f.Hold = director(), dur(time.Second, 4*time.Second)
+			case BackCut:
+				// Past the checks' detection, so the quorum is lost.
+				f.Target, f.Hold = director(), checkDetect+dur(time.Second, 4*time.Second)
+			case NetemEdge:
+				// Loss of at most 5%: more would take BFD (100 ms x 3)
+				// down now and then, a route change the soak cannot
+				// predict.
+				f.Target, f.Hold = director(), dur(3*time.Second, 8*time.Second)
+				f.LossPct, f.DelayMs, f.JitterMs, f.ReorderPct = r.IntN(6), 5+r.IntN(40), r.IntN(10), r.IntN(30)
 			case CPUStarve, MemPressure:
 				f.Target, f.Hold = director(), dur(2*time.Second, 6*time.Second)
 			}
@@ -243,6 +310,10 @@ func (s *soak) inject(ctx context.Context, n int, f Fault) {
 // link attached and up, no netem, no cgroup limits, every real server
 // up, both daemons restarted.
 func (s *soak) repair(ctx context.Context) {
+	if s.bgp != nil {
+		s.repairBGP(ctx)
+		return
+	}
 	s.printf("repair: restoring every link and real server and restarting both daemons")
 	for _, h := range s.s.Directors() {
 		for _, ifc := range []string{"eth0", "eth1", "eth2"} {
@@ -300,6 +371,9 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // apply injects f, holds it and undoes it.
 func (s *soak) apply(ctx context.Context, f Fault, rec *faultRecord) error {
+	if s.bgp != nil {
+		return s.applyBGP(ctx, f)
+	}
 	d := s.daemons[f.Target]
 	switch f.Kind {
 	case Kill, Term:

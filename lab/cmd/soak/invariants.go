@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/haldir-lb/haldir/lab"
+	"github.com/haldir-lb/haldir/lab/bgpha"
 )
 
 // The invariants, each checked all the time and counted by name.
@@ -36,6 +37,26 @@ var invariantDocs = map[string]string{
 	invOperations:      "reloads, handoffs and maintenance answer as they should (a broken file refused, the old configuration kept)",
 }
 
+// The BGP mode's invariants besides the shared ones.
+const (
+	invRoutes   = "routes-follow-health"
+	invBGPConns = "conns-survive-director-changes"
+	invNewConns = "new-conns"
+)
+
+// bgpInvariantDocs say what each invariant holds the BGP directors to.
+var bgpInvariantDocs = map[string]string{
+	invRoutes: fmt.Sprintf("the router's next hops for the VIP are the directors whose haldir runs, is not stopped, is out of maintenance, reaches the router and has quorum: a director leaving is withdrawn within %v (plus the checks' %v for a lost quorum), one that can serve again is back within %v, and a next hop changes on its own for at most %v; each plus the soak's measured stall (netem and CPU starvation may go either way while on)",
+		routeBound, checkDetect, joinBound, routeBound),
+	invBGPConns:        "a held connection breaks only when its real server loses its link, or when it was younger than the sync flush (" + bgpha.SyncFlush.String() + ") at a fault's start or end (counted apart)",
+	invNewConns:        "no run of failed new connections is longer than " + newRunBound.String() + " (plus the measured stall)",
+	invNoGrowth:        invariantDocs[invNoGrowth],
+	invNoCrash:         invariantDocs[invNoCrash],
+	invErrorsExplained: "every ERROR log line falls in an injected fault's window (its start to 5 s after the directors are steady again)",
+	invRecovers:        "after each fault the router has three next hops again and every haldir runs within " + settleLimit.String(),
+	invOperations:      "haldir reload, status and maintenance on/off answer as they should (a broken file refused, the old configuration kept)",
+}
+
 // Bounds the invariants use; gapSlack is what TCG needs on top of
 // Master_Down_Interval (see the README's Soak section).
 const (
@@ -55,9 +76,13 @@ type invariant struct {
 	worstMetric time.Duration
 }
 
-func newInvariants() map[string]*invariant {
+func newInvariants(mode Mode) map[string]*invariant {
+	docs := invariantDocs
+	if mode == ModeBGP {
+		docs = bgpInvariantDocs
+	}
 	m := map[string]*invariant{}
-	for name, doc := range invariantDocs {
+	for name, doc := range docs {
 		m[name] = &invariant{Name: name, Rule: doc}
 	}
 	return m
@@ -87,7 +112,7 @@ func (s *soak) violate(name string, by time.Duration, detail string) {
 func (s *soak) recentLog(d time.Duration) string {
 	var b strings.Builder
 	since := time.Now().Add(-d)
-	for _, name := range []string{"director1", "director2"} {
+	for _, name := range s.directorNames() {
 		s.mu.Lock()
 		dm := s.daemons[name]
 		var p *lab.Proc

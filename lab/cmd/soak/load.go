@@ -50,14 +50,20 @@ type connCounts struct {
 var vipAddr = net.JoinHostPort(pair.VIP.Addr().String(), "80")
 
 // loadNew opens a new connection to the VIP every newEvery, each on its
-// own goroutine so a lost SYN does not hold up the next.
+// own goroutine so a lost SYN does not hold up the next: an HTTP request
+// (the pair) or the echo service's greeting (BGP), each answer naming its
+// real server.
 func (s *soak) loadNew(ctx context.Context) {
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return s.s.Client.Dial(ctx, network, addr)
-		},
-		DisableKeepAlives: true,
-	}}
+	get := s.greet
+	if s.bgp == nil {
+		hc := &http.Client{Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return s.s.Client.Dial(ctx, network, addr)
+			},
+			DisableKeepAlives: true,
+		}}
+		get = func(ctx context.Context) (string, error) { return lab.GetName(ctx, hc, "http://"+vipAddr+"/") }
+	}
 	var (
 		wg      sync.WaitGroup
 		failRun time.Time // first failure of the current run of failures
@@ -69,10 +75,20 @@ func (s *soak) loadNew(ctx context.Context) {
 			t0 := time.Now()
 			rctx, cancel := context.WithTimeout(ctx, newTimeout)
 			defer cancel()
-			who, err := lab.GetName(rctx, hc, "http://"+vipAddr+"/")
+			who, err := get(rctx)
 			if ctx.Err() != nil {
 				return
 			}
+			var runFrom time.Time // a run of failures that this answer ended
+			defer func() {
+				// The BGP mode bounds the runs (after the unlock below).
+				if s.bgp != nil {
+					s.checked(invNewConns)
+					if !runFrom.IsZero() {
+						s.judgeFailureRun(runFrom, t0)
+					}
+				}
+			}()
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			if err != nil {
@@ -88,6 +104,7 @@ func (s *soak) loadNew(ctx context.Context) {
 			}
 			s.conns.NewByReal[who]++
 			if !failRun.IsZero() && failRun.After(lastOK) {
+				runFrom = failRun
 				if ms := int(t0.Sub(failRun).Milliseconds()); ms > s.conns.LongestNewFailureRun {
 					s.conns.LongestNewFailureRun = ms
 					s.conns.LongestNewFailureRunWhen = fmt.Sprintf("at %.1fs", failRun.Sub(s.start).Seconds())

@@ -31,6 +31,7 @@ import (
 )
 
 func main() {
+	mode := flag.String("mode", string(ModePair), "what to soak: pair (the VRRP director pair) or bgp (three BGP directors behind an ECMP router)")
 	guest := flag.Bool("guest", false, "run the soak in this kernel (what the VM runs); needs IPVS")
 	haldir := flag.String("haldir", "", "haldir binary for -guest (default: build it)")
 	duration := flag.Duration("duration", 30*time.Minute, "how long faults are injected (setup and the final checks come on top)")
@@ -50,7 +51,11 @@ func main() {
 	}
 	opts := Options{Duration: *duration, Seed: *seed}
 	var err error
-	if opts.Kinds, err = parseKinds(*kinds); err != nil {
+	if opts.Mode, err = parseMode(*mode); err != nil {
+		fmt.Fprintln(os.Stderr, "soak: -mode:", err)
+		os.Exit(2)
+	}
+	if opts.Kinds, err = parseKinds(*kinds, opts.Mode); err != nil {
 		fmt.Fprintln(os.Stderr, "soak: -kinds:", err)
 		os.Exit(2)
 	}
@@ -123,6 +128,12 @@ func runHost(ctx context.Context, opts Options, jsonPath string) error {
 		err = verdict(rep, err)
 	} else {
 		fmt.Println("soak: the host kernel has no IPVS: running the soak in the lab VM (qemu, TCG)")
+		var files []vm.File
+		if opts.mode() == ModeBGP {
+			if files, err = vm.FRRFiles(); err != nil {
+				return fmt.Errorf("the BGP mode's router: %w", err)
+			}
+		}
 		keep := &jsonCatcher{out: os.Stdout}
 		err = vmhost.Run(ctx, vmhost.Spec{
 			Name: "soak",
@@ -131,6 +142,7 @@ func runHost(ctx context.Context, opts Options, jsonPath string) error {
 			// Boot, lab and haldir start-up, the final checks and a margin.
 			Timeout:  opts.Duration + 5*time.Minute,
 			Modules:  GuestModules(),
+			Files:    files,
 			MemoryMB: 1536,
 			Output:   keep,
 		})
@@ -148,7 +160,7 @@ func runHost(ctx context.Context, opts Options, jsonPath string) error {
 
 // guestArgs passes the options on to the soak in the VM.
 func guestArgs(opts Options) []string {
-	args := []string{"-duration", opts.Duration.String(), "-seed", fmt.Sprint(opts.Seed)}
+	args := []string{"-mode", string(opts.mode()), "-duration", opts.Duration.String(), "-seed", fmt.Sprint(opts.Seed)}
 	if len(opts.Kinds) > 0 {
 		names := make([]string, len(opts.Kinds))
 		for i, k := range opts.Kinds {

@@ -32,7 +32,7 @@ const (
 
 // scrapeAll scrapes both daemons' metrics endpoints.
 func (s *soak) scrapeAll(ctx context.Context) {
-	for _, name := range []string{"director1", "director2"} {
+	for _, name := range s.directorNames() {
 		d := s.daemons[name]
 		s.mu.Lock()
 		key := fmt.Sprintf("%s#%d", name, d.starts)

@@ -32,8 +32,8 @@ type realServer struct {
 	// wake ends the hangs of the current hung spell.
 	wake chan struct{}
 	// faulty are the spells it was not up, for attributing broken
-	// connections; the last one may be open (zero end).
-	faulty [][2]time.Time
+	// connections.
+	faulty spells
 }
 
 func startReal(h *lab.Host) (*realServer, error) {
@@ -89,11 +89,10 @@ func (r *realServer) set(m realMode) error {
 	if m == r.mode {
 		return nil
 	}
-	now := time.Now()
 	if r.mode == modeUp {
-		r.faulty = append(r.faulty, [2]time.Time{now, {}})
-	} else if m == modeUp && len(r.faulty) > 0 {
-		r.faulty[len(r.faulty)-1][1] = now
+		r.faulty.begin()
+	} else if m == modeUp {
+		r.faulty.end()
 	}
 	if r.mode == modeHung {
 		close(r.wake)
@@ -118,16 +117,7 @@ func (r *realServer) up() bool {
 }
 
 // faultyIn says whether the server was not up at any time in [from, to].
-func (r *realServer) faultyIn(from, to time.Time) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, f := range r.faulty {
-		if !f[0].After(to) && (f[1].IsZero() || !f[1].Before(from)) {
-			return true
-		}
-	}
-	return false
-}
+func (r *realServer) faultyIn(from, to time.Time) bool { return r.faulty.in(from, to) }
 
 // real is the real server called name.
 func (s *soak) real(name string) *realServer {
@@ -137,4 +127,36 @@ func (s *soak) real(name string) *realServer {
 		}
 	}
 	panic("no real server " + name)
+}
+
+// spells are the times something was down, the last maybe still open.
+type spells struct {
+	mu sync.Mutex
+	s  [][2]time.Time
+}
+
+func (sp *spells) begin() {
+	sp.mu.Lock()
+	sp.s = append(sp.s, [2]time.Time{time.Now(), {}})
+	sp.mu.Unlock()
+}
+
+func (sp *spells) end() {
+	sp.mu.Lock()
+	if n := len(sp.s); n > 0 && sp.s[n-1][1].IsZero() {
+		sp.s[n-1][1] = time.Now()
+	}
+	sp.mu.Unlock()
+}
+
+// in says whether a spell overlaps [from, to].
+func (sp *spells) in(from, to time.Time) bool {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	for _, s := range sp.s {
+		if !s[0].After(to) && (s[1].IsZero() || !s[1].Before(from)) {
+			return true
+		}
+	}
+	return false
 }

@@ -12,6 +12,7 @@ import (
 
 // Report is what a soak found.
 type Report struct {
+	Mode     Mode   `json:"mode"`
 	Seed     uint64 `json:"seed"`
 	Duration string `json:"duration"`
 	Ran      string `json:"ran"`
@@ -29,6 +30,13 @@ type Report struct {
 	// ConnSync is the long-lived connections' open to both directors'
 	// tables holding them.
 	ConnSync Distribution `json:"conn_sync_ms"`
+	// RouteWithdraws are the BGP mode's director leaving to the router's
+	// next hop gone, RouteJoins its being able to serve again to the next
+	// hop back; RouteBound and JoinBound their bounds.
+	RouteWithdraws Distribution `json:"route_withdraws_ms"`
+	RouteJoins     Distribution `json:"route_joins_ms"`
+	RouteBound     string       `json:"route_bound,omitempty"`
+	JoinBound      string       `json:"join_bound,omitempty"`
 	// MasterDownInterval is director2's, the gap bound's base.
 	MasterDownInterval string   `json:"master_down_interval"`
 	GapBound           string   `json:"gap_bound"`
@@ -72,11 +80,6 @@ func (d Distribution) String() string {
 	return fmt.Sprintf("%d: p50 %.0f ms, p90 %.0f ms, p99 %.0f ms, max %.0f ms", d.Count, d.P50, d.P90, d.P99, d.Max)
 }
 
-// leftOutAlways are the issue's faults this soak does not inject.
-var leftOutAlways = []string{
-	"three BGP directors (issue 16's BGP part: comes with the BGP mode)",
-}
-
 // finalChecks runs the checks made once at the end.
 func (s *soak) finalChecks() {
 	growth := s.checkGrowth()
@@ -99,7 +102,12 @@ func (s *soak) report() *Report {
 		MasterDownInterval: masterDown(prio2).String(), GapBound: (masterDown(prio2) + gapSlack).String(),
 		Growth: s.growth, ErrorsExplained: maps.Clone(s.errLines), ErrorFirst: maps.Clone(s.errFirst), Warnings: maps.Clone(s.warnLines),
 		StallTotal: total.Round(time.Millisecond).String(), StallLongest: longest.Round(time.Millisecond).String(),
-		LeftOut: append(slices.Clone(s.leftOut), leftOutAlways...),
+		LeftOut: slices.Clone(s.leftOut), Mode: s.opts.mode(),
+	}
+	if r.Mode == ModeBGP {
+		r.VIPGaps, r.Overlaps, r.ConnSync, r.MasterDownInterval, r.GapBound = Distribution{}, Distribution{}, Distribution{}, "", ""
+		r.RouteWithdraws, r.RouteJoins = distribution(s.withdraws), distribution(s.joins)
+		r.RouteBound, r.JoinBound = routeBound.String(), joinBound.String()
 	}
 	for _, f := range s.faults {
 		r.Faults[f.Kind.String()]++
@@ -131,7 +139,7 @@ func (r *Report) JSON() ([]byte, error) { return json.Marshal(r) }
 // Text is the report for people.
 func (r *Report) Text() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "== soak report: seed %d, faults for %s (ran %s) ==\n", r.Seed, r.Duration, r.Ran)
+	fmt.Fprintf(&b, "== soak report, %s mode: seed %d, faults for %s (ran %s) ==\n", r.Mode, r.Seed, r.Duration, r.Ran)
 	fmt.Fprintf(&b, "faults injected by kind:\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	for _, k := range slices.Sorted(maps.Keys(r.Faults)) {
@@ -146,11 +154,18 @@ func (r *Report) Text() string {
 	_ = tw.Flush()
 	c := r.Conns
 	fmt.Fprintf(&b, "connections: new %d ok, %d failed (longest run of failures %d ms %s); by real server %v\n", c.NewOK, c.NewFailed, c.LongestNewFailureRun, c.LongestNewFailureRunWhen, c.NewByReal)
-	fmt.Fprintf(&b, "long-lived: %d opened, %d answers checked; broke with their real server %d, before conn sync reached the peer %d, scheduled to different real servers by the two directors (handshake across a failover) %d, unexplained %d, answered by another real %d\n",
-		c.LongLivedOpened, c.LongLivedAnswers, c.BrokeWithRealServer, c.BrokeUnsynced, c.BrokeSplitHandshake, c.BrokeUnexplained, c.AnsweredByOtherReal)
-	fmt.Fprintf(&b, "conn sync (open to both tables): %s\n", r.ConnSync)
-	fmt.Fprintf(&b, "VIP/gateway gaps: %s (Master_Down_Interval %s, bound %s)\n", r.VIPGaps, r.MasterDownInterval, r.GapBound)
-	fmt.Fprintf(&b, "overlaps in moves: %s\n", r.Overlaps)
+	if r.Mode == ModeBGP {
+		fmt.Fprintf(&b, "held: %d opened, %d round trips checked; broke with their real server %d, younger than the sync flush at a change %d, unexplained %d\n",
+			c.LongLivedOpened, c.LongLivedAnswers, c.BrokeWithRealServer, c.BrokeUnsynced, c.BrokeUnexplained)
+		fmt.Fprintf(&b, "next hop withdrawn after a director left: %s (bound %s + the checks for a lost quorum)\n", r.RouteWithdraws, r.RouteBound)
+		fmt.Fprintf(&b, "next hop back after a director could serve again: %s (bound %s)\n", r.RouteJoins, r.JoinBound)
+	} else {
+		fmt.Fprintf(&b, "long-lived: %d opened, %d answers checked; broke with their real server %d, before conn sync reached the peer %d, scheduled to different real servers by the two directors (handshake across a failover) %d, unexplained %d, answered by another real %d\n",
+			c.LongLivedOpened, c.LongLivedAnswers, c.BrokeWithRealServer, c.BrokeUnsynced, c.BrokeSplitHandshake, c.BrokeUnexplained, c.AnsweredByOtherReal)
+		fmt.Fprintf(&b, "conn sync (open to both tables): %s\n", r.ConnSync)
+		fmt.Fprintf(&b, "VIP/gateway gaps: %s (Master_Down_Interval %s, bound %s)\n", r.VIPGaps, r.MasterDownInterval, r.GapBound)
+		fmt.Fprintf(&b, "overlaps in moves: %s\n", r.Overlaps)
+	}
 	fmt.Fprintf(&b, "soak process stalls (TCG): %s in all, longest %s\n", r.StallTotal, r.StallLongest)
 	for _, g := range r.Growth {
 		fmt.Fprintf(&b, "growth %s over %s (%d samples): %+.0f goroutines, %+.0f fds, %+.1f MiB (first %s; last %s)\n", g.Daemon, g.Span, g.Samples, g.Goroutines, g.FDs, g.RSSMiB, g.First, g.Last)

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/lab"
+	"github.com/haldir-lb/haldir/lab/bgpha"
 	"github.com/haldir-lb/haldir/lab/pair"
 )
 
@@ -38,19 +41,29 @@ func masterDown(p int) time.Duration {
 	return 3*advertInterval + time.Duration(256-p)*advertInterval/256
 }
 
-// Options say how long to run and the schedule's seed.
+// Options say what to soak, how long, and the schedule's seed.
 type Options struct {
+	Mode     Mode // ModePair when empty
 	Duration time.Duration
 	Seed     uint64
-	Kinds    []Kind // only these kinds of fault; empty: all
+	Kinds    []Kind // only these kinds of fault; empty: all of the mode's
+}
+
+func (o Options) mode() Mode {
+	if o.Mode == "" {
+		return ModePair
+	}
+	return o.Mode
 }
 
 // daemon is haldir on one director.
 type daemon struct {
 	name string
-	host *lab.Host
-	cfg  pair.Config
-	proc *lab.Proc
+	// index is the director's in the BGP cluster (0-2).
+	index int
+	host  *lab.Host
+	cfg   pair.Config
+	proc  *lab.Proc
 	// expectExit is set while the soak itself stops the process; ended
 	// lists every process the soak stopped.
 	expectExit bool
@@ -71,6 +84,14 @@ type soak struct {
 	s      *lab.Standard
 	reals  [3]*realServer
 	cg     *cgroups // nil when cgroup v2 is not available
+	// bgp is the BGP mode's cluster (nil in the pair's).
+	bgp *bgpha.Cluster
+	// realDown are the BGP mode's real servers' spells without their
+	// link, by name.
+	realDown map[string]*spells
+	// routes is what the router's next hops should be (BGP mode).
+	routes           [3]routeWant
+	withdraws, joins []time.Duration
 
 	mu        sync.Mutex
 	daemons   map[string]*daemon
@@ -104,23 +125,26 @@ func Run(ctx context.Context, out io.Writer, haldirPath string, opts Options) (*
 	}
 	s := &soak{
 		opts: opts, out: out, start: time.Now(), haldir: haldirPath,
-		daemons: map[string]*daemon{}, linkDown: map[string]bool{}, inv: newInvariants(),
+		daemons: map[string]*daemon{}, linkDown: map[string]bool{}, inv: newInvariants(opts.mode()),
 		metrics: map[string][]metricSample{}, tracked: map[netip.AddrPort]*tracked{}, warnLines: map[string]int{}, errLines: map[string]int{}, errFirst: map[string]string{},
 	}
 	defer s.close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := s.setup(ctx); err != nil {
+	setup, monitors := s.setup, []func(context.Context){s.watchdog, s.watchVIPs, s.watchStatus, s.watchTable, s.loadNew, s.loadLongLived, s.watchConns}
+	if opts.mode() == ModeBGP {
+		setup, monitors = s.setupBGP, []func(context.Context){s.watchdog, s.watchRoutes, s.loadNew, s.loadHeld}
+	}
+	if err := setup(ctx); err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
-	schedule := newSchedule(opts.Seed, opts.Duration, s.cg != nil, opts.Kinds)
-	s.printf("seed %d: %d faults planned over %s (replay: %s)", opts.Seed, len(schedule), opts.Duration, strings.Join(guestArgs(opts), " "))
+	schedule := newSchedule(opts.Seed, opts.Duration, opts.mode(), s.cg != nil, opts.Kinds)
+	s.printf("%s mode, seed %d: %d faults planned over %s (replay: %s)", opts.mode(), opts.Seed, len(schedule), opts.Duration, strings.Join(guestArgs(opts), " "))
 	for i, f := range schedule {
 		s.block(fmt.Sprintf("  %3d %s", i+1, f))
 	}
 	s.stall = pair.StartStallMeter()
 	s.progress.tick()
-	monitors := []func(context.Context){s.watchdog, s.watchVIPs, s.watchStatus, s.watchTable, s.loadNew, s.loadLongLived, s.watchConns}
 	var wg sync.WaitGroup
 	mctx, stopMonitors := context.WithCancel(ctx)
 	for _, m := range monitors {
@@ -163,6 +187,9 @@ func (s *soak) close() {
 	if s.s != nil {
 		_ = s.s.Close()
 	}
+	if s.bgp != nil {
+		_ = s.bgp.Close()
+	}
 	if s.dir != "" {
 		_ = os.RemoveAll(s.dir)
 	}
@@ -189,12 +216,7 @@ func (s *soak) setup(ctx context.Context) error {
 	if err := pair.WriteKey(s.dir); err != nil {
 		return err
 	}
-	cg, why := newCgroups()
-	s.cg = cg
-	if cg == nil {
-		s.leftOut = append(s.leftOut, "cpu-starve and mem-pressure: "+why)
-		s.printf("no cgroup v2 here (%s): CPU starvation and memory pressure are left out", why)
-	}
+	s.useCgroups("director1", "director2")
 	for _, d := range []struct {
 		h    *lab.Host
 		prio int
@@ -222,6 +244,16 @@ func (s *soak) setup(ctx context.Context) error {
 	return nil
 }
 
+// useCgroups makes the directors' cgroups, or notes why not.
+func (s *soak) useCgroups(directors ...string) {
+	cg, why := newCgroups(directors...)
+	s.cg = cg
+	if cg == nil {
+		s.leftOut = append(s.leftOut, "cpu-starve and mem-pressure: "+why)
+		s.printf("no cgroup v2 here (%s): CPU starvation and memory pressure are left out", why)
+	}
+}
+
 // writeConfig writes a daemon's configuration file.
 func (s *soak) writeConfig(d *daemon) error {
 	return os.WriteFile(d.cfg.Path(), []byte(d.cfg.TOML()), 0o644)
@@ -232,20 +264,18 @@ var startedLine = regexp.MustCompile(`haldir started`)
 // startDaemon starts haldir on d's director, waits until it has started
 // and follows its log.
 func (s *soak) startDaemon(ctx context.Context, d *daemon) error {
+	if s.bgp != nil {
+		if err := s.bgp.StartDirector(ctx, d.index); err != nil {
+			return err
+		}
+		s.adopt(ctx, d, s.bgp.Proc[d.index])
+		return nil
+	}
 	p, err := d.host.Start(ctx, []string{s.haldir, "run", "-c", d.cfg.Path()}, nil)
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	d.proc, d.expectExit, d.stopped = p, false, false
-	d.starts++
-	s.mu.Unlock()
-	if s.cg != nil {
-		if err := s.cg.place(d.name, p.Pid()); err != nil {
-			s.printf("cgroup: %v", err)
-		}
-	}
-	go s.follow(ctx, d, p)
+	s.adopt(ctx, d, p)
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	if _, err := p.WaitForLine(wctx, startedLine); err != nil {
@@ -266,6 +296,27 @@ func (s *soak) startDaemon(ctx context.Context, d *daemon) error {
 	d.client = c
 	s.mu.Unlock()
 	return nil
+}
+
+// adopt makes p d's running haldir: into its cgroup, its log followed.
+func (s *soak) adopt(ctx context.Context, d *daemon, p *lab.Proc) {
+	s.mu.Lock()
+	d.proc, d.expectExit, d.stopped = p, false, false
+	d.starts++
+	s.mu.Unlock()
+	if s.cg != nil {
+		if err := s.cg.place(d.name, p.Pid()); err != nil {
+			s.printf("cgroup: %v", err)
+		}
+	}
+	go s.follow(ctx, d, p)
+}
+
+// directorNames are the daemons' directors' names, sorted.
+func (s *soak) directorNames() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.daemons))
 }
 
 // logLine is what the soak looks at in haldir's log.
@@ -437,6 +488,9 @@ func (s *soak) waitSteady(ctx context.Context) string {
 }
 
 func (s *soak) steady(ctx context.Context) string {
+	if s.bgp != nil {
+		return s.steadyBGP()
+	}
 	want := map[string]string{"director1": "master", "director2": "backup"}
 	peer := map[string]string{"director1": "director2", "director2": "director1"}
 	for _, name := range []string{"director1", "director2"} {

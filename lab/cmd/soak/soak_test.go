@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/lab"
+	"github.com/haldir-lb/haldir/lab/bgpha"
 	"github.com/haldir-lb/haldir/lab/pair"
 	"github.com/haldir-lb/haldir/lab/vm"
 	"github.com/haldir-lb/haldir/lab/vmhost"
@@ -44,22 +46,7 @@ func TestVMSoakShort(t *testing.T) {
 	}) {
 		return
 	}
-	var out strings.Builder
-	rep, err := Run(context.Background(), &out, haldir, Options{Duration: shortDuration, Seed: shortSeed})
-	t.Log("soak output:\n" + out.String())
-	if err != nil {
-		t.Fatalf("soak failed: %v", err)
-	}
-	if n := len(rep.Faults); n < 5 {
-		t.Errorf("only %d kinds of fault injected: %v", n, rep.Faults)
-	}
-	for _, in := range rep.Invariants {
-		t.Run(in.Name, func(t *testing.T) {
-			if in.Violations != 0 {
-				t.Errorf("%d violations of %q; worst: %s; examples: %q", in.Violations, in.Rule, in.Worst, in.Examples)
-			}
-		})
-	}
+	rep := runClean(t, haldir, Options{Duration: shortDuration, Seed: shortSeed})
 	if rep.Conns.NewOK == 0 || rep.Conns.LongLivedAnswers == 0 {
 		t.Errorf("no load got through: %+v", rep.Conns)
 	}
@@ -67,7 +54,7 @@ func TestVMSoakShort(t *testing.T) {
 
 // TestScheduleReplays: one seed, one schedule; every kind in each round.
 func TestScheduleReplays(t *testing.T) {
-	a, b := newSchedule(7, 10*time.Minute, true, nil), newSchedule(7, 10*time.Minute, true, nil)
+	a, b := newSchedule(7, 10*time.Minute, ModePair, true, nil), newSchedule(7, 10*time.Minute, ModePair, true, nil)
 	if len(a) != len(b) || len(a) < 200 {
 		t.Fatalf("schedules of %d and %d faults, want the same, at least 200", len(a), len(b))
 	}
@@ -76,16 +63,22 @@ func TestScheduleReplays(t *testing.T) {
 			t.Fatalf("fault %d differs: %v vs %v", i, a[i], b[i])
 		}
 	}
-	if c := newSchedule(8, 10*time.Minute, true, nil); c[0] == a[0] && c[1] == a[1] && c[2] == a[2] {
+	if c := newSchedule(8, 10*time.Minute, ModePair, true, nil); c[0] == a[0] && c[1] == a[1] && c[2] == a[2] {
 		t.Errorf("seeds 7 and 8 start alike: %v", c[:3])
 	}
 	for _, tc := range []struct {
 		name    string
+		mode    Mode
 		cgroups bool
 		kinds   int
-	}{{"with cgroups", true, int(numKinds)}, {"without cgroups", false, int(numKinds) - 2}} {
+	}{
+		{"pair with cgroups", ModePair, true, int(EdgeCut)},
+		{"pair without cgroups", ModePair, false, int(EdgeCut) - 2},
+		{"bgp with cgroups", ModeBGP, true, len(bgpKinds)},
+		{"bgp without cgroups", ModeBGP, false, len(bgpKinds) - 1},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newSchedule(1, time.Minute, tc.cgroups, nil)
+			s := newSchedule(1, time.Minute, tc.mode, tc.cgroups, nil)
 			seen := map[Kind]bool{}
 			for _, f := range s[:tc.kinds] {
 				seen[f.Kind] = true
@@ -99,6 +92,11 @@ func TestScheduleReplays(t *testing.T) {
 			if !tc.cgroups && (seen[CPUStarve] || seen[MemPressure]) {
 				t.Error("cgroup faults planned without cgroups")
 			}
+			for k := range seen {
+				if !slices.Contains(tc.mode.kinds(), k) {
+					t.Errorf("%s planned in %s mode", k, tc.mode)
+				}
+			}
 		})
 	}
 }
@@ -106,11 +104,11 @@ func TestScheduleReplays(t *testing.T) {
 // TestScheduleOnly: -kinds keeps the schedule to the kinds named, and a
 // name that is no kind is refused with the list of kinds.
 func TestScheduleOnly(t *testing.T) {
-	only, err := parseKinds("mem-pressure, pause")
+	only, err := parseKinds("mem-pressure, pause", ModePair)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newSchedule(9, time.Minute, true, only)
+	s := newSchedule(9, time.Minute, ModePair, true, only)
 	seen := map[Kind]int{}
 	for _, f := range s {
 		seen[f.Kind]++
@@ -118,8 +116,48 @@ func TestScheduleOnly(t *testing.T) {
 	if len(seen) != 2 || seen[MemPressure] == 0 || seen[Pause] == 0 {
 		t.Errorf("kinds planned %v, want mem-pressure and pause only", seen)
 	}
-	if _, err := parseKinds("mem-pressure,nope"); err == nil || !strings.Contains(err.Error(), `no fault kind "nope"`) {
+	if _, err := parseKinds("mem-pressure,nope", ModePair); err == nil || !strings.Contains(err.Error(), `no fault kind "nope"`) {
 		t.Errorf("bad kind: %v", err)
+	}
+}
+
+// TestKindsByMode: each mode plans and accepts its own kinds only.
+func TestKindsByMode(t *testing.T) {
+	for _, tc := range []struct {
+		mode       Mode
+		list       string
+		ok         bool
+		mentioning string
+	}{
+		{ModePair, "handoff,netem-sync", true, ""},
+		{ModePair, "edge-cut", false, "kill, term"},
+		{ModeBGP, "edge-cut,back-cut,netem-edge,kill", true, ""},
+		{ModeBGP, "handoff", false, "edge-cut, back-cut, netem-edge"},
+		{ModeBGP, "vrrp-partition", false, "in bgp mode"},
+	} {
+		_, err := parseKinds(tc.list, tc.mode)
+		if (err == nil) != tc.ok || err != nil && !strings.Contains(err.Error(), tc.mentioning) {
+			t.Errorf("%s mode, -kinds %s: %v, want ok %v (mentioning %q)", tc.mode, tc.list, err, tc.ok, tc.mentioning)
+		}
+	}
+	s := newSchedule(3, 10*time.Minute, ModeBGP, true, nil)
+	targets := map[string]int{}
+	for _, f := range s {
+		targets[f.Target]++
+		if f.Kind == Pause && f.Hold <= bfdDetect {
+			t.Errorf("%v: not past BFD's detection", f)
+		}
+		if f.Kind == BackCut && f.Hold <= checkDetect {
+			t.Errorf("%v: not past the checks' detection", f)
+		}
+	}
+	for _, d := range bgpDirectors {
+		if targets[d] == 0 {
+			t.Errorf("no fault on %s: %v", d, targets)
+		}
+	}
+	if _, err := parseMode("vrrp"); err == nil {
+		t.Error("-mode vrrp accepted")
 	}
 }
 
@@ -163,5 +201,91 @@ func TestDistribution(t *testing.T) {
 	}
 	if (distribution(nil) != Distribution{}) {
 		t.Error("empty distribution not zero")
+	}
+}
+
+// bgpShortSeed and bgpShortDuration are `make test`'s soak of the BGP
+// mode: a fixed schedule whose first eight faults are seven kinds (a real
+// server's lost link, a stop, a kill, a reload with a weight,
+// maintenance, the back and the edge link cut, a broken reload), about
+// 75 s of them.
+const (
+	bgpShortSeed     = 17
+	bgpShortDuration = 75 * time.Second
+)
+
+// TestVMSoakBGPShort runs a short soak of three BGP directors with a
+// fixed seed in the lab VM (with FRRouting) and asserts that no
+// invariant was violated.
+func TestVMSoakBGPShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the soak takes minutes")
+	}
+	haldir, ranInVM := bgpha.RunInVM(t, vm.Options{Modules: GuestModules(), MemoryMB: 1536, Timeout: bgpShortDuration + 4*time.Minute})
+	if ranInVM {
+		return
+	}
+	rep := runClean(t, haldir, Options{Mode: ModeBGP, Duration: bgpShortDuration, Seed: bgpShortSeed})
+	if rep.Conns.NewOK == 0 || rep.Conns.LongLivedAnswers == 0 || rep.RouteWithdraws.Count == 0 {
+		t.Errorf("no load got through or no route changed: %+v, withdraws %v", rep.Conns, rep.RouteWithdraws)
+	}
+}
+
+// runClean runs a short soak and fails t on an error, too few kinds of
+// fault or any invariant's violation.
+func runClean(t *testing.T, haldir string, opts Options) *Report {
+	t.Helper()
+	var out strings.Builder
+	rep, err := Run(context.Background(), &out, haldir, opts)
+	t.Log("soak output:\n" + out.String())
+	if err != nil {
+		t.Fatalf("soak failed: %v", err)
+	}
+	if n := len(rep.Faults); n < 5 {
+		t.Errorf("only %d kinds of fault injected: %v", n, rep.Faults)
+	}
+	for _, in := range rep.Invariants {
+		t.Run(in.Name, func(t *testing.T) {
+			if in.Violations != 0 {
+				t.Errorf("%d violations of %q; worst: %s; examples: %q", in.Violations, in.Rule, in.Worst, in.Examples)
+			}
+		})
+	}
+	return rep
+}
+
+// TestHeldBreakAttribution: a break is the sync flush's when the
+// connection was younger than it at a fault's start or end before the
+// break, the real server's when that was down around it.
+func TestHeldBreakAttribution(t *testing.T) {
+	t0 := time.Now()
+	s := &soak{faults: []*faultRecord{{Start: t0, Recovered: t0.Add(5 * time.Second)}}}
+	for _, tc := range []struct {
+		name          string
+		opened, broke time.Duration // after t0
+		young         bool
+	}{
+		{"older than the flush at the start", -3 * time.Second, time.Second, false},
+		{"younger at the start", -time.Second, time.Second, true},
+		{"opened during the fault, younger at its end", 4 * time.Second, 6 * time.Second, true},
+		{"opened during the fault, older at its end", 2 * time.Second, 6 * time.Second, false},
+		{"broke before the end it was young at", 4 * time.Second, 4500 * time.Millisecond, false},
+	} {
+		if got := s.youngAtChange(t0.Add(tc.opened), t0.Add(tc.broke)); got != tc.young {
+			t.Errorf("%s: young %v, want %v", tc.name, got, tc.young)
+		}
+	}
+	var sp spells
+	if sp.in(t0, time.Now()) {
+		t.Error("no spell, yet down")
+	}
+	sp.begin()
+	if !sp.in(t0, time.Now()) {
+		t.Error("an open spell not seen")
+	}
+	sp.end()
+	after := time.Now().Add(time.Millisecond)
+	if sp.in(after, after.Add(time.Second)) || !sp.in(t0, after) {
+		t.Error("a closed spell seen after its end, or not within it")
 	}
 }
