@@ -193,8 +193,11 @@ const maxWaitingBatches = 4
 // concerns, on the caller's goroutine, beside the reader's: two
 // recvmmsg calls on one socket each take their own packets, and
 // delivering under s.mu keeps the sinks one at a time. Packets the reader
-// took just before are delivered by it, perhaps after these: adverts of
-// one master carry the same priority, so their order does not matter.
+// took just before are delivered by it, perhaps after these. Adverts of
+// one master mostly carry the same priority, so their order rarely
+// matters; where it does (its priority 0 read here, an older advert by
+// the reader after it), the takeover waits one Master_Down_Interval, as
+// if the priority 0 advert had been lost.
 func (s *linkSocket) readWaiting() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
