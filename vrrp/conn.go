@@ -45,8 +45,8 @@ func bindToDevice(ifname string) func(string, string, syscall.RawConn) error {
 
 // listenRaw opens a raw IP protocol 112 socket on ifi, sending from src
 // with TTL / hop limit 255 and reporting TTL and destination of received
-// packets. With join, it joins the VRRP multicast group of src's family.
-func listenRaw(ifi *net.Interface, src netip.Addr, join bool) (advertConn, error) {
+// packets. It joins no group: linkSockets does, once per link (join).
+func listenRaw(ifi *net.Interface, src netip.Addr) (advertConn, error) {
 	lc := net.ListenConfig{Control: bindToDevice(ifi.Name)}
 	if src.Is4() {
 		pc, err := lc.ListenPacket(context.Background(), "ip4:112", "0.0.0.0")
@@ -56,7 +56,7 @@ func listenRaw(ifi *net.Interface, src netip.Addr, join bool) (advertConn, error
 		setReadBuffer(pc)
 		c := &conn4{pc: pc, p: ipv4.NewPacketConn(pc), ifi: ifi, src: src}
 		if c.tx, err = newRawSender(pc, "ip4:112"); err == nil {
-			err = c.setup(join)
+			err = c.setup()
 		}
 		if err != nil {
 			pc.Close()
@@ -71,7 +71,7 @@ func listenRaw(ifi *net.Interface, src netip.Addr, join bool) (advertConn, error
 	setReadBuffer(pc)
 	c := &conn6{pc: pc, p: ipv6.NewPacketConn(pc), ifi: ifi, src: src}
 	if c.tx, err = newRawSender(pc, "ip6:112"); err == nil {
-		err = c.setup(join)
+		err = c.setup()
 	}
 	if err != nil {
 		pc.Close()
@@ -96,7 +96,7 @@ func mustAssemble(insts ...bpf.Instruction) []bpf.RawInstruction {
 // that unread packets never pile up in its buffer. Adverts are read on the
 // base interface.
 func listenSendOnly(ifi *net.Interface, src netip.Addr) (advertConn, error) {
-	c, err := listenRaw(ifi, src, false)
+	c, err := listenRaw(ifi, src)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +159,7 @@ type conn4 struct {
 	src netip.Addr
 }
 
-func (c *conn4) setup(join bool) error {
+func (c *conn4) setup() error {
 	steps := []func() error{
 		func() error { return c.p.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true) },
 		func() error { return c.p.SetTTL(255) },
@@ -167,9 +167,6 @@ func (c *conn4) setup(join bool) error {
 		func() error { return c.p.SetMulticastLoopback(false) },
 		func() error { return c.p.SetMulticastInterface(c.ifi) },
 		func() error { return c.p.SetTOS(tosNetworkControl) },
-	}
-	if join {
-		steps = append(steps, c.join)
 	}
 	for _, s := range steps {
 		if err := s(); err != nil {
@@ -237,7 +234,7 @@ type conn6 struct {
 	src netip.Addr
 }
 
-func (c *conn6) setup(join bool) error {
+func (c *conn6) setup() error {
 	steps := []func() error{
 		func() error {
 			return c.p.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true)
@@ -247,9 +244,6 @@ func (c *conn6) setup(join bool) error {
 		func() error { return c.p.SetMulticastLoopback(false) },
 		func() error { return c.p.SetMulticastInterface(c.ifi) },
 		func() error { return c.p.SetTrafficClass(tosNetworkControl) },
-	}
-	if join {
-		steps = append(steps, c.join)
 	}
 	for _, s := range steps {
 		if err := s(); err != nil {

@@ -83,7 +83,7 @@ func (ls *linkSockets) open(ifi *net.Interface, src netip.Addr, vrid uint8, mult
 	defer ls.mu.Unlock()
 	s := ls.m[key]
 	if s == nil {
-		c, err := listenRaw(ifi, src, false)
+		c, err := listenRaw(ifi, src)
 		if err != nil {
 			return nil, err
 		}

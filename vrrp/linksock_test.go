@@ -29,7 +29,7 @@ func TestLinkSocketReadWaiting(t *testing.T) {
 			if ifi, err = net.InterfaceByName("eth0"); err != nil {
 				return err
 			}
-			c, err = listenRaw(ifi, a, false)
+			c, err = listenRaw(ifi, a)
 			return err
 		}); err != nil {
 			t.Fatal(err)
