@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/haldir-lb/haldir/lab/vm/guest"
@@ -50,12 +52,21 @@ type Options struct {
 	Log io.Writer
 	// KernelArgs are added to the kernel command line.
 	KernelArgs []string
+	// SilentDump, when set, is how long the console may stay silent
+	// before the guest kernel is asked (sysrq through qemu's monitor) for
+	// every CPU's backtrace and its blocked tasks (again after each
+	// further silence as long, the dump's own lines ending one): a guest
+	// that hangs then says where. For commands that print
+	// regularly; a quiet `go test` would only add noise.
+	SilentDump time.Duration
 }
 
 // kernelArgs: the serial console carries everything; panic=-1 with qemu's
 // -no-reboot turns a guest panic into qemu exiting; mitigations=off because
 // the guest runs only our own code and TCG pays dearly for them.
-var kernelArgs = []string{"console=ttyS0", "panic=-1", "quiet", "mitigations=off"}
+// sysrq_always_enabled lets the host ask a hung guest for its stacks
+// (Options.SilentDump).
+var kernelArgs = []string{"console=ttyS0", "panic=-1", "quiet", "mitigations=off", "sysrq_always_enabled"}
 
 // ErrNoStatus says the guest stopped without printing the exit marker: it
 // crashed, was killed or timed out.
@@ -123,13 +134,19 @@ func Run(ctx context.Context, opts Options) (exitCode int, err error) {
 	if cpus == 0 {
 		cpus = 2
 	}
+	monitor, monitorArg := "", "none"
+	if opts.SilentDump > 0 {
+		monitor = initrd + ".monitor"
+		monitorArg = "unix:" + monitor + ",server=on,wait=off"
+		defer os.Remove(monitor)
+	}
 	// KVM is not used: on the machines this runs on /dev/kvm exists but
 	// hangs, and TCG boots this kernel in seconds.
 	cmd := exec.CommandContext(ctx, qemu,
 		"-accel", "tcg", "-cpu", "max",
 		"-m", strconv.Itoa(memory), "-smp", strconv.Itoa(cpus),
 		"-nodefaults", "-no-user-config", "-display", "none",
-		"-serial", "stdio", "-monitor", "none", "-no-reboot",
+		"-serial", "stdio", "-monitor", monitorArg, "-no-reboot",
 		"-kernel", k.bootImage(), "-initrd", initrd,
 		"-append", strings.Join(slices.Concat(kernelArgs, opts.KernelArgs), " "),
 	)
@@ -144,7 +161,13 @@ func Run(ctx context.Context, opts Options) (exitCode int, err error) {
 	if err := cmd.Start(); err != nil {
 		return -1, fmt.Errorf("vm: starting %s: %w", qemu, err)
 	}
-	code, found := scanConsole(stdout, out, nonce)
+	var lines atomic.Int64
+	if monitor != "" {
+		stop := make(chan struct{})
+		defer close(stop)
+		go dumpWhenSilent(monitor, opts.SilentDump, &lines, logw, stop)
+	}
+	code, found := scanConsole(stdout, out, nonce, &lines)
 	werr := cmd.Wait()
 	elapsed := time.Since(boot).Round(time.Millisecond)
 	if found {
@@ -159,11 +182,15 @@ func Run(ctx context.Context, opts Options) (exitCode int, err error) {
 
 // scanConsole copies the console to out and returns the status from the
 // exit marker line carrying nonce.
-func scanConsole(r io.Reader, out io.Writer, nonce string) (code int, found bool) {
+// lines counts them (nil: not counted).
+func scanConsole(r io.Reader, out io.Writer, nonce string, lines *atomic.Int64) (code int, found bool) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
 		line := strings.TrimRight(sc.Text(), "\r")
+		if lines != nil {
+			lines.Add(1)
+		}
 		if c, ok := parseExitMarker(line, nonce); ok {
 			code, found = c, true
 			continue
@@ -277,4 +304,53 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		}
 	}
 	return len(b), nil
+}
+
+// dumpWhenSilent asks the guest kernel for every CPU's backtrace and its
+// blocked tasks (sysrq l and w, typed on the guest's keyboard through
+// qemu's monitor) whenever the console has printed nothing for silent,
+// until stop is closed. The kernel prints them on the
+// console by itself, past whatever hangs in user space.
+func dumpWhenSilent(monitor string, silent time.Duration, lines *atomic.Int64, logw io.Writer, stop <-chan struct{}) {
+	tick := time.NewTicker(min(silent/4, 5*time.Second))
+	defer tick.Stop()
+	last, since := lines.Load(), time.Now()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		if n := lines.Load(); n != last {
+			last, since = n, time.Now()
+			continue
+		}
+		if time.Since(since) < silent {
+			continue
+		}
+		since = time.Now()
+		fmt.Fprintf(logw, "vm: the console has been silent for %s: asking the guest kernel for its CPUs' backtraces and blocked tasks (sysrq l, w)\n", time.Since(since).Round(time.Second))
+		if err := sendKeys(monitor, "alt-sysrq-l", "alt-sysrq-w"); err != nil {
+			fmt.Fprintf(logw, "vm: qemu monitor: %v\n", err)
+		}
+	}
+}
+
+// sendKeys types keys on the guest's keyboard through qemu's monitor.
+func sendKeys(monitor string, keys ...string) error {
+	c, err := net.DialTimeout("unix", monitor, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	for _, k := range keys {
+		if _, err := fmt.Fprintf(c, "sendkey %s\n", k); err != nil {
+			return err
+		}
+		// The kernel handles one sysrq at a time; a second key typed
+		// while it prints the first's answer would be lost.
+		time.Sleep(2 * time.Second)
+	}
+	return nil
 }

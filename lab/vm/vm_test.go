@@ -519,3 +519,33 @@ func TestEnsureVmlinux(t *testing.T) {
 		}
 	})
 }
+
+// TestSilentDump: a guest command that goes silent gets the guest
+// kernel's CPU backtraces and blocked tasks on the console.
+func TestSilentDump(t *testing.T) {
+	k := needVM(t)
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("needs busybox-static at /bin/busybox")
+	}
+	var out, log bytes.Buffer
+	code, err := Run(context.Background(), Options{
+		Args:       []string{"/bin/busybox", "sh", "-c", "echo going-silent; sleep 10; echo back"},
+		Modules:    []string{},
+		Kernel:     k,
+		Timeout:    2 * time.Minute,
+		Output:     &out,
+		Log:        &log,
+		SilentDump: 4 * time.Second,
+	})
+	if err != nil || code != 0 {
+		t.Fatalf("Run: status %d, %v\n%s", code, err, out.String())
+	}
+	for _, want := range []string{"going-silent", "sysrq: Show backtrace of all active CPUs", "sysrq: Show Blocked State", "back"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("console lacks %q:\n%s", want, out.String())
+		}
+	}
+	if !strings.Contains(log.String(), "has been silent") {
+		t.Errorf("the log does not say why the dump came:\n%s", log.String())
+	}
+}

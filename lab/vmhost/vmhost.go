@@ -45,6 +45,8 @@ type Spec struct {
 	MemoryMB int
 	// Output receives the guest's console; nil means stdout.
 	Output io.Writer
+	// SilentDump: see vm.Options.
+	SilentDump time.Duration
 }
 
 // Run builds and runs spec in the lab VM, printing progress to stdout.
@@ -105,6 +107,8 @@ func Run(ctx context.Context, spec Spec) error {
 		MemoryMB: spec.MemoryMB,
 		Output:   out,
 		Log:      os.Stdout,
+		// The command's own watchdog may hang with what it watches.
+		SilentDump: spec.SilentDump,
 	})
 	if err != nil {
 		return fmt.Errorf("vm: %w", err)

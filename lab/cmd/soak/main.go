@@ -145,6 +145,11 @@ func runHost(ctx context.Context, opts Options, jsonPath string) error {
 			Files:    files,
 			MemoryMB: 1536,
 			Output:   keep,
+			// The soak prints at every fault (seconds apart); its own
+			// watchdog ends a stuck run within 65 s. Silence past that
+			// means the watchdog is stuck too: let the guest kernel say
+			// where.
+			SilentDump: 2 * time.Minute,
 		})
 		keep.flush()
 		js = keep.json
