@@ -41,17 +41,23 @@ func StartStallMeter() *StallMeter {
 				return
 			case now := <-t.C:
 				if late := now.Sub(last) - m.period; late > stallMin {
-					m.mu.Lock()
-					m.total += late
-					m.longest = max(m.longest, late)
-					m.stalls = append(m.stalls, stall{now, late})
-					m.mu.Unlock()
+					m.Add(now, late)
 				}
 				last = now
 			}
 		}
 	}()
 	return m
+}
+
+// Add records a stall of d that ended at end: the meter's own ticker
+// does, and tests of what reads a meter.
+func (m *StallMeter) Add(end time.Time, d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.total += d
+	m.longest = max(m.longest, d)
+	m.stalls = append(m.stalls, stall{end, d})
 }
 
 // In is the stall time that overlaps [from, to].

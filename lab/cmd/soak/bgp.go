@@ -42,6 +42,10 @@ const (
 	// after a restart or a restored link, about 10 s after a stop or a
 	// starvation long enough for the router's BFD to reset the session.
 	joinBound = 15 * time.Second
+	// stallLookback is how far before a next hop's loss a measured stall
+	// of the soak's explains it: BFD's detection time after the silence
+	// began, and the router's reaction.
+	stallLookback = 2 * time.Second
 	// newRunBound bounds a run of failed new connections: a withdraw's
 	// lag and a SYN retransmission.
 	newRunBound = 3 * time.Second
@@ -389,17 +393,29 @@ func (s *soak) judgeRoute(i int, w routeWant, since, now time.Time, followed boo
 		// No change of the soak's: the router changed on its own.
 		bound = routeBound
 	}
+	stall := s.stall.In(since, now)
+	// A next hop lost with no change of the soak's, right after the soak
+	// itself stood still for at least the router's BFD detection time, is
+	// the emulator's doing: the whole guest stalled (the router's bfdd
+	// with it), as a real host's would under the same starvation. Its
+	// return is then bounded as any other rejoin; its loss is counted.
+	lostInStall := !change && w.state == wantIn && s.stall.In(since.Add(-stallLookback), since) >= bfdDetect
+	if lostInStall {
+		bound = joinBound
+	}
 	s.checked(invRoutes)
-	if followed && change {
+	if followed && (change || lostInStall) {
 		s.mu.Lock()
-		if w.state == wantOut {
+		switch {
+		case lostInStall:
+			s.stallLosses = append(s.stallLosses, lag)
+		case w.state == wantOut:
 			s.withdraws = append(s.withdraws, lag)
-		} else {
+		default:
 			s.joins = append(s.joins, lag)
 		}
 		s.mu.Unlock()
 	}
-	stall := s.stall.In(since, now)
 	if lag <= bound+stall {
 		return
 	}

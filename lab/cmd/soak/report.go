@@ -35,8 +35,11 @@ type Report struct {
 	// hop back; RouteBound and JoinBound their bounds.
 	RouteWithdraws Distribution `json:"route_withdraws_ms"`
 	RouteJoins     Distribution `json:"route_joins_ms"`
-	RouteBound     string       `json:"route_bound,omitempty"`
-	JoinBound      string       `json:"join_bound,omitempty"`
+	// RouteStallLosses: next hops lost with no change of the soak's right
+	// after a stall of its own as long as BFD's detection, until back.
+	RouteStallLosses Distribution `json:"route_stall_losses_ms"`
+	RouteBound       string       `json:"route_bound,omitempty"`
+	JoinBound        string       `json:"join_bound,omitempty"`
 	// MasterDownInterval is director2's, the gap bound's base.
 	MasterDownInterval string   `json:"master_down_interval"`
 	GapBound           string   `json:"gap_bound"`
@@ -106,7 +109,7 @@ func (s *soak) report() *Report {
 	}
 	if r.Mode == ModeBGP {
 		r.VIPGaps, r.Overlaps, r.ConnSync, r.MasterDownInterval, r.GapBound = Distribution{}, Distribution{}, Distribution{}, "", ""
-		r.RouteWithdraws, r.RouteJoins = distribution(s.withdraws), distribution(s.joins)
+		r.RouteWithdraws, r.RouteJoins, r.RouteStallLosses = distribution(s.withdraws), distribution(s.joins), distribution(s.stallLosses)
 		r.RouteBound, r.JoinBound = routeBound.String(), joinBound.String()
 	}
 	for _, f := range s.faults {
@@ -159,6 +162,7 @@ func (r *Report) Text() string {
 			c.LongLivedOpened, c.LongLivedAnswers, c.BrokeWithRealServer, c.BrokeUnsynced, c.BrokeUnexplained)
 		fmt.Fprintf(&b, "next hop withdrawn after a director left: %s (bound %s + the checks for a lost quorum)\n", r.RouteWithdraws, r.RouteBound)
 		fmt.Fprintf(&b, "next hop back after a director could serve again: %s (bound %s)\n", r.RouteJoins, r.JoinBound)
+		fmt.Fprintf(&b, "next hop lost in a stall of the soak's as long as BFD's detection, until back: %s (bound %s)\n", r.RouteStallLosses, r.JoinBound)
 	} else {
 		fmt.Fprintf(&b, "long-lived: %d opened, %d answers checked; broke with their real server %d, before conn sync reached the peer %d, scheduled to different real servers by the two directors (handshake across a failover) %d, unexplained %d, answered by another real %d\n",
 			c.LongLivedOpened, c.LongLivedAnswers, c.BrokeWithRealServer, c.BrokeUnsynced, c.BrokeSplitHandshake, c.BrokeUnexplained, c.AnsweredByOtherReal)

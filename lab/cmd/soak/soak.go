@@ -92,6 +92,7 @@ type soak struct {
 	// routes is what the router's next hops should be (BGP mode).
 	routes           [3]routeWant
 	withdraws, joins []time.Duration
+	stallLosses      []time.Duration // next hops lost in a measured stall, until back
 
 	mu        sync.Mutex
 	daemons   map[string]*daemon

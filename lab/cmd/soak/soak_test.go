@@ -289,3 +289,42 @@ func TestHeldBreakAttribution(t *testing.T) {
 		t.Error("a closed spell seen after its end, or not within it")
 	}
 }
+
+// TestRouteLostInStall: a next hop lost on its own right after the soak
+// stood still for BFD's detection time is held to the rejoin bound and
+// counted apart; one lost with no such stall is held to the bound of a
+// next hop changing on its own.
+func TestRouteLostInStall(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		stall     time.Duration // ending just before the loss
+		missing   time.Duration
+		violation bool
+		losses    int
+	}{
+		{"no stall, back after 800 ms", 0, 800 * time.Millisecond, false, 0},
+		{"no stall, back after 5 s", 0, 5 * time.Second, true, 0},
+		{"a stall shorter than BFD's detection, back after 5 s", 200 * time.Millisecond, 5 * time.Second, true, 0},
+		{"a stall as long as BFD's detection, back after 5 s", bfdDetect, 5 * time.Second, false, 1},
+		{"a stall as long as BFD's detection, back after 20 s", bfdDetect, 20 * time.Second, true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out strings.Builder
+			now := time.Now()
+			lost := now.Add(-tc.missing)
+			s := &soak{inv: newInvariants(ModeBGP), out: &out, start: now.Add(-time.Minute), stall: &pair.StallMeter{}}
+			if tc.stall > 0 {
+				s.stall.Add(lost.Add(-100*time.Millisecond), tc.stall)
+			}
+			// Wanted in since long before: the router dropped it on its own.
+			w := routeWant{state: wantIn, since: now.Add(-time.Minute), bound: joinBound, why: "started"}
+			s.judgeRoute(1, w, lost, now, true)
+			if got := s.inv[invRoutes].Violations > 0; got != tc.violation {
+				t.Errorf("violation %v, want %v: %s", got, tc.violation, out.String())
+			}
+			if len(s.stallLosses) != tc.losses || len(s.joins) != 0 {
+				t.Errorf("%d losses in a stall and %d joins recorded, want %d and 0", len(s.stallLosses), len(s.joins), tc.losses)
+			}
+		})
+	}
+}
