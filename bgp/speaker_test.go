@@ -278,3 +278,60 @@ func TestReadPasswordFile(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 }
+
+// TestBGPSpeakerRedial: a session the router ends (its NOTIFICATION, as
+// when its BFD lost this director) comes back as soon as the router takes
+// the peer again, not after GoBGP's fixed 5 s idle hold, once the owner
+// hands the speaker its peer events; a second end within redialEvery is
+// left to GoBGP, and so are the ends GoBGP causes itself.
+func TestBGPSpeakerRedial(t *testing.T) {
+	s, r, events := startPair(t, time.Millisecond, nil)
+	events.Take()
+	r.Bounce(t, director)
+	bounced := time.Now()
+	var redialed bool
+	var seen []PeerEvent
+	poll.Until(t, 10*time.Second, "the session back", func() (bool, any) {
+		for _, e := range events.Take() {
+			seen = append(seen, e)
+			ok, err := s.Redial(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			redialed = redialed || ok
+		}
+		ps, err := s.Peers(context.Background())
+		return err == nil && len(ps) == 1 && ps[0].State == "established", seen
+	})
+	took := time.Since(bounced)
+	t.Logf("established again %v after the router's NOTIFICATION; events %v", took.Round(time.Millisecond), seen)
+	if !redialed {
+		t.Errorf("not redialed; events %v", seen)
+	}
+	// GoBGP alone waits 5 s idle, then dials after 1.5-2 s (its first
+	// connect retry); a redialed peer only does the latter.
+	if took > 4500*time.Millisecond {
+		t.Errorf("established again after %v, want well within GoBGP's 5 s idle hold", took)
+	}
+
+	idle := PeerEvent{Peer: router, State: "idle", Reason: "notification_received: notification-received code 6(cease) subcode 3(peer deconfigured)"}
+	for _, tc := range []struct {
+		name string
+		e    PeerEvent
+	}{
+		{"again within redialEvery", idle},
+		{"own reset", PeerEvent{Peer: router, State: "idle", Reason: "notification_sent: notification-sent code 6(cease) subcode 4(administrative reset)"}},
+		{"not idle", PeerEvent{Peer: router, State: "active", Reason: idle.Reason}},
+		{"not a peer", PeerEvent{Peer: netip.MustParseAddr("127.0.0.9"), State: "idle", Reason: idle.Reason}},
+	} {
+		if ok, err := s.Redial(tc.e); ok || err != nil {
+			t.Errorf("%s: redialed %v, %v; want neither", tc.name, ok, err)
+		}
+	}
+	// An idle event the session has since left behind (queued while it
+	// came back) redials nothing.
+	s.redialed = map[netip.Addr]time.Time{}
+	if ok, err := s.Redial(idle); ok || err != nil {
+		t.Errorf("a stale idle event: redialed %v, %v; want neither", ok, err)
+	}
+}

@@ -309,8 +309,10 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 // dumpWhenSilent asks the guest kernel for every CPU's backtrace and its
 // blocked tasks (sysrq l and w, typed on the guest's keyboard through
 // qemu's monitor) whenever the console has printed nothing for silent,
-// until stop is closed. The kernel prints them on the
-// console by itself, past whatever hangs in user space.
+// until stop is closed, and prints where each virtual CPU is (its
+// registers, from the monitor): a kernel spinning with interrupts off
+// answers no key, and its instruction pointers, looked up in the guest's
+// /proc/kallsyms, say where it spins.
 func dumpWhenSilent(monitor string, silent time.Duration, lines *atomic.Int64, logw io.Writer, stop <-chan struct{}) {
 	tick := time.NewTicker(min(silent/4, 5*time.Second))
 	defer tick.Stop()
@@ -328,29 +330,76 @@ func dumpWhenSilent(monitor string, silent time.Duration, lines *atomic.Int64, l
 		if time.Since(since) < silent {
 			continue
 		}
-		since = time.Now()
 		fmt.Fprintf(logw, "vm: the console has been silent for %s: asking the guest kernel for its CPUs' backtraces and blocked tasks (sysrq l, w)\n", time.Since(since).Round(time.Second))
-		if err := sendKeys(monitor, "alt-sysrq-l", "alt-sysrq-w"); err != nil {
+		since = time.Now()
+		regs, err := monitorSession(monitor, "info registers -a")
+		for _, l := range cpuLines(regs) {
+			fmt.Fprintf(logw, "vm: %s\n", l)
+		}
+		if err == nil {
+			_, err = monitorSession(monitor, "sendkey alt-sysrq-l", "sendkey alt-sysrq-w")
+		}
+		if err != nil {
 			fmt.Fprintf(logw, "vm: qemu monitor: %v\n", err)
 		}
 	}
 }
 
-// sendKeys types keys on the guest's keyboard through qemu's monitor.
-func sendKeys(monitor string, keys ...string) error {
+// monitorSession runs commands in qemu's human monitor and returns what
+// the last one printed (with the monitor's greeting when there is one
+// command).
+func monitorSession(monitor string, cmds ...string) (string, error) {
 	c, err := net.DialTimeout("unix", monitor, 5*time.Second)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	for _, k := range keys {
-		if _, err := fmt.Fprintf(c, "sendkey %s\n", k); err != nil {
-			return err
+	var last []byte
+	for _, cmd := range cmds {
+		if _, err := fmt.Fprintf(c, "%s\n", cmd); err != nil {
+			return "", err
 		}
-		// The kernel handles one sysrq at a time; a second key typed
-		// while it prints the first's answer would be lost.
-		time.Sleep(2 * time.Second)
+		// The kernel handles one sysrq at a time, and the monitor has
+		// no end-of-answer marker but its next prompt: read what comes
+		// within 2 s.
+		last = last[:0]
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := c.Read(buf)
+			last = append(last, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
 	}
-	return nil
+	return string(last), nil
+}
+
+// cpuLines picks from "info registers -a" each CPU's instruction and
+// stack pointers, privilege level and whether interrupts are on.
+func cpuLines(regs string) []string {
+	var out []string
+	cpu := ""
+	for _, l := range strings.Split(regs, "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "CPU#") {
+			cpu = l
+		}
+		if rip, ok := strings.CutPrefix(l, "RIP="); ok {
+			f := strings.Fields(rip)
+			if len(f) < 2 {
+				continue
+			}
+			fl, _ := strconv.ParseUint(strings.TrimPrefix(f[1], "RFL="), 16, 64)
+			cpl := ""
+			for _, x := range f {
+				if strings.HasPrefix(x, "CPL=") {
+					cpl = x
+				}
+			}
+			out = append(out, fmt.Sprintf("%s RIP=%s %s interrupts %s", cpu, f[0], cpl, map[bool]string{true: "on", false: "off"}[fl&0x200 != 0]))
+		}
+	}
+	return out
 }

@@ -529,7 +529,7 @@ func TestSilentDump(t *testing.T) {
 	}
 	var out, log bytes.Buffer
 	code, err := Run(context.Background(), Options{
-		Args:       []string{"/bin/busybox", "sh", "-c", "echo going-silent; sleep 10; echo back"},
+		Args:       []string{"/bin/busybox", "sh", "-c", "echo going-silent; sleep 14; echo back"},
 		Modules:    []string{},
 		Kernel:     k,
 		Timeout:    2 * time.Minute,
@@ -545,7 +545,25 @@ func TestSilentDump(t *testing.T) {
 			t.Errorf("console lacks %q:\n%s", want, out.String())
 		}
 	}
-	if !strings.Contains(log.String(), "has been silent") {
-		t.Errorf("the log does not say why the dump came:\n%s", log.String())
+	if !strings.Contains(log.String(), "has been silent") || !strings.Contains(log.String(), "vm: CPU#1 RIP=") {
+		t.Errorf("the log does not say why the dump came, or where the CPUs were:\n%s", log.String())
+	}
+}
+
+// TestCPULines: where each virtual CPU is, from the monitor's "info
+// registers -a" (the hung soak's guest: both in the int3 handler,
+// interrupts off; a CPU in user space with them on).
+func TestCPULines(t *testing.T) {
+	regs := "info registers -a\r\n\r\nCPU#0\r\nRAX=0000000000000000 RBX=ffff888058f6da00\r\n" +
+		"RIP=ffffffff81c00ba3 RFL=00000002 [-------] CPL=0 II=0 A20=1 SMM=0 HLT=0\r\n" +
+		"ES =0000 0000000000000000 00000000 00000000\r\n\r\nCPU#1\r\nRAX=0000000000000001\r\n" +
+		"RIP=000000000046a1c3 RFL=00000246 [---Z-P-] CPL=3 II=0 A20=1 SMM=0 HLT=0\r\n(qemu) "
+	got := cpuLines(regs)
+	want := []string{
+		"CPU#0 RIP=ffffffff81c00ba3 CPL=0 interrupts off",
+		"CPU#1 RIP=000000000046a1c3 CPL=3 interrupts on",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("cpuLines:\n got %q\nwant %q", got, want)
 	}
 }

@@ -15,6 +15,9 @@ import (
 // VM's init mounts none).
 const cgroupRoot = "/sys/fs/cgroup"
 
+// bandwidthPin is an empty cgroup with a quota: see newCgroups.
+const bandwidthPin = "bandwidth-on"
+
 // cgroups are the directors' daemons' cgroups (cgroup v2), for CPU
 // starvation (cpu.max) and memory pressure (memory.high).
 type cgroups struct{ root string }
@@ -45,10 +48,21 @@ func newCgroups(directors ...string) (*cgroups, string) {
 	if err := os.WriteFile(filepath.Join(cg.root, "cgroup.subtree_control"), []byte("+cpu +memory"), 0o644); err != nil {
 		return nil, fmt.Sprintf("enabling the controllers under %s: %v", cg.root, err)
 	}
-	for _, d := range append(directors, "lab") {
+	for _, d := range append(directors, "lab", bandwidthPin) {
 		if err := os.MkdirAll(filepath.Join(cg.root, d), 0o755); err != nil {
 			return nil, err.Error()
 		}
+	}
+	// The kernel switches CFS bandwidth control on (a static key, by
+	// patching its own code on every CPU with int3) when the first
+	// cgroup gets a quota, and off when the last loses it: each
+	// cpu-starve did both. Under TCG that patching twice left both
+	// virtual CPUs looping in the int3 handler at the patched site in
+	// dequeue_entity, interrupts off, for good (the guest silent, found
+	// through the qemu monitor's registers). An empty cgroup holding a
+	// quota that never binds keeps the key on for the whole run.
+	if err := cg.write(bandwidthPin, "cpu.max", "10000000 100000"); err != nil {
+		return nil, err.Error()
 	}
 	// The soak itself (its client load, real servers and monitors) goes
 	// into a sibling of the directors' cgroups. Left in the root, its
