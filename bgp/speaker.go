@@ -90,8 +90,6 @@ type Speaker struct {
 	spec conf.BGPSpec
 	// peers are the peers GoBGP has, by address, as it was given them.
 	peers map[netip.Addr]*api.Peer
-	// redialed is when each peer was last redialed (Redial).
-	redialed map[netip.Addr]time.Time
 
 	cmds     *fifo.Queue[command]
 	cancel   context.CancelFunc // ends the peer watch
@@ -126,7 +124,7 @@ func Start(spec conf.BGPSpec, routerID netip.Addr, opts Options) (*Speaker, erro
 	// GoBGP logs every session step at info; haldir logs the state
 	// changes itself (OnPeer), so only GoBGP's warnings and errors pass.
 	gl := slog.New(minLevel{h: opts.Logger.Handler(), min: slog.LevelWarn})
-	s := &Speaker{log: opts.Logger, opts: opts, spec: spec, peers: map[netip.Addr]*api.Peer{}, redialed: map[netip.Addr]time.Time{},
+	s := &Speaker{log: opts.Logger, opts: opts, spec: spec, peers: map[netip.Addr]*api.Peer{},
 		bgp: server.NewBgpServer(server.LoggerOption(gl, nil)), cmds: fifo.New[command](), done: make(chan struct{})}
 	go s.bgp.Serve()
 	listen := int32(spec.ListenPort)
@@ -318,56 +316,6 @@ func ReadPasswordFile(path string) (string, error) {
 
 // Apply carries actions out in order, on the speaker's goroutine; it
 // never blocks.
-// redialEvery is the least time between two redials of a peer: a
-// session that keeps failing is dialled no faster than GoBGP's own idle
-// hold (5 s) would, give or take one attempt.
-const redialEvery = 10 * time.Second
-
-// redialReasons are the session ends after which GoBGP holds a peer idle
-// for a fixed 5 s (its holdtimeIdle, not configurable): the router's
-// NOTIFICATION (as when its BFD lost this director), a connection read
-// or write failing, the hold timer. Its own resets (NOTIFICATION sent)
-// wait IdleHoldTimeAfterReset, 1 s here.
-var redialReasons = []string{"notification_received", "read_failed", "write_failed", "hold_timer_expired"}
-
-// Redial takes e, a peer event OnPeer delivered, and when the peer has
-// gone idle for one of redialReasons and is idle still, replaces it with
-// the same peer anew, which dials at once: GoBGP would hold it idle for
-// 5 s, refusing the router's own connections meanwhile. After a stall
-// long enough for the router's BFD to drop this director, that hold was
-// half of the time to get its routes back. A peer is redialed at most
-// once per redialEvery. It says whether it redialed. Call it on the
-// goroutine that calls SetPeers.
-func (s *Speaker) Redial(e PeerEvent) (bool, error) {
-	ap, ok := s.peers[e.Peer]
-	if !ok || e.State != "idle" || !slices.ContainsFunc(redialReasons, func(r string) bool { return strings.HasPrefix(e.Reason, r) }) {
-		return false, nil
-	}
-	if last, ok := s.redialed[e.Peer]; ok && time.Since(last) < redialEvery {
-		return false, nil
-	}
-	// The event was queued: the peer may have moved on since.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	idle := false
-	err := s.bgp.ListPeer(ctx, &api.ListPeerRequest{Address: e.Peer.String()}, func(p *api.Peer) {
-		idle = p.GetState().GetSessionState() == api.PeerState_SESSION_STATE_IDLE
-	})
-	if err != nil || !idle {
-		return false, err
-	}
-	s.redialed[e.Peer] = time.Now()
-	if err := s.bgp.DeletePeer(ctx, &api.DeletePeerRequest{Address: e.Peer.String()}); err != nil {
-		return false, fmt.Errorf("bgp: redialing peer %v: removing it: %w", e.Peer, err)
-	}
-	if err := s.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: ap}); err != nil {
-		// Not running now: SetPeers adds it again at the next reload.
-		delete(s.peers, e.Peer)
-		return false, fmt.Errorf("bgp: redialing peer %v: adding it again: %w", e.Peer, err)
-	}
-	return true, nil
-}
-
 func (s *Speaker) Apply(actions []Action) {
 	if len(actions) > 0 {
 		s.cmds.Put(command{actions: slices.Clone(actions)})

@@ -136,17 +136,6 @@ func (d *Daemon) bgpPeerChanged(e bgp.PeerEvent) {
 	if e.Reason != "" {
 		d.remember(e.At, fmt.Sprintf("bgp: peer %s %s: %s", e.Peer, e.State, e.Reason))
 	}
-	if d.bgp == nil || d.bgp.stopping {
-		return
-	}
-	redialed, err := d.bgp.speaker.Redial(e)
-	switch {
-	case err != nil:
-		d.log.Error("bgp: peer", "peer", e.Peer.String(), "error", err)
-		d.notRunning["bgp peers"] = err.Error()
-	case redialed:
-		d.log.Info("bgp peer redialed at once, not after GoBGP's 5 s idle hold", "peer", e.Peer.String())
-	}
 }
 
 // reloadBGP takes a reload's [bgp]: peers and announcements change in

@@ -59,7 +59,6 @@ type Router struct {
 	mu      sync.Mutex
 	updates []Update
 	states  []string // the peer session's states, in order
-	peers   []Peer
 }
 
 // Peer is the director a Router accepts.
@@ -99,51 +98,20 @@ func Start(t testing.TB, addr netip.Addr, asn uint32, peers ...Peer) *Router {
 		t.Fatal(err)
 	}
 	for _, peer := range peers {
-		r.addPeer(t, peer)
+		err = r.s.AddPeer(context.Background(), &api.AddPeerRequest{Peer: &api.Peer{
+			Conf:      &api.PeerConf{NeighborAddress: peer.Addr.String(), PeerAsn: peer.ASN, AuthPassword: peer.Password},
+			Transport: &api.Transport{PassiveMode: true, LocalAddress: addr.String()},
+			Timers:    &api.Timers{Config: &api.TimersConfig{HoldTime: 9, KeepaliveInterval: 3}},
+			AfiSafis: []*api.AfiSafi{
+				{Config: &api.AfiSafiConfig{Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}, Enabled: true}},
+				{Config: &api.AfiSafiConfig{Family: &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}, Enabled: true}},
+			},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	return r
-}
-
-// addPeer makes peer one of the router's (passive: the peer dials).
-func (r *Router) addPeer(t testing.TB, peer Peer) {
-	t.Helper()
-	err := r.s.AddPeer(context.Background(), &api.AddPeerRequest{Peer: &api.Peer{
-		Conf:      &api.PeerConf{NeighborAddress: peer.Addr.String(), PeerAsn: peer.ASN, AuthPassword: peer.Password},
-		Transport: &api.Transport{PassiveMode: true, LocalAddress: r.Addr.String()},
-		Timers:    &api.Timers{Config: &api.TimersConfig{HoldTime: 9, KeepaliveInterval: 3}},
-		AfiSafis: []*api.AfiSafi{
-			{Config: &api.AfiSafiConfig{Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}, Enabled: true}},
-			{Config: &api.AfiSafiConfig{Family: &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}, Enabled: true}},
-		},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.mu.Lock()
-	r.peers = append(r.peers, peer)
-	r.mu.Unlock()
-}
-
-// Bounce ends the session with the peer at addr by a NOTIFICATION (cease,
-// peer de-configured) and takes the peer back at once, as a router does
-// whose BFD lost a peer that is back.
-func (r *Router) Bounce(t testing.TB, addr netip.Addr) {
-	t.Helper()
-	r.mu.Lock()
-	i := slices.IndexFunc(r.peers, func(p Peer) bool { return p.Addr == addr })
-	var peer Peer
-	if i >= 0 {
-		peer = r.peers[i]
-		r.peers = slices.Delete(r.peers, i, i+1)
-	}
-	r.mu.Unlock()
-	if i < 0 {
-		t.Fatalf("bgptest: router %v has no peer %v", r.Addr, addr)
-	}
-	if err := r.s.DeletePeer(context.Background(), &api.DeletePeerRequest{Address: addr.String()}); err != nil {
-		t.Fatal(err)
-	}
-	r.addPeer(t, peer)
 }
 
 func freePort(t testing.TB, addr netip.Addr) uint16 {

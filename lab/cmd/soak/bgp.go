@@ -427,8 +427,8 @@ func (s *soak) judgeRoute(i int, w routeWant, since, now time.Time, followed boo
 	if change {
 		cause = "after " + w.why
 	}
-	s.violate(invRoutes, lag, fmt.Sprintf("director%d's next hop %s for %v %s (bound %v + %v of measured stall)%s",
-		i+1, what, lag.Round(time.Millisecond), cause, bound, stall.Round(time.Millisecond), s.during(since)))
+	s.violateSince(invRoutes, lag, fmt.Sprintf("director%d's next hop %s for %v %s (bound %v + %v of measured stall)%s",
+		i+1, what, lag.Round(time.Millisecond), cause, bound, stall.Round(time.Millisecond), s.during(since)), since.Add(-10*time.Second))
 }
 
 // greet opens a new connection to the VIP's echo service and returns the

@@ -89,8 +89,15 @@ func newInvariants(mode Mode) map[string]*invariant {
 }
 
 // violate counts a violation of name; by is its size when it has one
-// (the worst is kept), detail says what happened.
+// (the worst is kept), detail says what happened. The daemons' log of
+// the last 8 s follows it.
 func (s *soak) violate(name string, by time.Duration, detail string) {
+	s.violateSince(name, by, detail, time.Now().Add(-8*time.Second))
+}
+
+// violateSince is violate with the daemons' log from logFrom: a
+// violation judged at an episode's end needs the log of its start.
+func (s *soak) violateSince(name string, by time.Duration, detail string, logFrom time.Time) {
 	s.mu.Lock()
 	in := s.inv[name]
 	in.Violations++
@@ -104,7 +111,7 @@ func (s *soak) violate(name string, by time.Duration, detail string) {
 	}
 	s.mu.Unlock()
 	s.printf("VIOLATION %s: %s", name, detail)
-	s.block(s.recentLog(8 * time.Second))
+	s.block(s.recentLog(time.Since(logFrom)))
 }
 
 // recentLog is both daemons' log lines of the last d, for a violation's
