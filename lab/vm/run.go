@@ -53,11 +53,12 @@ type Options struct {
 	// KernelArgs are added to the kernel command line.
 	KernelArgs []string
 	// SilentDump, when set, is how long the console may stay silent
-	// before the guest kernel is asked (sysrq through qemu's monitor) for
-	// every CPU's backtrace and its blocked tasks (again after each
-	// further silence as long, the dump's own lines ending one): a guest
-	// that hangs then says where. For commands that print
-	// regularly; a quiet `go test` would only add noise.
+	// before the host prints where each virtual CPU is (qemu's monitor)
+	// and asks the guest kernel (sysrq) for every CPU's backtrace and its
+	// blocked tasks (again after each further silence as long, the
+	// dump's own lines ending one): a guest that hangs then says where.
+	// For commands that print regularly; a quiet `go test` would only
+	// add noise.
 	SilentDump time.Duration
 }
 
@@ -181,16 +182,13 @@ func Run(ctx context.Context, opts Options) (exitCode int, err error) {
 }
 
 // scanConsole copies the console to out and returns the status from the
-// exit marker line carrying nonce.
-// lines counts them (nil: not counted).
+// exit marker line carrying nonce, counting the lines in lines.
 func scanConsole(r io.Reader, out io.Writer, nonce string, lines *atomic.Int64) (code int, found bool) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
 		line := strings.TrimRight(sc.Text(), "\r")
-		if lines != nil {
-			lines.Add(1)
-		}
+		lines.Add(1)
 		if c, ok := parseExitMarker(line, nonce); ok {
 			code, found = c, true
 			continue
@@ -355,6 +353,7 @@ func monitorSession(monitor string, cmds ...string) (string, error) {
 	}
 	defer c.Close()
 	var last []byte
+	buf := make([]byte, 64<<10)
 	for _, cmd := range cmds {
 		if _, err := fmt.Fprintf(c, "%s\n", cmd); err != nil {
 			return "", err
@@ -364,7 +363,6 @@ func monitorSession(monitor string, cmds ...string) (string, error) {
 		// within 2 s.
 		last = last[:0]
 		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		buf := make([]byte, 64<<10)
 		for {
 			n, err := c.Read(buf)
 			last = append(last, buf[:n]...)
@@ -376,8 +374,8 @@ func monitorSession(monitor string, cmds ...string) (string, error) {
 	return string(last), nil
 }
 
-// cpuLines picks from "info registers -a" each CPU's instruction and
-// stack pointers, privilege level and whether interrupts are on.
+// cpuLines picks from "info registers -a" each CPU's instruction
+// pointer, privilege level and whether interrupts are on.
 func cpuLines(regs string) []string {
 	var out []string
 	cpu := ""
