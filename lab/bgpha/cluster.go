@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/lab"
 	"github.com/haldir-lb/haldir/lab/pair"
 )
@@ -352,6 +353,19 @@ func (c *Cluster) Haldir(ctx context.Context, i int, args ...string) (string, er
 		return out, fmt.Errorf("director%d: haldir %s: %w\n%s", i+1, strings.Join(args, " "), err, out)
 	}
 	return out, nil
+}
+
+// Status asks director i's haldir for its status over its control socket.
+func (c *Cluster) Status(ctx context.Context, i int) (control.Status, error) {
+	cl, err := control.Dial(c.socket(i))
+	if err != nil {
+		return control.Status{}, fmt.Errorf("director%d: %w", i+1, err)
+	}
+	st, err := cl.Status(ctx)
+	if err != nil {
+		return st, fmt.Errorf("director%d: status: %w", i+1, err)
+	}
+	return st, nil
 }
 
 // NextHopsWithout returns the directors' edge addresses but director i's.

@@ -38,8 +38,11 @@ type Report struct {
 	// RouteStallLosses: next hops lost with no change of the soak's right
 	// after a stall of its own as long as BFD's detection, until back.
 	RouteStallLosses Distribution `json:"route_stall_losses_ms"`
-	RouteBound       string       `json:"route_bound,omitempty"`
-	JoinBound        string       `json:"join_bound,omitempty"`
+	// CommandTaken: an operator command (maintenance) started by the
+	// soak to its daemon taking it; a route's bound counts from there.
+	CommandTaken Distribution `json:"command_taken_ms"`
+	RouteBound   string       `json:"route_bound,omitempty"`
+	JoinBound    string       `json:"join_bound,omitempty"`
 	// MasterDownInterval is director2's, the gap bound's base.
 	MasterDownInterval string   `json:"master_down_interval"`
 	GapBound           string   `json:"gap_bound"`
@@ -110,6 +113,7 @@ func (s *soak) report() *Report {
 	if r.Mode == ModeBGP {
 		r.VIPGaps, r.Overlaps, r.ConnSync, r.MasterDownInterval, r.GapBound = Distribution{}, Distribution{}, Distribution{}, "", ""
 		r.RouteWithdraws, r.RouteJoins, r.RouteStallLosses = distribution(s.withdraws), distribution(s.joins), distribution(s.stallLosses)
+		r.CommandTaken = distribution(s.cmdTaken)
 		r.RouteBound, r.JoinBound = routeBound.String(), joinBound.String()
 	}
 	for _, f := range s.faults {
@@ -160,7 +164,8 @@ func (r *Report) Text() string {
 	if r.Mode == ModeBGP {
 		fmt.Fprintf(&b, "held: %d opened, %d round trips checked; broke with their real server %d, younger than the sync flush at a change %d, unexplained %d\n",
 			c.LongLivedOpened, c.LongLivedAnswers, c.BrokeWithRealServer, c.BrokeUnsynced, c.BrokeUnexplained)
-		fmt.Fprintf(&b, "next hop withdrawn after a director left: %s (bound %s + the checks for a lost quorum)\n", r.RouteWithdraws, r.RouteBound)
+		fmt.Fprintf(&b, "next hop withdrawn after a director left: %s (bound %s + the checks for a lost quorum; a maintenance's from its daemon taking it)\n", r.RouteWithdraws, r.RouteBound)
+		fmt.Fprintf(&b, "haldir maintenance started to its daemon taking it: %s\n", r.CommandTaken)
 		fmt.Fprintf(&b, "next hop back after a director could serve again: %s (bound %s)\n", r.RouteJoins, r.JoinBound)
 		fmt.Fprintf(&b, "next hop lost in a stall of the soak's as long as BFD's detection, until back: %s (bound %s)\n", r.RouteStallLosses, r.JoinBound)
 	} else {

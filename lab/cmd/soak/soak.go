@@ -93,6 +93,7 @@ type soak struct {
 	routes           [3]routeWant
 	withdraws, joins []time.Duration
 	stallLosses      []time.Duration // next hops lost in a measured stall, until back
+	cmdTaken         []time.Duration // operator commands' start to the daemon taking them
 
 	mu        sync.Mutex
 	daemons   map[string]*daemon

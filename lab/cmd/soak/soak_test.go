@@ -328,3 +328,40 @@ func TestRouteLostInStall(t *testing.T) {
 		})
 	}
 }
+
+// TestRouteFromCommandTaken: a maintenance's withdraw is bounded from its
+// daemon taking the command, not from the soak starting a new haldir
+// process; without the daemon's time the bound counts from the start.
+func TestRouteFromCommandTaken(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		taken     time.Duration // after the start; 0: not known
+		gone      time.Duration // after the start
+		violation bool
+		withdraw  time.Duration
+	}{
+		{"taken after 400 ms, gone after 1.3 s", 400 * time.Millisecond, 1300 * time.Millisecond, false, 900 * time.Millisecond},
+		{"taken after 100 ms, gone after 1.3 s", 100 * time.Millisecond, 1300 * time.Millisecond, true, 1200 * time.Millisecond},
+		{"not known, gone after 1.3 s", 0, 1300 * time.Millisecond, true, 1300 * time.Millisecond},
+		{"not known, gone after 900 ms", 0, 900 * time.Millisecond, false, 900 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out strings.Builder
+			start := time.Now().Add(-time.Minute)
+			s := &soak{inv: newInvariants(ModeBGP), out: &out, start: start.Add(-time.Minute), stall: &pair.StallMeter{}}
+			w := routeWant{state: wantOut, since: start, bound: routeBound, why: "maintenance", taken: newTaken()}
+			var at time.Time
+			if tc.taken > 0 {
+				at = start.Add(tc.taken)
+			}
+			w.taken.set(at)
+			s.judgeRoute(0, w, start, start.Add(tc.gone), true)
+			if got := s.inv[invRoutes].Violations > 0; got != tc.violation {
+				t.Errorf("violation %v, want %v: %s", got, tc.violation, out.String())
+			}
+			if len(s.withdraws) != 1 || s.withdraws[0] != tc.withdraw {
+				t.Errorf("withdraws %v, want [%v]", s.withdraws, tc.withdraw)
+			}
+		})
+	}
+}
