@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/nldump"
 )
 
 // Why the addresses stay on the device while their prefix is configured,
@@ -92,7 +93,7 @@ func OpenDevice(name string, do func(func() error) error) (*Device, error) {
 			return fmt.Errorf("setting it up: %w", err)
 		}
 		if l.Type() == "dummy" {
-			as, err := h.AddrList(l, unix.AF_UNSPEC)
+			as, err := nldump.Retry(func() ([]netlink.Addr, error) { return h.AddrList(l, unix.AF_UNSPEC) })
 			if err != nil {
 				return fmt.Errorf("listing its addresses: %w", err)
 			}

@@ -15,6 +15,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/haldir-lb/haldir/internal/nldump"
 )
 
 // Host is one network namespace of a lab, named "<lab id>-<host name>" under
@@ -233,8 +235,8 @@ func (h *Host) Addrs(iface string) ([]netip.Prefix, error) {
 	if err != nil {
 		return nil, fmt.Errorf("host %s: interface %s: %w", h.name, iface, err)
 	}
-	as, err := h.nl.AddrList(link, netlink.FAMILY_ALL)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+	as, err := nldump.Retry(func() ([]netlink.Addr, error) { return h.nl.AddrList(link, netlink.FAMILY_ALL) })
+	if err != nil {
 		return nil, fmt.Errorf("host %s: listing addresses of %s: %w", h.name, iface, err)
 	}
 	var out []netip.Prefix

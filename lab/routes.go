@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/haldir-lb/haldir/internal/nldump"
 )
 
 // NextHops returns the gateways of the host's main-table route to exactly
@@ -25,8 +26,10 @@ func (h *Host) NextHops(prefix netip.Prefix) ([]netip.Addr, error) {
 		family = netlink.FAMILY_V6
 	}
 	filter := &netlink.Route{Table: unix.RT_TABLE_MAIN, Dst: prefixToIPNet(prefix)}
-	rs, err := h.nl.RouteListFiltered(family, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+	rs, err := nldump.Retry(func() ([]netlink.Route, error) {
+		return h.nl.RouteListFiltered(family, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("host %s: routes to %v: %w", h.name, prefix, err)
 	}
 	var out []netip.Addr

@@ -1,13 +1,14 @@
 package lab
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/haldir-lb/haldir/internal/nldump"
 )
 
 // Switch is a Linux bridge in the lab's fabric namespace. Multicast snooping
@@ -270,8 +271,8 @@ func (k *Link) readiness(v6 bool) (string, error) {
 	if !v6 {
 		return "", nil
 	}
-	addrs, err := k.host.nl.AddrList(hl, netlink.FAMILY_V6)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+	addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return k.host.nl.AddrList(hl, netlink.FAMILY_V6) })
+	if err != nil {
 		return "", err
 	}
 	linkLocal := false

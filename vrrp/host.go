@@ -10,9 +10,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/haldir-lb/haldir/conf"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/haldir-lb/haldir/conf"
+	"github.com/haldir-lb/haldir/internal/nldump"
 )
 
 // The I/O seam. Run, the driver and the reload work with these small
@@ -286,7 +288,7 @@ func (sp sourcePick) pick(h *netlink.Handle, l netlink.Link) (src netip.Addr, te
 	if sp.family == 6 {
 		fam = netlink.FAMILY_V6
 	}
-	addrs, err := h.AddrList(l, fam)
+	addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return h.AddrList(l, fam) })
 	if err != nil {
 		return netip.Addr{}, false, err
 	}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/haldir-lb/haldir/internal/nldump"
 )
 
 // The send path is tracked like an interface with weight 0: an instance
@@ -181,7 +183,7 @@ func (p *pathWatch) checkSource() trackUpdate {
 	if err != nil {
 		return trackUpdate{key: keySource, failing: true, reason: fmt.Sprintf("%s %v: interface %s: %v", what, p.src, p.ifi.Name, err)}
 	}
-	addrs, err := p.h.AddrList(l, fam)
+	addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return p.h.AddrList(l, fam) })
 	if err != nil {
 		return trackUpdate{key: keySource, failing: true, reason: fmt.Sprintf("%s %v: addresses of %s: %v", what, p.src, p.ifi.Name, err)}
 	}
@@ -193,7 +195,7 @@ func (p *pathWatch) checkSource() trackUpdate {
 	why := fmt.Sprintf("%s %v is not an address of %s", what, p.src, p.ifi.Name)
 	// Say where it is, when it is local elsewhere: the usual mistake is
 	// the address of the director's other interface.
-	if all, err := p.h.AddrList(nil, fam); err == nil {
+	if all, err := nldump.Retry(func() ([]netlink.Addr, error) { return p.h.AddrList(nil, fam) }); err == nil {
 		for _, a := range all {
 			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == p.src {
 				if other, err := p.h.LinkByIndex(a.LinkIndex); err == nil {

@@ -397,27 +397,10 @@ func (s *soak) repairBGP(ctx context.Context) {
 // watchRoutes samples the router's next hops for the VIP and checks each
 // director's against what the soak did to it (routes-follow-health).
 func (s *soak) watchRoutes(ctx context.Context) {
-	// episode is a director's next hop differing from what it should be,
-	// since when, and under which expectation.
-	type episode struct {
-		since time.Time
-		want  routeWant
-	}
-	// judgement is an episode to judge; one whose command has not told
-	// when the daemon took it waits (the command returns after its
-	// route may have changed).
-	type judgement struct {
-		i        int
-		w        routeWant
-		since    time.Time
-		now      time.Time
-		followed bool
-	}
 	var (
-		ep        [3]episode
-		lastMatch [3]time.Time
-		edges     = lab.DirectorEdges4()
-		pending   []judgement
+		eps     routeEpisodes
+		edges   = lab.DirectorEdges4()
+		pending []judgement
 	)
 	judge := func(j judgement) {
 		if j.w.taken != nil && !j.w.taken.known() {
@@ -448,27 +431,73 @@ func (s *soak) watchRoutes(ctx context.Context) {
 		s.mu.Lock()
 		want := s.routes
 		s.mu.Unlock()
-		for i, w := range want {
-			e := &ep[i]
-			if !e.since.IsZero() && !e.want.since.Equal(w.since) {
-				// Expected otherwise before the router got there.
-				judge(judgement{i, e.want, e.since, now, false})
-				*e = episode{}
-			}
-			in := slices.Contains(hops, edges[i])
-			match := w.state == wantEither || in == (w.state == wantIn)
-			switch {
-			case !match && e.since.IsZero():
-				*e = episode{since: later(lastMatch[i], w.since), want: w}
-			case match && !e.since.IsZero():
-				judge(judgement{i, e.want, e.since, now, true})
-				*e = episode{}
-			}
-			if match {
-				lastMatch[i] = now
-			}
+		var in [3]bool
+		for i := range in {
+			in[i] = slices.Contains(hops, edges[i])
+		}
+		for _, j := range eps.sample(now, in, want) {
+			judge(j)
 		}
 	})
+}
+
+// judgement is an episode to judge: director i's next hop differed from w
+// from since to now; followed says the router got there in the end. One
+// whose command has not told when the daemon took it waits (the command
+// returns after its route may have changed).
+type judgement struct {
+	i          int
+	w          routeWant
+	since, now time.Time
+	followed   bool
+}
+
+// routeEpisodes follows the directors' next hops against what they should
+// be, one sample at a time.
+type routeEpisodes struct {
+	// ep is each director's open episode: its next hop differing from
+	// want since since (zero: none open).
+	ep [3]struct {
+		since time.Time
+		want  routeWant
+	}
+	// lastMatch is when each next hop last met what it should be, and
+	// matchedSince the since of that want. A sample read just before the
+	// soak changed a want may meet the old one after the new one's since
+	// (the sample's time is taken before the want is read): that says
+	// nothing of the new want, whose episode still starts at its change.
+	lastMatch, matchedSince [3]time.Time
+}
+
+// sample takes one sample at now (in: whether each director is a next
+// hop) and returns the episodes it ended.
+func (r *routeEpisodes) sample(now time.Time, in [3]bool, want [3]routeWant) []judgement {
+	var out []judgement
+	for i, w := range want {
+		e := &r.ep[i]
+		if !e.since.IsZero() && !e.want.since.Equal(w.since) {
+			// Expected otherwise before the router got there.
+			out = append(out, judgement{i, e.want, e.since, now, false})
+			e.since = time.Time{}
+		}
+		match := w.state == wantEither || in[i] == (w.state == wantIn)
+		switch {
+		case !match && e.since.IsZero():
+			since := w.since
+			if r.matchedSince[i].Equal(w.since) {
+				// Met this want, then left it on its own.
+				since = later(r.lastMatch[i], w.since)
+			}
+			e.since, e.want = since, w
+		case match && !e.since.IsZero():
+			out = append(out, judgement{i, e.want, e.since, now, true})
+			e.since = time.Time{}
+		}
+		if match {
+			r.lastMatch[i], r.matchedSince[i] = now, w.since
+		}
+	}
+	return out
 }
 
 // judgeRoute judges director i's next hop having differed from w from

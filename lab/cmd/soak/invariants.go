@@ -46,7 +46,7 @@ const (
 
 // bgpInvariantDocs say what each invariant holds the BGP directors to.
 var bgpInvariantDocs = map[string]string{
-	invRoutes: fmt.Sprintf("the router's next hops for the VIP are the directors whose haldir runs, is not stopped, is out of maintenance, reaches the router and has quorum: a director leaving is withdrawn within %v (plus the checks' %v for a lost quorum), one that can serve again is back within %v, and a next hop changes on its own for at most %v (one lost within %v of a stall of the soak's of at least BFD's %v comes back within %v); each plus the soak's measured stall (netem and CPU starvation may go either way while on)",
+	invRoutes: fmt.Sprintf("the router's next hops for the VIP are the directors whose haldir runs, is not stopped, is out of maintenance, reaches the router and has quorum: a director leaving is withdrawn within %v (plus the checks' %v for a lost quorum; a maintenance counted from its daemon taking the command), one that can serve again is back within %v, and a next hop changes on its own for at most %v (one lost within %v of a stall of the soak's of at least BFD's %v comes back within %v); each plus the soak's measured stall (netem and CPU starvation may go either way while on)",
 		routeBound, checkDetect, joinBound, routeBound, stallLookback, bfdDetect, joinBound),
 	invBGPConns:        "a held connection breaks only when its real server loses its link, or when it was younger than the sync flush (" + bgpha.SyncFlush.String() + ") at a fault's start or end (counted apart)",
 	invNewConns:        "no run of failed new connections is longer than " + newRunBound.String() + " (plus the measured stall)",

@@ -365,3 +365,57 @@ func TestRouteFromCommandTaken(t *testing.T) {
 		})
 	}
 }
+
+// TestRouteEpisodeStart: an episode starts at the want's change, even when
+// a sample read just before the change (its time taken first, the want
+// read after) met the old want later than the new want's since; it starts
+// at the last match only when the new want itself was met and then left.
+func TestRouteEpisodeStart(t *testing.T) {
+	t0 := time.Now()
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	in := routeWant{state: wantIn, since: t0, bound: joinBound, why: "started"}
+	out := routeWant{state: wantOut, since: at(2 * time.Second), bound: checkDetect + routeBound, why: "back-cut"}
+	wants := func(w routeWant) [3]routeWant { return [3]routeWant{in, w, in} }
+	hops := func(d2 bool) [3]bool { return [3]bool{true, d2, true} }
+	type step struct {
+		at   time.Duration
+		in   bool
+		want routeWant
+	}
+	for _, tc := range []struct {
+		name     string
+		steps    []step
+		since    time.Time
+		followed bool
+		judgedAt time.Duration
+	}{
+		{"old want met after the change's since", []step{
+			{time.Second, true, in},
+			{2*time.Second + 5*time.Millisecond, true, in}, // read before the change was stored
+			{2*time.Second + 25*time.Millisecond, true, out},
+			{3300 * time.Millisecond, false, out},
+		}, out.since, true, 3300 * time.Millisecond},
+		{"new want met, then left on its own", []step{
+			{time.Second, true, in},
+			{2*time.Second + 20*time.Millisecond, false, out},
+			{2*time.Second + 40*time.Millisecond, true, out},
+			{2*time.Second + 900*time.Millisecond, false, out},
+		}, at(2*time.Second + 20*time.Millisecond), true, 2*time.Second + 900*time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r routeEpisodes
+			var got []judgement
+			for _, st := range tc.steps {
+				got = append(got, r.sample(at(st.at), hops(st.in), wants(st.want))...)
+			}
+			if len(got) != 1 {
+				t.Fatalf("judgements %+v, want one", got)
+			}
+			j := got[0]
+			if j.i != 1 || !j.since.Equal(tc.since) || j.followed != tc.followed || !j.now.Equal(at(tc.judgedAt)) {
+				t.Errorf("judgement: director %d since %v followed %t at %v; want director 1 since %v followed %t at %v",
+					j.i, j.since.Sub(t0), j.followed, j.now.Sub(t0), tc.since.Sub(t0), tc.followed, tc.judgedAt)
+			}
+		})
+	}
+}
