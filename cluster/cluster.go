@@ -767,8 +767,15 @@ func memberlistLevel(line string) (slog.Level, string) {
 
 func (w *slogWriter) Write(p []byte) (int, error) {
 	lvl, msg := memberlistLevel(string(p))
-	if lvl > slog.LevelDebug && w.leaving != nil && w.leaving.Load() && strings.Contains(msg, net.ErrClosed.Error()) {
+	switch {
+	case lvl > slog.LevelDebug && w.leaving != nil && w.leaving.Load() && strings.Contains(msg, net.ErrClosed.Error()):
 		lvl = slog.LevelDebug
+	case lvl > slog.LevelWarn && strings.Contains(msg, "i/o timeout"):
+		// A peer that did not answer in time (stopped, starved, cut
+		// off) is the peer's state, not an error of this daemon: the
+		// cluster view marks it gone and reports what that breaks.
+		// memberlist logs each timed-out probe at [ERR].
+		lvl = slog.LevelWarn
 	}
 	w.log.Log(context.Background(), lvl, msg)
 	return len(p), nil

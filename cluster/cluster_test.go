@@ -354,7 +354,9 @@ func TestMemberlistClosedSocketWhileLeaving(t *testing.T) {
 	}{
 		{"closed socket while leaving", true, closed, slog.LevelDebug},
 		{"closed socket while running", false, closed, slog.LevelError},
-		{"another error while leaving", true, "[ERR] memberlist: Failed to send gossip to 10.0.0.12:7946: i/o timeout", slog.LevelError},
+		{"another error while leaving", true, "[ERR] memberlist: Failed to decrypt packet: No installed keys could decrypt the message", slog.LevelError},
+		{"a peer's timeout", false, "[ERR] memberlist: Failed fallback TCP ping: timeout 1s: read tcp 10.0.0.11:32772->10.0.0.12:7946: i/o timeout", slog.LevelWarn},
+		{"a peer's timeout while leaving", true, "[ERR] memberlist: Failed to send gossip to 10.0.0.12:7946: i/o timeout", slog.LevelWarn},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
