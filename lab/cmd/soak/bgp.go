@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -87,27 +88,26 @@ type routeWant struct {
 // guest, 350 ms and more in the soak's busy one, 25 ms on the host), which
 // a route's bound is not about; it is reported apart (command_taken_ms).
 type taken struct {
-	done chan struct{} // closed when at is set (zero: not known)
-	at   time.Time
+	at atomic.Pointer[time.Time] // nil until set; zero: not known
 }
 
-func newTaken() *taken { return &taken{done: make(chan struct{})} }
+// known says whether the command has returned.
+func (t *taken) known() bool { return t.at.Load() != nil }
 
-// known says whether at is set.
-func (t *taken) known() bool {
-	select {
-	case <-t.done:
-		return true
-	default:
-		return false
+// when is the daemon's time; zero while not known, if it never was, or
+// for a change no command made (nil).
+func (t *taken) when() time.Time {
+	if t == nil {
+		return time.Time{}
 	}
+	if p := t.at.Load(); p != nil {
+		return *p
+	}
+	return time.Time{}
 }
 
 // set records at (zero when the command failed) once.
-func (t *taken) set(at time.Time) {
-	t.at = at
-	close(t.done)
-}
+func (t *taken) set(at time.Time) { t.at.Store(&at) }
 
 var bgpDirectors = []string{"director1", "director2", "director3"}
 
@@ -287,7 +287,7 @@ func (s *soak) applyBGP(ctx context.Context, f Fault) error {
 		}
 		return s.cli(ctx, i, "reload")
 	case Maintenance:
-		w := routeWant{state: wantOut, since: time.Now(), bound: routeBound, why: "maintenance", taken: newTaken()}
+		w := routeWant{state: wantOut, since: time.Now(), bound: routeBound, why: "maintenance", taken: new(taken)}
 		s.expect(i, w)
 		err := s.cli(ctx, i, "maintenance", "on", "--reason", "soak")
 		if err != nil {
@@ -403,7 +403,7 @@ func (s *soak) watchRoutes(ctx context.Context) {
 		pending []judgement
 	)
 	judge := func(j judgement) {
-		if j.w.taken != nil && !j.w.taken.known() {
+		if !j.ready() {
 			pending = append(pending, j)
 			return
 		}
@@ -417,7 +417,7 @@ func (s *soak) watchRoutes(ctx context.Context) {
 	}()
 	every(ctx, vipEvery, func() {
 		pending = slices.DeleteFunc(pending, func(j judgement) bool {
-			if !j.w.taken.known() {
+			if !j.ready() {
 				return false
 			}
 			s.judgeRoute(j.i, j.w, j.since, j.now, j.followed)
@@ -451,6 +451,10 @@ type judgement struct {
 	since, now time.Time
 	followed   bool
 }
+
+// ready says whether j can be judged: the command that made its change,
+// if any, has told when its daemon took it.
+func (j judgement) ready() bool { return j.w.taken == nil || j.w.taken.known() }
 
 // routeEpisodes follows the directors' next hops against what they should
 // be, one sample at a time.
@@ -510,8 +514,8 @@ func (s *soak) judgeRoute(i int, w routeWant, since, now time.Time, followed boo
 		bound = routeBound
 	}
 	from, took := since, ""
-	if change && w.taken != nil && w.taken.known() && w.taken.at.After(since) {
-		from = w.taken.at
+	if at := w.taken.when(); change && at.After(since) {
+		from = at
 		took = fmt.Sprintf(", counted from the daemon taking the command %v after it was started", from.Sub(since).Round(time.Millisecond))
 	}
 	lag := now.Sub(from)

@@ -349,7 +349,7 @@ func TestRouteFromCommandTaken(t *testing.T) {
 			var out strings.Builder
 			start := time.Now().Add(-time.Minute)
 			s := &soak{inv: newInvariants(ModeBGP), out: &out, start: start.Add(-time.Minute), stall: &pair.StallMeter{}}
-			w := routeWant{state: wantOut, since: start, bound: routeBound, why: "maintenance", taken: newTaken()}
+			w := routeWant{state: wantOut, since: start, bound: routeBound, why: "maintenance", taken: new(taken)}
 			var at time.Time
 			if tc.taken > 0 {
 				at = start.Add(tc.taken)
