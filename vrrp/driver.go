@@ -22,6 +22,12 @@ type driver struct {
 
 	announceCancel context.CancelFunc
 	announceDone   chan struct{}
+	// announceLater holds the announcer's start after a leading frame
+	// (ActAnnounce.Lead) until handle has carried out every action: a
+	// goroutine started between that frame and the first advert wakes
+	// another thread, which on a busy host can take this one's CPU for a
+	// scheduler slice and split the two by milliseconds.
+	announceLater *int // the frames still to send in the first burst
 
 	lastTrack map[trackKey]bool // tracking.snapshot at the last tracked
 	// track is Run's tracking; handle sets its keySend item when a send
@@ -46,6 +52,12 @@ func (d *driver) handle(ev Event) {
 	in.mu.Unlock()
 	for _, a := range acts {
 		d.do(now, a)
+	}
+	if n := d.announceLater; n != nil {
+		d.announceLater = nil
+		if d.sendFault == nil { // else Fault follows, below
+			d.startAnnounce(*n)
+		}
 	}
 	in.mu.Lock()
 	in.status.State = d.m.State()
@@ -88,22 +100,18 @@ func (d *driver) do(now time.Time, a Action) {
 			// announcing would pull the traffic here first.
 			return
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		d.announceCancel, d.announceDone = cancel, done
-		g := in.cfg.GARP
-		first := g.Repeat
+		first := in.cfg.GARP.Repeat
 		if a.Lead {
-			// Before the next action (the first advert), here.
+			// Before the next action (the first advert), here; the
+			// rest once the actions are done (announceLater).
 			if err := d.rt.announce.burst(1); err != nil {
 				in.log.Warn("announce", "err", err)
 			}
 			first--
+			d.announceLater = &first
+			return
 		}
-		go func() {
-			defer close(done)
-			d.rt.announce.run(ctx, first, g.Repeat, g.Delay, g.Refresh, func(err error) { in.log.Warn("announce", "err", err) })
-		}()
+		d.startAnnounce(first)
 	case ActSetTimer:
 		if a.At.IsZero() {
 			d.timer.stop()
@@ -165,7 +173,22 @@ func (d *driver) send(prio uint8) {
 	}
 }
 
+// startAnnounce starts the announcer: a burst of first frames per
+// address, then the configured repeat and refresh.
+func (d *driver) startAnnounce(first int) {
+	in := d.in
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	d.announceCancel, d.announceDone = cancel, done
+	g := in.cfg.GARP
+	go func() {
+		defer close(done)
+		d.rt.announce.run(ctx, first, g.Repeat, g.Delay, g.Refresh, func(err error) { in.log.Warn("announce", "err", err) })
+	}()
+}
+
 func (d *driver) stopAnnounce() {
+	d.announceLater = nil
 	if d.announceCancel != nil {
 		d.announceCancel()
 		<-d.announceDone
