@@ -65,9 +65,8 @@ func (s *soak) loadNew(ctx context.Context) {
 		get = func(ctx context.Context) (string, error) { return lab.GetName(ctx, hc, "http://"+vipAddr+"/") }
 	}
 	var (
-		wg      sync.WaitGroup
-		failRun time.Time // first failure of the current run of failures
-		lastOK  time.Time
+		wg   sync.WaitGroup
+		runs failureRuns
 	)
 	defer wg.Wait()
 	every(ctx, newEvery, func() {
@@ -91,11 +90,9 @@ func (s *soak) loadNew(ctx context.Context) {
 			}()
 			s.mu.Lock()
 			defer s.mu.Unlock()
+			runFrom = runs.record(t0, err == nil)
 			if err != nil {
 				s.conns.NewFailed++
-				if failRun.IsZero() || failRun.Before(lastOK) {
-					failRun = t0
-				}
 				return
 			}
 			s.conns.NewOK++
@@ -103,22 +100,50 @@ func (s *soak) loadNew(ctx context.Context) {
 				s.conns.NewByReal = map[string]int{}
 			}
 			s.conns.NewByReal[who]++
-			if !failRun.IsZero() && failRun.After(lastOK) {
-				runFrom = failRun
-				if ms := int(t0.Sub(failRun).Milliseconds()); ms > s.conns.LongestNewFailureRun {
+			if !runFrom.IsZero() {
+				if ms := int(t0.Sub(runFrom).Milliseconds()); ms > s.conns.LongestNewFailureRun {
 					s.conns.LongestNewFailureRun = ms
-					s.conns.LongestNewFailureRunWhen = fmt.Sprintf("at %.1fs", failRun.Sub(s.start).Seconds())
+					s.conns.LongestNewFailureRunWhen = fmt.Sprintf("at %.1fs", runFrom.Sub(s.start).Seconds())
 					for _, f := range slices.Backward(s.faults) {
-						if !failRun.Before(f.Start) {
-							s.conns.LongestNewFailureRunWhen += fmt.Sprintf(", fault %d (%s) began %.1fs before", f.N, f.Fault, failRun.Sub(f.Start).Seconds())
+						if !runFrom.Before(f.Start) {
+							s.conns.LongestNewFailureRunWhen += fmt.Sprintf(", fault %d (%s) began %.1fs before", f.N, f.Fault, runFrom.Sub(f.Start).Seconds())
 							break
 						}
 					}
 				}
 			}
-			lastOK = t0
 		})
 	})
+}
+
+// failureRuns finds runs of failed new connections: from a failure's
+// start to the start of the first connection started after it that
+// succeeded. Connections end out of order (a slow answer after a quick
+// failure), so both are kept by when a connection started, not when it
+// ended.
+type failureRuns struct {
+	from   time.Time // first failure of the current run, if any
+	lastOK time.Time // the latest start of a success
+}
+
+// record takes a connection that started at t0 and returns the start of the
+// run of failures its success ended, or zero.
+func (r *failureRuns) record(t0 time.Time, ok bool) time.Time {
+	if !ok {
+		if t0.After(r.lastOK) && (r.from.IsZero() || r.from.Before(r.lastOK) || t0.Before(r.from)) {
+			r.from = t0
+		}
+		return time.Time{}
+	}
+	var ended time.Time
+	if !r.from.IsZero() && r.from.After(r.lastOK) && t0.After(r.from) {
+		ended = r.from
+		r.from = time.Time{}
+	}
+	if t0.After(r.lastOK) {
+		r.lastOK = t0
+	}
+	return ended
 }
 
 // loadLongLived keeps longLived keep-alive connections busy and judges

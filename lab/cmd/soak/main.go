@@ -38,6 +38,7 @@ func main() {
 	seed := flag.Uint64("seed", 0, "the fault schedule's seed; 0 picks one (printed, so a run can be replayed)")
 	jsonPath := flag.String("json", "", "also write the report as JSON to this file")
 	kinds := flag.String("kinds", "", "only these fault kinds, comma-separated (default: all), to replay one kind's trouble")
+	minFaults := flag.Int("min-faults", 0, "inject at least the schedule's first N faults, past -duration if need be (for at most -duration more)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -49,7 +50,7 @@ func main() {
 	if *seed == 0 {
 		*seed = uint64(time.Now().UnixNano())
 	}
-	opts := Options{Duration: *duration, Seed: *seed}
+	opts := Options{Duration: *duration, Seed: *seed, MinFaults: *minFaults}
 	var err error
 	if opts.Mode, err = parseMode(*mode); err != nil {
 		fmt.Fprintln(os.Stderr, "soak: -mode:", err)
@@ -140,7 +141,7 @@ func runHost(ctx context.Context, opts Options, jsonPath string) error {
 			Pkg:  "github.com/haldir-lb/haldir/lab/cmd/soak",
 			Args: guestArgs(opts),
 			// Boot, lab and haldir start-up, the final checks and a margin.
-			Timeout:  opts.Duration + 5*time.Minute,
+			Timeout:  guestTimeout(opts),
 			Modules:  GuestModules(),
 			Files:    files,
 			MemoryMB: 1536,
@@ -163,9 +164,22 @@ func runHost(ctx context.Context, opts Options, jsonPath string) error {
 	return err
 }
 
+// guestTimeout bounds the soak's guest: the window, setup and final checks,
+// and the window once more when MinFaults may run past it.
+func guestTimeout(opts Options) time.Duration {
+	t := opts.Duration + 5*time.Minute
+	if opts.MinFaults > 0 {
+		t += opts.Duration
+	}
+	return t
+}
+
 // guestArgs passes the options on to the soak in the VM.
 func guestArgs(opts Options) []string {
 	args := []string{"-mode", string(opts.mode()), "-duration", opts.Duration.String(), "-seed", fmt.Sprint(opts.Seed)}
+	if opts.MinFaults > 0 {
+		args = append(args, "-min-faults", fmt.Sprint(opts.MinFaults))
+	}
 	if len(opts.Kinds) > 0 {
 		names := make([]string, len(opts.Kinds))
 		for i, k := range opts.Kinds {

@@ -47,6 +47,11 @@ type Options struct {
 	Duration time.Duration
 	Seed     uint64
 	Kinds    []Kind // only these kinds of fault; empty: all of the mode's
+	// MinFaults of the schedule's first faults are injected even when
+	// settling after the earlier ones outlasted Duration (a starved host
+	// makes a short soak take longer, not test less), for at most
+	// Duration more.
+	MinFaults int
 }
 
 func (o Options) mode() Mode {
@@ -155,8 +160,14 @@ func Run(ctx context.Context, out io.Writer, haldirPath string, opts Options) (*
 	s.scrapeAll(ctx)
 	end := time.Now().Add(opts.Duration)
 	for i, f := range schedule {
-		if time.Now().After(end) || ctx.Err() != nil || s.stuck.Load() {
+		if ctx.Err() != nil || s.stuck.Load() {
 			break
+		}
+		if now := time.Now(); now.After(end) {
+			if i >= opts.MinFaults || now.After(end.Add(opts.Duration)) {
+				break
+			}
+			s.printf("the window ended %s ago; fault %d of the first %d, which every run injects", now.Sub(end).Round(time.Millisecond), i+1, opts.MinFaults)
 		}
 		s.inject(ctx, i+1, f)
 		s.scrapeAll(ctx)

@@ -20,10 +20,13 @@ import (
 const haldirEnv = "HALDIR_SOAK_HALDIR"
 
 // shortSeed and shortDuration are `make test`'s soak: a fixed schedule,
-// about two minutes with the VM's boot and the lab's setup.
+// about two minutes with the VM's boot and the lab's setup. The first
+// shortMinFaults faults are injected even on a host so busy that settling
+// outlasts the window (it then runs up to shortDuration longer).
 const (
-	shortSeed     = 957
-	shortDuration = 75 * time.Second
+	shortSeed      = 957
+	shortDuration  = 75 * time.Second
+	shortMinFaults = 8
 )
 
 // TestVMSoakShort runs a short soak with a fixed seed where IPVS is and
@@ -42,11 +45,11 @@ func TestVMSoakShort(t *testing.T) {
 		Env:      []string{haldirEnv + "=" + vmhost.GuestHaldir},
 		Modules:  GuestModules(),
 		MemoryMB: 1536,
-		Timeout:  shortDuration + 3*time.Minute,
+		Timeout:  2*shortDuration + 3*time.Minute,
 	}) {
 		return
 	}
-	rep := runClean(t, haldir, Options{Duration: shortDuration, Seed: shortSeed})
+	rep := runClean(t, haldir, Options{Duration: shortDuration, Seed: shortSeed, MinFaults: shortMinFaults})
 	if rep.Conns.NewOK == 0 || rep.Conns.LongLivedAnswers == 0 {
 		t.Errorf("no load got through: %+v", rep.Conns)
 	}
@@ -221,11 +224,11 @@ func TestVMSoakBGPShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the soak takes minutes")
 	}
-	haldir, ranInVM := bgpha.RunInVM(t, vm.Options{Modules: GuestModules(), MemoryMB: 1536, Timeout: bgpShortDuration + 4*time.Minute})
+	haldir, ranInVM := bgpha.RunInVM(t, vm.Options{Modules: GuestModules(), MemoryMB: 1536, Timeout: 2*bgpShortDuration + 4*time.Minute})
 	if ranInVM {
 		return
 	}
-	rep := runClean(t, haldir, Options{Mode: ModeBGP, Duration: bgpShortDuration, Seed: bgpShortSeed})
+	rep := runClean(t, haldir, Options{Mode: ModeBGP, Duration: bgpShortDuration, Seed: bgpShortSeed, MinFaults: shortMinFaults})
 	if rep.Conns.NewOK == 0 || rep.Conns.LongLivedAnswers == 0 || rep.RouteWithdraws.Count == 0 {
 		t.Errorf("no load got through or no route changed: %+v, withdraws %v", rep.Conns, rep.RouteWithdraws)
 	}
@@ -415,6 +418,74 @@ func TestRouteEpisodeStart(t *testing.T) {
 			if j.i != 1 || !j.since.Equal(tc.since) || j.followed != tc.followed || !j.now.Equal(at(tc.judgedAt)) {
 				t.Errorf("judgement: director %d since %v followed %t at %v; want director 1 since %v followed %t at %v",
 					j.i, j.since.Sub(t0), j.followed, j.now.Sub(t0), tc.since.Sub(t0), tc.followed, tc.judgedAt)
+			}
+		})
+	}
+}
+
+// TestShortSoaksFirstFaults: the short soaks' first shortMinFaults faults,
+// which every run injects, are at least the five kinds runClean asks for.
+func TestShortSoaksFirstFaults(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		seed uint64
+		d    time.Duration
+		mode Mode
+	}{
+		{"pair", shortSeed, shortDuration, ModePair},
+		{"bgp", bgpShortSeed, bgpShortDuration, ModeBGP},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sched := newSchedule(tc.seed, tc.d, tc.mode, true, nil)
+			if len(sched) < shortMinFaults {
+				t.Fatalf("%d faults planned, want at least %d", len(sched), shortMinFaults)
+			}
+			kinds := map[Kind]bool{}
+			for _, f := range sched[:shortMinFaults] {
+				kinds[f.Kind] = true
+			}
+			if len(kinds) < 5 {
+				t.Errorf("the first %d faults are %d kinds, want at least 5: %v", shortMinFaults, len(kinds), sched[:shortMinFaults])
+			}
+		})
+	}
+}
+
+// TestFailureRuns: a run of failed new connections lasts from a failure's
+// start to the start of the first success started after it, whatever
+// order the connections end in. A slow success that started earlier and
+// ended late used to move the latest success back and make a run out of
+// failures that successes had interleaved.
+func TestFailureRuns(t *testing.T) {
+	at := func(ms int) time.Time { return time.Unix(1000, 0).Add(time.Duration(ms) * time.Millisecond) }
+	type conn struct {
+		t0 int
+		ok bool
+	}
+	for _, tc := range []struct {
+		name  string
+		conns []conn // in the order they end
+		want  []int  // starts of the runs ended, by the success that ended each
+		lens  []int  // their lengths, ms
+	}{
+		{"in order", []conn{{0, true}, {100, false}, {200, false}, {300, true}}, []int{100}, []int{200}},
+		{"no failure", []conn{{0, true}, {100, true}}, nil, nil},
+		{"a slow success ends after a quick failure", []conn{{0, true}, {300, true}, {100, true}, {200, false}, {400, true}}, nil, nil},
+		{"a failure ends after later successes", []conn{{100, true}, {200, true}, {50, false}, {300, true}}, nil, nil},
+		{"a later failure ends first", []conn{{0, true}, {300, false}, {100, false}, {400, true}}, []int{100}, []int{300}},
+		{"a success started before the run does not end it", []conn{{0, true}, {200, false}, {100, true}, {500, true}}, []int{200}, []int{300}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r failureRuns
+			var got, lens []int
+			for _, c := range tc.conns {
+				if from := r.record(at(c.t0), c.ok); !from.IsZero() {
+					got = append(got, int(from.Sub(at(0)).Milliseconds()))
+					lens = append(lens, c.t0-int(from.Sub(at(0)).Milliseconds()))
+				}
+			}
+			if !slices.Equal(got, tc.want) || !slices.Equal(lens, tc.lens) {
+				t.Errorf("runs from %v lasting %v ms, want from %v lasting %v", got, lens, tc.want, tc.lens)
 			}
 		})
 	}
