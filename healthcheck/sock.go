@@ -3,6 +3,7 @@ package healthcheck
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -28,17 +29,19 @@ import (
 type tcpDialer struct {
 	remote netip.AddrPort
 	family int
-	ra     unix.Sockaddr // copied per dial: the syscall package writes into it
+	ra     rawSockaddr
 	la     unix.Sockaddr // nil unless source_address is set
 }
 
 func newTCPDialer(remote netip.AddrPort, source netip.Addr) (tcpDialer, error) {
 	d := tcpDialer{remote: netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())}
 	var err error
-	d.family, d.ra, err = sockaddr(d.remote)
+	var sa unix.Sockaddr
+	d.family, sa, err = sockaddr(d.remote)
 	if err != nil {
 		return d, err
 	}
+	d.ra = toRaw(sa)
 	if source.IsValid() {
 		fam, la, err := sockaddr(netip.AddrPortFrom(source.Unmap(), 0))
 		if err != nil {
@@ -73,50 +76,106 @@ func sockaddr(ap netip.AddrPort) (int, unix.Sockaddr, error) {
 	return unix.AF_INET6, sa, nil
 }
 
-func (d tcpDialer) copyRemote() unix.Sockaddr {
-	switch sa := d.ra.(type) {
+// rawSockaddr is a remote address as connect(2) takes it, encoded once.
+type rawSockaddr struct {
+	sa  unix.RawSockaddrAny
+	len uint32
+}
+
+func toRaw(sa unix.Sockaddr) rawSockaddr {
+	var r rawSockaddr
+	switch sa := sa.(type) {
 	case *unix.SockaddrInet4:
-		c := *sa
-		return &c
+		p := (*unix.RawSockaddrInet4)(unsafe.Pointer(&r.sa))
+		p.Family = unix.AF_INET
+		p.Port = htons(uint16(sa.Port))
+		p.Addr = sa.Addr
+		r.len = unix.SizeofSockaddrInet4
 	case *unix.SockaddrInet6:
-		c := *sa
-		return &c
+		p := (*unix.RawSockaddrInet6)(unsafe.Pointer(&r.sa))
+		p.Family = unix.AF_INET6
+		p.Port = htons(uint16(sa.Port))
+		p.Addr = sa.Addr
+		p.Scope_id = sa.ZoneId
+		r.len = unix.SizeofSockaddrInet6
 	}
-	return d.ra
+	return r
+}
+
+// htons puts a port in network byte order, as it sits in memory.
+func htons(p uint16) uint16 {
+	b := [2]byte{byte(p >> 8), byte(p)}
+	return *(*uint16)(unsafe.Pointer(&b))
+}
+
+// The calls that make and end a check's connection are raw system calls:
+// on a non-blocking socket none of them waits, and a plain call enters
+// the scheduler's syscall state, where the runtime's sysmon thread takes
+// the processor away from a call that lasts over 20 µs (a loopback
+// connect does the whole handshake inside it) and hands it to another
+// thread: on an emulated CPU that churn, and sysmon polling every 20 µs to
+// find it, cost more than the checks (the health-check bench in the VM).
+func rawSocket(family int) (int, error) {
+	fd, _, errno := unix.RawSyscall(unix.SYS_SOCKET, uintptr(family), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if errno != 0 {
+		return -1, os.NewSyscallError("socket", errno)
+	}
+	return int(fd), nil
+}
+
+func rawSetLinger0(fd int) error {
+	l := unix.Linger{Onoff: 1}
+	_, _, errno := unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_LINGER, uintptr(unsafe.Pointer(&l)), unsafe.Sizeof(l), 0)
+	if errno != 0 {
+		return os.NewSyscallError("setsockopt", errno)
+	}
+	return nil
+}
+
+func rawConnect(fd int, ra *rawSockaddr) syscall.Errno {
+	_, _, errno := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&ra.sa)), uintptr(ra.len))
+	return errno
+}
+
+func rawClose(fd int) error {
+	if _, _, errno := unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0); errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // dial connects by deadline; ctx's cancellation aborts a wait. With io
 // false the caller will only close the connection, so one that completes
 // at once never enters the poller.
 func (d tcpDialer) dial(ctx context.Context, deadline time.Time, io bool) (*sockConn, error) {
-	fd, err := unix.Socket(d.family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := rawSocket(d.family)
 	if err != nil {
-		return nil, os.NewSyscallError("socket", err)
+		return nil, err
 	}
 	// Checks close with RST, as HAProxy's do: a probe has nothing left to
 	// flush, and at thousands of checks per second the TIME_WAIT sockets
 	// of an orderly close would eat the ephemeral ports and kernel memory.
 	// Set now, it also covers every early return below.
-	if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1}); err != nil {
-		unix.Close(fd)
-		return nil, os.NewSyscallError("setsockopt", err)
+	if err := rawSetLinger0(fd); err != nil {
+		rawClose(fd)
+		return nil, err
 	}
 	if d.la != nil {
 		if err := unix.Bind(fd, d.la); err != nil {
-			unix.Close(fd)
+			rawClose(fd)
 			return nil, os.NewSyscallError("bind", err)
 		}
 	}
 	connected := false
-	switch err := unix.Connect(fd, d.copyRemote()); err {
-	case nil:
+	switch errno := rawConnect(fd, &d.ra); errno {
+	case 0:
 		connected = true
 	case unix.EINPROGRESS, unix.EALREADY, unix.EINTR:
 		// A loopback or LAN handshake often completes inside connect.
 		connected = hasPeer(fd)
 	default:
-		unix.Close(fd)
-		return nil, os.NewSyscallError("connect", err)
+		rawClose(fd)
+		return nil, os.NewSyscallError("connect", errno)
 	}
 	if connected && !io {
 		return &sockConn{fd: fd, remote: d.remote}, nil
@@ -131,24 +190,23 @@ func (d tcpDialer) dial(ctx context.Context, deadline time.Time, io bool) (*sock
 	// into the past, which unblocks whatever the check is waiting on
 	// without a goroutine per check.
 	c.stop = context.AfterFunc(ctx, func() { f.SetDeadline(time.Unix(1, 0)) })
-	if connected {
-		return c, nil
-	}
-	// Only a connect still in progress needs the raw connection: most
-	// complete inside connect, and it is one allocation more per check.
 	rc, err := f.SyscallConn()
 	if err != nil {
 		c.Close()
 		return nil, err
+	}
+	c.rc = rc
+	if connected {
+		return c, nil
 	}
 	var cerr error
 	werr := rc.Write(func(fd uintptr) bool {
 		if hasPeer(int(fd)) {
 			return true
 		}
-		switch n, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR); {
-		case err != nil:
-			cerr = os.NewSyscallError("getsockopt", err)
+		switch n, errno := soError(int(fd)); {
+		case errno != 0:
+			cerr = os.NewSyscallError("getsockopt", errno)
 		case n != 0:
 			cerr = os.NewSyscallError("connect", syscall.Errno(n))
 		default:
@@ -166,6 +224,16 @@ func (d tcpDialer) dial(ctx context.Context, deadline time.Time, io bool) (*sock
 	return c, nil
 }
 
+// soError is getsockopt(SO_ERROR), raw.
+func soError(fd int) (int32, syscall.Errno) {
+	var (
+		v int32
+		n = uint32(unsafe.Sizeof(v))
+	)
+	_, _, errno := unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_ERROR, uintptr(unsafe.Pointer(&v)), uintptr(unsafe.Pointer(&n)), 0)
+	return v, errno
+}
+
 // hasPeer reports whether the socket fd is connected: getpeername(2)
 // succeeds. Called directly, not through unix.Getpeername, which decodes
 // the address into a new Sockaddr and, for AF_INET, asks the kernel the
@@ -176,7 +244,7 @@ func hasPeer(fd int) bool {
 		rsa unix.RawSockaddrAny
 		n   = uint32(unix.SizeofSockaddrAny)
 	)
-	_, _, errno := unix.Syscall(unix.SYS_GETPEERNAME, uintptr(fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n)))
+	_, _, errno := unix.RawSyscall(unix.SYS_GETPEERNAME, uintptr(fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n)))
 	return errno == 0
 }
 
@@ -186,16 +254,79 @@ func hasPeer(fd int) bool {
 type sockConn struct {
 	fd     int // when f is nil
 	f      *os.File
+	rc     syscall.RawConn // f's, which waits in the poller with f's deadline
 	stop   func() bool
 	remote netip.AddrPort
 }
 
-func (c *sockConn) Read(b []byte) (int, error)  { return c.f.Read(b) }
-func (c *sockConn) Write(b []byte) (int, error) { return c.f.Write(b) }
+// Read and Write wait in the runtime's poller as os.File's do, but read
+// and send with raw system calls (see rawSocket); the send never raises
+// SIGPIPE (MSG_NOSIGNAL).
+func (c *sockConn) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	var (
+		n     int
+		errno syscall.Errno
+	)
+	err := c.rc.Read(func(fd uintptr) bool {
+		for {
+			r, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+			switch e {
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				return false
+			}
+			n, errno = int(r), e
+			return true
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case errno != 0:
+		return 0, os.NewSyscallError("read", errno)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (c *sockConn) Write(b []byte) (int, error) {
+	var (
+		done  int
+		errno syscall.Errno
+	)
+	err := c.rc.Write(func(fd uintptr) bool {
+		for done < len(b) {
+			r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&b[done])), uintptr(len(b)-done), unix.MSG_NOSIGNAL, 0, 0)
+			switch e {
+			case 0:
+				done += int(r)
+			case unix.EINTR:
+			case unix.EAGAIN:
+				return false
+			default:
+				errno = e
+				return true
+			}
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return done, err
+	case errno != 0:
+		return done, os.NewSyscallError("write", errno)
+	}
+	return done, nil
+}
 
 func (c *sockConn) Close() error {
 	if c.f == nil {
-		return unix.Close(c.fd)
+		return rawClose(c.fd)
 	}
 	c.stop()
 	return c.f.Close()

@@ -2,6 +2,13 @@ package healthcheck
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -68,5 +75,103 @@ func TestCancelUnblocksConnect(t *testing.T) {
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("cancelled check returned after %v (timeout 30s)", took)
+	}
+}
+
+// TestSockConnIO: the raw reads and sends of a check's connection wait in
+// the poller and honour its deadline; a large request goes out whole; the
+// peer's close is io.EOF after its data; and a send to a peer that reset
+// the connection is an error, not a signal.
+func TestSockConnIO(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const big = 4 << 20 // past the socket buffers: the send must wait
+	served := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			served <- err
+			return
+		}
+		defer c.Close()
+		n, err := io.CopyN(io.Discard, c, big)
+		if err == nil {
+			_, err = c.Write([]byte("answer"))
+		}
+		if err == nil && n != big {
+			err = fmt.Errorf("read %d bytes", n)
+		}
+		served <- err
+	}()
+	d, err := newTCPDialer(ln.Addr().(*net.TCPAddr).AddrPort(), netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := d.dial(context.Background(), time.Now().Add(10*time.Second), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if n, err := c.Write(make([]byte, big)); err != nil || n != big {
+		t.Fatalf("write: %d, %v; want %d", n, err, big)
+	}
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "answer" {
+		t.Fatalf("read %q, %v; want the answer, then EOF", got, err)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("server: %v", err)
+	}
+
+	// A peer that never answers: the read ends at the deadline.
+	hold := make(chan struct{})
+	defer close(hold)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			<-hold
+			c.Close()
+		}
+	}()
+	c2, err := d.dial(context.Background(), time.Now().Add(100*time.Millisecond), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if _, err := c2.Read(make([]byte, 10)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read from a silent peer: %v, want the deadline", err)
+	}
+
+	// A peer that resets once connected: sends fail with an error.
+	reset := make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			<-reset
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}()
+	c3, err := d.dial(context.Background(), time.Now().Add(5*time.Second), true)
+	close(reset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := c3.Write([]byte("x")); err != nil {
+			if !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+				t.Fatalf("send after a reset: %v, want EPIPE or ECONNRESET", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sends to a reset connection kept succeeding")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -154,6 +154,7 @@ func main() {
 		run       = flag.String("run", "", "internal: run one scenario and print its result as JSON")
 		cpuprof   = flag.String("cpuprofile", "", "with -run: write a CPU profile of the checker here")
 		memprof   = flag.String("memprofile", "", "with -run: write a heap profile of the checker here near the end of the window")
+		threads   = flag.Bool("threads", false, "with -run: print each of the checker's threads' CPU ticks and context switches over the window to stderr")
 		memstats  = flag.Bool("memstats", false, "with -run: print the runtime's memory statistics to stderr near the end of the window")
 		withKA    = flag.Bool("keepalived", false, "compare with keepalived's checker in a VM that has IPVS (lab/vm; slow TCG emulation, so use small scenarios)")
 		guest     = flag.Bool("guest-compare", false, "internal: the in-VM side of -keepalived")
@@ -162,6 +163,7 @@ func main() {
 	)
 	flag.DurationVar(&checkTimeout, "timeout", 500*time.Millisecond, "check timeout (with -keepalived: the interval, as keepalived's connect_timeout is whole seconds)")
 	flag.Parse()
+	printThreads = *threads
 	if *cpuprof != "" && *run != "" {
 		f, err := os.Create(*cpuprof)
 		if err != nil {
@@ -540,12 +542,14 @@ type meter struct {
 	busy0  time.Duration
 	steal0 time.Duration
 	cpus0  cpuStats
+	th0    map[int]threadCPU
 }
 
 func startMeter(srvPID int) *meter {
 	m := &meter{t0: time.Now(), c0: cpuTime(), stop: make(chan struct{}), done: make(chan struct{}), srvPID: srvPID, sc0: procCPU(srvPID)}
 	m.busy0, m.steal0 = machineCPU()
 	m.cpus0 = readCPUStats()
+	m.th0 = threadsNow()
 	go func() {
 		defer close(m.done)
 		tk := time.NewTicker(time.Second)
@@ -571,6 +575,7 @@ func (m *meter) finish(r *result) {
 	close(m.stop)
 	<-m.done
 	c1, t1 := cpuTime(), time.Now()
+	threadsReport(m.th0, threadsNow())
 	wall := t1.Sub(m.t0)
 	r.Seconds = wall.Seconds()
 	r.CPUPct = 100 * float64(c1.total()-m.c0.total()) / float64(wall)
