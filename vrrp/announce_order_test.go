@@ -65,22 +65,12 @@ func TestTakeoverAnnouncesThenAdvertises(t *testing.T) {
 	ic := goodInstance()
 	ic.GARP.Repeat = 3
 	in := NewInstance(specOf(ic), Options{})
-	src := netip.MustParseAddr("192.0.2.11")
-	m, err := NewMachine(in.machineConfig(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	timer, err := newFDTimer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(timer.close)
-	notify := newNotifier(time.Second, func(error) {})
-	t.Cleanup(notify.close)
 	log := &ioLog{}
 	conn := &logConn{log: log}
-	rt := &runtime{src: src, conn: conn, xmit: conn, vips: &fakeVIPs{}, announce: logAnnouncer{log: log}, path: fakePath{}}
-	d := &driver{in: in, m: m, rt: rt, notify: notify, timer: timer, track: tracking{}}
+	rt := &runtime{src: netip.MustParseAddr("192.0.2.11"), conn: conn, xmit: conn, vips: &fakeVIPs{}, announce: logAnnouncer{log: log}, path: fakePath{}}
+	d := driverFor(t, in, rt)
+	d.track = tracking{}
+	m := d.m
 	conn.d = d
 	t.Cleanup(d.stopAnnounce)
 	// Backup for long enough that the master down timer is due.

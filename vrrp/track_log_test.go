@@ -93,7 +93,16 @@ func testDriver(t *testing.T, rec *recorder) (*driver, *fakeConn) {
 	cfg := goodInstance()
 	in := NewInstance(specOf(cfg), Options{Logger: slog.New(rec)})
 	src := netip.MustParseAddr("192.0.2.11")
-	m, err := NewMachine(in.machineConfig(src))
+	c := &fakeConn{}
+	rt := &runtime{src: src, conn: c, xmit: c, path: &pathWatch{failed: make(chan sendFailure, 1)}}
+	return driverFor(t, in, rt), c
+}
+
+// driverFor is in's driver over rt: the machine (its primary address
+// rt.src), the timer and the notifier are real.
+func driverFor(t *testing.T, in *Instance, rt *runtime) *driver {
+	t.Helper()
+	m, err := NewMachine(in.machineConfig(rt.src))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,9 +113,7 @@ func testDriver(t *testing.T, rec *recorder) (*driver, *fakeConn) {
 	t.Cleanup(timer.close)
 	notify := newNotifier(time.Second, func(error) {})
 	t.Cleanup(notify.close)
-	c := &fakeConn{}
-	rt := &runtime{src: src, conn: c, xmit: c, path: &pathWatch{failed: make(chan sendFailure, 1)}}
-	return &driver{in: in, m: m, rt: rt, notify: notify, timer: timer}, c
+	return &driver{in: in, m: m, rt: rt, notify: notify, timer: timer}
 }
 
 // TestPriorityChangeLogged checks that a tracked script that starts or
