@@ -117,9 +117,6 @@ func (s *soak) setupBGP(ctx context.Context) error {
 	// Before the lab, so the soak and the lab's daemons share the lab's
 	// cgroup and each haldir gets its own.
 	s.useCgroups(bgpDirectors...)
-	if s.cg != nil {
-		s.leftOut = append(s.leftOut, "mem-pressure: pair mode only")
-	}
 	c, err := bgpha.Start(ctx, "soak", s.haldir, bgpha.Options{MetricsListen: metricsAddr})
 	if c != nil {
 		s.bgp = c
@@ -225,15 +222,18 @@ func (s *soak) applyBGP(ctx context.Context, f Fault) error {
 		err := d.host.Link(ifc).Restore()
 		s.setLink(f.Target, ifc, false)
 		return err
-	case NetemEdge, CPUStarve:
+	case NetemEdge, CPUStarve, MemPressure:
 		s.expectRoute(i, wantEither, 0, f.Kind.String())
 		var err error
-		if f.Kind == NetemEdge {
+		switch {
+		case f.Kind == NetemEdge:
 			err = s.netem(f.Target, "eth0", &f)
-		} else if s.cg == nil {
+		case s.cg == nil:
 			err = fmt.Errorf("no cgroup v2")
-		} else {
+		case f.Kind == CPUStarve:
 			err = s.cg.starveCPU(f.Target)
+		default:
+			err = s.cg.squeezeMemory(f.Target)
 		}
 		if err == nil {
 			sleep(ctx, f.Hold)

@@ -63,7 +63,7 @@ const (
 // bgpKinds are the faults of the BGP mode: the pair's that mean the same
 // for a BGP director, and the BGP directors' own links. (A real server
 // dies there by losing its link: the lab's echo service has no modes.)
-var bgpKinds = []Kind{Kill, Term, Pause, EdgeCut, BackCut, NetemEdge, RealDie, ReloadWeight, ReloadBroken, Maintenance, CPUStarve}
+var bgpKinds = []Kind{Kill, Term, Pause, EdgeCut, BackCut, NetemEdge, RealDie, ReloadWeight, ReloadBroken, Maintenance, CPUStarve, MemPressure}
 
 // kinds are the fault kinds of mode m, in Kind order (the order a
 // schedule's rounds are shuffled from).
