@@ -298,7 +298,16 @@ func (s *Scheduler) Update(targets []Target) ([]Transition, error) {
 		p.subs, p.notify = subs[k], notify[k]
 		out = append(out, p.transition(now))
 	}
+	period := time.Duration(0) // no checks: the stall meter rests
+	for _, p := range s.probes {
+		if t := stallPeriod(p.target.Check.Timeout); period == 0 || t < period {
+			period = max(t, stallTick)
+		}
+	}
 	s.mu.Unlock()
+	if m, ok := s.opt.Stalls.(*tickStallMeter); ok {
+		m.setPeriod(period)
+	}
 	s.poke()
 	return out, nil
 }
