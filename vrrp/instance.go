@@ -175,6 +175,7 @@ func (in *Instance) machineConfig(primary netip.Addr) MachineConfig {
 		Preempt:      in.cfg.Preempt,
 		PreemptDelay: in.cfg.PreemptDelay,
 		Primary:      primary,
+		AlignAdverts: true,
 	}
 }
 

@@ -46,6 +46,12 @@ type MachineConfig struct {
 	PreemptDelay time.Duration // how long a lower-priority master is tolerated before preempting
 	// Primary is our address in adverts; the higher one wins a priority tie.
 	Primary netip.Addr
+	// AlignAdverts puts a master's Adver_Timer on the instants that are
+	// multiples of Interval in Unix time (nextAdvert), so that masters
+	// with one interval advertise together. Instance sets it; without it
+	// adverts are timed from the takeover, which the protocol's tests
+	// spell out.
+	AlignAdverts bool
 }
 
 // Event is an input of Machine.Handle.
@@ -535,7 +541,30 @@ func (m *Machine) becomeMaster(now time.Time, acts []Action, why string) []Actio
 	m.lowerSince = time.Time{}
 	acts = append(acts, ActAddVIPs{}, ActAnnounce{Lead: true}, ActSendAdvert{Priority: m.Priority()})
 	acts = m.to(acts, StateMaster, why)
-	return m.arm(acts, now.Add(m.cfg.Interval))
+	return m.arm(acts, m.nextAdvert(now))
+}
+
+// nextAdvert is when a master that sends an advert at now sends the next:
+// one interval later, or with AlignAdverts the first multiple of the
+// interval (in Unix time) after now, never more than an interval away.
+// Every master with the same interval in a
+// process, whenever it became master, then advertises on the same
+// instants: their adverts leave on one wake-up and reach the backups in
+// one burst (read with one recvmmsg). keepalived's instances drift into
+// step on their own; with Adver_Timers armed from each takeover, 10
+// masters at 100 ms woke haldir 69 times a second instead of 10. An
+// advert earlier than an interval after the last (once, after a takeover)
+// is harmless: backups wait three intervals.
+func (m *Machine) nextAdvert(now time.Time) time.Time {
+	d := m.cfg.Interval
+	if !m.cfg.AlignAdverts {
+		return now.Add(d)
+	}
+	off := time.Duration(now.UnixNano() % int64(d))
+	if off < 0 {
+		off += d
+	}
+	return now.Add(d - off)
 }
 
 // leaveMaster drops the addresses; resign sends priority 0 first so that a
@@ -748,12 +777,13 @@ func (m *Machine) timer(now time.Time) ([]Action, IgnoreReason) {
 	// A fire within the slack before the deadline (the timers of several
 	// masters sharing a wake-up) moves this router's adverts to it, so
 	// they share the next wake-ups too.
+	// Aligned deadlines are on the grid already: an early fire keeps it.
 	next := m.deadline.Add(m.cfg.Interval)
-	if now.Before(m.deadline) {
+	if now.Before(m.deadline) && !m.cfg.AlignAdverts {
 		next = now.Add(m.cfg.Interval)
 	}
 	if !next.After(now) {
-		next = now.Add(m.cfg.Interval)
+		next = m.nextAdvert(now)
 	}
 	return m.arm([]Action{ActSendAdvert{Priority: m.Priority()}}, next), Handled
 }
@@ -807,7 +837,7 @@ func (m *Machine) backupAdvert(now time.Time, ev EvAdvert) ([]Action, IgnoreReas
 func (m *Machine) masterAdvert(now time.Time, ev EvAdvert) ([]Action, IgnoreReason) {
 	if ev.Priority == 0 {
 		// Another router resigned; re-assert at once (RFC 5798 §6.4.3).
-		return m.arm([]Action{ActSendAdvert{Priority: m.Priority()}}, now.Add(m.cfg.Interval)), Handled
+		return m.arm([]Action{ActSendAdvert{Priority: m.Priority()}}, m.nextAdvert(now)), Handled
 	}
 	if m.yieldTo.IsValid() && ev.Src.Unmap() == m.yieldTo && now.Before(m.yieldUntil) {
 		// The target is master too: release, make-before-break.

@@ -512,3 +512,49 @@ func TestMachineDrill(t *testing.T) {
 		})
 	}
 }
+
+// TestMachineAlignedAdverts: with AlignAdverts a master advertises on the
+// multiples of its interval in Unix time (t0 is one), whenever it took
+// over, so that all of a process's masters with one interval send on one
+// wake-up; an early fire within the slack keeps the grid, a stall
+// restarts on it, and an answer to a resignation comes back to it.
+func TestMachineAlignedAdverts(t *testing.T) {
+	const ms = time.Millisecond
+	aligned := func(iv time.Duration) MachineConfig {
+		c := baseCfg()
+		c.Interval, c.AlignAdverts = iv, true
+		return c
+	}
+	send := ActSendAdvert{Priority: 100}
+	took := func(at, next time.Duration) step {
+		return step{at, EvTimer{}, cat(ActAddVIPs{}, ActAnnounce{Lead: true}, send, change(StateBackup, StateMaster), setAt(next)), Handled, StateMaster, 0}
+	}
+	down10 := 300*ms + 100*ms*156/256 // Master_Down_Interval at 100 ms
+	for _, tc := range []struct {
+		name  string
+		cfg   MachineConfig
+		steps []step
+	}{
+		{"1s: takeover at 3.609s, next advert at 4s", aligned(sec), []step{
+			{0, EvStartup{}, cat(change(StateInit, StateBackup), setAt(down100)), Handled, StateBackup, 0},
+			took(down100, 4*sec),
+			{4*sec + 300*time.Microsecond, EvTimer{}, cat(send, setAt(5*sec)), Handled, StateMaster, 0},
+			{5*sec - 500*time.Microsecond, EvTimer{}, cat(send, setAt(6*sec)), Handled, StateMaster, 0},
+			{8*sec + 200*ms, EvTimer{}, cat(send, setAt(9*sec)), Handled, StateMaster, 0},
+			{9*sec + 500*ms, adv("192.0.2.20", 0, sec), cat(send, setAt(10*sec)), Handled, StateMaster, 0},
+		}},
+		{"100ms: takeover at 360.9ms, next advert at 400ms", aligned(100 * ms), []step{
+			{0, EvStartup{}, cat(change(StateInit, StateBackup), setAt(down10)), Handled, StateBackup, 0},
+			took(down10, 400*ms),
+			{400 * ms, EvTimer{}, cat(send, setAt(500*ms)), Handled, StateMaster, 0},
+		}},
+		{"a takeover after a resignation advertises next on the grid", aligned(sec), []step{
+			{0, EvStartup{}, cat(change(StateInit, StateBackup), setAt(down100)), Handled, StateBackup, 0},
+			{sec, adv("192.0.2.20", 200, sec), cat(setAt(sec + down100)), Handled, StateBackup, 0},
+			{sec + 500*ms, adv("192.0.2.20", 0, sec), cat(setAt(sec + 500*ms + skew100)), Handled, StateBackup, 0},
+			took(sec+500*ms+skew100, 3*sec),
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { runSteps(t, tc.cfg, tc.steps) })
+	}
+}
