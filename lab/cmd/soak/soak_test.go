@@ -78,7 +78,7 @@ func TestScheduleReplays(t *testing.T) {
 		{"pair with cgroups", ModePair, true, int(EdgeCut)},
 		{"pair without cgroups", ModePair, false, int(EdgeCut) - 2},
 		{"bgp with cgroups", ModeBGP, true, len(bgpKinds)},
-		{"bgp without cgroups", ModeBGP, false, len(bgpKinds) - 1},
+		{"bgp without cgroups", ModeBGP, false, len(bgpKinds) - 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSchedule(1, time.Minute, tc.mode, tc.cgroups, nil)
