@@ -37,6 +37,7 @@ type httpChecker struct {
 	timeout time.Duration
 	tls     *tls.Config // nil for plain http
 	urls    []*httpURL  // each on its own connection, all within one deadline
+	clk     checkClock  // of the running check
 }
 
 // httpURL is one request of a check and what its response must be.
@@ -143,14 +144,16 @@ func newHTTPURL(scheme string, da netip.AddrPort, host string, c conf.URLSpec) (
 // request bytes are built once per probe; net/http still parses the
 // response.
 func (c *httpChecker) Run(ctx context.Context, deadline time.Time) Result {
+	clk := &c.clk
+	clk.start(deadline, c.dial.pause)
 	if len(c.urls) == 1 {
-		return c.get(ctx, deadline, c.urls[0])
+		return c.get(ctx, clk, c.urls[0])
 	}
 	// keepalived's several url blocks: each on its own connection, in
 	// order, within the one deadline; the first failure decides.
 	var last Result
 	for _, u := range c.urls {
-		last = c.get(ctx, deadline, u)
+		last = c.get(ctx, clk, u)
 		if !last.Up {
 			last.Reason = u.path + ": " + last.Reason
 			return last
@@ -160,13 +163,14 @@ func (c *httpChecker) Run(ctx context.Context, deadline time.Time) Result {
 	return last
 }
 
-func (c *httpChecker) get(ctx context.Context, deadline time.Time, u *httpURL) Result {
+func (c *httpChecker) get(ctx context.Context, clk *checkClock, u *httpURL) Result {
 	// One deadline, set on the socket, covers connect, TLS, request,
 	// headers and body, so a server that trickles bytes fails at the
-	// deadline, not at deadline per read.
-	sc, err := c.dial.dial(ctx, deadline, true)
+	// deadline, not at deadline per read. It moves only by the time the
+	// checker itself was late (turns.go).
+	sc, err := c.dial.dial(ctx, clk, true)
 	if err != nil {
-		return down(describe("connect", err, deadline, c.timeout))
+		return down(describe("connect", err, clk.deadline, c.timeout))
 	}
 	defer sc.Close()
 	var conn io.ReadWriter = sc
@@ -176,16 +180,16 @@ func (c *httpChecker) get(ctx context.Context, deadline time.Time, u *httpURL) R
 		// dialer's cancellation already bound it, without the goroutine
 		// HandshakeContext starts to watch a context.
 		if err := tc.Handshake(); err != nil {
-			return down(describe("tls handshake", err, deadline, c.timeout))
+			return down(describe("tls handshake", err, clk.deadline, c.timeout))
 		}
 		conn = tc
 	}
 	if _, err := conn.Write(u.reqBytes); err != nil {
-		return down(describe("writing request", err, deadline, c.timeout))
+		return down(describe("writing request", err, clk.deadline, c.timeout))
 	}
 	r, phase, err := u.evaluate(conn)
 	if err != nil {
-		return down(describe(phase, err, deadline, c.timeout))
+		return down(describe(phase, err, clk.deadline, c.timeout))
 	}
 	return r
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -31,6 +32,8 @@ type tcpDialer struct {
 	family int
 	ra     rawSockaddr
 	la     unix.Sockaddr // nil unless source_address is set
+	// pause, in tests, starves the checker at a step (checkClock.pause).
+	pause func(step string)
 }
 
 func newTCPDialer(remote netip.AddrPort, source netip.Addr) (tcpDialer, error) {
@@ -144,10 +147,10 @@ func rawClose(fd int) error {
 	return nil
 }
 
-// dial connects by deadline; ctx's cancellation aborts a wait. With io
-// false the caller will only close the connection, so one that completes
-// at once never enters the poller.
-func (d tcpDialer) dial(ctx context.Context, deadline time.Time, io bool) (*sockConn, error) {
+// dial connects within clk's deadline; ctx's cancellation aborts a wait.
+// With io false the caller will only close the connection, so one that
+// completes at once never enters the poller.
+func (d tcpDialer) dial(ctx context.Context, clk *checkClock, io bool) (*sockConn, error) {
 	fd, err := rawSocket(d.family)
 	if err != nil {
 		return nil, err
@@ -166,6 +169,11 @@ func (d tcpDialer) dial(ctx context.Context, deadline time.Time, io bool) (*sock
 			return nil, os.NewSyscallError("bind", err)
 		}
 	}
+	// The checker's turn ends here: the SYN hands the ball to the target.
+	turn := time.Now()
+	if turn.Sub(clk.ours) > slowTurn {
+		clk.credit(clk.ours, turn)
+	}
 	connected := false
 	switch errno := rawConnect(fd, &d.ra); errno {
 	case 0:
@@ -181,26 +189,43 @@ func (d tcpDialer) dial(ctx context.Context, deadline time.Time, io bool) (*sock
 		return &sockConn{fd: fd, remote: d.remote}, nil
 	}
 	f := os.NewFile(uintptr(fd), "tcp")
-	c := &sockConn{fd: -1, f: f, remote: d.remote}
-	if err := f.SetDeadline(deadline); err != nil {
+	c := &sockConn{fd: -1, sysfd: fd, f: f, remote: d.remote, clk: clk}
+	if err := f.SetDeadline(clk.deadline); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("socket not pollable: %w", err)
 	}
 	// Cancellation (probe removed, scheduler stopped) moves the deadline
 	// into the past, which unblocks whatever the check is waiting on
 	// without a goroutine per check.
-	c.stop = context.AfterFunc(ctx, func() { f.SetDeadline(time.Unix(1, 0)) })
+	c.stop = context.AfterFunc(ctx, func() {
+		c.cancelled.Store(true)
+		f.SetDeadline(time.Unix(1, 0))
+	})
 	rc, err := f.SyscallConn()
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
 	c.rc = rc
-	if connected {
-		return c, nil
+	if !connected {
+		if err := c.awaitConnect(turn); err != nil {
+			c.Close()
+			return nil, err
+		}
 	}
+	clk.ours = time.Now()
+	if clk.pause != nil {
+		clk.pause("connected")
+	}
+	return c, nil
+}
+
+// awaitConnect waits for the handshake that began at turn. A deadline
+// that fired is checked against the kernel's clock: a connection that
+// completed in time while the checker was not running is a connection.
+func (c *sockConn) awaitConnect(turn time.Time) error {
 	var cerr error
-	werr := rc.Write(func(fd uintptr) bool {
+	werr := c.rc.Write(func(fd uintptr) bool {
 		if hasPeer(int(fd)) {
 			return true
 		}
@@ -217,11 +242,37 @@ func (d tcpDialer) dial(ctx context.Context, deadline time.Time, io bool) (*sock
 	if werr == nil {
 		werr = cerr
 	}
-	if werr != nil {
-		c.Close()
-		return nil, werr
+	if isDeadline(werr) && !c.cancelled.Load() && hasPeer(c.sysfd) {
+		werr = nil
 	}
-	return c, nil
+	if werr != nil {
+		return werr
+	}
+	return c.answered("connect", turn)
+}
+
+// answered settles the target's turn that began at turn and ended with
+// the answer the checker has just seen: a timeout if the kernel says it
+// came after the deadline, else the checker's lateness in seeing it is
+// credited.
+func (c *sockConn) answered(what string, turn time.Time) error {
+	moved, inTime := c.clk.answered(c.sysfd, what, turn, time.Now())
+	if !inTime {
+		return errTargetTimeout
+	}
+	if moved {
+		c.setDeadline()
+	}
+	return nil
+}
+
+// setDeadline gives the poller the moved deadline, unless the check was
+// cancelled meanwhile (whose past deadline must stay).
+func (c *sockConn) setDeadline() {
+	c.f.SetDeadline(c.clk.deadline)
+	if c.cancelled.Load() {
+		c.f.SetDeadline(time.Unix(1, 0))
+	}
 }
 
 // soError is getsockopt(SO_ERROR), raw.
@@ -253,10 +304,16 @@ func hasPeer(fd int) bool {
 // net.Conn for crypto/tls.
 type sockConn struct {
 	fd     int // when f is nil
+	sysfd  int // f's descriptor, for the calls that bypass the poller
 	f      *os.File
 	rc     syscall.RawConn // f's, which waits in the poller with f's deadline
 	stop   func() bool
 	remote netip.AddrPort
+	// clk is the check's deadline on the target's time (turns.go); turn
+	// is when the target's current turn began (the last send).
+	clk       *checkClock
+	turn      time.Time
+	cancelled atomic.Bool
 }
 
 // Read and Write wait in the runtime's poller as os.File's do, but read
@@ -266,6 +323,55 @@ func (c *sockConn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	n, err := c.pollRead(b)
+	if isDeadline(err) && !c.cancelled.Load() {
+		n, err = c.lateRead(b)
+	}
+	what := "data"
+	switch {
+	case err == io.EOF:
+		what = "fin"
+	case err != nil:
+		return n, err
+	}
+	if aerr := c.answered(what, c.turn); aerr != nil {
+		return 0, aerr
+	}
+	// What comes next on this connection is the target's again (more of
+	// the answer), counted from here: time in between was the checker's.
+	now := time.Now()
+	c.turn, c.clk.ours = now, now
+	return n, err
+}
+
+// lateRead is a read whose deadline fired: if the answer is in the socket
+// it is read (and then judged by when it arrived), and if nothing is
+// there and the deadline has passed the target timed out.
+func (c *sockConn) lateRead(b []byte) (int, error) {
+	for {
+		r, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(c.sysfd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		switch errno {
+		case 0:
+			if r == 0 {
+				return 0, io.EOF
+			}
+			return int(r), nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+		default:
+			return 0, os.NewSyscallError("read", errno)
+		}
+		if !time.Now().Before(c.clk.deadline) {
+			return 0, errTargetTimeout
+		}
+		// The deadline moved since the poller's fired: wait for the rest.
+		c.setDeadline()
+		return c.pollRead(b)
+	}
+}
+
+func (c *sockConn) pollRead(b []byte) (int, error) {
 	var (
 		n     int
 		errno syscall.Errno
@@ -294,7 +400,23 @@ func (c *sockConn) Read(b []byte) (int, error) {
 	return n, nil
 }
 
+// Write ends the checker's turn: the time since it got the ball, if long,
+// is credited, and the target's turn starts when the bytes are in the
+// kernel.
 func (c *sockConn) Write(b []byte) (int, error) {
+	if now := time.Now(); now.Sub(c.clk.ours) > slowTurn && c.clk.credit(c.clk.ours, now) {
+		c.setDeadline()
+	}
+	n, err := c.pollWrite(b)
+	c.turn = time.Now()
+	c.clk.ours = c.turn
+	if err == nil && c.clk.pause != nil {
+		c.clk.pause("sent")
+	}
+	return n, err
+}
+
+func (c *sockConn) pollWrite(b []byte) (int, error) {
 	var (
 		done  int
 		errno syscall.Errno

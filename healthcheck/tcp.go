@@ -10,6 +10,7 @@ import (
 type tcpChecker struct {
 	dial    tcpDialer
 	timeout time.Duration
+	clk     checkClock // of the running check
 }
 
 func newTCP(c *conf.CheckSpec) (Checker, error) {
@@ -21,9 +22,11 @@ func newTCP(c *conf.CheckSpec) (Checker, error) {
 }
 
 func (c *tcpChecker) Run(ctx context.Context, deadline time.Time) Result {
-	conn, err := c.dial.dial(ctx, deadline, false)
+	clk := &c.clk
+	clk.start(deadline, c.dial.pause)
+	conn, err := c.dial.dial(ctx, clk, false)
 	if err != nil {
-		return down(describe("connect", err, deadline, c.timeout))
+		return down(describe("connect", err, clk.deadline, c.timeout))
 	}
 	conn.Close()
 	return up("connected")

@@ -1,0 +1,74 @@
+package healthcheck
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
+)
+
+// TestStarvedCheckerJudgedByArrival: a checker that the host does not run
+// for a while (pause stands in for a starved process: a cgroup's quota, an
+// overloaded VM) judges its target by when the answer reached the kernel,
+// not by when it got around to reading it. A healthy server is up however
+// late the checker was; a server that answered after its timeout is down
+// however the checker's lateness is spread; a silent one still costs only
+// its timeout on top of the checker's own lateness.
+func TestStarvedCheckerJudgedByArrival(t *testing.T) {
+	const (
+		timeout = 100 * time.Millisecond
+		starved = 300 * time.Millisecond
+	)
+	for _, tc := range []struct {
+		name   string
+		answer time.Duration // the server's delay after the request
+		step   string        // where the checker is starved ("" nowhere)
+		up     bool
+	}{
+		{"answers at once, starved after sending", 0, "sent", true},
+		{"answers at once, starved after connecting", 0, "connected", true},
+		{"answers in 40ms, starved after connecting", 40 * time.Millisecond, "connected", true},
+		{"answers after its timeout, starved after sending", 200 * time.Millisecond, "sent", false},
+		{"answers after its timeout, starved after connecting", 200 * time.Millisecond, "connected", false},
+		{"answers after its timeout, not starved", 200 * time.Millisecond, "", false},
+		{"silent, starved after sending", 2 * time.Second, "sent", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ap := serve(t, byPath(tc.answer, map[string]string{"/": "200 OK"}, nil))
+			spec := complete(conf.CheckSpec{Kind: conf.CheckHTTP, HTTP: httpPath("/"), Timeout: timeout}, ap)
+			ck, err := newHTTP(&spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hc := ck.(*httpChecker)
+			var paused []string
+			hc.dial.pause = func(step string) {
+				paused = append(paused, step)
+				if step == tc.step {
+					// The process not running is what is simulated;
+					// the kernel keeps receiving meanwhile.
+					time.Sleep(starved)
+				}
+			}
+			start := time.Now()
+			r := hc.Run(context.Background(), start.Add(timeout))
+			took := time.Since(start)
+			if r.Up != tc.up {
+				t.Fatalf("up %v (%s), want %v; steps %v", r.Up, r.Reason, tc.up, paused)
+			}
+			if !tc.up && !strings.Contains(r.Reason, "timeout") {
+				t.Fatalf("reason %q, want a timeout", r.Reason)
+			}
+			if tc.step != "" && !strings.Contains(strings.Join(paused, ","), tc.step) {
+				t.Fatalf("steps %v never reached %q", paused, tc.step)
+			}
+			// The check costs the target's timeout plus the checker's
+			// own lateness, and no more (with room for a busy host).
+			if limit := timeout + starved + 300*time.Millisecond; took > limit {
+				t.Fatalf("the check took %s, want under %s", took, limit)
+			}
+		})
+	}
+}
