@@ -145,7 +145,7 @@ func newHTTPURL(scheme string, da netip.AddrPort, host string, c conf.URLSpec) (
 // response.
 func (c *httpChecker) Run(ctx context.Context, deadline time.Time) Result {
 	clk := &c.clk
-	clk.start(deadline, c.dial.pause)
+	clk.start(deadline, c.timeout, c.dial.pause)
 	if len(c.urls) == 1 {
 		return c.get(ctx, clk, c.urls[0])
 	}

@@ -171,7 +171,7 @@ func (d tcpDialer) dial(ctx context.Context, clk *checkClock, io bool) (*sockCon
 	}
 	// The checker's turn ends here: the SYN hands the ball to the target.
 	turn := time.Now()
-	if turn.Sub(clk.ours) > slowTurn {
+	if turn.Sub(clk.ours) > clk.slow {
 		clk.credit(clk.ours, turn)
 	}
 	connected := false
@@ -404,7 +404,7 @@ func (c *sockConn) pollRead(b []byte) (int, error) {
 // is credited, and the target's turn starts when the bytes are in the
 // kernel.
 func (c *sockConn) Write(b []byte) (int, error) {
-	if now := time.Now(); now.Sub(c.clk.ours) > slowTurn && c.clk.credit(c.clk.ours, now) {
+	if now := time.Now(); now.Sub(c.clk.ours) > c.clk.slow && c.clk.credit(c.clk.ours, now) {
 		c.setDeadline()
 	}
 	n, err := c.pollWrite(b)

@@ -110,7 +110,7 @@ func TestSockConnIO(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := d.dial(context.Background(), newCheckClock(time.Now().Add(10*time.Second), nil), true)
+	c, err := d.dial(context.Background(), newCheckClock(time.Now().Add(10*time.Second), 10*time.Second, nil), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestSockConnIO(t *testing.T) {
 			c.Close()
 		}
 	}()
-	c2, err := d.dial(context.Background(), newCheckClock(time.Now().Add(100*time.Millisecond), nil), true)
+	c2, err := d.dial(context.Background(), newCheckClock(time.Now().Add(100*time.Millisecond), 100*time.Millisecond, nil), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestSockConnIO(t *testing.T) {
 			c.Close()
 		}
 	}()
-	c3, err := d.dial(context.Background(), newCheckClock(time.Now().Add(5*time.Second), nil), true)
+	c3, err := d.dial(context.Background(), newCheckClock(time.Now().Add(5*time.Second), 5*time.Second, nil), true)
 	close(reset)
 	if err != nil {
 		t.Fatal(err)

@@ -23,7 +23,7 @@ func newTCP(c *conf.CheckSpec) (Checker, error) {
 
 func (c *tcpChecker) Run(ctx context.Context, deadline time.Time) Result {
 	clk := &c.clk
-	clk.start(deadline, c.dial.pause)
+	clk.start(deadline, c.timeout, c.dial.pause)
 	conn, err := c.dial.dial(ctx, clk, false)
 	if err != nil {
 		return down(describe("connect", err, clk.deadline, c.timeout))

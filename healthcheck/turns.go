@@ -38,26 +38,31 @@ type checkClock struct {
 	// ours is when the checker last got the ball (the run started, a
 	// connection completed, a read returned).
 	ours time.Time
+	// slow is how long a turn may look before the kernel is asked.
+	slow time.Duration
 	// pause, in tests, stands in for the host starving the checker at a
 	// named step ("connected", "sent", "read").
 	pause func(step string)
 }
 
-func newCheckClock(deadline time.Time, pause func(string)) *checkClock {
+func newCheckClock(deadline time.Time, timeout time.Duration, pause func(string)) *checkClock {
 	k := &checkClock{}
-	k.start(deadline, pause)
+	k.start(deadline, timeout, pause)
 	return k
 }
 
 // start begins a run: the checkers keep their clock in place (a probe's
 // runs never overlap), which spares an allocation per check.
-func (k *checkClock) start(deadline time.Time, pause func(string)) {
-	*k = checkClock{deadline: deadline, ours: time.Now(), pause: pause}
+func (k *checkClock) start(deadline time.Time, timeout time.Duration, pause func(string)) {
+	*k = checkClock{deadline: deadline, ours: time.Now(), slow: max(slowTurn, timeout/10), pause: pause}
 }
 
-// slowTurn is how long a turn may look before the kernel is asked when it
-// really ended: a LAN round trip or a quick server stays well below it,
-// and the checker's own lateness below it is not worth a system call.
+// slowTurn is how long a turn may look, at least, before the kernel is
+// asked when it really ended; a tenth of the timeout if that is longer. A
+// LAN round trip or a quick server stays well below it, and the checker's
+// own lateness below it is not worth a system call per check on a slow
+// (emulated) host: what it leaves uncredited, a tenth of the timeout per
+// turn at most, the scheduler's retry of late failures still covers.
 const slowTurn = 2 * time.Millisecond
 
 // jiffyTolerance is how much earlier than TCP_INFO says an arrival may have
@@ -102,7 +107,7 @@ func arrival(fd int, what string) (time.Time, error) {
 // returns false when that answer came after the deadline (a timeout of
 // the target's own).
 func (k *checkClock) answered(fd int, what string, turn, now time.Time) (moved, inTime bool) {
-	if now.Sub(turn) <= slowTurn && !now.After(k.deadline) {
+	if now.Sub(turn) <= k.slow && !now.After(k.deadline) {
 		return false, true
 	}
 	at, err := arrival(fd, what)
