@@ -157,6 +157,7 @@ type conn4 struct {
 	tx  rawSender
 	ifi *net.Interface
 	src netip.Addr
+	oob sendCmsg
 }
 
 func (c *conn4) setup() error {
@@ -200,12 +201,7 @@ func (c *conn4) newBatch() *recvBatch {
 		// recvmmsg on a raw socket keeps the IPv4 header (ReadFrom
 		// strips it).
 		r.Payload = stripIPv4Header(r.Payload)
-		var cm ipv4.ControlMessage
-		if len(oob) > 0 && cm.Parse(oob) == nil {
-			r.TTL = cm.TTL
-			r.Dst, _ = netip.AddrFromSlice(cm.Dst)
-			r.Dst = r.Dst.Unmap()
-		}
+		r.TTL, r.Dst, _ = cmsgInfo(oob, false)
 	})
 }
 
@@ -213,9 +209,12 @@ func (c *conn4) Write(b []byte, dst netip.Addr) error { return c.writeFrom(b, c.
 
 // writeFrom sends b to dst from src, an address of the socket's interface.
 func (c *conn4) writeFrom(b []byte, src, dst netip.Addr) error {
-	cm := ipv4.ControlMessage{Src: src.AsSlice(), IfIndex: c.ifi.Index}
+	oob := c.oob.get(src, func() []byte {
+		cm := ipv4.ControlMessage{Src: src.AsSlice(), IfIndex: c.ifi.Index}
+		return cm.Marshal()
+	})
 	sa := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: dst.As4()}
-	return c.tx.send(b, cm.Marshal(), unsafe.Pointer(&sa), unix.SizeofSockaddrInet4)
+	return c.tx.send(b, oob, unsafe.Pointer(&sa), unix.SizeofSockaddrInet4)
 }
 
 func (c *conn4) join() error {
@@ -232,6 +231,7 @@ type conn6 struct {
 	tx  rawSender
 	ifi *net.Interface
 	src netip.Addr
+	oob sendCmsg
 }
 
 func (c *conn6) setup() error {
@@ -272,11 +272,7 @@ func (c *conn6) Read(buf []byte) (Received, error) {
 // newBatch returns the buffers the link's reader reads into (recvBatch).
 func (c *conn6) newBatch() *recvBatch {
 	return newRecvBatch(c.pc, len(ipv6.NewControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface)), func(r *Received, oob []byte) {
-		var cm ipv6.ControlMessage
-		if len(oob) > 0 && cm.Parse(oob) == nil {
-			r.TTL = cm.HopLimit
-			r.Dst, _ = netip.AddrFromSlice(cm.Dst)
-		}
+		r.TTL, r.Dst, _ = cmsgInfo(oob, true)
 	})
 }
 
@@ -288,12 +284,15 @@ func (c *conn6) join() error {
 
 // writeFrom sends b to dst from src, an address of the socket's interface.
 func (c *conn6) writeFrom(b []byte, src, dst netip.Addr) error {
-	cm := ipv6.ControlMessage{Src: src.AsSlice(), IfIndex: c.ifi.Index, HopLimit: 255}
+	oob := c.oob.get(src, func() []byte {
+		cm := ipv6.ControlMessage{Src: src.AsSlice(), IfIndex: c.ifi.Index, HopLimit: 255}
+		return cm.Marshal()
+	})
 	// The scope is the interface's index: a zone name would be resolved
 	// in the namespace of whatever thread runs this write, not the
 	// socket's (see Options.Do).
 	sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: dst.As16(), Scope_id: uint32(c.ifi.Index)}
-	return c.tx.send(b, cm.Marshal(), unsafe.Pointer(&sa), unix.SizeofSockaddrInet6)
+	return c.tx.send(b, oob, unsafe.Pointer(&sa), unix.SizeofSockaddrInet6)
 }
 
 func (c *conn6) Close() error { return c.pc.Close() }
