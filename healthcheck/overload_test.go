@@ -52,6 +52,8 @@ type overloadEvent struct {
 	MaxTook time.Duration `json:"max_took,omitempty"`
 	Checks  uint64        `json:"checks,omitempty"`
 	Final   bool          `json:"final,omitempty"`
+	// LateBy is each target's late failures retried.
+	LateBy map[string]uint64 `json:"late_by,omitempty"`
 }
 
 // overloadCheck is the check of every target: HTTP, timeout 50 ms every
@@ -109,11 +111,15 @@ func overloadChild() int {
 			_ = enc.Encode(overloadEvent{Target: tr.Target.Addr.String(), Up: tr.Up, Reason: tr.Reason, At: time.Since(start)})
 		case <-done:
 			var checks uint64
+			lateBy := map[string]uint64{}
 			for _, st := range s.Status() {
 				checks += st.Checks
+				if st.LateRetries > 0 {
+					lateBy[st.Target.Addr.String()] = st.LateRetries
+				}
 			}
 			mu.Lock()
-			_ = enc.Encode(overloadEvent{Final: true, Late: s.LateRetries(), MaxLag: maxLag, MaxTook: maxTook, Checks: checks})
+			_ = enc.Encode(overloadEvent{Final: true, Late: s.LateRetries(), MaxLag: maxLag, MaxTook: maxTook, Checks: checks, LateBy: lateBy})
 			mu.Unlock()
 			return 0
 		}
@@ -296,8 +302,14 @@ func TestOverloadNoFalseDowns(t *testing.T) {
 	// Each counted failure may be a check and maxLateRetries retries, each
 	// as long as the longest check seen (its timeout and the stall).
 	bound := c.Interval + time.Duration(c.Fall-1)*c.Interval + time.Duration(c.Fall*(1+maxLateRetries))*final.MaxTook + final.MaxLag
-	t.Logf("%v with %v of CPU every %v (half of the %v the checks took in %v without a quota): %d checks of %d targets, %d late failures retried, max dispatch lag %v, longest check %v; false downs %d; dead targets down after %v (bound %v)",
-		d, quota, period, cpu, calib, final.Checks, len(healthy)+len(dead), final.Late, final.MaxLag, final.MaxTook, len(falseDowns), downAt, bound)
+	var lateHealthy uint64
+	for a, n := range final.LateBy {
+		if !isDead[a] {
+			lateHealthy += n
+		}
+	}
+	t.Logf("%v with %v of CPU every %v (half of the %v the checks took in %v without a quota): %d checks of %d targets, %d late failures retried (%d of healthy targets), max dispatch lag %v, longest check %v; false downs %d; dead targets down after %v (bound %v)",
+		d, quota, period, cpu, calib, final.Checks, len(healthy)+len(dead), final.Late, lateHealthy, final.MaxLag, final.MaxTook, len(falseDowns), downAt, bound)
 	for _, e := range falseDowns {
 		t.Errorf("healthy target %s reported down at %v: %s", e.Target, e.At, e.Reason)
 	}

@@ -53,8 +53,16 @@ func newCheckClock(deadline time.Time, timeout time.Duration, pause func(string)
 
 // start begins a run: the checkers keep their clock in place (a probe's
 // runs never overlap), which spares an allocation per check.
+//
+// The checker holds the ball from the check's start, which the scheduler
+// set the deadline from (CheckDeadline: a timeout after it, less up to
+// maxLagCredit of lag credit): a stall between there and the first send
+// (the scheduler's own code, Run's) is the checker's too. The start is
+// taken as late as the lag credit allows, so that a check never gets
+// back the credit CheckDeadline took.
 func (k *checkClock) start(deadline time.Time, timeout time.Duration, pause func(string)) {
-	*k = checkClock{deadline: deadline, ours: time.Now(), slow: max(slowTurn, timeout/10), pause: pause}
+	begun := deadline.Add(-timeout + min(maxLagCredit, timeout/10))
+	*k = checkClock{deadline: deadline, ours: begun, slow: max(slowTurn, timeout/10), pause: pause}
 }
 
 // slowTurn is how long a turn may look, at least, before the kernel is
