@@ -26,14 +26,20 @@ func TestStarvedCheckerJudgedByArrival(t *testing.T) {
 		answer time.Duration // the server's delay after the request
 		step   string        // where the checker is starved ("" nowhere)
 		up     bool
+		// early is how long before Run the check started: the checker
+		// starved between its start (which the deadline counts from)
+		// and Run.
+		early time.Duration
 	}{
-		{"answers at once, starved after sending", 0, "sent", true},
-		{"answers at once, starved after connecting", 0, "connected", true},
-		{"answers in 40ms, starved after connecting", 40 * time.Millisecond, "connected", true},
-		{"answers after its timeout, starved after sending", 200 * time.Millisecond, "sent", false},
-		{"answers after its timeout, starved after connecting", 200 * time.Millisecond, "connected", false},
-		{"answers after its timeout, not starved", 200 * time.Millisecond, "", false},
-		{"silent, starved after sending", 2 * time.Second, "sent", false},
+		{"answers at once, starved after sending", 0, "sent", true, 0},
+		{"answers at once, starved after connecting", 0, "connected", true, 0},
+		{"answers in 40ms, starved after connecting", 40 * time.Millisecond, "connected", true, 0},
+		{"answers after its timeout, starved after sending", 200 * time.Millisecond, "sent", false, 0},
+		{"answers after its timeout, starved after connecting", 200 * time.Millisecond, "connected", false, 0},
+		{"answers after its timeout, not starved", 200 * time.Millisecond, "", false, 0},
+		{"silent, starved after sending", 2 * time.Second, "sent", false, 0},
+		{"answers at once, starved before Run", 0, "", true, starved},
+		{"answers after its timeout, starved before Run", 200 * time.Millisecond, "", false, starved},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ap := serve(t, byPath(tc.answer, map[string]string{"/": "200 OK"}, nil))
@@ -53,7 +59,7 @@ func TestStarvedCheckerJudgedByArrival(t *testing.T) {
 				}
 			}
 			start := time.Now()
-			r := hc.Run(context.Background(), start.Add(timeout))
+			r := hc.Run(context.Background(), start.Add(timeout-tc.early))
 			took := time.Since(start)
 			if r.Up != tc.up {
 				t.Fatalf("up %v (%s), want %v; steps %v", r.Up, r.Reason, tc.up, paused)
