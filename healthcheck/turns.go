@@ -16,8 +16,8 @@ import (
 // takes its turns late: it wakes long after the answer reached the socket,
 // or stands still between the answer and the next request. Judged by when
 // the checker got around to it, such a check times out and fails a healthy
-// server (issue 14: false downs under overload, every one of them "timeout
-// reading headers").
+// server (issue 14: false downs under overload, "timeout reading headers"
+// and "timeout writing request").
 //
 // So the deadline moves: every stretch the checker held the ball moves it
 // later by that much. On the fast path nothing is measured but a clock
@@ -41,7 +41,7 @@ type checkClock struct {
 	// slow is how long a turn may look before the kernel is asked.
 	slow time.Duration
 	// pause, in tests, stands in for the host starving the checker at a
-	// named step ("connected", "sent", "read").
+	// named step ("connected", "sent").
 	pause func(step string)
 }
 
