@@ -63,6 +63,7 @@ type Lab struct {
 	ports    map[string]bool // interface names used in the fabric namespace
 	closers  []io.Closer     // listeners, servers, observers: closed at teardown
 	procs    []*Proc
+	forks    *forkThread // every process's fork (Host.Start)
 }
 
 // New creates an empty lab. name is a human label used in messages; the lab
@@ -79,8 +80,10 @@ func New(name string) (*Lab, error) {
 		name:  name,
 		id:    fmt.Sprintf("hl%d-%d", os.Getpid(), labSeq.Add(1)),
 		ports: map[string]bool{},
+		forks: newForkThread(),
 	}
 	if err := writeOwner(l.id, name); err != nil {
+		l.forks.stop()
 		return nil, fmt.Errorf("lab %q: %w", name, err)
 	}
 	fab, err := l.newNamespace(FabricName)
@@ -378,6 +381,8 @@ func (l *Lab) Close() error {
 	if err := os.Remove(filepath.Join(OwnerDir, l.id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
+	// Last: its processes are gone, so the thread that forked them may go.
+	l.forks.stop()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("lab %s: teardown: %w", l.id, err)
 	}

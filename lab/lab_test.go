@@ -869,3 +869,58 @@ func TestDoRestoresNamespaceAfterPanic(t *testing.T) {
 		t.Fatal("goroutine left in the host's namespace after a panic in Do")
 	}
 }
+
+// TestProcSurvivesThreadChurn: processes keep running while this test
+// process builds more labs, whose namespaces are made on throw-away
+// threads (createNamedNS: goroutines that end locked, so the runtime
+// destroys their threads). Start's Pdeathsig is tied to the thread that
+// forked: forked on a pooled thread, a process died with SIGKILL whenever
+// one of those goroutines took that thread (the VRRP CPU bench, which
+// builds keepalived's lab while haldir's pair runs, lost the pair in 7
+// of 16 runs).
+func TestProcSurvivesThreadChurn(t *testing.T) {
+	SkipIfNotRoot(t)
+	l := NewT(t, "churn")
+	var procs []*Proc
+	for _, name := range []string{"a", "b", "c"} {
+		h, err := l.AddHost(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := h.Start(context.Background(), []string{"/bin/sh", "-c", "echo up; sleep 600"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs = append(procs, p)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, p := range procs {
+		if _, err := p.WaitForLine(ctx, regexp.MustCompile(`^up$`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		l2 := NewT(t, fmt.Sprintf("churn%d", i))
+		for _, name := range []string{"x", "y", "z"} {
+			if _, err := l2.AddHost(name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 20 {
+			done := make(chan struct{})
+			go func() {
+				runtime.LockOSThread()
+				close(done) // ends locked: the runtime destroys the thread
+			}()
+			<-done
+		}
+	}
+	for _, p := range procs {
+		select {
+		case <-p.Done():
+			t.Fatalf("a process died while threads came and went: %v", p.Wait())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

@@ -70,11 +70,15 @@ func (h *Host) Start(ctx context.Context, argv []string, env []string) (*Proc, e
 	if closed {
 		return nil, fmt.Errorf("host %s: Start: lab closed", h.name)
 	}
-	// fork happens on this locked thread, so the child starts in the
-	// host's namespace. The thread is not released before the fork
-	// returns, and it outlives the child's start, which PR_SET_PDEATHSIG
-	// (tied to the forking thread) needs.
-	if err := h.Do(cmd.Start); err != nil {
+	// fork happens on the lab's fork thread, inside the host's namespace:
+	// that thread outlives every child it forks, which PR_SET_PDEATHSIG
+	// (tied to the forking thread) needs (forkThread).
+	var serr error
+	err := h.lab.forks.do(func() { serr = h.Do(cmd.Start) })
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
 		return nil, fmt.Errorf("host %s: starting %q: %w", h.name, argv, err)
 	}
 	go func() {

@@ -214,6 +214,16 @@ func (d *benchDaemon) loggedBackup() bool {
 	return false
 }
 
+// state says whether the process runs, or how it ended.
+func (d *benchDaemon) state() string {
+	select {
+	case <-d.proc.Done():
+		return fmt.Sprintf("pid %d exited: %v", d.proc.Pid(), d.proc.Wait())
+	default:
+		return fmt.Sprintf("pid %d running", d.proc.Pid())
+	}
+}
+
 // signal sends SIGTERM, as systemd's stop does, without waiting.
 func (d *benchDaemon) signal() error { return d.proc.Signal(syscall.SIGTERM) }
 

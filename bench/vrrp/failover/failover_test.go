@@ -543,7 +543,7 @@ func measureCPU(tb testing.TB, impls []benchImpl, load cpuLoad, warmup, window t
 			b, bp, err1 := p.backup.cpu()
 			for _, err := range []error{err0, err1} {
 				if err != nil {
-					tb.Fatalf("%s CPU: %v", p.im.name, err)
+					tb.Fatalf("%s CPU: %v (master %s, backup %s)", p.im.name, err, p.master.state(), p.backup.state())
 				}
 			}
 			marks[i] = append(marks[i], mark{m, b})
