@@ -221,7 +221,6 @@ func (d tcpDialer) dial(ctx context.Context, clk *checkClock, io bool) (*sockCon
 		c.Close()
 		return nil, err
 	}
-	clk.ours = time.Now()
 	if clk.pause != nil {
 		clk.pause("connected")
 	}
@@ -262,15 +261,17 @@ func (c *sockConn) awaitConnect(turn time.Time) error {
 // answered settles the target's turn that began at turn and ended with
 // the answer the checker has just seen: a timeout if the kernel says it
 // came after the deadline, else the checker's lateness in seeing it is
-// credited.
+// credited and the ball is the checker's from now (clk.ours).
 func (c *sockConn) answered(what string, turn time.Time) error {
-	moved, inTime := c.clk.answered(c.sysfd, what, turn, time.Now())
+	now := time.Now()
+	moved, inTime := c.clk.answered(c.sysfd, what, turn, now)
 	if !inTime {
 		return errTargetTimeout
 	}
 	if moved {
 		c.setDeadline()
 	}
+	c.clk.ours = now
 	return nil
 }
 
@@ -347,8 +348,7 @@ func (c *sockConn) Read(b []byte) (int, error) {
 	}
 	// What comes next on this connection is the target's again (more of
 	// the answer), counted from here: time in between was the checker's.
-	now := time.Now()
-	c.turn, c.clk.ours = now, now
+	c.turn = c.clk.ours
 	return n, err
 }
 

@@ -175,3 +175,11 @@ func TestSockConnIO(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// newCheckClock is a started clock for a connection dialled outside a
+// checker.
+func newCheckClock(deadline time.Time, timeout time.Duration, pause func(string)) *checkClock {
+	k := &checkClock{}
+	k.start(deadline, timeout, pause)
+	return k
+}

@@ -45,12 +45,6 @@ type checkClock struct {
 	pause func(step string)
 }
 
-func newCheckClock(deadline time.Time, timeout time.Duration, pause func(string)) *checkClock {
-	k := &checkClock{}
-	k.start(deadline, timeout, pause)
-	return k
-}
-
 // start begins a run: the checkers keep their clock in place (a probe's
 // runs never overlap), which spares an allocation per check.
 //

@@ -155,7 +155,7 @@ type announcer struct {
 	// (rawSender): a plain sendto of a broadcast through the bridge ran
 	// past 20 µs, the runtime's sysmon gave the processor away, and the
 	// takeover's first advert left 1.1 ms after its leading gratuitous
-	// ARP (3 of 26 failover smoke runs).
+	// ARP (4 of 24 failover smoke runs).
 	arpTx rawSender
 	bcast unix.RawSockaddrLinklayer
 	ndp   *ndp.Conn

@@ -451,6 +451,14 @@ func startCPUPair(tb testing.TB, im benchImpl, load cpuLoad) *cpuPair {
 	tb.Helper()
 	p := &cpuPair{im: im, l: buildBenchLAN(tb, fmt.Sprintf("vrrpcpu-%s-%d", im.name, load.instances))}
 	p.tap = newWireTap(tb, p.l)
+	// A pair that fails to start (tb.Fatal) is torn down here; one that
+	// starts is measureCPU's to close.
+	started := false
+	defer func() {
+		if !started {
+			p.close()
+		}
+	}()
 	insFor := func(prio int) []benchInstance {
 		var ins []benchInstance
 		for i := 1; i <= load.instances; i++ {
@@ -474,6 +482,7 @@ func startCPUPair(tb testing.TB, im benchImpl, load cpuLoad) *cpuPair {
 	// seconds; the bound grows with them.
 	poll.True(tb, settle+5*load.interval+time.Duration(load.instances)*100*time.Millisecond,
 		fmt.Sprintf("%s: %v with every VIP on the master", im.name, load), p.steady)
+	started = true
 	return p
 }
 
@@ -487,8 +496,11 @@ func (p *cpuPair) steady() bool {
 }
 
 func (p *cpuPair) close() {
-	p.master.stop()
-	p.backup.stop()
+	for _, d := range []*benchDaemon{p.master, p.backup} {
+		if d != nil {
+			d.stop()
+		}
+	}
 	p.tap.Stop()
 	p.l.Close()
 }
