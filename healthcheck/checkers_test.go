@@ -48,7 +48,10 @@ func runCases(t *testing.T, cases []checkCase) {
 					c.Timeout = testTimeout
 				}
 			}
-			var ap netip.AddrPort
+			var (
+				ap netip.AddrPort
+				ok bool
+			)
 			if tc.addr != nil {
 				ap = tc.addr(t)
 			}
@@ -56,21 +59,30 @@ func runCases(t *testing.T, cases []checkCase) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			start := time.Now()
-			r := ck.Run(context.Background(), start.Add(c.Timeout))
-			took := time.Since(start)
-			if took > c.Timeout+slack {
-				t.Errorf("check took %v, timeout is %v", took, c.Timeout)
-			}
-			if r.Up != tc.wantUp || !strings.Contains(r.Reason, tc.wantReason) {
-				t.Fatalf("got up=%v reason %q, want up=%v reason containing %q", r.Up, r.Reason, tc.wantUp, tc.wantReason)
-			}
-			w := tc.wantWeight
-			if w == 0 {
-				w = WeightConfigured
-			}
-			if r.Up && r.Weight != w {
-				t.Fatalf("weight %d, want %d", r.Weight, w)
+			// Each case on a worker (Run) and, for the kinds the
+			// scheduler's loop runs, on the loop: the same verdicts.
+			for _, path := range []string{"Run", "loop"} {
+				start := time.Now()
+				var r Result
+				if path == "Run" {
+					r = ck.Run(context.Background(), start.Add(c.Timeout))
+				} else if r, ok = runOnLoop(t, ck, start.Add(c.Timeout)); !ok {
+					continue
+				}
+				took := time.Since(start)
+				if took > c.Timeout+slack {
+					t.Errorf("%s: check took %v, timeout is %v", path, took, c.Timeout)
+				}
+				if r.Up != tc.wantUp || !strings.Contains(r.Reason, tc.wantReason) {
+					t.Fatalf("%s: got up=%v reason %q, want up=%v reason containing %q", path, r.Up, r.Reason, tc.wantUp, tc.wantReason)
+				}
+				w := tc.wantWeight
+				if w == 0 {
+					w = WeightConfigured
+				}
+				if r.Up && r.Weight != w {
+					t.Fatalf("%s: weight %d, want %d", path, r.Weight, w)
+				}
 			}
 		})
 	}

@@ -132,6 +132,10 @@ type Scheduler struct {
 	mu     sync.Mutex
 	probes map[string]*probe
 	queue  probeHeap
+
+	// loop runs tcp and plain http checks on the dispatcher goroutine
+	// (checkLoop) while Run runs with the real clock; poke wakes it.
+	loop atomic.Pointer[checkLoop]
 }
 
 type probe struct {
@@ -160,6 +164,9 @@ type probe struct {
 	// lateN those of the current slot.
 	lateRetries uint64
 	lateN       int
+	// flight is the probe's run on the dispatcher's loop, kept between
+	// runs (they never overlap); nil until its first run there.
+	flight *flight
 }
 
 // New returns a scheduler with no probes. Call Update to set the targets and
@@ -350,6 +357,10 @@ func (p *probe) transition(at time.Time) Transition {
 }
 
 func (s *Scheduler) poke() {
+	if l := s.loop.Load(); l != nil {
+		l.wake()
+		return
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -372,6 +383,13 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			m.run(ctx)
 		}()
 	}
+	if _, real := s.clock.(realClock); real {
+		l, err := newCheckLoop()
+		if err == nil {
+			return s.runLoop(ctx, l)
+		}
+		s.log.Warn("health checks: no event loop, every check runs on a worker goroutine", "err", err)
+	}
 	var (
 		timer Timer
 		armed int64 // the wake-up time timer is armed for
@@ -383,25 +401,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 	}()
 	for {
-		// Pop everything due in one lock hold: at 10k targets per second
-		// a wake-up finds several due probes, and each costs a heap pop,
-		// not a lock round trip and a timer.
-		now := int64(s.clock.Now().Sub(s.epoch))
-		batch = batch[:0]
-		s.mu.Lock()
-		for len(s.queue) > 0 && s.queue[0].due <= now {
-			p := s.queue.pop().p
-			if p.removed {
-				continue
-			}
-			p.running = true
-			batch = append(batch, p)
-		}
-		head, have := int64(0), len(s.queue) > 0
-		if have {
-			head = s.queue[0].due
-		}
-		s.mu.Unlock()
+		var head int64
+		var have bool
+		batch, head, have = s.popDue(batch[:0])
 		if len(batch) > 0 {
 			for i, p := range batch {
 				if !s.dispatch(ctx, p) {
@@ -415,10 +417,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		// The wake-up for the head: its due time rounded up to the
 		// slack. A new head that rounds to the same wake-up keeps the
 		// timer.
-		wake := head
-		if q := int64(s.opt.Slack); q > 0 {
-			wake = (head + q - 1) / q * q
-		}
+		wake := s.wakeFor(head)
 		if timer != nil && (!have || wake != armed) {
 			timer.Stop()
 			timer = nil
@@ -438,6 +437,147 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			timer = nil
 		}
 	}
+}
+
+// popDue pops every probe due now from the heap, in one lock hold: at 10k
+// targets per second a wake-up finds several due probes, and each costs a
+// heap pop, not a lock round trip and a timer. It returns them appended to
+// batch, and the due time of the new head if there is one.
+func (s *Scheduler) popDue(batch []*probe) (_ []*probe, head int64, have bool) {
+	now := int64(s.clock.Now().Sub(s.epoch))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.queue) > 0 && s.queue[0].due <= now {
+		p := s.queue.pop().p
+		if p.removed {
+			continue
+		}
+		p.running = true
+		batch = append(batch, p)
+	}
+	if len(s.queue) > 0 {
+		return batch, s.queue[0].due, true
+	}
+	return batch, 0, false
+}
+
+// wakeFor is the wake-up for a head due at head: its due time rounded up
+// to the slack, so that the checks due within it start in one wake-up.
+func (s *Scheduler) wakeFor(head int64) int64 {
+	if q := int64(s.opt.Slack); q > 0 {
+		return (head + q - 1) / q * q
+	}
+	return head
+}
+
+// runLoop is Run with a checkLoop: the dispatcher starts tcp and plain
+// http checks on the loop and waits in its poll for their sockets, their
+// deadlines, the head's due time and pokes; other checks go to workers.
+func (s *Scheduler) runLoop(ctx context.Context, l *checkLoop) error {
+	s.loop.Store(l)
+	defer func() {
+		s.loop.Store(nil)
+		l.close()
+	}()
+	defer context.AfterFunc(ctx, l.wake)()
+	var batch, waiting []*probe // waiting: due while the loop is full
+	land := func() {
+		for _, f := range l.finished() {
+			s.land(f)
+		}
+	}
+	for {
+		var head int64
+		var have bool
+		batch, head, have = s.popDue(batch[:0])
+		for i, p := range batch {
+			if spec, ok := loopSpecOf(p); ok {
+				if len(waiting) > 0 || l.inflight >= s.opt.MaxConcurrent {
+					waiting = append(waiting, p)
+					continue
+				}
+				s.fly(l, p, spec)
+				continue
+			}
+			if !s.dispatch(ctx, p) {
+				clear(batch[i:])
+				return ctx.Err()
+			}
+		}
+		clear(batch)
+		land()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if len(batch) > 0 {
+			continue // starting took time: look again before waiting
+		}
+		wait := time.Duration(-1)
+		if have {
+			wait = max(s.epoch.Add(time.Duration(s.wakeFor(head))).Sub(s.clock.Now()), 0)
+		}
+		l.poll(wait)
+		if l.woken {
+			// Update removed probes, or Run is stopping: their checks in
+			// flight end here, without a result.
+			for _, f := range l.byFD {
+				if f != nil && f.p.ctx.Err() != nil {
+					l.abort(f)
+				}
+			}
+		}
+		land()
+		for len(waiting) > 0 && l.inflight < s.opt.MaxConcurrent {
+			p := waiting[0]
+			waiting[0] = nil
+			waiting = waiting[1:]
+			if spec, ok := loopSpecOf(p); ok {
+				s.fly(l, p, spec)
+			}
+		}
+		land()
+	}
+}
+
+// loopSpecOf says whether p's checks run on the loop, and how.
+func loopSpecOf(p *probe) (loopSpec, bool) {
+	if p.flight != nil {
+		return p.flight.spec, true
+	}
+	if lc, ok := p.checker.(loopChecker); ok {
+		return lc.loopSpec()
+	}
+	return loopSpec{}, false
+}
+
+// fly starts p's check on the loop: check's first half.
+func (s *Scheduler) fly(l *checkLoop, p *probe, spec loopSpec) {
+	if p.ctx.Err() != nil {
+		return // removed while waiting
+	}
+	f := p.flight
+	if f == nil {
+		f = &flight{p: p, spec: spec}
+		p.flight = f
+	}
+	f.scheduled = p.next
+	f.started = s.clock.Now()
+	f.stall0 = s.opt.Stalls.Stalled(f.started)
+	f.deadline0 = CheckDeadline(f.scheduled, f.started, p.target.Check.Timeout)
+	l.start(f, f.deadline0)
+}
+
+// land takes a finished flight's result: check's second half.
+func (s *Scheduler) land(f *flight) {
+	p := f.p
+	returned := s.clock.Now()
+	stalled := s.opt.Stalls.Stalled(returned) - f.stall0
+	r := f.r
+	r.Start, r.Took = f.started, returned.Sub(f.started)
+	if p.ctx.Err() != nil {
+		return
+	}
+	s.settle(p, r, f.scheduled, f.started, f.deadline0, returned, stalled, false)
 }
 
 // dispatch hands p to an idle worker, starts a worker while there are fewer
@@ -496,6 +636,15 @@ func (s *Scheduler) check(p *probe) {
 		// server down or run its notify_down on the way out.
 		return
 	}
+	s.settle(p, r, scheduled, started, deadline, returned, stalled, true)
+}
+
+// settle records a check's result r: the late failure's retry, the
+// verdict, the transition and the next run. block: the caller (a worker)
+// may wait for room in the Transitions channel; the loop may not, and a
+// transition that does not fit at once is sent, and the probe then
+// rescheduled, from a goroutine of its own.
+func (s *Scheduler) settle(p *probe, r Result, scheduled, started, deadline, returned time.Time, stalled time.Duration, block bool) {
 	if s.opt.OnResult != nil {
 		s.opt.OnResult(Observation{Key: p.key, Scheduled: scheduled, Started: started, Result: r})
 	}
@@ -547,16 +696,37 @@ func (s *Scheduler) check(p *probe) {
 
 	// Emit before rescheduling so that a probe's transitions stay in order
 	// even if the consumer is slow.
-	select {
-	case s.out <- tr:
-	case <-p.ctx.Done():
+	emit := func() {
+		select {
+		case s.out <- tr:
+		case <-p.ctx.Done():
+			return
+		}
+		s.mu.Lock()
+		if !p.removed {
+			s.reschedule(p, r, scheduled)
+		}
+		s.mu.Unlock()
+	}
+	if !block {
+		select {
+		case s.out <- tr:
+		default:
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				emit()
+			}()
+			return
+		}
+		s.mu.Lock()
+		if !p.removed {
+			s.reschedule(p, r, scheduled)
+		}
+		s.mu.Unlock()
 		return
 	}
-	s.mu.Lock()
-	if !p.removed {
-		s.reschedule(p, r, scheduled)
-	}
-	s.mu.Unlock()
+	emit()
 }
 
 // lateFailure reports whether a failed check says more about the checker

@@ -147,43 +147,62 @@ func rawClose(fd int) error {
 	return nil
 }
 
-// dial connects within clk's deadline; ctx's cancellation aborts a wait.
-// With io false the caller will only close the connection, so one that
-// completes at once never enters the poller.
-func (d tcpDialer) dial(ctx context.Context, clk *checkClock, io bool) (*sockConn, error) {
+// open makes the check's socket, ready to connect: nonblocking, closing
+// with RST, bound to source_address if one is set.
+func (d *tcpDialer) open() (int, error) {
 	fd, err := rawSocket(d.family)
 	if err != nil {
-		return nil, err
+		return -1, err
 	}
 	// Checks close with RST, as HAProxy's do: a probe has nothing left to
 	// flush, and at thousands of checks per second the TIME_WAIT sockets
 	// of an orderly close would eat the ephemeral ports and kernel memory.
-	// Set now, it also covers every early return below.
+	// Set now, it also covers every early return of the caller.
 	if err := rawSetLinger0(fd); err != nil {
 		rawClose(fd)
-		return nil, err
+		return -1, err
 	}
 	if d.la != nil {
 		if err := unix.Bind(fd, d.la); err != nil {
 			rawClose(fd)
-			return nil, os.NewSyscallError("bind", err)
+			return -1, os.NewSyscallError("bind", err)
 		}
 	}
-	// The checker's turn ends here: the SYN hands the ball to the target.
-	turn := time.Now()
+	return fd, nil
+}
+
+// connect starts the handshake on fd, an open socket, and reports whether
+// it completed inside the call. The checker's turn ends at the returned
+// time (the SYN hands the ball to the target): a long stretch since
+// clk.ours is credited. On error fd is closed.
+func (d *tcpDialer) connect(fd int, clk *checkClock) (connected bool, turn time.Time, err error) {
+	turn = time.Now()
 	if turn.Sub(clk.ours) > clk.slow {
 		clk.credit(clk.ours, turn)
 	}
-	connected := false
 	switch errno := rawConnect(fd, &d.ra); errno {
 	case 0:
-		connected = true
+		return true, turn, nil
 	case unix.EINPROGRESS, unix.EALREADY, unix.EINTR:
 		// A loopback or LAN handshake often completes inside connect.
-		connected = hasPeer(fd)
+		return hasPeer(fd), turn, nil
 	default:
 		rawClose(fd)
-		return nil, os.NewSyscallError("connect", errno)
+		return false, turn, os.NewSyscallError("connect", errno)
+	}
+}
+
+// dial connects within clk's deadline; ctx's cancellation aborts a wait.
+// With io false the caller will only close the connection, so one that
+// completes at once never enters the poller.
+func (d tcpDialer) dial(ctx context.Context, clk *checkClock, io bool) (*sockConn, error) {
+	fd, err := d.open()
+	if err != nil {
+		return nil, err
+	}
+	connected, turn, err := d.connect(fd, clk)
+	if err != nil {
+		return nil, err
 	}
 	if connected && !io {
 		return &sockConn{fd: fd, remote: d.remote}, nil

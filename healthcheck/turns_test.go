@@ -41,40 +41,48 @@ func TestStarvedCheckerJudgedByArrival(t *testing.T) {
 		{"answers at once, starved before Run", 0, "", true, starved},
 		{"answers after its timeout, starved before Run", 200 * time.Millisecond, "", false, starved},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ap := serve(t, byPath(tc.answer, map[string]string{"/": "200 OK"}, nil))
-			spec := complete(conf.CheckSpec{Kind: conf.CheckHTTP, HTTP: httpPath("/"), Timeout: timeout}, ap)
-			ck, err := newHTTP(&spec)
-			if err != nil {
-				t.Fatal(err)
-			}
-			hc := ck.(*httpChecker)
-			var paused []string
-			hc.dial.pause = func(step string) {
-				paused = append(paused, step)
-				if step == tc.step {
-					// The process not running is what is simulated;
-					// the kernel keeps receiving meanwhile.
-					time.Sleep(starved)
+		for _, path := range []string{"Run", "loop"} {
+			t.Run(path+"/"+tc.name, func(t *testing.T) {
+				ap := serve(t, byPath(tc.answer, map[string]string{"/": "200 OK"}, nil))
+				spec := complete(conf.CheckSpec{Kind: conf.CheckHTTP, HTTP: httpPath("/"), Timeout: timeout}, ap)
+				ck, err := newHTTP(&spec)
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-			start := time.Now()
-			r := hc.Run(context.Background(), start.Add(timeout-tc.early))
-			took := time.Since(start)
-			if r.Up != tc.up {
-				t.Fatalf("up %v (%s), want %v; steps %v", r.Up, r.Reason, tc.up, paused)
-			}
-			if !tc.up && !strings.Contains(r.Reason, "timeout") {
-				t.Fatalf("reason %q, want a timeout", r.Reason)
-			}
-			if tc.step != "" && !strings.Contains(strings.Join(paused, ","), tc.step) {
-				t.Fatalf("steps %v never reached %q", paused, tc.step)
-			}
-			// The check costs the target's timeout plus the checker's
-			// own lateness, and no more (with room for a busy host).
-			if limit := timeout + starved + 300*time.Millisecond; took > limit {
-				t.Fatalf("the check took %s, want under %s", took, limit)
-			}
-		})
+				hc := ck.(*httpChecker)
+				var paused []string
+				hc.dial.pause = func(step string) {
+					paused = append(paused, step)
+					if step == tc.step {
+						// The process not running is what is simulated;
+						// the kernel keeps receiving meanwhile.
+						time.Sleep(starved)
+					}
+				}
+				start := time.Now()
+				deadline := start.Add(timeout - tc.early)
+				var r Result
+				if path == "Run" {
+					r = hc.Run(context.Background(), deadline)
+				} else {
+					r, _ = runOnLoop(t, hc, deadline)
+				}
+				took := time.Since(start)
+				if r.Up != tc.up {
+					t.Fatalf("up %v (%s), want %v; steps %v", r.Up, r.Reason, tc.up, paused)
+				}
+				if !tc.up && !strings.Contains(r.Reason, "timeout") {
+					t.Fatalf("reason %q, want a timeout", r.Reason)
+				}
+				if tc.step != "" && !strings.Contains(strings.Join(paused, ","), tc.step) {
+					t.Fatalf("steps %v never reached %q", paused, tc.step)
+				}
+				// The check costs the target's timeout plus the checker's
+				// own lateness, and no more (with room for a busy host).
+				if limit := timeout + starved + 300*time.Millisecond; took > limit {
+					t.Fatalf("the check took %s, want under %s", took, limit)
+				}
+			})
+		}
 	}
 }
