@@ -2,6 +2,7 @@ package healthcheck
 
 import (
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 	"unsafe"
@@ -101,7 +102,8 @@ func TestLoopCheckAllocs(t *testing.T) {
 	}
 }
 
-// rawServe answers every connection on a loopback port with resp, with
+// rawServe answers every connection on a loopback port with resp (none:
+// it accepts and closes), with
 // system calls that allocate nothing, so that allocation counts are the
 // checker's alone.
 func rawServe(t *testing.T, resp string) netip.AddrPort {
@@ -130,8 +132,10 @@ func rawServe(t *testing.T, resp string) netip.AddrPort {
 			if errno != 0 {
 				return // the listener was shut down
 			}
-			unix.Syscall(unix.SYS_READ, c, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
-			unix.Syscall(unix.SYS_WRITE, c, uintptr(unsafe.Pointer(&out[0])), uintptr(len(out)))
+			if len(out) > 0 {
+				unix.Syscall(unix.SYS_READ, c, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+				unix.Syscall(unix.SYS_WRITE, c, uintptr(unsafe.Pointer(&out[0])), uintptr(len(out)))
+			}
 			unix.Syscall(unix.SYS_CLOSE, c, 0, 0)
 		}
 	}()
@@ -141,4 +145,130 @@ func rawServe(t *testing.T, resp string) netip.AddrPort {
 		unix.Close(fd)
 	})
 	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
+}
+
+// TestLoopBoundsAndCancels: on the dispatcher's loop, hung targets cost at
+// most MaxConcurrent sockets and no goroutine per check, the probes beyond
+// it wait their turn (and all get checked), and removing the probes ends
+// their checks in flight at once, sockets closed.
+func TestLoopBoundsAndCancels(t *testing.T) {
+	const probes, limit = 300, 40
+	hung := blackholeAddr(t)
+	fd0, g0 := openFDs(t), runtime.NumGoroutine()
+	s := runScheduler(t, Options{MaxConcurrent: limit})
+	var ts []Target
+	for i := range probes {
+		// Distinct definitions make distinct probes to the same dead end.
+		ts = append(ts, tgt(hung, conf.CheckSpec{Kind: conf.CheckTCP, Interval: 10 * time.Millisecond,
+			Timeout: 100 * time.Millisecond, Rise: i + 1}))
+	}
+	if _, err := s.Update(ts); err != nil {
+		t.Fatal(err)
+	}
+	var maxFD, maxG int
+	checked := func() int {
+		n := 0
+		for _, st := range s.Status() {
+			if st.Checks > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(5 * time.Second); checked() < probes; time.Sleep(5 * time.Millisecond) {
+		maxFD = max(maxFD, openFDs(t)-fd0)
+		maxG = max(maxG, runtime.NumGoroutine()-g0)
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d probes checked in 5s", checked(), probes)
+		}
+	}
+	t.Logf("fd growth %d, goroutine growth %d", maxFD, maxG)
+	// Each check holds one socket; the loop's epoll and eventfd add two.
+	if maxFD < limit/2 || maxFD > limit+10 {
+		t.Fatalf("fds grew by %d, want near %d: the targets hang", maxFD, limit)
+	}
+	// The dispatcher, the stall meter and a few of the runtime's.
+	if maxG > 10 {
+		t.Fatalf("goroutines grew by %d for %d probes", maxG, probes)
+	}
+	// Checks that would hang for 30 s, then removed. First the short
+	// ones end, so that the sockets counted next are the long ones'.
+	if _, err := s.Update(nil); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(2 * time.Second); openFDs(t)-fd0 > 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d fds still open 2s after the probes were removed", openFDs(t)-fd0)
+		}
+	}
+	ts = ts[:0]
+	for i := range limit {
+		ts = append(ts, tgt(hung, conf.CheckSpec{Kind: conf.CheckTCP, Interval: 10 * time.Millisecond,
+			Timeout: 30 * time.Second, Rise: i + 1}))
+	}
+	if _, err := s.Update(ts); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(2 * time.Second); openFDs(t)-fd0 < limit; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d fds open for %d hanging checks", openFDs(t)-fd0, limit)
+		}
+	}
+	if _, err := s.Update(nil); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Second); openFDs(t)-fd0 > 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d fds still open after the probes were removed", openFDs(t)-fd0)
+		}
+	}
+}
+
+// TestLoopFullTransitionsStallOnlyTheirProbes: the loop never waits for
+// the consumer. While the Transitions channel is full, a probe with news
+// waits (its next check too), the others keep being checked, and nothing
+// is lost when the consumer reads again.
+func TestLoopFullTransitionsStallOnlyTheirProbes(t *testing.T) {
+	s := runScheduler(t, Options{Buffer: 1})
+	var ts []Target
+	for i := range 3 { // up at first, refused: each goes down once
+		ts = append(ts, tgt(refusedAddr(t), conf.CheckSpec{Kind: conf.CheckTCP, Interval: 10 * time.Millisecond,
+			Timeout: time.Second, Fall: 1, Rise: i + 1, InitialUp: true}))
+	}
+	healthy := tgt(rawServe(t, ""), conf.CheckSpec{Kind: conf.CheckTCP, Interval: 10 * time.Millisecond, Timeout: time.Second, InitialUp: true})
+	ts = append(ts, healthy)
+	if _, err := s.Update(ts); err != nil {
+		t.Fatal(err)
+	}
+	checks := func() uint64 {
+		for _, st := range s.Status() {
+			if st.Key == healthy.Key() {
+				return st.Checks
+			}
+		}
+		return 0
+	}
+	// One transition fills the channel, the other two wait; the healthy
+	// probe goes on.
+	n0 := checks()
+	for deadline := time.Now().Add(5 * time.Second); checks() < n0+20; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the healthy probe was checked %d times in 5s while the channel was full", checks()-n0)
+		}
+	}
+	seen := map[string]bool{}
+	for range 3 {
+		select {
+		case tr := <-s.Transitions():
+			if tr.Up {
+				t.Fatalf("unexpected transition %s", tr)
+			}
+			seen[tr.Key] = true
+		case <-time.After(5 * time.Second):
+			t.Fatalf("only %d of 3 transitions came", len(seen))
+		}
+	}
+	if len(seen) != 3 {
+		t.Fatalf("transitions of %d probes, want 3", len(seen))
+	}
 }
