@@ -38,7 +38,8 @@ type checkLoop struct {
 	done       []*flight // finished in the last poll
 	bufs       [][]byte  // free response buffers
 	inflight   int
-	woken      bool // the last poll was woken through evfd
+	woken      bool      // the last poll was woken through evfd
+	now        time.Time // when the last poll's wait ended
 	// evmu keeps evfd open while another goroutine wakes the loop
 	// through it: closed, its number could name someone else's file.
 	evmu   sync.RWMutex
@@ -233,11 +234,6 @@ func (l *checkLoop) answered(f *flight, what string, now time.Time) bool {
 // send writes the request (the rest of it, after a full socket buffer).
 // unregistered: the socket is not in the epoll set yet.
 func (l *checkLoop) send(f *flight, unregistered bool) {
-	if now := time.Now(); now.Sub(f.clk.ours) > f.clk.slow && f.clk.credit(f.clk.ours, now) {
-		// Standing still before the send is the checker's time.
-		f.clk.ours = now
-		heap.Fix(&l.dl, f.hi)
-	}
 	req := f.spec.urls[f.url].reqBytes
 	if f.state != sending {
 		f.sent = 0
@@ -259,8 +255,13 @@ func (l *checkLoop) send(f *flight, unregistered bool) {
 		l.finish(f, down(describe(f.phase, os.NewSyscallError("write", errno), f.clk.deadline, f.spec.timeout)))
 		return
 	}
-	f.turn = time.Now()
-	f.clk.ours = f.turn
+	// Standing still before the send was the checker's time; from here
+	// the target has the ball.
+	now := time.Now()
+	if now.Sub(f.clk.ours) > f.clk.slow && f.clk.credit(f.clk.ours, now) {
+		heap.Fix(&l.dl, f.hi)
+	}
+	f.turn, f.clk.ours = now, now
 	if f.clk.pause != nil {
 		f.clk.pause("sent")
 	}
@@ -462,21 +463,21 @@ func (l *checkLoop) finished() []*flight {
 	return d
 }
 
-// poll waits up to wait (negative: no limit) for the sockets of the
-// flights, their deadlines and a wake, and handles what came; the flights
-// that finished are then in finished.
-func (l *checkLoop) poll(wait time.Duration) {
+// poll waits until wake (zero: no limit) for the sockets of the flights,
+// their deadlines and a wake, and handles what came; the flights that
+// finished are then in finished, and now is when the wait ended.
+func (l *checkLoop) poll(wake time.Time) {
 	l.woken = false
-	if len(l.dl) > 0 {
-		if d := time.Until(l.dl[0].clk.deadline); wait < 0 || d < wait {
-			wait = max(d, 0)
-		}
+	if len(l.dl) > 0 && (wake.IsZero() || l.dl[0].clk.deadline.Before(wake)) {
+		wake = l.dl[0].clk.deadline
 	}
 	ms := -1
-	if wait >= 0 {
+	if !wake.IsZero() {
+		wait := max(time.Until(wake), 0)
 		ms = int((wait + time.Millisecond - 1) / time.Millisecond) // never early
 	}
 	n, err := unix.EpollWait(l.epfd, l.events, ms)
+	l.now = time.Now()
 	if err != nil {
 		n = 0 // EINTR: the deadlines below are still due
 	}
@@ -493,7 +494,7 @@ func (l *checkLoop) poll(wait time.Duration) {
 		}
 	}
 	// Deadlines after events: an answer that is there counts.
-	now := time.Now()
+	now := l.now
 	for len(l.dl) > 0 && !now.Before(l.dl[0].clk.deadline) {
 		l.expire(l.dl[0])
 	}

@@ -45,7 +45,7 @@ func runOnLoop(t *testing.T, ck Checker, deadline time.Time) (r Result, ok bool)
 		if time.Now().After(limit) {
 			t.Fatalf("the loop never finished the check (state %d, phase %q)", f.state, f.phase)
 		}
-		l.poll(time.Second)
+		l.poll(time.Now().Add(time.Second))
 	}
 }
 
@@ -81,7 +81,7 @@ func TestLoopCheckAllocs(t *testing.T) {
 			var last Result
 			run := func() {
 				l.start(f, time.Now().Add(tc.spec.Timeout))
-				for limit := time.Now().Add(10 * time.Second); time.Now().Before(limit); l.poll(time.Second) {
+				for limit := time.Now().Add(10 * time.Second); time.Now().Before(limit); l.poll(time.Now().Add(time.Second)) {
 					if len(l.finished()) > 0 {
 						last = f.r
 						return

@@ -41,7 +41,7 @@ type Observation struct {
 // Options configure a Scheduler. Zero values pick defaults.
 type Options struct {
 	Clock         Clock                               // default: real time
-	MaxConcurrent int                                 // checks in flight at once; default 1024
+	MaxConcurrent int                                 // checks in flight at once, on the loop and on workers each; default 1024
 	History       int                                 // results kept per probe; default 10
 	Buffer        int                                 // Transitions channel capacity; default 1024
 	NewChecker    func(Target) (Checker, error)       // default NewChecker; tests inject fakes
@@ -99,12 +99,15 @@ type ProbeStatus struct {
 }
 
 // Scheduler runs one probe per distinct Target.Key. A dispatcher goroutine
-// keeps probes in a heap ordered by next run time and hands each due probe
-// to a pool of at most MaxConcurrent worker goroutines, started as the load
-// needs them and kept until Run returns. Goroutines and sockets are
-// therefore bounded by MaxConcurrent whatever the number of targets, a hung
-// target holds only its own worker until its timeout, and a steady load
-// creates no goroutine (and grows no stack) per check.
+// keeps probes in a heap ordered by next run time. With the real clock it
+// runs tcp and plain http checks itself, as state machines on an epoll
+// loop of its own (checkLoop), at most MaxConcurrent at once; it hands
+// every other check (https, exec, dns, udp) to a pool of at most
+// MaxConcurrent worker goroutines, started as the load needs them and kept
+// until Run returns. Goroutines and sockets are therefore bounded by
+// MaxConcurrent whatever the number of targets, a hung target holds only
+// its own socket (or worker) until its timeout, and a steady load creates
+// no goroutine (and grows no stack) per check.
 type Scheduler struct {
 	opt   Options
 	clock Clock
@@ -403,7 +406,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	for {
 		var head int64
 		var have bool
-		batch, head, have = s.popDue(batch[:0])
+		batch, _, head, have = s.popDue(batch[:0])
 		if len(batch) > 0 {
 			for i, p := range batch {
 				if !s.dispatch(ctx, p) {
@@ -443,8 +446,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // targets per second a wake-up finds several due probes, and each costs a
 // heap pop, not a lock round trip and a timer. It returns them appended to
 // batch, and the due time of the new head if there is one.
-func (s *Scheduler) popDue(batch []*probe) (_ []*probe, head int64, have bool) {
-	now := int64(s.clock.Now().Sub(s.epoch))
+func (s *Scheduler) popDue(batch []*probe) (_ []*probe, at time.Time, head int64, have bool) {
+	at = s.clock.Now()
+	now := int64(at.Sub(s.epoch))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for len(s.queue) > 0 && s.queue[0].due <= now {
@@ -456,9 +460,9 @@ func (s *Scheduler) popDue(batch []*probe) (_ []*probe, head int64, have bool) {
 		batch = append(batch, p)
 	}
 	if len(s.queue) > 0 {
-		return batch, s.queue[0].due, true
+		return batch, at, s.queue[0].due, true
 	}
-	return batch, 0, false
+	return batch, at, 0, false
 }
 
 // wakeFor is the wake-up for a head due at head: its due time rounded up
@@ -481,22 +485,36 @@ func (s *Scheduler) runLoop(ctx context.Context, l *checkLoop) error {
 	}()
 	defer context.AfterFunc(ctx, l.wake)()
 	var batch, waiting []*probe // waiting: due while the loop is full
-	land := func() {
-		for _, f := range l.finished() {
-			s.land(f)
+	// Clock reads are shared: one per batch of starts and of finishes,
+	// not one per step of every check (in the emulated guest of the
+	// bench, whose hpet clocksource the vDSO cannot read, each read is a
+	// system call).
+	land := func(now time.Time) {
+		done := l.finished()
+		if len(done) == 0 {
+			return
+		}
+		if now.IsZero() {
+			now = s.clock.Now()
+		}
+		for _, f := range done {
+			s.land(f, now)
 		}
 	}
 	for {
-		var head int64
-		var have bool
-		batch, head, have = s.popDue(batch[:0])
+		var (
+			now  time.Time
+			head int64
+			have bool
+		)
+		batch, now, head, have = s.popDue(batch[:0])
 		for i, p := range batch {
 			if spec, ok := loopSpecOf(p); ok {
 				if len(waiting) > 0 || l.inflight >= s.opt.MaxConcurrent {
 					waiting = append(waiting, p)
 					continue
 				}
-				s.fly(l, p, spec)
+				s.fly(l, p, spec, now)
 				continue
 			}
 			if !s.dispatch(ctx, p) {
@@ -505,18 +523,18 @@ func (s *Scheduler) runLoop(ctx context.Context, l *checkLoop) error {
 			}
 		}
 		clear(batch)
-		land()
+		land(time.Time{})
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if len(batch) > 0 {
 			continue // starting took time: look again before waiting
 		}
-		wait := time.Duration(-1)
+		var wake time.Time
 		if have {
-			wait = max(s.epoch.Add(time.Duration(s.wakeFor(head))).Sub(s.clock.Now()), 0)
+			wake = s.epoch.Add(time.Duration(s.wakeFor(head)))
 		}
-		l.poll(wait)
+		l.poll(wake)
 		if l.woken {
 			// Update removed probes, or Run is stopping: their checks in
 			// flight end here, without a result.
@@ -526,16 +544,16 @@ func (s *Scheduler) runLoop(ctx context.Context, l *checkLoop) error {
 				}
 			}
 		}
-		land()
+		land(l.now)
 		for len(waiting) > 0 && l.inflight < s.opt.MaxConcurrent {
 			p := waiting[0]
 			waiting[0] = nil
 			waiting = waiting[1:]
 			if spec, ok := loopSpecOf(p); ok {
-				s.fly(l, p, spec)
+				s.fly(l, p, spec, l.now)
 			}
 		}
-		land()
+		land(time.Time{})
 	}
 }
 
@@ -550,8 +568,8 @@ func loopSpecOf(p *probe) (loopSpec, bool) {
 	return loopSpec{}, false
 }
 
-// fly starts p's check on the loop: check's first half.
-func (s *Scheduler) fly(l *checkLoop, p *probe, spec loopSpec) {
+// fly starts p's check on the loop at now: check's first half.
+func (s *Scheduler) fly(l *checkLoop, p *probe, spec loopSpec, now time.Time) {
 	if p.ctx.Err() != nil {
 		return // removed while waiting
 	}
@@ -561,16 +579,16 @@ func (s *Scheduler) fly(l *checkLoop, p *probe, spec loopSpec) {
 		p.flight = f
 	}
 	f.scheduled = p.next
-	f.started = s.clock.Now()
+	f.started = now
 	f.stall0 = s.opt.Stalls.Stalled(f.started)
 	f.deadline0 = CheckDeadline(f.scheduled, f.started, p.target.Check.Timeout)
 	l.start(f, f.deadline0)
 }
 
-// land takes a finished flight's result: check's second half.
-func (s *Scheduler) land(f *flight) {
+// land takes a flight's result, which the loop had by returned: check's
+// second half.
+func (s *Scheduler) land(f *flight, returned time.Time) {
 	p := f.p
-	returned := s.clock.Now()
 	stalled := s.opt.Stalls.Stalled(returned) - f.stall0
 	r := f.r
 	r.Start, r.Took = f.started, returned.Sub(f.started)
@@ -680,7 +698,7 @@ func (s *Scheduler) settle(p *probe, r Result, scheduled, started, deadline, ret
 	p.histN++
 	wasUp := p.v.up
 	if !p.v.observe(r) {
-		s.reschedule(p, r, scheduled)
+		s.reschedule(p, r, scheduled, returned)
 		s.mu.Unlock()
 		return
 	}
@@ -702,9 +720,10 @@ func (s *Scheduler) settle(p *probe, r Result, scheduled, started, deadline, ret
 		case <-p.ctx.Done():
 			return
 		}
+		now := s.clock.Now()
 		s.mu.Lock()
 		if !p.removed {
-			s.reschedule(p, r, scheduled)
+			s.reschedule(p, r, scheduled, now)
 		}
 		s.mu.Unlock()
 	}
@@ -721,7 +740,7 @@ func (s *Scheduler) settle(p *probe, r Result, scheduled, started, deadline, ret
 		}
 		s.mu.Lock()
 		if !p.removed {
-			s.reschedule(p, r, scheduled)
+			s.reschedule(p, r, scheduled, returned)
 		}
 		s.mu.Unlock()
 		return
@@ -845,11 +864,10 @@ func (s *Scheduler) NotifyCounts() NotifyCounts {
 	return NotifyCounts{Run: s.notifyRun.Load(), Failed: s.notifyFail.Load(), Dropped: s.notifyDrop.Load()}
 }
 
-// reschedule queues p's next run after a check that ran at scheduled; the
-// caller holds s.mu.
-func (s *Scheduler) reschedule(p *probe, r Result, scheduled time.Time) {
+// reschedule queues p's next run, at now, after a check that ran at
+// scheduled; the caller holds s.mu.
+func (s *Scheduler) reschedule(p *probe, r Result, scheduled, now time.Time) {
 	p.running = false
-	now := s.clock.Now()
 	var next time.Time
 	if !r.Up && p.v.retrying() && p.retry > 0 {
 		// keepalived's delay_before_retry: re-check a failing target

@@ -109,6 +109,12 @@ func guestCompare(scenarios string, d, interval time.Duration, down int) {
 	if n := cgoNote(); n != "" {
 		notes = append(notes, n)
 	}
+	// Whether a clock read is a vDSO call or a system call (an emulated
+	// guest may fall back to one that the vDSO cannot read) weighs on
+	// both checkers' CPU.
+	if cs, err := os.ReadFile("/sys/devices/system/clocksource/clocksource0/current_clocksource"); err == nil {
+		notes = append(notes, "guest clocksource: "+strings.TrimSpace(string(cs)))
+	}
 	for _, n := range notes {
 		say("%s", strings.ReplaceAll(n, "%", "%%"))
 	}
