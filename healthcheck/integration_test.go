@@ -208,13 +208,7 @@ func TestBoundedGoroutinesAndFDs(t *testing.T) {
 			return ck.Run(ctx, deadline)
 		}), nil
 	}})
-	var ts []Target
-	for i := range probes {
-		// Distinct definitions make distinct probes to the same dead end.
-		ts = append(ts, tgt(hung, conf.CheckSpec{Kind: conf.CheckTCP, Interval: 10 * time.Millisecond,
-			Timeout: 200 * time.Millisecond, Rise: i + 1}))
-	}
-	if _, err := s.Update(ts); err != nil {
+	if _, err := s.Update(hungTargets(hung, probes, 200*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(time.Second)
@@ -238,6 +232,17 @@ func TestBoundedGoroutinesAndFDs(t *testing.T) {
 	if maxG > limit+10 {
 		t.Fatalf("goroutines grew by %d for %d probes (limit %d workers)", maxG, probes, limit)
 	}
+}
+
+// hungTargets are n tcp probes of hung, checked every 10 ms: distinct
+// definitions make distinct probes to the same dead end.
+func hungTargets(hung netip.AddrPort, n int, timeout time.Duration) []Target {
+	var ts []Target
+	for i := range n {
+		ts = append(ts, tgt(hung, conf.CheckSpec{Kind: conf.CheckTCP, Interval: 10 * time.Millisecond,
+			Timeout: timeout, Rise: i + 1}))
+	}
+	return ts
 }
 
 type checkerFunc func(context.Context, time.Time) Result

@@ -156,13 +156,7 @@ func TestLoopBoundsAndCancels(t *testing.T) {
 	hung := blackholeAddr(t)
 	fd0, g0 := openFDs(t), runtime.NumGoroutine()
 	s := runScheduler(t, Options{MaxConcurrent: limit})
-	var ts []Target
-	for i := range probes {
-		// Distinct definitions make distinct probes to the same dead end.
-		ts = append(ts, tgt(hung, conf.CheckSpec{Kind: conf.CheckTCP, Interval: 10 * time.Millisecond,
-			Timeout: 100 * time.Millisecond, Rise: i + 1}))
-	}
-	if _, err := s.Update(ts); err != nil {
+	if _, err := s.Update(hungTargets(hung, probes, 100*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
 	var maxFD, maxG int
@@ -201,12 +195,7 @@ func TestLoopBoundsAndCancels(t *testing.T) {
 			t.Fatalf("%d fds still open 2s after the probes were removed", openFDs(t)-fd0)
 		}
 	}
-	ts = ts[:0]
-	for i := range limit {
-		ts = append(ts, tgt(hung, conf.CheckSpec{Kind: conf.CheckTCP, Interval: 10 * time.Millisecond,
-			Timeout: 30 * time.Second, Rise: i + 1}))
-	}
-	if _, err := s.Update(ts); err != nil {
+	if _, err := s.Update(hungTargets(hung, limit, 30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(2 * time.Second); openFDs(t)-fd0 < limit; time.Sleep(5 * time.Millisecond) {
