@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -139,6 +140,9 @@ type Scheduler struct {
 	// loop runs tcp and plain http checks on the dispatcher goroutine
 	// (checkLoop) while Run runs with the real clock; poke wakes it.
 	loop atomic.Pointer[checkLoop]
+	// readied: the loop sent a transition since its last poll (only the
+	// dispatcher goroutine touches it).
+	readied bool
 }
 
 type probe struct {
@@ -527,12 +531,25 @@ func (s *Scheduler) runLoop(ctx context.Context, l *checkLoop) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if len(batch) > 0 {
-			continue // starting took time: look again before waiting
-		}
+		// No new round of starts before a poll, even when more checks
+		// came due meanwhile (the wait is then zero): at 10k checks/s
+		// starting them takes about as long as they take to come due, and
+		// a loop that went on starting would leave the answers and
+		// deadlines of the checks in flight unhandled.
 		var wake time.Time
-		if have {
+		if len(batch) > 0 {
+			wake = now // in the past: no wait
+		} else if have {
 			wake = s.epoch.Add(time.Duration(s.wakeFor(head)))
+		}
+		if s.readied {
+			// A goroutine this loop readied (the consumer of a
+			// transition it sent) waits on this processor until the
+			// loop parks, and the loop does not park: it blocks in
+			// epoll_wait, where sysmon may take the processor away
+			// only some milliseconds later. Yielding lets it run now.
+			s.readied = false
+			runtime.Gosched()
 		}
 		l.poll(wake)
 		if l.woken {
@@ -728,6 +745,7 @@ func (s *Scheduler) settle(p *probe, r Result, scheduled, started, deadline, ret
 		s.mu.Unlock()
 	}
 	if !block {
+		s.readied = true
 		select {
 		case s.out <- tr:
 		default:
