@@ -70,7 +70,6 @@ type flight struct {
 	r     Result // when finished
 	// deadline0 is the scheduler's deadline, before any credit.
 	deadline0 time.Time
-	urlR      Result // the last url's result (several urls)
 }
 
 type flightState uint8
@@ -150,7 +149,7 @@ func (l *checkLoop) wake() {
 // (refused, or a tcp check whose connect completed inside the call) is in
 // finished on return.
 func (l *checkLoop) start(f *flight, deadline time.Time) {
-	f.fd, f.hi, f.url, f.urlR = -1, -1, 0, Result{}
+	f.fd, f.hi, f.url = -1, -1, 0
 	f.clk.start(deadline, f.spec.timeout, f.spec.dial.pause)
 	l.inflight++
 	l.connect(f)

@@ -171,9 +171,6 @@ type probe struct {
 	// lateN those of the current slot.
 	lateRetries uint64
 	lateN       int
-	// flight is the probe's run on the dispatcher's loop, kept between
-	// runs (they never overlap); nil until its first run there.
-	flight *flight
 }
 
 // New returns a scheduler with no probes. Call Update to set the targets and
@@ -489,6 +486,9 @@ func (s *Scheduler) runLoop(ctx context.Context, l *checkLoop) error {
 	}()
 	defer context.AfterFunc(ctx, l.wake)()
 	var batch, waiting []*probe // waiting: due while the loop is full
+	// Flights are recycled, at most MaxConcurrent of them, not kept per
+	// probe: a flight is half a kilobyte, 5 MB at 10k probes.
+	var free []*flight
 	// Clock reads are shared: one per batch of starts and of finishes,
 	// not one per step of every check (in the emulated guest of the
 	// bench, whose hpet clocksource the vDSO cannot read, each read is a
@@ -503,6 +503,8 @@ func (s *Scheduler) runLoop(ctx context.Context, l *checkLoop) error {
 		}
 		for _, f := range done {
 			s.land(f, now)
+			*f = flight{}
+			free = append(free, f)
 		}
 	}
 	for {
@@ -518,7 +520,7 @@ func (s *Scheduler) runLoop(ctx context.Context, l *checkLoop) error {
 					waiting = append(waiting, p)
 					continue
 				}
-				s.fly(l, p, spec, now)
+				free = s.fly(l, p, spec, now, free)
 				continue
 			}
 			if !s.dispatch(ctx, p) {
@@ -558,6 +560,8 @@ func (s *Scheduler) runLoop(ctx context.Context, l *checkLoop) error {
 			for _, f := range l.byFD {
 				if f != nil && f.p.ctx.Err() != nil {
 					l.abort(f)
+					*f = flight{}
+					free = append(free, f)
 				}
 			}
 		}
@@ -567,7 +571,7 @@ func (s *Scheduler) runLoop(ctx context.Context, l *checkLoop) error {
 			waiting[0] = nil
 			waiting = waiting[1:]
 			if spec, ok := loopSpecOf(p); ok {
-				s.fly(l, p, spec, l.now)
+				free = s.fly(l, p, spec, l.now, free)
 			}
 		}
 		land(time.Time{})
@@ -576,30 +580,31 @@ func (s *Scheduler) runLoop(ctx context.Context, l *checkLoop) error {
 
 // loopSpecOf says whether p's checks run on the loop, and how.
 func loopSpecOf(p *probe) (loopSpec, bool) {
-	if p.flight != nil {
-		return p.flight.spec, true
-	}
 	if lc, ok := p.checker.(loopChecker); ok {
 		return lc.loopSpec()
 	}
 	return loopSpec{}, false
 }
 
-// fly starts p's check on the loop at now: check's first half.
-func (s *Scheduler) fly(l *checkLoop, p *probe, spec loopSpec, now time.Time) {
+// fly starts p's check on the loop at now, on a flight from free, and
+// returns what is left of free: check's first half.
+func (s *Scheduler) fly(l *checkLoop, p *probe, spec loopSpec, now time.Time, free []*flight) []*flight {
 	if p.ctx.Err() != nil {
-		return // removed while waiting
+		return free // removed while waiting
 	}
-	f := p.flight
-	if f == nil {
-		f = &flight{p: p, spec: spec}
-		p.flight = f
+	var f *flight
+	if n := len(free); n > 0 {
+		f, free = free[n-1], free[:n-1]
+	} else {
+		f = new(flight)
 	}
+	f.p, f.spec = p, spec
 	f.scheduled = p.next
 	f.started = now
 	f.stall0 = s.opt.Stalls.Stalled(f.started)
 	f.deadline0 = CheckDeadline(f.scheduled, f.started, p.target.Check.Timeout)
 	l.start(f, f.deadline0)
+	return free
 }
 
 // land takes a flight's result, which the loop had by returned: check's
