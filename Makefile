@@ -119,8 +119,9 @@ soak:
 # Benchmarks print tables side by side with the reference in the same run
 # (about 25 minutes, root): VRRP failover against keepalived at 1s, 100ms
 # and 10ms (HALDIR_BENCH_INTERVALS/ROUNDS narrow it); health checks at
-# 1k/10k targets against bare system calls (BENCHTIME per scenario); the
-# director against ipvsadm-restore in the VM lab; the BGP mode's drills
+# 1k/10k targets against bare system calls (BENCHTIME per scenario), and
+# side by side with keepalived's checker in the VM lab at 200-1000 targets
+# (20 s per scenario); the director against ipvsadm-restore in the VM lab; the BGP mode's drills
 # (300 long-lived connections through maintenance and a SIGKILL of a
 # director, mh and rr each with and without N-way sync; 3,000 new flows' spread)
 # in the VM lab.
@@ -128,6 +129,7 @@ BENCHTIME ?= 60s
 bench:
 	$(GO) test -run '^$$' -bench 'Failover|Handoff' -benchtime 1x -timeout 40m ./bench/vrrp/failover/
 	CGO_ENABLED=0 $(GO) run ./bench/healthcheck -duration $(BENCHTIME)
+	CGO_ENABLED=0 $(GO) run ./bench/healthcheck -keepalived -scenarios http-200,http-500,tcp-200,tcp-1k
 	HALDIR_OVERLOAD_DURATION=60s $(GO) test -count=1 -v -run '^TestOverloadNoFalseDowns$$' ./healthcheck/ | grep -E 'overload_test|^(ok|FAIL|---)'
 	$(GO) run ./bench/director
 	HALDIR_BGP_BENCH=1 $(GO) test -count=1 -v -run '^TestBGPBench$$' -timeout 40m ./lab/bgpha/ | sed -E 's/^ +[a-z_]+\.go:[0-9]+: //' | grep -vE '^(=== RUN|--- |PASS|ok )'

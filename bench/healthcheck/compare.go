@@ -262,15 +262,21 @@ func runKeepalived(sc string, d, interval time.Duration, down int) result {
 	time.Sleep(interval + interval/2)
 	c0, cpu0, scpu0, t0 := count(), procCPU(cpid), procCPU(srv.Process.Pid), time.Now()
 	time.Sleep(d / 2)
-	fmt.Fprintf(stdin, "down %d\n", down)
-	if !lines.Scan() {
-		return fail(fmt.Errorf("server child did not report the close"))
-	}
-	ns, _ := strconv.ParseInt(lines.Text(), 10, 64)
-	closedAt := time.Unix(0, ns)
-	want := map[netip.Addr]bool{}
-	for _, i := range downed(n, down) {
-		want[addr(i).Addr()] = true
+	// The same targets go down in the same two ways as in haldir's run,
+	// so that both checkers do the same work and the servers' counts
+	// compare.
+	// Detection is reported for the refused mode, as haldir's row is.
+	want := map[netip.Addr]time.Time{} // refused target -> when it went down
+	for mode, cmd := range [nModes]string{"down", "blackhole"} {
+		at, err := command(stdin, lines, fmt.Sprintf("%s %d", cmd, down))
+		if err != nil {
+			return fail(err)
+		}
+		if mode == refused {
+			for _, i := range downed(n, down) {
+				want[addr(i).Addr()] = at
+			}
+		}
 	}
 	var detect []time.Duration
 	stopAt := t0.Add(d)
@@ -279,9 +285,9 @@ func runKeepalived(sc string, d, interval time.Duration, down int) result {
 	for time.Now().Before(stopAt) && len(want) > 0 {
 		now := time.Now()
 		cur := dests()
-		for a := range want {
+		for a, at := range want {
 			if !cur[a] {
-				detect = append(detect, now.Sub(closedAt))
+				detect = append(detect, now.Sub(at))
 				delete(want, a)
 			}
 		}
