@@ -171,6 +171,14 @@ func TestHTTPCheck(t *testing.T) {
 			readRequest(c)
 			c.Write([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"))
 		}), check: with(func(c *conf.URLSpec) { c.ExpectBody = "^hello$" }), wantUp: true},
+		// The loop judges what arrived so far: a trailer cut short by
+		// the end of a read is not the end of the response.
+		{name: "chunked trailer in two writes", addr: srv(func(c net.Conn) {
+			readRequest(c)
+			c.Write([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX"))
+			time.Sleep(50 * time.Millisecond)
+			c.Write([]byte("-T: 1\r\n\r\n"))
+		}), check: with(func(c *conf.URLSpec) { c.ExpectBody = "^hello$" }), wantUp: true},
 		{name: "endless body is capped", addr: srv(func(c net.Conn) {
 			readRequest(c)
 			c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n"))

@@ -311,26 +311,40 @@ func (l *checkLoop) receive(f *flight, late bool) {
 		// The rest of the answer is the target's turn again, counted
 		// from here: the time in between was the checker's.
 		f.turn = now
-		// Evaluating parses from the start: done for every read while
-		// the response is small, else when it doubled, so that a large
-		// body costs linear time.
-		if !eof && (!f.headDone() || len(f.buf) > 64<<10 && len(f.buf) < 2*f.eval) {
-			continue
+		if res, done := f.judge(eof); done {
+			l.urlDone(f, res)
+			return
 		}
-		f.eval = len(f.buf)
-		f.resp = partialReader{b: f.buf, eof: eof}
-		u := f.spec.urls[f.url]
-		res, phase, err := u.evaluate(&f.resp)
-		switch {
-		case errors.Is(err, errNeedMore):
-			f.phase = phase
-			continue
-		case err != nil:
-			res = down(describe(phase, err, f.clk.deadline, f.spec.timeout))
-		}
-		l.urlDone(f, res)
-		return
 	}
+}
+
+// judge evaluates the response received so far (all of it if eof), and
+// reports whether that decides the check: not while the response is
+// incomplete. Pure protocol logic, fuzzed (FuzzIncrementalJudge) to decide
+// as evaluating the whole response at once does, however it arrives.
+func (f *flight) judge(eof bool) (Result, bool) {
+	// Evaluating parses from the start: done for every read while the
+	// response is small, else when it doubled, so that a large body
+	// costs linear time.
+	if !eof && (!f.headDone() || len(f.buf) > 64<<10 && len(f.buf) < 2*f.eval) {
+		return Result{}, false
+	}
+	f.eval = len(f.buf)
+	f.resp = partialReader{b: f.buf, eof: eof}
+	res, phase, err := f.spec.urls[f.url].evaluate(&f.resp)
+	if err != nil {
+		// Before the end of the response an error may be its missing
+		// rest in disguise (net/http reads a trailer cut short as
+		// "unexpected EOF reading trailer"): only the whole response's
+		// errors count. A server that sent a broken response and keeps
+		// the connection open times out.
+		if !eof {
+			f.phase = phase
+			return Result{}, false
+		}
+		res = down(describe(phase, err, f.clk.deadline, f.spec.timeout))
+	}
+	return res, true
 }
 
 // headDone reports whether the response head is complete, or has passed
