@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -159,12 +158,12 @@ func (l *checkLoop) connect(f *flight) {
 	d := f.spec.dial
 	fd, err := d.open()
 	if err != nil {
-		l.finish(f, down(describe("connect", err, f.clk.deadline, f.spec.timeout)))
+		l.finish(f, f.fail("connect", err))
 		return
 	}
 	connected, turn, err := d.connect(fd, &f.clk)
 	if err != nil {
-		l.finish(f, down(describe("connect", err, f.clk.deadline, f.spec.timeout)))
+		l.finish(f, f.fail("connect", err))
 		return
 	}
 	f.fd, f.turn, f.state, f.phase = fd, turn, connecting, "connect"
@@ -202,7 +201,7 @@ func (l *checkLoop) want(f *flight, events uint32, add bool) {
 func (l *checkLoop) connected(f *flight, atOnce bool) {
 	now := time.Now()
 	if !l.answered(f, "connect", now) {
-		l.finish(f, down(describe("connect", errTargetTimeout, f.clk.deadline, f.spec.timeout)))
+		l.finish(f, f.fail("connect", errTargetTimeout))
 		return
 	}
 	if f.clk.pause != nil {
@@ -251,7 +250,7 @@ func (l *checkLoop) send(f *flight, unregistered bool) {
 			l.want(f, unix.EPOLLOUT, unregistered)
 			return
 		}
-		l.finish(f, down(describe(f.phase, os.NewSyscallError("write", errno), f.clk.deadline, f.spec.timeout)))
+		l.finish(f, f.fail(f.phase, os.NewSyscallError("write", errno)))
 		return
 	}
 	// Standing still before the send was the checker's time; from here
@@ -290,11 +289,11 @@ func (l *checkLoop) receive(f *flight, late bool) {
 			continue
 		case unix.EAGAIN:
 			if late && !time.Now().Before(f.clk.deadline) {
-				l.finish(f, down(describe(f.phase, errTargetTimeout, f.clk.deadline, f.spec.timeout)))
+				l.finish(f, f.fail(f.phase, errTargetTimeout))
 			}
 			return
 		default:
-			l.finish(f, down(describe(f.phase, os.NewSyscallError("read", errno), f.clk.deadline, f.spec.timeout)))
+			l.finish(f, f.fail(f.phase, os.NewSyscallError("read", errno)))
 			return
 		}
 		f.buf = f.buf[:len(f.buf)+int(r)]
@@ -305,7 +304,7 @@ func (l *checkLoop) receive(f *flight, late bool) {
 		}
 		now := time.Now()
 		if !l.answered(f, what, now) {
-			l.finish(f, down(describe(f.phase, errTargetTimeout, f.clk.deadline, f.spec.timeout)))
+			l.finish(f, f.fail(f.phase, errTargetTimeout))
 			return
 		}
 		// The rest of the answer is the target's turn again, counted
@@ -342,9 +341,14 @@ func (f *flight) judge(eof bool) (Result, bool) {
 			f.phase = phase
 			return Result{}, false
 		}
-		res = down(describe(phase, err, f.clk.deadline, f.spec.timeout))
+		res = f.fail(phase, err)
 	}
 	return res, true
+}
+
+// fail is the check's result when phase failed with err.
+func (f *flight) fail(phase string, err error) Result {
+	return down(describe(phase, err, f.clk.deadline, f.spec.timeout))
 }
 
 // headDone reports whether the response head is complete, or has passed
@@ -401,16 +405,11 @@ func (l *checkLoop) urlDone(f *flight, r Result) {
 func (l *checkLoop) event(f *flight) {
 	switch f.state {
 	case connecting:
-		if hasPeer(f.fd) {
+		switch done, err := connectOutcome(f.fd); {
+		case err != nil:
+			l.finish(f, f.fail("connect", err))
+		case done:
 			l.connected(f, false)
-			return
-		}
-		n, errno := soError(f.fd)
-		switch {
-		case errno != 0:
-			l.finish(f, down(describe("connect", os.NewSyscallError("getsockopt", errno), f.clk.deadline, f.spec.timeout)))
-		case n != 0:
-			l.finish(f, down(describe("connect", os.NewSyscallError("connect", syscall.Errno(n)), f.clk.deadline, f.spec.timeout)))
 		}
 	case sending:
 		l.send(f, false)
@@ -432,7 +431,7 @@ func (l *checkLoop) expire(f *flight) {
 		l.receive(f, true)
 		return
 	}
-	l.finish(f, down(describe(f.phase, errTargetTimeout, f.clk.deadline, f.spec.timeout)))
+	l.finish(f, f.fail(f.phase, errTargetTimeout))
 }
 
 func (l *checkLoop) closeFD(f *flight) {

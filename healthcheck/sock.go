@@ -252,18 +252,9 @@ func (d tcpDialer) dial(ctx context.Context, clk *checkClock, io bool) (*sockCon
 func (c *sockConn) awaitConnect(turn time.Time) error {
 	var cerr error
 	werr := c.rc.Write(func(fd uintptr) bool {
-		if hasPeer(int(fd)) {
-			return true
-		}
-		switch n, errno := soError(int(fd)); {
-		case errno != 0:
-			cerr = os.NewSyscallError("getsockopt", errno)
-		case n != 0:
-			cerr = os.NewSyscallError("connect", syscall.Errno(n))
-		default:
-			return false // still connecting: wait for writability
-		}
-		return true
+		var done bool
+		done, cerr = connectOutcome(int(fd))
+		return done // else still connecting: wait for writability
 	})
 	if werr == nil {
 		werr = cerr
@@ -318,6 +309,21 @@ func soError(fd int) (int32, syscall.Errno) {
 // the address into a new Sockaddr and, for AF_INET, asks the kernel the
 // socket's protocol (getsockopt SO_PROTOCOL) to tell L2TP apart: one
 // system call and two allocations per check for an address nobody reads.
+// connectOutcome tells whether fd's nonblocking connect has ended, and
+// its error if it failed; not done means the handshake is still going.
+func connectOutcome(fd int) (done bool, err error) {
+	if hasPeer(fd) {
+		return true, nil
+	}
+	switch n, errno := soError(fd); {
+	case errno != 0:
+		return true, os.NewSyscallError("getsockopt", errno)
+	case n != 0:
+		return true, os.NewSyscallError("connect", syscall.Errno(n))
+	}
+	return false, nil
+}
+
 func hasPeer(fd int) bool {
 	var (
 		rsa unix.RawSockaddrAny
