@@ -132,6 +132,7 @@ type APIVRRP struct {
 	MasterIntervalMS int64             `json:"master_interval_ms"`
 	AdvertsSent      uint64            `json:"adverts_sent"`
 	AdvertsReceived  uint64            `json:"adverts_received"`
+	AdvertsQuiet     uint64            `json:"adverts_quiet"`
 	SendErrors       uint64            `json:"send_errors"`
 	SendErrorReasons map[string]uint64 `json:"send_error_reasons"`
 	PriorityChanges  map[string]uint64 `json:"priority_changes"`
@@ -452,7 +453,7 @@ func (st Status) API() APIStatus {
 	for _, in := range st.VRRP {
 		v := APIVRRP{Name: in.Name, State: in.State.String(), Priority: int(in.Priority), BasePriority: in.BasePriority,
 			Source: addr(in.Source), MasterIntervalMS: ms(in.MasterInterval), AdvertsSent: in.AdvertsSent,
-			AdvertsReceived: in.AdvertsRecv, SendErrors: in.SendErrors, Transitions: in.Transitions,
+			AdvertsReceived: in.AdvertsRecv, AdvertsQuiet: in.AdvertsQuiet, SendErrors: in.SendErrors, Transitions: in.Transitions,
 			Drops: nonNilMap(in.Drops), Ignored: nonNilMap(in.Ignored),
 			SendErrorReasons: nonNilMap(in.SendErrorReasons), PriorityChanges: nonNilMap(in.PriorityChanges), LastChange: ts(in.LastChange),
 			Failing: nonNil(in.Failing), VMACInterface: in.VMACInterface,

@@ -40,6 +40,7 @@ var (
 	dVRRPBasePrio   = desc("vrrp_base_priority", "Configured VRRP priority.", "vrrp_instance")
 	dVRRPSent       = desc("vrrp_adverts_sent_total", "VRRP advertisements sent.", "vrrp_instance")
 	dVRRPRecv       = desc("vrrp_adverts_received_total", "VRRP advertisements received and accepted.", "vrrp_instance")
+	dVRRPQuiet      = desc("vrrp_adverts_quiet_total", "Accepted VRRP advertisements a backup handled when its master down timer came due, not when they came (they only pushed it back).", "vrrp_instance")
 	dVRRPSendErr    = desc("vrrp_send_errors_total", "VRRP advertisements that could not be sent.", "vrrp_instance")
 	dVRRPDrops      = desc("vrrp_drops_total", "Received VRRP packets discarded, per reason.", "vrrp_instance", "reason")
 	dVRRPIgnored    = desc("vrrp_ignored_total", "VRRP events that changed nothing, per reason.", "vrrp_instance", "reason")
@@ -92,7 +93,7 @@ var (
 )
 
 var allDescs = []*prometheus.Desc{
-	dBuildInfo, dVRRPState, dVRRPPriority, dVRRPBasePrio, dVRRPSent, dVRRPRecv, dVRRPSendErr, dVRRPDrops,
+	dBuildInfo, dVRRPState, dVRRPPriority, dVRRPBasePrio, dVRRPSent, dVRRPRecv, dVRRPQuiet, dVRRPSendErr, dVRRPDrops,
 	dVRRPIgnored, dVRRPTrans, dVRRPPrioChange, dVRRPSendErrWhy, dDirPasses, dDirFailed, dDirWrites, dDirErrors, dSvcQuorum, dSvcSorry,
 	dSvcInKernel, dSvcConns, dSvcBytes, dSvcPackets, dRealUp, dRealWeight, dRealActive, dRealInactive,
 	dRealConns, dCheckTotal, dCheckUp, dNotify, dNotRunning, dConfigLoaded, dStartTimestamp,
@@ -178,6 +179,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(dVRRPSent, in.AdvertsSent, in.Name)
 		counter(dVRRPRecv, in.AdvertsRecv, in.Name)
+		counter(dVRRPQuiet, in.AdvertsQuiet, in.Name)
 		counter(dVRRPSendErr, in.SendErrors, in.Name)
 		counter(dVRRPTrans, in.Transitions, in.Name)
 		for r, n := range in.Drops {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -32,6 +33,7 @@ type mmsghdr struct {
 // at 100 adverts/s). Go's poller still does the waiting.
 type recvBatch struct {
 	rc    syscall.RawConn
+	fd    int // a bare descriptor, when rc is nil (newRecvBatchFD)
 	hs    []mmsghdr
 	iov   []unix.Iovec
 	bufs  [][]byte
@@ -44,14 +46,31 @@ type recvBatch struct {
 	n       int
 	err     error
 	readFn  func(fd uintptr) bool
+	// clock turns the packets' kernel receive times into Received.At;
+	// drops is the socket's last count of packets it had no room for,
+	// and overflows counts the reads that found it grown.
+	clock     arrivalClock
+	drops     uint32
+	overflows int
+}
+
+// newRecvBatchFD is newRecvBatch for a bare non-blocking descriptor,
+// read only with readNow.
+func newRecvBatchFD(fd, oobLen int, control func(*Received, []byte)) *recvBatch {
+	b := newRecvBatch(nil, oobLen, control)
+	b.fd = fd
+	return b
 }
 
 func newRecvBatch(pc net.PacketConn, oobLen int, control func(*Received, []byte)) *recvBatch {
 	b := &recvBatch{
+		fd: -1,
 		hs: make([]mmsghdr, batchSize), iov: make([]unix.Iovec, batchSize), bufs: make([][]byte, batchSize),
 		names: make([]unix.RawSockaddrInet6, batchSize), oob: make([][]byte, batchSize),
 		out: make([]Received, 0, batchSize), control: control,
+		clock: newArrivalClock(time.Now()),
 	}
+	oobLen += stampOOB
 	if sc, ok := pc.(syscall.Conn); ok {
 		b.rc, b.err = sc.SyscallConn()
 	}
@@ -107,14 +126,19 @@ func (b *recvBatch) read() ([]Received, error) {
 // readNow returns the packets waiting now, none when there are none; it
 // never waits.
 func (b *recvBatch) readNow() ([]Received, error) {
-	if b.rc == nil {
-		return nil, b.err
-	}
 	got := false
-	if err := b.rc.Control(func(fd uintptr) { got = b.recv(fd) }); err != nil {
-		return nil, err
+	switch {
+	case b.fd >= 0:
+		got = b.recv(uintptr(b.fd))
+	case b.rc == nil:
+		return nil, b.err
+	default:
+		if err := b.rc.Control(func(fd uintptr) { got = b.recv(fd) }); err != nil {
+			return nil, err
+		}
 	}
 	if !got {
+		b.clock.emptied = time.Now()
 		return nil, nil
 	}
 	return b.received()
@@ -126,11 +150,29 @@ func (b *recvBatch) received() ([]Received, error) {
 		return nil, b.err
 	}
 	b.out = b.out[:0]
+	now := time.Now()
+	sr := b.clock.read(now, now.UnixNano())
+	var stamps [batchSize]int64
 	for i := range b.n {
 		h := &b.hs[i]
+		oob := b.oob[i][:h.hdr.Controllen]
+		stamp, drops, ovfl := cmsgStamp(oob)
+		if ovfl && drops != b.drops {
+			// The kernel dropped the newest packets: the ones read
+			// here may not be the last the master sent.
+			b.drops, sr.trusted = drops, false
+			b.overflows++
+		}
+		stamps[i] = stamp
 		r := Received{Payload: b.bufs[i][:h.n], TTL: -1, Src: sockaddrAddr(&b.names[i], h.hdr.Namelen)}
-		b.control(&r, b.oob[i][:h.hdr.Controllen])
+		b.control(&r, oob)
 		b.out = append(b.out, r)
+	}
+	for i := range b.out {
+		b.out[i].At, b.out[i].stamp = sr.at(stamps[i]), stamps[i]
+	}
+	if b.n < len(b.hs) {
+		b.clock.emptied = now
 	}
 	return b.out, nil
 }

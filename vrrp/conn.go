@@ -137,6 +137,28 @@ func setReadBuffer(pc net.PacketConn) {
 	})
 }
 
+// stampReceived asks the kernel for each packet's receive time and the
+// socket's count of packets it had no room for (recvBatch).
+func stampReceived(pc net.PacketConn) error {
+	sc, ok := pc.(syscall.Conn)
+	if !ok {
+		return fmt.Errorf("%T has no file descriptor", pc)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); serr == nil {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1)
+		}
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
 // stripIPv4Header returns the payload of b, an IPv4 datagram as a raw
 // socket's recvmmsg returns it (ReadFrom strips the header, recvmmsg
 // does not); what is not a well-formed header is returned whole, for
@@ -168,6 +190,7 @@ func (c *conn4) setup() error {
 		func() error { return c.p.SetMulticastLoopback(false) },
 		func() error { return c.p.SetMulticastInterface(c.ifi) },
 		func() error { return c.p.SetTOS(tosNetworkControl) },
+		func() error { return stampReceived(c.pc) },
 	}
 	for _, s := range steps {
 		if err := s(); err != nil {
@@ -223,6 +246,8 @@ func (c *conn4) join() error {
 
 func (c *conn4) Close() error { return c.pc.Close() }
 
+func (c *conn4) setFilter(prog []bpf.RawInstruction) error { return c.p.SetBPF(prog) }
+
 func (c *conn4) setSource(src netip.Addr) { c.src = src }
 
 type conn6 struct {
@@ -244,6 +269,7 @@ func (c *conn6) setup() error {
 		func() error { return c.p.SetMulticastLoopback(false) },
 		func() error { return c.p.SetMulticastInterface(c.ifi) },
 		func() error { return c.p.SetTrafficClass(tosNetworkControl) },
+		func() error { return stampReceived(c.pc) },
 	}
 	for _, s := range steps {
 		if err := s(); err != nil {
@@ -296,5 +322,7 @@ func (c *conn6) writeFrom(b []byte, src, dst netip.Addr) error {
 }
 
 func (c *conn6) Close() error { return c.pc.Close() }
+
+func (c *conn6) setFilter(prog []bpf.RawInstruction) error { return c.p.SetBPF(prog) }
 
 func (c *conn6) setSource(src netip.Addr) { c.src = src }

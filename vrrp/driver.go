@@ -34,17 +34,50 @@ type driver struct {
 	// broke the path (sendFault), before anything else happens.
 	track     tracking
 	sendFault *sendFailure
+	// quietOn: the instance's routine adverts go to the quiet socket
+	// (followQuiet); lastAt is when the last advert handled came.
+	quietOn bool
+	lastAt  time.Time
+	// holdTimer: readWaiting is handling adverts, and keeps their last
+	// ActSetTimer in heldTimer to set the timer once, after them.
+	holdTimer bool
+	heldTimer *ActSetTimer
+}
+
+// mine handles an advert of this instance that readWaiting read, d.mu
+// held.
+func (d *driver) mine(r Received) {
+	if ev, ok := d.in.decode(r); ok {
+		d.handle(ev)
+	}
 }
 
 func (d *driver) handle(ev Event) {
 	in := d.in
 	now := time.Now()
-	acts, reason := d.m.Handle(now, ev)
+	// An advert counts from when it came (one from the quiet socket came
+	// up to a Master_Down_Interval ago), never before one handled
+	// already: two readers of a link may hand them over out of order.
+	at := now
 	adv, isAdvert := ev.(EvAdvert)
+	if isAdvert && !adv.At.IsZero() {
+		at = adv.At
+		if at.Before(d.lastAt) {
+			at = d.lastAt
+		}
+		if at.After(now) {
+			at = now
+		}
+		d.lastAt = at
+	}
+	acts, reason := d.m.Handle(at, ev)
 	in.mu.Lock()
 	if isAdvert {
 		in.status.AdvertsRecv++
-		in.status.PeerAddr, in.status.PeerPriority, in.status.PeerSeen = adv.Src, adv.Priority, now
+		if adv.quiet {
+			in.status.AdvertsQuiet++
+		}
+		in.status.PeerAddr, in.status.PeerPriority, in.status.PeerSeen = adv.Src, adv.Priority, at
 	}
 	if reason != Handled {
 		in.status.Ignored[string(reason)]++
@@ -67,6 +100,7 @@ func (d *driver) handle(ev Event) {
 	in.status.Yielded = d.m.Yielded()
 	in.status.Drill, _ = d.m.Drill()
 	in.mu.Unlock()
+	d.followQuiet()
 	// A send that broke the path puts the instance in Fault now, not when
 	// the path watch's report comes round: a master that cannot advertise
 	// must not stay one.
@@ -113,6 +147,10 @@ func (d *driver) do(now time.Time, a Action) {
 		}
 		d.startAnnounce(first)
 	case ActSetTimer:
+		if d.holdTimer {
+			d.heldTimer = &a
+			return
+		}
 		if a.At.IsZero() {
 			d.timer.stop()
 		} else {
@@ -264,4 +302,25 @@ func (d *driver) setSource(src netip.Addr) {
 	d.in.status.Source = src
 	d.in.mu.Unlock()
 	d.in.log.Warn("advert source replaced: the address it was picked from is gone from the interface", "old", old, "new", src)
+}
+
+// quietConn is an advertConn whose routine adverts can wait in a quiet
+// socket (routineFilter).
+type quietConn interface {
+	setRoutine(on bool)
+}
+
+// followQuiet sends the instance's routine adverts to the quiet socket
+// while its Machine is quiet, and back to the prompt one when not.
+func (d *driver) followQuiet() {
+	want := d.m.Quiet()
+	if want == d.quietOn || d.rt == nil {
+		return
+	}
+	q, ok := d.rt.conn.(quietConn)
+	if !ok {
+		return
+	}
+	q.setRoutine(want)
+	d.quietOn = want
 }

@@ -93,8 +93,8 @@ func TestE2ELinkSocketShared(t *testing.T) {
 				return true
 			})
 			for _, h := range []string{"r1", "r2"} {
-				if got := rawVRRPSockets(t, l.Host(h), f.name == "ipv6"); got != 1 {
-					t.Errorf("%s: %d raw VRRP sockets for %d instances on one link, want 1", h, got, n)
+				if got := rawVRRPSockets(t, l.Host(h), f.name == "ipv6"); got != 2 {
+					t.Errorf("%s: %d raw VRRP sockets for %d instances on one link, want 2 (prompt and quiet)", h, got, n)
 				}
 			}
 			before := make([]vrrp.Status, n)
@@ -127,6 +127,41 @@ func TestE2ELinkSocketShared(t *testing.T) {
 					t.Errorf("%s counted %d adverts of unknown VRIDs, want the %d sent: it got its siblings' adverts", st.Name, got, sent)
 				}
 			}
+		})
+	}
+}
+
+// TestE2EQuietBackup: a backup's adverts from its master wait in the
+// quiet socket and are handled when the Master_Down_Timer comes due,
+// about three at a time (AdvertsQuiet), while it stays backup; the
+// master's own receive path stays prompt (none of its adverts is
+// quiet). The takeover timings that must not change with it are
+// TestE2EGracefulFailover's (priority 0 after the skew) and
+// TestE2EHardFailover's.
+func TestE2EQuietBackup(t *testing.T) {
+	lab.SkipIfNotRoot(t)
+	for _, f := range []family{v4, v6} {
+		t.Run(f.name, func(t *testing.T) {
+			l := buildLAN(t, 2)
+			r1 := startRouter(t, l.Host("r1"), instanceConfig("vi", 100, f))
+			r2 := startRouter(t, l.Host("r2"), instanceConfig("vi", 200, f))
+			all := []*router{r1, r2}
+			waitMaster(t, r2, all)
+			before := r1.in.Status()
+			poll.True(t, settle, "r1 receives 30 more adverts", func() bool {
+				return r1.in.Status().AdvertsRecv >= before.AdvertsRecv+30
+			})
+			assertSteady(t, r2, all, 300*time.Millisecond)
+			after := r1.in.Status()
+			recv, quiet := after.AdvertsRecv-before.AdvertsRecv, after.AdvertsQuiet-before.AdvertsQuiet
+			// All but the ones a prompt read or an event took along.
+			if quiet*10 < recv*8 {
+				t.Errorf("backup: %d of %d adverts waited in the quiet socket, want at least 80%%", quiet, recv)
+			}
+			if st := r2.in.Status(); st.AdvertsQuiet != 0 {
+				t.Errorf("master: %d quiet adverts, want none", st.AdvertsQuiet)
+			}
+			t.Logf("backup: %d of %d adverts quiet", quiet, recv)
 		})
 	}
 }

@@ -110,14 +110,14 @@ func (c *fakeInstanceIO) wait(r Received) {
 	c.mu.Unlock()
 }
 
-func (c *fakeInstanceIO) readWaiting() {
+func (c *fakeInstanceIO) readWaiting(mine func(Received)) {
 	c.mu.Lock()
 	rs := c.waiting
 	c.waiting = nil
 	c.reads++
 	c.mu.Unlock()
 	for _, r := range rs {
-		c.sink(r)
+		mine(r)
 	}
 }
 

@@ -57,7 +57,12 @@ type Status struct {
 	MasterInterval time.Duration
 	AdvertsSent    uint64
 	AdvertsRecv    uint64 // accepted by Decode
-	SendErrors     uint64
+	// AdvertsQuiet counts those of AdvertsRecv that waited in the quiet
+	// socket (routineFilter): handled when the Master_Down_Timer came
+	// due, not when they came, so that a backup wakes once per
+	// Master_Down_Interval rather than once per advert.
+	AdvertsQuiet uint64
+	SendErrors   uint64
 	// SendErrorReasons counts the send errors per reason (SendErrorReason).
 	SendErrorReasons map[string]uint64 `json:",omitempty"`
 	// PriorityChanges counts the changes of the effective priority per
@@ -113,6 +118,9 @@ type Status struct {
 // traffic to them (accept_mode = true, the only mode conf accepts): IPVS
 // takes the virtual servers' traffic in LOCAL_IN, after local delivery.
 type Instance struct {
+	// queued counts the adverts handed to Run's loop through its channel
+	// and not handled yet (timerFired).
+	queued atomic.Int64
 	cfg    conf.VRRPInstanceSpec
 	opts   Options
 	host   hostOpener
@@ -136,6 +144,9 @@ type Instance struct {
 	// sink decodes and queues received adverts for Run's loop
 	// (advertSink), set by Run before it opens the sockets.
 	sink func(Received)
+	// decode is sink's decoding (advertDecoder), for a driver that reads
+	// what waits (driver.readWaiting).
+	decode func(Received) (EvAdvert, bool)
 	// inbox holds what the sync group posts, in order (post).
 	inbox   *fifo.Queue[Event]
 	vs      *vsInputs

@@ -44,7 +44,7 @@ func TestLinkSocketReadWaiting(t *testing.T) {
 	s := &linkSocket{owner: newLinkSockets(nil), ifi: ifi, conn: c.(sharedRaw), refs: 1, subs: map[uint8][]*linkSub{
 		7: {{vrid: 7, sink: func(r Received) { r.Payload = slices.Clone(r.Payload); got = append(got, r) }}},
 	}}
-	s.readWaiting()
+	s.readWaiting(nil, nil)
 	if len(got) != 0 {
 		t.Fatalf("read %d packets from an empty socket", len(got))
 	}
@@ -60,7 +60,7 @@ func TestLinkSocketReadWaiting(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for len(got) < 3 && time.Now().Before(deadline) {
-		s.readWaiting()
+		s.readWaiting(nil, nil)
 		time.Sleep(time.Millisecond)
 	}
 	if len(got) != 3 {

@@ -27,7 +27,8 @@ func (in *Instance) Run(ctx context.Context) error {
 	// openHost hands the sink.
 	pkts := make(chan EvAdvert, advertQueue)
 	var inline atomic.Pointer[driver]
-	in.sink = in.advertSink(pkts, &inline)
+	in.decode = in.advertDecoder()
+	in.sink = in.advertSink(in.decode, pkts, &inline)
 	rt, err := in.host(runCtx, in, trackCh)
 	if err != nil {
 		return err
@@ -127,8 +128,7 @@ func (in *Instance) Run(ctx context.Context) error {
 			return false
 		}
 		defer d.mu.Unlock()
-		d.timerFired(pkts)
-		return true
+		return d.timerFired(pkts, true)
 	}
 	timer.fired.Store(&fired)
 	defer timer.fired.Store(nil)
@@ -156,6 +156,9 @@ func (in *Instance) Run(ctx context.Context) error {
 		}
 		d.mu.Lock()
 		d.loopEvent(ev, pkts)
+		if _, ok := ev.(EvAdvert); ok {
+			in.queued.Add(-1)
+		}
 		d.mu.Unlock()
 	}
 }
@@ -170,11 +173,17 @@ type (
 // loopEvent handles one event of Run's loop, d.mu held.
 func (d *driver) loopEvent(ev any, pkts <-chan EvAdvert) {
 	in, track := d.in, d.track
+	switch ev.(type) {
+	case EvAdvert, time.Time:
+	default:
+		// Adverts waiting in the quiet socket came before this.
+		d.catchUp(pkts)
+	}
 	switch ev := ev.(type) {
 	case EvAdvert:
 		d.handle(ev)
 	case time.Time: // the timer
-		d.timerFired(pkts)
+		d.timerFired(pkts, false)
 	case trackUpdate:
 		u := ev
 		if u.source.IsValid() {
@@ -221,22 +230,71 @@ func (d *driver) loopEvent(ev any, pkts <-chan EvAdvert) {
 // keepalived's one loop handles a readable socket before a timeout, and
 // so does this. A master's Adver_Timer reads nothing: it costs no system
 // call per advert sent.
-func (d *driver) timerFired(pkts <-chan EvAdvert) {
+//
+// A quiet backup (Machine.Quiet) reads the quiet socket here: its
+// master's routine adverts wait there until the timer comes due.
+//
+// Off the loop's goroutine (inline), an advert the loop has taken from
+// pkts but not handled yet (it waits for d.mu) may be the one that stops
+// the timer: then the fire is left to the loop, which handles it after
+// that advert (false: not handled).
+func (d *driver) timerFired(pkts <-chan EvAdvert, inline bool) bool {
+	d.drainQueued(pkts)
 	if d.rt != nil && d.m.State() == StateBackup && !time.Now().Before(d.m.Deadline()) {
-		if w, ok := d.rt.conn.(waitingReader); ok {
-			w.readWaiting()
-		}
+		d.readWaiting()
 	}
-	for drained := false; !drained; {
-		select {
-		case ev := <-pkts:
-			d.handle(ev)
-		default:
-			drained = true
-		}
+	d.drainQueued(pkts)
+	if inline && d.in.queued.Load() > 0 {
+		return false
 	}
 	if d.timer.due(time.Now()) {
 		d.handle(EvTimer{})
+	}
+	return true
+}
+
+// drainQueued handles the adverts queued for the loop.
+func (d *driver) drainQueued(pkts <-chan EvAdvert) {
+	for {
+		select {
+		case ev := <-pkts:
+			d.handle(ev)
+			d.in.queued.Add(-1)
+		default:
+			return
+		}
+	}
+}
+
+// catchUp handles, before an event of another kind, the adverts that
+// came before it: those in the quiet socket (while this instance's go
+// there) and those queued.
+func (d *driver) catchUp(pkts <-chan EvAdvert) {
+	if !d.quietOn {
+		return
+	}
+	d.drainQueued(pkts)
+	d.readWaiting()
+	d.drainQueued(pkts)
+}
+
+// readWaiting reads what waits in the link's sockets now. This
+// instance's adverts are handled here, d.mu held, in the order they came:
+// queued for the loop, the loop's goroutine would be woken to take them
+// (a thread hand-off per read) and could hold one while this goroutine
+// decides on the timer. The timer is set once, after them.
+func (d *driver) readWaiting() {
+	w, ok := d.rt.conn.(waitingReader)
+	if !ok {
+		return
+	}
+	d.holdTimer = true
+	w.readWaiting(d.mine)
+	d.holdTimer = false
+	if d.heldTimer != nil {
+		a := *d.heldTimer
+		d.heldTimer = nil
+		d.do(time.Now(), a)
 	}
 }
 
@@ -264,19 +322,15 @@ func (in *Instance) Ping(ctx context.Context) error {
 // the link): an advert beyond that is dropped as DropQueueFull.
 const advertQueue = 256
 
-// advertSink returns the function that decodes what the socket received
-// and hands the advert over. One goroutine at a time calls it: readLoop,
-// or the link's shared reader. When Run's loop is idle (its driver's lock
-// free) and no advert waits in out, the advert is handled right here:
-// waking the loop's goroutine for every advert (a backup hears one per
-// interval per instance) cost more than handling it. Otherwise it is
-// queued for the loop, so adverts are handled in the order they came.
-// The reader never waits for the loop.
-func (in *Instance) advertSink(out chan EvAdvert, inline *atomic.Pointer[driver]) func(Received) {
+// advertDecoder returns the function that decodes what the socket
+// received into an advert for the instance's Machine, or false when it is
+// dropped (counted by reason). One goroutine at a time calls it: the
+// link's reader, or a driver reading what waits, under the link's lock.
+func (in *Instance) advertDecoder() func(Received) (EvAdvert, bool) {
 	vrid := in.cfg.VRID
 	dec := Decoder{Routers: map[uint8]Expect{}, Drops: &in.drops}
 	var expect *Expect
-	return func(r Received) {
+	return func(r Received) (EvAdvert, bool) {
 		if e := in.addrs.Load(); e != expect {
 			expect, dec.Routers[vrid] = e, *e
 		}
@@ -285,17 +339,36 @@ func (in *Instance) advertSink(out chan EvAdvert, inline *atomic.Pointer[driver]
 			if in.log.Enabled(context.Background(), slog.LevelDebug) {
 				in.log.Debug("advert dropped", "reason", reason.String(), "src", r.Src)
 			}
+			return EvAdvert{}, false
+		}
+		return EvAdvert{Src: r.Src, Priority: a.Priority, Interval: a.Interval, At: r.At, quiet: r.quiet}, true
+	}
+}
+
+// advertSink returns the function that decodes what the socket received
+// and hands the advert over. One goroutine at a time calls it: readLoop,
+// or the link's shared reader. When Run's loop is idle (its driver's lock
+// free) and no advert waits in out, the advert is handled right here:
+// waking the loop's goroutine for every advert (a backup hears one per
+// interval per instance) cost more than handling it. Otherwise it is
+// queued for the loop, so adverts are handled in the order they came.
+// The reader never waits for the loop.
+func (in *Instance) advertSink(decode func(Received) (EvAdvert, bool), out chan EvAdvert, inline *atomic.Pointer[driver]) func(Received) {
+	return func(r Received) {
+		ev, ok := decode(r)
+		if !ok {
 			return
 		}
-		ev := EvAdvert{Src: r.Src, Priority: a.Priority, Interval: a.Interval}
 		if d := idleDriver(inline, out); d != nil {
 			d.handle(ev)
 			d.mu.Unlock()
 			return
 		}
+		in.queued.Add(1)
 		select {
 		case out <- ev:
 		default:
+			in.queued.Add(-1)
 			in.drops.Add(DropQueueFull)
 		}
 	}

@@ -65,6 +65,11 @@ type EvAdvert struct {
 	Src      netip.Addr
 	Priority uint8
 	Interval time.Duration
+	// At is when it arrived (zero: now). The driver hands the Machine
+	// this time, not the time it was handled (see routineFilter).
+	At time.Time
+	// quiet: it waited in the quiet socket (Status.AdvertsQuiet).
+	quiet bool
 }
 
 // EvTimer reports that the deadline last set with ActSetTimer has passed.
@@ -660,6 +665,15 @@ const takeQuiet = 3
 // Yielded reports whether the machine released mastership in a planned
 // handoff and holds back preemption until mastership moves again.
 func (m *Machine) Yielded() bool { return m.yielded }
+
+// Quiet reports whether an advert with a non-zero priority may wait to be
+// handled until the Master_Down_Timer comes due or another event comes
+// (routineFilter): true for a backup, whose adverts then only push the
+// timer back from when they came. Not during a drill, whose observation
+// needs the peer's first advert when it comes.
+func (m *Machine) Quiet() bool {
+	return m.state == StateBackup && m.drilled == DrillNone && (m.obs == nil || m.obs.ended)
+}
 
 func (m *Machine) shutdown() ([]Action, IgnoreReason) {
 	var acts []Action

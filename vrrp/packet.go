@@ -207,6 +207,15 @@ type Received struct {
 	Payload  []byte
 	Src, Dst netip.Addr
 	TTL      int
+	// At is when the packet arrived, from the kernel's receive time
+	// (zero: unknown, take it as now). A packet of the quiet socket (see
+	// routineFilter) is read long after.
+	At time.Time
+	// stamp is the kernel's receive time (wall clock nanoseconds, 0:
+	// none): what orders the packets of a link's two sockets.
+	stamp int64
+	// quiet: read from the quiet socket.
+	quiet bool
 }
 
 // Decoder validates received adverts against the configured virtual routers
