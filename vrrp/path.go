@@ -278,7 +278,20 @@ func (p *pathWatch) run(ctx context.Context, sourceFailing bool, out chan<- trac
 		}
 		return true
 	}
+	// The ticker runs only while there is something to poll: no
+	// subscription, or a send failure to retry. A steady instance's
+	// ticker woke the process once a second for nothing (n times with n
+	// instances).
+	ticking := true
 	for {
+		if need := p.updates == nil || sendFailing; need != ticking {
+			if need {
+				t.Reset(probeInterval)
+			} else {
+				t.Stop()
+			}
+			ticking = need
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -114,6 +114,29 @@ func (s *timerSet) run(f *os.File) {
 			}
 		}
 		clear(due) // no timer is kept alive by the buffer
+		s.rearmLater(now)
+	}
+}
+
+// rearmLater moves the kernel timer to the earliest deadline wanted now,
+// when the fires just handled pushed every deadline it was set for later:
+// a backup that read the quiet socket (routineFilter) re-armed its
+// siblings on the link too, and a timerfd_settime costs less than the
+// wake-up for nothing it saves.
+func (s *timerSet) rearmLater(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.kernel.IsZero() {
+		return
+	}
+	var next time.Time
+	for t := range s.armed {
+		if next.IsZero() || t.want.Before(next) {
+			next = t.want
+		}
+	}
+	if next.After(s.kernel) {
+		s.arm(now, next)
 	}
 }
 
