@@ -47,11 +47,9 @@ type recvBatch struct {
 	err     error
 	readFn  func(fd uintptr) bool
 	// clock turns the packets' kernel receive times into Received.At;
-	// drops is the socket's last count of packets it had no room for,
-	// and overflows counts the reads that found it grown.
-	clock     arrivalClock
-	drops     uint32
-	overflows int
+	// drops is the socket's last count of packets it had no room for.
+	clock arrivalClock
+	drops uint32
 }
 
 // newRecvBatchFD is newRecvBatch for a bare non-blocking descriptor,
@@ -161,7 +159,6 @@ func (b *recvBatch) received() ([]Received, error) {
 			// The kernel dropped the newest packets: the ones read
 			// here may not be the last the master sent.
 			b.drops, sr.trusted = drops, false
-			b.overflows++
 		}
 		stamps[i] = stamp
 		r := Received{Payload: b.bufs[i][:h.n], TTL: -1, Src: sockaddrAddr(&b.names[i], h.hdr.Namelen)}

@@ -220,12 +220,25 @@ func (c *conn4) Read(buf []byte) (Received, error) {
 
 // newBatch returns the buffers the link's reader reads into (recvBatch).
 func (c *conn4) newBatch() *recvBatch {
-	return newRecvBatch(c.pc, len(ipv4.NewControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface)), func(r *Received, oob []byte) {
+	oobLen, control := recvSetup(false)
+	return newRecvBatch(c.pc, oobLen, control)
+}
+
+// recvSetup is what a batch read of a family's raw VRRP socket needs:
+// room for the control messages the sockets ask for, and the function
+// that fills a Received in from them.
+func recvSetup(v6 bool) (oobLen int, control func(*Received, []byte)) {
+	if v6 {
+		return len(ipv6.NewControlMessage(ipv6.FlagHopLimit | ipv6.FlagDst | ipv6.FlagInterface)), func(r *Received, oob []byte) {
+			r.TTL, r.Dst, _ = cmsgInfo(oob, true)
+		}
+	}
+	return len(ipv4.NewControlMessage(ipv4.FlagTTL | ipv4.FlagDst | ipv4.FlagInterface)), func(r *Received, oob []byte) {
 		// recvmmsg on a raw socket keeps the IPv4 header (ReadFrom
 		// strips it).
 		r.Payload = stripIPv4Header(r.Payload)
 		r.TTL, r.Dst, _ = cmsgInfo(oob, false)
-	})
+	}
 }
 
 func (c *conn4) Write(b []byte, dst netip.Addr) error { return c.writeFrom(b, c.src, dst) }
@@ -297,9 +310,8 @@ func (c *conn6) Read(buf []byte) (Received, error) {
 
 // newBatch returns the buffers the link's reader reads into (recvBatch).
 func (c *conn6) newBatch() *recvBatch {
-	return newRecvBatch(c.pc, len(ipv6.NewControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface)), func(r *Received, oob []byte) {
-		r.TTL, r.Dst, _ = cmsgInfo(oob, true)
-	})
+	oobLen, control := recvSetup(true)
+	return newRecvBatch(c.pc, oobLen, control)
 }
 
 func (c *conn6) Write(b []byte, dst netip.Addr) error { return c.writeFrom(b, c.src, dst) }

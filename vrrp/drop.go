@@ -27,6 +27,10 @@ const (
 	// and the reader (maybe its link's shared one) dropped the advert
 	// rather than wait.
 	DropQueueFull
+	// DropSocketOverflow: the kernel dropped packets at the link's
+	// socket for want of buffer room (SO_RXQ_OVFL), before anything
+	// could read their VRID; each instance on the link counts them.
+	DropSocketOverflow
 	numDropReasons
 )
 
@@ -47,6 +51,7 @@ var dropNames = [numDropReasons]string{
 	DropUnknownPeer:      "unknown_peer",
 	DropWrongFamily:      "wrong_family",
 	DropQueueFull:        "queue_full",
+	DropSocketOverflow:   "socket_overflow",
 }
 
 func (r DropReason) String() string {
@@ -78,6 +83,14 @@ func (c *DropCounters) Add(r DropReason) {
 		return
 	}
 	c.n[r].Add(1)
+}
+
+// AddN counts n drops for r.
+func (c *DropCounters) AddN(r DropReason, n uint64) {
+	if r <= DropNone || r >= numDropReasons {
+		return
+	}
+	c.n[r].Add(n)
 }
 
 // Get returns the count for r.

@@ -141,7 +141,7 @@ func openHost(ctx context.Context, in *Instance, trackCh chan<- trackUpdate) (*r
 			return err
 		}
 		multicast := len(in.cfg.UnicastPeers) == 0
-		h.conn, err = in.opts.links.open(ifi, rt.src, in.cfg.VRID, multicast, in.sink)
+		h.conn, err = in.opts.links.open(ifi, rt.src, in.cfg.VRID, multicast, in.sink, &in.drops)
 		if err != nil {
 			return err
 		}

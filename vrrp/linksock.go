@@ -72,6 +72,12 @@ type linkSocket struct {
 	shared    map[uint8]bool // VRIDs with more than one instance here: never routine
 	// live is set while quiet may hold packets: readers drain it first.
 	live atomic.Bool
+
+	// promptDrops and quietDrops are the sockets' overflow counts
+	// already counted (countDrops); lostLogged is when a loss was last
+	// logged. Under mu.
+	promptDrops, quietDrops uint32
+	lostLogged              time.Time
 }
 
 // sharedRaw is a raw VRRP socket that many instances send from, each with
@@ -88,6 +94,9 @@ type sharedRaw interface {
 // linkSub is one instance's share of a linkSocket.
 type linkSub struct {
 	vrid uint8
+	// drops counts the packets the link's sockets lost
+	// (DropSocketOverflow) for the instance.
+	drops *DropCounters
 	// sink decodes a packet for the instance and queues the advert
 	// without waiting (Instance.advertSink): one slow instance must not
 	// hold up the others on its link.
@@ -99,7 +108,7 @@ type linkSub struct {
 // opening the link's socket if it is the first; multicast joins the VRRP
 // group. The link's reader hands the instance's packets to sink, on the
 // reader's goroutine. Closing the connection gives its share back.
-func (ls *linkSockets) open(ifi *net.Interface, src netip.Addr, vrid uint8, multicast bool, sink func(Received)) (advertConn, error) {
+func (ls *linkSockets) open(ifi *net.Interface, src netip.Addr, vrid uint8, multicast bool, sink func(Received), drops *DropCounters) (advertConn, error) {
 	key := linkKey{ifindex: ifi.Index, v6: src.Is6()}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
@@ -132,7 +141,7 @@ func (ls *linkSockets) open(ifi *net.Interface, src netip.Addr, vrid uint8, mult
 		}
 		s.joined = true
 	}
-	sub := &linkSub{vrid: vrid, sink: sink}
+	sub := &linkSub{vrid: vrid, sink: sink, drops: drops}
 	s.subs[vrid] = append(s.subs[vrid], sub)
 	s.refs++
 	if len(s.subs[vrid]) > 1 {
@@ -220,6 +229,7 @@ func (s *linkSocket) read() {
 		}
 		// The sinks decode under the lock, so none runs after release.
 		s.mu.Lock()
+		s.countDrops(&s.promptDrops, b.drops)
 		s.deliverAfterQuiet(rs, nil, nil)
 		s.mu.Unlock()
 	}
@@ -254,6 +264,7 @@ func (s *linkSocket) drainQuiet(rs []Received, self *linkSub, mine func(Received
 		if err != nil {
 			break
 		}
+		s.countDrops(&s.quietDrops, s.quietBatch.drops)
 		for _, q := range qs {
 			for len(rs) > 0 && cameBefore(rs[0], q) {
 				s.deliverTo(rs[0], self, mine)
@@ -275,6 +286,33 @@ func (s *linkSocket) drainQuiet(rs []Received, self *linkSub, mine func(Received
 	}
 	return rs
 }
+
+// countDrops counts what a socket lost since *last, given its overflow
+// count now as a batch last read it (the reader's and readWaiting's
+// batches read one socket, so either may be behind), for every instance
+// on the link: the lost packets' VRIDs are unknown. s.mu held.
+func (s *linkSocket) countDrops(last *uint32, now uint32) {
+	n := int32(now - *last) // the kernel's count wraps
+	if n <= 0 {
+		return
+	}
+	*last = now
+	for _, list := range s.subs {
+		for _, sub := range list {
+			if sub.drops != nil {
+				sub.drops.AddN(DropSocketOverflow, uint64(n))
+			}
+		}
+	}
+	if t := time.Now(); t.Sub(s.lostLogged) >= lostLogEvery {
+		s.lostLogged = t
+		s.owner.log.Warn("vrrp: the kernel dropped adverts for want of socket buffer room", "interface", s.ifi.Name, "packets", n, "total", now)
+	}
+}
+
+// lostLogEvery bounds how often a link logs lost packets; the drop
+// counter has every one.
+const lostLogEvery = 10 * time.Second
 
 // cameBefore reports whether a arrived before b: by the kernel's stamps
 // (one clock for both sockets, whatever it was stepped by), else by At.
@@ -351,6 +389,7 @@ func (s *linkSocket) readWaiting(self *linkSub, mine func(Received)) {
 		if err != nil {
 			return
 		}
+		s.countDrops(&s.promptDrops, s.waiting.drops)
 		if i == 0 {
 			s.deliverAfterQuiet(rs, self, mine)
 		} else {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,6 +70,106 @@ func TestLinkSocketReadWaiting(t *testing.T) {
 	for _, r := range got {
 		if r.Src != peer || r.TTL != 255 || !bytes.Equal(r.Payload, pkt) {
 			t.Errorf("delivered %+v, want the advert from %v with TTL 255", r, peer)
+		}
+	}
+}
+
+// TestLinkSocketCountsOverflow: packets the kernel drops at a full
+// socket are counted as socket_overflow for each instance on the link,
+// so that every advert sent is either delivered or counted, however
+// many of the batches reading the socket saw the overflow.
+func TestLinkSocketCountsOverflow(t *testing.T) {
+	lab.SkipIfNotRoot(t)
+	src, peer := netip.MustParseAddr("192.0.2.11"), netip.MustParseAddr("192.0.2.12")
+	l := lab.BuildT(t, "vrrp-overflow", lab.Topology{Switches: []string{"lan"}, Hosts: []lab.HostSpec{
+		{Name: "r1", Links: []lab.LinkSpec{{Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.PrefixFrom(src, 24)}}}},
+		{Name: "r2", Links: []lab.LinkSpec{{Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.PrefixFrom(peer, 24)}}}},
+	}})
+	conns := map[string]advertConn{}
+	var ifi *net.Interface
+	for host, a := range map[string]netip.Addr{"r1": src, "r2": peer} {
+		if err := l.Host(host).Do(func() error {
+			i, err := net.InterfaceByName("eth0")
+			if err != nil {
+				return err
+			}
+			c, err := listenRaw(i, a)
+			if err != nil {
+				return err
+			}
+			conns[host] = c
+			if host == "r1" {
+				ifi = i
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conns[host].Close() })
+	}
+	// The smallest receive buffer the kernel allows holds a few packets.
+	raw, err := conns["r1"].(*conn4).pc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var setErr error
+	if err := raw.Control(func(fd uintptr) {
+		setErr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1)
+	}); err != nil || setErr != nil {
+		t.Fatalf("SO_RCVBUF: %v %v", err, setErr)
+	}
+	var d7, d8 DropCounters
+	delivered := 0
+	sink := func(Received) { delivered++ }
+	s := &linkSocket{owner: newLinkSockets(nil), ifi: ifi, conn: conns["r1"].(sharedRaw), refs: 2, subs: map[uint8][]*linkSub{
+		7: {{vrid: 7, sink: sink, drops: &d7}},
+		8: {{vrid: 8, sink: func(Received) {}, drops: &d8}},
+	}}
+	a := Advert{Version: 3, VRID: 7, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}
+	pkt, err := a.Marshal(peer, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(n int) {
+		for i := range n {
+			if err := conns["r2"].Write(pkt, src); err != nil {
+				t.Fatalf("send %d: %v", i, err)
+			}
+		}
+	}
+	drain := func(want int) {
+		deadline := time.Now().Add(5 * time.Second)
+		for delivered+int(d7.Get(DropSocketOverflow)) < want && time.Now().Before(deadline) {
+			s.readWaiting(nil, nil)
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// The kernel reports a socket's losses on the next packet it
+	// queues (SO_RXQ_OVFL): each burst is followed by one more once
+	// the socket has room.
+	const rounds, perRound = 3, 100
+	sent := 0
+	for round := range rounds {
+		send(perRound)
+		sent += perRound
+		for range 100 {
+			s.readWaiting(nil, nil)
+		}
+		// A second batch on the socket, as the reader's beside
+		// readWaiting's: it sees the same count and must not add it
+		// again.
+		if round == 1 {
+			s.waiting = nil
+		}
+		send(1)
+		sent++
+		drain(sent)
+		lost := int(d7.Get(DropSocketOverflow))
+		if delivered+lost != sent || lost == 0 {
+			t.Fatalf("round %d: %d sent, %d delivered, %d counted lost: want every one delivered or counted, some lost", round, sent, delivered, lost)
+		}
+		if d8.Get(DropSocketOverflow) != uint64(lost) {
+			t.Fatalf("round %d: VRID 8's instance counted %d lost, VRID 7's %d: each instance on the link counts them", round, d8.Get(DropSocketOverflow), lost)
 		}
 	}
 }

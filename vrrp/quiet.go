@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"golang.org/x/net/bpf"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,7 +21,7 @@ import (
 //     packet except the routine ones;
 //   - the quiet socket, which nothing waits on, gets the routine ones: an
 //     advert with a non-zero priority for a VRID whose one instance on
-//     the link is a plain backup (not drilled, not holding a handoff).
+//     the link is a plain backup (not drilled).
 //
 // The quiet socket is read when a backup's timer comes due, before the
 // prompt socket's packets are handled, and before any other event of an
@@ -269,15 +267,8 @@ func (q *quietSocket) join() error {
 
 // newBatch returns the buffers the quiet socket is read into.
 func (q *quietSocket) newBatch() *recvBatch {
-	if q.v6 {
-		return newRecvBatchFD(q.fd, len(ipv6.NewControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface)), func(r *Received, oob []byte) {
-			r.TTL, r.Dst, _ = cmsgInfo(oob, true)
-		})
-	}
-	return newRecvBatchFD(q.fd, len(ipv4.NewControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface)), func(r *Received, oob []byte) {
-		r.Payload = stripIPv4Header(r.Payload)
-		r.TTL, r.Dst, _ = cmsgInfo(oob, false)
-	})
+	oobLen, control := recvSetup(q.v6)
+	return newRecvBatchFD(q.fd, oobLen, control)
 }
 
 func (q *quietSocket) Close() error { return unix.Close(q.fd) }
