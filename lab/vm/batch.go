@@ -210,7 +210,7 @@ func (b *batch) report(t tb, name string) {
 	case "SKIP":
 		t.Skipf("vm: %s skipped inside the VM; see above", name)
 	case "FAIL":
-		t.Errorf("vm: %s failed inside the VM; its output is above", name)
+		t.Errorf("vm: %s failed inside the VM; its output is above, its failures:\n%s", name, strings.Join(failureDigest(b.out.lines[name]), "\n"))
 	default:
 		t.Errorf("vm: %s reported no result: the in-VM test binary ended (exit status %d) before it finished", name, b.code)
 	}

@@ -167,8 +167,10 @@ func RunInVMWith(t testing.TB, extra Options) (ranInVM bool) {
 	}()
 	sc := bufio.NewScanner(pr)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	var lines []string
 	for sc.Scan() {
 		t.Log(sc.Text())
+		lines = append(lines, sc.Text())
 	}
 	_, _ = io.Copy(io.Discard, pr)
 	res := <-done
@@ -176,7 +178,7 @@ func RunInVMWith(t testing.TB, extra Options) (ranInVM bool) {
 	case res.err != nil:
 		t.Fatalf("vm: %v", res.err)
 	case res.code != 0:
-		t.Errorf("vm: %s failed inside the VM (exit status %d); its output is above", t.Name(), res.code)
+		t.Errorf("vm: %s failed inside the VM (exit status %d); its output is above, its failures:\n%s", t.Name(), res.code, strings.Join(failureDigest(lines), "\n"))
 	}
 	return true
 }
