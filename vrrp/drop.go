@@ -78,14 +78,10 @@ type DropCounters struct {
 }
 
 // Add counts one drop for r. DropNone and out-of-range reasons are ignored.
-func (c *DropCounters) Add(r DropReason) {
-	if r <= DropNone || r >= numDropReasons {
-		return
-	}
-	c.n[r].Add(1)
-}
+func (c *DropCounters) Add(r DropReason) { c.AddN(r, 1) }
 
-// AddN counts n drops for r.
+// AddN counts n drops for r. DropNone and out-of-range reasons are
+// ignored.
 func (c *DropCounters) AddN(r DropReason, n uint64) {
 	if r <= DropNone || r >= numDropReasons {
 		return

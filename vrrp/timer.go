@@ -129,15 +129,20 @@ func (s *timerSet) rearmLater(now time.Time) {
 	if s.kernel.IsZero() {
 		return
 	}
+	if next := s.earliest(); next.After(s.kernel) {
+		s.arm(now, next)
+	}
+}
+
+// earliest is the earliest deadline armed (zero: none), s.mu held.
+func (s *timerSet) earliest() time.Time {
 	var next time.Time
 	for t := range s.armed {
 		if next.IsZero() || t.want.Before(next) {
 			next = t.want
 		}
 	}
-	if next.After(s.kernel) {
-		s.arm(now, next)
-	}
+	return next
 }
 
 // take removes the timers due at now (within their slack) from the armed
@@ -147,17 +152,13 @@ func (s *timerSet) take(now time.Time, due []*fdTimer) []*fdTimer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.kernel = time.Time{}
-	var next time.Time
 	for t := range s.armed {
-		switch {
-		case !now.Before(t.want.Add(-t.slack)):
+		if !now.Before(t.want.Add(-t.slack)) {
 			due = append(due, t)
 			delete(s.armed, t)
-		case next.IsZero() || t.want.Before(next):
-			next = t.want
 		}
 	}
-	if !next.IsZero() {
+	if next := s.earliest(); !next.IsZero() {
 		s.arm(now, next)
 	}
 	slices.SortFunc(due, func(a, b *fdTimer) int { return a.want.Compare(b.want) })
