@@ -18,28 +18,7 @@ import (
 func TestLinkSocketReadWaiting(t *testing.T) {
 	lab.SkipIfNotRoot(t)
 	src, peer := netip.MustParseAddr("192.0.2.11"), netip.MustParseAddr("192.0.2.12")
-	l := lab.BuildT(t, "vrrp-readwaiting", lab.Topology{Switches: []string{"lan"}, Hosts: []lab.HostSpec{
-		{Name: "r1", Links: []lab.LinkSpec{{Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.PrefixFrom(src, 24)}}}},
-		{Name: "r2", Links: []lab.LinkSpec{{Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.PrefixFrom(peer, 24)}}}},
-	}})
-	open := func(host string, a netip.Addr) (*net.Interface, advertConn) {
-		var ifi *net.Interface
-		var c advertConn
-		if err := l.Host(host).Do(func() error {
-			var err error
-			if ifi, err = net.InterfaceByName("eth0"); err != nil {
-				return err
-			}
-			c, err = listenRaw(ifi, a)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return ifi, c
-	}
-	ifi, c := open("r1", src)
-	_, tx := open("r2", peer)
+	ifi, c, tx := rawPair(t, "vrrp-readwaiting", src, peer)
 	var got []Received
 	// No reader: only readWaiting takes what the socket holds.
 	s := &linkSocket{owner: newLinkSockets(nil), ifi: ifi, conn: c.(sharedRaw), refs: 1, subs: map[uint8][]*linkSub{
@@ -81,34 +60,9 @@ func TestLinkSocketReadWaiting(t *testing.T) {
 func TestLinkSocketCountsOverflow(t *testing.T) {
 	lab.SkipIfNotRoot(t)
 	src, peer := netip.MustParseAddr("192.0.2.11"), netip.MustParseAddr("192.0.2.12")
-	l := lab.BuildT(t, "vrrp-overflow", lab.Topology{Switches: []string{"lan"}, Hosts: []lab.HostSpec{
-		{Name: "r1", Links: []lab.LinkSpec{{Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.PrefixFrom(src, 24)}}}},
-		{Name: "r2", Links: []lab.LinkSpec{{Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.PrefixFrom(peer, 24)}}}},
-	}})
-	conns := map[string]advertConn{}
-	var ifi *net.Interface
-	for host, a := range map[string]netip.Addr{"r1": src, "r2": peer} {
-		if err := l.Host(host).Do(func() error {
-			i, err := net.InterfaceByName("eth0")
-			if err != nil {
-				return err
-			}
-			c, err := listenRaw(i, a)
-			if err != nil {
-				return err
-			}
-			conns[host] = c
-			if host == "r1" {
-				ifi = i
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conns[host].Close() })
-	}
+	ifi, c, tx := rawPair(t, "vrrp-overflow", src, peer)
 	// The smallest receive buffer the kernel allows holds a few packets.
-	raw, err := conns["r1"].(*conn4).pc.(syscall.Conn).SyscallConn()
+	raw, err := c.(*conn4).pc.(syscall.Conn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +75,7 @@ func TestLinkSocketCountsOverflow(t *testing.T) {
 	var d7, d8 DropCounters
 	delivered := 0
 	sink := func(Received) { delivered++ }
-	s := &linkSocket{owner: newLinkSockets(nil), ifi: ifi, conn: conns["r1"].(sharedRaw), refs: 2, subs: map[uint8][]*linkSub{
+	s := &linkSocket{owner: newLinkSockets(nil), ifi: ifi, conn: c.(sharedRaw), refs: 2, subs: map[uint8][]*linkSub{
 		7: {{vrid: 7, sink: sink, drops: &d7}},
 		8: {{vrid: 8, sink: func(Received) {}, drops: &d8}},
 	}}
@@ -132,7 +86,7 @@ func TestLinkSocketCountsOverflow(t *testing.T) {
 	}
 	send := func(n int) {
 		for i := range n {
-			if err := conns["r2"].Write(pkt, src); err != nil {
+			if err := tx.Write(pkt, src); err != nil {
 				t.Fatalf("send %d: %v", i, err)
 			}
 		}
@@ -172,4 +126,34 @@ func TestLinkSocketCountsOverflow(t *testing.T) {
 			t.Fatalf("round %d: VRID 8's instance counted %d lost, VRID 7's %d: each instance on the link counts them", round, d8.Get(DropSocketOverflow), lost)
 		}
 	}
+}
+
+// rawPair builds a two-router LAN called name and opens a raw VRRP socket
+// on each router's eth0: r1's (with its interface) and r2's, closed when
+// the test ends.
+func rawPair(t *testing.T, name string, src, peer netip.Addr) (*net.Interface, advertConn, advertConn) {
+	t.Helper()
+	l := lab.BuildT(t, name, lab.Topology{Switches: []string{"lan"}, Hosts: []lab.HostSpec{
+		{Name: "r1", Links: []lab.LinkSpec{{Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.PrefixFrom(src, 24)}}}},
+		{Name: "r2", Links: []lab.LinkSpec{{Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.PrefixFrom(peer, 24)}}}},
+	}})
+	open := func(host string, a netip.Addr) (*net.Interface, advertConn) {
+		var ifi *net.Interface
+		var c advertConn
+		if err := l.Host(host).Do(func() error {
+			var err error
+			if ifi, err = net.InterfaceByName("eth0"); err != nil {
+				return err
+			}
+			c, err = listenRaw(ifi, a)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return ifi, c
+	}
+	ifi, c := open("r1", src)
+	_, tx := open("r2", peer)
+	return ifi, c, tx
 }
