@@ -3,6 +3,7 @@ package vrrp
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"golang.org/x/net/ipv4"
@@ -136,6 +137,78 @@ func FuzzCmsgInfo(f *testing.F) {
 		}
 		if xdst.IsValid() && xdst != dst {
 			t.Fatalf("destination %v, x/net %v", dst, xdst)
+		}
+	})
+}
+
+// kernelStampOOB is what a quiet or prompt socket's read hands over:
+// the receive time (SO_TIMESTAMPNS), then the drop count (SO_RXQ_OVFL).
+func kernelStampOOB(sec, nsec int64, drops uint32) []byte {
+	ts := binary.NativeEndian.AppendUint64(binary.NativeEndian.AppendUint64(nil, uint64(sec)), uint64(nsec))
+	return append(cmsg(unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, ts), cmsg(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, binary.NativeEndian.AppendUint32(nil, drops))...)
+}
+
+// refStamp reads oob with x/sys's whole-buffer parser: the oracle for
+// cmsgStamp where that parser accepts the buffer.
+func refStamp(oob []byte) (stamp int64, drops uint32, ovfl, ok bool) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0, 0, false, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level != unix.SOL_SOCKET {
+			continue
+		}
+		switch {
+		case m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= 16:
+			stamp = int64(binary.NativeEndian.Uint64(m.Data))*1e9 + int64(binary.NativeEndian.Uint64(m.Data[8:]))
+		case m.Header.Type == unix.SO_RXQ_OVFL && len(m.Data) >= 4:
+			drops, ovfl = binary.NativeEndian.Uint32(m.Data), true
+		}
+	}
+	return stamp, drops, ovfl, true
+}
+
+func TestCmsgStamp(t *testing.T) {
+	both := kernelStampOOB(1_700_000_000, 123_456_789, 42)
+	for _, tc := range []struct {
+		name  string
+		oob   []byte
+		stamp int64
+		drops uint32
+		ovfl  bool
+	}{
+		{"stamp and drops", both, 1_700_000_000_123_456_789, 42, true},
+		{"none", nil, 0, 0, false},
+		{"stamp only", both[:unix.CmsgSpace(16)], 1_700_000_000_123_456_789, 0, false},
+		{"drops before stamp", append(slices.Clone(both[unix.CmsgSpace(16):]), both[:unix.CmsgSpace(16)]...), 1_700_000_000_123_456_789, 42, true},
+		{"short stamp ignored", cmsg(unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, make([]byte, 8)), 0, 0, false},
+		{"other level ignored", append(cmsg(unix.IPPROTO_IP, unix.SO_RXQ_OVFL, i32(9)), kernelOOB4(255, GroupV4)...), 0, 0, false},
+		{"truncated second message: the first counts", both[:unix.CmsgSpace(16)+10], 1_700_000_000_123_456_789, 0, false},
+		{"length past the buffer", both[:20], 0, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stamp, drops, ovfl := cmsgStamp(tc.oob)
+			if stamp != tc.stamp || drops != tc.drops || ovfl != tc.ovfl {
+				t.Fatalf("cmsgStamp = %d, %d, %v; want %d, %d, %v", stamp, drops, ovfl, tc.stamp, tc.drops, tc.ovfl)
+			}
+		})
+	}
+}
+
+// FuzzCmsgStamp: any control-message buffer is read without a panic, and
+// where x/sys's parser reads the whole buffer, the two agree.
+func FuzzCmsgStamp(f *testing.F) {
+	f.Add(kernelStampOOB(1_700_000_000, 5, 3))
+	f.Add(kernelStampOOB(0, 0, 0)[:unix.CmsgSpace(16)])
+	f.Add(append(kernelOOB4(255, GroupV4), kernelStampOOB(1, 2, 3)...))
+	f.Add(kernelStampOOB(1, 2, 3)[:21])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, oob []byte) {
+		stamp, drops, ovfl := cmsgStamp(oob)
+		rs, rd, ro, ok := refStamp(oob)
+		if ok && (stamp != rs || drops != rd || ovfl != ro) {
+			t.Fatalf("cmsgStamp = %d, %d, %v; x/sys reads %d, %d, %v", stamp, drops, ovfl, rs, rd, ro)
 		}
 	})
 }
