@@ -1,6 +1,9 @@
 package vm
 
 import (
+	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -10,7 +13,15 @@ const (
 	digestLinesPerTest = 12
 	digestLines        = 40
 	digestLineLen      = 400
+	// digestLinesPerMsg bounds one message: a test that logs a long
+	// report (the demo's whole output) and then fails shows the report's
+	// first lines and the failure, not only the report.
+	digestLinesPerMsg = 3
 )
+
+// msgLine starts a test's message: t.Log or t.Error output, "file.go:N: ",
+// indented by four spaces or more; its further lines are indented deeper.
+var msgLine = regexp.MustCompile(`^ {4,}\S+\.go:\d+: `)
 
 // failureDigest picks out of a `go test -v` transcript the output of each
 // failed test that has no failed subtest: its error messages. A guest's
@@ -45,12 +56,8 @@ func failureDigest(lines []string) []string {
 		if !failed[name] || hasFailedSub(failed, name) {
 			continue
 		}
-		ls := own[name]
 		out = append(out, "--- FAIL: "+name)
-		if len(ls) > digestLinesPerTest {
-			ls = append(ls[:digestLinesPerTest:digestLinesPerTest], "    [… more lines above]")
-		}
-		for _, l := range ls {
+		for _, l := range digestMessages(own[name]) {
 			if len(l) > digestLineLen {
 				l = l[:digestLineLen] + " […]"
 			}
@@ -59,6 +66,31 @@ func failureDigest(lines []string) []string {
 		if len(out) >= digestLines {
 			return append(out[:digestLines], "[… more failures above]")
 		}
+	}
+	return out
+}
+
+// digestMessages shortens a test's own output: each message to its
+// first lines, and the whole to its last messages (a failure is
+// reported last).
+func digestMessages(ls []string) []string {
+	var msgs [][]string
+	for _, l := range ls {
+		if len(msgs) == 0 || msgLine.MatchString(l) {
+			msgs = append(msgs, nil)
+		}
+		msgs[len(msgs)-1] = append(msgs[len(msgs)-1], l)
+	}
+	var out []string
+	for i := len(msgs) - 1; i >= 0; i-- {
+		m := msgs[i]
+		if len(m) > digestLinesPerMsg {
+			m = append(m[:digestLinesPerMsg:digestLinesPerMsg], fmt.Sprintf("        [… %d more lines]", len(m)-digestLinesPerMsg))
+		}
+		if len(out)+len(m) > digestLinesPerTest {
+			return append([]string{fmt.Sprintf("    [… %d earlier messages]", i+1)}, out...)
+		}
+		out = append(slices.Clone(m), out...)
 	}
 	return out
 }
