@@ -71,7 +71,11 @@ type linkSocket struct {
 	quietGone bool
 	shared    map[uint8]bool // VRIDs with more than one instance here: never routine
 	// live is set while quiet may hold packets: readers drain it first.
-	live atomic.Bool
+	// filterGen counts refilters (under fmu): a drain that found nothing
+	// routine clears live only if no refilter came since it looked, or a
+	// VRID made routine during the drain would never be read again.
+	live      atomic.Bool
+	filterGen uint64
 
 	// promptDrops and quietDrops are the sockets' overflow counts
 	// already counted (countDrops); lostLogged is when a loss was last
@@ -257,7 +261,7 @@ const maxQuietBatches = 64
 // them; it returns the rest of rs. s.mu held.
 func (s *linkSocket) drainQuiet(rs []Received, self *linkSub, mine func(Received)) []Received {
 	s.fmu.Lock()
-	idle := len(s.routine) == 0
+	idle, gen := len(s.routine) == 0, s.filterGen
 	s.fmu.Unlock()
 	for range maxQuietBatches {
 		qs, err := s.quietBatch.readNow()
@@ -279,12 +283,24 @@ func (s *linkSocket) drainQuiet(rs []Received, self *linkSub, mine func(Received
 			if idle {
 				// Nothing is routine and nothing was left: stop
 				// reading it until something is.
-				s.live.Store(false)
+				s.quietIdle(gen)
 			}
 			break
 		}
 	}
 	return rs
+}
+
+// quietIdle stops the drains of the quiet socket, which a drain that
+// started at filter generation gen, with nothing routine, left empty;
+// unless a refilter came since (it may have made a VRID routine, whose
+// adverts now wait there).
+func (s *linkSocket) quietIdle(gen uint64) {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	if s.filterGen == gen {
+		s.live.Store(false)
+	}
 }
 
 // countDrops counts what a socket lost since *last, given its overflow
@@ -480,6 +496,7 @@ func (s *linkSocket) refilter(grew bool) {
 		_ = s.quiet.setFilter(routineFilter(s.key.v6, nil, true))
 	}
 	// Packets may wait in quiet from now on (or still, when it shrank).
+	s.filterGen++
 	s.live.Store(true)
 }
 

@@ -18,7 +18,7 @@ import (
 func TestLinkSocketReadWaiting(t *testing.T) {
 	lab.SkipIfNotRoot(t)
 	src, peer := netip.MustParseAddr("192.0.2.11"), netip.MustParseAddr("192.0.2.12")
-	ifi, c, tx := rawPair(t, "vrrp-readwaiting", src, peer)
+	ifi, c, tx, _ := rawPair(t, "vrrp-readwaiting", src, peer)
 	var got []Received
 	// No reader: only readWaiting takes what the socket holds.
 	s := &linkSocket{owner: newLinkSockets(nil), ifi: ifi, conn: c.(sharedRaw), refs: 1, subs: map[uint8][]*linkSub{
@@ -60,7 +60,7 @@ func TestLinkSocketReadWaiting(t *testing.T) {
 func TestLinkSocketCountsOverflow(t *testing.T) {
 	lab.SkipIfNotRoot(t)
 	src, peer := netip.MustParseAddr("192.0.2.11"), netip.MustParseAddr("192.0.2.12")
-	ifi, c, tx := rawPair(t, "vrrp-overflow", src, peer)
+	ifi, c, tx, _ := rawPair(t, "vrrp-overflow", src, peer)
 	// The smallest receive buffer the kernel allows holds a few packets.
 	raw, err := c.(*conn4).pc.(syscall.Conn).SyscallConn()
 	if err != nil {
@@ -128,10 +128,64 @@ func TestLinkSocketCountsOverflow(t *testing.T) {
 	}
 }
 
+// TestQuietDrainKeepsNewRoutine: a drain of the quiet socket that began
+// while nothing was routine must not stop the drains when a VRID became
+// routine meanwhile (the instance's driver sets it beside the link's
+// reader); else that VRID's adverts wait in the quiet socket for good and
+// its backup declares a live master down every Master_Down_Interval. A
+// drain with no refilter since does stop them: nothing can wait there.
+func TestQuietDrainKeepsNewRoutine(t *testing.T) {
+	lab.SkipIfNotRoot(t)
+	src, peer := netip.MustParseAddr("192.0.2.11"), netip.MustParseAddr("192.0.2.12")
+	ifi, c, tx, r1 := rawPair(t, "vrrp-quietrace", src, peer)
+	var got []Received
+	s := &linkSocket{owner: newLinkSockets(nil), ifi: ifi, conn: c.(sharedRaw), refs: 1,
+		routine: map[uint8]bool{}, shared: map[uint8]bool{}, created: time.Now(), subs: map[uint8][]*linkSub{
+			7: {{vrid: 7, sink: func(r Received) { got = append(got, r) }}},
+		}}
+	if err := r1.Do(func() error { s.openQuiet(); return nil }); err != nil || s.quiet == nil {
+		t.Fatalf("no quiet socket: %v", err)
+	}
+	t.Cleanup(func() { s.mu.Lock(); s.close(); s.mu.Unlock() })
+	// A drain with nothing routine and no refilter since stops the drains.
+	s.setRoutine(7, true)
+	s.setRoutine(7, false)
+	s.quietIdle(s.filterGen)
+	if s.live.Load() {
+		t.Fatalf("a drain that found nothing routine, with no refilter since, left the drains on")
+	}
+	// The race: a drain looks (nothing routine), the driver makes VRID
+	// 7 routine, the drain finds the socket empty.
+	s.fmu.Lock()
+	gen := s.filterGen
+	s.fmu.Unlock()
+	s.setRoutine(7, true)
+	s.quietIdle(gen)
+	if !s.live.Load() {
+		t.Fatalf("a drain that began before VRID 7 became routine stopped the drains")
+	}
+	a := Advert{Version: 3, VRID: 7, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}
+	pkt, err := a.Marshal(peer, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Write(pkt, src); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(got) == 0 && time.Now().Before(deadline) {
+		s.readWaiting(nil, nil)
+		time.Sleep(time.Millisecond)
+	}
+	if len(got) != 1 || !got[0].quiet {
+		t.Fatalf("delivered %d adverts (%+v), want the routine one, from the quiet socket", len(got), got)
+	}
+}
+
 // rawPair builds a two-router LAN called name and opens a raw VRRP socket
-// on each router's eth0: r1's (with its interface) and r2's, closed when
-// the test ends.
-func rawPair(t *testing.T, name string, src, peer netip.Addr) (*net.Interface, advertConn, advertConn) {
+// on each router's eth0: r1's (with its interface and host) and r2's,
+// closed when the test ends.
+func rawPair(t *testing.T, name string, src, peer netip.Addr) (*net.Interface, advertConn, advertConn, *lab.Host) {
 	t.Helper()
 	l := lab.BuildT(t, name, lab.Topology{Switches: []string{"lan"}, Hosts: []lab.HostSpec{
 		{Name: "r1", Links: []lab.LinkSpec{{Iface: "eth0", Switch: "lan", Addrs: []netip.Prefix{netip.PrefixFrom(src, 24)}}}},
@@ -155,5 +209,5 @@ func rawPair(t *testing.T, name string, src, peer netip.Addr) (*net.Interface, a
 	}
 	ifi, c := open("r1", src)
 	_, tx := open("r2", peer)
-	return ifi, c, tx
+	return ifi, c, tx, l.Host("r1")
 }
