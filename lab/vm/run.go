@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -163,12 +164,20 @@ func Run(ctx context.Context, opts Options) (exitCode int, err error) {
 		return -1, fmt.Errorf("vm: starting %s: %w", qemu, err)
 	}
 	var lines atomic.Int64
+	stopDumps := func() {}
 	if monitor != "" {
-		stop := make(chan struct{})
-		defer close(stop)
-		go dumpWhenSilent(monitor, opts.SilentDump, &lines, logw, stop)
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			dumpWhenSilent(monitor, opts.SilentDump, &lines, logw, stop)
+		}()
+		// The dumper writes to logw: it ends before anything else
+		// does, and before Run returns (the caller reads logw then).
+		stopDumps = sync.OnceFunc(func() { close(stop); <-done })
+		defer stopDumps()
 	}
 	code, found := scanConsole(stdout, out, nonce, &lines)
+	stopDumps()
 	werr := cmd.Wait()
 	elapsed := time.Since(boot).Round(time.Millisecond)
 	if found {
