@@ -129,13 +129,20 @@ func TestE2EKeepalivedInterop(t *testing.T) {
 			if got := hal.in.Status().MasterAddr; got.Is4() != c.f.vip.Addr().Is4() || !got.IsValid() {
 				t.Fatalf("haldir sees master %v", got)
 			}
-			// Steady: keepalived's adverts keep haldir backup.
+			// Steady: keepalived's adverts keep haldir backup, read
+			// from the quiet socket (routineFilter) when its
+			// Master_Down_Timer comes due.
+			before := hal.in.Status()
 			end := time.Now().Add(5 * c.interval)
 			for time.Now().Before(end) {
 				if hal.hasVIP() || !ka.vip() || hal.state() != vrrp.StateBackup {
 					t.Fatalf("pair not steady: haldir %v vip=%v, keepalived vip=%v", hal.state(), hal.hasVIP(), ka.vip())
 				}
 				time.Sleep(10 * time.Millisecond)
+			}
+			after := hal.in.Status()
+			if recv, quiet := after.AdvertsRecv-before.AdvertsRecv, after.AdvertsQuiet-before.AdvertsQuiet; quiet == 0 || quiet > recv {
+				t.Errorf("haldir, a plain backup, handled %d of keepalived's adverts, %d of them from the quiet socket: want them read there", recv, quiet)
 			}
 			for reason, n := range hal.in.Status().Drops {
 				if n != 0 {
