@@ -209,7 +209,8 @@ func blackHole(t *testing.T) netip.AddrPort {
 // themselves, each counted failure (1 + maxLateRetries) checks at most as
 // long as the longest it saw (its timeout and the stall: under overload a
 // dead target's timeouts are late too, and are retried like the others).
-// HALDIR_OVERLOAD_DURATION=60s is the run.
+// It runs with Go's default GOMAXPROCS and with 1. HALDIR_OVERLOAD_DURATION=60s
+// is the run.
 func TestOverloadNoFalseDowns(t *testing.T) {
 	lab.SkipIfNotRoot(t)
 	s := os.Getenv(envOverloadTime)
@@ -233,11 +234,27 @@ func TestOverloadNoFalseDowns(t *testing.T) {
 		healthy = append(healthy, ln.Addr().String())
 	}
 	dead := []string{blackHole(t).String(), blackHole(t).String()}
+	// GOMAXPROCS=1 is what Go sets under a one-CPU cgroup limit: the
+	// dispatcher, the check loop and the consumer share one processor.
+	for _, procs := range []string{"", "1"} {
+		name := "GOMAXPROCS=" + procs
+		if procs == "" {
+			name = "GOMAXPROCS=default"
+		}
+		t.Run(name, func(t *testing.T) { overloadRun(t, d, healthy, dead, procs) })
+	}
+}
 
+// overloadRun is one run of TestOverloadNoFalseDowns, the checker's
+// GOMAXPROCS set to procs ("": Go's default).
+func overloadRun(t *testing.T, d time.Duration, healthy, dead []string, procs string) {
 	run := func(d time.Duration, addPID func(int) error) ([]overloadEvent, time.Duration) {
 		t.Helper()
 		cmd := exec.Command(os.Args[0], append(append([]string{}, healthy...), dead...)...)
 		cmd.Env = append(os.Environ(), envOverloadChild+"="+d.String())
+		if procs != "" {
+			cmd.Env = append(cmd.Env, "GOMAXPROCS="+procs)
+		}
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
 			t.Fatal(err)
