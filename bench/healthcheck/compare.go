@@ -85,8 +85,8 @@ func guestCompare(scenarios string, d, interval time.Duration, down int) {
 				rows = append(rows, fmt.Sprintf("| %s | %s | error: %s |", sc, r.Scenario, r.Error))
 				continue
 			}
-			rows = append(rows, fmt.Sprintf("| %s | %s | %.0f | %.1f | %.0f | %.1f | %.0f | %.1f | %s | %s | %d/%d |", sc, tool(r), r.ServedPerS, r.CPUPct,
-				perCheck(r.CPUPct, r), r.ServerCPU, perCheck(r.CPUPct+r.ServerCPU, r), r.PeakRSSMiB,
+			rows = append(rows, fmt.Sprintf("| %s | %s | %.0f | %.1f | %.0f | %.1f | %.0f | %.1f | %.1f | %s | %s | %d/%d |", sc, tool(r), r.ServedPerS, r.CPUPct,
+				perCheck(r.CPUPct, r), r.ServerCPU, perCheck(r.CPUPct+r.ServerCPU, r), r.PeakRSSMiB, r.AnonRSSMiB,
 				ms(r.DetectP50), ms(r.DetectMax), r.Detected, r.Downed))
 		}
 		for reason, c := range h.Reasons {
@@ -96,9 +96,9 @@ func guestCompare(scenarios string, d, interval time.Duration, down int) {
 			notes = append(notes, fmt.Sprintf("%s haldir: %.0f checks/s completed, scheduling lag p50 %s ms p99 %s ms", sc, h.ChecksPerS, ms(h.LagP50), ms(h.LagP99)))
 		}
 		if k.Error == "" && h.Error == "" && h.CPUPct > 0 {
-			rows = append(rows, fmt.Sprintf("| %s | ratio keepalived/haldir | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | |", sc,
+			rows = append(rows, fmt.Sprintf("| %s | ratio keepalived/haldir | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | |", sc,
 				k.ServedPerS/h.ServedPerS, k.CPUPct/h.CPUPct, perCheck(k.CPUPct, k)/perCheck(h.CPUPct, h), k.ServerCPU/h.ServerCPU,
-				perCheck(k.CPUPct+k.ServerCPU, k)/perCheck(h.CPUPct+h.ServerCPU, h), k.PeakRSSMiB/h.PeakRSSMiB,
+				perCheck(k.CPUPct+k.ServerCPU, k)/perCheck(h.CPUPct+h.ServerCPU, h), k.PeakRSSMiB/h.PeakRSSMiB, k.AnonRSSMiB/h.AnonRSSMiB,
 				float64(k.DetectP50)/float64(h.DetectP50), float64(k.DetectMax)/float64(h.DetectMax)))
 		}
 	}
@@ -108,8 +108,12 @@ func guestCompare(scenarios string, d, interval time.Duration, down int) {
 	// haldir closes with RST (SO_LINGER 0), keepalived with a plain
 	// close (FIN; its checks set no SO_LINGER), which leaves more of the
 	// teardown to the target's side.
-	say("| scenario | checker | checks/s (server side) | checker CPU %% of one core | checker µs/check | targets' CPU %% | checker+targets µs/check | peak RSS MiB | down→removed p50 ms | max ms | detected |")
-	say("|---|---|---|---|---|---|---|---|---|---|---|")
+	// Peak RSS counts the pages of the binary the kernel mapped on a
+	// fault, and around it (fault-around maps up to 16 cached pages per
+	// fault), shared with every process running it; RssAnon at the end
+	// is the checker's own memory.
+	say("| scenario | checker | checks/s (server side) | checker CPU %% of one core | checker µs/check | targets' CPU %% | checker+targets µs/check | peak RSS MiB | anon RSS MiB at the end | down→removed p50 ms | max ms | detected |")
+	say("|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		say("%s", strings.ReplaceAll(r, "%", "%%"))
 	}
@@ -302,16 +306,19 @@ func runKeepalived(sc string, d, interval time.Duration, down int) result {
 	r.ServedPerS = r.ChecksPerS
 	r.CPUPct = 100 * float64(cpu1-cpu0) / float64(wall)
 	r.ServerCPU = 100 * float64(scpu1-scpu0) / float64(wall)
-	r.PeakRSSMiB = vmHWM(cpid)
+	r.PeakRSSMiB = procStatusMiB(strconv.Itoa(cpid), "VmHWM")
+	r.AnonRSSMiB = procStatusMiB(strconv.Itoa(cpid), "RssAnon")
 	r.Downed, r.Detected = down, len(detect)
 	r.DetectP50, r.DetectP99, r.DetectMax = pct(detect, 50), pct(detect, 99), pct(detect, 100)
 	return r
 }
 
-func vmHWM(pid int) float64 {
-	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+// procStatusMiB reads the memory figure key (VmHWM, RssAnon, ...) of
+// process pid ("self" for this one) from /proc/PID/status; 0 when absent.
+func procStatusMiB(pid, key string) float64 {
+	b, _ := os.ReadFile("/proc/" + pid + "/status")
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(l, key+":"); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
 			return kb / 1024
 		}

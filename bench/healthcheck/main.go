@@ -113,6 +113,7 @@ type result struct {
 	CPUSecP50  float64 // the median second
 	CPUSecMax  float64 // the worst second
 	PeakRSSMiB float64
+	AnonRSSMiB float64 // RssAnon at the end: the process's own memory, without the binary's file pages
 	LagP50     time.Duration
 	LagP99     time.Duration
 	LagMax     time.Duration
@@ -595,6 +596,7 @@ func (m *meter) finish(r *result) {
 		r.CPUSecP50, r.CPUSecMax = secs[len(secs)/2], secs[len(secs)-1]
 	}
 	r.PeakRSSMiB = peakRSS()
+	r.AnonRSSMiB = procStatusMiB("self", "RssAnon")
 	r.Load1 = strings.Fields(benchenv.LoadAverage())[0]
 }
 
