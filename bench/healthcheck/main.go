@@ -523,12 +523,6 @@ func printMemStats() {
 		"sys", mib(ms.Sys), "goroutines", runtime.NumGoroutine())
 }
 
-func peakRSS() float64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return float64(ru.Maxrss) / 1024 // KiB on Linux
-}
-
 // meter samples this process's CPU every second of the window: the median
 // second and the worst second show what a single window figure hides.
 type meter struct {
@@ -595,7 +589,7 @@ func (m *meter) finish(r *result) {
 	if len(secs) > 0 {
 		r.CPUSecP50, r.CPUSecMax = secs[len(secs)/2], secs[len(secs)-1]
 	}
-	r.PeakRSSMiB = peakRSS()
+	r.PeakRSSMiB = procStatusMiB("self", "VmHWM")
 	r.AnonRSSMiB = procStatusMiB("self", "RssAnon")
 	r.Load1 = strings.Fields(benchenv.LoadAverage())[0]
 }

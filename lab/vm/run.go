@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -171,12 +170,11 @@ func Run(ctx context.Context, opts Options) (exitCode int, err error) {
 			defer close(done)
 			dumpWhenSilent(monitor, opts.SilentDump, &lines, logw, stop)
 		}()
-		// The dumper writes to logw: it ends before anything else
-		// does, and before Run returns (the caller reads logw then).
-		stopDumps = sync.OnceFunc(func() { close(stop); <-done })
-		defer stopDumps()
+		stopDumps = func() { close(stop); <-done }
 	}
 	code, found := scanConsole(stdout, out, nonce, &lines)
+	// The dumper writes to logw: it ends before Run writes there or
+	// returns (the caller reads logw then).
 	stopDumps()
 	werr := cmd.Wait()
 	elapsed := time.Since(boot).Round(time.Millisecond)
