@@ -135,12 +135,12 @@ func Run(ctx context.Context, opts Options) (exitCode int, err error) {
 	if cpus == 0 {
 		cpus = 2
 	}
-	monitor, monitorArg := "", "none"
-	if opts.SilentDump > 0 {
-		monitor = initrd + ".monitor"
-		monitorArg = "unix:" + monitor + ",server=on,wait=off"
-		defer os.Remove(monitor)
-	}
+	// The monitor is always there: a guest still running shortly before
+	// its timeout gets its CPUs dumped (watchGuest), whether or not
+	// SilentDump is set.
+	monitor := initrd + ".monitor"
+	monitorArg := "unix:" + monitor + ",server=on,wait=off"
+	defer os.Remove(monitor)
 	// KVM is not used: on the machines this runs on /dev/kvm exists but
 	// hangs, and TCG boots this kernel in seconds.
 	cmd := exec.CommandContext(ctx, qemu,
@@ -163,19 +163,17 @@ func Run(ctx context.Context, opts Options) (exitCode int, err error) {
 		return -1, fmt.Errorf("vm: starting %s: %w", qemu, err)
 	}
 	var lines atomic.Int64
-	stopDumps := func() {}
-	if monitor != "" {
-		stop, done := make(chan struct{}), make(chan struct{})
-		go func() {
-			defer close(done)
-			dumpWhenSilent(monitor, opts.SilentDump, &lines, logw, stop)
-		}()
-		stopDumps = func() { close(stop); <-done }
-	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	deadline, _ := ctx.Deadline()
+	go func() {
+		defer close(done)
+		watchGuest(monitor, opts.SilentDump, deadline.Add(-finalDumpLead(timeout)), &lines, logw, stop)
+	}()
 	code, found := scanConsole(stdout, out, nonce, &lines)
 	// The dumper writes to logw: it ends before Run writes there or
 	// returns (the caller reads logw then).
-	stopDumps()
+	close(stop)
+	<-done
 	werr := cmd.Wait()
 	elapsed := time.Since(boot).Round(time.Millisecond)
 	if found {
@@ -311,22 +309,36 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// dumpWhenSilent asks the guest kernel for every CPU's backtrace and its
+// watchGuest asks the guest kernel for every CPU's backtrace and its
 // blocked tasks (sysrq l and w, typed on the guest's keyboard through
-// qemu's monitor) whenever the console has printed nothing for silent,
-// until stop is closed, and prints where each virtual CPU is (its
-// registers, from the monitor): a kernel spinning with interrupts off
+// qemu's monitor) whenever the console has printed nothing for silent
+// (when set), until stop is closed, and prints where each virtual CPU is
+// (its registers, from the monitor): a kernel spinning with interrupts off
 // answers no key, and its instruction pointers, looked up in the guest's
 // /proc/kallsyms, say where it spins.
-func dumpWhenSilent(monitor string, silent time.Duration, lines *atomic.Int64, logw io.Writer, stop <-chan struct{}) {
-	tick := time.NewTicker(min(silent/4, 5*time.Second))
-	defer tick.Stop()
+//
+// A guest still running at final (shortly before its timeout kills it)
+// is dumped once the same way, silent or not: a guest kernel that hangs
+// (its test binary's own -test.timeout never fires) then says where.
+func watchGuest(monitor string, silent time.Duration, final time.Time, lines *atomic.Int64, logw io.Writer, stop <-chan struct{}) {
+	var tickC <-chan time.Time
+	if silent > 0 {
+		tick := time.NewTicker(min(silent/4, 5*time.Second))
+		defer tick.Stop()
+		tickC = tick.C
+	}
+	finalT := time.NewTimer(time.Until(final))
+	defer finalT.Stop()
 	last, since := lines.Load(), time.Now()
 	for {
 		select {
 		case <-stop:
 			return
-		case <-tick.C:
+		case <-finalT.C:
+			fmt.Fprintln(logw, "vm: the guest is still running shortly before its timeout: asking the guest kernel for its CPUs' backtraces and blocked tasks (sysrq l, w)")
+			dumpGuest(monitor, logw)
+			continue
+		case <-tickC:
 		}
 		if n := lines.Load(); n != last {
 			last, since = n, time.Now()
@@ -337,16 +349,30 @@ func dumpWhenSilent(monitor string, silent time.Duration, lines *atomic.Int64, l
 		}
 		fmt.Fprintf(logw, "vm: the console has been silent for %s: asking the guest kernel for its CPUs' backtraces and blocked tasks (sysrq l, w)\n", time.Since(since).Round(time.Second))
 		since = time.Now()
-		regs, err := monitorSession(monitor, "info registers -a")
-		for _, l := range cpuLines(regs) {
-			fmt.Fprintf(logw, "vm: %s\n", l)
-		}
-		if err == nil {
-			_, err = monitorSession(monitor, "sendkey alt-sysrq-l", "sendkey alt-sysrq-w")
-		}
-		if err != nil {
-			fmt.Fprintf(logw, "vm: qemu monitor: %v\n", err)
-		}
+		dumpGuest(monitor, logw)
+	}
+}
+
+// finalDumpLead is how long before a guest's timeout a guest still
+// running is dumped: after its test binary's own timeout (15 s before,
+// RunInVMWith), with time left for the dump (about 6 s of monitor
+// commands) to reach the console.
+func finalDumpLead(timeout time.Duration) time.Duration {
+	return min(10*time.Second, timeout/3)
+}
+
+// dumpGuest prints where each virtual CPU is and asks the guest kernel
+// for every CPU's backtrace and its blocked tasks.
+func dumpGuest(monitor string, logw io.Writer) {
+	regs, err := monitorSession(monitor, "info registers -a")
+	for _, l := range cpuLines(regs) {
+		fmt.Fprintf(logw, "vm: %s\n", l)
+	}
+	if err == nil {
+		_, err = monitorSession(monitor, "sendkey alt-sysrq-l", "sendkey alt-sysrq-w")
+	}
+	if err != nil {
+		fmt.Fprintf(logw, "vm: qemu monitor: %v\n", err)
 	}
 }
 

@@ -550,6 +550,34 @@ func TestSilentDump(t *testing.T) {
 	}
 }
 
+// TestTimeoutDump: a guest still running shortly before its timeout,
+// however much it prints, gets its CPUs dumped before qemu is killed: a
+// hung guest kernel then says where it hangs.
+func TestTimeoutDump(t *testing.T) {
+	k := needVM(t)
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("needs busybox-static at /bin/busybox")
+	}
+	var out, log bytes.Buffer
+	code, err := Run(context.Background(), Options{
+		Args:    []string{"/bin/busybox", "sh", "-c", "echo started; sleep 120"},
+		Modules: []string{},
+		Kernel:  k,
+		Timeout: 30 * time.Second,
+		Output:  &out,
+		Log:     &log,
+	})
+	if !errors.Is(err, ErrNoStatus) {
+		t.Fatalf("Run: status %d, %v; want ErrNoStatus\n%s", code, err, out.String())
+	}
+	if !strings.Contains(out.String(), "started") || !strings.Contains(out.String(), "sysrq: Show backtrace of all active CPUs") {
+		t.Errorf("console lacks the command's output or the guest kernel's backtraces:\n%s", out.String())
+	}
+	if !strings.Contains(log.String(), "still running shortly before its timeout") || !strings.Contains(log.String(), "vm: CPU#1 RIP=") {
+		t.Errorf("the log does not say why the dump came, or where the CPUs were:\n%s", log.String())
+	}
+}
+
 // TestCPULines: where each virtual CPU is, from the monitor's "info
 // registers -a" (the hung soak's guest: both in the int3 handler,
 // interrupts off; a CPU in user space with them on).
