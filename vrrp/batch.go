@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -46,6 +47,10 @@ type recvBatch struct {
 	n       int
 	err     error
 	readFn  func(fd uintptr) bool
+	// nowFn is readNow's Control function, made once (a closure made
+	// per call escaped: an allocation per drain), and got its result.
+	nowFn func(fd uintptr)
+	got   bool
 	// clock turns the packets' kernel receive times into Received.At;
 	// drops is the socket's last count of packets it had no room for.
 	clock arrivalClock
@@ -79,6 +84,7 @@ func newRecvBatch(pc net.PacketConn, oobLen int, control func(*Received, []byte)
 		b.iov[i].SetLen(len(b.bufs[i]))
 	}
 	b.readFn = b.recv
+	b.nowFn = func(fd uintptr) { b.got = b.recv(fd) }
 	return b
 }
 
@@ -124,18 +130,18 @@ func (b *recvBatch) read() ([]Received, error) {
 // readNow returns the packets waiting now, none when there are none; it
 // never waits.
 func (b *recvBatch) readNow() ([]Received, error) {
-	got := false
+	b.got = false
 	switch {
 	case b.fd >= 0:
-		got = b.recv(uintptr(b.fd))
+		b.got = b.recv(uintptr(b.fd))
 	case b.rc == nil:
 		return nil, b.err
 	default:
-		if err := b.rc.Control(func(fd uintptr) { got = b.recv(fd) }); err != nil {
+		if err := b.rc.Control(b.nowFn); err != nil {
 			return nil, err
 		}
 	}
-	if !got {
+	if !b.got {
 		b.clock.emptied = time.Now()
 		return nil, nil
 	}
@@ -161,9 +167,10 @@ func (b *recvBatch) received() ([]Received, error) {
 			b.drops, sr.trusted = drops, false
 		}
 		stamps[i] = stamp
-		r := Received{Payload: b.bufs[i][:h.n], TTL: -1, Src: sockaddrAddr(&b.names[i], h.hdr.Namelen)}
-		b.control(&r, oob)
-		b.out = append(b.out, r)
+		// Filled in place: a local handed to control (a func value)
+		// escaped, an allocation per packet read.
+		b.out = append(b.out, Received{Payload: b.bufs[i][:h.n], TTL: -1, Src: sockaddrAddr(&b.names[i], h.hdr.Namelen)})
+		b.control(&b.out[len(b.out)-1], oob)
 	}
 	for i := range b.out {
 		b.out[i].At, b.out[i].stamp = sr.at(stamps[i]), stamps[i]
@@ -191,43 +198,69 @@ func sockaddrAddr(sa *unix.RawSockaddrInet6, n uint32) netip.Addr {
 // the reason recvBatch reads with it: a master's every advert otherwise
 // woke the runtime's sysmon thread. Go's poller waits when the socket's
 // buffer is full.
+//
+// The message header, its iovec and the function handed to the RawConn
+// live here, made once: on the stack they escaped to the heap through
+// RawConn.Write, four allocations per advert (perf: allocation and GC
+// were a tenth of a 10ms master's CPU). The instances of a link send on
+// one socket from their own goroutines, hence mu.
 type rawSender struct {
-	rc  syscall.RawConn
-	net string // "ip4:112", for errors
+	rc    syscall.RawConn
+	net   string // "ip4:112", for errors
+	mu    sync.Mutex
+	h     unix.Msghdr
+	iov   unix.Iovec
+	name  [unix.SizeofSockaddrInet6]byte // the largest address sent to
+	errno syscall.Errno
+	write func(fd uintptr) bool
 }
 
-func newRawSender(pc net.PacketConn, network string) (rawSender, error) {
+func newRawSender(pc net.PacketConn, network string) (*rawSender, error) {
 	sc, ok := pc.(syscall.Conn)
 	if !ok {
-		return rawSender{}, fmt.Errorf("%T has no file descriptor", pc)
+		return nil, fmt.Errorf("%T has no file descriptor", pc)
 	}
 	rc, err := sc.SyscallConn()
-	return rawSender{rc: rc, net: network}, err
+	if err != nil {
+		return nil, err
+	}
+	s := &rawSender{rc: rc, net: network}
+	s.write = s.sendmsg
+	return s, nil
+}
+
+// sendmsg is the RawConn's write function, s.mu held.
+func (s *rawSender) sendmsg(fd uintptr) bool {
+	for {
+		_, _, s.errno = unix.RawSyscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&s.h)), unix.MSG_DONTWAIT)
+		if s.errno != unix.EINTR {
+			return s.errno != unix.EAGAIN
+		}
+	}
 }
 
 // send sends b with the control message oob to the socket address name
-// of length namelen.
-func (s rawSender) send(b, oob []byte, name unsafe.Pointer, namelen uint32) error {
-	var iov unix.Iovec
+// of length namelen (at most a sockaddr_in6; ll and in are smaller).
+func (s *rawSender) send(b, oob []byte, name unsafe.Pointer, namelen uint32) error {
+	s.mu.Lock()
+	s.iov = unix.Iovec{}
 	if len(b) > 0 {
-		iov.Base = &b[0]
+		s.iov.Base = &b[0]
 	}
-	iov.SetLen(len(b))
-	h := unix.Msghdr{Name: (*byte)(name), Namelen: namelen, Iov: &iov}
-	h.SetIovlen(1)
+	s.iov.SetLen(len(b))
+	n := copy(s.name[:], unsafe.Slice((*byte)(name), namelen))
+	s.h = unix.Msghdr{Name: &s.name[0], Namelen: uint32(n), Iov: &s.iov}
+	s.h.SetIovlen(1)
 	if len(oob) > 0 {
-		h.Control = &oob[0]
-		h.SetControllen(len(oob))
+		s.h.Control = &oob[0]
+		s.h.SetControllen(len(oob))
 	}
-	var errno syscall.Errno
-	err := s.rc.Write(func(fd uintptr) bool {
-		for {
-			_, _, errno = unix.RawSyscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&h)), unix.MSG_DONTWAIT)
-			if errno != unix.EINTR {
-				return errno != unix.EAGAIN
-			}
-		}
-	})
+	s.errno = 0
+	err := s.rc.Write(s.write)
+	errno := s.errno
+	// No reference to the caller's buffers is kept.
+	s.iov, s.h = unix.Iovec{}, unix.Msghdr{}
+	s.mu.Unlock()
 	if err == nil && errno != 0 {
 		err = os.NewSyscallError("sendmsg", errno)
 	}

@@ -17,6 +17,8 @@ import (
 // advertConn sends and receives VRRP payloads on one interface.
 type advertConn interface {
 	Read(buf []byte) (Received, error)
+	// Write sends b to dst; b is the sender's again when Write
+	// returns (a master encodes every advert into one buffer).
 	Write(b []byte, dst netip.Addr) error
 	Close() error
 	// setSource changes the source address of what Write sends; called
@@ -176,7 +178,7 @@ func stripIPv4Header(b []byte) []byte {
 type conn4 struct {
 	pc  net.PacketConn
 	p   *ipv4.PacketConn
-	tx  rawSender
+	tx  *rawSender
 	ifi *net.Interface
 	src netip.Addr
 	oob sendCmsg
@@ -266,7 +268,7 @@ func (c *conn4) setSource(src netip.Addr) { c.src = src }
 type conn6 struct {
 	pc  net.PacketConn
 	p   *ipv6.PacketConn
-	tx  rawSender
+	tx  *rawSender
 	ifi *net.Interface
 	src netip.Addr
 	oob sendCmsg

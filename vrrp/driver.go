@@ -41,7 +41,10 @@ type driver struct {
 	// holdTimer: readWaiting is handling adverts, and keeps their last
 	// ActSetTimer in heldTimer to set the timer once, after them.
 	holdTimer bool
-	heldTimer *ActSetTimer
+	held      bool // heldTimer is set
+	heldTimer ActSetTimer
+	// advert is the buffer the adverts sent are encoded in.
+	advert []byte
 }
 
 // mine handles an advert of this instance that readWaiting read, d.mu
@@ -148,7 +151,7 @@ func (d *driver) do(now time.Time, a Action) {
 		d.startAnnounce(first)
 	case ActSetTimer:
 		if d.holdTimer {
-			d.heldTimer = &a
+			d.heldTimer, d.held = a, true
 			return
 		}
 		if a.At.IsZero() {
@@ -180,8 +183,9 @@ func (d *driver) send(prio uint8) {
 	in := d.in
 	a := in.advert(prio)
 	for _, dst := range in.destinations() {
-		b, err := a.Marshal(d.rt.src, dst)
+		b, err := a.Append(d.advert[:0], d.rt.src, dst)
 		if err == nil {
+			d.advert = b
 			err = d.rt.xmit.Write(b, dst)
 		}
 		in.mu.Lock()

@@ -291,10 +291,9 @@ func (d *driver) readWaiting() {
 	d.holdTimer = true
 	w.readWaiting(d.mine)
 	d.holdTimer = false
-	if d.heldTimer != nil {
-		a := *d.heldTimer
-		d.heldTimer = nil
-		d.do(time.Now(), a)
+	if d.held {
+		d.held = false
+		d.do(time.Now(), d.heldTimer)
 	}
 }
 

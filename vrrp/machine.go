@@ -799,7 +799,10 @@ func (m *Machine) timer(now time.Time) ([]Action, IgnoreReason) {
 	if !next.After(now) {
 		next = m.nextAdvert(now)
 	}
-	return m.arm([]Action{ActSendAdvert{Priority: m.Priority()}}, next), Handled
+	// Both actions in one literal: appending the timer grew a slice of
+	// one, an allocation more on every advert sent.
+	m.deadline = next
+	return []Action{ActSendAdvert{Priority: m.Priority()}, ActSetTimer{At: next}}, Handled
 }
 
 func (m *Machine) advert(now time.Time, ev EvAdvert) ([]Action, IgnoreReason) {

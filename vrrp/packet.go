@@ -63,7 +63,11 @@ func Password(s string) [8]byte {
 // Marshal encodes a as the payload of an IP packet from src to dst; the
 // addresses are needed for the v3 checksum pseudo-header and to pick the
 // address size.
-func (a *Advert) Marshal(src, dst netip.Addr) ([]byte, error) {
+func (a *Advert) Marshal(src, dst netip.Addr) ([]byte, error) { return a.Append(nil, src, dst) }
+
+// Append is Marshal appending to buf: a master re-encodes its advert
+// every interval into the same buffer instead of allocating one.
+func (a *Advert) Append(buf []byte, src, dst netip.Addr) ([]byte, error) {
 	src, dst = src.Unmap(), dst.Unmap()
 	v6 := src.Is6()
 	if dst.Is6() != v6 {
@@ -91,7 +95,7 @@ func (a *Advert) Marshal(src, dst netip.Addr) ([]byte, error) {
 		if a.Interval%time.Second != 0 || secs < 1 || secs > 255 {
 			return nil, fmt.Errorf("vrrp: v2 advert interval %v must be whole seconds in 1s..255s", a.Interval)
 		}
-		b = make([]byte, headerLen+alen*len(a.Addrs)+authDataLen)
+		buf, b = grow(buf, headerLen+alen*len(a.Addrs)+authDataLen)
 		b[0] = 2<<4 | typeAdvert
 		b[1], b[2], b[3] = a.VRID, a.Priority, byte(len(a.Addrs))
 		b[4] = byte(a.AuthType)
@@ -109,7 +113,7 @@ func (a *Advert) Marshal(src, dst netip.Addr) ([]byte, error) {
 		if cs < 1 || cs > 0xfff {
 			return nil, fmt.Errorf("vrrp: v3 advert interval %v out of range 10ms..40.95s", a.Interval)
 		}
-		b = make([]byte, headerLen+alen*len(a.Addrs))
+		buf, b = grow(buf, headerLen+alen*len(a.Addrs))
 		b[0] = 3<<4 | typeAdvert
 		b[1], b[2], b[3] = a.VRID, a.Priority, byte(len(a.Addrs))
 		binary.BigEndian.PutUint16(b[4:], uint16(cs))
@@ -121,7 +125,16 @@ func (a *Advert) Marshal(src, dst netip.Addr) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("vrrp: unsupported version %d (want 2 or 3)", a.Version)
 	}
-	return b, nil
+	return buf, nil
+}
+
+// grow extends buf by n zeroed bytes, within its capacity when they fit,
+// and returns it and those bytes.
+func grow(buf []byte, n int) (all, tail []byte) {
+	all = slices.Grow(buf, n)[:len(buf)+n]
+	tail = all[len(buf):]
+	clear(tail)
+	return all, tail
 }
 
 // Parse decodes and checks the structure of a VRRP payload received from src

@@ -156,7 +156,7 @@ type announcer struct {
 	// past 20 µs, the runtime's sysmon gave the processor away, and the
 	// takeover's first advert left 1.1 ms after its leading gratuitous
 	// ARP (4 of 24 failover smoke runs).
-	arpTx rawSender
+	arpTx *rawSender
 	bcast unix.RawSockaddrLinklayer
 	ndp   *ndp.Conn
 	// src, when valid, is the IPv6 source of the advertisements; else
