@@ -3,6 +3,7 @@ package lab
 import (
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"testing"
 )
@@ -13,17 +14,24 @@ import (
 // host runs it as a process of its own, as production does.
 func BuildHaldir(tb testing.TB) string {
 	tb.Helper()
+	return BuildCmd(tb, "github.com/haldir-lb/haldir/cmd/haldir")
+}
+
+// BuildCmd builds the command pkg (an import path of this module) as
+// BuildHaldir builds haldir, and returns the binary's path.
+func BuildCmd(tb testing.TB, pkg string) string {
+	tb.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		// go test sets GOROOT for its children even when PATH lacks
 		// the toolchain's bin (sudo, a service manager).
 		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
 	}
-	out := filepath.Join(tb.TempDir(), "haldir")
-	cmd := exec.Command(goBin, "build", "-o", out, "github.com/haldir-lb/haldir/cmd/haldir")
+	out := filepath.Join(tb.TempDir(), path.Base(pkg))
+	cmd := exec.Command(goBin, "build", "-o", out, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("building haldir: %v\n%s", err, b)
+		tb.Fatalf("building %s: %v\n%s", path.Base(pkg), err, b)
 	}
 	return out
 }

@@ -30,14 +30,24 @@ import (
 
 // benchImpl is one VRRP implementation under test.
 type benchImpl struct {
-	name string // "haldir" or "keepalived"
+	name string // "haldir", "keepalived" or "bare Go"
 	bin  string
 }
 
 const (
 	implHaldir     = "haldir"
 	implKeepalived = "keepalived"
+	// implBare is bench/vrrp/floor, a Go program doing only the wire
+	// work, in the CPU table alone: what haldir spends above it is its
+	// own, what it spends above keepalived the Go runtime's.
+	implBare = "bare Go"
 )
+
+// bareImpl builds bench/vrrp/floor.
+func bareImpl(tb testing.TB) benchImpl {
+	tb.Helper()
+	return benchImpl{implBare, lab.BuildCmd(tb, "github.com/haldir-lb/haldir/bench/vrrp/floor")}
+}
 
 // benchInstance is one VRRP instance of a benchmark daemon.
 type benchInstance struct {
@@ -57,6 +67,8 @@ const garpRepeat = 2
 func (im benchImpl) config(dir, routerID string, ins []benchInstance) string {
 	var b strings.Builder
 	switch im.name {
+	case implBare:
+		b.WriteString("# bench/vrrp/floor takes flags (benchDaemon.argv), no file\n")
 	case implHaldir:
 		fmt.Fprintf(&b, "[global]\nrouter_id = %q\ncontrol_socket = %q\nstate_dir = %q\nmetrics_listen = \"\"\nlog_level = \"info\"\n",
 			routerID, filepath.Join(dir, "haldir.sock"), filepath.Join(dir, "state"))
@@ -94,8 +106,26 @@ func (im benchImpl) argv(dir, cfg, profile string) []string {
 		"-p", filepath.Join(dir, "keepalived.pid"), "-r", filepath.Join(dir, "vrrp.pid")}
 }
 
+// argv is the daemon's command line. The bare Go program takes flags:
+// master at the higher priority, backup at the lower; all instances
+// share one interval.
+func (d *benchDaemon) argv() []string {
+	if d.im.name != implBare {
+		return d.im.argv(d.dir, d.cfg, d.profile)
+	}
+	role := "backup"
+	if d.ins[0].priority > 100 {
+		role = "master"
+	}
+	return []string{d.im.bin, "-role", role, "-interface", lanIf, "-src", d.addr.String(),
+		"-instances", strconv.Itoa(len(d.ins)), "-interval", d.ins[0].interval.String(), "-priority", strconv.Itoa(d.ins[0].priority)}
+}
+
 // backupLine matches the log line of an instance entering Backup.
 func (im benchImpl) backupLine() *regexp.Regexp {
+	if im.name == implBare {
+		return regexp.MustCompile(`^floor backup: hearing the master`)
+	}
 	if im.name == implHaldir {
 		return regexp.MustCompile(`msg="vrrp state change".* to=backup`)
 	}
@@ -193,7 +223,7 @@ func (d *benchDaemon) String() string { return d.im.name + "@" + d.h.Name() }
 // start (re)starts the process; backupSince then looks at its whole output.
 func (d *benchDaemon) start() {
 	d.tb.Helper()
-	p, err := d.h.Start(context.Background(), d.im.argv(d.dir, d.cfg, d.profile), nil)
+	p, err := d.h.Start(context.Background(), d.argv(), nil)
 	if err != nil {
 		d.tb.Fatal(err)
 	}

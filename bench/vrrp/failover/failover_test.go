@@ -229,8 +229,9 @@ func runFailoverBench(tb testing.TB, impls []benchImpl, p failoverParams) failov
 		if loads == nil {
 			loads = cpuLoads
 		}
+		cpuImpls := append(slices.Clone(impls), bareImpl(tb))
 		for _, load := range loads {
-			rep.cpu = append(rep.cpu, measureCPU(tb, impls, load, p.cpuWarmup, p.cpuWindow)...)
+			rep.cpu = append(rep.cpu, measureCPU(tb, cpuImpls, load, p.cpuWarmup, p.cpuWindow)...)
 		}
 	}
 	rep.loadAfter = benchenv.LoadAverage()
@@ -487,6 +488,10 @@ func startCPUPair(tb testing.TB, im benchImpl, load cpuLoad) *cpuPair {
 }
 
 func (p *cpuPair) steady() bool {
+	if p.im.name == implBare {
+		// No addresses to hold: the backup hears the master.
+		return p.backup.loggedBackup()
+	}
 	for _, in := range p.master.ins {
 		if !p.master.holds(in.vip) || p.backup.holds(in.vip) {
 			return false
@@ -729,28 +734,32 @@ func (rep failoverReport) String() string {
 		for _, c := range rep.cpu {
 			fmt.Fprintf(&b, "| %v | %s | %.2f | %.2f | %.1f | %.1f | %d + %d |\n", c.load, c.impl, c.master, c.backup, c.adverts, c.bursts, c.pids[0], c.pids[1])
 		}
-		b.WriteString("\nhaldir / keepalived, both pairs measured side by side over the same window; parts: the median (min–max) of the ratios over each fifth of it\n\n")
-		b.WriteString("| load | master CPU, window | master, parts | backup CPU, window | backup, parts |\n|---|---|---|---|---|\n")
-		for _, load := range cpuLoads {
-			var h, k *cpuResult
-			for i := range rep.cpu {
-				if rep.cpu[i].load == load {
-					switch rep.cpu[i].impl {
-					case implHaldir:
-						h = &rep.cpu[i]
-					case implKeepalived:
-						k = &rep.cpu[i]
-					}
+		for _, pair := range [][2]string{{implHaldir, implKeepalived}, {implBare, implKeepalived}, {implHaldir, implBare}} {
+			fmt.Fprintf(&b, "\n%s / %s, the pairs measured side by side over the same window; parts: the median (min–max) of the ratios over each fifth of it\n\n", pair[0], pair[1])
+			b.WriteString("| load | master CPU, window | master, parts | backup CPU, window | backup, parts |\n|---|---|---|---|---|\n")
+			for _, load := range cpuLoads {
+				h, k := rep.cpuOf(load, pair[0]), rep.cpuOf(load, pair[1])
+				if h == nil || k == nil {
+					continue
 				}
+				fmt.Fprintf(&b, "| %v | %s | %s | %s | %s |\n", load, cpuRatio(h.master, k.master), partRatios(h.masterParts, k.masterParts),
+					cpuRatio(h.backup, k.backup), partRatios(h.backupParts, k.backupParts))
 			}
-			if h == nil || k == nil {
-				continue
-			}
-			fmt.Fprintf(&b, "| %v | %s | %s | %s | %s |\n", load, cpuRatio(h.master, k.master), partRatios(h.masterParts, k.masterParts),
-				cpuRatio(h.backup, k.backup), partRatios(h.backupParts, k.backupParts))
 		}
+		fmt.Fprintf(&b, "\n%s: bench/vrrp/floor, a Go program doing only the wire work, woken as haldir is (one timerfd and a raw socket through Go's poller, raw system calls); "+
+			"its master sends every instance's advert on one wake-up per interval, its backup reads each advert with one recvfrom and re-arms one timer per advert.\n", implBare)
 	}
 	return b.String()
+}
+
+// cpuOf is impl's CPU result under load, nil when not measured.
+func (rep failoverReport) cpuOf(load cpuLoad, impl string) *cpuResult {
+	for i := range rep.cpu {
+		if rep.cpu[i].load == load && rep.cpu[i].impl == impl {
+			return &rep.cpu[i]
+		}
+	}
+	return nil
 }
 
 // cpuRatio is a/b, "-" without a b.

@@ -62,8 +62,9 @@ func TestFailoverBenchSmoke(t *testing.T) {
 			}
 		})
 	}
-	if len(rep.cpu) != 2*len(smokeLoads) {
-		t.Fatalf("got %d CPU results, want %d", len(rep.cpu), 2*len(smokeLoads))
+	// haldir, keepalived and the bare Go program.
+	if len(rep.cpu) != 3*len(smokeLoads) {
+		t.Fatalf("got %d CPU results, want %d", len(rep.cpu), 3*len(smokeLoads))
 	}
 	for _, c := range rep.cpu {
 		t.Run("cpu-"+c.impl+"-"+strings.ReplaceAll(c.load.String(), " ", ""), func(t *testing.T) {
@@ -85,7 +86,7 @@ func TestFailoverBenchSmoke(t *testing.T) {
 		})
 	}
 	out := rep.String()
-	for _, want := range []string{"| 100ms | hard |", "| 100ms | graceful |", "| 1 × 10ms | haldir |", "| 10 × 100ms | keepalived |", "| 10 × 100ms | haldir |"} {
+	for _, want := range []string{"| 100ms | hard |", "| 100ms | graceful |", "| 1 × 10ms | haldir |", "| 10 × 100ms | keepalived |", "| 10 × 100ms | haldir |", "| 1 × 10ms | bare Go |", "bare Go / keepalived", "haldir / bare Go"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
