@@ -47,7 +47,8 @@ import (
 // with HALDIR_BENCH_INTERVALS (default 1s,100ms,10ms; none = only the CPU
 // table), HALDIR_BENCH_PROFILE (a directory for the CPU table's haldir
 // profiles), HALDIR_BENCH_ROUNDS
-// (default 10), HALDIR_BENCH_CPU_WINDOW (default 10s, 0 = no CPU table) and
+// (default 10), HALDIR_BENCH_CPU_WINDOW (default 10s, 0 = no CPU table),
+// HALDIR_BENCH_CPU_LOADS (e.g. 1x10ms,10x100ms; default all three) and
 // HALDIR_BENCH_HALDIR (a haldir binary to measure instead of this tree's).
 func BenchmarkFailover(b *testing.B) {
 	lab.SkipIfNotRoot(b)
@@ -68,6 +69,9 @@ const (
 	envBenchIntervals = "HALDIR_BENCH_INTERVALS"
 	envBenchRounds    = "HALDIR_BENCH_ROUNDS"
 	envBenchCPUWindow = "HALDIR_BENCH_CPU_WINDOW"
+	// envBenchCPULoads narrows the CPU table to some loads, e.g.
+	// "10x100ms" (instances x interval, comma-separated).
+	envBenchCPULoads = "HALDIR_BENCH_CPU_LOADS"
 	// envBenchProfile names a directory where each haldir router of the
 	// CPU table writes its CPU profile (haldir run -cpuprofile).
 	envBenchProfile = "HALDIR_BENCH_PROFILE"
@@ -122,6 +126,18 @@ func parseFailoverParams(get func(string) string) (failoverParams, error) {
 			return p, fmt.Errorf("%s=%q: want a duration up to 10m, or 0 for no CPU measurement", envBenchCPUWindow, s)
 		}
 		p.cpuWindow = d
+	}
+	if s := get(envBenchCPULoads); s != "" {
+		for f := range strings.SplitSeq(s, ",") {
+			n, iv, ok := strings.Cut(strings.TrimSpace(f), "x")
+			k, err := strconv.Atoi(n)
+			d, err2 := time.ParseDuration(iv)
+			// Masters' VIPs are 192.0.2.(100+i); the interval is VRRPv3's.
+			if !ok || err != nil || err2 != nil || k < 1 || k > 155 || d < 10*time.Millisecond || d > 40950*time.Millisecond || d%(10*time.Millisecond) != 0 {
+				return p, fmt.Errorf("%s=%q: %q is not INSTANCESxINTERVAL (1..155 instances, a VRRPv3 interval; e.g. 10x100ms)", envBenchCPULoads, s, f)
+			}
+			p.cpuLoads = append(p.cpuLoads, cpuLoad{instances: k, interval: d})
+		}
 	}
 	return p, nil
 }
@@ -737,7 +753,7 @@ func (rep failoverReport) String() string {
 		for _, pair := range [][2]string{{implHaldir, implKeepalived}, {implBare, implKeepalived}, {implHaldir, implBare}} {
 			fmt.Fprintf(&b, "\n%s / %s, the pairs measured side by side over the same window; parts: the median (min–max) of the ratios over each fifth of it\n\n", pair[0], pair[1])
 			b.WriteString("| load | master CPU, window | master, parts | backup CPU, window | backup, parts |\n|---|---|---|---|---|\n")
-			for _, load := range cpuLoads {
+			for _, load := range rep.cpuLoads() {
 				h, k := rep.cpuOf(load, pair[0]), rep.cpuOf(load, pair[1])
 				if h == nil || k == nil {
 					continue
@@ -750,6 +766,17 @@ func (rep failoverReport) String() string {
 			"its master sends every instance's advert on one wake-up per interval, its backup reads each advert with one recvfrom and re-arms one timer per advert.\n", implBare)
 	}
 	return b.String()
+}
+
+// cpuLoads are the loads measured, in order.
+func (rep failoverReport) cpuLoads() []cpuLoad {
+	var out []cpuLoad
+	for _, c := range rep.cpu {
+		if !slices.Contains(out, c.load) {
+			out = append(out, c.load)
+		}
+	}
+	return out
 }
 
 // cpuOf is impl's CPU result under load, nil when not measured.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -113,6 +114,11 @@ func TestParseFailoverParams(t *testing.T) {
 		{"too long", map[string]string{envBenchIntervals: "41s"}, failoverParams{}, "41s is not a VRRPv3 interval"},
 		{"zero rounds", map[string]string{envBenchRounds: "0"}, failoverParams{}, `HALDIR_BENCH_ROUNDS="0": want a whole number`},
 		{"bad window", map[string]string{envBenchCPUWindow: "-1s"}, failoverParams{}, `HALDIR_BENCH_CPU_WINDOW="-1s"`},
+		{"loads", map[string]string{envBenchCPULoads: "10x100ms, 1x10ms"},
+			failoverParams{[]time.Duration{time.Second, fast, 10 * time.Millisecond}, 10, 10 * time.Second, time.Second, []cpuLoad{{10, fast}, {1, 10 * time.Millisecond}}}, ""},
+		{"load without x", map[string]string{envBenchCPULoads: "10"}, failoverParams{}, `"10" is not INSTANCESxINTERVAL`},
+		{"too many instances", map[string]string{envBenchCPULoads: "156x100ms"}, failoverParams{}, `"156x100ms" is not INSTANCESxINTERVAL`},
+		{"load off the grid", map[string]string{envBenchCPULoads: "1x15ms"}, failoverParams{}, `"1x15ms" is not INSTANCESxINTERVAL`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -126,7 +132,7 @@ func TestParseFailoverParams(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.rounds != c.want.rounds || got.cpuWindow != c.want.cpuWindow || len(got.intervals) != len(c.want.intervals) {
+			if got.rounds != c.want.rounds || got.cpuWindow != c.want.cpuWindow || len(got.intervals) != len(c.want.intervals) || !slices.Equal(got.cpuLoads, c.want.cpuLoads) {
 				t.Fatalf("got %+v, want %+v", got, c.want)
 			}
 			for i := range got.intervals {
