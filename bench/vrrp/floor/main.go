@@ -119,6 +119,12 @@ func master(p *ipv4.PacketConn, rc syscall.RawConn, t *timer, ifi *net.Interface
 	if err := p.SetMulticastInterface(ifi); err != nil {
 		return err
 	}
+	// A router listens to the group as well, and a member's multicast
+	// route is not cached: the kernel makes one per packet sent, a cost
+	// haldir's and keepalived's masters pay too.
+	if err := p.JoinGroup(ifi, &net.IPAddr{IP: vrrp.GroupV4.AsSlice()}); err != nil {
+		return err
+	}
 	if err := p.SetMulticastTTL(255); err != nil {
 		return err
 	}
