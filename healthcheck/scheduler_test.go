@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -613,4 +614,41 @@ func TestSchedulerSlack(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSchedulerMemoryPerTarget: what a scheduler holds per target, with
+// a checker that holds nothing, stays within a budget: its RSS at 1k
+// targets is a goal of issue 14. The Transitions channel's buffer (1024
+// transitions, each with a copy of its 440-byte target) made it 1974
+// bytes a target; it is about 1530.
+func TestSchedulerMemoryPerTarget(t *testing.T) {
+	const n = 1000
+	var ts []Target
+	for i := range n {
+		ts = append(ts, target(uint16(1000+i), conf.CheckSpec{Kind: conf.CheckTCP, Interval: time.Second}))
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	ck := &scripted{script: []Result{ok()}}
+	before := heap()
+	s := New(Options{Clock: newFakeClock(), NewChecker: func(Target) (Checker, error) { return ck, nil }})
+	trs, err := s.Update(ts)
+	if err != nil || len(trs) != n {
+		t.Fatalf("Update: %d transitions, %v", len(trs), err)
+	}
+	trs = nil
+	per := float64(int64(heap())-int64(before)) / n
+	// A probe (744 bytes with its target), its history ring (400), its
+	// key and context, the maps' entries.
+	const budget = 1700
+	if per > budget {
+		t.Errorf("%.0f bytes held per target, want at most %d", per, budget)
+	}
+	t.Logf("%.0f bytes per target", per)
+	runtime.KeepAlive(s)
+	runtime.KeepAlive(ts)
 }
