@@ -1,6 +1,8 @@
 package vrrp
 
 import (
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -186,5 +188,68 @@ func TestTimerSetReopens(t *testing.T) {
 		}
 	case <-time.After(time.Second):
 		t.Fatal("the reopened set never fired")
+	}
+}
+
+// TestTimerSetArmedSlots: the armed timers (a slice with each timer's
+// slot) follow any sequence of resets, stops and takes as a set would,
+// and take returns exactly the timers due, earliest first.
+func TestTimerSetArmedSlots(t *testing.T) {
+	// No timerfd: arm's system call fails on fd -1 and nothing fires;
+	// only the bookkeeping is under test.
+	s := &timerSet{fd: -1}
+	const n = 20
+	timers := make([]*fdTimer, n)
+	want := map[*fdTimer]time.Time{} // the model: armed timers and deadlines
+	for i := range timers {
+		timers[i] = &fdTimer{set: s, slot: -1}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	now := time.Unix(1000, 0)
+	for step := range 5000 {
+		tm := timers[rng.IntN(n)]
+		switch op := rng.IntN(10); {
+		case op < 6:
+			at := now.Add(time.Duration(rng.IntN(100)) * time.Millisecond)
+			tm.resetAt(now, at)
+			want[tm] = at
+		case op < 8:
+			tm.stop()
+			delete(want, tm)
+		default:
+			now = now.Add(time.Duration(rng.IntN(50)) * time.Millisecond)
+			due := s.take(now, nil)
+			var model []*fdTimer
+			for m, at := range want {
+				if !now.Before(at) {
+					model = append(model, m)
+					delete(want, m)
+				}
+			}
+			if len(due) != len(model) {
+				t.Fatalf("step %d: take returned %d timers, %d were due", step, len(due), len(model))
+			}
+			for i, d := range due {
+				if !slices.Contains(model, d) {
+					t.Fatalf("step %d: take returned a timer not due", step)
+				}
+				if i > 0 && d.want.Before(due[i-1].want) {
+					t.Fatalf("step %d: take's timers are not earliest first", step)
+				}
+			}
+		}
+		if len(s.armed) != len(want) {
+			t.Fatalf("step %d: %d armed, want %d", step, len(s.armed), len(want))
+		}
+		for i, a := range s.armed {
+			if a.slot != i || want[a] != a.want {
+				t.Fatalf("step %d: armed[%d] has slot %d, deadline %v (want %v)", step, i, a.slot, a.want, want[a])
+			}
+		}
+		for _, tm := range timers {
+			if _, armed := want[tm]; !armed && tm.slot != -1 {
+				t.Fatalf("step %d: a timer not armed has slot %d", step, tm.slot)
+			}
+		}
 	}
 }
