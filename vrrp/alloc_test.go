@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/haldir-lb/haldir/conf"
 )
 
 // TestAdvertPathAllocs: what a master does per advert sent and a backup
@@ -97,6 +99,41 @@ func TestAdvertPathAllocs(t *testing.T) {
 		}
 	})
 
+	t.Run("driver master Adver_Timer", func(t *testing.T) {
+		// The whole of what a master does when its Adver_Timer fires,
+		// but the socket: the machine, the status, the encoding, the
+		// timer re-armed.
+		ic := goodInstance()
+		ic.AdvertInterval = conf.Duration(10 * time.Millisecond)
+		in := NewInstance(specOf(ic), Options{})
+		conn := &countConn{}
+		rt := &runtime{src: v4a, conn: conn, xmit: conn, vips: &fakeVIPs{}, announce: logAnnouncer{log: &ioLog{}}, path: fakePath{}}
+		d := driverFor(t, in, rt)
+		d.track = tracking{}
+		t.Cleanup(d.stopAnnounce)
+		if _, reason := d.m.Handle(time.Now().Add(-time.Minute), EvStartup{}); reason != Handled {
+			t.Fatalf("startup: %v", reason)
+		}
+		d.handle(EvTimer{}) // master down: takes over
+		d.stopAnnounce()
+		if d.m.State() != StateMaster {
+			t.Fatalf("state %v, want master", d.m.State())
+		}
+		sent := conn.n
+		fire := func() {
+			d.m.deadline = time.Now().Add(-time.Millisecond) // due
+			d.handle(EvTimer{})
+		}
+		n := testing.AllocsPerRun(100, fire)
+		t.Logf("%.1f allocations per advert", n)
+		if n > 2 {
+			t.Errorf("%.0f allocations per advert, want at most 2 (the machine's actions)", n)
+		}
+		if got := conn.n - sent; got != 101 {
+			t.Fatalf("%d adverts sent in 101 fires", got)
+		}
+	})
+
 	t.Run("machine", func(t *testing.T) {
 		cfg := baseCfg()
 		cfg.Interval = 10 * time.Millisecond
@@ -142,3 +179,11 @@ func TestAdvertPathAllocs(t *testing.T) {
 		}
 	})
 }
+
+// countConn counts the adverts written.
+type countConn struct{ n int }
+
+func (c *countConn) Read([]byte) (Received, error)  { return Received{}, net.ErrClosed }
+func (c *countConn) Write([]byte, netip.Addr) error { c.n++; return nil }
+func (c *countConn) Close() error                   { return nil }
+func (c *countConn) setSource(netip.Addr)           {}
