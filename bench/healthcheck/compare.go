@@ -101,6 +101,25 @@ func guestCompare(scenarios string, d, interval time.Duration, down int) {
 				perCheck(k.CPUPct+k.ServerCPU, k)/perCheck(h.CPUPct+h.ServerCPU, h), k.PeakRSSMiB/h.PeakRSSMiB, k.AnonRSSMiB/h.AnonRSSMiB,
 				float64(k.DetectP50)/float64(h.DetectP50), float64(k.DetectMax)/float64(h.DetectMax)))
 		}
+		// HTTP scenarios also run the bare epoll loop (the same
+		// connections and requests from this binary, no scheduler, no
+		// parsing): what a Go checker cannot spend less than, in CPU
+		// and in memory, beside what haldir and keepalived spend.
+		if n, ok := strings.CutPrefix(sc, "http-"); ok {
+			fmt.Fprintf(os.Stderr, "guest: bare epoll loop %s\n", sc)
+			b := spawnScenario("epollhttp-"+n, d, interval, 0)
+			if b.Error != "" {
+				rows = append(rows, fmt.Sprintf("| %s | %s | error: %s |", sc, tool(b), b.Error))
+			} else {
+				rows = append(rows, fmt.Sprintf("| %s | %s | %.0f | %.1f | %.0f | %.1f | %.0f | %.1f | %.1f | - | - | - |", sc, tool(b), b.ServedPerS, b.CPUPct,
+					perCheck(b.CPUPct, b), b.ServerCPU, perCheck(b.CPUPct+b.ServerCPU, b), b.PeakRSSMiB, b.AnonRSSMiB))
+				if h.Error == "" && b.CPUPct > 0 && h.CPUPct > 0 {
+					rows = append(rows, fmt.Sprintf("| %s | ratio haldir/bare Go | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | | | |", sc,
+						h.ServedPerS/b.ServedPerS, h.CPUPct/b.CPUPct, perCheck(h.CPUPct, h)/perCheck(b.CPUPct, b), h.ServerCPU/b.ServerCPU,
+						perCheck(h.CPUPct+h.ServerCPU, h)/perCheck(b.CPUPct+b.ServerCPU, b), h.PeakRSSMiB/b.PeakRSSMiB, h.AnonRSSMiB/b.AnonRSSMiB))
+				}
+			}
+		}
 	}
 	say("")
 	// The targets' CPU is shown beside the checker's because where the
@@ -142,6 +161,9 @@ func perCheck(cpuPct float64, r result) float64 {
 func tool(r result) string {
 	if strings.HasPrefix(r.Scenario, "keepalived") {
 		return "keepalived 2.2.7"
+	}
+	if strings.HasPrefix(r.Scenario, "epoll") {
+		return "bare Go epoll loop"
 	}
 	return "haldir"
 }
