@@ -187,3 +187,62 @@ func (c *countConn) Read([]byte) (Received, error)  { return Received{}, net.Err
 func (c *countConn) Write([]byte, netip.Addr) error { c.n++; return nil }
 func (c *countConn) Close() error                   { return nil }
 func (c *countConn) setSource(netip.Addr)           {}
+
+// TestRecvBatchHeaders: recvmmsg writes the headers of the messages it
+// returns (their address and control lengths shrink to what came), and
+// a read sets again only those: a control message that the earlier
+// packets lacked still arrives whole on a header they used.
+func TestRecvBatchHeaders(t *testing.T) {
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	tx, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	rb := newRecvBatch(rx, 0, func(*Received, []byte) {})
+	exchange := func(n int, tag byte) []Received {
+		t.Helper()
+		for i := range n {
+			if _, err := tx.Write([]byte{tag, byte(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := rb.readNow()
+		if err != nil || len(got) != n {
+			t.Fatalf("read %d packets, %v; want %d", len(got), err, n)
+		}
+		for i, r := range got {
+			if len(r.Payload) != 2 || r.Payload[0] != tag || r.Payload[1] != byte(i) || !r.Src.IsLoopback() {
+				t.Fatalf("packet %d: %x from %v", i, r.Payload, r.Src)
+			}
+		}
+		return got
+	}
+	// A whole batch and more, then fewer: no control messages yet.
+	exchange(batchSize, 1)
+	exchange(3, 2)
+	for _, r := range exchange(5, 3) {
+		if r.stamp != 0 {
+			t.Fatalf("a receive time before SO_TIMESTAMPNS")
+		}
+	}
+	rc, err := rx.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) }); err != nil || serr != nil {
+		t.Fatal(err, serr)
+	}
+	for _, n := range []int{4, batchSize} {
+		for i, r := range exchange(n, 4) {
+			if r.stamp == 0 {
+				t.Fatalf("%d packets: packet %d came without its receive time (control message cut)", n, i)
+			}
+		}
+	}
+}

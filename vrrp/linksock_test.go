@@ -21,7 +21,7 @@ func TestLinkSocketReadWaiting(t *testing.T) {
 	ifi, c, tx, _ := rawPair(t, "vrrp-readwaiting", src, peer)
 	var got []Received
 	// No reader: only readWaiting takes what the socket holds.
-	s := &linkSocket{owner: newLinkSockets(nil), ifi: ifi, conn: c.(sharedRaw), refs: 1, subs: map[uint8][]*linkSub{
+	s := &linkSocket{owner: newLinkSockets(nil), ifi: ifi, conn: c.(sharedRaw), refs: 1, subs: [256][]*linkSub{
 		7: {{vrid: 7, sink: func(r Received) { r.Payload = slices.Clone(r.Payload); got = append(got, r) }}},
 	}}
 	s.readWaiting(nil, nil)
@@ -75,7 +75,7 @@ func TestLinkSocketCountsOverflow(t *testing.T) {
 	var d7, d8 DropCounters
 	delivered := 0
 	sink := func(Received) { delivered++ }
-	s := &linkSocket{owner: newLinkSockets(nil), ifi: ifi, conn: c.(sharedRaw), refs: 2, subs: map[uint8][]*linkSub{
+	s := &linkSocket{owner: newLinkSockets(nil), ifi: ifi, conn: c.(sharedRaw), refs: 2, subs: [256][]*linkSub{
 		7: {{vrid: 7, sink: sink, drops: &d7}},
 		8: {{vrid: 8, sink: func(Received) {}, drops: &d8}},
 	}}
@@ -140,7 +140,7 @@ func TestQuietDrainKeepsNewRoutine(t *testing.T) {
 	ifi, c, tx, r1 := rawPair(t, "vrrp-quietrace", src, peer)
 	var got []Received
 	s := &linkSocket{owner: newLinkSockets(nil), ifi: ifi, conn: c.(sharedRaw), refs: 1,
-		routine: map[uint8]bool{}, shared: map[uint8]bool{}, created: time.Now(), subs: map[uint8][]*linkSub{
+		routine: map[uint8]bool{}, shared: map[uint8]bool{}, created: time.Now(), subs: [256][]*linkSub{
 			7: {{vrid: 7, sink: func(r Received) { got = append(got, r) }}},
 		}}
 	if err := r1.Do(func() error { s.openQuiet(); return nil }); err != nil || s.quiet == nil {
