@@ -170,28 +170,30 @@ type benchDaemon struct {
 	lineMark uint64
 	// render, when set, renders the configuration instead of im.config.
 	render func(d *benchDaemon) string
+	// pin, when not negative, is the only CPU the process runs on.
+	pin int
 }
 
 func startBenchDaemon(tb testing.TB, im benchImpl, h *lab.Host, addr netip.Addr, ins []benchInstance) *benchDaemon {
-	return startProfiledDaemon(tb, im, h, addr, ins, "")
+	return startProfiledDaemon(tb, im, h, addr, ins, "", -1)
 }
 
 // startProfiledDaemon is startBenchDaemon with haldir's CPU profile
 // written to profile ("": none).
-func startProfiledDaemon(tb testing.TB, im benchImpl, h *lab.Host, addr netip.Addr, ins []benchInstance, profile string) *benchDaemon {
+func startProfiledDaemon(tb testing.TB, im benchImpl, h *lab.Host, addr netip.Addr, ins []benchInstance, profile string, cpu int) *benchDaemon {
 	tb.Helper()
-	return launchDaemon(tb, im, h, addr, ins, profile, nil)
+	return launchDaemon(tb, im, h, addr, ins, profile, cpu, nil)
 }
 
 // launchDaemon starts a daemon whose configuration render makes (nil:
 // im.config).
-func launchDaemon(tb testing.TB, im benchImpl, h *lab.Host, addr netip.Addr, ins []benchInstance, profile string, render func(d *benchDaemon) string) *benchDaemon {
+func launchDaemon(tb testing.TB, im benchImpl, h *lab.Host, addr netip.Addr, ins []benchInstance, profile string, cpu int, render func(d *benchDaemon) string) *benchDaemon {
 	tb.Helper()
 	mac, err := h.HardwareAddr(lanIf)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	d := &benchDaemon{tb: tb, im: im, h: h, ins: ins, dir: tb.TempDir(), addr: addr, mac: mac, profile: profile, render: render}
+	d := &benchDaemon{tb: tb, im: im, h: h, ins: ins, dir: tb.TempDir(), addr: addr, mac: mac, profile: profile, pin: cpu, render: render}
 	d.cfg = filepath.Join(d.dir, im.name+".conf")
 	if err := d.writeConfig(); err != nil {
 		tb.Fatal(err)
@@ -223,7 +225,11 @@ func (d *benchDaemon) String() string { return d.im.name + "@" + d.h.Name() }
 // start (re)starts the process; backupSince then looks at its whole output.
 func (d *benchDaemon) start() {
 	d.tb.Helper()
-	p, err := d.h.Start(context.Background(), d.argv(), nil)
+	argv := d.argv()
+	if d.pin >= 0 {
+		argv = append([]string{"taskset", "--cpu-list", strconv.Itoa(d.pin)}, argv...)
+	}
+	p, err := d.h.Start(context.Background(), argv, nil)
 	if err != nil {
 		d.tb.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,7 +49,9 @@ import (
 // table), HALDIR_BENCH_PROFILE (a directory for the CPU table's haldir
 // profiles), HALDIR_BENCH_ROUNDS
 // (default 10), HALDIR_BENCH_CPU_WINDOW (default 10s, 0 = no CPU table),
-// HALDIR_BENCH_CPU_LOADS (e.g. 1x10ms,10x100ms; default all three) and
+// HALDIR_BENCH_CPU_LOADS (e.g. 1x10ms,10x100ms; default all three),
+// HALDIR_BENCH_CPU_PIN (the CPU the CPU table's daemons run on; default
+// the last, none: any) and
 // HALDIR_BENCH_HALDIR (a haldir binary to measure instead of this tree's).
 func BenchmarkFailover(b *testing.B) {
 	lab.SkipIfNotRoot(b)
@@ -72,6 +75,9 @@ const (
 	// envBenchCPULoads narrows the CPU table to some loads, e.g.
 	// "10x100ms" (instances x interval, comma-separated).
 	envBenchCPULoads = "HALDIR_BENCH_CPU_LOADS"
+	// envBenchCPUPin is the CPU every daemon of the CPU table runs on
+	// (default the last; none: wherever the kernel puts them).
+	envBenchCPUPin = "HALDIR_BENCH_CPU_PIN"
 	// envBenchProfile names a directory where each haldir router of the
 	// CPU table writes its CPU profile (haldir run -cpuprofile).
 	envBenchProfile = "HALDIR_BENCH_PROFILE"
@@ -84,6 +90,7 @@ type failoverParams struct {
 	cpuWindow time.Duration // 0: no CPU measurement
 	cpuWarmup time.Duration // after the pair settles, before the window
 	cpuLoads  []cpuLoad     // nil: every one of cpuLoads
+	cpuPin    int           // the CPU table's daemons' CPU; -1: any
 }
 
 // parseFailoverParams reads the environment through get (os.Getenv).
@@ -93,6 +100,7 @@ func parseFailoverParams(get func(string) string) (failoverParams, error) {
 		rounds:    10,
 		cpuWindow: 10 * time.Second,
 		cpuWarmup: time.Second,
+		cpuPin:    runtime.NumCPU() - 1,
 	}
 	if s := get(envBenchIntervals); s == "none" {
 		p.intervals = nil // the CPU table only
@@ -126,6 +134,15 @@ func parseFailoverParams(get func(string) string) (failoverParams, error) {
 			return p, fmt.Errorf("%s=%q: want a duration up to 10m, or 0 for no CPU measurement", envBenchCPUWindow, s)
 		}
 		p.cpuWindow = d
+	}
+	if s := get(envBenchCPUPin); s == "none" {
+		p.cpuPin = -1
+	} else if s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n >= runtime.NumCPU() {
+			return p, fmt.Errorf("%s=%q: want a CPU number below %d, or none", envBenchCPUPin, s, runtime.NumCPU())
+		}
+		p.cpuPin = n
 	}
 	if s := get(envBenchCPULoads); s != "" {
 		for f := range strings.SplitSeq(s, ",") {
@@ -220,12 +237,13 @@ type failoverReport struct {
 	loadAfter     string
 	results       []failoverResult
 	cpu           []cpuResult
+	cpuPin        int // the CPU table's daemons' one CPU; -1: any
 	unstampedSeen uint64
 	haldirBin     string // set when $HALDIR_BENCH_HALDIR chose the binary
 }
 
 func runFailoverBench(tb testing.TB, impls []benchImpl, p failoverParams) failoverReport {
-	rep := failoverReport{rounds: p.rounds, loadBefore: benchenv.LoadAverage()}
+	rep := failoverReport{rounds: p.rounds, loadBefore: benchenv.LoadAverage(), cpuPin: p.cpuPin}
 	for _, im := range impls {
 		if im.name == implHaldir && os.Getenv(envBenchHaldir) != "" {
 			rep.haldirBin = im.bin
@@ -247,7 +265,7 @@ func runFailoverBench(tb testing.TB, impls []benchImpl, p failoverParams) failov
 		}
 		cpuImpls := append(slices.Clone(impls), bareImpl(tb))
 		for _, load := range loads {
-			rep.cpu = append(rep.cpu, measureCPU(tb, cpuImpls, load, p.cpuWarmup, p.cpuWindow)...)
+			rep.cpu = append(rep.cpu, measureCPU(tb, cpuImpls, load, p.cpuWarmup, p.cpuWindow, p.cpuPin)...)
 		}
 	}
 	rep.loadAfter = benchenv.LoadAverage()
@@ -464,7 +482,7 @@ type cpuPair struct {
 
 // startCPUPair starts im's pair under load (priority 200 master, 100
 // backup, one VIP per instance) and waits for it to settle.
-func startCPUPair(tb testing.TB, im benchImpl, load cpuLoad) *cpuPair {
+func startCPUPair(tb testing.TB, im benchImpl, load cpuLoad, cpu int) *cpuPair {
 	tb.Helper()
 	p := &cpuPair{im: im, l: buildBenchLAN(tb, fmt.Sprintf("vrrpcpu-%s-%d", im.name, load.instances))}
 	p.tap = newWireTap(tb, p.l)
@@ -493,8 +511,8 @@ func startCPUPair(tb testing.TB, im benchImpl, load cpuLoad) *cpuPair {
 		}
 		return filepath.Join(dir, fmt.Sprintf("haldir-%dx%v-%s.pprof", load.instances, load.interval, role))
 	}
-	p.backup = startProfiledDaemon(tb, im, p.l.Host("r1"), benchAddrs["r1"].Addr(), insFor(100), profile("backup"))
-	p.master = startProfiledDaemon(tb, im, p.l.Host("r2"), benchAddrs["r2"].Addr(), insFor(200), profile("master"))
+	p.backup = startProfiledDaemon(tb, im, p.l.Host("r1"), benchAddrs["r1"].Addr(), insFor(100), profile("backup"), cpu)
+	p.master = startProfiledDaemon(tb, im, p.l.Host("r2"), benchAddrs["r2"].Addr(), insFor(200), profile("master"), cpu)
 	// keepalived brings 100 instances up one after the other, in
 	// seconds; the bound grows with them.
 	poll.True(tb, settle+5*load.interval+time.Duration(load.instances)*100*time.Millisecond,
@@ -542,7 +560,7 @@ const (
 // in three consecutive windows): ratios between windows measured that,
 // not the daemons. Side by side, both see the same host; the pairs'
 // own load (a few percent of a core) is far from contending for it.
-func measureCPU(tb testing.TB, impls []benchImpl, load cpuLoad, warmup, window time.Duration) []cpuResult {
+func measureCPU(tb testing.TB, impls []benchImpl, load cpuLoad, warmup, window time.Duration, cpu int) []cpuResult {
 	tb.Helper()
 	var pairs []*cpuPair
 	defer func() {
@@ -551,7 +569,7 @@ func measureCPU(tb testing.TB, impls []benchImpl, load cpuLoad, warmup, window t
 		}
 	}()
 	for _, im := range impls {
-		pairs = append(pairs, startCPUPair(tb, im, load))
+		pairs = append(pairs, startCPUPair(tb, im, load, cpu))
 	}
 	// Start-up work (config parsing, first GARPs, the garbage they leave)
 	// is not the steady state being measured.
@@ -746,6 +764,9 @@ func (rep failoverReport) String() string {
 	}
 	if len(rep.cpu) > 0 {
 		fmt.Fprintf(&b, "\n### CPU per router, the master sending 100 adverts/s (1,000 with 100 instances) (time on a CPU from /proc/PID/task/*/schedstat, in ns, over %v; keepalived counts its parent and VRRP child)\n\n", rep.cpu[0].window.Round(100*time.Millisecond))
+		if rep.cpuPin >= 0 {
+			fmt.Fprintf(&b, "Every daemon runs on CPU %d (taskset; %s=none lets them run anywhere): spread over the CPUs, the ratios between runs spread by half.\n\n", rep.cpuPin, envBenchCPUPin)
+		}
 		b.WriteString("| load (instances × interval) | implementation | master CPU % | backup CPU % | master adverts/s seen | in bursts/s | processes |\n|---|---|---|---|---|---|---|\n")
 		for _, c := range rep.cpu {
 			fmt.Fprintf(&b, "| %v | %s | %.2f | %.2f | %.1f | %.1f | %d + %d |\n", c.load, c.impl, c.master, c.backup, c.adverts, c.bursts, c.pids[0], c.pids[1])

@@ -182,7 +182,7 @@ func runHandoffMethod(tb testing.TB, im benchImpl, m handoffMethod, rounds int) 
 		go serveName(ln, h)
 		ins := []benchInstance{{name: "vi", vrid: vrid, priority: benchPriority, interval: handoffInterval, vip: vip4}}
 		peer := benchAddrs[[]string{"r2", "r1"}[i]].Addr()
-		p.d[i] = launchDaemon(tb, im, host, benchAddrs[h].Addr(), ins, "", handoffConfig(m, peer, secret))
+		p.d[i] = launchDaemon(tb, im, host, benchAddrs[h].Addr(), ins, "", -1, handoffConfig(m, peer, secret))
 	}
 	var out []handoffSample
 	for range rounds {

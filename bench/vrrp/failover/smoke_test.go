@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,6 +36,7 @@ func TestFailoverBenchSmoke(t *testing.T) {
 		// master on both routers for 20 s, the lower never hearing the
 		// higher's adverts). make bench runs that row.
 		cpuLoads: smokeLoads,
+		cpuPin:   runtime.NumCPU() - 1,
 	})
 	if len(rep.results) != 4 {
 		t.Fatalf("got %d result cells, want 4 (2 kinds × 2 implementations)", len(rep.results))
@@ -96,29 +98,35 @@ func TestFailoverBenchSmoke(t *testing.T) {
 }
 
 func TestParseFailoverParams(t *testing.T) {
+	last := runtime.NumCPU() - 1 // where the CPU table's daemons run by default
 	cases := []struct {
 		name    string
 		env     map[string]string
 		want    failoverParams
 		wantErr string
 	}{
-		{"defaults", nil, failoverParams{[]time.Duration{time.Second, fast, 10 * time.Millisecond}, 10, 10 * time.Second, time.Second, nil}, ""},
+		{"defaults", nil, failoverParams{[]time.Duration{time.Second, fast, 10 * time.Millisecond}, 10, 10 * time.Second, time.Second, nil, last}, ""},
 		{"quick", map[string]string{envBenchIntervals: "100ms", envBenchRounds: "1", envBenchCPUWindow: "0"},
-			failoverParams{[]time.Duration{fast}, 1, 0, time.Second, nil}, ""},
+			failoverParams{[]time.Duration{fast}, 1, 0, time.Second, nil, last}, ""},
 		{"spaces", map[string]string{envBenchIntervals: "10ms, 1s", envBenchCPUWindow: "2s"},
-			failoverParams{[]time.Duration{10 * time.Millisecond, time.Second}, 10, 2 * time.Second, time.Second, nil}, ""},
+			failoverParams{[]time.Duration{10 * time.Millisecond, time.Second}, 10, 2 * time.Second, time.Second, nil, last}, ""},
 		{"cpu only", map[string]string{envBenchIntervals: "none"},
-			failoverParams{nil, 10, 10 * time.Second, time.Second, nil}, ""},
+			failoverParams{nil, 10, 10 * time.Second, time.Second, nil, last}, ""},
 		{"not a duration", map[string]string{envBenchIntervals: "100"}, failoverParams{}, `HALDIR_BENCH_INTERVALS="100": "100" is not a duration`},
 		{"off the centisecond grid", map[string]string{envBenchIntervals: "15ms"}, failoverParams{}, "15ms is not a VRRPv3 interval"},
 		{"too long", map[string]string{envBenchIntervals: "41s"}, failoverParams{}, "41s is not a VRRPv3 interval"},
 		{"zero rounds", map[string]string{envBenchRounds: "0"}, failoverParams{}, `HALDIR_BENCH_ROUNDS="0": want a whole number`},
 		{"bad window", map[string]string{envBenchCPUWindow: "-1s"}, failoverParams{}, `HALDIR_BENCH_CPU_WINDOW="-1s"`},
 		{"loads", map[string]string{envBenchCPULoads: "10x100ms, 1x10ms"},
-			failoverParams{[]time.Duration{time.Second, fast, 10 * time.Millisecond}, 10, 10 * time.Second, time.Second, []cpuLoad{{10, fast}, {1, 10 * time.Millisecond}}}, ""},
+			failoverParams{[]time.Duration{time.Second, fast, 10 * time.Millisecond}, 10, 10 * time.Second, time.Second, []cpuLoad{{10, fast}, {1, 10 * time.Millisecond}}, last}, ""},
 		{"load without x", map[string]string{envBenchCPULoads: "10"}, failoverParams{}, `"10" is not INSTANCESxINTERVAL`},
 		{"too many instances", map[string]string{envBenchCPULoads: "156x100ms"}, failoverParams{}, `"156x100ms" is not INSTANCESxINTERVAL`},
 		{"load off the grid", map[string]string{envBenchCPULoads: "1x15ms"}, failoverParams{}, `"1x15ms" is not INSTANCESxINTERVAL`},
+		{"unpinned", map[string]string{envBenchCPUPin: "none"},
+			failoverParams{[]time.Duration{time.Second, fast, 10 * time.Millisecond}, 10, 10 * time.Second, time.Second, nil, -1}, ""},
+		{"pinned to 0", map[string]string{envBenchCPUPin: "0"},
+			failoverParams{[]time.Duration{time.Second, fast, 10 * time.Millisecond}, 10, 10 * time.Second, time.Second, nil, 0}, ""},
+		{"no such CPU", map[string]string{envBenchCPUPin: "4096"}, failoverParams{}, `HALDIR_BENCH_CPU_PIN="4096": want a CPU number below`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -132,7 +140,7 @@ func TestParseFailoverParams(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.rounds != c.want.rounds || got.cpuWindow != c.want.cpuWindow || len(got.intervals) != len(c.want.intervals) || !slices.Equal(got.cpuLoads, c.want.cpuLoads) {
+			if got.rounds != c.want.rounds || got.cpuWindow != c.want.cpuWindow || len(got.intervals) != len(c.want.intervals) || !slices.Equal(got.cpuLoads, c.want.cpuLoads) || got.cpuPin != c.want.cpuPin {
 				t.Fatalf("got %+v, want %+v", got, c.want)
 			}
 			for i := range got.intervals {
