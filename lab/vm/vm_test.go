@@ -274,6 +274,16 @@ func needVM(t *testing.T) Kernel {
 	return k
 }
 
+// needBusyboxVM is needVM for a test whose guest runs busybox.
+func needBusyboxVM(t *testing.T) Kernel {
+	t.Helper()
+	k := needVM(t)
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("needs busybox-static at /bin/busybox")
+	}
+	return k
+}
+
 func TestResolveModules(t *testing.T) {
 	k := needVM(t)
 	mods, err := ResolveModules(k.ModulesDir, IPVSModules)
@@ -314,10 +324,7 @@ func TestResolveModules(t *testing.T) {
 // ipvsadm with its shared libraries) reach the guest and work against the
 // guest's IPVS, and that an expired timeout kills qemu.
 func TestRunExitStatus(t *testing.T) {
-	k := needVM(t)
-	if _, err := os.Stat("/bin/busybox"); err != nil {
-		t.Skip("needs busybox-static at /bin/busybox")
-	}
+	k := needBusyboxVM(t)
 	data := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(data, "sub"), 0o755); err != nil {
 		t.Fatal(err)
@@ -523,10 +530,7 @@ func TestEnsureVmlinux(t *testing.T) {
 // TestSilentDump: a guest command that goes silent gets the guest
 // kernel's CPU backtraces and blocked tasks on the console.
 func TestSilentDump(t *testing.T) {
-	k := needVM(t)
-	if _, err := os.Stat("/bin/busybox"); err != nil {
-		t.Skip("needs busybox-static at /bin/busybox")
-	}
+	k := needBusyboxVM(t)
 	var out, log bytes.Buffer
 	code, err := Run(context.Background(), Options{
 		Args:       []string{"/bin/busybox", "sh", "-c", "echo going-silent; sleep 14; echo back"},
@@ -554,10 +558,7 @@ func TestSilentDump(t *testing.T) {
 // however much it prints, gets its CPUs dumped before qemu is killed: a
 // hung guest kernel then says where it hangs.
 func TestTimeoutDump(t *testing.T) {
-	k := needVM(t)
-	if _, err := os.Stat("/bin/busybox"); err != nil {
-		t.Skip("needs busybox-static at /bin/busybox")
-	}
+	k := needBusyboxVM(t)
 	var out, log bytes.Buffer
 	code, err := Run(context.Background(), Options{
 		Args:    []string{"/bin/busybox", "sh", "-c", "echo started; sleep 120"},
