@@ -57,18 +57,7 @@ func TestAdvertPathAllocs(t *testing.T) {
 	})
 
 	t.Run("send and read", func(t *testing.T) {
-		// A UDP socket pair on loopback: rawSender and recvBatch only
-		// see descriptors, and sendmsg and recvmmsg treat it alike.
-		rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rx.Close()
-		txc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer txc.Close()
+		rx, txc := udpPair(t)
 		tx, err := newRawSender(txc, "udp4")
 		if err != nil {
 			t.Fatal(err)
@@ -193,21 +182,13 @@ func (c *countConn) setSource(netip.Addr)           {}
 // a read sets again only those: a control message that the earlier
 // packets lacked still arrives whole on a header they used.
 func TestRecvBatchHeaders(t *testing.T) {
-	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rx.Close()
-	tx, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close()
+	rx, tx := udpPair(t)
+	to := rx.LocalAddr().(*net.UDPAddr)
 	rb := newRecvBatch(rx, 0, func(*Received, []byte) {})
 	exchange := func(n int, tag byte) []Received {
 		t.Helper()
 		for i := range n {
-			if _, err := tx.Write([]byte{tag, byte(i)}); err != nil {
+			if _, err := tx.WriteToUDP([]byte{tag, byte(i)}, to); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -245,4 +226,20 @@ func TestRecvBatchHeaders(t *testing.T) {
 			}
 		}
 	}
+}
+
+// udpPair is two UDP sockets on loopback, closed when the test ends: the
+// send and receive paths see only descriptors, and sendmsg and recvmmsg
+// treat a UDP socket as they do a raw one.
+func udpPair(t *testing.T) (rx, tx *net.UDPConn) {
+	t.Helper()
+	open := func() *net.UDPConn {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	return open(), open()
 }
