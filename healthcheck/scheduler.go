@@ -282,9 +282,7 @@ func (s *Scheduler) Update(targets []Target) ([]Transition, error) {
 		if existing[k] {
 			continue
 		}
-		ct := *t
-		ct.Notify = Notify{} // the checker's target is the check alone
-		ck, err := s.opt.NewChecker(ct)
+		ck, err := s.opt.NewChecker(t.checkOnly())
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -310,9 +308,7 @@ func (s *Scheduler) Update(targets []Target) ([]Transition, error) {
 	for _, k := range order {
 		p := s.probes[k]
 		if p == nil {
-			t := *want[k].t
-			t.Notify = Notify{} // the probe's target is the check alone
-			p = s.newProbe(k, t, want[k].ck, now)
+			p = s.newProbe(k, want[k].t.checkOnly(), want[k].ck, now)
 			s.probes[k] = p
 		}
 		p.subs, p.notify = subs[k], notify[k]
@@ -363,6 +359,14 @@ func (s *Scheduler) newProbe(k string, t Target, ck Checker, now time.Time) *pro
 func (s *Scheduler) enqueue(p *probe, t time.Time) bool {
 	p.next = t
 	return s.queue.push(heapEntry{due: int64(t.Sub(s.epoch)), p: p}) == 0
+}
+
+// checkOnly is t without its subscriber's notify commands: what a probe
+// and its checker keep, shared by every subscriber.
+func (t *Target) checkOnly() Target {
+	c := *t
+	c.Notify = Notify{}
+	return c
 }
 
 func (p *probe) transition(at time.Time) Transition {
