@@ -179,21 +179,21 @@ func startBenchDaemon(tb testing.TB, im benchImpl, h *lab.Host, addr netip.Addr,
 }
 
 // startProfiledDaemon is startBenchDaemon with haldir's CPU profile
-// written to profile ("": none).
-func startProfiledDaemon(tb testing.TB, im benchImpl, h *lab.Host, addr netip.Addr, ins []benchInstance, profile string, cpu int) *benchDaemon {
+// written to profile ("": none), on CPU pin (-1: any).
+func startProfiledDaemon(tb testing.TB, im benchImpl, h *lab.Host, addr netip.Addr, ins []benchInstance, profile string, pin int) *benchDaemon {
 	tb.Helper()
-	return launchDaemon(tb, im, h, addr, ins, profile, cpu, nil)
+	return launchDaemon(tb, im, h, addr, ins, profile, pin, nil)
 }
 
 // launchDaemon starts a daemon whose configuration render makes (nil:
 // im.config).
-func launchDaemon(tb testing.TB, im benchImpl, h *lab.Host, addr netip.Addr, ins []benchInstance, profile string, cpu int, render func(d *benchDaemon) string) *benchDaemon {
+func launchDaemon(tb testing.TB, im benchImpl, h *lab.Host, addr netip.Addr, ins []benchInstance, profile string, pin int, render func(d *benchDaemon) string) *benchDaemon {
 	tb.Helper()
 	mac, err := h.HardwareAddr(lanIf)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	d := &benchDaemon{tb: tb, im: im, h: h, ins: ins, dir: tb.TempDir(), addr: addr, mac: mac, profile: profile, pin: cpu, render: render}
+	d := &benchDaemon{tb: tb, im: im, h: h, ins: ins, dir: tb.TempDir(), addr: addr, mac: mac, profile: profile, pin: pin, render: render}
 	d.cfg = filepath.Join(d.dir, im.name+".conf")
 	if err := d.writeConfig(); err != nil {
 		tb.Fatal(err)

@@ -481,8 +481,9 @@ type cpuPair struct {
 }
 
 // startCPUPair starts im's pair under load (priority 200 master, 100
-// backup, one VIP per instance) and waits for it to settle.
-func startCPUPair(tb testing.TB, im benchImpl, load cpuLoad, cpu int) *cpuPair {
+// backup, one VIP per instance), its daemons on CPU pin (-1: any), and
+// waits for it to settle.
+func startCPUPair(tb testing.TB, im benchImpl, load cpuLoad, pin int) *cpuPair {
 	tb.Helper()
 	p := &cpuPair{im: im, l: buildBenchLAN(tb, fmt.Sprintf("vrrpcpu-%s-%d", im.name, load.instances))}
 	p.tap = newWireTap(tb, p.l)
@@ -511,8 +512,8 @@ func startCPUPair(tb testing.TB, im benchImpl, load cpuLoad, cpu int) *cpuPair {
 		}
 		return filepath.Join(dir, fmt.Sprintf("haldir-%dx%v-%s.pprof", load.instances, load.interval, role))
 	}
-	p.backup = startProfiledDaemon(tb, im, p.l.Host("r1"), benchAddrs["r1"].Addr(), insFor(100), profile("backup"), cpu)
-	p.master = startProfiledDaemon(tb, im, p.l.Host("r2"), benchAddrs["r2"].Addr(), insFor(200), profile("master"), cpu)
+	p.backup = startProfiledDaemon(tb, im, p.l.Host("r1"), benchAddrs["r1"].Addr(), insFor(100), profile("backup"), pin)
+	p.master = startProfiledDaemon(tb, im, p.l.Host("r2"), benchAddrs["r2"].Addr(), insFor(200), profile("master"), pin)
 	// keepalived brings 100 instances up one after the other, in
 	// seconds; the bound grows with them.
 	poll.True(tb, settle+5*load.interval+time.Duration(load.instances)*100*time.Millisecond,
@@ -560,7 +561,7 @@ const (
 // in three consecutive windows): ratios between windows measured that,
 // not the daemons. Side by side, both see the same host; the pairs'
 // own load (a few percent of a core) is far from contending for it.
-func measureCPU(tb testing.TB, impls []benchImpl, load cpuLoad, warmup, window time.Duration, cpu int) []cpuResult {
+func measureCPU(tb testing.TB, impls []benchImpl, load cpuLoad, warmup, window time.Duration, pin int) []cpuResult {
 	tb.Helper()
 	var pairs []*cpuPair
 	defer func() {
@@ -569,7 +570,7 @@ func measureCPU(tb testing.TB, impls []benchImpl, load cpuLoad, warmup, window t
 		}
 	}()
 	for _, im := range impls {
-		pairs = append(pairs, startCPUPair(tb, im, load, cpu))
+		pairs = append(pairs, startCPUPair(tb, im, load, pin))
 	}
 	// Start-up work (config parsing, first GARPs, the garbage they leave)
 	// is not the steady state being measured.
