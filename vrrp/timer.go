@@ -97,14 +97,16 @@ func (s *timerSet) run(f *os.File) {
 	// runtime's sysmon thread whenever the process was idle, two context
 	// switches on every fire. Go's poller does the waiting.
 	var n [8]byte
-	read := func(fd uintptr) bool {
-		_, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&n[0])), uintptr(len(n)))
-		return errno != unix.EAGAIN
-	}
 	var due []*fdTimer
-	for {
-		if err := rc.Read(read); err != nil {
-			return // closed
+	// One Read for the timerfd's whole life: fire handles a fire and
+	// returns false, so the poller waits for the next one. A Read per fire
+	// begins by forgetting what the poller saw, so it must try the fd
+	// before it waits, a read that fails with EAGAIN on every fire (one
+	// system call in six of a master at 10ms).
+	fire := func(fd uintptr) bool {
+		_, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&n[0])), uintptr(len(n)))
+		if errno == unix.EAGAIN {
+			return false
 		}
 		s.wakes.Add(1)
 		now := time.Now()
@@ -120,7 +122,9 @@ func (s *timerSet) run(f *os.File) {
 		}
 		clear(due) // no timer is kept alive by the buffer
 		s.rearmLater(now)
+		return false
 	}
+	_ = rc.Read(fire) // returns when f is closed
 }
 
 // rearmLater moves the kernel timer to the earliest deadline wanted now,
@@ -276,14 +280,21 @@ func (t *fdTimer) due(now time.Time) bool {
 }
 
 // close removes the timer from its set; the last one closes the timerfd.
+// Never from a fired function: the set's goroutine runs those inside its
+// read of the timerfd, which the file's Close waits for.
 func (t *fdTimer) close() {
 	s := t.set
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.disarm(t)
 	t.fired.Store(nil)
+	var f *os.File
 	if s.refs--; s.refs == 0 {
-		_ = s.f.Close()
-		s.f, s.kernel = nil, time.Time{}
+		f, s.f, s.kernel = s.f, nil, time.Time{}
+	}
+	s.mu.Unlock()
+	// Outside the lock: Close waits for a fire being handled, which
+	// takes it.
+	if f != nil {
+		_ = f.Close()
 	}
 }

@@ -72,7 +72,6 @@ func run(role, ifname, src string, instances int, interval time.Duration, priori
 		return err
 	}
 	t := &timer{fd: tfd, rc: trc}
-	t.readFn = t.read
 	// SIGTERM ends the process, as it does the daemons.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -88,19 +87,27 @@ func run(role, ifname, src string, instances int, interval time.Duration, priori
 
 // timer is the timerfd, read through the poller.
 type timer struct {
-	fd     int
-	rc     syscall.RawConn
-	n      [8]byte
-	readFn func(uintptr) bool
+	fd int
+	rc syscall.RawConn
+	n  [8]byte
 }
 
-func (t *timer) read(fd uintptr) bool {
-	_, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&t.n[0])), uintptr(len(t.n)))
-	return errno != unix.EAGAIN
+// each calls fire after each fire of the timer, until fire returns an
+// error or the timerfd is closed. It is one Read for all fires, as
+// haldir's timerSet reads: a Read per fire would begin with a read that
+// fails with EAGAIN, since Read forgets what the poller saw before it.
+func (t *timer) each(fire func() error) error {
+	var err error
+	rerr := t.rc.Read(func(fd uintptr) bool {
+		_, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&t.n[0])), uintptr(len(t.n)))
+		if errno == unix.EAGAIN {
+			return false
+		}
+		err = fire()
+		return err != nil
+	})
+	return errors.Join(err, rerr)
 }
-
-// wait returns when the timer has fired.
-func (t *timer) wait() error { return t.rc.Read(t.readFn) }
 
 // arm sets the timer d from now.
 func (t *timer) arm(d time.Duration) {
@@ -151,7 +158,7 @@ func master(p *ipv4.PacketConn, rc syscall.RawConn, t *timer, ifi *net.Interface
 		return errno != unix.EAGAIN
 	}
 	next := time.Now()
-	for {
+	sendAll := func() error {
 		for _, cur = range msgs {
 			if err := rc.Write(send); err != nil {
 				return err
@@ -167,10 +174,12 @@ func master(p *ipv4.PacketConn, rc syscall.RawConn, t *timer, ifi *net.Interface
 			next = now.Add(interval)
 		}
 		t.arm(next.Sub(now))
-		if err := t.wait(); err != nil {
-			return err
-		}
+		return nil
 	}
+	if err := sendAll(); err != nil {
+		return err
+	}
+	return t.each(sendAll)
 }
 
 func backup(p *ipv4.PacketConn, rc syscall.RawConn, t *timer, ifi *net.Interface, interval time.Duration) error {
@@ -192,13 +201,10 @@ func backup(p *ipv4.PacketConn, rc syscall.RawConn, t *timer, ifi *net.Interface
 	timerDone := make(chan error, 1)
 	go func() {
 		// The timer fires only when the master falls silent.
-		for {
-			if err := t.wait(); err != nil {
-				timerDone <- err
-				return
-			}
+		timerDone <- t.each(func() error {
 			fmt.Println("floor backup: master down")
-		}
+			return nil
+		})
 	}()
 	for {
 		if err := rc.Read(recv); err != nil {
