@@ -123,6 +123,21 @@ func TestAdvertPathAllocs(t *testing.T) {
 		}
 	})
 
+	t.Run("driver readWaiting", func(t *testing.T) {
+		// A backup's wake-up reads what waits before its timer counts;
+		// with nothing waiting it allocates nothing.
+		in := NewInstance(specOf(goodInstance()), Options{})
+		conn := &waitingCountConn{}
+		rt := &runtime{src: v4a, conn: conn, xmit: conn, vips: &fakeVIPs{}, announce: logAnnouncer{log: &ioLog{}}, path: fakePath{}}
+		d := driverFor(t, in, rt)
+		if n := testing.AllocsPerRun(100, d.readWaiting); n != 0 {
+			t.Errorf("%.0f allocations per readWaiting, want 0", n)
+		}
+		if conn.reads != 101 {
+			t.Fatalf("%d reads of the socket in 101 calls", conn.reads)
+		}
+	})
+
 	t.Run("machine", func(t *testing.T) {
 		cfg := baseCfg()
 		cfg.Interval = 10 * time.Millisecond
@@ -168,6 +183,15 @@ func TestAdvertPathAllocs(t *testing.T) {
 		}
 	})
 }
+
+// waitingCountConn is a countConn whose socket never holds anything
+// waiting; it counts readWaiting's reads.
+type waitingCountConn struct {
+	countConn
+	reads int
+}
+
+func (c *waitingCountConn) readWaiting(func(Received)) { c.reads++ }
 
 // countConn counts the adverts written.
 type countConn struct{ n int }

@@ -45,6 +45,8 @@ type driver struct {
 	heldTimer ActSetTimer
 	// advert is the buffer the adverts sent are encoded in.
 	advert []byte
+	// mineFn is d.mine, which readWaiting hands to the socket.
+	mineFn func(Received)
 }
 
 // mine handles an advert of this instance that readWaiting read, d.mu

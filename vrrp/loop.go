@@ -288,8 +288,13 @@ func (d *driver) readWaiting() {
 	if !ok {
 		return
 	}
+	if d.mineFn == nil {
+		// Made once: the method value escapes to the interface
+		// call, an allocation per wake-up of a backup.
+		d.mineFn = d.mine
+	}
 	d.holdTimer = true
-	w.readWaiting(d.mine)
+	w.readWaiting(d.mineFn)
 	d.holdTimer = false
 	if d.held {
 		d.held = false
