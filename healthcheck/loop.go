@@ -25,7 +25,8 @@ import (
 // and the whole was 1.6-2x keepalived's CPU per check in the VM.
 //
 // The check logic is the worker path's: the same socket calls (tcpDialer),
-// the same response evaluation (httpURL.evaluate, fed from a buffer), the
+// the same response evaluation (httpURL.evaluate, fed from a buffer, or
+// for a plain response its allocation-free twin httpURL.quick), the
 // same turns (checkClock: a timeout counts only the target's time, judged
 // by when its answer reached the kernel). https and the other kinds stay on
 // the workers (crypto/tls reads through a blocking net.Conn).
@@ -329,8 +330,16 @@ func (f *flight) judge(eof bool) (Result, bool) {
 		return Result{}, false
 	}
 	f.eval = len(f.buf)
+	u := f.spec.urls[f.url]
+	switch res, q := u.quick(f.buf, eof); q {
+	case quickDone:
+		return res, true
+	case quickWait:
+		f.phase = "reading body" // what evaluate's error would say
+		return Result{}, false
+	}
 	f.resp = partialReader{b: f.buf, eof: eof}
-	res, phase, err := f.spec.urls[f.url].evaluate(&f.resp)
+	res, phase, err := u.evaluate(&f.resp)
 	if err != nil {
 		// Before the end of the response an error may be its missing
 		// rest in disguise (net/http reads a trailer cut short as

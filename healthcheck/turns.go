@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -88,10 +89,16 @@ func (k *checkClock) credit(since, now time.Time) bool {
 // segment of any kind, so the FIN after the data), "connect" (the
 // connection's completion, which data received since only moves later).
 func arrival(fd int, what string) (time.Time, error) {
-	ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	// Into a local, with a raw call: unix.GetsockoptTCPInfo returns a new
+	// struct each time, an allocation per slow turn, which most turns
+	// are when the checker is busy. getsockopt does not block.
+	var ti unix.TCPInfo
+	size := uint32(unsafe.Sizeof(ti))
+	_, _, errno := unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_INFO,
+		uintptr(unsafe.Pointer(&ti)), uintptr(unsafe.Pointer(&size)), 0)
 	now := time.Now()
-	if err != nil {
-		return time.Time{}, os.NewSyscallError("getsockopt TCP_INFO", err)
+	if errno != 0 {
+		return time.Time{}, os.NewSyscallError("getsockopt TCP_INFO", errno)
 	}
 	ago := ti.Last_data_recv
 	switch what {
