@@ -425,9 +425,12 @@ func TestSchedulerUpdateRejectsInvalid(t *testing.T) {
 }
 
 // blocker hangs until its context is cancelled.
-type blocker struct{ cancelled atomic.Int32 }
+// blocker is a check that runs until it is cancelled; started counts
+// its runs that began.
+type blocker struct{ started, cancelled atomic.Int32 }
 
 func (b *blocker) Run(ctx context.Context, _ time.Time) Result {
+	b.started.Add(1)
 	<-ctx.Done()
 	b.cancelled.Add(1)
 	return down("cancelled")
@@ -443,7 +446,10 @@ func TestSchedulerRemovalCancelsInflight(t *testing.T) {
 	tg := target(9, conf.CheckSpec{Kind: conf.CheckTCP, Interval: time.Second})
 	s.Update([]Target{tg})
 	clock.Advance(time.Second)
-	waitFor(t, "check in flight", func() bool { return s.Status()[0].Next.IsZero() })
+	// Popped (Next zero) is not yet running: a worker may not have taken
+	// it, and a probe removed before then is never run, so nothing is
+	// cancelled. Wait for the run itself.
+	waitFor(t, "check in flight", func() bool { return b.started.Load() == 1 })
 	if _, err := s.Update(nil); err != nil {
 		t.Fatal(err)
 	}
@@ -451,7 +457,7 @@ func TestSchedulerRemovalCancelsInflight(t *testing.T) {
 	// Run waits for checks in flight, and a hung one must not hold it.
 	s.Update([]Target{tg})
 	clock.Advance(time.Second)
-	waitFor(t, "check in flight again", func() bool { return s.Status()[0].Next.IsZero() })
+	waitFor(t, "check in flight again", func() bool { return b.started.Load() == 2 })
 	cancel()
 	select {
 	case <-done:
