@@ -560,9 +560,9 @@ func (s *Scheduler) runLoop(ctx context.Context, l *checkLoop) error {
 		if s.readied {
 			// A goroutine this loop readied (the consumer of a
 			// transition it sent) waits on this processor until the
-			// loop parks, and the loop does not park: it blocks in
-			// epoll_wait, where sysmon may take the processor away
-			// only some milliseconds later. Yielding lets it run now.
+			// loop parks, and a busy loop parks only when no event
+			// waits in its set, which at thousands of checks a second
+			// may be some milliseconds away. Yielding lets it run now.
 			s.readied = false
 			runtime.Gosched()
 		}
