@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/haldir-lb/haldir/internal/timerfd"
 )
 
 // checkLoop drives tcp and plain http checks as state machines on one
@@ -552,13 +554,11 @@ func (l *checkLoop) poll(wake time.Time) {
 		fd := int(ev.Fd)
 		switch fd {
 		case l.evfd:
-			var v uint64
-			unix.RawSyscall(unix.SYS_READ, uintptr(l.evfd), uintptr(unsafe.Pointer(&v)), 8)
+			timerfd.Read(uintptr(fd))
 			l.woken = true
 			continue
 		case l.tfd:
-			var v uint64
-			unix.RawSyscall(unix.SYS_READ, uintptr(l.tfd), uintptr(unsafe.Pointer(&v)), 8)
+			timerfd.Read(uintptr(fd))
 			l.armed = time.Time{}
 			continue
 		}
@@ -590,11 +590,11 @@ func (l *checkLoop) arm(wake time.Time) {
 	if wake.Equal(l.armed) {
 		return
 	}
-	var spec unix.ItimerSpec // zero: disarm
+	d := time.Duration(0) // disarmed
 	if !wake.IsZero() {
-		spec.Value = unix.NsecToTimespec(max(time.Until(wake), 1).Nanoseconds())
+		d = max(time.Until(wake), 1)
 	}
-	unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, uintptr(l.tfd), 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
+	timerfd.Set(l.tfd, d)
 	l.armed = wake
 }
 

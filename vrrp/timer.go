@@ -7,9 +7,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/haldir-lb/haldir/internal/timerfd"
 )
 
 // timerSet runs the protocol timers (Master_Down_Timer, Adver_Timer) of
@@ -92,11 +93,8 @@ func (s *timerSet) run(f *os.File) {
 	if err != nil {
 		return // closed already
 	}
-	// The expiration count is read with RawSyscall, which cannot block on
-	// a non-blocking timerfd: a Syscall's entersyscall wakes the
-	// runtime's sysmon thread whenever the process was idle, two context
-	// switches on every fire. Go's poller does the waiting.
-	var n [8]byte
+	// The expiration count is read with a raw call (timerfd.Read); Go's
+	// poller does the waiting.
 	var due []*fdTimer
 	// One Read for the timerfd's whole life: fire handles a fire and
 	// returns false, so the poller waits for the next one. A Read per fire
@@ -104,8 +102,7 @@ func (s *timerSet) run(f *os.File) {
 	// before it waits, a read that fails with EAGAIN on every fire (one
 	// system call in six of a master at 10ms).
 	fire := func(fd uintptr) bool {
-		_, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&n[0])), uintptr(len(n)))
-		if errno == unix.EAGAIN {
+		if !timerfd.Read(fd) {
 			return false
 		}
 		s.wakes.Add(1)
@@ -183,11 +180,7 @@ func (s *timerSet) take(now time.Time, due []*fdTimer) []*fdTimer {
 // fires at once.
 func (s *timerSet) arm(now, at time.Time) {
 	s.kernel = at
-	// Cannot fail for a valid timerfd and a positive relative time, nor
-	// block: RawSyscall spares the sysmon wake-up (see run).
-	d := max(at.Sub(now), time.Nanosecond)
-	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(d.Nanoseconds())}
-	_, _, _ = unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, uintptr(s.fd), 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
+	timerfd.Set(s.fd, max(at.Sub(now), time.Nanosecond))
 }
 
 // enlist adds t to the armed timers, s.mu held.
