@@ -532,6 +532,9 @@ func (st Status) API() APIStatus {
 
 	for _, p := range st.Probes {
 		c := p.Target.Check
+		if c == nil {
+			c = &conf.CheckSpec{} // the scheduler always has one
+		}
 		h := APIHealthCheck{Key: p.Key, Address: p.Target.Addr.String(), Type: c.Kind.String(), IntervalMS: ms(c.Interval),
 			TimeoutMS: ms(c.Timeout), Rise: c.Rise, Fall: c.Fall, Up: p.Up, Weight: p.Weight, Reason: p.Reason,
 			Since: ts(p.Since), Checks: p.Checks, Subscribers: p.Subscribers, Next: ts(p.Next), History: []APICheckResult{}}

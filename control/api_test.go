@@ -180,7 +180,7 @@ func apiSample() (Status, []time.Duration) {
 				EffectiveWeight: 3, InKernel: true, KernelWeight: 3, ActiveConns: 2, InactiveConns: 5}}}},
 		Foreign:  []ipvs.ServiceKey{{Fwmark: 7, V6: true}},
 		Director: &director.Counters{Passes: 5, Writes: map[ipvs.OpKind]uint64{ipvs.OpNewDest: 1}, Errors: map[director.ErrorKey]uint64{{Op: ipvs.OpNewDest, Reason: "EEXIST"}: 1}},
-		Probes: []healthcheck.ProbeStatus{{Key: "k", Target: healthcheck.Target{Addr: r1, Check: *conf.CompileCheck(&check, r1)}, Up: true, Since: t0, Checks: 9,
+		Probes: []healthcheck.ProbeStatus{{Key: "k", Target: healthcheck.Target{Addr: r1, Check: conf.CompileCheck(&check, r1)}, Up: true, Since: t0, Checks: 9,
 			Subscribers: 1, History: []healthcheck.Result{{Up: true, Reason: "HTTP 200", Start: t0, Took: 2345 * time.Microsecond}}}},
 		Sync: &connsync.Status{Running: []ipvs.SyncDaemon{{State: ipvs.SyncBackup, Interface: "eth1", SyncID: 51}},
 			Want: ipvs.SyncDaemon{State: ipvs.SyncMaster, Interface: "eth1", SyncID: 51}, Changes: 1},

@@ -56,7 +56,7 @@ func sampleStatus() Status {
 		Director: &director.Counters{Passes: 4, Writes: map[ipvs.OpKind]uint64{ipvs.OpNewDest: 2},
 			Errors: map[director.ErrorKey]uint64{{Op: ipvs.OpNewDest, Reason: "EEXIST"}: 1}},
 		Probes: []healthcheck.ProbeStatus{{Key: "k", Target: healthcheck.Target{Addr: r1,
-			Check: conf.CheckSpec{Kind: conf.CheckHTTP, Interval: time.Second, HTTP: conf.HTTPCheckSpec{URLs: []conf.URLSpec{{Path: "/", ExpectStatus: conf.StatusCodes{{Lo: 200, Hi: 299}}}}}}},
+			Check: &conf.CheckSpec{Kind: conf.CheckHTTP, Interval: time.Second, HTTP: conf.HTTPCheckSpec{URLs: []conf.URLSpec{{Path: "/", ExpectStatus: conf.StatusCodes{{Lo: 200, Hi: 299}}}}}}},
 			Up: true, Reason: "HTTP 200", Since: t0, Checks: 9,
 			History: []healthcheck.Result{{Up: true, Reason: "HTTP 200", Start: t0, Took: time.Millisecond}}}},
 		NotRunning: map[string]string{"sync": "not configured"},

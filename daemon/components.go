@@ -221,10 +221,11 @@ func targets(spec *conf.Spec) ([]healthcheck.Target, map[string][]director.Verdi
 				continue
 			}
 			addr := rs.Addr
-			t := healthcheck.Target{Addr: addr, Check: *rs.Check,
+			t := healthcheck.Target{Addr: addr, Check: rs.Check,
 				Notify: healthcheck.Notify{VirtualServer: vs.Name, RealServer: rs.Name, Up: rs.NotifyUp, Down: rs.NotifyDown}}
 			ts = append(ts, t)
-			subs[t.Key()] = append(subs[t.Key()], director.Verdict{Service: key, Real: addr})
+			k := t.Key()
+			subs[k] = append(subs[k], director.Verdict{Service: key, Real: addr})
 		}
 	}
 	return ts, subs

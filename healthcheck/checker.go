@@ -64,8 +64,12 @@ func lagCredit(scheduled, started time.Time, timeout time.Duration) time.Duratio
 // the same real server with the same check produce equal Keys and
 // therefore share one probe.
 type Target struct {
-	Addr  netip.AddrPort // the real server
-	Check conf.CheckSpec // its effective check, every default applied (conf.Compile)
+	Addr netip.AddrPort // the real server
+	// Check is its effective check, every default applied (conf.Compile),
+	// and never nil. It is shared, not copied: the compiled spec is
+	// immutable, and a copy (440 bytes) in each probe was a fifth of what
+	// a probe held.
+	Check *conf.CheckSpec
 	// Notify is this subscriber's notify_up/notify_down. It is not part
 	// of the probe's identity: each subscriber of a probe has its own,
 	// and a reload that changes only these keeps the probe's state.
@@ -84,23 +88,30 @@ type Notify struct {
 func (t Target) Key() string {
 	// Encoding the whole spec covers fields added later too, so a change
 	// to any key of the definition starts a new probe.
-	b, err := json.Marshal(t.Check)
-	if err != nil {
-		b = fmt.Appendf(nil, "%#v", t.Check)
-	}
 	// A digest of the spec, not the spec: the key is held by the probe,
 	// its transitions and each consumer's map, and the encoded spec is
 	// most of a kilobyte per target. 128 bits make a collision between
-	// two configured checks as good as impossible.
-	sum := sha256.Sum256(b)
-	return t.Addr.String() + " " + t.Check.Kind.String() + " " + hex.EncodeToString(sum[:16])
+	// two configured checks as good as impossible. The encoding streams
+	// into the hash through the encoder's pooled buffer: a Marshal per
+	// target was a kilobyte of garbage each, 1 MB for a first Update of
+	// 1k targets.
+	h := sha256.New()
+	if err := json.NewEncoder(h).Encode(t.Check); err != nil {
+		h.Reset()
+		fmt.Fprintf(h, "%#v", *t.Check)
+	}
+	var sum [sha256.Size]byte
+	return t.Addr.String() + " " + t.Check.Kind.String() + " " + hex.EncodeToString(h.Sum(sum[:0])[:16])
 }
 
 // NewChecker builds the checker for t. The spec is conf's, validated and
 // defaulted; what is left to fail is what only the host can tell (an
 // unreadable ca_file, a source address of the wrong family).
 func NewChecker(t Target) (Checker, error) {
-	c := &t.Check
+	c := t.Check
+	if c == nil {
+		return nil, fmt.Errorf("check for %s: no check spec", t.Addr)
+	}
 	if c.Interval <= 0 || c.Timeout <= 0 {
 		return nil, fmt.Errorf("%s check for %s: interval %s and timeout %s must be positive (a spec from conf.Compile)", c.Kind, t.Addr, c.Interval, c.Timeout)
 	}
@@ -128,11 +139,12 @@ func NewChecker(t Target) (Checker, error) {
 	return ck, nil
 }
 
-// dialer returns a dialer bound to source_address when one is given.
-func dialer(c *conf.CheckSpec, network string) *net.Dialer {
+// dialer returns a dialer bound to source (source_address) when it is
+// valid.
+func dialer(source netip.Addr, network string) *net.Dialer {
 	d := &net.Dialer{}
-	if c.Source.IsValid() {
-		ip := net.IP(c.Source.AsSlice())
+	if source.IsValid() {
+		ip := net.IP(source.AsSlice())
 		switch network {
 		case "udp":
 			d.LocalAddr = &net.UDPAddr{IP: ip}

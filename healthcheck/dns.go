@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"syscall"
 	"time"
@@ -14,7 +15,7 @@ import (
 )
 
 type dnsChecker struct {
-	c       *conf.CheckSpec
+	source  netip.Addr // source_address; invalid: the kernel picks
 	addr    string
 	msg     *dns.Msg
 	qdesc   string
@@ -28,14 +29,14 @@ func newDNS(c *conf.CheckSpec) (Checker, error) {
 	m.SetQuestion(name, c.DNS.QueryType)
 	m.RecursionDesired = true
 	return &dnsChecker{
-		c: c, addr: c.Connect.String(), msg: m, expect: c.DNS.ExpectAnswer,
+		source: c.Source, addr: c.Connect.String(), msg: m, expect: c.DNS.ExpectAnswer,
 		qdesc:   name + " " + dns.Type(c.DNS.QueryType).String(),
 		timeout: c.Timeout,
 	}, nil
 }
 
 func (c *dnsChecker) client(network string) *dns.Client {
-	d := dialer(c.c, network)
+	d := dialer(c.source, network)
 	return &dns.Client{Net: network, Dialer: d, Timeout: c.timeout}
 }
 

@@ -25,7 +25,7 @@ func ExampleScheduler() {
 	go s.Run(ctx)
 
 	// Two virtual servers share the real server: one probe, one key.
-	states, err := s.Update([]healthcheck.Target{{Addr: rs, Check: check}, {Addr: rs, Check: check}})
+	states, err := s.Update([]healthcheck.Target{{Addr: rs, Check: &check}, {Addr: rs, Check: &check}})
 	if err != nil {
 		panic(err)
 	}

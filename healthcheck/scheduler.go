@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"strconv"
@@ -268,6 +269,10 @@ func (s *Scheduler) Update(targets []Target) ([]Transition, error) {
 	s.mu.Unlock()
 	for i := range targets {
 		t := &targets[i]
+		if t.Check == nil {
+			errs = append(errs, fmt.Errorf("target %s: no check spec", t.Addr))
+			continue
+		}
 		k := t.Key()
 		subs[k]++
 		if n := t.Notify; len(n.Up) > 0 || len(n.Down) > 0 {
@@ -947,19 +952,25 @@ func (s *Scheduler) Status() []ProbeStatus {
 	return out
 }
 
-// histEntry is a Result as a probe's history keeps it: 40 bytes where a
-// Result takes 64 (the start as Unix nanoseconds, the weight as 32 bits),
-// times History entries per probe, for every probe.
+// histEntry is a Result as a probe's history keeps it: 32 bytes where a
+// Result takes 64 (the start as Unix nanoseconds, the duration in
+// microseconds, the weight in 16 bits: an exec check's is 0..253), times
+// History entries per probe, for every probe.
 type histEntry struct {
 	reason string
 	start  int64 // Unix ns; 0: the zero time
-	took   time.Duration
-	weight int32
+	tookUS int32 // saturates at about 35 minutes
+	weight int16
 	up     bool
 }
 
 func packResult(r Result) histEntry {
-	h := histEntry{reason: r.Reason, took: r.Took, weight: int32(r.Weight), up: r.Up}
+	h := histEntry{
+		reason: r.Reason,
+		tookUS: int32(min(r.Took/time.Microsecond, math.MaxInt32)),
+		weight: int16(min(max(r.Weight, math.MinInt16), math.MaxInt16)),
+		up:     r.Up,
+	}
 	if !r.Start.IsZero() {
 		h.start = r.Start.UnixNano()
 	}
@@ -967,7 +978,7 @@ func packResult(r Result) histEntry {
 }
 
 func (h histEntry) result() Result {
-	r := Result{Up: h.up, Weight: int(h.weight), Reason: h.reason, Took: h.took}
+	r := Result{Up: h.up, Weight: int(h.weight), Reason: h.reason, Took: time.Duration(h.tookUS) * time.Microsecond}
 	if h.start != 0 {
 		r.Start = time.Unix(0, h.start)
 	}

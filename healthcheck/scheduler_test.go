@@ -2,6 +2,7 @@ package healthcheck
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/internal/poll"
@@ -415,9 +417,12 @@ func TestSchedulerUpdateRejectsInvalid(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := s.Update([]Target{target(2, conf.CheckSpec{Kind: 99}), target(3, conf.CheckSpec{Kind: conf.CheckHTTP,
-		HTTP: conf.HTTPCheckSpec{URLs: []conf.URLSpec{{Path: "/", ExpectBody: "("}}}})})
-	if err == nil || !strings.Contains(err.Error(), "unknown kind") || !strings.Contains(err.Error(), "expect_body") {
-		t.Fatalf("err = %v, want both problems named", err)
+		HTTP: conf.HTTPCheckSpec{URLs: []conf.URLSpec{{Path: "/", ExpectBody: "("}}}}),
+		{Addr: netip.MustParseAddrPort("10.0.0.4:80")}})
+	for _, want := range []string{"unknown kind", "expect_body", "target 10.0.0.4:80: no check spec"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("err = %v, want every problem named (%q)", err, want)
+		}
 	}
 	if st := s.Status(); len(st) != 1 || st[0].Key != good.Key() {
 		t.Fatalf("failed Update changed the probe set: %+v", st)
@@ -532,8 +537,12 @@ func TestProbeHeapOrder(t *testing.T) {
 }
 
 // A result kept in a probe's history comes back as it went in, but for
-// the start's monotonic reading and location.
+// the start's monotonic reading and location and the duration's part below
+// a microsecond; a duration past 35 minutes saturates.
 func TestHistoryEntryRoundTrip(t *testing.T) {
+	if n := unsafe.Sizeof(histEntry{}); n != 32 {
+		t.Errorf("a history entry takes %d bytes, want 32: History of them per probe, for every probe", n)
+	}
 	start := time.Date(2026, 12, 4, 6, 15, 0, 123456789, time.UTC)
 	for _, tc := range []struct {
 		name string
@@ -543,9 +552,17 @@ func TestHistoryEntryRoundTrip(t *testing.T) {
 		{"down, zero start", Result{Weight: WeightConfigured, Reason: "connect: connection refused"}},
 		{"exec weight", Result{Up: true, Weight: 253, Reason: "exit status 255 (weight 253)", Start: start, Took: time.Second}},
 		{"quiesced", Result{Up: true, Weight: 0, Reason: "exit status 2 (weight 0)", Start: time.Now()}},
+		{"took below a microsecond", Result{Up: true, Weight: WeightConfigured, Reason: "connected", Took: 1500 * time.Nanosecond}},
+		{"took saturates", Result{Weight: WeightConfigured, Reason: "exit status 1", Took: time.Hour}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := packResult(tc.r).result()
+			switch tc.name {
+			case "took below a microsecond":
+				tc.r.Took = time.Microsecond
+			case "took saturates":
+				tc.r.Took = math.MaxInt32 * time.Microsecond
+			}
 			if !got.Start.Equal(tc.r.Start) || got.Start.IsZero() != tc.r.Start.IsZero() {
 				t.Errorf("start %v, want %v", got.Start, tc.r.Start)
 			}

@@ -49,7 +49,8 @@ func complete(c conf.CheckSpec, ap netip.AddrPort) conf.CheckSpec {
 
 // tgt is a Target for ap with c completed.
 func tgt(ap netip.AddrPort, c conf.CheckSpec) Target {
-	return Target{Addr: ap, Check: complete(c, ap)}
+	cc := complete(c, ap)
+	return Target{Addr: ap, Check: &cc}
 }
 
 // httpPath is an http check of one URL with its path.

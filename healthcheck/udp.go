@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"syscall"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 )
 
 type udpChecker struct {
-	c       *conf.CheckSpec
+	source  netip.Addr // source_address; invalid: the kernel picks
 	addr    string
 	payload []byte
 	expect  []byte
@@ -23,7 +24,7 @@ type udpChecker struct {
 
 func newUDP(c *conf.CheckSpec) (Checker, error) {
 	return &udpChecker{
-		c:       c,
+		source:  c.Source,
 		addr:    c.Connect.String(),
 		payload: c.UDP.Payload,
 		expect:  c.UDP.ExpectPayload,
@@ -39,7 +40,7 @@ func newUDP(c *conf.CheckSpec) (Checker, error) {
 func (c *udpChecker) Run(parent context.Context, deadline time.Time) Result {
 	ctx, cancel := context.WithDeadline(parent, deadline)
 	defer cancel()
-	conn, err := dialer(c.c, "udp").DialContext(ctx, "udp", c.addr)
+	conn, err := dialer(c.source, "udp").DialContext(ctx, "udp", c.addr)
 	if err != nil {
 		return down(describe("connect", err, deadlineOf(ctx), c.timeout))
 	}

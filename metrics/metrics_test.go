@@ -48,9 +48,9 @@ func sample() control.Status {
 				{Addr: netip.MustParseAddrPort("10.0.0.99:80"), Sorry: true, Healthy: true, ConfiguredWeight: 1, EffectiveWeight: 1},
 			}}},
 		Probes: []healthcheck.ProbeStatus{
-			{Target: healthcheck.Target{Addr: r1, Check: conf.CheckSpec{Kind: conf.CheckHTTP, HTTP: conf.HTTPCheckSpec{URLs: []conf.URLSpec{{Path: "/a"}}}}}, Up: true, Checks: 30},
-			{Target: healthcheck.Target{Addr: r1, Check: conf.CheckSpec{Kind: conf.CheckHTTP, HTTP: conf.HTTPCheckSpec{URLs: []conf.URLSpec{{Path: "/b"}}}}}, Up: false, Checks: 12},
-			{Target: healthcheck.Target{Addr: r2, Check: conf.CheckSpec{Kind: conf.CheckTCP}}, Up: false, Checks: 7},
+			{Target: healthcheck.Target{Addr: r1, Check: &conf.CheckSpec{Kind: conf.CheckHTTP, HTTP: conf.HTTPCheckSpec{URLs: []conf.URLSpec{{Path: "/a"}}}}}, Up: true, Checks: 30},
+			{Target: healthcheck.Target{Addr: r1, Check: &conf.CheckSpec{Kind: conf.CheckHTTP, HTTP: conf.HTTPCheckSpec{URLs: []conf.URLSpec{{Path: "/b"}}}}}, Up: false, Checks: 12},
+			{Target: healthcheck.Target{Addr: r2, Check: &conf.CheckSpec{Kind: conf.CheckTCP}}, Up: false, Checks: 7},
 		},
 		Notify:     &healthcheck.NotifyCounts{Run: 5, Failed: 2, Dropped: 1},
 		NotRunning: map[string]string{"sync": "not configured"},
@@ -401,7 +401,7 @@ func TestCollectorCheckLag(t *testing.T) {
 	now := time.Unix(1700000100, 0)
 	probe := func(next time.Time) healthcheck.ProbeStatus {
 		return healthcheck.ProbeStatus{Target: healthcheck.Target{Addr: netip.MustParseAddrPort("10.0.0.21:80"),
-			Check: conf.CheckSpec{Kind: conf.CheckTCP}}, Next: next}
+			Check: &conf.CheckSpec{Kind: conf.CheckTCP}}, Next: next}
 	}
 	for _, tc := range []struct {
 		name   string

@@ -661,7 +661,7 @@ func runScenario(sc string, d, interval time.Duration, down int) result {
 		if ck == conf.CheckHTTP {
 			c.HTTP = conf.HTTPCheckSpec{Host: addr(i).String(), URLs: []conf.URLSpec{{Path: "/", ExpectStatus: conf.StatusCodes{{Lo: 200, Hi: 299}}}}}
 		}
-		targets[i] = healthcheck.Target{Addr: addr(i), Check: c}
+		targets[i] = healthcheck.Target{Addr: addr(i), Check: &c}
 	}
 	down = min(down, n/2)
 	modeOf := map[string]int{}

@@ -307,7 +307,7 @@ func indexConf(vss []conf.VirtualServer) confIndex {
 func findProbe(probes []healthcheck.ProbeStatus, addr netip.AddrPort, rs *conf.RealServer) *healthcheck.ProbeStatus {
 	if rs != nil && rs.Check != nil {
 		if c := conf.CompileCheck(rs.Check, addr); c != nil {
-			key := healthcheck.Target{Addr: addr, Check: *c}.Key()
+			key := healthcheck.Target{Addr: addr, Check: c}.Key()
 			for i := range probes {
 				if probes[i].Key == key {
 					return &probes[i]
@@ -321,7 +321,7 @@ func findProbe(probes []healthcheck.ProbeStatus, addr netip.AddrPort, rs *conf.R
 		if p.Target.Addr != addr {
 			continue
 		}
-		if rs != nil && rs.Check != nil && p.Target.Check.Kind.String() == rs.Check.Type {
+		if rs != nil && rs.Check != nil && probeKind(p) == rs.Check.Type {
 			return p
 		}
 		if first == nil {
@@ -549,12 +549,21 @@ func realHealth(r director.RealStatus, s director.ServiceStatus) string {
 	return h
 }
 
+// probeKind is the type of p's check; "" when the daemon's answer has no
+// check (a newer or broken daemon).
+func probeKind(p *healthcheck.ProbeStatus) string {
+	if p.Target.Check == nil {
+		return ""
+	}
+	return p.Target.Check.Kind.String()
+}
+
 // lastCheck summarises the probe's most recent result.
 func lastCheck(p *healthcheck.ProbeStatus, now time.Time) string {
 	if p == nil {
 		return "no probe"
 	}
-	typ := p.Target.Check.Kind.String()
+	typ := probeKind(p)
 	if len(p.History) == 0 {
 		if p.Reason != "" {
 			return typ + ": " + p.Reason

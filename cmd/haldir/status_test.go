@@ -85,14 +85,14 @@ func sampleStatus() control.Status {
 		Probes: []healthcheck.ProbeStatus{
 			// Same address, another definition (another virtual server's
 			// check): must not be picked for web's real server.
-			{Key: healthcheck.Target{Addr: r1, Check: other}.Key(),
-				Target: healthcheck.Target{Addr: r1, Check: other}, Up: false,
+			{Key: healthcheck.Target{Addr: r1, Check: &other}.Key(),
+				Target: healthcheck.Target{Addr: r1, Check: &other}, Up: false,
 				History: []healthcheck.Result{{Up: false, Reason: "HTTP 404", Start: statusNow.Add(-time.Second)}}},
-			{Key: healthcheck.Target{Addr: r1, Check: *httpSpec}.Key(), Target: healthcheck.Target{Addr: r1, Check: *httpSpec}, Up: true,
+			{Key: healthcheck.Target{Addr: r1, Check: httpSpec}.Key(), Target: healthcheck.Target{Addr: r1, Check: httpSpec}, Up: true,
 				History: []healthcheck.Result{{Up: true, Reason: "HTTP 200", Start: statusNow.Add(-3 * time.Second)}}},
-			{Key: healthcheck.Target{Addr: r2, Check: *tcpSpec}.Key(), Target: healthcheck.Target{Addr: r2, Check: *tcpSpec}, Up: false,
+			{Key: healthcheck.Target{Addr: r2, Check: tcpSpec}.Key(), Target: healthcheck.Target{Addr: r2, Check: tcpSpec}, Up: false,
 				History: []healthcheck.Result{{Up: false, Reason: "connect: connection refused", Start: statusNow.Add(-2 * time.Second)}}},
-			{Key: healthcheck.Target{Addr: d1, Check: *udpSpec}.Key(), Target: healthcheck.Target{Addr: d1, Check: *udpSpec}},
+			{Key: healthcheck.Target{Addr: d1, Check: udpSpec}.Key(), Target: healthcheck.Target{Addr: d1, Check: udpSpec}},
 		},
 		Director: &director.Counters{Passes: 310, FailedPasses: 1,
 			Writes: map[ipvs.OpKind]uint64{ipvs.OpNewDest: 4, ipvs.OpUpdDest: 9},
