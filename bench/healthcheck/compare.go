@@ -85,8 +85,8 @@ func guestCompare(scenarios string, d, interval time.Duration, down int) {
 				rows = append(rows, fmt.Sprintf("| %s | %s | error: %s |", sc, r.Scenario, r.Error))
 				continue
 			}
-			rows = append(rows, fmt.Sprintf("| %s | %s | %.0f | %.1f | %.0f | %.1f | %.0f | %.1f | %.1f | %s | %s | %d/%d |", sc, tool(r), r.ServedPerS, r.CPUPct,
-				perCheck(r.CPUPct, r), r.ServerCPU, perCheck(r.CPUPct+r.ServerCPU, r), r.PeakRSSMiB, r.AnonRSSMiB,
+			rows = append(rows, fmt.Sprintf("| %s | %s | %.0f | %.1f | %.0f | %.1f | %.0f | %.1f | %.1f (%.0f) | %s | %s | %d/%d |", sc, tool(r), r.ServedPerS, r.CPUPct,
+				perCheck(r.CPUPct, r), r.ServerCPU, perCheck(r.CPUPct+r.ServerCPU, r), r.PeakRSSMiB, r.AnonRSSMiB, r.HugeMiB,
 				ms(r.DetectP50), ms(r.DetectMax), r.Detected, r.Downed))
 		}
 		for reason, c := range h.Reasons {
@@ -111,8 +111,8 @@ func guestCompare(scenarios string, d, interval time.Duration, down int) {
 			if b.Error != "" {
 				rows = append(rows, fmt.Sprintf("| %s | %s | error: %s |", sc, tool(b), b.Error))
 			} else {
-				rows = append(rows, fmt.Sprintf("| %s | %s | %.0f | %.1f | %.0f | %.1f | %.0f | %.1f | %.1f | - | - | - |", sc, tool(b), b.ServedPerS, b.CPUPct,
-					perCheck(b.CPUPct, b), b.ServerCPU, perCheck(b.CPUPct+b.ServerCPU, b), b.PeakRSSMiB, b.AnonRSSMiB))
+				rows = append(rows, fmt.Sprintf("| %s | %s | %.0f | %.1f | %.0f | %.1f | %.0f | %.1f | %.1f (%.0f) | - | - | - |", sc, tool(b), b.ServedPerS, b.CPUPct,
+					perCheck(b.CPUPct, b), b.ServerCPU, perCheck(b.CPUPct+b.ServerCPU, b), b.PeakRSSMiB, b.AnonRSSMiB, b.HugeMiB))
 				if h.Error == "" && b.CPUPct > 0 && h.CPUPct > 0 {
 					rows = append(rows, fmt.Sprintf("| %s | ratio haldir/bare Go | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | | | |", sc,
 						h.ServedPerS/b.ServedPerS, h.CPUPct/b.CPUPct, perCheck(h.CPUPct, h)/perCheck(b.CPUPct, b), h.ServerCPU/b.ServerCPU,
@@ -131,7 +131,7 @@ func guestCompare(scenarios string, d, interval time.Duration, down int) {
 	// fault, and around it (fault-around maps up to 16 cached pages per
 	// fault), shared with every process running it; RssAnon at the end
 	// is the checker's own memory.
-	say("| scenario | checker | checks/s (server side) | checker CPU %% of one core | checker µs/check | targets' CPU %% | checker+targets µs/check | peak RSS MiB | anon RSS MiB at the end | down→removed p50 ms | max ms | detected |")
+	say("| scenario | checker | checks/s (server side) | checker CPU %% of one core | checker µs/check | targets' CPU %% | checker+targets µs/check | peak RSS MiB | anon RSS MiB at the end (in huge pages) | down→removed p50 ms | max ms | detected |")
 	say("|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		say("%s", strings.ReplaceAll(r, "%", "%%"))
@@ -330,6 +330,7 @@ func runKeepalived(sc string, d, interval time.Duration, down int) result {
 	r.ServerCPU = 100 * float64(scpu1-scpu0) / float64(wall)
 	r.PeakRSSMiB = procStatusMiB(strconv.Itoa(cpid), "VmHWM")
 	r.AnonRSSMiB = procStatusMiB(strconv.Itoa(cpid), "RssAnon")
+	r.HugeMiB = hugeMiB(strconv.Itoa(cpid))
 	r.Downed, r.Detected = down, len(detect)
 	r.DetectP50, r.DetectP99, r.DetectMax = pct(detect, 50), pct(detect, 99), pct(detect, 100)
 	return r
@@ -337,8 +338,15 @@ func runKeepalived(sc string, d, interval time.Duration, down int) result {
 
 // procStatusMiB reads the memory figure key (VmHWM, RssAnon, ...) of
 // process pid ("self" for this one) from /proc/PID/status; 0 when absent.
-func procStatusMiB(pid, key string) float64 {
-	b, _ := os.ReadFile("/proc/" + pid + "/status")
+func procStatusMiB(pid, key string) float64 { return procMiB(pid, "status", key) }
+
+// hugeMiB is how much of process pid's anonymous memory is in transparent
+// huge pages: where the kernel backs them by default (Debian's and RHEL's
+// kernels), a 2 MiB page for a few KiB touched is RSS too.
+func hugeMiB(pid string) float64 { return procMiB(pid, "smaps_rollup", "AnonHugePages") }
+
+func procMiB(pid, file, key string) float64 {
+	b, _ := os.ReadFile("/proc/" + pid + "/" + file)
 	for _, l := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(l, key+":"); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)

@@ -35,7 +35,8 @@
 // and receive processing steered to each side's CPU (see veth.go), so the
 // servers' half of each exchange is not charged to the checker.
 //
-// The checker child runs at the daemon's GC pace (internal/gcpace). Build
+// The checker child runs with the daemon's memory settings (internal/memtune:
+// its GC pace, no transparent huge pages). Build
 // it as the daemon is built, statically (CGO_ENABLED=0, as make bench
 // does): a cgo build maps libc too, 1.4 MiB more peak RSS than the daemon
 // has.
@@ -57,6 +58,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -71,7 +73,7 @@ import (
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/healthcheck"
 	"github.com/haldir-lb/haldir/internal/benchenv"
-	"github.com/haldir-lb/haldir/internal/gcpace"
+	"github.com/haldir-lb/haldir/internal/memtune"
 )
 
 const port = 8080
@@ -114,6 +116,7 @@ type result struct {
 	CPUSecMax  float64 // the worst second
 	PeakRSSMiB float64
 	AnonRSSMiB float64 // RssAnon at the end: the process's own memory, without the binary's file pages
+	HugeMiB    float64 // of AnonRSSMiB, in transparent huge pages
 	LagP50     time.Duration
 	LagP99     time.Duration
 	LagMax     time.Duration
@@ -144,6 +147,10 @@ type result struct {
 
 // checkTimeout is every check's timeout (-timeout).
 var checkTimeout time.Duration
+
+// memStatsAfterUpdate (-memstats) prints the memory figures once the
+// scenario's targets are set up, as well as near the end.
+var memStatsAfterUpdate bool
 
 func main() {
 	var (
@@ -201,7 +208,16 @@ func main() {
 		kind, n := parseScenario(*serve)
 		serveTargets(kind, n)
 	case *run != "":
-		gcpace.Apply() // the checker runs at the daemon's GC pace
+		// The daemon's memory settings, from its first page on, as
+		// haldir run has them.
+		if err := memtune.ExecWithoutHugePages(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if _, err := memtune.Apply(); err != nil { // the checker runs with the daemon's memory settings
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 		// Near the end of the window, while the checker still runs: what
 		// it holds in use then, and what it allocated so far.
 		late := *interval + *interval/2 + *duration*9/10
@@ -210,6 +226,7 @@ func main() {
 			time.AfterFunc(late, func() { writeHeapProfile(*memprof) })
 		}
 		if *memstats {
+			memStatsAfterUpdate = true
 			time.AfterFunc(late, printMemStats)
 		}
 		r := runScenario(*run, *duration, *interval, *down)
@@ -518,9 +535,20 @@ func printMemStats() {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	mib := func(b uint64) string { return fmt.Sprintf("%.2f", float64(b)/(1<<20)) }
-	fmt.Fprintln(os.Stderr, "memstats MiB: heap in use", mib(ms.HeapInuse), "idle", mib(ms.HeapIdle), "released", mib(ms.HeapReleased),
+	fmt.Fprintln(os.Stderr, "memstats MiB: heap objects", mib(ms.HeapAlloc), "heap in use", mib(ms.HeapInuse), "idle", mib(ms.HeapIdle), "released", mib(ms.HeapReleased),
 		"goal", mib(ms.NextGC), "stacks", mib(ms.StackInuse), "spans", mib(ms.MSpanSys), "gc metadata", mib(ms.GCSys), "other", mib(ms.OtherSys),
-		"sys", mib(ms.Sys), "goroutines", runtime.NumGoroutine())
+		"sys", mib(ms.Sys), "goroutines", runtime.NumGoroutine(), "collections", ms.NumGC)
+	// The runtime's own account of where mapped memory goes, by class.
+	var samples []metrics.Sample
+	for _, d := range metrics.All() {
+		if strings.HasPrefix(d.Name, "/memory/classes/") && d.Kind == metrics.KindUint64 {
+			samples = append(samples, metrics.Sample{Name: d.Name})
+		}
+	}
+	metrics.Read(samples)
+	for _, sm := range samples {
+		fmt.Fprintf(os.Stderr, "  %s %s\n", strings.TrimPrefix(sm.Name, "/memory/classes/"), mib(sm.Value.Uint64()))
+	}
 }
 
 // meter samples this process's CPU every second of the window: the median
@@ -591,6 +619,7 @@ func (m *meter) finish(r *result) {
 	}
 	r.PeakRSSMiB = procStatusMiB("self", "VmHWM")
 	r.AnonRSSMiB = procStatusMiB("self", "RssAnon")
+	r.HugeMiB = hugeMiB("self")
 	r.Load1 = strings.Fields(benchenv.LoadAverage())[0]
 }
 
@@ -726,6 +755,12 @@ func runScenario(sc string, d, interval time.Duration, down int) result {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if memStatsAfterUpdate {
+		// Setup is where the peak is usually set: the probes built, the
+		// setup's garbage not yet collected.
+		fmt.Fprintln(os.Stderr, "after Update: peak RSS MiB", procStatusMiB("self", "VmHWM"), "anon", procStatusMiB("self", "RssAnon"), "file", procStatusMiB("self", "RssFile"))
+		printMemStats()
+	}
 	go s.Run(ctx)
 
 	// One interval of warm-up: every probe has run once, phases settled.

@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/haldir-lb/haldir/internal/memtune"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -52,6 +54,14 @@ func parseFlags(fs *flag.FlagSet, name string, args []string, stdout, stderr io.
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "run" {
+		// The daemon runs without transparent huge pages from its first
+		// page (see memtune): this re-executes the binary in place, so it
+		// comes before anything else.
+		if err := memtune.ExecWithoutHugePages(); err != nil {
+			fmt.Fprintf(os.Stderr, "haldir run: %v; going on with the memory the runtime already has\n", err)
+		}
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/haldir-lb/haldir/conf"
 	"github.com/haldir-lb/haldir/daemon"
-	"github.com/haldir-lb/haldir/internal/gcpace"
+	"github.com/haldir-lb/haldir/internal/memtune"
 )
 
 // runDaemon implements "haldir run": it parses the flags, loads the file,
@@ -33,6 +33,9 @@ type runEnv struct {
 // runDaemonWith is runDaemon with a hook that adjusts the daemon before it
 // starts.
 func runDaemonWith(args []string, logOut io.Writer, sigs <-chan os.Signal, setup func(*runEnv)) int {
+	// First, before the configuration is read: heap memory touched
+	// before keeps the pages it got (memtune.Apply).
+	_, memErr := memtune.Apply()
 	fs, path, level, cpuProfile := runFlags()
 	if done, code := parseFlags(fs, "run", args, logOut, logOut); done {
 		return code
@@ -76,7 +79,9 @@ func runDaemonWith(args []string, logOut io.Writer, sigs <-chan os.Signal, setup
 		}
 		defer stop()
 	}
-	gcpace.Apply() // a small heap: see gcpace.Percent
+	if memErr != nil {
+		opts.Logger.Warn("memory settings", "error", memErr)
+	}
 	d := daemon.New(c, opts)
 	if env.started != nil {
 		env.started(d)
