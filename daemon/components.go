@@ -15,6 +15,7 @@ import (
 	"github.com/haldir-lb/haldir/connsync"
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
+	"github.com/haldir-lb/haldir/internal/memtune"
 )
 
 // start brings up every component cfg asks for. An error leaves nothing
@@ -75,6 +76,9 @@ func (d *Daemon) start(cfg *conf.Config) (err error) {
 	d.vrrp.Apply(spec)
 	d.tellCluster(hashes)
 	d.startConnSyncRefresh()
+	// Loading built every component at once: what that left behind goes
+	// back to the kernel now, not whenever the paced collector gets to it.
+	memtune.ReleaseAfterLoad(nil)
 	return nil
 }
 

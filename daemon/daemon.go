@@ -31,6 +31,7 @@ import (
 	"github.com/haldir-lb/haldir/drill"
 	"github.com/haldir-lb/haldir/healthcheck"
 	"github.com/haldir-lb/haldir/internal/fifo"
+	"github.com/haldir-lb/haldir/internal/memtune"
 	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/metrics"
 	"github.com/haldir-lb/haldir/vrrp"
@@ -514,6 +515,7 @@ func (d *Daemon) rereadConfig() (errs []string, err error) {
 	}
 	d.log.Info("config reloaded", "config", d.opts.Path)
 	d.setReloadFailed(false)
+	memtune.ReleaseAfterLoad(nil) // the old configuration and the reload's garbage
 	return nil, nil
 }
 

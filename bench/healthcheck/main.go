@@ -755,6 +755,7 @@ func runScenario(sc string, d, interval time.Duration, down int) result {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	memtune.ReleaseAfterLoad(nil) // as the daemon does once it has loaded a configuration
 	if memStatsAfterUpdate {
 		// Setup is where the peak is usually set: the probes built, the
 		// setup's garbage not yet collected.

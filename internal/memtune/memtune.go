@@ -104,3 +104,22 @@ func ExecWithoutHugePages() error {
 	os.Unsetenv(reexecMark)
 	return fmt.Errorf("re-executing %s without huge pages: %w", self, err)
 }
+
+// ReleaseAfterLoad returns the garbage of loading a configuration to the
+// operating system: a forced collection and then every free page given
+// back (debug.FreeOSMemory), on a goroutine of its own, so that the caller
+// (the daemon's loop after a start or a reload) does not wait for the
+// collection. Building 1k probes leaves about a megabyte of garbage behind
+// that the paced collector, with checks that allocate nothing, would not
+// collect for a long time: in bench/healthcheck at tcp-1k, anonymous
+// memory at the end of the window was 4.71-4.78 MiB without this and
+// 4.28-4.37 with it (three runs each), and peak RSS 11.2-11.3 against
+// 10.8-11.1. done, when not nil, is closed once the pages are back.
+func ReleaseAfterLoad(done chan<- struct{}) {
+	go func() {
+		debug.FreeOSMemory()
+		if done != nil {
+			close(done)
+		}
+	}()
+}

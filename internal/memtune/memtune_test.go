@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -123,5 +126,39 @@ func TestExecWithoutHugePages(t *testing.T) {
 	}
 	if want := `returned err=<nil> off=true mark=""`; lines[1] != want {
 		t.Errorf("got %q, want %q", lines[1], want)
+	}
+}
+
+// TestReleaseAfterLoad asserts that a collection was forced and that free
+// heap pages went back to the kernel: garbage left by a "load" is released
+// once ReleaseAfterLoad is done.
+func TestReleaseAfterLoad(t *testing.T) {
+	forced := func() uint64 {
+		s := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	// A load's garbage: 8 MiB of blocks, dropped.
+	garbage := make([][]byte, 0, 1024)
+	for range 1024 {
+		garbage = append(garbage, make([]byte, 8<<10))
+	}
+	runtime.KeepAlive(garbage)
+	garbage = nil
+	before := forced()
+	done := make(chan struct{})
+	ReleaseAfterLoad(done)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReleaseAfterLoad not done within 10s")
+	}
+	if after := forced(); after <= before {
+		t.Errorf("forced collections %d -> %d: none ran", before, after)
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	if idle := ms.HeapIdle - ms.HeapReleased; idle > 1<<20 {
+		t.Errorf("%d bytes of free heap kept after the release, want at most 1 MiB", idle)
 	}
 }
