@@ -755,13 +755,13 @@ func runScenario(sc string, d, interval time.Duration, down int) result {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	memtune.ReleaseAfterLoad(nil) // as the daemon does once it has loaded a configuration
 	if memStatsAfterUpdate {
 		// Setup is where the peak is usually set: the probes built, the
-		// setup's garbage not yet collected.
+		// setup's garbage not yet released.
 		fmt.Fprintln(os.Stderr, "after Update: peak RSS MiB", procStatusMiB("self", "VmHWM"), "anon", procStatusMiB("self", "RssAnon"), "file", procStatusMiB("self", "RssFile"))
 		printMemStats()
 	}
+	memtune.ReleaseAfterLoad(nil) // as the daemon does once it has loaded a configuration
 	go s.Run(ctx)
 
 	// One interval of warm-up: every probe has run once, phases settled.
