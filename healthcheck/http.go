@@ -324,12 +324,9 @@ func (c *httpURL) quick(b []byte, eof bool) (Result, quickState) {
 	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[7] != '0' && line[7] != '1' || line[8] != ' ' {
 		return Result{}, quickNo
 	}
-	code := 0
-	for _, d := range line[9:12] {
-		if d < '0' || d > '9' {
-			return Result{}, quickNo
-		}
-		code = code*10 + int(d-'0')
+	code, ok := digits(line[9:12])
+	if !ok {
+		return Result{}, quickNo
 	}
 	if len(line) > 12 && line[12] != ' ' || !printable(line[12:]) || code < 200 || code == 204 || code == 304 {
 		return Result{}, quickNo
