@@ -47,7 +47,10 @@ type timerSet struct {
 	// 100 times a second, and a map's iteration, insert and delete were
 	// 4% of its CPU (perf) where a scan of a few pointers costs nothing.
 	armed  []*fdTimer
-	kernel time.Time // when the timerfd fires; zero: disarmed
+	kernel time.Time // the deadline the timerfd is set for; zero: disarmed
+	// fireAt is the earliest the timerfd can fire for its last setting, a
+	// monotonic reading (zero: disarmed, or its fire taken).
+	fireAt time.Time
 	// wakes counts the timerfd's fires (tests: what a later deadline
 	// costs).
 	wakes atomic.Int64
@@ -80,7 +83,7 @@ func (s *timerSet) newTimer() (*fdTimer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("vrrp: timerfd_create: %w", err)
 		}
-		s.fd, s.f, s.kernel = fd, os.NewFile(uintptr(fd), "vrrp-timer"), time.Time{}
+		s.fd, s.f, s.kernel, s.fireAt = fd, os.NewFile(uintptr(fd), "vrrp-timer"), time.Time{}, time.Time{}
 		go s.run(s.f)
 	}
 	s.refs++
@@ -93,21 +96,25 @@ func (s *timerSet) run(f *os.File) {
 	if err != nil {
 		return // closed already
 	}
-	// The expiration count is read with a raw call (timerfd.Read); Go's
-	// poller does the waiting.
 	var due []*fdTimer
 	// One Read for the timerfd's whole life: fire handles a fire and
 	// returns false, so the poller waits for the next one. A Read per fire
 	// begins by forgetting what the poller saw, so it must try the fd
-	// before it waits, a read that fails with EAGAIN on every fire (one
-	// system call in six of a master at 10ms).
-	fire := func(fd uintptr) bool {
-		if !timerfd.Read(fd) {
+	// before it waits, a read that fails with EAGAIN on every fire.
+	//
+	// Nor does fire read the expiration count: Go's poller waits
+	// edge-triggered, and each expiration wakes the timerfd's waiters
+	// whether or not the last one was read (the next timerfd_settime
+	// clears the count). Whether the kernel timer has fired for what it
+	// was set for last is told by the clock instead (takeFired): a read per
+	// fire was one system call in five of a master at 10ms.
+	fire := func(uintptr) bool {
+		now := time.Now()
+		var ok bool
+		if due, ok = s.takeFired(now, due[:0]); !ok {
 			return false
 		}
 		s.wakes.Add(1)
-		now := time.Now()
-		due = s.take(now, due[:0])
 		for _, t := range due {
 			if f := t.fired.Load(); f != nil && (*f)() {
 				continue
@@ -151,13 +158,31 @@ func (s *timerSet) earliest() time.Time {
 	return next
 }
 
+// takeFired is take when the kernel timer has fired for its last setting
+// by now; otherwise it takes nothing and returns false: the poller woke
+// for an expiration that a timerfd_settime has replaced since (a deadline
+// moved, the fire handled already).
+func (s *timerSet) takeFired(now time.Time, due []*fdTimer) ([]*fdTimer, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fireAt.IsZero() || now.Before(s.fireAt) {
+		return due, false
+	}
+	return s.takeLocked(now, due), true
+}
+
 // take removes the timers due at now (within their slack) from the armed
 // ones and appends them to due, earliest deadline first, and re-arms the
 // kernel timer for the earliest deadline left.
 func (s *timerSet) take(now time.Time, due []*fdTimer) []*fdTimer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.kernel = time.Time{}
+	return s.takeLocked(now, due)
+}
+
+// takeLocked is take, s.mu held.
+func (s *timerSet) takeLocked(now time.Time, due []*fdTimer) []*fdTimer {
+	s.kernel, s.fireAt = time.Time{}, time.Time{}
 	for i := 0; i < len(s.armed); {
 		t := s.armed[i]
 		if now.Before(t.want.Add(-t.slack)) {
@@ -177,10 +202,15 @@ func (s *timerSet) take(now time.Time, due []*fdTimer) []*fdTimer {
 }
 
 // arm sets the kernel timer for at, s.mu held; a deadline already past
-// fires at once.
+// fires at once. fireAt is read from the clock just before the call, and
+// the kernel counts its relative time from within the call, so the timer
+// cannot fire before fireAt; it is a monotonic reading, which at (a
+// kernel receive stamp plus Master_Down_Interval, say) may not be, so a
+// step of the wall clock cannot make a fire look early.
 func (s *timerSet) arm(now, at time.Time) {
-	s.kernel = at
-	timerfd.Set(s.fd, max(at.Sub(now), time.Nanosecond))
+	d := max(at.Sub(now), time.Nanosecond)
+	s.kernel, s.fireAt = at, time.Now().Add(d)
+	timerfd.Set(s.fd, d)
 }
 
 // enlist adds t to the armed timers, s.mu held.
@@ -282,7 +312,7 @@ func (t *fdTimer) close() {
 	t.fired.Store(nil)
 	var f *os.File
 	if s.refs--; s.refs == 0 {
-		f, s.f, s.kernel = s.f, nil, time.Time{}
+		f, s.f, s.kernel, s.fireAt = s.f, nil, time.Time{}, time.Time{}
 	}
 	s.mu.Unlock()
 	// Outside the lock: Close waits for a fire being handled, which

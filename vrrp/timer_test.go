@@ -253,3 +253,46 @@ func TestTimerSetArmedSlots(t *testing.T) {
 		}
 	}
 }
+
+// TestTimerSetTakesOnlyKernelFires: the set's goroutine does not read the
+// timerfd's count, so a wake-up for an expiration that a later
+// timerfd_settime replaced (a backup's deadline pushed back after the
+// kernel timer fired, before the wake-up was handled) must take nothing;
+// the clock against the kernel timer's setting tells them apart. A fire
+// is taken once.
+func TestTimerSetTakesOnlyKernelFires(t *testing.T) {
+	s := &timerSet{fd: -1} // no timerfd: the settings are not sent
+	tm := &fdTimer{set: s, slot: -1}
+	start := time.Now()
+	tm.resetAt(start, start.Add(time.Hour))
+	if due, ok := s.takeFired(time.Now(), nil); ok || len(due) != 0 {
+		t.Fatalf("before the kernel timer's setting: took %d, %v", len(due), ok)
+	}
+	if tm.slot != 0 || s.kernelAt() != start.Add(time.Hour) {
+		t.Fatalf("a wake-up before the setting disarmed the timer (slot %d, kernel at %v)", tm.slot, s.kernelAt())
+	}
+	// A deadline already past: the kernel timer is set 1ns ahead.
+	now := time.Now()
+	tm.resetAt(now, now.Add(-time.Millisecond))
+	for deadline := time.Now().Add(time.Second); ; {
+		due, ok := s.takeFired(time.Now(), nil)
+		if ok {
+			if len(due) != 1 || due[0] != tm || tm.slot != -1 {
+				t.Fatalf("took %d timers (slot %d), want the one due", len(due), tm.slot)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a past deadline's fire was never taken")
+		}
+	}
+	if due, ok := s.takeFired(time.Now(), nil); ok || len(due) != 0 {
+		t.Fatalf("the same fire taken twice: %d, %v", len(due), ok)
+	}
+	// A deadline without a monotonic reading (an advert's kernel receive
+	// stamp plus Master_Down_Interval) still gives a monotonic setting.
+	tm.resetAt(time.Now(), time.Now().Round(0).Add(time.Hour))
+	if s.fireAt.Round(0) == s.fireAt {
+		t.Fatal("the kernel timer's setting has no monotonic reading")
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -85,22 +86,30 @@ func run(role, ifname, src string, instances int, interval time.Duration, priori
 	return fmt.Errorf("-role %q: want master or backup", role)
 }
 
-// timer is the timerfd, read through the poller.
+// timer is the timerfd, waited on through the poller.
 type timer struct {
 	fd int
 	rc syscall.RawConn
-	n  [8]byte
+	// at is when the timerfd can fire for its last setting, in ns since
+	// epoch (monotonic), 0 when its fire was taken; arm runs on the
+	// backup's reading goroutine.
+	at atomic.Int64
 }
 
+// epoch is the monotonic origin of timer.at.
+var epoch = time.Now()
+
 // each calls fire after each fire of the timer, until fire returns an
-// error or the timerfd is closed. It is one Read for all fires, as
-// haldir's timerSet reads: a Read per fire would begin with a read that
-// fails with EAGAIN, since Read forgets what the poller saw before it.
+// error or the timerfd is closed. It waits as haldir's timerSet does: one
+// Read for all fires (a Read per fire would begin with a read that fails
+// with EAGAIN, since Read forgets what the poller saw before it), and no
+// read of the expiration count, the clock telling a fire from a wake-up
+// for a setting replaced since.
 func (t *timer) each(fire func() error) error {
 	var err error
-	rerr := t.rc.Read(func(fd uintptr) bool {
-		_, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&t.n[0])), uintptr(len(t.n)))
-		if errno == unix.EAGAIN {
+	rerr := t.rc.Read(func(uintptr) bool {
+		at := t.at.Load()
+		if at == 0 || int64(time.Since(epoch)) < at || !t.at.CompareAndSwap(at, 0) {
 			return false
 		}
 		err = fire()
@@ -111,7 +120,9 @@ func (t *timer) each(fire func() error) error {
 
 // arm sets the timer d from now.
 func (t *timer) arm(d time.Duration) {
-	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(max(d, 1).Nanoseconds())}
+	d = max(d, 1)
+	t.at.Store(int64(time.Since(epoch) + d))
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(d.Nanoseconds())}
 	_, _, _ = unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, uintptr(t.fd), 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
 }
 
