@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -135,6 +136,57 @@ func TestAdvertPathAllocs(t *testing.T) {
 		}
 		if conn.reads != 101 {
 			t.Fatalf("%d reads of the socket in 101 calls", conn.reads)
+		}
+	})
+
+	t.Run("Decoder.Decode", func(t *testing.T) {
+		// A backup decodes every advert its master sends; the address
+		// list is the decoder's, not made for each.
+		vip := netip.MustParseAddr("192.0.2.1")
+		a := Advert{Version: 3, VRID: 7, Priority: 200, Interval: 10 * time.Millisecond, Addrs: []netip.Addr{vip, v4b}}
+		p, err := a.Marshal(v4a, GroupV4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := Decoder{Routers: map[uint8]Expect{7: {Version: 3, Addrs: []netip.Addr{v4b, vip}}}, Drops: &DropCounters{}}
+		r := Received{Payload: p, Src: v4a, Dst: GroupV4, TTL: 255}
+		var got Advert
+		var reason DropReason
+		if n := testing.AllocsPerRun(100, func() { got, reason = dec.Decode(r) }); n != 0 {
+			t.Errorf("%.0f allocations per advert decoded, want 0", n)
+		}
+		if reason != DropNone || got.Priority != 200 || !slices.Equal(got.Addrs, a.Addrs) {
+			t.Fatalf("decoded %+v, %v; want %+v", got, reason, a)
+		}
+	})
+
+	t.Run("driver backup advert", func(t *testing.T) {
+		// The whole of what a backup does per advert read, but the
+		// socket: decoding, the machine, the status, the timer pushed
+		// back.
+		in := NewInstance(specOf(goodInstance()), Options{})
+		in.decode = in.advertDecoder()
+		conn := &waitingCountConn{}
+		rt := &runtime{src: v4a, conn: conn, xmit: conn, vips: &fakeVIPs{}, announce: logAnnouncer{log: &ioLog{}}, path: fakePath{}}
+		d := driverFor(t, in, rt)
+		d.track = tracking{}
+		d.handle(EvStartup{})
+		a := Advert{Version: 3, VRID: 7, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}
+		p, err := a.Marshal(v4b, GroupV4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := Received{Payload: p, Src: v4b, Dst: GroupV4, TTL: 255}
+		read := func() {
+			r.At = time.Now()
+			d.mine(r)
+		}
+		n := testing.AllocsPerRun(100, read)
+		if n > 2 {
+			t.Errorf("%.0f allocations per advert read, want at most 2 (the machine's actions)", n)
+		}
+		if st := in.Status(); st.State != StateBackup || st.AdvertsRecv != 101 || st.PeerAddr != v4b {
+			t.Fatalf("status %v, %d adverts from %v; want backup, 101 from %v", st.State, st.AdvertsRecv, st.PeerAddr, v4b)
 		}
 	})
 

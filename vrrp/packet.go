@@ -141,6 +141,12 @@ func grow(buf []byte, n int) (all, tail []byte) {
 // to dst: length, version, type, checksum and interval. It knows nothing of
 // the configured virtual routers; Decoder.Decode adds those checks.
 func Parse(b []byte, src, dst netip.Addr) (Advert, DropReason) {
+	return parseInto(b, src, dst, nil)
+}
+
+// parseInto is Parse with the advert's addresses in addrs when they fit
+// its capacity.
+func parseInto(b []byte, src, dst netip.Addr, addrs []netip.Addr) (Advert, DropReason) {
 	var a Advert
 	src, dst = src.Unmap(), dst.Unmap()
 	if !src.IsValid() || !dst.IsValid() || src.Is4() != dst.Is4() {
@@ -190,7 +196,11 @@ func Parse(b []byte, src, dst netip.Addr) (Advert, DropReason) {
 	if a.Interval == 0 {
 		return a, DropBadInterval
 	}
-	a.Addrs = make([]netip.Addr, n)
+	if cap(addrs) >= n {
+		a.Addrs = addrs[:n]
+	} else {
+		a.Addrs = make([]netip.Addr, n)
+	}
 	for i := range n {
 		p := b[headerLen+i*alen : headerLen+(i+1)*alen]
 		if v6 {
@@ -236,10 +246,15 @@ type Received struct {
 type Decoder struct {
 	Routers map[uint8]Expect
 	Drops   *DropCounters // may be nil
+	// addrs holds the addresses of the advert decoded last: a backup
+	// decodes one advert per interval per instance, and a list made for
+	// each was most of what it allocated.
+	addrs []netip.Addr
 }
 
 // Decode validates r and returns the advert, or the reason it was dropped
 // (the drop is counted). RFC 3768 §7.1 and RFC 5798 §7.1 list the checks.
+// The advert's Addrs are the decoder's: valid until its next Decode.
 func (d *Decoder) Decode(r Received) (Advert, DropReason) {
 	a, reason := d.decode(r)
 	if reason != DropNone && d.Drops != nil {
@@ -254,9 +269,12 @@ func (d *Decoder) decode(r Received) (Advert, DropReason) {
 	if r.TTL != 255 {
 		return Advert{}, DropBadTTL
 	}
-	a, reason := Parse(r.Payload, r.Src, r.Dst)
+	a, reason := parseInto(r.Payload, r.Src, r.Dst, d.addrs)
 	if reason != DropNone {
 		return a, reason
+	}
+	if cap(a.Addrs) > cap(d.addrs) {
+		d.addrs = a.Addrs
 	}
 	e, ok := d.Routers[a.VRID]
 	if !ok {
