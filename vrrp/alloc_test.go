@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"bytes"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -232,6 +233,58 @@ func TestAdvertPathAllocs(t *testing.T) {
 					t.Fatalf("actions %v do not end by arming the timer for %v", acts, m.Deadline())
 				}
 			})
+		}
+	})
+}
+
+// BenchmarkAdvertPath: what a master does per advert sent and a backup
+// per advert read, hot, but the socket (the timer's timerfd_settime is
+// real). In the VRRP CPU table each costs far more, once per wake-up on a
+// CPU the other daemons share; this is the floor of that.
+func BenchmarkAdvertPath(b *testing.B) {
+	v4a, v4b := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.11")
+	newDriver := func(b *testing.B, interval time.Duration) *driver {
+		ic := goodInstance()
+		ic.AdvertInterval = conf.Duration(interval)
+		in := NewInstance(specOf(ic), Options{Logger: slog.New(slog.DiscardHandler)})
+		in.decode = in.advertDecoder()
+		conn := &waitingCountConn{}
+		rt := &runtime{src: v4a, conn: conn, xmit: conn, vips: &fakeVIPs{}, announce: logAnnouncer{log: &ioLog{}}, path: fakePath{}}
+		d := driverFor(b, in, rt)
+		d.track = tracking{}
+		b.Cleanup(d.stopAnnounce)
+		return d
+	}
+	b.Run("master Adver_Timer", func(b *testing.B) {
+		d := newDriver(b, 10*time.Millisecond)
+		d.m.Handle(time.Now().Add(-time.Minute), EvStartup{})
+		d.handle(EvTimer{}) // master down: takes over
+		d.stopAnnounce()
+		if d.m.State() != StateMaster {
+			b.Fatalf("state %v, want master", d.m.State())
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			d.m.deadline = time.Now().Add(-time.Millisecond) // due
+			d.handle(EvTimer{})
+		}
+	})
+	b.Run("backup advert", func(b *testing.B) {
+		d := newDriver(b, time.Second)
+		d.handle(EvStartup{})
+		a := Advert{Version: 3, VRID: 7, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}
+		p, err := a.Marshal(v4b, GroupV4)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := Received{Payload: p, Src: v4b, Dst: GroupV4, TTL: 255}
+		b.ReportAllocs()
+		for b.Loop() {
+			r.At = time.Now()
+			d.mine(r)
+		}
+		if d.m.State() != StateBackup {
+			b.Fatalf("state %v, want backup", d.m.State())
 		}
 	})
 }

@@ -100,7 +100,7 @@ func testDriver(t *testing.T, rec *recorder) (*driver, *fakeConn) {
 
 // driverFor is in's driver over rt: the machine (its primary address
 // rt.src), the timer and the notifier are real.
-func driverFor(t *testing.T, in *Instance, rt *runtime) *driver {
+func driverFor(t testing.TB, in *Instance, rt *runtime) *driver {
 	t.Helper()
 	m, err := NewMachine(in.machineConfig(rt.src))
 	if err != nil {
