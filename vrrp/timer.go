@@ -14,7 +14,7 @@ import (
 )
 
 // timerSet runs the protocol timers (Master_Down_Timer, Adver_Timer) of
-// many instances, a Runner's or a Set's, on one timerfd read through Go's
+// many instances, a Runner's or a Set's, on one timerfd waited on through Go's
 // poller, as keepalived runs every instance's timers on one thread.
 //
 // A timerfd, not a time.Timer: the Go runtime sleeps in epoll_wait, whose
