@@ -94,22 +94,7 @@ func TestAdvertPathAllocs(t *testing.T) {
 		// The whole of what a master does when its Adver_Timer fires,
 		// but the socket: the machine, the status, the encoding, the
 		// timer re-armed.
-		ic := goodInstance()
-		ic.AdvertInterval = conf.Duration(10 * time.Millisecond)
-		in := NewInstance(specOf(ic), Options{})
-		conn := &countConn{}
-		rt := &runtime{src: v4a, conn: conn, xmit: conn, vips: &fakeVIPs{}, announce: logAnnouncer{log: &ioLog{}}, path: fakePath{}}
-		d := driverFor(t, in, rt)
-		d.track = tracking{}
-		t.Cleanup(d.stopAnnounce)
-		if _, reason := d.m.Handle(time.Now().Add(-time.Minute), EvStartup{}); reason != Handled {
-			t.Fatalf("startup: %v", reason)
-		}
-		d.handle(EvTimer{}) // master down: takes over
-		d.stopAnnounce()
-		if d.m.State() != StateMaster {
-			t.Fatalf("state %v, want master", d.m.State())
-		}
+		d, conn := masterDriver(t)
 		sent := conn.n
 		fire := func() {
 			d.m.deadline = time.Now().Add(-time.Millisecond) // due
@@ -165,28 +150,12 @@ func TestAdvertPathAllocs(t *testing.T) {
 		// The whole of what a backup does per advert read, but the
 		// socket: decoding, the machine, the status, the timer pushed
 		// back.
-		in := NewInstance(specOf(goodInstance()), Options{})
-		in.decode = in.advertDecoder()
-		conn := &waitingCountConn{}
-		rt := &runtime{src: v4a, conn: conn, xmit: conn, vips: &fakeVIPs{}, announce: logAnnouncer{log: &ioLog{}}, path: fakePath{}}
-		d := driverFor(t, in, rt)
-		d.track = tracking{}
-		d.handle(EvStartup{})
-		a := Advert{Version: 3, VRID: 7, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}
-		p, err := a.Marshal(v4b, GroupV4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := Received{Payload: p, Src: v4b, Dst: GroupV4, TTL: 255}
-		read := func() {
-			r.At = time.Now()
-			d.mine(r)
-		}
+		d, read := backupDriver(t)
 		n := testing.AllocsPerRun(100, read)
 		if n > 2 {
 			t.Errorf("%.0f allocations per advert read, want at most 2 (the machine's actions)", n)
 		}
-		if st := in.Status(); st.State != StateBackup || st.AdvertsRecv != 101 || st.PeerAddr != v4b {
+		if st := d.in.Status(); st.State != StateBackup || st.AdvertsRecv != 101 || st.PeerAddr != v4b {
 			t.Fatalf("status %v, %d adverts from %v; want backup, 101 from %v", st.State, st.AdvertsRecv, st.PeerAddr, v4b)
 		}
 	})
@@ -242,27 +211,8 @@ func TestAdvertPathAllocs(t *testing.T) {
 // real). In the VRRP CPU table each costs far more, once per wake-up on a
 // CPU the other daemons share; this is the floor of that.
 func BenchmarkAdvertPath(b *testing.B) {
-	v4a, v4b := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.11")
-	newDriver := func(b *testing.B, interval time.Duration) *driver {
-		ic := goodInstance()
-		ic.AdvertInterval = conf.Duration(interval)
-		in := NewInstance(specOf(ic), Options{Logger: slog.New(slog.DiscardHandler)})
-		in.decode = in.advertDecoder()
-		conn := &waitingCountConn{}
-		rt := &runtime{src: v4a, conn: conn, xmit: conn, vips: &fakeVIPs{}, announce: logAnnouncer{log: &ioLog{}}, path: fakePath{}}
-		d := driverFor(b, in, rt)
-		d.track = tracking{}
-		b.Cleanup(d.stopAnnounce)
-		return d
-	}
 	b.Run("master Adver_Timer", func(b *testing.B) {
-		d := newDriver(b, 10*time.Millisecond)
-		d.m.Handle(time.Now().Add(-time.Minute), EvStartup{})
-		d.handle(EvTimer{}) // master down: takes over
-		d.stopAnnounce()
-		if d.m.State() != StateMaster {
-			b.Fatalf("state %v, want master", d.m.State())
-		}
+		d, _ := masterDriver(b)
 		b.ReportAllocs()
 		for b.Loop() {
 			d.m.deadline = time.Now().Add(-time.Millisecond) // due
@@ -270,23 +220,66 @@ func BenchmarkAdvertPath(b *testing.B) {
 		}
 	})
 	b.Run("backup advert", func(b *testing.B) {
-		d := newDriver(b, time.Second)
-		d.handle(EvStartup{})
-		a := Advert{Version: 3, VRID: 7, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}
-		p, err := a.Marshal(v4b, GroupV4)
-		if err != nil {
-			b.Fatal(err)
-		}
-		r := Received{Payload: p, Src: v4b, Dst: GroupV4, TTL: 255}
+		d, read := backupDriver(b)
 		b.ReportAllocs()
 		for b.Loop() {
-			r.At = time.Now()
-			d.mine(r)
+			read()
 		}
 		if d.m.State() != StateBackup {
 			b.Fatalf("state %v, want backup", d.m.State())
 		}
 	})
+}
+
+// advertDriver is a driver of goodInstance advertising every interval,
+// whose socket counts the adverts written and holds nothing waiting.
+func advertDriver(tb testing.TB, interval time.Duration) (*driver, *waitingCountConn) {
+	tb.Helper()
+	ic := goodInstance()
+	ic.AdvertInterval = conf.Duration(interval)
+	in := NewInstance(specOf(ic), Options{Logger: slog.New(slog.DiscardHandler)})
+	in.decode = in.advertDecoder()
+	conn := &waitingCountConn{}
+	rt := &runtime{src: netip.MustParseAddr("192.0.2.10"), conn: conn, xmit: conn, vips: &fakeVIPs{}, announce: logAnnouncer{log: &ioLog{}}, path: fakePath{}}
+	d := driverFor(tb, in, rt)
+	d.track = tracking{}
+	tb.Cleanup(d.stopAnnounce)
+	return d, conn
+}
+
+// masterDriver is an advertDriver at 10ms that has taken over: master,
+// its gratuitous ARPs stopped.
+func masterDriver(tb testing.TB) (*driver, *waitingCountConn) {
+	tb.Helper()
+	d, conn := advertDriver(tb, 10*time.Millisecond)
+	if _, reason := d.m.Handle(time.Now().Add(-time.Minute), EvStartup{}); reason != Handled {
+		tb.Fatalf("startup: %v", reason)
+	}
+	d.handle(EvTimer{}) // master down: takes over
+	d.stopAnnounce()
+	if d.m.State() != StateMaster {
+		tb.Fatalf("state %v, want master", d.m.State())
+	}
+	return d, conn
+}
+
+// backupDriver is a backup advertDriver at 1s, and read hands it one
+// advert of its master, 192.0.2.11 at priority 200, as come now.
+func backupDriver(tb testing.TB) (d *driver, read func()) {
+	tb.Helper()
+	d, _ = advertDriver(tb, time.Second)
+	d.handle(EvStartup{})
+	src := netip.MustParseAddr("192.0.2.11")
+	a := Advert{Version: 3, VRID: 7, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}
+	p, err := a.Marshal(src, GroupV4)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := Received{Payload: p, Src: src, Dst: GroupV4, TTL: 255}
+	return d, func() {
+		r.At = time.Now()
+		d.mine(r)
+	}
 }
 
 // waitingCountConn is a countConn whose socket never holds anything
