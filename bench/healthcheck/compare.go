@@ -25,14 +25,45 @@ import (
 // checkers run in the same guest, one after the other, against the same
 // loopback servers; the guest's CPUs are emulated (TCG), so absolute
 // numbers are far below the host's and only the ratios mean anything.
+// After them the whole haldir daemon (haldir run, the installed binary)
+// runs the same scenario: haldir's checker above runs alone in a small
+// binary, keepalived's in a process of its own, and the daemon's row is
+// what a director running haldir holds.
 
 const marker = "HCBENCH "
 
-func compareInVM(scenarios string, d, interval time.Duration, down int) int {
+// guestHaldir is where the haldir binary is in the guest.
+const guestHaldir = "/usr/sbin/haldir"
+
+// buildHaldir builds ./cmd/haldir (make bench runs from the module's
+// root) statically into dir, as the packages install it.
+func buildHaldir(dir string) (string, error) {
+	bin := filepath.Join(dir, "haldir")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/haldir")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building haldir for the whole-daemon rows (or give -haldir): %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func compareInVM(scenarios string, d, interval time.Duration, down int, haldirBin string) int {
 	self, err := os.Executable()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	if haldirBin == "" {
+		tmp, err := os.MkdirTemp("", "hcbench-haldir")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(tmp)
+		if haldirBin, err = buildHaldir(tmp); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	ka, err := exec.LookPath("keepalived")
 	if err != nil {
@@ -55,12 +86,13 @@ func compareInVM(scenarios string, d, interval time.Duration, down int) int {
 	}()
 	code, err := vm.Run(context.Background(), vm.Options{
 		Args: []string{self, "-guest-compare", "-scenarios", scenarios, "-duration", d.String(),
-			"-interval", interval.String(), "-timeout", checkTimeout.String(), "-down", strconv.Itoa(down)},
-		Files:    []vm.File{{Host: ka, Guest: ka, WithLibs: true}},
+			"-interval", interval.String(), "-timeout", checkTimeout.String(), "-down", strconv.Itoa(down),
+			"-haldir", guestHaldir},
+		Files:    []vm.File{{Host: ka, Guest: ka, WithLibs: true}, {Host: haldirBin, Guest: guestHaldir}},
 		Env:      passGOMAXPROCS(),
 		CPUs:     2,
 		MemoryMB: 2048,
-		Timeout:  time.Duration(n)*2*(d+30*time.Second) + 2*time.Minute,
+		Timeout:  time.Duration(n)*4*(d+30*time.Second) + 2*time.Minute,
 		Output:   pw,
 	})
 	pw.Close()
@@ -71,35 +103,50 @@ func compareInVM(scenarios string, d, interval time.Duration, down int) int {
 	return 0
 }
 
-func guestCompare(scenarios string, d, interval time.Duration, down int) {
+func guestCompare(scenarios string, d, interval time.Duration, down int, haldirBin string) {
 	var rows, notes []string
 	say := func(format string, a ...any) { fmt.Printf(marker+format+"\n", a...) }
 	say("keepalived vs haldir, same VM (TCG-emulated, 2 vCPUs), window %v, interval %v, %d targets taken down halfway", d, interval, down)
+	row := func(sc string, r result) {
+		if r.Error != "" {
+			rows = append(rows, fmt.Sprintf("| %s | %s | error: %s |", sc, r.Scenario, r.Error))
+			return
+		}
+		rows = append(rows, fmt.Sprintf("| %s | %s | %.0f | %.1f | %.0f | %.1f | %.0f | %.1f | %.1f (%.0f) | %s | %s | %d/%d |", sc, tool(r), r.ServedPerS, r.CPUPct,
+			perCheck(r.CPUPct, r), r.ServerCPU, perCheck(r.CPUPct+r.ServerCPU, r), r.PeakRSSMiB, r.AnonRSSMiB, r.HugeMiB,
+			ms(r.DetectP50), ms(r.DetectMax), r.Detected, r.Downed))
+	}
+	ratio := func(sc string, k, h result) {
+		if k.Error != "" || h.Error != "" || h.CPUPct == 0 {
+			return
+		}
+		rows = append(rows, fmt.Sprintf("| %s | ratio keepalived/%s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | |", sc, tool(h),
+			k.ServedPerS/h.ServedPerS, k.CPUPct/h.CPUPct, perCheck(k.CPUPct, k)/perCheck(h.CPUPct, h), k.ServerCPU/h.ServerCPU,
+			perCheck(k.CPUPct+k.ServerCPU, k)/perCheck(h.CPUPct+h.ServerCPU, h), k.PeakRSSMiB/h.PeakRSSMiB, k.AnonRSSMiB/h.AnonRSSMiB,
+			float64(k.DetectP50)/float64(h.DetectP50), float64(k.DetectMax)/float64(h.DetectMax)))
+	}
 	for _, sc := range strings.Split(scenarios, ",") {
 		fmt.Fprintf(os.Stderr, "guest: keepalived %s\n", sc)
-		k := runKeepalived(sc, d, interval, down)
+		k := runDaemon(keepalivedDaemon, sc, d, interval, down)
 		fmt.Fprintf(os.Stderr, "guest: haldir %s\n", sc)
 		h := spawnScenario(sc, d, interval, down)
-		for _, r := range []result{k, h} {
-			if r.Error != "" {
-				rows = append(rows, fmt.Sprintf("| %s | %s | error: %s |", sc, r.Scenario, r.Error))
-				continue
-			}
-			rows = append(rows, fmt.Sprintf("| %s | %s | %.0f | %.1f | %.0f | %.1f | %.0f | %.1f | %.1f (%.0f) | %s | %s | %d/%d |", sc, tool(r), r.ServedPerS, r.CPUPct,
-				perCheck(r.CPUPct, r), r.ServerCPU, perCheck(r.CPUPct+r.ServerCPU, r), r.PeakRSSMiB, r.AnonRSSMiB, r.HugeMiB,
-				ms(r.DetectP50), ms(r.DetectMax), r.Detected, r.Downed))
-		}
+		row(sc, k)
+		row(sc, h)
 		for reason, c := range h.Reasons {
 			notes = append(notes, fmt.Sprintf("%s haldir: %d unexpected failures: %s", sc, c, reason))
 		}
 		if h.Error == "" {
 			notes = append(notes, fmt.Sprintf("%s haldir: %.0f checks/s completed, scheduling lag p50 %s ms p99 %s ms", sc, h.ChecksPerS, ms(h.LagP50), ms(h.LagP99)))
 		}
-		if k.Error == "" && h.Error == "" && h.CPUPct > 0 {
-			rows = append(rows, fmt.Sprintf("| %s | ratio keepalived/haldir | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | |", sc,
-				k.ServedPerS/h.ServedPerS, k.CPUPct/h.CPUPct, perCheck(k.CPUPct, k)/perCheck(h.CPUPct, h), k.ServerCPU/h.ServerCPU,
-				perCheck(k.CPUPct+k.ServerCPU, k)/perCheck(h.CPUPct+h.ServerCPU, h), k.PeakRSSMiB/h.PeakRSSMiB, k.AnonRSSMiB/h.AnonRSSMiB,
-				float64(k.DetectP50)/float64(h.DetectP50), float64(k.DetectMax)/float64(h.DetectMax)))
+		ratio(sc, k, h)
+		// The whole daemon as well: its checks are the checker's above,
+		// but its process holds everything else a director runs, and its
+		// binary is the one installed.
+		if haldirBin != "" {
+			fmt.Fprintf(os.Stderr, "guest: haldir run %s\n", sc)
+			hd := runDaemon(haldirDaemon(haldirBin), sc, d, interval, down)
+			row(sc, hd)
+			ratio(sc, k, hd)
 		}
 		// HTTP scenarios also run the bare epoll loop (the same
 		// connections and requests from this binary, no scheduler, no
@@ -165,6 +212,9 @@ func tool(r result) string {
 	if strings.HasPrefix(r.Scenario, "epoll") {
 		return "bare Go epoll loop"
 	}
+	if strings.HasPrefix(r.Scenario, "haldir run") {
+		return "haldir run (whole daemon)"
+	}
 	return "haldir"
 }
 
@@ -193,20 +243,78 @@ func kaConfig(kind string, n int, interval time.Duration) string {
 	return b.String()
 }
 
-func runKeepalived(sc string, d, interval time.Duration, down int) result {
+// daemonSpec is a daemon the comparison runs whole against the targets:
+// keepalived, whose checker child is measured, or haldir run, one process.
+type daemonSpec struct {
+	name   string // the result's Scenario prefix
+	config string // the configuration file's name
+	// text is the configuration, dir the run's directory.
+	text func(kind string, n int, interval time.Duration, dir string) string
+	argv func(dir, cfg string) []string
+	// measured is the process whose CPU and memory count, 0 while it is
+	// not known.
+	measured func(dir string, p *os.Process) int
+}
+
+var keepalivedDaemon = daemonSpec{
+	name:   "keepalived",
+	config: "keepalived.conf",
+	text:   func(kind string, n int, interval time.Duration, _ string) string { return kaConfig(kind, n, interval) },
+	argv: func(dir, cfg string) []string {
+		return []string{"keepalived", "-n", "-l", "-C", "-f", cfg, "-p", filepath.Join(dir, "k.pid"), "-c", filepath.Join(dir, "c.pid")}
+	},
+	measured: func(dir string, _ *os.Process) int {
+		b, _ := os.ReadFile(filepath.Join(dir, "c.pid"))
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return pid
+	},
+}
+
+// haldirDaemon runs bin's daemon (haldir run): everything a director
+// runs, its checks included, in one process, which is measured.
+func haldirDaemon(bin string) daemonSpec {
+	return daemonSpec{
+		name:     "haldir run",
+		config:   "haldir.toml",
+		text:     haldirConfig,
+		argv:     func(_, cfg string) []string { return []string{bin, "run", "-c", cfg} },
+		measured: func(_ string, p *os.Process) int { return p.Pid },
+	}
+}
+
+// haldirConfig is kaConfig's services, real servers and checks in
+// haldir's configuration: interval and timeout = interval, fall 1 (retry
+// 0), rise 1, every server up before its first check.
+func haldirConfig(kind string, n int, interval time.Duration, dir string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[global]\nrouter_id = \"hcbench\"\ncontrol_socket = %q\nstate_dir = %q\n", filepath.Join(dir, "haldir.sock"), filepath.Join(dir, "state"))
+	for v := 0; v*100 < n; v++ {
+		fmt.Fprintf(&b, "\n[[virtual_server]]\nname = \"vs%d\"\naddress = \"10.255.%d.%d\"\nport = 80\nscheduler = \"rr\"\nforwarding = \"nat\"\n", v, v/250, v%250+1)
+		fmt.Fprintf(&b, "check = { type = %q, interval = %q, timeout = %q, rise = 1, fall = 1 }\n", kind, interval, interval)
+		for i := v * 100; i < min(n, (v+1)*100); i++ {
+			a := addr(i)
+			fmt.Fprintf(&b, "[[virtual_server.real_server]]\naddress = \"%s\"\nport = %d\n", a.Addr(), a.Port())
+		}
+	}
+	return b.String()
+}
+
+// runDaemon runs scenario sc against daemon ds: the same targets, the
+// same downs, detection read from the IPVS table.
+func runDaemon(ds daemonSpec, sc string, d, interval time.Duration, down int) result {
 	kind, n := parseScenario(sc)
-	r := result{Scenario: "keepalived " + sc, Targets: n}
+	r := result{Scenario: ds.name + " " + sc, Targets: n}
 	fail := func(err error) result { r.Error = err.Error(); return r }
 	if kind != "http" && kind != "tcp" {
-		return fail(fmt.Errorf("keepalived has no %s scenario", kind))
+		return fail(fmt.Errorf("%s: no %s scenario", ds.name, kind))
 	}
-	dir, err := os.MkdirTemp("", "hcbench-ka")
+	dir, err := os.MkdirTemp("", "hcbench-daemon")
 	if err != nil {
 		return fail(err)
 	}
 	defer os.RemoveAll(dir)
-	cfg := filepath.Join(dir, "keepalived.conf")
-	if err := os.WriteFile(cfg, []byte(kaConfig(kind, n, interval)), 0o644); err != nil {
+	cfg := filepath.Join(dir, ds.config)
+	if err := os.WriteFile(cfg, []byte(ds.text(kind, n, interval, dir)), 0o644); err != nil {
 		return fail(err)
 	}
 
@@ -229,8 +337,15 @@ func runKeepalived(sc string, d, interval time.Duration, down int) result {
 		return fail(fmt.Errorf("ipvs: %w", err))
 	}
 	defer h.Close()
+	// Each daemon starts from an empty table: what one left behind must
+	// not count as installed by the next.
+	if err := h.Flush(); err != nil {
+		return fail(fmt.Errorf("ipvs flush: %w", err))
+	}
+	defer h.Flush()
 	logf, _ := os.Create(filepath.Join(dir, "log"))
-	ka := exec.Command("keepalived", "-n", "-l", "-C", "-f", cfg, "-p", filepath.Join(dir, "k.pid"), "-c", filepath.Join(dir, "c.pid"))
+	argv := ds.argv(dir, cfg)
+	ka := exec.Command(argv[0], argv[1:]...)
 	ka.Stdout, ka.Stderr = logf, logf
 	if err := ka.Start(); err != nil {
 		return fail(err)
@@ -248,7 +363,8 @@ func runKeepalived(sc string, d, interval time.Duration, down int) result {
 	}()
 	kaLog := func() string { b, _ := os.ReadFile(filepath.Join(dir, "log")); return string(b) }
 
-	// keepalived adds every real server to IPVS at start-up (not alpha).
+	// Both add every real server at start-up (keepalived without alpha,
+	// haldir with initial_state up).
 	dests := func() map[netip.Addr]bool {
 		m := map[netip.Addr]bool{}
 		svcs, err := h.GetServices()
@@ -271,18 +387,18 @@ func runKeepalived(sc string, d, interval time.Duration, down int) result {
 	deadline := time.Now().Add(60 * time.Second)
 	for len(dests()) < n {
 		if time.Now().After(deadline) {
-			return fail(fmt.Errorf("keepalived did not install %d real servers (has %d); log:\n%s", n, len(dests()), kaLog()))
+			return fail(fmt.Errorf("%s did not install %d real servers (has %d); log:\n%s", ds.name, n, len(dests()), kaLog()))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	var cpid int
 	for cpid == 0 && time.Now().Before(deadline) {
-		b, _ := os.ReadFile(filepath.Join(dir, "c.pid"))
-		cpid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-		time.Sleep(20 * time.Millisecond)
+		if cpid = ds.measured(dir, ka.Process); cpid == 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	if cpid == 0 {
-		return fail(fmt.Errorf("no checker pid; log:\n%s", kaLog()))
+		return fail(fmt.Errorf("%s: no pid to measure; log:\n%s", ds.name, kaLog()))
 	}
 
 	time.Sleep(interval + interval/2)
@@ -306,7 +422,7 @@ func runKeepalived(sc string, d, interval time.Duration, down int) result {
 	}
 	var detect []time.Duration
 	stopAt := t0.Add(d)
-	// keepalived removes a failed real server from IPVS: poll the table
+	// Both remove a failed real server from IPVS: poll the table
 	// (every 20ms, so detection times carry up to 20ms of poll error).
 	for time.Now().Before(stopAt) && len(want) > 0 {
 		now := time.Now()

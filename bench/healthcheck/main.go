@@ -166,6 +166,7 @@ func main() {
 		memstats  = flag.Bool("memstats", false, "with -run: print the runtime's memory statistics to stderr near the end of the window")
 		withKA    = flag.Bool("keepalived", false, "compare with keepalived's checker in a VM that has IPVS (lab/vm; slow TCG emulation, so use small scenarios)")
 		guest     = flag.Bool("guest-compare", false, "internal: the in-VM side of -keepalived")
+		haldirBin = flag.String("haldir", "", "with -keepalived: the static haldir binary whose daemon (haldir run) the VM also measures whole (default: built from ./cmd/haldir)")
 		steer     = flag.Bool("veth-rps", true, "-veth scenarios: steer each side's receive processing to its own CPU (false: each packet is processed on the CPU that sent it)")
 		targetNS  = flag.String("target-netns", "", "internal: with -run, start the servers in this network namespace on CPU 1")
 	)
@@ -201,9 +202,9 @@ func main() {
 		if !set["timeout"] {
 			checkTimeout = *interval
 		}
-		os.Exit(compareInVM(*scenarios, *duration, *interval, *down))
+		os.Exit(compareInVM(*scenarios, *duration, *interval, *down, *haldirBin))
 	case *guest:
-		guestCompare(*scenarios, *duration, *interval, *down)
+		guestCompare(*scenarios, *duration, *interval, *down, *haldirBin)
 	case *serve != "":
 		kind, n := parseScenario(*serve)
 		serveTargets(kind, n)

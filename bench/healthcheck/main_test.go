@@ -5,7 +5,11 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/haldir-lb/haldir/conf"
 )
 
 // benchMainEnv makes the test binary the benchmark program: the smoke test
@@ -49,5 +53,47 @@ func TestBenchSmoke(t *testing.T) {
 				t.Errorf("no %s row for %s:\n%s", mode, sc, out)
 			}
 		}
+	}
+}
+
+// TestHaldirConfigMatchesKeepalived: the whole-daemon rows give haldir the
+// configuration keepalived gets, in haldir's terms: haldir accepts it,
+// and it checks the same targets, spread over the same virtual servers,
+// with the same check, interval, timeout, fall and rise, every server up
+// before its first check.
+func TestHaldirConfigMatchesKeepalived(t *testing.T) {
+	for _, kind := range []string{"tcp", "http"} {
+		t.Run(kind, func(t *testing.T) {
+			const n = 250
+			c, err := conf.Parse([]byte(haldirConfig(kind, n, time.Second, t.TempDir())), "haldir.toml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			spec := conf.Compile(c)
+			want, err := conf.ParseCheckKind(kind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ka := kaConfig(kind, n, time.Second)
+			if got, wantVS := len(spec.VirtualServers), strings.Count(ka, "virtual_server "); got != wantVS {
+				t.Fatalf("%d virtual servers, keepalived's configuration has %d", got, wantVS)
+			}
+			i := 0
+			for _, vs := range spec.VirtualServers {
+				for _, rs := range vs.RealServers {
+					ck := rs.Check
+					if rs.Addr != addr(i) || ck == nil || ck.Connect != addr(i) {
+						t.Fatalf("real server %d: %v checked at %+v, want %v", i, rs.Addr, ck, addr(i))
+					}
+					if ck.Kind != want || ck.Interval != time.Second || ck.Timeout != time.Second || ck.Rise != 1 || ck.Fall != 1 || !ck.InitialUp {
+						t.Fatalf("real server %d: check %+v, want %s every 1s, timeout 1s, rise 1, fall 1, up at first", i, ck, kind)
+					}
+					i++
+				}
+			}
+			if i != n || strings.Count(ka, "real_server ") != n {
+				t.Fatalf("%d real servers, keepalived's configuration has %d, want %d", i, strings.Count(ka, "real_server "), n)
+			}
+		})
 	}
 }
