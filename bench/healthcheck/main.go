@@ -173,15 +173,6 @@ func main() {
 	flag.DurationVar(&checkTimeout, "timeout", 500*time.Millisecond, "check timeout (with -keepalived: the interval, as keepalived's connect_timeout is whole seconds)")
 	flag.Parse()
 	printThreads = *threads
-	if *cpuprof != "" && *run != "" {
-		f, err := os.Create(*cpuprof)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
-	}
 	raiseNofile()
 	targetNetns = *targetNS
 	vethAddrs = strings.HasSuffix(*run+*serve, vethSuffix)
@@ -218,6 +209,21 @@ func main() {
 		if _, err := memtune.Apply(); err != nil { // the checker runs with the daemon's memory settings
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
+		}
+		// After the re-execution: a profiling timer started before it
+		// outlives execve, and its first SIGPROF killed the new image
+		// before Go's handler was in place.
+		if *cpuprof != "" {
+			f, err := os.Create(*cpuprof)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			defer pprof.StopCPUProfile()
 		}
 		// Near the end of the window, while the checker still runs: what
 		// it holds in use then, and what it allocated so far.
