@@ -345,23 +345,23 @@ func runDaemon(ds daemonSpec, sc string, d, interval time.Duration, down int) re
 	defer h.Flush()
 	logf, _ := os.Create(filepath.Join(dir, "log"))
 	argv := ds.argv(dir, cfg)
-	ka := exec.Command(argv[0], argv[1:]...)
-	ka.Stdout, ka.Stderr = logf, logf
-	if err := ka.Start(); err != nil {
+	proc := exec.Command(argv[0], argv[1:]...)
+	proc.Stdout, proc.Stderr = logf, logf
+	if err := proc.Start(); err != nil {
 		return fail(err)
 	}
 	defer func() {
-		ka.Process.Signal(syscall.SIGTERM)
+		proc.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
-		go func() { ka.Wait(); close(done) }()
+		go func() { proc.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
-			ka.Process.Kill()
+			proc.Process.Kill()
 			<-done
 		}
 	}()
-	kaLog := func() string { b, _ := os.ReadFile(filepath.Join(dir, "log")); return string(b) }
+	daemonLog := func() string { b, _ := os.ReadFile(filepath.Join(dir, "log")); return string(b) }
 
 	// Both add every real server at start-up (keepalived without alpha,
 	// haldir with initial_state up).
@@ -372,12 +372,12 @@ func runDaemon(ds daemonSpec, sc string, d, interval time.Duration, down int) re
 			return m
 		}
 		for _, s := range svcs {
-			ds, err := h.GetDestinations(s)
+			dsts, err := h.GetDestinations(s)
 			if err != nil {
 				continue
 			}
-			for _, d := range ds {
-				if a, ok := netip.AddrFromSlice(d.Address); ok && d.Weight > 0 {
+			for _, dst := range dsts {
+				if a, ok := netip.AddrFromSlice(dst.Address); ok && dst.Weight > 0 {
 					m[a.Unmap()] = true
 				}
 			}
@@ -387,18 +387,18 @@ func runDaemon(ds daemonSpec, sc string, d, interval time.Duration, down int) re
 	deadline := time.Now().Add(60 * time.Second)
 	for len(dests()) < n {
 		if time.Now().After(deadline) {
-			return fail(fmt.Errorf("%s did not install %d real servers (has %d); log:\n%s", ds.name, n, len(dests()), kaLog()))
+			return fail(fmt.Errorf("%s did not install %d real servers (has %d); log:\n%s", ds.name, n, len(dests()), daemonLog()))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	var cpid int
 	for cpid == 0 && time.Now().Before(deadline) {
-		if cpid = ds.measured(dir, ka.Process); cpid == 0 {
+		if cpid = ds.measured(dir, proc.Process); cpid == 0 {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	if cpid == 0 {
-		return fail(fmt.Errorf("%s: no pid to measure; log:\n%s", ds.name, kaLog()))
+		return fail(fmt.Errorf("%s: no pid to measure; log:\n%s", ds.name, daemonLog()))
 	}
 
 	time.Sleep(interval + interval/2)
