@@ -353,14 +353,19 @@ func ServeListener(ctx context.Context, ln net.Listener, reg prometheus.Gatherer
 	return serve(ctx, ln, reg)
 }
 
-func serve(ctx context.Context, ln net.Listener, reg prometheus.Gatherer) error {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+// handler serves reg's metrics as /metrics does.
+func handler(reg prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		// A failing collector should not hide the others.
 		ErrorHandling:       promhttp.ContinueOnError,
 		Timeout:             10 * time.Second,
 		MaxRequestsInFlight: 4,
-	}))
+	})
+}
+
+func serve(ctx context.Context, ln net.Listener, reg prometheus.Gatherer) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", handler(reg))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)

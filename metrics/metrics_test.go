@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -22,6 +24,7 @@ import (
 	"github.com/haldir-lb/haldir/director"
 	"github.com/haldir-lb/haldir/healthcheck"
 	"github.com/haldir-lb/haldir/ipvs"
+	"github.com/haldir-lb/haldir/ipvs/ipvstest"
 	"github.com/haldir-lb/haldir/vrrp"
 )
 
@@ -581,4 +584,59 @@ haldir_bgp_withdrawals_total{prefix="192.0.2.10/32",reason="quorum lost: web"} 2
 	if n := testutil.CollectAndCount(New(sample), names...); n != 0 {
 		t.Errorf("%d BGP series without [bgp], want none", n)
 	}
+}
+
+// BenchmarkScrape is one scrape of /metrics as Prometheus asks for it
+// (gzip), at 1k real servers in 10 virtual servers, each with its probe,
+// and the same table in the kernel's IPVS collector: 17 series a real
+// server. Its bytes allocated per scrape are what a scrape adds to the
+// daemon's peak RSS (44 MiB against 26 in the VM at tcp-1k).
+func BenchmarkScrape(b *testing.B) {
+	k := ipvstest.New()
+	var st control.Status
+	for v := range 10 {
+		key := ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 255, 0, byte(v + 1)}), 80)}
+		if err := k.NewService(ipvs.Service{Key: key, ServiceSettings: ipvs.ServiceSettings{Scheduler: "rr"}}); err != nil {
+			b.Fatal(err)
+		}
+		svc := director.ServiceStatus{Name: fmt.Sprintf("vs%d", v), Key: key, QuorumUp: true, InKernel: true}
+		for i := range 100 {
+			addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 1, byte(v), byte(i + 1)}), 8080)
+			if err := k.NewDestination(key, ipvs.Destination{Addr: addr, DestSettings: ipvs.DestSettings{Weight: 1, Forwarding: ipvs.ForwardNAT}}); err != nil {
+				b.Fatal(err)
+			}
+			svc.Reals = append(svc.Reals, director.RealStatus{Addr: addr, Checked: true, Healthy: true, ConfiguredWeight: 1, EffectiveWeight: 1})
+			st.Probes = append(st.Probes, healthcheck.ProbeStatus{Target: healthcheck.Target{Addr: addr, Check: &conf.CheckSpec{Kind: conf.CheckTCP}}, Up: true, Checks: 30})
+		}
+		st.Services = append(st.Services, svc)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(New(func() control.Status { return st }), NewIPVS(k, func() (ipvs.Stats, error) { return ipvs.Stats{}, nil }, time.Second, slog.New(slog.DiscardHandler)))
+	h := handler(reg)
+	scrape := func() *httptest.ResponseRecorder {
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		req.Header.Set("Accept-Encoding", "gzip")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w
+	}
+	if w := scrape(); w.Code != 200 || w.Header().Get("Content-Encoding") != "gzip" {
+		b.Fatalf("scrape: %d, %q", w.Code, w.Header().Get("Content-Encoding"))
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	series := 0
+	for _, mf := range mfs {
+		series += len(mf.GetMetric())
+	}
+	if series < 17*1000 {
+		b.Fatalf("%d series, want at least 17 a real server", series)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		scrape()
+	}
+	b.ReportMetric(float64(series), "series")
 }
