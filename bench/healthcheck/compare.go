@@ -18,6 +18,7 @@ import (
 	"github.com/moby/ipvs"
 
 	"github.com/haldir-lb/haldir/lab/vm"
+	"github.com/haldir-lb/haldir/lab/vmhost"
 )
 
 // The keepalived side-by-side runs in a VM because keepalived's checker
@@ -32,21 +33,6 @@ import (
 
 const marker = "HCBENCH "
 
-// guestHaldir is where the haldir binary is in the guest.
-const guestHaldir = "/usr/sbin/haldir"
-
-// buildHaldir builds ./cmd/haldir (make bench runs from the module's
-// root) statically into dir, as the packages install it.
-func buildHaldir(dir string) (string, error) {
-	bin := filepath.Join(dir, "haldir")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/haldir")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building haldir for the whole-daemon rows (or give -haldir): %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
 func compareInVM(scenarios string, d, interval time.Duration, down int, haldirBin string) int {
 	self, err := os.Executable()
 	if err != nil {
@@ -60,7 +46,7 @@ func compareInVM(scenarios string, d, interval time.Duration, down int, haldirBi
 			return 1
 		}
 		defer os.RemoveAll(tmp)
-		if haldirBin, err = buildHaldir(tmp); err != nil {
+		if haldirBin, err = vmhost.BuildStatic(context.Background(), "healthcheck bench", tmp, vmhost.HaldirPkg, "haldir"); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -87,8 +73,8 @@ func compareInVM(scenarios string, d, interval time.Duration, down int, haldirBi
 	code, err := vm.Run(context.Background(), vm.Options{
 		Args: []string{self, "-guest-compare", "-scenarios", scenarios, "-duration", d.String(),
 			"-interval", interval.String(), "-timeout", checkTimeout.String(), "-down", strconv.Itoa(down),
-			"-haldir", guestHaldir},
-		Files:    []vm.File{{Host: ka, Guest: ka, WithLibs: true}, {Host: haldirBin, Guest: guestHaldir}},
+			"-haldir", vmhost.GuestHaldir},
+		Files:    []vm.File{{Host: ka, Guest: ka, WithLibs: true}, {Host: haldirBin, Guest: vmhost.GuestHaldir}},
 		Env:      passGOMAXPROCS(),
 		CPUs:     2,
 		MemoryMB: 2048,
