@@ -158,30 +158,23 @@ func (s *timerSet) earliest() time.Time {
 	return next
 }
 
-// takeFired is take when the kernel timer has fired for its last setting
-// by now; otherwise it takes nothing and returns false: the poller woke
-// for an expiration that a timerfd_settime has replaced since (a deadline
-// moved, the fire handled already).
+// takeFired is take, s.mu taken, when the kernel timer has fired for its
+// last setting by now; otherwise it takes nothing and returns false: the
+// poller woke for an expiration that a timerfd_settime has replaced since
+// (a deadline moved, the fire handled already).
 func (s *timerSet) takeFired(now time.Time, due []*fdTimer) ([]*fdTimer, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fireAt.IsZero() || now.Before(s.fireAt) {
 		return due, false
 	}
-	return s.takeLocked(now, due), true
+	return s.take(now, due), true
 }
 
 // take removes the timers due at now (within their slack) from the armed
 // ones and appends them to due, earliest deadline first, and re-arms the
-// kernel timer for the earliest deadline left.
+// kernel timer for the earliest deadline left; s.mu held.
 func (s *timerSet) take(now time.Time, due []*fdTimer) []*fdTimer {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.takeLocked(now, due)
-}
-
-// takeLocked is take, s.mu held.
-func (s *timerSet) takeLocked(now time.Time, due []*fdTimer) []*fdTimer {
 	s.kernel, s.fireAt = time.Time{}, time.Time{}
 	for i := 0; i < len(s.armed); {
 		t := s.armed[i]

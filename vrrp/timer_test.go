@@ -218,7 +218,9 @@ func TestTimerSetArmedSlots(t *testing.T) {
 			delete(want, tm)
 		default:
 			now = now.Add(time.Duration(rng.IntN(50)) * time.Millisecond)
+			s.mu.Lock()
 			due := s.take(now, nil)
+			s.mu.Unlock()
 			var model []*fdTimer
 			for m, at := range want {
 				if !now.Before(at) {
