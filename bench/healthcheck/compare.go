@@ -204,6 +204,12 @@ func tool(r result) string {
 	return "haldir"
 }
 
+// vsAddr is the address of the v-th virtual server of 100 real servers,
+// port 80, in both daemons' configurations.
+func vsAddr(v int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, 255, byte(v / 250), byte(v%250 + 1)})
+}
+
 // kaConfig writes a keepalived.conf checking the same targets with the
 // closest equivalent settings: delay_loop = interval, connect_timeout =
 // interval, retry 0 (fall 1), real servers spread over virtual servers of
@@ -213,7 +219,7 @@ func kaConfig(kind string, n int, interval time.Duration) string {
 	secs := max(1, int(interval.Seconds()))
 	b.WriteString("global_defs {\n  router_id hcbench\n}\n")
 	for v := 0; v*100 < n; v++ {
-		fmt.Fprintf(&b, "virtual_server 10.255.%d.%d 80 {\n  delay_loop %d\n  lb_algo rr\n  lb_kind NAT\n  protocol TCP\n", v/250, v%250+1, secs)
+		fmt.Fprintf(&b, "virtual_server %s 80 {\n  delay_loop %d\n  lb_algo rr\n  lb_kind NAT\n  protocol TCP\n", vsAddr(v), secs)
 		for i := v * 100; i < min(n, (v+1)*100); i++ {
 			a := addr(i)
 			fmt.Fprintf(&b, "  real_server %s %d {\n    weight 1\n", a.Addr(), a.Port())
@@ -275,7 +281,7 @@ func haldirConfig(kind string, n int, interval time.Duration, dir string) string
 	var b strings.Builder
 	fmt.Fprintf(&b, "[global]\nrouter_id = \"hcbench\"\ncontrol_socket = %q\nstate_dir = %q\n", filepath.Join(dir, "haldir.sock"), filepath.Join(dir, "state"))
 	for v := 0; v*100 < n; v++ {
-		fmt.Fprintf(&b, "\n[[virtual_server]]\nname = \"vs%d\"\naddress = \"10.255.%d.%d\"\nport = 80\nscheduler = \"rr\"\nforwarding = \"nat\"\n", v, v/250, v%250+1)
+		fmt.Fprintf(&b, "\n[[virtual_server]]\nname = \"vs%d\"\naddress = \"%s\"\nport = 80\nscheduler = \"rr\"\nforwarding = \"nat\"\n", v, vsAddr(v))
 		fmt.Fprintf(&b, "check = { type = %q, interval = %q, timeout = %q, rise = 1, fall = 1 }\n", kind, interval, interval)
 		for i := v * 100; i < min(n, (v+1)*100); i++ {
 			a := addr(i)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/netip"
 	"os"
 	"os/exec"
 	"regexp"
@@ -79,7 +80,10 @@ func TestHaldirConfigMatchesKeepalived(t *testing.T) {
 				t.Fatalf("%d virtual servers, keepalived's configuration has %d", got, wantVS)
 			}
 			i := 0
-			for _, vs := range spec.VirtualServers {
+			for v, vs := range spec.VirtualServers {
+				if want := netip.AddrPortFrom(vsAddr(v), 80); vs.Addr != want {
+					t.Fatalf("virtual server %d at %v, keepalived's at %v", v, vs.Addr, want)
+				}
 				for _, rs := range vs.RealServers {
 					ck := rs.Check
 					if rs.Addr != addr(i) || ck == nil || ck.Connect != addr(i) {
