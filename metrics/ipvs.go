@@ -2,13 +2,14 @@ package metrics
 
 import (
 	"log/slog"
-	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/haldir-lb/haldir/ipvs"
 )
@@ -173,27 +174,26 @@ func (c *ipvsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, l ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
 	}
-	gauge := func(d *prometheus.Desc, v float64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
-	}
 	for i, s := range t.services {
 		local := serviceLabels(s.Key)
+		svc := series{ch, labels(local...)}
 		st := s.Stats
-		counter(dIPVSSvcConns, st.Conns, local...)
-		counter(dIPVSSvcPktsIn, st.PktsIn, local...)
-		counter(dIPVSSvcPktsOut, st.PktsOut, local...)
-		counter(dIPVSSvcBytesIn, st.BytesIn, local...)
-		counter(dIPVSSvcBytesOut, st.BytesOut, local...)
+		svc.counter(dIPVSSvcConns, st.Conns)
+		svc.counter(dIPVSSvcPktsIn, st.PktsIn)
+		svc.counter(dIPVSSvcPktsOut, st.PktsOut)
+		svc.counter(dIPVSSvcBytesIn, st.BytesIn)
+		svc.counter(dIPVSSvcBytesOut, st.BytesOut)
 		for _, d := range t.dests[i] {
-			l := backendLabels(local, d.Addr)
-			gauge(dIPVSBackActive, float64(d.ActiveConns), l...)
-			gauge(dIPVSBackInactive, float64(d.InactiveConns), l...)
-			gauge(dIPVSBackWeight, float64(d.Weight), l...)
-			counter(dIPVSBackConns, d.Stats.Conns, l...)
-			counter(dIPVSBackPktsIn, d.Stats.PktsIn, l...)
-			counter(dIPVSBackPktsOut, d.Stats.PktsOut, l...)
-			counter(dIPVSBackBytesIn, d.Stats.BytesIn, l...)
-			counter(dIPVSBackBytesOut, d.Stats.BytesOut, l...)
+			// Clip: each backend's pairs in their own array.
+			back := series{ch, labels(append(slices.Clip(local), pair("remote_address", d.Addr.Addr().String()), pair("remote_port", strconv.Itoa(int(d.Addr.Port()))))...)}
+			back.gauge(dIPVSBackActive, float64(d.ActiveConns))
+			back.gauge(dIPVSBackInactive, float64(d.InactiveConns))
+			back.gauge(dIPVSBackWeight, float64(d.Weight))
+			back.counter(dIPVSBackConns, d.Stats.Conns)
+			back.counter(dIPVSBackPktsIn, d.Stats.PktsIn)
+			back.counter(dIPVSBackPktsOut, d.Stats.PktsOut)
+			back.counter(dIPVSBackBytesIn, d.Stats.BytesIn)
+			back.counter(dIPVSBackBytesOut, d.Stats.BytesOut)
 		}
 	}
 	counter(dIPVSConns, t.totals.Conns)
@@ -206,16 +206,12 @@ func (c *ipvsCollector) Collect(ch chan<- prometheus.Metric) {
 // serviceLabels are local_address, local_port, proto and local_mark as the
 // node exporter writes them: proto in capitals as /proc/net/ip_vs has it
 // ("TCP", "UDP", "SCTP"; "FWM" for a fwmark service, which has no address,
-// port 0 and its mark, here in decimal); no mark for any other.
-func serviceLabels(k ipvs.ServiceKey) []string {
+// port 0 and its mark, here in decimal); no mark for any other. A
+// backend's series add remote_address and remote_port to them.
+func serviceLabels(k ipvs.ServiceKey) []*dto.LabelPair {
+	addr, port, proto, mark := k.Addr.Addr().String(), strconv.Itoa(int(k.Addr.Port())), strings.ToUpper(k.Protocol.String()), ""
 	if k.Fwmark != 0 {
-		return []string{"", "0", "FWM", strconv.FormatUint(uint64(k.Fwmark), 10)}
+		addr, port, proto, mark = "", "0", "FWM", strconv.FormatUint(uint64(k.Fwmark), 10)
 	}
-	return []string{k.Addr.Addr().String(), strconv.Itoa(int(k.Addr.Port())), strings.ToUpper(k.Protocol.String()), ""}
-}
-
-// backendLabels adds remote_address and remote_port in the node
-// exporter's order.
-func backendLabels(local []string, real netip.AddrPort) []string {
-	return []string{local[0], local[1], real.Addr().String(), strconv.Itoa(int(real.Port())), local[2], local[3]}
+	return []*dto.LabelPair{pair("local_address", addr), pair("local_port", port), pair("proto", proto), pair("local_mark", mark)}
 }

@@ -207,6 +207,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 
+	kindConfigured, kindEffective := pair("kind", "configured"), pair("kind", "effective")
 	for _, s := range st.Services {
 		addr := s.Key.String()
 		name := s.Name
@@ -225,20 +226,22 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(dSvcBytes, s.Stats.BytesOut, with("out")...)
 		counter(dSvcPackets, s.Stats.PktsIn, with("in")...)
 		counter(dSvcPackets, s.Stats.PktsOut, with("out")...)
+		vsPair, addrPair := pair("virtual_server", name), pair("address", addr)
 		for _, r := range s.Reals {
 			if r.Sorry {
 				// Shown by service_sorry_active; its address may equal a
 				// real server's, which would make duplicate series.
 				continue
 			}
-			real := r.Addr.String()
-			gauge(dRealUp, b2f(r.Healthy), with(real)...)
-			gauge(dRealWeight, float64(r.ConfiguredWeight), with(real, "configured")...)
-			gauge(dRealWeight, float64(r.EffectiveWeight), with(real, "effective")...)
-			gauge(dRealOverride, b2f(r.Overridden), with(real)...)
-			gauge(dRealActive, float64(r.ActiveConns), with(real)...)
-			gauge(dRealInactive, float64(r.InactiveConns), with(real)...)
-			counter(dRealConns, r.Stats.Conns, with(real)...)
+			realPair := pair("real", r.Addr.String())
+			real := series{ch, labels(vsPair, addrPair, realPair)}
+			real.gauge(dRealUp, b2f(r.Healthy))
+			series{ch, labels(vsPair, addrPair, realPair, kindConfigured)}.gauge(dRealWeight, float64(r.ConfiguredWeight))
+			series{ch, labels(vsPair, addrPair, realPair, kindEffective)}.gauge(dRealWeight, float64(r.EffectiveWeight))
+			real.gauge(dRealOverride, b2f(r.Overridden))
+			real.gauge(dRealActive, float64(r.ActiveConns))
+			real.gauge(dRealInactive, float64(r.InactiveConns))
+			real.counter(dRealConns, r.Stats.Conns)
 		}
 	}
 
@@ -313,8 +316,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		up[k] = up[k] && p.Up
 	}
 	for _, k := range order {
-		counter(dCheckTotal, checks[k], k.target, k.typ)
-		gauge(dCheckUp, b2f(up[k]), k.target, k.typ)
+		probe := series{ch, labels(pair("target", k.target), pair("type", k.typ))}
+		probe.counter(dCheckTotal, checks[k])
+		probe.gauge(dCheckUp, b2f(up[k]))
 	}
 	if n := st.Notify; n != nil {
 		counter(dNotify, n.Run, "ok")
