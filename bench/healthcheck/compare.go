@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -133,6 +135,10 @@ func guestCompare(scenarios string, d, interval time.Duration, down int, haldirB
 			hd := runDaemon(haldirDaemon(haldirBin), sc, d, interval, down)
 			row(sc, hd)
 			ratio(sc, k, hd)
+			if hd.Error == "" {
+				notes = append(notes, fmt.Sprintf("%s haldir run: %d scrapes of /metrics after the window (%d series, %.0f KiB of text) took its peak RSS from %.1f to %.1f MiB (%.2fx keepalived's checker)",
+					sc, scrapes, hd.ScrapeSeries, float64(hd.ScrapeBytes)/1024, hd.PeakRSSMiB, hd.ScrapedPeakRSSMiB, hd.ScrapedPeakRSSMiB/k.PeakRSSMiB))
+			}
 		}
 		// HTTP scenarios also run the bare epoll loop (the same
 		// connections and requests from this binary, no scheduler, no
@@ -246,6 +252,9 @@ type daemonSpec struct {
 	// measured is the process whose CPU and memory count, 0 while it is
 	// not known.
 	measured func(dir string, p *os.Process) int
+	// metrics is the daemon's /metrics URL ("" for none), scraped after
+	// the window.
+	metrics string
 }
 
 var keepalivedDaemon = daemonSpec{
@@ -271,15 +280,19 @@ func haldirDaemon(bin string) daemonSpec {
 		text:     haldirConfig,
 		argv:     func(_, cfg string) []string { return []string{bin, "run", "-c", cfg} },
 		measured: func(_ string, p *os.Process) int { return p.Pid },
+		metrics:  "http://" + haldirMetrics + "/metrics",
 	}
 }
+
+// haldirMetrics is where the benchmarked daemon serves its metrics.
+const haldirMetrics = "127.0.0.1:9712"
 
 // haldirConfig is kaConfig's services, real servers and checks in
 // haldir's configuration: interval and timeout = interval, fall 1 (retry
 // 0), rise 1, every server up before its first check.
 func haldirConfig(kind string, n int, interval time.Duration, dir string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[global]\nrouter_id = \"hcbench\"\ncontrol_socket = %q\nstate_dir = %q\n", filepath.Join(dir, "haldir.sock"), filepath.Join(dir, "state"))
+	fmt.Fprintf(&b, "[global]\nrouter_id = \"hcbench\"\ncontrol_socket = %q\nstate_dir = %q\nmetrics_listen = %q\n", filepath.Join(dir, "haldir.sock"), filepath.Join(dir, "state"), haldirMetrics)
 	for v := 0; v*100 < n; v++ {
 		fmt.Fprintf(&b, "\n[[virtual_server]]\nname = \"vs%d\"\naddress = \"%s\"\nport = 80\nscheduler = \"rr\"\nforwarding = \"nat\"\n", v, vsAddr(v))
 		fmt.Fprintf(&b, "check = { type = %q, interval = %q, timeout = %q, rise = 1, fall = 1 }\n", kind, interval, interval)
@@ -441,7 +454,57 @@ func runDaemon(ds daemonSpec, sc string, d, interval time.Duration, down int) re
 	r.HugeMiB = hugeMiB(strconv.Itoa(cpid))
 	r.Downed, r.Detected = down, len(detect)
 	r.DetectP50, r.DetectP99, r.DetectMax = pct(detect, 50), pct(detect, 99), pct(detect, 100)
+	// After the window, so that the scrapes' CPU is not counted: what
+	// Prometheus's scrapes add to the peak of a daemon that is watched,
+	// as every production one is.
+	if ds.metrics != "" {
+		for range scrapes {
+			series, size, err := scrape(ds.metrics)
+			if err != nil {
+				return fail(fmt.Errorf("%s: scrape: %w", ds.name, err))
+			}
+			r.ScrapeSeries, r.ScrapeBytes = series, size
+		}
+		r.ScrapedPeakRSSMiB = procStatusMiB(strconv.Itoa(cpid), "VmHWM")
+	}
 	return r
+}
+
+// scrapes is how many times runDaemon scrapes a daemon's metrics.
+const scrapes = 3
+
+// scrape GETs url as Prometheus does (gzip) and counts the series in the
+// answer, and its bytes unzipped.
+func scrape(url string) (series, size int, err error) {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	req.Header.Set("Accept-Encoding", "gzip")
+	c := http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	body := io.Reader(resp.Body)
+	if resp.Header.Get("Content-Encoding") == "gzip" {
+		if body, err = gzip.NewReader(resp.Body); err != nil {
+			return 0, 0, err
+		}
+	}
+	lines := bufio.NewScanner(body)
+	lines.Buffer(nil, 1<<20)
+	for lines.Scan() {
+		size += len(lines.Bytes()) + 1
+		if l := lines.Text(); l != "" && !strings.HasPrefix(l, "#") {
+			series++
+		}
+	}
+	return series, size, lines.Err()
 }
 
 // procStatusMiB reads the memory figure key (VmHWM, RssAnon, ...) of

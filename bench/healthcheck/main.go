@@ -117,6 +117,11 @@ type result struct {
 	PeakRSSMiB float64
 	AnonRSSMiB float64 // RssAnon at the end: the process's own memory, without the binary's file pages
 	HugeMiB    float64 // of AnonRSSMiB, in transparent huge pages
+	// A daemon's metrics, scraped after the window: its peak RSS then,
+	// and the last scrape's series and bytes.
+	ScrapedPeakRSSMiB float64
+	ScrapeSeries      int
+	ScrapeBytes       int
 	LagP50     time.Duration
 	LagP99     time.Duration
 	LagMax     time.Duration

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"compress/gzip"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -97,6 +101,37 @@ func TestHaldirConfigMatchesKeepalived(t *testing.T) {
 			}
 			if i != n || strings.Count(ka, "real_server ") != n {
 				t.Fatalf("%d real servers, keepalived's configuration has %d, want %d", i, strings.Count(ka, "real_server "), n)
+			}
+			if got, want := spec.Global.MetricsListen, haldirDaemon("haldir").metrics; "http://"+got+"/metrics" != want {
+				t.Fatalf("metrics on %q, the bench scrapes %s", got, want)
+			}
+		})
+	}
+}
+
+// TestScrape counts what a Prometheus scrape would: samples, not the
+// HELP and TYPE lines, through gzip when the server compresses.
+func TestScrape(t *testing.T) {
+	const text = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\"} 3\na_total{x=\"2\"} 4\n# HELP b B.\n# TYPE b gauge\nb 1\n"
+	for _, gz := range []bool{false, true} {
+		t.Run("gzip="+strconv.FormatBool(gz), func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if !gz {
+					io.WriteString(w, text)
+					return
+				}
+				if r.Header.Get("Accept-Encoding") != "gzip" {
+					t.Errorf("Accept-Encoding %q, want gzip", r.Header.Get("Accept-Encoding"))
+				}
+				w.Header().Set("Content-Encoding", "gzip")
+				z := gzip.NewWriter(w)
+				io.WriteString(z, text)
+				z.Close()
+			}))
+			defer srv.Close()
+			series, size, err := scrape(srv.URL)
+			if err != nil || series != 3 || size != len(text) {
+				t.Fatalf("scrape = %d series, %d bytes, %v; want 3, %d", series, size, err, len(text))
 			}
 		})
 	}
