@@ -117,11 +117,6 @@ type result struct {
 	PeakRSSMiB float64
 	AnonRSSMiB float64 // RssAnon at the end: the process's own memory, without the binary's file pages
 	HugeMiB    float64 // of AnonRSSMiB, in transparent huge pages
-	// A daemon's metrics, scraped after the window: its peak RSS then,
-	// and the last scrape's series and bytes.
-	ScrapedPeakRSSMiB float64
-	ScrapeSeries      int
-	ScrapeBytes       int
 	LagP50     time.Duration
 	LagP99     time.Duration
 	LagMax     time.Duration
@@ -148,6 +143,12 @@ type result struct {
 	GOMAXPROCS int
 	Reasons    map[string]int64 `json:",omitempty"` // unexpected failures by reason
 	Error      string           `json:",omitempty"`
+
+	// A daemon's metrics, scraped after the window: its peak RSS then,
+	// and the last scrape's series and bytes.
+	ScrapedPeakRSSMiB float64
+	ScrapeSeries      int
+	ScrapeBytes       int
 }
 
 // checkTimeout is every check's timeout (-timeout).
