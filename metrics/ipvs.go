@@ -28,32 +28,32 @@ var (
 	ipvsServiceLabels = []string{"local_address", "local_port", "proto", "local_mark"}
 	ipvsBackendLabels = []string{"local_address", "local_port", "remote_address", "remote_port", "proto", "local_mark"}
 
-	dIPVSConns    = desc("ipvs_connections_total", "Connections scheduled by IPVS since its module loaded, deleted services included (/proc/net/ip_vs_stats).")
-	dIPVSPktsIn   = desc("ipvs_incoming_packets_total", "Incoming packets through IPVS since its module loaded (/proc/net/ip_vs_stats).")
-	dIPVSPktsOut  = desc("ipvs_outgoing_packets_total", "Outgoing packets through IPVS since its module loaded (/proc/net/ip_vs_stats).")
-	dIPVSBytesIn  = desc("ipvs_incoming_bytes_total", "Incoming bytes through IPVS since its module loaded (/proc/net/ip_vs_stats).")
-	dIPVSBytesOut = desc("ipvs_outgoing_bytes_total", "Outgoing bytes through IPVS since its module loaded (/proc/net/ip_vs_stats).")
+	dIPVSConns    = newFamily("ipvs_connections_total", "Connections scheduled by IPVS since its module loaded, deleted services included (/proc/net/ip_vs_stats).")
+	dIPVSPktsIn   = newFamily("ipvs_incoming_packets_total", "Incoming packets through IPVS since its module loaded (/proc/net/ip_vs_stats).")
+	dIPVSPktsOut  = newFamily("ipvs_outgoing_packets_total", "Outgoing packets through IPVS since its module loaded (/proc/net/ip_vs_stats).")
+	dIPVSBytesIn  = newFamily("ipvs_incoming_bytes_total", "Incoming bytes through IPVS since its module loaded (/proc/net/ip_vs_stats).")
+	dIPVSBytesOut = newFamily("ipvs_outgoing_bytes_total", "Outgoing bytes through IPVS since its module loaded (/proc/net/ip_vs_stats).")
 
-	dIPVSSvcConns    = desc("ipvs_service_connections_total", "Connections scheduled by the IPVS service (kernel counter).", ipvsServiceLabels...)
-	dIPVSSvcPktsIn   = desc("ipvs_service_incoming_packets_total", "Incoming packets of the IPVS service (kernel counter).", ipvsServiceLabels...)
-	dIPVSSvcPktsOut  = desc("ipvs_service_outgoing_packets_total", "Outgoing packets of the IPVS service (kernel counter).", ipvsServiceLabels...)
-	dIPVSSvcBytesIn  = desc("ipvs_service_incoming_bytes_total", "Incoming bytes of the IPVS service (kernel counter).", ipvsServiceLabels...)
-	dIPVSSvcBytesOut = desc("ipvs_service_outgoing_bytes_total", "Outgoing bytes of the IPVS service (kernel counter).", ipvsServiceLabels...)
+	dIPVSSvcConns    = newFamily("ipvs_service_connections_total", "Connections scheduled by the IPVS service (kernel counter).", ipvsServiceLabels...)
+	dIPVSSvcPktsIn   = newFamily("ipvs_service_incoming_packets_total", "Incoming packets of the IPVS service (kernel counter).", ipvsServiceLabels...)
+	dIPVSSvcPktsOut  = newFamily("ipvs_service_outgoing_packets_total", "Outgoing packets of the IPVS service (kernel counter).", ipvsServiceLabels...)
+	dIPVSSvcBytesIn  = newFamily("ipvs_service_incoming_bytes_total", "Incoming bytes of the IPVS service (kernel counter).", ipvsServiceLabels...)
+	dIPVSSvcBytesOut = newFamily("ipvs_service_outgoing_bytes_total", "Outgoing bytes of the IPVS service (kernel counter).", ipvsServiceLabels...)
 
-	dIPVSBackActive   = desc("ipvs_backend_connections_active", "Active connections to the real server (kernel).", ipvsBackendLabels...)
-	dIPVSBackInactive = desc("ipvs_backend_connections_inactive", "Inactive connections to the real server (kernel).", ipvsBackendLabels...)
-	dIPVSBackWeight   = desc("ipvs_backend_weight", "The real server's weight in the kernel.", ipvsBackendLabels...)
-	dIPVSBackConns    = desc("ipvs_backend_connections_total", "Connections scheduled to the real server (kernel counter).", ipvsBackendLabels...)
-	dIPVSBackPktsIn   = desc("ipvs_backend_incoming_packets_total", "Incoming packets to the real server (kernel counter).", ipvsBackendLabels...)
-	dIPVSBackPktsOut  = desc("ipvs_backend_outgoing_packets_total", "Outgoing packets from the real server (kernel counter).", ipvsBackendLabels...)
-	dIPVSBackBytesIn  = desc("ipvs_backend_incoming_bytes_total", "Incoming bytes to the real server (kernel counter).", ipvsBackendLabels...)
-	dIPVSBackBytesOut = desc("ipvs_backend_outgoing_bytes_total", "Outgoing bytes from the real server (kernel counter).", ipvsBackendLabels...)
+	dIPVSBackActive   = newFamily("ipvs_backend_connections_active", "Active connections to the real server (kernel).", ipvsBackendLabels...)
+	dIPVSBackInactive = newFamily("ipvs_backend_connections_inactive", "Inactive connections to the real server (kernel).", ipvsBackendLabels...)
+	dIPVSBackWeight   = newFamily("ipvs_backend_weight", "The real server's weight in the kernel.", ipvsBackendLabels...)
+	dIPVSBackConns    = newFamily("ipvs_backend_connections_total", "Connections scheduled to the real server (kernel counter).", ipvsBackendLabels...)
+	dIPVSBackPktsIn   = newFamily("ipvs_backend_incoming_packets_total", "Incoming packets to the real server (kernel counter).", ipvsBackendLabels...)
+	dIPVSBackPktsOut  = newFamily("ipvs_backend_outgoing_packets_total", "Outgoing packets from the real server (kernel counter).", ipvsBackendLabels...)
+	dIPVSBackBytesIn  = newFamily("ipvs_backend_incoming_bytes_total", "Incoming bytes to the real server (kernel counter).", ipvsBackendLabels...)
+	dIPVSBackBytesOut = newFamily("ipvs_backend_outgoing_bytes_total", "Outgoing bytes from the real server (kernel counter).", ipvsBackendLabels...)
 
-	dIPVSUp     = desc("ipvs_stats_up", "1 when this scrape read the kernel's IPVS table, 0 when the read failed or did not finish in time.")
-	dIPVSErrors = desc("ipvs_stats_errors_total", "Scrapes whose IPVS read failed or timed out.")
+	dIPVSUp     = newFamily("ipvs_stats_up", "1 when this scrape read the kernel's IPVS table, 0 when the read failed or did not finish in time.")
+	dIPVSErrors = newFamily("ipvs_stats_errors_total", "Scrapes whose IPVS read failed or timed out.")
 )
 
-var ipvsDescs = []*prometheus.Desc{
+var ipvsFamilies = []*family{
 	dIPVSConns, dIPVSPktsIn, dIPVSPktsOut, dIPVSBytesIn, dIPVSBytesOut,
 	dIPVSSvcConns, dIPVSSvcPktsIn, dIPVSSvcPktsOut, dIPVSSvcBytesIn, dIPVSSvcBytesOut,
 	dIPVSBackActive, dIPVSBackInactive, dIPVSBackWeight, dIPVSBackConns, dIPVSBackPktsIn, dIPVSBackPktsOut, dIPVSBackBytesIn, dIPVSBackBytesOut,
@@ -101,8 +101,8 @@ func NewIPVS(k IPVSReader, totals func() (ipvs.Stats, error), timeout time.Durat
 }
 
 func (c *ipvsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range ipvsDescs {
-		ch <- d
+	for _, f := range ipvsFamilies {
+		ch <- f.desc
 	}
 }
 
@@ -166,14 +166,12 @@ func (c *ipvsCollector) Collect(ch chan<- prometheus.Metric) {
 	case changed:
 		c.log.Info("IPVS metrics: the kernel's table is read again")
 	}
-	ch <- prometheus.MustNewConstMetric(dIPVSErrors, prometheus.CounterValue, float64(errs))
-	ch <- prometheus.MustNewConstMetric(dIPVSUp, prometheus.GaugeValue, b2f(err == nil))
+	ch <- dIPVSErrors.sample(float64(errs), true)
+	ch <- dIPVSUp.sample(b2f(err == nil), false)
 	if err != nil {
 		return
 	}
-	counter := func(d *prometheus.Desc, v uint64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
-	}
+	counter := func(f *family, v uint64) { ch <- f.sample(float64(v), true) }
 	for i, s := range t.services {
 		local := serviceLabels(s.Key)
 		svc := series{ch, labels(local...)}

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/haldir-lb/haldir/control"
 	"github.com/haldir-lb/haldir/healthcheck"
@@ -29,70 +27,66 @@ const ns = "haldir"
 // identified by its IPVS service (address: "tcp 192.0.2.10:80",
 // "fwmark 5 inet"), which a renumbering changes but a name does not.
 
-func desc(name, help string, labels ...string) *prometheus.Desc {
-	return prometheus.NewDesc(ns+"_"+name, help, labels, nil)
-}
-
 var (
-	dBuildInfo      = desc("build_info", "Always 1; the version label is the running build.", "version")
-	dVRRPState      = desc("vrrp_state", "1 for the VRRP instance's current state, 0 for the others.", "vrrp_instance", "state")
-	dVRRPPriority   = desc("vrrp_priority", "Effective VRRP priority (configured priority adjusted by tracking).", "vrrp_instance")
-	dVRRPBasePrio   = desc("vrrp_base_priority", "Configured VRRP priority.", "vrrp_instance")
-	dVRRPSent       = desc("vrrp_adverts_sent_total", "VRRP advertisements sent.", "vrrp_instance")
-	dVRRPRecv       = desc("vrrp_adverts_received_total", "VRRP advertisements received and accepted.", "vrrp_instance")
-	dVRRPQuiet      = desc("vrrp_adverts_quiet_total", "Accepted VRRP advertisements a backup handled when its master down timer came due, not when they came (they only pushed it back).", "vrrp_instance")
-	dVRRPSendErr    = desc("vrrp_send_errors_total", "VRRP advertisements that could not be sent.", "vrrp_instance")
-	dVRRPDrops      = desc("vrrp_drops_total", "Received VRRP packets discarded, per reason.", "vrrp_instance", "reason")
-	dVRRPIgnored    = desc("vrrp_ignored_total", "VRRP events that changed nothing, per reason.", "vrrp_instance", "reason")
-	dVRRPTrans      = desc("vrrp_transitions_total", "VRRP state changes.", "vrrp_instance")
-	dDirPasses      = desc("director_passes_total", "IPVS reconciliation passes.")
-	dDirFailed      = desc("director_failed_passes_total", "IPVS reconciliation passes with at least one failed operation.")
-	dDirWrites      = desc("director_writes_total", "IPVS netlink write calls, per operation.", "op")
-	dDirErrors      = desc("director_errors_total", "Failed IPVS operations, per operation and reason.", "op", "reason")
-	dSvcQuorum      = desc("service_quorum_up", "1 while the virtual server's quorum is met.", "virtual_server", "address")
-	dSvcSorry       = desc("service_sorry_active", "1 while the sorry server replaces the virtual server's pool.", "virtual_server", "address")
-	dSvcInKernel    = desc("service_in_kernel", "1 when the virtual server is present in the kernel's IPVS table.", "virtual_server", "address")
-	dSvcConns       = desc("service_connections_total", "Connections scheduled by the virtual server (kernel counter).", "virtual_server", "address")
-	dSvcBytes       = desc("service_bytes_total", "Bytes through the virtual server (kernel counter).", "virtual_server", "address", "direction")
-	dSvcPackets     = desc("service_packets_total", "Packets through the virtual server (kernel counter).", "virtual_server", "address", "direction")
-	dRealUp         = desc("real_server_up", "1 while the real server is healthy (always 1 without a check).", "virtual_server", "address", "real")
-	dRealWeight     = desc("real_server_weight", "Real server weight: configured, or effective (the weight wanted in the kernel, 0 while down).", "virtual_server", "address", "real", "kind")
-	dRealActive     = desc("real_server_active_conns", "Active connections to the real server (kernel).", "virtual_server", "address", "real")
-	dRealInactive   = desc("real_server_inactive_conns", "Inactive connections to the real server (kernel).", "virtual_server", "address", "real")
-	dRealConns      = desc("real_server_connections_total", "Connections scheduled to the real server (kernel counter).", "virtual_server", "address", "real")
-	dCheckTotal     = desc("healthcheck_checks_total", "Health checks run, per target (real server address and check type).", "target", "type")
-	dCheckUp        = desc("healthcheck_up", "1 while the health check's verdict for the target is up.", "target", "type")
-	dNotify         = desc("real_server_notify_total", "notify_up/notify_down commands of real servers, per outcome: ok, failed (non-zero exit, killed at the timeout, not started), dropped (a full backlog).", "outcome")
-	dNotRunning     = desc("component_not_running", "1 for each configured component that is not running (one that is not configured is not listed).", "component")
-	dConfigLoaded   = desc("config_last_reload_timestamp_seconds", "When the configuration in force was loaded.")
-	dStartTimestamp = desc("start_timestamp_seconds", "When the daemon started.")
-	dSyncRunning    = desc("sync_daemon_running", "1 for each kernel conn-sync daemon role running.", "role")
-	dSyncWanted     = desc("sync_daemon_wanted", "1 for the conn-sync daemon role the VRRP state asks for.", "role")
-	dSyncChanges    = desc("sync_daemon_changes_total", "Kernel conn-sync daemons started or stopped.")
-	dSyncFailures   = desc("sync_daemon_failures_total", "Failed attempts to bring the kernel conn-sync daemons to the wanted role.")
-	dClusterMembers = desc("cluster_members", "Directors in the cluster view, per status (this one included, as alive).", "status")
-	dClusterProblem = desc("cluster_problems", "Problems the cluster view reports now (split brain, config drift), per kind.", "kind")
-	dClusterBad     = desc("cluster_malformed_states_total", "Gossiped director states dropped because they did not decode.")
-	dVRRPPrioChange = desc("vrrp_priority_changes_total", "Changes of the effective VRRP priority, per cause (track_script:NAME, track_interface:NAME, track_virtual_server:NAME, maintenance, reload).", "vrrp_instance", "cause")
-	dVRRPSendErrWhy = desc("vrrp_send_error_reasons_total", "VRRP advertisements that could not be sent, per reason (the errno's name, e.g. ehostunreach).", "vrrp_instance", "reason")
-	dVRRPChangedAt  = desc("vrrp_last_transition_timestamp_seconds", "When the VRRP instance last changed state.", "vrrp_instance")
-	dMaintenance    = desc("maintenance", "1 while this director is in maintenance (haldir maintenance on: every VRRP instance at priority 1).")
-	dRealOverride   = desc("real_server_operator_override", "1 while an operator's weight override (haldir drain) is in force for the real server; real_server_weight{kind=\"effective\"} shows its weight.", "virtual_server", "address", "real")
-	dVRRPPeerPrio   = desc("vrrp_peer_priority", "Priority in the last advert accepted from another router (absent until one came).", "vrrp_instance")
-	dSyncReceiving  = desc("sync_backup_receiving", "On a conn-sync backup whose master gossips its count: 0 while this director holds no connection and the master holds some (not receiving), 1 otherwise.")
-	dCheckLate      = desc("healthcheck_late_retries_total", "Health-check failures retried before counting towards fall because the checker itself was late (overloaded: the check's time went mostly to the process standing still, or it came back well after its deadline).")
-	dDrillAt        = desc("drill_last_timestamp_seconds", "When the newest kept drill (haldir drill run) started.", "kind")
-	dDrillGap       = desc("drill_last_gap_seconds", "How long the newest kept drill's addresses had no holder (0 for a make-before-break handoff).", "kind")
-	dDrillPass      = desc("drill_last_pass", "1 when the newest kept drill passed, 0 when it failed or pre-flight refused it.", "kind")
-	dDrillInfo      = desc("drill_last_info", "Always 1; the labels name the newest kept drill (haldir drill show ID) and its verdict: pass, fail or refused.", "id", "kind", "verdict")
-	dBGPPeerUp      = desc("bgp_peer_up", "1 while the BGP session with the peer is established.", "peer")
-	dBGPPeerBFD     = desc("bgp_peer_bfd_up", "1 while the peer's BFD session is up (absent for a peer without BFD).", "peer")
-	dBGPAnnounced   = desc("bgp_prefix_announced", "1 while this director announces the prefix over BGP.", "prefix")
-	dBGPWithdrawals = desc("bgp_withdrawals_total", "Withdraws of an announced prefix, per reason (quorum lost: NAMES, maintenance, stopping, removed from the configuration).", "prefix", "reason")
-	dCheckLag       = desc("healthcheck_lag_seconds", "How far behind its schedule the most overdue health check is now (0 when every check starts on time); a check waits only while every worker is busy.")
+	dBuildInfo      = newFamily("build_info", "Always 1; the version label is the running build.", "version")
+	dVRRPState      = newFamily("vrrp_state", "1 for the VRRP instance's current state, 0 for the others.", "vrrp_instance", "state")
+	dVRRPPriority   = newFamily("vrrp_priority", "Effective VRRP priority (configured priority adjusted by tracking).", "vrrp_instance")
+	dVRRPBasePrio   = newFamily("vrrp_base_priority", "Configured VRRP priority.", "vrrp_instance")
+	dVRRPSent       = newFamily("vrrp_adverts_sent_total", "VRRP advertisements sent.", "vrrp_instance")
+	dVRRPRecv       = newFamily("vrrp_adverts_received_total", "VRRP advertisements received and accepted.", "vrrp_instance")
+	dVRRPQuiet      = newFamily("vrrp_adverts_quiet_total", "Accepted VRRP advertisements a backup handled when its master down timer came due, not when they came (they only pushed it back).", "vrrp_instance")
+	dVRRPSendErr    = newFamily("vrrp_send_errors_total", "VRRP advertisements that could not be sent.", "vrrp_instance")
+	dVRRPDrops      = newFamily("vrrp_drops_total", "Received VRRP packets discarded, per reason.", "vrrp_instance", "reason")
+	dVRRPIgnored    = newFamily("vrrp_ignored_total", "VRRP events that changed nothing, per reason.", "vrrp_instance", "reason")
+	dVRRPTrans      = newFamily("vrrp_transitions_total", "VRRP state changes.", "vrrp_instance")
+	dDirPasses      = newFamily("director_passes_total", "IPVS reconciliation passes.")
+	dDirFailed      = newFamily("director_failed_passes_total", "IPVS reconciliation passes with at least one failed operation.")
+	dDirWrites      = newFamily("director_writes_total", "IPVS netlink write calls, per operation.", "op")
+	dDirErrors      = newFamily("director_errors_total", "Failed IPVS operations, per operation and reason.", "op", "reason")
+	dSvcQuorum      = newFamily("service_quorum_up", "1 while the virtual server's quorum is met.", "virtual_server", "address")
+	dSvcSorry       = newFamily("service_sorry_active", "1 while the sorry server replaces the virtual server's pool.", "virtual_server", "address")
+	dSvcInKernel    = newFamily("service_in_kernel", "1 when the virtual server is present in the kernel's IPVS table.", "virtual_server", "address")
+	dSvcConns       = newFamily("service_connections_total", "Connections scheduled by the virtual server (kernel counter).", "virtual_server", "address")
+	dSvcBytes       = newFamily("service_bytes_total", "Bytes through the virtual server (kernel counter).", "virtual_server", "address", "direction")
+	dSvcPackets     = newFamily("service_packets_total", "Packets through the virtual server (kernel counter).", "virtual_server", "address", "direction")
+	dRealUp         = newFamily("real_server_up", "1 while the real server is healthy (always 1 without a check).", "virtual_server", "address", "real")
+	dRealWeight     = newFamily("real_server_weight", "Real server weight: configured, or effective (the weight wanted in the kernel, 0 while down).", "virtual_server", "address", "real", "kind")
+	dRealActive     = newFamily("real_server_active_conns", "Active connections to the real server (kernel).", "virtual_server", "address", "real")
+	dRealInactive   = newFamily("real_server_inactive_conns", "Inactive connections to the real server (kernel).", "virtual_server", "address", "real")
+	dRealConns      = newFamily("real_server_connections_total", "Connections scheduled to the real server (kernel counter).", "virtual_server", "address", "real")
+	dCheckTotal     = newFamily("healthcheck_checks_total", "Health checks run, per target (real server address and check type).", "target", "type")
+	dCheckUp        = newFamily("healthcheck_up", "1 while the health check's verdict for the target is up.", "target", "type")
+	dNotify         = newFamily("real_server_notify_total", "notify_up/notify_down commands of real servers, per outcome: ok, failed (non-zero exit, killed at the timeout, not started), dropped (a full backlog).", "outcome")
+	dNotRunning     = newFamily("component_not_running", "1 for each configured component that is not running (one that is not configured is not listed).", "component")
+	dConfigLoaded   = newFamily("config_last_reload_timestamp_seconds", "When the configuration in force was loaded.")
+	dStartTimestamp = newFamily("start_timestamp_seconds", "When the daemon started.")
+	dSyncRunning    = newFamily("sync_daemon_running", "1 for each kernel conn-sync daemon role running.", "role")
+	dSyncWanted     = newFamily("sync_daemon_wanted", "1 for the conn-sync daemon role the VRRP state asks for.", "role")
+	dSyncChanges    = newFamily("sync_daemon_changes_total", "Kernel conn-sync daemons started or stopped.")
+	dSyncFailures   = newFamily("sync_daemon_failures_total", "Failed attempts to bring the kernel conn-sync daemons to the wanted role.")
+	dClusterMembers = newFamily("cluster_members", "Directors in the cluster view, per status (this one included, as alive).", "status")
+	dClusterProblem = newFamily("cluster_problems", "Problems the cluster view reports now (split brain, config drift), per kind.", "kind")
+	dClusterBad     = newFamily("cluster_malformed_states_total", "Gossiped director states dropped because they did not decode.")
+	dVRRPPrioChange = newFamily("vrrp_priority_changes_total", "Changes of the effective VRRP priority, per cause (track_script:NAME, track_interface:NAME, track_virtual_server:NAME, maintenance, reload).", "vrrp_instance", "cause")
+	dVRRPSendErrWhy = newFamily("vrrp_send_error_reasons_total", "VRRP advertisements that could not be sent, per reason (the errno's name, e.g. ehostunreach).", "vrrp_instance", "reason")
+	dVRRPChangedAt  = newFamily("vrrp_last_transition_timestamp_seconds", "When the VRRP instance last changed state.", "vrrp_instance")
+	dMaintenance    = newFamily("maintenance", "1 while this director is in maintenance (haldir maintenance on: every VRRP instance at priority 1).")
+	dRealOverride   = newFamily("real_server_operator_override", "1 while an operator's weight override (haldir drain) is in force for the real server; real_server_weight{kind=\"effective\"} shows its weight.", "virtual_server", "address", "real")
+	dVRRPPeerPrio   = newFamily("vrrp_peer_priority", "Priority in the last advert accepted from another router (absent until one came).", "vrrp_instance")
+	dSyncReceiving  = newFamily("sync_backup_receiving", "On a conn-sync backup whose master gossips its count: 0 while this director holds no connection and the master holds some (not receiving), 1 otherwise.")
+	dCheckLate      = newFamily("healthcheck_late_retries_total", "Health-check failures retried before counting towards fall because the checker itself was late (overloaded: the check's time went mostly to the process standing still, or it came back well after its deadline).")
+	dDrillAt        = newFamily("drill_last_timestamp_seconds", "When the newest kept drill (haldir drill run) started.", "kind")
+	dDrillGap       = newFamily("drill_last_gap_seconds", "How long the newest kept drill's addresses had no holder (0 for a make-before-break handoff).", "kind")
+	dDrillPass      = newFamily("drill_last_pass", "1 when the newest kept drill passed, 0 when it failed or pre-flight refused it.", "kind")
+	dDrillInfo      = newFamily("drill_last_info", "Always 1; the labels name the newest kept drill (haldir drill show ID) and its verdict: pass, fail or refused.", "id", "kind", "verdict")
+	dBGPPeerUp      = newFamily("bgp_peer_up", "1 while the BGP session with the peer is established.", "peer")
+	dBGPPeerBFD     = newFamily("bgp_peer_bfd_up", "1 while the peer's BFD session is up (absent for a peer without BFD).", "peer")
+	dBGPAnnounced   = newFamily("bgp_prefix_announced", "1 while this director announces the prefix over BGP.", "prefix")
+	dBGPWithdrawals = newFamily("bgp_withdrawals_total", "Withdraws of an announced prefix, per reason (quorum lost: NAMES, maintenance, stopping, removed from the configuration).", "prefix", "reason")
+	dCheckLag       = newFamily("healthcheck_lag_seconds", "How far behind its schedule the most overdue health check is now (0 when every check starts on time); a check waits only while every worker is busy.")
 )
 
-var allDescs = []*prometheus.Desc{
+var allFamilies = []*family{
 	dBuildInfo, dVRRPState, dVRRPPriority, dVRRPBasePrio, dVRRPSent, dVRRPRecv, dVRRPQuiet, dVRRPSendErr, dVRRPDrops,
 	dVRRPIgnored, dVRRPTrans, dVRRPPrioChange, dVRRPSendErrWhy, dDirPasses, dDirFailed, dDirWrites, dDirErrors, dSvcQuorum, dSvcSorry,
 	dSvcInKernel, dSvcConns, dSvcBytes, dSvcPackets, dRealUp, dRealWeight, dRealActive, dRealInactive,
@@ -116,18 +110,9 @@ func New(source func() control.Status) prometheus.Collector {
 	return &collector{source: source, now: time.Now}
 }
 
-// NewRegistry returns a registry with haldir's collector and the Go runtime
-// and process collectors.
-func NewRegistry(source func() control.Status) *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(New(source), collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return reg
-}
-
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range allDescs {
-		ch <- d
+	for _, f := range allFamilies {
+		ch <- f.desc
 	}
 }
 
@@ -140,12 +125,8 @@ func b2f(b bool) float64 {
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.source()
-	gauge := func(d *prometheus.Desc, v float64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
-	}
-	counter := func(d *prometheus.Desc, v uint64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
-	}
+	gauge := func(f *family, v float64, l ...string) { ch <- f.sample(v, false, l...) }
+	counter := func(f *family, v uint64, l ...string) { ch <- f.sample(float64(v), true, l...) }
 
 	gauge(dBuildInfo, 1, st.Version)
 	if !st.Started.IsZero() {
@@ -343,7 +324,7 @@ func checkLag(probes []healthcheck.ProbeStatus, now time.Time) time.Duration {
 // Serve serves reg's metrics on http://listen/metrics until ctx is done.
 // It returns at once with an error when listen cannot be bound, and nil
 // after ctx ends.
-func Serve(ctx context.Context, listen string, reg prometheus.Gatherer) error {
+func Serve(ctx context.Context, listen string, reg *Registry) error {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("metrics: listen %s: %w", listen, err)
@@ -353,23 +334,13 @@ func Serve(ctx context.Context, listen string, reg prometheus.Gatherer) error {
 
 // ServeListener is Serve on a listener the caller bound, so the daemon can
 // fail at start when the address is taken and serve in the background.
-func ServeListener(ctx context.Context, ln net.Listener, reg prometheus.Gatherer) error {
+func ServeListener(ctx context.Context, ln net.Listener, reg *Registry) error {
 	return serve(ctx, ln, reg)
 }
 
-// handler serves reg's metrics as /metrics does.
-func handler(reg prometheus.Gatherer) http.Handler {
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		// A failing collector should not hide the others.
-		ErrorHandling:       promhttp.ContinueOnError,
-		Timeout:             10 * time.Second,
-		MaxRequestsInFlight: 4,
-	})
-}
-
-func serve(ctx context.Context, ln net.Listener, reg prometheus.Gatherer) error {
+func serve(ctx context.Context, ln net.Listener, reg *Registry) error {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", handler(reg))
+	mux.Handle("/metrics", reg)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)

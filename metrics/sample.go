@@ -8,25 +8,48 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// constSample is one series of a scrape whose label pairs are shared with the
-// other series of the same object: a real server has seven, an IPVS
-// backend eight. prometheus.MustNewConstMetric builds every label pair
-// anew for each series, about twenty allocations a series, and at 1k real
-// servers a scrape's series are held until the whole response is encoded:
-// that was most of the 18 MB a scrape allocated (BenchmarkScrape) and of
-// the 18 MiB one scrape added to the daemon's peak RSS.
+// family is one of haldir's metrics: its Desc for client_golang, and the
+// name, help and label names the streamed exposition writes (a Desc does
+// not give them back).
+type family struct {
+	desc       *prometheus.Desc
+	name, help string
+	labels     []string // the variable labels, in the order values are given
+}
+
+func newFamily(name, help string, labels ...string) *family {
+	name = ns + "_" + name
+	return &family{desc: prometheus.NewDesc(name, help, labels, nil), name: name, help: help, labels: labels}
+}
+
+// sample is a series of f with the label values given in f's order.
+func (f *family) sample(v float64, counter bool, values ...string) *constSample {
+	ps := make([]*dto.LabelPair, len(values))
+	for i, val := range values {
+		ps[i] = pair(f.labels[i], val)
+	}
+	return &constSample{f: f, labels: labels(ps...), value: v, counter: counter}
+}
+
+// constSample is every series haldir's collectors send, so the streamed
+// exposition can write it without client_golang's per-series objects.
+// Its label pairs may be shared with the other series of the same object
+// (a real server has seven, an IPVS backend eight):
+// prometheus.MustNewConstMetric builds every pair anew for each series,
+// about twenty allocations a series.
 //
 // The pairs must be sorted by name, as a Desc's consistency check (a
 // pedantic registry's, the tests') requires; labels sorts them.
 type constSample struct {
-	desc    *prometheus.Desc
+	f       *family
 	labels  []*dto.LabelPair // shared and read-only: neither the registry nor the encoders change a metric's pairs
 	value   float64
 	counter bool
 }
 
-func (s *constSample) Desc() *prometheus.Desc { return s.desc }
+func (s *constSample) Desc() *prometheus.Desc { return s.f.desc }
 
+// Write is client_golang's way to read the sample (Gather, the tests).
 func (s *constSample) Write(m *dto.Metric) error {
 	m.Label = s.labels
 	if s.counter {
@@ -62,10 +85,10 @@ type series struct {
 	labels []*dto.LabelPair
 }
 
-func (s series) gauge(d *prometheus.Desc, v float64) {
-	s.ch <- &constSample{desc: d, labels: s.labels, value: v}
+func (s series) gauge(f *family, v float64) {
+	s.ch <- &constSample{f: f, labels: s.labels, value: v}
 }
 
-func (s series) counter(d *prometheus.Desc, v uint64) {
-	s.ch <- &constSample{desc: d, labels: s.labels, value: float64(v), counter: true}
+func (s series) counter(f *family, v uint64) {
+	s.ch <- &constSample{f: f, labels: s.labels, value: float64(v), counter: true}
 }
