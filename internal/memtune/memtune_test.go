@@ -26,6 +26,8 @@ func TestApply(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("GOGC", tc.env)
+			rate := runtime.MemProfileRate
+			t.Cleanup(func() { runtime.MemProfileRate = rate })
 			old := debug.SetGCPercent(tc.before)
 			t.Cleanup(func() { debug.SetGCPercent(old) })
 			got, err := Apply()
@@ -37,6 +39,9 @@ func TestApply(t *testing.T) {
 			}
 			if got := debug.SetGCPercent(tc.before); got != tc.want {
 				t.Errorf("GC percent in force %d, want %d", got, tc.want)
+			}
+			if runtime.MemProfileRate != 0 {
+				t.Errorf("MemProfileRate %d after Apply, want 0 (no heap profile sampling)", runtime.MemProfileRate)
 			}
 		})
 	}
