@@ -136,8 +136,8 @@ func guestCompare(scenarios string, d, interval time.Duration, down int, haldirB
 			row(sc, hd)
 			ratio(sc, k, hd)
 			if hd.Error == "" {
-				notes = append(notes, fmt.Sprintf("%s haldir run: %d scrapes of /metrics after the window (%d series, %.0f KiB of text) took its peak RSS from %.1f to %.1f MiB (%.2fx keepalived's checker)",
-					sc, scrapes, hd.ScrapeSeries, float64(hd.ScrapeBytes)/1024, hd.PeakRSSMiB, hd.ScrapedPeakRSSMiB, hd.ScrapedPeakRSSMiB/k.PeakRSSMiB))
+				notes = append(notes, fmt.Sprintf("%s haldir run: %d scrapes of /metrics after the window (%d series, %.0f KiB of text) took its peak RSS from %.1f to %.1f MiB (%.2fx keepalived's checker); the first reported a check lag of %.3f s and %.0f late retries",
+					sc, scrapes, hd.ScrapeSeries, float64(hd.ScrapeBytes)/1024, hd.PeakRSSMiB, hd.ScrapedPeakRSSMiB, hd.ScrapedPeakRSSMiB/k.PeakRSSMiB, hd.ReportedLag, hd.LateRetries))
 			}
 		}
 		// HTTP scenarios also run the bare epoll loop (the same
@@ -458,12 +458,19 @@ func runDaemon(ds daemonSpec, sc string, d, interval time.Duration, down int) re
 	// Prometheus's scrapes add to the peak of a daemon that is watched,
 	// as every production one is.
 	if ds.metrics != "" {
-		for range scrapes {
-			series, size, err := scrape(ds.metrics)
+		for i := range scrapes {
+			sc, err := scrape(ds.metrics)
 			if err != nil {
 				return fail(fmt.Errorf("%s: scrape: %w", ds.name, err))
 			}
-			r.ScrapeSeries, r.ScrapeBytes = series, size
+			r.ScrapeSeries, r.ScrapeBytes = sc.series, sc.size
+			if i == 0 {
+				// What the daemon says of its own lag as the window
+				// ends (goal: a dead target is removed within fall x
+				// interval + timeout + the lag it reports).
+				r.ReportedLag = sc.plain["haldir_healthcheck_lag_seconds"]
+				r.LateRetries = sc.plain["haldir_healthcheck_late_retries_total"]
+			}
 		}
 		r.ScrapedPeakRSSMiB = procStatusMiB(strconv.Itoa(cpid), "VmHWM")
 	}
@@ -473,38 +480,52 @@ func runDaemon(ds daemonSpec, sc string, d, interval time.Duration, down int) re
 // scrapes is how many times runDaemon scrapes a daemon's metrics.
 const scrapes = 3
 
-// scrape GETs url as Prometheus does (gzip) and counts the series in the
-// answer, and its bytes unzipped.
-func scrape(url string) (series, size int, err error) {
+// scraped is one scrape: its samples, its bytes unzipped, and the values
+// of the samples without labels, by name.
+type scraped struct {
+	series, size int
+	plain        map[string]float64
+}
+
+// scrape GETs url as Prometheus does (gzip) and reads the answer.
+func scrape(url string) (scraped, error) {
+	sc := scraped{plain: map[string]float64{}}
 	req, err := http.NewRequest("GET", url, nil)
 	if err != nil {
-		return 0, 0, err
+		return sc, err
 	}
 	req.Header.Set("Accept-Encoding", "gzip")
 	c := http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableCompression: true}}
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, 0, err
+		return sc, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, 0, fmt.Errorf("%s: %s", url, resp.Status)
+		return sc, fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	body := io.Reader(resp.Body)
 	if resp.Header.Get("Content-Encoding") == "gzip" {
 		if body, err = gzip.NewReader(resp.Body); err != nil {
-			return 0, 0, err
+			return sc, err
 		}
 	}
 	lines := bufio.NewScanner(body)
 	lines.Buffer(nil, 1<<20)
 	for lines.Scan() {
-		size += len(lines.Bytes()) + 1
-		if l := lines.Text(); l != "" && !strings.HasPrefix(l, "#") {
-			series++
+		sc.size += len(lines.Bytes()) + 1
+		l := lines.Text()
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		sc.series++
+		if name, v, ok := strings.Cut(l, " "); ok && !strings.Contains(name, "{") {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				sc.plain[name] = f
+			}
 		}
 	}
-	return series, size, lines.Err()
+	return sc, lines.Err()
 }
 
 // procStatusMiB reads the memory figure key (VmHWM, RssAnon, ...) of

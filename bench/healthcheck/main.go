@@ -145,10 +145,13 @@ type result struct {
 	Error      string           `json:",omitempty"`
 
 	// A daemon's metrics, scraped after the window: its peak RSS then,
-	// and the last scrape's series and bytes.
+	// the last scrape's series and bytes, and the check lag and late
+	// retries the first one reported.
 	ScrapedPeakRSSMiB float64
 	ScrapeSeries      int
 	ScrapeBytes       int
+	ReportedLag       float64 // seconds
+	LateRetries       float64
 }
 
 // checkTimeout is every check's timeout (-timeout).

@@ -110,9 +110,10 @@ func TestHaldirConfigMatchesKeepalived(t *testing.T) {
 }
 
 // TestScrape counts what a Prometheus scrape would: samples, not the
-// HELP and TYPE lines, through gzip when the server compresses.
+// HELP and TYPE lines, through gzip when the server compresses, and keeps
+// the values of the samples without labels.
 func TestScrape(t *testing.T) {
-	const text = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\"} 3\na_total{x=\"2\"} 4\n# HELP b B.\n# TYPE b gauge\nb 1\n"
+	const text = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\"} 3\na_total{x=\"2\"} 4\n# HELP b B.\n# TYPE b gauge\nb 0.25\n"
 	for _, gz := range []bool{false, true} {
 		t.Run("gzip="+strconv.FormatBool(gz), func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -129,9 +130,12 @@ func TestScrape(t *testing.T) {
 				z.Close()
 			}))
 			defer srv.Close()
-			series, size, err := scrape(srv.URL)
-			if err != nil || series != 3 || size != len(text) {
-				t.Fatalf("scrape = %d series, %d bytes, %v; want 3, %d", series, size, err, len(text))
+			sc, err := scrape(srv.URL)
+			if err != nil || sc.series != 3 || sc.size != len(text) {
+				t.Fatalf("scrape = %d series, %d bytes, %v; want 3, %d", sc.series, sc.size, err, len(text))
+			}
+			if len(sc.plain) != 1 || sc.plain["b"] != 0.25 {
+				t.Fatalf("samples without labels %v, want b 0.25", sc.plain)
 			}
 		})
 	}
