@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -487,16 +486,12 @@ type scraped struct {
 	plain        map[string]float64
 }
 
-// scrape GETs url as Prometheus does (gzip) and reads the answer.
+// scrape GETs url as Prometheus does, gzip accepted (Go's transport asks
+// for it and unzips the answer), and reads the answer.
 func scrape(url string) (scraped, error) {
 	sc := scraped{plain: map[string]float64{}}
-	req, err := http.NewRequest("GET", url, nil)
-	if err != nil {
-		return sc, err
-	}
-	req.Header.Set("Accept-Encoding", "gzip")
-	c := http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableCompression: true}}
-	resp, err := c.Do(req)
+	c := http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Get(url)
 	if err != nil {
 		return sc, err
 	}
@@ -504,13 +499,7 @@ func scrape(url string) (scraped, error) {
 	if resp.StatusCode != http.StatusOK {
 		return sc, fmt.Errorf("%s: %s", url, resp.Status)
 	}
-	body := io.Reader(resp.Body)
-	if resp.Header.Get("Content-Encoding") == "gzip" {
-		if body, err = gzip.NewReader(resp.Body); err != nil {
-			return sc, err
-		}
-	}
-	lines := bufio.NewScanner(body)
+	lines := bufio.NewScanner(resp.Body)
 	lines.Buffer(nil, 1<<20)
 	for lines.Scan() {
 		sc.size += len(lines.Bytes()) + 1

@@ -1,8 +1,8 @@
 // Package memtune sets the Go runtime's memory behaviour for haldir's
 // long-running processes, the daemon and the health-check benchmark's
 // checker that stands in for it: the garbage collector's pace, no heap
-// profile sampling, and no transparent huge pages. Both keep a small heap's resident memory close
-// to the heap itself.
+// profile sampling, and no transparent huge pages. Both keep a small
+// heap's resident memory close to the heap itself.
 package memtune
 
 import (
