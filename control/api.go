@@ -48,6 +48,9 @@ type APIStatus struct {
 	// CheckLateRetries counts health-check failures retried because the
 	// checker was late.
 	CheckLateRetries uint64 `json:"check_late_retries"`
+	// CheckLagSeconds is how late the health checker has been over the
+	// last 10 to 20 seconds (0 when it keeps up).
+	CheckLagSeconds float64 `json:"check_lag_seconds"`
 	// LastDrill is the newest kept drill report (haldir drill); nil when
 	// there is none.
 	LastDrill *APILastDrill `json:"last_drill,omitempty"`
@@ -594,6 +597,7 @@ func (st Status) API() APIStatus {
 		out.BGP = apiBGP(b)
 	}
 	out.CheckLateRetries = st.CheckLateRetries
+	out.CheckLagSeconds = st.CheckLag.Seconds()
 	out.Problems = []APIProblem{}
 	for _, p := range st.Problems() {
 		out.Problems = append(out.Problems, APIProblem{Problem: p.What, Since: ts(p.Since)})

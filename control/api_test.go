@@ -298,7 +298,7 @@ func TestAPIEmpty(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = `{"api_version":1,"version":"","router_id":"","config_path":"","vrrp":[],"virtual_servers":[],"foreign_services":[],"health_checks":[],"not_running":{},"maintenance":{"on":false,"reason":""},"drains":[],"problems":[],"check_late_retries":0}`
+	const want = `{"api_version":1,"version":"","router_id":"","config_path":"","vrrp":[],"virtual_servers":[],"foreign_services":[],"health_checks":[],"not_running":{},"maintenance":{"on":false,"reason":""},"drains":[],"problems":[],"check_late_retries":0,"check_lag_seconds":0}`
 	if string(b) != want {
 		t.Errorf("empty status:\n got %s\nwant %s", b, want)
 	}

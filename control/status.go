@@ -40,6 +40,9 @@ type Status struct {
 	// CheckLateRetries counts health-check failures retried, not counted,
 	// because the checker itself was late (overloaded) since the start.
 	CheckLateRetries uint64 `json:",omitempty"`
+	// CheckLag is how late the health checker has been recently
+	// (healthcheck.Scheduler.Lag).
+	CheckLag time.Duration `json:",omitempty"`
 	// VirtualServers is the configuration of the virtual servers in force
 	// (defaults applied, checks inherited): status takes forwarding,
 	// persistence and each real server's check definition from it, which

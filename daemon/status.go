@@ -58,6 +58,7 @@ func (d *Daemon) Status() control.Status {
 		n := d.hc.NotifyCounts()
 		st.Notify = &n
 		st.CheckLateRetries = d.hc.LateRetries()
+		st.CheckLag = d.hc.Lag()
 	}
 	return st
 }

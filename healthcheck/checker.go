@@ -27,8 +27,13 @@ type Result struct {
 	Up     bool
 	Weight int    // WeightConfigured unless an exec check chose one
 	Reason string // what happened, e.g. "connect: connection refused"
-	Start  time.Time
-	Took   time.Duration
+	// TimedOut: the target gave no answer by the deadline. It is the one
+	// failure a late checker can cause by itself (lateFailure); a refusal,
+	// a reset or a wrong answer is the target's word, however late the
+	// checker read it.
+	TimedOut bool
+	Start    time.Time
+	Took     time.Duration
 }
 
 // Checker runs one check against one target. Run must be over by deadline
@@ -159,16 +164,21 @@ func dialer(source netip.Addr, network string) *net.Dialer {
 	return d
 }
 
-// describe turns an I/O error in phase into a reason string that names the
+// failure is the result of an I/O error in phase: its reason names the
 // phase and the cause without Go's "dial tcp 1.2.3.4:80->..." noise.
-func describe(phase string, err error, deadline time.Time, timeout time.Duration) string {
+func failure(phase string, err error, deadline time.Time, timeout time.Duration) Result {
 	// A read cut short by the deadline can surface as a parse error of the
 	// partial data ("malformed MIME header"): past the deadline, the
-	// deadline is the cause.
-	if isTimeout(err) || (!deadline.IsZero() && !time.Now().Before(deadline)) {
-		return fmt.Sprintf("timeout after %s %s", timeout, gerund(phase))
+	// deadline is the cause. An error the kernel reported (a refusal, a
+	// reset, an unreachable host) is not: it is the target's answer, also
+	// when the checker, late, reads it after the deadline.
+	var errno syscall.Errno
+	if isTimeout(err) || (!errors.As(err, &errno) && !deadline.IsZero() && !time.Now().Before(deadline)) {
+		r := down(fmt.Sprintf("timeout after %s %s", timeout, gerund(phase)))
+		r.TimedOut = true
+		return r
 	}
-	return phase + ": " + cause(err)
+	return down(phase + ": " + cause(err))
 }
 
 // deadlineOf is ctx's deadline, zero if it has none.

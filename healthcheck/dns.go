@@ -56,7 +56,7 @@ func (c *dnsChecker) Run(ctx context.Context, deadline time.Time) Result {
 		if isRefused(err) {
 			return down("query " + c.qdesc + ": icmp port unreachable")
 		}
-		return down(describe("query "+c.qdesc, err, deadlineOf(ctx), c.timeout))
+		return failure("query "+c.qdesc, err, deadlineOf(ctx), c.timeout)
 	}
 	if resp.Rcode != dns.RcodeSuccess {
 		return down("rcode " + dns.RcodeToString[resp.Rcode])

@@ -85,7 +85,7 @@ func FuzzIncrementalJudge(f *testing.F) {
 		for _, u := range urls {
 			whole, _, err := u.evaluate(bytes.NewReader(data))
 			if err != nil {
-				whole = down(describe("", err, time.Time{}, 0))
+				whole = failure("", err, time.Time{}, 0)
 			}
 			fl := &flight{spec: loopSpec{urls: []*httpURL{u}}}
 			// Reads end at the cut points (offsets into data, in order).

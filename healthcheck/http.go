@@ -170,7 +170,7 @@ func (c *httpChecker) get(ctx context.Context, clk *checkClock, u *httpURL) Resu
 	// checker itself was late (turns.go).
 	sc, err := c.dial.dial(ctx, clk, true)
 	if err != nil {
-		return down(describe("connect", err, clk.deadline, c.timeout))
+		return failure("connect", err, clk.deadline, c.timeout)
 	}
 	defer sc.Close()
 	var conn io.ReadWriter = sc
@@ -180,16 +180,16 @@ func (c *httpChecker) get(ctx context.Context, clk *checkClock, u *httpURL) Resu
 		// dialer's cancellation already bound it, without the goroutine
 		// HandshakeContext starts to watch a context.
 		if err := tc.Handshake(); err != nil {
-			return down(describe("tls handshake", err, clk.deadline, c.timeout))
+			return failure("tls handshake", err, clk.deadline, c.timeout)
 		}
 		conn = tc
 	}
 	if _, err := conn.Write(u.reqBytes); err != nil {
-		return down(describe("writing request", err, clk.deadline, c.timeout))
+		return failure("writing request", err, clk.deadline, c.timeout)
 	}
 	r, phase, err := u.evaluate(conn)
 	if err != nil {
-		return down(describe(phase, err, clk.deadline, c.timeout))
+		return failure(phase, err, clk.deadline, c.timeout)
 	}
 	return r
 }

@@ -63,12 +63,13 @@ func (c *lateCheck) started() []time.Time {
 	return append([]time.Time(nil), c.start...)
 }
 
-// TestSchedulerLateFailureRetried: a failure that comes back well after
+// TestSchedulerLateFailureRetried: a timeout that comes back well after
 // its deadline (the checker, not the target, was late) is retried at once
 // and does not count towards fall (maxLateRetries times, and more while a
-// retry still fits before the next slot), as is a failure on time during
-// which the process stood still; a failure on time counts at once. fall
-// is 1, so a counted failure brings the target down.
+// retry still fits before the next slot), as is a timeout on time during
+// which the process stood still; a timeout on time, and any other failure
+// however late, counts at once. fall is 1, so a counted failure brings the
+// target down.
 func TestSchedulerLateFailureRetried(t *testing.T) {
 	const (
 		interval = time.Second
@@ -76,6 +77,8 @@ func TestSchedulerLateFailureRetried(t *testing.T) {
 	)
 	late := 150 * time.Millisecond // far past lateSlack(200ms) = 10ms
 	timedOut := down("timeout after 200ms connecting")
+	timedOut.TimedOut = true
+	refused := down("connect: connection refused")
 	for _, tc := range []struct {
 		name     string
 		interval time.Duration
@@ -96,6 +99,10 @@ func TestSchedulerLateFailureRetried(t *testing.T) {
 		{"timeout on time, a fifth of it stalled: counts", interval, []lateStep{{0, timedOut, timeout / 5}}, true, 1, 0},
 		{"a fifth of the timeout late: counts", interval, []lateStep{{timeout / 5, timedOut, 0}}, true, 1, 0},
 		{"within the slack: counts", interval, []lateStep{{lateSlack(timeout) - time.Millisecond, timedOut, 0}}, true, 1, 0},
+		// Only a timeout can be the checker's doing: a refusal read late
+		// is still the target's answer.
+		{"late refusal: counts", interval, []lateStep{{late, refused, 0}}, true, 1, 0},
+		{"refusal on time, the process stalled for most of it: counts", interval, []lateStep{{0, refused, 150 * time.Millisecond}}, true, 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := newFakeClock()
@@ -139,4 +146,76 @@ func TestSchedulerLateFailureRetried(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSchedulerLag: Lag is how late the checker has been lately: a result
+// handled past its deadline counts (the checker's lateness, not the
+// target's), for one to two windows, and so does a check not started by
+// its due time.
+func TestSchedulerLag(t *testing.T) {
+	const (
+		interval = time.Second
+		timeout  = 200 * time.Millisecond
+		late     = 300 * time.Millisecond
+	)
+	tg := target(80, conf.CheckSpec{Kind: conf.CheckTCP, Interval: interval, Timeout: timeout, Rise: 1, Fall: 1, InitialUp: true, Warmup: 1})
+	zero := func(time.Duration) time.Duration { return 0 }
+
+	t.Run("late result", func(t *testing.T) {
+		clock := newFakeClock()
+		stalls := &fakeStalls{}
+		// Up every time, so no late retry: the second result comes back
+		// late, the rest on time.
+		ck := &lateCheck{clock: clock, stalls: stalls, steps: []lateStep{{-190 * time.Millisecond, ok(), 0}, {late, ok(), 0}, {-190 * time.Millisecond, ok(), 0}}}
+		s := New(Options{Clock: clock, Rand: zero, Stalls: stalls, NewChecker: func(Target) (Checker, error) { return ck, nil }})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		h := &harness{s: s, clock: clock}
+		t0 := clock.Now()
+		if _, err := s.Update([]Target{tg}); err != nil {
+			t.Fatal(err)
+		}
+		h.next(t, tg.Key(), 1)
+		if lag := s.Lag(); lag != 0 {
+			t.Fatalf("lag %v after a check on time, want 0", lag)
+		}
+		slot := t0
+		for n := uint64(2); ; n++ {
+			slot = slot.Add(interval)
+			clock.Advance(slot.Sub(clock.Now()))
+			h.next(t, tg.Key(), n)
+			lag := s.Lag()
+			since := clock.Now().Sub(t0.Add(interval + timeout + late)) // since the late result
+			switch {
+			case n == 2 && lag != late:
+				t.Fatalf("lag %v after a result %v past its deadline, want %v", lag, late, late)
+			case since < lagWindow && lag != late:
+				t.Fatalf("lag %v %v after the late result, want it kept (%v)", lag, since, late)
+			case since >= 2*lagWindow+interval && lag != 0:
+				t.Fatalf("lag %v %v after the late result, want 0 by then", lag, since)
+			}
+			if lag == 0 {
+				return
+			}
+			if n > 40 {
+				t.Fatal("the lag never went")
+			}
+		}
+	})
+
+	t.Run("not started", func(t *testing.T) {
+		clock := newFakeClock()
+		// Not run: the dispatcher is stuck, and the due check waits.
+		s := New(Options{Clock: clock, Rand: zero, Stalls: &fakeStalls{}, NewChecker: func(Target) (Checker, error) { return &slowCheck{clock: clock}, nil }})
+		if _, err := s.Update([]Target{tg}); err != nil {
+			t.Fatal(err)
+		}
+		t0 := clock.Now()
+		clock.Advance(3 * time.Second)
+		if lag, want := s.Lag(), clock.Now().Sub(t0); lag != want {
+			t.Fatalf("lag %v with the check due at the start and not started, want %v", lag, want)
+		}
+	})
 }

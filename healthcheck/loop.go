@@ -239,7 +239,7 @@ func (l *checkLoop) want(f *flight, events uint32, add bool) {
 	}
 	ev := unix.EpollEvent{Events: events, Fd: int32(f.fd)}
 	if _, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(l.epfd), uintptr(op), uintptr(f.fd), uintptr(unsafe.Pointer(&ev)), 0, 0); errno != 0 {
-		l.finish(f, down(describe(f.phase, os.NewSyscallError("epoll_ctl", errno), time.Time{}, f.spec.timeout)))
+		l.finish(f, failure(f.phase, os.NewSyscallError("epoll_ctl", errno), time.Time{}, f.spec.timeout))
 	}
 }
 
@@ -404,7 +404,7 @@ func (f *flight) judge(eof bool) (Result, bool) {
 
 // fail is the check's result when phase failed with err.
 func (f *flight) fail(phase string, err error) Result {
-	return down(describe(phase, err, f.clk.deadline, f.spec.timeout))
+	return failure(phase, err, f.clk.deadline, f.spec.timeout)
 }
 
 // headDone reports whether the response head is complete, or has passed
@@ -479,7 +479,13 @@ func (l *checkLoop) event(f *flight) {
 func (l *checkLoop) expire(f *flight) {
 	switch f.state {
 	case connecting:
-		if hasPeer(f.fd) {
+		// A refusal that waits unread is the target's answer, not a
+		// timeout.
+		switch done, err := connectOutcome(f.fd); {
+		case err != nil:
+			l.finish(f, f.fail("connect", err))
+			return
+		case done:
 			l.connected(f, false)
 			return
 		}

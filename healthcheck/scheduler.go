@@ -134,8 +134,7 @@ type Scheduler struct {
 	log                               *slog.Logger
 	notifyRun, notifyFail, notifyDrop atomic.Uint64
 	lateTotal                         atomic.Uint64
-	lateMu                            sync.Mutex
-	lateLogged                        time.Time
+	lag                               lagMeter
 
 	mu     sync.Mutex
 	probes map[string]*probe
@@ -425,7 +424,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	for {
 		var head int64
 		var have bool
-		batch, _, head, have = s.popDue(batch[:0])
+		batch, _, head, have = s.popDue(batch[:0], 0)
 		if len(batch) > 0 {
 			for i, p := range batch {
 				if !s.dispatch(ctx, p) {
@@ -461,16 +460,17 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 }
 
-// popDue pops every probe due now from the heap, in one lock hold: at 10k
-// targets per second a wake-up finds several due probes, and each costs a
-// heap pop, not a lock round trip and a timer. It returns them appended to
-// batch, and the due time of the new head if there is one.
-func (s *Scheduler) popDue(batch []*probe) (_ []*probe, at time.Time, head int64, have bool) {
+// popDue pops the probes due now from the heap, at most limit of them (0:
+// every one), in one lock hold: at 10k targets per second a wake-up finds
+// several due probes, and each costs a heap pop, not a lock round trip and
+// a timer. It returns them appended to batch, and the due time of the new
+// head if there is one (in the past if limit left some due).
+func (s *Scheduler) popDue(batch []*probe, limit int) (_ []*probe, at time.Time, head int64, have bool) {
 	at = s.clock.Now()
 	now := int64(at.Sub(s.epoch))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.queue) > 0 && s.queue[0].due <= now {
+	for n := len(batch); len(s.queue) > 0 && s.queue[0].due <= now && (limit <= 0 || len(batch)-n < limit); {
 		p := s.queue.pop().p
 		if p.removed {
 			continue
@@ -531,7 +531,7 @@ func (s *Scheduler) runLoop(ctx context.Context, l *checkLoop) error {
 			head int64
 			have bool
 		)
-		batch, now, head, have = s.popDue(batch[:0])
+		batch, now, head, have = s.popDue(batch[:0], startsPerRound)
 		for i, p := range batch {
 			if spec, ok := loopSpecOf(p); ok {
 				if len(waiting) > 0 || l.inflight >= s.opt.MaxConcurrent {
@@ -584,7 +584,7 @@ func (s *Scheduler) runLoop(ctx context.Context, l *checkLoop) error {
 			}
 		}
 		land(l.now)
-		for len(waiting) > 0 && l.inflight < s.opt.MaxConcurrent {
+		for n := 0; n < startsPerRound && len(waiting) > 0 && l.inflight < s.opt.MaxConcurrent; n++ {
 			p := waiting[0]
 			waiting[0] = nil
 			waiting = waiting[1:]
@@ -595,6 +595,17 @@ func (s *Scheduler) runLoop(ctx context.Context, l *checkLoop) error {
 		land(time.Time{})
 	}
 }
+
+// startsPerRound bounds the checks the loop starts between two polls. A
+// loop that fell behind finds every probe due at once, and starting them
+// all (1500 in a slow VM: more than a second, more than the timeout)
+// left the answers and deadlines of the checks already in flight
+// unhandled until after their deadlines, so it fell further behind: a
+// refusal then read as a timeout, and dead targets went down seconds
+// late. With a bound, the loop handles what came between rounds (128
+// events a poll), and the probes it could not start wait in the heap,
+// where their lateness is the lag it reports (Lag).
+const startsPerRound = 32
 
 // loopSpecOf says whether p's checks run on the loop, and how.
 func loopSpecOf(p *probe) (loopSpec, bool) {
@@ -706,6 +717,14 @@ func (s *Scheduler) settle(p *probe, r Result, scheduled, started, deadline, ret
 	if s.opt.OnResult != nil {
 		s.opt.OnResult(Observation{Key: p.key, Scheduled: scheduled, Started: started, Result: r})
 	}
+	// The checker's own lateness in this check: a late start, a result
+	// handled past its deadline (the loop or a worker did not run in
+	// time) or the process standing still.
+	if lag := max(started.Sub(scheduled), returned.Sub(deadline), stalled); s.lag.note(lag, returned) {
+		s.log.Warn("health checks run late: the checker is overloaded; it checks less often, and its timeouts are retried before they count",
+			"lag", lag.Round(time.Millisecond).String(), "target", p.target.Addr.String(), "check", p.target.Check.Kind.String(),
+			"late_retries_total", s.lateTotal.Load())
+	}
 
 	s.mu.Lock()
 	if p.removed {
@@ -728,7 +747,7 @@ func (s *Scheduler) settle(p *probe, r Result, scheduled, started, deadline, ret
 		p.running, p.lateOf = false, scheduled
 		head := s.enqueue(p, returned)
 		s.mu.Unlock()
-		s.lateRetried(p.target, stalled, returned.Sub(deadline))
+		s.lateRetried()
 		if head {
 			s.poke()
 		}
@@ -802,8 +821,10 @@ func (s *Scheduler) settle(p *probe, r Result, scheduled, started, deadline, ret
 // down fails its retries too, in time, and is counted; its failures keep
 // their cadence. The caller holds s.mu.
 func (s *Scheduler) lateFailure(p *probe, r Result, started, deadline, returned time.Time, stalled time.Duration, scheduled time.Time) bool {
-	if r.Up || !p.v.up {
-		return false // only a failure that could bring an up target down
+	if r.Up || !p.v.up || !r.TimedOut {
+		// Only a timeout that could bring an up target down: any other
+		// failure is the target's answer, however late it was read.
+		return false
 	}
 	timeout := p.target.Check.Timeout
 	slack := lateSlack(timeout)
@@ -827,25 +848,28 @@ func lateSlack(timeout time.Duration) time.Duration {
 	return max(5*time.Millisecond, timeout/20)
 }
 
-// lateRetried counts a late failure and says so in the log, at most once
-// per lateLogEvery.
-func (s *Scheduler) lateRetried(t Target, stalled, late time.Duration) {
-	n := s.lateTotal.Add(1)
-	now := s.clock.Now()
-	s.lateMu.Lock()
-	due := now.Sub(s.lateLogged) >= lateLogEvery
-	if due {
-		s.lateLogged = now
-	}
-	s.lateMu.Unlock()
-	if due {
-		s.log.Warn("health checks come back late: the checker is overloaded; their failures are retried before they count",
-			"target", t.Addr.String(), "check", t.Check.Kind.String(), "stalled", stalled.String(), "past_deadline", late.String(), "late_retries_total", n)
-	}
-}
+// lateRetried counts a late failure (the lag meter warns of them).
+func (s *Scheduler) lateRetried() { s.lateTotal.Add(1) }
 
 // lateLogEvery spaces the overload warnings.
 const lateLogEvery = 10 * time.Second
+
+// Lag is how late the checker has been over the last 10 to 20 seconds, or
+// how overdue its most overdue check is now if that is more: how much
+// later than fall x interval + timeout a dead target may go down. A check
+// is late by its start past its schedule, by its result past its deadline
+// (an overloaded checker handles a result later than the kernel had it)
+// and by the time the process stood still during it.
+func (s *Scheduler) Lag() time.Duration {
+	now := s.clock.Now()
+	lag := s.lag.recent(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) > 0 {
+		lag = max(lag, now.Sub(s.epoch.Add(time.Duration(s.queue[0].due))))
+	}
+	return lag
+}
 
 // LateRetries is how many failures were retried because the checker was
 // late (lateFailure), since the start.

@@ -677,3 +677,39 @@ func TestSchedulerMemoryPerTarget(t *testing.T) {
 	runtime.KeepAlive(s)
 	runtime.KeepAlive(ts)
 }
+
+// TestPopDueBounded: the loop takes at most a round's worth of due probes
+// at once (startsPerRound), so that it handles its checks in flight
+// between rounds; those left stay due at the heap's head, where Lag sees
+// them.
+func TestPopDueBounded(t *testing.T) {
+	clock := newFakeClock()
+	s := New(Options{Clock: clock, Rand: func(time.Duration) time.Duration { return 0 }, Stalls: &fakeStalls{},
+		NewChecker: func(Target) (Checker, error) { return &slowCheck{clock: clock}, nil }})
+	const n = 100
+	var ts []Target
+	for i := range n {
+		ts = append(ts, target(uint16(1000+i), conf.CheckSpec{Kind: conf.CheckTCP, Interval: time.Second, Timeout: time.Second, Rise: 1, Fall: 1, Warmup: 1}))
+	}
+	if _, err := s.Update(ts); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Second)
+	var got int
+	for round := 0; got < n; round++ {
+		batch, at, head, have := s.popDue(nil, startsPerRound)
+		if want := min(startsPerRound, n-got); len(batch) != want {
+			t.Fatalf("round %d: %d probes, want %d", round, len(batch), want)
+		}
+		got += len(batch)
+		if left := got < n; left && (!have || s.epoch.Add(time.Duration(head)).After(at)) {
+			t.Fatalf("round %d: %d probes left, yet the head (have %v) is not due", round, n-got, have)
+		}
+		if got < n && s.Lag() != time.Second {
+			t.Fatalf("round %d: lag %v with probes a second overdue", round, s.Lag())
+		}
+	}
+	if batch, _, _, _ := s.popDue(nil, 0); len(batch) != 0 {
+		t.Fatalf("%d probes popped twice", len(batch))
+	}
+}

@@ -92,11 +92,22 @@ func refusedAddr(t *testing.T) netip.AddrPort {
 // host, without sending anything off this machine.
 func blackholeAddr(t *testing.T) netip.AddrPort {
 	t.Helper()
+	ap, _ := blackhole(t)
+	return ap
+}
+
+// blackhole is blackholeAddr with a function that closes its listener:
+// the SYNs of a connect that waits are then answered with an RST at
+// their next retransmission.
+func blackhole(t *testing.T) (netip.AddrPort, func()) {
+	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { unix.Close(fd) })
+	var once sync.Once
+	closeListener := func() { once.Do(func() { unix.Close(fd) }) }
+	t.Cleanup(closeListener)
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +124,7 @@ func blackholeAddr(t *testing.T) netip.AddrPort {
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				return ap // queue is full
+				return ap, closeListener // queue is full
 			}
 			t.Fatal(err)
 		}

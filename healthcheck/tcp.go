@@ -26,7 +26,7 @@ func (c *tcpChecker) Run(ctx context.Context, deadline time.Time) Result {
 	clk.start(deadline, c.timeout, c.dial.pause)
 	conn, err := c.dial.dial(ctx, clk, false)
 	if err != nil {
-		return down(describe("connect", err, clk.deadline, c.timeout))
+		return failure("connect", err, clk.deadline, c.timeout)
 	}
 	conn.Close()
 	return up("connected")

@@ -2,7 +2,12 @@ package healthcheck
 
 import (
 	"context"
+	"errors"
+	"golang.org/x/sys/unix"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,5 +89,76 @@ func TestStarvedCheckerJudgedByArrival(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestLateRefusalIsNoTimeout: a refusal that the loop reads only after
+// the check's deadline (it was busy) is reported as the refusal it is, not
+// as a timeout: only a timeout can be the checker's own doing (lateFailure
+// retries those), and the reason must tell an operator what the target
+// did.
+func TestLateRefusalIsNoTimeout(t *testing.T) {
+	ap, closeListener := blackhole(t)
+	spec := complete(conf.CheckSpec{Kind: conf.CheckTCP, Timeout: 50 * time.Millisecond}, ap)
+	ck, err := NewChecker(Target{Addr: ap, Check: &spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, _ := ck.(loopChecker).loopSpec()
+	l, err := newCheckLoop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+	f := &flight{spec: ls}
+	l.start(f, time.Now().Add(50*time.Millisecond))
+	if f.state != connecting {
+		t.Fatalf("state %d, want connecting to the black hole", f.state)
+	}
+	// The SYN's retransmission (after a second) meets no listener: the
+	// kernel has the refusal, and the loop, busy, has not looked.
+	closeListener()
+	pfd := []unix.PollFd{{Fd: int32(f.fd), Events: unix.POLLOUT}}
+	for limit := time.Now().Add(10 * time.Second); pfd[0].Revents&unix.POLLERR == 0; {
+		if time.Now().After(limit) {
+			t.Fatal("no refusal within 10s")
+		}
+		if _, err := unix.Poll(pfd, 100); err != nil && err != unix.EINTR {
+			t.Fatal(err)
+		}
+	}
+	l.poll(time.Now().Add(time.Second))
+	done := l.finished()
+	if len(done) != 1 {
+		t.Fatalf("%d finished, want the one check", len(done))
+	}
+	if r := done[0].r; r.Up || r.TimedOut || !strings.Contains(r.Reason, "connection refused") {
+		t.Fatalf("result %+v, want a refusal that is no timeout", r)
+	}
+}
+
+// TestFailureTimedOut: which errors make a timeout.
+func TestFailureTimedOut(t *testing.T) {
+	past, future := time.Now().Add(-time.Second), time.Now().Add(time.Hour)
+	for _, tc := range []struct {
+		name     string
+		err      error
+		deadline time.Time
+		reason   string
+		timedOut bool
+	}{
+		{"deadline exceeded", os.ErrDeadlineExceeded, future, "timeout after 1s connecting", true},
+		{"refused before the deadline", os.NewSyscallError("connect", syscall.ECONNREFUSED), future, "connect: connection refused", false},
+		{"refused, read after the deadline", os.NewSyscallError("connect", syscall.ECONNREFUSED), past, "connect: connection refused", false},
+		{"reset, read after the deadline", &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, past, "connect: connection reset by peer", false},
+		{"partial data past the deadline", errors.New("malformed MIME header line"), past, "timeout after 1s connecting", true},
+		{"partial data before the deadline", errors.New("malformed MIME header line"), future, "connect: malformed MIME header line", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := failure("connect", tc.err, tc.deadline, time.Second)
+			if r.Up || r.Reason != tc.reason || r.TimedOut != tc.timedOut {
+				t.Fatalf("got %+v, want reason %q timed out %v", r, tc.reason, tc.timedOut)
+			}
+		})
 	}
 }

@@ -42,7 +42,7 @@ func (c *udpChecker) Run(parent context.Context, deadline time.Time) Result {
 	defer cancel()
 	conn, err := dialer(c.source, "udp").DialContext(ctx, "udp", c.addr)
 	if err != nil {
-		return down(describe("connect", err, deadlineOf(ctx), c.timeout))
+		return failure("connect", err, deadlineOf(ctx), c.timeout)
 	}
 	defer conn.Close()
 	conn.SetDeadline(deadline)
@@ -81,5 +81,5 @@ func (c *udpChecker) fail(phase string, err error, ctx context.Context) Result {
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return down("icmp port unreachable")
 	}
-	return down(describe(phase, err, deadlineOf(ctx), c.timeout))
+	return failure(phase, err, deadlineOf(ctx), c.timeout)
 }

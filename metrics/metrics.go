@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/haldir-lb/haldir/control"
-	"github.com/haldir-lb/haldir/healthcheck"
 	"github.com/haldir-lb/haldir/ipvs"
 	"github.com/haldir-lb/haldir/vrrp"
 )
@@ -83,7 +82,7 @@ var (
 	dBGPPeerBFD     = newFamily("bgp_peer_bfd_up", "1 while the peer's BFD session is up (absent for a peer without BFD).", "peer")
 	dBGPAnnounced   = newFamily("bgp_prefix_announced", "1 while this director announces the prefix over BGP.", "prefix")
 	dBGPWithdrawals = newFamily("bgp_withdrawals_total", "Withdraws of an announced prefix, per reason (quorum lost: NAMES, maintenance, stopping, removed from the configuration).", "prefix", "reason")
-	dCheckLag       = newFamily("healthcheck_lag_seconds", "How far behind its schedule the most overdue health check is now (0 when every check starts on time); a check waits only while every worker is busy.")
+	dCheckLag       = newFamily("healthcheck_lag_seconds", "How late the health checker has been over the last 10 to 20 seconds (0 when it keeps up): a check's start past its schedule, its result past its deadline, the process standing still, or the most overdue check now. A dead real server goes down up to this much later than fall x interval + timeout.")
 )
 
 var allFamilies = []*family{
@@ -100,14 +99,13 @@ var vrrpStates = []vrrp.State{vrrp.StateInit, vrrp.StateBackup, vrrp.StateMaster
 
 type collector struct {
 	source func() control.Status
-	now    func() time.Time // the scrape's time, for the check lag
 }
 
 // New returns a collector that calls source once per scrape and exports
 // the snapshot. source must be cheap and safe for concurrent use (the
 // daemon's control.Daemon.Status is).
 func New(source func() control.Status) prometheus.Collector {
-	return &collector{source: source, now: time.Now}
+	return &collector{source: source}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
@@ -280,7 +278,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	// Probes are keyed by the whole check definition, far too long for a
 	// label; several definitions for one address and type are summed.
 	if st.Probes != nil {
-		gauge(dCheckLag, checkLag(st.Probes, c.now()).Seconds())
+		gauge(dCheckLag, st.CheckLag.Seconds())
 		counter(dCheckLate, st.CheckLateRetries)
 	}
 	type tk struct{ target, typ string }
@@ -306,19 +304,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(dNotify, n.Failed, "failed")
 		counter(dNotify, n.Dropped, "dropped")
 	}
-}
-
-// checkLag is how late the most overdue probe is at now: a probe whose next
-// run is past waits for a worker (Next is zero while a check runs, so a
-// slow target does not count: its timeout bounds it).
-func checkLag(probes []healthcheck.ProbeStatus, now time.Time) time.Duration {
-	var lag time.Duration
-	for _, p := range probes {
-		if !p.Next.IsZero() {
-			lag = max(lag, now.Sub(p.Next))
-		}
-	}
-	return lag
 }
 
 // Serve serves reg's metrics on http://listen/metrics until ctx is done.

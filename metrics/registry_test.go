@@ -29,7 +29,6 @@ import (
 // came, not sorted), each family in one block that Prometheus's parser
 // takes.
 func TestStreamedMatchesGathered(t *testing.T) {
-	at := time.Unix(1800000000, 0)
 	k, big := scrapeFixture(t)
 	odd := sample()
 	// What the text format escapes, in a label value and in a help.
@@ -37,7 +36,7 @@ func TestStreamedMatchesGathered(t *testing.T) {
 		Reals: []director.RealStatus{{Addr: netip.MustParseAddrPort("10.0.0.7:1"), Healthy: true, ConfiguredWeight: 1}}})
 	odd.VRRP[0].Drops["weird\\reason"] = 2
 	haldir := func(st control.Status) prometheus.Collector {
-		return &collector{source: func() control.Status { return st }, now: func() time.Time { return at }}
+		return &collector{source: func() control.Status { return st }}
 	}
 	for _, tc := range []struct {
 		name string

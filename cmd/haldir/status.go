@@ -271,6 +271,9 @@ func renderHeader(w io.Writer, st control.Status, now time.Time) {
 		r := st.ConnSync()
 		fmt.Fprintf(w, "conn sync: %s (receiving: %s)\n", r.Summary, r.Receiving)
 	}
+	if lag := st.CheckLag; lag >= healthcheck.OverloadLag {
+		fmt.Fprintf(w, "health checks: running up to %s late (last 10-20 s): the checker is overloaded and checks less often\n", lag.Round(time.Millisecond))
+	}
 	if n := st.CheckLateRetries; n > 0 {
 		fmt.Fprintf(w, "health checks: %d failures retried before counting: the checker was late (overloaded)\n", n)
 	}

@@ -505,3 +505,18 @@ func TestRenderBGP(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderCheckOverload: status says when the health checker runs late
+// (from healthcheck.OverloadLag on) and how many timeouts it retried; a
+// checker that keeps up gets no line.
+func TestRenderCheckOverload(t *testing.T) {
+	st := sampleStatus()
+	st.CheckLag, st.CheckLateRetries = 1234*time.Millisecond, 7
+	assertLines(t, render(t, st, modeState),
+		"health checks: running up to 1.234s late (last 10-20 s): the checker is overloaded and checks less often",
+		"health checks: 7 failures retried before counting: the checker was late (overloaded)")
+	st.CheckLag, st.CheckLateRetries = healthcheck.OverloadLag-time.Millisecond, 0
+	if out := render(t, st, modeState); strings.Contains(out, "health checks:") {
+		t.Errorf("a checker %v late is not overloaded, yet status says so", st.CheckLag)
+	}
+}
