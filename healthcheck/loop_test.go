@@ -262,3 +262,38 @@ func TestLoopFullTransitionsStallOnlyTheirProbes(t *testing.T) {
 		t.Fatalf("transitions of %d probes, want 3", len(seen))
 	}
 }
+
+// TestLoopNotHeldByBusyWorkers: checks that run on workers (exec here)
+// and hang hold their workers, and the next of them waits for one; the
+// loop's own checks go on meanwhile (a hung target costs only its own
+// timeout). With MaxConcurrent 1, the second hung exec check waited on
+// the loop's goroutine, and the tcp probe stood still until a worker came
+// free.
+func TestLoopNotHeldByBusyWorkers(t *testing.T) {
+	s := runScheduler(t, Options{MaxConcurrent: 1})
+	hung := conf.CheckSpec{Kind: conf.CheckExec, Exec: conf.ExecCheckSpec{Command: []string{"/bin/sleep", "10"}},
+		Interval: 50 * time.Millisecond, Timeout: 3 * time.Second, InitialUp: true, Warmup: 1}
+	healthy := tgt(rawServe(t, ""), conf.CheckSpec{Kind: conf.CheckTCP, Interval: 20 * time.Millisecond, Timeout: time.Second, InitialUp: true, Warmup: 1})
+	ts := []Target{healthy}
+	for i := range 3 {
+		ts = append(ts, tgt(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(9000+i)), hung))
+	}
+	if _, err := s.Update(ts); err != nil {
+		t.Fatal(err)
+	}
+	checks := func() uint64 {
+		for _, st := range s.Status() {
+			if st.Key == healthy.Key() {
+				return st.Checks
+			}
+		}
+		return 0
+	}
+	// 20 checks of the healthy probe take 0.4 s on schedule; the hung
+	// ones hold the only worker for 3 s each.
+	for deadline := time.Now().Add(2 * time.Second); checks() < 20; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the healthy probe was checked %d times in 2s while the exec checks hung", checks())
+		}
+	}
+}

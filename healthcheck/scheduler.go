@@ -124,7 +124,7 @@ type Scheduler struct {
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
 
-	workers int // started so far; only the dispatcher touches it
+	workers int // started so far; only the goroutine that dispatches (Run's, or the loop's feeder) touches it
 
 	updateMu sync.Mutex // serialises Update calls
 
@@ -503,7 +503,9 @@ func (s *Scheduler) runLoop(ctx context.Context, l *checkLoop) error {
 		l.close()
 	}()
 	defer context.AfterFunc(ctx, l.wake)()
-	var batch, waiting []*probe // waiting: due while the loop is full
+	fd := s.runFeeder(ctx)
+	defer func() { <-fd.done }() // before Run closes s.work
+	var batch, waiting []*probe  // waiting: due while the loop is full
 	// Flights are recycled, at most MaxConcurrent of them, not kept per
 	// probe: a flight is half a kilobyte, 5 MB at 10k probes.
 	var free []*flight
@@ -532,7 +534,7 @@ func (s *Scheduler) runLoop(ctx context.Context, l *checkLoop) error {
 			have bool
 		)
 		batch, now, head, have = s.popDue(batch[:0], startsPerRound)
-		for i, p := range batch {
+		for _, p := range batch {
 			if spec, ok := loopSpecOf(p); ok {
 				if len(waiting) > 0 || l.inflight >= s.opt.MaxConcurrent {
 					waiting = append(waiting, p)
@@ -541,10 +543,7 @@ func (s *Scheduler) runLoop(ctx context.Context, l *checkLoop) error {
 				free = s.fly(l, p, spec, now, free)
 				continue
 			}
-			if !s.dispatch(ctx, p) {
-				clear(batch[i:])
-				return ctx.Err()
-			}
+			fd.add(p)
 		}
 		clear(batch)
 		land(time.Time{})
@@ -593,6 +592,56 @@ func (s *Scheduler) runLoop(ctx context.Context, l *checkLoop) error {
 			}
 		}
 		land(time.Time{})
+	}
+}
+
+// feeder hands the loop's other checks (https, exec, dns, udp) to the
+// workers from a goroutine of its own: when every worker is busy (hung
+// targets hold them up to their timeouts), the next of those checks waits
+// for one there, and the loop's own checks go on. It is the only
+// goroutine that dispatches while the loop runs.
+type feeder struct {
+	mu      sync.Mutex
+	pending []*probe
+	signal  chan struct{} // capacity 1: pending has news
+	done    chan struct{} // closed when the feeder has stopped
+}
+
+// runFeeder starts the loop's feeder, which stops with ctx.
+func (s *Scheduler) runFeeder(ctx context.Context) *feeder {
+	fd := &feeder{signal: make(chan struct{}, 1), done: make(chan struct{})}
+	go func() {
+		defer close(fd.done)
+		var batch []*probe
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-fd.signal:
+			}
+			fd.mu.Lock()
+			batch, fd.pending = fd.pending, batch[:0]
+			fd.mu.Unlock()
+			for i, p := range batch {
+				if !s.dispatch(ctx, p) {
+					clear(batch[i:])
+					return
+				}
+			}
+			clear(batch) // no stale probe pointers held between rounds
+		}
+	}()
+	return fd
+}
+
+// add queues p for a worker; it never blocks.
+func (fd *feeder) add(p *probe) {
+	fd.mu.Lock()
+	fd.pending = append(fd.pending, p)
+	fd.mu.Unlock()
+	select {
+	case fd.signal <- struct{}{}:
+	default:
 	}
 }
 
