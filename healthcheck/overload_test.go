@@ -48,6 +48,8 @@ type overloadEvent struct {
 	At     time.Duration `json:"at"` // since the child started checking
 	Late   uint64        `json:"late,omitempty"`
 	MaxLag time.Duration `json:"max_lag,omitempty"`
+	// Reported is the most the scheduler's Lag said, read every 100 ms.
+	Reported time.Duration `json:"reported,omitempty"`
 	// MaxTook is the longest check, deadline and stall included.
 	MaxTook time.Duration `json:"max_took,omitempty"`
 	Checks  uint64        `json:"checks,omitempty"`
@@ -105,8 +107,13 @@ func overloadChild() int {
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	enc := json.NewEncoder(os.Stdout)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var reported time.Duration
 	for {
 		select {
+		case <-tick.C:
+			reported = max(reported, s.Lag())
 		case tr := <-s.Transitions():
 			_ = enc.Encode(overloadEvent{Target: tr.Target.Addr.String(), Up: tr.Up, Reason: tr.Reason, At: time.Since(start)})
 		case <-done:
@@ -119,7 +126,8 @@ func overloadChild() int {
 				}
 			}
 			mu.Lock()
-			_ = enc.Encode(overloadEvent{Final: true, Late: s.LateRetries(), MaxLag: maxLag, MaxTook: maxTook, Checks: checks, LateBy: lateBy})
+			reported = max(reported, s.Lag())
+			_ = enc.Encode(overloadEvent{Final: true, Late: s.LateRetries(), MaxLag: maxLag, Reported: reported, MaxTook: maxTook, Checks: checks, LateBy: lateBy})
 			mu.Unlock()
 			return 0
 		}
@@ -319,14 +327,23 @@ func overloadRun(t *testing.T, d time.Duration, healthy, dead []string, procs st
 	// Each counted failure may be a check and maxLateRetries retries, each
 	// as long as the longest check seen (its timeout and the stall).
 	bound := c.Interval + time.Duration(c.Fall-1)*c.Interval + time.Duration(c.Fall*(1+maxLateRetries))*final.MaxTook + final.MaxLag
+	// The lag the checker reports bounds what it saw: a check's start
+	// lag, and its time past the timeout (a check takes at most timeout
+	// + lag). So a dead target goes down within fall x interval and
+	// fall x (1 + maxLateRetries) checks of timeout + the reported lag
+	// each, after its first check's start lag.
+	if final.Reported < final.MaxLag || final.Reported < final.MaxTook-c.Timeout {
+		t.Errorf("reported lag %v, yet a check started %v late and one took %v (timeout %v)", final.Reported, final.MaxLag, final.MaxTook, c.Timeout)
+	}
+	reportedBound := time.Duration(c.Fall)*c.Interval + time.Duration(c.Fall*(1+maxLateRetries))*(c.Timeout+final.Reported) + final.Reported
 	var lateHealthy uint64
 	for a, n := range final.LateBy {
 		if !isDead[a] {
 			lateHealthy += n
 		}
 	}
-	t.Logf("%v with %v of CPU every %v (half of the %v the checks took in %v without a quota): %d checks of %d targets, %d late failures retried (%d of healthy targets), max dispatch lag %v, longest check %v; false downs %d; dead targets down after %v (bound %v)",
-		d, quota, period, cpu, calib, final.Checks, len(healthy)+len(dead), final.Late, lateHealthy, final.MaxLag, final.MaxTook, len(falseDowns), downAt, bound)
+	t.Logf("%v with %v of CPU every %v (half of the %v the checks took in %v without a quota): %d checks of %d targets, %d late failures retried (%d of healthy targets), max dispatch lag %v, longest check %v, reported lag up to %v; false downs %d; dead targets down after %v (bound %v, from the reported lag %v)",
+		d, quota, period, cpu, calib, final.Checks, len(healthy)+len(dead), final.Late, lateHealthy, final.MaxLag, final.MaxTook, final.Reported, len(falseDowns), downAt, bound, reportedBound)
 	for _, e := range falseDowns {
 		t.Errorf("healthy target %s reported down at %v: %s", e.Target, e.At, e.Reason)
 	}
@@ -337,6 +354,8 @@ func overloadRun(t *testing.T, d time.Duration, healthy, dead []string, procs st
 			t.Errorf("dead target %s never reported down", a)
 		case at > bound:
 			t.Errorf("dead target %s down after %v, bound %v", a, at, bound)
+		case at > reportedBound:
+			t.Errorf("dead target %s down after %v, later than fall x interval + its checks' timeouts + the reported lag (%v)", a, at, reportedBound)
 		}
 	}
 	if final.Late == 0 {
