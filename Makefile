@@ -129,7 +129,7 @@ BENCHTIME ?= 60s
 bench:
 	$(GO) test -run '^$$' -bench 'Failover|Handoff' -benchtime 1x -timeout 40m ./bench/vrrp/failover/
 	CGO_ENABLED=0 $(GO) run ./bench/healthcheck -duration $(BENCHTIME)
-	CGO_ENABLED=0 $(GO) run ./bench/healthcheck -keepalived -scenarios http-200,http-500,tcp-200,tcp-1k
+	CGO_ENABLED=0 $(GO) run ./bench/healthcheck -keepalived -scenarios http-200,http-500,tcp-200,tcp-1k,tcp-1500
 	HALDIR_OVERLOAD_DURATION=60s $(GO) test -count=1 -v -run '^TestOverloadNoFalseDowns$$' ./healthcheck/ | grep -E 'overload_test|^(ok|FAIL|---)'
 	$(GO) run ./bench/director
 	HALDIR_BGP_BENCH=1 $(GO) test -count=1 -v -run '^TestBGPBench$$' -timeout 40m ./lab/bgpha/ | sed -E 's/^ +[a-z_]+\.go:[0-9]+: //' | grep -vE '^(=== RUN|--- |PASS|ok )'
