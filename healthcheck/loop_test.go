@@ -230,14 +230,7 @@ func TestLoopFullTransitionsStallOnlyTheirProbes(t *testing.T) {
 	if _, err := s.Update(ts); err != nil {
 		t.Fatal(err)
 	}
-	checks := func() uint64 {
-		for _, st := range s.Status() {
-			if st.Key == healthy.Key() {
-				return st.Checks
-			}
-		}
-		return 0
-	}
+	checks := func() uint64 { return probeChecks(s, healthy.Key()) }
 	// One transition fills the channel, the other two wait; the healthy
 	// probe goes on.
 	n0 := checks()
@@ -281,14 +274,7 @@ func TestLoopNotHeldByBusyWorkers(t *testing.T) {
 	if _, err := s.Update(ts); err != nil {
 		t.Fatal(err)
 	}
-	checks := func() uint64 {
-		for _, st := range s.Status() {
-			if st.Key == healthy.Key() {
-				return st.Checks
-			}
-		}
-		return 0
-	}
+	checks := func() uint64 { return probeChecks(s, healthy.Key()) }
 	// 20 checks of the healthy probe take 0.4 s on schedule; the hung
 	// ones hold the only worker for 3 s each.
 	for deadline := time.Now().Add(2 * time.Second); checks() < 20; time.Sleep(5 * time.Millisecond) {

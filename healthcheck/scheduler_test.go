@@ -184,8 +184,11 @@ func newHarnessWith(t *testing.T, scripts map[uint16][]Result, opt Options) *har
 	return h
 }
 
-func (h *harness) checks(key string) uint64 {
-	for _, st := range h.s.Status() {
+func (h *harness) checks(key string) uint64 { return probeChecks(h.s, key) }
+
+// probeChecks is how many checks the probe of key has run.
+func probeChecks(s *Scheduler, key string) uint64 {
+	for _, st := range s.Status() {
 		if st.Key == key {
 			return st.Checks
 		}

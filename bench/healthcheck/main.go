@@ -152,6 +152,9 @@ type result struct {
 	ScrapeBytes       int
 	ReportedLag       float64 // seconds
 	LateRetries       float64
+	// HealthyRemoved counts the targets never taken down that a daemon
+	// removed from IPVS at some poll of the window: false downs.
+	HealthyRemoved int
 }
 
 // checkTimeout is every check's timeout (-timeout).
