@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -120,7 +121,7 @@ func guestCompare(scenarios string, d, interval time.Duration, down int, haldirB
 		row(sc, k)
 		row(sc, h)
 		if k.Error == "" {
-			notes = append(notes, fmt.Sprintf("%s keepalived: %d healthy real servers removed from IPVS in the window", sc, k.HealthyRemoved))
+			notes = append(notes, fmt.Sprintf("%s keepalived: %d healthy real servers removed from IPVS in the window %v", sc, k.HealthyRemoved, k.RemovedSample))
 		}
 		for reason, c := range h.Reasons {
 			notes = append(notes, fmt.Sprintf("%s haldir: %d unexpected failures: %s", sc, c, reason))
@@ -138,8 +139,8 @@ func guestCompare(scenarios string, d, interval time.Duration, down int, haldirB
 			row(sc, hd)
 			ratio(sc, k, hd)
 			if hd.Error == "" {
-				notes = append(notes, fmt.Sprintf("%s haldir run: %d healthy real servers removed from IPVS in the window; %d scrapes of /metrics after it (%d series, %.0f KiB of text) took its peak RSS from %.1f to %.1f MiB (%.2fx keepalived's checker); the first reported a check lag of %.3f s and %.0f late retries",
-					sc, hd.HealthyRemoved, scrapes, hd.ScrapeSeries, float64(hd.ScrapeBytes)/1024, hd.PeakRSSMiB, hd.ScrapedPeakRSSMiB, hd.ScrapedPeakRSSMiB/k.PeakRSSMiB, hd.ReportedLag, hd.LateRetries))
+				notes = append(notes, fmt.Sprintf("%s haldir run: %d healthy real servers removed from IPVS in the window %v; %d scrapes of /metrics after it (%d series, %.0f KiB of text) took its peak RSS from %.1f to %.1f MiB (%.2fx keepalived's checker); the first reported a check lag of %.3f s and %.0f late retries",
+					sc, hd.HealthyRemoved, hd.RemovedSample, scrapes, hd.ScrapeSeries, float64(hd.ScrapeBytes)/1024, hd.PeakRSSMiB, hd.ScrapedPeakRSSMiB, hd.ScrapedPeakRSSMiB/k.PeakRSSMiB, hd.ReportedLag, hd.LateRetries))
 			}
 		}
 		// HTTP scenarios also run the bare epoll loop (the same
@@ -481,6 +482,11 @@ func runDaemon(ds daemonSpec, sc string, d, interval time.Duration, down int) re
 	r.HugeMiB = hugeMiB(strconv.Itoa(cpid))
 	r.Downed, r.Detected = down, len(detect)
 	r.HealthyRemoved = len(removed)
+	for a := range removed {
+		r.RemovedSample = append(r.RemovedSample, a.String())
+	}
+	slices.Sort(r.RemovedSample)
+	r.RemovedSample = r.RemovedSample[:min(len(r.RemovedSample), 5)]
 	r.DetectP50, r.DetectP99, r.DetectMax = pct(detect, 50), pct(detect, 99), pct(detect, 100)
 	// After the window, so that the scrapes' CPU is not counted: what
 	// Prometheus's scrapes add to the peak of a daemon that is watched,

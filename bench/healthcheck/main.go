@@ -155,6 +155,7 @@ type result struct {
 	// HealthyRemoved counts the targets never taken down that a daemon
 	// removed from IPVS at some poll of the window: false downs.
 	HealthyRemoved int
+	RemovedSample  []string `json:",omitempty"` // the first few of them, sorted
 }
 
 // checkTimeout is every check's timeout (-timeout).
