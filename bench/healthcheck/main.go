@@ -153,7 +153,7 @@ type result struct {
 	ReportedLag       float64 // seconds
 	LateRetries       float64
 	// HealthyRemoved counts the targets never taken down that a daemon
-	// removed from IPVS at some poll of the window: false downs.
+	// removed from IPVS (two polls in a row) in the window: false downs.
 	HealthyRemoved int
 	RemovedSample  []string `json:",omitempty"` // the first few of them, sorted
 }
