@@ -106,13 +106,16 @@ type ProbeStatus struct {
 // Scheduler runs one probe per distinct Target.Key. A dispatcher goroutine
 // keeps probes in a heap ordered by next run time. With the real clock it
 // runs tcp and plain http checks itself, as state machines on an epoll
-// loop of its own (checkLoop), at most MaxConcurrent at once; it hands
-// every other check (https, exec, dns, udp) to a pool of at most
-// MaxConcurrent worker goroutines, started as the load needs them and kept
-// until Run returns. Goroutines and sockets are therefore bounded by
-// MaxConcurrent whatever the number of targets, a hung target holds only
-// its own socket (or worker) until its timeout, and a steady load creates
-// no goroutine (and grows no stack) per check.
+// loop of its own (checkLoop), at most MaxConcurrent at once and at most
+// startsPerRound between two looks at the checks in flight; through a
+// feeder goroutine it hands every other check (https, exec, dns, udp) to a
+// pool of at most MaxConcurrent worker goroutines, started as the load
+// needs them and kept until Run returns. Goroutines and sockets are
+// therefore bounded by MaxConcurrent whatever the number of targets, a
+// hung target holds only its own socket (or worker) until its timeout, a
+// busy pool never holds the loop, and a steady load creates no goroutine
+// (and grows no stack) per check. A checker that cannot keep up checks
+// less often and says how late it is (Lag).
 type Scheduler struct {
 	opt   Options
 	clock Clock
