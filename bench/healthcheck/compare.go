@@ -416,8 +416,8 @@ func runDaemon(ds daemonSpec, sc string, d, interval time.Duration, down int) re
 	// overloaded the checker). One poll is not enough: a dump of the
 	// table that the daemon writes meanwhile can miss an entry (seen
 	// once, with no transition in the daemon's log), and a real false
-	// down lasts at least an interval. The table is read every 200 ms but
-	// while detection is timed.
+	// down lasts at least an interval. The table is read every 200 ms,
+	// and every 20 ms while detection is timed.
 	healthy := map[netip.Addr]bool{}
 	for i := range n {
 		healthy[addr(i).Addr()] = true
