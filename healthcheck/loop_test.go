@@ -261,11 +261,11 @@ func TestLoopFullTransitionsStallOnlyTheirProbes(t *testing.T) {
 // loop's own checks go on meanwhile (a hung target costs only its own
 // timeout). With MaxConcurrent 1, the second hung exec check waited on
 // the loop's goroutine, and the tcp probe stood still until a worker came
-// free.
+// free (10 s here).
 func TestLoopNotHeldByBusyWorkers(t *testing.T) {
 	s := runScheduler(t, Options{MaxConcurrent: 1})
-	hung := conf.CheckSpec{Kind: conf.CheckExec, Exec: conf.ExecCheckSpec{Command: []string{"/bin/sleep", "10"}},
-		Interval: 50 * time.Millisecond, Timeout: 3 * time.Second, InitialUp: true, Warmup: 1}
+	hung := conf.CheckSpec{Kind: conf.CheckExec, Exec: conf.ExecCheckSpec{Command: []string{"/bin/sleep", "30"}},
+		Interval: 50 * time.Millisecond, Timeout: 10 * time.Second, InitialUp: true, Warmup: 1}
 	healthy := tgt(rawServe(t, ""), conf.CheckSpec{Kind: conf.CheckTCP, Interval: 20 * time.Millisecond, Timeout: time.Second, InitialUp: true, Warmup: 1})
 	ts := []Target{healthy}
 	for i := range 3 {
@@ -276,10 +276,10 @@ func TestLoopNotHeldByBusyWorkers(t *testing.T) {
 	}
 	checks := func() uint64 { return probeChecks(s, healthy.Key()) }
 	// 20 checks of the healthy probe take 0.4 s on schedule; the hung
-	// ones hold the only worker for 3 s each.
-	for deadline := time.Now().Add(2 * time.Second); checks() < 20; time.Sleep(5 * time.Millisecond) {
+	// ones hold the only worker for 10 s each.
+	for deadline := time.Now().Add(5 * time.Second); checks() < 20; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the healthy probe was checked %d times in 2s while the exec checks hung", checks())
+			t.Fatalf("the healthy probe was checked %d times in 5s while the exec checks hung", checks())
 		}
 	}
 }
