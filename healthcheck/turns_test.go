@@ -96,44 +96,58 @@ func TestStarvedCheckerJudgedByArrival(t *testing.T) {
 // the check's deadline (it was busy) is reported as the refusal it is, not
 // as a timeout: only a timeout can be the checker's own doing (lateFailure
 // retries those), and the reason must tell an operator what the target
-// did.
+// did. The loop learns of it either from the socket's event, handled in
+// the poll that finds the deadline past, or, when no event came (the
+// refusal landed between the poll's wait and its deadlines), at the
+// deadline itself (expire).
 func TestLateRefusalIsNoTimeout(t *testing.T) {
-	ap, closeListener := blackhole(t)
-	spec := complete(conf.CheckSpec{Kind: conf.CheckTCP, Timeout: 50 * time.Millisecond}, ap)
-	ck, err := NewChecker(Target{Addr: ap, Check: &spec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ls, _ := ck.(loopChecker).loopSpec()
-	l, err := newCheckLoop()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.close()
-	f := &flight{spec: ls}
-	l.start(f, time.Now().Add(50*time.Millisecond))
-	if f.state != connecting {
-		t.Fatalf("state %d, want connecting to the black hole", f.state)
-	}
-	// The SYN's retransmission (after a second) meets no listener: the
-	// kernel has the refusal, and the loop, busy, has not looked.
-	closeListener()
-	pfd := []unix.PollFd{{Fd: int32(f.fd), Events: unix.POLLOUT}}
-	for limit := time.Now().Add(10 * time.Second); pfd[0].Revents&unix.POLLERR == 0; {
-		if time.Now().After(limit) {
-			t.Fatal("no refusal within 10s")
-		}
-		if _, err := unix.Poll(pfd, 100); err != nil && err != unix.EINTR {
-			t.Fatal(err)
-		}
-	}
-	l.poll(time.Now().Add(time.Second))
-	done := l.finished()
-	if len(done) != 1 {
-		t.Fatalf("%d finished, want the one check", len(done))
-	}
-	if r := done[0].r; r.Up || r.TimedOut || !strings.Contains(r.Reason, "connection refused") {
-		t.Fatalf("result %+v, want a refusal that is no timeout", r)
+	for _, via := range []string{"event", "deadline"} {
+		t.Run(via, func(t *testing.T) {
+			ap, closeListener := blackhole(t)
+			spec := complete(conf.CheckSpec{Kind: conf.CheckTCP, Timeout: 50 * time.Millisecond}, ap)
+			ck, err := NewChecker(Target{Addr: ap, Check: &spec})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ls, _ := ck.(loopChecker).loopSpec()
+			l, err := newCheckLoop()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.close()
+			f := &flight{spec: ls}
+			l.start(f, time.Now().Add(50*time.Millisecond))
+			if f.state != connecting {
+				t.Fatalf("state %d, want connecting to the black hole", f.state)
+			}
+			if via == "deadline" {
+				// No event will tell the loop: only its deadline.
+				if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, f.fd, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The SYN's retransmission (after a second) meets no
+			// listener: the kernel has the refusal, and the loop, busy,
+			// has not looked.
+			closeListener()
+			pfd := []unix.PollFd{{Fd: int32(f.fd), Events: unix.POLLOUT}}
+			for limit := time.Now().Add(10 * time.Second); pfd[0].Revents&unix.POLLERR == 0; {
+				if time.Now().After(limit) {
+					t.Fatal("no refusal within 10s")
+				}
+				if _, err := unix.Poll(pfd, 100); err != nil && err != unix.EINTR {
+					t.Fatal(err)
+				}
+			}
+			l.poll(time.Now().Add(time.Second))
+			done := l.finished()
+			if len(done) != 1 {
+				t.Fatalf("%d finished, want the one check", len(done))
+			}
+			if r := done[0].r; r.Up || r.TimedOut || !strings.Contains(r.Reason, "connection refused") {
+				t.Fatalf("result %+v, want a refusal that is no timeout", r)
+			}
+		})
 	}
 }
 
