@@ -14,6 +14,9 @@ const OverloadLag = 100 * time.Millisecond
 // windows, so that a scrape or a status every few seconds sees each burst.
 const lagWindow = 10 * time.Second
 
+// lateLogEvery spaces the overload warnings.
+const lateLogEvery = 10 * time.Second
+
 // lagMeter keeps the largest lag of the checks settled recently, in two
 // windows (the current one and the one before), and says when a lag is
 // worth a warning (at most every lateLogEvery).

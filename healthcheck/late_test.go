@@ -167,11 +167,7 @@ func TestSchedulerLag(t *testing.T) {
 		// Up every time, so no late retry: the second result comes back
 		// late, the rest on time.
 		ck := &lateCheck{clock: clock, stalls: stalls, steps: []lateStep{{-190 * time.Millisecond, ok(), 0}, {late, ok(), 0}, {-190 * time.Millisecond, ok(), 0}}}
-		s := New(Options{Clock: clock, Rand: zero, Stalls: stalls, NewChecker: func(Target) (Checker, error) { return ck, nil }})
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		defer func() { cancel(); <-done }()
+		s := runScheduler(t, Options{Clock: clock, Rand: zero, Stalls: stalls, NewChecker: func(Target) (Checker, error) { return ck, nil }})
 		h := &harness{s: s, clock: clock}
 		t0 := clock.Now()
 		if _, err := s.Update([]Target{tg}); err != nil {

@@ -799,7 +799,7 @@ func (s *Scheduler) settle(p *probe, r Result, scheduled, started, deadline, ret
 		p.running, p.lateOf = false, scheduled
 		head := s.enqueue(p, returned)
 		s.mu.Unlock()
-		s.lateRetried()
+		s.lateTotal.Add(1)
 		if head {
 			s.poke()
 		}
@@ -899,12 +899,6 @@ func (s *Scheduler) lateFailure(p *probe, r Result, started, deadline, returned 
 func lateSlack(timeout time.Duration) time.Duration {
 	return max(5*time.Millisecond, timeout/20)
 }
-
-// lateRetried counts a late failure (the lag meter warns of them).
-func (s *Scheduler) lateRetried() { s.lateTotal.Add(1) }
-
-// lateLogEvery spaces the overload warnings.
-const lateLogEvery = 10 * time.Second
 
 // Lag is how late the checker has been over the last 10 to 20 seconds, or
 // how overdue its most overdue check is now if that is more: how much
