@@ -501,17 +501,17 @@ func runDaemon(ds daemonSpec, sc string, d, interval time.Duration, down int) re
 	// as every production one is.
 	if ds.metrics != "" {
 		for i := range scrapes {
-			sc, err := scrape(ds.metrics)
+			got, err := scrape(ds.metrics)
 			if err != nil {
 				return fail(fmt.Errorf("%s: scrape: %w", ds.name, err))
 			}
-			r.ScrapeSeries, r.ScrapeBytes = sc.series, sc.size
+			r.ScrapeSeries, r.ScrapeBytes = got.series, got.size
 			if i == 0 {
 				// What the daemon says of its own lag as the window
 				// ends (goal: a dead target is removed within fall x
 				// interval + timeout + the lag it reports).
-				r.ReportedLag = sc.plain["haldir_healthcheck_lag_seconds"]
-				r.LateRetries = sc.plain["haldir_healthcheck_late_retries_total"]
+				r.ReportedLag = got.plain["haldir_healthcheck_lag_seconds"]
+				r.LateRetries = got.plain["haldir_healthcheck_late_retries_total"]
 			}
 		}
 		r.ScrapedPeakRSSMiB = procStatusMiB(strconv.Itoa(cpid), "VmHWM")
