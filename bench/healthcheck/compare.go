@@ -58,6 +58,17 @@ func compareInVM(scenarios string, d, interval time.Duration, down int, haldirBi
 		fmt.Fprintln(os.Stderr, "keepalived not installed (apt-get install keepalived):", err)
 		return 1
 	}
+	probeDir, err := os.MkdirTemp("", "hcbench-floors")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(probeDir)
+	probes, err := floorFiles(probeDir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	n := len(strings.Split(scenarios, ","))
 	var out bytes.Buffer
 	pr, pw := io.Pipe()
@@ -76,7 +87,7 @@ func compareInVM(scenarios string, d, interval time.Duration, down int, haldirBi
 		Args: []string{self, "-guest-compare", "-scenarios", scenarios, "-duration", d.String(),
 			"-interval", interval.String(), "-timeout", checkTimeout.String(), "-down", strconv.Itoa(down),
 			"-haldir", vmhost.GuestHaldir},
-		Files:    []vm.File{{Host: ka, Guest: ka, WithLibs: true}, {Host: haldirBin, Guest: vmhost.GuestHaldir}},
+		Files:    append([]vm.File{{Host: ka, Guest: ka, WithLibs: true}, {Host: haldirBin, Guest: vmhost.GuestHaldir}}, probes...),
 		Env:      passGOMAXPROCS(),
 		CPUs:     2,
 		MemoryMB: 2048,
@@ -113,9 +124,17 @@ func guestCompare(scenarios string, d, interval time.Duration, down int, haldirB
 			perCheck(k.CPUPct+k.ServerCPU, k)/perCheck(h.CPUPct+h.ServerCPU, h), k.PeakRSSMiB/h.PeakRSSMiB, k.AnonRSSMiB/h.AnonRSSMiB,
 			float64(k.DetectP50)/float64(h.DetectP50), float64(k.DetectMax)/float64(h.DetectMax)))
 	}
+	// The floors' reference: keepalived's checker at the most targets.
+	var kaRef float64
+	var kaRefName string
+	refTargets := 0
+	var hdRef float64 // haldir run's peak RSS there
 	for _, sc := range strings.Split(scenarios, ",") {
 		fmt.Fprintf(os.Stderr, "guest: keepalived %s\n", sc)
 		k := runDaemon(keepalivedDaemon, sc, d, interval, down)
+		if _, n := parseScenario(sc); k.Error == "" && n >= refTargets {
+			kaRef, kaRefName, refTargets = k.PeakRSSMiB, sc, n
+		}
 		fmt.Fprintf(os.Stderr, "guest: haldir %s\n", sc)
 		h := spawnScenario(sc, d, interval, down)
 		row(sc, k)
@@ -138,6 +157,12 @@ func guestCompare(scenarios string, d, interval time.Duration, down int, haldirB
 			hd := runDaemon(haldirDaemon(haldirBin), sc, d, interval, down)
 			row(sc, hd)
 			ratio(sc, k, hd)
+			if sc == kaRefName {
+				hdRef = 0
+				if hd.Error == "" {
+					hdRef = hd.PeakRSSMiB
+				}
+			}
 			if hd.Error == "" {
 				notes = append(notes, fmt.Sprintf("%s haldir run: %d healthy real servers removed from IPVS in the window %v; %d scrapes of /metrics after it (%d series, %.0f KiB of text) took its peak RSS from %.1f to %.1f MiB (%.2fx keepalived's checker); the first reported a check lag of %.3f s and %.0f late retries",
 					sc, hd.HealthyRemoved, hd.RemovedSample, scrapes, hd.ScrapeSeries, float64(hd.ScrapeBytes)/1024, hd.PeakRSSMiB, hd.ScrapedPeakRSSMiB, hd.ScrapedPeakRSSMiB/k.PeakRSSMiB, hd.ReportedLag, hd.LateRetries))
@@ -189,6 +214,12 @@ func guestCompare(scenarios string, d, interval time.Duration, down int, haldirB
 	}
 	for _, n := range notes {
 		say("%s", strings.ReplaceAll(n, "%", "%%"))
+	}
+	fmt.Fprintln(os.Stderr, "guest: memory floors")
+	say("")
+	say("Memory floors, same VM: what a process holds before it has targets to speak of")
+	for _, r := range floorTable(haldirBin, kaRef, hdRef, kaRefName, refTargets) {
+		say("%s", strings.ReplaceAll(r, "%", "%%"))
 	}
 }
 
@@ -571,6 +602,12 @@ func hugeMiB(pid string) float64 { return procMiB(pid, "smaps_rollup", "AnonHuge
 
 func procMiB(pid, file, key string) float64 {
 	b, _ := os.ReadFile("/proc/" + pid + "/" + file)
+	return textMiB(b, key)
+}
+
+// textMiB is the figure key ("VmHWM: 1234 kB") of a /proc status or
+// smaps text, in MiB; 0 when absent.
+func textMiB(b []byte, key string) float64 {
 	for _, l := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(l, key+":"); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
