@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/moby/ipvs"
@@ -94,24 +93,11 @@ func idleDaemon(ds daemonSpec, settle time.Duration) memFloor {
 	if err := os.WriteFile(cfg, []byte(ds.text("tcp", 1, time.Second, dir)), 0o644); err != nil {
 		return fail(err)
 	}
-	argv := ds.argv(dir, cfg)
-	proc := exec.Command(argv[0], argv[1:]...)
-	logf, _ := os.Create(filepath.Join(dir, "log"))
-	proc.Stdout, proc.Stderr = logf, logf
-	if err := proc.Start(); err != nil {
+	proc, err := startDaemon(ds, dir, cfg)
+	if err != nil {
 		return fail(err)
 	}
-	defer func() {
-		proc.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { proc.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			proc.Process.Kill()
-			<-done
-		}
-	}()
+	defer stopDaemon(proc)
 	var pid int
 	for deadline := time.Now().Add(30 * time.Second); pid == 0; {
 		if time.Now().After(deadline) {
