@@ -14,10 +14,11 @@ import (
 	"github.com/haldir-lb/haldir/lab/vmhost"
 )
 
-// Memory floors: what a process holds before it checks anything. The
-// comparison's peak RSS rows are keepalived's checker against haldir's;
-// these rows say how much of haldir's is there with no target at all, and
-// how much of that any Go binary, or any binary that embeds GoBGP, holds.
+// Memory floors: what a process holds before it has targets to speak of.
+// The comparison's peak RSS rows are keepalived's checker against
+// haldir's at up to 1.5k targets; these rows say how much of each is
+// there with one real server, and how much any Go binary, or any binary
+// that embeds GoBGP as haldir's does, holds before it does anything.
 
 // floorProbes are the probe programs' packages, by guest file name.
 var floorProbes = []struct{ name, pkg string }{
