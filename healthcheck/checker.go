@@ -174,11 +174,18 @@ func failure(phase string, err error, deadline time.Time, timeout time.Duration)
 	// when the checker, late, reads it after the deadline.
 	var errno syscall.Errno
 	if isTimeout(err) || (!errors.As(err, &errno) && !deadline.IsZero() && !time.Now().Before(deadline)) {
-		r := down(fmt.Sprintf("timeout after %s %s", timeout, gerund(phase)))
-		r.TimedOut = true
-		return r
+		return timedOut(fmt.Sprintf("timeout after %s %s", timeout, gerund(phase)))
 	}
 	return down(phase + ": " + cause(err))
+}
+
+// timedOut is the result of a check whose target gave no answer by its
+// deadline: down, and marked TimedOut (the one failure lateFailure may
+// retry).
+func timedOut(reason string) Result {
+	r := down(reason)
+	r.TimedOut = true
+	return r
 }
 
 // deadlineOf is ctx's deadline, zero if it has none.

@@ -48,9 +48,7 @@ func (c *execChecker) Run(ctx context.Context, deadline time.Time) Result {
 	cmd.WaitDelay = 100 * time.Millisecond
 	err := cmd.Run()
 	if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		r := down(fmt.Sprintf("timeout after %s (process group killed)", c.timeout))
-		r.TimedOut = true
-		return r
+		return timedOut(fmt.Sprintf("timeout after %s (process group killed)", c.timeout))
 	}
 	if err == nil {
 		return up("exit status 0")
