@@ -399,7 +399,6 @@ func runDaemon(ds daemonSpec, sc string, d, interval time.Duration, down int) re
 		return fail(err)
 	}
 	defer stopDaemon(proc)
-	daemonLog := func() string { b, _ := os.ReadFile(filepath.Join(dir, "log")); return string(b) }
 
 	// Both add every real server at start-up (keepalived without alpha,
 	// haldir with initial_state up).
@@ -425,18 +424,13 @@ func runDaemon(ds daemonSpec, sc string, d, interval time.Duration, down int) re
 	deadline := time.Now().Add(60 * time.Second)
 	for len(dests()) < n {
 		if time.Now().After(deadline) {
-			return fail(fmt.Errorf("%s did not install %d real servers (has %d); log:\n%s", ds.name, n, len(dests()), daemonLog()))
+			return fail(fmt.Errorf("%s did not install %d real servers (has %d); log:\n%s", ds.name, n, len(dests()), daemonLog(dir)))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	var cpid int
-	for cpid == 0 && time.Now().Before(deadline) {
-		if cpid = ds.measured(dir, proc.Process); cpid == 0 {
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	cpid := measuredPid(ds, dir, proc, deadline)
 	if cpid == 0 {
-		return fail(fmt.Errorf("%s: no pid to measure; log:\n%s", ds.name, daemonLog()))
+		return fail(fmt.Errorf("%s: no pid to measure; log:\n%s", ds.name, daemonLog(dir)))
 	}
 
 	time.Sleep(interval + interval/2)
@@ -602,6 +596,24 @@ func startDaemon(ds daemonSpec, dir, cfg string) (*exec.Cmd, error) {
 	proc := exec.Command(argv[0], argv[1:]...)
 	proc.Stdout, proc.Stderr = logf, logf
 	return proc, proc.Start()
+}
+
+// daemonLog is what the daemon startDaemon started in dir has written.
+func daemonLog(dir string) string {
+	b, _ := os.ReadFile(filepath.Join(dir, "log"))
+	return string(b)
+}
+
+// measuredPid waits until deadline for the process ds measures (keepalived
+// writes its checker's pid file after it starts) and returns it, 0 when
+// none appeared.
+func measuredPid(ds daemonSpec, dir string, proc *exec.Cmd, deadline time.Time) int {
+	for {
+		if pid := ds.measured(dir, proc.Process); pid != 0 || !time.Now().Before(deadline) {
+			return pid
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // stopDaemon stops a daemon startDaemon started: SIGTERM, and SIGKILL

@@ -99,21 +99,14 @@ func idleDaemon(ds daemonSpec, settle time.Duration) memFloor {
 		return fail(err)
 	}
 	defer stopDaemon(proc)
-	var pid int
-	for deadline := time.Now().Add(30 * time.Second); pid == 0; {
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(filepath.Join(dir, "log"))
-			return fail(fmt.Errorf("%s: no process to measure after 30 s; log:\n%s", ds.name, b))
-		}
-		if pid = ds.measured(dir, proc.Process); pid == 0 {
-			time.Sleep(20 * time.Millisecond)
-		}
+	pid := measuredPid(ds, dir, proc, time.Now().Add(30*time.Second))
+	if pid == 0 {
+		return fail(fmt.Errorf("%s: no process to measure after 30 s; log:\n%s", ds.name, daemonLog(dir)))
 	}
 	time.Sleep(settle)
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		b, _ := os.ReadFile(filepath.Join(dir, "log"))
-		return fail(fmt.Errorf("%s exited: %w; log:\n%s", ds.name, err, b))
+		return fail(fmt.Errorf("%s exited: %w; log:\n%s", ds.name, err, daemonLog(dir)))
 	}
 	return statusFloor(f.what, status)
 }
